@@ -1,0 +1,373 @@
+"""The archiver: one backup run, from source paths to a committed snapshot.
+
+The walk is depth-first and builds each directory's tree after its children, so every tree
+blob is complete when it is stored. A file whose size, mtime, ctime and inode match the parent
+snapshot's entry (and whose blobs are all indexed) reuses the parent's blob list without being
+opened. Changed files are read and chunked in this thread; sealing and uploading overlap in
+the BlobSaver's and PackWriter's threads.
+
+What the archiver does *not* do: print (progress goes through the ``Progress`` callbacks),
+or decide exit codes (warnings are returned in the result).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import time
+from dataclasses import dataclass, field
+
+from fogvault import __version__
+from fogvault.errors import UsageError
+from fogvault.backup.excludes import ExcludeRules
+from fogvault.backup.progress import Progress
+from fogvault.backup.saver import BlobSaver
+from fogvault.fsmeta import node_from_stat, node_type, read_xattrs, user_name
+from fogvault.repo.format import BlobType
+from fogvault.repo.packer import PackWriter, PackWriterOptions
+from fogvault.repo.repository import Repository
+from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid, now
+from fogvault.repo.tree import DIR, FILE, SYMLINK, Node, Tree
+
+READ_BLOCK = 4 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class BackupOptions:
+    tags: list[str] = field(default_factory=list)
+    host: str = field(default_factory=socket.gethostname)
+    excludes: ExcludeRules = field(default_factory=ExcludeRules)
+    one_file_system: bool = False
+    parent: str | None = None  # uid; None picks the latest snapshot of the same host and paths
+    force: bool = False  # read every file even if unchanged
+    dry_run: bool = False
+    workers: int = 2
+    writer: PackWriterOptions = field(default_factory=PackWriterOptions)
+
+
+@dataclass(slots=True)
+class BackupResult:
+    snapshot: Snapshot
+    warnings: list[str]
+    dry_run: bool = False
+
+
+class Archiver:
+    def __init__(
+        self, repo: Repository, options: BackupOptions, progress: Progress | None = None
+    ) -> None:
+        self.repo = repo
+        self.options = options
+        self.progress = progress or Progress()
+        self.summary = SnapshotSummary()
+        self.warnings: list[str] = []
+        self._hardlinks: dict[tuple[int, int], list[bytes]] = {}
+        self._root_devs: set[int] = set()  # devices of the source paths (--one-file-system)
+
+    # ---- the run ---------------------------------------------------------------------
+
+    def run(self, paths: list[str]) -> BackupResult:
+        started = time.monotonic()
+        abs_paths = _normalise(paths)
+        self._root_devs = {_lstat_source(p).st_dev for p in abs_paths}
+        parent = self._find_parent(abs_paths)
+        parent_root = self.repo.load_tree(parent.tree) if parent else None
+        writer = _DryRunWriter(self.repo) if self.options.dry_run else PackWriter(
+            self.repo, self.options.writer
+        )
+        saver = BlobSaver(self.repo, writer, self.options.workers)
+        try:
+            root_id = self._save_roots(saver, abs_paths, parent_root)
+            saver.wait()
+            writer.flush()
+        except BaseException:
+            # Ctrl-C or a failure: keep what was uploaded indexed, so a rerun reuses it.
+            _salvage(saver, writer)
+            raise
+        finally:
+            saver.close()
+            writer.close()
+        self.summary.data_blobs_added = saver.blobs_added - self.summary.tree_blobs_added
+        self.summary.bytes_added = saver.bytes_added
+        self.summary.duration_s = round(time.monotonic() - started, 3)
+        snapshot = Snapshot(
+            uid=new_uid(),
+            time=now(),
+            host=self.options.host,
+            user=user_name(os.getuid()),
+            paths=[os.fsdecode(p) for p in abs_paths],
+            tree=root_id,
+            tags=sorted(set(self.options.tags)),
+            parent=parent.uid if parent else None,
+            program_version=__version__,
+            summary=self.summary,
+            warnings=self.warnings,
+        )
+        if not self.options.dry_run:
+            self.repo.save_snapshot(snapshot)
+        return BackupResult(snapshot, self.warnings, self.options.dry_run)
+
+    def _find_parent(self, paths: list[bytes]) -> Snapshot | None:
+        if self.options.force and self.options.parent is None:
+            return None
+        if self.options.parent:
+            return self.repo.load_snapshot(self.repo.resolve_snapshot(self.options.parent))
+        wanted = sorted(os.fsdecode(p) for p in paths)
+        candidates = [
+            s for s in self.repo.snapshots()
+            if s.host == self.options.host and sorted(s.paths) == wanted
+        ]
+        return candidates[-1] if candidates else None
+
+    def _warn(self, path: bytes, message: str) -> None:
+        text = f"{os.fsdecode(path)}: {message}"
+        self.warnings.append(text)
+        self.progress.warning(text)
+
+    # ---- trees -----------------------------------------------------------------------
+
+    def _save_roots(
+        self, saver: BlobSaver, paths: list[bytes], parent_root: Tree | None
+    ) -> bytes:
+        """Store the tree of folders leading from / to each backed-up path."""
+        layout: dict = {}
+        for path in paths:  # sorted, so an ancestor comes before its descendants
+            parts = [p for p in path.split(b"/") if p]
+            level = layout
+            for part in parts[:-1]:
+                level = level.setdefault(part, {})
+                if level is None:
+                    break  # an ancestor is backed up whole already
+            else:
+                level[parts[-1]] = None  # None: back this path up whole
+        return self._save_layout(saver, b"/", layout, parent_root)
+
+    def _save_layout(
+        self, saver: BlobSaver, folder: bytes, layout: dict, parent: Tree | None
+    ) -> bytes:
+        nodes = []
+        for name, sub in sorted(layout.items()):
+            path = os.path.join(folder, name)
+            old = parent.find(name) if parent else None
+            if sub is None:
+                node = self._save_entry(saver, path, name, old, explicit=True)
+            else:
+                node = self._stat_node(path, name)
+                if node is None or node.type != DIR:
+                    continue
+                old_tree = self._old_subtree(old)
+                node.subtree = self._save_layout(saver, path, sub, old_tree)
+            if node is not None:
+                nodes.append(node)
+        return self._save_tree(saver, Tree(nodes))
+
+    def _save_tree(self, saver: BlobSaver, tree: Tree) -> bytes:
+        data = tree.encode()
+        blob_id = self.repo.blob_id(data)
+        before = saver.blobs_added
+        saver.save(BlobType.TREE, data, blob_id)
+        self.summary.tree_blobs_added += saver.blobs_added - before
+        return blob_id
+
+    def _old_subtree(self, old: Node | None) -> Tree | None:
+        if old is None or old.type != DIR or old.subtree is None:
+            return None
+        try:
+            return self.repo.load_tree(old.subtree)
+        except Exception as exc:  # a damaged parent only costs re-reading
+            self.progress.warning(f"parent tree unreadable, reading files again: {exc}")
+            return None
+
+    def _stat_node(self, path: bytes, name: bytes) -> Node | None:
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            self._warn(path, f"cannot stat: {exc.strerror}")
+            self.summary.files_failed += 1
+            return None
+        kind = node_type(st.st_mode)
+        if kind is None:
+            return None  # sockets are not backed up
+        node = node_from_stat(name, kind, st)
+        try:
+            node.xattrs = read_xattrs(path)
+        except OSError as exc:
+            self._warn(path, f"cannot read extended attributes: {exc.strerror}")
+        return node
+
+    def _save_entry(
+        self, saver: BlobSaver, path: bytes, name: bytes, old: Node | None, explicit: bool = False
+    ) -> Node | None:
+        if not explicit and self.options.excludes.excludes_path(path):
+            return None
+        node = self._stat_node(path, name)
+        if node is None:
+            return None
+        if node.type == DIR:
+            self._save_dir(saver, path, node, old)
+        elif node.type == FILE:
+            self._save_file(saver, path, node, old)
+        elif node.type == SYMLINK:
+            try:
+                node.target = os.readlink(path)
+            except OSError as exc:
+                self._warn(path, f"cannot read link: {exc.strerror}")
+                return None
+        return node
+
+    def _save_dir(self, saver: BlobSaver, path: bytes, node: Node, old: Node | None) -> None:
+        self.summary.dirs += 1
+        old_tree = self._old_subtree(old)
+        children: list[Node] = []
+        crosses_device = self.options.one_file_system and node.dev not in self._root_devs
+        if not crosses_device and not self.options.excludes.excludes_dir_contents(path):
+            try:
+                names = sorted(e.name for e in os.scandir(path))
+            except OSError as exc:
+                self._warn(path, f"cannot list folder: {exc.strerror}")
+                self.summary.files_failed += 1
+                names = []
+            for name in names:
+                child_old = old_tree.find(name) if old_tree else None
+                child = self._save_entry(saver, os.path.join(path, name), name, child_old)
+                if child is not None:
+                    children.append(child)
+        node.subtree = self._save_tree(saver, Tree(children))
+
+    # ---- files -----------------------------------------------------------------------
+
+    def _save_file(self, saver: BlobSaver, path: bytes, node: Node, old: Node | None) -> None:
+        self.summary.total_bytes += node.size
+        self.progress.file_started(path, node.size)
+        link_key = (node.dev, node.ino)
+        if node.nlink > 1 and link_key in self._hardlinks:
+            node.content = self._hardlinks[link_key]
+            self.summary.files_unchanged += 1
+        elif self._unchanged(node, old):
+            assert old is not None
+            node.content = old.content
+            self.summary.files_unchanged += 1
+            self.progress.bytes_done(node.size)
+        else:
+            content = self._read_file(saver, path, node)
+            if content is None:
+                self.summary.files_failed += 1
+                self.progress.file_done(path)
+                return
+            node.content = content
+            if old is None:
+                self.summary.files_new += 1
+            else:
+                self.summary.files_changed += 1
+        if node.nlink > 1:
+            self._hardlinks.setdefault(link_key, node.content)
+        self.progress.file_done(path)
+
+    def _unchanged(self, node: Node, old: Node | None) -> bool:
+        return (
+            not self.options.force
+            and old is not None
+            and old.type == FILE
+            and (old.size, old.mtime_ns, old.ctime_ns, old.ino)
+            == (node.size, node.mtime_ns, node.ctime_ns, node.ino)
+            and all(blob_id in self.repo.index for blob_id in old.content)
+        )
+
+    def _read_file(self, saver: BlobSaver, path: bytes, node: Node) -> list[bytes] | None:
+        """Chunk and store a file; None (with a warning) if it cannot be read."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0))
+        except PermissionError:
+            try:  # O_NOATIME is refused on files we do not own
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as exc:
+                self._warn(path, f"cannot read: {exc.strerror}")
+                return None
+        except OSError as exc:
+            self._warn(path, f"cannot read: {exc.strerror}")
+            return None
+        try:
+            with os.fdopen(fd, "rb", buffering=0) as f:
+                before = os.fstat(f.fileno())
+                if not stat.S_ISREG(before.st_mode):
+                    self._warn(path, "replaced by something that is not a file; skipped")
+                    return None
+                content = self._chunk_stream(saver, f)
+                after = os.fstat(f.fileno())
+        except OSError as exc:
+            self._warn(path, f"read error: {exc.strerror}")
+            return None
+        if (after.st_size, after.st_mtime_ns) != (node.size, node.mtime_ns) or (
+            before.st_ino != node.ino
+        ):
+            self._warn(path, "file changed while it was read; the snapshot has what was read")
+            node.size = after.st_size
+            node.mtime_ns, node.ctime_ns = after.st_mtime_ns, after.st_ctime_ns
+        return content
+
+    def _chunk_stream(self, saver: BlobSaver, f) -> list[bytes]:
+        content = []
+        reader = _CountingReader(f, self)
+        for chunk in self.repo.chunker().chunks(reader):
+            content.append(saver.save(BlobType.DATA, chunk))
+        return content
+
+
+class _CountingReader:
+    """Feeds the chunker and reports progress; the one place file content is read."""
+
+    def __init__(self, f, archiver: Archiver) -> None:
+        self.f = f
+        self.archiver = archiver
+
+    def readinto(self, buffer: memoryview) -> int:
+        n = self.f.readinto(buffer)
+        if n:
+            self.archiver.summary.bytes_read += n
+            self.archiver.progress.bytes_done(n)
+        return n or 0
+
+
+class _DryRunWriter:
+    """Stands in for PackWriter in --dry-run: counts what would be stored, stores nothing."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self._seen: set[bytes] = set()
+
+    def reserve(self, blob_id: bytes) -> bool:
+        if blob_id in self.repo.index or blob_id in self._seen:
+            return False
+        self._seen.add(blob_id)
+        return True
+
+    def add(self, *args: object) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _salvage(saver: BlobSaver, writer: PackWriter | _DryRunWriter) -> None:
+    try:
+        saver.wait()
+        writer.flush()
+    except BaseException:  # the original error is what matters; this is best effort
+        pass
+
+
+def _normalise(paths: list[str]) -> list[bytes]:
+    if not paths:
+        raise UsageError("nothing to back up: give at least one path")
+    return sorted({os.fsencode(os.path.abspath(os.path.expanduser(p))) for p in paths})
+
+
+def _lstat_source(path: bytes) -> os.stat_result:
+    try:
+        return os.lstat(path)
+    except OSError as exc:
+        raise UsageError(f"cannot back up {os.fsdecode(path)}: {exc.strerror}") from exc

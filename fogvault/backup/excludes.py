@@ -1,0 +1,58 @@
+"""Which paths a backup skips: patterns, exclude files, cache folders, marker files.
+
+Patterns follow :mod:`fogvault.patterns`. An excluded folder is not entered. A folder tagged
+as a cache (``CACHEDIR.TAG`` with the standard signature, with ``exclude_caches``) or holding
+one of the ``if_present`` marker files is kept, empty: its contents are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fogvault.errors import UsageError
+from fogvault.patterns import PathPatterns
+
+CACHEDIR_TAG = b"CACHEDIR.TAG"
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+
+
+@dataclass(slots=True)
+class ExcludeRules:
+    patterns: list[str] = field(default_factory=list)
+    exclude_caches: bool = False
+    if_present: list[str] = field(default_factory=list)
+    _compiled: PathPatterns = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._compiled = PathPatterns(self.patterns)
+
+    @staticmethod
+    def read_files(files: list[str]) -> list[str]:
+        """Patterns from exclude files: one per line, ``#`` comments and blank lines ignored."""
+        patterns: list[str] = []
+        for name in files:
+            try:
+                lines = Path(name).expanduser().read_text().splitlines()
+            except OSError as exc:
+                raise UsageError(f"cannot read exclude file {name}: {exc.strerror}") from exc
+            patterns += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+        return patterns
+
+    def excludes_path(self, path: bytes) -> bool:
+        return self._compiled.matches(path)
+    def excludes_dir_contents(self, path: bytes) -> bool:
+        """True if a folder's contents are to be skipped (the folder itself is kept)."""
+        for marker in self.if_present:
+            if os.path.lexists(os.path.join(path, os.fsencode(marker))):
+                return True
+        return self.exclude_caches and _is_cache_dir(path)
+
+
+def _is_cache_dir(path: bytes) -> bool:
+    try:
+        with open(os.path.join(path, CACHEDIR_TAG), "rb") as f:
+            return f.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
+    except OSError:
+        return False

@@ -1,0 +1,76 @@
+"""zstd compression of blob payloads, with a cheap probe that skips incompressible data.
+
+A payload is ``flag (1 byte) || body``: flag 0 means the body is the raw data, flag 1 means a
+zstd frame (with its content size). Compressors are per thread: zstandard objects must not be
+shared across threads. Decompression refuses frames that claim more than the caller allows,
+so a hostile object cannot make us allocate without bound.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import zstandard
+
+from fogvault.errors import MalformedObject
+
+RAW = 0
+ZSTD = 1
+PROBE_SIZE = 64 * 1024
+PROBE_LEVEL = 1
+# A probe that shrinks by less than 3 % marks the chunk incompressible.
+PROBE_MAX_RATIO = 0.97
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache = _local.__dict__.setdefault("compressors", {})
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return cache[level]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    if not hasattr(_local, "decompressor"):
+        _local.decompressor = zstandard.ZstdDecompressor()
+    return _local.decompressor
+
+
+def looks_compressible(data: bytes | memoryview) -> bool:
+    if len(data) <= PROBE_SIZE:
+        return True
+    probe = data[:PROBE_SIZE]
+    return len(_compressor(PROBE_LEVEL).compress(probe)) < PROBE_MAX_RATIO * PROBE_SIZE
+
+
+def pack_payload(data: bytes | memoryview, level: int) -> bytes:
+    """Compress ``data`` if that helps; return ``flag || body``. Level 0 disables compression."""
+    if level > 0 and looks_compressible(data):
+        compressed = _compressor(level).compress(data)
+        if len(compressed) < len(data):
+            return bytes([ZSTD]) + compressed
+    return bytes([RAW]) + bytes(data)
+
+
+def unpack_payload(payload: bytes, max_size: int) -> bytes:
+    """Inverse of pack_payload. ``max_size`` bounds the output (known from the index)."""
+    if not payload:
+        raise MalformedObject("empty payload")
+    flag, body = payload[0], memoryview(payload)[1:]
+    if flag == RAW:
+        if len(body) > max_size:
+            raise MalformedObject("payload larger than declared")
+        return bytes(body)
+    if flag != ZSTD:
+        raise MalformedObject(f"unknown compression flag {flag}")
+    try:
+        declared = zstandard.frame_content_size(body)
+    except zstandard.ZstdError as exc:
+        raise MalformedObject(f"bad zstd frame: {exc}") from exc
+    if declared < 0 or declared > max_size:
+        raise MalformedObject("zstd frame declares a size beyond the limit")
+    try:
+        return _decompressor().decompress(body, max_output_size=max_size)
+    except zstandard.ZstdError as exc:
+        raise MalformedObject(f"bad zstd frame: {exc}") from exc

@@ -1,0 +1,128 @@
+"""Cryptographic primitives: keys, authenticated encryption, keyed ids. Knows nothing of storage.
+
+* AEAD: XChaCha20-Poly1305-IETF from libsodium (PyNaCl). A sealed message is
+  ``nonce (24) || ciphertext || tag (16)`` with a fresh random nonce; 192-bit nonces make
+  random generation safe without bookkeeping. The caller's associated data binds each message
+  to its context (object type and id), so a valid ciphertext cannot be replayed elsewhere.
+* Ids: keyed BLAKE3 of the plaintext under the identity key, so equal data gets equal ids
+  (deduplication) while ids reveal nothing to whoever lacks the key.
+* Password KDF: Argon2id (libsodium ``crypto_pwhash``) with parameters stored beside the salt.
+
+No primitive here is hand-written: everything is a libsodium or BLAKE3 call.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import blake3
+import nacl.bindings
+import nacl.exceptions
+import nacl.pwhash
+
+from fogvault.errors import IntegrityError
+
+KEY_SIZE = 32
+MASTER_KEY_SIZE = 2 * KEY_SIZE
+NONCE_SIZE = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES  # 24
+TAG_SIZE = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES  # 16
+SEAL_OVERHEAD = NONCE_SIZE + TAG_SIZE
+ID_SIZE = 32
+SALT_SIZE = nacl.pwhash.argon2id.SALTBYTES  # 16
+
+
+@dataclass(frozen=True, slots=True)
+class KdfParams:
+    """Argon2id cost. ``memlimit`` is in bytes."""
+
+    opslimit: int
+    memlimit: int
+
+
+KDF_PROFILES = {
+    "interactive": KdfParams(
+        nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE, nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
+    ),
+    "moderate": KdfParams(
+        nacl.pwhash.argon2id.OPSLIMIT_MODERATE, nacl.pwhash.argon2id.MEMLIMIT_MODERATE
+    ),
+    "sensitive": KdfParams(
+        nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE, nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE
+    ),
+}
+# libsodium's own bounds; a key file asking for more is refused before any allocation.
+KDF_MAX_MEMLIMIT = 4 * 1024**3
+KDF_MAX_OPSLIMIT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class MasterKey:
+    """The repository's secret: 32 bytes for encryption, 32 bytes for keyed ids."""
+
+    encryption: bytes
+    identity: bytes
+
+    @classmethod
+    def generate(cls) -> MasterKey:
+        return cls.from_bytes(secrets.token_bytes(MASTER_KEY_SIZE))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> MasterKey:
+        if len(raw) != MASTER_KEY_SIZE:
+            raise IntegrityError("master key has the wrong length")
+        return cls(raw[:KEY_SIZE], raw[KEY_SIZE:])
+
+    def to_bytes(self) -> bytes:
+        return self.encryption + self.identity
+
+    def __repr__(self) -> str:  # never print key material
+        return "MasterKey(<secret>)"
+
+
+def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = secrets.token_bytes(NONCE_SIZE)
+    return nonce + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        plaintext, aad, nonce, key
+    )
+
+
+def unseal(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+    """Decrypt and authenticate; raise IntegrityError on any tampering or truncation."""
+    if len(sealed) < SEAL_OVERHEAD:
+        raise IntegrityError("encrypted object is truncated")
+    try:
+        return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            bytes(sealed[NONCE_SIZE:]), aad, bytes(sealed[:NONCE_SIZE]), key
+        )
+    except nacl.exceptions.CryptoError as exc:
+        raise IntegrityError("authentication failed (wrong key, or the data was altered)") from exc
+
+
+def keyed_id(identity_key: bytes, data: bytes | memoryview) -> bytes:
+    return blake3.blake3(data, key=identity_key, max_threads=1).digest()
+
+
+def content_hash(data: bytes | memoryview) -> bytes:
+    """Unkeyed BLAKE3: names objects so that anyone can verify a copy without the key."""
+    return blake3.blake3(data, max_threads=1).digest()
+
+
+def derive_subkey(master: bytes, context: str, length: int = KEY_SIZE) -> bytes:
+    """A key for one purpose, derived with BLAKE3's key-derivation mode."""
+    return blake3.blake3(master, derive_key_context=context).digest(length)
+
+
+def password_key(password: bytes, salt: bytes, params: KdfParams) -> bytes:
+    """Argon2id(password, salt) -> 32-byte key-encryption key."""
+    if not (0 < params.memlimit <= KDF_MAX_MEMLIMIT and 0 < params.opslimit <= KDF_MAX_OPSLIMIT):
+        raise IntegrityError("key file asks for unreasonable Argon2id parameters")
+    if len(salt) != SALT_SIZE:
+        raise IntegrityError("key file salt has the wrong length")
+    return nacl.pwhash.argon2id.kdf(
+        KEY_SIZE, password, salt, opslimit=params.opslimit, memlimit=params.memlimit
+    )
+
+
+def random_salt() -> bytes:
+    return secrets.token_bytes(SALT_SIZE)

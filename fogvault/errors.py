@@ -1,0 +1,96 @@
+"""FogVault's error hierarchy and the exit codes it maps to.
+
+Every error a user can cause or meet is a :class:`FogVaultError` whose class carries the
+process exit code, so the CLI chooses exit codes in one place (``exit_code_for``)::
+
+    FogVaultError (1)
+    ├── UsageError (2)
+    ├── PartialSuccess (3)              the job finished, but not everything was done
+    ├── RepositoryNotFound (10)
+    ├── RepositoryExists (1)
+    ├── LockError (11)
+    ├── WrongPassword (12)
+    ├── IntegrityError (1)              a stored object failed verification
+    │   └── MalformedObject (1)         it decrypted, but its contents are not valid
+    ├── UnsupportedFormat (1)           written by a newer FogVault
+    ├── SnapshotNotFound (1) / AmbiguousPrefix (1)
+    ├── UnsafePath (1)                  a tree would make restore write outside its target
+    └── StorageError (1)                defined in fogvault.storage.errors
+
+Messages never contain secrets (passwords, keys, credentials).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_NO_REPOSITORY = 10
+EXIT_LOCKED = 11
+EXIT_WRONG_PASSWORD = 12
+EXIT_INTERRUPTED = 130
+
+
+class FogVaultError(Exception):
+    """Base of every error FogVault reports to a user."""
+
+    exit_code = EXIT_ERROR
+
+
+class UsageError(FogVaultError):
+    exit_code = EXIT_USAGE
+
+
+class PartialSuccess(FogVaultError):
+    """The operation completed, with warnings (unreadable files, targets left behind)."""
+
+    exit_code = EXIT_PARTIAL
+
+
+class RepositoryNotFound(FogVaultError):
+    exit_code = EXIT_NO_REPOSITORY
+
+
+class RepositoryExists(FogVaultError):
+    pass
+
+
+class LockError(FogVaultError):
+    exit_code = EXIT_LOCKED
+
+
+class WrongPassword(FogVaultError):
+    exit_code = EXIT_WRONG_PASSWORD
+
+
+class IntegrityError(FogVaultError):
+    """A stored object does not verify: wrong hash, failed authentication, or truncation."""
+
+
+class MalformedObject(IntegrityError):
+    """An object authenticated, but its plaintext breaks the format (a bug or a hostile writer)."""
+
+
+class UnsupportedFormat(FogVaultError):
+    pass
+
+
+class SnapshotNotFound(FogVaultError):
+    pass
+
+
+class AmbiguousPrefix(FogVaultError):
+    pass
+
+
+class UnsafePath(FogVaultError):
+    """A snapshot tree holds a name that would let restore escape its target directory."""
+
+
+def exit_code_for(error: BaseException) -> int:
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(error, FogVaultError):
+        return error.exit_code
+    return EXIT_ERROR

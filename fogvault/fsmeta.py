@@ -1,0 +1,114 @@
+"""File system metadata in both directions: stat results to tree nodes, and nodes back onto
+restored files. Shared by the backup and restore engines; knows nothing of repositories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import logging
+import os
+import pwd
+import stat
+from functools import lru_cache
+
+from fogvault.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
+
+log = logging.getLogger("fogvault")
+
+_UNSUPPORTED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENODATA, errno.EACCES}
+
+
+def node_type(mode: int) -> str | None:
+    """The tree type of a stat mode, or None for what is not backed up (sockets)."""
+    if stat.S_ISREG(mode):
+        return FILE
+    if stat.S_ISDIR(mode):
+        return DIR
+    if stat.S_ISLNK(mode):
+        return SYMLINK
+    if stat.S_ISFIFO(mode):
+        return FIFO
+    if stat.S_ISCHR(mode):
+        return CHARDEV
+    if stat.S_ISBLK(mode):
+        return BLOCKDEV
+    return None
+
+
+@lru_cache(maxsize=4096)
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+@lru_cache(maxsize=4096)
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
+def node_from_stat(name: bytes, kind: str, st: os.stat_result) -> Node:
+    return Node(
+        name=name,
+        type=kind,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        user=user_name(st.st_uid),
+        group=group_name(st.st_gid),
+        mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
+        size=st.st_size if kind == FILE else 0,
+        dev=st.st_dev,
+        ino=st.st_ino,
+        nlink=st.st_nlink,
+        rdev=st.st_rdev if kind in (CHARDEV, BLOCKDEV) else 0,
+    )
+
+
+def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _UNSUPPORTED:
+            return []
+        raise
+    pairs = []
+    for attr in sorted(names):
+        with contextlib.suppress(OSError):
+            pairs.append((os.fsencode(attr), os.getxattr(path, attr, follow_symlinks=False)))
+    return pairs
+
+
+def apply_metadata(path: bytes, node: Node, *, restore_owner: bool) -> list[str]:
+    """Set ownership, xattrs, mode and times on a restored entry (never following symlinks).
+
+    Returns warnings for what the destination did not allow; raises nothing for those.
+    """
+    warnings: list[str] = []
+    is_link = node.type == SYMLINK
+    if restore_owner:
+        try:
+            os.chown(path, node.uid, node.gid, follow_symlinks=False)
+        except OSError as exc:
+            warnings.append(f"{os.fsdecode(path)}: cannot set owner: {exc.strerror}")
+    for attr, value in node.xattrs:
+        try:
+            os.setxattr(path, attr, value, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                warnings.append(f"{os.fsdecode(path)}: cannot set xattr: {exc.strerror}")
+    if not is_link:
+        os.chmod(path, node.mode)
+    try:
+        os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+    except OSError as exc:
+        if not is_link:
+            warnings.append(f"{os.fsdecode(path)}: cannot set times: {exc.strerror}")
+    return warnings

@@ -1,0 +1,1 @@
+"""Repository maintenance: retention policies (``forget``) and related housekeeping."""

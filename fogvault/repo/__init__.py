@@ -1,0 +1,1 @@
+"""The repository: an encrypted, content-addressed store of blobs, trees and snapshots."""

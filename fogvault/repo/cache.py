@@ -1,0 +1,60 @@
+"""A local cache of immutable repository objects (index files), one folder per repository.
+
+Only content-addressed objects are cached, and every cached copy is verified against its name
+when read, so a stale or damaged cache costs a download, never correctness. The folder is 0700
+and files are 0600: index contents are encrypted, but their count and sizes are still private.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import platformdirs
+
+from fogvault.crypto import content_hash
+
+
+def default_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir("fogvault"))
+
+
+class Cache:
+    def __init__(self, root: Path, repo_id: str) -> None:
+        root = Path(root)
+        self.root = root / repo_id
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for folder in (root, self.root):
+            os.chmod(folder, 0o700)
+
+    def _path(self, name: str) -> Path:
+        return self.root / name.replace("/", "_")
+
+    def get_verified(self, name: str, object_id: bytes) -> bytes | None:
+        path = self._path(name)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if content_hash(data) != object_id:
+            path.unlink(missing_ok=True)
+            return None
+        return data
+
+    def put(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        tmp = path.with_name(f".tmp-{secrets.token_hex(6)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a cache that cannot be written is only slower
+
+    def names(self) -> set[str]:
+        return {p.name for p in self.root.iterdir() if not p.name.startswith(".")}
+
+    def discard(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)

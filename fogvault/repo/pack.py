@@ -1,0 +1,135 @@
+"""Pack files: many encrypted blobs in one object, with an encrypted header at the end.
+
+Layout (docs/format.md, "Packs")::
+
+    pack   = blob_1 || ... || blob_n || header_ct || u32le(len(header_ct))
+    blob_i = seal(enc_key, payload_i, aad("blob", type || id))
+    header = "FVPK" || u8 version || u32le n || n * (u8 type || id[32] || u32le len || u32le raw)
+
+Blob offsets are implicit (each blob starts where the previous ended) and must add up to the
+header's position exactly; anything else is a malformed pack. The pack id is the unkeyed
+BLAKE3 of the whole pack, so any copy can be verified without the key. Because the header is
+in the pack, a lost index can be rebuilt from the packs alone.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from fogvault.compression import pack_payload, unpack_payload
+from fogvault.crypto import SEAL_OVERHEAD, content_hash, keyed_id, seal, unseal
+from fogvault.errors import IntegrityError, MalformedObject
+from fogvault.repo.format import BlobType, ObjectKind, aad, blob_aad
+
+HEADER_MAGIC = b"FVPK"
+HEADER_VERSION = 1
+_HEADER_PREFIX = struct.Struct("<4sBI")
+_ENTRY = struct.Struct("<B32sII")
+_TRAILER = struct.Struct("<I")
+#: No blob may be larger than this (the largest chunk plus compression and AEAD overhead).
+MAX_BLOB_SIZE = 64 * 1024 * 1024
+#: Smallest possible sealed header, for bounds checks.
+MIN_HEADER_SIZE = SEAL_OVERHEAD + _HEADER_PREFIX.size
+
+
+@dataclass(frozen=True, slots=True)
+class PackEntry:
+    blob_type: BlobType
+    blob_id: bytes
+    offset: int
+    length: int
+    raw_length: int
+
+
+def seal_blob(
+    enc_key: bytes, blob_type: BlobType, blob_id: bytes, data: bytes, level: int
+) -> bytes:
+    return seal(enc_key, pack_payload(data, level), blob_aad(blob_type, blob_id))
+
+
+def open_blob(
+    enc_key: bytes, id_key: bytes, entry: PackEntry, sealed: bytes | memoryview
+) -> bytes:
+    """Decrypt one blob and check that its plaintext hashes to its id."""
+    payload = unseal(enc_key, sealed, blob_aad(entry.blob_type, entry.blob_id))
+    data = unpack_payload(payload, entry.raw_length)
+    if len(data) != entry.raw_length or keyed_id(id_key, data) != entry.blob_id:
+        raise IntegrityError(f"blob {entry.blob_id.hex()} does not match its id")
+    return data
+
+
+class PackBuilder:
+    """Collects sealed blobs and produces the finished pack bytes."""
+
+    def __init__(self, blob_type: BlobType) -> None:
+        self.blob_type = blob_type
+        self._parts: list[bytes] = []
+        self._entries: list[PackEntry] = []
+        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
+        self._entries.append(
+            PackEntry(self.blob_type, blob_id, self.size, len(sealed), raw_length)
+        )
+        self._parts.append(sealed)
+        self.size += len(sealed)
+
+    def finish(self, enc_key: bytes) -> tuple[bytes, bytes, list[PackEntry]]:
+        """Return (pack id, pack bytes, entries)."""
+        header = _HEADER_PREFIX.pack(HEADER_MAGIC, HEADER_VERSION, len(self._entries))
+        header += b"".join(
+            _ENTRY.pack(e.blob_type, e.blob_id, e.length, e.raw_length) for e in self._entries
+        )
+        header_ct = seal(enc_key, header, aad(ObjectKind.PACK_HEADER))
+        data = b"".join([*self._parts, header_ct, _TRAILER.pack(len(header_ct))])
+        return content_hash(data), data, list(self._entries)
+
+
+def header_length(pack_size: int, trailer: bytes) -> int:
+    """Given the pack's size and its last 4 bytes, the sealed header's length (validated)."""
+    if pack_size < MIN_HEADER_SIZE + _TRAILER.size or len(trailer) != _TRAILER.size:
+        raise MalformedObject("pack is too short")
+    (length,) = _TRAILER.unpack(trailer)
+    if not MIN_HEADER_SIZE <= length <= pack_size - _TRAILER.size:
+        raise MalformedObject("pack header length out of range")
+    return length
+
+
+def parse_header(enc_key: bytes, header_ct: bytes, pack_size: int) -> list[PackEntry]:
+    """Decrypt and validate a pack header read from a pack of ``pack_size`` bytes."""
+    header = unseal(enc_key, header_ct, aad(ObjectKind.PACK_HEADER))
+    if len(header) < _HEADER_PREFIX.size:
+        raise MalformedObject("pack header is too short")
+    magic, version, count = _HEADER_PREFIX.unpack_from(header)
+    if magic != HEADER_MAGIC:
+        raise MalformedObject("not a pack header")
+    if version != HEADER_VERSION:
+        raise MalformedObject(f"unsupported pack header version {version}")
+    if len(header) != _HEADER_PREFIX.size + count * _ENTRY.size:
+        raise MalformedObject("pack header entry count does not match its length")
+    entries, offset = [], 0
+    for pos in range(_HEADER_PREFIX.size, len(header), _ENTRY.size):
+        raw_type, blob_id, length, raw_length = _ENTRY.unpack_from(header, pos)
+        if raw_type not in (BlobType.DATA, BlobType.TREE):
+            raise MalformedObject(f"unknown blob type {raw_type}")
+        if not SEAL_OVERHEAD < length <= MAX_BLOB_SIZE or raw_length > MAX_BLOB_SIZE:
+            raise MalformedObject("blob length out of range")
+        entries.append(PackEntry(BlobType(raw_type), blob_id, offset, length, raw_length))
+        offset += length
+    if offset + len(header_ct) + _TRAILER.size != pack_size:
+        raise MalformedObject("pack blobs do not add up to the header's position")
+    return entries
+
+
+def parse_pack(enc_key: bytes, data: bytes) -> list[PackEntry]:
+    """Validate a whole pack held in memory and return its entries."""
+    length = header_length(len(data), data[-_TRAILER.size :])
+    start = len(data) - _TRAILER.size - length
+    return parse_header(enc_key, data[start : start + length], len(data))
+
+
+TRAILER_SIZE = _TRAILER.size

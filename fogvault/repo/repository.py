@@ -1,0 +1,429 @@
+"""The repository: opens targets, unlocks keys, and reads and writes every kind of object.
+
+This is the library API the engine (backup, restore, maintenance) and the CLI build on::
+
+    repo = Repository.init(["/mnt/usb/vault"], b"password")
+    repo = Repository.open(["/mnt/usb/vault"], b"password")
+    data = repo.load_blob(blob_id)
+    snapshots = repo.snapshots()
+
+Read/write ordering (docs/format.md, "Ordering"): packs are written before the index files
+that name them, and index files before the snapshots that use them, so a reader that sees a
+snapshot can find all of its data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from fogvault.chunker import Chunker, chunker_seed
+from fogvault.compression import pack_payload, unpack_payload
+from fogvault.crypto import KDF_PROFILES, KdfParams, MasterKey, content_hash, keyed_id, seal, unseal
+from fogvault.errors import (
+    AmbiguousPrefix,
+    FogVaultError,
+    IntegrityError,
+    RepositoryExists,
+    RepositoryNotFound,
+    SnapshotNotFound,
+    UsageError,
+    WrongPassword,
+)
+from fogvault.repo.cache import Cache, default_cache_dir
+from fogvault.repo.config import RepoConfig
+from fogvault.repo.format import (
+    CONFIG_NAME,
+    INDEX_DIR,
+    KEYS_DIR,
+    SNAPSHOTS_DIR,
+    BlobType,
+    ObjectKind,
+    aad,
+    id_from_name,
+    index_name,
+    key_name,
+    pack_name,
+    snapshot_name,
+)
+from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile
+from fogvault.repo.keys import KeyFile
+from fogvault.repo.pack import PackEntry, open_blob
+from fogvault.repo.snapshot import Snapshot, is_uid
+from fogvault.repo.tree import Tree
+from fogvault.storage import ObjectNotFound, Storage, open_storage
+from fogvault.targets import TargetSet
+
+log = logging.getLogger("fogvault")
+T = TypeVar("T")
+
+MAX_CONFIG_SIZE = 64 * 1024
+MAX_SNAPSHOT_SIZE = 16 * 1024 * 1024
+MAX_INDEX_SIZE = 1024 * 1024 * 1024
+METADATA_COMPRESSION_LEVEL = 3
+
+
+class Repository:
+    def __init__(
+        self,
+        targets: TargetSet,
+        master: MasterKey,
+        key_id: str,
+        config: RepoConfig,
+        cache: Cache | None,
+    ) -> None:
+        self.targets = targets
+        self.master = master
+        self.key_id = key_id
+        self.config = config
+        self.cache = cache
+        self.index = BlobIndex()
+        self._index_ids: set[bytes] = set()
+        self._chunker_seed = chunker_seed(master.identity)
+
+    # ---- opening ---------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        urls: Iterable[str],
+        password: bytes,
+        *,
+        config: RepoConfig | None = None,
+        kdf: KdfParams = KDF_PROFILES["moderate"],
+        cache_dir: Path | None = None,
+        use_cache: bool = True,
+    ) -> Repository:
+        """Create a new repository on every target. Refuses targets that hold anything."""
+        storages = _open_all(urls)
+        for storage in storages:
+            storage.create()
+            if storage.exists(CONFIG_NAME) or any(True for _ in storage.list(KEYS_DIR)):
+                raise RepositoryExists(f"{storage.url}: a repository already exists there")
+        config = config or RepoConfig()
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        master = MasterKey.generate()
+        key_file = KeyFile.create(master, password, kdf)
+        targets = TargetSet(storages)
+        repo = cls(targets, master, key_file.key_id, config, None)
+        # The key first: a target with a config is a repository, and must be openable.
+        targets.write(key_name(key_file.key_id), key_file.encode())
+        targets.write(CONFIG_NAME, repo._seal(ObjectKind.CONFIG, b"", config.encode()))
+        repo.cache = _make_cache(cache_dir, use_cache, config.repo_id)
+        return repo
+
+    @classmethod
+    def open(
+        cls,
+        urls: Iterable[str],
+        password: bytes,
+        *,
+        cache_dir: Path | None = None,
+        use_cache: bool = True,
+        load_index: bool = True,
+    ) -> Repository:
+        targets = TargetSet(_open_all(urls))
+        try:
+            sealed_config = targets.read(CONFIG_NAME)
+        except ObjectNotFound as exc:
+            raise RepositoryNotFound(
+                f"no repository at {', '.join(targets.urls)} (run 'fogvault init' first)"
+            ) from exc
+        master, key_id = _unlock(targets, password)
+        config = RepoConfig.decode(
+            _unseal_object(master, ObjectKind.CONFIG, b"", sealed_config, MAX_CONFIG_SIZE)
+        )
+        _check_same_repository(targets, master, config)
+        repo = cls(targets, master, key_id, config, _make_cache(cache_dir, use_cache, config.repo_id))
+        if load_index:
+            repo.load_index()
+        return repo
+
+    def close(self) -> None:
+        self.targets.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- sealing -----------------------------------------------------------------------
+
+    def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes:
+        payload = pack_payload(plaintext, METADATA_COMPRESSION_LEVEL)
+        return seal(self.master.encryption, payload, aad(kind, ident))
+
+    def _unseal(self, kind: bytes, ident: bytes, sealed: bytes, max_size: int) -> bytes:
+        return _unseal_object(self.master, kind, ident, sealed, max_size)
+
+    def blob_id(self, data: bytes | memoryview) -> bytes:
+        return keyed_id(self.master.identity, data)
+
+    def chunker(self) -> Chunker:
+        """A new chunker with this repository's parameters and secret seed (one per thread)."""
+        return Chunker(self.config.chunker, self._chunker_seed)
+
+    # ---- index -------------------------------------------------------------------------
+
+    def load_index(self) -> None:
+        """Load every index file not loaded yet (from the cache where possible)."""
+        new: dict[bytes, str] = {}
+        for name in self.targets.list(INDEX_DIR):
+            index_id = id_from_name_or_none(name)
+            if index_id is not None and index_id not in self._index_ids:
+                new[index_id] = name
+        files = dict(zip(new, self._map(self._read_index, new.values()), strict=True))
+        superseded = {old for f in files.values() for old in f.supersedes}
+        for index_id, index_file in files.items():
+            self._index_ids.add(index_id)
+            if index_id in superseded:
+                continue
+            for pack_id, entries in index_file.packs.items():
+                self.index.add_pack(pack_id, entries)
+
+    def index_ids(self) -> set[bytes]:
+        return set(self._index_ids)
+
+    def _read_index(self, name: str) -> IndexFile:
+        index_id = id_from_name(name)
+        sealed = self.cache.get_verified(name, index_id) if self.cache else None
+        if sealed is None:
+            sealed = self.targets.read_decoded(name, _hash_checked(index_id))
+            if self.cache:
+                self.cache.put(name, sealed)
+        return IndexFile.decode(self._unseal(ObjectKind.INDEX, b"", sealed, MAX_INDEX_SIZE))
+
+    def save_index(self, index_file: IndexFile) -> bytes:
+        """Write one index file to every target; returns its id. Idempotent."""
+        sealed = self._seal(ObjectKind.INDEX, b"", index_file.encode())
+        index_id = content_hash(sealed)
+        name = index_name(index_id)
+        self.targets.write_to_each(name, sealed, exist_ok=True)
+        if self.cache:
+            self.cache.put(name, sealed)
+        self._index_ids.add(index_id)
+        return index_id
+
+    # ---- packs and blobs ---------------------------------------------------------------
+
+    def save_pack(self, pack_id: bytes, data: bytes) -> None:
+        self.targets.write_to_each(pack_name(pack_id), data, exist_ok=True)
+
+    def load_blob(self, blob_id: bytes) -> bytes:
+        entry = self.index.get(blob_id)
+        if entry is None:
+            raise IntegrityError(f"blob {blob_id.hex()} is not in the index")
+        return self.targets.read_decoded(
+            pack_name(entry.pack_id),
+            lambda sealed: self.open_blob(entry.pack_entry(), sealed),
+            entry.offset,
+            entry.length,
+        )
+
+    def open_blob(self, entry: PackEntry, sealed: bytes | memoryview) -> bytes:
+        if len(sealed) != entry.length:
+            raise IntegrityError(f"blob {entry.blob_id.hex()} is truncated in its pack")
+        return open_blob(self.master.encryption, self.master.identity, entry, sealed)
+
+    def read_pack_blobs(
+        self, pack_id: bytes, entries: list[IndexEntry]
+    ) -> Iterable[tuple[IndexEntry, bytes]]:
+        """Decrypt ``entries`` (all in ``pack_id``) with one ranged read per target attempt."""
+        entries = sorted(entries, key=lambda e: e.offset)
+        start = entries[0].offset
+        end = max(e.offset + e.length for e in entries)
+
+        def decode(data: bytes) -> list[tuple[IndexEntry, bytes]]:
+            view = memoryview(data)
+            return [
+                (e, self.open_blob(e.pack_entry(), view[e.offset - start : e.offset - start + e.length]))
+                for e in entries
+            ]
+
+        return self.targets.read_decoded(pack_name(pack_id), decode, start, end - start)
+
+    def load_tree(self, tree_id: bytes) -> Tree:
+        return Tree.decode(self.load_blob(tree_id))
+
+    # ---- snapshots ---------------------------------------------------------------------
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        sealed = self._seal(ObjectKind.SNAPSHOT, snapshot.uid.encode(), snapshot.encode())
+        self.targets.write(snapshot_name(snapshot.uid), sealed)
+
+    def snapshot_uids(self) -> list[str]:
+        names = self.targets.list(SNAPSHOTS_DIR)
+        return sorted(uid for n in names if is_uid(uid := n[len(SNAPSHOTS_DIR) :]))
+
+    def load_snapshot(self, uid: str) -> Snapshot:
+        try:
+            sealed = self.targets.read(snapshot_name(uid))
+        except ObjectNotFound as exc:
+            raise SnapshotNotFound(f"no snapshot {uid}") from exc
+        plaintext = self._unseal(ObjectKind.SNAPSHOT, uid.encode(), sealed, MAX_SNAPSHOT_SIZE)
+        return Snapshot.decode(plaintext, uid)
+
+    def snapshots(self) -> list[Snapshot]:
+        """All readable snapshots, oldest first. Unreadable ones are skipped with a warning."""
+
+        def load(uid: str) -> Snapshot | None:
+            try:
+                return self.load_snapshot(uid)
+            except FogVaultError as exc:
+                log.warning("skipping snapshot %s: %s", uid, exc)
+                return None
+
+        found = [s for s in self._map(load, self.snapshot_uids()) if s is not None]
+        return sorted(found, key=lambda s: (s.time, s.uid))
+
+    def resolve_snapshot(self, ref: str) -> str:
+        """A full uid from ``latest`` or a unique uid prefix."""
+        if ref == "latest":
+            snapshots = self.snapshots()
+            if not snapshots:
+                raise SnapshotNotFound("the repository has no snapshots")
+            return snapshots[-1].uid
+        ref = ref.lower()
+        matches = [uid for uid in self.snapshot_uids() if uid.startswith(ref)]
+        if not ref or not matches:
+            raise SnapshotNotFound(f"no snapshot matches {ref!r}")
+        if len(matches) > 1:
+            raise AmbiguousPrefix(f"{ref!r} matches {len(matches)} snapshots; give more of the uid")
+        return matches[0]
+
+    def delete_snapshot(self, uid: str) -> None:
+        self.targets.delete(snapshot_name(uid))
+
+    # ---- keys --------------------------------------------------------------------------
+
+    def key_files(self) -> list[KeyFile]:
+        return _read_key_files(self.targets)
+
+    def add_key(self, password: bytes, kdf: KdfParams = KDF_PROFILES["moderate"]) -> KeyFile:
+        key_file = KeyFile.create(self.master, password, kdf)
+        self.targets.write(key_name(key_file.key_id), key_file.encode())
+        return key_file
+
+    def remove_key(self, key_id: str) -> None:
+        ids = [k.key_id for k in self.key_files()]
+        if key_id not in ids:
+            raise UsageError(f"no key {key_id}")
+        if key_id == self.key_id:
+            raise UsageError(
+                "refusing to remove the key in use (use 'key passwd', or open with another key)"
+            )
+        if len(ids) == 1:
+            raise UsageError("refusing to remove the last key")
+        self.targets.delete(key_name(key_id))
+
+    def change_password(
+        self, new_password: bytes, kdf: KdfParams = KDF_PROFILES["moderate"]
+    ) -> KeyFile:
+        """Write a key file for the new password, then remove the old one: at every moment at
+        least one of the two passwords opens the repository."""
+        new_key = self.add_key(new_password, kdf)
+        self.targets.delete(key_name(self.key_id))
+        self.key_id = new_key.key_id
+        return new_key
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _map(self, fn: Callable[[str], T], items: Iterable[str]) -> list[T]:
+        """Parallel map for latency-bound reads (S3, SFTP): order is kept."""
+        items = list(items)
+        if len(items) < 4:
+            return [fn(i) for i in items]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(fn, items))
+
+
+def id_from_name_or_none(name: str) -> bytes | None:
+    try:
+        return id_from_name(name)
+    except FogVaultError:
+        log.warning("ignoring unexpected object %s", name)
+        return None
+
+
+def _hash_checked(object_id: bytes) -> Callable[[bytes], bytes]:
+    def check(data: bytes) -> bytes:
+        if content_hash(data) != object_id:
+            raise IntegrityError(f"object {object_id.hex()} does not match its name")
+        return data
+
+    return check
+
+
+def _unseal_object(
+    master: MasterKey, kind: bytes, ident: bytes, sealed: bytes, max_size: int
+) -> bytes:
+    payload = unseal(master.encryption, sealed, aad(kind, ident))
+    return unpack_payload(payload, max_size)
+
+
+def _open_all(urls: Iterable[str]) -> list[Storage]:
+    urls = list(urls)
+    if not urls:
+        raise UsageError("no repository given (use -r/--repo or FOGVAULT_REPO)")
+    if len(set(urls)) != len(urls):
+        raise UsageError("the same target is given twice")
+    return [open_storage(url) for url in urls]
+
+
+def _make_cache(cache_dir: Path | None, use_cache: bool, repo_id: str) -> Cache | None:
+    if not use_cache:
+        return None
+    try:
+        return Cache(cache_dir or default_cache_dir(), repo_id)
+    except OSError as exc:
+        log.warning("cache disabled: %s", exc)
+        return None
+
+
+def _read_key_files(targets: TargetSet) -> list[KeyFile]:
+    key_files = []
+    for name in sorted(targets.list(KEYS_DIR)):
+        key_id = name[len(KEYS_DIR) :]
+        key_files.append(KeyFile.decode(key_id, targets.read(name)))
+    return key_files
+
+
+def _unlock(targets: TargetSet, password: bytes) -> tuple[MasterKey, str]:
+    key_files = _read_key_files(targets)
+    if not key_files:
+        raise RepositoryNotFound(f"{', '.join(targets.urls)}: the repository has no key files")
+    for key_file in key_files:
+        master = key_file.unlock(password)
+        if master is not None:
+            return master, key_file.key_id
+    raise WrongPassword("wrong password: no key in the repository opens with it")
+
+
+def _check_same_repository(targets: TargetSet, master: MasterKey, config: RepoConfig) -> None:
+    """Every target must hold the same repository (same master key and repository id)."""
+    if len(targets.storages) < 2:
+        return
+    for storage in targets.storages:
+        try:
+            sealed = storage.read(CONFIG_NAME)
+            other = RepoConfig.decode(
+                _unseal_object(master, ObjectKind.CONFIG, b"", sealed, MAX_CONFIG_SIZE)
+            )
+        except ObjectNotFound as exc:
+            raise RepositoryNotFound(f"{storage.url}: no repository there") from exc
+        except IntegrityError as exc:
+            raise UsageError(
+                f"{storage.url} holds a different repository than {targets.urls[0]}"
+            ) from exc
+        if other.repo_id != config.repo_id:
+            raise UsageError(f"{storage.url} holds a different repository than {targets.urls[0]}")
+
+
+__all__ = ["BlobType", "Repository"]

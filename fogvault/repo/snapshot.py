@@ -1,0 +1,133 @@
+"""Snapshot manifests: what was backed up, when, from where, and the root tree.
+
+A snapshot is stored as ``snapshots/<uid>``, encrypted with the uid in its associated data, so a
+manifest cannot be renamed into another snapshot. The uid is 16 lowercase hex characters (64
+random bits). Commands accept any unique prefix of a uid, or ``latest``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fogvault.errors import MalformedObject
+from fogvault.repo.format import UID_HEX_LEN, parse_hex_id
+
+SNAPSHOT_VERSION = 1
+
+
+def new_uid() -> str:
+    return secrets.token_hex(UID_HEX_LEN // 2)
+
+
+def is_uid(text: str) -> bool:
+    return len(text) == UID_HEX_LEN and all(c in "0123456789abcdef" for c in text)
+
+
+@dataclass(slots=True)
+class SnapshotSummary:
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    dirs: int = 0
+    files_failed: int = 0
+    bytes_read: int = 0  # file content actually read from disk
+    total_bytes: int = 0  # size of all files in the snapshot
+    data_blobs_added: int = 0
+    tree_blobs_added: int = 0
+    bytes_added: int = 0  # stored bytes (after dedup, compression and encryption)
+    duration_s: float = 0.0
+
+
+@dataclass(slots=True)
+class Snapshot:
+    uid: str
+    time: datetime
+    host: str
+    user: str
+    paths: list[str]
+    tree: bytes
+    tags: list[str] = field(default_factory=list)
+    parent: str | None = None
+    program_version: str = ""
+    summary: SnapshotSummary = field(default_factory=SnapshotSummary)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": SNAPSHOT_VERSION,
+            "uid": self.uid,
+            "time": self.time.isoformat(),
+            "host": self.host,
+            "user": self.user,
+            "paths": self.paths,
+            "tags": self.tags,
+            "tree": self.tree.hex(),
+            "parent": self.parent,
+            "program_version": self.program_version,
+            "summary": asdict(self.summary),
+            "warnings": self.warnings,
+        }
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, expected_uid: str) -> Snapshot:
+        try:
+            doc = json.loads(data)
+            if doc.get("version") != SNAPSHOT_VERSION:
+                raise MalformedObject("snapshot of unknown version")
+            snapshot = cls(
+                uid=_typed(doc["uid"], str),
+                time=_parse_time(_typed(doc["time"], str)),
+                host=_typed(doc["host"], str),
+                user=_typed(doc.get("user", ""), str),
+                paths=_str_list(doc["paths"]),
+                tags=_str_list(doc.get("tags", [])),
+                tree=parse_hex_id(_typed(doc["tree"], str)),
+                parent=doc.get("parent"),
+                program_version=_typed(doc.get("program_version", ""), str),
+                summary=_summary(doc.get("summary", {})),
+                warnings=_str_list(doc.get("warnings", [])),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MalformedObject(f"snapshot {expected_uid} is malformed: {exc}") from exc
+        if snapshot.uid != expected_uid:
+            raise MalformedObject(f"snapshot {expected_uid} claims to be {snapshot.uid}")
+        if snapshot.parent is not None and not is_uid(snapshot.parent):
+            raise MalformedObject(f"snapshot {expected_uid} has a malformed parent")
+        return snapshot
+
+
+def now() -> datetime:
+    return datetime.now(UTC).astimezone()
+
+
+def _parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError("snapshot time without a time zone")
+    return value
+
+
+def _typed(value: Any, kind: type) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"expected {kind.__name__}")
+    return value
+
+
+def _str_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("expected a list of strings")
+    return list(value)
+
+
+def _summary(value: Any) -> SnapshotSummary:
+    if not isinstance(value, dict):
+        raise TypeError("summary is not an object")
+    known = SnapshotSummary.__dataclass_fields__
+    return SnapshotSummary(**{k: v for k, v in value.items() if k in known})

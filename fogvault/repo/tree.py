@@ -1,0 +1,179 @@
+"""Tree blobs: one directory's entries, sorted by name, stored as a content-addressed blob.
+
+Names are bytes (POSIX file names are bytes; non-UTF-8 names must round-trip). Encoding is
+canonical JSON (sorted keys, no spaces) so an unchanged directory produces the same bytes and
+hence the same blob id: an unchanged subtree costs nothing in a new snapshot.
+
+Decoding validates everything a hostile repository could abuse: names that are empty, ``.``,
+``..``, contain ``/`` or NUL, duplicates, unknown types, malformed ids. See docs/format.md
+("Trees").
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fogvault.errors import MalformedObject, UnsafePath
+from fogvault.repo.format import parse_hex_id
+
+TREE_VERSION = 1
+FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV = "file", "dir", "symlink", "fifo", "chardev", "blockdev"
+NODE_TYPES = frozenset({FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV})
+_INT_FIELDS = ("mode", "uid", "gid", "mtime_ns", "ctime_ns", "size", "dev", "ino", "nlink", "rdev")
+
+
+def check_name(name: bytes) -> bytes:
+    """Refuse any entry name that could address something other than one child of its folder."""
+    if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
+        raise UnsafePath(f"unsafe file name in snapshot: {name!r}")
+    return name
+
+
+@dataclass(slots=True)
+class Node:
+    name: bytes
+    type: str
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    user: str = ""
+    group: str = ""
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    size: int = 0
+    dev: int = 0
+    ino: int = 0
+    nlink: int = 1
+    rdev: int = 0
+    target: bytes = b""  # symlink target
+    xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)
+    content: list[bytes] = field(default_factory=list)  # blob ids of a file's chunks
+    subtree: bytes | None = None  # tree blob id of a directory
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        _put_bytes(out, "name", self.name)
+        for key in _INT_FIELDS:
+            value = getattr(self, key)
+            if value:
+                out[key] = value
+        if self.user:
+            out["user"] = self.user
+        if self.group:
+            out["group"] = self.group
+        if self.type == SYMLINK:
+            _put_bytes(out, "target", self.target)
+        if self.xattrs:
+            out["xattrs"] = [[_b64(k), _b64(v)] for k, v in self.xattrs]
+        if self.type == FILE:
+            out["content"] = [blob_id.hex() for blob_id in self.content]
+        if self.subtree is not None:
+            out["subtree"] = self.subtree.hex()
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Node:
+        if not isinstance(obj, dict):
+            raise MalformedObject("tree node is not an object")
+        node_type = obj.get("type")
+        if node_type not in NODE_TYPES:
+            raise MalformedObject(f"unknown node type {node_type!r}")
+        node = cls(name=check_name(_get_bytes(obj, "name")), type=node_type)
+        for key in _INT_FIELDS:
+            value = obj.get(key, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise MalformedObject(f"bad {key} in tree node")
+            setattr(node, key, value)
+        node.user, node.group = _get_str(obj, "user"), _get_str(obj, "group")
+        if node_type == SYMLINK:
+            node.target = _get_bytes(obj, "target")
+        node.xattrs = [(_unb64(k), _unb64(v)) for k, v in _get_pairs(obj.get("xattrs", []))]
+        if node_type == FILE:
+            content = obj.get("content", [])
+            if not isinstance(content, list):
+                raise MalformedObject("file content is not a list")
+            node.content = [parse_hex_id(_as_str(c)) for c in content]
+        if node_type == DIR:
+            if "subtree" not in obj:
+                raise MalformedObject("directory without subtree")
+            node.subtree = parse_hex_id(_as_str(obj["subtree"]))
+        return node
+
+
+@dataclass(slots=True)
+class Tree:
+    nodes: list[Node] = field(default_factory=list)
+
+    def encode(self) -> bytes:
+        nodes = sorted(self.nodes, key=lambda n: n.name)
+        doc = {"version": TREE_VERSION, "nodes": [n.to_json() for n in nodes]}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Tree:
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedObject("tree is not valid JSON") from exc
+        if not isinstance(doc, dict) or doc.get("version") != TREE_VERSION:
+            raise MalformedObject("tree of unknown version")
+        raw_nodes = doc.get("nodes")
+        if not isinstance(raw_nodes, list):
+            raise MalformedObject("tree without node list")
+        nodes = [Node.from_json(n) for n in raw_nodes]
+        names = [n.name for n in nodes]
+        if names != sorted(set(names)):
+            raise MalformedObject("tree nodes are not sorted or have duplicate names")
+        return cls(nodes)
+
+    def find(self, name: bytes) -> Node | None:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        return None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: Any) -> bytes:
+    try:
+        return base64.b64decode(_as_str(text), validate=True)
+    except ValueError as exc:
+        raise MalformedObject("bad base64 in tree") from exc
+
+
+def _put_bytes(out: dict[str, Any], key: str, value: bytes) -> None:
+    """Store UTF-8 text as is; anything else as base64 under ``<key>_b64``."""
+    try:
+        out[key] = value.decode("utf-8")
+    except UnicodeDecodeError:
+        out[f"{key}_b64"] = _b64(value)
+
+
+def _get_bytes(obj: dict[str, Any], key: str) -> bytes:
+    if f"{key}_b64" in obj:
+        return _unb64(obj[f"{key}_b64"])
+    return _as_str(obj.get(key, "")).encode("utf-8", "surrogatepass")
+
+
+def _get_str(obj: dict[str, Any], key: str) -> str:
+    return _as_str(obj.get(key, ""))
+
+
+def _as_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise MalformedObject("expected a string in tree")
+    return value
+
+
+def _get_pairs(value: Any) -> list[tuple[Any, Any]]:
+    if not isinstance(value, list) or not all(
+        isinstance(p, list) and len(p) == 2 for p in value
+    ):
+        raise MalformedObject("bad xattrs in tree")
+    return [(p[0], p[1]) for p in value]

@@ -1,0 +1,1 @@
+"""The restore engine: snapshot trees back into files, safely below one target folder."""

@@ -1,0 +1,321 @@
+"""Restoring a snapshot into a target folder, byte for byte, with metadata.
+
+Three phases:
+
+1. **Plan and create** (one thread, depth-first): folders, symlinks, fifos, devices, hardlinks
+   and empty, pre-sized regular files are created below the target through :class:`SafeRoot`
+   (never following a symlink). Each file's chunks are mapped to (file, offset) destinations.
+2. **Content** (a thread per pack in flight): each needed pack is read once with one ranged
+   read over the blobs it holds, its blobs are verified and decrypted, and every destination
+   is written with ``pwrite``. A blob used by many files is fetched once. All-zero blobs are not
+   written, so sparse files keep their holes.
+3. **Metadata**: ownership (as root), xattrs, modes and times; folders last and deepest first,
+   so writing their contents does not disturb their mtimes.
+
+A restored path is always the snapshot's absolute path re-rooted below the target.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from fogvault.errors import FogVaultError, UnsafePath, UsageError
+from fogvault.fsmeta import apply_metadata
+from fogvault.patterns import PathPatterns
+from fogvault.repo.index import IndexEntry
+from fogvault.repo.repository import Repository
+from fogvault.repo.snapshot import Snapshot
+from fogvault.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
+from fogvault.restore.progress import RestoreProgress
+from fogvault.restore.safefs import Parts, SafeRoot
+
+OVERWRITE_MODES = ("always", "if-changed", "never")
+
+
+@dataclass(slots=True)
+class RestoreOptions:
+    target: str = "."
+    includes: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+    overwrite: str = "always"
+    verify: bool = False
+    dry_run: bool = False
+    workers: int = 4  # packs fetched at once: reads are latency-bound on remote targets
+    restore_owner: bool = field(default_factory=lambda: os.geteuid() == 0)
+
+
+@dataclass(slots=True)
+class RestoreSummary:
+    files: int = 0
+    dirs: int = 0
+    links: int = 0
+    specials: int = 0
+    bytes_written: int = 0
+    total_bytes: int = 0
+    skipped: int = 0
+    verified: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _FileJob:
+    parts: Parts
+    node: Node
+
+
+class Restorer:
+    def __init__(
+        self,
+        repo: Repository,
+        snapshot: Snapshot,
+        options: RestoreOptions,
+        progress: RestoreProgress | None = None,
+    ) -> None:
+        if options.overwrite not in OVERWRITE_MODES:
+            raise UsageError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}")
+        self.repo = repo
+        self.snapshot = snapshot
+        self.options = options
+        self.progress = progress or RestoreProgress()
+        self.summary = RestoreSummary()
+        self._includes = PathPatterns(options.includes)
+        self._excludes = PathPatterns(options.excludes)
+        self._files: list[_FileJob] = []
+        self._dirs: list[tuple[Parts, Node]] = []
+        self._others: list[tuple[Parts, Node]] = []
+        self._hardlinks: dict[tuple[int, int], Parts] = {}
+        self._root: SafeRoot | None = None
+
+    def run(self) -> RestoreSummary:
+        target = os.fsencode(os.path.abspath(self.options.target))
+        if self.options.dry_run:
+            self._plan(None)
+            return self.summary
+        self._root = SafeRoot(target)
+        try:
+            self._plan(self._root)
+            self._write_contents(self._root)
+            self._apply_metadata(self._root)
+            if self.options.verify:
+                self._verify(self._root)
+        finally:
+            self._root.close()
+        return self.summary
+
+    def _warn(self, message: str) -> None:
+        self.summary.warnings.append(message)
+        self.progress.warning(message)
+
+    # ---- phase 1: plan and create ----------------------------------------------------
+
+    def _plan(self, root: SafeRoot | None) -> None:
+        stack: list[tuple[Parts, bytes, bool]] = [((), self.snapshot.tree, False)]
+        while stack:
+            parts, tree_id, inside_match = stack.pop()
+            tree = self.repo.load_tree(tree_id)
+            for node in reversed(tree.nodes):  # reversed: the stack pops in name order
+                child = (*parts, node.name)
+                path = b"/" + b"/".join(child)
+                if self._excludes and self._excludes.matches(path):
+                    continue
+                selected = inside_match or not self._includes or self._includes.matches(path)
+                if node.type == DIR:
+                    if selected and root is not None:
+                        self._make_dir(root, child, node)
+                    if selected:
+                        self._dirs.append((child, node))
+                    stack.append((child, node.subtree or b"", selected))
+                elif selected:
+                    self._plan_entry(root, child, node)
+
+    def _make_dir(self, root: SafeRoot, parts: Parts, node: Node) -> None:
+        existing = root.lstat(parts)
+        if existing is not None and not stat.S_ISDIR(existing.st_mode):
+            if self.options.overwrite != "always":
+                raise UnsafePath(f"{os.fsdecode(root.path(parts))} exists and is not a folder")
+            root.remove(parts)
+        with root.open_dir(parts, create=True):
+            pass
+        self.summary.dirs += 1
+
+    def _plan_entry(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
+        if root is not None:
+            with root.open_dir(parts[:-1], create=True):
+                pass  # parents of an included entry exist even if not selected themselves
+            if not self._make_room(root, parts, node):
+                self.summary.skipped += 1
+                return
+        try:
+            self._create(root, parts, node)
+        except OSError as exc:
+            self._warn(f"{os.fsdecode(b'/'.join(parts))}: cannot restore: {exc.strerror}")
+
+    def _make_room(self, root: SafeRoot, parts: Parts, node: Node) -> bool:
+        """Decide about an existing entry: False to keep it (and skip this node)."""
+        existing = root.lstat(parts)
+        if existing is None:
+            return True
+        mode = self.options.overwrite
+        if mode == "never":
+            return False
+        if mode == "if-changed" and node.type == FILE and stat.S_ISREG(existing.st_mode):
+            unchanged = (existing.st_size, existing.st_mtime_ns) == (node.size, node.mtime_ns)
+            if unchanged:
+                return False
+        if stat.S_ISDIR(existing.st_mode):
+            try:
+                root.remove(parts)
+            except OSError:
+                self._warn(f"{os.fsdecode(root.path(parts))}: a non-empty folder is in the way")
+                return False
+        else:
+            root.remove(parts)
+        return True
+
+    def _create(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
+        if node.type == FILE:
+            self._create_file(root, parts, node)
+            return
+        if node.type in (CHARDEV, BLOCKDEV) and not self.options.restore_owner:
+            self._warn(f"{os.fsdecode(b'/'.join(parts))}: device node not restored (needs root)")
+            return
+        if root is not None:
+            with root.open_dir(parts[:-1]) as dir_fd:
+                name = parts[-1]
+                if node.type == SYMLINK:
+                    os.symlink(node.target, name, dir_fd=dir_fd)
+                elif node.type == FIFO:
+                    os.mkfifo(name, node.mode, dir_fd=dir_fd)
+                else:
+                    kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
+                    os.mknod(name, kind | node.mode, node.rdev, dir_fd=dir_fd)
+        self.summary.links += node.type == SYMLINK
+        self.summary.specials += node.type != SYMLINK
+        self._others.append((parts, node))
+
+    def _create_file(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
+        self.summary.files += 1
+        link_key = (node.dev, node.ino)
+        first = self._hardlinks.get(link_key) if node.nlink > 1 else None
+        if first is not None:
+            if root is not None:
+                with root.open_dir(first[:-1]) as src_fd, root.open_dir(parts[:-1]) as dst_fd:
+                    os.link(first[-1], parts[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd,
+                            follow_symlinks=False)
+            return
+        if node.nlink > 1:
+            self._hardlinks[link_key] = parts
+        self.summary.total_bytes += node.size
+        if root is not None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            with root.open_file(parts, flags) as fd:
+                os.ftruncate(fd, node.size)  # pre-sized: unwritten (zero) ranges stay holes
+        self._files.append(_FileJob(parts, node))
+        self._others.append((parts, node))
+
+    # ---- phase 2: content ------------------------------------------------------------
+
+    def _write_contents(self, root: SafeRoot) -> None:
+        by_pack: dict[bytes, dict[bytes, IndexEntry]] = defaultdict(dict)
+        destinations: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
+        for number, job in enumerate(self._files):
+            offset = 0
+            for blob_id in job.node.content:
+                entry = self.repo.index.get(blob_id)
+                if entry is None:
+                    raise FogVaultError(
+                        f"blob {blob_id.hex()} of {os.fsdecode(b'/'.join(job.parts))} "
+                        "is not in the index; run 'fogvault check'"
+                    )
+                by_pack[entry.pack_id][blob_id] = entry
+                destinations[blob_id].append((number, offset))
+                offset += entry.raw_length
+        self.progress.start(self.summary.total_bytes)
+
+        def restore_pack(pack_id: bytes) -> None:
+            blobs = self.repo.read_pack_blobs(pack_id, list(by_pack[pack_id].values()))
+            for entry, data in blobs:
+                for number, offset in destinations[entry.blob_id]:
+                    self._write_blob(root, self._files[number], offset, data)
+
+        with ThreadPoolExecutor(max_workers=self.options.workers) as pool:
+            for future in [pool.submit(restore_pack, p) for p in by_pack]:
+                future.result()
+
+    def _write_blob(self, root: SafeRoot, job: _FileJob, offset: int, data: bytes) -> None:
+        runs = list(_data_runs(data))
+        if runs:
+            with root.open_file(job.parts, os.O_WRONLY) as fd:
+                for start, end in runs:
+                    view = memoryview(data)[start:end]
+                    position = offset + start
+                    while view:
+                        written = os.pwrite(fd, view, position)
+                        view, position = view[written:], position + written
+            self.summary.bytes_written += sum(end - start for start, end in runs)
+        self.progress.bytes_done(len(data))
+
+    # ---- phase 3: metadata -----------------------------------------------------------
+
+    def _apply_metadata(self, root: SafeRoot) -> None:
+        for parts, node in self._others:
+            self._set_metadata(root, parts, node)
+        for parts, node in sorted(self._dirs, key=lambda d: len(d[0]), reverse=True):
+            self._set_metadata(root, parts, node)
+
+    def _set_metadata(self, root: SafeRoot, parts: Parts, node: Node) -> None:
+        try:
+            with root.open_dir(parts[:-1]):
+                pass  # the parent is a real folder below the target, reached without symlinks
+            for warning in apply_metadata(
+                root.path(parts), node, restore_owner=self.options.restore_owner
+            ):
+                self._warn(warning)
+        except OSError as exc:
+            self._warn(f"{os.fsdecode(root.path(parts))}: cannot set metadata: {exc.strerror}")
+
+    # ---- verify ----------------------------------------------------------------------
+
+    def _verify(self, root: SafeRoot) -> None:
+        for job in self._files:
+            if self._file_matches(root, job):
+                self.summary.verified += 1
+            else:
+                self._warn(f"{os.fsdecode(root.path(job.parts))}: restored content does not match")
+
+    def _file_matches(self, root: SafeRoot, job: _FileJob) -> bool:
+        with root.open_file(job.parts, os.O_RDONLY) as fd:
+            if os.fstat(fd).st_size != job.node.size:
+                return False
+            offset = 0
+            for blob_id in job.node.content:
+                entry = self.repo.index.get(blob_id)
+                if entry is None:
+                    return False
+                data = os.pread(fd, entry.raw_length, offset)
+                if self.repo.blob_id(data) != blob_id:
+                    return False
+                offset += entry.raw_length
+            return offset == job.node.size
+
+
+HOLE_BLOCK = 64 * 1024
+
+
+def _data_runs(data: bytes) -> list[tuple[int, int]]:
+    """The (start, end) ranges of ``data`` that are not all-zero ``HOLE_BLOCK`` blocks: what
+    must be written into a pre-sized file so that zero blocks stay holes (sparse files)."""
+    runs: list[tuple[int, int]] = []
+    for start in range(0, len(data), HOLE_BLOCK):
+        end = min(start + HOLE_BLOCK, len(data))
+        if data.count(0, start, end) == end - start:
+            continue
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return runs

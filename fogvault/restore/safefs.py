@@ -1,0 +1,96 @@
+"""Creating entries below a restore target without ever following a symlink.
+
+Every operation starts from a file descriptor of the target folder and walks down one
+component at a time with ``O_DIRECTORY | O_NOFOLLOW``, so neither a symlink written by the
+restore itself nor one already present in the target can redirect a write outside it. Names
+are checked again here (empty, ``.``, ``..``, ``/`` or NUL are refused), so this module is safe
+even if a caller forgets to validate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Iterator
+
+from fogvault.errors import UnsafePath
+from fogvault.repo.tree import check_name
+
+Parts = tuple[bytes, ...]
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class SafeRoot:
+    """The restore target. Paths are tuples of validated name components below it."""
+
+    def __init__(self, root: bytes) -> None:
+        os.makedirs(root, exist_ok=True)
+        self.root = os.path.realpath(root)
+        self.root_fd = os.open(self.root, _DIR_FLAGS)
+
+    def close(self) -> None:
+        os.close(self.root_fd)
+
+    def path(self, parts: Parts) -> bytes:
+        return os.path.join(self.root, *parts) if parts else self.root
+
+    @contextlib.contextmanager
+    def open_dir(self, parts: Parts, *, create: bool = False) -> Iterator[int]:
+        """A descriptor of the folder ``parts``; with ``create``, missing folders are made."""
+        fd = os.dup(self.root_fd)
+        try:
+            for name in parts:
+                check_name(name)
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o700, dir_fd=fd)
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise UnsafePath(
+                            f"{os.fsdecode(self.path(parts))}: a symlink or file stands where "
+                            "a folder is restored; not following it"
+                        ) from exc
+                    raise
+                os.close(fd)
+                fd = child
+            yield fd
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def open_file(self, parts: Parts, flags: int, mode: int = 0o600) -> Iterator[int]:
+        with self.open_dir(parts[:-1]) as dir_fd:
+            fd = os.open(check_name(parts[-1]), flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                         dir_fd=dir_fd)
+            try:
+                yield fd
+            finally:
+                os.close(fd)
+
+    def lstat(self, parts: Parts) -> os.stat_result | None:
+        with self.open_dir(parts[:-1]) as dir_fd:
+            try:
+                return os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+
+    def remove(self, parts: Parts) -> None:
+        """Remove a non-directory entry, or an empty folder."""
+        with self.open_dir(parts[:-1]) as dir_fd:
+            st = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(parts[-1], dir_fd=dir_fd)
+            else:
+                os.unlink(parts[-1], dir_fd=dir_fd)
+
+
+def is_inside(root: bytes, path: bytes) -> bool:
+    root = os.path.realpath(root)
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+
+__all__ = ["Parts", "SafeRoot", "UnsafePath", "is_inside"]

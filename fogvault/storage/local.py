@@ -1,0 +1,144 @@
+"""A local folder as a target, with the durability fsspec's LocalFileSystem does not give.
+
+Writes go to a temporary name in the same folder, are fsync'ed, then published atomically:
+``os.link`` for create-only writes (fails if the name exists, without a window where both
+could win) and ``os.replace`` for overwrites; the folder is fsync'ed afterwards so a power cut
+cannot lose a published name. Reads and listings use plain ``os`` calls.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from fogvault.storage.base import ObjectInfo, Storage, validate_name, validate_prefix
+from fogvault.storage.errors import (
+    ObjectExists,
+    ObjectNotFound,
+    PermanentStorageError,
+    StorageError,
+    TransientStorageError,
+)
+
+_TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO}
+
+
+class LocalStorage(Storage):
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.url = str(self.root)
+
+    def _path(self, name: str) -> Path:
+        return self.root / validate_name(name)
+
+    def _error(self, exc: OSError, name: str) -> StorageError:
+        if isinstance(exc, FileNotFoundError):
+            return ObjectNotFound("no such object", target=self.url, name=name)
+        kind = TransientStorageError if exc.errno in _TRANSIENT_ERRNOS else PermanentStorageError
+        return kind(exc.strerror or str(exc), target=self.url, name=name)
+
+    def create(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._error(exc, "") from exc
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        path = self._path(name)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                if offset:
+                    f.seek(offset)
+                return f.readall() if length is None else _read_exactly(f, length)
+        except IsADirectoryError as exc:
+            raise ObjectNotFound("is a folder", target=self.url, name=name) from exc
+        except OSError as exc:
+            raise self._error(exc, name) from exc
+
+    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+        path = self._path(name)
+        tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(6)}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError as exc:
+                    raise ObjectExists("object exists", target=self.url, name=name) from exc
+                finally:
+                    os.unlink(tmp)
+            _fsync_dir(path.parent)
+        except StorageError:
+            raise
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._error(exc, name) from exc
+
+    def stat(self, name: str) -> ObjectInfo:
+        try:
+            st = os.stat(self._path(name))
+        except OSError as exc:
+            raise self._error(exc, name) from exc
+        return ObjectInfo(name, st.st_size)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        folder, _, stem = prefix.rpartition("/")
+        base = self.root / folder if folder else self.root
+        try:
+            yield from self._walk(base, folder, stem)
+        except OSError as exc:
+            raise self._error(exc, prefix) from exc
+
+    def _walk(self, base: Path, rel: str, stem: str) -> Iterator[ObjectInfo]:
+        try:
+            entries = list(os.scandir(base))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.name.startswith(stem):
+                continue
+            name = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), name, "")
+            elif entry.is_file(follow_symlinks=False):
+                yield ObjectInfo(name, entry.stat(follow_symlinks=False).st_size)
+
+    def delete(self, name: str) -> None:
+        try:
+            os.unlink(self._path(name))
+        except OSError as exc:
+            raise self._error(exc, name) from exc
+
+
+def _read_exactly(f, length: int) -> bytes:
+    buf = bytearray(length)
+    view = memoryview(buf)
+    got = 0
+    while got < length:
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return bytes(view[:got]) if got < length else bytes(buf)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
