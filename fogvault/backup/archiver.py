@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass, field
 
 from fogvault import __version__
-from fogvault.errors import UsageError
 from fogvault.backup.excludes import ExcludeRules
 from fogvault.backup.progress import Progress
 from fogvault.backup.saver import BlobSaver
+from fogvault.errors import UsageError
 from fogvault.fsmeta import node_from_stat, node_type, read_xattrs, user_name
 from fogvault.repo.format import BlobType
 from fogvault.repo.packer import PackWriter, PackWriterOptions

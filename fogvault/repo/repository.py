@@ -140,7 +140,8 @@ class Repository:
             _unseal_object(master, ObjectKind.CONFIG, b"", sealed_config, MAX_CONFIG_SIZE)
         )
         _check_same_repository(targets, master, config)
-        repo = cls(targets, master, key_id, config, _make_cache(cache_dir, use_cache, config.repo_id))
+        cache = _make_cache(cache_dir, use_cache, config.repo_id)
+        repo = cls(targets, master, key_id, config, cache)
         if load_index:
             repo.load_index()
         return repo
@@ -179,7 +180,7 @@ class Repository:
             index_id = id_from_name_or_none(name)
             if index_id is not None and index_id not in self._index_ids:
                 new[index_id] = name
-        files = dict(zip(new, self._map(self._read_index, new.values()), strict=True))
+        files = dict(zip(new, self._map(self.read_index_file, new.values()), strict=True))
         superseded = {old for f in files.values() for old in f.supersedes}
         for index_id, index_file in files.items():
             self._index_ids.add(index_id)
@@ -191,7 +192,7 @@ class Repository:
     def index_ids(self) -> set[bytes]:
         return set(self._index_ids)
 
-    def _read_index(self, name: str) -> IndexFile:
+    def read_index_file(self, name: str) -> IndexFile:
         index_id = id_from_name(name)
         sealed = self.cache.get_verified(name, index_id) if self.cache else None
         if sealed is None:
@@ -243,7 +244,7 @@ class Repository:
         def decode(data: bytes) -> list[tuple[IndexEntry, bytes]]:
             view = memoryview(data)
             return [
-                (e, self.open_blob(e.pack_entry(), view[e.offset - start : e.offset - start + e.length]))
+                (e, self.open_blob(e.pack_entry(), view[e.offset - start :][: e.length]))
                 for e in entries
             ]
 

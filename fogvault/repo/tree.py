@@ -20,7 +20,8 @@ from fogvault.errors import MalformedObject, UnsafePath
 from fogvault.repo.format import parse_hex_id
 
 TREE_VERSION = 1
-FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV = "file", "dir", "symlink", "fifo", "chardev", "blockdev"
+FILE, DIR, SYMLINK = "file", "dir", "symlink"
+FIFO, CHARDEV, BLOCKDEV = "fifo", "chardev", "blockdev"
 NODE_TYPES = frozenset({FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV})
 _INT_FIELDS = ("mode", "uid", "gid", "mtime_ns", "ctime_ns", "size", "dev", "ino", "nlink", "rdev")
 

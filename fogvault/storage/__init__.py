@@ -1,7 +1,9 @@
 """Storage: one target as a flat namespace of immutable byte objects.
 
 ``open_storage(url)`` turns a target URL into a :class:`Storage`: a plain path or ``file://``
-URL is a :class:`LocalStorage` (fsync'ed atomic writes), anything else goes through fsspec.
+URL is a :class:`LocalStorage` (fsync'ed atomic writes); ``memory://``, ``s3://bucket/prefix``
+and ``sftp://user@host:port/path`` go through fsspec (see docs/targets.md); any other scheme is
+refused. :class:`RetryingStorage` and :class:`FaultyStorage` wrap any of them.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ from fogvault.storage.errors import (
     StorageError,
     TransientStorageError,
 )
+from fogvault.storage.faulty import Fault, FaultyStorage
+from fogvault.storage.retrying import RetryingStorage
 
 __all__ = [
+    "Fault",
+    "FaultyStorage",
     "InvalidName",
     "ObjectExists",
     "ObjectInfo",
     "ObjectNotFound",
     "PermanentStorageError",
+    "RetryingStorage",
     "Storage",
     "StorageError",
     "TransientStorageError",
@@ -32,16 +39,23 @@ __all__ = [
 ]
 
 
+#: The URL schemes served by fogvault.storage.fsspec_store, and the class of each.
+_FSSPEC_SCHEMES = {"memory": "FsspecStorage", "s3": "S3Storage", "sftp": "SftpStorage"}
+
+
 def open_storage(url: str, **options: Any) -> Storage:
-    """Open the target at ``url``. ``options`` go to the fsspec filesystem (e.g. endpoint)."""
-    if "://" not in url:
+    """Open the target at ``url``. ``options`` go to the backend: s3fs settings for ``s3://``
+    (``endpoint_url``, ``key``, ``secret``, ``config_kwargs``...), asyncssh settings for
+    ``sftp://`` (``client_keys``, ``known_hosts``...). Without them, both read the environment.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme == "file":
         from fogvault.storage.local import LocalStorage
 
-        return LocalStorage(url)
-    if url.startswith("file://"):
-        from fogvault.storage.local import LocalStorage
+        return LocalStorage(rest if sep else url)
+    if scheme not in _FSSPEC_SCHEMES:
+        known = ", ".join(f"{s}://" for s in ("file", *_FSSPEC_SCHEMES))
+        raise PermanentStorageError(f"unsupported target {url!r}: use a path or {known}")
+    from fogvault.storage import fsspec_store
 
-        return LocalStorage(url[len("file://") :])
-    from fogvault.storage.fsspec_store import FsspecStorage
-
-    return FsspecStorage(url, **options)
+    return getattr(fsspec_store, _FSSPEC_SCHEMES[scheme])(url, **options)

@@ -1,19 +1,40 @@
-"""Any fsspec filesystem as a target (memory://, s3://, sftp://, ...).
+"""Targets reached through fsspec: ``memory://``, ``s3://`` and ``sftp://``.
 
-This is the only module that imports fsspec. It pins down what fsspec leaves loose:
-atomic publication (a temporary name and a rename on filesystems that have one, a single
-PUT on object stores), create-only writes, sizes that fsspec may report as None, and the
-mapping of every library exception to a StorageError.
+This is the only module that imports fsspec, s3fs or asyncssh. Each class pins down what fsspec
+leaves loose so that the contract in :mod:`fogvault.storage.base` holds:
+
+* :class:`FsspecStorage` (``memory://``): the store lives in this process, so a lock makes
+  create-only writes atomic; a memory file is published only when complete.
+* :class:`S3Storage` (``s3://bucket/prefix``): every object is one PUT (atomic on S3; hence at
+  most 5 GiB). Create-only writes send ``If-None-Match: *`` so the *server* refuses to replace an
+  object (HTTP 412), no race window; servers that answer 501 get a HEAD-then-PUT fallback (not
+  atomic, logged once). Reads of a whole object are one GET (never split into ranges that could
+  mix two versions); a range past the end (HTTP 416) is an empty short read. No listing cache.
+* :class:`SftpStorage` (``sftp://user@host:port/path``): writes go to a dot-named temporary in
+  the same folder, are fsync'ed (``fsync@openssh.com``), then renamed: ``posix-rename`` for
+  overwrites, the plain SFTPv3 RENAME for create-only (OpenSSH implements it as link+unlink,
+  which fails if the name exists). Ranged reads use offsets (sshfs's ``cat_file`` ignores ranges).
+  A lost connection is reopened on the next call.
+
+Every library exception leaves as a :class:`StorageError`: see :func:`classify`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import logging
+import os
 import secrets
+import stat as stat_module
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import fsspec
+from fsspec.asyn import sync
 
 from fogvault.storage.base import ObjectInfo, Storage, validate_name, validate_prefix
 from fogvault.storage.errors import (
@@ -24,124 +45,521 @@ from fogvault.storage.errors import (
     TransientStorageError,
 )
 
-#: Protocols whose single PUT is atomic: no temporary name is needed.
-_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"}
+log = logging.getLogger(__name__)
+
+#: The largest object a single S3 PUT may carry.
+S3_MAX_PUT = 5 * 1024**3
+
+_PERMANENT_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
+    errno.ENOSYS, errno.EISDIR, errno.ENOTDIR, errno.EINVAL,
+}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- error mapping
+
+
+def classify(exc: BaseException) -> type[StorageError]:
+    """The StorageError class for a library exception: what a caller can do about it."""
+    if isinstance(exc, StorageError):
+        return type(exc)
+    status = _http_status(exc)
+    if status is not None:
+        return _classify_http(status)
+    sftp_kind = _classify_asyncssh(exc)
+    if sftp_kind is not None:
+        return sftp_kind
+    if isinstance(exc, FileNotFoundError):
+        return ObjectNotFound
+    if isinstance(exc, FileExistsError):
+        return ObjectExists
+    if isinstance(exc, OSError):
+        return PermanentStorageError if exc.errno in _PERMANENT_ERRNOS else TransientStorageError
+    return _classify_botocore(exc)
+
+
+def _http_status(exc: BaseException | None) -> int | None:
+    """The HTTP status of a botocore ClientError anywhere in the cause chain, if any."""
+    for _ in range(10):
+        if exc is None:
+            return None
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if response.get("Error", {}).get("Code") == "PreconditionFailed":
+                status = 412
+            if status:
+                return int(status)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _classify_http(status: int) -> type[StorageError]:
+    if status == 404:
+        return ObjectNotFound
+    if status == 412:
+        return ObjectExists  # only create-only PUTs send a precondition
+    if status in (408, 429) or status >= 500:
+        return TransientStorageError
+    return PermanentStorageError  # 400, 401, 403, 405, 409, ...
+
+
+def _classify_asyncssh(exc: BaseException) -> type[StorageError] | None:
+    try:
+        import asyncssh
+        from asyncssh import sftp
+    except ImportError:  # the sftp extra is not installed: nothing can raise these
+        return None
+    if isinstance(exc, sftp.SFTPNoSuchFile | sftp.SFTPNoSuchPath):
+        return ObjectNotFound
+    if isinstance(exc, sftp.SFTPFileAlreadyExists):
+        return ObjectExists
+    permanent = (
+        sftp.SFTPPermissionDenied, asyncssh.PermissionDenied, sftp.SFTPNoSpaceOnFilesystem,
+        sftp.SFTPQuotaExceeded, sftp.SFTPOpUnsupported, asyncssh.HostKeyNotVerifiable,
+    )  # fmt: skip
+    if isinstance(exc, permanent):
+        return PermanentStorageError
+    # OpenSSH (SFTPv3) reports most errors, disk full included, as a bare "Failure"
+    if isinstance(exc, sftp.SFTPError | asyncssh.Error):
+        return TransientStorageError
+    return None
+
+
+def _classify_botocore(exc: BaseException) -> type[StorageError]:
+    import botocore.exceptions as bx
+
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+        return PermanentStorageError
+    if isinstance(exc, bx.ParamValidationError):
+        return PermanentStorageError
+    if isinstance(exc, bx.BotoCoreError | TimeoutError | ConnectionError):
+        return TransientStorageError
+    return PermanentStorageError  # a bug or a bad setting: retrying will not help
+
+
+# ----------------------------------------------------------------------------- memory://
 
 
 class FsspecStorage(Storage):
+    """A target on an fsspec filesystem whose writes publish a complete file at once.
+
+    Only ``memory://`` is routed here: its store lives in this process, so the lock makes
+    create-only writes atomic. The other protocols have their own classes below.
+    """
+
     def __init__(self, url: str, **options: Any) -> None:
-        self.fs, root = fsspec.core.url_to_fs(url, **options)
+        fs, root = fsspec.core.url_to_fs(url, **options)
+        self.fs: Any = fs
         self.root = root.rstrip("/")
-        protocol = self.fs.protocol
-        self.protocol = protocol if isinstance(protocol, str) else protocol[0]
-        self.url = f"{self.protocol}://{self.root}"
-        self._atomic_put = self.protocol in _OBJECT_STORES
-        self._create_lock = threading.Lock()
+        self.url = url
+        self._lock = threading.Lock()
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{validate_name(name)}"
 
-    def _error(self, exc: BaseException, name: str) -> StorageError:
-        if isinstance(exc, StorageError):
-            return exc
-        if isinstance(exc, FileNotFoundError):
-            return ObjectNotFound("no such object", target=self.url, name=name)
-        if isinstance(exc, FileExistsError):
-            return ObjectExists("object exists", target=self.url, name=name)
-        if isinstance(exc, PermissionError):
-            return PermanentStorageError("permission denied", target=self.url, name=name)
-        return TransientStorageError(
-            f"{type(exc).__name__}: {exc}", target=self.url, name=name
-        )
+    @contextmanager
+    def _mapped(self, name: str) -> Iterator[None]:
+        """Turn any exception into the matching StorageError."""
+        try:
+            yield
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise _error(exc, self.url, name) from exc
 
     def create(self) -> None:
-        try:
+        with self._mapped(""):
             self.fs.makedirs(self.root, exist_ok=True)
-        except Exception as exc:
-            raise self._error(exc, "") from exc
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         path = self._path(name)
-        try:
-            if not self.fs.isfile(path):
-                raise FileNotFoundError(path)
-            end = None if length is None else offset + length
-            return self.fs.cat_file(path, start=offset or None, end=end)
-        except Exception as exc:
-            raise self._error(exc, name) from exc
+        if length == 0:
+            self.stat(name)
+            return b""
+        end = None if length is None else offset + length
+        with self._mapped(name):
+            return bytes(self.fs.cat_file(path, start=offset, end=end))
 
     def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
         path = self._path(name)
-        try:
-            if self._atomic_put:
-                self._put(path, name, data, overwrite)
-            else:
-                self._write_and_rename(path, name, data, overwrite)
-        except Exception as exc:
-            raise self._error(exc, name) from exc
-
-    def _put(self, path: str, name: str, data: bytes, overwrite: bool) -> None:
-        with self._create_lock:
+        with self._mapped(name), self._lock:
             if not overwrite and self.fs.exists(path):
                 raise ObjectExists("object exists", target=self.url, name=name)
             self.fs.pipe_file(path, bytes(data))
 
-    def _write_and_rename(self, path: str, name: str, data: bytes, overwrite: bool) -> None:
-        parent, _, leaf = path.rpartition("/")
-        tmp = f"{parent}/.tmp-{leaf}-{secrets.token_hex(6)}"
-        self.fs.makedirs(parent, exist_ok=True)
-        self.fs.pipe_file(tmp, bytes(data))
-        try:
-            with self._create_lock:
-                if not overwrite and self.fs.exists(path):
-                    raise ObjectExists("object exists", target=self.url, name=name)
-                if overwrite and self.fs.exists(path):
-                    self.fs.rm_file(path)
-                self.fs.mv(tmp, path)
-        finally:
-            if self.fs.exists(tmp):
-                self.fs.rm_file(tmp)
-
     def stat(self, name: str) -> ObjectInfo:
         path = self._path(name)
-        try:
+        with self._mapped(name):
             info = self.fs.info(path)
-        except Exception as exc:
-            raise self._error(exc, name) from exc
         if info.get("type") != "file":
             raise ObjectNotFound("not an object", target=self.url, name=name)
-        return ObjectInfo(name, _size(self.fs, path, info))
+        return ObjectInfo(name, int(info["size"]))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
         folder, _, stem = prefix.rpartition("/")
         base = f"{self.root}/{folder}" if folder else self.root
-        try:
-            self.fs.invalidate_cache()
-            found = self.fs.find(base, detail=True) if self.fs.exists(base) else {}
-        except Exception as exc:
-            raise self._error(exc, prefix) from exc
-        start = len(self.root) + 1
+        with self._mapped(prefix):
+            try:
+                found = self.fs.find(base, detail=True, **self._find_options(stem))
+            except FileNotFoundError:
+                found = {}
         for path, info in found.items():
-            rel = path.rstrip("/")[start:] if path.startswith(self.root + "/") else None
-            if rel is None or info.get("type") != "file":
-                continue
-            leaf = rel.rsplit("/", 1)[-1]
-            if leaf.startswith(".") or not rel.startswith(prefix):
-                continue
-            yield ObjectInfo(rel, _size(self.fs, path, info))
-        del stem
+            if info.get("type") == "file":
+                yield from _object_info(self.root, path, info, prefix)
+
+    def _find_options(self, stem: str) -> dict[str, Any]:
+        return {}
 
     def delete(self, name: str) -> None:
         path = self._path(name)
-        try:
-            if not self.fs.isfile(path):
-                raise FileNotFoundError(path)
+        with self._mapped(name):
             self.fs.rm_file(path)
+
+
+def _error(exc: BaseException, target: str, name: str) -> StorageError:
+    kind = classify(exc)
+    if kind is ObjectNotFound:
+        return ObjectNotFound("no such object", target=target, name=name)
+    if kind is ObjectExists:
+        return ObjectExists("object exists", target=target, name=name)
+    detail = str(exc) or (str(exc.__cause__) if exc.__cause__ else "")
+    return kind(f"{type(exc).__name__}: {detail}".rstrip(": "), target=target, name=name)
+
+
+def _object_info(root: str, path: str, info: Mapping[str, Any], prefix: str) -> list[ObjectInfo]:
+    """The listing entry for ``path``, or nothing for temporaries and names outside ``prefix``."""
+    rel = path.rstrip("/").removeprefix(root.rstrip("/") + "/")
+    if rel == path or not rel.startswith(prefix) or any(s.startswith(".") for s in rel.split("/")):
+        return []
+    return [ObjectInfo(rel, int(info["size"]))]
+
+
+# ----------------------------------------------------------------------------- s3://
+
+
+def s3_options(options: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """s3fs settings: ``options`` first, then the environment, then defaults that suit AWS and
+    self-hosted servers (Ceph RGW, MinIO) alike.
+
+    Endpoint: ``endpoint_url`` option, else ``FOGVAULT_S3_ENDPOINT``, ``AWS_ENDPOINT_URL_S3``,
+    ``AWS_ENDPOINT_URL``; none means AWS. Credentials: ``key``/``secret`` options, else botocore's
+    own chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ...). Region:
+    ``AWS_REGION``/``AWS_DEFAULT_REGION``, default us-east-1, set in the botocore Config (in
+    ``client_kwargs`` it would be sent as a LocationConstraint that RGW rejects). Addressing:
+    ``FOGVAULT_S3_ADDRESSING`` (path|virtual|auto), default path with a custom endpoint.
+    """
+    opts = dict(options)
+    endpoint = opts.pop("endpoint_url", None) or _first(
+        env, "FOGVAULT_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"
+    )
+    default_style = "path" if endpoint else "auto"
+    config: dict[str, Any] = {
+        "region_name": _first(env, "AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1",
+        "s3": {"addressing_style": env.get("FOGVAULT_S3_ADDRESSING") or default_style},
+        # botocore >= 1.36 adds CRC checksums (aws-chunked bodies, trailers) by default; many
+        # S3-compatible servers (RGW < 19 among them) reject or mishandle them
+        "request_checksum_calculation": "when_required",
+        "response_checksum_validation": "when_required",
+        "retries": {"max_attempts": 3, "mode": "standard"},
+    }
+    config.update(opts.pop("config_kwargs", {}))
+    if endpoint:
+        opts["endpoint_url"] = endpoint
+    return {"use_listings_cache": False, **opts, "config_kwargs": config}
+
+
+def _first(env: Mapping[str, str], *keys: str) -> str | None:
+    return next((env[k] for k in keys if env.get(k)), None)
+
+
+class S3Storage(FsspecStorage):
+    """``s3://bucket/prefix`` on AWS or any S3-compatible server; see the module docstring."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        import s3fs
+
+        parts = urlsplit(url)
+        bucket, prefix = parts.netloc, parts.path.strip("/")
+        if not bucket:
+            raise PermanentStorageError(f"no bucket in {url!r}; use s3://bucket/prefix")
+        self.fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3_options(options))
+        self.root = f"{bucket}/{prefix}" if prefix else bucket
+        self.url = f"s3://{self.root}"
+        self._lock = threading.Lock()
+        self._conditional_put = True
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        path = self._path(name)
+        if length == 0:
+            self.stat(name)
+            return b""
+        end = None if length is None else offset + length
+        try:
+            # a single GET: s3fs would split a whole-object read into concurrent ranges
+            return bytes(self.fs.cat_file(path, start=offset or None, end=end, max_concurrency=1))
         except Exception as exc:
-            raise self._error(exc, name) from exc
+            if _http_status(exc) == 416:  # the range starts at or past the end
+                return b""
+            raise _error(exc, self.url, name) from exc
+
+    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+        path = self._path(name)
+        if len(data) >= S3_MAX_PUT:
+            raise PermanentStorageError("object too large for one PUT", target=self.url, name=name)
+        with self._mapped(name):
+            if overwrite:
+                self._put(path, data, "overwrite")
+            elif self._conditional_put:
+                self._put_if_absent(path, name, data)
+            else:
+                self._head_then_put(path, name, data)
+
+    def _put(self, path: str, data: bytes, mode: str) -> None:
+        # chunksize above the size: one PutObject, never a multipart upload (see S3_MAX_PUT)
+        self.fs.pipe_file(path, bytes(data), mode=mode, chunksize=S3_MAX_PUT)
+
+    def _put_if_absent(self, path: str, name: str, data: bytes) -> None:
+        try:
+            self._put(path, data, "create")
+        except Exception as exc:
+            if _http_status(exc) != 501:
+                raise
+            log.warning("%s ignores If-None-Match: create-only writes are not atomic", self.url)
+            self._conditional_put = False
+            self._head_then_put(path, name, data)
+
+    def _head_then_put(self, path: str, name: str, data: bytes) -> None:
+        with self._lock:  # atomic within this process only
+            if self.fs.exists(path):
+                raise ObjectExists("object exists", target=self.url, name=name)
+            self._put(path, data, "overwrite")
+
+    def _find_options(self, stem: str) -> dict[str, Any]:
+        return {"prefix": stem}  # the server filters the listing
+
+    def delete(self, name: str) -> None:
+        path = self._path(name)
+        with self._mapped(name):
+            self.fs.info(path)  # S3 deletes a missing key without complaint: check first
+            self.fs.rm_file(path)
 
 
-def _size(fs: Any, path: str, info: dict[str, Any]) -> int:
-    size = info.get("size")
-    return int(size) if size is not None else int(fs.size(path))
+# ----------------------------------------------------------------------------- sftp://
+
+
+def sftp_options(url: str, options: Mapping[str, Any], env: Mapping[str, str] = os.environ):
+    """(host, root, asyncssh options) for ``sftp://user@host:port/path``.
+
+    ``options`` go to ``asyncssh.connect`` (``client_keys``, ``known_hosts``, ``passphrase``,
+    ``encryption_algs``...). Without them: ``FOGVAULT_SFTP_KEY`` (a private key file) and
+    ``FOGVAULT_SFTP_KNOWN_HOSTS`` (a known_hosts file), else asyncssh's defaults (``~/.ssh/id_*``,
+    the agent, ``~/.ssh/known_hosts``): the host key is always checked unless ``known_hosts=None``
+    is passed explicitly. ``/~/path`` is relative to the login's home folder.
+    """
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise PermanentStorageError(f"no host in {url!r}; use sftp://user@host:port/path")
+    opts = dict(options)
+    if parts.username:
+        opts.setdefault("username", unquote(parts.username))
+    if parts.password:
+        opts.setdefault("password", unquote(parts.password))
+    if parts.port:
+        opts.setdefault("port", parts.port)
+    if env.get("FOGVAULT_SFTP_KEY"):
+        opts.setdefault("client_keys", [env["FOGVAULT_SFTP_KEY"]])
+    # sshfs turns a missing known_hosts into None (no host-key check); () is asyncssh's default
+    opts.setdefault("known_hosts", env.get("FOGVAULT_SFTP_KNOWN_HOSTS") or ())
+    path = unquote(parts.path).rstrip("/")
+    root = path.removeprefix("/~/") if path.startswith("/~/") else path or "."
+    return parts.hostname, root, opts
+
+
+class SftpStorage(Storage):
+    """``sftp://user@host:port/path`` through sshfs/asyncssh; see the module docstring."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self._host, self.root, self._options = sftp_options(url, options)
+        parts = urlsplit(url)
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        self.url = f"sftp://{user}{parts.hostname}{port}{parts.path.rstrip('/')}"
+        self._fs: Any = None
+        self._lock = threading.Lock()
+
+    # --- connection
+
+    def _filesystem(self) -> Any:
+        with self._lock:
+            if self._fs is None:
+                from sshfs import SSHFileSystem
+
+                self._fs = SSHFileSystem(self._host, skip_instance_cache=True, **self._options)
+            return self._fs
+
+    def _run(self, name: str, func: Any, *args: Any) -> Any:
+        """Run ``func(channel, *args)`` on fsspec's event loop; map errors; drop dead links."""
+        try:
+            fs = self._filesystem()
+            return sync(fs.loop, self._on_channel, fs, func, *args)
+        except StorageError:
+            raise
+        except Exception as exc:
+            if _connection_lost(exc):
+                self._disconnect()
+            raise _error(exc, self.url, name) from exc
+
+    @staticmethod
+    async def _on_channel(fs: Any, func: Any, *args: Any) -> Any:
+        # sshfs keeps a pool of SFTP channels per connection (private, but it is the pool sshfs
+        # itself uses); asyncssh pipelines concurrent requests on each channel
+        async with fs._pool.get() as channel:
+            return await func(channel, *args)
+
+    def _disconnect(self) -> None:
+        with self._lock:
+            fs, self._fs = self._fs, None
+        if fs is not None:
+            try:
+                fs.client.close()
+                sync(fs.loop, fs.client.wait_closed, timeout=5)
+            except Exception as exc:  # closing a dead link: nothing left to do
+                log.debug("closing %s: %s", self.url, exc)
+
+    def close(self) -> None:
+        self._disconnect()
+
+    # --- Storage
+
+    def _path(self, name: str) -> str:
+        return f"{self.root}/{validate_name(name)}"
+
+    def create(self) -> None:
+        self._run("", _sftp_makedirs, self.root)
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self._run(name, _sftp_read, self._path(name), offset, length)
+
+    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+        path = self._path(name)
+        folder, _, leaf = path.rpartition("/")
+        tmp = f"{folder}/.tmp-{leaf}-{secrets.token_hex(6)}"
+        if self._run(name, _sftp_write, tmp, path, bytes(data), overwrite):
+            raise ObjectExists("object exists", target=self.url, name=name)
+
+    def stat(self, name: str) -> ObjectInfo:
+        attrs = self._run(name, _sftp_stat, self._path(name))
+        if not stat_module.S_ISREG(attrs.permissions or 0):
+            raise ObjectNotFound("not an object", target=self.url, name=name)
+        return ObjectInfo(name, int(attrs.size))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        folder = prefix.rpartition("/")[0]
+        base = f"{self.root}/{folder}" if folder else self.root
+        found = self._run(prefix, _sftp_walk, base)
+        for path, size in found:
+            yield from _object_info(self.root, path, {"size": size}, prefix)
+
+    def delete(self, name: str) -> None:
+        self._run(name, _sftp_remove, self._path(name))
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    try:
+        import asyncssh
+        from asyncssh import sftp
+    except ImportError:
+        return False
+    lost = (sftp.SFTPNoConnection, sftp.SFTPConnectionLost, asyncssh.DisconnectError, OSError)
+    return isinstance(exc, lost) and not isinstance(exc, FileNotFoundError | PermissionError)
+
+
+async def _sftp_makedirs(channel: Any, path: str) -> None:
+    await channel.makedirs(path, exist_ok=True)
+
+
+async def _sftp_read(channel: Any, path: str, offset: int, length: int | None) -> bytes:
+    async with channel.open(path, "rb") as f:
+        if length is None:
+            size = (await f.stat()).size or 0
+            length = max(size - offset, 0)
+        return await f.read(length, offset) if length else b""
+
+
+async def _sftp_write(channel: Any, tmp: str, path: str, data: bytes, overwrite: bool) -> bool:
+    """Write ``tmp``, fsync it, rename it to ``path``. True if create-only found ``path`` taken."""
+    from asyncssh import sftp
+
+    try:
+        f = await channel.open(tmp, "xb")
+    except sftp.SFTPNoSuchFile:
+        await channel.makedirs(tmp.rpartition("/")[0], exist_ok=True)
+        f = await channel.open(tmp, "xb")
+    published = False
+    try:
+        async with f:
+            await f.write(data, 0)
+            await _fsync(f)
+        if overwrite:
+            await channel.posix_rename(tmp, path)
+            published = True
+            return False
+        published = not await _rename_create_only(channel, tmp, path)
+        return not published
+    finally:
+        if not published:
+            with suppress(Exception):  # best effort: the error that got us here matters more
+                await channel.remove(tmp)
+
+
+async def _fsync(f: Any) -> None:
+    from asyncssh import sftp
+
+    with suppress(sftp.SFTPOpUnsupported):  # no fsync@openssh.com: durability unknown
+        await f.fsync()
+
+
+async def _rename_create_only(channel: Any, tmp: str, path: str) -> bool:
+    """SFTPv3 RENAME never replaces an existing name. True if ``path`` was taken."""
+    from asyncssh import sftp
+
+    try:
+        await channel.rename(tmp, path)
+    except sftp.SFTPError:
+        if await channel.exists(path):
+            return True
+        raise
+    return False
+
+
+async def _sftp_stat(channel: Any, path: str) -> Any:
+    return await channel.stat(path)
+
+
+async def _sftp_remove(channel: Any, path: str) -> None:
+    await channel.remove(path)
+
+
+async def _sftp_walk(channel: Any, base: str) -> list[tuple[str, int]]:
+    """Every regular file below ``base`` as (path, size); folders are read concurrently."""
+    from asyncssh import sftp
+
+    try:
+        entries = await channel.readdir(base)
+    except sftp.SFTPNoSuchFile:
+        return []
+    files, folders = [], []
+    for entry in entries:
+        if entry.filename.startswith("."):  # ".", "..", and temporaries
+            continue
+        path = f"{base}/{entry.filename}"
+        if stat_module.S_ISDIR(entry.attrs.permissions or 0):
+            folders.append(path)
+        elif stat_module.S_ISREG(entry.attrs.permissions or 0):
+            files.append((path, int(entry.attrs.size or 0)))
+    for found in await asyncio.gather(*(_sftp_walk(channel, f) for f in folders)):
+        files.extend(found)
+    return files

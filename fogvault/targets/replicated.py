@@ -12,11 +12,12 @@ Knows nothing of what the objects mean: verification is a callback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import TypeVar
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from fogvault.errors import IntegrityError
 from fogvault.storage import ObjectExists, ObjectInfo, ObjectNotFound, Storage, StorageError
@@ -119,7 +120,5 @@ class TargetSet:
     def delete(self, name: str) -> None:
         """Delete from every target; a target that lacks the object is fine."""
         for storage in self.storages:
-            try:
+            with contextlib.suppress(ObjectNotFound):
                 storage.delete(name)
-            except ObjectNotFound:
-                pass

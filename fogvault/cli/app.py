@@ -1,0 +1,149 @@
+"""The ``fogvault`` command: composes the command modules and maps errors to exit codes.
+
+Common options (``-r/--repo``, ``--password-file``, ``--json``, ``-q``, ``-v``,
+``--cache-dir``, ``--no-cache``) are accepted anywhere on the command line, as restic accepts
+them: :func:`lift_common_options` moves them in front of the subcommand, where the app's
+callback reads them, so no command repeats them.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from fogvault import __version__
+from fogvault.cli import (
+    backup_cmd,
+    cat_cmd,
+    diff_cmd,
+    find_cmd,
+    init_cmd,
+    key_cmd,
+    ls_cmd,
+    restore_cmd,
+    snapshots_cmd,
+    stats_cmd,
+)
+from fogvault.cli.common import GlobalOptions, setup_logging
+from fogvault.errors import EXIT_INTERRUPTED, EXIT_USAGE, FogVaultError, exit_code_for
+
+app = typer.Typer(
+    name="fogvault",
+    help="Versioned, deduplicating, encrypted backups to several targets at once.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"fogvault {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    repo: Annotated[
+        list[str] | None,
+        typer.Option("-r", "--repo", help="Target URL or path (repeatable; env FOGVAULT_REPO, "
+                     "comma-separated)."),
+    ] = None,
+    password_file: Annotated[
+        str | None, typer.Option("--password-file", help="Read the password from this file.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")] = False,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail.")] = 0,
+    cache_dir: Annotated[
+        str | None, typer.Option("--cache-dir", help="Local cache folder.")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Use no local cache.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Common options may be given before or after the command name."""
+    ctx.obj = GlobalOptions(
+        repos=repo or [], password_file=password_file, json=json_output, quiet=quiet,
+        verbose=verbose, cache_dir=cache_dir, no_cache=no_cache,
+    )
+    setup_logging(verbose)
+
+
+for module in (init_cmd, key_cmd, cat_cmd, backup_cmd, snapshots_cmd, ls_cmd, find_cmd,
+               diff_cmd, stats_cmd, restore_cmd):
+    module.register(app)
+
+_WITH_VALUE = {"-r", "--repo", "--password-file", "--cache-dir"}
+_FLAGS = {"--json", "-q", "--quiet", "-v", "--verbose", "--no-cache"}
+
+
+def lift_common_options(argv: list[str]) -> list[str]:
+    """Move common options that follow the subcommand to the front (stopping at ``--``)."""
+    lifted: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        name = arg.split("=", 1)[0]
+        if name in _WITH_VALUE and "=" in arg:
+            lifted.append(arg)
+        elif arg in _WITH_VALUE and i + 1 < len(argv):
+            lifted += [arg, argv[i + 1]]
+            i += 1
+        elif arg in _FLAGS or (arg.startswith("-v") and set(arg[1:]) == {"v"}):
+            lifted.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return lifted + rest
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = lift_common_options(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    verbose = any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)
+    try:
+        result = app(args=args, prog_name="fogvault", standalone_mode=False)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except FogVaultError as exc:
+        _report(exc, verbose)
+        sys.exit(exit_code_for(exc))
+    except typer.exceptions.TyperException as exc:  # usage errors from the parser
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE)
+    except Exception as exc:  # a bug: one line, never a traceback (unless -v)
+        _report(exc, verbose, prefix=f"unexpected error ({type(exc).__name__})")
+        sys.exit(exit_code_for(exc))
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM is handled like Ctrl-C, so a killed run still indexes what it uploaded."""
+    raise KeyboardInterrupt
+
+
+def _report(exc: BaseException, verbose: bool, prefix: str = "error") -> None:
+    if verbose:
+        traceback.print_exception(exc)
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    print(f"{prefix}: {message}", file=sys.stderr)

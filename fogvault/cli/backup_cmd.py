@@ -1,0 +1,88 @@
+"""``fogvault backup``: back up paths into a new snapshot."""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated
+
+import typer
+
+from fogvault.backup.archiver import Archiver, BackupOptions, BackupResult
+from fogvault.backup.excludes import ExcludeRules
+from fogvault.backup.scanner import Scanner
+from fogvault.cli.common import Printer, human_bytes, open_repository
+from fogvault.cli.progress import make_progress
+from fogvault.errors import EXIT_PARTIAL
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup")(backup)
+
+
+def backup(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(help="Files and folders to back up.")],
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the snapshot.")] = None,
+    host: Annotated[str | None, typer.Option(help="Host name to record.")] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", "-e", help="Skip paths matching this.")
+    ] = None,
+    exclude_file: Annotated[
+        list[str] | None, typer.Option("--exclude-file", help="Read patterns from this file.")
+    ] = None,
+    exclude_caches: Annotated[
+        bool, typer.Option(help="Skip the contents of folders with a CACHEDIR.TAG.")
+    ] = False,
+    exclude_if_present: Annotated[
+        list[str] | None,
+        typer.Option("--exclude-if-present", help="Skip the contents of folders holding this."),
+    ] = None,
+    one_file_system: Annotated[
+        bool, typer.Option("--one-file-system", "-x", help="Do not cross file systems.")
+    ] = False,
+    parent: Annotated[
+        str | None, typer.Option(help="Compare with this snapshot instead of the latest.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Read every file, even unchanged ones.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would be stored; store nothing.")
+    ] = False,
+) -> None:
+    """Back up PATHS. Exit code 3 if some files could not be read."""
+    out = Printer.of(ctx)
+    patterns = (exclude or []) + ExcludeRules.read_files(exclude_file or [])
+    rules = ExcludeRules(patterns, exclude_caches, exclude_if_present or [])
+    opts = BackupOptions(
+        tags=tag or [], host=host or socket.gethostname(), excludes=rules,
+        one_file_system=one_file_system, parent=parent, force=force, dry_run=dry_run,
+    )
+    progress = make_progress(out, "backup")
+    scanner = Scanner(paths, rules, progress.set_total)
+    try:
+        with open_repository(ctx) as repo:
+            scanner.start()
+            result = Archiver(repo, opts, progress).run(paths)
+    finally:
+        scanner.stop()
+        progress.close()
+    _report(out, result)
+    if result.warnings:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _report(out: Printer, result: BackupResult) -> None:
+    snap, s = result.snapshot, result.snapshot.summary
+    if out.json_mode:
+        out.json_line({"message_type": "summary", "snapshot": None if result.dry_run else snap.uid,
+                       "dry_run": result.dry_run, **snap.to_json()["summary"],
+                       "warnings": result.warnings})
+        return
+    out.line(f"Files: {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged"
+             + (f", {s.files_failed} failed" if s.files_failed else ""))
+    out.line(f"Read {human_bytes(s.bytes_read)} of {human_bytes(s.total_bytes)}; "
+             f"added {human_bytes(s.bytes_added)} ({s.data_blobs_added} data, "
+             f"{s.tree_blobs_added} tree blobs) in {s.duration_s:.1f} s")
+    if result.dry_run:
+        out.line("dry run: nothing was stored")
+    else:
+        out.line(f"snapshot {snap.uid} saved")

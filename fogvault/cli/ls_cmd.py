@@ -1,0 +1,64 @@
+"""``fogvault ls``: list the files in a snapshot."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from fogvault.cli.common import Printer, open_repository
+from fogvault.repo.tree import DIR, SYMLINK, Node
+from fogvault.treewalk import lookup, walk
+
+_TYPE_CHAR = {"file": "-", "dir": "d", "symlink": "l", "fifo": "p", "chardev": "c", "blockdev": "b"}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ls")(ls)
+
+
+def node_json(path: bytes, node: Node) -> dict:
+    return {
+        "path": os.fsdecode(path), "name": os.fsdecode(node.name), "type": node.type,
+        "mode": node.mode, "size": node.size, "uid": node.uid, "gid": node.gid,
+        "user": node.user, "group": node.group,
+        "mtime": datetime.fromtimestamp(node.mtime_ns / 1e9).astimezone().isoformat(),
+        **({"target": os.fsdecode(node.target)} if node.type == SYMLINK else {}),
+    }
+
+
+def long_line(path: bytes, node: Node) -> str:
+    mode = _TYPE_CHAR[node.type] + stat.filemode(node.mode)[1:]
+    when = datetime.fromtimestamp(node.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+    owner = f"{node.user or node.uid}/{node.group or node.gid}"
+    link = f" -> {os.fsdecode(node.target)}" if node.type == SYMLINK else ""
+    return f"{mode} {owner:>15} {node.size:>12} {when} {os.fsdecode(path)}{link}"
+
+
+def ls(
+    ctx: typer.Context,
+    snapshot: Annotated[str, typer.Argument(help="Snapshot uid (prefix) or 'latest'.")],
+    path: Annotated[str, typer.Argument(help="Folder or file in the snapshot.")] = "/",
+    long: Annotated[bool, typer.Option("-l", "--long", help="Show metadata.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-R", help="Descend.")] = False,
+) -> None:
+    """List entries of a snapshot below PATH (one level unless --recursive)."""
+    out = Printer.of(ctx)
+    with open_repository(ctx) as repo:
+        snap = repo.load_snapshot(repo.resolve_snapshot(snapshot))
+        base = os.fsencode(path).rstrip(b"/")
+        node, tree_id = lookup(repo, snap.tree, base)
+        if node is not None and node.type != DIR:
+            entries = [(base, node)]
+        elif recursive:
+            entries = list(walk(repo, tree_id, base))
+        else:
+            entries = [(base + b"/" + n.name, n) for n in repo.load_tree(tree_id).nodes]
+    if out.json_mode:
+        out.json([node_json(p, n) for p, n in entries])
+        return
+    for entry_path, entry in entries:
+        out.line(long_line(entry_path, entry) if long else os.fsdecode(entry_path))

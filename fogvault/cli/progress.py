@@ -1,0 +1,124 @@
+"""Rendering engine progress: a tqdm bar on a terminal, JSON lines with --json, or nothing."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from tqdm import tqdm
+
+from fogvault.backup.progress import Progress
+from fogvault.cli.common import Printer
+from fogvault.restore.progress import RestoreProgress
+
+JSON_INTERVAL_S = 1.0
+
+
+class BarProgress(Progress, RestoreProgress):
+    """A byte-counting bar with the current file; a total (and so an ETA) once known."""
+
+    def __init__(self, description: str) -> None:
+        self.bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024,
+                        desc=description, file=sys.stderr, dynamic_ncols=True, leave=False)
+        self.files_done = 0
+        self._lock = threading.Lock()
+
+    def set_total(self, files: int, total_bytes: int) -> None:
+        with self._lock:
+            self.bar.total = total_bytes
+            self.bar.refresh()
+
+    def start(self, total_bytes: int) -> None:
+        self.set_total(0, total_bytes)
+
+    def file_started(self, path: bytes, size: int) -> None:
+        name = os.fsdecode(path)
+        self.bar.set_postfix_str(f"{self.files_done} files, {name[-40:]}", refresh=False)
+
+    def bytes_done(self, n: int) -> None:
+        with self._lock:
+            self.bar.update(n)
+
+    def file_done(self, path: bytes) -> None:
+        self.files_done += 1
+
+    def warning(self, message: str) -> None:
+        self.bar.write(f"warning: {message}", file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class JsonProgress(Progress, RestoreProgress):
+    """``{"message_type": "status", ...}`` lines at most once a second, on stdout."""
+
+    def __init__(self, out: Printer) -> None:
+        self.out = out
+        self.files_done = 0
+        self.bytes_done_total = 0
+        self.total_files = 0
+        self.total_bytes = 0
+        self.current = ""
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def set_total(self, files: int, total_bytes: int) -> None:
+        self.total_files, self.total_bytes = files, total_bytes
+
+    def start(self, total_bytes: int) -> None:
+        self.total_bytes = total_bytes
+
+    def file_started(self, path: bytes, size: int) -> None:
+        self.current = os.fsdecode(path)
+
+    def bytes_done(self, n: int) -> None:
+        with self._lock:
+            self.bytes_done_total += n
+        self._maybe_emit()
+
+    def file_done(self, path: bytes) -> None:
+        self.files_done += 1
+        self._maybe_emit()
+
+    def warning(self, message: str) -> None:
+        self.out.json_line({"message_type": "warning", "message": message})
+
+    def _maybe_emit(self) -> None:
+        now = time.monotonic()
+        if now - self._last < JSON_INTERVAL_S:
+            return
+        self._last = now
+        self.out.json_line({
+            "message_type": "status",
+            "files_done": self.files_done,
+            "bytes_done": self.bytes_done_total,
+            "total_files": self.total_files,
+            "total_bytes": self.total_bytes,
+            "current_file": self.current,
+        })
+
+    def close(self) -> None:
+        pass
+
+
+class QuietProgress(Progress, RestoreProgress):
+    """No progress; warnings still go to stderr (with -q too: they explain exit code 3)."""
+
+    def warning(self, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    def set_total(self, files: int, total_bytes: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def make_progress(out: Printer, description: str) -> BarProgress | JsonProgress | QuietProgress:
+    if out.json_mode:
+        return JsonProgress(out)
+    if out.opts.quiet or not sys.stderr.isatty():
+        return QuietProgress()
+    return BarProgress(description)

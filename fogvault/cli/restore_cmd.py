@@ -1,0 +1,60 @@
+"""``fogvault restore``: bring a snapshot back below a target folder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from fogvault.cli.common import Printer, human_bytes, open_repository
+from fogvault.cli.progress import make_progress
+from fogvault.errors import EXIT_PARTIAL
+from fogvault.restore.restorer import RestoreOptions, Restorer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("restore")(restore)
+
+
+def restore(
+    ctx: typer.Context,
+    version: Annotated[
+        str, typer.Option("--version", "-V", help="Snapshot uid (prefix) or 'latest'.")
+    ],
+    target: Annotated[str, typer.Option("--target", "-t", help="Restore below here.")] = ".",
+    include: Annotated[
+        list[str] | None, typer.Option("--include", "-i", help="Only paths matching this.")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", "-e", help="Skip paths matching this.")
+    ] = None,
+    overwrite: Annotated[
+        str, typer.Option(help="Existing files: always, if-changed or never.")
+    ] = "always",
+    verify: Annotated[bool, typer.Option(help="Re-read restored files and check them.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would be restored.")
+    ] = False,
+) -> None:
+    """Restore snapshot VERSION below TARGET (the snapshot's paths are recreated there)."""
+    out = Printer.of(ctx)
+    options = RestoreOptions(target=target, includes=include or [], excludes=exclude or [],
+                             overwrite=overwrite, verify=verify, dry_run=dry_run)
+    progress = make_progress(out, "restore")
+    try:
+        with open_repository(ctx) as repo:
+            snap = repo.load_snapshot(repo.resolve_snapshot(version))
+            summary = Restorer(repo, snap, options, progress).run()
+    finally:
+        progress.close()
+    if out.json_mode:
+        out.json_line({"message_type": "summary", "snapshot": snap.uid, **asdict(summary)})
+    else:
+        verb = "would restore" if dry_run else "restored"
+        out.line(f"{verb} snapshot {snap.uid}: {summary.files} files, {summary.dirs} folders, "
+                 f"{human_bytes(summary.total_bytes)}"
+                 + (f"; {summary.verified} files verified" if verify else "")
+                 + (f"; {summary.skipped} skipped" if summary.skipped else ""))
+    if summary.warnings:
+        raise typer.Exit(EXIT_PARTIAL)

@@ -1,0 +1,36 @@
+"""``fogvault stats``: sizes of one snapshot or of the whole repository."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import typer
+
+from fogvault.cli.common import Printer, human_bytes, open_repository
+from fogvault.treewalk import stats as tree_stats
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stats")(stats)
+
+
+def stats(ctx: typer.Context, snapshot: str = typer.Argument("", help="Default: all.")) -> None:
+    """Restore size, deduplicated size and compression ratio."""
+    out = Printer.of(ctx)
+    with open_repository(ctx) as repo:
+        if snapshot:
+            trees = [repo.load_snapshot(repo.resolve_snapshot(snapshot)).tree]
+        else:
+            trees = [s.tree for s in repo.snapshots()]
+        result = tree_stats(repo, trees)
+    if out.json_mode:
+        out.json({**asdict(result), "compression_ratio": round(result.compression_ratio, 3),
+                  "dedup_ratio": round(result.dedup_ratio, 3)})
+        return
+    out.line(f"Snapshots:          {result.snapshots}")
+    out.line(f"Files, folders:     {result.files}, {result.dirs}")
+    out.line(f"Restore size:       {human_bytes(result.restore_size)}")
+    out.line(f"Deduplicated size:  {human_bytes(result.raw_size)} in {result.unique_blobs} blobs")
+    out.line(f"Stored size:        {human_bytes(result.stored_size)}")
+    out.line(f"Compression ratio:  {result.compression_ratio:.2f}x")
+    out.line(f"Deduplication:      {result.dedup_ratio:.2f}x")

@@ -1,0 +1,79 @@
+"""Where a repository password comes from: a file, a command, the environment, or a prompt.
+
+Order (first that is set wins): ``--password-file``, ``FOGVAULT_PASSWORD_FILE``,
+``FOGVAULT_PASSWORD_COMMAND``, ``FOGVAULT_PASSWORD``, then a prompt if stdin is a terminal.
+A password file's trailing newline is not part of the password. Messages never include the
+password, and a failing command's output is not echoed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from fogvault.errors import FogVaultError, UsageError
+
+
+@dataclass(slots=True)
+class PasswordSource:
+    file: str | None = None
+    command: str | None = None
+    value: str | None = None
+
+    @classmethod
+    def from_env(cls, password_file: str | None = None) -> PasswordSource:
+        return cls(
+            file=password_file or os.environ.get("FOGVAULT_PASSWORD_FILE"),
+            command=os.environ.get("FOGVAULT_PASSWORD_COMMAND"),
+            value=os.environ.get("FOGVAULT_PASSWORD"),
+        )
+
+    def read(self, *, confirm: bool = False) -> bytes:
+        if self.file:
+            return read_password_file(self.file)
+        if self.command:
+            return _run_password_command(self.command)
+        if self.value is not None:
+            return _checked(self.value.encode())
+        return prompt_password(confirm=confirm)
+
+
+def read_password_file(path: str) -> bytes:
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read password file {path}: {exc.strerror}") from exc
+    return _checked(data.rstrip(b"\r\n"))
+
+
+def _run_password_command(command: str) -> bytes:
+    try:
+        done = subprocess.run(shlex.split(command), capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise FogVaultError(f"password command failed to run: {exc.__class__.__name__}") from exc
+    if done.returncode != 0:
+        raise FogVaultError(f"password command exited with status {done.returncode}")
+    return _checked(done.stdout.rstrip(b"\r\n"))
+
+
+def prompt_password(*, confirm: bool = False, label: str = "password") -> bytes:
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "no password given: set FOGVAULT_PASSWORD_FILE, FOGVAULT_PASSWORD_COMMAND or "
+            "FOGVAULT_PASSWORD, or use --password-file"
+        )
+    first = getpass.getpass(f"Enter {label}: ")
+    if confirm and getpass.getpass(f"Enter {label} again: ") != first:
+        raise UsageError("the passwords do not match")
+    return _checked(first.encode())
+
+
+def _checked(password: bytes) -> bytes:
+    if not password:
+        raise UsageError("empty password")
+    return password

@@ -1,0 +1,123 @@
+"""A wrapper that retries transient storage failures with exponential backoff and full jitter.
+
+``RetryingStorage(inner, attempts=5, base_delay=0.2, max_delay=10.0)`` calls ``inner`` up to
+``attempts`` times when it raises :class:`TransientStorageError`, sleeping a random time in
+``[0, min(max_delay, base_delay * 2**retry)]`` between attempts. Everything else — permanent
+errors, ``ObjectNotFound``, ``ObjectExists``, ``InvalidName`` — goes to the caller at once, and
+after the last attempt the last transient error does.
+
+Retrying is only safe because every operation is idempotent, except where an earlier attempt may
+have succeeded although it reported a failure (the answer was lost). Policy — claim success only
+when it is proven:
+
+* create-only ``write``: a retry that meets ``ObjectExists`` reads the object back; if it holds
+  exactly our bytes, an earlier attempt (or an identical writer) stored them, so the write
+  succeeded. Otherwise, or if the read-back fails, ``ObjectExists`` is raised: the name is taken,
+  which is true whatever happened before.
+* ``delete``: a retry that meets ``ObjectNotFound`` raises it, although an earlier attempt may have
+  deleted the object; the caller gets the truth (it is gone) and decides.
+* ``list`` is collected whole inside each attempt, so a retry never yields an entry twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from fogvault.storage.base import ObjectInfo, Storage
+from fogvault.storage.errors import ObjectExists, StorageError, TransientStorageError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RetryingStorage(Storage):
+    def __init__(
+        self,
+        inner: Storage,
+        attempts: int = 5,
+        base_delay: float = 0.2,
+        max_delay: float = 10.0,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.inner = inner
+        self.url = inner.url
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+        self._random = random.Random(seed)
+
+    def _delay(self, retry: int) -> float:
+        """Full jitter: uniform in [0, min(max_delay, base_delay * 2**retry)]."""
+        return self._random.uniform(0, min(self.max_delay, self.base_delay * 2**retry))
+
+    def _call(
+        self,
+        what: str,
+        func: Callable[[], T],
+        on_retry_error: Callable[[StorageError], T] | None = None,
+    ) -> T:
+        """Run ``func`` until it does not raise a transient error, at most ``attempts`` times.
+
+        ``on_retry_error(exc)`` sees a non-transient error raised by a *retry* and may return a
+        result instead (used for writes whose earlier attempt may have succeeded).
+        """
+        for attempt in range(self.attempts):
+            try:
+                return func()
+            except TransientStorageError as exc:
+                if attempt + 1 == self.attempts:
+                    raise
+                delay = self._delay(attempt)
+                log.warning("%s failed (%s); retry %d in %.2f s", what, exc, attempt + 1, delay)
+                self._sleep(delay)
+            except StorageError as exc:
+                if attempt == 0 or on_retry_error is None:
+                    raise
+                return on_retry_error(exc)
+        raise AssertionError("unreachable")
+
+    def create(self) -> None:
+        self._call("create", self.inner.create)
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self._call(f"read {name}", lambda: self.inner.read(name, offset, length))
+
+    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+        def after_lost_answer(exc: StorageError) -> None:
+            if isinstance(exc, ObjectExists) and self._holds(name, data):
+                return
+            raise exc
+
+        self._call(
+            f"write {name}",
+            lambda: self.inner.write(name, data, overwrite=overwrite),
+            after_lost_answer,
+        )
+
+    def _holds(self, name: str, data: bytes) -> bool:
+        """True if ``name`` holds exactly ``data`` (False if that cannot be read)."""
+        try:
+            return self._call(f"read {name}", lambda: self.inner.read(name)) == data
+        except StorageError:
+            return False
+
+    def stat(self, name: str) -> ObjectInfo:
+        return self._call(f"stat {name}", lambda: self.inner.stat(name))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        yield from self._call(f"list {prefix!r}", lambda: list(self.inner.list(prefix)))
+
+    def delete(self, name: str) -> None:
+        self._call(f"delete {name}", lambda: self.inner.delete(name))
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,126 @@
+"""Reading snapshots as file trees: walk, look up a path, diff two snapshots, statistics.
+
+Used by ``ls``, ``find``, ``diff`` and ``stats``; everything here is read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fogvault.errors import FogVaultError
+from fogvault.repo.repository import Repository
+from fogvault.repo.tree import DIR, FILE, Node, Tree
+
+
+def walk(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Node]]:
+    """Every entry below ``tree_id`` as (absolute path, node), depth-first in name order."""
+    for node in repo.load_tree(tree_id).nodes:
+        path = prefix + b"/" + node.name
+        yield path, node
+        if node.type == DIR and node.subtree is not None:
+            yield from walk(repo, node.subtree, path)
+
+
+def lookup(repo: Repository, tree_id: bytes, path: bytes) -> tuple[Node | None, bytes]:
+    """The node at ``path`` (None for the root) and the tree id to list below it."""
+    node: Node | None = None
+    current = tree_id
+    for name in [p for p in path.split(b"/") if p]:
+        node = repo.load_tree(current).find(name)
+        if node is None:
+            raise FogVaultError(f"no such path in the snapshot: {path.decode(errors='replace')}")
+        if node.type == DIR and node.subtree is not None:
+            current = node.subtree
+    return node, current
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """``+`` added, ``-`` removed, ``M`` content changed, ``U`` metadata only, ``T`` type."""
+
+    kind: str
+    path: bytes
+
+
+_METADATA_FIELDS = ("mode", "uid", "gid", "user", "group", "mtime_ns", "xattrs", "target")
+
+
+def diff(repo: Repository, old_tree: bytes | None, new_tree: bytes | None,
+         prefix: bytes = b"") -> Iterator[Change]:
+    """Changes from one tree to another; identical subtrees (same id) are skipped unread."""
+    if old_tree == new_tree:
+        return
+    old = {n.name: n for n in (repo.load_tree(old_tree).nodes if old_tree else [])}
+    new = {n.name: n for n in (repo.load_tree(new_tree).nodes if new_tree else [])}
+    for name in sorted(old.keys() | new.keys()):
+        path = prefix + b"/" + name
+        a, b = old.get(name), new.get(name)
+        if a is None or b is None:
+            present = a or b
+            assert present is not None
+            yield Change("+" if a is None else "-", path)
+            if present.type == DIR:
+                yield from diff(repo, None if a is None else a.subtree,
+                                None if b is None else b.subtree, path)
+            continue
+        if a.type != b.type:
+            yield Change("T", path)
+        elif a.type == FILE and a.content != b.content:
+            yield Change("M", path)
+        elif any(getattr(a, f) != getattr(b, f) for f in _METADATA_FIELDS):
+            yield Change("U", path)
+        if DIR in (a.type, b.type):
+            yield from diff(repo, a.subtree if a.type == DIR else None,
+                            b.subtree if b.type == DIR else None, path)
+
+
+@dataclass(slots=True)
+class Stats:
+    snapshots: int = 0
+    files: int = 0
+    dirs: int = 0
+    restore_size: int = 0  # bytes a restore of these snapshots writes
+    unique_blobs: int = 0
+    raw_size: int = 0  # the unique blobs, uncompressed: the deduplicated size
+    stored_size: int = 0  # the unique blobs as stored: after compression and encryption
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.raw_size / self.stored_size if self.stored_size else 1.0
+
+    @property
+    def dedup_ratio(self) -> float:
+        return self.restore_size / self.raw_size if self.raw_size else 1.0
+
+
+def stats(repo: Repository, tree_ids: list[bytes]) -> Stats:
+    result = Stats(snapshots=len(tree_ids))
+    seen_blobs: set[bytes] = set()
+
+    def add_blob(blob_id: bytes) -> None:
+        if blob_id in seen_blobs:
+            return
+        seen_blobs.add(blob_id)
+        entry = repo.index.get(blob_id)
+        if entry is not None:
+            result.unique_blobs += 1
+            result.raw_size += entry.raw_length
+            result.stored_size += entry.length
+
+    def visit(tree_id: bytes) -> None:
+        add_blob(tree_id)
+        tree: Tree = repo.load_tree(tree_id)
+        for node in tree.nodes:
+            if node.type == DIR and node.subtree is not None:
+                result.dirs += 1
+                visit(node.subtree)  # restore size counts every occurrence, so no skipping
+            elif node.type == FILE:
+                result.files += 1
+                result.restore_size += node.size
+                for blob_id in node.content:
+                    add_blob(blob_id)
+
+    for tree_id in tree_ids:
+        visit(tree_id)
+    return result
