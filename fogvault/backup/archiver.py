@@ -206,8 +206,8 @@ class Archiver:
             return None
         if node.type == DIR:
             self._save_dir(saver, path, node, old)
-        elif node.type == FILE:
-            self._save_file(saver, path, node, old)
+        elif node.type == FILE and not self._save_file(saver, path, node, old):
+            return None  # unreadable: left out of the snapshot, recorded as a warning
         elif node.type == SYMLINK:
             try:
                 node.target = os.readlink(path)
@@ -237,8 +237,8 @@ class Archiver:
 
     # ---- files -----------------------------------------------------------------------
 
-    def _save_file(self, saver: BlobSaver, path: bytes, node: Node, old: Node | None) -> None:
-        self.summary.total_bytes += node.size
+    def _save_file(self, saver: BlobSaver, path: bytes, node: Node, old: Node | None) -> bool:
+        """Fill in ``node.content``; False if the file could not be read."""
         self.progress.file_started(path, node.size)
         link_key = (node.dev, node.ino)
         if node.nlink > 1 and link_key in self._hardlinks:
@@ -254,7 +254,7 @@ class Archiver:
             if content is None:
                 self.summary.files_failed += 1
                 self.progress.file_done(path)
-                return
+                return False
             node.content = content
             if old is None:
                 self.summary.files_new += 1
@@ -262,7 +262,9 @@ class Archiver:
                 self.summary.files_changed += 1
         if node.nlink > 1:
             self._hardlinks.setdefault(link_key, node.content)
+        self.summary.total_bytes += node.size
         self.progress.file_done(path)
+        return True
 
     def _unchanged(self, node: Node, old: Node | None) -> bool:
         return (

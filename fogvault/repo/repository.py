@@ -51,10 +51,10 @@ from fogvault.repo.format import (
 )
 from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile
 from fogvault.repo.keys import KeyFile
-from fogvault.repo.pack import PackEntry, open_blob
+from fogvault.repo.pack import PackEntry, open_blob, parse_pack
 from fogvault.repo.snapshot import Snapshot, is_uid
 from fogvault.repo.tree import Tree
-from fogvault.storage import ObjectNotFound, Storage, open_storage
+from fogvault.storage import ObjectNotFound, Storage, StorageError, open_storage
 from fogvault.targets import TargetSet
 
 log = logging.getLogger("fogvault")
@@ -249,6 +249,21 @@ class Repository:
             ]
 
         return self.targets.read_decoded(pack_name(pack_id), decode, start, end - start)
+
+    def verify_pack(self, pack_id: bytes, storage: Storage | None = None) -> str | None:
+        """None if the pack is intact (its bytes hash to its name, its header parses, and every
+        blob decrypts to its id); otherwise what is wrong. Reads from ``storage`` if given."""
+        name = pack_name(pack_id)
+        try:
+            data = storage.read(name) if storage else self.targets.read(name)
+            if content_hash(data) != pack_id:
+                return "pack does not match its name"
+            entries = parse_pack(self.master.encryption, data)
+            for entry in entries:
+                self.open_blob(entry, memoryview(data)[entry.offset : entry.offset + entry.length])
+        except (IntegrityError, StorageError) as exc:
+            return str(exc)
+        return None
 
     def load_tree(self, tree_id: bytes) -> Tree:
         return Tree.decode(self.load_blob(tree_id))

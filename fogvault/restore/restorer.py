@@ -23,7 +23,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from fogvault.errors import FogVaultError, UnsafePath, UsageError
+from fogvault.errors import IntegrityError, MalformedObject, UnsafePath, UsageError
 from fogvault.fsmeta import apply_metadata
 from fogvault.patterns import PathPatterns
 from fogvault.repo.index import IndexEntry
@@ -153,6 +153,8 @@ class Restorer:
             self._create(root, parts, node)
         except OSError as exc:
             self._warn(f"{os.fsdecode(b'/'.join(parts))}: cannot restore: {exc.strerror}")
+        except (ValueError, OverflowError) as exc:  # NUL in a link target, absurd numbers
+            raise _impossible(parts, exc) from exc
 
     def _make_room(self, root: SafeRoot, parts: Parts, node: Node) -> bool:
         """Decide about an existing entry: False to keep it (and skip this node)."""
@@ -227,7 +229,7 @@ class Restorer:
             for blob_id in job.node.content:
                 entry = self.repo.index.get(blob_id)
                 if entry is None:
-                    raise FogVaultError(
+                    raise IntegrityError(
                         f"blob {blob_id.hex()} of {os.fsdecode(b'/'.join(job.parts))} "
                         "is not in the index; run 'fogvault check'"
                     )
@@ -277,6 +279,8 @@ class Restorer:
                 self._warn(warning)
         except OSError as exc:
             self._warn(f"{os.fsdecode(root.path(parts))}: cannot set metadata: {exc.strerror}")
+        except (ValueError, OverflowError) as exc:  # NUL in an xattr name, absurd numbers
+            raise _impossible(parts, exc) from exc
 
     # ---- verify ----------------------------------------------------------------------
 
@@ -301,6 +305,14 @@ class Restorer:
                     return False
                 offset += entry.raw_length
             return offset == job.node.size
+
+
+def _impossible(parts: Parts, exc: Exception) -> MalformedObject:
+    """A node whose values no file system produces (the tree decoder checks types, not
+    ranges): a malformed snapshot, not a crash."""
+    return MalformedObject(
+        f"{os.fsdecode(b'/'.join(parts))}: impossible entry in snapshot ({exc})"
+    )
 
 
 HOLE_BLOCK = 64 * 1024

@@ -284,7 +284,8 @@ class S3Storage(FsspecStorage):
         bucket, prefix = parts.netloc, parts.path.strip("/")
         if not bucket:
             raise PermanentStorageError(f"no bucket in {url!r}; use s3://bucket/prefix")
-        self.fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3_options(options))
+        # fsspec caches instances by settings: targets on one endpoint share a client
+        self.fs = s3fs.S3FileSystem(**s3_options(options))
         self.root = f"{bucket}/{prefix}" if prefix else bucket
         self.url = f"s3://{self.root}"
         self._lock = threading.Lock()

@@ -1,0 +1,3 @@
+from fogvault.cli.app import main
+
+main()

@@ -1,0 +1,146 @@
+"""`backup`, `snapshots`, `ls`, `find`, `diff`, `stats` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+
+@pytest.fixture
+def repo_and_src(fogvault, tmp_path):
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    src = tmp_path / "src"
+    (src / "docs").mkdir(parents=True)
+    (src / "docs" / "a.txt").write_text("alpha\n" * 100)
+    (src / "docs" / "b.md").write_text("beta\n")
+    (src / "photo.jpg").write_bytes(os.urandom(50_000))
+    return src
+
+
+def _json_lines(stdout: bytes) -> list[dict]:
+    return [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
+
+
+def test_backup_prints_uid_and_summary(fogvault, repo_and_src):
+    done = fogvault("backup", "-r", "repo", "src", "--tag", "first")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert "3 new, 0 changed, 0 unchanged" in out
+    uid = out.strip().splitlines()[-1].split()[1]
+    snaps = json.loads(fogvault("snapshots", "-r", "repo", "--json").stdout)
+    assert [s["uid"] for s in snaps] == [uid]
+    snap = snaps[0]
+    for key in ("uid", "time", "host", "tags", "paths", "tree", "parent", "summary"):
+        assert key in snap
+    assert snap["tags"] == ["first"] and snap["parent"] is None
+    assert snap["paths"] == [str(repo_and_src)]
+
+
+def test_backup_json_summary_and_second_run_reads_nothing(fogvault, repo_and_src):
+    first = _json_lines(fogvault("backup", "-r", "repo", "src", "--json").stdout)
+    summary = first[-1]
+    assert summary["message_type"] == "summary" and summary["files_new"] == 3
+    second = _json_lines(fogvault("backup", "-r", "repo", "src", "--json").stdout)[-1]
+    assert second["bytes_read"] == 0 and second["files_unchanged"] == 3
+    snaps = json.loads(fogvault("snapshots", "-r", "repo", "--json").stdout)
+    assert snaps[1]["parent"] == summary["snapshot"]
+
+
+def test_dry_run_stores_nothing(fogvault, repo_and_src, tmp_path):
+    done = fogvault("backup", "-r", "repo", "src", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert not list((tmp_path / "repo" / "data").rglob("*"))
+    assert json.loads(fogvault("snapshots", "-r", "repo", "--json").stdout) == []
+
+
+def test_snapshot_filters_and_latest(fogvault, repo_and_src):
+    fogvault("backup", "-r", "repo", "src", "--tag", "a", "--host", "h1")
+    fogvault("backup", "-r", "repo", "src", "--tag", "b", "--host", "h2")
+    fogvault("backup", "-r", "repo", "src/docs", "--tag", "b", "--host", "h2")
+
+    def uids(*args):
+        return [s["uid"] for s in json.loads(fogvault("snapshots", "-r", "repo", "--json",
+                                                      *args).stdout)]
+    everything = uids()
+    assert len(everything) == 3
+    assert len(uids("--host", "h2")) == 2
+    assert len(uids("--tag", "a")) == 1
+    assert uids("--latest", "1") == everything[-1:]
+    assert len(uids("--path", str(repo_and_src / "docs"))) == 1
+    table = fogvault("snapshots", "-r", "repo").stdout.decode()
+    assert all(uid in table for uid in everything)
+
+
+def test_ls_find_diff_stats(fogvault, repo_and_src):
+    fogvault("backup", "-r", "repo", "src")
+    (repo_and_src / "docs" / "b.md").write_text("beta changed\n")
+    (repo_and_src / "new.txt").write_text("new")
+    (repo_and_src / "photo.jpg").unlink()
+    os.chmod(repo_and_src / "docs" / "a.txt", 0o600)
+    fogvault("backup", "-r", "repo", "src")
+    snaps = json.loads(fogvault("snapshots", "-r", "repo", "--json").stdout)
+    first, second = snaps[0]["uid"], snaps[1]["uid"]
+
+    listing = fogvault("ls", first[:6], str(repo_and_src), "-r", "repo").stdout.decode()
+    assert f"{repo_and_src}/docs" in listing and f"{repo_and_src}/photo.jpg" in listing
+    recursive = json.loads(fogvault("ls", "latest", str(repo_and_src), "--recursive",
+                                    "-r", "repo", "--json").stdout)
+    assert {e["name"] for e in recursive} == {"docs", "a.txt", "b.md", "new.txt"}
+    long = fogvault("ls", "latest", str(repo_and_src / "docs"), "-l", "-r", "repo").stdout
+    assert b"-rw-------" in long
+
+    found = json.loads(fogvault("find", "*.md", "-r", "repo", "--json").stdout)
+    assert len(found) == 2 and all(len(f["matches"]) == 1 for f in found)
+
+    changes = json.loads(fogvault("diff", first, second, "-r", "repo", "--json").stdout)
+    kinds = {c["path"].removeprefix(str(repo_and_src)): c["kind"] for c in changes["changes"]}
+    assert kinds["/new.txt"] == "added"
+    assert kinds["/photo.jpg"] == "removed"
+    assert kinds["/docs/b.md"] == "modified"
+    assert kinds["/docs/a.txt"] == "metadata"
+
+    stats = json.loads(fogvault("stats", "-r", "repo", "--json").stdout)
+    assert stats["snapshots"] == 2 and stats["files"] == 6
+    assert stats["restore_size"] == 600 + 5 + 50_000 + 600 + 13 + 3
+    one = json.loads(fogvault("stats", second, "-r", "repo", "--json").stdout)
+    assert one["files"] == 3
+
+
+def test_ambiguous_or_unknown_snapshot_is_a_clear_error(fogvault, repo_and_src):
+    fogvault("backup", "-r", "repo", "src")
+    done = fogvault("ls", "ffffffffffffffff", "-r", "repo")
+    assert done.returncode == 1 and b"no snapshot" in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+def test_missing_source_path_is_a_clear_error(fogvault, repo_and_src):
+    done = fogvault("backup", "-r", "repo", "does-not-exist")
+    assert done.returncode == 2
+    assert b"does-not-exist" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_unreadable_file_warns_exits_3_and_backs_up_the_rest(fogvault, tmp_path):
+    """As root, the backup runs without the DAC override capabilities (via setpriv), so a
+    mode-000 file is really unreadable, as it is for any other user."""
+    prefix = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) is needed to drop root's read override"
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.txt").write_text("fine")
+    (src / "secret.txt").write_text("no access")
+    os.chmod(src / "secret.txt", 0o000)
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    done = fogvault("backup", "-r", "repo", "src", wrap=prefix)
+    assert done.returncode == 3, done.stderr
+    assert b"secret.txt" in done.stderr and b"warning" in done.stderr
+    snap = json.loads(fogvault("cat", "snapshot", "latest", "-r", "repo").stdout)
+    assert snap["summary"]["files_failed"] == 1 and snap["summary"]["files_new"] == 1
+    assert any("secret.txt" in w for w in snap["warnings"])
+    listing = fogvault("ls", "latest", str(src), "-r", "repo").stdout.decode()
+    assert "ok.txt" in listing and "secret.txt" not in listing

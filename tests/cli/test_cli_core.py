@@ -1,0 +1,130 @@
+"""The CLI's contract for the core commands: outputs, JSON, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _init(fogvault, repo: str = "repo"):
+    done = fogvault("init", "-r", repo, "--kdf", "interactive")
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def _one_line_error(done) -> str:
+    err = done.stderr.decode()
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_version(fogvault):
+    done = fogvault("--version")
+    assert done.returncode == 0
+    assert done.stdout.decode().startswith("fogvault ")
+
+
+def test_init_then_refuse_second_init(fogvault, tmp_path):
+    _init(fogvault)
+    assert (tmp_path / "repo" / "config").is_file()
+    assert len(list((tmp_path / "repo" / "keys").iterdir())) == 1
+    again = fogvault("init", "-r", "repo", "--kdf", "interactive")
+    assert again.returncode == 1
+    assert "already exists" in _one_line_error(again)
+
+
+def test_wrong_password_exits_12(fogvault):
+    _init(fogvault)
+    done = fogvault("snapshots", "-r", "repo", env={"FOGVAULT_PASSWORD": "wrong"})
+    assert done.returncode == 12
+    assert "wrong password" in _one_line_error(done)
+
+
+def test_missing_repository_exits_10(fogvault):
+    done = fogvault("snapshots", "-r", "nowhere")
+    assert done.returncode == 10
+    assert "no repository" in _one_line_error(done)
+
+
+def test_usage_errors_exit_2(fogvault):
+    assert fogvault("no-such-command").returncode == 2
+    assert fogvault("restore", "-r", "repo").returncode == 2  # --version is required
+
+
+def test_no_password_source_without_tty(fogvault):
+    _init(fogvault)
+    done = fogvault("snapshots", "-r", "repo", env={"FOGVAULT_PASSWORD": ""}, input=b"")
+    assert done.returncode in (1, 2)
+    _one_line_error(done)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_common_options_before_or_after_the_command(fogvault, where):
+    _init(fogvault)
+    args = ["snapshots", "--json"]
+    args = ["-r", "repo", *args] if where == "before" else [*args, "-r", "repo"]
+    done = fogvault(*args)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+
+
+def test_repo_from_environment_and_password_file(fogvault, tmp_path):
+    _init(fogvault)
+    (tmp_path / "pw").write_text("correct horse battery staple\n")
+    done = fogvault("snapshots", env={"FOGVAULT_REPO": "repo", "FOGVAULT_PASSWORD": "",
+                                      "FOGVAULT_PASSWORD_FILE": str(tmp_path / "pw")})
+    assert done.returncode == 0, done.stderr
+
+
+def test_password_command(fogvault):
+    _init(fogvault)
+    ok = fogvault("snapshots", "-r", "repo", env={
+        "FOGVAULT_PASSWORD": "", "FOGVAULT_PASSWORD_COMMAND": "echo correct horse battery staple"})
+    assert ok.returncode == 0, ok.stderr
+    failing = fogvault("snapshots", "-r", "repo", env={
+        "FOGVAULT_PASSWORD": "", "FOGVAULT_PASSWORD_COMMAND": "false"})
+    assert failing.returncode == 1
+    assert "password command" in _one_line_error(failing)
+
+
+def test_key_commands(fogvault, tmp_path):
+    _init(fogvault)
+    (tmp_path / "new").write_text("second password")
+    assert fogvault("key", "add", "-r", "repo", "--new-password-file", "new",
+                    "--kdf", "interactive").returncode == 0
+    keys = json.loads(fogvault("key", "list", "-r", "repo", "--json").stdout)
+    assert len(keys) == 2
+    assert sum(k["current"] for k in keys) == 1
+    current = next(k["id"] for k in keys if k["current"])
+    other = next(k["id"] for k in keys if not k["current"])
+    refused = fogvault("key", "remove", current, "-r", "repo")
+    assert refused.returncode == 2
+    _one_line_error(refused)
+    # passwd with the second password, then the first no longer works
+    env2 = {"FOGVAULT_PASSWORD": "second password"}
+    (tmp_path / "third").write_text("third password")
+    done = fogvault("key", "passwd", "-r", "repo", "--new-password-file", "third",
+                    "--kdf", "interactive", env=env2)
+    assert done.returncode == 0, done.stderr
+    assert fogvault("snapshots", "-r", "repo", env=env2).returncode == 12
+    env3 = {"FOGVAULT_PASSWORD": "third password"}
+    assert fogvault("key", "remove", current, "-r", "repo", env=env3).returncode == 0
+    keys = json.loads(fogvault("key", "list", "-r", "repo", "--json", env=env3).stdout)
+    assert [k["id"] for k in keys] != [other]
+    assert len(keys) == 1
+
+
+def test_cat_config_and_snapshot(fogvault, tmp_path):
+    _init(fogvault)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("x")
+    assert fogvault("backup", "-r", "repo", "src").returncode == 0
+    config = json.loads(fogvault("cat", "config", "-r", "repo").stdout)
+    assert config["version"] == 1 and config["chunker"]["avg_size"] == 1024 * 1024
+    snap = json.loads(fogvault("cat", "snapshot", "latest", "-r", "repo").stdout)
+    assert snap["paths"] == [str(tmp_path / "src")]
+    bad = fogvault("cat", "nonsense", "-r", "repo")
+    assert bad.returncode == 2

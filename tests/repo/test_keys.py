@@ -1,0 +1,74 @@
+"""Passwords and key files: wrong passwords, several keys, passwd, removal rules."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import FAST_KDF, PASSWORD
+
+from fogvault.errors import RepositoryExists, RepositoryNotFound, UsageError, WrongPassword
+from fogvault.repo.repository import Repository
+
+
+def test_wrong_password_is_refused(make_repo):
+    repo = make_repo()
+    with pytest.raises(WrongPassword):
+        Repository.open(repo.targets.urls, b"not it", use_cache=False)
+
+
+def test_init_refuses_an_existing_repository(make_repo):
+    repo = make_repo()
+    with pytest.raises(RepositoryExists):
+        Repository.init(repo.targets.urls, PASSWORD, kdf=FAST_KDF, use_cache=False)
+
+
+def test_open_of_an_empty_folder_says_no_repository(tmp_path):
+    with pytest.raises(RepositoryNotFound):
+        Repository.open([str(tmp_path / "nothing")], PASSWORD, use_cache=False)
+
+
+def test_added_key_opens_the_same_repository(make_repo):
+    repo = make_repo()
+    repo.add_key(b"second", FAST_KDF)
+    other = Repository.open(repo.targets.urls, b"second", use_cache=False)
+    assert other.config.repo_id == repo.config.repo_id
+    assert other.master.to_bytes() == repo.master.to_bytes()
+    assert len(other.key_files()) == 2
+
+
+def test_passwd_replaces_the_old_password(make_repo):
+    repo = make_repo()
+    old_key = repo.key_id
+    repo.change_password(b"new password", FAST_KDF)
+    assert repo.key_id != old_key
+    assert [k.key_id for k in repo.key_files()] == [repo.key_id]
+    Repository.open(repo.targets.urls, b"new password", use_cache=False)
+    with pytest.raises(WrongPassword):
+        Repository.open(repo.targets.urls, PASSWORD, use_cache=False)
+
+
+def test_last_key_and_key_in_use_cannot_be_removed(make_repo):
+    repo = make_repo()
+    with pytest.raises(UsageError, match="in use"):
+        repo.remove_key(repo.key_id)
+    second = repo.add_key(b"second", FAST_KDF)
+    other = Repository.open(repo.targets.urls, b"second", use_cache=False)
+    other.remove_key(repo.key_id)
+    assert [k.key_id for k in other.key_files()] == [second.key_id]
+    with pytest.raises(UsageError):
+        other.remove_key(second.key_id)
+    with pytest.raises(UsageError, match="no key"):
+        other.remove_key("0123456789abcdef")
+
+
+def test_key_file_with_absurd_kdf_parameters_is_refused(make_repo, tmp_path):
+    import json
+
+    repo = make_repo()
+    [key_path] = (tmp_path / "repo" / "keys").iterdir()
+    doc = json.loads(key_path.read_text())
+    doc["kdf"]["memlimit"] = 2**60
+    key_path.write_text(json.dumps(doc))
+    from fogvault.errors import IntegrityError
+
+    with pytest.raises(IntegrityError, match="unreasonable"):
+        Repository.open(repo.targets.urls, PASSWORD, use_cache=False)

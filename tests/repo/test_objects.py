@@ -1,0 +1,171 @@
+"""Every object type round-trips, and any change to stored bytes is detected."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fogvault.errors import IntegrityError, MalformedObject
+from fogvault.repo.format import BlobType, index_name, pack_name, snapshot_name
+from fogvault.repo.index import IndexFile
+from fogvault.repo.pack import PackBuilder, PackEntry, parse_pack, seal_blob
+from fogvault.repo.packer import PackWriter
+from fogvault.repo.snapshot import Snapshot, new_uid, now
+from fogvault.repo.tree import DIR, FILE, Node, Tree
+
+
+def _store(repo, blobs: list[bytes], blob_type=BlobType.DATA) -> list[bytes]:
+    writer = PackWriter(repo)
+    ids = []
+    for data in blobs:
+        blob_id = repo.blob_id(data)
+        if writer.reserve(blob_id):
+            sealed = seal_blob(repo.master.encryption, blob_type, blob_id, data, 3)
+            writer.add(blob_type, blob_id, sealed, len(data))
+        ids.append(blob_id)
+    writer.flush()
+    writer.close()
+    return ids
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_blobs_round_trip_through_packs_and_index(make_repo, reopen):
+    repo = make_repo()
+    blobs = [os.urandom(1000), b"text " * 5000, b"", os.urandom(300_000)]
+    ids = _store(repo, blobs)
+    fresh = reopen(repo)
+    assert [fresh.load_blob(i) for i in ids] == blobs
+
+
+def test_tree_and_snapshot_round_trip(make_repo, reopen):
+    repo = make_repo()
+    child = Node(name=b"\xff\xfe not utf-8", type=FILE, mode=0o640, size=3,
+                 content=[os.urandom(32)], xattrs=[(b"user.a", b"\x00\x01")])
+    tree = Tree([Node(name=b"dir", type=DIR, subtree=os.urandom(32)), child])
+    [tree_id] = _store(repo, [tree.encode()], BlobType.TREE)
+    snapshot = Snapshot(uid=new_uid(), time=now(), host="h", user="u", paths=["/x"],
+                        tree=tree_id, tags=["t"])
+    repo.save_snapshot(snapshot)
+    fresh = reopen(repo)
+    assert fresh.load_tree(tree_id).encode() == tree.encode()
+    assert fresh.load_tree(tree_id).find(b"\xff\xfe not utf-8").xattrs == child.xattrs
+    loaded = fresh.load_snapshot(snapshot.uid)
+    assert loaded.to_json() == snapshot.to_json()
+
+
+def test_every_byte_of_a_pack_is_protected(make_repo, tmp_path):
+    repo = make_repo()
+    [blob_id] = _store(repo, [b"precious " * 100])
+    entry = repo.index.get(blob_id)
+    path = tmp_path / "repo" / pack_name(entry.pack_id)
+    original = path.read_bytes()
+    for offset in range(0, len(original), max(1, len(original) // 60)):
+        path.write_bytes(original)
+        _flip(path, offset)
+        assert repo.verify_pack(entry.pack_id) is not None
+        if offset < entry.length:  # inside the blob: reading the blob alone must fail too
+            with pytest.raises(IntegrityError):
+                repo.load_blob(blob_id)
+    path.write_bytes(original)
+    assert repo.verify_pack(entry.pack_id) is None
+
+
+def test_tampered_snapshot_index_and_config_are_rejected(make_repo, reopen, tmp_path):
+    repo = make_repo()
+    _store(repo, [b"data"])
+    uid = new_uid()
+    repo.save_snapshot(Snapshot(uid=uid, time=now(), host="h", user="u", paths=["/"],
+                                tree=os.urandom(32)))
+    root = tmp_path / "repo"
+    _flip(root / snapshot_name(uid), 30)
+    with pytest.raises(IntegrityError):
+        repo.load_snapshot(uid)
+    [index] = list((root / "index").iterdir())
+    _flip(index, 40)
+    repo.cache = None  # the cached copy is intact (and verified), so read the target's
+    with pytest.raises(IntegrityError):
+        repo.read_index_file(f"index/{index.name}")
+    _flip(root / "config", 30)
+    with pytest.raises(IntegrityError):
+        reopen(repo)
+
+
+def test_snapshot_renamed_to_another_uid_is_rejected(make_repo):
+    repo = make_repo()
+    uid, other = new_uid(), new_uid()
+    repo.save_snapshot(Snapshot(uid=uid, time=now(), host="h", user="u", paths=["/"],
+                                tree=os.urandom(32)))
+    root = Path(repo.targets.urls[0])
+    (root / snapshot_name(uid)).rename(root / snapshot_name(other))
+    with pytest.raises(IntegrityError):
+        repo.load_snapshot(other)
+
+
+def test_blob_moved_into_another_pack_or_renamed_is_rejected(make_repo):
+    repo = make_repo()
+    key = repo.master.encryption
+    data_a, data_b = b"A" * 5000, b"B" * 5000
+    id_a, id_b = repo.blob_id(data_a), repo.blob_id(data_b)
+    sealed_a = seal_blob(key, BlobType.DATA, id_a, data_a, 3)
+    # A pack whose header claims blob A's ciphertext is blob B (a renamed blob):
+    builder = PackBuilder(BlobType.DATA)
+    builder.add(id_b, sealed_a, len(data_a))
+    pack_id, pack, entries = builder.finish(key)
+    with pytest.raises(IntegrityError):
+        repo.open_blob(entries[0], pack[: entries[0].length])
+    # A data blob served as a tree blob (type confusion) fails authentication too:
+    as_tree = PackEntry(BlobType.TREE, id_a, 0, len(sealed_a), len(data_a))
+    with pytest.raises(IntegrityError):
+        repo.open_blob(as_tree, sealed_a)
+    # A pack copied under another pack's name no longer matches its name:
+    _store(repo, [data_a])
+    entry = repo.index.get(id_a)
+    root = Path(repo.targets.urls[0])
+    other = root / pack_name(bytes(32))
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_bytes((root / pack_name(entry.pack_id)).read_bytes())
+    assert repo.verify_pack(bytes(32)) is not None
+
+
+def test_index_file_with_absurd_counts_is_malformed():
+    good = IndexFile({os.urandom(32): [PackEntry(BlobType.DATA, os.urandom(32), 0, 100, 50)]})
+    data = bytearray(good.encode())
+    assert IndexFile.decode(bytes(data)).blob_count() == 1
+    huge = bytearray(data)
+    huge[9:13] = (2**32 - 1).to_bytes(4, "little")  # pack count
+    with pytest.raises(MalformedObject):
+        IndexFile.decode(bytes(huge))
+    with pytest.raises(MalformedObject):
+        IndexFile.decode(bytes(data[:-3]))
+    with pytest.raises(MalformedObject):
+        IndexFile.decode(bytes(data) + b"x")
+
+
+def test_pack_with_absurd_header_length_is_malformed(make_repo):
+    repo = make_repo()
+    builder = PackBuilder(BlobType.DATA)
+    data = b"x" * 100
+    blob_id = repo.blob_id(data)
+    builder.add(blob_id, seal_blob(repo.master.encryption, BlobType.DATA, blob_id, data, 3), 100)
+    _, pack, _ = builder.finish(repo.master.encryption)
+    forged = pack[:-4] + (2**32 - 1).to_bytes(4, "little")
+    with pytest.raises(MalformedObject):
+        parse_pack(repo.master.encryption, forged)
+    with pytest.raises(MalformedObject):
+        parse_pack(repo.master.encryption, pack[:10])
+
+
+def test_index_files_are_named_by_their_hash(make_repo):
+    repo = make_repo()
+    _store(repo, [b"x" * 10])
+    [name] = repo.targets.list("index/")
+    index_id = bytes.fromhex(name.split("/")[1])
+    assert index_name(index_id) == name
+    assert index_id in repo.index_ids()
