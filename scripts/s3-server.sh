@@ -225,6 +225,8 @@ rgw thread pool size = 64
 ; radosgw defaults to ms_mon_client_mode=secure, impossible without cephx
 ms mon client mode = crc
 rgw enable usage log = false
+; listings come in pages of at most 100 keys (AWS: 1000), so tests meet pagination cheaply
+rgw max listing results = 100
 ; reclaim the space of deleted objects within a minute instead of 2 h
 rgw gc obj min wait = 60
 rgw gc processor period = 60

@@ -19,7 +19,7 @@ from fogvault.storage import FaultyStorage, RetryingStorage, Storage, open_stora
 from fogvault.storage.faulty import Fault, transient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for servers.py
-from servers import Server, ServerUnavailable, run_server  # noqa: E402
+from servers import Server, ServerUnavailable, run_server
 
 BACKENDS = ["local", "memory", "s3", "sftp", "faulty", "retrying"]
 S3_BUCKET = "fogvault-test"
