@@ -51,7 +51,10 @@ KDF_PROFILES = {
         nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE, nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE
     ),
 }
-# libsodium's own bounds; a key file asking for more is refused before any allocation.
+# FogVault's policy bounds for key files (libsodium's minimums below; the maximums keep a
+# hostile key file from demanding unbounded memory or time before any check can fail).
+KDF_MIN_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MIN
+KDF_MIN_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_MIN
 KDF_MAX_MEMLIMIT = 4 * 1024**3
 KDF_MAX_OPSLIMIT = 64
 
@@ -115,7 +118,8 @@ def derive_subkey(master: bytes, context: str, length: int = KEY_SIZE) -> bytes:
 
 def password_key(password: bytes, salt: bytes, params: KdfParams) -> bytes:
     """Argon2id(password, salt) -> 32-byte key-encryption key."""
-    if not (0 < params.memlimit <= KDF_MAX_MEMLIMIT and 0 < params.opslimit <= KDF_MAX_OPSLIMIT):
+    if not (KDF_MIN_MEMLIMIT <= params.memlimit <= KDF_MAX_MEMLIMIT
+            and KDF_MIN_OPSLIMIT <= params.opslimit <= KDF_MAX_OPSLIMIT):
         raise IntegrityError("key file asks for unreasonable Argon2id parameters")
     if len(salt) != SALT_SIZE:
         raise IntegrityError("key file salt has the wrong length")

@@ -7,23 +7,11 @@ from typing import Annotated
 import typer
 
 from fogvault.cli.common import Printer, human_bytes, open_repository, table
-from fogvault.repo.snapshot import Snapshot
+from fogvault.maintenance.forget import select_snapshots
 
 
 def register(app: typer.Typer) -> None:
     app.command("snapshots")(snapshots)
-
-
-def select(
-    items: list[Snapshot], host: str | None, tags: list[str], paths: list[str]
-) -> list[Snapshot]:
-    """Snapshots matching a host, carrying every tag given, and including every path given."""
-    return [
-        s for s in items
-        if (host is None or s.host == host)
-        and all(t in s.tags for t in tags)
-        and all(p in s.paths for p in paths)
-    ]
 
 
 def snapshots(
@@ -36,7 +24,7 @@ def snapshots(
     """List snapshots (oldest first)."""
     out = Printer.of(ctx)
     with open_repository(ctx, load_index=False) as repo:
-        found = select(repo.snapshots(), host, tag or [], path or [])
+        found = select_snapshots(repo.snapshots(), host, tag or [], path or [])
     if latest is not None:
         found = found[-latest:] if latest > 0 else []
     if out.json_mode:

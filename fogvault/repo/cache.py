@@ -22,11 +22,9 @@ def default_cache_dir() -> Path:
 
 class Cache:
     def __init__(self, root: Path, repo_id: str) -> None:
-        root = Path(root)
-        self.root = root / repo_id
+        self.root = Path(root) / repo_id
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for folder in (root, self.root):
-            os.chmod(folder, 0o700)
+        os.chmod(self.root, 0o700)  # not the parent: it may be a folder the user chose
 
     def _path(self, name: str) -> Path:
         return self.root / name.replace("/", "_")

@@ -51,12 +51,22 @@ class RepoConfig:
     def decode(cls, data: bytes) -> RepoConfig:
         try:
             doc: dict[str, Any] = json.loads(data)
+            if type(doc["version"]) is not int:
+                raise ValueError("version is not an integer")
             if doc["version"] != FORMAT_VERSION:
                 raise UnsupportedFormat(
                     f"repository format version {doc['version']} is not supported by this "
                     f"FogVault (it reads version {FORMAT_VERSION}); upgrade FogVault"
                 )
             chunker = doc["chunker"]
+            if chunker.get("algorithm") != "fastcdc2020":
+                raise ValueError("unknown chunker algorithm")
+            if doc["compression"].get("algorithm") != "zstd":
+                raise ValueError("unknown compression algorithm")
+            numbers = [chunker[k] for k in ("min_size", "avg_size", "max_size")]
+            numbers += [doc["pack_size"], doc["compression"]["level"]]
+            if not all(type(n) is int for n in numbers):
+                raise ValueError("sizes must be integers")
             config = cls(
                 repo_id=str(doc["id"]),
                 version=doc["version"],

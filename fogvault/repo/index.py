@@ -20,6 +20,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from fogvault.crypto import SEAL_OVERHEAD
 from fogvault.errors import MalformedObject
 from fogvault.repo.format import BlobType
 from fogvault.repo.pack import MAX_BLOB_SIZE, PackEntry
@@ -180,7 +181,8 @@ class IndexFile:
             if pack_id in result.packs:
                 raise MalformedObject("index lists a pack twice")
             result.packs[pack_id] = [
-                _decode_entry(reader.unpack(_FILE_ENTRY)) for _ in range(reader.count(41))
+                _decode_entry(reader.unpack(_FILE_ENTRY))
+                for _ in range(reader.count(_FILE_ENTRY.size))
             ]
         reader.expect_end()
         return result
@@ -190,7 +192,7 @@ def _decode_entry(fields: tuple) -> PackEntry:
     raw_type, blob_id, offset, length, raw_length = fields
     if raw_type not in (BlobType.DATA, BlobType.TREE):
         raise MalformedObject(f"unknown blob type {raw_type}")
-    if length > MAX_BLOB_SIZE or raw_length > MAX_BLOB_SIZE:
+    if not SEAL_OVERHEAD < length <= MAX_BLOB_SIZE or raw_length > MAX_BLOB_SIZE:
         raise MalformedObject("blob length out of range")
     return PackEntry(BlobType(raw_type), blob_id, offset, length, raw_length)
 

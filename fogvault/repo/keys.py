@@ -81,6 +81,8 @@ class KeyFile:
             raise MalformedObject(f"key file {key_id} is too large")
         try:
             doc = json.loads(data)
+            if type(doc["version"]) is not int or doc["version"] < 1:
+                raise ValueError("bad version")
             if doc["version"] > KEY_FILE_VERSION:
                 raise UnsupportedFormat(
                     f"key file {key_id} was written by a newer FogVault (version "

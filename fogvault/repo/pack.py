@@ -27,8 +27,9 @@ HEADER_VERSION = 1
 _HEADER_PREFIX = struct.Struct("<4sBI")
 _ENTRY = struct.Struct("<B32sII")
 _TRAILER = struct.Struct("<I")
-#: No blob may be larger than this (the largest chunk plus compression and AEAD overhead).
-MAX_BLOB_SIZE = 64 * 1024 * 1024
+#: No blob may be larger than this. Data blobs are at most the chunker's maximum (16 MiB); a
+#: tree blob grows with its folder (~300 bytes an entry), so the bound is generous.
+MAX_BLOB_SIZE = 512 * 1024 * 1024
 #: Smallest possible sealed header, for bounds checks.
 MIN_HEADER_SIZE = SEAL_OVERHEAD + _HEADER_PREFIX.size
 

@@ -22,11 +22,21 @@ from typing import TypeVar
 
 from fogvault.chunker import Chunker, chunker_seed
 from fogvault.compression import pack_payload, unpack_payload
-from fogvault.crypto import KDF_PROFILES, KdfParams, MasterKey, content_hash, keyed_id, seal, unseal
+from fogvault.crypto import (
+    KDF_PROFILES,
+    SEAL_OVERHEAD,
+    KdfParams,
+    MasterKey,
+    content_hash,
+    keyed_id,
+    seal,
+    unseal,
+)
 from fogvault.errors import (
     AmbiguousPrefix,
     FogVaultError,
     IntegrityError,
+    MalformedObject,
     RepositoryExists,
     RepositoryNotFound,
     SnapshotNotFound,
@@ -50,7 +60,8 @@ from fogvault.repo.format import (
     snapshot_name,
 )
 from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile
-from fogvault.repo.keys import KeyFile
+from fogvault.repo.keys import MAX_KEY_FILE_SIZE, KeyFile
+from fogvault.repo.lock import LockStore, RepositoryLock
 from fogvault.repo.pack import PackEntry, open_blob, parse_pack
 from fogvault.repo.snapshot import Snapshot, is_uid
 from fogvault.repo.tree import Tree
@@ -129,15 +140,17 @@ class Repository:
         load_index: bool = True,
     ) -> Repository:
         targets = TargetSet(_open_all(urls))
-        try:
-            sealed_config = targets.read(CONFIG_NAME)
-        except ObjectNotFound as exc:
+        if not any(s.exists(CONFIG_NAME) for s in targets.storages):
             raise RepositoryNotFound(
                 f"no repository at {', '.join(targets.urls)} (run 'fogvault init' first)"
-            ) from exc
+            )
         master, key_id = _unlock(targets, password)
-        config = RepoConfig.decode(
-            _unseal_object(master, ObjectKind.CONFIG, b"", sealed_config, MAX_CONFIG_SIZE)
+        config = targets.read_decoded(
+            CONFIG_NAME,
+            lambda sealed: RepoConfig.decode(
+                _unseal_object(master, ObjectKind.CONFIG, b"", sealed, MAX_CONFIG_SIZE)
+            ),
+            0, MAX_CONFIG_SIZE + 1,
         )
         _check_same_repository(targets, master, config)
         cache = _make_cache(cache_dir, use_cache, config.repo_id)
@@ -217,10 +230,12 @@ class Repository:
     def save_pack(self, pack_id: bytes, data: bytes) -> None:
         self.targets.write_to_each(pack_name(pack_id), data, exist_ok=True)
 
-    def load_blob(self, blob_id: bytes) -> bytes:
+    def load_blob(self, blob_id: bytes, blob_type: BlobType | None = None) -> bytes:
         entry = self.index.get(blob_id)
         if entry is None:
             raise IntegrityError(f"blob {blob_id.hex()} is not in the index")
+        if blob_type is not None and entry.blob_type != blob_type:
+            raise IntegrityError(f"blob {blob_id.hex()} is not a {blob_type.name.lower()} blob")
         return self.targets.read_decoded(
             pack_name(entry.pack_id),
             lambda sealed: self.open_blob(entry.pack_entry(), sealed),
@@ -266,12 +281,15 @@ class Repository:
         return None
 
     def load_tree(self, tree_id: bytes) -> Tree:
-        return Tree.decode(self.load_blob(tree_id))
+        return Tree.decode(self.load_blob(tree_id, BlobType.TREE))
 
     # ---- snapshots ---------------------------------------------------------------------
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
-        sealed = self._seal(ObjectKind.SNAPSHOT, snapshot.uid.encode(), snapshot.encode())
+        plaintext = snapshot.encode()
+        if len(plaintext) > MAX_SNAPSHOT_SIZE:
+            raise FogVaultError(f"snapshot manifest too large ({len(plaintext)} bytes)")
+        sealed = self._seal(ObjectKind.SNAPSHOT, snapshot.uid.encode(), plaintext)
         self.targets.write(snapshot_name(snapshot.uid), sealed)
 
     def snapshot_uids(self) -> list[str]:
@@ -279,12 +297,16 @@ class Repository:
         return sorted(uid for n in names if is_uid(uid := n[len(SNAPSHOTS_DIR) :]))
 
     def load_snapshot(self, uid: str) -> Snapshot:
+        def decode(sealed: bytes) -> Snapshot:
+            plaintext = self._unseal(ObjectKind.SNAPSHOT, uid.encode(), sealed, MAX_SNAPSHOT_SIZE)
+            return Snapshot.decode(plaintext, uid)
+
         try:
-            sealed = self.targets.read(snapshot_name(uid))
+            return self.targets.read_decoded(
+                snapshot_name(uid), decode, 0, MAX_SNAPSHOT_SIZE + SEAL_OVERHEAD + 1
+            )
         except ObjectNotFound as exc:
             raise SnapshotNotFound(f"no snapshot {uid}") from exc
-        plaintext = self._unseal(ObjectKind.SNAPSHOT, uid.encode(), sealed, MAX_SNAPSHOT_SIZE)
-        return Snapshot.decode(plaintext, uid)
 
     def snapshots(self) -> list[Snapshot]:
         """All readable snapshots, oldest first. Unreadable ones are skipped with a warning."""
@@ -316,6 +338,15 @@ class Repository:
 
     def delete_snapshot(self, uid: str) -> None:
         self.targets.delete(snapshot_name(uid))
+
+    # ---- locks ---------------------------------------------------------------------------
+
+    def lock_store(self) -> LockStore:
+        return LockStore(self.targets, self._seal, self._unseal)
+
+    def lock(self, *, exclusive: bool = False, retry_for: float = 0.0) -> RepositoryLock:
+        """A lock to hold with ``with``: shared for adding, exclusive for deleting (prune)."""
+        return RepositoryLock(self.lock_store(), exclusive, retry_for)
 
     # ---- keys --------------------------------------------------------------------------
 
@@ -404,10 +435,18 @@ def _make_cache(cache_dir: Path | None, use_cache: bool, repo_id: str) -> Cache 
 
 
 def _read_key_files(targets: TargetSet) -> list[KeyFile]:
+    """Every well-formed key file; malformed ones are skipped with a warning."""
     key_files = []
     for name in sorted(targets.list(KEYS_DIR)):
         key_id = name[len(KEYS_DIR) :]
-        key_files.append(KeyFile.decode(key_id, targets.read(name)))
+        try:
+            if not is_uid(key_id):
+                raise MalformedObject(f"unexpected key file name {key_id!r}")
+            key_files.append(targets.read_decoded(
+                name, lambda data, k=key_id: KeyFile.decode(k, data), 0, MAX_KEY_FILE_SIZE + 1
+            ))
+        except FogVaultError as exc:
+            log.warning("ignoring key file %s: %s", key_id, exc)
     return key_files
 
 
@@ -416,7 +455,11 @@ def _unlock(targets: TargetSet, password: bytes) -> tuple[MasterKey, str]:
     if not key_files:
         raise RepositoryNotFound(f"{', '.join(targets.urls)}: the repository has no key files")
     for key_file in key_files:
-        master = key_file.unlock(password)
+        try:
+            master = key_file.unlock(password)
+        except IntegrityError as exc:  # e.g. absurd KDF parameters: try the other key files
+            log.warning("ignoring key file %s: %s", key_file.key_id, exc)
+            continue
         if master is not None:
             return master, key_file.key_id
     raise WrongPassword("wrong password: no key in the repository opens with it")

@@ -17,6 +17,9 @@ from fogvault.errors import MalformedObject
 from fogvault.repo.format import UID_HEX_LEN, parse_hex_id
 
 SNAPSHOT_VERSION = 1
+#: A snapshot records at most this many warnings (and how many more there were), so a run
+#: with millions of unreadable files still writes a readable manifest.
+MAX_WARNINGS = 1000
 
 
 def new_uid() -> str:
@@ -69,7 +72,7 @@ class Snapshot:
             "parent": self.parent,
             "program_version": self.program_version,
             "summary": asdict(self.summary),
-            "warnings": self.warnings,
+            "warnings": _bounded(self.warnings),
         }
 
     def encode(self) -> bytes:
@@ -79,7 +82,7 @@ class Snapshot:
     def decode(cls, data: bytes, expected_uid: str) -> Snapshot:
         try:
             doc = json.loads(data)
-            if doc.get("version") != SNAPSHOT_VERSION:
+            if type(doc.get("version")) is not int or doc["version"] != SNAPSHOT_VERSION:
                 raise MalformedObject("snapshot of unknown version")
             snapshot = cls(
                 uid=_typed(doc["uid"], str),
@@ -89,7 +92,7 @@ class Snapshot:
                 paths=_str_list(doc["paths"]),
                 tags=_str_list(doc.get("tags", [])),
                 tree=parse_hex_id(_typed(doc["tree"], str)),
-                parent=doc.get("parent"),
+                parent=_optional_uid(doc.get("parent")),
                 program_version=_typed(doc.get("program_version", ""), str),
                 summary=_summary(doc.get("summary", {})),
                 warnings=_str_list(doc.get("warnings", [])),
@@ -98,9 +101,13 @@ class Snapshot:
             raise MalformedObject(f"snapshot {expected_uid} is malformed: {exc}") from exc
         if snapshot.uid != expected_uid:
             raise MalformedObject(f"snapshot {expected_uid} claims to be {snapshot.uid}")
-        if snapshot.parent is not None and not is_uid(snapshot.parent):
-            raise MalformedObject(f"snapshot {expected_uid} has a malformed parent")
         return snapshot
+
+
+def _bounded(warnings: list[str]) -> list[str]:
+    if len(warnings) <= MAX_WARNINGS:
+        return warnings
+    return [*warnings[:MAX_WARNINGS], f"... and {len(warnings) - MAX_WARNINGS} more warnings"]
 
 
 def now() -> datetime:
@@ -111,6 +118,12 @@ def _parse_time(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError("snapshot time without a time zone")
+    return value
+
+
+def _optional_uid(value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and is_uid(value)):
+        raise ValueError("malformed parent")
     return value
 
 
@@ -130,4 +143,7 @@ def _summary(value: Any) -> SnapshotSummary:
     if not isinstance(value, dict):
         raise TypeError("summary is not an object")
     known = SnapshotSummary.__dataclass_fields__
-    return SnapshotSummary(**{k: v for k, v in value.items() if k in known})
+    fields = {k: v for k, v in value.items() if k in known}
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in fields.values()):
+        raise TypeError("summary values must be numbers")
+    return SnapshotSummary(**fields)

@@ -23,6 +23,7 @@ TREE_VERSION = 1
 FILE, DIR, SYMLINK = "file", "dir", "symlink"
 FIFO, CHARDEV, BLOCKDEV = "fifo", "chardev", "blockdev"
 NODE_TYPES = frozenset({FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV})
+_TIME_FIELDS = ("mtime_ns", "ctime_ns")
 _INT_FIELDS = ("mode", "uid", "gid", "mtime_ns", "ctime_ns", "size", "dev", "ino", "nlink", "rdev")
 
 
@@ -85,7 +86,10 @@ class Node:
         node = cls(name=check_name(_get_bytes(obj, "name")), type=node_type)
         for key in _INT_FIELDS:
             value = obj.get(key, 0)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            negative_ok = key in _TIME_FIELDS  # times before 1970 are negative
+            if not isinstance(value, int) or isinstance(value, bool) or (
+                value < 0 and not negative_ok
+            ):
                 raise MalformedObject(f"bad {key} in tree node")
             setattr(node, key, value)
         node.user, node.group = _get_str(obj, "user"), _get_str(obj, "group")
@@ -119,7 +123,7 @@ class Tree:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedObject("tree is not valid JSON") from exc
-        if not isinstance(doc, dict) or doc.get("version") != TREE_VERSION:
+        if not isinstance(doc, dict) or not _is_version(doc.get("version"), TREE_VERSION):
             raise MalformedObject("tree of unknown version")
         raw_nodes = doc.get("nodes")
         if not isinstance(raw_nodes, list):
@@ -135,6 +139,10 @@ class Tree:
             if node.name == name:
                 return node
         return None
+
+
+def _is_version(value: Any, expected: int) -> bool:
+    return type(value) is int and value == expected
 
 
 def _b64(data: bytes) -> str:

@@ -65,7 +65,8 @@ def classify(exc: BaseException) -> type[StorageError]:
         return type(exc)
     status = _http_status(exc)
     if status is not None:
-        return _classify_http(status)
+        code = (_http_response(exc) or {}).get("Error", {}).get("Code")
+        return PermanentStorageError if code == "NoSuchBucket" else _classify_http(status)
     sftp_kind = _classify_asyncssh(exc)
     if sftp_kind is not None:
         return sftp_kind
@@ -80,16 +81,21 @@ def classify(exc: BaseException) -> type[StorageError]:
 
 def _http_status(exc: BaseException | None) -> int | None:
     """The HTTP status of a botocore ClientError anywhere in the cause chain, if any."""
+    response = _http_response(exc)
+    if response is None:
+        return None
+    if response.get("Error", {}).get("Code") == "PreconditionFailed":
+        return 412
+    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) or None
+
+
+def _http_response(exc: BaseException | None) -> dict[str, Any] | None:
     for _ in range(10):
         if exc is None:
             return None
         response = getattr(exc, "response", None)
         if isinstance(response, dict):
-            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if response.get("Error", {}).get("Code") == "PreconditionFailed":
-                status = 412
-            if status:
-                return int(status)
+            return response
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -200,11 +206,12 @@ class FsspecStorage(Storage):
         validate_prefix(prefix)
         folder, _, stem = prefix.rpartition("/")
         base = f"{self.root}/{folder}" if folder else self.root
-        with self._mapped(prefix):
-            try:
-                found = self.fs.find(base, detail=True, **self._find_options(stem))
-            except FileNotFoundError:
-                found = {}
+        try:
+            found = self.fs.find(base, detail=True, **self._find_options(stem))
+        except Exception as exc:
+            if classify(exc) is not ObjectNotFound:  # a missing bucket is not an empty one
+                raise _error(exc, self.url, prefix) from exc
+            found = {}
         for path, info in found.items():
             if info.get("type") == "file":
                 yield from _object_info(self.root, path, info, prefix)
@@ -224,8 +231,19 @@ def _error(exc: BaseException, target: str, name: str) -> StorageError:
         return ObjectNotFound("no such object", target=target, name=name)
     if kind is ObjectExists:
         return ObjectExists("object exists", target=target, name=name)
-    detail = str(exc) or (str(exc.__cause__) if exc.__cause__ else "")
-    return kind(f"{type(exc).__name__}: {detail}".rstrip(": "), target=target, name=name)
+    return kind(_describe(exc), target=target, name=name)
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line reason; for S3, the server's error code and HTTP status (s3fs often loses
+    them, e.g. ``OSError(22, None)``)."""
+    response = _http_response(exc)
+    if response is not None:
+        error = response.get("Error", {})
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = error.get("Message") or ""
+        return f"{error.get('Code', 'error')} (HTTP {status}) {message}".strip()
+    return f"{type(exc).__name__}: {exc}".removesuffix(": ")
 
 
 def _object_info(root: str, path: str, info: Mapping[str, Any], prefix: str) -> list[ObjectInfo]:

@@ -23,6 +23,7 @@ from fogvault.storage.errors import (
     TransientStorageError,
 )
 
+_NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 _TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO}
 
 
@@ -74,18 +75,33 @@ class LocalStorage(Storage):
             if overwrite:
                 os.replace(tmp, path)
             else:
-                try:
-                    os.link(tmp, path)
-                except FileExistsError as exc:
-                    raise ObjectExists("object exists", target=self.url, name=name) from exc
-                finally:
-                    os.unlink(tmp)
+                self._publish_new(tmp, path, name)
             _fsync_dir(path.parent)
         except StorageError:
             raise
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise self._error(exc, name) from exc
+
+    def _publish_new(self, tmp: Path, path: Path, name: str) -> None:
+        """Give ``tmp`` the name ``path`` unless it exists. A hard link does it atomically; file
+        systems without hard links (FAT, exFAT) get check-then-rename, whose race only matters
+        for two writers of one name at the same instant."""
+        try:
+            os.link(tmp, path)
+        except FileExistsError as exc:
+            os.unlink(tmp)
+            raise ObjectExists("object exists", target=self.url, name=name) from exc
+        except OSError as exc:
+            if exc.errno not in _NO_HARDLINKS:
+                os.unlink(tmp)
+                raise
+            if path.exists():
+                os.unlink(tmp)
+                raise ObjectExists("object exists", target=self.url, name=name) from exc
+            os.rename(tmp, path)
+        else:
+            os.unlink(tmp)
 
     def stat(self, name: str) -> ObjectInfo:
         try:

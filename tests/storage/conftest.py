@@ -64,12 +64,16 @@ def sftp_env(sftp_server: Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     return sftp_server.settings
 
 
-def s3_url() -> str:
+@pytest.fixture
+def s3_url(s3_env: dict[str, str]) -> str:
+    """A fresh prefix in the test bucket; the server's settings are in the environment."""
     return f"s3://{S3_BUCKET}/{uuid.uuid4().hex[:12]}"
 
 
-def sftp_url(settings: dict[str, str]) -> str:
-    return f"{settings['SFTP_URL']}{settings['SFTP_ROOT']}/{uuid.uuid4().hex[:12]}"
+@pytest.fixture
+def sftp_url(sftp_env: dict[str, str]) -> str:
+    """A fresh folder on the SFTP server; key and known_hosts are in the environment."""
+    return f"{sftp_env['SFTP_URL']}{sftp_env['SFTP_ROOT']}/{uuid.uuid4().hex[:12]}"
 
 
 def make_storage(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
@@ -78,11 +82,8 @@ def make_storage(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> S
         return open_storage(str(tmp_path / "target"))
     if kind == "memory":
         return open_storage(f"memory://fogvault-test/{uuid.uuid4().hex}")
-    if kind == "s3":
-        request.getfixturevalue("s3_env")
-        return open_storage(s3_url())
-    if kind == "sftp":
-        return open_storage(sftp_url(request.getfixturevalue("sftp_env")))
+    if kind in ("s3", "sftp"):
+        return open_storage(request.getfixturevalue(f"{kind}_url"))
     if kind == "faulty":  # declared faults: none
         return FaultyStorage(open_storage(str(tmp_path / "target")))
     if kind == "retrying":  # one call in five fails before reaching the target, and is retried

@@ -1,0 +1,70 @@
+"""``forget``: remove snapshot manifests chosen by uid or by a retention policy.
+
+Only manifests are removed; the data they used stays until ``prune``. Refuses an empty policy
+without uids (it would keep everything, and a user who typed it surely meant something else),
+and refuses to empty a group by policy alone (restic's rule: a group keeps at least one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import tzinfo
+
+from fogvault.errors import UsageError
+from fogvault.maintenance.retention import GroupResult, RetentionPolicy, apply_policy
+from fogvault.repo.repository import Repository
+from fogvault.repo.snapshot import Snapshot
+
+
+@dataclass(slots=True)
+class ForgetResult:
+    groups: list[GroupResult[Snapshot]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # uids, removed or (dry run) to remove
+    dry_run: bool = False
+
+
+def select_snapshots(
+    snapshots: Iterable[Snapshot], host: str | None = None, tags: Iterable[str] = (),
+    paths: Iterable[str] = (),
+) -> list[Snapshot]:
+    """Snapshots of ``host`` carrying every tag in ``tags`` and every path in ``paths``."""
+    tags, paths = list(tags), list(paths)
+    return [
+        s for s in snapshots
+        if (host is None or s.host == host)
+        and all(t in s.tags for t in tags)
+        and all(p in s.paths for p in paths)
+    ]
+
+
+def forget(
+    repo: Repository,
+    policy: RetentionPolicy | None = None,
+    *,
+    uids: Iterable[str] = (),
+    host: str | None = None,
+    tags: Iterable[str] = (),
+    paths: Iterable[str] = (),
+    group_by: str | Iterable[str] = ("host", "paths"),
+    tz: tzinfo | None = None,
+    dry_run: bool = False,
+) -> ForgetResult:
+    """Forget the snapshots named by ``uids`` (prefixes allowed) and those ``policy`` drops."""
+    explicit = [repo.resolve_snapshot(u) for u in uids]
+    if not explicit and (policy is None or policy.is_empty()):
+        raise UsageError("no snapshots and no keep rule given: refusing to forget anything")
+    result = ForgetResult(removed=list(dict.fromkeys(explicit)), dry_run=dry_run)
+    if policy is not None and not policy.is_empty():
+        chosen = select_snapshots(repo.snapshots(), host, tags, paths)
+        result.groups = apply_policy(chosen, policy, group_by=group_by, tz=tz)
+        for group in result.groups:
+            if group.removes_all:
+                raise UsageError(
+                    f"the policy would remove every snapshot of group {group.key}; refusing"
+                )
+            result.removed += [s.uid for s in group.remove if s.uid not in result.removed]
+    if not dry_run:
+        for uid in result.removed:
+            repo.delete_snapshot(uid)
+    return result

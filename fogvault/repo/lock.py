@@ -1,0 +1,206 @@
+"""Repository locks: shared for writers that only add (backup, forget, check, restore),
+exclusive for ``prune``, which deletes.
+
+A lock is an encrypted object ``locks/<16 hex>`` on every target, holding who took it and when
+it was last refreshed. Taking a lock is write-then-list: write our lock, list the others, and
+back off (delete ours) on a conflict. With read-after-write storage, of two racing processes at
+least one sees the other, so an exclusive lock never coexists with another live lock.
+
+A lock is refreshed every ``REFRESH_INTERVAL``; a lock not refreshed for ``STALE_AFTER``, or
+one taken on this host by a process that no longer runs, is stale: it blocks nobody and
+``fogvault unlock`` removes it. So a crashed process never blocks scheduled jobs for long.
+Before a holder commits (a snapshot, a new index), it checks that its lock is still fresh, so
+a process that was suspended past ``STALE_AFTER`` aborts instead of committing after a prune
+may have run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from fogvault.errors import FogVaultError, LockError, MalformedObject
+from fogvault.repo.format import LOCKS_DIR, UID_HEX_LEN, ObjectKind, lock_name
+
+log = logging.getLogger("fogvault")
+
+REFRESH_INTERVAL = timedelta(minutes=5)
+STALE_AFTER = timedelta(minutes=30)
+RETRY_INTERVAL_S = 2.0
+
+
+@dataclass(slots=True)
+class LockInfo:
+    lock_id: str
+    exclusive: bool
+    host: str
+    pid: int
+    user: str
+    created: datetime
+    refreshed: datetime
+
+    def encode(self) -> bytes:
+        return json.dumps({
+            "exclusive": self.exclusive, "host": self.host, "pid": self.pid, "user": self.user,
+            "created": self.created.isoformat(), "refreshed": self.refreshed.isoformat(),
+        }).encode()
+
+    @classmethod
+    def decode(cls, lock_id: str, data: bytes) -> LockInfo:
+        try:
+            doc = json.loads(data)
+            return cls(lock_id, bool(doc["exclusive"]), str(doc["host"]), int(doc["pid"]),
+                       str(doc.get("user", "")), datetime.fromisoformat(doc["created"]),
+                       datetime.fromisoformat(doc["refreshed"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedObject(f"lock {lock_id} is malformed") from exc
+
+    def is_stale(self, now: datetime | None = None) -> bool:
+        now = now or datetime.now(UTC)
+        if now - self.refreshed > STALE_AFTER:
+            return True
+        return self.host == socket.gethostname() and not _process_alive(self.pid)
+
+    def describe(self) -> str:
+        kind = "exclusive" if self.exclusive else "shared"
+        return (f"{kind} lock {self.lock_id} by {self.user or '?'}@{self.host} pid {self.pid}, "
+                f"taken {self.created:%Y-%m-%d %H:%M:%S %Z}")
+
+
+class LockStore:
+    """Reads and writes lock objects; sealing is the repository's (passed in as functions)."""
+
+    def __init__(self, targets, seal: Callable[[bytes, bytes, bytes], bytes],
+                 unseal: Callable[[bytes, bytes, bytes, int], bytes]) -> None:
+        self.targets = targets
+        self._seal = seal
+        self._unseal = unseal
+
+    def write(self, info: LockInfo, *, overwrite: bool) -> None:
+        sealed = self._seal(ObjectKind.LOCK, info.lock_id.encode(), info.encode())
+        self.targets.write(lock_name(info.lock_id), sealed, overwrite=overwrite)
+
+    def delete(self, lock_id: str) -> None:
+        self.targets.delete(lock_name(lock_id))
+
+    def all(self) -> list[LockInfo]:
+        locks = []
+        for name in self.targets.list(LOCKS_DIR):
+            lock_id = name[len(LOCKS_DIR):]
+            try:
+                sealed = self.targets.read(name)
+                locks.append(LockInfo.decode(
+                    lock_id, self._unseal(ObjectKind.LOCK, lock_id.encode(), sealed, 64 * 1024)))
+            except FogVaultError as exc:  # gone meanwhile, or unreadable: ignore it
+                log.debug("ignoring lock %s: %s", lock_id, exc)
+        return locks
+
+
+class RepositoryLock:
+    """A held lock; use as a context manager (``with repo.lock(exclusive=True): ...``)."""
+
+    def __init__(self, store: LockStore, exclusive: bool, retry_for: float = 0.0) -> None:
+        self.store = store
+        self.exclusive = exclusive
+        self.retry_for = retry_for
+        now = datetime.now(UTC)
+        self.info = LockInfo(secrets.token_hex(UID_HEX_LEN // 2), exclusive,
+                             socket.gethostname(), os.getpid(), _user(), now, now)
+        self._last_refresh = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> RepositoryLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.retry_for
+        while True:
+            conflict = self._try_once()
+            if conflict is None:
+                break
+            if time.monotonic() >= deadline:
+                raise LockError(f"repository is locked: {conflict.describe()} "
+                                "(use 'fogvault unlock' if that process is gone)")
+            time.sleep(RETRY_INTERVAL_S)  # waiting for another process to finish
+        self._thread = threading.Thread(target=self._refresh_loop, name="lock", daemon=True)
+        self._thread.start()
+
+    def _try_once(self) -> LockInfo | None:
+        self.store.write(self.info, overwrite=False)
+        for other in self.store.all():
+            if other.lock_id == self.info.lock_id or other.is_stale():
+                continue
+            if self.exclusive or other.exclusive:
+                self.store.delete(self.info.lock_id)
+                return other
+        self._last_refresh = time.monotonic()
+        return None
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(REFRESH_INTERVAL.total_seconds()):
+            self.refresh()
+
+    def refresh(self) -> None:
+        self.info.refreshed = datetime.now(UTC)
+        try:
+            self.store.write(self.info, overwrite=True)
+            self._last_refresh = time.monotonic()
+        except FogVaultError as exc:
+            log.warning("could not refresh the repository lock: %s", exc)
+
+    def ensure_fresh(self) -> None:
+        """Raise LockError if the lock may have been taken for stale (refresh failed or the
+        process was suspended): committing now could race a prune."""
+        age = time.monotonic() - self._last_refresh
+        if age > (STALE_AFTER - REFRESH_INTERVAL).total_seconds():
+            raise LockError("the repository lock went stale (refresh failed or the process was "
+                            "suspended); not committing. Run the command again.")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            self.store.delete(self.info.lock_id)
+        except FogVaultError as exc:
+            log.warning("could not remove the repository lock: %s", exc)
+
+
+def remove_locks(store: LockStore, *, all_locks: bool = False) -> list[LockInfo]:
+    """Remove stale locks (or every lock); returns what was removed."""
+    removed = [lock for lock in store.all() if all_locks or lock.is_stale()]
+    for lock in removed:
+        store.delete(lock.lock_id)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
