@@ -111,7 +111,7 @@ do_install() {
     if ! apt-cache policy radosgw 2>/dev/null | grep -q 'Candidate: [0-9]'; then apt_get update || true; fi
     apt_get install -y --no-install-recommends "${PACKAGES[@]}" \
         || { apt_get update && apt_get install -y --no-install-recommends "${PACKAGES[@]}"; } \
-        || die "apt-get install ${PACKAGES[*]} failed; see $apt_log"
+        || { tail -5 "$apt_log" >&2; die "apt-get install ${PACKAGES[*]} failed; see $apt_log"; }
     log "installed"
 }
 

@@ -52,13 +52,21 @@ alive() {  # alive PID -> 0 if it exists and is not a zombie (PID 1 in a contain
 ours() {  # ours PID -> 0 if PID is an sshd started with our config file
     alive "$1" && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "-f $CFG"
 }
-descendants() {  # sshd forks a process tree per connection; they outlive the listener
-    local p c
-    for p in /proc/[0-9]*; do
-        [[ $(sed -E 's/^[0-9]+ \(.*\) [A-Z] ([0-9]+).*/\1/' "$p/stat" 2>/dev/null) == "$1" ]] || continue
-        c=${p#/proc/}
-        echo "$c"
-        descendants "$c"
+descendants() {  # descendants PID: sshd forks a process tree per connection; it outlives the
+    # listener. One pass over /proc, no external commands.
+    local f line pid ppid p c
+    local -A children=()
+    for f in /proc/[0-9]*/stat; do
+        read -r line <"$f" 2>/dev/null || continue
+        pid=${f#/proc/}
+        read -r _ ppid _ <<<"${line##*) }"  # the fields after "(command name) "
+        children[$ppid]+=" ${pid%/stat}"
+    done
+    local todo=("$1")
+    while ((${#todo[@]})); do
+        p=${todo[0]}
+        todo=("${todo[@]:1}")
+        for c in ${children[$p]:-}; do echo "$c"; todo+=("$c"); done
     done
 }
 running_pid() { [[ -s $PIDF ]] && ours "$(cat "$PIDF")" && cat "$PIDF"; }
@@ -116,7 +124,7 @@ do_install() {
     if ! apt-cache policy openssh-server 2>/dev/null | grep -q 'Candidate: [0-9]'; then apt_get update || true; fi
     apt_get install -y --no-install-recommends "${pkgs[@]}" \
         || { apt_get update && apt_get install -y --no-install-recommends "${pkgs[@]}"; } \
-        || die "apt-get install ${pkgs[*]} failed; see $apt_log"
+        || { tail -5 "$apt_log" >&2; die "apt-get install ${pkgs[*]} failed; see $apt_log"; }
     log "installed"
 }
 

@@ -25,6 +25,7 @@ from fogvault.backup.saver import BlobSaver
 from fogvault.errors import UsageError
 from fogvault.fsmeta import node_from_stat, node_type, read_xattrs, user_name
 from fogvault.repo.format import BlobType
+from fogvault.repo.lock import NoLock
 from fogvault.repo.packer import PackWriter, PackWriterOptions
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid, now
@@ -71,8 +72,24 @@ class Archiver:
         started = time.monotonic()
         abs_paths = _normalise(paths)
         self._root_devs = {_lstat_source(p).st_dev for p in abs_paths}
-        parent = self._find_parent(abs_paths)
-        parent_root = self.repo.load_tree(parent.tree) if parent else None
+        with self.repo.lock() if not self.options.dry_run else NoLock() as lock:
+            # Under the lock: a prune that ran since the repository was opened has replaced
+            # index files, and deduplicating against its deleted packs would lose data.
+            self.repo.load_index()
+            parent = self._find_parent(abs_paths)
+            parent_root = self.repo.load_tree(parent.tree) if parent else None
+            root_id, parent = self._store(abs_paths, parent, parent_root)
+            self.summary.duration_s = round(time.monotonic() - started, 3)
+            snapshot = self._snapshot(abs_paths, root_id, parent)
+            if not self.options.dry_run:
+                lock.ensure_fresh()  # a stale lock may have let a prune run: do not commit
+                self.repo.save_snapshot(snapshot)
+        return BackupResult(snapshot, self.warnings, self.options.dry_run)
+
+    def _store(
+        self, abs_paths: list[bytes], parent: Snapshot | None, parent_root: Tree | None
+    ) -> tuple[bytes, Snapshot | None]:
+        """Store every new blob and index it; returns the root tree id."""
         writer = _DryRunWriter(self.repo) if self.options.dry_run else PackWriter(
             self.repo, self.options.writer
         )
@@ -90,8 +107,11 @@ class Archiver:
             writer.close()
         self.summary.data_blobs_added = saver.blobs_added - self.summary.tree_blobs_added
         self.summary.bytes_added = saver.bytes_added
-        self.summary.duration_s = round(time.monotonic() - started, 3)
-        snapshot = Snapshot(
+        return root_id, parent
+
+    def _snapshot(self, abs_paths: list[bytes], root_id: bytes, parent: Snapshot | None
+                  ) -> Snapshot:
+        return Snapshot(
             uid=new_uid(),
             time=now(),
             host=self.options.host,
@@ -104,9 +124,6 @@ class Archiver:
             summary=self.summary,
             warnings=self.warnings,
         )
-        if not self.options.dry_run:
-            self.repo.save_snapshot(snapshot)
-        return BackupResult(snapshot, self.warnings, self.options.dry_run)
 
     def _find_parent(self, paths: list[bytes]) -> Snapshot | None:
         if self.options.force and self.options.parent is None:

@@ -19,14 +19,18 @@ from fogvault import __version__
 from fogvault.cli import (
     backup_cmd,
     cat_cmd,
+    check_cmd,
     diff_cmd,
     find_cmd,
+    forget_cmd,
     init_cmd,
     key_cmd,
     ls_cmd,
+    prune_cmd,
     restore_cmd,
     snapshots_cmd,
     stats_cmd,
+    unlock_cmd,
 )
 from fogvault.cli.common import GlobalOptions, setup_logging
 from fogvault.errors import EXIT_INTERRUPTED, EXIT_USAGE, FogVaultError, exit_code_for
@@ -65,6 +69,9 @@ def main_options(
         str | None, typer.Option("--cache-dir", help="Local cache folder.")
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Use no local cache.")] = False,
+    no_lock: Annotated[
+        bool, typer.Option("--no-lock", help="Take no lock (read-only targets; not for backup).")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
@@ -72,17 +79,17 @@ def main_options(
     """Common options may be given before or after the command name."""
     ctx.obj = GlobalOptions(
         repos=repo or [], password_file=password_file, json=json_output, quiet=quiet,
-        verbose=verbose, cache_dir=cache_dir, no_cache=no_cache,
+        verbose=verbose, cache_dir=cache_dir, no_cache=no_cache, no_lock=no_lock,
     )
     setup_logging(verbose)
 
 
-for module in (init_cmd, key_cmd, cat_cmd, backup_cmd, snapshots_cmd, ls_cmd, find_cmd,
-               diff_cmd, stats_cmd, restore_cmd):
+for module in (init_cmd, backup_cmd, snapshots_cmd, ls_cmd, find_cmd, diff_cmd, stats_cmd,
+               restore_cmd, forget_cmd, prune_cmd, check_cmd, key_cmd, unlock_cmd, cat_cmd):
     module.register(app)
 
 _WITH_VALUE = {"-r", "--repo", "--password-file", "--cache-dir"}
-_FLAGS = {"--json", "-q", "--quiet", "-v", "--verbose", "--no-cache"}
+_FLAGS = {"--json", "-q", "--quiet", "-v", "--verbose", "--no-cache", "--no-lock"}
 
 
 def lift_common_options(argv: list[str]) -> list[str]:

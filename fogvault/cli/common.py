@@ -27,6 +27,7 @@ class GlobalOptions:
     verbose: int = 0
     cache_dir: str | None = None
     no_cache: bool = False
+    no_lock: bool = False
 
     def repo_urls(self) -> list[str]:
         if self.repos:
@@ -56,6 +57,7 @@ def open_repository(ctx: typer.Context, *, load_index: bool = True) -> Iterator[
         use_cache=not opts.no_cache,
         load_index=load_index,
     )
+    repo.use_locks = not opts.no_lock
     try:
         yield repo
     finally:

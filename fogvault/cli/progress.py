@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from fogvault.backup.progress import Progress
 from fogvault.cli.common import Printer
+from fogvault.maintenance.progress import PhaseProgress
 from fogvault.restore.progress import RestoreProgress
 
 JSON_INTERVAL_S = 1.0
@@ -122,3 +123,58 @@ def make_progress(out: Printer, description: str) -> BarProgress | JsonProgress 
     if out.opts.quiet or not sys.stderr.isatty():
         return QuietProgress()
     return BarProgress(description)
+
+
+class PhaseBar(PhaseProgress):
+    """One tqdm bar per maintenance phase, on stderr."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        self.close()
+        self.bar = tqdm(total=total, desc=name, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def warning(self, message: str) -> None:
+        tqdm.write(f"warning: {message}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class PhaseLines(PhaseProgress):
+    """``{"message_type": "phase", ...}`` JSON lines (one per phase) with --json."""
+
+    def __init__(self, out: Printer) -> None:
+        self.out = out
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        self.out.json_line({"message_type": "phase", "phase": name, "total": total})
+
+    def warning(self, message: str) -> None:
+        self.out.json_line({"message_type": "warning", "message": message})
+
+    def close(self) -> None:
+        pass
+
+
+class QuietPhases(PhaseProgress):
+    def warning(self, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    def close(self) -> None:
+        pass
+
+
+def make_phase_progress(out: Printer) -> PhaseBar | PhaseLines | QuietPhases:
+    if out.json_mode:
+        return PhaseLines(out)
+    if out.opts.quiet or not sys.stderr.isatty():
+        return QuietPhases()
+    return PhaseBar()

@@ -58,6 +58,14 @@ class BlobIndex:
     def __contains__(self, blob_id: bytes) -> bool:
         return self._find(blob_id) >= 0
 
+    def position(self, blob_id: bytes) -> int:
+        """The record number of ``blob_id`` (0 .. len-1, stable while the index lives), or -1.
+        Lets callers keep per-blob state in a compact array instead of a set of ids."""
+        return self._find(blob_id)
+
+    def entry_at(self, position: int) -> IndexEntry:
+        return self._entry(position)
+
     def _find(self, blob_id: bytes) -> int:
         """Record number of ``blob_id``, or -1."""
         mask, keys, slots = self._table

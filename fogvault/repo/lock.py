@@ -179,6 +179,19 @@ class RepositoryLock:
             log.warning("could not remove the repository lock: %s", exc)
 
 
+class NoLock:
+    """Stands in for a lock when locking is off (read-only targets, ``--no-lock``)."""
+
+    def __enter__(self) -> NoLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def ensure_fresh(self) -> None:
+        pass
+
+
 def remove_locks(store: LockStore, *, all_locks: bool = False) -> list[LockInfo]:
     """Remove stale locks (or every lock); returns what was removed."""
     removed = [lock for lock in store.all() if all_locks or lock.is_stale()]

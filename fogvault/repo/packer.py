@@ -49,6 +49,7 @@ class PackWriter:
         self._slots = threading.BoundedSemaphore(self.options.max_uploads)
         self._uploads: list[Future[None]] = []
         self._unindexed: dict[bytes, list[PackEntry]] = {}
+        self.written: dict[bytes, list[PackEntry]] = {}  # every pack this writer uploaded
         self._index_lock = threading.Lock()
         self._last_index = time.monotonic()
 
@@ -88,6 +89,7 @@ class PackWriter:
         self.repo.index.add_pack(pack_id, entries)
         with self._lock:
             self._unindexed[pack_id] = entries
+            self.written[pack_id] = entries
             self.stats.packs += 1
             self.stats.bytes_stored += len(data)
         self._maybe_write_index()

@@ -61,7 +61,7 @@ from fogvault.repo.format import (
 )
 from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile
 from fogvault.repo.keys import MAX_KEY_FILE_SIZE, KeyFile
-from fogvault.repo.lock import LockStore, RepositoryLock
+from fogvault.repo.lock import LockStore, NoLock, RepositoryLock
 from fogvault.repo.pack import PackEntry, open_blob, parse_pack
 from fogvault.repo.snapshot import Snapshot, is_uid
 from fogvault.repo.tree import Tree
@@ -94,6 +94,7 @@ class Repository:
         self.index = BlobIndex()
         self._index_ids: set[bytes] = set()
         self._chunker_seed = chunker_seed(master.identity)
+        self.use_locks = True
 
     # ---- opening ---------------------------------------------------------------------
 
@@ -187,12 +188,16 @@ class Repository:
     # ---- index -------------------------------------------------------------------------
 
     def load_index(self) -> None:
-        """Load every index file not loaded yet (from the cache where possible)."""
-        new: dict[bytes, str] = {}
+        """Bring the in-memory index up to date: load index files not loaded yet (from the
+        cache where possible); if a loaded one has gone (a prune replaced it), start over."""
+        present: dict[bytes, str] = {}
         for name in self.targets.list(INDEX_DIR):
             index_id = id_from_name_or_none(name)
-            if index_id is not None and index_id not in self._index_ids:
-                new[index_id] = name
+            if index_id is not None:
+                present[index_id] = name
+        if self._index_ids - present.keys():
+            self.index, self._index_ids = BlobIndex(), set()
+        new = {i: n for i, n in present.items() if i not in self._index_ids}
         files = dict(zip(new, self._map(self.read_index_file, new.values()), strict=True))
         superseded = {old for f in files.values() for old in f.supersedes}
         for index_id, index_file in files.items():
@@ -249,19 +254,22 @@ class Repository:
         return open_blob(self.master.encryption, self.master.identity, entry, sealed)
 
     def read_pack_blobs(
-        self, pack_id: bytes, entries: list[IndexEntry]
-    ) -> Iterable[tuple[IndexEntry, bytes]]:
-        """Decrypt ``entries`` (all in ``pack_id``) with one ranged read per target attempt."""
+        self, pack_id: bytes, entries: list[IndexEntry], *, sealed: bool = False
+    ) -> list[tuple[IndexEntry, bytes]]:
+        """Decrypt ``entries`` (all in ``pack_id``) with one ranged read per target attempt.
+        With ``sealed``, return each blob as stored (verified, not decrypted), for copying."""
         entries = sorted(entries, key=lambda e: e.offset)
         start = entries[0].offset
         end = max(e.offset + e.length for e in entries)
 
         def decode(data: bytes) -> list[tuple[IndexEntry, bytes]]:
             view = memoryview(data)
-            return [
-                (e, self.open_blob(e.pack_entry(), view[e.offset - start :][: e.length]))
-                for e in entries
-            ]
+            out = []
+            for e in entries:
+                blob = view[e.offset - start :][: e.length]
+                plain = self.open_blob(e.pack_entry(), blob)
+                out.append((e, bytes(blob) if sealed else plain))
+            return out
 
         return self.targets.read_decoded(pack_name(pack_id), decode, start, end - start)
 
@@ -344,8 +352,13 @@ class Repository:
     def lock_store(self) -> LockStore:
         return LockStore(self.targets, self._seal, self._unseal)
 
-    def lock(self, *, exclusive: bool = False, retry_for: float = 0.0) -> RepositoryLock:
-        """A lock to hold with ``with``: shared for adding, exclusive for deleting (prune)."""
+    def lock(
+        self, *, exclusive: bool = False, retry_for: float = 0.0
+    ) -> RepositoryLock | NoLock:
+        """A lock to hold with ``with``: shared for adding, exclusive for deleting (prune).
+        With ``use_locks`` off (``--no-lock``, for read-only targets) it does nothing."""
+        if not self.use_locks:
+            return NoLock()
         return RepositoryLock(self.lock_store(), exclusive, retry_for)
 
     # ---- keys --------------------------------------------------------------------------

@@ -74,6 +74,8 @@ def classify(exc: BaseException) -> type[StorageError]:
         return ObjectNotFound
     if isinstance(exc, FileExistsError):
         return ObjectExists
+    if isinstance(exc, PermissionError):  # sshfs makes one without errno from a refused login
+        return PermanentStorageError
     if isinstance(exc, OSError):
         return PermanentStorageError if exc.errno in _PERMANENT_ERRNOS else TransientStorageError
     return _classify_botocore(exc)

@@ -94,6 +94,10 @@ def test_a_missing_bucket_is_a_permanent_error_not_a_missing_object(s3_env) -> N
         storage.write("config", b"1")
     with pytest.raises(PermanentStorageError, match="NoSuchBucket"):
         list(storage.list())
+    with pytest.raises(PermanentStorageError, match="NoSuchBucket"):
+        storage.exists("config")
+    with pytest.raises(PermanentStorageError, match="NoSuchBucket"):
+        storage.delete("config")
 
 
 def test_wrong_credentials_are_a_permanent_error(s3_url, s3_env) -> None:

@@ -1,0 +1,59 @@
+"""``fogvault check``: verify snapshots, index and packs on every target."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from fogvault.cli.common import Printer, open_repository
+from fogvault.cli.progress import make_phase_progress
+from fogvault.errors import EXIT_ERROR
+from fogvault.maintenance.check import CheckOptions, CheckResult, check
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check_cmd)
+
+
+def check_cmd(
+    ctx: typer.Context,
+    read_data: Annotated[bool, typer.Option(help="Read and verify every pack.")] = False,
+    read_data_subset: Annotated[
+        str | None, typer.Option(help="Read a subset: a percentage (5%) or a group (n/m).")
+    ] = None,
+) -> None:
+    """Check the repository; exit code 1 if anything is wrong."""
+    out = Printer.of(ctx)
+    progress = make_phase_progress(out)
+    try:
+        with open_repository(ctx, load_index=False) as repo:
+            result = check(repo, CheckOptions(read_data, read_data_subset), progress)
+    finally:
+        progress.close()
+    _report(out, result)
+    if not result.ok:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _report(out: Printer, result: CheckResult) -> None:
+    if out.json_mode:
+        out.json({**asdict(result), "ok": result.ok,
+                  "targets": [{**asdict(t), "ok": t.ok} for t in result.targets]})
+        return
+    out.line(f"{result.snapshots} snapshots, {result.trees} trees, {result.blobs} blobs, "
+             f"{result.packs} packs")
+    for problem in result.problems:
+        out.line(f"error: {problem}")
+    for target in result.targets:
+        status = "ok" if target.ok else "DAMAGED"
+        read = f", {target.packs_read} packs read" if target.packs_read else ""
+        out.line(f"{target.url}: {status}{read}")
+        for kind in ("missing", "wrong_size", "corrupt"):
+            for name in getattr(target, kind):
+                out.line(f"  {kind.replace('_', ' ')}: {name}")
+        if target.unindexed_packs:
+            out.line(f"  note: {target.unindexed_packs} packs no index lists ('prune' removes "
+                     "them)")
+    out.line("no errors were found" if result.ok else "errors were found")

@@ -1,0 +1,87 @@
+"""``fogvault forget``: remove snapshots by uid or by retention policy (optionally prune)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fogvault.cli.common import Printer, open_repository, table
+from fogvault.cli.progress import make_phase_progress
+from fogvault.cli.prune_cmd import report_prune
+from fogvault.maintenance.forget import ForgetResult, forget
+from fogvault.maintenance.prune import PruneOptions, prune
+from fogvault.maintenance.retention import RetentionPolicy, parse_group_by
+
+Count = Annotated[int, typer.Option(help="-1 = unlimited")]
+Span = Annotated[str, typer.Option(help="e.g. 1y6m2d3h")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("forget")(forget_cmd)
+
+
+def forget_cmd(
+    ctx: typer.Context,
+    uids: Annotated[list[str] | None, typer.Argument(help="Snapshots to forget.")] = None,
+    keep_last: Count = 0, keep_hourly: Count = 0, keep_daily: Count = 0,
+    keep_weekly: Count = 0, keep_monthly: Count = 0, keep_yearly: Count = 0,
+    keep_within: Span = "", keep_within_hourly: Span = "", keep_within_daily: Span = "",
+    keep_within_weekly: Span = "", keep_within_monthly: Span = "",
+    keep_within_yearly: Span = "",
+    keep_tag: Annotated[list[str] | None, typer.Option("--keep-tag")] = None,
+    host: Annotated[str | None, typer.Option(help="Only this host's snapshots.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only with this tag.")] = None,
+    path: Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")] = None,
+    group_by: Annotated[str, typer.Option(help="host, paths, tags, or a combination.")] =
+        "host,paths",
+    run_prune: Annotated[bool, typer.Option("--prune", help="Prune afterwards.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")] = False,
+) -> None:
+    """Forget snapshots (their data stays until prune). Refuses an empty policy."""
+    out = Printer.of(ctx)
+    policy = RetentionPolicy(
+        keep_last=keep_last, keep_hourly=keep_hourly, keep_daily=keep_daily,
+        keep_weekly=keep_weekly, keep_monthly=keep_monthly, keep_yearly=keep_yearly,
+        keep_within=keep_within, keep_within_hourly=keep_within_hourly,
+        keep_within_daily=keep_within_daily, keep_within_weekly=keep_within_weekly,
+        keep_within_monthly=keep_within_monthly, keep_within_yearly=keep_within_yearly,
+        keep_tags=tuple(keep_tag or ()),
+    )
+    with open_repository(ctx, load_index=run_prune and not dry_run) as repo:
+        with repo.lock():
+            result = forget(repo, policy, uids=uids or [], host=host, tags=tag or [],
+                            paths=path or [], group_by=parse_group_by(group_by),
+                            dry_run=dry_run)
+        _report(out, result)
+        if run_prune and not dry_run:
+            progress = make_phase_progress(out)
+            try:
+                report_prune(out, prune(repo, PruneOptions(), progress))
+            finally:
+                progress.close()
+
+
+def _report(out: Printer, result: ForgetResult) -> None:
+    if out.json_mode:
+        out.json({
+            "dry_run": result.dry_run,
+            "removed": result.removed,
+            "groups": [{
+                "key": g.key,
+                "keep": [{"uid": k.snapshot.uid, "reasons": k.reasons} for k in g.keep],
+                "remove": [s.uid for s in g.remove],
+            } for g in result.groups],
+        })
+        return
+    for group in result.groups:
+        out.line(f"group {group.key}: keep {len(group.keep)}, remove {len(group.remove)}")
+        rows = [[k.snapshot.uid, f"{k.snapshot.time:%Y-%m-%d %H:%M:%S}", ", ".join(k.reasons)]
+                for k in group.keep]
+        out.line(table(rows, ["Keep", "Time", "Reasons"]))
+        if group.remove:
+            out.line(table([[s.uid, f"{s.time:%Y-%m-%d %H:%M:%S}"] for s in group.remove],
+                           ["Remove", "Time"]))
+        out.line()
+    verb = "would remove" if result.dry_run else "removed"
+    out.line(f"{verb} {len(result.removed)} snapshots")

@@ -1,0 +1,60 @@
+"""``fogvault prune``: delete data that no snapshot uses."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from fogvault.cli.common import Printer, human_bytes, open_repository
+from fogvault.cli.progress import make_phase_progress
+from fogvault.errors import UsageError
+from fogvault.maintenance.prune import PruneOptions, PruneResult, prune
+from fogvault.sizes import parse_size
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prune")(prune_cmd)
+
+
+def prune_cmd(
+    ctx: typer.Context,
+    max_unused: Annotated[
+        float, typer.Option(help="Repack packs with more unused space than this percent.")
+    ] = 5.0,
+    max_repack_size: Annotated[
+        str | None, typer.Option(help="Repack at most this much (e.g. 2G).")
+    ] = None,
+    retry_lock: Annotated[
+        float, typer.Option(help="Wait this many seconds for other processes' locks.")
+    ] = 0.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")] = False,
+) -> None:
+    """Remove unused data: delete unused packs, repack partly used ones."""
+    if not 0 <= max_unused <= 100:
+        raise UsageError("--max-unused is a percentage from 0 to 100")
+    out = Printer.of(ctx)
+    options = PruneOptions(max_unused=max_unused / 100, dry_run=dry_run, retry_lock=retry_lock,
+                           max_repack_bytes=parse_size(max_repack_size) if max_repack_size
+                           else None)
+    progress = make_phase_progress(out)
+    try:
+        with open_repository(ctx, load_index=False) as repo:
+            result = prune(repo, options, progress)
+    finally:
+        progress.close()
+    report_prune(out, result)
+
+
+def report_prune(out: Printer, result: PruneResult) -> None:
+    if out.json_mode:
+        out.json_line({"message_type": "summary", **asdict(result)})
+        return
+    verb = "would free" if result.dry_run else "freed"
+    out.line(f"{result.snapshots} snapshots use {result.blobs_used} of {result.blobs_total} blobs")
+    out.line(f"packs: {result.packs_total}, deleted {result.packs_deleted}, repacked "
+             f"{result.packs_repacked} ({human_bytes(result.bytes_repacked)} copied)"
+             + (f", {result.packs_orphaned} unindexed removed" if result.packs_orphaned else ""))
+    out.line(f"{verb} {human_bytes(result.bytes_freed)} of {human_bytes(result.bytes_before)} "
+             f"in {result.duration_s:.1f} s")

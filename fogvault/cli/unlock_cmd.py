@@ -1,0 +1,32 @@
+"""``fogvault unlock``: remove stale locks (or all locks)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fogvault.cli.common import Printer, open_repository
+from fogvault.repo.lock import remove_locks
+
+
+def register(app: typer.Typer) -> None:
+    app.command("unlock")(unlock)
+
+
+def unlock(
+    ctx: typer.Context,
+    remove_all: Annotated[
+        bool, typer.Option("--remove-all", help="Also remove live locks (be sure!).")
+    ] = False,
+) -> None:
+    """Remove locks left by processes that are gone."""
+    out = Printer.of(ctx)
+    with open_repository(ctx, load_index=False) as repo:
+        removed = remove_locks(repo.lock_store(), all_locks=remove_all)
+    if out.json_mode:
+        out.json([lock.describe() for lock in removed])
+    else:
+        for lock in removed:
+            out.line(f"removed {lock.describe()}")
+        out.line(f"{len(removed)} locks removed")

@@ -1,0 +1,219 @@
+"""``prune``: delete data no snapshot uses, under the exclusive lock, safe at every instant.
+
+Phases (docs/design.md, "Prune"):
+
+1. **Mark** every blob the snapshots use (one byte per indexed blob; each tree once). If any
+   snapshot references data missing from the index, stop before deleting anything.
+2. **Plan** per pack: keep it, delete it (no used blob), or repack it (its unused share exceeds
+   ``max_unused``, within ``max_repack_bytes``).
+3. **Repack**: copy the used blobs of those packs, still sealed, into new packs, which the
+   PackWriter uploads and indexes like a backup does.
+4. **New index**: write index files for every kept and new pack; the *last* one carries the
+   ``supersedes`` list of every older index file, so a reader sees either the old index or the
+   complete new one, never a partial one.
+5. **Delete** the superseded index files, then the deleted and repacked packs, then packs no
+   index lists (left by crashed backups or an interrupted prune).
+
+Killed at any point, the repository stays readable: nothing an index on the targets still
+refers to is deleted before a complete replacement index is in place. A rerun finishes the job
+(step 5 cleans what an earlier run left).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from fogvault.errors import FogVaultError
+from fogvault.maintenance.mark import mark_used
+from fogvault.maintenance.progress import PhaseProgress
+from fogvault.repo.format import DATA_DIR, id_from_name, index_name, pack_name
+from fogvault.repo.index import IndexEntry, IndexFile
+from fogvault.repo.pack import PackEntry, pack_overhead
+from fogvault.repo.packer import PackWriter, PackWriterOptions
+from fogvault.repo.repository import Repository
+
+#: Blobs per index file written by prune: bounds the memory of one file's encoding.
+INDEX_FILE_BLOBS = 100_000
+
+
+@dataclass(slots=True)
+class PruneOptions:
+    max_unused: float = 0.05  # repack packs with more than this share of unused bytes
+    max_repack_bytes: int | None = None  # stop planning repacks beyond this many bytes
+    dry_run: bool = False
+    retry_lock: float = 0.0  # seconds to wait for other processes' locks
+
+
+@dataclass(slots=True)
+class PruneResult:
+    snapshots: int = 0
+    blobs_total: int = 0
+    blobs_used: int = 0
+    packs_total: int = 0
+    packs_deleted: int = 0
+    packs_repacked: int = 0
+    packs_orphaned: int = 0  # packs no index listed (crashed backups, interrupted prunes)
+    bytes_before: int = 0
+    bytes_freed: int = 0
+    bytes_repacked: int = 0
+    index_files_written: int = 0
+    index_files_deleted: int = 0
+    duration_s: float = 0.0
+    dry_run: bool = False
+
+
+@dataclass(slots=True)
+class _PackUse:
+    """Per-pack totals: no per-blob objects, so memory grows with packs, not blobs."""
+
+    blobs: int = 0
+    blob_bytes: int = 0
+    used_blobs: int = 0
+    used_bytes: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.blob_bytes + pack_overhead(self.blobs)
+
+
+def prune(
+    repo: Repository, options: PruneOptions | None = None, progress: PhaseProgress | None = None
+) -> PruneResult:
+    options = options or PruneOptions()
+    progress = progress or PhaseProgress()
+    started = time.monotonic()
+    lock = repo.lock(exclusive=True, retry_for=options.retry_lock)
+    with lock:
+        repo.load_index()
+        result = PruneResult(dry_run=options.dry_run)
+        used, packs = _mark_and_count(repo, progress, result)
+        dropped, repack = _plan(packs, options, result)
+        if not options.dry_run:
+            new_packs = _repack(repo, used, repack, progress)
+            lock.ensure_fresh()
+            _write_index(repo, dropped | repack, new_packs, progress, result)
+            _delete_unindexed_packs(repo, dropped | repack, progress, result)
+    result.duration_s = round(time.monotonic() - started, 3)
+    return result
+
+
+def _mark_and_count(
+    repo: Repository, progress: PhaseProgress, result: PruneResult
+) -> tuple[bytearray, dict[bytes, _PackUse]]:
+    snapshots = repo.snapshots()
+    marked = mark_used(repo, snapshots, progress)
+    if marked.problems:
+        raise FogVaultError(
+            f"prune stopped before deleting anything: {marked.problems[0]} "
+            f"({len(marked.problems)} problems; run 'fogvault check')"
+        )
+    progress.phase("count", len(repo.index))
+    packs: dict[bytes, _PackUse] = defaultdict(_PackUse)
+    for position, entry in enumerate(repo.index):
+        use = packs[entry.pack_id]
+        use.blobs += 1
+        use.blob_bytes += entry.length
+        if marked.used[position]:
+            use.used_blobs += 1
+            use.used_bytes += entry.length
+        progress.advance()
+    result.snapshots = len(snapshots)
+    result.blobs_total = len(repo.index)
+    result.blobs_used = sum(marked.used)
+    result.packs_total = len(packs)
+    result.bytes_before = sum(p.size for p in packs.values())
+    return marked.used, packs
+
+
+def _plan(
+    packs: dict[bytes, _PackUse], options: PruneOptions, result: PruneResult
+) -> tuple[set[bytes], set[bytes]]:
+    """(packs to delete outright, packs to repack)."""
+    delete: set[bytes] = set()
+    repack: set[bytes] = set()
+    budget = options.max_repack_bytes
+    # Emptiest packs first: repacking them frees the most per byte copied.
+    for pack_id, use in sorted(packs.items(), key=lambda kv: kv[1].used_bytes / kv[1].size):
+        size = use.size
+        if not use.used_blobs:
+            delete.add(pack_id)
+            result.bytes_freed += size
+        elif (size - use.used_bytes) / size > options.max_unused and (
+            budget is None or use.used_bytes <= budget
+        ):
+            repack.add(pack_id)
+            result.bytes_repacked += use.used_bytes
+            result.bytes_freed += size - use.used_bytes
+            if budget is not None:
+                budget -= use.used_bytes
+    result.packs_deleted, result.packs_repacked = len(delete), len(repack)
+    return delete, repack
+
+
+def _repack(
+    repo: Repository, used: bytearray, repack: set[bytes], progress: PhaseProgress
+) -> dict[bytes, list[PackEntry]]:
+    """Copy the used blobs of ``repack`` into new packs; returns the new packs' entries."""
+    wanted: dict[bytes, list[IndexEntry]] = defaultdict(list)
+    for position, entry in enumerate(repo.index):
+        if used[position] and entry.pack_id in repack:
+            wanted[entry.pack_id].append(entry)
+    progress.phase("repack", len(wanted))
+    writer = PackWriter(repo, PackWriterOptions(index_every_packs=8))
+    try:
+        for pack_id in sorted(wanted):
+            for entry, sealed in repo.read_pack_blobs(pack_id, wanted[pack_id], sealed=True):
+                writer.add(entry.blob_type, entry.blob_id, sealed, entry.raw_length)
+            progress.advance()
+        writer.flush()
+    finally:
+        writer.close()
+    return writer.written
+
+
+def _write_index(
+    repo: Repository,
+    dropped: set[bytes],
+    new_packs: dict[bytes, list[PackEntry]],
+    progress: PhaseProgress,
+    result: PruneResult,
+) -> None:
+    """Index every kept and new pack; the last file supersedes every older index file."""
+    old_ids = sorted(repo.index_ids())  # includes the index files the repack just wrote
+    progress.phase("write index", len(repo.index))
+    pending = IndexFile()
+    for entry in repo.index:
+        if entry.pack_id not in dropped and entry.pack_id not in new_packs:
+            pending.packs.setdefault(entry.pack_id, []).append(entry.pack_entry())
+            if pending.blob_count() >= INDEX_FILE_BLOBS:
+                repo.save_index(pending)
+                result.index_files_written += 1
+                pending = IndexFile()
+        progress.advance()
+    pending.packs.update(new_packs)
+    pending.supersedes = old_ids  # written last: the new index is complete by then
+    repo.save_index(pending)
+    result.index_files_written += 1
+    progress.phase("delete old index files", len(old_ids))
+    for index_id in old_ids:
+        repo.targets.delete(index_name(index_id))
+        if repo.cache:
+            repo.cache.discard(index_name(index_id))
+        result.index_files_deleted += 1
+        progress.advance()
+    repo.load_index()  # the old files are gone: this rebuilds from the new ones
+
+
+def _delete_unindexed_packs(
+    repo: Repository, planned: set[bytes], progress: PhaseProgress, result: PruneResult
+) -> None:
+    """Delete every pack the new index does not list: the planned ones, and orphans."""
+    indexed = repo.index.pack_ids()
+    doomed = {id_from_name(n) for n in repo.targets.list(DATA_DIR)} - indexed
+    result.packs_orphaned = len(doomed - planned)
+    progress.phase("delete packs", len(doomed))
+    for pack_id in sorted(doomed):
+        repo.targets.delete(pack_name(pack_id))
+        progress.advance()

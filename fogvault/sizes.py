@@ -1,0 +1,16 @@
+"""Human sizes on the command line and in config files: ``512K``, ``16M``, ``2G``, ``1T``."""
+
+from __future__ import annotations
+
+import re
+
+from fogvault.errors import UsageError
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise UsageError(f"not a size: {text!r} (use e.g. 512K, 16M, 2G)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])

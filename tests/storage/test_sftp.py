@@ -1,0 +1,134 @@
+"""What is particular to sftp:// targets: URL and key settings, host-key checking, temporaries,
+and reconnecting after a dropped connection. Runs against the real OpenSSH of conftest."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from fogvault.storage import (
+    ObjectExists,
+    PermanentStorageError,
+    RetryingStorage,
+    TransientStorageError,
+    open_storage,
+)
+from fogvault.storage.fsspec_store import SftpStorage, sftp_options
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_url_parts_become_connection_options() -> None:
+    env = {"FOGVAULT_SFTP_KEY": "/keys/id", "FOGVAULT_SFTP_KNOWN_HOSTS": "/keys/known"}
+    host, root, opts = sftp_options("sftp://backup@nas.example:2022/srv/fogvault/", {}, env)
+    assert (host, root) == ("nas.example", "/srv/fogvault")
+    assert opts == {"username": "backup", "port": 2022, "client_keys": ["/keys/id"],
+                    "known_hosts": "/keys/known"}  # fmt: skip
+
+
+def test_explicit_options_win_and_host_keys_are_checked_by_default() -> None:
+    host, root, opts = sftp_options("sftp://nas/~/backups", {"client_keys": ["/mine"]}, {})
+    assert (host, root) == ("nas", "backups")  # /~/ = relative to the home folder
+    assert opts["client_keys"] == ["/mine"]
+    assert opts["known_hosts"] == ()  # asyncssh's default: ~/.ssh/known_hosts, never unchecked
+
+
+def test_the_url_for_messages_has_no_password() -> None:
+    storage = open_storage("sftp://me:s3cret@nas:2022/srv/x")
+    assert storage.url == "sftp://me@nas:2022/srv/x"
+
+
+def test_a_url_without_host_is_refused() -> None:
+    with pytest.raises(PermanentStorageError, match="no host"):
+        open_storage("sftp:///srv/x")
+
+
+# ----------------------------------------------------------------------------- the real server
+
+
+def test_an_unknown_host_key_is_refused(sftp_url, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(PermanentStorageError):
+        open_storage(sftp_url, known_hosts=str(empty)).create()
+
+
+def test_a_key_the_server_does_not_know_is_refused(sftp_url, tmp_path: Path) -> None:
+    stranger = asyncssh.generate_private_key("ssh-ed25519")
+    with pytest.raises(PermanentStorageError):
+        open_storage(sftp_url, client_keys=[stranger]).create()
+
+
+def test_a_closed_port_is_a_transient_error(sftp_env) -> None:
+    storage = open_storage("sftp://nobody@127.0.0.1:9/x")  # discard: nothing listens
+    with pytest.raises(TransientStorageError):
+        storage.create()
+
+
+def test_a_refused_create_only_write_leaves_no_temporary(sftp_url) -> None:
+    storage = open_storage(sftp_url)
+    assert isinstance(storage, SftpStorage)
+    storage.create()
+    storage.write("data/a", b"first")
+    with pytest.raises(ObjectExists):
+        storage.write("data/a", b"second")
+    fs = storage._filesystem()
+    assert fs.ls(f"{storage.root}/data", detail=False) == [f"{storage.root}/data/a"]
+    assert storage.read("data/a") == b"first"
+
+
+def test_a_dropped_connection_is_reopened(sftp_url, sftp_server) -> None:
+    storage = open_storage(sftp_url)
+    storage.create()
+    storage.write("before", b"1")
+    kill_connections(int(sftp_server.settings["SFTP_PID"]))
+    with pytest.raises(TransientStorageError):
+        storage.read("before")
+    assert storage.read("before") == b"1"  # a new connection
+
+
+def test_retrying_hides_a_dropped_connection(sftp_url, sftp_server) -> None:
+    storage = RetryingStorage(open_storage(sftp_url), attempts=3, base_delay=0.001)
+    storage.create()
+    kill_connections(int(sftp_server.settings["SFTP_PID"]))
+    storage.write("after", b"2")
+    assert storage.read("after") == b"2"
+
+
+def kill_connections(sshd_pid: int) -> None:
+    """End the per-connection processes of our test sshd (its children), and wait until they
+    are gone; the listener stays."""
+    children = [pid for pid in _pids() if _parent(pid) == sshd_pid]
+    assert children, "no connection to drop"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children):
+        assert time.monotonic() < deadline, "connection processes did not end"
+        time.sleep(0.01)
+
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _stat_fields(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _parent(pid: int) -> int:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else -1
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] not in ("Z", "X")
