@@ -23,6 +23,7 @@
 #   FOGVAULT_CEPH_BLUESTORE_BYTES  size of the sparse OSD file  (default 20 GiB, mostly unallocated)
 #   FOGVAULT_S3_NO_INSTALL=1   never run apt-get: fail if the packages are missing
 #   FOGVAULT_S3_TIMEOUT        seconds to wait for each daemon  (default 60)
+#   FOGVAULT_S3_KEEP_ON_FAIL=1 leave a failed start's daemons and logs in place, to debug
 set -euo pipefail
 
 DIR=${FOGVAULT_S3_DIR:-/tmp/fogvault-s3}
@@ -42,12 +43,14 @@ die() { log "ERROR: $*"; exit 1; }
 # ------------------------------------------------------------------ helpers
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-free_port() {  # free_port WANTED DEFAULT -> WANTED, DEFAULT, or a random free port for 'auto'
-    local p
+free_port() {  # free_port WANTED DEFAULT [AVOID] -> WANTED, DEFAULT, or for 'auto' a random
+    # free port outside AVOID..AVOID+99 (the ports the Ceph daemons may bind)
+    local p avoid=${3:--1000}
     if [[ $1 != auto ]]; then echo "${1:-$2}"; return; fi
     for _ in $(seq 1 50); do
         p=$((20000 + RANDOM % 39000))
-        port_busy "$p" || port_busy $((p + 10)) || { echo "$p"; return; }
+        ((p >= avoid && p <= avoid + 99)) && continue
+        port_busy "$p" || { echo "$p"; return; }
     done
     die "no free port found"
 }
@@ -274,8 +277,8 @@ do_start() {
     [[ -e $DIR ]] && { log "cleaning leftovers of a previous run in $DIR"; do_stop; }
     do_install
     local s3_port mon_port
-    s3_port=$(free_port "${FOGVAULT_S3_PORT:-}" 7480)
     mon_port=$(free_port "${FOGVAULT_CEPH_MON_PORT:-}" 40100)
+    s3_port=$(free_port "${FOGVAULT_S3_PORT:-}" 7480 "$mon_port")
     port_busy "$s3_port" && die "port $s3_port on 127.0.0.1 is taken (set FOGVAULT_S3_PORT, or 'auto')"
     port_busy "$mon_port" && die "port $mon_port on 127.0.0.1 is taken (set FOGVAULT_CEPH_MON_PORT, or 'auto')"
     mkdir -p "$DIR"/{run,log,mon.a,osd.0,rgw.a}

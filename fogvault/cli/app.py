@@ -20,6 +20,8 @@ from fogvault.cli import (
     backup_cmd,
     cat_cmd,
     check_cmd,
+    config_cmd,
+    daemon_cmd,
     diff_cmd,
     find_cmd,
     forget_cmd,
@@ -28,8 +30,11 @@ from fogvault.cli import (
     ls_cmd,
     prune_cmd,
     restore_cmd,
+    run_cmd,
+    schedule_cmd,
     snapshots_cmd,
     stats_cmd,
+    status_cmd,
     unlock_cmd,
 )
 from fogvault.cli.common import GlobalOptions, setup_logging
@@ -69,6 +74,9 @@ def main_options(
         str | None, typer.Option("--cache-dir", help="Local cache folder.")
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Use no local cache.")] = False,
+    retry_lock: Annotated[
+        float, typer.Option("--retry-lock", help="Wait this many seconds for a locked repository.")
+    ] = 0.0,
     no_lock: Annotated[
         bool, typer.Option("--no-lock", help="Take no lock (read-only targets; not for backup).")
     ] = False,
@@ -80,15 +88,17 @@ def main_options(
     ctx.obj = GlobalOptions(
         repos=repo or [], password_file=password_file, json=json_output, quiet=quiet,
         verbose=verbose, cache_dir=cache_dir, no_cache=no_cache, no_lock=no_lock,
+        retry_lock=retry_lock,
     )
     setup_logging(verbose)
 
 
 for module in (init_cmd, backup_cmd, snapshots_cmd, ls_cmd, find_cmd, diff_cmd, stats_cmd,
-               restore_cmd, forget_cmd, prune_cmd, check_cmd, key_cmd, unlock_cmd, cat_cmd):
+               restore_cmd, forget_cmd, prune_cmd, check_cmd, key_cmd, unlock_cmd, cat_cmd,
+               config_cmd, run_cmd, schedule_cmd, daemon_cmd, status_cmd):
     module.register(app)
 
-_WITH_VALUE = {"-r", "--repo", "--password-file", "--cache-dir"}
+_WITH_VALUE = {"-r", "--repo", "--password-file", "--cache-dir", "--retry-lock"}
 _FLAGS = {"--json", "-q", "--quiet", "-v", "--verbose", "--no-cache", "--no-lock"}
 
 

@@ -39,8 +39,8 @@ def check_cmd(
 
 def _report(out: Printer, result: CheckResult) -> None:
     if out.json_mode:
-        out.json({**asdict(result), "ok": result.ok,
-                  "targets": [{**asdict(t), "ok": t.ok} for t in result.targets]})
+        out.json_line({"message_type": "summary", **asdict(result), "ok": result.ok,
+                       "targets": [{**asdict(t), "ok": t.ok} for t in result.targets]})
         return
     out.line(f"{result.snapshots} snapshots, {result.trees} trees, {result.blobs} blobs, "
              f"{result.packs} packs")

@@ -28,6 +28,7 @@ class GlobalOptions:
     cache_dir: str | None = None
     no_cache: bool = False
     no_lock: bool = False
+    retry_lock: float = 0.0
 
     def repo_urls(self) -> list[str]:
         if self.repos:
@@ -58,6 +59,7 @@ def open_repository(ctx: typer.Context, *, load_index: bool = True) -> Iterator[
         load_index=load_index,
     )
     repo.use_locks = not opts.no_lock
+    repo.lock_wait = opts.retry_lock
     try:
         yield repo
     finally:

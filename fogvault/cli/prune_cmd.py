@@ -26,16 +26,13 @@ def prune_cmd(
     max_repack_size: Annotated[
         str | None, typer.Option(help="Repack at most this much (e.g. 2G).")
     ] = None,
-    retry_lock: Annotated[
-        float, typer.Option(help="Wait this many seconds for other processes' locks.")
-    ] = 0.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")] = False,
 ) -> None:
     """Remove unused data: delete unused packs, repack partly used ones."""
     if not 0 <= max_unused <= 100:
         raise UsageError("--max-unused is a percentage from 0 to 100")
     out = Printer.of(ctx)
-    options = PruneOptions(max_unused=max_unused / 100, dry_run=dry_run, retry_lock=retry_lock,
+    options = PruneOptions(max_unused=max_unused / 100, dry_run=dry_run,
                            max_repack_bytes=parse_size(max_repack_size) if max_repack_size
                            else None)
     progress = make_phase_progress(out)

@@ -56,7 +56,7 @@ class PruneResult:
     packs_repacked: int = 0
     packs_orphaned: int = 0  # packs no index listed (crashed backups, interrupted prunes)
     bytes_before: int = 0
-    bytes_freed: int = 0
+    bytes_freed: int = 0  # measured after a run; planned (an estimate) in a dry run
     bytes_repacked: int = 0
     index_files_written: int = 0
     index_files_deleted: int = 0
@@ -95,6 +95,7 @@ def prune(
             lock.ensure_fresh()
             _write_index(repo, dropped | repack, new_packs, progress, result)
             _delete_unindexed_packs(repo, dropped | repack, progress, result)
+            result.bytes_freed = result.bytes_before - _stored_bytes(repo)
     result.duration_s = round(time.monotonic() - started, 3)
     return result
 
@@ -127,6 +128,15 @@ def _mark_and_count(
     return marked.used, packs
 
 
+def _stored_bytes(repo: Repository) -> int:
+    """The size of every indexed pack, from the index (no listing)."""
+    packs: dict[bytes, _PackUse] = defaultdict(_PackUse)
+    for entry in repo.index:
+        packs[entry.pack_id].blobs += 1
+        packs[entry.pack_id].blob_bytes += entry.length
+    return sum(use.size for use in packs.values())
+
+
 def _plan(
     packs: dict[bytes, _PackUse], options: PruneOptions, result: PruneResult
 ) -> tuple[set[bytes], set[bytes]]:
@@ -140,7 +150,7 @@ def _plan(
         if not use.used_blobs:
             delete.add(pack_id)
             result.bytes_freed += size
-        elif (size - use.used_bytes) / size > options.max_unused and (
+        elif (use.blob_bytes - use.used_bytes) / use.blob_bytes > options.max_unused and (
             budget is None or use.used_bytes <= budget
         ):
             repack.add(pack_id)

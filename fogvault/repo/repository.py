@@ -15,10 +15,10 @@ snapshot can find all of its data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fogvault.chunker import Chunker, chunker_seed
 from fogvault.compression import pack_payload, unpack_payload
@@ -95,6 +95,7 @@ class Repository:
         self._index_ids: set[bytes] = set()
         self._chunker_seed = chunker_seed(master.identity)
         self.use_locks = True
+        self.lock_wait = 0.0  # seconds to wait for other processes' locks (--retry-lock)
 
     # ---- opening ---------------------------------------------------------------------
 
@@ -108,9 +109,11 @@ class Repository:
         kdf: KdfParams = KDF_PROFILES["moderate"],
         cache_dir: Path | None = None,
         use_cache: bool = True,
+        target_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Repository:
-        """Create a new repository on every target. Refuses targets that hold anything."""
-        storages = _open_all(urls)
+        """Create a new repository on every target. Refuses targets that hold anything.
+        ``target_options`` maps a URL to its backend options (see ``open_storage``)."""
+        storages = _open_all(urls, target_options)
         for storage in storages:
             storage.create()
             if storage.exists(CONFIG_NAME) or any(True for _ in storage.list(KEYS_DIR)):
@@ -139,8 +142,9 @@ class Repository:
         cache_dir: Path | None = None,
         use_cache: bool = True,
         load_index: bool = True,
+        target_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Repository:
-        targets = TargetSet(_open_all(urls))
+        targets = TargetSet(_open_all(urls, target_options))
         if not any(s.exists(CONFIG_NAME) for s in targets.storages):
             raise RepositoryNotFound(
                 f"no repository at {', '.join(targets.urls)} (run 'fogvault init' first)"
@@ -359,7 +363,7 @@ class Repository:
         With ``use_locks`` off (``--no-lock``, for read-only targets) it does nothing."""
         if not self.use_locks:
             return NoLock()
-        return RepositoryLock(self.lock_store(), exclusive, retry_for)
+        return RepositoryLock(self.lock_store(), exclusive, max(retry_for, self.lock_wait))
 
     # ---- keys --------------------------------------------------------------------------
 
@@ -428,13 +432,16 @@ def _unseal_object(
     return unpack_payload(payload, max_size)
 
 
-def _open_all(urls: Iterable[str]) -> list[Storage]:
+def _open_all(
+    urls: Iterable[str], target_options: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Storage]:
     urls = list(urls)
     if not urls:
         raise UsageError("no repository given (use -r/--repo or FOGVAULT_REPO)")
     if len(set(urls)) != len(urls):
         raise UsageError("the same target is given twice")
-    return [open_storage(url) for url in urls]
+    options = target_options or {}
+    return [open_storage(url, **options.get(url, {})) for url in urls]
 
 
 def _make_cache(cache_dir: Path | None, use_cache: bool, repo_id: str) -> Cache | None:

@@ -137,9 +137,9 @@ def _classify_asyncssh(exc: BaseException) -> type[StorageError] | None:
 def _classify_botocore(exc: BaseException) -> type[StorageError]:
     import botocore.exceptions as bx
 
-    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-        return PermanentStorageError
-    if isinstance(exc, bx.ParamValidationError):
+    if isinstance(
+        exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.ParamValidationError
+    ):
         return PermanentStorageError
     if isinstance(exc, bx.BotoCoreError | TimeoutError | ConnectionError):
         return TransientStorageError
@@ -215,8 +215,9 @@ class FsspecStorage(Storage):
                 raise _error(exc, self.url, prefix) from exc
             found = {}
         for path, info in found.items():
-            if info.get("type") == "file":
-                yield from _object_info(self.root, path, info, prefix)
+            entry = _entry(self.root, path, info["size"], prefix)
+            if entry is not None and info.get("type") == "file":
+                yield entry
 
     def _find_options(self, stem: str) -> dict[str, Any]:
         return {}
@@ -248,12 +249,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".removesuffix(": ")
 
 
-def _object_info(root: str, path: str, info: Mapping[str, Any], prefix: str) -> list[ObjectInfo]:
-    """The listing entry for ``path``, or nothing for temporaries and names outside ``prefix``."""
+def _entry(root: str, path: str, size: int, prefix: str) -> ObjectInfo | None:
+    """The listing entry for ``path``; None for temporaries and names outside ``prefix``."""
     rel = path.rstrip("/").removeprefix(root.rstrip("/") + "/")
     if rel == path or not rel.startswith(prefix) or any(s.startswith(".") for s in rel.split("/")):
-        return []
-    return [ObjectInfo(rel, int(info["size"]))]
+        return None
+    return ObjectInfo(rel, int(size))
 
 
 # ----------------------------------------------------------------------------- s3://
@@ -370,7 +371,9 @@ class S3Storage(FsspecStorage):
 # ----------------------------------------------------------------------------- sftp://
 
 
-def sftp_options(url: str, options: Mapping[str, Any], env: Mapping[str, str] = os.environ):
+def sftp_options(
+    url: str, options: Mapping[str, Any], env: Mapping[str, str] = os.environ
+) -> tuple[str, str, dict[str, Any]]:
     """(host, root, asyncssh options) for ``sftp://user@host:port/path``.
 
     ``options`` go to ``asyncssh.connect`` (``client_keys``, ``known_hosts``, ``passphrase``,
@@ -393,9 +396,10 @@ def sftp_options(url: str, options: Mapping[str, Any], env: Mapping[str, str] = 
         opts.setdefault("client_keys", [env["FOGVAULT_SFTP_KEY"]])
     # sshfs turns a missing known_hosts into None (no host-key check); () is asyncssh's default
     opts.setdefault("known_hosts", env.get("FOGVAULT_SFTP_KNOWN_HOSTS") or ())
+    opts.setdefault("connect_timeout", 30)  # not the OS's minutes for a silent host
     path = unquote(parts.path).rstrip("/")
-    root = path.removeprefix("/~/") if path.startswith("/~/") else path or "."
-    return parts.hostname, root, opts
+    home = path == "/~" or path.startswith("/~/")
+    return parts.hostname, (path[3:] if home else path) or ".", opts
 
 
 class SftpStorage(Storage):
@@ -422,14 +426,15 @@ class SftpStorage(Storage):
 
     def _run(self, name: str, func: Any, *args: Any) -> Any:
         """Run ``func(channel, *args)`` on fsspec's event loop; map errors; drop dead links."""
+        fs = None
         try:
             fs = self._filesystem()
             return sync(fs.loop, self._on_channel, fs, func, *args)
         except StorageError:
             raise
         except Exception as exc:
-            if _connection_lost(exc):
-                self._disconnect()
+            if fs is not None and _connection_lost(exc):
+                self._disconnect(fs)
             raise _error(exc, self.url, name) from exc
 
     @staticmethod
@@ -439,18 +444,20 @@ class SftpStorage(Storage):
         async with fs._pool.get() as channel:
             return await func(channel, *args)
 
-    def _disconnect(self) -> None:
+    def _disconnect(self, fs: Any) -> None:
+        """Close ``fs``; the next call connects anew (unless another thread already did)."""
         with self._lock:
-            fs, self._fs = self._fs, None
-        if fs is not None:
-            try:
-                fs.client.close()
-                sync(fs.loop, fs.client.wait_closed, timeout=5)
-            except Exception as exc:  # closing a dead link: nothing left to do
-                log.debug("closing %s: %s", self.url, exc)
+            if self._fs is fs:
+                self._fs = None
+        try:
+            fs.client.close()
+            sync(fs.loop, fs.client.wait_closed, timeout=5)
+        except Exception as exc:  # closing a dead link: nothing left to do
+            log.debug("closing %s: %s", self.url, exc)
 
     def close(self) -> None:
-        self._disconnect()
+        if self._fs is not None:
+            self._disconnect(self._fs)
 
     # --- Storage
 
@@ -480,9 +487,10 @@ class SftpStorage(Storage):
         validate_prefix(prefix)
         folder = prefix.rpartition("/")[0]
         base = f"{self.root}/{folder}" if folder else self.root
-        found = self._run(prefix, _sftp_walk, base)
-        for path, size in found:
-            yield from _object_info(self.root, path, {"size": size}, prefix)
+        for path, size in self._run(prefix, _sftp_walk, base):
+            entry = _entry(self.root, path, size, prefix)
+            if entry is not None:
+                yield entry
 
     def delete(self, name: str) -> None:
         self._run(name, _sftp_remove, self._path(name))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class LocalStorage(Storage):
         return self.root / validate_name(name)
 
     def _error(self, exc: OSError, name: str) -> StorageError:
-        if isinstance(exc, FileNotFoundError):
+        if isinstance(exc, FileNotFoundError | NotADirectoryError):
             return ObjectNotFound("no such object", target=self.url, name=name)
         kind = TransientStorageError if exc.errno in _TRANSIENT_ERRNOS else PermanentStorageError
         return kind(exc.strerror or str(exc), target=self.url, name=name)
@@ -108,6 +109,8 @@ class LocalStorage(Storage):
             st = os.stat(self._path(name))
         except OSError as exc:
             raise self._error(exc, name) from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise ObjectNotFound("not an object", target=self.url, name=name)
         return ObjectInfo(name, st.st_size)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,23 @@ from fogvault.errors import IntegrityError
 from fogvault.storage import ObjectExists, ObjectInfo, ObjectNotFound, Storage, StorageError
 
 log = logging.getLogger("fogvault")
+
+#: Testing hook for crash-consistency tests (docs/design.md, "Testing hooks"): with
+#: FOGVAULT_CRASH_AFTER_WRITES=N the process kills itself with SIGKILL when it is about to make
+#: its N-th change (write or delete) to the targets, so a test can stop a command at any point.
+_CRASH_AFTER = int(os.environ.get("FOGVAULT_CRASH_AFTER_WRITES", "0") or 0)
+_mutations = 0
+_mutations_lock = threading.Lock()
+
+
+def _count_mutation() -> None:
+    global _mutations
+    if not _CRASH_AFTER:
+        return
+    with _mutations_lock:
+        _mutations += 1
+        if _mutations >= _CRASH_AFTER:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 T = TypeVar("T")
 
@@ -83,6 +102,8 @@ class TargetSet:
         """Write to every target; ``exist_ok`` accepts an existing object (content-addressed
         names, where an existing object with that name has that content or will fail its check).
         """
+        _count_mutation()
+
         def one(storage: Storage) -> None:
             try:
                 storage.write(name, data, overwrite=overwrite)
@@ -119,6 +140,7 @@ class TargetSet:
 
     def delete(self, name: str) -> None:
         """Delete from every target; a target that lacks the object is fine."""
+        _count_mutation()
         for storage in self.storages:
             with contextlib.suppress(ObjectNotFound):
                 storage.delete(name)

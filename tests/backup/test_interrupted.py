@@ -64,7 +64,8 @@ def _restore_and_compare(fogvault, tmp_path: Path, src: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_9_then_rerun_uploads_less_and_restores(fogvault, cli_env, tmp_path, big_source):
-    assert fogvault("init", "-r", "repo", "--kdf", "interactive", "--pack-size", "1").returncode == 0
+    init = fogvault("init", "-r", "repo", "--kdf", "interactive", "--pack-size", "1")
+    assert init.returncode == 0
     proc = _start_backup(cli_env, tmp_path)
     _wait_for_first_index(proc, tmp_path / "repo")
     proc.kill()
@@ -84,7 +85,8 @@ def test_kill_9_then_rerun_uploads_less_and_restores(fogvault, cli_env, tmp_path
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_and_indexes_what_was_uploaded(fogvault, cli_env, tmp_path, big_source):
-    assert fogvault("init", "-r", "repo", "--kdf", "interactive", "--pack-size", "1").returncode == 0
+    init = fogvault("init", "-r", "repo", "--kdf", "interactive", "--pack-size", "1")
+    assert init.returncode == 0
     proc = _start_backup(cli_env, tmp_path)
     _wait_for_first_index(proc, tmp_path / "repo")
     proc.send_signal(signal.SIGINT)

@@ -117,7 +117,7 @@ def test_blob_moved_into_another_pack_or_renamed_is_rejected(make_repo):
     # A pack whose header claims blob A's ciphertext is blob B (a renamed blob):
     builder = PackBuilder(BlobType.DATA)
     builder.add(id_b, sealed_a, len(data_a))
-    pack_id, pack, entries = builder.finish(key)
+    _, pack, entries = builder.finish(key)
     with pytest.raises(IntegrityError):
         repo.open_blob(entries[0], pack[: entries[0].length])
     # A data blob served as a tree blob (type confusion) fails authentication too:

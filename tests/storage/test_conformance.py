@@ -40,13 +40,7 @@ def names(storage: Storage, prefix: str = "") -> list[str]:
     return [info.name for info in listed(storage, prefix)]
 
 
-def known_bug(request: pytest.FixtureRequest, backends: set[str], reason: str) -> None:
-    """Expect this test to fail on ``backends`` until the bug is fixed (then XPASS fails it)."""
-    if request.node.callspec.params["storage"] in backends:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
-
-LOCAL_BACKENDS = {"local", "faulty"}  # faulty wraps a LocalStorage
 
 
 def plant(storage: Storage, files: dict[str, bytes]) -> None:
@@ -140,6 +134,22 @@ def test_large_object(storage: Storage) -> None:
     assert storage.read("packs/large") == data
 
 
+def test_a_reader_never_sees_a_partial_object(storage: Storage) -> None:
+    data = payload(16 * MiB, seed=16)
+    with ThreadPoolExecutor(1) as pool:
+        writing = pool.submit(storage.write, "packs/atomic", data)
+        sizes = set()
+        while not writing.done():
+            try:
+                sizes.add(storage.stat("packs/atomic").size)
+            except ObjectNotFound:
+                sizes.add(None)
+            sizes.update(info.size for info in storage.list("packs/"))
+        writing.result()
+    assert sizes <= {None, len(data)}
+    assert storage.read("packs/atomic") == data
+
+
 # ----------------------------------------------------------------------------- ranged reads
 
 
@@ -167,7 +177,6 @@ def test_read_of_a_missing_name_raises_not_found(storage: Storage, offset, lengt
 
 
 def test_read_below_an_object_raises_not_found(storage: Storage, request) -> None:
-    known_bug(request, LOCAL_BACKENDS, "LocalStorage maps ENOTDIR to PermanentStorageError")
     storage.write("present", b"x")
     with pytest.raises(ObjectNotFound):
         storage.read("present/below")
@@ -186,7 +195,6 @@ def test_stat_and_exists(storage: Storage) -> None:
 
 
 def test_a_folder_is_not_an_object(storage: Storage, request) -> None:
-    known_bug(request, LOCAL_BACKENDS, "LocalStorage.stat reports a folder as an object")
     storage.write("d/x", b"12345")
     assert not storage.exists("d")
     with pytest.raises(ObjectNotFound):

@@ -28,7 +28,7 @@ def test_url_parts_become_connection_options() -> None:
     host, root, opts = sftp_options("sftp://backup@nas.example:2022/srv/fogvault/", {}, env)
     assert (host, root) == ("nas.example", "/srv/fogvault")
     assert opts == {"username": "backup", "port": 2022, "client_keys": ["/keys/id"],
-                    "known_hosts": "/keys/known"}  # fmt: skip
+                    "known_hosts": "/keys/known", "connect_timeout": 30}  # fmt: skip
 
 
 def test_explicit_options_win_and_host_keys_are_checked_by_default() -> None:
@@ -36,6 +36,8 @@ def test_explicit_options_win_and_host_keys_are_checked_by_default() -> None:
     assert (host, root) == ("nas", "backups")  # /~/ = relative to the home folder
     assert opts["client_keys"] == ["/mine"]
     assert opts["known_hosts"] == ()  # asyncssh's default: ~/.ssh/known_hosts, never unchecked
+    assert sftp_options("sftp://nas/~", {}, {})[1] == "."
+    assert sftp_options("sftp://nas", {}, {})[1] == "."
 
 
 def test_the_url_for_messages_has_no_password() -> None:

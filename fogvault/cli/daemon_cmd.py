@@ -1,0 +1,38 @@
+"""``fogvault daemon``: run every scheduled job in the foreground until SIGTERM.
+
+Exit code 0 when stopped between jobs, 130 when a signal interrupted a running job.
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+import typer
+
+from fogvault.cli.jobs_common import ConfigOption, load, run_options
+from fogvault.errors import EXIT_INTERRUPTED
+from fogvault.jobs.daemon import Daemon
+
+
+def register(app: typer.Typer) -> None:
+    app.command("daemon")(daemon)
+
+
+def daemon(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """Run all jobs on their schedules (for containers and machines without systemd)."""
+    runner = Daemon(load(config), run_options(ctx))
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        runner.stop()
+        if runner.busy:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        code = runner.run()
+    except KeyboardInterrupt:
+        print("daemon: stopped, a running job was interrupted", flush=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    raise typer.Exit(code)

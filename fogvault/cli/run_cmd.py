@@ -1,0 +1,41 @@
+"""``fogvault run JOB``: run one job of the config file now (exit codes: docs/scheduling.md)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from fogvault.cli.common import Printer
+from fogvault.cli.jobs_common import ConfigOption, load, run_options
+from fogvault.jobs.runner import run_job, summary_lines
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="The job's name ([jobs.NAME] in the config).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would be done; change nothing.")
+    ] = False,
+    init: Annotated[
+        bool, typer.Option("--init", help="Create the repository first if there is none.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Back up, forget by retention, prune and check when due; one summary, one exit code."""
+    out = Printer.of(ctx)
+    record = run_job(load(config), job, run_options(ctx, dry_run=dry_run, init=init))
+    if out.json_mode:
+        out.json(record.to_json())
+    elif record.exit_code == 0:
+        for line in summary_lines(record):
+            out.line(line)
+    else:  # a failed run speaks even with -q (cron mails it)
+        print("\n".join(summary_lines(record)), file=sys.stderr)
+    if record.exit_code:
+        raise typer.Exit(record.exit_code)

@@ -1,0 +1,39 @@
+"""``fogvault status``: each job's last run, next run and targets behind, from the run log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+
+from fogvault.cli.common import Printer, human_bytes, table
+from fogvault.cli.jobs_common import ConfigOption, load
+from fogvault.jobs.status import JobStatus, RunLog, job_statuses, run_log_path
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+
+
+def status(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """Show each job's last run (time, result, duration, snapshot, bytes added) and next run."""
+    cfg = load(config)
+    out = Printer.of(ctx)
+    rows = job_statuses(cfg, RunLog(run_log_path(cfg)), datetime.now().astimezone())
+    if out.json_mode:
+        out.json([row.to_json() for row in rows])
+        return
+    headers = ["Job", "Schedule", "Last run", "Result", "Duration", "Snapshot", "Added",
+               "Next run", "Behind"]
+    out.line(table([_row(r) for r in rows], headers))
+
+
+def _row(row: JobStatus) -> list[str]:
+    last = row.last
+    nxt = f"{row.next_run:%Y-%m-%d %H:%M}" if row.next_run else "-"
+    behind = ", ".join(row.targets_behind) or "-"
+    if last is None:
+        return [row.job, row.schedule or "-", "never", "-", "-", "-", "-", nxt, behind]
+    return [row.job, row.schedule or "-", f"{last.started:%Y-%m-%d %H:%M}",
+            f"{last.result} ({last.exit_code})", f"{last.duration_s:.1f} s",
+            last.snapshot or "-", human_bytes(last.bytes_added), nxt, behind]

@@ -1,0 +1,824 @@
+"""The jobs config file: TOML with ``[repositories.NAME]``, ``[jobs.NAME]`` and ``[monitoring]``.
+
+Where it is read from (first that is set): ``--config FILE``, ``FOGVAULT_CONFIG``, then
+``config.toml`` in the platformdirs user config folder (``~/.config/fogvault/config.toml``).
+
+Guarantees:
+
+* :func:`load_config` returns a fully validated :class:`Config` or raises :class:`ConfigError`
+  listing *every* problem found, each as ``FILE:LINE: KEY: message (hint: ...)``. Unknown keys
+  get a "did you mean" hint (difflib); wrong types, missing required keys, bad schedules and
+  retention values are all reported this way.
+* Secrets are never read from the file: credentials are given by reference (``*_env`` names an
+  environment variable, ``*_file`` a file); a plaintext ``password``/``secret``/``key``... is
+  refused. References are resolved only when a job runs (:meth:`RepositoryConfig.storage_options`,
+  :meth:`RepositoryConfig.password_source`).
+* Relative paths (targets that are plain paths, ``paths``, ``exclude_file``, ``password_file``,
+  ``*_file``, ``run_log``, ``metrics_file``) are relative to the config file's folder; ``~`` is
+  expanded.
+
+``tomllib`` gives no positions, so the line of a key is found by scanning the text for table
+headers and ``key =`` lines (:class:`KeyLines`). That is right for ordinary files; a key inside
+an inline table or a multi-line value is reported at the nearest enclosing table's line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from fogvault.errors import UsageError
+from fogvault.jobs.schedule import Schedule, ScheduleError, parse_schedule, parse_when
+from fogvault.maintenance.retention import RetentionPolicy
+from fogvault.password import PasswordSource
+
+ENV_CONFIG = "FOGVAULT_CONFIG"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+DEFAULT_HOOK_TIMEOUT = 3600.0
+DEFAULT_PING_TIMEOUT = 10.0
+DEFAULT_COMPRESSION = 3
+
+# target_options: a key that names a secret by reference -> the storage option it fills
+SECRET_REFS = {
+    "key": "key", "secret": "secret", "token": "token",  # s3://
+    "password": "password", "passphrase": "passphrase",  # sftp://
+}
+PLAIN_TARGET_OPTIONS = {"endpoint_url": str, "profile": str, "username": str,
+                        "known_hosts": "path", "client_keys": "paths"}
+PLAINTEXT_SECRETS = {"key", "secret", "token", "password", "passphrase", "access_key",
+                     "secret_key", "access_key_id", "secret_access_key", "aws_access_key_id",
+                     "aws_secret_access_key", "session_token"}
+Command = str | list[str]
+
+
+# ---- problems --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: Path
+    line: int | None
+    key: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        key = f" {self.key}:" if self.key else ""
+        hint = f" (hint: {self.hint})" if self.hint else ""
+        return f"{where}:{key} {self.message}{hint}"
+
+
+class ConfigError(UsageError):
+    """One or more problems in the config file (exit code 2)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        problems = sorted(problems, key=lambda p: p.line if p.line is not None else 1 << 30)
+        self.problems = problems
+        more = len(problems) - 1
+        suffix = f" (and {more} more; see 'fogvault config check')" if more else ""
+        super().__init__(f"{problems[0]}{suffix}")
+
+
+# ---- the model -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RepositoryConfig:
+    name: str
+    targets: list[str]
+    target_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    password_file: str | None = None
+    password_command: str | None = None
+    password_env: str | None = None
+    min_targets: int | None = None  # None: every target (multi-target commit rules: later)
+    compression: int = DEFAULT_COMPRESSION  # zstd level, used when the repository is created
+
+    def password_source(self) -> PasswordSource:
+        """The configured source, else the usual ``FOGVAULT_PASSWORD*`` environment."""
+        if self.password_file or self.password_command:
+            return PasswordSource(file=self.password_file, command=self.password_command)
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise UsageError(f"repository {self.name}: environment variable "
+                                 f"{self.password_env} (password_env) is not set")
+            return PasswordSource(value=value)
+        return PasswordSource.from_env()
+
+    def storage_options(self) -> dict[str, dict[str, Any]]:
+        """Per-target settings for :func:`fogvault.storage.open_storage`, secrets resolved."""
+        return {url: _resolve_options(self.name, url, opts)
+                for url, opts in self.target_options.items()}
+
+    def effective_min_targets(self) -> int:
+        return self.min_targets if self.min_targets is not None else len(self.targets)
+
+
+@dataclass(slots=True)
+class HooksConfig:
+    before: list[Command] = field(default_factory=list)
+    after: list[Command] = field(default_factory=list)
+    on_failure: list[Command] = field(default_factory=list)
+    timeout: float = DEFAULT_HOOK_TIMEOUT
+    ping_url: str | None = None
+    ping_start: str | None = None
+    ping_success: str | None = None
+    ping_failure: str | None = None
+    ping_timeout: float = DEFAULT_PING_TIMEOUT
+
+
+@dataclass(slots=True)
+class JobConfig:
+    name: str
+    repository: str
+    paths: list[str]
+    exclude: list[str] = field(default_factory=list)
+    exclude_files: list[str] = field(default_factory=list)
+    exclude_caches: bool = False
+    exclude_if_present: list[str] = field(default_factory=list)
+    one_file_system: bool = False
+    tags: list[str] = field(default_factory=list)
+    host: str | None = None  # None: this machine's host name
+    schedule: Schedule | None = None  # None: run by hand only
+    retention: RetentionPolicy | None = None  # None: no forget
+    prune: Schedule | None = None
+    check: Schedule | None = None
+    check_read_data_subset: str | None = None
+    hooks: HooksConfig = field(default_factory=HooksConfig)
+
+
+@dataclass(slots=True)
+class MonitoringConfig:
+    run_log: Path | None = None  # None: runs.jsonl in the user state folder
+    metrics_file: Path | None = None  # None: no Prometheus textfile
+
+
+@dataclass(slots=True)
+class Config:
+    path: Path
+    repositories: dict[str, RepositoryConfig] = field(default_factory=dict)
+    jobs: dict[str, JobConfig] = field(default_factory=dict)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+
+    def job(self, name: str) -> JobConfig:
+        if name in self.jobs:
+            return self.jobs[name]
+        close = difflib.get_close_matches(name, list(self.jobs), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else (
+            f"jobs in {self.path}: {', '.join(self.jobs) or 'none'}")
+        raise UsageError(f"no job {name!r} in {self.path} ({hint})")
+
+    def repository_of(self, job: JobConfig) -> RepositoryConfig:
+        return self.repositories[job.repository]
+
+
+# ---- finding and reading the file ------------------------------------------------------------
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir("fogvault")) / "config.toml"
+
+
+def config_path(option: str | None = None) -> Path:
+    """``--config FILE``, else ``FOGVAULT_CONFIG``, else the default path; made absolute."""
+    chosen = option or os.environ.get(ENV_CONFIG) or str(default_config_path())
+    return Path(chosen).expanduser().absolute()
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no config file at {path} (create it, see docs/scheduling.md; or use "
+                         f"--config FILE or {ENV_CONFIG})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config file {path}: {exc}") from exc
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_syntax_problem(path, exc)]) from None
+    ctx = _Context(path, KeyLines(text))
+    config = _read_config(_Reader(ctx, (), data), path)
+    if ctx.problems:
+        raise ConfigError(ctx.problems)
+    return config
+
+
+def _syntax_problem(path: Path, exc: tomllib.TOMLDecodeError) -> Problem:
+    message = str(exc)
+    found = re.search(r"\(at line (\d+), column \d+\)", message)
+    line = int(found.group(1)) if found else None
+    message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
+    return Problem(path, line, "", f"TOML syntax error: {message}",
+                   "see https://toml.io; strings need quotes, tables need [brackets]")
+
+
+# ---- key positions ---------------------------------------------------------------------------
+
+_KEY = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
+_DOTTED = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
+_HEADER = re.compile(rf"\s*\[\s*({_DOTTED})\s*\]\s*(?:#.*)?")
+_ASSIGN = re.compile(rf"\s*({_DOTTED})\s*=")
+
+
+class KeyLines:
+    """Line numbers of table headers and keys, found by scanning the text (see module doc)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        in_string = False
+        for number, line in enumerate(text.splitlines(), start=1):
+            if in_string:
+                in_string = _toggles_multiline(line, in_string)
+                continue
+            if header := _HEADER.fullmatch(line):
+                table = _split_dotted(header.group(1))
+                self.lines.setdefault(table, number)
+            elif assign := _ASSIGN.match(line):
+                self.lines.setdefault(table + _split_dotted(assign.group(1)), number)
+            in_string = _toggles_multiline(line, in_string)
+
+    def line_of(self, path: tuple[str, ...]) -> int | None:
+        """The line of ``path``, else of its nearest enclosing table that has one, else of
+        its first sub-table or key (``[a.b]`` defines ``a`` without naming it)."""
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        inner = [line for key, line in self.lines.items() if key[:len(path)] == path]
+        return min(inner, default=None)
+
+
+def _toggles_multiline(line: str, inside: bool) -> bool:
+    for quote in ('"""', "'''"):
+        if line.count(quote) % 2:
+            inside = not inside
+    return inside
+
+
+def _split_dotted(text: str) -> tuple[str, ...]:
+    parts = re.findall(_KEY, text)
+    return tuple(_unquote(p) for p in parts)
+
+
+def _unquote(part: str) -> str:
+    if part.startswith('"'):
+        return str(json.loads(part))
+    return part.strip("'")
+
+
+def dotted(path: Iterable[str]) -> str:
+    return ".".join(p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else json.dumps(p) for p in path)
+
+
+# ---- typed reading with problem collection ---------------------------------------------------
+
+_MISSING: Any = object()
+
+
+@dataclass(slots=True)
+class _Context:
+    path: Path
+    lines: KeyLines
+    problems: list[Problem] = field(default_factory=list)
+
+    def report(self, path: tuple[str, ...], message: str, hint: str = "") -> None:
+        self.problems.append(Problem(self.path, self.lines.line_of(path), dotted(path),
+                                     message, hint))
+
+
+class _Reader:
+    """Typed access to one TOML table; a bad value is reported and its default returned."""
+
+    def __init__(self, ctx: _Context, path: tuple[str, ...], data: dict[str, Any]) -> None:
+        self.ctx, self.path, self.data = ctx, path, data
+        self.known: set[str] = set()
+
+    def key_path(self, key: str) -> tuple[str, ...]:
+        return (*self.path, key)
+
+    def problem(self, key: str, message: str, hint: str = "") -> None:
+        self.ctx.report(self.key_path(key) if key else self.path, message, hint)
+
+    def raw(self, key: str) -> Any:
+        self.known.add(key)
+        return self.data.get(key, _MISSING)
+
+    def has(self, key: str) -> bool:
+        self.known.add(key)
+        return key in self.data
+
+    def required(self, key: str, what: str) -> bool:
+        if key in self.data:
+            return True
+        self.ctx.report(self.path, f"missing required key {key!r}", f"add {key} = {what}")
+        return False
+
+    def string(self, key: str, default: str | None = None) -> str | None:
+        value = self.raw(key)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, str) or not value:
+            self.problem(key, f"expected a non-empty string, got {_describe(value)}")
+            return default
+        return value
+
+    def boolean(self, key: str, default: bool = False) -> bool:
+        value = self.raw(key)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.problem(key, f"expected true or false, got {_describe(value)}")
+            return default
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int | None = None,
+                hint: str = "") -> int:
+        value = self.raw(key)
+        if value is _MISSING:
+            return default
+        bad_type = isinstance(value, bool) or not isinstance(value, int)
+        if bad_type or value < low or (high is not None and value > high):
+            limits = f"{low}-{high}" if high is not None else f">= {low}"
+            self.problem(key, f"expected a whole number {limits}, got {_describe(value)}", hint)
+            return default
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        value = self.raw(key)
+        if value is _MISSING:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            self.problem(key, f"expected a number of seconds > 0, got {_describe(value)}")
+            return default
+        return float(value)
+
+    def strings(self, key: str) -> list[str]:
+        """A string or a list of strings (a single string counts as a list of one)."""
+        value = self.raw(key)
+        if value is _MISSING:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.problem(key, f"expected a list of non-empty strings, got {_describe(value)}")
+            return []
+        return value
+
+    def table(self, key: str) -> _Reader | None:
+        value = self.raw(key)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, dict):
+            self.problem(key, f"expected a table, got {_describe(value)}",
+                         f"write it as [{dotted(self.key_path(key))}] with keys below it")
+            return None
+        return _Reader(self.ctx, self.key_path(key), value)
+
+    def tables(self) -> Iterator[tuple[str, _Reader]]:
+        """Every sub-table (for ``[repositories.NAME]``, ``[jobs.NAME]``)."""
+        for key in list(self.data):
+            sub = self.table(key)
+            if sub is not None:
+                yield key, sub
+
+    def finish(self) -> None:
+        """Report every key that was not read, with a typo hint."""
+        for key in self.data:
+            if key in self.known:
+                continue
+            close = difflib.get_close_matches(key, sorted(self.known), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else (
+                f"known keys here: {', '.join(sorted(self.known))}")
+            self.problem(key, "unknown key", hint)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"number {value}"
+    if isinstance(value, str):
+        return f"string {value!r}" if value else "an empty string"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+# ---- the sections ----------------------------------------------------------------------------
+
+
+def _read_config(root: _Reader, path: Path) -> Config:
+    base = path.parent
+    config = Config(path)
+    repos = root.table("repositories")
+    jobs = root.table("jobs")
+    monitoring = root.table("monitoring")
+    if repos is not None:
+        for name, table in repos.tables():
+            if _valid_name(repos, name, "repository"):
+                config.repositories[name] = _read_repository(table, name, base)
+    if jobs is not None:
+        for name, table in jobs.tables():
+            if _valid_name(jobs, name, "job"):
+                config.jobs[name] = _read_job(table, name, base, config.repositories)
+    if monitoring is not None:
+        config.monitoring = _read_monitoring(monitoring, base)
+    if not config.jobs and jobs is None:
+        root.problem("", "no [jobs.NAME] table", "see docs/scheduling.md for an example")
+    root.finish()
+    return config
+
+
+def _valid_name(parent: _Reader, name: str, what: str) -> bool:
+    if NAME_PATTERN.fullmatch(name):
+        return True
+    parent.problem(name, f"invalid {what} name",
+                   "use letters, digits, '.', '_' and '-' (it becomes part of file names)")
+    return False
+
+
+def _read_repository(r: _Reader, name: str, base: Path) -> RepositoryConfig:
+    if r.raw("password") is not _MISSING:
+        r.problem("password", "a plaintext password is not accepted in the config file",
+                  "use password_file, password_command or password_env")
+    targets = _read_targets(r, base)
+    repo = RepositoryConfig(name, targets)
+    repo.password_file = _path_or_none(r.string("password_file"), base)
+    repo.password_command = r.string("password_command")
+    repo.password_env = r.string("password_env")
+    given = [k for k in ("password_file", "password_command", "password_env") if r.has(k)]
+    if len(given) > 1:
+        r.problem(given[1], f"{' and '.join(given)} are both set", "keep only one of them")
+    if r.has("min_targets"):
+        repo.min_targets = r.integer("min_targets", len(targets) or 1, 1, max(len(targets), 1))
+    repo.compression = r.integer("compression", DEFAULT_COMPRESSION, 0, 22)
+    repo.target_options = _read_target_options(r, targets, base)
+    r.finish()
+    return repo
+
+
+def _read_targets(r: _Reader, base: Path) -> list[str]:
+    if not r.required("targets", '["/mnt/usb/fogvault"]'):
+        return []
+    targets = [_expand_target(t, base) for t in r.strings("targets")]
+    if r.data["targets"] == []:
+        r.problem("targets", "no targets given", "add at least one path or URL")
+    if len(set(targets)) != len(targets):
+        r.problem("targets", "the same target is listed twice")
+    for url in targets:
+        if urlsplit(url).password:
+            r.problem("targets", f"{_hide_password(url)} holds a password",
+                      "remove it from the URL; use target_options password_env or _file")
+    return targets
+
+
+def _read_target_options(r: _Reader, targets: list[str], base: Path
+                         ) -> dict[str, dict[str, Any]]:
+    table = r.table("target_options")
+    if table is None:
+        return {}
+    result: dict[str, dict[str, Any]] = {}
+    for url, sub in table.tables():
+        key = _expand_target(url, base)
+        if key not in targets:
+            close = difflib.get_close_matches(key, targets, n=1)
+            table.problem(url, "these options name no target of this repository",
+                          f"did you mean {close[0]!r}?" if close else "use a URL from targets")
+            continue
+        result[key] = _read_one_target(sub, base)
+    table.finish()
+    return result
+
+
+def _read_one_target(r: _Reader, base: Path) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for key in list(r.data):
+        if key in PLAINTEXT_SECRETS:
+            r.raw(key)
+            ref = key if key in SECRET_REFS else "secret"
+            r.problem(key, "plaintext credentials are not accepted in the config file",
+                      f"use {ref}_env = \"VARIABLE\" or {ref}_file = \"/path/to/file\"")
+    for name in SECRET_REFS:
+        if (env := r.string(f"{name}_env")) is not None:
+            options[f"{name}_env"] = env
+        if (file := r.string(f"{name}_file")) is not None:
+            options[f"{name}_file"] = _path_or_none(file, base)
+    for name, kind in PLAIN_TARGET_OPTIONS.items():
+        if kind == "paths":
+            if values := r.strings(name):
+                options[name] = [_expand_path(v, base) for v in values]
+        elif (value := r.string(name)) is not None:
+            options[name] = _expand_path(value, base) if kind == "path" else value
+    r.finish()
+    return options
+
+
+def _read_job(r: _Reader, name: str, base: Path, repos: dict[str, RepositoryConfig]
+              ) -> JobConfig:
+    job = JobConfig(name, _read_job_repository(r, repos), _read_paths(r, base))
+    job.exclude = r.strings("exclude")
+    job.exclude_files = [_expand_path(p, base)
+                         for p in r.strings("exclude_file") + r.strings("exclude_files")]
+    job.exclude_caches = r.boolean("exclude_caches")
+    job.exclude_if_present = r.strings("exclude_if_present")
+    job.one_file_system = r.boolean("one_file_system")
+    job.tags = r.strings("tags")
+    job.host = r.string("host")
+    job.schedule = _read_schedule(r, "schedule", parse_schedule)
+    job.retention = _read_retention(r)
+    job.prune = _read_schedule(r, "prune", parse_when)
+    job.check = _read_schedule(r, "check", parse_when)
+    job.check_read_data_subset = _read_subset(r, job.check is not None)
+    hooks = r.table("hooks")
+    if hooks is not None:
+        job.hooks = _read_hooks(hooks)
+    r.finish()
+    return job
+
+
+def _read_job_repository(r: _Reader, repos: dict[str, RepositoryConfig]) -> str:
+    if not r.required("repository", '"NAME" (a [repositories.NAME] table)'):
+        return ""
+    name = r.string("repository") or ""
+    if name and name not in repos:
+        close = difflib.get_close_matches(name, list(repos), n=1)
+        r.problem("repository", f"no repository {name!r} is defined",
+                  f"did you mean {close[0]!r}?" if close else
+                  f"add a [repositories.{name}] table")
+    return name
+
+
+def _read_paths(r: _Reader, base: Path) -> list[str]:
+    if not r.required("paths", '["~/data"]'):
+        return []
+    paths = r.strings("paths")
+    if r.data["paths"] == []:
+        r.problem("paths", "no paths given", "list at least one file or folder to back up")
+    return [_expand_path(p, base) for p in paths]
+
+
+def _read_schedule(r: _Reader, key: str, parse: Callable[[Any], Schedule | None]
+                   ) -> Schedule | None:
+    value = r.raw(key)
+    if value is _MISSING:
+        return None
+    if not isinstance(value, str | bool) or (isinstance(value, bool) and key == "schedule"):
+        r.problem(key, f"expected a schedule string, got {_describe(value)}",
+                  "e.g. \"daily\", \"30 2 * * *\" or \"every 10m\"")
+        return None
+    try:
+        result: Schedule | None = parse(value)
+    except ScheduleError as exc:
+        r.problem(key, str(exc))
+        return None
+    return result
+
+
+_COUNT_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
+               "keep_yearly")
+_WITHIN_KEYS = ("keep_within", "keep_within_hourly", "keep_within_daily", "keep_within_weekly",
+                "keep_within_monthly", "keep_within_yearly")
+
+
+def _read_retention(job: _Reader) -> RetentionPolicy | None:
+    r = job.table("retention")
+    if r is None:
+        return None
+    before = len(r.ctx.problems)
+    values: dict[str, Any] = {k: r.integer(k, 0, -1, hint="use -1 for unlimited")
+                              for k in _COUNT_KEYS if r.has(k)}
+    values |= {k: v for k in _WITHIN_KEYS if (v := r.string(k)) is not None}
+    if r.has("keep_tags"):
+        values["keep_tags"] = tuple(r.strings("keep_tags"))
+    r.finish()
+    try:
+        policy = RetentionPolicy(**values)
+    except (UsageError, TypeError) as exc:
+        job.problem("retention", str(exc), "durations look like '1y6m7d2h'")
+        return None
+    if policy.is_empty() and len(r.ctx.problems) == before:
+        job.problem("retention", "the retention table sets no keep_* rule",
+                    "add e.g. keep_daily = 7, or remove the table to skip forget")
+        return None
+    return policy
+
+
+_SUBSET = re.compile(r"(?:(\d+(?:\.\d+)?)%|(\d+)/(\d+))")
+
+
+def _read_subset(r: _Reader, has_check: bool) -> str | None:
+    value = r.string("check_read_data_subset")
+    if value is None:
+        return None
+    found = _SUBSET.fullmatch(value.strip())
+    valid = found is not None and (
+        (found.group(1) is not None and 0 < float(found.group(1)) <= 100)
+        or (found.group(2) is not None and 1 <= int(found.group(2)) <= int(found.group(3)))
+    )
+    if not valid:
+        r.problem("check_read_data_subset", f"{value!r} is not a subset",
+                  "use a percentage such as \"5%\" or a part such as \"1/10\"")
+        return None
+    if not has_check:
+        r.problem("check_read_data_subset", "has no effect without check",
+                  "add check = \"monthly\" (or another schedule)")
+    return value.strip()
+
+
+def _read_hooks(r: _Reader) -> HooksConfig:
+    hooks = HooksConfig(before=_commands(r, "before"), after=_commands(r, "after"),
+                        on_failure=_commands(r, "on_failure"))
+    hooks.timeout = r.number("timeout", DEFAULT_HOOK_TIMEOUT)
+    for key in ("ping_url", "ping_start", "ping_success", "ping_failure"):
+        url = r.string(key)
+        if url is not None and urlsplit(url).scheme not in ("http", "https"):
+            r.problem(key, f"{url!r} is not an http(s) URL",
+                      "e.g. https://hc-ping.com/your-uuid")
+            url = None
+        setattr(hooks, key, url)
+    hooks.ping_timeout = r.number("ping_timeout", DEFAULT_PING_TIMEOUT)
+    r.finish()
+    return hooks
+
+
+def _commands(r: _Reader, key: str) -> list[Command]:
+    """A string (one shell command), or a list of shell-command strings and argv lists."""
+    value = r.raw(key)
+    if value is _MISSING:
+        return []
+    items = [value] if isinstance(value, str) else value
+    ok = isinstance(items, list) and all(_is_command(item) for item in items)
+    if not ok:
+        r.problem(key, f"expected a command string or a list of commands, got "
+                  f"{_describe(value)}", 'e.g. "mount /mnt/usb" or [["mount", "/mnt/usb"]]')
+        return []
+    return list(items)
+
+
+def _is_command(item: Any) -> bool:
+    if isinstance(item, str):
+        return bool(item.strip())
+    return isinstance(item, list) and bool(item) and all(isinstance(a, str) for a in item)
+
+
+def _read_monitoring(r: _Reader, base: Path) -> MonitoringConfig:
+    run_log = r.string("run_log")
+    metrics = r.string("metrics_file")
+    r.finish()
+    return MonitoringConfig(
+        Path(_expand_path(run_log, base)) if run_log else None,
+        Path(_expand_path(metrics, base)) if metrics else None,
+    )
+
+
+# ---- paths and secrets -----------------------------------------------------------------------
+
+
+def _expand_path(path: str, base: Path) -> str:
+    expanded = Path(os.path.expanduser(path))
+    return str(expanded if expanded.is_absolute() else base / expanded)
+
+
+def _path_or_none(path: str | None, base: Path) -> str | None:
+    return _expand_path(path, base) if path else None
+
+
+def _expand_target(target: str, base: Path) -> str:
+    return target if "://" in target else _expand_path(target, base)
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    return url.replace(f":{parts.password}@", ":***@") if parts.password else url
+
+
+def _resolve_options(repo: str, url: str, options: dict[str, Any]) -> dict[str, Any]:
+    resolved = {k: v for k, v in options.items() if k in PLAIN_TARGET_OPTIONS}
+    for name, option in SECRET_REFS.items():
+        if (var := options.get(f"{name}_env")) is not None:
+            if var not in os.environ:
+                raise UsageError(f"repository {repo}, target {url}: environment variable "
+                                 f"{var} ({name}_env) is not set")
+            resolved[option] = os.environ[var]
+        if (file := options.get(f"{name}_file")) is not None:
+            resolved[option] = _read_secret_file(repo, url, name, file)
+    return resolved
+
+
+def _read_secret_file(repo: str, url: str, name: str, path: str) -> str:
+    try:
+        value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise UsageError(f"repository {repo}, target {url}: cannot read {name}_file "
+                         f"{path}: {reason}") from exc
+    if not value:
+        raise UsageError(f"repository {repo}, target {url}: {name}_file {path} is empty")
+    return value
+
+
+# ---- the effective config, for 'config show' -------------------------------------------------
+
+
+def effective_document(config: Config) -> dict[str, Any]:
+    """The config as it is in effect: defaults filled in, paths expanded; no secrets (the file
+    holds none)."""
+    from fogvault.jobs.status import run_log_path
+
+    return {
+        "config_file": str(config.path),
+        "repositories": {name: _repository_document(r)
+                         for name, r in config.repositories.items()},
+        "jobs": {name: _job_document(j) for name, j in config.jobs.items()},
+        "monitoring": {"run_log": str(run_log_path(config)),
+                       "metrics_file": str(config.monitoring.metrics_file or "")},
+    }
+
+
+def _repository_document(repo: RepositoryConfig) -> dict[str, Any]:
+    password = {k: v for k in ("password_file", "password_command", "password_env")
+                if (v := getattr(repo, k))}
+    return {
+        "targets": repo.targets, **password,
+        "password_source": "config" if password else "environment (FOGVAULT_PASSWORD*)",
+        "min_targets": repo.effective_min_targets(), "compression": repo.compression,
+        **({"target_options": repo.target_options} if repo.target_options else {}),
+    }
+
+
+def _job_document(job: JobConfig) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "repository": job.repository, "paths": job.paths, "exclude": job.exclude,
+        "exclude_files": job.exclude_files, "exclude_caches": job.exclude_caches,
+        "exclude_if_present": job.exclude_if_present, "one_file_system": job.one_file_system,
+        "tags": job.tags, "host": job.host or "(this machine's host name)",
+        "schedule": job.schedule.text if job.schedule else "(none: run by hand)",
+        "prune": job.prune.text if job.prune else "never",
+        "check": job.check.text if job.check else "never",
+    }
+    if job.check_read_data_subset:
+        doc["check_read_data_subset"] = job.check_read_data_subset
+    if job.retention is not None:
+        doc["retention"] = _retention_document(job.retention)
+    hooks = job.hooks
+    doc["hooks"] = {k: v for k, v in (
+        ("before", hooks.before), ("after", hooks.after), ("on_failure", hooks.on_failure),
+        ("timeout", hooks.timeout), ("ping_url", hooks.ping_url),
+        ("ping_start", hooks.ping_start), ("ping_success", hooks.ping_success),
+        ("ping_failure", hooks.ping_failure), ("ping_timeout", hooks.ping_timeout),
+    ) if v not in (None, [])}
+    return doc
+
+
+def _retention_document(policy: RetentionPolicy) -> dict[str, Any]:
+    doc: dict[str, Any] = {k: getattr(policy, k) for k in _COUNT_KEYS if getattr(policy, k)}
+    doc |= {k: str(v) for k in _WITHIN_KEYS if not (v := getattr(policy, k)).is_zero()}
+    if policy.keep_tags:
+        doc["keep_tags"] = list(policy.keep_tags)
+    doc["summary"] = policy.describe()
+    return doc
+
+
+def dump_toml(document: dict[str, Any]) -> str:
+    """TOML for nested dicts of strings, numbers, booleans and lists (empty strings left out)."""
+    lines: list[str] = []
+    _dump_table(document, (), lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _dump_table(table: dict[str, Any], path: tuple[str, ...], lines: list[str]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v != ""}
+    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+    if path and (scalars or not tables):
+        lines += ["", f"[{dotted(path)}]"]
+    lines += [f"{dotted((k,))} = {_toml_value(v)}" for k, v in scalars.items()]
+    for key, sub in tables.items():
+        _dump_table(sub, (*path, key), lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))

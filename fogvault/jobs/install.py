@@ -1,0 +1,42 @@
+"""What a system scheduler runs for a job, and which scheduler to install into.
+
+A scheduled run is ``fogvault run JOB --config FILE`` with the absolute path of the config file
+that was used to install it, so the run does not depend on the scheduler's environment. The
+program is the ``fogvault`` found on ``PATH``, else ``python -m fogvault`` with this Python.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+BACKENDS = ("systemd", "cron")
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledSchedule:
+    job: str
+    backend: str
+    schedule: str
+    location: str
+
+
+def default_program() -> list[str]:
+    found = shutil.which("fogvault")
+    if found:
+        return [os.path.abspath(found)]
+    return [sys.executable, "-m", "fogvault"]
+
+
+def run_argv(program: list[str], job: str, config_path: Path) -> list[str]:
+    return [*program, "run", job, "--config", str(config_path)]
+
+
+def default_backend() -> str:
+    """systemd when this machine runs it (and has systemctl), else cron."""
+    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+        return "systemd"
+    return "cron"

@@ -1,0 +1,55 @@
+"""The per-job lock: two runs of one job never overlap, and a crashed run never blocks the next.
+
+A run holds an exclusive ``flock`` on ``locks/<job>.lock`` in the user state folder for its
+whole duration, and writes its pid, host and start time into the file for the message a second
+run prints. The kernel drops a ``flock`` when its holder exits or dies (even by SIGKILL), so the
+lock cannot go stale: the file may stay behind, but it no longer blocks anyone. ``flock`` works
+between processes and between open files of one process (the daemon), on local file systems;
+keep the state folder off NFS.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+from fogvault.errors import LockError
+
+
+class JobRunning(LockError):
+    """The job is already running (exit code 11, like any lock that cannot be taken)."""
+
+
+class JobLock:
+    def __init__(self, directory: Path, job: str) -> None:
+        self.path = directory / f"{job}.lock"
+        self.job = job
+        self._fd: int | None = None
+
+    def __enter__(self) -> JobLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise JobRunning(f"job {self.job} is already running ({holder or 'holder unknown'}); "
+                             "this run was skipped") from None
+        stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,369 @@
+"""Run one job: backup, forget by retention, prune and check when due, with hooks and pings.
+
+:func:`run_job` is what ``fogvault run JOB`` and the daemon call. Order of a run:
+
+1. take the job lock (:mod:`fogvault.jobs.joblock`; a second run of the job exits 11 at once);
+2. ping *start*; run the ``before`` hooks (a failure ends the run: exit 20, nothing backed up);
+3. open the repository (none there: exit 10, unless ``--init`` creates it);
+4. back up the job's paths (unreadable files make the run *partial*, exit 3, and it goes on);
+5. forget by the job's retention, among this job's snapshots only (same host, same paths);
+6. prune, then check, when due (:func:`fogvault.jobs.schedule.is_due`, from the run log);
+   a check that finds problems fails the run with exit 21;
+7. repair targets that are behind: not applicable yet (multi-target repair comes later);
+8. run the ``after`` hooks (only if everything above succeeded);
+9. on failure, run the ``on_failure`` hooks; ping *success* or *failure*; append one record to
+   the run log and rewrite the metrics file.
+
+A step that fails skips the steps after it. The exit code is the run's, by this table
+(docs/scheduling.md): 0 success, 1 error, 2 usage or config error, 3 partial, 10 no repository,
+11 job or repository locked, 12 wrong password, 20 a ``before``/``after`` hook failed, 21 check
+found problems, 130 interrupted. An interrupted run is logged, but runs no ``on_failure`` hook
+and sends no ping. ``--dry-run`` stores nothing, runs no hook, sends no ping, logs nothing and
+takes no job lock: it shows what the run would do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.backup.excludes import ExcludeRules
+from fogvault.crypto import KdfParams
+from fogvault.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    FogVaultError,
+    RepositoryNotFound,
+    UsageError,
+    exit_code_for,
+)
+from fogvault.jobs.config import Config, JobConfig
+from fogvault.jobs.hooks import HookFailed, Pinger, run_commands
+from fogvault.jobs.joblock import JobLock
+from fogvault.jobs.schedule import Schedule, is_due
+from fogvault.jobs.status import (
+    RunLog,
+    RunRecord,
+    StepResult,
+    lock_dir,
+    metrics_text,
+    run_log_path,
+    write_atomically,
+)
+from fogvault.maintenance.forget import forget
+from fogvault.maintenance.retention import apply_policy
+from fogvault.repo.config import RepoConfig
+from fogvault.repo.lock import NoLock
+from fogvault.repo.repository import Repository
+
+EXIT_CHECK_FAILED = 21
+MAX_MESSAGES = 20
+REPAIR_NOTE = "multi-target repair comes with a later version"
+
+
+class CheckFailed(FogVaultError):
+    exit_code = EXIT_CHECK_FAILED
+
+
+@dataclass(slots=True)
+class RunOptions:
+    dry_run: bool = False
+    init: bool = False  # create the repository if there is none
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    kdf: KdfParams | None = None  # for init; None: Repository.init's default
+    retry_lock: float = 0.0  # seconds to wait for another process's repository lock
+
+
+def run_job(config: Config, name: str, options: RunOptions | None = None) -> RunRecord:
+    """Run job ``name`` once; returns its record (``exit_code`` says how it went).
+
+    Raises :class:`~fogvault.jobs.joblock.JobRunning` if the job is running already, and
+    ``KeyboardInterrupt`` (after logging the run) if interrupted."""
+    job = config.job(name)
+    options = options or RunOptions()
+    log = RunLog(run_log_path(config))
+    if options.dry_run:
+        return _JobRun(config, job, options, log).execute()
+    with JobLock(lock_dir(), job.name):
+        run = _JobRun(config, job, options, log)
+        try:
+            return run.execute()
+        finally:
+            save_record(config, log, run.record)
+
+
+def save_record(config: Config, log: RunLog, record: RunRecord) -> None:
+    log.append(record)
+    if config.monitoring.metrics_file is not None:
+        try:
+            write_atomically(config.monitoring.metrics_file, metrics_text(log.records()))
+        except OSError as exc:
+            record.messages.append(f"cannot write metrics file: {exc.strerror or exc}")
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
+
+
+class _JobRun:
+    def __init__(self, config: Config, job: JobConfig, options: RunOptions, log: RunLog) -> None:
+        self.config, self.job, self.options, self.log = config, job, options, log
+        self.repo_config = config.repository_of(job)
+        self.host = job.host or socket.gethostname()
+        self.record = RunRecord(job.name, _now(), dry_run=options.dry_run)
+        self.pinger = Pinger(job.hooks)
+
+    # ---- the run -----------------------------------------------------------------------
+
+    def execute(self) -> RunRecord:
+        try:
+            self._ping("start", "")
+            self._hooks("before", self.job.hooks.before)
+            with self._open() as repo:
+                self._step("backup", lambda: self._backup(repo))
+                self._step("forget", lambda: self._forget(repo))
+                self._step("prune", lambda: self._prune(repo))
+                self._step("check", lambda: self._check(repo))
+            self.record.steps["repair"] = StepResult("not applicable", REPAIR_NOTE)
+            self._hooks("after", self.job.hooks.after)
+        except KeyboardInterrupt:
+            self._fail(EXIT_INTERRUPTED, "interrupted", "interrupted")
+            self.record.finished = _now()
+            raise
+        except Exception as exc:
+            self._fail(exit_code_for(exc), error_message(exc))
+        self._finish()
+        return self.record
+
+    def _step(self, name: str, action: Callable[[], StepResult]) -> None:
+        try:
+            result = action()
+        except BaseException as exc:
+            self.record.steps[name] = StepResult("failed", error_message(exc))
+            raise
+        if result.status == "done":
+            result.at = _now().isoformat()
+        self.record.steps[name] = result
+
+    def _fail(self, code: int, message: str, result: str = "failed") -> None:
+        self.record.result, self.record.exit_code, self.record.error = result, code, message
+
+    def _finish(self) -> None:
+        record = self.record
+        record.finished = _now()
+        if record.result == "running":
+            partial = record.errors > 0
+            record.result = "partial" if partial else "success"
+            record.exit_code = EXIT_PARTIAL if partial else 0
+            self._ping("success", "\n".join(summary_lines(record)))
+            return
+        with contextlib.suppress(HookFailed):
+            self._hooks("on_failure", self.job.hooks.on_failure)
+        self._ping("failure", "\n".join(summary_lines(record)))
+
+    # ---- hooks and pings ---------------------------------------------------------------
+
+    def _hooks(self, kind: str, commands: list[Any]) -> None:
+        if not commands:
+            return
+        if self.options.dry_run:
+            self.record.steps[kind] = StepResult("skipped", "dry run")
+            return
+        try:
+            self._step(kind, lambda: self._run_hooks(kind, commands))
+        except HookFailed as exc:
+            if kind == "on_failure":
+                self._note(str(exc))
+            raise
+
+    def _run_hooks(self, kind: str, commands: list[Any]) -> StepResult:
+        run_commands(kind, commands, self._hook_env(), self.job.hooks.timeout)
+        return StepResult("done", f"{len(commands)} command(s)")
+
+    def _hook_env(self) -> dict[str, str]:
+        record = self.record
+        result = record.result
+        if result == "running":  # the after hooks: the steps have succeeded
+            result = "partial" if record.errors else "success"
+        return {
+            "FOGVAULT_JOB": self.job.name, "FOGVAULT_REPOSITORY": self.repo_config.name,
+            "FOGVAULT_RESULT": result,
+            "FOGVAULT_EXIT_CODE": str(record.exit_code), "FOGVAULT_SNAPSHOT": record.snapshot or "",
+            "FOGVAULT_ERROR": record.error or "",
+        }
+
+    def _ping(self, event: str, body: str) -> None:
+        if self.options.dry_run:
+            return
+        warning = self.pinger.ping(event, body)
+        if warning:
+            self._note(warning)
+
+    def _note(self, message: str) -> None:
+        if len(self.record.messages) < MAX_MESSAGES:
+            self.record.messages.append(message)
+
+    # ---- the repository ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[Repository]:
+        cfg = self.repo_config
+        password = cfg.password_source().read()
+        options = cfg.storage_options()
+        kwargs: dict[str, Any] = {"cache_dir": self.options.cache_dir,
+                                  "use_cache": self.options.use_cache}
+        if options:
+            kwargs["target_options"] = options
+        try:
+            repo = Repository.open(cfg.targets, password, **kwargs)
+        except RepositoryNotFound:
+            if not self.options.init or self.options.dry_run:
+                raise RepositoryNotFound(
+                    f"no repository at {', '.join(cfg.targets)}: create it once with "
+                    f"'fogvault run {self.job.name} --init' (or 'fogvault init')") from None
+            repo = self._init(password, kwargs)
+        repo.lock_wait = self.options.retry_lock
+        try:
+            yield repo
+        finally:
+            repo.close()
+
+    def _init(self, password: bytes, kwargs: dict[str, Any]) -> Repository:
+        cfg = self.repo_config
+        if self.options.kdf is not None:
+            kwargs["kdf"] = self.options.kdf
+        repo = Repository.init(cfg.targets, password,
+                               config=RepoConfig(compression_level=cfg.compression), **kwargs)
+        self._note(f"created repository {repo.config.repo_id[:8]} at {', '.join(cfg.targets)}")
+        return repo
+
+    # ---- steps -------------------------------------------------------------------------
+
+    def _backup(self, repo: Repository) -> StepResult:
+        job, record = self.job, self.record
+        patterns = job.exclude + ExcludeRules.read_files(job.exclude_files)
+        rules = ExcludeRules(patterns, job.exclude_caches, job.exclude_if_present)
+        options = BackupOptions(tags=list(job.tags), host=self.host, excludes=rules,
+                                one_file_system=job.one_file_system, dry_run=self.options.dry_run)
+        result = Archiver(repo, options).run(job.paths)
+        s = result.snapshot.summary
+        record.snapshot = None if result.dry_run else result.snapshot.uid
+        record.bytes_added = s.bytes_added
+        record.files = s.files_new + s.files_changed + s.files_unchanged
+        record.errors = s.files_failed or len(result.warnings)
+        for warning in result.warnings[:5]:
+            self._note(warning)
+        name = "dry run" if result.dry_run else f"snapshot {result.snapshot.uid}"
+        failed = f", {record.errors} unreadable" if record.errors else ""
+        return StepResult("done", f"{name}: {s.files_new} new, {s.files_changed} changed, "
+                                  f"{s.files_unchanged} unchanged files{failed}; "
+                                  f"added {size(s.bytes_added)}")
+
+    def _forget(self, repo: Repository) -> StepResult:
+        policy = self.job.retention
+        if policy is None:
+            return StepResult("skipped", "no retention set")
+        wanted = sorted(os.path.abspath(os.path.expanduser(p)) for p in self.job.paths)
+        with NoLock() if self.options.dry_run else repo.lock():
+            mine = [s for s in repo.snapshots()
+                    if s.host == self.host and sorted(s.paths) == wanted]
+            groups = apply_policy(mine, policy)
+            if any(group.removes_all for group in groups):
+                raise UsageError("the retention policy would remove every snapshot of this job;"
+                                 " refusing")
+            remove = [s.uid for group in groups for s in group.remove]
+            if remove:
+                forget(repo, uids=remove, dry_run=self.options.dry_run)
+        verb = "would remove" if self.options.dry_run else "removed"
+        return StepResult("done", f"{verb} {len(remove)} of {len(mine)} snapshot(s); "
+                                  f"{policy.describe()}")
+
+    def _prune(self, repo: Repository) -> StepResult:
+        waiting = self._not_due("prune", self.job.prune)
+        if waiting is not None:
+            return waiting
+        try:
+            from fogvault.maintenance.prune import PruneOptions, prune
+        except ModuleNotFoundError as exc:
+            if exc.name != "fogvault.maintenance.prune":
+                raise
+            return StepResult("unavailable", "this FogVault has no prune yet")
+        result = prune(repo, PruneOptions(retry_lock=self.options.retry_lock))
+        return StepResult("done", f"deleted {result.packs_deleted} and repacked "
+                                  f"{result.packs_repacked} pack(s), freed "
+                                  f"{size(result.bytes_freed)}")
+
+    def _check(self, repo: Repository) -> StepResult:
+        waiting = self._not_due("check", self.job.check)
+        if waiting is not None:
+            return waiting
+        try:
+            from fogvault.maintenance.check import CheckOptions, check
+        except ModuleNotFoundError as exc:
+            if exc.name != "fogvault.maintenance.check":
+                raise
+            return StepResult("unavailable", "this FogVault has no check yet")
+        subset = self.job.check_read_data_subset
+        result = check(repo, CheckOptions(read_data_subset=subset))
+        self.record.targets_behind = [t.url for t in result.targets if t.missing]
+        if not result.ok:
+            problems = list(result.problems) + [
+                f"{t.url}: {len(t.missing)} missing, {len(t.wrong_size)} wrong size, "
+                f"{len(t.corrupt)} corrupt" for t in result.targets if not t.ok]
+            raise CheckFailed(f"check found {len(problems)} problem(s): {problems[0]}")
+        return StepResult("done", "no problems" + (f"; read {subset} of the data" if subset
+                                                   else ""))
+
+    def _not_due(self, step: str, schedule: Schedule | None) -> StepResult | None:
+        """A result when ``step`` is not to run now; None when it is to run."""
+        if schedule is None:
+            return StepResult("skipped", f"no {step} schedule set")
+        last = self.log.last_step_done(self.job.name, step)
+        if last is not None and not is_due(schedule, last, _now()):
+            upcoming = schedule.next_after(last)
+            return StepResult("not due", f"last {last:%Y-%m-%d %H:%M}, "
+                                         f"due from {upcoming:%Y-%m-%d %H:%M} ({schedule.text})")
+        if self.options.dry_run:
+            return StepResult("would run", f"due ({schedule.text})")
+        return None
+
+
+# ---- reporting -------------------------------------------------------------------------------
+
+
+def error_message(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, FogVaultError):
+        return text
+    return f"unexpected error ({type(exc).__name__}): {text}"
+
+
+def summary_lines(record: RunRecord) -> list[str]:
+    """The run's summary: a headline, then one line per step, then messages."""
+    dry = " (dry run)" if record.dry_run else ""
+    lines = [f"job {record.job}: {record.result} (exit {record.exit_code}) in "
+             f"{record.duration_s:.1f} s{dry}"]
+    if record.error:
+        lines.append(f"  error: {record.error}")
+    lines += [f"  {name + ':':<11}{step.status}" + (f": {step.detail}" if step.detail else "")
+              for name, step in record.steps.items()]
+    lines += [f"  note: {message}" for message in record.messages]
+    return lines
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} PiB"

@@ -1,0 +1,297 @@
+"""Run records, the JSON-lines run log, job status, and Prometheus textfile metrics.
+
+Guarantees:
+
+* Every finished run of a job (not a ``--dry-run``, not a run refused because the job was
+  already running) appends exactly one JSON object, on one line, to the run log:
+  ``runs.jsonl`` in the platformdirs user state folder (``~/.local/state/fogvault``), or
+  ``[monitoring] run_log``. The line is written with one ``O_APPEND`` write, so runs of
+  different jobs never interleave inside a line; reading skips lines that do not parse.
+  Past 10 MiB the log is renamed to ``runs.jsonl.1`` (one old generation is kept and read).
+* The metrics file (``[monitoring] metrics_file``) is replaced atomically (a temporary file in
+  the same folder, fsync, rename), so a node_exporter textfile collector never reads half a
+  file. See docs/scheduling.md for the metric names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from fogvault.jobs.config import Config
+from fogvault.jobs.schedule import CronSchedule, Schedule
+
+ROTATE_BYTES = 10 * 1024 * 1024
+SUCCESSFUL = ("success", "partial")  # a snapshot was saved
+
+
+def state_dir() -> Path:
+    return Path(platformdirs.user_state_dir("fogvault"))
+
+
+def run_log_path(config: Config) -> Path:
+    return config.monitoring.run_log or state_dir() / "runs.jsonl"
+
+
+def lock_dir() -> Path:
+    return state_dir() / "locks"
+
+
+# ---- records ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StepResult:
+    """One step of a run. ``status``: done, failed, skipped, not due, would run, unavailable,
+    not applicable."""
+
+    status: str
+    detail: str = ""
+    at: str | None = None  # ISO time the step finished, when done
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"status": self.status, "detail": self.detail}
+        if self.at:
+            doc["at"] = self.at
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> StepResult:
+        return cls(str(doc.get("status", "")), str(doc.get("detail", "")), doc.get("at"))
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One run of a job; ``result``: success, partial, failed or interrupted."""
+
+    job: str
+    started: datetime
+    finished: datetime | None = None
+    result: str = "running"
+    exit_code: int = 0
+    dry_run: bool = False
+    snapshot: str | None = None
+    bytes_added: int = 0
+    files: int = 0
+    errors: int = 0  # files that could not be read
+    steps: dict[str, StepResult] = field(default_factory=dict)
+    targets_behind: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        end = self.finished or self.started
+        return round((end - self.started).total_seconds(), 3)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job, "started": self.started.isoformat(),
+            "finished": self.finished.isoformat() if self.finished else None,
+            "duration_s": self.duration_s, "result": self.result, "exit_code": self.exit_code,
+            "dry_run": self.dry_run, "snapshot": self.snapshot, "bytes_added": self.bytes_added,
+            "files": self.files, "errors": self.errors,
+            "steps": {name: step.to_json() for name, step in self.steps.items()},
+            "targets_behind": self.targets_behind, "messages": self.messages,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> RunRecord:
+        finished = doc.get("finished")
+        return cls(
+            job=str(doc["job"]), started=datetime.fromisoformat(doc["started"]),
+            finished=datetime.fromisoformat(finished) if finished else None,
+            result=str(doc.get("result", "")), exit_code=int(doc.get("exit_code", 1)),
+            dry_run=bool(doc.get("dry_run", False)), snapshot=doc.get("snapshot"),
+            bytes_added=int(doc.get("bytes_added", 0)), files=int(doc.get("files", 0)),
+            errors=int(doc.get("errors", 0)),
+            steps={k: StepResult.from_json(v) for k, v in doc.get("steps", {}).items()},
+            targets_behind=list(doc.get("targets_behind", [])),
+            messages=list(doc.get("messages", [])), error=doc.get("error"),
+        )
+
+
+# ---- the run log -----------------------------------------------------------------------------
+
+
+class RunLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, record: RunRecord) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._rotate_if_large()
+        line = json.dumps(record.to_json(), separators=(",", ":")) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def records(self, job: str | None = None) -> list[RunRecord]:
+        """Every readable record (oldest first), of ``job`` only if given."""
+        found: list[RunRecord] = []
+        for path in (self.path.with_name(self.path.name + ".1"), self.path):
+            found += _read_records(path)
+        return [r for r in found if job is None or r.job == job]
+
+    def last(self, job: str) -> RunRecord | None:
+        records = self.records(job)
+        return records[-1] if records else None
+
+    def last_step_done(self, job: str, step: str) -> datetime | None:
+        """When ``step`` (prune, check) last finished successfully for ``job``."""
+        for record in reversed(self.records(job)):
+            done = record.steps.get(step)
+            if done is not None and done.status == "done" and done.at:
+                return datetime.fromisoformat(done.at)
+        return None
+
+    def _rotate_if_large(self) -> None:
+        try:
+            if self.path.stat().st_size > ROTATE_BYTES:
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        except FileNotFoundError:
+            pass
+
+
+def _read_records(path: Path) -> list[RunRecord]:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    records: list[RunRecord] = []
+    for line in lines:
+        try:
+            records.append(RunRecord.from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return records
+
+
+# ---- status ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class JobStatus:
+    job: str
+    schedule: str | None
+    last: RunRecord | None
+    next_run: datetime | None
+    targets_behind: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        last = self.last
+        return {
+            "job": self.job, "schedule": self.schedule,
+            "last_run": None if last is None else {
+                "started": last.started.isoformat(), "result": last.result,
+                "exit_code": last.exit_code, "duration_s": last.duration_s,
+                "snapshot": last.snapshot, "bytes_added": last.bytes_added,
+                "error": last.error,
+            },
+            "next_run": self.next_run.isoformat() if self.next_run else None,
+            "targets_behind": self.targets_behind,
+        }
+
+
+def job_statuses(config: Config, log: RunLog, now: datetime) -> list[JobStatus]:
+    records = log.records()
+    statuses = []
+    for name, job in config.jobs.items():
+        mine = [r for r in records if r.job == name]
+        last = mine[-1] if mine else None
+        statuses.append(JobStatus(
+            name, job.schedule.text if job.schedule else None, last,
+            next_run(job.schedule, last, now),
+            list(last.targets_behind) if last else [],
+        ))
+    return statuses
+
+
+def next_run(schedule: Schedule | None, last: RunRecord | None, now: datetime
+             ) -> datetime | None:
+    """The next calendar occurrence; for an interval, the end of the last run plus it."""
+    if schedule is None:
+        return None
+    if isinstance(schedule, CronSchedule):
+        return schedule.next_after(now)
+    if last is None:
+        return None  # an interval starts counting when the daemon starts
+    return schedule.next_after(last.finished or last.started)
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+_METRICS = (
+    ("fogvault_job_last_run_timestamp_seconds", "gauge", "Start of the job's last run."),
+    ("fogvault_job_last_success_timestamp_seconds", "gauge",
+     "Start of the job's last run that saved a snapshot (success or partial)."),
+    ("fogvault_job_last_duration_seconds", "gauge", "Duration of the job's last run."),
+    ("fogvault_job_last_exit_code", "gauge", "Exit code of the job's last run (0 = success)."),
+    ("fogvault_job_last_success", "gauge", "1 if the job's last run saved a snapshot, else 0."),
+    ("fogvault_job_last_bytes_added", "gauge", "Bytes the last run added to the repository."),
+    ("fogvault_job_last_files", "gauge", "Files in the last run's snapshot."),
+    ("fogvault_job_last_errors", "gauge", "Files the last run could not read."),
+)
+
+
+def metrics_text(records: list[RunRecord]) -> str:
+    """Prometheus text exposition of the last run (and last success) of every job."""
+    last: dict[str, RunRecord] = {}
+    success: dict[str, RunRecord] = {}
+    for record in records:
+        last[record.job] = record
+        if record.result in SUCCESSFUL:
+            success[record.job] = record
+    lines: list[str] = []
+    for name, kind, help_text in _METRICS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for job in sorted(last):
+            value = _metric_value(name, last[job], success.get(job))
+            if value is not None:
+                lines.append(f'{name}{{job="{_label(job)}"}} {value}')
+    return "\n".join(lines) + "\n"
+
+
+def _metric_value(name: str, last: RunRecord, success: RunRecord | None) -> float | int | None:
+    values: dict[str, float | int | None] = {
+        "fogvault_job_last_run_timestamp_seconds": round(last.started.timestamp(), 3),
+        "fogvault_job_last_success_timestamp_seconds":
+            round(success.started.timestamp(), 3) if success else None,
+        "fogvault_job_last_duration_seconds": last.duration_s,
+        "fogvault_job_last_exit_code": last.exit_code,
+        "fogvault_job_last_success": int(last.result in SUCCESSFUL),
+        "fogvault_job_last_bytes_added": last.bytes_added,
+        "fogvault_job_last_files": last.files,
+        "fogvault_job_last_errors": last.errors,
+    }
+    return values[name]
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``: readers see the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

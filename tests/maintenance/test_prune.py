@@ -1,0 +1,120 @@
+"""forget + prune free exactly the unused space, keep everything else restorable, and
+check sees the repository as healthy before and after."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.errors import FogVaultError, UsageError
+from fogvault.maintenance.check import CheckOptions, check
+from fogvault.maintenance.forget import forget
+from fogvault.maintenance.prune import PruneOptions, prune
+from fogvault.maintenance.retention import RetentionPolicy
+from fogvault.restore.restorer import RestoreOptions, Restorer
+
+
+def _packs_bytes(repo) -> int:
+    root = Path(repo.targets.urls[0]) / "data"
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def _write(folder: Path, name: str, size: int, seed: int) -> bytes:
+    data = random.Random(seed).randbytes(size)
+    (folder / name).write_bytes(data)
+    return data
+
+
+def _restored(repo, uid: str, target: Path, src: Path) -> dict[str, bytes]:
+    Restorer(repo, repo.load_snapshot(uid), RestoreOptions(target=str(target))).run()
+    base = target / str(src).lstrip("/")
+    return {p.name: p.read_bytes() for p in base.iterdir()}
+
+
+def test_forget_and_prune_free_the_forgotten_data(make_repo, tmp_path):
+    repo = make_repo(pack_size=128 * 1024)
+    src = tmp_path / "src"
+    src.mkdir()
+    keep = _write(src, "keep", 600_000, 1)
+    _write(src, "gone", 900_000, 2)
+    first = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    (src / "gone").unlink()
+    second = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    before = _packs_bytes(repo)
+
+    result = forget(repo, uids=[first.uid[:8]])
+    assert result.removed == [first.uid]
+    stats = prune(repo, PruneOptions(max_unused=0.0))
+    after = _packs_bytes(repo)
+    # The forgotten file's 900 kB of incompressible data is gone, give or take pack overhead.
+    assert before - after == stats.bytes_freed
+    assert 850_000 < stats.bytes_freed < 1_000_000
+    assert check(repo, CheckOptions(read_data=True)).ok
+    assert _restored(repo, second.uid, tmp_path / "out", src) == {"keep": keep}
+    assert [s.uid for s in repo.snapshots()] == [second.uid]
+
+
+def test_prune_repacks_partly_used_packs_and_dry_run_changes_nothing(make_repo, tmp_path):
+    repo = make_repo(pack_size=4 * 1024 * 1024)  # everything lands in one pack
+    src = tmp_path / "src"
+    src.mkdir()
+    data = {f"f{i}": _write(src, f"f{i}", 200_000, i) for i in range(6)}
+    first = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    for i in range(3):
+        (src / f"f{i}").unlink()
+        del data[f"f{i}"]
+    second = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    forget(repo, uids=[first.uid])
+    before = _packs_bytes(repo)
+    dry = prune(repo, PruneOptions(dry_run=True))
+    assert dry.packs_repacked >= 1 and _packs_bytes(repo) == before
+    wet = prune(repo, PruneOptions())
+    assert wet.packs_repacked == dry.packs_repacked
+    assert _packs_bytes(repo) < before * 0.6
+    assert check(repo, CheckOptions(read_data=True)).ok
+    assert _restored(repo, second.uid, tmp_path / "out", src) == data
+    again = prune(repo, PruneOptions())
+    assert (again.packs_deleted, again.packs_repacked, again.bytes_freed) == (0, 0, 0)
+
+
+def test_prune_refuses_when_a_snapshot_misses_data(make_repo, tmp_path):
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src, "a", 100_000, 3)
+    Archiver(repo, BackupOptions()).run([str(src)])
+    for index in (Path(repo.targets.urls[0]) / "index").iterdir():
+        index.unlink()
+    repo.cache = None
+    repo.load_index()
+    before = _packs_bytes(repo)
+    with pytest.raises(FogVaultError, match="before deleting anything"):
+        prune(repo, PruneOptions())
+    assert _packs_bytes(repo) == before
+
+
+def test_forget_refuses_an_empty_policy_and_emptying_a_group(make_repo, tmp_path):
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    Archiver(repo, BackupOptions(tags=["x"])).run([str(src)])
+    with pytest.raises(UsageError, match="refusing"):
+        forget(repo, RetentionPolicy())
+    with pytest.raises(UsageError, match="every snapshot"):
+        forget(repo, RetentionPolicy(keep_tags=("other",)))
+    assert len(repo.snapshots()) == 1
+
+
+def test_forget_by_policy_keeps_the_newest_per_group(make_repo, tmp_path):
+    repo = make_repo()
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    uids_a = [Archiver(repo, BackupOptions()).run([str(a)]).snapshot.uid for _ in range(3)]
+    uids_b = [Archiver(repo, BackupOptions()).run([str(b)]).snapshot.uid for _ in range(2)]
+    result = forget(repo, RetentionPolicy(keep_last=1))
+    assert sorted(result.removed) == sorted(uids_a[:2] + uids_b[:1])
+    assert sorted(s.uid for s in repo.snapshots()) == sorted([uids_a[-1], uids_b[-1]])
