@@ -1,0 +1,219 @@
+"""``run JOB`` on a real local repository: steps, run log, metrics, hooks, pings, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fogvault.jobs.joblock import JobLock, JobRunning
+from fogvault.jobs.runner import RunOptions, run_job
+from fogvault.jobs.status import RunLog, lock_dir
+from fogvault.repo.repository import Repository
+
+
+def _snapshots(setup, password: str) -> list:
+    with Repository.open([str(setup.root / "repo")], password.encode(), use_cache=False) as repo:
+        return repo.snapshots()
+
+
+def _log(setup) -> list[dict]:
+    return [json.loads(line) for line in setup.run_log.read_text().splitlines()]
+
+
+def test_run_backs_up_forgets_prunes_checks_and_logs(setup, cli_env):
+    setup.write('prune = "always"\ncheck = "always"\ncheck_read_data_subset = "1/1"\n'
+                "[jobs.home.retention]\nkeep_last = 1\n",
+                top=f'[monitoring]\nmetrics_file = "{setup.root}/metrics/fogvault.prom"\n')
+    config = setup.load()
+    first = run_job(config, "home")
+    assert (first.result, first.exit_code) == ("success", 0), first.error
+    (setup.src / "b.bin").write_bytes(os.urandom(200_000))  # the old data is now unused
+    second = run_job(config, "home")
+    assert (second.result, second.exit_code) == ("success", 0), second.error
+
+    steps = {name: step.status for name, step in second.steps.items()}
+    assert steps == {"backup": "done", "forget": "done", "prune": "done", "check": "done",
+                     "repair": "not applicable"}
+    assert "removed 1 of 2 snapshot(s)" in second.steps["forget"].detail
+    assert not second.steps["prune"].detail.startswith("deleted 0 and repacked 0")
+    assert [s.uid for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])] == [second.snapshot]
+
+    log = _log(setup)
+    assert [r["snapshot"] for r in log] == [first.snapshot, second.snapshot]
+    assert log[1]["result"] == "success" and log[1]["bytes_added"] > 100_000
+    assert log[1]["steps"]["prune"]["at"] and log[1]["duration_s"] > 0
+    metrics = (setup.root / "metrics" / "fogvault.prom").read_text()
+    assert 'fogvault_job_last_success{job="home"} 1' in metrics
+    assert 'fogvault_job_last_exit_code{job="home"} 0' in metrics
+    assert "# TYPE fogvault_job_last_success_timestamp_seconds gauge" in metrics
+
+
+def test_prune_and_check_run_only_when_due(setup):
+    setup.write('prune = "weekly"\ncheck = "monthly"\n')
+    config = setup.load()
+    first = run_job(config, "home")
+    assert first.steps["prune"].status == "done" and first.steps["check"].status == "done"
+    second = run_job(config, "home")
+    assert second.steps["prune"].status == "not due"
+    assert second.steps["check"].status == "not due"
+    assert "(weekly)" in second.steps["prune"].detail
+    assert second.steps["forget"].status == "skipped"  # no retention
+
+
+def test_cli_run_json_and_status(setup, jobs_cli):
+    setup.write('schedule = "daily"\n[jobs.home.retention]\nkeep_daily = 7\n')
+    done = jobs_cli("run", "home", "--config", str(setup.config), "--json")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["result"] == "success" and len(record["snapshot"]) == 16
+    status = jobs_cli("status", "--json", "--config", str(setup.config))
+    assert status.returncode == 0, status.stderr
+    (row,) = json.loads(status.stdout)
+    assert row["last_run"]["snapshot"] == record["snapshot"]
+    assert row["last_run"]["result"] == "success" and row["schedule"] == "daily"
+    assert row["next_run"] and row["targets_behind"] == []
+    table = jobs_cli("status", "--config", str(setup.config))
+    assert b"success (0)" in table.stdout and record["snapshot"].encode() in table.stdout
+
+
+def test_failing_before_hook_aborts_with_exit_20(setup, jobs_cli, cli_env):
+    marks = setup.root / "marks"
+    setup.write(f'[jobs.home.hooks]\nbefore = ["echo before >> {marks}", "exit 7"]\n'
+                f'after = "echo after >> {marks}"\n'
+                f'on_failure = "echo $FOGVAULT_EXIT_CODE $FOGVAULT_ERROR >> {marks}"\n')
+    done = jobs_cli("run", "home", "--config", str(setup.config))
+    assert done.returncode == 20
+    assert "before hook 'exit 7' exited with status 7" in done.stderr.decode()
+    assert marks.read_text().splitlines() == [
+        "before", "20 before hook 'exit 7' exited with status 7"]
+    assert _snapshots(setup, cli_env["FOGVAULT_PASSWORD"]) == []
+    (record,) = _log(setup)
+    assert (record["result"], record["exit_code"]) == ("failed", 20)
+    assert record["steps"]["before"]["status"] == "failed" and "backup" not in record["steps"]
+
+
+def test_pings_reach_a_real_http_server(setup, ping_server):
+    setup.write(f'[jobs.home.hooks]\nping_url = "{ping_server.url()}"\n')
+    ok = run_job(setup.load(), "home")
+    assert ok.exit_code == 0
+    assert ping_server.paths() == ["/ping/abc/start", "/ping/abc"]
+    assert all(method == "POST" for method, _path, _body in ping_server.requests)
+    assert "job home: success" in ping_server.requests[1][2]
+
+    ping_server.requests.clear()
+    setup.write(f'[jobs.home.hooks]\nping_url = "{ping_server.url()}"\nbefore = "false"\n')
+    failed = run_job(setup.load(), "home")
+    assert failed.exit_code == 20
+    assert ping_server.paths() == ["/ping/abc/start", "/ping/abc/fail"]
+    assert "before hook 'false' exited with status 1" in ping_server.requests[1][2]
+
+
+def test_explicit_ping_urls_and_a_failing_ping_does_not_fail_the_job(setup, ping_server):
+    ping_server.status = 500
+    setup.write(f'[jobs.home.hooks]\nping_start = "{ping_server.url("/s")}"\n'
+                f'ping_success = "{ping_server.url("/ok")}"\n'
+                f'ping_failure = "{ping_server.url("/bad")}"\n')
+    record = run_job(setup.load(), "home")
+    assert (record.result, record.exit_code) == ("success", 0)
+    assert ping_server.paths() == ["/s", "/ok"]  # an HTTP error is not retried
+    assert record.messages == [f"start ping to http://127.0.0.1:{ping_server.port} failed: "
+                               "HTTP 500",
+                               f"success ping to http://127.0.0.1:{ping_server.port} failed: "
+                               "HTTP 500"]
+
+
+def test_unreachable_ping_is_a_note(setup):
+    setup.write('[jobs.home.hooks]\nping_url = "http://127.0.0.1:9/x"\nping_timeout = 2\n')
+    record = run_job(setup.load(), "home")
+    assert record.exit_code == 0
+    assert record.messages[0].startswith("start ping to http://127.0.0.1:9 failed")
+
+
+def test_no_repository_exits_10_and_init_creates_it(setup, jobs_cli):
+    setup.write(targets='["new-repo"]')
+    done = jobs_cli("run", "home", "--config", str(setup.config))
+    assert done.returncode == 10
+    assert "fogvault run home --init" in done.stderr.decode()
+    assert not (setup.root / "new-repo" / "config").exists()
+    created = jobs_cli("run", "home", "--init", "--config", str(setup.config))
+    assert created.returncode == 0, created.stderr
+    assert b"note: created repository" in created.stdout
+    assert (setup.root / "new-repo" / "config").is_file()
+
+
+def test_two_runs_of_one_job_never_overlap(setup, jobs_cli):
+    with JobLock(lock_dir(), "home"):
+        busy = jobs_cli("run", "home", "--config", str(setup.config))
+        assert busy.returncode == 11
+        assert "job home is already running (pid" in busy.stderr.decode()
+        with pytest.raises(JobRunning):
+            run_job(setup.load(), "home")
+    assert not setup.run_log.exists()  # a skipped run is not a run
+    assert run_job(setup.load(), "home").exit_code == 0
+
+
+def test_lock_of_a_killed_run_is_not_stale(setup, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from fogvault.jobs.joblock import JobLock\n"
+         f"with JobLock(Path({str(lock_dir())!r}), 'home'):\n"
+         "    print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        with pytest.raises(JobRunning):
+            run_job(setup.load(), "home")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_job(setup.load(), "home").exit_code == 0
+
+
+def test_dry_run_changes_nothing(setup, cli_env, jobs_cli):
+    marks = setup.root / "marks"
+    run_job(setup.load(), "home", RunOptions())
+    run_job(setup.load(), "home", RunOptions())
+    setup.write(f'prune = "always"\n[jobs.home.retention]\nkeep_last = 1\n'
+                f'[jobs.home.hooks]\nbefore = "echo ran >> {marks}"\n')
+    before = [s.uid for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])]
+    done = jobs_cli("run", "home", "--dry-run", "--config", str(setup.config))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert "(dry run)" in out and "would remove 1 of 2 snapshot(s)" in out
+    assert "prune:     would run" in out
+    assert [s.uid for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])] == before
+    assert not marks.exists() and len(_log(setup)) == 2
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable files")
+def test_unreadable_file_makes_a_partial_run(setup):
+    secret = setup.src / "secret.txt"
+    secret.write_text("x")
+    secret.chmod(0)
+    try:
+        record = run_job(setup.load(), "home")
+    finally:
+        secret.chmod(0o600)
+    assert (record.result, record.exit_code, record.errors) == ("partial", 3, 1)
+
+
+def test_unknown_job_exits_2_with_a_hint(setup, jobs_cli):
+    done = jobs_cli("run", "hom", "--config", str(setup.config))
+    assert done.returncode == 2
+    assert "did you mean 'home'?" in done.stderr.decode()
+
+
+def test_run_log_survives_garbage_lines(setup):
+    run_job(setup.load(), "home")
+    with setup.run_log.open("a") as f:
+        f.write("not json\n{\"job\": 1}\n")
+    run_job(setup.load(), "home")
+    records = RunLog(setup.run_log).records("home")
+    assert len(records) == 2 and all(r.result == "success" for r in records)
+    assert time.time() - records[-1].started.timestamp() < 120

@@ -1,0 +1,83 @@
+"""check finds exactly the damage there is: missing, truncated and altered packs, missing
+index files and missing data, and exits 1."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.maintenance.check import CheckOptions, check
+
+
+@pytest.fixture
+def repo_with_data(make_repo, tmp_path):
+    repo = make_repo(pack_size=128 * 1024)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"f{i}").write_bytes(random.Random(i).randbytes(150_000))
+    Archiver(repo, BackupOptions()).run([str(src)])
+    return repo
+
+
+def _data_packs(repo) -> list[Path]:
+    root = Path(repo.targets.urls[0])
+    return sorted(p for p in (root / "data").rglob("*") if p.is_file())
+
+
+def test_clean_repository_checks_clean(repo_with_data):
+    result = check(repo_with_data, CheckOptions(read_data=True))
+    assert result.ok and result.snapshots == 1 and result.targets[0].packs_read == result.packs
+
+
+def test_damage_is_reported_exactly(repo_with_data):
+    repo = repo_with_data
+    packs = _data_packs(repo)
+    missing, truncated, altered = packs[0], packs[1], packs[2]
+    missing.unlink()
+    truncated.write_bytes(truncated.read_bytes()[:-10])
+    data = bytearray(altered.read_bytes())
+    data[100] ^= 0xFF
+    altered.write_bytes(bytes(data))
+    root = Path(repo.targets.urls[0])
+    name = lambda p: str(p.relative_to(root))  # noqa: E731
+
+    structure = check(repo, CheckOptions())
+    report = structure.targets[0]
+    assert report.missing == [name(missing)]
+    assert report.wrong_size == [name(truncated)]
+    assert report.corrupt == []  # content is only read with read_data
+    full = check(repo, CheckOptions(read_data=True)).targets[0]
+    assert full.corrupt == [name(altered)]
+    assert not full.ok
+
+
+def test_read_data_subset_groups_cover_everything_once(repo_with_data):
+    reads = [check(repo_with_data, CheckOptions(read_data_subset=f"{n}/3")).targets[0].packs_read
+             for n in (1, 2, 3)]
+    assert sum(reads) == check(repo_with_data).packs
+
+
+def test_missing_index_file_means_missing_data(repo_with_data):
+    repo = repo_with_data
+    for index in (Path(repo.targets.urls[0]) / "index").iterdir():
+        index.unlink()
+    repo.cache = None
+    result = check(repo)
+    assert not result.ok
+    assert any("not in the index" in p for p in result.problems)
+
+
+def test_cli_check_exit_codes(fogvault, repo_with_data):
+    url = repo_with_data.targets.urls[0]
+    ok = fogvault("check", "-r", url, "--read-data")
+    assert ok.returncode == 0 and b"no errors were found" in ok.stdout
+    _data_packs(repo_with_data)[0].write_bytes(b"garbage")
+    bad = fogvault("check", "-r", url, "--json")
+    assert bad.returncode == 1
+    summary = json.loads(bad.stdout.splitlines()[-1])
+    assert summary["ok"] is False and len(summary["targets"][0]["wrong_size"]) == 1

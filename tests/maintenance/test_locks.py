@@ -1,0 +1,76 @@
+"""Repository locks: exclusion, stale locks of dead processes, unlock, exit code 11."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fogvault.errors import LockError
+from fogvault.repo.lock import LockInfo, remove_locks
+
+
+def _plant_lock(repo, *, exclusive: bool, pid: int, host: str | None = None,
+                age: timedelta = timedelta(0)) -> LockInfo:
+    when = datetime.now(UTC) - age
+    info = LockInfo("0123456789abcdef", exclusive, host or socket.gethostname(), pid, "someone",
+                    when, when)
+    repo.lock_store().write(info, overwrite=False)
+    return info
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_exclusive_excludes_shared_and_shared_coexist(make_repo):
+    repo = make_repo()
+    with repo.lock(), repo.lock():
+        with pytest.raises(LockError, match="shared lock"):
+            repo.lock(exclusive=True).acquire()
+    with repo.lock(exclusive=True):
+        with pytest.raises(LockError, match="exclusive lock"):
+            repo.lock().acquire()
+    assert repo.lock_store().all() == []  # every lock was released and removed
+
+
+def test_a_live_foreign_lock_blocks_until_it_goes_stale(make_repo):
+    repo = make_repo()
+    _plant_lock(repo, exclusive=True, pid=1, host="another-host")
+    with pytest.raises(LockError):
+        repo.lock().acquire()
+    assert remove_locks(repo.lock_store()) == []  # live: unlock leaves it alone
+
+
+def test_stale_locks_never_block(make_repo):
+    repo = make_repo()
+    dead = _plant_lock(repo, exclusive=True, pid=_dead_pid())
+    with repo.lock(exclusive=True):  # a lock of a dead local process is ignored
+        pass
+    repo.lock_store().delete(dead.lock_id)
+    _plant_lock(repo, exclusive=True, pid=1, host="another-host", age=timedelta(hours=1))
+    with repo.lock(exclusive=True):  # not refreshed for an hour: stale
+        pass
+    assert [lock.host for lock in remove_locks(repo.lock_store())] == ["another-host"]
+    assert repo.lock_store().all() == []
+
+
+def test_cli_locked_repository_exits_11_and_unlock(fogvault, make_repo, tmp_path):
+    repo = make_repo()
+    _plant_lock(repo, exclusive=True, pid=1, host="another-host")
+    (tmp_path / "src").mkdir()
+    done = fogvault("backup", "-r", repo.targets.urls[0], "src")
+    assert done.returncode == 11
+    assert b"locked" in done.stderr and b"Traceback" not in done.stderr
+    kept = json.loads(fogvault("unlock", "-r", repo.targets.urls[0], "--json").stdout)
+    assert kept == []
+    removed = fogvault("unlock", "--remove-all", "-r", repo.targets.urls[0])
+    assert removed.returncode == 0 and b"1 locks removed" in removed.stdout
+    assert fogvault("backup", "-r", repo.targets.urls[0], "src").returncode == 0
