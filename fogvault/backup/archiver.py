@@ -148,6 +148,12 @@ class Archiver:
         self, saver: BlobSaver, paths: list[bytes], parent_root: Tree | None
     ) -> bytes:
         """Store the tree of folders leading from / to each backed-up path."""
+        if b"/" in paths:  # the whole file system: the root's own tree is the snapshot's
+            root = self._stat_node(b"/", b"root")
+            assert root is not None and root.type == DIR
+            self._save_dir(saver, b"/", root, parent_root)
+            assert root.subtree is not None
+            return root.subtree
         layout: dict = {}
         for path in paths:  # sorted, so an ancestor comes before its descendants
             parts = [p for p in path.split(b"/") if p]
@@ -222,7 +228,7 @@ class Archiver:
         if node is None:
             return None
         if node.type == DIR:
-            self._save_dir(saver, path, node, old)
+            self._save_dir(saver, path, node, self._old_subtree(old))
         elif node.type == FILE and not self._save_file(saver, path, node, old):
             return None  # unreadable: left out of the snapshot, recorded as a warning
         elif node.type == SYMLINK:
@@ -233,9 +239,10 @@ class Archiver:
                 return None
         return node
 
-    def _save_dir(self, saver: BlobSaver, path: bytes, node: Node, old: Node | None) -> None:
+    def _save_dir(
+        self, saver: BlobSaver, path: bytes, node: Node, old_tree: Tree | None
+    ) -> None:
         self.summary.dirs += 1
-        old_tree = self._old_subtree(old)
         children: list[Node] = []
         crosses_device = self.options.one_file_system and node.dev not in self._root_devs
         if not crosses_device and not self.options.excludes.excludes_dir_contents(path):

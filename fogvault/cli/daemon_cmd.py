@@ -33,6 +33,6 @@ def daemon(ctx: typer.Context, config: ConfigOption = None) -> None:
     try:
         code = runner.run()
     except KeyboardInterrupt:
-        print("daemon: stopped, a running job was interrupted", flush=True)
+        runner.log("daemon", "stopped, a running job was interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     raise typer.Exit(code)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from fogvault.cli.common import Printer, human_bytes, open_repository, table
-from fogvault.maintenance.forget import select_snapshots
+from fogvault.repo.snapshot import select_snapshots
 
 
 def register(app: typer.Typer) -> None:

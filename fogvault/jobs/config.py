@@ -357,7 +357,7 @@ class _Reader:
             limits = f"{low}-{high}" if high is not None else f">= {low}"
             self.problem(key, f"expected a whole number {limits}, got {_describe(value)}", hint)
             return default
-        return value
+        return int(value)
 
     def number(self, key: str, default: float) -> float:
         value = self.raw(key)

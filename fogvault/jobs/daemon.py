@@ -95,9 +95,9 @@ class Daemon:
                     break
                 self._run_one(name)
                 scheduler.ran(name, self.clock())
-                self._log(name, f"next run {scheduler.next_due[name]:%Y-%m-%d %H:%M:%S}")
+                self.log(name, f"next run {scheduler.next_due[name]:%Y-%m-%d %H:%M:%S}")
             self._stop.wait(scheduler.seconds_to_wait(self.clock()))
-        self._log("daemon", "stopped")
+        self.log("daemon", "stopped")
         return 0
 
     def _start(self) -> Scheduler:
@@ -109,29 +109,29 @@ class Daemon:
         log = RunLog(run_log_path(self.config))
         last = {name: _last_time(log, name) for name in schedules}
         scheduler = Scheduler.start(schedules, last, self.clock())
-        self._log("daemon", f"started with {len(schedules)} job(s), config {self.config.path}")
+        self.log("daemon", f"started with {len(schedules)} job(s), config {self.config.path}")
         for name, when in scheduler.next_due.items():
-            self._log(name, f"{schedules[name].text}; next run {when:%Y-%m-%d %H:%M:%S}")
+            self.log(name, f"{schedules[name].text}; next run {when:%Y-%m-%d %H:%M:%S}")
         return scheduler
 
     def _run_one(self, name: str) -> None:
-        self._log(name, "started")
+        self.log(name, "started")
         self.busy = True
         try:
             record = run_job(self.config, name, self.options)
         except KeyboardInterrupt:
             self.busy = False
-            self._log(name, "interrupted")
+            self.log(name, "interrupted")
             raise
         except Exception as exc:  # the daemon survives any failure of a job
             self.busy = False
-            self._log(name, f"not run: {error_message(exc)}")
+            self.log(name, f"not run: {error_message(exc)}")
             return
         self.busy = False
         for line in summary_lines(record):
-            self._log(name, line.strip())
+            self.log(name, line.strip())
 
-    def _log(self, name: str, message: str) -> None:
+    def log(self, name: str, message: str) -> None:
         self.out(f"{self.clock():%Y-%m-%d %H:%M:%S} {name}: {message}")
 
 

@@ -44,7 +44,7 @@ from fogvault.errors import (
     UsageError,
     exit_code_for,
 )
-from fogvault.jobs.config import Config, JobConfig
+from fogvault.jobs.config import Command, Config, JobConfig
 from fogvault.jobs.hooks import HookFailed, Pinger, run_commands
 from fogvault.jobs.joblock import JobLock
 from fogvault.jobs.schedule import Schedule, is_due
@@ -171,7 +171,7 @@ class _JobRun:
 
     # ---- hooks and pings ---------------------------------------------------------------
 
-    def _hooks(self, kind: str, commands: list[Any]) -> None:
+    def _hooks(self, kind: str, commands: list[Command]) -> None:
         if not commands:
             return
         if self.options.dry_run:
@@ -184,7 +184,7 @@ class _JobRun:
                 self._note(str(exc))
             raise
 
-    def _run_hooks(self, kind: str, commands: list[Any]) -> StepResult:
+    def _run_hooks(self, kind: str, commands: list[Command]) -> StepResult:
         run_commands(kind, commands, self._hook_env(), self.job.hooks.timeout)
         return StepResult("done", f"{len(commands)} command(s)")
 

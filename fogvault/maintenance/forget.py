@@ -14,7 +14,7 @@ from datetime import tzinfo
 from fogvault.errors import UsageError
 from fogvault.maintenance.retention import GroupResult, RetentionPolicy, apply_policy
 from fogvault.repo.repository import Repository
-from fogvault.repo.snapshot import Snapshot
+from fogvault.repo.snapshot import Snapshot, select_snapshots
 
 
 @dataclass(slots=True)
@@ -22,20 +22,6 @@ class ForgetResult:
     groups: list[GroupResult[Snapshot]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # uids, removed or (dry run) to remove
     dry_run: bool = False
-
-
-def select_snapshots(
-    snapshots: Iterable[Snapshot], host: str | None = None, tags: Iterable[str] = (),
-    paths: Iterable[str] = (),
-) -> list[Snapshot]:
-    """Snapshots of ``host`` carrying every tag in ``tags`` and every path in ``paths``."""
-    tags, paths = list(tags), list(paths)
-    return [
-        s for s in snapshots
-        if (host is None or s.host == host)
-        and all(t in s.tags for t in tags)
-        and all(p in s.paths for p in paths)
-    ]
 
 
 def forget(

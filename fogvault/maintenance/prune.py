@@ -111,15 +111,7 @@ def _mark_and_count(
             f"({len(marked.problems)} problems; run 'fogvault check')"
         )
     progress.phase("count", len(repo.index))
-    packs: dict[bytes, _PackUse] = defaultdict(_PackUse)
-    for position, entry in enumerate(repo.index):
-        use = packs[entry.pack_id]
-        use.blobs += 1
-        use.blob_bytes += entry.length
-        if marked.used[position]:
-            use.used_blobs += 1
-            use.used_bytes += entry.length
-        progress.advance()
+    packs = _pack_totals(repo, marked.used)
     result.snapshots = len(snapshots)
     result.blobs_total = len(repo.index)
     result.blobs_used = sum(marked.used)
@@ -128,13 +120,22 @@ def _mark_and_count(
     return marked.used, packs
 
 
+def _pack_totals(repo: Repository, used: bytearray | None = None) -> dict[bytes, _PackUse]:
+    """Per-pack blob counts and bytes from the index; with ``used``, also the used share."""
+    packs: dict[bytes, _PackUse] = defaultdict(_PackUse)
+    for position, entry in enumerate(repo.index):
+        use = packs[entry.pack_id]
+        use.blobs += 1
+        use.blob_bytes += entry.length
+        if used is not None and used[position]:
+            use.used_blobs += 1
+            use.used_bytes += entry.length
+    return packs
+
+
 def _stored_bytes(repo: Repository) -> int:
     """The size of every indexed pack, from the index (no listing)."""
-    packs: dict[bytes, _PackUse] = defaultdict(_PackUse)
-    for entry in repo.index:
-        packs[entry.pack_id].blobs += 1
-        packs[entry.pack_id].blob_bytes += entry.length
-    return sum(use.size for use in packs.values())
+    return sum(use.size for use in _pack_totals(repo).values())
 
 
 def _plan(

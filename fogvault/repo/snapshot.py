@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -108,6 +109,20 @@ def _bounded(warnings: list[str]) -> list[str]:
     if len(warnings) <= MAX_WARNINGS:
         return warnings
     return [*warnings[:MAX_WARNINGS], f"... and {len(warnings) - MAX_WARNINGS} more warnings"]
+
+
+def select_snapshots(
+    snapshots: Iterable[Snapshot], host: str | None = None, tags: Iterable[str] = (),
+    paths: Iterable[str] = (),
+) -> list[Snapshot]:
+    """Snapshots of ``host`` carrying every tag in ``tags`` and every path in ``paths``."""
+    tags, paths = list(tags), list(paths)
+    return [
+        s for s in snapshots
+        if (host is None or s.host == host)
+        and all(t in s.tags for t in tags)
+        and all(p in s.paths for p in paths)
+    ]
 
 
 def now() -> datetime:

@@ -133,6 +133,8 @@ class Restorer:
                     self._plan_entry(root, child, node)
 
     def _make_dir(self, root: SafeRoot, parts: Parts, node: Node) -> None:
+        with root.open_dir(parts[:-1], create=True):
+            pass  # an included folder's parents are not selected themselves, but must exist
         existing = root.lstat(parts)
         if existing is not None and not stat.S_ISDIR(existing.st_mode):
             if self.options.overwrite != "always":

@@ -170,7 +170,7 @@ def test_every_key_is_documented():
 def test_secrets_are_resolved_only_when_asked(tmp_path, monkeypatch):
     cfg = _load(tmp_path, EVERY_KEY)
     repo = cfg.repositories["usb_s3"]
-    with pytest.raises(UsageError, match="environment variable S3_KEY .key_env. is not set"):
+    with pytest.raises(UsageError, match=r"environment variable S3_KEY \(key_env\) is not set"):
         repo.storage_options()
     monkeypatch.setenv("S3_KEY", "AKIA123")
     monkeypatch.setenv("S3_SECRET", "s3cr3t")
@@ -339,3 +339,12 @@ def test_config_check_lists_every_problem_and_exits_2(setup, jobs_cli):
         f"error: {setup.config}:12: jobs.home.retention.keep_lst: unknown key "
         "(hint: did you mean 'keep_last'?)",
     ]
+
+
+def test_worked_example_in_the_docs_loads(tmp_path):
+    text = DOCS.read_text().split("<!-- example-config -->\n```toml\n", 1)[1].split("```", 1)[0]
+    cfg = parse_config(text, tmp_path / "config.toml")
+    job = cfg.jobs["home"]
+    assert job.schedule is not None and job.schedule.oncalendar() == ["*-*-* 02:30:00"]
+    assert cfg.repositories["offsite"].target_options["s3://alice-backups/laptop"][
+        "endpoint_url"].startswith("https://")

@@ -3,6 +3,7 @@ and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -111,7 +112,7 @@ def test_daemon_process_runs_on_schedule_one_at_a_time_and_stops_on_sigterm(setu
     assert all(a.split()[1] == b.split()[1] and (a.split()[0], b.split()[0]) == ("start", "end")
                for a, b in pairs), lines
     records = sorted(log.records(), key=lambda r: r.started)
-    for earlier, later in zip(records, records[1:], strict=False):
+    for earlier, later in itertools.pairwise(records):
         assert earlier.finished is not None and earlier.finished <= later.started
     done = [r for r in records if r.result != "interrupted"]
     assert {r.result for r in done} == {"success"}, json.dumps([r.to_json() for r in done])
