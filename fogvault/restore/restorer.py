@@ -95,15 +95,16 @@ class Restorer:
         if self.options.dry_run:
             self._plan(None)
             return self.summary
-        self._root = SafeRoot(target)
-        try:
-            self._plan(self._root)
-            self._write_contents(self._root)
-            self._apply_metadata(self._root)
-            if self.options.verify:
-                self._verify(self._root)
-        finally:
-            self._root.close()
+        with self.repo.lock():  # shared: a prune cannot delete what is being restored
+            self._root = SafeRoot(target)
+            try:
+                self._plan(self._root)
+                self._write_contents(self._root)
+                self._apply_metadata(self._root)
+                if self.options.verify:
+                    self._verify(self._root)
+            finally:
+                self._root.close()
         return self.summary
 
     def _warn(self, message: str) -> None:

@@ -1,0 +1,124 @@
+"""Secrets stay out of output and logs; local files holding repository data are private;
+an interrupted password change never leaves the repository without a working password."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+
+import pytest
+from conftest import PASSWORD
+
+
+def _all_output(done) -> bytes:
+    return done.stdout + done.stderr
+
+
+def test_password_and_keys_never_appear_in_output(fogvault, tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("content")
+    runs = [
+        fogvault("init", "-r", "repo", "--kdf", "interactive", "--json"),
+        fogvault("backup", "-r", "repo", "src", "--json", "-vv"),
+        fogvault("snapshots", "-r", "repo", "--json"),
+        fogvault("key", "list", "-r", "repo", "--json"),
+        fogvault("cat", "config", "-r", "repo"),
+        fogvault("check", "-r", "repo", "--json", "-vv"),
+        fogvault("snapshots", "-r", "repo", env={"FOGVAULT_PASSWORD": "wrong-secret-xyz"}),
+        fogvault("snapshots", "-r", "repo", "-v", env={
+            "FOGVAULT_PASSWORD": "",
+            "FOGVAULT_PASSWORD_COMMAND": "sh -c 'echo leaked-pw; exit 3'"}),
+    ]
+    for done in runs:
+        output = _all_output(done)
+        assert PASSWORD not in output
+        assert b"wrong-secret-xyz" not in output
+        assert b"leaked-pw" not in output
+
+
+def test_key_file_holds_no_plaintext_master_key(make_repo, tmp_path):
+    repo = make_repo()
+    [key_path] = (tmp_path / "repo" / "keys").iterdir()
+    raw = key_path.read_bytes()
+    master = repo.master.to_bytes()
+    for secret in (master, master.hex().encode(), repo.master.encryption):
+        assert secret not in raw
+    assert "secret" in repr(repo.master)
+    assert master.hex() not in repr(repo.master)
+
+
+def test_cache_and_local_target_files_are_private(make_repo, tmp_path, cache_dir):
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    from fogvault.backup.archiver import Archiver, BackupOptions
+
+    Archiver(repo, BackupOptions()).run([str(src)])
+    repo_cache = cache_dir / repo.config.repo_id
+    assert stat.S_IMODE(repo_cache.stat().st_mode) == 0o700
+    cached = list(repo_cache.iterdir())
+    assert cached
+    for path in cached:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for path in (tmp_path / "repo").rglob("*"):
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+@pytest.mark.parametrize("crash_after", [1, 2])
+def test_interrupted_key_passwd_keeps_a_working_password(fogvault, tmp_path, crash_after):
+    """Killed before its first change (1) or between writing the new key and deleting the old
+    one (2): the old password works, or the new one does; never neither."""
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    (tmp_path / "new").write_text("the new password")
+    done = fogvault("key", "passwd", "-r", "repo", "--new-password-file", "new",
+                    "--kdf", "interactive",
+                    env={"FOGVAULT_CRASH_AFTER_WRITES": str(crash_after)})
+    assert done.returncode == -signal.SIGKILL
+    old_ok = fogvault("snapshots", "-r", "repo").returncode == 0
+    new_ok = fogvault("snapshots", "-r", "repo",
+                      env={"FOGVAULT_PASSWORD": "the new password"}).returncode == 0
+    assert old_ok or new_ok
+    assert (old_ok, new_ok) == ((True, False) if crash_after == 1 else (True, True))
+
+
+def test_missing_password_file_is_a_clear_error(fogvault, tmp_path):
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    done = fogvault("snapshots", "-r", "repo", "--password-file", str(tmp_path / "nope"))
+    assert done.returncode == 2
+    assert b"cannot read password file" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_read_only_repository_is_readable_with_no_lock(fogvault, tmp_path):
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("x")
+    assert fogvault("backup", "-r", "repo", "src").returncode == 0
+    for path in [tmp_path / "repo", *(tmp_path / "repo").rglob("*")]:
+        if path.is_dir():
+            os.chmod(path, 0o555)
+    try:
+        listed = fogvault("snapshots", "-r", "repo", "--json")
+        assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 1
+        restored = fogvault("restore", "-r", "repo", "--version", "latest", "--no-lock",
+                            "--target", "out", wrap=_unprivileged())
+        assert restored.returncode == 0, restored.stderr
+        restored_file = tmp_path / "out" / str(tmp_path / "src" / "f").lstrip("/")
+        assert restored_file.read_text() == "x"
+        locked = fogvault("restore", "-r", "repo", "--version", "latest", "--target", "out2",
+                          wrap=_unprivileged())
+        assert locked.returncode == 1 and b"Traceback" not in locked.stderr
+    finally:
+        for path in [tmp_path / "repo", *(tmp_path / "repo").rglob("*")]:
+            if path.is_dir():
+                os.chmod(path, 0o755)
+
+
+def _unprivileged() -> list[str]:
+    """Root ignores folder permissions; drop the override so read-only means read-only."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
