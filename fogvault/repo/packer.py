@@ -54,11 +54,13 @@ class PackWriter:
         self._last_index = time.monotonic()
 
     def reserve(self, blob_id: bytes) -> bool:
-        """True if the caller should store ``blob_id`` (nobody has it or is storing it)."""
-        if blob_id in self.repo.index:
-            return False
+        """True if the caller should store ``blob_id`` (nobody has it or is storing it).
+
+        Ids stay reserved only until their pack is indexed (so the set holds at most the blobs
+        in flight, not every new blob of the run); checking the reservations before the index,
+        under the lock, means no id is ever missed in between."""
         with self._lock:
-            if blob_id in self._reserved:
+            if blob_id in self._reserved or blob_id in self.repo.index:
                 return False
             self._reserved.add(blob_id)
             return True
@@ -88,6 +90,7 @@ class PackWriter:
             self._slots.release()
         self.repo.index.add_pack(pack_id, entries)
         with self._lock:
+            self._reserved.difference_update(e.blob_id for e in entries)
             self._unindexed[pack_id] = entries
             self.written[pack_id] = entries
             self.stats.packs += 1
