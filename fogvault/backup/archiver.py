@@ -347,12 +347,12 @@ class _CountingReader:
         self.f = f
         self.archiver = archiver
 
-    def readinto(self, buffer: memoryview) -> int:
-        n = self.f.readinto(buffer)
-        if n:
-            self.archiver.summary.bytes_read += n
-            self.archiver.progress.bytes_done(n)
-        return n or 0
+    def read(self, size: int) -> bytes:
+        data = self.f.read(size)
+        if data:
+            self.archiver.summary.bytes_read += len(data)
+            self.archiver.progress.bytes_done(len(data))
+        return data
 
 
 class _DryRunWriter:

@@ -1,0 +1,49 @@
+"""The windowed chunker cuts exactly where chunking the whole stream at once would."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+from pyfastcdc import FastCDC
+
+from fogvault.chunker import MIB, Chunker, ChunkerParams, chunker_seed
+from fogvault.crypto import MasterKey
+
+
+class TrickleStream(io.RawIOBase):
+    """Returns at most 1000 bytes a read, like a pipe: short reads are not the end."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def read(self, size: int = -1) -> bytes:
+        part = self.data[self.pos : self.pos + min(size, 1000)]
+        self.pos += len(part)
+        return part
+
+
+@pytest.mark.parametrize("params", [ChunkerParams(), ChunkerParams(16 * 1024, 64 * 1024,
+                                                                   256 * 1024)])
+@pytest.mark.parametrize("size", [0, 1, 5000, 16 * MIB, 16 * MIB + 7, 40 * MIB])
+def test_windowed_chunks_equal_whole_buffer_chunks(params, size):
+    seed = chunker_seed(MasterKey.generate().identity)
+    data = random.Random(size).randbytes(size)
+    reference = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size,
+                        seed=seed)
+    expected = [bytes(c.data) for c in reference.cut_buf(data)] if data else []
+    chunker = Chunker(params, seed)
+    assert [bytes(c) for c in chunker.chunks(io.BytesIO(data))] == expected
+    if size < MIB:
+        assert [bytes(c) for c in chunker.chunks(TrickleStream(data))] == expected
+
+
+def test_seed_changes_boundaries():
+    data = random.Random(1).randbytes(8 * MIB)
+    cuts = []
+    for _ in range(2):
+        chunker = Chunker(ChunkerParams(16 * 1024, 64 * 1024, 256 * 1024),
+                          chunker_seed(MasterKey.generate().identity))
+        cuts.append([len(c) for c in chunker.chunks(io.BytesIO(data))])
+    assert cuts[0] != cuts[1]
