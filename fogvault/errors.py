@@ -5,7 +5,9 @@ process exit code, so the CLI chooses exit codes in one place (``exit_code_for``
 
     FogVaultError (1)
     ├── UsageError (2)
+    │   └── DifferentRepository (2)     the targets given hold different repositories
     ├── PartialSuccess (3)              the job finished, but not everything was done
+    │   └── TargetsBehind (3)           ...and some targets did not get every change
     ├── RepositoryNotFound (10)
     ├── RepositoryExists (1)
     ├── LockError (11)
@@ -15,6 +17,8 @@ process exit code, so the CLI chooses exit codes in one place (``exit_code_for``
     ├── UnsupportedFormat (1)           written by a newer FogVault
     ├── SnapshotNotFound (1) / AmbiguousPrefix (1)
     ├── UnsafePath (1)                  a tree would make restore write outside its target
+    ├── NotEnoughTargets (1)            fewer targets than --min-targets hold the data
+    ├── TargetsUnavailable (1)          no target could be used at all
     └── StorageError (1)                defined in fogvault.storage.errors
 
 Messages never contain secrets (passwords, keys, credentials).
@@ -42,10 +46,18 @@ class UsageError(FogVaultError):
     exit_code = EXIT_USAGE
 
 
+class DifferentRepository(UsageError):
+    """Two of the targets given hold different repositories."""
+
+
 class PartialSuccess(FogVaultError):
     """The operation completed, with warnings (unreadable files, targets left behind)."""
 
     exit_code = EXIT_PARTIAL
+
+
+class TargetsBehind(PartialSuccess):
+    """The operation completed on enough targets, but some did not get every change."""
 
 
 class RepositoryNotFound(FogVaultError):
@@ -86,6 +98,14 @@ class AmbiguousPrefix(FogVaultError):
 
 class UnsafePath(FogVaultError):
     """A snapshot tree holds a name that would let restore escape its target directory."""
+
+
+class NotEnoughTargets(FogVaultError):
+    """Fewer targets than ``--min-targets`` hold what a commit needs: nothing was committed."""
+
+
+class TargetsUnavailable(FogVaultError):
+    """Every target failed or was dropped: there is nothing left to read from or write to."""
 
 
 def exit_code_for(error: BaseException) -> int:

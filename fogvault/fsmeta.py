@@ -86,29 +86,34 @@ def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
     return pairs
 
 
-def apply_metadata(path: bytes, node: Node, *, restore_owner: bool) -> list[str]:
-    """Set ownership, xattrs, mode and times on a restored entry (never following symlinks).
+def apply_metadata(dir_fd: int, name: bytes, node: Node, *, restore_owner: bool,
+                   shown: str) -> list[str]:
+    """Set ownership, xattrs, mode and times on the entry ``name`` in the folder ``dir_fd``,
+    never following a symlink. Working relative to a folder descriptor keeps paths short, so
+    entries deeper than PATH_MAX get their metadata too.
 
-    Returns warnings for what the destination did not allow; raises nothing for those.
+    Returns warnings (``shown`` names the entry) for what the destination did not allow.
     """
     warnings: list[str] = []
     is_link = node.type == SYMLINK
     if restore_owner:
         try:
-            os.chown(path, node.uid, node.gid, follow_symlinks=False)
+            os.chown(name, node.uid, node.gid, dir_fd=dir_fd, follow_symlinks=False)
         except OSError as exc:
-            warnings.append(f"{os.fsdecode(path)}: cannot set owner: {exc.strerror}")
+            warnings.append(f"{shown}: cannot set owner: {exc.strerror}")
+    # xattr calls take no folder descriptor; /proc/self/fd gives a short path to the folder.
+    via_proc = os.path.join(b"/proc/self/fd", str(dir_fd).encode(), name)
     for attr, value in node.xattrs:
         try:
-            os.setxattr(path, attr, value, follow_symlinks=False)
+            os.setxattr(via_proc, attr, value, follow_symlinks=False)
         except OSError as exc:
             if exc.errno not in _UNSUPPORTED:
-                warnings.append(f"{os.fsdecode(path)}: cannot set xattr: {exc.strerror}")
-    if not is_link:
-        os.chmod(path, node.mode)
+                warnings.append(f"{shown}: cannot set xattr: {exc.strerror}")
+    if not is_link:  # the entry was created by this restore: it is not a symlink
+        os.chmod(name, node.mode, dir_fd=dir_fd)
     try:
-        os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+        os.utime(name, ns=(node.mtime_ns, node.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
     except OSError as exc:
         if not is_link:
-            warnings.append(f"{os.fsdecode(path)}: cannot set times: {exc.strerror}")
+            warnings.append(f"{shown}: cannot set times: {exc.strerror}")
     return warnings

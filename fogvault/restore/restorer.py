@@ -274,11 +274,11 @@ class Restorer:
 
     def _set_metadata(self, root: SafeRoot, parts: Parts, node: Node) -> None:
         try:
-            with root.open_dir(parts[:-1]):
-                pass  # the parent is a real folder below the target, reached without symlinks
-            for warning in apply_metadata(
-                root.path(parts), node, restore_owner=self.options.restore_owner
-            ):
+            with root.open_dir(parts[:-1]) as dir_fd:  # reached without following symlinks
+                warnings = apply_metadata(dir_fd, parts[-1], node,
+                                          restore_owner=self.options.restore_owner,
+                                          shown=os.fsdecode(root.path(parts)))
+            for warning in warnings:
                 self._warn(warning)
         except OSError as exc:
             self._warn(f"{os.fsdecode(root.path(parts))}: cannot set metadata: {exc.strerror}")
