@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -88,6 +89,7 @@ class Restorer:
         self._dirs: list[tuple[Parts, Node]] = []
         self._others: list[tuple[Parts, Node]] = []
         self._hardlinks: dict[tuple[int, int], Parts] = {}
+        self._count_lock = threading.Lock()  # content is written from several threads
         self._root: SafeRoot | None = None
 
     def run(self) -> RestoreSummary:
@@ -261,7 +263,8 @@ class Restorer:
                     while view:
                         written = os.pwrite(fd, view, position)
                         view, position = view[written:], position + written
-            self.summary.bytes_written += sum(end - start for start, end in runs)
+            with self._count_lock:
+                self.summary.bytes_written += sum(end - start for start, end in runs)
         self.progress.bytes_done(len(data))
 
     # ---- phase 3: metadata -----------------------------------------------------------
