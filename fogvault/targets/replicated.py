@@ -1,37 +1,53 @@
-"""A set of targets holding copies of one repository.
+"""A set of targets holding copies of one repository: fan-out writes, verified reads, failover.
 
-* Writes go to every target concurrently; an error on any target is raised after all have
-  been tried (the multi-target issue adds k-of-N commits on top of this).
-* Reads try targets in order and verify what they get with the caller's check; a missing
-  object, a storage error or a failed check falls through to the next target with a warning,
-  and the bad copy is remembered (``damaged``) for repair.
-* Listings are the union over all targets.
+* **Writes** go to every target in use, concurrently, at most ``concurrency`` requests in flight
+  per target. Transient errors are retried with backoff (:class:`~fogvault.targets.health.Target`
+  wraps each storage in ``RetryingStorage``). A target whose write still fails is *dropped* for
+  the rest of the run, with a warning, and the write counts as done on the others. Only when it
+  fails everywhere is the error raised. ``write_to_each`` returns the targets that hold the object.
+* **k-of-N**: :meth:`TargetSet.require_quorum` raises ``NotEnoughTargets`` when fewer than K
+  targets are *committable* (in use and not behind); callers decide when to ask (the archiver
+  before it commits a snapshot, which it writes to the committable targets only).
+* **Reads** try the targets in :func:`~fogvault.targets.health.read_order` (fastest healthy
+  first) and check what they get with the caller's ``decode``; a storage error, a missing object
+  or a failed check falls through to the next target with a warning, and the bad copy is
+  remembered in ``damaged`` for ``repair``.
+* **Listings** are the union over the targets in use. Each target's own listing is kept until
+  the next one, so reads try a target known to lack an object last, and quietly.
+* **Missed changes**: a target that is dropped or skipped when an object is written or deleted
+  is recorded as having missed a change (``missed_changes``; deletions also in
+  ``missed_deletes``), so the command can exit 3 naming it. Locks (``locks/``) are ephemeral and
+  do not count.
 
 Knows nothing of what the objects mean: verification is a callback.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from fogvault.errors import IntegrityError
+from fogvault.errors import IntegrityError, NotEnoughTargets, TargetsUnavailable
 from fogvault.storage import ObjectExists, ObjectInfo, ObjectNotFound, Storage, StorageError
+from fogvault.targets.health import Target, read_order
+from fogvault.targets.policy import TargetPolicy
 
 log = logging.getLogger("fogvault")
 
-#: Testing hook for crash-consistency tests (docs/design.md, "Testing hooks"): with
-#: FOGVAULT_CRASH_AFTER_WRITES=N the process kills itself with SIGKILL when it is about to make
-#: its N-th change (write or delete) to the targets, so a test can stop a command at any point.
+#: Testing hook for crash-consistency tests: with FOGVAULT_CRASH_AFTER_WRITES=N the process kills
+#: itself with SIGKILL when it is about to make its N-th change (write or delete) to the targets,
+#: so a test can stop a command at any point.
 _CRASH_AFTER = int(os.environ.get("FOGVAULT_CRASH_AFTER_WRITES", "0") or 0)
 _mutations = 0
 _mutations_lock = threading.Lock()
+
+#: names under these prefixes come and go (locks): a target that misses them is not behind
+EPHEMERAL_PREFIXES = ("locks/",)
 
 
 def _count_mutation() -> None:
@@ -43,30 +59,136 @@ def _count_mutation() -> None:
         if _mutations >= _CRASH_AFTER:
             os.kill(os.getpid(), signal.SIGKILL)
 
+
 T = TypeVar("T")
 
 
 class TargetSet:
-    def __init__(self, storages: list[Storage]) -> None:
-        if not storages:
+    def __init__(self, storages: Iterable[Storage], policy: TargetPolicy | None = None) -> None:
+        self.policy = policy or TargetPolicy()
+        self.targets = [Target(s, self.policy) for s in storages]
+        if not self.targets:
             raise ValueError("at least one target is needed")
-        self.storages = storages
         self.damaged: set[tuple[str, str]] = set()  # (target url, object name)
+        self.missed_deletes: set[tuple[str, str]] = set()  # (target url, object name)
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(storages)))
+        self._listings: dict[str, dict[str, set[str]]] = {}  # prefix -> url -> names
+        workers = self.policy.concurrency * len(self.targets) + 4
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="targets")
+
+    # ---- the members -----------------------------------------------------------------
+
+    @property
+    def storages(self) -> list[Storage]:
+        """Every target's storage (retrying and metered), dropped ones included."""
+        return [t.storage for t in self.targets]
 
     @property
     def urls(self) -> list[str]:
-        return [s.url for s in self.storages]
+        return [t.url for t in self.targets]
+
+    def target(self, url: str) -> Target:
+        for t in self.targets:
+            if t.url == url:
+                return t
+        raise KeyError(url)
+
+    def add(self, storage: Storage) -> Target:
+        """Add a target (``target add``): it is used from now on, by every operation."""
+        if storage.url in self.urls:
+            raise ValueError(f"{storage.url} is already a target")
+        target = Target(storage, self.policy)
+        self.targets.append(target)
+        return target
+
+    def active(self) -> list[Target]:
+        return [t for t in self.targets if t.active]
+
+    def committable(self) -> list[Target]:
+        """Targets in use that are not behind: the ones a snapshot may be written to."""
+        return [t for t in self.targets if t.active and t.behind is None]
+
+    @property
+    def min_targets(self) -> int:
+        return self.policy.quorum(len(self.targets))
+
+    def drop(self, target: Target, reason: str) -> None:
+        with self._lock:
+            if target.dropped is not None:
+                return
+            target.dropped = reason
+        log.warning("%s: %s; not using this target for the rest of the run", target.url, reason)
+
+    def mark_behind(self, target: Target, reason: str, *, skip_writes: bool = False) -> None:
+        """``target`` lacks something: no snapshot goes to it; with ``skip_writes``, nothing."""
+        with self._lock:
+            if target.behind is None:
+                target.behind = reason
+            target.skip_writes = target.skip_writes or skip_writes
+
+    def require_quorum(self, action: str) -> list[Target]:
+        """The committable targets; ``NotEnoughTargets`` if fewer than K."""
+        ok = self.committable()
+        k = self.min_targets
+        if len(ok) >= k:
+            return ok
+        behind = "; ".join(f"{t.url} ({t.dropped or t.behind})" for t in self.targets
+                           if t not in ok)
+        raise NotEnoughTargets(
+            f"{action}: only {len(ok)} of {len(self.targets)} targets hold all data and "
+            f"--min-targets is {k}; behind: {behind}. Run 'fogvault repair' once they are "
+            "reachable, or lower --min-targets"
+        )
+
+    def missed_changes(self) -> dict[str, str]:
+        """url -> why, for every target that did not get every change made in this run."""
+        return {t.url: t.missed for t in self.targets if t.missed}
+
+    def remember_damage(self, url: str, name: str) -> None:
+        with self._lock:
+            self.damaged.add((url, name))
+
+    def forget_damage(self, url: str, name: str) -> None:
+        with self._lock:
+            self.damaged.discard((url, name))
+
+    def usage(self) -> dict[str, dict[str, object]]:
+        """url -> request counts, bytes and latency of this run."""
+        return {t.url: t.meter.snapshot() for t in self.targets}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        for storage in self.storages:
-            storage.close()
+        for target in self.targets:
+            target.storage.close()
 
-    def _remember_damage(self, storage: Storage, name: str) -> None:
+    def _unusable(self) -> TargetsUnavailable:
+        reasons = "; ".join(f"{t.url} ({t.dropped or t.behind or 'skipped'})"
+                            for t in self.targets)
+        return TargetsUnavailable(f"no target is usable: {reasons}")
+
+    def _note_missed(self, target: Target, name: str, deleted: bool = False) -> None:
+        if name.startswith(EPHEMERAL_PREFIXES):
+            return
         with self._lock:
-            self.damaged.add((storage.url, name))
+            if target.missed is None:
+                what = "delete" if deleted else "write"
+                why = target.dropped or target.behind or "skipped"
+                target.missed = f"missed the {what} of {name} and later changes: {why}"
+            if deleted:
+                self.missed_deletes.add((target.url, name))
+
+    # ---- reads -----------------------------------------------------------------------
+
+    def _absent(self, target: Target, name: str) -> bool:
+        """True if the last listing of ``target`` covering ``name`` did not have it."""
+        with self._lock:
+            for prefix, by_url in self._listings.items():
+                if name.startswith(prefix) and target.url in by_url:
+                    return name not in by_url[target.url]
+        return False
+
+    def read_order(self, name: str = "") -> list[Target]:
+        return read_order(self.targets, lambda t: self._absent(t, name))
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self.read_decoded(name, bytes, offset, length)
@@ -79,68 +201,191 @@ class TargetSet:
         ``decode`` verifies (hash, authentication, structure) and raises IntegrityError on a bad
         copy, which moves the read on to the next target.
         """
+        order = self.read_order(name)
+        if not order:
+            raise self._unusable()
         errors: list[Exception] = []
-        for storage in self.storages:
+        for position, target in enumerate(order):
+            last = position == len(order) - 1
             try:
-                return decode(storage.read(name, offset, length))
+                value = decode(target.storage.read(name, offset, length))
+            except ObjectNotFound as exc:
+                errors.append(exc)
+                if not self._absent(target, name):
+                    self.remember_damage(target.url, name)
+                    if not last:
+                        log.warning("%s: %s is missing; reading it from another target",
+                                    target.url, name)
+                continue
             except (StorageError, IntegrityError) as exc:
                 errors.append(exc)
-                if not isinstance(exc, ObjectNotFound):
-                    self._remember_damage(storage, name)
-                if len(self.storages) > 1:
-                    log.warning("%s: %s; trying the next target", storage.url, exc)
+                self.remember_damage(target.url, name)
+                if isinstance(exc, StorageError) and target.read_failed():
+                    self.drop(target, f"reads keep failing ({exc})")
+                elif len(order) > 1:
+                    log.warning("%s: %s: %s; %s", target.url, name, exc,
+                                "no other target has it" if last else "trying another target")
+                continue
+            target.read_worked()
+            return value
         if all(isinstance(e, ObjectNotFound) for e in errors):
             raise errors[0]
         raise next(e for e in errors if not isinstance(e, ObjectNotFound))
 
-    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
-        self.write_to_each(name, data, overwrite=overwrite, exist_ok=False)
-
-    def write_to_each(
-        self, name: str, data: bytes, *, overwrite: bool = False, exist_ok: bool = False
-    ) -> None:
-        """Write to every target; ``exist_ok`` accepts an existing object (content-addressed
-        names, where an existing object with that name has that content or will fail its check).
-        """
-        _count_mutation()
-
-        def one(storage: Storage) -> None:
+    def read_each(
+        self, name: str, offset: int = 0, length: int | None = None
+    ) -> dict[Target, bytes | StorageError]:
+        """Every active target's copy of ``name`` (or the error reading it), read concurrently.
+        Nothing is verified, remembered or dropped: the caller judges the copies."""
+        def one(target: Target) -> bytes | StorageError:
             try:
-                storage.write(name, data, overwrite=overwrite)
-            except ObjectExists:
-                if not exist_ok:
-                    raise
+                return target.storage.read(name, offset, length)
+            except StorageError as exc:
+                return exc
 
-        futures = [self._pool.submit(one, s) for s in self.storages]
-        first_error = None
-        for future in futures:
-            exc = future.exception()
-            if exc is not None and first_error is None:
-                first_error = exc
-        if first_error is not None:
-            raise first_error
-
-    def list(self, prefix: str) -> dict[str, int]:
-        """name -> size, the union over all targets (first size seen wins)."""
-        found: dict[str, int] = {}
-        for storage in self.storages:
-            for info in storage.list(prefix):
-                found.setdefault(info.name, info.size)
-        return found
+        futures = {t: self._pool.submit(one, t) for t in self.active()}
+        return {t: f.result() for t, f in futures.items()}
 
     def stat(self, name: str) -> ObjectInfo:
         last: Exception | None = None
-        for storage in self.storages:
+        for target in self.read_order(name):
             try:
-                return storage.stat(name)
+                return target.storage.stat(name)
             except StorageError as exc:
                 last = exc
-        assert last is not None
+        if last is None:
+            raise self._unusable()
         raise last
 
-    def delete(self, name: str) -> None:
-        """Delete from every target; a target that lacks the object is fine."""
+    def list_each(self, prefix: str) -> dict[Target, dict[str, int]]:
+        """Each active target's objects under ``prefix`` (name -> size), listed concurrently.
+        A target whose listing fails is dropped, unless every target fails."""
+        active = self.active()
+        if not active:
+            raise self._unusable()
+
+        def one(target: Target) -> dict[str, int]:
+            return {info.name: info.size for info in target.storage.list(prefix)}
+
+        futures = {t: self._pool.submit(one, t) for t in active}
+        found: dict[Target, dict[str, int]] = {}
+        failed: list[tuple[Target, BaseException]] = []
+        for target, future in futures.items():
+            exc = future.exception()
+            if exc is None:
+                found[target] = future.result()
+            elif isinstance(exc, StorageError):
+                failed.append((target, exc))
+            else:
+                raise exc
+        if not found:
+            raise failed[0][1]
+        for target, exc in failed:
+            self.drop(target, f"listing failed ({exc})")
+        with self._lock:
+            self._listings[prefix] = {t.url: set(names) for t, names in found.items()}
+        return found
+
+    def list(self, prefix: str) -> dict[str, int]:
+        """name -> size, the union over the active targets (first size seen wins)."""
+        union: dict[str, int] = {}
+        for names in self.list_each(prefix).values():
+            for name, size in names.items():
+                union.setdefault(name, size)
+        return union
+
+    def last_listing(self, prefix: str, target: Target) -> set[str] | None:
+        """The names ``target`` had under ``prefix`` at the last listing (updated by this
+        run's writes and deletes), or None if it was not listed."""
+        with self._lock:
+            names = self._listings.get(prefix, {}).get(target.url)
+            return None if names is None else set(names)
+
+    def _listed(self, target: Target, name: str, present: bool) -> None:
+        with self._lock:
+            for prefix, by_url in self._listings.items():
+                if name.startswith(prefix) and target.url in by_url:
+                    if present:
+                        by_url[target.url].add(name)
+                    else:
+                        by_url[target.url].discard(name)
+
+    # ---- writes ----------------------------------------------------------------------
+
+    def write(self, name: str, data: bytes, *, overwrite: bool = False,
+              only: Iterable[Target] | None = None) -> list[Target]:
+        return self.write_to_each(name, data, overwrite=overwrite, exist_ok=False, only=only)
+
+    def write_to_each(
+        self, name: str, data: bytes, *, overwrite: bool = False, exist_ok: bool = False,
+        only: Iterable[Target] | None = None,
+    ) -> list[Target]:
+        """Write to every target in use (or to those of ``only``); returns the targets that
+        hold it now. ``exist_ok`` accepts an existing object (content-addressed names, where an
+        existing object with that name has that content or will fail its check).
+        """
         _count_mutation()
-        for storage in self.storages:
-            with contextlib.suppress(ObjectNotFound):
-                storage.delete(name)
+        allowed = None if only is None else set(only)
+        chosen = [t for t in self.targets if t.active and not t.skip_writes
+                  and (allowed is None or t in allowed)]
+        for target in self.targets:
+            if target not in chosen:
+                self._note_missed(target, name)
+        if not chosen:
+            raise self._unusable()
+
+        def one(target: Target) -> None:
+            with target.slots:
+                try:
+                    target.storage.write(name, data, overwrite=overwrite)
+                except ObjectExists:
+                    if not exist_ok:
+                        raise
+
+        futures = {t: self._pool.submit(one, t) for t in chosen}
+        return self._settle(name, futures)
+
+    def delete(self, name: str) -> None:
+        """Delete from every target in use; a target that lacks the object is fine."""
+        _count_mutation()
+        chosen = [t for t in self.targets if t.active and not t.skip_writes]
+        for target in self.targets:
+            if target not in chosen:
+                self._note_missed(target, name, deleted=True)
+        if not chosen:
+            raise self._unusable()
+
+        def one(target: Target) -> None:
+            with target.slots:
+                try:
+                    target.storage.delete(name)
+                except ObjectNotFound:
+                    pass
+
+        futures = {t: self._pool.submit(one, t) for t in chosen}
+        self._settle(name, futures, deleted=True)
+
+    def _settle(self, name: str, futures: dict[Target, Future[None]], deleted: bool = False
+                ) -> list[Target]:
+        """Wait for a fan-out; drop the targets it failed on (unless it failed everywhere)."""
+        done: list[Target] = []
+        failed: list[tuple[Target, StorageError]] = []
+        other: BaseException | None = None
+        for target, future in futures.items():
+            exc = future.exception()
+            if exc is None:
+                done.append(target)
+            elif isinstance(exc, StorageError) and not isinstance(exc, ObjectExists):
+                failed.append((target, exc))
+            elif other is None:
+                other = exc
+        for target in done:
+            self._listed(target, name, present=not deleted)
+        if other is not None:
+            raise other
+        if failed and not done:
+            raise failed[0][1]
+        for target, exc in failed:
+            self.drop(target, f"{'delete' if deleted else 'write'} failed ({exc})")
+            self._note_missed(target, name, deleted)
+        return done

@@ -32,12 +32,10 @@ def _dead_pid() -> int:
 
 def test_exclusive_excludes_shared_and_shared_coexist(make_repo):
     repo = make_repo()
-    with repo.lock(), repo.lock():
-        with pytest.raises(LockError, match="shared lock"):
-            repo.lock(exclusive=True).acquire()
-    with repo.lock(exclusive=True):
-        with pytest.raises(LockError, match="exclusive lock"):
-            repo.lock().acquire()
+    with repo.lock(), repo.lock(), pytest.raises(LockError, match="shared lock"):
+        repo.lock(exclusive=True).acquire()
+    with repo.lock(exclusive=True), pytest.raises(LockError, match="exclusive lock"):
+        repo.lock().acquire()
     assert repo.lock_store().all() == []  # every lock was released and removed
 
 

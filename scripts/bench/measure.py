@@ -1,0 +1,185 @@
+"""Measurements: one phase's commands (wall, CPU, peak RSS from wait4), repository bytes, the
+in-memory pipeline ceiling, a bare metadata walk, and the blob index's memory and speed.
+
+Each command runs as a direct child; ``os.wait4`` returns that child's own rusage (its CPU
+time and its peak RSS; waited-for grandchildren are folded in by the kernel). The machine's
+other load is sampled from /proc/stat during the phase, so a noisy run can be recognised:
+``bg_cores`` is the average number of cores used by everything except the tool.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from bench.tools import Command
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _busy_seconds() -> float:
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _CLK_TCK
+
+
+def run_phase(commands: list[Command], env: dict[str, str], log: Path) -> dict:
+    """Run ``commands`` one after another; return their summed wall and CPU time, the
+    largest peak RSS, the first failing exit code, and the background load."""
+    result = {"wall_s": 0.0, "user_s": 0.0, "sys_s": 0.0, "peak_rss_mib": 0.0, "rc": 0,
+              "commands": []}
+    busy_before = _busy_seconds()
+    full_env = {**os.environ, **env}
+    with open(log, "ab") as out:
+        start_offset = out.tell()
+        for command in commands:
+            out.write(f"\n$ {' '.join(command.argv)}\n".encode())
+            out.flush()
+            started = time.perf_counter()
+            proc = subprocess.Popen(command.argv, cwd=command.cwd, env=full_env,
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - started
+            proc.returncode = rc = os.waitstatus_to_exitcode(status)
+            result["wall_s"] += wall
+            result["user_s"] += usage.ru_utime
+            result["sys_s"] += usage.ru_stime
+            result["peak_rss_mib"] = max(result["peak_rss_mib"], usage.ru_maxrss / 1024)
+            result["commands"].append(" ".join(command.argv))
+            if rc not in command.ok_codes:
+                result["rc"] = rc
+                break
+    with open(log, "rb") as f:
+        f.seek(max(start_offset, f.seek(0, os.SEEK_END) - 4000))
+        result["output_tail"] = f.read().decode(errors="replace")
+    result["cpu_s"] = result["user_s"] + result["sys_s"]
+    busy = _busy_seconds() - busy_before
+    result["bg_cores"] = max(0.0, (busy - result["cpu_s"]) / result["wall_s"]) \
+        if result["wall_s"] > 0 else 0.0
+    result["ok"] = result["rc"] == 0
+    return result
+
+
+def dir_bytes(path: Path) -> int:
+    """Apparent size of every file below ``path`` (0 if it does not exist)."""
+    total = 0
+    for dirpath, _, filenames in os.walk(path):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def bare_walk(root: Path) -> dict:
+    """``os.scandir`` + ``lstat`` of every entry, recursively: the metadata floor of a
+    no-change backup. Warm cache (call it after something has walked the tree)."""
+    started = time.perf_counter()
+    entries = 0
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                entry.stat(follow_symlinks=False)
+                entries += 1
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    seconds = time.perf_counter() - started
+    return {"entries": entries, "seconds": seconds, "us_per_entry": 1e6 * seconds / entries}
+
+
+def pipeline_ceiling(files: list[Path], workers: int = 2) -> dict:
+    """Chunk + id + dedup + compress + encrypt the files' bytes in memory with FogVault's own
+    modules and the backup's thread layout: this thread chunks and hashes, ``workers`` threads
+    seal (zstd with the incompressibility probe, then XChaCha20-Poly1305), at most
+    ``2 * workers`` blobs in flight, blobs under 64 KiB sealed inline. Reading the files is not
+    timed; packing and writing are not done."""
+    from fogvault.backup.saver import INLINE_LIMIT
+    from fogvault.chunker import Chunker, chunker_seed
+    from fogvault.crypto import MasterKey, keyed_id
+    from fogvault.repo.config import RepoConfig
+    from fogvault.repo.format import BlobType
+    from fogvault.repo.pack import seal_blob
+
+    config = RepoConfig()
+    key = MasterKey.generate()
+    chunker = Chunker(config.chunker, chunker_seed(key.identity))
+    level = config.compression_level
+    seen: set[bytes] = set()
+    slots = threading.BoundedSemaphore(2 * workers)
+    stats = {"bytes": 0, "chunks": 0, "unique_chunks": 0, "sealed_bytes": 0, "seconds": 0.0}
+    lock = threading.Lock()
+
+    def seal(blob_id: bytes, data: bytes) -> None:
+        sealed = seal_blob(key.encryption, BlobType.DATA, blob_id, data, level)
+        with lock:
+            stats["sealed_bytes"] += len(sealed)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seal") as pool:
+        for path in files:
+            data = path.read_bytes()
+            started = time.perf_counter()
+            futures: list[Future[None]] = []
+            for view in chunker.chunk_buffer(data):
+                chunk = bytes(view)  # as the backup does (cut_stream's buffer is reused)
+                blob_id = keyed_id(key.identity, chunk)
+                stats["chunks"] += 1
+                if blob_id in seen:
+                    continue
+                seen.add(blob_id)
+                stats["unique_chunks"] += 1
+                if len(chunk) < INLINE_LIMIT:
+                    seal(blob_id, chunk)
+                    continue
+                slots.acquire()
+                future = pool.submit(seal, blob_id, chunk)
+                future.add_done_callback(lambda _: slots.release())
+                futures.append(future)
+            for future in futures:
+                future.result()
+            stats["seconds"] += time.perf_counter() - started
+            stats["bytes"] += len(data)
+            del data
+    stats["mb_per_s"] = stats["bytes"] / 1e6 / stats["seconds"]
+    stats["workers"] = workers
+    return stats
+
+
+def index_memory(blobs: int, log: Path) -> dict:
+    """Run scripts/index_memory.py for ``blobs`` ids; parse bytes/blob and lookup rates."""
+    script = Path(__file__).resolve().parent.parent / "index_memory.py"
+    with open(log, "ab") as out:
+        out.write(f"\n$ index_memory.py --blobs {blobs}\n".encode())
+        out.flush()
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, str(script), "--blobs", str(blobs)],
+                                stdout=subprocess.PIPE, stderr=out, text=True)
+        text, _ = proc.communicate()
+        wall = time.perf_counter() - started
+        out.write(text.encode())
+    if proc.returncode != 0:
+        return {"ok": False, "rc": proc.returncode}
+
+    def number(pattern: str) -> float:
+        match = re.search(pattern, text)
+        return float(match.group(1).replace(",", "")) if match else float("nan")
+
+    return {
+        "ok": True,
+        "blobs": blobs,
+        "bytes_per_blob": number(r"index bytes per blob:\s+([\d.,]+)"),
+        "rss_growth_per_blob": number(r"RSS growth per blob:\s+([\d.,]+)"),
+        "inserts_per_s": number(r"inserts per second:\s+([\d.,]+)"),
+        "lookups_present_per_s": number(r"lookups per second:\s+([\d.,]+) present"),
+        "lookups_absent_per_s": number(r"present, ([\d.,]+) absent"),
+        "peak_rss_mib": number(r"peak RSS:\s+([\d.,]+)"),
+        "wall_s": wall,
+    }
