@@ -16,6 +16,7 @@ import typer
 
 from fogvault.password import PasswordSource
 from fogvault.repo.repository import Repository
+from fogvault.sizes import format_size
 
 
 @dataclass(slots=True)
@@ -102,12 +103,7 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} PiB"
+human_bytes = format_size
 
 
 def setup_logging(verbose: int) -> None:

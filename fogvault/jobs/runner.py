@@ -62,6 +62,7 @@ from fogvault.maintenance.retention import apply_policy
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.lock import NoLock
 from fogvault.repo.repository import Repository
+from fogvault.sizes import format_size
 
 EXIT_CHECK_FAILED = 21
 MAX_MESSAGES = 20
@@ -361,9 +362,4 @@ def summary_lines(record: RunRecord) -> list[str]:
     return lines
 
 
-def size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} PiB"
+size = format_size
