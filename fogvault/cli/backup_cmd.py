@@ -10,7 +10,7 @@ import typer
 from fogvault.backup.archiver import Archiver, BackupOptions, BackupResult
 from fogvault.backup.excludes import ExcludeRules
 from fogvault.backup.scanner import Scanner
-from fogvault.cli.common import Printer, human_bytes, open_repository
+from fogvault.cli.common import Printer, format_size, open_repository
 from fogvault.cli.progress import make_progress
 from fogvault.errors import EXIT_PARTIAL
 
@@ -79,8 +79,8 @@ def _report(out: Printer, result: BackupResult) -> None:
         return
     out.line(f"Files: {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged"
              + (f", {s.files_failed} failed" if s.files_failed else ""))
-    out.line(f"Read {human_bytes(s.bytes_read)} of {human_bytes(s.total_bytes)}; "
-             f"added {human_bytes(s.bytes_added)} ({s.data_blobs_added} data, "
+    out.line(f"Read {format_size(s.bytes_read)} of {format_size(s.total_bytes)}; "
+             f"added {format_size(s.bytes_added)} ({s.data_blobs_added} data, "
              f"{s.tree_blobs_added} tree blobs) in {s.duration_s:.1f} s")
     if result.dry_run:
         out.line("dry run: nothing was stored")

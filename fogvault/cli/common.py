@@ -16,7 +16,6 @@ import typer
 
 from fogvault.password import PasswordSource
 from fogvault.repo.repository import Repository
-from fogvault.sizes import format_size
 
 
 @dataclass(slots=True)
@@ -103,7 +102,6 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-human_bytes = format_size
 
 
 def setup_logging(verbose: int) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, human_bytes, open_repository
+from fogvault.cli.common import Printer, format_size, open_repository
 from fogvault.cli.progress import make_phase_progress
 from fogvault.errors import UsageError
 from fogvault.maintenance.prune import PruneOptions, PruneResult, prune
@@ -51,7 +51,7 @@ def report_prune(out: Printer, result: PruneResult) -> None:
     verb = "would free" if result.dry_run else "freed"
     out.line(f"{result.snapshots} snapshots use {result.blobs_used} of {result.blobs_total} blobs")
     out.line(f"packs: {result.packs_total}, deleted {result.packs_deleted}, repacked "
-             f"{result.packs_repacked} ({human_bytes(result.bytes_repacked)} copied)"
+             f"{result.packs_repacked} ({format_size(result.bytes_repacked)} copied)"
              + (f", {result.packs_orphaned} unindexed removed" if result.packs_orphaned else ""))
-    out.line(f"{verb} {human_bytes(result.bytes_freed)} of {human_bytes(result.bytes_before)} "
+    out.line(f"{verb} {format_size(result.bytes_freed)} of {format_size(result.bytes_before)} "
              f"in {result.duration_s:.1f} s")

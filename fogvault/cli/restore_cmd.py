@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, human_bytes, open_repository
+from fogvault.cli.common import Printer, format_size, open_repository
 from fogvault.cli.progress import make_progress
 from fogvault.errors import EXIT_PARTIAL
 from fogvault.restore.restorer import RestoreOptions, Restorer
@@ -53,7 +53,7 @@ def restore(
     else:
         verb = "would restore" if dry_run else "restored"
         out.line(f"{verb} snapshot {snap.uid}: {summary.files} files, {summary.dirs} folders, "
-                 f"{human_bytes(summary.total_bytes)}"
+                 f"{format_size(summary.total_bytes)}"
                  + (f"; {summary.verified} files verified" if verify else "")
                  + (f"; {summary.skipped} skipped" if summary.skipped else ""))
     if summary.warnings:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, human_bytes, open_repository, table
+from fogvault.cli.common import Printer, format_size, open_repository, table
 from fogvault.repo.snapshot import select_snapshots
 
 
@@ -33,7 +33,7 @@ def snapshots(
     rows = [
         [s.uid, s.time.strftime("%Y-%m-%d %H:%M:%S"), s.host, ",".join(s.tags),
          "\n".join(s.paths) if len(s.paths) == 1 else f"{s.paths[0]} (+{len(s.paths) - 1})",
-         human_bytes(s.summary.total_bytes)]
+         format_size(s.summary.total_bytes)]
         for s in found
     ]
     out.line(table(rows, ["UID", "Time", "Host", "Tags", "Paths", "Size"]))

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import typer
 
-from fogvault.cli.common import Printer, human_bytes, open_repository
+from fogvault.cli.common import Printer, format_size, open_repository
 from fogvault.treewalk import stats as tree_stats
 
 
@@ -29,8 +29,8 @@ def stats(ctx: typer.Context, snapshot: str = typer.Argument("", help="Default: 
         return
     out.line(f"Snapshots:          {result.snapshots}")
     out.line(f"Files, folders:     {result.files}, {result.dirs}")
-    out.line(f"Restore size:       {human_bytes(result.restore_size)}")
-    out.line(f"Deduplicated size:  {human_bytes(result.raw_size)} in {result.unique_blobs} blobs")
-    out.line(f"Stored size:        {human_bytes(result.stored_size)}")
+    out.line(f"Restore size:       {format_size(result.restore_size)}")
+    out.line(f"Deduplicated size:  {format_size(result.raw_size)} in {result.unique_blobs} blobs")
+    out.line(f"Stored size:        {format_size(result.stored_size)}")
     out.line(f"Compression ratio:  {result.compression_ratio:.2f}x")
     out.line(f"Deduplication:      {result.dedup_ratio:.2f}x")

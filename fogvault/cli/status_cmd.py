@@ -6,7 +6,7 @@ from datetime import datetime
 
 import typer
 
-from fogvault.cli.common import Printer, human_bytes, table
+from fogvault.cli.common import Printer, format_size, table
 from fogvault.cli.jobs_common import ConfigOption, load
 from fogvault.jobs.status import JobStatus, RunLog, job_statuses, run_log_path
 
@@ -36,4 +36,4 @@ def _row(row: JobStatus) -> list[str]:
         return [row.job, row.schedule or "-", "never", "-", "-", "-", "-", nxt, behind]
     return [row.job, row.schedule or "-", f"{last.started:%Y-%m-%d %H:%M}",
             f"{last.result} ({last.exit_code})", f"{last.duration_s:.1f} s",
-            last.snapshot or "-", human_bytes(last.bytes_added), nxt, behind]
+            last.snapshot or "-", format_size(last.bytes_added), nxt, behind]

@@ -266,7 +266,7 @@ class _JobRun:
         failed = f", {record.errors} unreadable" if record.errors else ""
         return StepResult("done", f"{name}: {s.files_new} new, {s.files_changed} changed, "
                                   f"{s.files_unchanged} unchanged files{failed}; "
-                                  f"added {size(s.bytes_added)}")
+                                  f"added {format_size(s.bytes_added)}")
 
     def _forget(self, repo: Repository) -> StepResult:
         policy = self.job.retention
@@ -300,7 +300,7 @@ class _JobRun:
         result = prune(repo, PruneOptions(retry_lock=self.options.retry_lock))
         return StepResult("done", f"deleted {result.packs_deleted} and repacked "
                                   f"{result.packs_repacked} pack(s), freed "
-                                  f"{size(result.bytes_freed)}")
+                                  f"{format_size(result.bytes_freed)}")
 
     def _check(self, repo: Repository) -> StepResult:
         waiting = self._not_due("check", self.job.check)
@@ -362,4 +362,3 @@ def summary_lines(record: RunRecord) -> list[str]:
     return lines
 
 
-size = format_size
