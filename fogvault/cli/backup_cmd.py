@@ -10,9 +10,10 @@ import typer
 from fogvault.backup.archiver import Archiver, BackupOptions, BackupResult
 from fogvault.backup.excludes import ExcludeRules
 from fogvault.backup.scanner import Scanner
-from fogvault.cli.common import Printer, format_size, open_repository
+from fogvault.cli.common import Printer, open_repository
 from fogvault.cli.progress import make_progress
 from fogvault.errors import EXIT_PARTIAL
+from fogvault.sizes import format_size
 
 
 def register(app: typer.Typer) -> None:

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, format_size, open_repository
+from fogvault.cli.common import Printer, open_repository
 from fogvault.cli.progress import make_phase_progress
 from fogvault.errors import UsageError
 from fogvault.maintenance.prune import PruneOptions, PruneResult, prune
-from fogvault.sizes import parse_size
+from fogvault.sizes import format_size, parse_size
 
 
 def register(app: typer.Typer) -> None:

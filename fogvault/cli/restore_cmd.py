@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, format_size, open_repository
+from fogvault.cli.common import Printer, open_repository
 from fogvault.cli.progress import make_progress
 from fogvault.errors import EXIT_PARTIAL
 from fogvault.restore.restorer import RestoreOptions, Restorer
+from fogvault.sizes import format_size
 
 
 def register(app: typer.Typer) -> None:

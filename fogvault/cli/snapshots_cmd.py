@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, format_size, open_repository, table
+from fogvault.cli.common import Printer, open_repository, table
 from fogvault.repo.snapshot import select_snapshots
+from fogvault.sizes import format_size
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,8 @@ from dataclasses import asdict
 
 import typer
 
-from fogvault.cli.common import Printer, format_size, open_repository
+from fogvault.cli.common import Printer, open_repository
+from fogvault.sizes import format_size
 from fogvault.treewalk import stats as tree_stats
 
 

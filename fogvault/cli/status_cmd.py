@@ -6,9 +6,10 @@ from datetime import datetime
 
 import typer
 
-from fogvault.cli.common import Printer, format_size, table
+from fogvault.cli.common import Printer, table
 from fogvault.cli.jobs_common import ConfigOption, load
 from fogvault.jobs.status import JobStatus, RunLog, job_statuses, run_log_path
+from fogvault.sizes import format_size
 
 
 def register(app: typer.Typer) -> None:

@@ -3,13 +3,24 @@
 This is the library API the engine (backup, restore, maintenance) and the CLI build on::
 
     repo = Repository.init(["/mnt/usb/vault"], b"password")
-    repo = Repository.open(["/mnt/usb/vault"], b"password")
+    repo = Repository.open(["/mnt/usb/vault", "s3://bucket/vault"], b"password")
     data = repo.load_blob(blob_id)
     snapshots = repo.snapshots()
 
+Targets are URLs or :class:`~fogvault.storage.Storage` objects (tests pass wrapped storages,
+such as ``FaultyStorage``); a :class:`~fogvault.targets.TargetPolicy` sets retries, concurrency
+and ``min_targets``.
+
 Read/write ordering (docs/format.md, "Ordering"): packs are written before the index files
 that name them, and index files before the snapshots that use them, so a reader that sees a
-snapshot can find all of its data.
+snapshot can find all of its data. With several targets this holds on each target: a snapshot
+is written only to targets that hold every live index file (:meth:`mark_behind_targets`), and
+only if at least ``min_targets`` of them do.
+
+Opening checks that every target holds the same repository (``DifferentRepository``); a target
+that is unreachable is dropped with a warning; one whose config is missing or damaged but which
+holds this repository's key files is used, and its config is remembered as damaged for
+``repair``.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from fogvault.crypto import (
 )
 from fogvault.errors import (
     AmbiguousPrefix,
+    DifferentRepository,
     FogVaultError,
     IntegrityError,
     MalformedObject,
@@ -66,7 +78,7 @@ from fogvault.repo.pack import PackEntry, open_blob, parse_pack
 from fogvault.repo.snapshot import Snapshot, is_uid
 from fogvault.repo.tree import Tree
 from fogvault.storage import ObjectNotFound, Storage, StorageError, open_storage
-from fogvault.targets import TargetSet
+from fogvault.targets import Target, TargetPolicy, TargetSet
 
 log = logging.getLogger("fogvault")
 T = TypeVar("T")
@@ -93,6 +105,8 @@ class Repository:
         self.cache = cache
         self.index = BlobIndex()
         self._index_ids: set[bytes] = set()
+        self._superseded: set[bytes] = set()
+        self.key_bytes: bytes | None = None  # the key file that opened it, as verified
         self._chunker_seed = chunker_seed(master.identity)
         self.use_locks = True
         self.lock_wait = 0.0  # seconds to wait for other processes' locks (--retry-lock)
@@ -102,7 +116,7 @@ class Repository:
     @classmethod
     def init(
         cls,
-        urls: Iterable[str],
+        urls: Iterable[str | Storage],
         password: bytes,
         *,
         config: RepoConfig | None = None,
@@ -110,56 +124,71 @@ class Repository:
         cache_dir: Path | None = None,
         use_cache: bool = True,
         target_options: Mapping[str, Mapping[str, Any]] | None = None,
+        policy: TargetPolicy | None = None,
     ) -> Repository:
-        """Create a new repository on every target. Refuses targets that hold anything.
+        """Create a new repository on every target: the same key file and config bytes on
+        each. Refuses targets that hold anything, and fails if any target fails.
         ``target_options`` maps a URL to its backend options (see ``open_storage``)."""
-        storages = _open_all(urls, target_options)
-        for storage in storages:
-            storage.create()
-            if storage.exists(CONFIG_NAME) or any(True for _ in storage.list(KEYS_DIR)):
-                raise RepositoryExists(f"{storage.url}: a repository already exists there")
         config = config or RepoConfig()
         try:
             config.validate()
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-        master = MasterKey.generate()
-        key_file = KeyFile.create(master, password, kdf)
-        targets = TargetSet(storages)
-        repo = cls(targets, master, key_file.key_id, config, None)
-        # The key first: a target with a config is a repository, and must be openable.
-        targets.write(key_name(key_file.key_id), key_file.encode())
-        targets.write(CONFIG_NAME, repo._seal(ObjectKind.CONFIG, b"", config.encode()))
+        targets = TargetSet(_open_all(urls, target_options), policy)
+        try:
+            for target in targets.targets:
+                target.storage.create()
+                storage = target.storage
+                if storage.exists(CONFIG_NAME) or any(True for _ in storage.list(KEYS_DIR)):
+                    raise RepositoryExists(f"{storage.url}: a repository already exists there")
+            master = MasterKey.generate()
+            key_file = KeyFile.create(master, password, kdf)
+            repo = cls(targets, master, key_file.key_id, config, None)
+            # The key first: a target with a config is a repository, and must be openable.
+            repo.key_bytes = key_file.encode()
+            targets.write(key_name(key_file.key_id), repo.key_bytes)
+            targets.write(CONFIG_NAME, repo._seal(ObjectKind.CONFIG, b"", config.encode()))
+            failed = [t for t in targets.targets if not t.active]
+            if failed:
+                done = [t.url for t in targets.targets if t.active]
+                raise FogVaultError(
+                    f"init failed on {failed[0].url} ({failed[0].dropped}); the repository "
+                    f"was created on {', '.join(done)}: add the rest later with "
+                    "'fogvault target add URL'"
+                )
+        except BaseException:
+            targets.close()
+            raise
         repo.cache = _make_cache(cache_dir, use_cache, config.repo_id)
         return repo
 
     @classmethod
     def open(
         cls,
-        urls: Iterable[str],
+        urls: Iterable[str | Storage],
         password: bytes,
         *,
         cache_dir: Path | None = None,
         use_cache: bool = True,
         load_index: bool = True,
         target_options: Mapping[str, Mapping[str, Any]] | None = None,
+        policy: TargetPolicy | None = None,
     ) -> Repository:
-        targets = TargetSet(_open_all(urls, target_options))
-        if not any(s.exists(CONFIG_NAME) for s in targets.storages):
-            raise RepositoryNotFound(
-                f"no repository at {', '.join(targets.urls)} (run 'fogvault init' first)"
-            )
-        master, key_id = _unlock(targets, password)
-        config = targets.read_decoded(
-            CONFIG_NAME,
-            lambda sealed: RepoConfig.decode(
-                _unseal_object(master, ObjectKind.CONFIG, b"", sealed, MAX_CONFIG_SIZE)
-            ),
-            0, MAX_CONFIG_SIZE + 1,
-        )
-        _check_same_repository(targets, master, config)
+        targets = TargetSet(_open_all(urls, target_options), policy)
+        try:
+            configs = _probe_configs(targets)
+            if not any(sealed is not None for sealed in configs.values()):
+                raise RepositoryNotFound(
+                    f"no repository at {', '.join(targets.urls)} (run 'fogvault init' first)"
+                )
+            master, key_id, key_bytes = _unlock(targets, password)
+            config = _check_same_repository(targets, master, configs)
+        except BaseException:
+            targets.close()
+            raise
         cache = _make_cache(cache_dir, use_cache, config.repo_id)
         repo = cls(targets, master, key_id, config, cache)
+        repo.key_bytes = key_bytes
         if load_index:
             repo.load_index()
         return repo
@@ -200,19 +229,39 @@ class Repository:
             if index_id is not None:
                 present[index_id] = name
         if self._index_ids - present.keys():
-            self.index, self._index_ids = BlobIndex(), set()
+            self.index, self._index_ids, self._superseded = BlobIndex(), set(), set()
         new = {i: n for i, n in present.items() if i not in self._index_ids}
         files = dict(zip(new, self._map(self.read_index_file, new.values()), strict=True))
-        superseded = {old for f in files.values() for old in f.supersedes}
+        self._superseded |= {old for f in files.values() for old in f.supersedes}
         for index_id, index_file in files.items():
             self._index_ids.add(index_id)
-            if index_id in superseded:
+            if index_id in self._superseded:
                 continue
             for pack_id, entries in index_file.packs.items():
                 self.index.add_pack(pack_id, entries)
 
     def index_ids(self) -> set[bytes]:
         return set(self._index_ids)
+
+    def live_index_names(self) -> set[str]:
+        """Names of the loaded index files that no loaded index file supersedes."""
+        return {index_name(i) for i in self._index_ids - self._superseded}
+
+    def mark_behind_targets(self, *, skip_writes: bool = False) -> list[Target]:
+        """After ``load_index``: mark the targets that lack a live index file as behind (no
+        snapshot may go to them: it could name data they lack). With ``skip_writes`` they get
+        no writes at all (prune). Returns them."""
+        live = self.live_index_names()
+        behind = []
+        for target in self.targets.active():
+            names = self.targets.last_listing(INDEX_DIR, target)
+            missing = live - names if names is not None else set()
+            if missing:
+                self.targets.mark_behind(
+                    target, f"lacks {len(missing)} of {len(live)} index files",
+                    skip_writes=skip_writes)
+                behind.append(target)
+        return behind
 
     def read_index_file(self, name: str) -> IndexFile:
         index_id = id_from_name(name)
@@ -302,7 +351,16 @@ class Repository:
         if len(plaintext) > MAX_SNAPSHOT_SIZE:
             raise FogVaultError(f"snapshot manifest too large ({len(plaintext)} bytes)")
         sealed = self._seal(ObjectKind.SNAPSHOT, snapshot.uid.encode(), plaintext)
-        self.targets.write(snapshot_name(snapshot.uid), sealed)
+        name = snapshot_name(snapshot.uid)
+        ready = self.targets.require_quorum("snapshot not saved")
+        written = self.targets.write(name, sealed, only=ready)
+        if len(written) < self.targets.min_targets:  # a target failed this very write
+            try:
+                self.targets.delete(name)
+            except FogVaultError as exc:
+                log.warning("could not take back the uncommitted snapshot %s: %s",
+                            snapshot.uid, exc)
+            self.targets.require_quorum("snapshot not saved")
 
     def snapshot_uids(self) -> list[str]:
         names = self.targets.list(SNAPSHOTS_DIR)
