@@ -10,16 +10,23 @@ from dataclasses import dataclass
 
 from fogvault.errors import FogVaultError
 from fogvault.repo.repository import Repository
-from fogvault.repo.tree import DIR, FILE, Node, Tree
+from fogvault.repo.tree import DIR, FILE, Node
 
 
 def walk(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Node]]:
-    """Every entry below ``tree_id`` as (absolute path, node), depth-first in name order."""
-    for node in repo.load_tree(tree_id).nodes:
-        path = prefix + b"/" + node.name
+    """Every entry below ``tree_id`` as (absolute path, node), depth-first in name order.
+    Iterative, so trees of any depth work."""
+    stack = [iter([(prefix, node) for node in repo.load_tree(tree_id).nodes])]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        parent, node = item
+        path = parent + b"/" + node.name
         yield path, node
         if node.type == DIR and node.subtree is not None:
-            yield from walk(repo, node.subtree, path)
+            stack.append(iter([(path, child) for child in repo.load_tree(node.subtree).nodes]))
 
 
 def lookup(repo: Repository, tree_id: bytes, path: bytes) -> tuple[Node | None, bytes]:
@@ -108,19 +115,15 @@ def stats(repo: Repository, tree_ids: list[bytes]) -> Stats:
             result.raw_size += entry.raw_length
             result.stored_size += entry.length
 
-    def visit(tree_id: bytes) -> None:
+    for tree_id in tree_ids:
         add_blob(tree_id)
-        tree: Tree = repo.load_tree(tree_id)
-        for node in tree.nodes:
+        for _, node in walk(repo, tree_id):  # every occurrence counts toward the restore size
             if node.type == DIR and node.subtree is not None:
                 result.dirs += 1
-                visit(node.subtree)  # restore size counts every occurrence, so no skipping
+                add_blob(node.subtree)
             elif node.type == FILE:
                 result.files += 1
                 result.restore_size += node.size
                 for blob_id in node.content:
                     add_blob(blob_id)
-
-    for tree_id in tree_ids:
-        visit(tree_id)
     return result

@@ -7,8 +7,9 @@ Builds a repository in a temporary folder straight through the library (no file 
 no chunking): ``--files`` files of ``--blobs / --files`` small random chunks each, spread over
 ``--dirs`` folders, written with the real PackWriter into packs of ``--pack-kib`` KiB. Two
 snapshots are saved: the first references every blob, the second the first half of each
-file's chunks. The first is forgotten, so the prune that follows deletes about 40 % of the
-packs, repacks about 20 % (the pack in the middle of each file) and keeps the rest.
+file's chunks. The first is forgotten, so the prune that follows (with the defaults: about
+118 blobs per pack) deletes about a quarter of the packs, repacks nearly half (those holding
+the middle of a file, or the end of one file and the start of the next) and keeps the rest.
 
 Then ``fogvault prune`` runs in a subprocess with the index cache the build left (as on the
 machine that made the backups), and the script prints its wall time, CPU time and peak RSS
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -207,6 +209,9 @@ def main() -> None:
     base.mkdir(parents=True, exist_ok=True)
     repo_dir, cache_dir = base / "repo", base / "cache"
     try:
+        print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
+              f"Python {platform.python_version()}, load average "
+              f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
         print(f"building {args.blobs:,} data blobs in {args.files:,} files under {repo_dir}")
         started = time.monotonic()
         full_uid, _ = build(repo_dir, cache_dir, args)

@@ -219,6 +219,10 @@ def _describe(param: Any) -> str:
         notes.append("one or more" if param.required else "any number")
     elif getattr(param, "multiple", False) and "repeatable" not in text:
         notes.append("repeatable")
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    if low is not None or high is not None:
+        notes.append(f"at least {low}" if high is None else
+                     f"at most {high}" if low is None else f"{low} to {high}")
     envvar = getattr(param, "envvar", None)
     if envvar:
         names = envvar if isinstance(envvar, list | tuple) else [envvar]

@@ -30,14 +30,16 @@ def main() -> None:
     args = parser.parse_args()
     n = args.blobs
     ids = os.urandom(32 * n)  # one buffer: per-id bytes objects would skew the RSS figure
-    packs = [os.urandom(32) for _ in range(max(1, n // 16))]
+    packs = [os.urandom(32) for _ in range((n + 15) // 16)]
     before = rss_bytes()
     index = BlobIndex()
     started = time.perf_counter()
-    for i in range(n):
-        entry = PackEntry(BlobType.DATA, ids[32 * i : 32 * i + 32], (i % 16) * 1_100_000,
-                          1_100_000, 1_048_576)
-        index.add(packs[i // 16 % len(packs)], entry)
+    for first in range(0, n, 16):  # packs of 16 blobs, added as whole listings
+        index.add_pack(packs[first // 16 % len(packs)], [
+            PackEntry(BlobType.DATA, ids[32 * i : 32 * i + 32], (i % 16) * 1_100_000,
+                      1_100_000, 1_048_576)
+            for i in range(first, min(first + 16, n))
+        ])
     insert_s = time.perf_counter() - started
     grown = rss_bytes() - before
 

@@ -1,14 +1,22 @@
-"""Shared fixtures: real repositories on real folders, and the real CLI in a subprocess."""
+"""Shared fixtures: real repositories on real folders, the real CLI in a subprocess, and the
+real S3 (Ceph RGW) and SFTP (OpenSSH) test servers.
+
+``s3_server`` and ``sftp_server`` start once per session and stop at its end. If one cannot
+start, every test that needs it fails with the script's explanation; only
+``FOGVAULT_TEST_NO_S3=1`` / ``FOGVAULT_TEST_NO_SFTP=1`` turn those tests into skips.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from servers import Server, ServerUnavailable, run_server
 
 from fogvault.chunker import ChunkerParams
 from fogvault.crypto import KDF_PROFILES
@@ -19,6 +27,7 @@ PASSWORD = b"correct horse battery staple"
 FAST_KDF = KDF_PROFILES["interactive"]
 # Small chunks and packs so that small test data still spans many chunks and packs.
 SMALL_CHUNKS = ChunkerParams(min_size=16 * 1024, avg_size=64 * 1024, max_size=256 * 1024)
+S3_BUCKET = "fogvault-test"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -90,3 +99,57 @@ def fogvault(cli_env: dict[str, str], tmp_path: Path) -> Callable[..., subproces
         )
 
     return run
+
+
+# ----------------------------------------------------------------------------- test servers
+
+
+def _server(kind: str, opt_out: str) -> Iterator[Server]:
+    if os.environ.get(opt_out) == "1":
+        pytest.skip(f"{opt_out}=1: {kind} tests skipped on request")
+    try:
+        with run_server(kind) as server:
+            yield server
+    except ServerUnavailable as exc:
+        pytest.fail(f"the {kind} test server is unavailable (set {opt_out}=1 to skip): {exc}")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Server]:
+    yield from _server("s3", "FOGVAULT_TEST_NO_S3")
+
+
+@pytest.fixture(scope="session")
+def sftp_server() -> Iterator[Server]:
+    yield from _server("sftp", "FOGVAULT_TEST_NO_SFTP")
+
+
+@pytest.fixture
+def s3_env(s3_server: Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The server's settings in the environment, where open_storage("s3://...") reads them."""
+    for key in ("FOGVAULT_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, s3_server.settings[key])
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return s3_server.settings
+
+
+@pytest.fixture
+def sftp_env(sftp_server: Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The client key and known_hosts in the environment, where SftpStorage reads them."""
+    for key in ("FOGVAULT_SFTP_KEY", "FOGVAULT_SFTP_KNOWN_HOSTS"):
+        monkeypatch.setenv(key, sftp_server.settings[key])
+    return sftp_server.settings
+
+
+@pytest.fixture
+def s3_url(s3_env: dict[str, str]) -> str:
+    """A fresh prefix in the test bucket; the server's settings are in the environment."""
+    return f"s3://{S3_BUCKET}/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def sftp_url(sftp_env: dict[str, str]) -> str:
+    """A fresh folder on the SFTP server; key and known_hosts are in the environment."""
+    return f"{sftp_env['SFTP_URL']}{sftp_env['SFTP_ROOT']}/{uuid.uuid4().hex[:12]}"

@@ -16,6 +16,7 @@ import os
 import socket
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fogvault import __version__
@@ -52,6 +53,8 @@ class BackupResult:
     snapshot: Snapshot
     warnings: list[str]
     dry_run: bool = False
+    #: url -> why, for targets that did not get the snapshot (k-of-N: exit 3, docs/targets.md)
+    targets_behind: dict[str, str] = field(default_factory=dict)
 
 
 class Archiver:
@@ -76,22 +79,30 @@ class Archiver:
             # Under the lock: a prune that ran since the repository was opened has replaced
             # index files, and deduplicating against its deleted packs would lose data.
             self.repo.load_index()
+            if not self.options.dry_run:  # k-of-N: fail before uploading if it cannot commit
+                self.repo.mark_behind_targets()
+                self.repo.targets.require_quorum("backup not started")
             parent = self._find_parent(abs_paths)
             parent_root = self.repo.load_tree(parent.tree) if parent else None
-            root_id, parent = self._store(abs_paths, parent, parent_root)
+            root_id, parent = self._store(abs_paths, parent, parent_root, lock.ensure_fresh)
             self.summary.duration_s = round(time.monotonic() - started, 3)
             snapshot = self._snapshot(abs_paths, root_id, parent)
             if not self.options.dry_run:
                 lock.ensure_fresh()  # a stale lock may have let a prune run: do not commit
-                self.repo.save_snapshot(snapshot)
-        return BackupResult(snapshot, self.warnings, self.options.dry_run)
+                self.repo.save_snapshot(snapshot)  # to the targets that hold all its data
+        behind = {} if self.options.dry_run else self.repo.targets.missed_changes()
+        return BackupResult(snapshot, self.warnings, self.options.dry_run, behind)
 
     def _store(
-        self, abs_paths: list[bytes], parent: Snapshot | None, parent_root: Tree | None
+        self,
+        abs_paths: list[bytes],
+        parent: Snapshot | None,
+        parent_root: Tree | None,
+        check_lock: Callable[[], None],
     ) -> tuple[bytes, Snapshot | None]:
         """Store every new blob and index it; returns the root tree id."""
         writer = _DryRunWriter(self.repo) if self.options.dry_run else PackWriter(
-            self.repo, self.options.writer
+            self.repo, self.options.writer, before_index=check_lock
         )
         saver = BlobSaver(self.repo, writer, self.options.workers)
         try:
@@ -105,7 +116,8 @@ class Archiver:
         finally:
             saver.close()
             writer.close()
-        self.summary.data_blobs_added = saver.blobs_added - self.summary.tree_blobs_added
+        self.summary.data_blobs_added = saver.blobs_added[BlobType.DATA]
+        self.summary.tree_blobs_added = saver.blobs_added[BlobType.TREE]
         self.summary.bytes_added = saver.bytes_added
         return root_id, parent
 
@@ -187,11 +199,7 @@ class Archiver:
 
     def _save_tree(self, saver: BlobSaver, tree: Tree) -> bytes:
         data = tree.encode()
-        blob_id = self.repo.blob_id(data)
-        before = saver.blobs_added
-        saver.save(BlobType.TREE, data, blob_id)
-        self.summary.tree_blobs_added += saver.blobs_added - before
-        return blob_id
+        return saver.save(BlobType.TREE, data)
 
     def _old_subtree(self, old: Node | None) -> Tree | None:
         if old is None or old.type != DIR or old.subtree is None:
@@ -224,6 +232,8 @@ class Archiver:
     ) -> Node | None:
         if not explicit and self.options.excludes.excludes_path(path):
             return None
+        if not self.options.dry_run:  # stop early once too many targets were dropped
+            self.repo.targets.require_quorum("backup stopped")
         node = self._stat_node(path, name)
         if node is None:
             return None
@@ -329,7 +339,9 @@ class Archiver:
         ):
             self._warn(path, "file changed while it was read; the snapshot has what was read")
             node.size = after.st_size
-            node.mtime_ns, node.ctime_ns = after.st_mtime_ns, after.st_ctime_ns
+            # ctime 0 never matches a real file: the next backup reads it again instead of
+            # keeping this possibly torn copy as "unchanged".
+            node.mtime_ns, node.ctime_ns = after.st_mtime_ns, 0
         return content
 
     def _chunk_stream(self, saver: BlobSaver, f) -> list[bytes]:
@@ -389,7 +401,18 @@ def _salvage(saver: BlobSaver, writer: PackWriter | _DryRunWriter) -> None:
 def _normalise(paths: list[str]) -> list[bytes]:
     if not paths:
         raise UsageError("nothing to back up: give at least one path")
-    return sorted({os.fsencode(os.path.abspath(os.path.expanduser(p))) for p in paths})
+    return sorted({_resolve_parents(os.fsencode(os.path.expanduser(p))) for p in paths})
+
+
+def _resolve_parents(path: bytes) -> bytes:
+    """The absolute path with symlinks in its folders resolved and its last component kept:
+    backing up ``/home/u/data`` where ``/home`` links to ``/srv/home`` stores
+    ``/srv/home/u/data``; a symlink given as the path itself is stored as the symlink."""
+    absolute = os.path.abspath(path)
+    if absolute == b"/":
+        return absolute
+    folder, name = os.path.split(absolute)
+    return os.path.join(os.path.realpath(folder), name)
 
 
 def _lstat_source(path: bytes) -> os.stat_result:

@@ -24,7 +24,7 @@ class BlobSaver:
         self.repo = repo
         self.writer = writer
         self.level = repo.config.compression_level
-        self.blobs_added = 0
+        self.blobs_added = {BlobType.DATA: 0, BlobType.TREE: 0}
         self.bytes_added = 0
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seal")
         self._in_flight = threading.BoundedSemaphore(2 * workers)
@@ -53,7 +53,7 @@ class BlobSaver:
         sealed = seal_blob(self.repo.master.encryption, blob_type, blob_id, data, self.level)
         self.writer.add(blob_type, blob_id, sealed, len(data))
         with self._lock:
-            self.blobs_added += 1
+            self.blobs_added[blob_type] += 1
             self.bytes_added += len(sealed)
 
     def _done(self, future: Future[None]) -> None:

@@ -1,9 +1,10 @@
 """The ``fogvault`` command: composes the command modules and maps errors to exit codes.
 
 Common options (``-r/--repo``, ``--password-file``, ``--json``, ``-q``, ``-v``,
-``--cache-dir``, ``--no-cache``) are accepted anywhere on the command line, as restic accepts
-them: :func:`lift_common_options` moves them in front of the subcommand, where the app's
-callback reads them, so no command repeats them.
+``--cache-dir``, ``--no-cache``, ``--retry-lock``, ``--no-lock``, ``--min-targets``) are
+accepted anywhere on the command line, as restic accepts them: :func:`lift_common_options`
+moves them in front of the subcommand, where the app's callback reads them, so no command
+repeats them.
 """
 
 from __future__ import annotations
@@ -29,16 +30,24 @@ from fogvault.cli import (
     key_cmd,
     ls_cmd,
     prune_cmd,
+    repair_cmd,
     restore_cmd,
     run_cmd,
     schedule_cmd,
     snapshots_cmd,
     stats_cmd,
     status_cmd,
+    targets_cmd,
     unlock_cmd,
 )
 from fogvault.cli.common import GlobalOptions, setup_logging
-from fogvault.errors import EXIT_INTERRUPTED, EXIT_USAGE, FogVaultError, exit_code_for
+from fogvault.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    FogVaultError,
+    exit_code_for,
+)
 
 app = typer.Typer(
     name="fogvault",
@@ -80,6 +89,11 @@ def main_options(
     no_lock: Annotated[
         bool, typer.Option("--no-lock", help="Take no lock (read-only targets; not for backup).")
     ] = False,
+    min_targets: Annotated[
+        int | None,
+        typer.Option("--min-targets", min=1, help="Commit a backup only if at least this many "
+                     "targets hold all of its data (default: all of them)."),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
@@ -88,17 +102,18 @@ def main_options(
     ctx.obj = GlobalOptions(
         repos=repo or [], password_file=password_file, json=json_output, quiet=quiet,
         verbose=verbose, cache_dir=cache_dir, no_cache=no_cache, no_lock=no_lock,
-        retry_lock=retry_lock,
+        retry_lock=retry_lock, min_targets=min_targets,
     )
     setup_logging(verbose)
 
 
 for module in (init_cmd, backup_cmd, snapshots_cmd, ls_cmd, find_cmd, diff_cmd, stats_cmd,
                restore_cmd, forget_cmd, prune_cmd, check_cmd, key_cmd, unlock_cmd, cat_cmd,
-               config_cmd, run_cmd, schedule_cmd, daemon_cmd, status_cmd):
+               config_cmd, run_cmd, schedule_cmd, daemon_cmd, status_cmd, repair_cmd,
+               targets_cmd):
     module.register(app)
 
-_WITH_VALUE = {"-r", "--repo", "--password-file", "--cache-dir", "--retry-lock"}
+_WITH_VALUE = {"-r", "--repo", "--password-file", "--cache-dir", "--retry-lock", "--min-targets"}
 _FLAGS = {"--json", "-q", "--quiet", "-v", "--verbose", "--no-cache", "--no-lock"}
 
 
@@ -128,6 +143,8 @@ def lift_common_options(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = lift_common_options(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # non-UTF-8 file names print as their own bytes
+        stream.reconfigure(errors="surrogateescape")
     signal.signal(signal.SIGTERM, _interrupt)
     verbose = any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)
     try:
@@ -141,8 +158,9 @@ def main(argv: list[str] | None = None) -> None:
         print("aborted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except FogVaultError as exc:
-        _report(exc, verbose)
-        sys.exit(exit_code_for(exc))
+        code = exit_code_for(exc)
+        _report(exc, verbose, prefix="warning" if code == EXIT_PARTIAL else "error")
+        sys.exit(code)
     except typer.exceptions.TyperException as exc:  # usage errors from the parser
         show = getattr(exc, "show", None)
         if show is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Annotated
 
 import typer
 
@@ -20,7 +21,11 @@ def register(app: typer.Typer) -> None:
     app.command("cat")(cat)
 
 
-def cat(ctx: typer.Context, kind: str, object_id: str = typer.Argument("")) -> None:
+def cat(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="config, snapshot, index, blob or key.")],
+    object_id: Annotated[str, typer.Argument(help="Uid, id or a unique prefix of one.")] = "",
+) -> None:
     """Print config | snapshot UID | index ID | blob ID | key ID (decrypted)."""
     if kind not in KINDS:
         raise UsageError(f"cat takes one of: {', '.join(KINDS)}")

@@ -47,6 +47,9 @@ def _report(out: Printer, result: CheckResult) -> None:
     for problem in result.problems:
         out.line(f"error: {problem}")
     for target in result.targets:
+        if not target.reachable:
+            out.line(f"{target.url}: UNREACHABLE ({target.error})")
+            continue
         status = "ok" if target.ok else "DAMAGED"
         read = f", {target.packs_read} packs read" if target.packs_read else ""
         out.line(f"{target.url}: {status}{read}")

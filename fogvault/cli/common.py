@@ -1,4 +1,10 @@
-"""What every command shares: the common options, opening the repository, printing."""
+"""What every command shares: the common options, opening the repository, printing.
+
+:func:`open_repository` also keeps the targets' ledger (``fogvault.targets.ledger``: known
+damage, missed deletions, the last operation's requests) and, when a command that succeeded
+left a target without some of its changes (dropped, unreachable, or behind), ends the command
+with exit 3 and a warning naming the target, once the command has printed its report.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,13 @@ from typing import Any
 
 import typer
 
+from fogvault.errors import TargetsBehind
 from fogvault.password import PasswordSource
 from fogvault.repo.repository import Repository
+from fogvault.targets import TargetPolicy
+from fogvault.targets.ledger import Ledger
+
+log = logging.getLogger("fogvault")
 
 
 @dataclass(slots=True)
@@ -29,6 +40,11 @@ class GlobalOptions:
     no_cache: bool = False
     no_lock: bool = False
     retry_lock: float = 0.0
+    min_targets: int | None = None
+
+    def target_policy(self) -> TargetPolicy:
+        """Retries and concurrency from the environment, ``--min-targets`` from the options."""
+        return TargetPolicy.from_env(min_targets=self.min_targets)
 
     def repo_urls(self) -> list[str]:
         if self.repos:
@@ -49,21 +65,42 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 
 @contextlib.contextmanager
-def open_repository(ctx: typer.Context, *, load_index: bool = True) -> Iterator[Repository]:
+def open_repository(
+    ctx: typer.Context, *, load_index: bool = True, extra_urls: tuple[str, ...] = ()
+) -> Iterator[Repository]:
+    """Open the repository on the common options' targets (plus ``extra_urls``)."""
     opts = options(ctx)
     repo = Repository.open(
-        opts.repo_urls(),
+        [*opts.repo_urls(), *extra_urls],
         opts.password_source().read(),
         cache_dir=opts.cache_path(),
         use_cache=not opts.no_cache,
         load_index=load_index,
+        policy=opts.target_policy(),
     )
     repo.use_locks = not opts.no_lock
     repo.lock_wait = opts.retry_lock
+    ledger = Ledger(repo.config.repo_id)
+    ledger.seed(repo.targets)
+    finished = False
     try:
         yield repo
+        finished = True
     finally:
+        ledger.save(repo.targets, ctx.command_path.partition(" ")[2] or str(ctx.info_name))
         repo.close()
+    missed = repo.targets.missed_changes()
+    if finished and missed:
+        ctx.find_root().call_on_close(lambda: _report_missed(missed))
+
+
+def _report_missed(missed: dict[str, str]) -> None:
+    """Runs when the command is done: exit 3 naming the targets, unless it is failing anyway."""
+    text = "; ".join(f"{url} {why}" for url, why in missed.items())
+    if sys.exc_info()[0] is not None:
+        log.warning("%s", text)
+        return
+    raise TargetsBehind(f"{text}. Run 'fogvault repair' once the target is reachable")
 
 
 class Printer:
@@ -104,9 +141,15 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 
+class _LowercaseLevel(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelname = record.levelname.lower()
+        return super().format(record)
+
+
 def setup_logging(verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.setFormatter(_LowercaseLevel("%(levelname)s: %(message)s"))
     logger = logging.getLogger("fogvault")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)

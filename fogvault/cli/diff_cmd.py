@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from typing import Annotated
 
 import typer
 
@@ -17,7 +18,11 @@ def register(app: typer.Typer) -> None:
     app.command("diff")(diff)
 
 
-def diff(ctx: typer.Context, first: str, second: str) -> None:
+def diff(
+    ctx: typer.Context,
+    first: Annotated[str, typer.Argument(help="Older snapshot uid (prefix) or 'latest'.")],
+    second: Annotated[str, typer.Argument(help="Newer snapshot uid (prefix) or 'latest'.")],
+) -> None:
     """Show entries added (+), removed (-), modified (M), with metadata-only changes (U)."""
     out = Printer.of(ctx)
     with open_repository(ctx) as repo:

@@ -63,8 +63,8 @@ def forget_cmd(
 
 
 def _report(out: Printer, result: ForgetResult) -> None:
-    if out.json_mode:
-        out.json({
+    if out.json_mode:  # one line: with --prune, prune's JSON lines follow
+        out.json_line({
             "dry_run": result.dry_run,
             "removed": result.removed,
             "groups": [{

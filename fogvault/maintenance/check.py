@@ -1,30 +1,42 @@
 """``check``: is every snapshot complete and every copy intact, on every target?
 
 * Structure: every snapshot decodes; every tree and data blob it references is indexed
-  (:mod:`fogvault.maintenance.mark`); every index file is on every target; every indexed pack
-  exists on every target with exactly the size its index entries imply.
+  (:mod:`fogvault.maintenance.mark`). Every live object (:mod:`fogvault.maintenance.inventory`:
+  config, key files, snapshots, live index files, indexed packs) is on every target, packs with
+  exactly the size their index entries imply.
+* Metadata copies: the config, every key file, snapshot and index file is read from *every*
+  target and verified (:func:`fogvault.maintenance.verify.verify_copy`), so a copy damaged on one
+  target is reported there even when reads fall back to a good copy elsewhere.
 * Content (``read_data`` or a subset): every selected pack is read from every target and
   verified: its bytes hash to its name, its header parses, every blob authenticates and hashes
   to its id.
 
-Problems are reported per target, never repaired here (that is ``repair``). Packs that no
-index lists are reported as notes: they cost space, not data (``prune`` removes them).
+Problems are reported per target, never repaired here (that is ``repair``); what is found is
+remembered in ``TargetSet.damaged`` (which the CLI keeps in the ledger, so ``repair`` knows
+what to replace without reading everything again). A target that cannot be reached is reported
+as unreachable. Packs that no index lists are reported as notes: they cost space, not data
+(``prune`` removes them).
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fogvault.errors import FogVaultError, UsageError
+from fogvault.maintenance.inventory import Inventory, take_inventory
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.repo.format import DATA_DIR, INDEX_DIR, index_name, pack_name
-from fogvault.repo.pack import PackEntry, expected_pack_size
+from fogvault.maintenance.verify import judge_key_copies, verify_copy
+from fogvault.repo.format import DATA_DIR, KEYS_DIR, id_from_name
 from fogvault.repo.repository import Repository
-from fogvault.storage import Storage
+from fogvault.storage import StorageError
+from fogvault.targets import Target
+
+#: concurrent reads per target while verifying copies (latency-bound on S3 and SFTP)
+READERS = 8
 
 
 @dataclass(slots=True)
@@ -37,6 +49,7 @@ class CheckOptions:
 class TargetReport:
     url: str
     reachable: bool = True
+    error: str | None = None  # why it is unreachable
     missing: list[str] = field(default_factory=list)  # object names absent here
     wrong_size: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)  # failed verification when read
@@ -68,7 +81,7 @@ def check(
     options = options or CheckOptions()
     progress = progress or PhaseProgress()
     selector = _subset(options)
-    with repo.lock():
+    with repo.lock(writes=False):
         repo.load_index()
         result = CheckResult(blobs=len(repo.index))
         snapshots = repo.snapshots()
@@ -76,58 +89,86 @@ def check(
         marked = mark_used(repo, snapshots, progress)
         result.trees = marked.trees
         result.problems += marked.problems
-        packs = _packs(repo)
+        inventory = take_inventory(repo)
+        packs = sorted(n for n, size in inventory.live.items() if size is not None)
         result.packs = len(packs)
-        chosen = sorted(p for p in packs if selector(p)) if selector else []
-        for storage in repo.targets.storages:
-            report = TargetReport(storage.url)
+        chosen = {n for n in packs if selector(id_from_name(n))} if selector else set()
+        metadata = sorted(n for n, size in inventory.live.items() if size is None)
+        copies = _key_copies(repo, inventory)
+        for target in repo.targets.targets:
+            report = TargetReport(target.url)
             result.targets.append(report)
+            if target.url not in inventory.listings:
+                report.reachable, report.error = False, target.dropped or "unreachable"
+                continue
             try:
-                _check_target(repo, storage, packs, chosen, report, progress)
+                _check_target(repo, target, inventory, metadata, chosen, copies, report,
+                              progress)
             except FogVaultError as exc:
-                report.reachable = False
-                report.missing.append(f"target unusable: {exc}")
+                report.reachable, report.error = False, str(exc)
+        result.problems += _undecided_keys(copies)
     return result
-
-
-def _packs(repo: Repository) -> dict[bytes, list[PackEntry]]:
-    packs: dict[bytes, list[PackEntry]] = defaultdict(list)
-    for entry in repo.index:
-        packs[entry.pack_id].append(entry.pack_entry())
-    return packs
 
 
 def _check_target(
     repo: Repository,
-    storage: Storage,
-    packs: dict[bytes, list[PackEntry]],
-    chosen: list[bytes],
+    target: Target,
+    inventory: Inventory,
+    metadata: list[str],
+    chosen: set[str],
+    key_copies: dict[str, dict[str, bytes]],
     report: TargetReport,
     progress: PhaseProgress,
 ) -> None:
-    index_names = {info.name for info in storage.list(INDEX_DIR)}
-    report.missing += sorted(index_name(i) for i in repo.index_ids()
-                             if index_name(i) not in index_names)
-    sizes = {info.name: info.size for info in storage.list(DATA_DIR)}
-    progress.phase(f"packs on {storage.url}", len(packs))
-    for pack_id, entries in packs.items():
-        name = pack_name(pack_id)
-        if name not in sizes:
-            report.missing.append(name)
-        elif sizes[name] != expected_pack_size(entries):
-            report.wrong_size.append(name)
-        progress.advance()
-    indexed = {pack_name(p) for p in packs}
-    report.unindexed_packs = sum(1 for n in sizes if n not in indexed)
-    progress.phase(f"read data on {storage.url}", len(chosen))
-    for pack_id in chosen:
-        name = pack_name(pack_id)
-        if name in sizes:
-            problem = repo.verify_pack(pack_id, storage)
-            report.packs_read += 1
-            if problem is not None and name not in report.wrong_size:
-                report.corrupt.append(name)
-        progress.advance()
+    url = target.url
+    listing = inventory.listings[url]
+    report.missing = inventory.missing(url)
+    report.wrong_size = inventory.wrong_size(url)
+    report.unindexed_packs = sum(1 for n in inventory.extra(url) if n.startswith(DATA_DIR))
+    to_read = [n for n in metadata if n in listing]
+    to_read += sorted(n for n in chosen if n in listing and n not in report.wrong_size)
+    progress.phase(f"verify copies on {url}", len(to_read))
+
+    def one(name: str) -> str | None:
+        try:
+            if name in key_copies:  # a key file not in use: judged against its other copies
+                _, bad = judge_key_copies(key_copies[name])
+                return "differs from the other copies" if url in bad else None
+            return verify_copy(repo, name, target.storage.read(name))
+        except StorageError as exc:
+            return str(exc)
+        finally:
+            progress.advance()
+
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        problems = dict(zip(to_read, pool.map(one, to_read), strict=True))
+    report.corrupt = sorted(n for n, problem in problems.items() if problem is not None)
+    report.packs_read = sum(1 for n in problems if n in chosen)
+    for name in report.missing + report.wrong_size + report.corrupt:
+        repo.targets.remember_damage(url, name)
+    for name, problem in problems.items():
+        if problem is None:
+            repo.targets.forget_damage(url, name)
+
+
+def _key_copies(repo: Repository, inventory: Inventory) -> dict[str, dict[str, bytes]]:
+    """Every copy of every key file but the one in use: url -> bytes, per name."""
+    copies: dict[str, dict[str, bytes]] = {}
+    for name in inventory.live:
+        if not name.startswith(KEYS_DIR) or name[len(KEYS_DIR):] == repo.key_id:
+            continue
+        read = repo.targets.read_each(name)
+        copies[name] = {t.url: data for t, data in read.items() if isinstance(data, bytes)}
+    return copies
+
+
+def _undecided_keys(copies: dict[str, dict[str, bytes]]) -> list[str]:
+    problems = []
+    for name, by_url in copies.items():
+        good, _ = judge_key_copies(by_url)
+        if good is None and by_url:
+            problems.append(f"the copies of key file {name} differ and none is in the majority")
+    return problems
 
 
 def _subset(options: CheckOptions):

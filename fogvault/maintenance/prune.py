@@ -84,9 +84,15 @@ def prune(
     options = options or PruneOptions()
     progress = progress or PhaseProgress()
     started = time.monotonic()
-    lock = repo.lock(exclusive=True, retry_for=options.retry_lock)
+    # A dry run deletes nothing: a shared lock is enough and does not stop running backups.
+    lock = repo.lock(exclusive=not options.dry_run, retry_for=options.retry_lock,
+                     writes=not options.dry_run)
     with lock:
         repo.load_index()
+        # Several targets: one that lacks a live index file is left as it is, like one that
+        # cannot be reached (docs/targets.md, "Prune"): new index files must not reach a target
+        # without the packs they list. 'repair', then 'prune' again, makes it consistent.
+        repo.mark_behind_targets(skip_writes=True)
         result = PruneResult(dry_run=options.dry_run)
         used, packs = _mark_and_count(repo, progress, result)
         dropped, repack = _plan(packs, options, result)
@@ -194,14 +200,15 @@ def _write_index(
     """Index every kept and new pack; the last file supersedes every older index file."""
     old_ids = sorted(repo.index_ids())  # includes the index files the repack just wrote
     progress.phase("write index", len(repo.index))
-    pending = IndexFile()
-    for entry in repo.index:
+    pending, pending_blobs = IndexFile(), 0
+    for entry in repo.index:  # a pack's records are contiguous: files end between packs
         if entry.pack_id not in dropped and entry.pack_id not in new_packs:
-            pending.packs.setdefault(entry.pack_id, []).append(entry.pack_entry())
-            if pending.blob_count() >= INDEX_FILE_BLOBS:
+            if pending_blobs >= INDEX_FILE_BLOBS and entry.pack_id not in pending.packs:
                 repo.save_index(pending)
                 result.index_files_written += 1
-                pending = IndexFile()
+                pending, pending_blobs = IndexFile(), 0
+            pending.packs.setdefault(entry.pack_id, []).append(entry.pack_entry())
+            pending_blobs += 1
         progress.advance()
     pending.packs.update(new_packs)
     pending.supersedes = old_ids  # written last: the new index is complete by then

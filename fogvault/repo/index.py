@@ -6,6 +6,11 @@ of Python objects: a record of 49 bytes per blob in one ``bytearray``, plus a sl
 table's load factor of 0.375-0.75 that is about 65-81 bytes per blob; scripts/index_memory.py
 measures it. Ids are keyed BLAKE3 outputs, uniformly random, so their first 8 bytes hash well.
 
+Every pack listing is kept whole: a blob stored in two packs (two concurrent backups, or a
+prune interrupted after repacking) has a record in each, so per-pack views (a pack's size, what
+an index file must list) are always complete; lookups return the first location loaded. A pack
+is listed once: a second listing of a known pack (the same pack in two index files) is ignored.
+
 Writers hold a lock; readers take none: a record is complete before its slot is published,
 and the (mask, keys, slots) table is swapped as one tuple when it grows.
 
@@ -47,13 +52,18 @@ class BlobIndex:
         self._packs: list[bytes] = []
         self._pack_numbers: dict[bytes, int] = {}
         self._records = bytearray()
-        self._count = 0
+        self._count = 0  # records: every (pack, blob) listing
+        self._indexed = 0  # distinct blob ids (slots in use)
         self._lock = threading.Lock()
         size = 1 << max(4, (int(capacity / _MAX_LOAD)).bit_length())
         self._table = (size - 1, array("Q", bytes(8 * size)), array("I", bytes(4 * size)))
 
     def __len__(self) -> int:
+        """Records: one per (pack, blob) listing; positions run from 0 to len - 1."""
         return self._count
+
+    def distinct_blobs(self) -> int:
+        return self._indexed
 
     def __contains__(self, blob_id: bytes) -> bool:
         return self._find(blob_id) >= 0
@@ -90,33 +100,38 @@ class BlobIndex:
         )
         return IndexEntry(blob_id, BlobType(blob_type), self._packs[pack_no], offset, length, raw)
 
-    def add(self, pack_id: bytes, entry: PackEntry) -> bool:
-        """Index one blob. Returns False (and keeps the first location) if already present."""
+    def add_pack(self, pack_id: bytes, entries: Iterable[PackEntry]) -> bool:
+        """Index a pack's complete listing. False (and nothing changes) if the pack is known."""
         with self._lock:
-            if self._find(entry.blob_id) >= 0:
+            if pack_id in self._pack_numbers:
                 return False
-            pack_no = self._pack_numbers.get(pack_id)
-            if pack_no is None:
-                pack_no = self._pack_numbers[pack_id] = len(self._packs)
-                self._packs.append(pack_id)
-            self._records += _RECORD.pack(
-                entry.blob_id, pack_no, entry.offset, entry.length, entry.raw_length,
-                entry.blob_type,
-            )
-            self._count += 1
-            mask, keys, slots = self._table
-            if self._count > _MAX_LOAD * (mask + 1):
-                mask, keys, slots = self._grow(mask)
-            self._insert(mask, keys, slots, entry.blob_id, self._count)
+            pack_no = self._pack_numbers[pack_id] = len(self._packs)
+            self._packs.append(pack_id)
+            for entry in entries:
+                self._add_record(pack_no, entry)
             return True
 
-    def add_pack(self, pack_id: bytes, entries: Iterable[PackEntry]) -> None:
-        for entry in entries:
-            self.add(pack_id, entry)
+    def _add_record(self, pack_no: int, entry: PackEntry) -> None:
+        first = self._find(entry.blob_id) < 0
+        self._records += _RECORD.pack(
+            entry.blob_id, pack_no, entry.offset, entry.length, entry.raw_length,
+            entry.blob_type,
+        )
+        self._count += 1
+        if not first:
+            return  # a second copy: listed with its pack, not found by lookups
+        self._indexed += 1
+        mask, keys, slots = self._table
+        if self._indexed > _MAX_LOAD * (mask + 1):
+            mask, keys, slots = self._grow(mask)
+        self._insert(mask, keys, slots, entry.blob_id, self._count)
+
+    @classmethod
+    def _insert(cls, mask: int, keys: array, slots: array, blob_id: bytes, slot: int) -> None:
+        cls._insert_key(mask, keys, slots, int.from_bytes(blob_id[:8], "little"), slot)
 
     @staticmethod
-    def _insert(mask: int, keys: array, slots: array, blob_id: bytes, slot: int) -> None:
-        key = int.from_bytes(blob_id[:8], "little")
+    def _insert_key(mask: int, keys: array, slots: array, key: int, slot: int) -> None:
         i = key & mask
         while slots[i]:
             i = (i + 1) & mask
@@ -126,9 +141,10 @@ class BlobIndex:
     def _grow(self, mask: int) -> tuple[int, array, array]:
         size = 2 * (mask + 1)
         table = (size - 1, array("Q", bytes(8 * size)), array("I", bytes(4 * size)))
-        for record in range(self._count - 1):  # the newest record is inserted by the caller
-            start = record * _RECORD.size
-            self._insert(*table, bytes(self._records[start : start + 32]), record + 1)
+        old_mask, old_keys, old_slots = self._table
+        for i in range(old_mask + 1):  # move every slot; the caller inserts the newest record
+            if old_slots[i]:
+                self._insert_key(*table, old_keys[i], old_slots[i])
         self._table = table
         return table
 

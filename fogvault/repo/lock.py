@@ -95,10 +95,10 @@ class LockStore:
         locks = []
         for name in self.targets.list(LOCKS_DIR):
             lock_id = name[len(LOCKS_DIR):]
-            try:
-                sealed = self.targets.read(name)
-                locks.append(LockInfo.decode(
-                    lock_id, self._unseal(ObjectKind.LOCK, lock_id.encode(), sealed, 64 * 1024)))
+            try:  # verified on read: a damaged copy on one target falls through to the next
+                locks.append(self.targets.read_decoded(name, lambda sealed, i=lock_id: (
+                    LockInfo.decode(i, self._unseal(ObjectKind.LOCK, i.encode(), sealed,
+                                                    64 * 1024)))))
             except FogVaultError as exc:  # gone meanwhile, or unreadable: ignore it
                 log.debug("ignoring lock %s: %s", lock_id, exc)
         return locks
@@ -114,7 +114,8 @@ class RepositoryLock:
         now = datetime.now(UTC)
         self.info = LockInfo(secrets.token_hex(UID_HEX_LEN // 2), exclusive,
                              socket.gethostname(), os.getpid(), _user(), now, now)
-        self._last_refresh = time.monotonic()
+        self._last_refresh = _clock()
+        self._lost = False  # once possibly stale, always: another process may have acted
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -146,7 +147,7 @@ class RepositoryLock:
             if self.exclusive or other.exclusive:
                 self.store.delete(self.info.lock_id)
                 return other
-        self._last_refresh = time.monotonic()
+        self._last_refresh = _clock()
         return None
 
     def _refresh_loop(self) -> None:
@@ -154,18 +155,23 @@ class RepositoryLock:
             self.refresh()
 
     def refresh(self) -> None:
+        if self._expired():
+            self._lost = True  # refreshing now would hide that others may have seen it stale
         self.info.refreshed = datetime.now(UTC)
         try:
             self.store.write(self.info, overwrite=True)
-            self._last_refresh = time.monotonic()
+            self._last_refresh = _clock()
         except FogVaultError as exc:
             log.warning("could not refresh the repository lock: %s", exc)
+
+    def _expired(self) -> bool:
+        return _clock() - self._last_refresh > (STALE_AFTER - REFRESH_INTERVAL).total_seconds()
 
     def ensure_fresh(self) -> None:
         """Raise LockError if the lock may have been taken for stale (refresh failed or the
         process was suspended): committing now could race a prune."""
-        age = time.monotonic() - self._last_refresh
-        if age > (STALE_AFTER - REFRESH_INTERVAL).total_seconds():
+        if self._lost or self._expired():
+            self._lost = True
             raise LockError("the repository lock went stale (refresh failed or the process was "
                             "suspended); not committing. Run the command again.")
 
@@ -198,6 +204,13 @@ def remove_locks(store: LockStore, *, all_locks: bool = False) -> list[LockInfo]
     for lock in removed:
         store.delete(lock.lock_id)
     return removed
+
+
+def _clock() -> float:
+    """Seconds on a clock that keeps counting while the machine sleeps (CLOCK_BOOTTIME on
+    Linux; ``time.monotonic`` stops during suspend, while other hosts' clocks do not)."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(boottime) if boottime is not None else time.time()
 
 
 def _process_alive(pid: int) -> bool:

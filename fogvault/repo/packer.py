@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -38,8 +39,16 @@ class WriteStats:
 
 
 class PackWriter:
-    def __init__(self, repo: Repository, options: PackWriterOptions | None = None) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        options: PackWriterOptions | None = None,
+        before_index: Callable[[], None] | None = None,
+    ) -> None:
         self.repo = repo
+        # Called before each index file is written (the lock's ensure_fresh): an index naming
+        # packs a prune may have deleted, while this process was stalled, must not appear.
+        self._before_index = before_index or (lambda: None)
         self.options = options or PackWriterOptions()
         self.stats = WriteStats()
         self._lock = threading.Lock()
@@ -109,6 +118,7 @@ class PackWriter:
             with self._lock:
                 packs, self._unindexed = self._unindexed, {}
             if packs:
+                self._before_index()
                 self.repo.save_index(IndexFile(packs=packs))
                 with self._lock:
                     self.stats.index_files += 1

@@ -74,7 +74,7 @@ from fogvault.repo.format import (
 from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile
 from fogvault.repo.keys import MAX_KEY_FILE_SIZE, KeyFile
 from fogvault.repo.lock import LockStore, NoLock, RepositoryLock
-from fogvault.repo.pack import PackEntry, open_blob, parse_pack
+from fogvault.repo.pack import PackEntry, expected_pack_size, open_blob, parse_pack
 from fogvault.repo.snapshot import Snapshot, is_uid
 from fogvault.repo.tree import Tree
 from fogvault.storage import ObjectNotFound, Storage, StorageError, open_storage
@@ -86,6 +86,7 @@ T = TypeVar("T")
 MAX_CONFIG_SIZE = 64 * 1024
 MAX_SNAPSHOT_SIZE = 16 * 1024 * 1024
 MAX_INDEX_SIZE = 1024 * 1024 * 1024
+INDEX_LOAD_BATCH = 8
 METADATA_COMPRESSION_LEVEL = 3
 
 
@@ -106,6 +107,9 @@ class Repository:
         self.index = BlobIndex()
         self._index_ids: set[bytes] = set()
         self._superseded: set[bytes] = set()
+        #: pack id -> its exact size, for every pack a loaded index file lists (the blob index
+        #: keeps one location per blob, so it cannot tell the size of a pack with duplicates)
+        self.pack_sizes: dict[bytes, int] = {}
         self.key_bytes: bytes | None = None  # the key file that opened it, as verified
         self._chunker_seed = chunker_seed(master.identity)
         self.use_locks = True
@@ -230,15 +234,31 @@ class Repository:
                 present[index_id] = name
         if self._index_ids - present.keys():
             self.index, self._index_ids, self._superseded = BlobIndex(), set(), set()
-        new = {i: n for i, n in present.items() if i not in self._index_ids}
-        files = dict(zip(new, self._map(self.read_index_file, new.values()), strict=True))
-        self._superseded |= {old for f in files.values() for old in f.supersedes}
-        for index_id, index_file in files.items():
-            self._index_ids.add(index_id)
-            if index_id in self._superseded:
-                continue
-            for pack_id, entries in index_file.packs.items():
-                self.index.add_pack(pack_id, entries)
+            self.pack_sizes = {}
+        if self._load_index_files(present):
+            # A new file supersedes one already loaded (a prune finished, or was killed after
+            # writing its new index): rebuild without the superseded files' entries.
+            self.index, self._index_ids, self.pack_sizes = BlobIndex(), set(), {}
+            self._load_index_files(present)
+
+    def _load_index_files(self, present: dict[bytes, str]) -> bool:
+        """Load the files of ``present`` not loaded yet, a few at a time (decoded index files
+        are large; only a batch is held at once). True if one superseded a loaded file."""
+        new = [(i, n) for i, n in present.items() if i not in self._index_ids]
+        restart = False
+        for start in range(0, len(new), INDEX_LOAD_BATCH):
+            batch = new[start : start + INDEX_LOAD_BATCH]
+            files = self._map(self.read_index_file, [name for _, name in batch])
+            for (index_id, _), index_file in zip(batch, files, strict=True):
+                fresh = set(index_file.supersedes) - self._superseded
+                restart |= bool(fresh & self._index_ids)
+                self._superseded |= fresh
+                self._index_ids.add(index_id)
+                if index_id not in self._superseded:
+                    for pack_id, entries in index_file.packs.items():
+                        self.index.add_pack(pack_id, entries)
+                        self.pack_sizes[pack_id] = expected_pack_size(entries)
+        return restart
 
     def index_ids(self) -> set[bytes]:
         return set(self._index_ids)
@@ -249,14 +269,16 @@ class Repository:
 
     def mark_behind_targets(self, *, skip_writes: bool = False) -> list[Target]:
         """After ``load_index``: mark the targets that lack a live index file as behind (no
-        snapshot may go to them: it could name data they lack). With ``skip_writes`` they get
-        no writes at all (prune). Returns them."""
+        snapshot may go to them: it could name data they lack), and the others as not. With
+        ``skip_writes`` they get no writes at all (prune). Returns them."""
         live = self.live_index_names()
         behind = []
         for target in self.targets.active():
             names = self.targets.last_listing(INDEX_DIR, target)
             missing = live - names if names is not None else set()
-            if missing:
+            if not missing:
+                self.targets.clear_behind(target)
+            else:
                 self.targets.mark_behind(
                     target, f"lacks {len(missing)} of {len(live)} index files",
                     skip_writes=skip_writes)
@@ -281,6 +303,8 @@ class Repository:
         if self.cache:
             self.cache.put(name, sealed)
         self._index_ids.add(index_id)
+        for pack_id, entries in index_file.packs.items():
+            self.pack_sizes[pack_id] = expected_pack_size(entries)
         return index_id
 
     # ---- packs and blobs ---------------------------------------------------------------
@@ -366,6 +390,16 @@ class Repository:
         names = self.targets.list(SNAPSHOTS_DIR)
         return sorted(uid for n in names if is_uid(uid := n[len(SNAPSHOTS_DIR) :]))
 
+    def snapshot_locations(self) -> dict[str, list[str]]:
+        """uid -> the URLs of the targets that hold it (a fresh listing of every target in
+        use; unreachable targets hold nothing here)."""
+        where: dict[str, list[str]] = {}
+        for target, names in self.targets.list_each(SNAPSHOTS_DIR).items():
+            for name in names:
+                if is_uid(uid := name[len(SNAPSHOTS_DIR) :]):
+                    where.setdefault(uid, []).append(target.url)
+        return where
+
     def load_snapshot(self, uid: str) -> Snapshot:
         def decode(sealed: bytes) -> Snapshot:
             plaintext = self._unseal(ObjectKind.SNAPSHOT, uid.encode(), sealed, MAX_SNAPSHOT_SIZE)
@@ -415,11 +449,14 @@ class Repository:
         return LockStore(self.targets, self._seal, self._unseal)
 
     def lock(
-        self, *, exclusive: bool = False, retry_for: float = 0.0
+        self, *, exclusive: bool = False, retry_for: float = 0.0, writes: bool = True
     ) -> RepositoryLock | NoLock:
         """A lock to hold with ``with``: shared for adding, exclusive for deleting (prune).
-        With ``use_locks`` off (``--no-lock``, for read-only targets) it does nothing."""
+        With ``use_locks`` off (``--no-lock``, for read-only targets) it does nothing, and is
+        refused to commands that change the repository (``writes``)."""
         if not self.use_locks:
+            if writes:
+                raise UsageError("--no-lock is only for commands that read (restore, check)")
             return NoLock()
         return RepositoryLock(self.lock_store(), exclusive, max(retry_for, self.lock_wait))
 
@@ -491,15 +528,17 @@ def _unseal_object(
 
 
 def _open_all(
-    urls: Iterable[str], target_options: Mapping[str, Mapping[str, Any]] | None = None
+    urls: Iterable[str | Storage],
+    target_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Storage]:
     urls = list(urls)
     if not urls:
         raise UsageError("no repository given (use -r/--repo or FOGVAULT_REPO)")
-    if len(set(urls)) != len(urls):
+    names = [u if isinstance(u, str) else u.url for u in urls]
+    if len(set(names)) != len(names):
         raise UsageError("the same target is given twice")
     options = target_options or {}
-    return [open_storage(url, **options.get(url, {})) for url in urls]
+    return [open_storage(u, **options.get(u, {})) if isinstance(u, str) else u for u in urls]
 
 
 def _make_cache(cache_dir: Path | None, use_cache: bool, repo_id: str) -> Cache | None:
@@ -528,39 +567,96 @@ def _read_key_files(targets: TargetSet) -> list[KeyFile]:
     return key_files
 
 
-def _unlock(targets: TargetSet, password: bytes) -> tuple[MasterKey, str]:
-    key_files = _read_key_files(targets)
-    if not key_files:
+def _probe_configs(targets: TargetSet) -> dict[Target, bytes | None]:
+    """Read the config from every target at once (this also measures their latency). A target
+    that cannot be read is dropped, unless none can, which raises the first error."""
+    results = targets.read_each(CONFIG_NAME, 0, MAX_CONFIG_SIZE + 1)
+    errors = [(t, r) for t, r in results.items()
+              if isinstance(r, StorageError) and not isinstance(r, ObjectNotFound)]
+    if len(errors) == len(results):
+        raise errors[0][1]
+    for target, exc in errors:
+        targets.drop(target, f"unreachable ({exc})")
+    return {t: r if isinstance(r, bytes) else None
+            for t, r in results.items() if not isinstance(r, StorageError) or
+            isinstance(r, ObjectNotFound)}
+
+
+def _unlock(targets: TargetSet, password: bytes) -> tuple[MasterKey, str, bytes]:
+    """(master key, key id, the key file's bytes). Every copy of each key file is tried (a
+    damaged copy on one target must not look like a wrong password); copies that differ from
+    the one that unlocked are remembered as damaged."""
+    listings = targets.list_each(KEYS_DIR)
+    names = sorted(set().union(*listings.values()))
+    if not names:
         raise RepositoryNotFound(f"{', '.join(targets.urls)}: the repository has no key files")
-    for key_file in key_files:
-        try:
-            master = key_file.unlock(password)
-        except IntegrityError as exc:  # e.g. absurd KDF parameters: try the other key files
-            log.warning("ignoring key file %s: %s", key_file.key_id, exc)
+    for name in names:
+        key_id = name[len(KEYS_DIR) :]
+        if not is_uid(key_id):
+            log.warning("ignoring key file %s: unexpected key file name", key_id)
             continue
-        if master is not None:
-            return master, key_file.key_id
+        copies = targets.read_each(name, 0, MAX_KEY_FILE_SIZE + 1)
+        good = [(t, copies[t]) for t in targets.read_order(name)
+                if isinstance(copies.get(t), bytes)]
+        tried: set[bytes] = set()
+        for _, data in good:
+            assert isinstance(data, bytes)
+            if data in tried:
+                continue
+            tried.add(data)
+            try:
+                master = KeyFile.decode(key_id, data).unlock(password)
+            except FogVaultError as exc:  # malformed, or absurd KDF parameters
+                log.warning("ignoring key file %s: %s", key_id, exc)
+                continue
+            if master is not None:
+                for target, other in good:
+                    if other != data:
+                        targets.remember_damage(target.url, name)
+                return master, key_id, data
     raise WrongPassword("wrong password: no key in the repository opens with it")
 
 
-def _check_same_repository(targets: TargetSet, master: MasterKey, config: RepoConfig) -> None:
-    """Every target must hold the same repository (same master key and repository id)."""
-    if len(targets.storages) < 2:
-        return
-    for storage in targets.storages:
+def _check_same_repository(
+    targets: TargetSet, master: MasterKey, configs: dict[Target, bytes | None]
+) -> RepoConfig:
+    """The repository's config, after checking that every target holds this repository (same
+    master key and id). A target whose config is missing or fails verification but which holds
+    one of this repository's key files is a damaged copy: it is used, and its config is
+    remembered for repair. Anything else is refused."""
+    verified: dict[Target, RepoConfig | None] = {}
+    for target in targets.read_order(CONFIG_NAME):
+        sealed = configs.get(target)
+        if sealed is None:
+            continue
         try:
-            sealed = storage.read(CONFIG_NAME)
-            other = RepoConfig.decode(
-                _unseal_object(master, ObjectKind.CONFIG, b"", sealed, MAX_CONFIG_SIZE)
-            )
-        except ObjectNotFound as exc:
-            raise RepositoryNotFound(f"{storage.url}: no repository there") from exc
-        except IntegrityError as exc:
-            raise UsageError(
-                f"{storage.url} holds a different repository than {targets.urls[0]}"
-            ) from exc
-        if other.repo_id != config.repo_id:
-            raise UsageError(f"{storage.url} holds a different repository than {targets.urls[0]}")
+            verified[target] = RepoConfig.decode(
+                _unseal_object(master, ObjectKind.CONFIG, b"", sealed, MAX_CONFIG_SIZE))
+        except IntegrityError:
+            verified[target] = None
+    reference = next(((t, c) for t, c in verified.items() if c is not None), None)
+    if reference is None:
+        raise IntegrityError("the config fails verification on every target")
+    ref_target, config = reference
+    our_keys = targets.last_listing(KEYS_DIR, ref_target) or set()
+    for target in targets.active():
+        other = verified.get(target)
+        if other is not None:
+            if other.repo_id != config.repo_id:
+                raise DifferentRepository(
+                    f"{target.url} holds a different repository than {ref_target.url}")
+            continue
+        if not our_keys & (targets.last_listing(KEYS_DIR, target) or set()):
+            if target in verified:
+                raise DifferentRepository(
+                    f"{target.url} holds a different repository than {ref_target.url}")
+            raise RepositoryNotFound(
+                f"{target.url}: no repository there (to make it a copy of this repository, "
+                f"use 'fogvault target add {target.url}')")
+        problem = "fails verification" if target in verified else "is missing"
+        targets.remember_damage(target.url, CONFIG_NAME)
+        log.warning("%s: the config %s; 'fogvault repair' restores it", target.url, problem)
+    return config
 
 
 __all__ = ["BlobType", "Repository"]

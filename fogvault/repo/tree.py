@@ -111,6 +111,7 @@ class Node:
 @dataclass(slots=True)
 class Tree:
     nodes: list[Node] = field(default_factory=list)
+    _by_name: dict[bytes, Node] | None = field(default=None, repr=False, compare=False)
 
     def encode(self) -> bytes:
         nodes = sorted(self.nodes, key=lambda n: n.name)
@@ -135,10 +136,10 @@ class Tree:
         return cls(nodes)
 
     def find(self, name: bytes) -> Node | None:
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        return None
+        """The node called ``name`` (a dict built on first use: folders can be large)."""
+        if self._by_name is None:
+            self._by_name = {node.name: node for node in self.nodes}
+        return self._by_name.get(name)
 
 
 def _is_version(value: Any, expected: int) -> bool:

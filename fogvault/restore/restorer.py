@@ -97,7 +97,7 @@ class Restorer:
         if self.options.dry_run:
             self._plan(None)
             return self.summary
-        with self.repo.lock():  # shared: a prune cannot delete what is being restored
+        with self.repo.lock(writes=False):  # shared: prune cannot delete what is restored
             self._root = SafeRoot(target)
             try:
                 self._plan(self._root)
@@ -130,6 +130,7 @@ class Restorer:
                     if selected and root is not None:
                         self._make_dir(root, child, node)
                     if selected:
+                        self.summary.dirs += 1
                         self._dirs.append((child, node))
                     stack.append((child, node.subtree or b"", selected))
                 elif selected:
@@ -145,7 +146,6 @@ class Restorer:
             root.remove(parts)
         with root.open_dir(parts, create=True):
             pass
-        self.summary.dirs += 1
 
     def _plan_entry(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
         if root is not None:

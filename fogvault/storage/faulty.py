@@ -5,6 +5,7 @@
     faulty = FaultyStorage(LocalStorage(path), seed=1)
     faulty.inject("write", Fault(error=transient(), times=2))         # next 2 writes fail
     faulty.inject("read", Fault(flip=True, skip=3))                   # the 4th read is corrupt
+    faulty.inject("write", Fault(flip=True, times=None))              # stored damaged (bit rot)
     faulty.inject("write", Fault(error=transient(), when="after"))    # written, but reported lost
     faulty.inject("read", Fault(error=transient(), fraction=0.2, times=None))  # 20 %, seeded
     faulty.inject("*", Fault(delay=0.01, times=None))                 # every call is slow
@@ -53,7 +54,7 @@ class Fault:
 
     error: StorageError | None = None  # raised (a fresh copy each time)
     when: Literal["before", "after"] = "before"  # "after": the call is done, then it raises
-    flip: bool = False  # reads return the data with one bit flipped
+    flip: bool = False  # reads return, writes store, the data with one bit flipped
     delay: float = 0.0  # seconds to sleep before the call
     hook: Callable[[str, str], None] | None = None  # hook(method, name) before the call
     times: int | None = 1  # how many calls it applies to; None = no limit
@@ -148,6 +149,8 @@ class FaultyStorage(Storage):
 
     def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
         faults = self._before("write", name)
+        if any(f.flip for f in faults):
+            data = _flip(bytes(data))
         self.inner.write(name, data, overwrite=overwrite)
         self._after(faults, name)
 

@@ -6,10 +6,12 @@ leaves loose so that the contract in :mod:`fogvault.storage.base` holds:
 * :class:`FsspecStorage` (``memory://``): the store lives in this process, so a lock makes
   create-only writes atomic; a memory file is published only when complete.
 * :class:`S3Storage` (``s3://bucket/prefix``): every object is one PUT (atomic on S3; hence at
-  most 5 GiB). Create-only writes send ``If-None-Match: *`` so the *server* refuses to replace an
-  object (HTTP 412), no race window; servers that answer 501 get a HEAD-then-PUT fallback (not
-  atomic, logged once). Reads of a whole object are one GET (never split into ranges that could
-  mix two versions); a range past the end (HTTP 416) is an empty short read. No listing cache.
+  most 5 GiB) carrying a ``Content-MD5`` header, so the server refuses a body damaged on the way
+  (``BadDigest``, retried as transient). Create-only writes send ``If-None-Match: *`` so the
+  *server* refuses to replace an object (HTTP 412), no race window; servers that answer 501 get
+  a HEAD-then-PUT fallback (not atomic, logged once). Reads of a whole object are one GET (never
+  split into ranges that could mix two versions); a range past the end (HTTP 416) is an empty
+  short read. No listing cache.
 * :class:`SftpStorage` (``sftp://user@host:port/path``): writes go to a dot-named temporary in
   the same folder, are fsync'ed (``fsync@openssh.com``), then renamed: ``posix-rename`` for
   overwrites, the plain SFTPv3 RENAME for create-only (OpenSSH implements it as link+unlink,
@@ -22,7 +24,9 @@ Every library exception leaves as a :class:`StorageError`: see :func:`classify`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
+import hashlib
 import logging
 import os
 import secrets
@@ -66,6 +70,8 @@ def classify(exc: BaseException) -> type[StorageError]:
     status = _http_status(exc)
     if status is not None:
         code = (_http_response(exc) or {}).get("Error", {}).get("Code")
+        if code == "BadDigest":  # the body was damaged on the way: sending it again may work
+            return TransientStorageError
         return PermanentStorageError if code == "NoSuchBucket" else _classify_http(status)
     sftp_kind = _classify_asyncssh(exc)
     if sftp_kind is not None:
@@ -339,8 +345,10 @@ class S3Storage(FsspecStorage):
                 self._head_then_put(path, name, data)
 
     def _put(self, path: str, data: bytes, mode: str) -> None:
-        # chunksize above the size: one PutObject, never a multipart upload (see S3_MAX_PUT)
-        self.fs.pipe_file(path, bytes(data), mode=mode, chunksize=S3_MAX_PUT)
+        # chunksize above the size: one PutObject, never a multipart upload (see S3_MAX_PUT).
+        # Content-MD5: the server checks the whole body before it stores anything.
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        self.fs.pipe_file(path, bytes(data), mode=mode, chunksize=S3_MAX_PUT, ContentMD5=md5)
 
     def _put_if_absent(self, path: str, name: str, data: bytes) -> None:
         try:

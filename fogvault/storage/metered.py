@@ -2,9 +2,9 @@
 
 ``MeteredStorage(inner)`` passes every call through unchanged. Under a lock it records requests
 per method, failed requests, bytes read and written, and ``latency``: an exponentially weighted
-average (weight 0.3 for the newest) of how long *small* requests took. Small requests are
-``stat``, ``delete`` and reads and writes of at most ``SMALL`` bytes, so the average measures
-round trips, not bandwidth. It is ``None`` until the first small request has finished.
+average (weight 0.3 for the newest) of how long *small reads* took: ``stat`` and reads that
+returned at most ``SMALL`` bytes. So it measures round trips, not bandwidth, and not a write's
+fsync either; it orders targets for reads. It is ``None`` until the first small read finished.
 
 It sits below :class:`~fogvault.storage.retrying.RetryingStorage`, so every retry is counted as
 the request it is. It does not classify, retry or hide anything.
@@ -90,7 +90,7 @@ class MeteredStorage(Storage):
 
     def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
         self._call("write", lambda: self.inner.write(name, data, overwrite=overwrite),
-                   small=len(data) <= SMALL)
+                   small=False)
         with self._lock:
             self.bytes_written += len(data)
 
@@ -101,7 +101,7 @@ class MeteredStorage(Storage):
         yield from self._call("list", lambda: list(self.inner.list(prefix)), small=False)
 
     def delete(self, name: str) -> None:
-        self._call("delete", lambda: self.inner.delete(name), small=True)
+        self._call("delete", lambda: self.inner.delete(name), small=False)
 
     def close(self) -> None:
         self.inner.close()

@@ -24,6 +24,7 @@ Knows nothing of what the objects mean: verification is a callback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -126,6 +127,11 @@ class TargetSet:
                 target.behind = reason
             target.skip_writes = target.skip_writes or skip_writes
 
+    def clear_behind(self, target: Target) -> None:
+        """``target`` has caught up (after a repair in the same session)."""
+        with self._lock:
+            target.behind, target.skip_writes = None, False
+
     def require_quorum(self, action: str) -> list[Target]:
         """The committable targets; ``NotEnoughTargets`` if fewer than K."""
         ok = self.committable()
@@ -145,6 +151,8 @@ class TargetSet:
         return {t.url: t.missed for t in self.targets if t.missed}
 
     def remember_damage(self, url: str, name: str) -> None:
+        if name.startswith(EPHEMERAL_PREFIXES):
+            return
         with self._lock:
             self.damaged.add((url, name))
 
@@ -223,7 +231,8 @@ class TargetSet:
                 if isinstance(exc, StorageError) and target.read_failed():
                     self.drop(target, f"reads keep failing ({exc})")
                 elif len(order) > 1:
-                    log.warning("%s: %s: %s; %s", target.url, name, exc,
+                    where = "" if isinstance(exc, StorageError) else f"{target.url} {name}: "
+                    log.warning("%s%s; %s", where, exc,
                                 "no other target has it" if last else "trying another target")
                 continue
             target.read_worked()
@@ -326,8 +335,7 @@ class TargetSet:
         """
         _count_mutation()
         allowed = None if only is None else set(only)
-        chosen = [t for t in self.targets if t.active and not t.skip_writes
-                  and (allowed is None or t in allowed)]
+        chosen = [t for t in self._writable(name) if allowed is None or t in allowed]
         for target in self.targets:
             if target not in chosen:
                 self._note_missed(target, name)
@@ -348,7 +356,7 @@ class TargetSet:
     def delete(self, name: str) -> None:
         """Delete from every target in use; a target that lacks the object is fine."""
         _count_mutation()
-        chosen = [t for t in self.targets if t.active and not t.skip_writes]
+        chosen = self._writable(name)
         for target in self.targets:
             if target not in chosen:
                 self._note_missed(target, name, deleted=True)
@@ -356,14 +364,17 @@ class TargetSet:
             raise self._unusable()
 
         def one(target: Target) -> None:
-            with target.slots:
-                try:
-                    target.storage.delete(name)
-                except ObjectNotFound:
-                    pass
+            with target.slots, contextlib.suppress(ObjectNotFound):
+                target.storage.delete(name)
 
         futures = {t: self._pool.submit(one, t) for t in chosen}
         self._settle(name, futures, deleted=True)
+
+    def _writable(self, name: str) -> list[Target]:
+        """The targets a change to ``name`` goes to: those in use, except the ones left alone
+        (locks go to those too: a lock left behind would block other processes)."""
+        ephemeral = name.startswith(EPHEMERAL_PREFIXES)
+        return [t for t in self.targets if t.active and (ephemeral or not t.skip_writes)]
 
     def _settle(self, name: str, futures: dict[Target, Future[None]], deleted: bool = False
                 ) -> list[Target]:

@@ -5,7 +5,7 @@ names, sizes and bytes on any machine (random bytes come from BLAKE3's extendabl
 from ``random.Random``, both seeded), so runs on different days compare like with like.
 
 * ``small``: a source tree: ~50,000 files at size 1.0 (code, docs, data and config files with
-  log-normal sizes around 4 KiB, 1 % empty), a few binaries that take the rest of ~1 GiB
+  log-normal sizes around 5 KiB, 1 % empty), a few binaries that take the rest of ~1 GiB
   (incompressible "media" and half-compressible "executables"), and some symlinks.
 * ``big``: four large files, 1 GiB in all at size 1.0, made of 1-16 MiB segments of random,
   text-like, low-entropy and zero bytes, and copies of earlier segments (of the same or an
@@ -208,7 +208,7 @@ def make_small(root: Path, seed: int, size: float, text: TextSource) -> CorpusIn
     text_bytes = 0
     for _ in range(n_text):
         _, ext, kind = rng.choices(_TEXT_KINDS, weights=weights)[0]
-        nbytes = 0 if rng.random() < 0.01 else min(512 * KIB, int(rng.lognormvariate(8.3, 1.2)))
+        nbytes = 0 if rng.random() < 0.01 else min(512 * KIB, int(rng.lognormvariate(8.6, 1.2)))
         plan.append((unique(rng.choice(dirs), rng.choice(text.words), ext), "text", nbytes, kind))
         text_bytes += nbytes
     if text_bytes > 0.6 * budget:  # small --size: keep binaries at 40 % of the bytes

@@ -1,15 +1,22 @@
 """The tools under test and how each phase runs with each of them, with comparable settings.
 
-| setting | FogVault | restic 0.14 | borg 1.2 |
-|---|---|---|---|
-| encryption | XChaCha20-Poly1305, keyed BLAKE3 ids | AES-256-CTR + Poly1305-AES (default) | repokey-blake2: AES-256-CTR + keyed BLAKE2b-256 |
-| compression | zstd level 3 (the default) | `--compression auto` = zstd "SpeedDefault" (about level 3) | `--compression zstd,3` |
-| password KDF | Argon2id `--kdf moderate` (256 MiB) | scrypt, calibrated by restic | PBKDF2-SHA256, 100,000 rounds |
-| chunker | FastCDC, 512 KiB / 1 MiB / 8 MiB | Rabin, 512 KiB / 1 MiB / 8 MiB | buzhash, 512 KiB / 2 MiB / 8 MiB (default) |
-| password | `FOGVAULT_PASSWORD_FILE` | `RESTIC_PASSWORD_FILE` | `BORG_PASSCOMMAND=cat FILE` |
-| cache | `--cache-dir` in the work dir | `--cache-dir` in the work dir | `BORG_BASE_DIR` in the work dir |
-| forget + prune | `forget --keep-last 1 --prune` | `forget --keep-last 1 --prune` | `prune --keep-last 1` then `compact` |
-| check | `check` (structure, no data read) | `check` (structure, no data read) | `check` (default: also reads every segment to verify CRCs) |
+* Encryption on everywhere: FogVault XChaCha20-Poly1305 with keyed BLAKE3 ids; restic's only
+  mode (AES-256-CTR + Poly1305-AES, SHA-256 ids); borg ``repokey-blake2`` (AES-256-CTR +
+  keyed BLAKE2b ids).
+* Compression: FogVault zstd level 3 (its default); restic 0.14 knows only ``--compression
+  auto|max|off``, and ``auto`` is klauspost/zstd "SpeedDefault" (about level 3); borg
+  ``--compression zstd,3``.
+* Password KDF: FogVault ``init --kdf moderate`` (Argon2id, 256 MiB); restic scrypt as restic
+  calibrates it; borg 1.2 PBKDF2-SHA256 (100,000 rounds). Passwords come from a file
+  (``FOGVAULT_PASSWORD_FILE``, ``RESTIC_PASSWORD_FILE``, ``BORG_PASSCOMMAND="cat FILE"``).
+* Chunkers at their defaults: FogVault FastCDC 512 KiB/1 MiB/8 MiB, restic Rabin
+  512 KiB/1 MiB/8 MiB, borg buzhash 512 KiB/2 MiB/8 MiB. Packs: 16 MiB for FogVault and
+  restic; borg writes 500 MiB segment files.
+* Caches in the work dir: ``--cache-dir``, ``RESTIC_CACHE_DIR``, ``BORG_BASE_DIR``.
+* check: each tool's default ``check`` (FogVault and restic read no pack data; borg's default
+  also reads every segment to verify its CRCs). forget + prune: ``forget --keep-last 1
+  --prune`` (FogVault, restic); ``prune --keep-last 1`` then ``compact`` (borg 1.2 frees
+  space only in compact).
 
 Every phase is one or more commands run directly (no shell), so their rusage is the tool's.
 """
@@ -20,7 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 HOST = "bench-host"
@@ -48,7 +55,8 @@ class Tool:
     name: str
     executable: str
     settings: str
-    extra_env: dict[str, str] = field(default_factory=dict)
+    kdf: str = "moderate"  # FogVault only
+    pythonpath: str | None = None  # FogVault only: a frozen copy of the package (bench.py)
 
     def version(self) -> str:
         flag = "version" if self.name == "restic" else "--version"
@@ -61,7 +69,10 @@ class Tool:
 
     def env(self, s: Setup) -> dict[str, str]:
         if self.name == "fogvault":
-            return {"FOGVAULT_PASSWORD_FILE": str(s.password_file)}
+            env = {"FOGVAULT_PASSWORD_FILE": str(s.password_file)}
+            if self.pythonpath:
+                env["PYTHONPATH"] = self.pythonpath
+            return env
         if self.name == "restic":
             return {"RESTIC_REPOSITORY": str(s.repo), "RESTIC_PASSWORD_FILE": str(s.password_file),
                     "RESTIC_CACHE_DIR": str(s.cache)}
@@ -77,7 +88,7 @@ class Tool:
         exe, src = self.executable, str(s.source)
         if self.name == "fogvault":
             table = {
-                "init": [self._fv(s, "init", "--kdf", "moderate")],
+                "init": [self._fv(s, "init", "--kdf", self.kdf)],
                 "backup": [self._fv(s, "backup", "--host", HOST, src)],
                 "snapshots": [self._fv(s, "snapshots")],
                 "restore": [self._fv(s, "restore", "--version", "latest", "--target",
@@ -119,11 +130,14 @@ def fogvault_executable() -> str:
     return found
 
 
-def ensure_tools(names: list[str], install: bool) -> dict[str, Tool]:
+def ensure_tools(names: list[str], install: bool, kdf: str = "moderate") -> dict[str, Tool]:
     """Find each tool; install restic/borgbackup with apt-get when missing and allowed."""
     missing = [n for n in names if n != "fogvault" and shutil.which(n) is None]
+    if not os.access("/usr/bin/time", os.X_OK):
+        missing.append("time")  # GNU time measures peak RSS (see measure.py)
     if missing and install:
-        packages = [{"restic": "restic", "borg": "borgbackup"}[n] for n in missing]
+        packages = [{"restic": "restic", "borg": "borgbackup", "time": "time"}[n]
+                    for n in missing]
         print(f"installing {' '.join(packages)} with apt-get", flush=True)
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -132,8 +146,8 @@ def ensure_tools(names: list[str], install: bool) -> dict[str, Tool]:
     for name in names:
         if name == "fogvault":
             tools[name] = Tool(name, fogvault_executable(),
-                               "init --kdf moderate; zstd 3 (repository default); "
-                               "XChaCha20-Poly1305; 16 MiB packs")
+                               f"init --kdf {kdf}; zstd 3 (repository default); "
+                               "XChaCha20-Poly1305; 16 MiB packs", kdf=kdf)
             continue
         path = shutil.which(name)
         if path is None:

@@ -73,7 +73,7 @@ def _run_seed(seed: int, history, fogvault, tmp_path: Path) -> None:
     print(f"seed {seed}: crash after {crash_after} changes -> exit {killed.returncode}")
     check = fogvault("check", "-r", "repo", "--read-data", "--json")
     report = json.loads(check.stdout.splitlines()[-1])
-    assert check.returncode == 0, (report["problems"], report["targets"])
+    assert check.returncode == 0, json.dumps(report, indent=1)
     for uid, digest in expected.items():
         out = tmp_path / f"out-{uid}"
         done = fogvault("restore", "-r", "repo", "--version", uid, "--target", str(out))

@@ -147,3 +147,21 @@ def test_targets_in_one_bucket_do_not_see_each_other(s3_url) -> None:
     first.write("only-here", b"1")
     assert list(second.list()) == []
     assert [info.name for info in first.list()] == ["only-here"]
+
+
+def test_every_put_carries_content_md5_and_a_damaged_body_is_refused(s3_url) -> None:
+    import base64
+    import hashlib
+
+    from fogvault.storage.fsspec_store import classify
+
+    storage = open_storage(s3_url)
+    assert isinstance(storage, S3Storage)
+    storage.write("a", b"payload")  # with its Content-MD5: accepted
+    info = storage.fs.info(f"{storage.root}/a")
+    assert info["ETag"].strip('"') == hashlib.md5(b"payload").hexdigest()
+    wrong = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
+    with pytest.raises(Exception) as caught:  # what a body damaged on the way looks like
+        storage.fs.pipe_file(f"{storage.root}/b", b"payload", ContentMD5=wrong)
+    assert classify(caught.value) is TransientStorageError  # BadDigest: worth sending again
+    assert not storage.exists("b")

@@ -1,0 +1,74 @@
+"""``fogvault repair``: copy missing and damaged objects from healthy targets to the others."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from fogvault.cli.common import Printer, open_repository
+from fogvault.cli.progress import make_phase_progress
+from fogvault.errors import EXIT_ERROR, EXIT_PARTIAL
+from fogvault.maintenance.repair import RepairOptions, RepairResult, repair
+
+
+def register(app: typer.Typer) -> None:
+    app.command("repair")(repair_cmd)
+
+
+def repair_cmd(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")] = False,
+    read_data: Annotated[
+        bool, typer.Option(help="Also read every pack on every target to find damage.")
+    ] = False,
+) -> None:
+    """Restore full redundancy: copy what targets lack or hold damaged from good copies.
+
+    Exit code 1 if something could not be repaired, 3 if a target was unreachable.
+    """
+    out = Printer.of(ctx)
+    progress = make_phase_progress(out)
+    try:
+        with open_repository(ctx, load_index=False) as repo:
+            result = repair(repo, RepairOptions(dry_run=dry_run, read_data=read_data), progress)
+    finally:
+        progress.close()
+    report_repair(out, result)
+    raise typer.Exit(repair_exit_code(result))
+
+
+def repair_exit_code(result: RepairResult) -> int:
+    if result.unrecoverable or any(t.failed or t.skipped for t in result.targets):
+        return EXIT_ERROR
+    return EXIT_PARTIAL if any(not t.reachable for t in result.targets) else 0
+
+
+def report_repair(out: Printer, result: RepairResult) -> None:
+    if out.json_mode:
+        out.json_line({"message_type": "summary", **asdict(result), "ok": result.ok})
+        return
+    verb = "would " if result.dry_run else ""
+    for target in result.targets:
+        if not target.reachable:
+            out.line(f"{target.url}: skipped ({target.error})")
+            continue
+        counts = [f"{len(target.copied)} copied", f"{len(target.replaced)} replaced"]
+        if target.deleted:
+            counts.append(f"{len(target.deleted)} deleted")
+        out.line(f"{target.url}: {verb}{', '.join(counts)}")
+        for kind in ("copied", "replaced", "deleted", "failed", "skipped"):
+            for item in getattr(target, kind):
+                out.line(f"  {kind}: {item}")
+    for item in result.unrecoverable:
+        out.line(f"unrecoverable: {item}")
+    code = repair_exit_code(result)
+    if result.dry_run:
+        out.line(f"dry run: {result.changes} changes planned, nothing was changed")
+    elif code == EXIT_ERROR:
+        out.line("some objects could not be repaired")
+    elif code == EXIT_PARTIAL:
+        out.line("the reachable targets hold every object; repair again for the skipped ones")
+    else:
+        out.line("every target holds every object" if result.changes else "nothing to repair")

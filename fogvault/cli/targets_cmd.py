@@ -1,0 +1,153 @@
+"""``fogvault targets``: the state of each target. ``fogvault target add|remove URL``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+
+from fogvault.cli.common import Printer, open_repository, options, table
+from fogvault.cli.progress import make_phase_progress
+from fogvault.cli.repair_cmd import repair_exit_code, report_repair
+from fogvault.errors import EXIT_ERROR, EXIT_PARTIAL
+from fogvault.maintenance.inventory import take_inventory
+from fogvault.maintenance.membership import add_target, remove_target
+from fogvault.repo.repository import Repository
+from fogvault.sizes import format_size
+from fogvault.storage import open_storage
+from fogvault.targets.ledger import Ledger
+
+target_app = typer.Typer(help="Add or remove a target of the repository.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("targets")(targets)
+    app.add_typer(target_app, name="target")
+
+
+def targets(ctx: typer.Context) -> None:
+    """Show each target: reachable, objects, size, what it lacks, known damage.
+
+    Also the requests of the last operation on this machine.
+    """
+    out = Printer.of(ctx)
+    with open_repository(ctx) as repo:
+        rows = target_rows(repo)
+    if out.json_mode:
+        out.json(rows)
+        return
+    lines = []
+    for r in rows:
+        last = r["last_operation"] or {}
+        requests = sum((last.get("requests") or {}).values())
+        lines.append([
+            r["url"], r["state"], str(r["objects"]), format_size(r["bytes"]),
+            str(len(r["missing"])), str(len(r["corrupt"])),
+            f"{last.get('command', '-')} {requests} req" if last else "-",
+        ])
+    out.line(table(lines, ["Target", "State", "Objects", "Size", "Missing", "Corrupt",
+                           "Last operation"]))
+    for r in rows:
+        if r["error"]:
+            out.line(f"{r['url']}: {r['error']}")
+
+
+def target_rows(repo: Repository) -> list[dict[str, Any]]:
+    """One record per target (the JSON of ``fogvault targets``)."""
+    repo.load_index()
+    inventory = take_inventory(repo)
+    last = Ledger(repo.config.repo_id).load()  # before this command records itself
+    rows = []
+    for target in repo.targets.targets:
+        listing = inventory.listings.get(target.url)
+        corrupt = sorted(n for u, n in repo.targets.damaged  # known damaged copies it holds
+                         if u == target.url and n in inventory.live and n in (listing or {}))
+        rows.append({
+            "url": target.url,
+            "reachable": listing is not None,
+            "state": "unreachable" if listing is None else target.state,
+            "error": target.dropped or target.behind,
+            "objects": len(listing or {}),
+            "bytes": sum((listing or {}).values()),
+            "missing": inventory.missing(target.url) if listing is not None else [],
+            "wrong_size": inventory.wrong_size(target.url) if listing is not None else [],
+            "corrupt": corrupt,
+            "extra": len(inventory.extra(target.url)) if listing is not None else 0,
+            "latency_ms": target.meter.snapshot()["latency_ms"],
+            "last_operation": (last.get(target.url) or {}).get("last_operation"),
+        })
+    return rows
+
+
+@target_app.command("add")
+def add(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="The new target (path or URL).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")] = False,
+) -> None:
+    """Make URL a complete copy of the repository on the targets given with -r.
+
+    Every object is copied and verified, the config last. Run it again to resume.
+    """
+    out = Printer.of(ctx)
+    progress = make_phase_progress(out)
+    try:
+        with open_repository(ctx, load_index=False) as repo:
+            result = add_target(repo, url, dry_run=dry_run, progress=progress)
+    finally:
+        progress.close()
+    report_repair(out, result)
+    code = repair_exit_code(result)
+    if code == 0 and not dry_run:
+        out.line(f"{url} holds the repository now: give it with -r (or in the config file's "
+                 "targets) from now on")
+    raise typer.Exit(code)
+
+
+@target_app.command("remove")
+def remove(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="The target to stop using (path or URL).")],
+    delete_data: Annotated[
+        bool, typer.Option("--delete-data", help="Also delete the repository from URL.")
+    ] = False,
+) -> None:
+    """Check that the other targets hold everything, so that URL can stop being used.
+
+    Nothing is deleted unless --delete-data is given, and then only if the others hold
+    everything.
+    """
+    out = Printer.of(ctx)
+    opts = options(ctx)
+    canonical = _canonical(url)
+    given = {_canonical(u) for u in opts.repo_urls()}
+    extra = () if canonical in given else (url,)
+    with open_repository(ctx, load_index=False, extra_urls=extra) as repo:
+        result = remove_target(repo, canonical, delete_data=delete_data,
+                               retry_lock=opts.retry_lock)
+    if out.json_mode:
+        out.json_line({"message_type": "summary", **asdict(result),
+                       "others_complete": result.others_complete})
+    else:
+        for other, names in result.lacking.items():
+            out.line(f"{other} lacks {len(names)} objects, e.g. {names[0]}")
+        if delete_data:
+            out.line(f"deleted {result.deleted} objects ({format_size(result.bytes_deleted)}) "
+                     f"from {url}")
+        elif result.others_complete:
+            out.line(f"the other targets hold everything: stop giving {url} and it is no longer "
+                     "used (its copy is kept; --delete-data deletes it)")
+        else:
+            out.line(f"run 'fogvault repair' before you stop using {url}")
+    if not result.others_complete:
+        raise typer.Exit(EXIT_PARTIAL if not delete_data else EXIT_ERROR)
+
+
+def _canonical(url: str) -> str:
+    """The URL as the targets name themselves (local paths made absolute); no I/O."""
+    storage = open_storage(url)
+    try:
+        return storage.url
+    finally:
+        storage.close()

@@ -1,0 +1,384 @@
+"""``repair``: copy missing and damaged objects from healthy targets to the others.
+
+Under the shared lock (repair only adds and replaces; prune, which deletes, holds the exclusive
+one):
+
+1. **Find** what each target lacks (:mod:`fogvault.maintenance.inventory`: missing live objects,
+   packs of the wrong size) and which copies are damaged: every config, key file, snapshot and
+   index file copy is read and verified on every target, plus the damage already known
+   (``TargetSet.damaged``: found by earlier reads or ``check``, kept in the ledger), plus, with
+   ``read_data``, every pack copy.
+2. **Copy**, kind by kind in the format's order: key files, packs, index files, snapshots, and
+   the config last. Each object's good bytes come from a copy that verifies (a pack's BLAKE3 is
+   its name; other objects decrypt and decode; key files as in
+   :func:`~fogvault.maintenance.verify.judge_key_copies`). A missing object is written
+   create-only; a damaged copy is replaced (``overwrite=True``) with the verified bytes. The
+   copy counts only after it has been read back and found byte-identical.
+3. **Ordering per target** (docs/format.md, "Ordering rules"): an index file is copied to a
+   target only once every pack it lists is there; a snapshot only once the target holds every
+   live index file and every tree and blob of the snapshot is indexed; the config only once
+   nothing else failed on that target (so ``target add`` marks a new target complete last).
+4. **Missed deletions** (``TargetSet.missed_deletes``, from the ledger): objects deleted on the
+   others while a target was away are deleted there, after the copies, if no other target
+   still holds them as live objects and nothing failed on that target.
+
+Idempotent and resumable: each copy is atomic and independent, and a second run finds nothing
+left to do. With ``dry_run`` it only plans. Objects with no good copy anywhere are reported as
+unrecoverable; nothing can be done for them here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from fogvault.errors import FogVaultError
+from fogvault.maintenance.inventory import Inventory, take_inventory
+from fogvault.maintenance.mark import mark_used
+from fogvault.maintenance.progress import PhaseProgress
+from fogvault.maintenance.verify import judge_key_copies, verify_copy
+from fogvault.repo.format import (
+    CONFIG_NAME,
+    DATA_DIR,
+    INDEX_DIR,
+    KEYS_DIR,
+    SNAPSHOTS_DIR,
+    pack_name,
+)
+from fogvault.repo.repository import Repository
+from fogvault.storage import ObjectExists, ObjectNotFound, StorageError
+from fogvault.targets import Target
+
+#: the order objects are copied in (docs/format.md, "Ordering rules"); the config comes last
+_PHASES = (KEYS_DIR, DATA_DIR, INDEX_DIR, SNAPSHOTS_DIR, CONFIG_NAME)
+#: ... and the order missed deletions are applied in (as prune deletes)
+_DELETE_ORDER = (SNAPSHOTS_DIR, INDEX_DIR, DATA_DIR, KEYS_DIR)
+#: a destination that fails this many writes is given up for this run
+_FAILURES_TO_GIVE_UP = 3
+#: held back because the object itself is bad (unrecoverable), not because of the target
+_NOT_SPREAD = "not spread"
+
+
+@dataclass(slots=True)
+class RepairOptions:
+    dry_run: bool = False
+    read_data: bool = False  # read and verify every pack copy too (else: known damage only)
+    only: list[str] | None = None  # bring only these targets up to date (``target add``)
+    workers: int = 4  # objects copied at once
+
+
+@dataclass(slots=True)
+class TargetRepair:
+    url: str
+    reachable: bool = True
+    error: str | None = None
+    copied: list[str] = field(default_factory=list)  # were missing
+    replaced: list[str] = field(default_factory=list)  # were damaged
+    deleted: list[str] = field(default_factory=list)  # deletions it had missed
+    failed: list[str] = field(default_factory=list)  # "name: why"
+    skipped: list[str] = field(default_factory=list)  # "name: why" (ordering held it back)
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and not self.failed and not self.skipped
+
+
+@dataclass(slots=True)
+class RepairResult:
+    targets: list[TargetRepair] = field(default_factory=list)
+    unrecoverable: list[str] = field(default_factory=list)  # "name: why"
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.unrecoverable and all(t.ok for t in self.targets)
+
+    @property
+    def changes(self) -> int:
+        return sum(len(t.copied) + len(t.replaced) + len(t.deleted) for t in self.targets)
+
+
+def repair(
+    repo: Repository, options: RepairOptions | None = None, progress: PhaseProgress | None = None
+) -> RepairResult:
+    options = options or RepairOptions()
+    progress = progress or PhaseProgress()
+    with repo.lock():
+        repo.load_index()
+        return _Repair(repo, options, progress).run()
+
+
+class _Repair:
+    def __init__(self, repo: Repository, options: RepairOptions, progress: PhaseProgress) -> None:
+        self.repo = repo
+        self.targets = repo.targets
+        self.options = options
+        self.progress = progress
+        self.result = RepairResult(dry_run=options.dry_run)
+        self.reports: dict[str, TargetRepair] = {}
+        self.inventory: Inventory
+        self.bad: set[tuple[str, str]] = set()  # (url, name): copies known or found damaged
+        self.have: dict[str, set[str]] = {}  # url -> names it holds (good or not), as we go
+        self._lock = threading.Lock()
+        self._failures: dict[str, int] = defaultdict(int)
+        self._good_now: dict[str, set[str]] = {}  # url -> good names, as a phase starts
+        self._incomplete: dict[str, str | None] = {}  # snapshot name -> why it is not spread
+
+    def run(self) -> RepairResult:
+        self.inventory = take_inventory(self.repo)
+        for target in self.targets.targets:
+            if self.options.only is not None and target.url not in self.options.only:
+                continue
+            report = TargetRepair(target.url)
+            self.reports[target.url] = report
+            self.result.targets.append(report)
+            if target.url not in self.inventory.listings:
+                report.reachable, report.error = False, target.dropped or "unreachable"
+        self.have = {u: set(names) for u, names in self.inventory.listings.items()}
+        self._find_damage()
+        for phase in _PHASES:
+            self._copy_phase(phase)
+        self._apply_missed_deletes()
+        return self.result
+
+    # ---- 1. what is damaged ------------------------------------------------------------
+
+    def _find_damage(self) -> None:
+        live = self.inventory.live
+        self.bad = {(u, n) for u, n in self.targets.damaged if n in live}
+        for url in self.inventory.listings:
+            for name in self.inventory.wrong_size(url):
+                self.bad.add((url, name))
+        names = [n for n, size in live.items() if size is None or self.options.read_data]
+        checks = [(url, n) for n in names for url in self.inventory.holders(n)
+                  if (url, n) not in self.bad and not self._is_other_key(n)]
+        self.progress.phase("verify copies", len(checks))
+        for (url, name), problem in zip(checks, self._map(self._verify_one, checks),
+                                        strict=True):
+            if problem is None:
+                self.targets.forget_damage(url, name)
+            else:
+                self.bad.add((url, name))
+                self.targets.remember_damage(url, name)
+        for name in live:
+            if self._is_other_key(name):
+                copies = self._read_copies(name)
+                _, bad = judge_key_copies(copies)
+                self.bad |= {(url, name) for url in bad}
+
+    def _verify_one(self, item: tuple[str, str]) -> str | None:
+        url, name = item
+        try:
+            return verify_copy(self.repo, name, self.targets.target(url).storage.read(name),
+                               full=False)
+        except StorageError as exc:
+            return str(exc)
+        finally:
+            self.progress.advance()
+
+    def _is_other_key(self, name: str) -> bool:
+        return name.startswith(KEYS_DIR) and name[len(KEYS_DIR):] != self.repo.key_id
+
+    def _read_copies(self, name: str) -> dict[str, bytes]:
+        read = self.targets.read_each(name)
+        return {t.url: data for t, data in read.items() if isinstance(data, bytes)}
+
+    # ---- 2. copies -----------------------------------------------------------------------
+
+    def _copy_phase(self, phase: str) -> None:
+        work: dict[str, list[tuple[Target, bool]]] = defaultdict(list)  # name -> (dest, replace)
+        self._good_now = {url: self._good(url) for url in self.have}
+        for url, report in self.reports.items():
+            if not report.reachable:
+                continue
+            target = self.targets.target(url)
+            for name in sorted(self.inventory.live):
+                if not (name == phase if phase == CONFIG_NAME else name.startswith(phase)):
+                    continue
+                present = name in self.have[url]
+                replace = present and (url, name) in self.bad
+                if present and not replace:
+                    continue
+                why = self._held_back(url, name)
+                if why:
+                    if why != _NOT_SPREAD:
+                        report.skipped.append(f"{name}: {why}")
+                    continue
+                work[name].append((target, replace))
+        if not work:
+            return
+        self.progress.phase(f"copy {phase.rstrip('/')}", len(work))
+        workers = 2 if phase == DATA_DIR else self.options.workers
+        self._map(lambda item: self._copy_object(*item), list(work.items()), workers)
+
+    def _held_back(self, url: str, name: str) -> str | None:
+        """Why ``name`` may not go to ``url`` yet (the ordering rules), or None."""
+        report = self.reports[url]
+        if not report.reachable:
+            return "target given up"
+        if name.startswith(INDEX_DIR):
+            try:
+                listed = self.repo.read_index_file(name).packs
+            except FogVaultError as exc:
+                return f"unreadable ({exc})"
+            good = self._good_now[url]
+            lacking = [p for p in listed if pack_name(p) not in good]
+            return f"{len(lacking)} of its packs are not on the target" if lacking else None
+        if name.startswith(SNAPSHOTS_DIR):
+            if name not in self._incomplete:
+                self._incomplete[name] = self._snapshot_incomplete(name)
+            if self._incomplete[name]:
+                return _NOT_SPREAD
+            lacking = self.repo.live_index_names() - self._good_now[url]
+            return f"the target lacks {len(lacking)} index files" if lacking else None
+        if name == CONFIG_NAME and (report.failed or report.skipped):
+            return "other objects could not be copied to the target"
+        return None
+
+    def _good(self, url: str) -> set[str]:
+        """Names ``url`` holds in good condition now."""
+        return {n for n in self.have[url] if (url, n) not in self.bad}
+
+    def _snapshot_incomplete(self, name: str) -> str | None:
+        """A snapshot only some targets hold, whose data the index lacks, was most likely
+        forgotten while those targets were away: never spread it."""
+        uid = name[len(SNAPSHOTS_DIR):]
+        try:
+            snapshot = self.repo.load_snapshot(uid)
+        except FogVaultError as exc:
+            self._unrecoverable(name, f"unreadable everywhere ({exc})")
+            return "unreadable"
+        problems = mark_used(self.repo, [snapshot]).problems
+        if problems:
+            why = (f"its data is not indexed ({problems[0]}); it was probably forgotten while "
+                   f"a target was away: 'fogvault forget {uid}' deletes it everywhere")
+            with self._lock:
+                entry = f"{name}: {why}"
+                if entry not in self.result.unrecoverable:
+                    self.result.unrecoverable.append(entry)
+            return "its data is not indexed"
+        return None
+
+    def _copy_object(self, name: str, dests: list[tuple[Target, bool]]) -> None:
+        try:
+            data = self._good_bytes(name, {t.url for t, _ in dests})
+        finally:
+            self.progress.advance()
+        if data is None:
+            return
+        for dest, replace in dests:
+            report = self.reports[dest.url]
+            if not report.reachable:
+                continue
+            problem = None
+            if not self.options.dry_run:  # a dry run plans as if every copy worked
+                problem = self._write_verified(dest, name, data, replace)
+            with self._lock:
+                if problem is None:
+                    (report.replaced if replace else report.copied).append(name)
+                    self.have[dest.url].add(name)
+                    self.bad.discard((dest.url, name))
+                    if not self.options.dry_run:
+                        self.targets.forget_damage(dest.url, name)
+                else:
+                    report.failed.append(f"{name}: {problem}")
+                    self._count_failure(dest)
+
+    def _good_bytes(self, name: str, exclude: set[str]) -> bytes | None:
+        """Verified bytes of ``name`` from a healthy copy, or None (recorded unrecoverable)."""
+        if name == f"{KEYS_DIR}{self.repo.key_id}" and self.repo.key_bytes is not None:
+            return self.repo.key_bytes
+        if self._is_other_key(name):
+            good, _ = judge_key_copies(self._read_copies(name))
+            if good is not None:
+                return good
+            return self._unrecoverable(name, "its copies differ and none is in the majority")
+        holders = set(self.inventory.holders(name)) - exclude
+        order = [t for t in self.targets.read_order(name)
+                 if t.url in holders and (t.url, name) not in self.bad]
+        problems = []
+        for source in order:
+            try:
+                data = source.storage.read(name)
+            except StorageError as exc:
+                problems.append(f"{source.url}: {exc}")
+                continue
+            problem = verify_copy(self.repo, name, data, full=False)
+            if problem is None:
+                return data
+            problems.append(f"{source.url}: {problem}")
+            with self._lock:
+                self.bad.add((source.url, name))
+                self.targets.remember_damage(source.url, name)
+        return self._unrecoverable(name, "; ".join(problems) or "no target holds a good copy")
+
+    def _unrecoverable(self, name: str, why: str) -> None:
+        with self._lock:
+            self.result.unrecoverable.append(f"{name}: {why}")
+        return None
+
+    def _write_verified(self, dest: Target, name: str, data: bytes, replace: bool) -> str | None:
+        """Write ``data`` to ``dest`` and read it back; None if it is there, byte for byte."""
+        storage = dest.storage
+        try:
+            try:
+                storage.write(name, data, overwrite=replace)
+            except ObjectExists:  # appeared meanwhile (a backup): keep it only if it is ours
+                if storage.read(name) != data:
+                    storage.write(name, data, overwrite=True)
+            if storage.read(name) != data:
+                return "the copy read back differs"
+        except StorageError as exc:
+            return str(exc)
+        return None
+
+    def _count_failure(self, dest: Target) -> None:
+        self._failures[dest.url] += 1
+        if self._failures[dest.url] >= _FAILURES_TO_GIVE_UP:
+            report = self.reports[dest.url]
+            report.reachable = False
+            report.error = f"{self._failures[dest.url]} copies failed; given up"
+
+    # ---- 4. missed deletions -------------------------------------------------------------
+
+    def _apply_missed_deletes(self) -> None:
+        pending = sorted(self.targets.missed_deletes, key=lambda p: _delete_rank(p[1]))
+        for url, name in pending:
+            report = self.reports.get(url)
+            if report is None or not report.ok:
+                continue
+            if name in self.inventory.live:  # live again (or still): not to be deleted
+                self.targets.missed_deletes.discard((url, name))
+                continue
+            if self.options.dry_run:
+                if name in self.have[url]:
+                    report.deleted.append(name)
+                continue
+            try:
+                if name in self.have[url]:
+                    self.targets.target(url).storage.delete(name)
+                    report.deleted.append(name)
+            except ObjectNotFound:
+                pass
+            except StorageError as exc:
+                report.failed.append(f"{name}: delete failed ({exc})")
+                continue
+            self.targets.missed_deletes.discard((url, name))
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _map(self, fn: Callable, items: list, workers: int | None = None) -> list:
+        if not items:
+            return []
+        with ThreadPoolExecutor(max_workers=workers or self.options.workers) as pool:
+            return list(pool.map(fn, items))
+
+
+def _delete_rank(name: str) -> int:
+    for rank, prefix in enumerate(_DELETE_ORDER):
+        if name.startswith(prefix):
+            return rank
+    return len(_DELETE_ORDER)

@@ -1,0 +1,98 @@
+"""Is this copy of this object intact? One answer for every kind of object, for check and repair.
+
+:func:`verify_copy` returns None for an intact copy, else what is wrong with it:
+
+* ``config``: unseals under the master key, decodes, and has this repository's id;
+* ``keys/<id>``: the key file that opened the repository must be byte for byte the copy that
+  unlocked it; any other key file can only be parsed, since its password is unknown (see
+  :func:`judge_key_copies` for how copies that parse but differ are judged);
+* ``snapshots/<uid>``: unseals with its uid and decodes;
+* ``index/<id>``: its BLAKE3 is its name; it unseals and decodes;
+* ``data/..``: its BLAKE3 is its name; with ``full``, its header parses and every blob opens
+  and hashes to its id (what ``check --read-data`` does);
+* anything else (locks) is not verified.
+
+Nothing here reads from a target: the caller passes the bytes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from fogvault.crypto import content_hash
+from fogvault.errors import FogVaultError
+from fogvault.repo.config import RepoConfig
+from fogvault.repo.format import (
+    CONFIG_NAME,
+    DATA_DIR,
+    INDEX_DIR,
+    KEYS_DIR,
+    SNAPSHOTS_DIR,
+    ObjectKind,
+    id_from_name,
+)
+from fogvault.repo.index import IndexFile
+from fogvault.repo.keys import KeyFile
+from fogvault.repo.pack import parse_pack
+from fogvault.repo.repository import (
+    MAX_CONFIG_SIZE,
+    MAX_INDEX_SIZE,
+    MAX_SNAPSHOT_SIZE,
+    Repository,
+)
+from fogvault.repo.snapshot import Snapshot
+
+
+def verify_copy(repo: Repository, name: str, data: bytes, *, full: bool = True) -> str | None:
+    try:
+        if name == CONFIG_NAME:
+            config = RepoConfig.decode(repo._unseal(ObjectKind.CONFIG, b"", data,
+                                                    MAX_CONFIG_SIZE))
+            if config.repo_id != repo.config.repo_id:
+                return "config of a different repository"
+        elif name.startswith(KEYS_DIR):
+            key_id = name[len(KEYS_DIR) :]
+            if key_id == repo.key_id and repo.key_bytes is not None:
+                return None if data == repo.key_bytes else "differs from the key file in use"
+            KeyFile.decode(key_id, data)
+        elif name.startswith(SNAPSHOTS_DIR):
+            uid = name[len(SNAPSHOTS_DIR) :]
+            Snapshot.decode(repo._unseal(ObjectKind.SNAPSHOT, uid.encode(), data,
+                                         MAX_SNAPSHOT_SIZE), uid)
+        elif name.startswith(INDEX_DIR):
+            if content_hash(data) != id_from_name(name):
+                return "does not match its name"
+            IndexFile.decode(repo._unseal(ObjectKind.INDEX, b"", data, MAX_INDEX_SIZE))
+        elif name.startswith(DATA_DIR):
+            if content_hash(data) != id_from_name(name):
+                return "does not match its name"
+            if full:
+                view = memoryview(data)
+                for entry in parse_pack(repo.master.encryption, data):
+                    repo.open_blob(entry, view[entry.offset : entry.offset + entry.length])
+    except FogVaultError as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def judge_key_copies(copies: dict[str, bytes]) -> tuple[bytes | None, set[str]]:
+    """For a key file that is not the one in use: (the good bytes or None, urls of bad copies).
+
+    A copy that does not parse is bad. If the copies that parse differ, the bytes most of them
+    hold win, and the others are bad; without a strict majority nobody can tell (None, and no
+    copy is called bad)."""
+    parsing = {}
+    bad = set()
+    for url, data in copies.items():
+        try:
+            KeyFile.decode("0" * 16, data)
+            parsing[url] = data
+        except FogVaultError:
+            bad.add(url)
+    if not parsing:
+        return None, bad
+    votes = Counter(parsing.values())
+    winner, count = votes.most_common(1)[0]
+    if len(votes) > 1 and count * 2 <= len(parsing):
+        return None, bad
+    return winner, bad | {url for url, data in parsing.items() if data != winner}

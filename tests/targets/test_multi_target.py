@@ -1,0 +1,264 @@
+"""One repository on several local targets, through the library: init, membership checks,
+k-of-N commits, damage found and repaired, prune skipping a target, target add and remove."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import pytest
+from conftest import FAST_KDF, PASSWORD, SMALL_CHUNKS
+
+from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.errors import DifferentRepository, NotEnoughTargets, RepositoryNotFound
+from fogvault.maintenance.check import CheckOptions, check
+from fogvault.maintenance.forget import forget
+from fogvault.maintenance.membership import add_target, remove_target
+from fogvault.maintenance.prune import PruneOptions, prune
+from fogvault.maintenance.repair import repair
+from fogvault.repo.config import RepoConfig
+from fogvault.repo.repository import Repository
+from fogvault.storage import Fault, FaultyStorage, open_storage
+from fogvault.storage.faulty import no_space, transient
+from fogvault.targets import TargetPolicy
+
+FAST = dict(retry_attempts=2, retry_base_delay=0.001, retry_max_delay=0.002)
+
+
+def policy(**kw) -> TargetPolicy:
+    return TargetPolicy(**{**FAST, **kw})
+
+
+@pytest.fixture
+def folders(tmp_path) -> list[str]:
+    return [str(tmp_path / n) for n in ("a", "b", "c")]
+
+
+@pytest.fixture
+def src(tmp_path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"f{i}").write_bytes(random.Random(i).randbytes(120_000))
+    return src
+
+
+def init(urls, **kw) -> Repository:
+    cfg = RepoConfig(chunker=SMALL_CHUNKS, pack_size=64 * 1024)
+    return Repository.init(urls, PASSWORD, config=cfg, kdf=FAST_KDF, use_cache=False,
+                           policy=kw.pop("policy", policy()), **kw)
+
+
+def open_repo(urls, **kw) -> Repository:
+    return Repository.open(urls, PASSWORD, use_cache=False, policy=kw.pop("policy", policy()),
+                           **kw)
+
+
+def objects(folder: str) -> dict[str, bytes]:
+    root = Path(folder)
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and not p.name.startswith(".") and p.parts[len(root.parts)] != "locks"}
+
+
+def backup(repo: Repository, src: Path):
+    return Archiver(repo, BackupOptions()).run([str(src)])
+
+
+# ---- init and membership --------------------------------------------------------------------
+
+
+def test_init_writes_the_same_repository_to_every_target(folders) -> None:
+    init(folders).close()
+    first = objects(folders[0])
+    assert set(first) == {"config", *(n for n in first if n.startswith("keys/"))}
+    assert all(objects(f) == first for f in folders[1:])  # same id, config and key bytes
+
+
+def test_targets_holding_different_repositories_are_refused(tmp_path, folders) -> None:
+    init(folders[:2]).close()
+    init([folders[2]]).close()
+    with pytest.raises(DifferentRepository,
+                       match=r"/[abc] holds a different repository than .*/[abc]$"):
+        open_repo(folders)
+
+
+def test_an_empty_target_among_them_is_refused_with_a_hint(folders) -> None:
+    init(folders[:2]).close()
+    with pytest.raises(RepositoryNotFound, match="fogvault target add"):
+        open_repo(folders)
+
+
+def test_a_missing_config_on_one_target_is_damage_not_a_stranger(folders, caplog) -> None:
+    init(folders).close()
+    Path(folders[1], "config").unlink()
+    with caplog.at_level(logging.WARNING, "fogvault"), open_repo(folders) as repo:
+        assert "the config is missing" in caplog.text
+        result = check(repo)
+        assert [t.missing for t in result.targets] == [[], ["config"], []]
+        assert repair(repo).ok
+        assert check(repo).ok
+    assert objects(folders[1]) == objects(folders[0])
+
+
+def test_a_damaged_key_file_on_the_fastest_target_is_not_a_wrong_password(folders) -> None:
+    init(folders).close()
+    [key] = Path(folders[0], "keys").iterdir()
+    key.write_bytes(key.read_bytes().replace(b'"master_key": "', b'"master_key": "AA'))
+    with open_repo(folders) as repo:
+        assert (repo.targets.urls[0], f"keys/{key.name}") in repo.targets.damaged
+        result = check(repo)
+        assert result.targets[0].corrupt == [f"keys/{key.name}"]
+        assert repair(repo).targets[0].replaced == [f"keys/{key.name}"]
+        assert check(repo).ok
+
+
+# ---- k-of-N commits ---------------------------------------------------------------------------
+
+
+def test_with_k_of_n_a_dropped_target_leaves_the_snapshot_on_the_others(folders, src) -> None:
+    init(folders).close()
+    full = FaultyStorage(open_storage(folders[2]))
+    full.inject("write", Fault(error=no_space(), times=None, prefix="data/"))
+    with open_repo([*folders[:2], full], policy=policy(min_targets=2)) as repo:
+        result = backup(repo, src)
+        assert list(result.targets_behind) == [full.url]
+        assert "no space left" in result.targets_behind[full.url]
+    assert not list(Path(folders[2], "snapshots").glob("*"))
+    assert len(list(Path(folders[0], "snapshots").iterdir())) == 1
+
+
+def test_fewer_than_k_targets_commit_nothing_and_the_next_run_reuses_the_packs(
+    folders, src
+) -> None:
+    init(folders).close()
+    full = FaultyStorage(open_storage(folders[2]))
+    full.inject("write", Fault(error=no_space(), times=None, skip=3))
+    with open_repo([*folders[:2], full]) as repo, pytest.raises(NotEnoughTargets,
+                                                                  match="3 targets"):
+        backup(repo, src)
+    for folder in folders:
+        assert not Path(folder, "snapshots").exists() or not any(
+            Path(folder, "snapshots").iterdir())
+    assert any(Path(folders[0], "index").iterdir())  # what was uploaded is indexed there
+    with open_repo(folders) as repo:
+        with pytest.raises(NotEnoughTargets, match="backup not started"):
+            backup(repo, src)  # c lacks index files: K=3 cannot be met until repair
+        assert repair(repo).ok
+        result = backup(repo, src)
+        assert result.targets_behind == {}
+        assert result.snapshot.summary.data_blobs_added == 0  # the packs were reused
+
+
+def test_a_target_behind_from_the_start_gets_no_snapshot(folders, src) -> None:
+    init(folders).close()
+    with open_repo(folders[:2]) as repo:
+        backup(repo, src)  # c was not given: it lacks everything
+    (src / "new").write_bytes(b"more")
+    with open_repo(folders, policy=policy(min_targets=2)) as repo:
+        result = backup(repo, src)
+        assert "lacks 1 of 1 index files" in result.targets_behind[repo.targets.urls[2]]
+    assert not list(Path(folders[2], "snapshots").glob("*"))
+    assert list(Path(folders[2], "index").glob("*"))  # new packs and index files did go there
+
+
+# ---- prune with a target away -----------------------------------------------------------------
+
+
+def test_prune_skips_an_unreachable_target_and_repair_then_prune_make_it_consistent(
+    folders, src
+) -> None:
+    init(folders).close()
+    with open_repo(folders) as repo:
+        backup(repo, src)
+        (src / "f0").write_bytes(b"changed")
+        backup(repo, src)
+        oldest = repo.snapshots()[0].uid
+        forget(repo, uids=[oldest])
+    away = FaultyStorage(open_storage(folders[2]))
+    away.inject("*", Fault(error=transient(), times=None))
+    with open_repo([*folders[:2], away]) as repo:
+        assert not repo.targets.targets[2].active  # unreachable: dropped at open
+        result = prune(repo, PruneOptions(max_unused=0.0))
+        assert result.packs_deleted + result.packs_repacked > 0
+        assert list(repo.targets.missed_changes()) == [away.url]  # the CLI exits 3 here
+    assert objects(folders[0]) == objects(folders[1]) != objects(folders[2])
+    with open_repo(folders) as repo:  # back: no ledger here, so repair copies, prune deletes
+        report = check(repo, CheckOptions(read_data=True))
+        assert not report.problems and report.targets[0].ok and report.targets[1].ok
+        behind = set(objects(folders[0])) - set(objects(folders[2]))
+        assert set(report.targets[2].missing) == behind  # what prune wrote: nothing is lost
+        assert repair(repo).ok
+        assert check(repo, CheckOptions(read_data=True)).ok
+        prune(repo, PruneOptions(max_unused=0.0))
+        assert check(repo, CheckOptions(read_data=True)).ok
+    assert objects(folders[0]) == objects(folders[1]) == objects(folders[2])
+
+
+def test_missed_deletions_remembered_are_applied_by_repair(folders, src) -> None:
+    init(folders).close()
+    with open_repo(folders) as repo:
+        backup(repo, src)
+        uid = repo.snapshots()[0].uid
+    with open_repo(folders) as repo:
+        repo.targets.drop(repo.targets.targets[2], "unreachable")
+        forget(repo, uids=[uid])
+        missed = set(repo.targets.missed_deletes)
+    assert missed == {(open_storage(folders[2]).url, f"snapshots/{uid}")}
+    with open_repo(folders) as repo:
+        repo.targets.missed_deletes |= missed  # what the ledger gives the next run
+        result = repair(repo)
+        assert result.targets[2].deleted == [f"snapshots/{uid}"]
+        assert result.targets[0].copied == []  # the forgotten snapshot is not spread back
+    assert objects(folders[0]) == objects(folders[2])
+
+
+# ---- target add and remove --------------------------------------------------------------------
+
+
+def test_target_add_copies_everything_verified_and_the_config_last(folders, src) -> None:
+    init(folders[:2]).close()
+    with open_repo(folders[:2]) as repo:
+        backup(repo, src)
+    new = FaultyStorage(open_storage(folders[2]))
+    order: list[str] = []
+    new.inject("write", Fault(hook=lambda method, name: order.append(name), times=None))
+    with open_repo(folders[:2]) as repo:
+        result = add_target(repo, new)
+        assert result.ok and not result.targets[0].replaced
+    written = [n for n in order if not n.startswith("locks/")]
+    assert written[-1] == "config" and written[0].startswith("keys/")
+    assert objects(folders[2]) == objects(folders[0])
+    with open_repo(folders) as repo:
+        assert check(repo, CheckOptions(read_data=True)).ok
+
+
+def test_target_add_refuses_a_folder_of_something_else(folders, tmp_path) -> None:
+    init(folders[:2]).close()
+    Path(folders[2]).mkdir()
+    Path(folders[2], "notes.txt").write_text("mine")
+    with open_repo(folders[:2]) as repo, pytest.raises(Exception, match="not empty"):
+        add_target(repo, folders[2])
+
+
+def test_target_remove_deletes_only_when_asked_and_only_if_the_others_hold_all(
+    folders, src
+) -> None:
+    init(folders).close()
+    with open_repo(folders) as repo:
+        backup(repo, src)
+    with open_repo(folders) as repo:
+        result = remove_target(repo, repo.targets.urls[2])
+        assert result.others_complete and result.deleted == 0
+    assert objects(folders[2]) == objects(folders[0])
+    next(Path(folders[1], "data").rglob("*/*")).unlink()
+    with open_repo(folders) as repo, pytest.raises(Exception, match="run 'fogvault repair'"):
+        remove_target(repo, repo.targets.urls[2], delete_data=True)
+    assert objects(folders[2]) == objects(folders[0])  # nothing deleted
+    with open_repo(folders) as repo:
+        repair(repo)
+        result = remove_target(repo, repo.targets.urls[2], delete_data=True)
+        assert result.deleted == len(objects(folders[0]))
+    assert objects(folders[2]) == {}
+    with open_repo(folders[:2]) as repo:
+        assert check(repo).ok
