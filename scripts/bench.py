@@ -58,6 +58,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fogvault-kdf", default="moderate",
                         choices=("interactive", "moderate", "sensitive"),
                         help="FogVault's Argon2id profile (moderate: 256 MiB, as the issue asks)")
+    parser.add_argument("--fogvault-rev", metavar="REV",
+                        help="benchmark the fogvault package as committed at this git revision "
+                             "(e.g. HEAD) instead of a copy of the work tree")
     parser.add_argument("--live-code", action="store_true",
                         help="run the work tree's fogvault package instead of a copy taken at "
                              "the start (the copy keeps a long run consistent while it is edited)")
@@ -224,20 +227,32 @@ def nochange_read(runs: list[dict]) -> str:
     return "?"
 
 
-def freeze_code(workdir: Path) -> tuple[str, dict]:
-    """Copy the fogvault package into the work dir and check that it imports; returns the
-    PYTHONPATH that selects the copy (ahead of the editable install) and the git state."""
+def freeze_code(workdir: Path, rev: str | None) -> tuple[str, dict]:
+    """Copy the fogvault package (the work tree's, or as committed at ``rev``) into the work
+    dir and check that it imports; returns the PYTHONPATH that selects the copy (ahead of the
+    editable install) and the git state."""
     code = workdir / "code"
     if code.exists():
         shutil.rmtree(code)
-    shutil.copytree(PROJECT / "fogvault", code / "fogvault",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    code.mkdir()
+    if rev:
+        archive = subprocess.run(["git", "-C", str(PROJECT), "archive", rev, "fogvault"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+    else:
+        shutil.copytree(PROJECT / "fogvault", code / "fogvault",
+                        ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "PYTHONPATH": str(code)}
     probe = subprocess.run([sys.executable, "-c", "import fogvault.cli.app, fogvault.repo.index"],
                            env=env, capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         raise SystemExit(f"the fogvault package does not import:\n{probe.stderr}")
-    return str(code), git_state()
+    state = git_state()
+    if rev:
+        state = {"commit": subprocess.run(
+            ["git", "-C", str(PROJECT), "rev-parse", "--short", rev], capture_output=True,
+            text=True, check=True).stdout.strip(), "fogvault_dirty_files": 0}
+    return str(code), state
 
 
 def git_state() -> dict:
@@ -261,7 +276,7 @@ def main() -> None:
     if args.live_code:
         code = git_state()
     else:
-        pythonpath, code = freeze_code(workdir)
+        pythonpath, code = freeze_code(workdir, args.fogvault_rev)
         code_env = {"PYTHONPATH": pythonpath}
         sys.path.insert(0, pythonpath)  # the pipeline ceiling imports fogvault here too
         if "fogvault" in tools:

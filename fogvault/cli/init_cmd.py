@@ -34,7 +34,7 @@ def init(
     config = RepoConfig(compression_level=compression_level, pack_size=pack_size * MIB)
     repo = Repository.init(
         opts.repo_urls(), password, config=config, kdf=KDF_PROFILES[kdf],
-        cache_dir=opts.cache_path(), use_cache=not opts.no_cache,
+        cache_dir=opts.cache_path(), use_cache=not opts.no_cache, policy=opts.target_policy(),
     )
     out = Printer(opts)
     if out.json_mode:

@@ -148,6 +148,9 @@ class _Repair:
 
     def _find_damage(self) -> None:
         live = self.inventory.live
+        for url, name in list(self.targets.damaged):
+            if name not in live:  # pruned or forgotten since: nothing to repair any more
+                self.targets.forget_damage(url, name)
         self.bad = {(u, n) for u, n in self.targets.damaged if n in live}
         for url in self.inventory.listings:
             for name in self.inventory.wrong_size(url):

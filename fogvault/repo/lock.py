@@ -57,10 +57,12 @@ class LockInfo:
     def decode(cls, lock_id: str, data: bytes) -> LockInfo:
         try:
             doc = json.loads(data)
-            return cls(lock_id, bool(doc["exclusive"]), str(doc["host"]), int(doc["pid"]),
-                       str(doc.get("user", "")), datetime.fromisoformat(doc["created"]),
-                       datetime.fromisoformat(doc["refreshed"]))
-        except (ValueError, KeyError, TypeError) as exc:
+            if not isinstance(doc["exclusive"], bool) or type(doc["pid"]) is not int:
+                raise TypeError("bad field types")
+            created, refreshed = _aware(doc["created"]), _aware(doc["refreshed"])
+            return cls(lock_id, doc["exclusive"], str(doc["host"]), doc["pid"],
+                       str(doc.get("user", "")), created, refreshed)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedObject(f"lock {lock_id} is malformed") from exc
 
     def is_stale(self, now: datetime | None = None) -> bool:
@@ -204,6 +206,13 @@ def remove_locks(store: LockStore, *, all_locks: bool = False) -> list[LockInfo]
     for lock in removed:
         store.delete(lock.lock_id)
     return removed
+
+
+def _aware(text: object) -> datetime:
+    value = datetime.fromisoformat(str(text))
+    if value.tzinfo is None:
+        raise ValueError("lock time without a time zone")
+    return value
 
 
 def _clock() -> float:

@@ -248,8 +248,10 @@ class Repository:
         restart = False
         for start in range(0, len(new), INDEX_LOAD_BATCH):
             batch = new[start : start + INDEX_LOAD_BATCH]
-            files = self._map(self.read_index_file, [name for _, name in batch])
+            files = self._map(self._read_index_or_none, [name for _, name in batch])
             for (index_id, _), index_file in zip(batch, files, strict=True):
+                if index_file is None:
+                    continue  # unreadable: its packs look unindexed; check reports them
                 fresh = set(index_file.supersedes) - self._superseded
                 restart |= bool(fresh & self._index_ids)
                 self._superseded |= fresh
@@ -259,6 +261,13 @@ class Repository:
                         self.index.add_pack(pack_id, entries)
                         self.pack_sizes[pack_id] = expected_pack_size(entries)
         return restart
+
+    def _read_index_or_none(self, name: str) -> IndexFile | None:
+        try:
+            return self.read_index_file(name)
+        except FogVaultError as exc:
+            log.warning("skipping index file %s: %s", name, exc)
+            return None
 
     def index_ids(self) -> set[bytes]:
         return set(self._index_ids)
@@ -366,7 +375,9 @@ class Repository:
         return None
 
     def load_tree(self, tree_id: bytes) -> Tree:
-        return Tree.decode(self.load_blob(tree_id, BlobType.TREE))
+        # No type check: data and tree blobs share one id space, so a file whose bytes equal a
+        # tree's encoding (an empty folder's, say) is stored once, as whichever came first.
+        return Tree.decode(self.load_blob(tree_id))
 
     # ---- snapshots ---------------------------------------------------------------------
 
@@ -570,7 +581,7 @@ def _read_key_files(targets: TargetSet) -> list[KeyFile]:
 def _probe_configs(targets: TargetSet) -> dict[Target, bytes | None]:
     """Read the config from every target at once (this also measures their latency). A target
     that cannot be read is dropped, unless none can, which raises the first error."""
-    results = targets.read_each(CONFIG_NAME, 0, MAX_CONFIG_SIZE + 1)
+    results = targets.read_each(CONFIG_NAME, 0, MAX_CONFIG_SIZE + SEAL_OVERHEAD + 1)
     errors = [(t, r) for t, r in results.items()
               if isinstance(r, StorageError) and not isinstance(r, ObjectNotFound)]
     if len(errors) == len(results):

@@ -12,9 +12,9 @@ errors are retried with backoff, and every request (retries included) is counted
   start of a backup, a snapshot the backup wrote to the others). It stays in use, but backups do
   not commit snapshots to it (docs/format.md, "Ordering rules") and prune leaves it alone.
 * **Read order** (:func:`read_order`): targets that are not known to lack the object first; among
-  them, those whose last read worked; then the fastest by measured latency (an average over small
-  requests, the first of which is the config read when the repository is opened). Before
-  anything is measured, local folders come before remote targets.
+  them, those whose last read worked; then those not behind; then the fastest by measured
+  latency (an average over small reads, the first of which is the config read when the
+  repository is opened). Before anything is measured, local folders come before remote targets.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ class Target:
 def read_order(targets: list[Target], absent: Callable[[Target], bool]) -> list[Target]:
     """The active targets in the order to try a read (see the module docstring)."""
     active = [t for t in targets if t.active]
-    return sorted(active, key=lambda t: (absent(t), t.read_failures > 0, t.speed_key()))
+    return sorted(active, key=lambda t: (absent(t), t.read_failures > 0, t.behind is not None,
+                                         t.speed_key()))
 
 
 def _is_local(storage: Storage) -> bool:

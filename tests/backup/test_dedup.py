@@ -102,3 +102,20 @@ def test_excludes_caches_and_markers(make_repo, tmp_path):
     names = {p.decode().split("/src/", 1)[1] for p, _ in walk(repo, result.snapshot.tree)
              if b"/src/" in p}
     assert names == {"keep.txt", "sub", "sub/keep", "cache", "marked", "deep"}
+
+
+def test_a_file_whose_bytes_are_a_tree_encoding_does_not_break_trees(make_repo, tmp_path):
+    """Data and tree blobs share one id space: a file holding exactly an empty folder's tree
+    encoding is stored once; later snapshots with empty folders must still read."""
+    from fogvault.repo.tree import Tree
+    from fogvault.restore.restorer import Restorer, RestoreOptions
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "tricky.json").write_bytes(Tree([]).encode())
+    Archiver(repo, BackupOptions()).run([str(src)])
+    (src / "empty").mkdir()
+    snapshot = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    Restorer(repo, snapshot, RestoreOptions(target=str(tmp_path / "out"))).run()
+    assert (tmp_path / "out" / str(src).lstrip("/") / "empty").is_dir()

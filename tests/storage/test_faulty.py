@@ -165,3 +165,12 @@ def test_counts_and_times_are_exact_with_threads(faulty: FaultyStorage) -> None:
 def test_unknown_methods_are_refused(faulty: FaultyStorage) -> None:
     with pytest.raises(ValueError, match="unknown method"):
         faulty.inject("raed", Fault(error=transient()))
+
+
+def test_flip_on_write_stores_damaged_bytes(faulty: FaultyStorage) -> None:
+    faulty.inject("write", Fault(flip=True, prefix="data/"))
+    faulty.write("data/a", b"\x00\x00\x00")
+    faulty.write("index/b", b"\x00\x00\x00")
+    assert faulty.inner.read("data/a") == b"\x00\x01\x00"  # bit rot at rest: every read sees it
+    assert faulty.read("data/a") == b"\x00\x01\x00"
+    assert faulty.inner.read("index/b") == b"\x00\x00\x00"  # outside the prefix: untouched

@@ -61,6 +61,15 @@ def objects(folder: str) -> dict[str, bytes]:
             if p.is_file() and not p.name.startswith(".") and p.parts[len(root.parts)] != "locks"}
 
 
+def _data_blobs(repo: Repository, tree_id: bytes) -> set[bytes]:
+    found: set[bytes] = set()
+    for node in repo.load_tree(tree_id).nodes:
+        if node.subtree is not None:
+            found |= _data_blobs(repo, node.subtree)
+        found.update(node.content or [])
+    return found
+
+
 def backup(repo: Repository, src: Path):
     return Archiver(repo, BackupOptions()).run([str(src)])
 
@@ -113,6 +122,27 @@ def test_a_damaged_key_file_on_the_fastest_target_is_not_a_wrong_password(folder
         assert check(repo).ok
 
 
+def test_check_names_exactly_what_one_target_lacks_or_holds_damaged(folders, src) -> None:
+    init(folders).close()
+    with open_repo(folders) as repo:
+        backup(repo, src)
+    b = Path(folders[1])
+    lost = [next(b.glob(f"{kind}/*")) for kind in ("keys", "snapshots", "index")]
+    lost.append(next(b.glob("data/*/*")))
+    for path in lost:
+        path.unlink()
+    index = next(Path(folders[2]).glob("index/*"))
+    index.write_bytes(index.read_bytes()[:-1] + bytes([index.read_bytes()[-1] ^ 1]))
+    with open_repo(folders) as repo:
+        result = check(repo)
+        assert [sorted(t.missing) for t in result.targets] == [
+            [], sorted(str(p.relative_to(b)) for p in lost), []]
+        assert [t.corrupt for t in result.targets] == [[], [], [f"index/{index.name}"]]
+        assert repair(repo).ok
+        assert check(repo, CheckOptions(read_data=True)).ok
+    assert objects(folders[0]) == objects(folders[1]) == objects(folders[2])
+
+
 # ---- k-of-N commits ---------------------------------------------------------------------------
 
 
@@ -145,9 +175,14 @@ def test_fewer_than_k_targets_commit_nothing_and_the_next_run_reuses_the_packs(
         with pytest.raises(NotEnoughTargets, match="backup not started"):
             backup(repo, src)  # c lacks index files: K=3 cannot be met until repair
         assert repair(repo).ok
+        repo.load_index()
+        uploaded = {entry.blob_id for entry in repo.index}
+        assert uploaded  # the failed run's packs are indexed
         result = backup(repo, src)
         assert result.targets_behind == {}
-        assert result.snapshot.summary.data_blobs_added == 0  # the packs were reused
+        content = _data_blobs(repo, result.snapshot.tree)
+        assert uploaded & content  # ...and the next run uses them instead of storing them again
+        assert result.snapshot.summary.data_blobs_added == len(content - uploaded)
 
 
 def test_a_target_behind_from_the_start_gets_no_snapshot(folders, src) -> None:
