@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 SEEDS = [1, 2, 3, 4]
-EXTENDED_SEEDS = list(range(100, 160))
+EXTENDED_SEEDS = list(range(100, 220))
 
 
 def _digest(folder: Path) -> dict[str, str]:
