@@ -1,9 +1,10 @@
 """zstd compression of blob payloads, with a cheap probe that skips incompressible data.
 
-A payload is ``flag (1 byte) || body``: flag 0 means the body is the raw data, flag 1 means a
-zstd frame (with its content size). Compressors are per thread: zstandard objects must not be
-shared across threads. Decompression refuses frames that claim more than the caller allows,
-so a hostile object cannot make us allocate without bound.
+The probe is an encoder choice, not format. A payload is ``flag (1 byte) || body``: flag 0
+means the body is the raw data, flag 1 means a zstd frame (with its content size).
+Compressors are per thread: zstandard objects must not be shared across threads.
+Decompression refuses frames that claim more than the caller allows, so a hostile object
+cannot make us allocate without bound.
 """
 
 from __future__ import annotations
@@ -38,10 +39,16 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 
 def looks_compressible(data: bytes | memoryview) -> bool:
-    if len(data) <= PROBE_SIZE:
+    """Probe the start, middle and end of larger chunks (a binary's header alone misleads):
+    compressible if any probe shrinks."""
+    if len(data) <= 3 * PROBE_SIZE:
         return True
-    probe = data[:PROBE_SIZE]
-    return len(_compressor(PROBE_LEVEL).compress(probe)) < PROBE_MAX_RATIO * PROBE_SIZE
+    compressor = _compressor(PROBE_LEVEL)
+    for start in (0, (len(data) - PROBE_SIZE) // 2, len(data) - PROBE_SIZE):
+        probe = data[start : start + PROBE_SIZE]
+        if len(compressor.compress(probe)) < PROBE_MAX_RATIO * PROBE_SIZE:
+            return True
+    return False
 
 
 def pack_payload(data: bytes | memoryview, level: int) -> bytes:

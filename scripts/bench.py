@@ -7,8 +7,9 @@
 For each corpus (``small``: a source tree of ~50,000 files, ~1 GiB at ``--size 1``; ``big``:
 four large files of mixed content, 1 GiB) and each tool, it times init, the initial backup,
 a no-change backup, a backup after a ~1 % mutation, a full restore (verified against the
-source by hash trees), check, and forget --keep-last 1 + prune: wall time, CPU time and peak
-RSS of the tool's own process (``os.wait4``), and the repository's bytes after the phase.
+source by hash trees), check, and forget --keep-last 1 + prune: wall time, CPU time
+(``os.wait4``) and peak RSS (GNU time) of the tool's process, and the repository's bytes after
+the phase.
 It also measures FogVault's in-memory pipeline ceiling on the big corpus, a bare
 scandir+lstat walk of the small corpus, and the blob index's bytes per blob and lookup rate.
 
@@ -167,7 +168,8 @@ class Runner:
             log("  measuring the in-memory pipeline ceiling (2 workers)")
             files = sorted(p for p in source.iterdir() if p.is_file())
             extras["ceiling"] = measure.pipeline_ceiling(files)
-            log(f"  ceiling: {extras['ceiling']['mb_per_s']:.0f} MB/s")
+            log(f"  ceiling: {extras['ceiling']['mb_per_s']:.0f} MB/s, "
+                f"{extras['ceiling']['cpu_s']:.1f} s cpu, bg {extras['ceiling']['bg_cores']:.2f}")
         else:
             measure.bare_walk(source)  # warm the dentry and inode caches
             extras["walk"] = measure.bare_walk(source)
@@ -207,7 +209,9 @@ def combine_extras(all_extras: list[dict]) -> dict:
     if ceilings:
         best = dict(ceilings[0])
         best["mb_per_s"] = statistics.median(c["mb_per_s"] for c in ceilings)
-        best["seconds"] = statistics.median(c["seconds"] for c in ceilings)
+        for key in ("seconds", "cpu_s", "bg_cores"):
+            if all(key in c for c in ceilings):
+                best[key] = statistics.median(c[key] for c in ceilings)
         out["ceiling"] = best
     walks = [e["walk"] for e in all_extras if "walk" in e]
     if walks:

@@ -11,7 +11,7 @@ from fogvault.backup.archiver import Archiver, BackupOptions, BackupResult
 from fogvault.backup.excludes import ExcludeRules
 from fogvault.backup.scanner import Scanner
 from fogvault.cli.common import Printer, open_repository
-from fogvault.cli.progress import make_progress
+from fogvault.cli.progress import QuietProgress, make_progress
 from fogvault.errors import EXIT_PARTIAL
 from fogvault.sizes import format_size
 
@@ -58,13 +58,18 @@ def backup(
         one_file_system=one_file_system, parent=parent, force=force, dry_run=dry_run,
     )
     progress = make_progress(out, "backup")
-    scanner = Scanner(paths, rules, progress.set_total)
+    # The scanner only feeds totals to a visible bar or JSON status lines: it walks the tree a
+    # second time, so it is not started when nobody sees progress.
+    scanner = None if isinstance(progress, QuietProgress) else Scanner(
+        paths, rules, progress.set_total)
     try:
         with open_repository(ctx) as repo:
-            scanner.start()
+            if scanner:
+                scanner.start()
             result = Archiver(repo, opts, progress).run(paths)
     finally:
-        scanner.stop()
+        if scanner:
+            scanner.stop()
         progress.close()
     _report(out, result)
     if result.warnings:
@@ -76,7 +81,7 @@ def _report(out: Printer, result: BackupResult) -> None:
     if out.json_mode:
         out.json_line({"message_type": "summary", "snapshot": None if result.dry_run else snap.uid,
                        "dry_run": result.dry_run, **snap.to_json()["summary"],
-                       "warnings": result.warnings})
+                       "warnings": result.warnings, "targets_behind": result.targets_behind})
         return
     out.line(f"Files: {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged"
              + (f", {s.files_failed} failed" if s.files_failed else ""))

@@ -8,8 +8,7 @@ out the *live* objects, the ones every target should hold:
 * every key file and every snapshot found on any target, except those whose deletion a target
   missed (``TargetSet.missed_deletes``) and that no other target still holds;
 * every live index file (loaded, and superseded by none: needs ``repo.load_index()`` first);
-* every pack a live index file names, with the exact size its entries there imply
-  (``repo.pack_sizes``).
+* every pack the index names, with the exact size its entries imply.
 
 Objects a target holds beyond these (packs no index lists, superseded index files) are
 *extra*: left by interrupted runs or by a prune that skipped the target; ``prune`` removes them.
@@ -21,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from fogvault.repo.format import CONFIG_NAME, KEYS_DIR, LOCKS_DIR, SNAPSHOTS_DIR, pack_name
+from fogvault.repo.pack import PackEntry, expected_pack_size
 from fogvault.repo.repository import Repository
 
 
@@ -65,6 +65,9 @@ def take_inventory(repo: Repository) -> Inventory:
                 live[name] = None
     for name in repo.live_index_names():
         live[name] = None
-    for pack_id, size in repo.pack_sizes.items():
-        live[pack_name(pack_id)] = size
+    packs: dict[bytes, list[PackEntry]] = defaultdict(list)
+    for entry in repo.index:  # every pack listing is kept whole (fogvault.repo.index)
+        packs[entry.pack_id].append(entry.pack_entry())
+    for pack_id, entries in packs.items():
+        live[pack_name(pack_id)] = expected_pack_size(entries)
     return inventory

@@ -74,7 +74,7 @@ from fogvault.repo.format import (
 from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile
 from fogvault.repo.keys import MAX_KEY_FILE_SIZE, KeyFile
 from fogvault.repo.lock import LockStore, NoLock, RepositoryLock
-from fogvault.repo.pack import PackEntry, expected_pack_size, open_blob, parse_pack
+from fogvault.repo.pack import PackEntry, open_blob, parse_pack
 from fogvault.repo.snapshot import Snapshot, is_uid
 from fogvault.repo.tree import Tree
 from fogvault.storage import ObjectNotFound, Storage, StorageError, open_storage
@@ -107,9 +107,6 @@ class Repository:
         self.index = BlobIndex()
         self._index_ids: set[bytes] = set()
         self._superseded: set[bytes] = set()
-        #: pack id -> its exact size, for every pack a loaded index file lists (the blob index
-        #: keeps one location per blob, so it cannot tell the size of a pack with duplicates)
-        self.pack_sizes: dict[bytes, int] = {}
         self.key_bytes: bytes | None = None  # the key file that opened it, as verified
         self._chunker_seed = chunker_seed(master.identity)
         self.use_locks = True
@@ -234,11 +231,10 @@ class Repository:
                 present[index_id] = name
         if self._index_ids - present.keys():
             self.index, self._index_ids, self._superseded = BlobIndex(), set(), set()
-            self.pack_sizes = {}
         if self._load_index_files(present):
             # A new file supersedes one already loaded (a prune finished, or was killed after
             # writing its new index): rebuild without the superseded files' entries.
-            self.index, self._index_ids, self.pack_sizes = BlobIndex(), set(), {}
+            self.index, self._index_ids = BlobIndex(), set()
             self._load_index_files(present)
 
     def _load_index_files(self, present: dict[bytes, str]) -> bool:
@@ -259,7 +255,6 @@ class Repository:
                 if index_id not in self._superseded:
                     for pack_id, entries in index_file.packs.items():
                         self.index.add_pack(pack_id, entries)
-                        self.pack_sizes[pack_id] = expected_pack_size(entries)
         return restart
 
     def _read_index_or_none(self, name: str) -> IndexFile | None:
@@ -312,8 +307,6 @@ class Repository:
         if self.cache:
             self.cache.put(name, sealed)
         self._index_ids.add(index_id)
-        for pack_id, entries in index_file.packs.items():
-            self.pack_sizes[pack_id] = expected_pack_size(entries)
         return index_id
 
     # ---- packs and blobs ---------------------------------------------------------------

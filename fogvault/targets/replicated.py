@@ -40,9 +40,9 @@ from fogvault.targets.policy import TargetPolicy
 
 log = logging.getLogger("fogvault")
 
-#: Testing hook for crash-consistency tests: with FOGVAULT_CRASH_AFTER_WRITES=N the process kills
-#: itself with SIGKILL when it is about to make its N-th change (write or delete) to the targets,
-#: so a test can stop a command at any point.
+#: Testing hook for crash-consistency tests (docs/design.md, "Testing hooks"): with
+#: FOGVAULT_CRASH_AFTER_WRITES=N the process kills itself with SIGKILL when it is about to make
+#: its N-th change (write or delete) to the targets, so a test can stop a command at any point.
 _CRASH_AFTER = int(os.environ.get("FOGVAULT_CRASH_AFTER_WRITES", "0") or 0)
 _mutations = 0
 _mutations_lock = threading.Lock()

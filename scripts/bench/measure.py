@@ -1,4 +1,4 @@
-"""Measurements: one phase's commands (wall, CPU, peak RSS from wait4), repository bytes, the
+"""Measurements: one phase's commands (wall, CPU, peak RSS), repository bytes, the
 in-memory pipeline ceiling, a bare metadata walk, and the blob index's memory and speed.
 
 Each command runs as a direct child under GNU time (``/usr/bin/time -f %M``). CPU time comes
@@ -137,10 +137,11 @@ def pipeline_ceiling(files: list[Path], workers: int = 2) -> dict:
         with lock:
             stats["sealed_bytes"] += len(sealed)
 
+    stats["cpu_s"] = stats["busy_s"] = 0.0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seal") as pool:
         for path in files:
             data = path.read_bytes()
-            started = time.perf_counter()
+            started, cpu, busy = time.perf_counter(), time.process_time(), _busy_seconds()
             futures: list[Future[None]] = []
             for view in chunker.chunk_buffer(data):
                 chunk = bytes(view)  # as the backup does (cut_stream's buffer is reused)
@@ -160,9 +161,12 @@ def pipeline_ceiling(files: list[Path], workers: int = 2) -> dict:
             for future in futures:
                 future.result()
             stats["seconds"] += time.perf_counter() - started
+            stats["cpu_s"] += time.process_time() - cpu
+            stats["busy_s"] += _busy_seconds() - busy
             stats["bytes"] += len(data)
             del data
     stats["mb_per_s"] = stats["bytes"] / 1e6 / stats["seconds"]
+    stats["bg_cores"] = max(0.0, stats.pop("busy_s") - stats["cpu_s"]) / stats["seconds"]
     stats["workers"] = workers
     return stats
 

@@ -123,10 +123,14 @@ def targets(median: dict, extras: dict) -> list[dict]:
     if ceiling and wall:
         rate = ceiling["bytes"] / 1e6 / wall
         share = rate / ceiling["mb_per_s"]
+        detail = f"{rate:.0f} MB/s of {ceiling['mb_per_s']:.0f} MB/s = {100 * share:.0f} %"
+        cpu = get("big", "fogvault", "backup_initial", "cpu_s")
+        if "cpu_s" in ceiling and cpu:
+            detail += (f" (CPU: {ceiling['cpu_s']:.1f} s in memory vs {cpu:.1f} s for the "
+                       f"backup; other load {ceiling.get('bg_cores', 0):.2f} vs "
+                       f"{get('big', 'fogvault', 'backup_initial', 'bg_cores') or 0:.2f} cores)")
         out.append({"target": "big files: initial backup >= 70 % of the in-memory ceiling",
-                    "met": share >= 0.70,
-                    "detail": f"{rate:.0f} MB/s of {ceiling['mb_per_s']:.0f} MB/s "
-                              f"= {100 * share:.0f} %"})
+                    "met": share >= 0.70, "detail": detail})
     walk = extras.get("walk")
     nochange = get("small", "fogvault", "backup_nochange", "wall_s")
     if walk and nochange:

@@ -49,14 +49,16 @@ def _fails_a_fifth(f: FaultyStorage) -> None:
 
 
 def _flips_bytes(f: FaultyStorage) -> None:
-    # bit rot: half of the packs and index files are stored with one bit flipped, so every
-    # read of them returns flipped bytes
-    f.inject("write", Fault(flip=True, fraction=0.5, times=None, prefix="data/"))
-    f.inject("write", Fault(flip=True, fraction=0.5, times=None, prefix="index/"))
+    # bit rot: every pack but the first, and the first index file, are stored with one bit
+    # flipped, so every read of them returns flipped bytes
+    f.inject("write", Fault(flip=True, skip=1, times=None, prefix="data/"))
+    f.inject("write", Fault(flip=True, prefix="index/"))
 
 
 def _disappears(f: FaultyStorage) -> None:
-    f.disappear_after(12)  # a few packs into the backup
+    # gone for good right after its third pack, in the middle of the backup
+    f.inject("write", Fault(hook=lambda method, name: f.disappear_after(0), skip=2,
+                            prefix="data/"))
 
 
 def _fills_up(f: FaultyStorage) -> None:
