@@ -13,6 +13,8 @@ import contextlib
 import errno
 import os
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 
 from fogvault.errors import UnsafePath
@@ -23,14 +25,28 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class SafeRoot:
-    """The restore target. Paths are tuples of validated name components below it."""
+    """The restore target. Paths are tuples of validated name components below it.
+
+    Folders reached safely are remembered as open descriptors (at most ``CACHED_DIRS``), so
+    most operations start from their folder instead of walking down from the target again;
+    callers get a ``dup`` of the cached descriptor, so eviction never closes one in use.
+    Removing a folder forgets it and everything below it.
+    """
+
+    CACHED_DIRS = 256
 
     def __init__(self, root: bytes) -> None:
         os.makedirs(root, exist_ok=True)
         self.root = os.path.realpath(root)
         self.root_fd = os.open(self.root, _DIR_FLAGS)
+        self._dirs: OrderedDict[Parts, int] = OrderedDict()
+        self._lock = threading.Lock()
 
     def close(self) -> None:
+        with self._lock:
+            for fd in self._dirs.values():
+                os.close(fd)
+            self._dirs.clear()
         os.close(self.root_fd)
 
     def path(self, parts: Parts) -> bytes:
@@ -39,27 +55,60 @@ class SafeRoot:
     @contextlib.contextmanager
     def open_dir(self, parts: Parts, *, create: bool = False) -> Iterator[int]:
         """A descriptor of the folder ``parts``; with ``create``, missing folders are made."""
-        fd = os.dup(self.root_fd)
+        fd = self._dir_fd(tuple(parts), create)
         try:
-            for name in parts:
-                check_name(name)
-                if create:
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(name, 0o700, dir_fd=fd)
-                try:
-                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise UnsafePath(
-                            f"{os.fsdecode(self.path(parts))}: a symlink or file stands where "
-                            "a folder is restored; not following it"
-                        ) from exc
-                    raise
-                os.close(fd)
-                fd = child
             yield fd
         finally:
             os.close(fd)
+
+    def _dir_fd(self, parts: Parts, create: bool) -> int:
+        """A new descriptor (the caller closes it), walking down from the deepest folder of
+        ``parts`` already reached, one component at a time, never following a symlink."""
+        with self._lock:
+            known = len(parts)
+            while known and parts[:known] not in self._dirs:
+                known -= 1
+            if known:
+                self._dirs.move_to_end(parts[:known])
+            fd = os.dup(self._dirs[parts[:known]] if known else self.root_fd)
+        try:
+            for depth in range(known, len(parts)):
+                child = self._enter(fd, parts, depth, create)
+                os.close(fd)
+                fd = child
+                self._remember(parts[: depth + 1], fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _enter(self, fd: int, parts: Parts, depth: int, create: bool) -> int:
+        name = check_name(parts[depth])
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=fd)
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePath(
+                    f"{os.fsdecode(self.path(parts[: depth + 1]))}: a symlink or file stands "
+                    "where a folder is restored; not following it"
+                ) from exc
+            raise
+
+    def _remember(self, parts: Parts, fd: int) -> None:
+        with self._lock:
+            if parts in self._dirs:
+                return
+            self._dirs[parts] = os.dup(fd)
+            if len(self._dirs) > self.CACHED_DIRS:
+                os.close(self._dirs.popitem(last=False)[1])
+
+    def _forget(self, parts: Parts) -> None:
+        with self._lock:
+            for cached in [p for p in self._dirs if p[: len(parts)] == parts]:
+                os.close(self._dirs.pop(cached))
 
     @contextlib.contextmanager
     def open_file(self, parts: Parts, flags: int, mode: int = 0o600) -> Iterator[int]:
@@ -83,6 +132,7 @@ class SafeRoot:
         with self.open_dir(parts[:-1]) as dir_fd:
             st = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
+                self._forget(tuple(parts))
                 os.rmdir(parts[-1], dir_fd=dir_fd)
             else:
                 os.unlink(parts[-1], dir_fd=dir_fd)
