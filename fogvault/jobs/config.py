@@ -101,7 +101,7 @@ class RepositoryConfig:
     password_file: str | None = None
     password_command: str | None = None
     password_env: str | None = None
-    min_targets: int | None = None  # None: every target (multi-target commit rules: later)
+    min_targets: int | None = None  # None: every target must hold a snapshot's data
     compression: int = DEFAULT_COMPRESSION  # zstd level, used when the repository is created
 
     def password_source(self) -> PasswordSource:

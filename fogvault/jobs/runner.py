@@ -9,7 +9,8 @@
 5. forget by the job's retention, among this job's snapshots only (same host, same paths);
 6. prune, then check, when due (:func:`fogvault.jobs.schedule.is_due`, from the run log);
    a check that finds problems fails the run with exit 21;
-7. repair targets that are behind: not applicable yet (multi-target repair comes later);
+7. repair targets that are behind (after a backup that left one behind, or a check that found
+   damage): copy what they miss from the healthy ones;
 8. run the ``after`` hooks (only if everything above succeeded);
 9. on failure, run the ``on_failure`` hooks; ping *success* or *failure*; append one record to
    the run log and rewrite the metrics file.
@@ -58,15 +59,17 @@ from fogvault.jobs.status import (
     write_atomically,
 )
 from fogvault.maintenance.forget import forget
+from fogvault.maintenance.repair import repair
 from fogvault.maintenance.retention import apply_policy
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.lock import NoLock
 from fogvault.repo.repository import Repository
 from fogvault.sizes import format_size
+from fogvault.targets.ledger import Ledger
+from fogvault.targets.policy import TargetPolicy
 
 EXIT_CHECK_FAILED = 21
 MAX_MESSAGES = 20
-REPAIR_NOTE = "multi-target repair comes with a later version"
 
 
 class CheckFailed(FogVaultError):
@@ -133,7 +136,7 @@ class _JobRun:
                 self._step("forget", lambda: self._forget(repo))
                 self._step("prune", lambda: self._prune(repo))
                 self._step("check", lambda: self._check(repo))
-            self.record.steps["repair"] = StepResult("not applicable", REPAIR_NOTE)
+                self._step("repair", lambda: self._repair(repo))
             self._hooks("after", self.job.hooks.after)
         except KeyboardInterrupt:
             self._fail(EXIT_INTERRUPTED, "interrupted", "interrupted")
@@ -219,8 +222,11 @@ class _JobRun:
         cfg = self.repo_config
         password = cfg.password_source().read()
         options = cfg.storage_options()
-        kwargs: dict[str, Any] = {"cache_dir": self.options.cache_dir,
-                                  "use_cache": self.options.use_cache}
+        kwargs: dict[str, Any] = {
+            "cache_dir": self.options.cache_dir,
+            "use_cache": self.options.use_cache,
+            "policy": TargetPolicy.from_env(min_targets=cfg.min_targets),
+        }
         if options:
             kwargs["target_options"] = options
         try:
@@ -232,9 +238,12 @@ class _JobRun:
                     f"'fogvault run {self.job.name} --init' (or 'fogvault init')") from None
             repo = self._init(password, kwargs)
         repo.lock_wait = self.options.retry_lock
+        ledger = Ledger(repo.config.repo_id)
+        ledger.seed(repo.targets)
         try:
             yield repo
         finally:
+            ledger.save(repo.targets, f"run {self.job.name}")
             repo.close()
 
     def _init(self, password: bytes, kwargs: dict[str, Any]) -> Repository:
@@ -259,14 +268,35 @@ class _JobRun:
         record.snapshot = None if result.dry_run else result.snapshot.uid
         record.bytes_added = s.bytes_added
         record.files = s.files_new + s.files_changed + s.files_unchanged
-        record.errors = s.files_failed or len(result.warnings)
+        record.errors = (s.files_failed or len(result.warnings)) + len(result.targets_behind)
         for warning in result.warnings[:5]:
             self._note(warning)
+        record.targets_behind = sorted(result.targets_behind)
+        for url, why in sorted(result.targets_behind.items()):  # k-of-N commit: partial
+            self._note(f"target {url} is behind: {why}")
         name = "dry run" if result.dry_run else f"snapshot {result.snapshot.uid}"
         failed = f", {record.errors} unreadable" if record.errors else ""
         return StepResult("done", f"{name}: {s.files_new} new, {s.files_changed} changed, "
                                   f"{s.files_unchanged} unchanged files{failed}; "
                                   f"added {format_size(s.bytes_added)}")
+
+    def _repair(self, repo: Repository) -> StepResult:
+        if len(repo.targets.storages) < 2:
+            return StepResult("skipped", "one target")
+        if not self.record.targets_behind:
+            return StepResult("skipped", "no target behind")
+        if self.options.dry_run:
+            return StepResult("would run", ", ".join(self.record.targets_behind))
+        result = repair(repo)
+        if not result.ok:
+            self.record.errors += 1
+            return StepResult("incomplete", f"{result.changes} objects copied or fixed; "
+                              f"{len(result.unrecoverable)} could not be")
+        # Full redundancy again: the targets left behind by this run's backup no longer make
+        # the run partial.
+        self.record.errors = max(0, self.record.errors - len(self.record.targets_behind))
+        self.record.targets_behind = []
+        return StepResult("done", f"{result.changes} objects copied or fixed")
 
     def _forget(self, repo: Repository) -> StepResult:
         policy = self.job.retention

@@ -50,7 +50,7 @@ def lock_dir() -> Path:
 @dataclass(slots=True)
 class StepResult:
     """One step of a run. ``status``: done, failed, skipped, not due, would run, unavailable,
-    not applicable."""
+    incomplete."""
 
     status: str
     detail: str = ""

@@ -8,6 +8,7 @@ cannot lose a published name. Reads and listings use plain ``os`` calls.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -81,7 +82,11 @@ class LocalStorage(Storage):
         except StorageError:
             raise
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if isinstance(exc, FileNotFoundError | NotADirectoryError):  # a broken folder layout
+                raise PermanentStorageError(exc.strerror or str(exc), target=self.url,
+                                            name=name) from exc
             raise self._error(exc, name) from exc
 
     def _publish_new(self, tmp: Path, path: Path, name: str) -> None:

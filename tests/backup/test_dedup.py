@@ -108,7 +108,7 @@ def test_a_file_whose_bytes_are_a_tree_encoding_does_not_break_trees(make_repo, 
     """Data and tree blobs share one id space: a file holding exactly an empty folder's tree
     encoding is stored once; later snapshots with empty folders must still read."""
     from fogvault.repo.tree import Tree
-    from fogvault.restore.restorer import Restorer, RestoreOptions
+    from fogvault.restore.restorer import RestoreOptions, Restorer
 
     repo = make_repo()
     src = tmp_path / "src"

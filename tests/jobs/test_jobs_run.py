@@ -38,7 +38,7 @@ def test_run_backs_up_forgets_prunes_checks_and_logs(setup, cli_env):
 
     steps = {name: step.status for name, step in second.steps.items()}
     assert steps == {"backup": "done", "forget": "done", "prune": "done", "check": "done",
-                     "repair": "not applicable"}
+                     "repair": "skipped"}
     assert "removed 1 of 2 snapshot(s)" in second.steps["forget"].detail
     assert not second.steps["prune"].detail.startswith("deleted 0 and repacked 0")
     assert [s.uid for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])] == [second.snapshot]
@@ -221,3 +221,38 @@ def test_run_log_survives_garbage_lines(setup):
     records = RunLog(setup.run_log).records("home")
     assert len(records) == 2 and all(r.result == "success" for r in records)
     assert time.time() - records[-1].started.timestamp() < 120
+
+
+@pytest.mark.parametrize(("min_targets", "exit_code"), [(1, 3), (2, 1)])
+def test_min_targets_from_the_config_decides_the_commit(tmp_path, setup, min_targets, exit_code):
+    """Two targets, one of which refuses every pack (its data/ is a file): with min_targets 1
+    the run commits to the healthy one and exits 3; with 2 it writes no snapshot, exit 1."""
+    from conftest import FAST_KDF, PASSWORD
+
+    Repository.init([str(tmp_path / "a"), str(tmp_path / "b")], PASSWORD, kdf=FAST_KDF,
+                    use_cache=False).close()
+    (tmp_path / "b" / "data").write_text("not a folder")
+    setup.write(repo=f"min_targets = {min_targets}", targets='["a", "b"]')
+    record = run_job(setup.load(), "home")
+    assert record.exit_code == exit_code, record
+    opened = Repository.open([str(tmp_path / "a")], PASSWORD, use_cache=False)
+    assert len(opened.snapshots()) == (1 if min_targets == 1 else 0)
+
+
+def test_repair_step_brings_a_behind_target_up_to_date(tmp_path, setup):
+    """The second target is missing for the backup (k = 1 commits without it); once it is back,
+    the next run's repair step copies everything it missed."""
+    from conftest import FAST_KDF, PASSWORD
+
+    Repository.init([str(tmp_path / "a"), str(tmp_path / "b")], PASSWORD, kdf=FAST_KDF,
+                    use_cache=False).close()
+    (tmp_path / "b" / "data").write_text("not a folder")
+    setup.write(repo="min_targets = 1", targets='["a", "b"]')
+    first = run_job(setup.load(), "home")
+    assert first.exit_code == 3 and first.targets_behind == [str(tmp_path / "b")]
+    (tmp_path / "b" / "data").unlink()  # the target is healthy again
+    second = run_job(setup.load(), "home")
+    assert second.exit_code == 0, second
+    assert second.steps["repair"].status == "done"
+    both = Repository.open([str(tmp_path / "b")], PASSWORD, use_cache=False)
+    assert len(both.snapshots()) == 2
