@@ -51,6 +51,7 @@ from fogvault.repo.format import (
 from fogvault.repo.repository import Repository
 from fogvault.storage import ObjectExists, ObjectNotFound, StorageError
 from fogvault.targets import Target
+from fogvault.targets.replicated import count_mutation
 
 #: the order objects are copied in (docs/format.md, "Ordering rules"); the config comes last
 _PHASES = (KEYS_DIR, DATA_DIR, INDEX_DIR, SNAPSHOTS_DIR, CONFIG_NAME)
@@ -328,9 +329,11 @@ class _Repair:
         storage = dest.storage
         try:
             try:
+                count_mutation()
                 storage.write(name, data, overwrite=replace)
             except ObjectExists:  # appeared meanwhile (a backup): keep it only if it is ours
                 if storage.read(name) != data:
+                    count_mutation()
                     storage.write(name, data, overwrite=True)
             if storage.read(name) != data:
                 return "the copy read back differs"
@@ -362,6 +365,7 @@ class _Repair:
                 continue
             try:
                 if name in self.have[url]:
+                    count_mutation()
                     self.targets.target(url).storage.delete(name)
                     report.deleted.append(name)
             except ObjectNotFound:

@@ -51,7 +51,8 @@ _mutations_lock = threading.Lock()
 EPHEMERAL_PREFIXES = ("locks/",)
 
 
-def _count_mutation() -> None:
+def count_mutation() -> None:
+    """The testing crash point: call before every change to a target (see above)."""
     global _mutations
     if not _CRASH_AFTER:
         return
@@ -333,7 +334,7 @@ class TargetSet:
         hold it now. ``exist_ok`` accepts an existing object (content-addressed names, where an
         existing object with that name has that content or will fail its check).
         """
-        _count_mutation()
+        count_mutation()
         allowed = None if only is None else set(only)
         chosen = [t for t in self._writable(name) if allowed is None or t in allowed]
         for target in self.targets:
@@ -355,7 +356,7 @@ class TargetSet:
 
     def delete(self, name: str) -> None:
         """Delete from every target in use; a target that lacks the object is fine."""
-        _count_mutation()
+        count_mutation()
         chosen = self._writable(name)
         for target in self.targets:
             if target not in chosen:
