@@ -122,3 +122,24 @@ def _unprivileged() -> list[str]:
     if os.geteuid() != 0:
         return []
     return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def test_permission_denied_on_the_target_is_a_clear_error(fogvault, tmp_path):
+    """A target the user may not write to: backup stops with one line (the lock cannot be
+    written) and changes nothing; reading still works with --no-lock."""
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("x")
+    folders = [tmp_path / "repo", *(p for p in (tmp_path / "repo").rglob("*") if p.is_dir())]
+    for path in folders:
+        os.chmod(path, 0o555)
+    try:
+        done = fogvault("backup", "-r", "repo", "src", wrap=_unprivileged())
+        assert done.returncode == 1, done.stderr
+        lines = [ln for ln in done.stderr.decode().splitlines() if ln.strip()]
+        assert len(lines) == 1 and "permission denied" in lines[0].lower(), lines
+        listed = fogvault("snapshots", "-r", "repo", "--json", wrap=_unprivileged())
+        assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    finally:
+        for path in folders:
+            os.chmod(path, 0o755)
