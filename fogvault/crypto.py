@@ -28,7 +28,6 @@ MASTER_KEY_SIZE = 2 * KEY_SIZE
 NONCE_SIZE = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES  # 24
 TAG_SIZE = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES  # 16
 SEAL_OVERHEAD = NONCE_SIZE + TAG_SIZE
-ID_SIZE = 32
 SALT_SIZE = nacl.pwhash.argon2id.SALTBYTES  # 16
 
 

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fogvault.repo.lock import process_alive
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 #: kind -> (script, env var naming its state dir, settings: free ports and the like)
@@ -69,18 +71,9 @@ def _reap_orphans(kind: str) -> None:
     script, dir_var, _ = _SERVERS[kind]
     for state in Path("/tmp").glob(f"fogvault-test-{kind}-*"):
         owner = state.name.rpartition("-")[2]
-        if owner.isdigit() and not _running(int(owner)):
+        if owner.isdigit() and not process_alive(int(owner)):
             _run(SCRIPTS / script, "stop", {**os.environ, dir_var: str(state)}, 60)
 
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager

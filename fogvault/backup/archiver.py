@@ -32,8 +32,6 @@ from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid, now
 from fogvault.repo.tree import DIR, FILE, SYMLINK, Node, Tree
 
-READ_BLOCK = 4 * 1024 * 1024
-
 
 @dataclass(slots=True)
 class BackupOptions:

@@ -127,8 +127,6 @@ class Printer:
     def json_line(self, document: Any) -> None:
         print(json.dumps(document, separators=(",", ":"), default=str), flush=True)
 
-    def warn(self, text: str) -> None:
-        print(f"warning: {text}", file=sys.stderr)
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:

@@ -33,7 +33,6 @@ from fogvault.repo.format import (
 )
 from fogvault.repo.index import IndexFile
 from fogvault.repo.keys import KeyFile
-from fogvault.repo.pack import parse_pack
 from fogvault.repo.repository import (
     MAX_CONFIG_SIZE,
     MAX_INDEX_SIZE,
@@ -64,12 +63,7 @@ def verify_copy(repo: Repository, name: str, data: bytes, *, full: bool = True) 
                 return "does not match its name"
             IndexFile.decode(repo._unseal(ObjectKind.INDEX, b"", data, MAX_INDEX_SIZE))
         elif name.startswith(DATA_DIR):
-            if content_hash(data) != id_from_name(name):
-                return "does not match its name"
-            if full:
-                view = memoryview(data)
-                for entry in parse_pack(repo.master.encryption, data):
-                    repo.open_blob(entry, view[entry.offset : entry.offset + entry.length])
+            repo.check_pack_bytes(id_from_name(name), data, full=full)
     except FogVaultError as exc:
         return str(exc) or type(exc).__name__
     return None

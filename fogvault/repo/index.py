@@ -73,9 +73,6 @@ class BlobIndex:
         Lets callers keep per-blob state in a compact array instead of a set of ids."""
         return self._find(blob_id)
 
-    def entry_at(self, position: int) -> IndexEntry:
-        return self._entry(position)
-
     def _find(self, blob_id: bytes) -> int:
         """Record number of ``blob_id``, or -1."""
         mask, keys, slots = self._table

@@ -69,7 +69,7 @@ class LockInfo:
         now = now or datetime.now(UTC)
         if now - self.refreshed > STALE_AFTER:
             return True
-        return self.host == socket.gethostname() and not _process_alive(self.pid)
+        return self.host == socket.gethostname() and not process_alive(self.pid)
 
     def describe(self) -> str:
         kind = "exclusive" if self.exclusive else "shared"
@@ -222,7 +222,8 @@ def _clock() -> float:
     return time.clock_gettime(boottime) if boottime is not None else time.time()
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True if a process with ``pid`` runs on this host (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -142,5 +142,3 @@ def parse_pack(enc_key: bytes, data: bytes) -> list[PackEntry]:
     start = len(data) - _TRAILER.size - length
     return parse_header(enc_key, data[start : start + length], len(data))
 
-
-TRAILER_SIZE = _TRAILER.size

@@ -358,14 +358,20 @@ class Repository:
         name = pack_name(pack_id)
         try:
             data = storage.read(name) if storage else self.targets.read(name)
-            if content_hash(data) != pack_id:
-                return "pack does not match its name"
-            entries = parse_pack(self.master.encryption, data)
-            for entry in entries:
-                self.open_blob(entry, memoryview(data)[entry.offset : entry.offset + entry.length])
+            self.check_pack_bytes(pack_id, data)
         except (IntegrityError, StorageError) as exc:
             return str(exc)
         return None
+
+    def check_pack_bytes(self, pack_id: bytes, data: bytes, *, full: bool = True) -> None:
+        """Raise IntegrityError unless ``data`` is the pack ``pack_id``: its bytes hash to the
+        id and (``full``) its header parses and every blob decrypts to its id."""
+        if content_hash(data) != pack_id:
+            raise IntegrityError("pack does not match its name")
+        if full:
+            view = memoryview(data)
+            for entry in parse_pack(self.master.encryption, data):
+                self.open_blob(entry, view[entry.offset : entry.offset + entry.length])
 
     def load_tree(self, tree_id: bytes) -> Tree:
         # No type check: data and tree blobs share one id space, so a file whose bytes equal a

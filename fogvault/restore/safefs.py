@@ -138,9 +138,5 @@ class SafeRoot:
                 os.unlink(parts[-1], dir_fd=dir_fd)
 
 
-def is_inside(root: bytes, path: bytes) -> bool:
-    root = os.path.realpath(root)
-    return os.path.commonpath([root, os.path.realpath(path)]) == root
 
-
-__all__ = ["Parts", "SafeRoot", "UnsafePath", "is_inside"]
+__all__ = ["Parts", "SafeRoot", "UnsafePath"]
