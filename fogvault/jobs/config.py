@@ -41,6 +41,7 @@ from fogvault.errors import UsageError
 from fogvault.jobs.schedule import Schedule, ScheduleError, parse_schedule, parse_when
 from fogvault.maintenance.retention import RetentionPolicy
 from fogvault.password import PasswordSource
+from fogvault.sizes import parse_size
 
 ENV_CONFIG = "FOGVAULT_CONFIG"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -54,6 +55,7 @@ SECRET_REFS = {
     "password": "password", "passphrase": "passphrase",  # sftp://
 }
 PLAIN_TARGET_OPTIONS = {"endpoint_url": str, "profile": str, "username": str,
+                        "multipart_threshold": "size", "part_size": "size",
                         "known_hosts": "path", "client_keys": "paths"}
 PLAINTEXT_SECRETS = {"key", "secret", "token", "password", "passphrase", "access_key",
                      "secret_key", "access_key_id", "secret_access_key", "aws_access_key_id",
@@ -508,6 +510,13 @@ def _read_target_options(r: _Reader, targets: list[str], base: Path
     return result
 
 
+def _check_size(r: _Reader, key: str, value: str) -> None:
+    try:
+        parse_size(value)
+    except UsageError as exc:
+        r.problem(key, str(exc))
+
+
 def _read_one_target(r: _Reader, base: Path) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key in list(r.data):
@@ -527,6 +536,8 @@ def _read_one_target(r: _Reader, base: Path) -> dict[str, Any]:
                 options[name] = [_expand_path(v, base) for v in values]
         elif (value := r.string(name)) is not None:
             options[name] = _expand_path(value, base) if kind == "path" else value
+            if kind == "size":
+                _check_size(r, name, value)
     r.finish()
     return options
 

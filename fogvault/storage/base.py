@@ -18,6 +18,9 @@ Contract (checked by tests/storage/test_conformance.py for every backend and wra
   ``"data/"``, recursively) exactly once, in no particular order, with its size. It never yields
   temporary files. Read-after-write and list-after-write are assumed (no stale listing caches).
 * ``delete`` removes a name; deleting a missing name raises ``ObjectNotFound``.
+* ``remove_incomplete(older_than)`` removes what interrupted writes left behind (temporary
+  files, unfinished multipart uploads) that is older than ``older_than`` seconds, and returns
+  how many it removed. Such leftovers are never visible as objects; they only cost space.
 * Every failure is a :class:`~fogvault.storage.errors.StorageError` subclass, transient or
   permanent, so callers can decide whether to retry.
 """
@@ -86,6 +89,11 @@ class Storage(ABC):
         except ObjectNotFound:
             return False
         return True
+
+    def remove_incomplete(self, older_than: float) -> int:
+        """Remove leftovers of interrupted writes older than ``older_than`` seconds. Backends
+        whose writes leave none keep this default."""
+        return 0
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections. The storage must not be used afterwards."""

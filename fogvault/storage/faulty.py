@@ -170,6 +170,12 @@ class FaultyStorage(Storage):
         self.inner.delete(name)
         self._after(faults, name)
 
+    def remove_incomplete(self, older_than: float) -> int:
+        faults = self._before("remove_incomplete", "")
+        removed = self.inner.remove_incomplete(older_than)
+        self._after(faults, "")
+        return removed
+
     def close(self) -> None:
         self.inner.close()
 

@@ -5,11 +5,13 @@ leaves loose so that the contract in :mod:`fogvault.storage.base` holds:
 
 * :class:`FsspecStorage` (``memory://``): the store lives in this process, so a lock makes
   create-only writes atomic; a memory file is published only when complete.
-* :class:`S3Storage` (``s3://bucket/prefix``): every object is one PUT (atomic on S3; hence at
-  most 5 GiB) carrying a ``Content-MD5`` header, so the server refuses a body damaged on the way
-  (``BadDigest``, retried as transient). Create-only writes send ``If-None-Match: *`` so the
-  *server* refuses to replace an object (HTTP 412), no race window; servers that answer 501 get
-  a HEAD-then-PUT fallback (not atomic, logged once). Reads of a whole object are one GET (never
+* :class:`S3Storage` (``s3://bucket/prefix``): an object below the multipart threshold (64 MiB by
+  default) is one PUT (atomic on S3) carrying a ``Content-MD5`` header, so the server refuses a
+  body damaged on the way (``BadDigest``, retried as transient). Create-only writes send
+  ``If-None-Match: *`` so the *server* refuses to replace an object (HTTP 412), no race window;
+  servers that answer 501 get a HEAD-then-PUT fallback (not atomic, logged once). Larger objects
+  are resumable multipart uploads with per-part verification: see
+  :mod:`fogvault.storage.s3_multipart`. Reads of a whole object are one GET (never
   split into ranges that could mix two versions); a range past the end (HTTP 416) is an empty
   short read. No listing cache.
 * :class:`SftpStorage` (``sftp://user@host:port/path``): writes go to a dot-named temporary in
@@ -32,6 +34,7 @@ import os
 import secrets
 import stat as stat_module
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -40,6 +43,7 @@ from urllib.parse import unquote, urlsplit
 import fsspec
 from fsspec.asyn import sync
 
+from fogvault.sizes import parse_size
 from fogvault.storage.base import ObjectInfo, Storage, validate_name, validate_prefix
 from fogvault.storage.errors import (
     ObjectExists,
@@ -48,11 +52,25 @@ from fogvault.storage.errors import (
     StorageError,
     TransientStorageError,
 )
+from fogvault.storage.s3_multipart import (
+    MIN_PART_SIZE,
+    MultipartUpload,
+    UploadReport,
+    abort_stale_uploads,
+    list_uploads,
+)
 
 log = logging.getLogger(__name__)
 
+#: How temporary files of SFTP writes start (dot names are never objects).
+_SFTP_TEMP = ".tmp-"
+
 #: The largest object a single S3 PUT may carry.
 S3_MAX_PUT = 5 * 1024**3
+
+#: Objects of this size or more are multipart uploads, in parts of DEFAULT_PART_SIZE.
+DEFAULT_MULTIPART_THRESHOLD = 64 * 1024**2
+DEFAULT_PART_SIZE = 16 * 1024**2
 
 _PERMANENT_ERRNOS = {
     errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
@@ -297,6 +315,23 @@ def s3_options(options: Mapping[str, Any], env: Mapping[str, str] = os.environ) 
     return {"use_listings_cache": False, **opts, "config_kwargs": config}
 
 
+def multipart_settings(options: dict[str, Any], env: Mapping[str, str] = os.environ
+                       ) -> tuple[int, int]:
+    """(threshold, part size) in bytes, popped from ``options`` (``multipart_threshold``,
+    ``part_size``: a number of bytes or a size such as ``"64M"``), else from
+    ``FOGVAULT_S3_MULTIPART_THRESHOLD`` / ``FOGVAULT_S3_PART_SIZE``, else the defaults."""
+    def setting(key: str, var: str, default: int) -> int:
+        value = options.pop(key, None) or env.get(var) or default
+        size = value if isinstance(value, int) else parse_size(str(value))
+        if size < MIN_PART_SIZE:
+            raise PermanentStorageError(f"{key} must be at least 5M (S3's smallest part)")
+        return size
+
+    return (setting("multipart_threshold", "FOGVAULT_S3_MULTIPART_THRESHOLD",
+                    DEFAULT_MULTIPART_THRESHOLD),
+            setting("part_size", "FOGVAULT_S3_PART_SIZE", DEFAULT_PART_SIZE))  # fmt: skip
+
+
 def _first(env: Mapping[str, str], *keys: str) -> str | None:
     return next((env[k] for k in keys if env.get(k)), None)
 
@@ -311,8 +346,10 @@ class S3Storage(FsspecStorage):
         bucket, prefix = parts.netloc, parts.path.strip("/")
         if not bucket:
             raise PermanentStorageError(f"no bucket in {url!r}; use s3://bucket/prefix")
+        self.multipart_threshold, self.part_size = multipart_settings(options)
         # fsspec caches instances by settings: targets on one endpoint share a client
         self.fs = s3fs.S3FileSystem(**s3_options(options))
+        self.bucket, self.prefix = bucket, prefix
         self.root = f"{bucket}/{prefix}" if prefix else bucket
         self.url = f"s3://{self.root}"
         self._lock = threading.Lock()
@@ -334,8 +371,9 @@ class S3Storage(FsspecStorage):
 
     def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
         path = self._path(name)
-        if len(data) >= S3_MAX_PUT:
-            raise PermanentStorageError("object too large for one PUT", target=self.url, name=name)
+        if len(data) >= min(self.multipart_threshold, S3_MAX_PUT):
+            self.write_multipart(name, data, overwrite=overwrite)
+            return
         with self._mapped(name):
             if overwrite:
                 self._put(path, data, "overwrite")
@@ -365,6 +403,39 @@ class S3Storage(FsspecStorage):
             if self.fs.exists(path):
                 raise ObjectExists("object exists", target=self.url, name=name)
             self._put(path, data, "overwrite")
+
+    def write_multipart(self, name: str, data: bytes, *, overwrite: bool = False) -> UploadReport:
+        """Write ``name`` as a resumable multipart upload (``write`` does so for large data)."""
+        upload = MultipartUpload(self.fs.call_s3, self.bucket, self._key(name), self.part_size)
+        try:
+            return upload.write(data, create_only=not overwrite,
+                                conditional=self._conditional_put)  # fmt: skip
+        except ObjectExists:
+            raise ObjectExists("object exists", target=self.url, name=name) from None
+        except StorageError as exc:
+            raise type(exc)(str(exc), target=self.url) from exc
+        except Exception as exc:
+            if (_http_response(exc) or {}).get("Error", {}).get("Code") == "NoSuchUpload":
+                # aborted by a clean-up meanwhile: the next attempt starts a new upload
+                raise TransientStorageError("upload aborted meanwhile", target=self.url,
+                                            name=name) from exc  # fmt: skip
+            raise _error(exc, self.url, name) from exc
+
+    def incomplete_uploads(self) -> list[str]:
+        """Names with an upload in progress (or left by a writer that died)."""
+        with self._mapped(""):
+            return [u["Key"].removeprefix(self._key("")) for u in
+                    list_uploads(self.fs.call_s3, self.bucket, self._key(""))]  # fmt: skip
+
+    def remove_incomplete(self, older_than: float) -> int:
+        with self._mapped(""):
+            return len(abort_stale_uploads(self.fs.call_s3, self.bucket, self._key(""),
+                                           older_than))  # fmt: skip
+
+    def _key(self, name: str) -> str:
+        """The S3 key of ``name`` (``""``: the prefix every key of this target starts with)."""
+        name = validate_name(name) if name else ""
+        return f"{self.prefix}/{name}" if self.prefix else name
 
     def _find_options(self, stem: str) -> dict[str, Any]:
         return {"prefix": stem}  # the server filters the listing
@@ -481,7 +552,7 @@ class SftpStorage(Storage):
     def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
         path = self._path(name)
         folder, _, leaf = path.rpartition("/")
-        tmp = f"{folder}/.tmp-{leaf}-{secrets.token_hex(6)}"
+        tmp = f"{folder}/{_SFTP_TEMP}{leaf}-{secrets.token_hex(6)}"
         if self._run(name, _sftp_write, tmp, path, bytes(data), overwrite):
             raise ObjectExists("object exists", target=self.url, name=name)
 
@@ -495,13 +566,21 @@ class SftpStorage(Storage):
         validate_prefix(prefix)
         folder = prefix.rpartition("/")[0]
         base = f"{self.root}/{folder}" if folder else self.root
-        for path, size in self._run(prefix, _sftp_walk, base):
+        for path, size, _ in self._run(prefix, _sftp_walk, base):
             entry = _entry(self.root, path, size, prefix)
             if entry is not None:
                 yield entry
 
     def delete(self, name: str) -> None:
         self._run(name, _sftp_remove, self._path(name))
+
+    def remove_incomplete(self, older_than: float) -> int:
+        """Delete temporaries of killed writes not modified for ``older_than`` seconds (by the
+        server's clock against this machine's: keep ``older_than`` well above any skew)."""
+        cutoff = time.time() - older_than
+        stale = [path for path, _, mtime in self._run("", _sftp_walk, self.root, True)
+                 if mtime < cutoff]  # fmt: skip
+        return self._run("", _sftp_remove_old, stale) if stale else 0
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -580,8 +659,10 @@ async def _sftp_remove(channel: Any, path: str) -> None:
     await channel.remove(path)
 
 
-async def _sftp_walk(channel: Any, base: str) -> list[tuple[str, int]]:
-    """Every regular file below ``base`` as (path, size); folders are read concurrently."""
+async def _sftp_walk(channel: Any, base: str, temporaries: bool = False
+                     ) -> list[tuple[str, int, float]]:
+    """Every regular file below ``base`` as (path, size, mtime): the objects, or with
+    ``temporaries`` the temporary files instead. Folders are read concurrently."""
     from asyncssh import sftp
 
     try:
@@ -590,13 +671,26 @@ async def _sftp_walk(channel: Any, base: str) -> list[tuple[str, int]]:
         return []
     files, folders = [], []
     for entry in entries:
-        if entry.filename.startswith("."):  # ".", "..", and temporaries
-            continue
         path = f"{base}/{entry.filename}"
-        if stat_module.S_ISDIR(entry.attrs.permissions or 0):
+        mode = entry.attrs.permissions or 0
+        if stat_module.S_ISDIR(mode) and not entry.filename.startswith("."):  # nor "." or ".."
             folders.append(path)
-        elif stat_module.S_ISREG(entry.attrs.permissions or 0):
-            files.append((path, int(entry.attrs.size or 0)))
-    for found in await asyncio.gather(*(_sftp_walk(channel, f) for f in folders)):
+        elif stat_module.S_ISREG(mode) and (
+                entry.filename.startswith(_SFTP_TEMP) if temporaries
+                else not entry.filename.startswith(".")):  # fmt: skip
+            files.append((path, int(entry.attrs.size or 0), float(entry.attrs.mtime or 0)))
+    for found in await asyncio.gather(*(_sftp_walk(channel, f, temporaries) for f in folders)):
         files.extend(found)
     return files
+
+
+async def _sftp_remove_old(channel: Any, paths: list[str]) -> int:
+    """Remove ``paths``; a path already gone (another clean-up) is not counted."""
+    from asyncssh import sftp
+
+    removed = 0
+    for path in paths:
+        with suppress(sftp.SFTPNoSuchFile):
+            await channel.remove(path)
+            removed += 1
+    return removed

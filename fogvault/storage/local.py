@@ -13,6 +13,7 @@ import errno
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from fogvault.storage.errors import (
 )
 
 _NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+_TEMP_PREFIX = ".tmp-"
 _TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO}
 
 
@@ -63,7 +65,7 @@ class LocalStorage(Storage):
 
     def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
         path = self._path(name)
-        tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(6)}"
+        tmp = path.parent / f"{_TEMP_PREFIX}{path.name}-{secrets.token_hex(6)}"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -146,6 +148,23 @@ class LocalStorage(Storage):
             os.unlink(self._path(name))
         except OSError as exc:
             raise self._error(exc, name) from exc
+
+    def remove_incomplete(self, older_than: float) -> int:
+        """Delete ``.tmp-*`` files (writes killed before publishing) not modified for
+        ``older_than`` seconds; a younger one may belong to a write in progress."""
+        cutoff = time.time() - older_than
+        removed = 0
+        try:
+            for folder, _, files in os.walk(self.root):
+                for leaf in files:
+                    path = os.path.join(folder, leaf)
+                    if leaf.startswith(_TEMP_PREFIX) and os.lstat(path).st_mtime < cutoff:
+                        with contextlib.suppress(FileNotFoundError):  # another clean-up won
+                            os.unlink(path)
+                            removed += 1
+        except OSError as exc:
+            raise self._error(exc, "") from exc
+        return removed
 
 
 def _read_exactly(f, length: int) -> bytes:

@@ -103,5 +103,9 @@ class MeteredStorage(Storage):
     def delete(self, name: str) -> None:
         self._call("delete", lambda: self.inner.delete(name), small=False)
 
+    def remove_incomplete(self, older_than: float) -> int:
+        return self._call("remove_incomplete", lambda: self.inner.remove_incomplete(older_than),
+                          small=False)
+
     def close(self) -> None:
         self.inner.close()

@@ -119,5 +119,9 @@ class RetryingStorage(Storage):
     def delete(self, name: str) -> None:
         self._call(f"delete {name}", lambda: self.inner.delete(name))
 
+    def remove_incomplete(self, older_than: float) -> int:
+        return self._call("remove incomplete writes",
+                          lambda: self.inner.remove_incomplete(older_than))
+
     def close(self) -> None:
         self.inner.close()

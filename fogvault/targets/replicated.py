@@ -371,6 +371,20 @@ class TargetSet:
         futures = {t: self._pool.submit(one, t) for t in chosen}
         self._settle(name, futures, deleted=True)
 
+    def remove_incomplete(self, older_than: float) -> int:
+        """Remove leftovers of interrupted writes (temporaries, unfinished multipart uploads)
+        older than ``older_than`` seconds from every active target; return how many. Best
+        effort: a target that fails gets a warning, it is not dropped."""
+        def one(target: Target) -> int:
+            try:
+                return target.storage.remove_incomplete(older_than)
+            except StorageError as exc:
+                log.warning("%s: leftovers of interrupted writes not removed: %s",
+                            target.url, exc)  # fmt: skip
+                return 0
+
+        return sum(self._pool.map(one, self.active()))
+
     def _writable(self, name: str) -> list[Target]:
         """The targets a change to ``name`` goes to: those in use, except the ones left alone
         (locks go to those too: a lock left behind would block other processes)."""

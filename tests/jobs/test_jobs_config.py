@@ -25,6 +25,8 @@ compression = 6
 [repositories.usb_s3.target_options."s3://bucket/fogvault"]
 endpoint_url = "https://s3.example.net"
 profile = "backup"
+multipart_threshold = "128M"
+part_size = "32M"
 key_env = "S3_KEY"
 secret_env = "S3_SECRET"
 token_file = "s3-token"
@@ -116,6 +118,7 @@ def test_every_key_loads(tmp_path):
     assert (repo.min_targets, repo.compression) == (1, 6)
     s3 = repo.target_options["s3://bucket/fogvault"]
     assert s3 == {"endpoint_url": "https://s3.example.net", "profile": "backup",
+                  "multipart_threshold": "128M", "part_size": "32M",
                   "key_env": "S3_KEY", "secret_env": "S3_SECRET",
                   "token_file": str(tmp_path / "s3-token")}
     sftp = repo.target_options["sftp://me@nas:2222/backup"]
@@ -181,7 +184,7 @@ def test_secrets_are_resolved_only_when_asked(tmp_path, monkeypatch):
     options = repo.storage_options()
     assert options["s3://bucket/fogvault"] == {
         "endpoint_url": "https://s3.example.net", "profile": "backup", "key": "AKIA123",
-        "secret": "s3cr3t", "token": "tok"}
+        "secret": "s3cr3t", "token": "tok", "multipart_threshold": "128M", "part_size": "32M"}
     assert options[sftp_url] == {"passphrase": "pp"}
 
 
@@ -278,6 +281,10 @@ MISTAKES = [
                  "no paths given", "", id="no-paths"),
     pytest.param(BASE.replace("[jobs.home]", "[jobs.\"my job\"]"), 5, 'jobs."my job"',
                  "invalid job name", "use letters, digits", id="bad-name"),
+    pytest.param(BASE.replace('targets = ["/srv/repo"]', 'targets = ["s3://b/p"]')
+                 + '[repositories.local.target_options."s3://b/p"]\npart_size = "16 pages"\n',
+                 9, "repositories.local.target_options.\"s3://b/p\".part_size",
+                 "not a size: '16 pages'", "", id="bad-part-size"),
     pytest.param(BASE + "schedule = daily\n", 8, "", "TOML syntax error: Invalid value",
                  "strings need quotes", id="toml-syntax"),
 ]

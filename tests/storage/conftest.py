@@ -15,7 +15,7 @@ import pytest
 from fogvault.storage import FaultyStorage, RetryingStorage, Storage, open_storage
 from fogvault.storage.faulty import Fault, transient
 
-BACKENDS = ["local", "memory", "s3", "sftp", "faulty", "retrying"]
+BACKENDS = ["local", "memory", "s3", "s3-multipart", "sftp", "faulty", "retrying"]
 
 
 def make_storage(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
@@ -26,6 +26,9 @@ def make_storage(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> S
         return open_storage(f"memory://fogvault-test/{uuid.uuid4().hex}")
     if kind in ("s3", "sftp"):
         return open_storage(request.getfixturevalue(f"{kind}_url"))
+    if kind == "s3-multipart":  # objects of 5 MiB or more go multipart, in 5 MiB parts
+        return open_storage(request.getfixturevalue("s3_url"), multipart_threshold="5M",
+                            part_size="5M")
     if kind == "faulty":  # declared faults: none
         return FaultyStorage(open_storage(str(tmp_path / "target")))
     if kind == "retrying":  # one call in five fails before reaching the target, and is retried

@@ -22,7 +22,7 @@ from fogvault.storage import (
     RetryingStorage,
     Storage,
 )
-from fogvault.storage.fsspec_store import SftpStorage
+from fogvault.storage.fsspec_store import S3Storage, SftpStorage
 from fogvault.storage.local import LocalStorage
 
 MiB = 1 << 20
@@ -263,6 +263,38 @@ def test_delete_of_a_missing_name_raises_not_found(storage: Storage) -> None:
     storage.delete("once")
     with pytest.raises(ObjectNotFound):
         storage.delete("once")
+
+
+# ----------------------------------------------------------------------------- leftovers
+
+
+def abandon_a_write(storage: Storage, name: str) -> bool:
+    """Leave what a writer killed while writing ``name`` leaves; False if the backend's writes
+    leave nothing (memory)."""
+    inner = storage
+    while isinstance(inner, FaultyStorage | RetryingStorage):
+        inner = inner.inner
+    if isinstance(inner, S3Storage):  # an upload started, one part sent, never completed
+        key = inner._key(name)
+        upload = inner.fs.call_s3("create_multipart_upload", Bucket=inner.bucket, Key=key)
+        inner.fs.call_s3("upload_part", Bucket=inner.bucket, Key=key, PartNumber=1,
+                         UploadId=upload["UploadId"], Body=b"partial")  # fmt: skip
+        return True
+    if isinstance(inner, LocalStorage | SftpStorage):  # a temporary never renamed
+        folder, _, leaf = name.rpartition("/")
+        plant(inner, {f"{folder}/.tmp-{leaf}-dead": b"partial"})
+        return True
+    return False
+
+
+def test_remove_incomplete_removes_only_old_leftovers(storage: Storage) -> None:
+    storage.write("data/ab/kept", b"object")
+    left = abandon_a_write(storage, "data/ab/dead")
+    assert storage.remove_incomplete(older_than=3600) == 0  # young: a writer may be running
+    assert storage.remove_incomplete(older_than=-60) == int(left)  # everything counts as old
+    assert storage.remove_incomplete(older_than=-60) == 0
+    assert listed(storage) == [ObjectInfo("data/ab/kept", 6)]
+    assert storage.read("data/ab/kept") == b"object"
 
 
 # ----------------------------------------------------------------------------- names
