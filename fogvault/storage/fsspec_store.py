@@ -476,6 +476,11 @@ def sftp_options(
     # sshfs turns a missing known_hosts into None (no host-key check); () is asyncssh's default
     opts.setdefault("known_hosts", env.get("FOGVAULT_SFTP_KNOWN_HOSTS") or ())
     opts.setdefault("connect_timeout", 30)  # not the OS's minutes for a silent host
+    # a server that stops answering (hung, or a link that silently drops packets) is noticed
+    # within about a minute, however long the transfer: the connection closes, pending
+    # requests fail as transient, and the next call reconnects
+    opts.setdefault("keepalive_interval", 15)
+    opts.setdefault("keepalive_count_max", 4)
     path = unquote(parts.path).rstrip("/")
     home = path == "/~" or path.startswith("/~/")
     return parts.hostname, (path[3:] if home else path) or ".", opts

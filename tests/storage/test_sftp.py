@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def test_url_parts_become_connection_options() -> None:
     host, root, opts = sftp_options("sftp://backup@nas.example:2022/srv/fogvault/", {}, env)
     assert (host, root) == ("nas.example", "/srv/fogvault")
     assert opts == {"username": "backup", "port": 2022, "client_keys": ["/keys/id"],
-                    "known_hosts": "/keys/known", "connect_timeout": 30}  # fmt: skip
+                    "known_hosts": "/keys/known", "connect_timeout": 30,
+                    "keepalive_interval": 15, "keepalive_count_max": 4}  # fmt: skip
 
 
 def test_explicit_options_win_and_host_keys_are_checked_by_default() -> None:
@@ -100,6 +102,42 @@ def test_retrying_hides_a_dropped_connection(sftp_url, sftp_server) -> None:
     kill_connections(int(sftp_server.settings["SFTP_PID"]))
     storage.write("after", b"2")
     assert storage.read("after") == b"2"
+
+
+def test_a_server_that_stops_answering_is_noticed_by_keepalives(sftp_url, sftp_server) -> None:
+    """The connection's sshd processes are frozen (SIGSTOP): without keepalives a read would
+    wait forever. With them, the connection is closed, the read fails as transient, and the
+    next call connects anew."""
+    storage = open_storage(sftp_url, keepalive_interval=1, keepalive_count_max=2)
+    storage.create()
+    storage.write("frozen", b"1")
+    frozen = _descendants(int(sftp_server.settings["SFTP_PID"]))
+    assert frozen, "no connection to freeze"
+    outcome: list[BaseException | bytes] = []
+    reader = threading.Thread(target=lambda: outcome.append(_attempt(storage.read, "frozen")))
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        reader.start()
+        reader.join(timeout=60)  # a bound for a failing test, not a synchronisation
+        assert not reader.is_alive(), "the read hung on a frozen server"
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert len(outcome) == 1 and isinstance(outcome[0], TransientStorageError), outcome
+    assert storage.read("frozen") == b"1"
+
+
+def _attempt(func, *args):
+    try:
+        return func(*args)
+    except Exception as exc:
+        return exc
+
+
+def _descendants(pid: int) -> list[int]:
+    children = [p for p in _pids() if _parent(p) == pid]
+    return children + [d for child in children for d in _descendants(child)]
 
 
 def kill_connections(sshd_pid: int) -> None:
