@@ -50,6 +50,12 @@ KDF_PROFILES = {
         nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE, nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE
     ),
 }
+# The profile of new key files unless one is chosen. "interactive" (2 passes, 64 MiB, ~0.1 s)
+# rather than "moderate" (256 MiB, ~0.55 s): every command derives the key once, so the profile
+# sets the floor of every command's time and peak memory, as restic's scrypt (~0.5 s, <= 60 MiB)
+# and borg 2's Argon2 (64 MiB) do for theirs. docs/security.md, "KDF parameters", has the
+# trade-off. fogvault/cli/common.py repeats the name, to keep libsodium out of CLI start-up.
+DEFAULT_KDF = "interactive"
 # FogVault's policy bounds for key files (libsodium's minimums below; the maximums keep a
 # hostile key file from demanding unbounded memory or time before any check can fail).
 KDF_MIN_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MIN

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.backup.archiver import Archiver, BackupOptions, BackupResult
-from fogvault.backup.excludes import ExcludeRules
-from fogvault.backup.scanner import Scanner
 from fogvault.cli.common import Printer, open_repository
-from fogvault.cli.progress import QuietProgress, make_progress
 from fogvault.errors import EXIT_PARTIAL
 from fogvault.sizes import format_size
+
+if TYPE_CHECKING:
+    from fogvault.backup.archiver import BackupResult
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +49,11 @@ def backup(
     ] = False,
 ) -> None:
     """Back up PATHS. Exit code 3 if some files could not be read."""
+    from fogvault.backup.archiver import Archiver, BackupOptions
+    from fogvault.backup.excludes import ExcludeRules
+    from fogvault.backup.scanner import Scanner
+    from fogvault.cli.progress import QuietProgress, make_progress
+
     out = Printer.of(ctx)
     patterns = (exclude or []) + ExcludeRules.read_files(exclude_file or [])
     rules = ExcludeRules(patterns, exclude_caches, exclude_if_present or [])

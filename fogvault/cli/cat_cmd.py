@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fogvault.cli.common import Printer, open_repository
 from fogvault.errors import FogVaultError, UsageError
-from fogvault.repo.format import INDEX_DIR, parse_hex_id
-from fogvault.repo.index import IndexFile
-from fogvault.repo.repository import Repository
+
+if TYPE_CHECKING:
+    from fogvault.repo.index import IndexFile
+    from fogvault.repo.repository import Repository
 
 KINDS = ("config", "snapshot", "index", "blob", "key")
 
@@ -31,6 +32,8 @@ def cat(
         raise UsageError(f"cat takes one of: {', '.join(KINDS)}")
     if kind != "config" and not object_id:
         raise UsageError(f"cat {kind} needs an id")
+    from fogvault.repo.format import parse_hex_id
+
     with open_repository(ctx, load_index=kind == "blob") as repo:
         if kind == "blob":
             sys.stdout.buffer.write(repo.load_blob(parse_hex_id(object_id.lower())))
@@ -48,6 +51,8 @@ def _document(repo: Repository, kind: str, object_id: str) -> object:
         if len(matches) != 1:
             raise FogVaultError(f"no unique key matches {object_id!r}")
         return json.loads(matches[0].encode())
+    from fogvault.repo.format import INDEX_DIR
+
     names = [n for n in repo.targets.list(INDEX_DIR) if n[len(INDEX_DIR):].startswith(object_id)]
     if len(names) != 1:
         raise FogVaultError(f"no unique index file matches {object_id!r}")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fogvault.cli.common import Printer, open_repository
-from fogvault.cli.progress import make_phase_progress
 from fogvault.errors import EXIT_ERROR
-from fogvault.maintenance.check import CheckOptions, CheckResult, check
+
+if TYPE_CHECKING:
+    from fogvault.maintenance.check import CheckResult
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +26,9 @@ def check_cmd(
     ] = None,
 ) -> None:
     """Check the repository; exit code 1 if anything is wrong."""
+    from fogvault.cli.progress import make_phase_progress
+    from fogvault.maintenance.check import CheckOptions, check
+
     out = Printer.of(ctx)
     progress = make_phase_progress(out)
     try:

@@ -16,17 +16,26 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from fogvault.errors import TargetsBehind
-from fogvault.password import PasswordSource
-from fogvault.repo.repository import Repository
-from fogvault.targets import TargetPolicy
-from fogvault.targets.ledger import Ledger
+
+if TYPE_CHECKING:
+    from fogvault.password import PasswordSource
+    from fogvault.repo.repository import Repository
+    from fogvault.targets import TargetPolicy
 
 log = logging.getLogger("fogvault")
+
+# The default of --kdf: fogvault.crypto.DEFAULT_KDF, named here because importing
+# fogvault.crypto loads libsodium, which commands that open no repository do not need (a test
+# checks that the two agree).
+DEFAULT_KDF = "interactive"
+KdfOption = Annotated[
+    str, typer.Option(help="Argon2id cost: interactive, moderate or sensitive.")
+]
 
 
 @dataclass(slots=True)
@@ -44,6 +53,8 @@ class GlobalOptions:
 
     def target_policy(self) -> TargetPolicy:
         """Retries and concurrency from the environment, ``--min-targets`` from the options."""
+        from fogvault.targets import TargetPolicy
+
         return TargetPolicy.from_env(min_targets=self.min_targets)
 
     def repo_urls(self) -> list[str]:
@@ -53,6 +64,8 @@ class GlobalOptions:
         return [u.strip() for u in env.split(",") if u.strip()]
 
     def password_source(self) -> PasswordSource:
+        from fogvault.password import PasswordSource
+
         return PasswordSource.from_env(self.password_file)
 
     def cache_path(self) -> Path | None:
@@ -69,6 +82,9 @@ def open_repository(
     ctx: typer.Context, *, load_index: bool = True, extra_urls: tuple[str, ...] = ()
 ) -> Iterator[Repository]:
     """Open the repository on the common options' targets (plus ``extra_urls``)."""
+    from fogvault.repo.repository import Repository
+    from fogvault.targets.ledger import Ledger
+
     opts = options(ctx)
     repo = Repository.open(
         [*opts.repo_urls(), *extra_urls],

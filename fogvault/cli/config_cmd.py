@@ -6,7 +6,6 @@ import typer
 
 from fogvault.cli.common import Printer
 from fogvault.cli.jobs_common import ConfigOption, load
-from fogvault.jobs.config import dump_toml, effective_document
 
 config_app = typer.Typer(help="Check or show the jobs config file.", no_args_is_help=True)
 
@@ -30,6 +29,8 @@ def check(ctx: typer.Context, config: ConfigOption = None) -> None:
 @config_app.command("show")
 def show(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Print the effective config: defaults filled in, paths expanded, schedules' next runs."""
+    from fogvault.jobs.config import dump_toml, effective_document
+
     cfg = load(config)
     out = Printer.of(ctx)
     document = effective_document(cfg)

@@ -12,7 +12,6 @@ import typer
 
 from fogvault.cli.jobs_common import ConfigOption, load, run_options
 from fogvault.errors import EXIT_INTERRUPTED
-from fogvault.jobs.daemon import Daemon
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +20,8 @@ def register(app: typer.Typer) -> None:
 
 def daemon(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Run all jobs on their schedules (for containers and machines without systemd)."""
+    from fogvault.jobs.daemon import Daemon
+
     runner = Daemon(load(config), run_options(ctx))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

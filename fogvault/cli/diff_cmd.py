@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from fogvault.cli.common import Printer, open_repository
-from fogvault.treewalk import diff as tree_diff
 
 _LEGEND = {"+": "added", "-": "removed", "M": "modified", "U": "metadata", "T": "type changed"}
 
@@ -24,6 +23,8 @@ def diff(
     second: Annotated[str, typer.Argument(help="Newer snapshot uid (prefix) or 'latest'.")],
 ) -> None:
     """Show entries added (+), removed (-), modified (M), with metadata-only changes (U)."""
+    from fogvault.treewalk import diff as tree_diff
+
     out = Printer.of(ctx)
     with open_repository(ctx) as repo:
         a = repo.load_snapshot(repo.resolve_snapshot(first))

@@ -8,8 +8,6 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository
 from fogvault.cli.ls_cmd import long_line, node_json
-from fogvault.patterns import PathPatterns
-from fogvault.treewalk import walk
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +22,9 @@ def find(
     ] = None,
 ) -> None:
     """Find entries matching PATTERN in every snapshot (or the ones given)."""
+    from fogvault.patterns import PathPatterns
+    from fogvault.treewalk import walk
+
     out = Printer.of(ctx)
     matcher = PathPatterns([pattern])
     results = []

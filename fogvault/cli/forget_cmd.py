@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fogvault.cli.common import Printer, open_repository, table
-from fogvault.cli.progress import make_phase_progress
 from fogvault.cli.prune_cmd import report_prune
-from fogvault.maintenance.forget import ForgetResult, forget
-from fogvault.maintenance.prune import PruneOptions, prune
-from fogvault.maintenance.retention import RetentionPolicy, parse_group_by
+
+if TYPE_CHECKING:
+    from fogvault.maintenance.forget import ForgetResult
 
 Count = Annotated[int, typer.Option(help="-1 = unlimited")]
 Span = Annotated[str, typer.Option(help="e.g. 1y6m2d3h")]
@@ -39,6 +38,11 @@ def forget_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")] = False,
 ) -> None:
     """Forget snapshots (their data stays until prune). Refuses an empty policy."""
+    from fogvault.cli.progress import make_phase_progress
+    from fogvault.maintenance.forget import forget
+    from fogvault.maintenance.prune import PruneOptions, prune
+    from fogvault.maintenance.retention import RetentionPolicy, parse_group_by
+
     out = Printer.of(ctx)
     policy = RetentionPolicy(
         keep_last=keep_last, keep_hourly=keep_hourly, keep_daily=keep_daily,

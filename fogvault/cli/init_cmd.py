@@ -6,12 +6,8 @@ from typing import Annotated
 
 import typer
 
-from fogvault.chunker import MIB
-from fogvault.cli.common import Printer, options
-from fogvault.crypto import KDF_PROFILES
+from fogvault.cli.common import DEFAULT_KDF, KdfOption, Printer, options
 from fogvault.errors import UsageError
-from fogvault.repo.config import RepoConfig
-from fogvault.repo.repository import Repository
 
 
 def register(app: typer.Typer) -> None:
@@ -20,13 +16,16 @@ def register(app: typer.Typer) -> None:
 
 def init(
     ctx: typer.Context,
-    kdf: Annotated[
-        str, typer.Option(help="Argon2id cost: interactive, moderate or sensitive.")
-    ] = "moderate",
+    kdf: KdfOption = DEFAULT_KDF,
     compression_level: Annotated[int, typer.Option(help="zstd level, 0 = off.")] = 3,
     pack_size: Annotated[int, typer.Option(help="Target pack size in MiB.")] = 16,
 ) -> None:
     """Create a new repository (refuses a target that already holds one)."""
+    from fogvault.chunker import MIB
+    from fogvault.crypto import KDF_PROFILES
+    from fogvault.repo.config import RepoConfig
+    from fogvault.repo.repository import Repository
+
     opts = options(ctx)
     if kdf not in KDF_PROFILES:
         raise UsageError(f"--kdf must be one of {', '.join(KDF_PROFILES)}")

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, open_repository, table
-from fogvault.crypto import KDF_PROFILES
+from fogvault.cli.common import DEFAULT_KDF, KdfOption, Printer, open_repository, table
 from fogvault.errors import UsageError
-from fogvault.password import prompt_password, read_password_file
+
+if TYPE_CHECKING:
+    from fogvault.crypto import KdfParams
 
 key_app = typer.Typer(help="Manage keys (passwords) of a repository.", no_args_is_help=True)
 
 NewPasswordFile = Annotated[
     str | None, typer.Option("--new-password-file", help="Read the new password from this file.")
 ]
-Kdf = Annotated[str, typer.Option(help="Argon2id cost: interactive, moderate or sensitive.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -24,12 +24,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _new_password(path: str | None) -> bytes:
+    from fogvault.password import prompt_password, read_password_file
+
     if path:
         return read_password_file(path)
     return prompt_password(confirm=True, label="new password")
 
 
-def _kdf(name: str):
+def _kdf(name: str) -> KdfParams:
+    from fogvault.crypto import KDF_PROFILES
+
     if name not in KDF_PROFILES:
         raise UsageError(f"--kdf must be one of {', '.join(KDF_PROFILES)}")
     return KDF_PROFILES[name]
@@ -51,7 +55,7 @@ def key_list(ctx: typer.Context) -> None:
 
 @key_app.command("add")
 def key_add(
-    ctx: typer.Context, new_password_file: NewPasswordFile = None, kdf: Kdf = "moderate"
+    ctx: typer.Context, new_password_file: NewPasswordFile = None, kdf: KdfOption = DEFAULT_KDF
 ) -> None:
     """Add a key: another password that opens the repository."""
     out = Printer.of(ctx)
@@ -71,7 +75,7 @@ def key_remove(ctx: typer.Context, key_id: str) -> None:
 
 @key_app.command("passwd")
 def key_passwd(
-    ctx: typer.Context, new_password_file: NewPasswordFile = None, kdf: Kdf = "moderate"
+    ctx: typer.Context, new_password_file: NewPasswordFile = None, kdf: KdfOption = DEFAULT_KDF
 ) -> None:
     """Change the password of the key in use."""
     out = Printer.of(ctx)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import stat
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fogvault.cli.common import Printer, open_repository
-from fogvault.repo.tree import DIR, SYMLINK, Node
-from fogvault.treewalk import lookup, walk
+
+if TYPE_CHECKING:
+    from fogvault.repo.tree import Node
 
 _TYPE_CHAR = {"file": "-", "dir": "d", "symlink": "l", "fifo": "p", "chardev": "c", "blockdev": "b"}
 
@@ -21,6 +22,8 @@ def register(app: typer.Typer) -> None:
 
 
 def node_json(path: bytes, node: Node) -> dict:
+    from fogvault.repo.tree import SYMLINK
+
     return {
         "path": os.fsdecode(path), "name": os.fsdecode(node.name), "type": node.type,
         "mode": node.mode, "size": node.size, "uid": node.uid, "gid": node.gid,
@@ -31,6 +34,8 @@ def node_json(path: bytes, node: Node) -> dict:
 
 
 def long_line(path: bytes, node: Node) -> str:
+    from fogvault.repo.tree import SYMLINK
+
     mode = _TYPE_CHAR[node.type] + stat.filemode(node.mode)[1:]
     when = datetime.fromtimestamp(node.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
     owner = f"{node.user or node.uid}/{node.group or node.gid}"
@@ -46,6 +51,9 @@ def ls(
     recursive: Annotated[bool, typer.Option("--recursive", "-R", help="Descend.")] = False,
 ) -> None:
     """List entries of a snapshot below PATH (one level unless --recursive)."""
+    from fogvault.repo.tree import DIR
+    from fogvault.treewalk import lookup, walk
+
     out = Printer.of(ctx)
     with open_repository(ctx) as repo:
         snap = repo.load_snapshot(repo.resolve_snapshot(snapshot))

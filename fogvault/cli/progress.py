@@ -1,4 +1,8 @@
-"""Rendering engine progress: a tqdm bar on a terminal, JSON lines with --json, or nothing."""
+"""Rendering engine progress: a tqdm bar on a terminal, JSON lines with --json, or nothing.
+
+tqdm is imported only when a bar is shown: without a terminal it would be start-up time for
+nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,15 @@ import os
 import sys
 import threading
 import time
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from fogvault.backup.progress import Progress
 from fogvault.cli.common import Printer
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.restore.progress import RestoreProgress
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 JSON_INTERVAL_S = 1.0
 
@@ -21,6 +27,8 @@ class BarProgress(Progress, RestoreProgress):
     """A byte-counting bar with the current file; a total (and so an ETA) once known."""
 
     def __init__(self, description: str) -> None:
+        from tqdm import tqdm
+
         self.bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024,
                         desc=description, file=sys.stderr, dynamic_ncols=True, leave=False)
         self.files_done = 0
@@ -132,6 +140,8 @@ class PhaseBar(PhaseProgress):
         self.bar: tqdm | None = None
 
     def phase(self, name: str, total: int | None = None) -> None:
+        from tqdm import tqdm
+
         self.close()
         self.bar = tqdm(total=total, desc=name, file=sys.stderr, dynamic_ncols=True, leave=False)
 
@@ -140,6 +150,8 @@ class PhaseBar(PhaseProgress):
             self.bar.update(n)
 
     def warning(self, message: str) -> None:
+        from tqdm import tqdm
+
         tqdm.write(f"warning: {message}", file=sys.stderr)
 
     def close(self) -> None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fogvault.cli.common import Printer, open_repository
-from fogvault.cli.progress import make_phase_progress
 from fogvault.errors import UsageError
-from fogvault.maintenance.prune import PruneOptions, PruneResult, prune
 from fogvault.sizes import format_size, parse_size
+
+if TYPE_CHECKING:
+    from fogvault.maintenance.prune import PruneResult
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +30,9 @@ def prune_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")] = False,
 ) -> None:
     """Remove unused data: delete unused packs, repack partly used ones."""
+    from fogvault.cli.progress import make_phase_progress
+    from fogvault.maintenance.prune import PruneOptions, prune
+
     if not 0 <= max_unused <= 100:
         raise UsageError("--max-unused is a percentage from 0 to 100")
     out = Printer.of(ctx)

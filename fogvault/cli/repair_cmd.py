@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fogvault.cli.common import Printer, open_repository
-from fogvault.cli.progress import make_phase_progress
 from fogvault.errors import EXIT_ERROR, EXIT_PARTIAL
-from fogvault.maintenance.repair import RepairOptions, RepairResult, repair
+
+if TYPE_CHECKING:
+    from fogvault.maintenance.repair import RepairResult
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +29,9 @@ def repair_cmd(
 
     Exit code 1 if something could not be repaired, 3 if a target was unreachable.
     """
+    from fogvault.cli.progress import make_phase_progress
+    from fogvault.maintenance.repair import RepairOptions, repair
+
     out = Printer.of(ctx)
     progress = make_phase_progress(out)
     try:

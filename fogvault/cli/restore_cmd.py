@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 
 from fogvault.cli.common import Printer, open_repository
-from fogvault.cli.progress import make_progress
 from fogvault.errors import EXIT_PARTIAL
-from fogvault.restore.restorer import RestoreOptions, Restorer
 from fogvault.sizes import format_size
 
 
@@ -39,6 +37,9 @@ def restore(
     ] = False,
 ) -> None:
     """Restore snapshot VERSION below TARGET (the snapshot's paths are recreated there)."""
+    from fogvault.cli.progress import make_progress
+    from fogvault.restore.restorer import RestoreOptions, Restorer
+
     out = Printer.of(ctx)
     options = RestoreOptions(target=target, includes=include or [], excludes=exclude or [],
                              overwrite=overwrite, verify=verify, dry_run=dry_run)

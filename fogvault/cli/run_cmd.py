@@ -9,7 +9,6 @@ import typer
 
 from fogvault.cli.common import Printer
 from fogvault.cli.jobs_common import ConfigOption, load, run_options
-from fogvault.jobs.runner import run_job, summary_lines
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +27,8 @@ def run(
     config: ConfigOption = None,
 ) -> None:
     """Back up, forget by retention, prune and check when due; one summary, one exit code."""
+    from fogvault.jobs.runner import run_job, summary_lines
+
     out = Printer.of(ctx)
     record = run_job(load(config), job, run_options(ctx, dry_run=dry_run, init=init))
     if out.json_mode:

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import shutil
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fogvault.cli.common import Printer, table
 from fogvault.cli.jobs_common import ConfigOption, load
 from fogvault.errors import FogVaultError, UsageError
-from fogvault.jobs import cron, systemd
-from fogvault.jobs.install import (
-    BACKENDS,
-    InstalledSchedule,
-    default_backend,
-    default_program,
-    run_argv,
-)
+
+if TYPE_CHECKING:
+    from fogvault.jobs import systemd
+    from fogvault.jobs.install import InstalledSchedule
 
 schedule_app = typer.Typer(help="Run jobs from systemd timers or cron.", no_args_is_help=True)
 BackendOption = Annotated[
@@ -42,6 +38,9 @@ def install(
     config: ConfigOption = None,
 ) -> None:
     """Write a systemd user service + timer, or a crontab entry, that runs the job."""
+    from fogvault.jobs import cron, systemd
+    from fogvault.jobs.install import default_program, run_argv
+
     cfg = load(config)
     chosen = _backend(backend)
     argv = run_argv(default_program(), job, cfg.path)
@@ -53,6 +52,8 @@ def install(
 
 
 def _install_systemd(out: Printer, units: systemd.Units, print_only: bool) -> None:
+    from fogvault.jobs import systemd
+
     directory = systemd.unit_dir()
     if print_only:
         print(f"# {directory / units.service_name}\n{units.service}\n"
@@ -68,6 +69,8 @@ def _install_cron(out: Printer, job: str, entry: str, print_only: bool) -> None:
     if print_only:
         print(entry, end="")
         return
+    from fogvault.jobs import cron
+
     crontab = cron.Crontab.from_env()
     cron.install(job, entry, crontab)
     out.line(f"installed the crontab entry of job {job} ({crontab.location})")
@@ -94,6 +97,8 @@ def remove(
     backend: BackendOption = None,
 ) -> None:
     """Remove the job's timer and service, and its crontab entry."""
+    from fogvault.jobs import cron, systemd
+
     out = Printer.of(ctx)
     if backend is not None:
         _backend(backend)
@@ -116,6 +121,8 @@ def remove(
 
 
 def _backend(value: str | None) -> str:
+    from fogvault.jobs.install import BACKENDS, default_backend
+
     if value is None:
         return default_backend()
     if value not in BACKENDS:
@@ -124,10 +131,14 @@ def _backend(value: str | None) -> str:
 
 
 def _cron_available() -> bool:
+    from fogvault.jobs import cron
+
     return cron.Crontab.from_env().file is not None or shutil.which("crontab") is not None
 
 
 def _installed() -> list[InstalledSchedule]:
+    from fogvault.jobs import cron, systemd
+
     found = systemd.installed(systemd.unit_dir())
     if _cron_available():
         found += cron.installed(cron.Crontab.from_env())

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from fogvault.cli.common import Printer, open_repository, table
-from fogvault.repo.snapshot import select_snapshots
 from fogvault.sizes import format_size
 
 
@@ -27,6 +26,8 @@ def snapshots(
     latest: Annotated[int | None, typer.Option(help="Only the newest N.")] = None,
 ) -> None:
     """List snapshots (oldest first)."""
+    from fogvault.repo.snapshot import select_snapshots
+
     out = Printer.of(ctx)
     with open_repository(ctx, load_index=False) as repo:
         found = select_snapshots(repo.snapshots(), host, tag or [], path or [])

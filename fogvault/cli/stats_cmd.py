@@ -8,7 +8,6 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository
 from fogvault.sizes import format_size
-from fogvault.treewalk import stats as tree_stats
 
 
 def register(app: typer.Typer) -> None:
@@ -17,6 +16,8 @@ def register(app: typer.Typer) -> None:
 
 def stats(ctx: typer.Context, snapshot: str = typer.Argument("", help="Default: all.")) -> None:
     """Restore size, deduplicated size and compression ratio."""
+    from fogvault.treewalk import stats as tree_stats
+
     out = Printer.of(ctx)
     with open_repository(ctx) as repo:
         if snapshot:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 
 from fogvault.cli.common import Printer, table
 from fogvault.cli.jobs_common import ConfigOption, load
-from fogvault.jobs.status import JobStatus, RunLog, job_statuses, run_log_path
 from fogvault.sizes import format_size
+
+if TYPE_CHECKING:
+    from fogvault.jobs.status import JobStatus
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +21,8 @@ def register(app: typer.Typer) -> None:
 
 def status(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Show each job's last run (time, result, duration, snapshot, bytes added) and next run."""
+    from fogvault.jobs.status import RunLog, job_statuses, run_log_path
+
     cfg = load(config)
     out = Printer.of(ctx)
     rows = job_statuses(cfg, RunLog(run_log_path(cfg)), datetime.now().astimezone())

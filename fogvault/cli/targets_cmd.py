@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from fogvault.cli.common import Printer, open_repository, options, table
-from fogvault.cli.progress import make_phase_progress
 from fogvault.cli.repair_cmd import repair_exit_code, report_repair
 from fogvault.errors import EXIT_ERROR, EXIT_PARTIAL
-from fogvault.maintenance.inventory import take_inventory
-from fogvault.maintenance.membership import add_target, remove_target
-from fogvault.repo.repository import Repository
 from fogvault.sizes import format_size
-from fogvault.storage import open_storage
-from fogvault.targets.ledger import Ledger
+
+if TYPE_CHECKING:
+    from fogvault.repo.repository import Repository
 
 target_app = typer.Typer(help="Add or remove a target of the repository.", no_args_is_help=True)
 
@@ -55,6 +52,9 @@ def targets(ctx: typer.Context) -> None:
 
 def target_rows(repo: Repository) -> list[dict[str, Any]]:
     """One record per target (the JSON of ``fogvault targets``)."""
+    from fogvault.maintenance.inventory import take_inventory
+    from fogvault.targets.ledger import Ledger
+
     repo.load_index()
     inventory = take_inventory(repo)
     last = Ledger(repo.config.repo_id).load()  # before this command records itself
@@ -90,6 +90,9 @@ def add(
 
     Every object is copied and verified, the config last. Run it again to resume.
     """
+    from fogvault.cli.progress import make_phase_progress
+    from fogvault.maintenance.membership import add_target
+
     out = Printer.of(ctx)
     progress = make_phase_progress(out)
     try:
@@ -118,6 +121,8 @@ def remove(
     Nothing is deleted unless --delete-data is given, and then only if the others hold
     everything.
     """
+    from fogvault.maintenance.membership import remove_target
+
     out = Printer.of(ctx)
     opts = options(ctx)
     canonical = _canonical(url)
@@ -146,6 +151,8 @@ def remove(
 
 def _canonical(url: str) -> str:
     """The URL as the targets name themselves (local paths made absolute); no I/O."""
+    from fogvault.storage import open_storage
+
     storage = open_storage(url)
     try:
         return storage.url

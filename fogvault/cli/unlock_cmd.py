@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from fogvault.cli.common import Printer, open_repository
-from fogvault.repo.lock import remove_locks
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +20,8 @@ def unlock(
     ] = False,
 ) -> None:
     """Remove locks left by processes that are gone."""
+    from fogvault.repo.lock import remove_locks
+
     out = Printer.of(ctx)
     with open_repository(ctx, load_index=False) as repo:
         removed = remove_locks(repo.lock_store(), all_locks=remove_all)

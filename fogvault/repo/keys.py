@@ -2,7 +2,7 @@
 
 ``keys/<key id>`` is plaintext JSON (it must be readable before anything is decrypted)::
 
-    {"version": 1, "kdf": {"algorithm": "argon2id", "opslimit": 3, "memlimit": 268435456,
+    {"version": 1, "kdf": {"algorithm": "argon2id", "opslimit": 2, "memlimit": 67108864,
      "salt": "<base64, 16 bytes>"}, "master_key": "<base64 of seal(KEK, master, aad)>",
      "created": "<ISO 8601>", "host": "...", "user": "..."}
 

@@ -1,0 +1,66 @@
+"""Start-up cost: the CLI loads only what the command that runs needs (fogvault/cli/__init__.py).
+
+Every command pays for what the CLI imports before it starts, so ``--help`` must not load the
+library, and a command must not load the parts of it that other commands use.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from fogvault.cli import common
+from fogvault.crypto import DEFAULT_KDF, KDF_PROFILES
+
+# Third-party packages that only some commands need (rich: Typer's help and usage errors).
+HEAVY_PACKAGES = ("nacl", "blake3", "zstandard", "pyfastcdc", "fsspec", "s3fs", "tqdm")
+# The fogvault modules outside the command modules that building the CLI may import.
+LIGHT_MODULES = {"fogvault", "fogvault.cli", "fogvault.errors", "fogvault.sizes"}
+
+_REPORT_MODULES = """
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
+from fogvault.cli.app import main
+main(sys.argv[1:])
+"""
+
+
+def _modules(args: list[str], env: dict[str, str], cwd: Path) -> set[str]:
+    """The modules loaded by ``fogvault ARGS`` when it exits."""
+    done = subprocess.run([sys.executable, "-c", _REPORT_MODULES, *args], env=env, cwd=cwd,
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stderr.decode().splitlines()[-1]))
+
+
+def _package(name: str) -> str:
+    return name.partition(".")[0]
+
+
+def test_help_loads_no_library(cli_env, tmp_path):
+    loaded = _modules(["--help"], cli_env, tmp_path)
+    ours = {m for m in loaded if _package(m) == "fogvault"}
+    assert {m for m in ours if not m.startswith("fogvault.cli.")} <= LIGHT_MODULES
+    assert "fogvault.cli.progress" not in ours
+    assert not {m for m in loaded if _package(m) in HEAVY_PACKAGES}
+
+
+def test_snapshots_loads_only_what_it_needs(cli_env, tmp_path, fogvault):
+    assert fogvault("init", "-r", "repo").returncode == 0
+    loaded = _modules(["-r", "repo", "snapshots"], cli_env, tmp_path)
+    assert "fogvault.repo.repository" in loaded
+    unneeded = ("fogvault.backup", "fogvault.restore", "fogvault.maintenance", "fogvault.jobs",
+                "fogvault.cli.progress", "tqdm", "fsspec", "s3fs", "rich")
+    assert not [m for m in loaded if m.startswith(unneeded)]
+
+
+def test_kdf_default_is_interactive_everywhere(fogvault, tmp_path):
+    """One default for new key files: the CLI's copy of the name agrees with the library's."""
+    assert common.DEFAULT_KDF == DEFAULT_KDF == "interactive"
+    assert fogvault("init", "-r", "repo").returncode == 0  # no --kdf
+    (key_file,) = (tmp_path / "repo" / "keys").iterdir()
+    kdf = json.loads(key_file.read_text())["kdf"]
+    params = KDF_PROFILES[DEFAULT_KDF]
+    assert (kdf["opslimit"], kdf["memlimit"]) == (params.opslimit, params.memlimit)
