@@ -57,5 +57,8 @@ def report_prune(out: Printer, result: PruneResult) -> None:
     out.line(f"packs: {result.packs_total}, deleted {result.packs_deleted}, repacked "
              f"{result.packs_repacked} ({format_size(result.bytes_repacked)} copied)"
              + (f", {result.packs_orphaned} unindexed removed" if result.packs_orphaned else ""))
+    if result.leftovers_removed:
+        out.line(f"removed {result.leftovers_removed} leftovers of interrupted writes "
+                 "(temporary files, unfinished uploads)")
     out.line(f"{verb} {format_size(result.bytes_freed)} of {format_size(result.bytes_before)} "
              f"in {result.duration_s:.1f} s")

@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from fogvault.repo.format import CONFIG_NAME, KEYS_DIR, LOCKS_DIR, SNAPSHOTS_DIR, pack_name
-from fogvault.repo.pack import PackEntry, expected_pack_size
+from fogvault.repo.pack import pack_overhead
 from fogvault.repo.repository import Repository
 
 
@@ -65,9 +65,8 @@ def take_inventory(repo: Repository) -> Inventory:
                 live[name] = None
     for name in repo.live_index_names():
         live[name] = None
-    packs: dict[bytes, list[PackEntry]] = defaultdict(list)
-    for entry in repo.index:  # every pack listing is kept whole (fogvault.repo.index)
-        packs[entry.pack_id].append(entry.pack_entry())
-    for pack_id, entries in packs.items():
-        live[pack_name(pack_id)] = expected_pack_size(entries)
+    index = repo.index
+    for pack_id, first, end in index.packs():  # every listing is whole (fogvault.repo.index)
+        blobs_end = max(offset + length for offset, length in index.spans(first, end))
+        live[pack_name(pack_id)] = blobs_end + pack_overhead(end - first)
     return inventory

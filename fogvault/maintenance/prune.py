@@ -22,8 +22,11 @@ refers to is deleted before a complete replacement index is in place. A rerun fi
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import compress
 
 from fogvault.errors import FogVaultError
 from fogvault.maintenance.mark import mark_used
@@ -36,6 +39,12 @@ from fogvault.repo.repository import Repository
 
 #: Blobs per index file written by prune: bounds the memory of one file's encoding.
 INDEX_FILE_BLOBS = 100_000
+#: Threads reading and authenticating the blobs a repack copies.
+REPACK_READERS = 2
+#: Leftovers of interrupted writes (temporaries, unfinished multipart uploads) older than this
+#: are removed; younger ones may belong to a writer still running (a --no-lock backup, or a
+#: repair that will continue its upload). docs/targets.md, section 2.1.
+LEFTOVER_AGE_S = 24 * 3600
 
 
 @dataclass(slots=True)
@@ -55,6 +64,7 @@ class PruneResult:
     packs_deleted: int = 0
     packs_repacked: int = 0
     packs_orphaned: int = 0  # packs no index listed (crashed backups, interrupted prunes)
+    leftovers_removed: int = 0  # temporaries and unfinished uploads of interrupted writes
     bytes_before: int = 0
     bytes_freed: int = 0  # measured after a run; planned (an estimate) in a dry run
     bytes_repacked: int = 0
@@ -101,6 +111,7 @@ def prune(
             lock.ensure_fresh()
             _write_index(repo, dropped | repack, new_packs, progress, result)
             _delete_unindexed_packs(repo, dropped | repack, progress, result)
+            result.leftovers_removed = repo.targets.remove_incomplete(LEFTOVER_AGE_S)
             result.bytes_freed = result.bytes_before - _stored_bytes(repo)
     result.duration_s = round(time.monotonic() - started, 3)
     return result
@@ -127,15 +138,17 @@ def _mark_and_count(
 
 
 def _pack_totals(repo: Repository, used: bytearray | None = None) -> dict[bytes, _PackUse]:
-    """Per-pack blob counts and bytes from the index; with ``used``, also the used share."""
-    packs: dict[bytes, _PackUse] = defaultdict(_PackUse)
-    for position, entry in enumerate(repo.index):
-        use = packs[entry.pack_id]
-        use.blobs += 1
-        use.blob_bytes += entry.length
-        if used is not None and used[position]:
-            use.used_blobs += 1
-            use.used_bytes += entry.length
+    """Per-pack blob counts and bytes from the index; with ``used``, also the used share.
+    Reads the lengths straight from the index's records: no object per blob."""
+    index = repo.index
+    packs: dict[bytes, _PackUse] = {}
+    for pack_id, first, end in index.packs():
+        lengths = [length for _, length in index.spans(first, end)]
+        use = packs[pack_id] = _PackUse(end - first, sum(lengths))
+        if used is not None:
+            flags = used[first:end]
+            use.used_blobs = flags.count(1)
+            use.used_bytes = sum(compress(lengths, flags))
     return packs
 
 
@@ -173,21 +186,39 @@ def _repack(
     repo: Repository, used: bytearray, repack: set[bytes], progress: PhaseProgress
 ) -> dict[bytes, list[PackEntry]]:
     """Copy the used blobs of ``repack`` into new packs; returns the new packs' entries."""
-    wanted: dict[bytes, list[IndexEntry]] = defaultdict(list)
-    for position, entry in enumerate(repo.index):
-        if used[position] and entry.pack_id in repack:
-            wanted[entry.pack_id].append(entry)
+    index = repo.index
+    wanted: dict[bytes, list[IndexEntry]] = {}
+    for pack_id, first, end in index.packs():
+        if pack_id in repack:
+            wanted[pack_id] = [index.entry_at(r) for r in range(first, end) if used[r]]
     progress.phase("repack", len(wanted))
     writer = PackWriter(repo, PackWriterOptions(index_every_packs=8))
     try:
-        for pack_id in sorted(wanted):
-            for entry, sealed in repo.read_pack_blobs(pack_id, wanted[pack_id], sealed=True):
+        for blobs in _read_verified(repo, wanted):
+            for entry, sealed in blobs:
                 writer.add(entry.blob_type, entry.blob_id, sealed, entry.raw_length)
             progress.advance()
         writer.flush()
     finally:
         writer.close()
     return writer.written
+
+
+def _read_verified(
+    repo: Repository, wanted: dict[bytes, list[IndexEntry]]
+) -> Iterator[list[tuple[IndexEntry, bytes]]]:
+    """The wanted blobs of each pack, in pack id order, read and authenticated by
+    ``REPACK_READERS`` threads (libsodium, zstd and BLAKE3 release the GIL) while the caller
+    copies earlier ones; at most ``2 * REPACK_READERS + 1`` packs' blobs are held."""
+    with ThreadPoolExecutor(max_workers=REPACK_READERS) as pool:
+        ahead: deque[Future[list[tuple[IndexEntry, bytes]]]] = deque()
+        for pack_id in sorted(wanted):
+            ahead.append(pool.submit(repo.read_pack_blobs, pack_id, wanted[pack_id],
+                                     sealed=True))
+            if len(ahead) > 2 * REPACK_READERS:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
 
 
 def _write_index(
@@ -201,15 +232,15 @@ def _write_index(
     old_ids = sorted(repo.index_ids())  # includes the index files the repack just wrote
     progress.phase("write index", len(repo.index))
     pending, pending_blobs = IndexFile(), 0
-    for entry in repo.index:  # a pack's records are contiguous: files end between packs
-        if entry.pack_id not in dropped and entry.pack_id not in new_packs:
-            if pending_blobs >= INDEX_FILE_BLOBS and entry.pack_id not in pending.packs:
+    for pack_id, first, end in repo.index.packs():
+        if pack_id not in dropped and pack_id not in new_packs:
+            if pending_blobs >= INDEX_FILE_BLOBS:  # files end between packs
                 repo.save_index(pending)
                 result.index_files_written += 1
                 pending, pending_blobs = IndexFile(), 0
-            pending.packs.setdefault(entry.pack_id, []).append(entry.pack_entry())
-            pending_blobs += 1
-        progress.advance()
+            pending.listings[pack_id] = repo.index.listing(first, end)  # copied as stored
+            pending_blobs += end - first
+        progress.advance(end - first)
     pending.packs.update(new_packs)
     pending.supersedes = old_ids  # written last: the new index is complete by then
     repo.save_index(pending)

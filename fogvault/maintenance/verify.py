@@ -31,7 +31,7 @@ from fogvault.repo.format import (
     ObjectKind,
     id_from_name,
 )
-from fogvault.repo.index import IndexFile
+from fogvault.repo.index import parse_index_file
 from fogvault.repo.keys import KeyFile
 from fogvault.repo.repository import (
     MAX_CONFIG_SIZE,
@@ -61,7 +61,7 @@ def verify_copy(repo: Repository, name: str, data: bytes, *, full: bool = True) 
         elif name.startswith(INDEX_DIR):
             if content_hash(data) != id_from_name(name):
                 return "does not match its name"
-            IndexFile.decode(repo._unseal(ObjectKind.INDEX, b"", data, MAX_INDEX_SIZE))
+            parse_index_file(repo._unseal(ObjectKind.INDEX, b"", data, MAX_INDEX_SIZE))
         elif name.startswith(DATA_DIR):
             repo.check_pack_bytes(id_from_name(name), data, full=full)
     except FogVaultError as exc:

@@ -1,20 +1,35 @@
 """The blob index: blob id -> (type, pack, offset, length, raw length).
 
-In memory it is a compact open-addressing hash table over ``array`` buffers instead of a dict
-of Python objects: a record of 49 bytes per blob in one ``bytearray``, plus a slot table of
-12 bytes per slot (the first 8 bytes of the id as an integer, and the record number). At the
-table's load factor of 0.375-0.75 that is about 65-81 bytes per blob; scripts/index_memory.py
-measures it. Ids are keyed BLAKE3 outputs, uniformly random, so their first 8 bytes hash well.
+In memory it is a compact open-addressing hash table over flat buffers instead of a dict of
+Python objects (docs/design.md, section 4):
+
+* **Records**: one ``bytearray`` of 45 bytes per blob, in the index file's own entry format
+  (type, id, offset, length, raw length), so a pack listing read from an index file is
+  appended as it is. A pack's records are contiguous; a blob's pack is found by bisecting the
+  first record number of every pack (``array('I')``), so records carry no pack number.
+* **Slots**: an ``array('I')`` holding record number + 1 (0 = empty), probed linearly from
+  ``hash(blob_id)``: no copy of the key, the probe compares the id inside the record
+  (``bytearray.startswith`` at an offset, which copies nothing). The table doubles at a load
+  of 0.75, so it is 4 / 0.75 to 4 / 0.375 = 5.3-10.7 bytes per blob. ``hash`` of a bytes object
+  is computed in C and cached by the object; it differs between processes, which is fine for a
+  table that lives in one.
+* **Packs**: their ids in one ``bytearray`` (32 bytes each) with a slot table of their own.
+
+About 51-56 bytes per blob in all; scripts/index_memory.py measures it.
 
 Every pack listing is kept whole: a blob stored in two packs (two concurrent backups, or a
 prune interrupted after repacking) has a record in each, so per-pack views (a pack's size, what
 an index file must list) are always complete; lookups return the first location loaded. A pack
 is listed once: a second listing of a known pack (the same pack in two index files) is ignored.
 
-Writers hold a lock; readers take none: a record is complete before its slot is published,
-and the (mask, keys, slots) table is swapped as one tuple when it grows.
+Writers hold a lock; readers take none: a record (and its pack's entries) is complete before
+its slot is published, records are only ever appended, and the (mask, slots, match) table is
+swapped as one tuple when it grows. (Under the GIL each ``bytearray``/``array`` operation is
+atomic.)
 
 On storage an index file lists packs and their blobs (docs/format.md, "Index files").
+:func:`parse_index_file` checks one without building a Python object per blob;
+:meth:`IndexFile.decode` builds the objects for callers that want them.
 """
 
 from __future__ import annotations
@@ -22,7 +37,8 @@ from __future__ import annotations
 import struct
 import threading
 from array import array
-from collections.abc import Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from fogvault.crypto import SEAL_OVERHEAD
@@ -30,8 +46,19 @@ from fogvault.errors import MalformedObject
 from fogvault.repo.format import BlobType
 from fogvault.repo.pack import MAX_BLOB_SIZE, PackEntry
 
-_RECORD = struct.Struct("<32sIIIIB")  # id, pack number, offset, length, raw length, type
+#: One blob in an index file, and one record in memory: type, id, offset, length, raw length.
+_ENTRY = struct.Struct("<B32sIII")
+RECORD_SIZE = _ENTRY.size
+_ID_BACK = RECORD_SIZE - 1  # record r's id starts at (r + 1) * RECORD_SIZE - _ID_BACK
+_IDS = struct.Struct("<x32s12x")  # the id alone, for iter_unpack over records
+_SPANS = struct.Struct("<33xII4x")  # offset, length
+_LIMITS = struct.Struct("<B36xII")  # type, length, raw length: what validation checks
+_PACK_ID = struct.Struct("32s")
+_TYPES = (BlobType.DATA, BlobType.TREE)  # indexed by the stored type byte
 _MAX_LOAD = 0.75
+
+#: mask, slots (record or pack number + 1; 0 = empty), the id buffer's ``startswith``
+_Table = tuple[int, array, Callable[[bytes, int], bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +74,51 @@ class IndexEntry:
         return PackEntry(self.blob_type, self.blob_id, self.offset, self.length, self.raw_length)
 
 
+def _empty_table(ids: bytearray, entries: int) -> _Table:
+    """A table with room for ``entries`` ids of the buffer ``ids`` at a load of at most 0.75."""
+    size = 1 << max(4, int(entries / _MAX_LOAD).bit_length())
+    return size - 1, array("I", bytes(4 * size)), ids.startswith
+
+
+def _probe(table: _Table, key: bytes, stride: int, back: int) -> int:
+    """The slot value (number + 1) of ``key``, or 0."""
+    mask, slots, match = table
+    i = hash(key) & mask
+    while slot := slots[i]:
+        if match(key, slot * stride - back):
+            return slot
+        i = (i + 1) & mask
+    return 0
+
+
+def _insert(table: _Table, keys: Iterator[tuple[bytes]], first: int, stride: int,
+            back: int) -> int:
+    """Give each key a slot (values ``first``, ``first + 1``, ...) unless an earlier number
+    holds the same id; the id buffer must already hold them. Returns how many got a slot."""
+    mask, slots, match = table
+    added = 0
+    for number, (key,) in enumerate(keys, first):
+        i = hash(key) & mask
+        while slot := slots[i]:
+            if match(key, slot * stride - back):
+                break  # a second copy: listed with its pack, not found by lookups
+            i = (i + 1) & mask
+        else:
+            slots[i] = number
+            added += 1
+    return added
+
+
 class BlobIndex:
     def __init__(self, capacity: int = 1024) -> None:
-        self._packs: list[bytes] = []
-        self._pack_numbers: dict[bytes, int] = {}
         self._records = bytearray()
         self._count = 0  # records: every (pack, blob) listing
         self._indexed = 0  # distinct blob ids (slots in use)
+        self._table = _empty_table(self._records, capacity)
+        self._pack_ids = bytearray()
+        self._pack_first = array("I")  # each pack's first record number
+        self._pack_table = _empty_table(self._pack_ids, max(16, capacity // 16))
         self._lock = threading.Lock()
-        size = 1 << max(4, (int(capacity / _MAX_LOAD)).bit_length())
-        self._table = (size - 1, array("Q", bytes(8 * size)), array("I", bytes(4 * size)))
 
     def __len__(self) -> int:
         """Records: one per (pack, blob) listing; positions run from 0 to len - 1."""
@@ -66,96 +128,120 @@ class BlobIndex:
         return self._indexed
 
     def __contains__(self, blob_id: bytes) -> bool:
-        return self._find(blob_id) >= 0
+        # _probe inlined: this is backup's dedup test for every chunk, and a call costs ~10 %
+        mask, slots, match = self._table
+        i = hash(blob_id) & mask
+        while slot := slots[i]:
+            if match(blob_id, slot * RECORD_SIZE - _ID_BACK):
+                return True
+            i = (i + 1) & mask
+        return False
 
     def position(self, blob_id: bytes) -> int:
         """The record number of ``blob_id`` (0 .. len-1, stable while the index lives), or -1.
         Lets callers keep per-blob state in a compact array instead of a set of ids."""
-        return self._find(blob_id)
-
-    def _find(self, blob_id: bytes) -> int:
-        """Record number of ``blob_id``, or -1."""
-        mask, keys, slots = self._table
-        key = int.from_bytes(blob_id[:8], "little")
-        i = key & mask
-        records = self._records
-        while slot := slots[i]:
-            if keys[i] == key:
-                start = (slot - 1) * _RECORD.size
-                if records[start : start + 32] == blob_id:
-                    return slot - 1
-            i = (i + 1) & mask
-        return -1
+        return _probe(self._table, blob_id, RECORD_SIZE, _ID_BACK) - 1
 
     def get(self, blob_id: bytes) -> IndexEntry | None:
-        record = self._find(blob_id)
-        return None if record < 0 else self._entry(record)
+        slot = _probe(self._table, blob_id, RECORD_SIZE, _ID_BACK)
+        return self.entry_at(slot - 1) if slot else None
 
-    def _entry(self, record: int) -> IndexEntry:
-        blob_id, pack_no, offset, length, raw, blob_type = _RECORD.unpack_from(
-            self._records, record * _RECORD.size
-        )
-        return IndexEntry(blob_id, BlobType(blob_type), self._packs[pack_no], offset, length, raw)
+    def entry_at(self, position: int) -> IndexEntry:
+        blob_type, blob_id, offset, length, raw = _ENTRY.unpack_from(
+            self._records, position * RECORD_SIZE)
+        pack_id = self._pack_id(bisect_right(self._pack_first, position) - 1)
+        return IndexEntry(blob_id, _TYPES[blob_type], pack_id, offset, length, raw)
+
+    def _pack_id(self, number: int) -> bytes:
+        return bytes(self._pack_ids[32 * number : 32 * number + 32])
+
+    # ---- adding --------------------------------------------------------------------------
 
     def add_pack(self, pack_id: bytes, entries: Iterable[PackEntry]) -> bool:
         """Index a pack's complete listing. False (and nothing changes) if the pack is known."""
+        return self.add_listing(pack_id, encode_listing(entries))
+
+    def add_listing(self, pack_id: bytes, listing: bytes | memoryview) -> bool:
+        """:meth:`add_pack` for a listing in index-file entry format, as
+        :func:`parse_index_file` checked it: appended as it is, no object per blob."""
+        count, partial = divmod(len(listing), RECORD_SIZE)
+        if partial:
+            raise ValueError("a listing is a whole number of entries")
         with self._lock:
-            if pack_id in self._pack_numbers:
+            if _probe(self._pack_table, pack_id, 32, 32):
                 return False
-            pack_no = self._pack_numbers[pack_id] = len(self._packs)
-            self._packs.append(pack_id)
-            for entry in entries:
-                self._add_record(pack_no, entry)
+            self._add_pack_id(pack_id)
+            table = self._table
+            if self._indexed + count > _MAX_LOAD * (table[0] + 1):
+                table = self._grow(self._indexed + count)
+            first = self._count
+            self._records += listing  # complete before any of its slots is published
+            self._count += count
+            self._indexed += _insert(table, _IDS.iter_unpack(listing), first + 1,
+                                     RECORD_SIZE, _ID_BACK)
             return True
 
-    def _add_record(self, pack_no: int, entry: PackEntry) -> None:
-        first = self._find(entry.blob_id) < 0
-        self._records += _RECORD.pack(
-            entry.blob_id, pack_no, entry.offset, entry.length, entry.raw_length,
-            entry.blob_type,
-        )
-        self._count += 1
-        if not first:
-            return  # a second copy: listed with its pack, not found by lookups
-        self._indexed += 1
-        mask, keys, slots = self._table
-        if self._indexed > _MAX_LOAD * (mask + 1):
-            mask, keys, slots = self._grow(mask)
-        self._insert(mask, keys, slots, entry.blob_id, self._count)
+    def reserve(self, blobs: int) -> None:
+        """Size the table for ``blobs`` more distinct blobs now, so a bulk load does not grow
+        it (and rehash every record) again and again."""
+        with self._lock:
+            if self._indexed + blobs > _MAX_LOAD * (self._table[0] + 1):
+                self._grow(self._indexed + blobs)
 
-    @classmethod
-    def _insert(cls, mask: int, keys: array, slots: array, blob_id: bytes, slot: int) -> None:
-        cls._insert_key(mask, keys, slots, int.from_bytes(blob_id[:8], "little"), slot)
+    def _add_pack_id(self, pack_id: bytes) -> None:
+        self._pack_ids += pack_id
+        self._pack_first.append(self._count)
+        packs = len(self._pack_first)
+        table = self._pack_table
+        if packs > _MAX_LOAD * (table[0] + 1):
+            table = _empty_table(self._pack_ids, packs)
+            _insert(table, _PACK_ID.iter_unpack(self._pack_ids), 1, 32, 32)
+            self._pack_table = table
+        else:
+            _insert(table, iter([(pack_id,)]), packs, 32, 32)
 
-    @staticmethod
-    def _insert_key(mask: int, keys: array, slots: array, key: int, slot: int) -> None:
-        i = key & mask
-        while slots[i]:
-            i = (i + 1) & mask
-        keys[i] = key
-        slots[i] = slot
-
-    def _grow(self, mask: int) -> tuple[int, array, array]:
-        size = 2 * (mask + 1)
-        table = (size - 1, array("Q", bytes(8 * size)), array("I", bytes(4 * size)))
-        old_mask, old_keys, old_slots = self._table
-        for i in range(old_mask + 1):  # move every slot; the caller inserts the newest record
-            if old_slots[i]:
-                self._insert_key(*table, old_keys[i], old_slots[i])
+    def _grow(self, entries: int) -> _Table:
+        """A table for ``entries`` distinct blobs, filled from the records in order (so the
+        first copy of a blob keeps the slot), swapped in whole for readers."""
+        table = _empty_table(self._records, entries)
+        _insert(table, _IDS.iter_unpack(self._records), 1, RECORD_SIZE, _ID_BACK)
         self._table = table
         return table
 
+    # ---- per pack, for maintenance ---------------------------------------------------------
+
+    def packs(self) -> Iterator[tuple[bytes, int, int]]:
+        """(pack id, first record, end record) of every pack with records, in load order:
+        passes over the index by pack without an object per blob."""
+        starts = self._pack_first
+        for number, first in enumerate(starts):
+            end = starts[number + 1] if number + 1 < len(starts) else self._count
+            if end > first:
+                yield self._pack_id(number), first, end
+
+    def listing(self, first: int, end: int) -> bytes:
+        """Records ``first`` to ``end`` (a pack's, from :meth:`packs`) in index-file entry
+        format, for :attr:`IndexFile.listings`."""
+        return bytes(self._records[first * RECORD_SIZE : end * RECORD_SIZE])
+
+    def spans(self, first: int, end: int) -> Iterator[tuple[int, int]]:
+        """(offset, length) of records ``first`` to ``end``."""
+        # A slice, not a view: an exported buffer would stop writers from appending.
+        return _SPANS.iter_unpack(self._records[first * RECORD_SIZE : end * RECORD_SIZE])
+
     def __iter__(self) -> Iterator[IndexEntry]:
-        for record in range(self._count):
-            yield self._entry(record)
+        for pack_id, first, end in self.packs():
+            chunk = self._records[first * RECORD_SIZE : end * RECORD_SIZE]
+            for blob_type, blob_id, offset, length, raw in _ENTRY.iter_unpack(chunk):
+                yield IndexEntry(blob_id, _TYPES[blob_type], pack_id, offset, length, raw)
 
     def pack_ids(self) -> set[bytes]:
-        return set(self._packs)
+        return {pack_id for (pack_id,) in _PACK_ID.iter_unpack(bytes(self._pack_ids))}
 
     def memory_bytes(self) -> int:
-        """Bytes held by the blob records and the slot table (not the per-pack list)."""
-        _, keys, slots = self._table
-        return len(self._records) + keys.itemsize * len(keys) + slots.itemsize * len(slots)
+        """Bytes held by the records, the pack ids and both slot tables."""
+        return (len(self._records) + 4 * len(self._table[1]) + len(self._pack_ids)
+                + 4 * len(self._pack_first) + 4 * len(self._pack_table[1]))
 
 
 # ---- index files -------------------------------------------------------------------------
@@ -164,75 +250,105 @@ INDEX_MAGIC = b"FVIX"
 INDEX_VERSION = 1
 _U32 = struct.Struct("<I")
 _FILE_PREFIX = struct.Struct("<4sB")
-_FILE_ENTRY = struct.Struct("<B32sIII")
+
+
+def encode_listing(entries: Iterable[PackEntry]) -> bytes:
+    """A pack's entries in index-file entry format (docs/format.md, "Index files")."""
+    return b"".join(_ENTRY.pack(e.blob_type, e.blob_id, e.offset, e.length, e.raw_length)
+                    for e in entries)
+
+
+def decode_listing(listing: bytes | memoryview) -> list[PackEntry]:
+    return [PackEntry(_TYPES[blob_type], blob_id, offset, length, raw)
+            for blob_type, blob_id, offset, length, raw in _ENTRY.iter_unpack(listing)]
 
 
 @dataclass(slots=True)
 class IndexFile:
-    """The plaintext of one index file: packs with their blobs, and the index files it replaces."""
+    """The plaintext of one index file: packs with their blobs, and the index files it replaces.
+    ``listings`` holds packs already in entry format (:meth:`BlobIndex.listing`); a pack is
+    in ``packs`` or in ``listings``, not both."""
 
     packs: dict[bytes, list[PackEntry]] = field(default_factory=dict)
     supersedes: list[bytes] = field(default_factory=list)
+    listings: dict[bytes, bytes] = field(default_factory=dict)
 
     def blob_count(self) -> int:
-        return sum(len(entries) for entries in self.packs.values())
+        return (sum(len(entries) for entries in self.packs.values())
+                + sum(len(listing) for listing in self.listings.values()) // RECORD_SIZE)
 
     def encode(self) -> bytes:
         out = [_FILE_PREFIX.pack(INDEX_MAGIC, INDEX_VERSION), _U32.pack(len(self.supersedes))]
         out.extend(self.supersedes)
-        out.append(_U32.pack(len(self.packs)))
+        out.append(_U32.pack(len(self.packs) + len(self.listings)))
         for pack_id, entries in self.packs.items():
-            out.append(pack_id + _U32.pack(len(entries)))
-            out.extend(
-                _FILE_ENTRY.pack(e.blob_type, e.blob_id, e.offset, e.length, e.raw_length)
-                for e in entries
-            )
+            out += (pack_id, _U32.pack(len(entries)), encode_listing(entries))
+        for pack_id, listing in self.listings.items():
+            out += (pack_id, _U32.pack(len(listing) // RECORD_SIZE), listing)
         return b"".join(out)
 
     @classmethod
     def decode(cls, data: bytes) -> IndexFile:
-        reader = _Reader(data)
-        magic, version = reader.unpack(_FILE_PREFIX)
-        if magic != INDEX_MAGIC or version != INDEX_VERSION:
-            raise MalformedObject("not an index file of a known version")
-        result = cls()
-        result.supersedes = [reader.take(32) for _ in range(reader.count(32))]
-        for _ in range(reader.count(36)):
-            pack_id = reader.take(32)
-            if pack_id in result.packs:
-                raise MalformedObject("index lists a pack twice")
-            result.packs[pack_id] = [
-                _decode_entry(reader.unpack(_FILE_ENTRY))
-                for _ in range(reader.count(_FILE_ENTRY.size))
-            ]
-        reader.expect_end()
-        return result
+        parsed = parse_index_file(data)
+        packs = {pack_id: decode_listing(listing) for pack_id, listing in parsed.packs}
+        return cls(packs, parsed.supersedes)
 
 
-def _decode_entry(fields: tuple) -> PackEntry:
-    raw_type, blob_id, offset, length, raw_length = fields
-    if raw_type not in (BlobType.DATA, BlobType.TREE):
-        raise MalformedObject(f"unknown blob type {raw_type}")
-    if not SEAL_OVERHEAD < length <= MAX_BLOB_SIZE or raw_length > MAX_BLOB_SIZE:
-        raise MalformedObject("blob length out of range")
-    return PackEntry(BlobType(raw_type), blob_id, offset, length, raw_length)
+@dataclass(slots=True)
+class ParsedIndexFile:
+    """An index file checked against every rule of docs/format.md, with its pack listings
+    left in entry format (views of the plaintext) for :meth:`BlobIndex.add_listing`."""
+
+    supersedes: list[bytes]
+    packs: list[tuple[bytes, memoryview]]
+
+
+def parse_index_file(data: bytes) -> ParsedIndexFile:
+    reader = _Reader(data)
+    magic, version = reader.unpack(_FILE_PREFIX)
+    if magic != INDEX_MAGIC or version != INDEX_VERSION:
+        raise MalformedObject("not an index file of a known version")
+    supersedes = [reader.take(32) for _ in range(reader.count(32))]
+    packs: list[tuple[bytes, memoryview]] = []
+    seen: set[bytes] = set()
+    for _ in range(reader.count(36)):
+        pack_id = reader.take(32)
+        if pack_id in seen:
+            raise MalformedObject("index lists a pack twice")
+        seen.add(pack_id)
+        listing = reader.view(reader.count(RECORD_SIZE) * RECORD_SIZE)
+        _check_listing(listing)
+        packs.append((pack_id, listing))
+    reader.expect_end()
+    return ParsedIndexFile(supersedes, packs)
+
+
+def _check_listing(listing: memoryview) -> None:
+    for blob_type, length, raw_length in _LIMITS.iter_unpack(listing):
+        if blob_type > 1:
+            raise MalformedObject(f"unknown blob type {blob_type}")
+        if not SEAL_OVERHEAD < length <= MAX_BLOB_SIZE or raw_length > MAX_BLOB_SIZE:
+            raise MalformedObject("blob length out of range")
 
 
 class _Reader:
     """Bounds-checked sequential reads over untrusted bytes."""
 
     def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
+        self.data, self.pos = memoryview(data), 0
 
-    def take(self, n: int) -> bytes:
+    def view(self, n: int) -> memoryview:
         if self.pos + n > len(self.data):
             raise MalformedObject("index file is truncated")
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
+    def take(self, n: int) -> bytes:
+        return self.view(n).tobytes()
+
     def unpack(self, fmt: struct.Struct) -> tuple:
-        return fmt.unpack(self.take(fmt.size))
+        return fmt.unpack(self.view(fmt.size))
 
     def count(self, min_item_size: int) -> int:
         """Read a u32 count, refusing counts the remaining bytes cannot possibly hold."""

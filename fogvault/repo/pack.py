@@ -95,11 +95,6 @@ def pack_overhead(blob_count: int) -> int:
     return _HEADER_PREFIX.size + blob_count * _ENTRY.size + SEAL_OVERHEAD + _TRAILER.size
 
 
-def expected_pack_size(entries: list[PackEntry]) -> int:
-    """The exact size of a pack holding ``entries`` (all of its blobs)."""
-    return max((e.offset + e.length for e in entries), default=0) + pack_overhead(len(entries))
-
-
 def header_length(pack_size: int, trailer: bytes) -> int:
     """Given the pack's size and its last 4 bytes, the sealed header's length (validated)."""
     if pack_size < MIN_HEADER_SIZE + _TRAILER.size or len(trailer) != _TRAILER.size:

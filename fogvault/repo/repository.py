@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from fogvault.chunker import Chunker, chunker_seed
 from fogvault.compression import pack_payload, unpack_payload
 from fogvault.crypto import (
+    DEFAULT_KDF,
     KDF_PROFILES,
     SEAL_OVERHEAD,
     KdfParams,
@@ -71,7 +72,13 @@ from fogvault.repo.format import (
     pack_name,
     snapshot_name,
 )
-from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile
+from fogvault.repo.index import (
+    BlobIndex,
+    IndexEntry,
+    IndexFile,
+    ParsedIndexFile,
+    parse_index_file,
+)
 from fogvault.repo.keys import MAX_KEY_FILE_SIZE, KeyFile
 from fogvault.repo.lock import LockStore, NoLock, RepositoryLock
 from fogvault.repo.pack import PackEntry, open_blob, parse_pack
@@ -87,6 +94,7 @@ MAX_CONFIG_SIZE = 64 * 1024
 MAX_SNAPSHOT_SIZE = 16 * 1024 * 1024
 MAX_INDEX_SIZE = 1024 * 1024 * 1024
 INDEX_LOAD_BATCH = 8
+INDEX_BYTES_PER_BLOB = 40
 METADATA_COMPRESSION_LEVEL = 3
 
 
@@ -121,7 +129,7 @@ class Repository:
         password: bytes,
         *,
         config: RepoConfig | None = None,
-        kdf: KdfParams = KDF_PROFILES["moderate"],
+        kdf: KdfParams = KDF_PROFILES[DEFAULT_KDF],
         cache_dir: Path | None = None,
         use_cache: bool = True,
         target_options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -224,11 +232,11 @@ class Repository:
     def load_index(self) -> None:
         """Bring the in-memory index up to date: load index files not loaded yet (from the
         cache where possible); if a loaded one has gone (a prune replaced it), start over."""
-        present: dict[bytes, str] = {}
-        for name in self.targets.list(INDEX_DIR):
+        present: dict[bytes, tuple[str, int]] = {}  # id -> (name, stored size)
+        for name, size in self.targets.list(INDEX_DIR).items():
             index_id = id_from_name_or_none(name)
             if index_id is not None:
-                present[index_id] = name
+                present[index_id] = name, size
         if self._index_ids - present.keys():
             self.index, self._index_ids, self._superseded = BlobIndex(), set(), set()
         if self._load_index_files(present):
@@ -237,10 +245,19 @@ class Repository:
             self.index, self._index_ids = BlobIndex(), set()
             self._load_index_files(present)
 
-    def _load_index_files(self, present: dict[bytes, str]) -> bool:
-        """Load the files of ``present`` not loaded yet, a few at a time (decoded index files
-        are large; only a batch is held at once). True if one superseded a loaded file."""
-        new = [(i, n) for i, n in present.items() if i not in self._index_ids]
+    def _load_index_files(self, present: dict[bytes, tuple[str, int]]) -> bool:
+        """Load the files of ``present`` not loaded yet, streaming: a few are read at once
+        (in threads), and each is inserted straight from its plaintext and dropped, with no
+        object per blob. True if one superseded a file already loaded.
+
+        A file superseded by one read later is inserted, then undone by the caller's rebuild:
+        that happens only while a prune is deleting (or was killed before deleting) what it
+        replaced, and reading every file's supersedes list first would decrypt every file
+        twice on every open."""
+        new = [(i, name) for i, (name, _) in present.items() if i not in self._index_ids]
+        # An index file stores about 40 bytes per blob (the 32 of the id do not compress):
+        # sizing the table once saves growing it, and rehashing every record, again and again.
+        self.index.reserve(sum(present[i][1] for i, _ in new) // INDEX_BYTES_PER_BLOB)
         restart = False
         for start in range(0, len(new), INDEX_LOAD_BATCH):
             batch = new[start : start + INDEX_LOAD_BATCH]
@@ -253,13 +270,13 @@ class Repository:
                 self._superseded |= fresh
                 self._index_ids.add(index_id)
                 if index_id not in self._superseded:
-                    for pack_id, entries in index_file.packs.items():
-                        self.index.add_pack(pack_id, entries)
+                    for pack_id, listing in index_file.packs:
+                        self.index.add_listing(pack_id, listing)
         return restart
 
-    def _read_index_or_none(self, name: str) -> IndexFile | None:
+    def _read_index_or_none(self, name: str) -> ParsedIndexFile | None:
         try:
-            return self.read_index_file(name)
+            return parse_index_file(self._index_plaintext(name))
         except FogVaultError as exc:
             log.warning("skipping index file %s: %s", name, exc)
             return None
@@ -290,13 +307,16 @@ class Repository:
         return behind
 
     def read_index_file(self, name: str) -> IndexFile:
+        return IndexFile.decode(self._index_plaintext(name))
+
+    def _index_plaintext(self, name: str) -> bytes:
         index_id = id_from_name(name)
         sealed = self.cache.get_verified(name, index_id) if self.cache else None
         if sealed is None:
             sealed = self.targets.read_decoded(name, _hash_checked(index_id))
             if self.cache:
                 self.cache.put(name, sealed)
-        return IndexFile.decode(self._unseal(ObjectKind.INDEX, b"", sealed, MAX_INDEX_SIZE))
+        return self._unseal(ObjectKind.INDEX, b"", sealed, MAX_INDEX_SIZE)
 
     def save_index(self, index_file: IndexFile) -> bytes:
         """Write one index file to every target; returns its id. Idempotent."""
@@ -475,7 +495,7 @@ class Repository:
     def key_files(self) -> list[KeyFile]:
         return _read_key_files(self.targets)
 
-    def add_key(self, password: bytes, kdf: KdfParams = KDF_PROFILES["moderate"]) -> KeyFile:
+    def add_key(self, password: bytes, kdf: KdfParams = KDF_PROFILES[DEFAULT_KDF]) -> KeyFile:
         key_file = KeyFile.create(self.master, password, kdf)
         self.targets.write(key_name(key_file.key_id), key_file.encode())
         return key_file
@@ -493,7 +513,7 @@ class Repository:
         self.targets.delete(key_name(key_id))
 
     def change_password(
-        self, new_password: bytes, kdf: KdfParams = KDF_PROFILES["moderate"]
+        self, new_password: bytes, kdf: KdfParams = KDF_PROFILES[DEFAULT_KDF]
     ) -> KeyFile:
         """Write a key file for the new password, then remove the old one: at every moment at
         least one of the two passwords opens the repository."""

@@ -3,6 +3,7 @@ check sees the repository as healthy before and after."""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -118,3 +119,34 @@ def test_forget_by_policy_keeps_the_newest_per_group(make_repo, tmp_path):
     result = forget(repo, RetentionPolicy(keep_last=1))
     assert sorted(result.removed) == sorted(uids_a[:2] + uids_b[:1])
     assert sorted(s.uid for s in repo.snapshots()) == sorted([uids_a[-1], uids_b[-1]])
+
+
+def test_prune_removes_day_old_leftovers_of_interrupted_writes(make_repo, tmp_path):
+    """A killed writer leaves a temporary beside the objects: prune deletes it once it is a day
+    old, and leaves a younger one (a writer may still be running) and every object alone."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src, "a", 300_000, seed=1)
+    Archiver(repo, BackupOptions()).run([src])
+    folder = tmp_path / "repo" / "data" / "00"
+    folder.mkdir(parents=True, exist_ok=True)
+    old, young = folder / ".tmp-old-dead", folder / ".tmp-young-busy"
+    for leftover in (old, young):
+        leftover.write_bytes(b"partial")
+    two_days_ago = old.stat().st_mtime - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    def packs() -> list[Path]:
+        return sorted(p for p in (tmp_path / "repo" / "data").rglob("*")
+                      if p.is_file() and not p.name.startswith("."))
+
+    before = packs()
+
+    result = prune(repo)
+    assert result.leftovers_removed == 1
+    assert not old.exists() and young.exists()
+    assert packs() == before  # every pack is used: none deleted
+    two_days_ago = young.stat().st_mtime - 2 * 86400
+    os.utime(young, (two_days_ago, two_days_ago))
+    assert prune(repo, PruneOptions(dry_run=True)).leftovers_removed == 0  # removes nothing
+    assert young.exists()

@@ -1,26 +1,44 @@
-"""The in-memory index: lookups, growth, and complete pack listings with duplicate blobs."""
+"""The in-memory index: lookups, growth, complete pack listings with duplicate blobs, the
+per-pack views maintenance reads, and index files parsed without objects per blob."""
 
 from __future__ import annotations
 
 import os
+import threading
 
+import pytest
+
+from fogvault.errors import MalformedObject
 from fogvault.repo.format import BlobType
-from fogvault.repo.index import BlobIndex
+from fogvault.repo.index import (
+    RECORD_SIZE,
+    BlobIndex,
+    IndexFile,
+    encode_listing,
+    parse_index_file,
+)
 from fogvault.repo.pack import PackEntry
 
 
-def _entries(ids: list[bytes]) -> list[PackEntry]:
-    return [PackEntry(BlobType.DATA, blob_id, 100 * i, 100, 90) for i, blob_id in enumerate(ids)]
+def _entries(ids: list[bytes], blob_type: BlobType = BlobType.DATA) -> list[PackEntry]:
+    return [PackEntry(blob_type, blob_id, 100 * i, 100 + i, 90) for i, blob_id in enumerate(ids)]
 
 
-def test_lookups_survive_growth():
+def test_lookups_survive_growth_of_both_tables():
     index = BlobIndex(capacity=4)
     ids = [os.urandom(32) for _ in range(5000)]
-    for start in range(0, len(ids), 10):
-        assert index.add_pack(os.urandom(32), _entries(ids[start : start + 10]))
+    packs = [os.urandom(32) for _ in range(500)]
+    for number, pack_id in enumerate(packs):  # 500 packs also grow the pack table
+        assert index.add_pack(pack_id, _entries(ids[10 * number : 10 * number + 10]))
     assert len(index) == index.distinct_blobs() == 5000
-    assert all(index.get(blob_id).blob_id == blob_id for blob_id in ids)
-    assert os.urandom(32) not in index
+    for position, blob_id in enumerate(ids):
+        entry = index.get(blob_id)
+        assert entry.blob_id == blob_id and entry.pack_id == packs[position // 10]
+        assert (entry.offset, entry.length) == (100 * (position % 10), 100 + position % 10)
+        assert index.position(blob_id) == position and blob_id in index
+    assert index.pack_ids() == set(packs)
+    absent = os.urandom(32)
+    assert absent not in index and index.get(absent) is None and index.position(absent) == -1
 
 
 def test_a_blob_in_two_packs_keeps_both_listings_and_the_first_location():
@@ -38,9 +56,121 @@ def test_a_blob_in_two_packs_keeps_both_listings_and_the_first_location():
     assert index.position(shared) == 1  # the first record of it
 
 
+def test_the_first_copy_keeps_the_lookup_when_the_table_grows():
+    index = BlobIndex(capacity=4)
+    shared = os.urandom(32)
+    first, second = os.urandom(32), os.urandom(32)
+    index.add_pack(first, _entries([shared]))
+    index.add_pack(second, _entries([shared, shared]))  # twice even within one listing
+    for _ in range(100):  # grow the table several times
+        index.add_pack(os.urandom(32), _entries([os.urandom(32) for _ in range(10)]))
+    assert index.get(shared).pack_id == first and index.position(shared) == 0
+    assert (len(index), index.distinct_blobs()) == (1003, 1001)
+
+
 def test_a_pack_listed_twice_is_indexed_once():
     index = BlobIndex()
     pack, ids = os.urandom(32), [os.urandom(32) for _ in range(3)]
     assert index.add_pack(pack, _entries(ids))
     assert not index.add_pack(pack, _entries(ids))
+    assert not index.add_listing(pack, encode_listing(_entries(ids)))
     assert len(index) == 3
+
+
+def test_listings_in_entry_format_round_trip_through_the_per_pack_views():
+    index = BlobIndex()
+    pack_a, pack_b, empty = os.urandom(32), os.urandom(32), os.urandom(32)
+    a_entries = _entries([os.urandom(32) for _ in range(3)], BlobType.TREE)
+    b_entries = _entries([os.urandom(32) for _ in range(2)])
+    assert index.add_listing(pack_a, encode_listing(a_entries))
+    assert index.add_pack(empty, [])
+    assert index.add_listing(pack_b, memoryview(encode_listing(b_entries)))
+    # A pack without records is known, but has nothing to list or count.
+    assert list(index.packs()) == [(pack_a, 0, 3), (pack_b, 3, 5)]
+    assert index.pack_ids() == {pack_a, pack_b, empty}
+    assert index.listing(3, 5) == encode_listing(b_entries)
+    assert list(index.spans(0, 3)) == [(e.offset, e.length) for e in a_entries]
+    assert index.entry_at(4).pack_entry() == b_entries[1]
+    assert index.entry_at(4).pack_id == pack_b and index.entry_at(0).pack_id == pack_a
+    assert [e.pack_entry() for e in index] == a_entries + b_entries
+
+
+def test_a_partial_listing_is_refused_before_anything_changes():
+    index = BlobIndex()
+    with pytest.raises(ValueError):
+        index.add_listing(os.urandom(32), bytes(RECORD_SIZE + 1))
+    assert len(index) == 0 and index.pack_ids() == set()
+
+
+def test_reserve_sizes_the_table_once():
+    index = BlobIndex(capacity=4)
+    index.reserve(3000)
+    table = index._table
+    ids = [os.urandom(32) for _ in range(3000)]
+    for start in range(0, 3000, 100):
+        index.add_pack(os.urandom(32), _entries(ids[start : start + 100]))
+    assert index._table is table  # no regrowth
+    assert all(blob_id in index for blob_id in ids)
+
+
+def test_readers_find_every_published_blob_while_a_writer_grows_the_table():
+    index = BlobIndex(capacity=4)
+    published: list[bytes] = []
+    done = threading.Event()
+    misses: list[bytes] = []
+
+    def read() -> None:
+        while not done.is_set():
+            for blob_id in published[-50:]:
+                if blob_id not in index:
+                    misses.append(blob_id)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(400):
+            ids = [os.urandom(32) for _ in range(25)]
+            index.add_pack(os.urandom(32), _entries(ids))
+            published.extend(ids)  # only after add_pack returned
+    finally:
+        done.set()
+        reader.join()
+    assert not misses and index.distinct_blobs() == 10_000
+
+
+# ---- index files ---------------------------------------------------------------------------
+
+
+def test_listings_encode_exactly_like_entries():
+    entries = _entries([os.urandom(32) for _ in range(4)])
+    pack_a, pack_b, old = os.urandom(32), os.urandom(32), os.urandom(32)
+    as_entries = IndexFile({pack_a: entries, pack_b: entries[:1]}, [old])
+    as_listings = IndexFile({pack_a: entries}, [old], {pack_b: encode_listing(entries[:1])})
+    assert as_listings.encode() == as_entries.encode()
+    assert as_listings.blob_count() == 5
+    parsed = parse_index_file(as_entries.encode())
+    assert parsed.supersedes == [old]
+    assert [(p, bytes(listing)) for p, listing in parsed.packs] == [
+        (pack_a, encode_listing(entries)), (pack_b, encode_listing(entries[:1]))]
+    assert IndexFile.decode(as_listings.encode()) == as_entries
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    (PackEntry(2, os.urandom(32), 0, 100, 90), "unknown blob type"),  # type: ignore[arg-type]
+    (PackEntry(BlobType.DATA, os.urandom(32), 0, 40, 90), "length out of range"),
+    (PackEntry(BlobType.DATA, os.urandom(32), 0, 100, 512 * 2**20 + 1), "length out of range"),
+])
+def test_parsing_checks_every_entry(entry: PackEntry, problem: str):
+    good = _entries([os.urandom(32)])
+    data = IndexFile({os.urandom(32): good, os.urandom(32): [*good, entry]}).encode()
+    with pytest.raises(MalformedObject, match=problem):
+        parse_index_file(data)
+
+
+def test_parsing_refuses_a_pack_listed_twice():
+    pack, entries = os.urandom(32), _entries([os.urandom(32)])
+    data = IndexFile({pack: entries}).encode()
+    listed = 32 + 4 + RECORD_SIZE  # pack id, count, the entry
+    twice = data[: -listed - 4] + (2).to_bytes(4, "little") + 2 * data[-listed:]
+    with pytest.raises(MalformedObject, match="twice"):
+        parse_index_file(twice)
