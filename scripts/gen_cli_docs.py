@@ -142,9 +142,25 @@ def _visible(command: Any, ctx: Any) -> list:
             if not getattr(p, "hidden", False) and p.name != "help"]
 
 
+#: click's type names (typer < 0.29 hands click types to its parameters) -> Python types
+_CLICK_TYPES = {"int": int, "int range": int, "integer": int, "integer range": int,
+                "float": float, "float range": float, "boolean": bool, "path": Path}
+
+
 def _annotation(param: Any) -> Any:
     descriptor = getattr(param, "type_descriptor", None)
-    return getattr(descriptor, "annotation", str)
+    if descriptor is not None:  # typer >= 0.29
+        return descriptor.annotation
+    return _CLICK_TYPES.get(getattr(param.type, "name", ""), str)
+
+
+def _bounds(param: Any) -> tuple[Any, Any]:
+    """(min, max) of a numeric option: on the parameter (typer >= 0.29) or its click type."""
+    for source in (param, getattr(param, "type", None)):
+        low, high = getattr(source, "min", None), getattr(source, "max", None)
+        if low is not None or high is not None:
+            return low, high
+    return None, None
 
 
 def _base_type(annotation: Any) -> Any:
@@ -219,7 +235,7 @@ def _describe(param: Any) -> str:
         notes.append("one or more" if param.required else "any number")
     elif getattr(param, "multiple", False) and "repeatable" not in text:
         notes.append("repeatable")
-    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    low, high = _bounds(param) if not getattr(param, "count", False) else (None, None)
     if low is not None or high is not None:
         notes.append(f"at least {low}" if high is None else
                      f"at most {high}" if low is None else f"{low} to {high}")
