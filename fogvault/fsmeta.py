@@ -102,13 +102,8 @@ def apply_metadata(dir_fd: int, name: bytes, node: Node, *, restore_owner: bool,
         except OSError as exc:
             warnings.append(f"{shown}: cannot set owner: {exc.strerror}")
     # xattr calls take no folder descriptor; /proc/self/fd gives a short path to the folder.
-    via_proc = os.path.join(b"/proc/self/fd", str(dir_fd).encode(), name)
-    for attr, value in node.xattrs:
-        try:
-            os.setxattr(via_proc, attr, value, follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno not in _UNSUPPORTED:
-                warnings.append(f"{shown}: cannot set xattr: {exc.strerror}")
+    _set_xattrs(os.path.join(b"/proc/self/fd", str(dir_fd).encode(), name), node, shown,
+                warnings)
     if not is_link:  # the entry was created by this restore: it is not a symlink
         os.chmod(name, node.mode, dir_fd=dir_fd)
     try:
@@ -117,3 +112,34 @@ def apply_metadata(dir_fd: int, name: bytes, node: Node, *, restore_owner: bool,
         if not is_link:
             warnings.append(f"{shown}: cannot set times: {exc.strerror}")
     return warnings
+
+
+def apply_file_metadata(fd: int, node: Node, *, restore_owner: bool, shown: str) -> list[str]:
+    """``apply_metadata`` for a file the caller holds open: the same steps in the same order
+    (owner first: chown clears set-id bits; times last), on the descriptor, so no path is
+    resolved again."""
+    warnings: list[str] = []
+    if restore_owner:
+        try:
+            os.chown(fd, node.uid, node.gid)
+        except OSError as exc:
+            warnings.append(f"{shown}: cannot set owner: {exc.strerror}")
+    _set_xattrs(fd, node, shown, warnings)
+    os.chmod(fd, node.mode)
+    try:
+        os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+    except OSError as exc:
+        warnings.append(f"{shown}: cannot set times: {exc.strerror}")
+    return warnings
+
+
+def _set_xattrs(target: bytes | int, node: Node, shown: str, warnings: list[str]) -> None:
+    """Set ``node.xattrs`` on a path (the entry itself, not where a symlink points) or on an
+    open descriptor (which has nothing to follow, and takes no follow_symlinks=False)."""
+    follow = isinstance(target, int)
+    for attr, value in node.xattrs:
+        try:
+            os.setxattr(target, attr, value, follow_symlinks=follow)
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                warnings.append(f"{shown}: cannot set xattr: {exc.strerror}")

@@ -3,8 +3,10 @@
 The walk is depth-first and builds each directory's tree after its children, so every tree
 blob is complete when it is stored. A file whose size, mtime, ctime and inode match the parent
 snapshot's entry (and whose blobs are all indexed) reuses the parent's blob list without being
-opened. Changed files are read and chunked in this thread; sealing and uploading overlap in
-the BlobSaver's and PackWriter's threads.
+opened. An entry whose inode and ctime match reuses the parent's xattrs without listing them,
+and a folder whose entries all equal the parent's reuses the parent's tree id without encoding
+it. Changed files are read and chunked in this thread; sealing and uploading overlap in the
+BlobSaver's and PackWriter's threads.
 
 What the archiver does *not* do: print (progress goes through the ``Progress`` callbacks),
 or decide exit codes (warnings are returned in the result).
@@ -66,6 +68,7 @@ class Archiver:
         self.warnings: list[str] = []
         self._hardlinks: dict[tuple[int, int], list[bytes]] = {}
         self._root_devs: set[int] = set()  # devices of the source paths (--one-file-system)
+        self._reuse_trees = False  # set per run: may the parent's tree ids stand for new trees
 
     # ---- the run ---------------------------------------------------------------------
 
@@ -81,8 +84,14 @@ class Archiver:
                 self.repo.mark_behind_targets()
                 self.repo.targets.require_quorum("backup not started")
             parent = self._find_parent(abs_paths)
-            parent_root = self.repo.load_tree(parent.tree) if parent else None
-            root_id, parent = self._store(abs_paths, parent, parent_root, lock.ensure_fresh)
+            # A tree id stands for its exact bytes, so the parent's trees are reused only if
+            # they are what this code would encode: canonical (format.md 13.1) and without
+            # fields of a later writer, which holds for trees this version wrote or reused.
+            self._reuse_trees = (
+                parent is not None and parent.program_version == __version__
+                and not self.options.force
+            )
+            root_id = self._store(abs_paths, parent.tree if parent else None, lock.ensure_fresh)
             self.summary.duration_s = round(time.monotonic() - started, 3)
             snapshot = self._snapshot(abs_paths, root_id, parent)
             if not self.options.dry_run:
@@ -92,12 +101,8 @@ class Archiver:
         return BackupResult(snapshot, self.warnings, self.options.dry_run, behind)
 
     def _store(
-        self,
-        abs_paths: list[bytes],
-        parent: Snapshot | None,
-        parent_root: Tree | None,
-        check_lock: Callable[[], None],
-    ) -> tuple[bytes, Snapshot | None]:
+        self, abs_paths: list[bytes], parent_root: bytes | None, check_lock: Callable[[], None]
+    ) -> bytes:
         """Store every new blob and index it; returns the root tree id."""
         writer = _DryRunWriter(self.repo) if self.options.dry_run else PackWriter(
             self.repo, self.options.writer, before_index=check_lock
@@ -117,7 +122,7 @@ class Archiver:
         self.summary.data_blobs_added = saver.blobs_added[BlobType.DATA]
         self.summary.tree_blobs_added = saver.blobs_added[BlobType.TREE]
         self.summary.bytes_added = saver.bytes_added
-        return root_id, parent
+        return root_id
 
     def _snapshot(self, abs_paths: list[bytes], root_id: bytes, parent: Snapshot | None
                   ) -> Snapshot:
@@ -155,11 +160,11 @@ class Archiver:
     # ---- trees -----------------------------------------------------------------------
 
     def _save_roots(
-        self, saver: BlobSaver, paths: list[bytes], parent_root: Tree | None
+        self, saver: BlobSaver, paths: list[bytes], parent_root: bytes | None
     ) -> bytes:
         """Store the tree of folders leading from / to each backed-up path."""
         if b"/" in paths:  # the whole file system: the root's own tree is the snapshot's
-            root = self._stat_node(b"/", b"root")
+            root = self._stat_node(b"/", b"root", None)
             assert root is not None and root.type == DIR
             self._save_dir(saver, b"/", root, parent_root)
             assert root.subtree is not None
@@ -177,8 +182,9 @@ class Archiver:
         return self._save_layout(saver, b"/", layout, parent_root)
 
     def _save_layout(
-        self, saver: BlobSaver, folder: bytes, layout: dict, parent: Tree | None
+        self, saver: BlobSaver, folder: bytes, layout: dict, old_id: bytes | None
     ) -> bytes:
+        parent = self._load_old_tree(old_id)
         nodes = []
         for name, sub in sorted(layout.items()):
             path = os.path.join(folder, name)
@@ -186,29 +192,33 @@ class Archiver:
             if sub is None:
                 node = self._save_entry(saver, path, name, old, explicit=True)
             else:
-                node = self._stat_node(path, name)
+                node = self._stat_node(path, name, old)
                 if node is None or node.type != DIR:
                     continue
-                old_tree = self._old_subtree(old)
-                node.subtree = self._save_layout(saver, path, sub, old_tree)
+                node.subtree = self._save_layout(saver, path, sub, _subtree_of(old))
             if node is not None:
                 nodes.append(node)
-        return self._save_tree(saver, Tree(nodes))
+        return self._save_tree(saver, nodes, old_id, parent)
 
-    def _save_tree(self, saver: BlobSaver, tree: Tree) -> bytes:
-        data = tree.encode()
-        return saver.save(BlobType.TREE, data)
+    def _save_tree(
+        self, saver: BlobSaver, nodes: list[Node], old_id: bytes | None, old: Tree | None
+    ) -> bytes:
+        """The id of the tree of ``nodes``. If the parent's tree ``old`` lists exactly these
+        nodes, it encodes to the same bytes: its id is taken without encoding and hashing."""
+        if self._reuse_trees and old is not None and old_id is not None and nodes == old.nodes:
+            return old_id
+        return saver.save(BlobType.TREE, Tree(nodes).encode())
 
-    def _old_subtree(self, old: Node | None) -> Tree | None:
-        if old is None or old.type != DIR or old.subtree is None:
+    def _load_old_tree(self, tree_id: bytes | None) -> Tree | None:
+        if tree_id is None:
             return None
         try:
-            return self.repo.load_tree(old.subtree)
+            return self.repo.load_tree(tree_id)
         except Exception as exc:  # a damaged parent only costs re-reading
             self.progress.warning(f"parent tree unreadable, reading files again: {exc}")
             return None
 
-    def _stat_node(self, path: bytes, name: bytes) -> Node | None:
+    def _stat_node(self, path: bytes, name: bytes, old: Node | None) -> Node | None:
         try:
             st = os.lstat(path)
         except OSError as exc:
@@ -219,11 +229,25 @@ class Archiver:
         if kind is None:
             return None  # sockets are not backed up
         node = node_from_stat(name, kind, st)
+        if self._same_inode(node, old):
+            assert old is not None
+            node.xattrs = old.xattrs  # setting or removing an xattr changes the ctime
+            return node
         try:
             node.xattrs = read_xattrs(path)
         except OSError as exc:
             self._warn(path, f"cannot read extended attributes: {exc.strerror}")
         return node
+
+    def _same_inode(self, node: Node, old: Node | None) -> bool:
+        """True if ``old`` (the parent's entry) describes this very inode with no status change
+        since: every metadata change (owner, mode, xattrs, links, content) sets the ctime."""
+        return (
+            not self.options.force
+            and old is not None
+            and old.type == node.type
+            and (old.ctime_ns, old.ino, old.dev) == (node.ctime_ns, node.ino, node.dev)
+        )
 
     def _save_entry(
         self, saver: BlobSaver, path: bytes, name: bytes, old: Node | None, explicit: bool = False
@@ -232,11 +256,11 @@ class Archiver:
             return None
         if not self.options.dry_run:  # stop early once too many targets were dropped
             self.repo.targets.require_quorum("backup stopped")
-        node = self._stat_node(path, name)
+        node = self._stat_node(path, name, old)
         if node is None:
             return None
         if node.type == DIR:
-            self._save_dir(saver, path, node, self._old_subtree(old))
+            self._save_dir(saver, path, node, _subtree_of(old))
         elif node.type == FILE and not self._save_file(saver, path, node, old):
             return None  # unreadable: left out of the snapshot, recorded as a warning
         elif node.type == SYMLINK:
@@ -247,10 +271,9 @@ class Archiver:
                 return None
         return node
 
-    def _save_dir(
-        self, saver: BlobSaver, path: bytes, node: Node, old_tree: Tree | None
-    ) -> None:
+    def _save_dir(self, saver: BlobSaver, path: bytes, node: Node, old_id: bytes | None) -> None:
         self.summary.dirs += 1
+        old_tree = self._load_old_tree(old_id)
         children: list[Node] = []
         crosses_device = self.options.one_file_system and node.dev not in self._root_devs
         if not crosses_device and not self.options.excludes.excludes_dir_contents(path):
@@ -265,7 +288,7 @@ class Archiver:
                 child = self._save_entry(saver, os.path.join(path, name), name, child_old)
                 if child is not None:
                     children.append(child)
-        node.subtree = self._save_tree(saver, Tree(children))
+        node.subtree = self._save_tree(saver, children, old_id, old_tree)
 
     # ---- files -----------------------------------------------------------------------
 
@@ -348,6 +371,11 @@ class Archiver:
         for chunk in self.repo.chunker().chunks(reader):
             content.append(saver.save(BlobType.DATA, chunk))
         return content
+
+
+def _subtree_of(old: Node | None) -> bytes | None:
+    """The parent snapshot's tree id for a folder whose parent entry is ``old``."""
+    return old.subtree if old is not None and old.type == DIR else None
 
 
 class _CountingReader:

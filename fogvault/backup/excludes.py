@@ -41,7 +41,9 @@ class ExcludeRules:
         return patterns
 
     def excludes_path(self, path: bytes) -> bool:
-        return self._compiled.matches(path)
+        # Asked for every entry of a backup: without patterns, skip decoding and splitting it.
+        return bool(self._compiled) and self._compiled.matches(path)
+
     def excludes_dir_contents(self, path: bytes) -> bool:
         """True if a folder's contents are to be skipped (the folder itself is kept)."""
         for marker in self.if_present:

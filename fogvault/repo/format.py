@@ -77,9 +77,12 @@ def parse_hex_id(text: str, length: int = ID_HEX_LEN) -> bytes:
     if len(text) != length or text != text.lower():
         raise MalformedObject(f"not an id: {text!r}")
     try:
-        return bytes.fromhex(text)
+        raw = bytes.fromhex(text)
     except ValueError as exc:
         raise MalformedObject(f"not an id: {text!r}") from exc
+    if len(raw) * 2 != length:  # fromhex skips whitespace between pairs
+        raise MalformedObject(f"not an id: {text!r}")
+    return raw
 
 
 def id_from_name(name: str) -> bytes:

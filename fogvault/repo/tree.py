@@ -23,8 +23,12 @@ TREE_VERSION = 1
 FILE, DIR, SYMLINK = "file", "dir", "symlink"
 FIFO, CHARDEV, BLOCKDEV = "fifo", "chardev", "blockdev"
 NODE_TYPES = frozenset({FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV})
-_TIME_FIELDS = ("mtime_ns", "ctime_ns")
-_INT_FIELDS = ("mode", "uid", "gid", "mtime_ns", "ctime_ns", "size", "dev", "ino", "nlink", "rdev")
+# Non-negative fields first, then the times (negative before 1970): from_json relies on it.
+_UINT_FIELDS = ("mode", "uid", "gid", "size", "dev", "ino", "nlink", "rdev")
+_INT_FIELDS = (*_UINT_FIELDS, "mtime_ns", "ctime_ns")
+_UINT_COUNT = len(_UINT_FIELDS)
+_ZEROS = (0,) * len(_INT_FIELDS)
+_INT_TYPE = {int}  # bool is a subclass of int, and is refused
 
 
 def check_name(name: bytes) -> bytes:
@@ -78,34 +82,29 @@ class Node:
 
     @classmethod
     def from_json(cls, obj: Any) -> Node:
+        # Hot path (every entry of every tree a backup, restore, check or prune reads): one
+        # lookup per field and one positional constructor call, validation in bulk.
         if not isinstance(obj, dict):
             raise MalformedObject("tree node is not an object")
-        node_type = obj.get("type")
-        if node_type not in NODE_TYPES:
+        get = obj.get
+        node_type = get("type")
+        if type(node_type) is not str or node_type not in NODE_TYPES:
             raise MalformedObject(f"unknown node type {node_type!r}")
-        node = cls(name=check_name(_get_bytes(obj, "name")), type=node_type)
-        for key in _INT_FIELDS:
-            value = obj.get(key, 0)
-            negative_ok = key in _TIME_FIELDS  # times before 1970 are negative
-            if not isinstance(value, int) or isinstance(value, bool) or (
-                value < 0 and not negative_ok
-            ):
-                raise MalformedObject(f"bad {key} in tree node")
-            setattr(node, key, value)
-        node.user, node.group = _get_str(obj, "user"), _get_str(obj, "group")
-        if node_type == SYMLINK:
-            node.target = _get_bytes(obj, "target")
-        node.xattrs = [(_unb64(k), _unb64(v)) for k, v in _get_pairs(obj.get("xattrs", []))]
-        if node_type == FILE:
-            content = obj.get("content", [])
-            if not isinstance(content, list):
-                raise MalformedObject("file content is not a list")
-            node.content = [parse_hex_id(_as_str(c)) for c in content]
-        if node_type == DIR:
-            if "subtree" not in obj:
-                raise MalformedObject("directory without subtree")
-            node.subtree = parse_hex_id(_as_str(obj["subtree"]))
-        return node
+        name = check_name(_get_bytes(obj, "name"))
+        ints = list(map(get, _INT_FIELDS, _ZEROS))
+        if set(map(type, ints)) != _INT_TYPE or min(ints[:_UINT_COUNT]) < 0:
+            raise MalformedObject(f"bad {_bad_int_field(ints)} in tree node")
+        mode, uid, gid, size, dev, ino, nlink, rdev, mtime_ns, ctime_ns = ints
+        return cls(
+            name, node_type, mode, uid, gid,
+            _get_str(obj, "user"), _get_str(obj, "group"), mtime_ns, ctime_ns, size, dev, ino,
+            nlink, rdev,
+            _get_bytes(obj, "target") if node_type == SYMLINK else b"",
+            [(_unb64(k), _unb64(v)) for k, v in _get_pairs(obj["xattrs"])]
+            if "xattrs" in obj else [],
+            _get_content(obj) if node_type == FILE else [],
+            _get_subtree(obj) if node_type == DIR else None,
+        )
 
 
 @dataclass(slots=True)
@@ -169,6 +168,27 @@ def _get_bytes(obj: dict[str, Any], key: str) -> bytes:
     if f"{key}_b64" in obj:
         return _unb64(obj[f"{key}_b64"])
     return _as_str(obj.get(key, "")).encode("utf-8", "surrogatepass")
+
+
+def _bad_int_field(values: list[Any]) -> str:
+    """The first of ``_INT_FIELDS`` whose value is not a valid integer (for the message)."""
+    for index, (key, value) in enumerate(zip(_INT_FIELDS, values, strict=True)):
+        if type(value) is not int or (index < _UINT_COUNT and value < 0):
+            return key
+    raise AssertionError("no bad field")
+
+
+def _get_content(obj: dict[str, Any]) -> list[bytes]:
+    content = obj.get("content", [])
+    if not isinstance(content, list):
+        raise MalformedObject("file content is not a list")
+    return [parse_hex_id(_as_str(c)) for c in content]
+
+
+def _get_subtree(obj: dict[str, Any]) -> bytes:
+    if "subtree" not in obj:
+        raise MalformedObject("directory without subtree")
+    return parse_hex_id(_as_str(obj["subtree"]))
 
 
 def _get_str(obj: dict[str, Any], key: str) -> str:

@@ -5,12 +5,13 @@ Three phases:
 1. **Plan and create** (one thread, depth-first): folders, symlinks, fifos, devices, hardlinks
    and empty, pre-sized regular files are created below the target through :class:`SafeRoot`
    (never following a symlink). Each file's chunks are mapped to (file, offset) destinations.
-2. **Content** (a thread per pack in flight): each needed pack is read once with one ranged
-   read over the blobs it holds, its blobs are verified and decrypted, and every destination
-   is written with ``pwrite``. A blob used by many files is fetched once. All-zero blobs are not
-   written, so sparse files keep their holes.
+2. **Content**: each needed pack is read once with one ranged read over the blobs it holds,
+   and its blobs are verified and decrypted, a thread per pack in flight; this thread writes
+   every destination with ``pwrite``. A blob used by many files is fetched once. All-zero
+   blobs are not written, so sparse files keep their holes.
 3. **Metadata**: ownership (as root), xattrs, modes and times; folders last and deepest first,
-   so writing their contents does not disturb their mtimes.
+   so writing their contents does not disturb their mtimes. A regular file gets its metadata
+   as soon as its content is complete, through the descriptor that wrote the last of it.
 
 A restored path is always the snapshot's absolute path re-rooted below the target.
 """
@@ -19,13 +20,12 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fogvault.errors import IntegrityError, MalformedObject, UnsafePath, UsageError
-from fogvault.fsmeta import apply_metadata
+from fogvault.fsmeta import apply_file_metadata, apply_metadata
 from fogvault.patterns import PathPatterns
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.repository import Repository
@@ -66,6 +66,7 @@ class RestoreSummary:
 class _FileJob:
     parts: Parts
     node: Node
+    pending: int  # blobs not yet written; whoever writes the last one sets the metadata
 
 
 class Restorer:
@@ -89,7 +90,6 @@ class Restorer:
         self._dirs: list[tuple[Parts, Node]] = []
         self._others: list[tuple[Parts, Node]] = []
         self._hardlinks: dict[tuple[int, int], Parts] = {}
-        self._count_lock = threading.Lock()  # content is written from several threads
         self._root: SafeRoot | None = None
 
     def run(self) -> RestoreSummary:
@@ -137,18 +137,21 @@ class Restorer:
                     self._plan_entry(root, child, node)
 
     def _make_dir(self, root: SafeRoot, parts: Parts, node: Node) -> None:
-        with root.open_dir(parts[:-1], create=True):
-            pass  # an included folder's parents are not selected themselves, but must exist
-        existing = root.lstat(parts)
-        if existing is not None and not stat.S_ISDIR(existing.st_mode):
-            if self.options.overwrite != "always":
-                raise UnsafePath(f"{os.fsdecode(root.path(parts))} exists and is not a folder")
-            root.remove(parts)
+        if not root.made(parts[:-1]):  # in a folder this restore made, nothing is in the way
+            with root.open_dir(parts[:-1], create=True):
+                pass  # an included folder's parents are not selected themselves, but must exist
+            existing = root.lstat(parts)
+            if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                if self.options.overwrite != "always":
+                    raise UnsafePath(
+                        f"{os.fsdecode(root.path(parts))} exists and is not a folder")
+                root.remove(parts)
         with root.open_dir(parts, create=True):
             pass
 
     def _plan_entry(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
-        if root is not None:
+        # A folder this restore made holds only what it put there: one entry of each name.
+        if root is not None and not root.made(parts[:-1]):
             with root.open_dir(parts[:-1], create=True):
                 pass  # parents of an included entry exist even if not selected themselves
             if not self._make_room(root, parts, node):
@@ -221,8 +224,9 @@ class Restorer:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
             with root.open_file(parts, flags) as fd:
                 os.ftruncate(fd, node.size)  # pre-sized: unwritten (zero) ranges stay holes
-        self._files.append(_FileJob(parts, node))
-        self._others.append((parts, node))
+                if not node.content:  # complete already
+                    self._set_metadata(root, parts, node, fd)
+        self._files.append(_FileJob(parts, node, len(node.content)))
 
     # ---- phase 2: content ------------------------------------------------------------
 
@@ -243,18 +247,29 @@ class Restorer:
                 offset += entry.raw_length
         self.progress.start(self.summary.total_bytes)
 
-        def restore_pack(pack_id: bytes) -> None:
-            blobs = self.repo.read_pack_blobs(pack_id, list(by_pack[pack_id].values()))
+        def fetch(pack_id: bytes) -> list[tuple[IndexEntry, bytes]]:
+            return self.repo.read_pack_blobs(pack_id, list(by_pack[pack_id].values()))
+
+        def write(blobs: list[tuple[IndexEntry, bytes]]) -> None:
             for entry, data in blobs:
                 for number, offset in destinations[entry.blob_id]:
                     self._write_blob(root, self._files[number], offset, data)
 
+        # Packs are fetched in parallel (remote reads wait on latency; decryption and zstd
+        # release the GIL) but written by this thread alone: with every thread writing, each
+        # system call of a small file handed the GIL to another thread, doubling the CPU time.
+        # At most ``workers`` packs are held: the one being written and those in flight.
         with ThreadPoolExecutor(max_workers=self.options.workers) as pool:
-            for future in [pool.submit(restore_pack, p) for p in by_pack]:
-                future.result()
+            ahead: deque[Future[list[tuple[IndexEntry, bytes]]]] = deque()
+            for pack_id in by_pack:
+                if len(ahead) == self.options.workers:
+                    write(ahead.popleft().result())
+                ahead.append(pool.submit(fetch, pack_id))
+            while ahead:
+                write(ahead.popleft().result())
 
     def _write_blob(self, root: SafeRoot, job: _FileJob, offset: int, data: bytes) -> None:
-        runs = list(_data_runs(data))
+        runs = _data_runs(data)
         if runs:
             with root.open_file(job.parts, os.O_WRONLY) as fd:
                 for start, end in runs:
@@ -263,9 +278,18 @@ class Restorer:
                     while view:
                         written = os.pwrite(fd, view, position)
                         view, position = view[written:], position + written
-            with self._count_lock:
-                self.summary.bytes_written += sum(end - start for start, end in runs)
+                if self._blob_written(job, sum(end - start for start, end in runs)):
+                    self._set_metadata(root, job.parts, job.node, fd)
+        elif self._blob_written(job, 0):  # the last blob was a hole: open only to finish
+            with root.open_file(job.parts, os.O_WRONLY) as fd:
+                self._set_metadata(root, job.parts, job.node, fd)
         self.progress.bytes_done(len(data))
+
+    def _blob_written(self, job: _FileJob, nbytes: int) -> bool:
+        """Count one of ``job``'s blobs as written; True if it was the file's last."""
+        self.summary.bytes_written += nbytes
+        job.pending -= 1
+        return job.pending == 0
 
     # ---- phase 3: metadata -----------------------------------------------------------
 
@@ -275,16 +299,23 @@ class Restorer:
         for parts, node in sorted(self._dirs, key=lambda d: len(d[0]), reverse=True):
             self._set_metadata(root, parts, node)
 
-    def _set_metadata(self, root: SafeRoot, parts: Parts, node: Node) -> None:
+    def _set_metadata(self, root: SafeRoot, parts: Parts, node: Node, fd: int | None = None
+                      ) -> None:
+        """Metadata of one entry: through ``fd`` if the caller holds the file open, else
+        through its folder."""
+        shown = os.fsdecode(root.path(parts))
+        owner = self.options.restore_owner
         try:
-            with root.open_dir(parts[:-1]) as dir_fd:  # reached without following symlinks
-                warnings = apply_metadata(dir_fd, parts[-1], node,
-                                          restore_owner=self.options.restore_owner,
-                                          shown=os.fsdecode(root.path(parts)))
+            if fd is not None:
+                warnings = apply_file_metadata(fd, node, restore_owner=owner, shown=shown)
+            else:
+                with root.open_dir(parts[:-1]) as dir_fd:  # reached without following symlinks
+                    warnings = apply_metadata(dir_fd, parts[-1], node, restore_owner=owner,
+                                              shown=shown)
             for warning in warnings:
                 self._warn(warning)
         except OSError as exc:
-            self._warn(f"{os.fsdecode(root.path(parts))}: cannot set metadata: {exc.strerror}")
+            self._warn(f"{shown}: cannot set metadata: {exc.strerror}")
         except (ValueError, OverflowError) as exc:  # NUL in an xattr name, absurd numbers
             raise _impossible(parts, exc) from exc
 

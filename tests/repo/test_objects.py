@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fogvault.errors import IntegrityError, MalformedObject
-from fogvault.repo.format import BlobType, index_name, pack_name, snapshot_name
+from fogvault.repo.format import BlobType, index_name, pack_name, parse_hex_id, snapshot_name
 from fogvault.repo.index import IndexFile
 from fogvault.repo.pack import PackBuilder, PackEntry, parse_pack, seal_blob
 from fogvault.repo.packer import PackWriter
@@ -169,3 +169,10 @@ def test_index_files_are_named_by_their_hash(make_repo):
     index_id = bytes.fromhex(name.split("/")[1])
     assert index_name(index_id) == name
     assert index_id in repo.index_ids()
+
+
+@pytest.mark.parametrize("text", ["00 " * 16 + "00" * 8, "AB" * 32, "0" * 63, "0" * 65, "zz" * 32])
+def test_an_id_is_exactly_64_lowercase_hex_digits(text: str) -> None:
+    with pytest.raises(MalformedObject):
+        parse_hex_id(text)
+    assert parse_hex_id("ab" * 32) == b"\xab" * 32

@@ -1,0 +1,111 @@
+"""The tree codec: every field round-trips exactly, and each malformed field is refused with
+a MalformedObject that names it (docs/format.md, section 13)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fogvault.errors import MalformedObject, UnsafePath
+from fogvault.repo.tree import (
+    BLOCKDEV,
+    CHARDEV,
+    DIR,
+    FIFO,
+    FILE,
+    SYMLINK,
+    Node,
+    Tree,
+)
+
+U64 = st.integers(0, 2**64 - 1)
+TIME = st.integers(-(2**63), 2**63 - 1)
+IDS = st.binary(min_size=32, max_size=32)
+NAMES = st.binary(min_size=1, max_size=12).filter(
+    lambda n: n not in (b".", b"..") and b"/" not in n and b"\0" not in n)
+
+
+@st.composite
+def nodes(draw: st.DrawFn, name: bytes) -> Node:
+    kind = draw(st.sampled_from([FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV]))
+    xattrs = draw(st.dictionaries(st.binary(min_size=1, max_size=8), st.binary(max_size=8),
+                                  max_size=3))
+    return Node(
+        name=name, type=kind, mode=draw(st.integers(0, 0o7777)), uid=draw(U64),
+        gid=draw(U64), user=draw(st.text(max_size=6)), group=draw(st.text(max_size=6)),
+        mtime_ns=draw(TIME), ctime_ns=draw(TIME), size=draw(U64) if kind == FILE else 0,
+        dev=draw(U64), ino=draw(U64), nlink=draw(U64),
+        rdev=draw(U64) if kind in (CHARDEV, BLOCKDEV) else 0,
+        target=draw(st.binary(max_size=12)) if kind == SYMLINK else b"",
+        xattrs=sorted(xattrs.items()),
+        content=draw(st.lists(IDS, max_size=3)) if kind == FILE else [],
+        subtree=draw(IDS) if kind == DIR else None,
+    )
+
+
+@st.composite
+def trees(draw: st.DrawFn) -> Tree:
+    names = sorted(draw(st.sets(NAMES, max_size=6)))
+    return Tree([draw(nodes(name)) for name in names])
+
+
+@settings(max_examples=300, deadline=None)
+@given(trees())
+def test_every_field_round_trips(tree: Tree) -> None:
+    data = tree.encode()
+    decoded = Tree.decode(data)
+    assert decoded.nodes == tree.nodes
+    assert decoded.encode() == data
+
+
+def _tree(**fields: object) -> bytes:
+    node = {"type": "file", "name": "f", "content": [], **fields}
+    return json.dumps({"version": 1, "nodes": [node]}).encode()
+
+
+@pytest.mark.parametrize("key", ["mode", "uid", "gid", "size", "dev", "ino", "nlink", "rdev",
+                                 "mtime_ns", "ctime_ns"])
+@pytest.mark.parametrize("value", [True, 1.0, "1", None, [1]])
+def test_integer_fields_must_be_integers(key: str, value: object) -> None:
+    with pytest.raises(MalformedObject, match=f"bad {key} "):
+        Tree.decode(_tree(**{key: value}))
+
+
+@pytest.mark.parametrize("key", ["mode", "uid", "gid", "size", "dev", "ino", "nlink", "rdev"])
+def test_only_times_may_be_negative(key: str) -> None:
+    with pytest.raises(MalformedObject, match=f"bad {key} "):
+        Tree.decode(_tree(**{key: -1}))
+    node = Tree.decode(_tree(mtime_ns=-5, ctime_ns=-7)).nodes[0]
+    assert (node.mtime_ns, node.ctime_ns) == (-5, -7)
+
+
+@pytest.mark.parametrize("node_type", ["socket", None, 1, ["file"], {"a": 1}])
+def test_unknown_or_unhashable_types_are_malformed(node_type: object) -> None:
+    with pytest.raises(MalformedObject, match="unknown node type"):
+        Tree.decode(_tree(type=node_type))
+
+
+@pytest.mark.parametrize("fields", [
+    {"user": 1}, {"group": None}, {"name": 5}, {"name_b64": None}, {"name_b64": "!!"},
+    {"xattrs": None}, {"xattrs": [["a"]]}, {"xattrs": [["dXNlcg==", 1]]}, {"content": "ab"},
+    {"content": ["AB" * 32]}, {"content": ["ab" * 31]},
+])
+def test_malformed_fields_are_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(MalformedObject):
+        Tree.decode(_tree(**fields))
+
+
+def test_directory_needs_a_subtree_and_unsafe_names_are_refused() -> None:
+    with pytest.raises(MalformedObject, match="without subtree"):
+        Tree.decode(_tree(type="dir"))
+    with pytest.raises(UnsafePath):
+        Tree.decode(_tree(name=".."))
+
+
+def test_fields_of_other_types_are_ignored() -> None:
+    node = Tree.decode(_tree(type="fifo", target="t", content=["ab" * 32],
+                             subtree="cd" * 32, future_field=1)).nodes[0]
+    assert (node.target, node.content, node.subtree) == (b"", [], None)
