@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -246,25 +247,37 @@ class Restorer:
                 destinations[blob_id].append((number, offset))
                 offset += entry.raw_length
         self.progress.start(self.summary.total_bytes)
+        # A 16 MiB pack read at once was held as ciphertext and as plaintext together, in
+        # each of the ``workers`` reads in flight and in the one being written: about 160 MiB
+        # (and ``pack_size`` may be up to 512 MiB). Reading at most FETCH_SPAN bytes at a time
+        # bounds that to a few MiB per read; the local reads cost no more, the remote ones a
+        # request per span.
+        fetches = [group for entries in by_pack.values()
+                   for group in _spans(entries.values(), FETCH_SPAN)]
+        pack_of = {id(group): group[0].pack_id for group in fetches}
+        del by_pack
 
-        def fetch(pack_id: bytes) -> list[tuple[IndexEntry, bytes]]:
-            return self.repo.read_pack_blobs(pack_id, list(by_pack[pack_id].values()))
+        def fetch(group: list[IndexEntry]) -> list[tuple[IndexEntry, bytes]]:
+            return self.repo.read_pack_blobs(pack_of[id(group)], group)
 
         def write(blobs: list[tuple[IndexEntry, bytes]]) -> None:
-            for entry, data in blobs:
+            blobs.reverse()
+            while blobs:  # each plaintext is dropped as soon as it is written
+                entry, data = blobs.pop()
                 for number, offset in destinations[entry.blob_id]:
                     self._write_blob(root, self._files[number], offset, data)
+                del data
 
-        # Packs are fetched in parallel (remote reads wait on latency; decryption and zstd
+        # Spans are fetched in parallel (remote reads wait on latency; decryption and zstd
         # release the GIL) but written by this thread alone: with every thread writing, each
         # system call of a small file handed the GIL to another thread, doubling the CPU time.
-        # At most ``workers`` packs are held: the one being written and those in flight.
+        # At most ``workers`` spans are held: the one being written and those in flight.
         with ThreadPoolExecutor(max_workers=self.options.workers) as pool:
             ahead: deque[Future[list[tuple[IndexEntry, bytes]]]] = deque()
-            for pack_id in by_pack:
+            for group in fetches:
                 if len(ahead) == self.options.workers:
                     write(ahead.popleft().result())
-                ahead.append(pool.submit(fetch, pack_id))
+                ahead.append(pool.submit(fetch, group))
             while ahead:
                 write(ahead.popleft().result())
 
@@ -353,6 +366,20 @@ def _impossible(parts: Parts, exc: Exception) -> MalformedObject:
 
 
 HOLE_BLOCK = 64 * 1024
+FETCH_SPAN = 4 * 1024 * 1024  # bytes of a pack read at once (a larger blob is read alone)
+
+
+def _spans(entries: Iterable[IndexEntry], span: int) -> list[list[IndexEntry]]:
+    """``entries`` (all of one pack) in offset order, cut into groups that each cover at most
+    ``span`` bytes of the pack from the first blob's start to the last one's end."""
+    groups: list[list[IndexEntry]] = []
+    start = -1
+    for entry in sorted(entries, key=lambda e: e.offset):
+        if not groups or entry.offset + entry.length - start > span:
+            groups.append([])
+            start = entry.offset
+        groups[-1].append(entry)
+    return groups
 
 
 def _data_runs(data: bytes) -> list[tuple[int, int]]:

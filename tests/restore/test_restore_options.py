@@ -345,3 +345,47 @@ def test_cli_overwrite_never_over_symlinked_folder_fails_cleanly(
                    "--target", str(target), "--overwrite", "sometimes")
     assert bad.returncode == 2, bad.stderr.decode()
     assert "Traceback" not in bad.stderr.decode()
+
+
+# ---- memory: packs are read in bounded spans ----------------------------------------------
+
+
+def test_spans_cut_a_pack_into_bounded_offset_ordered_groups() -> None:
+    from fogvault.repo.format import BlobType
+    from fogvault.repo.index import IndexEntry
+    from fogvault.restore.restorer import _spans
+
+    def entry(offset: int, length: int) -> IndexEntry:
+        blob_id = bytes([offset % 256]) * 32
+        return IndexEntry(blob_id, BlobType.DATA, b"p" * 32, offset, length, length)
+
+    entries = [entry(o, n) for o, n in [(900, 50), (0, 100), (100, 300), (400, 700), (1100, 10)]]
+    groups = _spans(entries, span=500)
+    assert [[(e.offset, e.length) for e in g] for g in groups] == [
+        [(0, 100), (100, 300)],  # 400 bytes; adding the next would make 1100
+        [(400, 700)],  # larger than the span: read alone
+        [(900, 50), (1100, 10)],  # a gap counts: 900..1110 is 210 bytes
+    ]
+    assert _spans([], span=500) == []
+
+
+def test_restore_reads_packs_in_spans_and_stays_byte_exact(
+    backed: Backed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fogvault.restore.restorer as restorer_module
+
+    monkeypatch.setattr(restorer_module, "FETCH_SPAN", 200)  # these packs: under 1 KiB
+    calls: list[tuple[bytes, int, int]] = []
+    real = backed.repo.read_pack_blobs
+
+    def spy(pack_id: bytes, entries: list[Any], **kw: Any) -> Any:
+        start = min(e.offset for e in entries)
+        calls.append((pack_id, start, max(e.offset + e.length for e in entries) - start))
+        if len(entries) > 1:
+            assert calls[-1][2] <= 200
+        return real(pack_id, entries, **kw)
+
+    monkeypatch.setattr(backed.repo, "read_pack_blobs", spy)
+    backed.restore(tmp_path / "out")
+    assert listing(backed.restored(tmp_path / "out")) == ALL
+    assert len(calls) > len({pack for pack, _, _ in calls})  # some pack took several reads
