@@ -57,16 +57,32 @@ class Chunker:
             params.avg_size, min_size=params.min_size, max_size=params.max_size, seed=seed
         )
 
-    def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:
+    def chunks(self, stream: BinaryIO, size_hint: int | None = None) -> Iterator[memoryview]:
+        """Chunk ``stream``. ``size_hint`` (the expected length, e.g. from ``fstat``) only sizes
+        the first buffer, so a small file does not cost a window-sized allocation; a stream
+        longer or shorter than the hint is still chunked correctly."""
         window = max(16 * MIB, 2 * self._cdc.max_size)
+        readinto = getattr(stream, "readinto", None)
         carry = b""
         while True:
-            data = _read_full(stream, window)
-            buffer = carry + data if carry else data
-            if not buffer:
+            want = window
+            if size_hint is not None:
+                # One byte more than expected: a short read then proves the end of the stream.
+                want, size_hint = min(window, max(size_hint, 0) + 1), None
+            if readinto is not None:
+                # One fresh buffer per window, the carry copied in front: no concatenation.
+                buffer = bytearray(len(carry) + want)
+                buffer[: len(carry)] = carry
+                got = _readinto_full(readinto, memoryview(buffer)[len(carry) :])
+                view = memoryview(buffer)[: len(carry) + got]
+            else:
+                data = _read_full(stream, want)
+                got = len(data)
+                view = memoryview(carry + data if carry else data)
+            if not view:
                 return
-            cuts = list(self._cdc.cut_buf(buffer))
-            if len(data) < window:  # end of stream: the last chunk is final
+            cuts = list(self._cdc.cut_buf(view))
+            if got < want:  # end of stream: the last chunk is final
                 for chunk in cuts:
                     yield chunk.data
                 return
@@ -77,6 +93,17 @@ class Chunker:
     def chunk_buffer(self, data: bytes) -> Iterator[memoryview]:
         for chunk in self._cdc.cut_buf(data):
             yield chunk.data
+
+
+def _readinto_full(readinto, view: memoryview) -> int:
+    """Fill ``view``; fewer bytes only at the end of the stream. Returns the count."""
+    done = 0
+    while done < len(view):
+        n = readinto(view[done:])
+        if not n:
+            break
+        done += n
+    return done
 
 
 def _read_full(stream: BinaryIO, size: int) -> bytes:

@@ -27,6 +27,7 @@ from fogvault.backup.progress import Progress
 from fogvault.backup.saver import BlobSaver
 from fogvault.errors import UsageError
 from fogvault.fsmeta import node_from_stat, node_type, read_xattrs, user_name
+from fogvault.heap import use_one_malloc_arena
 from fogvault.repo.format import BlobType
 from fogvault.repo.lock import NoLock
 from fogvault.repo.packer import PackWriter, PackWriterOptions
@@ -74,6 +75,7 @@ class Archiver:
 
     def run(self, paths: list[str]) -> BackupResult:
         started = time.monotonic()
+        use_one_malloc_arena()
         abs_paths = _normalise(paths)
         self._root_devs = {_lstat_source(p).st_dev for p in abs_paths}
         with self.repo.lock() if not self.options.dry_run else NoLock() as lock:
@@ -350,7 +352,7 @@ class Archiver:
                 if not stat.S_ISREG(before.st_mode):
                     self._warn(path, "replaced by something that is not a file; skipped")
                     return None
-                content = self._chunk_stream(saver, f)
+                content = self._chunk_stream(saver, f, before.st_size)
                 after = os.fstat(f.fileno())
         except OSError as exc:
             self._warn(path, f"read error: {exc.strerror}")
@@ -365,10 +367,10 @@ class Archiver:
             node.mtime_ns, node.ctime_ns = after.st_mtime_ns, 0
         return content
 
-    def _chunk_stream(self, saver: BlobSaver, f) -> list[bytes]:
+    def _chunk_stream(self, saver: BlobSaver, f, size: int) -> list[bytes]:
         content = []
         reader = _CountingReader(f, self)
-        for chunk in self.repo.chunker().chunks(reader):
+        for chunk in self.repo.chunker().chunks(reader, size_hint=size):
             content.append(saver.save(BlobType.DATA, chunk))
         return content
 
@@ -391,6 +393,13 @@ class _CountingReader:
             self.archiver.summary.bytes_read += len(data)
             self.archiver.progress.bytes_done(len(data))
         return data
+
+    def readinto(self, buffer) -> int:
+        n = self.f.readinto(buffer)
+        if n:
+            self.archiver.summary.bytes_read += n
+            self.archiver.progress.bytes_done(n)
+        return n or 0
 
 
 class _DryRunWriter:

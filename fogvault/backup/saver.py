@@ -18,7 +18,6 @@ from fogvault.repo.repository import Repository
 
 INLINE_LIMIT = 64 * 1024  # smaller blobs cost less to seal than to hand to a thread
 
-
 class BlobSaver:
     def __init__(self, repo: Repository, writer: PackWriter, workers: int = 2) -> None:
         self.repo = repo

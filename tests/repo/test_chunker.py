@@ -23,6 +23,21 @@ class TrickleStream(io.RawIOBase):
         self.pos += len(part)
         return part
 
+    def readinto(self, buffer) -> int:
+        part = self.read(len(buffer))
+        buffer[: len(part)] = part
+        return len(part)
+
+
+class ReadOnlyStream:
+    """Has ``read`` but no ``readinto``: the chunker falls back to reading bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.stream = io.BytesIO(data)
+
+    def read(self, size: int) -> bytes:
+        return self.stream.read(size)
+
 
 @pytest.mark.parametrize("params", [ChunkerParams(), ChunkerParams(16 * 1024, 64 * 1024,
                                                                    256 * 1024)])
@@ -37,6 +52,10 @@ def test_windowed_chunks_equal_whole_buffer_chunks(params, size):
     assert [bytes(c) for c in chunker.chunks(io.BytesIO(data))] == expected
     if size < MIB:
         assert [bytes(c) for c in chunker.chunks(TrickleStream(data))] == expected
+    assert [bytes(c) for c in chunker.chunks(ReadOnlyStream(data))] == expected
+    # The size hint only sizes the first buffer: right, too small or too large, same cuts.
+    for hint in {0, size, max(size - 1, 0), size + 1, size // 3, 2 * size + 5}:
+        assert [bytes(c) for c in chunker.chunks(io.BytesIO(data), size_hint=hint)] == expected
 
 
 def test_seed_changes_boundaries():
