@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 from fogvault.errors import IntegrityError, MalformedObject, UnsafePath, UsageError
 from fogvault.fsmeta import apply_file_metadata, apply_metadata
-from fogvault.heap import use_one_malloc_arena
 from fogvault.patterns import PathPatterns
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.repository import Repository
@@ -99,7 +98,6 @@ class Restorer:
         if self.options.dry_run:
             self._plan(None)
             return self.summary
-        use_one_malloc_arena()
         with self.repo.lock(writes=False):  # shared: prune cannot delete what is restored
             self._root = SafeRoot(target)
             try:
