@@ -12,6 +12,7 @@ import os
 import pwd
 import stat
 from functools import lru_cache
+from typing import Any
 
 from fogvault.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
 
@@ -94,42 +95,37 @@ def apply_metadata(dir_fd: int, name: bytes, node: Node, *, restore_owner: bool,
 
     Returns warnings (``shown`` names the entry) for what the destination did not allow.
     """
+    # xattr calls take no folder descriptor; /proc/self/fd gives a short path to the folder.
+    via_proc = os.path.join(b"/proc/self/fd", str(dir_fd).encode(), name)
+    return _apply(name, {"dir_fd": dir_fd, "follow_symlinks": False}, via_proc, node,
+                  restore_owner=restore_owner, shown=shown)
+
+
+def apply_file_metadata(fd: int, node: Node, *, restore_owner: bool, shown: str) -> list[str]:
+    """``apply_metadata`` for a file the caller holds open, on the descriptor, so no path is
+    resolved again."""
+    return _apply(fd, {}, fd, node, restore_owner=restore_owner, shown=shown)
+
+
+def _apply(target: bytes | int, at: dict[str, Any], xattr_target: bytes | int, node: Node, *,
+           restore_owner: bool, shown: str) -> list[str]:
+    """The steps of both: owner first (chown clears set-id bits), times last. ``target`` is a
+    name (``at``: its folder, no following) or an open descriptor (``at`` empty)."""
     warnings: list[str] = []
     is_link = node.type == SYMLINK
     if restore_owner:
         try:
-            os.chown(name, node.uid, node.gid, dir_fd=dir_fd, follow_symlinks=False)
+            os.chown(target, node.uid, node.gid, **at)
         except OSError as exc:
             warnings.append(f"{shown}: cannot set owner: {exc.strerror}")
-    # xattr calls take no folder descriptor; /proc/self/fd gives a short path to the folder.
-    _set_xattrs(os.path.join(b"/proc/self/fd", str(dir_fd).encode(), name), node, shown,
-                warnings)
+    _set_xattrs(xattr_target, node, shown, warnings)
     if not is_link:  # the entry was created by this restore: it is not a symlink
-        os.chmod(name, node.mode, dir_fd=dir_fd)
+        os.chmod(target, node.mode, dir_fd=at.get("dir_fd"))
     try:
-        os.utime(name, ns=(node.mtime_ns, node.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+        os.utime(target, ns=(node.mtime_ns, node.mtime_ns), **at)
     except OSError as exc:
         if not is_link:
             warnings.append(f"{shown}: cannot set times: {exc.strerror}")
-    return warnings
-
-
-def apply_file_metadata(fd: int, node: Node, *, restore_owner: bool, shown: str) -> list[str]:
-    """``apply_metadata`` for a file the caller holds open: the same steps in the same order
-    (owner first: chown clears set-id bits; times last), on the descriptor, so no path is
-    resolved again."""
-    warnings: list[str] = []
-    if restore_owner:
-        try:
-            os.chown(fd, node.uid, node.gid)
-        except OSError as exc:
-            warnings.append(f"{shown}: cannot set owner: {exc.strerror}")
-    _set_xattrs(fd, node, shown, warnings)
-    os.chmod(fd, node.mode)
-    try:
-        os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
-    except OSError as exc:
-        warnings.append(f"{shown}: cannot set times: {exc.strerror}")
     return warnings
 
 

@@ -5,10 +5,10 @@ Three phases:
 1. **Plan and create** (one thread, depth-first): folders, symlinks, fifos, devices, hardlinks
    and empty, pre-sized regular files are created below the target through :class:`SafeRoot`
    (never following a symlink). Each file's chunks are mapped to (file, offset) destinations.
-2. **Content**: each needed pack is read once with one ranged read over the blobs it holds,
-   and its blobs are verified and decrypted, a thread per pack in flight; this thread writes
-   every destination with ``pwrite``. A blob used by many files is fetched once. All-zero
-   blobs are not written, so sparse files keep their holes.
+2. **Content**: each needed pack is read in spans of at most ``FETCH_SPAN`` bytes, one ranged
+   read each, and their blobs are verified and decrypted, a thread per span in flight; this
+   thread writes every destination with ``pwrite``. A blob used by many files is fetched once.
+   All-zero blobs are not written, so sparse files keep their holes.
 3. **Metadata**: ownership (as root), xattrs, modes and times; folders last and deepest first,
    so writing their contents does not disturb their mtimes. A regular file gets its metadata
    as soon as its content is complete, through the descriptor that wrote the last of it.
@@ -254,11 +254,10 @@ class Restorer:
         # request per span.
         fetches = [group for entries in by_pack.values()
                    for group in _spans(entries.values(), FETCH_SPAN)]
-        pack_of = {id(group): group[0].pack_id for group in fetches}
         del by_pack
 
         def fetch(group: list[IndexEntry]) -> list[tuple[IndexEntry, bytes]]:
-            return self.repo.read_pack_blobs(pack_of[id(group)], group)
+            return self.repo.read_pack_blobs(group[0].pack_id, group)
 
         def write(blobs: list[tuple[IndexEntry, bytes]]) -> None:
             blobs.reverse()

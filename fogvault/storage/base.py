@@ -34,6 +34,10 @@ from dataclasses import dataclass
 
 from fogvault.storage.errors import InvalidName, ObjectNotFound
 
+#: How backends name the temporary file of a write in progress (dot names are never objects),
+#: so that ``remove_incomplete`` can find those a killed writer left.
+TEMP_PREFIX = ".tmp-"
+
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 

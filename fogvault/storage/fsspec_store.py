@@ -44,7 +44,13 @@ import fsspec
 from fsspec.asyn import sync
 
 from fogvault.sizes import parse_size
-from fogvault.storage.base import ObjectInfo, Storage, validate_name, validate_prefix
+from fogvault.storage.base import (
+    TEMP_PREFIX,
+    ObjectInfo,
+    Storage,
+    validate_name,
+    validate_prefix,
+)
 from fogvault.storage.errors import (
     ObjectExists,
     ObjectNotFound,
@@ -61,9 +67,6 @@ from fogvault.storage.s3_multipart import (
 )
 
 log = logging.getLogger(__name__)
-
-#: How temporary files of SFTP writes start (dot names are never objects).
-_SFTP_TEMP = ".tmp-"
 
 #: The largest object a single S3 PUT may carry.
 S3_MAX_PUT = 5 * 1024**3
@@ -557,7 +560,7 @@ class SftpStorage(Storage):
     def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
         path = self._path(name)
         folder, _, leaf = path.rpartition("/")
-        tmp = f"{folder}/{_SFTP_TEMP}{leaf}-{secrets.token_hex(6)}"
+        tmp = f"{folder}/{TEMP_PREFIX}{leaf}-{secrets.token_hex(6)}"
         if self._run(name, _sftp_write, tmp, path, bytes(data), overwrite):
             raise ObjectExists("object exists", target=self.url, name=name)
 
@@ -681,7 +684,7 @@ async def _sftp_walk(channel: Any, base: str, temporaries: bool = False
         if stat_module.S_ISDIR(mode) and not entry.filename.startswith("."):  # nor "." or ".."
             folders.append(path)
         elif stat_module.S_ISREG(mode) and (
-                entry.filename.startswith(_SFTP_TEMP) if temporaries
+                entry.filename.startswith(TEMP_PREFIX) if temporaries
                 else not entry.filename.startswith(".")):  # fmt: skip
             files.append((path, int(entry.attrs.size or 0), float(entry.attrs.mtime or 0)))
     for found in await asyncio.gather(*(_sftp_walk(channel, f, temporaries) for f in folders)):

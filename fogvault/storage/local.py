@@ -17,7 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from fogvault.storage.base import ObjectInfo, Storage, validate_name, validate_prefix
+from fogvault.storage.base import (
+    TEMP_PREFIX,
+    ObjectInfo,
+    Storage,
+    validate_name,
+    validate_prefix,
+)
 from fogvault.storage.errors import (
     ObjectExists,
     ObjectNotFound,
@@ -27,7 +33,6 @@ from fogvault.storage.errors import (
 )
 
 _NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
-_TEMP_PREFIX = ".tmp-"
 _TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO}
 
 
@@ -65,7 +70,7 @@ class LocalStorage(Storage):
 
     def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
         path = self._path(name)
-        tmp = path.parent / f"{_TEMP_PREFIX}{path.name}-{secrets.token_hex(6)}"
+        tmp = path.parent / f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(6)}"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -158,7 +163,7 @@ class LocalStorage(Storage):
             for folder, _, files in os.walk(self.root):
                 for leaf in files:
                     path = os.path.join(folder, leaf)
-                    if leaf.startswith(_TEMP_PREFIX) and os.lstat(path).st_mtime < cutoff:
+                    if leaf.startswith(TEMP_PREFIX) and os.lstat(path).st_mtime < cutoff:
                         with contextlib.suppress(FileNotFoundError):  # another clean-up won
                             os.unlink(path)
                             removed += 1
