@@ -32,9 +32,10 @@ log = logging.getLogger("fogvault")
 # The default of --kdf: fogvault.crypto.DEFAULT_KDF, named here because importing
 # fogvault.crypto loads libsodium, which commands that open no repository do not need (a test
 # checks that the two agree).
-DEFAULT_KDF = "interactive"
+DEFAULT_KDF = "standard"
 KdfOption = Annotated[
-    str, typer.Option(help="Argon2id cost: interactive, moderate or sensitive.")
+    str, typer.Option(help="Argon2id cost: standard (32 MiB), interactive (64 MiB), "
+                      "moderate (256 MiB) or sensitive (1 GiB).")
 ]
 
 

@@ -8,7 +8,6 @@ and files are 0600: index contents are encrypted, but their count and sizes are 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import platformdirs
@@ -42,7 +41,7 @@ class Cache:
 
     def put(self, name: str, data: bytes) -> None:
         path = self._path(name)
-        tmp = path.with_name(f".tmp-{secrets.token_hex(6)}")
+        tmp = path.with_name(f".tmp-{os.urandom(6).hex()}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:

@@ -7,7 +7,7 @@ not reveal even the chunker parameters.
 from __future__ import annotations
 
 import json
-import secrets
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,7 @@ MAX_PACK_SIZE = 512 * 1024 * 1024
 
 @dataclass(slots=True)
 class RepoConfig:
-    repo_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    repo_id: str = field(default_factory=lambda: os.urandom(16).hex())
     version: int = FORMAT_VERSION
     created: str = field(default_factory=lambda: datetime.now().astimezone().isoformat())
     chunker: ChunkerParams = field(default_factory=ChunkerParams)

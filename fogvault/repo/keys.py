@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import getpass
 import json
-import secrets
+import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +41,7 @@ class KeyFile:
 
     @classmethod
     def create(cls, master: MasterKey, password: bytes, params: KdfParams) -> KeyFile:
-        key_id = secrets.token_hex(UID_HEX_LEN // 2)
+        key_id = os.urandom(UID_HEX_LEN // 2).hex()
         salt = random_salt()
         kek = password_key(password, salt, params)
         sealed = seal(kek, master.to_bytes(), aad(ObjectKind.KEY, key_id.encode()))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
@@ -114,7 +113,7 @@ class RepositoryLock:
         self.exclusive = exclusive
         self.retry_for = retry_for
         now = datetime.now(UTC)
-        self.info = LockInfo(secrets.token_hex(UID_HEX_LEN // 2), exclusive,
+        self.info = LockInfo(os.urandom(UID_HEX_LEN // 2).hex(), exclusive,
                              socket.gethostname(), os.getpid(), _user(), now, now)
         self._last_refresh = _clock()
         self._lost = False  # once possibly stale, always: another process may have acted

@@ -8,7 +8,7 @@ random bits). Commands accept any unique prefix of a uid, or ``latest``.
 from __future__ import annotations
 
 import json
-import secrets
+import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ MAX_WARNINGS = 1000
 
 
 def new_uid() -> str:
-    return secrets.token_hex(UID_HEX_LEN // 2)
+    return os.urandom(UID_HEX_LEN // 2).hex()
 
 
 def is_uid(text: str) -> bool:

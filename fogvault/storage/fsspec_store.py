@@ -31,7 +31,6 @@ import errno
 import hashlib
 import logging
 import os
-import secrets
 import stat as stat_module
 import threading
 import time
@@ -560,7 +559,7 @@ class SftpStorage(Storage):
     def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
         path = self._path(name)
         folder, _, leaf = path.rpartition("/")
-        tmp = f"{folder}/{TEMP_PREFIX}{leaf}-{secrets.token_hex(6)}"
+        tmp = f"{folder}/{TEMP_PREFIX}{leaf}-{os.urandom(6).hex()}"
         if self._run(name, _sftp_write, tmp, path, bytes(data), overwrite):
             raise ObjectExists("object exists", target=self.url, name=name)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import time
 from collections.abc import Iterator
@@ -70,7 +69,7 @@ class LocalStorage(Storage):
 
     def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
         path = self._path(name)
-        tmp = path.parent / f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(6)}"
+        tmp = path.parent / f"{TEMP_PREFIX}{path.name}-{os.urandom(6).hex()}"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

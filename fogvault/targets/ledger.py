@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -77,7 +76,7 @@ class Ledger:
         self._write({"version": LEDGER_VERSION, "targets": known})
 
     def _write(self, doc: dict[str, Any]) -> None:
-        tmp = self.path.with_name(f".tmp-{secrets.token_hex(6)}")
+        tmp = self.path.with_name(f".tmp-{os.urandom(6).hex()}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

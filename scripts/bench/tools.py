@@ -6,7 +6,7 @@
 * Compression: FogVault zstd level 3 (its default); restic 0.14 knows only ``--compression
   auto|max|off``, and ``auto`` is klauspost/zstd "SpeedDefault" (about level 3); borg
   ``--compression zstd,3``.
-* Password KDF: FogVault ``init --kdf interactive`` (Argon2id, 64 MiB; its default); restic
+* Password KDF: FogVault ``init --kdf standard`` (Argon2id, 32 MiB, 5 passes; its default); restic
   scrypt as restic calibrates it; borg 1.2 PBKDF2-SHA256 (100,000 rounds). Passwords come from a
   file (``FOGVAULT_PASSWORD_FILE``, ``RESTIC_PASSWORD_FILE``, ``BORG_PASSCOMMAND="cat FILE"``).
 * Chunkers at their defaults: FogVault FastCDC 512 KiB/1 MiB/8 MiB, restic Rabin
@@ -55,7 +55,7 @@ class Tool:
     name: str
     executable: str
     settings: str
-    kdf: str = "interactive"  # FogVault only
+    kdf: str = "standard"  # FogVault only
     pythonpath: str | None = None  # FogVault only: a frozen copy of the package (bench.py)
 
     def version(self) -> str:
@@ -130,7 +130,7 @@ def fogvault_executable() -> str:
     return found
 
 
-def ensure_tools(names: list[str], install: bool, kdf: str = "interactive") -> dict[str, Tool]:
+def ensure_tools(names: list[str], install: bool, kdf: str = "standard") -> dict[str, Tool]:
     """Find each tool; install restic/borgbackup with apt-get when missing and allowed."""
     missing = [n for n in names if n != "fogvault" and shutil.which(n) is None]
     if not os.access("/usr/bin/time", os.X_OK):
