@@ -14,6 +14,7 @@ in the pack, a lost index can be rebuilt from the packs alone.
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 
@@ -61,11 +62,15 @@ def open_blob(
 
 
 class PackBuilder:
-    """Collects sealed blobs and produces the finished pack bytes."""
+    """Collects sealed blobs and produces the finished pack bytes.
+
+    Blobs are copied into one growing buffer as they arrive (so each sealed blob can be freed
+    at once), and the finished pack is that buffer: ``BytesIO.getvalue`` hands it over without
+    a copy, where joining a list of parts held every pack twice for a moment."""
 
     def __init__(self, blob_type: BlobType) -> None:
         self.blob_type = blob_type
-        self._parts: list[bytes] = []
+        self._buffer = io.BytesIO()
         self._entries: list[PackEntry] = []
         self.size = 0
 
@@ -76,17 +81,20 @@ class PackBuilder:
         self._entries.append(
             PackEntry(self.blob_type, blob_id, self.size, len(sealed), raw_length)
         )
-        self._parts.append(sealed)
+        self._buffer.write(sealed)
         self.size += len(sealed)
 
     def finish(self, enc_key: bytes) -> tuple[bytes, bytes, list[PackEntry]]:
-        """Return (pack id, pack bytes, entries)."""
+        """Return (pack id, pack bytes, entries). The builder is spent afterwards."""
         header = _HEADER_PREFIX.pack(HEADER_MAGIC, HEADER_VERSION, len(self._entries))
         header += b"".join(
             _ENTRY.pack(e.blob_type, e.blob_id, e.length, e.raw_length) for e in self._entries
         )
         header_ct = seal(enc_key, header, aad(ObjectKind.PACK_HEADER))
-        data = b"".join([*self._parts, header_ct, _TRAILER.pack(len(header_ct))])
+        self._buffer.write(header_ct)
+        self._buffer.write(_TRAILER.pack(len(header_ct)))
+        data = self._buffer.getvalue()
+        self._buffer = io.BytesIO()
         return content_hash(data), data, list(self._entries)
 
 

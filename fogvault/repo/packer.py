@@ -77,7 +77,9 @@ class PackWriter:
     def add(self, blob_type: BlobType, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
         self._raise_failed_upload()
         with self._lock:
-            builder = self._builders.setdefault(blob_type, PackBuilder(blob_type))
+            builder = self._builders.get(blob_type)
+            if builder is None:
+                builder = self._builders[blob_type] = PackBuilder(blob_type)
             builder.add(blob_id, sealed, raw_length)
             self.stats.blobs += 1
             if builder.size < self.repo.config.pack_size:
