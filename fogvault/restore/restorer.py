@@ -1,19 +1,23 @@
 """Restoring a snapshot into a target folder, byte for byte, with metadata.
 
-Three phases:
+Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` files:
 
 1. **Plan and create** (one thread, depth-first): folders, symlinks, fifos, devices, hardlinks
    and empty, pre-sized regular files are created below the target through :class:`SafeRoot`
    (never following a symlink). Each file's chunks are mapped to (file, offset) destinations.
-2. **Content**: each needed pack is read in spans of at most ``FETCH_SPAN`` bytes, one ranged
-   read each, and their blobs are verified and decrypted, a thread per span in flight; this
-   thread writes every destination with ``pwrite``. A blob used by many files is fetched once.
-   All-zero blobs are not written, so sparse files keep their holes.
+2. **Content** of the batch: each needed pack is read in spans of at most ``FETCH_SPAN``
+   bytes, one ranged read each, and their blobs are verified and decrypted, a thread per span
+   in flight; this thread writes every destination with ``pwrite``. A blob used by many files
+   of a batch is fetched once (once per batch that uses it). All-zero blobs are not written,
+   so sparse files keep their holes. Batches bound the plan's memory (a file's node,
+   destinations and index entries: about 1 KiB), so a snapshot of millions of files restores
+   in the memory of one batch.
 3. **Metadata**: ownership (as root), xattrs, modes and times; folders last and deepest first,
    so writing their contents does not disturb their mtimes. A regular file gets its metadata
    as soon as its content is complete, through the descriptor that wrote the last of it.
 
-A restored path is always the snapshot's absolute path re-rooted below the target.
+A restored path is always the snapshot's absolute path re-rooted below the target. Progress
+totals grow batch by batch, as files are planned.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -96,16 +100,18 @@ class Restorer:
     def run(self) -> RestoreSummary:
         target = os.fsencode(os.path.abspath(self.options.target))
         if self.options.dry_run:
-            self._plan(None)
+            for _ in self._plan(None):
+                self._files.clear()
             return self.summary
         with self.repo.lock(writes=False):  # shared: prune cannot delete what is restored
             self._root = SafeRoot(target)
             try:
-                self._plan(self._root)
-                self._write_contents(self._root)
+                for _ in self._plan(self._root):
+                    self._write_contents(self._root)
+                    if self.options.verify:  # reads contents only: folder times stay
+                        self._verify(self._root)
+                    self._files.clear()
                 self._apply_metadata(self._root)
-                if self.options.verify:
-                    self._verify(self._root)
             finally:
                 self._root.close()
         return self.summary
@@ -116,9 +122,13 @@ class Restorer:
 
     # ---- phase 1: plan and create ----------------------------------------------------
 
-    def _plan(self, root: SafeRoot | None) -> None:
+    def _plan(self, root: SafeRoot | None) -> Iterator[None]:
+        """Plan and create entries depth-first; pause (yield) whenever ``self._files`` holds a
+        batch, for the caller to write and clear it, and once at the end."""
         stack: list[tuple[Parts, bytes, bool]] = [((), self.snapshot.tree, False)]
         while stack:
+            if len(self._files) >= PLAN_BATCH_FILES:
+                yield
             parts, tree_id, inside_match = stack.pop()
             tree = self.repo.load_tree(tree_id)
             for node in reversed(tree.nodes):  # reversed: the stack pops in name order
@@ -136,6 +146,7 @@ class Restorer:
                     stack.append((child, node.subtree or b"", selected))
                 elif selected:
                     self._plan_entry(root, child, node)
+        yield
 
     def _make_dir(self, root: SafeRoot, parts: Parts, node: Node) -> None:
         if not root.made(parts[:-1]):  # in a folder this restore made, nothing is in the way
@@ -365,6 +376,7 @@ def _impossible(parts: Parts, exc: Exception) -> MalformedObject:
 
 
 HOLE_BLOCK = 64 * 1024
+PLAN_BATCH_FILES = 10_000  # files planned before their contents are written (see the top)
 FETCH_SPAN = 4 * 1024 * 1024  # bytes of a pack read at once (a larger blob is read alone)
 
 

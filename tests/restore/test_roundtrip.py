@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from fogvault.backup.archiver import Archiver, BackupOptions, BackupResult
 from fogvault.repo.repository import Repository
+from fogvault.restore import restorer
 from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
 
 KIB, MIB = 1024, 1024 * 1024
@@ -364,9 +365,14 @@ def test_backup_then_restore_gives_back_the_same_tree(
         shutil.rmtree(work)
 
 
-def test_kitchen_sink_round_trip(make_repo: Callable[..., Repository], tmp_path: Path) -> None:
+@pytest.mark.parametrize("plan_batch", [None, 1, 3])
+def test_kitchen_sink_round_trip(make_repo: Callable[..., Repository], tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch, plan_batch: int | None) -> None:
     """One fixed tree with every kind of entry at once, so each is covered on every run
-    whatever the property test draws."""
+    whatever the property test draws. Also restored in batches of 1 and 3 files (the plan's
+    memory bound): hardlinks to a file of an earlier batch, content shared across batches."""
+    if plan_batch is not None:
+        monkeypatch.setattr(restorer, "PLAN_BATCH_FILES", plan_batch)
     repo = make_repo()
     xattrs_ok = _xattrs_supported(tmp_path)
     big = ("random", 7, 1_500_000)  # ~23 chunks of 64 KiB average
@@ -376,6 +382,7 @@ def test_kitchen_sink_round_trip(make_repo: Callable[..., Repository], tmp_path:
         b"big": FileSpec(big, 0o4755, 1_234_567_891_234_567_891, {b"user.k": b"v"}),
         b"zeros": FileSpec(("repeat", 0, 300_000), 0o644, 10**18, {}),
         b"sparse": FileSpec(sparse, 0o640, 987_654_321, {b"user.\xff": b""}),
+        b"same-as-big": FileSpec(big, 0o600, 12, {}),
         b"\xff\xfe-not-utf8": FileSpec(("random", 1, 10), 0o444, 5, {}),
         "ünïcödé".encode(): FifoSpec(0o620, 42),
         b"abs-link": LinkSpec(b"/etc/passwd", 3 * 10**18),
