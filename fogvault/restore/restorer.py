@@ -261,8 +261,10 @@ class Restorer:
         # A 16 MiB pack read at once was held as ciphertext and as plaintext together, in
         # each of the ``workers`` reads in flight and in the one being written: about 160 MiB
         # (and ``pack_size`` may be up to 512 MiB). Reading at most FETCH_SPAN bytes at a time
-        # bounds that to a few MiB per read; the local reads cost no more, the remote ones a
-        # request per span.
+        # bounds that to about 2 x FETCH_SPAN per read; the local reads cost no more, the remote
+        # ones a request per span (1 MiB: 4 in flight keep ~4 MiB per round trip moving).
+        # Measured on 50,000 small files, 4 MiB spans peaked at 150 MiB, 1 MiB at 112 MiB, in
+        # the same time (docs/performance.md).
         fetches = [group for entries in by_pack.values()
                    for group in _spans(entries.values(), FETCH_SPAN)]
         del by_pack
@@ -376,8 +378,8 @@ def _impossible(parts: Parts, exc: Exception) -> MalformedObject:
 
 
 HOLE_BLOCK = 64 * 1024
-PLAN_BATCH_FILES = 10_000  # files planned before their contents are written (see the top)
-FETCH_SPAN = 4 * 1024 * 1024  # bytes of a pack read at once (a larger blob is read alone)
+PLAN_BATCH_FILES = 2_000  # files planned before their contents are written (see the top)
+FETCH_SPAN = 1024 * 1024  # bytes of a pack read at once (a larger blob is read alone)
 
 
 def _spans(entries: Iterable[IndexEntry], span: int) -> list[list[IndexEntry]]:
