@@ -15,6 +15,8 @@ from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot
 from fogvault.repo.tree import DIR, FILE
 
+TREE_BATCH = 256  # pending trees loaded together
+
 
 @dataclass(slots=True)
 class MarkResult:
@@ -33,36 +35,42 @@ def mark_used(
     for snapshot in snapshots:
         stack = [(snapshot.tree, "/")]
         while stack:
-            tree_id, path = stack.pop()
-            position = index.position(tree_id)
-            if position < 0:
-                result.problems.append(f"snapshot {snapshot.uid}: tree {tree_id.hex()} of "
-                                       f"{path} is not in the index")
-                continue
-            if result.used[position]:
-                continue  # seen in this or an earlier snapshot
-            result.used[position] = 1
-            result.trees += 1
-            try:
-                tree = repo.load_tree(tree_id)
-            except FogVaultError as exc:
-                result.problems.append(f"snapshot {snapshot.uid}: tree of {path}: {exc}")
-                continue
-            for node in tree.nodes:
-                child = f"{path.rstrip('/')}/{node.name.decode(errors='replace')}"
-                if node.type == DIR and node.subtree is not None:
-                    stack.append((node.subtree, child))
-                elif node.type == FILE:
-                    _mark_content(result, index, node.content, snapshot.uid, child)
+            # A batch of pending trees at a time: load_trees reads each pack's share at once.
+            paths: dict[bytes, str] = {}
+            for tree_id, path in stack[-TREE_BATCH:]:
+                position = index.position(tree_id)
+                if position < 0:
+                    result.problems.append(f"snapshot {snapshot.uid}: tree {tree_id.hex()} of "
+                                           f"{path} is not in the index")
+                elif not result.used[position]:  # else seen in this or an earlier snapshot
+                    result.used[position] = 1
+                    result.trees += 1
+                    paths[tree_id] = path
+            del stack[-TREE_BATCH:]
+            for tree_id, tree in repo.load_trees(paths):
+                path = paths[tree_id]
+                if isinstance(tree, FogVaultError):
+                    result.problems.append(f"snapshot {snapshot.uid}: tree of {path}: {tree}")
+                    continue
+                for node in tree.nodes:
+                    if node.type == DIR and node.subtree is not None:
+                        stack.append((node.subtree, _child(path, node.name)))
+                    elif node.type == FILE:
+                        _mark_content(result, index, node.content, snapshot.uid, path, node.name)
         progress.advance()
     return result
 
 
-def _mark_content(result: MarkResult, index, content: list[bytes], uid: str, path: str) -> None:
+def _child(path: str, name: bytes) -> str:
+    return f"{path.rstrip('/')}/{name.decode(errors='replace')}"
+
+
+def _mark_content(result: MarkResult, index, content: list[bytes], uid: str, folder: str,
+                  name: bytes) -> None:
     for blob_id in content:
         position = index.position(blob_id)
         if position < 0:
-            result.problems.append(
-                f"snapshot {uid}: {path}: data blob {blob_id.hex()} is not in the index")
+            result.problems.append(f"snapshot {uid}: {_child(folder, name)}: data blob "
+                                   f"{blob_id.hex()} is not in the index")
         else:
             result.used[position] = 1

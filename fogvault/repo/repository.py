@@ -26,7 +26,7 @@ holds this repository's key files is used, and its config is remembered as damag
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,6 +77,7 @@ from fogvault.repo.index import (
     IndexEntry,
     IndexFile,
     ParsedIndexFile,
+    pack_spans,
     parse_index_file,
 )
 from fogvault.repo.keys import MAX_KEY_FILE_SIZE, KeyFile
@@ -96,6 +97,7 @@ MAX_INDEX_SIZE = 1024 * 1024 * 1024
 INDEX_LOAD_BATCH = 8
 INDEX_BYTES_PER_BLOB = 40
 METADATA_COMPRESSION_LEVEL = 3
+TREE_SPAN = 4 * 1024 * 1024  # bytes of a pack read at once by load_trees
 
 
 class Repository:
@@ -398,6 +400,28 @@ class Repository:
         # tree's encoding (an empty folder's, say) is stored once, as whichever came first.
         return Tree.decode(self.load_blob(tree_id))
 
+    def load_trees(self, tree_ids: Iterable[bytes]) -> Iterator[tuple[bytes, Tree | FogVaultError]]:
+        """Each of ``tree_ids`` (distinct) with its tree, or the error that kept it from
+        loading, in pack order: the trees of one pack come from one ranged read per
+        ``TREE_SPAN`` bytes, not one read each (folders' subtrees were written side by side)."""
+        by_pack: dict[bytes, list[IndexEntry]] = {}
+        for tree_id in tree_ids:
+            entry = self.index.get(tree_id)
+            if entry is None:
+                yield tree_id, IntegrityError(f"blob {tree_id.hex()} is not in the index")
+            else:
+                by_pack.setdefault(entry.pack_id, []).append(entry)
+        for pack_id, entries in by_pack.items():
+            for group in pack_spans(entries, TREE_SPAN):
+                try:
+                    blobs = self.read_pack_blobs(pack_id, group)
+                except FogVaultError:  # one bad blob fails the read: load each to tell which
+                    for entry in group:
+                        yield entry.blob_id, _try(self.load_tree, entry.blob_id)
+                    continue
+                for entry, data in blobs:
+                    yield entry.blob_id, _try(Tree.decode, data)
+
     # ---- snapshots ---------------------------------------------------------------------
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
@@ -539,6 +563,14 @@ def id_from_name_or_none(name: str) -> bytes | None:
     except FogVaultError:
         log.warning("ignoring unexpected object %s", name)
         return None
+
+
+def _try(load: Callable[[Any], T], arg: Any) -> T | FogVaultError:
+    """``load(arg)``, or the FogVaultError it raised."""
+    try:
+        return load(arg)
+    except FogVaultError as exc:
+        return exc
 
 
 def _hash_checked(object_id: bytes) -> Callable[[bytes], bytes]:

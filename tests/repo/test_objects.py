@@ -60,6 +60,34 @@ def test_tree_and_snapshot_round_trip(make_repo, reopen):
     assert loaded.to_json() == snapshot.to_json()
 
 
+def test_load_trees_reads_a_pack_once_and_names_each_failure(make_repo, tmp_path):
+    """Trees of one pack come from one ranged read; a damaged tree, a blob that is no tree and
+    an id missing from the index each get their own error, and the others still load."""
+    repo = make_repo()
+    trees = [Tree([Node(name=b"f%d" % i, type=FILE, size=i)]) for i in range(6)]
+    ids = _store(repo, [t.encode() for t in trees] + [b"not json"], BlobType.TREE)
+    tree_ids, junk_id = ids[:6], ids[6]
+    damaged = repo.index.get(tree_ids[2])
+    _flip(tmp_path / "repo" / pack_name(damaged.pack_id), damaged.offset + 30)
+    missing = os.urandom(32)
+    reads: list[bytes] = []
+    real = repo.read_pack_blobs
+    repo.read_pack_blobs = lambda pack_id, group: reads.append(pack_id) or real(pack_id, group)
+
+    loaded = dict(repo.load_trees([*tree_ids, junk_id, missing]))
+
+    assert sorted(loaded) == sorted([*tree_ids, junk_id, missing])
+    assert reads[0] == damaged.pack_id and len(reads) == 1  # then one load per tree
+    for i, tree_id in enumerate(tree_ids):
+        if i == 2:
+            assert isinstance(loaded[tree_id], IntegrityError)
+        else:
+            assert loaded[tree_id].encode() == trees[i].encode()
+    assert isinstance(loaded[junk_id], MalformedObject)
+    assert isinstance(loaded[missing], IntegrityError)
+    assert "not in the index" in str(loaded[missing])
+
+
 def test_every_byte_of_a_pack_is_protected(make_repo, tmp_path):
     repo = make_repo()
     [blob_id] = _store(repo, [b"precious " * 100])

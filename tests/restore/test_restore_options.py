@@ -353,7 +353,7 @@ def test_cli_overwrite_never_over_symlinked_folder_fails_cleanly(
 def test_spans_cut_a_pack_into_bounded_offset_ordered_groups() -> None:
     from fogvault.repo.format import BlobType
     from fogvault.repo.index import IndexEntry
-    from fogvault.restore.restorer import _spans
+    from fogvault.repo.index import pack_spans as _spans
 
     def entry(offset: int, length: int) -> IndexEntry:
         blob_id = bytes([offset % 256]) * 32
