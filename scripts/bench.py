@@ -56,10 +56,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json-out", help="write all results here")
     parser.add_argument("--index-blobs", type=int, default=10_000_000,
                         help="blobs in the synthetic index (0: skip)")
-    parser.add_argument("--fogvault-kdf", default="standard",
-                        choices=("standard", "interactive", "moderate", "sensitive"),
-                        help="FogVault's Argon2id profile (default: FogVault's own default, "
-                        "standard: 32 MiB; interactive for revisions before it existed)")
+    parser.add_argument("--fogvault-kdf", choices=("standard", "interactive", "moderate",
+                                                   "sensitive"),
+                        help="FogVault's Argon2id profile (default: the benchmarked revision's "
+                        "own default)")
     parser.add_argument("--fogvault-rev", metavar="REV",
                         help="benchmark the fogvault package as committed at this git revision "
                              "(e.g. HEAD) instead of a copy of the work tree")

@@ -22,9 +22,6 @@ refers to is deleted before a complete replacement index is in place. A rerun fi
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import compress
 
@@ -197,7 +194,12 @@ def _repack(
     progress.phase("repack", len(spans))
     writer = PackWriter(repo, PackWriterOptions(index_every_packs=8))
     try:
-        for blobs in _read_verified(repo, spans):
+        # Read and authenticated by REPACK_READERS threads (libsodium, zstd and BLAKE3 release
+        # the GIL) while this one copies: at most 2 * REPACK_READERS + 1 spans are held. Whole
+        # packs (16 MiB each, 5 of them) peaked at 120 MiB on a repack of large files.
+        reads = repo.read_spans(spans, threads=REPACK_READERS, ahead=2 * REPACK_READERS,
+                                sealed=True)
+        for blobs in reads:
             for entry, sealed in blobs:
                 writer.add(entry.blob_type, entry.blob_id, sealed, entry.raw_length)
             progress.advance()
@@ -205,25 +207,6 @@ def _repack(
     finally:
         writer.close()
     return writer.written
-
-
-def _read_verified(
-    repo: Repository, spans: list[list[IndexEntry]]
-) -> Iterator[list[tuple[IndexEntry, bytes]]]:
-    """The blobs of each span (one pack's, at most ``REPACK_SPAN`` bytes of it apart from a
-    larger blob), read and authenticated by ``REPACK_READERS`` threads (libsodium, zstd and
-    BLAKE3 release the GIL) while the caller copies earlier ones; at most
-    ``2 * REPACK_READERS + 1`` spans are held. Whole packs (16 MiB each, 5 of them) peaked at
-    120 MiB on a repack of large files."""
-    with ThreadPoolExecutor(max_workers=REPACK_READERS) as pool:
-        ahead: deque[Future[list[tuple[IndexEntry, bytes]]]] = deque()
-        for group in spans:
-            ahead.append(pool.submit(repo.read_pack_blobs, group[0].pack_id, group,
-                                     sealed=True))
-            if len(ahead) > 2 * REPACK_READERS:
-                yield ahead.popleft().result()
-        while ahead:
-            yield ahead.popleft().result()
 
 
 def _write_index(

@@ -85,7 +85,7 @@ class PackBuilder:
         self.size += len(sealed)
 
     def finish(self, enc_key: bytes) -> tuple[bytes, bytes, list[PackEntry]]:
-        """Return (pack id, pack bytes, entries). The builder is spent afterwards."""
+        """Return (pack id, pack bytes, entries); the builder is empty again afterwards."""
         header = _HEADER_PREFIX.pack(HEADER_MAGIC, HEADER_VERSION, len(self._entries))
         header += b"".join(
             _ENTRY.pack(e.blob_type, e.blob_id, e.length, e.raw_length) for e in self._entries
@@ -93,9 +93,9 @@ class PackBuilder:
         header_ct = seal(enc_key, header, aad(ObjectKind.PACK_HEADER))
         self._buffer.write(header_ct)
         self._buffer.write(_TRAILER.pack(len(header_ct)))
-        data = self._buffer.getvalue()
-        self._buffer = io.BytesIO()
-        return content_hash(data), data, list(self._entries)
+        data, entries = self._buffer.getvalue(), self._entries
+        self._buffer, self._entries, self.size = io.BytesIO(), [], 0
+        return content_hash(data), data, entries
 
 
 def pack_overhead(blob_count: int) -> int:

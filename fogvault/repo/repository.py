@@ -26,8 +26,9 @@ holds this repository's key files is used, and its config is remembered as damag
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -374,6 +375,23 @@ class Repository:
 
         return self.targets.read_decoded(pack_name(pack_id), decode, start, end - start)
 
+    def read_spans(
+        self, spans: Iterable[list[IndexEntry]], *, threads: int, ahead: int,
+        sealed: bool = False,
+    ) -> Iterator[list[tuple[IndexEntry, bytes]]]:
+        """:meth:`read_pack_blobs` of each span (the entries of one pack, e.g. from
+        :func:`pack_spans`), in order, read by ``threads`` threads while the caller uses earlier
+        ones; at most ``ahead`` reads are pending while the caller holds one."""
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            pending: deque[Future[list[tuple[IndexEntry, bytes]]]] = deque()
+            for group in spans:
+                pending.append(pool.submit(self.read_pack_blobs, group[0].pack_id, group,
+                                           sealed=sealed))
+                if len(pending) > ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
     def verify_pack(self, pack_id: bytes, storage: Storage | None = None) -> str | None:
         """None if the pack is intact (its bytes hash to its name, its header parses, and every
         blob decrypts to its id); otherwise what is wrong. Reads from ``storage`` if given."""
@@ -415,9 +433,13 @@ class Repository:
             for group in pack_spans(entries, TREE_SPAN):
                 try:
                     blobs = self.read_pack_blobs(pack_id, group)
-                except FogVaultError:  # one bad blob fails the read: load each to tell which
+                except IntegrityError:  # one bad blob fails the read: load each to tell which
                     for entry in group:
                         yield entry.blob_id, _try(self.load_tree, entry.blob_id)
+                    continue
+                except FogVaultError as exc:  # unreadable (every target tried): all of them
+                    for entry in group:
+                        yield entry.blob_id, exc
                     continue
                 for entry, data in blobs:
                     yield entry.blob_id, _try(Tree.decode, data)

@@ -9,9 +9,9 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
    bytes, one ranged read each, and their blobs are verified and decrypted, a thread per span
    in flight; this thread writes every destination with ``pwrite``. A blob used by many files
    of a batch is fetched once (once per batch that uses it). All-zero blobs are not written,
-   so sparse files keep their holes. Batches bound the plan's memory (a file's node,
-   destinations and index entries: about 1 KiB), so a snapshot of millions of files restores
-   in the memory of one batch.
+   so sparse files keep their holes. Batches bound the plan's memory for regular files (a
+   file's node, destinations and index entries: about 1 KiB); folders, links, specials and
+   hardlink sources are still kept to the end, for their metadata.
 3. **Metadata**: ownership (as root), xattrs, modes and times; folders last and deepest first,
    so writing their contents does not disturb their mtimes. A regular file gets its metadata
    as soon as its content is complete, through the descriptor that wrote the last of it.
@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import os
 import stat
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fogvault.errors import IntegrityError, MalformedObject, UnsafePath, UsageError
@@ -127,8 +126,6 @@ class Restorer:
         batch, for the caller to write and clear it, and once at the end."""
         stack: list[tuple[Parts, bytes, bool]] = [((), self.snapshot.tree, False)]
         while stack:
-            if len(self._files) >= PLAN_BATCH_FILES:
-                yield
             parts, tree_id, inside_match = stack.pop()
             tree = self.repo.load_tree(tree_id)
             for node in reversed(tree.nodes):  # reversed: the stack pops in name order
@@ -146,6 +143,8 @@ class Restorer:
                     stack.append((child, node.subtree or b"", selected))
                 elif selected:
                     self._plan_entry(root, child, node)
+                    if len(self._files) >= PLAN_BATCH_FILES:  # also within a wide folder
+                        yield
         yield
 
     def _make_dir(self, root: SafeRoot, parts: Parts, node: Node) -> None:
@@ -263,35 +262,24 @@ class Restorer:
         # (and ``pack_size`` may be up to 512 MiB). Reading at most FETCH_SPAN bytes at a time
         # bounds that to about 2 x FETCH_SPAN per read; the local reads cost no more, the remote
         # ones a request per span (1 MiB: 4 in flight keep ~4 MiB per round trip moving).
-        # Measured on 50,000 small files, 4 MiB spans peaked at 150 MiB, 1 MiB at 112 MiB, in
-        # the same time (docs/performance.md).
+        # Restoring 50,000 small files peaked at 150 MiB with 4 MiB spans and at 112 MiB with
+        # 1 MiB spans, in the same time (docs/performance.md, "Session 3").
         fetches = [group for entries in by_pack.values()
                    for group in pack_spans(entries.values(), FETCH_SPAN)]
         del by_pack
 
-        def fetch(group: list[IndexEntry]) -> list[tuple[IndexEntry, bytes]]:
-            return self.repo.read_pack_blobs(group[0].pack_id, group)
-
-        def write(blobs: list[tuple[IndexEntry, bytes]]) -> None:
+        # Spans are fetched in parallel (remote reads wait on latency; decryption and zstd
+        # release the GIL) but written by this thread alone: with every thread writing, each
+        # system call of a small file handed the GIL to another thread, doubling the CPU time.
+        # At most ``workers`` spans are held: the one being written and those in flight.
+        workers = self.options.workers
+        for blobs in self.repo.read_spans(fetches, threads=workers, ahead=workers - 1):
             blobs.reverse()
             while blobs:  # each plaintext is dropped as soon as it is written
                 entry, data = blobs.pop()
                 for number, offset in destinations[entry.blob_id]:
                     self._write_blob(root, self._files[number], offset, data)
                 del data
-
-        # Spans are fetched in parallel (remote reads wait on latency; decryption and zstd
-        # release the GIL) but written by this thread alone: with every thread writing, each
-        # system call of a small file handed the GIL to another thread, doubling the CPU time.
-        # At most ``workers`` spans are held: the one being written and those in flight.
-        with ThreadPoolExecutor(max_workers=self.options.workers) as pool:
-            ahead: deque[Future[list[tuple[IndexEntry, bytes]]]] = deque()
-            for group in fetches:
-                if len(ahead) == self.options.workers:
-                    write(ahead.popleft().result())
-                ahead.append(pool.submit(fetch, group))
-            while ahead:
-                write(ahead.popleft().result())
 
     def _write_blob(self, root: SafeRoot, job: _FileJob, offset: int, data: bytes) -> None:
         runs = _data_runs(data)

@@ -6,9 +6,10 @@
 * Compression: FogVault zstd level 3 (its default); restic 0.14 knows only ``--compression
   auto|max|off``, and ``auto`` is klauspost/zstd "SpeedDefault" (about level 3); borg
   ``--compression zstd,3``.
-* Password KDF: FogVault ``init --kdf standard`` (Argon2id, 32 MiB, 5 passes; its default); restic
-  scrypt as restic calibrates it; borg 1.2 PBKDF2-SHA256 (100,000 rounds). Passwords come from a
-  file (``FOGVAULT_PASSWORD_FILE``, ``RESTIC_PASSWORD_FILE``, ``BORG_PASSCOMMAND="cat FILE"``).
+* Password KDF: FogVault ``init`` with its default profile (Argon2id ``standard``: 32 MiB, 8
+  passes) unless ``--fogvault-kdf`` names one; restic scrypt as restic calibrates it; borg 1.2
+  PBKDF2-SHA256 (100,000 rounds). Passwords come from a file (``FOGVAULT_PASSWORD_FILE``,
+  ``RESTIC_PASSWORD_FILE``, ``BORG_PASSCOMMAND="cat FILE"``).
 * Chunkers at their defaults: FogVault FastCDC 512 KiB/1 MiB/8 MiB, restic Rabin
   512 KiB/1 MiB/8 MiB, borg buzhash 512 KiB/2 MiB/8 MiB. Packs: 16 MiB for FogVault and
   restic; borg writes 500 MiB segment files.
@@ -55,7 +56,7 @@ class Tool:
     name: str
     executable: str
     settings: str
-    kdf: str = "standard"  # FogVault only
+    kdf: str | None = None  # FogVault only: an init --kdf profile; None: its default
     pythonpath: str | None = None  # FogVault only: a frozen copy of the package (bench.py)
 
     def version(self) -> str:
@@ -88,7 +89,7 @@ class Tool:
         exe, src = self.executable, str(s.source)
         if self.name == "fogvault":
             table = {
-                "init": [self._fv(s, "init", "--kdf", self.kdf)],
+                "init": [self._fv(s, "init", *(["--kdf", self.kdf] if self.kdf else []))],
                 "backup": [self._fv(s, "backup", "--host", HOST, src)],
                 "snapshots": [self._fv(s, "snapshots")],
                 "restore": [self._fv(s, "restore", "--version", "latest", "--target",
@@ -130,7 +131,7 @@ def fogvault_executable() -> str:
     return found
 
 
-def ensure_tools(names: list[str], install: bool, kdf: str = "standard") -> dict[str, Tool]:
+def ensure_tools(names: list[str], install: bool, kdf: str | None = None) -> dict[str, Tool]:
     """Find each tool; install restic/borgbackup with apt-get when missing and allowed."""
     missing = [n for n in names if n != "fogvault" and shutil.which(n) is None]
     if not os.access("/usr/bin/time", os.X_OK):
@@ -146,7 +147,7 @@ def ensure_tools(names: list[str], install: bool, kdf: str = "standard") -> dict
     for name in names:
         if name == "fogvault":
             tools[name] = Tool(name, fogvault_executable(),
-                               f"init --kdf {kdf}; zstd 3 (repository default); "
+                               f"init --kdf {kdf or '(default)'}; zstd 3 (repository default); "
                                "XChaCha20-Poly1305; 16 MiB packs", kdf=kdf)
             continue
         path = shutil.which(name)

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.maintenance import mark
 from fogvault.maintenance.check import CheckOptions, check
+from fogvault.repo import repository
 
 
 @pytest.fixture
@@ -32,6 +34,25 @@ def _data_packs(repo) -> list[Path]:
 def test_clean_repository_checks_clean(repo_with_data):
     result = check(repo_with_data, CheckOptions(read_data=True))
     assert result.ok and result.snapshots == 1 and result.targets[0].packs_read == result.packs
+
+
+def test_mark_in_small_batches_and_spans_sees_every_tree(make_repo, tmp_path, monkeypatch):
+    """Trees load TREE_BATCH at a time, one read per TREE_SPAN of a pack: with both tiny
+    (every batch 2 trees, every read one tree) the marks are those of the default sizes."""
+    repo = make_repo()
+    for d in range(5):
+        for e in range(3):
+            folder = tmp_path / "src" / f"d{d}" / f"e{e}"
+            folder.mkdir(parents=True)
+            (folder / "f").write_bytes(random.Random(10 * d + e).randbytes(1000))
+    Archiver(repo, BackupOptions()).run([str(tmp_path / "src")])
+    default = mark.mark_used(repo, repo.snapshots())
+    monkeypatch.setattr(mark, "TREE_BATCH", 2)
+    monkeypatch.setattr(repository, "TREE_SPAN", 1)
+    small = mark.mark_used(repo, repo.snapshots())
+    assert default.problems == small.problems == []
+    assert small.trees == default.trees >= 1 + 5 + 15  # src, d*, d*/e* (and src's parents)
+    assert small.used == default.used and sum(small.used) == len(repo.index)
 
 
 def test_damage_is_reported_exactly(repo_with_data):

@@ -11,6 +11,7 @@ import pytest
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import FogVaultError, UsageError
+from fogvault.maintenance import prune as prune_module
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.forget import forget
 from fogvault.maintenance.prune import PruneOptions, prune
@@ -58,7 +59,12 @@ def test_forget_and_prune_free_the_forgotten_data(make_repo, tmp_path):
     assert [s.uid for s in repo.snapshots()] == [second.uid]
 
 
-def test_prune_repacks_partly_used_packs_and_dry_run_changes_nothing(make_repo, tmp_path):
+@pytest.mark.parametrize("repack_span", [None, 1])
+def test_prune_repacks_partly_used_packs_and_dry_run_changes_nothing(
+    make_repo, tmp_path, monkeypatch, repack_span
+):
+    if repack_span is not None:  # every blob read on its own
+        monkeypatch.setattr(prune_module, "REPACK_SPAN", repack_span)
     repo = make_repo(pack_size=4 * 1024 * 1024)  # everything lands in one pack
     src = tmp_path / "src"
     src.mkdir()

@@ -13,8 +13,10 @@ from fogvault.repo.format import BlobType
 from fogvault.repo.index import (
     RECORD_SIZE,
     BlobIndex,
+    IndexEntry,
     IndexFile,
     encode_listing,
+    pack_spans,
     parse_index_file,
 )
 from fogvault.repo.pack import PackEntry
@@ -174,3 +176,18 @@ def test_parsing_refuses_a_pack_listed_twice():
     twice = data[: -listed - 4] + (2).to_bytes(4, "little") + 2 * data[-listed:]
     with pytest.raises(MalformedObject, match="twice"):
         parse_index_file(twice)
+
+
+def test_spans_cut_a_pack_into_bounded_offset_ordered_groups() -> None:
+    def entry(offset: int, length: int) -> IndexEntry:
+        blob_id = bytes([offset % 256]) * 32
+        return IndexEntry(blob_id, BlobType.DATA, b"p" * 32, offset, length, length)
+
+    entries = [entry(o, n) for o, n in [(900, 50), (0, 100), (100, 300), (400, 700), (1100, 10)]]
+    groups = pack_spans(entries, span=500)
+    assert [[(e.offset, e.length) for e in g] for g in groups] == [
+        [(0, 100), (100, 300)],  # 400 bytes; adding the next would make 1100
+        [(400, 700)],  # larger than the span: read alone
+        [(900, 50), (1100, 10)],  # a gap counts: 900..1110 is 210 bytes
+    ]
+    assert pack_spans([], span=500) == []

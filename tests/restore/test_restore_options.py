@@ -350,25 +350,6 @@ def test_cli_overwrite_never_over_symlinked_folder_fails_cleanly(
 # ---- memory: packs are read in bounded spans ----------------------------------------------
 
 
-def test_spans_cut_a_pack_into_bounded_offset_ordered_groups() -> None:
-    from fogvault.repo.format import BlobType
-    from fogvault.repo.index import IndexEntry
-    from fogvault.repo.index import pack_spans as _spans
-
-    def entry(offset: int, length: int) -> IndexEntry:
-        blob_id = bytes([offset % 256]) * 32
-        return IndexEntry(blob_id, BlobType.DATA, b"p" * 32, offset, length, length)
-
-    entries = [entry(o, n) for o, n in [(900, 50), (0, 100), (100, 300), (400, 700), (1100, 10)]]
-    groups = _spans(entries, span=500)
-    assert [[(e.offset, e.length) for e in g] for g in groups] == [
-        [(0, 100), (100, 300)],  # 400 bytes; adding the next would make 1100
-        [(400, 700)],  # larger than the span: read alone
-        [(900, 50), (1100, 10)],  # a gap counts: 900..1110 is 210 bytes
-    ]
-    assert _spans([], span=500) == []
-
-
 def test_restore_reads_packs_in_spans_and_stays_byte_exact(
     backed: Backed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -371,8 +371,16 @@ def test_kitchen_sink_round_trip(make_repo: Callable[..., Repository], tmp_path:
     """One fixed tree with every kind of entry at once, so each is covered on every run
     whatever the property test draws. Also restored in batches of 1 and 3 files (the plan's
     memory bound): hardlinks to a file of an earlier batch, content shared across batches."""
+    batches: list[int] = []
     if plan_batch is not None:
         monkeypatch.setattr(restorer, "PLAN_BATCH_FILES", plan_batch)
+        real = restorer.Restorer._write_contents
+
+        def counted(self: Restorer, root) -> None:
+            batches.append(len(self._files))
+            real(self, root)
+
+        monkeypatch.setattr(restorer.Restorer, "_write_contents", counted)
     repo = make_repo()
     xattrs_ok = _xattrs_supported(tmp_path)
     big = ("random", 7, 1_500_000)  # ~23 chunks of 64 KiB average
@@ -404,6 +412,8 @@ def test_kitchen_sink_round_trip(make_repo: Callable[..., Repository], tmp_path:
     assert restored[b"sub/hl-1"]["ino"] == restored[b"sub/hl-2"]["ino"] == restored[b"big"]["ino"]
     assert summary.verified == built.files - 2  # the two extra links are not separate files
     assert restored[b"sparse"]["blocks"] * 512 <= sparse_bound(sparse)
+    if plan_batch is not None:  # the root folder alone holds more files than one batch
+        assert max(batches) == plan_batch and sum(batches) == summary.verified
     link = restored_root(tmp_path / "restored", source) + b"/rel-link"
     assert os.readlink(link) == b"../src/\xfe"
     if xattrs_ok:
