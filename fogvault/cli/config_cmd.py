@@ -29,7 +29,7 @@ def check(ctx: typer.Context, config: ConfigOption = None) -> None:
 @config_app.command("show")
 def show(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Print the effective config: defaults filled in, paths expanded, schedules' next runs."""
-    from fogvault.jobs.config import dump_toml, effective_document
+    from fogvault.jobs.config_show import dump_toml, effective_document
 
     cfg = load(config)
     out = Printer.of(ctx)

@@ -2,7 +2,9 @@
 
 The library behind ``fogvault config|run|schedule|daemon|status`` (docs/scheduling.md):
 
-* :mod:`~fogvault.jobs.config` loads and validates the TOML config file;
+* :mod:`~fogvault.jobs.config` loads and validates the TOML config file (the model and its
+  keys), through :mod:`~fogvault.jobs.toml_reader` (typed tables, every problem with its line);
+  :mod:`~fogvault.jobs.config_show` prints the effective config;
 * :mod:`~fogvault.jobs.schedule` parses schedules (cron, ``daily``..., ``every 10s``) and
   computes next runs;
 * :mod:`~fogvault.jobs.runner` runs one job: backup, forget, prune/check when due, hooks, pings,

@@ -17,19 +17,17 @@ Guarantees:
   ``*_file``, ``run_log``, ``metrics_file``) are relative to the config file's folder; ``~`` is
   expanded.
 
-``tomllib`` gives no positions, so the line of a key is found by scanning the text for table
-headers and ``key =`` lines (:class:`KeyLines`). That is right for ordinary files; a key inside
-an inline table or a multi-line value is reported at the nearest enclosing table's line.
+Problems carry the file's line numbers (fogvault/jobs/toml_reader.py: how they are found);
+``config show`` prints the effective config (fogvault/jobs/config_show.py).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,15 @@ import platformdirs
 
 from fogvault.errors import UsageError
 from fogvault.jobs.schedule import Schedule, ScheduleError, parse_schedule, parse_when
+from fogvault.jobs.toml_reader import (
+    MISSING,
+    ConfigError,
+    KeyLines,
+    ReadContext,
+    TableReader,
+    describe,
+    syntax_problem,
+)
 from fogvault.maintenance.retention import RetentionPolicy
 from fogvault.password import PasswordSource
 from fogvault.sizes import parse_size
@@ -61,35 +68,6 @@ PLAINTEXT_SECRETS = {"key", "secret", "token", "password", "passphrase", "access
                      "secret_key", "access_key_id", "secret_access_key", "aws_access_key_id",
                      "aws_secret_access_key", "session_token"}
 Command = str | list[str]
-
-
-# ---- problems --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    file: Path
-    line: int | None
-    key: str
-    message: str
-    hint: str = ""
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else str(self.file)
-        key = f" {self.key}:" if self.key else ""
-        hint = f" (hint: {self.hint})" if self.hint else ""
-        return f"{where}:{key} {self.message}{hint}"
-
-
-class ConfigError(UsageError):
-    """One or more problems in the config file (exit code 2)."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        problems = sorted(problems, key=lambda p: p.line if p.line is not None else 1 << 30)
-        self.problems = problems
-        more = len(problems) - 1
-        suffix = f" (and {more} more; see 'fogvault config check')" if more else ""
-        super().__init__(f"{problems[0]}{suffix}")
 
 
 # ---- the model -------------------------------------------------------------------------------
@@ -213,221 +191,18 @@ def parse_config(text: str, path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([_syntax_problem(path, exc)]) from None
-    ctx = _Context(path, KeyLines(text))
-    config = _read_config(_Reader(ctx, (), data), path)
+        raise ConfigError([syntax_problem(path, exc)]) from None
+    ctx = ReadContext(path, KeyLines(text))
+    config = _read_config(TableReader(ctx, (), data), path)
     if ctx.problems:
         raise ConfigError(ctx.problems)
     return config
 
 
-def _syntax_problem(path: Path, exc: tomllib.TOMLDecodeError) -> Problem:
-    message = str(exc)
-    found = re.search(r"\(at line (\d+), column \d+\)", message)
-    line = int(found.group(1)) if found else None
-    message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
-    return Problem(path, line, "", f"TOML syntax error: {message}",
-                   "see https://toml.io; strings need quotes, tables need [brackets]")
-
-
-# ---- key positions ---------------------------------------------------------------------------
-
-_KEY = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
-_DOTTED = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
-_HEADER = re.compile(rf"\s*\[\s*({_DOTTED})\s*\]\s*(?:#.*)?")
-_ASSIGN = re.compile(rf"\s*({_DOTTED})\s*=")
-
-
-class KeyLines:
-    """Line numbers of table headers and keys, found by scanning the text (see module doc)."""
-
-    def __init__(self, text: str) -> None:
-        self.lines: dict[tuple[str, ...], int] = {}
-        table: tuple[str, ...] = ()
-        in_string = False
-        for number, line in enumerate(text.splitlines(), start=1):
-            if in_string:
-                in_string = _toggles_multiline(line, in_string)
-                continue
-            if header := _HEADER.fullmatch(line):
-                table = _split_dotted(header.group(1))
-                self.lines.setdefault(table, number)
-            elif assign := _ASSIGN.match(line):
-                self.lines.setdefault(table + _split_dotted(assign.group(1)), number)
-            in_string = _toggles_multiline(line, in_string)
-
-    def line_of(self, path: tuple[str, ...]) -> int | None:
-        """The line of ``path``, else of its nearest enclosing table that has one, else of
-        its first sub-table or key (``[a.b]`` defines ``a`` without naming it)."""
-        for end in range(len(path), 0, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        inner = [line for key, line in self.lines.items() if key[:len(path)] == path]
-        return min(inner, default=None)
-
-
-def _toggles_multiline(line: str, inside: bool) -> bool:
-    for quote in ('"""', "'''"):
-        if line.count(quote) % 2:
-            inside = not inside
-    return inside
-
-
-def _split_dotted(text: str) -> tuple[str, ...]:
-    parts = re.findall(_KEY, text)
-    return tuple(_unquote(p) for p in parts)
-
-
-def _unquote(part: str) -> str:
-    if part.startswith('"'):
-        return str(json.loads(part))
-    return part.strip("'")
-
-
-def dotted(path: Iterable[str]) -> str:
-    return ".".join(p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else json.dumps(p) for p in path)
-
-
-# ---- typed reading with problem collection ---------------------------------------------------
-
-_MISSING: Any = object()
-
-
-@dataclass(slots=True)
-class _Context:
-    path: Path
-    lines: KeyLines
-    problems: list[Problem] = field(default_factory=list)
-
-    def report(self, path: tuple[str, ...], message: str, hint: str = "") -> None:
-        self.problems.append(Problem(self.path, self.lines.line_of(path), dotted(path),
-                                     message, hint))
-
-
-class _Reader:
-    """Typed access to one TOML table; a bad value is reported and its default returned."""
-
-    def __init__(self, ctx: _Context, path: tuple[str, ...], data: dict[str, Any]) -> None:
-        self.ctx, self.path, self.data = ctx, path, data
-        self.known: set[str] = set()
-
-    def key_path(self, key: str) -> tuple[str, ...]:
-        return (*self.path, key)
-
-    def problem(self, key: str, message: str, hint: str = "") -> None:
-        self.ctx.report(self.key_path(key) if key else self.path, message, hint)
-
-    def raw(self, key: str) -> Any:
-        self.known.add(key)
-        return self.data.get(key, _MISSING)
-
-    def has(self, key: str) -> bool:
-        self.known.add(key)
-        return key in self.data
-
-    def required(self, key: str, what: str) -> bool:
-        if key in self.data:
-            return True
-        self.ctx.report(self.path, f"missing required key {key!r}", f"add {key} = {what}")
-        return False
-
-    def string(self, key: str, default: str | None = None) -> str | None:
-        value = self.raw(key)
-        if value is _MISSING:
-            return default
-        if not isinstance(value, str) or not value:
-            self.problem(key, f"expected a non-empty string, got {_describe(value)}")
-            return default
-        return value
-
-    def boolean(self, key: str, default: bool = False) -> bool:
-        value = self.raw(key)
-        if value is _MISSING:
-            return default
-        if not isinstance(value, bool):
-            self.problem(key, f"expected true or false, got {_describe(value)}")
-            return default
-        return value
-
-    def integer(self, key: str, default: int, low: int, high: int | None = None,
-                hint: str = "") -> int:
-        value = self.raw(key)
-        if value is _MISSING:
-            return default
-        bad_type = isinstance(value, bool) or not isinstance(value, int)
-        if bad_type or value < low or (high is not None and value > high):
-            limits = f"{low}-{high}" if high is not None else f">= {low}"
-            self.problem(key, f"expected a whole number {limits}, got {_describe(value)}", hint)
-            return default
-        return int(value)
-
-    def number(self, key: str, default: float) -> float:
-        value = self.raw(key)
-        if value is _MISSING:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            self.problem(key, f"expected a number of seconds > 0, got {_describe(value)}")
-            return default
-        return float(value)
-
-    def strings(self, key: str) -> list[str]:
-        """A string or a list of strings (a single string counts as a list of one)."""
-        value = self.raw(key)
-        if value is _MISSING:
-            return []
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            self.problem(key, f"expected a list of non-empty strings, got {_describe(value)}")
-            return []
-        return value
-
-    def table(self, key: str) -> _Reader | None:
-        value = self.raw(key)
-        if value is _MISSING:
-            return None
-        if not isinstance(value, dict):
-            self.problem(key, f"expected a table, got {_describe(value)}",
-                         f"write it as [{dotted(self.key_path(key))}] with keys below it")
-            return None
-        return _Reader(self.ctx, self.key_path(key), value)
-
-    def tables(self) -> Iterator[tuple[str, _Reader]]:
-        """Every sub-table (for ``[repositories.NAME]``, ``[jobs.NAME]``)."""
-        for key in list(self.data):
-            sub = self.table(key)
-            if sub is not None:
-                yield key, sub
-
-    def finish(self) -> None:
-        """Report every key that was not read, with a typo hint."""
-        for key in self.data:
-            if key in self.known:
-                continue
-            close = difflib.get_close_matches(key, sorted(self.known), n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}?" if close else (
-                f"known keys here: {', '.join(sorted(self.known))}")
-            self.problem(key, "unknown key", hint)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"number {value}"
-    if isinstance(value, str):
-        return f"string {value!r}" if value else "an empty string"
-    if isinstance(value, list):
-        return "a list" if value else "an empty list"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
-
-
 # ---- the sections ----------------------------------------------------------------------------
 
 
-def _read_config(root: _Reader, path: Path) -> Config:
+def _read_config(root: TableReader, path: Path) -> Config:
     base = path.parent
     config = Config(path)
     repos = root.table("repositories")
@@ -449,7 +224,7 @@ def _read_config(root: _Reader, path: Path) -> Config:
     return config
 
 
-def _valid_name(parent: _Reader, name: str, what: str) -> bool:
+def _valid_name(parent: TableReader, name: str, what: str) -> bool:
     if NAME_PATTERN.fullmatch(name):
         return True
     parent.problem(name, f"invalid {what} name",
@@ -457,8 +232,8 @@ def _valid_name(parent: _Reader, name: str, what: str) -> bool:
     return False
 
 
-def _read_repository(r: _Reader, name: str, base: Path) -> RepositoryConfig:
-    if r.raw("password") is not _MISSING:
+def _read_repository(r: TableReader, name: str, base: Path) -> RepositoryConfig:
+    if r.raw("password") is not MISSING:
         r.problem("password", "a plaintext password is not accepted in the config file",
                   "use password_file, password_command or password_env")
     targets = _read_targets(r, base)
@@ -477,7 +252,7 @@ def _read_repository(r: _Reader, name: str, base: Path) -> RepositoryConfig:
     return repo
 
 
-def _read_targets(r: _Reader, base: Path) -> list[str]:
+def _read_targets(r: TableReader, base: Path) -> list[str]:
     if not r.required("targets", '["/mnt/usb/fogvault"]'):
         return []
     targets = [_expand_target(t, base) for t in r.strings("targets")]
@@ -492,7 +267,7 @@ def _read_targets(r: _Reader, base: Path) -> list[str]:
     return targets
 
 
-def _read_target_options(r: _Reader, targets: list[str], base: Path
+def _read_target_options(r: TableReader, targets: list[str], base: Path
                          ) -> dict[str, dict[str, Any]]:
     table = r.table("target_options")
     if table is None:
@@ -510,14 +285,14 @@ def _read_target_options(r: _Reader, targets: list[str], base: Path
     return result
 
 
-def _check_size(r: _Reader, key: str, value: str) -> None:
+def _check_size(r: TableReader, key: str, value: str) -> None:
     try:
         parse_size(value)
     except UsageError as exc:
         r.problem(key, str(exc))
 
 
-def _read_one_target(r: _Reader, base: Path) -> dict[str, Any]:
+def _read_one_target(r: TableReader, base: Path) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key in list(r.data):
         if key in PLAINTEXT_SECRETS:
@@ -542,7 +317,7 @@ def _read_one_target(r: _Reader, base: Path) -> dict[str, Any]:
     return options
 
 
-def _read_job(r: _Reader, name: str, base: Path, repos: dict[str, RepositoryConfig]
+def _read_job(r: TableReader, name: str, base: Path, repos: dict[str, RepositoryConfig]
               ) -> JobConfig:
     job = JobConfig(name, _read_job_repository(r, repos), _read_paths(r, base))
     job.exclude = r.strings("exclude")
@@ -565,7 +340,7 @@ def _read_job(r: _Reader, name: str, base: Path, repos: dict[str, RepositoryConf
     return job
 
 
-def _read_job_repository(r: _Reader, repos: dict[str, RepositoryConfig]) -> str:
+def _read_job_repository(r: TableReader, repos: dict[str, RepositoryConfig]) -> str:
     if not r.required("repository", '"NAME" (a [repositories.NAME] table)'):
         return ""
     name = r.string("repository") or ""
@@ -577,7 +352,7 @@ def _read_job_repository(r: _Reader, repos: dict[str, RepositoryConfig]) -> str:
     return name
 
 
-def _read_paths(r: _Reader, base: Path) -> list[str]:
+def _read_paths(r: TableReader, base: Path) -> list[str]:
     if not r.required("paths", '["~/data"]'):
         return []
     paths = r.strings("paths")
@@ -586,13 +361,13 @@ def _read_paths(r: _Reader, base: Path) -> list[str]:
     return [_expand_path(p, base) for p in paths]
 
 
-def _read_schedule(r: _Reader, key: str, parse: Callable[[Any], Schedule | None]
+def _read_schedule(r: TableReader, key: str, parse: Callable[[Any], Schedule | None]
                    ) -> Schedule | None:
     value = r.raw(key)
-    if value is _MISSING:
+    if value is MISSING:
         return None
     if not isinstance(value, str | bool) or (isinstance(value, bool) and key == "schedule"):
-        r.problem(key, f"expected a schedule string, got {_describe(value)}",
+        r.problem(key, f"expected a schedule string, got {describe(value)}",
                   "e.g. \"daily\", \"30 2 * * *\" or \"every 10m\"")
         return None
     try:
@@ -603,20 +378,20 @@ def _read_schedule(r: _Reader, key: str, parse: Callable[[Any], Schedule | None]
     return result
 
 
-_COUNT_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
-               "keep_yearly")
-_WITHIN_KEYS = ("keep_within", "keep_within_hourly", "keep_within_daily", "keep_within_weekly",
-                "keep_within_monthly", "keep_within_yearly")
+RETENTION_COUNT_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly",
+                        "keep_monthly", "keep_yearly")
+RETENTION_WITHIN_KEYS = ("keep_within", "keep_within_hourly", "keep_within_daily",
+                         "keep_within_weekly", "keep_within_monthly", "keep_within_yearly")
 
 
-def _read_retention(job: _Reader) -> RetentionPolicy | None:
+def _read_retention(job: TableReader) -> RetentionPolicy | None:
     r = job.table("retention")
     if r is None:
         return None
     before = len(r.ctx.problems)
     values: dict[str, Any] = {k: r.integer(k, 0, -1, hint="use -1 for unlimited")
-                              for k in _COUNT_KEYS if r.has(k)}
-    values |= {k: v for k in _WITHIN_KEYS if (v := r.string(k)) is not None}
+                              for k in RETENTION_COUNT_KEYS if r.has(k)}
+    values |= {k: v for k in RETENTION_WITHIN_KEYS if (v := r.string(k)) is not None}
     if r.has("keep_tags"):
         values["keep_tags"] = tuple(r.strings("keep_tags"))
     r.finish()
@@ -635,7 +410,7 @@ def _read_retention(job: _Reader) -> RetentionPolicy | None:
 _SUBSET = re.compile(r"(?:(\d+(?:\.\d+)?)%|(\d+)/(\d+))")
 
 
-def _read_subset(r: _Reader, has_check: bool) -> str | None:
+def _read_subset(r: TableReader, has_check: bool) -> str | None:
     value = r.string("check_read_data_subset")
     if value is None:
         return None
@@ -654,7 +429,7 @@ def _read_subset(r: _Reader, has_check: bool) -> str | None:
     return value.strip()
 
 
-def _read_hooks(r: _Reader) -> HooksConfig:
+def _read_hooks(r: TableReader) -> HooksConfig:
     hooks = HooksConfig(before=_commands(r, "before"), after=_commands(r, "after"),
                         on_failure=_commands(r, "on_failure"))
     hooks.timeout = r.number("timeout", DEFAULT_HOOK_TIMEOUT)
@@ -670,16 +445,16 @@ def _read_hooks(r: _Reader) -> HooksConfig:
     return hooks
 
 
-def _commands(r: _Reader, key: str) -> list[Command]:
+def _commands(r: TableReader, key: str) -> list[Command]:
     """A string (one shell command), or a list of shell-command strings and argv lists."""
     value = r.raw(key)
-    if value is _MISSING:
+    if value is MISSING:
         return []
     items = [value] if isinstance(value, str) else value
     ok = isinstance(items, list) and all(_is_command(item) for item in items)
     if not ok:
         r.problem(key, f"expected a command string or a list of commands, got "
-                  f"{_describe(value)}", 'e.g. "mount /mnt/usb" or [["mount", "/mnt/usb"]]')
+                  f"{describe(value)}", 'e.g. "mount /mnt/usb" or [["mount", "/mnt/usb"]]')
         return []
     return list(items)
 
@@ -690,7 +465,7 @@ def _is_command(item: Any) -> bool:
     return isinstance(item, list) and bool(item) and all(isinstance(a, str) for a in item)
 
 
-def _read_monitoring(r: _Reader, base: Path) -> MonitoringConfig:
+def _read_monitoring(r: TableReader, base: Path) -> MonitoringConfig:
     run_log = r.string("run_log")
     metrics = r.string("metrics_file")
     r.finish()
@@ -744,92 +519,3 @@ def _read_secret_file(repo: str, url: str, name: str, path: str) -> str:
     if not value:
         raise UsageError(f"repository {repo}, target {url}: {name}_file {path} is empty")
     return value
-
-
-# ---- the effective config, for 'config show' -------------------------------------------------
-
-
-def effective_document(config: Config) -> dict[str, Any]:
-    """The config as it is in effect: defaults filled in, paths expanded; no secrets (the file
-    holds none)."""
-    from fogvault.jobs.status import run_log_path
-
-    return {
-        "config_file": str(config.path),
-        "repositories": {name: _repository_document(r)
-                         for name, r in config.repositories.items()},
-        "jobs": {name: _job_document(j) for name, j in config.jobs.items()},
-        "monitoring": {"run_log": str(run_log_path(config)),
-                       "metrics_file": str(config.monitoring.metrics_file or "")},
-    }
-
-
-def _repository_document(repo: RepositoryConfig) -> dict[str, Any]:
-    password = {k: v for k in ("password_file", "password_command", "password_env")
-                if (v := getattr(repo, k))}
-    return {
-        "targets": repo.targets, **password,
-        "password_source": "config" if password else "environment (FOGVAULT_PASSWORD*)",
-        "min_targets": repo.effective_min_targets(), "compression": repo.compression,
-        **({"target_options": repo.target_options} if repo.target_options else {}),
-    }
-
-
-def _job_document(job: JobConfig) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "repository": job.repository, "paths": job.paths, "exclude": job.exclude,
-        "exclude_files": job.exclude_files, "exclude_caches": job.exclude_caches,
-        "exclude_if_present": job.exclude_if_present, "one_file_system": job.one_file_system,
-        "tags": job.tags, "host": job.host or "(this machine's host name)",
-        "schedule": job.schedule.text if job.schedule else "(none: run by hand)",
-        "prune": job.prune.text if job.prune else "never",
-        "check": job.check.text if job.check else "never",
-    }
-    if job.check_read_data_subset:
-        doc["check_read_data_subset"] = job.check_read_data_subset
-    if job.retention is not None:
-        doc["retention"] = _retention_document(job.retention)
-    hooks = job.hooks
-    doc["hooks"] = {k: v for k, v in (
-        ("before", hooks.before), ("after", hooks.after), ("on_failure", hooks.on_failure),
-        ("timeout", hooks.timeout), ("ping_url", hooks.ping_url),
-        ("ping_start", hooks.ping_start), ("ping_success", hooks.ping_success),
-        ("ping_failure", hooks.ping_failure), ("ping_timeout", hooks.ping_timeout),
-    ) if v not in (None, [])}
-    return doc
-
-
-def _retention_document(policy: RetentionPolicy) -> dict[str, Any]:
-    doc: dict[str, Any] = {k: getattr(policy, k) for k in _COUNT_KEYS if getattr(policy, k)}
-    doc |= {k: str(v) for k in _WITHIN_KEYS if not (v := getattr(policy, k)).is_zero()}
-    if policy.keep_tags:
-        doc["keep_tags"] = list(policy.keep_tags)
-    doc["summary"] = policy.describe()
-    return doc
-
-
-def dump_toml(document: dict[str, Any]) -> str:
-    """TOML for nested dicts of strings, numbers, booleans and lists (empty strings left out)."""
-    lines: list[str] = []
-    _dump_table(document, (), lines)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _dump_table(table: dict[str, Any], path: tuple[str, ...], lines: list[str]) -> None:
-    scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v != ""}
-    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
-    if path and (scalars or not tables):
-        lines += ["", f"[{dotted(path)}]"]
-    lines += [f"{dotted((k,))} = {_toml_value(v)}" for k, v in scalars.items()]
-    for key, sub in tables.items():
-        _dump_table(sub, (*path, key), lines)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
