@@ -21,6 +21,7 @@ refers to is deleted before a complete replacement index is in place. A rerun fi
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from itertools import compress
@@ -199,10 +200,11 @@ def _repack(
         # packs (16 MiB each, 5 of them) peaked at 120 MiB on a repack of large files.
         reads = repo.read_spans(spans, threads=REPACK_READERS, ahead=2 * REPACK_READERS,
                                 sealed=True)
-        for blobs in reads:
-            for entry, sealed in blobs:
-                writer.add(entry.blob_type, entry.blob_id, sealed, entry.raw_length)
-            progress.advance()
+        with contextlib.closing(reads):  # on an error, stop the readers now, not at collection
+            for blobs in reads:
+                for entry, sealed in blobs:
+                    writer.add(entry.blob_type, entry.blob_id, sealed, entry.raw_length)
+                progress.advance()
         writer.flush()
     finally:
         writer.close()

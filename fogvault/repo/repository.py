@@ -421,7 +421,8 @@ class Repository:
     def load_trees(self, tree_ids: Iterable[bytes]) -> Iterator[tuple[bytes, Tree | FogVaultError]]:
         """Each of ``tree_ids`` (distinct) with its tree, or the error that kept it from
         loading, in pack order: the trees of one pack come from one ranged read per
-        ``TREE_SPAN`` bytes, not one read each (folders' subtrees were written side by side)."""
+        ``TREE_SPAN`` bytes, not one read each (folders' subtrees were written side by side).
+        A read that fails is retried tree by tree, so each error is the tree's own."""
         by_pack: dict[bytes, list[IndexEntry]] = {}
         for tree_id in tree_ids:
             entry = self.index.get(tree_id)
@@ -433,13 +434,11 @@ class Repository:
             for group in pack_spans(entries, TREE_SPAN):
                 try:
                     blobs = self.read_pack_blobs(pack_id, group)
-                except IntegrityError:  # one bad blob fails the read: load each to tell which
+                except FogVaultError:
+                    # One bad blob fails the whole read, and the error seen first may be another
+                    # target's: load each tree on its own, as if unbatched, to tell which.
                     for entry in group:
                         yield entry.blob_id, _try(self.load_tree, entry.blob_id)
-                    continue
-                except FogVaultError as exc:  # unreadable (every target tried): all of them
-                    for entry in group:
-                        yield entry.blob_id, exc
                     continue
                 for entry, data in blobs:
                     yield entry.blob_id, _try(Tree.decode, data)

@@ -49,7 +49,7 @@ class RestoreOptions:
     overwrite: str = "always"
     verify: bool = False
     dry_run: bool = False
-    workers: int = 4  # packs fetched at once: reads are latency-bound on remote targets
+    workers: int = 4  # spans fetched at once: reads are latency-bound on remote targets
     restore_owner: bool = field(default_factory=lambda: os.geteuid() == 0)
 
 

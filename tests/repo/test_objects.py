@@ -14,6 +14,7 @@ from fogvault.repo.pack import PackBuilder, PackEntry, parse_pack, seal_blob
 from fogvault.repo.packer import PackWriter
 from fogvault.repo.snapshot import Snapshot, new_uid, now
 from fogvault.repo.tree import DIR, FILE, Node, Tree
+from fogvault.storage.errors import TransientStorageError
 
 
 def _store(repo, blobs: list[bytes], blob_type=BlobType.DATA) -> list[bytes]:
@@ -86,6 +87,21 @@ def test_load_trees_reads_a_pack_once_and_names_each_failure(make_repo, tmp_path
     assert isinstance(loaded[junk_id], MalformedObject)
     assert isinstance(loaded[missing], IntegrityError)
     assert "not in the index" in str(loaded[missing])
+
+
+def test_load_trees_retries_a_failed_read_tree_by_tree(make_repo):
+    """A batched read that fails for a storage reason (another target's timeout, say) does not
+    condemn its trees: each is loaded on its own."""
+    repo = make_repo()
+    trees = [Tree([Node(name=b"g%d" % i, type=FILE, size=i)]) for i in range(4)]
+    ids = _store(repo, [t.encode() for t in trees], BlobType.TREE)
+
+    def unreachable(pack_id, group):
+        raise TransientStorageError("timed out", target="elsewhere", name="data/x")
+
+    repo.read_pack_blobs = unreachable
+    loaded = dict(repo.load_trees(ids))
+    assert [loaded[i].encode() for i in ids] == [t.encode() for t in trees]
 
 
 def test_every_byte_of_a_pack_is_protected(make_repo, tmp_path):
