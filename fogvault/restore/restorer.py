@@ -374,9 +374,12 @@ def _data_runs(data: bytes) -> list[tuple[int, int]]:
     """The (start, end) ranges of ``data`` that are not all-zero ``HOLE_BLOCK`` blocks: what
     must be written into a pre-sized file so that zero blocks stay holes (sparse files)."""
     runs: list[tuple[int, int]] = []
-    for start in range(0, len(data), HOLE_BLOCK):
-        end = min(start + HOLE_BLOCK, len(data))
-        if data.count(0, start, end) == end - start:
+    size = len(data)
+    for start in range(0, size, HOLE_BLOCK):
+        end = min(start + HOLE_BLOCK, size)
+        # A non-zero first or last byte settles it without counting the block's zeros: that
+        # count took ~0.7 s of the writing thread per GiB restored.
+        if not (data[start] or data[end - 1]) and data.count(0, start, end) == end - start:
             continue
         if runs and runs[-1][1] == start:
             runs[-1] = (runs[-1][0], end)

@@ -350,6 +350,27 @@ def test_cli_overwrite_never_over_symlinked_folder_fails_cleanly(
 # ---- memory: packs are read in bounded spans ----------------------------------------------
 
 
+def test_data_runs_skip_exactly_the_all_zero_blocks() -> None:
+    """Holes are whole zero blocks; a block whose only non-zero byte is first, last or in the
+    middle is data (the first/last-byte shortcut must not skip it)."""
+    from fogvault.restore.restorer import HOLE_BLOCK, _data_runs
+
+    def block(nonzero_at: int | None, size: int = HOLE_BLOCK) -> bytes:
+        data = bytearray(size)
+        if nonzero_at is not None:
+            data[nonzero_at] = 7
+        return bytes(data)
+
+    blocks = [block(None), block(0), block(HOLE_BLOCK // 2), block(HOLE_BLOCK - 1), block(None),
+              block(None, 100)]
+    data = b"".join(blocks)
+    expected = [(HOLE_BLOCK, 4 * HOLE_BLOCK)]  # blocks 1-3 are data, 0, 4 and the tail holes
+    assert _data_runs(data) == expected
+    assert _data_runs(block(None, 100)) == []
+    assert _data_runs(block(99, 100)) == [(0, 100)]
+    assert _data_runs(b"") == []
+
+
 def test_restore_reads_packs_in_spans_and_stays_byte_exact(
     backed: Backed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
