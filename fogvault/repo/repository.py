@@ -426,8 +426,8 @@ class Repository:
         by_pack: dict[bytes, list[IndexEntry]] = {}
         for tree_id in tree_ids:
             entry = self.index.get(tree_id)
-            if entry is None:
-                yield tree_id, IntegrityError(f"blob {tree_id.hex()} is not in the index")
+            if entry is None:  # load_tree names the problem as an unbatched load would
+                yield tree_id, _try(self.load_tree, tree_id)
             else:
                 by_pack.setdefault(entry.pack_id, []).append(entry)
         for pack_id, entries in by_pack.items():
