@@ -21,6 +21,7 @@ PROBE_SIZE = 64 * 1024
 PROBE_LEVEL = 1
 # A probe that shrinks by less than 3 % marks the chunk incompressible.
 PROBE_MAX_RATIO = 0.97
+_RAW_FLAG, _ZSTD_FLAG = bytes([RAW]), bytes([ZSTD])
 
 _local = threading.local()
 
@@ -54,10 +55,36 @@ def looks_compressible(data: bytes | memoryview) -> bool:
 def pack_payload(data: bytes | memoryview, level: int) -> bytes:
     """Compress ``data`` if that helps; return ``flag || body``. Level 0 disables compression."""
     if level > 0 and looks_compressible(data):
-        compressed = _compressor(level).compress(data)
-        if len(compressed) < len(data):
-            return bytes([ZSTD]) + compressed
-    return bytes([RAW]) + bytes(data)
+        return _payload(data, _compressor(level).compress(data))
+    return _RAW_FLAG + bytes(data)
+
+
+def pack_payloads(blobs: list[bytes], level: int) -> list[bytes]:
+    """:func:`pack_payload` of each blob, the compression done in one call that releases the
+    GIL once (zstandard's C backend). A thread sealing many small blobs one call at a time
+    takes the GIL back after each blob, and every time it waits for it the thread walking the
+    files stalls as well."""
+    if level <= 0:
+        return [_RAW_FLAG + bytes(data) for data in blobs]
+    marked = [(data, looks_compressible(data)) for data in blobs]
+    frames = iter(_compress_many(_compressor(level), [data for data, yes in marked if yes]))
+    return [_payload(data, next(frames)) if yes else _RAW_FLAG + bytes(data)
+            for data, yes in marked]
+
+
+def _compress_many(compressor: zstandard.ZstdCompressor, blobs: list[bytes]) -> list:
+    """Each blob as a zstd frame (bytes, or a buffer of the batch's shared result)."""
+    if not blobs:
+        return []
+    try:
+        return list(compressor.multi_compress_to_buffer(blobs))
+    except NotImplementedError:  # the CFFI backend (PyPy) has no batch call
+        return [compressor.compress(data) for data in blobs]
+
+
+def _payload(data: bytes | memoryview, frame) -> bytes:
+    """``flag || body`` from a blob and its zstd frame: the frame if it is smaller."""
+    return _ZSTD_FLAG + frame if len(frame) < len(data) else _RAW_FLAG + bytes(data)
 
 
 def unpack_payload(payload: bytes, max_size: int) -> bytes:

@@ -45,6 +45,7 @@ from fogvault.errors import (
     UsageError,
     exit_code_for,
 )
+from fogvault.heap import use_one_malloc_arena
 from fogvault.jobs.config import Command, Config, JobConfig
 from fogvault.jobs.hooks import HookFailed, Pinger, run_commands
 from fogvault.jobs.joblock import JobLock
@@ -229,6 +230,7 @@ class _JobRun:
         }
         if options:
             kwargs["target_options"] = options
+        use_one_malloc_arena()  # before the index loaders' threads make arenas (heap.py)
         try:
             repo = Repository.open(cfg.targets, password, **kwargs)
         except RepositoryNotFound:

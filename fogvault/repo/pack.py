@@ -47,7 +47,12 @@ class PackEntry:
 def seal_blob(
     enc_key: bytes, blob_type: BlobType, blob_id: bytes, data: bytes, level: int
 ) -> bytes:
-    return seal(enc_key, pack_payload(data, level), blob_aad(blob_type, blob_id))
+    return seal_payload(enc_key, blob_type, blob_id, pack_payload(data, level))
+
+
+def seal_payload(enc_key: bytes, blob_type: BlobType, blob_id: bytes, payload: bytes) -> bytes:
+    """Encrypt a blob's payload (``pack_payload``'s ``flag || body``), bound to its id."""
+    return seal(enc_key, payload, blob_aad(blob_type, blob_id))
 
 
 def open_blob(

@@ -114,9 +114,10 @@ def pipeline_ceiling(files: list[Path], workers: int = 2) -> dict:
     """Chunk + id + dedup + compress + encrypt the files' bytes in memory with FogVault's own
     modules and the backup's thread layout: this thread chunks and hashes, ``workers`` threads
     seal (zstd with the incompressibility probe, then XChaCha20-Poly1305), at most
-    ``2 * workers`` blobs in flight, blobs under 64 KiB sealed inline. Reading the files is not
-    timed; packing and writing are not done."""
-    from fogvault.backup.saver import INLINE_LIMIT
+    ``2 * workers`` blobs in flight; blobs under 64 KiB (the backup batches them; here only
+    file tails) sealed inline. Reading the files is not timed; packing and writing are not
+    done."""
+    from fogvault.backup.saver import BATCH_LIMIT
     from fogvault.chunker import Chunker, chunker_seed
     from fogvault.crypto import MasterKey, keyed_id
     from fogvault.repo.config import RepoConfig
@@ -151,7 +152,7 @@ def pipeline_ceiling(files: list[Path], workers: int = 2) -> dict:
                     continue
                 seen.add(blob_id)
                 stats["unique_chunks"] += 1
-                if len(chunk) < INLINE_LIMIT:
+                if len(chunk) < BATCH_LIMIT:
                     seal(blob_id, chunk)
                     continue
                 slots.acquire()
