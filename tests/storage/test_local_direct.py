@@ -1,0 +1,100 @@
+"""LocalStorage writes large objects around the page cache (O_DIRECT) where it can, and falls
+back to normal writes, part-way or from the start, without changing a byte of the object."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from fogvault.storage import local
+from fogvault.storage.local import DIRECT_MIN, LocalStorage
+
+BLOCK = 4096
+PIECE = 1024 * 1024
+
+
+def _direct_io_works(folder: Path) -> bool:
+    """Whether this file system accepts an aligned O_DIRECT write (tmpfs before Linux 6.6 and
+    some FUSE file systems do not)."""
+    if not hasattr(os, "O_DIRECT"):
+        return False
+    path = folder / "direct-io-probe"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+    except OSError:
+        return False
+    try:
+        import mmap
+
+        with mmap.mmap(-1, BLOCK) as buffer:
+            return os.write(fd, buffer) == BLOCK
+    except OSError as exc:
+        assert exc.errno == errno.EINVAL
+        return False
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+@pytest.mark.parametrize("size", [
+    DIRECT_MIN - 1, DIRECT_MIN, DIRECT_MIN + 1, 2 * PIECE, 3 * PIECE + BLOCK - 1, 5 * PIECE + 7,
+])
+def test_objects_around_the_direct_sizes_round_trip(tmp_path: Path, size: int) -> None:
+    storage = LocalStorage(tmp_path / "target")
+    storage.create()
+    data = os.urandom(size)
+    storage.write("data/ab/obj", data)
+    assert storage.read("data/ab/obj") == data
+    assert os.listdir(tmp_path / "target" / "data" / "ab") == ["obj"]  # no temporary left
+
+
+def test_direct_write_covers_the_whole_blocks(tmp_path: Path) -> None:
+    data = memoryview(os.urandom(3 * PIECE + 5 * BLOCK + 100))
+    path = tmp_path / "obj"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        done = local._write_direct(fd, data)
+        assert os.lseek(fd, 0, os.SEEK_CUR) == done
+    finally:
+        os.close(fd)
+    expected = len(data) - 100 if _direct_io_works(tmp_path) else 0
+    assert done == expected
+    assert path.read_bytes() == bytes(data[:done])
+
+
+def test_a_refusal_part_way_is_finished_with_normal_writes(tmp_path, monkeypatch) -> None:
+    """With a block size the kernel rejects (1000 bytes), the 1 MiB pieces are accepted and the
+    last, misaligned piece is refused with EINVAL: the rest is written normally."""
+    direct = _direct_io_works(tmp_path)
+    monkeypatch.setattr(local, "_DIRECT_ALIGN", 1000)
+    data = os.urandom(2 * PIECE + 5000)
+    path = tmp_path / "obj"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert local._write_direct(fd, memoryview(data)) == (2 * PIECE if direct else 0)
+    finally:
+        os.close(fd)
+    storage = LocalStorage(tmp_path / "target")
+    storage.create()
+    storage.write("obj", data)
+    assert storage.read("obj") == data
+
+
+def test_a_file_system_without_direct_io_gets_normal_writes(tmp_path, monkeypatch) -> None:
+    """fcntl refusing O_DIRECT (as on file systems without it) leaves the write to normal I/O."""
+    real_fcntl = local.fcntl.fcntl
+
+    def refuse_direct(fd, command, arg=0):
+        if command == local.fcntl.F_SETFL and arg & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_fcntl(fd, command, arg)
+
+    monkeypatch.setattr(local.fcntl, "fcntl", refuse_direct)
+    storage = LocalStorage(tmp_path / "target")
+    storage.create()
+    data = os.urandom(2 * PIECE + 1)
+    storage.write("obj", data)
+    assert storage.read("obj") == data
