@@ -183,6 +183,7 @@ class Runner:
         for name in order:
             tool, s, r = self.tools[name], setups[name], results[name]
             r["init"] = self.phase(tool, s, "init", "init")
+            measure.warm_cache(source)
             r["backup_initial"] = self.phase(tool, s, "backup", "backup_initial", label="b1")
             r["open"] = self.phase(tool, s, "snapshots", "open")
             r["backup_nochange"] = self.phase(tool, s, "backup", "backup_nochange", label="b2")
@@ -192,6 +193,7 @@ class Runner:
         expected = corpora.hash_tree(source)
         for name in order:
             tool, s, r = self.tools[name], setups[name], results[name]
+            measure.warm_cache(source)
             r["backup_mutated"] = self.phase(tool, s, "backup", "backup_mutated", label="b3")
             r["restore"] = self.restore(tool, s, expected)
             r["check"] = self.phase(tool, s, "check", "check")
