@@ -38,14 +38,19 @@ def _start_backup(cli_env, tmp_path) -> subprocess.Popen:
     )
 
 
-def _wait_for_first_index(proc: subprocess.Popen, repo: Path) -> None:
+def _freeze_after_first_index(proc: subprocess.Popen, repo: Path) -> None:
+    """Return with the backup stopped (SIGSTOP) and its first index file written, so the
+    interruption that follows lands mid-run however fast the rest of the backup would be.
+    The backup only runs between checks; it cannot finish in one 5 ms slice."""
     deadline = time.monotonic() + 120
-    while not [p for p in (repo / "index").glob("*") if not p.name.startswith(".")]:
+    while True:
         assert proc.poll() is None, "backup ended before it could be interrupted"
+        proc.send_signal(signal.SIGSTOP)
+        if [p for p in (repo / "index").glob("*") if not p.name.startswith(".")]:
+            return
+        proc.send_signal(signal.SIGCONT)
         assert time.monotonic() < deadline, "no index file was written"
         time.sleep(0.005)  # polling a condition, not waiting for one to happen
-
-
 
 
 def _summary(done: subprocess.CompletedProcess) -> dict:
@@ -67,7 +72,7 @@ def test_kill_9_then_rerun_uploads_less_and_restores(fogvault, cli_env, tmp_path
     init = fogvault("init", "-r", "repo", "--kdf", "interactive", "--pack-size", "1")
     assert init.returncode == 0
     proc = _start_backup(cli_env, tmp_path)
-    _wait_for_first_index(proc, tmp_path / "repo")
+    _freeze_after_first_index(proc, tmp_path / "repo")
     proc.kill()
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
@@ -88,8 +93,9 @@ def test_ctrl_c_exits_130_and_indexes_what_was_uploaded(fogvault, cli_env, tmp_p
     init = fogvault("init", "-r", "repo", "--kdf", "interactive", "--pack-size", "1")
     assert init.returncode == 0
     proc = _start_backup(cli_env, tmp_path)
-    _wait_for_first_index(proc, tmp_path / "repo")
-    proc.send_signal(signal.SIGINT)
+    _freeze_after_first_index(proc, tmp_path / "repo")
+    proc.send_signal(signal.SIGINT)  # delivered when the backup continues
+    proc.send_signal(signal.SIGCONT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert b"Traceback" not in stderr
