@@ -76,7 +76,7 @@ class Archiver:
 
     def run(self, paths: list[str]) -> BackupResult:
         started = time.monotonic()
-        use_one_malloc_arena()
+        use_one_malloc_arena()  # for library callers; the CLI and job runner call it before opening
         abs_paths = _normalise(paths)
         self._root_devs = {_lstat_source(p).st_dev for p in abs_paths}
         with self.repo.lock() if not self.options.dry_run else NoLock() as lock:
