@@ -8,7 +8,7 @@ import random
 import pytest
 from pyfastcdc import FastCDC
 
-from fogvault.chunker import MIB, Chunker, ChunkerParams, chunker_seed
+from fogvault.chunker import MIB, READ_SIZE, Chunker, ChunkerParams, chunker_seed
 from fogvault.crypto import MasterKey
 
 
@@ -56,6 +56,21 @@ def test_windowed_chunks_equal_whole_buffer_chunks(params, size):
     # The size hint only sizes the first buffer: right, too small or too large, same cuts.
     for hint in {0, size, max(size - 1, 0), size + 1, size // 3, 2 * size + 5}:
         assert [bytes(c) for c in chunker.chunks(io.BytesIO(data), size_hint=hint)] == expected
+
+
+def test_long_stretches_without_boundaries_carry_across_windows():
+    """Zeros have no content-defined boundary: chunks there are cut at the maximum size, so the
+    carried last chunk grows past a window's read size before it is cut."""
+    params = ChunkerParams()
+    seed = chunker_seed(MasterKey.generate().identity)
+    rng = random.Random(7)
+    data = rng.randbytes(3 * MIB) + bytes(3 * READ_SIZE + 5) + rng.randbytes(5 * MIB)
+    reference = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size,
+                        seed=seed)
+    expected = [bytes(c.data) for c in reference.cut_buf(data)]
+    assert max(len(c) for c in expected) == params.max_size > READ_SIZE
+    chunks = Chunker(params, seed).chunks(io.BytesIO(data), size_hint=len(data))
+    assert [bytes(c) for c in chunks] == expected
 
 
 def test_seed_changes_boundaries():
