@@ -53,9 +53,7 @@ def backup(
     from fogvault.backup.excludes import ExcludeRules
     from fogvault.backup.scanner import Scanner
     from fogvault.cli.progress import QuietProgress, make_progress
-    from fogvault.heap import use_one_malloc_arena
 
-    use_one_malloc_arena()  # before the index loaders' threads make arenas (heap.py)
     out = Printer.of(ctx)
     patterns = (exclude or []) + ExcludeRules.read_files(exclude_file or [])
     rules = ExcludeRules(patterns, exclude_caches, exclude_if_present or [])

@@ -83,9 +83,11 @@ def open_repository(
     ctx: typer.Context, *, load_index: bool = True, extra_urls: tuple[str, ...] = ()
 ) -> Iterator[Repository]:
     """Open the repository on the common options' targets (plus ``extra_urls``)."""
+    from fogvault.heap import use_one_malloc_arena
     from fogvault.repo.repository import Repository
     from fogvault.targets.ledger import Ledger
 
+    use_one_malloc_arena()  # before the index loaders' threads make arenas (heap.py)
     opts = options(ctx)
     repo = Repository.open(
         [*opts.repo_urls(), *extra_urls],
