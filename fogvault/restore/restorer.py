@@ -3,7 +3,7 @@
 Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` files:
 
 1. **Plan and create** (one thread, depth-first): folders, symlinks, fifos, devices, hardlinks
-   and empty, pre-sized regular files are created below the target through :class:`SafeRoot`
+   and empty regular files are created below the target through :class:`SafeRoot`
    (never following a symlink). Each file's chunks are mapped to (file, offset) destinations.
 2. **Content** of the batch: each needed pack is read in spans of at most ``FETCH_SPAN``
    bytes, one ranged read each, and their blobs are verified and decrypted, a thread per span
@@ -71,6 +71,7 @@ class _FileJob:
     parts: Parts
     node: Node
     pending: int  # blobs not yet written; whoever writes the last one sets the metadata
+    end: int = 0  # where the last byte written so far ends
 
 
 class Restorer:
@@ -234,7 +235,6 @@ class Restorer:
         if root is not None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
             with root.open_file(parts, flags) as fd:
-                os.ftruncate(fd, node.size)  # pre-sized: unwritten (zero) ranges stay holes
                 if not node.content:  # complete already
                     self._set_metadata(root, parts, node, fd)
         self._files.append(_FileJob(parts, node, len(node.content)))
@@ -291,12 +291,26 @@ class Restorer:
                     while view:
                         written = os.pwrite(fd, view, position)
                         view, position = view[written:], position + written
+                job.end = max(job.end, offset + runs[-1][1])
                 if self._blob_written(job, sum(end - start for start, end in runs)):
-                    self._set_metadata(root, job.parts, job.node, fd)
+                    self._finish_file(root, job, fd)
         elif self._blob_written(job, 0):  # the last blob was a hole: open only to finish
             with root.open_file(job.parts, os.O_WRONLY) as fd:
-                self._set_metadata(root, job.parts, job.node, fd)
+                self._finish_file(root, job, fd)
         self.progress.bytes_done(len(data))
+
+    def _finish_file(self, root: SafeRoot, job: _FileJob, fd: int) -> None:
+        """Size and metadata of a file whose blobs are all written. Files are not pre-sized
+        (one system call less per file): only one whose last bytes are zeros, skipped to
+        leave a hole, still ends short of its size."""
+        if job.end < job.node.size:
+            try:
+                os.ftruncate(fd, job.node.size)
+            except OSError as exc:
+                self._warn(f"{os.fsdecode(root.path(job.parts))}: cannot set size: {exc.strerror}")
+            except (ValueError, OverflowError) as exc:  # a size no file system has
+                raise _impossible(job.parts, exc) from exc
+        self._set_metadata(root, job.parts, job.node, fd)
 
     def _blob_written(self, job: _FileJob, nbytes: int) -> bool:
         """Count one of ``job``'s blobs as written; True if it was the file's last."""
@@ -372,7 +386,8 @@ FETCH_SPAN = 1024 * 1024  # bytes of a pack read at once (a larger blob is read 
 
 def _data_runs(data: bytes) -> list[tuple[int, int]]:
     """The (start, end) ranges of ``data`` that are not all-zero ``HOLE_BLOCK`` blocks: what
-    must be written into a pre-sized file so that zero blocks stay holes (sparse files)."""
+    must be written so that zero blocks stay holes (sparse files); a file whose last bytes were
+    skipped is extended to its size when it is complete."""
     runs: list[tuple[int, int]] = []
     size = len(data)
     for start in range(0, size, HOLE_BLOCK):
