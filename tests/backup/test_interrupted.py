@@ -35,7 +35,15 @@ def _start_backup(cli_env, tmp_path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "fogvault", "backup", "-r", "repo", "src", "--json"],
         cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    """A test run started in the background by a non-interactive shell (``cmd &``) inherits
+    SIGINT ignored, and Python then leaves it ignored, as a background job should: Ctrl-C is
+    meant for the foreground. The backup under test is the foreground here."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _freeze_after_first_index(proc: subprocess.Popen, repo: Path) -> None:
