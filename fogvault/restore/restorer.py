@@ -2,9 +2,10 @@
 
 Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` files:
 
-1. **Plan and create** (one thread, depth-first): folders, symlinks, fifos, devices, hardlinks
-   and empty regular files are created below the target through :class:`SafeRoot`
-   (never following a symlink). Each file's chunks are mapped to (file, offset) destinations.
+1. **Plan and create** (one thread, depth-first): folders, symlinks, fifos, devices, hardlinks,
+   empty files and hardlinked files' first names are created below the target through
+   :class:`SafeRoot` (never following a symlink); other files are created with their first
+   blob. Each file's chunks are mapped to (file, offset) destinations.
 2. **Content** of the batch: each needed pack is read in spans of at most ``FETCH_SPAN``
    bytes, one ranged read each, and their blobs are verified and decrypted, a thread per span
    in flight; this thread writes every destination with ``pwrite``. A blob used by many files
@@ -22,6 +23,7 @@ totals grow batch by batch, as files are planned.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections import defaultdict
@@ -71,7 +73,9 @@ class _FileJob:
     parts: Parts
     node: Node
     pending: int  # blobs not yet written; whoever writes the last one sets the metadata
+    created: bool  # False until its first blob arrives (see _create_file)
     end: int = 0  # where the last byte written so far ends
+    failed: bool = False  # could not be created: its blobs are skipped
 
 
 class Restorer:
@@ -232,12 +236,15 @@ class Restorer:
         if node.nlink > 1:
             self._hardlinks[link_key] = parts
         self.summary.total_bytes += node.size
-        if root is not None:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-            with root.open_file(parts, flags) as fd:
-                if not node.content:  # complete already
+        # A file with content is created when its first blob is written: creating it here
+        # and opening it again then cost an open and a close more per file. Empty files are
+        # complete now, and a hardlink's first name must exist for the links that follow.
+        create_now = root is not None and (not node.content or node.nlink > 1)
+        if create_now:
+            with root.open_file(parts, _CREATE) as fd:
+                if not node.content:
                     self._set_metadata(root, parts, node, fd)
-        self._files.append(_FileJob(parts, node, len(node.content)))
+        self._files.append(_FileJob(parts, node, len(node.content), created=create_now))
 
     # ---- phase 2: content ------------------------------------------------------------
 
@@ -282,22 +289,44 @@ class Restorer:
                 del data
 
     def _write_blob(self, root: SafeRoot, job: _FileJob, offset: int, data: bytes) -> None:
-        runs = _data_runs(data)
-        if runs:
-            with root.open_file(job.parts, os.O_WRONLY) as fd:
-                for start, end in runs:
-                    view = memoryview(data)[start:end]
-                    position = offset + start
-                    while view:
-                        written = os.pwrite(fd, view, position)
-                        view, position = view[written:], position + written
-                job.end = max(job.end, offset + runs[-1][1])
-                if self._blob_written(job, sum(end - start for start, end in runs)):
-                    self._finish_file(root, job, fd)
-        elif self._blob_written(job, 0):  # the last blob was a hole: open only to finish
-            with root.open_file(job.parts, os.O_WRONLY) as fd:
-                self._finish_file(root, job, fd)
         self.progress.bytes_done(len(data))
+        if job.failed:
+            return
+        runs = _data_runs(data)
+        last = job.pending == 1
+        if not runs and not last:  # all holes, and not the file's last blob: nothing to do
+            self._blob_written(job, 0)
+            return
+        with contextlib.ExitStack() as stack:
+            fd = self._open_content(root, job, stack)
+            if fd is None:
+                return
+            for start, end in runs:
+                view = memoryview(data)[start:end]
+                position = offset + start
+                while view:
+                    written = os.pwrite(fd, view, position)
+                    view, position = view[written:], position + written
+            if runs:
+                job.end = max(job.end, offset + runs[-1][1])
+            self._blob_written(job, sum(end - start for start, end in runs))
+            if last:
+                self._finish_file(root, job, fd)
+
+    def _open_content(self, root: SafeRoot, job: _FileJob, stack: contextlib.ExitStack
+                      ) -> int | None:
+        """Open ``job``'s file for writing, creating it with its first blob; None (with a
+        warning, as the plan phase gives) if it cannot be created."""
+        if job.created:
+            return stack.enter_context(root.open_file(job.parts, os.O_WRONLY))
+        try:
+            fd = stack.enter_context(root.open_file(job.parts, _CREATE))
+        except OSError as exc:
+            job.failed = True
+            self._warn(f"{os.fsdecode(b'/'.join(job.parts))}: cannot restore: {exc.strerror}")
+            return None
+        job.created = True
+        return fd
 
     def _finish_file(self, root: SafeRoot, job: _FileJob, fd: int) -> None:
         """Size and metadata of a file whose blobs are all written. Files are not pre-sized
@@ -312,11 +341,9 @@ class Restorer:
                 raise _impossible(job.parts, exc) from exc
         self._set_metadata(root, job.parts, job.node, fd)
 
-    def _blob_written(self, job: _FileJob, nbytes: int) -> bool:
-        """Count one of ``job``'s blobs as written; True if it was the file's last."""
+    def _blob_written(self, job: _FileJob, nbytes: int) -> None:
         self.summary.bytes_written += nbytes
         job.pending -= 1
-        return job.pending == 0
 
     # ---- phase 3: metadata -----------------------------------------------------------
 
@@ -350,6 +377,8 @@ class Restorer:
 
     def _verify(self, root: SafeRoot) -> None:
         for job in self._files:
+            if job.failed:  # warned about already
+                continue
             if self._file_matches(root, job):
                 self.summary.verified += 1
             else:
@@ -380,6 +409,7 @@ def _impossible(parts: Parts, exc: Exception) -> MalformedObject:
 
 
 HOLE_BLOCK = 64 * 1024
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 PLAN_BATCH_FILES = 2_000  # files planned before their contents are written (see the top)
 FETCH_SPAN = 1024 * 1024  # bytes of a pack read at once (a larger blob is read alone)
 

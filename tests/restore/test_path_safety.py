@@ -186,16 +186,16 @@ def test_restore_refuses_unsafe_names(repo: Repository, arena: Arena, name: str 
 
 
 def test_unsafe_name_deep_in_an_otherwise_fine_snapshot(repo: Repository, arena: Arena) -> None:
-    """The refusal happens when the bad tree is reached (entries planned before it exist,
-    below the target, without their content: content is written after planning); the
-    sentinel is untouched."""
+    """The refusal happens when the bad tree is reached (folders planned before it exist,
+    below the target; files with content do not: they are created with their first blob,
+    after planning); the sentinel is untouched."""
     bad = store_tree(repo, [payload_file(repo, "../../../outside/victim")])
     deep = store_tree(repo, [dir_node("c", bad)])
     root = store_tree(repo, [payload_file(repo, "a"), dir_node("b", deep)])
     snapshot = save_snapshot(repo, root)
     with arena.contained(), pytest.raises(UnsafePath, match="unsafe file name"):
         restore(repo, snapshot, arena.target)
-    assert (arena.target / "a").is_file()
+    assert not (arena.target / "a").exists()
     assert (arena.target / "b" / "c").is_dir()
     assert list((arena.target / "b" / "c").iterdir()) == []
 
@@ -408,6 +408,19 @@ def test_missing_data_blob_is_a_clear_error(repo: Repository, arena: Arena) -> N
                               file_node("broken", [missing], 10)])
     with arena.contained(), pytest.raises(IntegrityError, match=missing.hex()):
         restore(repo, snapshot, arena.target)
+
+
+def test_file_the_file_system_refuses_is_a_warning(repo: Repository, arena: Arena) -> None:
+    """A name longer than the file system allows (ENAMETOOLONG) fails when the file is
+    created, with its first blob: that file is reported and skipped, the rest restored."""
+    long_name = "n" * 300
+    snapshot = in_home(repo, [payload_file(repo, long_name), payload_file(repo, "z-fine")])
+    with arena.contained():
+        summary = restore(repo, snapshot, arena.target, verify=True)
+    assert [w for w in summary.warnings if "cannot restore" in w and long_name in w]
+    assert (arena.target / "home" / "z-fine").read_bytes() == PAYLOAD
+    assert os.listdir(arena.target / "home") == ["z-fine"]
+    assert summary.verified == 1
 
 
 def test_missing_subtree_is_a_clear_error(repo: Repository, arena: Arena) -> None:
