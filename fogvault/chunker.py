@@ -75,16 +75,14 @@ class Chunker:
             view, got = _window(stream, carry, want)
             if not view:
                 return
-            cuts = list(self._cdc.cut_buf(view))
+            cuts = [chunk.data for chunk in self._cdc.cut_buf(view)]
             if got < want:  # end of stream: the last chunk is final
-                for chunk in cuts:
-                    yield chunk.data
+                yield from cuts
                 return
-            for chunk in cuts[:-1]:
-                yield chunk.data
-            carry = bytes(cuts[-1].data)
-            # Drop this window before the next is allocated: only chunks still being sealed
-            # keep it alive, so two windows rarely coexist.
+            yield from cuts[:-1]
+            carry = bytes(cuts[-1])
+            # Drop this window before the next is allocated (no loop variable holds a view of
+            # it either): only chunks still being sealed keep it alive.
             del view, cuts
 
     def chunk_buffer(self, data: bytes) -> Iterator[memoryview]:

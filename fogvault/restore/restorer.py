@@ -124,6 +124,9 @@ class Restorer:
         self.summary.warnings.append(message)
         self.progress.warning(message)
 
+    def _not_restored(self, parts: Parts, exc: OSError) -> None:
+        self._warn(f"{os.fsdecode(b'/'.join(parts))}: cannot restore: {exc.strerror}")
+
     # ---- phase 1: plan and create ----------------------------------------------------
 
     def _plan(self, root: SafeRoot | None) -> Iterator[None]:
@@ -176,7 +179,7 @@ class Restorer:
         try:
             self._create(root, parts, node)
         except OSError as exc:
-            self._warn(f"{os.fsdecode(b'/'.join(parts))}: cannot restore: {exc.strerror}")
+            self._not_restored(parts, exc)
         except (ValueError, OverflowError) as exc:  # NUL in a link target, absurd numbers
             raise _impossible(parts, exc) from exc
 
@@ -323,7 +326,7 @@ class Restorer:
             fd = stack.enter_context(root.open_file(job.parts, _CREATE))
         except OSError as exc:
             job.failed = True
-            self._warn(f"{os.fsdecode(b'/'.join(job.parts))}: cannot restore: {exc.strerror}")
+            self._not_restored(job.parts, exc)
             return None
         job.created = True
         return fd
