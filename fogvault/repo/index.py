@@ -7,12 +7,14 @@ Python objects (docs/design.md, section 4):
   (type, id, offset, length, raw length), so a pack listing read from an index file is
   appended as it is. A pack's records are contiguous; a blob's pack is found by bisecting the
   first record number of every pack (``array('I')``), so records carry no pack number.
-* **Slots**: an ``array('I')`` holding record number + 1 (0 = empty), probed linearly from
-  ``hash(blob_id)``: no copy of the key, the probe compares the id inside the record
-  (``bytearray.startswith`` at an offset, which copies nothing). The table doubles at a load
-  of 0.75, so it is 4 / 0.75 to 4 / 0.375 = 5.3-10.7 bytes per blob. ``hash`` of a bytes object
-  is computed in C and cached by the object; it differs between processes, which is fine for a
-  table that lives in one.
+* **Slots**: an ``array('I')`` probed linearly from ``hash(blob_id)``. A slot holds record
+  number + 1 (0 = empty) in its low bits and, in the bits the numbers do not need yet, a tag:
+  high bits of the id's hash. A probe compares the id inside the record (``bytearray.startswith``
+  at an offset, which copies nothing) only where the tag matches, so passing other ids'
+  slots costs no random read of their records: at 10 million blobs that read, not the Python
+  code, was most of an absent lookup. The table doubles at a load of 0.75, so it is 4 / 0.75 to
+  4 / 0.375 = 5.3-10.7 bytes per blob. ``hash`` of a bytes object is computed in C and cached by
+  the object; it differs between processes, which is fine for a table that lives in one.
 * **Packs**: their ids in one ``bytearray`` (32 bytes each) with a slot table of their own.
 
 About 51-56 bytes per blob in all; scripts/index_memory.py measures it.
@@ -56,9 +58,12 @@ _LIMITS = struct.Struct("<B36xII")  # type, length, raw length: what validation 
 _PACK_ID = struct.Struct("32s")
 _TYPES = (BlobType.DATA, BlobType.TREE)  # indexed by the stored type byte
 _MAX_LOAD = 0.75
+_SLOT_BITS = 32
+_HASH_TAG_SHIFT = 32  # tags come from hash bits above any slot index's
 
-#: mask, slots (record or pack number + 1; 0 = empty), the id buffer's ``startswith``
-_Table = tuple[int, array, Callable[[bytes, int], bool]]
+#: mask, slots (tag | record or pack number + 1; 0 = empty), the id buffer's ``startswith``,
+#: the tag bits of a slot (the rest hold the number)
+_Table = tuple[int, array, Callable[[bytes, int], bool], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,19 +93,30 @@ def pack_spans(entries: Iterable[IndexEntry], span: int) -> list[list[IndexEntry
     return groups
 
 
-def _empty_table(ids: bytearray, entries: int) -> _Table:
-    """A table with room for ``entries`` ids of the buffer ``ids`` at a load of at most 0.75."""
-    size = 1 << max(4, int(entries / _MAX_LOAD).bit_length())
-    return size - 1, array("I", bytes(4 * size)), ids.startswith
+def _empty_table(ids: bytearray, entries: int, numbers: int) -> _Table:
+    """A table with room for ``entries`` ids of the buffer ``ids`` at a load of at most 0.75,
+    and for numbers up to ``numbers`` (more need a new table: :func:`_holds`)."""
+    size_bits = max(4, int(entries / _MAX_LOAD).bit_length())
+    number_bits = min(_SLOT_BITS, max(size_bits, numbers.bit_length()))
+    tags = (1 << _SLOT_BITS) - (1 << number_bits)
+    return (1 << size_bits) - 1, array("I", bytes(4 << size_bits)), ids.startswith, tags
+
+
+def _holds(table: _Table, entries: int, numbers: int) -> bool:
+    """Whether ``table`` takes ``entries`` distinct ids numbered up to ``numbers``."""
+    mask, _, _, tags = table
+    return entries <= _MAX_LOAD * (mask + 1) and numbers < (1 << _SLOT_BITS) - tags
 
 
 def _probe(table: _Table, key: bytes, stride: int, back: int) -> int:
-    """The slot value (number + 1) of ``key``, or 0."""
-    mask, slots, match = table
-    i = hash(key) & mask
+    """The number (+ 1) of ``key``, or 0."""
+    mask, slots, match, tags = table
+    h = hash(key)
+    i = h & mask
+    tag = h >> _HASH_TAG_SHIFT & tags
     while slot := slots[i]:
-        if match(key, slot * stride - back):
-            return slot
+        if slot & tags == tag and match(key, (slot ^ tag) * stride - back):
+            return slot ^ tag
         i = (i + 1) & mask
     return 0
 
@@ -109,16 +125,18 @@ def _insert(table: _Table, keys: Iterator[tuple[bytes]], first: int, stride: int
             back: int) -> int:
     """Give each key a slot (values ``first``, ``first + 1``, ...) unless an earlier number
     holds the same id; the id buffer must already hold them. Returns how many got a slot."""
-    mask, slots, match = table
+    mask, slots, match, tags = table
     added = 0
     for number, (key,) in enumerate(keys, first):
-        i = hash(key) & mask
+        h = hash(key)
+        i = h & mask
+        tag = h >> _HASH_TAG_SHIFT & tags
         while slot := slots[i]:
-            if match(key, slot * stride - back):
+            if slot & tags == tag and match(key, (slot ^ tag) * stride - back):
                 break  # a second copy: listed with its pack, not found by lookups
             i = (i + 1) & mask
         else:
-            slots[i] = number
+            slots[i] = tag | number
             added += 1
     return added
 
@@ -128,10 +146,11 @@ class BlobIndex:
         self._records = bytearray()
         self._count = 0  # records: every (pack, blob) listing
         self._indexed = 0  # distinct blob ids (slots in use)
-        self._table = _empty_table(self._records, capacity)
+        self._table = _empty_table(self._records, capacity, capacity)
         self._pack_ids = bytearray()
         self._pack_first = array("I")  # each pack's first record number
-        self._pack_table = _empty_table(self._pack_ids, max(16, capacity // 16))
+        packs = max(16, capacity // 16)
+        self._pack_table = _empty_table(self._pack_ids, packs, packs)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -143,10 +162,12 @@ class BlobIndex:
 
     def __contains__(self, blob_id: bytes) -> bool:
         # _probe inlined: this is backup's dedup test for every chunk, and a call costs ~10 %
-        mask, slots, match = self._table
-        i = hash(blob_id) & mask
+        mask, slots, match, tags = self._table
+        h = hash(blob_id)
+        i = h & mask
+        tag = h >> _HASH_TAG_SHIFT & tags
         while slot := slots[i]:
-            if match(blob_id, slot * RECORD_SIZE - _ID_BACK):
+            if slot & tags == tag and match(blob_id, (slot ^ tag) * RECORD_SIZE - _ID_BACK):
                 return True
             i = (i + 1) & mask
         return False
@@ -186,8 +207,8 @@ class BlobIndex:
                 return False
             self._add_pack_id(pack_id)
             table = self._table
-            if self._indexed + count > _MAX_LOAD * (table[0] + 1):
-                table = self._grow(self._indexed + count)
+            if not _holds(table, self._indexed + count, self._count + count):
+                table = self._grow(self._indexed + count, self._count + count)
             first = self._count
             self._records += listing  # complete before any of its slots is published
             self._count += count
@@ -199,25 +220,25 @@ class BlobIndex:
         """Size the table for ``blobs`` more distinct blobs now, so a bulk load does not grow
         it (and rehash every record) again and again."""
         with self._lock:
-            if self._indexed + blobs > _MAX_LOAD * (self._table[0] + 1):
-                self._grow(self._indexed + blobs)
+            if not _holds(self._table, self._indexed + blobs, self._count + blobs):
+                self._grow(self._indexed + blobs, self._count + blobs)
 
     def _add_pack_id(self, pack_id: bytes) -> None:
         self._pack_ids += pack_id
         self._pack_first.append(self._count)
         packs = len(self._pack_first)
         table = self._pack_table
-        if packs > _MAX_LOAD * (table[0] + 1):
-            table = _empty_table(self._pack_ids, packs)
+        if not _holds(table, packs, packs):
+            table = _empty_table(self._pack_ids, packs, packs)
             _insert(table, _PACK_ID.iter_unpack(self._pack_ids), 1, 32, 32)
             self._pack_table = table
         else:
             _insert(table, iter([(pack_id,)]), packs, 32, 32)
 
-    def _grow(self, entries: int) -> _Table:
-        """A table for ``entries`` distinct blobs, filled from the records in order (so the
-        first copy of a blob keeps the slot), swapped in whole for readers."""
-        table = _empty_table(self._records, entries)
+    def _grow(self, entries: int, records: int) -> _Table:
+        """A table for ``entries`` distinct blobs in ``records`` records, filled from the records
+        in order (so the first copy of a blob keeps the slot), swapped in whole for readers."""
+        table = _empty_table(self._records, entries, records)
         _insert(table, _IDS.iter_unpack(self._records), 1, RECORD_SIZE, _ID_BACK)
         self._table = table
         return table

@@ -70,6 +70,35 @@ def test_the_first_copy_keeps_the_lookup_when_the_table_grows():
     assert (len(index), index.distinct_blobs()) == (1003, 1001)
 
 
+def test_blobs_found_after_copies_outnumber_what_the_slots_could_number():
+    index = BlobIndex(capacity=4)  # 16 slots: record numbers start with 4 bits
+    shared = [os.urandom(32) for _ in range(3)]
+    for _ in range(50):  # 150 records, 3 distinct: the table need not grow for its load
+        index.add_pack(os.urandom(32), _entries(shared))
+    late = [os.urandom(32) for _ in range(2)]
+    index.add_pack(os.urandom(32), _entries(late))
+    assert [index.position(blob_id) for blob_id in shared + late] == [0, 1, 2, 150, 151]
+    assert os.urandom(32) not in index
+
+
+def test_absent_lookups_rarely_read_a_record():
+    index = BlobIndex()
+    for _ in range(300):
+        index.add_pack(os.urandom(32), _entries([os.urandom(32) for _ in range(16)]))
+    mask, slots, match, tags = index._table
+    reads = []
+
+    def counting_match(key: bytes, offset: int) -> bool:
+        reads.append(offset)
+        return match(key, offset)
+
+    index._table = (mask, slots, counting_match, tags)
+    assert 0.25 < index.distinct_blobs() / (mask + 1) <= 0.75  # probes pass occupied slots
+    assert not any(os.urandom(32) in index for _ in range(2000))
+    # Without the tags, each lookup would read one record per occupied slot it passes (~2).
+    assert len(reads) < 20
+
+
 def test_a_pack_listed_twice_is_indexed_once():
     index = BlobIndex()
     pack, ids = os.urandom(32), [os.urandom(32) for _ in range(3)]

@@ -101,9 +101,9 @@ def test_loading_sizes_the_table_once_from_the_index_files(make_repo, reopen, mo
     grown = []
     real_grow = BlobIndex._grow
 
-    def grow(index: BlobIndex, entries: int):
+    def grow(index: BlobIndex, entries: int, records: int):
         grown.append(entries)
-        return real_grow(index, entries)
+        return real_grow(index, entries, records)
 
     monkeypatch.setattr(BlobIndex, "_grow", grow)
     fresh = reopen(repo)
