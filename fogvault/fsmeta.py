@@ -87,28 +87,28 @@ def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
     return pairs
 
 
-def apply_metadata(dir_fd: int, name: bytes, node: Node, *, restore_owner: bool,
-                   shown: str) -> list[str]:
+def apply_metadata(dir_fd: int, name: bytes, node: Node, *, restore_owner: bool) -> list[str]:
     """Set ownership, xattrs, mode and times on the entry ``name`` in the folder ``dir_fd``,
     never following a symlink. Working relative to a folder descriptor keeps paths short, so
     entries deeper than PATH_MAX get their metadata too.
 
-    Returns warnings (``shown`` names the entry) for what the destination did not allow.
+    Returns what the destination did not allow ("cannot set owner: ..."), for the caller to
+    report with the entry's path (built only then: most entries have none).
     """
     # xattr calls take no folder descriptor; /proc/self/fd gives a short path to the folder.
     via_proc = os.path.join(b"/proc/self/fd", str(dir_fd).encode(), name)
     return _apply(name, {"dir_fd": dir_fd, "follow_symlinks": False}, via_proc, node,
-                  restore_owner=restore_owner, shown=shown)
+                  restore_owner=restore_owner)
 
 
-def apply_file_metadata(fd: int, node: Node, *, restore_owner: bool, shown: str) -> list[str]:
+def apply_file_metadata(fd: int, node: Node, *, restore_owner: bool) -> list[str]:
     """``apply_metadata`` for a file the caller holds open, on the descriptor, so no path is
     resolved again."""
-    return _apply(fd, {}, fd, node, restore_owner=restore_owner, shown=shown)
+    return _apply(fd, {}, fd, node, restore_owner=restore_owner)
 
 
 def _apply(target: bytes | int, at: dict[str, Any], xattr_target: bytes | int, node: Node, *,
-           restore_owner: bool, shown: str) -> list[str]:
+           restore_owner: bool) -> list[str]:
     """The steps of both: owner first (chown clears set-id bits), times last. ``target`` is a
     name (``at``: its folder, no following) or an open descriptor (``at`` empty)."""
     warnings: list[str] = []
@@ -117,19 +117,19 @@ def _apply(target: bytes | int, at: dict[str, Any], xattr_target: bytes | int, n
         try:
             os.chown(target, node.uid, node.gid, **at)
         except OSError as exc:
-            warnings.append(f"{shown}: cannot set owner: {exc.strerror}")
-    _set_xattrs(xattr_target, node, shown, warnings)
+            warnings.append(f"cannot set owner: {exc.strerror}")
+    _set_xattrs(xattr_target, node, warnings)
     if not is_link:  # the entry was created by this restore: it is not a symlink
         os.chmod(target, node.mode, dir_fd=at.get("dir_fd"))
     try:
         os.utime(target, ns=(node.mtime_ns, node.mtime_ns), **at)
     except OSError as exc:
         if not is_link:
-            warnings.append(f"{shown}: cannot set times: {exc.strerror}")
+            warnings.append(f"cannot set times: {exc.strerror}")
     return warnings
 
 
-def _set_xattrs(target: bytes | int, node: Node, shown: str, warnings: list[str]) -> None:
+def _set_xattrs(target: bytes | int, node: Node, warnings: list[str]) -> None:
     """Set ``node.xattrs`` on a path (the entry itself, not where a symlink points) or on an
     open descriptor (which has nothing to follow, and takes no follow_symlinks=False)."""
     follow = isinstance(target, int)
@@ -138,4 +138,4 @@ def _set_xattrs(target: bytes | int, node: Node, shown: str, warnings: list[str]
             os.setxattr(target, attr, value, follow_symlinks=follow)
         except OSError as exc:
             if exc.errno not in _UNSUPPORTED:
-                warnings.append(f"{shown}: cannot set xattr: {exc.strerror}")
+                warnings.append(f"cannot set xattr: {exc.strerror}")

@@ -8,7 +8,8 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
    blob. Each file's chunks are mapped to (file, offset) destinations.
 2. **Content** of the batch: each needed pack is read in spans of at most ``FETCH_SPAN``
    bytes, one ranged read each, and their blobs are verified and decrypted, a thread per span
-   in flight; this thread writes every destination with ``pwrite``. A blob used by many files
+   in flight; ``WRITERS`` threads write the destinations with ``pwrite``, each file by one of
+   them (its blobs in order, so a file's state has a single owner). A blob used by many files
    of a batch is fetched once (once per batch that uses it). All-zero blobs are not written,
    so sparse files keep their holes. Batches bound the plan's memory for regular files (a
    file's node, destinations and index entries: about 1 KiB); folders, links, specials and
@@ -26,8 +27,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fogvault.errors import IntegrityError, MalformedObject, UnsafePath, UsageError
@@ -279,31 +281,66 @@ class Restorer:
         del by_pack
 
         # Spans are fetched in parallel (remote reads wait on latency; decryption and zstd
-        # release the GIL) but written by this thread alone: with every thread writing, each
-        # system call of a small file handed the GIL to another thread, doubling the CPU time.
-        # At most ``workers`` spans are held: the one being written and those in flight.
+        # release the GIL) and written by WRITERS threads of their own: the kernel's work for a
+        # small file (create, copy into the page cache, owner, mode, times) is most of a
+        # restore's CPU time, and one writing thread left the second core idle meanwhile.
+        # (Every fetch thread writing what it fetched handed the GIL over at each system
+        # call, doubling the CPU time.) Held: the spans in flight, and up to 2 x WRITERS
+        # shares waiting to be written or being written (about 3 spans).
         workers = self.options.workers
-        for blobs in self.repo.read_spans(fetches, threads=workers, ahead=workers - 1):
-            blobs.reverse()
-            while blobs:  # each plaintext is dropped as soon as it is written
-                entry, data = blobs.pop()
-                for number, offset in destinations[entry.blob_id]:
-                    self._write_blob(root, self._files[number], offset, data)
-                del data
+        writers = [ThreadPoolExecutor(1, thread_name_prefix="restore-writer")
+                   for _ in range(WRITERS)]
+        queued: deque[Future[tuple[int, int]]] = deque()
+        try:
+            for blobs in self.repo.read_spans(fetches, threads=workers, ahead=workers - 1):
+                shares: list[list[tuple[_FileJob, int, bytes]]] = [[] for _ in writers]
+                for entry, data in blobs:
+                    for number, offset in destinations[entry.blob_id]:
+                        shares[number % WRITERS].append((self._files[number], offset, data))
+                for writer, share in zip(writers, shares, strict=True):
+                    if share:
+                        queued.append(writer.submit(self._write_share, root, share))
+                del blobs, shares  # the plaintexts are held by the queued shares alone
+                while len(queued) > 2 * WRITERS:
+                    self._collect(queued.popleft())
+            while queued:
+                self._collect(queued.popleft())
+        finally:
+            for writer in writers:
+                writer.shutdown(cancel_futures=True)
 
-    def _write_blob(self, root: SafeRoot, job: _FileJob, offset: int, data: bytes) -> None:
-        self.progress.bytes_done(len(data))
+    def _collect(self, written: Future[tuple[int, int]]) -> None:
+        """Count a share the writers finished (raising what writing it raised)."""
+        done, stored = written.result()
+        self.progress.bytes_done(done)
+        self.summary.bytes_written += stored
+
+    def _write_share(self, root: SafeRoot, share: list[tuple[_FileJob, int, bytes]]
+                     ) -> tuple[int, int]:
+        """Write one writer's blobs of a span; (bytes restored, bytes written: no holes)."""
+        done = stored = 0
+        share.reverse()
+        while share:  # each plaintext is dropped as soon as it is written
+            job, offset, data = share.pop()
+            done += len(data)
+            stored += self._write_blob(root, job, offset, data)
+            del data
+        return done, stored
+
+    def _write_blob(self, root: SafeRoot, job: _FileJob, offset: int, data: bytes) -> int:
+        """Write one blob of ``job`` (all of a file's blobs come from one thread); the bytes
+        written, without the zero blocks left as holes."""
         if job.failed:
-            return
+            return 0
         runs = _data_runs(data)
         last = job.pending == 1
         if not runs and not last:  # all holes, and not the file's last blob: nothing to do
-            self._blob_written(job, 0)
-            return
+            job.pending -= 1
+            return 0
         with contextlib.ExitStack() as stack:
             fd = self._open_content(root, job, stack)
             if fd is None:
-                return
+                return 0
             for start, end in runs:
                 view = memoryview(data)[start:end]
                 position = offset + start
@@ -312,9 +349,10 @@ class Restorer:
                     view, position = view[written:], position + written
             if runs:
                 job.end = max(job.end, offset + runs[-1][1])
-            self._blob_written(job, sum(end - start for start, end in runs))
+            job.pending -= 1
             if last:
                 self._finish_file(root, job, fd)
+            return sum(end - start for start, end in runs)
 
     def _open_content(self, root: SafeRoot, job: _FileJob, stack: contextlib.ExitStack
                       ) -> int | None:
@@ -344,10 +382,6 @@ class Restorer:
                 raise _impossible(job.parts, exc) from exc
         self._set_metadata(root, job.parts, job.node, fd)
 
-    def _blob_written(self, job: _FileJob, nbytes: int) -> None:
-        self.summary.bytes_written += nbytes
-        job.pending -= 1
-
     # ---- phase 3: metadata -----------------------------------------------------------
 
     def _apply_metadata(self, root: SafeRoot) -> None:
@@ -360,21 +394,19 @@ class Restorer:
                       ) -> None:
         """Metadata of one entry: through ``fd`` if the caller holds the file open, else
         through its folder."""
-        shown = os.fsdecode(root.path(parts))
         owner = self.options.restore_owner
         try:
             if fd is not None:
-                warnings = apply_file_metadata(fd, node, restore_owner=owner, shown=shown)
+                problems = apply_file_metadata(fd, node, restore_owner=owner)
             else:
                 with root.open_dir(parts[:-1]) as dir_fd:  # reached without following symlinks
-                    warnings = apply_metadata(dir_fd, parts[-1], node, restore_owner=owner,
-                                              shown=shown)
-            for warning in warnings:
-                self._warn(warning)
+                    problems = apply_metadata(dir_fd, parts[-1], node, restore_owner=owner)
         except OSError as exc:
-            self._warn(f"{shown}: cannot set metadata: {exc.strerror}")
+            problems = [f"cannot set metadata: {exc.strerror}"]
         except (ValueError, OverflowError) as exc:  # NUL in an xattr name, absurd numbers
             raise _impossible(parts, exc) from exc
+        for problem in problems:
+            self._warn(f"{os.fsdecode(root.path(parts))}: {problem}")
 
     # ---- verify ----------------------------------------------------------------------
 
@@ -414,6 +446,7 @@ def _impossible(parts: Parts, exc: Exception) -> MalformedObject:
 HOLE_BLOCK = 64 * 1024
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 PLAN_BATCH_FILES = 2_000  # files planned before their contents are written (see the top)
+WRITERS = 2  # threads writing files (see _write_contents)
 FETCH_SPAN = 1024 * 1024  # bytes of a pack read at once (a larger blob is read alone)
 
 

@@ -29,7 +29,8 @@ class SafeRoot:
 
     Folders reached safely are remembered as open descriptors (at most ``CACHED_DIRS``), so
     most operations start from their folder instead of walking down from the target again;
-    callers get a ``dup`` of the cached descriptor, so eviction never closes one in use.
+    callers get a ``dup`` of the cached descriptor, or (``open_file``) use it counted as in
+    use, so eviction never closes one in use. Safe for several threads.
     Removing a folder forgets it and everything below it.
 
     Folders this object made (``made``) held nothing before; callers that put each name into
@@ -44,6 +45,8 @@ class SafeRoot:
         self.root_fd = os.open(self.root, _DIR_FLAGS)
         self._dirs: OrderedDict[Parts, int] = OrderedDict()
         self._made: set[Parts] = set()
+        self._users: dict[int, int] = {}  # cached descriptors in use outside the lock
+        self._evicted: set[int] = set()  # evicted while in use: closed by their last user
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -114,12 +117,12 @@ class SafeRoot:
                 return
             self._dirs[parts] = os.dup(fd)
             if len(self._dirs) > self.CACHED_DIRS:
-                os.close(self._dirs.popitem(last=False)[1])
+                self._drop(self._dirs.popitem(last=False)[1])
 
     def _forget(self, parts: Parts) -> None:
         with self._lock:
             for cached in [p for p in self._dirs if p[: len(parts)] == parts]:
-                os.close(self._dirs.pop(cached))
+                self._drop(self._dirs.pop(cached))
             self._made.discard(parts)  # only empty folders are removed: nothing made below
 
     @contextlib.contextmanager
@@ -132,17 +135,38 @@ class SafeRoot:
             os.close(fd)
 
     def _open_in(self, folder: Parts, name: bytes, flags: int, mode: int) -> int:
-        """``openat`` in ``folder``. On a cached descriptor this happens under the lock, which
-        keeps it from being evicted meanwhile: one system call where a ``dup`` would take
-        three (restores open every file twice)."""
+        """``openat`` in ``folder``. A cached descriptor is used directly, counted as in use
+        so that eviction leaves closing it to its last user: one system call where a ``dup``
+        would take three, and outside the lock, so restore's writers create files at once."""
         with self._lock:
             cached = self._dirs.get(folder) if folder else self.root_fd
             if cached is not None:
                 if folder:
                     self._dirs.move_to_end(folder)
-                return os.open(name, flags, mode, dir_fd=cached)
-        with self.open_dir(folder) as dir_fd:
-            return os.open(name, flags, mode, dir_fd=dir_fd)
+                self._users[cached] = self._users.get(cached, 0) + 1
+        if cached is None:
+            with self.open_dir(folder) as dir_fd:
+                return os.open(name, flags, mode, dir_fd=dir_fd)
+        try:
+            return os.open(name, flags, mode, dir_fd=cached)
+        finally:
+            self._release(cached)
+
+    def _release(self, fd: int) -> None:
+        with self._lock:
+            self._users[fd] -= 1
+            if not self._users[fd]:
+                del self._users[fd]
+                if fd in self._evicted:
+                    self._evicted.discard(fd)
+                    os.close(fd)
+
+    def _drop(self, fd: int) -> None:
+        """Close an evicted cached descriptor, or leave that to its last user (lock held)."""
+        if fd in self._users:
+            self._evicted.add(fd)
+        else:
+            os.close(fd)
 
     def lstat(self, parts: Parts) -> os.stat_result | None:
         with self.open_dir(parts[:-1]) as dir_fd:

@@ -1,0 +1,80 @@
+"""SafeRoot's cache of folder descriptors under restore's concurrent writers: a descriptor
+evicted while a file is being opened in it stays open until that open is done, and none
+leaks."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from fogvault.restore.safefs import SafeRoot
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_folder_evicted_while_a_file_is_opened_in_it_is_closed_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _open_fds()
+    root = SafeRoot(os.fsencode(tmp_path / "target"))
+    root.CACHED_DIRS = 2
+    for name in (b"b", b"c", b"a"):  # a is the most recently used: cached
+        with root.open_dir((name,), create=True):
+            pass
+    real_open = os.open
+    checked = []
+
+    def open_evicting(name, flags, mode=0o777, *, dir_fd=None):
+        if name == b"f":  # the file's folder is in use: push it out of the cache now
+            for other in (b"b", b"c"):
+                with root.open_dir((other,)):
+                    pass
+            os.fstat(dir_fd)  # still open (EBADF otherwise)
+            checked.append(dir_fd)
+        return real_open(name, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", open_evicting)
+    with root.open_file((b"a", b"f"), _CREATE) as fd:
+        os.write(fd, b"x")
+    monkeypatch.undo()
+    assert checked and (tmp_path / "target" / "a" / "f").read_bytes() == b"x"
+    with pytest.raises(OSError):
+        os.fstat(checked[0])  # closed by its last user, once evicted
+    root.close()
+    assert _open_fds() == before
+
+
+def test_threads_create_files_across_more_folders_than_are_cached(tmp_path: Path) -> None:
+    before = _open_fds()
+    root = SafeRoot(os.fsencode(tmp_path / "target"))
+    root.CACHED_DIRS = 3
+    folders = [(f"d{n}".encode(),) for n in range(12)]
+    failures: list[BaseException] = []
+
+    def create(thread: int) -> None:
+        try:
+            for n in range(240):
+                folder = folders[(n * 5 + thread) % len(folders)]
+                with root.open_file((*folder, f"t{thread}-{n}".encode()), _CREATE) as fd:
+                    os.write(fd, b"%d" % n)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    for folder in folders:
+        with root.open_dir(folder, create=True):
+            pass
+    threads = [threading.Thread(target=create, args=(t,)) for t in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    root.close()
+    assert not failures
+    assert sum(len(os.listdir(tmp_path / "target" / f.decode())) for (f,) in folders) == 720
+    assert _open_fds() == before
