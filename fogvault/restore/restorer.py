@@ -24,7 +24,6 @@ totals grow batch by batch, as files are planned.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from collections import defaultdict, deque
@@ -337,10 +336,10 @@ class Restorer:
         if not runs and not last:  # all holes, and not the file's last blob: nothing to do
             job.pending -= 1
             return 0
-        with contextlib.ExitStack() as stack:
-            fd = self._open_content(root, job, stack)
-            if fd is None:
-                return 0
+        fd = self._open_content(root, job)
+        if fd is None:
+            return 0
+        try:
             for start, end in runs:
                 view = memoryview(data)[start:end]
                 position = offset + start
@@ -352,16 +351,17 @@ class Restorer:
             job.pending -= 1
             if last:
                 self._finish_file(root, job, fd)
-            return sum(end - start for start, end in runs)
+        finally:
+            os.close(fd)
+        return sum(end - start for start, end in runs)
 
-    def _open_content(self, root: SafeRoot, job: _FileJob, stack: contextlib.ExitStack
-                      ) -> int | None:
-        """Open ``job``'s file for writing, creating it with its first blob; None (with a
-        warning, as the plan phase gives) if it cannot be created."""
+    def _open_content(self, root: SafeRoot, job: _FileJob) -> int | None:
+        """Open ``job``'s file for writing (the caller closes it), creating it with its first
+        blob; None (with a warning, as the plan phase gives) if it cannot be created."""
         if job.created:
-            return stack.enter_context(root.open_file(job.parts, os.O_WRONLY))
+            return root.open_fd(job.parts, os.O_WRONLY)
         try:
-            fd = stack.enter_context(root.open_file(job.parts, _CREATE))
+            fd = root.open_fd(job.parts, _CREATE)
         except OSError as exc:
             job.failed = True
             self._not_restored(job.parts, exc)
