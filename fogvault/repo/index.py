@@ -13,8 +13,10 @@ Python objects (docs/design.md, section 4):
   at an offset, which copies nothing) only where the tag matches, so passing other ids'
   slots costs no random read of their records: at 10 million blobs that read, not the Python
   code, was most of an absent lookup. The table doubles at a load of 0.75, so it is 4 / 0.75 to
-  4 / 0.375 = 5.3-10.7 bytes per blob. ``hash`` of a bytes object is computed in C and cached by
-  the object; it differs between processes, which is fine for a table that lives in one.
+  4 / 0.375 = 5.3-10.7 bytes per blob; it is also rebuilt (at its size) when record numbers
+  outgrow their bits, which takes bits from the tags. ``hash`` of a bytes object is computed
+  in C and cached by the object; it differs between processes, which is fine for a table that
+  lives in one.
 * **Packs**: their ids in one ``bytearray`` (32 bytes each) with a slot table of their own.
 
 About 51-56 bytes per blob in all; scripts/index_memory.py measures it.
@@ -25,9 +27,9 @@ an index file must list) are always complete; lookups return the first location 
 is listed once: a second listing of a known pack (the same pack in two index files) is ignored.
 
 Writers hold a lock; readers take none: a record (and its pack's entries) is complete before
-its slot is published, records are only ever appended, and the (mask, slots, match) table is
-swapped as one tuple when it grows. (Under the GIL each ``bytearray``/``array`` operation is
-atomic.)
+its slot is published, records are only ever appended, and the (mask, slots, match, tags)
+table is swapped as one tuple when it is rebuilt. (Under the GIL each ``bytearray``/``array``
+operation is atomic.)
 
 On storage an index file lists packs and their blobs (docs/format.md, "Index files").
 :func:`parse_index_file` checks one without building a Python object per blob;
@@ -236,8 +238,10 @@ class BlobIndex:
             _insert(table, iter([(pack_id,)]), packs, 32, 32)
 
     def _grow(self, entries: int, records: int) -> _Table:
-        """A table for ``entries`` distinct blobs in ``records`` records, filled from the records
-        in order (so the first copy of a blob keeps the slot), swapped in whole for readers."""
+        """A table for ``entries`` distinct blobs in ``records`` records, never smaller than
+        the one it replaces (which :meth:`reserve` may have sized), filled from the records in
+        order (so the first copy of a blob keeps the slot), swapped in whole for readers."""
+        entries = max(entries, int(_MAX_LOAD * self._table[0]))  # [0]: size - 1
         table = _empty_table(self._records, entries, records)
         _insert(table, _IDS.iter_unpack(self._records), 1, RECORD_SIZE, _ID_BACK)
         self._table = table

@@ -9,7 +9,8 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
 2. **Content** of the batch: each needed pack is read in spans of at most ``FETCH_SPAN``
    bytes, one ranged read each, and their blobs are verified and decrypted, a thread per span
    in flight; ``WRITERS`` threads write the destinations with ``pwrite``, each file by one of
-   them (its blobs in order, so a file's state has a single owner). A blob used by many files
+   them (its blobs in the order they arrive, so a file's state has a single owner; their
+   warnings are reported by this thread). A blob used by many files
    of a batch is fetched once (once per batch that uses it). All-zero blobs are not written,
    so sparse files keep their holes. Batches bound the plan's memory for regular files (a
    file's node, destinations and index entries: about 1 KiB); folders, links, specials and
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,6 +81,16 @@ class _FileJob:
     failed: bool = False  # could not be created: its blobs are skipped
 
 
+@dataclass(slots=True)
+class _Share:
+    """One writer's part of a span: (file, offset, plaintext) to write, then what it did."""
+
+    blobs: list[tuple[_FileJob, int, bytes]] = field(default_factory=list)
+    done: int = 0  # bytes restored
+    stored: int = 0  # bytes written (zero blocks left as holes are not)
+    warnings: list[str] = field(default_factory=list)  # reported by the main thread
+
+
 class Restorer:
     def __init__(
         self,
@@ -101,6 +113,7 @@ class Restorer:
         self._others: list[tuple[Parts, Node]] = []
         self._hardlinks: dict[tuple[int, int], Parts] = {}
         self._root: SafeRoot | None = None
+        self._writing = threading.local()  # .share: the _Share a writer thread is writing
 
     def run(self) -> RestoreSummary:
         target = os.fsencode(os.path.abspath(self.options.target))
@@ -122,6 +135,10 @@ class Restorer:
         return self.summary
 
     def _warn(self, message: str) -> None:
+        share = getattr(self._writing, "share", None)
+        if share is not None:  # in a writer: the main thread reports it (_collect), in order
+            share.warnings.append(message)
+            return
         self.summary.warnings.append(message)
         self.progress.warning(message)
 
@@ -284,47 +301,58 @@ class Restorer:
         # small file (create, copy into the page cache, owner, mode, times) is most of a
         # restore's CPU time, and one writing thread left the second core idle meanwhile.
         # (Every fetch thread writing what it fetched handed the GIL over at each system
-        # call, doubling the CPU time.) Held: the spans in flight, and up to 2 x WRITERS
-        # shares waiting to be written or being written (about 3 spans).
+        # call, doubling the CPU time.) Held: the spans in flight, and up to 3 x WRITERS
+        # shares waiting to be written or being written (3 spans).
         workers = self.options.workers
         writers = [ThreadPoolExecutor(1, thread_name_prefix="restore-writer")
                    for _ in range(WRITERS)]
-        queued: deque[Future[tuple[int, int]]] = deque()
+        queued: deque[Future[_Share]] = deque()
         try:
             for blobs in self.repo.read_spans(fetches, threads=workers, ahead=workers - 1):
-                shares: list[list[tuple[_FileJob, int, bytes]]] = [[] for _ in writers]
-                for entry, data in blobs:
-                    for number, offset in destinations[entry.blob_id]:
-                        shares[number % WRITERS].append((self._files[number], offset, data))
-                for writer, share in zip(writers, shares, strict=True):
-                    if share:
+                for writer, share in zip(writers, self._split(blobs, destinations), strict=True):
+                    if share.blobs:
                         queued.append(writer.submit(self._write_share, root, share))
-                del blobs, shares  # the plaintexts are held by the queued shares alone
+                del blobs, share  # the plaintexts are held by the queued shares alone
                 while len(queued) > 2 * WRITERS:
                     self._collect(queued.popleft())
             while queued:
                 self._collect(queued.popleft())
         finally:
+            for writer in writers:  # cancel what has not started on both, then wait for both
+                writer.shutdown(wait=False, cancel_futures=True)
             for writer in writers:
-                writer.shutdown(cancel_futures=True)
+                writer.shutdown()
 
-    def _collect(self, written: Future[tuple[int, int]]) -> None:
-        """Count a share the writers finished (raising what writing it raised)."""
-        done, stored = written.result()
-        self.progress.bytes_done(done)
-        self.summary.bytes_written += stored
+    def _split(self, blobs: list[tuple[IndexEntry, bytes]],
+               destinations: dict[bytes, list[tuple[int, int]]]) -> list[_Share]:
+        """A span's blobs for each writer: a file's blobs always go to the same one."""
+        shares = [_Share() for _ in range(WRITERS)]
+        for entry, data in blobs:
+            for number, offset in destinations[entry.blob_id]:
+                shares[number % WRITERS].blobs.append((self._files[number], offset, data))
+        return shares
 
-    def _write_share(self, root: SafeRoot, share: list[tuple[_FileJob, int, bytes]]
-                     ) -> tuple[int, int]:
-        """Write one writer's blobs of a span; (bytes restored, bytes written: no holes)."""
-        done = stored = 0
-        share.reverse()
-        while share:  # each plaintext is dropped as soon as it is written
-            job, offset, data = share.pop()
-            done += len(data)
-            stored += self._write_blob(root, job, offset, data)
-            del data
-        return done, stored
+    def _collect(self, written: Future[_Share]) -> None:
+        """Report a share the writers finished (raising what writing it raised)."""
+        share = written.result()
+        for message in share.warnings:
+            self._warn(message)
+        self.progress.bytes_done(share.done)
+        self.summary.bytes_written += share.stored
+
+    def _write_share(self, root: SafeRoot, share: _Share) -> _Share:
+        """Write one writer's blobs of a span (in a writer thread)."""
+        self._writing.share = share
+        try:
+            share.blobs.reverse()
+            while share.blobs:  # each plaintext is dropped as soon as it is written
+                job, offset, data = share.blobs.pop()
+                share.done += len(data)
+                share.stored += self._write_blob(root, job, offset, data)
+                del data
+        finally:
+            self._writing.share = None
+        return share
 
     def _write_blob(self, root: SafeRoot, job: _FileJob, offset: int, data: bytes) -> int:
         """Write one blob of ``job`` (all of a file's blobs come from one thread); the bytes

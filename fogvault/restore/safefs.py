@@ -29,8 +29,9 @@ class SafeRoot:
 
     Folders reached safely are remembered as open descriptors (at most ``CACHED_DIRS``), so
     most operations start from their folder instead of walking down from the target again;
-    callers get a ``dup`` of the cached descriptor, or (``open_file``) use it counted as in
-    use, so eviction never closes one in use. Safe for several threads.
+    callers get a ``dup`` of the cached descriptor, or (``open_file``, ``open_fd``) use it
+    counted as in use, so eviction never closes one in use. Safe for several threads, except
+    :meth:`close`, which must come after every other thread is done with this object.
     Removing a folder forgets it and everything below it.
 
     Folders this object made (``made``) held nothing before; callers that put each name into

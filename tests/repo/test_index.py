@@ -15,6 +15,8 @@ from fogvault.repo.index import (
     BlobIndex,
     IndexEntry,
     IndexFile,
+    _empty_table,
+    _holds,
     encode_listing,
     pack_spans,
     parse_index_file,
@@ -79,6 +81,23 @@ def test_blobs_found_after_copies_outnumber_what_the_slots_could_number():
     index.add_pack(os.urandom(32), _entries(late))
     assert [index.position(blob_id) for blob_id in shared + late] == [0, 1, 2, 150, 151]
     assert os.urandom(32) not in index
+
+
+def test_a_rebuild_for_wider_numbers_keeps_the_reserved_size():
+    index = BlobIndex(capacity=4)
+    index.reserve(3000)
+    size = len(index._table[1])
+    shared = [os.urandom(32) for _ in range(3)]
+    for _ in range(1500):  # 4,500 records of 3 blobs: numbers outgrow the reserved table's bits
+        index.add_pack(os.urandom(32), _entries(shared))
+    assert len(index._table[1]) == size
+    assert all(blob_id in index for blob_id in shared)
+
+
+def test_numbers_of_32_bits_leave_no_tag_and_more_need_a_new_table():
+    table = _empty_table(bytearray(), 16, 2**32 - 1)
+    assert table[3] == 0  # tags off: every probe compares the id
+    assert _holds(table, 1, 2**32 - 1) and not _holds(table, 1, 2**32)
 
 
 def test_absent_lookups_rarely_read_a_record():

@@ -39,10 +39,17 @@ def test_a_folder_evicted_while_a_file_is_opened_in_it_is_closed_after(
             checked.append(dir_fd)
         return real_open(name, flags, mode, dir_fd=dir_fd)
 
+    def create() -> None:
+        with root.open_file((b"a", b"f"), _CREATE) as fd:
+            os.write(fd, b"x")
+
     monkeypatch.setattr(os, "open", open_evicting)
-    with root.open_file((b"a", b"f"), _CREATE) as fd:
-        os.write(fd, b"x")
+    # In a thread: an open that held SafeRoot's lock would deadlock on the eviction above.
+    creator = threading.Thread(target=create, daemon=True)
+    creator.start()
+    creator.join(timeout=60)
     monkeypatch.undo()
+    assert not creator.is_alive(), "opening a file held the lock that eviction needs"
     assert checked and (tmp_path / "target" / "a" / "f").read_bytes() == b"x"
     with pytest.raises(OSError):
         os.fstat(checked[0])  # closed by its last user, once evicted
@@ -76,5 +83,12 @@ def test_threads_create_files_across_more_folders_than_are_cached(tmp_path: Path
         thread.join()
     root.close()
     assert not failures
-    assert sum(len(os.listdir(tmp_path / "target" / f.decode())) for (f,) in folders) == 720
+    expected: dict[bytes, set[str]] = {folder: set() for (folder,) in folders}
+    for thread in range(3):
+        for n in range(240):
+            expected[folders[(n * 5 + thread) % len(folders)][0]].add(f"t{thread}-{n}")
+    for folder, names in expected.items():
+        path = tmp_path / "target" / folder.decode()
+        assert set(os.listdir(path)) == names
+        assert all((path / name).read_bytes() == name.split("-")[1].encode() for name in names)
     assert _open_fds() == before
