@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 from fogvault.compression import pack_payload, unpack_payload
 from fogvault.crypto import SEAL_OVERHEAD, content_hash, keyed_id, seal, unseal
@@ -44,6 +45,19 @@ class PackEntry:
     raw_length: int
 
 
+class BlobLocation(Protocol):
+    """What opening a blob needs of its entry: a :class:`PackEntry` or an index entry."""
+
+    @property
+    def blob_type(self) -> BlobType: ...
+    @property
+    def blob_id(self) -> bytes: ...
+    @property
+    def length(self) -> int: ...
+    @property
+    def raw_length(self) -> int: ...
+
+
 def seal_blob(
     enc_key: bytes, blob_type: BlobType, blob_id: bytes, data: bytes, level: int
 ) -> bytes:
@@ -56,7 +70,7 @@ def seal_payload(enc_key: bytes, blob_type: BlobType, blob_id: bytes, payload: b
 
 
 def open_blob(
-    enc_key: bytes, id_key: bytes, entry: PackEntry, sealed: bytes | memoryview
+    enc_key: bytes, id_key: bytes, entry: BlobLocation, sealed: bytes | memoryview
 ) -> bytes:
     """Decrypt one blob and check that its plaintext hashes to its id."""
     payload = unseal(enc_key, sealed, blob_aad(entry.blob_type, entry.blob_id))

@@ -83,7 +83,7 @@ from fogvault.repo.index import (
 )
 from fogvault.repo.keys import MAX_KEY_FILE_SIZE, KeyFile
 from fogvault.repo.lock import LockStore, NoLock, RepositoryLock
-from fogvault.repo.pack import PackEntry, open_blob, parse_pack
+from fogvault.repo.pack import BlobLocation, open_blob, parse_pack
 from fogvault.repo.snapshot import Snapshot, is_uid
 from fogvault.repo.tree import Tree
 from fogvault.storage import ObjectNotFound, Storage, StorageError, open_storage
@@ -345,12 +345,12 @@ class Repository:
             raise IntegrityError(f"blob {blob_id.hex()} is not a {blob_type.name.lower()} blob")
         return self.targets.read_decoded(
             pack_name(entry.pack_id),
-            lambda sealed: self.open_blob(entry.pack_entry(), sealed),
+            lambda sealed: self.open_blob(entry, sealed),
             entry.offset,
             entry.length,
         )
 
-    def open_blob(self, entry: PackEntry, sealed: bytes | memoryview) -> bytes:
+    def open_blob(self, entry: BlobLocation, sealed: bytes | memoryview) -> bytes:
         if len(sealed) != entry.length:
             raise IntegrityError(f"blob {entry.blob_id.hex()} is truncated in its pack")
         return open_blob(self.master.encryption, self.master.identity, entry, sealed)
@@ -369,7 +369,7 @@ class Repository:
             out = []
             for e in entries:
                 blob = view[e.offset - start :][: e.length]
-                plain = self.open_blob(e.pack_entry(), blob)
+                plain = self.open_blob(e, blob)
                 out.append((e, bytes(blob) if sealed else plain))
             return out
 
