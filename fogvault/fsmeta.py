@@ -111,25 +111,25 @@ def _apply(target: bytes | int, at: dict[str, Any], xattr_target: bytes | int, n
            restore_owner: bool) -> list[str]:
     """The steps of both: owner first (chown clears set-id bits), times last. ``target`` is a
     name (``at``: its folder, no following) or an open descriptor (``at`` empty)."""
-    warnings: list[str] = []
+    problems: list[str] = []
     is_link = node.type == SYMLINK
     if restore_owner:
         try:
             os.chown(target, node.uid, node.gid, **at)
         except OSError as exc:
-            warnings.append(f"cannot set owner: {exc.strerror}")
-    _set_xattrs(xattr_target, node, warnings)
+            problems.append(f"cannot set owner: {exc.strerror}")
+    _set_xattrs(xattr_target, node, problems)
     if not is_link:  # the entry was created by this restore: it is not a symlink
         os.chmod(target, node.mode, dir_fd=at.get("dir_fd"))
     try:
         os.utime(target, ns=(node.mtime_ns, node.mtime_ns), **at)
     except OSError as exc:
         if not is_link:
-            warnings.append(f"cannot set times: {exc.strerror}")
-    return warnings
+            problems.append(f"cannot set times: {exc.strerror}")
+    return problems
 
 
-def _set_xattrs(target: bytes | int, node: Node, warnings: list[str]) -> None:
+def _set_xattrs(target: bytes | int, node: Node, problems: list[str]) -> None:
     """Set ``node.xattrs`` on a path (the entry itself, not where a symlink points) or on an
     open descriptor (which has nothing to follow, and takes no follow_symlinks=False)."""
     follow = isinstance(target, int)
@@ -138,4 +138,4 @@ def _set_xattrs(target: bytes | int, node: Node, warnings: list[str]) -> None:
             os.setxattr(target, attr, value, follow_symlinks=follow)
         except OSError as exc:
             if exc.errno not in _UNSUPPORTED:
-                warnings.append(f"cannot set xattr: {exc.strerror}")
+                problems.append(f"cannot set xattr: {exc.strerror}")
