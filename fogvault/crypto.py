@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import blake3
 import nacl.bindings
-import nacl.exceptions
 import nacl.pwhash
+from nacl._sodium import ffi as _ffi
+from nacl._sodium import lib as _lib
 
 from fogvault.errors import IntegrityError
 
@@ -29,6 +30,8 @@ NONCE_SIZE = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES  # 24
 TAG_SIZE = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES  # 16
 SEAL_OVERHEAD = NONCE_SIZE + TAG_SIZE
 SALT_SIZE = nacl.pwhash.argon2id.SALTBYTES  # 16
+
+Buffer = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,23 +95,54 @@ class MasterKey:
         return "MasterKey(<secret>)"
 
 
-def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    nonce = os.urandom(NONCE_SIZE)
-    return nonce + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-        plaintext, aad, nonce, key
-    )
+# The AEAD is called through PyNaCl's cffi module, the one its own ``nacl.bindings`` wrappers
+# call: those copy the input in and the output out, zero-fill the output first and format three
+# error messages per call, all holding the GIL. Here the output is written in place and inputs
+# are passed as buffers: 1.3x (1 MiB) to 2.5x (2 KiB) less time per blob, and restore's GIL
+# time spent in decryption fell from ~20 % to what libsodium itself takes.
+def seal_buffer(key: bytes, plaintext: Buffer, aad: bytes) -> bytearray:
+    """``nonce || ciphertext || tag`` of ``plaintext`` under ``key``, bound to ``aad``."""
+    _check_key(key)
+    sealed = bytearray(SEAL_OVERHEAD + len(plaintext))
+    sealed[:NONCE_SIZE] = os.urandom(NONCE_SIZE)
+    # ``with``: the buffers are released here, not whenever the cdata objects are collected
+    # (a cdata left in a frame that a traceback keeps alive crashed the collector, cffi 2.1)
+    with _ffi.from_buffer(sealed) as out, _ffi.from_buffer(plaintext) as message:
+        _lib.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            out + NONCE_SIZE, _ffi.NULL, message, len(plaintext), aad, len(aad), _ffi.NULL,
+            out, key,
+        )
+    return sealed
 
 
-def unseal(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+def unseal_buffer(key: bytes, sealed: Buffer, aad: bytes) -> bytearray:
     """Decrypt and authenticate; raise IntegrityError on any tampering or truncation."""
+    _check_key(key)
     if len(sealed) < SEAL_OVERHEAD:
         raise IntegrityError("encrypted object is truncated")
-    try:
-        return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            bytes(sealed[NONCE_SIZE:]), aad, bytes(sealed[:NONCE_SIZE]), key
+    plaintext = bytearray(len(sealed) - SEAL_OVERHEAD)
+    with _ffi.from_buffer(plaintext) as out, _ffi.from_buffer(sealed) as data:
+        failed = _lib.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            out, _ffi.NULL, _ffi.NULL, data + NONCE_SIZE, len(sealed) - NONCE_SIZE,
+            aad, len(aad), data, key,
         )
-    except nacl.exceptions.CryptoError as exc:
-        raise IntegrityError("authentication failed (wrong key, or the data was altered)") from exc
+    if failed:
+        raise IntegrityError("authentication failed (wrong key, or the data was altered)")
+    return plaintext
+
+
+def seal(key: bytes, plaintext: Buffer, aad: bytes) -> bytes:
+    return bytes(seal_buffer(key, plaintext, aad))
+
+
+def unseal(key: bytes, sealed: Buffer, aad: bytes) -> bytes:
+    return bytes(unseal_buffer(key, sealed, aad))
+
+
+def _check_key(key: bytes) -> None:
+    # libsodium reads KEY_SIZE bytes from the pointer it is given, whatever the buffer holds
+    if not isinstance(key, bytes) or len(key) != KEY_SIZE:
+        raise TypeError(f"an AEAD key is {KEY_SIZE} bytes")
 
 
 def keyed_id(identity_key: bytes, data: bytes | memoryview) -> bytes:

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fogvault.compression import pack_payload, unpack_payload
-from fogvault.crypto import SEAL_OVERHEAD, content_hash, keyed_id, seal, unseal
+from fogvault.crypto import (
+    SEAL_OVERHEAD,
+    content_hash,
+    keyed_id,
+    seal,
+    seal_buffer,
+    unseal,
+    unseal_buffer,
+)
 from fogvault.errors import IntegrityError, MalformedObject
 from fogvault.repo.format import BlobType, ObjectKind, aad, blob_aad
 
@@ -60,20 +68,21 @@ class BlobLocation(Protocol):
 
 def seal_blob(
     enc_key: bytes, blob_type: BlobType, blob_id: bytes, data: bytes, level: int
-) -> bytes:
+) -> bytearray:
     return seal_payload(enc_key, blob_type, blob_id, pack_payload(data, level))
 
 
-def seal_payload(enc_key: bytes, blob_type: BlobType, blob_id: bytes, payload: bytes) -> bytes:
+def seal_payload(enc_key: bytes, blob_type: BlobType, blob_id: bytes, payload: bytes
+                 ) -> bytearray:
     """Encrypt a blob's payload (``pack_payload``'s ``flag || body``), bound to its id."""
-    return seal(enc_key, payload, blob_aad(blob_type, blob_id))
+    return seal_buffer(enc_key, payload, blob_aad(blob_type, blob_id))
 
 
 def open_blob(
     enc_key: bytes, id_key: bytes, entry: BlobLocation, sealed: bytes | memoryview
 ) -> bytes:
     """Decrypt one blob and check that its plaintext hashes to its id."""
-    payload = unseal(enc_key, sealed, blob_aad(entry.blob_type, entry.blob_id))
+    payload = unseal_buffer(enc_key, sealed, blob_aad(entry.blob_type, entry.blob_id))
     data = unpack_payload(payload, entry.raw_length)
     if len(data) != entry.raw_length or keyed_id(id_key, data) != entry.blob_id:
         raise IntegrityError(f"blob {entry.blob_id.hex()} does not match its id")

@@ -54,7 +54,7 @@ class RestoreOptions:
     overwrite: str = "always"
     verify: bool = False
     dry_run: bool = False
-    workers: int = 4  # spans fetched at once: reads are latency-bound on remote targets
+    workers: int | None = None  # spans fetched at once (None: see _fetch_threads)
     restore_owner: bool = field(default_factory=lambda: os.geteuid() == 0)
 
 
@@ -303,7 +303,7 @@ class Restorer:
         # (Every fetch thread writing what it fetched handed the GIL over at each system
         # call, doubling the CPU time.) Held: the spans in flight, and up to 3 x WRITERS
         # shares waiting to be written or being written (3 spans).
-        workers = self.options.workers
+        workers = self._fetch_threads()
         writers = [ThreadPoolExecutor(1, thread_name_prefix="restore-writer")
                    for _ in range(WRITERS)]
         queued: deque[Future[_Share]] = deque()
@@ -322,6 +322,14 @@ class Restorer:
                 writer.shutdown(wait=False, cancel_futures=True)
             for writer in writers:
                 writer.shutdown()
+
+    def _fetch_threads(self) -> int:
+        """Remote reads wait on latency, so several are in flight; a local folder answers at
+        once, and every thread more contends for the GIL with the writers (restoring 50,000
+        small files into tmpfs: 11.8-13.6 s with 2 fetch threads, 13.8-14.8 s with 4)."""
+        if self.options.workers is not None:
+            return self.options.workers
+        return LOCAL_FETCH_THREADS if self.repo.targets.reads_local else REMOTE_FETCH_THREADS
 
     def _split(self, blobs: list[tuple[IndexEntry, bytes]],
                destinations: dict[bytes, list[tuple[int, int]]]) -> list[_Share]:
@@ -475,6 +483,8 @@ HOLE_BLOCK = 64 * 1024
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 PLAN_BATCH_FILES = 2_000  # files planned before their contents are written (see the top)
 WRITERS = 2  # threads writing files (see _write_contents)
+LOCAL_FETCH_THREADS = 2  # spans read at once from a local folder (see _fetch_threads)
+REMOTE_FETCH_THREADS = 4  # from other targets
 FETCH_SPAN = 1024 * 1024  # bytes of a pack read at once (a larger blob is read alone)
 
 

@@ -46,7 +46,7 @@ class Target:
         self.missed: str | None = None  # the first change this run could not make on it
         self.read_failures = 0  # in a row
         self._read_failures_to_drop = policy.read_failures_to_drop
-        self._local = _is_local(storage)
+        self.local = _is_local(storage)  # a folder on this machine: reads cost no latency
 
     def __repr__(self) -> str:
         return f"Target({self.url!r})"
@@ -64,7 +64,7 @@ class Target:
         latency = self.meter.latency
         if latency is not None:
             return latency
-        return 0.0 if self._local else _UNMEASURED_REMOTE
+        return 0.0 if self.local else _UNMEASURED_REMOTE
 
     def read_worked(self) -> None:
         self.read_failures = 0

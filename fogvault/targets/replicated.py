@@ -199,6 +199,12 @@ class TargetSet:
     def read_order(self, name: str = "") -> list[Target]:
         return read_order(self.targets, lambda t: self._absent(t, name))
 
+    @property
+    def reads_local(self) -> bool:
+        """Whether reads go to a folder on this machine first (see :func:`read_order`)."""
+        order = self.read_order()
+        return bool(order) and order[0].local
+
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self.read_decoded(name, bytes, offset, length)
 

@@ -229,3 +229,13 @@ def test_metered_storage_counts_requests_bytes_and_small_latency(tmp_path) -> No
     assert counts["requests"] == {"create": 1, "write": 1, "read": 2}
     assert (counts["bytes_written"], counts["bytes_read"], counts["failures"]) == (5, 5, 0)
     assert meter.latency is not None and meter.latency >= 0
+
+
+def test_reads_are_local_while_a_local_folder_is_read_first(tmp_path) -> None:
+    remote = FaultyStorage(open_storage(f"memory://fogvault-test/{uuid.uuid4().hex}"))
+    local = FaultyStorage(open_storage(str(tmp_path / "local")))
+    assert _set([remote, local]).reads_local  # local folders are read first
+    assert not _set([remote]).reads_local
+    targets = _set([remote, local])
+    targets.drop(targets.target(local.url), "test")
+    assert not targets.reads_local  # what is left is remote
