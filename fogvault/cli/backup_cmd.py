@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -53,12 +52,13 @@ def backup(
     from fogvault.backup.excludes import ExcludeRules
     from fogvault.backup.scanner import Scanner
     from fogvault.cli.progress import QuietProgress, make_progress
+    from fogvault.host import hostname
 
     out = Printer.of(ctx)
     patterns = (exclude or []) + ExcludeRules.read_files(exclude_file or [])
     rules = ExcludeRules(patterns, exclude_caches, exclude_if_present or [])
     opts = BackupOptions(
-        tags=tag or [], host=host or socket.gethostname(), excludes=rules,
+        tags=tag or [], host=host or hostname(), excludes=rules,
         one_file_system=one_file_system, parent=parent, force=force, dry_run=dry_run,
     )
     progress = make_progress(out, "backup")

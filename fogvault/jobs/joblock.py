@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
 from fogvault.errors import LockError
+from fogvault.host import hostname
 
 
 class JobRunning(LockError):
@@ -42,7 +42,7 @@ class JobLock:
                              "this run was skipped") from None
         stamp = datetime.now().astimezone().isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {hostname()} since {stamp}\n".encode(), 0)
         self._fd = fd
         return self
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +45,7 @@ from fogvault.errors import (
     exit_code_for,
 )
 from fogvault.heap import use_one_malloc_arena
+from fogvault.host import hostname
 from fogvault.jobs.config import Command, Config, JobConfig
 from fogvault.jobs.hooks import HookFailed, Pinger, run_commands
 from fogvault.jobs.joblock import JobLock
@@ -122,7 +122,7 @@ class _JobRun:
     def __init__(self, config: Config, job: JobConfig, options: RunOptions, log: RunLog) -> None:
         self.config, self.job, self.options, self.log = config, job, options, log
         self.repo_config = config.repository_of(job)
-        self.host = job.host or socket.gethostname()
+        self.host = job.host or hostname()
         self.record = RunRecord(job.name, _now(), dry_run=options.dry_run)
         self.pinger = Pinger(job.hooks)
 

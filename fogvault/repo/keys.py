@@ -13,16 +13,15 @@ may hold the same master key, each under its own password.
 from __future__ import annotations
 
 import base64
-import getpass
 import json
 import os
-import socket
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from fogvault.crypto import KdfParams, MasterKey, password_key, random_salt, seal, unseal
 from fogvault.errors import IntegrityError, MalformedObject, UnsupportedFormat
+from fogvault.host import hostname, username
 from fogvault.repo.format import UID_HEX_LEN, ObjectKind, aad
 
 KEY_FILE_VERSION = 1
@@ -47,7 +46,7 @@ class KeyFile:
         sealed = seal(kek, master.to_bytes(), aad(ObjectKind.KEY, key_id.encode()))
         return cls(
             key_id, params, salt, sealed, datetime.now().astimezone().isoformat(),
-            socket.gethostname(), _username(),
+            hostname(), username(),
         )
 
     def unlock(self, password: bytes) -> MasterKey | None:
@@ -119,8 +118,3 @@ def _int(value: Any) -> int:
     return value
 
 
-def _username() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from fogvault.errors import FogVaultError, LockError, MalformedObject
+from fogvault.host import hostname, username
 from fogvault.repo.format import LOCKS_DIR, UID_HEX_LEN, ObjectKind, lock_name
 
 log = logging.getLogger("fogvault")
@@ -68,7 +68,7 @@ class LockInfo:
         now = now or datetime.now(UTC)
         if now - self.refreshed > STALE_AFTER:
             return True
-        return self.host == socket.gethostname() and not process_alive(self.pid)
+        return self.host == hostname() and not process_alive(self.pid)
 
     def describe(self) -> str:
         kind = "exclusive" if self.exclusive else "shared"
@@ -114,7 +114,7 @@ class RepositoryLock:
         self.retry_for = retry_for
         now = datetime.now(UTC)
         self.info = LockInfo(os.urandom(UID_HEX_LEN // 2).hex(), exclusive,
-                             socket.gethostname(), os.getpid(), _user(), now, now)
+                             hostname(), os.getpid(), username(), now, now)
         self._last_refresh = _clock()
         self._lost = False  # once possibly stale, always: another process may have acted
         self._stop = threading.Event()
@@ -232,10 +232,3 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""

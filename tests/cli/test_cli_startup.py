@@ -52,7 +52,7 @@ def test_snapshots_loads_only_what_it_needs(cli_env, tmp_path, fogvault):
     loaded = _modules(["-r", "repo", "snapshots"], cli_env, tmp_path)
     assert "fogvault.repo.repository" in loaded
     unneeded = ("fogvault.backup", "fogvault.restore", "fogvault.maintenance", "fogvault.jobs",
-                "fogvault.cli.progress", "tqdm", "fsspec", "s3fs", "rich", "pyfastcdc",
+                "fogvault.cli.progress", "tqdm", "fsspec", "s3fs", "rich", "pyfastcdc", "socket",
                 "_hashlib")  # OpenSSL: 3.5 MiB of peak RSS for every command (secrets, hmac)
     assert not [m for m in loaded if m.startswith(unneeded)]
 

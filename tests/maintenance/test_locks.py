@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from fogvault.errors import LockError
+from fogvault.host import hostname
 from fogvault.repo.lock import LockInfo, remove_locks
 
 
 def _plant_lock(repo, *, exclusive: bool, pid: int, host: str | None = None,
                 age: timedelta = timedelta(0)) -> LockInfo:
     when = datetime.now(UTC) - age
-    info = LockInfo("0123456789abcdef", exclusive, host or socket.gethostname(), pid, "someone",
+    info = LockInfo("0123456789abcdef", exclusive, host or hostname(), pid, "someone",
                     when, when)
     repo.lock_store().write(info, overwrite=False)
     return info
@@ -72,3 +72,9 @@ def test_cli_locked_repository_exits_11_and_unlock(fogvault, make_repo, tmp_path
     removed = fogvault("unlock", "--remove-all", "-r", repo.targets.urls[0])
     assert removed.returncode == 0 and b"1 locks removed" in removed.stdout
     assert fogvault("backup", "-r", repo.targets.urls[0], "src").returncode == 0
+
+
+def test_the_host_name_is_the_one_socket_reports() -> None:
+    import socket  # fogvault.host avoids importing it; the name must be the same
+
+    assert hostname() == socket.gethostname()
