@@ -108,6 +108,7 @@ class Runner:
         self.args = args
         self.tools = tools
         self.workdir = workdir
+        self.trash = Trash(workdir / "trash", args)
         self.password_file = workdir / "password"
         self.password_file.write_text(PASSWORD + "\n")
         self.log_file = workdir / "bench.log"
@@ -153,14 +154,13 @@ class Runner:
         result["ok"] = result["ok"] and verdict["content_errors"] == 0
         log(f"  {tool.name:8} verify           content errors {verdict['content_errors']}, "
             f"metadata errors {verdict['metadata_errors']} {verdict['examples'][:3]}")
-        # Kept until the corpus run ends: ext4's inode allocator passes over recently freed
-        # inodes (recently_deleted), so deleting 50,000 files here cost the next tool's
-        # restore up to 20 s of system time.
+        # Kept until the corpus run ends, and then in the trash (Trash).
         return result
 
     def run(self, corpus_name: str, repeat: int, text: corpora.TextSource) -> tuple[dict, dict]:
         """Returns (results[tool][phase], extras)."""
         source = self.workdir / "src" / corpus_name
+        self.trash.discard(source)
         log(f"repeat {repeat + 1}: generating the {corpus_name} corpus (size {self.args.size})")
         make = corpora.make_small if corpus_name == "small" else corpora.make_big
         info = make(source, self.args.seed, self.args.size, text)
@@ -200,7 +200,7 @@ class Runner:
             r["restore"] = self.restore(tool, s, expected)
             r["check"] = self.phase(tool, s, "check", "check")
             r["forget_prune"] = self.phase(tool, s, "prune", "forget_prune")
-        shutil.rmtree(self.workdir / "restore", ignore_errors=True)
+        self.trash.discard(self.workdir / "restore")
         if not self.args.keep:
             for s in setups.values():
                 shutil.rmtree(s.repo, ignore_errors=True)
@@ -268,6 +268,39 @@ def freeze_code(workdir: Path, rev: str | None) -> tuple[str, dict]:
     return str(code), state
 
 
+class Trash:
+    """Trees the benchmark is done with (restored trees, last repeat's corpus), moved aside and
+    deleted when nothing is timed any more. ext4's inode allocator passes over inodes freed in
+    the last minutes (``recently_deleted``; up to 6 minutes while their inode table blocks are
+    dirty): deleting the 150,000 restored files of a repeat made whichever tool restored some 5
+    minutes later take 2x the wall time and 3x the CPU time, the kernel's (docs/performance.md,
+    "Session 7"). Without room for everything, trees are deleted at once, as before."""
+
+    def __init__(self, root: Path, args: argparse.Namespace) -> None:
+        self.root = root
+        # per repeat: both corpora and three restores of each, ~1 GiB each at size 1.0
+        needed = 8 * 2**30 * args.size * args.repeat
+        root.parent.mkdir(parents=True, exist_ok=True)
+        self.enabled = shutil.disk_usage(root.parent).free > 2 * needed
+        self._count = 0
+        if not self.enabled:
+            log(f"not enough free space to keep {needed / 2**30:.0f} GiB of finished trees "
+                "until the end: deleting them at once (restores may be slower after that)")
+
+    def discard(self, path: Path) -> None:
+        if not path.exists():
+            return
+        if not self.enabled:
+            shutil.rmtree(path)
+            return
+        self.root.mkdir(exist_ok=True)
+        self._count += 1
+        path.rename(self.root / f"{self._count}-{path.name}")
+
+    def empty(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def git_state() -> dict:
     def git(*args: str) -> str:
         done = subprocess.run(["git", "-C", str(PROJECT), *args], capture_output=True,
@@ -319,6 +352,7 @@ def main() -> None:
         extras_by_repeat.append(merged)
     if not args.keep:
         shutil.rmtree(workdir / "src", ignore_errors=True)
+    runner.trash.empty()
 
     extras = combine_extras(extras_by_repeat)
     extras["nochange_read"] = nochange_read(runs)
