@@ -278,8 +278,9 @@ class Trash:
 
     def __init__(self, root: Path, args: argparse.Namespace) -> None:
         self.root = root
-        # per repeat: both corpora and three restores of each, ~1 GiB each at size 1.0
-        needed = 8 * 2**30 * args.size * args.repeat
+        # per repeat and corpus: the corpus and one restore per tool, ~1 GiB each at size 1.0
+        trees = len(args.corpus_list) * (1 + len(args.tool_list)) * args.repeat
+        needed = trees * 2**30 * args.size
         root.parent.mkdir(parents=True, exist_ok=True)
         self.enabled = shutil.disk_usage(root.parent).free > 2 * needed
         self._count = 0
