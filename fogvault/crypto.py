@@ -145,11 +145,11 @@ def _check_key(key: bytes) -> None:
         raise TypeError(f"an AEAD key is {KEY_SIZE} bytes")
 
 
-def keyed_id(identity_key: bytes, data: bytes | memoryview) -> bytes:
+def keyed_id(identity_key: bytes, data: Buffer) -> bytes:
     return blake3.blake3(data, key=identity_key, max_threads=1).digest()
 
 
-def content_hash(data: bytes | memoryview) -> bytes:
+def content_hash(data: Buffer) -> bytes:
     """Unkeyed BLAKE3: names objects so that anyone can verify a copy without the key."""
     return blake3.blake3(data, max_threads=1).digest()
 
