@@ -3,11 +3,14 @@ per-pack views maintenance reads, and index files parsed without objects per blo
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import threading
 
 import pytest
 
+import fogvault.repo.index as index_module
 from fogvault.errors import MalformedObject
 from fogvault.repo.format import BlobType
 from fogvault.repo.index import (
@@ -104,18 +107,67 @@ def test_absent_lookups_rarely_read_a_record():
     index = BlobIndex()
     for _ in range(300):
         index.add_pack(os.urandom(32), _entries([os.urandom(32) for _ in range(16)]))
-    mask, slots, match, tags = index._table
+    mask, slots, records, tags = index._table
     reads = []
 
-    def counting_match(key: bytes, offset: int) -> bool:
-        reads.append(offset)
-        return match(key, offset)
+    class CountingRecords:
+        def __getitem__(self, span: slice) -> bytes:
+            reads.append(span.start)
+            return records[span]
 
-    index._table = (mask, slots, counting_match, tags)
+    index._table = (mask, slots, CountingRecords(), tags)
     assert 0.25 < index.distinct_blobs() / (mask + 1) <= 0.75  # probes pass occupied slots
     assert not any(os.urandom(32) in index for _ in range(2000))
     # Without the tags, each lookup would read one record per occupied slot it passes (~2).
     assert len(reads) < 20
+    reads.clear()
+    assert records[1:33] in index and len(reads) == 1  # record 0's id: read once, to confirm
+
+
+class _FixedSizeMapping(mmap.mmap):
+    """A mapping that cannot grow in place, as on a platform without ``mremap``."""
+
+    def resize(self, newsize: int) -> None:
+        raise SystemError("mmap: resizing not available--no mremap()")
+
+
+def test_buffers_that_cannot_grow_in_place_are_copied_and_republished(monkeypatch):
+    monkeypatch.setattr(index_module, "_zeroed", lambda size: _FixedSizeMapping(
+        -1, max(size, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
+    index = BlobIndex(capacity=4)
+    ids = [os.urandom(32) for _ in range(3000)]
+    packs = [os.urandom(32) for _ in range(300)]
+    for number, pack_id in enumerate(packs):
+        index.add_pack(pack_id, _entries(ids[10 * number : 10 * number + 10]))
+        assert ids[10 * number] in index  # found at once, through the republished table
+    assert type(index._records) is _FixedSizeMapping  # the copies, not a grown original
+    assert [index.position(blob_id) for blob_id in ids] == list(range(3000))
+    assert index.pack_ids() == set(packs) and index.get(ids[-1]).pack_id == packs[-1]
+
+
+def _vma_flags(address: int) -> list[str]:
+    """The kernel's VmFlags of the mapping holding ``address`` (/proc/self/smaps)."""
+    with open("/proc/self/smaps") as smaps:
+        inside = False
+        for line in smaps:
+            if "-" in line.split()[0]:
+                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                inside = start <= address < end
+            elif inside and line.startswith("VmFlags:"):
+                return line.split()[1:]
+    raise AssertionError("no mapping holds the address")
+
+
+@pytest.mark.skipif(not hasattr(mmap, "MADV_HUGEPAGE"), reason="Linux only: madvise(2)")
+def test_large_tables_ask_for_huge_pages_and_small_ones_do_not():
+    index = BlobIndex()
+    index.reserve(4_000_000)  # a 32 MiB slot table
+
+    def address(view: memoryview) -> int:
+        return ctypes.addressof(ctypes.c_char.from_buffer(view))
+
+    assert "hg" in _vma_flags(address(index._table[1]))
+    assert "hg" not in _vma_flags(address(index._pack_table[1]))  # 4 KiB
 
 
 def test_a_pack_listed_twice_is_indexed_once():
