@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure the in-memory blob index: bytes per blob, insert and lookup rates.
 
-    .venv/bin/python scripts/index_memory.py [--blobs 1000000] [--rounds 5]
+    .venv/bin/python scripts/index_memory.py [--blobs 1000000] [--rounds 5] [--against FILE]
 
 Prints the index's own accounting (records, pack ids, slot tables), the process RSS growth,
 the bulk insert rate (packs of 16 blobs added as index-file listings, as ``load_index`` does)
@@ -10,15 +10,22 @@ present and absent ids, each measured separately. Rates are per second of this p
 time, the best of ``--rounds`` passes over 200,000 ids: the machine is shared, and wall time
 would measure the other jobs. The figures are recorded in docs/design.md and
 docs/performance.md.
+
+``--against FILE`` (another version of ``fogvault/repo/index.py``, e.g. from ``git show``)
+builds that version's index from the same listings in the same process and measures the two in
+turns: on a shared machine, rates of separate runs differ by more than most changes.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from fogvault.repo.format import BlobType
 from fogvault.repo.index import BlobIndex, encode_listing
@@ -65,20 +72,49 @@ def count_present(index: BlobIndex) -> Callable[[list[bytes]], int]:
     return test
 
 
+def build(index_class: type, entries: memoryview, packs: list[bytes]) -> tuple[object, float]:
+    """An index of every listing, and the CPU seconds it took."""
+    index = index_class()
+    started = time.process_time()
+    for number, pack_id in enumerate(packs):
+        index.add_listing(pack_id, entries[number * PACK_BLOBS * 45 :][: PACK_BLOBS * 45])
+    return index, time.process_time() - started
+
+
+def other_index_class(path: Path) -> type:
+    spec = importlib.util.spec_from_file_location("index_under_comparison", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.BlobIndex
+
+
+def compare(other: type, index: BlobIndex, entries: memoryview, packs: list[bytes],
+            present: list[bytes], absent: list[bytes], rounds: int) -> None:
+    """Both indexes measured in turns, one pass each per round; the best of each."""
+    theirs, _ = build(other, entries, packs)
+    best = {name: [0.0, 0.0] for name in ("this", "other")}
+    for _ in range(rounds):
+        for name, candidate in (("other", theirs), ("this", index)):
+            test = count_present(candidate)
+            for slot, ids in enumerate((present, absent)):
+                best[name][slot] = max(best[name][slot], best_rate(ids, test, 1))
+    for name in ("this", "other"):
+        print(f"{name + ':':22} {best[name][0]:,.0f} present, {best[name][1]:,.0f} absent "
+              f"(in turns, best of {rounds})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blobs", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--against", type=Path, help="another version of index.py to compare")
     args = parser.parse_args()
     n = args.blobs
     entries = memoryview(listings(n))
     packs = [os.urandom(32) for _ in range(-(-n // PACK_BLOBS))]
     before = rss_bytes()
-    index = BlobIndex()
-    started = time.process_time()
-    for number, pack_id in enumerate(packs):
-        index.add_listing(pack_id, entries[number * PACK_BLOBS * 45 :][: PACK_BLOBS * 45])
-    insert_s = time.process_time() - started
+    index, insert_s = build(BlobIndex, entries, packs)
     grown = rss_bytes() - before
     assert len(index) == index.distinct_blobs() == n
 
@@ -99,6 +135,9 @@ def main() -> None:
     print(f"peak RSS:              {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
           " MiB")
     print(f"load average:          {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if args.against:
+        compare(other_index_class(args.against), index, entries, packs, present, absent,
+                args.rounds)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Python objects (docs/design.md, section 4):
   (type, id, offset, length, raw length), so a pack listing read from an index file is
   appended as it is. A pack's records are contiguous; a blob's pack is found by bisecting the
   first record number of every pack (``array('I')``), so records carry no pack number.
-* **Slots**: 32-bit integers probed linearly from ``hash(blob_id)``. A slot holds record
+* **Slots**: an ``array('I')`` probed linearly from ``hash(blob_id)``. A slot holds record
   number + 1 (0 = empty) in its low bits and, in the bits the numbers do not need yet, a tag:
   more bits of the id's hash. A probe compares the id inside the record (a 32-byte slice of
   the buffer, the cheapest comparison Python offers here) only where the tag matches, so
@@ -19,10 +19,8 @@ Python objects (docs/design.md, section 4):
   is fine for a table that lives in one.
 * **Packs**: their ids in one buffer (32 bytes each) with a slot table of their own.
 
-Every buffer is private anonymous memory (``mmap``): untouched pages cost nothing, a record
-buffer grows in place (``mremap``) instead of being copied at double the memory, and buffers
-of 16 MiB or more ask the kernel for transparent huge pages, without which nearly every probe
-of a large index also misses the TLB (lookups at 10 million blobs: 1.15-1.4x faster).
+Records and pack ids live in private anonymous memory (``mmap``): slicing it yields ``bytes``,
+whose comparison with an id is the cheapest Python offers, and it grows in place (``mremap``).
 
 About 51-56 bytes per blob in all; scripts/index_memory.py measures it.
 
@@ -68,13 +66,10 @@ _TYPES = (BlobType.DATA, BlobType.TREE)  # indexed by the stored type byte
 _MAX_LOAD = 0.75
 _SLOT_BITS = 32
 
-#: Buffers from this size on ask for transparent huge pages (below, the TLB covers them).
-_HUGE_PAGES_FROM = 16 << 20
-_MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux only
 
 #: mask, slots (tag | record or pack number + 1; 0 = empty), the buffer holding the ids, the
 #: tag bits of a slot (the rest hold the number)
-_Table = tuple[int, memoryview, mmap.mmap, int]
+_Table = tuple[int, array, mmap.mmap, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,21 +100,8 @@ def pack_spans(entries: Iterable[IndexEntry], span: int) -> list[list[IndexEntry
 
 
 def _zeroed(size: int) -> mmap.mmap:
-    """``size`` zero bytes of private anonymous memory: pages cost nothing until written, and
-    large buffers get huge pages (:func:`_advise`)."""
-    memory = mmap.mmap(-1, max(size, mmap.PAGESIZE),
-                       flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    _advise(memory)
-    return memory
-
-
-def _advise(memory: mmap.mmap) -> None:
-    """Ask for transparent huge pages for a large buffer: a random probe into hundreds of MiB
-    of 4 KiB pages misses the TLB nearly every time, and the page walk costs as much as the
-    probe (1.7x lookups at 10 million blobs where THP is in "madvise" mode, the default of
-    many distributions). Pages already written stay small."""
-    if _MADV_HUGEPAGE is not None and len(memory) >= _HUGE_PAGES_FROM:
-        memory.madvise(_MADV_HUGEPAGE)
+    """``size`` zero bytes of private anonymous memory: pages cost nothing until written."""
+    return mmap.mmap(-1, max(size, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
 def _appended(buffer: mmap.mmap, end: int, data: bytes | memoryview) -> mmap.mmap:
@@ -131,7 +113,6 @@ def _appended(buffer: mmap.mmap, end: int, data: bytes | memoryview) -> mmap.mma
         size = max(2 * len(buffer), needed)
         try:
             buffer.resize(size)
-            _advise(buffer)
         except (OSError, SystemError):  # SystemError: "resizing not available"
             larger = _zeroed(size)
             with memoryview(buffer) as old:
@@ -148,8 +129,7 @@ def _empty_table(ids: mmap.mmap, entries: int, numbers: int) -> _Table:
     size_bits = max(4, int(entries / _MAX_LOAD).bit_length())
     number_bits = min(_SLOT_BITS, max(size_bits, numbers.bit_length()))
     tags = (1 << _SLOT_BITS) - (1 << number_bits)
-    slots = memoryview(_zeroed(4 << size_bits)).cast("I")
-    return (1 << size_bits) - 1, slots, ids, tags
+    return (1 << size_bits) - 1, array("I", bytes(4 << size_bits)), ids, tags
 
 
 def _rebound(table: _Table, ids: mmap.mmap) -> _Table:

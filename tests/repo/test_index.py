@@ -3,7 +3,6 @@ per-pack views maintenance reads, and index files parsed without objects per blo
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import os
 import threading
@@ -143,31 +142,6 @@ def test_buffers_that_cannot_grow_in_place_are_copied_and_republished(monkeypatc
     assert type(index._records) is _FixedSizeMapping  # the copies, not a grown original
     assert [index.position(blob_id) for blob_id in ids] == list(range(3000))
     assert index.pack_ids() == set(packs) and index.get(ids[-1]).pack_id == packs[-1]
-
-
-def _vma_flags(address: int) -> list[str]:
-    """The kernel's VmFlags of the mapping holding ``address`` (/proc/self/smaps)."""
-    with open("/proc/self/smaps") as smaps:
-        inside = False
-        for line in smaps:
-            if "-" in line.split()[0]:
-                start, end = (int(x, 16) for x in line.split()[0].split("-"))
-                inside = start <= address < end
-            elif inside and line.startswith("VmFlags:"):
-                return line.split()[1:]
-    raise AssertionError("no mapping holds the address")
-
-
-@pytest.mark.skipif(not hasattr(mmap, "MADV_HUGEPAGE"), reason="Linux only: madvise(2)")
-def test_large_tables_ask_for_huge_pages_and_small_ones_do_not():
-    index = BlobIndex()
-    index.reserve(4_000_000)  # a 32 MiB slot table
-
-    def address(view: memoryview) -> int:
-        return ctypes.addressof(ctypes.c_char.from_buffer(view))
-
-    assert "hg" in _vma_flags(address(index._table[1]))
-    assert "hg" not in _vma_flags(address(index._pack_table[1]))  # 4 KiB
 
 
 def test_a_pack_listed_twice_is_indexed_once():
