@@ -56,7 +56,7 @@ def pack_payload(data: bytes | memoryview, level: int) -> bytes:
     """Compress ``data`` if that helps; return ``flag || body``. Level 0 disables compression."""
     if level > 0 and looks_compressible(data):
         return _payload(data, _compressor(level).compress(data))
-    return _RAW_FLAG + bytes(data)
+    return _RAW_FLAG + data
 
 
 def pack_payloads(blobs: list[bytes], level: int) -> list[bytes]:
@@ -65,10 +65,10 @@ def pack_payloads(blobs: list[bytes], level: int) -> list[bytes]:
     takes the GIL back after each blob, and every time it waits for it the thread walking the
     files stalls as well."""
     if level <= 0:
-        return [_RAW_FLAG + bytes(data) for data in blobs]
+        return [_RAW_FLAG + data for data in blobs]
     marked = [(data, looks_compressible(data)) for data in blobs]
     frames = iter(_compress_many(_compressor(level), [data for data, yes in marked if yes]))
-    return [_payload(data, next(frames)) if yes else _RAW_FLAG + bytes(data)
+    return [_payload(data, next(frames)) if yes else _RAW_FLAG + data
             for data, yes in marked]
 
 
@@ -84,7 +84,7 @@ def _compress_many(compressor: zstandard.ZstdCompressor, blobs: list[bytes]) -> 
 
 def _payload(data: bytes | memoryview, frame) -> bytes:
     """``flag || body`` from a blob and its zstd frame: the frame if it is smaller."""
-    return _ZSTD_FLAG + frame if len(frame) < len(data) else _RAW_FLAG + bytes(data)
+    return _ZSTD_FLAG + frame if len(frame) < len(data) else _RAW_FLAG + data
 
 
 def unpack_payload(payload: bytes, max_size: int) -> bytes:
