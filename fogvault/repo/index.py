@@ -265,11 +265,11 @@ class BlobIndex:
 
     def _add_pack_id(self, pack_id: bytes) -> None:
         packs = len(self._pack_first)
-        self._pack_first.append(self._count)
         ids = _appended(self._pack_ids, 32 * packs, pack_id)
         if ids is not self._pack_ids:
             self._pack_ids = ids
             self._pack_table = _rebound(self._pack_table, ids)
+        self._pack_first.append(self._count)  # after the id: readers go by this length
         table = self._pack_table
         packs += 1
         if not _holds(table, packs, packs):

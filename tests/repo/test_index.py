@@ -214,6 +214,25 @@ def test_readers_find_every_published_blob_while_a_writer_grows_the_table():
     assert not misses and index.distinct_blobs() == 10_000
 
 
+def test_a_pack_is_listed_only_once_its_id_is_written(monkeypatch):
+    """Readers take no lock, so every state between a writer's steps must be consistent; here
+    a reader looks each time the writer is about to write into a buffer."""
+    index = BlobIndex(capacity=4)
+    write = index_module._appended
+    states: list[set[bytes]] = []
+
+    def write_after_a_look(buffer, end, data):
+        states.append(index.pack_ids() | {pack_id for pack_id, _, _ in index.packs()})
+        return write(buffer, end, data)
+
+    monkeypatch.setattr(index_module, "_appended", write_after_a_look)
+    packs = [os.urandom(32) for _ in range(40)]
+    for pack_id in packs:
+        index.add_pack(pack_id, _entries([os.urandom(32)]))
+    assert len(states) == 80 and not any(bytes(32) in ids for ids in states)
+    assert states[-1] == set(packs)  # the last look: before the last pack's records
+
+
 # ---- index files ---------------------------------------------------------------------------
 
 
