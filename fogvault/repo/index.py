@@ -132,6 +132,16 @@ def _empty_table(ids: mmap.mmap, entries: int, numbers: int) -> _Table:
     return (1 << size_bits) - 1, array("I", bytes(4 << size_bits)), ids, tags
 
 
+def _filled_table(ids: mmap.mmap, used: int, entries: int, numbers: int, keys: struct.Struct,
+                  stride: int, back: int) -> _Table:
+    """:func:`_empty_table` with every id in the first ``used`` bytes of ``ids`` inserted in
+    order (so the first copy of an id keeps the slot)."""
+    table = _empty_table(ids, entries, numbers)
+    with memoryview(ids) as whole, whole[:used] as view:
+        _insert(table, keys.iter_unpack(view), 1, stride, back)
+    return table
+
+
 def _rebound(table: _Table, ids: mmap.mmap) -> _Table:
     """``table`` over a copy of its id buffer (:func:`_appended`)."""
     mask, slots, _, tags = table
@@ -273,10 +283,7 @@ class BlobIndex:
         table = self._pack_table
         packs += 1
         if not _holds(table, packs, packs):
-            table = _empty_table(ids, packs, packs)
-            with memoryview(ids) as whole, whole[: 32 * packs] as used:
-                _insert(table, _PACK_ID.iter_unpack(used), 1, 32, 32)
-            self._pack_table = table
+            self._pack_table = _filled_table(ids, 32 * packs, packs, packs, _PACK_ID, 32, 32)
         else:
             _insert(table, iter([(pack_id,)]), packs, 32, 32)
 
@@ -285,11 +292,9 @@ class BlobIndex:
         the one it replaces (which :meth:`reserve` may have sized), filled from the records in
         order (so the first copy of a blob keeps the slot), swapped in whole for readers."""
         entries = max(entries, int(_MAX_LOAD * self._table[0]))  # [0]: size - 1
-        table = _empty_table(self._records, entries, records)
-        with memoryview(self._records) as whole, whole[: self._count * RECORD_SIZE] as used:
-            _insert(table, _IDS.iter_unpack(used), 1, RECORD_SIZE, _ID_BACK)
-        self._table = table
-        return table
+        self._table = _filled_table(self._records, self._count * RECORD_SIZE, entries, records,
+                                    _IDS, RECORD_SIZE, _ID_BACK)
+        return self._table
 
     # ---- per pack, for maintenance ---------------------------------------------------------
 
