@@ -142,10 +142,12 @@ def _filled_table(ids: mmap.mmap, used: int, entries: int, numbers: int, keys: s
     return table
 
 
-def _rebound(table: _Table, ids: mmap.mmap) -> _Table:
-    """``table`` over a copy of its id buffer (:func:`_appended`)."""
-    mask, slots, _, tags = table
-    return mask, slots, ids, tags
+def _written(table: _Table, end: int, data: bytes | memoryview) -> _Table:
+    """``table`` after ``data`` is written at ``end`` of its id buffer: the same table, or the
+    same slots over the larger copy :func:`_appended` made."""
+    mask, slots, ids, tags = table
+    grown = _appended(ids, end, data)
+    return table if grown is ids else (mask, slots, grown, tags)
 
 
 def _holds(table: _Table, entries: int, numbers: int) -> bool:
@@ -189,15 +191,21 @@ def _insert(table: _Table, keys: Iterator[tuple[bytes]], first: int, stride: int
 
 class BlobIndex:
     def __init__(self, capacity: int = 1024) -> None:
-        self._records = _zeroed(capacity * RECORD_SIZE)
         self._count = 0  # records: every (pack, blob) listing
         self._indexed = 0  # distinct blob ids (slots in use)
-        self._table = _empty_table(self._records, capacity, capacity)
-        self._pack_ids = _zeroed(max(16, capacity // 16) * 32)
+        self._table = _empty_table(_zeroed(capacity * RECORD_SIZE), capacity, capacity)
         self._pack_first = array("I")  # each pack's first record number
-        self._pack_table = _empty_table(self._pack_ids, len(self._pack_ids) // 32,
-                                        len(self._pack_ids) // 32)
+        packs = max(16, capacity // 16)
+        self._pack_table = _empty_table(_zeroed(packs * 32), packs, packs)
         self._lock = threading.Lock()
+
+    @property
+    def _records(self) -> mmap.mmap:
+        return self._table[2]
+
+    @property
+    def _pack_ids(self) -> mmap.mmap:
+        return self._pack_table[2]
 
     def __len__(self) -> int:
         """Records: one per (pack, blob) listing; positions run from 0 to len - 1."""
@@ -254,11 +262,7 @@ class BlobIndex:
                 return False
             self._add_pack_id(pack_id)
             first = self._count
-            records = _appended(self._records, first * RECORD_SIZE, listing)
-            if records is not self._records:
-                self._records = records
-                self._table = _rebound(self._table, records)
-            table = self._table
+            self._table = table = _written(self._table, first * RECORD_SIZE, listing)
             if not _holds(table, self._indexed + count, self._count + count):
                 table = self._grow(self._indexed + count, first + count)
             self._count += count
@@ -275,15 +279,12 @@ class BlobIndex:
 
     def _add_pack_id(self, pack_id: bytes) -> None:
         packs = len(self._pack_first)
-        ids = _appended(self._pack_ids, 32 * packs, pack_id)
-        if ids is not self._pack_ids:
-            self._pack_ids = ids
-            self._pack_table = _rebound(self._pack_table, ids)
+        self._pack_table = table = _written(self._pack_table, 32 * packs, pack_id)
         self._pack_first.append(self._count)  # after the id: readers go by this length
-        table = self._pack_table
         packs += 1
         if not _holds(table, packs, packs):
-            self._pack_table = _filled_table(ids, 32 * packs, packs, packs, _PACK_ID, 32, 32)
+            self._pack_table = _filled_table(table[2], 32 * packs, packs, packs, _PACK_ID, 32,
+                                             32)
         else:
             _insert(table, iter([(pack_id,)]), packs, 32, 32)
 
