@@ -381,7 +381,12 @@ class Repository:
     ) -> Iterator[list[tuple[IndexEntry, bytes]]]:
         """:meth:`read_pack_blobs` of each span (the entries of one pack, e.g. from
         :func:`pack_spans`), in order, read by ``threads`` threads while the caller uses earlier
-        ones; at most ``ahead`` reads are pending while the caller holds one."""
+        ones; at most ``ahead`` reads are pending while the caller holds one. With no
+        ``threads``, each span is read when the caller asks for it, in the caller's thread."""
+        if threads == 0:
+            for group in spans:
+                yield self.read_pack_blobs(group[0].pack_id, group, sealed=sealed)
+            return
         with ThreadPoolExecutor(max_workers=threads) as pool:
             pending: deque[Future[list[tuple[IndexEntry, bytes]]]] = deque()
             for group in spans:

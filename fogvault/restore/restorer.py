@@ -6,15 +6,16 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
    empty files and hardlinked files' first names are created below the target through
    :class:`SafeRoot` (never following a symlink); other files are created with their first
    blob. Each file's chunks are mapped to (file, offset) destinations.
-2. **Content** of the batch: each needed pack is read in spans of at most ``FETCH_SPAN``
-   bytes, one ranged read each, and their blobs are verified and decrypted, a thread per span
-   in flight; ``WRITERS`` threads write the destinations with ``pwrite``, each file by one of
-   them (its blobs in the order they arrive, so a file's state has a single owner; their
-   warnings are reported by this thread). A blob used by many files
-   of a batch is fetched once (once per batch that uses it). All-zero blobs are not written,
-   so sparse files keep their holes. Batches bound the plan's memory for regular files (a
-   file's node, destinations and index entries: about 1 KiB); folders, links, specials and
-   hardlink sources are still kept to the end, for their metadata.
+2. **Content** of the batch (``content``): each needed pack is read in spans of at most
+   ``FETCH_SPAN`` bytes, one ranged read each, and their blobs are verified, decrypted and
+   written with ``pwrite``, each file by one writer, which sets its metadata when it is
+   complete. A restore of many files from folders on this machine hands runs of consecutive
+   files to ``PROCESSES`` worker processes (``workers``) while this process plans the next
+   batch; otherwise this process writes them (a fetch thread per span in flight, ``WRITERS``
+   writing threads). A blob used by many files of a run is fetched once. All-zero blocks are
+   not written, so sparse files keep their holes. Batches bound the plan's memory for regular
+   files (a file's node, destinations and index entries: about 1 KiB); folders, links,
+   specials and hardlink sources are still kept to the end, for their metadata.
 3. **Metadata**: ownership (as root), xattrs, modes and times; folders last and deepest first,
    so writing their contents does not disturb their mtimes. A regular file gets its metadata
    as soon as its content is complete, through the descriptor that wrote the last of it.
@@ -25,23 +26,32 @@ totals grow batch by batch, as files are planned.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
-import threading
-from collections import defaultdict, deque
+import sys
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from fogvault.errors import IntegrityError, MalformedObject, UnsafePath, UsageError
-from fogvault.fsmeta import apply_file_metadata, apply_metadata
+from fogvault.errors import IntegrityError, UnsafePath, UsageError
 from fogvault.patterns import PathPatterns
-from fogvault.repo.index import IndexEntry, pack_spans
+from fogvault.repo.index import IndexEntry
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot
 from fogvault.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
+from fogvault.restore.content import (
+    CREATE_FLAGS,
+    ContentWriter,
+    FileJob,
+    impossible,
+    not_restored,
+    set_metadata,
+)
 from fogvault.restore.progress import RestoreProgress
 from fogvault.restore.safefs import Parts, SafeRoot
+from fogvault.restore.workers import WorkerSetup, WriterProcesses
+
+log = logging.getLogger("fogvault")
 
 OVERWRITE_MODES = ("always", "if-changed", "never")
 
@@ -55,6 +65,7 @@ class RestoreOptions:
     verify: bool = False
     dry_run: bool = False
     workers: int | None = None  # spans fetched at once (None: see _fetch_threads)
+    processes: bool | None = None  # worker processes write (None: see _use_processes)
     restore_owner: bool = field(default_factory=lambda: os.geteuid() == 0)
 
 
@@ -69,26 +80,6 @@ class RestoreSummary:
     skipped: int = 0
     verified: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _FileJob:
-    parts: Parts
-    node: Node
-    pending: int  # blobs not yet written; whoever writes the last one sets the metadata
-    created: bool  # False until its first blob arrives (see _create_file)
-    end: int = 0  # where the last byte written so far ends
-    failed: bool = False  # could not be created: its blobs are skipped
-
-
-@dataclass(slots=True)
-class _Share:
-    """One writer's part of a span: (file, offset, plaintext) to write, then what it did."""
-
-    blobs: list[tuple[_FileJob, int, bytes]] = field(default_factory=list)
-    done: int = 0  # bytes restored
-    stored: int = 0  # bytes written (zero blocks left as holes are not)
-    warnings: list[str] = field(default_factory=list)  # reported by the main thread
 
 
 class Restorer:
@@ -108,12 +99,12 @@ class Restorer:
         self.summary = RestoreSummary()
         self._includes = PathPatterns(options.includes)
         self._excludes = PathPatterns(options.excludes)
-        self._files: list[_FileJob] = []
+        self._files: list[FileJob] = []
         self._dirs: list[tuple[Parts, Node]] = []
         self._others: list[tuple[Parts, Node]] = []
         self._hardlinks: dict[tuple[int, int], Parts] = {}
-        self._root: SafeRoot | None = None
-        self._writing = threading.local()  # .share: the _Share a writer thread is writing
+        self._use_processes: bool | None = None  # decided by _write_contents
+        self._processes: WriterProcesses | None = None
 
     def run(self) -> RestoreSummary:
         target = os.fsencode(os.path.abspath(self.options.target))
@@ -122,28 +113,32 @@ class Restorer:
                 self._files.clear()
             return self.summary
         with self.repo.lock(writes=False):  # shared: prune cannot delete what is restored
-            self._root = SafeRoot(target)
+            root = SafeRoot(target)
             try:
-                for _ in self._plan(self._root):
-                    self._write_contents(self._root)
+                for _ in self._plan(root):
+                    self._write_contents(root)
                     if self.options.verify:  # reads contents only: folder times stay
-                        self._verify(self._root)
+                        self._verify(root)
                     self._files.clear()
-                self._apply_metadata(self._root)
+                if self._processes is not None:
+                    self._processes.drain()
+                self._apply_metadata(root)
+            except BaseException:
+                self._stop_processes(stop=True)
+                raise
             finally:
-                self._root.close()
+                self._stop_processes(stop=False)
+                root.close()
         return self.summary
 
+    def _stop_processes(self, *, stop: bool) -> None:
+        if self._processes is not None:
+            self._processes.close(stop=stop)
+            self._processes = None
+
     def _warn(self, message: str) -> None:
-        share = getattr(self._writing, "share", None)
-        if share is not None:  # in a writer: the main thread reports it (_collect), in order
-            share.warnings.append(message)
-            return
         self.summary.warnings.append(message)
         self.progress.warning(message)
-
-    def _not_restored(self, parts: Parts, exc: OSError) -> None:
-        self._warn(f"{os.fsdecode(b'/'.join(parts))}: cannot restore: {exc.strerror}")
 
     # ---- phase 1: plan and create ----------------------------------------------------
 
@@ -197,9 +192,9 @@ class Restorer:
         try:
             self._create(root, parts, node)
         except OSError as exc:
-            self._not_restored(parts, exc)
+            self._warn(not_restored(parts, exc))
         except (ValueError, OverflowError) as exc:  # NUL in a link target, absurd numbers
-            raise _impossible(parts, exc) from exc
+            raise impossible(parts, exc) from exc
 
     def _make_room(self, root: SafeRoot, parts: Parts, node: Node) -> bool:
         """Decide about an existing entry: False to keep it (and skip this node)."""
@@ -262,66 +257,49 @@ class Restorer:
         # complete now, and a hardlink's first name must exist for the links that follow.
         create_now = root is not None and (not node.content or node.nlink > 1)
         if create_now:
-            with root.open_file(parts, _CREATE) as fd:
+            with root.open_file(parts, CREATE_FLAGS) as fd:
                 if not node.content:
                     self._set_metadata(root, parts, node, fd)
-        self._files.append(_FileJob(parts, node, len(node.content), created=create_now))
+        self._files.append(FileJob(parts, node, len(node.content), created=create_now))
 
     # ---- phase 2: content ------------------------------------------------------------
 
     def _write_contents(self, root: SafeRoot) -> None:
-        by_pack: dict[bytes, dict[bytes, IndexEntry]] = defaultdict(dict)
-        destinations: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
-        for number, job in enumerate(self._files):
-            offset = 0
-            for blob_id in job.node.content:
-                entry = self.repo.index.get(blob_id)
-                if entry is None:
-                    raise IntegrityError(
-                        f"blob {blob_id.hex()} of {os.fsdecode(b'/'.join(job.parts))} "
-                        "is not in the index; run 'fogvault check'"
-                    )
-                by_pack[entry.pack_id][blob_id] = entry
-                destinations[blob_id].append((number, offset))
-                offset += entry.raw_length
+        """Write the batch's contents: here (threads) or by worker processes (see workers)."""
+        locations = [self._locations(job) for job in self._files]
         self.progress.start(self.summary.total_bytes)
-        # A 16 MiB pack read at once was held as ciphertext and as plaintext together, in
-        # each of the ``workers`` reads in flight and in the one being written: about 160 MiB
-        # (and ``pack_size`` may be up to 512 MiB). Reading at most FETCH_SPAN bytes at a time
-        # bounds that to about 2 x FETCH_SPAN per read; the local reads cost no more, the remote
-        # ones a request per span (1 MiB: 4 in flight keep ~4 MiB per round trip moving).
-        # Restoring 50,000 small files peaked at 150 MiB with 4 MiB spans and at 112 MiB with
-        # 1 MiB spans, in the same time (docs/performance.md, "Session 3").
-        fetches = [group for entries in by_pack.values()
-                   for group in pack_spans(entries.values(), FETCH_SPAN)]
-        del by_pack
+        if self._use_processes is None:  # decided once, with the first batch
+            self._use_processes = self._want_processes()
+            if self._use_processes:
+                self._processes = self._start_processes(root)
+        if self._processes is None:
+            self._writer(root).write(self._files, locations)
+            return
+        for start, end in _tasks(self._files):
+            self._processes.submit(self._files[start:end], locations[start:end])
+        if self.options.verify:  # verify reads what the workers wrote
+            self._processes.drain()
 
-        # Spans are fetched in parallel (remote reads wait on latency; decryption and zstd
-        # release the GIL) and written by WRITERS threads of their own: the kernel's work for a
-        # small file (create, copy into the page cache, owner, mode, times) is most of a
-        # restore's CPU time, and one writing thread left the second core idle meanwhile.
-        # (Every fetch thread writing what it fetched handed the GIL over at each system
-        # call, doubling the CPU time.) Held: the spans in flight, and up to 3 x WRITERS
-        # shares waiting to be written or being written (3 spans).
-        workers = self._fetch_threads()
-        writers = [ThreadPoolExecutor(1, thread_name_prefix="restore-writer")
-                   for _ in range(WRITERS)]
-        queued: deque[Future[_Share]] = deque()
-        try:
-            for blobs in self.repo.read_spans(fetches, threads=workers, ahead=workers - 1):
-                for writer, share in zip(writers, self._split(blobs, destinations), strict=True):
-                    if share.blobs:
-                        queued.append(writer.submit(self._write_share, root, share))
-                del blobs, share  # the plaintexts are held by the queued shares alone
-                while len(queued) > 2 * WRITERS:
-                    self._collect(queued.popleft())
-            while queued:
-                self._collect(queued.popleft())
-        finally:
-            for writer in writers:  # cancel what has not started on both, then wait for both
-                writer.shutdown(wait=False, cancel_futures=True)
-            for writer in writers:
-                writer.shutdown()
+    def _locations(self, job: FileJob) -> list[IndexEntry]:
+        entries = []
+        for blob_id in job.node.content:
+            entry = self.repo.index.get(blob_id)
+            if entry is None:
+                raise IntegrityError(
+                    f"blob {blob_id.hex()} of {os.fsdecode(b'/'.join(job.parts))} "
+                    "is not in the index; run 'fogvault check'"
+                )
+            entries.append(entry)
+        return entries
+
+    def _writer(self, root: SafeRoot) -> ContentWriter:
+        """Spans are fetched in parallel (remote reads wait on latency; decryption and zstd
+        release the GIL) and written by WRITERS threads of their own: the kernel's work for a
+        small file is most of a restore's CPU time, and one writing thread left the second
+        core idle meanwhile."""
+        return ContentWriter(self.repo, root, restore_owner=self.options.restore_owner,
+                             fetch_threads=self._fetch_threads(), writers=WRITERS,
+                             report=self._report)
 
     def _fetch_threads(self) -> int:
         """Remote reads wait on latency, so several are in flight; a local folder answers at
@@ -331,92 +309,41 @@ class Restorer:
             return self.options.workers
         return LOCAL_FETCH_THREADS if self.repo.targets.reads_local else REMOTE_FETCH_THREADS
 
-    def _split(self, blobs: list[tuple[IndexEntry, bytes]],
-               destinations: dict[bytes, list[tuple[int, int]]]) -> list[_Share]:
-        """A span's blobs for each writer: a file's blobs always go to the same one."""
-        shares = [_Share() for _ in range(WRITERS)]
-        for entry, data in blobs:
-            for number, offset in destinations[entry.blob_id]:
-                shares[number % WRITERS].blobs.append((self._files[number], offset, data))
-        return shares
-
-    def _collect(self, written: Future[_Share]) -> None:
-        """Report a share the writers finished (raising what writing it raised)."""
-        share = written.result()
-        for message in share.warnings:
-            self._warn(message)
-        self.progress.bytes_done(share.done)
-        self.summary.bytes_written += share.stored
-
-    def _write_share(self, root: SafeRoot, share: _Share) -> _Share:
-        """Write one writer's blobs of a span (in a writer thread)."""
-        self._writing.share = share
+    def _start_processes(self, root: SafeRoot) -> WriterProcesses | None:
         try:
-            share.blobs.reverse()
-            while share.blobs:  # each plaintext is dropped as soon as it is written
-                job, offset, data = share.blobs.pop()
-                share.done += len(data)
-                share.stored += self._write_blob(root, job, offset, data)
-                del data
-        finally:
-            self._writing.share = None
-        return share
-
-    def _write_blob(self, root: SafeRoot, job: _FileJob, offset: int, data: bytes) -> int:
-        """Write one blob of ``job`` (all of a file's blobs come from one thread); the bytes
-        written, without the zero blocks left as holes."""
-        if job.failed:
-            return 0
-        runs = _data_runs(data)
-        last = job.pending == 1
-        if not runs and not last:  # all holes, and not the file's last blob: nothing to do
-            job.pending -= 1
-            return 0
-        fd = self._open_content(root, job)
-        if fd is None:
-            return 0
-        try:
-            for start, end in runs:
-                view = memoryview(data)[start:end]
-                position = offset + start
-                while view:
-                    written = os.pwrite(fd, view, position)
-                    view, position = view[written:], position + written
-            if runs:
-                job.end = max(job.end, offset + runs[-1][1])
-            job.pending -= 1
-            if last:
-                self._finish_file(root, job, fd)
-        finally:
-            os.close(fd)
-        return sum(end - start for start, end in runs)
-
-    def _open_content(self, root: SafeRoot, job: _FileJob) -> int | None:
-        """Open ``job``'s file for writing (the caller closes it), creating it with its first
-        blob; None (with a warning, as the plan phase gives) if it cannot be created."""
-        if job.created:
-            return root.open_fd(job.parts, os.O_WRONLY)
-        try:
-            fd = root.open_fd(job.parts, _CREATE)
-        except OSError as exc:
-            job.failed = True
-            self._not_restored(job.parts, exc)
+            processes = WriterProcesses(self._worker_setup(root), PROCESSES, self._report,
+                                        self.repo.targets.remember_damage)
+            log.debug("restore: contents written by %d worker processes", PROCESSES)
+            return processes
+        except OSError as exc:  # no processes to be had: this one writes
+            log.warning("cannot start restore workers (%s); restoring in one process",
+                        exc.strerror or exc)
             return None
-        job.created = True
-        return fd
 
-    def _finish_file(self, root: SafeRoot, job: _FileJob, fd: int) -> None:
-        """Size and metadata of a file whose blobs are all written. Files are not pre-sized
-        (one system call less per file): only one whose last bytes are zeros, skipped to
-        leave a hole, still ends short of its size."""
-        if job.end < job.node.size:
-            try:
-                os.ftruncate(fd, job.node.size)
-            except OSError as exc:
-                self._warn(f"{os.fsdecode(root.path(job.parts))}: cannot set size: {exc.strerror}")
-            except (ValueError, OverflowError) as exc:  # a size no file system has
-                raise _impossible(job.parts, exc) from exc
-        self._set_metadata(root, job.parts, job.node, fd)
+    def _want_processes(self) -> bool:
+        """Worker processes for a restore of many files from folders on this machine (which
+        they can open by path); a few files, or remote targets (bound by their latency, and
+        reached with credentials a worker would need too), are written by threads here."""
+        wanted = self.options.processes
+        if wanted is None:
+            wanted = len(self._files) >= PROCESS_MIN_FILES and (os.cpu_count() or 1) > 1
+        return wanted and bool(sys.executable) and self.repo.targets.local_folders() is not None
+
+    def _worker_setup(self, root: SafeRoot) -> WorkerSetup:
+        repo = self.repo
+        return WorkerSetup(
+            folders=repo.targets.local_folders() or [], policy=repo.targets.policy,
+            master=repo.master.to_bytes(), key_id=repo.key_id, config=repo.config,
+            target=root.root, restore_owner=self.options.restore_owner,
+            log_level=logging.getLogger("fogvault").getEffectiveLevel(),
+        )
+
+    def _report(self, done: int, stored: int, warnings: list[str]) -> None:
+        """What a writer did (in this thread, in order)."""
+        for message in warnings:
+            self._warn(message)
+        self.progress.bytes_done(done)
+        self.summary.bytes_written += stored
 
     # ---- phase 3: metadata -----------------------------------------------------------
 
@@ -428,21 +355,8 @@ class Restorer:
 
     def _set_metadata(self, root: SafeRoot, parts: Parts, node: Node, fd: int | None = None
                       ) -> None:
-        """Metadata of one entry: through ``fd`` if the caller holds the file open, else
-        through its folder."""
-        owner = self.options.restore_owner
-        try:
-            if fd is not None:
-                problems = apply_file_metadata(fd, node, restore_owner=owner)
-            else:
-                with root.open_dir(parts[:-1]) as dir_fd:  # reached without following symlinks
-                    problems = apply_metadata(dir_fd, parts[-1], node, restore_owner=owner)
-        except OSError as exc:
-            problems = [f"cannot set metadata: {exc.strerror}"]
-        except (ValueError, OverflowError) as exc:  # NUL in an xattr name, absurd numbers
-            raise _impossible(parts, exc) from exc
-        for problem in problems:
-            self._warn(f"{os.fsdecode(root.path(parts))}: {problem}")
+        for message in set_metadata(root, parts, node, self.options.restore_owner, fd):
+            self._warn(message)
 
     # ---- verify ----------------------------------------------------------------------
 
@@ -455,7 +369,7 @@ class Restorer:
             else:
                 self._warn(f"{os.fsdecode(root.path(job.parts))}: restored content does not match")
 
-    def _file_matches(self, root: SafeRoot, job: _FileJob) -> bool:
+    def _file_matches(self, root: SafeRoot, job: FileJob) -> bool:
         with root.open_file(job.parts, os.O_RDONLY) as fd:
             if os.fstat(fd).st_size != job.node.size:
                 return False
@@ -471,37 +385,24 @@ class Restorer:
             return offset == job.node.size
 
 
-def _impossible(parts: Parts, exc: Exception) -> MalformedObject:
-    """A node whose values no file system produces (the tree decoder checks types, not
-    ranges): a malformed snapshot, not a crash."""
-    return MalformedObject(
-        f"{os.fsdecode(b'/'.join(parts))}: impossible entry in snapshot ({exc})"
-    )
-
-
-HOLE_BLOCK = 64 * 1024
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 PLAN_BATCH_FILES = 2_000  # files planned before their contents are written (see the top)
-WRITERS = 2  # threads writing files (see _write_contents)
+WRITERS = 2  # threads writing files in this process (see _writer)
 LOCAL_FETCH_THREADS = 2  # spans read at once from a local folder (see _fetch_threads)
 REMOTE_FETCH_THREADS = 4  # from other targets
-FETCH_SPAN = 1024 * 1024  # bytes of a pack read at once (a larger blob is read alone)
+PROCESSES = 2  # worker processes, where they are used (see _use_processes)
+PROCESS_MIN_FILES = 1_000  # files in the first batch for worker processes to pay off
+TASK_FILES = 256  # consecutive files handed to a worker process at once...
+TASK_BYTES = 16 * 1024 * 1024  # ...or fewer, if these many bytes are reached first
 
 
-def _data_runs(data: bytes) -> list[tuple[int, int]]:
-    """The (start, end) ranges of ``data`` that are not all-zero ``HOLE_BLOCK`` blocks: what
-    must be written so that zero blocks stay holes (sparse files); a file whose last bytes were
-    skipped is extended to its size when it is complete."""
-    runs: list[tuple[int, int]] = []
-    size = len(data)
-    for start in range(0, size, HOLE_BLOCK):
-        end = min(start + HOLE_BLOCK, size)
-        # A non-zero first or last byte settles it without counting the block's zeros: that
-        # count took ~0.7 s of the writing thread per GiB restored.
-        if not (data[start] or data[end - 1]) and data.count(0, start, end) == end - start:
-            continue
-        if runs and runs[-1][1] == start:
-            runs[-1] = (runs[-1][0], end)
-        else:
-            runs.append((start, end))
-    return runs
+def _tasks(jobs: list[FileJob]) -> Iterator[tuple[int, int]]:
+    """``jobs`` cut into (start, end) runs for worker processes: consecutive files, whose blobs
+    were packed together by the backup, so that two workers rarely read the same span."""
+    start, size = 0, 0
+    for number, job in enumerate(jobs):
+        size += job.node.size
+        if number + 1 - start >= TASK_FILES or size >= TASK_BYTES:
+            yield start, number + 1
+            start, size = number + 1, 0
+    if start < len(jobs):
+        yield start, len(jobs)

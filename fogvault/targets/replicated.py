@@ -205,6 +205,16 @@ class TargetSet:
         order = self.read_order()
         return bool(order) and order[0].local
 
+    def local_folders(self) -> list[str] | None:
+        """The active targets' folders in read order, if every target in use is a plain local
+        folder (one another process can open by its path); else None."""
+        from fogvault.storage.local import LocalStorage
+
+        active = self.read_order()
+        if not active or any(type(t.raw) is not LocalStorage for t in active):
+            return None
+        return [str(t.raw.root) for t in active]  # type: ignore[attr-defined]
+
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self.read_decoded(name, bytes, offset, length)
 

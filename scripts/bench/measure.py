@@ -7,6 +7,10 @@ comes from GNU time, not from wait4: a child's ``ru_maxrss`` also counts the mem
 process it was forked from (the kernel keeps the old address space's high-water mark across
 ``exec``), which here would be this benchmark's own corpus buffers; GNU time forks from a 2 MiB
 process. Without /usr/bin/time the wait4 figure is used and marked as an upper bound.
+GNU time's figure is one process's; a tool that starts processes of its own (FogVault's restore
+workers) uses the sum of theirs, so the tool's process tree is also sampled every
+``TREE_SAMPLE_S`` (the summed RSS of every process below GNU time, shared pages counted in each)
+and the phase's peak is the larger of the two (``tree_rss_mib``, ``processes`` in the JSON).
 The machine's other load is sampled from /proc/stat during the phase, so a noisy run can be
 recognised: ``bg_cores`` is the average number of cores used by everything except the tool.
 """
@@ -36,11 +40,58 @@ def _busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / _CLK_TCK
 
 
+TREE_SAMPLE_S = 0.02
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _descendants(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        parent = stack.pop()
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{parent}/task/{parent}/children") as f:
+                children = [int(c) for c in f.read().split()]
+            found += children
+            stack += children
+    return found
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):  # gone meanwhile
+        return 0
+
+
+class TreeSampler:
+    """The largest summed RSS of the processes below ``pid`` (not ``pid`` itself: GNU time),
+    sampled until :meth:`stop`; and the most processes seen at once."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_bytes = 0
+        self.processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(TREE_SAMPLE_S):
+            pids = _descendants(self.pid)
+            self.peak_bytes = max(self.peak_bytes, sum(_rss_bytes(p) for p in pids))
+            self.processes = max(self.processes, len(pids))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_phase(commands: list[Command], env: dict[str, str], log: Path) -> dict:
     """Run ``commands`` one after another; return their summed wall and CPU time, the
     largest peak RSS, the first failing exit code, and the background load."""
     result = {"wall_s": 0.0, "user_s": 0.0, "sys_s": 0.0, "peak_rss_mib": 0.0, "rc": 0,
-              "commands": []}
+              "tree_rss_mib": 0.0, "processes": 0, "commands": []}
     busy_before = _busy_seconds()
     full_env = {**os.environ, **env}
     use_time = os.access(GNU_TIME, os.X_OK)
@@ -57,6 +108,7 @@ def run_phase(commands: list[Command], env: dict[str, str], log: Path) -> dict:
             started = time.perf_counter()
             proc = subprocess.Popen(argv, cwd=command.cwd, env=full_env,
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            sampler = TreeSampler(proc.pid) if use_time else None
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - started
             proc.returncode = rc = os.waitstatus_to_exitcode(status)
@@ -68,6 +120,12 @@ def run_phase(commands: list[Command], env: dict[str, str], log: Path) -> dict:
                 lines = rss_file.read_text().split()
                 peak_kib = int(lines[-1]) if lines and lines[-1].isdigit() else peak_kib
             result["peak_rss_mib"] = max(result["peak_rss_mib"], peak_kib / 1024)
+            if sampler is not None:
+                sampler.stop()
+                tree_mib = sampler.peak_bytes / 2**20
+                result["tree_rss_mib"] = max(result["tree_rss_mib"], tree_mib)
+                result["processes"] = max(result["processes"], sampler.processes)
+                result["peak_rss_mib"] = max(result["peak_rss_mib"], tree_mib)
             result["commands"].append(" ".join(command.argv))
             if rc not in command.ok_codes:
                 result["rc"] = rc

@@ -353,7 +353,7 @@ def test_cli_overwrite_never_over_symlinked_folder_fails_cleanly(
 def test_data_runs_skip_exactly_the_all_zero_blocks() -> None:
     """Holes are whole zero blocks; a block whose only non-zero byte is first, last or in the
     middle is data (the first/last-byte shortcut must not skip it)."""
-    from fogvault.restore.restorer import HOLE_BLOCK, _data_runs
+    from fogvault.restore.content import HOLE_BLOCK, data_runs
 
     def block(nonzero_at: int | None, size: int = HOLE_BLOCK) -> bytes:
         data = bytearray(size)
@@ -365,18 +365,18 @@ def test_data_runs_skip_exactly_the_all_zero_blocks() -> None:
               block(None, 100)]
     data = b"".join(blocks)
     expected = [(HOLE_BLOCK, 4 * HOLE_BLOCK)]  # blocks 1-3 are data, 0, 4 and the tail holes
-    assert _data_runs(data) == expected
-    assert _data_runs(block(None, 100)) == []
-    assert _data_runs(block(99, 100)) == [(0, 100)]
-    assert _data_runs(b"") == []
+    assert data_runs(data) == expected
+    assert data_runs(block(None, 100)) == []
+    assert data_runs(block(99, 100)) == [(0, 100)]
+    assert data_runs(b"") == []
 
 
 def test_restore_reads_packs_in_spans_and_stays_byte_exact(
     backed: Backed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fogvault.restore.restorer as restorer_module
+    import fogvault.restore.content as content_module
 
-    monkeypatch.setattr(restorer_module, "FETCH_SPAN", 200)  # these packs: under 1 KiB
+    monkeypatch.setattr(content_module, "FETCH_SPAN", 200)  # these packs: under 1 KiB
     calls: list[tuple[bytes, int, int]] = []
     real = backed.repo.read_pack_blobs
 

@@ -34,7 +34,7 @@ from fogvault.restore import restorer
 from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
 
 KIB, MIB = 1024, 1024 * 1024
-HOLE_BLOCK = 64 * KIB  # restore skips all-zero blocks of this size (restorer.HOLE_BLOCK)
+HOLE_BLOCK = 64 * KIB  # restore skips all-zero blocks of this size (content.HOLE_BLOCK)
 MIN_CHUNK = 16 * KIB  # conftest.SMALL_CHUNKS
 
 
@@ -365,12 +365,15 @@ def test_backup_then_restore_gives_back_the_same_tree(
         shutil.rmtree(work)
 
 
-@pytest.mark.parametrize("plan_batch", [None, 1, 3])
+@pytest.mark.parametrize(("plan_batch", "processes"),
+                         [(None, False), (1, False), (3, False), (None, True), (3, True)])
 def test_kitchen_sink_round_trip(make_repo: Callable[..., Repository], tmp_path: Path,
-                                 monkeypatch: pytest.MonkeyPatch, plan_batch: int | None) -> None:
+                                 monkeypatch: pytest.MonkeyPatch, plan_batch: int | None,
+                                 processes: bool) -> None:
     """One fixed tree with every kind of entry at once, so each is covered on every run
     whatever the property test draws. Also restored in batches of 1 and 3 files (the plan's
-    memory bound): hardlinks to a file of an earlier batch, content shared across batches."""
+    memory bound): hardlinks to a file of an earlier batch, content shared across batches;
+    and with the contents written by worker processes, in one batch and in several."""
     batches: list[int] = []
     if plan_batch is not None:
         monkeypatch.setattr(restorer, "PLAN_BATCH_FILES", plan_batch)
@@ -381,6 +384,14 @@ def test_kitchen_sink_round_trip(make_repo: Callable[..., Repository], tmp_path:
             real(self, root)
 
         monkeypatch.setattr(restorer.Restorer, "_write_contents", counted)
+    tasks: list[int] = []  # files per task sent to a worker process
+    real_submit = restorer.WriterProcesses.submit
+
+    def submit(self: Any, jobs: list[Any], locations: list[Any]) -> None:
+        tasks.append(len(jobs))
+        real_submit(self, jobs, locations)
+
+    monkeypatch.setattr(restorer.WriterProcesses, "submit", submit)
     repo = make_repo()
     xattrs_ok = _xattrs_supported(tmp_path)
     big = ("random", 7, 1_500_000)  # ~23 chunks of 64 KiB average
@@ -406,7 +417,7 @@ def test_kitchen_sink_round_trip(make_repo: Callable[..., Repository], tmp_path:
     source = os.fsencode(tmp_path / "src")
     built = build(source, spec, xattrs_ok)
     result = backup(repo, source)
-    summary = restore(repo, result, tmp_path / "restored", verify=True)
+    summary = restore(repo, result, tmp_path / "restored", verify=True, processes=processes)
     assert summary.warnings == []
     restored = assert_same_tree(source, restored_root(tmp_path / "restored", source))
     assert restored[b"sub/hl-1"]["ino"] == restored[b"sub/hl-2"]["ino"] == restored[b"big"]["ino"]
@@ -414,6 +425,7 @@ def test_kitchen_sink_round_trip(make_repo: Callable[..., Repository], tmp_path:
     assert restored[b"sparse"]["blocks"] * 512 <= sparse_bound(sparse)
     if plan_batch is not None:  # the root folder alone holds more files than one batch
         assert max(batches) == plan_batch and sum(batches) == summary.verified
+    assert (sum(tasks) == summary.verified) if processes else not tasks
     link = restored_root(tmp_path / "restored", source) + b"/rel-link"
     assert os.readlink(link) == b"../src/\xfe"
     if xattrs_ok:

@@ -1,0 +1,311 @@
+"""Restore worker processes: files' contents written by other processes, one per core.
+
+Restoring many small files is bound by the interpreter: every system call of a writing thread
+hands the GIL to another thread, and the planning, the decoding and the writing all want it.
+Worker processes each hold their own: the restoring process plans (folders, empty files,
+links) and hands runs of consecutive files, with where their blobs are, to ``count`` workers;
+each reads the spans it needs, decrypts them and writes the files, all in one thread, and
+reports what it did. Restoring 50,000 small files into tmpfs took about half the time
+(docs/performance.md, "Session 9").
+
+A worker is ``python -m fogvault.restore.workers``, started afresh (not forked: the restoring
+process has threads), with its stdin and stdout as pipes. Messages are pickles, each after its
+length (8 bytes, big-endian); both ends are this code, in processes of the same user. The
+first message gives the worker what it needs to read and write: the repository's key, the
+target folders (plain local folders only: another process must be able to open them by path),
+the restore folder. Then each message is a task (files and their blobs' locations) and the
+worker answers ``share`` messages as it writes and a ``task`` message when the task is done
+(the files it could not create, the copies it found damaged); ``log`` messages carry its log
+records, ``error`` an exception that stopped it. An end of input
+tells it to exit. Workers ignore SIGINT: an interrupted restore stops them itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from fogvault.errors import FogVaultError
+from fogvault.repo.config import RepoConfig
+from fogvault.repo.index import IndexEntry
+from fogvault.restore.content import ContentWriter, FileJob, Report
+from fogvault.targets.policy import TargetPolicy
+
+log = logging.getLogger("fogvault")
+
+_LENGTH = 8  # bytes of a message's length
+_QUEUED_TASKS = 2  # tasks sent to a worker and not finished: one to work on, one waiting
+_READ_SIZE = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSetup:
+    """What a worker needs: ``folders`` are the targets' folders, in the order to read them."""
+
+    folders: list[str]
+    policy: TargetPolicy
+    master: bytes
+    key_id: str
+    config: RepoConfig
+    target: bytes  # the restore folder, resolved
+    restore_owner: bool
+    log_level: int
+
+
+@dataclass(slots=True)
+class _Worker:
+    process: subprocess.Popen[bytes]
+    tasks: deque[list[FileJob]] = field(default_factory=deque)  # sent, not finished
+    outgoing: bytearray = field(default_factory=bytearray)
+    incoming: bytearray = field(default_factory=bytearray)
+
+
+class WriterProcesses:
+    """``count`` worker processes writing files' contents; ``report`` as for ContentWriter,
+    ``damaged`` is told of each (target url, object name) a worker found damaged (for the
+    ledger, as reads here remember them)."""
+
+    def __init__(self, setup: WorkerSetup, count: int, report: Report,
+                 damaged: Callable[[str, str], None]) -> None:
+        self._report = report
+        self._damaged = damaged
+        self._selector = selectors.DefaultSelector()
+        self._workers: list[_Worker] = []
+        try:
+            for _ in range(count):
+                self._start(setup)
+        except BaseException:
+            self.close(stop=True)
+            raise
+
+    def _start(self, setup: WorkerSetup) -> None:
+        process = subprocess.Popen(
+            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=_worker_environment(),
+        )
+        worker = _Worker(process)
+        self._workers.append(worker)
+        assert process.stdin is not None and process.stdout is not None
+        os.set_blocking(process.stdin.fileno(), False)
+        self._selector.register(process.stdout, selectors.EVENT_READ, worker)
+        self._queue(worker, setup)
+
+    def submit(self, jobs: list[FileJob], locations: list[list[IndexEntry]]) -> None:
+        """Have a worker write ``jobs`` (waiting while every worker has enough to do)."""
+        while min(len(w.tasks) for w in self._workers) >= _QUEUED_TASKS:
+            self._pump(wait=True)
+        worker = min(self._workers, key=lambda w: len(w.tasks))
+        worker.tasks.append(jobs)
+        self._queue(worker, ([(j.parts, j.node, j.created) for j in jobs], locations))
+        self._pump(wait=False)
+
+    def _queue(self, worker: _Worker, message: object) -> None:
+        if not worker.outgoing:  # wake the selector when the pipe takes more
+            self._selector.register(worker.process.stdin, selectors.EVENT_WRITE, worker)
+        worker.outgoing += _frame(message)
+
+    def drain(self) -> None:
+        """Wait until every task sent is done."""
+        while any(w.tasks for w in self._workers):
+            self._pump(wait=True)
+
+    def close(self, *, stop: bool = False) -> None:
+        """End the workers: after their tasks, or (``stop``) at once."""
+        for worker in self._workers:
+            if stop:
+                worker.process.kill()
+            assert worker.process.stdin is not None
+            with contextlib.suppress(OSError):  # a stopped worker's pipe
+                worker.process.stdin.close()
+        for worker in self._workers:
+            worker.process.wait()
+            assert worker.process.stdout is not None
+            worker.process.stdout.close()
+        self._selector.close()
+        self._workers.clear()
+
+    def _pump(self, *, wait: bool) -> None:
+        """Send what a worker's pipe takes and handle what arrived; with ``wait``, block until
+        one of them happens. Sending never blocks: a worker may be busy writing its reports,
+        and this process must go on reading them."""
+        for key, events in self._selector.select(None if wait else 0):
+            worker = key.data
+            if events & selectors.EVENT_WRITE:
+                self._send(worker)
+                continue
+            data = os.read(key.fd, _READ_SIZE)
+            if not data:
+                code = worker.process.wait()
+                raise FogVaultError(f"a restore worker stopped unexpectedly (exit status {code})")
+            worker.incoming += data
+            for message in _unframe(worker.incoming):
+                self._handle(worker, message)
+
+    def _send(self, worker: _Worker) -> None:
+        """Write as much of ``worker``'s outgoing bytes as its pipe takes."""
+        assert worker.process.stdin is not None
+        while worker.outgoing:
+            try:
+                sent = os.write(worker.process.stdin.fileno(), worker.outgoing[:_READ_SIZE])
+            except BlockingIOError:
+                return
+            except BrokenPipeError:  # it stopped: its output tells why
+                worker.outgoing.clear()
+            else:
+                del worker.outgoing[:sent]
+        self._selector.unregister(worker.process.stdin)
+
+    def _handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "share":
+            self._report(*message[1:])
+        elif kind == "task":
+            jobs = worker.tasks.popleft()
+            for number in message[1]:
+                jobs[number].failed = True
+            for url, name in message[2]:
+                self._damaged(url, name)
+        elif kind == "log":
+            log.log(message[1], "%s", message[2])
+        else:  # "error": what stopped the worker
+            raise message[1]
+
+
+def _worker_environment() -> dict[str, str]:
+    """This environment, with this FogVault's folder first on the module path: the worker
+    must run the same code (and speak the same messages) even if it is not installed."""
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ,
+            "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
+
+
+def _frame(message: object) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(_LENGTH, "big") + data
+
+
+def _unframe(buffer: bytearray) -> list[Any]:
+    """The whole messages at the start of ``buffer``, removed from it."""
+    messages = []
+    while len(buffer) >= _LENGTH:
+        size = int.from_bytes(buffer[:_LENGTH], "big")
+        if len(buffer) < _LENGTH + size:
+            break
+        messages.append(pickle.loads(buffer[_LENGTH:_LENGTH + size]))  # from our own worker
+        del buffer[:_LENGTH + size]
+    return messages
+
+
+# ---- the worker's side -------------------------------------------------------------------
+
+
+class _Channel:
+    """The worker's messages to the restoring process (from any thread)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, *message: object) -> None:
+        with self._lock:
+            self._stream.write(_frame(message))
+            self._stream.flush()
+
+
+class _Forward(logging.Handler):
+    def __init__(self, channel: _Channel) -> None:
+        super().__init__()
+        self._channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._channel.send("log", record.levelno, record.getMessage())
+
+
+def _receive(stream: BinaryIO) -> Any:
+    """The next message, or None at the end of input."""
+    header = stream.read(_LENGTH)
+    if len(header) < _LENGTH:
+        return None
+    return pickle.loads(stream.read(int.from_bytes(header, "big")))  # from our parent
+
+
+def _serve(requests: BinaryIO, channel: _Channel) -> None:
+    from fogvault.crypto import MasterKey
+    from fogvault.repo.repository import Repository
+    from fogvault.restore.safefs import SafeRoot
+    from fogvault.storage.local import LocalStorage
+    from fogvault.targets.replicated import TargetSet
+
+    setup: WorkerSetup | None = _receive(requests)
+    if setup is None:
+        return
+    logger = logging.getLogger("fogvault")
+    logger.handlers[:] = [_Forward(channel)]
+    logger.setLevel(setup.log_level)
+    targets = TargetSet([LocalStorage(folder) for folder in setup.folders], setup.policy)
+    repo = Repository(targets, MasterKey.from_bytes(setup.master), setup.key_id, setup.config,
+                      None)
+    root = SafeRoot(setup.target)
+    try:
+        writer = ContentWriter(repo, root, restore_owner=setup.restore_owner, fetch_threads=0,
+                               writers=0, report=lambda *share: channel.send("share", *share))
+        reported: set[tuple[str, str]] = set()
+        while (task := _receive(requests)) is not None:
+            files, locations = task
+            jobs = [FileJob(parts, node, len(node.content), created)
+                    for parts, node, created in files]
+            writer.write(jobs, locations)
+            damaged = targets.damaged - reported
+            reported |= damaged
+            channel.send("task", [n for n, job in enumerate(jobs) if job.failed], damaged)
+    finally:
+        root.close()
+        repo.close()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the restoring process stops its workers
+    requests = sys.stdin.buffer
+    # The messages get the original stdout; anything printed by mistake goes to stderr.
+    channel = _Channel(os.fdopen(os.dup(sys.stdout.fileno()), "wb"))
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        _serve(requests, channel)
+    except BrokenPipeError:  # the restoring process is gone
+        pass
+    except BaseException as exc:
+        channel.send("error", _portable(exc))
+
+
+def _portable(exc: BaseException) -> FogVaultError:
+    """``exc`` as the restoring process can raise it: itself if it is a FogVaultError that
+    survives pickling, else a FogVaultError with its message (with the traceback of a bug)."""
+    if isinstance(exc, FogVaultError):
+        try:
+            copy = pickle.loads(pickle.dumps(exc))
+        except Exception:  # its arguments do not round-trip
+            copy = None
+        if type(copy) is type(exc) and str(copy) == str(exc):
+            return exc
+        portable = FogVaultError(str(exc))
+        portable.exit_code = exc.exit_code
+        return portable
+    detail = "".join(traceback.format_exception(exc)).strip()
+    return FogVaultError(f"restore worker failed: {detail}")
+
+
+if __name__ == "__main__":
+    main()
