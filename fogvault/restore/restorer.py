@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from fogvault.errors import IntegrityError, UnsafePath, UsageError
+from fogvault.heap import release_free_memory
 from fogvault.patterns import PathPatterns
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.repository import Repository
@@ -120,6 +121,7 @@ class Restorer:
                     if self.options.verify:  # reads contents only: folder times stay
                         self._verify(root)
                     self._files.clear()
+                    release_free_memory()  # the batch's tree reads, freed among live objects
                 if self._processes is not None:
                     self._processes.drain()
                 self._apply_metadata(root)
