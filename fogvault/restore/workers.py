@@ -5,24 +5,25 @@ hands the GIL to another thread, and the planning, the decoding and the writing 
 Worker processes each hold their own: the restoring process plans (folders, empty files,
 links) and hands runs of consecutive files, with where their blobs are, to ``count`` workers;
 each reads the spans it needs, decrypts them and writes the files, all in one thread, and
-reports what it did. Restoring 50,000 small files into tmpfs took about half the time
+reports what it did. Restoring 50,000 small files into tmpfs took 40 % less time
 (docs/performance.md, "Session 9").
 
-A worker is ``python -m fogvault.restore.workers``, started afresh (not forked: the restoring
-process has threads), with its stdin and stdout as pipes. Messages are pickles, each after its
-length (8 bytes, big-endian); both ends are this code, in processes of the same user. The
-first message gives the worker what it needs to read and write: the repository's key, the
-target folders (plain local folders only: another process must be able to open them by path),
-the restore folder. Then each message is a task (files and their blobs' locations) and the
-worker answers ``share`` messages as it writes and a ``task`` message when the task is done
-(the files it could not create, the copies it found damaged); ``log`` messages carry its log
-records, ``error`` an exception that stopped it. An end of input
+A worker is this interpreter started afresh (not forked: the restoring process has threads)
+with this process's module path, running :func:`main` with its stdin and stdout as pipes.
+Messages are pickles, each after its length (8 bytes, big-endian); both ends are this code, in
+processes of the same user. The first message gives the worker what it needs to read and
+write: the repository's key, the target folders (plain local folders only: another process
+must be able to open them by path), the restore folder. Then each message is a task (files and
+their blobs' locations) and the worker answers ``share`` messages as it writes and a ``task``
+message when the task is done (the files it could not create, the copies it found damaged);
+``log`` messages carry its log records, ``error`` an exception that stopped it. An end of input
 tells it to exit. Workers ignore SIGINT: an interrupted restore stops them itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import pickle
@@ -92,8 +93,8 @@ class WriterProcesses:
 
     def _start(self, setup: WorkerSetup) -> None:
         process = subprocess.Popen(
-            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=_worker_environment(),
+            [sys.executable, "-c", _BOOT, json.dumps(sys.path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
         worker = _Worker(process)
         self._workers.append(worker)
@@ -183,13 +184,10 @@ class WriterProcesses:
             raise message[1]
 
 
-def _worker_environment() -> dict[str, str]:
-    """This environment, with this FogVault's folder first on the module path: the worker
-    must run the same code (and speak the same messages) even if it is not installed."""
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ,
-            "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
+#: The worker's start: this process's module path (as multiprocessing's spawn does), so that it
+#: runs the same FogVault, installed or not, and speaks the same messages.
+_BOOT = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+         "from fogvault.restore.workers import main; main()")
 
 
 def _frame(message: object) -> bytes:
@@ -305,7 +303,3 @@ def _portable(exc: BaseException) -> FogVaultError:
         return portable
     detail = "".join(traceback.format_exception(exc)).strip()
     return FogVaultError(f"restore worker failed: {detail}")
-
-
-if __name__ == "__main__":
-    main()

@@ -285,3 +285,23 @@ def test_the_command_restores_many_files_with_workers(fogvault: Callable[..., An
     assert done.returncode == 0, done.stderr
     assert b"contents written by 2 worker processes" in done.stderr
     assert read_tree(tmp_path / "out" / str(src).lstrip("/")) == contents
+
+
+def test_workers_run_this_fogvault_whatever_the_current_folder_holds(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker gets this process's module path, not ``python -m``'s current folder first: a
+    restore started in a folder holding another ``fogvault`` (a source checkout of another
+    version, say) must not run that one's worker."""
+    decoy = tmp_path / "elsewhere" / "fogvault"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise SystemExit(0)  # not the FogVault under test\n")
+    spy = Spy(monkeypatch)
+    repo = make_repo()
+    src = tmp_path / "src"
+    contents = make_tree(src, 30)
+    snapshot = backed_up(repo, src)
+    monkeypatch.chdir(decoy.parent)
+    restore(repo, snapshot, tmp_path / "out", processes=True)
+    assert spy.tasks
+    assert read_tree(tmp_path / "out" / str(src).lstrip("/")) == contents
