@@ -72,8 +72,16 @@ class LocalStorage(Storage):
             with open(path, "rb", buffering=0) as f:
                 if length is None:
                     f.seek(offset)
-                    return f.readall()
-                return _read_range(f.fileno(), offset, length)
+                    data = f.readall()
+                else:
+                    data = _read_range(f.fileno(), offset, length)
+                if len(data) >= DROP_AFTER_READ and _FADV_DONTNEED is not None:
+                    # Packs are read once (restore, check, repack): out of the page cache, as
+                    # they were written (O_DIRECT), instead of evicting other data. Restoring
+                    # a 1 GiB snapshot also went from 4.6-5.9 s to 2.4-4.2 s in the benchmark,
+                    # whose VM makes memory it has not used for a while slow to touch.
+                    os.posix_fadvise(f.fileno(), offset, len(data), _FADV_DONTNEED)
+                return data
         except IsADirectoryError as exc:
             raise ObjectNotFound("is a folder", target=self.url, name=name) from exc
         except OSError as exc:
@@ -186,6 +194,8 @@ class LocalStorage(Storage):
 
 
 DIRECT_MIN = 1024 * 1024
+DROP_AFTER_READ = 256 * 1024  # ranged reads this large leave the page cache (see read)
+_FADV_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", None)  # Linux and BSDs
 _DIRECT_ALIGN = 4096  # offsets, lengths and memory: a multiple of the usual logical block sizes
 _DIRECT_PIECE = 1024 * 1024  # the aligned buffer, one per writing thread
 _O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux only

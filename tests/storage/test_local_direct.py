@@ -98,3 +98,34 @@ def test_a_file_system_without_direct_io_gets_normal_writes(tmp_path, monkeypatc
     data = os.urandom(2 * PIECE + 1)
     storage.write("obj", data)
     assert storage.read("obj") == data
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
+def test_large_reads_leave_the_page_cache_small_ones_stay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads of DROP_AFTER_READ bytes or more (a restore's spans, whole packs) are dropped from
+    the page cache once read, for the range read; small ones (headers, trees) are not; a read
+    ending at the end of the object drops what it got."""
+    from fogvault.storage.local import DROP_AFTER_READ
+
+    dropped: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def spy(fd: int, offset: int, length: int, advice: int) -> None:
+        assert advice == os.POSIX_FADV_DONTNEED
+        dropped.append((offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(local.os, "posix_fadvise", spy)
+    storage = LocalStorage(tmp_path / "t")
+    storage.create()
+    data = os.urandom(3 * DROP_AFTER_READ)
+    storage.write("data/x", data)
+    assert storage.read("data/x", 100, 1000) == data[100:1100]
+    assert dropped == []
+    assert storage.read("data/x", 7, DROP_AFTER_READ) == data[7 : 7 + DROP_AFTER_READ]
+    assert dropped == [(7, DROP_AFTER_READ)]
+    assert storage.read("data/x", DROP_AFTER_READ, 5 * DROP_AFTER_READ) == data[DROP_AFTER_READ:]
+    assert dropped[-1] == (DROP_AFTER_READ, 2 * DROP_AFTER_READ)
+    assert storage.read("data/x") == data
+    assert dropped[-1] == (0, len(data))
