@@ -66,7 +66,7 @@ class RestoreOptions:
     verify: bool = False
     dry_run: bool = False
     workers: int | None = None  # spans fetched at once (None: see _fetch_threads)
-    processes: bool | None = None  # worker processes write (None: see _use_processes)
+    processes: bool | None = None  # worker processes write (None: see _want_processes)
     restore_owner: bool = field(default_factory=lambda: os.geteuid() == 0)
 
 
@@ -391,7 +391,7 @@ PLAN_BATCH_FILES = 2_000  # files planned before their contents are written (see
 WRITERS = 2  # threads writing files in this process (see _writer)
 LOCAL_FETCH_THREADS = 2  # spans read at once from a local folder (see _fetch_threads)
 REMOTE_FETCH_THREADS = 4  # from other targets
-PROCESSES = 2  # worker processes, where they are used (see _use_processes)
+PROCESSES = 2  # worker processes, where they are used (see _want_processes)
 PROCESS_MIN_FILES = 1_000  # files in the first batch for worker processes to pay off
 TASK_FILES = 256  # consecutive files handed to a worker process at once...
 TASK_BYTES = 16 * 1024 * 1024  # ...or fewer, if these many bytes are reached first

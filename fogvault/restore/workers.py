@@ -15,14 +15,16 @@ processes of the same user. The first message gives the worker what it needs to 
 write: the repository's key, the target folders (plain local folders only: another process
 must be able to open them by path), the restore folder. Then each message is a task (files and
 their blobs' locations) and the worker answers ``share`` messages as it writes and a ``task``
-message when the task is done (the files it could not create, the copies it found damaged);
-``log`` messages carry its log records, ``error`` an exception that stopped it. An end of input
-tells it to exit. Workers ignore SIGINT: an interrupted restore stops them itself.
+message when the task is done (the files it could not create); ``damaged`` messages name the
+copies it found damaged (also before an error), ``log`` messages carry its log records,
+``error`` an exception that stopped it. An end of input tells it to exit. Workers run in their
+own process group and ignore SIGINT: an interrupted restore stops them itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -48,7 +50,8 @@ log = logging.getLogger("fogvault")
 
 _LENGTH = 8  # bytes of a message's length
 _QUEUED_TASKS = 2  # tasks sent to a worker and not finished: one to work on, one waiting
-_READ_SIZE = 1 << 16
+_PIPE_CHUNK = 1 << 16  # bytes read or written at once
+_PIPE_SIZE = 1 << 20  # a worker's input pipe holds its queued tasks (Linux; best effort)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +60,7 @@ class WorkerSetup:
 
     folders: list[str]
     policy: TargetPolicy
-    master: bytes
+    master: bytes = field(repr=False)  # the master key: never in a repr or a log
     key_id: str
     config: RepoConfig
     target: bytes  # the restore folder, resolved
@@ -92,14 +95,19 @@ class WriterProcesses:
             raise
 
     def _start(self, setup: WorkerSetup) -> None:
+        # -I: nothing from the current folder or the environment is imported before the
+        # module path is set. Its own process group: a Ctrl-C or a signal to the terminal's
+        # group reaches this process alone, which stops the workers (they also end when their
+        # input does, if this process dies).
         process = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, json.dumps(sys.path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-I", "-c", _BOOT, json.dumps(sys.path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0,
         )
         worker = _Worker(process)
         self._workers.append(worker)
         assert process.stdin is not None and process.stdout is not None
         os.set_blocking(process.stdin.fileno(), False)
+        _widen(process.stdin.fileno())
         self._selector.register(process.stdout, selectors.EVENT_READ, worker)
         self._queue(worker, setup)
 
@@ -113,6 +121,7 @@ class WriterProcesses:
         self._pump(wait=False)
 
     def _queue(self, worker: _Worker, message: object) -> None:
+        """Send ``message`` as the pipe takes it (see _pump)."""
         if not worker.outgoing:  # wake the selector when the pipe takes more
             self._selector.register(worker.process.stdin, selectors.EVENT_WRITE, worker)
         worker.outgoing += _frame(message)
@@ -123,7 +132,8 @@ class WriterProcesses:
             self._pump(wait=True)
 
     def close(self, *, stop: bool = False) -> None:
-        """End the workers: after their tasks, or (``stop``) at once."""
+        """End the workers: after their tasks (handling what they still say, log records
+        of their closing), or (``stop``) at once."""
         for worker in self._workers:
             if stop:
                 worker.process.kill()
@@ -131,8 +141,13 @@ class WriterProcesses:
             with contextlib.suppress(OSError):  # a stopped worker's pipe
                 worker.process.stdin.close()
         for worker in self._workers:
-            worker.process.wait()
             assert worker.process.stdout is not None
+            if not stop:
+                os.set_blocking(worker.process.stdout.fileno(), True)
+                worker.incoming += worker.process.stdout.read()
+                for message in _unframe(worker.incoming):
+                    self._handle(worker, message)
+            worker.process.wait()
             worker.process.stdout.close()
         self._selector.close()
         self._workers.clear()
@@ -146,7 +161,7 @@ class WriterProcesses:
             if events & selectors.EVENT_WRITE:
                 self._send(worker)
                 continue
-            data = os.read(key.fd, _READ_SIZE)
+            data = os.read(key.fd, _PIPE_CHUNK)
             if not data:
                 code = worker.process.wait()
                 raise FogVaultError(f"a restore worker stopped unexpectedly (exit status {code})")
@@ -159,7 +174,7 @@ class WriterProcesses:
         assert worker.process.stdin is not None
         while worker.outgoing:
             try:
-                sent = os.write(worker.process.stdin.fileno(), worker.outgoing[:_READ_SIZE])
+                sent = os.write(worker.process.stdin.fileno(), worker.outgoing[:_PIPE_CHUNK])
             except BlockingIOError:
                 return
             except BrokenPipeError:  # it stopped: its output tells why
@@ -176,7 +191,8 @@ class WriterProcesses:
             jobs = worker.tasks.popleft()
             for number in message[1]:
                 jobs[number].failed = True
-            for url, name in message[2]:
+        elif kind == "damaged":
+            for url, name in message[1]:
                 self._damaged(url, name)
         elif kind == "log":
             log.log(message[1], "%s", message[2])
@@ -237,7 +253,11 @@ def _receive(stream: BinaryIO) -> Any:
     header = stream.read(_LENGTH)
     if len(header) < _LENGTH:
         return None
-    return pickle.loads(stream.read(int.from_bytes(header, "big")))  # from our parent
+    size = int.from_bytes(header, "big")
+    body = stream.read(size)
+    if len(body) < size:  # the restoring process is gone mid-message
+        return None
+    return pickle.loads(body)  # from our parent
 
 
 def _serve(requests: BinaryIO, channel: _Channel) -> None:
@@ -257,19 +277,27 @@ def _serve(requests: BinaryIO, channel: _Channel) -> None:
     repo = Repository(targets, MasterKey.from_bytes(setup.master), setup.key_id, setup.config,
                       None)
     root = SafeRoot(setup.target)
+    reported: set[tuple[str, str]] = set()
+
+    def report_damage() -> None:  # after each task, and before an error ends the worker
+        damaged = targets.damaged - reported
+        if damaged:
+            reported.update(damaged)
+            channel.send("damaged", damaged)
+
     try:
         writer = ContentWriter(repo, root, restore_owner=setup.restore_owner, fetch_threads=0,
                                writers=0, report=lambda *share: channel.send("share", *share))
-        reported: set[tuple[str, str]] = set()
         while (task := _receive(requests)) is not None:
             files, locations = task
             jobs = [FileJob(parts, node, len(node.content), created)
                     for parts, node, created in files]
             writer.write(jobs, locations)
-            damaged = targets.damaged - reported
-            reported |= damaged
-            channel.send("task", [n for n, job in enumerate(jobs) if job.failed], damaged)
+            report_damage()
+            channel.send("task", [n for n, job in enumerate(jobs) if job.failed])
     finally:
+        with contextlib.suppress(BrokenPipeError):
+            report_damage()
         root.close()
         repo.close()
 
@@ -285,21 +313,31 @@ def main() -> None:
     except BrokenPipeError:  # the restoring process is gone
         pass
     except BaseException as exc:
-        channel.send("error", _portable(exc))
+        with contextlib.suppress(BrokenPipeError):
+            channel.send("error", _portable(exc))
 
 
-def _portable(exc: BaseException) -> FogVaultError:
-    """``exc`` as the restoring process can raise it: itself if it is a FogVaultError that
-    survives pickling, else a FogVaultError with its message (with the traceback of a bug)."""
-    if isinstance(exc, FogVaultError):
-        try:
-            copy = pickle.loads(pickle.dumps(exc))
-        except Exception:  # its arguments do not round-trip
-            copy = None
-        if type(copy) is type(exc) and str(copy) == str(exc):
-            return exc
-        portable = FogVaultError(str(exc))
-        portable.exit_code = exc.exit_code
-        return portable
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` as the restoring process can raise it, so that it is reported as it would have
+    been from a thread: itself if it survives pickling (FogVaultErrors, OSErrors such as a
+    full disk), else a FogVaultError with its type and message first (the CLI shows the first
+    line) and the worker's traceback after."""
+    try:
+        copy = pickle.loads(pickle.dumps(exc))
+    except Exception:  # its arguments do not round-trip
+        copy = None
+    if type(copy) is type(exc) and str(copy) == str(exc):
+        return exc
     detail = "".join(traceback.format_exception(exc)).strip()
-    return FogVaultError(f"restore worker failed: {detail}")
+    portable = FogVaultError(f"restore worker failed: {type(exc).__name__}: {exc}\n{detail}")
+    portable.exit_code = getattr(exc, "exit_code", portable.exit_code)
+    return portable
+
+
+def _widen(fd: int) -> None:
+    """Make the pipe ``fd`` hold _PIPE_SIZE bytes where the system lets us (Linux): a task is
+    about 300 bytes a file, so a worker's second queued task fits while this process plans."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):  # above the system's limit for this user
+            fcntl.fcntl(fd, set_size, _PIPE_SIZE)

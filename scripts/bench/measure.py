@@ -6,7 +6,8 @@ from ``os.wait4`` on that child (the kernel folds in its waited-for child, the t
 comes from GNU time, not from wait4: a child's ``ru_maxrss`` also counts the memory of the
 process it was forked from (the kernel keeps the old address space's high-water mark across
 ``exec``), which here would be this benchmark's own corpus buffers; GNU time forks from a 2 MiB
-process. Without /usr/bin/time the wait4 figure is used and marked as an upper bound.
+process. Without /usr/bin/time the wait4 figure is used and marked as an upper bound (for a
+single process: it is the largest one process's peak, not a tree's sum).
 GNU time's figure is one process's; a tool that starts processes of its own (FogVault's restore
 workers) uses the sum of theirs, so the tool's process tree is also sampled every
 ``TREE_SAMPLE_S`` (the summed RSS of every process below GNU time, shared pages counted in each)
@@ -45,12 +46,20 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (a thread's children are listed under that thread)."""
     found, stack = [], [pid]
     while stack:
         parent = stack.pop()
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{parent}/task/{parent}/children") as f:
-                children = [int(c) for c in f.read().split()]
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:  # gone meanwhile
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:  # this thread ended meanwhile
+                continue
             found += children
             stack += children
     return found

@@ -158,11 +158,14 @@ def test_a_damaged_pack_fails_the_same_way_in_a_worker(
     corrupt_data_packs(repo, tmp_path / "repo")
     errors = []
     for processes in (False, True):
+        repo.targets.damaged.clear()
         with pytest.raises(IntegrityError) as raised:
             restore(repo, snapshot, tmp_path / f"out-{processes}", processes=processes)
-        errors.append((type(raised.value), str(raised.value), raised.value.exit_code))
+        # the error as from a thread, and the damaged copy known here, for the ledger
+        errors.append((type(raised.value), str(raised.value), raised.value.exit_code,
+                       set(repo.targets.damaged)))
         assert bool(spy.tasks) == processes and spy.all_ended()
-    assert errors[0] == errors[1]
+    assert errors[0] == errors[1] and errors[0][3]
 
 
 def test_a_worker_reads_the_healthy_copy_and_its_warning_is_logged_here(
@@ -224,8 +227,7 @@ def test_a_worker_that_dies_is_an_error_not_a_hang(
 
     def kill_first(pool: Any, jobs: list[Any], locations: list[Any]) -> None:
         if len(spy.tasks) == 1:
-            for worker in pool._workers:
-                worker.process.kill()
+            pool._workers[0].process.kill()  # the other is stopped by the restore
         real_submit(pool, jobs, locations)
 
     monkeypatch.setattr(restorer.WriterProcesses, "submit", kill_first)
@@ -290,12 +292,14 @@ def test_the_command_restores_many_files_with_workers(fogvault: Callable[..., An
 def test_workers_run_this_fogvault_whatever_the_current_folder_holds(
         make_repo: Callable[..., Repository], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker gets this process's module path, not ``python -m``'s current folder first: a
+    """A worker gets this process's module path and nothing from the current folder: a
     restore started in a folder holding another ``fogvault`` (a source checkout of another
-    version, say) must not run that one's worker."""
+    version, say) must not run that one's worker, nor a stray ``json.py`` there."""
     decoy = tmp_path / "elsewhere" / "fogvault"
     decoy.mkdir(parents=True)
     (decoy / "__init__.py").write_text("raise SystemExit(0)  # not the FogVault under test\n")
+    ran = tmp_path / "decoy-ran"  # nor any other module from there, before the path is set
+    (decoy.parent / "json.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
     spy = Spy(monkeypatch)
     repo = make_repo()
     src = tmp_path / "src"
@@ -303,5 +307,27 @@ def test_workers_run_this_fogvault_whatever_the_current_folder_holds(
     snapshot = backed_up(repo, src)
     monkeypatch.chdir(decoy.parent)
     restore(repo, snapshot, tmp_path / "out", processes=True)
-    assert spy.tasks
+    assert spy.tasks and not ran.exists()
     assert read_tree(tmp_path / "out" / str(src).lstrip("/")) == contents
+
+
+def test_an_unexpected_worker_error_is_one_line_with_its_type() -> None:
+    """A worker's OSError (a full disk, say) comes back as itself, as from a thread; an error
+    that cannot be pickled comes back as a FogVaultError whose first line names it."""
+    from fogvault.restore.workers import _portable
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert _portable(full) is full
+
+    class Unpicklable(Exception):
+        def __reduce__(self) -> Any:
+            raise TypeError("no")
+
+    try:
+        raise Unpicklable("odd")
+    except Unpicklable as exc:
+        portable = _portable(exc)
+    assert isinstance(portable, FogVaultError)
+    first, _, rest = str(portable).partition("\n")
+    assert first == "restore worker failed: Unpicklable: odd"
+    assert rest.startswith("Traceback")  # for -v
