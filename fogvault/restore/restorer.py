@@ -336,7 +336,7 @@ class Restorer:
         return WorkerSetup(
             folders=repo.targets.local_folders() or [], policy=repo.targets.policy,
             master=repo.master.to_bytes(), key_id=repo.key_id, config=repo.config,
-            target=root.root, restore_owner=self.options.restore_owner,
+            target=root.root, target_fd=root.root_fd, restore_owner=self.options.restore_owner,
             log_level=logging.getLogger("fogvault").getEffectiveLevel(),
         )
 

@@ -40,10 +40,15 @@ class SafeRoot:
 
     CACHED_DIRS = 256
 
-    def __init__(self, root: bytes) -> None:
-        os.makedirs(root, exist_ok=True)
-        self.root = os.path.realpath(root)
-        self.root_fd = os.open(self.root, _DIR_FLAGS)
+    def __init__(self, root: bytes, root_fd: int | None = None) -> None:
+        """The folder ``root`` (made if missing), or, given ``root_fd``, the folder open there
+        (this object closes it), ``root`` then only naming it in messages."""
+        if root_fd is None:
+            os.makedirs(root, exist_ok=True)
+            root = os.path.realpath(root)
+            root_fd = os.open(root, _DIR_FLAGS)
+        self.root = root
+        self.root_fd = root_fd
         self._dirs: OrderedDict[Parts, int] = OrderedDict()
         self._made: set[Parts] = set()
         self._users: dict[int, int] = {}  # cached descriptors in use outside the lock

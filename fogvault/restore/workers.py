@@ -13,7 +13,8 @@ with this process's module path, running :func:`main` with its stdin and stdout 
 Messages are pickles, each after its length (8 bytes, big-endian); both ends are this code, in
 processes of the same user. The first message gives the worker what it needs to read and
 write: the repository's key, the target folders (plain local folders only: another process
-must be able to open them by path), the restore folder. Then each message is a task (files and
+must be able to open them by path), the restore folder (as the descriptor the restoring process
+opened, inherited). Then each message is a task (files and
 their blobs' locations) and the worker answers ``share`` messages as it writes and a ``task``
 message when the task is done (the files it could not create); ``damaged`` messages name the
 copies it found damaged (also before an error), ``log`` messages carry its log records,
@@ -63,7 +64,8 @@ class WorkerSetup:
     master: bytes = field(repr=False)  # the master key: never in a repr or a log
     key_id: str
     config: RepoConfig
-    target: bytes  # the restore folder, resolved
+    target: bytes  # the restore folder, resolved (for messages)
+    target_fd: int  # ...open in the restoring process, and passed to the worker as it is
     restore_owner: bool
     log_level: int
 
@@ -102,6 +104,7 @@ class WriterProcesses:
         process = subprocess.Popen(
             [sys.executable, "-I", "-c", _BOOT, json.dumps(sys.path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0,
+            pass_fds=(setup.target_fd,),  # the folder itself: no path to swap meanwhile
         )
         worker = _Worker(process)
         self._workers.append(worker)
@@ -276,7 +279,7 @@ def _serve(requests: BinaryIO, channel: _Channel) -> None:
     targets = TargetSet([LocalStorage(folder) for folder in setup.folders], setup.policy)
     repo = Repository(targets, MasterKey.from_bytes(setup.master), setup.key_id, setup.config,
                       None)
-    root = SafeRoot(setup.target)
+    root = SafeRoot(setup.target, setup.target_fd)
     reported: set[tuple[str, str]] = set()
 
     def report_damage() -> None:  # after each task, and before an error ends the worker

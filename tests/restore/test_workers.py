@@ -331,3 +331,25 @@ def test_an_unexpected_worker_error_is_one_line_with_its_type() -> None:
     first, _, rest = str(portable).partition("\n")
     assert first == "restore worker failed: Unpicklable: odd"
     assert rest.startswith("Traceback")  # for -v
+
+
+def test_workers_write_into_the_folder_opened_not_whatever_its_path_becomes(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The restore folder reaches the workers as the restoring process's open descriptor: a
+    symlink swapped in for it before they start redirects nothing."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def swap(setup: Any) -> None:
+        out.rename(tmp_path / "out-moved")
+        out.symlink_to(elsewhere)
+
+    spy = Spy(monkeypatch, swap)
+    repo = make_repo()
+    src = tmp_path / "src"
+    contents = make_tree(src, 30)
+    restore(repo, backed_up(repo, src), out, processes=True)
+    assert spy.tasks
+    assert list(elsewhere.iterdir()) == []
+    assert read_tree(tmp_path / "out-moved" / str(src).lstrip("/")) == contents
