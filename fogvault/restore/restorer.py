@@ -66,7 +66,7 @@ class RestoreOptions:
     verify: bool = False
     dry_run: bool = False
     workers: int | None = None  # spans fetched at once (None: see _fetch_threads)
-    processes: bool | None = None  # worker processes write (None: see _want_processes)
+    processes: bool | None = None  # worker processes write (None: see _worker_folders)
     restore_owner: bool = field(default_factory=lambda: os.geteuid() == 0)
 
 
@@ -271,9 +271,10 @@ class Restorer:
         locations = [self._locations(job) for job in self._files]
         self.progress.start(self.summary.total_bytes)
         if self._use_processes is None:  # decided once, with the first batch
-            self._use_processes = self._want_processes()
-            if self._use_processes:
-                self._processes = self._start_processes(root)
+            folders = self._worker_folders()
+            self._use_processes = folders is not None
+            if folders is not None:
+                self._processes = self._start_processes(root, folders)
         if self._processes is None:
             self._writer(root).write(self._files, locations)
             return
@@ -311,9 +312,9 @@ class Restorer:
             return self.options.workers
         return LOCAL_FETCH_THREADS if self.repo.targets.reads_local else REMOTE_FETCH_THREADS
 
-    def _start_processes(self, root: SafeRoot) -> WriterProcesses | None:
+    def _start_processes(self, root: SafeRoot, folders: list[str]) -> WriterProcesses | None:
         try:
-            processes = WriterProcesses(self._worker_setup(root), PROCESSES, self._report,
+            processes = WriterProcesses(self._worker_setup(root, folders), PROCESSES, self._report,
                                         self.repo.targets.remember_damage)
             log.debug("restore: contents written by %d worker processes", PROCESSES)
             return processes
@@ -322,19 +323,22 @@ class Restorer:
                         exc.strerror or exc)
             return None
 
-    def _want_processes(self) -> bool:
-        """Worker processes for a restore of many files from folders on this machine (which
-        they can open by path); a few files, or remote targets (bound by their latency, and
-        reached with credentials a worker would need too), are written by threads here."""
+    def _worker_folders(self) -> list[str] | None:
+        """The target folders for worker processes, or None to write with threads here.
+        Workers for a restore of many files from folders on this machine (which they can open
+        by path); a few files, or remote targets (bound by their latency, and reached with
+        credentials a worker would need too), are written by threads here."""
         wanted = self.options.processes
         if wanted is None:
             wanted = len(self._files) >= PROCESS_MIN_FILES and (os.cpu_count() or 1) > 1
-        return wanted and bool(sys.executable) and self.repo.targets.local_folders() is not None
+        if not wanted or not sys.executable:
+            return None
+        return self.repo.targets.local_folders()
 
-    def _worker_setup(self, root: SafeRoot) -> WorkerSetup:
+    def _worker_setup(self, root: SafeRoot, folders: list[str]) -> WorkerSetup:
         repo = self.repo
         return WorkerSetup(
-            folders=repo.targets.local_folders() or [], policy=repo.targets.policy,
+            folders=folders, policy=repo.targets.policy,
             master=repo.master.to_bytes(), key_id=repo.key_id, config=repo.config,
             target=root.root, target_fd=root.root_fd, restore_owner=self.options.restore_owner,
             log_level=logging.getLogger("fogvault").getEffectiveLevel(),
@@ -391,7 +395,7 @@ PLAN_BATCH_FILES = 2_000  # files planned before their contents are written (see
 WRITERS = 2  # threads writing files in this process (see _writer)
 LOCAL_FETCH_THREADS = 2  # spans read at once from a local folder (see _fetch_threads)
 REMOTE_FETCH_THREADS = 4  # from other targets
-PROCESSES = 2  # worker processes, where they are used (see _want_processes)
+PROCESSES = 2  # worker processes, where they are used (see _worker_folders)
 PROCESS_MIN_FILES = 1_000  # files in the first batch for worker processes to pay off
 TASK_FILES = 256  # consecutive files handed to a worker process at once...
 TASK_BYTES = 16 * 1024 * 1024  # ...or fewer, if these many bytes are reached first

@@ -246,18 +246,14 @@ def _read_range(fd: int, offset: int, length: int) -> bytes:
     """Up to ``length`` bytes at ``offset`` (fewer at the end of the file). ``pread`` makes the
     result in one copy; reading into a zeroed ``bytearray`` and copying that out cost a
     ``memset`` and a second copy of every byte restored."""
-    data = os.pread(fd, length, offset)
-    if len(data) == length or not data:
-        return data
-    parts = [data]  # a short read before the end of the file: go on
-    got = len(data)
-    while got < length:
+    parts, got = [], 0
+    while got < length:  # more than one pread only after a short read before the end
         more = os.pread(fd, length - got, offset + got)
         if not more:
             break
         parts.append(more)
         got += len(more)
-    return b"".join(parts)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _fsync_dir(path: Path) -> None:
