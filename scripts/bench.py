@@ -237,6 +237,21 @@ def nochange_read(runs: list[dict]) -> str:
     return "?"
 
 
+# The copy imports, and where it has compiled parts, they are in use (not the fallbacks).
+IMPORT_CHECK = """
+import fogvault.cli.app, fogvault.repo.index as index
+assert not hasattr(index, "_python_probe") or index._probe is not index._python_probe, (
+    "fogvault/repo/_probe.c did not build")
+"""
+
+
+def committed(rev: str, path: str) -> list[str]:
+    """``[path]`` if ``path`` is in the tree of ``rev``, else ``[]``."""
+    found = subprocess.run(["git", "-C", str(PROJECT), "cat-file", "-e", f"{rev}:{path}"],
+                           capture_output=True, check=False)
+    return [path] if found.returncode == 0 else []
+
+
 def freeze_code(workdir: Path, rev: str | None) -> tuple[str, dict]:
     """Copy the fogvault package (the work tree's, or as committed at ``rev``) into the work
     dir and check that it imports; returns the PYTHONPATH that selects the copy (ahead of the
@@ -246,18 +261,23 @@ def freeze_code(workdir: Path, rev: str | None) -> tuple[str, dict]:
         shutil.rmtree(code)
     code.mkdir()
     if rev:
-        archive = subprocess.run(["git", "-C", str(PROJECT), "archive", rev, "fogvault"],
-                                 capture_output=True, check=True).stdout
+        archive = subprocess.run(["git", "-C", str(PROJECT), "archive", rev, "fogvault",
+                                  *committed(rev, "setup.py")], capture_output=True,
+                                 check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
     else:
         shutil.copytree(PROJECT / "fogvault", code / "fogvault",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+                        ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+        shutil.copy(PROJECT / "setup.py", code)
+    if (code / "setup.py").exists():  # the compiled parts, built as pip install builds them
+        subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=code,
+                       check=True, capture_output=True)
     # compiled up front, as an installed package is: with PYTHONDONTWRITEBYTECODE set, every
     # command would otherwise compile its modules again
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(code)], check=True)
     env = {**os.environ, "PYTHONPATH": str(code)}
-    probe = subprocess.run([sys.executable, "-c", "import fogvault.cli.app, fogvault.repo.index"],
-                           env=env, capture_output=True, text=True, check=False)
+    probe = subprocess.run([sys.executable, "-c", IMPORT_CHECK], env=env, capture_output=True,
+                           text=True, check=False)
     if probe.returncode != 0:
         raise SystemExit(f"the fogvault package does not import:\n{probe.stderr}")
     state = git_state()

@@ -58,7 +58,6 @@ from fogvault.repo.pack import MAX_BLOB_SIZE, PackEntry
 _ENTRY = struct.Struct("<B32sIII")
 RECORD_SIZE = _ENTRY.size
 _ID_BACK = RECORD_SIZE - 1  # record r's id starts at (r + 1) * RECORD_SIZE - _ID_BACK
-_IDS = struct.Struct("<x32s12x")  # the id alone, for iter_unpack over records
 _SPANS = struct.Struct("<33xII4x")  # offset, length
 _LIMITS = struct.Struct("<B36xII")  # type, length, raw length: what validation checks
 _PACK_ID = struct.Struct("32s")
@@ -132,13 +131,13 @@ def _empty_table(ids: mmap.mmap, entries: int, numbers: int) -> _Table:
     return (1 << size_bits) - 1, array("I", bytes(4 << size_bits)), ids, tags
 
 
-def _filled_table(ids: mmap.mmap, used: int, entries: int, numbers: int, keys: struct.Struct,
-                  stride: int, back: int) -> _Table:
+def _filled_table(ids: mmap.mmap, used: int, entries: int, numbers: int, stride: int,
+                  back: int) -> _Table:
     """:func:`_empty_table` with every id in the first ``used`` bytes of ``ids`` inserted in
     order (so the first copy of an id keeps the slot)."""
     table = _empty_table(ids, entries, numbers)
     with memoryview(ids) as whole, whole[:used] as view:
-        _insert(table, keys.iter_unpack(view), 1, stride, back)
+        _insert(table, view, 1, stride, back)
     return table
 
 
@@ -156,7 +155,7 @@ def _holds(table: _Table, entries: int, numbers: int) -> bool:
     return entries <= _MAX_LOAD * (mask + 1) and numbers < (1 << _SLOT_BITS) - tags
 
 
-def _probe(table: _Table, key: bytes, stride: int, back: int) -> int:
+def _python_probe(table: _Table, key: bytes, stride: int, back: int) -> int:
     """The number (+ 1) of ``key``, or 0."""
     mask, slots, ids, tags = table
     h = hash(key)
@@ -169,13 +168,16 @@ def _probe(table: _Table, key: bytes, stride: int, back: int) -> int:
     return 0
 
 
-def _insert(table: _Table, keys: Iterator[tuple[bytes]], first: int, stride: int,
-            back: int) -> int:
+def _python_insert(table: _Table, keys: bytes | memoryview, first: int, stride: int,
+                   back: int) -> int:
     """Give each key a slot (values ``first``, ``first + 1``, ...) unless an earlier number
-    holds the same id; the id buffer must already hold them. Returns how many got a slot."""
+    holds the same id. ``keys`` are laid out as the table's ids (key j at byte
+    ``j * stride + stride - back``), and the id buffer must already hold them. Returns how
+    many got a slot."""
     mask, slots, ids, tags = table
     added = 0
-    for number, (key,) in enumerate(keys, first):
+    layout = struct.Struct(f"{stride - back}x32s{back - 32}x")
+    for number, (key,) in enumerate(layout.iter_unpack(keys), first):
         h = hash(key)
         i = h & mask
         tag = h & tags
@@ -187,6 +189,15 @@ def _insert(table: _Table, keys: Iterator[tuple[bytes]], first: int, stride: int
             slots[i] = tag | number
             added += 1
     return added
+
+
+# fogvault/repo/_probe.c does the same in C, 2-3x faster; where it was not built (no C
+# compiler at install), the Python versions serve.
+try:
+    from fogvault.repo._probe import insert as _insert
+    from fogvault.repo._probe import probe as _probe
+except ImportError:
+    _probe, _insert = _python_probe, _python_insert
 
 
 class BlobIndex:
@@ -215,17 +226,7 @@ class BlobIndex:
         return self._indexed
 
     def __contains__(self, blob_id: bytes) -> bool:
-        # _probe inlined: this is backup's dedup test for every chunk, and a call costs ~10 %
-        mask, slots, records, tags = self._table
-        h = hash(blob_id)
-        i = h & mask
-        tag = h & tags
-        while slot := slots[i]:
-            if slot & tags == tag and records[
-                    (at := (slot ^ tag) * RECORD_SIZE - _ID_BACK) : at + 32] == blob_id:
-                return True
-            i = (i + 1) & mask
-        return False
+        return _probe(self._table, blob_id, RECORD_SIZE, _ID_BACK) != 0
 
     def position(self, blob_id: bytes) -> int:
         """The record number of ``blob_id`` (0 .. len-1, stable while the index lives), or -1.
@@ -266,8 +267,7 @@ class BlobIndex:
             if not _holds(table, self._indexed + count, self._count + count):
                 table = self._grow(self._indexed + count, first + count)
             self._count += count
-            self._indexed += _insert(table, _IDS.iter_unpack(listing), first + 1,
-                                     RECORD_SIZE, _ID_BACK)
+            self._indexed += _insert(table, listing, first + 1, RECORD_SIZE, _ID_BACK)
             return True
 
     def reserve(self, blobs: int) -> None:
@@ -283,10 +283,9 @@ class BlobIndex:
         self._pack_first.append(self._count)  # after the id: readers go by this length
         packs += 1
         if not _holds(table, packs, packs):
-            self._pack_table = _filled_table(table[2], 32 * packs, packs, packs, _PACK_ID, 32,
-                                             32)
+            self._pack_table = _filled_table(table[2], 32 * packs, packs, packs, 32, 32)
         else:
-            _insert(table, iter([(pack_id,)]), packs, 32, 32)
+            _insert(table, pack_id, packs, 32, 32)
 
     def _grow(self, entries: int, records: int) -> _Table:
         """A table for ``entries`` distinct blobs in ``records`` records, never smaller than
@@ -294,7 +293,7 @@ class BlobIndex:
         order (so the first copy of a blob keeps the slot), swapped in whole for readers."""
         entries = max(entries, int(_MAX_LOAD * self._table[0]))  # [0]: size - 1
         self._table = _filled_table(self._records, self._count * RECORD_SIZE, entries, records,
-                                    _IDS, RECORD_SIZE, _ID_BACK)
+                                    RECORD_SIZE, _ID_BACK)
         return self._table
 
     # ---- per pack, for maintenance ---------------------------------------------------------

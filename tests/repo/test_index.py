@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import mmap
 import os
+import random
 import threading
+from array import array
 
 import pytest
 
@@ -19,6 +21,8 @@ from fogvault.repo.index import (
     IndexFile,
     _empty_table,
     _holds,
+    _python_insert,
+    _python_probe,
     encode_listing,
     pack_spans,
     parse_index_file,
@@ -30,6 +34,52 @@ def _entries(ids: list[bytes], blob_type: BlobType = BlobType.DATA) -> list[Pack
     return [PackEntry(blob_type, blob_id, 100 * i, 100 + i, 90) for i, blob_id in enumerate(ids)]
 
 
+@pytest.fixture(params=["compiled", "python"])
+def each_probe(request, monkeypatch):
+    """The slot table through fogvault/repo/_probe.c, then through the Python fallback."""
+    if request.param == "python":
+        monkeypatch.setattr(index_module, "_probe", _python_probe)
+        monkeypatch.setattr(index_module, "_insert", _python_insert)
+
+
+def test_the_compiled_slot_table_is_built():
+    compiled = (index_module._probe, index_module._insert)
+    assert _python_probe not in compiled and _python_insert not in compiled, (
+        "fogvault/repo/_probe.c was not built: installing needs a C compiler and Python headers")
+
+
+ID_BACK = RECORD_SIZE - 1  # record n's id starts at n * RECORD_SIZE - ID_BACK
+
+
+def test_the_compiled_table_is_built_exactly_as_the_python_one_and_probed_alike():
+    rng = random.Random(7)
+    for numbers in (700, 2**32 - 1):  # with tags, and with none (every probe reads the id)
+        stored = [rng.randbytes(32) for _ in range(300)]
+        listing = encode_listing(_entries(stored + stored[:5] + stored))  # copies: first wins
+        compiled = _empty_table(listing, 300, numbers)
+        python = _empty_table(listing, 300, numbers)
+        assert index_module._insert(compiled, listing, 1, RECORD_SIZE, ID_BACK) == 300
+        assert _python_insert(python, listing, 1, RECORD_SIZE, ID_BACK) == 300
+        assert compiled[1] == python[1]  # slot for slot
+        keys = stored + [rng.randbytes(32) for _ in range(300)] + [stored[0][:31], b""]
+        found = [_python_probe(python, key, RECORD_SIZE, ID_BACK) for key in keys]
+        assert [index_module._probe(python, key, RECORD_SIZE, ID_BACK) for key in keys] == found
+        assert found[:300] == list(range(1, 301)) and not any(found[300:])
+
+
+def test_the_compiled_probe_refuses_a_table_it_cannot_trust():
+    ids = bytes(64)
+    with pytest.raises(SystemError, match="inconsistent"):  # fewer slots than the mask says
+        index_module._probe((15, array("I", [0] * 8), ids, 0), bytes(32), 32, 32)
+    with pytest.raises(SystemError, match="inconsistent"):  # a number past the ids
+        index_module._probe((3, array("I", [9] * 4), ids, 0), bytes(32), 32, 32)
+    with pytest.raises(TypeError):
+        index_module._probe((3, array("I", [0] * 4), ids, 0), "not bytes", 32, 32)
+    with pytest.raises(SystemError, match="inconsistent"):  # numbers that reach the tag bits
+        index_module._insert((3, array("I", [0] * 4), ids, 2**31), ids, 2**31, 32, 32)
+
+
+@pytest.mark.usefixtures("each_probe")
 def test_lookups_survive_growth_of_both_tables():
     index = BlobIndex(capacity=4)
     ids = [os.urandom(32) for _ in range(5000)]
@@ -47,6 +97,7 @@ def test_lookups_survive_growth_of_both_tables():
     assert absent not in index and index.get(absent) is None and index.position(absent) == -1
 
 
+@pytest.mark.usefixtures("each_probe")
 def test_a_blob_in_two_packs_keeps_both_listings_and_the_first_location():
     index = BlobIndex()
     shared, a_only, b_only = os.urandom(32), os.urandom(32), os.urandom(32)
@@ -62,6 +113,7 @@ def test_a_blob_in_two_packs_keeps_both_listings_and_the_first_location():
     assert index.position(shared) == 1  # the first record of it
 
 
+@pytest.mark.usefixtures("each_probe")
 def test_the_first_copy_keeps_the_lookup_when_the_table_grows():
     index = BlobIndex(capacity=4)
     shared = os.urandom(32)
@@ -74,6 +126,7 @@ def test_the_first_copy_keeps_the_lookup_when_the_table_grows():
     assert (len(index), index.distinct_blobs()) == (1003, 1001)
 
 
+@pytest.mark.usefixtures("each_probe")
 def test_blobs_found_after_copies_outnumber_what_the_slots_could_number():
     index = BlobIndex(capacity=4)  # 16 slots: record numbers start with 4 bits
     shared = [os.urandom(32) for _ in range(3)]
@@ -85,6 +138,7 @@ def test_blobs_found_after_copies_outnumber_what_the_slots_could_number():
     assert os.urandom(32) not in index
 
 
+@pytest.mark.usefixtures("each_probe")
 def test_a_rebuild_for_wider_numbers_keeps_the_reserved_size():
     index = BlobIndex(capacity=4)
     index.reserve(3000)
@@ -102,7 +156,8 @@ def test_numbers_of_32_bits_leave_no_tag_and_more_need_a_new_table():
     assert _holds(table, 1, 2**32 - 1) and not _holds(table, 1, 2**32)
 
 
-def test_absent_lookups_rarely_read_a_record():
+def test_absent_lookups_rarely_read_a_record(monkeypatch):
+    monkeypatch.setattr(index_module, "_probe", _python_probe)  # to count its reads
     index = BlobIndex()
     for _ in range(300):
         index.add_pack(os.urandom(32), _entries([os.urandom(32) for _ in range(16)]))
@@ -178,6 +233,7 @@ def test_a_partial_listing_is_refused_before_anything_changes():
     assert len(index) == 0 and index.pack_ids() == set()
 
 
+@pytest.mark.usefixtures("each_probe")
 def test_reserve_sizes_the_table_once():
     index = BlobIndex(capacity=4)
     index.reserve(3000)
@@ -189,6 +245,7 @@ def test_reserve_sizes_the_table_once():
     assert all(blob_id in index for blob_id in ids)
 
 
+@pytest.mark.usefixtures("each_probe")
 def test_readers_find_every_published_blob_while_a_writer_grows_the_table():
     index = BlobIndex(capacity=4)
     published: list[bytes] = []

@@ -18,6 +18,7 @@ def test_index_memory_reports_and_compares_two_versions():
          "--rounds", "1", "--against", str(index_py)],
         capture_output=True, text=True, check=True, timeout=120).stdout
     assert "blobs:                 20,000 in 1,250 packs" in out
+    assert "slot table:            compiled (fogvault/repo/_probe.c)" in out
     per_blob = float(re.search(r"index bytes per blob:\s+([\d.]+)", out)[1])
     assert 45 < per_blob < 100  # 45-byte records plus slots and pack ids
     rates = re.search(r"lookups per second:\s+([\d,]+) present, ([\d,]+) absent", out)
