@@ -240,8 +240,8 @@ def nochange_read(runs: list[dict]) -> str:
 # The copy imports, and where it has compiled parts, they are in use (not the fallbacks).
 IMPORT_CHECK = """
 import fogvault.cli.app, fogvault.repo.index as index
-assert not hasattr(index, "_python_probe") or index._probe is not index._python_probe, (
-    "fogvault/repo/_probe.c did not build")
+if hasattr(index, "_python_probe") and index._probe is index._python_probe:
+    raise SystemExit("fogvault/repo/_probe.c did not build")
 """
 
 
@@ -270,8 +270,10 @@ def freeze_code(workdir: Path, rev: str | None) -> tuple[str, dict]:
                         ignore=shutil.ignore_patterns("__pycache__", "*.so"))
         shutil.copy(PROJECT / "setup.py", code)
     if (code / "setup.py").exists():  # the compiled parts, built as pip install builds them
-        subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=code,
-                       check=True, capture_output=True)
+        built = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                               cwd=code, capture_output=True, text=True, check=False)
+        if built.returncode != 0:
+            raise SystemExit(f"building the C extension failed:\n{built.stderr}")
     # compiled up front, as an installed package is: with PYTHONDONTWRITEBYTECODE set, every
     # command would otherwise compile its modules again
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(code)], check=True)

@@ -13,11 +13,19 @@
 #include <string.h>
 
 #define KEY_SIZE 32
+#define MAX_STRIDE 4096 /* records are 45 bytes, pack ids 32: bounds number * stride */
 #define BROKEN UINT64_MAX
 
 /* A table, (mask, slots, ids, tags) as fogvault/repo/index.py builds it, with its buffers
  * held: slots are 32-bit (tag | number + 1, 0 = empty); number n's id starts at byte
  * n * stride - back of ids. */
+/* A table or call that breaks the layout: refused rather than read or written outside it. */
+static void
+inconsistent(void)
+{
+    PyErr_SetString(PyExc_SystemError, "blob index table is inconsistent");
+}
+
 typedef struct {
     uint64_t mask, tags;
     Py_ssize_t stride, back;
@@ -31,11 +39,13 @@ table_open(Table *t, PyObject *table, PyObject *stride, PyObject *back, int writ
         PyErr_SetString(PyExc_TypeError, "table must be (mask, slots, ids, tags)");
         return -1;
     }
-    t->mask = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(table, 0));
-    t->tags = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(table, 3));
-    t->stride = PyLong_AsSsize_t(stride);
-    t->back = PyLong_AsSsize_t(back);
-    if (PyErr_Occurred()) {
+    if ((t->mask = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(table, 0))) == (uint64_t)-1
+            || (t->tags = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(table, 3))) == (uint64_t)-1
+            || (t->stride = PyLong_AsSsize_t(stride)) == -1
+            || (t->back = PyLong_AsSsize_t(back)) == -1) {
+        if (!PyErr_Occurred()) {
+            inconsistent();
+        }
         return -1;
     }
     int flags = writable ? PyBUF_WRITABLE : PyBUF_SIMPLE;
@@ -47,10 +57,11 @@ table_open(Table *t, PyObject *table, PyObject *stride, PyObject *back, int writ
         return -1;
     }
     if ((uint64_t)t->slots.len / 4 < t->mask + 1 || t->tags > UINT32_MAX
-            || t->stride < KEY_SIZE || t->back < KEY_SIZE || t->back > t->stride) {
+            || t->stride < KEY_SIZE || t->stride > MAX_STRIDE || t->back < KEY_SIZE
+            || t->back > t->stride) {
         PyBuffer_Release(&t->ids);
         PyBuffer_Release(&t->slots);
-        PyErr_SetString(PyExc_SystemError, "blob index table is inconsistent");
+        inconsistent();
         return -1;
     }
     return 0;
@@ -76,7 +87,7 @@ find(Table *t, const char *key, Py_hash_t hash, uint64_t *free)
             uint64_t number = slot ^ tag;
             Py_ssize_t at = (Py_ssize_t)number * t->stride - t->back;
             if (at < 0 || at + KEY_SIZE > t->ids.len) {
-                PyErr_SetString(PyExc_SystemError, "blob index table is inconsistent");
+                inconsistent();
                 return BROKEN;
             }
             if (memcmp(ids + at, key, KEY_SIZE) == 0) {
@@ -91,14 +102,14 @@ find(Table *t, const char *key, Py_hash_t hash, uint64_t *free)
 
 /* probe(table, key, stride, back) -> number + 1 of ``key`` (bytes), or 0. */
 static PyObject *
-probe(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+probe(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "probe(table, key, stride, back)");
         return NULL;
     }
     PyObject *key = args[1];
-    if (!PyBytes_Check(key)) {
+    if (!PyBytes_CheckExact(key)) { /* a subclass's __hash__ would run Python code here */
         PyErr_SetString(PyExc_TypeError, "a blob id is bytes");
         return NULL;
     }
@@ -120,14 +131,14 @@ probe(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * ``keys`` is laid out as the table's ids (key j at j * stride + stride - back) and already
  * written to them: key j gets number ``first + j`` unless an earlier number holds its id. */
 static PyObject *
-insert(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+insert(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "insert(table, keys, first, stride, back)");
         return NULL;
     }
     uint64_t first = PyLong_AsUnsignedLongLong(args[2]);
-    if (PyErr_Occurred()) {
+    if (first == (uint64_t)-1 && PyErr_Occurred()) {
         return NULL;
     }
     Table t;
@@ -140,10 +151,12 @@ insert(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_ssize_t count = keys.len / t.stride, added = 0, j;
-    if (count && first + count > ((uint64_t)1 << 32) - t.tags) { /* numbers would hit tags */
+    /* whole keys only; numbers from 1 (0 is an empty slot) up to below the tag bits */
+    if (keys.len % t.stride || first == 0 || first >= ((uint64_t)1 << 32)
+            || first + count > ((uint64_t)1 << 32) - t.tags) {
         PyBuffer_Release(&keys);
         table_close(&t);
-        PyErr_SetString(PyExc_SystemError, "blob index table is inconsistent");
+        inconsistent();
         return NULL;
     }
     uint32_t *slots = t.slots.buf;
@@ -175,7 +188,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_probe", "The blob index's compiled slot table.", 0, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_probe",
+    .m_doc = "The blob index's compiled slot table.",
+    .m_size = 0,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC

@@ -77,6 +77,16 @@ def test_the_compiled_probe_refuses_a_table_it_cannot_trust():
         index_module._probe((3, array("I", [0] * 4), ids, 0), "not bytes", 32, 32)
     with pytest.raises(SystemError, match="inconsistent"):  # numbers that reach the tag bits
         index_module._insert((3, array("I", [0] * 4), ids, 2**31), ids, 2**31, 32, 32)
+    for keys, first in ((ids[:40], 1), (ids, 0)):  # a partial key; number 0 (an empty slot)
+        with pytest.raises(SystemError, match="inconsistent"):
+            index_module._insert((3, array("I", [0] * 4), ids, 0), keys, first, 32, 32)
+
+    class Id(bytes):
+        def __hash__(self) -> int:
+            return 0
+
+    with pytest.raises(TypeError):  # its __hash__ would be Python code inside the probe
+        index_module._probe((3, array("I", [0] * 4), ids, 0), Id(32), 32, 32)
 
 
 @pytest.mark.usefixtures("each_probe")
@@ -139,6 +149,18 @@ def test_blobs_found_after_copies_outnumber_what_the_slots_could_number():
 
 
 @pytest.mark.usefixtures("each_probe")
+def test_a_table_rebuilt_in_steps_finds_every_id_and_keeps_first_copies(monkeypatch):
+    monkeypatch.setattr(index_module, "_REFILL_STEP", 7)  # steps end inside packs
+    index = BlobIndex(capacity=4)
+    ids = [os.urandom(32) for _ in range(500)]
+    for start in range(0, 500, 50):
+        index.add_pack(os.urandom(32), _entries(ids[start : start + 50] + ids[:3]))
+    assert index.distinct_blobs() == 500 and len(index) == 530
+    assert [index.position(blob_id) for blob_id in ids[:3]] == [0, 1, 2]
+    assert all(index.position(blob_id) >= 0 for blob_id in ids)
+
+
+@pytest.mark.usefixtures("each_probe")
 def test_a_rebuild_for_wider_numbers_keeps_the_reserved_size():
     index = BlobIndex(capacity=4)
     index.reserve(3000)
@@ -185,6 +207,7 @@ class _FixedSizeMapping(mmap.mmap):
         raise SystemError("mmap: resizing not available--no mremap()")
 
 
+@pytest.mark.usefixtures("each_probe")
 def test_buffers_that_cannot_grow_in_place_are_copied_and_republished(monkeypatch):
     monkeypatch.setattr(index_module, "_zeroed", lambda size: _FixedSizeMapping(
         -1, max(size, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
@@ -199,6 +222,7 @@ def test_buffers_that_cannot_grow_in_place_are_copied_and_republished(monkeypatc
     assert index.pack_ids() == set(packs) and index.get(ids[-1]).pack_id == packs[-1]
 
 
+@pytest.mark.usefixtures("each_probe")
 def test_a_pack_listed_twice_is_indexed_once():
     index = BlobIndex()
     pack, ids = os.urandom(32), [os.urandom(32) for _ in range(3)]
@@ -208,6 +232,7 @@ def test_a_pack_listed_twice_is_indexed_once():
     assert len(index) == 3
 
 
+@pytest.mark.usefixtures("each_probe")
 def test_listings_in_entry_format_round_trip_through_the_per_pack_views():
     index = BlobIndex()
     pack_a, pack_b, empty = os.urandom(32), os.urandom(32), os.urandom(32)
@@ -226,6 +251,7 @@ def test_listings_in_entry_format_round_trip_through_the_per_pack_views():
     assert [e.pack_entry() for e in index] == a_entries + b_entries
 
 
+@pytest.mark.usefixtures("each_probe")
 def test_a_partial_listing_is_refused_before_anything_changes():
     index = BlobIndex()
     with pytest.raises(ValueError):
@@ -271,6 +297,7 @@ def test_readers_find_every_published_blob_while_a_writer_grows_the_table():
     assert not misses and index.distinct_blobs() == 10_000
 
 
+@pytest.mark.usefixtures("each_probe")
 def test_a_pack_is_listed_only_once_its_id_is_written(monkeypatch):
     """Readers take no lock, so every state between a writer's steps must be consistent; here
     a reader looks each time the writer is about to write into a buffer."""
