@@ -16,9 +16,6 @@
 #define MAX_STRIDE 4096 /* records are 45 bytes, pack ids 32: bounds number * stride */
 #define BROKEN UINT64_MAX
 
-/* A table, (mask, slots, ids, tags) as fogvault/repo/index.py builds it, with its buffers
- * held: slots are 32-bit (tag | number + 1, 0 = empty); number n's id starts at byte
- * n * stride - back of ids. */
 /* A table or call that breaks the layout: refused rather than read or written outside it. */
 static void
 inconsistent(void)
@@ -26,6 +23,9 @@ inconsistent(void)
     PyErr_SetString(PyExc_SystemError, "blob index table is inconsistent");
 }
 
+/* A table, (mask, slots, ids, tags) as fogvault/repo/index.py builds it, with its buffers
+ * held: slots are 32-bit (tag | number + 1, 0 = empty); number n's id starts at byte
+ * n * stride - back of ids. */
 typedef struct {
     uint64_t mask, tags;
     Py_ssize_t stride, back;
