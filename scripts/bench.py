@@ -240,7 +240,7 @@ def nochange_read(runs: list[dict]) -> str:
 # The copy imports, and where it has compiled parts, they are in use (not the fallbacks).
 IMPORT_CHECK = """
 import fogvault.cli.app, fogvault.repo.index as index
-if hasattr(index, "_python_probe") and index._probe is index._python_probe:
+if not getattr(index, "COMPILED_SLOT_TABLE", True):  # older code: nothing to build
     raise SystemExit("fogvault/repo/_probe.c did not build")
 """
 

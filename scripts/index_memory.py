@@ -27,9 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import fogvault.repo.index as index_module
 from fogvault.repo.format import BlobType
-from fogvault.repo.index import BlobIndex, encode_listing
+from fogvault.repo.index import COMPILED_SLOT_TABLE, BlobIndex, encode_listing
 from fogvault.repo.pack import PackEntry
 
 PACK_BLOBS = 16  # 16 MiB packs of 1 MiB chunks
@@ -126,7 +125,7 @@ def main() -> None:
     hit_rate = best_rate(present, test, args.rounds)
     miss_rate = best_rate(absent, test, args.rounds)
 
-    compiled = index_module._probe is not index_module._python_probe
+    compiled = COMPILED_SLOT_TABLE
     print(f"blobs:                 {n:,} in {len(packs):,} packs")
     print(f"slot table:            {'compiled (fogvault/repo/_probe.c)' if compiled else 'Python'}")
     print(f"index bytes per blob:  {index.memory_bytes() / n:.1f} (records, pack ids, slot tables)")

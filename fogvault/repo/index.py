@@ -202,8 +202,11 @@ def _python_insert(table: _Table, keys: bytes | memoryview, first: int, stride: 
 try:
     from fogvault.repo._probe import insert as _insert
     from fogvault.repo._probe import probe as _probe
+
+    COMPILED_SLOT_TABLE = True
 except ImportError:
     _probe, _insert = _python_probe, _python_insert
+    COMPILED_SLOT_TABLE = False
 
 
 class BlobIndex:

@@ -15,6 +15,7 @@ import fogvault.repo.index as index_module
 from fogvault.errors import MalformedObject
 from fogvault.repo.format import BlobType
 from fogvault.repo.index import (
+    _ID_BACK,
     RECORD_SIZE,
     BlobIndex,
     IndexEntry,
@@ -43,12 +44,8 @@ def each_probe(request, monkeypatch):
 
 
 def test_the_compiled_slot_table_is_built():
-    compiled = (index_module._probe, index_module._insert)
-    assert _python_probe not in compiled and _python_insert not in compiled, (
+    assert index_module.COMPILED_SLOT_TABLE, (
         "fogvault/repo/_probe.c was not built: installing needs a C compiler and Python headers")
-
-
-ID_BACK = RECORD_SIZE - 1  # record n's id starts at n * RECORD_SIZE - ID_BACK
 
 
 def test_the_compiled_table_is_built_exactly_as_the_python_one_and_probed_alike():
@@ -58,12 +55,12 @@ def test_the_compiled_table_is_built_exactly_as_the_python_one_and_probed_alike(
         listing = encode_listing(_entries(stored + stored[:5] + stored))  # copies: first wins
         compiled = _empty_table(listing, 300, numbers)
         python = _empty_table(listing, 300, numbers)
-        assert index_module._insert(compiled, listing, 1, RECORD_SIZE, ID_BACK) == 300
-        assert _python_insert(python, listing, 1, RECORD_SIZE, ID_BACK) == 300
+        assert index_module._insert(compiled, listing, 1, RECORD_SIZE, _ID_BACK) == 300
+        assert _python_insert(python, listing, 1, RECORD_SIZE, _ID_BACK) == 300
         assert compiled[1] == python[1]  # slot for slot
         keys = stored + [rng.randbytes(32) for _ in range(300)] + [stored[0][:31], b""]
-        found = [_python_probe(python, key, RECORD_SIZE, ID_BACK) for key in keys]
-        assert [index_module._probe(python, key, RECORD_SIZE, ID_BACK) for key in keys] == found
+        found = [_python_probe(python, key, RECORD_SIZE, _ID_BACK) for key in keys]
+        assert [index_module._probe(python, key, RECORD_SIZE, _ID_BACK) for key in keys] == found
         assert found[:300] == list(range(1, 301)) and not any(found[300:])
 
 
