@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 
 from fogvault.crypto import SEAL_OVERHEAD
 from fogvault.errors import MalformedObject
+from fogvault.heap import zeroed_map
 from fogvault.repo.format import BlobType
 from fogvault.repo.pack import MAX_BLOB_SIZE, PackEntry
 
@@ -101,11 +102,6 @@ def pack_spans(entries: Iterable[IndexEntry], span: int) -> list[list[IndexEntry
     return groups
 
 
-def _zeroed(size: int) -> mmap.mmap:
-    """``size`` zero bytes of private anonymous memory: pages cost nothing until written."""
-    return mmap.mmap(-1, max(size, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-
-
 def _appended(buffer: mmap.mmap, end: int, data: bytes | memoryview) -> mmap.mmap:
     """``buffer`` with ``data`` written at ``end``, grown first if need be: in place where the
     platform can (``mremap``: no copy, no second buffer at the peak), else into a larger copy,
@@ -116,7 +112,7 @@ def _appended(buffer: mmap.mmap, end: int, data: bytes | memoryview) -> mmap.mma
         try:
             buffer.resize(size)
         except (OSError, SystemError):  # SystemError: "resizing not available"
-            larger = _zeroed(size)
+            larger = zeroed_map(size)
             with memoryview(buffer) as old:
                 larger[:end] = old[:end]
             buffer = larger
@@ -213,10 +209,10 @@ class BlobIndex:
     def __init__(self, capacity: int = 1024) -> None:
         self._count = 0  # records: every (pack, blob) listing
         self._indexed = 0  # distinct blob ids (slots in use)
-        self._table = _empty_table(_zeroed(capacity * RECORD_SIZE), capacity, capacity)
+        self._table = _empty_table(zeroed_map(capacity * RECORD_SIZE), capacity, capacity)
         self._pack_first = array("I")  # each pack's first record number
         packs = max(16, capacity // 16)
-        self._pack_table = _empty_table(_zeroed(packs * 32), packs, packs)
+        self._pack_table = _empty_table(zeroed_map(packs * 32), packs, packs)
         self._lock = threading.Lock()
 
     @property

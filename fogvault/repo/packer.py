@@ -22,6 +22,8 @@ from fogvault.repo.index import IndexFile
 from fogvault.repo.pack import PackBuilder, PackEntry
 from fogvault.repo.repository import Repository
 
+_HEADER_ROOM = 1024 * 1024
+
 
 @dataclass(slots=True)
 class PackWriterOptions:
@@ -61,6 +63,9 @@ class PackWriter:
         self.written: dict[bytes, list[PackEntry]] = {}  # every pack this writer uploaded
         self._index_lock = threading.Lock()
         self._last_index = time.monotonic()
+        config = repo.config
+        # A full pack plus the largest data blob that can cross the limit, and its header.
+        self._capacity = config.pack_size + config.chunker.max_size + _HEADER_ROOM
 
     def reserve(self, blob_id: bytes) -> bool:
         """True if the caller should store ``blob_id`` (nobody has it or is storing it).
@@ -79,7 +84,7 @@ class PackWriter:
         with self._lock:
             builder = self._builders.get(blob_type)
             if builder is None:
-                builder = self._builders[blob_type] = PackBuilder(blob_type)
+                builder = self._builders[blob_type] = PackBuilder(blob_type, self._capacity)
             builder.add(blob_id, sealed, raw_length)
             self.stats.blobs += 1
             if builder.size < self.repo.config.pack_size:
@@ -94,7 +99,7 @@ class PackWriter:
         with self._lock:
             self._uploads.append(future)
 
-    def _upload(self, pack_id: bytes, data: bytes, entries: list[PackEntry]) -> None:
+    def _upload(self, pack_id: bytes, data: memoryview, entries: list[PackEntry]) -> None:
         try:
             self.repo.save_pack(pack_id, data)
         finally:

@@ -334,7 +334,7 @@ class Repository:
 
     # ---- packs and blobs ---------------------------------------------------------------
 
-    def save_pack(self, pack_id: bytes, data: bytes) -> None:
+    def save_pack(self, pack_id: bytes, data: bytes | memoryview) -> None:
         self.targets.write_to_each(pack_name(pack_id), data, exist_ok=True)
 
     def load_blob(self, blob_id: bytes, blob_type: BlobType | None = None) -> bytes:

@@ -10,7 +10,9 @@ Contract (checked by tests/storage/test_conformance.py for every backend and wra
   :func:`validate_name`.
 * ``write`` is atomic: a reader sees either no object or the whole object, never a prefix. With
   ``overwrite=False`` (the default) it is create-only: if the name exists, ``ObjectExists`` is
-  raised and the old object is kept.
+  raised and the old object is kept. ``data`` is ``bytes`` or a ``memoryview`` (a finished
+  pack is a view of a memory map); once ``write`` returns or raises, the backend holds no use
+  of it: the caller may reuse or free that memory.
 * ``read(name, offset, length)`` returns exactly ``length`` bytes, or fewer only when the object
   ends first (a short read at the end is not an error); ``length=None`` reads to the end.
   A missing name raises ``ObjectNotFound``.
@@ -76,7 +78,7 @@ class Storage(ABC):
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes: ...
 
     @abstractmethod
-    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None: ...
+    def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None: ...
 
     @abstractmethod
     def stat(self, name: str) -> ObjectInfo: ...

@@ -147,7 +147,7 @@ class FaultyStorage(Storage):
         self._after(faults, name)
         return _flip(data) if any(f.flip for f in faults) else data
 
-    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+    def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         faults = self._before("write", name)
         if any(f.flip for f in faults):
             data = _flip(bytes(data))

@@ -215,7 +215,7 @@ class FsspecStorage(Storage):
         with self._mapped(name):
             return bytes(self.fs.cat_file(path, start=offset, end=end))
 
-    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+    def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         path = self._path(name)
         with self._mapped(name), self._lock:
             if not overwrite and self.fs.exists(path):
@@ -371,7 +371,7 @@ class S3Storage(FsspecStorage):
                 return b""
             raise _error(exc, self.url, name) from exc
 
-    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+    def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         path = self._path(name)
         if len(data) >= min(self.multipart_threshold, S3_MAX_PUT):
             self.write_multipart(name, data, overwrite=overwrite)
@@ -406,7 +406,8 @@ class S3Storage(FsspecStorage):
                 raise ObjectExists("object exists", target=self.url, name=name)
             self._put(path, data, "overwrite")
 
-    def write_multipart(self, name: str, data: bytes, *, overwrite: bool = False) -> UploadReport:
+    def write_multipart(self, name: str, data: bytes | memoryview, *, overwrite: bool = False
+                        ) -> UploadReport:
         """Write ``name`` as a resumable multipart upload (``write`` does so for large data)."""
         upload = MultipartUpload(self.fs.call_s3, self.bucket, self._key(name), self.part_size)
         try:
@@ -556,7 +557,7 @@ class SftpStorage(Storage):
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._run(name, _sftp_read, self._path(name), offset, length)
 
-    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+    def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         path = self._path(name)
         folder, _, leaf = path.rpartition("/")
         tmp = f"{folder}/{TEMP_PREFIX}{leaf}-{os.urandom(6).hex()}"

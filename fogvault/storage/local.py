@@ -9,14 +9,16 @@ Objects of ``DIRECT_MIN`` bytes or more (packs) are written around the page cach
 ``O_DIRECT``) where the file system allows it: a backup's packs are not read back soon, so
 caching them only evicts the user's own files, and copying them into the cache cost 1.5-2 s of
 system time per 500 MiB on the benchmark machine (docs/performance.md, "Session 4"). Direct
-I/O needs aligned memory, offsets and lengths, so the object goes through a 1 MiB aligned
-buffer and its last partial block is written normally; a file system that refuses direct I/O
-gets the whole object written normally.
+I/O needs aligned memory, offsets and lengths: an object in page-aligned writable memory (a
+finished pack) is written from where it is, any other goes through a 1 MiB aligned buffer, and
+the last partial block is written normally; a file system that refuses direct I/O gets the
+whole object written normally.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import mmap
@@ -27,6 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from fogvault.heap import zeroed_map
 from fogvault.storage.base import (
     TEMP_PREFIX,
     ObjectInfo,
@@ -88,7 +91,7 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise self._error(exc, name) from exc
 
-    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+    def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         path = self._path(name)
         tmp = path.parent / f"{TEMP_PREFIX}{path.name}-{os.urandom(6).hex()}"
         try:
@@ -216,17 +219,13 @@ def _write_direct(fd: int, data: memoryview) -> int:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
     except OSError:
         return 0
-    buffer = _aligned_buffer()
     done = 0
     try:
-        with memoryview(buffer) as aligned:
-            while done < whole:
-                piece = min(len(buffer), whole - done)
-                aligned[:piece] = data[done : done + piece]
-                written = os.write(fd, aligned[:piece])
-                done += written
-                if written < piece:  # the position may no longer be aligned
-                    break
+        for piece in _aligned_pieces(data[:whole]):
+            written = os.write(fd, piece)
+            done += written
+            if written < len(piece):  # the position may no longer be aligned
+                break
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
@@ -235,10 +234,33 @@ def _write_direct(fd: int, data: memoryview) -> int:
     return done
 
 
+def _aligned_pieces(data: memoryview) -> Iterator[memoryview]:
+    """``data`` in pieces of at most ``_DIRECT_PIECE`` bytes in aligned memory: views of
+    ``data`` itself where it is aligned (no copy), else this thread's buffer refilled."""
+    if _is_aligned(data):
+        for start in range(0, len(data), _DIRECT_PIECE):
+            yield data[start : start + _DIRECT_PIECE]
+        return
+    buffer = _aligned_buffer()
+    with memoryview(buffer) as aligned:
+        for start in range(0, len(data), _DIRECT_PIECE):
+            piece = data[start : start + _DIRECT_PIECE]
+            aligned[: len(piece)] = piece
+            yield aligned[: len(piece)]
+
+
+def _is_aligned(data: memoryview) -> bool:
+    """True if ``data`` starts on a ``_DIRECT_ALIGN`` boundary. Only writable buffers tell
+    their address through ctypes; read-only ones (``bytes``) count as unaligned."""
+    if data.readonly or not data.c_contiguous:
+        return False
+    return ctypes.addressof(ctypes.c_char.from_buffer(data)) % _DIRECT_ALIGN == 0
+
+
 def _aligned_buffer() -> mmap.mmap:
     """This thread's page-aligned buffer for direct writes."""
     if not hasattr(_direct_buffers, "buffer"):
-        _direct_buffers.buffer = mmap.mmap(-1, _DIRECT_PIECE)
+        _direct_buffers.buffer = zeroed_map(_DIRECT_PIECE)
     return _direct_buffers.buffer
 
 

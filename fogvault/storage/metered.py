@@ -88,7 +88,7 @@ class MeteredStorage(Storage):
             self._time(started)
         return data
 
-    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+    def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         self._call("write", lambda: self.inner.write(name, data, overwrite=overwrite),
                    small=False)
         with self._lock:

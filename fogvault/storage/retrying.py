@@ -91,7 +91,7 @@ class RetryingStorage(Storage):
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._call(f"read {name}", lambda: self.inner.read(name, offset, length))
 
-    def write(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+    def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         def after_lost_answer(exc: StorageError) -> None:
             if isinstance(exc, ObjectExists) and self._holds(name, data):
                 return

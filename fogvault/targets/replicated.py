@@ -338,13 +338,13 @@ class TargetSet:
 
     # ---- writes ----------------------------------------------------------------------
 
-    def write(self, name: str, data: bytes, *, overwrite: bool = False,
+    def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False,
               only: Iterable[Target] | None = None) -> list[Target]:
         return self.write_to_each(name, data, overwrite=overwrite, exist_ok=False, only=only)
 
     def write_to_each(
-        self, name: str, data: bytes, *, overwrite: bool = False, exist_ok: bool = False,
-        only: Iterable[Target] | None = None,
+        self, name: str, data: bytes | memoryview, *, overwrite: bool = False,
+        exist_ok: bool = False, only: Iterable[Target] | None = None,
     ) -> list[Target]:
         """Write to every target in use (or to those of ``only``); returns the targets that
         hold it now. ``exist_ok`` accepts an existing object (content-addressed names, where an

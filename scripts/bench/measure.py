@@ -229,8 +229,7 @@ def pipeline_ceiling(files: list[Path], workers: int = 2) -> dict:
             data = path.read_bytes()
             started, cpu, busy = time.perf_counter(), time.process_time(), _busy_seconds()
             futures: list[Future[None]] = []
-            for view in chunker.chunk_buffer(data):
-                chunk = bytes(view)  # as the backup does (cut_stream's buffer is reused)
+            for chunk in chunker.chunk_buffer(data):  # views, no copy: as the backup's windows
                 blob_id = keyed_id(key.identity, chunk)
                 stats["chunks"] += 1
                 if blob_id in seen:

@@ -206,7 +206,7 @@ class _FixedSizeMapping(mmap.mmap):
 
 @pytest.mark.usefixtures("each_probe")
 def test_buffers_that_cannot_grow_in_place_are_copied_and_republished(monkeypatch):
-    monkeypatch.setattr(index_module, "_zeroed", lambda size: _FixedSizeMapping(
+    monkeypatch.setattr(index_module, "zeroed_map", lambda size: _FixedSizeMapping(
         -1, max(size, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
     index = BlobIndex(capacity=4)
     ids = [os.urandom(32) for _ in range(3000)]

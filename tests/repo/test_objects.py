@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fogvault.crypto import content_hash
 from fogvault.errors import IntegrityError, MalformedObject
 from fogvault.repo.format import BlobType, index_name, pack_name, parse_hex_id, snapshot_name
 from fogvault.repo.index import IndexFile
@@ -198,7 +199,7 @@ def test_pack_with_absurd_header_length_is_malformed(make_repo):
     data = b"x" * 100
     blob_id = repo.blob_id(data)
     builder.add(blob_id, seal_blob(repo.master.encryption, BlobType.DATA, blob_id, data, 3), 100)
-    _, pack, _ = builder.finish(repo.master.encryption)
+    pack = bytes(builder.finish(repo.master.encryption)[1])
     forged = pack[:-4] + (2**32 - 1).to_bytes(4, "little")
     with pytest.raises(MalformedObject):
         parse_pack(repo.master.encryption, forged)
@@ -220,3 +221,30 @@ def test_an_id_is_exactly_64_lowercase_hex_digits(text: str) -> None:
     with pytest.raises(MalformedObject):
         parse_hex_id(text)
     assert parse_hex_id("ab" * 32) == b"\xab" * 32
+
+
+def test_pack_builder_grows_past_its_capacity_and_hands_over_aligned_views(make_repo):
+    """A builder whose map is too small (a huge tree blob, a long header) grows it; each
+    finished pack is a view of its own page-aligned map, untouched by the next pack built."""
+    import ctypes
+    import mmap
+
+    key = make_repo().master.encryption
+    blobs = [os.urandom(size) for size in (10, 70_000, 5000, 300_000)]
+    sealed = [seal_blob(key, BlobType.DATA, bytes([i]) * 32, data, 3)
+              for i, data in enumerate(blobs)]
+    builder = PackBuilder(BlobType.DATA, capacity=4096)
+    packs = []
+    for _ in range(2):
+        for i, blob in enumerate(sealed):
+            builder.add(bytes([i]) * 32, blob, len(blobs[i]))
+        packs.append(builder.finish(key))
+        assert len(builder) == 0 and builder.size == 0
+    first = bytes(packs[0][1])
+    assert all(ctypes.addressof(ctypes.c_char.from_buffer(pack)) % mmap.PAGESIZE == 0
+               for _, pack, _ in packs)
+    for pack_id, pack, entries in packs:
+        assert parse_pack(key, bytes(pack)) == entries
+        assert [bytes(pack[e.offset : e.offset + e.length]) for e in entries] == sealed
+        assert pack_id == content_hash(pack)
+    assert bytes(packs[0][1]) == first  # building the second pack left the first alone

@@ -58,7 +58,7 @@ def _valid_pack() -> bytes:
     for data in (b"a" * 100, os.urandom(300)):
         blob_id = os.urandom(32)
         builder.add(blob_id, seal_blob(KEY.encryption, BlobType.DATA, blob_id, data, 3), len(data))
-    return builder.finish(KEY.encryption)[1]
+    return bytes(builder.finish(KEY.encryption)[1])
 
 
 def _valid_index() -> bytes:

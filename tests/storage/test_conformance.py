@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fogvault.heap import zeroed_map
 from fogvault.storage import (
     FaultyStorage,
     InvalidName,
@@ -67,6 +68,18 @@ def test_write_then_read_round_trip(storage: Storage, name: str) -> None:
     storage.write(name, data)
     assert storage.read(name) == data
     assert storage.stat(name) == ObjectInfo(name, len(data))
+
+
+def test_write_takes_a_view_of_mapped_memory_and_keeps_nothing(storage: Storage) -> None:
+    """Packs are handed over as views of page-aligned maps (repo/pack.py), larger than the
+    local target's direct-I/O threshold and with a partial last block; once ``write`` returns
+    the memory is the caller's again: changing it must not change the object."""
+    data = payload(3 * MiB + 4097, seed=7)
+    buffer = zeroed_map(len(data))
+    buffer[:] = data
+    storage.write("data/ab/view", memoryview(buffer))
+    buffer[:] = bytes(len(data))
+    assert storage.read("data/ab/view") == data
 
 
 def test_empty_object(storage: Storage) -> None:

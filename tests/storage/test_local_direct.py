@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fogvault.heap import zeroed_map
 from fogvault.storage import local
 from fogvault.storage.local import DIRECT_MIN, LocalStorage
 
@@ -63,6 +64,28 @@ def test_direct_write_covers_the_whole_blocks(tmp_path: Path) -> None:
     expected = len(data) - 100 if _direct_io_works(tmp_path) else 0
     assert done == expected
     assert path.read_bytes() == bytes(data[:done])
+
+
+def test_page_aligned_memory_is_written_without_the_copy(tmp_path, monkeypatch) -> None:
+    """A view of a private map starting at its first byte (a finished pack) goes to the kernel
+    as it is; bytes and views starting part-way into a page go through the aligned buffer."""
+    data = os.urandom(2 * PIECE + 3 * BLOCK + 10)
+    mapped = zeroed_map(len(data))
+    mapped[:] = data
+    assert local._is_aligned(memoryview(mapped))
+    assert not local._is_aligned(memoryview(mapped)[1:])
+    assert not local._is_aligned(memoryview(data))  # read-only: cannot tell, so copied
+    copies = []
+    real = local._aligned_buffer
+    monkeypatch.setattr(local, "_aligned_buffer", lambda: copies.append(1) or real())
+    storage = LocalStorage(tmp_path / "target")
+    storage.create()
+    storage.write("aligned", memoryview(mapped))
+    assert storage.read("aligned") == data
+    assert copies == []
+    storage.write("unaligned", memoryview(mapped)[1:])
+    assert storage.read("unaligned") == data[1:]
+    assert copies == ([1] if _direct_io_works(tmp_path) else [])
 
 
 def test_a_refusal_part_way_is_finished_with_normal_writes(tmp_path, monkeypatch) -> None:
