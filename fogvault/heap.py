@@ -54,6 +54,24 @@ def zeroed_map(size: int) -> mmap.mmap:
     return mmap.mmap(-1, max(size, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
+def append_to_map(buffer: mmap.mmap, end: int, data: bytes | memoryview) -> mmap.mmap:
+    """``buffer`` with ``data`` written at ``end``, grown first if need be: in place where the
+    platform can (``mremap``: no copy, no second buffer at the peak), else into a larger copy,
+    which the caller must use in place of ``buffer`` (macOS has no ``mremap``)."""
+    needed = end + len(data)
+    if needed > len(buffer):
+        size = max(2 * len(buffer), needed)
+        try:
+            buffer.resize(size)
+        except (OSError, SystemError):  # SystemError: "resizing not available"
+            larger = zeroed_map(size)
+            with memoryview(buffer) as old:
+                larger[:end] = old[:end]
+            buffer = larger
+    buffer[end:needed] = data
+    return buffer
+
+
 def _glibc(name: str) -> Callable[..., int] | None:
     """The C library's function ``name``, or None where there is none (not glibc)."""
     try:

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 
 from fogvault.crypto import SEAL_OVERHEAD
 from fogvault.errors import MalformedObject
-from fogvault.heap import zeroed_map
+from fogvault.heap import append_to_map, zeroed_map
 from fogvault.repo.format import BlobType
 from fogvault.repo.pack import MAX_BLOB_SIZE, PackEntry
 
@@ -102,24 +102,6 @@ def pack_spans(entries: Iterable[IndexEntry], span: int) -> list[list[IndexEntry
     return groups
 
 
-def _appended(buffer: mmap.mmap, end: int, data: bytes | memoryview) -> mmap.mmap:
-    """``buffer`` with ``data`` written at ``end``, grown first if need be: in place where the
-    platform can (``mremap``: no copy, no second buffer at the peak), else into a larger copy,
-    which the caller must publish in place of ``buffer`` (macOS has no ``mremap``)."""
-    needed = end + len(data)
-    if needed > len(buffer):
-        size = max(2 * len(buffer), needed)
-        try:
-            buffer.resize(size)
-        except (OSError, SystemError):  # SystemError: "resizing not available"
-            larger = zeroed_map(size)
-            with memoryview(buffer) as old:
-                larger[:end] = old[:end]
-            buffer = larger
-    buffer[end:needed] = data
-    return buffer
-
-
 def _empty_table(ids: mmap.mmap, entries: int, numbers: int) -> _Table:
     """A table with room for ``entries`` ids of the buffer ``ids`` at a load of at most 0.75,
     and for numbers up to ``numbers`` (more need a new table: :func:`_holds`). A key's tag is
@@ -145,9 +127,9 @@ def _filled_table(ids: mmap.mmap, used: int, entries: int, numbers: int, stride:
 
 def _written(table: _Table, end: int, data: bytes | memoryview) -> _Table:
     """``table`` after ``data`` is written at ``end`` of its id buffer: the same table, or the
-    same slots over the larger copy :func:`_appended` made."""
+    same slots over the larger copy :func:`~fogvault.heap.append_to_map` made."""
     mask, slots, ids, tags = table
-    grown = _appended(ids, end, data)
+    grown = append_to_map(ids, end, data)
     return table if grown is ids else (mask, slots, grown, tags)
 
 

@@ -14,6 +14,7 @@ in the pack, a lost index can be rebuilt from the packs alone.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,7 +31,7 @@ from fogvault.crypto import (
     unseal_buffer,
 )
 from fogvault.errors import IntegrityError, MalformedObject
-from fogvault.heap import zeroed_map
+from fogvault.heap import append_to_map, zeroed_map
 from fogvault.repo.format import BlobType, ObjectKind, aad, blob_aad
 
 HEADER_MAGIC = b"FVPK"
@@ -93,20 +94,21 @@ def open_blob(
 class PackBuilder:
     """Collects sealed blobs and produces the finished pack.
 
-    Blobs are copied into one anonymous memory map as they arrive (so each sealed blob can be
-    freed at once), and the finished pack is a view of that map. The map is reserved for a
-    whole pack up front but only the pages written are memory; it goes back to the system as
-    soon as the last view of it is dropped. A heap buffer (``BytesIO``) was reallocated at
+    Blobs are copied into one private anonymous memory map as they arrive (so each sealed blob
+    can be freed at once), and the finished pack is a view of that map. The map is reserved
+    for a whole pack at the first blob, but only the pages written are memory (the reservation
+    counts only where the system refuses to overcommit); it goes back to the system as soon as
+    the last view of it is dropped. A heap buffer (``BytesIO``) was reallocated at
     nearly every blob (3.3 GB allocated for 550 MB of packs in a big-file backup) and left the
     freed copies in the heap, where they set much of a backup's peak RSS (docs/performance.md,
     "Session 11")."""
 
     def __init__(self, blob_type: BlobType, capacity: int = 0) -> None:
         self.blob_type = blob_type
-        # Room for a pack's worth of blobs and the blob that crosses the limit; a larger
-        # pack grows (rarely: a huge tree blob, or a header of very many entries).
+        # Room for a pack's worth of blobs and the blob that crosses the limit; a larger pack
+        # (a huge tree blob, a header of very many entries) grows its map.
         self._capacity = capacity
-        self._buffer = zeroed_map(capacity)
+        self._buffer: mmap.mmap | None = None  # mapped at the first blob
         self._entries: list[PackEntry] = []
         self.size = 0
 
@@ -120,21 +122,13 @@ class PackBuilder:
         self._write(sealed)
 
     def _write(self, data: Buffer) -> None:
-        end = self.size + len(data)
-        if end > len(self._buffer):
-            self._grow(end)
-        self._buffer[self.size : end] = data
-        self.size = end
-
-    def _grow(self, needed: int) -> None:
-        # A new map and one copy: ``mmap.resize`` of an anonymous map is Linux-only.
-        bigger = zeroed_map(max(needed, 2 * len(self._buffer)))
-        bigger[: self.size] = self._buffer[: self.size]
-        self._buffer.close()
-        self._buffer = bigger
+        if self._buffer is None:
+            self._buffer = zeroed_map(self._capacity)
+        self._buffer = append_to_map(self._buffer, self.size, data)
+        self.size += len(data)
 
     def finish(self, enc_key: bytes) -> tuple[bytes, memoryview, list[PackEntry]]:
-        """Return (pack id, pack bytes, entries); the builder is empty again afterwards. The
+        """Return (pack id, pack view, entries); the builder is empty again afterwards. The
         pack is a view of page-aligned memory that lives as long as the view does."""
         header = _HEADER_PREFIX.pack(HEADER_MAGIC, HEADER_VERSION, len(self._entries))
         header += b"".join(
@@ -147,7 +141,7 @@ class PackBuilder:
         # a copy (storage/local.py); nothing writes to it after this.
         data = memoryview(self._buffer)[: self.size]
         entries = self._entries
-        self._buffer, self._entries, self.size = zeroed_map(self._capacity), [], 0
+        self._buffer, self._entries, self.size = None, [], 0
         return content_hash(data), data, entries
 
 

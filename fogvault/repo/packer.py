@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from fogvault.crypto import Buffer
 from fogvault.repo.format import BlobType
 from fogvault.repo.index import IndexFile
 from fogvault.repo.pack import PackBuilder, PackEntry
@@ -79,7 +80,7 @@ class PackWriter:
             self._reserved.add(blob_id)
             return True
 
-    def add(self, blob_type: BlobType, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
+    def add(self, blob_type: BlobType, blob_id: bytes, sealed: Buffer, raw_length: int) -> None:
         self._raise_failed_upload()
         with self._lock:
             builder = self._builders.get(blob_type)

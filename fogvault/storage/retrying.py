@@ -103,7 +103,7 @@ class RetryingStorage(Storage):
             after_lost_answer,
         )
 
-    def _holds(self, name: str, data: bytes) -> bool:
+    def _holds(self, name: str, data: bytes | memoryview) -> bool:
         """True if ``name`` holds exactly ``data`` (False if that cannot be read)."""
         try:
             return self._call(f"read {name}", lambda: self.inner.read(name)) == data

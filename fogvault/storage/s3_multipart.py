@@ -93,7 +93,8 @@ class MultipartUpload:
         self.key = key
         self.part_size = part_size
 
-    def write(self, data: bytes, *, create_only: bool, conditional: bool) -> UploadReport:
+    def write(self, data: bytes | memoryview, *, create_only: bool, conditional: bool
+              ) -> UploadReport:
         """Upload ``data``; ``conditional``: also send ``If-None-Match`` at completion."""
         if create_only and self._exists():
             raise ObjectExists("object exists", name=self.key)

@@ -218,7 +218,7 @@ def pipeline_ceiling(files: list[Path], workers: int = 2) -> dict:
     stats = {"bytes": 0, "chunks": 0, "unique_chunks": 0, "sealed_bytes": 0, "seconds": 0.0}
     lock = threading.Lock()
 
-    def seal(blob_id: bytes, data: bytes) -> None:
+    def seal(blob_id: bytes, data: memoryview) -> None:
         sealed = seal_blob(key.encryption, BlobType.DATA, blob_id, data, level)
         with lock:
             stats["sealed_bytes"] += len(sealed)

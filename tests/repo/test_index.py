@@ -11,6 +11,7 @@ from array import array
 
 import pytest
 
+import fogvault.heap as heap
 import fogvault.repo.index as index_module
 from fogvault.errors import MalformedObject
 from fogvault.repo.format import BlobType
@@ -206,8 +207,12 @@ class _FixedSizeMapping(mmap.mmap):
 
 @pytest.mark.usefixtures("each_probe")
 def test_buffers_that_cannot_grow_in_place_are_copied_and_republished(monkeypatch):
-    monkeypatch.setattr(index_module, "zeroed_map", lambda size: _FixedSizeMapping(
-        -1, max(size, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
+    def fixed_size_map(size: int) -> _FixedSizeMapping:
+        return _FixedSizeMapping(
+            -1, max(size, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+    monkeypatch.setattr(index_module, "zeroed_map", fixed_size_map)
+    monkeypatch.setattr(heap, "zeroed_map", fixed_size_map)  # the copies append_to_map makes
     index = BlobIndex(capacity=4)
     ids = [os.urandom(32) for _ in range(3000)]
     packs = [os.urandom(32) for _ in range(300)]
@@ -299,14 +304,14 @@ def test_a_pack_is_listed_only_once_its_id_is_written(monkeypatch):
     """Readers take no lock, so every state between a writer's steps must be consistent; here
     a reader looks each time the writer is about to write into a buffer."""
     index = BlobIndex(capacity=4)
-    write = index_module._appended
+    write = index_module.append_to_map
     states: list[set[bytes]] = []
 
     def write_after_a_look(buffer, end, data):
         states.append(index.pack_ids() | {pack_id for pack_id, _, _ in index.packs()})
         return write(buffer, end, data)
 
-    monkeypatch.setattr(index_module, "_appended", write_after_a_look)
+    monkeypatch.setattr(index_module, "append_to_map", write_after_a_look)
     packs = [os.urandom(32) for _ in range(40)]
     for pack_id in packs:
         index.add_pack(pack_id, _entries([os.urandom(32)]))

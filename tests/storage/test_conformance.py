@@ -73,12 +73,14 @@ def test_write_then_read_round_trip(storage: Storage, name: str) -> None:
 def test_write_takes_a_view_of_mapped_memory_and_keeps_nothing(storage: Storage) -> None:
     """Packs are handed over as views of page-aligned maps (repo/pack.py), larger than the
     local target's direct-I/O threshold and with a partial last block; once ``write`` returns
-    the memory is the caller's again: changing it must not change the object."""
+    the memory is the caller's again: no view of it is left, so the map can be closed."""
     data = payload(3 * MiB + 4097, seed=7)
     buffer = zeroed_map(len(data))
     buffer[:] = data
-    storage.write("data/ab/view", memoryview(buffer))
-    buffer[:] = bytes(len(data))
+    view = memoryview(buffer)
+    storage.write("data/ab/view", view)
+    view.release()
+    buffer.close()  # BufferError if the backend still held a view of it
     assert storage.read("data/ab/view") == data
 
 
