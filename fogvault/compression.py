@@ -10,10 +10,16 @@ cannot make us allocate without bound.
 from __future__ import annotations
 
 import threading
-
-import zstandard
+from typing import TYPE_CHECKING
 
 from fogvault.errors import MalformedObject
+
+if TYPE_CHECKING:
+    import zstandard
+
+# zstandard is imported where it is first used: every command derives its key (Argon2id, 32
+# MiB) before it compresses or decompresses anything, and each module loaded by then adds to
+# that peak (docs/performance.md, "Session 11").
 
 RAW = 0
 ZSTD = 1
@@ -29,12 +35,16 @@ _local = threading.local()
 def _compressor(level: int) -> zstandard.ZstdCompressor:
     cache = _local.__dict__.setdefault("compressors", {})
     if level not in cache:
+        import zstandard
+
         cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
     return cache[level]
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
     if not hasattr(_local, "decompressor"):
+        import zstandard
+
         _local.decompressor = zstandard.ZstdDecompressor()
     return _local.decompressor
 
@@ -98,6 +108,8 @@ def unpack_payload(payload: bytes, max_size: int) -> bytes:
         return bytes(body)
     if flag != ZSTD:
         raise MalformedObject(f"unknown compression flag {flag}")
+    import zstandard
+
     try:
         declared = zstandard.frame_content_size(body)
     except zstandard.ZstdError as exc:

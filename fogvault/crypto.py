@@ -16,7 +16,6 @@ from __future__ import annotations
 import os  # os.urandom, not secrets: that imports hmac and OpenSSL (+3.5 MiB)
 from dataclasses import dataclass
 
-import blake3
 import nacl.bindings
 import nacl.pwhash
 from nacl._sodium import ffi as _ffi
@@ -145,17 +144,28 @@ def _check_key(key: bytes) -> None:
         raise TypeError(f"an AEAD key is {KEY_SIZE} bytes")
 
 
+# blake3 is imported where it is used: every command derives its key (Argon2id, 32 MiB) before
+# it hashes anything, and each module loaded by then adds to that peak (docs/performance.md,
+# "Session 11"). An import of a loaded module costs a dictionary lookup.
+
+
 def keyed_id(identity_key: bytes, data: Buffer) -> bytes:
+    import blake3
+
     return blake3.blake3(data, key=identity_key, max_threads=1).digest()
 
 
 def content_hash(data: Buffer) -> bytes:
     """Unkeyed BLAKE3: names objects so that anyone can verify a copy without the key."""
+    import blake3
+
     return blake3.blake3(data, max_threads=1).digest()
 
 
 def derive_subkey(master: bytes, context: str, length: int = KEY_SIZE) -> bytes:
     """A key for one purpose, derived with BLAKE3's key-derivation mode."""
+    import blake3
+
     return blake3.blake3(master, derive_key_context=context).digest(length)
 
 

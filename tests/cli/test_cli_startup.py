@@ -57,6 +57,37 @@ def test_snapshots_loads_only_what_it_needs(cli_env, tmp_path, fogvault):
     assert not [m for m in loaded if m.startswith(unneeded)]
 
 
+_MODULES_AT_KDF = """
+import json, sys
+import fogvault.repo.keys as keys
+derive = keys.password_key
+def spy(*args, **kwargs):
+    print("MODULES " + json.dumps(sorted(sys.modules)), file=sys.stderr)
+    return derive(*args, **kwargs)
+keys.password_key = spy
+from fogvault.cli.app import main
+main(sys.argv[1:])
+"""
+
+
+def test_nothing_heavy_is_loaded_before_the_key_is_derived(cli_env, tmp_path, fogvault):
+    """Argon2id's 32 MiB come on top of whatever is loaded when it runs: for the commands that
+    do little else (check, a backup of unchanged files) that sum is the peak RSS."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f").write_text("x")
+    assert fogvault("init", "-r", "repo").returncode == 0
+    for args in (["check"], ["backup", str(source)]):
+        done = subprocess.run([sys.executable, "-c", _MODULES_AT_KDF, "-r", "repo", *args],
+                              env=cli_env, cwd=tmp_path, capture_output=True, timeout=120,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        (line,) = [x for x in done.stderr.decode().splitlines() if x.startswith("MODULES ")]
+        loaded = {_package(m) for m in json.loads(line.removeprefix("MODULES "))}
+        assert "nacl" in loaded  # the KDF itself
+        assert not loaded & {"blake3", "zstandard", "pyfastcdc", "tqdm", "fsspec"}, args
+
+
 def test_kdf_default_is_standard_everywhere(fogvault, tmp_path):
     """One default for new key files: the CLI's copy of the name agrees with the library's."""
     assert common.DEFAULT_KDF == DEFAULT_KDF == "standard"
