@@ -41,6 +41,10 @@ INDEX_FILE_BLOBS = 100_000
 REPACK_READERS = 2
 #: Bytes of a pack read at once while repacking (a larger blob is read alone).
 REPACK_SPAN = 1024 * 1024
+#: New packs a repack has in flight while it fills the next. Copying from a local disk filled
+#: packs faster than they were written, and each pack in flight is 16 MiB of memory on top of
+#: the heap's (docs/performance.md, "Session 11").
+REPACK_UPLOADS = 1
 #: Leftovers of interrupted writes (temporaries, unfinished multipart uploads) older than this
 #: are removed; younger ones may belong to a writer still running (a --no-lock backup, or a
 #: repair that will continue its upload). docs/targets.md, section 2.1.
@@ -193,7 +197,7 @@ def _repack(
             used_entries = [index.entry_at(r) for r in range(first, end) if used[r]]
             spans += pack_spans(used_entries, REPACK_SPAN)
     progress.phase("repack", len(spans))
-    writer = PackWriter(repo, PackWriterOptions(index_every_packs=8))
+    writer = PackWriter(repo, PackWriterOptions(max_uploads=REPACK_UPLOADS, index_every_packs=8))
     try:
         # Read and authenticated by REPACK_READERS threads (libsodium, zstd and BLAKE3 release
         # the GIL) while this one copies: at most 2 * REPACK_READERS + 1 spans are held. Whole
