@@ -98,10 +98,10 @@ class PackBuilder:
     can be freed at once), and the finished pack is a view of that map. The map is reserved
     for a whole pack at the first blob, but only the pages written are memory (the reservation
     counts only where the system refuses to overcommit); it goes back to the system as soon as
-    the last view of it is dropped. A heap buffer (``BytesIO``) was reallocated at
-    nearly every blob (3.3 GB allocated for 550 MB of packs in a big-file backup) and left the
-    freed copies in the heap, where they set much of a backup's peak RSS (docs/performance.md,
-    "Session 11")."""
+    the last view of it is dropped. A heap buffer (``BytesIO``) was reallocated at nearly every
+    blob (3.3 GB allocated for 550 MB of packs in a big-file backup) and left the freed copies
+    in the heap, where they set much of a backup's peak RSS (docs/performance.md, "Session
+    11")."""
 
     def __init__(self, blob_type: BlobType, capacity: int = 0) -> None:
         self.blob_type = blob_type
