@@ -388,6 +388,7 @@ class S3Storage(FsspecStorage):
         # chunksize above the size: one PutObject, never a multipart upload (see S3_MAX_PUT).
         # Content-MD5: the server checks the whole body before it stores anything.
         md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        # botocore takes bytes, not views: a pack (a view of its map) is copied here.
         self.fs.pipe_file(path, bytes(data), mode=mode, chunksize=S3_MAX_PUT, ContentMD5=md5)
 
     def _put_if_absent(self, path: str, name: str, data: bytes) -> None:
@@ -561,7 +562,7 @@ class SftpStorage(Storage):
         path = self._path(name)
         folder, _, leaf = path.rpartition("/")
         tmp = f"{folder}/{TEMP_PREFIX}{leaf}-{os.urandom(6).hex()}"
-        if self._run(name, _sftp_write, tmp, path, bytes(data), overwrite):
+        if self._run(name, _sftp_write, tmp, path, data, overwrite):
             raise ObjectExists("object exists", target=self.url, name=name)
 
     def stat(self, name: str) -> ObjectInfo:
@@ -613,7 +614,8 @@ async def _sftp_read(channel: Any, path: str, offset: int, length: int | None) -
         return await f.read(length, offset) if length else b""
 
 
-async def _sftp_write(channel: Any, tmp: str, path: str, data: bytes, overwrite: bool) -> bool:
+async def _sftp_write(channel: Any, tmp: str, path: str, data: bytes | memoryview,
+                      overwrite: bool) -> bool:
     """Write ``tmp``, fsync it, rename it to ``path``. True if create-only found ``path`` taken."""
     from asyncssh import sftp
 
