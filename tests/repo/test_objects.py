@@ -9,6 +9,7 @@ import pytest
 
 from fogvault.crypto import content_hash
 from fogvault.errors import IntegrityError, MalformedObject
+from fogvault.heap import zeroed_map
 from fogvault.repo.format import BlobType, index_name, pack_name, parse_hex_id, snapshot_name
 from fogvault.repo.index import IndexFile
 from fogvault.repo.pack import PackBuilder, PackEntry, parse_pack, seal_blob
@@ -249,3 +250,36 @@ def test_pack_builder_grows_past_its_capacity_and_hands_over_aligned_views(make_
         assert [bytes(pack[e.offset : e.offset + e.length]) for e in entries] == sealed
         assert pack_id == content_hash(pack)
     assert bytes(packs[0][1]) == first  # building the second pack left the first alone
+
+
+def test_a_packs_memory_is_released_once_it_is_uploaded(make_repo, monkeypatch):
+    """Each pack's map must go back to the system after its upload: a view kept anywhere (the
+    writer's records, a finished future, a target) would hold 16 MiB per pack for the run."""
+    import gc
+    import weakref
+
+    import fogvault.repo.pack as pack_module
+
+    maps = []
+
+    def recorded_map(size: int):
+        buffer = zeroed_map(size)
+        maps.append(weakref.ref(buffer))
+        return buffer
+
+    monkeypatch.setattr(pack_module, "zeroed_map", recorded_map)
+    repo = make_repo()
+    repo.config.pack_size = 64 * 1024  # many packs from little data
+    writer = PackWriter(repo)
+    for _ in range(40):
+        data = os.urandom(20_000)
+        blob_id = repo.blob_id(data)
+        assert writer.reserve(blob_id)
+        writer.add(BlobType.DATA, blob_id,
+                   seal_blob(repo.master.encryption, BlobType.DATA, blob_id, data, 3), len(data))
+    writer.flush()
+    assert writer.stats.packs >= 10
+    gc.collect()  # only for the reference cycles of exceptions; none are expected
+    assert len(maps) == writer.stats.packs
+    assert [ref for ref in maps if ref() is not None] == []
+    writer.close()
