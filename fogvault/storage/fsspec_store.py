@@ -29,6 +29,7 @@ import asyncio
 import base64
 import errno
 import hashlib
+import io
 import logging
 import os
 import stat as stat_module
@@ -388,8 +389,8 @@ class S3Storage(FsspecStorage):
         # chunksize above the size: one PutObject, never a multipart upload (see S3_MAX_PUT).
         # Content-MD5: the server checks the whole body before it stores anything.
         md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-        # botocore takes bytes, not views: a pack (a view of its map) is copied here.
-        self.fs.pipe_file(path, bytes(data), mode=mode, chunksize=S3_MAX_PUT, ContentMD5=md5)
+        body = data if isinstance(data, bytes) else _ViewReader(data)
+        self.fs.pipe_file(path, body, mode=mode, chunksize=S3_MAX_PUT, ContentMD5=md5)
 
     def _put_if_absent(self, path: str, name: str, data: bytes) -> None:
         try:
@@ -590,6 +591,40 @@ class SftpStorage(Storage):
         stale = [path for path, _, mtime in self._run("", _sftp_walk, self.root, True)
                  if mtime < cutoff]  # fmt: skip
         return self._run("", _sftp_remove_old, stale) if stale else 0
+
+
+class _ViewReader(io.RawIOBase):
+    """A file object over a view, so that a pack (a view of its memory map) goes to botocore,
+    which takes ``bytes`` or a file object but not a view, without a copy of the whole pack.
+    Seekable, so that botocore can rewind it to retry; ``len`` is what s3fs asks first."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._position = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        piece = self._view[self._position : self._position + len(buffer)]
+        buffer[: len(piece)] = piece
+        self._position += len(piece)
+        return len(piece)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
 
 
 def _connection_lost(exc: BaseException) -> bool:

@@ -165,3 +165,28 @@ def test_every_put_carries_content_md5_and_a_damaged_body_is_refused(s3_url) -> 
         storage.fs.pipe_file(f"{storage.root}/b", b"payload", ContentMD5=wrong)
     assert classify(caught.value) is TransientStorageError  # BadDigest: worth sending again
     assert not storage.exists("b")
+
+
+def test_a_pack_view_is_sent_without_a_copy_of_it(s3_url) -> None:
+    """Packs reach ``write`` as views of their memory maps (repo/pack.py). botocore takes bytes
+    or a file object, not a view, and copying each 16 MiB pack into bytes cost that much memory
+    again per S3 target and upload in flight; read through a file object, the pack never has a
+    copy in the Python heap."""
+    import os
+    import tracemalloc
+
+    from fogvault.heap import zeroed_map
+
+    storage = open_storage(s3_url)
+    storage.create()
+    data = os.urandom(24 * MiB)
+    mapped = zeroed_map(len(data))
+    mapped[:] = data
+    tracemalloc.start()
+    try:
+        storage.write("packs/view", memoryview(mapped))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MiB
+    assert storage.read("packs/view") == data
