@@ -385,14 +385,14 @@ class S3Storage(FsspecStorage):
             else:
                 self._head_then_put(path, name, data)
 
-    def _put(self, path: str, data: bytes, mode: str) -> None:
+    def _put(self, path: str, data: bytes | memoryview, mode: str) -> None:
         # chunksize above the size: one PutObject, never a multipart upload (see S3_MAX_PUT).
         # Content-MD5: the server checks the whole body before it stores anything.
         md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
         body = data if isinstance(data, bytes) else _ViewReader(data)
         self.fs.pipe_file(path, body, mode=mode, chunksize=S3_MAX_PUT, ContentMD5=md5)
 
-    def _put_if_absent(self, path: str, name: str, data: bytes) -> None:
+    def _put_if_absent(self, path: str, name: str, data: bytes | memoryview) -> None:
         try:
             self._put(path, data, "create")
         except Exception as exc:
@@ -402,7 +402,7 @@ class S3Storage(FsspecStorage):
             self._conditional_put = False
             self._head_then_put(path, name, data)
 
-    def _head_then_put(self, path: str, name: str, data: bytes) -> None:
+    def _head_then_put(self, path: str, name: str, data: bytes | memoryview) -> None:
         with self._lock:  # atomic within this process only
             if self.fs.exists(path):
                 raise ObjectExists("object exists", target=self.url, name=name)

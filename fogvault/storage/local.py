@@ -237,16 +237,13 @@ def _write_direct(fd: int, data: memoryview) -> int:
 def _aligned_pieces(data: memoryview) -> Iterator[memoryview]:
     """``data`` in pieces of at most ``_DIRECT_PIECE`` bytes in aligned memory: views of
     ``data`` itself where it is aligned (no copy), else this thread's buffer refilled."""
-    if _is_aligned(data):
-        for start in range(0, len(data), _DIRECT_PIECE):
-            yield data[start : start + _DIRECT_PIECE]
-        return
-    buffer = _aligned_buffer()
-    with memoryview(buffer) as aligned:
-        for start in range(0, len(data), _DIRECT_PIECE):
-            piece = data[start : start + _DIRECT_PIECE]
-            aligned[: len(piece)] = piece
-            yield aligned[: len(piece)]
+    copy_to = None if _is_aligned(data) else memoryview(_aligned_buffer())
+    for start in range(0, len(data), _DIRECT_PIECE):
+        piece = data[start : start + _DIRECT_PIECE]
+        if copy_to is not None:
+            copy_to[: len(piece)] = piece
+            piece = copy_to[: len(piece)]
+        yield piece
 
 
 def _is_aligned(data: memoryview) -> bool:
