@@ -101,17 +101,28 @@ class MasterKey:
 # time spent in decryption fell from ~20 % to what libsodium itself takes.
 def seal_buffer(key: bytes, plaintext: Buffer, aad: bytes) -> bytearray:
     """``nonce || ciphertext || tag`` of ``plaintext`` under ``key``, bound to ``aad``."""
-    _check_key(key)
     sealed = bytearray(SEAL_OVERHEAD + len(plaintext))
-    sealed[:NONCE_SIZE] = os.urandom(NONCE_SIZE)
+    seal_into(key, plaintext, aad, memoryview(sealed))
+    return sealed
+
+
+def seal_into(key: bytes, plaintext: Buffer, aad: bytes, out: memoryview) -> None:
+    """Write :func:`seal_buffer`'s result into ``out`` (exactly ``SEAL_OVERHEAD`` bytes longer
+    than ``plaintext``, and not overlapping it). libsodium runs without the GIL, so a caller
+    that seals into memory it has not touched yet pays the page faults there, not while every
+    other thread waits for the GIL."""
+    _check_key(key)
+    if len(out) != SEAL_OVERHEAD + len(plaintext):
+        raise ValueError("output buffer has the wrong size")
+    out[:NONCE_SIZE] = os.urandom(NONCE_SIZE)
     # ``with``: the buffers are released here, not whenever the cdata objects are collected
     # (a cdata left in a frame that a traceback keeps alive crashed the collector, cffi 2.1)
-    with _ffi.from_buffer(sealed) as out, _ffi.from_buffer(plaintext) as message:
+    with _ffi.from_buffer(out, require_writable=True) as target, \
+            _ffi.from_buffer(plaintext) as message:
         _lib.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            out + NONCE_SIZE, _ffi.NULL, message, len(plaintext), aad, len(aad), _ffi.NULL,
-            out, key,
+            target + NONCE_SIZE, _ffi.NULL, message, len(plaintext), aad, len(aad), _ffi.NULL,
+            target, key,
         )
-    return sealed
 
 
 def unseal_buffer(key: bytes, sealed: Buffer, aad: bytes) -> bytearray:

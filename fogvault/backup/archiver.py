@@ -411,8 +411,8 @@ class _DryRunWriter:
         self._seen.add(blob_id)
         return True
 
-    def add(self, *args: object) -> None:
-        pass
+    def put(self, *args: object) -> None:
+        """Compressed (for the sizes reported), never encrypted: ``write`` is not called."""
 
     def flush(self) -> None:
         pass

@@ -1,12 +1,12 @@
 """Turning bytes into stored blobs: id, dedup check, compression and encryption in a pool.
 
 The caller's thread computes the keyed id (BLAKE3 releases the GIL) and decides whether the
-blob is new; worker threads compress and encrypt new blobs (zstd and libsodium release the GIL
-too) and hand them to the PackWriter. Blobs under ``BATCH_LIMIT`` go to the workers in batches
-compressed by one call: sealed one at a time, each small blob made the worker take the GIL back
-after a few microseconds, and the walking thread waited for it at its next system call (or
-sealed them itself, on one core). A semaphore bounds the work in flight, so memory stays
-bounded however large the input.
+blob is new; worker threads compress new blobs and encrypt them straight into their places in
+the PackWriter's packs (zstd and libsodium release the GIL too). Blobs under ``BATCH_LIMIT`` go
+to the workers in batches compressed by one call: sealed one at a time, each small blob made the
+worker take the GIL back after a few microseconds, and the walking thread waited for it at its
+next system call (or sealed them itself, on one core). A semaphore bounds the work in flight, so
+memory stays bounded however large the input.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
-from fogvault.compression import pack_payloads
+from fogvault.compression import pack_payload, pack_payloads
 from fogvault.repo.format import BlobType
-from fogvault.repo.pack import seal_blob, seal_payload
+from fogvault.repo.pack import seal_payload_into, sealed_size
 from fogvault.repo.packer import PackWriter
 from fogvault.repo.repository import Repository
 
@@ -73,21 +74,22 @@ class BlobSaver:
         future.add_done_callback(self._done)
 
     def _seal_one(self, blob_type: BlobType, blob_id: bytes, data: bytes) -> None:
-        sealed = seal_blob(self.repo.master.encryption, blob_type, blob_id, data, self.level)
-        self._add(blob_type, blob_id, sealed, len(data))
+        self._put(blob_type, blob_id, pack_payload(data, self.level), len(data))
 
     def _seal_batch(self, batch: list[_Blob]) -> None:
         payloads = pack_payloads([data for _, _, data in batch], self.level)
-        key = self.repo.master.encryption
         for (blob_type, blob_id, data), payload in zip(batch, payloads, strict=True):
-            self._add(blob_type, blob_id, seal_payload(key, blob_type, blob_id, payload),
-                      len(data))
+            self._put(blob_type, blob_id, payload, len(data))
 
-    def _add(self, blob_type: BlobType, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
-        self.writer.add(blob_type, blob_id, sealed, raw_length)
+    def _put(self, blob_type: BlobType, blob_id: bytes, payload: bytes, raw_length: int) -> None:
+        """Encrypt the payload straight into its place in a pack."""
+        size = sealed_size(payload)
+        key = self.repo.master.encryption
+        self.writer.put(blob_type, blob_id, size, raw_length,
+                        partial(seal_payload_into, key, blob_type, blob_id, payload))
         with self._lock:
             self.blobs_added[blob_type] += 1
-            self.bytes_added += len(sealed)
+            self.bytes_added += size
 
     def _done(self, future: Future[None]) -> None:
         self._in_flight.release()

@@ -26,12 +26,12 @@ from fogvault.crypto import (
     content_hash,
     keyed_id,
     seal,
-    seal_buffer,
+    seal_into,
     unseal,
     unseal_buffer,
 )
 from fogvault.errors import IntegrityError, MalformedObject
-from fogvault.heap import append_to_map, zeroed_map
+from fogvault.heap import grown_map, zeroed_map
 from fogvault.repo.format import BlobType, ObjectKind, aad, blob_aad
 
 HEADER_MAGIC = b"FVPK"
@@ -71,13 +71,22 @@ class BlobLocation(Protocol):
 def seal_blob(
     enc_key: bytes, blob_type: BlobType, blob_id: bytes, data: bytes, level: int
 ) -> bytearray:
-    return seal_payload(enc_key, blob_type, blob_id, pack_payload(data, level))
+    """Compress and encrypt one blob into a buffer of its own."""
+    payload = pack_payload(data, level)
+    sealed = bytearray(sealed_size(payload))
+    seal_payload_into(enc_key, blob_type, blob_id, payload, memoryview(sealed))
+    return sealed
 
 
-def seal_payload(enc_key: bytes, blob_type: BlobType, blob_id: bytes, payload: bytes
-                 ) -> bytearray:
-    """Encrypt a blob's payload (``pack_payload``'s ``flag || body``), bound to its id."""
-    return seal_buffer(enc_key, payload, blob_aad(blob_type, blob_id))
+def sealed_size(payload: Buffer) -> int:
+    return SEAL_OVERHEAD + len(payload)
+
+
+def seal_payload_into(enc_key: bytes, blob_type: BlobType, blob_id: bytes, payload: Buffer,
+                      out: memoryview) -> None:
+    """Encrypt a blob's payload (``pack_payload``'s ``flag || body``), bound to its id, into
+    ``out`` (``sealed_size(payload)`` bytes, e.g. the blob's place in a pack)."""
+    seal_into(enc_key, payload, blob_aad(blob_type, blob_id), out)
 
 
 def open_blob(
@@ -94,14 +103,16 @@ def open_blob(
 class PackBuilder:
     """Collects sealed blobs and produces the finished pack.
 
-    Blobs are copied into one private anonymous memory map as they arrive (so each sealed blob
-    can be freed at once), and the finished pack is a view of that map. The map is reserved
-    for a whole pack at the first blob, but only the pages written are memory (the reservation
-    counts only where the system refuses to overcommit); it goes back to the system as soon as
-    the last view of it is dropped. A heap buffer (``BytesIO``) was reallocated at nearly every
-    blob (3.3 GB allocated for 550 MB of packs in a big-file backup) and left the freed copies
-    in the heap, where they set much of a backup's peak RSS (docs/performance.md, "Session
-    11")."""
+    The pack is built in one private anonymous memory map: each blob is given its place in it
+    (:meth:`reserve`), which its writer fills, so a backup's workers encrypt straight into the
+    pack, several at once and without copying; the finished pack is a view of that map. The map
+    is reserved for a whole pack at the first blob, but only the pages written are memory (the
+    reservation counts only where the system refuses to overcommit); it goes back to the system
+    as soon as the last view of it is dropped. A heap buffer (``BytesIO``) was reallocated at
+    nearly every blob (3.3 GB allocated for 550 MB of packs in a big-file backup) and left the
+    freed copies in the heap, where they set much of a backup's peak RSS (docs/performance.md,
+    "Session 11"); copying each sealed blob into the map held the GIL through the copy and the
+    page faults of its fresh pages ("Session 12")."""
 
     def __init__(self, blob_type: BlobType, capacity: int = 0) -> None:
         self.blob_type = blob_type
@@ -115,17 +126,33 @@ class PackBuilder:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, blob_id: bytes, sealed: Buffer, raw_length: int) -> None:
-        self._entries.append(
-            PackEntry(self.blob_type, blob_id, self.size, len(sealed), raw_length)
-        )
-        self._write(sealed)
+    def fits(self, length: int) -> bool:
+        """Whether a blob of ``length`` bytes can be reserved without growing the map, which
+        is impossible while the views of other reserved places are held."""
+        return self.size + length <= (self._capacity if self._buffer is None
+                                       else len(self._buffer))
 
-    def _write(self, data: Buffer) -> None:
+    def reserve(self, blob_id: bytes, length: int, raw_length: int) -> memoryview:
+        """The place of the next blob, ``length`` sealed bytes: a writable view that the caller
+        must fill (and release) before :meth:`finish`. Grows the map if need be, which raises
+        BufferError while views of other places are held (check :meth:`fits` first)."""
+        self._entries.append(PackEntry(self.blob_type, blob_id, self.size, length, raw_length))
+        start = self._extend(length)
+        return memoryview(self._buffer)[start : start + length]
+
+    def add(self, blob_id: bytes, sealed: Buffer, raw_length: int) -> None:
+        """Copy in a blob sealed elsewhere (a repack moves blobs without decrypting them)."""
+        with self.reserve(blob_id, len(sealed), raw_length) as place:
+            place[:] = sealed
+
+    def _extend(self, length: int) -> int:
+        """Make room for ``length`` more bytes; return where they start."""
         if self._buffer is None:
-            self._buffer = zeroed_map(self._capacity)
-        self._buffer = append_to_map(self._buffer, self.size, data)
-        self.size += len(data)
+            self._buffer = zeroed_map(max(self._capacity, length))
+        elif self.size + length > len(self._buffer):
+            self._buffer = grown_map(self._buffer, self.size + length, self.size)
+        start, self.size = self.size, self.size + length
+        return start
 
     def finish(self, enc_key: bytes) -> tuple[bytes, memoryview, list[PackEntry]]:
         """Return (pack id, pack view, entries); the builder is empty again afterwards. The
@@ -135,8 +162,9 @@ class PackBuilder:
             _ENTRY.pack(e.blob_type, e.blob_id, e.length, e.raw_length) for e in self._entries
         )
         header_ct = seal(enc_key, header, aad(ObjectKind.PACK_HEADER))
-        self._write(header_ct)
-        self._write(_TRAILER.pack(len(header_ct)))
+        for part in (header_ct, _TRAILER.pack(len(header_ct))):
+            start = self._extend(len(part))
+            self._buffer[start : self.size] = part
         # Writable, so that a local target can see it is page-aligned and write it without
         # a copy (storage/local.py); nothing writes to it after this.
         data = memoryview(self._buffer)[: self.size]

@@ -1,8 +1,11 @@
 """Writing blobs: collect sealed blobs into packs, upload packs in the background, and index
 them often enough that an interrupted run loses little.
 
-Thread-safe: the backup pipeline's workers call :meth:`PackWriter.add` concurrently. Memory is
-bounded: at most one open pack per blob type plus ``max_uploads`` finished packs in flight.
+Thread-safe: the backup pipeline's workers call :meth:`PackWriter.put` concurrently, each
+encrypting its blob straight into its place in the open pack without holding the lock; a pack is
+uploaded once it is full and the last blob placed in it is written. Memory is bounded: at most
+one open pack per blob type (two while the last blobs of a full one are being written) plus
+``max_uploads`` finished packs in flight.
 
 Ordering (docs/format.md): a pack is uploaded to every target before any index file names it,
 and :meth:`flush` returns only when every blob added so far is in an index file on every
@@ -33,6 +36,14 @@ class PackWriterOptions:
     index_every_seconds: float = 30.0  # ...or this long after the last one, whichever first
 
 
+@dataclass(eq=False, slots=True)
+class _OpenPack:
+    builder: PackBuilder
+    writing: int = 0  # places reserved and not yet written
+    full: bool = False  # takes no more blobs: upload it once ``writing`` is 0
+    broken: bool = False  # a place was not written: the pack must never be uploaded
+
+
 @dataclass(slots=True)
 class WriteStats:
     packs: int = 0
@@ -55,7 +66,8 @@ class PackWriter:
         self.options = options or PackWriterOptions()
         self.stats = WriteStats()
         self._lock = threading.Lock()
-        self._builders: dict[BlobType, PackBuilder] = {}
+        self._open: dict[BlobType, _OpenPack] = {}
+        self._broken: BaseException | None = None
         self._reserved: set[bytes] = set()
         self._pool = ThreadPoolExecutor(max_workers=self.options.max_uploads)
         self._slots = threading.BoundedSemaphore(self.options.max_uploads)
@@ -81,21 +93,73 @@ class PackWriter:
             return True
 
     def add(self, blob_type: BlobType, blob_id: bytes, sealed: Buffer, raw_length: int) -> None:
+        """Add a blob sealed elsewhere (a repack copies blobs without decrypting them)."""
+
+        def copy(place: memoryview) -> None:
+            place[:] = sealed
+
+        self.put(blob_type, blob_id, len(sealed), raw_length, copy)
+
+    def put(
+        self,
+        blob_type: BlobType,
+        blob_id: bytes,
+        length: int,
+        raw_length: int,
+        write: Callable[[memoryview], None],
+    ) -> None:
+        """Add a blob of ``length`` sealed bytes, which ``write`` puts into the view of its
+        place in the pack it is given (``pack.seal_payload_into``), outside the lock: several
+        threads write into one pack at once, and no sealed blob is copied. If ``write``
+        raises, its pack is never uploaded and the writer fails."""
         self._raise_failed_upload()
         with self._lock:
-            builder = self._builders.get(blob_type)
-            if builder is None:
-                builder = self._builders[blob_type] = PackBuilder(blob_type, self._capacity)
-            builder.add(blob_id, sealed, raw_length)
+            pack, closed = self._pack_with_room(blob_type, length)
+            place = pack.builder.reserve(blob_id, length, raw_length)
+            pack.writing += 1
             self.stats.blobs += 1
-            if builder.size < self.repo.config.pack_size:
-                return
-            del self._builders[blob_type]
-        self._submit(builder)
+            if pack.builder.size >= self.repo.config.pack_size:
+                pack.full = True
+                del self._open[blob_type]
+        if closed is not None:
+            self._submit(closed)
+        try:
+            with place:
+                write(place)
+        except BaseException as exc:
+            with self._lock:
+                pack.broken = True
+                self._broken = self._broken or exc
+            raise
+        finally:
+            with self._lock:
+                pack.writing -= 1
+                ready = pack.full and not pack.writing
+        if ready:
+            self._submit(pack)
 
-    def _submit(self, builder: PackBuilder) -> None:
+    def _pack_with_room(self, blob_type: BlobType, length: int
+                        ) -> tuple[_OpenPack, _OpenPack | None]:
+        """(the open pack a blob of ``length`` goes into, a pack closed to make room that is
+        ready to upload). Called under the lock. A pack's map cannot grow while other blobs
+        are being written into it, so a blob that does not fit (a tree blob larger than the
+        largest chunk) closes the pack and starts one of its own size."""
+        pack, closed = self._open.get(blob_type), None
+        if pack is not None and not pack.builder.fits(length):
+            pack.full = True
+            del self._open[blob_type]
+            closed = None if pack.writing else pack
+            pack = None
+        if pack is None:
+            capacity = max(self._capacity, length + _HEADER_ROOM)
+            pack = self._open[blob_type] = _OpenPack(PackBuilder(blob_type, capacity))
+        return pack, closed
+
+    def _submit(self, pack: _OpenPack) -> None:
+        if pack.broken:
+            return
         self._slots.acquire()  # back-pressure: wait while max_uploads packs are in flight
-        pack_id, data, entries = builder.finish(self.repo.master.encryption)
+        pack_id, data, entries = pack.builder.finish(self.repo.master.encryption)
         future = self._pool.submit(self._upload, pack_id, data, entries)
         with self._lock:
             self._uploads.append(future)
@@ -134,23 +198,28 @@ class PackWriter:
 
     def _raise_failed_upload(self) -> None:
         with self._lock:
+            if self._broken is not None:
+                raise self._broken
             done = [f for f in self._uploads if f.done()]
             self._uploads = [f for f in self._uploads if not f.done()]
         for future in done:
             future.result()
 
     def flush(self) -> None:
-        """Upload every open pack and index everything uploaded; raises the first failure."""
+        """Upload every open pack and index everything uploaded; raises the first failure.
+        Call it when no :meth:`put` is in progress."""
         with self._lock:
-            builders = [b for b in self._builders.values() if len(b)]
-            self._builders.clear()
-        for builder in builders:
-            self._submit(builder)
+            packs = [p for p in self._open.values() if len(p.builder)]
+            self._open.clear()
+            if any(p.writing for p in packs):
+                raise RuntimeError("PackWriter.flush called while blobs are being written")
+        for pack in packs:
+            self._submit(pack)
         with self._lock:
             uploads, self._uploads = self._uploads, []
         errors = [f.exception() for f in uploads]
         self._write_index()
-        for error in errors:
+        for error in [self._broken, *errors]:
             if error is not None:
                 raise error
 

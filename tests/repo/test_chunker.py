@@ -81,3 +81,31 @@ def test_seed_changes_boundaries():
                           chunker_seed(MasterKey.generate().identity))
         cuts.append([len(c) for c in chunker.chunks(io.BytesIO(data))])
     assert cuts[0] != cuts[1]
+
+
+def test_windows_are_reused_only_once_no_chunk_refers_to_them(monkeypatch):
+    """Chunks are views of their window. Chunks kept alive keep their bytes while later
+    windows are read; chunks dropped as they come let the same few windows serve the stream."""
+    from fogvault import heap
+
+    fresh = []
+
+    def counted_map(size: int):
+        fresh.append(size)
+        return heap.mmap.mmap(-1, size, flags=heap.mmap.MAP_PRIVATE | heap.mmap.MAP_ANONYMOUS)
+
+    monkeypatch.setattr(heap, "zeroed_map", counted_map)
+    params = ChunkerParams()
+    seed = chunker_seed(MasterKey.generate().identity)
+    data = random.Random(3).randbytes(48 * MIB)
+    reference = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size,
+                        seed=seed)
+    expected = [bytes(c.data) for c in reference.cut_buf(data)]
+    chunker = Chunker(params, seed)
+    kept = list(chunker.chunks(io.BytesIO(data)))  # every window stays referenced
+    assert len(fresh) >= 48 * MIB // READ_SIZE
+    assert [bytes(c) for c in kept] == expected
+    del kept
+    fresh.clear()
+    assert [bytes(c) for c in chunker.chunks(io.BytesIO(data))] == expected
+    assert fresh == []  # the windows kept from the first stream served the whole second one

@@ -10,7 +10,15 @@ import sys
 import nacl.bindings
 import pytest
 
-from fogvault.crypto import NONCE_SIZE, SEAL_OVERHEAD, seal, seal_buffer, unseal, unseal_buffer
+from fogvault.crypto import (
+    NONCE_SIZE,
+    SEAL_OVERHEAD,
+    seal,
+    seal_buffer,
+    seal_into,
+    unseal,
+    unseal_buffer,
+)
 from fogvault.errors import IntegrityError
 
 KEY = bytes(range(32))
@@ -29,6 +37,18 @@ def test_seal_and_unseal_agree_with_pynacls_wrapper(size: int) -> None:
         plaintext, AAD, nonce, KEY)
     assert unseal(KEY, theirs, AAD) == plaintext
     assert unseal_buffer(KEY, memoryview(theirs), AAD) == plaintext
+
+
+def test_seal_into_writes_a_sealed_message_exactly_into_its_place() -> None:
+    plaintext = os.urandom(5000)
+    buffer = bytearray(b"\xaa" * (len(plaintext) + SEAL_OVERHEAD + 20))
+    with memoryview(buffer) as view:
+        seal_into(KEY, plaintext, AAD, view[10 : 10 + len(plaintext) + SEAL_OVERHEAD])
+    assert buffer[:10] == buffer[-10:] == b"\xaa" * 10  # nothing outside its place
+    assert unseal(KEY, bytes(buffer[10:-10]), AAD) == plaintext
+    for wrong in (len(plaintext) + SEAL_OVERHEAD - 1, len(plaintext) + SEAL_OVERHEAD + 1):
+        with pytest.raises(ValueError, match="wrong size"):
+            seal_into(KEY, plaintext, AAD, memoryview(bytearray(wrong)))
 
 
 def test_every_message_gets_a_fresh_nonce() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import fogvault.repo.pack as pack_module
 from fogvault.crypto import content_hash
 from fogvault.errors import IntegrityError, MalformedObject
 from fogvault.heap import zeroed_map
@@ -258,8 +259,6 @@ def test_a_packs_memory_is_released_once_it_is_uploaded(make_repo, monkeypatch):
     import gc
     import weakref
 
-    import fogvault.repo.pack as pack_module
-
     maps = []
 
     def recorded_map(size: int):
@@ -271,15 +270,113 @@ def test_a_packs_memory_is_released_once_it_is_uploaded(make_repo, monkeypatch):
     repo = make_repo()
     repo.config.pack_size = 64 * 1024  # many packs from little data
     writer = PackWriter(repo)
+    stored = {}
     for _ in range(40):
         data = os.urandom(20_000)
         blob_id = repo.blob_id(data)
         assert writer.reserve(blob_id)
         writer.add(BlobType.DATA, blob_id,
                    seal_blob(repo.master.encryption, BlobType.DATA, blob_id, data, 3), len(data))
+        stored[blob_id] = data
     writer.flush()
     assert writer.stats.packs >= 10
     gc.collect()  # only for the reference cycles of exceptions; none are expected
     assert len(maps) == writer.stats.packs
     assert [ref for ref in maps if ref() is not None] == []
     writer.close()
+    assert {blob_id: repo.load_blob(blob_id) for blob_id in stored} == stored
+
+
+def _put_sealed(writer: PackWriter, repo, data: bytes, write=None) -> bytes:
+    """Put one blob the way a backup's workers do: encrypted straight into its place."""
+    from functools import partial
+
+    from fogvault.compression import pack_payload
+    from fogvault.repo.pack import seal_payload_into, sealed_size
+
+    blob_id = repo.blob_id(data)
+    assert writer.reserve(blob_id)
+    payload = pack_payload(data, 3)
+    seal = partial(seal_payload_into, repo.master.encryption, BlobType.DATA, blob_id, payload)
+    writer.put(BlobType.DATA, blob_id, sealed_size(payload), len(data), write or seal)
+    return blob_id
+
+
+def test_threads_encrypting_into_one_pack_at_once_store_every_blob(make_repo, reopen):
+    """Several threads write their blobs into the open pack concurrently; each pack goes up
+    only after its last blob is written, so every blob reads back."""
+    import threading
+
+    repo = make_repo(pack_size=64 * 1024)
+    writer = PackWriter(repo)
+    blobs = [os.urandom(n) for n in range(1000, 41000, 250)]  # 160 blobs, ~3 MB, ~40 packs
+    go = threading.Barrier(4)
+    ids: dict[bytes, bytes] = {}
+
+    def work(part: list[bytes]) -> None:
+        go.wait()
+        for data in part:
+            ids[_put_sealed(writer, repo, data)] = data
+
+    threads = [threading.Thread(target=work, args=(blobs[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.flush()
+    writer.close()
+    assert len(ids) == len(blobs) and writer.stats.packs >= 30
+    fresh = reopen(repo)
+    assert {blob_id: fresh.load_blob(blob_id) for blob_id in ids} == ids
+
+
+def test_a_blob_that_does_not_fit_while_another_is_written_starts_a_pack_of_its_size(make_repo):
+    """A pack's map cannot grow while a blob is being written into it: a larger blob closes
+    the pack (uploaded once the blob in progress is written) and gets a pack of its own."""
+    repo = make_repo(pack_size=64 * 1024)
+    writer = PackWriter(repo)
+    small, large = os.urandom(1000), os.urandom(3 * 1024 * 1024)  # larger than a map's room
+    inner: list[bytes] = []
+
+    def write_small_then_large(place: memoryview) -> None:
+        from fogvault.compression import pack_payload
+        from fogvault.repo.pack import seal_payload_into
+
+        inner.append(_put_sealed(writer, repo, large))  # while this place is still held
+        blob_id = repo.blob_id(small)
+        seal_payload_into(repo.master.encryption, BlobType.DATA, blob_id,
+                          pack_payload(small, 3), place)
+
+    small_id = repo.blob_id(small)
+    assert writer.reserve(small_id)
+    from fogvault.compression import pack_payload
+    from fogvault.repo.pack import sealed_size
+
+    writer.put(BlobType.DATA, small_id, sealed_size(pack_payload(small, 3)), len(small),
+               write_small_then_large)
+    writer.flush()
+    writer.close()
+    assert writer.stats.packs == 2
+    assert repo.load_blob(small_id) == small and repo.load_blob(inner[0]) == large
+
+
+def test_a_blob_whose_writing_fails_never_reaches_a_target(make_repo, tmp_path):
+    """Its place in the pack holds no valid blob: that pack is dropped and the writer fails,
+    rather than uploading a pack whose index entry points at garbage."""
+    repo = make_repo(pack_size=64 * 1024)
+    writer = PackWriter(repo)
+    good = _put_sealed(writer, repo, os.urandom(5000))
+
+    def broken(place: memoryview) -> None:
+        place[:10] = b"x" * 10
+        raise OSError("libsodium said no")
+
+    with pytest.raises(OSError, match="said no"):
+        _put_sealed(writer, repo, os.urandom(5000), write=broken)
+    with pytest.raises(OSError, match="said no"):
+        _put_sealed(writer, repo, os.urandom(5000))
+    with pytest.raises(OSError, match="said no"):
+        writer.flush()
+    writer.close()
+    assert writer.stats.packs == 0 and good not in repo.index
+    assert not list((tmp_path / "repo" / "data").rglob("*"))
