@@ -29,6 +29,7 @@ MIB = 1024 * KIB
 #: backup's heap) and gain nothing once reads and cuts are a few per MiB.
 READ_SIZE = 4 * MIB
 _POOLED_WINDOW = 256 * KIB  # smaller windows (small files) are buffers of their own
+_NOTHING = memoryview(b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +78,14 @@ class Chunker:
         """Chunk ``stream``. ``size_hint`` (the expected length, e.g. from ``fstat``) only sizes
         the first buffer, so a small file does not cost a window-sized allocation; a stream
         longer or shorter than the hint is still chunked correctly."""
-        carry = memoryview(b"")
+        carry = _NOTHING
         while True:
             want = READ_SIZE
             if size_hint is not None:
                 # One byte more than expected: a short read then proves the end of the stream.
                 want, size_hint = min(want, max(size_hint, 0) + 1), None
             view, got = self._window(stream, carry, want)
+            carry = _NOTHING  # copied into the new window: its old window may be reused
             if not view:
                 return
             cuts = [chunk.data for chunk in self._cdc.cut_buf(view)]

@@ -85,36 +85,62 @@ class MapPool:
 
     A page of fresh memory costs a page fault and zeroing when it is first written (about 0.7
     ms per MiB on the benchmark machine, against 0.1 ms per MiB to write memory written before;
-    docs/performance.md, "Session 12"). A map is handed out again only when its reference count
-    is what the pool alone gives it: every memoryview of a map holds a reference to it, so
-    nothing can still read or write a map that is handed out again. Up to ``keep`` maps are
-    kept; when none is free a fresh one is mapped (and kept if there is room). A kept map holds
-    the pages its users wrote: ``take`` hands back those beyond the size asked for. Without
-    ``sys.getrefcount`` (not CPython) every map is fresh."""
+    docs/performance.md, "Session 12"). A map is handed out again only when no buffer of it is
+    exported: every memoryview of a map (and every slice of one, and every buffer a C library
+    holds of it) keeps the map's export count above zero, which CPython checks before it lets
+    a map be resized, whatever the size (``_exported``). Up to ``keep`` maps are kept; when none
+    is free a fresh one is mapped (and kept if there is room). A kept map holds the pages its
+    users wrote: ``take`` hands back those beyond the size asked for, and all of a kept map's
+    pages once it has not been handed out for ``2 * keep`` calls. Not thread-safe: one user
+    thread. On interpreters other than CPython every map is fresh."""
 
     def __init__(self, capacity: int, keep: int) -> None:
         self.capacity = capacity
         self.keep = keep
         self._maps: list[mmap.mmap] = []
         self._written: list[int] = []  # bytes of each kept map that may hold pages
+        self._last_taken: list[int] = []
+        self._takes = 0
 
     def take(self, size: int) -> mmap.mmap:
         """A map of ``capacity`` bytes of which the caller writes at most the first ``size``;
         its content is whatever an earlier user left there."""
         if not 0 <= size <= self.capacity:
             raise ValueError("size out of the pool's range")
-        if _IDLE_REFS is None:
+        if not _EXPORTS_VISIBLE:
             return zeroed_map(self.capacity)
-        counts = _refcounts(self._maps)
-        idle = next((i for i, count in enumerate(counts) if count <= _IDLE_REFS), None)
-        if idle is None:
+        self._takes += 1
+        chosen = None
+        for i, buffer in enumerate(self._maps):
+            if _exported(buffer):
+                continue
+            if chosen is None:
+                chosen = i
+            elif self._takes - self._last_taken[i] > 2 * self.keep:
+                self._written[i] = _keep_written(buffer, self._written[i], 0)
+        if chosen is None:
             fresh = zeroed_map(self.capacity)
             if len(self._maps) < self.keep:
                 self._maps.append(fresh)
                 self._written.append(size)
+                self._last_taken.append(self._takes)
             return fresh
-        self._written[idle] = _keep_written(self._maps[idle], self._written[idle], size)
-        return self._maps[idle]
+        self._written[chosen] = _keep_written(self._maps[chosen], self._written[chosen], size)
+        self._last_taken[chosen] = self._takes
+        return self._maps[chosen]
+
+
+def _exported(buffer: mmap.mmap) -> bool:
+    """Whether a buffer of ``buffer`` is exported (a view of it is alive). CPython refuses to
+    resize a map with exports (BufferError) before it looks at the size or at the platform's
+    ``mremap``, so resizing to the same size asks exactly that, for one system call."""
+    try:
+        buffer.resize(len(buffer))
+    except BufferError:
+        return True
+    except (OSError, SystemError):  # no mremap (macOS): refused after the exports check
+        return False
+    return False
 
 
 def _keep_written(buffer: mmap.mmap, written: int, size: int) -> int:
@@ -129,12 +155,7 @@ def _keep_written(buffer: mmap.mmap, written: int, size: int) -> int:
     return written
 
 
-def _refcounts(objects: list) -> list[int]:
-    return [sys.getrefcount(obj) for obj in objects]
-
-
-# What ``_refcounts`` reports for an object that only its list refers to (None: unknown).
-_IDLE_REFS = _refcounts([object()])[0] if hasattr(sys, "getrefcount") else None
+_EXPORTS_VISIBLE = sys.implementation.name == "cpython"
 
 
 def _glibc(name: str) -> Callable[..., int] | None:

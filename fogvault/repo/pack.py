@@ -136,8 +136,8 @@ class PackBuilder:
         """The place of the next blob, ``length`` sealed bytes: a writable view that the caller
         must fill (and release) before :meth:`finish`. Grows the map if need be, which raises
         BufferError while views of other places are held (check :meth:`fits` first)."""
-        self._entries.append(PackEntry(self.blob_type, blob_id, self.size, length, raw_length))
-        start = self._extend(length)
+        start = self._extend(length)  # first: if it fails, the pack has no entry without bytes
+        self._entries.append(PackEntry(self.blob_type, blob_id, start, length, raw_length))
         return memoryview(self._buffer)[start : start + length]
 
     def add(self, blob_id: bytes, sealed: Buffer, raw_length: int) -> None:
@@ -169,8 +169,12 @@ class PackBuilder:
         # a copy (storage/local.py); nothing writes to it after this.
         data = memoryview(self._buffer)[: self.size]
         entries = self._entries
-        self._buffer, self._entries, self.size = None, [], 0
+        self.discard()
         return content_hash(data), data, entries
+
+    def discard(self) -> None:
+        """Empty the builder; its map goes once no view of it is left."""
+        self._buffer, self._entries, self.size = None, [], 0
 
 
 def pack_overhead(blob_count: int) -> int:

@@ -3,9 +3,10 @@ them often enough that an interrupted run loses little.
 
 Thread-safe: the backup pipeline's workers call :meth:`PackWriter.put` concurrently, each
 encrypting its blob straight into its place in the open pack without holding the lock; a pack is
-uploaded once it is full and the last blob placed in it is written. Memory is bounded: at most
-one open pack per blob type (two while the last blobs of a full one are being written) plus
-``max_uploads`` finished packs in flight.
+uploaded once it is full and the last blob placed in it is written, by the thread that wrote
+it. Memory is bounded: one open pack per blob type, full packs whose last places are still
+being written (at most one per writing thread), a full pack whose thread waits for an upload
+slot, and ``max_uploads`` packs in flight.
 
 Ordering (docs/format.md): a pack is uploaded to every target before any index file names it,
 and :meth:`flush` returns only when every blob added so far is in an index file on every
@@ -14,6 +15,7 @@ target, so a snapshot written after ``flush`` never points at unindexed data.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -110,20 +112,24 @@ class PackWriter:
     ) -> None:
         """Add a blob of ``length`` sealed bytes, which ``write`` puts into the view of its
         place in the pack it is given (``pack.seal_payload_into``), outside the lock: several
-        threads write into one pack at once, and no sealed blob is copied. If ``write``
-        raises, its pack is never uploaded and the writer fails."""
+        threads write into one pack at once, and no sealed blob is copied. If anything fails
+        once a place is reserved, its pack is never uploaded and the writer fails."""
         self._raise_failed_upload()
         with self._lock:
             pack, closed = self._pack_with_room(blob_type, length)
-            place = pack.builder.reserve(blob_id, length, raw_length)
+            try:
+                place = pack.builder.reserve(blob_id, length, raw_length)
+            except BaseException as exc:  # no memory for the map: nothing was reserved
+                self._broken = self._broken or exc
+                raise
             pack.writing += 1
             self.stats.blobs += 1
             if pack.builder.size >= self.repo.config.pack_size:
                 pack.full = True
                 del self._open[blob_type]
-        if closed is not None:
-            self._submit(closed)
         try:
+            if closed is not None:
+                self._submit(closed)
             with place:
                 write(place)
         except BaseException as exc:
@@ -135,6 +141,8 @@ class PackWriter:
             with self._lock:
                 pack.writing -= 1
                 ready = pack.full and not pack.writing
+                if pack.broken and not pack.writing:
+                    pack.builder.discard()  # the error's traceback would keep its map alive
         if ready:
             self._submit(pack)
 
@@ -148,7 +156,7 @@ class PackWriter:
         if pack is not None and not pack.builder.fits(length):
             pack.full = True
             del self._open[blob_type]
-            closed = None if pack.writing else pack
+            closed = pack if len(pack.builder) and not pack.writing else None
             pack = None
         if pack is None:
             capacity = max(self._capacity, length + _HEADER_ROOM)
@@ -159,8 +167,14 @@ class PackWriter:
         if pack.broken:
             return
         self._slots.acquire()  # back-pressure: wait while max_uploads packs are in flight
-        pack_id, data, entries = pack.builder.finish(self.repo.master.encryption)
-        future = self._pool.submit(self._upload, pack_id, data, entries)
+        try:
+            pack_id, data, entries = pack.builder.finish(self.repo.master.encryption)
+            future = self._pool.submit(self._upload, pack_id, data, entries)
+        except BaseException as exc:
+            self._slots.release()
+            with self._lock:
+                self._broken = self._broken or exc
+            raise
         with self._lock:
             self._uploads.append(future)
 
@@ -209,12 +223,15 @@ class PackWriter:
         """Upload every open pack and index everything uploaded; raises the first failure.
         Call it when no :meth:`put` is in progress."""
         with self._lock:
+            if any(p.writing for p in self._open.values()):
+                raise RuntimeError("PackWriter.flush called while blobs are being written")
             packs = [p for p in self._open.values() if len(p.builder)]
             self._open.clear()
-            if any(p.writing for p in packs):
-                raise RuntimeError("PackWriter.flush called while blobs are being written")
         for pack in packs:
-            self._submit(pack)
+            # A pack that cannot be finished is the writer's failure, raised below once the
+            # packs already uploaded are indexed.
+            with contextlib.suppress(Exception):
+                self._submit(pack)
         with self._lock:
             uploads, self._uploads = self._uploads, []
         errors = [f.exception() for f in uploads]

@@ -380,3 +380,67 @@ def test_a_blob_whose_writing_fails_never_reaches_a_target(make_repo, tmp_path):
     writer.close()
     assert writer.stats.packs == 0 and good not in repo.index
     assert not list((tmp_path / "repo" / "data").rglob("*"))
+
+
+def test_a_full_pack_waits_for_its_last_place_to_be_written(make_repo, reopen, tmp_path):
+    """A thread still encrypting into a pack that other blobs have filled: nothing is uploaded
+    until that thread is done, then the pack holds every blob."""
+    import threading
+
+    repo = make_repo(pack_size=64 * 1024)
+    writer = PackWriter(repo)
+    slow, started, go_on = os.urandom(5000), threading.Event(), threading.Event()
+    ids: dict[bytes, bytes] = {}
+
+    def put_slowly() -> None:
+        def write(place: memoryview) -> None:
+            started.set()
+            assert go_on.wait(10)
+            from fogvault.compression import pack_payload
+            from fogvault.repo.pack import seal_payload_into
+
+            seal_payload_into(repo.master.encryption, BlobType.DATA, repo.blob_id(slow),
+                              pack_payload(slow, 3), place)
+
+        ids[_put_sealed(writer, repo, slow, write=write)] = slow
+
+    thread = threading.Thread(target=put_slowly)
+    thread.start()
+    assert started.wait(10)
+    for _ in range(15):  # the 14th blob (5,041 bytes sealed) fills the first 64 KiB pack
+        data = os.urandom(5000)
+        ids[_put_sealed(writer, repo, data)] = data
+    packs = tmp_path / "repo" / "data"
+    assert writer.stats.packs == 0 and not [p for p in packs.rglob("*") if p.is_file()]
+    go_on.set()
+    thread.join()
+    writer.flush()
+    writer.close()
+    assert writer.stats.packs == 2
+    fresh = reopen(repo)
+    assert {blob_id: fresh.load_blob(blob_id) for blob_id in ids} == ids
+
+
+def test_a_pack_that_cannot_be_finished_fails_the_writer_after_indexing_the_rest(
+        make_repo, reopen, monkeypatch):
+    """The failure is raised by every later call, and flush still writes the index file of
+    the packs already uploaded (a rerun reuses them)."""
+    repo = make_repo(pack_size=64 * 1024)
+    writer = PackWriter(repo)
+    first = [_put_sealed(writer, repo, os.urandom(5000)) for _ in range(14)]  # fills a pack
+
+    def no_memory(self, enc_key):
+        raise MemoryError("no room for the header")
+
+    monkeypatch.setattr(PackBuilder, "finish", no_memory)
+    with pytest.raises(MemoryError):
+        for _ in range(100):
+            _put_sealed(writer, repo, os.urandom(5000))
+    with pytest.raises(MemoryError):
+        _put_sealed(writer, repo, os.urandom(5000))
+    with pytest.raises(MemoryError):
+        writer.flush()
+    writer.close()
+    assert writer.stats.packs == 1
+    fresh = reopen(repo)
+    assert all(blob_id in fresh.index for blob_id in first)
