@@ -3,6 +3,7 @@ heap memory back to the system) and large buffers kept out of the heap."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import mmap
 import sys
@@ -47,12 +48,22 @@ def release_free_memory() -> None:
         malloc_trim(0)
 
 
-def zeroed_map(size: int) -> mmap.mmap:
+def zeroed_map(size: int, *, huge_pages: bool = False) -> mmap.mmap:
     """``size`` zero bytes of private anonymous memory, outside the C heap: pages cost nothing
     until written and go back to the system when the map is closed or collected. Private, not
     ``mmap``'s default shared mapping: shared anonymous pages are shared memory (tmpfs), whose
-    first touch cost 40 % more system time here."""
-    return mmap.mmap(-1, max(size, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    first touch cost 40 % more system time here.
+
+    ``huge_pages`` asks for transparent huge pages (``MADV_HUGEPAGE``; a hint, ignored where
+    the system has none or grants none): one fault per 2 MiB instead of per 4 KiB, and fewer
+    TLB misses for whoever reads or writes the whole map. For a backup's packs, written once
+    and read once (hash, upload), that took its big-file backup from 3.94 to 3.31 s and 0.8 to
+    0.5 s of system time, with no more peak RSS (docs/performance.md, "Session 12")."""
+    buffer = mmap.mmap(-1, max(size, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if huge_pages and hasattr(mmap, "MADV_HUGEPAGE"):
+        with contextlib.suppress(OSError):  # EINVAL: a kernel without transparent huge pages
+            buffer.madvise(mmap.MADV_HUGEPAGE)
+    return buffer
 
 
 def append_to_map(buffer: mmap.mmap, end: int, data: bytes | memoryview) -> mmap.mmap:

@@ -148,7 +148,7 @@ class PackBuilder:
     def _extend(self, length: int) -> int:
         """Make room for ``length`` more bytes; return where they start."""
         if self._buffer is None:
-            self._buffer = zeroed_map(max(self._capacity, length))
+            self._buffer = zeroed_map(max(self._capacity, length), huge_pages=True)
         elif self.size + length > len(self._buffer):
             self._buffer = grown_map(self._buffer, self.size + length, self.size)
         start, self.size = self.size, self.size + length

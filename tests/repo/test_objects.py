@@ -261,8 +261,8 @@ def test_a_packs_memory_is_released_once_it_is_uploaded(make_repo, monkeypatch):
 
     maps = []
 
-    def recorded_map(size: int):
-        buffer = zeroed_map(size)
+    def recorded_map(size: int, **options):
+        buffer = zeroed_map(size, **options)
         maps.append(weakref.ref(buffer))
         return buffer
 
