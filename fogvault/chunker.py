@@ -69,7 +69,7 @@ class Chunker:
             params.avg_size, min_size=params.min_size, max_size=params.max_size, seed=seed
         )
         # A fresh window cost a zero fill and a page fault per 4 KiB page, both holding the
-        # GIL that the sealing threads wait for: 0.4 s of a 1 GiB backup's walking thread. The
+        # GIL that the sealing threads wait for: 0.35 s of a 1 GiB backup's walking thread. The
         # pool reuses a window once no chunk refers to it (8: the chunks in flight, 2 per
         # BlobSaver worker, and a batch refer to a few).
         self._windows = MapPool(params.max_size + READ_SIZE, keep=8)

@@ -141,7 +141,7 @@ class PackBuilder:
         return memoryview(self._buffer)[start : start + length]
 
     def add(self, blob_id: bytes, sealed: Buffer, raw_length: int) -> None:
-        """Copy in a blob sealed elsewhere (a repack moves blobs without decrypting them)."""
+        """Copy in a blob sealed elsewhere."""
         with self.reserve(blob_id, len(sealed), raw_length) as place:
             place[:] = sealed
 

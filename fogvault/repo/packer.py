@@ -33,7 +33,7 @@ _HEADER_ROOM = 1024 * 1024
 
 @dataclass(slots=True)
 class PackWriterOptions:
-    max_uploads: int = 2  # finished packs in flight; bounds memory to ~(2 + max_uploads) packs
+    max_uploads: int = 2  # finished packs in flight (memory: see the module docstring)
     index_every_packs: int = 8  # write an index file after this many new packs...
     index_every_seconds: float = 30.0  # ...or this long after the last one, whichever first
 
@@ -69,6 +69,7 @@ class PackWriter:
         self.stats = WriteStats()
         self._lock = threading.Lock()
         self._open: dict[BlobType, _OpenPack] = {}
+        self._writing = 0  # places reserved and not yet written, in every pack
         self._broken: BaseException | None = None
         self._reserved: set[bytes] = set()
         self._pool = ThreadPoolExecutor(max_workers=self.options.max_uploads)
@@ -116,21 +117,17 @@ class PackWriter:
         once a place is reserved, its pack is never uploaded and the writer fails."""
         self._raise_failed_upload()
         with self._lock:
-            pack, closed = self._pack_with_room(blob_type, length)
-            try:
-                place = pack.builder.reserve(blob_id, length, raw_length)
-            except BaseException as exc:  # no memory for the map: nothing was reserved
-                self._broken = self._broken or exc
-                raise
+            pack, place, closed = self._reserve(blob_type, blob_id, length, raw_length)
             pack.writing += 1
+            self._writing += 1
             self.stats.blobs += 1
             if pack.builder.size >= self.repo.config.pack_size:
                 pack.full = True
                 del self._open[blob_type]
         try:
-            if closed is not None:
-                self._submit(closed)
             with place:
+                if closed is not None:
+                    self._submit(closed)
                 write(place)
         except BaseException as exc:
             with self._lock:
@@ -140,28 +137,39 @@ class PackWriter:
         finally:
             with self._lock:
                 pack.writing -= 1
+                self._writing -= 1
                 ready = pack.full and not pack.writing
                 if pack.broken and not pack.writing:
                     pack.builder.discard()  # the error's traceback would keep its map alive
         if ready:
             self._submit(pack)
 
-    def _pack_with_room(self, blob_type: BlobType, length: int
-                        ) -> tuple[_OpenPack, _OpenPack | None]:
-        """(the open pack a blob of ``length`` goes into, a pack closed to make room that is
-        ready to upload). Called under the lock. A pack's map cannot grow while other blobs
-        are being written into it, so a blob that does not fit (a tree blob larger than the
-        largest chunk) closes the pack and starts one of its own size."""
-        pack, closed = self._open.get(blob_type), None
-        if pack is not None and not pack.builder.fits(length):
-            pack.full = True
-            del self._open[blob_type]
-            closed = pack if len(pack.builder) and not pack.writing else None
-            pack = None
+    def _reserve(self, blob_type: BlobType, blob_id: bytes, length: int, raw_length: int
+                 ) -> tuple[_OpenPack, memoryview, _OpenPack | None]:
+        """(the open pack a blob of ``length`` goes into, the blob's place in it, a pack
+        closed to make room that is ready to upload). Called under the lock. A pack's map
+        cannot grow while other blobs are being written into it, so a blob that does not fit
+        (a tree blob larger than the largest chunk) closes the pack and starts one of its own
+        size; the place is reserved first, so a failure (no memory for a map) changes nothing."""
+        pack = self._open.get(blob_type)
+        if pack is not None and pack.builder.fits(length):
+            return pack, self._place(pack, blob_id, length, raw_length), None
+        capacity = max(self._capacity, length + _HEADER_ROOM)
+        fresh = _OpenPack(PackBuilder(blob_type, capacity))
+        place = self._place(fresh, blob_id, length, raw_length)
+        self._open[blob_type] = fresh
         if pack is None:
-            capacity = max(self._capacity, length + _HEADER_ROOM)
-            pack = self._open[blob_type] = _OpenPack(PackBuilder(blob_type, capacity))
-        return pack, closed
+            return fresh, place, None
+        pack.full = True
+        return fresh, place, pack if len(pack.builder) and not pack.writing else None
+
+    def _place(self, pack: _OpenPack, blob_id: bytes, length: int, raw_length: int
+               ) -> memoryview:
+        try:
+            return pack.builder.reserve(blob_id, length, raw_length)
+        except BaseException as exc:
+            self._broken = self._broken or exc
+            raise
 
     def _submit(self, pack: _OpenPack) -> None:
         if pack.broken:
@@ -217,13 +225,16 @@ class PackWriter:
             done = [f for f in self._uploads if f.done()]
             self._uploads = [f for f in self._uploads if not f.done()]
         for future in done:
-            future.result()
+            if future.exception() is not None:
+                with self._lock:  # raised by every later call and by flush, not just this one
+                    self._broken = self._broken or future.exception()
+                raise future.exception()
 
     def flush(self) -> None:
         """Upload every open pack and index everything uploaded; raises the first failure.
         Call it when no :meth:`put` is in progress."""
         with self._lock:
-            if any(p.writing for p in self._open.values()):
+            if self._writing:
                 raise RuntimeError("PackWriter.flush called while blobs are being written")
             packs = [p for p in self._open.values() if len(p.builder)]
             self._open.clear()

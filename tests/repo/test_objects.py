@@ -444,3 +444,24 @@ def test_a_pack_that_cannot_be_finished_fails_the_writer_after_indexing_the_rest
     assert writer.stats.packs == 1
     fresh = reopen(repo)
     assert all(blob_id in fresh.index for blob_id in first)
+
+
+def test_no_memory_for_a_new_pack_loses_none_of_the_blobs_already_placed(make_repo, reopen,
+                                                                         monkeypatch):
+    """The new pack's place is reserved before the open pack is closed: when the map cannot be
+    had, the open pack stays whole, and flush still uploads and indexes it."""
+    repo = make_repo(pack_size=64 * 1024)
+    writer = PackWriter(repo)
+    placed = [_put_sealed(writer, repo, os.urandom(5000)) for _ in range(3)]
+
+    def no_memory(size, **options):
+        raise MemoryError("no map")
+
+    monkeypatch.setattr(pack_module, "zeroed_map", no_memory)
+    with pytest.raises(MemoryError):  # a tree-sized blob: does not fit, needs a pack of its own
+        _put_sealed(writer, repo, os.urandom(3 * 1024 * 1024))
+    with pytest.raises(MemoryError):
+        writer.flush()
+    writer.close()
+    fresh = reopen(repo)
+    assert all(blob_id in fresh.index for blob_id in placed)
