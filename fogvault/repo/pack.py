@@ -26,6 +26,7 @@ from fogvault.crypto import (
     content_hash,
     keyed_id,
     seal,
+    seal_buffer,
     seal_into,
     unseal,
     unseal_buffer,
@@ -72,10 +73,7 @@ def seal_blob(
     enc_key: bytes, blob_type: BlobType, blob_id: bytes, data: bytes, level: int
 ) -> bytearray:
     """Compress and encrypt one blob into a buffer of its own."""
-    payload = pack_payload(data, level)
-    sealed = bytearray(sealed_size(payload))
-    seal_payload_into(enc_key, blob_type, blob_id, payload, memoryview(sealed))
-    return sealed
+    return seal_buffer(enc_key, pack_payload(data, level), blob_aad(blob_type, blob_id))
 
 
 def sealed_size(payload: Buffer) -> int:
