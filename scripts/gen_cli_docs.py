@@ -4,7 +4,7 @@
     .venv/bin/python scripts/gen_cli_docs.py           # rewrite docs/cli.md
     .venv/bin/python scripts/gen_cli_docs.py --check   # exit 1 if docs/cli.md is out of date
 
-Every command and subcommand registered in ``fogvault.cli.app.app`` gets a section with its
+Every command and subcommand registered by ``fogvault.cli.app.build_app()`` gets a section with its
 usage line, description, arguments and options (with defaults), in the manner of a man page.
 The output depends only on the code: commands are sorted by name, options keep the order the
 code declares them in, and nothing depends on the terminal, the environment or the machine.
@@ -23,7 +23,7 @@ from typing import Any
 
 import typer.main
 
-from fogvault.cli.app import app
+from fogvault.cli.app import build_app
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 COMMAND = ".venv/bin/python scripts/gen_cli_docs.py"
@@ -33,7 +33,7 @@ _TYPE_NAMES = {int: "INTEGER", float: "NUMBER", str: "TEXT", bool: "BOOLEAN", Pa
 
 def render() -> str:
     """The whole of docs/cli.md."""
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(build_app())
     ctx = root.make_context(PROGRAM, [], resilient_parsing=True)
     out = [
         "# FogVault command reference",

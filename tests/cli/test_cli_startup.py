@@ -7,11 +7,15 @@ library, and a command must not load the parts of it that other commands use.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import typer.main
+
 from fogvault.cli import common
+from fogvault.cli.app import COMMAND_MODULES, build_app
 from fogvault.crypto import DEFAULT_KDF, KDF_PROFILES
 
 # Third-party packages that only some commands need (rich: Typer's help and usage errors).
@@ -55,6 +59,35 @@ def test_snapshots_loads_only_what_it_needs(cli_env, tmp_path, fogvault):
                 "fogvault.cli.progress", "tqdm", "fsspec", "s3fs", "rich", "pyfastcdc", "socket",
                 "_hashlib")  # OpenSSL: 3.5 MiB of peak RSS for every command (secrets, hmac)
     assert not [m for m in loaded if m.startswith(unneeded)]
+    assert {m for m in loaded if m.endswith("_cmd")} == {"fogvault.cli.snapshots_cmd"}
+
+
+def test_help_lists_every_command(fogvault):
+    done = fogvault("--help")
+    assert done.returncode == 0
+    listed = set(re.findall(r"^\W+ ([a-z]+) ", done.stdout.decode(), re.MULTILINE))
+    assert set(COMMAND_MODULES) <= listed
+
+
+def test_a_command_built_alone_is_the_command_of_the_full_app():
+    """``main`` builds only the command it runs (COMMAND_MODULES): the map must name every
+    command, and a command built alone must parse as it does in the full app."""
+    full = typer.main.get_command(build_app())
+    assert set(full.commands) == set(COMMAND_MODULES)
+    for name, module in COMMAND_MODULES.items():
+        alone = typer.main.get_command(build_app(name))
+        assert set(alone.commands) == {n for n, m in COMMAND_MODULES.items() if m == module}
+        assert _shape(alone.commands[name]) == _shape(full.commands[name])
+    assert _shape(alone) == _shape(full) | {"commands": _shape(alone)["commands"]}
+
+
+def _shape(command) -> dict:
+    """What a command parses: its options and arguments, and its subcommands' shapes."""
+    params = [(p.name, p.opts, p.secondary_opts, p.default, p.required, p.multiple, p.nargs,
+               type(p.type).__name__) for p in command.params]
+    subcommands = getattr(command, "commands", {})
+    return {"help": command.help, "params": params,
+            "commands": {name: _shape(sub) for name, sub in subcommands.items()}}
 
 
 _MODULES_AT_KDF = """
