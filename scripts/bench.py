@@ -10,7 +10,8 @@ a no-change backup, a backup after a ~1 % mutation, a full restore (verified aga
 source by hash trees), check, and forget --keep-last 1 + prune: wall time, CPU time
 (``os.wait4``) and peak RSS (GNU time) of the tool's process, and the repository's bytes after
 the phase.
-It also measures FogVault's in-memory pipeline ceiling on the big corpus, a bare
+It also measures FogVault's in-memory pipeline ceiling on the big corpus (just before and
+just after FogVault's initial backup of it, which is compared with their mean), a bare
 scandir+lstat walk of the small corpus, and the blob index's bytes per blob and lookup rate.
 
 Prints Markdown tables with FogVault/restic and FogVault/borg ratios (medians of ``--repeat``
@@ -157,6 +158,12 @@ class Runner:
         # Kept until the corpus run ends, and then in the trash (Trash).
         return result
 
+    def ceiling(self, files: list[Path]) -> dict:
+        ceiling = measure.pipeline_ceiling(files)
+        log(f"  in-memory pipeline ceiling (2 workers): {ceiling['mb_per_s']:.0f} MB/s, "
+            f"{ceiling['cpu_s']:.1f} s cpu, bg {ceiling['bg_cores']:.2f}")
+        return ceiling
+
     def run(self, corpus_name: str, repeat: int, text: corpora.TextSource) -> tuple[dict, dict]:
         """Returns (results[tool][phase], extras)."""
         source = self.workdir / "src" / corpus_name
@@ -168,11 +175,7 @@ class Runner:
         extras: dict = {"corpus": info.to_json()}
         log(f"  {info.files:,} files, {info.bytes / 2**20:,.0f} MiB")
         if corpus_name == "big":
-            log("  measuring the in-memory pipeline ceiling (2 workers)")
-            files = sorted(p for p in source.iterdir() if p.is_file())
-            extras["ceiling"] = measure.pipeline_ceiling(files)
-            log(f"  ceiling: {extras['ceiling']['mb_per_s']:.0f} MB/s, "
-                f"{extras['ceiling']['cpu_s']:.1f} s cpu, bg {extras['ceiling']['bg_cores']:.2f}")
+            ceiling_files = sorted(p for p in source.iterdir() if p.is_file())
         else:
             measure.bare_walk(source)  # warm the dentry and inode caches
             extras["walk"] = measure.bare_walk(source)
@@ -186,7 +189,15 @@ class Runner:
             tool, s, r = self.tools[name], setups[name], results[name]
             r["init"] = self.phase(tool, s, "init", "init")
             measure.warm_cache(source)
+            paired = corpus_name == "big" and name == "fogvault"
+            if paired:
+                before = self.ceiling(ceiling_files)
             r["backup_initial"] = self.phase(tool, s, "backup", "backup_initial", label="b1")
+            if paired:
+                extras["ceiling"] = measure.paired_ceiling(before, self.ceiling(ceiling_files))
+                extras["ceiling_share"] = measure.ceiling_share(
+                    extras["ceiling"], r["backup_initial"]["wall_s"])
+                log(f"  backup at {100 * extras['ceiling_share']:.0f} % of the ceiling")
             r["open"] = self.phase(tool, s, "snapshots", "open")
             r["backup_nochange"] = self.phase(tool, s, "backup", "backup_nochange", label="b2")
         extras["mutation"] = corpora.mutate(info, self.args.seed, text)
@@ -219,6 +230,10 @@ def combine_extras(all_extras: list[dict]) -> dict:
             if all(key in c for c in ceilings):
                 best[key] = statistics.median(c[key] for c in ceilings)
         out["ceiling"] = best
+    shares = [e["ceiling_share"] for e in all_extras if "ceiling_share" in e]
+    if shares:
+        out["ceiling_share"] = statistics.median(shares)
+        out["ceiling_shares"] = shares
     walks = [e["walk"] for e in all_extras if "walk" in e]
     if walks:
         out["walk"] = {"entries": walks[0]["entries"],

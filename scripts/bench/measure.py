@@ -256,6 +256,22 @@ def pipeline_ceiling(files: list[Path], workers: int = 2) -> dict:
     return stats
 
 
+def paired_ceiling(before: dict, after: dict) -> dict:
+    """One ceiling from the two measured around the backup it is compared with: this machine's
+    speed drifts by 25-35 % over minutes (docs/performance.md, "Session 12"), so a ceiling
+    measured minutes away from the backup moved the ratio by more than the target's margin."""
+    seconds = (before["seconds"] + after["seconds"]) / 2
+    return {**before, "seconds": seconds, "mb_per_s": before["bytes"] / 1e6 / seconds,
+            "cpu_s": (before["cpu_s"] + after["cpu_s"]) / 2,
+            "bg_cores": (before["bg_cores"] + after["bg_cores"]) / 2,
+            "mb_per_s_before": before["mb_per_s"], "mb_per_s_after": after["mb_per_s"]}
+
+
+def ceiling_share(ceiling: dict, backup_wall_s: float) -> float:
+    """The backup's rate as a share of the ceiling's (the issue's >= 70 % target)."""
+    return ceiling["bytes"] / 1e6 / backup_wall_s / ceiling["mb_per_s"]
+
+
 def index_memory(blobs: int, log: Path, env: dict[str, str] | None = None) -> dict:
     """Run scripts/index_memory.py for ``blobs`` ids; parse bytes/blob and lookup rates."""
     script = Path(__file__).resolve().parent.parent / "index_memory.py"

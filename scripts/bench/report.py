@@ -120,10 +120,12 @@ def targets(median: dict, extras: dict) -> list[dict]:
 
     ceiling = extras.get("ceiling")
     wall = get("big", "fogvault", "backup_initial", "wall_s")
-    if ceiling and wall:
-        rate = ceiling["bytes"] / 1e6 / wall
-        share = rate / ceiling["mb_per_s"]
-        detail = f"{rate:.0f} MB/s of {ceiling['mb_per_s']:.0f} MB/s = {100 * share:.0f} %"
+    if ceiling and wall and "ceiling_share" in extras:
+        share = extras["ceiling_share"]
+        runs = ", ".join(f"{100 * s:.0f}" for s in extras["ceiling_shares"])
+        detail = (f"median of each run's backup against the ceiling measured around it: "
+                  f"{100 * share:.0f} % (runs {runs} %); medians: "
+                  f"{ceiling['bytes'] / 1e6 / wall:.0f} MB/s of {ceiling['mb_per_s']:.0f} MB/s")
         cpu = get("big", "fogvault", "backup_initial", "cpu_s")
         if "cpu_s" in ceiling and cpu:
             detail += (f" (CPU: {ceiling['cpu_s']:.1f} s in memory vs {cpu:.1f} s for the "

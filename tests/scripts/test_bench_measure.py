@@ -42,3 +42,30 @@ def test_tree_sampler_sums_the_processes_below_the_one_it_watches():
         watched.communicate("")
     assert sampler.processes == 3  # not the watched process itself
     assert sampler.peak_bytes >= 2 * HOLD_MIB << 20  # both holders' memory, summed
+
+
+def test_the_ceiling_target_is_each_runs_backup_against_the_ceiling_around_it():
+    """A slow ceiling in one run must not be set against a fast backup of another: the share is
+    taken per run (the ceilings around that run's backup, averaged), then the median."""
+    from bench import report
+    from bench.measure import ceiling_share, paired_ceiling
+
+    def measured(seconds: float) -> dict:
+        return {"bytes": 1_000_000_000, "seconds": seconds, "mb_per_s": 1000 / seconds,
+                "cpu_s": 2 * seconds, "bg_cores": 0.0, "workers": 2}
+
+    slow_machine = paired_ceiling(measured(3.0), measured(5.0))  # drifting: 4 s on average
+    assert slow_machine["mb_per_s"] == 250
+    assert ceiling_share(slow_machine, 5.0) == 0.8
+    fast_machine = paired_ceiling(measured(2.0), measured(2.0))
+    shares = [ceiling_share(slow_machine, 5.0), ceiling_share(fast_machine, 3.2),
+              ceiling_share(fast_machine, 2.5)]
+    median = {"big": {"fogvault": {"backup_initial": {"wall_s": 3.2, "cpu_s": 6.0}}}}
+    extras = {"ceiling": fast_machine, "ceiling_share": sorted(shares)[1],
+              "ceiling_shares": shares}
+    (row,) = [r for r in report.targets(median, extras) if "ceiling" in r["target"]]
+    assert row["met"] is True  # 80 %, while the median backup against the median ceiling: 62 %
+    assert "runs 80, 62, 80 %" in row["detail"]
+    extras["ceiling_share"] = 0.62
+    (row,) = [r for r in report.targets(median, extras) if "ceiling" in r["target"]]
+    assert row["met"] is False
