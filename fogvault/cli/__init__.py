@@ -1,7 +1,8 @@
 """The command line: a thin Typer shell over the library API (one module per command).
 
-Every command module is imported to build the full app (``--help``, ``--version``, an unknown
-command); a command line that names a command builds only that one (``app.COMMAND_MODULES``).
+A command line whose first argument after the common options names a command builds an app of
+that command alone (``app.COMMAND_MODULES``); any other (``--help``, ``--version``, an unknown
+command, combined short options) imports every command module to build the full app.
 So at its top a command module imports only Typer, the standard library,
 ``fogvault.cli.common``, other command modules and the small ``fogvault.errors`` and
 ``fogvault.sizes``; the library it drives (and ``fogvault.cli.progress``) it imports inside the

@@ -78,7 +78,7 @@ def test_a_command_built_alone_is_the_command_of_the_full_app():
         alone = typer.main.get_command(build_app(name))
         assert set(alone.commands) == {n for n, m in COMMAND_MODULES.items() if m == module}
         assert _shape(alone.commands[name]) == _shape(full.commands[name])
-    assert _shape(alone) == _shape(full) | {"commands": _shape(alone)["commands"]}
+        assert _shape(alone) == _shape(full) | {"commands": _shape(alone)["commands"]}
 
 
 def _shape(command) -> dict:
