@@ -10,10 +10,10 @@ a no-change backup, a backup after a ~1 % mutation, a full restore (verified aga
 source by hash trees), check, and forget --keep-last 1 + prune: wall time, CPU time
 (``os.wait4``) and peak RSS (GNU time) of the tool's process, and the repository's bytes after
 the phase.
-It also measures FogVault's in-memory pipeline ceiling on the big corpus (just before and
-just after FogVault's initial backup of it, which is compared with their mean; so only when
-FogVault is among ``--tools``), a bare
-scandir+lstat walk of the small corpus, and the blob index's bytes per blob and lookup rate.
+It also measures FogVault's in-memory pipeline ceiling on the big corpus (just before and just
+after FogVault's initial backup of it, which is compared with their mean; so only when FogVault
+is among ``--tools``), a bare scandir+lstat walk of the small corpus, and the blob index's bytes
+per blob and lookup rate.
 
 Prints Markdown tables with FogVault/restic and FogVault/borg ratios (medians of ``--repeat``
 runs) and the issue-7 targets; ``--json-out`` saves everything. restic and borgbackup are
