@@ -109,3 +109,16 @@ def test_fields_of_other_types_are_ignored() -> None:
     node = Tree.decode(_tree(type="fifo", target="t", content=["ab" * 32],
                              subtree="cd" * 32, future_field=1)).nodes[0]
     assert (node.target, node.content, node.subtree) == (b"", [], None)
+
+
+def test_account_names_that_are_not_utf8_are_written_and_read_back() -> None:
+    """Python gives a user or group name that is not UTF-8 (Latin-1 ``jos\\xe9``) as a str with
+    lone surrogates, and the writer stores them as ``\\udcXX`` escapes (docs/format.md, section
+    22): trees written so must stay readable, which a strict JSON parser (orjson, msgspec) would
+    not allow."""
+    user, group = b"jos\xe9".decode("utf-8", "surrogateescape"), "\udcff\udcfe"
+    data = Tree([Node(name=b"a", type=FILE, user=user, group=group)]).encode()
+    assert b'"user":"jos\\udce9"' in data
+    (node,) = Tree.decode(data).nodes
+    assert (node.user, node.group) == (user, group)
+    assert node.user.encode("utf-8", "surrogateescape") == b"jos\xe9"
