@@ -19,7 +19,8 @@ from fogvault.cli.app import COMMAND_MODULES, build_app
 from fogvault.crypto import DEFAULT_KDF, KDF_PROFILES
 
 # Third-party packages that only some commands need (rich: Typer's help and usage errors).
-HEAVY_PACKAGES = ("nacl", "blake3", "zstandard", "pyfastcdc", "fsspec", "s3fs", "tqdm")
+HEAVY_PACKAGES = ("nacl", "blake3", "zstandard", "pyfastcdc", "fsspec", "s3fs", "tqdm",
+                  "msgspec")
 # The fogvault modules outside the command modules that building the CLI may import.
 LIGHT_MODULES = {"fogvault", "fogvault.cli", "fogvault.errors", "fogvault.sizes"}
 
@@ -118,7 +119,7 @@ def test_nothing_heavy_is_loaded_before_the_key_is_derived(cli_env, tmp_path, fo
         (line,) = [x for x in done.stderr.decode().splitlines() if x.startswith("MODULES ")]
         loaded = {_package(m) for m in json.loads(line.removeprefix("MODULES "))}
         assert "nacl" in loaded  # the KDF itself
-        assert not loaded & {"blake3", "zstandard", "pyfastcdc", "tqdm", "fsspec"}, args
+        assert not loaded & {"blake3", "zstandard", "pyfastcdc", "tqdm", "fsspec", "msgspec"}, args
 
 
 def test_kdf_default_is_standard_everywhere(fogvault, tmp_path):

@@ -19,7 +19,9 @@ from fogvault.repo.tree import (
     SYMLINK,
     Node,
     Tree,
+    _json_nodes,
 )
+from fogvault.repo.tree_typed import typed_nodes
 
 U64 = st.integers(0, 2**64 - 1)
 TIME = st.integers(-(2**63), 2**63 - 1)
@@ -122,3 +124,49 @@ def test_account_names_that_are_not_utf8_are_written_and_read_back() -> None:
     (node,) = Tree.decode(data).nodes
     assert (node.user, node.group) == (user, group)
     assert node.user.encode("utf-8", "surrogateescape") == b"jos\xe9"
+
+
+@settings(max_examples=300, deadline=None)
+@given(trees())
+def test_the_typed_parser_reads_every_valid_tree_as_the_standard_one(tree: Tree) -> None:
+    """Tree.decode tries msgspec first and falls back to the standard parser on anything it
+    refuses; the fallback would hide a typed path that never works, so it is called directly."""
+    data = tree.encode()
+    assert typed_nodes(data) == _json_nodes(data) == tree.nodes
+
+
+_FIELDS = ["type", "name", "name_b64", "mode", "uid", "gid", "size", "dev", "ino", "nlink",
+           "rdev", "mtime_ns", "ctime_ns", "user", "group", "target", "target_b64", "xattrs",
+           "content", "subtree", "other"]
+_LEAVES = (st.none() | st.booleans() | st.integers(-(2**66), 2**66) | st.floats()
+           | st.text(max_size=3) | st.sampled_from(["YQ==", "Y", "a" * 64, "A" * 64, "\udcff",
+                                                    "file", "dir", "symlink", ".", ""]))
+_VALUES = _LEAVES | st.lists(_LEAVES | st.lists(_LEAVES, max_size=2), max_size=3)
+
+
+@st.composite
+def doubtful_trees(draw: st.DrawFn) -> bytes:
+    """Valid trees with a field of a node replaced by any JSON value, or left out."""
+    nodes = [{"type": draw(st.sampled_from([FILE, DIR, SYMLINK, FIFO])), "name": name,
+              "content": ["0" * 64], "subtree": "1" * 64, "target": "t"}
+             for name in sorted(draw(st.sets(st.sampled_from(["a", "b", "c"]), min_size=1)))]
+    node = draw(st.sampled_from(nodes))
+    key = draw(st.sampled_from(_FIELDS))
+    if draw(st.booleans()):
+        node[key] = draw(_VALUES)
+    else:
+        node.pop(key, None)
+    version = draw(st.sampled_from([1, 1, 1, 1, 1, 1.0, True, 2, "1", None]))
+    return json.dumps({"version": version, "nodes": nodes}).encode()
+
+
+@settings(max_examples=1000, deadline=None)
+@given(doubtful_trees())
+def test_the_typed_parser_accepts_nothing_the_standard_one_refuses(data: bytes) -> None:
+    """What the typed path accepts, the standard one reads the same; what it refuses goes to
+    the standard one (Tree.decode), which alone says what is wrong."""
+    try:
+        typed = typed_nodes(data)
+    except Exception:
+        return
+    assert _json_nodes(data) == typed
