@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from fogvault.errors import MalformedObject, UnsafePath
+from fogvault.errors import FogVaultError, MalformedObject, UnsafePath
 from fogvault.repo.format import parse_hex_id
 
 TREE_VERSION = 1
@@ -130,8 +130,9 @@ class Tree:
 
         try:
             return cls(_checked_order(typed_nodes(data)))
-        except Exception:
-            return cls(_checked_order(_json_nodes(data)))
+        except FogVaultError:
+            pass  # the standard parser decides (outside the handler: no chained traceback)
+        return cls(_checked_order(_json_nodes(data)))
 
     def find(self, name: bytes) -> Node | None:
         """The node called ``name`` (a dict built on first use: folders can be large)."""
@@ -143,7 +144,7 @@ class Tree:
 def _json_nodes(data: bytes) -> list[Node]:
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise MalformedObject("tree is not valid JSON") from exc
     if not isinstance(doc, dict) or not _is_version(doc.get("version"), TREE_VERSION):
         raise MalformedObject("tree of unknown version")
@@ -184,9 +185,18 @@ def _put_bytes(out: dict[str, Any], key: str, value: bytes) -> None:
 
 
 def _get_bytes(obj: dict[str, Any], key: str) -> bytes:
-    if f"{key}_b64" in obj:
-        return _unb64(obj[f"{key}_b64"])
-    return _as_str(obj.get(key, "")).encode("utf-8", "surrogatepass")
+    return bytes_field(obj.get(key, _ABSENT), obj.get(f"{key}_b64", _ABSENT), _ABSENT)
+
+
+_ABSENT = object()
+
+
+def bytes_field(text: Any, b64: Any, absent: Any) -> bytes:
+    """A name or link target (format.md 13.2) from the values of ``<key>`` and ``<key>_b64``;
+    ``absent`` stands for a field that is not there."""
+    if b64 is not absent:
+        return _unb64(b64)
+    return b"" if text is absent else _as_str(text).encode("utf-8", "surrogatepass")
 
 
 def _bad_int_field(values: list[Any]) -> str:

@@ -124,6 +124,8 @@ def test_account_names_that_are_not_utf8_are_written_and_read_back() -> None:
     (node,) = Tree.decode(data).nodes
     assert (node.user, node.group) == (user, group)
     assert node.user.encode("utf-8", "surrogateescape") == b"jos\xe9"
+    with pytest.raises(MalformedObject):  # msgspec refuses them: the standard parser reads them
+        typed_nodes(data)
 
 
 @settings(max_examples=300, deadline=None)
@@ -170,3 +172,21 @@ def test_the_typed_parser_accepts_nothing_the_standard_one_refuses(data: bytes) 
     except Exception:
         return
     assert _json_nodes(data) == typed
+
+
+@pytest.mark.parametrize("data", [
+    b'{"version":1,"nodes":[],"x":"\xff"}',  # bytes that are not UTF-8 in an unknown value
+    b'{"version":1,"nodes":[{"type":"file","name":"a","\xff":0}]}',  # ... or key
+    b'{"version":1,"nodes":[],"x":"\xc0\xaf"}',  # an overlong encoding of "/"
+])
+def test_bytes_that_are_not_utf8_anywhere_make_a_tree_malformed(data: bytes) -> None:
+    with pytest.raises(MalformedObject):
+        typed_nodes(data)
+    with pytest.raises(MalformedObject):
+        Tree.decode(data)
+
+
+def test_a_tree_nested_too_deep_is_malformed_not_a_crash() -> None:
+    data = b'{"version":1,"nodes":[],"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(MalformedObject):
+        Tree.decode(data)
