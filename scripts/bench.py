@@ -230,7 +230,7 @@ def combine_extras(all_extras: list[dict]) -> dict:
     out: dict = {}
     ceilings = [e["ceiling"] for e in all_extras if "ceiling" in e]
     if ceilings:
-        best = {k: v for k, v in ceilings[0].items() if not k.startswith("mb_per_s_")}
+        best = dict(ceilings[0])
         best["mb_per_s"] = statistics.median(c["mb_per_s"] for c in ceilings)
         for key in ("seconds", "cpu_s", "bg_cores"):
             if all(key in c for c in ceilings):

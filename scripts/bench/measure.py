@@ -263,8 +263,7 @@ def paired_ceiling(before: dict, after: dict) -> dict:
     seconds = (before["seconds"] + after["seconds"]) / 2
     return {**before, "seconds": seconds, "mb_per_s": before["bytes"] / 1e6 / seconds,
             "cpu_s": (before["cpu_s"] + after["cpu_s"]) / 2,
-            "bg_cores": (before["bg_cores"] + after["bg_cores"]) / 2,
-            "mb_per_s_before": before["mb_per_s"], "mb_per_s_after": after["mb_per_s"]}
+            "bg_cores": (before["bg_cores"] + after["bg_cores"]) / 2}
 
 
 def ceiling_share(ceiling: dict, backup_wall_s: float) -> float:
