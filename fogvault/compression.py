@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 # zstandard is imported where it is first used: every command derives its key (Argon2id, 32
 # MiB) before it compresses or decompresses anything, and each module loaded by then adds to
-# that peak (docs/performance.md, "Session 11").
+# that peak (docs/performance-log.md, "Session 11").
 
 RAW = 0
 ZSTD = 1

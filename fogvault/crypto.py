@@ -156,7 +156,7 @@ def _check_key(key: bytes) -> None:
 
 
 # blake3 is imported where it is used: every command derives its key (Argon2id, 32 MiB) before
-# it hashes anything, and each module loaded by then adds to that peak (docs/performance.md,
+# it hashes anything, and each module loaded by then adds to that peak (docs/performance-log.md,
 # "Session 11"). An import of a loaded module costs a dictionary lookup.
 
 

@@ -58,7 +58,7 @@ def zeroed_map(size: int, *, huge_pages: bool = False) -> mmap.mmap:
     the system has none or grants none): one fault per 2 MiB instead of per 4 KiB, and fewer
     TLB misses for whoever reads or writes the whole map. For a backup's packs, written once
     and read once (hash, upload), that took its big-file backup from 3.94 to 3.31 s and 0.8 to
-    0.5 s of system time, with no more peak RSS (docs/performance.md, "Session 12")."""
+    0.5 s of system time, with no more peak RSS (docs/performance-log.md, "Session 12")."""
     buffer = mmap.mmap(-1, max(size, mmap.PAGESIZE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if huge_pages and hasattr(mmap, "MADV_HUGEPAGE"):
         with contextlib.suppress(OSError):  # EINVAL: a kernel without transparent huge pages
@@ -96,7 +96,7 @@ class MapPool:
 
     A page of fresh memory costs a page fault and zeroing when it is first written (about 0.7
     ms per MiB on the benchmark machine, against 0.1 ms per MiB to write memory written before;
-    docs/performance.md, "Session 12"). A map is handed out again only when no buffer of it is
+    docs/performance-log.md, "Session 12"). A map is handed out again only when no buffer of it is
     exported: every memoryview of a map (and every slice of one, and every buffer a C library
     holds of it) keeps the map's export count above zero, which CPython checks before it lets
     a map be resized, whatever the size (``_exported``). Up to ``keep`` maps are kept; when none

@@ -316,7 +316,7 @@ class Trash:
     deleted when nothing is timed any more. ext4's inode allocator passes over inodes freed in
     the last minutes (``recently_deleted``; up to 6 minutes while their inode table blocks are
     dirty): deleting the 150,000 restored files of a repeat made whichever tool restored some 5
-    minutes later take 2x the wall time and 3x the CPU time, the kernel's (docs/performance.md,
+    minutes later take 2x the wall time and 3x the CPU time, the kernel's (docs/performance-log.md,
     "Session 7"). Without room for everything, trees are deleted at once, as before."""
 
     def __init__(self, root: Path, args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ Then ``fogvault prune`` runs in a subprocess with the index cache the build left
 machine that made the backups), and the script prints its wall time, CPU time and peak RSS
 (from ``wait4``, for that process alone), and the blobs, packs and bytes before and after.
 Small blobs keep the build fast: prune's cost grows with blobs and packs, not bytes.
-The figures are recorded in docs/performance.md ("Prune").
+The figures are recorded in docs/performance-log.md ("Prune").
 """
 
 from __future__ import annotations

@@ -40,13 +40,13 @@ INDEX_FILE_BLOBS = 100_000
 #: Threads reading and authenticating the blobs a repack copies. Authenticating a blob holds
 #: it three times (sealed, decrypted, decompressed to check its id: up to 24 MiB for an 8 MiB
 #: chunk), per thread: with two, a repack of large-file packs peaked at 81-85 MiB, with one at
-#: 67-71, in the same time (docs/performance.md, "Session 12").
+#: 67-71, in the same time (docs/performance-log.md, "Session 12").
 REPACK_READERS = 1
 #: Bytes of a pack read at once while repacking (a larger blob is read alone).
 REPACK_SPAN = 1024 * 1024
 #: New packs a repack has in flight while it fills the next. Copying from a local disk filled
 #: packs faster than they were written, and each pack in flight is 16 MiB of memory on top of
-#: the heap's (docs/performance.md, "Session 11").
+#: the heap's (docs/performance-log.md, "Session 11").
 REPACK_UPLOADS = 1
 #: Leftovers of interrupted writes (temporaries, unfinished multipart uploads) older than this
 #: are removed; younger ones may belong to a writer still running (a --no-lock backup, or a

@@ -108,7 +108,7 @@ class PackBuilder:
     reservation counts only where the system refuses to overcommit); it goes back to the system
     as soon as the last view of it is dropped. A heap buffer (``BytesIO``) was reallocated at
     nearly every blob (3.3 GB allocated for 550 MB of packs in a big-file backup) and left the
-    freed copies in the heap, where they set much of a backup's peak RSS (docs/performance.md,
+    freed copies in the heap, where they set much of a backup's peak RSS (docs/performance-log.md,
     "Session 11"); copying each sealed blob into the map held the GIL through the copy and the
     page faults of its fresh pages ("Session 12")."""
 

@@ -122,7 +122,7 @@ class Tree:
         """Parse and validate a tree blob (docs/format.md, "Trees").
 
         msgspec parses a well-formed tree and checks its types in C, twice as fast as the
-        standard parser and :meth:`Node.from_json` (docs/performance.md, "Session 13"). Whatever
+        standard parser and :meth:`Node.from_json` (docs/performance-log.md, "Session 13"). Whatever
         that path refuses goes through the standard one, which gives the precise error, and
         reads what msgspec cannot: lone surrogate escapes, which the version 1 writer puts in
         user and group names that are not UTF-8 (docs/format.md, section 22), or UTF-16."""

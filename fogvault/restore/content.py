@@ -82,7 +82,7 @@ class ContentWriter:
         # each of the reads in flight and in the one being written: about 160 MiB (and
         # ``pack_size`` may be up to 512 MiB). Reading at most FETCH_SPAN bytes at a time
         # bounds that to about 2 x FETCH_SPAN per read; the local reads cost no more, the
-        # remote ones a request per span (docs/performance.md, "Session 3").
+        # remote ones a request per span (docs/performance-log.md, "Session 3").
         fetches = [group for entries in by_pack.values()
                    for group in pack_spans(entries.values(), FETCH_SPAN)]
         del by_pack

@@ -6,7 +6,7 @@ Worker processes each hold their own: the restoring process plans (folders, empt
 links) and hands runs of consecutive files, with where their blobs are, to ``count`` workers;
 each reads the spans it needs, decrypts them and writes the files, all in one thread, and
 reports what it did. Restoring 50,000 small files into tmpfs took 40 % less time
-(docs/performance.md, "Session 9").
+(docs/performance-log.md, "Session 9").
 
 A worker is this interpreter started afresh (not forked: the restoring process has threads)
 with this process's module path, running :func:`main` with its stdin and stdout as pipes.

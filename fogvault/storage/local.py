@@ -8,7 +8,7 @@ cannot lose a published name. Reads and listings use plain ``os`` calls.
 Objects of ``DIRECT_MIN`` bytes or more (packs) are written around the page cache (Linux
 ``O_DIRECT``) where the file system allows it: a backup's packs are not read back soon, so
 caching them only evicts the user's own files, and copying them into the cache cost 1.5-2 s of
-system time per 500 MiB on the benchmark machine (docs/performance.md, "Session 4"). Direct
+system time per 500 MiB on the benchmark machine (docs/performance-log.md, "Session 4"). Direct
 I/O needs aligned memory, offsets and lengths: an object in page-aligned writable memory (a
 finished pack) is written from where it is, any other goes through a 1 MiB aligned buffer, and
 the last partial block is written normally; a file system that refuses direct I/O gets the

@@ -258,7 +258,7 @@ def pipeline_ceiling(files: list[Path], workers: int = 2) -> dict:
 
 def paired_ceiling(before: dict, after: dict) -> dict:
     """One ceiling from the two measured around the backup it is compared with: this machine's
-    speed drifts by 25-35 % over minutes (docs/performance.md, "Session 12"), so a ceiling
+    speed drifts by 25-35 % over minutes (docs/performance-log.md, "Session 12"), so a ceiling
     measured minutes away from the backup moved the ratio by more than the target's margin."""
     seconds = (before["seconds"] + after["seconds"]) / 2
     return {**before, "seconds": seconds, "mb_per_s": before["bytes"] / 1e6 / seconds,
