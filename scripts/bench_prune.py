@@ -13,7 +13,8 @@ the middle of a file, or the end of one file and the start of the next) and keep
 
 Then ``fogvault prune`` runs in a subprocess with the index cache the build left (as on the
 machine that made the backups), and the script prints its wall time, CPU time and peak RSS
-(from ``wait4``, for that process alone), and the blobs, packs and bytes before and after.
+(peak RSS from GNU time, as ``scripts/bench.py`` measures), and the blobs, packs and bytes
+before and after.
 Small blobs keep the build fast: prune's cost grows with blobs and packs, not bytes.
 The figures are recorded in docs/performance-log.md ("Prune").
 """
@@ -26,11 +27,13 @@ import os
 import platform
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.measure import run_phase
+from bench.tools import Command
 
 from fogvault.crypto import KdfParams
 from fogvault.maintenance.forget import forget
@@ -175,28 +178,26 @@ def repo_figures(repo_dir: Path, cache_dir: Path) -> dict[str, int]:
 
 
 def run_prune(repo_dir: Path, cache_dir: Path, profile: str | None) -> dict:
-    """Run ``fogvault prune`` in a subprocess; its summary plus wall/CPU time and peak RSS."""
+    """Run ``fogvault prune`` in a subprocess; its summary plus wall/CPU time and peak RSS.
+
+    Measured like the side-by-side benchmark's phases (``bench.measure.run_phase``): peak RSS
+    from GNU time, since a child's own ``ru_maxrss`` would count this process's memory, the
+    repository it just built (about 360 MiB at a million blobs), from before its ``exec``."""
     command = [sys.executable]
     if profile:
         command += ["-m", "cProfile", "-o", profile]
     command += ["-m", "fogvault", "prune", "-r", str(repo_dir), "--cache-dir", str(cache_dir),
                 "--json"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FOGVAULT_")}
-    env["FOGVAULT_PASSWORD"] = PASSWORD.decode()
-    with tempfile.TemporaryFile() as stdout:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=stdout, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        stdout.seek(0)
-        lines = stdout.read().decode().splitlines()
-    if process.returncode != 0:
-        sys.exit(f"prune failed with exit code {process.returncode}")
-    summary = next(json.loads(line) for line in reversed(lines)
+    for name in [k for k in os.environ if k.startswith("FOGVAULT_")]:
+        del os.environ[name]  # run_phase passes this environment on: the caller's repository
+    env = {"FOGVAULT_PASSWORD": PASSWORD.decode()}
+    with tempfile.TemporaryDirectory() as logs:
+        result = run_phase([Command(command)], env, Path(logs) / "prune.log")
+    if not result["ok"]:
+        sys.exit(f"prune failed with exit code {result['rc']}:\n{result['output_tail']}")
+    summary = next(json.loads(line) for line in reversed(result["output_tail"].splitlines())
                    if line.startswith("{") and '"summary"' in line)
-    return {"summary": summary, "wall_s": wall, "user_s": usage.ru_utime,
-            "system_s": usage.ru_stime, "max_rss_kib": usage.ru_maxrss}
+    return {**result, "summary": summary}
 
 
 def mib(n: float) -> str:
@@ -233,10 +234,11 @@ def main() -> None:
               f"{s['packs_deleted']:,} packs deleted, {s['packs_repacked']:,} repacked "
               f"({mib(s['bytes_repacked'])} copied); freed {mib(s['bytes_freed'])}")
         print(f"wall time:     {run['wall_s']:.1f} s")
-        print(f"CPU time:      {run['user_s'] + run['system_s']:.1f} s "
-              f"(user {run['user_s']:.1f} s, system {run['system_s']:.1f} s)")
-        print(f"peak RSS:      {run['max_rss_kib'] / 1024:,.0f} MiB "
-              f"({run['max_rss_kib'] * 1024 / before['blobs']:.0f} bytes per blob)")
+        print(f"CPU time:      {run['cpu_s']:.1f} s "
+              f"(user {run['user_s']:.1f} s, system {run['sys_s']:.1f} s)")
+        print(f"peak RSS:      {run['peak_rss_mib']:,.0f} MiB "
+              f"({run['peak_rss_mib'] * 2**20 / before['blobs']:.0f} bytes per blob; "
+              f"{run['rss_source']})")
         if args.profile:
             print(f"profile:       {args.profile} (python -m pstats {args.profile})")
     finally:
