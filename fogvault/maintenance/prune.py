@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import compress
 
@@ -30,8 +31,8 @@ from fogvault.errors import FogVaultError
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.repo.format import DATA_DIR, id_from_name, index_name, pack_name
-from fogvault.repo.index import IndexEntry, IndexFile, pack_spans
-from fogvault.repo.pack import PackEntry, pack_overhead
+from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile, pack_spans
+from fogvault.repo.pack import pack_overhead
 from fogvault.repo.packer import PackWriter, PackWriterOptions
 from fogvault.repo.repository import Repository
 
@@ -114,9 +115,9 @@ def prune(
         used, packs = _mark_and_count(repo, progress, result)
         dropped, repack = _plan(packs, options, result)
         if not options.dry_run:
-            new_packs = _repack(repo, used, repack, progress)
+            _repack(repo, used, repack, progress)
             lock.ensure_fresh()
-            _write_index(repo, dropped | repack, new_packs, progress, result)
+            _write_index(repo, dropped | repack, progress, result)
             _delete_unindexed_packs(repo, dropped | repack, progress, result)
             result.leftovers_removed = repo.targets.remove_incomplete(LEFTOVER_AGE_S)
             result.bytes_freed = result.bytes_before - _stored_bytes(repo)
@@ -191,54 +192,61 @@ def _plan(
 
 def _repack(
     repo: Repository, used: bytearray, repack: set[bytes], progress: PhaseProgress
-) -> dict[bytes, list[PackEntry]]:
-    """Copy the used blobs of ``repack`` into new packs; returns the new packs' entries."""
+) -> None:
+    """Copy the used blobs of ``repack`` into new packs, which the writer indexes in
+    ``repo.index`` (and in index files) as it uploads them."""
     index = repo.index
-    spans: list[list[IndexEntry]] = []
-    for pack_id, first, end in index.packs():
-        if pack_id in repack:
-            used_entries = [index.entry_at(r) for r in range(first, end) if used[r]]
-            spans += pack_spans(used_entries, REPACK_SPAN)
-    progress.phase("repack", len(spans))
+    # Listed before the writer appends new packs to the index.
+    packs = [(pack_id, first, end) for pack_id, first, end in index.packs() if pack_id in repack]
+    progress.phase("repack", len(packs))
     writer = PackWriter(repo, PackWriterOptions(max_uploads=REPACK_UPLOADS, index_every_packs=8))
     try:
         # Read and authenticated by REPACK_READERS threads (libsodium, zstd and BLAKE3 release
         # the GIL) while this one copies: at most 2 * REPACK_READERS + 1 spans are held. Whole
         # packs (16 MiB each, 5 of them) peaked at 120 MiB on a repack of large files.
-        reads = repo.read_spans(spans, threads=REPACK_READERS, ahead=2 * REPACK_READERS,
-                                sealed=True)
+        reads = repo.read_spans(_used_spans(index, used, packs), threads=REPACK_READERS,
+                                ahead=2 * REPACK_READERS, sealed=True)
         with contextlib.closing(reads):  # on an error, stop the readers now, not at collection
+            copying = None
             for blobs in reads:
                 for entry, sealed in blobs:
                     writer.add(entry.blob_type, entry.blob_id, sealed, entry.raw_length)
-                progress.advance()
+                if blobs[0][0].pack_id != copying:  # a span holds at least one blob
+                    copying = blobs[0][0].pack_id
+                    progress.advance()
         writer.flush()
     finally:
         writer.close()
-    return writer.written
+
+
+def _used_spans(
+    index: BlobIndex, used: bytearray, packs: list[tuple[bytes, int, int]]
+) -> Iterator[list[IndexEntry]]:
+    """The used blobs of ``packs`` as spans of one ranged read each, made one pack at a time:
+    an entry object per blob of every repacked pack at once was 54 MiB at a million blobs."""
+    for _, first, end in packs:
+        entries = (index.entry_at(record) for record in range(first, end) if used[record])
+        yield from pack_spans(entries, REPACK_SPAN)
 
 
 def _write_index(
-    repo: Repository,
-    dropped: set[bytes],
-    new_packs: dict[bytes, list[PackEntry]],
-    progress: PhaseProgress,
-    result: PruneResult,
+    repo: Repository, dropped: set[bytes], progress: PhaseProgress, result: PruneResult
 ) -> None:
-    """Index every kept and new pack; the last file supersedes every older index file."""
+    """Index every kept and new pack; the last file supersedes every older index file. The
+    listings are copied from the index's records as they are stored: the new packs' too, which
+    the repack added to the index."""
     old_ids = sorted(repo.index_ids())  # includes the index files the repack just wrote
     progress.phase("write index", len(repo.index))
     pending, pending_blobs = IndexFile(), 0
     for pack_id, first, end in repo.index.packs():
-        if pack_id not in dropped and pack_id not in new_packs:
+        if pack_id not in dropped:
             if pending_blobs >= INDEX_FILE_BLOBS:  # files end between packs
                 repo.save_index(pending)
                 result.index_files_written += 1
                 pending, pending_blobs = IndexFile(), 0
-            pending.listings[pack_id] = repo.index.listing(first, end)  # copied as stored
+            pending.listings[pack_id] = repo.index.listing(first, end)
             pending_blobs += end - first
         progress.advance(end - first)
-    pending.packs.update(new_packs)
     pending.supersedes = old_ids  # written last: the new index is complete by then
     repo.save_index(pending)
     result.index_files_written += 1

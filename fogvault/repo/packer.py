@@ -6,7 +6,8 @@ encrypting its blob straight into its place in the open pack without holding the
 uploaded once it is full and the last blob placed in it is written, by the thread that wrote
 it. Memory is bounded: one open pack per blob type, full packs whose last places are still
 being written (at most one per writing thread), a full pack whose thread waits for an upload
-slot, and ``max_uploads`` packs in flight.
+slot, and ``max_uploads`` packs in flight; of the packs uploaded, only the entries of those not
+yet in an index file (the rest are in ``repo.index``).
 
 Ordering (docs/format.md): a pack is uploaded to every target before any index file names it,
 and :meth:`flush` returns only when every blob added so far is in an index file on every
@@ -75,8 +76,9 @@ class PackWriter:
         self._pool = ThreadPoolExecutor(max_workers=self.options.max_uploads)
         self._slots = threading.BoundedSemaphore(self.options.max_uploads)
         self._uploads: list[Future[None]] = []
+        # Packs uploaded and not yet in an index file: the only entries the writer keeps, so
+        # its memory does not grow with the blobs a run writes (they are in repo.index).
         self._unindexed: dict[bytes, list[PackEntry]] = {}
-        self.written: dict[bytes, list[PackEntry]] = {}  # every pack this writer uploaded
         self._index_lock = threading.Lock()
         self._last_index = time.monotonic()
         config = repo.config
@@ -195,7 +197,6 @@ class PackWriter:
         with self._lock:
             self._reserved.difference_update(e.blob_id for e in entries)
             self._unindexed[pack_id] = entries
-            self.written[pack_id] = entries
             self.stats.packs += 1
             self.stats.bytes_stored += len(data)
         self._maybe_write_index()

@@ -14,9 +14,23 @@ from fogvault.errors import FogVaultError, UsageError
 from fogvault.maintenance import prune as prune_module
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.forget import forget
+from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.prune import PruneOptions, prune
 from fogvault.maintenance.retention import RetentionPolicy
 from fogvault.restore.restorer import RestoreOptions, Restorer
+
+
+class _Phases(PhaseProgress):
+    def __init__(self) -> None:
+        self.totals: dict[str, int | None] = {}
+        self.steps: dict[str, int] = {}
+        self.current = ""
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        self.current, self.totals[name], self.steps[name] = name, total, 0
+
+    def advance(self, n: int = 1) -> None:
+        self.steps[self.current] += n
 
 
 def _packs_bytes(repo) -> int:
@@ -78,8 +92,11 @@ def test_prune_repacks_partly_used_packs_and_dry_run_changes_nothing(
     before = _packs_bytes(repo)
     dry = prune(repo, PruneOptions(dry_run=True))
     assert dry.packs_repacked >= 1 and _packs_bytes(repo) == before
-    wet = prune(repo, PruneOptions())
+    phases = _Phases()
+    wet = prune(repo, PruneOptions(), progress=phases)
     assert wet.packs_repacked == dry.packs_repacked
+    # The repack phase counts packs, one step as each pack's copying starts.
+    assert phases.totals["repack"] == phases.steps["repack"] == wet.packs_repacked
     assert _packs_bytes(repo) < before * 0.6
     assert check(repo, CheckOptions(read_data=True)).ok
     assert _restored(repo, second.uid, tmp_path / "out", src) == data

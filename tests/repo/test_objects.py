@@ -465,3 +465,37 @@ def test_no_memory_for_a_new_pack_loses_none_of_the_blobs_already_placed(make_re
     writer.close()
     fresh = reopen(repo)
     assert all(blob_id in fresh.index for blob_id in placed)
+
+
+def test_a_writer_holds_no_entries_of_packs_it_has_indexed(make_repo):
+    """What a run writes is in repo.index (outside the Python heap) and in index files; the
+    writer itself keeps only the packs not yet in an index file, so its heap does not grow with
+    the blobs written (it held every blob's entry, 177 MiB at a million blobs)."""
+    import tracemalloc
+
+    repo = make_repo()
+    repo.config.pack_size = 16 * 1024  # many packs, and index files, from little data
+    writer = PackWriter(repo)
+
+    def write(count: int) -> None:
+        for _ in range(count):
+            data = os.urandom(64)
+            blob_id = repo.blob_id(data)
+            assert writer.reserve(blob_id)
+            sealed = seal_blob(repo.master.encryption, BlobType.DATA, blob_id, data, 3)
+            writer.add(BlobType.DATA, blob_id, sealed, len(data))
+        writer.flush()
+
+    write(500)  # warm up: imports, the index's first growth, pools
+    tracemalloc.start()
+    try:
+        write(1000)
+        first = tracemalloc.get_traced_memory()[0]
+        write(4000)
+        grown = tracemalloc.get_traced_memory()[0] - first
+    finally:
+        tracemalloc.stop()
+    writer.close()
+    assert writer.stats.blobs == 5500
+    # An entry kept per blob is about 240 bytes: 4000 of them would be close to 1 MB.
+    assert grown < 200_000, grown
