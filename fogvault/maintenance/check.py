@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import random
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fogvault.errors import FogVaultError, UsageError
@@ -30,6 +29,7 @@ from fogvault.maintenance.inventory import Inventory, take_inventory
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.verify import judge_key_copies, verify_copy
+from fogvault.parallel import ordered_map
 from fogvault.repo.format import DATA_DIR, KEYS_DIR, id_from_name
 from fogvault.repo.repository import Repository
 from fogvault.storage import StorageError
@@ -140,15 +140,16 @@ def _check_target(
         finally:
             progress.advance()
 
-    with ThreadPoolExecutor(max_workers=READERS) as pool:
-        problems = dict(zip(to_read, pool.map(one, to_read), strict=True))
-    report.corrupt = sorted(n for n, problem in problems.items() if problem is not None)
-    report.packs_read = sum(1 for n in problems if n in chosen)
-    for name in report.missing + report.wrong_size + report.corrupt:
-        repo.targets.remember_damage(url, name)
-    for name, problem in problems.items():
+    corrupt = []
+    for name, problem in zip(to_read, ordered_map(one, to_read, workers=READERS), strict=True):
         if problem is None:
             repo.targets.forget_damage(url, name)
+        else:
+            corrupt.append(name)
+    report.corrupt = sorted(corrupt)
+    report.packs_read = sum(1 for n in to_read if n in chosen)
+    for name in report.missing + report.wrong_size + report.corrupt:
+        repo.targets.remember_damage(url, name)
 
 
 def _key_copies(repo: Repository, inventory: Inventory) -> dict[str, dict[str, bytes]]:

@@ -40,7 +40,8 @@ def forget(
     explicit = [repo.resolve_snapshot(u) for u in uids]
     if not explicit and (policy is None or policy.is_empty()):
         raise UsageError("no snapshots and no keep rule given: refusing to forget anything")
-    result = ForgetResult(removed=list(dict.fromkeys(explicit)), dry_run=dry_run)
+    removed = dict.fromkeys(explicit)  # ordered, and a member test that is not a list scan
+    result = ForgetResult(dry_run=dry_run)
     if policy is not None and not policy.is_empty():
         chosen = select_snapshots(repo.snapshots(), host, tags, paths)
         result.groups = apply_policy(chosen, policy, group_by=group_by, tz=tz)
@@ -49,7 +50,8 @@ def forget(
                 raise UsageError(
                     f"the policy would remove every snapshot of group {group.key}; refusing"
                 )
-            result.removed += [s.uid for s in group.remove if s.uid not in result.removed]
+            removed.update(dict.fromkeys(s.uid for s in group.remove))
+    result.removed = list(removed)
     if not dry_run:
         for uid in result.removed:
             repo.delete_snapshot(uid)

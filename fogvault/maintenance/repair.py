@@ -32,7 +32,6 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fogvault.errors import FogVaultError
@@ -40,6 +39,7 @@ from fogvault.maintenance.inventory import Inventory, take_inventory
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.verify import judge_key_copies, verify_copy
+from fogvault.parallel import ordered_map
 from fogvault.repo.format import (
     CONFIG_NAME,
     DATA_DIR,
@@ -380,8 +380,7 @@ class _Repair:
     def _map(self, fn: Callable, items: list, workers: int | None = None) -> list:
         if not items:
             return []
-        with ThreadPoolExecutor(max_workers=workers or self.options.workers) as pool:
-            return list(pool.map(fn, items))
+        return list(ordered_map(fn, items, workers=workers or self.options.workers))
 
 
 def _delete_rank(name: str) -> int:

@@ -26,9 +26,7 @@ holds this repository's key files is used, and its config is remembered as damag
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +55,7 @@ from fogvault.errors import (
     UsageError,
     WrongPassword,
 )
+from fogvault.parallel import ordered_map
 from fogvault.repo.cache import Cache, default_cache_dir
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.format import (
@@ -383,19 +382,13 @@ class Repository:
         :func:`pack_spans`), in order, read by ``threads`` threads while the caller uses earlier
         ones; at most ``ahead`` reads are pending while the caller holds one. With no
         ``threads``, each span is read when the caller asks for it, in the caller's thread."""
+        def read(group: list[IndexEntry]) -> list[tuple[IndexEntry, bytes]]:
+            return self.read_pack_blobs(group[0].pack_id, group, sealed=sealed)
+
         if threads == 0:
-            for group in spans:
-                yield self.read_pack_blobs(group[0].pack_id, group, sealed=sealed)
+            yield from map(read, spans)
             return
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            pending: deque[Future[list[tuple[IndexEntry, bytes]]]] = deque()
-            for group in spans:
-                pending.append(pool.submit(self.read_pack_blobs, group[0].pack_id, group,
-                                           sealed=sealed))
-                if len(pending) > ahead:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+        yield from ordered_map(read, spans, workers=threads, ahead=ahead)
 
     def verify_pack(self, pack_id: bytes, storage: Storage | None = None) -> str | None:
         """None if the pack is intact (its bytes hash to its name, its header parses, and every
@@ -579,8 +572,7 @@ class Repository:
         items = list(items)
         if len(items) < 4:
             return [fn(i) for i in items]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(pool.map(fn, items))
+        return list(ordered_map(fn, items, workers=8))
 
 
 def id_from_name_or_none(name: str) -> bytes | None:
