@@ -9,11 +9,12 @@ with exit 3 and a warning naming the target, once the command has printed its re
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -145,6 +146,50 @@ class Printer:
 
     def json_line(self, document: Any) -> None:
         print(json.dumps(document, separators=(",", ":"), default=str), flush=True)
+
+    def json_streamed(self, document: Any) -> None:
+        """:meth:`json` written as it is encoded, for a document whose long lists are
+        :func:`lazy_list`: a listing of a million entries is never held whole."""
+        encoder = json.JSONEncoder(indent=None if self.opts.quiet else 2, default=_streamed_value)
+        for part in encoder.iterencode(document):
+            sys.stdout.write(part)
+        sys.stdout.write("\n")
+
+
+class _LazyList(list):
+    """Items the json module encodes one at a time as a list. Its encoder iterates a list with
+    ``for``, in the pure-Python path that ``iterencode`` takes (the C one is used only for
+    one-shot encoding), so this never holds more than the item being encoded."""
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        super().__init__()
+        self._items = items
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._items
+
+    def __bool__(self) -> bool:
+        return True  # never empty: lazy_list returns a plain [] for no items
+
+
+class Deferred:
+    """A value of a streamed document computed when the encoder reaches it, i.e. after the
+    lazy lists before it were written (totals of a listing)."""
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self.compute = compute
+
+
+def _streamed_value(value: Any) -> Any:
+    return value.compute() if isinstance(value, Deferred) else str(value)
+
+
+def lazy_list(items: Iterable[Any]) -> list:
+    """``items`` as a list for :meth:`Printer.json_streamed`, produced as it is encoded."""
+    iterator = iter(items)
+    for first in iterator:
+        return _LazyList(itertools.chain([first], iterator))
+    return []
 
 
 

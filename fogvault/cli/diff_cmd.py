@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Annotated
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, open_repository
+from fogvault.cli.common import Deferred, Printer, lazy_list, open_repository
+
+if TYPE_CHECKING:
+    from fogvault.treewalk import Change
 
 _LEGEND = {"+": "added", "-": "removed", "M": "modified", "U": "metadata", "T": "type changed"}
 
@@ -26,18 +30,24 @@ def diff(
     from fogvault.treewalk import diff as tree_diff
 
     out = Printer.of(ctx)
+    counts: Counter[str] = Counter()
     with open_repository(ctx) as repo:
         a = repo.load_snapshot(repo.resolve_snapshot(first))
         b = repo.load_snapshot(repo.resolve_snapshot(second))
-        changes = list(tree_diff(repo, a.tree, b.tree))
-    counts = Counter(c.kind for c in changes)
-    if out.json_mode:
-        out.json({
-            "from": a.uid, "to": b.uid,
-            "changes": [{"kind": _LEGEND[c.kind], "path": os.fsdecode(c.path)} for c in changes],
-            "counts": {_LEGEND[k]: v for k, v in counts.items()},
-        })
-        return
-    for change in changes:
-        out.line(f"{change.kind}    {os.fsdecode(change.path)}")
+
+        def changes() -> Iterator[Change]:  # written as found, counted on the way
+            for change in tree_diff(repo, a.tree, b.tree):
+                counts[change.kind] += 1
+                yield change
+
+        if out.json_mode:
+            out.json_streamed({
+                "from": a.uid, "to": b.uid,
+                "changes": lazy_list({"kind": _LEGEND[c.kind], "path": os.fsdecode(c.path)}
+                                     for c in changes()),
+                "counts": Deferred(lambda: {_LEGEND[k]: v for k, v in counts.items()}),
+            })
+            return
+        for change in changes():
+            out.line(f"{change.kind}    {os.fsdecode(change.path)}")
     out.line(", ".join(f"{counts.get(k, 0)} {name}" for k, name in _LEGEND.items()))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, open_repository
+from fogvault.cli.common import Printer, lazy_list, open_repository
 
 if TYPE_CHECKING:
     from fogvault.repo.tree import Node
@@ -60,13 +61,13 @@ def ls(
         base = os.fsencode(path).rstrip(b"/")
         node, tree_id = lookup(repo, snap.tree, base)
         if node is not None and node.type != DIR:
-            entries = [(base, node)]
+            entries: Iterable[tuple[bytes, Node]] = [(base, node)]
         elif recursive:
-            entries = list(walk(repo, tree_id, base))
+            entries = walk(repo, tree_id, base)  # printed as it is walked
         else:
             entries = [(base + b"/" + n.name, n) for n in repo.load_tree(tree_id).nodes]
-    if out.json_mode:
-        out.json([node_json(p, n) for p, n in entries])
-        return
-    for entry_path, entry in entries:
-        out.line(long_line(entry_path, entry) if long else os.fsdecode(entry_path))
+        if out.json_mode:
+            out.json_streamed(lazy_list(node_json(p, n) for p, n in entries))
+            return
+        for entry_path, entry in entries:
+            out.line(long_line(entry_path, entry) if long else os.fsdecode(entry_path))
