@@ -114,8 +114,10 @@ def prune(
         result = PruneResult(dry_run=options.dry_run)
         used, packs = _mark_and_count(repo, progress, result)
         dropped, repack = _plan(packs, options, result)
+        del packs  # a few hundred bytes per pack, not needed past the plan
         if not options.dry_run:
             _repack(repo, used, repack, progress)
+            del used
             lock.ensure_fresh()
             _write_index(repo, dropped | repack, progress, result)
             _delete_unindexed_packs(repo, dropped | repack, progress, result)

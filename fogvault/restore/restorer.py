@@ -102,7 +102,6 @@ class Restorer:
         self._excludes = PathPatterns(options.excludes)
         self._files: list[FileJob] = []
         self._dirs: list[tuple[Parts, Node]] = []
-        self._others: list[tuple[Parts, Node]] = []
         self._hardlinks: dict[tuple[int, int], Parts] = {}
         self._use_processes: bool | None = None  # decided by _write_contents
         self._processes: WriterProcesses | None = None
@@ -237,9 +236,11 @@ class Restorer:
                 else:
                     kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
                     os.mknod(name, kind | node.mode, node.rdev, dir_fd=dir_fd)
+            # Now, not at the end with the folders': nothing written later changes a link's or
+            # a special file's metadata, and keeping their nodes cost ~1 KB each until then.
+            self._set_metadata(root, parts, node)
         self.summary.links += node.type == SYMLINK
         self.summary.specials += node.type != SYMLINK
-        self._others.append((parts, node))
 
     def _create_file(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
         self.summary.files += 1
@@ -354,8 +355,6 @@ class Restorer:
     # ---- phase 3: metadata -----------------------------------------------------------
 
     def _apply_metadata(self, root: SafeRoot) -> None:
-        for parts, node in self._others:
-            self._set_metadata(root, parts, node)
         for parts, node in sorted(self._dirs, key=lambda d: len(d[0]), reverse=True):
             self._set_metadata(root, parts, node)
 

@@ -119,3 +119,36 @@ def test_a_file_whose_bytes_are_a_tree_encoding_does_not_break_trees(make_repo, 
     snapshot = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
     Restorer(repo, snapshot, RestoreOptions(target=str(tmp_path / "out"))).run()
     assert (tmp_path / "out" / str(src).lstrip("/") / "empty").is_dir()
+
+
+def test_stats_count_each_stored_blob_once_across_files_and_snapshots(make_repo, tmp_path):
+    from fogvault.repo.tree import DIR, FILE
+    from fogvault.treewalk import stats
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    shared = _random(700_000, 2)
+    (src / "one").write_bytes(shared)
+    (src / "sub" / "two").write_bytes(shared + _random(300_000, 3))
+    first = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    (src / "three").write_bytes(_random(400_000, 4))
+    second = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+
+    occurrences: list[bytes] = []
+    restore_size = 0
+    for snap in (first, second):
+        occurrences.append(snap.tree)
+        for _, node in walk(repo, snap.tree):
+            if node.type == DIR:
+                occurrences.append(node.subtree)
+            elif node.type == FILE:
+                restore_size += node.size
+                occurrences += node.content
+    ids = set(occurrences)
+    entries = [repo.index.get(blob_id) for blob_id in ids]
+    result = stats(repo, [first.tree, second.tree])
+    assert result.unique_blobs == len(ids) < len(occurrences) - 15  # shared across both
+    assert result.raw_size == sum(e.raw_length for e in entries)
+    assert result.stored_size == sum(e.length for e in entries)
+    assert result.restore_size == restore_size == 2 * 1_700_000 + 400_000
