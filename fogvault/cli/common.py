@@ -151,8 +151,9 @@ class Printer:
         """:meth:`json` written as it is encoded, for a document whose long lists are
         :func:`lazy_list`: a listing of a million entries is never held whole."""
         encoder = json.JSONEncoder(indent=None if self.opts.quiet else 2, default=_streamed_value)
-        for part in encoder.iterencode(document):
-            sys.stdout.write(part)
+        tokens = encoder.iterencode(document)
+        while piece := "".join(itertools.islice(tokens, 4096)):  # joined in C, as json.dumps
+            sys.stdout.write(piece)
         sys.stdout.write("\n")
 
 

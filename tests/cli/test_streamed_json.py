@@ -36,17 +36,18 @@ def test_a_streamed_document_reads_as_json_dumps_writes_it(monkeypatch, quiet):
     assert out.getvalue() == expected + "\n"
 
 
-def test_items_are_written_before_the_next_is_produced(monkeypatch):
+def test_items_are_written_before_the_last_is_produced(monkeypatch):
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     written_at: list[str] = []
 
     def items():
-        for i in range(3):
+        for i in range(3000):
             written_at.append(out.getvalue())
             yield {"n": i}
 
     Printer(GlobalOptions(json=True)).json_streamed({"items": lazy_list(items())})
-    # When item 2 is produced, item 1 is on the output already; the document is never whole.
-    assert '"n": 1' in written_at[2] and '"n": 2' not in written_at[2]
-    assert json.loads(out.getvalue()) == {"items": [{"n": 0}, {"n": 1}, {"n": 2}]}
+    # Written in pieces of a few thousand tokens: when item 2500 is produced, the first
+    # thousand are on the output already, and the document is never held whole.
+    assert '"n": 1000' in written_at[2500] and '"n": 2500' not in written_at[2500]
+    assert json.loads(out.getvalue()) == {"items": [{"n": i} for i in range(3000)]}
