@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,6 +12,8 @@ from fogvault.cli.common import Printer, lazy_list, open_repository
 from fogvault.cli.ls_cmd import long_line, node_json
 
 if TYPE_CHECKING:
+    from fogvault.patterns import PathPatterns
+    from fogvault.repo.repository import Repository
     from fogvault.repo.snapshot import Snapshot
     from fogvault.repo.tree import Node
 
@@ -29,37 +31,35 @@ def find(
 ) -> None:
     """Find entries matching PATTERN in every snapshot (or the ones given)."""
     from fogvault.patterns import PathPatterns
-    from fogvault.treewalk import walk
 
     out = Printer.of(ctx)
     matcher = PathPatterns([pattern])
     with open_repository(ctx) as repo:
         uids = [repo.resolve_snapshot(s) for s in snapshot] if snapshot else None
         snaps = [repo.load_snapshot(u) for u in uids] if uids else repo.snapshots()
-
-        def hits(snap: Snapshot) -> Iterator[tuple[bytes, Node]]:
-            return ((p, n) for p, n in walk(repo, snap.tree) if matcher.matches(p))
-
         # Printed as found: the hits of every snapshot held at once ran to gigabytes.
+        found = _hits_by_snapshot(repo, snaps, matcher)
         if out.json_mode:
             out.json_streamed(lazy_list(
-                {"snapshot": snap.uid, "matches": lazy_list(node_json(p, n) for p, n in found)}
-                for snap, found in _with_hits(snaps, hits)
+                {"snapshot": snap.uid, "matches": lazy_list(node_json(p, n) for p, n in hits)}
+                for snap, hits in found
             ))
             return
-        for snap, found in _with_hits(snaps, hits):
+        for snap, hits in found:
             out.line(f"snapshot {snap.uid} of {snap.time:%Y-%m-%d %H:%M:%S}:")
-            for path, node in found:
+            for path, node in hits:
                 out.line("  " + long_line(path, node))
 
 
-def _with_hits(
-    snaps: list[Snapshot], hits: Callable[[Snapshot], Iterator[tuple[bytes, Node]]]
+def _hits_by_snapshot(
+    repo: Repository, snaps: list[Snapshot], matcher: PathPatterns
 ) -> Iterator[tuple[Snapshot, Iterator[tuple[bytes, Node]]]]:
-    """(snapshot, its hits) for the snapshots with at least one hit; the hits are produced as
-    the caller reads them (the first one is found here, to know there is one)."""
+    """(snapshot, its matching entries) for each snapshot with at least one, the entries
+    produced as the caller reads them (the first is looked for here, to know there is one)."""
+    from fogvault.treewalk import walk
+
     for snap in snaps:
-        found = hits(snap)
-        for first in found:
-            yield snap, itertools.chain([first], found)
+        hits = ((p, n) for p, n in walk(repo, snap.tree) if matcher.matches(p))
+        for first in hits:
+            yield snap, itertools.chain([first], hits)
             break
