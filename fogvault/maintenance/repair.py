@@ -126,6 +126,7 @@ class _Repair:
         self._lock = threading.Lock()
         self._failures: dict[str, int] = defaultdict(int)
         self._good_now: dict[str, set[str]] = {}  # url -> good names, as a phase starts
+        self._indexes_lacking: dict[str, int] = {}  # url -> live index files it lacks, ditto
         self._incomplete: dict[str, str | None] = {}  # snapshot name -> why it is not spread
 
     def run(self) -> RepairResult:
@@ -195,6 +196,7 @@ class _Repair:
     def _copy_phase(self, phase: str) -> None:
         work: dict[str, list[tuple[Target, bool]]] = defaultdict(list)  # name -> (dest, replace)
         self._good_now = {url: self._good(url) for url in self.have}
+        self._indexes_lacking = {}
         for url, report in self.reports.items():
             if not report.reachable:
                 continue
@@ -236,8 +238,10 @@ class _Repair:
                 self._incomplete[name] = self._snapshot_incomplete(name)
             if self._incomplete[name]:
                 return _NOT_SPREAD
-            lacking = self.repo.live_index_names() - self._good_now[url]
-            return f"the target lacks {len(lacking)} index files" if lacking else None
+            if url not in self._indexes_lacking:  # once per target and phase, not per snapshot
+                self._indexes_lacking[url] = len(self.repo.live_index_names() - self._good_now[url])
+            lacking = self._indexes_lacking[url]
+            return f"the target lacks {lacking} index files" if lacking else None
         if name == CONFIG_NAME and (report.failed or report.skipped):
             return "other objects could not be copied to the target"
         return None
