@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 
 import pytest
@@ -84,19 +83,23 @@ def test_no_usable_target_left_is_an_error(storages) -> None:
 
 def test_concurrency_per_target_is_bounded(storages) -> None:
     targets = _set(storages, concurrency=2)
-    in_flight, peak, lock = [0], [0], threading.Lock()
+    writes = 8
+    in_flight, peak, entered, changed = [0], [0], [0], threading.Condition()
 
     def slow(method: str, name: str) -> None:
-        with lock:
+        with changed:
             in_flight[0] += 1
+            entered[0] += 1
             peak[0] = max(peak[0], in_flight[0])
-        time.sleep(0.02)
-        with lock:
+            changed.notify_all()
+            # Stay until a second write is in here too (the bound must let two through at once)
+            # or no other write is left to come; a third would raise the peak.
+            changed.wait_for(lambda: in_flight[0] >= 2 or entered[0] == writes, timeout=10)
             in_flight[0] -= 1
 
     storages[0].inject("write", Fault(hook=slow, times=None))
     threads = [threading.Thread(target=targets.write_to_each, args=(f"data/aa/{i}", b"p"),
-                                kwargs={"exist_ok": True}) for i in range(8)]
+                                kwargs={"exist_ok": True}) for i in range(writes)]
     for thread in threads:
         thread.start()
     for thread in threads:
