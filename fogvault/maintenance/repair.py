@@ -227,7 +227,7 @@ class _Repair:
             return "target given up"
         if name.startswith(INDEX_DIR):
             try:
-                listed = self.repo.read_index_file(name).packs
+                listed = self.repo.index_file_packs(name)
             except FogVaultError as exc:
                 return f"unreadable ({exc})"
             good = self._good_now[url]

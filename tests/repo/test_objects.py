@@ -139,6 +139,8 @@ def test_tampered_snapshot_index_and_config_are_rejected(make_repo, reopen, tmp_
     repo.cache = None  # the cached copy is intact (and verified), so read the target's
     with pytest.raises(IntegrityError):
         repo.read_index_file(f"index/{index.name}")
+    with pytest.raises(IntegrityError):
+        repo.index_file_packs(f"index/{index.name}")
     _flip(root / "config", 30)
     with pytest.raises(IntegrityError):
         reopen(repo)
@@ -499,3 +501,14 @@ def test_a_writer_holds_no_entries_of_packs_it_has_indexed(make_repo):
     assert writer.stats.blobs == 5500
     # An entry kept per blob is about 240 bytes: 4000 of them would be close to 1 MB.
     assert grown < 200_000, grown
+
+
+def test_the_packs_an_index_file_lists_read_without_its_entries(make_repo):
+    repo = make_repo()
+    repo.config.pack_size = 64 * 1024  # several packs in one index file
+    _store(repo, [os.urandom(30_000) for _ in range(8)])
+    [name] = [n for n in repo.live_index_names()]
+    listed = repo.read_index_file(name).packs
+    assert len(listed) >= 3
+    assert repo.index_file_packs(name) == list(listed)
+
