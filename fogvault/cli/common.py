@@ -186,7 +186,8 @@ def _streamed_value(value: Any) -> Any:
 
 
 def lazy_list(items: Iterable[Any]) -> list:
-    """``items`` as a list for :meth:`Printer.json_streamed`, produced as it is encoded."""
+    """``items`` as a list produced as it is iterated (for :meth:`Printer.json_streamed`, as it
+    is encoded): ``[]`` if there are none, so its truth tells whether there are any."""
     iterator = iter(items)
     for first in iterator:
         return _LazyList(itertools.chain([first], iterator))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
@@ -53,13 +52,12 @@ def find(
 
 def _hits_by_snapshot(
     repo: Repository, snaps: list[Snapshot], matcher: PathPatterns
-) -> Iterator[tuple[Snapshot, Iterator[tuple[bytes, Node]]]]:
+) -> Iterator[tuple[Snapshot, list[tuple[bytes, Node]]]]:
     """(snapshot, its matching entries) for each snapshot with at least one, the entries
     produced as the caller reads them (the first is looked for here, to know there is one)."""
     from fogvault.treewalk import walk
 
     for snap in snaps:
-        hits = ((p, n) for p, n in walk(repo, snap.tree) if matcher.matches(p))
-        for first in hits:
-            yield snap, itertools.chain([first], hits)
-            break
+        hits = lazy_list((p, n) for p, n in walk(repo, snap.tree) if matcher.matches(p))
+        if hits:
+            yield snap, hits
