@@ -417,14 +417,20 @@ class _DryRunWriter:
     def flush(self) -> None:
         pass
 
+    def salvage(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
 
 def _salvage(saver: BlobSaver, writer: PackWriter | _DryRunWriter) -> None:
+    """Index what an interrupted or failed run uploaded. The sealing pool is shut down, not
+    the saver's recorded jobs waited for: Ctrl-C can land between starting a job and recording
+    it, and that job's blobs must be in the writer before it indexes for the last time."""
     try:
-        saver.wait()
-        writer.flush()
+        saver.close()
+        writer.salvage()
     except BaseException:  # the original error is what matters; this is best effort
         pass
 

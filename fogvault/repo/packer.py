@@ -179,12 +179,12 @@ class PackWriter:
         self._slots.acquire()  # back-pressure: wait while max_uploads packs are in flight
         try:
             pack_id, data, entries = pack.builder.finish(self.repo.master.encryption)
-            future = self._pool.submit(self._upload, pack_id, data, entries)
         except BaseException as exc:
             self._slots.release()
             with self._lock:
                 self._broken = self._broken or exc
             raise
+        future = self._pool.submit(self._upload, pack_id, data, entries)  # releases the slot
         with self._lock:
             self._uploads.append(future)
 
@@ -234,16 +234,7 @@ class PackWriter:
     def flush(self) -> None:
         """Upload every open pack and index everything uploaded; raises the first failure.
         Call it when no :meth:`put` is in progress."""
-        with self._lock:
-            if self._writing:
-                raise RuntimeError("PackWriter.flush called while blobs are being written")
-            packs = [p for p in self._open.values() if len(p.builder)]
-            self._open.clear()
-        for pack in packs:
-            # A pack that cannot be finished is the writer's failure, raised below once the
-            # packs already uploaded are indexed.
-            with contextlib.suppress(Exception):
-                self._submit(pack)
+        self._submit_open()
         with self._lock:
             uploads, self._uploads = self._uploads, []
         errors = [f.exception() for f in uploads]
@@ -251,6 +242,30 @@ class PackWriter:
         for error in [self._broken, *errors]:
             if error is not None:
                 raise error
+
+    def salvage(self) -> None:
+        """End an interrupted or failed run keeping what can be kept: upload the open packs
+        if possible, wait for every upload, index everything uploaded. The upload pool is shut
+        down rather than the recorded uploads waited for, as an interrupt can land between
+        starting an upload and recording it: no pack may reach the targets after the last
+        index file is written, or it would be stored and never indexed. Call it when no
+        :meth:`put` is in progress; the writer takes no more blobs."""
+        with contextlib.suppress(Exception):
+            self._submit_open()
+        self._pool.shutdown(wait=True)
+        self._write_index()
+
+    def _submit_open(self) -> None:
+        """Upload every open pack. A pack that cannot be finished is the writer's failure,
+        raised by :meth:`flush` once the packs already uploaded are indexed."""
+        with self._lock:
+            if self._writing:
+                raise RuntimeError("PackWriter flushed while blobs are being written")
+            packs = [p for p in self._open.values() if len(p.builder)]
+            self._open.clear()
+        for pack in packs:
+            with contextlib.suppress(Exception):
+                self._submit(pack)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
