@@ -68,12 +68,14 @@ class ContentWriter:
         self.writers = writers
         self.report = report
 
-    def write(self, jobs: list[FileJob], locations: list[list[IndexEntry]]) -> None:
-        """Write ``jobs``, the blobs of ``jobs[i]`` being at ``locations[i]`` (in file order)."""
+    def write(self, jobs: list[FileJob], locations: list[list[IndexEntry]],
+              starts: list[int] | None = None) -> None:
+        """Write ``jobs``, the blobs of ``jobs[i]`` being at ``locations[i]`` (in file order),
+        from offset ``starts[i]`` of the file (default: all from the start)."""
         by_pack: dict[bytes, dict[bytes, IndexEntry]] = defaultdict(dict)
         destinations: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
         for number, entries in enumerate(locations):
-            offset = 0
+            offset = starts[number] if starts is not None else 0
             for entry in entries:
                 by_pack[entry.pack_id][entry.blob_id] = entry
                 destinations[entry.blob_id].append((number, offset))

@@ -5,7 +5,10 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
 1. **Plan and create** (one thread, depth-first): folders, symlinks, fifos, devices, hardlinks,
    empty files and hardlinked files' first names are created below the target through
    :class:`SafeRoot` (never following a symlink); other files are created with their first
-   blob. Each file's chunks are mapped to (file, offset) destinations.
+   blob. Each file's chunks are mapped to (file, offset) destinations. A batch also ends at
+   ``PLAN_BATCH_BLOBS`` chunks, and a file of more than ``SEGMENT_BLOBS`` chunks is written by
+   this process alone, ``SEGMENT_BLOBS`` at a time: a chunk's place in the plan is about 560
+   bytes, 560 MB for a 1 TiB file of 1 MiB chunks planned at once.
 2. **Content** of the batch (``content``): each needed pack is read in spans of at most
    ``FETCH_SPAN`` bytes, one ranged read each, and their blobs are verified, decrypted and
    written with ``pwrite``, each file by one writer, which sets its metadata when it is
@@ -13,12 +16,16 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
    files to ``PROCESSES`` worker processes (``workers``) while this process plans the next
    batch; otherwise this process writes them (a fetch thread per span in flight, ``WRITERS``
    writing threads). A blob used by many files of a run is fetched once. All-zero blocks are
-   not written, so sparse files keep their holes. Batches bound the plan's memory for regular
-   files (a file's node, destinations and index entries: about 1 KiB); folders, links,
-   specials and hardlink sources are still kept to the end, for their metadata.
-3. **Metadata**: ownership (as root), xattrs, modes and times; folders last and deepest first,
-   so writing their contents does not disturb their mtimes. A regular file gets its metadata
-   as soon as its content is complete, through the descriptor that wrote the last of it.
+   not written, so sparse files keep their holes. Batches bound the plan's memory (a file's
+   node, destinations and index entries: about 1 KiB).
+3. **Metadata**: ownership (as root), xattrs, modes and times. A regular file gets its metadata
+   as soon as its content is complete, through the descriptor that wrote the last of it; a
+   link or special file when it is created. A folder gets its metadata once everything below
+   it is planned and the batch holding its last files is written (so writing its contents
+   does not disturb its mtime), children before parents: keeping every folder's node to the
+   end cost about 1 KiB a folder. A folder whose mode would keep this process out of it (not
+   root, and not ``rwx`` for its owner) is still set at the very end, as a hardlink made later
+   may need to reach into it.
 
 A restored path is always the snapshot's absolute path re-rooted below the target. Progress
 totals grow batch by batch, as files are planned.
@@ -30,6 +37,7 @@ import logging
 import os
 import stat
 import sys
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -101,8 +109,11 @@ class Restorer:
         self._includes = PathPatterns(options.includes)
         self._excludes = PathPatterns(options.excludes)
         self._files: list[FileJob] = []
-        self._dirs: list[tuple[Parts, Node]] = []
-        self._hardlinks: dict[tuple[int, int], Parts] = {}
+        self._batch_blobs = 0  # chunks planned in self._files (see PLAN_BATCH_BLOBS)
+        self._folders = _FolderQueue()
+        self._batch = 0  # the batch being planned
+        # The first name of each hardlinked file, and how many of its links are still to come.
+        self._hardlinks: dict[tuple[int, int], tuple[Parts, int]] = {}
         self._use_processes: bool | None = None  # decided by _write_contents
         self._processes: WriterProcesses | None = None
 
@@ -110,20 +121,22 @@ class Restorer:
         target = os.fsencode(os.path.abspath(self.options.target))
         if self.options.dry_run:
             for _ in self._plan(None):
-                self._files.clear()
+                self._clear_batch()
             return self.summary
         with self.repo.lock(writes=False):  # shared: prune cannot delete what is restored
             root = SafeRoot(target)
             try:
                 for _ in self._plan(root):
-                    self._write_contents(root)
-                    if self.options.verify:  # reads contents only: folder times stay
-                        self._verify(root)
-                    self._files.clear()
+                    if self._files:
+                        self._write_contents(root)
+                        if self.options.verify:  # reads contents only: folder times stay
+                            self._verify(root)
+                    self._clear_batch()
+                    self._settle_folders(root)
                     release_free_memory()  # the batch's tree reads, freed among live objects
                 if self._processes is not None:
                     self._processes.drain()
-                self._apply_metadata(root)
+                self._settle_folders(root, finished=True)
             except BaseException:
                 self._stop_processes(stop=True)
                 raise
@@ -131,6 +144,12 @@ class Restorer:
                 self._stop_processes(stop=False)
                 root.close()
         return self.summary
+
+    def _clear_batch(self) -> None:
+        self._files.clear()
+        self._batch_blobs = 0
+        self._folders.batch_handed(self._batch, self._processes)
+        self._batch += 1
 
     def _stop_processes(self, *, stop: bool) -> None:
         if self._processes is not None:
@@ -145,10 +164,22 @@ class Restorer:
 
     def _plan(self, root: SafeRoot | None) -> Iterator[None]:
         """Plan and create entries depth-first; pause (yield) whenever ``self._files`` holds a
-        batch, for the caller to write and clear it, and once at the end."""
-        stack: list[tuple[Parts, bytes, bool]] = [((), self.snapshot.tree, False)]
+        batch or enough folders wait for their metadata, for the caller to write and clear the
+        batch, and once at the end."""
+        # (path, tree to plan, inside an included path, the selected folder's node); a tree of
+        # None marks the end of that folder: everything below it is planned.
+        stack: list[tuple[Parts, bytes | None, bool, Node | None]] = [
+            ((), self.snapshot.tree, False, None)]
         while stack:
-            parts, tree_id, inside_match = stack.pop()
+            parts, tree_id, inside_match, folder = stack.pop()
+            if tree_id is None:
+                assert folder is not None
+                self._folders.planned(self._batch, parts, folder, self._stays_reachable(folder))
+                if len(self._folders) >= PLAN_BATCH_FILES:
+                    yield
+                continue
+            if folder is not None and root is not None:
+                stack.append((parts, None, False, folder))  # popped after everything below
             tree = self.repo.load_tree(tree_id)
             for node in reversed(tree.nodes):  # reversed: the stack pops in name order
                 child = (*parts, node.name)
@@ -161,13 +192,18 @@ class Restorer:
                         self._make_dir(root, child, node)
                     if selected:
                         self.summary.dirs += 1
-                        self._dirs.append((child, node))
-                    stack.append((child, node.subtree or b"", selected))
+                    stack.append((child, node.subtree or b"", selected, node if selected else None))
                 elif selected:
                     self._plan_entry(root, child, node)
-                    if len(self._files) >= PLAN_BATCH_FILES:  # also within a wide folder
+                    if (len(self._files) >= PLAN_BATCH_FILES  # also within a wide folder
+                            or self._batch_blobs >= PLAN_BATCH_BLOBS):
                         yield
         yield
+
+    @staticmethod
+    def _stays_reachable(folder: Node) -> bool:
+        """Whether this process can still reach into ``folder`` once its mode is set."""
+        return os.geteuid() == 0 or folder.mode & 0o700 == 0o700
 
     def _make_dir(self, root: SafeRoot, parts: Parts, node: Node) -> None:
         if not root.made(parts[:-1]):  # in a folder this restore made, nothing is in the way
@@ -245,15 +281,20 @@ class Restorer:
     def _create_file(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
         self.summary.files += 1
         link_key = (node.dev, node.ino)
-        first = self._hardlinks.get(link_key) if node.nlink > 1 else None
-        if first is not None:
+        known = self._hardlinks.get(link_key) if node.nlink > 1 else None
+        if known is not None:
+            first, to_come = known
+            if to_come > 1:
+                self._hardlinks[link_key] = (first, to_come - 1)
+            else:  # the last of its links (a snapshot holding all of them)
+                del self._hardlinks[link_key]
             if root is not None:
                 with root.open_dir(first[:-1]) as src_fd, root.open_dir(parts[:-1]) as dst_fd:
                     os.link(first[-1], parts[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd,
                             follow_symlinks=False)
             return
         if node.nlink > 1:
-            self._hardlinks[link_key] = parts
+            self._hardlinks[link_key] = (parts, node.nlink - 1)
         self.summary.total_bytes += node.size
         # A file with content is created when its first blob is written: creating it here
         # and opening it again then cost an open and a close more per file. Empty files are
@@ -264,12 +305,16 @@ class Restorer:
                 if not node.content:
                     self._set_metadata(root, parts, node, fd)
         self._files.append(FileJob(parts, node, len(node.content), created=create_now))
+        if len(node.content) <= SEGMENT_BLOBS:  # larger files are written a segment at a time
+            self._batch_blobs += len(node.content)
 
     # ---- phase 2: content ------------------------------------------------------------
 
     def _write_contents(self, root: SafeRoot) -> None:
-        """Write the batch's contents: here (threads) or by worker processes (see workers)."""
-        locations = [self._locations(job) for job in self._files]
+        """Write the batch's contents: here (threads) or by worker processes (see workers);
+        files of more than SEGMENT_BLOBS chunks here, a segment at a time."""
+        jobs = [job for job in self._files if len(job.node.content) <= SEGMENT_BLOBS]
+        locations = [self._locations(job) for job in jobs]
         self.progress.start(self.summary.total_bytes)
         if self._use_processes is None:  # decided once, with the first batch
             folders = self._worker_folders()
@@ -277,16 +322,31 @@ class Restorer:
             if folders is not None:
                 self._processes = self._start_processes(root, folders)
         if self._processes is None:
-            self._writer(root).write(self._files, locations)
-            return
-        for start, end in _tasks(self._files):
-            self._processes.submit(self._files[start:end], locations[start:end])
-        if self.options.verify:  # verify reads what the workers wrote
-            self._processes.drain()
+            self._writer(root).write(jobs, locations)
+        else:
+            for start, end in _tasks(jobs):
+                self._processes.submit(jobs[start:end], locations[start:end])
+        del locations
+        for job in self._files:
+            if len(job.node.content) > SEGMENT_BLOBS:
+                self._write_in_segments(root, job)
+        if self.options.verify and self._processes is not None:
+            self._processes.drain()  # verify reads what the workers wrote
 
-    def _locations(self, job: FileJob) -> list[IndexEntry]:
+    def _write_in_segments(self, root: SafeRoot, job: FileJob) -> None:
+        """Write a file of many chunks SEGMENT_BLOBS chunks at a time: the job carries its
+        state (created, chunks still to write) from one segment to the next."""
+        writer = self._writer(root)
+        offset = 0
+        for first in range(0, len(job.node.content), SEGMENT_BLOBS):
+            entries = self._locations(job, first, first + SEGMENT_BLOBS)
+            writer.write([job], [entries], [offset])
+            offset += sum(entry.raw_length for entry in entries)
+
+    def _locations(self, job: FileJob, first: int = 0, end: int | None = None
+                   ) -> list[IndexEntry]:
         entries = []
-        for blob_id in job.node.content:
+        for blob_id in job.node.content[first:end]:
             entry = self.repo.index.get(blob_id)
             if entry is None:
                 raise IntegrityError(
@@ -354,8 +414,13 @@ class Restorer:
 
     # ---- phase 3: metadata -----------------------------------------------------------
 
-    def _apply_metadata(self, root: SafeRoot) -> None:
-        for parts, node in sorted(self._dirs, key=lambda d: len(d[0]), reverse=True):
+    def _settle_folders(self, root: SafeRoot, *, finished: bool = False) -> None:
+        """Set the metadata of the folders whose contents are all written (``finished``: of
+        every folder left). Waits for the worker processes when too many folders wait: a
+        plan of many folders and few files would otherwise run ahead of the workers."""
+        if len(self._folders) >= PLAN_BATCH_FILES and self._processes is not None:
+            self._processes.drain()
+        for parts, node in self._folders.settled(self._processes, finished=finished):
             self._set_metadata(root, parts, node)
 
     def _set_metadata(self, root: SafeRoot, parts: Parts, node: Node, fd: int | None = None
@@ -391,6 +456,8 @@ class Restorer:
 
 
 PLAN_BATCH_FILES = 2_000  # files planned before their contents are written (see the top)
+PLAN_BATCH_BLOBS = 16_384  # ...or chunks of those files (about 9 MB of plan)
+SEGMENT_BLOBS = PLAN_BATCH_BLOBS  # a file of more chunks is written a segment at a time
 WRITERS = 2  # threads writing files in this process (see _writer)
 LOCAL_FETCH_THREADS = 2  # spans read at once from a local folder (see _fetch_threads)
 REMOTE_FETCH_THREADS = 4  # from other targets
@@ -411,3 +478,40 @@ def _tasks(jobs: list[FileJob]) -> Iterator[tuple[int, int]]:
             start, size = number + 1, 0
     if start < len(jobs):
         yield start, len(jobs)
+
+
+class _FolderQueue:
+    """Folders whose subtrees are planned, waiting for the batches holding their files to be
+    written, in the order they were left (children before parents)."""
+
+    def __init__(self) -> None:
+        self._waiting: deque[tuple[int, Parts, Node]] = deque()  # (batch, path, node)
+        self._last: list[tuple[Parts, Node]] = []  # set at the very end (see the top)
+        # (batch, tasks handed to worker processes up to its end): written once they are done
+        self._handed: deque[tuple[int, int]] = deque()
+        self._written = -1  # every batch up to this one is written
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def planned(self, batch: int, parts: Parts, node: Node, reachable: bool) -> None:
+        if reachable:
+            self._waiting.append((batch, parts, node))
+        else:
+            self._last.append((parts, node))
+
+    def batch_handed(self, batch: int, processes: WriterProcesses | None) -> None:
+        """``batch`` is written (here), or handed to the worker processes."""
+        self._handed.append((batch, processes.tasks_sent if processes is not None else 0))
+
+    def settled(self, processes: WriterProcesses | None, *, finished: bool
+                ) -> Iterator[tuple[Parts, Node]]:
+        done = processes.tasks_done_in_order() if processes is not None else 0
+        while self._handed and (finished or self._handed[0][1] <= done):
+            self._written = self._handed.popleft()[0]
+        while self._waiting and (finished or self._waiting[0][0] <= self._written):
+            _, parts, node = self._waiting.popleft()
+            yield parts, node
+        if finished:
+            yield from self._last
+            self._last.clear()

@@ -73,7 +73,8 @@ class WorkerSetup:
 @dataclass(slots=True)
 class _Worker:
     process: subprocess.Popen[bytes]
-    tasks: deque[list[FileJob]] = field(default_factory=deque)  # sent, not finished
+    tasks: deque[tuple[int, list[FileJob]]] = field(default_factory=deque)  # (number, files)
+    # of the tasks sent and not finished
     outgoing: bytearray = field(default_factory=bytearray)
     incoming: bytearray = field(default_factory=bytearray)
 
@@ -89,6 +90,7 @@ class WriterProcesses:
         self._damaged = damaged
         self._selector = selectors.DefaultSelector()
         self._workers: list[_Worker] = []
+        self.tasks_sent = 0  # tasks are numbered from 1, in the order they are submitted
         try:
             for _ in range(count):
                 self._start(setup)
@@ -119,7 +121,8 @@ class WriterProcesses:
         while min(len(w.tasks) for w in self._workers) >= _QUEUED_TASKS:
             self._pump(wait=True)
         worker = min(self._workers, key=lambda w: len(w.tasks))
-        worker.tasks.append(jobs)
+        self.tasks_sent += 1
+        worker.tasks.append((self.tasks_sent, jobs))
         self._queue(worker, ([(j.parts, j.node, j.created) for j in jobs], locations))
         self._pump(wait=False)
 
@@ -128,6 +131,12 @@ class WriterProcesses:
         if not worker.outgoing:  # wake the selector when the pipe takes more
             self._selector.register(worker.process.stdin, selectors.EVENT_WRITE, worker)
         worker.outgoing += _frame(message)
+
+    def tasks_done_in_order(self) -> int:
+        """The number of the last task that is done with every task before it (each worker
+        does its tasks in the order they were sent)."""
+        return min((w.tasks[0][0] - 1 for w in self._workers if w.tasks),
+                   default=self.tasks_sent)
 
     def drain(self) -> None:
         """Wait until every task sent is done."""
@@ -191,7 +200,7 @@ class WriterProcesses:
         if kind == "share":
             self._report(*message[1:])
         elif kind == "task":
-            jobs = worker.tasks.popleft()
+            _, jobs = worker.tasks.popleft()
             for number in message[1]:
                 jobs[number].failed = True
         elif kind == "damaged":

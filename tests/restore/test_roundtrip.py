@@ -365,15 +365,28 @@ def test_backup_then_restore_gives_back_the_same_tree(
         shutil.rmtree(work)
 
 
-@pytest.mark.parametrize(("plan_batch", "processes"),
-                         [(None, False), (1, False), (3, False), (None, True), (3, True)])
+@pytest.mark.parametrize(("plan_batch", "processes", "segment"),
+                         [(None, False, None), (1, False, None), (3, False, None),
+                          (None, True, None), (3, True, None), (3, False, 4), (None, True, 4)])
 def test_kitchen_sink_round_trip(make_repo: Callable[..., Repository], tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch, plan_batch: int | None,
-                                 processes: bool) -> None:
+                                 processes: bool, segment: int | None) -> None:
     """One fixed tree with every kind of entry at once, so each is covered on every run
     whatever the property test draws. Also restored in batches of 1 and 3 files (the plan's
     memory bound): hardlinks to a file of an earlier batch, content shared across batches;
-    and with the contents written by worker processes, in one batch and in several."""
+    with the contents written by worker processes, in one batch and in several; and with the
+    files of more than 4 chunks written 4 chunks at a time, here (the large-file bound)."""
+    segments: list[int] = []  # chunks of each in-process write of a file written in segments
+    if segment is not None:
+        monkeypatch.setattr(restorer, "SEGMENT_BLOBS", segment)
+        real_write = restorer.ContentWriter.write
+
+        def write(self: Any, jobs: list[Any], locations: list[Any], starts: Any = None) -> None:
+            if starts is not None:
+                segments.extend(len(entries) for entries in locations)
+            real_write(self, jobs, locations, starts)
+
+        monkeypatch.setattr(restorer.ContentWriter, "write", write)
     batches: list[int] = []
     if plan_batch is not None:
         monkeypatch.setattr(restorer, "PLAN_BATCH_FILES", plan_batch)
@@ -425,7 +438,11 @@ def test_kitchen_sink_round_trip(make_repo: Callable[..., Repository], tmp_path:
     assert restored[b"sparse"]["blocks"] * 512 <= sparse_bound(sparse)
     if plan_batch is not None:  # the root folder alone holds more files than one batch
         assert max(batches) == plan_batch and sum(batches) == summary.verified
-    assert (sum(tasks) == summary.verified) if processes else not tasks
+    if segment is None:
+        assert (sum(tasks) == summary.verified) if processes else not tasks
+    else:  # big (twice: a copy shares its chunks, not its node) and sparse, in segments
+        assert max(segments) == segment and sum(segments) > 3 * segment
+        assert sum(tasks) == (summary.verified - 3 if processes else 0)
     link = restored_root(tmp_path / "restored", source) + b"/rel-link"
     assert os.readlink(link) == b"../src/\xfe"
     if xattrs_ok:
