@@ -34,6 +34,7 @@ from fogvault.repo.packer import PackWriter, PackWriterOptions
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid, now
 from fogvault.repo.tree import DIR, FILE, SYMLINK, Node, Tree
+from fogvault.warning_list import WarningList
 
 
 @dataclass(slots=True)
@@ -52,7 +53,7 @@ class BackupOptions:
 @dataclass(slots=True)
 class BackupResult:
     snapshot: Snapshot
-    warnings: list[str]
+    warnings: WarningList
     dry_run: bool = False
     #: url -> why, for targets that did not get the snapshot (k-of-N: exit 3, docs/targets.md)
     targets_behind: dict[str, str] = field(default_factory=dict)
@@ -66,7 +67,7 @@ class Archiver:
         self.options = options
         self.progress = progress or Progress()
         self.summary = SnapshotSummary()
-        self.warnings: list[str] = []
+        self.warnings = WarningList()
         # (device, inode) of a file with several links -> (its content, links still to come)
         self._hardlinks: dict[tuple[int, int], tuple[list[bytes], int]] = {}
         self._root_devs: set[int] = set()  # devices of the source paths (--one-file-system)
@@ -158,7 +159,7 @@ class Archiver:
 
     def _warn(self, path: bytes, message: str) -> None:
         text = f"{os.fsdecode(path)}: {message}"
-        self.warnings.append(text)
+        self.warnings.add(text)
         self.progress.warning(text)
 
     # ---- trees -----------------------------------------------------------------------

@@ -270,7 +270,7 @@ class _JobRun:
         record.snapshot = None if result.dry_run else result.snapshot.uid
         record.bytes_added = s.bytes_added
         record.files = s.files_new + s.files_changed + s.files_unchanged
-        record.errors = (s.files_failed or len(result.warnings)) + len(result.targets_behind)
+        record.errors = (s.files_failed or result.warnings.total) + len(result.targets_behind)
         for warning in result.warnings[:5]:
             self._note(warning)
         record.targets_behind = sorted(result.targets_behind)

@@ -16,11 +16,9 @@ from typing import Any
 
 from fogvault.errors import MalformedObject
 from fogvault.repo.format import UID_HEX_LEN, parse_hex_id
+from fogvault.warning_list import WarningList
 
 SNAPSHOT_VERSION = 1
-#: A snapshot records at most this many warnings (and how many more there were), so a run
-#: with millions of unreadable files still writes a readable manifest.
-MAX_WARNINGS = 1000
 
 
 def new_uid() -> str:
@@ -73,6 +71,8 @@ class Snapshot:
             "parent": self.parent,
             "program_version": self.program_version,
             "summary": asdict(self.summary),
+            # At most MAX_WARNINGS, then how many more: a readable manifest after a run over
+            # millions of unreadable files.
             "warnings": _bounded(self.warnings),
         }
 
@@ -106,9 +106,7 @@ class Snapshot:
 
 
 def _bounded(warnings: list[str]) -> list[str]:
-    if len(warnings) <= MAX_WARNINGS:
-        return warnings
-    return [*warnings[:MAX_WARNINGS], f"... and {len(warnings) - MAX_WARNINGS} more warnings"]
+    return warnings if isinstance(warnings, WarningList) else WarningList.of(warnings)
 
 
 def select_snapshots(

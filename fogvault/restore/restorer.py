@@ -59,6 +59,7 @@ from fogvault.restore.content import (
 from fogvault.restore.progress import RestoreProgress
 from fogvault.restore.safefs import Parts, SafeRoot
 from fogvault.restore.workers import WorkerSetup, WriterProcesses
+from fogvault.warning_list import WarningList
 
 log = logging.getLogger("fogvault")
 
@@ -88,7 +89,7 @@ class RestoreSummary:
     total_bytes: int = 0
     skipped: int = 0
     verified: int = 0
-    warnings: list[str] = field(default_factory=list)
+    warnings: WarningList = field(default_factory=WarningList)
 
 
 class Restorer:
@@ -157,7 +158,7 @@ class Restorer:
             self._processes = None
 
     def _warn(self, message: str) -> None:
-        self.summary.warnings.append(message)
+        self.summary.warnings.add(message)
         self.progress.warning(message)
 
     # ---- phase 1: plan and create ----------------------------------------------------

@@ -5,11 +5,14 @@ the file at exactly that moment, every time."""
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from fogvault import warning_list
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.backup.progress import Progress
 from fogvault.treewalk import walk
+from fogvault.warning_list import WarningList
 
 
 class MeddlingProgress(Progress):
@@ -63,3 +66,51 @@ def test_file_changing_while_read_is_stored_as_read_and_read_again_next_time(mak
     assert second.snapshot.summary.bytes_read == 1500 and not second.warnings
     third = Archiver(repo, BackupOptions()).run([str(src)])
     assert third.snapshot.summary.bytes_read == 0  # now it is settled
+
+
+class VanishingProgress(Progress):
+    """Deletes every file just before it is read; counts the warnings reported live."""
+
+    def __init__(self) -> None:
+        self.reported = 0
+
+    def file_started(self, path: bytes, size: int) -> None:
+        os.unlink(path)
+
+    def warning(self, message: str) -> None:
+        self.reported += 1
+
+
+def test_a_run_keeps_the_first_warnings_and_counts_the_rest(make_repo, reopen, tmp_path,
+                                                            monkeypatch):
+    """Every warning is reported as it happens; the result and the snapshot keep the first
+    MAX_WARNINGS and a line counting the rest (200 bytes a warning, kept for a run over
+    millions of unreadable files, was unbounded)."""
+    monkeypatch.setattr(warning_list, "MAX_WARNINGS", 5)
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"f{i:02}").write_text("deleted mid-backup")
+    progress = VanishingProgress()
+    result = Archiver(repo, BackupOptions(), progress).run([str(src)])
+    assert progress.reported == result.warnings.total == 12
+    assert result.snapshot.summary.files_failed == 12
+    assert [w.rsplit("/", 1)[-1][:3] for w in result.warnings[:5]] == [
+        "f00", "f01", "f02", "f03", "f04"]
+    assert result.warnings[5:] == ["... and 7 more warnings"]
+    recorded = reopen(repo).load_snapshot(result.snapshot.uid).warnings
+    assert recorded == list(result.warnings)
+
+
+@dataclass
+class Summary:
+    warnings: WarningList
+
+
+def test_a_warning_list_built_from_a_list_is_bounded_the_same_way(monkeypatch):
+    monkeypatch.setattr(warning_list, "MAX_WARNINGS", 2)
+    assert WarningList.of(["a", "b"]) == ["a", "b"]
+    bounded = WarningList.of(["a", "b", "c", "d"])
+    assert bounded == ["a", "b", "... and 2 more warnings"] and bounded.total == 4
+    assert asdict(Summary(bounded)) == {"warnings": bounded}  # a copy, not bounded again
