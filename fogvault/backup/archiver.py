@@ -440,7 +440,8 @@ class _DryRunWriter:
 def _salvage(saver: BlobSaver, writer: PackWriter | _DryRunWriter) -> None:
     """Index what an interrupted or failed run uploaded. The sealing pool is shut down, not
     the saver's recorded jobs waited for: Ctrl-C can land between starting a job and recording
-    it, and that job's blobs must be in the writer before it indexes for the last time."""
+    it, and that job's blobs must be in the writer before it indexes for the last time. Small
+    blobs still waiting to be sent as a batch are dropped (at most BATCH_BYTES)."""
     try:
         saver.close()
         writer.salvage()

@@ -213,8 +213,15 @@ class PackWriter:
             with self._lock:
                 packs, self._unindexed = self._unindexed, {}
             if packs:
-                self._before_index()
-                self.repo.save_index(IndexFile(packs=packs))
+                try:
+                    self._before_index()
+                    self.repo.save_index(IndexFile(packs=packs))
+                except BaseException:
+                    # Not indexed: keep them for the next try (salvage after Ctrl-C), or
+                    # they would stay on the targets in no index file.
+                    with self._lock:
+                        self._unindexed.update(packs)
+                    raise
                 with self._lock:
                     self.stats.index_files += 1
             self._last_index = time.monotonic()
@@ -249,7 +256,11 @@ class PackWriter:
         down rather than the recorded uploads waited for, as an interrupt can land between
         starting an upload and recording it: no pack may reach the targets after the last
         index file is written, or it would be stored and never indexed. Call it when no
-        :meth:`put` is in progress; the writer takes no more blobs."""
+        :meth:`put` is in progress; the writer takes no more blobs.
+
+        Best effort: a second interrupt ends it; an interrupt while the pool starts a thread
+        (its first uploads) can leave a thread the pool does not know of. A pack stored and
+        not indexed wastes space until ``prune`` removes it; it loses nothing."""
         with contextlib.suppress(Exception):
             self._submit_open()
         self._pool.shutdown(wait=True)

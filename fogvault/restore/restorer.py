@@ -75,7 +75,7 @@ class RestoreOptions:
     verify: bool = False
     dry_run: bool = False
     workers: int | None = None  # spans fetched at once (None: see _fetch_threads)
-    processes: bool | None = None  # worker processes write (None: see _worker_folders)
+    processes: bool | None = None  # worker processes write (None: see _decide_processes)
     restore_owner: bool = field(default_factory=lambda: os.geteuid() == 0)
 
 
@@ -112,6 +112,7 @@ class Restorer:
         self._files: list[FileJob] = []
         self._batch_blobs = 0  # chunks planned in self._files (see PLAN_BATCH_BLOBS)
         self._folders = _FolderQueue()
+        self._as_root = os.geteuid() == 0  # folder modes do not keep it out
         self._batch = 0  # the batch being planned
         # The first name of each hardlinked file, and how many of its links are still to come.
         self._hardlinks: dict[tuple[int, int], tuple[Parts, int]] = {}
@@ -149,7 +150,8 @@ class Restorer:
     def _clear_batch(self) -> None:
         self._files.clear()
         self._batch_blobs = 0
-        self._folders.batch_handed(self._batch, self._processes)
+        tasks_sent = self._processes.tasks_sent if self._processes is not None else 0
+        self._folders.batch_handed(self._batch, tasks_sent)
         self._batch += 1
 
     def _stop_processes(self, *, stop: bool) -> None:
@@ -174,7 +176,8 @@ class Restorer:
         while stack:
             parts, tree_id, inside_match, folder = stack.pop()
             if tree_id is None:
-                assert folder is not None
+                assert folder is not None and root is not None
+                root.forget_made(parts)
                 self._folders.planned(self._batch, parts, folder, self._stays_reachable(folder))
                 if len(self._folders) >= PLAN_BATCH_FILES:
                     yield
@@ -201,10 +204,9 @@ class Restorer:
                         yield
         yield
 
-    @staticmethod
-    def _stays_reachable(folder: Node) -> bool:
+    def _stays_reachable(self, folder: Node) -> bool:
         """Whether this process can still reach into ``folder`` once its mode is set."""
-        return os.geteuid() == 0 or folder.mode & 0o700 == 0o700
+        return self._as_root or folder.mode & 0o700 == 0o700
 
     def _make_dir(self, root: SafeRoot, parts: Parts, node: Node) -> None:
         if not root.made(parts[:-1]):  # in a folder this restore made, nothing is in the way
@@ -306,8 +308,9 @@ class Restorer:
                 if not node.content:
                     self._set_metadata(root, parts, node, fd)
         self._files.append(FileJob(parts, node, len(node.content), created=create_now))
-        if len(node.content) <= SEGMENT_BLOBS:  # larger files are written a segment at a time
-            self._batch_blobs += len(node.content)
+        # A file of more than SEGMENT_BLOBS is written a segment at a time, but its node's
+        # chunk ids (about 70 bytes each) are held until its batch is written: it ends one.
+        self._batch_blobs += len(node.content)
 
     # ---- phase 2: content ------------------------------------------------------------
 
@@ -317,11 +320,8 @@ class Restorer:
         jobs = [job for job in self._files if len(job.node.content) <= SEGMENT_BLOBS]
         locations = [self._locations(job) for job in jobs]
         self.progress.start(self.summary.total_bytes)
-        if self._use_processes is None:  # decided once, with the first batch
-            folders = self._worker_folders()
-            self._use_processes = folders is not None
-            if folders is not None:
-                self._processes = self._start_processes(root, folders)
+        if self._use_processes is None:
+            self._decide_processes(root)
         if self._processes is None:
             self._writer(root).write(jobs, locations)
         else:
@@ -340,6 +340,8 @@ class Restorer:
         writer = self._writer(root)
         offset = 0
         for first in range(0, len(job.node.content), SEGMENT_BLOBS):
+            if job.failed:  # could not be created: warned about, nothing more to read
+                return
             entries = self._locations(job, first, first + SEGMENT_BLOBS)
             writer.write([job], [entries], [offset])
             offset += sum(entry.raw_length for entry in entries)
@@ -385,17 +387,24 @@ class Restorer:
                         exc.strerror or exc)
             return None
 
-    def _worker_folders(self) -> list[str] | None:
-        """The target folders for worker processes, or None to write with threads here.
-        Workers for a restore of many files from folders on this machine (which they can open
-        by path); a few files, or remote targets (bound by their latency, and reached with
-        credentials a worker would need too), are written by threads here."""
+    def _decide_processes(self, root: SafeRoot) -> None:
+        """Start worker processes for a restore of many files from folders on this machine
+        (which they can open by path), once PROCESS_MIN_FILES files are planned (batches cut
+        short by folders or chunks are written here until then); a few files, or remote
+        targets (bound by their latency, and reached with credentials a worker would need
+        too), are written by threads here. Decided once."""
         wanted = self.options.processes
         if wanted is None:
-            wanted = len(self._files) >= PROCESS_MIN_FILES and (os.cpu_count() or 1) > 1
-        if not wanted or not sys.executable:
-            return None
-        return self.repo.targets.local_folders()
+            if (os.cpu_count() or 1) < 2:
+                wanted = False
+            elif self.summary.files < PROCESS_MIN_FILES:
+                return  # not yet
+            else:
+                wanted = True
+        folders = self.repo.targets.local_folders() if wanted and sys.executable else None
+        if folders is not None:
+            self._processes = self._start_processes(root, folders)
+        self._use_processes = self._processes is not None
 
     def _worker_setup(self, root: SafeRoot, folders: list[str]) -> WorkerSetup:
         repo = self.repo
@@ -419,9 +428,15 @@ class Restorer:
         """Set the metadata of the folders whose contents are all written (``finished``: of
         every folder left). Waits for the worker processes when too many folders wait: a
         plan of many folders and few files would otherwise run ahead of the workers."""
-        if len(self._folders) >= PLAN_BATCH_FILES and self._processes is not None:
-            self._processes.drain()
-        for parts, node in self._folders.settled(self._processes, finished=finished):
+        self._set_folders(root, finished)
+        while (len(self._folders) >= PLAN_BATCH_FILES and self._processes is not None
+               and self._processes.busy()):
+            self._processes.wait_for_reports()
+            self._set_folders(root, finished)
+
+    def _set_folders(self, root: SafeRoot, finished: bool) -> None:
+        done = self._processes.tasks_done_in_order() if self._processes is not None else 0
+        for parts, node in self._folders.settled(done, finished=finished):
             self._set_metadata(root, parts, node)
 
     def _set_metadata(self, root: SafeRoot, parts: Parts, node: Node, fd: int | None = None
@@ -462,8 +477,8 @@ SEGMENT_BLOBS = PLAN_BATCH_BLOBS  # a file of more chunks is written a segment a
 WRITERS = 2  # threads writing files in this process (see _writer)
 LOCAL_FETCH_THREADS = 2  # spans read at once from a local folder (see _fetch_threads)
 REMOTE_FETCH_THREADS = 4  # from other targets
-PROCESSES = 2  # worker processes, where they are used (see _worker_folders)
-PROCESS_MIN_FILES = 1_000  # files in the first batch for worker processes to pay off
+PROCESSES = 2  # worker processes, where they are used (see _decide_processes)
+PROCESS_MIN_FILES = 1_000  # files planned for worker processes to pay off
 TASK_FILES = 256  # consecutive files handed to a worker process at once...
 TASK_BYTES = 16 * 1024 * 1024  # ...or fewer, if these many bytes are reached first
 
@@ -501,13 +516,16 @@ class _FolderQueue:
         else:
             self._last.append((parts, node))
 
-    def batch_handed(self, batch: int, processes: WriterProcesses | None) -> None:
-        """``batch`` is written (here), or handed to the worker processes."""
-        self._handed.append((batch, processes.tasks_sent if processes is not None else 0))
+    def batch_handed(self, batch: int, tasks_sent: int) -> None:
+        """``batch`` is written (here), or handed to the worker processes, which have been
+        sent ``tasks_sent`` tasks by then (0: no workers). Only a batch that folders wait for
+        is recorded: a folder is queued while its batch is planned, before it is handed."""
+        if self._waiting and self._waiting[-1][0] == batch:
+            self._handed.append((batch, tasks_sent))
 
-    def settled(self, processes: WriterProcesses | None, *, finished: bool
-                ) -> Iterator[tuple[Parts, Node]]:
-        done = processes.tasks_done_in_order() if processes is not None else 0
+    def settled(self, done: int, *, finished: bool) -> Iterator[tuple[Parts, Node]]:
+        """The folders whose batches are written, once the workers have done every task up
+        to number ``done`` (0 without workers)."""
         while self._handed and (finished or self._handed[0][1] <= done):
             self._written = self._handed.popleft()[0]
         while self._waiting and (finished or self._waiting[0][0] <= self._written):

@@ -67,6 +67,11 @@ class SafeRoot:
         with self._lock:
             return parts in self._made
 
+    def forget_made(self, parts: Parts) -> None:
+        """Nothing more is restored in the folder ``parts``: :meth:`made` need not know it."""
+        with self._lock:
+            self._made.discard(parts)
+
     def path(self, parts: Parts) -> bytes:
         return os.path.join(self.root, *parts) if parts else self.root
 

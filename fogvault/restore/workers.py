@@ -73,8 +73,8 @@ class WorkerSetup:
 @dataclass(slots=True)
 class _Worker:
     process: subprocess.Popen[bytes]
-    tasks: deque[tuple[int, list[FileJob]]] = field(default_factory=deque)  # (number, files)
-    # of the tasks sent and not finished
+    # (number, files) of each task sent and not finished
+    tasks: deque[tuple[int, list[FileJob]]] = field(default_factory=deque)
     outgoing: bytearray = field(default_factory=bytearray)
     incoming: bytearray = field(default_factory=bytearray)
 
@@ -138,9 +138,16 @@ class WriterProcesses:
         return min((w.tasks[0][0] - 1 for w in self._workers if w.tasks),
                    default=self.tasks_sent)
 
+    def busy(self) -> bool:
+        return any(w.tasks for w in self._workers)
+
+    def wait_for_reports(self) -> None:
+        """Handle what the workers say next (waiting for it)."""
+        self._pump(wait=True)
+
     def drain(self) -> None:
         """Wait until every task sent is done."""
-        while any(w.tasks for w in self._workers):
+        while self.busy():
             self._pump(wait=True)
 
     def close(self, *, stop: bool = False) -> None:

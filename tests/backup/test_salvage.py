@@ -92,3 +92,32 @@ def test_salvage_waits_for_an_upload_the_writer_never_recorded(make_repo, reopen
     writer.close()
     stored = {p.name for p in (tmp_path / "repo" / "data").rglob("*") if p.is_file()}
     assert stored and stored == {pack_id.hex() for pack_id in reopen(repo).index.pack_ids()}
+
+
+def test_packs_whose_index_write_was_interrupted_are_indexed_by_salvage(make_repo, reopen,
+                                                                        monkeypatch, tmp_path):
+    """Ctrl-C during the last index file's write (slow on a remote target): salvage writes
+    it again instead of forgetting its packs."""
+    repo = make_repo()
+    writer = PackWriter(repo)
+    save_index = repo.save_index
+    calls = []
+
+    def interrupted_once(index) -> None:
+        calls.append(index)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        save_index(index)
+
+    monkeypatch.setattr(repo, "save_index", interrupted_once)
+    data = os.urandom(1000)
+    blob_id = repo.blob_id(data)
+    assert writer.reserve(blob_id)
+    writer.add(BlobType.DATA, blob_id, data, len(data))
+    with pytest.raises(KeyboardInterrupt):
+        writer.flush()
+    writer.salvage()
+    writer.close()
+    assert len(calls) == 2
+    stored = {p.name for p in (tmp_path / "repo" / "data").rglob("*") if p.is_file()}
+    assert stored and stored == {pack_id.hex() for pack_id in reopen(repo).index.pack_ids()}

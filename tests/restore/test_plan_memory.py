@@ -76,27 +76,95 @@ def test_folders_get_their_metadata_as_the_restore_goes(
     assert_same_tree(os.fsencode(source), restored_root(target, os.fsencode(source)))
 
 
-def test_many_empty_folders_wait_in_a_bounded_queue(make_repo: Callable[..., Repository],
-                                                   tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """No files end a batch here: the folders waiting for their metadata do."""
+@pytest.mark.parametrize(("files_per_folder", "processes"), [(0, False), (1, False), (1, True)])
+def test_folders_wait_in_a_bounded_queue(make_repo: Callable[..., Repository], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch, files_per_folder: int,
+                                         processes: bool) -> None:
+    """Folders waiting for their metadata end a batch (with no files, only they do); with
+    worker processes the restore waits for the workers' reports while too many wait."""
     monkeypatch.setattr(restorer, "PLAN_BATCH_FILES", 10)
     source = tmp_path / "src"
-    _tree(source, 0)
+    _tree(source, files_per_folder)
     repo = make_repo()
     result = backup(repo, source)
-    waiting: list[int] = []
+    waiting: list[int] = []  # before settling, and after
     real = restorer.Restorer._settle_folders
 
     def settle(self: restorer.Restorer, root: Any, *, finished: bool = False) -> None:
-        waiting.append(len(self._folders))
+        before = len(self._folders)
         real(self, root, finished=finished)
+        waiting.append((before, len(self._folders)))
 
     monkeypatch.setattr(restorer.Restorer, "_settle_folders", settle)
     target = tmp_path / "out"
-    assert restore(repo, result, target).warnings == []
-    assert max(waiting) == 10 and len(waiting) >= FOLDERS // 10
+    assert restore(repo, result, target, processes=processes).warnings == []
+    assert max(before for before, _ in waiting) <= 10
+    assert max(after for _, after in waiting) < 10
     assert_same_tree(os.fsencode(source), restored_root(target, os.fsencode(source)))
+
+
+def test_workers_are_started_once_enough_files_are_planned(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches cut short by their chunks (or folders) do not decide that a restore of many
+    files is written without workers."""
+    monkeypatch.setattr(restorer, "PLAN_BATCH_BLOBS", 3)
+    monkeypatch.setattr(restorer, "PROCESS_MIN_FILES", 8)
+    source = tmp_path / "src"
+    _tree(source, 1)
+    repo = make_repo()
+    result = backup(repo, source)
+    batches: list[tuple[int, bool]] = []  # (chunks, written by workers)
+    real = restorer.Restorer._write_contents
+
+    def counted(self: restorer.Restorer, root: Any) -> None:
+        real(self, root)
+        batches.append((sum(len(j.node.content) for j in self._files),
+                        self._processes is not None))
+
+    monkeypatch.setattr(restorer.Restorer, "_write_contents", counted)
+    target = tmp_path / "out"
+    assert restore(repo, result, target).warnings == []
+    assert max(chunks for chunks, _ in batches) == 3
+    by_workers = [workers for _, workers in batches]
+    first = by_workers.index(True)  # once 8 files are planned, in batches of at most 3
+    assert first in (2, 3) and all(by_workers[first:]) and len(batches) > first + 2
+    assert_same_tree(os.fsencode(source), restored_root(target, os.fsencode(source)))
+
+
+def test_a_large_file_that_cannot_be_created_is_not_read(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written a segment at a time: after its first segment fails, nothing more is fetched."""
+    monkeypatch.setattr(restorer, "SEGMENT_BLOBS", 2)
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "big").write_bytes(os.urandom(600_000))  # ~9 chunks of 64 KiB average
+    (source / "small").write_bytes(b"fine")
+    repo = make_repo()
+    result = backup(repo, source)
+    target = tmp_path / "out"
+    restored = Path(os.fsdecode(restored_root(target, os.fsencode(source))))
+    real_plan = restorer.Restorer._plan
+
+    def plan_then_block(self: restorer.Restorer, root: Any) -> Any:
+        for step in real_plan(self, root):
+            (restored / "big").mkdir()  # where the file is created with its first chunk
+            yield step
+
+    writes: list[int] = []
+    real_write = restorer.ContentWriter.write
+
+    def write(self: Any, jobs: list[Any], locations: list[Any], starts: Any = None) -> None:
+        writes.append(len(jobs))
+        real_write(self, jobs, locations, starts)
+
+    monkeypatch.setattr(restorer.Restorer, "_plan", plan_then_block)
+    monkeypatch.setattr(restorer.ContentWriter, "write", write)
+    summary = restore(repo, result, target)
+    assert [w.rsplit("/", 1)[-1] for w in summary.warnings] == ["big: cannot restore: File exists"]
+    assert writes == [1, 1]  # "small" with the batch, then one segment of "big"
+    assert (restored / "small").read_bytes() == b"fine"
 
 
 def test_a_folder_that_would_lock_this_process_out_is_set_last(
