@@ -27,6 +27,7 @@ from fogvault.backup.progress import Progress
 from fogvault.backup.saver import BlobSaver
 from fogvault.errors import UsageError
 from fogvault.fsmeta import node_from_stat, node_type, read_xattrs, user_name
+from fogvault.hardlinks import Hardlinks
 from fogvault.heap import use_one_malloc_arena
 from fogvault.repo.format import BlobType
 from fogvault.repo.lock import NoLock
@@ -68,8 +69,7 @@ class Archiver:
         self.progress = progress or Progress()
         self.summary = SnapshotSummary()
         self.warnings = WarningList()
-        # (device, inode) of a file with several links -> (its content, links still to come)
-        self._hardlinks: dict[tuple[int, int], tuple[list[bytes], int]] = {}
+        self._hardlinks: Hardlinks[list[bytes]] = Hardlinks()  # the first name's content
         self._root_devs: set[int] = set()  # devices of the source paths (--one-file-system)
         self._reuse_trees = False  # set per run: may the parent's tree ids stand for new trees
         self._chunker = repo.chunker()  # one for the run: building one costs ~8 us per file
@@ -301,9 +301,9 @@ class Archiver:
         """Fill in ``node.content``; False if the file could not be read."""
         self.progress.file_started(path, node.size)
         link_key = (node.dev, node.ino)
-        linked = node.nlink > 1 and link_key in self._hardlinks
-        if linked:
-            node.content = self._linked_content(link_key)
+        linked = self._hardlinks.take(link_key) if node.nlink > 1 else None
+        if linked is not None:
+            node.content = linked
             self.summary.files_unchanged += 1
         elif self._unchanged(node, old):
             assert old is not None
@@ -321,21 +321,11 @@ class Archiver:
                 self.summary.files_new += 1
             else:
                 self.summary.files_changed += 1
-        if node.nlink > 1 and not linked:
-            self._hardlinks[link_key] = (node.content, node.nlink - 1)
+        if node.nlink > 1 and linked is None:
+            self._hardlinks.remember(link_key, node.content, node.nlink)
         self.summary.total_bytes += node.size
         self.progress.file_done(path)
         return True
-
-    def _linked_content(self, link_key: tuple[int, int]) -> list[bytes]:
-        """The content of a file met before under another name; forgotten at its last link
-        (a file's content list is 32 bytes a chunk, kept for the whole run otherwise)."""
-        content, to_come = self._hardlinks[link_key]
-        if to_come > 1:
-            self._hardlinks[link_key] = (content, to_come - 1)
-        else:
-            del self._hardlinks[link_key]
-        return content
 
     def _unchanged(self, node: Node, old: Node | None) -> bool:
         return (

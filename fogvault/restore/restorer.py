@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from fogvault.errors import IntegrityError, UnsafePath, UsageError
+from fogvault.hardlinks import Hardlinks
 from fogvault.heap import release_free_memory
 from fogvault.patterns import PathPatterns
 from fogvault.repo.index import IndexEntry
@@ -114,8 +115,7 @@ class Restorer:
         self._folders = _FolderQueue()
         self._as_root = os.geteuid() == 0  # folder modes do not keep it out
         self._batch = 0  # the batch being planned
-        # The first name of each hardlinked file, and how many of its links are still to come.
-        self._hardlinks: dict[tuple[int, int], tuple[Parts, int]] = {}
+        self._hardlinks: Hardlinks[Parts] = Hardlinks()  # the first name's path
         self._use_processes: bool | None = None  # decided by _write_contents
         self._processes: WriterProcesses | None = None
 
@@ -284,20 +284,15 @@ class Restorer:
     def _create_file(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
         self.summary.files += 1
         link_key = (node.dev, node.ino)
-        known = self._hardlinks.get(link_key) if node.nlink > 1 else None
-        if known is not None:
-            first, to_come = known
-            if to_come > 1:
-                self._hardlinks[link_key] = (first, to_come - 1)
-            else:  # the last of its links (a snapshot holding all of them)
-                del self._hardlinks[link_key]
+        first = self._hardlinks.take(link_key) if node.nlink > 1 else None
+        if first is not None:
             if root is not None:
                 with root.open_dir(first[:-1]) as src_fd, root.open_dir(parts[:-1]) as dst_fd:
                     os.link(first[-1], parts[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd,
                             follow_symlinks=False)
             return
         if node.nlink > 1:
-            self._hardlinks[link_key] = (parts, node.nlink - 1)
+            self._hardlinks.remember(link_key, parts, node.nlink)
         self.summary.total_bytes += node.size
         # A file with content is created when its first blob is written: creating it here
         # and opening it again then cost an open and a close more per file. Empty files are
@@ -317,7 +312,9 @@ class Restorer:
     def _write_contents(self, root: SafeRoot) -> None:
         """Write the batch's contents: here (threads) or by worker processes (see workers);
         files of more than SEGMENT_BLOBS chunks here, a segment at a time."""
-        jobs = [job for job in self._files if len(job.node.content) <= SEGMENT_BLOBS]
+        jobs, large = [], []
+        for job in self._files:
+            (large if len(job.node.content) > SEGMENT_BLOBS else jobs).append(job)
         locations = [self._locations(job) for job in jobs]
         self.progress.start(self.summary.total_bytes)
         if self._use_processes is None:
@@ -328,9 +325,8 @@ class Restorer:
             for start, end in _tasks(jobs):
                 self._processes.submit(jobs[start:end], locations[start:end])
         del locations
-        for job in self._files:
-            if len(job.node.content) > SEGMENT_BLOBS:
-                self._write_in_segments(root, job)
+        for job in large:
+            self._write_in_segments(root, job)
         if self.options.verify and self._processes is not None:
             self._processes.drain()  # verify reads what the workers wrote
 
