@@ -69,7 +69,7 @@ def target_rows(repo: Repository) -> list[dict[str, Any]]:
             "state": "unreachable" if listing is None else target.state,
             "error": target.dropped or target.behind,
             "objects": len(listing or {}),
-            "bytes": sum((listing or {}).values()),
+            "bytes": listing.total_bytes() if listing is not None else 0,
             "missing": inventory.missing(target.url) if listing is not None else [],
             "wrong_size": inventory.wrong_size(target.url) if listing is not None else [],
             "corrupt": corrupt,

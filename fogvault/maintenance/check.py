@@ -30,7 +30,7 @@ from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.verify import judge_key_copies, verify_copy
 from fogvault.parallel import ordered_map
-from fogvault.repo.format import DATA_DIR, KEYS_DIR, id_from_name
+from fogvault.repo.format import DATA_DIR, KEYS_DIR
 from fogvault.repo.repository import Repository
 from fogvault.storage import StorageError
 from fogvault.targets import Target
@@ -90,10 +90,11 @@ def check(
         result.trees = marked.trees
         result.problems += marked.problems
         inventory = take_inventory(repo)
-        packs = sorted(n for n, size in inventory.live.items() if size is not None)
+        packs = inventory.live.packs
         result.packs = len(packs)
-        chosen = {n for n in packs if selector(id_from_name(n))} if selector else set()
-        metadata = sorted(n for n, size in inventory.live.items() if size is None)
+        chosen = {packs.name(n) for n in packs.numbers() if selector(packs.pack_id(n))
+                  } if selector else set()
+        metadata = inventory.live.metadata()
         copies = _key_copies(repo, inventory)
         for target in repo.targets.targets:
             report = TargetReport(target.url)
@@ -155,7 +156,7 @@ def _check_target(
 def _key_copies(repo: Repository, inventory: Inventory) -> dict[str, dict[str, bytes]]:
     """Every copy of every key file but the one in use: url -> bytes, per name."""
     copies: dict[str, dict[str, bytes]] = {}
-    for name in inventory.live:
+    for name in inventory.live.metadata():
         if not name.startswith(KEYS_DIR) or name[len(KEYS_DIR):] == repo.key_id:
             continue
         read = repo.targets.read_each(name)

@@ -12,35 +12,234 @@ out the *live* objects, the ones every target should hold:
 
 Objects a target holds beyond these (packs no index lists, superseded index files) are
 *extra*: left by interrupted runs or by a prune that skipped the target; ``prune`` removes them.
+
+Packs are most of the objects, so they are not kept by name: the live packs are the index's
+own pack numbers (:class:`LivePacks`, 8 bytes a pack for the size each should have), and a
+target's listing (:class:`Listing`) holds one byte per live pack. Names of packs are made when
+they are asked for. A name per pack per target, in dicts and sets, cost about 780 bytes a pack
+at two targets, about as much as the index itself (docs/performance-log.md, "Session 17").
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from fogvault.repo.format import CONFIG_NAME, KEYS_DIR, LOCKS_DIR, SNAPSHOTS_DIR, pack_name
+from fogvault.repo.format import (
+    CONFIG_NAME,
+    KEYS_DIR,
+    LOCKS_DIR,
+    SNAPSHOTS_DIR,
+    pack_name,
+)
+from fogvault.repo.index import BlobIndex
 from fogvault.repo.pack import pack_overhead
 from fogvault.repo.repository import Repository
+from fogvault.storage import ObjectInfo
+
+_PACK_NAME_LENGTH = len(pack_name(bytes(32)))
+
+# A target's hold on a live pack, one byte per pack number.
+_ABSENT, _HELD, _ODD_SIZE = 0, 1, 2
+
+
+class LivePacks:
+    """The packs the index lists, by the index's pack numbers, with the exact size each should
+    have (0 for a number with no blobs: not live)."""
+
+    def __init__(self, index: BlobIndex) -> None:
+        self._index = index
+        self.sizes = array("Q", bytes(8 * index.pack_count()))
+        self._count = 0
+        for number, _, first, end in index.numbered_packs():
+            blobs_end = max(offset + length for offset, length in index.spans(first, end))
+            self.sizes[number] = blobs_end + pack_overhead(end - first)
+            self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def capacity(self) -> int:
+        """One more than the highest pack number."""
+        return len(self.sizes)
+
+    def number(self, name: object) -> int:
+        """The number of the live pack called ``name`` (exactly as :func:`pack_name` spells
+        it), or -1 for any other name."""
+        if not isinstance(name, str) or len(name) != _PACK_NAME_LENGTH:
+            return -1
+        try:
+            pack_id = bytes.fromhex(name[-64:])
+        except ValueError:
+            return -1
+        if pack_name(pack_id) != name:  # another folder, upper case, spaces
+            return -1
+        number = self._index.pack_number(pack_id)
+        return number if number >= 0 and self.sizes[number] else -1
+
+    def numbers(self) -> Iterator[int]:
+        return (number for number, size in enumerate(self.sizes) if size)
+
+    def pack_id(self, number: int) -> bytes:
+        return self._index.pack_id_at(number)
+
+    def name(self, number: int) -> str:
+        return pack_name(self._index.pack_id_at(number))
+
+
+class Listing(Mapping[str, int]):
+    """name -> size of what one target holds: live packs as a byte per pack number (and the
+    size only where it is not the one expected), every other object by name. Also the set of
+    names ``TargetSet`` keeps to order reads (``add`` and ``discard`` keep it current)."""
+
+    def __init__(self, packs: LivePacks) -> None:
+        self._packs = packs
+        self._holds = bytearray(packs.capacity)
+        self._held = 0  # live packs held
+        self._odd_sizes: dict[int, int] = {}  # pack number -> size, where not the expected one
+        self._other: dict[str, int] = {}  # every name that is not a live pack
+
+    @classmethod
+    def of(cls, packs: LivePacks, infos: Iterable[ObjectInfo]) -> Listing:
+        listing = cls(packs)
+        for info in infos:
+            listing.add(info.name, info.size)
+        return listing
+
+    def add(self, name: str, size: int | None = None) -> None:
+        """Record ``name`` as held; a pack added without a size (just written from verified
+        bytes) has the size expected, another object 0."""
+        number = self._packs.number(name)
+        if number < 0:
+            self._other[name] = size or 0
+            return
+        if not self._holds[number]:
+            self._held += 1
+        if size is None or size == self._packs.sizes[number]:
+            self._holds[number] = _HELD
+            self._odd_sizes.pop(number, None)
+        else:
+            self._holds[number] = _ODD_SIZE
+            self._odd_sizes[number] = size
+
+    def discard(self, name: str) -> None:
+        number = self._packs.number(name)
+        if number < 0:
+            self._other.pop(name, None)
+        elif self._holds[number]:
+            self._holds[number] = _ABSENT
+            self._odd_sizes.pop(number, None)
+            self._held -= 1
+
+    def copy(self) -> Listing:
+        twin = Listing(self._packs)
+        twin._holds[:] = self._holds
+        twin._held, twin._odd_sizes, twin._other = self._held, dict(self._odd_sizes), \
+            dict(self._other)
+        return twin
+
+    def __contains__(self, name: object) -> bool:
+        number = self._packs.number(name)
+        return bool(self._holds[number]) if number >= 0 else name in self._other
+
+    def __getitem__(self, name: str) -> int:
+        number = self._packs.number(name)
+        if number < 0:
+            return self._other[name]
+        if not self._holds[number]:
+            raise KeyError(name)
+        return self._odd_sizes.get(number, self._packs.sizes[number])
+
+    def __iter__(self) -> Iterator[str]:
+        for number in self.held_packs():
+            yield self._packs.name(number)
+        yield from self._other
+
+    def __len__(self) -> int:
+        return self._held + len(self._other)
+
+    def total_bytes(self) -> int:
+        packs = sum(self._odd_sizes.get(n, self._packs.sizes[n]) for n in self.held_packs())
+        return packs + sum(self._other.values())
+
+    def held_packs(self) -> Iterator[int]:
+        return (n for n in self._packs.numbers() if self._holds[n])
+
+    def missing_packs(self) -> Iterator[int]:
+        return (n for n in self._packs.numbers() if not self._holds[n])
+
+    def odd_sized_packs(self) -> list[int]:
+        return list(self._odd_sizes)
+
+    def other_names(self) -> Iterator[str]:
+        """Held names that are not live packs: metadata, and extra objects."""
+        return iter(self._other)
+
+
+class LiveObjects(Mapping[str, int | None]):
+    """name -> size (packs) or None (everything else: its size is not known in advance) of
+    every object each target should hold."""
+
+    def __init__(self, packs: LivePacks) -> None:
+        self.packs = packs
+        self._metadata: dict[str, None] = {}
+
+    def add_metadata(self, name: str) -> None:
+        self._metadata[name] = None
+
+    def metadata(self) -> list[str]:
+        """The live objects that are not packs, sorted."""
+        return sorted(self._metadata)
+
+    def pack_names(self) -> list[str]:
+        return sorted(self.packs.name(n) for n in self.packs.numbers())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._metadata or self.packs.number(name) >= 0
+
+    def __getitem__(self, name: str) -> int | None:
+        if name in self._metadata:
+            return None
+        number = self.packs.number(name)
+        if number < 0:
+            raise KeyError(name)
+        return self.packs.sizes[number]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._metadata
+        for number in self.packs.numbers():
+            yield self.packs.name(number)
+
+    def __len__(self) -> int:
+        return len(self._metadata) + len(self.packs)
 
 
 @dataclass(slots=True)
 class Inventory:
-    listings: dict[str, dict[str, int]]  # url -> name -> size, reachable targets only
+    listings: dict[str, Listing]  # url -> what it holds, reachable targets only
     unreachable: dict[str, str]  # url -> why
-    live: dict[str, int | None] = field(default_factory=dict)  # name -> size (packs) or None
+    live: LiveObjects
+    _nothing: Listing = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._nothing = Listing(self.live.packs)
+
+    def _listing(self, url: str) -> Listing:
+        return self.listings.get(url, self._nothing)
 
     def missing(self, url: str) -> list[str]:
-        have = self.listings.get(url, {})
-        return sorted(n for n in self.live if n not in have)
+        listing = self._listing(url)
+        names = [n for n in self.live.metadata() if n not in listing]
+        names += (self.live.packs.name(n) for n in listing.missing_packs())
+        return sorted(names)
 
     def wrong_size(self, url: str) -> list[str]:
-        have = self.listings.get(url, {})
-        return sorted(n for n, size in self.live.items()
-                      if size is not None and n in have and have[n] != size)
+        return sorted(self.live.packs.name(n) for n in self._listing(url).odd_sized_packs())
 
     def extra(self, url: str) -> list[str]:
-        return sorted(n for n in self.listings.get(url, {}) if n not in self.live)
+        return sorted(n for n in self._listing(url).other_names() if n not in self.live)
 
     def holders(self, name: str) -> list[str]:
         return [url for url, names in self.listings.items() if name in names]
@@ -48,25 +247,25 @@ class Inventory:
 
 def take_inventory(repo: Repository) -> Inventory:
     targets = repo.targets
-    listings = {t.url: {n: s for n, s in names.items() if not n.startswith(LOCKS_DIR)}
-                for t, names in targets.list_each("").items()}
+    packs = LivePacks(repo.index)
+
+    def collect(infos: Iterable[ObjectInfo]) -> Listing:
+        return Listing.of(packs, (i for i in infos if not i.name.startswith(LOCKS_DIR)))
+
+    listings = {t.url: listing for t, listing in targets.list_each("", collect).items()}
     unreachable = {t.url: t.dropped or "" for t in targets.targets if not t.active}
-    inventory = Inventory(listings, unreachable)
-    pending: dict[str, set[str]] = defaultdict(set)  # name -> urls that missed its deletion
+    inventory = Inventory(listings, unreachable, LiveObjects(packs))
+    pending: dict[str, set[str]] = {}  # name -> urls that missed its deletion
     for url, name in targets.missed_deletes:
-        pending[name].add(url)
+        pending.setdefault(name, set()).add(url)
     live = inventory.live
-    live[CONFIG_NAME] = None
-    for names in listings.values():
-        for name in names:
+    live.add_metadata(CONFIG_NAME)
+    for listing in listings.values():
+        for name in listing.other_names():
             if name.startswith((KEYS_DIR, SNAPSHOTS_DIR)) and (
                 set(inventory.holders(name)) - pending.get(name, set())
             ):
-                live[name] = None
+                live.add_metadata(name)
     for name in repo.live_index_names():
-        live[name] = None
-    index = repo.index
-    for pack_id, first, end in index.packs():  # every listing is whole (fogvault.repo.index)
-        blobs_end = max(offset + length for offset, length in index.spans(first, end))
-        live[pack_name(pack_id)] = blobs_end + pack_overhead(end - first)
+        live.add_metadata(name)
     return inventory

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fogvault.errors import FogVaultError
-from fogvault.maintenance.inventory import Inventory, take_inventory
+from fogvault.maintenance.inventory import Inventory, Listing, take_inventory
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.verify import judge_key_copies, verify_copy
@@ -122,10 +122,11 @@ class _Repair:
         self.reports: dict[str, TargetRepair] = {}
         self.inventory: Inventory
         self.bad: set[tuple[str, str]] = set()  # (url, name): copies known or found damaged
-        self.have: dict[str, set[str]] = {}  # url -> names it holds (good or not), as we go
+        self.have: dict[str, Listing] = {}  # url -> names it holds (good or not), as we go
         self._lock = threading.Lock()
         self._failures: dict[str, int] = defaultdict(int)
-        self._good_now: dict[str, set[str]] = {}  # url -> good names, as a phase starts
+        self._held_now: dict[str, Listing] = {}  # url -> what it held as a phase started...
+        self._bad_now: set[tuple[str, str]] = set()  # ... and which of those were damaged
         self._indexes_lacking: dict[str, int] = {}  # url -> live index files it lacks, ditto
         self._incomplete: dict[str, str | None] = {}  # snapshot name -> why it is not spread
 
@@ -139,7 +140,7 @@ class _Repair:
             self.result.targets.append(report)
             if target.url not in self.inventory.listings:
                 report.reachable, report.error = False, target.dropped or "unreachable"
-        self.have = {u: set(names) for u, names in self.inventory.listings.items()}
+        self.have = self.inventory.listings  # kept current as copies land
         self._find_damage()
         for phase in _PHASES:
             self._copy_phase(phase)
@@ -157,7 +158,7 @@ class _Repair:
         for url in self.inventory.listings:
             for name in self.inventory.wrong_size(url):
                 self.bad.add((url, name))
-        names = [n for n, size in live.items() if size is None or self.options.read_data]
+        names = live.metadata() + (live.pack_names() if self.options.read_data else [])
         checks = [(url, n) for n in names for url in self.inventory.holders(n)
                   if (url, n) not in self.bad and not self._is_other_key(n)]
         self.progress.phase("verify copies", len(checks))
@@ -168,7 +169,7 @@ class _Repair:
             else:
                 self.bad.add((url, name))
                 self.targets.remember_damage(url, name)
-        for name in live:
+        for name in live.metadata():
             if self._is_other_key(name):
                 copies = self._read_copies(name)
                 _, bad = judge_key_copies(copies)
@@ -195,19 +196,15 @@ class _Repair:
 
     def _copy_phase(self, phase: str) -> None:
         work: dict[str, list[tuple[Target, bool]]] = defaultdict(list)  # name -> (dest, replace)
-        self._good_now = {url: self._good(url) for url in self.have}
+        self._held_now = {url: listing.copy() for url, listing in self.have.items()}
+        self._bad_now = set(self.bad)
         self._indexes_lacking = {}
         for url, report in self.reports.items():
             if not report.reachable:
                 continue
             target = self.targets.target(url)
-            for name in sorted(self.inventory.live):
-                if not (name == phase if phase == CONFIG_NAME else name.startswith(phase)):
-                    continue
-                present = name in self.have[url]
-                replace = present and (url, name) in self.bad
-                if present and not replace:
-                    continue
+            for name in self._lacking(url, phase):
+                replace = name in self.have[url]  # and damaged
                 why = self._held_back(url, name)
                 if why:
                     if why != _NOT_SPREAD:
@@ -230,8 +227,7 @@ class _Repair:
                 listed = self.repo.index_file_packs(name)
             except FogVaultError as exc:
                 return f"unreadable ({exc})"
-            good = self._good_now[url]
-            lacking = [p for p in listed if pack_name(p) not in good]
+            lacking = [p for p in listed if not self._was_good(url, pack_name(p))]
             return f"{len(lacking)} of its packs are not on the target" if lacking else None
         if name.startswith(SNAPSHOTS_DIR):
             if name not in self._incomplete:
@@ -239,16 +235,30 @@ class _Repair:
             if self._incomplete[name]:
                 return _NOT_SPREAD
             if url not in self._indexes_lacking:  # once per target and phase, not per snapshot
-                self._indexes_lacking[url] = len(self.repo.live_index_names() - self._good_now[url])
+                self._indexes_lacking[url] = sum(
+                    1 for n in self.repo.live_index_names() if not self._was_good(url, n))
             lacking = self._indexes_lacking[url]
             return f"the target lacks {lacking} index files" if lacking else None
         if name == CONFIG_NAME and (report.failed or report.skipped):
             return "other objects could not be copied to the target"
         return None
 
-    def _good(self, url: str) -> set[str]:
-        """Names ``url`` holds in good condition now."""
-        return {n for n in self.have[url] if (url, n) not in self.bad}
+    def _lacking(self, url: str, phase: str) -> list[str]:
+        """The live objects of ``phase`` that ``url`` lacks or holds damaged, sorted."""
+        def of_phase(name: str) -> bool:
+            return name == phase if phase == CONFIG_NAME else name.startswith(phase)
+
+        held = self.have[url]
+        if phase == DATA_DIR:
+            names = [self.inventory.live.packs.name(n) for n in held.missing_packs()]
+        else:
+            names = [n for n in self.inventory.live.metadata() if of_phase(n) and n not in held]
+        names += (n for u, n in self.bad if u == url and of_phase(n) and n in held)
+        return sorted(names)
+
+    def _was_good(self, url: str, name: str) -> bool:
+        """Did ``url`` hold ``name`` in good condition when this phase started?"""
+        return name in self._held_now[url] and (url, name) not in self._bad_now
 
     def _snapshot_incomplete(self, name: str) -> str | None:
         """A snapshot only some targets hold, whose data the index lacks, was most likely

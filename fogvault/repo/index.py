@@ -227,10 +227,10 @@ class BlobIndex:
     def entry_at(self, position: int) -> IndexEntry:
         blob_type, blob_id, offset, length, raw = _ENTRY.unpack_from(
             self._records, position * RECORD_SIZE)
-        pack_id = self._pack_id(bisect_right(self._pack_first, position) - 1)
+        pack_id = self.pack_id_at(bisect_right(self._pack_first, position) - 1)
         return IndexEntry(blob_id, _TYPES[blob_type], pack_id, offset, length, raw)
 
-    def _pack_id(self, number: int) -> bytes:
+    def pack_id_at(self, number: int) -> bytes:
         return self._pack_ids[32 * number : 32 * number + 32]
 
     # ---- adding --------------------------------------------------------------------------
@@ -288,11 +288,25 @@ class BlobIndex:
     def packs(self) -> Iterator[tuple[bytes, int, int]]:
         """(pack id, first record, end record) of every pack with records, in load order:
         passes over the index by pack without an object per blob."""
+        for _, pack_id, first, end in self.numbered_packs():
+            yield pack_id, first, end
+
+    def numbered_packs(self) -> Iterator[tuple[int, bytes, int, int]]:
+        """:meth:`packs` with each pack's number (see :meth:`pack_number`)."""
         starts = self._pack_first
         for number, first in enumerate(starts):
             end = starts[number + 1] if number + 1 < len(starts) else self._count
             if end > first:
-                yield self._pack_id(number), first, end
+                yield number, self.pack_id_at(number), first, end
+
+    def pack_count(self) -> int:
+        """Packs known (numbered 0 .. count - 1), including any listed with no blobs."""
+        return len(self._pack_first)
+
+    def pack_number(self, pack_id: bytes) -> int:
+        """The number of a known pack (stable while the index lives), or -1: lets callers keep
+        per-pack state in a compact array instead of a dict of names."""
+        return _probe(self._pack_table, pack_id, 32, 32) - 1
 
     def listing(self, first: int, end: int) -> bytes:
         """Records ``first`` to ``end`` (a pack's, from :meth:`packs`) in index-file entry

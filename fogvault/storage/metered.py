@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from fogvault.storage.base import ObjectInfo, Storage
@@ -39,25 +40,26 @@ class MeteredStorage(Storage):
         self._lock = threading.Lock()
 
     def _call(self, method: str, func: Callable[[], T], small: bool) -> T:
+        with self._request(method, small):
+            return func()
+
+    @contextmanager
+    def _request(self, method: str, small: bool) -> Iterator[None]:
+        """Count one request around its body (also a listing its caller stopped reading); time
+        it if it is small and did not fail."""
         started = time.monotonic()
+        failed = False
         try:
-            result = func()
-        except ObjectNotFound:
-            self._record(method, started, small)
+            yield
+        except StorageError as exc:
+            failed = not isinstance(exc, ObjectNotFound)
             raise
-        except StorageError:
+        finally:
             with self._lock:
                 self.requests[method] += 1
-                self.failures += 1
-            raise
-        self._record(method, started, small)
-        return result
-
-    def _record(self, method: str, started: float, small: bool) -> None:
-        with self._lock:
-            self.requests[method] += 1
-        if small:
-            self._time(started)
+                self.failures += failed
+            if small and not failed:
+                self._time(started)
 
     def _time(self, started: float) -> None:
         elapsed = time.monotonic() - started
@@ -98,7 +100,9 @@ class MeteredStorage(Storage):
         return self._call("stat", lambda: self.inner.stat(name), small=True)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        yield from self._call("list", lambda: list(self.inner.list(prefix)), small=False)
+        # Streamed, as the retrying wrapper above it streams (retrying.py says why).
+        with self._request("list", small=False):
+            yield from self.inner.list(prefix)
 
     def delete(self, name: str) -> None:
         self._call("delete", lambda: self.inner.delete(name), small=False)

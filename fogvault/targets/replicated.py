@@ -29,9 +29,9 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Protocol, TypeVar, overload
 
 from fogvault.errors import IntegrityError, NotEnoughTargets, TargetsUnavailable
 from fogvault.storage import ObjectExists, ObjectInfo, ObjectNotFound, Storage, StorageError
@@ -65,6 +65,18 @@ def count_mutation() -> None:
 T = TypeVar("T")
 
 
+class NameListing(Protocol):
+    """What the read order needs of a target's last listing (a ``set`` of names is one)."""
+
+    def __contains__(self, name: object) -> bool: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def add(self, name: str) -> None: ...
+    def discard(self, name: str) -> None: ...
+
+
+L = TypeVar("L", bound=NameListing)
+
+
 class TargetSet:
     def __init__(self, storages: Iterable[Storage], policy: TargetPolicy | None = None) -> None:
         self.policy = policy or TargetPolicy()
@@ -74,7 +86,7 @@ class TargetSet:
         self.damaged: set[tuple[str, str]] = set()  # (target url, object name)
         self.missed_deletes: set[tuple[str, str]] = set()  # (target url, object name)
         self._lock = threading.Lock()
-        self._listings: dict[str, dict[str, set[str]]] = {}  # prefix -> url -> names
+        self._listings: dict[str, dict[str, NameListing]] = {}  # prefix -> url -> names
         workers = self.policy.concurrency * len(self.targets) + 4
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="targets")
 
@@ -283,18 +295,29 @@ class TargetSet:
             raise self._unusable()
         raise last
 
-    def list_each(self, prefix: str) -> dict[Target, dict[str, int]]:
+    @overload
+    def list_each(self, prefix: str) -> dict[Target, dict[str, int]]: ...
+
+    @overload
+    def list_each(self, prefix: str, collect: Callable[[Iterable[ObjectInfo]], L]
+                  ) -> dict[Target, L]: ...
+
+    def list_each(self, prefix, collect=None):
         """Each active target's objects under ``prefix`` (name -> size), listed concurrently.
-        A target whose listing fails is dropped, unless every target fails."""
+        A target whose listing fails is dropped, unless every target fails. ``collect`` builds
+        a listing of another kind from a target's objects; it is kept as it is to order reads
+        (and updated by writes and deletes), so it must be a :class:`NameListing`."""
         active = self.active()
         if not active:
             raise self._unusable()
 
-        def one(target: Target) -> dict[str, int]:
+        def one(target: Target):
+            if collect is not None:
+                return collect(target.storage.list(prefix))
             return {info.name: info.size for info in target.storage.list(prefix)}
 
         futures = {t: self._pool.submit(one, t) for t in active}
-        found: dict[Target, dict[str, int]] = {}
+        found = {}
         failed: list[tuple[Target, BaseException]] = []
         for target, future in futures.items():
             exc = future.exception()
@@ -309,7 +332,8 @@ class TargetSet:
         for target, exc in failed:
             self.drop(target, f"listing failed ({exc})")
         with self._lock:
-            self._listings[prefix] = {t.url: set(names) for t, names in found.items()}
+            self._listings[prefix] = {t.url: set(names) if collect is None else names
+                                      for t, names in found.items()}
         return found
 
     def list(self, prefix: str) -> dict[str, int]:

@@ -18,6 +18,7 @@ from fogvault.storage import (
     open_storage,
 )
 from fogvault.storage.faulty import no_space, permanent, transient
+from fogvault.storage.metered import MeteredStorage
 
 
 class Sleeps(list[float]):
@@ -159,12 +160,34 @@ def test_a_delete_whose_answer_was_lost_reports_not_found(faulty, retrying) -> N
     assert not faulty.inner.exists("a")
 
 
-def test_a_listing_that_fails_midway_is_yielded_exactly_once(faulty, retrying) -> None:
+def test_a_listing_is_streamed_and_retried_only_before_its_first_entry(faulty, retrying) -> None:
     for name in ["a", "b", "c"]:
         retrying.write(name, b"1")
-    faulty.inject("list", Fault(error=transient(), when="after"))  # after every entry was seen
+    faulty.inject("list", Fault(error=transient(), times=2))  # before any entry: retried
     assert sorted(info.name for info in retrying.list()) == ["a", "b", "c"]
-    assert faulty.calls["list"] == 2
+    assert faulty.calls["list"] == 3
+    faulty.inject("list", Fault(error=transient(), when="after"))  # after entries were seen
+    seen = []
+    with pytest.raises(TransientStorageError):  # starting again would yield them twice
+        seen.extend(info.name for info in retrying.list())
+    assert sorted(seen) == ["a", "b", "c"] and faulty.calls["list"] == 4
+
+
+def test_a_listing_is_streamed_through_both_wrappers(faulty) -> None:
+    """A folder not yet walked when the first entry comes out is walked after it: an object
+    written there in between is listed, which a listing collected first would have missed.
+    The wrappers are stacked as a target stacks them (targets/health.py)."""
+    metered = MeteredStorage(faulty)
+    storage = RetryingStorage(metered)
+    for folder in ("x", "y"):
+        storage.write(f"{folder}/old", b"1")
+    listing = storage.list()
+    first = next(listing).name
+    later = "y" if first.startswith("x/") else "x"
+    storage.write(f"{later}/new", b"2")
+    assert sorted([first] + [info.name for info in listing]) == sorted(
+        ["x/old", "y/old", f"{later}/new"])
+    assert metered.requests["list"] == 1 and metered.failures == 0
 
 
 def test_attempts_must_be_positive(faulty) -> None:
