@@ -22,9 +22,11 @@ at two targets, about as much as the index itself (docs/performance-log.md, "Ses
 
 from __future__ import annotations
 
+import weakref
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Self
 
 from fogvault.repo.format import (
     CONFIG_NAME,
@@ -46,10 +48,16 @@ _ABSENT, _HELD, _ODD_SIZE = 0, 1, 2
 
 class LivePacks:
     """The packs the index lists, by the index's pack numbers, with the exact size each should
-    have (0 for a number with no blobs: not live)."""
+    have (0 for a number with no blobs: not live).
+
+    Packs the index gains later (a backup running meanwhile) are not live here: their numbers
+    are past :attr:`capacity`. The index is held weakly: ``TargetSet`` keeps a copy of each
+    listing to order reads for as long as the repository is open, and must not keep an index
+    that ``load_index`` has replaced alive with it; once that index is gone, every name is
+    looked up as a name."""
 
     def __init__(self, index: BlobIndex) -> None:
-        self._index = index
+        self._index = weakref.ref(index)
         self.sizes = array("Q", bytes(8 * index.pack_count()))
         self._count = 0
         for number, _, first, end in index.numbered_packs():
@@ -76,23 +84,28 @@ class LivePacks:
             return -1
         if pack_name(pack_id) != name:  # another folder, upper case, spaces
             return -1
-        number = self._index.pack_number(pack_id)
-        return number if number >= 0 and self.sizes[number] else -1
+        index = self._index()
+        number = -1 if index is None else index.pack_number(pack_id)
+        return number if 0 <= number < len(self.sizes) and self.sizes[number] else -1
 
     def numbers(self) -> Iterator[int]:
         return (number for number, size in enumerate(self.sizes) if size)
 
     def pack_id(self, number: int) -> bytes:
-        return self._index.pack_id_at(number)
+        index = self._index()
+        if index is None:
+            raise RuntimeError("the index these pack numbers belong to was replaced")
+        return index.pack_id_at(number)
 
     def name(self, number: int) -> str:
-        return pack_name(self._index.pack_id_at(number))
+        return pack_name(self.pack_id(number))
 
 
 class Listing(Mapping[str, int]):
     """name -> size of what one target holds: live packs as a byte per pack number (and the
-    size only where it is not the one expected), every other object by name. Also the set of
-    names ``TargetSet`` keeps to order reads (``add`` and ``discard`` keep it current)."""
+    size only where it is not the one expected), every other object by name. ``TargetSet``
+    keeps a copy to order reads, which its writes and deletes keep current; the caller's copy
+    changes only as the caller changes it."""
 
     def __init__(self, packs: LivePacks) -> None:
         self._packs = packs
@@ -102,18 +115,21 @@ class Listing(Mapping[str, int]):
         self._other: dict[str, int] = {}  # every name that is not a live pack
 
     @classmethod
-    def of(cls, packs: LivePacks, infos: Iterable[ObjectInfo]) -> Listing:
+    def of(cls, packs: LivePacks, infos: Iterable[ObjectInfo]) -> Self:
         listing = cls(packs)
         for info in infos:
             listing.add(info.name, info.size)
         return listing
 
-    def add(self, name: str, size: int | None = None) -> None:
-        """Record ``name`` as held; a pack added without a size (just written from verified
-        bytes) has the size expected, another object 0."""
+    def add(self, name: str, size: int | None = None, /) -> None:
+        """Record ``name`` as held. Added without a size (just written), a pack has the size
+        expected, another object the size it was listed with, or 0."""
         number = self._packs.number(name)
         if number < 0:
-            self._other[name] = size or 0
+            if size is None:
+                self._other.setdefault(name, 0)
+            else:
+                self._other[name] = size
             return
         if not self._holds[number]:
             self._held += 1
@@ -124,7 +140,7 @@ class Listing(Mapping[str, int]):
             self._holds[number] = _ODD_SIZE
             self._odd_sizes[number] = size
 
-    def discard(self, name: str) -> None:
+    def discard(self, name: str, /) -> None:
         number = self._packs.number(name)
         if number < 0:
             self._other.pop(name, None)
@@ -134,13 +150,13 @@ class Listing(Mapping[str, int]):
             self._held -= 1
 
     def copy(self) -> Listing:
-        twin = Listing(self._packs)
+        twin = Listing(self._packs)  # the numbers stay those of the same index
         twin._holds[:] = self._holds
         twin._held, twin._odd_sizes, twin._other = self._held, dict(self._odd_sizes), \
             dict(self._other)
         return twin
 
-    def __contains__(self, name: object) -> bool:
+    def __contains__(self, name: object, /) -> bool:
         number = self._packs.number(name)
         return bool(self._holds[number]) if number >= 0 else name in self._other
 

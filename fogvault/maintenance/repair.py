@@ -125,9 +125,7 @@ class _Repair:
         self.have: dict[str, Listing] = {}  # url -> names it holds (good or not), as we go
         self._lock = threading.Lock()
         self._failures: dict[str, int] = defaultdict(int)
-        self._held_now: dict[str, Listing] = {}  # url -> what it held as a phase started...
-        self._bad_now: set[tuple[str, str]] = set()  # ... and which of those were damaged
-        self._indexes_lacking: dict[str, int] = {}  # url -> live index files it lacks, ditto
+        self._indexes_lacking: dict[str, int] = {}  # url -> live index files it lacks, per phase
         self._incomplete: dict[str, str | None] = {}  # snapshot name -> why it is not spread
 
     def run(self) -> RepairResult:
@@ -140,7 +138,9 @@ class _Repair:
             self.result.targets.append(report)
             if target.url not in self.inventory.listings:
                 report.reachable, report.error = False, target.dropped or "unreachable"
-        self.have = self.inventory.listings  # kept current as copies land
+        # What each target holds as copies land (a dry run's too): copies, so that the
+        # inventory keeps what was found (its holders are the sources to copy from).
+        self.have = {url: listing.copy() for url, listing in self.inventory.listings.items()}
         self._find_damage()
         for phase in _PHASES:
             self._copy_phase(phase)
@@ -196,8 +196,6 @@ class _Repair:
 
     def _copy_phase(self, phase: str) -> None:
         work: dict[str, list[tuple[Target, bool]]] = defaultdict(list)  # name -> (dest, replace)
-        self._held_now = {url: listing.copy() for url, listing in self.have.items()}
-        self._bad_now = set(self.bad)
         self._indexes_lacking = {}
         for url, report in self.reports.items():
             if not report.reachable:
@@ -227,7 +225,7 @@ class _Repair:
                 listed = self.repo.index_file_packs(name)
             except FogVaultError as exc:
                 return f"unreadable ({exc})"
-            lacking = [p for p in listed if not self._was_good(url, pack_name(p))]
+            lacking = [p for p in listed if not self._holds_good(url, pack_name(p))]
             return f"{len(lacking)} of its packs are not on the target" if lacking else None
         if name.startswith(SNAPSHOTS_DIR):
             if name not in self._incomplete:
@@ -236,7 +234,7 @@ class _Repair:
                 return _NOT_SPREAD
             if url not in self._indexes_lacking:  # once per target and phase, not per snapshot
                 self._indexes_lacking[url] = sum(
-                    1 for n in self.repo.live_index_names() if not self._was_good(url, n))
+                    1 for n in self.repo.live_index_names() if not self._holds_good(url, n))
             lacking = self._indexes_lacking[url]
             return f"the target lacks {lacking} index files" if lacking else None
         if name == CONFIG_NAME and (report.failed or report.skipped):
@@ -256,9 +254,10 @@ class _Repair:
         names += (n for u, n in self.bad if u == url and of_phase(n) and n in held)
         return sorted(names)
 
-    def _was_good(self, url: str, name: str) -> bool:
-        """Did ``url`` hold ``name`` in good condition when this phase started?"""
-        return name in self._held_now[url] and (url, name) not in self._bad_now
+    def _holds_good(self, url: str, name: str) -> bool:
+        """Does ``url`` hold ``name`` in good condition? Asked while a phase is planned, before
+        its copies start: what the earlier phases' copies left."""
+        return name in self.have[url] and (url, name) not in self.bad
 
     def _snapshot_incomplete(self, name: str) -> str | None:
         """A snapshot only some targets hold, whose data the index lacks, was most likely

@@ -19,6 +19,8 @@ Contract (checked by tests/storage/test_conformance.py for every backend and wra
 * ``list(prefix)`` yields every object whose name starts with ``prefix`` (a folder such as
   ``"data/"``, recursively) exactly once, in no particular order, with its size. It never yields
   temporary files. Read-after-write and list-after-write are assumed (no stale listing caches).
+  (``RetryingStorage`` starts a listing again after a transient failure, so through it a name
+  may come twice; callers collect names into a dict or a set.)
 * ``delete`` removes a name; deleting a missing name raises ``ObjectNotFound``.
 * ``remove_incomplete(older_than)`` removes what interrupted writes left behind (temporary
   files, unfinished multipart uploads) that is older than ``older_than`` seconds, and returns

@@ -16,12 +16,11 @@ when it is proven:
   which is true whatever happened before.
 * ``delete``: a retry that meets ``ObjectNotFound`` raises it, although an earlier attempt may have
   deleted the object; the caller gets the truth (it is gone) and decides.
-* ``list`` streams its entries: a transient failure before the first entry is retried, one
-  after it goes to the caller, since a listing started again would yield entries twice.
-  Collecting the entries in each attempt instead cost about 220 bytes an object, at every
-  target at once (a million packs at two targets: 440 MB), on top of what the caller keeps. The
-  fsspec backends fetch their whole listing before the first entry, so only a local folder
-  failing in the middle of its walk (which is not transient) reaches the caller.
+* ``list`` streams its entries, and a transient failure starts the listing again: the entries
+  already yielded come again, so a caller collects names (each one does: a dict or a set).
+  Collecting each attempt's entries before the first one came out, as until session 17, yielded
+  each once but cost about 220 bytes an object at every target at once (a million packs at two
+  targets: 440 MB), on top of what the caller keeps.
 """
 
 from __future__ import annotations
@@ -79,16 +78,20 @@ class RetryingStorage(Storage):
             try:
                 return func()
             except TransientStorageError as exc:
-                if attempt + 1 == self.attempts:
-                    raise
-                delay = self._delay(attempt)
-                log.warning("%s failed (%s); retry %d in %.2f s", what, exc, attempt + 1, delay)
-                self._sleep(delay)
+                self._pause(what, exc, attempt)
             except StorageError as exc:
                 if attempt == 0 or on_retry_error is None:
                     raise
                 return on_retry_error(exc)
         raise AssertionError("unreachable")
+
+    def _pause(self, what: str, exc: TransientStorageError, attempt: int) -> None:
+        """Wait before the attempt after ``attempt``; raise ``exc`` if that was the last."""
+        if attempt + 1 == self.attempts:
+            raise exc
+        delay = self._delay(attempt)
+        log.warning("%s failed (%s); retry %d in %.2f s", what, exc, attempt + 1, delay)
+        self._sleep(delay)
 
     def create(self) -> None:
         self._call("create", self.inner.create)
@@ -119,14 +122,12 @@ class RetryingStorage(Storage):
         return self._call(f"stat {name}", lambda: self.inner.stat(name))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        def first_entry() -> tuple[Iterator[ObjectInfo], ObjectInfo | None]:
-            entries = self.inner.list(prefix)
-            return entries, next(entries, None)
-
-        entries, first = self._call(f"list {prefix!r}", first_entry)
-        if first is not None:
-            yield first
-            yield from entries
+        for attempt in range(self.attempts):
+            try:
+                yield from self.inner.list(prefix)
+                return
+            except TransientStorageError as exc:
+                self._pause(f"list {prefix!r}", exc, attempt)
 
     def delete(self, name: str) -> None:
         self._call(f"delete {name}", lambda: self.inner.delete(name))

@@ -31,7 +31,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from fogvault.errors import IntegrityError, NotEnoughTargets, TargetsUnavailable
 from fogvault.storage import ObjectExists, ObjectInfo, ObjectNotFound, Storage, StorageError
@@ -68,10 +68,11 @@ T = TypeVar("T")
 class NameListing(Protocol):
     """What the read order needs of a target's last listing (a ``set`` of names is one)."""
 
-    def __contains__(self, name: object) -> bool: ...
+    def __contains__(self, name: object, /) -> bool: ...
     def __iter__(self) -> Iterator[str]: ...
-    def add(self, name: str) -> None: ...
-    def discard(self, name: str) -> None: ...
+    def add(self, name: str, /) -> None: ...
+    def discard(self, name: str, /) -> None: ...
+    def copy(self) -> NameListing: ...
 
 
 L = TypeVar("L", bound=NameListing)
@@ -302,22 +303,24 @@ class TargetSet:
     def list_each(self, prefix: str, collect: Callable[[Iterable[ObjectInfo]], L]
                   ) -> dict[Target, L]: ...
 
-    def list_each(self, prefix, collect=None):
+    def list_each(
+        self, prefix: str, collect: Callable[[Iterable[ObjectInfo]], Any] | None = None
+    ) -> dict[Target, Any]:
         """Each active target's objects under ``prefix`` (name -> size), listed concurrently.
         A target whose listing fails is dropped, unless every target fails. ``collect`` builds
-        a listing of another kind from a target's objects; it is kept as it is to order reads
-        (and updated by writes and deletes), so it must be a :class:`NameListing`."""
+        a listing of another kind from a target's objects, a :class:`NameListing`: a copy of
+        it orders reads (updated by writes and deletes), the caller's own is left alone."""
         active = self.active()
         if not active:
             raise self._unusable()
 
-        def one(target: Target):
+        def one(target: Target) -> Any:
             if collect is not None:
                 return collect(target.storage.list(prefix))
             return {info.name: info.size for info in target.storage.list(prefix)}
 
         futures = {t: self._pool.submit(one, t) for t in active}
-        found = {}
+        found: dict[Target, Any] = {}
         failed: list[tuple[Target, BaseException]] = []
         for target, future in futures.items():
             exc = future.exception()
@@ -332,7 +335,7 @@ class TargetSet:
         for target, exc in failed:
             self.drop(target, f"listing failed ({exc})")
         with self._lock:
-            self._listings[prefix] = {t.url: set(names) if collect is None else names
+            self._listings[prefix] = {t.url: set(names) if collect is None else names.copy()
                                       for t, names in found.items()}
         return found
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.maintenance.check import check
 from fogvault.maintenance.inventory import Listing, LivePacks, take_inventory
 from fogvault.repo.format import BlobType, pack_name
 from fogvault.repo.index import BlobIndex
@@ -119,3 +120,32 @@ def test_a_listing_costs_a_byte_a_pack(tmp_path):
         tracemalloc.stop()
     assert all(len(listing) == count for listing in listings)
     assert grown / count < 12  # 8 bytes of size and a byte per target; names took ~560
+
+
+def test_packs_written_after_the_inventory_are_read_and_checked(two_targets, tmp_path):
+    """The target set keeps a copy of each listing to order reads; packs the index gains
+    afterwards have numbers past the inventory's and are looked up by name."""
+    repo, _, _ = two_targets
+    assert check(repo).ok
+    before = set(LivePacks(repo.index).numbers())
+    (tmp_path / "src" / "more").write_bytes(random.Random(99).randbytes(200_000))
+    Archiver(repo, BackupOptions()).run([str(tmp_path / "src")])
+    repo.load_index()
+    new = [n for n in LivePacks(repo.index).numbers() if n not in before]
+    assert new
+    name = pack_name(repo.index.pack_id_at(new[0]))
+    assert [t.url for t in repo.targets.read_order(name)] and repo.targets.read(name)
+    assert check(repo).ok
+
+
+def test_writes_after_the_inventory_leave_it_as_found(two_targets):
+    """A lock refreshed while check runs goes into the target set's copy of the listing, not
+    into the inventory's (which another thread may be walking)."""
+    repo, a, _ = two_targets
+    inventory = take_inventory(repo)
+    listing = inventory.listings[str(a)]
+    held = dict(listing)
+    repo.targets.write("locks/refreshed", b"x")
+    repo.targets.delete(sorted(n for n in held if n.startswith("snapshots/"))[0])
+    assert dict(listing) == held and inventory.extra(str(a)) == []
+    assert "locks/refreshed" not in listing

@@ -160,17 +160,35 @@ def test_a_delete_whose_answer_was_lost_reports_not_found(faulty, retrying) -> N
     assert not faulty.inner.exists("a")
 
 
-def test_a_listing_is_streamed_and_retried_only_before_its_first_entry(faulty, retrying) -> None:
+def test_a_listing_that_fails_midway_starts_again(faulty, retrying) -> None:
     for name in ["a", "b", "c"]:
         retrying.write(name, b"1")
-    faulty.inject("list", Fault(error=transient(), times=2))  # before any entry: retried
+    faulty.inject("list", Fault(error=transient(), times=2))  # before any entry
     assert sorted(info.name for info in retrying.list()) == ["a", "b", "c"]
     assert faulty.calls["list"] == 3
-    faulty.inject("list", Fault(error=transient(), when="after"))  # after entries were seen
-    seen = []
-    with pytest.raises(TransientStorageError):  # starting again would yield them twice
-        seen.extend(info.name for info in retrying.list())
-    assert sorted(seen) == ["a", "b", "c"] and faulty.calls["list"] == 4
+    faulty.inject("list", Fault(error=transient(), when="after"))  # after every entry was seen
+    seen = [info.name for info in retrying.list()]
+    assert sorted(seen) == ["a", "a", "b", "b", "c", "c"]  # documented: callers collect names
+    assert faulty.calls["list"] == 5
+
+
+def test_a_listing_that_keeps_failing_raises_after_the_last_attempt(faulty, retrying) -> None:
+    retrying.write("a", b"1")
+    faulty.inject("list", Fault(error=transient(), when="after", times=None))
+    with pytest.raises(TransientStorageError):
+        list(retrying.list())
+    assert faulty.calls["list"] == retrying.attempts
+
+
+def test_a_listing_is_one_metered_request_however_it_ends(faulty) -> None:
+    metered = MeteredStorage(faulty)
+    for name in ["a", "b"]:
+        metered.write(name, b"1")
+    assert any(True for _ in metered.list())  # stopped after its first entry
+    faulty.inject("list", Fault(error=transient(), when="after"))
+    with pytest.raises(TransientStorageError):
+        list(metered.list())
+    assert metered.requests["list"] == 2 and metered.failures == 1
 
 
 def test_a_listing_is_streamed_through_both_wrappers(faulty) -> None:

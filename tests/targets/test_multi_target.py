@@ -16,8 +16,9 @@ from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.forget import forget
 from fogvault.maintenance.membership import add_target, remove_target
 from fogvault.maintenance.prune import PruneOptions, prune
-from fogvault.maintenance.repair import repair
+from fogvault.maintenance.repair import RepairOptions, repair
 from fogvault.repo.config import RepoConfig
+from fogvault.repo.format import pack_name
 from fogvault.repo.repository import Repository
 from fogvault.storage import Fault, FaultyStorage, open_storage
 from fogvault.storage.faulty import no_space, transient
@@ -297,3 +298,47 @@ def test_target_remove_deletes_only_when_asked_and_only_if_the_others_hold_all(
     assert objects(folders[2]) == {}
     with open_repo(folders[:2]) as repo:
         assert check(repo).ok
+
+
+# ---- repair's ordering rules and side effects ----------------------------------------------
+
+
+def test_repair_holds_back_an_index_whose_pack_is_damaged_and_a_snapshot_lacking_it(
+        folders, src) -> None:
+    """b holds a damaged copy of pack P and lacks the index file listing P and the snapshot;
+    a lacks P. P cannot be repaired, so neither the index file nor the snapshot may go to b."""
+    init(folders[:2]).close()
+    with open_repo(folders[:2]) as repo:
+        backup(repo, src)
+        repo.load_index()
+        index = sorted(repo.live_index_names())[0]
+        pack = pack_name(repo.index_file_packs(index)[0])
+    a, b = Path(folders[0]), Path(folders[1])
+    snapshot = next(b.glob("snapshots/*"))
+    snapshot.unlink()
+    (b / index).unlink()
+    damaged = bytearray((b / pack).read_bytes())
+    damaged[len(damaged) // 2] ^= 1
+    (b / pack).write_bytes(bytes(damaged))
+    (a / pack).unlink()
+    with open_repo(folders[:2]) as repo:
+        result = repair(repo, RepairOptions(read_data=True))
+    assert any(entry.startswith(f"{pack}: ") for entry in result.unrecoverable)
+    skipped = result.targets[1].skipped
+    assert f"{index}: 1 of its packs are not on the target" in skipped
+    assert f"snapshots/{snapshot.name}: the target lacks 1 index files" in skipped
+    assert not (b / index).exists() and not (b / "snapshots" / snapshot.name).exists()
+
+
+def test_a_dry_run_repair_changes_nothing_the_next_reads_go_by(folders, src) -> None:
+    init(folders[:2]).close()
+    with open_repo(folders[:2]) as repo:
+        backup(repo, src)
+    pack = next(Path(folders[1]).glob("data/*/*"))
+    name = str(pack.relative_to(folders[1]))
+    pack.unlink()
+    with open_repo(folders[:2]) as repo:
+        result = repair(repo, RepairOptions(dry_run=True))
+        assert name in result.targets[1].copied and not Path(folders[1], name).exists()
+        assert repo.targets.read_order(name)[-1].url == folders[1]  # still known to lack it
+        assert not repo.targets.damaged
