@@ -25,16 +25,18 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import compress
 
 from fogvault.errors import FogVaultError
+from fogvault.maintenance.inventory import Listing, LivePacks
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.repo.format import DATA_DIR, id_from_name, index_name, pack_name
+from fogvault.repo.format import DATA_DIR, index_name, pack_name
 from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile, pack_spans
 from fogvault.repo.pack import pack_overhead
 from fogvault.repo.packer import PackWriter, PackWriterOptions
-from fogvault.repo.repository import Repository
+from fogvault.repo.repository import Repository, id_from_name_or_none
 
 #: Blobs per index file written by prune: bounds the memory of one file's encoding.
 INDEX_FILE_BLOBS = 100_000
@@ -266,9 +268,16 @@ def _write_index(
 def _delete_unindexed_packs(
     repo: Repository, planned: set[bytes], progress: PhaseProgress, result: PruneResult
 ) -> None:
-    """Delete every pack the new index does not list: the planned ones, and orphans."""
-    indexed = repo.index.pack_ids()
-    doomed = {id_from_name(n) for n in repo.targets.list(DATA_DIR)} - indexed
+    """Delete every pack the new index does not list: the planned ones, and orphans. The
+    listings keep the indexed packs as a byte each, not a name (maintenance/inventory.py)."""
+    index = repo.index
+    collect = partial(Listing.of, LivePacks(index))
+    doomed: set[bytes] = set()
+    for listing in repo.targets.list_each(DATA_DIR, collect).values():
+        for name in listing.other_names():
+            pack_id = id_from_name_or_none(name)
+            if pack_id is not None and index.pack_number(pack_id) < 0:
+                doomed.add(pack_id)
     result.packs_orphaned = len(doomed - planned)
     progress.phase("delete packs", len(doomed))
     for pack_id in sorted(doomed):

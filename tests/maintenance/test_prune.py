@@ -173,3 +173,24 @@ def test_prune_removes_day_old_leftovers_of_interrupted_writes(make_repo, tmp_pa
     os.utime(young, (two_days_ago, two_days_ago))
     assert prune(repo, PruneOptions(dry_run=True)).leftovers_removed == 0  # removes nothing
     assert young.exists()
+
+
+def test_prune_deletes_orphan_packs_and_leaves_what_is_not_a_pack(make_repo, tmp_path):
+    """A pack no index lists (an interrupted backup's) goes; a file under data/ whose name is
+    not a pack's is left alone with a warning, as loading the index leaves one under index/."""
+    repo = make_repo(pack_size=128 * 1024)
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src, "f", 300_000, 3)
+    Archiver(repo, BackupOptions()).run([str(src)])
+    data = Path(repo.targets.urls[0]) / "data"
+    kept = sorted(p for p in data.rglob("*") if p.is_file())
+    orphan = data / "ab" / ("ab" + "0" * 62)
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"left by an interrupted backup")
+    stray = data / "ab" / "README"
+    stray.write_bytes(b"not ours")
+    stats = prune(repo, PruneOptions())
+    assert stats.packs_orphaned == 1 and not orphan.exists() and stray.exists()
+    assert sorted(p for p in data.rglob("*") if p.is_file() and p != stray) == kept
+    assert check(repo).targets[0].unindexed_packs == 1  # noted, as any unindexed object
