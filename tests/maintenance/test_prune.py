@@ -175,7 +175,7 @@ def test_prune_removes_day_old_leftovers_of_interrupted_writes(make_repo, tmp_pa
     assert young.exists()
 
 
-def test_prune_deletes_orphan_packs_and_leaves_what_is_not_a_pack(make_repo, tmp_path):
+def test_prune_deletes_orphan_packs_and_leaves_what_is_not_a_pack(make_repo, tmp_path, caplog):
     """A pack no index lists (an interrupted backup's) goes; a file under data/ whose name is
     not a pack's is left alone with a warning, as loading the index leaves one under index/."""
     repo = make_repo(pack_size=128 * 1024)
@@ -192,5 +192,6 @@ def test_prune_deletes_orphan_packs_and_leaves_what_is_not_a_pack(make_repo, tmp
     stray.write_bytes(b"not ours")
     stats = prune(repo, PruneOptions())
     assert stats.packs_orphaned == 1 and not orphan.exists() and stray.exists()
+    assert "ignoring unexpected object data/ab/README" in caplog.text
     assert sorted(p for p in data.rglob("*") if p.is_file() and p != stray) == kept
     assert check(repo).targets[0].unindexed_packs == 1  # noted, as any unindexed object
