@@ -152,8 +152,8 @@ class Listing(Mapping[str, int]):
     def copy(self) -> Listing:
         twin = Listing(self._packs)  # the numbers stay those of the same index
         twin._holds[:] = self._holds
-        twin._held, twin._odd_sizes, twin._other = self._held, dict(self._odd_sizes), \
-            dict(self._other)
+        twin._held = self._held
+        twin._odd_sizes, twin._other = dict(self._odd_sizes), dict(self._other)
         return twin
 
     def __contains__(self, name: object, /) -> bool:
