@@ -13,7 +13,7 @@ leaves loose so that the contract in :mod:`fogvault.storage.base` holds:
   are resumable multipart uploads with per-part verification: see
   :mod:`fogvault.storage.s3_multipart`. Reads of a whole object are one GET (never
   split into ranges that could mix two versions); a range past the end (HTTP 416) is an empty
-  short read. No listing cache.
+  short read. Listings are paged through ``ListObjectsV2`` as they are consumed; no cache.
 * :class:`SftpStorage` (``sftp://user@host:port/path``): writes go to a dot-named temporary in
   the same folder, are fsync'ed (``fsync@openssh.com``), then renamed: ``posix-rename`` for
   overwrites, the plain SFTPv3 RENAME for create-only (OpenSSH implements it as link+unlink,
@@ -233,21 +233,18 @@ class FsspecStorage(Storage):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
-        folder, _, stem = prefix.rpartition("/")
+        folder = prefix.rpartition("/")[0]
         base = f"{self.root}/{folder}" if folder else self.root
         try:
-            found = self.fs.find(base, detail=True, **self._find_options(stem))
+            found = self.fs.find(base, detail=True)
         except Exception as exc:
-            if classify(exc) is not ObjectNotFound:  # a missing bucket is not an empty one
+            if classify(exc) is not ObjectNotFound:
                 raise _error(exc, self.url, prefix) from exc
             found = {}
         for path, info in found.items():
             entry = _entry(self.root, path, info["size"], prefix)
             if entry is not None and info.get("type") == "file":
                 yield entry
-
-    def _find_options(self, stem: str) -> dict[str, Any]:
-        return {}
 
     def delete(self, name: str) -> None:
         path = self._path(name)
@@ -337,6 +334,10 @@ def multipart_settings(options: dict[str, Any], env: Mapping[str, str] = os.envi
 
 def _first(env: Mapping[str, str], *keys: str) -> str | None:
     return next((env[k] for k in keys if env.get(k)), None)
+
+
+#: Keys asked for per listing page: S3's maximum (servers may send fewer).
+LIST_PAGE_KEYS = 1000
 
 
 class S3Storage(FsspecStorage):
@@ -442,8 +443,23 @@ class S3Storage(FsspecStorage):
         name = validate_name(name) if name else ""
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def _find_options(self, stem: str) -> dict[str, Any]:
-        return {"prefix": stem}  # the server filters the listing
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """One ``ListObjectsV2`` page at a time (s3fs's ``find`` holds the whole listing, about
+        600 bytes an object, before the first name); the server filters by prefix."""
+        validate_prefix(prefix)
+        request = {"Bucket": self.bucket, "Prefix": self._key("") + prefix,
+                   "MaxKeys": LIST_PAGE_KEYS}  # fmt: skip
+        while True:
+            with self._mapped(prefix):  # a missing bucket is an error, not an empty listing
+                page = self.fs.call_s3("list_objects_v2", **request)
+            for item in page.get("Contents", ()):
+                key = item["Key"]
+                entry = _entry(self.root, f"{self.bucket}/{key}", item["Size"], prefix)
+                if entry is not None and not key.endswith("/"):  # "folder/" keys of other tools
+                    yield entry
+            if not page.get("IsTruncated"):
+                return
+            request["ContinuationToken"] = page["NextContinuationToken"]
 
     def delete(self, name: str) -> None:
         path = self._path(name)
@@ -489,6 +505,10 @@ def sftp_options(
     path = unquote(parts.path).rstrip("/")
     home = path == "/~" or path.startswith("/~/")
     return parts.hostname, (path[3:] if home else path) or ".", opts
+
+
+#: Folders read at once by a listing (concurrently, on one channel).
+LIST_FOLDERS = 32
 
 
 class SftpStorage(Storage):
@@ -575,11 +595,21 @@ class SftpStorage(Storage):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
         folder = prefix.rpartition("/")[0]
-        base = f"{self.root}/{folder}" if folder else self.root
-        for path, size, _ in self._run(prefix, _sftp_walk, base):
+        for path, size, _ in self._walk(prefix, f"{self.root}/{folder}" if folder else self.root):
             entry = _entry(self.root, path, size, prefix)
             if entry is not None:
                 yield entry
+
+    def _walk(self, name: str, base: str, temporaries: bool = False
+              ) -> Iterator[tuple[str, int, float]]:
+        """Every regular file below ``base`` as (path, size, mtime), read ``LIST_FOLDERS`` folders
+        at a time: memory is bounded by that many folders' entries, not by the whole tree."""
+        folders = [base]
+        while folders:
+            batch, folders = folders[-LIST_FOLDERS:], folders[:-LIST_FOLDERS]
+            files, found = self._run(name, _sftp_read_folders, batch, temporaries)
+            folders.extend(found)
+            yield from files
 
     def delete(self, name: str) -> None:
         self._run(name, _sftp_remove, self._path(name))
@@ -588,8 +618,7 @@ class SftpStorage(Storage):
         """Delete temporaries of killed writes not modified for ``older_than`` seconds (by the
         server's clock against this machine's: keep ``older_than`` well above any skew)."""
         cutoff = time.time() - older_than
-        stale = [path for path, _, mtime in self._run("", _sftp_walk, self.root, True)
-                 if mtime < cutoff]  # fmt: skip
+        stale = [path for path, _, mtime in self._walk("", self.root, True) if mtime < cutoff]
         return self._run("", _sftp_remove_old, stale) if stale else 0
 
 
@@ -704,29 +733,32 @@ async def _sftp_remove(channel: Any, path: str) -> None:
     await channel.remove(path)
 
 
-async def _sftp_walk(channel: Any, base: str, temporaries: bool = False
-                     ) -> list[tuple[str, int, float]]:
-    """Every regular file below ``base`` as (path, size, mtime): the objects, or with
-    ``temporaries`` the temporary files instead. Folders are read concurrently."""
+async def _sftp_read_folders(channel: Any, folders: list[str], temporaries: bool
+                             ) -> tuple[list[tuple[str, int, float]], list[str]]:
+    """The regular files in ``folders`` as (path, size, mtime), and their subfolders: the
+    objects, or with ``temporaries`` the temporary files instead. Folders are read concurrently;
+    one that is gone is empty."""
     from asyncssh import sftp
 
-    try:
-        entries = await channel.readdir(base)
-    except sftp.SFTPNoSuchFile:
-        return []
-    files, folders = [], []
-    for entry in entries:
-        path = f"{base}/{entry.filename}"
-        mode = entry.attrs.permissions or 0
-        if stat_module.S_ISDIR(mode) and not entry.filename.startswith("."):  # nor "." or ".."
-            folders.append(path)
-        elif stat_module.S_ISREG(mode) and (
-                entry.filename.startswith(TEMP_PREFIX) if temporaries
-                else not entry.filename.startswith(".")):  # fmt: skip
-            files.append((path, int(entry.attrs.size or 0), float(entry.attrs.mtime or 0)))
-    for found in await asyncio.gather(*(_sftp_walk(channel, f, temporaries) for f in folders)):
-        files.extend(found)
-    return files
+    async def read(folder: str) -> list[Any]:
+        try:
+            return await channel.readdir(folder)
+        except sftp.SFTPNoSuchFile:
+            return []
+
+    files, subfolders = [], []
+    listings = await asyncio.gather(*(read(folder) for folder in folders))
+    for folder, entries in zip(folders, listings, strict=True):
+        for entry in entries:
+            path = f"{folder}/{entry.filename}"
+            mode = entry.attrs.permissions or 0
+            if stat_module.S_ISDIR(mode) and not entry.filename.startswith("."):  # nor . or ..
+                subfolders.append(path)
+            elif stat_module.S_ISREG(mode) and (
+                    entry.filename.startswith(TEMP_PREFIX) if temporaries
+                    else not entry.filename.startswith(".")):  # fmt: skip
+                files.append((path, int(entry.attrs.size or 0), float(entry.attrs.mtime or 0)))
+    return files, subfolders
 
 
 async def _sftp_remove_old(channel: Any, paths: list[str]) -> int:

@@ -149,6 +149,37 @@ def test_targets_in_one_bucket_do_not_see_each_other(s3_url) -> None:
     assert [info.name for info in first.list()] == ["only-here"]
 
 
+def test_a_listing_is_fetched_one_page_at_a_time(s3_url, monkeypatch) -> None:
+    """The first names come after one ListObjectsV2 page, not after the whole listing (s3fs's
+    ``find`` holds every object's details first); the pages still give every name once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    storage = open_storage(s3_url)
+    storage.create()
+    wanted = [f"data/{i % 3}/{i:04d}" for i in range(250)] + ["keys/k", "data-not/x"]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda name: storage.write(name, b"x"), wanted))
+    storage.fs.pipe_file(f"{storage.root}/data/0/", b"")  # a "folder" key another tool made
+    folder_key = storage._key("") + "data/0/"
+    raw = storage.fs.call_s3("list_objects_v2", Bucket=storage.bucket, Prefix=folder_key)
+    assert raw["Contents"][0]["Key"] == folder_key
+    pages = []
+    call_s3 = storage.fs.call_s3
+
+    def counted(method, **request):
+        pages.append(request.get("ContinuationToken"))
+        return call_s3(method, **request)
+
+    monkeypatch.setattr(storage.fs, "call_s3", counted)
+    monkeypatch.setattr("fogvault.storage.fsspec_store.LIST_PAGE_KEYS", 100)
+    listing = storage.list("data/")
+    first = next(listing)
+    assert len(pages) == 1 and pages[0] is None
+    found = [first.name, *(info.name for info in listing)]
+    assert sorted(found) == sorted(name for name in wanted if name.startswith("data/"))
+    assert len(pages) == 3 and all(pages[1:])
+
+
 def test_every_put_carries_content_md5_and_a_damaged_body_is_refused(s3_url) -> None:
     import base64
     import hashlib

@@ -86,6 +86,37 @@ def test_a_refused_create_only_write_leaves_no_temporary(sftp_url) -> None:
     assert storage.read("data/a") == b"first"
 
 
+def test_a_listing_reads_a_few_folders_at_a_time(sftp_url, monkeypatch) -> None:
+    """The first names come after one batch of folders, not after the whole tree; the batches
+    still give every name once, and the temporaries' clean-up walks the same way."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fogvault.storage import fsspec_store
+
+    storage = open_storage(sftp_url)
+    storage.create()
+    wanted = [f"data/{i % 7:02x}/{i:04d}" for i in range(70)] + ["keys/k"]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda name: storage.write(name, b"x"), wanted))
+    batches: list[list[str]] = []
+    run = storage._run
+
+    def counted(name, func, *args):
+        if func is fsspec_store._sftp_read_folders:
+            batches.append(args[0])
+        return run(name, func, *args)
+
+    monkeypatch.setattr(storage, "_run", counted)
+    monkeypatch.setattr(fsspec_store, "LIST_FOLDERS", 2)
+    listing = storage.list("data/")
+    first = next(listing)
+    assert len(batches) == 2  # the base folder, then two of its seven subfolders
+    found = [first.name, *(info.name for info in listing)]
+    assert sorted(found) == sorted(name for name in wanted if name.startswith("data/"))
+    assert [len(batch) for batch in batches] == [1, 2, 2, 2, 1]
+    assert storage.remove_incomplete(older_than=0) == 0
+
+
 def test_a_dropped_connection_is_reopened(sftp_url, sftp_server) -> None:
     storage = open_storage(sftp_url)
     storage.create()
