@@ -228,7 +228,7 @@ rgw thread pool size = 64
 ; radosgw defaults to ms_mon_client_mode=secure, impossible without cephx
 ms mon client mode = crc
 rgw enable usage log = false
-; listings come in pages of at most 100 keys (AWS: 1000), so tests meet pagination cheaply
+; a listing that sends MaxKeys gets pages of at most 100 keys (without it: 1000, as on AWS)
 rgw max listing results = 100
 ; reclaim the space of deleted objects within a minute instead of 2 h
 rgw gc obj min wait = 60

@@ -336,8 +336,10 @@ def _first(env: Mapping[str, str], *keys: str) -> str | None:
     return next((env[k] for k in keys if env.get(k)), None)
 
 
-#: Keys asked for per listing page: S3's maximum (servers may send fewer).
-LIST_PAGE_KEYS = 1000
+#: Keys asked for per listing page; None leaves it to the server (1,000 on AWS and RGW). An
+#: explicit MaxKeys made Ceph RGW send pages of its ``rgw max listing results`` (often 100) and
+#: take about as long for each as for 1,000.
+LIST_PAGE_KEYS: int | None = None
 
 
 class S3Storage(FsspecStorage):
@@ -447,8 +449,9 @@ class S3Storage(FsspecStorage):
         """One ``ListObjectsV2`` page at a time (s3fs's ``find`` holds the whole listing, about
         600 bytes an object, before the first name); the server filters by prefix."""
         validate_prefix(prefix)
-        request = {"Bucket": self.bucket, "Prefix": self._key("") + prefix,
-                   "MaxKeys": LIST_PAGE_KEYS}  # fmt: skip
+        request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key("") + prefix}
+        if LIST_PAGE_KEYS is not None:
+            request["MaxKeys"] = LIST_PAGE_KEYS
         while True:
             with self._mapped(prefix):  # a missing bucket is an error, not an empty listing
                 page = self.fs.call_s3("list_objects_v2", **request)
