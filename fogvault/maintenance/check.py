@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 
 from fogvault.errors import FogVaultError, UsageError
 from fogvault.maintenance.inventory import Inventory, take_inventory
@@ -92,8 +94,9 @@ def check(
         inventory = take_inventory(repo)
         packs = inventory.live.packs
         result.packs = len(packs)
-        chosen = {packs.name(n) for n in packs.numbers() if selector(packs.pack_id(n))
-                  } if selector else set()
+        chosen = bytearray(packs.capacity)  # a byte per pack number, not a name per pack
+        for number in packs.numbers() if selector else ():
+            chosen[number] = selector(packs.pack_id(number))
         metadata = inventory.live.metadata()
         copies = _key_copies(repo, inventory)
         for target in repo.targets.targets:
@@ -116,7 +119,7 @@ def _check_target(
     target: Target,
     inventory: Inventory,
     metadata: list[str],
-    chosen: set[str],
+    chosen: bytearray,
     key_copies: dict[str, dict[str, bytes]],
     report: TargetReport,
     progress: PhaseProgress,
@@ -126,29 +129,33 @@ def _check_target(
     report.missing = inventory.missing(url)
     report.wrong_size = inventory.wrong_size(url)
     report.unindexed_packs = sum(1 for n in inventory.extra(url) if n.startswith(DATA_DIR))
-    to_read = [n for n in metadata if n in listing]
-    to_read += sorted(n for n in chosen if n in listing and n not in report.wrong_size)
-    progress.phase(f"verify copies on {url}", len(to_read))
+    held_metadata = [n for n in metadata if n in listing]
 
-    def one(name: str) -> str | None:
+    def chosen_packs() -> Iterator[int]:  # held at the expected size: the others are reported
+        return (n for n in listing.packs_as_expected() if chosen[n])
+
+    report.packs_read = sum(1 for _ in chosen_packs())
+    progress.phase(f"verify copies on {url}", len(held_metadata) + report.packs_read)
+    names = chain(held_metadata, map(inventory.live.packs.name, chosen_packs()))
+
+    def one(name: str) -> tuple[str, str | None]:
         try:
             if name in key_copies:  # a key file not in use: judged against its other copies
                 _, bad = judge_key_copies(key_copies[name])
-                return "differs from the other copies" if url in bad else None
-            return verify_copy(repo, name, target.storage.read(name))
+                return name, "differs from the other copies" if url in bad else None
+            return name, verify_copy(repo, name, target.storage.read(name))
         except StorageError as exc:
-            return str(exc)
+            return name, str(exc)
         finally:
             progress.advance()
 
     corrupt = []
-    for name, problem in zip(to_read, ordered_map(one, to_read, workers=READERS), strict=True):
+    for name, problem in ordered_map(one, names, workers=READERS):
         if problem is None:
             repo.targets.forget_damage(url, name)
         else:
             corrupt.append(name)
     report.corrupt = sorted(corrupt)
-    report.packs_read = sum(1 for n in to_read if n in chosen)
     for name in report.missing + report.wrong_size + report.corrupt:
         repo.targets.remember_damage(url, name)
 

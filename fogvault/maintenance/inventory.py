@@ -183,6 +183,10 @@ class Listing(Mapping[str, int]):
     def held_packs(self) -> Iterator[int]:
         return (n for n in self._packs.numbers() if self._holds[n])
 
+    def packs_as_expected(self) -> Iterator[int]:
+        """The live packs held at the size their index entries imply."""
+        return (n for n in self._packs.numbers() if self._holds[n] == _HELD)
+
     def missing_packs(self) -> Iterator[int]:
         return (n for n in self._packs.numbers() if not self._holds[n])
 
@@ -208,9 +212,6 @@ class LiveObjects(Mapping[str, int | None]):
     def metadata(self) -> list[str]:
         """The live objects that are not packs, sorted."""
         return sorted(self._metadata)
-
-    def pack_names(self) -> list[str]:
-        return sorted(self.packs.name(n) for n in self.packs.numbers())
 
     def __contains__(self, name: object) -> bool:
         return name in self._metadata or self.packs.number(name) >= 0

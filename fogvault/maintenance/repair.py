@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 
 from fogvault.errors import FogVaultError
 from fogvault.maintenance.inventory import Inventory, Listing, take_inventory
@@ -158,12 +159,10 @@ class _Repair:
         for url in self.inventory.listings:
             for name in self.inventory.wrong_size(url):
                 self.bad.add((url, name))
-        names = live.metadata() + (live.pack_names() if self.options.read_data else [])
-        checks = [(url, n) for n in names for url in self.inventory.holders(n)
-                  if (url, n) not in self.bad and not self._is_other_key(n)]
-        self.progress.phase("verify copies", len(checks))
-        for (url, name), problem in zip(checks, self._map(self._verify_one, checks),
-                                        strict=True):
+        self.progress.phase("verify copies", sum(1 for _ in self._copies_to_verify()))
+        verified = ordered_map(self._verify_one, self._copies_to_verify(),
+                               workers=self.options.workers)  # fmt: skip
+        for (url, name), problem in verified:
             if problem is None:
                 self.targets.forget_damage(url, name)
             else:
@@ -175,13 +174,26 @@ class _Repair:
                 _, bad = judge_key_copies(copies)
                 self.bad |= {(url, name) for url in bad}
 
-    def _verify_one(self, item: tuple[str, str]) -> str | None:
-        url, name = item
+    def _copies_to_verify(self) -> Iterator[tuple[str, str]]:
+        """(url, name) of each copy to read, made as they are read (a name per pack, held
+        for every pack, cost about 120 bytes a pack): every metadata copy not known to be bad
+        but the key files not in use (judged against each other), and with ``read_data`` every
+        pack copy."""
+        live = self.inventory.live
+        packs = map(live.packs.name, live.packs.numbers()) if self.options.read_data else ()
+        for name in chain(live.metadata(), packs):
+            if not self._is_other_key(name):
+                for url in self.inventory.holders(name):
+                    if (url, name) not in self.bad:
+                        yield url, name
+
+    def _verify_one(self, copy: tuple[str, str]) -> tuple[tuple[str, str], str | None]:
+        url, name = copy
         try:
-            return verify_copy(self.repo, name, self.targets.target(url).storage.read(name),
-                               full=False)
+            data = self.targets.target(url).storage.read(name)
+            return copy, verify_copy(self.repo, name, data, full=False)
         except StorageError as exc:
-            return str(exc)
+            return copy, str(exc)
         finally:
             self.progress.advance()
 

@@ -71,7 +71,12 @@ def test_listing_answers_as_a_dict_of_the_files_would(two_targets):
     assert inventory.holders(packs[1]) == [str(a), str(b)]
     assert inventory.holders(extra) == [str(b)]
     live_packs = sorted(n for n in _files(a) if n.startswith("data/"))
-    assert inventory.live.pack_names() == live_packs
+    names = inventory.live.packs.name
+    assert sorted(map(names, inventory.live.packs.numbers())) == live_packs
+    as_expected = {str(root): sorted(map(names, inventory.listings[str(root)].packs_as_expected()))
+                   for root in (a, b)}  # fmt: skip
+    assert as_expected == {str(a): live_packs,
+                           str(b): [n for n in live_packs if n not in packs[:2]]}  # fmt: skip
     assert {n: inventory.live[n] for n in live_packs} == {n: _files(a)[n] for n in live_packs}
     assert extra not in inventory.live and upper not in inventory.live
     assert inventory.missing("nowhere") == sorted(inventory.live)
