@@ -462,7 +462,11 @@ class S3Storage(FsspecStorage):
                     yield entry
             if not page.get("IsTruncated"):
                 return
-            request["ContinuationToken"] = page["NextContinuationToken"]
+            token = page.get("NextContinuationToken")
+            if not token or token == request.get("ContinuationToken"):  # would end or loop
+                raise PermanentStorageError("the server cut the listing short without a way "
+                                            "to go on", target=self.url, name=prefix)  # fmt: skip
+            request["ContinuationToken"] = token
 
     def delete(self, name: str) -> None:
         path = self._path(name)

@@ -180,6 +180,28 @@ def test_a_listing_is_fetched_one_page_at_a_time(s3_url, monkeypatch) -> None:
     assert len(pages) == 3 and all(pages[1:])
 
 
+@pytest.mark.parametrize("token", [None, "same"])
+def test_a_truncated_listing_without_a_new_token_is_an_error_not_a_loop(s3_url, monkeypatch,
+                                                                         token) -> None:
+    """A server that says a page is truncated but gives no continuation token, or the same one
+    again, would end the listing early or never end it."""
+    storage = open_storage(s3_url)
+    storage.create()
+    storage.write("data/a", b"x")
+    call_s3 = storage.fs.call_s3
+
+    def cut_short(method, ContinuationToken=None, **request):
+        page = call_s3(method, **request)  # the real first page, whatever the token
+        return {**page, "IsTruncated": True, "NextContinuationToken": token}
+
+    monkeypatch.setattr(storage.fs, "call_s3", cut_short)
+    listing = storage.list("data/")
+    if token == "same":
+        assert next(listing).name == "data/a"  # the first page, then the same token back
+    with pytest.raises(PermanentStorageError, match="cut the listing short"):
+        list(listing)
+
+
 def test_every_put_carries_content_md5_and_a_damaged_body_is_refused(s3_url) -> None:
     import base64
     import hashlib
