@@ -274,9 +274,11 @@ def _describe(exc: BaseException) -> str:
 
 
 def _entry(root: str, path: str, size: int, prefix: str) -> ObjectInfo | None:
-    """The listing entry for ``path``; None for temporaries and names outside ``prefix``."""
-    rel = path.rstrip("/").removeprefix(root.rstrip("/") + "/")
-    if rel == path or not rel.startswith(prefix) or any(s.startswith(".") for s in rel.split("/")):
+    """The listing entry for ``path``; None for temporaries, names outside ``prefix``, and
+    S3 keys ending in ``/`` (the "folders" some tools make)."""
+    rel = path.removeprefix(root.rstrip("/") + "/")
+    hidden = any(part.startswith(".") for part in rel.split("/"))
+    if rel == path or rel.endswith("/") or hidden or not rel.startswith(prefix):
         return None
     return ObjectInfo(rel, int(size))
 
@@ -334,12 +336,6 @@ def multipart_settings(options: dict[str, Any], env: Mapping[str, str] = os.envi
 
 def _first(env: Mapping[str, str], *keys: str) -> str | None:
     return next((env[k] for k in keys if env.get(k)), None)
-
-
-#: Keys asked for per listing page; None leaves it to the server (1,000 on AWS and RGW). An
-#: explicit MaxKeys made Ceph RGW send pages of its ``rgw max listing results`` (often 100) and
-#: take about as long for each as for 1,000.
-LIST_PAGE_KEYS: int | None = None
 
 
 class S3Storage(FsspecStorage):
@@ -447,18 +443,18 @@ class S3Storage(FsspecStorage):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """One ``ListObjectsV2`` page at a time (s3fs's ``find`` holds the whole listing, about
-        600 bytes an object, before the first name); the server filters by prefix."""
+        600 bytes an object, before the first name); the server filters by prefix. The page
+        size is the server's (1,000 on AWS and RGW): given ``MaxKeys``, Ceph RGW sends pages of
+        its ``rgw max listing results`` (often 100), each about as slow as one of 1,000."""
         validate_prefix(prefix)
         request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key("") + prefix}
-        if LIST_PAGE_KEYS is not None:
-            request["MaxKeys"] = LIST_PAGE_KEYS
         while True:
             with self._mapped(prefix):  # a missing bucket is an error, not an empty listing
                 page = self.fs.call_s3("list_objects_v2", **request)
             for item in page.get("Contents", ()):
                 key = item["Key"]
                 entry = _entry(self.root, f"{self.bucket}/{key}", item["Size"], prefix)
-                if entry is not None and not key.endswith("/"):  # "folder/" keys of other tools
+                if entry is not None:
                     yield entry
             if not page.get("IsTruncated"):
                 return
@@ -610,10 +606,12 @@ class SftpStorage(Storage):
     def _walk(self, name: str, base: str, temporaries: bool = False
               ) -> Iterator[tuple[str, int, float]]:
         """Every regular file below ``base`` as (path, size, mtime), read ``LIST_FOLDERS`` folders
-        at a time: memory is bounded by that many folders' entries, not by the whole tree."""
+        at a time: memory holds the entries of that many folders (and the names of the folders
+        still to read), not the whole tree's."""
         folders = [base]
         while folders:
-            batch, folders = folders[-LIST_FOLDERS:], folders[:-LIST_FOLDERS]
+            batch = folders[-LIST_FOLDERS:]
+            del folders[-LIST_FOLDERS:]
             files, found = self._run(name, _sftp_read_folders, batch, temporaries)
             folders.extend(found)
             yield from files

@@ -92,6 +92,7 @@ def test_a_listing_reads_a_few_folders_at_a_time(sftp_url, monkeypatch) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from fogvault.storage import fsspec_store
+    from tests.storage.test_conformance import plant
 
     storage = open_storage(sftp_url)
     storage.create()
@@ -114,7 +115,11 @@ def test_a_listing_reads_a_few_folders_at_a_time(sftp_url, monkeypatch) -> None:
     found = [first.name, *(info.name for info in listing)]
     assert sorted(found) == sorted(name for name in wanted if name.startswith("data/"))
     assert [len(batch) for batch in batches] == [1, 2, 2, 2, 1]
-    assert storage.remove_incomplete(older_than=0) == 0
+    plant(storage, {"data/03/.tmp-0003-abcdef": b"partial"})
+    batches.clear()
+    assert storage.remove_incomplete(older_than=-60) == 1
+    assert [len(batch) for batch in batches] == [1, 2, 2, 2, 2, 1]  # the root, data/, keys/
+    assert sorted(info.name for info in storage.list()) == sorted(wanted)
 
 
 def test_a_dropped_connection_is_reopened(sftp_url, sftp_server) -> None:
