@@ -173,6 +173,13 @@ def content_hash(data: Buffer) -> bytes:
     return blake3.blake3(data, max_threads=1).digest()
 
 
+def content_hasher():  # -> blake3.blake3; the type is not named, to keep the import lazy
+    """An incremental :func:`content_hash`: ``update`` with the bytes in order, then ``digest``."""
+    import blake3
+
+    return blake3.blake3(max_threads=1)
+
+
 def derive_subkey(master: bytes, context: str, length: int = KEY_SIZE) -> bytes:
     """A key for one purpose, derived with BLAKE3's key-derivation mode."""
     import blake3

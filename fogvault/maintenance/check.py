@@ -30,11 +30,10 @@ from fogvault.errors import FogVaultError, UsageError
 from fogvault.maintenance.inventory import Inventory, take_inventory
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.maintenance.verify import judge_key_copies, verify_copy
+from fogvault.maintenance.verify import judge_key_copies, verify_stored_copy
 from fogvault.parallel import ordered_map
 from fogvault.repo.format import DATA_DIR, KEYS_DIR
 from fogvault.repo.repository import Repository
-from fogvault.storage import StorageError
 from fogvault.targets import Target
 
 #: concurrent reads per target while verifying copies (latency-bound on S3 and SFTP)
@@ -143,9 +142,7 @@ def _check_target(
             if name in key_copies:  # a key file not in use: judged against its other copies
                 _, bad = judge_key_copies(key_copies[name])
                 return name, "differs from the other copies" if url in bad else None
-            return name, verify_copy(repo, name, target.storage.read(name))
-        except StorageError as exc:
-            return name, str(exc)
+            return name, verify_stored_copy(repo, target.storage, name, listing[name])
         finally:
             progress.advance()
 

@@ -33,8 +33,8 @@ from fogvault.maintenance.inventory import Listing, LivePacks
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.repo.format import DATA_DIR, index_name, pack_name
-from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile, pack_spans
-from fogvault.repo.pack import pack_overhead
+from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile
+from fogvault.repo.pack import pack_overhead, pack_spans
 from fogvault.repo.packer import PackWriter, PackWriterOptions
 from fogvault.repo.repository import Repository, id_from_name_or_none
 

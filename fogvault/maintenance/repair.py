@@ -39,7 +39,7 @@ from fogvault.errors import FogVaultError
 from fogvault.maintenance.inventory import Inventory, Listing, take_inventory
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.maintenance.verify import judge_key_copies, verify_copy
+from fogvault.maintenance.verify import judge_key_copies, verify_copy, verify_stored_copy
 from fogvault.parallel import ordered_map
 from fogvault.repo.format import (
     CONFIG_NAME,
@@ -190,10 +190,8 @@ class _Repair:
     def _verify_one(self, copy: tuple[str, str]) -> tuple[tuple[str, str], str | None]:
         url, name = copy
         try:
-            data = self.targets.target(url).storage.read(name)
-            return copy, verify_copy(self.repo, name, data, full=False)
-        except StorageError as exc:
-            return copy, str(exc)
+            return copy, verify_stored_copy(self.repo, self.targets.target(url).storage, name,
+                                            self.inventory.listings[url][name], full=False)
         finally:
             self.progress.advance()
 

@@ -12,12 +12,14 @@
   and hashes to its id (what ``check --read-data`` does);
 * anything else (locks) is not verified.
 
-Nothing here reads from a target: the caller passes the bytes.
+:func:`verify_stored_copy` is the same for a copy a target holds: it reads a pack in pieces
+(:func:`fogvault.repo.pack.verify_pack`), so that no reader holds a whole pack.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 
 from fogvault.crypto import content_hash
 from fogvault.errors import FogVaultError
@@ -40,6 +42,7 @@ from fogvault.repo.repository import (
     Repository,
 )
 from fogvault.repo.snapshot import Snapshot
+from fogvault.storage import Storage
 
 
 def verify_copy(repo: Repository, name: str, data: bytes, *, full: bool = True) -> str | None:
@@ -67,6 +70,19 @@ def verify_copy(repo: Repository, name: str, data: bytes, *, full: bool = True) 
     except FogVaultError as exc:
         return str(exc) or type(exc).__name__
     return None
+
+
+def verify_stored_copy(repo: Repository, storage: Storage, name: str, size: int, *,
+                       full: bool = True) -> str | None:
+    """:func:`verify_copy` of the copy of ``name`` that ``storage`` holds, listed as ``size``
+    bytes; a failed read is a problem of that copy too."""
+    try:
+        if name.startswith(DATA_DIR):
+            repo.check_pack(id_from_name(name), size, partial(storage.read, name), full=full)
+            return None
+        return verify_copy(repo, name, storage.read(name), full=full)
+    except FogVaultError as exc:
+        return str(exc) or type(exc).__name__
 
 
 def judge_key_copies(copies: dict[str, bytes]) -> tuple[bytes | None, set[str]]:

@@ -88,20 +88,6 @@ class IndexEntry:
         return PackEntry(self.blob_type, self.blob_id, self.offset, self.length, self.raw_length)
 
 
-def pack_spans(entries: Iterable[IndexEntry], span: int) -> list[list[IndexEntry]]:
-    """``entries`` (all of one pack) in offset order, cut into groups that each cover at most
-    ``span`` bytes of the pack from the first blob's start to the last one's end (a larger
-    blob is a group alone): the blobs one ranged read returns, with bounded memory."""
-    groups: list[list[IndexEntry]] = []
-    start = -1
-    for entry in sorted(entries, key=lambda e: e.offset):
-        if not groups or entry.offset + entry.length - start > span:
-            groups.append([])
-            start = entry.offset
-        groups[-1].append(entry)
-    return groups
-
-
 def _empty_table(ids: mmap.mmap, entries: int, numbers: int) -> _Table:
     """A table with room for ``entries`` ids of the buffer ``ids`` at a load of at most 0.75,
     and for numbers up to ``numbers`` (more need a new table: :func:`_holds`). A key's tag is

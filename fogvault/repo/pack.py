@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from fogvault.compression import pack_payload, unpack_payload
 from fogvault.crypto import (
     SEAL_OVERHEAD,
     Buffer,
     content_hash,
+    content_hasher,
     keyed_id,
     seal,
     seal_buffer,
@@ -45,6 +47,16 @@ _TRAILER = struct.Struct("<I")
 MAX_BLOB_SIZE = 512 * 1024 * 1024
 #: Smallest possible sealed header, for bounds checks.
 MIN_HEADER_SIZE = SEAL_OVERHEAD + _HEADER_PREFIX.size
+#: :func:`verify_pack` reads a pack in pieces of about this many bytes (a larger blob whole), so
+#: that verifying packs (``check --read-data`` reads 8 at a time per target) holds no whole pack.
+VERIFY_PIECE = 4 * 1024 * 1024
+
+#: ``(offset, length) -> bytes`` of one stored object: exactly ``length`` bytes unless it ends
+#: first (a storage's ``read`` with the name bound).
+RangeReader = Callable[[int, int], Buffer]
+#: What :func:`verify_pack` reads first of a pack larger than a piece, from its end (if a piece
+#: is that large): the header (41 bytes a blob) and trailer of a pack of up to 1,500 blobs.
+_TAIL_GUESS = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,32 @@ def open_blob(
     if len(data) != entry.raw_length or keyed_id(id_key, data) != entry.blob_id:
         raise IntegrityError(f"blob {entry.blob_id.hex()} does not match its id")
     return data
+
+
+class Span(Protocol):
+    """Where a blob lies in its pack: a :class:`PackEntry` or an index entry."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def length(self) -> int: ...
+
+
+SpanT = TypeVar("SpanT", bound=Span)
+
+
+def pack_spans(entries: Iterable[SpanT], span: int) -> list[list[SpanT]]:
+    """``entries`` (all of one pack) in offset order, cut into groups that each cover at most
+    ``span`` bytes of the pack from the first blob's start to the last one's end (a larger
+    blob is a group alone): the blobs one ranged read returns, with bounded memory."""
+    groups: list[list[SpanT]] = []
+    start = -1
+    for entry in sorted(entries, key=lambda e: e.offset):
+        if not groups or entry.offset + entry.length - start > span:
+            groups.append([])
+            start = entry.offset
+        groups[-1].append(entry)
+    return groups
 
 
 class PackBuilder:
@@ -222,3 +260,82 @@ def parse_pack(enc_key: bytes, data: bytes) -> list[PackEntry]:
     start = len(data) - _TRAILER.size - length
     return parse_header(enc_key, data[start : start + length], len(data))
 
+
+
+def verify_pack(pack_id: bytes, size: int, read: RangeReader, keys: tuple[bytes, bytes] | None,
+                piece: int = VERIFY_PIECE) -> None:
+    """Raise IntegrityError unless the ``size`` bytes that ``read`` returns are the pack
+    ``pack_id``: they hash to it, and with ``keys`` (encryption, identity) its header parses and
+    every blob opens and hashes to its id. A damaged pack that does not match its name is
+    reported as that, whatever else is wrong with it, as when the pack was verified whole.
+
+    A pack of at most ``piece`` bytes is one read. A larger one is read from its end first (its
+    header), then its blobs in order in groups of about ``piece`` bytes, so that about ``piece``
+    bytes (or the largest blob) are held at once; only the group that reaches into the header's
+    read reads any byte twice. Without the header's blob boundaries (no keys, or it did not
+    parse) the pieces are fixed."""
+    first = size if size <= piece else max(min(piece, _TAIL_GUESS), MIN_HEADER_SIZE + _TRAILER.size)
+    tail_start = max(0, size - first)
+    tail = _read_exactly(read, tail_start, size - tail_start)
+    entries: list[PackEntry] = []
+    problem: IntegrityError | None = None
+    if keys is not None:
+        try:
+            tail_start, tail, entries = _header_in_tail(keys[0], size, tail_start, tail, read)
+        except IntegrityError as exc:
+            problem = exc
+    hasher = content_hasher()
+    for start, end, blobs in _reads(entries, tail_start, piece):
+        data = memoryview(tail)[start - tail_start : end - tail_start] if start >= tail_start \
+            else memoryview(_read_exactly(read, start, end - start))
+        if start < tail_start:
+            hasher.update(data[: tail_start - start])
+        if problem is None and keys is not None:
+            problem = _first_bad_blob(keys, blobs, data, start)
+    hasher.update(tail)
+    if hasher.digest() != pack_id:
+        raise IntegrityError("pack does not match its name")
+    if problem is not None:
+        raise problem
+
+
+def _first_bad_blob(keys: tuple[bytes, bytes], blobs: list[PackEntry], data: memoryview,
+                    start: int) -> IntegrityError | None:
+    """The error of the first of ``blobs`` (read as ``data``, from ``start``) that does not open."""
+    for entry in blobs:
+        try:
+            open_blob(*keys, entry, data[entry.offset - start :][: entry.length])
+        except IntegrityError as exc:
+            return exc
+    return None
+
+
+def _read_exactly(read: RangeReader, offset: int, length: int) -> Buffer:
+    data = read(offset, length)
+    if len(data) != length:
+        raise IntegrityError("pack is shorter than listed")
+    return data
+
+
+def _header_in_tail(enc_key: bytes, size: int, tail_start: int, tail: Buffer, read: RangeReader
+                    ) -> tuple[int, Buffer, list[PackEntry]]:
+    """The pack's entries, and its tail (where it starts, its bytes) grown to hold the whole
+    header if the one read first did not."""
+    length = header_length(size, bytes(tail[-_TRAILER.size :]))
+    header_start = size - _TRAILER.size - length
+    if header_start < tail_start:
+        tail_start, tail = header_start, _read_exactly(read, header_start, size - header_start)
+    header_ct = bytes(memoryview(tail)[header_start - tail_start : -_TRAILER.size])
+    return tail_start, tail, parse_header(enc_key, header_ct, size)
+
+
+def _reads(entries: list[PackEntry], end: int, piece: int
+           ) -> Iterator[tuple[int, int, list[PackEntry]]]:
+    """(start, end, blobs) of each read: the blobs' groups (they cover the pack up to its
+    header), or with no blobs fixed pieces up to ``end``."""
+    if entries:
+        for group in pack_spans(entries, piece):
+            yield group[0].offset, group[-1].offset + group[-1].length, group
+        return
+    for start in range(0, end, piece):
+        yield start, min(start + piece, end), []

@@ -77,12 +77,11 @@ from fogvault.repo.index import (
     IndexEntry,
     IndexFile,
     ParsedIndexFile,
-    pack_spans,
     parse_index_file,
 )
 from fogvault.repo.keys import MAX_KEY_FILE_SIZE, KeyFile
 from fogvault.repo.lock import LockStore, NoLock, RepositoryLock
-from fogvault.repo.pack import BlobLocation, open_blob, parse_pack
+from fogvault.repo.pack import BlobLocation, RangeReader, open_blob, pack_spans, verify_pack
 from fogvault.repo.snapshot import Snapshot, is_uid
 from fogvault.repo.tree import Tree
 from fogvault.storage import ObjectNotFound, Storage, StorageError, open_storage
@@ -406,15 +405,20 @@ class Repository:
             return str(exc)
         return None
 
+    def check_pack(self, pack_id: bytes, size: int, read: RangeReader, *, full: bool = True
+                   ) -> None:
+        """Raise IntegrityError unless the ``size`` bytes ``read`` returns are the pack
+        ``pack_id``: they hash to the id and (``full``) its header parses and every blob
+        decrypts to its id. Read in pieces (:func:`~fogvault.repo.pack.verify_pack`), never
+        held whole."""
+        verify_pack(pack_id, size, read, (self.master.encryption, self.master.identity)
+                    if full else None)
+
     def check_pack_bytes(self, pack_id: bytes, data: bytes, *, full: bool = True) -> None:
-        """Raise IntegrityError unless ``data`` is the pack ``pack_id``: its bytes hash to the
-        id and (``full``) its header parses and every blob decrypts to its id."""
-        if content_hash(data) != pack_id:
-            raise IntegrityError("pack does not match its name")
-        if full:
-            view = memoryview(data)
-            for entry in parse_pack(self.master.encryption, data):
-                self.open_blob(entry, view[entry.offset : entry.offset + entry.length])
+        """:meth:`check_pack` of a pack held in memory."""
+        view = memoryview(data)
+        self.check_pack(pack_id, len(data), lambda offset, length: view[offset:][:length],
+                        full=full)
 
     def load_tree(self, tree_id: bytes) -> Tree:
         # No type check: data and tree blobs share one id space, so a file whose bytes equal a

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from fogvault.errors import MalformedObject
 from fogvault.fsmeta import apply_file_metadata, apply_metadata
-from fogvault.repo.index import IndexEntry, pack_spans
+from fogvault.repo.index import IndexEntry
+from fogvault.repo.pack import pack_spans
 from fogvault.repo.repository import Repository
 from fogvault.repo.tree import Node
 from fogvault.restore.safefs import Parts, SafeRoot

@@ -26,10 +26,9 @@ from fogvault.repo.index import (
     _python_insert,
     _python_probe,
     encode_listing,
-    pack_spans,
     parse_index_file,
 )
-from fogvault.repo.pack import PackEntry
+from fogvault.repo.pack import PackEntry, pack_spans
 
 
 def _entries(ids: list[bytes], blob_type: BlobType = BlobType.DATA) -> list[PackEntry]:
