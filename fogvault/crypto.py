@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os  # os.urandom, not secrets: that imports hmac and OpenSSL (+3.5 MiB)
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import nacl.bindings
 import nacl.pwhash
@@ -22,6 +23,9 @@ from nacl._sodium import ffi as _ffi
 from nacl._sodium import lib as _lib
 
 from fogvault.errors import IntegrityError
+
+if TYPE_CHECKING:
+    import blake3
 
 KEY_SIZE = 32
 MASTER_KEY_SIZE = 2 * KEY_SIZE
@@ -173,7 +177,7 @@ def content_hash(data: Buffer) -> bytes:
     return blake3.blake3(data, max_threads=1).digest()
 
 
-def content_hasher():  # -> blake3.blake3; the type is not named, to keep the import lazy
+def content_hasher() -> blake3.blake3:
     """An incremental :func:`content_hash`: ``update`` with the bytes in order, then ``digest``."""
     import blake3
 

@@ -5,11 +5,11 @@
   config, key files, snapshots, live index files, indexed packs) is on every target, packs with
   exactly the size their index entries imply.
 * Metadata copies: the config, every key file, snapshot and index file is read from *every*
-  target and verified (:func:`fogvault.maintenance.verify.verify_copy`), so a copy damaged on one
-  target is reported there even when reads fall back to a good copy elsewhere.
-* Content (``read_data`` or a subset): every selected pack is read from every target and
-  verified: its bytes hash to its name, its header parses, every blob authenticates and hashes
-  to its id.
+  target and verified (:func:`fogvault.maintenance.verify.verify_stored_copy`), so a copy
+  damaged on one target is reported there even when reads fall back to a good copy elsewhere.
+* Content (``read_data`` or a subset): every selected pack is read from every target, in pieces
+  (:func:`fogvault.repo.pack.verify_pack`), and verified: its bytes hash to its name, its header
+  parses, every blob authenticates and hashes to its id.
 
 Problems are reported per target, never repaired here (that is ``repair``); what is found is
 remembered in ``TargetSet.damaged`` (which the CLI keeps in the ledger, so ``repair`` knows

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 
 from fogvault.crypto import content_hash
@@ -46,43 +47,48 @@ from fogvault.storage import Storage
 
 
 def verify_copy(repo: Repository, name: str, data: bytes, *, full: bool = True) -> str | None:
-    try:
-        if name == CONFIG_NAME:
-            config = RepoConfig.decode(repo._unseal(ObjectKind.CONFIG, b"", data,
-                                                    MAX_CONFIG_SIZE))
-            if config.repo_id != repo.config.repo_id:
-                return "config of a different repository"
-        elif name.startswith(KEYS_DIR):
-            key_id = name[len(KEYS_DIR) :]
-            if key_id == repo.key_id and repo.key_bytes is not None:
-                return None if data == repo.key_bytes else "differs from the key file in use"
-            KeyFile.decode(key_id, data)
-        elif name.startswith(SNAPSHOTS_DIR):
-            uid = name[len(SNAPSHOTS_DIR) :]
-            Snapshot.decode(repo._unseal(ObjectKind.SNAPSHOT, uid.encode(), data,
-                                         MAX_SNAPSHOT_SIZE), uid)
-        elif name.startswith(INDEX_DIR):
-            if content_hash(data) != id_from_name(name):
-                return "does not match its name"
-            parse_index_file(repo._unseal(ObjectKind.INDEX, b"", data, MAX_INDEX_SIZE))
-        elif name.startswith(DATA_DIR):
-            repo.check_pack_bytes(id_from_name(name), data, full=full)
-    except FogVaultError as exc:
-        return str(exc) or type(exc).__name__
-    return None
+    return _problem(_check_copy, repo, name, data, full)
 
 
 def verify_stored_copy(repo: Repository, storage: Storage, name: str, size: int, *,
                        full: bool = True) -> str | None:
     """:func:`verify_copy` of the copy of ``name`` that ``storage`` holds, listed as ``size``
     bytes; a failed read is a problem of that copy too."""
+    if name.startswith(DATA_DIR):
+        return _problem(repo.check_pack, id_from_name(name), size, partial(storage.read, name),
+                        full=full)
+    return _problem(lambda: _check_copy(repo, name, storage.read(name), full))
+
+
+def _problem(check: Callable[..., str | None], *args: object, **kwargs: object) -> str | None:
+    """What ``check`` finds wrong, whether it returns it or raises it; None if nothing."""
     try:
-        if name.startswith(DATA_DIR):
-            repo.check_pack(id_from_name(name), size, partial(storage.read, name), full=full)
-            return None
-        return verify_copy(repo, name, storage.read(name), full=full)
+        return check(*args, **kwargs)
     except FogVaultError as exc:
         return str(exc) or type(exc).__name__
+
+
+def _check_copy(repo: Repository, name: str, data: bytes, full: bool) -> str | None:
+    if name == CONFIG_NAME:
+        config = RepoConfig.decode(repo._unseal(ObjectKind.CONFIG, b"", data, MAX_CONFIG_SIZE))
+        if config.repo_id != repo.config.repo_id:
+            return "config of a different repository"
+    elif name.startswith(KEYS_DIR):
+        key_id = name[len(KEYS_DIR) :]
+        if key_id == repo.key_id and repo.key_bytes is not None:
+            return None if data == repo.key_bytes else "differs from the key file in use"
+        KeyFile.decode(key_id, data)
+    elif name.startswith(SNAPSHOTS_DIR):
+        uid = name[len(SNAPSHOTS_DIR) :]
+        Snapshot.decode(repo._unseal(ObjectKind.SNAPSHOT, uid.encode(), data, MAX_SNAPSHOT_SIZE),
+                        uid)
+    elif name.startswith(INDEX_DIR):
+        if content_hash(data) != id_from_name(name):
+            return "does not match its name"
+        parse_index_file(repo._unseal(ObjectKind.INDEX, b"", data, MAX_INDEX_SIZE))
+    elif name.startswith(DATA_DIR):
+        repo.check_pack_bytes(id_from_name(name), data, full=full)
+    return None
 
 
 def judge_key_copies(copies: dict[str, bytes]) -> tuple[bytes | None, set[str]]:

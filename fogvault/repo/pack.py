@@ -254,40 +254,44 @@ def parse_header(enc_key: bytes, header_ct: bytes, pack_size: int) -> list[PackE
     return entries
 
 
-def parse_pack(enc_key: bytes, data: bytes) -> list[PackEntry]:
-    """Validate a whole pack held in memory and return its entries."""
-    length = header_length(len(data), data[-_TRAILER.size :])
-    start = len(data) - _TRAILER.size - length
-    return parse_header(enc_key, data[start : start + length], len(data))
-
-
-
 def verify_pack(pack_id: bytes, size: int, read: RangeReader, keys: tuple[bytes, bytes] | None,
-                piece: int = VERIFY_PIECE) -> None:
+                piece: int = VERIFY_PIECE) -> list[PackEntry]:
     """Raise IntegrityError unless the ``size`` bytes that ``read`` returns are the pack
     ``pack_id``: they hash to it, and with ``keys`` (encryption, identity) its header parses and
-    every blob opens and hashes to its id. A damaged pack that does not match its name is
-    reported as that, whatever else is wrong with it, as when the pack was verified whole.
+    every blob opens and hashes to its id; return its entries (none without ``keys``). A damaged
+    pack that does not match its name is reported as that, whatever else is wrong with it, as
+    when packs were verified whole.
 
     A pack of at most ``piece`` bytes is one read. A larger one is read from its end first (its
     header), then its blobs in order in groups of about ``piece`` bytes, so that about ``piece``
     bytes (or the largest blob) are held at once; only the group that reaches into the header's
     read reads any byte twice. Without the header's blob boundaries (no keys, or it did not
-    parse) the pieces are fixed."""
+    parse) the pieces are fixed. A header larger than a piece is read only once the pack has
+    shown that it matches its name (the pack is then read twice): a damaged or hostile trailer
+    could otherwise ask for a read of the whole pack."""
     first = size if size <= piece else max(min(piece, _TAIL_GUESS), MIN_HEADER_SIZE + _TRAILER.size)
     tail_start = max(0, size - first)
-    tail = _read_exactly(read, tail_start, size - tail_start)
+    tail = _read_to_end(read, tail_start, size)
     entries: list[PackEntry] = []
     problem: IntegrityError | None = None
     if keys is not None:
         try:
-            tail_start, tail, entries = _header_in_tail(keys[0], size, tail_start, tail, read)
+            header_start = size - _TRAILER.size - header_length(size, bytes(tail[-_TRAILER.size :]))
         except IntegrityError as exc:
             problem = exc
+        else:
+            if size - header_start > max(piece, len(tail)):
+                _check_hash(pack_id, size, read, piece)
+            if header_start < tail_start:
+                tail_start, tail = header_start, _read_to_end(read, header_start, size)
+            try:
+                header_ct = bytes(memoryview(tail)[header_start - tail_start : -_TRAILER.size])
+                entries = parse_header(keys[0], header_ct, size)
+            except IntegrityError as exc:
+                problem = exc
     hasher = content_hasher()
     for start, end, blobs in _reads(entries, tail_start, piece):
-        data = memoryview(tail)[start - tail_start : end - tail_start] if start >= tail_start \
-            else memoryview(_read_exactly(read, start, end - start))
+        data = _group_bytes(read, tail_start, tail, start, end)
         if start < tail_start:
             hasher.update(data[: tail_start - start])
         if problem is None and keys is not None:
@@ -297,6 +301,15 @@ def verify_pack(pack_id: bytes, size: int, read: RangeReader, keys: tuple[bytes,
         raise IntegrityError("pack does not match its name")
     if problem is not None:
         raise problem
+    return entries
+
+
+def _check_hash(pack_id: bytes, size: int, read: RangeReader, piece: int) -> None:
+    hasher = content_hasher()
+    for start, end, _ in _reads([], size, piece):
+        hasher.update(_read_exactly(read, start, end - start))
+    if hasher.digest() != pack_id:
+        raise IntegrityError("pack does not match its name")
 
 
 def _first_bad_blob(keys: tuple[bytes, bytes], blobs: list[PackEntry], data: memoryview,
@@ -310,6 +323,14 @@ def _first_bad_blob(keys: tuple[bytes, bytes], blobs: list[PackEntry], data: mem
     return None
 
 
+def _group_bytes(read: RangeReader, tail_start: int, tail: Buffer, start: int, end: int
+                 ) -> memoryview:
+    """Bytes ``start`` to ``end`` of the pack: from the tail already read if they are in it."""
+    if start >= tail_start:
+        return memoryview(tail)[start - tail_start : end - tail_start]
+    return memoryview(_read_exactly(read, start, end - start))
+
+
 def _read_exactly(read: RangeReader, offset: int, length: int) -> Buffer:
     data = read(offset, length)
     if len(data) != length:
@@ -317,16 +338,15 @@ def _read_exactly(read: RangeReader, offset: int, length: int) -> Buffer:
     return data
 
 
-def _header_in_tail(enc_key: bytes, size: int, tail_start: int, tail: Buffer, read: RangeReader
-                    ) -> tuple[int, Buffer, list[PackEntry]]:
-    """The pack's entries, and its tail (where it starts, its bytes) grown to hold the whole
-    header if the one read first did not."""
-    length = header_length(size, bytes(tail[-_TRAILER.size :]))
-    header_start = size - _TRAILER.size - length
-    if header_start < tail_start:
-        tail_start, tail = header_start, _read_exactly(read, header_start, size - header_start)
-    header_ct = bytes(memoryview(tail)[header_start - tail_start : -_TRAILER.size])
-    return tail_start, tail, parse_header(enc_key, header_ct, size)
+def _read_to_end(read: RangeReader, offset: int, size: int) -> Buffer:
+    """Bytes ``offset`` to ``size``, asking for one more: an object that changed since it was
+    listed may have grown, and its first ``size`` bytes may still be a whole pack."""
+    data = read(offset, size - offset + 1)
+    if len(data) > size - offset:
+        raise IntegrityError("pack is longer than listed")
+    if len(data) < size - offset:
+        raise IntegrityError("pack is shorter than listed")
+    return data
 
 
 def _reads(entries: list[PackEntry], end: int, piece: int

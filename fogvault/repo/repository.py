@@ -394,17 +394,6 @@ class Repository:
             return
         yield from ordered_map(read, spans, workers=threads, ahead=ahead)
 
-    def verify_pack(self, pack_id: bytes, storage: Storage | None = None) -> str | None:
-        """None if the pack is intact (its bytes hash to its name, its header parses, and every
-        blob decrypts to its id); otherwise what is wrong. Reads from ``storage`` if given."""
-        name = pack_name(pack_id)
-        try:
-            data = storage.read(name) if storage else self.targets.read(name)
-            self.check_pack_bytes(pack_id, data)
-        except (IntegrityError, StorageError) as exc:
-            return str(exc)
-        return None
-
     def check_pack(self, pack_id: bytes, size: int, read: RangeReader, *, full: bool = True
                    ) -> None:
         """Raise IntegrityError unless the ``size`` bytes ``read`` returns are the pack

@@ -7,19 +7,20 @@ import contextlib
 import json
 import os
 import struct
+from functools import partial
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fogvault.compression import pack_payload, unpack_payload
-from fogvault.crypto import MasterKey
+from fogvault.crypto import MasterKey, content_hash, keyed_id
 from fogvault.errors import FogVaultError
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.format import BlobType
 from fogvault.repo.index import IndexFile
 from fogvault.repo.keys import KeyFile
 from fogvault.repo.lock import LockInfo
-from fogvault.repo.pack import PackBuilder, PackEntry, parse_pack, seal_blob
+from fogvault.repo.pack import PackBuilder, PackEntry, seal_blob, verify_pack
 from fogvault.repo.snapshot import Snapshot, new_uid, now
 from fogvault.repo.tree import DIR, FILE, Node, Tree
 
@@ -56,7 +57,7 @@ def _flip(data: bytes, flips: list[tuple[int, int]]) -> bytes:
 def _valid_pack() -> bytes:
     builder = PackBuilder(BlobType.DATA)
     for data in (b"a" * 100, os.urandom(300)):
-        blob_id = os.urandom(32)
+        blob_id = keyed_id(KEY.identity, data)
         builder.add(blob_id, seal_blob(KEY.encryption, BlobType.DATA, blob_id, data, 3), len(data))
     return bytes(builder.finish(KEY.encryption)[1])
 
@@ -84,7 +85,15 @@ def _valid_snapshot() -> bytes:
 @FUZZ
 @given(_mutations(_valid_pack()))
 def test_pack_parser(data):
-    _decodes_or_fogvault_error(lambda d: parse_pack(KEY.encryption, d), data)
+    for piece in (64, 1 << 20):  # smaller than its blobs, and whole
+        _decodes_or_fogvault_error(partial(_verify_named_by_its_hash, piece=piece), data)
+
+
+def _verify_named_by_its_hash(data: bytes, piece: int) -> None:
+    """As a writer that names a damaged pack by its hash would have it checked: past the hash,
+    to the header and the blobs."""
+    verify_pack(content_hash(data), len(data), lambda offset, length: data[offset:][:length],
+                (KEY.encryption, KEY.identity), piece=piece)
 
 
 @FUZZ
