@@ -100,6 +100,10 @@ class UnsafePath(FogVaultError):
     """A snapshot tree holds a name that would let restore escape its target directory."""
 
 
+class DestinationFull(FogVaultError):
+    """The file system restored into is full, or the user's quota there is used up."""
+
+
 class NotEnoughTargets(FogVaultError):
     """Fewer targets than ``--min-targets`` hold what a commit needs: nothing was committed."""
 

@@ -10,13 +10,14 @@ their holes.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from fogvault.errors import MalformedObject
+from fogvault.errors import DestinationFull, MalformedObject
 from fogvault.fsmeta import apply_file_metadata, apply_metadata
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.pack import pack_spans
@@ -27,6 +28,8 @@ from fogvault.restore.safefs import Parts, SafeRoot
 HOLE_BLOCK = 64 * 1024
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 FETCH_SPAN = 1024 * 1024  # bytes of a pack read at once (a larger blob is read alone)
+#: A write that fails with these stops the restore: no other file would fit either.
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 #: what a writer reports after each share: bytes restored, bytes written (holes are not),
 #: warnings
@@ -40,7 +43,7 @@ class FileJob:
     pending: int  # blobs not yet written; whoever writes the last one sets the metadata
     created: bool  # False until its first blob arrives (see open_content)
     end: int = 0  # where the last byte written so far ends
-    failed: bool = False  # could not be created: its blobs are skipped
+    failed: bool = False  # could not be created or written: its blobs are skipped
 
 
 @dataclass(slots=True)
@@ -152,12 +155,12 @@ class ContentWriter:
         if fd is None:
             return 0
         try:
-            for start, end in runs:
-                view = memoryview(data)[start:end]
-                position = offset + start
-                while view:
-                    written = os.pwrite(fd, view, position)
-                    view, position = view[written:], position + written
+            try:
+                _write_runs(fd, data, offset, runs)
+            except OSError as exc:  # a file too large for the file system, an I/O error
+                warnings.append(not_restored(job.parts, exc))
+                job.failed = True
+                return 0
             if runs:
                 job.end = max(job.end, offset + runs[-1][1])
             job.pending -= 1
@@ -197,6 +200,16 @@ class ContentWriter:
         warnings.extend(set_metadata(self.root, job.parts, job.node, self.restore_owner, fd))
 
 
+def _write_runs(fd: int, data: bytes, offset: int, runs: list[tuple[int, int]]) -> None:
+    """Write ``data``'s ``runs`` (start, end) at ``offset`` in the file."""
+    for start, end in runs:
+        view = memoryview(data)[start:end]
+        position = offset + start
+        while view:
+            written = os.pwrite(fd, view, position)
+            view, position = view[written:], position + written
+
+
 def _split(blobs: list[tuple[IndexEntry, bytes]], destinations: dict[bytes, list[tuple[int, int]]],
            jobs: list[FileJob], count: int) -> list[_Share]:
     """A span's blobs for each of ``count`` writers: a file's blobs always go to the same one."""
@@ -225,7 +238,12 @@ def set_metadata(root: SafeRoot, parts: Parts, node: Node, restore_owner: bool,
 
 
 def not_restored(parts: Parts, exc: OSError) -> str:
-    return f"{os.fsdecode(b'/'.join(parts))}: cannot restore: {exc.strerror}"
+    """The warning for an entry that could not be created or written. A full file system
+    raises DestinationFull instead: no other entry would fit either."""
+    message = f"{os.fsdecode(b'/'.join(parts))}: cannot restore: {exc.strerror}"
+    if exc.errno in FULL:
+        raise DestinationFull(message) from exc
+    return message
 
 
 def impossible(parts: Parts, exc: Exception) -> MalformedObject:
