@@ -100,8 +100,8 @@ class UnsafePath(FogVaultError):
     """A snapshot tree holds a name that would let restore escape its target directory."""
 
 
-class DestinationFull(FogVaultError):
-    """The file system restored into is full, or the user's quota there is used up."""
+class DestinationUnwritable(FogVaultError):
+    """The file system restored into takes no more writes: full, over quota, or read-only."""
 
 
 class NotEnoughTargets(FogVaultError):

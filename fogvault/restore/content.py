@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from fogvault.errors import DestinationFull, MalformedObject
+from fogvault.errors import DestinationUnwritable, MalformedObject
 from fogvault.fsmeta import apply_file_metadata, apply_metadata
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.pack import pack_spans
@@ -28,8 +28,8 @@ from fogvault.restore.safefs import Parts, SafeRoot
 HOLE_BLOCK = 64 * 1024
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 FETCH_SPAN = 1024 * 1024  # bytes of a pack read at once (a larger blob is read alone)
-#: A write that fails with these stops the restore: no other file would fit either.
-FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: A write that fails with these stops the restore: no other entry could be written either.
+UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 #: what a writer reports after each share: bytes restored, bytes written (holes are not),
 #: warnings
@@ -238,11 +238,11 @@ def set_metadata(root: SafeRoot, parts: Parts, node: Node, restore_owner: bool,
 
 
 def not_restored(parts: Parts, exc: OSError) -> str:
-    """The warning for an entry that could not be created or written. A full file system
-    raises DestinationFull instead: no other entry would fit either."""
+    """The warning for an entry that could not be created or written. A file system that is
+    full or read-only raises DestinationUnwritable instead: no other entry could be written."""
     message = f"{os.fsdecode(b'/'.join(parts))}: cannot restore: {exc.strerror}"
-    if exc.errno in FULL:
-        raise DestinationFull(message) from exc
+    if exc.errno in UNWRITABLE:
+        raise DestinationUnwritable(message) from exc
     return message
 
 

@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from fogvault.errors import IntegrityError, UnsafePath, UsageError
+from fogvault.errors import DestinationUnwritable, IntegrityError, UnsafePath, UsageError
 from fogvault.hardlinks import Hardlinks
 from fogvault.heap import release_free_memory
 from fogvault.patterns import PathPatterns
@@ -126,7 +126,11 @@ class Restorer:
                 self._clear_batch()
             return self.summary
         with self.repo.lock(writes=False):  # shared: prune cannot delete what is restored
-            root = SafeRoot(target)
+            try:
+                root = SafeRoot(target)
+            except OSError as exc:
+                raise DestinationUnwritable(
+                    f"cannot restore into {os.fsdecode(target)}: {exc.strerror}") from exc
             try:
                 for _ in self._plan(root):
                     if self._files:
@@ -192,8 +196,8 @@ class Restorer:
                     continue
                 selected = inside_match or not self._includes or self._includes.matches(path)
                 if node.type == DIR:
-                    if selected and root is not None:
-                        self._make_dir(root, child, node)
+                    if selected and root is not None and not self._make_dir(root, child):
+                        continue  # warned: nothing below it can be restored either
                     if selected:
                         self.summary.dirs += 1
                     stack.append((child, node.subtree or b"", selected, node if selected else None))
@@ -208,28 +212,34 @@ class Restorer:
         """Whether this process can still reach into ``folder`` once its mode is set."""
         return self._as_root or folder.mode & 0o700 == 0o700
 
-    def _make_dir(self, root: SafeRoot, parts: Parts, node: Node) -> None:
-        if not root.made(parts[:-1]):  # in a folder this restore made, nothing is in the way
-            with root.open_dir(parts[:-1], create=True):
-                pass  # an included folder's parents are not selected themselves, but must exist
-            existing = root.lstat(parts)
-            if existing is not None and not stat.S_ISDIR(existing.st_mode):
-                if self.options.overwrite != "always":
-                    raise UnsafePath(
-                        f"{os.fsdecode(root.path(parts))} exists and is not a folder")
-                root.remove(parts)
-        with root.open_dir(parts, create=True):
-            pass
+    def _make_dir(self, root: SafeRoot, parts: Parts) -> bool:
+        """Make the folder ``parts``; False (with a warning) if it cannot be made."""
+        try:
+            if not root.made(parts[:-1]):  # in a folder this restore made, nothing is in the way
+                with root.open_dir(parts[:-1], create=True):
+                    pass  # an included folder's parents are not selected, but must exist
+                existing = root.lstat(parts)
+                if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                    if self.options.overwrite != "always":
+                        raise UnsafePath(
+                            f"{os.fsdecode(root.path(parts))} exists and is not a folder")
+                    root.remove(parts)
+            with root.open_dir(parts, create=True):
+                pass
+        except OSError as exc:
+            self._warn(not_restored(parts, exc))
+            return False
+        return True
 
     def _plan_entry(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
-        # A folder this restore made holds only what it put there: one entry of each name.
-        if root is not None and not root.made(parts[:-1]):
-            with root.open_dir(parts[:-1], create=True):
-                pass  # parents of an included entry exist even if not selected themselves
-            if not self._make_room(root, parts, node):
-                self.summary.skipped += 1
-                return
         try:
+            # A folder this restore made holds only what it put there: one entry of each name.
+            if root is not None and not root.made(parts[:-1]):
+                with root.open_dir(parts[:-1], create=True):
+                    pass  # parents of an included entry exist even if not selected themselves
+                if not self._make_room(root, parts, node):
+                    self.summary.skipped += 1
+                    return
             self._create(root, parts, node)
         except OSError as exc:
             self._warn(not_restored(parts, exc))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fogvault.backup.archiver import Archiver, BackupOptions
-from fogvault.errors import DestinationFull, exit_code_for
+from fogvault.errors import DestinationUnwritable, exit_code_for
 from fogvault.repo.repository import Repository
 from fogvault.restore import content, restorer
 from fogvault.restore.restorer import RestoreOptions, Restorer
@@ -91,7 +91,7 @@ def test_a_full_file_system_stops_the_restore_naming_the_file(
 
         monkeypatch.setattr(SafeRoot, "open_fd", no_inode_for_big)
     options = RestoreOptions(target=str(tmp_path / "out"), processes=False)
-    with pytest.raises(DestinationFull) as raised:
+    with pytest.raises(DestinationUnwritable) as raised:
         Restorer(repo, snapshot, options).run()
     assert str(raised.value) == (f"{str(src).lstrip('/')}/big: cannot restore: "
                                  f"{os.strerror(errno.ENOSPC)}")
@@ -99,5 +99,50 @@ def test_a_full_file_system_stops_the_restore_naming_the_file(
 
 
 def test_a_full_file_system_in_a_worker_reaches_the_restoring_process_as_itself() -> None:
-    full = DestinationFull("d/big: cannot restore: No space left on device")
+    full = DestinationUnwritable("d/big: cannot restore: No space left on device")
     assert _portable(full) is full
+
+
+def test_a_target_that_cannot_be_made_is_a_one_line_error(fogvault: Callable[..., Any],
+                                                          tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_tree(src, 1)
+    (tmp_path / "a-file").write_bytes(b"x")
+    assert fogvault("init", "-r", "repo").returncode == 0
+    assert fogvault("backup", "-r", "repo", str(src)).returncode == 0
+    done = fogvault("restore", "-r", "repo", "-V", "latest", "-t", "a-file/out")
+    assert done.returncode == 1
+    assert done.stderr == (f"error: cannot restore into {tmp_path}/a-file/out: "
+                           f"{os.strerror(errno.ENOTDIR)}\n").encode()
+
+
+@pytest.mark.parametrize("error", [errno.EACCES, errno.EROFS])
+def test_a_folder_that_cannot_be_made(make_repo: Callable[..., Repository], tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch, error: int) -> None:
+    """Refused (EACCES): a warning, and nothing below it is tried; every other entry is
+    restored. On a read-only file system (EROFS) nothing could be: the restore stops."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    contents = make_tree(src, 12)
+    snapshot = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    enter = SafeRoot._enter
+    tried = []
+
+    def refuse_d3(self: SafeRoot, fd: int, parts: Any, depth: int, create: bool) -> int:
+        tried.append(parts[: depth + 1])
+        if parts[depth] == b"d3":
+            raise OSError(error, os.strerror(error))
+        return enter(self, fd, parts, depth, create)
+
+    monkeypatch.setattr(SafeRoot, "_enter", refuse_d3)
+    options = RestoreOptions(target=str(tmp_path / "out"), processes=False)
+    rel = f"{str(src).lstrip('/')}/d3"
+    if error == errno.EROFS:
+        with pytest.raises(DestinationUnwritable, match=f"^{rel}: cannot restore: "):
+            Restorer(repo, snapshot, options).run()
+        return
+    summary = Restorer(repo, snapshot, options).run()
+    assert summary.warnings == [f"{rel}: cannot restore: {os.strerror(error)}"]
+    assert sum(1 for parts in tried if b"d3" in parts) == 1  # not again for each file below
+    restored = read_tree(tmp_path / "out" / str(src).lstrip("/"))
+    assert restored == {rel: data for rel, data in contents.items() if not rel.startswith("d3/")}
