@@ -151,50 +151,33 @@ class ContentWriter:
         if not runs and not last:  # all holes, and not the file's last blob: nothing to do
             job.pending -= 1
             return 0
-        fd = self._open_content(job, warnings)
-        if fd is None:
-            return 0
         try:
+            # Created with its first blob: an open and a close less per file.
+            fd = self.root.open_fd(job.parts, os.O_WRONLY if job.created else CREATE_FLAGS)
+            job.created = True
             try:
                 _write_runs(fd, data, offset, runs)
-            except OSError as exc:  # a file too large for the file system, an I/O error
-                warnings.append(not_restored(job.parts, exc))
-                job.failed = True
-                return 0
-            if runs:
-                job.end = max(job.end, offset + runs[-1][1])
-            job.pending -= 1
-            if last:
-                self._finish_file(job, fd, warnings)
-        finally:
-            os.close(fd)
-        return sum(end - start for start, end in runs)
-
-    def _open_content(self, job: FileJob, warnings: list[str]) -> int | None:
-        """Open ``job``'s file for writing (the caller closes it), creating it with its first
-        blob (which saves an open and a close per file); None (with a warning) if it cannot
-        be created."""
-        if job.created:
-            return self.root.open_fd(job.parts, os.O_WRONLY)
-        try:
-            fd = self.root.open_fd(job.parts, CREATE_FLAGS)
-        except OSError as exc:
-            job.failed = True
+                if runs:
+                    job.end = max(job.end, offset + runs[-1][1])
+                job.pending -= 1
+                if last:
+                    self._finish_file(job, fd, warnings)
+            finally:
+                os.close(fd)  # where NFS and CIFS report a full disk
+        except OSError as exc:  # too large for the file system, an I/O error: left as it is
             warnings.append(not_restored(job.parts, exc))
-            return None
-        job.created = True
-        return fd
+            job.failed = True
+            return 0
+        return sum(end - start for start, end in runs)
 
     def _finish_file(self, job: FileJob, fd: int, warnings: list[str]) -> None:
         """Size and metadata of a file whose blobs are all written. Files are not pre-sized
         (one system call less per file): only one whose last bytes are zeros, skipped to
-        leave a hole, still ends short of its size."""
+        leave a hole, still ends short of its size. A file that cannot be given its size is
+        not restored: it gets no metadata."""
         if job.end < job.node.size:
             try:
                 os.ftruncate(fd, job.node.size)
-            except OSError as exc:
-                path = os.fsdecode(self.root.path(job.parts))
-                warnings.append(f"{path}: cannot set size: {exc.strerror}")
             except (ValueError, OverflowError) as exc:  # a size no file system has
                 raise impossible(job.parts, exc) from exc
         warnings.extend(set_metadata(self.root, job.parts, job.node, self.restore_owner, fd))
@@ -231,6 +214,7 @@ def set_metadata(root: SafeRoot, parts: Parts, node: Node, restore_owner: bool,
             with root.open_dir(parts[:-1]) as dir_fd:  # reached without following symlinks
                 problems = apply_metadata(dir_fd, parts[-1], node, restore_owner=restore_owner)
     except OSError as exc:
+        stop_if_unwritable(parts, exc)
         problems = [f"cannot set metadata: {exc.strerror}"]
     except (ValueError, OverflowError) as exc:  # NUL in an xattr name, absurd numbers
         raise impossible(parts, exc) from exc
@@ -238,12 +222,21 @@ def set_metadata(root: SafeRoot, parts: Parts, node: Node, restore_owner: bool,
 
 
 def not_restored(parts: Parts, exc: OSError) -> str:
-    """The warning for an entry that could not be created or written. A file system that is
-    full or read-only raises DestinationUnwritable instead: no other entry could be written."""
-    message = f"{os.fsdecode(b'/'.join(parts))}: cannot restore: {exc.strerror}"
+    """The warning for an entry that could not be created or written (see
+    :func:`stop_if_unwritable`)."""
+    stop_if_unwritable(parts, exc)
+    return _cannot_restore(parts, exc)
+
+
+def stop_if_unwritable(parts: Parts, exc: OSError) -> None:
+    """Raise DestinationUnwritable if ``exc`` says the file system is full or read-only: no
+    other entry could be written either, so the restore stops instead of warning about each."""
     if exc.errno in UNWRITABLE:
-        raise DestinationUnwritable(message) from exc
-    return message
+        raise DestinationUnwritable(_cannot_restore(parts, exc)) from exc
+
+
+def _cannot_restore(parts: Parts, exc: OSError) -> str:
+    return f"{os.fsdecode(b'/'.join(parts))}: cannot restore: {exc.strerror}"
 
 
 def impossible(parts: Parts, exc: Exception) -> MalformedObject:

@@ -33,6 +33,7 @@ totals grow batch by batch, as files are planned.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -261,7 +262,9 @@ class Restorer:
         if stat.S_ISDIR(existing.st_mode):
             try:
                 root.remove(parts)
-            except OSError:
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise  # the caller's warning, or the restore stops (read-only, full)
                 self._warn(f"{os.fsdecode(root.path(parts))}: a non-empty folder is in the way")
                 return False
         else:
@@ -346,7 +349,7 @@ class Restorer:
         writer = self._writer(root)
         offset = 0
         for first in range(0, len(job.node.content), SEGMENT_BLOBS):
-            if job.failed:  # could not be created: warned about, nothing more to read
+            if job.failed:  # could not be created or written: warned about, nothing more to read
                 return
             entries = self._locations(job, first, first + SEGMENT_BLOBS)
             writer.write([job], [entries], [offset])
@@ -456,10 +459,16 @@ class Restorer:
         for job in self._files:
             if job.failed:  # warned about already
                 continue
-            if self._file_matches(root, job):
+            path = os.fsdecode(root.path(job.parts))
+            try:
+                matches = self._file_matches(root, job)
+            except OSError as exc:  # unreadable (mode 0200 without root), an I/O error
+                self._warn(f"{path}: cannot verify: {exc.strerror}")
+                continue
+            if matches:
                 self.summary.verified += 1
             else:
-                self._warn(f"{os.fsdecode(root.path(job.parts))}: restored content does not match")
+                self._warn(f"{path}: restored content does not match")
 
     def _file_matches(self, root: SafeRoot, job: FileJob) -> bool:
         with root.open_file(job.parts, os.O_RDONLY) as fd:

@@ -1,5 +1,6 @@
-"""A file that cannot be written is a warning and the restore goes on (exit 3); a full file
-system stops the restore with an error naming the file it was writing (exit 1)."""
+"""Restore on a destination that refuses writes: an entry that cannot be created, written,
+sized or verified is a warning and the restore goes on (exit 3); a file system that is full,
+over quota or read-only stops the restore with an error naming the entry (exit 1)."""
 
 from __future__ import annotations
 
@@ -15,17 +16,21 @@ import pytest
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import DestinationUnwritable, exit_code_for
 from fogvault.repo.repository import Repository
+from fogvault.repo.snapshot import Snapshot
 from fogvault.restore import content, restorer
-from fogvault.restore.restorer import RestoreOptions, Restorer
+from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
 from fogvault.restore.safefs import SafeRoot
 from fogvault.restore.workers import _portable
 
 LIMIT = 1 << 20  # the largest file the restoring processes may write (RLIMIT_FSIZE)
+#: written past LIMIT: "big" by its data, "hole" only by the size its zeros leave to set
+TOO_LARGE = ("big", "hole")
 
 
 def make_tree(root: Path, small_files: int) -> dict[str, bytes]:
-    """A 3 MiB file ``big`` and ``small_files`` small ones, each with its own content."""
-    contents = {"big": random.Random(0).randbytes(3 * LIMIT)}
+    """``TOO_LARGE`` files of 3 MiB and ``small_files`` small ones, each its own content."""
+    contents = {"big": random.Random(0).randbytes(3 * LIMIT),
+                "hole": random.Random(1).randbytes(100_000) + bytes(3 * LIMIT)}
     contents |= {f"d{n % 5}/f{n:05d}": f"file {n}\n".encode() * (1 + n % 40)
                  for n in range(small_files)}
     for rel, data in contents.items():
@@ -38,12 +43,19 @@ def read_tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
+def rel(src: Path, name: str) -> str:
+    """How a restore names the entry ``src/name`` in its messages."""
+    return f"{str(src).lstrip('/')}/{name}"
+
+
 @pytest.mark.parametrize("small_files", [3, restorer.PROCESS_MIN_FILES + 20],
                          ids=["this process", "worker processes"])
 def test_a_file_too_large_for_the_file_system_is_a_warning(
         fogvault: Callable[..., Any], tmp_path: Path, small_files: int) -> None:
     """A real EFBIG from the kernel (the file size limit stands in for a FAT file system's
-    4 GiB): that file is reported, every other one is restored, exit code 3."""
+    4 GiB), while writing or while setting the size: each such file is reported and left
+    without its metadata (so that ``--overwrite if-changed`` writes it again), every other file
+    is restored, exit code 3."""
     src = tmp_path / "src"
     contents = make_tree(src, small_files)
     assert fogvault("init", "-r", "repo").returncode == 0
@@ -53,49 +65,139 @@ def test_a_file_too_large_for_the_file_system_is_a_warning(
     assert done.returncode == 3, done.stderr
     workers = b"contents written by 2 worker processes" in done.stderr
     assert workers == (small_files > restorer.PROCESS_MIN_FILES)
-    warnings = [line for line in done.stderr.splitlines() if line.startswith(b"warning:")]
-    assert warnings == [f"warning: {str(src).lstrip('/')}/big: cannot restore: "
-                        f"{os.strerror(errno.EFBIG)}".encode()]
+    warnings = sorted(line for line in done.stderr.splitlines() if line.startswith(b"warning:"))
+    assert warnings == [f"warning: {rel(src, name)}: cannot restore: "
+                        f"{os.strerror(errno.EFBIG)}".encode() for name in TOO_LARGE]
     assert b"Traceback" not in done.stderr
-    restored = read_tree(tmp_path / "out" / str(src).lstrip("/"))
-    del contents["big"], restored["big"]  # left as far as it got
+    out = tmp_path / "out" / str(src).lstrip("/")
+    for name in TOO_LARGE:
+        left = (out / name).stat()
+        assert left.st_size <= LIMIT and left.st_mtime_ns != (src / name).stat().st_mtime_ns
+    restored = read_tree(out)
+    for name in TOO_LARGE:
+        del contents[name], restored[name]
     assert restored == contents
 
 
-@pytest.mark.parametrize("when", ["writing", "creating"])
-def test_a_full_file_system_stops_the_restore_naming_the_file(
-        make_repo: Callable[..., Repository], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, when: str) -> None:
-    """ENOSPC while ``big`` is written (or created): no later file would fit either."""
+def backed_up(make_repo: Callable[..., Repository], tmp_path: Path) -> tuple[Repository,
+                                                                            Snapshot, Path]:
     repo = make_repo()
     src = tmp_path / "src"
     make_tree(src, 3)
-    snapshot = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
-    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    if when == "writing":
-        write_runs = content._write_runs
+    return repo, Archiver(repo, BackupOptions()).run([str(src)]).snapshot, src
 
-        def no_room_for_big(fd: int, *args: Any) -> None:
-            if os.readlink(f"/proc/self/fd/{fd}").endswith("/big"):
-                raise full
-            write_runs(fd, *args)
 
-        monkeypatch.setattr(content, "_write_runs", no_room_for_big)
-    else:
+def restore_here(repo: Repository, snapshot: Snapshot, target: Path, **options: Any
+                 ) -> RestoreSummary:
+    options = RestoreOptions(target=str(target), processes=False, **options)
+    return Restorer(repo, snapshot, options).run()
+
+
+def is_big(fd: int) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").endswith("/big")
+    except OSError:
+        return False
+
+
+def fail_big(monkeypatch: pytest.MonkeyPatch, when: str, error: int) -> None:
+    """Make ``error`` happen to the file ``big`` while it is created, written or closed."""
+    failure = OSError(error, os.strerror(error))
+    if when == "creating":
         open_fd = SafeRoot.open_fd
 
-        def no_inode_for_big(self: SafeRoot, parts: Any, flags: int, *args: Any) -> int:
+        def failing_open(self: SafeRoot, parts: Any, flags: int, *args: Any) -> int:
             if parts[-1] == b"big" and flags & os.O_CREAT:
-                raise full
+                raise failure
             return open_fd(self, parts, flags, *args)
 
-        monkeypatch.setattr(SafeRoot, "open_fd", no_inode_for_big)
-    options = RestoreOptions(target=str(tmp_path / "out"), processes=False)
+        monkeypatch.setattr(SafeRoot, "open_fd", failing_open)
+    elif when == "writing":
+        write_runs = content._write_runs
+
+        def failing_write(fd: int, *args: Any) -> None:
+            if is_big(fd):
+                raise failure
+            write_runs(fd, *args)
+
+        monkeypatch.setattr(content, "_write_runs", failing_write)
+    else:  # closing: where NFS and CIFS report a full disk
+        close = os.close
+
+        def failing_close(fd: int) -> None:
+            big = is_big(fd)
+            close(fd)
+            if big:
+                raise failure
+
+        monkeypatch.setattr(os, "close", failing_close)
+
+
+@pytest.mark.parametrize("when", ["creating", "writing", "closing"])
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
+def test_a_full_or_read_only_file_system_stops_the_restore_naming_the_file(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, when: str, error: int) -> None:
+    repo, snapshot, src = backed_up(make_repo, tmp_path)
+    fail_big(monkeypatch, when, error)
     with pytest.raises(DestinationUnwritable) as raised:
-        Restorer(repo, snapshot, options).run()
-    assert str(raised.value) == (f"{str(src).lstrip('/')}/big: cannot restore: "
-                                 f"{os.strerror(errno.ENOSPC)}")
+        restore_here(repo, snapshot, tmp_path / "out")
+    assert str(raised.value) == f"{rel(src, 'big')}: cannot restore: {os.strerror(error)}"
     assert exit_code_for(raised.value) == 1
+
+
+@pytest.mark.parametrize("when", ["creating", "writing", "closing"])
+def test_an_io_error_is_that_files_warning(make_repo: Callable[..., Repository],
+                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           when: str) -> None:
+    repo, snapshot, src = backed_up(make_repo, tmp_path)
+    fail_big(monkeypatch, when, errno.EIO)
+    summary = restore_here(repo, snapshot, tmp_path / "out", verify=True)
+    assert summary.warnings == [f"{rel(src, 'big')}: cannot restore: {os.strerror(errno.EIO)}"]
+    assert summary.verified == summary.files - 1  # the others
+
+
+def test_a_file_that_cannot_be_read_back_is_a_verify_warning(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a file of mode 0200 is to a restore without root."""
+    repo, snapshot, src = backed_up(make_repo, tmp_path)
+    open_file = SafeRoot.open_file
+
+    def unreadable_big(self: SafeRoot, parts: Any, flags: int, *args: Any) -> Any:
+        if parts[-1] == b"big" and flags == os.O_RDONLY:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return open_file(self, parts, flags, *args)
+
+    monkeypatch.setattr(SafeRoot, "open_file", unreadable_big)
+    summary = restore_here(repo, snapshot, tmp_path / "out", verify=True)
+    out = tmp_path / "out" / str(src).lstrip("/")
+    assert summary.warnings == [f"{out}/big: cannot verify: {os.strerror(errno.EACCES)}"]
+    assert summary.verified == summary.files - 1
+
+
+@pytest.mark.parametrize("error", [errno.EACCES, errno.EROFS])
+def test_an_entry_in_the_way_that_cannot_be_removed(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, error: int) -> None:
+    """``--overwrite always`` over an existing ``big``: refused (EACCES), a warning; on a
+    read-only file system (EROFS), the restore stops."""
+    repo, snapshot, src = backed_up(make_repo, tmp_path)
+    restore_here(repo, snapshot, tmp_path / "out")
+    remove = SafeRoot.remove
+
+    def refuse_big(self: SafeRoot, parts: Any) -> None:
+        if parts[-1] == b"big":
+            raise OSError(error, os.strerror(error))
+        remove(self, parts)
+
+    monkeypatch.setattr(SafeRoot, "remove", refuse_big)
+    message = f"{rel(src, 'big')}: cannot restore: {os.strerror(error)}"
+    if error == errno.EROFS:
+        with pytest.raises(DestinationUnwritable, match=f"^{message}$"):
+            restore_here(repo, snapshot, tmp_path / "out")
+        return
+    assert restore_here(repo, snapshot, tmp_path / "out").warnings == [message]
 
 
 def test_a_full_file_system_in_a_worker_reaches_the_restoring_process_as_itself() -> None:
