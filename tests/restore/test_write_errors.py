@@ -248,3 +248,27 @@ def test_a_folder_that_cannot_be_made(make_repo: Callable[..., Repository], tmp_
     assert sum(1 for parts in tried if b"d3" in parts) == 1  # not again for each file below
     restored = read_tree(tmp_path / "out" / str(src).lstrip("/"))
     assert restored == {rel: data for rel, data in contents.items() if not rel.startswith("d3/")}
+
+
+@pytest.mark.parametrize("error", [errno.EPERM, errno.EROFS])
+def test_folder_metadata_the_file_system_refuses(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, error: int) -> None:
+    """Refused (EPERM): a warning per folder. Read-only (EROFS, as with ``--overwrite never``
+    over a tree already there): the restore stops instead of warning about every folder."""
+    repo, snapshot, src = backed_up(make_repo, tmp_path)
+    apply_metadata = content.apply_metadata
+
+    def refuse_d1(dir_fd: int, name: bytes, *args: Any, **kwargs: Any) -> list[str]:
+        if name == b"d1":
+            raise OSError(error, os.strerror(error))
+        return apply_metadata(dir_fd, name, *args, **kwargs)
+
+    monkeypatch.setattr(content, "apply_metadata", refuse_d1)
+    if error == errno.EROFS:
+        with pytest.raises(DestinationUnwritable, match=f"^{rel(src, 'd1')}: cannot restore: "):
+            restore_here(repo, snapshot, tmp_path / "out")
+        return
+    out = tmp_path / "out" / str(src).lstrip("/")
+    assert restore_here(repo, snapshot, tmp_path / "out").warnings == [
+        f"{out}/d1: cannot set metadata: {os.strerror(error)}"]
