@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from fogvault.errors import FogVaultError, LockError, MalformedObject
 from fogvault.host import hostname, username
 from fogvault.repo.format import LOCKS_DIR, UID_HEX_LEN, ObjectKind, lock_name
+from fogvault.storage.errors import PermanentStorageError
 
 log = logging.getLogger("fogvault")
 
@@ -108,8 +109,11 @@ class LockStore:
 class RepositoryLock:
     """A held lock; use as a context manager (``with repo.lock(exclusive=True): ...``)."""
 
-    def __init__(self, store: LockStore, exclusive: bool, retry_for: float = 0.0) -> None:
+    def __init__(self, store: LockStore, exclusive: bool, retry_for: float = 0.0,
+                 refused_hint: str = "") -> None:
+        """``refused_hint`` is added to the error if the lock cannot be written at all."""
         self.store = store
+        self.refused_hint = refused_hint
         self.exclusive = exclusive
         self.retry_for = retry_for
         now = datetime.now(UTC)
@@ -130,7 +134,12 @@ class RepositoryLock:
     def acquire(self) -> None:
         deadline = time.monotonic() + self.retry_for
         while True:
-            conflict = self._try_once()
+            try:
+                conflict = self._try_once()
+            except PermanentStorageError as exc:  # a read-only target, read-only credentials
+                if not self.refused_hint:
+                    raise
+                raise PermanentStorageError(f"{exc} ({self.refused_hint})") from exc
             if conflict is None:
                 break
             if time.monotonic() >= deadline:

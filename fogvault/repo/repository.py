@@ -529,7 +529,8 @@ class Repository:
             if writes:
                 raise UsageError("--no-lock is only for commands that read (restore, check)")
             return NoLock()
-        return RepositoryLock(self.lock_store(), exclusive, max(retry_for, self.lock_wait))
+        hint = "" if writes else "a read-only repository can be read with --no-lock"
+        return RepositoryLock(self.lock_store(), exclusive, max(retry_for, self.lock_wait), hint)
 
     # ---- keys --------------------------------------------------------------------------
 

@@ -111,6 +111,7 @@ def test_read_only_repository_is_readable_with_no_lock(fogvault, tmp_path):
         locked = fogvault("restore", "-r", "repo", "--version", "latest", "--target", "out2",
                           wrap=_unprivileged())
         assert locked.returncode == 1 and b"Traceback" not in locked.stderr
+        assert locked.stderr.endswith(b"(a read-only repository can be read with --no-lock)\n")
     finally:
         for path in [tmp_path / "repo", *(tmp_path / "repo").rglob("*")]:
             if path.is_dir():
@@ -138,6 +139,7 @@ def test_permission_denied_on_the_target_is_a_clear_error(fogvault, tmp_path):
         assert done.returncode == 1, done.stderr
         lines = [ln for ln in done.stderr.decode().splitlines() if ln.strip()]
         assert len(lines) == 1 and "permission denied" in lines[0].lower(), lines
+        assert "--no-lock" not in lines[0]  # not for a backup
         listed = fogvault("snapshots", "-r", "repo", "--json", wrap=_unprivileged())
         assert listed.returncode == 0 and json.loads(listed.stdout) == []
     finally:
