@@ -41,7 +41,7 @@ class FileJob:
     parts: Parts
     node: Node
     pending: int  # blobs not yet written; whoever writes the last one sets the metadata
-    created: bool  # False until its first blob arrives (see open_content)
+    created: bool  # False until its first blob arrives: the file is created with it
     end: int = 0  # where the last byte written so far ends
     failed: bool = False  # could not be created or written: its blobs are skipped
 
