@@ -132,7 +132,13 @@ def prune(
 def _mark_and_count(
     repo: Repository, progress: PhaseProgress, result: PruneResult
 ) -> tuple[bytearray, dict[bytes, _PackUse]]:
-    snapshots = repo.snapshots()
+    try:
+        snapshots = repo.snapshots(skip_unreadable=False)
+    except FogVaultError as exc:  # its data would look unused, and be deleted
+        raise FogVaultError(
+            f"prune stopped before deleting anything: {exc} (run 'fogvault check' and "
+            "'fogvault repair'; if it is lost on every target, 'fogvault forget' it first)"
+        ) from exc
     marked = mark_used(repo, snapshots, progress)
     if marked.problems:
         raise FogVaultError(

@@ -483,13 +483,17 @@ class Repository:
         except ObjectNotFound as exc:
             raise SnapshotNotFound(f"no snapshot {uid}") from exc
 
-    def snapshots(self) -> list[Snapshot]:
-        """All readable snapshots, oldest first. Unreadable ones are skipped with a warning."""
+    def snapshots(self, *, skip_unreadable: bool = True) -> list[Snapshot]:
+        """All snapshots, oldest first. One that cannot be read (damaged on every target, or a
+        read that failed) is skipped with a warning, or with ``skip_unreadable`` off raises:
+        prune must not take what such a snapshot uses for unused."""
 
         def load(uid: str) -> Snapshot | None:
             try:
                 return self.load_snapshot(uid)
             except FogVaultError as exc:
+                if not skip_unreadable:
+                    raise FogVaultError(f"snapshot {uid} cannot be read: {exc}") from exc
                 log.warning("skipping snapshot %s: %s", uid, exc)
                 return None
 

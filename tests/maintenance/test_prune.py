@@ -18,6 +18,7 @@ from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.prune import PruneOptions, prune
 from fogvault.maintenance.retention import RetentionPolicy
 from fogvault.restore.restorer import RestoreOptions, Restorer
+from fogvault.storage.errors import TransientStorageError
 
 
 class _Phases(PhaseProgress):
@@ -195,3 +196,37 @@ def test_prune_deletes_orphan_packs_and_leaves_what_is_not_a_pack(make_repo, tmp
     assert "ignoring unexpected object data/ab/README" in caplog.text
     assert sorted(p for p in data.rglob("*") if p.is_file() and p != stray) == kept
     assert check(repo).targets[0].unindexed_packs == 1  # noted, as any unindexed object
+
+
+@pytest.mark.parametrize("how", ["damaged", "unreadable"])
+def test_prune_refuses_while_a_snapshot_cannot_be_read(make_repo, tmp_path, monkeypatch, how):
+    """A snapshot that cannot be read (its file damaged, or a read that failed) still uses its
+    data: prune stops before deleting anything. Once it is forgotten, its data goes."""
+    repo = make_repo(pack_size=128 * 1024)
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src, "kept", 300_000, 4)
+    Archiver(repo, BackupOptions()).run([str(src)])
+    (src / "kept").unlink()
+    _write(src, "only-here", 600_000, 5)
+    lost = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.uid
+    if how == "damaged":
+        manifest = Path(repo.targets.urls[0]) / "snapshots" / lost
+        manifest.write_bytes(manifest.read_bytes()[:20])
+    else:
+        load = repo.load_snapshot
+
+        def failing(uid):
+            if uid == lost:
+                raise TransientStorageError("timed out", target="t", name=f"snapshots/{uid}")
+            return load(uid)
+
+        monkeypatch.setattr(repo, "load_snapshot", failing)
+    assert len(repo.snapshots()) == 1  # listings skip it, with a warning
+    before = _packs_bytes(repo)
+    with pytest.raises(FogVaultError, match=f"before deleting anything: snapshot {lost} cannot"):
+        prune(repo, PruneOptions())
+    assert _packs_bytes(repo) == before
+    forget(repo, None, uids=[lost])
+    prune(repo, PruneOptions())
+    assert _packs_bytes(repo) < before - 500_000
