@@ -41,6 +41,13 @@ def check_cmd(
         raise typer.Exit(EXIT_ERROR)
 
 
+#: what becomes of packs no index lists: with data missing from the index, they may hold it
+_UNINDEXED_FATE = {
+    False: "('prune' removes them)",
+    True: "(they may hold the missing data: keep them; 'prune' will not run until it is found)",
+}
+
+
 def _report(out: Printer, result: CheckResult) -> None:
     if out.json_mode:
         out.json_line({"message_type": "summary", **asdict(result), "ok": result.ok,
@@ -61,6 +68,6 @@ def _report(out: Printer, result: CheckResult) -> None:
             for name in getattr(target, kind):
                 out.line(f"  {kind.replace('_', ' ')}: {name}")
         if target.unindexed_packs:
-            out.line(f"  note: {target.unindexed_packs} packs no index lists ('prune' removes "
-                     "them)")
+            out.line(f"  note: {target.unindexed_packs} packs no index lists "
+                     + _UNINDEXED_FATE[bool(result.problems)])
     out.line("no errors were found" if result.ok else "errors were found")

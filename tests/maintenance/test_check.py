@@ -102,3 +102,24 @@ def test_cli_check_exit_codes(fogvault, repo_with_data):
     assert bad.returncode == 1
     summary = json.loads(bad.stdout.splitlines()[-1])
     assert summary["ok"] is False and len(summary["targets"][0]["wrong_size"]) == 1
+
+
+def test_the_note_on_unindexed_packs_says_whether_they_may_hold_missing_data(
+        fogvault, repo_with_data):
+    """An orphan pack (an interrupted backup's) is prune's to remove; but with data missing
+    from the index (an index file lost on every target), unindexed packs may hold it."""
+    root = Path(repo_with_data.targets.urls[0])
+    orphan = root / "data" / "ab" / ("ab" * 32)
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"left by an interrupted backup")
+    done = fogvault("check", "-r", str(root))
+    assert done.returncode == 0
+    assert b"note: 1 packs no index lists ('prune' removes them)" in done.stdout
+    orphan.unlink()
+    for index in (root / "index").iterdir():
+        index.unlink()
+    done = fogvault("--no-cache", "check", "-r", str(root))
+    assert done.returncode == 1
+    packs = len(_data_packs(repo_with_data))
+    assert (f"note: {packs} packs no index lists (they may hold the missing data: keep them; "
+            "'prune' will not run until it is found)").encode() in done.stdout
