@@ -44,7 +44,7 @@ def check_cmd(
 #: what becomes of packs no index lists: with data missing from the index, they may hold it
 _UNINDEXED_FATE = {
     False: "('prune' removes them)",
-    True: "(they may hold the missing data: keep them; 'prune' will not run until it is found)",
+    True: "(they may hold the missing data: 'fogvault repair --index' lists them again)",
 }
 
 

@@ -24,6 +24,10 @@ def repair_cmd(
     read_data: Annotated[
         bool, typer.Option(help="Also read every pack on every target to find damage.")
     ] = False,
+    index: Annotated[bool, typer.Option(
+        "--index", help="First list in new index files the packs no index lists (after an "
+        "index file was lost on every target); reads each such pack in full, takes the "
+        "exclusive lock.")] = False,
 ) -> None:
     """Restore full redundancy: copy what targets lack or hold damaged from good copies.
 
@@ -36,7 +40,8 @@ def repair_cmd(
     progress = make_phase_progress(out)
     try:
         with open_repository(ctx, load_index=False) as repo:
-            result = repair(repo, RepairOptions(dry_run=dry_run, read_data=read_data), progress)
+            options = RepairOptions(dry_run=dry_run, read_data=read_data, index=index)
+            result = repair(repo, options, progress)
     finally:
         progress.close()
     report_repair(out, result)
@@ -54,6 +59,8 @@ def report_repair(out: Printer, result: RepairResult) -> None:
         out.json_line({"message_type": "summary", **asdict(result), "ok": result.ok})
         return
     verb = "would " if result.dry_run else ""
+    for name in result.indexed:
+        out.line(f"{verb}index: {name}")
     for target in result.targets:
         if not target.reachable:
             out.line(f"{target.url}: skipped ({target.error})")

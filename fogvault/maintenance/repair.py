@@ -39,6 +39,7 @@ from fogvault.errors import FogVaultError
 from fogvault.maintenance.inventory import Inventory, Listing, take_inventory
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
+from fogvault.maintenance.reindex import ReindexResult, index_unlisted_packs
 from fogvault.maintenance.verify import judge_key_copies, verify_copy, verify_stored_copy
 from fogvault.parallel import ordered_map
 from fogvault.repo.format import (
@@ -70,6 +71,7 @@ class RepairOptions:
     read_data: bool = False  # read and verify every pack copy too (else: known damage only)
     only: list[str] | None = None  # bring only these targets up to date (``target add``)
     workers: int = 4  # objects copied at once
+    index: bool = False  # first index the packs no index lists (under the exclusive lock)
 
 
 @dataclass(slots=True)
@@ -93,6 +95,7 @@ class RepairResult:
     targets: list[TargetRepair] = field(default_factory=list)
     unrecoverable: list[str] = field(default_factory=list)  # "name: why"
     dry_run: bool = False
+    indexed: list[str] = field(default_factory=list)  # packs no index listed, listed anew
 
     @property
     def ok(self) -> bool:
@@ -100,7 +103,8 @@ class RepairResult:
 
     @property
     def changes(self) -> int:
-        return sum(len(t.copied) + len(t.replaced) + len(t.deleted) for t in self.targets)
+        copies = sum(len(t.copied) + len(t.replaced) + len(t.deleted) for t in self.targets)
+        return copies + len(self.indexed)
 
 
 def repair(
@@ -108,9 +112,15 @@ def repair(
 ) -> RepairResult:
     options = options or RepairOptions()
     progress = progress or PhaseProgress()
-    with repo.lock():
+    with repo.lock(exclusive=options.index):  # a running backup's packs are not yet indexed
         repo.load_index()
-        return _Repair(repo, options, progress).run()
+        reindexed = ReindexResult()
+        if options.index:
+            reindexed = index_unlisted_packs(repo, dry_run=options.dry_run, progress=progress)
+        result = _Repair(repo, options, progress).run()
+    result.indexed = reindexed.indexed
+    result.unrecoverable += reindexed.unreadable
+    return result
 
 
 class _Repair:

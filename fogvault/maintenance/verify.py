@@ -55,8 +55,7 @@ def verify_stored_copy(repo: Repository, storage: Storage, name: str, size: int,
     """:func:`verify_copy` of the copy of ``name`` that ``storage`` holds, listed as ``size``
     bytes; a failed read is a problem of that copy too."""
     if name.startswith(DATA_DIR):
-        return _problem(repo.check_pack, id_from_name(name), size, partial(storage.read, name),
-                        full=full)
+        return _problem(_check_stored_pack, repo, storage, name, size, full)
     return _problem(lambda: _check_copy(repo, name, storage.read(name), full))
 
 
@@ -66,6 +65,11 @@ def _problem(check: Callable[..., str | None], *args: object, **kwargs: object) 
         return check(*args, **kwargs)
     except FogVaultError as exc:
         return str(exc) or type(exc).__name__
+
+
+def _check_stored_pack(repo: Repository, storage: Storage, name: str, size: int, full: bool
+                       ) -> None:
+    repo.check_pack(id_from_name(name), size, partial(storage.read, name), full=full)
 
 
 def _check_copy(repo: Repository, name: str, data: bytes, full: bool) -> str | None:

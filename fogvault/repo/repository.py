@@ -81,7 +81,14 @@ from fogvault.repo.index import (
 )
 from fogvault.repo.keys import MAX_KEY_FILE_SIZE, KeyFile
 from fogvault.repo.lock import LockStore, NoLock, RepositoryLock
-from fogvault.repo.pack import BlobLocation, RangeReader, open_blob, pack_spans, verify_pack
+from fogvault.repo.pack import (
+    BlobLocation,
+    PackEntry,
+    RangeReader,
+    open_blob,
+    pack_spans,
+    verify_pack,
+)
 from fogvault.repo.snapshot import Snapshot, is_uid
 from fogvault.repo.tree import Tree
 from fogvault.storage import ObjectNotFound, Storage, StorageError, open_storage
@@ -324,12 +331,13 @@ class Repository:
                 self.cache.put(name, sealed)
         return self._unseal(ObjectKind.INDEX, b"", sealed, MAX_INDEX_SIZE)
 
-    def save_index(self, index_file: IndexFile) -> bytes:
-        """Write one index file to every target; returns its id. Idempotent."""
+    def save_index(self, index_file: IndexFile, only: Iterable[Target] | None = None) -> bytes:
+        """Write one index file to every target (or those of ``only``); returns its id.
+        Idempotent."""
         sealed = self._seal(ObjectKind.INDEX, b"", index_file.encode())
         index_id = content_hash(sealed)
         name = index_name(index_id)
-        self.targets.write_to_each(name, sealed, exist_ok=True)
+        self.targets.write_to_each(name, sealed, exist_ok=True, only=only)
         if self.cache:
             self.cache.put(name, sealed)
         self._index_ids.add(index_id)
@@ -395,13 +403,13 @@ class Repository:
         yield from ordered_map(read, spans, workers=threads, ahead=ahead)
 
     def check_pack(self, pack_id: bytes, size: int, read: RangeReader, *, full: bool = True
-                   ) -> None:
+                   ) -> list[PackEntry]:
         """Raise IntegrityError unless the ``size`` bytes ``read`` returns are the pack
         ``pack_id``: they hash to the id and (``full``) its header parses and every blob
-        decrypts to its id. Read in pieces (:func:`~fogvault.repo.pack.verify_pack`), never
-        held whole."""
-        verify_pack(pack_id, size, read, (self.master.encryption, self.master.identity)
-                    if full else None)
+        decrypts to its id; its entries (none without ``full``). Read in pieces
+        (:func:`~fogvault.repo.pack.verify_pack`), never held whole."""
+        return verify_pack(pack_id, size, read, (self.master.encryption, self.master.identity)
+                           if full else None)
 
     def check_pack_bytes(self, pack_id: bytes, data: bytes, *, full: bool = True) -> None:
         """:meth:`check_pack` of a pack held in memory."""

@@ -121,5 +121,5 @@ def test_the_note_on_unindexed_packs_says_whether_they_may_hold_missing_data(
     done = fogvault("--no-cache", "check", "-r", str(root))
     assert done.returncode == 1
     packs = len(_data_packs(repo_with_data))
-    assert (f"note: {packs} packs no index lists (they may hold the missing data: keep them; "
-            "'prune' will not run until it is found)").encode() in done.stdout
+    assert (f"note: {packs} packs no index lists (they may hold the missing data: "
+            "'fogvault repair --index' lists them again)").encode() in done.stdout

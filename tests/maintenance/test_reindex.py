@@ -1,0 +1,145 @@
+"""``repair --index``: packs no index lists are listed again from their own headers, so that a
+repository whose index files were lost on every target is whole again."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.maintenance import reindex
+from fogvault.maintenance.check import CheckOptions, check
+from fogvault.maintenance.repair import RepairOptions, repair
+from fogvault.restore.restorer import RestoreOptions, Restorer
+
+
+def backed_up(repo, tmp_path: Path) -> dict[str, bytes]:
+    src = tmp_path / "src"
+    src.mkdir()
+    contents = {f"f{i}": random.Random(i).randbytes(150_000) for i in range(4)}
+    for name, data in contents.items():
+        (src / name).write_bytes(data)
+    Archiver(repo, BackupOptions()).run([str(src)])
+    return contents
+
+
+def lose_index(repo, root: Path) -> None:
+    for index in (root / "index").iterdir():
+        index.unlink()
+    repo.cache = None
+
+
+def packs(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in (root / "data").rglob("*") if p.is_file()}
+
+
+def restored(repo, tmp_path: Path) -> dict[str, bytes]:
+    [snapshot] = repo.snapshots()
+    Restorer(repo, snapshot, RestoreOptions(target=str(tmp_path / "out"))).run()
+    base = tmp_path / "out" / str(tmp_path / "src").lstrip("/")
+    return {p.name: p.read_bytes() for p in base.iterdir()}
+
+
+def test_lost_index_files_are_rebuilt_from_the_packs(make_repo, tmp_path):
+    repo = make_repo(pack_size=128 * 1024)
+    contents = backed_up(repo, tmp_path)
+    root = Path(repo.targets.urls[0])
+    lose_index(repo, root)
+    assert not check(repo).ok
+    planned = repair(repo, RepairOptions(index=True, dry_run=True))
+    assert sorted(planned.indexed) == sorted(packs(root))
+    assert not any((root / "index").iterdir())  # a dry run writes nothing
+    done = repair(repo, RepairOptions(index=True))
+    assert sorted(done.indexed) == sorted(packs(root)) and done.ok
+    assert check(repo, CheckOptions(read_data=True)).ok
+    assert restored(repo, tmp_path) == contents
+    assert repair(repo, RepairOptions(index=True)).indexed == []  # nothing left to list
+
+
+def test_a_pack_that_does_not_verify_is_reported_not_listed(make_repo, tmp_path):
+    repo = make_repo(pack_size=128 * 1024)
+    backed_up(repo, tmp_path)
+    root = Path(repo.targets.urls[0])
+    lose_index(repo, root)
+    damaged = sorted(packs(root))[0]
+    data = bytearray((root / damaged).read_bytes())
+    data[10] ^= 1
+    (root / damaged).write_bytes(bytes(data))
+    result = repair(repo, RepairOptions(index=True))
+    assert damaged not in result.indexed and len(result.indexed) == len(packs(root)) - 1
+    assert [u for u in result.unrecoverable if u.startswith(damaged)] == [
+        f"{damaged}: {root}: pack does not match its name"]
+    assert not result.ok
+
+
+def test_a_new_index_file_goes_only_where_its_packs_are_then_repair_spreads_both(
+        make_repo, tmp_path):
+    repo = make_repo("one", "two", pack_size=128 * 1024)
+    contents = backed_up(repo, tmp_path)
+    one, two = (Path(url) for url in repo.targets.urls)
+    lose_index(repo, one)
+    lose_index(repo, two)
+    only_on_one = sorted(packs(one))[0]
+    (two / only_on_one).unlink()
+    result = repair(repo, RepairOptions(index=True))
+    assert result.ok and sorted(result.indexed) == sorted(packs(one))
+    # the pack held by one target only was listed in an index file of its own, written there
+    # first; repair then copied the pack and that index file to the other
+    [report_two] = [t for t in result.targets if t.url == str(two)]
+    assert only_on_one in report_two.copied
+    assert any(name.startswith("index/") for name in report_two.copied)
+    assert {p.name for p in (one / "index").iterdir()} == {
+        p.name for p in (two / "index").iterdir()}
+    assert check(repo, CheckOptions(read_data=True)).ok
+    assert restored(repo, tmp_path) == contents
+
+
+def test_the_command(fogvault, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(random.Random(9).randbytes(200_000))
+    assert fogvault("init", "-r", "repo").returncode == 0
+    assert fogvault("backup", "-r", "repo", str(src)).returncode == 0
+    for index in (tmp_path / "repo" / "index").iterdir():
+        index.unlink()
+    assert fogvault("--no-cache", "check", "-r", "repo").returncode == 1
+    done = fogvault("--no-cache", "repair", "-r", "repo", "--index")
+    assert done.returncode == 0, done.stderr
+    indexed = [line for line in done.stdout.splitlines() if line.startswith(b"index: data/")]
+    assert len(indexed) == len(packs(tmp_path / "repo"))
+    assert fogvault("--no-cache", "check", "-r", "repo", "--read-data").returncode == 0
+
+
+def test_a_damaged_copy_is_not_a_holder_and_is_replaced(make_repo, tmp_path):
+    """A pack held by two targets, damaged on one: listed from the good copy, its index file
+    goes to the good target only, and the copy phase replaces the damaged one."""
+    repo = make_repo("one", "two", pack_size=128 * 1024)
+    contents = backed_up(repo, tmp_path)
+    one, two = (Path(url) for url in repo.targets.urls)
+    lose_index(repo, one)
+    lose_index(repo, two)
+    damaged = sorted(packs(one))[0]
+    data = bytearray((one / damaged).read_bytes())
+    data[10] ^= 1
+    (one / damaged).write_bytes(bytes(data))
+    result = repair(repo, RepairOptions(index=True))
+    assert result.ok and damaged in result.indexed
+    [report_one] = [t for t in result.targets if t.url == str(one)]
+    assert damaged in report_one.replaced
+    assert (one / damaged).read_bytes() == (two / damaged).read_bytes()
+    assert check(repo, CheckOptions(read_data=True)).ok
+    assert restored(repo, tmp_path) == contents
+
+
+def test_index_files_end_between_packs_at_their_size(make_repo, tmp_path, monkeypatch):
+    monkeypatch.setattr(reindex, "INDEX_FILE_BLOBS", 3)
+    repo = make_repo(pack_size=128 * 1024)
+    contents = backed_up(repo, tmp_path)
+    root = Path(repo.targets.urls[0])
+    lose_index(repo, root)
+    result = repair(repo, RepairOptions(index=True))
+    assert result.ok and len(result.indexed) == len(packs(root))
+    files = list((root / "index").iterdir())
+    assert 1 < len(files) <= len(result.indexed)
+    assert check(repo, CheckOptions(read_data=True)).ok
+    assert restored(repo, tmp_path) == contents
