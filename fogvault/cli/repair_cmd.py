@@ -61,6 +61,8 @@ def report_repair(out: Printer, result: RepairResult) -> None:
     verb = "would " if result.dry_run else ""
     for name in result.indexed:
         out.line(f"{verb}index: {name}")
+    for name in result.left_out:
+        out.line(f"not indexed: {name} (a prune or forget deleted it elsewhere)")
     for target in result.targets:
         if not target.reachable:
             out.line(f"{target.url}: skipped ({target.error})")

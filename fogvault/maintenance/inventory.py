@@ -33,14 +33,13 @@ from fogvault.repo.format import (
     KEYS_DIR,
     LOCKS_DIR,
     SNAPSHOTS_DIR,
+    pack_id_from_name,
     pack_name,
 )
 from fogvault.repo.index import BlobIndex
 from fogvault.repo.pack import pack_overhead
 from fogvault.repo.repository import Repository
 from fogvault.storage import ObjectInfo
-
-_PACK_NAME_LENGTH = len(pack_name(bytes(32)))
 
 # A target's hold on a live pack, one byte per pack number.
 _ABSENT, _HELD, _ODD_SIZE = 0, 1, 2
@@ -76,13 +75,8 @@ class LivePacks:
     def number(self, name: object) -> int:
         """The number of the live pack called ``name`` (exactly as :func:`pack_name` spells
         it), or -1 for any other name."""
-        if not isinstance(name, str) or len(name) != _PACK_NAME_LENGTH:
-            return -1
-        try:
-            pack_id = bytes.fromhex(name[-64:])
-        except ValueError:
-            return -1
-        if pack_name(pack_id) != name:  # another folder, upper case, spaces
+        pack_id = pack_id_from_name(name)  # not another folder, upper case, spaces
+        if pack_id is None:
             return -1
         index = self._index()
         number = -1 if index is None else index.pack_number(pack_id)

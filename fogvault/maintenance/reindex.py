@@ -19,15 +19,17 @@ file is written, and must be left to it.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 from fogvault.errors import FogVaultError
-from fogvault.maintenance.inventory import take_inventory
+from fogvault.maintenance.inventory import Inventory, take_inventory
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.prune import INDEX_FILE_BLOBS
-from fogvault.repo.format import id_from_name, pack_name
+from fogvault.repo.format import INDEX_DIR, pack_id_from_name, pack_name
 from fogvault.repo.index import IndexFile
+from fogvault.repo.pack import PackEntry
 from fogvault.repo.repository import Repository
 
 
@@ -35,75 +37,101 @@ from fogvault.repo.repository import Repository
 class ReindexResult:
     indexed: list[str] = field(default_factory=list)  # pack names listed anew
     unreadable: list[str] = field(default_factory=list)  # "name: why", on every holder
-    index_files: int = 0
+    left_out: list[str] = field(default_factory=list)  # packs a prune or forget meant to delete
 
 
 def index_unlisted_packs(repo: Repository, *, dry_run: bool = False,
-                         progress: PhaseProgress | None = None) -> ReindexResult:
+                         progress: PhaseProgress | None = None,
+                         before_write: Callable[[], None] = lambda: None) -> ReindexResult:
     """List every verified pack no index lists in new index files (only planned with
-    ``dry_run``), and in the loaded index."""
+    ``dry_run``), and in the loaded index. ``before_write`` runs before each index file is
+    written (the lock's ``ensure_fresh``: reading the packs may take hours)."""
     progress = progress or PhaseProgress()
     result = ReindexResult()
-    unlisted = _unlisted_packs(repo)
+    unlisted, left_out = _unlisted_packs(repo)
+    result.left_out = sorted(map(pack_name, left_out))
     progress.phase("index unlisted packs", len(unlisted))
     pending: dict[tuple[str, ...], IndexFile] = defaultdict(IndexFile)  # by holding targets
     blobs: dict[tuple[str, ...], int] = defaultdict(int)
     for pack_id, sizes in sorted(unlisted.items()):
-        name = pack_name(pack_id)
-        entries, problems = None, {}
-        for url, size in sorted(sizes.items()):
-            storage = repo.targets.target(url).storage
-            try:
-                entries = repo.check_pack(pack_id, size, partial(storage.read, name))
-                break
-            except FogVaultError as exc:
-                problems[url] = str(exc)
+        entries, holders = _verified_copies(repo, pack_id, sizes, result)
         progress.advance()
         if entries is None:
-            why = "; ".join(f"{url}: {problem}" for url, problem in problems.items())
-            result.unreadable.append(f"{name}: {why}")
             continue
-        result.indexed.append(name)
-        for url in problems:  # a damaged copy: not a holder; repair replaces it
-            repo.targets.remember_damage(url, name)
-        holders = tuple(sorted(url for url in sizes if url not in problems))
+        result.indexed.append(pack_name(pack_id))
         pending[holders].packs[pack_id] = entries
         blobs[holders] += len(entries)
         if blobs[holders] >= INDEX_FILE_BLOBS:  # files end between packs, as prune's do
-            _save(repo, holders, pending.pop(holders), dry_run, result)
+            _save(repo, holders, pending.pop(holders), dry_run, before_write)
             del blobs[holders]
     for holders, index_file in pending.items():
-        _save(repo, holders, index_file, dry_run, result)
+        _save(repo, holders, index_file, dry_run, before_write)
     return result
 
 
+def _verified_copies(repo: Repository, pack_id: bytes, sizes: dict[str, int],
+                     result: ReindexResult) -> tuple[list[PackEntry] | None, tuple[str, ...]]:
+    """The pack's entries (None if no copy verifies) and the targets whose copy verifies: the
+    first in full, the others by their hash. A damaged copy is remembered for repair."""
+    name = pack_name(pack_id)
+    entries, good, problems = None, [], {}
+    for url, size in sorted(sizes.items()):
+        read = partial(repo.targets.target(url).storage.read, name)
+        try:
+            found = repo.check_pack(pack_id, size, read, full=entries is None)
+        except FogVaultError as exc:
+            problems[url] = str(exc)
+            continue
+        entries = found if entries is None else entries
+        good.append(url)
+    if entries is None:
+        why = "; ".join(f"{url}: {problem}" for url, problem in problems.items())
+        result.unreadable.append(f"{name}: {why}")
+    else:
+        for url in problems:  # not a holder; repair replaces it
+            repo.targets.remember_damage(url, name)
+    return entries, tuple(good)
+
+
 def _save(repo: Repository, holders: tuple[str, ...], index_file: IndexFile, dry_run: bool,
-          result: ReindexResult) -> None:
+          before_write: Callable[[], None]) -> None:
     """Write ``index_file`` to the targets holding all its packs, and load it."""
-    result.index_files += 1
     if dry_run:
         return
+    before_write()
     repo.save_index(index_file, only=[repo.targets.target(url) for url in holders])
     for pack_id, entries in index_file.packs.items():  # as a backup's pack writer does
         repo.index.add_pack(pack_id, entries)
 
 
-def _unlisted_packs(repo: Repository) -> dict[bytes, dict[str, int]]:
-    """pack id -> {url: size} of the targets holding it, for packs no index lists."""
+def _unlisted_packs(repo: Repository) -> tuple[dict[bytes, dict[str, int]], set[bytes]]:
+    """pack id -> {url: size} of the targets holding it, for packs no index lists; and the
+    packs left out of that because a prune or forget meant to delete them (see
+    :func:`_meant_to_go`)."""
     inventory = take_inventory(repo)
     holders: dict[bytes, dict[str, int]] = defaultdict(dict)
     for url, listing in inventory.listings.items():
         for name in inventory.extra(url):
-            pack_id = _pack_id(name)
+            pack_id = pack_id_from_name(name)
             if pack_id is not None:
                 holders[pack_id][url] = listing[name]
-    return holders
+    left_out = _meant_to_go(repo, inventory) & holders.keys()
+    for pack_id in left_out:
+        del holders[pack_id]
+    return holders, left_out
 
 
-def _pack_id(name: str) -> bytes | None:
-    """The id of a pack called ``name`` (exactly as :func:`pack_name` spells it), else None."""
-    try:
-        pack_id = id_from_name(name)
-    except FogVaultError:
-        return None
-    return pack_id if pack_name(pack_id) == name else None
+def _meant_to_go(repo: Repository, inventory: Inventory) -> set[bytes]:
+    """Packs that a prune replaced the index files of (those files are still on a target that
+    was away, or that the prune was killed before deleting them from), and packs whose deletion
+    a target missed (the ledger). Listing them again would bring back what was pruned."""
+    packs = {pack_id for _, name in repo.targets.missed_deletes
+             if (pack_id := pack_id_from_name(name)) is not None}
+    superseded = {name for url in inventory.listings for name in inventory.extra(url)
+                  if name.startswith(INDEX_DIR)}
+    for name in sorted(superseded):
+        try:
+            packs.update(repo.index_file_packs(name))
+        except FogVaultError:  # damaged everywhere: it names nothing that can be trusted
+            continue
+    return packs

@@ -1,7 +1,8 @@
 """``repair``: copy missing and damaged objects from healthy targets to the others.
 
 Under the shared lock (repair only adds and replaces; prune, which deletes, holds the exclusive
-one):
+one), or the exclusive one with ``index`` (:mod:`fogvault.maintenance.reindex` first lists the
+packs no index lists, which a running backup's are until its index file is written):
 
 1. **Find** what each target lacks (:mod:`fogvault.maintenance.inventory`: missing live objects,
    packs of the wrong size) and which copies are damaged: every config, key file, snapshot and
@@ -96,6 +97,7 @@ class RepairResult:
     unrecoverable: list[str] = field(default_factory=list)  # "name: why"
     dry_run: bool = False
     indexed: list[str] = field(default_factory=list)  # packs no index listed, listed anew
+    left_out: list[str] = field(default_factory=list)  # ...but not these: a prune deleted them
 
     @property
     def ok(self) -> bool:
@@ -112,13 +114,15 @@ def repair(
 ) -> RepairResult:
     options = options or RepairOptions()
     progress = progress or PhaseProgress()
-    with repo.lock(exclusive=options.index):  # a running backup's packs are not yet indexed
+    # --index: a running backup's packs are unlisted until its own index file is written
+    with repo.lock(exclusive=options.index and not options.dry_run) as lock:
         repo.load_index()
         reindexed = ReindexResult()
         if options.index:
-            reindexed = index_unlisted_packs(repo, dry_run=options.dry_run, progress=progress)
+            reindexed = index_unlisted_packs(repo, dry_run=options.dry_run, progress=progress,
+                                             before_write=lock.ensure_fresh)
         result = _Repair(repo, options, progress).run()
-    result.indexed = reindexed.indexed
+    result.indexed, result.left_out = reindexed.indexed, reindexed.left_out
     result.unrecoverable += reindexed.unreadable
     return result
 

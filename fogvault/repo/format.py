@@ -88,3 +88,15 @@ def parse_hex_id(text: str, length: int = ID_HEX_LEN) -> bytes:
 def id_from_name(name: str) -> bytes:
     """The id in the last segment of a pack or index object name."""
     return parse_hex_id(name.rsplit("/", 1)[-1])
+
+
+def pack_id_from_name(name: object) -> bytes | None:
+    """The id of the pack called ``name`` (exactly as :func:`pack_name` spells it), or None
+    for any other name."""
+    if not isinstance(name, str) or len(name) != len(DATA_DIR) + 3 + ID_HEX_LEN:
+        return None
+    try:
+        pack_id = bytes.fromhex(name[-ID_HEX_LEN:])
+    except ValueError:
+        return None
+    return pack_id if pack_name(pack_id) == name else None

@@ -6,10 +6,15 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from conftest import PASSWORD
+
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.maintenance import reindex
 from fogvault.maintenance.check import CheckOptions, check
+from fogvault.maintenance.forget import forget
+from fogvault.maintenance.prune import PruneOptions, prune
 from fogvault.maintenance.repair import RepairOptions, repair
+from fogvault.repo.repository import Repository
 from fogvault.restore.restorer import RestoreOptions, Restorer
 
 
@@ -143,3 +148,48 @@ def test_index_files_end_between_packs_at_their_size(make_repo, tmp_path, monkey
     assert 1 < len(files) <= len(result.indexed)
     assert check(repo, CheckOptions(read_data=True)).ok
     assert restored(repo, tmp_path) == contents
+
+
+def test_a_damaged_second_copy_is_found_too(make_repo, tmp_path):
+    """Every holder's copy is checked (the first in full, the others by their hash)."""
+    repo = make_repo("one", "two", pack_size=128 * 1024)
+    backed_up(repo, tmp_path)
+    one, two = (Path(url) for url in repo.targets.urls)
+    lose_index(repo, one)
+    lose_index(repo, two)
+    damaged = sorted(packs(two))[0]
+    data = bytearray((two / damaged).read_bytes())
+    data[10] ^= 1
+    (two / damaged).write_bytes(bytes(data))
+    result = repair(repo, RepairOptions(index=True))
+    [report_two] = [t for t in result.targets if t.url == str(two)]
+    assert result.ok and damaged in report_two.replaced
+    assert check(repo, CheckOptions(read_data=True)).ok
+
+
+def test_what_a_prune_deleted_while_a_target_was_away_is_not_brought_back(
+        make_repo, tmp_path, cache_dir):
+    """A snapshot forgotten and pruned on one target while the other was away: its packs and
+    the index files the prune replaced are still on the other. --index leaves those packs
+    unlisted, so the forgotten snapshot is not spread back either."""
+    repo = make_repo("one", "two", pack_size=128 * 1024)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "old").write_bytes(random.Random(1).randbytes(300_000))
+    forgotten = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.uid
+    (src / "old").unlink()
+    (src / "new").write_bytes(random.Random(2).randbytes(300_000))
+    Archiver(repo, BackupOptions()).run([str(src)])
+    one, two = (Path(url) for url in repo.targets.urls)
+    alone = Repository.open([str(one)], PASSWORD, cache_dir=cache_dir)
+    forget(alone, None, uids=[forgotten])
+    prune(alone, PruneOptions())
+    alone.close()
+    pruned = packs(two) - packs(one)
+    assert pruned
+    both = Repository.open([str(one), str(two)], PASSWORD, cache_dir=cache_dir)
+    result = repair(both, RepairOptions(index=True))
+    assert result.indexed == [] and sorted(result.left_out) == sorted(pruned)
+    assert packs(one).isdisjoint(pruned)
+    assert not (one / "snapshots" / forgotten).exists()
+    both.close()
