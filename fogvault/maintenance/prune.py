@@ -33,13 +33,11 @@ from fogvault.maintenance.inventory import Listing, LivePacks
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.repo.format import DATA_DIR, index_name, pack_name
-from fogvault.repo.index import BlobIndex, IndexEntry, IndexFile
+from fogvault.repo.index import INDEX_FILE_BLOBS, BlobIndex, IndexEntry, IndexFile
 from fogvault.repo.pack import pack_overhead, pack_spans
 from fogvault.repo.packer import PackWriter, PackWriterOptions
 from fogvault.repo.repository import Repository, id_from_name_or_none
 
-#: Blobs per index file written by prune: bounds the memory of one file's encoding.
-INDEX_FILE_BLOBS = 100_000
 #: Threads reading and authenticating the blobs a repack copies. Authenticating a blob holds
 #: it three times (sealed, decrypted, decompressed to check its id: up to 24 MiB for an 8 MiB
 #: chunk), per thread: with two, a repack of large-file packs peaked at 81-85 MiB, with one at

@@ -26,9 +26,8 @@ from functools import partial
 from fogvault.errors import FogVaultError
 from fogvault.maintenance.inventory import Inventory, take_inventory
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.maintenance.prune import INDEX_FILE_BLOBS
 from fogvault.repo.format import INDEX_DIR, pack_id_from_name, pack_name
-from fogvault.repo.index import IndexFile
+from fogvault.repo.index import INDEX_FILE_BLOBS, IndexFile
 from fogvault.repo.pack import PackEntry
 from fogvault.repo.repository import Repository
 

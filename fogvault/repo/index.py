@@ -324,6 +324,9 @@ class BlobIndex:
 
 INDEX_MAGIC = b"FVIX"
 INDEX_VERSION = 1
+#: Blobs per index file written by prune and ``repair --index`` (files end between packs):
+#: bounds the memory of one file's encoding.
+INDEX_FILE_BLOBS = 100_000
 _U32 = struct.Struct("<I")
 _FILE_PREFIX = struct.Struct("<4sB")
 

@@ -297,8 +297,7 @@ def verify_pack(pack_id: bytes, size: int, read: RangeReader, keys: tuple[bytes,
         if problem is None and keys is not None:
             problem = _first_bad_blob(keys, blobs, data, start)
     hasher.update(tail)
-    if hasher.digest() != pack_id:
-        raise IntegrityError("pack does not match its name")
+    _require_name(hasher.digest(), pack_id)
     if problem is not None:
         raise problem
     return entries
@@ -308,7 +307,11 @@ def _check_hash(pack_id: bytes, size: int, read: RangeReader, piece: int) -> Non
     hasher = content_hasher()
     for start, end, _ in _reads([], size, piece):
         hasher.update(_read_exactly(read, start, end - start))
-    if hasher.digest() != pack_id:
+    _require_name(hasher.digest(), pack_id)
+
+
+def _require_name(digest: bytes, pack_id: bytes) -> None:
+    if digest != pack_id:
         raise IntegrityError("pack does not match its name")
 
 
