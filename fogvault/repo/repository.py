@@ -332,12 +332,12 @@ class Repository:
         return self._unseal(ObjectKind.INDEX, b"", sealed, MAX_INDEX_SIZE)
 
     def save_index(self, index_file: IndexFile, only: Iterable[Target] | None = None) -> bytes:
-        """Write one index file to every target (or those of ``only``); returns its id.
-        Idempotent."""
+        """Write one index file to every target, or to those of ``only`` (the caller copies it
+        to the others later: ``repair --index``); returns its id. Idempotent."""
         sealed = self._seal(ObjectKind.INDEX, b"", index_file.encode())
         index_id = content_hash(sealed)
         name = index_name(index_id)
-        self.targets.write_to_each(name, sealed, exist_ok=True, only=only)
+        self.targets.write_to_each(name, sealed, exist_ok=True, only=only, others_later=True)
         if self.cache:
             self.cache.put(name, sealed)
         self._index_ids.add(index_id)

@@ -372,16 +372,20 @@ class TargetSet:
     def write_to_each(
         self, name: str, data: bytes | memoryview, *, overwrite: bool = False,
         exist_ok: bool = False, only: Iterable[Target] | None = None,
+        others_later: bool = False,
     ) -> list[Target]:
         """Write to every target in use (or to those of ``only``); returns the targets that
         hold it now. ``exist_ok`` accepts an existing object (content-addressed names, where an
         existing object with that name has that content or will fail its check).
+        ``others_later``: the targets ``only`` leaves out get the object later in this run from
+        the caller, so they are not recorded as having missed it.
         """
         count_mutation()
         allowed = None if only is None else set(only)
         chosen = [t for t in self._writable(name) if allowed is None or t in allowed]
         for target in self.targets:
-            if target not in chosen:
+            left_out_on_purpose = others_later and allowed is not None and target not in allowed
+            if target not in chosen and not left_out_on_purpose:
                 self._note_missed(target, name)
         if not chosen:
             raise self._unusable()
