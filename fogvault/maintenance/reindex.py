@@ -26,6 +26,7 @@ from functools import partial
 from fogvault.errors import FogVaultError
 from fogvault.maintenance.inventory import Inventory, take_inventory
 from fogvault.maintenance.progress import PhaseProgress
+from fogvault.parallel import ordered_map
 from fogvault.repo.format import INDEX_DIR, pack_id_from_name, pack_name
 from fogvault.repo.index import INDEX_FILE_BLOBS, IndexFile
 from fogvault.repo.pack import PackEntry
@@ -41,10 +42,12 @@ class ReindexResult:
 
 def index_unlisted_packs(repo: Repository, *, dry_run: bool = False,
                          progress: PhaseProgress | None = None,
-                         before_write: Callable[[], None] = lambda: None) -> ReindexResult:
+                         before_write: Callable[[], None] = lambda: None,
+                         workers: int = 4) -> ReindexResult:
     """List every verified pack no index lists in new index files (only planned with
     ``dry_run``), and in the loaded index. ``before_write`` runs before each index file is
-    written (the lock's ``ensure_fresh``: reading the packs may take hours)."""
+    written (the lock's ``ensure_fresh``: reading the packs may take hours). ``workers`` packs
+    are verified at once (reads are latency-bound on S3 and SFTP), each read in pieces."""
     progress = progress or PhaseProgress()
     result = ReindexResult()
     unlisted, left_out = _unlisted_packs(repo)
@@ -52,11 +55,16 @@ def index_unlisted_packs(repo: Repository, *, dry_run: bool = False,
     progress.phase("index unlisted packs", len(unlisted))
     pending: dict[tuple[str, ...], IndexFile] = defaultdict(IndexFile)  # by holding targets
     blobs: dict[tuple[str, ...], int] = defaultdict(int)
-    for pack_id, sizes in sorted(unlisted.items()):
-        entries, holders = _verified_copies(repo, pack_id, sizes, result)
+    verified = ordered_map(partial(_verified_copies, repo), sorted(unlisted.items()),
+                           workers=workers)  # fmt: skip
+    for pack_id, entries, holders, problems in verified:
         progress.advance()
         if entries is None:
+            why = "; ".join(f"{url}: {problem}" for url, problem in problems.items())
+            result.unreadable.append(f"{pack_name(pack_id)}: {why}")
             continue
+        for url in problems:  # not a holder; repair replaces it
+            repo.targets.remember_damage(url, pack_name(pack_id))
         result.indexed.append(pack_name(pack_id))
         pending[holders].packs[pack_id] = entries
         blobs[holders] += len(entries)
@@ -68,10 +76,11 @@ def index_unlisted_packs(repo: Repository, *, dry_run: bool = False,
     return result
 
 
-def _verified_copies(repo: Repository, pack_id: bytes, sizes: dict[str, int],
-                     result: ReindexResult) -> tuple[list[PackEntry] | None, tuple[str, ...]]:
-    """The pack's entries (None if no copy verifies) and the targets whose copy verifies: the
-    first in full, the others by their hash. A damaged copy is remembered for repair."""
+def _verified_copies(repo: Repository, unlisted: tuple[bytes, dict[str, int]]
+                     ) -> tuple[bytes, list[PackEntry] | None, tuple[str, ...], dict[str, str]]:
+    """The pack's id, its entries (None if no copy verifies), the targets whose copy verifies
+    (the first in full, the others by their hash) and url -> problem for the others."""
+    pack_id, sizes = unlisted
     name = pack_name(pack_id)
     entries, good, problems = None, [], {}
     for url, size in sorted(sizes.items()):
@@ -83,13 +92,7 @@ def _verified_copies(repo: Repository, pack_id: bytes, sizes: dict[str, int],
             continue
         entries = found if entries is None else entries
         good.append(url)
-    if entries is None:
-        why = "; ".join(f"{url}: {problem}" for url, problem in problems.items())
-        result.unreadable.append(f"{name}: {why}")
-    else:
-        for url in problems:  # not a holder; repair replaces it
-            repo.targets.remember_damage(url, name)
-    return entries, tuple(good)
+    return pack_id, entries, tuple(good), problems
 
 
 def _save(repo: Repository, holders: tuple[str, ...], index_file: IndexFile, dry_run: bool,

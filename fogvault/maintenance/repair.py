@@ -120,7 +120,8 @@ def repair(
         reindexed = ReindexResult()
         if options.index:
             reindexed = index_unlisted_packs(repo, dry_run=options.dry_run, progress=progress,
-                                             before_write=lock.ensure_fresh)
+                                             before_write=lock.ensure_fresh,
+                                             workers=options.workers)
         result = _Repair(repo, options, progress).run()
     result.indexed, result.left_out = reindexed.indexed, reindexed.left_out
     result.unrecoverable += reindexed.unreadable
