@@ -79,7 +79,7 @@ class Archiver:
     def run(self, paths: list[str]) -> BackupResult:
         started = time.monotonic()
         use_one_malloc_arena()  # for library callers; the CLI and job runner call it before opening
-        abs_paths = _normalise(paths)
+        abs_paths = normalise_paths(paths)
         self._root_devs = {_lstat_source(p).st_dev for p in abs_paths}
         with self.repo.lock() if not self.options.dry_run else NoLock() as lock:
             # Under the lock: a prune that ran since the repository was opened has replaced
@@ -439,7 +439,7 @@ def _salvage(saver: BlobSaver, writer: PackWriter | _DryRunWriter) -> None:
         pass
 
 
-def _normalise(paths: list[str]) -> list[bytes]:
+def normalise_paths(paths: list[str]) -> list[bytes]:
     if not paths:
         raise UsageError("nothing to back up: give at least one path")
     return sorted({_resolve_parents(os.fsencode(os.path.expanduser(p))) for p in paths})

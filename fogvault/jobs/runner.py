@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.backup.archiver import Archiver, BackupOptions, normalise_paths
 from fogvault.backup.excludes import ExcludeRules
 from fogvault.crypto import KdfParams
 from fogvault.errors import (
@@ -304,7 +304,9 @@ class _JobRun:
         policy = self.job.retention
         if policy is None:
             return StepResult("skipped", "no retention set")
-        wanted = sorted(os.path.abspath(os.path.expanduser(p)) for p in self.job.paths)
+        # The paths exactly as the backup records them (parent symlinks resolved, duplicates
+        # dropped), or no snapshot would ever match.
+        wanted = sorted(os.fsdecode(p) for p in normalise_paths(self.job.paths))
         with NoLock() if self.options.dry_run else repo.lock():
             mine = [s for s in repo.snapshots()
                     if s.host == self.host and sorted(s.paths) == wanted]

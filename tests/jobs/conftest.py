@@ -56,14 +56,14 @@ class Setup:
     def run_log(self) -> Path:
         return self.root / "xdg-state" / "fogvault" / "runs.jsonl"
 
-    def write(self, job: str = "", *, repo: str = "", top: str = "", targets: str = '["repo"]'
-              ) -> Path:
-        """Write a config: repository ``local``, job ``home`` backing up ``src``; ``job`` and
+    def write(self, job: str = "", *, repo: str = "", top: str = "", targets: str = '["repo"]',
+              paths: str = '["src"]') -> Path:
+        """Write a config: repository ``local``, job ``home`` backing up ``paths``; ``job`` and
         ``repo`` are TOML lines added to those tables (sub-tables last), ``top`` goes at the
         end."""
         self.config.write_text(
             f'[repositories.local]\ntargets = {targets}\npassword_file = "password"\n{repo}\n\n'
-            f'[jobs.home]\nrepository = "local"\npaths = ["src"]\n{job}\n\n{top}\n'
+            f'[jobs.home]\nrepository = "local"\npaths = {paths}\n{job}\n\n{top}\n'
         )
         return self.config
 

@@ -256,3 +256,16 @@ def test_repair_step_brings_a_behind_target_up_to_date(tmp_path, setup):
     assert second.steps["repair"].status == "done"
     both = Repository.open([str(tmp_path / "b")], PASSWORD, use_cache=False)
     assert len(both.snapshots()) == 2
+
+
+def test_retention_finds_the_snapshots_of_a_path_with_a_symlinked_parent(setup, cli_env):
+    """The backup records ``link/src`` as ``src`` (parent symlinks resolved) and a path listed
+    twice once: forget must match the paths as recorded, or it never removes anything."""
+    (setup.root / "link").symlink_to(setup.root)
+    setup.write("[jobs.home.retention]\nkeep_last = 1\n", paths='["link/src", "src", "link/src/"]')
+    config = setup.load()
+    run_job(config, "home")
+    second = run_job(config, "home")
+    assert second.exit_code == 0, second.error
+    assert second.steps["forget"].detail.startswith("removed 1 of 2 snapshot(s)")
+    assert [s.uid for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])] == [second.snapshot]
