@@ -15,7 +15,9 @@ Three forms (docs/scheduling.md, "Schedules"):
 Guarantees: :func:`parse_schedule` accepts exactly these forms, else raises
 :class:`ScheduleError` (a usage error, exit 2) with a hint; a cron expression that can never
 match (``0 0 30 2 *``) is refused; ``next_after(t)`` is strictly later than ``t``. Calendar
-schedules are read in local wall-clock time, to the minute.
+schedules are read in local wall-clock time, to the minute. Across a daylight-saving change, a
+time the clocks pass twice runs once (the first time), and a time they skip runs at the first
+minute after the change (``30 2 * * *`` at 03:00 on the night the clocks go from 02:00 to 03:00).
 """
 
 from __future__ import annotations
@@ -82,11 +84,16 @@ class CronSchedule:
     word: str | None = None
 
     def next_after(self, moment: datetime) -> datetime:
-        start = moment.astimezone().replace(tzinfo=None, second=0, microsecond=0)
-        found = self._next_naive(start + timedelta(minutes=1))
-        if found is None:  # refused at parse time; kept for type checkers
-            raise ScheduleError(f"schedule {self.text!r} never matches")
-        return found.astimezone()
+        moment = moment.astimezone()
+        # Search from the wall-clock minute of ``moment``: after the clocks were set back, a
+        # match later on the wall clock can still be an earlier instant, so each is compared.
+        wall = moment.replace(tzinfo=None, second=0, microsecond=0)
+        while (found := self._next_naive(wall)) is not None:
+            instant = _local_instant(found)
+            if instant > moment:
+                return instant
+            wall = found + timedelta(minutes=1)
+        raise ScheduleError(f"schedule {self.text!r} never matches")  # refused at parse time
 
     def _next_naive(self, t: datetime) -> datetime | None:
         limit = t.replace(year=t.year + _SEARCH_YEARS, day=1)
@@ -271,6 +278,16 @@ def _number(token: str, spec: _Field, text: str, *, is_step: bool = False) -> in
             f"schedule {text!r}: {spec.name} {value} is out of range {spec.low}-{spec.high}"
         )
     return value
+
+
+def _local_instant(wall: datetime) -> datetime:
+    """The instant of local wall-clock time ``wall``. A time the clocks passed twice (set back)
+    is its first pass, so it runs once; a time they skipped (set forward) becomes the first
+    minute after it that exists, as cron runs the jobs of a skipped hour right after the
+    change."""
+    while (instant := wall.astimezone()).replace(tzinfo=None) != wall:  # fold=0: first pass
+        wall += timedelta(minutes=1)
+    return instant
 
 
 def _next_month(t: datetime) -> datetime:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import time
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -21,18 +24,36 @@ from fogvault.jobs.schedule import (
 )
 
 
-@pytest.fixture
-def utc():
-    """Local time = UTC, so calendar results do not depend on the machine's zone."""
+@contextlib.contextmanager
+def _local_zone(name: str) -> Iterator[None]:
     old = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
+    os.environ["TZ"] = name
     time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+@pytest.fixture
+def utc() -> Iterator[None]:
+    """Local time = UTC, so calendar results do not depend on the machine's zone."""
+    with _local_zone("UTC"):
+        yield
+
+
+@pytest.fixture
+def berlin() -> Iterator[None]:
+    """Local time with daylight saving: 2024-03-31 02:00 CET -> 03:00 CEST, and 2024-10-27
+    03:00 CEST -> 02:00 CET."""
+    if not Path("/usr/share/zoneinfo/Europe/Berlin").exists():
+        pytest.skip("no tzdata for Europe/Berlin")
+    with _local_zone("Europe/Berlin"):
+        yield
 
 
 def _local(*args: int) -> datetime:
@@ -153,3 +174,52 @@ def test_calendar_and_cron_forms():
         parse_schedule("every 30s").cron()
     with pytest.raises(ScheduleError, match="does not divide a minute, hour or day"):
         parse_schedule("every 7m").oncalendar()
+
+
+def _utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def _walls(text: str, after: datetime, count: int) -> list[str]:
+    schedule, found = parse_schedule(text), []
+    for _ in range(count):
+        after = schedule.next_after(after)
+        found.append(f"{after:%m-%d %H:%M %Z}")
+    return found
+
+
+def test_a_time_the_clocks_skip_runs_once_right_after_the_change(berlin):
+    after = _utc(2024, 3, 30, 12)
+    assert _walls("30 2 * * *", after, 3) == ["03-31 03:00 CEST", "04-01 02:30 CEST",
+                                              "04-02 02:30 CEST"]
+    assert _walls("*/20 * * * *", _utc(2024, 3, 31, 0, 30), 3) == [
+        "03-31 01:40 CET", "03-31 03:00 CEST", "03-31 03:20 CEST"]  # 02:00-02:40 do not exist
+
+
+def test_a_time_the_clocks_pass_twice_runs_once(berlin):
+    after = _utc(2024, 10, 26, 12)
+    assert _walls("30 2 * * *", after, 2) == ["10-27 02:30 CEST", "10-28 02:30 CET"]
+    assert _walls("hourly", _utc(2024, 10, 26, 23, 30), 3) == [
+        "10-27 02:00 CEST", "10-27 03:00 CET", "10-27 04:00 CET"]
+
+
+# runs in the local day of each change: the spring day has 23 hours (the skipped hour's runs
+# collapse into 03:00), the autumn day 25 (the repeated hour's runs happen once)
+@pytest.mark.parametrize(("text", "spring", "autumn"), [
+    ("30 2 * * *", 1, 1), ("0 2 * * 0", 1, 1), ("daily", 1, 1), ("hourly", 23, 24),
+    ("*/10 * * * *", 23 * 6, 24 * 6),
+])
+def test_next_run_is_always_strictly_later_across_daylight_saving(berlin, text, spring, autumn):
+    """Every 7 minutes through both days of change, next_after is later than its input; and
+    a daemon that asks for the next run after each run runs the job as often as the wall clock
+    says, never back to back."""
+    schedule = parse_schedule(text)
+    days = ((_local(2024, 3, 31), _local(2024, 4, 1), spring),
+            (_local(2024, 10, 27), _local(2024, 10, 28), autumn))
+    for day, end, expected in days:
+        moments = [day + timedelta(minutes=7 * i) for i in range(26 * 60 // 7)]
+        assert all(schedule.next_after(m) > m for m in moments)
+        runs, now = 0, day - timedelta(minutes=1)
+        while (now := schedule.next_after(now)) < end:
+            runs += 1
+        assert runs == expected
