@@ -53,7 +53,9 @@ from fogvault.sizes import parse_size
 ENV_CONFIG = "FOGVAULT_CONFIG"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 DEFAULT_HOOK_TIMEOUT = 3600.0
+MAX_HOOK_TIMEOUT = 7 * 86400.0
 DEFAULT_PING_TIMEOUT = 10.0
+MAX_PING_TIMEOUT = 600.0
 DEFAULT_COMPRESSION = 3
 
 # target_options: a key that names a secret by reference -> the storage option it fills
@@ -432,7 +434,7 @@ def _read_subset(r: TableReader, has_check: bool) -> str | None:
 def _read_hooks(r: TableReader) -> HooksConfig:
     hooks = HooksConfig(before=_commands(r, "before"), after=_commands(r, "after"),
                         on_failure=_commands(r, "on_failure"))
-    hooks.timeout = r.number("timeout", DEFAULT_HOOK_TIMEOUT)
+    hooks.timeout = r.seconds("timeout", DEFAULT_HOOK_TIMEOUT, MAX_HOOK_TIMEOUT)
     for key in ("ping_url", "ping_start", "ping_success", "ping_failure"):
         url = r.string(key)
         if url is not None and urlsplit(url).scheme not in ("http", "https"):
@@ -440,7 +442,7 @@ def _read_hooks(r: TableReader) -> HooksConfig:
                       "e.g. https://hc-ping.com/your-uuid")
             url = None
         setattr(hooks, key, url)
-    hooks.ping_timeout = r.number("ping_timeout", DEFAULT_PING_TIMEOUT)
+    hooks.ping_timeout = r.seconds("ping_timeout", DEFAULT_PING_TIMEOUT, MAX_PING_TIMEOUT)
     r.finish()
     return hooks
 

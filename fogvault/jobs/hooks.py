@@ -16,6 +16,7 @@ returned as a message for the summary.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shlex
 import subprocess
@@ -118,6 +119,8 @@ def _post(url: str, body: str, timeout: float) -> str:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         return str(reason) or type(exc).__name__
+    except http.client.HTTPException as exc:  # BadStatusLine and kin: the server spoke no HTTP
+        return f"not an HTTP answer ({type(exc).__name__})"
     return ""
 
 

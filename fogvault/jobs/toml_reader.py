@@ -180,12 +180,14 @@ class TableReader:
             return default
         return int(value)
 
-    def number(self, key: str, default: float) -> float:
+    def seconds(self, key: str, default: float, high: float) -> float:
+        """A number of seconds in (0, high]: inf and nan are refused, they break timeouts."""
         value = self.raw(key)
         if value is MISSING:
             return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            self.problem(key, f"expected a number of seconds > 0, got {describe(value)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+            self.problem(key, f"expected a number of seconds > 0 and at most {high:g}, got "
+                              f"{describe(value)}")
             return default
         return float(value)
 

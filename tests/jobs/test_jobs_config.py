@@ -272,6 +272,11 @@ MISTAKES = [
                  'percentage such as "5%"', id="bad-subset"),
     pytest.param(BASE + '[jobs.home.hooks]\nping_url = "hc-ping.com/x"\n', 9,
                  "jobs.home.hooks.ping_url", "is not an http(s) URL", "https://", id="ping-url"),
+    pytest.param(BASE + "[jobs.home.hooks]\nping_timeout = inf\n", 9,
+                 "jobs.home.hooks.ping_timeout", "expected a number of seconds > 0 and at most "
+                 "600, got number inf", "", id="ping-timeout"),
+    pytest.param(BASE + "[jobs.home.hooks]\ntimeout = nan\n", 9, "jobs.home.hooks.timeout",
+                 "expected a number of seconds > 0 and at most 604800", "", id="hook-timeout"),
     pytest.param(BASE + "[jobs.home.hooks]\nbefore = 5\n", 9, "jobs.home.hooks.before",
                  "expected a command string or a list of commands, got number 5", "",
                  id="hook-type"),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -132,6 +136,34 @@ def test_unreachable_ping_is_a_note(setup):
     record = run_job(setup.load(), "home")
     assert record.exit_code == 0
     assert record.messages[0].startswith("start ping to http://127.0.0.1:9 failed")
+
+
+@pytest.fixture
+def not_http_server() -> Iterator[str]:
+    """A real TCP server on 127.0.0.1 that answers every connection with a line that is not
+    HTTP (as an SSH or SMTP server would); yields its URL."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/ping"
+    server.close()
+
+
+def test_a_server_answering_not_in_http_is_a_failed_ping_not_a_failed_job(setup, not_http_server):
+    setup.write(f'[jobs.home.hooks]\nping_url = "{not_http_server}"\n')
+    record = run_job(setup.load(), "home")
+    assert (record.result, record.exit_code) == ("success", 0), record.error
+    server = not_http_server.removesuffix("/ping")
+    assert record.messages == [f"{event} ping to {server} failed: not an HTTP answer "
+                               "(BadStatusLine)" for event in ("start", "success")]
 
 
 def test_no_repository_exits_10_and_init_creates_it(setup, jobs_cli):
