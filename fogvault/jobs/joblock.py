@@ -10,18 +10,24 @@ keep the state folder off NFS.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
-from fogvault.errors import LockError
+from fogvault.errors import FogVaultError, LockError
 from fogvault.host import hostname
 
 
 class JobRunning(LockError):
     """The job is already running (exit code 11, like any lock that cannot be taken)."""
+
+
+class JobLockUnusable(FogVaultError):
+    """The lock file cannot be created or locked (exit code 1): a read-only or full state
+    folder, or one without ``flock``."""
 
 
 class JobLock:
@@ -31,8 +37,7 @@ class JobLock:
         self._fd: int | None = None
 
     def __enter__(self) -> JobLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -40,11 +45,27 @@ class JobLock:
             os.close(fd)
             raise JobRunning(f"job {self.job} is already running ({holder or 'holder unknown'}); "
                              "this run was skipped") from None
+        except OSError as exc:  # no flock on this file system (NFS without locking)
+            os.close(fd)
+            raise self._unusable(exc) from None
         stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {hostname()} since {stamp}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # the holder's details are only for the message
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {hostname()} since {stamp}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: OSError) -> JobLockUnusable:
+        return JobLockUnusable(
+            f"cannot lock job {self.job} at {self.path}: {exc.strerror or exc} (the run did not "
+            "start; the user state folder must be writable and local; XDG_STATE_HOME moves it)")
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

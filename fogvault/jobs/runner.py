@@ -106,10 +106,17 @@ def run_job(config: Config, name: str, options: RunOptions | None = None) -> Run
 
 
 def save_record(config: Config, log: RunLog, record: RunRecord) -> None:
-    log.append(record)
+    """Log the run and rewrite the metrics; a log or metrics file that cannot be written is a
+    note, never a change of the run's result."""
+    unlogged: list[RunRecord] = []
+    try:
+        log.append(record)
+    except OSError as exc:
+        record.messages.append(f"cannot write the run log {log.path}: {exc.strerror or exc}")
+        unlogged.append(record)  # the metrics still show this run
     if config.monitoring.metrics_file is not None:
         try:
-            write_atomically(config.monitoring.metrics_file, metrics_text(log.records()))
+            write_atomically(config.monitoring.metrics_file, metrics_text(log.records() + unlogged))
         except OSError as exc:
             record.messages.append(f"cannot write metrics file: {exc.strerror or exc}")
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 
@@ -18,6 +19,10 @@ from fogvault.jobs.joblock import JobLock, JobRunning
 from fogvault.jobs.runner import RunOptions, run_job
 from fogvault.jobs.status import RunLog, lock_dir
 from fogvault.repo.repository import Repository
+
+# Wraps a CLI run so that file modes apply: root without the override capabilities.
+AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+           if os.geteuid() == 0 else None)
 
 
 def _snapshots(setup, password: str) -> list:
@@ -224,14 +229,12 @@ def test_dry_run_changes_nothing(setup, cli_env, jobs_cli):
 
 
 def test_unreadable_file_makes_a_partial_run(setup, jobs_cli):
-    """Through the CLI; as root without the read-override capabilities (root reads anything)."""
-    wrap = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
-            if os.geteuid() == 0 else None)
+    """Through the CLI, as a user that file modes apply to."""
     secret = setup.src / "secret.txt"
     secret.write_text("x")
     secret.chmod(0)
     try:
-        done = jobs_cli("run", "home", "--config", str(setup.config), wrap=wrap)
+        done = jobs_cli("run", "home", "--config", str(setup.config), wrap=AS_USER)
     finally:
         secret.chmod(0o600)
     assert done.returncode == 3, done.stderr
@@ -301,3 +304,36 @@ def test_retention_finds_the_snapshots_of_a_path_with_a_symlinked_parent(setup, 
     assert second.exit_code == 0, second.error
     assert second.steps["forget"].detail.startswith("removed 1 of 2 snapshot(s)")
     assert [s.uid for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])] == [second.snapshot]
+
+
+def test_a_run_log_that_cannot_be_written_is_a_note_not_a_failure(setup, jobs_cli):
+    metrics = setup.root / "metrics.prom"
+    setup.write(top=f'[monitoring]\nmetrics_file = "{metrics}"\n')
+    assert jobs_cli("run", "home", "--config", str(setup.config)).returncode == 0
+    setup.run_log.chmod(0o444)
+    setup.run_log.parent.chmod(0o555)
+    try:
+        done = jobs_cli("run", "home", "--config", str(setup.config), "--json", wrap=AS_USER)
+    finally:
+        setup.run_log.parent.chmod(0o755)
+        setup.run_log.chmod(0o600)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["result"] == "success" and record["snapshot"]
+    assert record["messages"] == [f"cannot write the run log {setup.run_log}: Permission denied"]
+    assert len(RunLog(setup.run_log).records()) == 1
+    started = datetime.fromisoformat(record["started"]).timestamp()
+    assert f'fogvault_job_last_run_timestamp_seconds{{job="home"}} {round(started, 3)}' in (
+        metrics.read_text())
+
+
+def test_a_state_folder_that_cannot_be_written_is_a_one_line_error(setup, jobs_cli):
+    state = setup.root / "read-only-state"
+    state.mkdir(mode=0o555)
+    done = jobs_cli("run", "home", "--config", str(setup.config),
+                    env={"XDG_STATE_HOME": str(state)}, wrap=AS_USER)
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines() == [
+        f"error: cannot lock job home at {state}/fogvault/locks/home.lock: Permission denied "
+        "(the run did not start; the user state folder must be writable and local; "
+        "XDG_STATE_HOME moves it)"]
