@@ -6,7 +6,9 @@ Guarantees:
   already running) appends exactly one JSON object, on one line, to the run log:
   ``runs.jsonl`` in the platformdirs user state folder (``~/.local/state/fogvault``), or
   ``[monitoring] run_log``. The line is written with one ``O_APPEND`` write, so runs of
-  different jobs never interleave inside a line; reading skips lines that do not parse.
+  different jobs never interleave inside a line; a short write (full disk) is reported, and a
+  line torn by one (or by a crash) is ended before the next record, so reading, which skips
+  lines that do not parse, still finds every later record.
   Past 10 MiB the log is renamed to ``runs.jsonl.1`` (one old generation is kept and read).
 * The metrics file (``[monitoring] metrics_file``) is replaced atomically (a temporary file in
   the same folder, fsync, rename), so a node_exporter textfile collector never reads half a
@@ -15,6 +17,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -127,14 +130,20 @@ class RunLog:
         self.path = path
 
     def append(self, record: RunRecord) -> None:
+        """Append ``record`` as one line; raises OSError if it was not written whole."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._rotate_if_large()
-        line = json.dumps(record.to_json(), separators=(",", ":")) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        line = (json.dumps(record.to_json(), separators=(",", ":")) + "\n").encode()
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line.encode())
+            if not _ends_a_line(fd):  # a torn last line (full disk, crash): keep ours apart
+                line = b"\n" + line
+            written = os.write(fd, line)
         finally:
             os.close(fd)
+        if written < len(line):
+            raise OSError(errno.ENOSPC, f"only {written} of {len(line)} bytes were written "
+                                        "(is the file system full?)")
 
     def records(self, job: str | None = None) -> list[RunRecord]:
         """Every readable record (oldest first), of ``job`` only if given."""
@@ -161,6 +170,11 @@ class RunLog:
                 os.replace(self.path, self.path.with_name(self.path.name + ".1"))
         except FileNotFoundError:
             pass
+
+
+def _ends_a_line(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
 
 
 def _read_records(path: Path) -> list[RunRecord]:

@@ -258,6 +258,29 @@ def test_run_log_survives_garbage_lines(setup):
     assert time.time() - records[-1].started.timestamp() < 120
 
 
+def test_a_short_write_leaves_a_torn_line_that_later_records_do_not_join(setup):
+    """A process whose file size limit stops its append half way (as a full disk does) is told
+    so; the next run's record starts a line of its own, and both whole records are read."""
+    first = run_job(setup.load(), "home")
+    limit = setup.run_log.stat().st_size + 100
+    torn = subprocess.run([sys.executable, "-c", (
+        "import resource, signal\n"
+        "from datetime import datetime\n"
+        "from pathlib import Path\n"
+        "from fogvault.jobs.status import RunLog, RunRecord\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit: a short write\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+        "record = RunRecord('home', datetime.now().astimezone(), messages=['x' * 1000])\n"
+        f"RunLog(Path({str(setup.run_log)!r})).append(record)\n")],
+        capture_output=True, text=True, check=False)
+    assert torn.returncode == 1
+    assert torn.stderr.rstrip().endswith("were written (is the file system full?)")
+    assert setup.run_log.stat().st_size == limit
+    last = run_job(setup.load(), "home")
+    assert [r.started for r in RunLog(setup.run_log).records("home")] == [first.started,
+                                                                          last.started]
+
+
 @pytest.mark.parametrize(("min_targets", "exit_code"), [(1, 3), (2, 1)])
 def test_min_targets_from_the_config_decides_the_commit(tmp_path, setup, min_targets, exit_code):
     """Two targets, one of which refuses every pack (its data/ is a file): with min_targets 1
