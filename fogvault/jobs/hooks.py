@@ -5,7 +5,10 @@ strings is an argv run without a shell. They run in order with the job's environ
 ``FOGVAULT_JOB``, ``FOGVAULT_REPOSITORY`` and (for ``after``/``on_failure``) ``FOGVAULT_RESULT``,
 ``FOGVAULT_EXIT_CODE``, ``FOGVAULT_SNAPSHOT``, ``FOGVAULT_ERROR``; their output goes to FogVault's
 stderr (so ``--json`` output stays clean). A command that exits non-zero, cannot start, or runs
-past ``timeout`` raises :class:`HookFailed`; the rest of that list is not run.
+past ``timeout`` raises :class:`HookFailed`; the rest of that list is not run. Each command
+runs in a session of its own; one that times out or is interrupted is stopped with its whole
+process group (SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`), so nothing it started is
+left running.
 
 Pings (healthchecks.io style): ``ping_url`` gets ``/start`` when the run starts, the bare URL on
 success and ``/fail`` on failure; ``ping_start``/``ping_success``/``ping_failure`` override one
@@ -19,8 +22,10 @@ from __future__ import annotations
 import http.client
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -32,6 +37,7 @@ from fogvault.jobs.config import Command, HooksConfig
 
 EXIT_HOOK_FAILED = 20
 PING_BODY_LIMIT = 10_000
+STOP_GRACE_S = 5.0  # from SIGTERM to SIGKILL for a hook that is stopped
 
 
 class HookFailed(FogVaultError):
@@ -53,17 +59,44 @@ def _run_one(kind: str, command: Command, env: dict[str, str], timeout: float) -
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
     sys.stdout.flush()
     try:
-        done = subprocess.run(argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
-                              stdout=_stderr_fd(), timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise HookFailed(f"{kind} hook {describe(command)!r} timed out after {timeout:g} s"
-                         ) from None
+        # A session of its own, so that stopping the hook stops what it started, too.
+        process = subprocess.Popen(argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                                   stdout=_stderr_fd(), start_new_session=True)
     except OSError as exc:
         raise HookFailed(f"{kind} hook {describe(command)!r} could not start: "
                          f"{exc.strerror or exc}") from None
-    if done.returncode != 0:
-        raise HookFailed(f"{kind} hook {describe(command)!r} exited with status "
-                         f"{done.returncode}")
+    try:
+        status = process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        raise HookFailed(f"{kind} hook {describe(command)!r} timed out after {timeout:g} s"
+                         ) from None
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM)
+        _stop(process)
+        raise
+    if status != 0:
+        raise HookFailed(f"{kind} hook {describe(command)!r} exited with status {status}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End the hook's process group: SIGTERM, and SIGKILL to whatever is left after a grace
+    period."""
+    _signal_group(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while _signal_group(process.pid, 0) and time.monotonic() < deadline:
+        process.poll()  # reap the group's leader, which would otherwise keep it alive
+        time.sleep(0.05)
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """Send ``signum`` to process group ``group``; False if the group is gone."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _stderr_fd() -> int | None:

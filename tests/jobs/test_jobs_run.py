@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -360,3 +362,37 @@ def test_a_state_folder_that_cannot_be_written_is_a_one_line_error(setup, jobs_c
         f"error: cannot lock job home at {state}/fogvault/locks/home.lock: Permission denied "
         "(the run did not start; the user state folder must be writable and local; "
         "XDG_STATE_HOME moves it)"]
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie waiting for its reaper does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def test_a_hook_that_times_out_is_stopped_with_what_it_started(setup):
+    pid_file = setup.root / "pid"
+    setup.write(f'[jobs.home.hooks]\ntimeout = 1\n'
+                f'before = "sleep 300 & echo $! > {pid_file}; wait"\n')
+    record = run_job(setup.load(), "home")
+    assert record.exit_code == 20 and "timed out after 1 s" in (record.error or "")
+    assert not _running(int(pid_file.read_text()))
+
+
+def test_sigterm_during_a_hook_stops_the_hook_and_what_it_started(setup, cli_env):
+    setup.write('[jobs.home.hooks]\nbefore = "sleep 300 & echo child $!; wait"\n')
+    run = subprocess.Popen([sys.executable, "-m", "fogvault", "run", "home", "--config",
+                            str(setup.config)], env=cli_env, cwd=setup.root,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert run.stderr is not None
+    line = run.stderr.readline()  # the hook's output goes to our stderr
+    run.send_signal(signal.SIGTERM)
+    _out, err = run.communicate(timeout=60)
+    assert line.startswith("child "), line + err
+    assert run.returncode == 130, err
+    assert not _running(int(line.split()[1]))
+    (record,) = RunLog(setup.run_log).records("home")
+    assert record.result == "interrupted"
