@@ -28,7 +28,7 @@ from datetime import datetime
 from fogvault.errors import UsageError
 from fogvault.jobs.config import Config
 from fogvault.jobs.runner import RunOptions, error_message, run_job, summary_lines
-from fogvault.jobs.schedule import Schedule
+from fogvault.jobs.schedule import Schedule, next_after_last
 from fogvault.jobs.status import RunLog, run_log_path
 
 MAX_WAIT_S = 1.0
@@ -49,7 +49,7 @@ class Scheduler:
     def start(cls, schedules: dict[str, Schedule], last_runs: dict[str, datetime | None],
               now: datetime) -> Scheduler:
         """Next due times; a job last run before its latest occurrence is due at once."""
-        due = {name: schedule.next_after(last_runs.get(name) or now)
+        due = {name: next_after_last(schedule, last_runs.get(name) or now, now)
                for name, schedule in schedules.items()}
         return cls(dict(schedules), due)
 

@@ -49,7 +49,7 @@ from fogvault.host import hostname
 from fogvault.jobs.config import Command, Config, JobConfig
 from fogvault.jobs.hooks import HookFailed, Pinger, run_commands
 from fogvault.jobs.joblock import JobLock
-from fogvault.jobs.schedule import Schedule, is_due
+from fogvault.jobs.schedule import Schedule, is_due, next_after_last
 from fogvault.jobs.status import (
     RunLog,
     RunRecord,
@@ -368,9 +368,9 @@ class _JobRun:
         """A result when ``step`` is not to run now; None when it is to run."""
         if schedule is None:
             return StepResult("skipped", f"no {step} schedule set")
-        last = self.log.last_step_done(self.job.name, step)
-        if last is not None and not is_due(schedule, last, _now()):
-            upcoming = schedule.next_after(last)
+        last, now = self.log.last_step_done(self.job.name, step), _now()
+        if last is not None and not is_due(schedule, last, now):
+            upcoming = next_after_last(schedule, last, now)
             return StepResult("not due", f"last {last:%Y-%m-%d %H:%M}, "
                                          f"due from {upcoming:%Y-%m-%d %H:%M} ({schedule.text})")
         if self.options.dry_run:

@@ -198,12 +198,18 @@ def parse_when(value: object) -> Schedule | None:
     return parse_schedule(value)
 
 
+def next_after_last(schedule: Schedule, last: datetime, now: datetime) -> datetime:
+    """The next run after one at ``last``. A ``last`` in the future (the clock was set back
+    since) counts as ``now``: else the job would wait until the clock passes it again."""
+    return schedule.next_after(min(last, now))
+
+
 def is_due(schedule: Schedule | None, last_done: datetime | None, now: datetime) -> bool:
     """True if a step on ``schedule`` last done at ``last_done`` (None: never) is due ``now``:
     never done, or an occurrence of the schedule has come since."""
     if schedule is None:
         return False
-    return last_done is None or schedule.next_after(last_done) <= now
+    return last_done is None or next_after_last(schedule, last_done, now) <= now
 
 
 def _parse_interval(spec: str, text: str) -> IntervalSchedule:

@@ -29,7 +29,7 @@ from typing import Any
 import platformdirs
 
 from fogvault.jobs.config import Config
-from fogvault.jobs.schedule import CronSchedule, Schedule
+from fogvault.jobs.schedule import CronSchedule, Schedule, next_after_last
 
 ROTATE_BYTES = 10 * 1024 * 1024
 SUCCESSFUL = ("success", "partial")  # a snapshot was saved
@@ -240,7 +240,7 @@ def next_run(schedule: Schedule | None, last: RunRecord | None, now: datetime
         return schedule.next_after(now)
     if last is None:
         return None  # an interval starts counting when the daemon starts
-    return schedule.next_after(last.finished or last.started)
+    return next_after_last(schedule, last.finished or last.started, now)
 
 
 # ---- metrics ---------------------------------------------------------------------------------

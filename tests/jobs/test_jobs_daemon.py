@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from fogvault.jobs.daemon import Daemon, Scheduler
 from fogvault.jobs.schedule import parse_schedule
-from fogvault.jobs.status import RunLog
+from fogvault.jobs.status import RunLog, RunRecord, next_run
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -50,6 +50,17 @@ def test_at_start_a_run_missed_while_down_is_due_at_once():
     scheduler = Scheduler.start(schedules, last, _at(9))
     assert scheduler.due(_at(9)) == ["nightly"]  # fresh ran today; new never ran: tomorrow
     assert scheduler.next_due["new"] == _at(2, day=2)
+
+
+def test_a_last_run_in_the_future_counts_as_now():
+    """After the clock was set back, a run logged in the future: the daemon and status agree
+    on the next run, counted from now, not from that run (which would be a year ahead)."""
+    schedules = {"nightly": parse_schedule("0 2 * * *"), "every": parse_schedule("every 1h")}
+    now, future = _at(9), _at(9) + timedelta(days=365)
+    scheduler = Scheduler.start(schedules, dict.fromkeys(schedules, future), now)
+    assert scheduler.next_due == {"nightly": _at(2, day=2), "every": _at(10)}
+    last = RunRecord("every", future, future)
+    assert next_run(schedules["every"], last, now) == scheduler.next_due["every"]
 
 
 def test_the_longest_waiting_job_goes_first():

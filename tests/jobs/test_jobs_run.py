@@ -12,14 +12,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from fogvault.jobs.joblock import JobLock, JobRunning
 from fogvault.jobs.runner import RunOptions, run_job
-from fogvault.jobs.status import RunLog, lock_dir
+from fogvault.jobs.status import RunLog, RunRecord, StepResult, lock_dir
 from fogvault.repo.repository import Repository
 
 # Wraps a CLI run so that file modes apply: root without the override capabilities.
@@ -74,6 +74,22 @@ def test_prune_and_check_run_only_when_due(setup):
     assert second.steps["check"].status == "not due"
     assert "(weekly)" in second.steps["prune"].detail
     assert second.steps["forget"].status == "skipped"  # no retention
+
+
+def test_a_step_logged_in_the_future_is_due_by_its_schedule_from_now(setup):
+    """The clock was set back after a prune: "always" still prunes, "weekly" waits a week at
+    most, not until the clock passes the logged time."""
+    future = datetime.now().astimezone() + timedelta(days=365)
+    RunLog(setup.run_log).append(RunRecord("home", future, future, "success", steps={
+        "prune": StepResult("done", at=future.isoformat()),
+        "check": StepResult("done", at=future.isoformat())}))
+    setup.write('prune = "always"\ncheck = "weekly"\n')
+    record = run_job(setup.load(), "home")
+    assert record.steps["prune"].status == "done"
+    assert record.steps["check"].status == "not due"
+    due = datetime.strptime(record.steps["check"].detail.split("due from ")[1][:16],
+                            "%Y-%m-%d %H:%M").astimezone()
+    assert due <= datetime.now().astimezone() + timedelta(days=7)
 
 
 def test_cli_run_json_and_status(setup, jobs_cli):
