@@ -5,7 +5,8 @@
 1. take the job lock (:mod:`fogvault.jobs.joblock`; a second run of the job exits 11 at once);
 2. ping *start*; run the ``before`` hooks (a failure ends the run: exit 20, nothing backed up);
 3. open the repository (none there: exit 10, unless ``--init`` creates it);
-4. back up the job's paths (unreadable files make the run *partial*, exit 3, and it goes on);
+4. back up the job's paths (unreadable files, or targets left behind by a k-of-N commit, make
+   the run *partial*, exit 3, and it goes on);
 5. forget by the job's retention, among this job's snapshots only (same host, same paths);
 6. prune, then check, when due (:func:`fogvault.jobs.schedule.is_due`, from the run log);
    a check that finds problems fails the run with exit 21;
@@ -172,9 +173,8 @@ class _JobRun:
         record = self.record
         record.finished = _now()
         if record.result == "running":
-            partial = record.errors > 0
-            record.result = "partial" if partial else "success"
-            record.exit_code = EXIT_PARTIAL if partial else 0
+            record.result = "partial" if record.is_partial else "success"
+            record.exit_code = EXIT_PARTIAL if record.is_partial else 0
             self._ping("success", "\n".join(summary_lines(record)))
             return
         with contextlib.suppress(HookFailed):
@@ -204,7 +204,7 @@ class _JobRun:
         record = self.record
         result = record.result
         if result == "running":  # the after hooks: the steps have succeeded
-            result = "partial" if record.errors else "success"
+            result = "partial" if record.is_partial else "success"
         return {
             "FOGVAULT_JOB": self.job.name, "FOGVAULT_REPOSITORY": self.repo_config.name,
             "FOGVAULT_RESULT": result,
@@ -277,7 +277,7 @@ class _JobRun:
         record.snapshot = None if result.dry_run else result.snapshot.uid
         record.bytes_added = s.bytes_added
         record.files = s.files_new + s.files_changed + s.files_unchanged
-        record.errors = (s.files_failed or result.warnings.total) + len(result.targets_behind)
+        record.errors = s.files_failed or result.warnings.total
         for warning in result.warnings[:5]:
             self._note(warning)
         record.targets_behind = sorted(result.targets_behind)
@@ -285,9 +285,10 @@ class _JobRun:
             self._note(f"target {url} is behind: {why}")
         name = "dry run" if result.dry_run else f"snapshot {result.snapshot.uid}"
         failed = f", {record.errors} unreadable" if record.errors else ""
+        behind = f"; {len(record.targets_behind)} target(s) behind" if record.targets_behind else ""
         return StepResult("done", f"{name}: {s.files_new} new, {s.files_changed} changed, "
                                   f"{s.files_unchanged} unchanged files{failed}; "
-                                  f"added {format_size(s.bytes_added)}")
+                                  f"added {format_size(s.bytes_added)}{behind}")
 
     def _repair(self, repo: Repository) -> StepResult:
         if len(repo.targets.storages) < 2:
@@ -297,14 +298,10 @@ class _JobRun:
         if self.options.dry_run:
             return StepResult("would run", ", ".join(self.record.targets_behind))
         result = repair(repo)
-        if not result.ok:
-            self.record.errors += 1
+        if not result.ok:  # the targets stay behind, so the run is partial
             return StepResult("incomplete", f"{result.changes} objects copied or fixed; "
                               f"{len(result.unrecoverable)} could not be")
-        # Full redundancy again: the targets left behind by this run's backup no longer make
-        # the run partial.
-        self.record.errors = max(0, self.record.errors - len(self.record.targets_behind))
-        self.record.targets_behind = []
+        self.record.targets_behind = []  # full redundancy again
         return StepResult("done", f"{result.changes} objects copied or fixed")
 
     def _forget(self, repo: Repository) -> StepResult:

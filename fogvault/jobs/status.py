@@ -83,11 +83,16 @@ class RunRecord:
     snapshot: str | None = None
     bytes_added: int = 0
     files: int = 0
-    errors: int = 0  # files that could not be read
+    errors: int = 0  # files that could not be read (targets behind are not counted here)
     steps: dict[str, StepResult] = field(default_factory=dict)
     targets_behind: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def is_partial(self) -> bool:
+        """Files could not be read, or targets are behind: a run that got through is partial."""
+        return self.errors > 0 or bool(self.targets_behind)
 
     @property
     def duration_s(self) -> float:
@@ -255,6 +260,8 @@ _METRICS = (
     ("fogvault_job_last_bytes_added", "gauge", "Bytes the last run added to the repository."),
     ("fogvault_job_last_files", "gauge", "Files in the last run's snapshot."),
     ("fogvault_job_last_errors", "gauge", "Files the last run could not read."),
+    ("fogvault_job_last_targets_behind", "gauge",
+     "Targets still behind after the last run (they miss data; the next run repairs them)."),
 )
 
 
@@ -287,6 +294,7 @@ def _metric_value(name: str, last: RunRecord, success: RunRecord | None) -> floa
         "fogvault_job_last_bytes_added": last.bytes_added,
         "fogvault_job_last_files": last.files,
         "fogvault_job_last_errors": last.errors,
+        "fogvault_job_last_targets_behind": len(last.targets_behind),
     }
     return values[name]
 

@@ -323,13 +323,21 @@ def test_repair_step_brings_a_behind_target_up_to_date(tmp_path, setup):
     Repository.init([str(tmp_path / "a"), str(tmp_path / "b")], PASSWORD, kdf=FAST_KDF,
                     use_cache=False).close()
     (tmp_path / "b" / "data").write_text("not a folder")
-    setup.write(repo="min_targets = 1", targets='["a", "b"]')
+    metrics = tmp_path / "metrics.prom"
+    setup.write(repo="min_targets = 1", targets='["a", "b"]',
+                top=f'[monitoring]\nmetrics_file = "{metrics}"\n')
     first = run_job(setup.load(), "home")
     assert first.exit_code == 3 and first.targets_behind == [str(tmp_path / "b")]
+    assert first.errors == 0  # a target behind is not an unreadable file
+    assert first.steps["backup"].detail.endswith("; 1 target(s) behind")
+    assert "unreadable" not in first.steps["backup"].detail
+    assert 'fogvault_job_last_errors{job="home"} 0' in metrics.read_text()
+    assert 'fogvault_job_last_targets_behind{job="home"} 1' in metrics.read_text()
     (tmp_path / "b" / "data").unlink()  # the target is healthy again
     second = run_job(setup.load(), "home")
     assert second.exit_code == 0, second
     assert second.steps["repair"].status == "done"
+    assert 'fogvault_job_last_targets_behind{job="home"} 0' in metrics.read_text()
     both = Repository.open([str(tmp_path / "b")], PASSWORD, use_cache=False)
     assert len(both.snapshots()) == 2
 
