@@ -32,7 +32,6 @@ from fogvault.jobs.config import Config
 from fogvault.jobs.schedule import CronSchedule, Schedule, next_after_last
 
 ROTATE_BYTES = 10 * 1024 * 1024
-SUCCESSFUL = ("success", "partial")  # a snapshot was saved
 
 
 def state_dir() -> Path:
@@ -253,7 +252,7 @@ def next_run(schedule: Schedule | None, last: RunRecord | None, now: datetime
 _METRICS = (
     ("fogvault_job_last_run_timestamp_seconds", "gauge", "Start of the job's last run."),
     ("fogvault_job_last_success_timestamp_seconds", "gauge",
-     "Start of the job's last run that saved a snapshot (success or partial)."),
+     "Start of the job's last run that saved a snapshot."),
     ("fogvault_job_last_duration_seconds", "gauge", "Duration of the job's last run."),
     ("fogvault_job_last_exit_code", "gauge", "Exit code of the job's last run (0 = success)."),
     ("fogvault_job_last_success", "gauge", "1 if the job's last run saved a snapshot, else 0."),
@@ -271,7 +270,7 @@ def metrics_text(records: list[RunRecord]) -> str:
     success: dict[str, RunRecord] = {}
     for record in records:
         last[record.job] = record
-        if record.result in SUCCESSFUL:
+        if record.snapshot is not None:  # even if a later step (a hook, check) failed
             success[record.job] = record
     lines: list[str] = []
     for name, kind, help_text in _METRICS:
@@ -290,7 +289,7 @@ def _metric_value(name: str, last: RunRecord, success: RunRecord | None) -> floa
             round(success.started.timestamp(), 3) if success else None,
         "fogvault_job_last_duration_seconds": last.duration_s,
         "fogvault_job_last_exit_code": last.exit_code,
-        "fogvault_job_last_success": int(last.result in SUCCESSFUL),
+        "fogvault_job_last_success": int(last.snapshot is not None),
         "fogvault_job_last_bytes_added": last.bytes_added,
         "fogvault_job_last_files": last.files,
         "fogvault_job_last_errors": last.errors,

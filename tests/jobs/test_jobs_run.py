@@ -124,6 +124,20 @@ def test_failing_before_hook_aborts_with_exit_20(setup, jobs_cli, cli_env):
     assert record["steps"]["before"]["status"] == "failed" and "backup" not in record["steps"]
 
 
+def test_a_run_that_saved_a_snapshot_is_a_success_in_the_metrics_even_if_it_failed(setup):
+    """An after hook fails: the run fails (exit 20), but the metrics say a snapshot was saved."""
+    metrics = setup.root / "metrics.prom"
+    setup.write('[jobs.home.hooks]\nafter = "false"\n',
+                top=f'[monitoring]\nmetrics_file = "{metrics}"\n')
+    record = run_job(setup.load(), "home")
+    assert (record.result, record.exit_code) == ("failed", 20) and record.snapshot
+    text = metrics.read_text()
+    assert 'fogvault_job_last_success{job="home"} 1' in text
+    assert 'fogvault_job_last_exit_code{job="home"} 20' in text
+    started = round(record.started.timestamp(), 3)
+    assert f'fogvault_job_last_success_timestamp_seconds{{job="home"}} {started}' in text
+
+
 def test_pings_reach_a_real_http_server(setup, ping_server):
     setup.write(f'[jobs.home.hooks]\nping_url = "{ping_server.url()}"\n')
     ok = run_job(setup.load(), "home")
