@@ -550,30 +550,42 @@ class Repository:
         return _read_key_files(self.targets)
 
     def add_key(self, password: bytes, kdf: KdfParams = KDF_PROFILES[DEFAULT_KDF]) -> KeyFile:
+        """Write a key file for another password, under a shared lock (it only adds)."""
+        with self.lock():
+            return self._write_key(password, kdf)
+
+    def _write_key(self, password: bytes, kdf: KdfParams) -> KeyFile:
         key_file = KeyFile.create(self.master, password, kdf)
         self.targets.write(key_name(key_file.key_id), key_file.encode())
         return key_file
 
     def remove_key(self, key_id: str) -> None:
-        ids = [k.key_id for k in self.key_files()]
-        if key_id not in ids:
-            raise UsageError(f"no key {key_id}")
-        if key_id == self.key_id:
-            raise UsageError(
-                "refusing to remove the key in use (use 'key passwd', or open with another key)"
-            )
-        if len(ids) == 1:
-            raise UsageError("refusing to remove the last key")
-        self.targets.delete(key_name(key_id))
+        """Remove a key file, never the one in use nor the last readable one. Under the
+        exclusive lock, and checked on a listing taken under it: two removals at once would
+        otherwise each see the other's key as the one left, and delete both."""
+        with self.lock(exclusive=True):
+            if key_name(key_id) not in self.targets.list(KEYS_DIR):
+                raise UsageError(f"no key {key_id}")
+            if key_id == self.key_id:
+                raise UsageError(
+                    "refusing to remove the key in use (use 'key passwd', or open with another "
+                    "key)"
+                )
+            if not any(k.key_id != key_id for k in self.key_files()):
+                raise UsageError("refusing to remove the last key")
+            self.targets.delete(key_name(key_id))
 
     def change_password(
         self, new_password: bytes, kdf: KdfParams = KDF_PROFILES[DEFAULT_KDF]
     ) -> KeyFile:
         """Write a key file for the new password, then remove the old one: at every moment at
-        least one of the two passwords opens the repository."""
-        new_key = self.add_key(new_password, kdf)
-        self.targets.delete(key_name(self.key_id))
+        least one of the two passwords opens the repository. Under the exclusive lock, as it
+        deletes a key file like ``remove_key``."""
+        with self.lock(exclusive=True):
+            new_key = self._write_key(new_password, kdf)
+            self.targets.delete(key_name(self.key_id))
         self.key_id = new_key.key_id
+        self.key_bytes = new_key.encode()
         return new_key
 
     # ---- helpers -----------------------------------------------------------------------

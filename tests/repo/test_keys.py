@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 from conftest import FAST_KDF, PASSWORD
 
-from fogvault.errors import RepositoryExists, RepositoryNotFound, UsageError, WrongPassword
+from fogvault.errors import (
+    LockError,
+    RepositoryExists,
+    RepositoryNotFound,
+    UsageError,
+    WrongPassword,
+)
 from fogvault.repo.repository import Repository
+from fogvault.storage import open_storage
+from fogvault.storage.faulty import Fault, FaultyStorage
 
 
 def test_wrong_password_is_refused(make_repo):
@@ -58,6 +66,55 @@ def test_last_key_and_key_in_use_cannot_be_removed(make_repo):
         other.remove_key(second.key_id)
     with pytest.raises(UsageError, match="no key"):
         other.remove_key("0123456789abcdef")
+
+
+def test_two_key_removals_at_once_leave_a_key(make_repo):
+    """A removes B's key while B removes A's: each checked "not the last" before the other
+    deleted. Under the exclusive lock the second removal is refused, and a key is left."""
+    repo = make_repo()
+    second = repo.add_key(b"second", FAST_KDF)
+    url = repo.targets.urls[0]
+    faulty = FaultyStorage(open_storage(url))
+    a = Repository.open([faulty], PASSWORD, use_cache=False, load_index=False)
+    b = Repository.open([url], b"second", use_cache=False, load_index=False)
+    refused = []
+
+    def b_removes_a(method: str, name: str) -> None:
+        with pytest.raises(LockError) as error:
+            b.remove_key(a.key_id)
+        refused.append(error.value)
+
+    # B runs between A's checks and A's deletion.
+    faulty.inject("delete", Fault(hook=b_removes_a, prefix="keys/"))
+    a.remove_key(second.key_id)
+    assert refused
+    assert [k.key_id for k in a.key_files()] == [a.key_id]
+    Repository.open([url], PASSWORD, use_cache=False, load_index=False)
+
+
+def test_passwd_is_exclusive_with_a_key_removal(make_repo):
+    """``key passwd`` deletes the key in use: it takes the exclusive lock too."""
+    repo = make_repo()
+    second = repo.add_key(b"second", FAST_KDF)
+    url = repo.targets.urls[0]
+    faulty = FaultyStorage(open_storage(url))
+    a = Repository.open([faulty], b"second", use_cache=False, load_index=False)
+    b = Repository.open([url], PASSWORD, use_cache=False, load_index=False)
+
+    def b_removes_second(method: str, name: str) -> None:
+        with pytest.raises(LockError):
+            b.remove_key(second.key_id)
+
+    faulty.inject("delete", Fault(hook=b_removes_second, prefix="keys/"))
+    new = a.change_password(b"third", FAST_KDF)
+    assert {k.key_id for k in a.key_files()} == {repo.key_id, new.key_id}
+
+
+def test_an_unreadable_key_file_can_be_removed(make_repo, tmp_path):
+    repo = make_repo()
+    (tmp_path / "repo" / "keys" / "0000000000000000").write_text("garbage\n")
+    repo.remove_key("0000000000000000")
+    assert sorted(p.name for p in (tmp_path / "repo" / "keys").iterdir()) == [repo.key_id]
 
 
 def test_hostile_key_files_are_skipped_and_the_others_still_open(make_repo, tmp_path):
