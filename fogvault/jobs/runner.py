@@ -64,9 +64,12 @@ from fogvault.maintenance.forget import forget
 from fogvault.maintenance.repair import repair
 from fogvault.maintenance.retention import apply_policy
 from fogvault.repo.config import RepoConfig
+from fogvault.repo.format import CONFIG_NAME
 from fogvault.repo.lock import NoLock
 from fogvault.repo.repository import Repository
 from fogvault.sizes import format_size
+from fogvault.storage import open_storage
+from fogvault.storage.errors import StorageError
 from fogvault.targets.ledger import Ledger
 from fogvault.targets.policy import TargetPolicy
 
@@ -241,6 +244,8 @@ class _JobRun:
         try:
             repo = Repository.open(cfg.targets, password, **kwargs)
         except RepositoryNotFound:
+            if not _holds_none(cfg.targets, options):
+                raise  # a target lacks what the others hold: the core's message names it
             if not self.options.init or self.options.dry_run:
                 raise RepositoryNotFound(
                     f"no repository at {', '.join(cfg.targets)}: create it once with "
@@ -373,6 +378,19 @@ class _JobRun:
         if self.options.dry_run:
             return StepResult("would run", f"due ({schedule.text})")
         return None
+
+
+def _holds_none(urls: list[str], options: dict[str, dict[str, Any]]) -> bool:
+    """True if every target answers and none holds a repository: then it is a new one, to be
+    created with ``--init``, not a copy missing from one target (a disk not mounted)."""
+    for url in urls:
+        try:
+            with contextlib.closing(open_storage(url, **options.get(url, {}))) as storage:
+                if storage.exists(CONFIG_NAME):
+                    return False
+        except StorageError:  # unreachable: it may well hold one
+            return False
+    return True
 
 
 # ---- reporting -------------------------------------------------------------------------------

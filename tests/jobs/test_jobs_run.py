@@ -215,6 +215,21 @@ def test_no_repository_exits_10_and_init_creates_it(setup, jobs_cli):
     assert (setup.root / "new-repo" / "config").is_file()
 
 
+def test_a_target_missing_its_copy_is_named_and_init_is_not_suggested(tmp_path, setup, jobs_cli):
+    """Of two targets, the second (a USB disk not mounted) holds nothing: the error is the
+    core's, naming it; '--init' would be wrong, the first target holds the repository."""
+    from conftest import FAST_KDF, PASSWORD
+
+    Repository.init([str(tmp_path / "a")], PASSWORD, kdf=FAST_KDF, use_cache=False).close()
+    setup.write(targets='["a", "usb/fogvault"]')
+    for init in ([], ["--init"]):
+        done = jobs_cli("run", "home", "--config", str(setup.config), *init)
+        assert done.returncode == 10
+        error = done.stderr.decode()
+        assert f"{tmp_path}/usb/fogvault: no repository there" in error and "--init" not in error
+    assert not (tmp_path / "usb").exists()
+
+
 def test_two_runs_of_one_job_never_overlap(setup, jobs_cli):
     with JobLock(lock_dir(), "home"):
         busy = jobs_cli("run", "home", "--config", str(setup.config))
