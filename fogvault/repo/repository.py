@@ -25,6 +25,7 @@ holds this repository's key files is used, and its config is remembered as damag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -91,7 +92,7 @@ from fogvault.repo.pack import (
 )
 from fogvault.repo.snapshot import Snapshot, is_uid
 from fogvault.repo.tree import Tree
-from fogvault.storage import ObjectNotFound, Storage, StorageError, open_storage
+from fogvault.storage import ObjectExists, ObjectNotFound, Storage, StorageError, open_storage
 from fogvault.targets import Target, TargetPolicy, TargetSet
 
 log = logging.getLogger("fogvault")
@@ -164,7 +165,8 @@ class Repository:
             # The key first: a target with a config is a repository, and must be openable.
             repo.key_bytes = key_file.encode()
             targets.write(key_name(key_file.key_id), repo.key_bytes)
-            targets.write(CONFIG_NAME, repo._seal(ObjectKind.CONFIG, b"", config.encode()))
+            _write_config(targets, key_file.key_id,
+                          repo._seal(ObjectKind.CONFIG, b"", config.encode()))
             failed = [t for t in targets.targets if not t.active]
             if failed:
                 done = [t.url for t in targets.targets if t.active]
@@ -198,8 +200,8 @@ class Repository:
                 raise RepositoryNotFound(
                     f"no repository at {', '.join(targets.urls)} (run 'fogvault init' first)"
                 )
-            master, key_id, key_bytes = _unlock(targets, password)
-            config = _check_same_repository(targets, master, configs)
+            master, key_id, key_bytes, verified = _unlock(targets, password, configs)
+            config = _check_same_repository(targets, verified)
         except BaseException:
             targets.close()
             raise
@@ -685,10 +687,54 @@ def _probe_configs(targets: TargetSet) -> dict[Target, bytes | None]:
             isinstance(r, ObjectNotFound)}
 
 
-def _unlock(targets: TargetSet, password: bytes) -> tuple[MasterKey, str, bytes]:
-    """(master key, key id, the key file's bytes). Every copy of each key file is tried (a
-    damaged copy on one target must not look like a wrong password); copies that differ from
-    the one that unlocked are remembered as damaged."""
+def _write_config(targets: TargetSet, key_id: str, sealed: bytes) -> None:
+    """Write the config of a new repository whose key file ``key_id`` is written. If another
+    init got there first, take our key file back where the config is not ours: it wraps
+    another master key, and would cost every open a key derivation for nothing."""
+    try:
+        targets.write(CONFIG_NAME, sealed)
+    except ObjectExists as exc:
+        copies = targets.read_each(CONFIG_NAME, 0, MAX_CONFIG_SIZE + SEAL_OVERHEAD + 1)
+        for target, copy in copies.items():
+            if copy != sealed:
+                with contextlib.suppress(StorageError):
+                    target.storage.delete(key_name(key_id))
+        raise RepositoryExists(
+            f"{exc.target}: another init created a repository there at the same time") from exc
+
+
+def _unlock(
+    targets: TargetSet, password: bytes, configs: dict[Target, bytes | None]
+) -> tuple[MasterKey, str, bytes, dict[Target, RepoConfig | None]]:
+    """(master key, key id, the key file's bytes, the configs it verifies): the first key file
+    that opens with the password and whose master key verifies the config. A key file may open
+    and wrap another master key (left by an init that lost a race to another): the next one is
+    tried. Copies of the chosen key file that differ from it are remembered as damaged."""
+    foreign: list[str] = []  # key files that open, but not the config
+    for key_id, master, data, copies in _keys_opened_by(targets, password):
+        verified = _verify_configs(targets, master, configs)
+        if not any(c is not None for c in verified.values()):
+            foreign.append(key_id)
+            continue
+        for other_id in foreign:
+            log.warning("key file %s opens with this password but wraps another master key (left"
+                        " by another init?); 'fogvault key remove %s' removes it",
+                        other_id, other_id)
+        for target, other in copies:
+            if other != data:
+                targets.remember_damage(target.url, key_name(key_id))
+        return master, key_id, data, verified
+    if foreign:
+        raise IntegrityError("the config fails verification on every target")
+    raise WrongPassword("wrong password: no key in the repository opens with it")
+
+
+def _keys_opened_by(
+    targets: TargetSet, password: bytes
+) -> Iterator[tuple[str, MasterKey, bytes, list[tuple[Target, bytes]]]]:
+    """(key id, master key, the copy that opened, every readable copy) for each key file the
+    password opens, sorted by name. Every copy is tried (a damaged copy on one target must not
+    look like a wrong password)."""
     listings = targets.list_each(KEYS_DIR)
     names = sorted(set().union(*listings.values()))
     if not names:
@@ -699,34 +745,24 @@ def _unlock(targets: TargetSet, password: bytes) -> tuple[MasterKey, str, bytes]
             log.warning("ignoring key file %s: unexpected key file name", key_id)
             continue
         copies = targets.read_each(name, 0, MAX_KEY_FILE_SIZE + 1)
-        good = [(t, copies[t]) for t in targets.read_order(name)
-                if isinstance(copies.get(t), bytes)]
-        tried: set[bytes] = set()
-        for _, data in good:
-            assert isinstance(data, bytes)
-            if data in tried:
-                continue
-            tried.add(data)
+        good = [(t, copy) for t in targets.read_order(name)
+                if isinstance(copy := copies.get(t), bytes)]
+        for data in dict.fromkeys(data for _, data in good):
             try:
                 master = KeyFile.decode(key_id, data).unlock(password)
             except FogVaultError as exc:  # malformed, or absurd KDF parameters
                 log.warning("ignoring key file %s: %s", key_id, exc)
                 continue
             if master is not None:
-                for target, other in good:
-                    if other != data:
-                        targets.remember_damage(target.url, name)
-                return master, key_id, data
-    raise WrongPassword("wrong password: no key in the repository opens with it")
+                yield key_id, master, data, good
+                break
 
 
-def _check_same_repository(
+def _verify_configs(
     targets: TargetSet, master: MasterKey, configs: dict[Target, bytes | None]
-) -> RepoConfig:
-    """The repository's config, after checking that every target holds this repository (same
-    master key and id). A target whose config is missing or fails verification but which holds
-    one of this repository's key files is a damaged copy: it is used, and its config is
-    remembered for repair. Anything else is refused."""
+) -> dict[Target, RepoConfig | None]:
+    """Each target's config as ``master`` decrypts it, or None where it fails verification
+    (targets without a config are left out)."""
     verified: dict[Target, RepoConfig | None] = {}
     for target in targets.read_order(CONFIG_NAME):
         sealed = configs.get(target)
@@ -737,10 +773,18 @@ def _check_same_repository(
                 _unseal_object(master, ObjectKind.CONFIG, b"", sealed, MAX_CONFIG_SIZE))
         except IntegrityError:
             verified[target] = None
-    reference = next(((t, c) for t, c in verified.items() if c is not None), None)
-    if reference is None:
-        raise IntegrityError("the config fails verification on every target")
-    ref_target, config = reference
+    return verified
+
+
+def _check_same_repository(
+    targets: TargetSet, verified: dict[Target, RepoConfig | None]
+) -> RepoConfig:
+    """The repository's config, after checking that every target holds this repository (same
+    master key and id; ``verified`` from :func:`_verify_configs`, with at least one config). A
+    target whose config is missing or fails verification but which holds one of this
+    repository's key files is a damaged copy: it is used, and its config is remembered for
+    repair. Anything else is refused."""
+    ref_target, config = next((t, c) for t, c in verified.items() if c is not None)
     our_keys = targets.last_listing(KEYS_DIR, ref_target) or set()
     for target in targets.active():
         other = verified.get(target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import FAST_KDF, PASSWORD
 
+from fogvault.crypto import MasterKey, password_key, random_salt, seal
 from fogvault.errors import (
     LockError,
     RepositoryExists,
@@ -12,6 +13,8 @@ from fogvault.errors import (
     UsageError,
     WrongPassword,
 )
+from fogvault.repo.format import ObjectKind, aad
+from fogvault.repo.keys import KeyFile
 from fogvault.repo.repository import Repository
 from fogvault.storage import open_storage
 from fogvault.storage.faulty import Fault, FaultyStorage
@@ -66,6 +69,43 @@ def test_last_key_and_key_in_use_cannot_be_removed(make_repo):
         other.remove_key(second.key_id)
     with pytest.raises(UsageError, match="no key"):
         other.remove_key("0123456789abcdef")
+
+
+def test_the_loser_of_two_inits_at_once_takes_its_key_file_back(tmp_path):
+    """Both inits find the folder empty; B writes its key and config first. A's config write
+    then finds B's: A fails and leaves no key file (wrapping its own master key) behind."""
+    url = str(tmp_path / "repo")
+    faulty = FaultyStorage(open_storage(url))
+
+    def b_inits(method: str, name: str) -> None:
+        Repository.init([url], PASSWORD, kdf=FAST_KDF, use_cache=False).close()
+
+    faulty.inject("write", Fault(hook=b_inits, prefix="keys/"))
+    with pytest.raises(RepositoryExists, match="at the same time"):
+        Repository.init([faulty], PASSWORD, kdf=FAST_KDF, use_cache=False)
+    assert len(list((tmp_path / "repo" / "keys").iterdir())) == 1
+    Repository.open([url], PASSWORD, use_cache=False).close()
+
+
+def _foreign_key_file(key_id: str, password: bytes) -> bytes:
+    """A key file that opens with ``password`` and wraps a master key of its own."""
+    salt = random_salt()
+    sealed = seal(password_key(password, salt, FAST_KDF), MasterKey.generate().to_bytes(),
+                  aad(ObjectKind.KEY, key_id.encode()))
+    return KeyFile(key_id, FAST_KDF, salt, sealed, "", "", "").encode()
+
+
+def test_a_key_file_of_another_master_key_does_not_stop_opening(make_repo, tmp_path, caplog):
+    """Tried first (sorted by name), it opens with the password but not the config: the next
+    key file that opens is tried, and the stray one is named so it can be removed."""
+    repo = make_repo()
+    (tmp_path / "repo" / "keys" / "0000000000000000").write_bytes(
+        _foreign_key_file("0000000000000000", PASSWORD))
+    opened = Repository.open(repo.targets.urls, PASSWORD, use_cache=False)
+    assert opened.key_id == repo.key_id
+    assert "key file 0000000000000000 opens with this password" in caplog.text
+    opened.remove_key("0000000000000000")
+    assert [k.key_id for k in opened.key_files()] == [repo.key_id]
 
 
 def test_two_key_removals_at_once_leave_a_key(make_repo):

@@ -68,10 +68,11 @@ def test_cache_and_local_target_files_are_private(make_repo, tmp_path, cache_dir
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
-@pytest.mark.parametrize("crash_after", [1, 2])
+@pytest.mark.parametrize("crash_after", [2, 3])
 def test_interrupted_key_passwd_keeps_a_working_password(fogvault, tmp_path, crash_after):
-    """Killed before its first change (1) or between writing the new key and deleting the old
-    one (2): the old password works, or the new one does; never neither."""
+    """Killed before writing the new key (2: its lock is the first change) or between writing
+    the new key and deleting the old one (3): the old password works, or the new one does;
+    never neither."""
     assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
     (tmp_path / "new").write_text("the new password")
     done = fogvault("key", "passwd", "-r", "repo", "--new-password-file", "new",
@@ -82,7 +83,7 @@ def test_interrupted_key_passwd_keeps_a_working_password(fogvault, tmp_path, cra
     new_ok = fogvault("snapshots", "-r", "repo",
                       env={"FOGVAULT_PASSWORD": "the new password"}).returncode == 0
     assert old_ok or new_ok
-    assert (old_ok, new_ok) == ((True, False) if crash_after == 1 else (True, True))
+    assert (old_ok, new_ok) == ((True, False) if crash_after == 2 else (True, True))
 
 
 def test_missing_password_file_is_a_clear_error(fogvault, tmp_path):
