@@ -127,6 +127,8 @@ class Restorer:
                 self._clear_batch()
             return self.summary
         with self.repo.lock(writes=False):  # shared: prune cannot delete what is restored
+            # ...from now on: a prune that ran since the index was loaded deleted packs it names.
+            self.repo.load_index()
             try:
                 root = SafeRoot(target)
             except OSError as exc:

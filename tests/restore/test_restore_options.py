@@ -14,6 +14,8 @@ import pytest
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import UnsafePath, UsageError
+from fogvault.maintenance.forget import forget
+from fogvault.maintenance.prune import PruneOptions, prune
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot
 from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
@@ -90,6 +92,23 @@ def backed(make_repo: Callable[..., Repository], tmp_path: Path) -> Backed:
     result = Archiver(repo, BackupOptions()).run([str(src)])
     assert result.warnings == []
     return Backed(repo, src, result.snapshot)
+
+
+def test_restore_reloads_the_index_under_its_lock(
+    backed: Backed, reopen: Callable[[Repository], Repository], tmp_path: Path
+) -> None:
+    """Opened (index loaded) before a prune repacked what it restores, as the CLI opens it: the
+    restore loads the index again once it holds its lock, not reading the deleted packs."""
+    (backed.src / "img" / "x.png").unlink()
+    second = Archiver(backed.repo, BackupOptions()).run([str(backed.src)]).snapshot
+    forget(backed.repo, uids=[backed.snapshot.uid])
+    restoring = reopen(backed.repo)
+    snapshot = restoring.load_snapshot(second.uid)
+    assert prune(backed.repo, PruneOptions(max_unused=0.0)).packs_repacked
+    Restorer(restoring, snapshot, RestoreOptions(target=str(tmp_path / "out"))).run()
+    restoring.close()
+    assert listing(backed.restored(tmp_path / "out")) == {
+        k: v for k, v in ALL.items() if k != "img/x.png"}
 
 
 def test_full_restore(backed: Backed, tmp_path: Path) -> None:
