@@ -496,11 +496,17 @@ class Repository:
     def snapshots(self, *, skip_unreadable: bool = True) -> list[Snapshot]:
         """All snapshots, oldest first. One that cannot be read (damaged on every target, or a
         read that failed) is skipped with a warning, or with ``skip_unreadable`` off raises:
-        prune must not take what such a snapshot uses for unused."""
+        prune must not take what such a snapshot uses for unused. One deleted since the listing
+        is left out."""
 
         def load(uid: str) -> Snapshot | None:
             try:
                 return self.load_snapshot(uid)
+            except SnapshotNotFound:  # on no target: deleted since the listing, by a forget
+                for target in self.targets.targets:  # the failed reads remembered it as damage
+                    self.targets.forget_damage(target.url, snapshot_name(uid))
+                log.debug("snapshot %s was deleted since the listing", uid)
+                return None
             except FogVaultError as exc:
                 if not skip_unreadable:
                     raise FogVaultError(f"snapshot {uid} cannot be read: {exc}") from exc

@@ -8,11 +8,17 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import PASSWORD
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.maintenance import mark
 from fogvault.maintenance.check import CheckOptions, check
+from fogvault.maintenance.forget import forget
 from fogvault.repo import repository
+from fogvault.repo.format import snapshot_name
+from fogvault.repo.repository import Repository
+from fogvault.storage import open_storage
+from fogvault.storage.faulty import Fault, FaultyStorage
 
 
 @pytest.fixture
@@ -123,3 +129,36 @@ def test_the_note_on_unindexed_packs_says_whether_they_may_hold_missing_data(
     packs = len(_data_packs(repo_with_data))
     assert (f"note: {packs} packs no index lists (they may hold the missing data: "
             "'fogvault repair --index' lists them again)").encode() in done.stdout
+
+
+@pytest.mark.parametrize("reads_before", [0, 1], ids=["while-marking", "while-verifying"])
+def test_a_snapshot_forgotten_during_check_is_not_damage(make_repo, tmp_path, reads_before):
+    """forget runs under a shared lock, as check does. A snapshot it deletes after check listed
+    the snapshots (read 0: check's first read of it, to mark; read 2: to verify the stored
+    copy, after both were marked) is neither reported nor remembered as damage."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data")
+    first = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    Archiver(repo, BackupOptions(force=True)).run([str(src)])
+    faulty = FaultyStorage(open_storage(repo.targets.urls[0]))
+    checking = Repository.open([faulty], PASSWORD, use_cache=False)
+
+    def forget_first(method: str, name: str) -> None:
+        forget(repo, uids=[first.uid])
+
+    faulty.inject("read", Fault(hook=forget_first, prefix=snapshot_name(first.uid),
+                                skip=reads_before))
+    result = check(checking, CheckOptions())
+    assert first.uid not in [s.uid for s in repo.snapshots()]  # forgotten during the check
+    assert result.ok, result
+    assert not checking.targets.damaged
+
+
+def test_a_damaged_snapshot_is_still_reported(repo_with_data):
+    """Only a snapshot gone from every target counts as forgotten; one still there is checked."""
+    [snap] = (Path(repo_with_data.targets.urls[0]) / "snapshots").iterdir()
+    snap.write_bytes(b"garbage" * 10)
+    result = check(repo_with_data, CheckOptions())
+    assert result.targets[0].corrupt == [f"snapshots/{snap.name}"]
