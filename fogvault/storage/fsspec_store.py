@@ -14,6 +14,8 @@ leaves loose so that the contract in :mod:`fogvault.storage.base` holds:
   :mod:`fogvault.storage.s3_multipart`. Reads of a whole object are one GET (never
   split into ranges that could mix two versions); a range past the end (HTTP 416) is an empty
   short read. Listings are paged through ``ListObjectsV2`` as they are consumed; no cache.
+  A request during which no data moves for ``stall_timeout`` seconds fails as transient
+  (:meth:`S3Storage._guarded`).
 * :class:`SftpStorage` (``sftp://user@host:port/path``): writes go to a dot-named temporary in
   the same folder, are fsync'ed (``fsync@openssh.com``), then renamed: ``posix-rename`` for
   overwrites, the plain SFTPv3 RENAME for create-only (OpenSSH implements it as link+unlink,
@@ -31,12 +33,14 @@ import errno
 import hashlib
 import io
 import logging
+import math
 import os
 import stat as stat_module
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -74,6 +78,11 @@ S3_MAX_PUT = 5 * 1024**3
 #: Objects of this size or more are multipart uploads, in parts of DEFAULT_PART_SIZE.
 DEFAULT_MULTIPART_THRESHOLD = 64 * 1024**2
 DEFAULT_PART_SIZE = 16 * 1024**2
+
+#: A request sending a body is given up when the body has not moved for this long (seconds):
+#: botocore's read timeout starts only once the body is sent, so a server or link that goes
+#: silent mid-upload would hold the request (and the backup) forever.
+DEFAULT_STALL_TIMEOUT = 120.0
 
 _PERMANENT_ERRNOS = {
     errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
@@ -170,6 +179,10 @@ def _classify_botocore(exc: BaseException) -> type[StorageError]:
         return PermanentStorageError
     if isinstance(exc, bx.BotoCoreError | TimeoutError | ConnectionError):
         return TransientStorageError
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientError):  # e.g. a body cut short: ClientPayloadError
+        return TransientStorageError
     return PermanentStorageError  # a bug or a bad setting: retrying will not help
 
 
@@ -203,9 +216,13 @@ class FsspecStorage(Storage):
         except Exception as exc:
             raise _error(exc, self.url, name) from exc
 
+    def _fs(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a method of the filesystem (S3 bounds each call: see S3Storage)."""
+        return getattr(self.fs, method)(*args, **kwargs)
+
     def create(self) -> None:
         with self._mapped(""):
-            self.fs.makedirs(self.root, exist_ok=True)
+            self._fs("makedirs", self.root, exist_ok=True)
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         path = self._path(name)
@@ -226,7 +243,7 @@ class FsspecStorage(Storage):
     def stat(self, name: str) -> ObjectInfo:
         path = self._path(name)
         with self._mapped(name):
-            info = self.fs.info(path)
+            info = self._fs("info", path)
         if info.get("type") != "file":
             raise ObjectNotFound("not an object", target=self.url, name=name)
         return ObjectInfo(name, int(info["size"]))
@@ -264,6 +281,8 @@ def _error(exc: BaseException, target: str, name: str) -> StorageError:
 def _describe(exc: BaseException) -> str:
     """A one-line reason; for S3, the server's error code and HTTP status (s3fs often loses
     them, e.g. ``OSError(22, None)``)."""
+    if isinstance(exc, RequestStalled):
+        return str(exc)
     response = _http_response(exc)
     if response is not None:
         error = response.get("Error", {})
@@ -334,6 +353,57 @@ def multipart_settings(options: dict[str, Any], env: Mapping[str, str] = os.envi
             setting("part_size", "FOGVAULT_S3_PART_SIZE", DEFAULT_PART_SIZE))  # fmt: skip
 
 
+def stall_timeout_setting(options: dict[str, Any], env: Mapping[str, str] = os.environ
+                          ) -> float:
+    """Seconds, popped from ``options`` (``stall_timeout``), else ``FOGVAULT_S3_STALL_TIMEOUT``,
+    else DEFAULT_STALL_TIMEOUT."""
+    value = options.pop("stall_timeout", None) or env.get("FOGVAULT_S3_STALL_TIMEOUT")
+    try:
+        seconds = float(value) if value is not None else DEFAULT_STALL_TIMEOUT
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise PermanentStorageError(f"stall_timeout must be a number of seconds, not {value!r}")
+    return seconds
+
+
+async def _unless_stalled(start: Callable[[], Awaitable[Any]], progress: Callable[[], int],
+                          limit: float) -> Any:
+    """The result of ``start()``, or RequestStalled once ``progress()`` has not moved for
+    ``limit`` seconds (the call is cancelled, which closes its connection)."""
+    task = asyncio.ensure_future(start())
+    loop = asyncio.get_running_loop()
+    moved, since = progress(), loop.time()
+    while True:
+        await asyncio.wait({task}, timeout=min(limit / 4, 5.0))
+        if task.done():
+            return task.result()
+        if progress() != moved:
+            moved, since = progress(), loop.time()
+        elif loop.time() - since >= limit:
+            task.cancel()
+            await asyncio.wait({task})
+            raise RequestStalled(f"no data moved for {limit:g} s: the server or the network "
+                                 "went silent")  # fmt: skip
+
+
+class RequestStalled(ConnectionError):
+    """Transient (an OSError without errno); not a TimeoutError, which fsspec renames."""
+
+
+async def _get_object(fs: Any, request: dict[str, Any], received: list[int]) -> bytes:
+    """A GET's body, read in pieces that count in ``received[0]`` (the request's progress)."""
+    response = await fs._call_s3("get_object", **request)
+    body, pieces = response["Body"], []
+    try:
+        while piece := await body.read(256 * 1024):
+            pieces.append(piece)
+            received[0] += len(piece)
+    finally:
+        body.close()
+    return b"".join(pieces)
+
+
 def _first(env: Mapping[str, str], *keys: str) -> str | None:
     return next((env[k] for k in keys if env.get(k)), None)
 
@@ -349,6 +419,7 @@ class S3Storage(FsspecStorage):
         if not bucket:
             raise PermanentStorageError(f"no bucket in {url!r}; use s3://bucket/prefix")
         self.multipart_threshold, self.part_size = multipart_settings(options)
+        self.stall_timeout = stall_timeout_setting(options)
         # fsspec caches instances by settings: targets on one endpoint share a client
         self.fs = s3fs.S3FileSystem(**s3_options(options))
         self.bucket, self.prefix = bucket, prefix
@@ -358,14 +429,18 @@ class S3Storage(FsspecStorage):
         self._conditional_put = True
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        path = self._path(name)
         if length == 0:
             self.stat(name)
             return b""
-        end = None if length is None else offset + length
+        request = {"Bucket": self.bucket, "Key": self._key(validate_name(name))}
+        if offset or length is not None:
+            last = "" if length is None else offset + length - 1
+            request["Range"] = f"bytes={offset}-{last}"
+        received = [0]
         try:
             # a single GET: s3fs would split a whole-object read into concurrent ranges
-            return bytes(self.fs.cat_file(path, start=offset or None, end=end, max_concurrency=1))
+            return self._guarded(partial(_get_object, self.fs, request, received),
+                                 lambda: received[0])  # fmt: skip
         except Exception as exc:
             if _http_status(exc) == 416:  # the range starts at or past the end
                 return b""
@@ -385,11 +460,34 @@ class S3Storage(FsspecStorage):
                 self._head_then_put(path, name, data)
 
     def _put(self, path: str, data: bytes | memoryview, mode: str) -> None:
-        # chunksize above the size: one PutObject, never a multipart upload (see S3_MAX_PUT).
-        # Content-MD5: the server checks the whole body before it stores anything.
+        # One PutObject (below S3_MAX_PUT). Content-MD5: the server checks the whole body before
+        # it stores anything. If-None-Match: the server refuses to replace an object.
         md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-        body = data if isinstance(data, bytes) else _ViewReader(data)
-        self.fs.pipe_file(path, body, mode=mode, chunksize=S3_MAX_PUT, ContentMD5=md5)
+        bucket, key, _ = self.fs.split_path(path)
+        match = {"IfNoneMatch": "*"} if mode == "create" else {}
+        self._call("put_object", Bucket=bucket, Key=key, Body=data, ContentMD5=md5, **match)
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        """One S3 API call (s3fs's, errors left to the caller), bounded as :meth:`_guarded`
+        says. A ``Body`` is sent from a view, without a copy; its reads are the progress."""
+        if kwargs.get("Body") is None:
+            return self._fs("call_s3", method, **kwargs)
+        body = kwargs["Body"] = _ViewReader(memoryview(kwargs["Body"]))
+        return self._guarded(partial(self.fs._call_s3, method, **kwargs),
+                             lambda: body.handed_out)  # fmt: skip
+
+    def _fs(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """An s3fs method (its coroutine), bounded as :meth:`_guarded` says."""
+        return self._guarded(partial(getattr(self.fs, f"_{method}"), *args, **kwargs))
+
+    def _guarded(self, start: Callable[[], Awaitable[Any]],
+                 progress: Callable[[], int] = lambda: 0) -> Any:
+        """``start()`` run on s3fs's loop, failing with RequestStalled (a transient error)
+        once ``progress()`` (bytes sent or received) has not moved for ``stall_timeout``
+        seconds. botocore's read timeout covers only the wait for an answer, once a body is
+        sent, and its retries and s3fs's multiply it: a silent server held a backup for ever
+        (a body being sent) or for many minutes per read."""
+        return sync(self.fs.loop, _unless_stalled, start, progress, self.stall_timeout)
 
     def _put_if_absent(self, path: str, name: str, data: bytes | memoryview) -> None:
         try:
@@ -403,14 +501,14 @@ class S3Storage(FsspecStorage):
 
     def _head_then_put(self, path: str, name: str, data: bytes | memoryview) -> None:
         with self._lock:  # atomic within this process only
-            if self.fs.exists(path):
+            if self._fs("exists", path):
                 raise ObjectExists("object exists", target=self.url, name=name)
             self._put(path, data, "overwrite")
 
     def write_multipart(self, name: str, data: bytes | memoryview, *, overwrite: bool = False
                         ) -> UploadReport:
         """Write ``name`` as a resumable multipart upload (``write`` does so for large data)."""
-        upload = MultipartUpload(self.fs.call_s3, self.bucket, self._key(name), self.part_size)
+        upload = MultipartUpload(self._call, self.bucket, self._key(name), self.part_size)
         try:
             return upload.write(data, create_only=not overwrite,
                                 conditional=self._conditional_put)  # fmt: skip
@@ -429,11 +527,11 @@ class S3Storage(FsspecStorage):
         """Names with an upload in progress (or left by a writer that died)."""
         with self._mapped(""):
             return [u["Key"].removeprefix(self._key("")) for u in
-                    list_uploads(self.fs.call_s3, self.bucket, self._key(""))]  # fmt: skip
+                    list_uploads(self._call, self.bucket, self._key(""))]  # fmt: skip
 
     def remove_incomplete(self, older_than: float) -> int:
         with self._mapped(""):
-            return len(abort_stale_uploads(self.fs.call_s3, self.bucket, self._key(""),
+            return len(abort_stale_uploads(self._call, self.bucket, self._key(""),
                                            older_than))  # fmt: skip
 
     def _key(self, name: str) -> str:
@@ -450,7 +548,7 @@ class S3Storage(FsspecStorage):
         request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key("") + prefix}
         while True:
             with self._mapped(prefix):  # a missing bucket is an error, not an empty listing
-                page = self.fs.call_s3("list_objects_v2", **request)
+                page = self._call("list_objects_v2", **request)
             for item in page.get("Contents", ()):
                 key = item["Key"]
                 entry = _entry(self.root, f"{self.bucket}/{key}", item["Size"], prefix)
@@ -467,8 +565,8 @@ class S3Storage(FsspecStorage):
     def delete(self, name: str) -> None:
         path = self._path(name)
         with self._mapped(name):
-            self.fs.info(path)  # S3 deletes a missing key without complaint: check first
-            self.fs.rm_file(path)
+            self._fs("info", path)  # S3 deletes a missing key without complaint: check first
+            self._fs("rm_file", path)
 
 
 # ----------------------------------------------------------------------------- sftp://
@@ -636,6 +734,7 @@ class _ViewReader(io.RawIOBase):
         super().__init__()
         self._view = view
         self._position = 0
+        self.handed_out = 0  # bytes read, over every attempt: the upload's progress
 
     def __len__(self) -> int:
         return len(self._view)
@@ -650,6 +749,7 @@ class _ViewReader(io.RawIOBase):
         piece = self._view[self._position : self._position + len(buffer)]
         buffer[: len(piece)] = piece
         self._position += len(piece)
+        self.handed_out += len(piece)
         return len(piece)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:

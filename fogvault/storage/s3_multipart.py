@@ -143,7 +143,7 @@ class MultipartUpload:
     def _upload_part(self, upload_id: str, part: Part, body: memoryview) -> None:
         answer = self.call(
             "upload_part", Bucket=self.bucket, Key=self.key, UploadId=upload_id,
-            PartNumber=part.number, Body=bytes(body),
+            PartNumber=part.number, Body=body,
             ContentMD5=base64.b64encode(part.md5).decode(),
         )  # fmt: skip
         etag = answer.get("ETag", "")

@@ -3,7 +3,14 @@ server-enforced create-only writes, and errors. Runs against the real Ceph RGW o
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -116,6 +123,147 @@ def test_an_unreachable_endpoint_is_a_transient_error(s3_url) -> None:
         storage.read("x")
 
 
+class GoesSilent:
+    """A TCP proxy to the S3 server that forwards both ways until the client has sent
+    ``after`` bytes, then neither reads nor answers on any connection: a server or link gone
+    silent in the middle of a request. Its sockets' receive buffers are small, so a body
+    stops moving a few hundred KiB after that."""
+
+    def __init__(self, upstream: tuple[str, int], after: int) -> None:
+        self.upstream, self.after = upstream, after
+        self.sent = 0
+        self.silent = threading.Event()
+        self.closing = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sockets: list[socket.socket] = [self.server]
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        with suppress(OSError):
+            while True:
+                client = self.server.accept()[0]
+                upstream = socket.create_connection(self.upstream)
+                self.sockets += [client, upstream]
+                threading.Thread(target=self._pump, args=(client, upstream, True),
+                                 daemon=True).start()  # fmt: skip
+                threading.Thread(target=self._pump, args=(upstream, client, False),
+                                 daemon=True).start()  # fmt: skip
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        with suppress(OSError):
+            while not self.silent.is_set():
+                data = source.recv(65536)
+                if not data:
+                    return
+                if from_client:
+                    with self.lock:
+                        self.sent += len(data)
+                        if self.sent >= self.after:
+                            self.silent.set()
+                if self.silent.is_set():
+                    break
+                sink.sendall(data)
+        self.closing.wait()  # silent: the connection stays open, unread and unanswered
+
+    def close(self) -> None:
+        self.closing.set()
+        for sock in self.sockets:
+            sock.close()
+
+
+def silent_after(s3_url: str, s3_env: dict[str, str], after: int) -> tuple[GoesSilent, Any]:
+    """A GoesSilent proxy to the test server and a storage on ``s3_url`` through it, with a
+    stall limit of 1 s, one attempt per botocore call and small multipart parts."""
+    endpoint = urlsplit(s3_env["FOGVAULT_S3_ENDPOINT"])
+    proxy = GoesSilent((endpoint.hostname, endpoint.port), after=after)
+    storage = open_storage(
+        s3_url, endpoint_url=proxy.url, stall_timeout=1, multipart_threshold="10M",
+        part_size="5M", config_kwargs={"retries": {"max_attempts": 1}},
+    )
+    return proxy, storage
+
+
+def outcome_within(seconds: float, call: Callable[[], object]) -> BaseException | None:
+    """The exception ``call`` raises (None if it returns), failing the test if it is still
+    waiting after ``seconds`` (a bound for a failing test, not a synchronisation)."""
+    outcome: list[BaseException | None] = []
+    worker = threading.Thread(target=lambda: outcome.append(_attempt(call)), daemon=True)
+    worker.start()
+    worker.join(timeout=seconds)
+    assert not worker.is_alive(), "the request hung on a silent server"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("size", [8 * MiB, 12 * MiB], ids=["put", "multipart"])
+def test_an_upload_to_a_server_gone_silent_fails_once_it_stops_moving(s3_url, s3_env, size
+                                                                       ) -> None:
+    """botocore's read timeout starts only once the body is sent: without the stall limit an
+    upload whose server went silent waited forever. It fails as a transient error (retried,
+    then the target dropped). The multipart upload goes silent in its first part."""
+    proxy, storage = silent_after(s3_url, s3_env, after=2 * MiB)
+    try:
+        storage.create()
+        failure = outcome_within(50, lambda: storage.write("x", bytes(size)))
+    finally:
+        proxy.close()
+    assert proxy.silent.is_set()
+    assert isinstance(failure, TransientStorageError), failure
+    assert "no data moved for 1 s" in str(failure)
+
+
+@pytest.mark.parametrize("operation", ["read", "ranged read", "stat", "list", "delete"])
+def test_a_request_to_a_server_gone_silent_fails_in_the_stall_limit(s3_url, s3_env, operation
+                                                                    ) -> None:
+    """Without a body, botocore's read timeout (60 s) bounded each attempt, but botocore's and
+    s3fs's retries multiplied it: a read of a silent server took many minutes."""
+    open_storage(s3_url).create()
+    open_storage(s3_url).write("data/x", bytes(3 * MiB))
+    proxy, storage = silent_after(s3_url, s3_env, after=1)
+    calls = {"read": lambda: storage.read("data/x"),
+             "ranged read": lambda: storage.read("data/x", 1, 5),
+             "stat": lambda: storage.stat("data/x"),
+             "list": lambda: list(storage.list("data/")),
+             "delete": lambda: storage.delete("data/x")}  # fmt: skip
+    try:
+        failure = outcome_within(50, calls[operation])
+    finally:
+        proxy.close()
+    assert isinstance(failure, TransientStorageError), failure
+    assert "no data moved for 1 s" in str(failure)
+
+
+def test_reads_through_the_stall_guard_return_the_bytes_asked_for(s3_url) -> None:
+    storage = open_storage(s3_url)
+    storage.create()
+    data = os.urandom(3 * MiB + 5)
+    storage.write("data/x", data)
+    assert storage.read("data/x") == data
+    assert storage.read("data/x", 7) == data[7:]
+    assert storage.read("data/x", MiB, 10) == data[MiB : MiB + 10]
+    assert storage.read("data/x", len(data) + 1) == b""  # past the end: an empty short read
+
+
+def _attempt(call: Callable[[], object]) -> BaseException | None:
+    try:
+        call()
+    except BaseException as exc:
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_a_stall_timeout_that_is_not_a_number_of_seconds_is_refused(value, monkeypatch) -> None:
+    monkeypatch.setenv("FOGVAULT_S3_STALL_TIMEOUT", value)
+    with pytest.raises(PermanentStorageError, match="stall_timeout"):
+        open_storage("s3://bucket/prefix", endpoint_url="http://127.0.0.1:9")
+
+
 def test_create_only_without_if_none_match_still_refuses_a_taken_name(s3_url) -> None:
     storage = open_storage(s3_url)
     assert isinstance(storage, S3Storage)
@@ -164,13 +312,13 @@ def test_a_listing_is_fetched_one_page_at_a_time(s3_url, monkeypatch) -> None:
     raw = storage.fs.call_s3("list_objects_v2", Bucket=storage.bucket, Prefix=folder_key)
     assert raw["Contents"][0]["Key"] == folder_key
     pages = []
-    call_s3 = storage.fs.call_s3
+    call_s3 = storage._call
 
     def counted(method, **request):  # pages of 100 keys: the test RGW's limit once asked
         pages.append(request.get("ContinuationToken"))
         return call_s3(method, MaxKeys=100, **request)
 
-    monkeypatch.setattr(storage.fs, "call_s3", counted)
+    monkeypatch.setattr(storage, "_call", counted)
     listing = storage.list("data/")
     first = next(listing)
     assert len(pages) == 1 and pages[0] is None
@@ -187,13 +335,13 @@ def test_a_truncated_listing_without_a_new_token_is_an_error_not_a_loop(s3_url, 
     storage = open_storage(s3_url)
     storage.create()
     storage.write("data/a", b"x")
-    call_s3 = storage.fs.call_s3
+    call_s3 = storage._call
 
     def cut_short(method, ContinuationToken=None, **request):
         page = call_s3(method, **request)  # the real first page, whatever the token
         return {**page, "IsTruncated": True, "NextContinuationToken": token}
 
-    monkeypatch.setattr(storage.fs, "call_s3", cut_short)
+    monkeypatch.setattr(storage, "_call", cut_short)
     listing = storage.list("data/")
     if token == "same":
         assert next(listing).name == "data/a"  # the first page, then the same token back

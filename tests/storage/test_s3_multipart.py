@@ -49,7 +49,7 @@ def s3(s3_url: str) -> S3Storage:
 def intercept(storage: S3Storage, monkeypatch: pytest.MonkeyPatch,
               before: Callable[[str, dict[str, Any]], None]) -> list[str]:
     """Route the storage's S3 calls through ``before(method, kwargs)``; return the call log."""
-    real = storage.fs.call_s3
+    real = storage._call
     calls: list[str] = []
 
     def call(method: str, **kwargs: Any) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def intercept(storage: S3Storage, monkeypatch: pytest.MonkeyPatch,
         before(method, kwargs)
         return real(method, **kwargs)
 
-    monkeypatch.setattr(storage.fs, "call_s3", call)
+    monkeypatch.setattr(storage, "_call", call)
     return calls
 
 
@@ -186,14 +186,14 @@ def test_a_killed_upload_is_invisible_and_the_next_write_resumes(s3: S3Storage, 
         import os, random, signal
         from fogvault.storage import open_storage
         storage = open_storage({s3_url!r}, **{SMALL_PARTS!r})
-        real, sent = storage.fs.call_s3, []
+        real, sent = storage._call, []
         def call(method, **kwargs):
             if method == "upload_part":
                 if len(sent) == 2:
                     os.kill(os.getpid(), signal.SIGKILL)
                 sent.append(kwargs["PartNumber"])
             return real(method, **kwargs)
-        storage.fs.call_s3 = call
+        storage._call = call
         storage.write("data/killed", random.Random(8).randbytes(12 * {MiB}))
     """)
     result = subprocess.run([sys.executable, "-c", child], env=os.environ, timeout=120)

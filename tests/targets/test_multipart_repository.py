@@ -21,15 +21,15 @@ def _kill_after_first_part(args: list[str], env: dict[str, str], cwd: Path) -> i
     """Run the CLI in a process that SIGKILLs itself once it has sent one multipart part."""
     child = textwrap.dedent(f"""
         import os, signal, sys
-        import s3fs
-        real, sent = s3fs.S3FileSystem.call_s3, []
+        from fogvault.storage.fsspec_store import S3Storage
+        real, sent = S3Storage._call, []
         def call(self, method, *args, **kwargs):
             if method == "upload_part":
                 if sent:
                     os.kill(os.getpid(), signal.SIGKILL)
                 sent.append(kwargs["PartNumber"])
             return real(self, method, *args, **kwargs)
-        s3fs.S3FileSystem.call_s3 = call
+        S3Storage._call = call
         sys.argv = ["fogvault", *{args!r}]
         from fogvault.cli.app import main
         main()
