@@ -56,18 +56,21 @@ def _report(out: Printer, result: CheckResult) -> None:
     out.line(f"{result.snapshots} snapshots, {result.trees} trees, {result.blobs} blobs, "
              f"{result.packs} packs")
     for problem in result.problems:
-        out.line(f"error: {problem}")
+        out.problem(f"error: {problem}")
     for target in result.targets:
         if not target.reachable:
-            out.line(f"{target.url}: UNREACHABLE ({target.error})")
+            out.problem(f"{target.url}: UNREACHABLE ({target.error})")
             continue
-        status = "ok" if target.ok else "DAMAGED"
+        say = out.line if target.ok else out.problem
         read = f", {target.packs_read} packs read" if target.packs_read else ""
-        out.line(f"{target.url}: {status}{read}")
+        say(f"{target.url}: {'ok' if target.ok else 'DAMAGED'}{read}")
         for kind in ("missing", "wrong_size", "corrupt"):
             for name in getattr(target, kind):
-                out.line(f"  {kind.replace('_', ' ')}: {name}")
+                say(f"  {kind.replace('_', ' ')}: {name}")
         if target.unindexed_packs:
-            out.line(f"  note: {target.unindexed_packs} packs no index lists "
-                     + _UNINDEXED_FATE[bool(result.problems)])
-    out.line("no errors were found" if result.ok else "errors were found")
+            say(f"  note: {target.unindexed_packs} packs no index lists "
+                + _UNINDEXED_FATE[bool(result.problems)])
+    if result.ok:
+        out.line("no errors were found")
+    else:
+        out.problem("errors were found")

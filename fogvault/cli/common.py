@@ -141,6 +141,12 @@ class Printer:
         if not self.opts.quiet and not self.opts.json:
             print(text)
 
+    def problem(self, text: str) -> None:
+        """A line of a text report that tells what failed: with the report on stdout, or on
+        stderr under -q, which silences results but not errors (JSON reports hold it)."""
+        if not self.opts.json:
+            print(text, file=sys.stderr if self.opts.quiet else sys.stdout)
+
     def json(self, document: Any) -> None:
         print(json.dumps(document, indent=None if self.opts.quiet else 2, default=str))
 

@@ -65,22 +65,23 @@ def report_repair(out: Printer, result: RepairResult) -> None:
         out.line(f"not indexed: {name} (a prune or forget deleted it elsewhere)")
     for target in result.targets:
         if not target.reachable:
-            out.line(f"{target.url}: skipped ({target.error})")
+            out.problem(f"{target.url}: skipped ({target.error})")
             continue
+        say = out.problem if target.failed or target.skipped else out.line
         counts = [f"{len(target.copied)} copied", f"{len(target.replaced)} replaced"]
         if target.deleted:
             counts.append(f"{len(target.deleted)} deleted")
-        out.line(f"{target.url}: {verb}{', '.join(counts)}")
+        say(f"{target.url}: {verb}{', '.join(counts)}")
         for kind in ("copied", "replaced", "deleted", "failed", "skipped"):
             for item in getattr(target, kind):
-                out.line(f"  {kind}: {item}")
+                say(f"  {kind}: {item}")
     for item in result.unrecoverable:
-        out.line(f"unrecoverable: {item}")
+        out.problem(f"unrecoverable: {item}")
     code = repair_exit_code(result)
     if result.dry_run:
         out.line(f"dry run: {result.changes} changes planned, nothing was changed")
     elif code == EXIT_ERROR:
-        out.line("some objects could not be repaired")
+        out.problem("some objects could not be repaired")
     elif code == EXIT_PARTIAL:
         out.line("the reachable targets hold every object; repair again for the skipped ones")
     else:

@@ -117,6 +117,25 @@ def test_key_commands(fogvault, tmp_path):
     assert len(keys) == 1
 
 
+def test_quiet_check_and_repair_still_say_what_failed(fogvault, tmp_path):
+    """-q silences results, not errors: the damage check finds, and what repair cannot mend,
+    go to stderr."""
+    _init(fogvault)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(bytes(range(256)) * 64)
+    assert fogvault("backup", "-r", "repo", "src").returncode == 0
+    pack = next(p for p in (tmp_path / "repo" / "data").rglob("*") if p.is_file())
+    pack.unlink()
+    name = f"data/{pack.parent.name}/{pack.name}"
+    checked = fogvault("check", "-q", "-r", "repo")
+    assert (checked.returncode, checked.stdout) == (1, b"")
+    assert f"missing: {name}" in checked.stderr.decode()
+    assert "errors were found" in checked.stderr.decode()
+    repaired = fogvault("repair", "-q", "-r", "repo")
+    assert (repaired.returncode, repaired.stdout) == (1, b"")
+    assert f"unrecoverable: {name}" in repaired.stderr.decode(), repaired.stderr
+
+
 def test_cat_config_and_snapshot(fogvault, tmp_path):
     _init(fogvault)
     (tmp_path / "src").mkdir()
