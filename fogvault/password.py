@@ -38,8 +38,8 @@ class PasswordSource:
             return read_password_file(self.file)
         if self.command:
             return _run_password_command(self.command)
-        if self.value is not None:
-            return _checked(self.value.encode())
+        if self.value is not None:  # the variable's bytes, even those that are not UTF-8
+            return _checked(os.fsencode(self.value))
         return prompt_password(confirm=confirm)
 
 
@@ -53,7 +53,13 @@ def read_password_file(path: str) -> bytes:
 
 def _run_password_command(command: str) -> bytes:
     try:
-        done = subprocess.run(shlex.split(command), capture_output=True, timeout=60, check=False)
+        argv = shlex.split(command)
+    except ValueError as exc:  # an unterminated quote or escape
+        raise UsageError(f"FOGVAULT_PASSWORD_COMMAND cannot be split into words: {exc}") from exc
+    if not argv:
+        raise UsageError("FOGVAULT_PASSWORD_COMMAND names no command")
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise FogVaultError(f"password command failed to run: {exc.__class__.__name__}") from exc
     if done.returncode != 0:
@@ -70,7 +76,7 @@ def prompt_password(*, confirm: bool = False, label: str = "password") -> bytes:
     first = getpass.getpass(f"Enter {label}: ")
     if confirm and getpass.getpass(f"Enter {label} again: ") != first:
         raise UsageError("the passwords do not match")
-    return _checked(first.encode())
+    return _checked(os.fsencode(first))
 
 
 def _checked(password: bytes) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -88,6 +89,24 @@ def test_password_command(fogvault):
         "FOGVAULT_PASSWORD": "", "FOGVAULT_PASSWORD_COMMAND": "false"})
     assert failing.returncode == 1
     assert "password command" in _one_line_error(failing)
+
+
+def test_a_password_that_is_not_utf8_is_its_bytes(fogvault, tmp_path):
+    """The environment variable's bytes are the password, as a password file's are."""
+    not_utf8 = {"FOGVAULT_PASSWORD": os.fsdecode(b"\xff\xfepass")}
+    done = fogvault("init", "-r", "repo", "--kdf", "interactive", env=not_utf8)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "pw").write_bytes(b"\xff\xfepass\n")
+    assert fogvault("snapshots", "-r", "repo", "--password-file", "pw").returncode == 0
+
+
+@pytest.mark.parametrize("command", ["'unterminated", "  "])
+def test_a_password_command_that_cannot_be_split_is_a_usage_error(fogvault, command):
+    _init(fogvault)
+    done = fogvault("snapshots", "-r", "repo", env={
+        "FOGVAULT_PASSWORD": "", "FOGVAULT_PASSWORD_COMMAND": command})
+    assert done.returncode == 2
+    assert "FOGVAULT_PASSWORD_COMMAND" in _one_line_error(done)
 
 
 def test_key_commands(fogvault, tmp_path):
