@@ -7,12 +7,15 @@ and files are 0600: index contents are encrypted, but their count and sizes are 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import platformdirs
 
 from fogvault.crypto import content_hash
+
+log = logging.getLogger("fogvault")
 
 
 def default_cache_dir() -> Path:
@@ -35,7 +38,7 @@ class Cache:
         except OSError:
             return None
         if content_hash(data) != object_id:
-            path.unlink(missing_ok=True)
+            _remove(path)
             return None
         return data
 
@@ -48,10 +51,20 @@ class Cache:
                 f.write(data)
             os.replace(tmp, path)
         except OSError:
-            tmp.unlink(missing_ok=True)  # a cache that cannot be written is only slower
+            _remove(tmp)  # a cache that cannot be written is only slower
 
     def names(self) -> set[str]:
         return {p.name for p in self.root.iterdir() if not p.name.startswith(".")}
 
     def discard(self, name: str) -> None:
-        self._path(name).unlink(missing_ok=True)
+        _remove(self._path(name))
+
+
+def _remove(path: Path) -> None:
+    """Delete a cached file if the file system lets us. One that stays (a read-only or
+    immutable cache) costs downloads, not correctness: it is verified, and refused, again when
+    it is next read."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.debug("cannot remove %s from the cache: %s", path, exc)

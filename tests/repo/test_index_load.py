@@ -113,3 +113,30 @@ def test_loading_sizes_the_table_once_from_the_index_files(make_repo, reopen, mo
     assert len(grown) == 1
     assert 0.375 < 9600 / len(fresh.index._table[1]) <= 0.75
     fresh.close()
+
+
+def test_a_damaged_cache_file_that_cannot_be_deleted_costs_a_download(
+    make_repo, cache_dir, monkeypatch
+):
+    """A cache the file system will not let us delete from (read-only, ``chattr +i``): the
+    damaged copy is refused and the index file read from the target; the cache's discard after
+    a prune fails quietly too."""
+    import errno
+
+    repo = make_repo()
+    pack = os.urandom(32)
+    index_id = repo.save_index(IndexFile({pack: _listing(3)}))
+    cached = cache_dir / repo.config.repo_id / index_name(index_id).replace("/", "_")
+    cached.write_bytes(b"damaged")
+    unlink = os.unlink
+
+    def refused_in_cache(path, *args, **kwargs):
+        if str(path).startswith(str(cache_dir)):
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refused_in_cache)
+    fresh = Repository.open(repo.targets.urls, PASSWORD, cache_dir=cache_dir)
+    assert fresh.index.pack_ids() == {pack}
+    fresh.cache.discard(index_name(index_id))
+    fresh.close()
