@@ -25,6 +25,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -59,13 +60,13 @@ def _run_one(kind: str, command: Command, env: dict[str, str], timeout: float) -
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
     sys.stdout.flush()
     try:
-        # A session of its own, so that stopping the hook stops what it started, too.
-        process = subprocess.Popen(argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
-                                   stdout=_stderr_fd(), start_new_session=True)
+        process, held = _start(argv, {**os.environ, **env})
     except OSError as exc:
         raise HookFailed(f"{kind} hook {describe(command)!r} could not start: "
                          f"{exc.strerror or exc}") from None
     try:
+        for signum in held:
+            signal.raise_signal(signum)  # now that the hook can be stopped
         status = process.wait(timeout)
     except subprocess.TimeoutExpired:
         _stop(process)
@@ -76,6 +77,23 @@ def _run_one(kind: str, command: Command, env: dict[str, str], timeout: float) -
         raise
     if status != 0:
         raise HookFailed(f"{kind} hook {describe(command)!r} exited with status {status}")
+
+
+def _start(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """Start a hook in a session of its own (so that stopping it stops what it started, too).
+    Returns it and the interrupting signals that came meanwhile, held back: raised inside
+    Popen, an interrupt would lose the hook's pid, and the hook would run on."""
+    held: list[int] = []
+    saved = {}
+    if threading.current_thread() is threading.main_thread():  # only it runs signal handlers
+        saved = {signum: signal.signal(signum, lambda signum, _frame: held.append(signum))
+                 for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=_stderr_fd(),
+                                start_new_session=True), held
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
