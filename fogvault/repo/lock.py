@@ -71,6 +71,17 @@ class LockInfo:
             return True
         return self.host == hostname() and not process_alive(self.pid)
 
+    def what_to_do(self) -> str:
+        """Advice about this live lock. One of this host belongs to a running process (else it
+        would be stale); another host's may be left by a process that is gone, which plain
+        ``unlock`` removes only once it is stale."""
+        if self.host == hostname():
+            return "that process is running: wait for it, or use --retry-lock SECONDS"
+        stale_at = self.refreshed + STALE_AFTER
+        return (f"if that process is gone, 'fogvault unlock --remove-all' removes its lock; "
+                f"plain 'fogvault unlock' only once it is stale, at "
+                f"{stale_at:%Y-%m-%d %H:%M:%S %Z}")
+
     def describe(self) -> str:
         kind = "exclusive" if self.exclusive else "shared"
         return (f"{kind} lock {self.lock_id} by {self.user or '?'}@{self.host} pid {self.pid}, "
@@ -144,7 +155,7 @@ class RepositoryLock:
                 break
             if time.monotonic() >= deadline:
                 raise LockError(f"repository is locked: {conflict.describe()} "
-                                "(use 'fogvault unlock' if that process is gone)")
+                                f"({conflict.what_to_do()})")
             time.sleep(RETRY_INTERVAL_S)  # waiting for another process to finish
         self._thread = threading.Thread(target=self._refresh_loop, name="lock", daemon=True)
         self._thread.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -42,9 +43,18 @@ def test_exclusive_excludes_shared_and_shared_coexist(make_repo):
 def test_a_live_foreign_lock_blocks_until_it_goes_stale(make_repo):
     repo = make_repo()
     _plant_lock(repo, exclusive=True, pid=1, host="another-host")
-    with pytest.raises(LockError):
+    with pytest.raises(LockError, match=r"'fogvault unlock --remove-all' removes its lock"):
         repo.lock().acquire()
     assert remove_locks(repo.lock_store()) == []  # live: unlock leaves it alone
+
+
+def test_a_live_local_lock_is_a_running_process(make_repo):
+    """Of this host, a live lock's process runs (a dead one's lock is stale): no unlock."""
+    repo = make_repo()
+    _plant_lock(repo, exclusive=True, pid=os.getpid())
+    with pytest.raises(LockError, match="that process is running") as error:
+        repo.lock().acquire()
+    assert "unlock" not in str(error.value)
 
 
 def test_stale_locks_never_block(make_repo):
