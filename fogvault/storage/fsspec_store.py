@@ -474,7 +474,7 @@ class S3Storage(FsspecStorage):
             return self._fs("call_s3", method, **kwargs)
         body = kwargs["Body"] = _ViewReader(memoryview(kwargs["Body"]))
         return self._guarded(partial(self.fs._call_s3, method, **kwargs),
-                             lambda: body.handed_out)  # fmt: skip
+                             lambda: body.furthest)  # fmt: skip
 
     def _fs(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """An s3fs method (its coroutine), bounded as :meth:`_guarded` says."""
@@ -734,7 +734,9 @@ class _ViewReader(io.RawIOBase):
         super().__init__()
         self._view = view
         self._position = 0
-        self.handed_out = 0  # bytes read, over every attempt: the upload's progress
+        # the furthest byte read, over every attempt: the upload's progress (a retry that
+        # sends the start again is not progress)
+        self.furthest = 0
 
     def __len__(self) -> int:
         return len(self._view)
@@ -749,7 +751,7 @@ class _ViewReader(io.RawIOBase):
         piece = self._view[self._position : self._position + len(buffer)]
         buffer[: len(piece)] = piece
         self._position += len(piece)
-        self.handed_out += len(piece)
+        self.furthest = max(self.furthest, self._position)
         return len(piece)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
