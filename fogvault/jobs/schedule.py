@@ -8,9 +8,10 @@ Three forms (docs/scheduling.md, "Schedules"):
   are restricted a day matching either one matches;
 * a word: ``hourly``, ``daily``, ``weekly``, ``monthly``, ``yearly`` (``annually``), also with
   a leading ``@``. They mean what systemd means: ``weekly`` is Monday 00:00;
-* an interval, ``every 10s`` or ``@every 1h30m`` (units s, m, h, d): the next run is that long
-  after the previous run *ended*. Meant for ``fogvault daemon`` and tests; ``schedule install``
-  accepts it only when it divides a minute, hour or day evenly (it becomes a calendar).
+* an interval, ``every 10s`` or ``@every 1h30m`` (units s, m, h, d; 1s to 366d): the next run
+  is that long after the previous run *ended*. Meant for ``fogvault daemon`` and tests;
+  ``schedule install`` accepts it only as a calendar: seconds dividing a minute (timers only),
+  whole minutes dividing an hour, or whole hours dividing a day (``every 90m`` is refused).
 
 Guarantees: :func:`parse_schedule` accepts exactly these forms, else raises
 :class:`ScheduleError` (a usage error, exit 2) with a hint; a cron expression that can never
@@ -41,6 +42,7 @@ WORDS = {
 }
 _SEARCH_YEARS = 9  # Feb 29 on a given weekday repeats within 28 years, Feb 29 within 8
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_INTERVAL_S = 366 * 86400  # a year is plenty for backups; huge ones overflow datetime
 _INTERVAL = re.compile(r"@?every\s+((?:[0-9]+[smhd])+)")
 _INTERVAL_PART = re.compile(r"([0-9]+)([smhd])")
 HINT = "use a cron expression such as '30 2 * * *', a word (hourly, daily, weekly, monthly, " \
@@ -155,8 +157,9 @@ class IntervalSchedule:
             return [f"*-*-* *:00/{s // 60:02d}:00"]
         if s % 3600 == 0 and s <= 86400 and 24 % (s // 3600) == 0:
             return [f"*-*-* 00/{s // 3600:02d}:00:00"]
-        raise ScheduleError(f"schedule {self.text!r} does not divide a minute, hour or day "
-                            "evenly, so a timer cannot express it; " + HINT)
+        raise ScheduleError(f"schedule {self.text!r} is not a number of seconds dividing a "
+                            "minute, of whole minutes dividing an hour, or of whole hours "
+                            "dividing a day, so a timer cannot express it; " + HINT)
 
     def cron(self) -> str:
         s = self.seconds
@@ -165,8 +168,8 @@ class IntervalSchedule:
         if s % 3600 == 0 and s <= 86400 and 24 % (s // 3600) == 0:
             return f"0 */{s // 3600} * * *"
         raise ScheduleError(f"schedule {self.text!r} cannot be written as a crontab entry "
-                            "(cron counts whole minutes and divisors of an hour or day); "
-                            + HINT)
+                            "(only whole minutes dividing an hour, or whole hours dividing a "
+                            "day); " + HINT)
 
 
 Schedule = CronSchedule | IntervalSchedule
@@ -220,8 +223,9 @@ def _parse_interval(spec: str, text: str) -> IntervalSchedule:
             raise ScheduleError(f"schedule {text!r}: unit {unit!r} given twice")
         seen.add(unit)
         seconds += int(number) * _UNIT_SECONDS[unit]
-    if seconds < 1:
-        raise ScheduleError(f"schedule {text!r}: the interval must be at least 1s")
+    if not 1 <= seconds <= MAX_INTERVAL_S:
+        raise ScheduleError(f"schedule {text!r}: the interval must be at least 1s and at most "
+                            f"{MAX_INTERVAL_S // 86400}d")
     return IntervalSchedule(text, seconds)
 
 

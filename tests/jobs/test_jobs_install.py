@@ -153,4 +153,4 @@ def test_schedule_install_of_an_interval_the_timer_cannot_express(setup, jobs_cl
     done = jobs_cli("schedule", "install", "home", "--backend", "systemd", "--print",
                     "--config", str(setup.config))
     assert done.returncode == 2
-    assert "does not divide a minute, hour or day evenly" in done.stderr.decode()
+    assert "of whole minutes dividing an hour, or of whole hours" in done.stderr.decode()

@@ -120,6 +120,7 @@ def test_interval_counts_from_the_previous_run():
     start = _local(2024, 3, 1, 10, 7, 13)
     assert every.next_after(start) - start == timedelta(hours=1, minutes=30)
     assert parse_schedule("every 1s").seconds == 1
+    assert parse_schedule("every 366d").seconds == 366 * 86400
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -134,6 +135,8 @@ def test_interval_counts_from_the_previous_run():
     ("10-5 * * * *", "runs backwards"),
     ("0 0 30 2 *", "never matches"),
     ("every 0s", "at least 1s"),
+    ("every 366d1s", "at most 366d"),
+    ("every 99999999999999999999d", "at most 366d"),
     ("every 5m5m", "unit 'm' given twice"),
     ("every 5w", "has 5 fields, this has 2"),
 ])
@@ -172,8 +175,21 @@ def test_calendar_and_cron_forms():
     assert parse_schedule("every 6h").cron() == "0 */6 * * *"
     with pytest.raises(ScheduleError, match="cannot be written as a crontab entry"):
         parse_schedule("every 30s").cron()
-    with pytest.raises(ScheduleError, match="does not divide a minute, hour or day"):
+    with pytest.raises(ScheduleError, match="of whole minutes dividing an hour, or of whole"):
         parse_schedule("every 7m").oncalendar()
+
+
+@pytest.mark.parametrize("text", ["every 90m", "every 45m", "every 1h30m", "every 7m", "every 5h",
+                                  "every 2d"])
+def test_intervals_a_calendar_cannot_express_say_exactly_what_is_accepted(text):
+    """90m and 45m divide a day but not an hour, and are not whole hours: refused by both."""
+    schedule = parse_schedule(text)
+    with pytest.raises(ScheduleError, match="seconds dividing a minute, of whole minutes "
+                                            "dividing an hour, or of whole hours dividing a day"):
+        schedule.oncalendar()
+    with pytest.raises(ScheduleError, match=r"only whole minutes dividing an hour, or whole "
+                                            r"hours dividing a day"):
+        schedule.cron()
 
 
 def _utc(*args: int) -> datetime:
