@@ -41,6 +41,7 @@ from fogvault.errors import (
     EXIT_INTERRUPTED,
     EXIT_PARTIAL,
     FogVaultError,
+    NotEnoughTargets,
     RepositoryNotFound,
     UsageError,
     exit_code_for,
@@ -156,6 +157,9 @@ class _JobRun:
             raise
         except Exception as exc:
             self._fail(exit_code_for(exc), error_message(exc))
+            if isinstance(exc, NotEnoughTargets):  # its hint names the command-line option
+                self._note(f"in a job, min_targets of [repositories.{self.repo_config.name}] "
+                           "sets how many targets a backup must reach")
         self._finish()
         return self.record
 

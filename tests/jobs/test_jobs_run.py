@@ -342,6 +342,9 @@ def test_min_targets_from_the_config_decides_the_commit(tmp_path, setup, min_tar
     assert record.exit_code == exit_code, record
     opened = Repository.open([str(tmp_path / "a")], PASSWORD, use_cache=False)
     assert len(opened.snapshots()) == (1 if min_targets == 1 else 0)
+    if min_targets == 2:  # the error's hint names --min-targets: the note names the key
+        assert "in a job, min_targets of [repositories.local] sets how many targets a backup " \
+               "must reach" in record.messages
 
 
 def test_repair_step_brings_a_behind_target_up_to_date(tmp_path, setup):
