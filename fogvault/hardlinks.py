@@ -22,6 +22,11 @@ class Hardlinks(Generic[T]):
         """The first name of a file with ``nlink`` links."""
         self._seen[key] = (value, nlink - 1)
 
+    def peek(self, key: InodeKey) -> T | None:
+        """The first name's value if ``key`` was met before, without counting a link."""
+        known = self._seen.get(key)
+        return None if known is None else known[0]
+
     def take(self, key: InodeKey) -> T | None:
         """The first name's value if ``key`` was met before (None otherwise), counting this
         link; a snapshot that holds only some of a file's links keeps it to the end."""

@@ -192,7 +192,8 @@ class Restorer:
             if folder is not None and root is not None:
                 stack.append((parts, None, False, folder))  # popped after everything below
             tree = self.repo.load_tree(tree_id)
-            for node in reversed(tree.nodes):  # reversed: the stack pops in name order
+            subfolders = []
+            for node in tree.nodes:  # in name order, as the backup met them
                 child = (*parts, node.name)
                 path = b"/" + b"/".join(child)
                 if self._excludes and self._excludes.matches(path):
@@ -203,12 +204,14 @@ class Restorer:
                         continue  # warned: nothing below it can be restored either
                     if selected:
                         self.summary.dirs += 1
-                    stack.append((child, node.subtree or b"", selected, node if selected else None))
+                    subfolders.append(
+                        (child, node.subtree or b"", selected, node if selected else None))
                 elif selected:
                     self._plan_entry(root, child, node)
                     if (len(self._files) >= PLAN_BATCH_FILES  # also within a wide folder
                             or self._batch_blobs >= PLAN_BATCH_BLOBS):
                         yield
+            stack.extend(reversed(subfolders))  # reversed: the stack pops them in name order
         yield
 
     def _stays_reachable(self, folder: Node) -> bool:
@@ -255,12 +258,12 @@ class Restorer:
         if existing is None:
             return True
         mode = self.options.overwrite
+        unchanged = (node.type == FILE and stat.S_ISREG(existing.st_mode)
+                     and (existing.st_size, existing.st_mtime_ns) == (node.size, node.mtime_ns))
+        if mode != "always" and unchanged and self._keeps_links(root, parts, node, existing):
+            return False
         if mode == "never":
             return False
-        if mode == "if-changed" and node.type == FILE and stat.S_ISREG(existing.st_mode):
-            unchanged = (existing.st_size, existing.st_mtime_ns) == (node.size, node.mtime_ns)
-            if unchanged:
-                return False
         if stat.S_ISDIR(existing.st_mode):
             try:
                 root.remove(parts)
@@ -271,6 +274,24 @@ class Restorer:
                 return False
         else:
             root.remove(parts)
+        return True
+
+    def _keeps_links(self, root: SafeRoot, parts: Parts, node: Node, existing: os.stat_result
+                     ) -> bool:
+        """Whether keeping this unchanged file keeps its hardlinks whole. The first name of its
+        link group met stands for the group (the names restored after it are linked to it);
+        a later one must be that file already, or be replaced by a link to it."""
+        link_key = (node.dev, node.ino)
+        if node.nlink < 2:
+            return True
+        first = self._hardlinks.peek(link_key)
+        if first is None:
+            self._hardlinks.remember(link_key, parts, node.nlink)
+            return True
+        linked = root.lstat(first)
+        if linked is None or (linked.st_dev, linked.st_ino) != (existing.st_dev, existing.st_ino):
+            return False
+        self._hardlinks.take(link_key)  # counts this name
         return True
 
     def _create(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:

@@ -213,6 +213,36 @@ def test_overwrite_modes(
         assert (root / "docs/b.md").stat().st_mtime_ns == MTIME_NS
 
 
+@pytest.mark.parametrize(("mode", "removed", "skipped"), [
+    ("if-changed", "b", 1), ("never", "b", 1), ("if-changed", "a", 0), ("if-changed", None, 2)])
+def test_kept_names_keep_their_hardlinks(
+    make_repo: Callable[..., Repository], tmp_path: Path, mode: str, removed: str | None,
+    skipped: int,
+) -> None:
+    """A restore over an earlier one that lost a name of a hardlinked file: a kept, unchanged
+    first name (a) stands for the file, and the lost later name is linked to it, not restored
+    as a copy. With if-changed, a kept later name (b) not linked to the first name restored
+    anew is replaced by a link to it; one that is linked already is kept."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"shared content")
+    os.link(src / "a", src / "b")
+    snapshot = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    target = tmp_path / "out"
+    Restorer(repo, snapshot, RestoreOptions(target=str(target))).run()
+    root = target / str(src).lstrip("/")
+    inode = (root / "a").stat().st_ino
+    if removed:
+        (root / removed).unlink()
+    summary = Restorer(repo, snapshot, RestoreOptions(target=str(target), overwrite=mode)).run()
+    assert summary.skipped == skipped
+    assert (root / "a").stat().st_ino == (root / "b").stat().st_ino
+    assert (root / "a").read_bytes() == (root / "b").read_bytes() == b"shared content"
+    if removed is None:
+        assert (root / "a").stat().st_ino == inode
+
+
 def test_overwrite_if_changed_keeps_unchanged_files_untouched(
     backed: Backed, tmp_path: Path
 ) -> None:
