@@ -22,6 +22,18 @@ def register(app: typer.Typer) -> None:
     app.command("ls")(ls)
 
 
+def local_time(mtime_ns: int) -> datetime | None:
+    """A time stored in nanoseconds, in the local time zone to the microsecond (from the
+    integer: a float loses the last digits), or None outside years 1 to 9999, which datetime
+    cannot hold (a snapshot may record any integer)."""
+    seconds, nanoseconds = divmod(mtime_ns, 10**9)
+    try:
+        return datetime.fromtimestamp(seconds).replace(microsecond=nanoseconds // 1000
+                                                       ).astimezone()
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def node_json(path: bytes, node: Node) -> dict:
     from fogvault.repo.tree import SYMLINK
 
@@ -29,7 +41,8 @@ def node_json(path: bytes, node: Node) -> dict:
         "path": os.fsdecode(path), "name": os.fsdecode(node.name), "type": node.type,
         "mode": node.mode, "size": node.size, "uid": node.uid, "gid": node.gid,
         "user": node.user, "group": node.group,
-        "mtime": datetime.fromtimestamp(node.mtime_ns / 1e9).astimezone().isoformat(),
+        "mtime": when.isoformat() if (when := local_time(node.mtime_ns)) else None,
+        "mtime_ns": node.mtime_ns,
         **({"target": os.fsdecode(node.target)} if node.type == SYMLINK else {}),
     }
 
@@ -38,7 +51,8 @@ def long_line(path: bytes, node: Node) -> str:
     from fogvault.repo.tree import SYMLINK
 
     mode = _TYPE_CHAR[node.type] + stat.filemode(node.mode)[1:]
-    when = datetime.fromtimestamp(node.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+    time = local_time(node.mtime_ns)
+    when = time.strftime("%Y-%m-%d %H:%M:%S") if time else f"@{node.mtime_ns // 10**9:>18}"
     owner = f"{node.user or node.uid}/{node.group or node.gid}"
     link = f" -> {os.fsdecode(node.target)}" if node.type == SYMLINK else ""
     return f"{mode} {owner:>15} {node.size:>12} {when} {os.fsdecode(path)}{link}"

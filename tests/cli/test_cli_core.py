@@ -166,3 +166,29 @@ def test_cat_config_and_snapshot(fogvault, tmp_path):
     assert snap["paths"] == [str(tmp_path / "src")]
     bad = fogvault("cat", "nonsense", "-r", "repo")
     assert bad.returncode == 2
+
+
+def test_times_outside_years_1_to_9999_are_listed(fogvault, make_repo):
+    """A snapshot may record any integer time: ls -l, ls --json and find show it without
+    failing, text as @seconds, JSON exact in mtime_ns (mtime null where ISO 8601 cannot)."""
+    from crafted import DATA, file_node, save_snapshot, store, store_tree
+
+    repo = make_repo()
+    data = store(repo, DATA, b"x")
+    times = {"far": 253402300800 * 10**9 + 5, "near": 1_600_000_000_123_456_789}
+    root = store_tree(repo, [file_node(name, [data], size=1, mtime_ns=ns)
+                             for name, ns in times.items()])
+    uid = save_snapshot(repo, root).uid
+    url = repo.targets.urls[0]
+    listed = fogvault("ls", "-r", url, uid, "-l")
+    assert listed.returncode == 0, listed.stderr
+    assert "@      253402300800 /far" in listed.stdout.decode()
+    as_json = fogvault("ls", "-r", url, uid, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    entries = {e["name"]: e for e in json.loads(as_json.stdout)}
+    assert {name: e["mtime_ns"] for name, e in entries.items()} == times
+    assert entries["far"]["mtime"] is None
+    assert entries["near"]["mtime"].startswith("2020-09-1")
+    assert ".123456" in entries["near"]["mtime"]
+    found = fogvault("find", "-r", url, "far")
+    assert found.returncode == 0 and b"@      253402300800" in found.stdout, found.stderr
