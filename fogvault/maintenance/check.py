@@ -193,10 +193,17 @@ def _key_copies(repo: Repository, inventory: Inventory) -> dict[str, dict[str, b
 
 
 def _undecided_keys(copies: dict[str, dict[str, bytes]]) -> list[str]:
+    """Key files no copy of which can be told good: none is a key file, or they differ."""
     problems = []
     for name, by_url in copies.items():
-        good, _ = judge_key_copies(by_url)
-        if good is None and by_url:
+        good, bad = judge_key_copies(by_url)
+        if good is not None or not by_url:
+            continue
+        if bad == by_url.keys():
+            key_id = name[len(KEYS_DIR):]
+            problems.append(f"{name} is not a readable key file on any target that holds it; "
+                            f"'fogvault key remove {key_id}' removes it")
+        else:
             problems.append(f"the copies of key file {name} differ and none is in the majority")
     return problems
 

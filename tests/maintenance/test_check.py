@@ -162,3 +162,15 @@ def test_a_damaged_snapshot_is_still_reported(repo_with_data):
     snap.write_bytes(b"garbage" * 10)
     result = check(repo_with_data, CheckOptions())
     assert result.targets[0].corrupt == [f"snapshots/{snap.name}"]
+
+
+def test_a_key_file_unreadable_everywhere_is_named_with_a_way_out(repo_with_data):
+    """One copy, and it is not a key file: not "copies differ", and key remove removes it."""
+    keys = Path(repo_with_data.targets.urls[0]) / "keys"
+    (keys / "0000000000000000").write_text("garbage\n")
+    result = check(repo_with_data, CheckOptions())
+    assert result.problems == [
+        "keys/0000000000000000 is not a readable key file on any target that holds it; "
+        "'fogvault key remove 0000000000000000' removes it"]
+    repo_with_data.remove_key("0000000000000000")
+    assert check(repo_with_data, CheckOptions()).ok
