@@ -14,6 +14,7 @@ or decide exit codes (warnings are returned in the result).
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -36,6 +37,9 @@ from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid, now
 from fogvault.repo.tree import DIR, FILE, SYMLINK, Node, Tree
 from fogvault.warning_list import WarningList
+
+#: a read this size is tried again when a larger one is refused (``_CountingReader``)
+SMALL_READ = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -81,6 +85,8 @@ class Archiver:
         use_one_malloc_arena()  # for library callers; the CLI and job runner call it before opening
         abs_paths = normalise_paths(paths)
         self._root_devs = {_lstat_source(p).st_dev for p in abs_paths}
+        # a path given below another given path is still given: excludes never drop it
+        self._given = set(abs_paths)
         with self.repo.lock() if not self.options.dry_run else NoLock() as lock:
             # Under the lock: a prune that ran since the repository was opened has replaced
             # index files, and deduplicating against its deleted packs would lose data.
@@ -290,7 +296,9 @@ class Archiver:
                 names = []
             for name in names:
                 child_old = old_tree.find(name) if old_tree else None
-                child = self._save_entry(saver, os.path.join(path, name), name, child_old)
+                child_path = os.path.join(path, name)
+                child = self._save_entry(saver, child_path, name, child_old,
+                                         explicit=child_path in self._given)  # fmt: skip
                 if child is not None:
                     children.append(child)
         node.subtree = self._save_tree(saver, children, old_id, old_tree)
@@ -338,12 +346,16 @@ class Archiver:
         )
 
     def _read_file(self, saver: BlobSaver, path: bytes, node: Node) -> list[bytes] | None:
-        """Chunk and store a file; None (with a warning) if it cannot be read."""
+        """Chunk and store a file; None (with a warning) if it cannot be read. The node's size
+        becomes the bytes read, which is what a restore writes."""
+        # O_NONBLOCK: a file replaced by a fifo since its lstat would block the open until a
+        # writer came; it is cleared once the descriptor is known to be a file.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0))
+            fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
         except PermissionError:
             try:  # O_NOATIME is refused on files we do not own
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                fd = os.open(path, flags)
             except OSError as exc:
                 self._warn(path, f"cannot read: {exc.strerror}")
                 return None
@@ -355,7 +367,8 @@ class Archiver:
             if not stat.S_ISREG(before.st_mode):
                 self._warn(path, "replaced by something that is not a file; skipped")
                 return None
-            content = self._chunk_stream(saver, fd, before.st_size)
+            os.set_blocking(fd, True)
+            content, read = self._chunk_stream(saver, fd, before.st_size)
             after = os.fstat(fd)
         except OSError as exc:
             self._warn(path, f"read error: {exc.strerror}")
@@ -366,18 +379,22 @@ class Archiver:
             before.st_ino != node.ino
         ):
             self._warn(path, "file changed while it was read; the snapshot has what was read")
-            node.size = after.st_size
             # ctime 0 never matches a real file: the next backup reads it again instead of
             # keeping this possibly torn copy as "unchanged".
             node.mtime_ns, node.ctime_ns = after.st_mtime_ns, 0
+        # Not the size stat gave: a file that grew or shrank while it was read, or one whose
+        # size stat does not tell (procfs, sysfs), would be restored padded or cut.
+        node.size = read
         return content
 
-    def _chunk_stream(self, saver: BlobSaver, fd: int, size: int) -> list[bytes]:
-        content = []
+    def _chunk_stream(self, saver: BlobSaver, fd: int, size: int) -> tuple[list[bytes], int]:
+        """The ids of the file's chunks, and the bytes read."""
+        content, read = [], 0
         reader = _CountingReader(fd, self)
         for chunk in self._chunker.chunks(reader, size_hint=size):
             content.append(saver.save(BlobType.DATA, chunk))
-        return content
+            read += len(chunk)
+        return content, read
 
 
 def _subtree_of(old: Node | None) -> bytes | None:
@@ -394,7 +411,12 @@ class _CountingReader:
         self.archiver = archiver
 
     def readinto(self, buffer) -> int:  # the chunker reads through readinto when it exists
-        n = os.readv(self.fd, [buffer])
+        try:
+            n = os.readv(self.fd, [buffer])
+        except OSError as exc:  # procfs's sysctl files refuse reads of 4 MiB or more
+            if exc.errno != errno.ENOMEM or len(buffer) <= SMALL_READ:
+                raise
+            n = os.readv(self.fd, [buffer[:SMALL_READ]])
         if n:
             self.archiver.summary.bytes_read += n
             self.archiver.progress.bytes_done(n)

@@ -114,3 +114,89 @@ def test_a_warning_list_built_from_a_list_is_bounded_the_same_way(monkeypatch):
     bounded = WarningList.of(["a", "b", "c", "d"])
     assert bounded == ["a", "b", "... and 2 more warnings"] and bounded.total == 4
     assert asdict(Summary(bounded)) == {"warnings": bounded}  # a copy, not bounded again
+
+
+class ShrinksOnceRead(Progress):
+    """Cuts the file short once its bytes have been read, before the backup's final fstat:
+    the size stat then gives is smaller than what was stored."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.done = False
+
+    def bytes_done(self, n: int) -> None:
+        if not self.done:
+            self.done = True
+            os.truncate(self.target, 600)
+
+
+def test_a_file_is_stored_with_the_size_read_not_the_size_stat_gave(make_repo, tmp_path):
+    """The size used to be the fstat after the read: the snapshot listed 600 bytes and held
+    1,000, and --verify called the exact restore a mismatch (a file that grew got zeros it
+    never had)."""
+    from fogvault.restore.restorer import RestoreOptions, Restorer
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "log").write_bytes(b"a" * 1000)
+    result = Archiver(repo, BackupOptions(), ShrinksOnceRead(src / "log")).run([str(src)])
+    assert any("changed while it was read" in w for w in result.warnings)
+    [node] = [n for p, n in walk(repo, result.snapshot.tree) if p.endswith(b"/log")]
+    assert node.size == 1000
+    out = tmp_path / "out"
+    restored = Restorer(repo, result.snapshot, RestoreOptions(target=str(out), verify=True)).run()
+    assert not restored.warnings
+    assert (out / str(src / "log").lstrip("/")).read_bytes() == b"a" * 1000
+
+
+def test_a_procfs_file_is_stored_with_what_it_reads(make_repo):
+    """procfs gives sizes of 0 and its sysctl files refuse reads of 4 MiB or more (ENOMEM):
+    the file was a "read error" warning."""
+    repo = make_repo()
+    result = Archiver(repo, BackupOptions()).run(["/proc/sys/kernel/ostype"])
+    assert not result.warnings
+    [(_, node)] = [(p, n) for p, n in walk(repo, result.snapshot.tree) if p.endswith(b"ostype")]
+    assert node.size == len(Path("/proc/sys/kernel/ostype").read_bytes()) > 0
+
+
+def test_a_file_replaced_by_a_fifo_before_it_is_opened_is_skipped_not_waited_on(make_repo,
+                                                                                tmp_path):
+    """Opening a fifo waits for a writer: without O_NONBLOCK the backup waited for ever."""
+    import threading
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "data").write_text("a file when listed")
+
+    def replace_by_fifo(path: Path) -> None:
+        path.unlink()
+        os.mkfifo(path)
+
+    progress = MeddlingProgress(src / "data", replace_by_fifo)
+    results = []
+    backup = threading.Thread(target=lambda: results.append(
+        Archiver(repo, BackupOptions(), progress).run([str(src)])))
+    backup.start()
+    backup.join(timeout=60)  # a bound for a failing test, not a synchronisation
+    if backup.is_alive():  # let the hung open return, then fail
+        os.close(os.open(src / "data", os.O_WRONLY | os.O_NONBLOCK))
+        backup.join()
+        raise AssertionError("the backup waited on a fifo")
+    assert any("replaced by something that is not a file" in w for w in results[0].warnings)
+
+
+def test_a_path_given_below_another_given_path_is_never_excluded(make_repo, tmp_path):
+    from fogvault.backup.excludes import ExcludeRules
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a").write_text("a")
+    (src / "sub" / "b").write_text("b")
+    options = BackupOptions(excludes=ExcludeRules(["sub"]))
+    result = Archiver(repo, options).run([str(src), str(src / "sub")])
+    assert {"a", "sub", "b"} <= _names(repo, result.snapshot)
+    alone = Archiver(repo, options).run([str(src)])  # not given: excluded as asked
+    assert "sub" not in _names(repo, alone.snapshot)
