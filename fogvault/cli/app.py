@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app = build_app(rest[0] if rest else None)
         result = app(args=args, prog_name="fogvault", standalone_mode=False)
+        if result == EXIT_INTERRUPTED:  # Typer turns Ctrl-C (and our SIGTERM) into this code
+            print("interrupted", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

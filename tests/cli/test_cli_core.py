@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -192,3 +195,22 @@ def test_times_outside_years_1_to_9999_are_listed(fogvault, make_repo):
     assert ".123456" in entries["near"]["mtime"]
     found = fogvault("find", "-r", url, "far")
     assert found.returncode == 0 and b"@      253402300800" in found.stdout, found.stderr
+
+
+def test_an_interrupted_command_says_so(fogvault, cli_env, tmp_path):
+    """Typer turns Ctrl-C into exit code 130 without a word; the CLI says what happened. The
+    command is caught reading its password from a fifo: opening the fifo for writing returns
+    once the command has opened it, so the signal lands inside the command."""
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    fifo = tmp_path / "password"
+    os.mkfifo(fifo)
+    env = {k: v for k, v in cli_env.items() if k != "FOGVAULT_PASSWORD"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fogvault", "snapshots", "-r", "repo", "--password-file",
+         str(fifo)], env=env, cwd=tmp_path, stderr=subprocess.PIPE,
+    )
+    with open(fifo, "wb"):
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines()[-1] == b"interrupted"
