@@ -473,8 +473,11 @@ class S3Storage(FsspecStorage):
         if kwargs.get("Body") is None:
             return self._fs("call_s3", method, **kwargs)
         body = kwargs["Body"] = _ViewReader(memoryview(kwargs["Body"]))
-        return self._guarded(partial(self.fs._call_s3, method, **kwargs),
-                             lambda: body.furthest)  # fmt: skip
+        try:
+            return self._guarded(partial(self.fs._call_s3, method, **kwargs),
+                                 lambda: body.furthest)  # fmt: skip
+        finally:  # the library may hold the reader a while: it must not pin the caller's memory
+            body.release()
 
     def _fs(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """An s3fs method (its coroutine), bounded as :meth:`_guarded` says."""
@@ -761,6 +764,10 @@ class _ViewReader(io.RawIOBase):
 
     def tell(self) -> int:
         return self._position
+
+    def release(self) -> None:
+        """Let go of the view (not ``close``, which aiohttp calls after each attempt)."""
+        self._view.release()
 
 
 def _connection_lost(exc: BaseException) -> bool:
