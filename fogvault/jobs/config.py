@@ -65,7 +65,9 @@ SECRET_REFS = {
 }
 PLAIN_TARGET_OPTIONS = {"endpoint_url": str, "profile": str, "username": str,
                         "multipart_threshold": "size", "part_size": "size",
+                        "stall_timeout": "seconds",
                         "known_hosts": "path", "client_keys": "paths"}
+MAX_STALL_TIMEOUT = 3600.0
 PLAINTEXT_SECRETS = {"key", "secret", "token", "password", "passphrase", "access_key",
                      "secret_key", "access_key_id", "secret_access_key", "aws_access_key_id",
                      "aws_secret_access_key", "session_token"}
@@ -311,6 +313,9 @@ def _read_one_target(r: TableReader, base: Path) -> dict[str, Any]:
         if kind == "paths":
             if values := r.strings(name):
                 options[name] = [_expand_path(v, base) for v in values]
+        elif kind == "seconds":
+            if (seconds := r.seconds(name, 0.0, MAX_STALL_TIMEOUT)) > 0:
+                options[name] = seconds
         elif (value := r.string(name)) is not None:
             options[name] = _expand_path(value, base) if kind == "path" else value
             if kind == "size":

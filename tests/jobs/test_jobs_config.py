@@ -27,6 +27,7 @@ endpoint_url = "https://s3.example.net"
 profile = "backup"
 multipart_threshold = "128M"
 part_size = "32M"
+stall_timeout = 30
 key_env = "S3_KEY"
 secret_env = "S3_SECRET"
 token_file = "s3-token"
@@ -118,7 +119,7 @@ def test_every_key_loads(tmp_path):
     assert (repo.min_targets, repo.compression) == (1, 6)
     s3 = repo.target_options["s3://bucket/fogvault"]
     assert s3 == {"endpoint_url": "https://s3.example.net", "profile": "backup",
-                  "multipart_threshold": "128M", "part_size": "32M",
+                  "multipart_threshold": "128M", "part_size": "32M", "stall_timeout": 30.0,
                   "key_env": "S3_KEY", "secret_env": "S3_SECRET",
                   "token_file": str(tmp_path / "s3-token")}
     sftp = repo.target_options["sftp://me@nas:2222/backup"]
@@ -184,7 +185,8 @@ def test_secrets_are_resolved_only_when_asked(tmp_path, monkeypatch):
     options = repo.storage_options()
     assert options["s3://bucket/fogvault"] == {
         "endpoint_url": "https://s3.example.net", "profile": "backup", "key": "AKIA123",
-        "secret": "s3cr3t", "token": "tok", "multipart_threshold": "128M", "part_size": "32M"}
+        "secret": "s3cr3t", "token": "tok", "multipart_threshold": "128M", "part_size": "32M",
+        "stall_timeout": 30.0}
     assert options[sftp_url] == {"passphrase": "pp"}
 
 
@@ -290,6 +292,11 @@ MISTAKES = [
                  + '[repositories.local.target_options."s3://b/p"]\npart_size = "16 pages"\n',
                  9, "repositories.local.target_options.\"s3://b/p\".part_size",
                  "not a size: '16 pages'", "", id="bad-part-size"),
+    pytest.param(BASE.replace('targets = ["/srv/repo"]', 'targets = ["s3://b/p"]')
+                 + '[repositories.local.target_options."s3://b/p"]\nstall_timeout = 0\n',
+                 9, "repositories.local.target_options.\"s3://b/p\".stall_timeout",
+                 "expected a number of seconds > 0 and at most 3600, got number 0", "",
+                 id="bad-stall-timeout"),
     pytest.param(BASE + "schedule = daily\n", 8, "", "TOML syntax error: Invalid value",
                  "strings need quotes", id="toml-syntax"),
 ]
