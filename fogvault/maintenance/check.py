@@ -34,7 +34,6 @@ from fogvault.maintenance.verify import judge_key_copies, verify_stored_copy
 from fogvault.parallel import ordered_map
 from fogvault.repo.format import DATA_DIR, KEYS_DIR, SNAPSHOTS_DIR
 from fogvault.repo.repository import Repository
-from fogvault.storage import StorageError
 from fogvault.targets import Target
 
 #: concurrent reads per target while verifying copies (latency-bound on S3 and SFTP)
@@ -166,19 +165,11 @@ def _leave_out_forgotten(repo: Repository, report: TargetReport) -> None:
     deleted only under the exclusive lock (prune), key files too (key remove, key passwd), and
     the config never."""
     suspects = {n for n in report.missing + report.corrupt if n.startswith(SNAPSHOTS_DIR)}
-    gone = {n for n in suspects if not any(_holds(t, n) for t in repo.targets.active())}
+    gone = {n for n in suspects if repo.gone_everywhere(n)}
     report.missing = [n for n in report.missing if n not in gone]
     report.corrupt = [n for n in report.corrupt if n not in gone]
     for name in gone:  # remembered when a read found it gone
         repo.targets.forget_damage(report.url, name)
-
-
-def _holds(target: Target, name: str) -> bool:
-    """Whether ``target`` holds ``name``; True if it cannot tell (the problem is reported)."""
-    try:
-        return target.storage.exists(name)
-    except StorageError:
-        return True
 
 
 def _key_copies(repo: Repository, inventory: Inventory) -> dict[str, dict[str, bytes]]:

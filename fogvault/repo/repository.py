@@ -496,18 +496,22 @@ class Repository:
     def snapshots(self, *, skip_unreadable: bool = True) -> list[Snapshot]:
         """All snapshots, oldest first. One that cannot be read (damaged on every target, or a
         read that failed) is skipped with a warning, or with ``skip_unreadable`` off raises:
-        prune must not take what such a snapshot uses for unused. One deleted since the listing
-        is left out."""
+        prune must not take what such a snapshot uses for unused (prune holds the exclusive
+        lock, so no forget can have deleted one meanwhile). Otherwise one that every target,
+        none dropped, now says is gone was deleted since the listing (a forget) and is left
+        out."""
 
         def load(uid: str) -> Snapshot | None:
             try:
                 return self.load_snapshot(uid)
-            except SnapshotNotFound:  # on no target: deleted since the listing, by a forget
-                for target in self.targets.targets:  # the failed reads remembered it as damage
-                    self.targets.forget_damage(target.url, snapshot_name(uid))
-                log.debug("snapshot %s was deleted since the listing", uid)
-                return None
             except FogVaultError as exc:
+                name = snapshot_name(uid)
+                if skip_unreadable and isinstance(exc, SnapshotNotFound) and (
+                        self.gone_everywhere(name)):
+                    for target in self.targets.targets:  # the failed read remembered it
+                        self.targets.forget_damage(target.url, name)
+                    log.debug("snapshot %s was deleted since the listing", uid)
+                    return None
                 if not skip_unreadable:
                     raise FogVaultError(f"snapshot {uid} cannot be read: {exc}") from exc
                 log.warning("skipping snapshot %s: %s", uid, exc)
@@ -515,6 +519,19 @@ class Repository:
 
         found = [s for s in self._map(load, self.snapshot_uids()) if s is not None]
         return sorted(found, key=lambda s: (s.time, s.uid))
+
+    def gone_everywhere(self, name: str) -> bool:
+        """True if every target, none of them dropped, answers that ``name`` is not there: a
+        dropped or failing target might still hold it."""
+        for target in self.targets.targets:
+            if not target.active:
+                return False
+            try:
+                if target.storage.exists(name):
+                    return False
+            except StorageError:
+                return False
+        return True
 
     def resolve_snapshot(self, ref: str) -> str:
         """A full uid from ``latest`` or a unique uid prefix."""

@@ -174,3 +174,22 @@ def test_a_key_file_unreadable_everywhere_is_named_with_a_way_out(repo_with_data
         "'fogvault key remove 0000000000000000' removes it"]
     repo_with_data.remove_key("0000000000000000")
     assert check(repo_with_data, CheckOptions()).ok
+
+
+def test_a_snapshot_counts_as_gone_only_if_every_target_none_dropped_says_so(make_repo,
+                                                                           tmp_path):
+    """check leaves out, and listings skip quietly, a snapshot a concurrent forget deleted.
+    A dropped target might still hold it: then it is not gone (check reports it, prune stops)."""
+    repo = make_repo("one", "two")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x" * 1000)
+    uid = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.uid
+    name = f"snapshots/{uid}"
+    one, two = (Path(url) for url in repo.targets.urls)
+    (two / name).unlink()
+    assert not repo.gone_everywhere(name)  # one still holds it
+    repo.targets.drop(repo.targets.targets[0], "link down")
+    assert not repo.gone_everywhere(name)  # one cannot be asked: it might hold it
+    (one / name).unlink()
+    assert not repo.gone_everywhere(name)  # still dropped: it cannot say

@@ -230,3 +230,39 @@ def test_prune_refuses_while_a_snapshot_cannot_be_read(make_repo, tmp_path, monk
     forget(repo, None, uids=[lost])
     prune(repo, PruneOptions())
     assert _packs_bytes(repo) < before - 500_000
+
+
+def test_prune_stops_when_the_one_target_holding_a_snapshot_drops_out(make_repo, tmp_path,
+                                                                      cache_dir):
+    """Target two lost its copy of a snapshot; target one holds it, then is dropped right
+    after the listing. The snapshot is not "deleted by a forget" (none can run beside prune):
+    prune stops, and target two keeps the snapshot's data."""
+    from conftest import PASSWORD
+
+    from fogvault.repo.repository import Repository
+
+    repo = make_repo("one", "two", pack_size=128 * 1024)
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src, "kept", 300_000, 4)
+    Archiver(repo, BackupOptions()).run([str(src)])
+    _write(src, "only-here", 600_000, 5)
+    lost = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.uid
+    one, two = repo.targets.urls
+    (Path(two) / "snapshots" / lost).unlink()
+    reopened = Repository.open([one, two], PASSWORD, use_cache=False)
+    listed = reopened.snapshot_uids
+
+    def listed_then_one_drops() -> list[str]:
+        uids = listed()
+        reopened.targets.drop(reopened.targets.targets[0], "link down")
+        return uids
+
+    reopened.snapshot_uids = listed_then_one_drops
+    data_two = sorted(p for p in (Path(two) / "data").rglob("*") if p.is_file())
+    try:
+        with pytest.raises(FogVaultError, match=f"snapshot {lost} cannot be read"):
+            prune(reopened, PruneOptions())
+    finally:
+        reopened.close()
+    assert sorted(p for p in (Path(two) / "data").rglob("*") if p.is_file()) == data_two
