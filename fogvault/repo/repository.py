@@ -53,6 +53,7 @@ from fogvault.errors import (
     RepositoryExists,
     RepositoryNotFound,
     SnapshotNotFound,
+    TargetsBehind,
     UsageError,
     WrongPassword,
 )
@@ -585,9 +586,10 @@ class Repository:
         return key_file
 
     def remove_key(self, key_id: str) -> None:
-        """Remove a key file, never the one in use nor the last readable one. Under the
-        exclusive lock, and checked on a listing taken under it: two removals at once would
-        otherwise each see the other's key as the one left, and delete both."""
+        """Remove a key file, never the one in use, and only while every target holds the one
+        in use: then each keeps a key that opens it. Under the exclusive lock, and checked on a
+        listing taken under it: two removals at once would otherwise each see the other's key
+        as the one left, and delete both."""
         with self.lock(exclusive=True):
             if key_name(key_id) not in self.targets.list(KEYS_DIR):
                 raise UsageError(f"no key {key_id}")
@@ -596,18 +598,39 @@ class Repository:
                     "refusing to remove the key in use (use 'key passwd', or open with another "
                     "key)"
                 )
-            if not any(k.key_id != key_id for k in self.key_files()):
-                raise UsageError("refusing to remove the last key")
+            self._require_key_in_use_everywhere("remove a key")
             self.targets.delete(key_name(key_id))
+
+    def _require_key_in_use_everywhere(self, action: str) -> None:
+        """UsageError unless every target, none dropped, lists the key in use (a target
+        without it could be left with no key that opens it, or one only another password
+        opens). Uses the last listing of ``keys/``, taken under the caller's lock."""
+        in_use = key_name(self.key_id)
+        lacking = [t.url for t in self.targets.targets if not t.active
+                   or in_use not in (self.targets.last_listing(KEYS_DIR, t) or set())]
+        if lacking:
+            raise UsageError(
+                f"refusing to {action}: {', '.join(lacking)} does not hold the key in use "
+                f"({self.key_id}) or cannot be reached; run 'fogvault repair' first"
+            )
 
     def change_password(
         self, new_password: bytes, kdf: KdfParams = KDF_PROFILES[DEFAULT_KDF]
     ) -> KeyFile:
         """Write a key file for the new password, then remove the old one: at every moment at
-        least one of the two passwords opens the repository. Under the exclusive lock, as it
-        deletes a key file like ``remove_key``."""
+        least one of the two passwords opens the repository. The old key is removed only if
+        the new one reached every target (else a target would open only with the old password,
+        another only with the new one). Under the exclusive lock, as it deletes a key file like
+        ``remove_key``."""
         with self.lock(exclusive=True):
-            new_key = self._write_key(new_password, kdf)
+            new_key = KeyFile.create(self.master, new_password, kdf)
+            holders = self.targets.write(key_name(new_key.key_id), new_key.encode())
+            missed = [t.url for t in self.targets.targets if t not in holders]
+            if missed:
+                raise TargetsBehind(
+                    f"the new key {new_key.key_id} did not reach {', '.join(missed)}: the old "
+                    "key is kept, so both passwords open the repository; run 'fogvault "
+                    f"repair', then 'fogvault key remove {self.key_id}'")
             self.targets.delete(key_name(self.key_id))
         self.key_id = new_key.key_id
         self.key_bytes = new_key.encode()
@@ -719,7 +742,7 @@ def _write_config(targets: TargetSet, key_id: str, sealed: bytes) -> None:
     except ObjectExists as exc:
         copies = targets.read_each(CONFIG_NAME, 0, MAX_CONFIG_SIZE + SEAL_OVERHEAD + 1)
         for target, copy in copies.items():
-            if copy != sealed:
+            if isinstance(copy, bytes) and copy != sealed:  # not on a read that failed
                 with contextlib.suppress(StorageError):
                     target.storage.delete(key_name(key_id))
         raise RepositoryExists(

@@ -87,6 +87,25 @@ def test_the_loser_of_two_inits_at_once_takes_its_key_file_back(tmp_path):
     Repository.open([url], PASSWORD, use_cache=False).close()
 
 
+def test_the_loser_of_an_init_race_keeps_its_key_where_its_config_may_be(tmp_path):
+    """Another init wins target two; ours wrote its config to target one, whose config then
+    cannot be read back (a timeout). Our key file stays there: without it target one held a
+    config and no key, and neither open nor init could use it."""
+    from fogvault.storage.faulty import transient
+
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    faulty_one, faulty_two = FaultyStorage(open_storage(one)), FaultyStorage(open_storage(two))
+
+    def other_inits_two(method: str, name: str) -> None:
+        Repository.init([two], b"other", kdf=FAST_KDF, use_cache=False).close()
+
+    faulty_two.inject("write", Fault(hook=other_inits_two, prefix="keys/"))
+    faulty_one.inject("read", Fault(error=transient("timed out"), prefix="config", times=5))
+    with pytest.raises(RepositoryExists, match="at the same time"):
+        Repository.init([faulty_one, faulty_two], PASSWORD, kdf=FAST_KDF, use_cache=False)
+    Repository.open([one], PASSWORD, use_cache=False).close()
+
+
 def _foreign_key_file(key_id: str, password: bytes) -> bytes:
     """A key file that opens with ``password`` and wraps a master key of its own."""
     salt = random_salt()
@@ -148,6 +167,54 @@ def test_passwd_is_exclusive_with_a_key_removal(make_repo):
     faulty.inject("delete", Fault(hook=b_removes_second, prefix="keys/"))
     new = a.change_password(b"third", FAST_KDF)
     assert {k.key_id for k in a.key_files()} == {repo.key_id, new.key_id}
+
+
+def test_a_key_is_removed_only_while_every_target_holds_the_key_in_use(make_repo):
+    """The key in use is never removed, so if every target holds it, each keeps a key that
+    opens it. Here the second password's key reached target one only: removing the first key
+    with it would have left target two with no key file at all."""
+    repo = make_repo("one", "two")
+    one, two = repo.targets.urls
+    only_on_one = Repository.open([one], PASSWORD, use_cache=False, load_index=False)
+    only_on_one.add_key(b"second", FAST_KDF)
+    both = Repository.open([one, two], b"second", use_cache=False, load_index=False)
+    with pytest.raises(UsageError, match=f"{two} does not hold the key in use"):
+        both.remove_key(repo.key_id)
+    Repository.open([two], PASSWORD, use_cache=False, load_index=False)
+
+
+def test_removals_one_after_the_other_leave_a_key_that_opens(make_repo, tmp_path):
+    """A and B open; A removes B's key; then B, whose own key is gone, removes A's. A stray
+    key file (another master key) counted as "a key left": nothing opened afterwards."""
+    repo = make_repo()
+    (tmp_path / "repo" / "keys" / "ffffffffffffffff").write_bytes(
+        _foreign_key_file("ffffffffffffffff", b"stray"))
+    second = repo.add_key(b"second", FAST_KDF)
+    url = repo.targets.urls[0]
+    a = Repository.open([url], PASSWORD, use_cache=False, load_index=False)
+    b = Repository.open([url], b"second", use_cache=False, load_index=False)
+    a.remove_key(second.key_id)
+    with pytest.raises(UsageError, match="does not hold the key in use"):
+        b.remove_key(a.key_id)
+    Repository.open([url], PASSWORD, use_cache=False, load_index=False)
+
+
+def test_passwd_keeps_the_old_key_when_the_new_one_misses_a_target(make_repo):
+    """Target two refuses the new key: deleting the old key would leave target one opening
+    only with the new password and target two only with the old one."""
+    from fogvault.errors import TargetsBehind
+    from fogvault.storage.errors import PermanentStorageError
+
+    repo = make_repo("one", "two")
+    one, two = repo.targets.urls
+    faulty_two = FaultyStorage(open_storage(two))
+    faulty_two.inject("write", Fault(error=PermanentStorageError("disk full"), prefix="keys/"))
+    opened = Repository.open([one, faulty_two], PASSWORD, use_cache=False, load_index=False)
+    with pytest.raises(TargetsBehind, match=f"did not reach {two}: the old key is kept"):
+        opened.change_password(b"new", FAST_KDF)
+    for url in (one, two):
+        Repository.open([url], PASSWORD, use_cache=False, load_index=False)
+    Repository.open([one], b"new", use_cache=False, load_index=False)
 
 
 def test_an_unreadable_key_file_can_be_removed(make_repo, tmp_path):
