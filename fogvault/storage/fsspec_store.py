@@ -475,7 +475,7 @@ class S3Storage(FsspecStorage):
         body = kwargs["Body"] = _ViewReader(memoryview(kwargs["Body"]))
         try:
             return self._guarded(partial(self.fs._call_s3, method, **kwargs),
-                                 lambda: body.furthest)  # fmt: skip
+                                 lambda: body.handed_out)  # fmt: skip
         finally:  # the library may hold the reader a while: it must not pin the caller's memory
             body.release()
 
@@ -737,9 +737,9 @@ class _ViewReader(io.RawIOBase):
         super().__init__()
         self._view = view
         self._position = 0
-        # the furthest byte read, over every attempt: the upload's progress (a retry that
-        # sends the start again is not progress)
-        self.furthest = 0
+        # bytes read, over every read: the upload's progress. Not the furthest position: on
+        # http:// botocore reads the whole body first (to sign it), then again to send it.
+        self.handed_out = 0
 
     def __len__(self) -> int:
         return len(self._view)
@@ -754,7 +754,7 @@ class _ViewReader(io.RawIOBase):
         piece = self._view[self._position : self._position + len(buffer)]
         buffer[: len(piece)] = piece
         self._position += len(piece)
-        self.furthest = max(self.furthest, self._position)
+        self.handed_out += len(piece)
         return len(piece)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:

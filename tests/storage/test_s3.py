@@ -3,6 +3,7 @@ server-enforced create-only writes, and errors. Runs against the real Ceph RGW o
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -123,14 +124,16 @@ def test_an_unreachable_endpoint_is_a_transient_error(s3_url) -> None:
         storage.read("x")
 
 
-class GoesSilent:
-    """A TCP proxy to the S3 server that forwards both ways until the client has sent
-    ``after`` bytes, then neither reads nor answers on any connection: a server or link gone
-    silent in the middle of a request. Its sockets' receive buffers are small, so a body
-    stops moving a few hundred KiB after that."""
+class Link:
+    """A TCP proxy to the S3 server: the client's bytes pass at ``rate`` bytes a second (None:
+    at once), and once the client has sent ``silent_after`` bytes the proxy neither reads nor
+    answers on any connection, as a server or link gone silent in the middle of a request.
+    Its sockets' receive buffers are small, so a body stops moving a few hundred KiB after
+    that."""
 
-    def __init__(self, upstream: tuple[str, int], after: int) -> None:
-        self.upstream, self.after = upstream, after
+    def __init__(self, upstream: tuple[str, int], *, rate: float | None = None,
+                 silent_after: float = math.inf) -> None:
+        self.upstream, self.rate, self.silent_after = upstream, rate, silent_after
         self.sent = 0
         self.silent = threading.Event()
         self.closing = threading.Event()
@@ -158,14 +161,17 @@ class GoesSilent:
     def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
         with suppress(OSError):
             while not self.silent.is_set():
-                data = source.recv(65536)
+                data = source.recv(16384)
                 if not data:
+                    sink.shutdown(socket.SHUT_WR)
                     return
                 if from_client:
                     with self.lock:
                         self.sent += len(data)
-                        if self.sent >= self.after:
+                        if self.sent >= self.silent_after:
                             self.silent.set()
+                    if self.rate:  # the link's pace: a fault of the network, not a wait
+                        self.closing.wait(len(data) / self.rate)
                 if self.silent.is_set():
                     break
                 sink.sendall(data)
@@ -177,11 +183,11 @@ class GoesSilent:
             sock.close()
 
 
-def silent_after(s3_url: str, s3_env: dict[str, str], after: int) -> tuple[GoesSilent, Any]:
-    """A GoesSilent proxy to the test server and a storage on ``s3_url`` through it, with a
-    stall limit of 1 s, one attempt per botocore call and small multipart parts."""
+def through_link(s3_url: str, s3_env: dict[str, str], **link: float) -> tuple[Link, Any]:
+    """A Link to the test server and a storage on ``s3_url`` through it, with a stall limit
+    of 1 s, one attempt per botocore call and small multipart parts."""
     endpoint = urlsplit(s3_env["FOGVAULT_S3_ENDPOINT"])
-    proxy = GoesSilent((endpoint.hostname, endpoint.port), after=after)
+    proxy = Link((endpoint.hostname, endpoint.port), **link)
     storage = open_storage(
         s3_url, endpoint_url=proxy.url, stall_timeout=1, multipart_threshold="10M",
         part_size="5M", config_kwargs={"retries": {"max_attempts": 1}},
@@ -206,7 +212,7 @@ def test_an_upload_to_a_server_gone_silent_fails_once_it_stops_moving(s3_url, s3
     """botocore's read timeout starts only once the body is sent: without the stall limit an
     upload whose server went silent waited forever. It fails as a transient error (retried,
     then the target dropped). The multipart upload goes silent in its first part."""
-    proxy, storage = silent_after(s3_url, s3_env, after=2 * MiB)
+    proxy, storage = through_link(s3_url, s3_env, silent_after=2 * MiB)
     try:
         storage.create()
         failure = outcome_within(50, lambda: storage.write("x", bytes(size)))
@@ -224,7 +230,7 @@ def test_a_request_to_a_server_gone_silent_fails_in_the_stall_limit(s3_url, s3_e
     s3fs's retries multiplied it: a read of a silent server took many minutes."""
     open_storage(s3_url).create()
     open_storage(s3_url).write("data/x", bytes(3 * MiB))
-    proxy, storage = silent_after(s3_url, s3_env, after=1)
+    proxy, storage = through_link(s3_url, s3_env, silent_after=1)
     calls = {"read": lambda: storage.read("data/x"),
              "ranged read": lambda: storage.read("data/x", 1, 5),
              "stat": lambda: storage.stat("data/x"),
@@ -236,6 +242,21 @@ def test_a_request_to_a_server_gone_silent_fails_in_the_stall_limit(s3_url, s3_e
         proxy.close()
     assert isinstance(failure, TransientStorageError), failure
     assert "no data moved for 1 s" in str(failure)
+
+
+@pytest.mark.parametrize("size", [8 * MiB, 12 * MiB], ids=["put", "multipart"])
+def test_a_slow_upload_that_keeps_moving_is_not_given_up(s3_url, s3_env, size) -> None:
+    """At 4 MiB/s an upload takes 2-3 s, longer than the 1 s stall limit, but moves all the
+    time. On http:// botocore reads the whole body once to sign it before it sends it: had
+    progress been the furthest byte read, the send would have looked stalled."""
+    proxy, storage = through_link(s3_url, s3_env, rate=4 * MiB)
+    data = os.urandom(size)
+    try:
+        storage.create()
+        storage.write("data/ab/slow", data)
+    finally:
+        proxy.close()
+    assert open_storage(s3_url).read("data/ab/slow") == data
 
 
 def test_reads_through_the_stall_guard_return_the_bytes_asked_for(s3_url) -> None:
