@@ -209,10 +209,11 @@ def next_after_last(schedule: Schedule, last: datetime, now: datetime) -> dateti
 
 def is_due(schedule: Schedule | None, last_done: datetime | None, now: datetime) -> bool:
     """True if a step on ``schedule`` last done at ``last_done`` (None: never) is due ``now``:
-    never done, or an occurrence of the schedule has come since."""
+    never done, done "in the future" (the clock was set back since: that record cannot be
+    trusted, and running once gives a true one), or an occurrence has come since."""
     if schedule is None:
         return False
-    return last_done is None or next_after_last(schedule, last_done, now) <= now
+    return last_done is None or last_done > now or schedule.next_after(last_done) <= now
 
 
 def _parse_interval(spec: str, text: str) -> IntervalSchedule:
