@@ -73,7 +73,8 @@ class Archiver:
         self.progress = progress or Progress()
         self.summary = SnapshotSummary()
         self.warnings = WarningList()
-        self._hardlinks: Hardlinks[list[bytes]] = Hardlinks()  # the first name's content
+        # the first name's content and size: a later name has what the first one read
+        self._hardlinks: Hardlinks[tuple[list[bytes], int]] = Hardlinks()
         self._root_devs: set[int] = set()  # devices of the source paths (--one-file-system)
         self._reuse_trees = False  # set per run: may the parent's tree ids stand for new trees
         self._chunker = repo.chunker()  # one for the run: building one costs ~8 us per file
@@ -311,7 +312,7 @@ class Archiver:
         link_key = (node.dev, node.ino)
         linked = self._hardlinks.take(link_key) if node.nlink > 1 else None
         if linked is not None:
-            node.content = linked
+            node.content, node.size = linked
             self.summary.files_unchanged += 1
         elif self._unchanged(node, old):
             assert old is not None
@@ -330,7 +331,7 @@ class Archiver:
             else:
                 self.summary.files_changed += 1
         if node.nlink > 1 and linked is None:
-            self._hardlinks.remember(link_key, node.content, node.nlink)
+            self._hardlinks.remember(link_key, (node.content, node.size), node.nlink)
         self.summary.total_bytes += node.size
         self.progress.file_done(path)
         return True

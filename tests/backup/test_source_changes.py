@@ -200,3 +200,17 @@ def test_a_path_given_below_another_given_path_is_never_excluded(make_repo, tmp_
     assert {"a", "sub", "b"} <= _names(repo, result.snapshot)
     alone = Archiver(repo, options).run([str(src)])  # not given: excluded as asked
     assert "sub" not in _names(repo, alone.snapshot)
+
+
+def test_a_later_name_of_a_hardlinked_file_gets_the_size_of_what_was_read(make_repo, tmp_path):
+    """The first name is read and stored at the bytes read; a later name shares its content
+    and so must share that size, not its own lstat's (which a restore would pad to)."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"a" * 1000)
+    os.link(src / "a", src / "b")
+    result = Archiver(repo, BackupOptions(), ShrinksOnceRead(src / "a")).run([str(src)])
+    sizes = {p.rsplit(b"/", 1)[-1]: n.size for p, n in walk(repo, result.snapshot.tree)
+             if n.type == "file"}
+    assert sizes == {b"a": 1000, b"b": 1000}
