@@ -181,17 +181,7 @@ class Archiver:
             self._save_dir(saver, b"/", root, parent_root)
             assert root.subtree is not None
             return root.subtree
-        layout: dict = {}
-        for path in paths:  # sorted, so an ancestor comes before its descendants
-            parts = [p for p in path.split(b"/") if p]
-            level = layout
-            for part in parts[:-1]:
-                level = level.setdefault(part, {})
-                if level is None:
-                    break  # an ancestor is backed up whole already
-            else:
-                level[parts[-1]] = None  # None: back this path up whole
-        return self._save_layout(saver, b"/", layout, parent_root)
+        return self._save_layout(saver, b"/", _layout(paths), parent_root)
 
     def _save_layout(
         self, saver: BlobSaver, folder: bytes, layout: dict, old_id: bytes | None
@@ -204,13 +194,25 @@ class Archiver:
             if sub is None:
                 node = self._save_entry(saver, path, name, old, explicit=True)
             else:
-                node = self._stat_node(path, name, old)
-                if node is None or node.type != DIR:
-                    continue
-                node.subtree = self._save_layout(saver, path, sub, _subtree_of(old))
+                node = self._save_skeleton(saver, path, name, old, sub)
             if node is not None:
                 nodes.append(node)
         return self._save_tree(saver, nodes, old_id, parent)
+
+    def _save_skeleton(self, saver: BlobSaver, path: bytes, name: bytes, old: Node | None,
+                       layout: dict) -> Node | None:
+        """A folder stored with only the entries of ``layout`` (the way to given paths)."""
+        node = self._stat_node(path, name, old)
+        if node is None or node.type != DIR:
+            return None
+        node.subtree = self._save_layout(saver, path, layout, _subtree_of(old))
+        return node
+
+    def _given_below(self, folder: bytes) -> dict:
+        """The layout of the given paths below ``folder`` (empty if none): an excluded folder
+        still leads to them, as a given path is always backed up."""
+        prefix = folder.rstrip(b"/") + b"/"
+        return _layout(sorted(p[len(prefix) - 1:] for p in self._given if p.startswith(prefix)))
 
     def _save_tree(
         self, saver: BlobSaver, nodes: list[Node], old_id: bytes | None, old: Tree | None
@@ -265,7 +267,8 @@ class Archiver:
         self, saver: BlobSaver, path: bytes, name: bytes, old: Node | None, explicit: bool = False
     ) -> Node | None:
         if not explicit and self.options.excludes.excludes_path(path):
-            return None
+            below = self._given_below(path)
+            return self._save_skeleton(saver, path, name, old, below) if below else None
         if not self.options.dry_run:  # stop early once too many targets were dropped
             self.repo.targets.require_quorum("backup stopped")
         node = self._stat_node(path, name, old)
@@ -288,7 +291,11 @@ class Archiver:
         old_tree = self._load_old_tree(old_id)
         children: list[Node] = []
         crosses_device = self.options.one_file_system and node.dev not in self._root_devs
-        if not crosses_device and not self.options.excludes.excludes_dir_contents(path):
+        if crosses_device or self.options.excludes.excludes_dir_contents(path):
+            if below := self._given_below(path):
+                node.subtree = self._save_layout(saver, path, below, old_id)
+                return
+        else:
             try:
                 names = sorted(e.name for e in os.scandir(path))
             except OSError as exc:
@@ -396,6 +403,22 @@ class Archiver:
             content.append(saver.save(BlobType.DATA, chunk))
             read += len(chunk)
         return content, read
+
+
+def _layout(paths: list[bytes]) -> dict:
+    """Nested folders leading to ``paths`` (absolute, sorted): name -> the same for the folder
+    below, or None for a path backed up whole (a path below it is then part of it)."""
+    layout: dict = {}
+    for path in paths:  # sorted, so an ancestor comes before its descendants
+        parts = [p for p in path.split(b"/") if p]
+        level = layout
+        for part in parts[:-1]:
+            level = level.setdefault(part, {})
+            if level is None:
+                break  # an ancestor is backed up whole already
+        else:
+            level[parts[-1]] = None
+    return layout
 
 
 def _subtree_of(old: Node | None) -> bytes | None:

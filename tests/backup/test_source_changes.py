@@ -202,6 +202,27 @@ def test_a_path_given_below_another_given_path_is_never_excluded(make_repo, tmp_
     assert "sub" not in _names(repo, alone.snapshot)
 
 
+def test_a_given_path_below_an_excluded_folder_is_reached_through_it(make_repo, tmp_path):
+    """The excluded folder ``build`` (and the cache folder, whose contents are left out) are
+    stored with only the way to the given paths below them."""
+    from fogvault.backup.excludes import ExcludeRules
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    for folder in ("build/keep", "build/other", "cache/want", "cache/junk"):
+        (src / folder).mkdir(parents=True)
+        (src / folder / "f").write_text(folder)
+    (src / "cache" / "CACHEDIR.TAG").write_bytes(
+        b"Signature: 8a477f597d28d172789f06886806bc55\n")
+    options = BackupOptions(excludes=ExcludeRules([str(src / "build")], exclude_caches=True))
+    given = [str(src), str(src / "build" / "keep"), str(src / "cache" / "want")]
+    result = Archiver(repo, options).run(given)
+    stored = {os.fsdecode(p).split("/src/", 1)[1] for p, _ in walk(repo, result.snapshot.tree)
+              if b"/src/" in p}
+    assert stored == {"build", "build/keep", "build/keep/f", "cache", "cache/want",
+                      "cache/want/f"}
+
+
 def test_a_later_name_of_a_hardlinked_file_gets_the_size_of_what_was_read(make_repo, tmp_path):
     """The first name is read and stored at the bytes read; a later name shares its content
     and so must share that size, not its own lstat's (which a restore would pad to)."""
