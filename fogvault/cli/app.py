@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     for stream in (sys.stdout, sys.stderr):  # non-UTF-8 file names print as their own bytes
         stream.reconfigure(errors="surrogateescape")
     signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:  # not under nohup
+        signal.signal(signal.SIGHUP, _interrupt)  # a closed terminal: stop as on Ctrl-C
     verbose = any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)
     try:
         app = build_app(rest[0] if rest else None)
@@ -170,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM is handled like Ctrl-C, so a killed run still indexes what it uploaded."""
+    """SIGTERM and SIGHUP are handled like Ctrl-C, so a killed run still indexes what it
+    uploaded (and stops the hooks it started, which run in sessions of their own)."""
     raise KeyboardInterrupt
 
 

@@ -197,9 +197,12 @@ def test_times_outside_years_1_to_9999_are_listed(fogvault, make_repo):
     assert found.returncode == 0 and b"@      253402300800" in found.stdout, found.stderr
 
 
-def test_an_interrupted_command_says_so(fogvault, cli_env, tmp_path):
-    """Typer turns Ctrl-C into exit code 130 without a word; the CLI says what happened. The
-    command is caught reading its password from a fifo: opening the fifo for writing returns
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["int", "term", "hup"])
+def test_an_interrupted_command_says_so(fogvault, cli_env, tmp_path, signum):
+    """Typer turns Ctrl-C into exit code 130 without a word; the CLI says what happened. SIGTERM
+    and SIGHUP (a closed terminal) stop a command the same way. The command is caught reading
+    its password from a fifo: opening the fifo for writing returns
     once the command has opened it, so the signal lands inside the command."""
     assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
     fifo = tmp_path / "password"
@@ -210,7 +213,7 @@ def test_an_interrupted_command_says_so(fogvault, cli_env, tmp_path):
          str(fifo)], env=env, cwd=tmp_path, stderr=subprocess.PIPE,
     )
     with open(fifo, "wb"):
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert stderr.strip().splitlines()[-1] == b"interrupted"
