@@ -59,53 +59,69 @@ def run_commands(kind: str, commands: list[Command], env: dict[str, str],
 def _run_one(kind: str, command: Command, env: dict[str, str], timeout: float) -> None:
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
     sys.stdout.flush()
+    # Held until the hook can be stopped: raised inside Popen, an interrupt would lose the
+    # hook's pid, and the hook would run on.
+    signals = _HeldSignals()
     try:
-        process, held = _start(argv, {**os.environ, **env})
+        process = subprocess.Popen(argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                                   stdout=_stderr_fd(), start_new_session=True)
     except OSError as exc:
+        signals.release()
         raise HookFailed(f"{kind} hook {describe(command)!r} could not start: "
                          f"{exc.strerror or exc}") from None
     try:
-        for signum in held:
-            signal.raise_signal(signum)  # now that the hook can be stopped
+        signals.release()  # inside the try: an interrupt held meanwhile stops the hook
         status = process.wait(timeout)
     except subprocess.TimeoutExpired:
         _stop(process)
         raise HookFailed(f"{kind} hook {describe(command)!r} timed out after {timeout:g} s"
                          ) from None
-    except BaseException:  # interrupted (Ctrl-C, SIGTERM)
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM, SIGHUP)
         _stop(process)
         raise
     if status != 0:
         raise HookFailed(f"{kind} hook {describe(command)!r} exited with status {status}")
 
 
-def _start(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], list[int]]:
-    """Start a hook in a session of its own (so that stopping it stops what it started, too).
-    Returns it and the interrupting signals that came meanwhile, held back: raised inside
-    Popen, an interrupt would lose the hook's pid, and the hook would run on."""
-    held: list[int] = []
-    saved = {}
-    if threading.current_thread() is threading.main_thread():  # only it runs signal handlers
-        saved = {signum: signal.signal(signum, lambda signum, _frame: held.append(signum))
-                 for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=_stderr_fd(),
-                                start_new_session=True), held
-    finally:
-        for signum, handler in saved.items():
+class _HeldSignals:
+    """Interrupting signals recorded, not acted on, until :meth:`release` restores their
+    handlers and raises them. Only the main thread runs signal handlers: elsewhere nothing is
+    held."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.held: list[int] = []
+        self._saved = {}
+        if threading.current_thread() is threading.main_thread():
+            self._saved = {signum: signal.signal(signum, self._hold) for signum in self.SIGNALS}
+
+    def _hold(self, signum: int, _frame: object) -> None:
+        self.held.append(signum)
+
+    def release(self) -> None:
+        for signum, handler in self._saved.items():
             signal.signal(signum, handler)
+        self._saved = {}
+        for signum in self.held:
+            signal.raise_signal(signum)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """End the hook's process group: SIGTERM, and SIGKILL to whatever is left after a grace
-    period."""
-    _signal_group(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while _signal_group(process.pid, 0) and time.monotonic() < deadline:
-        process.poll()  # reap the group's leader, which would otherwise keep it alive
-        time.sleep(0.05)
-    _signal_group(process.pid, signal.SIGKILL)
-    process.wait()
+    period. A second interrupt meanwhile waits until the group is gone (it would have left the
+    hook running, SIGKILL never sent)."""
+    signals = _HeldSignals()
+    try:
+        _signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while _signal_group(process.pid, 0) and time.monotonic() < deadline:
+            process.poll()  # reap the group's leader, which would otherwise keep it alive
+            time.sleep(0.05)
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        signals.release()
 
 
 def _signal_group(group: int, signum: int) -> bool:

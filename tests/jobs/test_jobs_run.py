@@ -452,3 +452,25 @@ def test_sigterm_during_a_hook_stops_the_hook_and_what_it_started(setup, cli_env
     assert not _running(int(line.split()[1]))
     (record,) = RunLog(setup.run_log).records("home")
     assert record.result == "interrupted"
+
+
+def test_a_second_sigterm_while_a_hook_is_being_stopped_still_stops_it(setup, cli_env):
+    """The hook ignores SIGTERM, so fogvault waits out the grace period before SIGKILL; a
+    second SIGTERM during that wait used to end fogvault there, leaving the hook running."""
+    marker = setup.root / "got-term"
+    setup.write('[jobs.home.hooks]\nbefore = "trap \'echo term > ' + str(marker)
+                + '\' TERM; echo pid $$; while :; do sleep 0.1; done"\n')
+    run = subprocess.Popen([sys.executable, "-m", "fogvault", "run", "home", "--config",
+                            str(setup.config)], env=cli_env, cwd=setup.root,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert run.stderr is not None
+    line = run.stderr.readline()  # the hook is running
+    run.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:  # fogvault is stopping it
+        time.sleep(0.02)
+    run.send_signal(signal.SIGTERM)
+    _out, err = run.communicate(timeout=60)
+    assert line.startswith("pid "), line + err
+    assert marker.exists() and run.returncode == 130, err
+    assert not _running(int(line.split()[1]))
