@@ -829,9 +829,12 @@ def _check_same_repository(
     master key and id; ``verified`` from :func:`_verify_configs`, with at least one config). A
     target whose config is missing or fails verification but which holds one of this
     repository's key files is a damaged copy: it is used, and its config is remembered for
-    repair. Anything else is refused."""
+    repair. A target without a config or a key file (a disk that is not mounted) is refused,
+    unless the others are enough for ``--min-targets``: then it is left out of this run, as an
+    unreachable target is. Anything else is refused."""
     ref_target, config = next((t, c) for t, c in verified.items() if c is not None)
     our_keys = targets.last_listing(KEYS_DIR, ref_target) or set()
+    empty: list[Target] = []
     for target in targets.active():
         other = verified.get(target)
         if other is not None:
@@ -843,12 +846,17 @@ def _check_same_repository(
             if target in verified:
                 raise DifferentRepository(
                     f"{target.url} holds a different repository than {ref_target.url}")
-            raise RepositoryNotFound(
-                f"{target.url}: no repository there (to make it a copy of this repository, "
-                f"use 'fogvault target add {target.url}')")
+            empty.append(target)
+            continue
         problem = "fails verification" if target in verified else "is missing"
         targets.remember_damage(target.url, CONFIG_NAME)
         log.warning("%s: the config %s; 'fogvault repair' restores it", target.url, problem)
+    for target in empty:
+        why = (f"no repository there (not mounted? to make it a copy of this repository, use "
+               f"'fogvault target add {target.url}')")
+        if len(targets.active()) - len(empty) < targets.min_targets:
+            raise RepositoryNotFound(f"{target.url}: {why}")
+        targets.drop(target, why)
     return config
 
 

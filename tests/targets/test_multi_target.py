@@ -99,6 +99,25 @@ def test_an_empty_target_among_them_is_refused_with_a_hint(folders) -> None:
         open_repo(folders)
 
 
+def test_an_empty_target_is_left_out_when_the_others_are_enough(folders, src, caplog) -> None:
+    """A disk that is not mounted leaves its mount point empty. With --min-targets 2 of 3 the
+    backup goes on to the other two, naming the empty one; with 3 of 3 it is refused."""
+    init(folders).close()
+    away = Path(folders[2])
+    for path in sorted(away.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    with caplog.at_level(logging.WARNING, "fogvault"), \
+            open_repo(folders, policy=policy(min_targets=2)) as repo:
+        snapshot = backup(repo, src).snapshot
+        assert f"{away}: no repository there (not mounted?" in caplog.text
+        assert str(away) in repo.targets.missed_changes()
+    assert not any(away.iterdir())  # nothing is written into the empty folder
+    with open_repo(folders[:2]) as repo:
+        assert [s.uid for s in repo.snapshots()] == [snapshot.uid]
+    with pytest.raises(RepositoryNotFound, match="not mounted"):
+        open_repo(folders, policy=policy(min_targets=3))
+
+
 def test_a_missing_config_on_one_target_is_damage_not_a_stranger(folders, caplog) -> None:
     init(folders).close()
     Path(folders[1], "config").unlink()
