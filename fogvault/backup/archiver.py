@@ -76,6 +76,7 @@ class Archiver:
         # the first name's content and size: a later name has what the first one read
         self._hardlinks: Hardlinks[tuple[list[bytes], int]] = Hardlinks()
         self._root_devs: set[int] = set()  # devices of the source paths (--one-file-system)
+        self._given: set[bytes] = set()  # the paths given (excludes never drop them)
         self._reuse_trees = False  # set per run: may the parent's tree ids stand for new trees
         self._chunker = repo.chunker()  # one for the run: building one costs ~8 us per file
 
@@ -86,7 +87,6 @@ class Archiver:
         use_one_malloc_arena()  # for library callers; the CLI and job runner call it before opening
         abs_paths = normalise_paths(paths)
         self._root_devs = {_lstat_source(p).st_dev for p in abs_paths}
-        # a path given below another given path is still given: excludes never drop it
         self._given = set(abs_paths)
         with self.repo.lock() if not self.options.dry_run else NoLock() as lock:
             # Under the lock: a prune that ran since the repository was opened has replaced
