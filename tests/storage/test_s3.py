@@ -300,6 +300,7 @@ def test_below_the_threshold_an_object_is_one_put_even_where_s3fs_would_split(s3
     # s3fs itself switches to multipart above 100 MiB; FogVault decides by its own threshold
     storage = open_storage(s3_url, multipart_threshold="200M")
     assert isinstance(storage, S3Storage)
+    storage.create()  # the bucket, when this test runs first
     data = bytes(101 * MiB)
     storage.write("packs/big", data)
     with pytest.raises(ObjectExists):
