@@ -79,9 +79,7 @@ S3_MAX_PUT = 5 * 1024**3
 DEFAULT_MULTIPART_THRESHOLD = 64 * 1024**2
 DEFAULT_PART_SIZE = 16 * 1024**2
 
-#: A request sending a body is given up when the body has not moved for this long (seconds):
-#: botocore's read timeout starts only once the body is sent, so a server or link that goes
-#: silent mid-upload would hold the request (and the backup) forever.
+#: An S3 request is given up once no data has moved for this long (seconds; S3Storage._guarded).
 DEFAULT_STALL_TIMEOUT = 120.0
 
 _PERMANENT_ERRNOS = {
@@ -357,7 +355,9 @@ def stall_timeout_setting(options: dict[str, Any], env: Mapping[str, str] = os.e
                           ) -> float:
     """Seconds, popped from ``options`` (``stall_timeout``), else ``FOGVAULT_S3_STALL_TIMEOUT``,
     else DEFAULT_STALL_TIMEOUT."""
-    value = options.pop("stall_timeout", None) or env.get("FOGVAULT_S3_STALL_TIMEOUT")
+    value = options.pop("stall_timeout", None)
+    if value is None:
+        value = env.get("FOGVAULT_S3_STALL_TIMEOUT")
     try:
         seconds = float(value) if value is not None else DEFAULT_STALL_TIMEOUT
     except ValueError:

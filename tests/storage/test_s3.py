@@ -283,6 +283,10 @@ def test_a_stall_timeout_that_is_not_a_number_of_seconds_is_refused(value, monke
     monkeypatch.setenv("FOGVAULT_S3_STALL_TIMEOUT", value)
     with pytest.raises(PermanentStorageError, match="stall_timeout"):
         open_storage("s3://bucket/prefix", endpoint_url="http://127.0.0.1:9")
+    monkeypatch.delenv("FOGVAULT_S3_STALL_TIMEOUT")
+    with pytest.raises(PermanentStorageError, match="stall_timeout"):  # not the default
+        open_storage("s3://bucket/prefix", endpoint_url="http://127.0.0.1:9",
+                     stall_timeout=float(value) if value != "soon" else value)
 
 
 def test_create_only_without_if_none_match_still_refuses_a_taken_name(s3_url) -> None:
