@@ -356,17 +356,8 @@ class Archiver:
     def _read_file(self, saver: BlobSaver, path: bytes, node: Node) -> list[bytes] | None:
         """Chunk and store a file; None (with a warning) if it cannot be read. The node's size
         becomes the bytes read, which is what a restore writes."""
-        # O_NONBLOCK: a file replaced by a fifo since its lstat would block the open until a
-        # writer came; it is cleared once the descriptor is known to be a file.
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
-            fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
-        except PermissionError:
-            try:  # O_NOATIME is refused on files we do not own
-                fd = os.open(path, flags)
-            except OSError as exc:
-                self._warn(path, f"cannot read: {exc.strerror}")
-                return None
+            fd = _open_to_read(path)
         except OSError as exc:
             self._warn(path, f"cannot read: {exc.strerror}")
             return None
@@ -403,6 +394,26 @@ class Archiver:
             content.append(saver.save(BlobType.DATA, chunk))
             read += len(chunk)
         return content, read
+
+
+def _open_to_read(path: bytes) -> int:
+    """A descriptor to read ``path`` (not following a symlink), with O_NONBLOCK set: a file
+    replaced by a fifo since its lstat would block the open until a writer came (the caller
+    clears it once the descriptor is known to be a file)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOATIME", 0)
+    while True:
+        try:
+            return os.open(path, flags)
+        except PermissionError:
+            if not flags & getattr(os, "O_NOATIME", 0):
+                raise
+            flags &= ~os.O_NOATIME  # refused on files we do not own
+        except BlockingIOError:
+            if not flags & os.O_NONBLOCK:
+                raise
+            # A lease (a Samba oplock, an NFS server's delegation), which only files have:
+            # wait for it to be broken, as a plain open does.
+            flags &= ~os.O_NONBLOCK
 
 
 def _layout(paths: list[bytes]) -> dict:

@@ -144,3 +144,33 @@ def test_unreadable_file_warns_exits_3_and_backs_up_the_rest(fogvault, tmp_path)
     assert any("secret.txt" in w for w in snap["warnings"])
     listing = fogvault("ls", "latest", str(src), "-r", "repo").stdout.decode()
     assert "ok.txt" in listing and "secret.txt" not in listing
+
+
+def test_a_file_under_a_lease_is_read_once_the_lease_is_broken(fogvault, repo_and_src,
+                                                               tmp_path):
+    """A file server (Samba's oplocks, an NFS server's delegations) holds a lease on a file:
+    an open with O_NONBLOCK fails with EWOULDBLOCK where a plain open waits for the lease to be
+    broken. The backup waits as a plain open does, instead of skipping the file."""
+    import fcntl
+    import signal
+
+    leased = tmp_path / "src" / "leased"
+    leased.write_bytes(b"held by a file server")
+    holder = os.open(leased, os.O_RDONLY)
+    broken = []
+
+    def give_up_the_lease(signum, frame) -> None:  # SIGIO: another process opens the file
+        broken.append(signum)
+        fcntl.fcntl(holder, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+
+    previous = signal.signal(signal.SIGIO, give_up_the_lease)
+    try:
+        fcntl.fcntl(holder, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        done = fogvault("backup", "-r", "repo", "src")
+    finally:
+        signal.signal(signal.SIGIO, previous)
+        os.close(holder)
+    assert broken and done.returncode == 0, done.stderr
+    found = json.loads(fogvault("ls", "-r", "repo", "latest", str(tmp_path / "src"),
+                                "--json").stdout)
+    assert any(e["name"] == "leased" and e["size"] == 21 for e in found)
