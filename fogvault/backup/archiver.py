@@ -124,8 +124,10 @@ class Archiver:
             root_id = self._save_roots(saver, abs_paths, parent_root)
             saver.wait()
             writer.flush()
-        except BaseException:
+        except BaseException as exc:
             # Ctrl-C or a failure: keep what was uploaded indexed, so a rerun reuses it.
+            if isinstance(exc, KeyboardInterrupt):  # and soon: a hanging target is given up
+                self.repo.targets.interrupt()
             _salvage(saver, writer)
             raise
         finally:

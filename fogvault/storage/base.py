@@ -106,6 +106,10 @@ class Storage(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections. The storage must not be used afterwards."""
 
+    def interrupt(self) -> None:  # noqa: B027 - optional hook, most backends never wait long
+        """The command is being interrupted: give up requests that hang soon, retry nothing.
+        Requests that move go on (what was uploaded is still indexed)."""
+
     def __enter__(self) -> Storage:
         return self
 

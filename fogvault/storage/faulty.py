@@ -179,6 +179,9 @@ class FaultyStorage(Storage):
     def close(self) -> None:
         self.inner.close()
 
+    def interrupt(self) -> None:
+        self.inner.interrupt()
+
 
 def _copy(error: StorageError, target: str, name: str) -> StorageError:
     """A fresh exception of the same class, so tracebacks of earlier raises do not pile up."""

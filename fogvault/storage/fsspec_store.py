@@ -81,6 +81,8 @@ DEFAULT_PART_SIZE = 16 * 1024**2
 
 #: An S3 request is given up once no data has moved for this long (seconds; S3Storage._guarded).
 DEFAULT_STALL_TIMEOUT = 120.0
+#: ... and for this long once the command is being interrupted (Storage.interrupt)
+INTERRUPTED_STALL_TIMEOUT = 3.0
 
 _PERMANENT_ERRNOS = {
     errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
@@ -368,22 +370,23 @@ def stall_timeout_setting(options: dict[str, Any], env: Mapping[str, str] = os.e
 
 
 async def _unless_stalled(start: Callable[[], Awaitable[Any]], progress: Callable[[], int],
-                          limit: float) -> Any:
+                          limit: Callable[[], float]) -> Any:
     """The result of ``start()``, or RequestStalled once ``progress()`` has not moved for
-    ``limit`` seconds (the call is cancelled, which closes its connection)."""
+    ``limit()`` seconds (asked again as it waits: an interrupt shortens it). The call is
+    cancelled, which closes its connection."""
     task = asyncio.ensure_future(start())
     loop = asyncio.get_running_loop()
     moved, since = progress(), loop.time()
     while True:
-        await asyncio.wait({task}, timeout=min(limit / 4, 5.0))
+        await asyncio.wait({task}, timeout=min(limit() / 4, 1.0))
         if task.done():
             return task.result()
         if progress() != moved:
             moved, since = progress(), loop.time()
-        elif loop.time() - since >= limit:
+        elif loop.time() - since >= limit():
             task.cancel()
             await asyncio.wait({task})
-            raise RequestStalled(f"no data moved for {limit:g} s: the server or the network "
+            raise RequestStalled(f"no data moved for {limit():g} s: the server or the network "
                                  "went silent")  # fmt: skip
 
 
@@ -490,7 +493,10 @@ class S3Storage(FsspecStorage):
         seconds. botocore's read timeout covers only the wait for an answer, once a body is
         sent, and its retries and s3fs's multiply it: a silent server held a backup for ever
         (a body being sent) or for many minutes per read."""
-        return sync(self.fs.loop, _unless_stalled, start, progress, self.stall_timeout)
+        return sync(self.fs.loop, _unless_stalled, start, progress, lambda: self.stall_timeout)
+
+    def interrupt(self) -> None:
+        self.stall_timeout = min(self.stall_timeout, INTERRUPTED_STALL_TIMEOUT)
 
     def _put_if_absent(self, path: str, name: str, data: bytes | memoryview) -> None:
         try:

@@ -113,3 +113,6 @@ class MeteredStorage(Storage):
 
     def close(self) -> None:
         self.inner.close()
+
+    def interrupt(self) -> None:
+        self.inner.interrupt()

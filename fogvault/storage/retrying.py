@@ -58,6 +58,7 @@ class RetryingStorage(Storage):
         self.max_delay = max_delay
         self._sleep = sleep
         self._random = random.Random(seed)
+        self._interrupted = False  # interrupt(): no more retries
 
     def _delay(self, retry: int) -> float:
         """Full jitter: uniform in [0, min(max_delay, base_delay * 2**retry)]."""
@@ -86,8 +87,9 @@ class RetryingStorage(Storage):
         raise AssertionError("unreachable")
 
     def _pause(self, what: str, exc: TransientStorageError, attempt: int) -> None:
-        """Wait before the attempt after ``attempt``; raise ``exc`` if that was the last."""
-        if attempt + 1 == self.attempts:
+        """Wait before the attempt after ``attempt``; raise ``exc`` if that was the last, or if
+        the command is being interrupted."""
+        if attempt + 1 == self.attempts or self._interrupted:
             raise exc
         delay = self._delay(attempt)
         log.warning("%s failed (%s); retry %d in %.2f s", what, exc, attempt + 1, delay)
@@ -138,3 +140,7 @@ class RetryingStorage(Storage):
 
     def close(self) -> None:
         self.inner.close()
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        self.inner.interrupt()

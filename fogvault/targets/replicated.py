@@ -178,6 +178,11 @@ class TargetSet:
         """url -> request counts, bytes and latency of this run."""
         return {t.url: t.meter.snapshot() for t in self.targets}
 
+    def interrupt(self) -> None:
+        """The command is being interrupted: no target retries, and hanging requests end."""
+        for target in self.targets:
+            target.storage.interrupt()
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         for target in self.targets:

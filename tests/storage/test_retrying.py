@@ -211,3 +211,13 @@ def test_a_listing_is_streamed_through_both_wrappers(faulty) -> None:
 def test_attempts_must_be_positive(faulty) -> None:
     with pytest.raises(ValueError, match="attempts"):
         RetryingStorage(faulty, attempts=0)
+
+
+def test_an_interrupted_command_retries_nothing(faulty, retrying, sleeps) -> None:
+    """After interrupt() (Ctrl-C), a transient failure is final: the command stops soon."""
+    faulty.write("x", b"1")
+    faulty.inject("read", Fault(error=transient("timed out"), times=None))
+    retrying.interrupt()
+    with pytest.raises(TransientStorageError):
+        retrying.read("x")
+    assert sleeps == [] and faulty.calls["read"] == 1

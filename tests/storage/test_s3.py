@@ -416,3 +416,35 @@ def test_a_pack_view_is_sent_without_a_copy_of_it(s3_url) -> None:
         tracemalloc.stop()
     assert peak < 8 * MiB
     assert storage.read("packs/view") == data
+
+
+def test_ctrl_c_during_a_stalled_upload_stops_the_backup_soon(s3_url, s3_env, cli_env,
+                                                              tmp_path) -> None:
+    """The S3 target goes silent in the middle of a pack. Ctrl-C used to wait out the stall
+    limit on every retry (here 60 s each); now the hanging request ends within seconds, no
+    target retries, and the backup exits 130."""
+    import signal
+    import subprocess
+    import sys
+
+    proxy, _ = through_link(s3_url, s3_env, silent_after=1 * MiB)
+    env = {**cli_env, "FOGVAULT_S3_ENDPOINT": proxy.url, "FOGVAULT_S3_STALL_TIMEOUT": "60"}
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big").write_bytes(os.urandom(8 * MiB))
+    command = [sys.executable, "-m", "fogvault", "-r", str(tmp_path / "local"), "-r", s3_url]
+    try:
+        init = subprocess.run([*command, "init", "--kdf", "interactive"], env=env,
+                              capture_output=True, cwd=tmp_path, timeout=120)
+        assert init.returncode == 0, init.stderr
+        backup = subprocess.Popen([*command, "backup", "src"], env=env, cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert proxy.silent.wait(timeout=60), "the upload never started"
+            backup.send_signal(signal.SIGINT)
+            _, stderr = backup.communicate(timeout=30)  # the bound is the test: 60 s before
+        finally:
+            backup.kill()
+            backup.wait()
+    finally:
+        proxy.close()
+    assert backup.returncode == 130, stderr
