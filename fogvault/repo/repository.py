@@ -771,7 +771,10 @@ def _unlock(
                 targets.remember_damage(target.url, key_name(key_id))
         return master, key_id, data, verified
     if foreign:
-        raise IntegrityError("the config fails verification on every target")
+        raise IntegrityError(
+            f"this password opens only key file(s) {', '.join(foreign)}, whose master key "
+            "verifies no config: the wrong password for this repository (those key files "
+            "wrap another one), or the config is damaged on every target")
     raise WrongPassword("wrong password: no key in the repository opens with it")
 
 

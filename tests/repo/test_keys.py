@@ -127,6 +127,19 @@ def test_a_key_file_of_another_master_key_does_not_stop_opening(make_repo, tmp_p
     assert [k.key_id for k in opened.key_files()] == [repo.key_id]
 
 
+def test_a_password_that_opens_only_a_stray_key_is_told_so(make_repo, tmp_path):
+    """Not "the config fails verification": the key file it opens is named, and the likely
+    cause (this password belongs to that stray key, not to the repository)."""
+    from fogvault.errors import IntegrityError
+
+    repo = make_repo()
+    (tmp_path / "repo" / "keys" / "0000000000000000").write_bytes(
+        _foreign_key_file("0000000000000000", b"stray"))
+    with pytest.raises(IntegrityError, match=r"opens only key file.s. 0000000000000000.*wrong "
+                                             r"password"):
+        Repository.open(repo.targets.urls, b"stray", use_cache=False)
+
+
 def test_two_key_removals_at_once_leave_a_key(make_repo):
     """A removes B's key while B removes A's: each checked "not the last" before the other
     deleted. Under the exclusive lock the second removal is refused, and a key is left."""
