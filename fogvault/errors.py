@@ -9,6 +9,7 @@ process exit code, so the CLI chooses exit codes in one place (``exit_code_for``
     ├── PartialSuccess (3)              the job finished, but not everything was done
     │   └── TargetsBehind (3)           ...and some targets did not get every change
     ├── RepositoryNotFound (10)
+    │   └── NoRepository (10)           every target answered and none holds one
     ├── RepositoryExists (1)
     ├── LockError (11)
     ├── WrongPassword (12)
@@ -62,6 +63,11 @@ class TargetsBehind(PartialSuccess):
 
 class RepositoryNotFound(FogVaultError):
     exit_code = EXIT_NO_REPOSITORY
+
+
+class NoRepository(RepositoryNotFound):
+    """Every target answered and none holds a repository: one may be created there (a target
+    that could not be read, or one that lacks what the others hold, is not this)."""
 
 
 class RepositoryExists(FogVaultError):

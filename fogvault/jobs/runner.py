@@ -41,6 +41,7 @@ from fogvault.errors import (
     EXIT_INTERRUPTED,
     EXIT_PARTIAL,
     FogVaultError,
+    NoRepository,
     NotEnoughTargets,
     RepositoryNotFound,
     UsageError,
@@ -65,12 +66,9 @@ from fogvault.maintenance.forget import forget
 from fogvault.maintenance.repair import repair
 from fogvault.maintenance.retention import apply_policy
 from fogvault.repo.config import RepoConfig
-from fogvault.repo.format import CONFIG_NAME
 from fogvault.repo.lock import NoLock
 from fogvault.repo.repository import Repository
 from fogvault.sizes import format_size
-from fogvault.storage import open_storage
-from fogvault.storage.errors import StorageError
 from fogvault.targets.ledger import Ledger
 from fogvault.targets.policy import TargetPolicy
 
@@ -247,9 +245,7 @@ class _JobRun:
         use_one_malloc_arena()  # before the index loaders' threads make arenas (heap.py)
         try:
             repo = Repository.open(cfg.targets, password, **kwargs)
-        except RepositoryNotFound:
-            if not _holds_none(cfg.targets, options):
-                raise  # a target lacks what the others hold: the core's message names it
+        except NoRepository:  # else the core's message names the target that lacks it
             if not self.options.init or self.options.dry_run:
                 raise RepositoryNotFound(
                     f"no repository at {', '.join(cfg.targets)}: create it once with "
@@ -382,19 +378,6 @@ class _JobRun:
         if self.options.dry_run:
             return StepResult("would run", f"due ({schedule.text})")
         return None
-
-
-def _holds_none(urls: list[str], options: dict[str, dict[str, Any]]) -> bool:
-    """True if every target answers and none holds a repository: then it is a new one, to be
-    created with ``--init``, not a copy missing from one target (a disk not mounted)."""
-    for url in urls:
-        try:
-            with contextlib.closing(open_storage(url, **options.get(url, {}))) as storage:
-                if storage.exists(CONFIG_NAME):
-                    return False
-        except StorageError:  # unreachable: it may well hold one
-            return False
-    return True
 
 
 # ---- reporting -------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from fogvault.errors import (
     FogVaultError,
     IntegrityError,
     MalformedObject,
+    NoRepository,
     RepositoryExists,
     RepositoryNotFound,
     SnapshotNotFound,
@@ -198,7 +199,9 @@ class Repository:
         try:
             configs = _probe_configs(targets)
             if not any(sealed is not None for sealed in configs.values()):
-                raise RepositoryNotFound(
+                kind = NoRepository if len(targets.active()) == len(targets.targets) else (
+                    RepositoryNotFound)  # an unreachable target may hold it
+                raise kind(
                     f"no repository at {', '.join(targets.urls)} (run 'fogvault init' first)"
                 )
             master, key_id, key_bytes, verified = _unlock(targets, password, configs)
