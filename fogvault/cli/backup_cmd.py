@@ -67,7 +67,7 @@ def backup(
     scanner = None if isinstance(progress, QuietProgress) else Scanner(
         paths, rules, progress.set_total)
     try:
-        with open_repository(ctx) as repo:
+        with open_repository(ctx, load_index=False) as repo:  # loaded under the backup's lock
             if scanner:
                 scanner.start()
             result = Archiver(repo, opts, progress).run(paths)

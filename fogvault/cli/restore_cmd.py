@@ -45,7 +45,8 @@ def restore(
                              overwrite=overwrite, verify=verify, dry_run=dry_run)
     progress = make_progress(out, "restore")
     try:
-        with open_repository(ctx) as repo:
+        # the restorer loads the index once it holds its lock (a dry run takes none)
+        with open_repository(ctx, load_index=dry_run) as repo:
             snap = repo.load_snapshot(repo.resolve_snapshot(version))
             summary = Restorer(repo, snap, options, progress).run()
     finally:
