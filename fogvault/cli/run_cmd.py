@@ -36,6 +36,9 @@ def run(
     elif record.exit_code == 0:
         for line in summary_lines(record):
             out.line(line)
+        if out.opts.quiet:  # a note (a run log or ping that failed) is news even under -q
+            for message in record.messages:
+                print(f"note: {message}", file=sys.stderr)
     else:  # a failed run speaks even with -q (cron mails it)
         print("\n".join(summary_lines(record)), file=sys.stderr)
     if record.exit_code:

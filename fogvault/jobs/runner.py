@@ -9,9 +9,9 @@
    the run *partial*, exit 3, and it goes on);
 5. forget by the job's retention, among this job's snapshots only (same host, same paths);
 6. prune, then check, when due (:func:`fogvault.jobs.schedule.is_due`, from the run log);
-   a check that finds problems fails the run with exit 21;
 7. repair targets that are behind (after a backup that left one behind, or a check that found
-   damage): copy what they miss from the healthy ones;
+   objects missing or damaged on a target): copy what they miss from the healthy ones; a
+   check that found problems then fails the run with exit 21, whatever the repair mended;
 8. run the ``after`` hooks (only if everything above succeeded);
 9. on failure, run the ``on_failure`` hooks; ping *success* or *failure*; append one record to
    the run log and rewrite the metrics file.
@@ -135,6 +135,7 @@ class _JobRun:
         self.host = job.host or hostname()
         self.record = RunRecord(job.name, _now(), dry_run=options.dry_run)
         self.pinger = Pinger(job.hooks)
+        self.check_failure: CheckFailed | None = None
 
     # ---- the run -----------------------------------------------------------------------
 
@@ -148,6 +149,8 @@ class _JobRun:
                 self._step("prune", lambda: self._prune(repo))
                 self._step("check", lambda: self._check(repo))
                 self._step("repair", lambda: self._repair(repo))
+                if self.check_failure is not None:  # reported once the repair has run
+                    raise self.check_failure
             self._hooks("after", self.job.hooks.after)
         except KeyboardInterrupt:
             self._fail(EXIT_INTERRUPTED, "interrupted", "interrupted")
@@ -357,12 +360,15 @@ class _JobRun:
             return StepResult("unavailable", "this FogVault has no check yet")
         subset = self.job.check_read_data_subset
         result = check(repo, CheckOptions(read_data_subset=subset))
-        self.record.targets_behind = [t.url for t in result.targets if t.missing]
+        # Missing or damaged copies are what the repair step heals, from the healthy targets.
+        self.record.targets_behind = [t.url for t in result.targets if not t.ok]
         if not result.ok:
             problems = list(result.problems) + [
                 f"{t.url}: {len(t.missing)} missing, {len(t.wrong_size)} wrong size, "
                 f"{len(t.corrupt)} corrupt" for t in result.targets if not t.ok]
-            raise CheckFailed(f"check found {len(problems)} problem(s): {problems[0]}")
+            message = f"check found {len(problems)} problem(s): {problems[0]}"
+            self.check_failure = CheckFailed(message)
+            return StepResult("failed", message)
         return StepResult("done", "no problems" + (f"; read {subset} of the data" if subset
                                                    else ""))
 

@@ -391,13 +391,8 @@ def test_a_run_log_that_cannot_be_written_is_a_note_not_a_failure(setup, jobs_cl
     metrics = setup.root / "metrics.prom"
     setup.write(top=f'[monitoring]\nmetrics_file = "{metrics}"\n')
     assert jobs_cli("run", "home", "--config", str(setup.config)).returncode == 0
-    setup.run_log.chmod(0o444)
-    setup.run_log.parent.chmod(0o555)
-    try:
+    with _unwritable_run_log(setup):
         done = jobs_cli("run", "home", "--config", str(setup.config), "--json", wrap=AS_USER)
-    finally:
-        setup.run_log.parent.chmod(0o755)
-        setup.run_log.chmod(0o600)
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["result"] == "success" and record["snapshot"]
@@ -406,6 +401,28 @@ def test_a_run_log_that_cannot_be_written_is_a_note_not_a_failure(setup, jobs_cl
     started = datetime.fromisoformat(record["started"]).timestamp()
     assert f'fogvault_job_last_run_timestamp_seconds{{job="home"}} {round(started, 3)}' in (
         metrics.read_text())
+
+
+def test_quiet_runs_say_nothing_but_their_notes(setup, jobs_cli):
+    """``-q`` (cron) silences a successful run's summary, not a note about what failed."""
+    quiet = jobs_cli("-q", "run", "home", "--config", str(setup.config))
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, b"", b"")
+    with _unwritable_run_log(setup):
+        noted = jobs_cli("-q", "run", "home", "--config", str(setup.config), wrap=AS_USER)
+    assert (noted.returncode, noted.stdout) == (0, b""), noted.stderr
+    assert noted.stderr.decode().splitlines() == [
+        f"note: cannot write the run log {setup.run_log}: Permission denied"]
+
+
+@contextlib.contextmanager
+def _unwritable_run_log(setup) -> Iterator[None]:
+    setup.run_log.chmod(0o444)
+    setup.run_log.parent.chmod(0o555)
+    try:
+        yield
+    finally:
+        setup.run_log.parent.chmod(0o755)
+        setup.run_log.chmod(0o600)
 
 
 def test_a_state_folder_that_cannot_be_written_is_a_one_line_error(setup, jobs_cli):
@@ -474,3 +491,45 @@ def test_a_second_sigterm_while_a_hook_is_being_stopped_still_stops_it(setup, cl
     assert line.startswith("pid "), line + err
     assert marker.exists() and run.returncode == 130, err
     assert not _running(int(line.split()[1]))
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_check_that_finds_damage_lets_the_repair_step_heal_it_then_fails_the_run(
+        tmp_path, setup):
+    """A pack damaged on one of two targets: the check finds it (exit 21, reported), and the
+    repair step still runs and replaces the copy from the healthy target, so the next run's
+    check passes."""
+    from conftest import FAST_KDF, PASSWORD
+
+    Repository.init([str(tmp_path / "a"), str(tmp_path / "b")], PASSWORD, kdf=FAST_KDF,
+                    use_cache=False).close()
+    setup.write('check = "always"\ncheck_read_data_subset = "1/1"\n', targets='["a", "b"]')
+    assert run_job(setup.load(), "home").exit_code == 0
+    damaged = next(p for p in sorted((tmp_path / "b" / "data").rglob("*")) if p.is_file())
+    _flip_a_byte(damaged)
+
+    record = run_job(setup.load(), "home")
+    assert (record.result, record.exit_code) == ("failed", 21), record
+    assert record.steps["check"].status == "failed"
+    assert record.error.startswith("check found 1 problem(s): ")
+    assert "0 missing, 0 wrong size, 1 corrupt" in record.error
+    assert record.steps["repair"].status == "done", record.steps["repair"]
+    assert damaged.read_bytes() == (tmp_path / "a" / damaged.relative_to(tmp_path / "b")
+                                    ).read_bytes()
+    again = run_job(setup.load(), "home")
+    assert (again.exit_code, again.steps["check"].status) == (0, "done"), again
+
+
+def test_a_check_that_finds_damage_on_the_only_target_fails_the_run(setup):
+    setup.write('check = "always"\ncheck_read_data_subset = "1/1"\n')
+    assert run_job(setup.load(), "home").exit_code == 0
+    _flip_a_byte(next(p for p in sorted((setup.root / "repo" / "data").rglob("*"))
+                      if p.is_file()))
+    record = run_job(setup.load(), "home")
+    assert (record.result, record.exit_code) == ("failed", 21), record
+    assert record.steps["repair"].status == "skipped"
