@@ -148,9 +148,7 @@ class _JobRun:
                 self._step("forget", lambda: self._forget(repo))
                 self._step("prune", lambda: self._prune(repo))
                 self._step("check", lambda: self._check(repo))
-                self._step("repair", lambda: self._repair(repo))
-                if self.check_failure is not None:  # reported once the repair has run
-                    raise self.check_failure
+                self._repair_step(repo)
             self._hooks("after", self.job.hooks.after)
         except KeyboardInterrupt:
             self._fail(EXIT_INTERRUPTED, "interrupted", "interrupted")
@@ -297,6 +295,17 @@ class _JobRun:
         return StepResult("done", f"{name}: {s.files_new} new, {s.files_changed} changed, "
                                   f"{s.files_unchanged} unchanged files{failed}; "
                                   f"added {format_size(s.bytes_added)}{behind}")
+
+    def _repair_step(self, repo: Repository) -> None:
+        """Repair; a check that found problems fails the run once the repair has run."""
+        try:
+            self._step("repair", lambda: self._repair(repo))
+        except FogVaultError as exc:
+            if self.check_failure is None:
+                raise
+            self._note(f"repair failed: {error_message(exc)}")  # the check's failure leads
+        if self.check_failure is not None:
+            raise self.check_failure
 
     def _repair(self, repo: Repository) -> StepResult:
         if len(repo.targets.storages) < 2:
