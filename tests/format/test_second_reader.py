@@ -242,7 +242,8 @@ def make_source(src: Path, rng: random.Random) -> None:
         os.setxattr(src / "hl" / "one", b"user.4", b"4")  # sorts after user.! as bytes,
         os.setxattr(src / "hl" / "one", b"user.!", b"!")  # before it as base64 text
         os.setxattr(src / "text", b"user.empty", b"")
-    for name, mode in [("setuid", 0o4751), ("private", 0o600), ("nothing", 0o000)]:
+    unreadable = 0o000 if os.geteuid() == 0 else 0o400  # a user's backup could not read it
+    for name, mode in [("setuid", 0o4751), ("private", 0o600), ("nothing", unreadable)]:
         (src / name).write_bytes(name.encode())
         os.chmod(src / name, mode)
     (src / "sticky").mkdir()
