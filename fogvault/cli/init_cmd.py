@@ -37,7 +37,9 @@ def init(
     )
     out = Printer(opts)
     if out.json_mode:
-        out.json({"id": repo.config.repo_id, "targets": repo.targets.urls})
+        # key files an interrupted init left (named in a warning too): 'key remove' takes them
+        out.json({"id": repo.config.repo_id, "targets": repo.targets.urls,
+                  "stray_keys": repo.stray_keys})
     else:
         out.line(f"created repository {repo.config.repo_id[:8]} at {', '.join(repo.targets.urls)}")
         out.line("Keep the password safe: without it the data cannot be read by anyone.")

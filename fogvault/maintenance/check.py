@@ -11,6 +11,14 @@
   (:func:`fogvault.repo.pack.verify_pack`), and verified: its bytes hash to its name, its header
   parses, every blob authenticates and hashes to its id.
 
+Key files the password opened at open time that wrap another master key
+(``Repository.stray_keys``: left by an interrupted init, or by one that lost a race) are not
+this repository's: they are listed in ``CheckResult.stray_keys``, not reported as missing or
+damaged (opening already warned about them, with the command that removes them). A key file
+not in use that is missing on some targets is reported missing there, with a warning that
+says both ways out (repair copies it, ``key remove`` removes it), since nobody can tell without
+its password whether it belongs to this repository.
+
 Problems are reported per target, never repaired here (that is ``repair``); what is found is
 remembered in ``TargetSet.damaged`` (which the CLI keeps in the ledger, so ``repair`` knows
 what to replace without reading everything again). A target that cannot be reached is reported
@@ -20,6 +28,7 @@ as unreachable. Packs that no index lists are reported as notes: they cost space
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 from collections.abc import Iterator
@@ -32,9 +41,11 @@ from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.verify import judge_key_copies, verify_stored_copy
 from fogvault.parallel import ordered_map
-from fogvault.repo.format import DATA_DIR, KEYS_DIR, SNAPSHOTS_DIR
+from fogvault.repo.format import DATA_DIR, KEYS_DIR, SNAPSHOTS_DIR, key_name
 from fogvault.repo.repository import Repository
 from fogvault.targets import Target
+
+log = logging.getLogger("fogvault")
 
 #: concurrent reads per target while verifying copies (latency-bound on S3 and SFTP)
 READERS = 8
@@ -70,6 +81,7 @@ class CheckResult:
     packs: int = 0
     problems: list[str] = field(default_factory=list)  # repository-wide (missing data)
     targets: list[TargetReport] = field(default_factory=list)
+    stray_keys: list[str] = field(default_factory=list)  # ids of another master key's key files
 
     @property
     def ok(self) -> bool:
@@ -96,8 +108,10 @@ def check(
         chosen = bytearray(packs.capacity)  # a byte per pack number, not a name per pack
         for number in packs.numbers() if selector else ():
             chosen[number] = selector(packs.pack_id(number))
-        metadata = inventory.live.metadata()
-        copies = _key_copies(repo, inventory)
+        stray = {key_name(k) for k in repo.stray_keys}
+        result.stray_keys = sorted(n[len(KEYS_DIR):] for n in stray if inventory.holders(n))
+        metadata = [n for n in inventory.live.metadata() if n not in stray]
+        copies = _key_copies(repo, metadata)
         for target in repo.targets.targets:
             report = TargetReport(target.url)
             result.targets.append(report)
@@ -110,6 +124,7 @@ def check(
             except FogVaultError as exc:
                 report.reachable, report.error = False, str(exc)
         result.problems += _undecided_keys(copies)
+        _warn_of_partial_keys(repo, inventory, result)
     return result
 
 
@@ -125,7 +140,9 @@ def _check_target(
 ) -> None:
     url = target.url
     listing = inventory.listings[url]
-    report.missing = inventory.missing(url)
+    live_keys = {n for n in metadata if n.startswith(KEYS_DIR)}  # the stray ones left out
+    report.missing = [n for n in inventory.missing(url)
+                      if not n.startswith(KEYS_DIR) or n in live_keys]
     report.wrong_size = inventory.wrong_size(url)
     report.unindexed_packs = sum(1 for n in inventory.extra(url) if n.startswith(DATA_DIR))
     held_metadata = [n for n in metadata if n in listing]
@@ -172,10 +189,27 @@ def _leave_out_forgotten(repo: Repository, report: TargetReport) -> None:
         repo.targets.forget_damage(report.url, name)
 
 
-def _key_copies(repo: Repository, inventory: Inventory) -> dict[str, dict[str, bytes]]:
-    """Every copy of every key file but the one in use: url -> bytes, per name."""
+def _warn_of_partial_keys(repo: Repository, inventory: Inventory, result: CheckResult) -> None:
+    """A warning for each key file not in use that some reachable targets lack: it may be a
+    key of another password that missed a target, or one an interrupted init left there."""
+    lacking: dict[str, list[str]] = {}
+    for report in result.targets:
+        for name in report.missing:
+            if name.startswith(KEYS_DIR) and name != key_name(repo.key_id):
+                lacking.setdefault(name, []).append(report.url)
+    for name, urls in sorted(lacking.items()):
+        key_id = name[len(KEYS_DIR):]
+        log.warning("key file %s is on %s but not on %s: if another password opens this "
+                    "repository with it, 'fogvault repair' copies it; if an interrupted init "
+                    "left it, 'fogvault key remove %s' removes it", key_id,
+                    ", ".join(inventory.holders(name)), ", ".join(urls), key_id)
+
+
+def _key_copies(repo: Repository, metadata: list[str]) -> dict[str, dict[str, bytes]]:
+    """Every copy of every key file of ``metadata`` but the one in use: url -> bytes, per
+    name."""
     copies: dict[str, dict[str, bytes]] = {}
-    for name in inventory.live.metadata():
+    for name in metadata:
         if not name.startswith(KEYS_DIR) or name[len(KEYS_DIR):] == repo.key_id:
             continue
         read = repo.targets.read_each(name)

@@ -55,6 +55,7 @@ from fogvault.errors import (
     RepositoryNotFound,
     SnapshotNotFound,
     TargetsBehind,
+    UnsupportedFormat,
     UsageError,
     WrongPassword,
 )
@@ -63,8 +64,10 @@ from fogvault.repo.cache import Cache, default_cache_dir
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.format import (
     CONFIG_NAME,
+    DATA_DIR,
     INDEX_DIR,
     KEYS_DIR,
+    LOCKS_DIR,
     SNAPSHOTS_DIR,
     BlobType,
     ObjectKind,
@@ -127,6 +130,10 @@ class Repository:
         self._index_ids: set[bytes] = set()
         self._superseded: set[bytes] = set()
         self.key_bytes: bytes | None = None  # the key file that opened it, as verified
+        # ids of key files that open nothing here (another init's): at init, those already on
+        # the targets; at open, those tried before the key that opened it (name order) that
+        # the password opens and that wrap another master key
+        self.stray_keys: list[str] = []
         self._chunker_seed = chunker_seed(master.identity)
         self.use_locks = True
         self.lock_wait = 0.0  # seconds to wait for other processes' locks (--retry-lock)
@@ -147,7 +154,11 @@ class Repository:
         policy: TargetPolicy | None = None,
     ) -> Repository:
         """Create a new repository on every target: the same key file and config bytes on
-        each. Refuses targets that hold anything, and fails if any target fails.
+        each. Refuses targets that hold a config or any other object of a repository but key
+        files (:func:`_key_files_left`), and fails if any target fails. Key files found on a
+        target without a config were left by an init that was interrupted before its config,
+        or belong to one running now: they are kept (the loser of the config race takes its
+        own back), named in a warning, and in ``stray_keys``.
         ``target_options`` maps a URL to its backend options (see ``open_storage``)."""
         config = config or RepoConfig()
         try:
@@ -156,11 +167,11 @@ class Repository:
             raise UsageError(str(exc)) from exc
         targets = TargetSet(_open_all(urls, target_options), policy)
         try:
+            leftover: dict[str, list[str]] = {}
             for target in targets.targets:
                 target.storage.create()
-                storage = target.storage
-                if storage.exists(CONFIG_NAME) or any(True for _ in storage.list(KEYS_DIR)):
-                    raise RepositoryExists(f"{storage.url}: a repository already exists there")
+                if found := _key_files_left(target.storage):
+                    leftover[target.url] = found
             master = MasterKey.generate()
             key_file = KeyFile.create(master, password, kdf)
             repo = cls(targets, master, key_file.key_id, config, None)
@@ -180,6 +191,9 @@ class Repository:
         except BaseException:
             targets.close()
             raise
+        repo.stray_keys = sorted({k for found in leftover.values() for k in found})
+        if repo.stray_keys:
+            log.warning("%s", _leftover_note(leftover))
         repo.cache = _make_cache(cache_dir, use_cache, config.repo_id)
         return repo
 
@@ -204,7 +218,7 @@ class Repository:
                 raise kind(
                     f"no repository at {', '.join(targets.urls)} (run 'fogvault init' first)"
                 )
-            master, key_id, key_bytes, verified = _unlock(targets, password, configs)
+            master, key_id, key_bytes, verified, stray = _unlock(targets, password, configs)
             config = _check_same_repository(targets, verified)
         except BaseException:
             targets.close()
@@ -212,6 +226,7 @@ class Repository:
         cache = _make_cache(cache_dir, use_cache, config.repo_id)
         repo = cls(targets, master, key_id, config, cache)
         repo.key_bytes = key_bytes
+        repo.stray_keys = stray
         if load_index:
             repo.load_index()
         return repo
@@ -721,6 +736,54 @@ def _read_key_files(targets: TargetSet) -> list[KeyFile]:
     return key_files
 
 
+#: what a repository holds besides its config and key files (docs/format.md, section 4)
+_REPOSITORY_DIRS = (DATA_DIR, INDEX_DIR, SNAPSHOTS_DIR, LOCKS_DIR)
+
+
+def _key_files_left(storage: Storage) -> list[str]:
+    """The ids of the key files on a target init may take: one without a config, without
+    anything under data/, index/, snapshots/ or locks/, whose keys/ holds only key files (an
+    init interrupted between its key file and its config leaves that); RepositoryExists for
+    any other. The key files found are not deleted: one may be an init's that is running now,
+    which takes it back if it loses the config race, or needs it if it wins (and then this
+    init fails at its config)."""
+
+    def exists() -> RepositoryExists:
+        return RepositoryExists(f"{storage.url}: a repository already exists there")
+
+    if storage.exists(CONFIG_NAME) or any(
+            any(True for _ in storage.list(prefix)) for prefix in _REPOSITORY_DIRS):
+        raise exists()
+    found = []
+    for info in storage.list(KEYS_DIR):
+        key_id = info.name[len(KEYS_DIR) :]
+        if not is_uid(key_id) or info.size > MAX_KEY_FILE_SIZE:
+            raise exists()
+        try:
+            data = storage.read(info.name, 0, MAX_KEY_FILE_SIZE + 1)
+        except ObjectNotFound:
+            continue  # taken back by the init that wrote it, which lost a config race
+        try:
+            KeyFile.decode(key_id, data)
+        except (IntegrityError, UnsupportedFormat):
+            raise exists() from None  # not a key file this version can read: not ours to take
+        found.append(key_id)
+    return sorted(found)
+
+
+def _leftover_note(leftover: Mapping[str, list[str]]) -> str:
+    """One line naming the key files an init found and kept, and how to remove them."""
+    ids = sorted({k for found in leftover.values() for k in found})
+    where = ", ".join(leftover)
+    why = "there before this init (left by an interrupted init, or by one running now)"
+    if len(ids) == 1:
+        return (f"{where}: key file {ids[0]} was {why} and is kept; it does not open this "
+                f"repository: 'fogvault key remove {ids[0]}' removes it")
+    removals = " and ".join(f"'fogvault key remove {k}'" for k in ids)
+    return (f"{where}: key files {', '.join(ids)} were {why} and are kept; they do not open "
+            f"this repository: {removals} remove them")
+
+
 def _probe_configs(targets: TargetSet) -> dict[Target, bytes | None]:
     """Read the config from every target at once (this also measures their latency). A target
     that cannot be read is dropped, unless none can, which raises the first error."""
@@ -754,11 +817,13 @@ def _write_config(targets: TargetSet, key_id: str, sealed: bytes) -> None:
 
 def _unlock(
     targets: TargetSet, password: bytes, configs: dict[Target, bytes | None]
-) -> tuple[MasterKey, str, bytes, dict[Target, RepoConfig | None]]:
-    """(master key, key id, the key file's bytes, the configs it verifies): the first key file
-    that opens with the password and whose master key verifies the config. A key file may open
-    and wrap another master key (left by an init that lost a race to another): the next one is
-    tried. Copies of the chosen key file that differ from it are remembered as damaged."""
+) -> tuple[MasterKey, str, bytes, dict[Target, RepoConfig | None], list[str]]:
+    """(master key, key id, the key file's bytes, the configs it verifies, the key files tried
+    before it that open and wrap another master key): the first key file that opens with the
+    password and whose master key verifies the config. A key file may open and wrap another
+    master key (left by an init that lost a race to another, or was interrupted before its
+    config): the next one is tried. Copies of the chosen key file that differ from it are
+    remembered as damaged."""
     foreign: list[str] = []  # key files that open, but not the config
     for key_id, master, data, copies in _keys_opened_by(targets, password):
         verified = _verify_configs(targets, master, configs)
@@ -772,7 +837,7 @@ def _unlock(
         for target, other in copies:
             if other != data:
                 targets.remember_damage(target.url, key_name(key_id))
-        return master, key_id, data, verified
+        return master, key_id, data, verified, foreign
     if foreign:
         raise IntegrityError(
             f"this password opens only key file(s) {', '.join(foreign)}, whose master key "
