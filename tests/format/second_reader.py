@@ -7,7 +7,8 @@ loads the index (12), reads and verifies packs (11) and blobs (7-9, 17), walks t
 extracts a snapshot into a folder. ``file_blob_ids`` re-chunks a file as section 10 prescribes.
 
 Only the primitive libraries are used: PyNaCl (XChaCha20-Poly1305, Argon2id), blake3 and
-zstandard. Places where the document left something to guess are marked ``GUESS (§n)``.
+zstandard. Where the first version of this reader had to guess, the document now says
+(format.md's change log, 2026-11-24); the comments cite the section.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def decode_payload(payload: bytes, max_size: int) -> bytes:
 
 def json_object(data: bytes, what: str) -> dict:
     try:
-        doc = json.loads(data)  # GUESS (§6.2, §13, §14): UTF-8 JSON; duplicate keys unspecified
+        doc = json.loads(data)  # §1: UTF-8 JSON; duplicates are the writer's fault
     except ValueError as exc:
         raise FormatError(f"{what}: bad JSON: {exc}") from None
     need(isinstance(doc, dict), f"{what}: not a JSON object")
@@ -492,7 +493,7 @@ class Repository:
         raw = self.read("keys/" + key_id, limit=64 * KiB + 1)
         need(len(raw) <= 64 * KiB, "key file longer than 64 KiB")
         doc = json_object(raw, "key file")
-        # GUESS (§6.2): "refuses greater values" says nothing of 0 or negative; we require 1.
+        # §6.2: greater is unsupported, 0 and below malformed: either way not usable here.
         need(is_int(doc.get("version")) and doc["version"] == 1, "key file version is not 1")
         kdf = doc.get("kdf")
         need(isinstance(kdf, dict) and kdf.get("algorithm") == "argon2id", "bad kdf")
@@ -540,14 +541,14 @@ class Repository:
                 found.append(self.snapshot(uid))
             except (FormatError, OSError) as exc:  # skipped with a warning
                 self.warnings.append(f"snapshot {uid}: {exc}")
-        # GUESS (§14): "(time, uid)" with times compared as instants, not as text (the CLI
-        # orders a -08:00 snapshot taken after a +09:00 one after it).
+        # §14: "(time, uid)" with times compared as instants, not as text (the CLI orders a
+        # -08:00 snapshot taken after a +09:00 one after it).
         return sorted(found, key=lambda s: (_time(s["time"]), s["uid"]))
 
     @staticmethod
     def path_bytes(path: str) -> bytes:
-        """A snapshot path (or warning) string as bytes. GUESS (§14): "lone surrogates
-        (\\udcXX escapes)" are Python's surrogateescape: U+DC80..U+DCFF stand for 0x80..0xFF."""
+        """A snapshot path (or warning) string as bytes. §14: U+DC80..U+DCFF stand for the
+        bytes 0x80..0xFF (Python's surrogateescape), everything else for its UTF-8."""
         return path.encode("utf-8", "surrogateescape")
 
     def snapshot(self, uid: str) -> dict:
@@ -645,8 +646,8 @@ class Repository:
                 os.mkdir(path, 0o700)
                 self._extract_tree(node.subtree, path, links)
             elif node.type == "file":
-                # GUESS (§13.3 nlink): "nodes with nlink > 1 and equal (dev, ino)" are one file;
-                # we link regular files only, as `fogvault restore` does (not fifos, symlinks).
+                # §13.3 nlink, §13.5: file nodes with nlink > 1 and equal (dev, ino) are one
+                # file; other types are separate entries.
                 key = (node.dev, node.ino)
                 if node.nlink > 1 and key in links:
                     os.link(links[key], path, follow_symlinks=False)
@@ -660,7 +661,7 @@ class Repository:
                 os.symlink(node.target, path)
             elif node.type == "fifo":
                 os.mkfifo(path, 0o600)
-            elif os.geteuid() == 0:  # GUESS (§13.3): rdev is this OS's st_rdev encoding
+            elif os.geteuid() == 0:  # §13.3: rdev is Linux st_rdev (makedev)
                 kind = stat.S_IFCHR if node.type == "chardev" else stat.S_IFBLK
                 os.mknod(path, kind | 0o600, node.rdev)
             else:
@@ -669,9 +670,8 @@ class Repository:
             self._set_metadata(path, node)
 
     def _set_metadata(self, path: bytes, node: Node) -> None:
-        # GUESS (§13.3): the format names the fields, not how a restore applies them; we do as
-        # docs/user-guide.md says of `restore`: owners only as root, xattrs where allowed,
-        # then the mode, then mtime (also as atime), a folder's after its contents.
+        # §13.5: owners only as root, xattrs where allowed, then the mode, then mtime (also as
+        # atime), a folder's after its contents.
         if os.geteuid() == 0:
             os.chown(path, node.uid, node.gid, follow_symlinks=False)
         for name, value in node.xattrs:
