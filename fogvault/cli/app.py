@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     args = common + rest
     for stream in (sys.stdout, sys.stderr):  # non-UTF-8 file names print as their own bytes
         stream.reconfigure(errors="surrogateescape")
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored (by '&')
+        signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:  # not under nohup
         signal.signal(signal.SIGHUP, _interrupt)  # a closed terminal: stop as on Ctrl-C
@@ -172,8 +174,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM and SIGHUP are handled like Ctrl-C, so a killed run still indexes what it
-    uploaded (and stops the hooks it started, which run in sessions of their own)."""
+    """Ctrl-C, SIGTERM and SIGHUP: the open targets are told first (``fogvault.interrupts``:
+    they give up hanging requests and retry nothing, so the thread pools that the exception
+    joins end soon), then the command stops as on Ctrl-C, so a killed run still indexes what
+    it uploaded (and stops the hooks it started, which run in sessions of their own)."""
+    # Not imported here (an import in a signal handler could wait for an import lock; --help
+    # does not load it): whoever registered a callback has imported it.
+    registry = sys.modules.get("fogvault.interrupts")
+    if registry is not None:
+        registry.notify()
     raise KeyboardInterrupt
 
 

@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
 
 def daemon(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Run all jobs on their schedules (for containers and machines without systemd)."""
+    from fogvault import interrupts
     from fogvault.jobs.daemon import Daemon
 
     runner = Daemon(load(config), run_options(ctx))
@@ -27,6 +28,7 @@ def daemon(ctx: typer.Context, config: ConfigOption = None) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         runner.stop()
         if runner.busy:
+            interrupts.notify()  # the job's targets, if it registered them (as in app.py)
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)

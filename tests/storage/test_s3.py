@@ -3,13 +3,10 @@ server-enforced create-only writes, and errors. Runs against the real Ceph RGW o
 
 from __future__ import annotations
 
-import math
 import os
-import socket
 import threading
 import uuid
 from collections.abc import Callable
-from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +19,7 @@ from fogvault.storage import (
     open_storage,
 )
 from fogvault.storage.fsspec_store import S3Storage, s3_options
+from tests.storage.s3_link import Link
 
 MiB = 1 << 20
 
@@ -122,65 +120,6 @@ def test_an_unreachable_endpoint_is_a_transient_error(s3_url) -> None:
     )
     with pytest.raises(TransientStorageError):
         storage.read("x")
-
-
-class Link:
-    """A TCP proxy to the S3 server: the client's bytes pass at ``rate`` bytes a second (None:
-    at once), and once the client has sent ``silent_after`` bytes the proxy neither reads nor
-    answers on any connection, as a server or link gone silent in the middle of a request.
-    Its sockets' receive buffers are small, so a body stops moving a few hundred KiB after
-    that."""
-
-    def __init__(self, upstream: tuple[str, int], *, rate: float | None = None,
-                 silent_after: float = math.inf) -> None:
-        self.upstream, self.rate, self.silent_after = upstream, rate, silent_after
-        self.sent = 0
-        self.silent = threading.Event()
-        self.closing = threading.Event()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sockets: list[socket.socket] = [self.server]
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        with suppress(OSError):
-            while True:
-                client = self.server.accept()[0]
-                upstream = socket.create_connection(self.upstream)
-                self.sockets += [client, upstream]
-                threading.Thread(target=self._pump, args=(client, upstream, True),
-                                 daemon=True).start()  # fmt: skip
-                threading.Thread(target=self._pump, args=(upstream, client, False),
-                                 daemon=True).start()  # fmt: skip
-
-    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
-        with suppress(OSError):
-            while not self.silent.is_set():
-                data = source.recv(16384)
-                if not data:
-                    sink.shutdown(socket.SHUT_WR)
-                    return
-                if from_client:
-                    with self.lock:
-                        self.sent += len(data)
-                        if self.sent >= self.silent_after:
-                            self.silent.set()
-                    if self.rate:  # the link's pace: a fault of the network, not a wait
-                        self.closing.wait(len(data) / self.rate)
-                if self.silent.is_set():
-                    break
-                sink.sendall(data)
-        self.closing.wait()  # silent: the connection stays open, unread and unanswered
-
-    def close(self) -> None:
-        self.closing.set()
-        for sock in self.sockets:
-            sock.close()
 
 
 def through_link(s3_url: str, s3_env: dict[str, str], **link: float) -> tuple[Link, Any]:

@@ -1,0 +1,67 @@
+"""What to do at once when a command is interrupted (Ctrl-C, SIGTERM, SIGHUP).
+
+A command registers, while it holds open targets, a callback that makes them give up hanging
+requests: ``with on_interrupt(repo.targets.interrupt): ...``. The CLI's signal handler calls
+:func:`notify`, then raises ``KeyboardInterrupt``. The exception unwinds the command, joining
+thread pools whose workers may be waiting on a silent S3 server; interrupted targets stop
+retrying and give such a request up within seconds (``Storage.interrupt``), where it would
+otherwise have waited out the stall limit on every retry (about 10 minutes at the default).
+
+The callbacks run on a thread of their own, which the handler waits for (at most
+:data:`NOTIFY_WAIT_S`): a signal handler runs on the main thread between two bytecodes,
+perhaps while that thread holds a lock a callback needs, and calling it there could deadlock.
+That thread is started with ``_thread``, not ``threading``, whose ``Thread.start`` takes a lock
+of the module that the main thread may hold (while it starts a pool's worker).
+
+Notifying twice is harmless: ``Storage.interrupt`` may be called any number of times.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+log = logging.getLogger("fogvault")
+
+#: How long :func:`notify` waits for the callbacks before it returns anyway.
+NOTIFY_WAIT_S = 1.0
+
+_callbacks: list[Callable[[], object]] = []
+
+
+@contextlib.contextmanager
+def on_interrupt(callback: Callable[[], object]) -> Iterator[None]:
+    """Have :func:`notify` call ``callback`` while the block runs."""
+    _callbacks.append(callback)
+    try:
+        yield
+    finally:
+        _callbacks.remove(callback)
+
+
+def notify(wait: float = NOTIFY_WAIT_S) -> None:
+    """Call every registered callback, on a thread of its own; return once they have returned,
+    or after ``wait`` seconds. Safe in a signal handler."""
+    callbacks = tuple(_callbacks)
+    if not callbacks:
+        return
+    done = _thread.allocate_lock()
+    done.acquire()
+    try:
+        _thread.start_new_thread(_call_all, (callbacks, done))
+    except RuntimeError:  # no thread to be had (out of resources, or exiting): go on without
+        return
+    done.acquire(timeout=wait)
+
+
+def _call_all(callbacks: tuple[Callable[[], object], ...], done: _thread.LockType) -> None:
+    try:
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception as exc:  # one failing callback must not keep the others from running
+                log.warning("while interrupting: %s", exc)
+    finally:
+        done.release()

@@ -1,0 +1,140 @@
+"""Ctrl-C stops a command soon even while an S3 target hangs, whatever the command.
+
+The repository is on a local folder and on the test S3 server (Ceph RGW). The interrupted
+command reaches S3 through a :class:`Link` that goes silent at the first read of a pack, with
+that read in flight; once it has, the command gets SIGINT. Before every command interrupted its
+targets (only the backup did), the thread pools that the interrupt unwinds waited out the
+stall limit of the hanging request on every retry (here 60 s each: minutes); now the command
+exits 130 within seconds.
+
+Below, :func:`fogvault.interrupts.notify`, which the signal handler calls, on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from fogvault.interrupts import notify, on_interrupt
+from tests.storage.s3_link import Link
+
+MiB = 1 << 20
+
+STALL_LIMIT = "60"  # seconds without data before an S3 request is given up (uninterrupted)
+EXIT_WITHIN = 20.0  # seconds from SIGINT to exit: well within one stall limit
+# A GET of an object in data/ (a pack), path-style or not; not a listing of data/, whose
+# prefix is in the query.
+PACK_READ = rb"GET /[^ ?]*/data/"
+
+
+@pytest.fixture
+def repository(s3_url: str, s3_env: dict[str, str], cli_env: dict[str, str],
+               tmp_path: Path) -> list[str]:
+    """The command line to a repository on a local folder and on S3 that holds a snapshot of
+    ``src`` (a 2 MiB file: one data pack), made straight through the server."""
+    command = [sys.executable, "-m", "fogvault", "-r", str(tmp_path / "local"), "-r", s3_url]
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "file").write_bytes(os.urandom(2 * MiB))
+    env = {**cli_env, "FOGVAULT_S3_ENDPOINT": s3_env["FOGVAULT_S3_ENDPOINT"]}
+    for args in (["init", "--kdf", "interactive"], ["backup", "src"]):
+        done = subprocess.run([*command, *args], env=env, capture_output=True,
+                              cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr
+    return command
+
+
+def interrupt_when_silent(command: list[str], cli_env: dict[str, str], s3_env: dict[str, str],
+                          cwd: Path) -> tuple[subprocess.CompletedProcess[bytes], float]:
+    """Run ``command`` with S3 through a Link that goes silent at its first pack read; send
+    SIGINT once it has. The finished process and the seconds from SIGINT to its exit."""
+    endpoint = urlsplit(s3_env["FOGVAULT_S3_ENDPOINT"])
+    proxy = Link((endpoint.hostname, endpoint.port), silent_on=PACK_READ)
+    env = {**cli_env, "FOGVAULT_S3_ENDPOINT": proxy.url, "FOGVAULT_S3_STALL_TIMEOUT": STALL_LIMIT}
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    try:
+        if not proxy.silent.wait(timeout=60):  # a bound for a failing test
+            process.kill()
+            pytest.fail(f"no pack was read from S3: {process.communicate()[1]!r}")
+        assert process.poll() is None, "the command ended without waiting for S3"
+        process.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        try:
+            stdout, stderr = process.communicate(timeout=EXIT_WITHIN)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {EXIT_WITHIN:g} s after SIGINT (stall limit "
+                        f"{STALL_LIMIT} s)")
+        took = time.monotonic() - interrupted
+    finally:
+        process.kill()
+        process.wait()
+        proxy.close()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), took
+
+
+def test_ctrl_c_stops_a_restore_reading_from_a_silent_target_soon(
+        repository: list[str], cli_env: dict[str, str], s3_env: dict[str, str],
+        tmp_path: Path) -> None:
+    """The local copy lost its data pack, so the restore's fetch threads read it from S3."""
+    data_packs = [p for p in (tmp_path / "local" / "data").rglob("*")
+                  if p.is_file() and p.stat().st_size > MiB]  # not the small pack of trees
+    assert len(data_packs) == 1
+    data_packs[0].unlink()
+    done, took = interrupt_when_silent([*repository, "restore", "-V", "latest", "-t", "out"],
+                                       cli_env, s3_env, tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert b"interrupted" in done.stderr
+    assert took < EXIT_WITHIN
+
+
+def test_ctrl_c_stops_check_read_data_on_a_silent_target_soon(
+        repository: list[str], cli_env: dict[str, str], s3_env: dict[str, str],
+        tmp_path: Path) -> None:
+    """check --read-data reads every pack from every target, S3's too."""
+    done, took = interrupt_when_silent([*repository, "check", "--read-data"], cli_env, s3_env,
+                                       tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert b"interrupted" in done.stderr
+    assert took < EXIT_WITHIN
+
+
+# ----------------------------------------------------------------------------- notify
+
+
+def test_notify_calls_the_callbacks_registered_while_their_block_runs() -> None:
+    calls: list[str] = []
+
+    def failing() -> None:
+        calls.append("failing")
+        raise RuntimeError("a bug")
+
+    with on_interrupt(failing), on_interrupt(lambda: calls.append("next")):
+        notify()  # returns once they have run
+        assert calls == ["failing", "next"]  # one failing does not keep the next from running
+    notify()
+    assert calls == ["failing", "next"]
+
+
+def test_notify_does_not_deadlock_on_a_lock_the_interrupted_thread_holds() -> None:
+    """A signal handler runs between two bytecodes of the main thread, perhaps while it holds a
+    lock a callback needs: the callbacks run on a thread of their own, which notify stops
+    waiting for, and they run once the lock is free."""
+    lock = threading.Lock()
+    ran = threading.Event()
+
+    def needs_the_lock() -> None:
+        with lock:
+            ran.set()
+
+    with on_interrupt(needs_the_lock), lock:
+        notify(wait=0.2)
+        assert not ran.is_set()
+    assert ran.wait(timeout=10)
