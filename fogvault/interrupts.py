@@ -1,7 +1,9 @@
 """What to do at once when a command is interrupted (Ctrl-C, SIGTERM, SIGHUP).
 
-A command registers, while it holds open targets, a callback that makes them give up hanging
-requests: ``with on_interrupt(repo.targets.interrupt): ...``. The CLI's signal handler calls
+Every open set of targets registers a callback that makes them give up hanging requests
+(``TargetSet`` registers its ``interrupt`` when it is made and takes it back when it is closed),
+so an interrupt reaches the targets while a repository is being opened, initialised or used,
+by any command or job. The CLI's signal handler calls
 :func:`notify`, then raises ``KeyboardInterrupt``. The exception unwinds the command, joining
 thread pools whose workers may be waiting on a silent S3 server; interrupted targets stop
 retrying and give such a request up within seconds (``Storage.interrupt``), where it would
@@ -21,7 +23,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 log = logging.getLogger("fogvault")
 
@@ -31,13 +33,14 @@ NOTIFY_WAIT_S = 1.0
 _callbacks: list[Callable[[], object]] = []
 
 
-@contextlib.contextmanager
-def on_interrupt(callback: Callable[[], object]) -> Iterator[None]:
-    """Have :func:`notify` call ``callback`` while the block runs."""
+def register(callback: Callable[[], object]) -> None:
+    """Have :func:`notify` call ``callback`` until it is unregistered."""
     _callbacks.append(callback)
-    try:
-        yield
-    finally:
+
+
+def unregister(callback: Callable[[], object]) -> None:
+    """Stop calling ``callback`` (registered once for each time it was registered)."""
+    with contextlib.suppress(ValueError):
         _callbacks.remove(callback)
 
 

@@ -3,9 +3,7 @@
 :func:`open_repository` also keeps the targets' ledger (``fogvault.targets.ledger``: known
 damage, missed deletions, the last operation's requests) and, when a command that succeeded
 left a target without some of its changes (dropped, unreachable, or behind), ends the command
-with exit 3 and a warning naming the target, once the command has printed its report. While
-the repository is open, an interrupt (Ctrl-C, SIGTERM, SIGHUP) tells its targets at once
-(:mod:`fogvault.interrupts`), so that a hanging request does not hold the command.
+with exit 3 and a warning naming the target, once the command has printed its report.
 """
 
 from __future__ import annotations
@@ -87,7 +85,6 @@ def open_repository(
 ) -> Iterator[Repository]:
     """Open the repository on the common options' targets (plus ``extra_urls``)."""
     from fogvault.heap import use_one_malloc_arena
-    from fogvault.interrupts import on_interrupt
     from fogvault.repo.repository import Repository
     from fogvault.targets.ledger import Ledger
 
@@ -106,14 +103,12 @@ def open_repository(
     ledger = Ledger(repo.config.repo_id)
     ledger.seed(repo.targets)
     finished = False
-    # Ctrl-C, SIGTERM, SIGHUP: hanging requests end soon, before the pools are joined
-    with on_interrupt(repo.targets.interrupt):
-        try:
-            yield repo
-            finished = True
-        finally:
-            ledger.save(repo.targets, ctx.command_path.partition(" ")[2] or str(ctx.info_name))
-            repo.close()
+    try:
+        yield repo
+        finished = True
+    finally:
+        ledger.save(repo.targets, ctx.command_path.partition(" ")[2] or str(ctx.info_name))
+        repo.close()
     missed = repo.targets.missed_changes()
     if finished and missed:
         ctx.find_root().call_on_close(lambda: _report_missed(missed))

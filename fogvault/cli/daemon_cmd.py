@@ -28,7 +28,7 @@ def daemon(ctx: typer.Context, config: ConfigOption = None) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         runner.stop()
         if runner.busy:
-            interrupts.notify()  # the job's targets, if it registered them (as in app.py)
+            interrupts.notify()  # the job's targets give up hanging requests (as in app.py)
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)

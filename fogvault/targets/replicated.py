@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, overload
 
+from fogvault import interrupts
 from fogvault.errors import IntegrityError, NotEnoughTargets, TargetsUnavailable
 from fogvault.storage import ObjectExists, ObjectInfo, ObjectNotFound, Storage, StorageError
 from fogvault.targets.health import Target, read_order
@@ -90,6 +91,7 @@ class TargetSet:
         self._listings: dict[str, dict[str, NameListing]] = {}  # prefix -> url -> names
         workers = self.policy.concurrency * len(self.targets) + 4
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="targets")
+        interrupts.register(self.interrupt)  # Ctrl-C: hanging requests end before pools join
 
     # ---- the members -----------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class TargetSet:
             target.storage.interrupt()
 
     def close(self) -> None:
+        interrupts.unregister(self.interrupt)
         self._pool.shutdown(wait=True)
         for target in self.targets:
             target.storage.close()

@@ -12,18 +12,20 @@ Below, :func:`fogvault.interrupts.notify`, which the signal handler calls, on it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from fogvault.interrupts import notify, on_interrupt
+from fogvault.interrupts import notify, register, unregister
 from tests.storage.s3_link import Link
 
 MiB = 1 << 20
@@ -33,6 +35,7 @@ EXIT_WITHIN = 20.0  # seconds from SIGINT to exit: well within one stall limit
 # A GET of an object in data/ (a pack), path-style or not; not a listing of data/, whose
 # prefix is in the query.
 PACK_READ = rb"GET /[^ ?]*/data/"
+INDEX_LISTING = rb"GET /[^ ]*[?&]prefix=[^ &]*index"  # the prefix's slashes are %2F
 
 
 @pytest.fixture
@@ -52,18 +55,20 @@ def repository(s3_url: str, s3_env: dict[str, str], cli_env: dict[str, str],
 
 
 def interrupt_when_silent(command: list[str], cli_env: dict[str, str], s3_env: dict[str, str],
-                          cwd: Path) -> tuple[subprocess.CompletedProcess[bytes], float]:
-    """Run ``command`` with S3 through a Link that goes silent at its first pack read; send
-    SIGINT once it has. The finished process and the seconds from SIGINT to its exit."""
+                          cwd: Path, silent_on: bytes = PACK_READ
+                          ) -> tuple[subprocess.CompletedProcess[bytes], float]:
+    """Run ``command`` with S3 through a Link that goes silent at its first request that
+    matches ``silent_on`` (a pack read); send SIGINT once it has. The finished process and the
+    seconds from SIGINT to its exit."""
     endpoint = urlsplit(s3_env["FOGVAULT_S3_ENDPOINT"])
-    proxy = Link((endpoint.hostname, endpoint.port), silent_on=PACK_READ)
+    proxy = Link((endpoint.hostname, endpoint.port), silent_on=silent_on)
     env = {**cli_env, "FOGVAULT_S3_ENDPOINT": proxy.url, "FOGVAULT_S3_STALL_TIMEOUT": STALL_LIMIT}
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     try:
         if not proxy.silent.wait(timeout=60):  # a bound for a failing test
             process.kill()
-            pytest.fail(f"no pack was read from S3: {process.communicate()[1]!r}")
+            pytest.fail(f"no such request reached S3: {process.communicate()[1]!r}")
         assert process.poll() is None, "the command ended without waiting for S3"
         process.send_signal(signal.SIGINT)
         interrupted = time.monotonic()
@@ -106,7 +111,28 @@ def test_ctrl_c_stops_check_read_data_on_a_silent_target_soon(
     assert took < EXIT_WITHIN
 
 
+def test_ctrl_c_stops_the_opening_of_a_repository_on_a_silent_target_soon(
+        repository: list[str], cli_env: dict[str, str], s3_env: dict[str, str],
+        tmp_path: Path) -> None:
+    """``ls`` loads the index while it opens the repository: S3 goes silent at the listing of
+    index/, before any command code runs (the targets register themselves when they are made)."""
+    done, took = interrupt_when_silent([*repository, "ls", "latest"], cli_env, s3_env, tmp_path,
+                                       silent_on=INDEX_LISTING)
+    assert done.returncode == 130, done.stderr
+    assert b"interrupted" in done.stderr
+    assert took < EXIT_WITHIN
+
+
 # ----------------------------------------------------------------------------- notify
+
+
+@contextlib.contextmanager
+def on_interrupt(callback: Callable[[], object]) -> Iterator[None]:
+    register(callback)
+    try:
+        yield
+    finally:
+        unregister(callback)
 
 
 def test_notify_calls_the_callbacks_registered_while_their_block_runs() -> None:
