@@ -647,13 +647,18 @@ class Repository:
                 self._extract_tree(node.subtree, path, links)
             elif node.type == "file":
                 # §13.3 nlink, §13.5: file nodes with nlink > 1 and equal (dev, ino) are one
-                # file; other types are separate entries.
+                # file, up to the first node's nlink - 1 links; other types are separate.
                 key = (node.dev, node.ino)
                 if node.nlink > 1 and key in links:
-                    os.link(links[key], path, follow_symlinks=False)
+                    first, to_come = links[key]
+                    os.link(first, path, follow_symlinks=False)
+                    if to_come > 1:
+                        links[key] = (first, to_come - 1)
+                    else:
+                        del links[key]  # the group is complete: a further node starts anew
                     continue
                 if node.nlink > 1:
-                    links[key] = path
+                    links[key] = (path, node.nlink - 1)
                 with open(path, "xb") as f:
                     for bid in node.content:
                         f.write(self.load_blob(bytes.fromhex(bid)))

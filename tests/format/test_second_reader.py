@@ -368,8 +368,9 @@ def test_trees_are_canonical(repo: sr.Repository) -> None:
             assert ("subtree" in node) == (kind == "dir")
             assert ("target" in node or "target_b64" in node) == (kind == "symlink")
             assert "size" not in node or kind == "file"
-            if "xattrs" in node:  # sorted by the names' bytes, not by their base64 text
-                names = [base64.b64decode(n) for n, _ in node["xattrs"]]
+            if "xattrs" in node:  # §13.3: by the names' characters, not their base64 text
+                names = [base64.b64decode(n).decode("utf-8", "surrogateescape")
+                         for n, _ in node["xattrs"]]
                 assert names and names == sorted(names)
 
 
