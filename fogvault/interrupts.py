@@ -21,8 +21,8 @@ Notifying twice is harmless: ``Storage.interrupt`` may be called any number of t
 from __future__ import annotations
 
 import _thread
-import contextlib
 import logging
+import weakref
 from collections.abc import Callable
 
 log = logging.getLogger("fogvault")
@@ -30,24 +30,29 @@ log = logging.getLogger("fogvault")
 #: How long :func:`notify` waits for the callbacks before it returns anyway.
 NOTIFY_WAIT_S = 1.0
 
-_callbacks: list[Callable[[], object]] = []
+Callback = Callable[[], object]
+
+# Bound methods are held weakly: a TargetSet that nobody closed (an exception before its
+# owner's try) is collected, its threads and connections with it, as before it registered.
+_callbacks: list[Callable[[], Callback | None]] = []
 
 
-def register(callback: Callable[[], object]) -> None:
-    """Have :func:`notify` call ``callback`` until it is unregistered."""
-    _callbacks.append(callback)
+def register(callback: Callback) -> None:
+    """Have :func:`notify` call ``callback`` until it is unregistered (a bound method: or until
+    its object is collected)."""
+    ref = weakref.WeakMethod(callback) if hasattr(callback, "__self__") else lambda: callback
+    _callbacks[:] = [r for r in _callbacks if r() is not None] + [ref]
 
 
-def unregister(callback: Callable[[], object]) -> None:
-    """Stop calling ``callback`` (registered once for each time it was registered)."""
-    with contextlib.suppress(ValueError):
-        _callbacks.remove(callback)
+def unregister(callback: Callback) -> None:
+    """Stop calling ``callback``."""
+    _callbacks[:] = [r for r in _callbacks if r() not in (None, callback)]
 
 
 def notify(wait: float = NOTIFY_WAIT_S) -> None:
     """Call every registered callback, on a thread of its own; return once they have returned,
     or after ``wait`` seconds. Safe in a signal handler."""
-    callbacks = tuple(_callbacks)
+    callbacks = tuple(c for c in (r() for r in _callbacks) if c is not None)
     if not callbacks:
         return
     done = _thread.allocate_lock()
@@ -59,7 +64,7 @@ def notify(wait: float = NOTIFY_WAIT_S) -> None:
     done.acquire(timeout=wait)
 
 
-def _call_all(callbacks: tuple[Callable[[], object], ...], done: _thread.LockType) -> None:
+def _call_all(callbacks: tuple[Callback, ...], done: _thread.LockType) -> None:
     try:
         for callback in callbacks:
             try:

@@ -186,10 +186,10 @@ class TargetSet:
             target.storage.interrupt()
 
     def close(self) -> None:
-        interrupts.unregister(self.interrupt)
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True)  # an interrupt meanwhile still reaches the targets
         for target in self.targets:
             target.storage.close()
+        interrupts.unregister(self.interrupt)
 
     def _unusable(self) -> TargetsUnavailable:
         reasons = "; ".join(f"{t.url} ({t.dropped or t.behind or 'skipped'})"

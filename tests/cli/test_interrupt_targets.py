@@ -154,13 +154,21 @@ def test_notify_does_not_deadlock_on_a_lock_the_interrupted_thread_holds() -> No
     lock a callback needs: the callbacks run on a thread of their own, which notify stops
     waiting for, and they run once the lock is free."""
     lock = threading.Lock()
-    ran = threading.Event()
+    ran, returned = threading.Event(), threading.Event()
+    ran_before_return: list[bool] = []
 
     def needs_the_lock() -> None:
         with lock:
             ran.set()
 
-    with on_interrupt(needs_the_lock), lock:
-        notify(wait=0.2)
-        assert not ran.is_set()
-    assert ran.wait(timeout=10)
+    def interrupted() -> None:  # on a daemon thread: a deadlock fails the test, not the run
+        with lock:
+            notify(wait=0.2)
+            ran_before_return.append(ran.is_set())
+            returned.set()
+
+    with on_interrupt(needs_the_lock):
+        threading.Thread(target=interrupted, daemon=True).start()
+        assert returned.wait(timeout=10), "notify did not return while its caller held the lock"
+        assert ran_before_return == [False]
+        assert ran.wait(timeout=10)  # once the lock was free

@@ -242,3 +242,29 @@ def test_reads_are_local_while_a_local_folder_is_read_first(tmp_path) -> None:
     targets = _set([remote, local])
     targets.drop(targets.target(local.url), "test")
     assert not targets.reads_local  # what is left is remote
+
+
+def test_an_interrupt_reaches_every_open_target_set(storages) -> None:
+    """What the CLI's signal handler calls: the targets retry nothing from then on, so a write
+    that fails once drops its target instead of being retried."""
+    from fogvault.interrupts import notify
+
+    targets = _set(storages)
+    notify()
+    storages[0].inject("write", Fault(error=transient(), times=1))
+    written = targets.write("snapshots/0123456789abcdef", b"x")
+    assert {t.url for t in written} == {s.url for s in storages[1:]}
+
+
+def test_a_target_set_nobody_closed_is_collected(storages) -> None:
+    """Registered for interrupts, weakly: one left unclosed by an exception does not keep its
+    threads and connections for the rest of the process."""
+    import gc
+    import weakref
+
+    targets = _set(storages)
+    targets.write("snapshots/0123456789abcdef", b"x")  # its pool has threads now
+    collected = weakref.ref(targets)
+    del targets
+    gc.collect()
+    assert collected() is None
