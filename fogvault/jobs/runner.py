@@ -252,14 +252,14 @@ class _JobRun:
                     f"no repository at {', '.join(cfg.targets)}: create it once with "
                     f"'fogvault run {self.job.name} --init' (or 'fogvault init')") from None
             repo = self._init(password, kwargs)
-        repo.lock_wait = self.options.retry_lock
-        ledger = Ledger(repo.config.repo_id)
-        ledger.seed(repo.targets)
-        try:
-            yield repo
-        finally:
-            ledger.save(repo.targets, f"run {self.job.name}")
-            repo.close()
+        with contextlib.closing(repo):
+            repo.lock_wait = self.options.retry_lock
+            ledger = Ledger(repo.config.repo_id)
+            ledger.seed(repo.targets)
+            try:
+                yield repo
+            finally:
+                ledger.save(repo.targets, f"run {self.job.name}")
 
     def _init(self, password: bytes, kwargs: dict[str, Any]) -> Repository:
         cfg = self.repo_config
@@ -300,7 +300,7 @@ class _JobRun:
         """Repair; a check that found problems fails the run once the repair has run."""
         try:
             self._step("repair", lambda: self._repair(repo))
-        except FogVaultError as exc:
+        except Exception as exc:
             if self.check_failure is None:
                 raise
             self._note(f"repair failed: {error_message(exc)}")  # the check's failure leads

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from fogvault.errors import LockError
 from fogvault.jobs.joblock import JobLock, JobRunning
 from fogvault.jobs.runner import RunOptions, run_job
 from fogvault.jobs.status import RunLog, RunRecord, StepResult, lock_dir
@@ -523,6 +524,30 @@ def test_a_check_that_finds_damage_lets_the_repair_step_heal_it_then_fails_the_r
                                     ).read_bytes()
     again = run_job(setup.load(), "home")
     assert (again.exit_code, again.steps["check"].status) == (0, "done"), again
+
+
+@pytest.mark.parametrize("error", [LockError("another process holds the exclusive lock"),
+                                   OSError(28, "No space left on device")])
+def test_a_repair_that_fails_after_a_failed_check_is_a_note(tmp_path, setup, monkeypatch,
+                                                             error):
+    """The check's failure stays the run's headline (exit 21), whatever the repair raised."""
+    from conftest import FAST_KDF, PASSWORD
+
+    Repository.init([str(tmp_path / "a"), str(tmp_path / "b")], PASSWORD, kdf=FAST_KDF,
+                    use_cache=False).close()
+    setup.write('check = "always"\ncheck_read_data_subset = "1/1"\n', targets='["a", "b"]')
+    assert run_job(setup.load(), "home").exit_code == 0
+    _flip_a_byte(next(p for p in sorted((tmp_path / "b" / "data").rglob("*")) if p.is_file()))
+
+    def failing_repair(*args: object, **kwargs: object) -> None:  # the fault injected
+        raise error
+
+    monkeypatch.setattr("fogvault.jobs.runner.repair", failing_repair)
+    record = run_job(setup.load(), "home")
+    assert (record.exit_code, record.steps["repair"].status) == (21, "failed"), record
+    assert record.error.startswith("check found 1 problem(s): ")
+    assert any(m.startswith("repair failed: ") and str(error.args[-1]) in m
+               for m in record.messages), record.messages
 
 
 def test_a_check_that_finds_damage_on_the_only_target_fails_the_run(setup):
