@@ -31,8 +31,9 @@ def daemon(ctx: typer.Context, config: ConfigOption = None) -> None:
             interrupts.notify()  # the job's targets give up hanging requests (as in app.py)
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # left ignored under nohup or '&'
+            signal.signal(signum, on_signal)
     try:
         code = runner.run()
     except KeyboardInterrupt:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+import pytest
+
 from fogvault.jobs.daemon import Daemon, Scheduler
 from fogvault.jobs.schedule import parse_schedule
 from fogvault.jobs.status import RunLog, RunRecord, next_run
@@ -127,3 +129,26 @@ def test_daemon_process_runs_on_schedule_one_at_a_time_and_stops_on_sigterm(setu
         assert earlier.finished is not None and earlier.finished <= later.started
     done = [r for r in records if r.result != "interrupted"]
     assert {r.result for r in done} == {"success"}, json.dumps([r.to_json() for r in done])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_an_idle_daemon_stops_cleanly_on_a_signal(setup, cli_env, signum):
+    """No job running: the daemon stops at once with exit 0, and says no job was interrupted
+    (SIGHUP went to the CLI's own handler, which reported an interrupted job and exit 130)."""
+    setup.write('schedule = "every 300d"\n')
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "fogvault", "daemon", "--config", str(setup.config)],
+        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=setup.root,
+    )
+    try:
+        assert daemon.stdout is not None
+        started = daemon.stdout.readline().decode()
+        assert " daemon: started with 1 job(s)" in started, started
+        assert "next run" in daemon.stdout.readline().decode()  # idle until then
+        daemon.send_signal(signum)
+        out, err = daemon.communicate(timeout=30)
+    finally:
+        daemon.kill()
+        daemon.wait()
+    assert daemon.returncode == 0, err.decode()
+    assert out.decode().rstrip().endswith("daemon: stopped"), out
