@@ -37,9 +37,10 @@ def init(
     )
     out = Printer(opts)
     if out.json_mode:
-        # key files an interrupted init left (named in a warning too): 'key remove' takes them
+        # key files an interrupted init left (named in warnings too): removed_keys, those init
+        # deleted; stray_keys, those still on some target ('key remove' takes them)
         out.json({"id": repo.config.repo_id, "targets": repo.targets.urls,
-                  "stray_keys": repo.stray_keys})
+                  "stray_keys": repo.stray_keys, "removed_keys": repo.removed_keys})
     else:
         out.line(f"created repository {repo.config.repo_id[:8]} at {', '.join(repo.targets.urls)}")
         out.line("Keep the password safe: without it the data cannot be read by anyone.")

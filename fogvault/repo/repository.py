@@ -130,10 +130,12 @@ class Repository:
         self._index_ids: set[bytes] = set()
         self._superseded: set[bytes] = set()
         self.key_bytes: bytes | None = None  # the key file that opened it, as verified
-        # ids of key files that open nothing here (another init's): at init, those already on
-        # the targets; at open, those tried before the key that opened it (name order) that
-        # the password opens and that wrap another master key
+        # ids of key files that open nothing here (another init's): at init, those that were on
+        # the targets before it and are still on one after it; at open, those tried before the
+        # key that opened it (name order) that the password opens and that wrap another master
+        # key
         self.stray_keys: list[str] = []
+        self.removed_keys: list[str] = []  # at init: those it found and deleted everywhere
         self._chunker_seed = chunker_seed(master.identity)
         self.use_locks = True
         self.lock_wait = 0.0  # seconds to wait for other processes' locks (--retry-lock)
@@ -157,8 +159,11 @@ class Repository:
         each. Refuses targets that hold a config or any other object of a repository but key
         files (:func:`_key_files_left`), and fails if any target fails. Key files found on a
         target without a config were left by an init that was interrupted before its config,
-        or belong to one running now: they are kept (the loser of the config race takes its
-        own back), named in a warning, and in ``stray_keys``.
+        or belong to one running now: they are left alone until this init's config is written
+        there, then deleted where the config read back is this init's (:func:`_write_config`);
+        those removed are named in a warning and in ``removed_keys``, those still there (the
+        deletion or the read-back failed, or the config there is not this init's) in another,
+        and in ``stray_keys``.
         ``target_options`` maps a URL to its backend options (see ``open_storage``)."""
         config = config or RepoConfig()
         try:
@@ -178,8 +183,19 @@ class Repository:
             # The key first: a target with a config is a repository, and must be openable.
             repo.key_bytes = key_file.encode()
             targets.write(key_name(key_file.key_id), repo.key_bytes)
-            _write_config(targets, key_file.key_id,
-                          repo._seal(ObjectKind.CONFIG, b"", config.encode()))
+            removed = _write_config(targets, key_file.key_id,
+                                    repo._seal(ObjectKind.CONFIG, b"", config.encode()),
+                                    leftover)
+            kept = {url: [k for k in found if k not in removed.get(url, ())]
+                    for url, found in leftover.items()}
+            kept = {url: found for url, found in kept.items() if found}
+            repo.stray_keys = sorted({k for found in kept.values() for k in found})
+            repo.removed_keys = sorted({k for found in removed.values() for k in found}
+                                       - set(repo.stray_keys))
+            if removed:
+                log.warning("%s", _removal_note(removed))
+            if kept:
+                log.warning("%s", _leftover_note(kept))
             failed = [t for t in targets.targets if not t.active]
             if failed:
                 done = [t.url for t in targets.targets if t.active]
@@ -191,9 +207,6 @@ class Repository:
         except BaseException:
             targets.close()
             raise
-        repo.stray_keys = sorted({k for found in leftover.values() for k in found})
-        if repo.stray_keys:
-            log.warning("%s", _leftover_note(leftover))
         repo.cache = _make_cache(cache_dir, use_cache, config.repo_id)
         return repo
 
@@ -744,9 +757,10 @@ def _key_files_left(storage: Storage) -> list[str]:
     """The ids of the key files on a target init may take: one without a config, without
     anything under data/, index/, snapshots/ or locks/, whose keys/ holds only key files (an
     init interrupted between its key file and its config leaves that); RepositoryExists for
-    any other. The key files found are not deleted: one may be an init's that is running now,
-    which takes it back if it loses the config race, or needs it if it wins (and then this
-    init fails at its config)."""
+    any other. The key files found are not deleted here: one may be an init's that is running
+    now, which takes it back if it loses the config race, or needs it if it wins (and then this
+    init fails at its config). Once this init's config is written, :func:`_write_config`
+    deletes them where it reads that config back."""
 
     def exists() -> RepositoryExists:
         return RepositoryExists(f"{storage.url}: a repository already exists there")
@@ -771,8 +785,20 @@ def _key_files_left(storage: Storage) -> list[str]:
     return sorted(found)
 
 
+def _removal_note(removed: Mapping[str, list[str]]) -> str:
+    """One line naming the key files an init found and deleted, and why that was safe."""
+    ids = sorted({k for found in removed.values() for k in found})
+    where = ", ".join(removed)
+    if len(ids) == 1:
+        return (f"{where}: removed key file {ids[0]}, left by an init that did not finish "
+                "(it opens nothing here)")
+    return (f"{where}: removed key files {', '.join(ids)}, left by inits that did not finish "
+            "(they open nothing here)")
+
+
 def _leftover_note(leftover: Mapping[str, list[str]]) -> str:
-    """One line naming the key files an init found and kept, and how to remove them."""
+    """One line naming the key files an init found and kept (where it could not delete
+    them, or the config there is not its own), and how to remove them."""
     ids = sorted({k for found in leftover.values() for k in found})
     where = ", ".join(leftover)
     why = "there before this init (left by an interrupted init, or by one running now)"
@@ -799,20 +825,67 @@ def _probe_configs(targets: TargetSet) -> dict[Target, bytes | None]:
             isinstance(r, ObjectNotFound)}
 
 
-def _write_config(targets: TargetSet, key_id: str, sealed: bytes) -> None:
-    """Write the config of a new repository whose key file ``key_id`` is written. If another
-    init got there first, take our key file back where the config is not ours: it wraps
-    another master key, and would cost every open a key derivation for nothing."""
+def _write_config(targets: TargetSet, key_id: str, sealed: bytes,
+                  leftover: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """Write the config of a new repository whose key file ``key_id`` is written, and delete
+    the key files found before (``leftover``: url -> ids) where it is stored; returns the ids
+    deleted, per url.
+
+    If another init got there first, take our key file back where the config is not ours: it
+    wraps another master key, and would cost every open a key derivation for nothing (another
+    init may have deleted it already, having found it: see below). Nothing else is deleted
+    then.
+
+    If the write succeeded, every key file found on a target before it wraps another master
+    key than the config now there (an interrupted init's, or that of an init running now,
+    whose config write will find ours and take its key back itself). Each is deleted on the
+    targets the write succeeded on, and there only if the config read back is exactly ours: a
+    target whose write failed is left alone, and so is one whose config turns out not to be
+    ours (a server that does not enforce create-only writes let another init replace it). A
+    failed deletion leaves the key file (named by the caller's warning)."""
     try:
-        targets.write(CONFIG_NAME, sealed)
+        written = targets.write(CONFIG_NAME, sealed)
     except ObjectExists as exc:
         copies = targets.read_each(CONFIG_NAME, 0, MAX_CONFIG_SIZE + SEAL_OVERHEAD + 1)
         for target, copy in copies.items():
             if isinstance(copy, bytes) and copy != sealed:  # not on a read that failed
-                with contextlib.suppress(StorageError):
+                with contextlib.suppress(StorageError):  # ObjectNotFound: already deleted
                     target.storage.delete(key_name(key_id))
         raise RepositoryExists(
             f"{exc.target}: another init created a repository there at the same time") from exc
+    removed: dict[str, list[str]] = {}
+    for target in written:
+        found = leftover.get(target.url)
+        if found and _config_is(target, sealed):
+            removed[target.url] = [k for k in found if _delete_key_file(target, k)]
+    return {url: ids for url, ids in removed.items() if ids}
+
+
+def _config_is(target: Target, sealed: bytes) -> bool:
+    """Whether the config stored on ``target`` is ``sealed`` (read back; False on an error)."""
+    try:
+        stored = target.storage.read(CONFIG_NAME, 0, MAX_CONFIG_SIZE + SEAL_OVERHEAD + 1)
+    except StorageError as exc:
+        log.debug("%s: config not read back (%s): key files found there are kept",
+                  target.url, exc)
+        return False
+    if stored != sealed:
+        log.warning("%s: the config there is not the one this init wrote (did another init "
+                    "write one at the same time, on a server that does not enforce "
+                    "create-only writes?)", target.url)
+    return stored == sealed
+
+
+def _delete_key_file(target: Target, key_id: str) -> bool:
+    """Delete a key file an init found before its config; whether it is gone."""
+    try:
+        target.storage.delete(key_name(key_id))
+    except ObjectNotFound:
+        pass  # taken back by the init that wrote it, which lost the config race
+    except StorageError as exc:
+        log.debug("%s: key file %s not deleted (%s)", target.url, key_id, exc)
+        return False
+    return True
 
 
 def _unlock(
