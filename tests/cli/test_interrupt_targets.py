@@ -123,6 +123,23 @@ def test_ctrl_c_stops_the_opening_of_a_repository_on_a_silent_target_soon(
     assert took < EXIT_WITHIN
 
 
+def test_ctrl_c_stops_a_job_run_opening_a_silent_target_soon(
+        repository: list[str], cli_env: dict[str, str], s3_env: dict[str, str],
+        tmp_path: Path) -> None:
+    """``fogvault run`` opens its repository through the job runner, not the CLI's helper: its
+    targets are told too."""
+    local, s3_url = repository[repository.index("-r") + 1], repository[-1]
+    (tmp_path / "password").write_text(cli_env["FOGVAULT_PASSWORD"])
+    (tmp_path / "jobs.toml").write_text(
+        f'[repositories.both]\ntargets = ["{local}", "{s3_url}"]\npassword_file = "password"\n'
+        '[jobs.home]\nrepository = "both"\npaths = ["src"]\n')
+    command = [sys.executable, "-m", "fogvault", "run", "home", "--config", "jobs.toml"]
+    done, took = interrupt_when_silent(command, cli_env, s3_env, tmp_path,
+                                       silent_on=INDEX_LISTING)
+    assert done.returncode == 130, done.stderr
+    assert took < EXIT_WITHIN
+
+
 # ----------------------------------------------------------------------------- notify
 
 
