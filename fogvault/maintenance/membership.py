@@ -74,6 +74,10 @@ def _check_joinable(repo: Repository, storage: Storage) -> None:
     ours = set(repo.targets.list(KEYS_DIR))
     if names & ours:
         return  # an earlier 'target add' was interrupted before the config
+    if all(name.startswith(KEYS_DIR) for name in names):
+        raise UsageError(f"{storage.url} holds only key files that are not this repository's, "
+                         "and no config (left by an init that did not finish?): delete its "
+                         f"{KEYS_DIR} folder, or add an empty target")
     raise UsageError(f"{storage.url} is not empty and holds no copy of this repository")
 
 

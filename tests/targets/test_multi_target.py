@@ -11,7 +11,12 @@ import pytest
 from conftest import FAST_KDF, PASSWORD, SMALL_CHUNKS
 
 from fogvault.backup.archiver import Archiver, BackupOptions
-from fogvault.errors import DifferentRepository, NotEnoughTargets, RepositoryNotFound
+from fogvault.errors import (
+    DifferentRepository,
+    NotEnoughTargets,
+    RepositoryNotFound,
+    UsageError,
+)
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.forget import forget
 from fogvault.maintenance.membership import add_target, remove_target
@@ -293,6 +298,19 @@ def test_target_add_refuses_a_folder_of_something_else(folders, tmp_path) -> Non
     Path(folders[2]).mkdir()
     Path(folders[2], "notes.txt").write_text("mine")
     with open_repo(folders[:2]) as repo, pytest.raises(Exception, match="not empty"):
+        add_target(repo, folders[2])
+
+
+def test_target_add_names_the_key_files_an_unfinished_init_left(folders) -> None:
+    """A folder with another repository's key file and no config (what an init killed before
+    its config leaves) is refused with what to do about it, not as "not empty"."""
+    init(folders[:2]).close()
+    init([folders[2]]).close()
+    Path(folders[2], "config").unlink()
+    with open_repo(folders[:2]) as repo, pytest.raises(
+            UsageError, match=r"holds only key files that are not this repository's, and no "
+                              r"config \(left by an init that did not finish\?\): delete its "
+                              r"keys/ folder"):
         add_target(repo, folders[2])
 
 
