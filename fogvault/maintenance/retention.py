@@ -339,13 +339,20 @@ def _range_start(latest: datetime | None, span: Duration, tz: tzinfo | None) -> 
         return None  # before year 1: everything is in range
 
 
+def _instant(moment: datetime) -> datetime:
+    """``moment`` in UTC, to compare as instants: Python compares two datetimes that share a
+    tzinfo object (one ZoneInfo) by their wall clock, ignoring ``fold``, so in the hour the
+    clocks go back 02:30 (the first) would sort after 02:10 (the second)."""
+    return moment.astimezone(UTC)
+
+
 def _after(moment: datetime, start: datetime | None) -> bool:
-    return start is None or moment > start
+    return start is None or _instant(moment) > _instant(start)
 
 
 def _latest(snapshots: Sequence[SnapshotLike], now: datetime) -> datetime | None:
-    past = [snap.time for snap in snapshots if snap.time < now]
-    return max(past) if past else None
+    past = [snap.time for snap in snapshots if _instant(snap.time) < _instant(now)]
+    return max(past, key=_instant) if past else None
 
 
 # --- evaluation ----------------------------------------------------------------------------
@@ -392,7 +399,7 @@ def _has_tags(snapshot_tags: Sequence[str], wanted: Sequence[str]) -> bool:
 
 def _newest_first(snapshots: Iterable[S]) -> list[S]:
     by_uid = sorted(snapshots, key=lambda snap: snap.uid)
-    return sorted(by_uid, key=lambda snap: snap.time, reverse=True)  # stable: ties by uid
+    return sorted(by_uid, key=lambda snap: _instant(snap.time), reverse=True)  # ties by uid
 
 
 def _judge_group(snapshots: Iterable[S], policy: RetentionPolicy, tz: tzinfo | None,

@@ -644,15 +644,14 @@ FOLD = [Spec("2021-10-31 02:30:00", zone="Etc/GMT-2"),  # +02:00, CEST
 
 @pytest.mark.parametrize("zoned", [
     pytest.param(False, id="fixed-offsets"),
-    pytest.param(True, id="zoneinfo", marks=pytest.mark.xfail(strict=True, reason=(
-        "retention._newest_first and _latest compare datetimes that share one ZoneInfo by "
-        "their wall clock (Python ignores fold then): in a fall-back hour the older snapshot "
-        "counts as the newer one"))),
+    pytest.param(True, id="zoneinfo"),
 ])
 def test_fall_back_hour_order(make_restic, zoned: bool) -> None:
-    """restic keeps the newer snapshot with ``--keep-last 1``. FogVault does too when the times
-    carry fixed offsets (as its stored snapshots do), but not when the same instants carry the
-    shared ``ZoneInfo`` of the zone (the ``SnapshotLike`` protocol only asks for aware times)."""
+    """restic keeps the newer snapshot with ``--keep-last 1``. So does FogVault, whether the
+    times carry fixed offsets (as its stored snapshots do) or the same instants carry the
+    shared ``ZoneInfo`` of the zone (the ``SnapshotLike`` protocol only asks for aware times;
+    Python compares two such datetimes by their wall clock, which read the older one as the
+    newer until retention compared instants)."""
     repo = make_restic("Europe/Berlin")
     snaps = repo.backup(FOLD)
     assert sorted(s.time.utcoffset() for s in snaps) == [timedelta(hours=1), timedelta(hours=2)]
