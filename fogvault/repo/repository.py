@@ -189,8 +189,8 @@ class Repository:
             kept = {url: [k for k in found if k not in removed.get(url, ())]
                     for url, found in leftover.items()}
             kept = {url: found for url, found in kept.items() if found}
-            repo.stray_keys = sorted({k for found in kept.values() for k in found})
-            repo.removed_keys = sorted({k for found in removed.values() for k in found}
+            repo.stray_keys = _key_ids(kept)
+            repo.removed_keys = sorted(set(_key_ids(removed))
                                        - set(repo.stray_keys))
             if removed:
                 log.warning("%s", _removal_note(removed))
@@ -785,9 +785,14 @@ def _key_files_left(storage: Storage) -> list[str]:
     return sorted(found)
 
 
+def _key_ids(per_url: Mapping[str, list[str]]) -> list[str]:
+    """The key ids of a url -> ids mapping, each once, sorted."""
+    return sorted({key_id for ids in per_url.values() for key_id in ids})
+
+
 def _removal_note(removed: Mapping[str, list[str]]) -> str:
     """One line naming the key files an init found and deleted, and why that was safe."""
-    ids = sorted({k for found in removed.values() for k in found})
+    ids = _key_ids(removed)
     where = ", ".join(removed)
     if len(ids) == 1:
         return (f"{where}: removed key file {ids[0]}, left by an init that did not finish "
@@ -799,7 +804,7 @@ def _removal_note(removed: Mapping[str, list[str]]) -> str:
 def _leftover_note(leftover: Mapping[str, list[str]]) -> str:
     """One line naming the key files an init found and kept (where it could not delete
     them, or the config there is not its own), and how to remove them."""
-    ids = sorted({k for found in leftover.values() for k in found})
+    ids = _key_ids(leftover)
     where = ", ".join(leftover)
     why = "there before this init (left by an interrupted init, or by one running now)"
     if len(ids) == 1:
