@@ -8,7 +8,7 @@ and a folder whose entries all equal the parent's reuses the parent's tree id wi
 it. Changed files are read and chunked in this thread; sealing and uploading overlap in the
 BlobSaver's and PackWriter's threads.
 
-What the archiver does *not* do: print (progress goes through the ``Progress`` callbacks),
+What the archiver does *not* do: print (progress goes through the ``BackupProgress`` callbacks),
 or decide exit codes (warnings are returned in the result).
 """
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from fogvault import __version__
 from fogvault.backup.excludes import ExcludeRules
-from fogvault.backup.progress import Progress
+from fogvault.backup.progress import BackupProgress
 from fogvault.backup.saver import BlobSaver
 from fogvault.errors import UsageError
 from fogvault.fsmeta import node_from_stat, node_type, read_xattrs, user_name
@@ -66,11 +66,11 @@ class BackupResult:
 
 class Archiver:
     def __init__(
-        self, repo: Repository, options: BackupOptions, progress: Progress | None = None
+        self, repo: Repository, options: BackupOptions, progress: BackupProgress | None = None
     ) -> None:
         self.repo = repo
         self.options = options
-        self.progress = progress or Progress()
+        self.progress = progress or BackupProgress()
         self.summary = SnapshotSummary()
         self.warnings = WarningList()
         # the first name's content and size: a later name has what the first one read

@@ -7,7 +7,7 @@ Callbacks run on the engine's thread and must be cheap.
 from __future__ import annotations
 
 
-class Progress:
+class BackupProgress:
     def file_started(self, path: bytes, size: int) -> None:
         pass
 

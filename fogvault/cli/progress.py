@@ -12,7 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from fogvault.backup.progress import Progress
+from fogvault.backup.progress import BackupProgress
 from fogvault.cli.common import Printer
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.restore.progress import RestoreProgress
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 JSON_INTERVAL_S = 1.0
 
 
-class BarProgress(Progress, RestoreProgress):
+class BarProgress(BackupProgress, RestoreProgress):
     """A byte-counting bar with the current file; a total (and so an ETA) once known."""
 
     def __init__(self, description: str) -> None:
@@ -60,7 +60,7 @@ class BarProgress(Progress, RestoreProgress):
         self.bar.close()
 
 
-class JsonProgress(Progress, RestoreProgress):
+class JsonProgress(BackupProgress, RestoreProgress):
     """``{"message_type": "status", ...}`` lines at most once a second, on stdout."""
 
     def __init__(self, out: Printer) -> None:
@@ -112,7 +112,7 @@ class JsonProgress(Progress, RestoreProgress):
         pass
 
 
-class QuietProgress(Progress, RestoreProgress):
+class QuietProgress(BackupProgress, RestoreProgress):
     """No progress; warnings still go to stderr (with -q too: they explain exit code 3)."""
 
     def warning(self, message: str) -> None:

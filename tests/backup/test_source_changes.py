@@ -10,12 +10,12 @@ from pathlib import Path
 
 from fogvault import warning_list
 from fogvault.backup.archiver import Archiver, BackupOptions
-from fogvault.backup.progress import Progress
+from fogvault.backup.progress import BackupProgress
 from fogvault.treewalk import walk
 from fogvault.warning_list import WarningList
 
 
-class MeddlingProgress(Progress):
+class MeddlingProgress(BackupProgress):
     def __init__(self, target: Path, action) -> None:
         self.target = os.fsencode(target)
         self.action = action
@@ -68,7 +68,7 @@ def test_file_changing_while_read_is_stored_as_read_and_read_again_next_time(mak
     assert third.snapshot.summary.bytes_read == 0  # now it is settled
 
 
-class VanishingProgress(Progress):
+class VanishingProgress(BackupProgress):
     """Deletes every file just before it is read; counts the warnings reported live."""
 
     def __init__(self) -> None:
@@ -116,7 +116,7 @@ def test_a_warning_list_built_from_a_list_is_bounded_the_same_way(monkeypatch):
     assert asdict(Summary(bounded)) == {"warnings": bounded}  # a copy, not bounded again
 
 
-class ShrinksOnceRead(Progress):
+class ShrinksOnceRead(BackupProgress):
     """Cuts the file short once its bytes have been read, before the backup's final fstat:
     the size stat then gives is smaller than what was stored."""
 
