@@ -36,14 +36,17 @@ def forget(
     tz: tzinfo | None = None,
     dry_run: bool = False,
 ) -> ForgetResult:
-    """Forget the snapshots named by ``uids`` (prefixes allowed) and those ``policy`` drops."""
+    """Forget the snapshots named by ``uids`` (prefixes allowed) and those ``policy`` drops
+    from the rest: the policy decides among the snapshots that are not named, so that what it
+    reports as kept is kept."""
     explicit = [repo.resolve_snapshot(u) for u in uids]
     if not explicit and (policy is None or policy.is_empty()):
         raise UsageError("no snapshots and no keep rule given: refusing to forget anything")
     removed = dict.fromkeys(explicit)  # ordered, and a member test that is not a list scan
     result = ForgetResult(dry_run=dry_run)
     if policy is not None and not policy.is_empty():
-        chosen = select_snapshots(repo.snapshots(), host, tags, paths)
+        chosen = [s for s in select_snapshots(repo.snapshots(), host, tags, paths)
+                  if s.uid not in removed]
         result.groups = apply_policy(chosen, policy, group_by=group_by, tz=tz)
         for group in result.groups:
             if group.removes_all:

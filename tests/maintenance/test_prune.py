@@ -145,6 +145,21 @@ def test_forget_by_policy_keeps_the_newest_per_group(make_repo, tmp_path):
     assert sorted(s.uid for s in repo.snapshots()) == sorted([uids_a[-1], uids_b[-1]])
 
 
+def test_forget_by_uid_and_policy_decides_among_the_rest(make_repo, tmp_path):
+    """A uid and a policy together: the policy decides among the snapshots not named, so the
+    snapshot it reports as kept is kept, and a group is never emptied by the two together."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    older, newer = (Archiver(repo, BackupOptions()).run([str(src)]).snapshot.uid
+                    for _ in range(2))
+    result = forget(repo, RetentionPolicy(keep_last=1), uids=["latest"])
+    assert result.removed == [newer]
+    [group] = result.groups
+    assert [k.snapshot.uid for k in group.keep] == [older]
+    assert [s.uid for s in repo.snapshots()] == [older]
+
+
 def test_prune_removes_day_old_leftovers_of_interrupted_writes(make_repo, tmp_path):
     """A killed writer leaves a temporary beside the objects: prune deletes it once it is a day
     old, and leaves a younger one (a writer may still be running) and every object alone."""
