@@ -85,9 +85,10 @@ class Archiver:
     def run(self, paths: list[str]) -> BackupResult:
         started = time.monotonic()
         use_one_malloc_arena()  # for library callers; the CLI and job runner call it before opening
-        abs_paths = normalise_paths(paths)
-        self._root_devs = {_lstat_source(p).st_dev for p in abs_paths}
-        self._given = set(abs_paths)
+        abs_paths = normalise_paths(paths)  # the snapshot lists them all, found or not
+        found = self._stat_sources(abs_paths)
+        self._root_devs = {st.st_dev for st in found.values()}
+        self._given = set(found)
         with self.repo.lock() if not self.options.dry_run else NoLock() as lock:
             # Under the lock: a prune that ran since the repository was opened has replaced
             # index files, and deduplicating against its deleted packs would lose data.
@@ -103,7 +104,8 @@ class Archiver:
                 parent is not None and parent.program_version == __version__
                 and not self.options.force
             )
-            root_id = self._store(abs_paths, parent.tree if parent else None, lock.ensure_fresh)
+            root_id = self._store(sorted(found), parent.tree if parent else None,
+                                  lock.ensure_fresh)
             self.summary.duration_s = round(time.monotonic() - started, 3)
             snapshot = self._snapshot(abs_paths, root_id, parent)
             if not self.options.dry_run:
@@ -153,6 +155,25 @@ class Archiver:
             summary=self.summary,
             warnings=self.warnings,
         )
+
+    def _stat_sources(self, paths: list[bytes]) -> dict[bytes, os.stat_result]:
+        """The given paths that can be stat'ed. Each other one is a warning and is skipped, as
+        an unreadable file is (a disk that is not plugged in must not cost the backup of the
+        rest); if none can be, there is nothing to back up."""
+        found: dict[bytes, os.stat_result] = {}
+        failed: dict[bytes, OSError] = {}
+        for path in paths:
+            try:
+                found[path] = os.lstat(path)
+            except OSError as exc:
+                failed[path] = exc
+        if not found:
+            raise UsageError("; ".join(f"cannot back up {os.fsdecode(path)}: {exc.strerror}"
+                                       for path, exc in failed.items()))
+        for path, exc in failed.items():
+            self._warn(path, f"cannot back up: {exc.strerror}; skipped")
+            self.summary.files_failed += 1
+        return found
 
     def _find_parent(self, paths: list[bytes]) -> Snapshot | None:
         if self.options.force and self.options.parent is None:
@@ -513,10 +534,3 @@ def _resolve_parents(path: bytes) -> bytes:
         return absolute
     folder, name = os.path.split(absolute)
     return os.path.join(os.path.realpath(folder), name)
-
-
-def _lstat_source(path: bytes) -> os.stat_result:
-    try:
-        return os.lstat(path)
-    except OSError as exc:
-        raise UsageError(f"cannot back up {os.fsdecode(path)}: {exc.strerror}") from exc

@@ -116,27 +116,76 @@ def test_ambiguous_or_unknown_snapshot_is_a_clear_error(fogvault, repo_and_src):
     assert b"Traceback" not in done.stderr
 
 
+@pytest.fixture
+def as_user() -> list[str]:
+    """A prefix that runs the CLI as file modes apply to it: as root, without the DAC override
+    capabilities (via setpriv), so a mode-000 file is really unreadable."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to drop root's read override"
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
 def test_missing_source_path_is_a_clear_error(fogvault, repo_and_src):
-    done = fogvault("backup", "-r", "repo", "does-not-exist")
+    done = fogvault("backup", "-r", "repo", "does-not-exist", "gone/too")
     assert done.returncode == 2
-    assert b"does-not-exist" in done.stderr and b"Traceback" not in done.stderr
+    assert b"does-not-exist: No such file" in done.stderr and b"gone/too" in done.stderr
+    assert b"Traceback" not in done.stderr
 
 
-def test_unreadable_file_warns_exits_3_and_backs_up_the_rest(fogvault, tmp_path):
-    """As root, the backup runs without the DAC override capabilities (via setpriv), so a
-    mode-000 file is really unreadable, as it is for any other user."""
-    prefix = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        assert setpriv, "setpriv (util-linux) is needed to drop root's read override"
-        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_missing_source_path_is_skipped_with_a_warning(fogvault, repo_and_src, tmp_path,
+                                                          dry_run):
+    """A disk that is not plugged in: the other paths are backed up, exit 3 (restic and borg
+    go on too). Before, the whole backup stopped with exit 2."""
+    flags = ["--dry-run"] if dry_run else []
+    done = fogvault("backup", "-r", "repo", "src", "usb/data", *flags)
+    assert done.returncode == 3, done.stderr
+    assert f"warning: {tmp_path}/usb/data: cannot back up: No such file" in done.stderr.decode()
+    assert b"3 new, 0 changed, 0 unchanged, 1 failed" in done.stdout
+    snaps = json.loads(fogvault("snapshots", "-r", "repo", "--json").stdout)
+    if dry_run:
+        assert snaps == []
+        return
+    # The path is still listed, so the run with the disk back finds this one as its parent.
+    [snap] = snaps
+    assert snap["paths"] == [str(repo_and_src), str(tmp_path / "usb" / "data")]
+    assert snap["warnings"] == [f"{tmp_path}/usb/data: cannot back up: "
+                                "No such file or directory; skipped"]
+    listing = fogvault("ls", "latest", str(tmp_path), "-r", "repo").stdout.decode()
+    assert listing.split() == [str(repo_and_src)]
+    (tmp_path / "usb" / "data").mkdir(parents=True)
+    (tmp_path / "usb" / "data" / "x").write_text("on the disk")
+    again = fogvault("backup", "-r", "repo", "src", "usb/data")
+    assert again.returncode == 0, again.stderr
+    assert b"1 new, 0 changed, 3 unchanged" in again.stdout
+    assert json.loads(fogvault("snapshots", "-r", "repo", "--json").stdout)[1]["parent"] == \
+        snap["uid"]
+
+
+def test_a_source_path_that_cannot_be_stated_is_skipped_with_a_warning(
+        fogvault, repo_and_src, tmp_path, as_user):
+    """lstat refused (EACCES: a folder above it without search permission)."""
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    locked.chmod(0)
+    try:
+        done = fogvault("backup", "-r", "repo", "src", "locked/inner", wrap=as_user)
+    finally:
+        locked.chmod(0o700)
+    assert done.returncode == 3, done.stderr
+    assert b"locked/inner: cannot back up: Permission denied" in done.stderr
+
+
+def test_unreadable_file_warns_exits_3_and_backs_up_the_rest(fogvault, tmp_path, as_user):
     src = tmp_path / "src"
     src.mkdir()
     (src / "ok.txt").write_text("fine")
     (src / "secret.txt").write_text("no access")
     os.chmod(src / "secret.txt", 0o000)
     assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
-    done = fogvault("backup", "-r", "repo", "src", wrap=prefix)
+    done = fogvault("backup", "-r", "repo", "src", wrap=as_user)
     assert done.returncode == 3, done.stderr
     assert b"secret.txt" in done.stderr and b"warning" in done.stderr
     snap = json.loads(fogvault("cat", "snapshot", "latest", "-r", "repo").stdout)

@@ -290,6 +290,22 @@ def test_unreadable_file_makes_a_partial_run(setup, jobs_cli):
     assert (record.result, record.exit_code, record.errors) == ("partial", 3, 1)
 
 
+def test_a_missing_path_makes_a_partial_run_in_the_same_retention_group(setup, cli_env):
+    """A disk that is sometimes absent: the run backs up the rest (partial, exit 3), and the
+    snapshot lists the missing path, so retention treats it as one of the job's snapshots."""
+    setup.write("[jobs.home.retention]\nkeep_last = 1\n", paths='["src", "usb"]')
+    config = setup.load()
+    first = run_job(config, "home")
+    assert (first.result, first.exit_code, first.errors) == ("partial", 3, 1), first.error
+    assert any("usb: cannot back up: No such file" in m for m in first.messages)
+    (setup.root / "usb").mkdir()
+    second = run_job(config, "home")
+    assert (second.result, second.exit_code) == ("success", 0), second.error
+    assert "removed 1 of 2 snapshot(s)" in second.steps["forget"].detail
+    [kept] = _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])
+    assert kept.uid == second.snapshot and kept.parent == first.snapshot
+
+
 def test_unknown_job_exits_2_with_a_hint(setup, jobs_cli):
     done = jobs_cli("run", "hom", "--config", str(setup.config))
     assert done.returncode == 2
