@@ -45,7 +45,11 @@ def main_options(
         str | None, typer.Option("--password-file", help="Read the password from this file.")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="No progress and no report of what was done; "
+                           "listings still print their result, warnings and errors still go "
+                           "to stderr.")
+    ] = False,
     verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail.")] = 0,
     cache_dir: Annotated[
         str | None, typer.Option("--cache-dir", help="Local cache folder.")

@@ -124,7 +124,9 @@ def _report_missed(missed: dict[str, str]) -> None:
 
 
 class Printer:
-    """Text to stdout unless quiet; JSON documents to stdout; messages to stderr."""
+    """Text and JSON to stdout, messages to stderr. Under -q, as under restic's, a listing's
+    result (:meth:`result`) is still printed; reports of what a command did, counts and hints
+    (:meth:`line`) are not, so that cron mails only failures. JSON is printed either way."""
 
     def __init__(self, opts: GlobalOptions) -> None:
         self.opts = opts
@@ -138,12 +140,19 @@ class Printer:
         return self.opts.json
 
     def line(self, text: str = "") -> None:
+        """A line of a report or a note: nothing under -q."""
         if not self.opts.quiet and not self.opts.json:
+            print(text)
+
+    def result(self, text: str = "") -> None:
+        """A line of what a listing command was asked for (a table, entries, sizes): printed
+        under -q too, which would otherwise leave it with nothing to say."""
+        if not self.opts.json:
             print(text)
 
     def problem(self, text: str) -> None:
         """A line of a text report that tells what failed: with the report on stdout, or on
-        stderr under -q, which silences results but not errors (JSON reports hold it)."""
+        stderr under -q, which silences reports but not errors (JSON reports hold it)."""
         if not self.opts.json:
             print(text, file=sys.stderr if self.opts.quiet else sys.stdout)
 

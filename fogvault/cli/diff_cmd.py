@@ -49,5 +49,5 @@ def diff(
             })
             return
         for change in changes():
-            out.line(f"{change.kind}    {os.fsdecode(change.path)}")
+            out.result(f"{change.kind}    {os.fsdecode(change.path)}")
     out.line(", ".join(f"{counts.get(k, 0)} {name}" for k, name in _LEGEND.items()))

@@ -45,9 +45,9 @@ def find(
             ))
             return
         for snap, hits in found:
-            out.line(f"snapshot {snap.uid} of {snap.time:%Y-%m-%d %H:%M:%S}:")
+            out.result(f"snapshot {snap.uid} of {snap.time:%Y-%m-%d %H:%M:%S}:")
             for path, node in hits:
-                out.line("  " + long_line(path, node))
+                out.result("  " + long_line(path, node))
 
 
 def _hits_by_snapshot(

@@ -50,7 +50,7 @@ def key_list(ctx: typer.Context) -> None:
         return
     rows = [["*" if k["current"] else " ", k["id"], k["user"], k["host"], k["created"]]
             for k in keys]
-    out.line(table(rows, [" ", "ID", "User", "Host", "Created"]))
+    out.result(table(rows, [" ", "ID", "User", "Host", "Created"]))
 
 
 @key_app.command("add")

@@ -86,8 +86,10 @@ def list_schedules(ctx: typer.Context) -> None:
                    "location": s.location} for s in found])
         return
     rows = [[s.job, s.backend, s.schedule, s.location] for s in found]
-    out.line(table(rows, ["Job", "Backend", "Schedule", "Location"]) if rows
-             else "no scheduled jobs")
+    if rows:
+        out.result(table(rows, ["Job", "Backend", "Schedule", "Location"]))
+    else:
+        out.line("no scheduled jobs")
 
 
 @schedule_app.command("remove")

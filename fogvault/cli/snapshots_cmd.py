@@ -49,7 +49,7 @@ def snapshots(
     ]
     headers = ["UID", "Time", "Host", "Tags", "Paths", "Size"] + (["Targets"] if every > 1
                                                                    else [])
-    out.line(table(rows, headers))
+    out.result(table(rows, headers))
     out.line(f"{len(found)} snapshots")
     if partial:
         out.line(f"* on fewer than all {every} targets: 'fogvault repair' copies them")

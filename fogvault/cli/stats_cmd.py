@@ -29,10 +29,11 @@ def stats(ctx: typer.Context, snapshot: str = typer.Argument("", help="Default: 
         out.json({**asdict(result), "compression_ratio": round(result.compression_ratio, 3),
                   "dedup_ratio": round(result.dedup_ratio, 3)})
         return
-    out.line(f"Snapshots:          {result.snapshots}")
-    out.line(f"Files, folders:     {result.files}, {result.dirs}")
-    out.line(f"Restore size:       {format_size(result.restore_size)}")
-    out.line(f"Deduplicated size:  {format_size(result.raw_size)} in {result.unique_blobs} blobs")
-    out.line(f"Stored size:        {format_size(result.stored_size)}")
-    out.line(f"Compression ratio:  {result.compression_ratio:.2f}x")
-    out.line(f"Deduplication:      {result.dedup_ratio:.2f}x")
+    out.result(f"Snapshots:          {result.snapshots}")
+    out.result(f"Files, folders:     {result.files}, {result.dirs}")
+    out.result(f"Restore size:       {format_size(result.restore_size)}")
+    out.result(f"Deduplicated size:  {format_size(result.raw_size)} in "
+               f"{result.unique_blobs} blobs")
+    out.result(f"Stored size:        {format_size(result.stored_size)}")
+    out.result(f"Compression ratio:  {result.compression_ratio:.2f}x")
+    out.result(f"Deduplication:      {result.dedup_ratio:.2f}x")

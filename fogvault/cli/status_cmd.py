@@ -31,7 +31,7 @@ def status(ctx: typer.Context, config: ConfigOption = None) -> None:
         return
     headers = ["Job", "Schedule", "Last run", "Result", "Duration", "Snapshot", "Added",
                "Next run", "Behind"]
-    out.line(table([_row(r) for r in rows], headers))
+    out.result(table([_row(r) for r in rows], headers))
 
 
 def _row(row: JobStatus) -> list[str]:

@@ -158,6 +158,34 @@ def test_quiet_check_and_repair_still_say_what_failed(fogvault, tmp_path):
     assert f"unrecoverable: {name}" in repaired.stderr.decode(), repaired.stderr
 
 
+def test_quiet_listings_still_print_what_was_asked_for(fogvault, tmp_path):
+    """-q drops progress, reports of what was done, counts and hints, as restic's does, not
+    the result a listing command exists for."""
+    _init(fogvault)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "old").write_text("x")
+    backed_up = fogvault("-q", "backup", "-r", "repo", "src")
+    assert (backed_up.returncode, backed_up.stdout) == (0, b""), backed_up.stderr
+    (tmp_path / "src" / "new").write_text("y")
+    assert fogvault("-q", "backup", "-r", "repo", "src").stdout == b""
+    first, second = (s["uid"] for s in json.loads(fogvault("snapshots", "--json", "-r",
+                                                            "repo").stdout))
+
+    def quiet(*args: str) -> list[str]:
+        done = fogvault("-q", *args, "-r", "repo")
+        assert done.returncode == 0, done.stderr
+        return done.stdout.decode().splitlines()
+
+    listed = quiet("snapshots")
+    assert [line.split()[0] for line in listed[2:]] == [first, second]  # no count below
+    assert quiet("ls", "latest", str(tmp_path / "src")) == [
+        str(tmp_path / "src" / name) for name in ("new", "old")]
+    assert quiet("find", "new")[0].startswith(f"snapshot {second} of ")
+    assert f"+    {tmp_path / 'src' / 'new'}" in quiet("diff", first, second)
+    assert quiet("stats")[0].split() == ["Snapshots:", "2"]
+    assert len(quiet("key", "list")) == 3
+
+
 def test_cat_config_and_snapshot(fogvault, tmp_path):
     _init(fogvault)
     (tmp_path / "src").mkdir()
