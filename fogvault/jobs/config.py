@@ -49,6 +49,7 @@ from fogvault.jobs.toml_reader import (
 from fogvault.maintenance.retention import RetentionPolicy
 from fogvault.password import PasswordSource
 from fogvault.sizes import parse_size
+from fogvault.storage.identity import hide_password, repeated_target
 
 ENV_CONFIG = "FOGVAULT_CONFIG"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -262,11 +263,13 @@ def _read_targets(r: TableReader, base: Path) -> list[str]:
     targets = [_expand_target(t, base) for t in r.strings("targets")]
     if r.data["targets"] == []:
         r.problem("targets", "no targets given", "add at least one path or URL")
-    if len(set(targets)) != len(targets):
-        r.problem("targets", "the same target is listed twice")
+    twice = repeated_target(targets)
+    if twice:
+        first, second = map(hide_password, twice)
+        r.problem("targets", f"the same target is listed twice: {first!r} and {second!r}")
     for url in targets:
         if urlsplit(url).password:
-            r.problem("targets", f"{_hide_password(url)} holds a password",
+            r.problem("targets", f"{hide_password(url)} holds a password",
                       "remove it from the URL; use target_options password_env or _file")
     return targets
 
@@ -496,11 +499,6 @@ def _path_or_none(path: str | None, base: Path) -> str | None:
 
 def _expand_target(target: str, base: Path) -> str:
     return target if "://" in target else _expand_path(target, base)
-
-
-def _hide_password(url: str) -> str:
-    parts = urlsplit(url)
-    return url.replace(f":{parts.password}@", ":***@") if parts.password else url
 
 
 def _resolve_options(repo: str, url: str, options: dict[str, Any]) -> dict[str, Any]:

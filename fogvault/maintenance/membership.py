@@ -36,6 +36,7 @@ from fogvault.repo.format import (
 )
 from fogvault.repo.repository import Repository
 from fogvault.storage import ObjectNotFound, Storage, StorageError, open_storage
+from fogvault.storage.identity import hide_password, repeated_target
 
 _WIPE_ORDER = (CONFIG_NAME, SNAPSHOTS_DIR, INDEX_DIR, DATA_DIR, KEYS_DIR)
 
@@ -48,9 +49,12 @@ def add_target(
     progress: PhaseProgress | None = None,
 ) -> RepairResult:
     """Make ``target`` (a URL or a Storage) a complete copy of ``repo``; see the module doc."""
+    url = target if isinstance(target, str) else target.url
+    twice = repeated_target([*repo.targets.urls, url])
+    if twice:
+        raise UsageError(f"{hide_password(url)!r} is already one of the targets given, as "
+                         f"{twice[0]!r}")
     storage = open_storage(target) if isinstance(target, str) else target
-    if storage.url in repo.targets.urls:
-        raise UsageError(f"{storage.url} is already one of the targets given")
     try:
         storage.create()
         _check_joinable(repo, storage)

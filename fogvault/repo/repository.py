@@ -98,6 +98,7 @@ from fogvault.repo.pack import (
 from fogvault.repo.snapshot import Snapshot, is_uid
 from fogvault.repo.tree import Tree
 from fogvault.storage import ObjectExists, ObjectNotFound, Storage, StorageError, open_storage
+from fogvault.storage.identity import hide_password, repeated_target
 from fogvault.targets import Target, TargetPolicy, TargetSet
 
 log = logging.getLogger("fogvault")
@@ -716,9 +717,10 @@ def _open_all(
     urls = list(urls)
     if not urls:
         raise UsageError("no repository given (use -r/--repo or FOGVAULT_REPO)")
-    names = [u if isinstance(u, str) else u.url for u in urls]
-    if len(set(names)) != len(names):
-        raise UsageError("the same target is given twice")
+    twice = repeated_target(u if isinstance(u, str) else u.url for u in urls)
+    if twice:
+        first, second = map(hide_password, twice)
+        raise UsageError(f"the same target is given twice: {first!r} and {second!r}")
     options = target_options or {}
     return [open_storage(u, **options.get(u, {})) if isinstance(u, str) else u for u in urls]
 

@@ -297,6 +297,10 @@ MISTAKES = [
                  9, "repositories.local.target_options.\"s3://b/p\".stall_timeout",
                  "expected a number of seconds > 0 and at most 3600, got number 0", "",
                  id="bad-stall-timeout"),
+    pytest.param(BASE.replace('"/srv/repo"]', '"/srv/repo", "file:///srv//repo/"]'), 2,
+                 "repositories.local.targets",
+                 "the same target is listed twice: '/srv/repo' and 'file:///srv//repo/'", "",
+                 id="one-target-two-spellings"),
     pytest.param(BASE + "schedule = daily\n", 8, "", "TOML syntax error: Invalid value",
                  "strings need quotes", id="toml-syntax"),
 ]
