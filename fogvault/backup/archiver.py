@@ -34,7 +34,7 @@ from fogvault.repo.format import BlobType
 from fogvault.repo.lock import NoLock
 from fogvault.repo.packer import PackWriter, PackWriterOptions
 from fogvault.repo.repository import Repository
-from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid, now
+from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid, now, source_path
 from fogvault.repo.tree import DIR, FILE, SYMLINK, Node, Tree
 from fogvault.warning_list import WarningList
 
@@ -522,15 +522,4 @@ def _salvage(saver: BlobSaver, writer: PackWriter | _DryRunWriter) -> None:
 def normalise_paths(paths: list[str]) -> list[bytes]:
     if not paths:
         raise UsageError("nothing to back up: give at least one path")
-    return sorted({_resolve_parents(os.fsencode(os.path.expanduser(p))) for p in paths})
-
-
-def _resolve_parents(path: bytes) -> bytes:
-    """The absolute path with symlinks in its folders resolved and its last component kept:
-    backing up ``/home/u/data`` where ``/home`` links to ``/srv/home`` stores
-    ``/srv/home/u/data``; a symlink given as the path itself is stored as the symlink."""
-    absolute = os.path.abspath(path)
-    if absolute == b"/":
-        return absolute
-    folder, name = os.path.split(absolute)
-    return os.path.join(os.path.realpath(folder), name)
+    return sorted({source_path(p) for p in paths})

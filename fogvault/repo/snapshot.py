@@ -109,18 +109,39 @@ def _bounded(warnings: list[str]) -> list[str]:
     return warnings if isinstance(warnings, WarningList) else WarningList.of(warnings)
 
 
+def source_path(path: str | bytes) -> bytes:
+    """``path`` as a backup records it: absolute (from the current folder, ``~`` expanded),
+    without ``.``, ``..`` or a trailing slash, and with symlinks in its folders resolved:
+    backing up ``/home/u/data`` where ``/home`` links to ``/srv/home`` records
+    ``/srv/home/u/data``; a symlink given as the path itself is recorded as the symlink."""
+    absolute = os.path.abspath(os.path.expanduser(os.fsencode(path)))
+    if absolute == b"/":
+        return absolute
+    folder, name = os.path.split(absolute)
+    return os.path.join(os.path.realpath(folder), name)
+
+
 def select_snapshots(
     snapshots: Iterable[Snapshot], host: str | None = None, tags: Iterable[str] = (),
     paths: Iterable[str] = (),
 ) -> list[Snapshot]:
-    """Snapshots of ``host`` carrying every tag in ``tags`` and every path in ``paths``."""
-    tags, paths = list(tags), list(paths)
+    """Snapshots of ``host`` carrying every tag in ``tags`` and every path in ``paths``, which
+    are normalised as a backup records its paths (``data/`` names what ``backup data`` did)."""
+    tags = list(tags)
+    wanted = [_recorded_forms(p) for p in paths]
     return [
         s for s in snapshots
         if (host is None or s.host == host)
         and all(t in s.tags for t in tags)
-        and all(p in s.paths for p in paths)
+        and all(not forms.isdisjoint(s.paths) for forms in wanted)
     ]
+
+
+def _recorded_forms(path: str) -> set[str]:
+    """How a snapshot may list ``path``: as a backup here records it, or made absolute only,
+    as another host whose folders are not symlinks as they are here recorded it."""
+    plain = os.path.abspath(os.path.expanduser(path))
+    return {plain, os.fsdecode(source_path(path))}
 
 
 def now() -> datetime:

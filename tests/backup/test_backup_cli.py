@@ -74,6 +74,23 @@ def test_snapshot_filters_and_latest(fogvault, repo_and_src):
     assert all(uid in table for uid in everything)
 
 
+def test_path_filters_are_normalised_as_backup_paths_are(fogvault, repo_and_src, tmp_path):
+    """Relative, with a trailing slash, '.' or '..', or through a symlinked folder: the path
+    names what 'backup' recorded for it. Before, only the exact recorded text matched, so
+    'forget --path src/docs/ --keep-last 1' quietly forgot nothing."""
+    (tmp_path / "link").symlink_to("src")
+    for tag in ("old", "new"):
+        fogvault("backup", "-r", "repo", "src/docs", "--tag", tag)
+    fogvault("backup", "-r", "repo", "src")
+    for path in ["src/docs", "src/docs/", "./src/../src/docs", f"{tmp_path}/src/docs/",
+                 f"{tmp_path}/link/docs"]:
+        listed = json.loads(fogvault("snapshots", "-r", "repo", "--json", "--path", path).stdout)
+        assert [s["tags"] for s in listed] == [["old"], ["new"]], path
+    done = fogvault("forget", "-r", "repo", "--path", "src/docs/", "--keep-last", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["removed"] == [listed[0]["uid"]]
+
+
 def test_ls_find_diff_stats(fogvault, repo_and_src):
     fogvault("backup", "-r", "repo", "src")
     (repo_and_src / "docs" / "b.md").write_text("beta changed\n")
