@@ -67,12 +67,18 @@ def _run_password_command(command: str) -> bytes:
     return _checked(done.stdout.rstrip(b"\r\n"))
 
 
-def prompt_password(*, confirm: bool = False, label: str = "password") -> bytes:
+#: Where the repository password can come from, for the message when none is given.
+_PASSWORD_SOURCES = ("set FOGVAULT_PASSWORD_FILE, FOGVAULT_PASSWORD_COMMAND or FOGVAULT_PASSWORD, "
+                     "or use --password-file")
+
+
+def prompt_password(
+    *, confirm: bool = False, label: str = "password", sources: str = _PASSWORD_SOURCES
+) -> bytes:
+    """Ask on the terminal; without one, a usage error that names ``sources``, the other ways
+    to give this password."""
     if not sys.stdin.isatty():
-        raise UsageError(
-            "no password given: set FOGVAULT_PASSWORD_FILE, FOGVAULT_PASSWORD_COMMAND or "
-            "FOGVAULT_PASSWORD, or use --password-file"
-        )
+        raise UsageError(f"no {label} given: {sources}")
     first = getpass.getpass(f"Enter {label}: ")
     if confirm and getpass.getpass(f"Enter {label} again: ") != first:
         raise UsageError("the passwords do not match")

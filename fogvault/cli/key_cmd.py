@@ -28,7 +28,8 @@ def _new_password(path: str | None) -> bytes:
 
     if path:
         return read_password_file(path)
-    return prompt_password(confirm=True, label="new password")
+    return prompt_password(confirm=True, label="new password",
+                           sources="use --new-password-file (or run on a terminal)")
 
 
 def _kdf(name: str) -> KdfParams:
@@ -65,12 +66,15 @@ def key_add(
 
 
 @key_app.command("remove")
-def key_remove(ctx: typer.Context, key_id: str) -> None:
+def key_remove(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="The key's id or a unique prefix of it.")],
+) -> None:
     """Remove a key (not the one in use, and never the last)."""
     out = Printer.of(ctx)
     with open_repository(ctx, load_index=False) as repo:
-        repo.remove_key(key_id)
-    out.json({"removed": key_id}) if out.json_mode else out.line(f"removed key {key_id}")
+        removed = repo.remove_key(key_id)
+    out.json({"removed": removed}) if out.json_mode else out.line(f"removed key {removed}")
 
 
 @key_app.command("passwd")

@@ -617,14 +617,14 @@ class Repository:
         self.targets.write(key_name(key_file.key_id), key_file.encode())
         return key_file
 
-    def remove_key(self, key_id: str) -> None:
-        """Remove a key file, never the one in use, and only while every target holds the one
-        in use: then each keeps a key that opens it. Under the exclusive lock, and checked on a
-        listing taken under it: two removals at once would otherwise each see the other's key
-        as the one left, and delete both."""
+    def remove_key(self, key_id: str) -> str:
+        """Remove the key file ``key_id`` names (its id or a unique prefix of it, as snapshot
+        uids) and return its id: never the one in use, and only while every target holds the
+        one in use: then each keeps a key that opens it. Under the exclusive lock, and checked
+        on a listing taken under it: two removals at once would otherwise each see the other's
+        key as the one left, and delete both."""
         with self.lock(exclusive=True):
-            if key_name(key_id) not in self.targets.list(KEYS_DIR):
-                raise UsageError(f"no key {key_id}")
+            key_id = self._key_id_from_prefix(key_id)
             if key_id == self.key_id:
                 raise UsageError(
                     "refusing to remove the key in use (use 'key passwd', or open with another "
@@ -632,6 +632,19 @@ class Repository:
                 )
             self._require_key_in_use_everywhere("remove a key")
             self.targets.delete(key_name(key_id))
+        return key_id
+
+    def _key_id_from_prefix(self, prefix: str) -> str:
+        """The id of the one key file whose id starts with ``prefix``; a usage error if none
+        or several do (key files that cannot be read count: they can be removed)."""
+        prefix = prefix.lower()
+        ids = [name[len(KEYS_DIR):] for name in self.targets.list(KEYS_DIR)]
+        matches = [key_id for key_id in ids if key_id.startswith(prefix)]
+        if not prefix or not matches:
+            raise UsageError(f"no key {prefix} (see 'fogvault key list')")
+        if len(matches) > 1:
+            raise UsageError(f"{prefix!r} matches {len(matches)} keys; give more of the id")
+        return matches[0]
 
     def _require_key_in_use_everywhere(self, action: str) -> None:
         """UsageError unless every target, none dropped, lists the key in use (a target

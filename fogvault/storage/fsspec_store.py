@@ -638,8 +638,12 @@ class SftpStorage(Storage):
     def _filesystem(self) -> Any:
         with self._lock:
             if self._fs is None:
-                from sshfs import SSHFileSystem
-
+                try:
+                    from sshfs import SSHFileSystem
+                except ImportError as exc:  # optional, unlike s3fs: the sftp extra
+                    raise PermanentStorageError(
+                        "sftp:// targets need the sshfs package: pip install 'fogvault[sftp]'",
+                        target=self.url) from exc
                 self._fs = SSHFileSystem(self._host, skip_instance_cache=True, **self._options)
             return self._fs
 

@@ -133,10 +133,21 @@ def test_key_commands(fogvault, tmp_path):
     assert done.returncode == 0, done.stderr
     assert fogvault("snapshots", "-r", "repo", env=env2).returncode == 12
     env3 = {"FOGVAULT_PASSWORD": "third password"}
-    assert fogvault("key", "remove", current, "-r", "repo", env=env3).returncode == 0
+    removed = fogvault("key", "remove", current[:8], "-r", "repo", env=env3)  # a unique prefix
+    assert (removed.returncode, removed.stdout.decode()) == (0, f"removed key {current}\n")
     keys = json.loads(fogvault("key", "list", "-r", "repo", "--json", env=env3).stdout)
     assert [k["id"] for k in keys] != [other]
     assert len(keys) == 1
+
+
+def test_key_add_without_a_terminal_asks_for_the_new_password_option(fogvault):
+    """The repository's password is given (FOGVAULT_PASSWORD): it is the new one that is
+    missing, and the message names the option that gives it."""
+    _init(fogvault)
+    done = fogvault("key", "add", "-r", "repo", input=b"")
+    assert done.returncode == 2
+    assert _one_line_error(done) == (
+        "error: no new password given: use --new-password-file (or run on a terminal)")
 
 
 def test_quiet_check_and_repair_still_say_what_failed(fogvault, tmp_path):

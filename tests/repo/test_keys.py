@@ -71,6 +71,19 @@ def test_last_key_and_key_in_use_cannot_be_removed(make_repo):
         other.remove_key("0123456789abcdef")
 
 
+def test_a_key_is_removed_by_a_unique_prefix_of_its_id(make_repo, tmp_path):
+    """As snapshot uids: a prefix that names one key file will do; one that names several is
+    a usage error, and removes nothing."""
+    repo = make_repo()
+    for key_id in ("ab00000000000000", "ab11111111111111"):
+        (tmp_path / "repo" / "keys" / key_id).write_text("garbage\n")
+    with pytest.raises(UsageError, match="'ab' matches 2 keys"):
+        repo.remove_key("ab")
+    assert repo.remove_key("AB1") == "ab11111111111111"
+    assert sorted(p.name for p in (tmp_path / "repo" / "keys").iterdir()) == sorted(
+        [repo.key_id, "ab00000000000000"])
+
+
 def test_the_loser_of_two_inits_at_once_takes_its_key_file_back(tmp_path):
     """Both inits find the folder empty; B writes its key and config first. A's config write
     then finds B's: A fails and leaves no key file (wrapping its own master key) behind."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -45,6 +46,13 @@ def test_explicit_options_win_and_host_keys_are_checked_by_default() -> None:
 def test_the_url_for_messages_has_no_password() -> None:
     storage = open_storage("sftp://me:s3cret@nas:2022/srv/x")
     assert storage.url == "sftp://me@nas:2022/srv/x"
+
+
+def test_without_the_sftp_extra_the_error_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "sshfs", None)  # import sshfs fails
+    storage = SftpStorage("sftp://backup@nas.example/srv/fogvault")
+    with pytest.raises(PermanentStorageError, match=r"pip install 'fogvault\[sftp\]'"):
+        storage.read("config")
 
 
 def test_a_url_without_host_is_refused() -> None:
