@@ -102,6 +102,19 @@ from fogvault.storage.identity import hide_password, repeated_target
 from fogvault.targets import Target, TargetPolicy, TargetSet
 
 log = logging.getLogger("fogvault")
+#: What makes a blob unreadable from every target: its copies are damaged or missing (unlike a
+#: target that cannot be reached, which says nothing about the data). See :func:`is_damage`.
+BlobDamage = IntegrityError | ObjectNotFound
+
+
+def is_damage(error: BaseException) -> bool:
+    """Whether ``error`` says that no target holds an object intact: missing, or failing its
+    hash or authentication, everywhere. Not a malformed object: that one authenticated, so a
+    writer that had the key made it, and it stops a restore instead of costing a file."""
+    return isinstance(error, IntegrityError | ObjectNotFound) and not isinstance(
+        error, MalformedObject)
+
+
 T = TypeVar("T")
 
 MAX_CONFIG_SIZE = 64 * 1024
@@ -222,7 +235,13 @@ class Repository:
         load_index: bool = True,
         target_options: Mapping[str, Mapping[str, Any]] | None = None,
         policy: TargetPolicy | None = None,
+        drop_empty_targets: bool = False,
     ) -> Repository:
+        """Open the repository on its targets. A target that holds no repository (an empty
+        folder, the mount point of a disk that is not mounted) is refused, unless the others
+        are enough for ``min_targets``, or ``drop_empty_targets`` is set (for a report on the
+        targets): then it is left out of this run, marked ``empty``. ``target_options`` maps a
+        URL to its backend options (see ``open_storage``)."""
         targets = TargetSet(_open_all(urls, target_options), policy)
         try:
             configs = _probe_configs(targets)
@@ -233,7 +252,7 @@ class Repository:
                     f"no repository at {', '.join(targets.urls)} (run 'fogvault init' first)"
                 )
             master, key_id, key_bytes, verified, stray = _unlock(targets, password, configs)
-            config = _check_same_repository(targets, verified)
+            config = _check_same_repository(targets, verified, drop_empty_targets)
         except BaseException:
             targets.close()
             raise
@@ -423,19 +442,40 @@ class Repository:
 
     def read_spans(
         self, spans: Iterable[list[IndexEntry]], *, threads: int, ahead: int,
-        sealed: bool = False,
-    ) -> Iterator[list[tuple[IndexEntry, bytes]]]:
+        sealed: bool = False, salvage: bool = False,
+    ) -> Iterator[list[tuple[IndexEntry, bytes | BlobDamage]]]:
         """:meth:`read_pack_blobs` of each span (the entries of one pack, e.g. from
         :func:`pack_spans`), in order, read by ``threads`` threads while the caller uses earlier
         ones; at most ``ahead`` reads are pending while the caller holds one. With no
-        ``threads``, each span is read when the caller asks for it, in the caller's thread."""
-        def read(group: list[IndexEntry]) -> list[tuple[IndexEntry, bytes]]:
-            return self.read_pack_blobs(group[0].pack_id, group, sealed=sealed)
+        ``threads``, each span is read when the caller asks for it, in the caller's thread.
+
+        With ``salvage``, a span that no target holds intact (damaged or missing everywhere) is
+        read again blob by blob, and a blob that still cannot be read comes with its error in
+        place of its bytes, so that the caller loses only what used that blob. Other errors
+        (a target that cannot be reached) still raise: they are not about the data."""
+        def read(group: list[IndexEntry]) -> list[tuple[IndexEntry, bytes | BlobDamage]]:
+            try:
+                return self.read_pack_blobs(group[0].pack_id, group, sealed=sealed)
+            except (IntegrityError, ObjectNotFound) as exc:
+                if not (salvage and is_damage(exc)):
+                    raise
+                if len(group) == 1:
+                    return [(group[0], exc)]
+            return [self._salvage_blob(entry, sealed) for entry in group]
 
         if threads == 0:
             yield from map(read, spans)
             return
         yield from ordered_map(read, spans, workers=threads, ahead=ahead)
+
+    def _salvage_blob(self, entry: IndexEntry, sealed: bool
+                      ) -> tuple[IndexEntry, bytes | BlobDamage]:
+        try:
+            return self.read_pack_blobs(entry.pack_id, [entry], sealed=sealed)[0]
+        except (IntegrityError, ObjectNotFound) as exc:
+            if not is_damage(exc):
+                raise
+            return entry, exc
 
     def check_pack(self, pack_id: bytes, size: int, read: RangeReader, *, full: bool = True
                    ) -> list[PackEntry]:
@@ -987,15 +1027,16 @@ def _verify_configs(
 
 
 def _check_same_repository(
-    targets: TargetSet, verified: dict[Target, RepoConfig | None]
+    targets: TargetSet, verified: dict[Target, RepoConfig | None], drop_empty: bool
 ) -> RepoConfig:
     """The repository's config, after checking that every target holds this repository (same
     master key and id; ``verified`` from :func:`_verify_configs`, with at least one config). A
     target whose config is missing or fails verification but which holds one of this
     repository's key files is a damaged copy: it is used, and its config is remembered for
     repair. A target without a config or a key file (a disk that is not mounted) is refused,
-    unless the others are enough for ``--min-targets``: then it is left out of this run, as an
-    unreachable target is. Anything else is refused."""
+    unless the others are enough for ``--min-targets`` or ``drop_empty`` is set: then it is left
+    out of this run, as an unreachable target is, and marked ``empty``. Anything else is
+    refused."""
     ref_target, config = next((t, c) for t, c in verified.items() if c is not None)
     our_keys = targets.last_listing(KEYS_DIR, ref_target) or set()
     empty: list[Target] = []
@@ -1018,8 +1059,9 @@ def _check_same_repository(
     for target in empty:
         why = (f"no repository there (not mounted? to make it a copy of this repository, use "
                f"'fogvault target add {target.url}')")
-        if len(targets.active()) - len(empty) < targets.min_targets:
+        if not drop_empty and len(targets.active()) - len(empty) < targets.min_targets:
             raise RepositoryNotFound(f"{target.url}: {why}")
+        target.empty = True
         targets.drop(target, why)
     return config
 

@@ -6,6 +6,11 @@ threads writing) and by each restore worker process (everything in one thread; s
 a file's state has a single owner; whoever writes its last blob sets its size and metadata
 through the descriptor that wrote it. All-zero blocks are not written, so sparse files keep
 their holes.
+
+A blob that no target holds intact costs only the files that use it: the rest of each such file
+is written, the blob's bytes are left as zeros, and the file gets its size but not its metadata
+(so that its time differs from the snapshot's, and ``--overwrite if-changed`` writes it again
+once the repository is repaired), with a warning naming the file and the blob.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from fogvault.errors import DestinationUnwritable, MalformedObject
 from fogvault.fsmeta import apply_file_metadata, apply_metadata
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.pack import pack_spans
-from fogvault.repo.repository import Repository
+from fogvault.repo.repository import BlobDamage, Repository
 from fogvault.repo.tree import Node
 from fogvault.restore.safefs import Parts, SafeRoot
 
@@ -44,13 +49,29 @@ class FileJob:
     created: bool  # False until its first blob arrives: the file is created with it
     end: int = 0  # where the last byte written so far ends
     failed: bool = False  # could not be created or written: its blobs are skipped
+    unreadable: int = 0  # blobs no target could give, left as zeros...
+    first_unreadable: str = ""  # ...the first of them, described
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A blob of a file that no target could give intact, and where it goes in the file."""
+
+    entry: IndexEntry
+    offset: int
+    reason: str  # the error's text: the error itself would hold its traceback's frames
+
+    def describe(self) -> str:
+        end = self.offset + self.entry.raw_length
+        return (f"bytes {self.offset}-{end} (blob {self.entry.blob_id.hex()[:16]} in pack "
+                f"{self.entry.pack_id.hex()[:16]}: {self.reason})")
 
 
 @dataclass(slots=True)
 class _Share:
     """One writer's part of a span: (file, offset, plaintext) to write, then what it did."""
 
-    blobs: list[tuple[FileJob, int, bytes]] = field(default_factory=list)
+    blobs: list[tuple[FileJob, int, bytes | Unreadable]] = field(default_factory=list)
     done: int = 0  # bytes restored
     stored: int = 0  # bytes written (zero blocks left as holes are not)
     warnings: list[str] = field(default_factory=list)  # reported by the calling thread
@@ -93,7 +114,7 @@ class ContentWriter:
                    for group in pack_spans(entries.values(), FETCH_SPAN)]
         del by_pack
         spans = self.repo.read_spans(fetches, threads=self.fetch_threads,
-                                     ahead=max(self.fetch_threads - 1, 0))
+                                     ahead=max(self.fetch_threads - 1, 0), salvage=True)
         if self.writers == 0:
             for blobs in spans:
                 share = _split(blobs, destinations, jobs, 1)[0]
@@ -102,7 +123,7 @@ class ContentWriter:
             return
         self._write_in_threads(spans, destinations, jobs)
 
-    def _write_in_threads(self, spans: Iterator[list[tuple[IndexEntry, bytes]]],
+    def _write_in_threads(self, spans: Iterator[list[tuple[IndexEntry, bytes | BlobDamage]]],
                           destinations: dict[bytes, list[tuple[int, int]]],
                           jobs: list[FileJob]) -> None:
         # Held: the spans in flight, and up to 3 x writers shares waiting to be written or
@@ -136,6 +157,11 @@ class ContentWriter:
         share.blobs.reverse()
         while share.blobs:
             job, offset, data = share.blobs.pop()
+            if isinstance(data, Unreadable):
+                share.done += data.entry.raw_length
+                job.unreadable += 1
+                job.first_unreadable = job.first_unreadable or data.describe()
+                data = b""  # nothing to write: the blob's bytes stay a hole
             share.done += len(data)
             share.stored += self._write_blob(job, offset, data, share.warnings)
             del data
@@ -180,6 +206,10 @@ class ContentWriter:
                 os.ftruncate(fd, job.node.size)
             except (ValueError, OverflowError) as exc:  # a size no file system has
                 raise impossible(job.parts, exc) from exc
+        if job.unreadable:
+            warnings.append(_partly_restored(self.root, job))
+            job.failed = True  # not verified: it cannot match
+            return
         warnings.extend(set_metadata(self.root, job.parts, job.node, self.restore_owner, fd))
 
 
@@ -193,14 +223,24 @@ def _write_runs(fd: int, data: bytes, offset: int, runs: list[tuple[int, int]]) 
             view, position = view[written:], position + written
 
 
-def _split(blobs: list[tuple[IndexEntry, bytes]], destinations: dict[bytes, list[tuple[int, int]]],
-           jobs: list[FileJob], count: int) -> list[_Share]:
+def _split(blobs: list[tuple[IndexEntry, bytes | BlobDamage]],
+           destinations: dict[bytes, list[tuple[int, int]]], jobs: list[FileJob], count: int
+           ) -> list[_Share]:
     """A span's blobs for each of ``count`` writers: a file's blobs always go to the same one."""
     shares = [_Share() for _ in range(count)]
     for entry, data in blobs:
         for number, offset in destinations[entry.blob_id]:
-            shares[number % count].blobs.append((jobs[number], offset, data))
+            blob = Unreadable(entry, offset, str(data)) if isinstance(data, Exception) else data
+            shares[number % count].blobs.append((jobs[number], offset, blob))
     return shares
+
+
+def _partly_restored(root: SafeRoot, job: FileJob) -> str:
+    """The warning for a file written but for the blobs no target could give."""
+    more = f" and {job.unreadable - 1} more chunk(s)" if job.unreadable > 1 else ""
+    return (f"{os.fsdecode(root.path(job.parts))}: not restored in full: {job.first_unreadable}"
+            f"{more} could not be read and are zeros; its metadata is not set. 'fogvault "
+            "check --read-data' tells what is damaged")
 
 
 def set_metadata(root: SafeRoot, parts: Parts, node: Node, restore_owner: bool,

@@ -17,7 +17,9 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
    batch; otherwise this process writes them (a fetch thread per span in flight, ``WRITERS``
    writing threads). A blob used by many files of a run is fetched once. All-zero blocks are
    not written, so sparse files keep their holes. Batches bound the plan's memory (a file's
-   node, destinations and index entries: about 1 KiB).
+   node, destinations and index entries: about 1 KiB). Damage no target makes up for is a
+   warning about what it touches: a chunk read from no target costs the files that use it
+   (``content``), a chunk in no index its file, a folder's unreadable tree its contents.
 3. **Metadata**: ownership (as root), xattrs, modes and times. A regular file gets its metadata
    as soon as its content is complete, through the descriptor that wrote the last of it; a
    link or special file when it is created. A folder gets its metadata once everything below
@@ -47,9 +49,9 @@ from fogvault.hardlinks import Hardlinks
 from fogvault.heap import release_free_memory
 from fogvault.patterns import PathPatterns
 from fogvault.repo.index import IndexEntry
-from fogvault.repo.repository import Repository
+from fogvault.repo.repository import Repository, is_damage
 from fogvault.repo.snapshot import Snapshot
-from fogvault.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
+from fogvault.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Tree
 from fogvault.restore.content import (
     CREATE_FLAGS,
     ContentWriter,
@@ -61,6 +63,7 @@ from fogvault.restore.content import (
 from fogvault.restore.progress import RestoreProgress
 from fogvault.restore.safefs import Parts, SafeRoot
 from fogvault.restore.workers import WorkerSetup, WriterProcesses
+from fogvault.storage import ObjectNotFound
 from fogvault.warning_list import WarningList
 
 log = logging.getLogger("fogvault")
@@ -191,7 +194,9 @@ class Restorer:
                 continue
             if folder is not None and root is not None:
                 stack.append((parts, None, False, folder))  # popped after everything below
-            tree = self.repo.load_tree(tree_id)
+            tree = self._load_tree(parts, tree_id)
+            if tree is None:
+                continue
             subfolders = []
             for node in tree.nodes:  # in name order, as the backup met them
                 child = (*parts, node.name)
@@ -213,6 +218,17 @@ class Restorer:
                         yield
             stack.extend(reversed(subfolders))  # reversed: the stack pops them in name order
         yield
+
+    def _load_tree(self, parts: Parts, tree_id: bytes) -> Tree | None:
+        """The folder's tree; None, with a warning, if no target holds it intact: the rest of
+        the snapshot is still restored. The snapshot's own root tree is not optional."""
+        try:
+            return self.repo.load_tree(tree_id)
+        except (IntegrityError, ObjectNotFound) as exc:
+            if not parts or not is_damage(exc):
+                raise
+            self._warn(f"{os.fsdecode(b'/'.join(parts))}: its contents cannot be restored: {exc}")
+            return None
 
     def _stays_reachable(self, folder: Node) -> bool:
         """Whether this process can still reach into ``folder`` once its mode is set."""
@@ -348,10 +364,13 @@ class Restorer:
     def _write_contents(self, root: SafeRoot) -> None:
         """Write the batch's contents: here (threads) or by worker processes (see workers);
         files of more than SEGMENT_BLOBS chunks here, a segment at a time."""
-        jobs, large = [], []
+        jobs, locations, large = [], [], []
         for job in self._files:
-            (large if len(job.node.content) > SEGMENT_BLOBS else jobs).append(job)
-        locations = [self._locations(job) for job in jobs]
+            if len(job.node.content) > SEGMENT_BLOBS:
+                large.append(job)
+            elif (entries := self._locations(job)) is not None:
+                jobs.append(job)
+                locations.append(entries)
         self.progress.start(self.summary.total_bytes)
         if self._use_processes is None:
             self._decide_processes(root)
@@ -375,19 +394,24 @@ class Restorer:
             if job.failed:  # could not be created or written: warned about, nothing more to read
                 return
             entries = self._locations(job, first, first + SEGMENT_BLOBS)
+            if entries is None:
+                return
             writer.write([job], [entries], [offset])
             offset += sum(entry.raw_length for entry in entries)
 
     def _locations(self, job: FileJob, first: int = 0, end: int | None = None
-                   ) -> list[IndexEntry]:
+                   ) -> list[IndexEntry] | None:
+        """Where the file's blobs ``first`` to ``end`` are; None (the file is not restored,
+        with a warning) if one is in no index: without its length, nothing after it has a
+        place either."""
         entries = []
         for blob_id in job.node.content[first:end]:
             entry = self.repo.index.get(blob_id)
             if entry is None:
-                raise IntegrityError(
-                    f"blob {blob_id.hex()} of {os.fsdecode(b'/'.join(job.parts))} "
-                    "is not in the index; run 'fogvault check'"
-                )
+                job.failed = True
+                self._warn(f"{os.fsdecode(b'/'.join(job.parts))}: not restored: its blob "
+                           f"{blob_id.hex()[:16]} is in no index; run 'fogvault check'")
+                return None
             entries.append(entry)
         return entries
 

@@ -402,12 +402,16 @@ def test_hardlink_entries_never_link_to_files_outside(repo: Repository, arena: A
 # ---- content and metadata a hostile writer controls ---------------------------------------
 
 
-def test_missing_data_blob_is_a_clear_error(repo: Repository, arena: Arena) -> None:
+def test_missing_data_blob_costs_its_file_with_a_clear_warning(repo: Repository, arena: Arena
+                                                               ) -> None:
     missing = bytes(range(32))
-    snapshot = in_home(repo, [payload_file(repo, "fine"),
-                              file_node("broken", [missing], 10)])
-    with arena.contained(), pytest.raises(IntegrityError, match=missing.hex()):
-        restore(repo, snapshot, arena.target)
+    snapshot = in_home(repo, [file_node("broken", [missing], 10),
+                              payload_file(repo, "fine")])
+    with arena.contained():
+        summary = restore(repo, snapshot, arena.target)
+    assert summary.warnings == [f"home/broken: not restored: its blob {missing.hex()[:16]} is "
+                                "in no index; run 'fogvault check'"]
+    assert (arena.target / "home" / "fine").read_bytes() == PAYLOAD
 
 
 def test_file_the_file_system_refuses_is_a_warning(repo: Repository, arena: Arena) -> None:
@@ -423,8 +427,19 @@ def test_file_the_file_system_refuses_is_a_warning(repo: Repository, arena: Aren
     assert summary.verified == 1
 
 
-def test_missing_subtree_is_a_clear_error(repo: Repository, arena: Arena) -> None:
-    snapshot = in_home(repo, [dir_node("gone", bytes(range(32)))])
+def test_missing_subtree_costs_its_contents_with_a_clear_warning(repo: Repository,
+                                                                  arena: Arena) -> None:
+    snapshot = in_home(repo, [dir_node("gone", bytes(range(32))), payload_file(repo, "fine")])
+    with arena.contained():
+        summary = restore(repo, snapshot, arena.target)
+    [warning] = summary.warnings
+    assert warning.startswith("home/gone: its contents cannot be restored: ")
+    assert "not in the index" in warning
+    assert (arena.target / "home" / "fine").read_bytes() == PAYLOAD
+
+
+def test_missing_root_tree_is_a_clear_error(repo: Repository, arena: Arena) -> None:
+    snapshot = save_snapshot(repo, bytes(range(32)))
     with arena.contained(), pytest.raises(IntegrityError, match="not in the index"):
         restore(repo, snapshot, arena.target)
 
@@ -521,6 +536,7 @@ def test_cli_refuses_duplicate_names_and_missing_blobs(
         missing = cli_restore(fogvault, repo, missing_snapshot, arena.target / "b")
         nul = cli_restore(fogvault, repo, nul_snapshot, arena.target / "c")
     assert_one_line_error(dup, "duplicate")
-    assert_one_line_error(missing, bytes(32).hex())
+    assert missing.returncode == 3 and b"Traceback" not in missing.stderr
+    assert f"home/f: not restored: its blob {bytes(32).hex()[:16]}".encode() in missing.stderr
     assert_one_line_error(nul)
     assert "unexpected error" not in nul.stderr.decode()
