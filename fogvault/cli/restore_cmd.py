@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from fogvault.cli.common import Printer, open_repository
-from fogvault.errors import EXIT_PARTIAL
+from fogvault.errors import EXIT_PARTIAL, UsageError
 from fogvault.sizes import format_size
 
 
@@ -18,9 +18,13 @@ def register(app: typer.Typer) -> None:
 
 def restore(
     ctx: typer.Context,
+    snapshot: Annotated[
+        str | None, typer.Argument(help="Snapshot uid (prefix) or 'latest' (or give --version).",
+                                   show_default=False)
+    ] = None,
     version: Annotated[
-        str, typer.Option("--version", "-V", help="Snapshot uid (prefix) or 'latest'.")
-    ],
+        str | None, typer.Option("--version", "-V", help="Snapshot uid (prefix) or 'latest'.")
+    ] = None,
     target: Annotated[str, typer.Option("--target", "-t", help="Restore below here.")] = ".",
     include: Annotated[
         list[str] | None, typer.Option("--include", "-i", help="Only paths matching this.")
@@ -36,10 +40,11 @@ def restore(
         bool, typer.Option("--dry-run", "-n", help="Show what would be restored.")
     ] = False,
 ) -> None:
-    """Restore snapshot VERSION below TARGET (the snapshot's paths are recreated there)."""
+    """Restore a snapshot below TARGET (the snapshot's paths are recreated there)."""
     from fogvault.cli.progress import make_progress
     from fogvault.restore.restorer import RestoreOptions, Restorer
 
+    ref = _snapshot_ref(snapshot, version)
     out = Printer.of(ctx)
     options = RestoreOptions(target=target, includes=include or [], excludes=exclude or [],
                              overwrite=overwrite, verify=verify, dry_run=dry_run)
@@ -47,7 +52,7 @@ def restore(
     try:
         # the restorer loads the index once it holds its lock (a dry run takes none)
         with open_repository(ctx, load_index=dry_run) as repo:
-            snap = repo.load_snapshot(repo.resolve_snapshot(version))
+            snap = repo.load_snapshot(repo.resolve_snapshot(ref))
             summary = Restorer(repo, snap, options, progress).run()
     finally:
         progress.close()
@@ -61,3 +66,12 @@ def restore(
                  + (f"; {summary.skipped} skipped" if summary.skipped else ""))
     if summary.warnings:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _snapshot_ref(snapshot: str | None, version: str | None) -> str:
+    """The snapshot to restore, given as an argument (as restic's ``restore latest``) or with
+    ``--version``: one of the two."""
+    if (snapshot is None) == (version is None):
+        raise UsageError("give the snapshot to restore once: as an argument (a uid, a unique "
+                         "prefix or 'latest') or with --version")
+    return snapshot or version  # type: ignore[return-value]

@@ -356,8 +356,9 @@ def test_cli_restore_latest_with_options(
     root = backed.restored(target)
     assert (root / "notes.txt").read_bytes() == b"second version\n"
 
-    # The first snapshot by uid prefix, with include/exclude, over the same target.
-    first = fogvault("-r", repo, "restore", "-V", backed.snapshot.uid[:8], "-t", str(target),
+    # The first snapshot by uid prefix given as an argument (restic's way), with include and
+    # exclude, over the same target.
+    first = fogvault("-r", repo, "restore", backed.snapshot.uid[:8], "-t", str(target),
                      "--include", "*.txt", "--exclude", "sub", "--overwrite", "if-changed")
     assert first.returncode == 0, first.stderr.decode()
     # a.txt is as in the target already (same size and mtime): skipped; notes.txt differs.
@@ -372,6 +373,12 @@ def test_cli_restore_latest_with_options(
     assert dry.returncode == 0, dry.stderr.decode()
     assert f"would restore snapshot {second_uid}: {len(FILES)} files" in dry.stdout.decode()
     assert not dry_target.exists()
+
+    # The snapshot is given once: as an argument or with --version.
+    for twice_or_never in (["latest", "-V", "latest"], []):
+        refused = fogvault("-r", repo, "restore", *twice_or_never, "-t", str(dry_target))
+        assert refused.returncode == 2
+        assert refused.stderr.decode().startswith("error: give the snapshot to restore once")
 
 
 def test_cli_overwrite_never_over_symlinked_folder_fails_cleanly(
