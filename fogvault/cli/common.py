@@ -81,9 +81,11 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 @contextlib.contextmanager
 def open_repository(
-    ctx: typer.Context, *, load_index: bool = True, extra_urls: tuple[str, ...] = ()
+    ctx: typer.Context, *, load_index: bool = True, extra_urls: tuple[str, ...] = (),
+    drop_empty_targets: bool = False,
 ) -> Iterator[Repository]:
-    """Open the repository on the common options' targets (plus ``extra_urls``)."""
+    """Open the repository on the common options' targets (plus ``extra_urls``); see
+    ``Repository.open`` for ``drop_empty_targets``."""
     from fogvault.heap import use_one_malloc_arena
     from fogvault.repo.repository import Repository
     from fogvault.targets.ledger import Ledger
@@ -97,6 +99,7 @@ def open_repository(
         use_cache=not opts.no_cache,
         load_index=load_index,
         policy=opts.target_policy(),
+        drop_empty_targets=drop_empty_targets,
     )
     repo.use_locks = not opts.no_lock
     repo.lock_wait = opts.retry_lock

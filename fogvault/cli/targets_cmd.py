@@ -14,6 +14,7 @@ from fogvault.sizes import format_size
 
 if TYPE_CHECKING:
     from fogvault.repo.repository import Repository
+    from fogvault.targets import Target
 
 target_app = typer.Typer(help="Add or remove a target of the repository.", no_args_is_help=True)
 
@@ -26,14 +27,22 @@ def register(app: typer.Typer) -> None:
 def targets(ctx: typer.Context) -> None:
     """Show each target: reachable, objects, size, what it lacks, known damage.
 
-    Also the requests of the last operation on this machine.
+    Also the requests of the last operation on this machine. Exit code 3 if a target is not
+    a complete copy (unreachable, holding no repository, lacking or damaged objects).
     """
     out = Printer.of(ctx)
-    with open_repository(ctx) as repo:
+    # an empty target (a disk that is not mounted) is what this report is asked about
+    with open_repository(ctx, drop_empty_targets=True) as repo:
         rows = target_rows(repo)
     if out.json_mode:
         out.json(rows)
-        return
+    else:
+        _print_rows(out, rows)
+    if not all(_complete(r) for r in rows):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _print_rows(out: Printer, rows: list[dict[str, Any]]) -> None:
     lines = []
     for r in rows:
         last = r["last_operation"] or {}
@@ -47,7 +56,11 @@ def targets(ctx: typer.Context) -> None:
                            "Last operation"]))
     for r in rows:
         if r["error"]:
-            out.line(f"{r['url']}: {r['error']}")
+            out.problem(f"{r['url']}: {r['error']}")
+
+
+def _complete(row: dict[str, Any]) -> bool:
+    return row["state"] == "ok" and not (row["missing"] or row["wrong_size"] or row["corrupt"])
 
 
 def target_rows(repo: Repository) -> list[dict[str, Any]]:
@@ -65,8 +78,8 @@ def target_rows(repo: Repository) -> list[dict[str, Any]]:
                          if u == target.url and n in inventory.live and n in (listing or {}))
         rows.append({
             "url": target.url,
-            "reachable": listing is not None,
-            "state": "unreachable" if listing is None else target.state,
+            "reachable": listing is not None or target.empty,
+            "state": _state(target, listing is not None),
             "error": target.dropped or target.behind,
             "objects": len(listing or {}),
             "bytes": listing.total_bytes() if listing is not None else 0,
@@ -78,6 +91,12 @@ def target_rows(repo: Repository) -> list[dict[str, Any]]:
             "last_operation": (last.get(target.url) or {}).get("last_operation"),
         })
     return rows
+
+
+def _state(target: Target, listed: bool) -> str:
+    if target.empty:
+        return "no repository"
+    return target.state if listed else "unreachable"
 
 
 @target_app.command("add")

@@ -5,8 +5,9 @@ errors are retried with backoff, and every request (retries included) is counted
 
 * **Dropping.** A target is *dropped* for the rest of the run when a write or delete fails after
   its retries (that change is lost on it), when its reads fail ``read_failures_to_drop`` times in
-  a row, or when it cannot be reached when the repository is opened. A dropped target gets no
-  more requests. A missing object or a copy that fails verification is not the target's fault
+  a row, or when, as the repository is opened, it cannot be reached or holds no repository at
+  all (``empty``: an empty folder, a disk that is not mounted). A dropped target gets no more
+  requests. A missing object or a copy that fails verification is not the target's fault
   and does not count: the copy is remembered as damaged instead (``TargetSet.damaged``).
 * **Behind.** A target is *behind* when it lacks something the others have (an index file at the
   start of a backup, a snapshot the backup wrote to the others). It stays in use, but backups do
@@ -41,6 +42,7 @@ class Target:
         ) if policy.retry_attempts > 1 else self.meter
         self.slots = threading.BoundedSemaphore(policy.concurrency)
         self.dropped: str | None = None  # why it is no longer used in this run
+        self.empty = False  # dropped at open for holding no repository at all
         self.behind: str | None = None  # why it cannot take a snapshot in this run
         self.skip_writes = False  # behind, and left alone (prune)
         self.missed: str | None = None  # the first change this run could not make on it

@@ -104,6 +104,16 @@ def test_an_empty_target_among_them_is_refused_with_a_hint(folders) -> None:
         open_repo(folders)
 
 
+def test_an_empty_target_is_left_out_on_request_and_marked(folders) -> None:
+    """For a report on the targets (``fogvault targets``), whatever min_targets says."""
+    init(folders[:2]).close()
+    with open_repo(folders, drop_empty_targets=True) as repo:
+        assert [(t.empty, t.active) for t in repo.targets.targets] == [
+            (False, True), (False, True), (True, False)]
+        assert "not mounted?" in repo.targets.targets[2].dropped
+    assert not Path(folders[2]).exists()  # nothing was written there
+
+
 def test_an_empty_target_is_left_out_when_the_others_are_enough(folders, src, caplog) -> None:
     """A disk that is not mounted leaves its mount point empty. With --min-targets 2 of 3 the
     backup goes on to the other two, naming the empty one; with 3 of 3 it is refused."""

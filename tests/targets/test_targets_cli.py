@@ -59,7 +59,9 @@ def test_min_targets_decides_the_commit_and_the_exit_code(fogvault, three, tmp_p
 def test_targets_report_and_the_ledger_of_the_last_operation(fogvault, three, tmp_path) -> None:
     pack = next((tmp_path / "b" / "data").rglob("*/*"))
     pack.unlink()
-    report = json.loads(fogvault(*three, "targets", "--json").stdout)
+    done = fogvault(*three, "targets", "--json")
+    assert done.returncode == 3  # b is not a complete copy
+    report = json.loads(done.stdout)
     assert [r["state"] for r in report] == ["ok", "ok", "ok"]
     assert [len(r["missing"]) for r in report] == [0, 1, 0]
     assert report[1]["missing"] == [f"data/{pack.parent.name}/{pack.name}"]
@@ -68,6 +70,41 @@ def test_targets_report_and_the_ledger_of_the_last_operation(fogvault, three, tm
     assert report[0]["objects"] == report[2]["objects"] > 0
     text = fogvault(*three, "targets").stdout.decode()
     assert "Missing" in text and "targets" in text  # the previous operation was 'targets'
+
+
+@pytest.mark.parametrize("away", ["empty", "missing"])
+def test_targets_shows_a_target_with_no_repository_as_a_row(fogvault, three, tmp_path, away):
+    (tmp_path / "c").rename(tmp_path / "usb")  # the disk's contents, while it is unmounted
+    if away == "empty":
+        (tmp_path / "c").mkdir()  # the mount point
+    shown = fogvault(*three, "targets")
+    assert shown.returncode == 3, shown.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in shown.stdout.decode().splitlines()
+            if line.startswith(str(tmp_path))}
+    assert [rows[str(tmp_path / n)][0] for n in "ab"] == ["ok", "ok"]
+    assert rows[str(tmp_path / "c")][:2] == ["no", "repository"]
+    assert (f"{tmp_path / 'c'}: no repository there (not mounted? to make it a copy of this "
+            "repository, use 'fogvault target add").encode() in shown.stdout
+    report = json.loads(fogvault(*three, "targets", "--json").stdout)
+    assert [(r["state"], r["reachable"]) for r in report] == [
+        ("ok", True), ("ok", True), ("no repository", True)]
+    assert fogvault(*three, "snapshots").returncode == 10  # the others still refuse it
+    assert fogvault(*three, "backup", "src").returncode == 10
+    assert fogvault("-r", "c", "targets").returncode == 10
+    if away == "empty":
+        assert list((tmp_path / "c").iterdir()) == []  # nothing written to the mount point
+    else:
+        assert not (tmp_path / "c").exists()
+    shutil.rmtree(tmp_path / "c", ignore_errors=True)
+    (tmp_path / "usb").rename(tmp_path / "c")  # mounted again
+    assert fogvault(*three, "targets").returncode == 0
+
+
+def test_targets_exits_3_with_a_target_unreachable(fogvault, three, tmp_path) -> None:
+    _unreachable(tmp_path, "b")
+    shown = fogvault(*three, "targets", "--json")
+    assert shown.returncode == 3, shown.stderr
+    assert [r["state"] for r in json.loads(shown.stdout)] == ["ok", "unreachable", "ok"]
 
 
 def test_check_then_repair_restores_redundancy(fogvault, three, tmp_path) -> None:
