@@ -9,9 +9,10 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository
 from fogvault.errors import EXIT_ERROR, EXIT_PARTIAL
+from fogvault.sizes import format_size
 
 if TYPE_CHECKING:
-    from fogvault.maintenance.repair import RepairResult
+    from fogvault.maintenance.repair import RepairResult, TargetRepair
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +55,31 @@ def repair_exit_code(result: RepairResult) -> int:
     return EXIT_PARTIAL if any(not t.reachable for t in result.targets) else 0
 
 
+#: what repair does to a target's objects: (list, verb, past tense, noun, plural)
+_ACTIONS = (("copied", "copy", "copied", "object", "objects"),
+            ("replaced", "replace", "replaced", "damaged copy", "damaged copies"),
+            ("deleted", "delete", "deleted", "object the others deleted",
+             "objects the others deleted"))
+
+
+def _target_summary(target: TargetRepair, dry_run: bool) -> str:
+    """What repair does (or would do) to one target, in a phrase: 'would copy 504 objects
+    (12.3 MiB)', 'copied 2 objects, replaced 1 damaged copy (1.2 MiB); 1 failed'."""
+    done = []
+    for kind, verb, past, noun, nouns in _ACTIONS:
+        count = len(getattr(target, kind))
+        if count:
+            done.append(f"{verb if dry_run else past} {count} {noun if count == 1 else nouns}")
+    text = (("would " if dry_run else "") + ", ".join(done)) if done else "nothing to copy"
+    if target.bytes_copied:
+        text += f" ({format_size(target.bytes_copied)})"
+    if target.failed:
+        text += f"; {len(target.failed)} failed"
+    if target.skipped:
+        text += f"; {len(target.skipped)} held back"
+    return text
+
+
 def report_repair(out: Printer, result: RepairResult) -> None:
     if out.json_mode:
         out.json_line({"message_type": "summary", **asdict(result), "ok": result.ok})
@@ -68,11 +94,10 @@ def report_repair(out: Printer, result: RepairResult) -> None:
             out.problem(f"{target.url}: skipped ({target.error})")
             continue
         say = out.problem if target.failed or target.skipped else out.line
-        counts = [f"{len(target.copied)} copied", f"{len(target.replaced)} replaced"]
-        if target.deleted:
-            counts.append(f"{len(target.deleted)} deleted")
-        say(f"{target.url}: {verb}{', '.join(counts)}")
-        for kind in ("copied", "replaced", "deleted", "failed", "skipped"):
+        say(f"{target.url}: {_target_summary(target, result.dry_run)}")
+        # what went as planned, object by object, only on request: a new target gets them all
+        listed = ("copied", "replaced", "deleted") if out.opts.verbose else ()
+        for kind in (*listed, "failed", "skipped"):
             for item in getattr(target, kind):
                 say(f"  {kind}: {item}")
     for item in result.unrecoverable:

@@ -85,6 +85,7 @@ class TargetRepair:
     deleted: list[str] = field(default_factory=list)  # deletions it had missed
     failed: list[str] = field(default_factory=list)  # "name: why"
     skipped: list[str] = field(default_factory=list)  # "name: why" (ordering held it back)
+    bytes_copied: int = 0  # of the objects copied and replaced
 
     @property
     def ok(self) -> bool:
@@ -321,6 +322,7 @@ class _Repair:
             with self._lock:
                 if problem is None:
                     (report.replaced if replace else report.copied).append(name)
+                    report.bytes_copied += len(data)
                     self.have[dest.url].add(name)
                     self.bad.discard((dest.url, name))
                     if not self.options.dry_run:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from fogvault.sizes import format_size
+
 
 @pytest.fixture
 def three(fogvault, tmp_path) -> list[str]:
@@ -121,10 +123,16 @@ def test_check_then_repair_restores_redundancy(fogvault, three, tmp_path) -> Non
                                                                 (["config"], [])]
     dry = fogvault(*three, "repair", "--dry-run")
     assert dry.returncode == 0 and b"dry run: 2 changes planned" in dry.stdout
+    pack_size, config_size = len(data), (tmp_path / "a" / "config").stat().st_size
+    assert dry.stdout.decode().splitlines()[:3] == [
+        f"{tmp_path / 'a'}: would replace 1 damaged copy ({format_size(pack_size)})",
+        f"{tmp_path / 'b'}: nothing to copy",
+        f"{tmp_path / 'c'}: would copy 1 object ({format_size(config_size)})"]
     assert not (tmp_path / "c" / "config").exists()
-    done = fogvault(*three, "repair")  # the damage check found is in the ledger
+    done = fogvault("-v", *three, "repair")  # the damage check found is in the ledger
     assert done.returncode == 0, done.stderr
     assert f"replaced: {name}".encode() in done.stdout and b"copied: config" in done.stdout
+    assert f"{tmp_path / 'a'}: replaced 1 damaged copy (".encode() in done.stdout
     assert fogvault(*three, "check", "--read-data").returncode == 0
     assert b"nothing to repair" in fogvault(*three, "repair").stdout
 
@@ -161,6 +169,20 @@ def test_target_add_and_remove(fogvault, three, tmp_path) -> None:
     assert gone.returncode == 0, gone.stderr
     assert not any(p.is_file() for p in (tmp_path / "d").rglob("*"))
     assert fogvault(*three, "check").returncode == 0
+
+
+def test_target_add_dry_run_says_what_it_would_copy(fogvault, three, tmp_path) -> None:
+    held = [p for p in (tmp_path / "a").rglob("*") if p.is_file() and "locks" not in p.parts]
+    size = format_size(sum(p.stat().st_size for p in held))
+    dry = fogvault(*three, "target", "add", "-n", "d")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.decode().splitlines() == [
+        f"{tmp_path / 'd'}: would copy {len(held)} objects ({size})",
+        f"dry run: {len(held)} changes planned, nothing was changed"]
+    listed = fogvault("-v", *three, "target", "add", "-n", "d").stdout.decode().splitlines()
+    assert sorted(line for line in listed if line.startswith("  ")) == sorted(
+        f"  copied: {p.relative_to(tmp_path / 'a')}" for p in held)
+    assert not any(p.is_file() for p in (tmp_path / "d").rglob("*"))
 
 
 def test_different_repositories_are_refused(fogvault, three, tmp_path) -> None:
