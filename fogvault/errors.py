@@ -17,6 +17,7 @@ process exit code, so the CLI chooses exit codes in one place (``exit_code_for``
     │   └── MalformedObject (1)         it decrypted, but its contents are not valid
     ├── UnsupportedFormat (1)           written by a newer FogVault
     ├── SnapshotNotFound (1) / AmbiguousPrefix (1)
+    ├── PathNotFound (1)                a path asked for is not in the snapshot
     ├── UnsafePath (1)                  a tree would make restore write outside its target
     ├── NotEnoughTargets (1)            fewer targets than --min-targets hold the data
     ├── TargetsUnavailable (1)          no target could be used at all
@@ -100,6 +101,10 @@ class SnapshotNotFound(FogVaultError):
 
 class AmbiguousPrefix(FogVaultError):
     pass
+
+
+class PathNotFound(FogVaultError):
+    """A path asked for is not in the snapshot."""
 
 
 class UnsafePath(FogVaultError):

@@ -4,13 +4,23 @@ A pattern is split at ``/`` and each part is matched with shell wildcards (``*``
 ``[...]``) against one path component; ``**`` matches any number of components. A pattern
 that starts with ``/`` must match the whole absolute path; any other pattern matches any tail
 of the path (``*.tmp`` matches ``/a/b/x.tmp``; ``cache/*`` matches ``/home/u/cache/x``).
-``~`` and ``$VARS`` are expanded.
+``~`` and ``$VARS`` are expanded. A pattern that starts with ``!`` is a negation, as in restic:
+the last pattern that matches a path decides, so ``!keep.tmp`` after ``*.tmp`` cancels that
+match for ``keep.tmp`` (an excluded folder is not entered, so nothing below it comes back).
+
+Patterns in another tool's syntax (borg's ``re:``, ``sh:``...; ``./`` for the current folder)
+are matched literally, which is not an error, as a name may start so: :func:`pattern_warnings`
+says what they would match.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
+
+#: borg's pattern styles that FogVault's own patterns already cover, once the prefix is dropped
+_BORG_PREFIXES = ("sh:", "fm:", "pp:", "pf:")
 
 
 def _components(path: str) -> list[str]:
@@ -28,19 +38,55 @@ def _match(pattern: list[str], parts: list[str]) -> bool:
 
 class PathPatterns:
     def __init__(self, patterns: list[str]) -> None:
-        self._compiled: list[tuple[bool, list[str]]] = []
+        self._compiled: list[tuple[bool, bool, list[str]]] = []  # negated, anchored, parts
         for raw in patterns:
-            pattern = os.path.expandvars(os.path.expanduser(raw.strip()))
+            negated, text = _split_negation(raw)
+            pattern = os.path.expandvars(os.path.expanduser(text))
             if pattern:
-                self._compiled.append((pattern.startswith("/"), _components(pattern)))
+                self._compiled.append((negated, pattern.startswith("/"), _components(pattern)))
 
     def __bool__(self) -> bool:
         return bool(self._compiled)
 
     def matches(self, path: bytes | str) -> bool:
         parts = _components(os.fsdecode(path))
-        for anchored, pattern in self._compiled:
+        for negated, anchored, pattern in reversed(self._compiled):  # the last match decides
             starts = [0] if anchored else range(len(parts))
             if any(_match(pattern, parts[i:]) for i in starts):
-                return True
+                return not negated
         return False
+
+
+def _split_negation(raw: str) -> tuple[bool, str]:
+    text = raw.strip()
+    return text.startswith("!"), text.removeprefix("!")
+
+
+def pattern_warnings(patterns: Iterable[str]) -> list[str]:
+    """One line for each pattern that would quietly do nothing: one written in borg's or
+    restic's syntax that FogVault takes literally, or a ``!`` pattern with no pattern before it
+    whose match it could cancel."""
+    lines = []
+    excluding = False  # has a plain pattern come yet
+    for raw in patterns:
+        negated, text = _split_negation(raw)
+        if hint := _foreign_syntax_hint(text):
+            lines.append(f"pattern '{raw.strip()}' is matched literally: {hint}")
+        if negated and not excluding:
+            lines.append(f"pattern '{raw.strip()}' has no effect: a '!' pattern only takes "
+                         "back a match of a pattern before it")
+        excluding = excluding or not negated
+    return lines
+
+
+def _foreign_syntax_hint(pattern: str) -> str | None:
+    if pattern.startswith(_BORG_PREFIXES):
+        return (f"FogVault has no borg-style '{pattern[:3]}' prefix "
+                f"(did you mean '{pattern[3:]}'?)")
+    if pattern.startswith("re:"):
+        return ("FogVault has no regular expressions (borg's 're:'); use shell wildcards: "
+                "'*', '?', '[...]' and '**' for any number of folders")
+    if {".", ".."} & set(pattern.split("/")):
+        return (f"patterns match absolute paths, which hold no '.' or '..' "
+                f"(did you mean '{os.path.abspath(pattern)}'?)")
+    return None

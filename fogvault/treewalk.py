@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from fogvault.errors import FogVaultError
+from fogvault.errors import PathNotFound
 from fogvault.repo.repository import Repository
 from fogvault.repo.tree import DIR, FILE, Node
 
@@ -36,7 +36,7 @@ def lookup(repo: Repository, tree_id: bytes, path: bytes) -> tuple[Node | None, 
     for name in [p for p in path.split(b"/") if p]:
         node = repo.load_tree(current).find(name)
         if node is None:
-            raise FogVaultError(f"no such path in the snapshot: {path.decode(errors='replace')}")
+            raise PathNotFound(f"no such path in the snapshot: {path.decode(errors='replace')}")
         if node.type == DIR and node.subtree is not None:
             current = node.subtree
     return node, current

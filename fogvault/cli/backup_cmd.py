@@ -53,6 +53,7 @@ def backup(
     from fogvault.backup.scanner import Scanner
     from fogvault.cli.progress import QuietProgress, make_progress
     from fogvault.host import hostname
+    from fogvault.patterns import pattern_warnings
 
     out = Printer.of(ctx)
     patterns = (exclude or []) + ExcludeRules.read_files(exclude_file or [])
@@ -62,6 +63,8 @@ def backup(
         one_file_system=one_file_system, parent=parent, force=force, dry_run=dry_run,
     )
     progress = make_progress(out, "backup")
+    for line in pattern_warnings(patterns):  # they would quietly exclude nothing
+        progress.warning(line)
     # The scanner only feeds totals to a visible bar or JSON status lines: it walks the tree a
     # second time, so it is not started when nobody sees progress.
     scanner = None if isinstance(progress, QuietProgress) else Scanner(

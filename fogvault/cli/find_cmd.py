@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, lazy_list, open_repository
+from fogvault.cli.common import Printer, lazy_list, log, open_repository
 from fogvault.cli.ls_cmd import long_line, node_json
 
 if TYPE_CHECKING:
@@ -29,9 +29,11 @@ def find(
     ] = None,
 ) -> None:
     """Find entries matching PATTERN in every snapshot (or the ones given)."""
-    from fogvault.patterns import PathPatterns
+    from fogvault.patterns import PathPatterns, pattern_warnings
 
     out = Printer.of(ctx)
+    for line in pattern_warnings([pattern]):  # it would quietly find nothing
+        log.warning("%s", line)
     matcher = PathPatterns([pattern])
     with open_repository(ctx) as repo:
         uids = [repo.resolve_snapshot(s) for s in snapshot] if snapshot else None

@@ -65,6 +65,7 @@ from fogvault.jobs.status import (
 from fogvault.maintenance.forget import forget
 from fogvault.maintenance.repair import repair
 from fogvault.maintenance.retention import apply_policy
+from fogvault.patterns import pattern_warnings
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.lock import NoLock
 from fogvault.repo.repository import Repository
@@ -275,6 +276,8 @@ class _JobRun:
     def _backup(self, repo: Repository) -> StepResult:
         job, record = self.job, self.record
         patterns = job.exclude + ExcludeRules.read_files(job.exclude_files)
+        for line in pattern_warnings(patterns):  # they would quietly exclude nothing
+            self._note(line)
         rules = ExcludeRules(patterns, job.exclude_caches, job.exclude_if_present)
         options = BackupOptions(tags=list(job.tags), host=self.host, excludes=rules,
                                 one_file_system=job.one_file_system, dry_run=self.options.dry_run)

@@ -111,6 +111,10 @@ def test_ls_find_diff_stats(fogvault, repo_and_src):
 
     found = json.loads(fogvault("find", "*.md", "-r", "repo", "--json").stdout)
     assert len(found) == 2 and all(len(f["matches"]) == 1 for f in found)
+    borg_style = fogvault("find", "fm:*.md", "-r", "repo")
+    assert borg_style.stderr.decode() == ("warning: pattern 'fm:*.md' is matched literally: "
+                                          "FogVault has no borg-style 'fm:' prefix (did you mean "
+                                          "'*.md'?)\n")
 
     changes = json.loads(fogvault("diff", first, second, "-r", "repo", "--json").stdout)
     kinds = {c["path"].removeprefix(str(repo_and_src)): c["kind"] for c in changes["changes"]}
@@ -124,6 +128,37 @@ def test_ls_find_diff_stats(fogvault, repo_and_src):
     assert stats["restore_size"] == 600 + 5 + 50_000 + 600 + 13 + 3
     one = json.loads(fogvault("stats", second, "-r", "repo", "--json").stdout)
     assert one["files"] == 3
+
+
+def test_a_relative_ls_path_not_in_the_snapshot_gets_a_hint(fogvault, repo_and_src, tmp_path):
+    """Snapshot paths are absolute; 'ls latest src' after 'backup src' said only "no such
+    path in the snapshot: src"."""
+    fogvault("backup", "-r", "repo", "src")
+    done = fogvault("ls", "-r", "repo", "latest", "src/docs")
+    assert done.returncode == 1
+    assert done.stderr.decode() == (
+        "error: no such path in the snapshot: src/docs (paths in a snapshot are absolute: "
+        f"did you mean {repo_and_src}/docs?)\n")
+    elsewhere = fogvault("ls", "-r", str(tmp_path / "repo"), "latest", "src/docs",
+                         cwd=repo_and_src)
+    assert elsewhere.stderr.decode().endswith("(paths in a snapshot are absolute)\n")
+
+
+def test_exclude_file_negation_and_foreign_pattern_warnings(fogvault, repo_and_src, tmp_path):
+    """restic's '!' takes back an earlier exclude; borg's 'sh:' prefix is warned about, as
+    FogVault matches it literally (before, both were silently literal). Warnings about
+    patterns do not make the backup partial."""
+    (repo_and_src / "x.tmp").write_text("scratch")
+    (repo_and_src / "keep.tmp").write_text("needed")
+    (tmp_path / "excludes").write_text("*.tmp\n!keep.tmp\n")
+    done = fogvault("backup", "-r", "repo", "src", "--exclude-file", "excludes",
+                    "--exclude", "sh:**/docs")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode() == (
+        "warning: pattern 'sh:**/docs' is matched literally: FogVault has no borg-style 'sh:' "
+        "prefix (did you mean '**/docs'?)\n")
+    found = json.loads(fogvault("ls", "-r", "repo", "latest", str(repo_and_src), "--json").stdout)
+    assert sorted(e["name"] for e in found) == ["docs", "keep.tmp", "photo.jpg"]
 
 
 def test_ambiguous_or_unknown_snapshot_is_a_clear_error(fogvault, repo_and_src):

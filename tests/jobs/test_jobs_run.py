@@ -306,6 +306,14 @@ def test_a_missing_path_makes_a_partial_run_in_the_same_retention_group(setup, c
     assert kept.uid == second.snapshot and kept.parent == first.snapshot
 
 
+def test_a_pattern_in_borgs_syntax_is_noted_and_the_run_succeeds(setup):
+    setup.write('exclude = ["re:\\\\.bin$"]\n')
+    record = run_job(setup.load(), "home")
+    assert (record.result, record.exit_code) == ("success", 0), record.error
+    assert any(m.startswith("pattern 're:\\.bin$' is matched literally: FogVault has no "
+                            "regular expressions") for m in record.messages)
+
+
 def test_unknown_job_exits_2_with_a_hint(setup, jobs_cli):
     done = jobs_cli("run", "hom", "--config", str(setup.config))
     assert done.returncode == 2

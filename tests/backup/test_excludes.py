@@ -1,0 +1,67 @@
+"""Exclude rules and the pattern language: restic's '!' negation, and warnings for patterns
+written in another tool's syntax, which would quietly match nothing."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from fogvault.backup.excludes import ExcludeRules
+from fogvault.patterns import PathPatterns, pattern_warnings
+
+
+def _excluded(patterns: list[str], *paths: str) -> list[str]:
+    rules = ExcludeRules(patterns)
+    return [p for p in paths if rules.excludes_path(os.fsencode(p))]
+
+
+def test_a_negated_pattern_takes_back_an_earlier_match():
+    assert _excluded(["*.tmp", "!keep.tmp"], "/a/x.tmp", "/a/keep.tmp") == ["/a/x.tmp"]
+
+
+def test_the_last_matching_pattern_decides():
+    patterns = ["*.tmp", "!keep.tmp", "/a/keep.tmp"]
+    assert _excluded(patterns, "/a/keep.tmp", "/b/keep.tmp") == ["/a/keep.tmp"]
+
+
+def test_restics_example_keeps_a_selection_of_home_folders():
+    """restic's manual: exclude every folder of $HOME, then take some back."""
+    patterns = ["/home/ann/*", "!/home/ann/Documents", "!/home/ann/code", "*.o"]
+    assert _excluded(patterns, "/home/ann/Music", "/home/ann/Documents", "/home/ann/code/x.c",
+                     "/home/ann/code/x.o") == ["/home/ann/Music", "/home/ann/code/x.o"]
+
+
+def test_a_negation_alone_matches_nothing():
+    assert not PathPatterns(["!x"]).matches("/a/x")
+
+
+def test_a_name_that_starts_with_an_exclamation_mark_can_still_be_matched():
+    assert PathPatterns(["**/!important"]).matches("/a/!important")
+
+
+@pytest.mark.parametrize(("pattern", "says"), [
+    ("sh:**/cache", "no borg-style 'sh:' prefix (did you mean '**/cache'?)"),
+    ("fm:*.tmp", "no borg-style 'fm:' prefix (did you mean '*.tmp'?)"),
+    ("pp:/abs/path", "no borg-style 'pp:' prefix (did you mean '/abs/path'?)"),
+    ("pf:/abs/file", "no borg-style 'pf:' prefix (did you mean '/abs/file'?)"),
+    (r"re:\.tmp$", "FogVault has no regular expressions (borg's 're:')"),
+    ("./data/sub", "hold no '.' or '..' (did you mean '{cwd}/data/sub'?)"),
+    ("!./data/sub", "hold no '.' or '..' (did you mean '{cwd}/data/sub'?)"),
+])
+def test_patterns_in_another_tools_syntax_are_warned_about(pattern, says, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    [line] = pattern_warnings(["*.bak", pattern])
+    assert line.startswith(f"pattern '{pattern}' is matched literally: ")
+    assert says.format(cwd=tmp_path) in line
+
+
+def test_a_leading_negation_is_warned_about():
+    assert pattern_warnings(["!keep.tmp", "*.tmp"]) == [
+        "pattern '!keep.tmp' has no effect: a '!' pattern only takes back a match of a pattern "
+        "before it"]
+
+
+def test_fogvault_patterns_get_no_warning():
+    assert pattern_warnings(["*.tmp", "!keep.tmp", "/home/*/.cache", "**/node_modules",
+                             "cache/*", "~/tmp", "re", "data.sh:x"]) == []
