@@ -1,4 +1,5 @@
-"""Human sizes on the command line and in config files: ``512K``, ``16M``, ``2G``, ``1T``."""
+"""Human sizes on the command line and in config files (``512K``, ``16M``, ``2G``, ``1T``), and
+counts in messages (``1 snapshot``, ``2 snapshots``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ def format_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1024
     return f"{n:.2f} PiB"
+
+
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """``n`` and ``noun`` in the number ``n`` asks for: ``1 snapshot``, ``2 snapshots``;
+    ``plural`` for a noun that does not take an s (``repositories``)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def parse_size(text: str) -> int:

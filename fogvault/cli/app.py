@@ -13,9 +13,10 @@ import importlib
 import signal
 import sys
 import traceback
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from fogvault import __version__
 from fogvault.cli.common import GlobalOptions, setup_logging
@@ -50,7 +51,11 @@ def main_options(
                            "listings still print their result, warnings and errors still go "
                            "to stderr.")
     ] = False,
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail.")] = 0,
+    verbose: Annotated[
+        int, typer.Option("-v", "--verbose", count=True, show_default=False,
+                          help="Repeatable: -v adds the traceback to an error, -vv also debug "
+                          "messages.")
+    ] = 0,
     cache_dir: Annotated[
         str | None, typer.Option("--cache-dir", help="Local cache folder.")
     ] = None,
@@ -92,9 +97,33 @@ COMMAND_MODULES = {
 }
 
 
+#: Option values named as docs/cli.md names them, not as typer 0.28 does (<str>, <int range>).
+_VALUE_NAMES = {"str": "TEXT", "int": "INTEGER", "int range": "INTEGER", "float": "NUMBER",
+                "float range": "NUMBER", "path": "PATH"}
+
+
+class _Group(TyperGroup):
+    """The ``fogvault`` group: its commands' --help names option values as the reference does,
+    and shows a counter (-v) as a flag, not as taking a number."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _name_option_values(self)
+
+
+def _name_option_values(command: TyperCommand | TyperGroup) -> None:
+    for param in command.params:
+        if param.param_type_name != "option" or param.metavar is not None or param.is_flag:
+            continue
+        param.metavar = "" if param.count else _VALUE_NAMES.get(param.type.name)
+    for sub in getattr(command, "commands", {}).values():
+        _name_option_values(sub)
+
+
 def build_app(command: str | None = None) -> typer.Typer:
     """The ``fogvault`` app with every command, or only with ``command`` if it names one."""
     app = typer.Typer(
+        cls=_Group,
         name="fogvault",
         help="Versioned, deduplicating, encrypted backups to several targets at once.",
         no_args_is_help=True,

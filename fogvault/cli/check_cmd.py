@@ -9,6 +9,7 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository
 from fogvault.errors import EXIT_ERROR
+from fogvault.sizes import counted
 
 if TYPE_CHECKING:
     from fogvault.maintenance.check import CheckResult
@@ -53,8 +54,9 @@ def _report(out: Printer, result: CheckResult) -> None:
         out.json_line({"message_type": "summary", **asdict(result), "ok": result.ok,
                        "targets": [{**asdict(t), "ok": t.ok} for t in result.targets]})
         return
-    out.line(f"{result.snapshots} snapshots, {result.trees} trees, {result.blobs} blobs, "
-             f"{result.packs} packs")
+    out.line(", ".join(counted(n, noun) for n, noun in (
+        (result.snapshots, "snapshot"), (result.trees, "tree"), (result.blobs, "blob"),
+        (result.packs, "pack"))))
     for problem in result.problems:
         out.problem(f"error: {problem}")
     for target in result.targets:
@@ -62,13 +64,13 @@ def _report(out: Printer, result: CheckResult) -> None:
             out.problem(f"{target.url}: UNREACHABLE ({target.error})")
             continue
         say = out.line if target.ok else out.problem
-        read = f", {target.packs_read} packs read" if target.packs_read else ""
+        read = f", {counted(target.packs_read, 'pack')} read" if target.packs_read else ""
         say(f"{target.url}: {'ok' if target.ok else 'DAMAGED'}{read}")
         for kind in ("missing", "wrong_size", "corrupt"):
             for name in getattr(target, kind):
                 say(f"  {kind.replace('_', ' ')}: {name}")
         if target.unindexed_packs:
-            say(f"  note: {target.unindexed_packs} packs no index lists "
+            say(f"  note: {counted(target.unindexed_packs, 'pack')} no index lists "
                 + _UNINDEXED_FATE[bool(result.problems)])
     if result.ok:
         out.line("no errors were found")

@@ -6,6 +6,7 @@ import typer
 
 from fogvault.cli.common import Printer
 from fogvault.cli.jobs_common import ConfigOption, load
+from fogvault.sizes import counted
 
 config_app = typer.Typer(help="Check or show the jobs config file.", no_args_is_help=True)
 
@@ -23,7 +24,8 @@ def check(ctx: typer.Context, config: ConfigOption = None) -> None:
         out.json({"ok": True, "path": str(cfg.path), "repositories": list(cfg.repositories),
                   "jobs": list(cfg.jobs)})
         return
-    out.line(f"{cfg.path}: OK ({len(cfg.repositories)} repositories, {len(cfg.jobs)} jobs)")
+    out.line(f"{cfg.path}: OK ({counted(len(cfg.repositories), 'repository', 'repositories')}, "
+             f"{counted(len(cfg.jobs), 'job')})")
 
 
 @config_app.command("show")

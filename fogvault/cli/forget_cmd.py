@@ -8,6 +8,7 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository, table
 from fogvault.cli.prune_cmd import report_prune
+from fogvault.sizes import counted
 
 if TYPE_CHECKING:
     from fogvault.maintenance.forget import ForgetResult
@@ -79,7 +80,7 @@ def _report(out: Printer, result: ForgetResult) -> None:
         })
         return
     for group in result.groups:
-        out.line(f"group {group.key}: keep {len(group.keep)}, remove {len(group.remove)}")
+        out.line(f"{group.describe()}: keep {len(group.keep)}, remove {len(group.remove)}")
         rows = [[k.snapshot.uid, f"{k.snapshot.time:%Y-%m-%d %H:%M:%S}", ", ".join(k.reasons)]
                 for k in group.keep]
         out.line(table(rows, ["Keep", "Time", "Reasons"]))
@@ -88,4 +89,4 @@ def _report(out: Printer, result: ForgetResult) -> None:
                            ["Remove", "Time"]))
         out.line()
     verb = "would remove" if result.dry_run else "removed"
-    out.line(f"{verb} {len(result.removed)} snapshots")
+    out.line(f"{verb} {counted(len(result.removed), 'snapshot')}")

@@ -9,7 +9,7 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository
 from fogvault.errors import UsageError
-from fogvault.sizes import format_size, parse_size
+from fogvault.sizes import counted, format_size, parse_size
 
 if TYPE_CHECKING:
     from fogvault.maintenance.prune import PruneResult
@@ -53,12 +53,13 @@ def report_prune(out: Printer, result: PruneResult) -> None:
         out.json_line({"message_type": "summary", **asdict(result)})
         return
     verb = "would free" if result.dry_run else "freed"
-    out.line(f"{result.snapshots} snapshots use {result.blobs_used} of {result.blobs_total} blobs")
+    out.line(f"{counted(result.snapshots, 'snapshot')}: {result.blobs_used} of "
+             f"{counted(result.blobs_total, 'blob')} used")
     out.line(f"packs: {result.packs_total}, deleted {result.packs_deleted}, repacked "
              f"{result.packs_repacked} ({format_size(result.bytes_repacked)} copied)"
              + (f", {result.packs_orphaned} unindexed removed" if result.packs_orphaned else ""))
     if result.leftovers_removed:
-        out.line(f"removed {result.leftovers_removed} leftovers of interrupted writes "
+        out.line(f"removed {counted(result.leftovers_removed, 'leftover')} of interrupted writes "
                  "(temporary files, unfinished uploads)")
     out.line(f"{verb} {format_size(result.bytes_freed)} of {format_size(result.bytes_before)} "
              f"in {result.duration_s:.1f} s")

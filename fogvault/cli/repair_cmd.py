@@ -9,7 +9,7 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository
 from fogvault.errors import EXIT_ERROR, EXIT_PARTIAL
-from fogvault.sizes import format_size
+from fogvault.sizes import counted, format_size
 
 if TYPE_CHECKING:
     from fogvault.maintenance.repair import RepairResult, TargetRepair
@@ -104,7 +104,7 @@ def report_repair(out: Printer, result: RepairResult) -> None:
         out.problem(f"unrecoverable: {item}")
     code = repair_exit_code(result)
     if result.dry_run:
-        out.line(f"dry run: {result.changes} changes planned, nothing was changed")
+        out.line(f"dry run: {counted(result.changes, 'change')} planned, nothing was changed")
     elif code == EXIT_ERROR:
         out.problem("some objects could not be repaired")
     elif code == EXIT_PARTIAL:

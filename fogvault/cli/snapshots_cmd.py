@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from fogvault.cli.common import Printer, open_repository, table
-from fogvault.sizes import format_size
+from fogvault.sizes import counted, format_size
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +50,6 @@ def snapshots(
     headers = ["UID", "Time", "Host", "Tags", "Paths", "Size"] + (["Targets"] if every > 1
                                                                    else [])
     out.result(table(rows, headers))
-    out.line(f"{len(found)} snapshots")
+    out.line(counted(len(found), "snapshot"))
     if partial:
         out.line(f"* on fewer than all {every} targets: 'fogvault repair' copies them")

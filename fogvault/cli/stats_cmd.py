@@ -15,7 +15,14 @@ def register(app: typer.Typer) -> None:
 
 
 def stats(ctx: typer.Context, snapshot: str = typer.Argument("", help="Default: all.")) -> None:
-    """Restore size, deduplicated size and compression ratio."""
+    """Restore size, deduplicated and stored size, compression and deduplication ratios.
+
+    Restore size: what a restore writes, a file counted each time it appears. Deduplicated
+    size: the distinct blobs (file data and folder listings), uncompressed. Stored size: the
+    same compressed and encrypted. Compression: deduplicated over stored size. Deduplication:
+    restore size over the distinct file data, uncompressed (1.00x when nothing is stored
+    twice; folder listings are left out, as a restore does not write them).
+    """
     from fogvault.treewalk import stats as tree_stats
 
     out = Printer.of(ctx)

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from fogvault.cli.common import Printer, open_repository
+from fogvault.sizes import counted
 
 
 def register(app: typer.Typer) -> None:
@@ -30,4 +31,4 @@ def unlock(
     else:
         for lock in removed:
             out.line(f"removed {lock.describe()}")
-        out.line(f"{len(removed)} locks removed")
+        out.line(f"{counted(len(removed), 'lock')} removed")

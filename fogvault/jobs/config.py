@@ -489,8 +489,9 @@ def _read_monitoring(r: TableReader, base: Path) -> MonitoringConfig:
 
 
 def _expand_path(path: str, base: Path) -> str:
-    expanded = Path(os.path.expanduser(path))
-    return str(expanded if expanded.is_absolute() else base / expanded)
+    """``path`` absolute (relative to ``base``, the config file's folder) and without ``.`` or
+    ``..``, as backup records its paths."""
+    return os.path.normpath(base / os.path.expanduser(path))
 
 
 def _path_or_none(path: str | None, base: Path) -> str | None:

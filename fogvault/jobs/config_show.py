@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fogvault.host import hostname
 from fogvault.jobs.config import (
     RETENTION_COUNT_KEYS,
     RETENTION_WITHIN_KEYS,
@@ -47,7 +48,7 @@ def _job_document(job: JobConfig) -> dict[str, Any]:
         "repository": job.repository, "paths": job.paths, "exclude": job.exclude,
         "exclude_files": job.exclude_files, "exclude_caches": job.exclude_caches,
         "exclude_if_present": job.exclude_if_present, "one_file_system": job.one_file_system,
-        "tags": job.tags, "host": job.host or "(this machine's host name)",
+        "tags": job.tags, "host": job.host or hostname(),
         "schedule": job.schedule.text if job.schedule else "(none: run by hand)",
         "prune": job.prune.text if job.prune else "never",
         "check": job.check.text if job.check else "never",

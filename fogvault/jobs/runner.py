@@ -69,7 +69,7 @@ from fogvault.patterns import pattern_warnings
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.lock import NoLock
 from fogvault.repo.repository import Repository
-from fogvault.sizes import format_size
+from fogvault.sizes import counted, format_size
 from fogvault.targets.ledger import Ledger
 from fogvault.targets.policy import TargetPolicy
 
@@ -205,7 +205,7 @@ class _JobRun:
 
     def _run_hooks(self, kind: str, commands: list[Command]) -> StepResult:
         run_commands(kind, commands, self._hook_env(), self.job.hooks.timeout)
-        return StepResult("done", f"{len(commands)} command(s)")
+        return StepResult("done", counted(len(commands), "command"))
 
     def _hook_env(self) -> dict[str, str]:
         record = self.record
@@ -294,9 +294,10 @@ class _JobRun:
             self._note(f"target {url} is behind: {why}")
         name = "dry run" if result.dry_run else f"snapshot {result.snapshot.uid}"
         failed = f", {record.errors} unreadable" if record.errors else ""
-        behind = f"; {len(record.targets_behind)} target(s) behind" if record.targets_behind else ""
+        behind = (f"; {counted(len(record.targets_behind), 'target')} behind"
+                  if record.targets_behind else "")
         return StepResult("done", f"{name}: {s.files_new} new, {s.files_changed} changed, "
-                                  f"{s.files_unchanged} unchanged files{failed}; "
+                                  f"{counted(s.files_unchanged, 'unchanged file')}{failed}; "
                                   f"added {format_size(s.bytes_added)}{behind}")
 
     def _repair_step(self, repo: Repository) -> None:
@@ -319,10 +320,10 @@ class _JobRun:
             return StepResult("would run", ", ".join(self.record.targets_behind))
         result = repair(repo)
         if not result.ok:  # the targets stay behind, so the run is partial
-            return StepResult("incomplete", f"{result.changes} objects copied or fixed; "
+            return StepResult("incomplete", f"{counted(result.changes, 'object')} copied or fixed; "
                               f"{len(result.unrecoverable)} could not be")
         self.record.targets_behind = []  # full redundancy again
-        return StepResult("done", f"{result.changes} objects copied or fixed")
+        return StepResult("done", f"{counted(result.changes, 'object')} copied or fixed")
 
     def _forget(self, repo: Repository) -> StepResult:
         policy = self.job.retention
@@ -342,7 +343,7 @@ class _JobRun:
             if remove:
                 forget(repo, uids=remove, dry_run=self.options.dry_run)
         verb = "would remove" if self.options.dry_run else "removed"
-        return StepResult("done", f"{verb} {len(remove)} of {len(mine)} snapshot(s); "
+        return StepResult("done", f"{verb} {len(remove)} of {counted(len(mine), 'snapshot')}; "
                                   f"{policy.describe()}")
 
     def _prune(self, repo: Repository) -> StepResult:
@@ -357,7 +358,7 @@ class _JobRun:
             return StepResult("unavailable", "this FogVault has no prune yet")
         result = prune(repo, PruneOptions(retry_lock=self.options.retry_lock))
         return StepResult("done", f"deleted {result.packs_deleted} and repacked "
-                                  f"{result.packs_repacked} pack(s), freed "
+                                  f"{counted(result.packs_repacked, 'pack')}, freed "
                                   f"{format_size(result.bytes_freed)}")
 
     def _check(self, repo: Repository) -> StepResult:
@@ -378,7 +379,7 @@ class _JobRun:
             problems = list(result.problems) + [
                 f"{t.url}: {len(t.missing)} missing, {len(t.wrong_size)} wrong size, "
                 f"{len(t.corrupt)} corrupt" for t in result.targets if not t.ok]
-            message = f"check found {len(problems)} problem(s): {problems[0]}"
+            message = f"check found {counted(len(problems), 'problem')}: {problems[0]}"
             self.check_failure = CheckFailed(message)
             return StepResult("failed", message)
         return StepResult("done", "no problems" + (f"; read {subset} of the data" if subset
@@ -410,6 +411,10 @@ def error_message(exc: BaseException) -> str:
     return f"unexpected error ({type(exc).__name__}): {text}"
 
 
+#: Where a step's status starts in the summary: after the longest name, 'on_failure: '.
+_STEP_COLUMN = len("on_failure: ")
+
+
 def summary_lines(record: RunRecord) -> list[str]:
     """The run's summary: a headline, then one line per step, then messages."""
     dry = " (dry run)" if record.dry_run else ""
@@ -417,7 +422,8 @@ def summary_lines(record: RunRecord) -> list[str]:
              f"{record.duration_s:.1f} s{dry}"]
     if record.error:
         lines.append(f"  error: {record.error}")
-    lines += [f"  {name + ':':<11}{step.status}" + (f": {step.detail}" if step.detail else "")
+    lines += [f"  {name + ':':<{_STEP_COLUMN}}{step.status}"
+              + (f": {step.detail}" if step.detail else "")
               for name, step in record.steps.items()]
     lines += [f"  note: {message}" for message in record.messages]
     return lines

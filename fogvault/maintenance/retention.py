@@ -218,6 +218,13 @@ class GroupResult(Generic[S]):
     keep: list[Kept[S]]
     remove: list[S]
 
+    def describe(self) -> str:
+        """The group in words, as restic names it: ``host vm, paths /a, /b``; ``tags (none)``
+        for snapshots without tags; ``all snapshots`` without grouping."""
+        words = [f"{name} {value if isinstance(value, str) else ', '.join(value) or '(none)'}"
+                 for name, value in self.key.items()]
+        return ", ".join(words) or "all snapshots"
+
     @property
     def removes_all(self) -> bool:
         """Every snapshot of the group would go (possible with ``keep_tags`` alone)."""

@@ -121,6 +121,22 @@ def test_a_file_whose_bytes_are_a_tree_encoding_does_not_break_trees(make_repo, 
     assert (tmp_path / "out" / str(src).lstrip("/") / "empty").is_dir()
 
 
+def test_the_dedup_ratio_is_restore_size_over_the_distinct_file_data(make_repo, tmp_path):
+    """Folder listings are stored but not restored: counted, they made a snapshot of distinct
+    files 0.99x."""
+    from fogvault.treewalk import stats
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "one").write_bytes(_random(300_000, 5))
+    first = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    assert stats(repo, [first.tree]).dedup_ratio == 1.0
+    (src / "copy").write_bytes((src / "one").read_bytes())
+    second = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    assert stats(repo, [second.tree]).dedup_ratio == 2.0
+
+
 def test_stats_count_each_stored_blob_once_across_files_and_snapshots(make_repo, tmp_path):
     from fogvault.repo.tree import DIR, FILE
     from fogvault.treewalk import stats

@@ -197,6 +197,21 @@ def test_quiet_listings_still_print_what_was_asked_for(fogvault, tmp_path):
     assert len(quiet("key", "list")) == 3
 
 
+def test_help_shows_a_counter_as_a_flag_and_names_option_values(fogvault):
+    """-v counts (-vv) and takes no number; option values read TEXT, INTEGER as in docs/cli.md,
+    not typer 0.28's <str>, <int>."""
+    lines = fogvault("--help", env={"COLUMNS": "200"}).stdout.decode().splitlines()
+    option = {name: next(line for line in lines if name in line)
+              for name in ("--verbose", "--repo", "--min-targets")}
+    assert option["--verbose"].split("│")[1].split() == ["--verbose", "-v", "Repeatable:", "-v",
+                                                         "adds", "the", "traceback", "to", "an",
+                                                         "error,", "-vv", "also", "debug",
+                                                         "messages."]
+    assert "TEXT" in option["--repo"] and "INTEGER" in option["--min-targets"]
+    forget = fogvault("forget", "--help", env={"COLUMNS": "200"}).stdout.decode()
+    assert "<int>" not in forget and "--keep-last" in forget
+
+
 def test_cat_config_and_snapshot(fogvault, tmp_path):
     _init(fogvault)
     (tmp_path / "src").mkdir()

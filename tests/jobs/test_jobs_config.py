@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -340,15 +341,18 @@ def test_unknown_job_has_a_hint(tmp_path):
 
 
 def test_effective_config_round_trips_as_toml(setup, jobs_cli):
-    setup.write('schedule = "daily"\n[jobs.home.retention]\nkeep_last = 3\n')
+    """Paths come out absolute and normalised, and the host is this machine's name."""
+    setup.write('schedule = "daily"\n[jobs.home.retention]\nkeep_last = 3\n',
+                paths='["sub/../src"]')
     shown = jobs_cli("config", "show", "--config", str(setup.config))
     assert shown.returncode == 0, shown.stderr
     doc = tomllib.loads(shown.stdout.decode())
     assert doc["jobs"]["home"]["paths"] == [str(setup.src)]
+    assert doc["jobs"]["home"]["host"] == os.uname().nodename
     assert doc["jobs"]["home"]["retention"]["keep_last"] == 3
     assert doc["repositories"]["local"]["min_targets"] == 1
     checked = jobs_cli("config", "check", "--config", str(setup.config))
-    assert checked.returncode == 0 and b"OK (1 repositories, 1 jobs)" in checked.stdout
+    assert checked.returncode == 0 and b"OK (1 repository, 1 job)" in checked.stdout
 
 
 def test_config_check_lists_every_problem_and_exits_2(setup, jobs_cli):

@@ -19,7 +19,7 @@ import pytest
 
 from fogvault.errors import LockError
 from fogvault.jobs.joblock import JobLock, JobRunning
-from fogvault.jobs.runner import RunOptions, run_job
+from fogvault.jobs.runner import RunOptions, run_job, summary_lines
 from fogvault.jobs.status import RunLog, RunRecord, StepResult, lock_dir
 from fogvault.repo.repository import Repository
 
@@ -51,7 +51,7 @@ def test_run_backs_up_forgets_prunes_checks_and_logs(setup, cli_env):
     steps = {name: step.status for name, step in second.steps.items()}
     assert steps == {"backup": "done", "forget": "done", "prune": "done", "check": "done",
                      "repair": "skipped"}
-    assert "removed 1 of 2 snapshot(s)" in second.steps["forget"].detail
+    assert "removed 1 of 2 snapshots" in second.steps["forget"].detail
     assert not second.steps["prune"].detail.startswith("deleted 0 and repacked 0")
     assert [s.uid for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])] == [second.snapshot]
 
@@ -270,8 +270,8 @@ def test_dry_run_changes_nothing(setup, cli_env, jobs_cli):
     done = jobs_cli("run", "home", "--dry-run", "--config", str(setup.config))
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
-    assert "(dry run)" in out and "would remove 1 of 2 snapshot(s)" in out
-    assert "prune:     would run" in out
+    assert "(dry run)" in out and "would remove 1 of 2 snapshots" in out
+    assert "prune:      would run" in out
     assert [s.uid for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])] == before
     assert not marks.exists() and len(_log(setup)) == 2
 
@@ -301,7 +301,7 @@ def test_a_missing_path_makes_a_partial_run_in_the_same_retention_group(setup, c
     (setup.root / "usb").mkdir()
     second = run_job(config, "home")
     assert (second.result, second.exit_code) == ("success", 0), second.error
-    assert "removed 1 of 2 snapshot(s)" in second.steps["forget"].detail
+    assert "removed 1 of 2 snapshots" in second.steps["forget"].detail
     [kept] = _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])
     assert kept.uid == second.snapshot and kept.parent == first.snapshot
 
@@ -386,7 +386,7 @@ def test_repair_step_brings_a_behind_target_up_to_date(tmp_path, setup):
     first = run_job(setup.load(), "home")
     assert first.exit_code == 3 and first.targets_behind == [str(tmp_path / "b")]
     assert first.errors == 0  # a target behind is not an unreadable file
-    assert first.steps["backup"].detail.endswith("; 1 target(s) behind")
+    assert first.steps["backup"].detail.endswith("; 1 target behind")
     assert "unreadable" not in first.steps["backup"].detail
     assert 'fogvault_job_last_errors{job="home"} 0' in metrics.read_text()
     assert 'fogvault_job_last_targets_behind{job="home"} 1' in metrics.read_text()
@@ -408,7 +408,7 @@ def test_retention_finds_the_snapshots_of_a_path_with_a_symlinked_parent(setup, 
     run_job(config, "home")
     second = run_job(config, "home")
     assert second.exit_code == 0, second.error
-    assert second.steps["forget"].detail.startswith("removed 1 of 2 snapshot(s)")
+    assert second.steps["forget"].detail.startswith("removed 1 of 2 snapshots")
     assert [s.uid for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])] == [second.snapshot]
 
 
@@ -426,6 +426,14 @@ def test_a_run_log_that_cannot_be_written_is_a_note_not_a_failure(setup, jobs_cl
     started = datetime.fromisoformat(record["started"]).timestamp()
     assert f'fogvault_job_last_run_timestamp_seconds{{job="home"}} {round(started, 3)}' in (
         metrics.read_text())
+
+
+def test_the_summary_has_a_space_between_each_step_and_its_status():
+    """'on_failure', the longest step name, ran into its status ('on_failure:skipped')."""
+    record = RunRecord(job="home", started=datetime.now().astimezone(),
+                       steps={"backup": StepResult("done"),
+                              "on_failure": StepResult("skipped", "dry run")})
+    assert summary_lines(record)[1:] == ["  backup:     done", "  on_failure: skipped: dry run"]
 
 
 def test_quiet_runs_say_nothing_but_their_notes(setup, jobs_cli):
@@ -541,7 +549,7 @@ def test_a_check_that_finds_damage_lets_the_repair_step_heal_it_then_fails_the_r
     record = run_job(setup.load(), "home")
     assert (record.result, record.exit_code) == ("failed", 21), record
     assert record.steps["check"].status == "failed"
-    assert record.error.startswith("check found 1 problem(s): ")
+    assert record.error.startswith("check found 1 problem: ")
     assert "0 missing, 0 wrong size, 1 corrupt" in record.error
     assert record.steps["repair"].status == "done", record.steps["repair"]
     assert damaged.read_bytes() == (tmp_path / "a" / damaged.relative_to(tmp_path / "b")
@@ -569,7 +577,7 @@ def test_a_repair_that_fails_after_a_failed_check_is_a_note(tmp_path, setup, mon
     monkeypatch.setattr("fogvault.jobs.runner.repair", failing_repair)
     record = run_job(setup.load(), "home")
     assert (record.exit_code, record.steps["repair"].status) == (21, "failed"), record
-    assert record.error.startswith("check found 1 problem(s): ")
+    assert record.error.startswith("check found 1 problem: ")
     assert any(m.startswith("repair failed: ") and str(error.args[-1]) in m
                for m in record.messages), record.messages
 

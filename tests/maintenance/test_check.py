@@ -120,7 +120,7 @@ def test_the_note_on_unindexed_packs_says_whether_they_may_hold_missing_data(
     orphan.write_bytes(b"left by an interrupted backup")
     done = fogvault("check", "-r", str(root))
     assert done.returncode == 0
-    assert b"note: 1 packs no index lists ('prune' removes them)" in done.stdout
+    assert b"note: 1 pack no index lists ('prune' removes them)" in done.stdout
     orphan.unlink()
     for index in (root / "index").iterdir():
         index.unlink()

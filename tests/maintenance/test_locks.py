@@ -80,7 +80,7 @@ def test_cli_locked_repository_exits_11_and_unlock(fogvault, make_repo, tmp_path
     kept = json.loads(fogvault("unlock", "-r", repo.targets.urls[0], "--json").stdout)
     assert kept == []
     removed = fogvault("unlock", "--remove-all", "-r", repo.targets.urls[0])
-    assert removed.returncode == 0 and b"1 locks removed" in removed.stdout
+    assert removed.returncode == 0 and b"1 lock removed" in removed.stdout
     assert fogvault("backup", "-r", repo.targets.urls[0], "src").returncode == 0
 
 

@@ -466,6 +466,16 @@ def test_group_by(group_by: str | list[str],
     assert got == expected
 
 
+def test_a_group_describes_itself_in_words() -> None:
+    results = apply_policy(GROUPED, RetentionPolicy(keep_last=1), group_by="host,paths,tags",
+                           tz=UTC, now=FAR_FUTURE)
+    assert [r.describe() for r in results][:2] == ["host h1, paths /a, tags (none)",
+                                                   "host h1, paths /a, tags x"]
+    (everything,) = apply_policy(GROUPED, RetentionPolicy(keep_last=1), group_by="", tz=UTC,
+                                 now=FAR_FUTURE)
+    assert everything.describe() == "all snapshots"
+
+
 def test_groups_are_judged_independently() -> None:
     # keep_within's reference is each group's own newest snapshot.
     results = apply_policy(GROUPED, RetentionPolicy(keep_within="1d"), group_by="host",
