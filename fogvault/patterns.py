@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 #: borg's pattern styles that FogVault's own patterns already cover, once the prefix is dropped
@@ -36,25 +37,43 @@ def _match(pattern: list[str], parts: list[str]) -> bool:
     return bool(parts) and fnmatchcase(parts[0], head) and _match(rest, parts[1:])
 
 
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    text: str  # as given
+    negated: bool
+    anchored: bool
+    parts: list[str]
+
+
 class PathPatterns:
     def __init__(self, patterns: list[str]) -> None:
-        self._compiled: list[tuple[bool, bool, list[str]]] = []  # negated, anchored, parts
+        self._compiled: list[_Pattern] = []
         for raw in patterns:
             negated, text = _split_negation(raw)
             pattern = os.path.expandvars(os.path.expanduser(text))
             if pattern:
-                self._compiled.append((negated, pattern.startswith("/"), _components(pattern)))
+                self._compiled.append(_Pattern(raw.strip(), negated, pattern.startswith("/"),
+                                               _components(pattern)))
 
     def __bool__(self) -> bool:
         return bool(self._compiled)
 
     def matches(self, path: bytes | str) -> bool:
+        return self.deciding(path) is not None
+
+    def deciding(self, path: bytes | str) -> str | None:
+        """The pattern that makes ``path`` match (as given), or None if it does not match: the
+        last pattern that matches decides, and a ``!`` pattern decides that it does not."""
         parts = _components(os.fsdecode(path))
-        for negated, anchored, pattern in reversed(self._compiled):  # the last match decides
-            starts = [0] if anchored else range(len(parts))
-            if any(_match(pattern, parts[i:]) for i in starts):
-                return not negated
-        return False
+        for pattern in reversed(self._compiled):
+            starts = [0] if pattern.anchored else range(len(parts))
+            if any(_match(pattern.parts, parts[i:]) for i in starts):
+                return None if pattern.negated else pattern.text
+        return None
+
+    def plain(self) -> list[str]:
+        """The patterns that are not negations, as given."""
+        return [p.text for p in self._compiled if not p.negated]
 
 
 def _split_negation(raw: str) -> tuple[bool, str]:

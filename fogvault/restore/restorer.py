@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from fogvault.errors import DestinationUnwritable, IntegrityError, UnsafePath, UsageError
 from fogvault.hardlinks import Hardlinks
 from fogvault.heap import release_free_memory
-from fogvault.patterns import PathPatterns
+from fogvault.patterns import PathPatterns, pattern_warnings
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.repository import Repository, is_damage
 from fogvault.repo.snapshot import Snapshot
@@ -114,6 +114,7 @@ class Restorer:
         self.summary = RestoreSummary()
         self._includes = PathPatterns(options.includes)
         self._excludes = PathPatterns(options.excludes)
+        self._included: set[str] = set()  # the include patterns that matched something
         self._files: list[FileJob] = []
         self._batch_blobs = 0  # chunks planned in self._files (see PLAN_BATCH_BLOBS)
         self._folders = _FolderQueue()
@@ -125,6 +126,9 @@ class Restorer:
 
     def run(self) -> RestoreSummary:
         target = os.fsencode(os.path.abspath(self.options.target))
+        for patterns in (self.options.includes, self.options.excludes):
+            for line in pattern_warnings(patterns):  # they would quietly match nothing
+                self.progress.warning(line)
         if self.options.dry_run:
             for _ in self._plan(None):
                 self._clear_batch()
@@ -203,7 +207,7 @@ class Restorer:
                 path = b"/" + b"/".join(child)
                 if self._excludes and self._excludes.matches(path):
                     continue
-                selected = inside_match or not self._includes or self._includes.matches(path)
+                selected = inside_match or not self._includes or self._include(path)
                 if node.type == DIR:
                     if selected and root is not None and not self._make_dir(root, child):
                         continue  # warned: nothing below it can be restored either
@@ -217,7 +221,17 @@ class Restorer:
                             or self._batch_blobs >= PLAN_BATCH_BLOBS):
                         yield
             stack.extend(reversed(subfolders))  # reversed: the stack pops them in name order
+        for pattern in self._includes.plain():
+            if pattern not in self._included:  # a typo would restore nothing, and say nothing
+                self._warn(f"--include '{pattern}' matched nothing in snapshot "
+                           f"{self.snapshot.uid}")
         yield
+
+    def _include(self, path: bytes) -> bool:
+        pattern = self._includes.deciding(path)
+        if pattern is not None:
+            self._included.add(pattern)
+        return pattern is not None
 
     def _load_tree(self, parts: Parts, tree_id: bytes) -> Tree | None:
         """The folder's tree; None, with a warning, if no target holds it intact: the rest of

@@ -157,6 +157,28 @@ def test_include_and_exclude(
     assert summary.files == sum(1 for v in want.values() if isinstance(v, bytes))
 
 
+def test_an_include_that_matches_nothing_is_a_warning(backed: Backed, tmp_path: Path) -> None:
+    summary = backed.restore(tmp_path / "out", includes=["nothing-matches", "*.txt"])
+    assert summary.warnings == [
+        f"--include 'nothing-matches' matched nothing in snapshot {backed.snapshot.uid}"]
+    assert summary.files == 3
+
+
+def test_cli_warns_of_patterns_in_another_tools_syntax(
+    backed: Backed, tmp_path: Path, fogvault: Callable[..., Any]
+) -> None:
+    """borg's 'sh:' style is matched literally: said once as such, and, as it then includes
+    nothing, once more as an include that matched nothing (exit 3)."""
+    done = fogvault("-r", backed.repo.targets.urls[0], "restore", "latest", "-t",
+                    str(tmp_path / "out"), "--include", "sh:**/*.txt", "--exclude", "./img")
+    assert done.returncode == 3, done.stderr.decode()
+    stderr = done.stderr.decode()
+    assert "warning: pattern 'sh:**/*.txt' is matched literally" in stderr
+    assert "warning: pattern './img' is matched literally" in stderr
+    assert "warning: --include 'sh:**/*.txt' matched nothing in snapshot" in stderr
+
+
+
 # ---- overwrite ----------------------------------------------------------------------------
 
 
