@@ -8,7 +8,7 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository
 from fogvault.errors import EXIT_PARTIAL
-from fogvault.sizes import format_size
+from fogvault.sizes import counted, format_size
 
 if TYPE_CHECKING:
     from fogvault.backup.archiver import BackupResult
@@ -94,7 +94,7 @@ def _report(out: Printer, result: BackupResult) -> None:
              + (f", {s.files_failed} failed" if s.files_failed else ""))
     out.line(f"Read {format_size(s.bytes_read)} of {format_size(s.total_bytes)}; "
              f"added {format_size(s.bytes_added)} ({s.data_blobs_added} data, "
-             f"{s.tree_blobs_added} tree blobs) in {s.duration_s:.1f} s")
+             f"{counted(s.tree_blobs_added, 'tree blob')}) in {s.duration_s:.1f} s")
     if result.dry_run:
         out.line("dry run: nothing was stored")
     else:

@@ -9,7 +9,7 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository
 from fogvault.errors import EXIT_PARTIAL, UsageError
-from fogvault.sizes import format_size
+from fogvault.sizes import counted, format_size
 
 
 def register(app: typer.Typer) -> None:
@@ -60,9 +60,10 @@ def restore(
         out.json_line({"message_type": "summary", "snapshot": snap.uid, **asdict(summary)})
     else:
         verb = "would restore" if dry_run else "restored"
-        out.line(f"{verb} snapshot {snap.uid}: {summary.files} files, {summary.dirs} folders, "
+        out.line(f"{verb} snapshot {snap.uid}: {counted(summary.files, 'file')}, "
+                 f"{counted(summary.dirs, 'folder')}, "
                  f"{format_size(summary.total_bytes)}"
-                 + (f"; {summary.verified} files verified" if verify else "")
+                 + (f"; {counted(summary.verified, 'file')} verified" if verify else "")
                  + (f"; {summary.skipped} skipped" if summary.skipped else ""))
     if summary.warnings:
         raise typer.Exit(EXIT_PARTIAL)

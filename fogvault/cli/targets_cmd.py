@@ -10,7 +10,7 @@ import typer
 from fogvault.cli.common import Printer, open_repository, options, table
 from fogvault.cli.repair_cmd import repair_exit_code, report_repair
 from fogvault.errors import EXIT_ERROR, EXIT_PARTIAL
-from fogvault.sizes import format_size
+from fogvault.sizes import counted, format_size
 
 if TYPE_CHECKING:
     from fogvault.repo.repository import Repository
@@ -52,7 +52,7 @@ def _print_rows(out: Printer, rows: list[dict[str, Any]]) -> None:
             str(len(r["missing"])), str(len(r["corrupt"])),
             f"{last.get('command', '-')} {requests} req" if last else "-",
         ])
-    out.line(table(lines, ["Target", "State", "Objects", "Size", "Missing", "Corrupt",
+    out.result(table(lines, ["Target", "State", "Objects", "Size", "Missing", "Corrupt",
                            "Last operation"]))
     for r in rows:
         if r["error"]:
@@ -155,10 +155,10 @@ def remove(
                        "others_complete": result.others_complete})
     else:
         for other, names in result.lacking.items():
-            out.line(f"{other} lacks {len(names)} objects, e.g. {names[0]}")
+            out.line(f"{other} lacks {counted(len(names), 'object')}, e.g. {names[0]}")
         if delete_data:
-            out.line(f"deleted {result.deleted} objects ({format_size(result.bytes_deleted)}) "
-                     f"from {url}")
+            out.line(f"deleted {counted(result.deleted, 'object')} "
+                     f"({format_size(result.bytes_deleted)}) from {url}")
         elif result.others_complete:
             out.line(f"the other targets hold everything: stop giving {url} and it is no longer "
                      "used (its copy is kept; --delete-data deletes it)")

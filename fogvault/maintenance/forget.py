@@ -51,7 +51,7 @@ def forget(
         for group in result.groups:
             if group.removes_all:
                 raise UsageError(
-                    f"the policy would remove every snapshot of group {group.key}; refusing"
+                    f"the policy would remove every snapshot of {group.describe()}; refusing"
                 )
             removed.update(dict.fromkeys(s.uid for s in group.remove))
     result.removed = list(removed)

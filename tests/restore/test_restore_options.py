@@ -385,7 +385,7 @@ def test_cli_restore_latest_with_options(
     assert first.returncode == 0, first.stderr.decode()
     # a.txt is as in the target already (same size and mtime): skipped; notes.txt differs.
     out = first.stdout.decode()
-    assert f"restored snapshot {backed.snapshot.uid}: 1 files" in out and "1 skipped" in out
+    assert f"restored snapshot {backed.snapshot.uid}: 1 file," in out and "1 skipped" in out
     assert (root / "notes.txt").read_bytes() == FILES["notes.txt"]
 
     # Dry run: says what it would do, does nothing.
