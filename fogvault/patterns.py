@@ -44,6 +44,10 @@ class _Pattern:
     anchored: bool
     parts: list[str]
 
+    def matches(self, parts: list[str]) -> bool:
+        starts = [0] if self.anchored else range(len(parts))
+        return any(_match(self.parts, parts[i:]) for i in starts)
+
 
 class PathPatterns:
     def __init__(self, patterns: list[str]) -> None:
@@ -59,17 +63,16 @@ class PathPatterns:
         return bool(self._compiled)
 
     def matches(self, path: bytes | str) -> bool:
-        return self.deciding(path) is not None
-
-    def deciding(self, path: bytes | str) -> str | None:
-        """The pattern that makes ``path`` match (as given), or None if it does not match: the
-        last pattern that matches decides, and a ``!`` pattern decides that it does not."""
         parts = _components(os.fsdecode(path))
-        for pattern in reversed(self._compiled):
-            starts = [0] if pattern.anchored else range(len(parts))
-            if any(_match(pattern.parts, parts[i:]) for i in starts):
-                return None if pattern.negated else pattern.text
-        return None
+        for pattern in reversed(self._compiled):  # the last match decides
+            if pattern.matches(parts):
+                return not pattern.negated
+        return False
+
+    def matching(self, path: bytes | str) -> set[str]:
+        """The patterns that are not negations and match ``path`` on their own, as given."""
+        parts = _components(os.fsdecode(path))
+        return {p.text for p in self._compiled if not p.negated and p.matches(parts)}
 
     def plain(self) -> list[str]:
         """The patterns that are not negations, as given."""

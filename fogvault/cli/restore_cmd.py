@@ -75,4 +75,4 @@ def _snapshot_ref(snapshot: str | None, version: str | None) -> str:
     if (snapshot is None) == (version is None):
         raise UsageError("give the snapshot to restore once: as an argument (a uid, a unique "
                          "prefix or 'latest') or with --version")
-    return snapshot or version  # type: ignore[return-value]
+    return snapshot if snapshot is not None else version  # type: ignore[return-value]

@@ -106,7 +106,9 @@ def open_blob(
     payload = unseal_buffer(enc_key, sealed, blob_aad(entry.blob_type, entry.blob_id))
     data = unpack_payload(payload, entry.raw_length)
     if len(data) != entry.raw_length or keyed_id(id_key, data) != entry.blob_id:
-        raise IntegrityError(f"blob {entry.blob_id.hex()} does not match its id")
+        # It authenticated under its id, so a writer that had the key made it: malformed, not
+        # damaged on the way (a restore stops at it instead of writing zeros in its place).
+        raise MalformedObject(f"blob {entry.blob_id.hex()} does not match its id")
     return data
 
 

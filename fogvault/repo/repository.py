@@ -425,17 +425,22 @@ class Repository:
     ) -> list[tuple[IndexEntry, bytes]]:
         """Decrypt ``entries`` (all in ``pack_id``) with one ranged read per target attempt.
         With ``sealed``, return each blob as stored (verified, not decrypted), for copying."""
+        return self._read_blobs(pack_id, entries, sealed, self.open_blob)
+
+    def _read_blobs(self, pack_id: bytes, entries: list[IndexEntry], sealed: bool,
+                    open_one: Callable[[IndexEntry, memoryview], T]
+                    ) -> list[tuple[IndexEntry, bytes | T]]:
         entries = sorted(entries, key=lambda e: e.offset)
         start = entries[0].offset
         end = max(e.offset + e.length for e in entries)
 
-        def decode(data: bytes) -> list[tuple[IndexEntry, bytes]]:
+        def decode(data: bytes) -> list[tuple[IndexEntry, bytes | T]]:
             view = memoryview(data)
-            out = []
+            out: list[tuple[IndexEntry, bytes | T]] = []
             for e in entries:
                 blob = view[e.offset - start :][: e.length]
-                plain = self.open_blob(e, blob)
-                out.append((e, bytes(blob) if sealed else plain))
+                plain = open_one(e, blob)
+                out.append((e, bytes(blob) if sealed and isinstance(plain, bytes) else plain))
             return out
 
         return self.targets.read_decoded(pack_name(pack_id), decode, start, end - start)
@@ -449,24 +454,45 @@ class Repository:
         ones; at most ``ahead`` reads are pending while the caller holds one. With no
         ``threads``, each span is read when the caller asks for it, in the caller's thread.
 
-        With ``salvage``, a span that no target holds intact (damaged or missing everywhere) is
-        read again blob by blob, and a blob that still cannot be read comes with its error in
-        place of its bytes, so that the caller loses only what used that blob. Other errors
-        (a target that cannot be reached) still raise: they are not about the data."""
+        With ``salvage``, a blob that no target holds intact (:func:`is_damage`) comes with its
+        error in place of its bytes, so that the caller loses only what used that blob: a span
+        that fails is read once more and its blobs opened one by one, and those that fail are
+        read again alone from every target (a pack missing everywhere is not read again).
+        Other errors (a target that cannot be reached) still raise: they are not about the
+        data."""
         def read(group: list[IndexEntry]) -> list[tuple[IndexEntry, bytes | BlobDamage]]:
             try:
                 return self.read_pack_blobs(group[0].pack_id, group, sealed=sealed)
             except (IntegrityError, ObjectNotFound) as exc:
                 if not (salvage and is_damage(exc)):
                     raise
-                if len(group) == 1:
-                    return [(group[0], exc)]
-            return [self._salvage_blob(entry, sealed) for entry in group]
+                if isinstance(exc, ObjectNotFound) or len(group) == 1:
+                    return [(entry, exc) for entry in group]
+            return self._salvage_span(group, sealed)
 
         if threads == 0:
             yield from map(read, spans)
             return
         yield from ordered_map(read, spans, workers=threads, ahead=ahead)
+
+    def _salvage_span(self, group: list[IndexEntry], sealed: bool
+                      ) -> list[tuple[IndexEntry, bytes | BlobDamage]]:
+        """The blobs of a span that failed: the good ones from one more read, the others read
+        again alone, which tries each target's copy of them."""
+        def open_or_error(entry: IndexEntry, blob: memoryview) -> bytes | IntegrityError:
+            try:
+                return self.open_blob(entry, blob)
+            except IntegrityError as exc:
+                return exc
+
+        try:
+            opened = self._read_blobs(group[0].pack_id, group, sealed, open_or_error)
+        except (IntegrityError, ObjectNotFound) as exc:
+            if not is_damage(exc):
+                raise
+            return [(entry, exc) for entry in group]
+        return [(entry, blob) if isinstance(blob, bytes) else self._salvage_blob(entry, sealed)
+                for entry, blob in opened]
 
     def _salvage_blob(self, entry: IndexEntry, sealed: bool
                       ) -> tuple[IndexEntry, bytes | BlobDamage]:

@@ -49,8 +49,8 @@ class FileJob:
     created: bool  # False until its first blob arrives: the file is created with it
     end: int = 0  # where the last byte written so far ends
     failed: bool = False  # could not be created or written: its blobs are skipped
-    unreadable: int = 0  # blobs no target could give, left as zeros...
-    first_unreadable: str = ""  # ...the first of them, described
+    unreadable: int = 0  # places of blobs no target could give, left as zeros...
+    first_unreadable: str = ""  # ...the first of them met, described
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +207,7 @@ class ContentWriter:
             except (ValueError, OverflowError) as exc:  # a size no file system has
                 raise impossible(job.parts, exc) from exc
         if job.unreadable:
-            warnings.append(_partly_restored(self.root, job))
+            warnings.append(_partly_restored(job))
             job.failed = True  # not verified: it cannot match
             return
         warnings.extend(set_metadata(self.root, job.parts, job.node, self.restore_owner, fd))
@@ -235,12 +235,13 @@ def _split(blobs: list[tuple[IndexEntry, bytes | BlobDamage]],
     return shares
 
 
-def _partly_restored(root: SafeRoot, job: FileJob) -> str:
+def _partly_restored(job: FileJob) -> str:
     """The warning for a file written but for the blobs no target could give."""
-    more = f" and {job.unreadable - 1} more chunk(s)" if job.unreadable > 1 else ""
-    return (f"{os.fsdecode(root.path(job.parts))}: not restored in full: {job.first_unreadable}"
-            f"{more} could not be read and are zeros; its metadata is not set. 'fogvault "
-            "check --read-data' tells what is damaged")
+    more = f" and {job.unreadable - 1} more range(s)" if job.unreadable > 1 else ""
+    links = " (and its hard links)" if job.node.nlink > 1 else ""
+    return (f"{os.fsdecode(b'/'.join(job.parts))}{links}: not restored in full: "
+            f"{job.first_unreadable}{more} could not be read and are zeros; its metadata is not "
+            "set. 'fogvault check --read-data' tells what is damaged")
 
 
 def set_metadata(root: SafeRoot, parts: Parts, node: Node, restore_owner: bool,

@@ -114,7 +114,7 @@ class Restorer:
         self.summary = RestoreSummary()
         self._includes = PathPatterns(options.includes)
         self._excludes = PathPatterns(options.excludes)
-        self._included: set[str] = set()  # the include patterns that matched something
+        self._unmatched = set(self._includes.plain())  # include patterns no path matched yet
         self._files: list[FileJob] = []
         self._batch_blobs = 0  # chunks planned in self._files (see PLAN_BATCH_BLOBS)
         self._folders = _FolderQueue()
@@ -207,7 +207,9 @@ class Restorer:
                 path = b"/" + b"/".join(child)
                 if self._excludes and self._excludes.matches(path):
                     continue
-                selected = inside_match or not self._includes or self._include(path)
+                if self._unmatched:  # also below a folder that matched: it may be named too
+                    self._unmatched -= self._includes.matching(path)
+                selected = inside_match or not self._includes or self._includes.matches(path)
                 if node.type == DIR:
                     if selected and root is not None and not self._make_dir(root, child):
                         continue  # warned: nothing below it can be restored either
@@ -221,17 +223,10 @@ class Restorer:
                             or self._batch_blobs >= PLAN_BATCH_BLOBS):
                         yield
             stack.extend(reversed(subfolders))  # reversed: the stack pops them in name order
-        for pattern in self._includes.plain():
-            if pattern not in self._included:  # a typo would restore nothing, and say nothing
-                self._warn(f"--include '{pattern}' matched nothing in snapshot "
-                           f"{self.snapshot.uid}")
+        for pattern in sorted(self._unmatched):  # a typo would restore nothing, and say nothing
+            self._warn(f"--include '{pattern}' matches nothing in snapshot {self.snapshot.uid} "
+                       "that is not excluded")
         yield
-
-    def _include(self, path: bytes) -> bool:
-        pattern = self._includes.deciding(path)
-        if pattern is not None:
-            self._included.add(pattern)
-        return pattern is not None
 
     def _load_tree(self, parts: Parts, tree_id: bytes) -> Tree | None:
         """The folder's tree; None, with a warning, if no target holds it intact: the rest of
@@ -385,6 +380,8 @@ class Restorer:
             elif (entries := self._locations(job)) is not None:
                 jobs.append(job)
                 locations.append(entries)
+            else:
+                self._not_restored(job, 0)
         self.progress.start(self.summary.total_bytes)
         if self._use_processes is None:
             self._decide_processes(root)
@@ -409,6 +406,7 @@ class Restorer:
                 return
             entries = self._locations(job, first, first + SEGMENT_BLOBS)
             if entries is None:
+                self._not_restored(job, offset)
                 return
             writer.write([job], [entries], [offset])
             offset += sum(entry.raw_length for entry in entries)
@@ -428,6 +426,11 @@ class Restorer:
                 return None
             entries.append(entry)
         return entries
+
+    def _not_restored(self, job: FileJob, written: int) -> None:
+        """Take a file that will not be written (past ``written`` bytes) out of the totals."""
+        self.summary.total_bytes -= job.node.size - written
+        self.summary.files -= written == 0
 
     def _writer(self, root: SafeRoot) -> ContentWriter:
         """Spans are fetched in parallel (remote reads wait on latency; decryption and zstd

@@ -275,9 +275,26 @@ class TargetSet:
                 continue
             target.read_worked()
             return value
+        raise self._read_failure(name, order, errors)
+
+    def _read_failure(self, name: str, order: list[Target], errors: list[Exception]
+                      ) -> Exception:
+        """The error for a read that failed on every target in ``order``: an IntegrityError or
+        ObjectNotFound only if every target was asked and each said the copy is damaged or
+        missing (so that callers may take the data as lost); otherwise what kept a copy from
+        being looked at, which says nothing about the data."""
+        unreachable = [e for e in errors if not isinstance(e, IntegrityError | ObjectNotFound)]
+        if unreachable:
+            return unreachable[0]
+        unasked = [t for t in self.targets if t not in order]
+        if unasked:
+            reasons = "; ".join(f"{t.url} ({t.dropped or t.behind or 'skipped'})"
+                                for t in unasked)
+            return TargetsUnavailable(f"{name}: {errors[0]} on every target read, and not "
+                                      f"read from {reasons}")
         if all(isinstance(e, ObjectNotFound) for e in errors):
-            raise errors[0]
-        raise next(e for e in errors if not isinstance(e, ObjectNotFound))
+            return errors[0]
+        return next(e for e in errors if not isinstance(e, ObjectNotFound))
 
     def read_each(
         self, name: str, offset: int = 0, length: int | None = None

@@ -159,9 +159,21 @@ def test_include_and_exclude(
 
 def test_an_include_that_matches_nothing_is_a_warning(backed: Backed, tmp_path: Path) -> None:
     summary = backed.restore(tmp_path / "out", includes=["nothing-matches", "*.txt"])
-    assert summary.warnings == [
-        f"--include 'nothing-matches' matched nothing in snapshot {backed.snapshot.uid}"]
+    assert summary.warnings == [f"--include 'nothing-matches' matches nothing in snapshot "
+                                f"{backed.snapshot.uid} that is not excluded"]
     assert summary.files == 3
+
+
+@pytest.mark.parametrize("includes", [
+    ["SRC/docs", "SRC/docs/sub"],  # the second below a folder the first brings whole
+    ["SRC/docs", "*.txt"],  # both match docs/a.txt; *.txt also notes.txt
+    ["*.txt", "notes*"],  # both match notes.txt, the last one decides
+])
+def test_includes_that_match_are_not_warned_about(backed: Backed, tmp_path: Path,
+                                                  includes: list[str]) -> None:
+    summary = backed.restore(tmp_path / "out",
+                             includes=[p.replace("SRC", str(backed.src)) for p in includes])
+    assert summary.warnings == []
 
 
 def test_cli_warns_of_patterns_in_another_tools_syntax(
@@ -175,7 +187,7 @@ def test_cli_warns_of_patterns_in_another_tools_syntax(
     stderr = done.stderr.decode()
     assert "warning: pattern 'sh:**/*.txt' is matched literally" in stderr
     assert "warning: pattern './img' is matched literally" in stderr
-    assert "warning: --include 'sh:**/*.txt' matched nothing in snapshot" in stderr
+    assert "warning: --include 'sh:**/*.txt' matches nothing in snapshot" in stderr
 
 
 
@@ -401,6 +413,8 @@ def test_cli_restore_latest_with_options(
         refused = fogvault("-r", repo, "restore", *twice_or_never, "-t", str(dry_target))
         assert refused.returncode == 2
         assert refused.stderr.decode().startswith("error: give the snapshot to restore once")
+    empty = fogvault("-r", repo, "restore", "", "-t", str(dry_target))
+    assert empty.returncode == 1 and empty.stderr.decode() == "error: no snapshot matches ''\n"
 
 
 def test_cli_overwrite_never_over_symlinked_folder_fails_cleanly(
