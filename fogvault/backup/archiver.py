@@ -85,8 +85,7 @@ class Archiver:
     def run(self, paths: list[str]) -> BackupResult:
         started = time.monotonic()
         use_one_malloc_arena()  # for library callers; the CLI and job runner call it before opening
-        abs_paths = normalise_paths(paths)  # the snapshot lists them all, found or not
-        found = self._stat_sources(abs_paths)
+        found = self._stat_sources(normalise_paths(paths))  # the snapshot lists only these
         self._root_devs = {st.st_dev for st in found.values()}
         self._given = set(found)
         with self.repo.lock() if not self.options.dry_run else NoLock() as lock:
@@ -96,7 +95,7 @@ class Archiver:
             if not self.options.dry_run:  # k-of-N: fail before uploading if it cannot commit
                 self.repo.mark_behind_targets()
                 self.repo.targets.require_quorum("backup not started")
-            parent = self._find_parent(abs_paths)
+            parent = self._find_parent(sorted(found))
             # A tree id stands for its exact bytes, so the parent's trees are reused only if
             # they are what this code would encode: canonical (format.md 13.1) and without
             # fields of a later writer, which holds for trees this version wrote or reused.
@@ -107,7 +106,7 @@ class Archiver:
             root_id = self._store(sorted(found), parent.tree if parent else None,
                                   lock.ensure_fresh)
             self.summary.duration_s = round(time.monotonic() - started, 3)
-            snapshot = self._snapshot(abs_paths, root_id, parent)
+            snapshot = self._snapshot(sorted(found), root_id, parent)
             if not self.options.dry_run:
                 lock.ensure_fresh()  # a stale lock may have let a prune run: do not commit
                 self.repo.save_snapshot(snapshot)  # to the targets that hold all its data
@@ -157,21 +156,29 @@ class Archiver:
         )
 
     def _stat_sources(self, paths: list[bytes]) -> dict[bytes, os.stat_result]:
-        """The given paths that can be stat'ed. Each other one is a warning and is skipped, as
-        an unreadable file is (a disk that is not plugged in must not cost the backup of the
-        rest); if none can be, there is nothing to back up."""
+        """The given paths that can be backed up. Each other one (missing, not stat-able, a
+        socket) is a warning and is skipped, as an unreadable file is: a disk that is not
+        plugged in must not cost the backup of the rest. The snapshot lists only the paths it
+        holds, as restic's does: listed, a missing path would put this snapshot in the group of
+        the full ones, where a retention policy could forget the last snapshot that holds it.
+        If no path can be backed up, there is nothing to back up."""
         found: dict[bytes, os.stat_result] = {}
-        failed: dict[bytes, OSError] = {}
+        failed: dict[bytes, str] = {}
         for path in paths:
             try:
-                found[path] = os.lstat(path)
+                st = os.lstat(path)
             except OSError as exc:
-                failed[path] = exc
+                failed[path] = exc.strerror or str(exc)
+                continue
+            if node_type(st.st_mode) is None:
+                failed[path] = "a socket is not backed up"
+            else:
+                found[path] = st
         if not found:
-            raise UsageError("; ".join(f"cannot back up {os.fsdecode(path)}: {exc.strerror}"
-                                       for path, exc in failed.items()))
-        for path, exc in failed.items():
-            self._warn(path, f"cannot back up: {exc.strerror}; skipped")
+            raise UsageError("; ".join(f"cannot back up {os.fsdecode(path)}: {why}"
+                                       for path, why in failed.items()))
+        for path, why in failed.items():
+            self._warn(path, f"cannot back up: {why}; skipped")
             self.summary.files_failed += 1
         return found
 
@@ -181,11 +188,14 @@ class Archiver:
         if self.options.parent:
             return self.repo.load_snapshot(self.repo.resolve_snapshot(self.options.parent))
         wanted = sorted(os.fsdecode(p) for p in paths)
-        candidates = [
-            s for s in self.repo.snapshots()
-            if s.host == self.options.host and sorted(s.paths) == wanted
-        ]
-        return candidates[-1] if candidates else None
+        mine = [s for s in self.repo.snapshots() if s.host == self.options.host]
+        same = [s for s in mine if sorted(s.paths) == wanted]
+        # A run that skipped a missing path (a disk unplugged), or the first run with it back,
+        # has no snapshot of its own paths yet: one that holds them all, or else some of them,
+        # spares re-reading what it holds (the parent's trees are looked up by name).
+        holding = [s for s in mine if set(wanted) <= set(s.paths)]
+        overlapping = [s for s in mine if set(wanted) & set(s.paths)]
+        return (same or holding or overlapping or [None])[-1]
 
     def _warn(self, path: bytes, message: str) -> None:
         text = f"{os.fsdecode(path)}: {message}"

@@ -290,20 +290,32 @@ def test_unreadable_file_makes_a_partial_run(setup, jobs_cli):
     assert (record.result, record.exit_code, record.errors) == ("partial", 3, 1)
 
 
-def test_a_missing_path_makes_a_partial_run_in_the_same_retention_group(setup, cli_env):
-    """A disk that is sometimes absent: the run backs up the rest (partial, exit 3), and the
-    snapshot lists the missing path, so retention treats it as one of the job's snapshots."""
-    setup.write("[jobs.home.retention]\nkeep_last = 1\n", paths='["src", "usb"]')
-    config = setup.load()
-    first = run_job(config, "home")
-    assert (first.result, first.exit_code, first.errors) == ("partial", 3, 1), first.error
-    assert any("usb: cannot back up: No such file" in m for m in first.messages)
+def test_a_run_with_a_missing_path_never_costs_the_snapshots_that_hold_it(setup, cli_env):
+    """A disk that is sometimes absent: the run backs up the rest (partial, exit 3), and its
+    snapshot lists only the paths it holds, so the job's retention (over the job's snapshots
+    of all its paths) cannot forget the last snapshot that holds the disk."""
+    setup.write('prune = "always"\n[jobs.home.retention]\nkeep_last = 1\n',
+                paths='["src", "usb"]')
     (setup.root / "usb").mkdir()
-    second = run_job(config, "home")
-    assert (second.result, second.exit_code) == ("success", 0), second.error
-    assert "removed 1 of 2 snapshots" in second.steps["forget"].detail
-    [kept] = _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])
-    assert kept.uid == second.snapshot and kept.parent == first.snapshot
+    (setup.root / "usb" / "photo").write_bytes(b"only here" * 1000)
+    config = setup.load()
+    full = run_job(config, "home")
+    assert (full.result, full.exit_code) == ("success", 0), full.error
+    (setup.root / "usb").rename(setup.root / "usb.away")
+    partial = run_job(config, "home")
+    assert (partial.result, partial.exit_code, partial.errors) == ("partial", 3, 1)
+    assert any("usb: cannot back up: No such file" in m for m in partial.messages)
+    assert "removed 0 of 1 snapshot" in partial.steps["forget"].detail
+    kept = {s.uid: s for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])}
+    assert set(kept) == {full.snapshot, partial.snapshot}
+    assert kept[partial.snapshot].paths == [str(setup.root / "src")]
+    (setup.root / "usb.away").rename(setup.root / "usb")
+    again = run_job(config, "home")
+    assert (again.result, again.exit_code) == ("success", 0), again.error
+    assert "removed 1 of 2 snapshots" in again.steps["forget"].detail
+    kept = {s.uid: s for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])}
+    assert set(kept) == {partial.snapshot, again.snapshot}
+    assert kept[again.snapshot].parent == full.snapshot
 
 
 def test_a_pattern_in_borgs_syntax_is_noted_and_the_run_succeeds(setup):
