@@ -490,8 +490,11 @@ def _read_monitoring(r: TableReader, base: Path) -> MonitoringConfig:
 
 def _expand_path(path: str, base: Path) -> str:
     """``path`` absolute (relative to ``base``, the config file's folder) and without ``.`` or
-    ``..``, as backup records its paths."""
-    return os.path.normpath(base / os.path.expanduser(path))
+    ``..``, as backup records its paths. ``base`` is taken with its symlinks resolved, as the
+    file system does: ``../repo`` beside a config reached through a symlinked folder (a
+    dotfile manager's link) names the folder beside the real one, as it did when it was given
+    to the file system unnormalised."""
+    return os.path.normpath(os.path.join(os.path.realpath(base), os.path.expanduser(path)))
 
 
 def _path_or_none(path: str | None, base: Path) -> str | None:

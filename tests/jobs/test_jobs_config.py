@@ -355,6 +355,25 @@ def test_effective_config_round_trips_as_toml(setup, jobs_cli):
     assert checked.returncode == 0 and b"OK (1 repository, 1 job)" in checked.stdout
 
 
+def test_a_config_reached_through_a_symlinked_folder_names_what_the_file_system_does(
+        setup, jobs_cli):
+    """'../repo' beside a config in a symlinked folder (a dotfile manager's link) is the folder
+    beside the link's target, as the file system resolves it, not beside the link."""
+    real = setup.root / "etc" / "fv"
+    real.mkdir(parents=True)
+    (setup.root / "home" / "u").mkdir(parents=True)  # deeper than the real folder
+    (setup.root / "home" / "u" / "cfg").symlink_to(real)
+    (real / "config.toml").write_text(
+        '[repositories.local]\ntargets = ["../../repo"]\npassword_file = "../../password"\n'
+        '[jobs.home]\nrepository = "local"\npaths = ["../../src"]\n')
+    shown = jobs_cli("config", "show", "--config",
+                     str(setup.root / "home" / "u" / "cfg" / "config.toml"))
+    assert shown.returncode == 0, shown.stderr
+    doc = tomllib.loads(shown.stdout.decode())
+    assert doc["repositories"]["local"]["targets"] == [str(setup.root / "repo")]
+    assert doc["jobs"]["home"]["paths"] == [str(setup.src)]
+
+
 def test_config_check_lists_every_problem_and_exits_2(setup, jobs_cli):
     setup.write('schedule = "daily"\nexclude_cache = true\n[jobs.home.retention]\nkeep_lst = 3\n')
     done = jobs_cli("config", "check", "--config", str(setup.config))
