@@ -63,11 +63,21 @@ class PathPatterns:
         return bool(self._compiled)
 
     def matches(self, path: bytes | str) -> bool:
+        return self.decide(path) is True
+
+    def decide(self, path: bytes | str) -> bool | None:
+        """True if the last pattern that matches ``path`` is a plain one, False if it is a
+        ``!`` pattern, None if none matches (a caller may then go by a folder above it)."""
         parts = _components(os.fsdecode(path))
-        for pattern in reversed(self._compiled):  # the last match decides
+        for pattern in reversed(self._compiled):
             if pattern.matches(parts):
                 return not pattern.negated
-        return False
+        return None
+
+    @property
+    def negates(self) -> bool:
+        """Whether any pattern is a ``!`` pattern."""
+        return any(p.negated for p in self._compiled)
 
     def matching(self, path: bytes | str) -> set[str]:
         """The patterns that are not negations and match ``path`` on their own, as given."""

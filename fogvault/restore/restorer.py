@@ -209,7 +209,7 @@ class Restorer:
                     continue
                 if self._unmatched:  # also below a folder that matched: it may be named too
                     self._unmatched -= self._includes.matching(path)
-                selected = inside_match or not self._includes or self._includes.matches(path)
+                selected = self._selected(path, inside_match)
                 if node.type == DIR:
                     if selected and root is not None and not self._make_dir(root, child):
                         continue  # warned: nothing below it can be restored either
@@ -227,6 +227,17 @@ class Restorer:
             self._warn(f"--include '{pattern}' matches nothing in snapshot {self.snapshot.uid} "
                        "that is not excluded")
         yield
+
+    def _selected(self, path: bytes, inside_match: bool) -> bool:
+        """Whether ``path`` is restored: with includes, if the last include pattern matching it
+        is a plain one, or none matches and a folder above it was selected (so an include
+        brings a folder whole, and a later ``!`` include takes back a part of it)."""
+        if not self._includes:
+            return True
+        if inside_match and not self._includes.negates:
+            return True  # nothing could take it back: spare matching every path below
+        decided = self._includes.decide(path)
+        return inside_match if decided is None else decided
 
     def _load_tree(self, parts: Parts, tree_id: bytes) -> Tree | None:
         """The folder's tree; None, with a warning, if no target holds it intact: the rest of

@@ -136,6 +136,10 @@ def test_full_restore(backed: Backed, tmp_path: Path) -> None:
                                     links=("link-to-a",))),
     ([], ["*"], {}),
     (["SRC/docs"], ["*.txt"], expected("docs/b.md", "docs/sub/deeper/d.log")),
+    # A '!' include takes back part of a folder an include brings whole (restic's rule).
+    (["SRC/docs", "!SRC/docs/sub"], [], expected("docs/a.txt", "docs/b.md")),
+    (["SRC/docs", "!SRC/docs/sub", "SRC/docs/sub/deeper"], [],
+     expected("docs/a.txt", "docs/b.md", "docs/sub/deeper/d.log")),
     (["*.txt", "*.log"], ["deeper"], expected("docs/a.txt", "docs/sub/c.txt", "notes.txt")),
 ])
 def test_include_and_exclude(
