@@ -253,6 +253,10 @@ def _read_repository(r: TableReader, name: str, base: Path) -> RepositoryConfig:
         repo.min_targets = r.integer("min_targets", len(targets) or 1, 1, max(len(targets), 1))
     repo.compression = r.integer("compression", DEFAULT_COMPRESSION, 0, 22)
     repo.target_options = _read_target_options(r, targets, base)
+    twice = repeated_target(targets, repo.target_options)  # an endpoint may tell two apart
+    if twice:
+        first, second = map(hide_password, twice)
+        r.problem("targets", f"the same target is listed twice: {first!r} and {second!r}")
     r.finish()
     return repo
 
@@ -263,10 +267,6 @@ def _read_targets(r: TableReader, base: Path) -> list[str]:
     targets = [_expand_target(t, base) for t in r.strings("targets")]
     if r.data["targets"] == []:
         r.problem("targets", "no targets given", "add at least one path or URL")
-    twice = repeated_target(targets)
-    if twice:
-        first, second = map(hide_password, twice)
-        r.problem("targets", f"the same target is listed twice: {first!r} and {second!r}")
     for url in targets:
         if urlsplit(url).password:
             r.problem("targets", f"{hide_password(url)} holds a password",

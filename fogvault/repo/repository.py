@@ -796,11 +796,11 @@ def _open_all(
     urls = list(urls)
     if not urls:
         raise UsageError("no repository given (use -r/--repo or FOGVAULT_REPO)")
-    twice = repeated_target(u if isinstance(u, str) else u.url for u in urls)
+    options = target_options or {}
+    twice = repeated_target((u if isinstance(u, str) else u.url for u in urls), options)
     if twice:
         first, second = map(hide_password, twice)
         raise UsageError(f"the same target is given twice: {first!r} and {second!r}")
-    options = target_options or {}
     return [open_storage(u, **options.get(u, {})) if isinstance(u, str) else u for u in urls]
 
 

@@ -5,45 +5,50 @@ command would write its lock to it twice under one name and fail on the second w
 targets are compared by what they name (:func:`target_identity`), not by how they are spelled:
 
 * a local folder by its device and inode if it exists (``repo``, ``./repo/``, ``/abs/repo``,
-  ``~/repo``, ``file:///abs/repo``, a symlink to it and a bind mount of it are one), else by its
-  real path (``os.path.realpath``);
-* an SFTP folder by host, port (22 when none is given) and path without doubled or trailing
-  slashes, plus the user for a path under the user's home (``/~/...``): an absolute path is the
-  same folder whoever logs in;
-* an S3 prefix by bucket and prefix without leading or trailing slashes, as ``S3Storage`` names
-  its keys. A doubled slash inside a prefix is kept: S3 keys ``a//b`` and ``a/b`` differ.
+  ``~/repo``, ``file:///abs/repo``, a symlink to it and a bind mount of it are one), else by
+  its nearest folder that exists (device and inode) and the names below it;
+* an SFTP folder by user, host, port (22 when none is given) and path without doubled or
+  trailing slashes: two users may see different folders under one path (a chrooted server);
+* an S3 prefix by endpoint (the ``endpoint_url`` option; two providers may have buckets of one
+  name), bucket and prefix without leading or trailing slashes, as ``S3Storage`` names its keys.
+  A doubled slash inside a prefix is kept: S3 keys ``a//b`` and ``a/b`` differ.
 
 No network request is made; a local folder is stat'ed. Not recognised as one place: two names or
-addresses of one server, an SFTP folder written both under ``/~/`` and as its absolute path, a
-symlink on the SFTP server, two S3 URLs that differ only in an endpoint set by options.
+addresses of one server, an SFTP folder written both under ``/~/`` and as its absolute path or
+reached by two users, a symlink on the SFTP server, one S3 endpoint spelled two ways.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 _SFTP_PORT = 22
 
 
-def target_identity(url: str) -> Hashable:
-    """What ``url`` names (a path or URL, as ``open_storage`` takes it): equal for two
-    spellings of one place."""
+def target_identity(url: str, options: Mapping[str, Any] | None = None) -> Hashable:
+    """What ``url`` names (a path or URL, as ``open_storage`` takes it, with its ``options``):
+    equal for two spellings of one place."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme == "file":
         return _local_folder(rest if sep else url)
     parts = urlsplit(url)
     if scheme == "sftp":
         return _sftp_folder(parts)
-    return scheme, parts.netloc, parts.path.strip("/")
+    endpoint = (options or {}).get("endpoint_url")
+    return scheme, endpoint, parts.netloc, parts.path.strip("/")
 
 
-def repeated_target(urls: Iterable[str]) -> tuple[str, str] | None:
-    """The first two of ``urls`` that name the same place, as spelled; None if there are none."""
+def repeated_target(urls: Iterable[str],
+                    options: Mapping[str, Mapping[str, Any]] | None = None
+                    ) -> tuple[str, str] | None:
+    """The first two of ``urls`` that name the same place, as spelled; None if there are none.
+    ``options`` maps a URL to its backend options (see :func:`target_identity`)."""
     seen: dict[Hashable, str] = {}
     for url in urls:
-        identity = target_identity(url)
+        identity = target_identity(url, (options or {}).get(url))
         if identity in seen:
             return seen[identity], url
         seen[identity] = url
@@ -57,12 +62,18 @@ def hide_password(url: str) -> str:
 
 
 def _local_folder(path: str) -> Hashable:
-    path = os.path.expanduser(path)
-    try:
-        stat = os.stat(path)
-    except OSError:  # not there (yet): what the path leads to
-        return "file", os.path.realpath(path)
-    return "file", stat.st_dev, stat.st_ino
+    """The folder's device and inode, or (not there yet: init) those of the nearest folder
+    above it that exists and the names below it, so that a bind mount is recognised too."""
+    below: list[str] = []
+    path = os.path.realpath(os.path.expanduser(path))  # also through a symlink to no folder yet
+    while True:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            path, name = os.path.split(path)
+            below.insert(0, name)
+            continue
+        return "file", stat.st_dev, stat.st_ino, *below
 
 
 def _sftp_folder(parts: SplitResult) -> Hashable:
@@ -72,8 +83,10 @@ def _sftp_folder(parts: SplitResult) -> Hashable:
         return parts.geturl()
     path = unquote(parts.path)
     if path.rstrip("/") in ("", "/~") or path.startswith("/~/"):  # home, as sftp_options reads it
-        return "sftp", parts.hostname, port, parts.username, "~/" + _segments(path[2:])
-    return "sftp", parts.hostname, port, "/" + _segments(path)
+        path = "~/" + _segments(path[2:])
+    else:
+        path = "/" + _segments(path)
+    return "sftp", parts.username, parts.hostname, port, path
 
 
 def _segments(path: str) -> str:

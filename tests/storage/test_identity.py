@@ -48,6 +48,9 @@ def test_a_bind_mount_of_a_folder_is_the_same_target(tmp_path):
     try:
         assert os.path.realpath(tmp_path / "mnt") != os.path.realpath(tmp_path / "repo")
         assert target_identity(str(tmp_path / "mnt")) == target_identity(str(tmp_path / "repo"))
+        # a folder not made yet (init) below it: the same place either way too
+        assert target_identity(str(tmp_path / "mnt" / "new" / "vault")) == target_identity(
+            str(tmp_path / "repo" / "new" / "vault"))
     finally:
         subprocess.run(["umount", str(tmp_path / "mnt")], check=True)
 
@@ -56,7 +59,6 @@ def test_a_bind_mount_of_a_folder_is_the_same_target(tmp_path):
     ("sftp://nas/srv/vault", "sftp://nas/srv/vault/"),
     ("sftp://nas/srv/vault", "sftp://nas//srv//vault"),
     ("sftp://nas/srv/vault", "sftp://NAS:22/srv/./vault"),
-    ("sftp://nas/srv/vault", "sftp://ann@nas/srv/vault"),  # an absolute path: any user's
     ("sftp://ann:secret@nas/srv/vault", "sftp://ann@nas/srv/vault"),
     ("sftp://ann@nas/~/vault", "sftp://ann@nas:22/~/vault/"),
     ("sftp://nas", "sftp://nas/~/"),
@@ -73,6 +75,8 @@ def test_remote_spellings_of_one_place_are_one_target(first, second):
     ("sftp://nas/srv/vault", "sftp://nas/srv/vault2"),
     ("sftp://nas/srv/vault", "sftp://other/srv/vault"),
     ("sftp://ann@nas/~/vault", "sftp://bob@nas/~/vault"),  # two home folders
+    ("sftp://ann@nas/srv/vault", "sftp://bob@nas/srv/vault"),  # two chroots, maybe
+    ("sftp://nas/srv/vault", "sftp://ann@nas/srv/vault"),
     ("sftp://nas/~/vault", "sftp://nas/vault"),  # under the home folder, and under /
     ("s3://bucket/a/b", "s3://bucket/a//b"),  # two S3 keys
     ("s3://bucket/vault", "s3://other/vault"),
@@ -81,6 +85,13 @@ def test_remote_spellings_of_one_place_are_one_target(first, second):
 ])
 def test_different_remote_places_are_different_targets(first, second):
     assert target_identity(first) != target_identity(second)
+
+
+def test_one_bucket_and_prefix_at_two_endpoints_are_two_targets():
+    options = {"s3://backups/laptop": {"endpoint_url": "https://s3.one.example"},
+               "s3://backups/laptop/": {"endpoint_url": "https://s3.two.example"}}
+    assert repeated_target(list(options), options) is None
+    assert repeated_target(["s3://backups/laptop", "s3://backups/laptop/"]) is not None
 
 
 def test_passwords_are_hidden_from_messages():
