@@ -106,7 +106,8 @@ def pattern_warnings(patterns: Iterable[str]) -> list[str]:
             lines.append(f"pattern '{raw.strip()}' is matched literally: {hint}")
         if negated and not excluding:
             lines.append(f"pattern '{raw.strip()}' has no effect: a '!' pattern only takes "
-                         "back a match of a pattern before it")
+                         "back a match of a pattern before it (a name that starts with '!' "
+                         f"is matched by '**/{raw.strip()}')")
         excluding = excluding or not negated
     return lines
 

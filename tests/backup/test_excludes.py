@@ -59,7 +59,7 @@ def test_patterns_in_another_tools_syntax_are_warned_about(pattern, says, monkey
 def test_a_leading_negation_is_warned_about():
     assert pattern_warnings(["!keep.tmp", "*.tmp"]) == [
         "pattern '!keep.tmp' has no effect: a '!' pattern only takes back a match of a pattern "
-        "before it"]
+        "before it (a name that starts with '!' is matched by '**/!keep.tmp')"]
 
 
 def test_fogvault_patterns_get_no_warning():
