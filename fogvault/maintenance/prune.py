@@ -34,6 +34,7 @@ from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.repo.format import DATA_DIR, index_name, pack_name
 from fogvault.repo.index import INDEX_FILE_BLOBS, BlobIndex, IndexEntry, IndexFile
+from fogvault.repo.lock import NoLock, RepositoryLock
 from fogvault.repo.pack import pack_overhead, pack_spans
 from fogvault.repo.packer import PackWriter, PackWriterOptions
 from fogvault.repo.repository import Repository, id_from_name_or_none
@@ -111,19 +112,29 @@ def prune(
         # cannot be reached (docs/targets.md, "Prune"): new index files must not reach a target
         # without the packs they list. 'repair', then 'prune' again, makes it consistent.
         repo.mark_behind_targets(skip_writes=True)
-        result = PruneResult(dry_run=options.dry_run)
-        used, packs = _mark_and_count(repo, progress, result)
-        dropped, repack = _plan(packs, options, result)
-        del packs  # a few hundred bytes per pack, not needed past the plan
-        if not options.dry_run:
-            _repack(repo, used, repack, progress)
-            del used
-            lock.ensure_fresh()
-            _write_index(repo, dropped | repack, progress, result)
-            _delete_unindexed_packs(repo, dropped | repack, progress, result)
-            result.leftovers_removed = repo.targets.remove_incomplete(LEFTOVER_AGE_S)
-            result.bytes_freed = result.bytes_before - _stored_bytes(repo)
+        try:
+            result = _prune_marked(repo, lock, options, progress)
+        finally:
+            repo.targets.resume_writes()  # for the session's later operations (a forget)
     result.duration_s = round(time.monotonic() - started, 3)
+    return result
+
+
+def _prune_marked(repo: Repository, lock: RepositoryLock | NoLock, options: PruneOptions,
+                  progress: PhaseProgress) -> PruneResult:
+    """Prune once the targets that lack an index file are marked to be left alone."""
+    result = PruneResult(dry_run=options.dry_run)
+    used, packs = _mark_and_count(repo, progress, result)
+    dropped, repack = _plan(packs, options, result)
+    del packs  # a few hundred bytes per pack, not needed past the plan
+    if not options.dry_run:
+        _repack(repo, used, repack, progress)
+        del used
+        lock.ensure_fresh()
+        _write_index(repo, dropped | repack, progress, result)
+        _delete_unindexed_packs(repo, dropped | repack, progress, result)
+        result.leftovers_removed = repo.targets.remove_incomplete(LEFTOVER_AGE_S)
+        result.bytes_freed = result.bytes_before - _stored_bytes(repo)
     return result
 
 

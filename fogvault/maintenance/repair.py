@@ -124,6 +124,10 @@ def repair(
                                              before_write=lock.ensure_fresh,
                                              workers=options.workers)
         result = _Repair(repo, options, progress).run()
+    if not options.dry_run:
+        for report in result.targets:
+            if report.ok:  # whole again: later operations of the session may count on it
+                repo.targets.caught_up(report.url)
     result.indexed, result.left_out = reindexed.indexed, reindexed.left_out
     result.unrecoverable += reindexed.unreadable
     return result

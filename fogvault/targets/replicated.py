@@ -148,6 +148,22 @@ class TargetSet:
         with self._lock:
             target.behind, target.skip_writes = None, False
 
+    def resume_writes(self) -> None:
+        """End what ``skip_writes`` held back (prune's): the targets stay behind (no snapshot
+        goes to them), but later operations of the session write to them again, such as a
+        forget's deletions, which a target that lacks an index file can take."""
+        with self._lock:
+            for target in self.targets:
+                target.skip_writes = False
+
+    def caught_up(self, url: str) -> None:
+        """The target ``url`` holds everything again (a repair made it whole): it is not
+        behind, and the changes it missed earlier in the session are no longer missing."""
+        with self._lock:
+            for target in self.targets:
+                if target.url == url:
+                    target.behind, target.skip_writes, target.missed = None, False, None
+
     def require_quorum(self, action: str) -> list[Target]:
         """The committable targets; ``NotEnoughTargets`` if fewer than K."""
         ok = self.committable()
