@@ -66,6 +66,17 @@ def make_repo(tmp_path: Path, cache_dir: Path) -> Callable[..., Repository]:
 
 
 @pytest.fixture
+def trust_recent_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests whose backups run within a millisecond of writing the files: the parent's
+    entries are trusted however recent their ctime (a margin of minus an hour), so that what
+    such a test checks is the comparison itself. The racy-entry margin has its own test
+    (tests/backup/test_source_changes.py)."""
+    from fogvault.backup import archiver
+
+    monkeypatch.setattr(archiver, "RACY_MARGIN_NS", -3600 * 10**9)
+
+
+@pytest.fixture
 def reopen(cache_dir: Path) -> Callable[[Repository], Repository]:
     def do(repo: Repository) -> Repository:
         return Repository.open(repo.targets.urls, PASSWORD, cache_dir=cache_dir)

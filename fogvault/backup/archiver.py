@@ -78,6 +78,7 @@ class Archiver:
         self._root_devs: set[int] = set()  # devices of the source paths (--one-file-system)
         self._given: set[bytes] = set()  # the paths given (excludes never drop them)
         self._reuse_trees = False  # set per run: may the parent's tree ids stand for new trees
+        self._trusted_before = 0  # set per run: a parent's entry with a later ctime is re-read
         self._chunker = repo.chunker()  # one for the run: building one costs ~8 us per file
 
     # ---- the run ---------------------------------------------------------------------
@@ -96,6 +97,7 @@ class Archiver:
                 self.repo.mark_behind_targets()
                 self.repo.targets.require_quorum("backup not started")
             parent = self._find_parent(sorted(found))
+            self._trusted_before = _trusted_before(parent)
             # A tree id stands for its exact bytes, so the parent's trees are reused only if
             # they are what this code would encode: canonical (format.md 13.1) and without
             # fields of a later writer, which holds for trees this version wrote or reused.
@@ -294,6 +296,7 @@ class Archiver:
             and old is not None
             and old.type == node.type
             and (old.ctime_ns, old.ino, old.dev) == (node.ctime_ns, node.ino, node.dev)
+            and old.ctime_ns < self._trusted_before
         )
 
     def _save_entry(
@@ -383,6 +386,7 @@ class Archiver:
             and old.type == FILE
             and (old.size, old.mtime_ns, old.ctime_ns, old.ino)
             == (node.size, node.mtime_ns, node.ctime_ns, node.ino)
+            and old.ctime_ns < self._trusted_before
             and all(blob_id in self.repo.index for blob_id in old.content)
         )
 
@@ -533,3 +537,19 @@ def normalise_paths(paths: list[str]) -> list[bytes]:
     if not paths:
         raise UsageError("nothing to back up: give at least one path")
     return sorted({source_path(p) for p in paths})
+
+
+#: A parent's entry whose ctime falls this close before its run started, or later, is not
+#: trusted to describe the file ("racy" timestamps, as git calls them): a file changed again
+#: after that run read it, within one tick of a coarse file system clock (a few ms on Linux
+#: before multigrain timestamps, 10 ms on vfat), keeps its size, mtime and ctime. Such an entry
+#: is read again; only files changed around or during the parent's run are.
+RACY_MARGIN_NS = 20_000_000
+
+
+def _trusted_before(parent: Snapshot | None) -> int:
+    """The ctime (ns) before which ``parent``'s entries may be reused."""
+    if parent is None:
+        return 0
+    started = parent.time.timestamp() - parent.summary.duration_s
+    return int(started * 1e9) - RACY_MARGIN_NS

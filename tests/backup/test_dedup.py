@@ -56,7 +56,8 @@ def test_one_byte_insertion_adds_about_one_chunk(make_repo, tmp_path):
     assert second.snapshot.summary.bytes_added < 4 * 256 * 1024
 
 
-def test_unchanged_tree_is_not_read_again_and_costs_nothing(make_repo, tmp_path):
+def test_unchanged_tree_is_not_read_again_and_costs_nothing(make_repo, tmp_path,
+                                                            trust_recent_entries):
     repo = make_repo()
     src = tmp_path / "src"
     for i in range(30):

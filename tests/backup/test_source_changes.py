@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fogvault import warning_list
+from fogvault.backup import archiver
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.backup.progress import BackupProgress
 from fogvault.treewalk import walk
@@ -47,7 +48,8 @@ def test_file_vanishing_before_it_is_read_is_a_warning(make_repo, tmp_path):
 
 
 def test_file_changing_while_read_is_stored_as_read_and_read_again_next_time(make_repo,
-                                                                              tmp_path):
+                                                                              tmp_path,
+                                                                              trust_recent_entries):
     repo = make_repo()
     src = tmp_path / "src"
     src.mkdir()
@@ -235,3 +237,23 @@ def test_a_later_name_of_a_hardlinked_file_gets_the_size_of_what_was_read(make_r
     sizes = {p.rsplit(b"/", 1)[-1]: n.size for p, n in walk(repo, result.snapshot.tree)
              if n.type == "file"}
     assert sizes == {b"a": 1000, b"b": 1000}
+
+
+def test_an_entry_changed_around_its_parents_run_is_read_again(make_repo, tmp_path,
+                                                                monkeypatch):
+    """Racy timestamps: a file changed again within one tick of a coarse file system clock
+    after the parent read it keeps its size, mtime and ctime, so an entry whose ctime is that
+    close to the parent's start, or later, is not trusted: the file is read again. Here the
+    margin is made an hour wide, so the file just written falls in it; with no margin the
+    same backup trusts the entry."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "db").write_bytes(os.urandom(3000))
+    Archiver(repo, BackupOptions()).run([str(src)])
+    monkeypatch.setattr(archiver, "RACY_MARGIN_NS", 3600 * 10**9)
+    racy = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.summary
+    assert (racy.bytes_read, racy.files_changed) == (3000, 1)
+    monkeypatch.setattr(archiver, "RACY_MARGIN_NS", 0)
+    settled = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.summary
+    assert (settled.bytes_read, settled.files_unchanged) == (0, 1)

@@ -499,7 +499,7 @@ def _folders(root: bytes) -> list[bytes]:
 
 
 def test_unchanged_files_are_not_opened_again(
-    make_repo: Callable[..., Repository], tmp_path: Path
+    make_repo: Callable[..., Repository], tmp_path: Path, trust_recent_entries: None
 ) -> None:
     repo = make_repo()
     spec = DirSpec({
@@ -547,7 +547,7 @@ def test_unchanged_files_are_not_opened_again(
 
 
 def test_same_size_and_mtime_but_new_content_is_read_again(
-    make_repo: Callable[..., Repository], tmp_path: Path
+    make_repo: Callable[..., Repository], tmp_path: Path, trust_recent_entries: None
 ) -> None:
     """Size and mtime are easy to preserve while changing a file (``touch -r``, ``rsync
     -t``...); its ctime and inode are not. The backup must notice and read it."""
