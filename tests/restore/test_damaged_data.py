@@ -24,6 +24,7 @@ from fogvault.repo.repository import Repository
 from fogvault.restore import restorer
 from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
 from fogvault.storage import StorageError
+from tests.restore.test_write_errors import read_tree
 
 CHUNKY = 600_000  # bytes of each "chunky" file: several chunks with the tests' small chunker
 
@@ -36,10 +37,6 @@ def _tree(src: Path, small_files: int) -> dict[str, bytes]:
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(data)
     return contents
-
-
-def _read(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def _fresh(repo: Repository) -> Repository:
@@ -104,7 +101,7 @@ def test_a_damaged_chunk_costs_only_the_files_that_use_it(
     assert warning.startswith(f"{str(src).lstrip('/')}/chunky1: not restored in full: "
                               f"bytes {start}-{end} ")
     assert entry.pack_id.hex()[:16] in warning and entry.blob_id.hex()[:16] in warning
-    restored = _read(out)
+    restored = read_tree(out)
     damaged = restored.pop("chunky1")
     expected = contents.pop("chunky1")
     assert damaged == expected[:start] + bytes(end - start) + expected[end:]
@@ -133,7 +130,7 @@ def test_a_pack_missing_everywhere_costs_its_chunks_and_the_cli_exits_3(
     assert f"warning: {rel}/chunky2: not restored in full: ".encode() in done.stderr
     # The missing pack is not asked for again blob by blob: one "missing" line per read.
     assert done.stderr.count(b"is missing; reading it from another target") <= 2
-    restored = _read(tmp_path / "out" / rel)
+    restored = read_tree(tmp_path / "out" / rel)
     assert restored == {name: _with_zeros(repo, src, name, data, {lost})
                         for name, data in contents.items()}
 

@@ -24,6 +24,7 @@ from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
 from fogvault.storage.faulty import FaultyStorage
 from fogvault.storage.local import LocalStorage
 from fogvault.targets.replicated import TargetSet
+from tests.restore.test_write_errors import read_tree
 
 
 def make_tree(root: Path, files: int) -> dict[str, bytes]:
@@ -71,10 +72,6 @@ class Spy:
 
 def restore(repo: Repository, snapshot: Snapshot, target: Path, **options: Any) -> RestoreSummary:
     return Restorer(repo, snapshot, RestoreOptions(target=str(target), **options)).run()
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def data_packs(repo: Repository, repo_dir: Path) -> list[Path]:
