@@ -1,7 +1,8 @@
 """Where a repository password comes from: a file, a command, the environment, or a prompt.
 
-Order (first that is set wins): ``--password-file``, ``FOGVAULT_PASSWORD_FILE``,
-``FOGVAULT_PASSWORD_COMMAND``, ``FOGVAULT_PASSWORD``, then a prompt if stdin is a terminal.
+Order (first that is set wins): ``--password-file`` or ``--password-command`` (not both, as
+restic), ``FOGVAULT_PASSWORD_FILE``, ``FOGVAULT_PASSWORD_COMMAND``, ``FOGVAULT_PASSWORD``, then a
+prompt if stdin is a terminal.
 A password file's trailing newline is not part of the password. Messages never include the
 password, and a failing command's output is not echoed.
 """
@@ -24,20 +25,30 @@ class PasswordSource:
     file: str | None = None
     command: str | None = None
     value: str | None = None
+    #: how the command was given, for messages
+    command_from: str = "FOGVAULT_PASSWORD_COMMAND"
 
     @classmethod
-    def from_env(cls, password_file: str | None = None) -> PasswordSource:
-        return cls(
-            file=password_file or os.environ.get("FOGVAULT_PASSWORD_FILE"),
-            command=os.environ.get("FOGVAULT_PASSWORD_COMMAND"),
+    def from_env(cls, password_file: str | None = None,
+                 password_command: str | None = None) -> PasswordSource:
+        """The options' source if one is given, else the environment's."""
+        if password_file is not None and password_command is not None:
+            raise UsageError("--password-file and --password-command cannot be used together")
+        if password_file is not None:
+            return cls(file=password_file)
+        if password_command is not None:
+            return cls(command=password_command, command_from="--password-command")
+        return cls(  # an empty variable counts as unset, as restic's
+            file=os.environ.get("FOGVAULT_PASSWORD_FILE") or None,
+            command=os.environ.get("FOGVAULT_PASSWORD_COMMAND") or None,
             value=os.environ.get("FOGVAULT_PASSWORD"),
         )
 
     def read(self, *, confirm: bool = False) -> bytes:
-        if self.file:
+        if self.file is not None:
             return read_password_file(self.file)
-        if self.command:
-            return _run_password_command(self.command)
+        if self.command is not None:
+            return _run_password_command(self.command, self.command_from)
         if self.value is not None:  # the variable's bytes, even those that are not UTF-8
             return _checked(os.fsencode(self.value))
         return prompt_password(confirm=confirm)
@@ -51,13 +62,13 @@ def read_password_file(path: str) -> bytes:
     return _checked(data.rstrip(b"\r\n"))
 
 
-def _run_password_command(command: str) -> bytes:
+def _run_password_command(command: str, given_as: str) -> bytes:
     try:
         argv = shlex.split(command)
     except ValueError as exc:  # an unterminated quote or escape
-        raise UsageError(f"FOGVAULT_PASSWORD_COMMAND cannot be split into words: {exc}") from exc
+        raise UsageError(f"{given_as} cannot be split into words: {exc}") from exc
     if not argv:
-        raise UsageError("FOGVAULT_PASSWORD_COMMAND names no command")
+        raise UsageError(f"{given_as} names no command")
     try:
         done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -69,7 +80,7 @@ def _run_password_command(command: str) -> bytes:
 
 #: Where the repository password can come from, for the message when none is given.
 _PASSWORD_SOURCES = ("set FOGVAULT_PASSWORD_FILE, FOGVAULT_PASSWORD_COMMAND or FOGVAULT_PASSWORD, "
-                     "or use --password-file")
+                     "or use --password-file or --password-command")
 
 
 def prompt_password(

@@ -7,6 +7,8 @@ of the path (``*.tmp`` matches ``/a/b/x.tmp``; ``cache/*`` matches ``/home/u/cac
 ``~`` and ``$VARS`` are expanded. A pattern that starts with ``!`` is a negation, as in restic:
 the last pattern that matches a path decides, so ``!keep.tmp`` after ``*.tmp`` cancels that
 match for ``keep.tmp`` (an excluded folder is not entered, so nothing below it comes back).
+Patterns given as ``folded`` (restic's ``--iexclude`` and ``--iinclude``) ignore case, and
+come after the others in that order.
 
 Patterns in another tool's syntax (borg's ``re:``, ``sh:``...; ``./`` for the current folder)
 are matched literally, which is not an error, as a name may start so: :func:`pattern_warnings`
@@ -42,22 +44,36 @@ class _Pattern:
     text: str  # as given
     negated: bool
     anchored: bool
-    parts: list[str]
+    parts: list[str]  # lower case if folded
+    folded: bool
 
-    def matches(self, parts: list[str]) -> bool:
+    def matches(self, parts: list[str], lowered: list[str]) -> bool:
+        """Whether the pattern matches the path of ``parts`` (``lowered``: the same in lower
+        case, for a folded pattern)."""
+        if self.folded:
+            parts = lowered
         starts = [0] if self.anchored else range(len(parts))
         return any(_match(self.parts, parts[i:]) for i in starts)
 
 
 class PathPatterns:
-    def __init__(self, patterns: list[str]) -> None:
+    def __init__(self, patterns: Iterable[str], folded: Iterable[str] = ()) -> None:
         self._compiled: list[_Pattern] = []
-        for raw in patterns:
-            negated, text = _split_negation(raw)
-            pattern = os.path.expandvars(os.path.expanduser(text))
-            if pattern:
-                self._compiled.append(_Pattern(raw.strip(), negated, pattern.startswith("/"),
-                                               _components(pattern)))
+        for fold, given in ((False, patterns), (True, folded)):
+            for raw in given:
+                negated, text = _split_negation(raw)
+                pattern = os.path.expandvars(os.path.expanduser(text))
+                if fold:
+                    pattern = pattern.lower()
+                if pattern:
+                    self._compiled.append(_Pattern(raw.strip(), negated, pattern.startswith("/"),
+                                                   _components(pattern), fold))
+        self._folds = any(p.folded for p in self._compiled)
+
+    def _parts(self, path: bytes | str) -> tuple[list[str], list[str]]:
+        """The components of ``path``, and the same in lower case if a pattern ignores case."""
+        parts = _components(os.fsdecode(path))
+        return parts, [p.lower() for p in parts] if self._folds else parts
 
     def __bool__(self) -> bool:
         return bool(self._compiled)
@@ -68,9 +84,9 @@ class PathPatterns:
     def decide(self, path: bytes | str) -> bool | None:
         """True if the last pattern that matches ``path`` is a plain one, False if it is a
         ``!`` pattern, None if none matches (a caller may then go by a folder above it)."""
-        parts = _components(os.fsdecode(path))
+        parts = self._parts(path)
         for pattern in reversed(self._compiled):
-            if pattern.matches(parts):
+            if pattern.matches(*parts):
                 return not pattern.negated
         return None
 
@@ -81,8 +97,8 @@ class PathPatterns:
 
     def matching(self, path: bytes | str) -> set[str]:
         """The patterns that are not negations and match ``path`` on their own, as given."""
-        parts = _components(os.fsdecode(path))
-        return {p.text for p in self._compiled if not p.negated and p.matches(parts)}
+        parts = self._parts(path)
+        return {p.text for p in self._compiled if not p.negated and p.matches(*parts)}
 
     def plain(self) -> list[str]:
         """The patterns that are not negations, as given."""

@@ -308,7 +308,8 @@ class Archiver:
         if not self.options.dry_run:  # stop early once too many targets were dropped
             self.repo.targets.require_quorum("backup stopped")
         node = self._stat_node(path, name, old)
-        if node is None:
+        if node is None or (node.type == FILE and not explicit
+                            and self.options.excludes.excludes_size(node.size)):
             return None
         if node.type == DIR:
             self._save_dir(saver, path, node, _subtree_of(old))

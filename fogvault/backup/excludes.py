@@ -1,8 +1,9 @@
-"""Which paths a backup skips: patterns, exclude files, cache folders, marker files.
+"""Which paths a backup skips: patterns, exclude files, cache folders, marker files, sizes.
 
-Patterns follow :mod:`fogvault.patterns`. An excluded folder is not entered. A folder tagged
-as a cache (``CACHEDIR.TAG`` with the standard signature, with ``exclude_caches``) or holding
-one of the ``if_present`` marker files is kept, empty: its contents are skipped.
+Patterns follow :mod:`fogvault.patterns` (``folded`` ones ignore case). An excluded folder is
+not entered. A folder tagged as a cache (``CACHEDIR.TAG`` with the standard signature, with
+``exclude_caches``) or holding one of the ``if_present`` marker files is kept, empty: its
+contents are skipped. A regular file larger than ``larger_than`` bytes is skipped.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ class ExcludeRules:
     patterns: list[str] = field(default_factory=list)
     exclude_caches: bool = False
     if_present: list[str] = field(default_factory=list)
+    folded: list[str] = field(default_factory=list)
+    larger_than: int | None = None
     _compiled: PathPatterns = field(init=False)
 
     def __post_init__(self) -> None:
-        self._compiled = PathPatterns(self.patterns)
+        self._compiled = PathPatterns(self.patterns, self.folded)
 
     @staticmethod
     def read_files(files: list[str]) -> list[str]:
@@ -43,6 +46,10 @@ class ExcludeRules:
     def excludes_path(self, path: bytes) -> bool:
         # Asked for every entry of a backup: without patterns, skip decoding and splitting it.
         return bool(self._compiled) and self._compiled.matches(path)
+
+    def excludes_size(self, size: int) -> bool:
+        """True if a regular file of ``size`` bytes is skipped."""
+        return self.larger_than is not None and size > self.larger_than
 
     def excludes_dir_contents(self, path: bytes) -> bool:
         """True if a folder's contents are to be skipped (the folder itself is kept)."""

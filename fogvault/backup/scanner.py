@@ -48,7 +48,7 @@ class Scanner(threading.Thread):
                     child for n in names
                     if not self.excludes.excludes_path(child := os.path.join(path, n))
                 ]
-            elif stat.S_ISREG(st.st_mode):
+            elif stat.S_ISREG(st.st_mode) and not self.excludes.excludes_size(st.st_size):
                 self.files += 1
                 self.bytes += st.st_size
                 if self.files % 1000 == 0:

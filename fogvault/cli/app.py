@@ -1,10 +1,10 @@
 """The ``fogvault`` command: composes the command modules and maps errors to exit codes.
 
-Common options (``-r/--repo``, ``--password-file``, ``--json``, ``-q``, ``-v``,
-``--cache-dir``, ``--no-cache``, ``--retry-lock``, ``--no-lock``, ``--min-targets``) are
-accepted anywhere on the command line, as restic accepts them: :func:`split_common_options`
-finds them, and they go in front of the subcommand, where the app's callback reads them, so no
-command repeats them.
+Common options (``-r/--repo``, ``--password-file``, ``--password-command``, ``--json``,
+``-q``, ``-v``, ``--cache-dir``, ``--no-cache``, ``--retry-lock``, ``--no-lock``,
+``--min-targets``) are accepted anywhere on the command line, as restic accepts them:
+:func:`split_common_options` finds them, and they go in front of the subcommand, where the
+app's callback reads them, so no command repeats them.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ def main_options(
     password_file: Annotated[
         str | None, typer.Option("--password-file", help="Read the password from this file.")
     ] = None,
+    password_command: Annotated[
+        str | None, typer.Option("--password-command", help="Run this command (split as a "
+                                 "shell would, run without one) and read the password from "
+                                 "its output.")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="No progress and no report of what was done; "
@@ -77,7 +82,8 @@ def main_options(
 ) -> None:
     """Common options may be given before or after the command name."""
     ctx.obj = GlobalOptions(
-        repos=repo or [], password_file=password_file, json=json_output, quiet=quiet,
+        repos=repo or [], password_file=password_file, password_command=password_command,
+        json=json_output, quiet=quiet,
         verbose=verbose, cache_dir=cache_dir, no_cache=no_cache, no_lock=no_lock,
         retry_lock=retry_lock, min_targets=min_targets,
     )
@@ -138,7 +144,8 @@ def build_app(command: str | None = None) -> typer.Typer:
     return app
 
 
-_WITH_VALUE = {"-r", "--repo", "--password-file", "--cache-dir", "--retry-lock", "--min-targets"}
+_WITH_VALUE = {"-r", "--repo", "--password-file", "--password-command", "--cache-dir",
+               "--retry-lock", "--min-targets"}
 _FLAGS = {"--json", "-q", "--quiet", "-v", "--verbose", "--no-cache", "--no-lock"}
 
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fogvault.cli.common import Printer, open_repository
-from fogvault.errors import EXIT_PARTIAL
-from fogvault.sizes import counted, format_size
+from fogvault.errors import EXIT_PARTIAL, UsageError
+from fogvault.sizes import counted, format_size, parse_size
 
 if TYPE_CHECKING:
     from fogvault.backup.archiver import BackupResult
@@ -20,7 +20,19 @@ def register(app: typer.Typer) -> None:
 
 def backup(
     ctx: typer.Context,
-    paths: Annotated[list[str], typer.Argument(help="Files and folders to back up.")],
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Files and folders to back up.", show_default=False)
+    ] = None,
+    files_from: Annotated[
+        list[str] | None,
+        typer.Option("--files-from", help="Also back up the paths listed in this file, one a "
+                     "line ('-': standard input)."),
+    ] = None,
+    files_from_raw: Annotated[
+        list[str] | None,
+        typer.Option("--files-from-raw", help="Also back up the paths in this file, separated "
+                     "by NUL bytes (find -print0)."),
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the snapshot.")] = None,
     host: Annotated[str | None, typer.Option(help="Host name to record.")] = None,
     exclude: Annotated[
@@ -28,6 +40,16 @@ def backup(
     ] = None,
     exclude_file: Annotated[
         list[str] | None, typer.Option("--exclude-file", help="Read patterns from this file.")
+    ] = None,
+    iexclude: Annotated[
+        list[str] | None, typer.Option("--iexclude", help="As --exclude, ignoring case.")
+    ] = None,
+    iexclude_file: Annotated[
+        list[str] | None, typer.Option("--iexclude-file", help="As --exclude-file, ignoring case.")
+    ] = None,
+    exclude_larger_than: Annotated[
+        str | None,
+        typer.Option("--exclude-larger-than", help="Skip files larger than this (e.g. 2G)."),
     ] = None,
     exclude_caches: Annotated[
         bool, typer.Option(help="Skip the contents of folders with a CACHEDIR.TAG.")
@@ -50,20 +72,27 @@ def backup(
     """Back up PATHS. Exit code 3 if some files could not be read."""
     from fogvault.backup.archiver import Archiver, BackupOptions
     from fogvault.backup.excludes import ExcludeRules
+    from fogvault.backup.path_lists import read_path_lists
     from fogvault.backup.scanner import Scanner
     from fogvault.cli.progress import QuietProgress, make_progress
     from fogvault.host import hostname
     from fogvault.patterns import pattern_warnings
 
     out = Printer.of(ctx)
+    paths = [*(paths or []), *read_path_lists(files_from or []),
+             *read_path_lists(files_from_raw or [], raw=True)]
+    if not paths:
+        raise UsageError("nothing to back up: give paths, --files-from or --files-from-raw")
     patterns = (exclude or []) + ExcludeRules.read_files(exclude_file or [])
-    rules = ExcludeRules(patterns, exclude_caches, exclude_if_present or [])
+    folded = (iexclude or []) + ExcludeRules.read_files(iexclude_file or [])
+    rules = ExcludeRules(patterns, exclude_caches, exclude_if_present or [], folded,
+                         parse_size(exclude_larger_than) if exclude_larger_than else None)
     opts = BackupOptions(
         tags=tag or [], host=host or hostname(), excludes=rules,
         one_file_system=one_file_system, parent=parent, force=force, dry_run=dry_run,
     )
     progress = make_progress(out, "backup")
-    for line in pattern_warnings(patterns):  # they would quietly exclude nothing
+    for line in pattern_warnings([*patterns, *folded]):  # they would quietly exclude nothing
         progress.warning(line)
     # The scanner only feeds totals to a visible bar or JSON status lines: it walks the tree a
     # second time, so it is not started when nobody sees progress.

@@ -44,6 +44,7 @@ KdfOption = Annotated[
 class GlobalOptions:
     repos: list[str] = field(default_factory=list)
     password_file: str | None = None
+    password_command: str | None = None
     json: bool = False
     quiet: bool = False
     verbose: int = 0
@@ -68,7 +69,7 @@ class GlobalOptions:
     def password_source(self) -> PasswordSource:
         from fogvault.password import PasswordSource
 
-        return PasswordSource.from_env(self.password_file)
+        return PasswordSource.from_env(self.password_file, self.password_command)
 
     def cache_path(self) -> Path | None:
         return Path(self.cache_dir).expanduser() if self.cache_dir else None

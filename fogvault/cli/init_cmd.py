@@ -20,7 +20,7 @@ def init(
     compression_level: Annotated[int, typer.Option(help="zstd level, 0 = off.")] = 3,
     pack_size: Annotated[int, typer.Option(help="Target pack size in MiB.")] = 16,
 ) -> None:
-    """Create a new repository (refuses a target that already holds one)."""
+    """Create a new repository (refuses a target that holds one, or other files)."""
     from fogvault.chunker import MIB
     from fogvault.crypto import KDF_PROFILES
     from fogvault.repo.config import RepoConfig

@@ -32,6 +32,12 @@ def restore(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", "-e", help="Skip paths matching this.")
     ] = None,
+    iinclude: Annotated[
+        list[str] | None, typer.Option("--iinclude", help="As --include, ignoring case.")
+    ] = None,
+    iexclude: Annotated[
+        list[str] | None, typer.Option("--iexclude", help="As --exclude, ignoring case.")
+    ] = None,
     overwrite: Annotated[
         str, typer.Option(help="Existing files: always, if-changed or never.")
     ] = "always",
@@ -47,6 +53,7 @@ def restore(
     ref = _snapshot_ref(snapshot, version)
     out = Printer.of(ctx)
     options = RestoreOptions(target=target, includes=include or [], excludes=exclude or [],
+                             iincludes=iinclude or [], iexcludes=iexclude or [],
                              overwrite=overwrite, verify=verify, dry_run=dry_run)
     progress = make_progress(out, "restore")
     try:

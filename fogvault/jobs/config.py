@@ -132,6 +132,8 @@ class JobConfig:
     exclude_files: list[str] = field(default_factory=list)
     exclude_caches: bool = False
     exclude_if_present: list[str] = field(default_factory=list)
+    iexclude: list[str] = field(default_factory=list)
+    exclude_larger_than: int | None = None
     one_file_system: bool = False
     tags: list[str] = field(default_factory=list)
     host: str | None = None  # None: this machine's host name
@@ -335,6 +337,12 @@ def _read_job(r: TableReader, name: str, base: Path, repos: dict[str, Repository
                          for p in r.strings("exclude_file") + r.strings("exclude_files")]
     job.exclude_caches = r.boolean("exclude_caches")
     job.exclude_if_present = r.strings("exclude_if_present")
+    job.iexclude = r.strings("iexclude")
+    if (size := r.string("exclude_larger_than")) is not None:
+        try:
+            job.exclude_larger_than = parse_size(size)
+        except UsageError as exc:
+            r.problem("exclude_larger_than", str(exc))
     job.one_file_system = r.boolean("one_file_system")
     job.tags = r.strings("tags")
     job.host = r.string("host")

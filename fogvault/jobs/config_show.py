@@ -47,12 +47,15 @@ def _job_document(job: JobConfig) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "repository": job.repository, "paths": job.paths, "exclude": job.exclude,
         "exclude_files": job.exclude_files, "exclude_caches": job.exclude_caches,
-        "exclude_if_present": job.exclude_if_present, "one_file_system": job.one_file_system,
+        "exclude_if_present": job.exclude_if_present, "iexclude": job.iexclude,
+        "one_file_system": job.one_file_system,
         "tags": job.tags, "host": job.host or hostname(),
         "schedule": job.schedule.text if job.schedule else "(none: run by hand)",
         "prune": job.prune.text if job.prune else "never",
         "check": job.check.text if job.check else "never",
     }
+    if job.exclude_larger_than is not None:
+        doc["exclude_larger_than"] = str(job.exclude_larger_than)  # bytes, as a size
     if job.check_read_data_subset:
         doc["check_read_data_subset"] = job.check_read_data_subset
     if job.retention is not None:

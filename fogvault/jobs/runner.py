@@ -276,9 +276,10 @@ class _JobRun:
     def _backup(self, repo: Repository) -> StepResult:
         job, record = self.job, self.record
         patterns = job.exclude + ExcludeRules.read_files(job.exclude_files)
-        for line in pattern_warnings(patterns):  # they would quietly exclude nothing
+        for line in pattern_warnings([*patterns, *job.iexclude]):  # would exclude nothing
             self._note(line)
-        rules = ExcludeRules(patterns, job.exclude_caches, job.exclude_if_present)
+        rules = ExcludeRules(patterns, job.exclude_caches, job.exclude_if_present, job.iexclude,
+                             job.exclude_larger_than)
         options = BackupOptions(tags=list(job.tags), host=self.host, excludes=rules,
                                 one_file_system=job.one_file_system, dry_run=self.options.dry_run)
         result = Archiver(repo, options).run(job.paths)

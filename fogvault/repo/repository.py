@@ -170,11 +170,12 @@ class Repository:
         policy: TargetPolicy | None = None,
     ) -> Repository:
         """Create a new repository on every target: the same key file and config bytes on
-        each. Refuses targets that hold a config or any other object of a repository but key
-        files (:func:`_key_files_left`), and fails if any target fails. Key files found on a
-        target without a config were left by an init that was interrupted before its config,
-        or belong to one running now: they are left alone until this init's config is written
-        there, then deleted where the config read back is this init's (:func:`_write_config`);
+        each. Refuses targets that hold a config, any other object of a repository but key
+        files, or objects of no repository (:func:`_key_files_left`), and fails if any target
+        fails. Key files found on a target without a config were left by an init that was
+        interrupted before its config, or belong to one running now: they are left alone until
+        this init's config is written there, then deleted where the config read back is this
+        init's (:func:`_write_config`);
         those removed are named in a warning and in ``removed_keys``, those still there (the
         deletion or the read-back failed, or the config there is not this init's) in another,
         and in ``stray_keys``.
@@ -838,10 +839,11 @@ def _key_files_left(storage: Storage) -> list[str]:
     """The ids of the key files on a target init may take: one without a config, without
     anything under data/, index/, snapshots/ or locks/, whose keys/ holds only key files (an
     init interrupted between its key file and its config leaves that); RepositoryExists for
-    any other. The key files found are not deleted here: one may be an init's that is running
-    now, which takes it back if it loses the config race, or needs it if it wins (and then this
-    init fails at its config). Once this init's config is written, :func:`_write_config`
-    deletes them where it reads that config back."""
+    any other repository, UsageError for a target holding other objects. The key files found
+    are not deleted here: one may be an init's that is running now, which takes it back if it
+    loses the config race, or needs it if it wins (and then this init fails at its config).
+    Once this init's config is written, :func:`_write_config` deletes them where it reads that
+    config back."""
 
     def exists() -> RepositoryExists:
         return RepositoryExists(f"{storage.url}: a repository already exists there")
@@ -849,6 +851,9 @@ def _key_files_left(storage: Storage) -> list[str]:
     if storage.exists(CONFIG_NAME) or any(
             any(True for _ in storage.list(prefix)) for prefix in _REPOSITORY_DIRS):
         raise exists()
+    if other := _other_object(storage):
+        raise UsageError(f"{storage.url} is not empty (it holds {other!r}): a repository "
+                         "needs an empty folder, or one that does not exist yet")
     found = []
     for info in storage.list(KEYS_DIR):
         key_id = info.name[len(KEYS_DIR) :]
@@ -864,6 +869,20 @@ def _key_files_left(storage: Storage) -> list[str]:
             raise exists() from None  # not a key file this version can read: not ours to take
         found.append(key_id)
     return sorted(found)
+
+
+def _other_object(storage: Storage) -> str | None:
+    """The name of an object on ``storage`` that is no part of a repository, if one is found
+    (borg also refuses to create a repository among other files: a mistyped target would mix
+    the user's files with the repository's). A listing that fails part-way (a ``lost+found``
+    only root can read, at the root of a new disk) finds nothing more: this is a guard against
+    mistakes, not a rule of the format."""
+    try:
+        return next((info.name for info in storage.list() if not info.name.startswith(KEYS_DIR)),
+                    None)
+    except StorageError as exc:
+        log.debug("%s: not listed in full (%s)", storage.url, exc)
+        return None
 
 
 def _key_ids(per_url: Mapping[str, list[str]]) -> list[str]:

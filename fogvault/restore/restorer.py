@@ -76,6 +76,9 @@ class RestoreOptions:
     target: str = "."
     includes: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
+    #: as includes and excludes, ignoring case (taken after them)
+    iincludes: list[str] = field(default_factory=list)
+    iexcludes: list[str] = field(default_factory=list)
     overwrite: str = "always"
     verify: bool = False
     dry_run: bool = False
@@ -112,8 +115,8 @@ class Restorer:
         self.options = options
         self.progress = progress or RestoreProgress()
         self.summary = RestoreSummary()
-        self._includes = PathPatterns(options.includes)
-        self._excludes = PathPatterns(options.excludes)
+        self._includes = PathPatterns(options.includes, options.iincludes)
+        self._excludes = PathPatterns(options.excludes, options.iexcludes)
         self._unmatched = set(self._includes.plain())  # include patterns no path matched yet
         self._files: list[FileJob] = []
         self._batch_blobs = 0  # chunks planned in self._files (see PLAN_BATCH_BLOBS)
@@ -126,7 +129,8 @@ class Restorer:
 
     def run(self) -> RestoreSummary:
         target = os.fsencode(os.path.abspath(self.options.target))
-        for patterns in (self.options.includes, self.options.excludes):
+        o = self.options
+        for patterns in ([*o.includes, *o.iincludes], [*o.excludes, *o.iexcludes]):
             for line in pattern_warnings(patterns):  # they would quietly match nothing
                 self.progress.warning(line)
         if self.options.dry_run:

@@ -65,3 +65,16 @@ def test_a_leading_negation_is_warned_about():
 def test_fogvault_patterns_get_no_warning():
     assert pattern_warnings(["*.tmp", "!keep.tmp", "/home/*/.cache", "**/node_modules",
                              "cache/*", "~/tmp", "re", "data.sh:x"]) == []
+
+
+def test_folded_patterns_ignore_case_and_come_after_the_others():
+    rules = ExcludeRules(["*.tmp", "/Data/Keep"], folded=["*.ISO", "!keep.TMP"])
+    assert [p for p in ("/a/x.iso", "/a/X.Iso", "/a/keep.tmp", "/a/y.TMP", "/data/keep",
+                        "/Data/Keep")
+            if rules.excludes_path(os.fsencode(p))] == ["/a/x.iso", "/a/X.Iso", "/Data/Keep"]
+
+
+def test_exclude_larger_than_is_strictly_larger():
+    rules = ExcludeRules(larger_than=1000)
+    assert [rules.excludes_size(n) for n in (0, 1000, 1001)] == [False, False, True]
+    assert not ExcludeRules().excludes_size(10**15)

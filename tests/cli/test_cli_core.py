@@ -40,6 +40,23 @@ def test_init_then_refuse_second_init(fogvault, tmp_path):
     assert "already exists" in _one_line_error(again)
 
 
+def test_init_refuses_a_folder_of_other_files_and_writes_nothing(fogvault, tmp_path):
+    """As borg: a mistyped target (the folder to back up, a home folder) is not mixed into."""
+    (tmp_path / "docs" / "2024").mkdir(parents=True)
+    (tmp_path / "docs" / "2024" / "taxes.pdf").write_bytes(b"mine")
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "docs").rglob("*"))
+    done = fogvault("init", "-r", "elsewhere", "-r", "docs", "--kdf", "interactive")
+    assert done.returncode == 2
+    assert _one_line_error(done) == (f"error: {tmp_path / 'docs'} is not empty (it holds "
+                                     "'2024/taxes.pdf'): a repository needs an empty folder, "
+                                     "or one that does not exist yet")
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "docs").rglob("*")) == before
+    assert not any((tmp_path / "elsewhere").iterdir())  # the other target got no key file
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".DS_Store").write_bytes(b"")  # dot names are never objects
+    _init(fogvault, "empty")
+
+
 def test_wrong_password_exits_12(fogvault):
     _init(fogvault)
     done = fogvault("snapshots", "-r", "repo", env={"FOGVAULT_PASSWORD": "wrong"})
@@ -110,6 +127,28 @@ def test_a_password_command_that_cannot_be_split_is_a_usage_error(fogvault, comm
         "FOGVAULT_PASSWORD": "", "FOGVAULT_PASSWORD_COMMAND": command})
     assert done.returncode == 2
     assert "FOGVAULT_PASSWORD_COMMAND" in _one_line_error(done)
+    flag = fogvault("snapshots", "-r", "repo", "--password-command", command)
+    assert flag.returncode == 2
+    assert "--password-command" in _one_line_error(flag)
+
+
+def test_password_command_option_beats_the_environment(fogvault, tmp_path):
+    """As restic's --password-command: the option wins over every variable, and cannot be
+    given with --password-file."""
+    _init(fogvault)
+    wrong = {"FOGVAULT_PASSWORD": "wrong", "FOGVAULT_PASSWORD_FILE": str(tmp_path / "none"),
+             "FOGVAULT_PASSWORD_COMMAND": "echo wrong"}
+    done = fogvault("snapshots", "--password-command", "echo 'correct horse battery staple'",
+                    "-r", "repo", env=wrong)
+    assert done.returncode == 0, done.stderr
+    assert fogvault("snapshots", "-r", "repo", "--password-command", "echo wrong"
+                    ).returncode == 12
+    (tmp_path / "pw").write_text("correct horse battery staple\n")
+    both = fogvault("snapshots", "-r", "repo", "--password-file", "pw",
+                    "--password-command", "echo x")
+    assert both.returncode == 2
+    assert _one_line_error(both) == (
+        "error: --password-file and --password-command cannot be used together")
 
 
 def test_key_commands(fogvault, tmp_path):

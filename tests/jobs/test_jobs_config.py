@@ -58,6 +58,8 @@ exclude_file = "excludes.txt"
 exclude_files = ["more-excludes.txt"]
 exclude_caches = true
 exclude_if_present = ".nobackup"
+iexclude = ["*.ISO"]
+exclude_larger_than = "1.5G"
 one_file_system = true
 tags = ["nightly", "home"]
 host = "laptop"
@@ -138,6 +140,7 @@ def test_every_key_loads(tmp_path):
                                  str(tmp_path / "more-excludes.txt")]
     assert job.exclude_caches and job.one_file_system
     assert job.exclude_if_present == [".nobackup"]
+    assert (job.iexclude, job.exclude_larger_than) == (["*.ISO"], 1536 * 1024**3 // 1024)
     assert (job.tags, job.host) == (["nightly", "home"], "laptop")
     assert isinstance(job.schedule, CronSchedule) and job.schedule.cron() == "30 2 * * *"
     assert job.prune is not None and job.prune.text == "weekly"
@@ -229,6 +232,8 @@ MISTAKES = [
                  id="typo"),
     pytest.param(BASE + "exclude_caches = \"yes\"\n", 8, "jobs.home.exclude_caches",
                  "expected true or false, got string 'yes'", "", id="wrong-type"),
+    pytest.param(BASE + "exclude_larger_than = \"big\"\n", 8, "jobs.home.exclude_larger_than",
+                 "not a size: 'big' (use e.g. 512K, 16M, 2G)", "", id="bad-size"),
     pytest.param(BASE.replace('repository = "local"\n', ""), 5, "jobs.home",
                  "missing required key 'repository'", "add repository =", id="missing-key"),
     pytest.param(BASE.replace('"local"\npaths', '"locl"\npaths'), 6, "jobs.home.repository",
@@ -342,7 +347,8 @@ def test_unknown_job_has_a_hint(tmp_path):
 
 def test_effective_config_round_trips_as_toml(setup, jobs_cli):
     """Paths come out absolute and normalised, and the host is this machine's name."""
-    setup.write('schedule = "daily"\n[jobs.home.retention]\nkeep_last = 3\n',
+    setup.write('schedule = "daily"\nexclude_larger_than = "2M"\n'
+                '[jobs.home.retention]\nkeep_last = 3\n',
                 paths='["sub/../src"]')
     shown = jobs_cli("config", "show", "--config", str(setup.config))
     assert shown.returncode == 0, shown.stderr
@@ -350,6 +356,7 @@ def test_effective_config_round_trips_as_toml(setup, jobs_cli):
     assert doc["jobs"]["home"]["paths"] == [str(setup.src)]
     assert doc["jobs"]["home"]["host"] == os.uname().nodename
     assert doc["jobs"]["home"]["retention"]["keep_last"] == 3
+    assert doc["jobs"]["home"]["exclude_larger_than"] == str(2 * 1024**2)
     assert doc["repositories"]["local"]["min_targets"] == 1
     checked = jobs_cli("config", "check", "--config", str(setup.config))
     assert checked.returncode == 0 and b"OK (1 repository, 1 job)" in checked.stdout

@@ -22,6 +22,8 @@ from fogvault.jobs.joblock import JobLock, JobRunning
 from fogvault.jobs.runner import RunOptions, run_job, summary_lines
 from fogvault.jobs.status import RunLog, RunRecord, StepResult, lock_dir
 from fogvault.repo.repository import Repository
+from fogvault.repo.tree import FILE
+from fogvault.treewalk import walk
 
 # Wraps a CLI run so that file modes apply: root without the override capabilities.
 AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
@@ -324,6 +326,19 @@ def test_a_pattern_in_borgs_syntax_is_noted_and_the_run_succeeds(setup):
     assert (record.result, record.exit_code) == ("success", 0), record.error
     assert any(m.startswith("pattern 're:\\.bin$' is matched literally: FogVault has no "
                             "regular expressions") for m in record.messages)
+
+
+def test_iexclude_and_exclude_larger_than_apply_to_the_jobs_backup(setup, cli_env):
+    (setup.src / "docs" / "B.TMP").write_text("scratch")
+    setup.write('iexclude = ["*.tmp"]\nexclude_larger_than = "100K"\n')
+    record = run_job(setup.load(), "home")
+    assert (record.result, record.exit_code) == ("success", 0), record.error
+    with Repository.open([str(setup.root / "repo")], cli_env["FOGVAULT_PASSWORD"].encode(),
+                         use_cache=False) as repo:
+        [snap] = repo.snapshots()
+        files = {path.rpartition(b"/")[2] for path, node in walk(repo, snap.tree)
+                 if node.type == FILE}
+    assert files == {b"a.txt"}  # b.bin (200 kB) and B.TMP are left out
 
 
 def test_unknown_job_exits_2_with_a_hint(setup, jobs_cli):
