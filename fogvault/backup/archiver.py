@@ -27,7 +27,7 @@ from fogvault.backup.excludes import ExcludeRules
 from fogvault.backup.progress import BackupProgress
 from fogvault.backup.saver import BlobSaver
 from fogvault.errors import UsageError
-from fogvault.fsmeta import node_from_stat, node_type, read_xattrs, user_name
+from fogvault.fsmeta import group_name, node_from_stat, node_type, read_xattrs, user_name
 from fogvault.hardlinks import Hardlinks
 from fogvault.heap import use_one_malloc_arena
 from fogvault.repo.format import BlobType
@@ -85,10 +85,37 @@ class Archiver:
 
     def run(self, paths: list[str]) -> BackupResult:
         started = time.monotonic()
-        use_one_malloc_arena()  # for library callers; the CLI and job runner call it before opening
         found = self._stat_sources(normalise_paths(paths))  # the snapshot lists only these
         self._root_devs = {st.st_dev for st in found.values()}
         self._given = set(found)
+        return self._commit(sorted(found), self._save_roots, started)
+
+    def run_stream(self, stream: int, name: str,
+                   before_commit: Callable[[], None] | None = None) -> BackupResult:
+        """Back up what the descriptor ``stream`` yields until its end (a pipe: restic's
+        ``backup --stdin``) as the file ``/NAME``, owned by this process's user, mode 0600, with
+        the time of the run; it is always read. ``before_commit`` runs once the data is stored
+        and before the snapshot is: raising there (the command that wrote into the pipe failed)
+        leaves no snapshot."""
+        started = time.monotonic()
+        if name in ("", ".", "..") or "/" in name or "\0" in name:
+            raise UsageError(f"{name!r} is not a file name (no '/'; not '.' or '..')")
+        path = b"/" + os.fsencode(name)
+
+        def save_root(saver: BlobSaver, _paths: list[bytes], _parent_root: bytes | None) -> bytes:
+            node = self._stream_node(saver, stream, path)
+            if before_commit is not None:
+                before_commit()
+            return self._save_tree(saver, [node], None, None)
+
+        return self._commit([path], save_root, started)
+
+    def _commit(self, abs_paths: list[bytes],
+                save_root: Callable[[BlobSaver, list[bytes], bytes | None], bytes],
+                started: float) -> BackupResult:
+        """Store what ``save_root`` saves (the root tree of ``abs_paths``) and commit the
+        snapshot, under the repository's lock."""
+        use_one_malloc_arena()  # for library callers; the CLI and job runner call it before opening
         with self.repo.lock() if not self.options.dry_run else NoLock() as lock:
             # Under the lock: a prune that ran since the repository was opened has replaced
             # index files, and deduplicating against its deleted packs would lose data.
@@ -96,7 +123,7 @@ class Archiver:
             if not self.options.dry_run:  # k-of-N: fail before uploading if it cannot commit
                 self.repo.mark_behind_targets()
                 self.repo.targets.require_quorum("backup not started")
-            parent = self._find_parent(sorted(found))
+            parent = self._find_parent(abs_paths)
             self._trusted_before = _trusted_before(parent)
             # A tree id stands for its exact bytes, so the parent's trees are reused only if
             # they are what this code would encode: canonical (format.md 13.1) and without
@@ -105,10 +132,10 @@ class Archiver:
                 parent is not None and parent.program_version == __version__
                 and not self.options.force
             )
-            root_id = self._store(sorted(found), parent.tree if parent else None,
+            root_id = self._store(abs_paths, save_root, parent.tree if parent else None,
                                   lock.ensure_fresh)
             self.summary.duration_s = round(time.monotonic() - started, 3)
-            snapshot = self._snapshot(sorted(found), root_id, parent)
+            snapshot = self._snapshot(abs_paths, root_id, parent)
             if not self.options.dry_run:
                 lock.ensure_fresh()  # a stale lock may have let a prune run: do not commit
                 self.repo.save_snapshot(snapshot)  # to the targets that hold all its data
@@ -116,15 +143,18 @@ class Archiver:
         return BackupResult(snapshot, self.warnings, self.options.dry_run, behind)
 
     def _store(
-        self, abs_paths: list[bytes], parent_root: bytes | None, check_lock: Callable[[], None]
+        self, abs_paths: list[bytes],
+        save_root: Callable[[BlobSaver, list[bytes], bytes | None], bytes],
+        parent_root: bytes | None, check_lock: Callable[[], None]
     ) -> bytes:
-        """Store every new blob and index it; returns the root tree id."""
+        """Store every new blob (``save_root`` saves them) and index them; returns the root
+        tree id."""
         writer = _DryRunWriter(self.repo) if self.options.dry_run else PackWriter(
             self.repo, self.options.writer, before_index=check_lock
         )
         saver = BlobSaver(self.repo, writer, self.options.workers)
         try:
-            root_id = self._save_roots(saver, abs_paths, parent_root)
+            root_id = save_root(saver, abs_paths, parent_root)
             saver.wait()
             writer.flush()
         except BaseException as exc:
@@ -424,8 +454,24 @@ class Archiver:
         node.size = read
         return content
 
-    def _chunk_stream(self, saver: BlobSaver, fd: int, size: int) -> tuple[list[bytes], int]:
-        """The ids of the file's chunks, and the bytes read."""
+    def _stream_node(self, saver: BlobSaver, stream: int, path: bytes) -> Node:
+        """The file node of what ``stream`` yields, its content stored."""
+        uid, gid = os.getuid(), os.getgid()
+        when = time.time_ns()
+        node = Node(name=os.path.basename(path), type=FILE, mode=0o600, uid=uid, gid=gid,
+                    user=user_name(uid), group=group_name(gid), mtime_ns=when, ctime_ns=when)
+        self.progress.file_started(path, 0)
+        os.set_blocking(stream, True)
+        node.content, node.size = self._chunk_stream(saver, stream, None)
+        self.summary.files_new += 1
+        self.summary.total_bytes += node.size
+        self.progress.file_done(path)
+        return node
+
+    def _chunk_stream(self, saver: BlobSaver, fd: int, size: int | None
+                      ) -> tuple[list[bytes], int]:
+        """The ids of the chunks of what ``fd`` yields (``size``: the bytes expected, if
+        known), and the bytes read."""
         content, read = [], 0
         reader = _CountingReader(fd, self)
         for chunk in self._chunker.chunks(reader, size_hint=size):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -68,9 +69,21 @@ def backup(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="Show what would be stored; store nothing.")
     ] = False,
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="Back up standard input as one file (no PATHS).")
+    ] = False,
+    stdin_from_command: Annotated[
+        bool, typer.Option("--stdin-from-command", help="Run PATHS as a command and back up "
+                           "its output; no snapshot if it fails.")
+    ] = False,
+    stdin_filename: Annotated[
+        str, typer.Option("--stdin-filename", help="File name of --stdin's data in the "
+                          "snapshot.")
+    ] = "stdin",
 ) -> None:
     """Back up PATHS. Exit code 3 if some files could not be read."""
     from fogvault.backup.archiver import Archiver, BackupOptions
+    from fogvault.backup.command_source import run_command
     from fogvault.backup.excludes import ExcludeRules
     from fogvault.backup.path_lists import read_path_lists
     from fogvault.backup.scanner import Scanner
@@ -79,10 +92,10 @@ def backup(
     from fogvault.patterns import pattern_warnings
 
     out = Printer.of(ctx)
-    paths = [*(paths or []), *read_path_lists(files_from or []),
-             *read_path_lists(files_from_raw or [], raw=True)]
-    if not paths:
-        raise UsageError("nothing to back up: give paths, --files-from or --files-from-raw")
+    listed = [*read_path_lists(files_from or []), *read_path_lists(files_from_raw or [], raw=True)]
+    streamed = stdin or stdin_from_command
+    _check_sources(stdin, stdin_from_command, paths or [], listed)
+    paths = [*(paths or []), *listed]
     patterns = (exclude or []) + ExcludeRules.read_files(exclude_file or [])
     folded = (iexclude or []) + ExcludeRules.read_files(iexclude_file or [])
     rules = ExcludeRules(patterns, exclude_caches, exclude_if_present or [], folded,
@@ -96,13 +109,20 @@ def backup(
         progress.warning(line)
     # The scanner only feeds totals to a visible bar or JSON status lines: it walks the tree a
     # second time, so it is not started when nobody sees progress.
-    scanner = None if isinstance(progress, QuietProgress) else Scanner(
+    scanner = None if isinstance(progress, QuietProgress) or streamed else Scanner(
         paths, rules, progress.set_total)
     try:
         with open_repository(ctx, load_index=False) as repo:  # loaded under the backup's lock
-            if scanner:
-                scanner.start()
-            result = Archiver(repo, opts, progress).run(paths)
+            archiver = Archiver(repo, opts, progress)
+            if stdin:
+                result = archiver.run_stream(sys.stdin.fileno(), stdin_filename)
+            elif stdin_from_command:
+                with run_command(paths) as command:
+                    result = archiver.run_stream(command.fd, stdin_filename, command.check)
+            else:
+                if scanner:
+                    scanner.start()
+                result = archiver.run(paths)
     finally:
         if scanner:
             scanner.stop()
@@ -110,6 +130,22 @@ def backup(
     _report(out, result)
     if result.warnings:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _check_sources(stdin: bool, command: bool, paths: list[str], listed: list[str]) -> None:
+    """UsageError unless the options name one source: paths (given or listed), standard input,
+    or a command (given as PATHS)."""
+    if stdin and command:
+        raise UsageError("--stdin and --stdin-from-command cannot be used together")
+    if stdin and (paths or listed):
+        raise UsageError("--stdin backs up standard input only: give no paths")
+    if stdin and sys.stdin.isatty():
+        raise UsageError("--stdin: standard input is a terminal; pipe the data in")
+    if command and (listed or not paths):
+        raise UsageError("--stdin-from-command runs the arguments as a command: give them "
+                         "(after '--') and no path list")
+    if not (stdin or command or paths or listed):
+        raise UsageError("nothing to back up: give paths, --files-from or --files-from-raw")
 
 
 def _report(out: Printer, result: BackupResult) -> None:
