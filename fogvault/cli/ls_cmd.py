@@ -74,7 +74,7 @@ def ls(
     with open_repository(ctx) as repo:
         snap = repo.load_snapshot(repo.resolve_snapshot(snapshot))
         base = os.fsencode(path).rstrip(b"/")
-        node, tree_id = _lookup(repo, snap.tree, base)
+        node, tree_id = lookup_in_snapshot(repo, snap.tree, base)
         if node is not None and node.type != DIR:
             entries: Iterable[tuple[bytes, Node]] = [(base, node)]
         elif recursive:
@@ -88,7 +88,7 @@ def ls(
             out.result(long_line(entry_path, entry) if long else os.fsdecode(entry_path))
 
 
-def _lookup(repo: Repository, tree_id: bytes, path: bytes) -> tuple[Node | None, bytes]:
+def lookup_in_snapshot(repo: Repository, tree_id: bytes, path: bytes) -> tuple[Node | None, bytes]:
     """:func:`~fogvault.treewalk.lookup`, whose error for a relative path says that the paths
     in a snapshot are absolute, and names the path from the current folder if the snapshot has
     it (``ls latest data`` after ``backup data``)."""

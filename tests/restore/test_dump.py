@@ -1,0 +1,120 @@
+"""``fogvault dump`` through the real CLI: a file as it is, anything else as a tar archive that
+GNU tar extracts to the original tree; errors cost the output, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def snapshot_of(fogvault, tmp_path):
+    """Back up a tree with every kind of entry; returns its path."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "big").write_bytes(os.urandom(3_000_000))  # several chunks
+    (src / "sub" / "a").write_bytes(b"hello\n")
+    os.link(src / "sub" / "a", src / "sub" / "hardlink")
+    os.symlink("a", src / "sub" / "link")
+    os.mkfifo(src / "fifo")
+    (src / os.fsdecode(b"caf\xe9")).write_bytes(b"latin-1 name")
+    (src / "empty").write_bytes(b"")
+    os.chmod(src / "sub" / "a", 0o640)
+    os.utime(src / "sub", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    done = fogvault("backup", "-r", "repo", "src")
+    assert done.returncode == 0, done.stderr
+    return src
+
+
+def _error(done) -> str:
+    err = done.stderr.decode()
+    assert "Traceback" not in err
+    [line] = err.splitlines()
+    return line
+
+
+def test_a_file_is_written_as_it_is(fogvault, snapshot_of):
+    done = fogvault("dump", "-r", "repo", "latest", f"{snapshot_of}/big")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (snapshot_of / "big").read_bytes()
+    empty = fogvault("dump", "-r", "repo", "latest", f"{snapshot_of}/empty")
+    assert (empty.returncode, empty.stdout) == (0, b"")
+
+
+def test_a_folder_is_a_tar_archive_that_gnu_tar_extracts_to_the_same_tree(
+        fogvault, snapshot_of, tmp_path):
+    done = fogvault("dump", "-r", "repo", "latest", str(snapshot_of), "-t", "src.tar")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["tar", "-x", "-f", "src.tar", "-C", str(out)], cwd=tmp_path, check=True)
+    copy = out / str(snapshot_of).lstrip("/")
+    assert _tree(copy) == _tree(snapshot_of)
+    a, hardlink = copy / "sub" / "a", copy / "sub" / "hardlink"
+    assert a.stat().st_ino == hardlink.stat().st_ino  # a hard link again, not a copy
+    assert os.stat(copy / "sub").st_mtime_ns == 1_600_000_000_123_456_789
+
+
+def test_the_whole_snapshot_and_a_single_symlink(fogvault, snapshot_of, tmp_path):
+    whole = fogvault("dump", "-r", "repo", "latest", "/")
+    assert whole.returncode == 0, whole.stderr
+    names = subprocess.run(["tar", "-t"], input=whole.stdout, capture_output=True,
+                           check=True).stdout.splitlines()
+    assert f"{str(snapshot_of).lstrip('/')}/sub/link".encode() in names
+    assert names[0] == str(snapshot_of).lstrip("/").split("/")[0].encode() + b"/"
+    link = fogvault("dump", "-r", "repo", "latest", f"{snapshot_of}/sub/link")
+    listing = subprocess.run(["tar", "-tv"], input=link.stdout, capture_output=True,
+                             check=True).stdout.decode()
+    assert listing.startswith("lrwxrwxrwx") and listing.rstrip().endswith("sub/link -> a")
+
+
+def test_a_missing_path_and_a_terminal_are_one_line_errors(fogvault, snapshot_of, cli_env,
+                                                           tmp_path):
+    done = fogvault("dump", "-r", "repo", "latest", "/no/such")
+    assert done.returncode == 1
+    assert _error(done) == "error: no such path in the snapshot: /no/such"
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "fogvault", "dump", "-r", "repo", "latest",
+                               f"{snapshot_of}/big"], env=cli_env, cwd=tmp_path,
+                              stdout=terminal, stderr=subprocess.PIPE, timeout=60, check=False)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert done.returncode == 2
+    assert _error(done) == "error: stdout is a terminal: redirect it, or give --target FILE"
+
+
+def test_damaged_data_fails_the_dump_and_leaves_no_partial_file(fogvault, snapshot_of,
+                                                               tmp_path):
+    for pack in (tmp_path / "repo" / "data").rglob("*"):
+        if pack.is_file():
+            data = bytearray(pack.read_bytes())
+            data[len(data) // 3] ^= 0xFF
+            pack.write_bytes(bytes(data))
+    done = fogvault("--no-cache", "dump", "-r", "repo", "latest", str(snapshot_of),
+                    "-t", "src.tar")
+    assert done.returncode == 1
+    assert "authentication failed" in _error(done)
+    assert not (tmp_path / "src.tar").exists()
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    """Every entry below ``root``: type and mode, content and mtime (files) or link target."""
+    entries = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        if path.is_symlink():
+            what: object = os.readlink(path)
+        elif path.is_file():
+            what = (path.read_bytes(), st.st_mtime_ns)
+        else:
+            what = None
+        entries[os.fsdecode(path.relative_to(root))] = (st.st_mode, what)
+    return entries
