@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from fogvault import __version__
 from fogvault.backup.excludes import ExcludeRules
 from fogvault.backup.progress import BackupProgress
-from fogvault.backup.saver import BlobSaver
+from fogvault.backup.saver import BlobSaver, stored_blobs
 from fogvault.errors import UsageError
 from fogvault.fsmeta import group_name, node_from_stat, node_type, read_xattrs, user_name
 from fogvault.hardlinks import Hardlinks
 from fogvault.heap import use_one_malloc_arena
 from fogvault.repo.format import BlobType
 from fogvault.repo.lock import NoLock
-from fogvault.repo.packer import PackWriter, PackWriterOptions
+from fogvault.repo.packer import PackWriterOptions
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid, now, source_path
 from fogvault.repo.tree import DIR, FILE, SYMLINK, Node, Tree
@@ -149,23 +149,9 @@ class Archiver:
     ) -> bytes:
         """Store every new blob (``save_root`` saves them) and index them; returns the root
         tree id."""
-        writer = _DryRunWriter(self.repo) if self.options.dry_run else PackWriter(
-            self.repo, self.options.writer, before_index=check_lock
-        )
-        saver = BlobSaver(self.repo, writer, self.options.workers)
-        try:
+        with stored_blobs(self.repo, dry_run=self.options.dry_run, workers=self.options.workers,
+                          writer=self.options.writer, before_index=check_lock) as saver:
             root_id = save_root(saver, abs_paths, parent_root)
-            saver.wait()
-            writer.flush()
-        except BaseException as exc:
-            # Ctrl-C or a failure: keep what was uploaded indexed, so a rerun reuses it.
-            if isinstance(exc, KeyboardInterrupt):  # and soon: a hanging target is given up
-                self.repo.targets.interrupt()
-            _salvage(saver, writer)
-            raise
-        finally:
-            saver.close()
-            writer.close()
         self.summary.data_blobs_added = saver.blobs_added[BlobType.DATA]
         self.summary.tree_blobs_added = saver.blobs_added[BlobType.TREE]
         self.summary.bytes_added = saver.bytes_added
@@ -540,44 +526,6 @@ class _CountingReader:
             self.archiver.summary.bytes_read += n
             self.archiver.progress.bytes_done(n)
         return n
-
-
-class _DryRunWriter:
-    """Stands in for PackWriter in --dry-run: counts what would be stored, stores nothing."""
-
-    def __init__(self, repo: Repository) -> None:
-        self.repo = repo
-        self._seen: set[bytes] = set()
-
-    def reserve(self, blob_id: bytes) -> bool:
-        if blob_id in self.repo.index or blob_id in self._seen:
-            return False
-        self._seen.add(blob_id)
-        return True
-
-    def put(self, *args: object) -> None:
-        """Compressed (for the sizes reported), never encrypted: ``write`` is not called."""
-
-    def flush(self) -> None:
-        pass
-
-    def salvage(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _salvage(saver: BlobSaver, writer: PackWriter | _DryRunWriter) -> None:
-    """Index what an interrupted or failed run uploaded. The sealing pool is shut down, not
-    the saver's recorded jobs waited for: Ctrl-C can land between starting a job and recording
-    it, and that job's blobs must be in the writer before it indexes for the last time. Small
-    blobs still waiting to be sent as a batch are dropped (at most BATCH_BYTES)."""
-    try:
-        saver.close()
-        writer.salvage()
-    except BaseException:  # the original error is what matters; this is best effort
-        pass
 
 
 def normalise_paths(paths: list[str]) -> list[bytes]:

@@ -11,15 +11,16 @@ memory stays bounded however large the input.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
 from fogvault.compression import pack_payload, pack_payloads
 from fogvault.repo.format import BlobType
 from fogvault.repo.pack import seal_payload_into, sealed_size
-from fogvault.repo.packer import PackWriter
+from fogvault.repo.packer import PackWriter, PackWriterOptions
 from fogvault.repo.repository import Repository
 
 BATCH_LIMIT = 64 * 1024  # smaller blobs are sealed in batches
@@ -30,7 +31,8 @@ _Blob = tuple[BlobType, bytes, bytes]  # type, id, data
 
 
 class BlobSaver:
-    def __init__(self, repo: Repository, writer: PackWriter, workers: int = 2) -> None:
+    def __init__(self, repo: Repository, writer: PackWriter | DryRunWriter, workers: int = 2
+                 ) -> None:
         self.repo = repo
         self.writer = writer
         self.level = repo.config.compression_level
@@ -117,3 +119,65 @@ class BlobSaver:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def stored_blobs(repo: Repository, *, dry_run: bool = False, workers: int = 2,
+                 writer: PackWriterOptions | None = None,
+                 before_index: Callable[[], None] | None = None) -> Iterator[BlobSaver]:
+    """A BlobSaver whose blobs are all stored and indexed when the block ends (with
+    ``dry_run``, counted only). If the block fails or is interrupted, what was uploaded is
+    indexed anyway, so that a rerun reuses it, and the error goes on."""
+    packs = DryRunWriter(repo) if dry_run else PackWriter(repo, writer,
+                                                         before_index=before_index)
+    saver = BlobSaver(repo, packs, workers)
+    try:
+        yield saver
+        saver.wait()
+        packs.flush()
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):  # and soon: a hanging target is given up
+            repo.targets.interrupt()
+        salvage(saver, packs)
+        raise
+    finally:
+        saver.close()
+        packs.close()
+
+
+class DryRunWriter:
+    """Stands in for PackWriter in --dry-run: counts what would be stored, stores nothing."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self._seen: set[bytes] = set()
+
+    def reserve(self, blob_id: bytes) -> bool:
+        if blob_id in self.repo.index or blob_id in self._seen:
+            return False
+        self._seen.add(blob_id)
+        return True
+
+    def put(self, *args: object) -> None:
+        """Compressed (for the sizes reported), never encrypted: ``write`` is not called."""
+
+    def flush(self) -> None:
+        pass
+
+    def salvage(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def salvage(saver: BlobSaver, writer: PackWriter | DryRunWriter) -> None:
+    """Index what an interrupted or failed run uploaded. The sealing pool is shut down, not
+    the saver's recorded jobs waited for: Ctrl-C can land between starting a job and recording
+    it, and that job's blobs must be in the writer before it indexes for the last time. Small
+    blobs still waiting to be sent as a batch are dropped (at most BATCH_BYTES)."""
+    try:
+        saver.close()
+        writer.salvage()
+    except BaseException:  # the original error is what matters; this is best effort
+        pass

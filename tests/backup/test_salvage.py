@@ -14,8 +14,7 @@ import threading
 
 import pytest
 
-from fogvault.backup.archiver import _salvage
-from fogvault.backup.saver import BlobSaver
+from fogvault.backup.saver import BlobSaver, salvage
 from fogvault.repo.format import BlobType
 from fogvault.repo.packer import PackWriter
 
@@ -54,7 +53,7 @@ def test_salvage_waits_for_a_sealing_job_the_saver_never_recorded(make_repo, reo
         saver._seal_one(BlobType.DATA, blob_id, data)
 
     saver._pool.submit(orphan)
-    _salvage(saver, writer)
+    salvage(saver, writer)
     saver.close()
     writer.close()
     assert reopen(repo).load_blob(blob_id) == data
