@@ -15,9 +15,12 @@ import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from fogvault.errors import FogVaultError, UsageError
+from fogvault.userfiles import read_bounded
+
+#: a password, or a key file's worth of one; more is the wrong file (or /dev/zero)
+MAX_PASSWORD_FILE = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -55,10 +58,9 @@ class PasswordSource:
 
 
 def read_password_file(path: str) -> bytes:
-    try:
-        data = Path(path).expanduser().read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read password file {path}: {exc.strerror}") from exc
+    if not path:
+        raise UsageError("the password file's name is empty")
+    data = read_bounded(path, MAX_PASSWORD_FILE, f"password file {path}")
     return _checked(data.rstrip(b"\r\n"))
 
 
@@ -71,8 +73,10 @@ def _run_password_command(command: str, given_as: str) -> bytes:
         raise UsageError(f"{given_as} names no command")
     try:
         done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise FogVaultError(f"password command failed to run: {exc.__class__.__name__}") from exc
+    except OSError as exc:
+        raise FogVaultError(f"password command {argv[0]} failed to run: {exc.strerror}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise FogVaultError(f"password command {argv[0]} did not finish within 60 s") from exc
     if done.returncode != 0:
         raise FogVaultError(f"password command exited with status {done.returncode}")
     return _checked(done.stdout.rstrip(b"\r\n"))

@@ -531,6 +531,8 @@ class _CountingReader:
 def normalise_paths(paths: list[str]) -> list[bytes]:
     if not paths:
         raise UsageError("nothing to back up: give at least one path")
+    if "" in paths:  # an unset variable ('backup "$DIR"'): not the current folder
+        raise UsageError("an empty path was given: name a file or folder ('.' for this one)")
     return sorted({source_path(p) for p in paths})
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from fogvault.errors import UsageError
 from fogvault.patterns import PathPatterns
+from fogvault.userfiles import read_bounded
 
+MAX_PATTERN_FILE = 16 * 1024 * 1024  # more is not a list of patterns (/dev/zero, a wrong file)
 CACHEDIR_TAG = b"CACHEDIR.TAG"
 CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 
@@ -29,17 +31,22 @@ class ExcludeRules:
     _compiled: PathPatterns = field(init=False)
 
     def __post_init__(self) -> None:
+        for marker in self.if_present:  # '' would mark every folder: nothing would be stored
+            if not marker or "/" in marker or marker in (".", ".."):
+                raise UsageError(f"--exclude-if-present takes a file name, not {marker!r}")
+        if self.larger_than is not None and self.larger_than < 0:
+            raise UsageError("--exclude-larger-than cannot be negative")
         self._compiled = PathPatterns(self.patterns, self.folded)
 
     @staticmethod
     def read_files(files: list[str]) -> list[str]:
-        """Patterns from exclude files: one per line, ``#`` comments and blank lines ignored."""
+        """Patterns from exclude files: one per line, ``#`` comments and blank lines ignored.
+        A file's bytes are kept as they are (``os.fsdecode``), so a pattern can name a file
+        whose name is not UTF-8."""
         patterns: list[str] = []
         for name in files:
-            try:
-                lines = Path(name).expanduser().read_text().splitlines()
-            except OSError as exc:
-                raise UsageError(f"cannot read exclude file {name}: {exc.strerror}") from exc
+            data = read_bounded(Path(name).expanduser(), MAX_PATTERN_FILE, f"exclude file {name}")
+            lines = os.fsdecode(data).splitlines()
             patterns += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
         return patterns
 

@@ -9,16 +9,18 @@ are kept as they are (``os.fsdecode``), so names that are not UTF-8 work.
 from __future__ import annotations
 
 import os
-import sys
 
-from fogvault.errors import UsageError
+from fogvault.userfiles import read_bounded
+
+#: a list of several million paths fits; /dev/zero does not
+MAX_PATH_LIST = 1024**3
 
 
 def read_path_lists(names: list[str], *, raw: bool = False) -> list[str]:
     """The paths in the list files ``names``, in order."""
     paths: list[str] = []
     for name in names:
-        data = _read(name)
+        data = read_bounded(name, MAX_PATH_LIST, f"path list {name}")
         if raw:
             entries = data.split(b"\0")
         else:
@@ -26,13 +28,3 @@ def read_path_lists(names: list[str], *, raw: bool = False) -> list[str]:
             entries = [ln.removesuffix(b"\r") for ln in entries]
         paths += [os.fsdecode(entry) for entry in entries if entry]
     return paths
-
-
-def _read(name: str) -> bytes:
-    if name == "-":
-        return sys.stdin.buffer.read()
-    try:
-        with open(os.path.expanduser(name), "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read path list {name}: {exc.strerror}") from exc

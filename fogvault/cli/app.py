@@ -10,6 +10,7 @@ app's callback reads them, so no command repeats them.
 from __future__ import annotations
 
 import importlib
+import math
 import signal
 import sys
 import traceback
@@ -33,6 +34,16 @@ def _version(value: bool) -> None:
     if value:
         print(f"fogvault {__version__}")
         raise typer.Exit()
+
+
+#: --retry-lock's limit: a day (a lock is stale after 30 minutes; longer waits only hide a fault)
+MAX_LOCK_WAIT = 86400.0
+
+
+def _finite(value: float) -> float:
+    if math.isnan(value):  # passes any range check
+        raise typer.BadParameter("not a number")
+    return value
 
 
 def main_options(
@@ -66,7 +77,8 @@ def main_options(
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Use no local cache.")] = False,
     retry_lock: Annotated[
-        float, typer.Option("--retry-lock", help="Wait this many seconds for a locked repository.")
+        float, typer.Option("--retry-lock", min=0.0, max=MAX_LOCK_WAIT, callback=_finite,
+                            help="Wait this many seconds for a locked repository.")
     ] = 0.0,
     no_lock: Annotated[
         bool, typer.Option("--no-lock", help="Take no lock (read-only targets; not for backup).")
@@ -81,6 +93,8 @@ def main_options(
     ] = False,
 ) -> None:
     """Common options may be given before or after the command name."""
+    if cache_dir == "":
+        raise typer.BadParameter("is empty", param_hint="'--cache-dir'")
     ctx.obj = GlobalOptions(
         repos=repo or [], password_file=password_file, password_command=password_command,
         json=json_output, quiet=quiet,

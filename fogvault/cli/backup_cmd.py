@@ -95,6 +95,8 @@ def backup(
     listed = [*read_path_lists(files_from or []), *read_path_lists(files_from_raw or [], raw=True)]
     streamed = stdin or stdin_from_command
     _check_sources(stdin, stdin_from_command, paths or [], listed)
+    if host == "" or parent == "":  # an unset variable: not "this machine" or "the latest"
+        raise UsageError(f"--{'host' if host == '' else 'parent'} is empty")
     paths = [*(paths or []), *listed]
     patterns = (exclude or []) + ExcludeRules.read_files(exclude_file or [])
     folded = (iexclude or []) + ExcludeRules.read_files(iexclude_file or [])

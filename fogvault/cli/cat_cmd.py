@@ -32,6 +32,8 @@ def cat(
         raise UsageError(f"cat takes one of: {', '.join(KINDS)}")
     if kind != "config" and not object_id:
         raise UsageError(f"cat {kind} needs an id")
+    if kind == "config" and object_id:
+        raise UsageError("cat config takes no id")
     from fogvault.repo.format import parse_hex_id
 
     with open_repository(ctx, load_index=kind == "blob") as repo:

@@ -1,0 +1,83 @@
+"""Bad input found by a sweep of every command: each is a one-line error with exit code 2, and
+none of them stores a snapshot that looks successful but holds less than asked."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+
+@pytest.fixture
+def repo(fogvault, tmp_path):
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("data")
+    return "repo"
+
+
+def _usage_error(done) -> str:
+    err = done.stderr.decode()
+    assert "Traceback" not in err and "unexpected error" not in err, err
+    assert done.returncode == 2, err
+    return err.strip().splitlines()[-1]
+
+
+def _snapshot_count(fogvault) -> int:
+    return len(json.loads(fogvault("snapshots", "-r", "repo", "--json").stdout))
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["src", "--exclude-if-present", ""], "--exclude-if-present takes a file name, not ''"),
+    (["src", "--exclude-if-present", "a/b"], "--exclude-if-present takes a file name, not 'a/b'"),
+    ([""], "an empty path was given: name a file or folder ('.' for this one)"),
+    (["src", "--host", ""], "--host is empty"),
+    (["src", "--parent", ""], "--parent is empty"),
+    (["src", "--exclude-file", "/dev/zero"],
+     "exclude file /dev/zero holds more than 16.00 MiB: is it the right file?"),
+])
+def test_backup_input_that_would_store_less_than_asked_is_refused(fogvault, repo, args, says):
+    """An empty marker name made every folder 'marked', so the snapshot held no file; an empty
+    path (an unset variable) backed up the current folder."""
+    assert _usage_error(fogvault("backup", "-r", "repo", *args)) == f"error: {says}"
+    assert _snapshot_count(fogvault) == 0
+
+
+def test_a_password_file_that_is_not_one_is_refused_without_reading_it_all(fogvault, repo):
+    done = fogvault("snapshots", "-r", "repo", "--password-file", "/dev/zero")
+    assert _usage_error(done) == ("error: password file /dev/zero holds more than 64.00 KiB: is it "
+                                  "the right file?")
+    assert _usage_error(fogvault("snapshots", "-r", "repo", "--password-file", "")) == (
+        "error: the password file's name is empty")
+
+
+def test_an_exclude_file_may_name_files_whose_names_are_not_utf8(fogvault, repo, tmp_path):
+    (tmp_path / "src" / os.fsdecode(b"caf\xe9.tmp")).write_text("skip me")
+    (tmp_path / "excludes").write_bytes(b"# latin-1\ncaf\xe9.tmp\n")
+    done = fogvault("backup", "-r", "repo", "src", "--exclude-file", "excludes", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.decode().splitlines()[-1])
+    assert summary["files_new"] == 1  # only f
+
+
+def test_a_password_command_that_does_not_exist_is_named(fogvault, repo):
+    done = fogvault("snapshots", "-r", "repo", env={
+        "FOGVAULT_PASSWORD": "", "FOGVAULT_PASSWORD_COMMAND": "/no/such/pass show x"})
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines() == [
+        "error: password command /no/such/pass failed to run: No such file or directory"]
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
+def test_retry_lock_takes_a_sensible_number_of_seconds(fogvault, repo, value):
+    done = fogvault("--retry-lock", value, "snapshots", "-r", "repo")
+    assert done.returncode == 2
+    assert "--retry-lock" in done.stderr.decode()
+
+
+def test_cat_config_takes_no_id_and_cache_dir_is_not_empty(fogvault, repo):
+    assert _usage_error(fogvault("cat", "-r", "repo", "config", "extra")) == (
+        "error: cat config takes no id")
+    done = fogvault("--cache-dir", "", "snapshots", "-r", "repo")
+    assert done.returncode == 2 and "'--cache-dir': is empty" in done.stderr.decode()
