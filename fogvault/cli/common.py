@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fogvault.errors import TargetsBehind
+from fogvault.errors import PartialSuccess, TargetsBehind
+from fogvault.sizes import counted
 
 if TYPE_CHECKING:
     from fogvault.password import PasswordSource
@@ -114,17 +115,28 @@ def open_repository(
         ledger.save(repo.targets, ctx.command_path.partition(" ")[2] or str(ctx.info_name))
         repo.close()
     missed = repo.targets.missed_changes()
-    if finished and missed:
-        ctx.find_root().call_on_close(lambda: _report_missed(missed))
+    unreadable = sorted(repo.unreadable_snapshots)
+    if finished and (missed or unreadable):
+        ctx.find_root().call_on_close(lambda: _report_partial(missed, unreadable))
 
 
-def _report_missed(missed: dict[str, str]) -> None:
-    """Runs when the command is done: exit 3 naming the targets, unless it is failing anyway."""
-    text = "; ".join(f"{url} {why}" for url, why in missed.items())
+def _report_partial(missed: dict[str, str], unreadable: list[str]) -> None:
+    """Runs when the command is done: exit 3 naming the targets that missed changes and the
+    snapshots left out because they could not be read, unless it is failing anyway."""
+    parts = []
+    if missed:
+        parts.append("; ".join(f"{url} {why}" for url, why in missed.items())
+                     + ". Run 'fogvault repair' once the target is reachable")
+    if unreadable:
+        shown = ", ".join(unreadable[:3]) + (", ..." if len(unreadable) > 3 else "")
+        parts.append(f"{counted(len(unreadable), 'snapshot')} could not be read and "
+                     f"{'was' if len(unreadable) == 1 else 'were'} left out ({shown}): "
+                     "'fogvault check' tells more")
+    text = "; ".join(parts)
     if sys.exc_info()[0] is not None:
         log.warning("%s", text)
         return
-    raise TargetsBehind(f"{text}. Run 'fogvault repair' once the target is reachable")
+    raise (TargetsBehind if missed else PartialSuccess)(text)
 
 
 class Printer:

@@ -9,6 +9,7 @@ import typer
 
 from fogvault.cli.common import Printer, lazy_list, log, open_repository
 from fogvault.cli.ls_cmd import long_line, node_json
+from fogvault.errors import FogVaultError, PartialSuccess
 
 if TYPE_CHECKING:
     from fogvault.patterns import PathPatterns
@@ -39,27 +40,43 @@ def find(
         uids = [repo.resolve_snapshot(s) for s in snapshot] if snapshot else None
         snaps = [repo.load_snapshot(u) for u in uids] if uids else repo.snapshots()
         # Printed as found: the hits of every snapshot held at once ran to gigabytes.
-        found = _hits_by_snapshot(repo, snaps, matcher)
+        unsearched: list[str] = []
+        found = _hits_by_snapshot(repo, snaps, matcher, unsearched)
         if out.json_mode:
             out.json_streamed(lazy_list(
                 {"snapshot": snap.uid, "matches": lazy_list(node_json(p, n) for p, n in hits)}
                 for snap, hits in found
             ))
-            return
-        for snap, hits in found:
-            out.result(f"snapshot {snap.uid} of {snap.time:%Y-%m-%d %H:%M:%S}:")
-            for path, node in hits:
-                out.result("  " + long_line(path, node))
+        else:
+            for snap, hits in found:
+                out.result(f"snapshot {snap.uid} of {snap.time:%Y-%m-%d %H:%M:%S}:")
+                for path, node in hits:
+                    out.result("  " + long_line(path, node))
+    if unsearched:  # the other snapshots were searched: a partial result, exit 3
+        raise PartialSuccess("; ".join(unsearched))
 
 
 def _hits_by_snapshot(
-    repo: Repository, snaps: list[Snapshot], matcher: PathPatterns
+    repo: Repository, snaps: list[Snapshot], matcher: PathPatterns, unsearched: list[str]
 ) -> Iterator[tuple[Snapshot, list[tuple[bytes, Node]]]]:
     """(snapshot, its matching entries) for each snapshot with at least one, the entries
-    produced as the caller reads them (the first is looked for here, to know there is one)."""
-    from fogvault.treewalk import walk
-
+    produced as the caller reads them (the first is looked for here, to know there is one).
+    A snapshot whose trees cannot all be read is searched as far as they can, and named in
+    ``unsearched``."""
     for snap in snaps:
-        hits = lazy_list((p, n) for p, n in walk(repo, snap.tree) if matcher.matches(p))
+        entries = _walk_noting(repo, snap, unsearched)
+        hits = lazy_list((p, n) for p, n in entries if matcher.matches(p))
         if hits:
             yield snap, hits
+
+
+def _walk_noting(repo: Repository, snap: Snapshot, unsearched: list[str]
+                 ) -> Iterator[tuple[bytes, Node]]:
+    """The snapshot's entries; a tree that cannot be read ends the walk, noted."""
+    from fogvault.treewalk import walk
+
+    try:
+        yield from walk(repo, snap.tree)
+    except FogVaultError as exc:
+        log.warning("snapshot %s: %s", snap.uid, exc)
+        unsearched.append(f"snapshot {snap.uid} was not searched in full ({exc})")

@@ -152,6 +152,9 @@ class Repository:
         self.removed_keys: list[str] = []  # at init: those it found and deleted everywhere
         self._chunker_seed = chunker_seed(master.identity)
         self.use_locks = True
+        #: snapshots that ``snapshots()`` skipped because they could not be read (damage): the
+        #: CLI ends such a command with exit 3, as what it showed or chose lacked them
+        self.unreadable_snapshots: set[str] = set()
         self.lock_wait = 0.0  # seconds to wait for other processes' locks (--retry-lock)
 
     # ---- opening ---------------------------------------------------------------------
@@ -522,7 +525,7 @@ class Repository:
     def load_tree(self, tree_id: bytes) -> Tree:
         # No type check: data and tree blobs share one id space, so a file whose bytes equal a
         # tree's encoding (an empty folder's, say) is stored once, as whichever came first.
-        return Tree.decode(self.load_blob(tree_id))
+        return _decode_tree(tree_id, self.load_blob(tree_id))
 
     def load_trees(self, tree_ids: Iterable[bytes]) -> Iterator[tuple[bytes, Tree | FogVaultError]]:
         """Each of ``tree_ids`` (distinct) with its tree, or the error that kept it from
@@ -547,7 +550,7 @@ class Repository:
                         yield entry.blob_id, _try(self.load_tree, entry.blob_id)
                     continue
                 for entry, data in blobs:
-                    yield entry.blob_id, _try(Tree.decode, data)
+                    yield entry.blob_id, _try(_decode_tree, entry.blob_id, data)
 
     # ---- snapshots ---------------------------------------------------------------------
 
@@ -615,6 +618,7 @@ class Repository:
                 if not skip_unreadable:
                     raise FogVaultError(f"snapshot {uid} cannot be read: {exc}") from exc
                 log.warning("skipping snapshot %s: %s", uid, exc)
+                self.unreadable_snapshots.add(uid)
                 return None
 
         found = [s for s in self._map(load, self.snapshot_uids()) if s is not None]
@@ -766,12 +770,20 @@ def id_from_name_or_none(name: str) -> bytes | None:
         return None
 
 
-def _try(load: Callable[[Any], T], arg: Any) -> T | FogVaultError:
-    """``load(arg)``, or the FogVaultError it raised."""
+def _try(load: Callable[..., T], *args: Any) -> T | FogVaultError:
+    """``load(*args)``, or the FogVaultError it raised."""
     try:
-        return load(arg)
+        return load(*args)
     except FogVaultError as exc:
         return exc
+
+
+def _decode_tree(tree_id: bytes, data: bytes) -> Tree:
+    """The tree in ``data``; a malformed one is named, so that the error says which it is."""
+    try:
+        return Tree.decode(data)
+    except MalformedObject as exc:
+        raise MalformedObject(f"tree {tree_id.hex()}: {exc}") from exc
 
 
 def _hash_checked(object_id: bytes) -> Callable[[bytes], bytes]:
