@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -227,13 +228,23 @@ def lazy_list(items: Iterable[Any]) -> list:
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    """Aligned columns; control characters in a cell are shown escaped (``\\n``, ``\\x1b``):
+    a host name or tag from a snapshot must neither break the table nor reach the terminal
+    as an escape sequence."""
+    cells = [[printable(str(cell)) for cell in row] for row in rows]
+    widths = [max(len(r[i]) for r in [headers, *cells]) for i in range(len(headers))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*headers), "  ".join("-" * w for w in widths)]
-    lines += [fmt.format(*map(str, r)) for r in rows]
+    lines += [fmt.format(*r) for r in cells]
     return "\n".join(line.rstrip() for line in lines)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped as Python would write them."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class _LowercaseLevel(logging.Formatter):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -1015,7 +1016,8 @@ def _unlock(
     config): the next one is tried. Copies of the chosen key file that differ from it are
     remembered as damaged."""
     foreign: list[str] = []  # key files that open, but not the config
-    for key_id, master, data, copies in _keys_opened_by(targets, password):
+    scan = _KeyScan()
+    for key_id, master, data, copies in _keys_opened_by(targets, password, scan):
         verified = _verify_configs(targets, master, configs)
         if not any(c is not None for c in verified.values()):
             foreign.append(key_id)
@@ -1033,11 +1035,27 @@ def _unlock(
             f"this password opens only key file(s) {', '.join(foreign)}, whose master key "
             "verifies no config: the wrong password for this repository (those key files "
             "wrap another one), or the config is damaged on every target")
+    if scan.damaged and len(scan.damaged) == scan.listed:
+        raise IntegrityError(f"no key file can be read: {', '.join(scan.damaged)} "
+                             f"{'is' if scan.listed == 1 else 'are'} damaged on every target "
+                             "that holds it")
+    if scan.damaged:  # the password may be right, and its key file the damaged one
+        raise WrongPassword("wrong password: no key in the repository opens with it (key "
+                            f"file(s) {', '.join(scan.damaged)} could not be read on any "
+                            "target: if the password is right, its key file is damaged)")
     raise WrongPassword("wrong password: no key in the repository opens with it")
 
 
+@dataclass(slots=True)
+class _KeyScan:
+    """What a search for the key file that a password opens found on the way."""
+
+    listed: int = 0  # key files (with a valid name) tried
+    damaged: list[str] = field(default_factory=list)  # those of which no copy can be decoded
+
+
 def _keys_opened_by(
-    targets: TargetSet, password: bytes
+    targets: TargetSet, password: bytes, scan: _KeyScan
 ) -> Iterator[tuple[str, MasterKey, bytes, list[tuple[Target, bytes]]]]:
     """(key id, master key, the copy that opened, every readable copy) for each key file the
     password opens, sorted by name. Every copy is tried (a damaged copy on one target must not
@@ -1051,18 +1069,23 @@ def _keys_opened_by(
         if not is_uid(key_id):
             log.warning("ignoring key file %s: unexpected key file name", key_id)
             continue
+        scan.listed += 1
         copies = targets.read_each(name, 0, MAX_KEY_FILE_SIZE + 1)
         good = [(t, copy) for t in targets.read_order(name)
                 if isinstance(copy := copies.get(t), bytes)]
+        decoded = False
         for data in dict.fromkeys(data for _, data in good):
             try:
                 master = KeyFile.decode(key_id, data).unlock(password)
             except FogVaultError as exc:  # malformed, or absurd KDF parameters
                 log.warning("ignoring key file %s: %s", key_id, exc)
                 continue
+            decoded = True  # whether or not the password opens it
             if master is not None:
                 yield key_id, master, data, good
                 break
+        if good and not decoded:
+            scan.damaged.append(key_id)
 
 
 def _verify_configs(

@@ -81,3 +81,12 @@ def test_cat_config_takes_no_id_and_cache_dir_is_not_empty(fogvault, repo):
         "error: cat config takes no id")
     done = fogvault("--cache-dir", "", "snapshots", "-r", "repo")
     assert done.returncode == 2 and "'--cache-dir': is empty" in done.stderr.decode()
+
+
+def test_control_characters_in_a_tag_are_shown_escaped_in_the_table(fogvault, repo):
+    assert fogvault("backup", "-r", "repo", "src", "--tag", "a\nb\x1b[31m").returncode == 0
+    done = fogvault("snapshots", "-r", "repo")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 4  # header, rule, one row, the count: the newline did not split it
+    assert "a\\nb\\x1b[31m" in lines[2] and "\x1b" not in done.stdout.decode()
