@@ -72,7 +72,9 @@ def _run_password_command(command: str, given_as: str) -> bytes:
     if not argv:
         raise UsageError(f"{given_as} names no command")
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+        # stdin: nothing (restic's too): 'ssh vault cat pw' would eat a 'backup --stdin' stream
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                              check=False)
     except OSError as exc:
         raise FogVaultError(f"password command {argv[0]} failed to run: {exc.strerror}") from exc
     except subprocess.TimeoutExpired as exc:

@@ -5,11 +5,13 @@ Used by ``ls``, ``find``, ``diff`` and ``stats``; everything here is read-only.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fogvault.errors import PathNotFound
 from fogvault.repo.repository import Repository
+from fogvault.repo.snapshot import source_path
 from fogvault.repo.tree import DIR, FILE, Node
 
 
@@ -34,12 +36,32 @@ def lookup(repo: Repository, tree_id: bytes, path: bytes) -> tuple[Node | None, 
     node: Node | None = None
     current = tree_id
     for name in [p for p in path.split(b"/") if p]:
-        node = repo.load_tree(current).find(name)
+        below_a_file = node is not None and node.type != DIR
+        node = None if below_a_file else repo.load_tree(current).find(name)
         if node is None:
             raise PathNotFound(f"no such path in the snapshot: {path.decode(errors='replace')}")
         if node.type == DIR and node.subtree is not None:
             current = node.subtree
     return node, current
+
+
+def lookup_path(repo: Repository, tree_id: bytes, path: bytes) -> tuple[Node | None, bytes]:
+    """:func:`lookup`, whose error for a relative path says that the paths in a snapshot are
+    absolute, and names the path from the current folder if the snapshot has it (``ls latest
+    data`` after ``backup data``)."""
+    try:
+        return lookup(repo, tree_id, path)
+    except PathNotFound as exc:
+        if path.startswith(b"/"):
+            raise
+        hint = "paths in a snapshot are absolute"
+        absolute = source_path(path)
+        try:
+            lookup(repo, tree_id, absolute)
+            hint += f": did you mean {os.fsdecode(absolute)}?"
+        except PathNotFound:
+            pass
+        raise PathNotFound(f"{exc} ({hint})") from None
 
 
 @dataclass(frozen=True, slots=True)

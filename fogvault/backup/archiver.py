@@ -26,6 +26,7 @@ from fogvault import __version__
 from fogvault.backup.excludes import ExcludeRules
 from fogvault.backup.progress import BackupProgress
 from fogvault.backup.saver import BlobSaver, stored_blobs
+from fogvault.backup.stream_source import StreamSource, check_stream_name
 from fogvault.errors import UsageError
 from fogvault.fsmeta import group_name, node_from_stat, node_type, read_xattrs, user_name
 from fogvault.hardlinks import Hardlinks
@@ -90,22 +91,18 @@ class Archiver:
         self._given = set(found)
         return self._commit(sorted(found), self._save_roots, started)
 
-    def run_stream(self, stream: int, name: str,
-                   before_commit: Callable[[], None] | None = None) -> BackupResult:
-        """Back up what the descriptor ``stream`` yields until its end (a pipe: restic's
-        ``backup --stdin``) as the file ``/NAME``, owned by this process's user, mode 0600, with
-        the time of the run; it is always read. ``before_commit`` runs once the data is stored
-        and before the snapshot is: raising there (the command that wrote into the pipe failed)
-        leaves no snapshot."""
+    def run_stream(self, source: StreamSource, name: str) -> BackupResult:
+        """Back up what ``source`` yields until its end (restic's ``backup --stdin``) as the
+        file ``/NAME``, owned by this process's user, mode 0600, with the time of the run; it is
+        always read. The source is opened once the lock is held and the targets can commit,
+        and checked once its data is stored, before the snapshot is: raising there (the command
+        that produced it failed) leaves no snapshot."""
         started = time.monotonic()
-        if name in ("", ".", "..") or "/" in name or "\0" in name:
-            raise UsageError(f"{name!r} is not a file name (no '/'; not '.' or '..')")
-        path = b"/" + os.fsencode(name)
+        path = b"/" + os.fsencode(check_stream_name(name))
 
         def save_root(saver: BlobSaver, _paths: list[bytes], _parent_root: bytes | None) -> bytes:
-            node = self._stream_node(saver, stream, path)
-            if before_commit is not None:
-                before_commit()
+            node = self._stream_node(saver, source.open(), path)
+            source.check()
             return self._save_tree(saver, [node], None, None)
 
         return self._commit([path], save_root, started)

@@ -83,17 +83,21 @@ def backup(
 ) -> None:
     """Back up PATHS. Exit code 3 if some files could not be read."""
     from fogvault.backup.archiver import Archiver, BackupOptions
-    from fogvault.backup.command_source import run_command
     from fogvault.backup.excludes import ExcludeRules
     from fogvault.backup.path_lists import read_path_lists
     from fogvault.backup.scanner import Scanner
+    from fogvault.backup.stream_source import CommandSource, DescriptorSource, check_stream_name
     from fogvault.cli.progress import QuietProgress, make_progress
     from fogvault.host import hostname
     from fogvault.patterns import pattern_warnings
 
     out = Printer.of(ctx)
-    listed = [*read_path_lists(files_from or []), *read_path_lists(files_from_raw or [], raw=True)]
     streamed = stdin or stdin_from_command
+    if streamed and (files_from or files_from_raw):  # before reading: '-' would eat the stream
+        raise UsageError("--stdin and --stdin-from-command take no --files-from list")
+    if streamed:
+        check_stream_name(stdin_filename)
+    listed = [*read_path_lists(files_from or []), *read_path_lists(files_from_raw or [], raw=True)]
     _check_sources(stdin, stdin_from_command, paths or [], listed)
     if host == "" or parent == "":  # an unset variable: not "this machine" or "the latest"
         raise UsageError(f"--{'host' if host == '' else 'parent'} is empty")
@@ -117,10 +121,10 @@ def backup(
         with open_repository(ctx, load_index=False) as repo:  # loaded under the backup's lock
             archiver = Archiver(repo, opts, progress)
             if stdin:
-                result = archiver.run_stream(sys.stdin.fileno(), stdin_filename)
+                result = archiver.run_stream(DescriptorSource(sys.stdin.fileno()), stdin_filename)
             elif stdin_from_command:
-                with run_command(paths) as command:
-                    result = archiver.run_stream(command.fd, stdin_filename, command.check)
+                with CommandSource(paths) as command:  # started under the backup's lock
+                    result = archiver.run_stream(command, stdin_filename)
             else:
                 if scanner:
                     scanner.start()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from typing import Annotated, BinaryIO
 
 import typer
 
 from fogvault.cli.common import open_repository
-from fogvault.cli.ls_cmd import lookup_in_snapshot
 from fogvault.errors import DestinationUnwritable, UsageError
 
 
@@ -31,6 +31,7 @@ def dump(
     tar archive."""
     from fogvault.repo.tree import DIR, FILE
     from fogvault.restore.dump import dump_file, dump_tar
+    from fogvault.treewalk import lookup_path
 
     if target is None and sys.stdout.isatty():
         raise UsageError("stdout is a terminal: redirect it, or give --target FILE")
@@ -38,7 +39,7 @@ def dump(
         repo.load_index()  # under the lock: a prune that ran since cannot have deleted its packs
         snap = repo.load_snapshot(repo.resolve_snapshot(snapshot))
         base = os.fsencode(path).rstrip(b"/")
-        node, subtree = lookup_in_snapshot(repo, snap.tree, base)
+        node, subtree = lookup_path(repo, snap.tree, base)
         with _output(target) as out:
             if node is not None and node.type == FILE:
                 dump_file(repo, node, out)
@@ -49,19 +50,29 @@ def dump(
 
 @contextlib.contextmanager
 def _output(target: str | None) -> Iterator[BinaryIO]:
-    """Standard output, or the file ``target`` (replaced; removed again if the dump fails)."""
+    """Standard output, or the file ``target``: written under a temporary name beside it and
+    renamed when the dump is complete, so that a dump that fails leaves an existing file as it
+    was (and no partial one)."""
     if target is None:
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        try:
+            yield sys.stdout.buffer
+            sys.stdout.buffer.flush()
+        except OSError as exc:  # a full disk, a reader that went away
+            raise DestinationUnwritable(f"cannot write to standard output: {exc.strerror}"
+                                        ) from exc
         return
+    folder = os.path.dirname(os.path.abspath(target))
     try:
-        out = open(target, "wb")  # noqa: SIM115 - closed below, removed on failure
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".fogvault-dump-")
     except OSError as exc:
         raise DestinationUnwritable(f"cannot write {target}: {exc.strerror}") from exc
     try:
-        with out:
+        with os.fdopen(fd, "wb") as out:
             yield out
-    except BaseException:
+        os.replace(temporary, target)
+    except BaseException as exc:
         with contextlib.suppress(OSError):
-            os.unlink(target)
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise DestinationUnwritable(f"cannot write {target}: {exc.strerror}") from exc
         raise

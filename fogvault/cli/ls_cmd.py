@@ -13,7 +13,6 @@ import typer
 from fogvault.cli.common import Printer, lazy_list, open_repository
 
 if TYPE_CHECKING:
-    from fogvault.repo.repository import Repository
     from fogvault.repo.tree import Node
 
 _TYPE_CHAR = {"file": "-", "dir": "d", "symlink": "l", "fifo": "p", "chardev": "c", "blockdev": "b"}
@@ -68,13 +67,13 @@ def ls(
 ) -> None:
     """List entries of a snapshot below PATH (one level unless --recursive)."""
     from fogvault.repo.tree import DIR
-    from fogvault.treewalk import walk
+    from fogvault.treewalk import lookup_path, walk
 
     out = Printer.of(ctx)
     with open_repository(ctx) as repo:
         snap = repo.load_snapshot(repo.resolve_snapshot(snapshot))
         base = os.fsencode(path).rstrip(b"/")
-        node, tree_id = lookup_in_snapshot(repo, snap.tree, base)
+        node, tree_id = lookup_path(repo, snap.tree, base)
         if node is not None and node.type != DIR:
             entries: Iterable[tuple[bytes, Node]] = [(base, node)]
         elif recursive:
@@ -86,26 +85,3 @@ def ls(
             return
         for entry_path, entry in entries:
             out.result(long_line(entry_path, entry) if long else os.fsdecode(entry_path))
-
-
-def lookup_in_snapshot(repo: Repository, tree_id: bytes, path: bytes) -> tuple[Node | None, bytes]:
-    """:func:`~fogvault.treewalk.lookup`, whose error for a relative path says that the paths
-    in a snapshot are absolute, and names the path from the current folder if the snapshot has
-    it (``ls latest data`` after ``backup data``)."""
-    from fogvault.errors import PathNotFound
-    from fogvault.repo.snapshot import source_path
-    from fogvault.treewalk import lookup
-
-    try:
-        return lookup(repo, tree_id, path)
-    except PathNotFound as exc:
-        if path.startswith(b"/"):
-            raise
-        hint = "paths in a snapshot are absolute"
-        absolute = source_path(path)
-        try:
-            lookup(repo, tree_id, absolute)
-            hint += f": did you mean {os.fsdecode(absolute)}?"
-        except PathNotFound:
-            pass
-        raise PathNotFound(f"{exc} ({hint})") from None

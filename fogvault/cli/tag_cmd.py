@@ -9,8 +9,6 @@ import typer
 from fogvault.cli.common import Printer, open_repository
 from fogvault.sizes import counted
 
-Tags = Annotated[list[str] | None, typer.Option(help="Repeatable.")]
-
 
 def register(app: typer.Typer) -> None:
     app.command("tag")(tag_cmd)

@@ -3,10 +3,11 @@
 A snapshot manifest is never changed in place: a write of one object to several targets is not
 atomic across them, and create-only writes are what keeps two writers from replacing each
 other's objects. So a retagged snapshot is written anew, with a new uid and everything else as
-it was (time, host, paths, tree, parent, the version of the program that wrote its trees), and
-then the old manifest is deleted, as restic does. If the process dies in between, both
-manifests remain, the old tags on one and the new ones on the other; nothing is lost, and the
-old one can be forgotten by uid.
+it was (time, host, paths, tree, parent, the version of the program that wrote its trees), to
+the targets that hold the old one (a snapshot that a k-of-N backup left on some targets stays
+on those), and then the old manifest is deleted, as restic does. If the process dies in
+between, both manifests remain, the old tags on one and the new ones on the other; nothing is
+lost, and the old one can be forgotten by uid.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fogvault.errors import UsageError
+from fogvault.errors import FogVaultError, UsageError
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot, new_uid, select_snapshots
 
@@ -69,6 +70,7 @@ def tag(repo: Repository, options: TagOptions) -> TagResult:
                                           options.paths)
               if not named or s.uid in named]
     result = TagResult(dry_run=options.dry_run)
+    locations = repo.snapshot_locations() if chosen and not options.dry_run else {}
     for snapshot in chosen:
         tags = options.new_tags(snapshot.tags)
         if tags == sorted(snapshot.tags):
@@ -76,12 +78,17 @@ def tag(repo: Repository, options: TagOptions) -> TagResult:
             continue
         retagged = dataclasses.replace(snapshot, uid=new_uid(), tags=tags)
         if not options.dry_run:
-            _replace(repo, snapshot, retagged)
+            _replace(repo, snapshot, retagged, locations.get(snapshot.uid, []))
         result.changed.append(TagChange(snapshot.uid, retagged.uid, tags))
     return result
 
 
-def _replace(repo: Repository, old: Snapshot, new: Snapshot) -> None:
-    """Write ``new``, then delete ``old``: never a moment without either."""
-    repo.save_snapshot(new)
+def _replace(repo: Repository, old: Snapshot, new: Snapshot, holders: list[str]) -> None:
+    """Write ``new`` to the targets that hold ``old`` (and so its data), then delete ``old``:
+    never a moment without either. A target whose write failed is dropped, so the deletion
+    leaves ``old`` there; one that never held ``old`` does not get ``new``."""
+    where = [t for t in repo.targets.active() if t.url in holders]
+    if not where:
+        raise FogVaultError(f"snapshot {old.uid} is on no reachable target; nothing changed")
+    repo.save_snapshot_copy(new, where)
     repo.delete_snapshot(old.uid)

@@ -556,10 +556,7 @@ class Repository:
     # ---- snapshots ---------------------------------------------------------------------
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
-        plaintext = snapshot.encode()
-        if len(plaintext) > MAX_SNAPSHOT_SIZE:
-            raise FogVaultError(f"snapshot manifest too large ({len(plaintext)} bytes)")
-        sealed = self._seal(ObjectKind.SNAPSHOT, snapshot.uid.encode(), plaintext)
+        sealed = self._sealed_snapshot(snapshot)
         name = snapshot_name(snapshot.uid)
         ready = self.targets.require_quorum("snapshot not saved")
         written = self.targets.write(name, sealed, only=ready)
@@ -570,6 +567,22 @@ class Repository:
                 log.warning("could not take back the uncommitted snapshot %s: %s",
                             snapshot.uid, exc)
             self.targets.require_quorum("snapshot not saved")
+
+    def save_snapshot_copy(self, snapshot: Snapshot, holders: Iterable[Target]) -> list[Target]:
+        """Write ``snapshot``, a changed copy of one that ``holders`` hold (``tag``), to those
+        targets only, which hold its data: not to the others, whatever the quorum (the snapshot
+        was committed already; a target that lacks it is repair's to bring up to date). Returns
+        the targets written; a target whose write failed is dropped."""
+        # others_later: the targets left out are not counted as having missed this write
+        return self.targets.write_to_each(snapshot_name(snapshot.uid),
+                                          self._sealed_snapshot(snapshot), only=holders,
+                                          others_later=True)
+
+    def _sealed_snapshot(self, snapshot: Snapshot) -> bytes:
+        plaintext = snapshot.encode()
+        if len(plaintext) > MAX_SNAPSHOT_SIZE:
+            raise FogVaultError(f"snapshot manifest too large ({len(plaintext)} bytes)")
+        return self._seal(ObjectKind.SNAPSHOT, snapshot.uid.encode(), plaintext)
 
     def snapshot_uids(self) -> list[str]:
         names = self.targets.list(SNAPSHOTS_DIR)

@@ -227,8 +227,10 @@ class Restorer:
                             or self._batch_blobs >= PLAN_BATCH_BLOBS):
                         yield
             stack.extend(reversed(subfolders))  # reversed: the stack pops them in name order
+        folded = set(self.options.iincludes)
         for pattern in sorted(self._unmatched):  # a typo would restore nothing, and say nothing
-            self._warn(f"--include '{pattern}' matches nothing in snapshot {self.snapshot.uid} "
+            option = "--iinclude" if pattern in folded else "--include"
+            self._warn(f"{option} '{pattern}' matches nothing in snapshot {self.snapshot.uid} "
                        "that is not excluded")
         yield
 

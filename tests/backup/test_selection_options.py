@@ -102,3 +102,12 @@ def test_restore_iinclude_and_iexclude_ignore_case(fogvault, src, tmp_path):
     assert [p.name for p in restored.rglob("*") if p.is_file()] == ["notes.txt"]
     unmatched = fogvault("restore", "-r", "repo", "latest", "-t", "out3", "--include", "docs")
     assert unmatched.returncode == 3  # case matters without the i: nothing matched
+
+
+def test_a_comment_line_that_names_a_file_is_warned_about(fogvault, src, tmp_path):
+    (tmp_path / "#draft#").write_text("emacs autosave")
+    (tmp_path / "list").write_text(f"#draft#\n{src}/big.iso\n")
+    done = _backup(fogvault, "--files-from", "list")
+    assert "line '#draft#' is a comment, but names a file, which is not backed up" in (
+        done.stderr.decode())
+    assert _backed_up(fogvault, src) == {"big.iso"}

@@ -95,3 +95,39 @@ def test_stream_options_that_do_not_fit_are_usage_errors(fogvault, repo, args, s
     assert done.returncode == 2
     assert _error(done) == f"error: {says}"
     assert _snapshots(fogvault) == []
+
+
+def test_a_password_command_cannot_take_the_stream(fogvault, repo, tmp_path):
+    """The password command gets /dev/null as its input: 'ssh vault cat pw' would otherwise
+    forward part of the stream, and a truncated backup would succeed."""
+    script = tmp_path / "pw.sh"
+    script.write_text("#!/bin/sh\nhead -c 4096 >/dev/null\necho 'correct horse battery staple'\n")
+    script.chmod(0o755)
+    data = b"".join(b"%d\n" % n for n in range(100_000))
+    done = fogvault("backup", "-r", "repo", "--stdin", "--password-command", str(script),
+                    input=data, env={"FOGVAULT_PASSWORD": ""})
+    assert done.returncode == 0, done.stderr
+    assert fogvault("dump", "-r", "repo", "latest", "/stdin").stdout == data
+
+
+def test_the_command_starts_only_once_the_repository_is_locked_for_the_backup(
+        fogvault, repo, tmp_path):
+    """A locked repository must not start (and then kill) a database dump."""
+    from conftest import PASSWORD
+
+    from fogvault.repo.repository import Repository
+
+    started = tmp_path / "started"
+    with (Repository.open([str(tmp_path / "repo")], PASSWORD, use_cache=False) as other,
+          other.lock(exclusive=True)):
+        done = fogvault("backup", "-r", "repo", "--stdin-from-command", "--", "sh", "-c",
+                        f"touch {started}; echo data")
+    assert done.returncode == 11, done.stderr
+    assert not started.exists()
+
+
+def test_a_stream_takes_no_path_list_and_none_is_read(fogvault, repo):
+    done = fogvault("backup", "-r", "repo", "--stdin", "--files-from", "-", input=b"#x\n")
+    assert done.returncode == 2
+    assert _error(done) == "error: --stdin and --stdin-from-command take no --files-from list"
+    assert _snapshots(fogvault) == []

@@ -91,3 +91,23 @@ def test_usage_errors_come_before_the_password(fogvault):
     assert done.returncode == 2
     assert done.stderr.decode().splitlines() == [
         "error: nothing to change: give --add, --remove or --set"]
+
+
+def test_a_snapshot_on_some_targets_only_is_retagged_there_only(fogvault, two_snapshots,
+                                                                 tmp_path):
+    """A k-of-N backup left a snapshot on 'one' only: its retagged copy must not appear on
+    'two', which lacks its data (it would look restorable there and is not)."""
+    (tmp_path / "two").rename(tmp_path / "two.away")
+    (tmp_path / "src" / "g").write_text("only on one")
+    done = fogvault("backup", "-r", "one", "-r", "two", "--min-targets", "1", "src", "--json")
+    assert done.returncode == 3, done.stderr
+    partial = json.loads(done.stdout.decode().splitlines()[-1])["snapshot"]
+    (tmp_path / "two.away").rename(tmp_path / "two")
+    done = fogvault("tag", "-r", "one", "-r", "two", "--add", "keep", partial, "--json")
+    assert done.returncode == 0, done.stderr
+    [change] = json.loads(done.stdout)["changed"]
+    assert change["new_uid"] in _manifests(tmp_path, "one")
+    assert change["new_uid"] not in _manifests(tmp_path, "two")
+    assert partial not in _manifests(tmp_path, "one") | _manifests(tmp_path, "two")
+    [retagged] = [s for s in _snapshots(fogvault) if s["uid"] == change["new_uid"]]
+    assert retagged["targets"] == [str(tmp_path / "one")]

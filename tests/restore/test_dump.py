@@ -118,3 +118,24 @@ def _tree(root: Path) -> dict[str, tuple]:
             what = None
         entries[os.fsdecode(path.relative_to(root))] = (st.st_mode, what)
     return entries
+
+
+def test_a_path_below_a_file_is_not_found(fogvault, snapshot_of):
+    """'big/sub/a' must not find 'sub/a' by looking among big's siblings."""
+    for path in (f"{snapshot_of}/big/sub/a", f"{snapshot_of}/big/empty"):
+        done = fogvault("dump", "-r", "repo", "latest", path)
+        assert (done.returncode, done.stdout) == (1, b"")
+        assert _error(done) == f"error: no such path in the snapshot: {path}"
+        assert fogvault("ls", "-r", "repo", "latest", path).returncode == 1
+
+
+def test_a_failed_dump_leaves_an_existing_target_file_as_it_was(fogvault, snapshot_of, tmp_path):
+    (tmp_path / "notes.txt").write_text("my precious notes")
+    for pack in (tmp_path / "repo" / "data").rglob("*"):
+        if pack.is_file():
+            pack.write_bytes(bytes(len(pack.read_bytes())))
+    done = fogvault("--no-cache", "dump", "-r", "repo", "latest", str(snapshot_of),
+                    "-t", "notes.txt")
+    assert done.returncode == 1
+    assert (tmp_path / "notes.txt").read_text() == "my precious notes"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
