@@ -56,6 +56,7 @@ from fogvault.errors import (
     RepositoryNotFound,
     SnapshotNotFound,
     TargetsBehind,
+    TargetsUnavailable,
     UnsupportedFormat,
     UsageError,
     WrongPassword,
@@ -732,16 +733,22 @@ class Repository:
         return matches[0]
 
     def _require_key_in_use_everywhere(self, action: str) -> None:
-        """UsageError unless every target, none dropped, lists the key in use (a target
-        without it could be left with no key that opens it, or one only another password
-        opens). Uses the last listing of ``keys/``, taken under the caller's lock."""
+        """An error (exit 1: nothing is wrong with the command) unless every target, none
+        dropped, lists the key in use (a target without it could be left with no key that opens
+        it, or one only another password opens). Uses the last listing of ``keys/``, taken
+        under the caller's lock."""
+        away = [t.url for t in self.targets.targets if not t.active]
+        if away:
+            raise TargetsUnavailable(
+                f"refusing to {action}: {', '.join(away)} cannot be reached, and a key is "
+                "changed only when every target can be; run again once it is reachable")
         in_use = key_name(self.key_id)
-        lacking = [t.url for t in self.targets.targets if not t.active
-                   or in_use not in (self.targets.last_listing(KEYS_DIR, t) or set())]
+        lacking = [t.url for t in self.targets.targets
+                   if in_use not in (self.targets.last_listing(KEYS_DIR, t) or set())]
         if lacking:
-            raise UsageError(
+            raise FogVaultError(
                 f"refusing to {action}: {', '.join(lacking)} does not hold the key in use "
-                f"({self.key_id}) or cannot be reached; run 'fogvault repair' first"
+                f"({self.key_id}); run 'fogvault repair' first"
             )
 
     def change_password(

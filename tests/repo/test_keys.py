@@ -7,10 +7,12 @@ from conftest import FAST_KDF, PASSWORD
 
 from fogvault.crypto import MasterKey, password_key, random_salt, seal
 from fogvault.errors import (
+    FogVaultError,
     IntegrityError,
     LockError,
     RepositoryExists,
     RepositoryNotFound,
+    TargetsUnavailable,
     UsageError,
     WrongPassword,
 )
@@ -205,8 +207,9 @@ def test_a_key_is_removed_only_while_every_target_holds_the_key_in_use(make_repo
     only_on_one = Repository.open([one], PASSWORD, use_cache=False, load_index=False)
     only_on_one.add_key(b"second", FAST_KDF)
     both = Repository.open([one, two], b"second", use_cache=False, load_index=False)
-    with pytest.raises(UsageError, match=f"{two} does not hold the key in use"):
+    with pytest.raises(FogVaultError, match=f"{two} does not hold the key in use") as refused:
         both.remove_key(repo.key_id)
+    assert refused.value.exit_code == 1  # not a usage error: the command line was right
     Repository.open([two], PASSWORD, use_cache=False, load_index=False)
 
 
@@ -221,7 +224,7 @@ def test_removals_one_after_the_other_leave_a_key_that_opens(make_repo, tmp_path
     a = Repository.open([url], PASSWORD, use_cache=False, load_index=False)
     b = Repository.open([url], b"second", use_cache=False, load_index=False)
     a.remove_key(second.key_id)
-    with pytest.raises(UsageError, match="does not hold the key in use"):
+    with pytest.raises(FogVaultError, match="does not hold the key in use"):
         b.remove_key(a.key_id)
     Repository.open([url], PASSWORD, use_cache=False, load_index=False)
 
@@ -269,3 +272,16 @@ def test_hostile_key_files_are_skipped_and_the_others_still_open(make_repo, tmp_
     with pytest.raises(IntegrityError, match="no key file can be read: 00000000000000aa, "
                                              "00000000000000bb are damaged"):
         Repository.open(repo.targets.urls, PASSWORD, use_cache=False)
+
+
+def test_a_key_is_not_removed_while_a_target_is_away_and_that_is_said(make_repo, tmp_path):
+    repo = make_repo("one", "two")
+    second = repo.add_key(b"second", FAST_KDF)
+    (tmp_path / "two").rename(tmp_path / "two.away")
+    (tmp_path / "two").mkdir()  # an unmounted disk's mount point: no repository there
+    both = Repository.open(repo.targets.urls, PASSWORD, use_cache=False, load_index=False,
+                           drop_empty_targets=True)
+    with pytest.raises(TargetsUnavailable, match="cannot be reached, and a key is changed only "
+                                                 "when every target can be"):
+        both.remove_key(second.key_id)
+    assert second.key_id in {k.key_id for k in both.key_files()}
