@@ -143,8 +143,10 @@ class Restorer:
             try:
                 root = SafeRoot(target)
             except OSError as exc:
+                why = ("a file is in the way: the target must be a folder"
+                       if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror)
                 raise DestinationUnwritable(
-                    f"cannot restore into {os.fsdecode(target)}: {exc.strerror}") from exc
+                    f"cannot restore into {os.fsdecode(target)}: {why}") from exc
             try:
                 for _ in self._plan(root):
                     if self._files:

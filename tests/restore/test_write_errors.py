@@ -212,10 +212,11 @@ def test_a_target_that_cannot_be_made_is_a_one_line_error(fogvault: Callable[...
     (tmp_path / "a-file").write_bytes(b"x")
     assert fogvault("init", "-r", "repo").returncode == 0
     assert fogvault("backup", "-r", "repo", str(src)).returncode == 0
-    done = fogvault("restore", "-r", "repo", "-V", "latest", "-t", "a-file/out")
-    assert done.returncode == 1
-    assert done.stderr == (f"error: cannot restore into {tmp_path}/a-file/out: "
-                           f"{os.strerror(errno.ENOTDIR)}\n").encode()
+    for target in ("a-file/out", "a-file"):
+        done = fogvault("restore", "-r", "repo", "-V", "latest", "-t", target)
+        assert done.returncode == 1
+        assert done.stderr == (f"error: cannot restore into {tmp_path}/{target}: a file is in "
+                               "the way: the target must be a folder\n").encode()
 
 
 @pytest.mark.parametrize("error", [errno.EACCES, errno.EROFS])
