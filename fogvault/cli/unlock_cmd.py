@@ -25,10 +25,15 @@ def unlock(
 
     out = Printer.of(ctx)
     with open_repository(ctx, load_index=False) as repo:
-        removed = remove_locks(repo.lock_store(), all_locks=remove_all)
+        done = remove_locks(repo.lock_store(), all_locks=remove_all)
     if out.json_mode:
-        out.json([lock.describe() for lock in removed])
-    else:
-        for lock in removed:
-            out.line(f"removed {lock.describe()}")
-        out.line(f"{counted(len(removed), 'lock')} removed")
+        out.json([lock.describe() for lock in done.removed])
+        return
+    for lock in done.removed:
+        out.line(f"removed {lock.describe()}")
+    out.line(f"{counted(len(done.removed), 'lock')} removed")
+    if done.unreadable:
+        what = counted(len(done.unreadable), "lock file")
+        out.line(f"{what} that cannot be read {'removed' if remove_all else 'kept'} "
+                 f"({', '.join(done.unreadable)}); they hold nothing back"
+                 + ("" if remove_all else ": 'unlock --remove-all' removes them"))

@@ -105,16 +105,22 @@ class LockStore:
         self.targets.delete(lock_name(lock_id))
 
     def all(self) -> list[LockInfo]:
-        locks = []
+        return self.scan()[0]
+
+    def scan(self) -> tuple[list[LockInfo], list[str]]:
+        """(the locks, the names of lock files that cannot be read): one that cannot be read
+        (damaged, not a lock, gone meanwhile) holds nothing back, but is named for unlock."""
+        locks, unreadable = [], []
         for name in self.targets.list(LOCKS_DIR):
             lock_id = name[len(LOCKS_DIR):]
             try:  # verified on read: a damaged copy on one target falls through to the next
                 locks.append(self.targets.read_decoded(name, lambda sealed, i=lock_id: (
                     LockInfo.decode(i, self._unseal(ObjectKind.LOCK, i.encode(), sealed,
                                                     64 * 1024)))))
-            except FogVaultError as exc:  # gone meanwhile, or unreadable: ignore it
+            except FogVaultError as exc:
                 log.debug("ignoring lock %s: %s", lock_id, exc)
-        return locks
+                unreadable.append(lock_id)
+        return locks, unreadable
 
 
 class RepositoryLock:
@@ -219,12 +225,20 @@ class NoLock:
         pass
 
 
-def remove_locks(store: LockStore, *, all_locks: bool = False) -> list[LockInfo]:
-    """Remove stale locks (or every lock); returns what was removed."""
-    removed = [lock for lock in store.all() if all_locks or lock.is_stale()]
-    for lock in removed:
-        store.delete(lock.lock_id)
-    return removed
+@dataclass(slots=True)
+class Unlocked:
+    removed: list[LockInfo]
+    unreadable: list[str]  # ids of lock files that cannot be read (removed with all_locks)
+
+
+def remove_locks(store: LockStore, *, all_locks: bool = False) -> Unlocked:
+    """Remove stale locks, or every lock and with them the lock files that cannot be read
+    (which hold nothing back, but would stay for ever)."""
+    locks, unreadable = store.scan()
+    removed = [lock for lock in locks if all_locks or lock.is_stale()]
+    for lock_id in [lock.lock_id for lock in removed] + (unreadable if all_locks else []):
+        store.delete(lock_id)
+    return Unlocked(removed, unreadable)
 
 
 def _aware(text: object) -> datetime:

@@ -45,7 +45,7 @@ def test_a_live_foreign_lock_blocks_until_it_goes_stale(make_repo):
     _plant_lock(repo, exclusive=True, pid=1, host="another-host")
     with pytest.raises(LockError, match=r"'fogvault unlock --remove-all' removes its lock"):
         repo.lock().acquire()
-    assert remove_locks(repo.lock_store()) == []  # live: unlock leaves it alone
+    assert remove_locks(repo.lock_store()).removed == []  # live: unlock leaves it alone
 
 
 def test_a_live_local_lock_is_a_running_process(make_repo):
@@ -66,7 +66,7 @@ def test_stale_locks_never_block(make_repo):
     _plant_lock(repo, exclusive=True, pid=1, host="another-host", age=timedelta(hours=1))
     with repo.lock(exclusive=True):  # not refreshed for an hour: stale
         pass
-    assert [lock.host for lock in remove_locks(repo.lock_store())] == ["another-host"]
+    assert [lock.host for lock in remove_locks(repo.lock_store()).removed] == ["another-host"]
     assert repo.lock_store().all() == []
 
 
@@ -88,3 +88,16 @@ def test_the_host_name_is_the_one_socket_reports() -> None:
     import socket  # fogvault.host avoids importing it; the name must be the same
 
     assert hostname() == socket.gethostname()
+
+
+def test_a_lock_file_that_cannot_be_read_is_removed_by_remove_all_only(make_repo, tmp_path):
+    """It blocks nobody (nothing can be read from it), but would stay for ever."""
+    repo = make_repo()
+    (tmp_path / "repo" / "locks").mkdir(exist_ok=True)
+    (tmp_path / "repo" / "locks" / "0123456789abcdef").write_bytes(b"junk")
+    kept = remove_locks(repo.lock_store())
+    assert (kept.removed, kept.unreadable) == ([], ["0123456789abcdef"])
+    assert (tmp_path / "repo" / "locks" / "0123456789abcdef").exists()
+    gone = remove_locks(repo.lock_store(), all_locks=True)
+    assert gone.unreadable == ["0123456789abcdef"]
+    assert not (tmp_path / "repo" / "locks" / "0123456789abcdef").exists()
