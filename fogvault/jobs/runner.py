@@ -8,10 +8,14 @@
 4. back up the job's paths (unreadable files, or targets left behind by a k-of-N commit, make
    the run *partial*, exit 3, and it goes on);
 5. forget by the job's retention, among this job's snapshots only (same host, same paths);
-6. prune, then check, when due (:func:`fogvault.jobs.schedule.is_due`, from the run log);
-7. repair targets that are behind (after a backup that left one behind, or a check that found
-   objects missing or damaged on a target): copy what they miss from the healthy ones; a
-   check that found problems then fails the run with exit 21, whatever the repair mended;
+6. prune, then check, when due (:func:`fogvault.jobs.schedule.is_due`, from the run log). A
+   target the check could not reach (away: unreachable, no repository) is behind, not damage,
+   and so are objects missing on a target known to be behind: the run is partial (exit 3) and
+   the check, incomplete, stays due;
+7. repair targets that are behind (after a backup that left one behind, a previous run that
+   left one behind, or a check that found objects missing or damaged on a target): copy what
+   they miss from the healthy ones; a check that found damage then fails the run with exit 21,
+   whatever the repair mended;
 8. run the ``after`` hooks (only if everything above succeeded);
 9. on failure, run the ``on_failure`` hooks; ping *success* or *failure*; append one record to
    the run log and rewrite the metrics file.
@@ -32,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fogvault.backup.archiver import Archiver, BackupOptions, normalise_paths
 from fogvault.backup.excludes import ExcludeRules
@@ -55,6 +59,7 @@ from fogvault.jobs.joblock import JobLock
 from fogvault.jobs.schedule import Schedule, is_due, next_after_last
 from fogvault.jobs.status import (
     RunLog,
+    RunLogUnreadable,
     RunRecord,
     StepResult,
     lock_dir,
@@ -63,7 +68,7 @@ from fogvault.jobs.status import (
     write_atomically,
 )
 from fogvault.maintenance.forget import forget
-from fogvault.maintenance.repair import repair
+from fogvault.maintenance.repair import RepairResult, repair
 from fogvault.maintenance.retention import apply_policy
 from fogvault.patterns import pattern_warnings
 from fogvault.repo.config import RepoConfig
@@ -74,6 +79,7 @@ from fogvault.targets.ledger import Ledger
 from fogvault.targets.policy import TargetPolicy
 
 EXIT_CHECK_FAILED = 21
+_T = TypeVar("_T")
 MAX_MESSAGES = 20
 
 
@@ -120,7 +126,11 @@ def save_record(config: Config, log: RunLog, record: RunRecord) -> None:
         unlogged.append(record)  # the metrics still show this run
     if config.monitoring.metrics_file is not None:
         try:
-            write_atomically(config.monitoring.metrics_file, metrics_text(log.records() + unlogged))
+            records = log.records() + unlogged
+        except RunLogUnreadable:  # noted by the run already: the metrics show this run alone
+            records = [record]
+        try:
+            write_atomically(config.monitoring.metrics_file, metrics_text(records))
         except OSError as exc:
             record.messages.append(f"cannot write metrics file: {exc.strerror or exc}")
 
@@ -137,6 +147,12 @@ class _JobRun:
         self.record = RunRecord(job.name, _now(), dry_run=options.dry_run)
         self.pinger = Pinger(job.hooks)
         self.check_failure: CheckFailed | None = None
+        # Targets known to lack changes: the ones the job's previous run left behind (the
+        # next open cannot always tell: a target that missed only a snapshot looks complete),
+        # then those this run's backup leaves behind. Objects missing on them are what the
+        # repair step copies, not damage.
+        self.known_behind: set[str] = set()
+        self.log_unreadable = False
 
     # ---- the run -----------------------------------------------------------------------
 
@@ -145,6 +161,7 @@ class _JobRun:
             self._ping("start", "")
             self._hooks("before", self.job.hooks.before)
             with self._open() as repo:
+                self._carry_over_targets_behind(repo)
                 self._step("backup", lambda: self._backup(repo))
                 self._step("forget", lambda: self._forget(repo))
                 self._step("prune", lambda: self._prune(repo))
@@ -273,6 +290,14 @@ class _JobRun:
 
     # ---- steps -------------------------------------------------------------------------
 
+    def _carry_over_targets_behind(self, repo: Repository) -> None:
+        """The targets the job's previous run left behind, if they are still targets."""
+        previous = self._from_log(lambda: self.log.last(self.job.name))
+        if previous is not None:
+            urls = set(repo.targets.urls)
+            self.known_behind = {url for url in previous.targets_behind if url in urls}
+            self.record.targets_behind = sorted(self.known_behind)
+
     def _backup(self, repo: Repository) -> StepResult:
         job, record = self.job, self.record
         patterns = job.exclude + ExcludeRules.read_files(job.exclude_files)
@@ -290,13 +315,14 @@ class _JobRun:
         record.errors = s.files_failed or result.warnings.total
         for warning in result.warnings[:5]:
             self._note(warning)
-        record.targets_behind = sorted(result.targets_behind)
+        self.known_behind.update(result.targets_behind)
+        record.targets_behind = sorted(self.known_behind)
         for url, why in sorted(result.targets_behind.items()):  # k-of-N commit: partial
             self._note(f"target {url} is behind: {why}")
         name = "dry run" if result.dry_run else f"snapshot {result.snapshot.uid}"
         failed = f", {record.errors} unreadable" if record.errors else ""
-        behind = (f"; {counted(len(record.targets_behind), 'target')} behind"
-                  if record.targets_behind else "")
+        behind = (f"; {counted(len(result.targets_behind), 'target')} behind"
+                  if result.targets_behind else "")
         return StepResult("done", f"{name}: {s.files_new} new, {s.files_changed} changed, "
                                   f"{counted(s.files_unchanged, 'unchanged file')}{failed}; "
                                   f"added {format_size(s.bytes_added)}{behind}")
@@ -321,8 +347,7 @@ class _JobRun:
             return StepResult("would run", ", ".join(self.record.targets_behind))
         result = repair(repo)
         if not result.ok:  # the targets stay behind, so the run is partial
-            return StepResult("incomplete", f"{counted(result.changes, 'object')} copied or fixed; "
-                              f"{len(result.unrecoverable)} could not be")
+            return StepResult("incomplete", _incomplete_repair(result))
         self.record.targets_behind = []  # full redundancy again
         return StepResult("done", f"{counted(result.changes, 'object')} copied or fixed")
 
@@ -376,21 +401,49 @@ class _JobRun:
         result = check(repo, CheckOptions(read_data_subset=subset))
         # Missing or damaged copies are what the repair step heals, from the healthy targets.
         self.record.targets_behind = [t.url for t in result.targets if not t.ok]
-        if not result.ok:
-            problems = list(result.problems) + [
-                f"{t.url}: {len(t.missing)} missing, {len(t.wrong_size)} wrong size, "
-                f"{len(t.corrupt)} corrupt" for t in result.targets if not t.ok]
+        # A target that is away (unreachable, no repository: a disk not mounted), or one known
+        # to be behind that misses objects, is behind: the run is partial, as without a check.
+        # Damage is what fails the run: copies missing on a target that should hold them,
+        # copies of the wrong size or corrupt, and problems of the repository as a whole.
+        away = [f"{t.url} not checked: {t.error or 'unreachable'}"
+                for t in result.targets if not t.reachable]
+        lagging = [f"{t.url} is behind: {counted(len(t.missing), 'object')} missing"
+                   for t in result.targets if t.reachable and t.missing
+                   and t.url in self.known_behind and not (t.wrong_size or t.corrupt)]
+        damaged = [t for t in result.targets if t.reachable and not t.ok
+                   and not (t.url in self.known_behind and not (t.wrong_size or t.corrupt))]
+        problems = list(result.problems) + [
+            f"{t.url}: {len(t.missing)} missing, {len(t.wrong_size)} wrong size, "
+            f"{len(t.corrupt)} corrupt" for t in damaged]
+        if problems:
             message = f"check found {counted(len(problems), 'problem')}: {problems[0]}"
             self.check_failure = CheckFailed(message)
+            for line in away + lagging:  # the step's line has room for the failure only
+                self._note(f"check: {line}")
             return StepResult("failed", message)
-        return StepResult("done", "no problems" + (f"; read {subset} of the data" if subset
-                                                   else ""))
+        read = f"; read {subset} of the data" if subset else ""
+        if away:  # not every copy was checked: the check stays due, and runs again next time
+            return StepResult("incomplete", f"no problems on the targets checked{read}; "
+                                            + "; ".join(away))
+        return StepResult("done", "; ".join(["no problems" + read, *lagging]))
+
+    def _from_log(self, read: Callable[[], _T]) -> _T | None:
+        """What ``read`` finds in the run log; None, and a note, when the log cannot be read:
+        the run goes on as if the job had never run (prune and check are due)."""
+        try:
+            return read()
+        except RunLogUnreadable as exc:
+            if not self.log_unreadable:
+                self.log_unreadable = True
+                self._note(f"{exc}; the run goes on as if the job had never run")
+            return None
 
     def _not_due(self, step: str, schedule: Schedule | None) -> StepResult | None:
         """A result when ``step`` is not to run now; None when it is to run."""
         if schedule is None:
             return StepResult("skipped", f"no {step} schedule set")
-        last, now = self.log.last_step_done(self.job.name, step), _now()
+        last = self._from_log(lambda: self.log.last_step_done(self.job.name, step))
+        now = _now()
         if last is not None and not is_due(schedule, last, now):
             upcoming = next_after_last(schedule, last, now)
             return StepResult("not due", f"last {last:%Y-%m-%d %H:%M}, "
@@ -401,6 +454,22 @@ class _JobRun:
 
 
 # ---- reporting -------------------------------------------------------------------------------
+
+
+def _incomplete_repair(result: RepairResult) -> str:
+    """What a repair did, and why it could not do the rest: the targets it could not reach,
+    the copies it could not write, the objects no target holds a good copy of."""
+    parts = [f"{counted(result.changes, 'object')} copied or fixed"]
+    for target in result.targets:
+        if not target.reachable:
+            parts.append(f"{target.url} not reached: {target.error or 'unreachable'}")
+        elif target.failed or target.skipped:
+            first = (target.failed or target.skipped)[0]
+            parts.append(f"{target.url}: {len(target.failed)} failed, "
+                         f"{len(target.skipped)} held back (first: {first})")
+    if result.unrecoverable:
+        parts.append(f"{len(result.unrecoverable)} could not be: {result.unrecoverable[0]}")
+    return "; ".join(parts)
 
 
 def error_message(exc: BaseException) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 
 import platformdirs
 
+from fogvault.errors import FogVaultError
 from fogvault.jobs.config import Config
 from fogvault.jobs.schedule import CronSchedule, Schedule, next_after_last
 
@@ -129,13 +130,22 @@ class RunRecord:
 # ---- the run log -----------------------------------------------------------------------------
 
 
+class RunLogUnreadable(FogVaultError):
+    """The run log is there but cannot be read (a file where a folder should be, no read
+    permission, a folder where the log should be): exit 1 for ``status``, a note for a run."""
+
+
 class RunLog:
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def append(self, record: RunRecord) -> None:
         """Append ``record`` as one line; raises OSError if it was not written whole."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where the folder should be
+            raise NotADirectoryError(errno.ENOTDIR, f"{self.path.parent} is not a folder"
+                                     ) from None
         self._rotate_if_large()
         line = (json.dumps(record.to_json(), separators=(",", ":")) + "\n").encode()
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -150,10 +160,18 @@ class RunLog:
                                         "(is the file system full?)")
 
     def records(self, job: str | None = None) -> list[RunRecord]:
-        """Every readable record (oldest first), of ``job`` only if given."""
+        """Every readable record (oldest first), of ``job`` only if given. A log that is
+        missing has none; one that is there but cannot be read raises
+        :class:`RunLogUnreadable`."""
         found: list[RunRecord] = []
         for path in (self.path.with_name(self.path.name + ".1"), self.path):
-            found += _read_records(path)
+            try:
+                found += _read_records(path)
+            except OSError as exc:
+                raise RunLogUnreadable(
+                    f"cannot read the run log {self.path}: {exc.strerror or exc} "
+                    "([monitoring] run_log in the config, or XDG_STATE_HOME, moves it)"
+                ) from exc
         return [r for r in found if job is None or r.job == job]
 
     def last(self, job: str) -> RunRecord | None:
@@ -302,13 +320,15 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: readers see the old file or the new one, never a mix."""
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Replace ``path`` with ``text`` (UTF-8 if a str): readers see the old file or the new
+    one, never a mix."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
