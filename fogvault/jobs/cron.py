@@ -9,7 +9,10 @@ An entry looks like::
 with ``crontab -l`` / ``crontab -``; with ``FOGVAULT_CRONTAB_FILE`` set, that file is read and
 written instead (tests, and systems where /etc/cron.d files are managed by hand). Guarantees:
 :func:`render` is a pure function (golden-file tested); installing replaces the job's previous
-entry; only lines under a ``# fogvault job:`` marker are ever changed or removed.
+entry; only lines under a ``# fogvault job:`` marker are ever changed or removed, and every
+other line is written back byte for byte, whatever its encoding (the crontab is handled as
+UTF-8 with ``surrogateescape``: a Latin-1 comment survives). A crontab that cannot be read or
+written is an error (exit 1) that names it and says why.
 """
 
 from __future__ import annotations
@@ -54,31 +57,54 @@ class Crontab:
         return str(self.file) if self.file else "crontab"
 
     def read(self) -> str:
+        """The crontab as text; bytes that are not UTF-8 are kept (``surrogateescape``)."""
         if self.file is not None:
-            return self.file.read_text(encoding="utf-8") if self.file.exists() else ""
+            try:
+                return _decode(self.file.read_bytes())
+            except FileNotFoundError:
+                return ""
+            except OSError as exc:
+                raise FogVaultError(f"cannot read the crontab file {self.file} "
+                                    f"({ENV_CRONTAB_FILE}): {exc.strerror or exc}") from exc
         done = _crontab(["-l"], None)
         if done.returncode != 0:
-            if "no crontab" in done.stderr.lower():
+            if b"no crontab" in done.stderr.lower():
                 return ""
-            raise FogVaultError(f"crontab -l failed: {done.stderr.strip() or done.returncode}")
-        return done.stdout
+            raise FogVaultError(f"crontab -l failed: {_message(done)}")
+        return _decode(done.stdout)
 
     def write(self, text: str) -> None:
+        data = text.encode("utf-8", "surrogateescape")  # foreign bytes as they were read
         if self.file is not None:
-            write_atomically(self.file, text)
+            try:
+                write_atomically(self.file, data)
+            except OSError as exc:
+                raise FogVaultError(f"cannot write the crontab file {self.file} "
+                                    f"({ENV_CRONTAB_FILE}): {exc.strerror or exc}") from exc
             return
-        done = _crontab(["-"], text)
+        done = _crontab(["-"], data)
         if done.returncode != 0:
-            raise FogVaultError(f"crontab - failed: {done.stderr.strip() or done.returncode}")
+            raise FogVaultError(f"crontab - failed: {_message(done)}")
 
 
-def _crontab(args: list[str], text: str | None) -> subprocess.CompletedProcess[str]:
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _message(done: subprocess.CompletedProcess[bytes]) -> str:
+    text = done.stderr.decode("utf-8", "replace").strip()
+    return text.splitlines()[0] if text else f"exit status {done.returncode}"
+
+
+def _crontab(args: list[str], data: bytes | None) -> subprocess.CompletedProcess[bytes]:
     try:
-        return subprocess.run(["crontab", *args], input=text, capture_output=True, text=True,
-                              timeout=60, check=False)
+        return subprocess.run(["crontab", *args], input=data, capture_output=True, timeout=60,
+                              check=False)
     except OSError as exc:
         raise FogVaultError(f"cannot run crontab ({exc.strerror}); is cron installed? "
                             f"(or set {ENV_CRONTAB_FILE})") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise FogVaultError(f"crontab {' '.join(args)} did not finish within 60 s") from exc
 
 
 def install(job: str, entry: str, crontab: Crontab) -> None:

@@ -83,10 +83,15 @@ def _quote(arg: str) -> str:
 
 def install(units: Units, directory: Path) -> list[str]:
     """Write the units and enable the timer; returns notes for the user."""
-    directory.mkdir(parents=True, exist_ok=True)
-    write_atomically(directory / units.service_name, units.service)
-    write_atomically(directory / units.timer_name, units.timer)
-    return _systemctl([["daemon-reload"], ["enable", "--now", units.timer_name]])
+    base = _systemctl_command()  # a bad FOGVAULT_SYSTEMCTL is refused before anything is written
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in ((units.service_name, units.service), (units.timer_name, units.timer)):
+            write_atomically(directory / name, text)
+    except OSError as exc:
+        raise FogVaultError(f"cannot write the units of job {units.job} in {directory}: "
+                            f"{exc.strerror or exc}") from exc
+    return _systemctl(base, [["daemon-reload"], ["enable", "--now", units.timer_name]])
 
 
 def remove(job: str, directory: Path) -> list[str] | None:
@@ -94,25 +99,33 @@ def remove(job: str, directory: Path) -> list[str] | None:
     files = [directory / f"{PREFIX}{job}.{kind}" for kind in ("timer", "service")]
     if not any(f.exists() for f in files):
         return None
-    notes = _systemctl([["disable", "--now", f"{PREFIX}{job}.timer"]])
+    base = _systemctl_command()
+    notes = _systemctl(base, [["disable", "--now", f"{PREFIX}{job}.timer"]])
     for path in files:
-        path.unlink(missing_ok=True)
-    return notes + _systemctl([["daemon-reload"]])
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise FogVaultError(f"cannot delete {path}: {exc.strerror or exc}") from exc
+    return notes + _systemctl(base, [["daemon-reload"]])
 
 
 def installed(directory: Path) -> list[InstalledSchedule]:
     found = []
     for path in sorted(directory.glob(f"{PREFIX}*.timer")):
         job = path.name.removeprefix(PREFIX).removesuffix(".timer")
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as exc:  # listed all the same: it is there
+            found.append(InstalledSchedule(job, "systemd",
+                                           f"(unreadable: {exc.strerror or exc})", str(path)))
+            continue
         calendars = [ln.split("=", 1)[1] for ln in lines if ln.startswith("OnCalendar=")]
         found.append(InstalledSchedule(job, "systemd", "; ".join(calendars), str(path)))
     return found
 
 
-def _systemctl(commands: list[list[str]]) -> list[str]:
+def _systemctl(base: list[str] | None, commands: list[list[str]]) -> list[str]:
     """Run ``systemctl --user`` commands; notes say what to run by hand when it cannot."""
-    base = _systemctl_command()
     if base is None:
         return [f"run: systemctl --user {shlex.join(c)}" for c in commands]
     for command in commands:
@@ -131,5 +144,8 @@ def _systemctl(commands: list[list[str]]) -> list[str]:
 def _systemctl_command() -> list[str] | None:
     configured = os.environ.get(ENV_SYSTEMCTL)
     if configured is not None:
-        return shlex.split(configured) or None
+        try:
+            return shlex.split(configured) or None
+        except ValueError as exc:  # an unterminated quote or escape
+            raise UsageError(f"{ENV_SYSTEMCTL} cannot be split into words: {exc}") from exc
     return ["systemctl"] if shutil.which("systemctl") else None
