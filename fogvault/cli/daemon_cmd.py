@@ -21,8 +21,10 @@ def register(app: typer.Typer) -> None:
 def daemon(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Run all jobs on their schedules (for containers and machines without systemd)."""
     from fogvault import interrupts
+    from fogvault.cli.run_cmd import refuse_repository_options
     from fogvault.jobs.daemon import Daemon
 
+    refuse_repository_options(ctx, "fogvault daemon")
     runner = Daemon(load(config), run_options(ctx))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
