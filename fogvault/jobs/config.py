@@ -336,7 +336,7 @@ def _read_job(r: TableReader, name: str, base: Path, repos: dict[str, Repository
     job.exclude_files = [_expand_path(p, base)
                          for p in r.strings("exclude_file") + r.strings("exclude_files")]
     job.exclude_caches = r.boolean("exclude_caches")
-    job.exclude_if_present = r.strings("exclude_if_present")
+    job.exclude_if_present = _read_markers(r)
     job.iexclude = r.strings("iexclude")
     if (size := r.string("exclude_larger_than")) is not None:
         try:
@@ -356,6 +356,18 @@ def _read_job(r: TableReader, name: str, base: Path, repos: dict[str, Repository
         job.hooks = _read_hooks(hooks)
     r.finish()
     return job
+
+
+def _read_markers(r: TableReader) -> list[str]:
+    """``exclude_if_present``: file names (a path or '.' would not name a file in the folder;
+    an empty name, which would mark every folder, is refused as an empty string)."""
+    markers = r.strings("exclude_if_present")
+    for marker in markers:
+        if "/" in marker or marker in (".", ".."):
+            r.problem("exclude_if_present", f"{marker!r} is not a file name",
+                      "give the name of a file in the folder, such as '.nobackup'")
+            return []
+    return markers
 
 
 def _read_job_repository(r: TableReader, repos: dict[str, RepositoryConfig]) -> str:

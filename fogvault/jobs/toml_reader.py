@@ -196,11 +196,16 @@ class TableReader:
         value = self.raw(key)
         if value is MISSING:
             return []
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        if isinstance(value, str) and value:
+            return [value]
+        if not isinstance(value, list):  # an empty string, a number, a table...
             self.problem(key, f"expected a list of non-empty strings, got {describe(value)}")
             return []
+        for item in value:
+            if not (isinstance(item, str) and item):
+                self.problem(key, f"expected a list of non-empty strings, got a list holding "
+                                  f"{describe(item)}")
+                return []
         return value
 
     def table(self, key: str) -> TableReader | None:
