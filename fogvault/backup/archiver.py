@@ -18,6 +18,7 @@ import errno
 import os
 import socket
 import stat
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,7 @@ class Archiver:
         """Store what ``save_root`` saves (the root tree of ``abs_paths``) and commit the
         snapshot, under the repository's lock."""
         use_one_malloc_arena()  # for library callers; the CLI and job runner call it before opening
+        _allow_deep_trees()
         with self.repo.lock() if not self.options.dry_run else NoLock() as lock:
             # Under the lock: a prune that ran since the repository was opened has replaced
             # index files, and deduplicating against its deleted packs would lose data.
@@ -523,6 +525,19 @@ class _CountingReader:
             self.archiver.summary.bytes_read += n
             self.archiver.progress.bytes_done(n)
         return n
+
+
+#: Python frames the walk may need: three a level (entry, folder, the folder's entries), for
+#: trees as deep as a path of PATH_MAX (4,096) bytes allows with one-letter names, and more
+RECURSION_FOR_DEEP_TREES = 3 * 2048 + 1000
+
+
+def _allow_deep_trees() -> None:
+    """The walk recurses once per folder level; the interpreter's default limit (1,000 frames)
+    stopped a backup at about 330 levels. Python 3.11 and later run Python-to-Python calls
+    without C stack, so a higher limit costs only the frames actually used."""
+    if sys.getrecursionlimit() < RECURSION_FOR_DEEP_TREES:
+        sys.setrecursionlimit(RECURSION_FOR_DEEP_TREES)
 
 
 def normalise_paths(paths: list[str]) -> list[bytes]:

@@ -110,7 +110,8 @@ def main_options(
 COMMAND_MODULES = {
     "init": "init_cmd", "backup": "backup_cmd", "snapshots": "snapshots_cmd", "ls": "ls_cmd",
     "find": "find_cmd", "diff": "diff_cmd", "stats": "stats_cmd", "restore": "restore_cmd",
-    "dump": "dump_cmd", "tag": "tag_cmd", "forget": "forget_cmd", "prune": "prune_cmd",
+    "dump": "dump_cmd", "tag": "tag_cmd", "rewrite": "rewrite_cmd", "forget": "forget_cmd",
+    "prune": "prune_cmd",
     "check": "check_cmd", "key": "key_cmd", "unlock": "unlock_cmd", "cat": "cat_cmd",
     "config": "config_cmd", "run": "run_cmd", "schedule": "schedule_cmd",
     "daemon": "daemon_cmd", "status": "status_cmd",

@@ -1,0 +1,68 @@
+"""``fogvault rewrite``: take paths out of existing snapshots."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fogvault.cli.common import Printer, open_repository
+from fogvault.sizes import counted
+
+#: paths listed per snapshot in the text report (JSON lists all)
+SHOWN_PATHS = 10
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rewrite")(rewrite_cmd)
+
+
+def rewrite_cmd(
+    ctx: typer.Context,
+    uids: Annotated[list[str] | None, typer.Argument(help="Snapshots to rewrite (default: "
+                                                     "those the filters select).")] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", "-e", help="Take out paths matching this.")
+    ] = None,
+    exclude_file: Annotated[
+        list[str] | None, typer.Option("--exclude-file", help="Read patterns from this file.")
+    ] = None,
+    iexclude: Annotated[
+        list[str] | None, typer.Option("--iexclude", help="As --exclude, ignoring case.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Only this host's snapshots.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only with this tag.")] = None,
+    path: Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")] = None,
+    forget: Annotated[bool, typer.Option("--forget", help="Delete the originals.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")] = False,
+) -> None:
+    """Take paths out of snapshots: each changed snapshot is saved again under a new uid
+    (the original stays unless --forget; prune frees the data)."""
+    from fogvault.backup.excludes import ExcludeRules
+    from fogvault.maintenance.rewrite import RewriteOptions, rewrite
+
+    options = RewriteOptions(
+        excludes=(exclude or []) + ExcludeRules.read_files(exclude_file or []),
+        iexcludes=iexclude or [], uids=uids or [], host=host, tags=tag or [],
+        paths=path or [], forget=forget, dry_run=dry_run)
+    options.validate()  # before the password is asked for
+    out = Printer.of(ctx)
+    with open_repository(ctx, load_index=False) as repo:  # loaded under rewrite's lock
+        result = rewrite(repo, options)
+    if out.json_mode:
+        out.json({"dry_run": dry_run, "unchanged": result.unchanged, "rewritten": [
+            {"old_uid": r.old_uid, "new_uid": r.new_uid, "removed": r.removed,
+             "original_kept": r.kept_original} for r in result.rewritten]})
+        return
+    for r in result.rewritten:
+        out.line(f"{r.old_uid} -> {r.new_uid}: {counted(len(r.removed), 'path')} taken out")
+        for removed in r.removed[:SHOWN_PATHS]:
+            out.line(f"  {removed}")
+        if len(r.removed) > SHOWN_PATHS:
+            out.line(f"  ... and {len(r.removed) - SHOWN_PATHS} more (--json lists them)")
+        if r.kept_original:
+            out.line(f"  original kept: {r.kept_original}")
+    verb = "would rewrite" if dry_run else "rewrote"
+    out.line(f"{verb} {counted(len(result.rewritten), 'snapshot')}"
+             + (f", {result.unchanged} unchanged" if result.unchanged else "")
+             + ("; run 'fogvault prune' to free the data" if forget and not dry_run else ""))

@@ -1,0 +1,112 @@
+"""``rewrite``: paths taken out of existing snapshots, through the real CLI; prune then frees
+what only they used, and everything else restores as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from conftest import PASSWORD
+
+from fogvault.errors import UsageError
+from fogvault.maintenance.rewrite import RewriteOptions, rewrite
+from fogvault.repo.repository import Repository
+from fogvault.treewalk import walk
+from tests.backup.test_deep_trees import nested
+
+
+@pytest.fixture
+def two_backups(fogvault, tmp_path):
+    """Two snapshots of ``src``, which holds a secret folder, on targets 'one' and 'two'."""
+    src = tmp_path / "src"
+    (src / "home" / ".ssh").mkdir(parents=True)
+    (src / "home" / ".ssh" / "id_ed25519").write_bytes(b"SECRET KEY " + os.urandom(64))
+    (src / "home" / "notes.txt").write_text("first")
+    (src / "Secrets.TXT").write_text("also secret")
+    assert fogvault("init", "-r", "one", "-r", "two", "--kdf", "interactive").returncode == 0
+    assert fogvault("backup", "-r", "one", "-r", "two", "src", "--tag", "t").returncode == 0
+    (src / "home" / "notes.txt").write_text("second")
+    assert fogvault("backup", "-r", "one", "-r", "two", "src").returncode == 0
+    return src
+
+
+def _snapshots(fogvault) -> list[dict]:
+    return json.loads(fogvault("snapshots", "-r", "one", "-r", "two", "--json").stdout)
+
+
+def _files(tmp_path, uid: str) -> dict[str, bytes]:
+    with Repository.open([str(tmp_path / "one")], PASSWORD, use_cache=False) as repo:
+        return {os.fsdecode(path).rsplit("/src/", 1)[1]: b"".join(
+                    repo.load_blob(blob) for blob in node.content)
+                for path, node in walk(repo, repo.load_snapshot(uid).tree)
+                if node.type == "file"}
+
+
+def test_rewrite_forget_and_prune_leave_no_trace_of_the_secret(fogvault, two_backups, tmp_path):
+    before = _snapshots(fogvault)
+    secret = (two_backups / "home" / ".ssh" / "id_ed25519").read_bytes()
+    done = fogvault("rewrite", "-r", "one", "-r", "two", "--exclude", ".ssh", "--iexclude",
+                    "secrets.txt", "--forget", "--json")
+    assert done.returncode == 0, done.stderr
+    rewritten = json.loads(done.stdout)["rewritten"]
+    assert [r["old_uid"] for r in rewritten] == [s["uid"] for s in before]
+    assert all(sorted(r["removed"]) == [f"{two_backups}/Secrets.TXT",
+                                        f"{two_backups}/home/.ssh"] for r in rewritten)
+    after = _snapshots(fogvault)
+    assert [s["uid"] for s in after] == [r["new_uid"] for r in rewritten]
+    kept = ("time", "host", "paths", "tags", "parent")
+    assert [{k: s[k] for k in kept} for s in after] == [{k: s[k] for k in kept} for s in before]
+    assert _files(tmp_path, after[0]["uid"]) == {"home/notes.txt": b"first"}
+    assert _files(tmp_path, after[1]["uid"]) == {"home/notes.txt": b"second"}
+    assert fogvault("prune", "-r", "one", "-r", "two").returncode == 0
+    for target in ("one", "two"):  # the secret's chunk is gone from every target
+        with Repository.open([str(tmp_path / target)], PASSWORD, use_cache=False) as repo:
+            repo.load_index()
+            assert repo.blob_id(secret) not in repo.index
+    assert fogvault("check", "-r", "one", "-r", "two", "--read-data").returncode == 0
+
+
+def test_without_forget_the_originals_stay_and_a_dry_run_changes_nothing(
+        fogvault, two_backups, tmp_path):
+    before = _snapshots(fogvault)
+    listing = sorted(os.listdir(tmp_path / "one" / "snapshots"))
+    done = fogvault("rewrite", "-r", "one", "-r", "two", "--exclude", ".ssh", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines()[-1] == "would rewrite 2 snapshots"
+    assert sorted(os.listdir(tmp_path / "one" / "snapshots")) == listing
+    done = fogvault("rewrite", "-r", "one", "-r", "two", "--exclude", ".ssh", before[0]["uid"])
+    assert done.returncode == 0, done.stderr
+    assert len(_snapshots(fogvault)) == 3
+    again = fogvault("rewrite", "-r", "one", "-r", "two", "--exclude", "no-such-thing")
+    assert again.stdout.decode().splitlines()[-1] == "rewrote 0 snapshots, 3 unchanged"
+
+
+def test_a_deep_tree_is_rewritten_without_recursion(make_repo, tmp_path):
+    """Folders deeper than Python's recursion limit: the filter is iterative."""
+    from fogvault.backup.archiver import Archiver, BackupOptions
+
+    deep = tmp_path / "src"
+    with nested(deep, 1100):
+        bottom = os.path.join(deep, *["d"] * 1100)
+        os.rename(os.path.join(bottom, "file"), os.path.join(bottom, "secret"))
+        with open(os.path.join(bottom, "keep"), "w") as f:
+            f.write("y")
+        repo = make_repo("repo")
+        Archiver(repo, BackupOptions()).run([str(deep)])
+    result = rewrite(repo, RewriteOptions(excludes=["secret"], forget=True))
+    [done] = result.rewritten
+    assert done.removed == [f"{bottom}/secret"]
+    [snapshot] = repo.snapshots()
+    names = [p.rsplit(b"/", 1)[1] for p, n in walk(repo, snapshot.tree) if n.type == "file"]
+    assert names == [b"keep"]
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    (RewriteOptions(), "nothing to take out: give --exclude or --iexclude"),
+    (RewriteOptions(excludes=["x"], uids=["ab"], tags=["t"]),
+     "give snapshot uids or --host/--tag/--path filters, not both"),
+])
+def test_options_that_make_no_sense_are_refused(make_repo, options, says):
+    with pytest.raises(UsageError, match=f"^{says}$".replace("-", r"\-")):
+        rewrite(make_repo("repo"), options)
