@@ -15,12 +15,16 @@ leaves loose so that the contract in :mod:`fogvault.storage.base` holds:
   split into ranges that could mix two versions); a range past the end (HTTP 416) is an empty
   short read. Listings are paged through ``ListObjectsV2`` as they are consumed; no cache.
   A request during which no data moves for ``stall_timeout`` seconds fails as transient
-  (:meth:`S3Storage._guarded`).
+  (:meth:`S3Storage._guarded`). In a bucket that does not exist, a read or stat finds no
+  object (a target without a repository: ``create`` makes the bucket); a listing, write or
+  delete fails (``NoSuchBucket``, permanent).
 * :class:`SftpStorage` (``sftp://user@host:port/path``): writes go to a dot-named temporary in
   the same folder, are fsync'ed (``fsync@openssh.com``), then renamed: ``posix-rename`` for
   overwrites, the plain SFTPv3 RENAME for create-only (OpenSSH implements it as link+unlink,
   which fails if the name exists). Ranged reads use offsets (sshfs's ``cat_file`` ignores ranges).
-  A lost connection is reopened on the next call.
+  A lost connection is reopened on the next call. A write pipelines its WRITE requests
+  itself and awaits every one (:func:`_write_blocks`). A failed connection is a sentence, and
+  permanent when retrying soon cannot help (:meth:`SftpStorage._connect_error`).
 
 Every library exception leaves as a :class:`StorageError`: see :func:`classify`.
 """
@@ -35,6 +39,7 @@ import io
 import logging
 import math
 import os
+import socket
 import stat as stat_module
 import threading
 import time
@@ -47,6 +52,7 @@ from urllib.parse import unquote, urlsplit
 import fsspec
 from fsspec.asyn import sync
 
+from fogvault.errors import UsageError
 from fogvault.sizes import parse_size
 from fogvault.storage.base import (
     TEMP_PREFIX,
@@ -62,6 +68,7 @@ from fogvault.storage.errors import (
     StorageError,
     TransientStorageError,
 )
+from fogvault.storage.identity import hide_password
 from fogvault.storage.s3_multipart import (
     MIN_PART_SIZE,
     MultipartUpload,
@@ -138,6 +145,11 @@ def _http_response(exc: BaseException | None) -> dict[str, Any] | None:
     return None
 
 
+def _no_bucket(exc: BaseException) -> bool:
+    """Whether S3 answered ``NoSuchBucket`` (anywhere in the cause chain)."""
+    return (_http_response(exc) or {}).get("Error", {}).get("Code") == "NoSuchBucket"
+
+
 def _classify_http(status: int) -> type[StorageError]:
     if status == 404:
         return ObjectNotFound
@@ -184,6 +196,66 @@ def _classify_botocore(exc: BaseException) -> type[StorageError]:
     if isinstance(exc, aiohttp.ClientError):  # e.g. a body cut short: ClientPayloadError
         return TransientStorageError
     return PermanentStorageError  # a bug or a bad setting: retrying will not help
+
+
+# ----------------------------------------------------------------------------- library logs
+
+#: Where the event loop's and asyncssh's own log records go (shown with -vv): FogVault reports
+#: what failed itself, in one line, so their warnings must not reach the user's stderr.
+transport_log = logging.getLogger("fogvault.storage.transport")
+
+#: Exceptions from these packages in an asyncio record ("Task exception was never retrieved")
+#: are the transports' own.
+_TRANSPORT_PACKAGES = ("asyncssh", "sshfs", "aiohttp", "aiobotocore", "botocore", "s3fs",
+                       "fsspec", "fogvault")
+_quieted = False
+_quiet_lock = threading.Lock()
+
+
+class _ToDebug(logging.Filter):
+    """Drops a record of the ``asyncio`` logger that comes from FogVault's transports (from
+    fsspec's event loop thread, or about an exception of a transport package), after logging
+    it again at DEBUG on :data:`transport_log`. Without it Python's last-resort handler printed
+    them on stderr: tens of "socket.send() raised exception." lines when an SFTP server died
+    during an upload."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _from_transport(record):
+            return True
+        _to_debug(record)
+        return False
+
+
+class _ForwardToDebug(logging.Handler):
+    """Takes every record of the ``asyncssh`` loggers (and their children, such as
+    ``asyncssh.sftp``) to :data:`transport_log`, at DEBUG."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _to_debug(record)
+
+
+def _to_debug(record: logging.LogRecord) -> None:
+    transport_log.debug("%s: %s", record.name, record.getMessage(), exc_info=record.exc_info)
+
+
+def _from_transport(record: logging.LogRecord) -> bool:
+    if record.threadName == "fsspecIO":  # fsspec's loop: every s3:// and sftp:// request
+        return True
+    exc = record.exc_info[1] if record.exc_info else None
+    return exc is not None and type(exc).__module__.partition(".")[0] in _TRANSPORT_PACKAGES
+
+
+def _quiet_transport_logs() -> None:
+    """Keep the ``asyncio`` and ``asyncssh`` loggers' records about FogVault's transports off
+    stderr, at DEBUG on :data:`transport_log` instead (once per process)."""
+    global _quieted
+    with _quiet_lock:
+        if not _quieted:
+            logging.getLogger("asyncio").addFilter(_ToDebug())
+            ssh = logging.getLogger("asyncssh")
+            ssh.addHandler(_ForwardToDebug())
+            ssh.propagate = False
+            _quieted = True
 
 
 # ----------------------------------------------------------------------------- memory://
@@ -425,6 +497,7 @@ class S3Storage(FsspecStorage):
         self.stall_timeout = stall_timeout_setting(options)
         # fsspec caches instances by settings: targets on one endpoint share a client
         self.fs = s3fs.S3FileSystem(**s3_options(options))
+        _quiet_transport_logs()
         self.bucket, self.prefix = bucket, prefix
         self.root = f"{bucket}/{prefix}" if prefix else bucket
         self.url = f"s3://{self.root}"
@@ -447,7 +520,24 @@ class S3Storage(FsspecStorage):
         except Exception as exc:
             if _http_status(exc) == 416:  # the range starts at or past the end
                 return b""
+            if _no_bucket(exc):
+                raise self._not_in_missing_bucket(name) from exc
             raise _error(exc, self.url, name) from exc
+
+    def stat(self, name: str) -> ObjectInfo:
+        try:
+            return super().stat(name)
+        except PermanentStorageError as exc:
+            if _no_bucket(exc):
+                raise self._not_in_missing_bucket(name) from exc
+            raise
+
+    def _not_in_missing_bucket(self, name: str) -> ObjectNotFound:
+        """A read or stat in a bucket that does not exist: the object is not there (so a new
+        bucket reads as a target without a repository, which ``create`` makes). Listings,
+        writes and deletes there stay errors: a listing must never pass for an empty target."""
+        return ObjectNotFound(f"no such object (bucket {self.bucket} does not exist)",
+                              target=self.url, name=name)
 
     def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         path = self._path(name)
@@ -595,13 +685,14 @@ def sftp_options(
     parts = urlsplit(url)
     if not parts.hostname:
         raise PermanentStorageError(f"no host in {url!r}; use sftp://user@host:port/path")
+    port = sftp_port(url)
     opts = dict(options)
     if parts.username:
         opts.setdefault("username", unquote(parts.username))
     if parts.password:
         opts.setdefault("password", unquote(parts.password))
-    if parts.port:
-        opts.setdefault("port", parts.port)
+    if port:
+        opts.setdefault("port", port)
     if env.get("FOGVAULT_SFTP_KEY"):
         opts.setdefault("client_keys", [env["FOGVAULT_SFTP_KEY"]])
     # sshfs turns a missing known_hosts into None (no host-key check); () is asyncssh's default
@@ -617,6 +708,41 @@ def sftp_options(
     return parts.hostname, (path[3:] if home else path) or ".", opts
 
 
+def sftp_port(url: str) -> int | None:
+    """The port of an ``sftp://`` URL (None if it names none); a bad one is a usage error."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # not a number, or out of range
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise UsageError(f"bad port in {hide_password(url)!r}: use a number from 1 to 65535")
+    return port
+
+
+def check_sftp_files(opts: Mapping[str, Any], explicit: Mapping[str, Any]) -> None:
+    """A usage error naming the file if a key file (``client_keys``) or the known_hosts file
+    in ``opts`` (from :func:`sftp_options`) cannot be read; ``explicit``: the options given,
+    to say where the file was named. asyncssh would raise FileNotFoundError when connecting,
+    which reads as a missing object: "no repository", exit 10."""
+    keys = opts.get("client_keys")
+    for key in [keys] if isinstance(keys, str | os.PathLike) else keys or ():
+        if isinstance(key, str | os.PathLike):
+            _readable(key, "the SFTP key" if "client_keys" in explicit else "FOGVAULT_SFTP_KEY")
+    known = opts.get("known_hosts")
+    if isinstance(known, str | os.PathLike):
+        _readable(known, "the known_hosts file" if "known_hosts" in explicit
+                  else "FOGVAULT_SFTP_KNOWN_HOSTS")  # fmt: skip
+
+
+def _readable(path: str | os.PathLike[str], what: str) -> None:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"cannot read {what} {os.fspath(path)}: {reason}") from None
+
+
 #: Folders read at once by a listing (concurrently, on one channel).
 LIST_FOLDERS = 32
 
@@ -626,9 +752,11 @@ class SftpStorage(Storage):
 
     def __init__(self, url: str, **options: Any) -> None:
         self._host, self.root, self._options = sftp_options(url, options)
+        check_sftp_files(self._options, options)
         parts = urlsplit(url)
         user = f"{parts.username}@" if parts.username else ""
         port = f":{parts.port}" if parts.port else ""
+        _quiet_transport_logs()
         self.url = f"sftp://{user}{parts.hostname}{port}{parts.path.rstrip('/')}"
         self._fs: Any = None
         self._lock = threading.Lock()
@@ -656,9 +784,52 @@ class SftpStorage(Storage):
         except StorageError:
             raise
         except Exception as exc:
-            if fs is not None and _connection_lost(exc):
+            if fs is None:  # connecting failed: no request was sent
+                raise self._connect_error(exc, name) from exc
+            if _connection_lost(exc):
                 self._disconnect(fs)
             raise _error(exc, self.url, name) from exc
+
+    def _connect_error(self, exc: Exception, name: str) -> StorageError:
+        """A failed connection as a sentence. An unknown host, a refused connection or a
+        refused host key or login is permanent: the target is not there (or not ours) at
+        this address, and retrying within seconds will not change that (restic does not
+        retry them either). A time-out, a temporary DNS failure or a network error is
+        transient."""
+        import asyncssh
+
+        port = self._options.get("port", 22)
+        where = f"{self._host} port {port}"
+        kind: type[StorageError] = PermanentStorageError
+        if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+            message = (f"the host key of {where} is not trusted: check its fingerprint, then "
+                       f"add it with 'ssh-keyscan -p {port} {self._host} >> "
+                       "~/.ssh/known_hosts', or name a known_hosts file that holds it in "
+                       "FOGVAULT_SFTP_KNOWN_HOSTS")
+        elif isinstance(exc, asyncssh.PermissionDenied | PermissionError):
+            message = (f"login refused by {where} (permission denied): check the user name "
+                       "and the key (FOGVAULT_SFTP_KEY)")
+        elif isinstance(exc, ConnectionRefusedError):
+            message = f"connection refused by {where} (is the SSH server running?)"
+        elif isinstance(exc, socket.gaierror):
+            message = f"host not found: {self._host}"
+            if exc.errno == socket.EAI_AGAIN:  # the resolver could not answer now
+                kind, message = TransientStorageError, f"{message} (temporary DNS failure)"
+        elif isinstance(exc, TimeoutError):
+            kind, message = TransientStorageError, f"connecting to {where} timed out"
+        elif isinstance(exc, OSError) and exc.filename is None and exc.strerror:
+            kind = classify(exc)  # unreachable network, reset...: by errno
+            kind = TransientStorageError if kind is ObjectNotFound else kind
+            message = f"cannot connect to {where}: {exc.strerror.lower()}"
+        elif isinstance(exc, OSError):  # a file asyncssh was given (a key, known_hosts)
+            what = f" {exc.filename}" if exc.filename else ""
+            message = f"cannot read{what}: {exc.strerror or exc}"
+        else:
+            kind = classify(exc)
+            if kind in (ObjectNotFound, ObjectExists):  # no request was made: neither applies
+                kind = PermanentStorageError
+            message = _describe(exc)
+        return kind(message, target=self.url, name=name)
 
     @staticmethod
     async def _on_channel(fs: Any, func: Any, *args: Any) -> Any:
@@ -807,15 +978,16 @@ async def _sftp_write(channel: Any, tmp: str, path: str, data: bytes | memoryvie
     """Write ``tmp``, fsync it, rename it to ``path``. True if create-only found ``path`` taken."""
     from asyncssh import sftp
 
+    # block_size=0: each f.write() is one WRITE request, awaited by its caller (_write_blocks)
     try:
-        f = await channel.open(tmp, "xb")
+        f = await channel.open(tmp, "xb", block_size=0)
     except sftp.SFTPNoSuchFile:
         await channel.makedirs(tmp.rpartition("/")[0], exist_ok=True)
-        f = await channel.open(tmp, "xb")
+        f = await channel.open(tmp, "xb", block_size=0)
     published = False
     try:
         async with f:
-            await f.write(data, 0)
+            await _write_blocks(f, data, channel.limits.max_write_len or WRITE_BLOCK)
             await _fsync(f)
         if overwrite:
             await channel.posix_rename(tmp, path)
@@ -827,6 +999,35 @@ async def _sftp_write(channel: Any, tmp: str, path: str, data: bytes | memoryvie
         if not published:
             with suppress(Exception):  # best effort: the error that got us here matters more
                 await channel.remove(tmp)
+
+
+#: An SFTP WRITE request's size where the server states no limit (OpenSSH takes 256 KiB)...
+WRITE_BLOCK = 240 * 1024
+#: ... and about how many bytes of one object are in flight at once (as asyncssh's own writer).
+WRITE_IN_FLIGHT = 4 * 1024**2
+
+
+async def _write_blocks(f: Any, data: bytes | memoryview, block: int) -> None:
+    """Write ``data`` at offset 0 of ``f``, a few WRITE requests in flight at once (not
+    asyncssh's parallel writer: when the connection is lost, it raises on the first failed
+    request and leaves the others' tasks unawaited, which asyncio then prints as tracebacks,
+    "Task exception was never retrieved", when they are collected). Every task started here is
+    awaited or cancelled, and its outcome retrieved, before this returns or raises."""
+    view = memoryview(data).cast("B")
+    offsets = iter(range(0, len(view), block))
+
+    async def sender() -> None:
+        for offset in offsets:  # shared: each block is taken by one sender
+            await f.write(view[offset : offset + block], offset)
+
+    count = min(max(WRITE_IN_FLIGHT // block, 1), math.ceil(len(view) / block))
+    tasks = [asyncio.ensure_future(sender()) for _ in range(count)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:  # the first failure ends the write: stop the rest, and collect every outcome
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _fsync(f: Any) -> None:

@@ -26,6 +26,7 @@ when it is proven:
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +52,8 @@ class RetryingStorage(Storage):
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
+        if not (0 <= base_delay < math.inf and 0 <= max_delay < math.inf):  # also NaN
+            raise ValueError("retry delays must be finite numbers of seconds, at least 0")
         self.inner = inner
         self.url = inner.url
         self.attempts = attempts
@@ -62,7 +65,8 @@ class RetryingStorage(Storage):
 
     def _delay(self, retry: int) -> float:
         """Full jitter: uniform in [0, min(max_delay, base_delay * 2**retry)]."""
-        return self._random.uniform(0, min(self.max_delay, self.base_delay * 2**retry))
+        # 2**retry capped: a float overflows past 2**1023 (FOGVAULT_RETRY_ATTEMPTS may be large)
+        return self._random.uniform(0, min(self.max_delay, self.base_delay * 2**min(retry, 64)))
 
     def _call(
         self,

@@ -12,6 +12,10 @@ from dataclasses import dataclass, fields
 
 from fogvault.errors import UsageError
 
+#: The longest wait before a retry, in seconds (FOGVAULT_RETRY_DELAY, FOGVAULT_RETRY_MAX_DELAY):
+#: a longer one holds a run for hours on one failing request.
+MAX_RETRY_DELAY = 3600.0
+
 #: environment variable -> (field, type)
 _ENV = {
     "FOGVAULT_RETRY_ATTEMPTS": ("retry_attempts", int),
@@ -44,8 +48,10 @@ class TargetPolicy:
             raise UsageError("--min-targets must be at least 1")
         if self.retry_attempts < 1 or self.concurrency < 1 or self.read_failures_to_drop < 1:
             raise UsageError("retry attempts, concurrency and read failures must be at least 1")
-        if self.retry_base_delay < 0 or self.retry_max_delay < 0:
-            raise UsageError("retry delays cannot be negative")
+        for delay in (self.retry_base_delay, self.retry_max_delay):
+            if not 0 <= delay <= MAX_RETRY_DELAY:  # also NaN
+                raise UsageError(f"retry delays must be from 0 to {MAX_RETRY_DELAY:g} seconds, "
+                                 f"not {delay!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **explicit: object) -> TargetPolicy:
@@ -57,6 +63,9 @@ class TargetPolicy:
                     values[name] = kind(text)
                 except ValueError:
                     raise UsageError(f"{var}={text!r} is not a number") from None
+                if kind is float and not 0 <= values[name] <= MAX_RETRY_DELAY:  # also NaN
+                    raise UsageError(f"{var}={text!r}: use a number of seconds from 0 to "
+                                     f"{MAX_RETRY_DELAY:g}")
         known = {f.name for f in fields(cls)}
         values.update({k: v for k, v in explicit.items() if k in known and v is not None})
         return cls(**values)  # type: ignore[arg-type]

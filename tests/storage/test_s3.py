@@ -14,6 +14,7 @@ import pytest
 
 from fogvault.storage import (
     ObjectExists,
+    ObjectNotFound,
     PermanentStorageError,
     TransientStorageError,
     open_storage,
@@ -92,18 +93,29 @@ def test_create_makes_the_bucket_once(s3_env) -> None:
     assert storage.url == f"s3://{bucket}/repo"
 
 
-def test_a_missing_bucket_is_a_permanent_error_not_a_missing_object(s3_env) -> None:
-    storage = open_storage(f"s3://fogvault-missing-{uuid.uuid4().hex[:8]}/repo")
-    with pytest.raises(PermanentStorageError, match="NoSuchBucket"):
-        storage.read("config")
+def test_in_a_missing_bucket_no_object_is_there_but_listing_and_writing_fail(s3_env) -> None:
+    """Reading or stat-ing an object in a bucket that does not exist: the object is not there
+    (so a new bucket is a target without a repository, where 'run --init' creates one). A
+    listing must never pass for an empty target, nor a write or delete for done."""
+    bucket = f"fogvault-missing-{uuid.uuid4().hex[:8]}"
+    storage = open_storage(f"s3://{bucket}/repo")
+    for read in (lambda: storage.read("config"), lambda: storage.read("config", 0, 10),
+                 lambda: storage.read("config", 0, 0), lambda: storage.stat("keys/a")):
+        with pytest.raises(ObjectNotFound, match=f"bucket {bucket} does not exist"):
+            read()
+    assert not storage.exists("config")
     with pytest.raises(PermanentStorageError, match="NoSuchBucket"):
         storage.write("config", b"1")
     with pytest.raises(PermanentStorageError, match="NoSuchBucket"):
         list(storage.list())
     with pytest.raises(PermanentStorageError, match="NoSuchBucket"):
-        storage.exists("config")
+        list(storage.list("keys/"))
     with pytest.raises(PermanentStorageError, match="NoSuchBucket"):
         storage.delete("config")
+    storage.create()  # the bucket now exists: the same calls find an empty target
+    with pytest.raises(ObjectNotFound, match=r"no such object$"):
+        storage.read("config")
+    assert list(storage.list()) == []
 
 
 def test_wrong_credentials_are_a_permanent_error(s3_url, s3_env) -> None:
