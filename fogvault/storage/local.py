@@ -66,6 +66,9 @@ class LocalStorage(Storage):
     def create(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:  # the root, or a folder above it
+            raise PermanentStorageError("a file is in the way: a target must be a folder",
+                                        target=self.url, name="") from exc
         except OSError as exc:
             raise self._error(exc, "") from exc
 

@@ -90,3 +90,13 @@ def test_control_characters_in_a_tag_are_shown_escaped_in_the_table(fogvault, re
     lines = done.stdout.decode().splitlines()
     assert len(lines) == 4  # header, rule, one row, the count: the newline did not split it
     assert "a\\nb\\x1b[31m" in lines[2] and "\x1b" not in done.stdout.decode()
+
+
+@pytest.mark.parametrize("target", ["a-file", "a-file/below"])
+def test_a_file_where_a_target_folder_belongs_is_said_so(fogvault, tmp_path, target):
+    (tmp_path / "a-file").write_text("mine")
+    done = fogvault("init", "-r", target, "--kdf", "interactive")
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines() == [
+        f"error: {tmp_path / target}: a file is in the way: a target must be a folder"]
+    assert (tmp_path / "a-file").read_text() == "mine"
