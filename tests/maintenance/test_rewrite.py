@@ -3,6 +3,7 @@ what only they used, and everything else restores as it was."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -110,3 +111,48 @@ def test_a_deep_tree_is_rewritten_without_recursion(make_repo, tmp_path):
 def test_options_that_make_no_sense_are_refused(make_repo, options, says):
     with pytest.raises(UsageError, match=f"^{says}$".replace("-", r"\-")):
         rewrite(make_repo("repo"), options)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_rewritten_snapshot_is_the_original_without_what_matches(make_repo, tmp_path, seed):
+    """Random trees and patterns: every entry of the copy is the original's entry at the same
+    path (subtree ids aside), and an original entry is missing from the copy exactly when it or
+    a folder above it matches."""
+    import random
+
+    from fogvault.backup.archiver import Archiver, BackupOptions
+    from fogvault.patterns import PathPatterns
+
+    rng = random.Random(seed)
+    src = tmp_path / "src"
+    folders = [src]
+    src.mkdir()
+    for n in range(60):
+        parent = rng.choice(folders)
+        name = rng.choice(["a", "b", "cache", "x.tmp", "Keep", "key.pem"]) + str(n % 7)
+        if (parent / name).exists():
+            continue
+        if rng.random() < 0.35:
+            (parent / name).mkdir()
+            folders.append(parent / name)
+        else:
+            (parent / name).write_bytes(rng.randbytes(rng.randrange(0, 3000)))
+    patterns = rng.sample(["cache*", "*.tmp*", "/**/Keep?", "b1", "key.pem*", "a[0-3]"], 2)
+    repo = make_repo("repo")
+    Archiver(repo, BackupOptions()).run([str(src)])
+    Archiver(repo, BackupOptions(tags=["second"])).run([str(folders[-1])])  # another root
+    originals = {s.uid: s for s in repo.snapshots()}
+    result = rewrite(repo, RewriteOptions(excludes=patterns))
+    assert result.rewritten  # the patterns are chosen among the names the tree uses
+    matcher = PathPatterns(patterns)
+    copies = {r.old_uid: r.new_uid for r in result.rewritten}
+    for uid, original in originals.items():
+        before = dict(walk(repo, original.tree))
+        after = dict(walk(repo, repo.load_snapshot(copies[uid]).tree)) if uid in copies else before
+        def gone(path: bytes) -> bool:
+            parts = path.split(b"/")
+            return any(matcher.matches(b"/".join(parts[:i])) for i in range(2, len(parts) + 1))
+        assert set(after) == {p for p in before if not gone(p)}
+        for path, node in after.items():
+            assert dataclasses.replace(node, subtree=None) == dataclasses.replace(
+                before[path], subtree=None)
