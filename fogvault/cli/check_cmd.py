@@ -9,10 +9,11 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository
 from fogvault.errors import EXIT_ERROR
+from fogvault.repo.format import pack_name
 from fogvault.sizes import counted
 
 if TYPE_CHECKING:
-    from fogvault.maintenance.check import CheckResult
+    from fogvault.maintenance.check import CheckResult, TargetReport
 
 
 def register(app: typer.Typer) -> None:
@@ -42,13 +43,6 @@ def check_cmd(
         raise typer.Exit(EXIT_ERROR)
 
 
-#: what becomes of packs no index lists: with data missing from the index, they may hold it
-_UNINDEXED_FATE = {
-    False: "('prune' removes them)",
-    True: "(they may hold the missing data: 'fogvault repair --index' lists them again)",
-}
-
-
 def _report(out: Printer, result: CheckResult) -> None:
     if out.json_mode:
         out.json_line({"message_type": "summary", **asdict(result), "ok": result.ok,
@@ -69,10 +63,31 @@ def _report(out: Printer, result: CheckResult) -> None:
         for kind in ("missing", "wrong_size", "corrupt"):
             for name in getattr(target, kind):
                 say(f"  {kind.replace('_', ' ')}: {name}")
-        if target.unindexed_packs:
-            say(f"  note: {counted(target.unindexed_packs, 'pack')} no index lists "
-                + _UNINDEXED_FATE[bool(result.problems)])
+        for note in _notes(result, target):
+            say(f"  note: {note}")
     if result.ok:
         out.line("no errors were found")
     else:
         out.problem("errors were found")
+
+
+def _notes(result: CheckResult, target: TargetReport) -> list[str]:
+    """What the target holds under data/ beyond the live packs, and what becomes of it."""
+    notes = []
+    pruned = target.unindexed_pruned
+    others = target.unindexed_packs - pruned
+    if others:
+        fate = ("they may hold the missing data: 'fogvault repair --index' lists them again"
+                if result.data_missing else "'prune' removes them")
+        notes.append(f"{counted(others, 'pack')} no index lists ({fate})")
+    if pruned:
+        notes.append(f"{counted(pruned, 'pack')} no index lists, which a prune deleted "
+                     "elsewhere ('prune' removes them)")
+    for name in target.misplaced:
+        place = pack_name(bytes.fromhex(name.rsplit("/", 1)[-1]))
+        notes.append(f"{name} is a copy of a pack outside its folder: prune leaves it (move it "
+                     f"to {place} if that is missing, else delete it)")
+    for name in target.foreign:
+        notes.append(f"{name} is not a pack: FogVault leaves it (delete it by hand if it is "
+                     "not yours)")
+    return notes

@@ -55,9 +55,14 @@ def report_prune(out: Printer, result: PruneResult) -> None:
     verb = "would free" if result.dry_run else "freed"
     out.line(f"{counted(result.snapshots, 'snapshot')}: {result.blobs_used} of "
              f"{counted(result.blobs_total, 'blob')} used")
-    out.line(f"packs: {result.packs_total}, deleted {result.packs_deleted}, repacked "
+    unindexed = ""
+    if result.packs_orphaned:
+        unindexed = (f"; {counted(result.packs_orphaned, 'pack')} no index lists "
+                     f"({format_size(result.bytes_orphaned)}) "
+                     + ("to delete" if result.dry_run else "deleted"))
+    out.line(f"packs: {result.packs_total} indexed, deleted {result.packs_deleted}, repacked "
              f"{result.packs_repacked} ({format_size(result.bytes_repacked)} copied)"
-             + (f", {result.packs_orphaned} unindexed removed" if result.packs_orphaned else ""))
+             + unindexed)
     if result.leftovers_removed:
         out.line(f"removed {counted(result.leftovers_removed, 'leftover')} of interrupted writes "
                  "(temporary files, unfinished uploads)")

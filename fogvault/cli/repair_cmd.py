@@ -89,6 +89,9 @@ def report_repair(out: Printer, result: RepairResult) -> None:
         out.line(f"{verb}index: {name}")
     for name in result.left_out:
         out.line(f"not indexed: {name} (a prune or forget deleted it elsewhere)")
+    for name in result.retired:
+        out.line(f"{verb}delete: {name} (damaged on every target; the packs it may list are "
+                 "listed by other index files)")
     for target in result.targets:
         if not target.reachable:
             out.problem(f"{target.url}: skipped ({target.error})")

@@ -2,6 +2,9 @@
 
 With several targets, the list is the union over the reachable targets, and a snapshot that is
 not on every target is marked (``*``, and its ``targets`` in JSON) until ``repair`` copies it.
+A target that could not be listed (unreachable) may or may not hold a snapshot: one that every
+reachable target holds is marked ``?`` instead, with a footnote naming the target, and JSON
+gives those targets as ``targets_unknown``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def snapshots(
     latest: Annotated[int | None, typer.Option(help="Only the newest N.")] = None,
 ) -> None:
     """List snapshots (oldest first)."""
+    from fogvault.repo.format import snapshot_name
     from fogvault.repo.snapshot import select_snapshots
 
     out = Printer.of(ctx)
@@ -33,23 +37,42 @@ def snapshots(
         found = select_snapshots(repo.snapshots(), host, tag or [], path or [])
         where = repo.snapshot_locations()
         every = len(repo.targets.targets)
+        unknown = [t.url for t in repo.targets.targets if not t.active]  # after the listing
+        missed = set(repo.targets.missed_deletes)
     if latest is not None:
         found = found[-latest:] if latest > 0 else []
     if out.json_mode:
-        out.json([{**s.to_json(), "targets": where.get(s.uid, [])} for s in found])
+        out.json([{**s.to_json(), "targets": where.get(s.uid, []), "targets_unknown": unknown}
+                  for s in found])
         return
-    partial = {s.uid for s in found if len(where.get(s.uid, [])) < every}
+    known = every - len(unknown)  # targets that were listed
+    partial = {s.uid for s in found if len(where.get(s.uid, [])) < known}
+    unsure = {s.uid for s in found if s.uid not in partial} if unknown else set()
+    # held only by targets that missed its deletion (the ledger): repair deletes, not copies
+    leaving = {uid for uid in partial if where.get(uid) and all(
+        (url, snapshot_name(uid)) in missed for url in where[uid])}
+
+    def mark(uid: str) -> str:
+        return "-" if uid in leaving else "*" if uid in partial else "?" if uid in unsure else ""
+
     rows = [
-        [s.uid + ("*" if s.uid in partial else ""), s.time.strftime("%Y-%m-%d %H:%M:%S"),
+        [s.uid + mark(s.uid), s.time.strftime("%Y-%m-%d %H:%M:%S"),
          s.host, ",".join(s.tags),
          "\n".join(s.paths) if len(s.paths) == 1 else f"{s.paths[0]} (+{len(s.paths) - 1})",
          format_size(s.summary.total_bytes)]
-        + ([f"{len(where.get(s.uid, []))}/{every}"] if every > 1 else [])
+        + ([f"{len(where.get(s.uid, []))}/{every}{mark(s.uid)}"] if every > 1 else [])
         for s in found
     ]
     headers = ["UID", "Time", "Host", "Tags", "Paths", "Size"] + (["Targets"] if every > 1
                                                                    else [])
     out.result(table(rows, headers))
     out.line(counted(len(found), "snapshot"))
-    if partial:
-        out.line(f"* on fewer than all {every} targets: 'fogvault repair' copies them")
+    if partial - leaving:
+        scope = f"{known} reachable" if unknown else f"{every}"
+        out.line(f"* on fewer than all {scope} targets: 'fogvault repair' copies them")
+    if leaving:
+        out.line("- forgotten while the targets that still hold it were away: 'fogvault repair' "
+                 "deletes it there")
+    if unsure:
+        out.line(f"? on every reachable target; not known for {', '.join(unknown)}, which could "
+                 "not be listed")

@@ -9,7 +9,7 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository, options, table
 from fogvault.cli.repair_cmd import repair_exit_code, report_repair
-from fogvault.errors import EXIT_ERROR, EXIT_PARTIAL
+from fogvault.errors import EXIT_ERROR, EXIT_PARTIAL, FogVaultError
 from fogvault.sizes import counted, format_size
 
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ def target_rows(repo: Repository) -> list[dict[str, Any]]:
     for target in repo.targets.targets:
         listing = inventory.listings.get(target.url)
         corrupt = sorted(n for u, n in repo.targets.damaged  # known damaged copies it holds
-                         if u == target.url and n in inventory.live and n in (listing or {}))
+                         if u == target.url and n in (listing or {})
+                         and (n in inventory.live or _unloaded_index_file(repo, n)))
         rows.append({
             "url": target.url,
             "reachable": listing is not None or target.empty,
@@ -91,6 +92,19 @@ def target_rows(repo: Repository) -> list[dict[str, Any]]:
             "last_operation": (last.get(target.url) or {}).get("last_operation"),
         })
     return rows
+
+
+def _unloaded_index_file(repo: Repository, name: str) -> bool:
+    """An index file that loading the index skipped (no good copy could be read): found
+    damaged by 'check', it stays damage until 'repair --index' deletes it."""
+    from fogvault.repo.format import INDEX_DIR, parse_hex_id
+
+    if not name.startswith(INDEX_DIR):
+        return False
+    try:
+        return parse_hex_id(name[len(INDEX_DIR):]) not in repo.index_ids()
+    except FogVaultError:
+        return False
 
 
 def _state(target: Target, listed: bool) -> str:

@@ -23,7 +23,18 @@ Problems are reported per target, never repaired here (that is ``repair``); what
 remembered in ``TargetSet.damaged`` (which the CLI keeps in the ledger, so ``repair`` knows
 what to replace without reading everything again). A target that cannot be reached is reported
 as unreachable. Packs that no index lists are reported as notes: they cost space, not data
-(``prune`` removes them).
+(``prune`` removes them), and so are other objects under ``data/``, which prune leaves
+(:class:`~fogvault.maintenance.inventory.UnlistedData`).
+
+Two states are reported as what they most likely are, not as what they look like:
+
+* An index file that no target holds a good copy of (loading skips it with a warning) is
+  corrupt on every target that holds it, with a problem naming ``repair --index``, which lists
+  its packs again from their headers and then deletes it.
+* A snapshot that only some targets hold and whose data the index lacks was most likely
+  forgotten, and its data pruned, while those targets were away (``repair`` says the same and
+  will not spread it): it is a problem naming ``forget``, not an object missing on the targets
+  that deleted it.
 """
 
 from __future__ import annotations
@@ -36,13 +47,19 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from fogvault.errors import FogVaultError, UsageError
-from fogvault.maintenance.inventory import Inventory, take_inventory
+from fogvault.maintenance.inventory import Inventory, take_inventory, unlisted_data
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.maintenance.verify import judge_key_copies, verify_stored_copy
+from fogvault.maintenance.reindex import packs_meant_to_go
+from fogvault.maintenance.verify import (
+    damaged_index_files,
+    judge_key_copies,
+    verify_stored_copy,
+)
 from fogvault.parallel import ordered_map
-from fogvault.repo.format import DATA_DIR, KEYS_DIR, SNAPSHOTS_DIR, key_name
+from fogvault.repo.format import KEYS_DIR, SNAPSHOTS_DIR, id_from_name, key_name, snapshot_name
 from fogvault.repo.repository import Repository
+from fogvault.repo.snapshot import Snapshot
 from fogvault.targets import Target
 
 log = logging.getLogger("fogvault")
@@ -65,7 +82,10 @@ class TargetReport:
     missing: list[str] = field(default_factory=list)  # object names absent here
     wrong_size: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)  # failed verification when read
-    unindexed_packs: int = 0
+    unindexed_packs: int = 0  # objects named as packs that no index lists: prune deletes them
+    unindexed_pruned: int = 0  # ...of which a prune or forget deleted elsewhere (stay unlisted)
+    misplaced: list[str] = field(default_factory=list)  # live packs' copies in another folder
+    foreign: list[str] = field(default_factory=list)  # under data/, not named as packs
     packs_read: int = 0
 
     @property
@@ -82,6 +102,9 @@ class CheckResult:
     problems: list[str] = field(default_factory=list)  # repository-wide (missing data)
     targets: list[TargetReport] = field(default_factory=list)
     stray_keys: list[str] = field(default_factory=list)  # ids of another master key's key files
+    data_missing: bool = False  # a snapshot held everywhere lacks data: packs may hold it
+    forgotten: list[str] = field(default_factory=list)  # uids forgotten while a target was away
+    damaged_index_files: list[str] = field(default_factory=list)  # no good copy anywhere
 
     @property
     def ok(self) -> bool:
@@ -99,10 +122,17 @@ def check(
         result = CheckResult(blobs=len(repo.index))
         snapshots = repo.snapshots()
         result.snapshots = len(snapshots)
-        marked = mark_used(repo, snapshots, progress)
-        result.trees = marked.trees
-        result.problems += marked.problems
         inventory = take_inventory(repo)
+        _mark(repo, snapshots, inventory, result, progress)
+        damaged_index = damaged_index_files(repo, inventory)
+        result.damaged_index_files = sorted(damaged_index)
+        for name, copies in damaged_index.items():
+            result.problems.append(
+                f"index file {name} is damaged on every target that holds it "
+                f"({'; '.join(f'{url}: {why}' for url, why in copies.items())}): "
+                "'fogvault repair --index' lists its packs again from their headers and then "
+                "deletes it")
+        pruned = packs_meant_to_go(repo, inventory)  # listed by superseded index files
         packs = inventory.live.packs
         result.packs = len(packs)
         chosen = bytearray(packs.capacity)  # a byte per pack number, not a name per pack
@@ -123,6 +153,13 @@ def check(
                               progress)
             except FogVaultError as exc:
                 report.reachable, report.error = False, str(exc)
+                continue
+            _sort_unlisted(repo, inventory, pruned, report)
+            _leave_out_forgotten_here(repo, result, report)
+            for name in damaged_index:
+                if name in inventory.listings[target.url]:
+                    report.corrupt = sorted({*report.corrupt, name})
+                    repo.targets.remember_damage(target.url, name)
         result.problems += _undecided_keys(copies)
         _warn_of_partial_keys(repo, inventory, result)
     return result
@@ -144,7 +181,6 @@ def _check_target(
     report.missing = [n for n in inventory.missing(url)
                       if not n.startswith(KEYS_DIR) or n in live_keys]
     report.wrong_size = inventory.wrong_size(url)
-    report.unindexed_packs = sum(1 for n in inventory.extra(url) if n.startswith(DATA_DIR))
     held_metadata = [n for n in metadata if n in listing]
 
     def chosen_packs() -> Iterator[int]:  # held at the expected size: the others are reported
@@ -173,6 +209,58 @@ def _check_target(
     _leave_out_forgotten(repo, report)
     for name in report.missing + report.wrong_size + report.corrupt:
         repo.targets.remember_damage(url, name)
+
+
+def _mark(repo: Repository, snapshots: list[Snapshot], inventory: Inventory, result: CheckResult,
+          progress: PhaseProgress) -> None:
+    """Mark the blobs the snapshots use, reporting what the index lacks. The snapshots every
+    reachable target holds go first, so that data they share with the others is reported as
+    theirs; a snapshot that only some hold whose own data the index lacks was most likely
+    forgotten while those were away (its data pruned elsewhere): that is what is reported."""
+    reachable = len(inventory.listings)
+    partial = {s.uid for s in snapshots
+               if len(inventory.holders(snapshot_name(s.uid))) < reachable}
+    ordered = sorted(snapshots, key=lambda s: s.uid in partial)  # stable: oldest first
+    marked = mark_used(repo, ordered, progress)
+    result.trees = marked.trees
+    forgotten = partial & marked.incomplete.keys()
+    for snapshot in snapshots:
+        uid = snapshot.uid
+        if uid not in forgotten:
+            continue
+        holders = inventory.holders(snapshot_name(uid))
+        first = marked.incomplete[uid].removeprefix(f"snapshot {uid}: ")
+        were = "that target was" if len(holders) == 1 else "those targets were"
+        result.forgotten.append(uid)
+        result.problems.append(
+            f"snapshot {uid} is only on {', '.join(holders)} and its data is not indexed "
+            f"({first}): it was probably forgotten while {were} away: 'fogvault forget {uid}' "
+            "deletes it everywhere")
+    own = [p for p in marked.problems if not any(p.startswith(f"snapshot {uid}:")
+                                                 for uid in forgotten)]
+    result.problems += own
+    result.data_missing = bool(own)
+
+
+def _sort_unlisted(repo: Repository, inventory: Inventory, pruned: set[bytes],
+                   report: TargetReport) -> None:
+    """The target's objects under ``data/`` beyond the live packs, sorted by what becomes of
+    them (prune deletes those named as packs, and leaves the others)."""
+    found = unlisted_data(inventory.listings[report.url], repo.index)
+    report.unindexed_packs = len(found.packs)
+    report.unindexed_pruned = sum(1 for name in found.packs if id_from_name(name) in pruned)
+    report.misplaced, report.foreign = found.misplaced, found.foreign
+
+
+def _leave_out_forgotten_here(repo: Repository, result: CheckResult,
+                              report: TargetReport) -> None:
+    """A snapshot forgotten while another target was away is not missing here: this target
+    deleted it rightly."""
+    names = {snapshot_name(uid) for uid in result.forgotten}
+    if names & set(report.missing):
+        report.missing = [n for n in report.missing if n not in names]
+        for name in names:
+            repo.targets.forget_damage(report.url, name)
 
 
 def _leave_out_forgotten(repo: Repository, report: TargetReport) -> None:

@@ -28,11 +28,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Self
 
+from fogvault.errors import FogVaultError
 from fogvault.repo.format import (
     CONFIG_NAME,
+    DATA_DIR,
     KEYS_DIR,
     LOCKS_DIR,
     SNAPSHOTS_DIR,
+    id_from_name,
     pack_id_from_name,
     pack_name,
 )
@@ -254,6 +257,46 @@ class Inventory:
 
     def holders(self, name: str) -> list[str]:
         return [url for url, names in self.listings.items() if name in names]
+
+
+@dataclass(slots=True)
+class UnlistedData:
+    """What a target holds under ``data/`` beyond the live packs, sorted by what becomes of it.
+
+    * ``packs``: name -> size of objects named as packs (a pack id last) that no index lists:
+      left by interrupted backups or prunes, or in a folder other than their own; ``prune``
+      deletes them (``repair --index`` lists those in their own folder again).
+    * ``misplaced``: copies of live packs outside their own folder (``data/zz/<id>``): prune
+      leaves them, since the copy in place may be missing; moving one to its folder or deleting
+      it is the user's call.
+    * ``foreign``: names that are not a pack's (no id last): not FogVault's, never deleted.
+    """
+
+    packs: dict[str, int] = field(default_factory=dict)
+    misplaced: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+
+
+def unlisted_data(listing: Listing, index: BlobIndex) -> UnlistedData:
+    """Sort the names ``listing`` holds under ``data/`` that are not live packs (see
+    :class:`UnlistedData`); ``index`` is the one whose packs are live."""
+    found = UnlistedData()
+    for name in listing.other_names():
+        if not name.startswith(DATA_DIR):
+            continue
+        try:
+            pack_id = id_from_name(name)
+        except FogVaultError:
+            found.foreign.append(name)
+            continue
+        if index.pack_number(pack_id) < 0:
+            found.packs[name] = listing[name]
+        elif name != pack_name(pack_id):
+            found.misplaced.append(name)
+        # else: a pack the index gained after the listing was made (a backup meanwhile)
+    found.misplaced.sort()
+    found.foreign.sort()
+    return found
 
 
 def take_inventory(repo: Repository) -> Inventory:

@@ -23,6 +23,14 @@ class MarkResult:
     used: bytearray
     problems: list[str] = field(default_factory=list)
     trees: int = 0
+    #: uid -> its first problem, for each snapshot with one. A tree or blob that several
+    #: snapshots use is visited once: its problem belongs to the first of them (in the order
+    #: given) only.
+    incomplete: dict[str, str] = field(default_factory=dict)
+
+    def add_problem(self, uid: str, problem: str) -> None:
+        self.problems.append(problem)
+        self.incomplete.setdefault(uid, problem)
 
 
 def mark_used(
@@ -40,8 +48,8 @@ def mark_used(
             for tree_id, path in stack[-TREE_BATCH:]:
                 position = index.position(tree_id)
                 if position < 0:
-                    result.problems.append(f"snapshot {snapshot.uid}: tree {tree_id.hex()} of "
-                                           f"{path} is not in the index")
+                    result.add_problem(snapshot.uid, f"snapshot {snapshot.uid}: tree "
+                                       f"{tree_id.hex()} of {path} is not in the index")
                 elif not result.used[position]:  # else seen in this or an earlier snapshot
                     result.used[position] = 1
                     result.trees += 1
@@ -50,7 +58,8 @@ def mark_used(
             for tree_id, tree in repo.load_trees(paths):
                 path = paths[tree_id]
                 if isinstance(tree, FogVaultError):
-                    result.problems.append(f"snapshot {snapshot.uid}: tree of {path}: {tree}")
+                    result.add_problem(snapshot.uid,
+                                       f"snapshot {snapshot.uid}: tree of {path}: {tree}")
                     continue
                 for node in tree.nodes:
                     if node.type == DIR and node.subtree is not None:
@@ -70,7 +79,7 @@ def _mark_content(result: MarkResult, index, content: list[bytes], uid: str, fol
     for blob_id in content:
         position = index.position(blob_id)
         if position < 0:
-            result.problems.append(f"snapshot {uid}: {_child(folder, name)}: data blob "
-                                   f"{blob_id.hex()} is not in the index")
+            result.add_problem(uid, f"snapshot {uid}: {_child(folder, name)}: data blob "
+                                    f"{blob_id.hex()} is not in the index")
         else:
             result.used[position] = 1

@@ -14,6 +14,14 @@ Phases (docs/design.md, "Prune"):
 5. **Delete** the superseded index files, then the deleted and repacked packs, then packs no
    index lists (left by crashed backups or an interrupted prune).
 
+Packs no index lists count in what prune deletes and frees, and in the bytes before, as in
+restic: a killed backup's packs are real bytes on the targets. Prune itself deletes every one,
+since it holds the exclusive lock: no backup is running, and a backup lists its packs in an
+index file before it lets its lock go. A dry run holds a shared lock, so a running backup's
+packs may be unlisted only because its index file is not written yet; it counts them only while
+no other process holds a live lock (and leaves out the packs of index files written meanwhile),
+the state in which the prune itself could run, and else says how many it left out.
+
 Killed at any point, the repository stays readable: nothing an index on the targets still
 refers to is deleted before a complete replacement index is in place. A rerun finishes the job
 (step 5 cleans what an earlier run left).
@@ -22,6 +30,7 @@ refers to is deleted before a complete replacement index is in place. A rerun fi
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,15 +38,18 @@ from functools import partial
 from itertools import compress
 
 from fogvault.errors import FogVaultError
-from fogvault.maintenance.inventory import Listing, LivePacks
+from fogvault.maintenance.inventory import Listing, LivePacks, UnlistedData, unlisted_data
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.repo.format import DATA_DIR, index_name, pack_name
+from fogvault.repo.format import DATA_DIR, INDEX_DIR, index_name, pack_name
 from fogvault.repo.index import INDEX_FILE_BLOBS, BlobIndex, IndexEntry, IndexFile
 from fogvault.repo.lock import NoLock, RepositoryLock
 from fogvault.repo.pack import pack_overhead, pack_spans
 from fogvault.repo.packer import PackWriter, PackWriterOptions
 from fogvault.repo.repository import Repository, id_from_name_or_none
+from fogvault.sizes import counted, format_size
+
+log = logging.getLogger("fogvault")
 
 #: Threads reading and authenticating the blobs a repack copies. Authenticating a blob holds
 #: it three times (sealed, decrypted, decompressed to check its id: up to 24 MiB for an 8 MiB
@@ -73,8 +85,9 @@ class PruneResult:
     packs_deleted: int = 0
     packs_repacked: int = 0
     packs_orphaned: int = 0  # packs no index listed (crashed backups, interrupted prunes)
+    bytes_orphaned: int = 0  # their size (one copy of each), part of bytes_freed
     leftovers_removed: int = 0  # temporaries and unfinished uploads of interrupted writes
-    bytes_before: int = 0
+    bytes_before: int = 0  # indexed packs and packs no index lists (one copy of each)
     bytes_freed: int = 0  # measured after a run; planned (an estimate) in a dry run
     bytes_repacked: int = 0
     index_files_written: int = 0
@@ -127,15 +140,77 @@ def _prune_marked(repo: Repository, lock: RepositoryLock | NoLock, options: Prun
     used, packs = _mark_and_count(repo, progress, result)
     dropped, repack = _plan(packs, options, result)
     del packs  # a few hundred bytes per pack, not needed past the plan
-    if not options.dry_run:
+    if options.dry_run:
+        unlisted = _left_to_prune(repo, lock, _unlisted(repo))
+        result.packs_orphaned, result.bytes_orphaned = len(unlisted), sum(unlisted.values())
+        result.bytes_freed += result.bytes_orphaned
+    else:
         _repack(repo, used, repack, progress)
         del used
         lock.ensure_fresh()
         _write_index(repo, dropped | repack, progress, result)
+        # Under the exclusive lock, the orphans it finds now are those there were before.
         _delete_unindexed_packs(repo, dropped | repack, progress, result)
         result.leftovers_removed = repo.targets.remove_incomplete(LEFTOVER_AGE_S)
-        result.bytes_freed = result.bytes_before - _stored_bytes(repo)
+        result.bytes_freed = (result.bytes_before - _stored_bytes(repo)
+                              + result.bytes_orphaned)
+    result.bytes_before += result.bytes_orphaned
     return result
+
+
+def _unlisted(repo: Repository) -> dict[str, int]:
+    """name -> size (the largest copy) of the objects named as packs that no index lists, on
+    the targets prune deletes from; a warning for each object under ``data/`` that prune
+    leaves (:class:`~fogvault.maintenance.inventory.UnlistedData`)."""
+    index = repo.index
+    collect = partial(Listing.of, LivePacks(index))
+    found: dict[str, int] = {}
+    for listing in repo.targets.list_each(DATA_DIR, collect).values():
+        sorted_out = unlisted_data(listing, index)
+        for name, size in sorted_out.packs.items():
+            found[name] = max(size, found.get(name, 0))
+        _warn_of_what_stays(sorted_out)
+    return found
+
+
+def _warn_of_what_stays(found: UnlistedData) -> None:
+    for name in found.foreign:
+        log.warning("ignoring unexpected object %s (not a pack: prune leaves it)", name)
+    for name in found.misplaced:
+        pack_id = bytes.fromhex(name.rsplit("/", 1)[-1])
+        log.warning("leaving %s: a copy of a pack outside its folder (move it to %s if that "
+                    "is missing there, else delete it)", name, pack_name(pack_id))
+
+
+def _left_to_prune(repo: Repository, lock: RepositoryLock | NoLock, unlisted: dict[str, int]
+                   ) -> dict[str, int]:
+    """The packs of ``unlisted`` that a prune would find unlisted: a dry run holds a shared
+    lock, so a backup may be running, whose packs are unlisted until its index file is
+    written. Prune runs only once no other process holds a live lock, and a backup writes its
+    index files before it lets its lock go. So: the locks are listed after the packs; packs
+    that index files written meanwhile list are left out; and while another process holds a
+    live lock, none is counted (a warning says how many were left out)."""
+    own = lock.info.lock_id if isinstance(lock, RepositoryLock) else None
+    others = [other for other in repo.lock_store().all()
+              if other.lock_id != own and not other.is_stale()]
+    loaded = repo.index_ids()
+    for name in repo.targets.list(INDEX_DIR):
+        index_id = id_from_name_or_none(name)
+        if index_id is None or index_id in loaded or not unlisted:
+            continue
+        try:
+            listed = {pack_name(pack_id) for pack_id in repo.index_file_packs(name)}
+        except FogVaultError:  # unreadable: what it lists looks unlisted to prune too
+            continue
+        unlisted = {n: size for n, size in unlisted.items() if n not in listed}
+    if others and unlisted:
+        log.warning(
+            "%s no index lists (%s) not counted: %s, which may still list them in an index "
+            "file; prune deletes those that are still unlisted when it runs",
+            counted(len(unlisted), "pack"), format_size(sum(unlisted.values())),
+            "; ".join(other.describe() for other in others))
+        return {}
+    return unlisted
 
 
 def _mark_and_count(
@@ -283,18 +358,14 @@ def _write_index(
 def _delete_unindexed_packs(
     repo: Repository, planned: set[bytes], progress: PhaseProgress, result: PruneResult
 ) -> None:
-    """Delete every pack the new index does not list: the planned ones, and orphans. The
-    listings keep the indexed packs as a byte each, not a name (maintenance/inventory.py)."""
-    index = repo.index
-    collect = partial(Listing.of, LivePacks(index))
-    doomed: set[bytes] = set()
-    for listing in repo.targets.list_each(DATA_DIR, collect).values():
-        for name in listing.other_names():
-            pack_id = id_from_name_or_none(name)
-            if pack_id is not None and index.pack_number(pack_id) < 0:
-                doomed.add(pack_id)
-    result.packs_orphaned = len(doomed - planned)
+    """Delete every object named as a pack that the new index does not list: the planned
+    packs, and orphans (in their own folder or another). The listings keep the indexed packs
+    as a byte each, not a name (maintenance/inventory.py)."""
+    doomed = _unlisted(repo)
+    planned_names = {pack_name(pack_id) for pack_id in planned}
+    orphans = {name: size for name, size in doomed.items() if name not in planned_names}
+    result.packs_orphaned, result.bytes_orphaned = len(orphans), sum(orphans.values())
     progress.phase("delete packs", len(doomed))
-    for pack_id in sorted(doomed):
-        repo.targets.delete(pack_name(pack_id))
+    for name in sorted(doomed):
+        repo.targets.delete(name)
         progress.advance()

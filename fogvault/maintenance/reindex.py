@@ -109,7 +109,7 @@ def _save(repo: Repository, holders: tuple[str, ...], index_file: IndexFile, dry
 def _unlisted_packs(repo: Repository) -> tuple[dict[bytes, dict[str, int]], set[bytes]]:
     """pack id -> {url: size} of the targets holding it, for packs no index lists; and the
     packs left out of that because a prune or forget meant to delete them (see
-    :func:`_meant_to_go`)."""
+    :func:`packs_meant_to_go`)."""
     inventory = take_inventory(repo)
     holders: dict[bytes, dict[str, int]] = defaultdict(dict)
     for url, listing in inventory.listings.items():
@@ -117,13 +117,13 @@ def _unlisted_packs(repo: Repository) -> tuple[dict[bytes, dict[str, int]], set[
             pack_id = pack_id_from_name(name)
             if pack_id is not None:
                 holders[pack_id][url] = listing[name]
-    left_out = _meant_to_go(repo, inventory) & holders.keys()
+    left_out = packs_meant_to_go(repo, inventory) & holders.keys()
     for pack_id in left_out:
         del holders[pack_id]
     return holders, left_out
 
 
-def _meant_to_go(repo: Repository, inventory: Inventory) -> set[bytes]:
+def packs_meant_to_go(repo: Repository, inventory: Inventory) -> set[bytes]:
     """Packs that a prune replaced the index files of (those files are still on a target that
     was away, or that the prune was killed before deleting them from), and packs whose deletion
     a target missed (the ledger). Listing them again would bring back what was pruned."""

@@ -23,6 +23,14 @@ packs no index lists, which a running backup's are until its index file is writt
    others while a target was away are deleted there, after the copies, if no other target
    still holds them as live objects and nothing failed on that target.
 
+5. **Index files damaged on every target** (:func:`~fogvault.maintenance.verify.
+   damaged_index_files`: loading skips them, so they are no live objects to copy) are reported
+   as unrecoverable, unless ``index`` is given: then, once every target can be reached and
+   every pack the targets hold (but those a prune or forget meant to delete) is listed by
+   another index file, the damaged file lists nothing that is not listed elsewhere, and it is
+   deleted (under the exclusive lock, as prune deletes index files). Never before: its packs
+   may hold what a snapshot needs.
+
 Idempotent and resumable: each copy is atomic and independent, and a second run finds nothing
 left to do. With ``dry_run`` it only plans. Objects with no good copy anywhere are reported as
 unrecoverable; nothing can be done for them here.
@@ -37,11 +45,16 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from fogvault.errors import FogVaultError
-from fogvault.maintenance.inventory import Inventory, Listing, take_inventory
+from fogvault.maintenance.inventory import Inventory, Listing, take_inventory, unlisted_data
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.reindex import ReindexResult, index_unlisted_packs
-from fogvault.maintenance.verify import judge_key_copies, verify_copy, verify_stored_copy
+from fogvault.maintenance.verify import (
+    damaged_index_files,
+    judge_key_copies,
+    verify_copy,
+    verify_stored_copy,
+)
 from fogvault.parallel import ordered_map
 from fogvault.repo.format import (
     CONFIG_NAME,
@@ -49,9 +62,11 @@ from fogvault.repo.format import (
     INDEX_DIR,
     KEYS_DIR,
     SNAPSHOTS_DIR,
+    id_from_name,
     pack_name,
 )
 from fogvault.repo.repository import Repository
+from fogvault.sizes import counted
 from fogvault.storage import ObjectExists, ObjectNotFound, StorageError
 from fogvault.targets import Target
 from fogvault.targets.replicated import count_mutation
@@ -99,6 +114,7 @@ class RepairResult:
     dry_run: bool = False
     indexed: list[str] = field(default_factory=list)  # packs no index listed, listed anew
     left_out: list[str] = field(default_factory=list)  # ...but not these: a prune deleted them
+    retired: list[str] = field(default_factory=list)  # index files damaged everywhere, deleted
 
     @property
     def ok(self) -> bool:
@@ -107,7 +123,7 @@ class RepairResult:
     @property
     def changes(self) -> int:
         copies = sum(len(t.copied) + len(t.replaced) + len(t.deleted) for t in self.targets)
-        return copies + len(self.indexed)
+        return copies + len(self.indexed) + len(self.retired)
 
 
 def repair(
@@ -123,7 +139,10 @@ def repair(
             reindexed = index_unlisted_packs(repo, dry_run=options.dry_run, progress=progress,
                                              before_write=lock.ensure_fresh,
                                              workers=options.workers)
-        result = _Repair(repo, options, progress).run()
+        work = _Repair(repo, options, progress)
+        result = work.run()
+        if options.only is None:  # not for 'target add': it cannot get that file either
+            _retire_damaged_index_files(repo, work.inventory, options, reindexed, result)
     if not options.dry_run:
         for report in result.targets:
             if report.ok:  # whole again: later operations of the session may count on it
@@ -131,6 +150,48 @@ def repair(
     result.indexed, result.left_out = reindexed.indexed, reindexed.left_out
     result.unrecoverable += reindexed.unreadable
     return result
+
+
+def _retire_damaged_index_files(repo: Repository, inventory: Inventory, options: RepairOptions,
+                                reindexed: ReindexResult, result: RepairResult) -> None:
+    """Index files no target holds a good copy of: deleted with ``index`` once nothing they
+    may list is unlisted (see the module's step 5), else reported unrecoverable (and kept in
+    the damage ``targets`` shows)."""
+    damaged = damaged_index_files(repo, inventory)
+    if not damaged:
+        return
+    why_not = None
+    if not options.index:
+        why_not = ("'fogvault repair --index' lists its packs again from their headers and "
+                   "then deletes it")
+    elif inventory.unreachable:
+        why_not = (f"not deleted while {', '.join(sorted(inventory.unreachable))} cannot be "
+                   "reached (it may hold a good copy)")
+    else:
+        # by id: a dry run's index lacks what the reindex would list, a copy elsewhere too
+        listed_now = {id_from_name(n) for n in (*reindexed.indexed, *reindexed.left_out)}
+        unlisted = sorted(name for name in {n for listing in inventory.listings.values()
+                                            for n in unlisted_data(listing, repo.index).packs}
+                          if id_from_name(name) not in listed_now)
+        if unlisted:
+            why_not = (f"not deleted while {counted(len(unlisted), 'pack')} no index lists "
+                       f"(such as {unlisted[0]}) may be listed by it alone")
+    for name, copies in damaged.items():
+        holders = [url for url in copies if url in inventory.listings]
+        if why_not is not None:
+            for url in holders:  # remembered: repair drops damage of objects that are not live
+                repo.targets.remember_damage(url, name)
+            damage = "; ".join(f"{url}: {problem}" for url, problem in copies.items())
+            result.unrecoverable.append(f"{name}: damaged on every target that holds it "
+                                        f"({damage}); {why_not}")
+            continue
+        if not options.dry_run:
+            repo.targets.delete(name)
+            for url in holders:
+                repo.targets.forget_damage(url, name)
+            if repo.cache:
+                repo.cache.discard(name)
+        result.retired.append(name)
 
 
 class _Repair:

@@ -14,6 +14,10 @@
 
 :func:`verify_stored_copy` is the same for a copy a target holds: it reads a pack in pieces
 (:func:`fogvault.repo.pack.verify_pack`), so that no reader holds a whole pack.
+
+:func:`damaged_index_files` finds the index files that no target holds a good copy of: loading
+the index skips them with a warning, so they are not live objects, and their packs look
+unlisted; they are damage all the same (check reports them, ``repair --index`` retires them).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from functools import partial
 
 from fogvault.crypto import content_hash
 from fogvault.errors import FogVaultError
+from fogvault.maintenance.inventory import Inventory
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.format import (
     CONFIG_NAME,
@@ -33,6 +38,7 @@ from fogvault.repo.format import (
     SNAPSHOTS_DIR,
     ObjectKind,
     id_from_name,
+    parse_hex_id,
 )
 from fogvault.repo.index import parse_index_file
 from fogvault.repo.keys import KeyFile
@@ -57,6 +63,39 @@ def verify_stored_copy(repo: Repository, storage: Storage, name: str, size: int,
     if name.startswith(DATA_DIR):
         return _problem(_check_stored_pack, repo, storage, name, size, full)
     return _problem(lambda: _check_copy(repo, name, storage.read(name), full))
+
+
+def damaged_index_files(repo: Repository, inventory: Inventory) -> dict[str, dict[str, str]]:
+    """name -> {url: what is wrong with its copy there} of each index file that the targets of
+    ``inventory`` hold and none holds a good copy of (after ``repo.load_index()``, which skipped
+    it). An index file that a loaded one supersedes is not one of them (it is dead whatever it
+    holds: prune deletes it), nor one that reads well now (written since the index was loaded),
+    nor a name that is not an index file's (loading ignores it)."""
+    loaded = repo.index_ids()
+    superseded = repo._superseded  # ids a loaded index file names, read or not
+    holders: dict[str, dict[str, int]] = {}
+    for url, listing in inventory.listings.items():
+        for name in inventory.extra(url):
+            if not name.startswith(INDEX_DIR):
+                continue
+            try:
+                index_id = parse_hex_id(name[len(INDEX_DIR):])
+            except FogVaultError:
+                continue
+            if index_id not in loaded and index_id not in superseded:
+                holders.setdefault(name, {})[url] = listing[name]
+    damaged = {}
+    for name, sizes in sorted(holders.items()):
+        problems = {}
+        for url, size in sizes.items():
+            storage = repo.targets.target(url).storage
+            problem = verify_stored_copy(repo, storage, name, size)
+            if problem is None:
+                break
+            problems[url] = problem
+        else:
+            damaged[name] = problems
+    return damaged
 
 
 def _problem(check: Callable[..., str | None], *args: object, **kwargs: object) -> str | None:

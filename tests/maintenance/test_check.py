@@ -14,6 +14,7 @@ from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.maintenance import mark
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.forget import forget
+from fogvault.maintenance.prune import PruneOptions, prune
 from fogvault.repo import repository
 from fogvault.repo.format import snapshot_name
 from fogvault.repo.repository import Repository
@@ -118,9 +119,12 @@ def test_the_note_on_unindexed_packs_says_whether_they_may_hold_missing_data(
     orphan = root / "data" / "ab" / ("ab" * 32)
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"left by an interrupted backup")
+    (root / "data" / "JUNK").write_bytes(b"not a pack: prune leaves it")
     done = fogvault("check", "-r", str(root))
     assert done.returncode == 0
     assert b"note: 1 pack no index lists ('prune' removes them)" in done.stdout
+    assert b"note: data/JUNK is not a pack: FogVault leaves it" in done.stdout
+    (root / "data" / "JUNK").unlink()
     orphan.unlink()
     for index in (root / "index").iterdir():
         index.unlink()
@@ -193,3 +197,73 @@ def test_a_snapshot_counts_as_gone_only_if_every_target_none_dropped_says_so(mak
     assert not repo.gone_everywhere(name)  # one cannot be asked: it might hold it
     (one / name).unlink()
     assert not repo.gone_everywhere(name)  # still dropped: it cannot say
+
+
+def test_an_index_file_damaged_everywhere_fails_check_until_repair_index_deletes_it(
+        fogvault, repo_with_data):
+    """The sweep's commands: a byte flipped in the only index file. check reports it (exit 1),
+    also once 'repair --index' has listed its packs again, and 'targets' counts it as corrupt,
+    until that repair deletes it: then check --read-data is clean and nothing warns of it."""
+    root = Path(repo_with_data.targets.urls[0])
+    [index_file] = (root / "index").iterdir()
+    data = bytearray(index_file.read_bytes())
+    data[40] ^= 0xFF
+    index_file.write_bytes(bytes(data))
+    name = f"index/{index_file.name}"
+    found = fogvault("--no-cache", "-r", str(root), "check")
+    assert found.returncode == 1 and f"corrupt: {name}".encode() in found.stdout
+    state = fogvault("--no-cache", "-r", str(root), "--json", "targets")
+    assert state.returncode == 3 and json.loads(state.stdout)[0]["corrupt"] == [name]
+    repaired = fogvault("--no-cache", "-r", str(root), "repair", "--index")
+    assert repaired.returncode == 0, repaired.stderr
+    assert f"delete: {name} (damaged on every target".encode() in repaired.stdout
+    assert not index_file.exists()
+    clean = fogvault("--no-cache", "-r", str(root), "check", "--read-data")
+    assert clean.returncode == 0 and b"no errors were found" in clean.stdout
+    assert b"skipping index file" not in clean.stderr
+    state = fogvault("--no-cache", "-r", str(root), "--json", "targets")
+    assert state.returncode == 0 and json.loads(state.stdout)[0]["corrupt"] == []
+
+
+def test_a_snapshot_forgotten_while_a_target_was_away_is_not_missing_elsewhere(
+        make_repo, tmp_path, cache_dir, fogvault):
+    """The drill's finding 7: a snapshot forgotten and pruned on two targets while the third
+    was away, the ledger of that lost (another machine). The third still holds the snapshot,
+    its packs and the index files the prune replaced. check says what repair says (forget it),
+    does not call it missing on the targets that deleted it, and notes the packs as prune's to
+    delete, not as what 'repair --index' could list again (it would refuse them)."""
+    repo = make_repo("one", "two", "three", pack_size=128 * 1024)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "old").write_bytes(random.Random(1).randbytes(300_000))
+    forgotten = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.uid
+    (src / "old").unlink()
+    (src / "new").write_bytes(random.Random(2).randbytes(300_000))
+    Archiver(repo, BackupOptions()).run([str(src)])
+    one, two, three = repo.targets.urls
+    away = Repository.open([one, two], PASSWORD, cache_dir=cache_dir)
+    forget(away, None, uids=[forgotten])
+    prune(away, PruneOptions())
+    away.close()
+    urls = ["-r", one, "-r", two, "-r", three]
+    text = fogvault(*urls, "check")
+    assert text.returncode == 1
+    assert b"missing: snapshots/" not in text.stdout and b"repair --index" not in text.stdout
+    assert f"'fogvault forget {forgotten}' deletes it everywhere".encode() in text.stdout
+    assert b"which a prune deleted elsewhere ('prune' removes them)" in text.stdout
+    done = fogvault(*urls, "--json", "check")
+    assert done.returncode == 1
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["forgotten"] == [forgotten] and summary["data_missing"] is False
+    [problem] = summary["problems"]
+    assert f"snapshot {forgotten} is only on {three}" in problem
+    assert f"'fogvault forget {forgotten}' deletes it everywhere" in problem
+    by_url = {t["url"]: t for t in summary["targets"]}
+    assert snapshot_name(forgotten) not in by_url[one]["missing"] + by_url[two]["missing"]
+    assert by_url[one]["ok"] and by_url[two]["ok"]
+    assert by_url[three]["unindexed_packs"] == by_url[three]["unindexed_pruned"] > 0
+    assert fogvault(*urls, "forget", forgotten).returncode == 0  # what both advise
+    assert fogvault(*urls, "repair").returncode == 0  # the new index file to the third
+    assert fogvault(*urls, "prune").returncode == 0
+    clean = fogvault(*urls, "check", "--read-data")
+    assert clean.returncode == 0, clean.stdout

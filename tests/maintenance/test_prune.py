@@ -192,8 +192,10 @@ def test_prune_removes_day_old_leftovers_of_interrupted_writes(make_repo, tmp_pa
 
 
 def test_prune_deletes_orphan_packs_and_leaves_what_is_not_a_pack(make_repo, tmp_path, caplog):
-    """A pack no index lists (an interrupted backup's) goes; a file under data/ whose name is
-    not a pack's is left alone with a warning, as loading the index leaves one under index/."""
+    """A pack no index lists (an interrupted backup's) goes, also from a folder that is not its
+    own; a file under data/ whose name is not a pack's is left alone with a warning, as loading
+    the index leaves one under index/, and so is a copy of a live pack outside its folder (the
+    copy in place may be missing). check's notes say which is which."""
     repo = make_repo(pack_size=128 * 1024)
     src = tmp_path / "src"
     src.mkdir()
@@ -204,13 +206,104 @@ def test_prune_deletes_orphan_packs_and_leaves_what_is_not_a_pack(make_repo, tmp
     orphan = data / "ab" / ("ab" + "0" * 62)
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"left by an interrupted backup")
+    elsewhere = data / "zz" / ("cd" + "0" * 62)  # named as a pack, in another folder
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"an orphan all the same")
+    copy = data / "zz" / kept[0].name  # a live pack's copy
+    copy.write_bytes(kept[0].read_bytes())
     stray = data / "ab" / "README"
     stray.write_bytes(b"not ours")
+    noted = check(repo).targets[0]
+    assert noted.unindexed_packs == 2  # the two that prune deletes
+    assert (noted.misplaced, noted.foreign) == ([f"data/zz/{kept[0].name}"], ["data/ab/README"])
     stats = prune(repo, PruneOptions())
-    assert stats.packs_orphaned == 1 and not orphan.exists() and stray.exists()
+    assert not orphan.exists() and not elsewhere.exists() and stats.packs_orphaned == 2
+    assert stats.bytes_orphaned == len(b"left by an interrupted backup") + len(
+        b"an orphan all the same")
+    assert stray.exists() and copy.exists()
     assert "ignoring unexpected object data/ab/README" in caplog.text
-    assert sorted(p for p in data.rglob("*") if p.is_file() and p != stray) == kept
-    assert check(repo).targets[0].unindexed_packs == 1  # noted, as any unindexed object
+    assert f"leaving data/zz/{kept[0].name}: a copy of a pack outside its folder" in caplog.text
+    assert sorted(p for p in data.rglob("*") if p.is_file() and p not in (stray, copy)) == kept
+    noted = check(repo).targets[0]  # what prune leaves is not called prune's to remove
+    assert noted.unindexed_packs == 0
+    assert (noted.misplaced, noted.foreign) == ([f"data/zz/{kept[0].name}"], ["data/ab/README"])
+
+
+def _files(folder: Path) -> dict[Path, int]:
+    """The objects under ``folder``, not the temporaries of writes cut short."""
+    return {p: p.stat().st_size for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".")}
+
+
+def _killed_backup(fogvault, url: str, src: Path) -> None:
+    """A real backup killed (SIGKILL, by the crash hook) on its 6th change to the target: its
+    lock and some packs written, before the index file that would list them (every 8 packs)."""
+    data = Path(url) / "data"
+    before = set(_files(data))
+    killed = fogvault("-r", url, "backup", str(src), env={"FOGVAULT_CRASH_AFTER_WRITES": "6"})
+    assert killed.returncode == -9, killed.stderr
+    assert not (Path(url) / "index").exists() or len(set(_files(data)) - before) >= 1
+
+
+def test_prune_and_its_dry_run_count_the_packs_no_index_lists_in_what_they_free(
+        make_repo, tmp_path, fogvault):
+    """A killed backup's packs are bytes on the target: the dry run counts them among what it
+    would delete and free, the prune among what it deleted and freed (what left the disk),
+    and both among the bytes before (restic counts them the same way)."""
+    repo = make_repo(pack_size=128 * 1024)
+    url = repo.targets.urls[0]
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src, "kept", 300_000, 1)
+    Archiver(repo, BackupOptions()).run([str(src)])
+    indexed = _files(Path(url) / "data")
+    big = tmp_path / "big"
+    big.mkdir()
+    _write(big, "big", 2_000_000, 2)
+    _killed_backup(fogvault, url, big)
+    before = _files(Path(url) / "data")
+    orphans = {p: size for p, size in before.items() if p not in indexed}
+    assert orphans
+
+    planned = prune(repo, PruneOptions(dry_run=True))
+    assert planned.packs_orphaned == len(orphans)
+    assert planned.bytes_freed == sum(orphans.values())  # every indexed pack is in use
+    assert planned.bytes_before == sum(before.values())
+    assert planned.bytes_orphaned == sum(orphans.values())
+    assert _files(Path(url) / "data") == before
+
+    done = prune(repo, PruneOptions())
+    assert _files(Path(url) / "data") == indexed
+    assert done.bytes_freed == sum(before.values()) - sum(indexed.values())
+    assert done.bytes_before == planned.bytes_before
+    assert (done.packs_orphaned, done.bytes_orphaned) == (len(orphans), sum(orphans.values()))
+    text = fogvault("-r", url, "prune", "--dry-run")  # nothing left to free
+    assert text.returncode == 0 and b"would free 0 B of" in text.stdout
+
+
+def test_the_dry_run_leaves_out_unlisted_packs_while_another_process_holds_a_lock(
+        make_repo, reopen, tmp_path, fogvault, caplog):
+    """Under its shared lock, a dry run may meet a running backup, whose packs are unlisted
+    until it writes its index file; prune itself runs only once no one else holds a lock. So
+    while another live lock is held the dry run counts none of them, and says why."""
+    repo = make_repo(pack_size=128 * 1024)
+    url = repo.targets.urls[0]
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src, "big", 2_000_000, 2)
+    _killed_backup(fogvault, url, src)
+    orphans = len(_files(Path(url) / "data"))  # the killed backup's packs, no index lists them
+    assert orphans
+    other = reopen(repo)
+    try:
+        with other.lock():  # a live lock of a running process (this one), not ours
+            planned = prune(repo, PruneOptions(dry_run=True))
+    finally:
+        other.close()
+    assert (planned.packs_orphaned, planned.bytes_freed) == (0, 0)
+    assert f"{orphans} pack{'s' if orphans > 1 else ''} no index lists" in caplog.text
+    assert "not counted: shared lock" in caplog.text
+    assert prune(repo, PruneOptions(dry_run=True)).packs_orphaned == orphans  # the lock is gone
 
 
 @pytest.mark.parametrize("how", ["damaged", "unreadable"])

@@ -181,3 +181,80 @@ def test_a_damaged_copy_is_not_a_holder_and_is_replaced(make_repo, tmp_path, dam
     assert (roots[0] / damaged).read_bytes() == (roots[1] / damaged).read_bytes()
     assert check(repo, CheckOptions(read_data=True)).ok
     assert restored(repo, tmp_path) == contents
+
+
+def _damage_index_file(root: Path) -> str:
+    """Flip a byte of the repository's one index file (on this target); its name. The
+    repository is to be opened again, without a cache (which would hold a good copy)."""
+    [index_file] = (root / "index").iterdir()
+    data = bytearray(index_file.read_bytes())
+    data[40] ^= 0xFF
+    index_file.write_bytes(bytes(data))
+    return f"index/{index_file.name}"
+
+
+def test_an_index_file_damaged_everywhere_is_damage_until_repair_index_retires_it(
+        make_repo, tmp_path, caplog):
+    """An index file with no good copy anywhere is skipped when the index loads. Once
+    'repair --index' has listed its packs again, check must not call the repository clean
+    while the file is still there (every command warns about it): it is reported as corrupt
+    until repair --index, which relists its packs, deletes it."""
+    repo = make_repo(pack_size=128 * 1024)
+    contents = backed_up(repo, tmp_path)
+    root = Path(repo.targets.urls[0])
+    name = _damage_index_file(root)
+    repo = Repository.open([str(root)], PASSWORD, use_cache=False)
+    found = check(repo)
+    assert not found.ok and found.targets[0].corrupt == [name]
+    assert any(f"index file {name} is damaged on every target" in p and "repair --index" in p
+               for p in found.problems)
+    plain = repair(repo, RepairOptions())  # no good copy to copy: it says what will do
+    assert not plain.ok and any(u.startswith(f"{name}: damaged on every target")
+                                for u in plain.unrecoverable)
+    relisted = repair(repo, RepairOptions(index=True, dry_run=True))
+    assert relisted.retired == [name] and (root / name).exists()
+    done = repair(repo, RepairOptions(index=True))
+    assert done.ok and done.retired == [name] and sorted(done.indexed) == sorted(packs(root))
+    assert not (root / name).exists()
+    caplog.clear()
+    clean = check(repo, CheckOptions(read_data=True))
+    assert clean.ok and clean.targets[0].corrupt == []
+    assert "skipping index file" not in caplog.text
+    assert restored(repo, tmp_path) == contents
+    repo.close()
+
+
+def test_an_index_file_damaged_everywhere_stays_while_a_pack_it_may_list_is_unlisted(
+        make_repo, tmp_path):
+    """Never delete the only copy of an index file that may list a pack no other index file
+    lists: here a pack that does not verify (so --index cannot list it again) keeps it."""
+    repo = make_repo(pack_size=128 * 1024)
+    backed_up(repo, tmp_path)
+    root = Path(repo.targets.urls[0])
+    name = _damage_index_file(root)
+    broken = root / sorted(packs(root))[0]
+    broken.write_bytes(broken.read_bytes()[:-5])
+    repo = Repository.open([str(root)], PASSWORD, use_cache=False)
+    result = repair(repo, RepairOptions(index=True))
+    assert result.retired == [] and (root / name).exists()
+    assert any(u.startswith(f"{name}: damaged on every target") and "1 pack no index lists"
+               in u for u in result.unrecoverable)
+    assert check(repo).targets[0].corrupt == [name]  # still reported
+    repo.close()
+
+
+def test_an_index_file_damaged_on_one_target_is_replaced_from_the_other(make_repo, tmp_path):
+    """With a good copy elsewhere, the damaged one is an ordinary damaged copy: check names it
+    on that target, repair replaces it, nothing is listed anew or deleted."""
+    repo = make_repo("one", "two", pack_size=128 * 1024)
+    backed_up(repo, tmp_path)
+    one, two = (Path(url) for url in repo.targets.urls)
+    name = _damage_index_file(two)
+    repo = Repository.open([str(one), str(two)], PASSWORD, use_cache=False)
+    found = check(repo)
+    assert [t.corrupt for t in found.targets] == [[], [name]]
+    result = repair(repo, RepairOptions(index=True))
+    assert result.ok and result.retired == [] and result.indexed == []
+    assert (one / name).read_bytes() == (two / name).read_bytes()
+    assert check(repo).ok
+    repo.close()
