@@ -72,7 +72,7 @@ def damaged_index_files(repo: Repository, inventory: Inventory) -> dict[str, dic
     holds: prune deletes it), nor one that reads well now (written since the index was loaded),
     nor a name that is not an index file's (loading ignores it)."""
     loaded = repo.index_ids()
-    superseded = repo._superseded  # ids a loaded index file names, read or not
+    superseded = repo.superseded_ids()
     holders: dict[str, dict[str, int]] = {}
     for url, listing in inventory.listings.items():
         for name in inventory.extra(url):

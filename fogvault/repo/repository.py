@@ -356,6 +356,10 @@ class Repository:
         """Names of the loaded index files that no loaded index file supersedes."""
         return {index_name(i) for i in self._index_ids - self._superseded}
 
+    def superseded_ids(self) -> set[bytes]:
+        """Ids of the index files that a loaded index file supersedes, read or not."""
+        return set(self._superseded)
+
     def mark_behind_targets(self, *, skip_writes: bool = False) -> list[Target]:
         """After ``load_index``: mark the targets that lack a live index file as behind (no
         snapshot may go to them: it could name data they lack), and the others as not. With
