@@ -26,7 +26,7 @@ def snapshots(
     host: Annotated[str | None, typer.Option(help="Only this host.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Only with this tag.")] = None,
     path: Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")] = None,
-    latest: Annotated[int | None, typer.Option(help="Only the newest N.")] = None,
+    latest: Annotated[int | None, typer.Option(min=1, help="Only the newest N.")] = None,
 ) -> None:
     """List snapshots (oldest first)."""
     from fogvault.repo.format import snapshot_name
@@ -40,7 +40,7 @@ def snapshots(
         unknown = [t.url for t in repo.targets.targets if not t.active]  # after the listing
         missed = set(repo.targets.missed_deletes)
     if latest is not None:
-        found = found[-latest:] if latest > 0 else []
+        found = found[-latest:]
     if out.json_mode:
         out.json([{**s.to_json(), "targets": where.get(s.uid, []), "targets_unknown": unknown}
                   for s in found])

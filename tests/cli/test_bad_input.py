@@ -100,3 +100,9 @@ def test_a_file_where_a_target_folder_belongs_is_said_so(fogvault, tmp_path, tar
     assert done.stderr.decode().splitlines() == [
         f"error: {tmp_path / target}: a file is in the way: a target must be a folder"]
     assert (tmp_path / "a-file").read_text() == "mine"
+
+
+@pytest.mark.parametrize("count", ["0", "-1"])
+def test_snapshots_latest_takes_at_least_one(fogvault, repo, count):
+    done = fogvault("snapshots", "-r", "repo", "--latest", count)
+    assert done.returncode == 2 and "--latest" in done.stderr.decode()
