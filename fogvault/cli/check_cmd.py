@@ -9,7 +9,6 @@ import typer
 
 from fogvault.cli.common import Printer, open_repository
 from fogvault.errors import EXIT_ERROR
-from fogvault.repo.format import pack_name
 from fogvault.sizes import counted
 
 if TYPE_CHECKING:
@@ -83,6 +82,8 @@ def _notes(result: CheckResult, target: TargetReport) -> list[str]:
     if pruned:
         notes.append(f"{counted(pruned, 'pack')} no index lists, which a prune deleted "
                      "elsewhere ('prune' removes them)")
+    from fogvault.repo.format import pack_name  # not at import: --help loads every command
+
     for name in target.misplaced:
         place = pack_name(bytes.fromhex(name.rsplit("/", 1)[-1]))
         notes.append(f"{name} is a copy of a pack outside its folder: prune leaves it (move it "

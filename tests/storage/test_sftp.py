@@ -374,7 +374,12 @@ def test_the_transports_own_log_records_go_to_debug_not_stderr(caplog, capfd) ->
     loop_thread.start()
     loop_thread.join()
     logging.getLogger("asyncssh.sftp").warning("an sftp warning")
-    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+    # pytest also listens on loggers that do not propagate, such as 'asyncssh' once an earlier
+    # test in this process set it up: its own capture of the original record is left out here,
+    # and what matters is that nothing reaches the root logger's handlers (or stderr)
+    assert not logging.getLogger("asyncssh").propagate
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records
+            if not r.name.startswith("asyncssh")] == [
         ("fogvault.storage.transport", logging.DEBUG, "asyncio: socket.send() raised exception."),
         ("fogvault.storage.transport", logging.DEBUG, "asyncssh.sftp: an sftp warning")]
     caplog.clear()
