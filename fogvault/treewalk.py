@@ -77,7 +77,27 @@ _METADATA_FIELDS = ("mode", "uid", "gid", "user", "group", "mtime_ns", "xattrs",
 
 def diff(repo: Repository, old_tree: bytes | None, new_tree: bytes | None,
          prefix: bytes = b"") -> Iterator[Change]:
-    """Changes from one tree to another; identical subtrees (same id) are skipped unread."""
+    """Changes from one tree to another; identical subtrees (same id) are skipped unread.
+    Iterative, so trees of any depth work: each level yields its changes and the subtrees to
+    compare next, which are compared before the level goes on."""
+    stack = [_diff_level(repo, old_tree, new_tree, prefix)]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+        elif isinstance(item, Change):
+            yield item
+        else:
+            stack.append(_diff_level(repo, *item))
+
+
+_Subtrees = tuple[bytes | None, bytes | None, bytes]  # old, new, path: to compare next
+
+
+def _diff_level(repo: Repository, old_tree: bytes | None, new_tree: bytes | None,
+                prefix: bytes) -> Iterator[Change | _Subtrees]:
+    """The changes between two trees' own entries, in name order, each folder's followed by
+    the pair of its subtrees."""
     if old_tree == new_tree:
         return
     old = {n.name: n for n in (repo.load_tree(old_tree).nodes if old_tree else [])}
@@ -90,8 +110,7 @@ def diff(repo: Repository, old_tree: bytes | None, new_tree: bytes | None,
             assert present is not None
             yield Change("+" if a is None else "-", path)
             if present.type == DIR:
-                yield from diff(repo, None if a is None else a.subtree,
-                                None if b is None else b.subtree, path)
+                yield (None if a is None else a.subtree, None if b is None else b.subtree, path)
             continue
         if a.type != b.type:
             yield Change("T", path)
@@ -100,8 +119,8 @@ def diff(repo: Repository, old_tree: bytes | None, new_tree: bytes | None,
         elif any(getattr(a, f) != getattr(b, f) for f in _METADATA_FIELDS):
             yield Change("U", path)
         if DIR in (a.type, b.type):
-            yield from diff(repo, a.subtree if a.type == DIR else None,
-                            b.subtree if b.type == DIR else None, path)
+            yield (a.subtree if a.type == DIR else None, b.subtree if b.type == DIR else None,
+                   path)
 
 
 @dataclass(slots=True)

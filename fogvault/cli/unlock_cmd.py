@@ -26,8 +26,9 @@ def unlock(
     out = Printer.of(ctx)
     with open_repository(ctx, load_index=False) as repo:
         done = remove_locks(repo.lock_store(), all_locks=remove_all)
-    if out.json_mode:
-        out.json([lock.describe() for lock in done.removed])
+    if out.json_mode:  # unreadable: the ids of lock files that cannot be read
+        out.json({"removed": [lock.describe() for lock in done.removed],
+                  "unreadable": done.unreadable, "unreadable_removed": remove_all})
         return
     for lock in done.removed:
         out.line(f"removed {lock.describe()}")

@@ -14,6 +14,7 @@ every target that holds it. The data only the removed entries used is freed by `
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fogvault import __version__
@@ -68,12 +69,17 @@ def rewrite(repo: Repository, options: RewriteOptions) -> RewriteResult:
     # a dry run changes nothing, and so takes no lock (as backup --dry-run)
     with repo.lock() if not options.dry_run else NoLock() as lock:
         repo.load_index()  # under the lock: trees are deduplicated against it
+        if not options.dry_run:
+            # A target that lacks index files others hold may lack trees the new ones reuse:
+            # it gets no copy (as a backup commits to none there).
+            repo.mark_behind_targets()
         chosen = _chosen(repo, options)
+        for snapshot in chosen:  # before any tree is stored
+            _refuse_newer(snapshot)
         changed: list[tuple[Snapshot, Snapshot, list[str]]] = []
         with stored_blobs(repo, dry_run=options.dry_run, before_index=lock.ensure_fresh) as saver:
             filtered = _TreeFilter(repo, saver, patterns)
             for snapshot in chosen:
-                _refuse_newer(snapshot)
                 tree, removed = filtered.tree(snapshot.tree)
                 if not removed:
                     result.unchanged += 1
@@ -84,7 +90,8 @@ def rewrite(repo: Repository, options: RewriteOptions) -> RewriteResult:
         for original, copy, removed in changed:
             entry = Rewritten(original.uid, copy.uid, removed)
             if not options.dry_run:
-                entry.kept_original = _save(repo, original, copy, locations, options.forget)
+                entry.kept_original = _save(repo, original, copy, locations, options.forget,
+                                            lock.ensure_fresh)
             result.rewritten.append(entry)
     return result
 
@@ -113,18 +120,27 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def _save(repo: Repository, original: Snapshot, copy: Snapshot,
-          locations: dict[str, list[str]], forget: bool) -> str | None:
-    """Save ``copy`` where ``original`` is; delete ``original`` if asked and safe. Returns why
-    the original was kept, if it was."""
+          locations: dict[str, list[str]], forget: bool,
+          ensure_fresh: Callable[[], None]) -> str | None:
+    """Save ``copy`` on the targets that hold ``original`` and every tree of the copy (not
+    behind); delete ``original`` if asked and if every target that holds it got the copy.
+    Returns why the original was kept, if it was. ``ensure_fresh`` (the lock's) runs before
+    each change: a stale lock may have let a prune delete the new trees."""
     holders = [t for t in repo.targets.active() if t.url in locations.get(original.uid, [])]
-    if not holders:
-        raise FogVaultError(f"snapshot {original.uid} is on no reachable target; its rewritten "
+    ready = [t for t in holders if t in repo.targets.committable()]
+    if not ready:
+        raise FogVaultError(f"snapshot {original.uid} is on no reachable target that holds all "
+                            "of the repository's data ('fogvault repair' first); its rewritten "
                             "trees are stored, no snapshot was changed")
-    written = repo.save_snapshot_copy(copy, holders)
+    ensure_fresh()
+    written = repo.save_snapshot_copy(copy, ready)
     if not forget:
         return None
     if set(written) != set(holders):
-        return "its copy did not reach every target that holds it"
+        behind = [t.url for t in holders if t not in written]
+        return (f"its copy is not on {', '.join(behind)}, which holds it ('fogvault repair', "
+                "then 'fogvault forget' it)")
+    ensure_fresh()
     repo.delete_snapshot(original.uid)
     return None
 

@@ -5,6 +5,7 @@ folders would fail on them in a later session."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,3 +72,14 @@ def test_a_tree_deeper_than_the_recursion_limit_round_trips(fogvault, tmp_path):
         done = fogvault("restore", "-r", "repo", "latest", "-t", "out")
         assert done.returncode == 0, done.stderr[-500:]
         assert _read_bottom(restored, DEPTH) == b"at the bottom"
+        bottom = os.path.join(tmp_path / "src", *["d"] * DEPTH, "file")
+        with open(bottom, "ab") as f:
+            f.write(b", changed")
+        assert fogvault("backup", "-r", "repo", "src").returncode == 0
+        done = fogvault("diff", "-r", "repo", *_uids(fogvault))  # compared iteratively too
+        assert done.returncode == 0, done.stderr[-500:]
+        assert f"M    {bottom}" in done.stdout.decode()
+
+
+def _uids(fogvault) -> list[str]:
+    return [s["uid"] for s in json.loads(fogvault("snapshots", "-r", "repo", "--json").stdout)]

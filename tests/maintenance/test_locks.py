@@ -78,7 +78,7 @@ def test_cli_locked_repository_exits_11_and_unlock(fogvault, make_repo, tmp_path
     assert done.returncode == 11
     assert b"locked" in done.stderr and b"Traceback" not in done.stderr
     kept = json.loads(fogvault("unlock", "-r", repo.targets.urls[0], "--json").stdout)
-    assert kept == []
+    assert kept == {"removed": [], "unreadable": [], "unreadable_removed": False}
     removed = fogvault("unlock", "--remove-all", "-r", repo.targets.urls[0])
     assert removed.returncode == 0 and b"1 lock removed" in removed.stdout
     assert fogvault("backup", "-r", repo.targets.urls[0], "src").returncode == 0
@@ -100,4 +100,15 @@ def test_a_lock_file_that_cannot_be_read_is_removed_by_remove_all_only(make_repo
     assert (tmp_path / "repo" / "locks" / "0123456789abcdef").exists()
     gone = remove_locks(repo.lock_store(), all_locks=True)
     assert gone.unreadable == ["0123456789abcdef"]
+    assert not (tmp_path / "repo" / "locks" / "0123456789abcdef").exists()
+
+
+def test_unlock_json_names_unreadable_lock_files(make_repo, fogvault, tmp_path):
+    repo = make_repo()
+    (tmp_path / "repo" / "locks").mkdir(exist_ok=True)
+    (tmp_path / "repo" / "locks" / "0123456789abcdef").write_bytes(b"junk")
+    for flags, removed in (([], False), (["--remove-all"], True)):
+        done = json.loads(fogvault("unlock", "-r", repo.targets.urls[0], "--json", *flags).stdout)
+        assert done == {"removed": [], "unreadable": ["0123456789abcdef"],
+                        "unreadable_removed": removed}
     assert not (tmp_path / "repo" / "locks" / "0123456789abcdef").exists()

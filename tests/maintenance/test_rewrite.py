@@ -156,3 +156,31 @@ def test_a_rewritten_snapshot_is_the_original_without_what_matches(make_repo, tm
         for path, node in after.items():
             assert dataclasses.replace(node, subtree=None) == dataclasses.replace(
                 before[path], subtree=None)
+
+
+def test_a_target_behind_gets_no_copy_and_keeps_its_original(fogvault, tmp_path):
+    """The copy's trees may be ones that only up-to-date targets hold (a k-of-N backup stored
+    the tree without the secret on 'one' only): 'two' must keep its complete original."""
+    src = tmp_path / "src"
+    (src / "home").mkdir(parents=True)
+    (src / "home" / "secret").write_text("s")
+    (src / "home" / "keep").write_text("k")
+    assert fogvault("init", "-r", "one", "-r", "two", "--kdf", "interactive").returncode == 0
+    assert fogvault("backup", "-r", "one", "-r", "two", "src").returncode == 0
+    [first] = _snapshots(fogvault)
+    (src / "home" / "secret").unlink()
+    (tmp_path / "two").rename(tmp_path / "two.away")
+    done = fogvault("backup", "-r", "one", "-r", "two", "--min-targets", "1", "src")
+    assert done.returncode == 3, done.stderr
+    (tmp_path / "two.away").rename(tmp_path / "two")
+    done = fogvault("rewrite", "-r", "one", "-r", "two", "--exclude", "secret", "--forget",
+                    first["uid"], "--json")
+    assert done.returncode == 0, done.stderr
+    [entry] = json.loads(done.stdout)["rewritten"]
+    assert entry["original_kept"].startswith(f"its copy is not on {tmp_path / 'two'}")
+    snapshots = os.listdir(tmp_path / "two" / "snapshots")
+    assert first["uid"] in snapshots and entry["new_uid"] not in snapshots
+    assert entry["new_uid"] in os.listdir(tmp_path / "one" / "snapshots")
+    restored = fogvault("restore", "-r", "two", first["uid"], "-t", "out")
+    assert restored.returncode == 0, restored.stderr
+    assert fogvault("check", "-r", "two").returncode == 0
