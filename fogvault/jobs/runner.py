@@ -9,9 +9,10 @@
    the run *partial*, exit 3, and it goes on);
 5. forget by the job's retention, among this job's snapshots only (same host, same paths);
 6. prune, then check, when due (:func:`fogvault.jobs.schedule.is_due`, from the run log). A
-   target the check could not reach (away: unreachable, no repository) is behind, not damage,
-   and so are objects missing on a target known to be behind: the run is partial (exit 3) and
-   the check, incomplete, stays due;
+   target the check could not reach (away: unreachable, no repository) is behind, not damage:
+   the run is partial (exit 3) and the check, incomplete, stays due. So is a target known to be
+   behind that misses only what it could have missed while away (snapshots, index files, packs
+   that only index files it lacks list): behind, not damage; the repair copies what it misses;
 7. repair targets that are behind (after a backup that left one behind, a previous run that
    left one behind, or a check that found objects missing or damaged on a target): copy what
    they miss from the healthy ones; a check that found damage then fails the run with exit 21,
@@ -72,6 +73,13 @@ from fogvault.maintenance.repair import RepairResult, repair
 from fogvault.maintenance.retention import apply_policy
 from fogvault.patterns import pattern_warnings
 from fogvault.repo.config import RepoConfig
+from fogvault.repo.format import (
+    INDEX_DIR,
+    SNAPSHOTS_DIR,
+    index_name,
+    pack_id_from_name,
+    pack_name,
+)
 from fogvault.repo.lock import NoLock
 from fogvault.repo.repository import Repository
 from fogvault.sizes import counted, format_size
@@ -149,19 +157,21 @@ class _JobRun:
         self.check_failure: CheckFailed | None = None
         # Targets known to lack changes: the ones the job's previous run left behind (the
         # next open cannot always tell: a target that missed only a snapshot looks complete),
-        # then those this run's backup leaves behind. Objects missing on them are what the
-        # repair step copies, not damage.
+        # then those this run's backup leaves behind. Objects they may have missed while away
+        # are what the repair step copies, not damage (:meth:`_missed_and_lost`).
         self.known_behind: set[str] = set()
+        self.opened = False  # the repository was opened: this run's record says who is behind
         self.log_unreadable = False
 
     # ---- the run -----------------------------------------------------------------------
 
     def execute(self) -> RunRecord:
+        self._carry_over_targets_behind()
         try:
             self._ping("start", "")
             self._hooks("before", self.job.hooks.before)
             with self._open() as repo:
-                self._carry_over_targets_behind(repo)
+                self._keep_targets_of(repo)
                 self._step("backup", lambda: self._backup(repo))
                 self._step("forget", lambda: self._forget(repo))
                 self._step("prune", lambda: self._prune(repo))
@@ -170,10 +180,12 @@ class _JobRun:
             self._hooks("after", self.job.hooks.after)
         except KeyboardInterrupt:
             self._fail(EXIT_INTERRUPTED, "interrupted", "interrupted")
+            self._still_behind_if_unopened()
             self.record.finished = _now()
             raise
         except Exception as exc:
             self._fail(exit_code_for(exc), error_message(exc))
+            self._still_behind_if_unopened()
             if isinstance(exc, NotEnoughTargets):  # its hint names the command-line option
                 self._note(f"in a job, min_targets of [repositories.{self.repo_config.name}] "
                            "sets how many targets a backup must reach")
@@ -290,12 +302,27 @@ class _JobRun:
 
     # ---- steps -------------------------------------------------------------------------
 
-    def _carry_over_targets_behind(self, repo: Repository) -> None:
-        """The targets the job's previous run left behind, if they are still targets."""
+    def _carry_over_targets_behind(self) -> None:
+        """The targets the job's previous run left behind. Every logged run records the
+        targets still behind after it, so the previous record says it all: a run that stops
+        before opening the repository (a ``before`` hook, the password, no target reachable)
+        changed nothing, and records the same targets again (:meth:`_still_behind_if_unopened`).
+        """
         previous = self._from_log(lambda: self.log.last(self.job.name))
         if previous is not None:
-            urls = set(repo.targets.urls)
-            self.known_behind = {url for url in previous.targets_behind if url in urls}
+            self.known_behind = set(previous.targets_behind)
+
+    def _keep_targets_of(self, repo: Repository) -> None:
+        """Once the repository is open: the targets carried over that are still its targets."""
+        self.opened = True
+        urls = set(repo.targets.urls)
+        self.known_behind = {url for url in self.known_behind if url in urls}
+        self.record.targets_behind = sorted(self.known_behind)
+
+    def _still_behind_if_unopened(self) -> None:
+        """A run that failed before opening the repository repaired nothing: the targets the
+        previous run left behind are still behind, and the next run must know it."""
+        if not self.opened:
             self.record.targets_behind = sorted(self.known_behind)
 
     def _backup(self, repo: Repository) -> StepResult:
@@ -401,31 +428,72 @@ class _JobRun:
         result = check(repo, CheckOptions(read_data_subset=subset))
         # Missing or damaged copies are what the repair step heals, from the healthy targets.
         self.record.targets_behind = [t.url for t in result.targets if not t.ok]
-        # A target that is away (unreachable, no repository: a disk not mounted), or one known
-        # to be behind that misses objects, is behind: the run is partial, as without a check.
-        # Damage is what fails the run: copies missing on a target that should hold them,
-        # copies of the wrong size or corrupt, and problems of the repository as a whole.
+        # A target that is away (unreachable, no repository: a disk not mounted) is behind, and
+        # so is one known to be behind that misses what it may have missed while away: the run
+        # is partial, as without a check. Damage is what fails the run: copies missing that the
+        # target must have held, copies of the wrong size or corrupt, and problems of the
+        # repository as a whole.
         away = [f"{t.url} not checked: {t.error or 'unreachable'}"
                 for t in result.targets if not t.reachable]
-        lagging = [f"{t.url} is behind: {counted(len(t.missing), 'object')} missing"
-                   for t in result.targets if t.reachable and t.missing
-                   and t.url in self.known_behind and not (t.wrong_size or t.corrupt)]
-        damaged = [t for t in result.targets if t.reachable and not t.ok
-                   and not (t.url in self.known_behind and not (t.wrong_size or t.corrupt))]
-        problems = list(result.problems) + [
-            f"{t.url}: {len(t.missing)} missing, {len(t.wrong_size)} wrong size, "
-            f"{len(t.corrupt)} corrupt" for t in damaged]
+        lagging: list[str] = []
+        problems = list(result.problems)
+        for t in result.targets:
+            if not t.reachable or t.ok:
+                continue
+            missed, lost = (self._missed_and_lost(repo, t.url, t.missing)
+                            if t.url in self.known_behind else ([], t.missing))
+            if missed:
+                lagging.append(f"{t.url} is behind: {counted(len(missed), 'object')} missing")
+            if lost or t.wrong_size or t.corrupt:
+                problems.append(f"{t.url}: {len(lost)} missing, {len(t.wrong_size)} wrong size, "
+                                f"{len(t.corrupt)} corrupt")
         if problems:
             message = f"check found {counted(len(problems), 'problem')}: {problems[0]}"
             self.check_failure = CheckFailed(message)
             for line in away + lagging:  # the step's line has room for the failure only
                 self._note(f"check: {line}")
             return StepResult("failed", message)
+        # Objects missing are not "no problems", even when the repair copies them.
+        found = "no damage" if lagging else "no problems"
         read = f"; read {subset} of the data" if subset else ""
         if away:  # not every copy was checked: the check stays due, and runs again next time
-            return StepResult("incomplete", f"no problems on the targets checked{read}; "
-                                            + "; ".join(away))
-        return StepResult("done", "; ".join(["no problems" + read, *lagging]))
+            return StepResult("incomplete", "; ".join(
+                [f"{found} on the targets checked{read}", *lagging, *away]))
+        return StepResult("done", "; ".join([found + read, *lagging]))
+
+    @staticmethod
+    def _missed_and_lost(repo: Repository, url: str, missing: list[str]
+                         ) -> tuple[list[str], list[str]]:
+        """Split what the check found missing on ``url``, a target known to be behind, into
+        what it may have missed while away, and what it must have held: lost.
+
+        Missed: snapshots, index files, and packs that only index files it lacks list (the
+        changes written without it). Lost: packs that an index file it holds lists (index
+        files are written after their packs, to the targets that took the packs), and
+        everything else (the config, key files). An index file it holds that cannot be read
+        leaves no way to tell: its missing packs count as lost."""
+        target = next(t for t in repo.targets.targets if t.url == url)
+        missing_packs = {n for n in missing if pack_id_from_name(n) is not None}
+        held_listed: set[str] = set()
+        if missing_packs:
+            held = repo.targets.last_listing(INDEX_DIR, target)
+            if held is None:  # not listed by the check: the live files it does not miss
+                held = repo.live_index_names() - set(missing)
+            loaded = {index_name(i) for i in repo.index_ids()}  # superseded ones too
+            for name in sorted(held & loaded):
+                try:
+                    held_listed.update(pack_name(p) for p in repo.index_file_packs(name))
+                except FogVaultError:
+                    held_listed = missing_packs
+                    break
+        missed, lost = [], []
+        for name in missing:
+            if name.startswith((SNAPSHOTS_DIR, INDEX_DIR)) or (
+                    name in missing_packs and name not in held_listed):
+                missed.append(name)
+            else:
+                lost.append(name)
+        return missed, lost
 
     def _from_log(self, read: Callable[[], _T]) -> _T | None:
         """What ``read`` finds in the run log; None, and a note, when the log cannot be read:
