@@ -46,11 +46,12 @@ def snapshots(
                   for s in found])
         return
     known = every - len(unknown)  # targets that were listed
-    partial = {s.uid for s in found if len(where.get(s.uid, [])) < known}
+    # held only by targets that missed its deletion (the ledger): repair deletes, not copies;
+    # known whether or not some other target could be listed
+    leaving = {s.uid for s in found if where.get(s.uid) and all(
+        (url, snapshot_name(s.uid)) in missed for url in where[s.uid])}
+    partial = {s.uid for s in found if len(where.get(s.uid, [])) < known} | leaving
     unsure = {s.uid for s in found if s.uid not in partial} if unknown else set()
-    # held only by targets that missed its deletion (the ledger): repair deletes, not copies
-    leaving = {uid for uid in partial if where.get(uid) and all(
-        (url, snapshot_name(uid)) in missed for url in where[uid])}
 
     def mark(uid: str) -> str:
         return "-" if uid in leaving else "*" if uid in partial else "?" if uid in unsure else ""

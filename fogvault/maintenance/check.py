@@ -50,7 +50,7 @@ from fogvault.errors import FogVaultError, UsageError
 from fogvault.maintenance.inventory import Inventory, take_inventory, unlisted_data
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.maintenance.reindex import packs_meant_to_go
+from fogvault.maintenance.reindex import packs_meant_to_go, unindexed_data_may_be_found
 from fogvault.maintenance.verify import (
     damaged_index_files,
     judge_key_copies,
@@ -123,7 +123,8 @@ def check(
         snapshots = repo.snapshots()
         result.snapshots = len(snapshots)
         inventory = take_inventory(repo)
-        _mark(repo, snapshots, inventory, result, progress)
+        _mark(repo, snapshots, inventory, result, progress,
+              may_be_found=unindexed_data_may_be_found(repo, inventory))
         damaged_index = damaged_index_files(repo, inventory)
         result.damaged_index_files = sorted(damaged_index)
         for name, copies in damaged_index.items():
@@ -212,14 +213,17 @@ def _check_target(
 
 
 def _mark(repo: Repository, snapshots: list[Snapshot], inventory: Inventory, result: CheckResult,
-          progress: PhaseProgress) -> None:
+          progress: PhaseProgress, *, may_be_found: bool) -> None:
     """Mark the blobs the snapshots use, reporting what the index lacks. The snapshots every
     reachable target holds go first, so that data they share with the others is reported as
     theirs; a snapshot that only some hold whose own data the index lacks was most likely
-    forgotten while those were away (its data pruned elsewhere): that is what is reported."""
+    forgotten while those were away (its data pruned elsewhere): that is what is reported,
+    unless the data ``may_be_found`` (packs no index lists that no prune meant to delete, or
+    an index file damaged everywhere): then it is missing data, which 'repair --index' may
+    list again, and forgetting it would destroy it."""
     reachable = len(inventory.listings)
-    partial = {s.uid for s in snapshots
-               if len(inventory.holders(snapshot_name(s.uid))) < reachable}
+    partial = set() if may_be_found else {
+        s.uid for s in snapshots if len(inventory.holders(snapshot_name(s.uid))) < reachable}
     ordered = sorted(snapshots, key=lambda s: s.uid in partial)  # stable: oldest first
     marked = mark_used(repo, ordered, progress)
     result.trees = marked.trees

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from fogvault.errors import FogVaultError
-from fogvault.maintenance.inventory import Inventory, take_inventory
+from fogvault.maintenance.inventory import Inventory, take_inventory, unlisted_data
 from fogvault.maintenance.progress import PhaseProgress
+from fogvault.maintenance.verify import damaged_index_files
 from fogvault.parallel import ordered_map
-from fogvault.repo.format import INDEX_DIR, pack_id_from_name, pack_name
+from fogvault.repo.format import INDEX_DIR, id_from_name, pack_id_from_name, pack_name
 from fogvault.repo.index import INDEX_FILE_BLOBS, IndexFile
 from fogvault.repo.pack import PackEntry
 from fogvault.repo.repository import Repository
@@ -121,6 +122,19 @@ def _unlisted_packs(repo: Repository) -> tuple[dict[bytes, dict[str, int]], set[
     for pack_id in left_out:
         del holders[pack_id]
     return holders, left_out
+
+
+def unindexed_data_may_be_found(repo: Repository, inventory: Inventory) -> bool:
+    """Whether data the index lacks may still be on a target: a pack no index lists that no
+    prune meant to delete, or an index file damaged on every target. Then a snapshot whose data
+    is not indexed is not taken for one forgotten while a target was away ('forget' and
+    'prune' would destroy what 'repair --index' can list again)."""
+    if damaged_index_files(repo, inventory):
+        return True
+    meant = packs_meant_to_go(repo, inventory)
+    return any(id_from_name(name) not in meant
+               for listing in inventory.listings.values()
+               for name in unlisted_data(listing, repo.index).packs)
 
 
 def packs_meant_to_go(repo: Repository, inventory: Inventory) -> set[bytes]:

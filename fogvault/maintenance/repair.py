@@ -48,7 +48,11 @@ from fogvault.errors import FogVaultError
 from fogvault.maintenance.inventory import Inventory, Listing, take_inventory, unlisted_data
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.maintenance.reindex import ReindexResult, index_unlisted_packs
+from fogvault.maintenance.reindex import (
+    ReindexResult,
+    index_unlisted_packs,
+    unindexed_data_may_be_found,
+)
 from fogvault.maintenance.verify import (
     damaged_index_files,
     judge_key_copies,
@@ -203,6 +207,7 @@ class _Repair:
         self.result = RepairResult(dry_run=options.dry_run)
         self.reports: dict[str, TargetRepair] = {}
         self.inventory: Inventory
+        self._may_be_found = False  # unindexed data may be in unlisted packs (set with inventory)
         self.bad: set[tuple[str, str]] = set()  # (url, name): copies known or found damaged
         self.have: dict[str, Listing] = {}  # url -> names it holds (good or not), as we go
         self._lock = threading.Lock()
@@ -212,6 +217,7 @@ class _Repair:
 
     def run(self) -> RepairResult:
         self.inventory = take_inventory(self.repo)
+        self._may_be_found = unindexed_data_may_be_found(self.repo, self.inventory)
         for target in self.targets.targets:
             if self.options.only is not None and target.url not in self.options.only:
                 continue
@@ -361,8 +367,13 @@ class _Repair:
             return "unreadable"
         problems = mark_used(self.repo, [snapshot]).problems
         if problems:
-            why = (f"its data is not indexed ({problems[0]}); it was probably forgotten while "
-                   f"a target was away: 'fogvault forget {uid}' deletes it everywhere")
+            if self._may_be_found:  # in packs no index lists: forgetting it would destroy it
+                advice = ("packs no index lists may hold it: 'fogvault repair --index' lists "
+                          "them again")
+            else:
+                advice = (f"it was probably forgotten while a target was away: 'fogvault "
+                          f"forget {uid}' deletes it everywhere")
+            why = f"its data is not indexed ({problems[0]}); {advice}"
             with self._lock:
                 entry = f"{name}: {why}"
                 if entry not in self.result.unrecoverable:

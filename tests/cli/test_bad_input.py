@@ -106,3 +106,26 @@ def test_a_file_where_a_target_folder_belongs_is_said_so(fogvault, tmp_path, tar
 def test_snapshots_latest_takes_at_least_one(fogvault, repo, count):
     done = fogvault("snapshots", "-r", "repo", "--latest", count)
     assert done.returncode == 2 and "--latest" in done.stderr.decode()
+
+
+def test_a_snapshot_left_on_a_target_that_missed_its_deletion_is_marked_so_beside_an_unknown(
+        fogvault, tmp_path):
+    """The '-' mark (repair deletes it there) holds whether or not another target could be
+    listed; it was '?' (unknown) as soon as one could not."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("x")
+    assert fogvault("init", "-r", "A", "-r", "B", "--kdf", "interactive").returncode == 0
+    for _ in range(2):
+        assert fogvault("backup", "-r", "A", "-r", "B", "src").returncode == 0
+    first = json.loads(fogvault("snapshots", "-r", "A", "--json").stdout)[0]["uid"]
+    (tmp_path / "B").rename(tmp_path / "B.away")
+    (tmp_path / "B").mkdir()  # not mounted
+    done = fogvault("forget", "-r", "A", "-r", "B", "--min-targets", "1", first)
+    assert done.returncode == 3, done.stderr
+    (tmp_path / "B").rmdir()
+    (tmp_path / "B.away").rename(tmp_path / "B")
+    for targets in (["-r", "A", "-r", "B"],  # B alone holds it, A could be listed
+                    ["-r", "B", "-r", "sftp://nobody@127.0.0.1:1/x", "--min-targets", "1"]):
+        done = fogvault("snapshots", *targets)
+        [row] = [ln for ln in done.stdout.decode().splitlines() if ln.startswith(first)]
+        assert row.startswith(f"{first}- "), row

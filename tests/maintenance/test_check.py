@@ -267,3 +267,35 @@ def test_a_snapshot_forgotten_while_a_target_was_away_is_not_missing_elsewhere(
     assert fogvault(*urls, "prune").returncode == 0
     clean = fogvault(*urls, "check", "--read-data")
     assert clean.returncode == 0, clean.stdout
+
+
+def test_a_snapshot_on_some_targets_whose_index_file_is_lost_is_not_called_forgotten(
+        make_repo, tmp_path):
+    """A k-of-N backup's snapshot and index file are on 'one' only; that index file is then
+    lost. The packs are still there: check and repair must point to 'repair --index', not to
+    'forget' (which, with a prune after it, destroyed the snapshot)."""
+    from fogvault.maintenance.repair import RepairOptions, repair
+
+    repo = make_repo("one", "two")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f1").write_bytes(random.Random(1).randbytes(50_000))
+    Archiver(repo, BackupOptions()).run([str(src)])
+    one = str(tmp_path / "one")
+    index_before = set((tmp_path / "one" / "index").iterdir())
+    (src / "f2").write_bytes(random.Random(2).randbytes(50_000))
+    with Repository.open([one], PASSWORD, use_cache=False) as only_one:
+        uid = Archiver(only_one, BackupOptions()).run([str(src)]).snapshot.uid
+    for new in set((tmp_path / "one" / "index").iterdir()) - index_before:
+        new.unlink()
+    with Repository.open(repo.targets.urls, PASSWORD, use_cache=False) as both:
+        result = check(both)
+        assert not result.ok and result.data_missing and result.forgotten == []
+        assert not any("forget" in p for p in result.problems)
+        assert snapshot_name(uid) in next(t for t in result.targets if t.url != one).missing
+        refused = repair(both, RepairOptions(dry_run=True))
+        assert any("'fogvault repair --index' lists them again" in u
+                   for u in refused.unrecoverable)
+        repair(both, RepairOptions(index=True))
+    with Repository.open(repo.targets.urls, PASSWORD, use_cache=False) as both:
+        assert check(both, CheckOptions(read_data=True)).ok
