@@ -3,15 +3,26 @@
 A hypothesis state machine keeps a source folder and a repository on 2 or 3 local folder
 targets (k-of-N: a backup commits to N-1 of them), and a model: the source as it should be
 (paths, contents, modes, symlink targets, hardlink groups), and for every snapshot it made and
-has not forgotten the exact tree that snapshot must restore to. Rules change the source, back
-up, forget (by uid, or by a keep-last/keep-daily policy), prune, dry-run those, damage ONE
-target (delete an object or a folder, flip a byte, truncate, swap two objects' bytes, add a junk
-pack), repair, check, restore and reopen.
+has not forgotten the exact tree that snapshot must restore to, with its tags and paths. Rules
+change the source, back up (the source, or a stream as the file ``/NAME``: a pipe fed by a
+thread, or a file), tag (a changed snapshot gets a new uid), rewrite (take the entries that
+exclude patterns match out of snapshots, into copies under new uids; with ``forget`` the
+originals go), forget (by uid, or by a keep-last/keep-daily policy), prune, dry-run those,
+damage ONE target (delete an object or a folder, flip a byte, truncate, swap two objects' bytes,
+add a junk pack), repair, check, restore and reopen.
 
 What it asserts:
 
 * every live snapshot restores byte for byte (contents, modes, times, symlink targets, shared
-  inodes of hardlinks), even while a target is damaged (reads fall back to the other copy);
+  inodes of hardlinks), even while a target is damaged (reads fall back to the other copy); a
+  rewritten copy restores to its original without exactly the entries the patterns match (by
+  the model's own reading of user-guide.md's pattern rules) and what is below them;
+* tag and rewrite change exactly the snapshots the model expects, report the uids and the
+  removed paths it expects, keep every other field of the manifest, write each new manifest to
+  exactly the targets that held the old one (a target that lacked it is then behind in it; a
+  rewrite's copy skips a target behind, which lacks a live index file), and delete the old one
+  from every target (rewrite: with ``forget`` only, and only if its copy reached every target
+  that holds it: else ``kept_original`` says why);
 * ``check --read-data`` reports exactly the live objects whose copy on the damaged target is
   missing or differs from the healthy copy, byte for byte, and nothing else: OK when nothing is
   damaged, or when the damage was to an object prune or forget made unused;
@@ -21,29 +32,35 @@ What it asserts:
   names exactly the targets its snapshot did not reach; forget deletes from every target;
   prune leaves no unused pack or index file on a target it did not have to leave alone; a dry
   run changes nothing;
-* the repository lists exactly the model's live snapshots.
+* the repository lists exactly the model's live snapshots, with their times, paths and tags;
+  forget's policy keeps what the model's oracle keeps, per host and paths.
 
 "Live" objects are the config, the key file, the model's snapshots, and the live index files and
 the packs they list as seen by a repository opened on a healthy target alone.
 
 The default run takes 15-30 s on two cores; ``--extended`` runs a larger instance (about 4
 minutes). Failures print hypothesis's steps and a ``@reproduce_failure`` blob. The bugs it found
-are reduced to the tests at the end.
+are reduced to the tests at the end. A replay may go another way where random uids decide: a
+rewrite's copy has its original's time, and which of the two counts as newer is up to their
+uids (snapshots are picked by drawn numbers, so that hypothesis still draws the same).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
@@ -59,6 +76,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+import fogvault
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.chunker import ChunkerParams
 from fogvault.crypto import KDF_MIN_MEMLIMIT, KDF_MIN_OPSLIMIT, KdfParams
@@ -101,6 +119,9 @@ DAMAGES = [  # a target without a live index file is "behind": that path gets th
     "swap_pack", "swap_index", "swap_snapshot", "delete_folder", "orphan_pack",
 ]
 DAMAGED_FOLDERS = ["index/", "index/", "snapshots/", "data/", "data/??/", "keys/"]
+TAGS = ["keep", "nightly", "weekly", "ü tag"]
+STREAM_NAMES = ["stdin", "dump.sql", "a", "ü x"]  # "a": also a name in the source
+GLOBS = ["*.txt", "*.bin", "*.sql", "?", "[ab]", "[!a-d]", "* *"]
 
 #: rules run (all examples of this process): printed at the end of each test
 STATS: Counter[str] = Counter()
@@ -129,10 +150,15 @@ class Damage:
 
 @dataclass
 class Recorded:
-    """A snapshot the test made: when, and the tree it must restore to."""
+    """A snapshot the test made: when, its paths and tags, and the tree it must restore to."""
 
     time: datetime
-    tree: Tree
+    tree: Tree  # below the source's path (a stream's: below the restore folder); {}: nothing
+    paths: tuple[str, ...]  # as the snapshot records them (with HOST: its retention group)
+    tags: tuple[str, ...] = ()  # sorted
+    stream: tuple[int, int] | None = None  # a stream's file: its mtime lies in [lo, hi] (ns)
+    cut: str | None = None  # the path at or above the source that a rewrite took out
+    history: tuple[str, ...] = ()  # "tag", "rewrite": how the snapshot came to be
 
 
 Entry = tuple  # ("dir", mode, mtime) | ("file", data, mode, mtime) | ("symlink", target, mtime)
@@ -277,9 +303,11 @@ def read_object(folder: str, name: str) -> bytes | None:
 
 def kept_by_oracle(times: dict[str, datetime], keep_last: int, keep_daily: int) -> set[str]:
     """restic's keep-last / keep-daily on one group, in UTC, written out from its rules: newest
-    first; a counting rule keeps a snapshot that opens a new bucket while it has room, and the
-    oldest snapshot if it still has room when it gets there."""
-    ordered = sorted(times, key=lambda uid: (times[uid], uid), reverse=True)
+    first (of two at the same time, as a rewrite's copy and its original, the uid that sorts
+    first counts as newer: retention.md); a counting rule keeps a snapshot that opens a new
+    bucket while it has room, and the oldest snapshot if it still has room when it gets
+    there."""
+    ordered = sorted(sorted(times), key=lambda uid: times[uid], reverse=True)  # sort is stable
     kept = set(ordered[:keep_last])
     room, last_day = keep_daily, None
     for number, uid in enumerate(ordered):
@@ -293,12 +321,71 @@ def kept_by_oracle(times: dict[str, datetime], keep_last: int, keep_daily: int) 
     return kept
 
 
+# ---- exclude patterns, as user-guide.md describes them ----------------------------------
+
+#: a pattern's own reading: whether it matches an absolute path
+Matcher = Callable[[str], bool]
+
+
+def last_name(path: str) -> str:
+    return path.rsplit("/", 1)[1]
+
+
+def draw_patterns(data: st.DataObject, known: list[str]) -> list[tuple[str, bool, Matcher]]:
+    """One or two exclude patterns, each as (text, negated, what it matches), read from the
+    rules of user-guide.md ("Exclude patterns") rather than from fogvault/patterns.py: a
+    pattern without ``/`` at its start matches any tail of the path, one with it the whole
+    path; ``**`` any number of components; ``!`` takes back an earlier pattern's match.
+    ``known``: absolute paths the snapshots hold, for anchored patterns, picked with a drawn
+    seed: which of a rewrite's copy and its original (same time) a forget keeps depends on
+    their random uids, and with it ``known``, but hypothesis must draw the same on a replay."""
+    out: list[tuple[str, bool, Matcher]] = []
+    for number in range(data.draw(st.sampled_from([1, 1, 2]), label="patterns")):
+        kinds = ["name", "name", "glob", "anchored", "anchored", "children", "deep"]
+        if number:
+            kinds.append("negated")
+        kind = data.draw(st.sampled_from(kinds), label="pattern kind")
+        if kind == "anchored":
+            path = random.Random(data.draw(st.integers(0, 2**16), label="path seed")).choice(
+                known)
+            out.append((path, False, lambda p, path=path: p == path))
+        elif kind == "glob":
+            glob = data.draw(st.sampled_from(GLOBS), label="glob")
+            out.append((glob, False, lambda p, glob=glob: fnmatchcase(last_name(p), glob)))
+        elif kind == "children":  # NAME/*: whatever is directly in a folder called NAME
+            name = data.draw(st.sampled_from(NAMES), label="folder name")
+            out.append((f"{name}/*", False,
+                        lambda p, name=name: p.count("/") > 1 and
+                        last_name(p.rsplit("/", 1)[0]) == name))
+        else:  # a name (or **/name: the same), perhaps as a "!" pattern
+            name = data.draw(st.sampled_from(NAMES + STREAM_NAMES), label="pattern name")
+            text = f"**/{name}" if kind == "deep" else name
+            negated = kind == "negated"
+            out.append((("!" if negated else "") + text, negated,
+                        lambda p, name=name: last_name(p) == name))
+    return out
+
+
+def excluded(patterns: list[tuple[str, bool, Matcher]], path: str) -> bool:
+    """The last pattern that matches ``path`` decides: excluded unless it is a "!" pattern."""
+    for _, negated, matches in reversed(patterns):
+        if matches(path):
+            return not negated
+    return False
+
+
 def describe_check(result: CheckResult) -> str:
     parts = [f"ok={result.ok} problems={result.problems[:3]}"]
     for t in result.targets:
         parts.append(f"{t.url}: reachable={t.reachable} error={t.error} missing={t.missing[:5]} "
                      f"wrong_size={t.wrong_size[:5]} corrupt={t.corrupt[:5]}")
     return "\n".join(parts)
+
+
+def _feed(fd: int, content: bytes) -> None:
+    """Write ``content`` to the pipe ``fd`` and close it (a reader that went away ends it)."""
+    with contextlib.suppress(BrokenPipeError), open(fd, "wb") as pipe:
+        pipe.write(content)
 
 
 # ---- the machine --------------------------------------------------------------------------
@@ -310,6 +397,7 @@ class RepositoryLifecycle(RuleBasedStateMachine):
         self.base = Path(tempfile.mkdtemp(prefix="fogvault-lifecycle-"))
         self.src = self.base / "src"
         self.src.mkdir()
+        self.real_src = os.path.realpath(self.src)  # the source's path in the snapshots
         self.repo: Repository | None = None
         self.urls: list[str] = []
         self.dirs: dict[str, int] = {}  # relative path -> mode
@@ -403,6 +491,69 @@ class RepositoryLifecycle(RuleBasedStateMachine):
         wrong = found.keys() & set(others)
         assert not wrong, f"healthy targets differ: { {u: sorted(found[u])[:5] for u in wrong} }"
         return found
+
+    def abs_path(self, recorded: Recorded, rel: str) -> str:
+        """The absolute path in the snapshot of an entry of ``recorded.tree``."""
+        if recorded.stream is not None:
+            return f"/{rel}"
+        return self.real_src if rel == "." else f"{self.real_src}/{rel}"
+
+    def without(self, recorded: Recorded, patterns: list[tuple[str, bool, Matcher]]
+                ) -> tuple[Recorded, set[str]]:
+        """What a rewrite's copy of ``recorded`` must restore to, and the paths it takes out
+        (each the topmost: a folder taken out is not entered). A source's snapshot holds the
+        folders above the source too: a pattern may take one of those, or the source itself,
+        and so everything."""
+        if recorded.stream is None:
+            parts = self.real_src.strip("/").split("/")
+            chain = ["/" + "/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+            if recorded.cut is not None:  # only the folders above what was taken out are left
+                chain = [path for path in chain if recorded.cut.startswith(path + "/")]
+            for path in chain:
+                if excluded(patterns, path):
+                    return dataclasses.replace(recorded, tree=Tree({}, frozenset()),
+                                               cut=path), {path}
+            if recorded.cut is not None:
+                return recorded, set()
+        gone: list[str] = []
+        kept: dict[str, Entry] = {}
+        for rel in sorted(recorded.tree.entries, key=lambda r: (r != ".", depth(r), r)):
+            if rel == ".":  # the source itself: decided above
+                kept[rel] = recorded.tree.entries[rel]
+            elif any(rel.startswith(g + "/") for g in gone):
+                continue  # below a folder taken out
+            elif excluded(patterns, self.abs_path(recorded, rel)):
+                gone.append(rel)
+            else:
+                kept[rel] = recorded.tree.entries[rel]
+        links = frozenset(frozenset(g & kept.keys()) for g in recorded.tree.links
+                          if len(g & kept.keys()) > 1)
+        return (dataclasses.replace(recorded, tree=Tree(kept, links)),
+                {self.abs_path(recorded, rel) for rel in gone})
+
+    def behind(self) -> set[str]:
+        """The targets that lack a live index file (targets.md 6.6): prune leaves them alone,
+        and a rewrite's copy (whose trees reuse what they may lack) does not go to them."""
+        live_index = {n for n in self.live_names() if n.startswith("index/")}
+        return {url for url in self.urls if live_index - set(objects_under(Path(url), "index/"))}
+
+    def holders(self, uid: str) -> set[str]:
+        """The targets that have a file for the snapshot ``uid`` (intact or not)."""
+        return {url for url in self.urls if (Path(url) / snapshot_name(uid)).exists()}
+
+    def replaced(self, old: str, new: str, where: set[str], expected: Recorded) -> None:
+        """Model ``new``, a tag's or a rewrite's copy of ``old``: it must be on exactly the
+        targets ``where`` (those that held ``old``; a rewrite's: not behind ones); a target
+        without it (only the damaged one) is behind in it until repair."""
+        after = self.holders(new)
+        assert after == where, f"{new} (from {old}) is on {sorted(after)}, expected on " \
+                               f"{sorted(where)}"
+        lacking = set(self.urls) - after
+        assert lacking <= ({self.damage.url} if self.damage else set()), lacking
+        if lacking:
+            assert self.damage is not None
+            self.damage.names.add(snapshot_name(new))
+        self.snapshots[new] = expected
 
     def check_source(self) -> Tree:
         """The source as scanned, after checking it is what the model says."""
@@ -576,14 +727,21 @@ class RepositoryLifecycle(RuleBasedStateMachine):
         force = data.draw(st.sampled_from([False, False, False, True]), label="force")
         parent = None  # the latest snapshot, or an older one (its unchanged files are reused)
         if self.snapshots and data.draw(st.integers(0, 3), label="explicit parent?") == 0:
-            parent = data.draw(st.sampled_from(list(self.snapshots)), label="parent")
-        options = BackupOptions(host=HOST, force=force, parent=parent)
+            parent = self.pick_snapshots(data, "parent")[0][0]
+        tags = data.draw(st.lists(st.sampled_from(TAGS), max_size=2, unique=True), label="tags")
+        options = BackupOptions(host=HOST, force=force, parent=parent, tags=tags)
         result = Archiver(self.repo, options).run([str(self.src)])
-        uid = result.snapshot.uid
-        note(f"backup -> {uid} ({len(expected.entries)} entries, force={force}, "
+        note(f"backup -> {result.snapshot.uid} ({len(expected.entries)} entries, force={force}, "
              f"parent={parent}, behind={sorted(result.targets_behind)})")
-        assert not result.warnings, list(result.warnings)
         assert scan(self.src) == expected, "the backup changed the source"
+        self._committed(result, Recorded(result.snapshot.time, expected,
+                                         tuple(result.snapshot.paths), tuple(sorted(tags))))
+
+    def _committed(self, result: fogvault.BackupResult, recorded: Recorded) -> None:
+        """A backup's snapshot into the model, once it is where it must be."""
+        uid = result.snapshot.uid
+        assert not result.warnings, list(result.warnings)
+        assert sorted(result.snapshot.tags) == list(recorded.tags)
         # targets_behind names exactly the targets the snapshot did not reach: only the damaged
         # one may be behind (it lacks an index file), the others always get it.
         lacking = {url for url in self.urls if read_object(url, snapshot_name(uid)) is None}
@@ -592,7 +750,7 @@ class RepositoryLifecycle(RuleBasedStateMachine):
         if lacking:
             assert self.damage is not None
             self.damage.names.add(snapshot_name(uid))
-        self.snapshots[uid] = Recorded(result.snapshot.time, expected)
+        self.snapshots[uid] = recorded
 
     @rule(data=st.data())
     def backup(self, data: st.DataObject) -> None:
@@ -603,14 +761,171 @@ class RepositoryLifecycle(RuleBasedStateMachine):
         """A second rule, so that backups are as frequent as changes to the source."""
         self._backup(data)
 
+    @rule(data=st.data())
+    def backup_stream(self, data: st.DataObject) -> None:
+        """A stream (a pipe a thread feeds, or a file) backed up as the file /NAME."""
+        self.count("backup_stream")
+        assert self.repo is not None
+        name = data.draw(st.sampled_from(STREAM_NAMES), label="stream name")
+        content = make_content(data, [i.data for i in self.files.values() if i.data])
+        piped = data.draw(st.booleans(), label="piped")
+        tags = data.draw(st.lists(st.sampled_from(TAGS), max_size=1), label="tags")
+        archiver = Archiver(self.repo, BackupOptions(host=HOST, tags=tags))
+        earliest = time.time_ns()
+        if piped:
+            read_end, write_end = os.pipe()
+            feeder = threading.Thread(target=_feed, args=(write_end, content))
+            feeder.start()
+            try:
+                result = archiver.run_stream(fogvault.DescriptorSource(read_end), name)
+            finally:
+                os.close(read_end)  # a backup that failed: the feeder's write ends too
+                feeder.join()
+        else:
+            (self.base / "stream").write_bytes(content)
+            fd = os.open(self.base / "stream", os.O_RDONLY)
+            try:
+                result = archiver.run_stream(fogvault.DescriptorSource(fd), name)
+            finally:
+                os.close(fd)
+        latest = time.time_ns()
+        note(f"stream backup of {len(content)} bytes as /{name} ({'pipe' if piped else 'file'})"
+             f" -> {result.snapshot.uid}, behind={sorted(result.targets_behind)}")
+        assert result.snapshot.paths == [f"/{name}"]
+        tree = Tree({name: ("file", content, 0o600, None)}, frozenset())
+        self._committed(result, Recorded(result.snapshot.time, tree, (f"/{name}",),
+                                         tuple(sorted(tags)), (earliest, latest)))
+
+    @precondition(lambda self: self.snapshots)
+    @rule(data=st.data())
+    def tag_snapshots(self, data: st.DataObject) -> None:
+        """Add, remove or set tags of some snapshots (or all): each changed one is replaced by a
+        copy under a new uid with the new tags, on the targets that held it."""
+        self.count("tag")
+        assert self.repo is not None
+        chosen, uids = self._choose(data)
+        how = data.draw(st.sampled_from(["add", "remove", "both", "set"]), label="tag how")
+        first = data.draw(st.lists(st.sampled_from(TAGS), min_size=how != "set", max_size=2,
+                                   unique=True), label="tags")
+        second = data.draw(st.lists(st.sampled_from([t for t in TAGS if t not in first]),
+                                    min_size=1, max_size=2, unique=True), label="other tags")
+        options = {"add": fogvault.TagOptions(add=first), "remove": fogvault.TagOptions(
+            remove=first), "both": fogvault.TagOptions(add=first, remove=second),
+            "set": fogvault.TagOptions(set=first)}[how]
+        options.uids = uids
+        expected: dict[str, tuple[str, ...]] = {}  # old uid -> its new tags, if they change
+        for uid in chosen:
+            old = set(self.snapshots[uid].tags)
+            new = tuple(sorted(set(first) if how == "set" else (old | set(options.add)) -
+                               set(options.remove)))
+            if new != self.snapshots[uid].tags:
+                expected[uid] = new
+        before = {uid: (self.repo.load_snapshot(uid), self.holders(uid)) for uid in expected}
+        with self.repo.lock():
+            result = fogvault.tag(self.repo, options)
+        note(f"tag {how} {first}/{second} of {uids or 'all'}: "
+             f"{[(c.old_uid, c.new_uid) for c in result.changed]}")
+        STATS["tag: changed"] += bool(result.changed)
+        assert {c.old_uid: tuple(c.tags) for c in result.changed} == expected
+        assert result.unchanged == len(chosen) - len(expected)
+        for change in result.changed:
+            old_snapshot, held = before[change.old_uid]
+            assert self.repo.load_snapshot(change.new_uid) == dataclasses.replace(
+                old_snapshot, uid=change.new_uid, tags=list(expected[change.old_uid]))
+            recorded = self.snapshots.pop(change.old_uid)
+            self._gone(change.old_uid)
+            self.replaced(change.old_uid, change.new_uid, held,
+                          dataclasses.replace(recorded, tags=expected[change.old_uid],
+                                              history=(*recorded.history, "tag")))
+
+    @precondition(lambda self: self.snapshots)
+    @rule(data=st.data())
+    def rewrite_snapshots(self, data: st.DataObject) -> None:
+        self._rewrite(data)
+
+    @precondition(lambda self: self.snapshots)
+    @rule(data=st.data())
+    def rewrite_again(self, data: st.DataObject) -> None:
+        """A second rule, for weight."""
+        self._rewrite(data)
+
+    def _rewrite(self, data: st.DataObject) -> None:
+        """Take what one or two exclude patterns match out of some snapshots (or all); with
+        forget, each original is deleted once its copy is on every target that held it."""
+        self.count("rewrite")
+        assert self.repo is not None
+        chosen, uids = self._choose(data)
+        known = sorted({self.abs_path(r, rel) for r in self.snapshots.values()
+                        for rel in r.tree.entries}
+                       | {self.real_src, os.path.dirname(self.real_src)})  # never empty
+        patterns = draw_patterns(data, known)
+        forget_ = data.draw(st.booleans(), label="forget")
+        expected: dict[str, tuple[Recorded, set[str]]] = {}  # old uid -> (copy, paths removed)
+        for uid in chosen:
+            copy, removed = self.without(self.snapshots[uid], patterns)
+            if removed:
+                expected[uid] = (dataclasses.replace(copy, history=(*copy.history, "rewrite")),
+                                 removed)
+        before = {uid: (self.repo.load_snapshot(uid), self.holders(uid)) for uid in expected}
+        behind = self.behind()  # they get no copy: their originals stay, even with forget
+        options = fogvault.RewriteOptions(excludes=[text for text, _, _ in patterns],
+                                          forget=forget_, uids=uids)
+        result = fogvault.rewrite(self.repo, options)
+        note(f"rewrite {options.excludes} of {uids or 'all'} (forget={forget_}): "
+             f"{[(r.old_uid, r.new_uid, r.removed[:3]) for r in result.rewritten]}")
+        STATS["rewrite: changed"] += bool(result.rewritten)
+        STATS["rewrite: took everything"] += any(not c.tree.entries for c, _ in
+                                                 expected.values())
+        assert {r.old_uid: set(r.removed) for r in result.rewritten} == {
+            uid: removed for uid, (_, removed) in expected.items()}
+        assert result.unchanged == len(chosen) - len(expected)
+        for entry in result.rewritten:
+            old_snapshot, held = before[entry.old_uid]
+            new_snapshot = self.repo.load_snapshot(entry.new_uid)
+            assert new_snapshot == dataclasses.replace(old_snapshot, uid=entry.new_uid,
+                                                       tree=new_snapshot.tree)
+            assert new_snapshot.tree != old_snapshot.tree
+            # every target is writable here: only a target behind that holds it misses the copy
+            assert (entry.kept_original is not None) == (forget_ and bool(held & behind)), (
+                entry.kept_original, sorted(held), sorted(behind))
+            STATS["rewrite: original kept, a target behind"] += entry.kept_original is not None
+            if forget_ and entry.kept_original is None:
+                del self.snapshots[entry.old_uid]
+                self._gone(entry.old_uid)
+            else:
+                assert self.holders(entry.old_uid) == held
+            self.replaced(entry.old_uid, entry.new_uid, held - behind, expected[entry.old_uid][0])
+
+    def _choose(self, data: st.DataObject) -> tuple[list[str], list[str]]:
+        """Snapshots for tag or rewrite: (the uids chosen, the references given: uids or
+        prefixes; none for every snapshot)."""
+        if data.draw(st.integers(0, 3), label="every snapshot?") == 0:
+            return list(self.snapshots), []
+        return self.pick_snapshots(data, "chosen", max_size=3)
+
+    def pick_snapshots(self, data: st.DataObject, label: str, max_size: int = 1
+                       ) -> tuple[list[str], list[str]]:
+        """1 to ``max_size`` live snapshots, and a reference to each (its uid or a prefix).
+        Picked by drawn numbers, so that a replay draws the same although the snapshots the
+        model holds may differ: which of a rewrite's copy and its original (same time) a
+        forget keeps depends on their random uids, and whether a target is behind (and keeps
+        an original a rewrite with forget would delete) on how many index files thread timing
+        made."""
+        numbers = data.draw(st.lists(st.integers(0, 63), min_size=1, max_size=max_size),
+                            label=label)
+        prefix = [data.draw(st.booleans(), label="by prefix") for _ in numbers]
+        live = list(self.snapshots)
+        picked = {live[n % len(live)]: by_prefix
+                  for n, by_prefix in zip(numbers, prefix, strict=True)}
+        note(f"{label}: {list(picked)}")
+        return list(picked), [uid[:8] if by_prefix else uid for uid, by_prefix in picked.items()]
+
     @precondition(lambda self: self.snapshots)
     @rule(data=st.data())
     def forget_by_uid(self, data: st.DataObject) -> None:
         self.count("forget_by_uid")
         assert self.repo is not None
-        uids = data.draw(st.lists(st.sampled_from(list(self.snapshots)), min_size=1,
-                                  max_size=3, unique=True), label="forgotten")
-        refs = [uid[:8] if data.draw(st.booleans(), label="by prefix") else uid for uid in uids]
+        uids, refs = self.pick_snapshots(data, "forgotten", max_size=3)
         result = forget(self.repo, uids=refs)
         assert sorted(result.removed) == sorted(uids)
         self._forgotten(uids)
@@ -625,8 +940,11 @@ class RepositoryLifecycle(RuleBasedStateMachine):
         if not keep_last and not keep_daily:
             keep_last = 1
         policy = RetentionPolicy(keep_last=keep_last, keep_daily=keep_daily)
-        times = {uid: r.time for uid, r in self.snapshots.items()}
-        kept = kept_by_oracle(times, keep_last, keep_daily)
+        groups: dict[tuple[str, ...], dict[str, datetime]] = {}  # per host (one) and paths
+        for uid, recorded in self.snapshots.items():
+            groups.setdefault(tuple(sorted(recorded.paths)), {})[uid] = recorded.time
+        kept = set().union(*(kept_by_oracle(times, keep_last, keep_daily)
+                             for times in groups.values()))
         if runner_style:  # as the job runner does it: apply_policy, then forget by uid
             groups = apply_policy(self.repo.snapshots(), policy, tz=UTC)
             removed = [s.uid for g in groups for s in g.remove]
@@ -642,16 +960,17 @@ class RepositoryLifecycle(RuleBasedStateMachine):
         """Out of the model, and off every target (all of them are reachable)."""
         for uid in uids:
             del self.snapshots[uid]
-            held = [url for url in self.urls if read_object(url, snapshot_name(uid)) is not None]
-            assert not held, f"forgotten snapshot {uid} is still on {held}"
+            self._gone(uid)
+
+    def _gone(self, uid: str) -> None:
+        held = [url for url in self.urls if read_object(url, snapshot_name(uid)) is not None]
+        assert not held, f"deleted snapshot {uid} is still on {held}"
 
     @rule(max_unused=st.sampled_from([0.0, 0.05, 0.5, 1.0]))
     def prune_repo(self, max_unused: float) -> None:
         self.count("prune_repo")
         assert self.repo is not None
-        live_index = {n for n in self.live_names() if n.startswith("index/")}
-        left_alone = [url for url in self.urls  # lacks a live index file (targets.md 6.6)
-                      if live_index - set(objects_under(Path(url), "index/"))]
+        left_alone = sorted(self.behind())
         result = prune(self.repo, PruneOptions(max_unused=max_unused))
         note(f"prune: {result.packs_deleted} deleted, {result.packs_repacked} repacked, "
              f"left alone: {left_alone}")
@@ -664,7 +983,7 @@ class RepositoryLifecycle(RuleBasedStateMachine):
                 extra |= set(objects_under(Path(url), "index/")) - live
                 assert not extra, f"{url} keeps {sorted(extra)[:5]} after prune"
 
-    @rule(what=st.sampled_from(["backup", "forget", "prune"]))
+    @rule(what=st.sampled_from(["backup", "forget", "prune", "tag", "rewrite"]))
     def dry_run(self, what: str) -> None:
         """A dry run changes nothing on any target."""
         self.count(f"dry_run {what}")
@@ -676,6 +995,13 @@ class RepositoryLifecycle(RuleBasedStateMachine):
             assert result.dry_run and not result.warnings
         elif what == "forget":
             forget(self.repo, RetentionPolicy(keep_last=1), dry_run=True)
+        elif what == "tag":
+            with self.repo.lock():
+                fogvault.tag(self.repo, fogvault.TagOptions(add=["dry"], dry_run=True))
+        elif what == "rewrite":
+            result = fogvault.rewrite(self.repo, fogvault.RewriteOptions(
+                excludes=["a", "*.bin"], dry_run=True))
+            assert result.dry_run
         else:
             prune(self.repo, PruneOptions(dry_run=True))
         assert [fingerprint(url) for url in self.urls] == before
@@ -834,7 +1160,7 @@ class RepositoryLifecycle(RuleBasedStateMachine):
     def _restore(self, data: st.DataObject) -> None:
         self.count("restore")
         assert self.repo is not None
-        uid = data.draw(st.sampled_from(list(self.snapshots)), label="restored")
+        uid = self.pick_snapshots(data, "restored")[0][0]
         newest = max(self.snapshots, key=lambda u: (self.snapshots[u].time, u))
         how = data.draw(st.sampled_from(["uid", "prefix", "latest"]), label="by")
         if how == "latest":
@@ -851,9 +1177,22 @@ class RepositoryLifecycle(RuleBasedStateMachine):
         options = RestoreOptions(target=str(target), verify=verify, processes=processes)
         summary = Restorer(self.repo, self.repo.load_snapshot(uid), options).run()
         assert not summary.warnings, list(summary.warnings)
-        restored = target / os.path.realpath(self.src).lstrip("/")
-        expected = self.snapshots[uid].tree
-        got = scan(restored)
+        recorded = self.snapshots[uid]
+        expected = recorded.tree
+        for how in {*recorded.history, "stream"} if recorded.stream else set(recorded.history):
+            STATS[f"restore: {how}"] += 1
+        if recorded.stream is not None:  # the file NAME in the restore folder
+            entries = scan(target).entries
+            del entries["."]
+            for name, entry in list(entries.items()):
+                if entry[0] == "file" and recorded.stream[0] <= entry[3] <= recorded.stream[1]:
+                    entries[name] = (*entry[:3], None)  # the time of the backup
+            got = Tree(entries, frozenset())
+        elif not expected.entries:  # a rewrite took out the source or a folder above it
+            assert not os.path.lexists(target / self.real_src.lstrip("/")), uid
+            got = expected
+        else:
+            got = scan(target / self.real_src.lstrip("/"))
         assert got == expected, f"restore of {uid} differs:\n{tree_diff(expected, got)}"
         shutil.rmtree(target)
 
@@ -886,10 +1225,15 @@ class RepositoryLifecycle(RuleBasedStateMachine):
         STATS["~invariant checks"] += 1
         if self.repo is None:
             return
-        listed = {s.uid for s in self.repo.snapshots()}
+        snapshots = self.repo.snapshots()
+        listed = {s.uid for s in snapshots}
         assert listed == set(self.snapshots), (
             f"listed but forgotten: {sorted(listed - set(self.snapshots))}; "
             f"live but not listed: {sorted(set(self.snapshots) - listed)}")
+        for s in snapshots:
+            recorded = self.snapshots[s.uid]
+            assert (s.time, tuple(s.paths), tuple(s.tags)) == (
+                recorded.time, recorded.paths, recorded.tags), s.uid
 
 
 def run_lifecycle(max_examples: int, steps: int) -> None:
