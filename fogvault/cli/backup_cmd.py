@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, open_repository
+from fogvault.cli.common import ExcludeFileOption, IExcludeOption, Printer, open_repository
 from fogvault.errors import EXIT_PARTIAL, UsageError
 from fogvault.sizes import counted, format_size, parse_size
 
@@ -39,12 +39,8 @@ def backup(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", "-e", help="Skip paths matching this.")
     ] = None,
-    exclude_file: Annotated[
-        list[str] | None, typer.Option("--exclude-file", help="Read patterns from this file.")
-    ] = None,
-    iexclude: Annotated[
-        list[str] | None, typer.Option("--iexclude", help="As --exclude, ignoring case.")
-    ] = None,
+    exclude_file: ExcludeFileOption = None,
+    iexclude: IExcludeOption = None,
     iexclude_file: Annotated[
         list[str] | None, typer.Option("--iexclude-file", help="As --exclude-file, ignoring case.")
     ] = None,

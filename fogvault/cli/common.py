@@ -42,6 +42,17 @@ KdfOption = Annotated[
 ]
 
 
+# Options several commands share, declared once.
+HostFilter = Annotated[str | None, typer.Option("--host", help="Only this host's snapshots.")]
+TagFilter = Annotated[list[str] | None, typer.Option("--tag", help="Only with this tag.")]
+PathFilter = Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")]
+ExcludeFileOption = Annotated[
+    list[str] | None, typer.Option("--exclude-file", help="Read patterns from this file.")]
+IExcludeOption = Annotated[
+    list[str] | None, typer.Option("--iexclude", help="As --exclude, ignoring case.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")]
+
+
 @dataclass(slots=True)
 class GlobalOptions:
     repos: list[str] = field(default_factory=list)

@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, open_repository, table
+from fogvault.cli.common import (
+    DryRunOption,
+    HostFilter,
+    PathFilter,
+    Printer,
+    TagFilter,
+    open_repository,
+    table,
+)
 from fogvault.cli.prune_cmd import report_prune
 from fogvault.sizes import counted
 
@@ -30,13 +38,13 @@ def forget_cmd(
     keep_within_weekly: Span = "", keep_within_monthly: Span = "",
     keep_within_yearly: Span = "",
     keep_tag: Annotated[list[str] | None, typer.Option("--keep-tag")] = None,
-    host: Annotated[str | None, typer.Option(help="Only this host's snapshots.")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only with this tag.")] = None,
-    path: Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")] = None,
+    host: HostFilter = None,
+    tag: TagFilter = None,
+    path: PathFilter = None,
     group_by: Annotated[str, typer.Option(help="host, paths, tags, or a combination.")] =
         "host,paths",
     run_prune: Annotated[bool, typer.Option("--prune", help="Prune afterwards.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")] = False,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Forget snapshots (their data stays until prune). Refuses an empty policy."""
     from fogvault.cli.progress import make_phase_progress

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, open_repository
+from fogvault.cli.common import IExcludeOption, Printer, open_repository
 from fogvault.errors import EXIT_PARTIAL, UsageError
 from fogvault.sizes import counted, format_size
 
@@ -35,9 +35,7 @@ def restore(
     iinclude: Annotated[
         list[str] | None, typer.Option("--iinclude", help="As --include, ignoring case.")
     ] = None,
-    iexclude: Annotated[
-        list[str] | None, typer.Option("--iexclude", help="As --exclude, ignoring case.")
-    ] = None,
+    iexclude: IExcludeOption = None,
     overwrite: Annotated[
         str, typer.Option(help="Existing files: always, if-changed or never.")
     ] = "always",

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, open_repository
+from fogvault.cli.common import (
+    DryRunOption,
+    ExcludeFileOption,
+    HostFilter,
+    IExcludeOption,
+    PathFilter,
+    Printer,
+    TagFilter,
+    open_repository,
+)
 from fogvault.sizes import counted
 
 #: paths listed per snapshot in the text report (JSON lists all)
@@ -24,17 +33,13 @@ def rewrite_cmd(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", "-e", help="Take out paths matching this.")
     ] = None,
-    exclude_file: Annotated[
-        list[str] | None, typer.Option("--exclude-file", help="Read patterns from this file.")
-    ] = None,
-    iexclude: Annotated[
-        list[str] | None, typer.Option("--iexclude", help="As --exclude, ignoring case.")
-    ] = None,
-    host: Annotated[str | None, typer.Option(help="Only this host's snapshots.")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only with this tag.")] = None,
-    path: Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")] = None,
+    exclude_file: ExcludeFileOption = None,
+    iexclude: IExcludeOption = None,
+    host: HostFilter = None,
+    tag: TagFilter = None,
+    path: PathFilter = None,
     forget: Annotated[bool, typer.Option("--forget", help="Delete the originals.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")] = False,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Take paths out of snapshots: each changed snapshot is saved again under a new uid
     (the original stays unless --forget; prune frees the data)."""

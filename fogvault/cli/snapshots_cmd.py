@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, open_repository, table
+from fogvault.cli.common import HostFilter, PathFilter, Printer, TagFilter, open_repository, table
 from fogvault.sizes import counted, format_size
 
 
@@ -23,9 +23,9 @@ def register(app: typer.Typer) -> None:
 
 def snapshots(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="Only this host.")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only with this tag.")] = None,
-    path: Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")] = None,
+    host: HostFilter = None,
+    tag: TagFilter = None,
+    path: PathFilter = None,
     latest: Annotated[int | None, typer.Option(min=1, help="Only the newest N.")] = None,
 ) -> None:
     """List snapshots (oldest first)."""

@@ -6,7 +6,14 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, open_repository
+from fogvault.cli.common import (
+    DryRunOption,
+    HostFilter,
+    PathFilter,
+    Printer,
+    TagFilter,
+    open_repository,
+)
 from fogvault.sizes import counted
 
 
@@ -23,10 +30,10 @@ def tag_cmd(
                       ] = None,
     set_tags: Annotated[list[str] | None, typer.Option(
         "--set", help="Replace every tag with these ('' alone: no tags).")] = None,
-    host: Annotated[str | None, typer.Option(help="Only this host's snapshots.")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only with this tag.")] = None,
-    path: Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")] = False,
+    host: HostFilter = None,
+    tag: TagFilter = None,
+    path: PathFilter = None,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Change the tags of snapshots. Each changed snapshot gets a new uid (as in restic)."""
     from fogvault.maintenance.tag import TagOptions
