@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from fogvault import __version__
 from fogvault.backup.saver import BlobSaver, stored_blobs
 from fogvault.errors import FogVaultError, UnsupportedFormat, UsageError
+from fogvault.maintenance.selection import check_selection, chosen_snapshots
 from fogvault.patterns import PathPatterns
 from fogvault.repo.format import BlobType
 from fogvault.repo.lock import NoLock
 from fogvault.repo.repository import Repository
-from fogvault.repo.snapshot import Snapshot, new_uid, select_snapshots
+from fogvault.repo.snapshot import Snapshot, new_uid
 from fogvault.repo.tree import DIR, Node, Tree
 
 
@@ -42,8 +43,7 @@ class RewriteOptions:
     def validate(self) -> None:
         if not (self.excludes or self.iexcludes):
             raise UsageError("nothing to take out: give --exclude or --iexclude")
-        if self.uids and (self.host is not None or self.tags or self.paths):
-            raise UsageError("give snapshot uids or --host/--tag/--path filters, not both")
+        check_selection(self.uids, self.host, self.tags, self.paths)
 
 
 @dataclass(slots=True)
@@ -73,7 +73,8 @@ def rewrite(repo: Repository, options: RewriteOptions) -> RewriteResult:
             # A target that lacks index files others hold may lack trees the new ones reuse:
             # it gets no copy (as a backup commits to none there).
             repo.mark_behind_targets()
-        chosen = _chosen(repo, options)
+        chosen = chosen_snapshots(repo, options.uids, options.host, options.tags,
+                                  options.paths)
         for snapshot in chosen:  # before any tree is stored
             _refuse_newer(snapshot)
         changed: list[tuple[Snapshot, Snapshot, list[str]]] = []
@@ -94,13 +95,6 @@ def rewrite(repo: Repository, options: RewriteOptions) -> RewriteResult:
                                             lock.ensure_fresh)
             result.rewritten.append(entry)
     return result
-
-
-def _chosen(repo: Repository, options: RewriteOptions) -> list[Snapshot]:
-    named = {repo.resolve_snapshot(u) for u in options.uids}
-    return [s for s in select_snapshots(repo.snapshots(), options.host, options.tags,
-                                        options.paths)
-            if not named or s.uid in named]
 
 
 def _refuse_newer(snapshot: Snapshot) -> None:

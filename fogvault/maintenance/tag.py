@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fogvault.errors import FogVaultError, UsageError
+from fogvault.maintenance.selection import check_selection, chosen_snapshots
 from fogvault.repo.repository import Repository
-from fogvault.repo.snapshot import Snapshot, new_uid, select_snapshots
+from fogvault.repo.snapshot import Snapshot, new_uid
 
 
 @dataclass(slots=True)
@@ -53,8 +54,7 @@ class TagOptions:
             raise UsageError("nothing to change: give --add, --remove or --set")
         if any(not t for t in [*self.add, *self.remove, *(self.set or [])]):
             raise UsageError("a tag cannot be empty")
-        if self.uids and (self.host is not None or self.tags or self.paths):
-            raise UsageError("give snapshot uids or --host/--tag/--path filters, not both")
+        check_selection(self.uids, self.host, self.tags, self.paths)
 
     def new_tags(self, tags: Iterable[str]) -> list[str]:
         kept = set(tags) if self.set is None else set(self.set)
@@ -65,10 +65,7 @@ def tag(repo: Repository, options: TagOptions) -> TagResult:
     """Retag the snapshots named by ``options.uids`` (prefixes allowed), or else every one the
     filters select (all, without filters). The caller holds a shared lock."""
     options.validate()
-    named = {repo.resolve_snapshot(u) for u in options.uids}
-    chosen = [s for s in select_snapshots(repo.snapshots(), options.host, options.tags,
-                                          options.paths)
-              if not named or s.uid in named]
+    chosen = chosen_snapshots(repo, options.uids, options.host, options.tags, options.paths)
     result = TagResult(dry_run=options.dry_run)
     locations = repo.snapshot_locations() if chosen and not options.dry_run else {}
     for snapshot in chosen:
