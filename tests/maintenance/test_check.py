@@ -20,6 +20,7 @@ from fogvault.repo.format import snapshot_name
 from fogvault.repo.repository import Repository
 from fogvault.storage import open_storage
 from fogvault.storage.faulty import Fault, FaultyStorage
+from tests.maintenance.test_reindex import old_then_new
 
 
 @pytest.fixture
@@ -233,13 +234,7 @@ def test_a_snapshot_forgotten_while_a_target_was_away_is_not_missing_elsewhere(
     does not call it missing on the targets that deleted it, and notes the packs as prune's to
     delete, not as what 'repair --index' could list again (it would refuse them)."""
     repo = make_repo("one", "two", "three", pack_size=128 * 1024)
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "old").write_bytes(random.Random(1).randbytes(300_000))
-    forgotten = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.uid
-    (src / "old").unlink()
-    (src / "new").write_bytes(random.Random(2).randbytes(300_000))
-    Archiver(repo, BackupOptions()).run([str(src)])
+    forgotten = old_then_new(repo, tmp_path / "src")
     one, two, three = repo.targets.urls
     away = Repository.open([one, two], PASSWORD, cache_dir=cache_dir)
     forget(away, None, uids=[forgotten])

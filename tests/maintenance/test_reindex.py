@@ -131,19 +131,25 @@ def test_index_files_end_between_packs_at_their_size(make_repo, tmp_path, monkey
     assert restored(repo, tmp_path) == contents
 
 
+def old_then_new(repo: Repository, src: Path) -> str:
+    """Two backups of ``src``: the first holds only 'old', the second only 'new' (so the
+    first's data goes once it is forgotten and pruned). Returns the first's uid."""
+    src.mkdir()
+    (src / "old").write_bytes(random.Random(1).randbytes(300_000))
+    first = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.uid
+    (src / "old").unlink()
+    (src / "new").write_bytes(random.Random(2).randbytes(300_000))
+    Archiver(repo, BackupOptions()).run([str(src)])
+    return first
+
+
 def test_what_a_prune_deleted_while_a_target_was_away_is_not_brought_back(
         make_repo, tmp_path, cache_dir):
     """A snapshot forgotten and pruned on one target while the other was away: its packs and
     the index files the prune replaced are still on the other. --index leaves those packs
     unlisted, so the forgotten snapshot is not spread back either."""
     repo = make_repo("one", "two", pack_size=128 * 1024)
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "old").write_bytes(random.Random(1).randbytes(300_000))
-    forgotten = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.uid
-    (src / "old").unlink()
-    (src / "new").write_bytes(random.Random(2).randbytes(300_000))
-    Archiver(repo, BackupOptions()).run([str(src)])
+    forgotten = old_then_new(repo, tmp_path / "src")
     one, two = (Path(url) for url in repo.targets.urls)
     alone = Repository.open([str(one)], PASSWORD, cache_dir=cache_dir)
     forget(alone, None, uids=[forgotten])
