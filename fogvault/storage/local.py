@@ -174,7 +174,11 @@ class LocalStorage(Storage):
             if entry.is_dir(follow_symlinks=False):
                 yield from self._walk(Path(entry.path), name, "")
             elif entry.is_file(follow_symlinks=False):
-                yield ObjectInfo(name, entry.stat(follow_symlinks=False).st_size)
+                try:
+                    size = entry.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:  # deleted since the folder was read (a lock released)
+                    continue
+                yield ObjectInfo(name, size)
 
     def delete(self, name: str) -> None:
         try:

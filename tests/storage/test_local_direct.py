@@ -152,3 +152,22 @@ def test_large_reads_leave_the_page_cache_small_ones_stay(
     assert dropped[-1] == (DROP_AFTER_READ, 2 * DROP_AFTER_READ)
     assert storage.read("data/x") == data
     assert dropped[-1] == (0, len(data))
+
+
+def test_an_object_deleted_while_its_folder_is_listed_is_left_out(tmp_path, monkeypatch) -> None:
+    """A lock released by another process between reading locks/ and looking at its entries:
+    the listing goes on without it (it failed with 'no such object', which stopped a backup
+    that was taking its lock while a prune ran)."""
+    storage = LocalStorage(tmp_path)
+    for name in ("locks/a", "locks/b", "locks/c"):
+        storage.write(name, b"lock")
+    real_scandir = local.os.scandir
+
+    def scandir_then_release(path):
+        entries = list(real_scandir(path))
+        if str(path).endswith("locks"):
+            os.unlink(tmp_path / "locks" / "b")
+        return iter(entries)
+
+    monkeypatch.setattr(local.os, "scandir", scandir_then_release)
+    assert sorted(info.name for info in storage.list("locks/")) == ["locks/a", "locks/c"]
