@@ -1,18 +1,28 @@
-"""The paths to back up, read from files (restic's ``--files-from`` and ``--files-from-raw``).
+"""The paths to back up, read from files (restic's ``--files-from``, ``--files-from-verbatim``
+and ``--files-from-raw``).
 
-A list file holds one path per line (blank lines skipped, and lines starting with ``#``, which
-are comments as in restic's ``--files-from``; the rest of a line, spaces included, is the path)
-or, raw, paths separated by NUL bytes (as ``find -print0`` writes them: any name, newlines and
-a leading ``#`` included; empty names are skipped). ``-`` reads standard input. A path's bytes
-are kept as they are (``os.fsdecode``), so names that are not UTF-8 work. A comment line that
-names an existing file (``#draft#``, as ``git ls-files`` may list it) gets a warning: it is not
-backed up.
+* ``patterns``: one glob pattern a line, as in restic's ``--files-from``. Spaces around a line
+  are dropped, blank lines and lines starting with ``#`` (comments) are skipped, and a line
+  with wildcards (``*``, ``?``, ``[...]``, which match dot files too, as Go's ``filepath.Glob``
+  does) stands for the paths it matches, sorted. A pattern that matches nothing is kept as it
+  is, so the backup reports it as a path it cannot back up (a warning and exit 3), where
+  restic only warns. A comment line that names an existing file (``#draft#``, as ``git
+  ls-files`` may list it) gets a warning: it is not backed up.
+* ``verbatim``: one path a line, taken as it is (spaces included); only blank lines are skipped.
+* ``raw``: paths separated by NUL bytes (as ``find -print0`` writes them: any name, newlines and
+  a leading ``#`` included); empty names are skipped.
+
+In every form a ``\\r`` before a newline is dropped (restic reads lines the same way), ``-``
+reads standard input, and a path's bytes are kept as they are (``os.fsdecode``), so names that
+are not UTF-8 work.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
+from typing import Literal
 
 from fogvault.userfiles import read_bounded
 
@@ -21,20 +31,31 @@ log = logging.getLogger("fogvault")
 #: a list of several million paths fits; /dev/zero does not
 MAX_PATH_LIST = 1024**3
 
+ListForm = Literal["patterns", "verbatim", "raw"]
 
-def read_path_lists(names: list[str], *, raw: bool = False) -> list[str]:
+
+def read_path_lists(names: list[str], form: ListForm) -> list[str]:
     """The paths in the list files ``names``, in order."""
-    paths: list[str] = []
+    paths: list[bytes] = []
     for name in names:
         data = read_bounded(name, MAX_PATH_LIST, f"path list {name}")
-        if raw:
-            entries = data.split(b"\0")
+        if form == "raw":
+            paths += data.split(b"\0")
+            continue
+        lines = [line.removesuffix(b"\r") for line in data.split(b"\n")]
+        paths += lines if form == "verbatim" else _expand(name, lines)
+    return [os.fsdecode(path) for path in paths if path]
+
+
+def _expand(name: str, lines: list[bytes]) -> list[bytes]:
+    paths: list[bytes] = []
+    for line in (line.strip() for line in lines):
+        if line.startswith(b"#"):
+            if os.path.lexists(line):
+                log.warning("%s: line %r is a comment, but names a file, which is not backed "
+                            "up: list it with --files-from-verbatim", name, os.fsdecode(line))
+        elif glob.has_magic(line):
+            paths += sorted(glob.glob(line, include_hidden=True)) or [line]
         else:
-            lines = [ln.removesuffix(b"\r") for ln in data.split(b"\n")]
-            for comment in (ln for ln in lines if ln.startswith(b"#")):
-                if os.path.lexists(comment):
-                    log.warning("%s: line %r is a comment, but names a file, which is not backed "
-                                "up: list it with --files-from-raw", name, os.fsdecode(comment))
-            entries = [ln for ln in lines if not ln.startswith(b"#")]
-        paths += [os.fsdecode(entry) for entry in entries if entry]
+            paths.append(line)
     return paths

@@ -27,7 +27,12 @@ def backup(
     files_from: Annotated[
         list[str] | None,
         typer.Option("--files-from", help="Also back up the paths listed in this file, one a "
-                     "line ('-': standard input)."),
+                     "line; wildcards are expanded, '#' starts a comment ('-': standard input)."),
+    ] = None,
+    files_from_verbatim: Annotated[
+        list[str] | None,
+        typer.Option("--files-from-verbatim", help="Also back up the paths listed in this "
+                     "file, one a line, taken as they are ('-': standard input)."),
     ] = None,
     files_from_raw: Annotated[
         list[str] | None,
@@ -80,7 +85,7 @@ def backup(
     """Back up PATHS. Exit code 3 if some files could not be read."""
     from fogvault.backup.archiver import Archiver, BackupOptions
     from fogvault.backup.excludes import ExcludeRules
-    from fogvault.backup.path_lists import read_path_lists
+    from fogvault.backup.path_lists import ListForm, read_path_lists
     from fogvault.backup.scanner import Scanner
     from fogvault.backup.stream_source import CommandSource, DescriptorSource, check_stream_name
     from fogvault.cli.progress import QuietProgress, make_progress
@@ -89,11 +94,14 @@ def backup(
 
     out = Printer.of(ctx)
     streamed = stdin or stdin_from_command
-    if streamed and (files_from or files_from_raw):  # before reading: '-' would eat the stream
+    lists: dict[ListForm, list[str]] = {
+        "patterns": files_from or [], "verbatim": files_from_verbatim or [],
+        "raw": files_from_raw or []}
+    if streamed and any(lists.values()):  # before reading: '-' would eat the stream
         raise UsageError("--stdin and --stdin-from-command take no --files-from list")
     if streamed:
         check_stream_name(stdin_filename)
-    listed = [*read_path_lists(files_from or []), *read_path_lists(files_from_raw or [], raw=True)]
+    listed = [path for form, names in lists.items() for path in read_path_lists(names, form)]
     _check_sources(stdin, stdin_from_command, paths or [], listed)
     if host == "" or parent == "":  # an unset variable: not "this machine" or "the latest"
         raise UsageError(f"--{'host' if host == '' else 'parent'} is empty")
@@ -147,7 +155,7 @@ def _check_sources(stdin: bool, command: bool, paths: list[str], listed: list[st
         raise UsageError("--stdin-from-command runs the arguments as a command: give them "
                          "(after '--') and no path list")
     if not (stdin or command or paths or listed):
-        raise UsageError("nothing to back up: give paths, --files-from or --files-from-raw")
+        raise UsageError("nothing to back up: give paths or a --files-from list")
 
 
 def _report(out: Printer, result: BackupResult) -> None:

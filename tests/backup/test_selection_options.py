@@ -1,6 +1,6 @@
 """restic's ways to choose what a backup takes and a restore writes, through the real CLI:
---files-from, --files-from-raw, --iexclude, --iexclude-file, --exclude-larger-than, and
-restore's --iinclude and --iexclude."""
+--files-from, --files-from-verbatim, --files-from-raw, --iexclude, --iexclude-file,
+--exclude-larger-than, and restore's --iinclude and --iexclude."""
 
 from __future__ import annotations
 
@@ -48,6 +48,37 @@ def test_files_from_takes_one_path_a_line_skipping_comments(fogvault, src, tmp_p
     assert snaps[-1]["paths"] == [f"{src}/Docs/notes.txt", f"{src}/big.iso"]
 
 
+def test_files_from_expands_wildcards_and_trims_lines_as_restic_does(fogvault, src, tmp_path):
+    (src / "Docs" / ".hidden.txt").write_bytes(b"h")
+    (tmp_path / "list").write_text(f"  {src}/Docs/*.txt \n\t# {src}/big.iso\n{src}/C?che\n")
+    _backup(fogvault, "--files-from", "list")
+    assert _backed_up(fogvault, src) == {"Docs/.hidden.txt", "Docs/notes.txt", "Cache/blob"}
+    snaps = json.loads(fogvault("snapshots", "-r", "repo", "--json").stdout)
+    assert snaps[-1]["paths"] == [f"{src}/Cache", f"{src}/Docs/.hidden.txt",
+                                  f"{src}/Docs/notes.txt"]
+
+
+def test_a_pattern_that_matches_nothing_is_reported_and_the_rest_backed_up(fogvault, src,
+                                                                          tmp_path):
+    (tmp_path / "list").write_text(f"{src}/*.zip\n{src}/big.iso\n")
+    done = fogvault("backup", "-r", "repo", "--files-from", "list")
+    assert done.returncode == 3
+    assert f"{src}/*.zip: cannot back up: No such file or directory" in done.stderr.decode()
+    assert _backed_up(fogvault, src) == {"big.iso"}
+
+
+def test_files_from_verbatim_takes_each_line_as_it_is(fogvault, src, tmp_path):
+    for name in (" spaced ", "#hash", "star*", "[x]"):
+        (src / name).write_bytes(b"v")
+    (src / "x").write_bytes(b"matched by [x] as a pattern, not verbatim")
+    lines = [f"{src}/{name}" for name in (" spaced ", "[x]")] + ["", f"{src}/star*"]
+    (tmp_path / "#top").write_bytes(b"a name that a --files-from list takes as a comment")
+    (tmp_path / "list").write_text("\n".join(lines) + f"\r\n{src}/#hash\n#top\n")
+    _backup(fogvault, "--files-from-verbatim", "list")
+    assert _backed_up(fogvault, src) == {" spaced ", "#hash", "star*", "[x]"}
+    assert "/#top" in fogvault("ls", "-r", "repo", "latest", "--recursive").stdout.decode()
+
+
 def test_files_from_raw_takes_any_name_and_adds_to_the_arguments(fogvault, src, tmp_path):
     names = [os.fsencode(src / "line\nbreak"), os.fsencode(src) + b"/caf\xe9"]
     _backup(fogvault, "--files-from-raw", "-", f"{src}/Docs", input=b"\0".join(names) + b"\0")
@@ -60,7 +91,7 @@ def test_no_paths_at_all_is_a_usage_error(fogvault, src, tmp_path):
     done = fogvault("backup", "-r", "repo", "--files-from", "empty")
     assert done.returncode == 2
     assert done.stderr.decode().splitlines() == [
-        "error: nothing to back up: give paths, --files-from or --files-from-raw"]
+        "error: nothing to back up: give paths or a --files-from list"]
     missing = fogvault("backup", "-r", "repo", "--files-from", "nope")
     assert missing.returncode == 2
     assert missing.stderr.decode().splitlines() == [
