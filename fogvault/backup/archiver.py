@@ -19,6 +19,7 @@ import os
 import socket
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,8 +115,8 @@ class Archiver:
         """Store what ``save_root`` saves (the root tree of ``abs_paths``) and commit the
         snapshot, under the repository's lock."""
         use_one_malloc_arena()  # for library callers; the CLI and job runner call it before opening
-        _allow_deep_trees()
-        with self.repo.lock() if not self.options.dry_run else NoLock() as lock:
+        with _deep_tree_recursion, \
+                self.repo.lock() if not self.options.dry_run else NoLock() as lock:
             # Under the lock: a prune that ran since the repository was opened has replaced
             # index files, and deduplicating against its deleted packs would lose data.
             self.repo.load_index()
@@ -532,12 +533,33 @@ class _CountingReader:
 RECURSION_FOR_DEEP_TREES = 3 * 2048 + 1000
 
 
-def _allow_deep_trees() -> None:
+class _DeepTreeRecursion:
     """The walk recurses once per folder level; the interpreter's default limit (1,000 frames)
     stopped a backup at about 330 levels. Python 3.11 and later run Python-to-Python calls
-    without C stack, so a higher limit costs only the frames actually used."""
-    if sys.getrecursionlimit() < RECURSION_FOR_DEEP_TREES:
-        sys.setrecursionlimit(RECURSION_FOR_DEEP_TREES)
+    without C stack, so a higher limit costs only the frames actually used. The limit is the
+    process's: it is raised while any backup runs (backups in several threads count as one)
+    and given back after the last, so a library caller finds it as it set it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._saved = sys.getrecursionlimit()
+                sys.setrecursionlimit(max(RECURSION_FOR_DEEP_TREES, self._saved))
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                sys.setrecursionlimit(self._saved)
+
+
+_deep_tree_recursion = _DeepTreeRecursion()
 
 
 def normalise_paths(paths: list[str]) -> list[bytes]:

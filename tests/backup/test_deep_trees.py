@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -83,3 +84,14 @@ def test_a_tree_deeper_than_the_recursion_limit_round_trips(fogvault, tmp_path):
 
 def _uids(fogvault) -> list[str]:
     return [s["uid"] for s in json.loads(fogvault("snapshots", "-r", "repo", "--json").stdout)]
+
+
+def test_a_library_backup_gives_back_the_recursion_limit_it_raised(make_repo, tmp_path):
+    from fogvault.backup.archiver import Archiver, BackupOptions
+
+    repo = make_repo()
+    before = sys.getrecursionlimit()
+    with nested(tmp_path / "src", 600):  # deeper than the default limit allows
+        result = Archiver(repo, BackupOptions()).run([str(tmp_path / "src")])
+    assert result.snapshot.summary.files_new == 1
+    assert sys.getrecursionlimit() == before
