@@ -1,4 +1,5 @@
-"""``fogvault dump``: write one file of a snapshot, or a folder as a tar archive, to stdout."""
+"""``fogvault dump``: write one file of a snapshot, or a folder as a tar or zip archive, to
+stdout."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from enum import StrEnum
 from typing import Annotated, BinaryIO
 
 import typer
 
 from fogvault.cli.common import open_repository
 from fogvault.errors import DestinationUnwritable, UsageError
+
+
+class ArchiveFormat(StrEnum):
+    tar = "tar"
+    zip = "zip"
 
 
 def register(app: typer.Typer) -> None:
@@ -26,11 +33,15 @@ def dump(
     target: Annotated[
         str | None, typer.Option("--target", "-t", help="Write here instead of to stdout.")
     ] = None,
+    archive: Annotated[
+        ArchiveFormat, typer.Option("--archive", help="The archive format for a folder.")
+    ] = ArchiveFormat.tar,
 ) -> None:
     """Write a file of a snapshot to stdout as it is, or a folder (and what is below it) as a
-    tar archive."""
+    tar or zip archive."""
     from fogvault.repo.tree import DIR, FILE
     from fogvault.restore.dump import dump_file, dump_tar
+    from fogvault.restore.dump_zip import dump_zip
     from fogvault.treewalk import lookup_path
 
     if target is None and sys.stdout.isatty():
@@ -44,8 +55,9 @@ def dump(
             if node is not None and node.type == FILE:
                 dump_file(repo, node, out)
             else:
-                dump_tar(repo, base or b"/", node, subtree if node is None or node.type == DIR
-                         else None, out)
+                dump_archive = dump_zip if archive == ArchiveFormat.zip else dump_tar
+                dump_archive(repo, base or b"/", node,
+                             subtree if node is None or node.type == DIR else None, out)
 
 
 @contextlib.contextmanager

@@ -57,12 +57,20 @@ def dump_tar(repo: Repository, path: bytes, node: Node | None, subtree: bytes | 
     members = 0
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
                       encoding="utf-8", errors="surrogateescape") as archive:
-        entries = [] if node is None else [(path, node)]
-        below = walk(repo, subtree, path.rstrip(b"/")) if subtree is not None else iter(())
-        for entry_path, entry in (*entries, *below):
+        for entry_path, entry in entries(repo, path, node, subtree):
             _add(repo, archive, entry_path, entry, links)
             members += 1
     return members
+
+
+def entries(repo: Repository, path: bytes, node: Node | None, subtree: bytes | None
+            ) -> Iterator[tuple[bytes, Node]]:
+    """The entry at ``path`` (none for the snapshot's root) and, below it, the tree
+    ``subtree``, parents before their contents."""
+    if node is not None:
+        yield path, node
+    if subtree is not None:
+        yield from walk(repo, subtree, path.rstrip(b"/"))
 
 
 def _add(repo: Repository, archive: tarfile.TarFile, path: bytes, node: Node,
@@ -91,8 +99,8 @@ def _add(repo: Repository, archive: tarfile.TarFile, path: bytes, node: Node,
                 links.remember(key, info.name, node.nlink)
             info.size = node.size
             # buffered: tarfile takes a short read for the end of the data
-            archive.addfile(info, io.BufferedReader(_ChunkReader(file_chunks(repo, node),
-                                                                 node.size)))
+            archive.addfile(info, io.BufferedReader(ChunkReader(file_chunks(repo, node),
+                                                                node.size)))
             return
     archive.addfile(info)
 
@@ -103,10 +111,10 @@ def _exact_seconds(ns: int) -> str:
     return f"{'-' if ns < 0 else ''}{seconds}.{fraction:09d}"
 
 
-class _ChunkReader(io.RawIOBase):
-    """A file-like view of a file's chunks for tarfile, which copies ``size`` bytes from it: a
-    file whose chunks hold fewer bytes than its recorded size is an error, not a short
-    member."""
+class ChunkReader(io.RawIOBase):
+    """A file-like view of a file's chunks for an archive writer, which copies ``size`` bytes
+    from it: a file whose chunks hold fewer bytes than its recorded size is an error, not a
+    short member."""
 
     def __init__(self, chunks: Iterator[bytes], size: int) -> None:
         self._chunks = chunks

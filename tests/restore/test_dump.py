@@ -3,10 +3,14 @@ GNU tar extracts to the original tree; errors cost the output, never a traceback
 
 from __future__ import annotations
 
+import io
 import os
 import pty
+import stat
+import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -72,6 +76,36 @@ def test_the_whole_snapshot_and_a_single_symlink(fogvault, snapshot_of, tmp_path
     listing = subprocess.run(["tar", "-tv"], input=link.stdout, capture_output=True,
                              check=True).stdout.decode()
     assert listing.startswith("lrwxrwxrwx") and listing.rstrip().endswith("sub/link -> a")
+
+
+def test_a_folder_as_a_zip_archive_holds_its_files_folders_and_symlinks(fogvault, snapshot_of):
+    done = fogvault("dump", "-r", "repo", "latest", str(snapshot_of), "--archive", "zip")
+    assert done.returncode == 0, done.stderr  # written to a pipe: zip's streamed form
+    archive = zipfile.ZipFile(io.BytesIO(done.stdout))
+    assert archive.testzip() is None
+    prefix = str(snapshot_of).lstrip("/")
+    members = {info.filename.removeprefix(prefix): info for info in archive.infolist()}
+    assert set(members) == {"/", "/big", "/empty", "/caf\\xe9", "/sub/", "/sub/a",
+                            "/sub/hardlink", "/sub/link"}  # no FIFO: zip cannot hold one
+    for name in ("/big", "/empty", "/sub/a", "/sub/hardlink"):
+        assert archive.read(members[name]) == (snapshot_of / name[1:]).read_bytes()
+        st = (snapshot_of / name[1:]).stat()
+        assert members[name].external_attr >> 16 == st.st_mode
+        assert _zip_mtime(members[name]) == st.st_mtime_ns // 10**9
+    assert archive.read(members["/caf\\xe9"]) == b"latin-1 name"
+    assert b"is not UTF-8, and is written to the zip archive as" in done.stderr
+    link = members["/sub/link"]
+    assert stat.S_ISLNK(link.external_attr >> 16) and archive.read(link) == b"a"
+    sub = members["/sub/"]
+    assert sub.is_dir() and stat.S_ISDIR(sub.external_attr >> 16)
+    assert _zip_mtime(sub) == 1_600_000_000
+
+
+def _zip_mtime(info: zipfile.ZipInfo) -> int:
+    """The UTC seconds of a member's extended timestamp field."""
+    tag, size, flags, seconds = struct.unpack("<HHBi", info.extra[:9])
+    assert (tag, size, flags) == (0x5455, 5, 1)
+    return seconds
 
 
 def test_a_missing_path_and_a_terminal_are_one_line_errors(fogvault, snapshot_of, cli_env,
