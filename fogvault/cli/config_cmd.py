@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from fogvault.cli.common import Printer
-from fogvault.cli.jobs_common import ConfigOption, load
+from fogvault.cli.jobs_common import NO_REPOSITORY_REFUSES, ConfigOption, load, refuse_options
 from fogvault.sizes import counted
 
 config_app = typer.Typer(help="Check or show the jobs config file.", no_args_is_help=True)
@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
 @config_app.command("check")
 def check(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Validate the config file; every problem is listed with its file, line and key."""
+    refuse_options(ctx, NO_REPOSITORY_REFUSES)
     cfg = load(config)
     out = Printer.of(ctx)
     if out.json_mode:
@@ -33,6 +34,7 @@ def show(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Print the effective config: defaults filled in, paths expanded, schedules' next runs."""
     from fogvault.jobs.config_show import dump_toml, effective_document
 
+    refuse_options(ctx, NO_REPOSITORY_REFUSES)
     cfg = load(config)
     out = Printer.of(ctx)
     document = effective_document(cfg)

@@ -10,7 +10,7 @@ from types import FrameType
 
 import typer
 
-from fogvault.cli.jobs_common import ConfigOption, load, run_options
+from fogvault.cli.jobs_common import JOB_REFUSES, ConfigOption, load, refuse_options, run_options
 from fogvault.errors import EXIT_INTERRUPTED
 
 
@@ -21,10 +21,9 @@ def register(app: typer.Typer) -> None:
 def daemon(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Run all jobs on their schedules (for containers and machines without systemd)."""
     from fogvault import interrupts
-    from fogvault.cli.run_cmd import refuse_repository_options
     from fogvault.jobs.daemon import Daemon
 
-    refuse_repository_options(ctx, "fogvault daemon")
+    refuse_options(ctx, JOB_REFUSES)
     runner = Daemon(load(config), run_options(ctx))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

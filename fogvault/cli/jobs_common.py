@@ -1,14 +1,16 @@
-"""What the job commands (config, run, schedule, daemon, status) share: ``--config`` and loading."""
+"""What the job commands (config, run, schedule, daemon, status) share: ``--config``, loading,
+and refusing the common options they cannot honour."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fogvault.cli.common import options
-from fogvault.errors import EXIT_USAGE
+from fogvault.errors import EXIT_USAGE, UsageError
 
 if TYPE_CHECKING:
     from fogvault.jobs.config import Config
@@ -39,3 +41,63 @@ def run_options(ctx: typer.Context, *, dry_run: bool = False, init: bool = False
     opts = options(ctx)
     return RunOptions(dry_run=dry_run, init=init, cache_dir=opts.cache_path(),
                       use_cache=not opts.no_cache, retry_lock=opts.retry_lock)
+
+
+@dataclass(frozen=True)
+class RefusedOption:
+    """A common option that a command cannot honour: ``name`` as the error names it, the
+    parameters of the app's callback (``app.main_options``) that give it, and why."""
+
+    name: str
+    params: tuple[str, ...]
+    why: str
+
+
+_WHERE = "[repositories.NAME] of the config file"
+_TARGETS = f"a job's targets are the targets of {_WHERE}"
+_PASSWORD = (f"a job's password comes from password_file, password_command or password_env of "
+             f"{_WHERE}")
+_MIN_TARGETS = f"set min_targets in {_WHERE}"
+_PASSWORD_OPTIONS = ("--password-file/--password-command", ("password_file", "password_command"))
+_NO_REPOSITORY = "it opens no repository"
+
+#: ``run`` and ``daemon``: a job's repository, password and min_targets come from the config
+#: file, and a job writes (backup, forget, prune), so it always locks the repository.
+#: --retry-lock, --cache-dir and --no-cache apply to the job's repository.
+JOB_REFUSES = (
+    RefusedOption("-r/--repo", ("repo",), _TARGETS),
+    RefusedOption(*_PASSWORD_OPTIONS, _PASSWORD),
+    RefusedOption("--min-targets", ("min_targets",), _MIN_TARGETS),
+    RefusedOption("--no-lock", ("no_lock",), "a job writes to the repository (backup, forget, "
+                                              "prune), so it always locks it"),
+)
+
+#: ``schedule``, ``status`` and ``config`` read the config file (and the run log) only: every
+#: option about a repository would be ignored.
+NO_REPOSITORY_REFUSES = (
+    RefusedOption("-r/--repo", ("repo",), f"{_NO_REPOSITORY}; {_TARGETS}"),
+    RefusedOption(*_PASSWORD_OPTIONS, f"{_NO_REPOSITORY}; {_PASSWORD}"),
+    RefusedOption("--min-targets", ("min_targets",), f"{_NO_REPOSITORY}; {_MIN_TARGETS}"),
+    RefusedOption("--no-lock", ("no_lock",), f"{_NO_REPOSITORY}, so it takes no lock"),
+    RefusedOption("--retry-lock", ("retry_lock",), f"{_NO_REPOSITORY}, so it takes no lock"),
+    RefusedOption("--cache-dir", ("cache_dir",), f"{_NO_REPOSITORY}, so it uses no cache"),
+    RefusedOption("--no-cache", ("no_cache",), f"{_NO_REPOSITORY}, so it uses no cache"),
+)
+
+
+def refuse_options(ctx: typer.Context, refused: tuple[RefusedOption, ...]) -> None:
+    """A refused common option given on the command line (wherever: ``app`` lifts them in
+    front of the command) is a usage error (exit 2) naming it and the command, never silently
+    ignored."""
+    root = ctx.find_root()
+    for option in refused:
+        if any(_given(root, param) for param in option.params):
+            raise UsageError(f"{option.name} cannot be used with '{ctx.command_path}': "
+                             f"{option.why}")
+
+
+def _given(root: typer.Context, param: str) -> bool:
+    """Whether the app's callback got ``param`` from the command line, whatever its value (the
+    source is a ParameterSource of Typer's click, which Typer does not export)."""
+    source = root.get_parameter_source(param)
+    return source is not None and source.name != "DEFAULT"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fogvault.cli.common import Printer, table
-from fogvault.cli.jobs_common import ConfigOption, load
+from fogvault.cli.jobs_common import NO_REPOSITORY_REFUSES, ConfigOption, load, refuse_options
 from fogvault.errors import FogVaultError, UsageError
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ def install(
     from fogvault.jobs import cron, systemd
     from fogvault.jobs.install import default_program, run_argv
 
+    refuse_options(ctx, NO_REPOSITORY_REFUSES)
     cfg = load(config)
     chosen = _backend(backend)
     argv = run_argv(default_program(), job, cfg.path)
@@ -79,6 +80,7 @@ def _install_cron(out: Printer, job: str, entry: str, print_only: bool) -> None:
 @schedule_app.command("list")
 def list_schedules(ctx: typer.Context) -> None:
     """List the jobs installed in systemd and cron by 'schedule install'."""
+    refuse_options(ctx, NO_REPOSITORY_REFUSES)
     out = Printer.of(ctx)
     found = _installed()
     if out.json_mode:
@@ -101,6 +103,7 @@ def remove(
     """Remove the job's timer and service, and its crontab entry."""
     from fogvault.jobs import cron, systemd
 
+    refuse_options(ctx, NO_REPOSITORY_REFUSES)
     out = Printer.of(ctx)
     if backend is not None:
         _backend(backend)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from fogvault.cli.common import Printer, table
-from fogvault.cli.jobs_common import ConfigOption, load
+from fogvault.cli.jobs_common import NO_REPOSITORY_REFUSES, ConfigOption, load, refuse_options
 from fogvault.sizes import format_size
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ def status(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Show each job's last run (time, result, duration, snapshot, bytes added) and next run."""
     from fogvault.jobs.status import RunLog, job_statuses, run_log_path
 
+    refuse_options(ctx, NO_REPOSITORY_REFUSES)
     cfg = load(config)
     out = Printer.of(ctx)
     rows = job_statuses(cfg, RunLog(run_log_path(cfg)), datetime.now().astimezone())
