@@ -113,7 +113,7 @@ COMMAND_MODULES = {
     "dump": "dump_cmd", "tag": "tag_cmd", "rewrite": "rewrite_cmd", "forget": "forget_cmd",
     "prune": "prune_cmd",
     "check": "check_cmd", "key": "key_cmd", "unlock": "unlock_cmd", "cat": "cat_cmd",
-    "list": "list_cmd", "recover": "recover_cmd",
+    "list": "list_cmd", "recover": "recover_cmd", "cache": "cache_cmd",
     "config": "config_cmd", "run": "run_cmd", "schedule": "schedule_cmd",
     "daemon": "daemon_cmd", "status": "status_cmd",
     "repair": "repair_cmd", "targets": "targets_cmd", "target": "targets_cmd",

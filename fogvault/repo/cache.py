@@ -3,17 +3,24 @@
 Only content-addressed objects are cached, and every cached copy is verified against its name
 when read, so a stale or damaged cache costs a download, never correctness. The folder is 0700
 and files are 0600: index contents are encrypted, but their count and sizes are still private.
+A repository's folder gets a new modification time whenever the repository is opened, so that
+``fogvault cache`` can tell folders of repositories no longer used (restic's ``cache``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
 from fogvault.crypto import content_hash
+from fogvault.repo.config import is_repo_id
 
 log = logging.getLogger("fogvault")
 
@@ -27,6 +34,7 @@ class Cache:
         self.root = Path(root) / repo_id
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)  # not the parent: it may be a folder the user chose
+        os.utime(self.root)  # in use: see cache_folders
 
     def _path(self, name: str) -> Path:
         return self.root / name.replace("/", "_")
@@ -68,3 +76,34 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError as exc:
         log.debug("cannot remove %s from the cache: %s", path, exc)
+
+
+@dataclass(slots=True)
+class CacheFolder:
+    path: Path
+    repo_id: str
+    last_used: float  # seconds since the epoch: when the repository was last opened
+    size: int  # bytes of the files in it
+
+
+def cache_folders(root: Path) -> Iterator[CacheFolder]:
+    """The repositories' folders in the cache folder ``root``, oldest use first. Only folders
+    named as a repository id are counted: ``--cache-dir`` may name a folder that holds more."""
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return
+    folders = [e for e in entries if is_repo_id(e.name) and e.is_dir(follow_symlinks=False)]
+    for entry in sorted(folders, key=lambda e: e.stat(follow_symlinks=False).st_mtime):
+        size = sum(f.stat(follow_symlinks=False).st_size for f in os.scandir(entry.path)
+                   if f.is_file(follow_symlinks=False))
+        yield CacheFolder(Path(entry.path), entry.name,
+                          entry.stat(follow_symlinks=False).st_mtime, size)
+
+
+def is_old(folder: CacheFolder, max_age_days: float) -> bool:
+    return time.time() - folder.last_used > max_age_days * 86400
+
+
+def remove_folder(folder: CacheFolder) -> None:
+    shutil.rmtree(folder.path)

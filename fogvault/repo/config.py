@@ -88,5 +88,10 @@ class RepoConfig:
             raise ValueError("pack size out of range")
         if not 0 <= self.compression_level <= 22:
             raise ValueError("compression level out of range (0-22)")
-        if len(self.repo_id) != 32 or any(c not in "0123456789abcdef" for c in self.repo_id):
+        if not is_repo_id(self.repo_id):
             raise ValueError("malformed repository id")
+
+
+def is_repo_id(text: str) -> bool:
+    """A repository id as the config holds it: 32 lowercase hex digits."""
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)

@@ -1,0 +1,57 @@
+"""``fogvault cache``: the local cache's folders, one per repository, and removing old ones."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fogvault.cli.common import Printer, options, table
+
+#: restic's default for --max-age
+DEFAULT_MAX_AGE_DAYS = 30
+
+
+def register(app: typer.Typer) -> None:
+    app.command("cache")(cache_cmd)
+
+
+def cache_cmd(
+    ctx: typer.Context,
+    cleanup: Annotated[
+        bool, typer.Option("--cleanup", help="Remove the folders of repositories not opened "
+                           "for --max-age days.")
+    ] = False,
+    max_age: Annotated[
+        int, typer.Option("--max-age", min=0, help="Days after which a folder is old.")
+    ] = DEFAULT_MAX_AGE_DAYS,
+) -> None:
+    """List the cache's folders (one per repository: size, last use); remove old ones."""
+    from datetime import datetime
+
+    from fogvault.repo.cache import cache_folders, default_cache_dir, is_old, remove_folder
+    from fogvault.sizes import format_size
+
+    out = Printer.of(ctx)
+    root = options(ctx).cache_path() or default_cache_dir()
+    folders = list(cache_folders(root))
+    removed = [f for f in folders if is_old(f, max_age)] if cleanup else []
+    for folder in removed:
+        remove_folder(folder)
+    if out.json_mode:
+        out.json({"cache_dir": str(root), "folders": [
+            {"repo_id": f.repo_id, "size": f.size,
+             "last_used": datetime.fromtimestamp(f.last_used).astimezone().isoformat(),
+             "old": is_old(f, max_age), "removed": f in removed} for f in folders]})
+        return
+    rows = [[f.repo_id, format_size(f.size),
+             datetime.fromtimestamp(f.last_used).strftime("%Y-%m-%d %H:%M"),
+             "removed" if f in removed else "old" if is_old(f, max_age) else ""]
+            for f in folders]
+    out.result(f"cache: {root}")
+    if rows:
+        out.result(table(rows, ["Repository", "Size", "Last used", ""]))
+    old = sum(1 for f in folders if is_old(f, max_age) and f not in removed)
+    if old:
+        out.line(f"{old} of them not used for {max_age} days: 'fogvault cache --cleanup' "
+                 "removes them")
