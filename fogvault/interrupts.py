@@ -3,11 +3,11 @@
 Every open set of targets registers a callback that makes them give up hanging requests
 (``TargetSet`` registers its ``interrupt`` when it is made and takes it back when it is closed),
 so an interrupt reaches the targets while a repository is being opened, initialised or used,
-by any command or job. The CLI's signal handler calls :func:`notify`, then raises
-``KeyboardInterrupt``. The exception unwinds the command, joining thread pools whose workers
-may be waiting on a silent S3 server; interrupted targets stop retrying and give such a request
-up within seconds (``Storage.interrupt``), where it would otherwise have waited out the stall
-limit on every retry (about 10 minutes at the default).
+by any command or job. The CLI's signal handler (``fogvault.cli.signals``) calls :func:`notify`,
+then raises ``KeyboardInterrupt``. The exception unwinds the command, joining thread pools whose
+workers may be waiting on a silent S3 server; interrupted targets stop retrying and give such a
+request up within seconds (``Storage.interrupt``), where it would otherwise have waited out the
+stall limit on every retry (about 10 minutes at the default).
 
 The callbacks run on a thread of their own, which the handler waits for (at most
 :data:`NOTIFY_WAIT_S`): a signal handler runs on the main thread between two bytecodes,

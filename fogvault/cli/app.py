@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import signal
 import sys
 import traceback
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from fogvault import __version__
+from fogvault.cli import signals
 from fogvault.cli.common import GlobalOptions, setup_logging
 from fogvault.errors import (
     EXIT_INTERRUPTED,
@@ -192,24 +192,22 @@ def split_common_options(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # First: a signal from here on ends the process as documented (exit 130, "interrupted").
+    # python -m fogvault has taken them already, before this module and Typer were loaded.
+    signals.install()
     common, rest = split_common_options(sys.argv[1:] if argv is None else argv)
     args = common + rest
     for stream in (sys.stdout, sys.stderr):  # non-UTF-8 file names print as their own bytes
         stream.reconfigure(errors="surrogateescape")
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored (by '&')
-        signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:  # not under nohup
-        signal.signal(signal.SIGHUP, _interrupt)  # a closed terminal: stop as on Ctrl-C
     verbose = any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)
     try:
         app = build_app(rest[0] if rest else None)
-        result = app(args=args, prog_name="fogvault", standalone_mode=False)
-        if result == EXIT_INTERRUPTED:  # Typer turns Ctrl-C (and our SIGTERM) into this code
-            print("interrupted", file=sys.stderr)
+        result = signals.run_command(
+            lambda: app(args=args, prog_name="fogvault", standalone_mode=False))
+        if result == EXIT_INTERRUPTED:  # Typer turns the KeyboardInterrupt into this code
+            signals.end_interrupted()
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        signals.end_interrupted()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -228,19 +226,6 @@ def main(argv: list[str] | None = None) -> None:
         _report(exc, verbose, prefix=f"unexpected error ({type(exc).__name__})")
         sys.exit(exit_code_for(exc))
     sys.exit(result if isinstance(result, int) else 0)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """Ctrl-C, SIGTERM and SIGHUP: the open targets are told first (``fogvault.interrupts``:
-    they give up hanging requests and retry nothing, so the thread pools that the exception
-    joins end soon), then the command stops as on Ctrl-C, so a killed run still indexes what
-    it uploaded (and stops the hooks it started, which run in sessions of their own)."""
-    # Not imported here (an import in a signal handler could wait for an import lock; --help
-    # does not load it): whoever registered a callback has imported it.
-    registry = sys.modules.get("fogvault.interrupts")
-    if registry is not None:
-        registry.notify()
-    raise KeyboardInterrupt
 
 
 def _report(exc: BaseException, verbose: bool, prefix: str = "error") -> None:

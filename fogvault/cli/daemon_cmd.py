@@ -29,7 +29,7 @@ def daemon(ctx: typer.Context, config: ConfigOption = None) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         runner.stop()
         if runner.busy:
-            interrupts.notify()  # the job's targets give up hanging requests (as in app.py)
+            interrupts.notify()  # the job's targets give up hanging requests (as cli.signals)
             raise KeyboardInterrupt
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
