@@ -1,0 +1,142 @@
+"""The mfusepy adapter: FUSE's requests answered from a :class:`~fogvault.mount.view.SnapshotView`.
+
+Only translation lives here: text paths (mfusepy decodes them as UTF-8 with surrogate escapes,
+so names that are not UTF-8 go back to their bytes) to bytes, entries to ``stat`` fields,
+``OSError`` to the errno FUSE returns. Importing this module loads libfuse (through mfusepy),
+which raises ``OSError`` where there is none.
+
+Every request is answered: an unexpected exception costs that request (EIO) and one warning,
+never the mount, and never a traceback (mfusepy would log one).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import mfusepy
+
+from fogvault.mount.view import Entry, SnapshotView
+from fogvault.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK
+
+log = logging.getLogger("fogvault")
+
+ENCODING, ERRORS = "utf-8", "surrogateescape"  # mfusepy's, given to it explicitly
+
+_TYPE_BITS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK, FIFO: stat.S_IFIFO,
+              CHARDEV: stat.S_IFCHR, BLOCKDEV: stat.S_IFBLK}
+
+T = TypeVar("T")
+
+
+def _answers(method: Callable[..., T]) -> Callable[..., T]:
+    """``method`` with its failures turned into the errno FUSE returns."""
+    @functools.wraps(method)
+    def answer(self: Any, *args: Any) -> T:
+        try:
+            return method(self, *args)
+        except OSError as exc:
+            raise mfusepy.FuseOSError(exc.errno or errno.EIO) from None
+        except Exception as exc:  # a bug: one request fails, the mount goes on
+            log.warning("unexpected error answering %s (%s): %s", method.__name__,
+                        type(exc).__name__, exc)
+            raise mfusepy.FuseOSError(errno.EIO) from None
+    return answer
+
+
+class FogVaultOperations(mfusepy.Operations):
+    """Read-only operations; mfusepy answers the others with EROFS or ENOSYS (and the mount
+    is read-only, so the kernel refuses writes before they get here)."""
+
+    use_ns = True  # times in nanoseconds
+
+    def __init__(self, view: SnapshotView, ready: threading.Event) -> None:
+        self.view = view
+        self.ready = ready
+
+    def init(self, path: str) -> None:
+        self.ready.set()  # the kernel has the mount: requests may come
+
+    @_answers
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
+        return stat_fields(self.view.lookup(_bytes(path)))
+
+    @_answers
+    def readdir(self, path: str, fh: int) -> Iterable[Any]:
+        folder = _bytes(path)
+        listing = self.view.listdir(folder)
+        # with use_ino, an entry's inode number is passed on, and readdir(3) skips those of 0
+        itself = self.view.lookup(folder)
+        parent = self.view.lookup(os.path.dirname(folder))
+        return [(_text(name), {"st_mode": _TYPE_BITS[entry.type], "st_ino": entry.ino}, 0)
+                for name, entry in [(b".", itself), (b"..", parent), *listing]]
+
+    @_answers
+    def readlink(self, path: str) -> str:
+        entry = self.view.lookup(_bytes(path))
+        if entry.type != SYMLINK:
+            raise OSError(errno.EINVAL, "not a symbolic link")
+        return _text(entry.target)
+
+    @_answers
+    def open(self, path: str, flags: int) -> int:
+        return self.view.open(_bytes(path))
+
+    @_answers
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        return self.view.read(fh, offset, size)
+
+    @_answers
+    def release(self, path: str, fh: int) -> int:
+        self.view.release(fh)
+        return 0
+
+    @_answers
+    def listxattr(self, path: str) -> list[str]:
+        return [_text(name) for name, _ in self.view.lookup(_bytes(path)).xattrs]
+
+    @_answers
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        wanted = _bytes(name)
+        for key, value in self.view.lookup(_bytes(path)).xattrs:
+            if key == wanted:
+                return value
+        raise OSError(mfusepy.ENOATTR, "no such attribute")
+
+
+def stat_fields(entry: Entry) -> dict[str, int]:
+    return {
+        "st_mode": _TYPE_BITS[entry.type] | entry.mode,
+        "st_ino": entry.ino,
+        "st_nlink": entry.nlink,
+        "st_uid": entry.uid,
+        "st_gid": entry.gid,
+        "st_size": entry.size,
+        "st_blocks": (entry.size + 511) // 512,
+        "st_rdev": kernel_device(entry.rdev),
+        "st_atime": entry.mtime_ns,
+        "st_mtime": entry.mtime_ns,
+        "st_ctime": entry.ctime_ns,
+    }
+
+
+def kernel_device(rdev: int) -> int:
+    """A stored device number (this C library's ``dev_t``) as FUSE passes it to the kernel: 32
+    bits, the kernel's own encoding (12 bits of major; the minor's low 8 bits below it, the
+    rest above), which equals ``dev_t`` only for minors under 256."""
+    major, minor = os.major(rdev), os.minor(rdev)
+    return ((minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor & ~0xFF) << 12)) & 0xFFFFFFFF
+
+
+def _bytes(path: str) -> bytes:
+    return path.encode(ENCODING, ERRORS)
+
+
+def _text(name: bytes) -> str:
+    return name.decode(ENCODING, ERRORS)

@@ -1,0 +1,195 @@
+"""Serving a :class:`~fogvault.mount.view.SnapshotView` at a mount point until it is unmounted.
+
+:func:`serve` holds a shared lock on the repository for as long as the mount runs (a prune,
+which deletes, waits; backups, forgets and other readers do not), loads the index under it,
+and runs libfuse's loop (multi-threaded) on a thread of its own, with the signals that stop
+the CLI blocked there. The calling thread waits, and so stays where Python delivers signals:
+
+- unmounted from outside (``fusermount -u``, ``umount``): the loop ends and :func:`serve`
+  returns;
+- ``KeyboardInterrupt`` (Ctrl-C; the CLI turns SIGTERM and SIGHUP into it, and so does
+  :func:`serve` itself for a SIGTERM or SIGHUP left at its default in the main thread): the
+  mount point is unmounted, the loop ends, and the exception goes on. A mount still in use
+  (a shell inside it) cannot be unmounted at once: it is detached (``fusermount -u -z``), with
+  a warning, and goes away when the last user leaves it.
+
+libfuse installs its own handlers for SIGINT, SIGTERM and SIGHUP only where they are at their
+default, in which case a signal would stop its loop only at the next request: hence the
+handlers above.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType, ModuleType
+
+from fogvault.errors import FogVaultError, UsageError
+from fogvault.mount.view import MountOptions, SnapshotView
+from fogvault.repo.repository import Repository
+
+log = logging.getLogger("fogvault")
+
+FUSE_DEVICE = "/dev/fuse"
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+POLL_S = 0.5  # how often the waiting thread looks at the loop (signals interrupt the wait)
+LOOP_END_S = 10.0  # how long an unmount may take to end the loop before serve gives up on it
+
+
+class FuseUnavailable(FogVaultError):
+    """This machine cannot mount FUSE file systems: no libfuse, or no usable /dev/fuse."""
+
+
+def check_mountpoint(mountpoint: str) -> None:
+    """Refuse a mount point that is missing, not a folder, or not empty (usage errors)."""
+    try:
+        entries = os.listdir(mountpoint)
+    except FileNotFoundError:
+        raise UsageError(f"mount point {mountpoint} does not exist") from None
+    except NotADirectoryError:
+        raise UsageError(f"mount point {mountpoint} is not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"mount point {mountpoint} cannot be read: {exc.strerror}") from None
+    if entries:
+        raise UsageError(f"mount point {mountpoint} is not empty")
+
+
+def require_fuse() -> ModuleType:
+    """The FUSE adapter module, once libfuse loads and the FUSE device opens."""
+    try:
+        from fogvault.mount import fuse_ops
+    except (OSError, AttributeError) as exc:  # mfusepy: no libfuse, or one it cannot use
+        raise FuseUnavailable(f"FUSE is not available: libfuse cannot be loaded ({exc}); "
+                              "install Debian's fuse3 or fuse package") from None
+    try:
+        os.close(os.open(FUSE_DEVICE, os.O_RDWR))
+    except OSError as exc:
+        raise FuseUnavailable(f"FUSE is not available: cannot open {FUSE_DEVICE}: "
+                              f"{exc.strerror} (load the fuse module; in a container, pass "
+                              "the device in)") from None
+    return fuse_ops
+
+
+def serve(repo: Repository, mountpoint: str, options: MountOptions | None = None,
+          on_ready: Callable[[SnapshotView], None] | None = None) -> None:
+    """Show the snapshots of ``repo`` at ``mountpoint`` until it is unmounted, or until
+    ``KeyboardInterrupt`` (which unmounts, and is raised again). ``on_ready`` is called once
+    the kernel has the mount."""
+    check_mountpoint(mountpoint)
+    fuse_ops = require_fuse()
+    with repo.lock(writes=False):
+        repo.load_index()  # under the lock: a prune that ran since cannot have deleted its packs
+        view = SnapshotView(repo, options)
+        with _stop_signals_interrupt():
+            _Session(fuse_ops, view, os.path.abspath(mountpoint)).run(on_ready)
+
+
+class _Session:
+    """libfuse's loop on a thread of its own, and the waiting for it to end."""
+
+    def __init__(self, fuse_ops: ModuleType, view: SnapshotView, mountpoint: str) -> None:
+        self.fuse_ops = fuse_ops
+        self.view = view
+        self.mountpoint = mountpoint
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="fuse", daemon=True)
+
+    def run(self, on_ready: Callable[[SnapshotView], None] | None) -> None:
+        self.thread.start()
+        try:
+            while not self.ready.wait(POLL_S):
+                if not self.thread.is_alive():
+                    raise FogVaultError(f"could not mount at {self.mountpoint}: "
+                                        f"{_why(self.failure)}")
+            if on_ready is not None:
+                on_ready(self.view)
+            while self.thread.is_alive():
+                self.thread.join(POLL_S)
+        except BaseException:
+            self._stop()
+            raise
+        if self.failure is not None:
+            raise FogVaultError(f"the mount at {self.mountpoint} failed: {_why(self.failure)}")
+
+    def _loop(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # libfuse's threads inherit it
+        try:
+            operations = self.fuse_ops.FogVaultOperations(self.view, self.ready)
+            self.fuse_ops.mfusepy.FUSE(
+                operations, self.mountpoint, foreground=True, ro=True, use_ino=True,
+                fsname="fogvault", subtype="fogvault", encoding=self.fuse_ops.ENCODING,
+                errors=self.fuse_ops.ERRORS)
+        except BaseException as exc:  # told by run(): a thread's exception would print itself
+            self.failure = exc
+
+    def _stop(self) -> None:
+        """Unmount, once the mount is there if it is on its way (an interrupt while libfuse
+        mounts), and let the loop end."""
+        deadline = time.monotonic() + LOOP_END_S
+        while not self.ready.is_set() and self.thread.is_alive() and time.monotonic() < deadline:
+            self.ready.wait(0.05)
+        if not self.ready.is_set():
+            return  # never mounted: libfuse gave up, or is stuck before mounting
+        if not unmount(self.mountpoint):
+            log.warning("could not unmount %s: unmount it with 'fusermount -u %s'",
+                        self.mountpoint, self.mountpoint)
+            return
+        self.thread.join(LOOP_END_S)
+
+
+def _why(failure: BaseException | None) -> str:
+    if isinstance(failure, RuntimeError):  # mfusepy: fuse_main's status; libfuse said why
+        return f"libfuse stopped with status {failure} (its message above says why)"
+    return f"{type(failure).__name__}: {failure}" if failure else "libfuse stopped"
+
+
+def unmount(mountpoint: str) -> bool:
+    """Unmount ``mountpoint``, or if it is busy detach it (lazily, with a warning). False if
+    neither worked."""
+    for lazy in (False, True):
+        for command in _unmount_commands(lazy):
+            done = subprocess.run([*command, mountpoint], capture_output=True, check=False)
+            if done.returncode == 0:
+                if lazy:
+                    log.warning("%s is in use: detached, it goes away when no longer used",
+                                mountpoint)
+                return True
+    return False
+
+
+def _unmount_commands(lazy: bool) -> list[list[str]]:
+    """fusermount3 or fusermount (any user), else umount (root)."""
+    candidates = [["fusermount3", "-u"], ["fusermount", "-u"], ["umount"]]
+    return [[*command, "-z" if command[0] != "umount" else "-l"] if lazy else command
+            for command in candidates if shutil.which(command[0])]
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP, where they are at their default, raise KeyboardInterrupt while
+    serving (the CLI's own handlers do the same): otherwise libfuse would take them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    for signum, handler in previous.items():
+        if handler == signal.SIG_DFL:
+            signal.signal(signum, _interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler == signal.SIG_DFL:
+                signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,348 @@
+"""The file system a mount shows, without FUSE: paths to entries, folder listings and file
+contents, over one open repository. The FUSE adapter (``fogvault.mount.fuse_ops``) only
+translates; this is what the unit tests drive.
+
+Paths are bytes, absolute within the mount (``/ids/<uid>/home/me/notes.txt``). Failures are the
+``OSError`` a file system would give: ``FileNotFoundError`` (ENOENT), ``NotADirectoryError``
+(ENOTDIR), and ``OSError(EIO)`` for data that cannot be read (a chunk or a folder's listing
+damaged on every target, a target that cannot be reached), which also logs one warning per
+distinct failure.
+
+What an entry shows (:class:`Entry`):
+
+- An entry of a snapshot shows its stored type, mode, owner ids, size, modification and change
+  times (to the nanosecond; the access time is the modification time), link target, device
+  numbers and extended attributes. A file keeps its stored link count, and the names of one
+  hard-linked file within one snapshot share an inode number; a folder shows 1 link (as btrfs
+  does, which tells ``find`` not to infer subfolder counts from it: a snapshot may hold fewer
+  subfolders than the stored count says).
+- The folders of the layout (``fogvault.mount.layout``) and each snapshot's root folder are
+  ``r-xr-xr-x``, owned by the user who mounted; a snapshot's root has the snapshot's time,
+  layout folders the time of the mount. ``latest`` links have their snapshot's time.
+- Inode numbers are a hash of the path in the mount (of the snapshot's place in the mount and
+  the stored device and inode, for hard links): stable for as long as the mount runs, and
+  from one mount to the next.
+
+New snapshots: the snapshot list is checked when a layout folder is listed, or a name that is
+not in one is looked up, at most once every ``MountOptions.reload_interval`` seconds (a check
+is one listing of ``snapshots/`` per target). Only when it changed are the new snapshots read
+and the index brought up to date (new index files only), and the layout rebuilt; forgotten
+snapshots leave the layout (their files stay readable while open: the lock keeps prune away).
+
+Memory: decoded folder listings are cached up to ``tree_cache_bytes`` of their stored
+(plaintext) size, decoded chunks up to ``chunk_cache_bytes``; besides those, each request
+being answered holds the chunks it reads (at most a read's size plus two chunks).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from fogvault.errors import FogVaultError, SnapshotNotFound
+from fogvault.mount.cache import BoundedCache
+from fogvault.mount.files import FileContent
+from fogvault.mount.layout import FOLDER, Child, Folder, FolderKey, Layout, Link, build_layout
+from fogvault.parallel import ordered_map
+from fogvault.repo.format import BlobType
+from fogvault.repo.repository import Repository
+from fogvault.repo.snapshot import Snapshot, select_snapshots
+from fogvault.repo.tree import DIR, FILE, SYMLINK, Node, Tree
+
+log = logging.getLogger("fogvault")
+
+MiB = 1024 * 1024
+ROOT_INODE = 1
+SNAPSHOT_READERS = 8  # snapshots read at once when many are new (latency of remote targets)
+
+
+@dataclass(frozen=True, slots=True)
+class MountOptions:
+    """Which snapshots a mount shows, how often it looks for new ones, and its caches."""
+
+    host: str | None = None  # only this host's snapshots
+    tags: tuple[str, ...] = ()  # only snapshots with every one of these tags
+    paths: tuple[str, ...] = ()  # only snapshots with every one of these paths
+    #: seconds between two looks for new or forgotten snapshots: a look lists ``snapshots/``
+    #: on every target, which a remote target may charge for
+    reload_interval: float = 5.0
+    #: decoded chunks kept for reads to come (the kernel reads 128 KiB at a time; chunks are
+    #: 1 MiB on average), so that a chunk is decoded once for all the reads within it
+    chunk_cache_bytes: int = 64 * MiB
+    #: decoded folder listings kept, by their stored size: every lookup walks the path's trees
+    tree_cache_bytes: int = 16 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What ``stat`` shows of one path of the mount; ``node`` is the snapshot's entry (None
+    for the layout's own folders and links, and for a snapshot's root)."""
+
+    ino: int
+    type: str  # the tree's type names: file, dir, symlink, fifo, chardev, blockdev
+    mode: int  # permission bits
+    uid: int
+    gid: int
+    size: int = 0
+    nlink: int = 1
+    rdev: int = 0
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    target: bytes = b""
+    xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)
+    node: Node | None = None
+
+
+class SnapshotView:
+    def __init__(self, repo: Repository, options: MountOptions | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """Reads the snapshot list at once: a repository that cannot be listed raises here.
+        The index must be loaded (under the lock that keeps prune away)."""
+        self.repo = repo
+        self.options = options or MountOptions()
+        self._clock = clock
+        self._trees: BoundedCache[bytes, Tree] = BoundedCache(self.options.tree_cache_bytes)
+        self._chunks: BoundedCache[bytes, bytes] = BoundedCache(self.options.chunk_cache_bytes)
+        self._files: dict[int, tuple[bytes, FileContent]] = {}
+        self._handles = itertools.count(1)
+        self._warned: set[str] = set()
+        self._reloading = threading.Lock()
+        self._owner = os.getuid(), os.getgid()
+        self._started_ns = time.time_ns()
+        self._snapshots: dict[str, Snapshot] = {}
+        self._listed: set[str] = set()  # the uids of the last look that loaded
+        self.layout = Layout()
+        self._checked = clock()
+        self._reload()
+
+    # ---- looking up and listing ----------------------------------------------------------
+
+    def lookup(self, path: bytes) -> Entry:
+        return self._entry(path, *self._find(_parts(path)))
+
+    def listdir(self, path: bytes) -> list[tuple[bytes, Entry]]:
+        """The entries of the folder at ``path`` with their names (without ``.`` and ``..``)."""
+        place, child, rest = self._find(_parts(path), listing=True)
+        if isinstance(child, Folder):
+            return [(name, self._layout_entry((*place, name), entry))
+                    for name, entry in self.layout.folders.get(place, {}).items()]
+        entry = self._entry(path, place, child, rest)
+        if entry.type != DIR or not isinstance(child, Snapshot):
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", os.fsdecode(path))
+        tree_id = entry.node.subtree if entry.node is not None else child.tree
+        assert tree_id is not None
+        return [(node.name, self._node_entry(place, (*rest, node.name), node))
+                for node in self._tree(tree_id, path).nodes]
+
+    def _find(self, parts: FolderKey, *, listing: bool = False
+              ) -> tuple[FolderKey, Child | None, FolderKey]:
+        """:func:`_locate` in the layout, looked at again after a look for new snapshots if
+        the path is not there, or (``listing``) is a layout folder."""
+        found = _locate(self.layout, parts)
+        child = found[1]
+        if (child is None or (listing and isinstance(child, Folder))) and self.refresh():
+            found = _locate(self.layout, parts)
+        return found
+
+    def _entry(self, path: bytes, place: FolderKey, child: Child | None, rest: FolderKey
+               ) -> Entry:
+        if child is None:
+            raise FileNotFoundError(errno.ENOENT, "not in the mount", os.fsdecode(path))
+        if isinstance(child, Snapshot):
+            return self._in_snapshot(place, child, rest)
+        if rest:
+            raise NotADirectoryError(errno.ENOTDIR, "a link of the layout", os.fsdecode(path))
+        return self._layout_entry(place, child)
+
+    # ---- file contents -------------------------------------------------------------------
+
+    def open(self, path: bytes) -> int:
+        """A handle for :meth:`read` of the file at ``path``; no chunk is read yet."""
+        entry = self.lookup(path)
+        if entry.type == DIR:
+            raise IsADirectoryError(errno.EISDIR, "a folder", os.fsdecode(path))
+        if entry.type != FILE or entry.node is None:
+            raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(path))
+        handle = next(self._handles)
+        self._files[handle] = path, FileContent(self.repo.index, entry.node)
+        return handle
+
+    def read(self, handle: int, offset: int, size: int) -> bytes:
+        try:
+            path, content = self._files[handle]
+        except KeyError:
+            raise OSError(errno.EBADF, "no such open file") from None
+        try:
+            return content.read(offset, size, self._chunk)
+        except FogVaultError as exc:
+            raise self._unreadable(f"cannot read {os.fsdecode(path)}: {exc}") from None
+
+    def release(self, handle: int) -> None:
+        self._files.pop(handle, None)
+
+    def _chunk(self, blob_id: bytes) -> bytes:
+        data = self._chunks.get(blob_id)
+        if data is None:
+            try:
+                data = self.repo.load_blob(blob_id, BlobType.DATA)
+            except FogVaultError as exc:  # named, for the warning
+                raise FogVaultError(f"chunk {blob_id.hex()}: {exc}") from exc
+            self._chunks.put(blob_id, data, len(data))
+        return data
+
+    # ---- new snapshots -------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Look for snapshots made or forgotten since the last look, unless that was less than
+        ``reload_interval`` ago or another thread is looking now; True if the layout changed.
+        A look that fails is a warning, and the layout stays as it was."""
+        if self._clock() - self._checked < self.options.reload_interval:
+            return False
+        if not self._reloading.acquire(blocking=False):
+            return False
+        try:
+            if self._clock() - self._checked < self.options.reload_interval:
+                return False  # another thread looked meanwhile
+            return self._reload()
+        except FogVaultError as exc:
+            self._warn_once(f"could not look for new snapshots: {exc}")
+            return False
+        finally:
+            self._checked = self._clock()
+            self._reloading.release()
+
+    def _reload(self) -> bool:
+        listed = set(self.repo.snapshot_uids())
+        if listed == self._listed:
+            return False
+        kept = {uid: s for uid, s in self._snapshots.items() if uid in listed}
+        new = [s for s in ordered_map(self._load_snapshot, sorted(listed - kept.keys()),
+                                      workers=SNAPSHOT_READERS) if s is not None]
+        if new:
+            self.repo.load_index()  # a snapshot is written after the index files it needs
+        kept.update((s.uid, s) for s in new)
+        self._snapshots = kept
+        self._listed = set(kept)  # one that could not be read is tried again at the next look
+        chosen = select_snapshots(sorted(kept.values(), key=lambda s: (s.time, s.uid)),
+                                  self.options.host, self.options.tags, self.options.paths)
+        self.layout = build_layout(chosen)
+        return True
+
+    def _load_snapshot(self, uid: str) -> Snapshot | None:
+        try:
+            return self.repo.load_snapshot(uid)
+        except SnapshotNotFound:
+            return None  # forgotten since the listing
+        except FogVaultError as exc:
+            self._warn_once(f"skipping snapshot {uid}: {exc}")
+            return None
+
+    # ---- entries -------------------------------------------------------------------------
+
+    def _in_snapshot(self, place: FolderKey, snapshot: Snapshot, rest: FolderKey) -> Entry:
+        if not rest:
+            return self._layout_entry(place, snapshot)
+        tree_id: bytes | None = snapshot.tree
+        node: Node | None = None
+        for depth, name in enumerate(rest):
+            if node is not None:
+                if node.type != DIR:
+                    raise NotADirectoryError(errno.ENOTDIR, "not a folder",
+                                             os.fsdecode(_path(place + rest[:depth])))
+                tree_id = node.subtree
+            assert tree_id is not None
+            node = self._tree(tree_id, _path(place + rest[:depth])).find(name)
+            if node is None:
+                raise FileNotFoundError(errno.ENOENT, "not in the snapshot",
+                                        os.fsdecode(_path(place + rest)))
+        assert node is not None
+        return self._node_entry(place, rest, node)
+
+    def _layout_entry(self, place: FolderKey, child: Child) -> Entry:
+        path = _path(place)
+        uid, gid = self._owner
+        if isinstance(child, Folder):
+            return Entry(_inode(path) if place else ROOT_INODE, DIR, 0o555, uid, gid,
+                         mtime_ns=self._started_ns, ctime_ns=self._started_ns)
+        when = _ns(child.snapshot if isinstance(child, Link) else child)
+        if isinstance(child, Link):
+            return Entry(_inode(path), SYMLINK, 0o777, uid, gid, size=len(child.target),
+                         mtime_ns=when, ctime_ns=when, target=child.target)
+        return Entry(_inode(path), DIR, 0o555, uid, gid, mtime_ns=when, ctime_ns=when)
+
+    def _node_entry(self, place: FolderKey, rest: FolderKey, node: Node) -> Entry:
+        """The entry of ``node``, at ``rest`` within the snapshot whose root is at ``place``."""
+        linked = node.type == FILE and node.nlink > 1
+        ino = _inode(b"%s\0%d:%d" % (_path(place), node.dev, node.ino) if linked
+                     else _path(place + rest))
+        size = len(node.target) if node.type == SYMLINK else node.size
+        return Entry(ino, node.type, node.mode, node.uid, node.gid, size=size,
+                     nlink=node.nlink if node.type == FILE else 1, rdev=node.rdev,
+                     mtime_ns=node.mtime_ns, ctime_ns=node.ctime_ns, target=node.target,
+                     xattrs=node.xattrs, node=node)
+
+    def _tree(self, tree_id: bytes, path: bytes) -> Tree:
+        tree = self._trees.get(tree_id)
+        if tree is None:
+            try:
+                tree = self.repo.load_tree(tree_id)
+            except FogVaultError as exc:
+                raise self._unreadable(f"cannot list {os.fsdecode(path)}: {exc}") from None
+            entry = self.repo.index.get(tree_id)
+            self._trees.put(tree_id, tree, entry.raw_length if entry else 0)
+        return tree
+
+    # ---- failures ------------------------------------------------------------------------
+
+    def _unreadable(self, message: str) -> OSError:
+        self._warn_once(message)
+        return OSError(errno.EIO, message)
+
+    def _warn_once(self, message: str) -> None:
+        """A warning, unless this one was given already (the kernel retries a failed read
+        page by page, and a listing is asked for again and again)."""
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning("%s", message)
+
+
+def _parts(path: bytes) -> FolderKey:
+    return tuple(p for p in path.split(b"/") if p)
+
+
+def _path(parts: FolderKey) -> bytes:
+    return b"/" + b"/".join(parts)
+
+
+def _locate(layout: Layout, parts: FolderKey) -> tuple[FolderKey, Child | None, FolderKey]:
+    """Where ``parts`` leads in the layout: (the path of the layout entry it reaches, that entry
+    or None if there is none by that name, the rest of ``parts`` below it)."""
+    place: FolderKey = ()
+    for depth, name in enumerate(parts):
+        child = layout.folders.get(place, {}).get(name)
+        place += (name,)
+        if child is not FOLDER:
+            return place, child, parts[depth + 1:]
+    return place, FOLDER, ()
+
+
+def _inode(key: bytes) -> int:
+    """A 63-bit inode number from ``key``, never that of the root."""
+    number = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
+    return number if number > ROOT_INODE else number + 2
+
+
+def _ns(snapshot: Snapshot) -> int:
+    """The snapshot's time in nanoseconds since 1970, exactly (a float's seconds are not)."""
+    return (snapshot.time - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

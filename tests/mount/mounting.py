@@ -1,0 +1,88 @@
+"""Helpers for tests that mount: a ``fogvault mount`` subprocess, waiting with a deadline, and
+unmounting whatever state a test left (``fusermount -u``, else ``umount -l``)."""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+MOUNT_DEADLINE_S = 30.0
+
+
+def fuse_missing() -> str | None:
+    """Why this machine cannot mount FUSE file systems, or None."""
+    if not (ctypes.util.find_library("fuse") or ctypes.util.find_library("fuse3")):
+        return "libfuse is not installed (Debian: apt-get install fuse)"
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError as exc:
+        return f"/dev/fuse cannot be opened: {exc.strerror}"
+    return None
+
+
+def is_mounted(point: Path) -> bool:
+    """From the mount table: ``os.path.ismount`` says False for a FUSE mount whose process
+    died (stat fails with ENOTCONN), which still needs unmounting."""
+    with open("/proc/self/mounts") as mounts:
+        return any(line.split()[1] == str(point) for line in mounts)
+
+
+def force_unmount(point: Path) -> None:
+    for command in (["fusermount", "-u"], ["umount"], ["umount", "-l"]):
+        if not is_mounted(point):
+            return
+        subprocess.run([*command, str(point)], capture_output=True, check=False)
+
+
+class MountProcess:
+    """``fogvault mount ARGS POINT`` running; its output goes to files (a pipe nobody reads
+    could fill up and stop it)."""
+
+    def __init__(self, point: Path, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.point = point
+        self.log = cwd / f"mount-{point.name}-{time.monotonic_ns()}"
+        with open(f"{self.log}.out", "wb") as out, open(f"{self.log}.err", "wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "fogvault", "mount", *args, str(point)], env=env,
+                cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+
+    @property
+    def stdout(self) -> str:
+        return Path(f"{self.log}.out").read_text()
+
+    @property
+    def stderr(self) -> str:
+        return Path(f"{self.log}.err").read_text()
+
+    def wait_mounted(self) -> MountProcess:
+        deadline = time.monotonic() + MOUNT_DEADLINE_S
+        while not os.path.ismount(self.point):
+            code = self.process.poll()
+            assert code is None, f"mount exited with {code}: {self.stderr}"
+            assert time.monotonic() < deadline, f"not mounted in time: {self.stderr}"
+            time.sleep(0.02)  # polling the mount table, with the deadline above
+        return self
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=30)
+
+    def clean_up(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        force_unmount(self.point)
+
+
+def wait_until(condition: Callable[[], bool], what: str, deadline_s: float = 20.0) -> None:
+    """Poll ``condition`` until it holds, failing after ``deadline_s`` seconds."""
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {deadline_s} s"
+        time.sleep(0.02)  # polling, with the deadline above

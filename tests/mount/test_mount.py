@@ -1,0 +1,254 @@
+"""``fogvault mount`` for real: a subprocess serving a real repository through FUSE, read with
+ordinary file operations and compared with the backed-up source (contents, modes, owners,
+times, links, device numbers, xattrs, names that are not UTF-8), its layout, filters, the lock
+it holds, and a damaged chunk."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import re
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import FAST_KDF, PASSWORD, SMALL_CHUNKS
+
+from fogvault.repo.config import RepoConfig
+from fogvault.repo.format import pack_name
+from fogvault.repo.repository import Repository
+from tests.mount.mounting import MountProcess, wait_until
+
+LATIN1 = os.fsdecode(b"caf\xe9")
+BIG = 4 * 1024 * 1024  # about 60 chunks of the tests' chunker
+
+
+@dataclass
+class Served:
+    root: Path  # the repository is root/repo
+    env: dict[str, str]
+    src: Path
+    mnt: Path
+    snapshots: list[dict]  # snapshots --json, oldest first
+
+    def fogvault(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "fogvault", *args], env=self.env,
+                              cwd=self.root, capture_output=True, timeout=300, check=False)
+
+
+def _source(src: Path) -> None:
+    rng = random.Random(11)
+    (src / "sub" / "deeper").mkdir(parents=True)
+    (src / "big").write_bytes(rng.randbytes(BIG))
+    (src / "sub" / "a").write_bytes(b"hello\n")
+    os.link(src / "sub" / "a", src / "sub" / "hardlink")
+    os.symlink("a", src / "sub" / "link")
+    os.symlink("/nowhere/at/all", src / "dangling")
+    os.mkfifo(src / "fifo")
+    (src / LATIN1).write_bytes(b"latin-1 name")
+    (src / "empty").write_bytes(b"")
+    (src / "sub" / "deeper" / "owned").write_bytes(b"not mine")
+    os.setxattr(src / "sub" / "a", "user.note", b"\x00binary\xff")
+    os.setxattr(src / "sub", "user.folder", b"on a folder")
+    os.chmod(src / "sub" / "a", 0o640)
+    if os.geteuid() == 0:
+        os.chown(src / "sub" / "deeper" / "owned", 1234, 5678)
+        os.mknod(src / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        os.mknod(src / "bigminor", stat.S_IFBLK | 0o600, os.makedev(259, 70000))
+    for path in (src / "sub" / "deeper", src / "empty"):
+        os.utime(path, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+
+
+@pytest.fixture(scope="module")
+def served(fuse: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """Two snapshots of one source (the second of another host, with a marker file changed
+    between them) in a repository with small chunks, mounted."""
+    root = tmp_path_factory.mktemp("served")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOGVAULT_")}
+    env.update(FOGVAULT_PASSWORD=PASSWORD.decode(), XDG_CACHE_HOME=str(root / "cache"),
+               XDG_CONFIG_HOME=str(root / "config"), XDG_STATE_HOME=str(root / "state"))
+    Repository.init([str(root / "repo")], PASSWORD, config=RepoConfig(chunker=SMALL_CHUNKS),
+                    kdf=FAST_KDF).close()
+    src = root / "src"
+    _source(src)
+    served = Served(root, env, src, root / "mnt", [])
+    for generation, options in ((1, ["--tag", "daily"]),
+                                (2, ["--host", "other", "--tag", "weekly", "--tag", "a/b"])):
+        (src / "generation").write_text(str(generation))
+        done = served.fogvault("backup", "-r", "repo", str(src), *options)
+        assert done.returncode == 0, done.stderr
+    served.snapshots = json.loads(served.fogvault("snapshots", "-r", "repo", "--json").stdout)
+    served.mnt.mkdir()
+    mount = MountProcess(served.mnt, ["-r", "repo"], env, root)
+    try:
+        mount.wait_mounted()
+        yield served
+    finally:
+        mount.clean_up()
+
+
+def _entries(root: bytes) -> dict[bytes, tuple]:
+    """Every entry below ``root`` with what ``lstat`` and friends show of it (not a folder's
+    link count, which the mount does not show)."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            shown: tuple = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_ctime_ns)
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    shown += (st.st_nlink, st.st_size, f.read())
+            elif stat.S_ISLNK(st.st_mode):
+                shown += (os.readlink(path), st.st_size)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                shown += (os.major(st.st_rdev), os.minor(st.st_rdev))
+            if not stat.S_ISLNK(st.st_mode):
+                shown += (sorted((key, os.getxattr(path, key)) for key in os.listxattr(path)),)
+            found[os.path.relpath(path, root)] = shown
+    return found
+
+
+def _snapshot_root(served: Served, uid: str) -> Path:
+    return served.mnt / "ids" / uid / str(served.src).lstrip("/")
+
+
+def test_the_files_are_the_source_byte_for_byte_with_their_metadata(served: Served) -> None:
+    copy = _snapshot_root(served, served.snapshots[-1]["uid"])
+    assert _entries(os.fsencode(copy)) == _entries(os.fsencode(served.src))
+    assert (copy / "sub" / "a").stat().st_ino == (copy / "sub" / "hardlink").stat().st_ino
+    assert (copy / LATIN1).read_bytes() == b"latin-1 name"
+    assert os.getxattr(copy / "sub" / "a", "user.note") == b"\x00binary\xff"
+    with pytest.raises(OSError) as missing:
+        os.getxattr(copy / "sub" / "a", "user.none")
+    assert missing.value.errno == errno.ENODATA
+    with pytest.raises(OSError) as read_only:
+        (copy / "new").write_bytes(b"x")
+    assert read_only.value.errno == errno.EROFS
+
+
+def test_reads_at_random_offsets_and_sizes(served: Served) -> None:
+    data = (served.src / "big").read_bytes()
+    fd = os.open(_snapshot_root(served, served.snapshots[-1]["uid"]) / "big", os.O_RDONLY)
+    try:
+        rng = random.Random(5)
+        for _ in range(100):
+            offset = rng.randrange(BIG + 100)
+            size = rng.choice([1, 4095, 65536, rng.randrange(1, 3 * 1024 * 1024)])
+            assert os.pread(fd, size, offset) == data[offset:offset + size], (offset, size)
+    finally:
+        os.close(fd)
+
+
+def _generation(folder: Path, served: Served) -> str:
+    return (folder / str(served.src).lstrip("/") / "generation").read_text()
+
+
+def test_ids_snapshots_hosts_tags_and_latest(served: Served) -> None:
+    first, second = served.snapshots
+    mnt = served.mnt
+    assert sorted(os.listdir(mnt)) == ["hosts", "ids", "snapshots", "tags"]
+    assert sorted(os.listdir(mnt / "ids")) == sorted([first["uid"], second["uid"]])
+    by_time = os.listdir(mnt / "snapshots")
+    assert len(by_time) == 3 and "latest" in by_time
+    bases = {re.fullmatch(r"(.*?)(-\d+)?", name).group(1) for name in by_time if name != "latest"}
+    assert bases == {datetime.fromisoformat(s["time"]).astimezone().isoformat(timespec="seconds")
+                     for s in served.snapshots}
+    assert _generation(mnt / "snapshots" / "latest", served) == "2"
+    assert sorted(os.listdir(mnt / "hosts")) == sorted([first["host"], "other"])
+    assert _generation(mnt / "hosts" / first["host"] / "latest", served) == "1"
+    assert _generation(mnt / "hosts" / "other" / "latest", served) == "2"
+    assert sorted(os.listdir(mnt / "tags")) == ["a_b", "daily", "weekly"]
+    assert _generation(mnt / "tags" / "daily" / "latest", served) == "1"
+    root = os.stat(mnt / "ids" / first["uid"])
+    assert stat.filemode(root.st_mode) == "dr-xr-xr-x"
+    assert root.st_mtime_ns // 1000 == datetime.fromisoformat(first["time"]).timestamp() * 10**6
+
+
+def test_a_prune_waits_for_the_mount_and_others_may_read(served: Served) -> None:
+    prune = served.fogvault("prune", "-r", "repo")
+    assert prune.returncode == 11, prune.stderr
+    assert "repository is locked: shared lock" in prune.stderr.decode()
+    restore = served.fogvault("restore", "-r", "repo", "latest", "-t", "restored")
+    assert restore.returncode == 0, restore.stderr
+
+
+def test_filters_choose_what_a_mount_shows(served: Served, start_mount) -> None:
+    other = served.snapshots[-1]
+    mount = start_mount("-r", str(served.root / "repo"), "--host", "other", "--tag", "weekly",
+                        point=served.root / "filtered").wait_mounted()
+    assert os.listdir(mount.point / "ids") == [other["uid"]]
+    assert os.listdir(mount.point / "hosts") == ["other"]
+    assert sorted(os.listdir(mount.point / "tags")) == ["a_b", "weekly"]
+    assert mount.stdout == (f"serving 1 snapshot at {mount.point}; unmount with 'fusermount -u "
+                            f"{mount.point}' or stop with Ctrl-C\n")
+
+
+def test_a_damaged_chunk_fails_the_reads_that_reach_it(make_repo, fogvault, tmp_path: Path,
+                                                       start_mount) -> None:
+    """The kernel reads ahead and in folios of up to 2 MiB: a read fails if what the kernel
+    asks for reaches the damaged chunk, so the bytes read intact are 2 MiB away from it."""
+    make_repo().close()  # tmp_path/repo, with small chunks
+    (tmp_path / "src").mkdir()
+    data = random.Random(2).randbytes(3_000_000)
+    (tmp_path / "src" / "damaged").write_bytes(data)
+    (tmp_path / "src" / "intact").write_bytes(b"intact\n")
+    assert fogvault("backup", "-r", "repo", "src").returncode == 0
+    with Repository.open([str(tmp_path / "repo")], PASSWORD, use_cache=False) as repo:
+        tree = repo.load_tree(repo.load_snapshot(repo.resolve_snapshot("latest")).tree)
+        for name in [*str(tmp_path / "src").strip("/").split("/"), "damaged"]:
+            node = tree.find(name.encode())
+            tree = repo.load_tree(node.subtree) if node.subtree else tree
+        chunks = [repo.index.get(blob_id) for blob_id in node.content]
+    start = 0
+    for entry in chunks:  # the chunk holding byte 2,600,000: it starts past 2 MiB
+        if start + entry.raw_length > 2_600_000:
+            break
+        start += entry.raw_length
+    assert start > 2 * 1024 * 1024
+    with open(tmp_path / "repo" / pack_name(entry.pack_id), "r+b") as pack:
+        pack.seek(entry.offset + entry.length // 2)
+        byte = pack.read(1)
+        pack.seek(-1, os.SEEK_CUR)
+        pack.write(bytes([byte[0] ^ 0xFF]))
+    mount = start_mount("-r", "repo").wait_mounted()
+    copy = next((mount.point / "snapshots").glob("2*")) / str(tmp_path / "src").lstrip("/")
+    with pytest.raises(OSError) as failed:
+        (copy / "damaged").read_bytes()
+    assert failed.value.errno == errno.EIO
+    fd = os.open(copy / "damaged", os.O_RDONLY)
+    try:
+        assert os.pread(fd, 65536, 0) == data[:65536]
+        with pytest.raises(OSError) as again:
+            os.pread(fd, 100, start + 10)
+        assert again.value.errno == errno.EIO
+    finally:
+        os.close(fd)
+    assert (copy / "intact").read_bytes() == b"intact\n"
+    assert mount.process.poll() is None and os.path.ismount(mount.point)
+    [warning] = mount.stderr.splitlines()  # once, however often it was asked for
+    assert warning.startswith("warning: cannot read /snapshots/2")
+    assert f"{tmp_path}/src/damaged: " in warning
+
+
+def test_a_snapshot_made_while_mounted_appears(fogvault, tmp_path: Path, start_mount) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("one")
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    assert fogvault("backup", "-r", "repo", "src").returncode == 0
+    mount = start_mount("-r", "repo", "--reload-interval", "0").wait_mounted()
+    [first] = os.listdir(mount.point / "ids")
+    (tmp_path / "src" / "f").write_text("two")
+    assert fogvault("backup", "-r", "repo", "src").returncode == 0
+    wait_until(lambda: len(os.listdir(mount.point / "ids")) == 2, "the new snapshot")
+    latest = mount.point / "snapshots" / "latest" / str(tmp_path / "src").lstrip("/") / "f"
+    assert latest.read_text() == "two"
+    assert (mount.point / "ids" / first / str(tmp_path / "src").lstrip("/") / "f"
+            ).read_text() == "one"

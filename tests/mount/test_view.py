@@ -1,0 +1,194 @@
+"""The view a mount shows, without FUSE: entries with their stored metadata, listings, reads at
+any offset, damaged data as EIO with one warning, and new snapshots after the reload interval.
+Real repositories on real folders, real backups."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.errors import IntegrityError
+from fogvault.mount.cache import BoundedCache
+from fogvault.mount.files import FileContent
+from fogvault.mount.view import MountOptions, SnapshotView
+from fogvault.repo.format import pack_name
+from fogvault.repo.index import BlobIndex
+from fogvault.repo.repository import Repository
+from fogvault.repo.tree import FILE, Node
+
+LATIN1 = b"caf\xe9"
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    rng = random.Random(7)
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "chunky").write_bytes(rng.randbytes(1_000_000))  # ~15 chunks of the tests' chunker
+    (src / "small").write_bytes(b"small file\n")
+    (src / "empty").write_bytes(b"")
+    os.link(src / "small", src / "sub" / "hardlink")
+    os.symlink("../small", src / "sub" / "link")
+    (src / os.fsdecode(LATIN1)).write_bytes(b"latin-1 name")
+    os.setxattr(src / "small", "user.note", b"\x00binary\xff")
+    os.chmod(src / "small", 0o640)
+    os.utime(src / "sub", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    return src
+
+
+@pytest.fixture
+def repo(make_repo: Callable[..., Repository], src: Path) -> Repository:
+    repo = make_repo()
+    Archiver(repo, BackupOptions(tags=["daily"])).run([str(src)])
+    return repo
+
+
+def _base(view: SnapshotView, src: Path) -> bytes:
+    [uid] = [name for name, _ in view.listdir(b"/ids")]
+    return b"/ids/" + uid + os.fsencode(src)
+
+
+def test_entries_show_what_was_stored(repo: Repository, src: Path) -> None:
+    view = SnapshotView(repo)
+    base = _base(view, src)
+    for rel in ("chunky", "small", "empty", "sub", "sub/hardlink", "sub/link",
+                os.fsdecode(LATIN1)):
+        entry, st = view.lookup(base + b"/" + os.fsencode(rel)), (src / rel).lstat()
+        assert (entry.mode | {"file": 0o100000, "dir": 0o40000, "symlink": 0o120000}[entry.type],
+                entry.uid, entry.gid, entry.mtime_ns, entry.ctime_ns) == (
+            st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_ctime_ns), rel
+        if entry.type != "dir":
+            assert entry.size == st.st_size, rel
+    small, hardlink = view.lookup(base + b"/small"), view.lookup(base + b"/sub/hardlink")
+    assert (small.ino, small.nlink) == (hardlink.ino, 2)
+    assert small.xattrs == [(b"user.note", b"\x00binary\xff")]
+    assert view.lookup(base + b"/sub/link").target == b"../small"
+    assert view.lookup(base + b"/sub").nlink == 1
+    assert len({view.lookup(base + b"/" + name).ino for name, _ in view.listdir(base)}) == 5
+
+
+def test_listings_and_paths_that_are_not_there(repo: Repository, src: Path) -> None:
+    view = SnapshotView(repo)
+    base = _base(view, src)
+    assert {name for name, _ in view.listdir(b"/")} == {b"ids", b"snapshots", b"hosts", b"tags"}
+    assert {name for name, _ in view.listdir(base)} == {b"chunky", b"small", b"empty", b"sub",
+                                                       LATIN1}
+    [(time_name, _), (latest, link)] = view.listdir(b"/tags/daily")
+    assert (latest, link.type, link.target) == (b"latest", "symlink", time_name)
+    for missing in (base + b"/nothing", b"/hosts/nobody", b"/ids/0123456789abcdef/x"):
+        with pytest.raises(FileNotFoundError):
+            view.lookup(missing)
+    for below_a_file in (base + b"/small/x", b"/snapshots/latest/x"):
+        with pytest.raises(NotADirectoryError):
+            view.lookup(below_a_file)
+    with pytest.raises(NotADirectoryError):
+        view.listdir(base + b"/small")
+
+
+def test_reads_at_any_offset_and_size_match_the_file(repo: Repository, src: Path) -> None:
+    # a cache of about two chunks: most reads load their chunks again
+    view = SnapshotView(repo, MountOptions(chunk_cache_bytes=150_000))
+    data = (src / "chunky").read_bytes()
+    handle = view.open(_base(view, src) + b"/chunky")
+    rng = random.Random(3)
+    for _ in range(200):
+        offset = rng.randrange(len(data) + 10)
+        size = rng.choice([1, 4096, 131072, rng.randrange(1, 400_000)])
+        assert view.read(handle, offset, size) == data[offset:offset + size], (offset, size)
+    assert view.read(handle, 0, len(data) * 2) == data
+    view.release(handle)
+    with pytest.raises(OSError) as raised:
+        view.read(handle, 0, 1)
+    assert raised.value.errno == errno.EBADF
+    empty = view.open(_base(view, src) + b"/empty")
+    assert view.read(empty, 0, 4096) == b""
+
+
+def test_a_damaged_chunk_is_an_io_error_with_one_warning(
+        repo: Repository, src: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    view = SnapshotView(repo)
+    base = _base(view, src)
+    chunky = view.lookup(base + b"/chunky").node
+    assert chunky is not None and len(chunky.content) > 3
+    entry = repo.index.get(chunky.content[2])
+    assert entry is not None
+    with open(tmp_path / "repo" / pack_name(entry.pack_id), "r+b") as pack:
+        pack.seek(entry.offset + entry.length // 2)
+        byte = pack.read(1)
+        pack.seek(-1, os.SEEK_CUR)
+        pack.write(bytes([byte[0] ^ 0xFF]))
+    content = FileContent(repo.index, chunky)
+    damaged_at = content.ends[1]  # where the third chunk starts
+    data = (src / "chunky").read_bytes()
+    handle = view.open(base + b"/chunky")
+    with caplog.at_level(logging.WARNING, logger="fogvault"):
+        for _ in range(2):
+            with pytest.raises(OSError) as raised:
+                view.read(handle, damaged_at + 10, 100)
+            assert raised.value.errno == errno.EIO
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(f"cannot read {os.fsdecode(base)}/chunky: chunk "
+                              f"{chunky.content[2].hex()}: ")
+    assert view.read(handle, 0, damaged_at) == data[:damaged_at]  # the chunks before it
+    after = content.ends[2]
+    assert view.read(handle, after, 5000) == data[after:after + 5000]
+    assert view.read(view.open(base + b"/small"), 0, 100) == b"small file\n"
+
+
+def test_chunks_that_do_not_hold_the_whole_file_are_an_integrity_error() -> None:
+    unindexed = Node(b"f", FILE, size=10, content=[bytes(32)])
+    with pytest.raises(IntegrityError, match="is not in the index"):
+        FileContent(BlobIndex(), unindexed).read(0, 10, lambda blob_id: bytes(10))
+    assert FileContent(BlobIndex(), Node(b"e", FILE)).read(0, 10, bytes) == b""
+
+
+def test_new_and_forgotten_snapshots_show_after_the_reload_interval(
+        repo: Repository, src: Path) -> None:
+    now = [0.0]
+    view = SnapshotView(repo, MountOptions(reload_interval=5.0), clock=lambda: now[0])
+    [first] = [name for name, _ in view.listdir(b"/ids")]
+    (src / "small").write_bytes(b"changed\n")
+    second = Archiver(repo, BackupOptions(host="other")).run([str(src)]).snapshot.uid.encode()
+    now[0] = 4.9
+    assert [name for name, _ in view.listdir(b"/ids")] == [first]
+    with pytest.raises(FileNotFoundError):
+        view.lookup(b"/ids/" + second)
+    now[0] = 5.0
+    assert view.lookup(b"/ids/" + second).type == "dir"  # a lookup that misses looks too
+    assert {name for name, _ in view.listdir(b"/ids")} == {first, second}
+    for folder in (b"/snapshots/", b"/hosts/other/"):  # latest: the new one
+        newest = folder + view.lookup(folder + b"latest").target
+        handle = view.open(newest + os.fsencode(src) + b"/small")
+        assert view.read(handle, 0, 100) == b"changed\n"
+    repo.delete_snapshot(first.decode())
+    now[0] = 10.0
+    assert [name for name, _ in view.listdir(b"/ids")] == [second]
+    assert [name for name, _ in view.listdir(b"/hosts")] == [b"other"]
+
+
+def test_filters_choose_the_snapshots(repo: Repository, src: Path) -> None:
+    Archiver(repo, BackupOptions(host="other", tags=["weekly"])).run([str(src)])
+    for options, hosts in ((MountOptions(host="other"), [b"other"]),
+                           (MountOptions(tags=("daily",)), [os.uname().nodename.encode()]),
+                           (MountOptions(paths=("/elsewhere",)), [])):
+        view = SnapshotView(repo, options)
+        assert [name for name, _ in view.listdir(b"/hosts")] == hosts
+        assert len(view.listdir(b"/ids")) == len(hosts)
+
+
+def test_the_cache_stays_within_its_budget() -> None:
+    cache: BoundedCache[int, bytes] = BoundedCache(1000)
+    for key in range(50):
+        cache.put(key, bytes(300), 300)
+        assert cache.held <= 1000
+        assert cache.get(0) is not None or key >= 3  # used again: kept while others go
+    assert (len(cache), cache.get(0) is not None, cache.get(48) is not None) == (3, True, True)
+    cache.put(99, bytes(1001), 1001)  # larger than the whole budget: not kept
+    assert cache.get(99) is None and cache.held == 900
