@@ -5,8 +5,10 @@ Pure logic, no I/O: give :func:`apply_policy` snapshot-like objects and a
 that keep it) and which are removed. The rules, exactly as restic 0.17 applies them:
 
 * Snapshots are split into groups (by default host and paths); each group is judged alone.
-* In a group, snapshots are visited newest first (ties broken by ``uid``). A snapshot that any
-  rule keeps is kept; every other one is removed.
+* In a group, snapshots are visited newest first, in the order every command uses
+  (:func:`~fogvault.repo.snapshot.newest_first`): of two with the same time, the one whose
+  ``uid`` sorts first is the newer, as for ``latest``. A snapshot that any rule keeps is kept;
+  every other one is removed.
 * ``keep_last`` keeps the *n* newest. ``keep_hourly/daily/weekly/monthly/yearly`` keep the newest
   snapshot of each of the *n* newest hours/days/ISO weeks/months/years that have a snapshot,
   read in local time (``tz``). ``-1`` (:data:`UNLIMITED`) means every such period.
@@ -33,6 +35,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Generic, Protocol, TypeVar
 
 from fogvault.errors import UsageError
+from fogvault.repo.snapshot import Dated, instant, newest_first
 
 UNLIMITED = -1
 """A ``keep_*`` count meaning "every period", restic's ``unlimited``."""
@@ -48,14 +51,8 @@ _GROUP_ALIASES = {
 }
 
 
-class SnapshotLike(Protocol):
-    """What the policy reads from a snapshot."""
-
-    @property
-    def uid(self) -> str: ...
-
-    @property
-    def time(self) -> datetime: ...  # timezone-aware
+class SnapshotLike(Dated, Protocol):
+    """What the policy reads from a snapshot: its uid and time, and these."""
 
     @property
     def host(self) -> str: ...
@@ -346,20 +343,13 @@ def _range_start(latest: datetime | None, span: Duration, tz: tzinfo | None) -> 
         return None  # before year 1: everything is in range
 
 
-def _instant(moment: datetime) -> datetime:
-    """``moment`` in UTC, to compare as instants: Python compares two datetimes that share a
-    tzinfo object (one ZoneInfo) by their wall clock, ignoring ``fold``, so in the hour the
-    clocks go back 02:30 (the first) would sort after 02:10 (the second)."""
-    return moment.astimezone(UTC)
-
-
 def _after(moment: datetime, start: datetime | None) -> bool:
-    return start is None or _instant(moment) > _instant(start)
+    return start is None or instant(moment) > instant(start)
 
 
 def _latest(snapshots: Sequence[SnapshotLike], now: datetime) -> datetime | None:
-    past = [snap.time for snap in snapshots if _instant(snap.time) < _instant(now)]
-    return max(past, key=_instant) if past else None
+    past = [snap.time for snap in snapshots if instant(snap.time) < instant(now)]
+    return max(past, key=instant) if past else None
 
 
 # --- evaluation ----------------------------------------------------------------------------
@@ -405,8 +395,8 @@ def _has_tags(snapshot_tags: Sequence[str], wanted: Sequence[str]) -> bool:
 
 
 def _newest_first(snapshots: Iterable[S]) -> list[S]:
-    by_uid = sorted(snapshots, key=lambda snap: snap.uid)
-    return sorted(by_uid, key=lambda snap: _instant(snap.time), reverse=True)  # ties by uid
+    """In the order of every command: the newest is the one ``latest`` names."""
+    return sorted(snapshots, key=newest_first)
 
 
 def _judge_group(snapshots: Iterable[S], policy: RetentionPolicy, tz: tzinfo | None,

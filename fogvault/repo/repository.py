@@ -97,7 +97,7 @@ from fogvault.repo.pack import (
     pack_spans,
     verify_pack,
 )
-from fogvault.repo.snapshot import Snapshot, is_uid
+from fogvault.repo.snapshot import Snapshot, is_uid, newest_first
 from fogvault.repo.tree import Tree
 from fogvault.storage import ObjectExists, ObjectNotFound, Storage, StorageError, open_storage
 from fogvault.storage.identity import hide_password, repeated_target
@@ -641,7 +641,7 @@ class Repository:
                 return None
 
         found = [s for s in self._map(load, self.snapshot_uids()) if s is not None]
-        return sorted(found, key=lambda s: (s.time, s.uid))
+        return sorted(found, key=newest_first, reverse=True)  # forget's order, reversed
 
     def gone_everywhere(self, name: str) -> bool:
         """True if every target, none of them dropped, answers that ``name`` is not there: a
@@ -657,7 +657,8 @@ class Repository:
         return True
 
     def resolve_snapshot(self, ref: str) -> str:
-        """A full uid from ``latest`` or a unique uid prefix."""
+        """A full uid from ``latest`` (the newest in :func:`newest_first`, as for ``forget``'s
+        policy) or a unique uid prefix."""
         if ref == "latest":
             snapshots = self.snapshots()
             if not snapshots:

@@ -11,8 +11,8 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from fogvault.errors import MalformedObject
 from fogvault.repo.format import UID_HEX_LEN, parse_hex_id
@@ -142,6 +142,37 @@ def _recorded_forms(path: str) -> set[str]:
     as another host whose folders are not symlinks as they are here recorded it."""
     plain = os.path.abspath(os.path.expanduser(path))
     return {plain, os.fsdecode(source_path(path))}
+
+
+class Dated(Protocol):
+    """What the order of snapshots in time reads (a :class:`Snapshot`, or a retention test's
+    stand-in)."""
+
+    @property
+    def uid(self) -> str: ...
+
+    @property
+    def time(self) -> datetime: ...  # timezone-aware
+
+
+def instant(moment: datetime) -> datetime:
+    """``moment`` in UTC, to compare as instants: Python compares two datetimes that share a
+    tzinfo object (one ZoneInfo) by their wall clock, ignoring ``fold``, so in the hour the
+    clocks go back 02:30 (the first) would sort after 02:10 (the second)."""
+    return moment.astimezone(UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def newest_first(snapshot: Dated) -> tuple[timedelta, str]:
+    """The sort key of snapshots in time, newest first (``reverse=True``: oldest first). Every
+    command that orders snapshots by time uses it (``snapshots``, ``latest``, a backup's
+    parent, ``forget``'s policy), so that of two snapshots with the same time (a rewritten or
+    retagged copy and its original) all of them take the same one for the newer: the one whose
+    uid sorts first. The time counts as its distance back from 1970, a timedelta: smaller for
+    a newer snapshot, and exact, where a float timestamp would round."""
+    return _EPOCH - instant(snapshot.time), snapshot.uid
 
 
 def now() -> datetime:

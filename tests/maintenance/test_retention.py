@@ -159,6 +159,26 @@ def test_ties_at_the_same_time_are_broken_by_uid(order: list[Snap]) -> None:
           {"a": ["within 1h"], "b": ["within 1h"]}, ["c"])
 
 
+def test_the_newest_of_a_tie_is_the_snapshot_that_latest_names(make_repo) -> None:
+    """forget's policy and ``latest`` (the last of Repository.snapshots()) take the same
+    snapshot for the newest of several with the same instant, written with different UTC
+    offsets (retention took the uid that sorts first, ``latest`` the one that sorts last)."""
+    import random
+
+    from fogvault.repo.snapshot import Snapshot
+
+    repo = make_repo("repo")
+    rng = random.Random(7)
+    noon = at("2024-05-01T12:00+02:00")
+    for zone in (UTC, NY, TOKYO, UTC):
+        uid = f"{rng.getrandbits(64):016x}"
+        repo.save_snapshot(Snapshot(uid, noon.astimezone(zone), "h", "u", ["/d"], bytes(32)))
+    snapshots = repo.snapshots()
+    assert len({s.time for s in snapshots}) == 1 and len(snapshots) == 4
+    (group,) = apply_policy(snapshots, RetentionPolicy(keep_last=1), now=FAR_FUTURE)
+    assert [k.snapshot.uid for k in group.keep] == [repo.resolve_snapshot("latest")]
+
+
 def test_empty_and_single_snapshot_groups() -> None:
     assert apply_policy([], RetentionPolicy(keep_last=1), now=FAR_FUTURE) == []
     only = series(x="2024-01-01T00:00Z")

@@ -184,3 +184,28 @@ def test_a_target_behind_gets_no_copy_and_keeps_its_original(fogvault, tmp_path)
     restored = fogvault("restore", "-r", "two", first["uid"], "-t", "out")
     assert restored.returncode == 0, restored.stderr
     assert fogvault("check", "-r", "two").returncode == 0
+
+
+def test_latest_snapshots_forget_and_the_next_parent_agree_on_a_copy_and_its_original(
+        fogvault, two_backups, tmp_path):
+    """A copy kept beside its original has the original's time: every command that orders
+    snapshots by time takes the same one of the two for the newer (retention took the other
+    one than ``latest`` before)."""
+    second = _snapshots(fogvault)[-1]
+    done = fogvault("rewrite", "-r", "one", "-r", "two", "--exclude", ".ssh", second["uid"],
+                    "--json")
+    assert done.returncode == 0, done.stderr
+    [entry] = json.loads(done.stdout)["rewritten"]
+    with Repository.open([str(tmp_path / "one")], PASSWORD, use_cache=False) as repo:
+        latest = repo.resolve_snapshot("latest")
+    assert latest in (entry["old_uid"], entry["new_uid"])
+    listed = json.loads(fogvault("snapshots", "-r", "one", "-r", "two", "--latest", "1",
+                                 "--json").stdout)
+    assert [s["uid"] for s in listed] == [latest]
+    done = fogvault("forget", "-r", "one", "-r", "two", "--keep-last", "1", "--dry-run",
+                    "--json")
+    assert done.returncode == 0, done.stderr
+    [group] = json.loads(done.stdout)["groups"]
+    assert [k["uid"] for k in group["keep"]] == [latest]
+    assert fogvault("backup", "-r", "one", "-r", "two", "src").returncode == 0
+    assert _snapshots(fogvault)[-1]["parent"] == latest
