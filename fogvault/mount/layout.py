@@ -10,9 +10,12 @@
 ``<time>`` is the snapshot's time in the local time zone to the second, as ISO 8601
 (``2026-11-24T10:15:03+01:00``), as restic names them. Two snapshots in one folder with the same
 name (made within one second) are told apart as restic does: the older keeps the name and the
-next takes ``-1``, then ``-2``, in order of time then uid, so a snapshot made later never
-renames an earlier one. A host or tag that is no valid file name is shown as restic shows it:
-``_`` for an empty name or ``.``, ``__`` for ``..``, and ``_`` for each ``/`` (or NUL).
+next takes ``-1``, then ``-2``, in the order the other commands give snapshots (``snapshots``,
+``latest``: :func:`~fogvault.repo.snapshot.newest_first`), so a snapshot made later never
+renames an earlier one, and ``latest`` is the snapshot that ``restore latest`` takes.
+
+A host or tag that is no valid file name is shown as restic shows it: ``_`` for an empty name
+or ``.``, ``__`` for ``..``, and ``_`` for each ``/`` (or NUL).
 
 Pure: no repository, no FUSE. :func:`build_layout` is all there is.
 """
@@ -57,7 +60,7 @@ class Layout:
 
 
 def build_layout(snapshots: Iterable[Snapshot]) -> Layout:
-    """The layout of ``snapshots``, given oldest first (by time, then uid)."""
+    """The layout of ``snapshots``, given oldest first (as ``snapshots`` lists them)."""
     layout = Layout({(): {}})
     for top in TOP_FOLDERS:
         _folder(layout, (top,))

@@ -54,7 +54,7 @@ from fogvault.mount.layout import FOLDER, Child, Folder, FolderKey, Layout, Link
 from fogvault.parallel import ordered_map
 from fogvault.repo.format import BlobType
 from fogvault.repo.repository import Repository
-from fogvault.repo.snapshot import Snapshot, select_snapshots
+from fogvault.repo.snapshot import Snapshot, newest_first, select_snapshots
 from fogvault.repo.tree import DIR, FILE, SYMLINK, Node, Tree
 
 log = logging.getLogger("fogvault")
@@ -231,8 +231,9 @@ class SnapshotView:
         kept.update((s.uid, s) for s in new)
         self._snapshots = kept
         self._listed = set(kept)  # one that could not be read is tried again at the next look
-        chosen = select_snapshots(sorted(kept.values(), key=lambda s: (s.time, s.uid)),
-                                  self.options.host, self.options.tags, self.options.paths)
+        oldest_first = sorted(kept.values(), key=newest_first, reverse=True)  # as `snapshots`
+        chosen = select_snapshots(oldest_first, self.options.host, self.options.tags,
+                                  self.options.paths)
         self.layout = build_layout(chosen)
         return True
 

@@ -4,6 +4,7 @@ Real repositories on real folders, real backups."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -192,3 +193,16 @@ def test_the_cache_stays_within_its_budget() -> None:
     assert (len(cache), cache.get(0) is not None, cache.get(48) is not None) == (3, True, True)
     cache.put(99, bytes(1001), 1001)  # larger than the whole budget: not kept
     assert cache.get(99) is None and cache.held == 900
+
+
+def test_latest_is_the_snapshot_other_commands_take_of_two_with_one_time(
+        repo: Repository) -> None:
+    """A retagged copy has its original's time: of the two, latest is whichever ``restore
+    latest`` takes, and the other is told apart by -1."""
+    [original] = repo.snapshots()
+    for uid in ("0" * 16, "f" * 16):  # sorting before and after the original's uid
+        repo.save_snapshot(dataclasses.replace(original, uid=uid, tags=["copy"]))
+    view = SnapshotView(repo)
+    by_time = view.layout.folders[(b"snapshots",)]
+    assert by_time[b"latest"].snapshot.uid == repo.resolve_snapshot("latest")
+    assert len(by_time) == 4 and by_time[b"latest"].target.endswith(b"-2")
