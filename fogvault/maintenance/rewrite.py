@@ -3,7 +3,13 @@ huge file that should never have been backed up.
 
 Each chosen snapshot whose trees hold an entry matching the exclude patterns gets a copy with
 new trees, without those entries (and everything below them), under a new uid; everything else
-is as it was (time, host, paths, tags, parent, summary, the writer's version). Trees are never
+is as it was (time, host, paths, tags, parent, the writer's version), but the summary, whose
+contents (files, folders, their bytes) are counted anew from the new trees as a backup counts
+them (restic 0.18's rewrite does the same); the fields that describe the backup run stay
+(:meth:`SnapshotSummary.with_contents`). With ``snapshot_summary`` (restic's
+``--snapshot-summary``), a chosen snapshot whose summary does not match its trees (a copy an
+older rewrite made, or one written without a summary) gets a copy with the summary counted
+anew, whether or not anything is taken out of it. Trees are never
 changed in place: the folders on the way to a removed entry are stored anew, every other
 subtree keeps its id, and a subtree shared by several snapshots is filtered once. The copy goes
 to the targets that hold the original (and so its data); the new trees go to every target in
@@ -14,6 +20,7 @@ every target that holds it. The data only the removed entries used is freed by `
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,8 +32,8 @@ from fogvault.patterns import PathPatterns
 from fogvault.repo.format import BlobType
 from fogvault.repo.lock import NoLock
 from fogvault.repo.repository import Repository
-from fogvault.repo.snapshot import Snapshot, new_uid
-from fogvault.repo.tree import DIR, Node, Tree
+from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid
+from fogvault.repo.tree import DIR, FILE, Node, Tree
 
 
 @dataclass(slots=True)
@@ -38,11 +45,12 @@ class RewriteOptions:
     tags: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     forget: bool = False  # delete each original once its copy is saved
+    snapshot_summary: bool = False  # also copy those whose summary does not match their trees
     dry_run: bool = False
 
     def validate(self) -> None:
-        if not (self.excludes or self.iexcludes):
-            raise UsageError("nothing to take out: give --exclude or --iexclude")
+        if not (self.excludes or self.iexcludes or self.snapshot_summary):
+            raise UsageError("nothing to do: give --exclude, --iexclude or --snapshot-summary")
         check_selection(self.uids, self.host, self.tags, self.paths)
 
 
@@ -51,18 +59,21 @@ class Rewritten:
     old_uid: str
     new_uid: str  # the uid it would get, in a dry run
     removed: list[str]  # the paths taken out (not those below them)
+    summary: SnapshotSummary  # the copy's
     kept_original: str | None = None  # why --forget left the original
 
 
 @dataclass(slots=True)
 class RewriteResult:
     rewritten: list[Rewritten] = field(default_factory=list)
-    unchanged: int = 0  # chosen snapshots that hold nothing the patterns match
+    unchanged: int = 0  # chosen snapshots that hold nothing the patterns match (and whose
+    # summary matches their trees, with snapshot_summary)
     dry_run: bool = False
 
 
 def rewrite(repo: Repository, options: RewriteOptions) -> RewriteResult:
-    """Take what ``options`` excludes out of the chosen snapshots (see the module doc)."""
+    """Take what ``options`` excludes out of the chosen snapshots, and count their summaries
+    anew (see the module doc)."""
     options.validate()
     patterns = PathPatterns(options.excludes, options.iexcludes)
     result = RewriteResult(dry_run=options.dry_run)
@@ -81,20 +92,63 @@ def rewrite(repo: Repository, options: RewriteOptions) -> RewriteResult:
         with stored_blobs(repo, dry_run=options.dry_run, before_index=lock.ensure_fresh) as saver:
             filtered = _TreeFilter(repo, saver, patterns)
             for snapshot in chosen:
-                tree, removed = filtered.tree(snapshot.tree)
-                if not removed:
+                copy = _copy(repo, snapshot, filtered.tree(snapshot.tree), patterns,
+                             options.snapshot_summary)
+                if copy is None:
                     result.unchanged += 1
                     continue
-                copy = dataclasses.replace(snapshot, uid=new_uid(), tree=tree)
-                changed.append((snapshot, copy, removed))
+                changed.append((snapshot, *copy))
         locations = repo.snapshot_locations() if changed and not options.dry_run else {}
         for original, copy, removed in changed:
-            entry = Rewritten(original.uid, copy.uid, removed)
+            entry = Rewritten(original.uid, copy.uid, removed, copy.summary)
             if not options.dry_run:
                 entry.kept_original = _save(repo, original, copy, locations, options.forget,
                                             lock.ensure_fresh)
             result.rewritten.append(entry)
     return result
+
+
+def _copy(repo: Repository, snapshot: Snapshot, filtered: _Filtered, patterns: PathPatterns,
+          recount: bool) -> tuple[Snapshot, list[str]] | None:
+    """The copy of ``snapshot`` with the filtered tree and its summary counted anew, and the
+    paths taken out; None if nothing is taken out and the summary is not to be recounted or
+    is right."""
+    if not (filtered.removed or recount):
+        return None
+    contents = filtered.contents
+    dirs = contents.dirs - _leading_dirs(repo, snapshot, patterns)
+    if "/" in snapshot.paths:  # the root folder is the tree, not an entry in it
+        dirs += 1
+    summary = snapshot.summary.with_contents(contents.files, dirs, contents.bytes)
+    if not filtered.removed and summary == snapshot.summary:
+        return None
+    return dataclasses.replace(snapshot, uid=new_uid(), tree=filtered.tree_id,
+                               summary=summary), filtered.removed
+
+
+def _leading_dirs(repo: Repository, snapshot: Snapshot, patterns: PathPatterns) -> int:
+    """How many folders that only lead to the backed-up paths (``/home`` of a backup of
+    ``/home/ann``), which a backup does not count in its summary, ``snapshot`` keeps when what
+    ``patterns`` match is taken out. Read from its own trees: the new ones may not be indexed
+    yet."""
+    given = [os.fsencode(p) for p in snapshot.paths]
+    leading = {b"/".join(parts[:end]) for parts in (p.split(b"/") for p in given)
+               for end in range(2, len(parts))}  # b"/home" of b"/home/ann"
+    leading = {f for f in leading if not any(_at_or_below(f, p) for p in given)}
+    count, trees = 0, [(b"", snapshot.tree)]
+    while trees:
+        prefix, tree_id = trees.pop()
+        for node in repo.load_tree(tree_id).nodes:
+            path = prefix + b"/" + node.name
+            if (path in leading and node.type == DIR and node.subtree is not None
+                    and not patterns.matches(path)):
+                count += 1
+                trees.append((path, node.subtree))
+    return count
+
+
+def _at_or_below(path: bytes, folder: bytes) -> bool:
+    return path == folder or path.startswith(folder.rstrip(b"/") + b"/")
 
 
 def _refuse_newer(snapshot: Snapshot) -> None:
@@ -139,19 +193,49 @@ def _save(repo: Repository, original: Snapshot, copy: Snapshot,
     return None
 
 
+@dataclass(slots=True)
+class _Contents:
+    """What a tree holds, counted as a backup counts its summary: files (each name of a
+    hardlinked file), folders, and the files' bytes."""
+
+    files: int = 0
+    dirs: int = 0
+    bytes: int = 0
+
+    def count(self, node: Node) -> None:
+        if node.type == FILE:
+            self.files += 1
+            self.bytes += node.size
+        elif node.type == DIR:
+            self.dirs += 1
+
+    def add(self, other: _Contents) -> None:
+        self.files += other.files
+        self.dirs += other.dirs
+        self.bytes += other.bytes
+
+
+@dataclass(slots=True)
+class _Filtered:
+    tree_id: bytes
+    removed: list[str]  # the paths taken out
+    contents: _Contents  # of what is left
+
+
 class _TreeFilter:
-    """Trees without the entries the patterns match, stored as they are made; a tree (at a
-    given path) is filtered once for all the snapshots that share it."""
+    """Trees without the entries the patterns match, stored as they are made, and what is
+    left in them counted; a tree (at a given path) is filtered once for all the snapshots that
+    share it."""
 
     def __init__(self, repo: Repository, saver: BlobSaver, patterns: PathPatterns) -> None:
         self.repo = repo
         self.saver = saver
         self.patterns = patterns
-        self._done: dict[tuple[bytes, bytes], tuple[bytes, list[str]]] = {}
+        self._done: dict[tuple[bytes, bytes], _Filtered] = {}
 
-    def tree(self, root: bytes) -> tuple[bytes, list[str]]:
-        """(the id of the filtered tree, the paths removed) for the snapshot tree ``root``.
-        Iterative, so trees of any depth work: each frame is a tree being rebuilt."""
+    def tree(self, root: bytes) -> _Filtered:
+        """The snapshot tree ``root`` filtered. Iterative, so trees of any depth work: each
+        frame is a tree being rebuilt."""
         frames = [_Frame(root, b"", self.repo.load_tree(root).nodes)]
         while True:
             frame = frames[-1]
@@ -168,20 +252,18 @@ class _TreeFilter:
                                              self.repo.load_tree(node.subtree).nodes,
                                              parent_node=node))
                         continue
-                    frame.kept.append(_with_subtree(node, done[0]))
-                    frame.removed += done[1]
+                    frame.keep_folder(node, done)
                 else:
                     frame.kept.append(node)
+                    frame.contents.count(node)
                 continue
             frames.pop()
-            result = (self._store(frame), frame.removed)
+            result = _Filtered(self._store(frame), frame.removed, frame.contents)
             self._done[(frame.tree_id, frame.prefix)] = result
             if not frames:
                 return result
-            parent = frames[-1]
             assert frame.parent_node is not None
-            parent.kept.append(_with_subtree(frame.parent_node, result[0]))
-            parent.removed += frame.removed
+            frames[-1].keep_folder(frame.parent_node, result)
 
     def _store(self, frame: _Frame) -> bytes:
         if not frame.removed:
@@ -198,6 +280,14 @@ class _Frame:
     next: int = 0
     kept: list[Node] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    contents: _Contents = field(default_factory=_Contents)
+
+    def keep_folder(self, node: Node, below: _Filtered) -> None:
+        """Keep the folder entry ``node``, whose tree filtered is ``below``."""
+        self.kept.append(_with_subtree(node, below.tree_id))
+        self.removed += below.removed
+        self.contents.count(node)
+        self.contents.add(below.contents)
 
 
 def _with_subtree(node: Node, subtree: bytes) -> Node:

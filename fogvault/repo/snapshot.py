@@ -7,6 +7,7 @@ random bits). Commands accept any unique prefix of a uid, or ``latest``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable
@@ -42,6 +43,30 @@ class SnapshotSummary:
     tree_blobs_added: int = 0
     bytes_added: int = 0  # stored bytes (after dedup, compression and encryption)
     duration_s: float = 0.0
+
+    @property
+    def files(self) -> int:
+        """The files the snapshot holds (each name of a hardlinked file)."""
+        return self.files_new + self.files_changed + self.files_unchanged
+
+    def with_contents(self, files: int, dirs: int, total_bytes: int) -> SnapshotSummary:
+        """This summary for a snapshot that now holds ``files`` files, ``dirs`` folders and
+        ``total_bytes`` (a ``rewrite``'s copy). The fields that describe the contents are set;
+        those that describe the backup run that made it stay (bytes read, blobs and bytes
+        added, files that failed, duration), as its time and parent do. The run did not record
+        which files were new, changed or unchanged: files taken out are taken from the
+        unchanged first (a read file is what ``bytes_read`` counts), then the changed, then
+        the new; files it did not count (a summary left out) count as unchanged."""
+        split = [self.files_unchanged, self.files_changed, self.files_new]
+        split[0] += max(files - sum(split), 0)
+        surplus = sum(split) - files
+        for i, count in enumerate(split):
+            taken = min(count, surplus)
+            split[i] -= taken
+            surplus -= taken
+        unchanged, changed, new = split
+        return dataclasses.replace(self, files_new=new, files_changed=changed,
+                                   files_unchanged=unchanged, dirs=dirs, total_bytes=total_bytes)
 
 
 @dataclass(slots=True)

@@ -104,7 +104,7 @@ def test_a_deep_tree_is_rewritten_without_recursion(make_repo, tmp_path):
 
 
 @pytest.mark.parametrize(("options", "says"), [
-    (RewriteOptions(), "nothing to take out: give --exclude or --iexclude"),
+    (RewriteOptions(), "nothing to do: give --exclude, --iexclude or --snapshot-summary"),
     (RewriteOptions(excludes=["x"], uids=["ab"], tags=["t"]),
      "give snapshot uids or --host/--tag/--path filters, not both"),
 ])
@@ -209,3 +209,131 @@ def test_latest_snapshots_forget_and_the_next_parent_agree_on_a_copy_and_its_ori
     assert [k["uid"] for k in group["keep"]] == [latest]
     assert fogvault("backup", "-r", "one", "-r", "two", "src").returncode == 0
     assert _snapshots(fogvault)[-1]["parent"] == latest
+
+
+# ---- the summary -------------------------------------------------------------------------
+
+#: what a summary says of the backup run that made a snapshot, which a rewrite keeps
+RUN_FIELDS = ("files_failed", "bytes_read", "data_blobs_added", "tree_blobs_added",
+              "bytes_added", "duration_s")
+SPLIT = ("files_new", "files_changed", "files_unchanged")
+
+
+def _contents(summary: dict) -> tuple[int, int, int]:
+    """(files, folders, bytes) as a summary gives them."""
+    return sum(summary[k] for k in SPLIT), summary["dirs"], summary["total_bytes"]
+
+
+def test_a_copy_s_summary_counts_what_is_left_and_keeps_the_run(fogvault, two_backups):
+    before = _snapshots(fogvault)
+    done = fogvault("rewrite", "-r", "one", "-r", "two", "--exclude", ".ssh", "--iexclude",
+                    "secrets.txt", "--forget", "--json")
+    assert done.returncode == 0, done.stderr
+    rewritten = json.loads(done.stdout)["rewritten"]
+    after = _snapshots(fogvault)
+    assert [r["summary"] for r in rewritten] == [s["summary"] for s in after]
+    # src and home, home/notes.txt: the secret folder and two of three files taken out
+    assert [_contents(s["summary"]) for s in before] == [(3, 3, 5 + 11 + 75), (3, 3, 6 + 11 + 75)]
+    assert [_contents(s["summary"]) for s in after] == [(1, 2, 5), (1, 2, 6)]
+    for old, new in zip(before, after, strict=True):
+        assert {k: new["summary"][k] for k in RUN_FIELDS} == {
+            k: old["summary"][k] for k in RUN_FIELDS}
+        assert all(new["summary"][k] <= old["summary"][k] for k in SPLIT)
+    listing = fogvault("snapshots", "-r", "one", "-r", "two").stdout.decode()
+    assert "91 B" not in listing and "5 B" in listing and "6 B" in listing
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_copy_s_summary_is_what_a_backup_of_what_is_left_records(make_repo, tmp_path, seed):
+    """Random trees with hardlinks and symlinks, backed up below folders that only lead to
+    them (not counted): the copy's files, folders and bytes are those a backup of the source
+    without the matching entries records."""
+    import random
+    import shutil
+
+    from fogvault.backup.archiver import Archiver, BackupOptions
+    from fogvault.patterns import PathPatterns
+
+    rng = random.Random(seed)
+    src = tmp_path / "lead" / "src"
+    folders, files = [src], []
+    src.mkdir(parents=True)
+    for n in range(50):
+        parent = rng.choice(folders)
+        name = rng.choice(["a", "b", "cache", "x.tmp", "key.pem"]) + str(n % 5)
+        if os.path.lexists(parent / name):
+            continue
+        kind = rng.random()
+        if kind < 0.3:
+            (parent / name).mkdir()
+            folders.append(parent / name)
+        elif kind < 0.4 and files:
+            os.link(rng.choice(files), parent / name)
+        elif kind < 0.5:
+            os.symlink("somewhere", parent / name)
+        else:
+            (parent / name).write_bytes(rng.randbytes(rng.randrange(0, 3000)))
+            files.append(parent / name)
+    patterns = rng.sample(["cache*", "*.tmp*", "b1", "key.pem*", "a[0-3]"], 2)
+    repo = make_repo("repo")
+    originals = [Archiver(repo, BackupOptions(force=True)).run(roots).snapshot
+                 for roots in ([str(src)], [str(src), str(folders[-1])])]
+    result = rewrite(repo, RewriteOptions(excludes=patterns))
+    assert result.rewritten
+    copies = {r.old_uid: r.summary for r in result.rewritten}
+    matcher = PathPatterns(patterns)
+    for folder, names, leaves in os.walk(tmp_path / "lead", topdown=True):
+        for name in [*names, *leaves]:
+            if matcher.matches(os.path.join(os.path.realpath(folder), name)):
+                path = os.path.join(folder, name)
+                (shutil.rmtree if name in names else os.unlink)(path)
+        names[:] = [n for n in names if os.path.lexists(os.path.join(folder, n))]
+    for original in originals:
+        fresh = Archiver(repo, BackupOptions(force=True)).run(original.paths).snapshot.summary
+        copy = copies.get(original.uid, original.summary)
+        assert (copy.files, copy.dirs, copy.total_bytes) == (
+            fresh.files, fresh.dirs, fresh.total_bytes)
+
+
+def test_snapshot_summary_counts_anew_only_summaries_that_are_wrong(fogvault, make_repo,
+                                                                   tmp_path):
+    """--snapshot-summary leaves the snapshots whose summary is right (a backup's, a stream's,
+    one of / whose root folder counts) and rewrites one written without a summary."""
+    from fogvault.backup.archiver import Archiver, BackupOptions
+    from fogvault.repo.snapshot import SnapshotSummary, new_uid
+    from fogvault.treewalk import lookup
+
+    src = tmp_path / "lead" / "src"
+    (src / "a" / "deep").mkdir(parents=True)
+    (src / "a" / "deep" / "f").write_bytes(b"x" * 100)
+    (src / "b").mkdir()
+    (src / "b" / "g").write_text("g")
+    repo = make_repo("repo")
+    whole = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    Archiver(repo, BackupOptions()).run([str(src / "a"), str(src / "b")])
+    done = fogvault("backup", "-r", "repo", "--stdin", "--stdin-filename", "dump.sql",
+                    input=b"stream")
+    assert done.returncode == 0, done.stderr
+    # the same contents as a backup of /, its root folder holding what src holds
+    _, inside = lookup(repo, whole.tree, os.fsencode(src))
+    forged = dataclasses.replace(whole, uid=new_uid(), paths=["/"], tree=inside)
+    bare = dataclasses.replace(whole, uid=new_uid(), summary=SnapshotSummary())
+    for snapshot in (forged, bare):
+        repo.save_snapshot(snapshot)
+    done = fogvault("rewrite", "-r", "repo", "--snapshot-summary", "--forget", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["unchanged"] == 4
+    [entry] = report["rewritten"]
+    assert (entry["old_uid"], entry["removed"]) == (bare.uid, [])
+    expected = dataclasses.asdict(SnapshotSummary().with_contents(
+        whole.summary.files, whole.summary.dirs, whole.summary.total_bytes))
+    assert entry["summary"] == expected
+    assert (whole.summary.files, whole.summary.dirs) == (2, 4)  # src, a, a/deep, b
+    [copy] = [s for s in _snapshots_of(fogvault, "repo") if s["uid"] == entry["new_uid"]]
+    assert copy["summary"] == expected and copy["tree"] == whole.tree.hex()
+    assert bare.uid not in os.listdir(tmp_path / "repo" / "snapshots")
+
+
+def _snapshots_of(fogvault, target: str) -> list[dict]:
+    return json.loads(fogvault("snapshots", "-r", target, "--json").stdout)
