@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import IExcludeOption, Printer, open_repository
+from fogvault.cli.common import IExcludeOption, Printer, open_repository, printable
 from fogvault.errors import EXIT_PARTIAL, UsageError
 from fogvault.sizes import counted, format_size
+
+if TYPE_CHECKING:
+    from fogvault.restore.progress import RestoreProgress
 
 
 def register(app: typer.Typer) -> None:
@@ -39,9 +45,13 @@ def restore(
     overwrite: Annotated[
         str, typer.Option(help="Existing files: always, if-changed or never.")
     ] = "always",
+    delete: Annotated[
+        bool, typer.Option("--delete", help="Delete from the restored folders what the snapshot "
+                           "does not have (try --dry-run first).")
+    ] = False,
     verify: Annotated[bool, typer.Option(help="Re-read restored files and check them.")] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Show what would be restored.")
+        bool, typer.Option("--dry-run", "-n", help="Show what would be restored (and deleted).")
     ] = False,
 ) -> None:
     """Restore a snapshot below TARGET (the snapshot's paths are recreated there)."""
@@ -52,13 +62,17 @@ def restore(
     out = Printer.of(ctx)
     options = RestoreOptions(target=target, includes=include or [], excludes=exclude or [],
                              iincludes=iinclude or [], iexcludes=iexclude or [],
-                             overwrite=overwrite, verify=verify, dry_run=dry_run)
+                             overwrite=overwrite, delete=delete, verify=verify,
+                             dry_run=dry_run)
     progress = make_progress(out, "restore")
+    # each deletion listed in a dry run (its point) and with -v, as restic's -vv does
+    listed = (_list_deletion(out, progress, dry_run)
+              if delete and (dry_run or out.opts.verbose) else None)
     try:
         # the restorer loads the index once it holds its lock (a dry run takes none)
         with open_repository(ctx, load_index=dry_run) as repo:
             snap = repo.load_snapshot(repo.resolve_snapshot(ref))
-            summary = Restorer(repo, snap, options, progress).run()
+            summary = Restorer(repo, snap, options, progress, listed).run()
     finally:
         progress.close()
     if out.json_mode:
@@ -69,9 +83,34 @@ def restore(
                  f"{counted(summary.dirs, 'folder')}, "
                  f"{format_size(summary.total_bytes)}"
                  + (f"; {counted(summary.verified, 'file')} verified" if verify else "")
-                 + (f"; {summary.skipped} skipped" if summary.skipped else ""))
+                 + (f"; {summary.skipped} skipped" if summary.skipped else "")
+                 + (f"; {'would delete' if dry_run else 'deleted'} "
+                    f"{counted(summary.deleted, 'entry', 'entries')}" if delete else ""))
     if summary.warnings:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _list_deletion(out: Printer, progress: RestoreProgress, dry_run: bool
+                   ) -> Callable[[bytes, bool], None]:
+    """A line for each entry deleted (or to delete): JSON, or text on stdout, above the
+    progress bar if there is one."""
+    from fogvault.cli.progress import BarProgress
+
+    verb = "would delete" if dry_run else "deleted"
+
+    def listed(path: bytes, is_dir: bool) -> None:
+        name = os.fsdecode(path)
+        if out.json_mode:
+            out.json_line({"message_type": "deleted", "path": name, "folder": is_dir,
+                           "dry_run": dry_run})
+            return
+        text = f"{verb} {printable(name)}{'/' if is_dir else ''}"
+        if isinstance(progress, BarProgress):
+            progress.bar.write(text, file=sys.stdout)
+        else:
+            out.line(text)
+
+    return listed
 
 
 def _snapshot_ref(snapshot: str | None, version: str | None) -> str:

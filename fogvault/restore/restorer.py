@@ -60,9 +60,11 @@ from fogvault.restore.content import (
     not_restored,
     set_metadata,
 )
+from fogvault.restore.extras import Deleted, Extras
 from fogvault.restore.progress import RestoreProgress
 from fogvault.restore.safefs import Parts, SafeRoot
 from fogvault.restore.workers import WorkerSetup, WriterProcesses
+from fogvault.sizes import counted
 from fogvault.storage import ObjectNotFound
 from fogvault.warning_list import WarningList
 
@@ -80,6 +82,8 @@ class RestoreOptions:
     iincludes: list[str] = field(default_factory=list)
     iexcludes: list[str] = field(default_factory=list)
     overwrite: str = "always"
+    #: delete what the snapshot does not have from the folders restored (see extras)
+    delete: bool = False
     verify: bool = False
     dry_run: bool = False
     workers: int | None = None  # spans fetched at once (None: see _fetch_threads)
@@ -97,6 +101,7 @@ class RestoreSummary:
     total_bytes: int = 0
     skipped: int = 0
     verified: int = 0
+    deleted: int = 0  # entries (a folder with all in it: one); in a dry run, to delete
     warnings: WarningList = field(default_factory=WarningList)
 
 
@@ -107,7 +112,9 @@ class Restorer:
         snapshot: Snapshot,
         options: RestoreOptions,
         progress: RestoreProgress | None = None,
+        deleted: Deleted | None = None,
     ) -> None:
+        """``deleted`` is told of each entry ``options.delete`` deletes (or would)."""
         if options.overwrite not in OVERWRITE_MODES:
             raise UsageError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}")
         self.repo = repo
@@ -126,6 +133,13 @@ class Restorer:
         self._hardlinks: Hardlinks[Parts] = Hardlinks()  # the first name's path
         self._use_processes: bool | None = None  # decided by _write_contents
         self._processes: WriterProcesses | None = None
+        self._deleted = deleted
+        self._extras: Extras | None = None  # with options.delete, once the target is open
+        # Entries of the snapshot not restored in full: if any, --delete deletes nothing.
+        self._incomplete = 0
+        # (tasks handed to the worker processes by its end, files) of each batch written, until
+        # those tasks are done and its files' failures are counted
+        self._writing: deque[tuple[int, list[FileJob]]] = deque()
 
     def run(self) -> RestoreSummary:
         target = os.fsencode(os.path.abspath(self.options.target))
@@ -134,8 +148,7 @@ class Restorer:
             for line in pattern_warnings(patterns):  # they would quietly match nothing
                 self.progress.warning(line)
         if self.options.dry_run:
-            for _ in self._plan(None):
-                self._clear_batch()
+            self._dry_run(target)
             return self.summary
         with self.repo.lock(writes=False):  # shared: prune cannot delete what is restored
             # ...from now on: a prune that ran since the index was loaded deleted packs it names.
@@ -147,6 +160,7 @@ class Restorer:
                        if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror)
                 raise DestinationUnwritable(
                     f"cannot restore into {os.fsdecode(target)}: {why}") from exc
+            self._extras = self._find_extras(root)
             try:
                 for _ in self._plan(root):
                     if self._files:
@@ -158,6 +172,8 @@ class Restorer:
                     release_free_memory()  # the batch's tree reads, freed among live objects
                 if self._processes is not None:
                     self._processes.drain()
+                self._count_incomplete()
+                self._delete_extras(root)  # before folders that keep this process out are set
                 self._settle_folders(root, finished=True)
             except BaseException:
                 self._stop_processes(stop=True)
@@ -167,12 +183,32 @@ class Restorer:
                 root.close()
         return self.summary
 
+    def _dry_run(self, target: bytes) -> None:
+        """Plan without writing; with --delete, look at what the target holds."""
+        view = SafeRoot.if_exists(target) if self.options.delete else None
+        self._extras = self._find_extras(view)
+        try:
+            for _ in self._plan(None):
+                self._clear_batch()
+            self._delete_extras(view)
+        finally:
+            if view is not None:
+                view.close()
+
     def _clear_batch(self) -> None:
-        self._files.clear()
-        self._batch_blobs = 0
         tasks_sent = self._processes.tasks_sent if self._processes is not None else 0
+        self._writing.append((tasks_sent, self._files))
+        self._files = []
+        self._batch_blobs = 0
         self._folders.batch_handed(self._batch, tasks_sent)
         self._batch += 1
+        self._count_incomplete()
+
+    def _count_incomplete(self) -> None:
+        """Count the files not written in full of the batches whose writing is done."""
+        done = self._processes.tasks_done_in_order() if self._processes is not None else None
+        while self._writing and (done is None or self._writing[0][0] <= done):
+            self._incomplete += sum(job.failed for job in self._writing.popleft()[1])
 
     def _stop_processes(self, *, stop: bool) -> None:
         if self._processes is not None:
@@ -182,6 +218,11 @@ class Restorer:
     def _warn(self, message: str) -> None:
         self.summary.warnings.add(message)
         self.progress.warning(message)
+
+    def _warn_unrestored(self, message: str) -> None:
+        """A warning about an entry of the snapshot that is not restored (in full)."""
+        self._incomplete += 1
+        self._warn(message)
 
     # ---- phase 1: plan and create ----------------------------------------------------
 
@@ -196,17 +237,17 @@ class Restorer:
         while stack:
             parts, tree_id, inside_match, folder = stack.pop()
             if tree_id is None:
-                assert folder is not None and root is not None
-                root.forget_made(parts)
-                self._folders.planned(self._batch, parts, folder, self._stays_reachable(folder))
+                self._leave(root, parts, folder)
                 if len(self._folders) >= PLAN_BATCH_FILES:
                     yield
                 continue
-            if folder is not None and root is not None:
+            if (folder is not None and root is not None) or self._extras is not None:
                 stack.append((parts, None, False, folder))  # popped after everything below
             tree = self._load_tree(parts, tree_id)
             if tree is None:
                 continue
+            if self._extras is not None:
+                self._extras.entered(parts, tree)
             subfolders = []
             for node in tree.nodes:  # in name order, as the backup met them
                 child = (*parts, node.name)
@@ -216,6 +257,8 @@ class Restorer:
                 if self._unmatched:  # also below a folder that matched: it may be named too
                     self._unmatched -= self._includes.matching(path)
                 selected = self._selected(path, inside_match)
+                if selected and self._extras is not None:
+                    self._extras.writes_in(parts)
                 if node.type == DIR:
                     if selected and root is not None and not self._make_dir(root, child):
                         continue  # warned: nothing below it can be restored either
@@ -229,12 +272,24 @@ class Restorer:
                             or self._batch_blobs >= PLAN_BATCH_BLOBS):
                         yield
             stack.extend(reversed(subfolders))  # reversed: the stack pops them in name order
+        if self._extras is not None:
+            self._extras.left((), None, made=False)  # the target's own entries
         folded = set(self.options.iincludes)
         for pattern in sorted(self._unmatched):  # a typo would restore nothing, and say nothing
             option = "--iinclude" if pattern in folded else "--include"
             self._warn(f"{option} '{pattern}' matches nothing in snapshot {self.snapshot.uid} "
                        "that is not excluded")
         yield
+
+    def _leave(self, root: SafeRoot | None, parts: Parts, folder: Node | None) -> None:
+        """Everything below the folder ``parts`` is planned (``folder``: its node if it is
+        selected)."""
+        if self._extras is not None:
+            self._extras.left(parts, folder, made=root is not None and root.made(parts))
+        if root is not None:
+            root.forget_made(parts)
+            if folder is not None:
+                self._folders.planned(self._batch, parts, folder, self._stays_reachable(folder))
 
     def _selected(self, path: bytes, inside_match: bool) -> bool:
         """Whether ``path`` is restored: with includes, if the last include pattern matching it
@@ -255,7 +310,8 @@ class Restorer:
         except (IntegrityError, ObjectNotFound) as exc:
             if not parts or not is_damage(exc):
                 raise
-            self._warn(f"{os.fsdecode(b'/'.join(parts))}: its contents cannot be restored: {exc}")
+            self._warn_unrestored(
+                f"{os.fsdecode(b'/'.join(parts))}: its contents cannot be restored: {exc}")
             return None
 
     def _stays_reachable(self, folder: Node) -> bool:
@@ -277,7 +333,7 @@ class Restorer:
             with root.open_dir(parts, create=True):
                 pass
         except OSError as exc:
-            self._warn(not_restored(parts, exc))
+            self._warn_unrestored(not_restored(parts, exc))
             return False
         return True
 
@@ -292,7 +348,7 @@ class Restorer:
                     return
             self._create(root, parts, node)
         except OSError as exc:
-            self._warn(not_restored(parts, exc))
+            self._warn_unrestored(not_restored(parts, exc))
         except (ValueError, OverflowError) as exc:  # NUL in a link target, absurd numbers
             raise impossible(parts, exc) from exc
 
@@ -314,7 +370,8 @@ class Restorer:
             except OSError as exc:
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise  # the caller's warning, or the restore stops (read-only, full)
-                self._warn(f"{os.fsdecode(root.path(parts))}: a non-empty folder is in the way")
+                self._warn_unrestored(
+                    f"{os.fsdecode(root.path(parts))}: a non-empty folder is in the way")
                 return False
         else:
             root.remove(parts)
@@ -386,6 +443,40 @@ class Restorer:
         # A file of more than SEGMENT_BLOBS is written a segment at a time, but its node's
         # chunk ids (about 70 bytes each) are held until its batch is written: it ends one.
         self._batch_blobs += len(node.content)
+
+    # ---- --delete --------------------------------------------------------------------
+
+    def _find_extras(self, root: SafeRoot | None) -> Extras | None:
+        if not self.options.delete:
+            return None
+        return Extras(root, Extras.backed_up(self.snapshot.paths), self._deletes, self._warn)
+
+    def _deletes(self, path: bytes, inside_match: bool) -> bool:
+        """Whether --delete may delete ``path``, which the snapshot lacks: if it would be
+        restored, were it there (the filters select it)."""
+        return not (self._excludes and self._excludes.matches(path)) and self._selected(
+            path, inside_match)
+
+    def _delete_extras(self, root: SafeRoot | None) -> None:
+        """Delete what the restored folders hold beyond the snapshot, now that everything is
+        written (see extras): only if every entry was restored in full. The folders it changes
+        get their times again, but those set at the very end (they keep this process out)."""
+        if self._extras is None:
+            return
+        if self._incomplete:
+            self._warn(f"--delete deleted nothing: {counted(self._incomplete, 'entry', 'entries')}"
+                       " of the snapshot could not be restored in full, and what it would delete"
+                       " could be the only copy left of one; restore again once they can be")
+            return
+        dry_run = self.options.dry_run
+        for parts, folder in self._extras.delete(self._report_deleted, dry_run=dry_run):
+            if root is not None and not dry_run and self._stays_reachable(folder):
+                self._set_metadata(root, parts, folder)
+
+    def _report_deleted(self, path: bytes, is_dir: bool) -> None:
+        self.summary.deleted += 1
+        if self._deleted is not None:
+            self._deleted(path, is_dir)
 
     # ---- phase 2: content ------------------------------------------------------------
 
@@ -546,12 +637,12 @@ class Restorer:
             try:
                 matches = self._file_matches(root, job)
             except OSError as exc:  # unreadable (mode 0200 without root), an I/O error
-                self._warn(f"{path}: cannot verify: {exc.strerror}")
+                self._warn_unrestored(f"{path}: cannot verify: {exc.strerror}")
                 continue
             if matches:
                 self.summary.verified += 1
             else:
-                self._warn(f"{path}: restored content does not match")
+                self._warn_unrestored(f"{path}: restored content does not match")
 
     def _file_matches(self, root: SafeRoot, job: FileJob) -> bool:
         with root.open_file(job.parts, os.O_RDONLY) as fd:

@@ -16,12 +16,18 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from fogvault.errors import UnsafePath
 from fogvault.repo.tree import check_name
 
 Parts = tuple[bytes, ...]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Listing(NamedTuple):
+    device: int  # the folder's file system
+    entries: list[tuple[bytes, bool]]  # name, and whether it is a folder (a symlink is not)
 
 
 class SafeRoot:
@@ -54,6 +60,16 @@ class SafeRoot:
         self._users: dict[int, int] = {}  # cached descriptors in use outside the lock
         self._evicted: set[int] = set()  # evicted while in use: closed by their last user
         self._lock = threading.Lock()
+
+    @classmethod
+    def if_exists(cls, root: bytes) -> SafeRoot | None:
+        """The folder ``root`` if there is one, made by nothing (what a dry run looks at);
+        None if there is none, or a file is in its way."""
+        real = os.path.realpath(root)
+        try:
+            return cls(real, os.open(real, _DIR_FLAGS))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def close(self) -> None:
         with self._lock:
@@ -191,16 +207,24 @@ class SafeRoot:
             except FileNotFoundError:
                 return None
 
+    def listing(self, parts: Parts) -> Listing:
+        """What the folder ``parts`` holds."""
+        with self.open_dir(parts) as dir_fd, os.scandir(dir_fd) as found:
+            return Listing(os.fstat(dir_fd).st_dev,
+                           [(os.fsencode(entry.name), entry.is_dir(follow_symlinks=False))
+                            for entry in found])
+
     def remove(self, parts: Parts) -> None:
-        """Remove a non-directory entry, or an empty folder."""
+        """Remove a non-directory entry (a symlink itself, never what it points to), or an
+        empty folder."""
+        name = check_name(parts[-1])
         with self.open_dir(parts[:-1]) as dir_fd:
-            st = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 self._forget(tuple(parts))
-                os.rmdir(parts[-1], dir_fd=dir_fd)
+                os.rmdir(name, dir_fd=dir_fd)
             else:
-                os.unlink(parts[-1], dir_fd=dir_fd)
+                os.unlink(name, dir_fd=dir_fd)
 
 
-
-__all__ = ["Parts", "SafeRoot", "UnsafePath"]
+__all__ = ["Listing", "Parts", "SafeRoot", "UnsafePath"]

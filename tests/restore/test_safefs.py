@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fogvault.errors import UnsafePath
 from fogvault.restore.safefs import SafeRoot
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -92,3 +93,18 @@ def test_threads_create_files_across_more_folders_than_are_cached(tmp_path: Path
         assert set(os.listdir(path)) == names
         assert all((path / name).read_bytes() == name.split("-")[1].encode() for name in names)
     assert _open_fds() == before
+
+
+@pytest.mark.parametrize("name", [b"..", b".", b"a/b", b""])
+def test_remove_refuses_a_name_that_is_not_one_entry_of_its_folder(
+        tmp_path: Path, name: bytes) -> None:
+    """restore --delete removes names it listed; SafeRoot checks them again, so that a caller's
+    mistake cannot remove the target's parent (or the target) through '..' or '.'."""
+    (tmp_path / "target" / "a" / "b").mkdir(parents=True)
+    root = SafeRoot(os.fsencode(tmp_path / "target"))
+    try:
+        with pytest.raises(UnsafePath):
+            root.remove((b"a", name))
+    finally:
+        root.close()
+    assert (tmp_path / "target" / "a" / "b").is_dir()

@@ -1,0 +1,235 @@
+"""``restore --delete``: the entries of the restored folders that the snapshot does not have.
+
+Which folders: those the restore writes in (selected, or on the way to a selected entry) that
+the snapshot holds whole, at or below one of its backed-up paths. A folder above them (``/home``
+of a backup of ``/home/ann``) holds in the snapshot only the way to them: what else is there
+was never backed up, so it is never deleted. Which entries: those whose names the snapshot's
+folder lacks and that the restore's filters select, as restic's ``--delete`` (an excluded path
+is left alone). A folder goes with everything in it that the filters select; what they leave
+out stays, with the folders holding it.
+
+When: a folder is listed once the plan has left it (its names known, and whether the restore
+writes in it), and what it holds beyond the snapshot is deleted at the very end, only after
+every entry of the snapshot was restored in full. A restore that stops, or leaves a file
+unwritten or damaged (a chunk no target can give), deletes nothing: a file it deleted could be
+the last copy of one it could not restore (a file moved to another folder since the backup).
+Held until then: the names of the folders being planned (those on the way from the target) and
+the entries found, folder by folder.
+
+Listing and deleting go through the restore's :class:`SafeRoot`: no symlink is followed (one
+is deleted as a link), nothing outside the target is reached, and the target itself is never
+deleted; neither is a file system mounted on a folder to delete (``rm --one-file-system``): a
+backup disk mounted in a restored folder is no entry of it. A folder that cannot be listed, or
+an entry that cannot be deleted, is a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fogvault.errors import UnsafePath
+from fogvault.repo.tree import Node, Tree
+from fogvault.restore.safefs import Listing, Parts, SafeRoot
+
+#: whether the restore selects the snapshot path given, inside a selected folder or not
+Selects = Callable[[bytes, bool], bool]
+#: told of each entry deleted (or, in a dry run, to delete): its path, and if it is a folder
+Deleted = Callable[[bytes, bool], None]
+
+
+@dataclass(slots=True)
+class _Found:
+    """Entries to delete in one folder (``node``: the snapshot's, if the restore selected it)."""
+
+    parts: Parts
+    node: Node | None
+    device: int  # the folder's file system: what is deleted in it must be on it
+    names: list[bytes]
+
+
+@dataclass(slots=True)
+class _Walk:
+    """A folder being deleted: what is left to look at in it, the top-most entries deleted in
+    it so far, and whether all of it is going (nothing in it kept or failing)."""
+
+    parts: Parts
+    children: list[tuple[bytes, bool]] | None  # None: it cannot be listed, or is not deleted
+    gone: list[tuple[Parts, bool]] = field(default_factory=list)
+    whole: bool = True
+
+
+class Extras:
+    """``root``: the target (None: there is none, so nothing to delete); ``whole``: the
+    snapshot's backed-up paths as components; ``warn``: where problems go."""
+
+    def __init__(self, root: SafeRoot | None, whole: list[Parts], selects: Selects,
+                 warn: Callable[[str], None]) -> None:
+        self._root = root
+        self._whole = whole
+        self._selects = selects
+        self._warn = warn
+        self._names: dict[Parts, frozenset[bytes]] = {}  # of the folders being planned
+        self._written: set[Parts] = set()  # folders being planned that something goes into
+        self._found: list[_Found] = []
+
+    @staticmethod
+    def backed_up(paths: list[str]) -> list[Parts]:
+        """A snapshot's ``paths`` as components (``/`` as none)."""
+        return [tuple(part for part in os.fsencode(path).split(b"/") if part) for path in paths]
+
+    # ---- while planning ------------------------------------------------------------------
+
+    def entered(self, parts: Parts, tree: Tree) -> None:
+        """The plan reads the folder ``parts``, whose snapshot entries are ``tree``'s."""
+        if self._root is not None and self._holds_whole(parts):
+            self._names[parts] = frozenset(node.name for node in tree.nodes)
+
+    def writes_in(self, parts: Parts) -> None:
+        """The restore selected an entry in the folder ``parts``."""
+        self._written.add(parts)
+
+    def left(self, parts: Parts, node: Node | None, *, made: bool) -> None:
+        """Everything below the folder ``parts`` is planned; ``node`` if it is selected,
+        ``made`` if this restore made it (so it held nothing before)."""
+        names = self._names.pop(parts, None)
+        written = node is not None or parts in self._written
+        self._written.discard(parts)
+        if written and parts:
+            self._written.add(parts[:-1])
+        if names is None or not written or made:
+            return
+        listing = self._listing(parts)
+        if listing is None:
+            return
+        inside = node is not None
+        extra = [name for name, _ in listing.entries
+                 if name not in names and self._selects(_snapshot_path((*parts, name)), inside)]
+        if extra:
+            self._found.append(_Found(parts, node, listing.device, extra))
+
+    def _holds_whole(self, parts: Parts) -> bool:
+        return any(parts[:len(path)] == path for path in self._whole)
+
+    # ---- at the end ----------------------------------------------------------------------
+
+    def delete(self, deleted: Deleted, *, dry_run: bool) -> list[tuple[Parts, Node]]:
+        """Delete the entries found (``dry_run``: only tell of them). Returns the selected
+        folders something was deleted in: their times are to be set again."""
+        changed = []
+        for found in self._found:
+            told = sum(self._delete((*found.parts, name), found.device, deleted, dry_run)
+                       for name in found.names)
+            if told and found.node is not None:
+                changed.append((found.parts, found.node))
+        self._found.clear()
+        return changed
+
+    def _delete(self, parts: Parts, device: int, deleted: Deleted, dry_run: bool) -> int:
+        """Delete the entry ``parts`` of a folder on ``device``; the number of entries told
+        of."""
+        assert self._root is not None
+        try:
+            existing = self._root.lstat(parts)
+        except (OSError, UnsafePath) as exc:
+            self._warn(f"{os.fsdecode(self._path(parts))}: cannot delete: {_why(exc)}")
+            return 0
+        if existing is None:
+            return 0  # gone meanwhile
+        if stat.S_ISDIR(existing.st_mode):
+            return self._delete_folder(parts, device, deleted, dry_run)
+        if not self._remove(parts, dry_run):
+            return 0
+        deleted(self._path(parts), False)
+        return 1
+
+    def _delete_folder(self, top: Parts, device: int, deleted: Deleted, dry_run: bool) -> int:
+        """Delete the folder ``top`` (on ``device``) and what the filters select in it,
+        children first (one folder open at a time: no limit on the depth); tell of the top-most
+        entries gone, and return how many."""
+        told = 0
+        stack = [_Walk(top, self._children(top, device))]
+        while stack:
+            walk = stack[-1]
+            if walk.children:
+                name, is_dir = walk.children.pop()
+                child = (*walk.parts, name)
+                if not self._selects(_snapshot_path(child), True):
+                    walk.whole = False  # left out by the filters: kept
+                elif is_dir:
+                    stack.append(_Walk(child, self._children(child, device)))
+                elif self._remove(child, dry_run):
+                    walk.gone.append((child, False))
+                else:
+                    walk.whole = False
+                continue
+            stack.pop()
+            parent = stack[-1] if stack else None
+            if walk.children is not None and walk.whole and self._remove(walk.parts, dry_run):
+                if parent is not None:
+                    parent.gone.append((walk.parts, True))
+                    continue
+                walk.gone = [(walk.parts, True)]
+            elif parent is not None:
+                parent.whole = False
+            for parts, is_dir in walk.gone:  # top-most: the folder holding each one stays
+                deleted(self._path(parts), is_dir)
+            told += len(walk.gone)
+        return told
+
+    def _children(self, parts: Parts, device: int) -> list[tuple[bytes, bool]] | None:
+        """The entries of the folder ``parts`` to delete; None (with a warning) if it cannot
+        be listed, or another file system is mounted on it."""
+        listing = self._listing(parts)
+        if listing is None:
+            return None
+        if listing.device != device:
+            self._warn(f"{os.fsdecode(self._path(parts))}: not deleted: another file system "
+                       "is mounted there")
+            return None
+        return listing.entries
+
+    def _listing(self, parts: Parts) -> Listing | None:
+        """What the folder ``parts`` holds; None if there is no folder there (a dry run's
+        target may lack it, or hold a symlink the restore would replace), or (with a warning)
+        if it cannot be listed."""
+        assert self._root is not None
+        try:
+            return self._root.listing(parts)
+        except (FileNotFoundError, NotADirectoryError, UnsafePath):
+            return None
+        except OSError as exc:
+            self._warn(f"{os.fsdecode(self._path(parts))}: cannot list it to delete what the "
+                       f"snapshot does not have: {exc.strerror}")
+            return None
+
+    def _remove(self, parts: Parts, dry_run: bool) -> bool:
+        """Remove one entry (a folder: empty by now); False, with a warning, if it stays."""
+        assert self._root is not None
+        if dry_run:
+            return True
+        try:
+            self._root.remove(parts)
+        except FileNotFoundError:
+            return True  # gone meanwhile
+        except (OSError, UnsafePath) as exc:
+            self._warn(f"{os.fsdecode(self._path(parts))}: cannot delete: {_why(exc)}")
+            return False
+        return True
+
+    def _path(self, parts: Parts) -> bytes:
+        assert self._root is not None
+        return self._root.path(parts)
+
+
+def _snapshot_path(parts: Parts) -> bytes:
+    """The snapshot path the entry ``parts`` below the target stands for (what filters see)."""
+    return b"/" + b"/".join(parts)
+
+
+def _why(exc: OSError | UnsafePath) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)

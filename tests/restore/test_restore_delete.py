@@ -1,0 +1,459 @@
+"""``restore --delete`` (restic 0.17's): a restore over an existing tree deletes, in the folders
+it restores, what the snapshot does not have there; only what the filters select; never through
+a symlink, never above the snapshot's backed-up paths; nothing at all unless every entry of the
+snapshot was restored in full. Through the library and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PASSWORD
+
+from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.repo.format import pack_name
+from fogvault.repo.repository import Repository
+from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
+from tests.restore.test_damaged_data import _chunks, _flip
+from tests.restore.test_restore_options import ALL, FILES, MTIME_NS, Backed, listing
+
+# Root without the override capabilities, so that file modes apply (as in tests/jobs).
+AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+           if os.geteuid() == 0 else None)
+
+
+@pytest.fixture
+def backed(make_repo: Callable[..., Repository], tmp_path: Path) -> Backed:
+    """test_restore_options' tree backed up, with a folder mtime to check after deleting."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    for rel, data in FILES.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    os.symlink("docs/a.txt", src / "link-to-a")
+    for folder in (src / "docs", src / "docs" / "sub", src):
+        os.utime(folder, ns=(MTIME_NS, MTIME_NS))
+    result = Archiver(repo, BackupOptions()).run([str(src)])
+    assert result.warnings == []
+    return Backed(repo, src, result.snapshot)
+
+
+def _restored(backed: Backed, target: Path) -> Path:
+    """A full restore at ``target``; the source's place below it."""
+    backed.restore(target)
+    root = backed.restored(target)
+    assert listing(root) == ALL
+    return root
+
+
+def _add_extras(root: Path, outside: Path) -> None:
+    """Entries the snapshot does not have: a file, a folder tree, symlinks to what lies
+    outside the target (a folder with a file in it, and a file)."""
+    (root / "extra.txt").write_bytes(b"extra")
+    (root / "docs" / "sub" / "old" / "deeper").mkdir(parents=True)
+    (root / "docs" / "sub" / "old" / "deeper" / "f").write_bytes(b"old")
+    (root / "docs" / "sub" / "old" / "g").write_bytes(b"old")
+    outside.mkdir()
+    (outside / "precious").write_bytes(b"keep me")
+    os.symlink(outside, root / "docs" / "to-outside")
+    os.symlink(outside / "precious", root / "img" / "to-precious")
+
+
+def _cli(fogvault: Callable[..., Any], backed: Backed, target: Path, *args: str,
+         wrap: list[str] | None = None) -> Any:
+    return fogvault("-r", backed.repo.targets.urls[0], "restore", "latest", "-t", str(target),
+                    *args, wrap=wrap)
+
+
+def _json_lines(done: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+# ---- what is deleted ----------------------------------------------------------------------
+
+
+def test_delete_brings_the_tree_back_to_the_snapshot(backed: Backed, tmp_path: Path) -> None:
+    """Extra files, folders (with what is in them) and symlinks go; a symlink to a folder
+    outside the target goes as a link, what it points to stays; the restored folders keep the
+    snapshot's times although their entries changed; each deletion is told of, top-most."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    _add_extras(root, tmp_path / "outside")
+    told: list[tuple[bytes, bool]] = []
+
+    summary = Restorer(backed.repo, backed.snapshot,
+                       RestoreOptions(target=str(target), delete=True),
+                       deleted=lambda path, is_dir: told.append((path, is_dir))).run()
+
+    assert listing(root) == ALL
+    assert listing(tmp_path / "outside") == {"precious": b"keep me"}
+    assert summary.warnings == []
+    assert sorted(told) == sorted([
+        (bytes(root / "extra.txt"), False), (bytes(root / "docs" / "sub" / "old"), True),
+        (bytes(root / "docs" / "to-outside"), False), (bytes(root / "img" / "to-precious"),
+                                                       False)])
+    assert summary.deleted == 4
+    for folder in (root / "docs", root / "docs" / "sub", root):
+        assert folder.stat().st_mtime_ns == MTIME_NS, folder
+
+
+def test_without_delete_extra_entries_stay(backed: Backed, tmp_path: Path,
+                                           fogvault: Callable[..., Any]) -> None:
+    """The old behaviour, through the library and the CLI (whose summary says 0 deleted)."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    _add_extras(root, tmp_path / "outside")
+    before = listing(root)
+
+    assert backed.restore(target).deleted == 0
+    done = fogvault("-r", backed.repo.targets.urls[0], "--json", "restore", "latest", "-t",
+                    str(target))
+
+    assert done.returncode == 0, done.stderr.decode()
+    assert _json_lines(done)[-1]["deleted"] == 0
+    assert listing(root) == before
+    assert listing(root) != ALL
+
+
+def test_nothing_above_the_backed_up_paths_is_deleted(backed: Backed, tmp_path: Path) -> None:
+    """The snapshot holds the folders above its paths (the target's own entries, tmp_path's
+    parents) only as the way to them: what else they hold here was never backed up."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (target / "unrelated").write_bytes(b"u")
+    (root.parent / "beside-src").mkdir()
+    (root / "extra").write_bytes(b"x")
+
+    summary = backed.restore(target, delete=True)
+
+    assert summary.deleted == 1
+    assert listing(root) == ALL
+    assert (target / "unrelated").read_bytes() == b"u"
+    assert (root.parent / "beside-src").is_dir()
+
+
+DEEP = 1100  # folders in a chain: more than Python's recursion limit
+
+
+def test_a_folder_deeper_than_the_recursion_limit_is_deleted(backed: Backed,
+                                                             tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    fd = os.open(root, os.O_RDONLY)
+    for _ in range(DEEP):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+
+    try:
+        summary = backed.restore(target, delete=True)
+    finally:
+        _remove_chain(root)  # if left: pytest's own clean-up would hit the recursion limit
+
+    assert summary.warnings == [] and summary.deleted == 1
+    assert listing(root) == ALL
+
+
+def _remove_chain(folder: Path) -> None:
+    """Remove the chain of "d" folders below ``folder``, one descriptor open at a time."""
+    fd, depth = os.open(folder, os.O_RDONLY), 0
+    try:
+        while depth < DEEP:
+            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd, depth = inner, depth + 1
+    except FileNotFoundError:
+        pass
+    while depth:
+        parent = os.open("..", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd, depth = parent, depth - 1
+        os.rmdir("d", dir_fd=fd)
+    os.close(fd)
+
+
+def test_overwrite_never_keeps_snapshot_names_and_delete_still_deletes(
+    backed: Backed, tmp_path: Path
+) -> None:
+    """--overwrite decides about the snapshot's names (here: keep them, even a folder where
+    the snapshot has a file), --delete about the others."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (root / "notes.txt").write_bytes(b"changed")
+    (root / "img" / "x.png").unlink()
+    (root / "img" / "x.png").mkdir()
+    (root / "img" / "x.png" / "inside").write_bytes(b"in a folder where a file was")
+    (root / "img" / "extra").write_bytes(b"x")
+
+    summary = backed.restore(target, delete=True, overwrite="never")
+
+    assert summary.deleted == 1 and not (root / "img" / "extra").exists()
+    assert (root / "notes.txt").read_bytes() == b"changed"
+    assert (root / "img" / "x.png" / "inside").exists()
+
+
+# ---- filters ------------------------------------------------------------------------------
+
+
+def test_excluded_paths_are_left_alone(backed: Backed, tmp_path: Path) -> None:
+    """An extra entry the excludes match stays, and so does the extra folder holding one (the
+    rest of that folder goes, each entry told of)."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (root / "mine.keep").write_bytes(b"k")
+    (root / "docs" / "mixed" / "sub").mkdir(parents=True)
+    (root / "docs" / "mixed" / "sub" / "a.keep").write_bytes(b"k")
+    (root / "docs" / "mixed" / "sub" / "b").write_bytes(b"b")
+    (root / "docs" / "mixed" / "c").write_bytes(b"c")
+    (root / "docs" / "mixed" / "gone").mkdir()
+    (root / "docs" / "junk").write_bytes(b"j")
+    told: list[bytes] = []
+
+    summary = Restorer(backed.repo, backed.snapshot,
+                       RestoreOptions(target=str(target), delete=True, excludes=["*.keep"]),
+                       deleted=lambda path, _: told.append(path)).run()
+
+    mixed = root / "docs" / "mixed"
+    assert sorted(told) == sorted(bytes(p) for p in (mixed / "sub" / "b", mixed / "c",
+                                                     mixed / "gone", root / "docs" / "junk"))
+    assert summary.deleted == 4
+    assert listing(root) == {**ALL, "mine.keep": b"k", "docs/mixed": None,
+                             "docs/mixed/sub": None, "docs/mixed/sub/a.keep": b"k"}
+
+
+def test_include_deletes_only_below_and_on_the_way_what_it_selects(
+    backed: Backed, tmp_path: Path
+) -> None:
+    """With --include SRC/docs: below docs, every extra entry goes; in the folder on the way
+    (the source's), only what the include selects; in a folder the restore does not write
+    (img), nothing. A '!' include takes back part of what it deletes."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (root / "docs" / "extra").write_bytes(b"x")
+    (root / "docs" / "sub" / "extra").write_bytes(b"x")
+    (root / "docs" / "sub" / "deeper" / "kept").write_bytes(b"k")
+    (root / "img" / "extra").write_bytes(b"x")
+    (root / "extra").write_bytes(b"x")
+    (root / "docs2").write_bytes(b"not docs")
+
+    summary = backed.restore(target, delete=True, includes=[
+        f"{backed.src}/docs", f"!{backed.src}/docs/sub/deeper"])
+
+    assert summary.deleted == 2
+    assert not (root / "docs" / "extra").exists()
+    assert not (root / "docs" / "sub" / "extra").exists()
+    for kept in ("docs/sub/deeper/kept", "img/extra", "extra", "docs2"):
+        assert (root / kept).exists(), kept
+
+
+def test_include_deletes_nothing_in_a_folder_it_restores_nothing_in(
+    backed: Backed, tmp_path: Path
+) -> None:
+    """With --include '*.txt': docs (a.txt restored) loses its extra .txt file, not its .md;
+    img, where no .txt is restored, keeps its .txt too (restic's rule)."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    for extra in ("docs/new.txt", "docs/new.md", "img/new.txt"):
+        (root / extra).write_bytes(b"x")
+
+    summary = backed.restore(target, delete=True, includes=["*.txt"])
+
+    assert summary.deleted == 1 and not (root / "docs" / "new.txt").exists()
+    assert (root / "docs" / "new.md").exists() and (root / "img" / "new.txt").exists()
+
+
+def test_cli_restoring_a_subfolder_deletes_only_there(
+    backed: Backed, tmp_path: Path, fogvault: Callable[..., Any]
+) -> None:
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (root / "docs" / "sub" / "extra").write_bytes(b"x")
+    (root / "docs" / "extra").write_bytes(b"x")
+    (root / "img" / "extra").write_bytes(b"x")
+
+    done = _cli(fogvault, backed, target, "--include", f"{backed.src}/docs/sub", "--delete")
+
+    assert done.returncode == 0, done.stderr.decode()
+    assert "; deleted 1 entry" in done.stdout.decode()
+    assert not (root / "docs" / "sub" / "extra").exists()
+    assert (root / "docs" / "extra").exists() and (root / "img" / "extra").exists()
+
+
+# ---- dry run and output -------------------------------------------------------------------
+
+
+def test_cli_dry_run_lists_and_deletes_nothing(
+    backed: Backed, tmp_path: Path, fogvault: Callable[..., Any]
+) -> None:
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    _add_extras(root, tmp_path / "outside")
+    before = listing(root)
+
+    dry = _cli(fogvault, backed, target, "--delete", "--dry-run")
+
+    assert dry.returncode == 0, dry.stderr.decode()
+    lines = dry.stdout.decode().splitlines()
+    assert sorted(lines[:-1]) == sorted([
+        f"would delete {root}/docs/sub/old/", f"would delete {root}/docs/to-outside",
+        f"would delete {root}/extra.txt", f"would delete {root}/img/to-precious"])
+    assert lines[-1].endswith("; would delete 4 entries")
+    assert listing(root) == before
+
+    as_json = fogvault("-r", backed.repo.targets.urls[0], "--json", "restore", "latest", "-t",
+                       str(target), "--delete", "--dry-run")
+    docs = _json_lines(as_json)
+    assert {doc["path"] for doc in docs if doc["message_type"] == "deleted"} == {
+        line.removeprefix("would delete ").rstrip("/") for line in lines[:-1]}
+    assert docs[-1]["deleted"] == 4
+    assert listing(root) == before
+
+
+def test_cli_lists_deletions_with_v_and_counts_them_without(
+    backed: Backed, tmp_path: Path, fogvault: Callable[..., Any]
+) -> None:
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (root / "extra").write_bytes(b"x")
+
+    verbose = _cli(fogvault, backed, target, "--delete", "-v")
+    assert verbose.returncode == 0, verbose.stderr.decode()
+    assert verbose.stdout.decode().splitlines()[0] == f"deleted {root}/extra"
+
+    (root / "extra").write_bytes(b"x")
+    quiet = fogvault("-r", backed.repo.targets.urls[0], "--json", "restore", "latest", "-t",
+                     str(target), "--delete")
+    assert quiet.returncode == 0, quiet.stderr.decode()
+    docs = _json_lines(quiet)
+    assert [doc for doc in docs if doc["message_type"] == "deleted"] == []
+    assert docs[-1]["deleted"] == 1
+    assert listing(root) == ALL
+
+
+def test_dry_run_into_a_missing_target_deletes_and_makes_nothing(backed: Backed,
+                                                                 tmp_path: Path) -> None:
+    summary = backed.restore(tmp_path / "nowhere", delete=True, dry_run=True)
+    assert summary.deleted == 0 and summary.files == len(FILES)
+    assert not (tmp_path / "nowhere").exists()
+
+
+# ---- what cannot be deleted, and restores that fail -----------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "warning"), [
+    (0o555, "{root}/locked/f: cannot delete: Permission denied"),
+    (0o000, "{root}/locked: cannot list it to delete what the snapshot does not have: "
+            "Permission denied"),
+])
+def test_cli_an_entry_that_cannot_be_deleted_is_one_warning_and_exit_3(
+    backed: Backed, tmp_path: Path, fogvault: Callable[..., Any], mode: int, warning: str
+) -> None:
+    """A folder that cannot be emptied (not writable) or listed: one warning line, no
+    traceback, exit 3 (partial); the rest is deleted."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (root / "locked").mkdir()
+    (root / "locked" / "f").write_bytes(b"f")
+    (root / "extra").write_bytes(b"x")
+    (root / "locked").chmod(mode)
+    try:
+        done = _cli(fogvault, backed, target, "--delete", wrap=AS_USER)
+    finally:
+        (root / "locked").chmod(0o755)
+
+    stderr = done.stderr.decode()
+    assert done.returncode == 3, stderr
+    assert stderr.splitlines() == [f"warning: {warning.format(root=root)}"]
+    assert (root / "locked" / "f").exists()
+    assert not (root / "extra").exists()
+
+
+# Runs the CLI in a mount namespace of its own with a tmpfs on the folder given first, holding
+# a file, and says afterwards on stderr whether that file is still there.
+WITH_MOUNT = ["unshare", "--mount", "sh", "-c", 'mnt=$1; shift; mount -t tmpfs none "$mnt" '
+              '&& echo precious > "$mnt/backup.img" || exit 99; "$@"; rc=$?; '
+              'test -f "$mnt/backup.img" && echo "still there" >&2; exit $rc', "sh"]
+
+
+def test_cli_a_file_system_mounted_on_a_folder_to_delete_is_left_alone(
+    backed: Backed, tmp_path: Path, fogvault: Callable[..., Any]
+) -> None:
+    """As ``rm --one-file-system``: a backup disk mounted in a restored folder is no entry of
+    it. One warning, exit 3; the rest is deleted."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (root / "disk").mkdir()
+    (root / "extra").write_bytes(b"x")
+    probe = subprocess.run([*WITH_MOUNT, str(root / "disk"), "true"], capture_output=True,
+                           check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a mount namespace: {probe.stderr!r}")
+
+    done = _cli(fogvault, backed, target, "--delete", wrap=[*WITH_MOUNT, str(root / "disk")])
+
+    stderr = done.stderr.decode()
+    assert done.returncode == 3, stderr
+    assert stderr.splitlines() == [
+        f"warning: {root}/disk: not deleted: another file system is mounted there",
+        "still there"]
+    assert not (root / "extra").exists()
+
+
+@pytest.mark.parametrize("processes", [False, True], ids=["this process", "worker processes"])
+def test_a_restore_that_cannot_write_a_file_in_full_deletes_nothing(
+    make_repo: Callable[..., Repository], tmp_path: Path, processes: bool
+) -> None:
+    """A file moved since the older state in the target (old/photo -> new/photo), whose chunk
+    no target can give: the restore writes new/photo but for that chunk, and deletes nothing,
+    so old/photo, the last intact copy, stays; a warning says why."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    (src / "new").mkdir(parents=True)
+    photo = random.Random(3).randbytes(600_000)
+    (src / "new" / "photo").write_bytes(photo)
+    (src / "other").write_bytes(b"o")
+    Archiver(repo, BackupOptions()).run([str(src)])
+    entry = _chunks(repo, src, "new/photo")[1]
+    _flip(tmp_path / "repo" / pack_name(entry.pack_id), entry.offset + entry.length // 2)
+    root = tmp_path / "out" / str(src).lstrip("/")
+    (root / "old").mkdir(parents=True)
+    (root / "old" / "photo").write_bytes(photo)
+
+    with Repository.open(repo.targets.urls, PASSWORD, use_cache=False) as fresh:
+        snapshot = fresh.load_snapshot(fresh.resolve_snapshot("latest"))
+        summary: RestoreSummary = Restorer(fresh, snapshot, RestoreOptions(
+            target=str(tmp_path / "out"), delete=True, processes=processes)).run()
+
+    assert (root / "old" / "photo").read_bytes() == photo
+    assert (root / "other").read_bytes() == b"o"
+    assert summary.deleted == 0
+    assert len(summary.warnings) == 2
+    assert "new/photo: not restored in full" in summary.warnings[0]
+    assert summary.warnings[1].startswith(
+        "--delete deleted nothing: 1 entry of the snapshot could not be restored in full")
+
+
+def test_a_non_empty_folder_in_the_way_deletes_nothing(backed: Backed, tmp_path: Path) -> None:
+    """--overwrite always keeps a non-empty folder where the snapshot has a file (as without
+    --delete): that file is not restored, so nothing is deleted."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (root / "notes.txt").unlink()
+    (root / "notes.txt").mkdir()
+    (root / "notes.txt" / "inside").write_bytes(b"i")
+    (root / "extra").write_bytes(b"x")
+
+    summary = backed.restore(target, delete=True)
+
+    assert summary.deleted == 0
+    assert (root / "extra").exists() and (root / "notes.txt" / "inside").exists()
+    assert summary.warnings[0].endswith("notes.txt: a non-empty folder is in the way")
+    assert summary.warnings[1].startswith("--delete deleted nothing: 1 entry")
