@@ -46,6 +46,13 @@ KdfOption = Annotated[
 HostFilter = Annotated[str | None, typer.Option("--host", help="Only this host's snapshots.")]
 TagFilter = Annotated[list[str] | None, typer.Option("--tag", help="Only with this tag.")]
 PathFilter = Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")]
+# The same filters where they only choose which snapshot 'latest' means (restic's).
+LatestHost = Annotated[str | None, typer.Option(
+    "--host", help="'latest': the latest of this host's snapshots.")]
+LatestTag = Annotated[list[str] | None, typer.Option(
+    "--tag", help="'latest': the latest with this tag.")]
+LatestPath = Annotated[list[str] | None, typer.Option(
+    "--path", help="'latest': the latest with this path.")]
 ExcludeFileOption = Annotated[
     list[str] | None, typer.Option("--exclude-file", help="Read patterns from this file.")]
 IExcludeOption = Annotated[

@@ -13,7 +13,7 @@ from typing import Annotated, BinaryIO
 
 import typer
 
-from fogvault.cli.common import open_repository
+from fogvault.cli.common import LatestHost, LatestPath, LatestTag, open_repository
 from fogvault.errors import DestinationUnwritable, UsageError
 
 
@@ -36,6 +36,9 @@ def dump(
     archive: Annotated[
         ArchiveFormat, typer.Option("--archive", help="The archive format for a folder.")
     ] = ArchiveFormat.tar,
+    host: LatestHost = None,
+    tag: LatestTag = None,
+    path_filter: LatestPath = None,
 ) -> None:
     """Write a file of a snapshot to stdout as it is, or a folder (and what is below it) as a
     tar or zip archive."""
@@ -48,7 +51,8 @@ def dump(
         raise UsageError("stdout is a terminal: redirect it, or give --target FILE")
     with open_repository(ctx, load_index=False) as repo, repo.lock(writes=False):
         repo.load_index()  # under the lock: a prune that ran since cannot have deleted its packs
-        snap = repo.load_snapshot(repo.resolve_snapshot(snapshot))
+        snap = repo.load_snapshot(repo.resolve_snapshot(snapshot, host=host, tags=tag or [],
+                                                        paths=path_filter or []))
         base = os.fsencode(path).rstrip(b"/")
         node, subtree = lookup_path(repo, snap.tree, base)
         with _output(target) as out:

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, lazy_list, log, open_repository
+from fogvault.cli.common import (
+    HostFilter,
+    PathFilter,
+    Printer,
+    TagFilter,
+    lazy_list,
+    log,
+    open_repository,
+)
 from fogvault.cli.ls_cmd import long_line, node_json
 from fogvault.errors import FogVaultError, PartialSuccess
 
@@ -28,8 +36,13 @@ def find(
     snapshot: Annotated[
         list[str] | None, typer.Option("--snapshot", "-s", help="Only this snapshot.")
     ] = None,
+    host: HostFilter = None,
+    tag: TagFilter = None,
+    path: PathFilter = None,
 ) -> None:
-    """Find entries matching PATTERN in every snapshot (or the ones given)."""
+    """Find entries matching PATTERN in every snapshot (or the ones given, or those the
+    filters select)."""
+    from fogvault.maintenance.selection import chosen_snapshots
     from fogvault.patterns import PathPatterns, pattern_warnings
 
     out = Printer.of(ctx)
@@ -37,8 +50,7 @@ def find(
         log.warning("%s", line)
     matcher = PathPatterns([pattern])
     with open_repository(ctx) as repo:
-        uids = [repo.resolve_snapshot(s) for s in snapshot] if snapshot else None
-        snaps = [repo.load_snapshot(u) for u in uids] if uids else repo.snapshots()
+        snaps = chosen_snapshots(repo, snapshot or [], host, tag or [], path or [])
         # Printed as found: the hits of every snapshot held at once ran to gigabytes.
         unsearched: list[str] = []
         found = _hits_by_snapshot(repo, snaps, matcher, unsearched)

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, lazy_list, open_repository
+from fogvault.cli.common import (
+    LatestHost,
+    LatestPath,
+    LatestTag,
+    Printer,
+    lazy_list,
+    open_repository,
+)
 
 if TYPE_CHECKING:
     from fogvault.repo.tree import Node
@@ -64,6 +71,9 @@ def ls(
     path: Annotated[str, typer.Argument(help="Folder or file in the snapshot.")] = "/",
     long: Annotated[bool, typer.Option("-l", "--long", help="Show metadata.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-R", help="Descend.")] = False,
+    host: LatestHost = None,
+    tag: LatestTag = None,
+    path_filter: LatestPath = None,
 ) -> None:
     """List entries of a snapshot below PATH (one level unless --recursive)."""
     from fogvault.repo.tree import DIR
@@ -71,7 +81,8 @@ def ls(
 
     out = Printer.of(ctx)
     with open_repository(ctx) as repo:
-        snap = repo.load_snapshot(repo.resolve_snapshot(snapshot))
+        snap = repo.load_snapshot(repo.resolve_snapshot(snapshot, host=host, tags=tag or [],
+                                                        paths=path_filter or []))
         base = os.fsencode(path).rstrip(b"/")
         node, tree_id = lookup_path(repo, snap.tree, base)
         if node is not None and node.type != DIR:

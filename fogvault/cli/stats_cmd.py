@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import typer
 
-from fogvault.cli.common import Printer, open_repository
+from fogvault.cli.common import HostFilter, PathFilter, Printer, TagFilter, open_repository
 from fogvault.sizes import format_size
 
 
@@ -14,7 +14,13 @@ def register(app: typer.Typer) -> None:
     app.command("stats")(stats)
 
 
-def stats(ctx: typer.Context, snapshot: str = typer.Argument("", help="Default: all.")) -> None:
+def stats(
+    ctx: typer.Context,
+    snapshot: str = typer.Argument("", help="Default: all (that the filters select)."),
+    host: HostFilter = None,
+    tag: TagFilter = None,
+    path: PathFilter = None,
+) -> None:
     """Restore size, deduplicated and stored size, compression and deduplication ratios.
 
     Restore size: what a restore writes, a file counted each time it appears. Deduplicated
@@ -23,15 +29,14 @@ def stats(ctx: typer.Context, snapshot: str = typer.Argument("", help="Default: 
     restore size over the distinct file data, uncompressed (1.00x when nothing is stored
     twice; folder listings are left out, as a restore does not write them).
     """
+    from fogvault.maintenance.selection import chosen_snapshots
     from fogvault.treewalk import stats as tree_stats
 
     out = Printer.of(ctx)
     with open_repository(ctx) as repo:
-        if snapshot:
-            trees = [repo.load_snapshot(repo.resolve_snapshot(snapshot)).tree]
-        else:
-            trees = [s.tree for s in repo.snapshots()]
-        result = tree_stats(repo, trees)
+        chosen = chosen_snapshots(repo, [snapshot] if snapshot else [], host, tag or [],
+                                  path or [])
+        result = tree_stats(repo, [s.tree for s in chosen])
     if out.json_mode:
         out.json({**asdict(result), "compression_ratio": round(result.compression_ratio, 3),
                   "dedup_ratio": round(result.dedup_ratio, 3)})

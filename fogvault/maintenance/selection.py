@@ -20,7 +20,10 @@ def check_selection(uids: Sequence[str], host: str | None, tags: Sequence[str],
 
 def chosen_snapshots(repo: Repository, uids: Sequence[str], host: str | None,
                      tags: Sequence[str], paths: Sequence[str]) -> list[Snapshot]:
-    """The snapshots named by ``uids``, or else those the filters select; oldest first."""
-    named = {repo.resolve_snapshot(u) for u in uids}
-    return [s for s in select_snapshots(repo.snapshots(), host, tags, paths)
-            if not named or s.uid in named]
+    """The snapshots named by ``uids`` (where ``latest`` is the latest the filters select,
+    for commands that take both, as restic's ``find``), or else those the filters select;
+    oldest first."""
+    if not uids:
+        return select_snapshots(repo.snapshots(), host, tags, paths)
+    named = {repo.resolve_snapshot(u, host=host, tags=tags, paths=paths) for u in uids}
+    return [s for s in repo.snapshots() if s.uid in named]

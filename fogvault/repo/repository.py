@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,7 +97,7 @@ from fogvault.repo.pack import (
     pack_spans,
     verify_pack,
 )
-from fogvault.repo.snapshot import Snapshot, is_uid, newest_first
+from fogvault.repo.snapshot import Snapshot, is_uid, newest_first, select_snapshots
 from fogvault.repo.tree import Tree
 from fogvault.storage import ObjectExists, ObjectNotFound, Storage, StorageError, open_storage
 from fogvault.storage.identity import hide_password, repeated_target
@@ -656,14 +656,20 @@ class Repository:
                 return False
         return True
 
-    def resolve_snapshot(self, ref: str) -> str:
+    def resolve_snapshot(self, ref: str, *, host: str | None = None,
+                         tags: Sequence[str] = (), paths: Sequence[str] = ()) -> str:
         """A full uid from ``latest`` (the newest in :func:`newest_first`, as for ``forget``'s
-        policy) or a unique uid prefix."""
+        policy), of the snapshots of ``host`` with ``tags`` and ``paths`` if given (as restic's
+        ``--host``/``--tag``/``--path``, which only choose what ``latest`` means), or from a
+        unique uid prefix."""
         if ref == "latest":
             snapshots = self.snapshots()
             if not snapshots:
                 raise SnapshotNotFound("the repository has no snapshots")
-            return snapshots[-1].uid
+            chosen = select_snapshots(snapshots, host, tags, paths)
+            if not chosen:
+                raise SnapshotNotFound("no snapshot matches the --host/--tag/--path filters")
+            return chosen[-1].uid
         ref = ref.lower()
         matches = [uid for uid in self.snapshot_uids() if uid.startswith(ref)]
         if not ref or not matches:
