@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import IExcludeOption, Printer, open_repository, printable
+from fogvault.cli.common import (
+    IExcludeOption,
+    LatestHost,
+    LatestPath,
+    LatestTag,
+    Printer,
+    open_repository,
+    printable,
+)
 from fogvault.errors import EXIT_PARTIAL, UsageError
 from fogvault.sizes import counted, format_size
 
@@ -53,6 +61,9 @@ def restore(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="Show what would be restored (and deleted).")
     ] = False,
+    host: LatestHost = None,
+    tag: LatestTag = None,
+    path: LatestPath = None,
 ) -> None:
     """Restore a snapshot below TARGET (the snapshot's paths are recreated there)."""
     from fogvault.cli.progress import make_progress
@@ -71,7 +82,8 @@ def restore(
     try:
         # the restorer loads the index once it holds its lock (a dry run takes none)
         with open_repository(ctx, load_index=dry_run) as repo:
-            snap = repo.load_snapshot(repo.resolve_snapshot(ref))
+            snap = repo.load_snapshot(repo.resolve_snapshot(ref, host=host, tags=tag or [],
+                                                            paths=path or []))
             summary = Restorer(repo, snap, options, progress, listed).run()
     finally:
         progress.close()

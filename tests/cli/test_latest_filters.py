@@ -52,3 +52,10 @@ def test_find_and_stats_look_at_the_filtered_snapshots_only(fogvault, two_hosts)
     assert (stats["snapshots"], stats["files"]) == (1, 1)
     everything = json.loads(_ok(fogvault("stats", "-r", "repo", "--json")))
     assert everything["snapshots"] == 2
+
+
+def test_restore_latest_of_one_host(fogvault, two_hosts):
+    _ok(fogvault("restore", "-r", "repo", "latest", "--host", "alpha", "-t", "out"))
+    restored = two_hosts / "out" / str(two_hosts).lstrip("/")
+    assert (restored / "alpha" / "note.txt").read_text() == "written on alpha"
+    assert not (restored / "beta").exists()
