@@ -29,6 +29,10 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
    root, and not ``rwx`` for its owner) is still set at the very end, as a hardlink made later
    may need to reach into it.
 
+With ``delete``, the plan lists the restored folders as it leaves them, and what they hold
+beyond the snapshot is deleted after the last content is written and before the folders set at
+the very end, only if every entry was restored in full (``extras``).
+
 A restored path is always the snapshot's absolute path re-rooted below the target. Progress
 totals grow batch by batch, as files are planned.
 """
