@@ -2,7 +2,8 @@
 
 Under the shared lock (repair only adds and replaces; prune, which deletes, holds the exclusive
 one), or the exclusive one with ``index`` (:mod:`fogvault.maintenance.reindex` first lists the
-packs no index lists, which a running backup's are until its index file is written):
+packs no index lists, which a running backup's are until its index file is written, moving
+those found outside their folder into it):
 
 1. **Find** what each target lacks (:mod:`fogvault.maintenance.inventory`: missing live objects,
    packs of the wrong size) and which copies are damaged: every config, key file, snapshot and
@@ -49,9 +50,11 @@ from fogvault.maintenance.inventory import Inventory, Listing, take_inventory, u
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.reindex import (
+    MovedPack,
     ReindexResult,
     index_unlisted_packs,
     unindexed_data_may_be_found,
+    write_verified,
 )
 from fogvault.maintenance.verify import (
     damaged_index_files,
@@ -71,7 +74,7 @@ from fogvault.repo.format import (
 )
 from fogvault.repo.repository import Repository
 from fogvault.sizes import counted
-from fogvault.storage import ObjectExists, ObjectNotFound, StorageError
+from fogvault.storage import ObjectNotFound, StorageError
 from fogvault.targets import Target
 from fogvault.targets.replicated import count_mutation
 
@@ -118,6 +121,7 @@ class RepairResult:
     dry_run: bool = False
     indexed: list[str] = field(default_factory=list)  # packs no index listed, listed anew
     left_out: list[str] = field(default_factory=list)  # ...but not these: a prune deleted them
+    moved: list[MovedPack] = field(default_factory=list)  # ...and these were outside their folder
     retired: list[str] = field(default_factory=list)  # index files damaged everywhere, deleted
 
     @property
@@ -152,6 +156,7 @@ def repair(
             if report.ok:  # whole again: later operations of the session may count on it
                 repo.targets.caught_up(report.url)
     result.indexed, result.left_out = reindexed.indexed, reindexed.left_out
+    result.moved = reindexed.moved
     result.unrecoverable += reindexed.unreadable
     return result
 
@@ -394,7 +399,7 @@ class _Repair:
                 continue
             problem = None
             if not self.options.dry_run:  # a dry run plans as if every copy worked
-                problem = self._write_verified(dest, name, data, replace)
+                problem = write_verified(dest.storage, name, data, replace=replace)
             with self._lock:
                 if problem is None:
                     (report.replaced if replace else report.copied).append(name)
@@ -438,23 +443,6 @@ class _Repair:
     def _unrecoverable(self, name: str, why: str) -> None:
         with self._lock:
             self.result.unrecoverable.append(f"{name}: {why}")
-        return None
-
-    def _write_verified(self, dest: Target, name: str, data: bytes, replace: bool) -> str | None:
-        """Write ``data`` to ``dest`` and read it back; None if it is there, byte for byte."""
-        storage = dest.storage
-        try:
-            try:
-                count_mutation()
-                storage.write(name, data, overwrite=replace)
-            except ObjectExists:  # appeared meanwhile (a backup): keep it only if it is ours
-                if storage.read(name) != data:
-                    count_mutation()
-                    storage.write(name, data, overwrite=True)
-            if storage.read(name) != data:
-                return "the copy read back differs"
-        except StorageError as exc:
-            return str(exc)
         return None
 
     def _count_failure(self, dest: Target) -> None:

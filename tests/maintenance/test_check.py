@@ -136,6 +136,33 @@ def test_the_note_on_unindexed_packs_says_whether_they_may_hold_missing_data(
             "'fogvault repair --index' lists them again)").encode() in done.stdout
 
 
+def test_the_note_holds_for_a_pack_outside_its_folder(fogvault, repo_with_data):
+    """The note's advice, followed: 'repair --index' lists again the packs no index lists, one
+    outside its folder too (it took only those in their own, and check went on failing); it
+    says that it moved it."""
+    root = Path(repo_with_data.targets.urls[0])
+    for index in (root / "index").iterdir():
+        index.unlink()
+    pack = _data_packs(repo_with_data)[0]
+    name = str(pack.relative_to(root))
+    outside = root / "data" / "zz" / pack.name
+    outside.parent.mkdir()
+    pack.rename(outside)
+    done = fogvault("--no-cache", "check", "-r", str(root))
+    assert done.returncode == 1
+    packs = len(_data_packs(repo_with_data))
+    assert (f"note: {packs} packs no index lists (they may hold the missing data: "
+            "'fogvault repair --index' lists them again)").encode() in done.stdout
+    repaired = fogvault("--no-cache", "repair", "-r", str(root), "--index")
+    assert repaired.returncode == 0, repaired.stderr
+    assert f"index: {name}\n".encode() in repaired.stdout
+    assert repaired.stderr.decode().splitlines() == [
+        f"warning: {root}: data/zz/{pack.name} is outside its folder: moved it to {name}"]
+    done = fogvault("--no-cache", "check", "-r", str(root), "--read-data")
+    assert done.returncode == 0, done.stdout
+    assert b"note:" not in done.stdout and not outside.exists() and pack.exists()
+
+
 @pytest.mark.parametrize("reads_before", [0, 1], ids=["while-marking", "while-verifying"])
 def test_a_snapshot_forgotten_during_check_is_not_damage(make_repo, tmp_path, reads_before):
     """forget runs under a shared lock, as check does. A snapshot it deletes after check listed

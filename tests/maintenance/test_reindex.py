@@ -14,6 +14,7 @@ from fogvault.maintenance import reindex
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.forget import forget
 from fogvault.maintenance.prune import PruneOptions, prune
+from fogvault.maintenance.reindex import MovedPack
 from fogvault.maintenance.repair import RepairOptions, repair
 from fogvault.repo.repository import Repository
 from fogvault.restore.restorer import RestoreOptions, Restorer
@@ -264,3 +265,81 @@ def test_an_index_file_damaged_on_one_target_is_replaced_from_the_other(make_rep
     assert (one / name).read_bytes() == (two / name).read_bytes()
     assert check(repo).ok
     repo.close()
+
+
+def _move_out(root: Path, name: str, folder: str) -> str:
+    """Move the pack ``name`` (data/<id[0:2]>/<id>) to ``folder`` (not its own); its new name."""
+    moved = root / folder / Path(name).name
+    moved.parent.mkdir(exist_ok=True)
+    (root / name).rename(moved)
+    return str(moved.relative_to(root))
+
+
+@pytest.mark.parametrize("folder", ["data/zz", "data"])
+def test_a_pack_outside_its_folder_is_moved_into_it_and_listed(make_repo, tmp_path, caplog,
+                                                              folder):
+    """check says that packs no index lists may hold the missing data and that 'repair
+    --index' lists them again: so it does for one outside its folder (it listed only those in
+    their own). Readers find a pack by its id, so the pack goes into its folder first, on the
+    target that holds it; repair then copies it to the other."""
+    repo = make_repo("one", "two", pack_size=128 * 1024)
+    contents = backed_up(repo, tmp_path)
+    one, two = (Path(url) for url in repo.targets.urls)
+    lose_index(repo, one)
+    lose_index(repo, two)
+    name = sorted(packs(one))[0]
+    outside = _move_out(one, name, folder)
+    (two / name).unlink()
+    assert not check(repo).ok
+    planned = repair(repo, RepairOptions(index=True, dry_run=True))
+    assert name in planned.indexed and planned.moved == [MovedPack(str(one), outside, name)]
+    assert (one / outside).exists() and not (one / name).exists()  # a dry run moves nothing
+    done = repair(repo, RepairOptions(index=True))
+    assert done.ok and sorted(done.indexed) == sorted(packs(two) | {name})
+    assert done.moved == planned.moved
+    assert f"{one}: {outside} is outside its folder: moved it to {name}" in caplog.text
+    assert not (one / outside).exists() and packs(one) == packs(two)
+    assert (one / name).read_bytes() == (two / name).read_bytes()
+    checked = check(repo, CheckOptions(read_data=True))
+    assert checked.ok and [t.unindexed_packs for t in checked.targets] == [0, 0]
+    assert restored(repo, tmp_path) == contents
+
+
+def test_a_good_copy_outside_its_folder_replaces_a_damaged_one_in_it(make_repo, tmp_path):
+    repo = make_repo(pack_size=128 * 1024)
+    contents = backed_up(repo, tmp_path)
+    root = Path(repo.targets.urls[0])
+    lose_index(repo, root)
+    name = sorted(packs(root))[0]
+    good = (root / name).read_bytes()
+    outside = root / "data" / "zz" / Path(name).name
+    outside.parent.mkdir()
+    outside.write_bytes(good)
+    (root / name).write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    result = repair(repo, RepairOptions(index=True))
+    assert result.ok and name in result.indexed
+    assert result.moved == [MovedPack(str(root), f"data/zz/{outside.name}", name)]
+    assert (root / name).read_bytes() == good and not outside.exists()
+    assert check(repo, CheckOptions(read_data=True)).ok
+    assert restored(repo, tmp_path) == contents
+
+
+def test_a_pack_outside_its_folder_whose_bytes_are_not_its_name_is_refused(make_repo, tmp_path):
+    """A pack's name is its only claim to be that pack: another pack's bytes under its id,
+    outside its folder, are neither listed as it nor moved into its place (every read of it
+    would fail), nor guessed to be what they are: reported, and left where they are."""
+    repo = make_repo(pack_size=128 * 1024)
+    backed_up(repo, tmp_path)
+    root = Path(repo.targets.urls[0])
+    lose_index(repo, root)
+    first, second = sorted(packs(root))[:2]
+    impostor = root / "data" / "zz" / Path(second).name
+    impostor.parent.mkdir()
+    impostor.write_bytes((root / first).read_bytes())
+    (root / second).unlink()
+    result = repair(repo, RepairOptions(index=True))
+    assert first in result.indexed and second not in result.indexed and result.moved == []
+    assert [u for u in result.unrecoverable if u.startswith(second)] == [
+        f"{second}: {root}: data/zz/{impostor.name} (outside its folder): pack does not match "
+        "its name"]
+    assert impostor.exists() and not (root / second).exists() and not result.ok
