@@ -6,10 +6,22 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, options, table
+from fogvault.cli.common import Printer, RefusedOption, options, refuse_options, table
 
 #: restic's default for --max-age
 DEFAULT_MAX_AGE_DAYS = 30
+
+_NO_REPOSITORY = "it opens no repository"
+#: what ``cache`` would ignore: it reads only the cache folder (--cache-dir)
+CACHE_REFUSES = (
+    RefusedOption("-r/--repo", ("repo",), _NO_REPOSITORY),
+    RefusedOption("--password-file/--password-command", ("password_file", "password_command"),
+                  _NO_REPOSITORY),
+    RefusedOption("--min-targets", ("min_targets",), _NO_REPOSITORY),
+    RefusedOption("--no-lock", ("no_lock",), f"{_NO_REPOSITORY}, so it takes no lock"),
+    RefusedOption("--retry-lock", ("retry_lock",), f"{_NO_REPOSITORY}, so it takes no lock"),
+    RefusedOption("--no-cache", ("no_cache",), "it is about the cache"),
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +39,7 @@ def cache_cmd(
     ] = DEFAULT_MAX_AGE_DAYS,
 ) -> None:
     """List the cache's folders (one per repository: size, last use); remove old ones."""
+    refuse_options(ctx, CACHE_REFUSES)
     from datetime import datetime
 
     from fogvault.repo.cache import cache_folders, default_cache_dir, is_old, remove_folder

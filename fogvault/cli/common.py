@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fogvault.errors import PartialSuccess, TargetsBehind
+from fogvault.errors import PartialSuccess, TargetsBehind, UsageError
 from fogvault.sizes import counted
 
 if TYPE_CHECKING:
@@ -277,3 +277,31 @@ def setup_logging(verbose: int) -> None:
     logger = logging.getLogger("fogvault")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+
+
+@dataclass(frozen=True)
+class RefusedOption:
+    """A common option that a command cannot honour: ``name`` as the error names it, the
+    parameters of the app's callback (``app.main_options``) that give it, and why."""
+
+    name: str
+    params: tuple[str, ...]
+    why: str
+
+
+def refuse_options(ctx: typer.Context, refused: tuple[RefusedOption, ...]) -> None:
+    """A refused common option given on the command line (wherever: ``app`` lifts them in
+    front of the command) is a usage error (exit 2) naming it and the command, never silently
+    ignored."""
+    root = ctx.find_root()
+    for option in refused:
+        if any(_given(root, param) for param in option.params):
+            raise UsageError(f"{option.name} cannot be used with '{ctx.command_path}': "
+                             f"{option.why}")
+
+
+def _given(root: typer.Context, param: str) -> bool:
+    """Whether the app's callback got ``param`` from the command line, whatever its value (the
+    source is a ParameterSource of Typer's click, which Typer does not export)."""
+    source = root.get_parameter_source(param)
+    return source is not None and source.name != "DEFAULT"

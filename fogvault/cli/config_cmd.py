@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from fogvault.cli.common import Printer
-from fogvault.cli.jobs_common import NO_REPOSITORY_REFUSES, ConfigOption, load, refuse_options
+from fogvault.cli.common import Printer, refuse_options
+from fogvault.cli.jobs_common import NO_REPOSITORY_REFUSES, ConfigOption, load
 from fogvault.sizes import counted
 
 config_app = typer.Typer(help="Check or show the jobs config file.", no_args_is_help=True)

@@ -10,7 +10,8 @@ from types import FrameType
 
 import typer
 
-from fogvault.cli.jobs_common import JOB_REFUSES, ConfigOption, load, refuse_options, run_options
+from fogvault.cli.common import refuse_options
+from fogvault.cli.jobs_common import JOB_REFUSES, ConfigOption, load, run_options
 from fogvault.errors import EXIT_INTERRUPTED
 
 

@@ -4,13 +4,12 @@ and refusing the common options they cannot honour."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import options
-from fogvault.errors import EXIT_USAGE, UsageError
+from fogvault.cli.common import RefusedOption, options
+from fogvault.errors import EXIT_USAGE
 
 if TYPE_CHECKING:
     from fogvault.jobs.config import Config
@@ -43,16 +42,6 @@ def run_options(ctx: typer.Context, *, dry_run: bool = False, init: bool = False
                       use_cache=not opts.no_cache, retry_lock=opts.retry_lock)
 
 
-@dataclass(frozen=True)
-class RefusedOption:
-    """A common option that a command cannot honour: ``name`` as the error names it, the
-    parameters of the app's callback (``app.main_options``) that give it, and why."""
-
-    name: str
-    params: tuple[str, ...]
-    why: str
-
-
 _WHERE = "[repositories.NAME] of the config file"
 _TARGETS = f"a job's targets are the targets of {_WHERE}"
 _PASSWORD = (f"a job's password comes from password_file, password_command or password_env of "
@@ -83,21 +72,3 @@ NO_REPOSITORY_REFUSES = (
     RefusedOption("--cache-dir", ("cache_dir",), f"{_NO_REPOSITORY}, so it uses no cache"),
     RefusedOption("--no-cache", ("no_cache",), f"{_NO_REPOSITORY}, so it uses no cache"),
 )
-
-
-def refuse_options(ctx: typer.Context, refused: tuple[RefusedOption, ...]) -> None:
-    """A refused common option given on the command line (wherever: ``app`` lifts them in
-    front of the command) is a usage error (exit 2) naming it and the command, never silently
-    ignored."""
-    root = ctx.find_root()
-    for option in refused:
-        if any(_given(root, param) for param in option.params):
-            raise UsageError(f"{option.name} cannot be used with '{ctx.command_path}': "
-                             f"{option.why}")
-
-
-def _given(root: typer.Context, param: str) -> bool:
-    """Whether the app's callback got ``param`` from the command line, whatever its value (the
-    source is a ParameterSource of Typer's click, which Typer does not export)."""
-    source = root.get_parameter_source(param)
-    return source is not None and source.name != "DEFAULT"

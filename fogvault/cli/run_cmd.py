@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import Printer
-from fogvault.cli.jobs_common import JOB_REFUSES, ConfigOption, load, refuse_options, run_options
+from fogvault.cli.common import Printer, refuse_options
+from fogvault.cli.jobs_common import JOB_REFUSES, ConfigOption, load, run_options
 
 
 def register(app: typer.Typer) -> None:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, table
-from fogvault.cli.jobs_common import NO_REPOSITORY_REFUSES, ConfigOption, load, refuse_options
+from fogvault.cli.common import Printer, refuse_options, table
+from fogvault.cli.jobs_common import NO_REPOSITORY_REFUSES, ConfigOption, load
 from fogvault.errors import FogVaultError, UsageError
 
 if TYPE_CHECKING:

@@ -45,3 +45,12 @@ def test_opening_a_repository_marks_its_folder_used(fogvault, tmp_path):
     assert _folders(fogvault)[0]["old"]
     assert fogvault("snapshots", "-r", "repo", "--cache-dir", "cache").returncode == 0
     assert not _folders(fogvault)[0]["old"]
+
+
+def test_repository_options_are_refused(fogvault):
+    done = fogvault("cache", "-r", "repo")
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [
+        "error: -r/--repo cannot be used with 'fogvault cache': it opens no repository"]
+    assert fogvault("cache", "--no-cache").returncode == 2
+    assert fogvault("cache", "--cache-dir", "cache", "-q", "--json").returncode == 0
