@@ -5,13 +5,14 @@ Used by ``ls``, ``find``, ``diff`` and ``stats``; everything here is read-only.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fogvault.errors import PathNotFound
 from fogvault.repo.repository import Repository
-from fogvault.repo.snapshot import source_path
+from fogvault.repo.snapshot import Snapshot, source_path
 from fogvault.repo.tree import DIR, FILE, Node
 
 
@@ -43,6 +44,31 @@ def lookup(repo: Repository, tree_id: bytes, path: bytes) -> tuple[Node | None, 
         if node.type == DIR and node.subtree is not None:
             current = node.subtree
     return node, current
+
+
+def subfolder(repo: Repository, snapshot: Snapshot, path: bytes) -> Snapshot:
+    """``snapshot`` seen from its folder ``path`` (restic's ``SNAPSHOT:subfolder``): the same
+    snapshot whose root is that folder, so that it restores, lists and compares as if the
+    folder's contents had been backed up at ``/``. Its backed-up paths are those inside the
+    folder, made relative to it (``/`` if the folder is inside one of them)."""
+    parts = [part for part in path.split(b"/") if part]
+    if not parts:
+        return snapshot
+    node, tree_id = lookup_path(repo, snapshot.tree, path)
+    if node is None or node.type != DIR:
+        raise PathNotFound(f"not a folder in the snapshot: {os.fsdecode(path)}")
+    return dataclasses.replace(snapshot, tree=tree_id, paths=_paths_within(snapshot.paths, parts))
+
+
+def _paths_within(paths: list[str], folder: list[bytes]) -> list[str]:
+    within: set[str] = set()
+    for path in paths:
+        parts = [part for part in os.fsencode(path).split(b"/") if part]
+        if parts[:len(folder)] == folder:  # at or below the folder
+            within.add(os.fsdecode(b"/" + b"/".join(parts[len(folder):])))
+        elif folder[:len(parts)] == parts:  # the folder is inside a backed-up path
+            within.add("/")
+    return sorted(within)
 
 
 def lookup_path(repo: Repository, tree_id: bytes, path: bytes) -> tuple[Node | None, bytes]:

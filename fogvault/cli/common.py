@@ -28,6 +28,7 @@ from fogvault.sizes import counted
 if TYPE_CHECKING:
     from fogvault.password import PasswordSource
     from fogvault.repo.repository import Repository
+    from fogvault.repo.snapshot import Snapshot
     from fogvault.targets import TargetPolicy
 
 log = logging.getLogger("fogvault")
@@ -46,6 +47,8 @@ KdfOption = Annotated[
 HostFilter = Annotated[str | None, typer.Option("--host", help="Only this host's snapshots.")]
 TagFilter = Annotated[list[str] | None, typer.Option("--tag", help="Only with this tag.")]
 PathFilter = Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")]
+#: how a snapshot is named where one is read (ls, dump, restore, diff)
+SNAPSHOT_REF = "Snapshot uid (prefix) or 'latest'; ':FOLDER' after it makes that folder the root."
 # The same filters where they only choose which snapshot 'latest' means (restic's).
 LatestHost = Annotated[str | None, typer.Option(
     "--host", help="'latest': the latest of this host's snapshots.")]
@@ -305,3 +308,19 @@ def _given(root: typer.Context, param: str) -> bool:
     source is a ParameterSource of Typer's click, which Typer does not export)."""
     source = root.get_parameter_source(param)
     return source is not None and source.name != "DEFAULT"
+
+
+def load_snapshot_ref(repo: Repository, ref: str, *, host: str | None = None,
+                      tags: list[str] | None = None, paths: list[str] | None = None) -> Snapshot:
+    """The snapshot ``ref`` names as restic names one: a uid (or unique prefix) or ``latest``
+    (of the snapshots the filters select), optionally followed by ``:FOLDER``, which makes that
+    folder the snapshot's root (:func:`fogvault.treewalk.subfolder`)."""
+    from fogvault.treewalk import subfolder
+
+    name, _, folder = ref.partition(":")
+    snapshot = repo.load_snapshot(repo.resolve_snapshot(name, host=host, tags=tags or [],
+                                                        paths=paths or []))
+    if not folder:
+        return snapshot
+    repo.load_index()  # to read trees; a command that loads it again under its lock adds only
+    return subfolder(repo, snapshot, os.fsencode(folder))  # what was written since

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import Deferred, Printer, lazy_list, open_repository
+from fogvault.cli.common import (
+    SNAPSHOT_REF,
+    Deferred,
+    Printer,
+    lazy_list,
+    load_snapshot_ref,
+    open_repository,
+)
 
 if TYPE_CHECKING:
     from fogvault.treewalk import Change
@@ -23,8 +30,8 @@ def register(app: typer.Typer) -> None:
 
 def diff(
     ctx: typer.Context,
-    first: Annotated[str, typer.Argument(help="Older snapshot uid (prefix) or 'latest'.")],
-    second: Annotated[str, typer.Argument(help="Newer snapshot uid (prefix) or 'latest'.")],
+    first: Annotated[str, typer.Argument(help=f"The older. {SNAPSHOT_REF}")],
+    second: Annotated[str, typer.Argument(help="The newer, named as the older.")],
 ) -> None:
     """Show entries added (+), removed (-), modified (M), with metadata-only changes (U)."""
     from fogvault.treewalk import diff as tree_diff
@@ -32,8 +39,8 @@ def diff(
     out = Printer.of(ctx)
     counts: Counter[str] = Counter()
     with open_repository(ctx) as repo:
-        a = repo.load_snapshot(repo.resolve_snapshot(first))
-        b = repo.load_snapshot(repo.resolve_snapshot(second))
+        a = load_snapshot_ref(repo, first)
+        b = load_snapshot_ref(repo, second)
 
         def changes() -> Iterator[Change]:  # written as found, counted on the way
             for change in tree_diff(repo, a.tree, b.tree):

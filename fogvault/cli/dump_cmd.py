@@ -13,7 +13,14 @@ from typing import Annotated, BinaryIO
 
 import typer
 
-from fogvault.cli.common import LatestHost, LatestPath, LatestTag, open_repository
+from fogvault.cli.common import (
+    SNAPSHOT_REF,
+    LatestHost,
+    LatestPath,
+    LatestTag,
+    load_snapshot_ref,
+    open_repository,
+)
 from fogvault.errors import DestinationUnwritable, UsageError
 
 
@@ -28,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
 def dump(
     ctx: typer.Context,
-    snapshot: Annotated[str, typer.Argument(help="Snapshot uid (prefix) or 'latest'.")],
+    snapshot: Annotated[str, typer.Argument(help=SNAPSHOT_REF)],
     path: Annotated[str, typer.Argument(help="File or folder in the snapshot ('/': all).")],
     target: Annotated[
         str | None, typer.Option("--target", "-t", help="Write here instead of to stdout.")
@@ -51,8 +58,7 @@ def dump(
         raise UsageError("stdout is a terminal: redirect it, or give --target FILE")
     with open_repository(ctx, load_index=False) as repo, repo.lock(writes=False):
         repo.load_index()  # under the lock: a prune that ran since cannot have deleted its packs
-        snap = repo.load_snapshot(repo.resolve_snapshot(snapshot, host=host, tags=tag or [],
-                                                        paths=path_filter or []))
+        snap = load_snapshot_ref(repo, snapshot, host=host, tags=tag, paths=path_filter)
         base = os.fsencode(path).rstrip(b"/")
         node, subtree = lookup_path(repo, snap.tree, base)
         with _output(target) as out:

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fogvault.cli.common import (
+    SNAPSHOT_REF,
     LatestHost,
     LatestPath,
     LatestTag,
     Printer,
     lazy_list,
+    load_snapshot_ref,
     open_repository,
 )
 
@@ -67,7 +69,7 @@ def long_line(path: bytes, node: Node) -> str:
 
 def ls(
     ctx: typer.Context,
-    snapshot: Annotated[str, typer.Argument(help="Snapshot uid (prefix) or 'latest'.")],
+    snapshot: Annotated[str, typer.Argument(help=SNAPSHOT_REF)],
     path: Annotated[str, typer.Argument(help="Folder or file in the snapshot.")] = "/",
     long: Annotated[bool, typer.Option("-l", "--long", help="Show metadata.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-R", help="Descend.")] = False,
@@ -81,8 +83,7 @@ def ls(
 
     out = Printer.of(ctx)
     with open_repository(ctx) as repo:
-        snap = repo.load_snapshot(repo.resolve_snapshot(snapshot, host=host, tags=tag or [],
-                                                        paths=path_filter or []))
+        snap = load_snapshot_ref(repo, snapshot, host=host, tags=tag, paths=path_filter)
         base = os.fsencode(path).rstrip(b"/")
         node, tree_id = lookup_path(repo, snap.tree, base)
         if node is not None and node.type != DIR:

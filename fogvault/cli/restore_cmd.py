@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fogvault.cli.common import (
+    SNAPSHOT_REF,
     IExcludeOption,
     LatestHost,
     LatestPath,
     LatestTag,
     Printer,
+    load_snapshot_ref,
     open_repository,
     printable,
 )
@@ -33,11 +35,11 @@ def register(app: typer.Typer) -> None:
 def restore(
     ctx: typer.Context,
     snapshot: Annotated[
-        str | None, typer.Argument(help="Snapshot uid (prefix) or 'latest' (or give --version).",
+        str | None, typer.Argument(help=f"{SNAPSHOT_REF} (Or give --version.)",
                                    show_default=False)
     ] = None,
     version: Annotated[
-        str | None, typer.Option("--version", "-V", help="Snapshot uid (prefix) or 'latest'.")
+        str | None, typer.Option("--version", "-V", help=SNAPSHOT_REF)
     ] = None,
     target: Annotated[str, typer.Option("--target", "-t", help="Restore below here.")] = ".",
     include: Annotated[
@@ -82,8 +84,7 @@ def restore(
     try:
         # the restorer loads the index once it holds its lock (a dry run takes none)
         with open_repository(ctx, load_index=dry_run) as repo:
-            snap = repo.load_snapshot(repo.resolve_snapshot(ref, host=host, tags=tag or [],
-                                                            paths=path or []))
+            snap = load_snapshot_ref(repo, ref, host=host, tags=tag, paths=path)
             summary = Restorer(repo, snap, options, progress, listed).run()
     finally:
         progress.close()
