@@ -41,8 +41,9 @@ the packs they list as seen by a repository opened on a healthy target alone.
 The default run takes 15-30 s on two cores; ``--extended`` runs a larger instance (about 4
 minutes). Failures print hypothesis's steps and a ``@reproduce_failure`` blob. The bugs it found
 are reduced to the tests at the end. A replay may go another way where random uids decide: a
-rewrite's copy has its original's time, and which of the two counts as newer is up to their
-uids (snapshots are picked by drawn numbers, so that hypothesis still draws the same).
+rewrite's copy has its original's time, and which of the two counts as newer (for ``latest``
+and retention alike) is up to their uids (snapshots are picked by drawn numbers, so that
+hypothesis still draws the same).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ from fogvault.maintenance.retention import RetentionPolicy, apply_policy
 from fogvault.repo.config import MIN_PACK_SIZE, RepoConfig
 from fogvault.repo.format import CONFIG_NAME, BlobType, key_name, pack_name, snapshot_name
 from fogvault.repo.repository import Repository
+from fogvault.repo.snapshot import SnapshotSummary
 from fogvault.restore.restorer import RestoreOptions, Restorer
 from fogvault.targets import TargetPolicy
 from fogvault.targets.ledger import Ledger
@@ -301,13 +303,30 @@ def read_object(folder: str, name: str) -> bytes | None:
         return None
 
 
+def newest_first(times: dict[str, datetime]) -> list[str]:
+    """The uids newest first; of two at the same time, as a rewrite's copy and its original,
+    the uid that sorts first counts as newer, for ``latest`` and retention alike (format.md,
+    retention.md)."""
+    return sorted(sorted(times), key=lambda uid: times[uid], reverse=True)  # sort is stable
+
+
+def contents(tree: Tree) -> tuple[int, int, int]:
+    """(files, folders, bytes) a snapshot of ``tree`` holds, as its summary counts them."""
+    files = [e for e in tree.entries.values() if e[0] == "file"]
+    dirs = [e for e in tree.entries.values() if e[0] == "dir"]
+    return len(files), len(dirs), sum(len(e[1]) for e in files)
+
+
+def summary_contents(summary: SnapshotSummary) -> tuple[int, int, int]:
+    return summary.files, summary.dirs, summary.total_bytes
+
+
 def kept_by_oracle(times: dict[str, datetime], keep_last: int, keep_daily: int) -> set[str]:
-    """restic's keep-last / keep-daily on one group, in UTC, written out from its rules: newest
-    first (of two at the same time, as a rewrite's copy and its original, the uid that sorts
-    first counts as newer: retention.md); a counting rule keeps a snapshot that opens a new
+    """restic's keep-last / keep-daily on one group, in UTC, written out from its rules:
+    newest first (:func:`newest_first`); a counting rule keeps a snapshot that opens a new
     bucket while it has room, and the oldest snapshot if it still has room when it gets
     there."""
-    ordered = sorted(sorted(times), key=lambda uid: times[uid], reverse=True)  # sort is stable
+    ordered = newest_first(times)
     kept = set(ordered[:keep_last])
     room, last_day = keep_daily, None
     for number, uid in enumerate(ordered):
@@ -883,7 +902,15 @@ class RepositoryLifecycle(RuleBasedStateMachine):
             old_snapshot, held = before[entry.old_uid]
             new_snapshot = self.repo.load_snapshot(entry.new_uid)
             assert new_snapshot == dataclasses.replace(old_snapshot, uid=entry.new_uid,
-                                                       tree=new_snapshot.tree)
+                                                       tree=new_snapshot.tree,
+                                                       summary=new_snapshot.summary)
+            # the summary counts what the copy holds; the backup run's figures stay
+            new_summary, old_summary = new_snapshot.summary, old_snapshot.summary
+            assert summary_contents(new_summary) == contents(expected[entry.old_uid][0].tree)
+            assert dataclasses.replace(new_summary, files_new=0, files_changed=0,
+                                       files_unchanged=0, dirs=0, total_bytes=0) == (
+                dataclasses.replace(old_summary, files_new=0, files_changed=0,
+                                    files_unchanged=0, dirs=0, total_bytes=0))
             assert new_snapshot.tree != old_snapshot.tree
             # every target is writable here: only a target behind that holds it misses the copy
             assert (entry.kept_original is not None) == (forget_ and bool(held & behind)), (
@@ -1161,7 +1188,7 @@ class RepositoryLifecycle(RuleBasedStateMachine):
         self.count("restore")
         assert self.repo is not None
         uid = self.pick_snapshots(data, "restored")[0][0]
-        newest = max(self.snapshots, key=lambda u: (self.snapshots[u].time, u))
+        newest = newest_first({u: r.time for u, r in self.snapshots.items()})[0]
         how = data.draw(st.sampled_from(["uid", "prefix", "latest"]), label="by")
         if how == "latest":
             uid = newest
