@@ -113,8 +113,8 @@ def _exact_seconds(ns: int) -> str:
 
 class ChunkReader(io.RawIOBase):
     """A file-like view of a file's chunks for an archive writer, which copies ``size`` bytes
-    from it: a file whose chunks hold fewer bytes than its recorded size is an error, not a
-    short member."""
+    from it: a file whose chunks hold fewer or more bytes than its recorded size (a tree that
+    does not match its data) is an error, not a short or cut member."""
 
     def __init__(self, chunks: Iterator[bytes], size: int) -> None:
         self._chunks = chunks
@@ -132,6 +132,9 @@ class ChunkReader(io.RawIOBase):
                     raise IntegrityError(f"the chunks of a file end {self._left} bytes before "
                                          "its recorded size")
                 return 0
+            if len(chunk) > self._left:
+                raise IntegrityError(f"the chunks of a file hold more than its recorded size "
+                                     f"({self._left} bytes left, a chunk of {len(chunk)})")
             self._pending = memoryview(chunk)
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]

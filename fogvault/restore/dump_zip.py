@@ -7,9 +7,12 @@ external attributes, and a symlink is a member holding its target, as Info-ZIP's
 stores one. Modification times are zip's own (local time, to two seconds, clamped to
 1980-2107) plus the extended timestamp field (UTC seconds, where it fits in 32 bits). Files
 are deflated. A hard link's second and later names are copies, owners and extended attributes
-are not stored, and FIFOs, sockets and devices are left out: zip has no place for them. A name
-that is not UTF-8 is written with its undecodable bytes as ``\\xNN`` text, with a warning (tar
-keeps such names exactly).
+are not stored, and FIFOs and devices are left out with a warning: zip has no place for them.
+A name that is not UTF-8 is written with its undecodable bytes as ``\\xNN`` text, and a name
+that an earlier member has already (two names that became one so) gets ``~1``, ``~2``: both
+with a warning (tar keeps such names exactly). Times before 1980 are written as 1980 in zip's
+own field; readers that ignore a negative extended timestamp (Info-ZIP's unzip) show 1980 for
+times before 1970.
 """
 
 from __future__ import annotations
@@ -39,18 +42,46 @@ _COPY_BUFFER = 1 << 20
 def dump_zip(repo: Repository, path: bytes, node: Node | None, subtree: bytes | None,
              out: BinaryIO) -> int:
     """Write the entry at ``path`` (``node``; None for the snapshot's root, whose tree is
-    ``subtree``) and everything below it to ``out`` as a zip archive; returns the members."""
+    ``subtree``) and everything below it to ``out`` as a zip archive; returns the members.
+    If it fails, what follows the failure is not written: neither the end of the member being
+    written nor the archive's central directory, so that a cut-short archive does not read as
+    a whole one (zipfile would finish both on the way out)."""
+    sink = _Sink(out)
+    archive = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED)
     members = 0
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    try:
         for entry_path, entry in entries(repo, path, node, subtree):
-            if entry.type in _FILE_TYPES:
-                _add(repo, archive, entry_path, entry)
-                members += 1
+            if entry.type not in _FILE_TYPES:
+                log.warning("%s: a %s has no place in a zip archive; left out (a tar archive "
+                            "holds it)", os.fsdecode(entry_path), entry.type)
+                continue
+            _add(repo, archive, entry_path, entry)
+            members += 1
+    except BaseException:
+        sink.cut = True
+        raise
+    archive.close()
     return members
 
 
+class _Sink:
+    """The output, which drops every write once ``cut``; zipfile sees a stream it cannot seek
+    and so writes each member's sizes after its data."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.cut = False
+
+    def write(self, data: bytes) -> int:
+        return len(data) if self.cut else self._out.write(data)
+
+    def flush(self) -> None:
+        if not self.cut:
+            self._out.flush()
+
+
 def _add(repo: Repository, archive: zipfile.ZipFile, path: bytes, node: Node) -> None:
-    info = zipfile.ZipInfo(_member_name(path, node), _dos_time(node.mtime_ns))
+    info = zipfile.ZipInfo(_member_name(archive, path, node), _dos_time(node.mtime_ns))
     info.create_system = _UNIX
     info.external_attr = (_FILE_TYPES[node.type] | (node.mode & 0o7777)) << 16
     if node.type == DIR:
@@ -63,20 +94,31 @@ def _add(repo: Repository, archive: zipfile.ZipFile, path: bytes, node: Node) ->
     else:
         info.compress_type = zipfile.ZIP_DEFLATED
         info.file_size = node.size  # lets zipfile choose zip64 before it writes the header
-        with archive.open(info, "w") as member:
-            shutil.copyfileobj(io.BufferedReader(ChunkReader(file_chunks(repo, node),
-                                                             node.size)), member, _COPY_BUFFER)
+        member = archive.open(info, "w")  # not closed if the copy fails: see dump_zip
+        shutil.copyfileobj(io.BufferedReader(ChunkReader(file_chunks(repo, node), node.size)),
+                           member, _COPY_BUFFER)
+        member.close()
 
 
-def _member_name(path: bytes, node: Node) -> str:
-    name = path.lstrip(b"/") + (b"/" if node.type == DIR else b"")
+def _member_name(archive: zipfile.ZipFile, path: bytes, node: Node) -> str:
+    """The member's name: the path, its undecodable bytes as ``\\xNN`` text if it is not UTF-8,
+    and made unique (``~1``, ``~2``, ...) if an earlier member has that name already."""
+    name = path.lstrip(b"/")
     try:
-        return name.decode()
+        text = name.decode()
     except UnicodeDecodeError:
         text = name.decode(errors="backslashreplace")
         log.warning("%s: the name is not UTF-8, and is written to the zip archive as %s "
                     "(a tar archive keeps it exactly)", os.fsdecode(path), text)
-        return text
+    slash = "/" if node.type == DIR else ""
+    unique, number = text, 0
+    while unique + slash in archive.NameToInfo:
+        number += 1
+        unique = f"{text}~{number}"
+    if number:
+        log.warning("%s: written to the zip archive as %s, as an entry written before it has "
+                    "its name there", os.fsdecode(path), unique)
+    return unique + slash
 
 
 def _dos_time(mtime_ns: int) -> tuple[int, int, int, int, int, int]:

@@ -94,6 +94,7 @@ def test_a_folder_as_a_zip_archive_holds_its_files_folders_and_symlinks(fogvault
         assert _zip_mtime(members[name]) == st.st_mtime_ns // 10**9
     assert archive.read(members["/caf\\xe9"]) == b"latin-1 name"
     assert b"is not UTF-8, and is written to the zip archive as" in done.stderr
+    assert f"{snapshot_of}/fifo: a fifo has no place in a zip archive".encode() in done.stderr
     link = members["/sub/link"]
     assert stat.S_ISLNK(link.external_attr >> 16) and archive.read(link) == b"a"
     sub = members["/sub/"]
@@ -137,6 +138,58 @@ def test_damaged_data_fails_the_dump_and_leaves_no_partial_file(fogvault, snapsh
     assert done.returncode == 1
     assert "authentication failed" in _error(done)
     assert not (tmp_path / "src.tar").exists()
+
+
+def test_a_zip_cut_short_by_damaged_data_does_not_read_as_an_archive(make_repo):
+    from crafted import DATA, file_node, save_snapshot, store, store_tree
+
+    from fogvault.errors import FogVaultError
+    from fogvault.restore.dump_zip import dump_zip
+
+    repo = make_repo()
+    whole = store(repo, DATA, b"a whole file")
+    lost = bytes(32)  # a chunk id no index lists
+    tree = store_tree(repo, [file_node("a", [whole], 12), file_node("b", [whole, lost], 24)])
+    out = io.BytesIO()
+    with pytest.raises(FogVaultError):
+        dump_zip(repo, b"/", None, save_snapshot(repo, tree).tree, out)
+    written = out.getvalue()
+    assert written.count(b"PK\x03\x04") == 2  # the members up to the damage were begun
+    assert b"PK\x05\x06" not in written  # but no central directory: not a whole archive
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(out)
+
+
+def test_zip_names_that_would_be_one_are_kept_apart(fogvault, tmp_path):
+    src = tmp_path / "names"
+    src.mkdir()
+    (src / "caf\\xe9").write_bytes(b"a backslash in the name")
+    (src / os.fsdecode(b"caf\xe9")).write_bytes(b"a latin-1 byte in the name")
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    assert fogvault("backup", "-r", "repo", str(src)).returncode == 0
+    done = fogvault("dump", "-r", "repo", "latest", str(src), "--archive", "zip")
+    assert done.returncode == 0, done.stderr
+    archive = zipfile.ZipFile(io.BytesIO(done.stdout))
+    prefix = str(src).lstrip("/")
+    contents = {i.filename.removeprefix(prefix): archive.read(i) for i in archive.infolist()}
+    assert contents == {"/": b"", "/caf\\xe9": b"a backslash in the name",
+                        "/caf\\xe9~1": b"a latin-1 byte in the name"}
+    assert b"as an entry written before it has its name there" in done.stderr
+
+
+def test_chunks_beyond_a_file_s_recorded_size_stop_the_archive(make_repo):
+    from crafted import DATA, file_node, save_snapshot, store, store_tree
+
+    from fogvault.errors import IntegrityError
+    from fogvault.restore.dump import dump_tar
+    from fogvault.restore.dump_zip import dump_zip
+
+    repo = make_repo()
+    chunk = store(repo, DATA, b"twelve bytes")
+    snapshot = save_snapshot(repo, store_tree(repo, [file_node("f", [chunk], 5)]))
+    for dump_archive in (dump_zip, dump_tar):
+        with pytest.raises(IntegrityError, match="hold more than its recorded size"):
+            dump_archive(repo, b"/", None, snapshot.tree, io.BytesIO())
 
 
 def _tree(root: Path) -> dict[str, tuple]:
