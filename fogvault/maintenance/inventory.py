@@ -265,7 +265,8 @@ class UnlistedData:
 
     * ``packs``: name -> size of objects named as packs (a pack id last) that no index lists:
       left by interrupted backups or prunes, or in a folder other than their own; ``prune``
-      deletes them (``repair --index`` lists those in their own folder again).
+      deletes them (``repair --index`` lists them again, moving one outside its folder into
+      it first).
     * ``misplaced``: copies of live packs outside their own folder (``data/zz/<id>``): prune
       leaves them, since the copy in place may be missing; moving one to its folder or deleting
       it is the user's call.
