@@ -2,11 +2,12 @@
 snapshot manifests were lost (deleted, or damaged on every target) while their data survived.
 
 The trees of every snapshot are marked as ``check`` and ``prune`` mark them. Of the indexed
-trees left over, the roots (those no other left-over tree names as a subtree) become the folders
-``/recover/<tree id>`` of one new snapshot, tagged ``recovered``: ``ls``, ``restore`` and
-``find`` then reach their data. A snapshot that was forgotten but not yet pruned leaves such
-trees too, so ``recover`` brings it back as well (under its tree id). Nothing is deleted; if
-no tree is left over, no snapshot is made.
+trees left over, the roots (those no other left-over tree names as a subtree) whose trees and
+data are all indexed become the folders ``/recover/<tree id>`` of one new snapshot, tagged
+``recovered``: ``ls``, ``restore`` and ``find`` then reach their data. The others are left out
+and reported. A snapshot that was forgotten (or rewritten with ``--forget``) but not yet
+pruned leaves such trees too, so ``recover`` brings it back as well (under its tree id).
+Nothing is deleted; if no tree is left over, no snapshot is made.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class RecoverResult:
     roots: list[bytes] = field(default_factory=list)  # the recovered trees, sorted
     unused_trees: int = 0
     unreadable: list[str] = field(default_factory=list)  # left-over trees that did not load
+    #: root tree id (hex) -> the first problem, for roots left out because something they
+    #: use is not in the index (a forgotten snapshot whose data a prune deleted) or unreadable
+    incomplete: dict[str, str] = field(default_factory=dict)
     snapshot: Snapshot | None = None  # none if nothing was left over (or in a dry run)
     dry_run: bool = False
 
@@ -53,7 +57,9 @@ def recover(repo: Repository, *, host: str, dry_run: bool = False,
             entry.blob_id for entry in repo.index if entry.blob_type == BlobType.TREE
             and not used[repo.index.position(entry.blob_id)]))
         result.unused_trees = len(unused)
-        result.roots = sorted(set(unused) - _subtrees(repo, unused, result.unreadable))
+        roots = sorted(set(unused) - _subtrees(repo, unused, result.unreadable))
+        result.incomplete = _incomplete(repo, roots)
+        result.roots = [root for root in roots if root.hex() not in result.incomplete]
         if not result.roots or dry_run:
             return result
         with stored_blobs(repo, before_index=lock.ensure_fresh) as saver:
@@ -67,6 +73,16 @@ def recover(repo: Repository, *, host: str, dry_run: bool = False,
         lock.ensure_fresh()
         repo.save_snapshot(result.snapshot)
     return result
+
+
+def _incomplete(repo: Repository, roots: list[bytes]) -> dict[str, str]:
+    """The roots whose trees or data are not all indexed and readable, each with its first
+    problem: marked as ``check`` marks a snapshot's, each root standing in for one. A prune
+    keeps a partly used pack whole, so the trees of a snapshot forgotten before it may outlive
+    the data they name; recovered, they would fail ``check`` and stop every ``prune``."""
+    stand_ins = [Snapshot(uid=root.hex(), time=now(), host="", user="", paths=[], tree=root)
+                 for root in roots]
+    return mark_used(repo, stand_ins).incomplete
 
 
 def _subtrees(repo: Repository, tree_ids: list[bytes], unreadable: list[str]) -> set[bytes]:

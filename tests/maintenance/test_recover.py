@@ -73,8 +73,9 @@ def test_a_left_over_tree_that_does_not_load_is_named_and_fails_the_command(
     assert done.returncode == 3, done.stderr
     assert f"unreadable: tree {broken.hex()}:" in done.stdout.decode()
     assert done.stderr.decode().splitlines() == [
-        "warning: 1 unused tree could not be read: the folders below them may show as roots "
-        "of their own"]
+        "warning: 1 root left out: data or trees they use are gone (most likely pruned) or "
+        "unreadable; 1 unused tree could not be read: the folders below them may show as "
+        "roots of their own"]
 
 
 def test_the_recovered_snapshot_restores_the_lost_files(make_repo, fogvault, tmp_path):
@@ -89,3 +90,29 @@ def test_the_recovered_snapshot_restores_the_lost_files(make_repo, fogvault, tmp
     restored = tmp_path / "out" / "recover" / lost[1].tree.hex() / str(tmp_path).lstrip("/")
     for name in ("a/b/f", "top", "new"):
         assert (restored / "src" / name).read_bytes() == (tmp_path / "src" / name).read_bytes()
+
+
+def test_a_forgotten_snapshot_whose_data_was_pruned_is_left_out(make_repo, reopen, tmp_path):
+    """prune keeps a partly used pack whole: a forgotten snapshot's trees may outlive its data.
+    Recovered, such a root would fail check and stop every prune."""
+    from fogvault.maintenance.forget import forget
+    from fogvault.maintenance.prune import PruneOptions, prune
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    (src / "keep").mkdir(parents=True)
+    (src / "keep" / "k").write_bytes(b"kept")
+    (src / "gone").write_bytes(os.urandom(300_000))  # its own packs, freed by the prune
+    first = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    (src / "gone").unlink()
+    kept = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    forget(repo, uids=[first.uid])
+    prune(repo, PruneOptions(max_unused=1.0))  # keeps the tree pack, which kept uses
+    repo = reopen(repo)
+
+    result = recover(repo, host="h")
+
+    assert result.roots == [] and result.snapshot is None
+    assert list(result.incomplete) == [first.tree.hex()]
+    assert "is not in the index" in result.incomplete[first.tree.hex()]
+    assert [s.uid for s in reopen(repo).snapshots()] == [kept.uid]
