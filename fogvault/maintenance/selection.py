@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from fogvault.errors import UsageError
 from fogvault.repo.repository import Repository
-from fogvault.repo.snapshot import Snapshot, select_snapshots
+from fogvault.repo.snapshot import Snapshot, newest_first, select_snapshots
 
 
 def check_selection(uids: Sequence[str], host: str | None, tags: Sequence[str],
@@ -25,5 +25,8 @@ def chosen_snapshots(repo: Repository, uids: Sequence[str], host: str | None,
     oldest first."""
     if not uids:
         return select_snapshots(repo.snapshots(), host, tags, paths)
-    named = {repo.resolve_snapshot(u, host=host, tags=tags, paths=paths) for u in uids}
-    return [s for s in repo.snapshots() if s.uid in named]
+    named = dict.fromkeys(repo.resolve_snapshot(u, host=host, tags=tags, paths=paths)
+                          for u in uids)
+    # each loaded by itself: a named snapshot that cannot be read is an error, not left out,
+    # and the others' manifests are not read
+    return sorted(map(repo.load_snapshot, named), key=newest_first, reverse=True)

@@ -665,10 +665,11 @@ class Repository:
         if ref == "latest":
             snapshots = self.snapshots()
             if not snapshots:
-                raise SnapshotNotFound("the repository has no snapshots")
+                raise SnapshotNotFound("the repository has no snapshots" + self._unreadable_note())
             chosen = select_snapshots(snapshots, host, tags, paths)
             if not chosen:
-                raise SnapshotNotFound("no snapshot matches the --host/--tag/--path filters")
+                raise SnapshotNotFound("no snapshot matches the --host/--tag/--path filters"
+                                       + self._unreadable_note())
             return chosen[-1].uid
         ref = ref.lower()
         matches = [uid for uid in self.snapshot_uids() if uid.startswith(ref)]
@@ -677,6 +678,13 @@ class Repository:
         if len(matches) > 1:
             raise AmbiguousPrefix(f"{ref!r} matches {len(matches)} snapshots; give more of the uid")
         return matches[0]
+
+    def _unreadable_note(self) -> str:
+        """For "no snapshot": the ones that could not be read, which may have matched."""
+        if not self.unreadable_snapshots:
+            return ""
+        return (f"; {len(self.unreadable_snapshots)} cannot be read: "
+                f"{', '.join(sorted(self.unreadable_snapshots))}")
 
     def delete_snapshot(self, uid: str) -> None:
         self.targets.delete(snapshot_name(uid))

@@ -59,3 +59,23 @@ def test_restore_latest_of_one_host(fogvault, two_hosts):
     restored = two_hosts / "out" / str(two_hosts).lstrip("/")
     assert (restored / "alpha" / "note.txt").read_text() == "written on alpha"
     assert not (restored / "beta").exists()
+
+
+def test_a_named_snapshot_that_cannot_be_read_is_an_error_not_an_empty_answer(fogvault,
+                                                                               two_hosts):
+    snaps = json.loads(_ok(fogvault("snapshots", "-r", "repo", "--json")))
+    alpha, beta = (next(s["uid"] for s in snaps if s["host"] == h) for h in ("alpha", "beta"))
+    manifest = two_hosts / "repo" / "snapshots" / beta
+    damaged = bytearray(manifest.read_bytes())
+    damaged[-5] ^= 0xFF
+    manifest.write_bytes(bytes(damaged))
+    done = fogvault("stats", "-r", "repo", beta, "--json")
+    assert done.returncode == 1 and "authentication failed" in done.stderr.decode()
+    done = fogvault("find", "-r", "repo", "note.txt", "-s", beta)
+    assert done.returncode == 1
+    done = fogvault("stats", "-r", "repo", "latest", "--host", "beta")
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines()[-1] == (
+        f"error: no snapshot matches the --host/--tag/--path filters; 1 cannot be read: {beta}")
+    stats = json.loads(_ok(fogvault("stats", "-r", "repo", alpha, "--json")))  # not exit 3
+    assert stats["snapshots"] == 1
