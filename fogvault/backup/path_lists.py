@@ -7,14 +7,15 @@ and ``--files-from-raw``).
   does) stands for the paths it matches, sorted. A pattern that matches nothing is kept as it
   is, so the backup reports it as a path it cannot back up (a warning and exit 3), where
   restic only warns. A comment line that names an existing file (``#draft#``, as ``git
-  ls-files`` may list it) gets a warning: it is not backed up.
-* ``verbatim``: one path a line, taken as it is (spaces included); only blank lines are skipped.
+  ls-files`` may list it) gets a warning, as does a pattern that names an existing file but
+  matches others (``file[1]`` beside ``file1``): the file is not backed up.
+* ``verbatim``: one path a line, taken as it is (spaces included); only empty lines are skipped.
 * ``raw``: paths separated by NUL bytes (as ``find -print0`` writes them: any name, newlines and
   a leading ``#`` included); empty names are skipped.
 
-In every form a ``\\r`` before a newline is dropped (restic reads lines the same way), ``-``
-reads standard input, and a path's bytes are kept as they are (``os.fsdecode``), so names that
-are not UTF-8 work.
+In both line forms a ``\\r`` before a newline is dropped (restic reads lines the same way). In
+every form ``-`` reads standard input, and a path's bytes are kept as they are
+(``os.fsdecode``), so names that are not UTF-8 work.
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def _expand(name: str, lines: list[bytes]) -> list[bytes]:
                 log.warning("%s: line %r is a comment, but names a file, which is not backed "
                             "up: list it with --files-from-verbatim", name, os.fsdecode(line))
         elif glob.has_magic(line):
-            paths += sorted(glob.glob(line, include_hidden=True)) or [line]
+            matches = sorted(glob.glob(line, include_hidden=True))
+            if matches and line not in matches and os.path.lexists(line):
+                log.warning("%s: line %r names a file, but is a pattern that matches others, "
+                            "which are backed up instead: list it with --files-from-verbatim",
+                            name, os.fsdecode(line))
+            paths += matches or [line]
         else:
             paths.append(line)
     return paths

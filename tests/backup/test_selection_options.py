@@ -142,3 +142,15 @@ def test_a_comment_line_that_names_a_file_is_warned_about(fogvault, src, tmp_pat
     assert "line '#draft#' is a comment, but names a file, which is not backed up" in (
         done.stderr.decode())
     assert _backed_up(fogvault, src) == {"big.iso"}
+
+
+def test_a_pattern_line_that_names_a_file_but_matches_others_is_warned_about(fogvault, src,
+                                                                             tmp_path):
+    (src / "file[1]").write_bytes(b"brackets in the name")
+    (src / "file1").write_bytes(b"what the pattern matches")
+    (tmp_path / "list").write_text(f"{src}/file[1]\n")
+    done = _backup(fogvault, "--files-from", "list")
+    assert "names a file, but is a pattern that matches others" in done.stderr.decode()
+    assert _backed_up(fogvault, src) == {"file1"}
+    _backup(fogvault, "--files-from-verbatim", "list")
+    assert _backed_up(fogvault, src) == {"file[1]"}
