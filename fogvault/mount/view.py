@@ -52,7 +52,6 @@ from fogvault.mount.cache import BoundedCache
 from fogvault.mount.files import FileContent
 from fogvault.mount.layout import FOLDER, Child, Folder, FolderKey, Layout, Link, build_layout
 from fogvault.parallel import ordered_map
-from fogvault.repo.format import BlobType
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot, newest_first, select_snapshots
 from fogvault.repo.tree import DIR, FILE, SYMLINK, Node, Tree
@@ -192,7 +191,9 @@ class SnapshotView:
         data = self._chunks.get(blob_id)
         if data is None:
             try:
-                data = self.repo.load_blob(blob_id, BlobType.DATA)
+                # No type check, as restore reads chunks: data and tree blobs share one id
+                # space, so a file holding a tree's encoding is stored as that tree's blob.
+                data = self.repo.load_blob(blob_id)
             except FogVaultError as exc:  # named, for the warning
                 raise FogVaultError(f"chunk {blob_id.hex()}: {exc}") from exc
             self._chunks.put(blob_id, data, len(data))

@@ -22,7 +22,7 @@ from fogvault.mount.view import MountOptions, SnapshotView
 from fogvault.repo.format import pack_name
 from fogvault.repo.index import BlobIndex
 from fogvault.repo.repository import Repository
-from fogvault.repo.tree import FILE, Node
+from fogvault.repo.tree import FILE, Node, Tree
 
 LATIN1 = b"caf\xe9"
 
@@ -206,3 +206,21 @@ def test_latest_is_the_snapshot_other_commands_take_of_two_with_one_time(
     by_time = view.layout.folders[(b"snapshots",)]
     assert by_time[b"latest"].snapshot.uid == repo.resolve_snapshot("latest")
     assert len(by_time) == 4 and by_time[b"latest"].target.endswith(b"-2")
+
+
+def test_a_file_whose_bytes_are_a_stored_tree_reads(make_repo: Callable[..., Repository],
+                                                    tmp_path: Path) -> None:
+    """Data and tree blobs share one id space: a file holding exactly an empty folder's
+    encoding, backed up after that folder, is stored as the folder's tree blob."""
+    repo = make_repo()
+    (tmp_path / "empty").mkdir()
+    Archiver(repo, BackupOptions()).run([str(tmp_path / "empty")])
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "tree.json").write_bytes(Tree().encode())
+    Archiver(repo, BackupOptions(host="files")).run([str(tmp_path / "files")])
+    view = SnapshotView(repo)
+    latest = view.lookup(b"/hosts/files/latest").target
+    path = b"/hosts/files/" + latest + os.fsencode(tmp_path / "files" / "tree.json")
+    node = view.lookup(path).node
+    assert node is not None and repo.index.get(node.content[0]).blob_type.name == "TREE"
+    assert view.read(view.open(path), 0, 100) == Tree().encode()
