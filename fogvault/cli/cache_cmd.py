@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fogvault.cli.common import Printer, RefusedOption, options, refuse_options, table
+from fogvault.errors import PartialSuccess
+
+if TYPE_CHECKING:
+    from fogvault.repo.cache import CacheFolder
 
 #: restic's default for --max-age
 DEFAULT_MAX_AGE_DAYS = 30
@@ -43,20 +48,35 @@ def cache_cmd(
     from datetime import datetime
 
     from fogvault.repo.cache import cache_folders, default_cache_dir, is_old, remove_folder
-    from fogvault.sizes import format_size
 
     out = Printer.of(ctx)
     root = options(ctx).cache_path() or default_cache_dir()
     folders = list(cache_folders(root))
-    removed = [f for f in folders if is_old(f, max_age)] if cleanup else []
-    for folder in removed:
-        remove_folder(folder)
+    removed, kept = [], []
+    for folder in (f for f in folders if cleanup and is_old(f, max_age)):
+        try:
+            remove_folder(folder)
+            removed.append(folder)
+        except (OSError, ValueError) as exc:  # the others are still removed
+            kept.append(f"{folder.path}: {getattr(exc, 'strerror', None) or exc}")
     if out.json_mode:
         out.json({"cache_dir": str(root), "folders": [
             {"repo_id": f.repo_id, "size": f.size,
              "last_used": datetime.fromtimestamp(f.last_used).astimezone().isoformat(),
              "old": is_old(f, max_age), "removed": f in removed} for f in folders]})
-        return
+    else:
+        _print_table(out, root, folders, removed, cleanup, max_age)
+    if kept:
+        raise PartialSuccess("not removed: " + "; ".join(kept))
+
+
+def _print_table(out: Printer, root: Path, folders: list[CacheFolder],
+                 removed: list[CacheFolder], cleanup: bool, max_age: int) -> None:
+    from datetime import datetime
+
+    from fogvault.repo.cache import is_old
+    from fogvault.sizes import format_size
+
     rows = [[f.repo_id, format_size(f.size),
              datetime.fromtimestamp(f.last_used).strftime("%Y-%m-%d %H:%M"),
              "removed" if f in removed else "old" if is_old(f, max_age) else ""]
@@ -65,6 +85,6 @@ def cache_cmd(
     if rows:
         out.result(table(rows, ["Repository", "Size", "Last used", ""]))
     old = sum(1 for f in folders if is_old(f, max_age) and f not in removed)
-    if old:
+    if old and not cleanup:
         out.line(f"{old} of them not used for {max_age} days: 'fogvault cache --cleanup' "
                  "removes them")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import platformdirs
 
 from fogvault.crypto import content_hash
 from fogvault.repo.config import is_repo_id
+from fogvault.repo.format import ID_HEX_LEN, INDEX_DIR
 
 log = logging.getLogger("fogvault")
 
@@ -88,17 +88,27 @@ class CacheFolder:
 
 def cache_folders(root: Path) -> Iterator[CacheFolder]:
     """The repositories' folders in the cache folder ``root``, oldest use first. Only folders
-    named as a repository id are counted: ``--cache-dir`` may name a folder that holds more."""
+    named as a repository id are counted: ``--cache-dir`` may name a folder that holds more.
+    One that goes away while it is looked at (another cleanup) is left out."""
     try:
         entries = list(os.scandir(root))
     except FileNotFoundError:
         return
-    folders = [e for e in entries if is_repo_id(e.name) and e.is_dir(follow_symlinks=False)]
-    for entry in sorted(folders, key=lambda e: e.stat(follow_symlinks=False).st_mtime):
-        size = sum(f.stat(follow_symlinks=False).st_size for f in os.scandir(entry.path)
-                   if f.is_file(follow_symlinks=False))
-        yield CacheFolder(Path(entry.path), entry.name,
-                          entry.stat(follow_symlinks=False).st_mtime, size)
+    found = []
+    for entry in entries:
+        try:
+            if is_repo_id(entry.name) and entry.is_dir(follow_symlinks=False):
+                found.append(CacheFolder(Path(entry.path), entry.name,
+                                         entry.stat(follow_symlinks=False).st_mtime,
+                                         _files_size(entry.path)))
+        except OSError:
+            continue
+    yield from sorted(found, key=lambda folder: folder.last_used)
+
+
+def _files_size(folder: str) -> int:
+    return sum(f.stat(follow_symlinks=False).st_size for f in os.scandir(folder)
+               if f.is_file(follow_symlinks=False))
 
 
 def is_old(folder: CacheFolder, max_age_days: float) -> bool:
@@ -106,4 +116,24 @@ def is_old(folder: CacheFolder, max_age_days: float) -> bool:
 
 
 def remove_folder(folder: CacheFolder) -> None:
-    shutil.rmtree(folder.path)
+    """Delete a repository's cache folder, if it holds only what a Cache writes (files named
+    as cached objects, and temporary files): a folder of the same name that holds anything
+    else is not ours, and is refused (ValueError). OSError if the file system refuses."""
+    names = os.listdir(folder.path)
+    foreign = [n for n in names if not (_is_cached_name(n) or n.startswith(".tmp-"))
+               or not os.path.isfile(os.path.join(folder.path, n))
+               or os.path.islink(os.path.join(folder.path, n))]
+    if foreign:
+        raise ValueError(f"it holds {foreign[0]!r}, which the cache does not write: not "
+                         "removed")
+    for name in names:
+        os.unlink(os.path.join(folder.path, name))
+    os.rmdir(folder.path)
+
+
+def _is_cached_name(name: str) -> bool:
+    """A name :meth:`Cache._path` makes of an index file's."""
+    prefix = INDEX_DIR.replace("/", "_")
+    object_id = name.removeprefix(prefix)
+    return (name.startswith(prefix) and len(object_id) == ID_HEX_LEN
+            and all(c in "0123456789abcdef" for c in object_id))

@@ -54,3 +54,23 @@ def test_repository_options_are_refused(fogvault):
         "error: -r/--repo cannot be used with 'fogvault cache': it opens no repository"]
     assert fogvault("cache", "--no-cache").returncode == 2
     assert fogvault("cache", "--cache-dir", "cache", "-q", "--json").returncode == 0
+
+
+def test_cleanup_removes_only_folders_the_cache_wrote_and_goes_on_after_a_refusal(fogvault,
+                                                                               tmp_path):
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    assert fogvault("backup", "-r", "repo", "--cache-dir", "cache", "cache").returncode == 0
+    [ours] = os.listdir(tmp_path / "cache")
+    theirs = tmp_path / "cache" / ("ab" * 16)  # named as a repository id, holding more
+    (theirs / "sub").mkdir(parents=True)
+    (theirs / "notes.txt").write_text("another tool's")
+    long_ago = time.time() - 100 * 86400
+    for folder in (theirs, tmp_path / "cache" / ours):
+        os.utime(folder, (long_ago, long_ago))
+    done = fogvault("cache", "--cache-dir", "cache", "--cleanup", "--json")
+    assert done.returncode == 3
+    assert "which the cache does not write: not removed" in done.stderr.decode()
+    removed = {f["repo_id"]: f["removed"] for f in json.loads(done.stdout)["folders"]}
+    assert removed == {ours: True, theirs.name: False}
+    assert os.listdir(tmp_path / "cache") == [theirs.name]
+    assert (theirs / "notes.txt").read_text() == "another tool's"
