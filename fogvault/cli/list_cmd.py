@@ -27,16 +27,24 @@ def list_objects(
         raise UsageError(f"list takes one of: {', '.join(KINDS)}")
     from fogvault.repo import format as fmt
 
-    folders = {"snapshots": fmt.SNAPSHOTS_DIR, "index": fmt.INDEX_DIR, "packs": fmt.DATA_DIR,
-               "keys": fmt.KEYS_DIR, "locks": fmt.LOCKS_DIR}
+    # kind -> its folder and the length of its ids: other names there are not its objects
+    folders = {"snapshots": (fmt.SNAPSHOTS_DIR, fmt.UID_HEX_LEN),
+               "index": (fmt.INDEX_DIR, fmt.ID_HEX_LEN), "packs": (fmt.DATA_DIR, fmt.ID_HEX_LEN),
+               "keys": (fmt.KEYS_DIR, fmt.UID_HEX_LEN), "locks": (fmt.LOCKS_DIR, fmt.UID_HEX_LEN)}
     out = Printer.of(ctx)
     with open_repository(ctx, load_index=kind == "blobs") as repo:
         if kind == "blobs":
-            lines = [f"{e.blob_type.name.lower()} {e.blob_id.hex()}" for e in repo.index]
+            lines = sorted({f"{e.blob_type.name.lower()} {e.blob_id.hex()}" for e in repo.index})
         else:
-            lines = sorted(name.rsplit("/", 1)[1] for name in repo.targets.list(folders[kind]))
+            folder, length = folders[kind]
+            ids = (name.rsplit("/", 1)[1] for name in repo.targets.list(folder))
+            lines = sorted(i for i in ids if len(i) == length and _is_hex(i))
     if out.json_mode:
         out.json(lines)
     else:
         for line in lines:
             out.result(line)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
