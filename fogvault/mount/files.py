@@ -31,6 +31,11 @@ class FileContent:
             end += entry.raw_length
             self.ends.append(end)
 
+    @property
+    def complete(self) -> bool:
+        """Whether the index placed every chunk."""
+        return len(self.ends) == len(self.node.content)
+
     def read(self, offset: int, size: int, load: Callable[[bytes], bytes]) -> bytes:
         """Up to ``size`` bytes from ``offset`` (fewer only at the end of the file), each chunk
         from ``load`` (which returns it verified, or raises)."""
@@ -52,7 +57,7 @@ class FileContent:
         return b"".join(pieces)
 
     def _gap(self, known: int) -> IntegrityError:
-        if len(self.ends) < len(self.node.content):
+        if not self.complete:
             missing = self.node.content[len(self.ends)].hex()
             return IntegrityError(f"chunk {missing} is not in the index (bytes from {known} on "
                                   "cannot be placed)")

@@ -16,9 +16,10 @@ import pytest
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import IntegrityError
+from fogvault.maintenance.prune import PruneOptions, prune
 from fogvault.mount.cache import BoundedCache
 from fogvault.mount.files import FileContent
-from fogvault.mount.view import MountOptions, SnapshotView
+from fogvault.mount.view import MountOptions, SnapshotView, tree_bytes
 from fogvault.repo.format import pack_name
 from fogvault.repo.index import BlobIndex
 from fogvault.repo.repository import Repository
@@ -191,8 +192,16 @@ def test_the_cache_stays_within_its_budget() -> None:
         assert cache.held <= 1000
         assert cache.get(0) is not None or key >= 3  # used again: kept while others go
     assert (len(cache), cache.get(0) is not None, cache.get(48) is not None) == (3, True, True)
-    cache.put(99, bytes(1001), 1001)  # larger than the whole budget: not kept
-    assert cache.get(99) is None and cache.held == 900
+    cache.put(99, bytes(1001), 1001)  # larger than the whole budget: kept beyond it
+    assert (cache.get(99) is not None, cache.held, len(cache)) == (True, 1901, 4)
+    for key in range(100, 110):  # the small ones around its uses do not push it out
+        cache.put(key, bytes(300), 300)
+    assert (cache.get(99) is not None, cache.held) == (True, 1901)
+    cache.put(98, bytes(501), 501)  # over half the budget: takes the large one's place
+    assert (cache.get(99), cache.get(98) is not None, cache.held) == (None, True, 1401)
+    none_large: BoundedCache[int, bytes] = BoundedCache(1000, large_kept=0)
+    none_large.put(1, bytes(501), 501)
+    assert (none_large.get(1), none_large.held) == (None, 0)
 
 
 def test_latest_is_the_snapshot_other_commands_take_of_two_with_one_time(
@@ -224,3 +233,78 @@ def test_a_file_whose_bytes_are_a_stored_tree_reads(make_repo: Callable[..., Rep
     node = view.lookup(path).node
     assert node is not None and repo.index.get(node.content[0]).blob_type.name == "TREE"
     assert view.read(view.open(path), 0, 100) == Tree().encode()
+
+
+def test_a_folder_larger_than_the_tree_cache_is_read_once_for_all_its_lookups(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``ls -l`` does: a stat of each entry of a folder whose decoded listing is larger
+    than the whole cache (the folders above it are small, and are cached as usual)."""
+    repo = make_repo()
+    big = tmp_path / "src" / "big"
+    big.mkdir(parents=True)
+    for number in range(60):
+        (big / f"file-{number:04}").write_bytes(b"%d" % number)
+    Archiver(repo, BackupOptions()).run([str(tmp_path / "src")])
+    view = SnapshotView(repo, MountOptions(tree_cache_bytes=10_000))
+    loaded: list[bytes] = []
+    load_tree = repo.load_tree
+
+    def counted(tree_id: bytes) -> Tree:
+        loaded.append(tree_id)
+        return load_tree(tree_id)
+
+    monkeypatch.setattr(repo, "load_tree", counted)
+    folder = _base(view, big)
+    names = [name for name, _ in view.listdir(folder)]
+    stored = repo.index.get(loaded[-1])  # the folder's tree, listed last
+    assert stored is not None and stored.raw_length > 10_000 and len(names) == 60
+    assert tree_bytes(repo.load_tree(stored.blob_id)) > 10_000
+    loaded.clear()
+    for name in names:
+        assert view.lookup(folder + b"/" + name).size == len(b"%d" % int(name[5:]))
+    assert loaded == []
+
+
+def test_the_handles_of_one_file_share_its_chunk_offsets(
+        repo: Repository, src: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    view = SnapshotView(repo)
+    path = _base(view, src) + b"/chunky"
+    chunks = view.lookup(path).node.content  # its folders' trees loaded: in the cache
+    looked_up: list[bytes] = []
+    get = repo.index.get
+    monkeypatch.setattr(repo.index, "get", lambda blob_id: looked_up.append(blob_id) or
+                        get(blob_id))
+    handles = [view.open(path)]
+    assert looked_up == chunks  # one index lookup per chunk, for the first open
+    handles += [view.open(path) for _ in range(20)]
+    assert looked_up == chunks
+    data = (src / "chunky").read_bytes()
+    for handle in handles:
+        assert view.read(handle, 500_000, 100) == data[500_000:500_100]
+
+
+def test_a_chunk_that_a_prune_elsewhere_repacked_is_read_from_its_new_pack(
+        make_repo: Callable[..., Repository], reopen: Callable[[Repository], Repository],
+        tmp_path: Path) -> None:
+    """As after a lock that went stale during a suspend, or a mount with --no-lock."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "kept").write_bytes(b"kept " * 100)
+    (src / "dropped").write_bytes(random.Random(5).randbytes(5000))
+    first = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.uid
+    (src / "dropped").unlink()
+    Archiver(repo, BackupOptions()).run([str(src)])
+    view = SnapshotView(repo, MountOptions(reload_interval=0.0))
+    path = (b"/snapshots/" + view.lookup(b"/snapshots/latest").target
+            + os.fsencode(src / "kept"))
+    handle = view.open(path)
+    [chunk] = view.lookup(path).node.content
+    before = repo.index.get(chunk)
+    elsewhere = reopen(repo)
+    elsewhere.delete_snapshot(first)
+    prune(elsewhere, PruneOptions(max_unused=0.0))
+    assert elsewhere.index.get(chunk).pack_id != before.pack_id
+    assert not (tmp_path / "repo" / pack_name(before.pack_id)).exists()
+    assert view.read(handle, 0, 1000) == b"kept " * 100
