@@ -19,6 +19,7 @@ from fogvault.cli.common import (
     Printer,
     load_snapshot_ref,
     open_repository,
+    options,
     printable,
 )
 from fogvault.errors import EXIT_PARTIAL, UsageError
@@ -41,7 +42,11 @@ def restore(
     version: Annotated[
         str | None, typer.Option("--version", "-V", help=SNAPSHOT_REF)
     ] = None,
-    target: Annotated[str, typer.Option("--target", "-t", help="Restore below here.")] = ".",
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Restore below here (default: the "
+                                 "current folder; --delete needs it given).",
+                                 show_default=False)
+    ] = None,
     include: Annotated[
         list[str] | None, typer.Option("--include", "-i", help="Only paths matching this.")
     ] = None,
@@ -57,7 +62,12 @@ def restore(
     ] = "always",
     delete: Annotated[
         bool, typer.Option("--delete", help="Delete from the restored folders what the snapshot "
-                           "does not have (try --dry-run first).")
+                           "does not have, what the backup excluded too, but the repository, "
+                           "cache and password file (try --dry-run first).")
+    ] = False,
+    delete_unreadable: Annotated[
+        bool, typer.Option("--delete-unreadable", help="With --delete, of a snapshot whose "
+                           "backup could not read some files: delete them too (else refused).")
     ] = False,
     verify: Annotated[bool, typer.Option(help="Re-read restored files and check them.")] = False,
     dry_run: Annotated[
@@ -69,14 +79,18 @@ def restore(
 ) -> None:
     """Restore a snapshot below TARGET (the snapshot's paths are recreated there)."""
     from fogvault.cli.progress import make_progress
+    from fogvault.restore.extras import Kept
     from fogvault.restore.restorer import RestoreOptions, Restorer
 
     ref = _snapshot_ref(snapshot, version)
+    _check_delete(delete, delete_unreadable, target)  # before the password is asked for
     out = Printer.of(ctx)
-    options = RestoreOptions(target=target, includes=include or [], excludes=exclude or [],
-                             iincludes=iinclude or [], iexcludes=iexclude or [],
-                             overwrite=overwrite, delete=delete, verify=verify,
-                             dry_run=dry_run)
+    password_file = options(ctx).password_source().file
+    restore_options = RestoreOptions(
+        target=target or ".", includes=include or [], excludes=exclude or [],
+        iincludes=iinclude or [], iexcludes=iexclude or [], overwrite=overwrite, delete=delete,
+        delete_unreadable=delete_unreadable, verify=verify, dry_run=dry_run,
+        keep=[Kept(password_file, "the password file")] if password_file else [])
     progress = make_progress(out, "restore")
     # each deletion listed in a dry run (its point) and with -v, as restic's -vv does
     listed = (_list_deletion(out, progress, dry_run)
@@ -85,7 +99,7 @@ def restore(
         # the restorer loads the index once it holds its lock (a dry run takes none)
         with open_repository(ctx, load_index=dry_run) as repo:
             snap = load_snapshot_ref(repo, ref, host=host, tags=tag, paths=path)
-            summary = Restorer(repo, snap, options, progress, listed).run()
+            summary = Restorer(repo, snap, restore_options, progress, listed).run()
     finally:
         progress.close()
     if out.json_mode:
@@ -124,6 +138,16 @@ def _list_deletion(out: Printer, progress: RestoreProgress, dry_run: bool
             out.line(text)
 
     return listed
+
+
+def _check_delete(delete: bool, delete_unreadable: bool, target: str | None) -> None:
+    """--delete in the current folder by default would empty whatever folder one stands in:
+    it needs the target named."""
+    if delete and target is None:
+        raise UsageError("--delete needs the target given with -t/--target: it deletes there "
+                         "what the snapshot does not have")
+    if delete_unreadable and not delete:
+        raise UsageError("--delete-unreadable goes with --delete")
 
 
 def _snapshot_ref(snapshot: str | None, version: str | None) -> str:

@@ -16,11 +16,18 @@ the last copy of one it could not restore (a file moved to another folder since 
 Held until then: the names of the folders being planned (those on the way from the target) and
 the entries found, folder by folder.
 
+What the backup excluded is not in the snapshot, so it is deleted as restic's is; but never
+what FogVault itself needs (:class:`Kept`: the repository's local folders, the cache folder,
+the password file): such an entry, compared by (``st_dev``, ``st_ino``) and by path, is left
+with one warning, and so are the folders holding it.
+
 Listing and deleting go through the restore's :class:`SafeRoot`: no symlink is followed (one
 is deleted as a link), nothing outside the target is reached, and the target itself is never
-deleted; neither is a file system mounted on a folder to delete (``rm --one-file-system``): a
-backup disk mounted in a restored folder is no entry of it. A folder that cannot be listed, or
-an entry that cannot be deleted, is a warning.
+deleted. Nothing is listed or deleted at or below a mount point below the target (read once
+from ``/proc/self/mountinfo``: a bind mount from the same file system too), nor in a folder on
+another file system than the target's (``rm --one-file-system``): a backup disk mounted in a
+restored folder is no entry of it. Each is one warning. A folder that cannot be listed, or an
+entry that cannot be deleted, is a warning too.
 """
 
 from __future__ import annotations
@@ -32,12 +39,22 @@ from dataclasses import dataclass, field
 
 from fogvault.errors import UnsafePath
 from fogvault.repo.tree import Node, Tree
-from fogvault.restore.safefs import Listing, Parts, SafeRoot
+from fogvault.restore.safefs import Listing, Parts, SafeRoot, mount_points_below
 
 #: whether the restore selects the snapshot path given, inside a selected folder or not
 Selects = Callable[[bytes, bool], bool]
 #: told of each entry deleted (or, in a dry run, to delete): its path, and if it is a folder
 Deleted = Callable[[bytes, bool], None]
+
+MOUNTED = "another file system is mounted there"
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A path ``--delete`` never deletes, nor a folder holding it; ``why`` says what it is."""
+
+    path: str
+    why: str
 
 
 @dataclass(slots=True)
@@ -46,7 +63,6 @@ class _Found:
 
     parts: Parts
     node: Node | None
-    device: int  # the folder's file system: what is deleted in it must be on it
     names: list[bytes]
 
 
@@ -61,13 +77,80 @@ class _Walk:
     whole: bool = True
 
 
+class _Guard:
+    """What is never listed or deleted below the target ``root``: mount points below it (and
+    all below them), what is on another file system, and the ``kept`` entries (and the folders
+    holding them). Each one left alone is one warning."""
+
+    def __init__(self, root: SafeRoot, kept: list[Kept], warn: Callable[[str], None]) -> None:
+        self._root = root
+        self._warn = warn
+        self._device = os.fstat(root.root_fd).st_dev
+        self._paths: dict[Parts, str] = dict.fromkeys(mount_points_below(root.root), MOUNTED)
+        self._folders: dict[tuple[int, int], str] = {}  # (st_dev, st_ino) -> why
+        self._files: dict[tuple[int, int], str] = {}
+        for entry in kept:
+            self._keep(entry)
+        self._warned: set[Parts] = set()
+
+    def _keep(self, entry: Kept) -> None:
+        try:
+            st = os.stat(entry.path)  # what a symlink there points to: the entry used
+        except (OSError, ValueError):
+            return  # not there: nothing to keep
+        identities = self._folders if stat.S_ISDIR(st.st_mode) else self._files
+        identities[(st.st_dev, st.st_ino)] = entry.why
+        real = os.fsencode(os.path.realpath(entry.path))
+        target = self._root.root.rstrip(b"/") + b"/"
+        if (real + b"/").startswith(target):
+            self._paths[tuple(part for part in real[len(target):].split(b"/") if part)] = entry.why
+        elif target.startswith(real.rstrip(b"/") + b"/"):
+            self._paths[()] = entry.why  # the target is inside it: all of it is kept
+
+    def spares_tree(self, parts: Parts) -> bool:
+        """Whether ``parts`` is at or below a mount point or a kept path (warned once)."""
+        for path, why in self._paths.items():
+            if parts[:len(path)] == path:
+                return self._spare(path, why)
+        return False
+
+    def spares_name(self, parts: Parts) -> bool:
+        """Whether ``parts``, in a folder not spared, is a mount point or a kept path."""
+        why = self._paths.get(parts)
+        return why is not None and self._spare(parts, why)
+
+    def spares_folder(self, parts: Parts, listing: Listing) -> bool:
+        """Whether the folder ``parts`` listed is kept, or on another file system."""
+        why = self._folders.get((listing.device, listing.inode))
+        if why is None and listing.device != self._device:
+            why = MOUNTED
+        return why is not None and self._spare(parts, why)
+
+    def spares_file(self, parts: Parts, st: os.stat_result | None = None) -> bool:
+        """Whether the entry ``parts`` (not a folder; ``st``: its lstat) is a kept file."""
+        if not self._files:
+            return False
+        if st is None and (st := self._root.lstat(parts)) is None:
+            return False
+        why = self._files.get((st.st_dev, st.st_ino))
+        return why is not None and self._spare(parts, why)
+
+    def _spare(self, parts: Parts, why: str) -> bool:
+        if parts not in self._warned:
+            self._warned.add(parts)
+            self._warn(f"{os.fsdecode(self._root.path(parts))}: left alone by --delete: {why}")
+        return True
+
+
 class Extras:
     """``root``: the target (None: there is none, so nothing to delete); ``whole``: the
-    snapshot's backed-up paths as components; ``warn``: where problems go."""
+    snapshot's backed-up paths as components; ``warn``: where problems go; ``kept``: what is
+    never deleted."""
 
     def __init__(self, root: SafeRoot | None, whole: list[Parts], selects: Selects,
-                 warn: Callable[[str], None]) -> None:
+                 warn: Callable[[str], None], kept: list[Kept] | None = None) -> None:
         self._root = root
+        self._guard = _Guard(root, kept or [], warn) if root is not None else None
         self._whole = whole
         self._selects = selects
         self._warn = warn
@@ -101,17 +184,39 @@ class Extras:
             self._written.add(parts[:-1])
         if names is None or not written or made:
             return
+        assert self._guard is not None
+        if self._guard.spares_tree(parts):
+            return
         listing = self._listing(parts)
-        if listing is None:
+        if listing is None or self._guard.spares_folder(parts, listing):
             return
         inside = node is not None
         extra = [name for name, _ in listing.entries
                  if name not in names and self._selects(_snapshot_path((*parts, name)), inside)]
         if extra:
-            self._found.append(_Found(parts, node, listing.device, extra))
+            self._found.append(_Found(parts, node, extra))
 
     def _holds_whole(self, parts: Parts) -> bool:
         return any(parts[:len(path)] == path for path in self._whole)
+
+    def clear_in_the_way(self, parts: Parts, deleted: Deleted, *, dry_run: bool) -> bool:
+        """Delete the folder ``parts`` and what the filters select in it, now: the snapshot
+        has a file there. True if it is gone (in a dry run: would be), or there is none."""
+        if self._root is None:
+            return True
+        return self._delete(parts, deleted, dry_run)[1]
+
+    def would_clear(self, parts: Parts, deleted: Deleted) -> None:
+        """A dry run's :meth:`clear_in_the_way`: tell of the folder ``parts``, if one is
+        there, and what in it would be deleted."""
+        if self._root is None:
+            return
+        try:
+            existing = self._root.lstat(parts)
+        except (OSError, UnsafePath):
+            return  # the folder on the way is missing, or a symlink the restore would replace
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            self._delete(parts, deleted, dry_run=True)
 
     # ---- at the end ----------------------------------------------------------------------
 
@@ -120,47 +225,51 @@ class Extras:
         folders something was deleted in: their times are to be set again."""
         changed = []
         for found in self._found:
-            told = sum(self._delete((*found.parts, name), found.device, deleted, dry_run)
+            told = sum(self._delete((*found.parts, name), deleted, dry_run)[0]
                        for name in found.names)
             if told and found.node is not None:
                 changed.append((found.parts, found.node))
         self._found.clear()
         return changed
 
-    def _delete(self, parts: Parts, device: int, deleted: Deleted, dry_run: bool) -> int:
-        """Delete the entry ``parts`` of a folder on ``device``; the number of entries told
-        of."""
-        assert self._root is not None
+    def _delete(self, parts: Parts, deleted: Deleted, dry_run: bool) -> tuple[int, bool]:
+        """Delete the entry ``parts``: the number of entries told of, and whether it is gone
+        (or was not there)."""
+        assert self._root is not None and self._guard is not None
+        if self._guard.spares_tree(parts):
+            return 0, False
         try:
             existing = self._root.lstat(parts)
         except (OSError, UnsafePath) as exc:
             self._warn(f"{os.fsdecode(self._path(parts))}: cannot delete: {_why(exc)}")
-            return 0
+            return 0, False
         if existing is None:
-            return 0  # gone meanwhile
+            return 0, True  # gone meanwhile
         if stat.S_ISDIR(existing.st_mode):
-            return self._delete_folder(parts, device, deleted, dry_run)
-        if not self._remove(parts, dry_run):
-            return 0
+            return self._delete_folder(parts, deleted, dry_run)
+        if self._guard.spares_file(parts, existing) or not self._remove(parts, dry_run):
+            return 0, False
         deleted(self._path(parts), False)
-        return 1
+        return 1, True
 
-    def _delete_folder(self, top: Parts, device: int, deleted: Deleted, dry_run: bool) -> int:
-        """Delete the folder ``top`` (on ``device``) and what the filters select in it,
-        children first (one folder open at a time: no limit on the depth); tell of the top-most
-        entries gone, and return how many."""
-        told = 0
-        stack = [_Walk(top, self._children(top, device))]
+    def _delete_folder(self, top: Parts, deleted: Deleted, dry_run: bool) -> tuple[int, bool]:
+        """Delete the folder ``top`` and what the filters select in it, children first (one
+        folder open at a time: no limit on the depth); tell of the top-most entries gone, and
+        return how many, and whether ``top`` went too."""
+        assert self._guard is not None
+        told, gone = 0, False
+        stack = [_Walk(top, self._children(top))]
         while stack:
             walk = stack[-1]
             if walk.children:
                 name, is_dir = walk.children.pop()
                 child = (*walk.parts, name)
-                if not self._selects(_snapshot_path(child), True):
-                    walk.whole = False  # left out by the filters: kept
+                if (not self._selects(_snapshot_path(child), True)  # left out by the filters
+                        or self._guard.spares_name(child)):
+                    walk.whole = False
                 elif is_dir:
-                    stack.append(_Walk(child, self._children(child, device)))
-                elif self._remove(child, dry_run):
+                    stack.append(_Walk(child, self._children(child)))
+                elif not self._guard.spares_file(child) and self._remove(child, dry_run):
                     walk.gone.append((child, False))
                 else:
                     walk.whole = False
@@ -171,23 +280,20 @@ class Extras:
                 if parent is not None:
                     parent.gone.append((walk.parts, True))
                     continue
-                walk.gone = [(walk.parts, True)]
+                walk.gone, gone = [(walk.parts, True)], True
             elif parent is not None:
                 parent.whole = False
             for parts, is_dir in walk.gone:  # top-most: the folder holding each one stays
                 deleted(self._path(parts), is_dir)
             told += len(walk.gone)
-        return told
+        return told, gone
 
-    def _children(self, parts: Parts, device: int) -> list[tuple[bytes, bool]] | None:
+    def _children(self, parts: Parts) -> list[tuple[bytes, bool]] | None:
         """The entries of the folder ``parts`` to delete; None (with a warning) if it cannot
-        be listed, or another file system is mounted on it."""
+        be listed, is kept, or another file system is mounted on it."""
+        assert self._guard is not None
         listing = self._listing(parts)
-        if listing is None:
-            return None
-        if listing.device != device:
-            self._warn(f"{os.fsdecode(self._path(parts))}: not deleted: another file system "
-                       "is mounted there")
+        if listing is None or self._guard.spares_folder(parts, listing):
             return None
         return listing.entries
 

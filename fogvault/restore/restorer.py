@@ -31,7 +31,9 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
 
 With ``delete``, the plan lists the restored folders as it leaves them, and what they hold
 beyond the snapshot is deleted after the last content is written and before the folders set at
-the very end, only if every entry was restored in full (``extras``).
+the very end, only if every entry was restored in full (``extras``). A folder where the
+snapshot has a file or link is the exception: it is deleted (as an extra folder is) when the
+plan meets it, as the entry cannot be restored otherwise.
 
 A restored path is always the snapshot's absolute path re-rooted below the target. Progress
 totals grow batch by batch, as files are planned.
@@ -52,6 +54,7 @@ from fogvault.errors import DestinationUnwritable, IntegrityError, UnsafePath, U
 from fogvault.hardlinks import Hardlinks
 from fogvault.heap import release_free_memory
 from fogvault.patterns import PathPatterns, pattern_warnings
+from fogvault.repo.cache import default_cache_dir
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.repository import Repository, is_damage
 from fogvault.repo.snapshot import Snapshot
@@ -64,12 +67,13 @@ from fogvault.restore.content import (
     not_restored,
     set_metadata,
 )
-from fogvault.restore.extras import Deleted, Extras
+from fogvault.restore.extras import Deleted, Extras, Kept
 from fogvault.restore.progress import RestoreProgress
 from fogvault.restore.safefs import Parts, SafeRoot
 from fogvault.restore.workers import WorkerSetup, WriterProcesses
 from fogvault.sizes import counted
 from fogvault.storage import ObjectNotFound
+from fogvault.storage.local import LocalStorage
 from fogvault.warning_list import WarningList
 
 log = logging.getLogger("fogvault")
@@ -88,6 +92,12 @@ class RestoreOptions:
     overwrite: str = "always"
     #: delete what the snapshot does not have from the folders restored (see extras)
     delete: bool = False
+    #: ...even if the backup could not read some files: the snapshot lacks them, so they are
+    #: deleted too (without it, such a snapshot is refused for delete)
+    delete_unreadable: bool = False
+    #: what delete never deletes, besides the repository's local folders and the cache
+    #: (the CLI's password file)
+    keep: list[Kept] = field(default_factory=list)
     verify: bool = False
     dry_run: bool = False
     workers: int | None = None  # spans fetched at once (None: see _fetch_threads)
@@ -121,6 +131,13 @@ class Restorer:
         """``deleted`` is told of each entry ``options.delete`` deletes (or would)."""
         if options.overwrite not in OVERWRITE_MODES:
             raise UsageError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}")
+        failed = snapshot.summary.files_failed
+        if options.delete and failed and not options.delete_unreadable:
+            raise UsageError(
+                f"--delete refused: the backup of snapshot {snapshot.uid} could not read "
+                f"{counted(failed, 'file')}, which the snapshot therefore lacks, so --delete "
+                "would delete them from the target. Restore without --delete, or add "
+                "--delete-unreadable to delete them too")
         self.repo = repo
         self.snapshot = snapshot
         self.options = options
@@ -350,6 +367,8 @@ class Restorer:
                 if not self._make_room(root, parts, node):
                     self.summary.skipped += 1
                     return
+            elif root is None and self._extras is not None and self.options.overwrite != "never":
+                self._extras.would_clear(parts, self._report_deleted)  # as _make_room would
             self._create(root, parts, node)
         except OSError as exc:
             self._warn_unrestored(not_restored(parts, exc))
@@ -369,16 +388,30 @@ class Restorer:
         if mode == "never":
             return False
         if stat.S_ISDIR(existing.st_mode):
-            try:
-                root.remove(parts)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise  # the caller's warning, or the restore stops (read-only, full)
-                self._warn_unrestored(
-                    f"{os.fsdecode(root.path(parts))}: a non-empty folder is in the way")
-                return False
+            return self._remove_folder(root, parts)
         else:
             root.remove(parts)
+        return True
+
+    def _remove_folder(self, root: SafeRoot, parts: Parts) -> bool:
+        """Remove the folder where the snapshot has another entry; False (with a warning) if
+        it stays. With --delete, it goes with what the filters select in it, as an extra
+        folder does (else no restore could ever replace it); without, only if empty."""
+        if self._extras is not None:
+            if self._extras.clear_in_the_way(parts, self._report_deleted, dry_run=False):
+                return True
+            self._warn_unrestored(f"{os.fsdecode(root.path(parts))}: a folder is in the way "
+                                  "where the snapshot has no folder, and --delete could not "
+                                  "delete all of it")
+            return False
+        try:
+            root.remove(parts)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise  # the caller's warning, or the restore stops (read-only, full)
+            self._warn_unrestored(
+                f"{os.fsdecode(root.path(parts))}: a non-empty folder is in the way")
+            return False
         return True
 
     def _keeps_links(self, root: SafeRoot, parts: Parts, node: Node, existing: os.stat_result
@@ -453,7 +486,20 @@ class Restorer:
     def _find_extras(self, root: SafeRoot | None) -> Extras | None:
         if not self.options.delete:
             return None
-        return Extras(root, Extras.backed_up(self.snapshot.paths), self._deletes, self._warn)
+        return Extras(root, Extras.backed_up(self.snapshot.paths), self._deletes, self._warn,
+                      self._kept())
+
+    def _kept(self) -> list[Kept]:
+        """What --delete never deletes: the repository's local folders, its cache folder (the
+        one in use, and the default one), and ``options.keep``. A backup that excluded them
+        made a snapshot without them, which restoring in place would otherwise delete."""
+        kept = [Kept(str(target.raw.root), "a folder of the repository")
+                for target in self.repo.targets.targets if isinstance(target.raw, LocalStorage)]
+        caches = [default_cache_dir()]
+        if self.repo.cache is not None:
+            caches.append(self.repo.cache.root.parent)
+        kept += [Kept(str(cache), "the cache folder") for cache in caches]
+        return kept + self.options.keep
 
     def _deletes(self, path: bytes, inside_match: bool) -> bool:
         """Whether --delete may delete ``path``, which the snapshot lacks: if it would be

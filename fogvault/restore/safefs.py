@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import threading
 from collections import OrderedDict
@@ -27,6 +28,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 class Listing(NamedTuple):
     device: int  # the folder's file system
+    inode: int  # the folder's, with ``device`` its identity
     entries: list[tuple[bytes, bool]]  # name, and whether it is a folder (a symlink is not)
 
 
@@ -210,7 +212,8 @@ class SafeRoot:
     def listing(self, parts: Parts) -> Listing:
         """What the folder ``parts`` holds."""
         with self.open_dir(parts) as dir_fd, os.scandir(dir_fd) as found:
-            return Listing(os.fstat(dir_fd).st_dev,
+            st = os.fstat(dir_fd)
+            return Listing(st.st_dev, st.st_ino,
                            [(os.fsencode(entry.name), entry.is_dir(follow_symlinks=False))
                             for entry in found])
 
@@ -227,4 +230,28 @@ class SafeRoot:
                 os.unlink(name, dir_fd=dir_fd)
 
 
-__all__ = ["Listing", "Parts", "SafeRoot", "UnsafePath"]
+MOUNTINFO = "/proc/self/mountinfo"
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
+
+
+def mount_points_below(root: bytes, mountinfo: str = MOUNTINFO) -> set[Parts]:
+    """The mount points strictly below the folder ``root`` (a real path), as components below
+    it: field 5 of each line of ``mountinfo``, whose octal escapes (``\\040`` for a space) are
+    decoded. A bind mount from the same file system is one of them, although its ``st_dev`` is
+    the same. Empty if ``mountinfo`` cannot be read (not Linux): callers compare ``st_dev``."""
+    try:
+        with open(mountinfo, "rb") as lines:
+            points = [line.split(b" ")[4] for line in lines if line.count(b" ") >= 4]
+    except OSError:
+        return set()
+    prefix = root.rstrip(b"/") + b"/"
+    below = set()
+    for point in points:
+        path = _OCTAL_ESCAPE.sub(lambda m: bytes([int(m[1], 8)]), point)
+        if path.startswith(prefix):
+            below.add(tuple(part for part in path[len(prefix):].split(b"/") if part))
+    below.discard(())
+    return below
+
+
+__all__ = ["Listing", "Parts", "SafeRoot", "UnsafePath", "mount_points_below"]

@@ -22,6 +22,7 @@ from fogvault.repo.repository import Repository
 from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
 from tests.restore.test_damaged_data import _chunks, _flip
 from tests.restore.test_restore_options import ALL, FILES, MTIME_NS, Backed, listing
+from tests.restore.test_safefs import TMPFS, mounted
 
 # Root without the override capabilities, so that file modes apply (as in tests/jobs).
 AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
@@ -402,7 +403,7 @@ def test_cli_a_file_system_mounted_on_a_folder_to_delete_is_left_alone(
     stderr = done.stderr.decode()
     assert done.returncode == 3, stderr
     assert stderr.splitlines() == [
-        f"warning: {root}/disk: not deleted: another file system is mounted there",
+        f"warning: {root}/disk: left alone by --delete: another file system is mounted there",
         "still there"]
     assert not (root / "extra").exists()
 
@@ -441,19 +442,203 @@ def test_a_restore_that_cannot_write_a_file_in_full_deletes_nothing(
         "--delete deleted nothing: 1 entry of the snapshot could not be restored in full")
 
 
-def test_a_non_empty_folder_in_the_way_deletes_nothing(backed: Backed, tmp_path: Path) -> None:
-    """--overwrite always keeps a non-empty folder where the snapshot has a file (as without
-    --delete): that file is not restored, so nothing is deleted."""
-    target = tmp_path / "out"
-    root = _restored(backed, target)
+def _folder_in_the_way(root: Path) -> None:
+    """A non-empty folder where the snapshot has the file notes.txt, and an extra file."""
     (root / "notes.txt").unlink()
-    (root / "notes.txt").mkdir()
-    (root / "notes.txt" / "inside").write_bytes(b"i")
+    (root / "notes.txt" / "sub").mkdir(parents=True)
+    (root / "notes.txt" / "sub" / "inside").write_bytes(b"i")
+    (root / "notes.txt" / "mine.keep").write_bytes(b"k")
     (root / "extra").write_bytes(b"x")
 
-    summary = backed.restore(target, delete=True)
 
-    assert summary.deleted == 0
-    assert (root / "extra").exists() and (root / "notes.txt" / "inside").exists()
-    assert summary.warnings[0].endswith("notes.txt: a non-empty folder is in the way")
+def test_a_non_empty_folder_in_the_way_is_deleted_as_an_extra(backed: Backed,
+                                                              tmp_path: Path) -> None:
+    """--overwrite always with --delete: the folder where the snapshot has a file goes (told
+    of, as any extra folder), the file is restored, and the rest is deleted as usual; a dry
+    run tells of it too. Without that, no restore could ever bring the file back."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    _folder_in_the_way(root)
+    told: list[tuple[bytes, bool]] = []
+
+    def restore(**options: Any) -> RestoreSummary:
+        told.clear()
+        return Restorer(backed.repo, backed.snapshot,
+                        RestoreOptions(target=str(target), delete=True, **options),
+                        deleted=lambda path, is_dir: told.append((path, is_dir))).run()
+
+    dry = restore(dry_run=True)
+    assert sorted(told) == [(bytes(root / "extra"), False), (bytes(root / "notes.txt"), True)]
+    assert dry.deleted == 2 and (root / "notes.txt" / "sub" / "inside").exists()
+
+    summary = restore()
+
+    assert summary.warnings == []
+    assert sorted(told) == [(bytes(root / "extra"), False), (bytes(root / "notes.txt"), True)]
+    assert summary.deleted == 2
+    assert listing(root) == ALL
+
+
+def test_a_folder_in_the_way_that_cannot_go_whole_is_named_and_deletes_nothing(
+    backed: Backed, tmp_path: Path
+) -> None:
+    """What the excludes leave out of that folder stays, so the folder stays: the warning names
+    it, the file is not restored, and nothing else is deleted (as for any entry not restored)."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    _folder_in_the_way(root)
+
+    summary = backed.restore(target, delete=True, excludes=["*.keep"])
+
+    assert summary.warnings[0] == (f"{root}/notes.txt: a folder is in the way where the "
+                                   "snapshot has no folder, and --delete could not delete all "
+                                   "of it")
     assert summary.warnings[1].startswith("--delete deleted nothing: 1 entry")
+    assert (root / "extra").exists() and (root / "notes.txt" / "mine.keep").exists()
+    assert summary.deleted == 1 and not (root / "notes.txt" / "sub").exists()
+
+
+def test_without_delete_a_non_empty_folder_in_the_way_stays(backed: Backed,
+                                                            tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    _folder_in_the_way(root)
+
+    summary = backed.restore(target)
+
+    assert summary.warnings == [f"{root}/notes.txt: a non-empty folder is in the way"]
+    assert (root / "notes.txt" / "sub" / "inside").exists()
+
+
+# ---- mounts -------------------------------------------------------------------------------
+
+
+def test_a_file_system_mounted_on_a_restored_folder_is_left_alone(backed: Backed,
+                                                                 tmp_path: Path) -> None:
+    """The snapshot has docs, but what is mounted there is another file system: the restore
+    writes in it, --delete lists and deletes nothing there (one warning)."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (root / "extra").write_bytes(b"x")
+    with mounted(root / "docs", *TMPFS):
+        (root / "docs" / "backup.img").write_bytes(b"precious")
+
+        summary = backed.restore(target, delete=True)
+
+        assert (root / "docs" / "backup.img").read_bytes() == b"precious"
+        assert (root / "docs" / "a.txt").read_bytes() == FILES["docs/a.txt"]
+    assert summary.warnings == [
+        f"{root}/docs: left alone by --delete: another file system is mounted there"]
+    assert summary.deleted == 1 and not (root / "extra").exists()
+
+
+@pytest.mark.parametrize("folder", ["img", "extra-dir"], ids=["restored", "extra"])
+def test_a_bind_mount_from_the_same_file_system_is_left_alone(
+    backed: Backed, tmp_path: Path, fogvault: Callable[..., Any], folder: str
+) -> None:
+    """A folder outside the target bound onto a restored or an extra folder (the same st_dev
+    as the target): nothing in it is deleted, one warning, exit 3; the rest is deleted."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (root / "extra-dir").mkdir()
+    (root / "extra").write_bytes(b"x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_bytes(b"keep me")
+    with mounted(root / folder, "--bind", str(outside)):
+        done = _cli(fogvault, backed, target, "--delete")
+    assert (outside / "precious").read_bytes() == b"keep me"
+    stderr = done.stderr.decode()
+    assert done.returncode == 3, stderr
+    assert stderr.splitlines() == [
+        f"warning: {root}/{folder}: left alone by --delete: another file system is mounted "
+        "there"]
+    assert not (root / "extra").exists()
+
+
+# ---- what FogVault needs, and what the backup could not read --------------------------------
+
+
+def test_cli_restoring_in_place_keeps_the_repository_cache_and_password_file(
+    tmp_path: Path, fogvault: Callable[..., Any]
+) -> None:
+    """The repository, the cache (the one in use and the default one) and the password file
+    lie in the source and were excluded from the backup: restoring in place with --delete
+    deletes what else the backup excluded, never them (nor the folder holding the password
+    file), one warning each, exit 3. The repository still works afterwards."""
+    src = tmp_path / "src"
+    (src / "secret").mkdir(parents=True)
+    (src / "kept.txt").write_bytes(b"k")
+    (src / "secret" / "pw").write_bytes(PASSWORD + b"\n")
+    (src / "secret" / "other").write_bytes(b"o")
+    (src / "junk").mkdir()
+    (src / "junk" / "f").write_bytes(b"j")
+    (src / "xdg" / "fogvault").mkdir(parents=True)
+    (src / "xdg" / "fogvault" / "old").write_bytes(b"c")
+    repo, pw = src / "repo", src / "secret" / "pw"
+    common = ["-r", str(repo), "--password-file", str(pw), "--cache-dir", str(src / "cache")]
+    env = {"XDG_CACHE_HOME": str(src / "xdg"), "FOGVAULT_PASSWORD": ""}
+    assert fogvault(*common, "init", "--kdf", "interactive", env=env).returncode == 0
+    backup = fogvault(*common, "backup", *(f"--exclude={src / name}" for name in (
+        "repo", "cache", "secret", "junk", "xdg")), str(src), env=env)
+    assert backup.returncode == 0, backup.stderr.decode()
+
+    done = fogvault(*common, "restore", "latest", "-t", "/", "--delete", env=env)
+
+    stderr = done.stderr.decode()
+    assert done.returncode == 3, stderr
+    assert sorted(stderr.splitlines()) == sorted([
+        f"warning: {src}/cache: left alone by --delete: the cache folder",
+        f"warning: {repo}: left alone by --delete: a folder of the repository",
+        f"warning: {pw}: left alone by --delete: the password file",
+        f"warning: {src}/xdg/fogvault: left alone by --delete: the cache folder"])
+    assert sorted(os.listdir(src)) == ["cache", "kept.txt", "repo", "secret", "xdg"]
+    assert os.listdir(src / "secret") == ["pw"]
+    assert (src / "xdg" / "fogvault" / "old").exists()
+    check = fogvault(*common, "check", env=env)
+    assert check.returncode == 0, check.stderr.decode()
+
+
+def test_cli_a_snapshot_whose_backup_could_not_read_files_refuses_delete(
+    make_repo: Callable[..., Repository], tmp_path: Path, fogvault: Callable[..., Any]
+) -> None:
+    """What the backup failed to read is not in the snapshot, so --delete would delete it:
+    refused (exit 2, saying why) unless --delete-unreadable is given."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "file").write_bytes(b"f")
+    result = Archiver(repo, BackupOptions()).run([str(src), str(tmp_path / "gone")])
+    assert result.snapshot.summary.files_failed == 1
+    target = tmp_path / "out"
+    (target / str(src).lstrip("/")).mkdir(parents=True)
+    (target / str(src).lstrip("/") / "unread").write_bytes(b"u")
+
+    refused = fogvault("-r", repo.targets.urls[0], "restore", "latest", "-t", str(target),
+                       "--delete")
+
+    assert refused.returncode == 2, refused.stderr.decode()
+    assert "could not read 1 file" in refused.stderr.decode()
+    assert "--delete-unreadable" in refused.stderr.decode()
+    assert (target / str(src).lstrip("/") / "unread").exists()
+    forced = fogvault("-r", repo.targets.urls[0], "restore", "latest", "-t", str(target),
+                      "--delete", "--delete-unreadable")
+    assert forced.returncode == 0, forced.stderr.decode()
+    assert not (target / str(src).lstrip("/") / "unread").exists()
+
+
+def test_cli_delete_needs_the_target_given(backed: Backed, tmp_path: Path,
+                                          fogvault: Callable[..., Any]) -> None:
+    """Without -t, --delete would delete in the current folder (here, restoring the source's
+    folder there as its root): a usage error, before the password is asked for."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "mine").write_bytes(b"m")
+    url = backed.repo.targets.urls[0]
+
+    for env in ({}, {"FOGVAULT_PASSWORD": ""}):
+        done = fogvault("-r", url, "restore", f"latest:{backed.src}", "--delete", cwd=here,
+                        env=env)
+        assert done.returncode == 2, done.stderr.decode()
+        assert "--delete needs the target given with -t/--target" in done.stderr.decode()
+    assert (here / "mine").read_bytes() == b"m"

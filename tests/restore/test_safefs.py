@@ -1,17 +1,22 @@
 """SafeRoot's cache of folder descriptors under restore's concurrent writers: a descriptor
 evicted while a file is being opened in it stays open until that open is done, and none
-leaks."""
+leaks. The mount points below a target, from the real /proc/self/mountinfo."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fogvault.errors import UnsafePath
-from fogvault.restore.safefs import SafeRoot
+from fogvault.restore.safefs import SafeRoot, mount_points_below
+
+TMPFS = ("-t", "tmpfs", "none")
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
@@ -108,3 +113,37 @@ def test_remove_refuses_a_name_that_is_not_one_entry_of_its_folder(
     finally:
         root.close()
     assert (tmp_path / "target" / "a" / "b").is_dir()
+
+
+@contextlib.contextmanager
+def mounted(point: Path, *how: str) -> Iterator[Path]:
+    """``mount *how point`` (``TMPFS``, or ``--bind SOURCE``; tests run as root), unmounted on
+    the way out whatever happens."""
+    subprocess.run(["mount", *how, str(point)], check=True, capture_output=True)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
+
+
+def test_mount_points_below_a_folder(tmp_path: Path) -> None:
+    """Mount points strictly below the root, as components: a name with a space and a tab
+    (escaped in mountinfo as \\040, \\011), a bind mount of a folder,
+    nested ones; neither the root itself, nor one beside it."""
+    root = tmp_path / "target"
+    for folder in (root, tmp_path / "beside", tmp_path / "source"):
+        folder.mkdir()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mounted(root, *TMPFS))
+        for folder in ("a b\tc", "bind", "other"):
+            (root / folder).mkdir()
+        stack.enter_context(mounted(root / "a b\tc", *TMPFS))
+        stack.enter_context(mounted(root / "bind", "--bind", str(tmp_path / "source")))
+        stack.enter_context(mounted(root / "other", *TMPFS))
+        (root / "other" / "nested").mkdir()
+        stack.enter_context(mounted(root / "other" / "nested", *TMPFS))
+        stack.enter_context(mounted(tmp_path / "beside", *TMPFS))
+
+        found = mount_points_below(os.fsencode(root))
+
+    assert found == {(b"a b\tc",), (b"bind",), (b"other",), (b"other", b"nested")}
