@@ -2,7 +2,8 @@
 
 The mount point is checked, and FUSE looked for, before the repository is opened, so that
 those mistakes cost no password prompt. Ctrl-C or SIGTERM unmounts and exits 130 as an
-interrupted command does; an unmount from outside (``fusermount -u``) ends it with 0.
+interrupted command does (a mount in use is detached and served until its last user leaves;
+a second Ctrl-C stops it at once); an unmount from outside (``fusermount -u``) ends it with 0.
 """
 
 from __future__ import annotations

@@ -10,8 +10,11 @@ the CLI blocked there. The calling thread waits, and so stays where Python deliv
 - ``KeyboardInterrupt`` (Ctrl-C; the CLI turns SIGTERM and SIGHUP into it, and so does
   :func:`serve` itself for a SIGTERM or SIGHUP left at its default in the main thread): the
   mount point is unmounted, the loop ends, and the exception goes on. A mount still in use
-  (a shell inside it) cannot be unmounted at once: it is detached (``fusermount -u -z``), with
-  a warning, and goes away when the last user leaves it.
+  (a shell inside it, a file open) cannot be unmounted at once: it is detached
+  (``fusermount -u -z``: new users no longer find it), with a warning, and goes on serving
+  those inside it, holding the lock, until the last one leaves; the kernel then ends the loop,
+  and the exception goes on. Another ``KeyboardInterrupt`` meanwhile stops it at once, with a
+  warning: what is open in it then fails (ENOTCONN), and the lock goes.
 
 libfuse installs its own handlers for SIGINT, SIGTERM and SIGHUP only where they are at their
 default, in which case a signal would stop its loop only at the next request: hence the
@@ -39,7 +42,7 @@ log = logging.getLogger("fogvault")
 
 FUSE_DEVICE = "/dev/fuse"
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-POLL_S = 0.5  # how often the waiting thread looks at the loop (signals interrupt the wait)
+POLL_S = 0.5  # how often the waiting thread looks at a loop starting (signals interrupt waits)
 LOOP_END_S = 10.0  # how long an unmount may take to end the loop before serve gives up on it
 
 
@@ -80,8 +83,8 @@ def require_fuse() -> ModuleType:
 def serve(repo: Repository, mountpoint: str, options: MountOptions | None = None,
           on_ready: Callable[[SnapshotView], None] | None = None) -> None:
     """Show the snapshots of ``repo`` at ``mountpoint`` until it is unmounted, or until
-    ``KeyboardInterrupt`` (which unmounts, and is raised again). ``on_ready`` is called once
-    the kernel has the mount."""
+    ``KeyboardInterrupt`` (which unmounts, or detaches a mount in use and serves it until it is
+    left, and is raised again). ``on_ready`` is called once the kernel has the mount."""
     check_mountpoint(mountpoint)
     fuse_ops = require_fuse()
     with repo.lock(writes=False):
@@ -99,6 +102,10 @@ class _Session:
         self.view = view
         self.mountpoint = mountpoint
         self.ready = threading.Event()
+        # Set when the loop has ended. Not Thread.is_alive: on Python 3.11 a KeyboardInterrupt
+        # in Thread.join marks a running thread as stopped (the bpo-45274 handler releases the
+        # lock the thread holds while it runs), so that an interrupted mount was not waited for.
+        self.ended = threading.Event()
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._loop, name="fuse", daemon=True)
 
@@ -106,13 +113,12 @@ class _Session:
         self.thread.start()
         try:
             while not self.ready.wait(POLL_S):
-                if not self.thread.is_alive():
+                if self.ended.is_set():
                     raise FogVaultError(f"could not mount at {self.mountpoint}: "
                                         f"{_why(self.failure)}")
             if on_ready is not None:
                 on_ready(self.view)
-            while self.thread.is_alive():
-                self.thread.join(POLL_S)
+            self.ended.wait()  # a signal's KeyboardInterrupt interrupts it
         except BaseException:
             self._stop()
             raise
@@ -129,20 +135,36 @@ class _Session:
                 errors=self.fuse_ops.ERRORS)
         except BaseException as exc:  # told by run(): a thread's exception would print itself
             self.failure = exc
+        finally:
+            self.ended.set()
 
     def _stop(self) -> None:
         """Unmount, once the mount is there if it is on its way (an interrupt while libfuse
         mounts), and let the loop end."""
         deadline = time.monotonic() + LOOP_END_S
-        while not self.ready.is_set() and self.thread.is_alive() and time.monotonic() < deadline:
+        while not self.ready.is_set() and not self.ended.is_set() and time.monotonic() < deadline:
             self.ready.wait(0.05)
         if not self.ready.is_set():
             return  # never mounted: libfuse gave up, or is stuck before mounting
-        if not unmount(self.mountpoint):
+        if unmount(self.mountpoint):
+            self.ended.wait(LOOP_END_S)
+        elif unmount(self.mountpoint, lazy=True):
+            self._serve_until_left()
+        else:
             log.warning("could not unmount %s: unmount it with 'fusermount -u %s'",
                         self.mountpoint, self.mountpoint)
-            return
-        self.thread.join(LOOP_END_S)
+
+    def _serve_until_left(self) -> None:
+        """Wait for the loop of a detached mount, which ends when its last user leaves it
+        (or for another ``KeyboardInterrupt``)."""
+        try:
+            log.warning("%s is in use: detached, it goes on serving what is open in it until "
+                        "the last user leaves (interrupt again to stop now)", self.mountpoint)
+            self.ended.wait()
+        except KeyboardInterrupt:
+            log.warning("stopped while %s was in use: what is open in it fails from now on",
+                        self.mountpoint)
+            raise
 
 
 def _why(failure: BaseException | None) -> str:
@@ -151,18 +173,11 @@ def _why(failure: BaseException | None) -> str:
     return f"{type(failure).__name__}: {failure}" if failure else "libfuse stopped"
 
 
-def unmount(mountpoint: str) -> bool:
-    """Unmount ``mountpoint``, or if it is busy detach it (lazily, with a warning). False if
-    neither worked."""
-    for lazy in (False, True):
-        for command in _unmount_commands(lazy):
-            done = subprocess.run([*command, mountpoint], capture_output=True, check=False)
-            if done.returncode == 0:
-                if lazy:
-                    log.warning("%s is in use: detached, it goes away when no longer used",
-                                mountpoint)
-                return True
-    return False
+def unmount(mountpoint: str, *, lazy: bool = False) -> bool:
+    """Unmount ``mountpoint``; ``lazy``: detach it even if it is in use (it goes away when the
+    last user leaves it). False if no command could (one in use, unless ``lazy``)."""
+    return any(subprocess.run([*command, mountpoint], capture_output=True, check=False)
+               .returncode == 0 for command in _unmount_commands(lazy))
 
 
 def _unmount_commands(lazy: bool) -> list[list[str]]:

@@ -1,6 +1,7 @@
 """How a mount starts and ends: SIGTERM, Ctrl-C and SIGHUP unmount and exit 130 as an
-interrupted command does, an unmount from outside exits 0, the lock goes with the mount; and
-what keeps it from starting, each one line with its exit code, never a traceback."""
+interrupted command does (a mount in use is served until left, unless interrupted again), an
+unmount from outside exits 0, the lock goes with the mount; and what keeps it from starting,
+each one line with its exit code, never a traceback."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.mount.mounting import is_mounted
+from tests.mount.mounting import MountProcess, is_mounted, wait_until
 
 
 @pytest.fixture
@@ -35,6 +38,14 @@ def test_a_signal_unmounts_and_exits_as_an_interrupted_command(repo: Path, start
     assert os.listdir(repo / "locks") == []
 
 
+def test_no_lock_mounts_without_a_lock(repo: Path, start_mount) -> None:
+    """For read-only targets; a prune elsewhere may then repack what the mount reads (the
+    view reads a repacked blob again after reloading the index)."""
+    mount = start_mount("--no-lock", "-r", "repo").wait_mounted()
+    assert os.listdir(mount.point / "snapshots") and os.listdir(repo / "locks") == []
+    assert mount.stop() == 130
+
+
 def test_an_unmount_from_outside_ends_it_with_0(repo: Path, start_mount) -> None:
     mount = start_mount("-r", "repo").wait_mounted()
     subprocess.run(["fusermount", "-u", str(mount.point)], check=True)
@@ -43,18 +54,68 @@ def test_an_unmount_from_outside_ends_it_with_0(repo: Path, start_mount) -> None
     assert os.listdir(repo / "locks") == []
 
 
-def test_a_mount_in_use_is_detached_when_stopped(repo: Path, start_mount,
-                                                 tmp_path: Path) -> None:
-    mount = start_mount("-r", "repo").wait_mounted()
-    inside = subprocess.Popen(["sleep", "60"], cwd=mount.point / "ids")
+# A user of the mount: a file open, then (at each line on stdin) a read of it and a listing.
+_USER = """
+import os, sys
+opened = open("f")
+print("open", flush=True)
+for _ in sys.stdin:
     try:
-        assert mount.stop() == 130
+        print(opened.read(), os.listdir("."), flush=True)
+        opened.seek(0)
+    except OSError as exc:
+        print(exc.strerror, flush=True)
+"""
+
+
+@pytest.fixture
+def user_inside(repo: Path, start_mount) -> Iterator[tuple[MountProcess, subprocess.Popen]]:
+    """A mount, and a process inside it with a file open."""
+    mount = start_mount("-r", "repo").wait_mounted()
+    [uid] = os.listdir(mount.point / "ids")
+    inside = mount.point / "ids" / uid / str(repo.parent / "src").lstrip("/")
+    user = subprocess.Popen([sys.executable, "-c", _USER], cwd=inside, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert user.stdout.readline() == "open\n"
+        yield mount, user
     finally:
-        inside.kill()
-        inside.wait()
-    assert not is_mounted(mount.point)
-    assert mount.stderr == (f"warning: {mount.point} is in use: detached, it goes away when "
-                            "no longer used\ninterrupted\n")
+        user.kill()
+        user.wait()
+
+
+def _ask(user: subprocess.Popen) -> str:
+    user.stdin.write("\n")
+    user.stdin.flush()
+    return user.stdout.readline()
+
+
+def test_a_mount_in_use_is_detached_and_serves_its_users_until_they_leave(
+        repo: Path, user_inside: tuple[MountProcess, subprocess.Popen]) -> None:
+    mount, user = user_inside
+    mount.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: not is_mounted(mount.point), "detached")
+    assert _ask(user) == "data ['f']\n"  # still served, with the lock held
+    assert mount.process.poll() is None and os.listdir(repo / "locks")
+    user.stdin.close()
+    assert user.wait(timeout=30) == 0
+    assert mount.process.wait(timeout=30) == 130  # its last user has left
+    assert mount.stderr == (f"warning: {mount.point} is in use: detached, it goes on serving "
+                            "what is open in it until the last user leaves (interrupt again "
+                            "to stop now)\ninterrupted\n")
+    assert os.listdir(repo / "locks") == []
+
+
+def test_a_second_interrupt_stops_a_detached_mount_at_once(
+        repo: Path, user_inside: tuple[MountProcess, subprocess.Popen]) -> None:
+    mount, user = user_inside
+    mount.process.send_signal(signal.SIGINT)
+    wait_until(lambda: "interrupt again" in mount.stderr, "detached")
+    assert mount.stop(signal.SIGINT) == 130
+    assert mount.stderr.endswith(f"warning: stopped while {mount.point} was in use: what is "
+                                 "open in it fails from now on\ninterrupted\n")
+    assert _ask(user) == "Transport endpoint is not connected\n"
+    assert os.listdir(repo / "locks") == []
 
 
 def _one_line(done: subprocess.CompletedProcess) -> str:
