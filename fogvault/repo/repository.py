@@ -702,7 +702,8 @@ class Repository:
         refused to commands that change the repository (``writes``)."""
         if not self.use_locks:
             if writes:
-                raise UsageError("--no-lock is only for commands that read (restore, dump, check)")
+                raise UsageError("--no-lock is only for commands that read (restore, dump, mount, "
+                                 "check)")
             return NoLock()
         hint = "" if writes else "a read-only repository can be read with --no-lock"
         return RepositoryLock(self.lock_store(), exclusive, max(retry_for, self.lock_wait), hint)

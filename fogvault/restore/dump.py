@@ -22,7 +22,6 @@ from typing import BinaryIO
 from fogvault.errors import IntegrityError
 from fogvault.hardlinks import Hardlinks
 from fogvault.parallel import ordered_map
-from fogvault.repo.format import BlobType
 from fogvault.repo.repository import Repository
 from fogvault.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
 from fogvault.treewalk import walk
@@ -36,8 +35,9 @@ _TAR_TYPES = {DIR: tarfile.DIRTYPE, FILE: tarfile.REGTYPE, SYMLINK: tarfile.SYMT
 
 def file_chunks(repo: Repository, node: Node) -> Iterator[bytes]:
     """The contents of a file node, chunk by chunk, each checked against its id."""
-    yield from ordered_map(lambda blob_id: repo.load_blob(blob_id, BlobType.DATA), node.content,
-                           workers=READ_AHEAD)
+    # no type asked for: data and tree blobs share one id space, so a file whose contents
+    # equal a stored tree has that tree's blob as its chunk (restore reads it the same way)
+    yield from ordered_map(repo.load_blob, node.content, workers=READ_AHEAD)
 
 
 def dump_file(repo: Repository, node: Node, out: BinaryIO) -> int:

@@ -226,3 +226,23 @@ def test_a_failed_dump_leaves_an_existing_target_file_as_it_was(fogvault, snapsh
     assert done.returncode == 1
     assert (tmp_path / "notes.txt").read_text() == "my precious notes"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_file_whose_bytes_are_a_stored_tree_dumps(make_repo, tmp_path):
+    """Data and tree blobs share one id space: a file holding exactly an empty folder's
+    encoding, backed up after that folder, has the folder's tree blob as its chunk."""
+    from fogvault.backup.archiver import Archiver, BackupOptions
+    from fogvault.repo.tree import Tree
+    from fogvault.restore.dump import dump_file
+    from fogvault.treewalk import lookup
+
+    repo = make_repo()
+    (tmp_path / "empty").mkdir()
+    Archiver(repo, BackupOptions()).run([str(tmp_path / "empty")])
+    (tmp_path / "tree.json").write_bytes(Tree().encode())
+    snapshot = Archiver(repo, BackupOptions()).run([str(tmp_path / "tree.json")]).snapshot
+    node, _ = lookup(repo, snapshot.tree, os.fsencode(tmp_path / "tree.json"))
+    assert repo.index.get(node.content[0]).blob_type.name == "TREE"
+    out = io.BytesIO()
+    dump_file(repo, node, out)
+    assert out.getvalue() == Tree().encode()
