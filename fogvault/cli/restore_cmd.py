@@ -142,7 +142,10 @@ def _list_deletion(out: Printer, progress: RestoreProgress, dry_run: bool
 
 def _check_delete(delete: bool, delete_unreadable: bool, target: str | None) -> None:
     """--delete in the current folder by default would empty whatever folder one stands in:
-    it needs the target named."""
+    it needs the target named. An empty -t (an unset shell variable) names no folder: it is
+    refused for every restore, not taken as the current folder."""
+    if target is not None and not target.strip():
+        raise UsageError("-t/--target is empty: give the folder to restore below")
     if delete and target is None:
         raise UsageError("--delete needs the target given with -t/--target: it deletes there "
                          "what the snapshot does not have")

@@ -642,3 +642,22 @@ def test_cli_delete_needs_the_target_given(backed: Backed, tmp_path: Path,
         assert done.returncode == 2, done.stderr.decode()
         assert "--delete needs the target given with -t/--target" in done.stderr.decode()
     assert (here / "mine").read_bytes() == b"m"
+
+
+@pytest.mark.parametrize("target", ["", " "], ids=["empty", "blank"])
+@pytest.mark.parametrize("delete", [["--delete"], []], ids=["delete", "plain"])
+def test_cli_an_empty_target_is_a_usage_error(backed: Backed, tmp_path: Path,
+                                              fogvault: Callable[..., Any], target: str,
+                                              delete: list[str]) -> None:
+    """``-t "$UNSET"`` names no folder: refused (exit 2) for every restore, never taken as the
+    current folder, which --delete would empty."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "mine").write_bytes(b"m")
+
+    done = fogvault("-r", backed.repo.targets.urls[0], "restore", f"latest:{backed.src}",
+                    "-t", target, *delete, cwd=here)
+
+    assert done.returncode == 2, done.stderr.decode()
+    assert "-t/--target is empty" in done.stderr.decode()
+    assert os.listdir(here) == ["mine"]
