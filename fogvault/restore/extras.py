@@ -16,6 +16,13 @@ the last copy of one it could not restore (a file moved to another folder since 
 Held until then: the names of the folders being planned (those on the way from the target) and
 the entries found, folder by folder.
 
+A folder where the snapshot has a file or link must make way for it while the plan meets it,
+yet may hold the last copy of what the restore then fails to write: it is only renamed, in
+place and at once, to a hidden name in the same folder (``.NAME.fogvault-in-the-way-PID``), and
+deleted as an extra folder at the end, when every entry was restored in full. Else it stays
+there, with a warning naming both paths. Filters, kept paths and messages see it by its own
+name.
+
 What the backup excluded is not in the snapshot, so it is deleted as restic's is; but never
 what FogVault itself needs (:class:`Kept`: the repository's local folders, the cache folder,
 the password file): such an entry, compared by (``st_dev``, ``st_ino``) and by path, is left
@@ -47,6 +54,9 @@ Selects = Callable[[bytes, bool], bool]
 Deleted = Callable[[bytes, bool], None]
 
 MOUNTED = "another file system is mounted there"
+#: what a folder in the way of a snapshot's file is renamed to, until it is deleted
+ASIDE = b".%s.fogvault-in-the-way-%d"
+_ASIDE_NAME_MAX = 200  # of its own name kept in that one: a name holds at most 255 bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +167,8 @@ class Extras:
         self._names: dict[Parts, frozenset[bytes]] = {}  # of the folders being planned
         self._written: set[Parts] = set()  # folders being planned that something goes into
         self._found: list[_Found] = []
+        self._aside: dict[Parts, Parts] = {}  # folders in the way: where they are -> were
+        self._aside_in: dict[Parts, Node] = {}  # the selected folders holding them
 
     @staticmethod
     def backed_up(paths: list[str]) -> list[Parts]:
@@ -182,6 +194,8 @@ class Extras:
         self._written.discard(parts)
         if written and parts:
             self._written.add(parts[:-1])
+        if node is not None and any(aside[:-1] == parts for aside in self._aside):
+            self._aside_in[parts] = node
         if names is None or not written or made:
             return
         assert self._guard is not None
@@ -192,31 +206,59 @@ class Extras:
             return
         inside = node is not None
         extra = [name for name, _ in listing.entries
-                 if name not in names and self._selects(_snapshot_path((*parts, name)), inside)]
+                 if name not in names and (*parts, name) not in self._aside
+                 and self._selects(_snapshot_path((*parts, name)), inside)]
         if extra:
             self._found.append(_Found(parts, node, extra))
 
     def _holds_whole(self, parts: Parts) -> bool:
         return any(parts[:len(path)] == path for path in self._whole)
 
-    def clear_in_the_way(self, parts: Parts, deleted: Deleted, *, dry_run: bool) -> bool:
-        """Delete the folder ``parts`` and what the filters select in it, now: the snapshot
-        has a file there. True if it is gone (in a dry run: would be), or there is none."""
+    def clear_in_the_way(self, parts: Parts) -> bool:
+        """Move the folder ``parts`` out of the way of the snapshot's file there (see the
+        module's notes): True if it is out of the way, or there is none; False if it is to
+        stay: what the filters leave out, or a kept entry, would keep part of it (checked
+        first, deleting nothing)."""
         if self._root is None:
             return True
-        return self._delete(parts, deleted, dry_run)[1]
+        if not self._goes_whole(parts):
+            return False
+        aside = ASIDE % (parts[-1][:_ASIDE_NAME_MAX], os.getpid())
+        self._aside[self._root.rename(parts, aside)] = parts
+        return True
 
-    def would_clear(self, parts: Parts, deleted: Deleted) -> None:
-        """A dry run's :meth:`clear_in_the_way`: tell of the folder ``parts``, if one is
-        there, and what in it would be deleted."""
+    def would_clear(self, parts: Parts) -> bool:
+        """A dry run's :meth:`clear_in_the_way`: note the folder ``parts``, if one is there
+        and can go whole, to tell at the end of it and what in it would be deleted."""
         if self._root is None:
-            return
+            return True
         try:
             existing = self._root.lstat(parts)
         except (OSError, UnsafePath):
-            return  # the folder on the way is missing, or a symlink the restore would replace
-        if existing is not None and stat.S_ISDIR(existing.st_mode):
-            self._delete(parts, deleted, dry_run=True)
+            return True  # the folder on the way is missing, or a symlink the restore replaces
+        if existing is None or not stat.S_ISDIR(existing.st_mode):
+            return True
+        if not self._goes_whole(parts):
+            return False
+        self._aside[parts] = parts
+        return True
+
+    def _goes_whole(self, parts: Parts) -> bool:
+        """Whether the folder ``parts`` could be deleted whole (a dry run's delete, telling
+        nothing; what it leaves alone is warned of)."""
+        return self._delete(parts, lambda path, is_dir: None, dry_run=True)[1]
+
+    def shown(self, parts: Parts) -> str:
+        """The path of ``parts`` below the target, for messages."""
+        return os.fsdecode(self._path(parts))
+
+    def leave_aside(self) -> None:
+        """Nothing is deleted: warn of each folder moved out of the way, which stays."""
+        for aside, was in self._aside.items():
+            if aside != was:
+                self._warn(f"{os.fsdecode(self._path(was))}: the folder that stood where the "
+                           f"snapshot has a file is kept, as {os.fsdecode(self._path(aside))}")
+        self._aside.clear()
 
     # ---- at the end ----------------------------------------------------------------------
 
@@ -224,6 +266,15 @@ class Extras:
         """Delete the entries found (``dry_run``: only tell of them). Returns the selected
         folders something was deleted in: their times are to be set again."""
         changed = []
+        for aside, was in self._aside.items():
+            told, gone = self._delete(aside, deleted, dry_run)
+            if not gone and not dry_run:
+                self._warn(f"{os.fsdecode(self._path(was))}: the folder that stood where the "
+                           "snapshot has a file could not be deleted whole: what is left of it "
+                           f"is in {os.fsdecode(self._path(aside))}")
+            if told and (folder := self._aside_in.get(aside[:-1])) is not None:
+                changed.append((aside[:-1], folder))
+        self._aside.clear()
         for found in self._found:
             told = sum(self._delete((*found.parts, name), deleted, dry_run)[0]
                        for name in found.names)
@@ -236,7 +287,7 @@ class Extras:
         """Delete the entry ``parts``: the number of entries told of, and whether it is gone
         (or was not there)."""
         assert self._root is not None and self._guard is not None
-        if self._guard.spares_tree(parts):
+        if self._guard.spares_tree(self._named(parts)):
             return 0, False
         try:
             existing = self._root.lstat(parts)
@@ -249,7 +300,7 @@ class Extras:
             return self._delete_folder(parts, deleted, dry_run)
         if self._guard.spares_file(parts, existing) or not self._remove(parts, dry_run):
             return 0, False
-        deleted(self._path(parts), False)
+        deleted(self._path(self._named(parts)), False)
         return 1, True
 
     def _delete_folder(self, top: Parts, deleted: Deleted, dry_run: bool) -> tuple[int, bool]:
@@ -264,8 +315,9 @@ class Extras:
             if walk.children:
                 name, is_dir = walk.children.pop()
                 child = (*walk.parts, name)
-                if (not self._selects(_snapshot_path(child), True)  # left out by the filters
-                        or self._guard.spares_name(child)):
+                named = self._named(child)
+                if (not self._selects(_snapshot_path(named), True)  # left out by the filters
+                        or self._guard.spares_name(named)):
                     walk.whole = False
                 elif is_dir:
                     stack.append(_Walk(child, self._children(child)))
@@ -284,7 +336,7 @@ class Extras:
             elif parent is not None:
                 parent.whole = False
             for parts, is_dir in walk.gone:  # top-most: the folder holding each one stays
-                deleted(self._path(parts), is_dir)
+                deleted(self._path(self._named(parts)), is_dir)
             told += len(walk.gone)
         return told, gone
 
@@ -324,6 +376,13 @@ class Extras:
             self._warn(f"{os.fsdecode(self._path(parts))}: cannot delete: {_why(exc)}")
             return False
         return True
+
+    def _named(self, parts: Parts) -> Parts:
+        """The path the entry ``parts`` had before its folder was moved out of the way."""
+        for aside, was in self._aside.items():
+            if parts[:len(aside)] == aside:
+                return was + parts[len(aside):]
+        return parts
 
     def _path(self, parts: Parts) -> bytes:
         assert self._root is not None

@@ -32,8 +32,8 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
 With ``delete``, the plan lists the restored folders as it leaves them, and what they hold
 beyond the snapshot is deleted after the last content is written and before the folders set at
 the very end, only if every entry was restored in full (``extras``). A folder where the
-snapshot has a file or link is the exception: it is deleted (as an extra folder is) when the
-plan meets it, as the entry cannot be restored otherwise.
+snapshot has a file or link must make way for it when the plan meets it: it is renamed aside
+in its folder, and deleted with the extras, or else kept (``extras``).
 
 A restored path is always the snapshot's absolute path re-rooted below the target. Progress
 totals grow batch by batch, as files are planned.
@@ -367,8 +367,11 @@ class Restorer:
                 if not self._make_room(root, parts, node):
                     self.summary.skipped += 1
                     return
-            elif root is None and self._extras is not None and self.options.overwrite != "never":
-                self._extras.would_clear(parts, self._report_deleted)  # as _make_room would
+            elif (root is None and self._extras is not None and self.options.overwrite != "never"
+                  and not self._extras.would_clear(parts)):  # as _make_room would
+                self._warn_in_the_way(parts)
+                self.summary.skipped += 1
+                return
             self._create(root, parts, node)
         except OSError as exc:
             self._warn_unrestored(not_restored(parts, exc))
@@ -395,14 +398,13 @@ class Restorer:
 
     def _remove_folder(self, root: SafeRoot, parts: Parts) -> bool:
         """Remove the folder where the snapshot has another entry; False (with a warning) if
-        it stays. With --delete, it goes with what the filters select in it, as an extra
-        folder does (else no restore could ever replace it); without, only if empty."""
+        it stays. With --delete, it is moved aside, to be deleted with what the filters
+        select in it at the end, as an extra folder is (else no restore could ever replace
+        it); without, only if empty."""
         if self._extras is not None:
-            if self._extras.clear_in_the_way(parts, self._report_deleted, dry_run=False):
+            if self._extras.clear_in_the_way(parts):
                 return True
-            self._warn_unrestored(f"{os.fsdecode(root.path(parts))}: a folder is in the way "
-                                  "where the snapshot has no folder, and --delete could not "
-                                  "delete all of it")
+            self._warn_in_the_way(parts)
             return False
         try:
             root.remove(parts)
@@ -413,6 +415,11 @@ class Restorer:
                 f"{os.fsdecode(root.path(parts))}: a non-empty folder is in the way")
             return False
         return True
+
+    def _warn_in_the_way(self, parts: Parts) -> None:
+        assert self._extras is not None
+        self._warn_unrestored(f"{self._extras.shown(parts)}: a folder is in the way where the "
+                              "snapshot has no folder, and --delete cannot delete all of it")
 
     def _keeps_links(self, root: SafeRoot, parts: Parts, node: Node, existing: os.stat_result
                      ) -> bool:
@@ -517,6 +524,7 @@ class Restorer:
             self._warn(f"--delete deleted nothing: {counted(self._incomplete, 'entry', 'entries')}"
                        " of the snapshot could not be restored in full, and what it would delete"
                        " could be the only copy left of one; restore again once they can be")
+            self._extras.leave_aside()
             return
         dry_run = self.options.dry_run
         for parts, folder in self._extras.delete(self._report_deleted, dry_run=dry_run):

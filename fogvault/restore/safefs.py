@@ -229,6 +229,21 @@ class SafeRoot:
             else:
                 os.unlink(name, dir_fd=dir_fd)
 
+    def rename(self, parts: Parts, name: bytes) -> Parts:
+        """Rename the entry ``parts`` (a symlink itself, never what it points to) to ``name``
+        in the same folder, at once (one ``renameat``); refused if ``name`` is taken. Returns
+        its new path."""
+        new = (*parts[:-1], check_name(name))
+        with self.open_dir(parts[:-1]) as dir_fd:
+            try:
+                os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                self._forget(tuple(parts))
+                os.rename(check_name(parts[-1]), name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                return new
+        raise FileExistsError(errno.EEXIST, "the name to move it to is taken",
+                              os.fsdecode(self.path(new)))
+
 
 MOUNTINFO = "/proc/self/mountinfo"
 _OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")

@@ -482,20 +482,56 @@ def test_a_non_empty_folder_in_the_way_is_deleted_as_an_extra(backed: Backed,
 def test_a_folder_in_the_way_that_cannot_go_whole_is_named_and_deletes_nothing(
     backed: Backed, tmp_path: Path
 ) -> None:
-    """What the excludes leave out of that folder stays, so the folder stays: the warning names
-    it, the file is not restored, and nothing else is deleted (as for any entry not restored)."""
+    """What the excludes leave out of that folder stays, so the folder stays, whole (checked
+    before deleting anything in it): the warning names it, the file is not restored, and nothing
+    else is deleted (as for any entry not restored); the dry run says the same."""
     target = tmp_path / "out"
     root = _restored(backed, target)
     _folder_in_the_way(root)
 
-    summary = backed.restore(target, delete=True, excludes=["*.keep"])
+    for dry_run in (True, False):
+        summary = backed.restore(target, delete=True, excludes=["*.keep"], dry_run=dry_run)
 
-    assert summary.warnings[0] == (f"{root}/notes.txt: a folder is in the way where the "
-                                   "snapshot has no folder, and --delete could not delete all "
-                                   "of it")
+        assert summary.warnings[0] == (f"{root}/notes.txt: a folder is in the way where the "
+                                       "snapshot has no folder, and --delete cannot delete all "
+                                       "of it")
+        assert summary.warnings[1].startswith("--delete deleted nothing: 1 entry")
+        assert len(summary.warnings) == 2 and summary.deleted == 0
+        assert (root / "extra").exists() and (root / "notes.txt" / "mine.keep").exists()
+        assert (root / "notes.txt" / "sub" / "inside").read_bytes() == b"i"
+
+
+def test_a_folder_in_the_way_of_a_file_not_restored_in_full_is_kept_aside(
+    make_repo: Callable[..., Repository], tmp_path: Path
+) -> None:
+    """A folder now stands where the snapshot has a file whose chunk no target can give: the
+    folder is renamed aside in place (the file must take its name), and as the file is not
+    restored in full, it is kept there, whole, with a warning naming both paths; nothing is
+    deleted, nor counted as deleted."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "doc").write_bytes(random.Random(5).randbytes(600_000))
+    Archiver(repo, BackupOptions()).run([str(src)])
+    entry = _chunks(repo, src, "doc")[1]
+    _flip(tmp_path / "repo" / pack_name(entry.pack_id), entry.offset + entry.length // 2)
+    root = tmp_path / "out" / str(src).lstrip("/")
+    (root / "doc").mkdir(parents=True)
+    (root / "doc" / "thesis.txt").write_bytes(b"only copy")
+    (root / "extra").write_bytes(b"x")
+
+    with Repository.open(repo.targets.urls, PASSWORD, use_cache=False) as fresh:
+        snapshot = fresh.load_snapshot(fresh.resolve_snapshot("latest"))
+        summary = Restorer(fresh, snapshot, RestoreOptions(
+            target=str(tmp_path / "out"), delete=True)).run()
+
+    aside = root / f".doc.fogvault-in-the-way-{os.getpid()}"
+    assert (aside / "thesis.txt").read_bytes() == b"only copy"
+    assert (root / "extra").exists() and summary.deleted == 0
+    assert "doc: not restored in full" in summary.warnings[0]
     assert summary.warnings[1].startswith("--delete deleted nothing: 1 entry")
-    assert (root / "extra").exists() and (root / "notes.txt" / "mine.keep").exists()
-    assert summary.deleted == 1 and not (root / "notes.txt" / "sub").exists()
+    assert summary.warnings[2] == (f"{root}/doc: the folder that stood where the snapshot has a "
+                                   f"file is kept, as {aside}")
 
 
 def test_without_delete_a_non_empty_folder_in_the_way_stays(backed: Backed,
