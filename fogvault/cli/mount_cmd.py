@@ -1,9 +1,10 @@
 """``fogvault mount``: the snapshots as a read-only file system until it is unmounted.
 
 The mount point is checked, and FUSE looked for, before the repository is opened, so that
-those mistakes cost no password prompt. Ctrl-C or SIGTERM unmounts and exits 130 as an
-interrupted command does (a mount in use is detached and served until its last user leaves;
-a second Ctrl-C stops it at once); an unmount from outside (``fusermount -u``) ends it with 0.
+those mistakes cost no password prompt. Ctrl-C, SIGTERM or SIGHUP unmounts and exits 130 as
+an interrupted command does; a mount in use is detached, and after Ctrl-C only served until its
+last user leaves (another Ctrl-C or SIGTERM stops it at once). An unmount from outside
+(``fusermount -u``) ends it with 0.
 """
 
 from __future__ import annotations

@@ -7,14 +7,20 @@ the CLI blocked there. The calling thread waits, and so stays where Python deliv
 
 - unmounted from outside (``fusermount -u``, ``umount``): the loop ends and :func:`serve`
   returns;
-- ``KeyboardInterrupt`` (Ctrl-C; the CLI turns SIGTERM and SIGHUP into it, and so does
+- ``KeyboardInterrupt`` (the CLI turns SIGINT, SIGTERM and SIGHUP into it, and so does
   :func:`serve` itself for a SIGTERM or SIGHUP left at its default in the main thread): the
   mount point is unmounted, the loop ends, and the exception goes on. A mount still in use
   (a shell inside it, a file open) cannot be unmounted at once: it is detached
-  (``fusermount -u -z``: new users no longer find it), with a warning, and goes on serving
-  those inside it, holding the lock, until the last one leaves; the kernel then ends the loop,
-  and the exception goes on. Another ``KeyboardInterrupt`` meanwhile stops it at once, with a
-  warning: what is open in it then fails (ENOTCONN), and the lock goes.
+  (``fusermount -u -z``: new users no longer find it), with a warning. Then:
+
+  - after SIGINT (Ctrl-C: a person at the terminal, who can press it again) it goes on serving
+    those inside it, holding the lock, until the last one leaves; the kernel then ends the
+    loop, and the exception goes on. Another stop signal meanwhile stops it at once. The
+    warning names the process id: ``fusermount -u`` no longer reaches a detached mount.
+  - after SIGTERM or SIGHUP (``kill``, systemd, ``timeout``, a closed terminal: nobody may
+    be there to stop it again, and systemd would SIGKILL it, leaving its lock) it stops at
+    once, as after any other ``KeyboardInterrupt``: what is open in it then fails (ENOTCONN),
+    and the lock goes.
 
 libfuse installs its own handlers for SIGINT, SIGTERM and SIGHUP only where they are at their
 default, in which case a signal would stop its loop only at the next request: hence the
@@ -83,24 +89,27 @@ def require_fuse() -> ModuleType:
 def serve(repo: Repository, mountpoint: str, options: MountOptions | None = None,
           on_ready: Callable[[SnapshotView], None] | None = None) -> None:
     """Show the snapshots of ``repo`` at ``mountpoint`` until it is unmounted, or until
-    ``KeyboardInterrupt`` (which unmounts, or detaches a mount in use and serves it until it is
-    left, and is raised again). ``on_ready`` is called once the kernel has the mount."""
+    ``KeyboardInterrupt`` (which unmounts, or detaches a mount in use, and is raised again; after
+    SIGINT a detached mount is served until it is left). ``on_ready`` is called once the kernel
+    has the mount."""
     check_mountpoint(mountpoint)
     fuse_ops = require_fuse()
     with repo.lock(writes=False):
         repo.load_index()  # under the lock: a prune that ran since cannot have deleted its packs
         view = SnapshotView(repo, options)
-        with _stop_signals_interrupt():
-            _Session(fuse_ops, view, os.path.abspath(mountpoint)).run(on_ready)
+        with _stop_signals_recorded() as received:
+            _Session(fuse_ops, view, os.path.abspath(mountpoint), received).run(on_ready)
 
 
 class _Session:
     """libfuse's loop on a thread of its own, and the waiting for it to end."""
 
-    def __init__(self, fuse_ops: ModuleType, view: SnapshotView, mountpoint: str) -> None:
+    def __init__(self, fuse_ops: ModuleType, view: SnapshotView, mountpoint: str,
+                 received: list[int]) -> None:
         self.fuse_ops = fuse_ops
         self.view = view
         self.mountpoint = mountpoint
+        self.received = received  # the stop signals that reached the main thread, in order
         self.ready = threading.Event()
         # Set when the loop has ended. Not Thread.is_alive: on Python 3.11 a KeyboardInterrupt
         # in Thread.join marks a running thread as stopped (the bpo-45274 handler releases the
@@ -140,7 +149,8 @@ class _Session:
 
     def _stop(self) -> None:
         """Unmount, once the mount is there if it is on its way (an interrupt while libfuse
-        mounts), and let the loop end."""
+        mounts), and let the loop end; a mount in use is detached, and served until it is left
+        only after Ctrl-C."""
         deadline = time.monotonic() + LOOP_END_S
         while not self.ready.is_set() and not self.ended.is_set() and time.monotonic() < deadline:
             self.ready.wait(0.05)
@@ -148,23 +158,30 @@ class _Session:
             return  # never mounted: libfuse gave up, or is stuck before mounting
         if unmount(self.mountpoint):
             self.ended.wait(LOOP_END_S)
-        elif unmount(self.mountpoint, lazy=True):
-            self._serve_until_left()
-        else:
+        elif not unmount(self.mountpoint, lazy=True):
             log.warning("could not unmount %s: unmount it with 'fusermount -u %s'",
                         self.mountpoint, self.mountpoint)
+        elif self.received[:1] == [signal.SIGINT]:
+            self._serve_until_left()
+        else:  # kill, systemd, timeout, a closed terminal: nobody may be there to stop it again
+            self._warn_stopped_in_use()
 
     def _serve_until_left(self) -> None:
         """Wait for the loop of a detached mount, which ends when its last user leaves it
         (or for another ``KeyboardInterrupt``)."""
         try:
+            # Not fusermount: a detached mount point no longer leads to this mount.
             log.warning("%s is in use: detached, it goes on serving what is open in it until "
-                        "the last user leaves (interrupt again to stop now)", self.mountpoint)
+                        "the last user leaves; another Ctrl-C or 'kill %d' stops it at once",
+                        self.mountpoint, os.getpid())
             self.ended.wait()
         except KeyboardInterrupt:
-            log.warning("stopped while %s was in use: what is open in it fails from now on",
-                        self.mountpoint)
+            self._warn_stopped_in_use()
             raise
+
+    def _warn_stopped_in_use(self) -> None:
+        log.warning("stopped while %s was in use: what is open in it fails from now on",
+                    self.mountpoint)
 
 
 def _why(failure: BaseException | None) -> str:
@@ -188,23 +205,29 @@ def _unmount_commands(lazy: bool) -> list[list[str]]:
 
 
 @contextlib.contextmanager
-def _stop_signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP, where they are at their default, raise KeyboardInterrupt while
-    serving (the CLI's own handlers do the same): otherwise libfuse would take them."""
+def _stop_signals_recorded() -> Iterator[list[int]]:
+    """Record each stop signal that reaches the main thread while serving, in the list
+    yielded, then act on it as before: the handler already there acts (the CLI's raises
+    KeyboardInterrupt), and one at its default raises KeyboardInterrupt (otherwise libfuse
+    would take it). Ignored ones (nohup) stay ignored. The list tells Ctrl-C from kill."""
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received  # signals are delivered to the main thread only
         return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    for signum, handler in previous.items():
-        if handler == signal.SIG_DFL:
-            signal.signal(signum, _interrupt)
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    taken = {s: h for s, h in previous.items() if h == signal.SIG_DFL or callable(h)}
+
+    def record(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        handler = taken[signum]
+        if not callable(handler):
+            raise KeyboardInterrupt
+        handler(signum, frame)
+
+    for signum in taken:
+        signal.signal(signum, record)
     try:
-        yield
+        yield received
     finally:
-        for signum, handler in previous.items():
-            if handler == signal.SIG_DFL:
-                signal.signal(signum, handler)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+        for signum, handler in taken.items():
+            signal.signal(signum, handler)

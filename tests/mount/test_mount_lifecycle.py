@@ -1,7 +1,8 @@
 """How a mount starts and ends: SIGTERM, Ctrl-C and SIGHUP unmount and exit 130 as an
-interrupted command does (a mount in use is served until left, unless interrupted again), an
-unmount from outside exits 0, the lock goes with the mount; and what keeps it from starting,
-each one line with its exit code, never a traceback."""
+interrupted command does (a mount in use: after Ctrl-C it is served until left, unless stopped
+again; after SIGTERM or SIGHUP it stops at once), an unmount from outside exits 0, the lock goes
+with the mount; and what keeps it from starting, each one line with its exit code, never a
+traceback."""
 
 from __future__ import annotations
 
@@ -90,32 +91,61 @@ def _ask(user: subprocess.Popen) -> str:
     return user.stdout.readline()
 
 
-def test_a_mount_in_use_is_detached_and_serves_its_users_until_they_leave(
+def _detached_warning(mount: MountProcess) -> str:
+    return (f"warning: {mount.point} is in use: detached, it goes on serving what is open in it "
+            f"until the last user leaves; another Ctrl-C or 'kill {mount.process.pid}' stops "
+            "it at once\n")
+
+
+def _stopped_warning(mount: MountProcess) -> str:
+    return (f"warning: stopped while {mount.point} was in use: what is open in it fails from "
+            "now on\n")
+
+
+def _stopped_in_use(repo: Path, mount: MountProcess, user: subprocess.Popen) -> None:
+    """The mount has exited 130 with its user still inside: that user's file fails, the mount
+    point is gone, and so is the lock."""
+    assert _ask(user) == "Transport endpoint is not connected\n"
+    assert not is_mounted(mount.point)
+    assert os.listdir(repo / "locks") == []
+
+
+def test_ctrl_c_detaches_a_mount_in_use_and_serves_its_users_until_they_leave(
         repo: Path, user_inside: tuple[MountProcess, subprocess.Popen]) -> None:
     mount, user = user_inside
-    mount.process.send_signal(signal.SIGTERM)
+    mount.process.send_signal(signal.SIGINT)
     wait_until(lambda: not is_mounted(mount.point), "detached")
     assert _ask(user) == "data ['f']\n"  # still served, with the lock held
     assert mount.process.poll() is None and os.listdir(repo / "locks")
     user.stdin.close()
     assert user.wait(timeout=30) == 0
     assert mount.process.wait(timeout=30) == 130  # its last user has left
-    assert mount.stderr == (f"warning: {mount.point} is in use: detached, it goes on serving "
-                            "what is open in it until the last user leaves (interrupt again "
-                            "to stop now)\ninterrupted\n")
+    # It names the process to kill; not fusermount, which cannot reach a detached mount.
+    assert mount.stderr == _detached_warning(mount) + "interrupted\n"
     assert os.listdir(repo / "locks") == []
 
 
-def test_a_second_interrupt_stops_a_detached_mount_at_once(
-        repo: Path, user_inside: tuple[MountProcess, subprocess.Popen]) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_another_signal_stops_a_detached_mount_at_once(
+        repo: Path, user_inside: tuple[MountProcess, subprocess.Popen], signum: int) -> None:
     mount, user = user_inside
     mount.process.send_signal(signal.SIGINT)
-    wait_until(lambda: "interrupt again" in mount.stderr, "detached")
-    assert mount.stop(signal.SIGINT) == 130
-    assert mount.stderr.endswith(f"warning: stopped while {mount.point} was in use: what is "
-                                 "open in it fails from now on\ninterrupted\n")
-    assert _ask(user) == "Transport endpoint is not connected\n"
-    assert os.listdir(repo / "locks") == []
+    wait_until(lambda: "stops it at once" in mount.stderr, "detached")
+    assert mount.stop(signum) == 130
+    assert mount.stderr == (_detached_warning(mount) + _stopped_warning(mount)
+                            + "interrupted\n")
+    _stopped_in_use(repo, mount, user)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_a_mount_in_use_at_once(
+        repo: Path, user_inside: tuple[MountProcess, subprocess.Popen], signum: int) -> None:
+    """kill, systemd, timeout and a closed terminal: nobody may be there to stop it again (and
+    systemd would SIGKILL it, leaving its lock behind)."""
+    mount, user = user_inside
+    assert mount.stop(signum) == 130  # while its user is still inside
+    assert mount.stderr == _stopped_warning(mount) + "interrupted\n"
+    _stopped_in_use(repo, mount, user)
 
 
 def _one_line(done: subprocess.CompletedProcess) -> str:
