@@ -69,7 +69,7 @@ from fogvault.restore.content import (
 )
 from fogvault.restore.extras import Deleted, Extras, Kept
 from fogvault.restore.progress import RestoreProgress
-from fogvault.restore.safefs import Parts, SafeRoot
+from fogvault.restore.safefs import Parts, SafeRoot, check_mount_table
 from fogvault.restore.workers import WorkerSetup, WriterProcesses
 from fogvault.sizes import counted
 from fogvault.storage import ObjectNotFound
@@ -138,6 +138,8 @@ class Restorer:
                 f"{counted(failed, 'file')}, which the snapshot therefore lacks, so --delete "
                 "would delete them from the target. Restore without --delete, or add "
                 "--delete-unreadable to delete them too")
+        if options.delete:
+            check_mount_table()  # before anything is written
         self.repo = repo
         self.snapshot = snapshot
         self.options = options

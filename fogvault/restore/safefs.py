@@ -14,12 +14,13 @@ import errno
 import os
 import re
 import stat
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from fogvault.errors import UnsafePath
+from fogvault.errors import UnsafePath, UsageError
 from fogvault.repo.tree import check_name
 
 Parts = tuple[bytes, ...]
@@ -245,20 +246,39 @@ class SafeRoot:
                               os.fsdecode(self.path(new)))
 
 
+#: where Linux lists the mounts (read at each call: a test points it elsewhere)
 MOUNTINFO = "/proc/self/mountinfo"
 _OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
 
 
-def mount_points_below(root: bytes, mountinfo: str = MOUNTINFO) -> set[Parts]:
-    """The mount points strictly below the folder ``root`` (a real path), as components below
-    it: field 5 of each line of ``mountinfo``, whose octal escapes (``\\040`` for a space) are
-    decoded. A bind mount from the same file system is one of them, although its ``st_dev`` is
-    the same. Empty if ``mountinfo`` cannot be read (not Linux): callers compare ``st_dev``."""
+def check_mount_table() -> None:
+    """On Linux, a UsageError unless :data:`MOUNTINFO` can be read (a sandbox without
+    ``/proc``): without it a bind mount from the same file system looks like any folder, and
+    restore --delete would empty it."""
+    _mount_points()
+
+
+def _mount_points() -> list[bytes]:
+    """Field 5 of each line of :data:`MOUNTINFO`, still escaped; none where it cannot be read
+    and this is not Linux (callers compare ``st_dev`` too)."""
     try:
-        with open(mountinfo, "rb") as lines:
-            points = [line.split(b" ")[4] for line in lines if line.count(b" ") >= 4]
-    except OSError:
-        return set()
+        with open(MOUNTINFO, "rb") as lines:
+            return [line.split(b" ")[4] for line in lines if line.count(b" ") >= 4]
+    except OSError as exc:
+        if not sys.platform.startswith("linux"):
+            return []
+        raise UsageError(f"--delete refused: cannot read {MOUNTINFO} ({exc.strerror}), so it "
+                         "cannot tell the mounts below the target, whose contents it would "
+                         "delete") from exc
+
+
+def mount_points_below(root: bytes) -> set[Parts]:
+    """The mount points strictly below the folder ``root`` (a real path), as components below
+    it: field 5 of each line of :data:`MOUNTINFO`, whose octal escapes (``\\040`` for a space)
+    are decoded. A bind mount from the same file system is one of them, although its
+    ``st_dev`` is the same. On Linux a UsageError if it cannot be read (see
+    :func:`check_mount_table`)."""
+    points = _mount_points()
     prefix = root.rstrip(b"/") + b"/"
     below = set()
     for point in points:
@@ -269,4 +289,5 @@ def mount_points_below(root: bytes, mountinfo: str = MOUNTINFO) -> set[Parts]:
     return below
 
 
-__all__ = ["Listing", "Parts", "SafeRoot", "UnsafePath", "mount_points_below"]
+__all__ = ["Listing", "Parts", "SafeRoot", "UnsafePath", "check_mount_table",
+           "mount_points_below"]

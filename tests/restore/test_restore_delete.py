@@ -17,6 +17,7 @@ import pytest
 from conftest import PASSWORD
 
 from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.errors import UsageError
 from fogvault.repo.format import pack_name
 from fogvault.repo.repository import Repository
 from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
@@ -590,6 +591,29 @@ def test_a_bind_mount_from_the_same_file_system_is_left_alone(
         f"warning: {root}/{folder}: left alone by --delete: another file system is mounted "
         "there"]
     assert not (root / "extra").exists()
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry run"])
+def test_delete_is_refused_when_the_mount_table_cannot_be_read(
+    backed: Backed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dry_run: bool
+) -> None:
+    """Without /proc/self/mountinfo (a sandbox without /proc), a bind mount from the same file
+    system looks like any folder and would be emptied: --delete is refused before anything is
+    written, in one line saying why; a restore without it goes on."""
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    (root / "extra").write_bytes(b"x")
+    missing = str(tmp_path / "no-proc" / "mountinfo")
+    monkeypatch.setattr("fogvault.restore.safefs.MOUNTINFO", missing)
+
+    with pytest.raises(UsageError) as refused:
+        backed.restore(target, delete=True, dry_run=dry_run)
+
+    assert str(refused.value) == (f"--delete refused: cannot read {missing} (No such file or "
+                                  "directory), so it cannot tell the mounts below the target, "
+                                  "whose contents it would delete")
+    assert (root / "extra").exists()
+    assert backed.restore(target, dry_run=dry_run).warnings == []
 
 
 # ---- what FogVault needs, and what the backup could not read --------------------------------
