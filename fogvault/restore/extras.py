@@ -25,8 +25,9 @@ name.
 
 What the backup excluded is not in the snapshot, so it is deleted as restic's is; but never
 what FogVault itself needs (:class:`Kept`: the repository's local folders, the cache folder,
-the password file): such an entry, compared by (``st_dev``, ``st_ino``) and by path, is left
-with one warning, and so are the folders holding it.
+the password file, FogVault's state folder): such an entry, compared by (``st_dev``,
+``st_ino``) and by path (as given, and real), is left with one warning, and so are the folders
+holding it and each symlink it was named through below the target (``-r T/repolink``).
 
 Listing and deleting go through the restore's :class:`SafeRoot`: no symlink is followed (one
 is deleted as a link), nothing outside the target is reached, and the target itself is never
@@ -110,11 +111,13 @@ class _Guard:
             return  # not there: nothing to keep
         identities = self._folders if stat.S_ISDIR(st.st_mode) else self._files
         identities[(st.st_dev, st.st_ino)] = entry.why
-        real = os.fsencode(os.path.realpath(entry.path))
+        *named, real = _resolving(entry.path)
         target = self._root.root.rstrip(b"/") + b"/"
-        if (real + b"/").startswith(target):
-            self._paths[tuple(part for part in real[len(target):].split(b"/") if part)] = entry.why
-        elif target.startswith(real.rstrip(b"/") + b"/"):
+        for path in (os.fsencode(os.path.abspath(entry.path)), *named, real):
+            if (path + b"/").startswith(target):
+                self._paths[tuple(part for part in path[len(target):].split(b"/") if part)] = (
+                    entry.why)
+        if target.startswith(real.rstrip(b"/") + b"/"):
             self._paths[()] = entry.why  # the target is inside it: all of it is kept
 
     def spares_tree(self, parts: Parts) -> bool:
@@ -387,6 +390,32 @@ class Extras:
     def _path(self, parts: Parts) -> bytes:
         assert self._root is not None
         return self._root.path(parts)
+
+
+def _resolving(path: str) -> list[bytes]:
+    """Each symlink met resolving ``path`` (in its folder's real path), then its real path:
+    one a user names a kept entry through (``-r T/repolink``) is as kept as what it points to,
+    as deleting it would leave the next run without its repository or password."""
+    met, real, hops = [], b"/", 0
+    pending = [part for part in os.fsencode(os.path.abspath(path)).split(b"/") if part]
+    while pending:
+        name = pending.pop(0)
+        if name in (b".", b".."):
+            real = os.path.dirname(real) if name == b".." else real
+            continue
+        step = os.path.join(real, name)
+        if not os.path.islink(step) or hops == _MAX_LINKS:  # a loop: stat failed on it anyway
+            real = step
+            continue
+        met.append(step)
+        hops += 1
+        link = os.readlink(step)
+        real = b"/" if link.startswith(b"/") else real
+        pending[:0] = [part for part in link.split(b"/") if part]
+    return [*met, real]
+
+
+_MAX_LINKS = 40  # as Linux's
 
 
 def _snapshot_path(parts: Parts) -> bytes:

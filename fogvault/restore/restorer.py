@@ -74,6 +74,7 @@ from fogvault.restore.workers import WorkerSetup, WriterProcesses
 from fogvault.sizes import counted
 from fogvault.storage import ObjectNotFound
 from fogvault.storage.local import LocalStorage
+from fogvault.targets.ledger import default_state_dir
 from fogvault.warning_list import WarningList
 
 log = logging.getLogger("fogvault")
@@ -500,14 +501,16 @@ class Restorer:
 
     def _kept(self) -> list[Kept]:
         """What --delete never deletes: the repository's local folders, its cache folder (the
-        one in use, and the default one), and ``options.keep``. A backup that excluded them
-        made a snapshot without them, which restoring in place would otherwise delete."""
+        one in use, and the default one), FogVault's state folder (the run log, the targets'
+        ledger), and ``options.keep``. A backup that excluded them made a snapshot without
+        them, which restoring in place would otherwise delete."""
         kept = [Kept(str(target.raw.root), "a folder of the repository")
                 for target in self.repo.targets.targets if isinstance(target.raw, LocalStorage)]
         caches = [default_cache_dir()]
         if self.repo.cache is not None:
             caches.append(self.repo.cache.root.parent)
         kept += [Kept(str(cache), "the cache folder") for cache in caches]
+        kept.append(Kept(str(default_state_dir()), "FogVault's state folder"))
         return kept + self.options.keep
 
     def _deletes(self, path: bytes, inside_match: bool) -> bool:

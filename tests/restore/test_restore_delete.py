@@ -659,6 +659,44 @@ def test_cli_restoring_in_place_keeps_the_repository_cache_and_password_file(
     assert check.returncode == 0, check.stderr.decode()
 
 
+def test_cli_the_symlinks_naming_the_repository_cache_and_password_file_are_kept(
+    tmp_path: Path, fogvault: Callable[..., Any]
+) -> None:
+    """The repository, cache and password file are named through symlinks in the source, and
+    FogVault's state folder lies there too, all excluded from the backup: restoring in place
+    with --delete keeps the links as well as what they point to, and the state folder."""
+    src = tmp_path / "src"
+    hidden = src / ".hidden"
+    (hidden / "realcache").mkdir(parents=True)
+    (hidden / "realpw").write_bytes(PASSWORD + b"\n")
+    (src / "state" / "fogvault").mkdir(parents=True)
+    (src / "state" / "fogvault" / "runs.jsonl").write_bytes(b"{}\n")
+    (src / "junk").write_bytes(b"j")
+    env = {"XDG_STATE_HOME": str(src / "state"), "FOGVAULT_PASSWORD": ""}
+    assert fogvault("-r", str(hidden / "realrepo"), "--password-file", str(hidden / "realpw"),
+                    "init", "--kdf", "interactive", env=env).returncode == 0
+    for link, real in (("repolink", "realrepo"), ("cachelink", "realcache"), ("pwlink", "realpw")):
+        os.symlink(f".hidden/{real}", src / link)
+    common = ["-r", str(src / "repolink"), "--password-file", str(src / "pwlink"),
+              "--cache-dir", str(src / "cachelink")]
+    backup = fogvault(*common, "backup", *(f"--exclude={src / name}" for name in (
+        ".hidden", "repolink", "cachelink", "pwlink", "state", "junk")), str(src), env=env)
+    assert backup.returncode == 0, backup.stderr.decode()
+
+    done = fogvault(*common, "restore", "latest", "-t", "/", "--delete", env=env)
+
+    stderr = done.stderr.decode()
+    assert done.returncode == 3, stderr
+    for name, why in (("cachelink", "the cache folder"), ("pwlink", "the password file"),
+                      ("repolink", "a folder of the repository"),
+                      ("state/fogvault", "FogVault's state folder")):
+        assert f"warning: {src}/{name}: left alone by --delete: {why}" in stderr.splitlines()
+    assert sorted(os.listdir(src)) == [".hidden", "cachelink", "pwlink", "repolink", "state"]
+    assert (src / "state" / "fogvault" / "runs.jsonl").exists()
+    check = fogvault(*common, "check", env=env)
+    assert check.returncode == 0, check.stderr.decode()
+
+
 def test_cli_a_snapshot_whose_backup_could_not_read_files_refuses_delete(
     make_repo: Callable[..., Repository], tmp_path: Path, fogvault: Callable[..., Any]
 ) -> None:
