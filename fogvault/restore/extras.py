@@ -41,6 +41,7 @@ entry that cannot be deleted, is a warning too.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ Deleted = Callable[[bytes, bool], None]
 MOUNTED = "another file system is mounted there"
 #: what a folder in the way of a snapshot's file is renamed to, until it is deleted
 ASIDE = b".%s.fogvault-in-the-way-%d"
+#: a folder an earlier, incomplete restore --delete set aside: it may hold the only copy of
+#: what stood there, so no later --delete deletes it (the user moves it back or away)
+_SET_ASIDE = re.compile(rb"\..+\.fogvault-in-the-way-[0-9]+", re.DOTALL)
+SET_ASIDE = "set aside by an earlier restore --delete that was not complete"
 _ASIDE_NAME_MAX = 200  # of its own name kept in that one: a name holds at most 255 bytes
 
 
@@ -131,6 +136,10 @@ class _Guard:
         """Whether ``parts``, in a folder not spared, is a mount point or a kept path."""
         why = self._paths.get(parts)
         return why is not None and self._spare(parts, why)
+
+    def spare(self, parts: Parts, why: str) -> bool:
+        """Spare ``parts`` for ``why`` (warned once)."""
+        return self._spare(parts, why)
 
     def spares_folder(self, parts: Parts, listing: Listing) -> bool:
         """Whether the folder ``parts`` listed is kept, or on another file system."""
@@ -210,7 +219,9 @@ class Extras:
         inside = node is not None
         extra = [name for name, _ in listing.entries
                  if name not in names and (*parts, name) not in self._aside
-                 and self._selects(_snapshot_path((*parts, name)), inside)]
+                 and self._selects(_snapshot_path((*parts, name)), inside)
+                 and not (_SET_ASIDE.fullmatch(name)
+                          and self._guard.spare((*parts, name), SET_ASIDE))]
         if extra:
             self._found.append(_Found(parts, node, extra))
 

@@ -289,6 +289,25 @@ def test_cli_restoring_a_subfolder_deletes_only_there(
     assert (root / "docs" / "extra").exists() and (root / "img" / "extra").exists()
 
 
+def test_cli_a_folder_an_earlier_incomplete_run_set_aside_is_never_deleted(
+    backed: Backed, tmp_path: Path, fogvault: Callable[..., Any]
+) -> None:
+    target = tmp_path / "out"
+    root = _restored(backed, target)
+    aside = root / "docs" / ".a.txt.fogvault-in-the-way-4242"
+    aside.mkdir()
+    (aside / "thesis.txt").write_bytes(b"the only copy")
+    (root / "docs" / "extra").write_bytes(b"x")
+
+    done = _cli(fogvault, backed, target, "--delete")
+
+    assert done.returncode == 3, done.stderr.decode()
+    assert (f"{aside}: left alone by --delete: set aside by an earlier restore --delete that "
+            "was not complete") in done.stderr.decode()
+    assert (aside / "thesis.txt").read_bytes() == b"the only copy"
+    assert not (root / "docs" / "extra").exists()
+
+
 # ---- dry run and output -------------------------------------------------------------------
 
 
