@@ -22,7 +22,15 @@ from fogvault.repo.format import pack_name
 from fogvault.repo.repository import Repository
 from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
 from tests.restore.test_damaged_data import _chunks, _flip
-from tests.restore.test_restore_options import ALL, FILES, MTIME_NS, Backed, listing
+from tests.restore.test_restore_options import (
+    ALL,
+    FILES,
+    MTIME_NS,
+    Backed,
+    back_up,
+    listing,
+    make_source,
+)
 from tests.restore.test_safefs import TMPFS, mounted
 
 # Root without the override capabilities, so that file modes apply (as in tests/jobs).
@@ -33,17 +41,11 @@ AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
 @pytest.fixture
 def backed(make_repo: Callable[..., Repository], tmp_path: Path) -> Backed:
     """test_restore_options' tree backed up, with a folder mtime to check after deleting."""
-    repo = make_repo()
     src = tmp_path / "src"
-    for rel, data in FILES.items():
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_bytes(data)
-    os.symlink("docs/a.txt", src / "link-to-a")
+    make_source(src)
     for folder in (src / "docs", src / "docs" / "sub", src):
         os.utime(folder, ns=(MTIME_NS, MTIME_NS))
-    result = Archiver(repo, BackupOptions()).run([str(src)])
-    assert result.warnings == []
-    return Backed(repo, src, result.snapshot)
+    return back_up(make_repo(), src)
 
 
 def _restored(backed: Backed, target: Path) -> Path:

@@ -79,19 +79,26 @@ def expected(*files: str, links: tuple[str, ...] = ()) -> dict[str, bytes | str 
 ALL = expected(*FILES, links=tuple(LINKS))
 
 
-@pytest.fixture
-def backed(make_repo: Callable[..., Repository], tmp_path: Path) -> Backed:
-    repo = make_repo()
-    src = tmp_path / "src"
+def make_source(src: Path) -> None:
+    """FILES (with MTIME_NS) and LINKS below ``src``."""
     for rel, data in FILES.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(data)
         os.utime(src / rel, ns=(MTIME_NS, MTIME_NS))
     for rel, link in LINKS.items():
         os.symlink(link, src / rel)
+
+
+def back_up(repo: Repository, src: Path) -> Backed:
     result = Archiver(repo, BackupOptions()).run([str(src)])
     assert result.warnings == []
     return Backed(repo, src, result.snapshot)
+
+
+@pytest.fixture
+def backed(make_repo: Callable[..., Repository], tmp_path: Path) -> Backed:
+    make_source(tmp_path / "src")
+    return back_up(make_repo(), tmp_path / "src")
 
 
 def test_restore_reloads_the_index_under_its_lock(
