@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import sys
 import traceback
 from typing import Annotated, Any
@@ -117,7 +118,7 @@ COMMAND_MODULES = {
     "config": "config_cmd", "run": "run_cmd", "schedule": "schedule_cmd",
     "daemon": "daemon_cmd", "status": "status_cmd",
     "repair": "repair_cmd", "targets": "targets_cmd", "target": "targets_cmd",
-    "mount": "mount_cmd",
+    "mount": "mount_cmd", "completion": "completion_cmd",
 }
 
 
@@ -201,6 +202,10 @@ def main(argv: list[str] | None = None) -> None:
     for stream in (sys.stdout, sys.stderr):  # non-UTF-8 file names print as their own bytes
         stream.reconfigure(errors="surrogateescape")
     verbose = any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)
+    if os.environ.get("_FOGVAULT_COMPLETE"):  # a shell's completion script asking (completion)
+        from fogvault.cli.completion_cmd import complete
+
+        sys.exit(complete(os.environ["_FOGVAULT_COMPLETE"]))
     try:
         app = build_app(rest[0] if rest else None)
         result = signals.run_command(
