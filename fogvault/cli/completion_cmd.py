@@ -272,19 +272,25 @@ def completion(
     """Print the shell completion script for bash, zsh or fish: it completes commands,
     subcommands, options, choices and file names.
 
-    Install it once; it asks fogvault what to complete, so it stays up to date with FogVault:
+    Install it once: it asks fogvault what to complete, so it stays up to date.
+    It takes effect in shells started afterwards.
 
-    \b
-    bash: mkdir -p ~/.local/share/bash-completion/completions
-          fogvault completion bash > ~/.local/share/bash-completion/completions/fogvault
-          (loaded by the bash-completion package; without it, put this line in ~/.bashrc:
-          source <(fogvault completion bash))
-    zsh:  mkdir -p ~/.zfunc && fogvault completion zsh > ~/.zfunc/_fogvault
-          (with fpath=(~/.zfunc $fpath) in ~/.zshrc before compinit runs; or, after
-          compinit: source <(fogvault completion zsh))
-    fish: fogvault completion fish > ~/.config/fish/completions/fogvault.fish
+    bash, with the bash-completion package:
 
-    It takes effect in shells started afterwards."""
+        d=~/.local/share/bash-completion/completions
+        mkdir -p $d && fogvault completion bash > $d/fogvault
+
+    bash without it, a line in ~/.bashrc:
+
+        source <(fogvault completion bash)
+
+    zsh, with fpath=(~/.zfunc $fpath) in ~/.zshrc before compinit runs:
+
+        mkdir -p ~/.zfunc && fogvault completion zsh > ~/.zfunc/_fogvault
+
+    fish:
+
+        fogvault completion fish > ~/.config/fish/completions/fogvault.fish"""
     refuse_options(ctx, COMPLETION_REFUSES)
     chosen = SHELLS.get(shell)
     if chosen is None:
