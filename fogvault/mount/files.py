@@ -56,6 +56,12 @@ class FileContent:
             number += 1
         return b"".join(pieces)
 
+    def chunk_ids(self, position: int, more: int) -> list[bytes]:
+        """The id of the chunk that holds byte ``position`` and of up to ``more`` after it,
+        among those the index placed."""
+        number = bisect_right(self.ends, position)
+        return self.node.content[number : min(number + more + 1, len(self.ends))]
+
     def _gap(self, known: int) -> IntegrityError:
         if not self.complete:
             missing = self.node.content[len(self.ends)].hex()

@@ -97,8 +97,11 @@ def serve(repo: Repository, mountpoint: str, options: MountOptions | None = None
     with repo.lock(writes=False):
         repo.load_index()  # under the lock: a prune that ran since cannot have deleted its packs
         view = SnapshotView(repo, options)
-        with _stop_signals_recorded() as received:
-            _Session(fuse_ops, view, os.path.abspath(mountpoint), received).run(on_ready)
+        try:
+            with _stop_signals_recorded() as received:
+                _Session(fuse_ops, view, os.path.abspath(mountpoint), received).run(on_ready)
+        finally:
+            view.close()
 
 
 class _Session:

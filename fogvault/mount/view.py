@@ -41,7 +41,9 @@ and the chunks' offsets within files (shared by the handles of one file) up to
 half its budget is kept, whatever its size (a folder of 100,000 files is about 85 MB), so that
 the lookups in a large folder do not read it again each; so are the offsets of the most
 recently opened file of over 17,000 chunks. Besides those, each request being answered holds
-the chunks it reads (at most a read's size plus two chunks).
+the chunks it reads (at most a read's size plus two chunks), and each of the
+``READ_AHEAD_WORKERS`` threads that load chunks ahead of reads in order (``fogvault.mount.chunks``)
+the one it loads.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from typing import TypeVar
 
 from fogvault.errors import FogVaultError, SnapshotNotFound
 from fogvault.mount.cache import BoundedCache
+from fogvault.mount.chunks import ChunkLoader
 from fogvault.mount.files import FileContent
 from fogvault.mount.layout import FOLDER, Child, Folder, FolderKey, Layout, Link, build_layout
 from fogvault.parallel import ordered_map
@@ -78,6 +81,11 @@ SNAPSHOT_READERS = 8  # snapshots read at once when many are new (latency of rem
 #: the chunks' offsets within the files opened, kept for the next open of each (one index
 #: lookup per chunk to compute: 100,000 for a 100 GB file)
 OFFSETS_CACHE_BYTES = 4 * MiB
+#: chunks loaded ahead of a read in order, after the one it ends in (``fogvault.mount.chunks``)
+READ_AHEAD_CHUNKS = 2
+#: how far from where a file's last read ended the next may start and still count as in
+#: order: the kernel sends the requests of its own read-ahead at once, to several threads
+IN_ORDER_SLACK = 1 * MiB
 # Decoded sizes, measured with tracemalloc (CPython 3.12, 64-bit) on trees of 50,000 files:
 NODE_BYTES = 850  # an entry with a short name, no chunks; its slot in the tree's name map
 CHUNK_ID_BYTES = 80  # a chunk id (a 32-byte bytes object) in a file's list
@@ -101,6 +109,13 @@ class MountOptions:
     #: decoded folder listings kept, by their decoded size (:func:`tree_bytes`): every lookup
     #: walks the path's trees. The most recently used one over half this is kept besides.
     tree_cache_bytes: int = 16 * MiB
+
+
+@dataclass(slots=True)
+class _OpenFile:
+    path: bytes
+    content: FileContent
+    read_to: int = 0  # where the last read ended: a read that starts there reads in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +147,9 @@ class SnapshotView:
         self.options = options or MountOptions()
         self._clock = clock
         self._trees: BoundedCache[bytes, Tree] = BoundedCache(self.options.tree_cache_bytes)
-        self._chunks: BoundedCache[bytes, bytes] = BoundedCache(self.options.chunk_cache_bytes)
+        self._chunks = ChunkLoader(self._load_chunk, self.options.chunk_cache_bytes)
         self._contents: BoundedCache[bytes, FileContent] = BoundedCache(OFFSETS_CACHE_BYTES)
-        self._files: dict[int, tuple[bytes, FileContent]] = {}
+        self._files: dict[int, _OpenFile] = {}
         self._handles = itertools.count(1)
         self._warned: set[str] = set()
         self._reloading = threading.Lock()  # a look for snapshots, or a load of the index
@@ -196,18 +211,22 @@ class SnapshotView:
         if entry.type != FILE or entry.node is None:
             raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(path))
         handle = next(self._handles)
-        self._files[handle] = path, self._content(entry.node)
+        self._files[handle] = _OpenFile(path, self._content(entry.node))
         return handle
 
     def read(self, handle: int, offset: int, size: int) -> bytes:
         try:
-            path, content = self._files[handle]
+            file = self._files[handle]
         except KeyError:
             raise OSError(errno.EBADF, "no such open file") from None
         try:
-            return content.read(offset, size, self._chunk)
+            data = file.content.read(offset, size, self._chunks.get)
         except FogVaultError as exc:
-            raise self._unreadable(f"cannot read {os.fsdecode(path)}: {exc}") from None
+            raise self._unreadable(f"cannot read {os.fsdecode(file.path)}: {exc}") from None
+        if abs(offset - file.read_to) <= IN_ORDER_SLACK:
+            self._chunks.read_ahead(file.content.chunk_ids(offset + len(data), READ_AHEAD_CHUNKS))
+        file.read_to = offset + len(data)
+        return data
 
     def release(self, handle: int) -> None:
         self._files.pop(handle, None)
@@ -222,17 +241,17 @@ class SnapshotView:
                 self._contents.put(key, content, content_bytes(content))
         return content
 
-    def _chunk(self, blob_id: bytes) -> bytes:
-        data = self._chunks.get(blob_id)
-        if data is None:
-            try:
-                # No type check, as restore reads chunks: data and tree blobs share one id
-                # space, so a file holding a tree's encoding is stored as that tree's blob.
-                data = self._load(self.repo.load_blob, blob_id)
-            except FogVaultError as exc:  # named, for the warning
-                raise FogVaultError(f"chunk {blob_id.hex()}: {exc}") from exc
-            self._chunks.put(blob_id, data, len(data))
-        return data
+    def _load_chunk(self, blob_id: bytes) -> bytes:
+        try:
+            # No type check, as restore reads chunks: data and tree blobs share one id space,
+            # so a file holding a tree's encoding is stored as that tree's blob.
+            return self._load(self.repo.load_blob, blob_id)
+        except FogVaultError as exc:  # named, for the warning
+            raise FogVaultError(f"chunk {blob_id.hex()}: {exc}") from exc
+
+    def close(self) -> None:
+        """Wait for the chunks being loaded ahead."""
+        self._chunks.close()
 
     def _load(self, load: Callable[[bytes], T], blob_id: bytes) -> T:
         """``load(blob_id)``, called again after the index is brought up to date if the

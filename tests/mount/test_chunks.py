@@ -1,0 +1,186 @@
+"""The mount's chunk loader: one load for the requests that want a chunk at the same time,
+loads ahead that fill the cache, and failures of loads ahead left to the read that needs the
+chunk. Real threads; the loads are functions that count their calls."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.errors import FogVaultError
+from fogvault.mount.chunks import ChunkLoader
+from fogvault.mount.view import SnapshotView
+from fogvault.repo.repository import Repository
+
+DEADLINE_S = 30.0
+
+
+class Loads:
+    """A load that counts its calls per id, fails for ids in ``failing`` (once each if
+    ``fail_once``), and can be held until released."""
+
+    def __init__(self, failing: set[bytes] = frozenset(), fail_once: bool = False) -> None:
+        self.calls: Counter[bytes] = Counter()
+        self.failing = set(failing)
+        self.fail_once = fail_once
+        self.release = threading.Event()
+        self.release.set()
+        self.entered = threading.Event()
+
+    def __call__(self, blob_id: bytes) -> bytes:
+        self.calls[blob_id] += 1
+        self.entered.set()
+        assert self.release.wait(DEADLINE_S)
+        if blob_id in self.failing:
+            if self.fail_once:
+                self.failing.discard(blob_id)
+            raise FogVaultError(f"cannot load {blob_id!r}")
+        return blob_id * 100
+
+
+def _waiting_claims(loader: ChunkLoader, count: int) -> threading.Event:
+    """Set once ``count`` callers found a load of theirs under way (and wait for it)."""
+    others = threading.Event()
+    claim = loader._claim
+    found: list[bytes] = []
+
+    def counted(blob_id: bytes) -> tuple:
+        future, mine = claim(blob_id)
+        if not mine:
+            found.append(blob_id)
+            if len(found) == count:
+                others.set()
+        return future, mine
+
+    loader._claim = counted  # type: ignore[method-assign]
+    return others
+
+
+def _in_threads(count: int, call: Callable[[], object]) -> tuple[list[threading.Thread], list]:
+    results: list = []
+
+    def run() -> None:
+        try:
+            results.append(call())
+        except Exception as exc:  # the test compares what each got
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def test_requests_for_one_chunk_at_once_load_it_once() -> None:
+    loads = Loads()
+    loads.release.clear()
+    loader = ChunkLoader(loads, cache_bytes=10_000)
+    others = _waiting_claims(loader, 3)
+    first, first_result = _in_threads(1, lambda: loader.get(b"a"))
+    assert loads.entered.wait(DEADLINE_S)
+    rest, rest_results = _in_threads(3, lambda: loader.get(b"a"))
+    assert others.wait(DEADLINE_S)  # the three found the first one's load under way
+    loads.release.set()
+    for thread in first + rest:
+        thread.join(DEADLINE_S)
+    assert first_result + rest_results == [b"a" * 100] * 4
+    assert loads.calls == {b"a": 1}
+    assert loader.get(b"a") == b"a" * 100 and loads.calls == {b"a": 1}  # cached
+
+
+def test_a_failed_load_is_the_failure_of_each_request_waiting_for_it() -> None:
+    loads = Loads(failing={b"bad"})
+    loads.release.clear()
+    loader = ChunkLoader(loads, cache_bytes=10_000)
+    others = _waiting_claims(loader, 2)
+    threads, results = _in_threads(1, lambda: loader.get(b"bad"))
+    assert loads.entered.wait(DEADLINE_S)
+    more, more_results = _in_threads(2, lambda: loader.get(b"bad"))
+    assert others.wait(DEADLINE_S)
+    loads.release.set()
+    for thread in threads + more:
+        thread.join(DEADLINE_S)
+    assert [str(result) for result in results + more_results] == ["cannot load b'bad'"] * 3
+    assert loads.calls == {b"bad": 1}
+    with pytest.raises(FogVaultError):  # not remembered: the next request loads it again
+        loader.get(b"bad")
+    assert loads.calls == {b"bad": 2}
+
+
+def test_chunks_loaded_ahead_are_not_loaded_again() -> None:
+    loads = Loads()
+    loader = ChunkLoader(loads, cache_bytes=10_000)
+    assert loader.get(b"a") == b"a" * 100
+    loader.read_ahead([b"a", b"b", b"c"])  # a is cached: only b and c are loaded
+    loader.close()  # waits for the loads ahead
+    assert loads.calls == {b"a": 1, b"b": 1, b"c": 1}
+    assert [loader.get(blob_id) for blob_id in (b"b", b"c")] == [b"b" * 100, b"c" * 100]
+    assert loads.calls == {b"a": 1, b"b": 1, b"c": 1}
+
+
+def test_a_read_waiting_for_a_failed_load_ahead_loads_the_chunk_itself() -> None:
+    loads = Loads(failing={b"b"}, fail_once=True)  # e.g. a target away for a moment
+    loads.release.clear()
+    loader = ChunkLoader(loads, cache_bytes=10_000)
+    others = _waiting_claims(loader, 1)
+    loader.read_ahead([b"b"])
+    assert loads.entered.wait(DEADLINE_S)
+    threads, results = _in_threads(1, lambda: loader.get(b"b"))
+    assert others.wait(DEADLINE_S)  # the read waits for the load ahead
+    loads.release.set()
+    threads[0].join(DEADLINE_S)
+    assert results == [b"b" * 100]
+    assert loads.calls == {b"b": 2}
+
+
+def test_a_load_ahead_that_fails_reports_nothing_until_a_read_needs_the_chunk() -> None:
+    loads = Loads(failing={b"b"})
+    loader = ChunkLoader(loads, cache_bytes=10_000)
+    loader.read_ahead([b"b"])
+    loader.close()
+    assert loads.calls == {b"b": 1}
+    with pytest.raises(FogVaultError, match="cannot load"):
+        loader.get(b"b")
+    assert loads.calls == {b"b": 2}
+
+
+def test_a_file_read_in_order_through_the_view_loads_each_chunk_once(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads of 128 KiB from start to end, as the kernel sends them: the chunks after each
+    read are loaded ahead, and every chunk is loaded once."""
+    src = tmp_path / "src"
+    src.mkdir()
+    data = random.Random(4).randbytes(3_000_000)
+    (src / "file").write_bytes(data)
+    repo = make_repo()
+    Archiver(repo, BackupOptions()).run([str(src)])
+    view = SnapshotView(repo)
+    [uid] = [name for name, _ in view.listdir(b"/ids")]
+    path = b"/ids/" + uid + os.fsencode(src) + b"/file"
+    chunks = view.lookup(path).node.content
+    assert len(chunks) > 4
+    loaded: Counter[bytes] = Counter()
+    load_blob = repo.load_blob
+    ahead: list[bytes] = []
+
+    def counted(blob_id: bytes, *args: object, **kwargs: object) -> bytes:
+        loaded[blob_id] += 1
+        if threading.current_thread().name.startswith("fogvault-read-ahead"):
+            ahead.append(blob_id)
+        return load_blob(blob_id, *args, **kwargs)
+
+    monkeypatch.setattr(repo, "load_blob", counted)
+    handle = view.open(path)
+    read = b"".join(view.read(handle, offset, 131_072) for offset in range(0, len(data), 131_072))
+    view.close()
+    assert read == data
+    assert loaded == Counter(set(chunks))
+    assert ahead, "no chunk was loaded ahead"
