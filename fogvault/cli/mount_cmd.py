@@ -35,6 +35,12 @@ def mount(
                             help="Look for new snapshots at most this often (seconds), when a "
                             "folder above them is listed.")
     ] = 5.0,
+    allow_other: Annotated[
+        bool, typer.Option("--allow-other",
+                           help="Let other users in too; each file's stored owner and mode say "
+                           "who may read it. A user other than root needs 'user_allow_other' in "
+                           "/etc/fuse.conf.")
+    ] = False,
 ) -> None:
     """Show the snapshots as a read-only file system at MOUNTPOINT (ids/, snapshots/, hosts/,
     tags/), until it is unmounted ('fusermount -u MOUNTPOINT') or Ctrl-C."""
@@ -54,4 +60,4 @@ def mount(
         sys.stdout.flush()  # a pipe's reader waits for this line
 
     with open_repository(ctx, load_index=False) as repo:
-        serve(repo, mountpoint, options, on_ready=ready)
+        serve(repo, mountpoint, options, on_ready=ready, allow_other=allow_other)

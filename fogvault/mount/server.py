@@ -87,11 +87,14 @@ def require_fuse() -> ModuleType:
 
 
 def serve(repo: Repository, mountpoint: str, options: MountOptions | None = None,
-          on_ready: Callable[[SnapshotView], None] | None = None) -> None:
+          on_ready: Callable[[SnapshotView], None] | None = None, *,
+          allow_other: bool = False) -> None:
     """Show the snapshots of ``repo`` at ``mountpoint`` until it is unmounted, or until
     ``KeyboardInterrupt`` (which unmounts, or detaches a mount in use, and is raised again; after
     SIGINT a detached mount is served until it is left). ``on_ready`` is called once the kernel
-    has the mount."""
+    has the mount. ``allow_other`` lets other users in, with the kernel checking each entry's
+    stored owner and mode (FUSE's ``default_permissions``); otherwise only the user who mounted
+    may enter, and reads all."""
     check_mountpoint(mountpoint)
     fuse_ops = require_fuse()
     with repo.lock(writes=False):
@@ -99,7 +102,8 @@ def serve(repo: Repository, mountpoint: str, options: MountOptions | None = None
         view = SnapshotView(repo, options)
         try:
             with _stop_signals_recorded() as received:
-                _Session(fuse_ops, view, os.path.abspath(mountpoint), received).run(on_ready)
+                _Session(fuse_ops, view, os.path.abspath(mountpoint), received,
+                         allow_other).run(on_ready)
         finally:
             view.close()
 
@@ -108,8 +112,12 @@ class _Session:
     """libfuse's loop on a thread of its own, and the waiting for it to end."""
 
     def __init__(self, fuse_ops: ModuleType, view: SnapshotView, mountpoint: str,
-                 received: list[int]) -> None:
+                 received: list[int], allow_other: bool = False) -> None:
         self.fuse_ops = fuse_ops
+        # Others are let in only with the kernel checking owners and modes: without
+        # default_permissions the mount would let anyone read every file of every snapshot.
+        self.permissions = {"allow_other": True, "default_permissions": True} if allow_other \
+            else {}
         self.view = view
         self.mountpoint = mountpoint
         self.received = received  # the stop signals that reached the main thread, in order
@@ -144,7 +152,7 @@ class _Session:
             self.fuse_ops.mfusepy.FUSE(
                 operations, self.mountpoint, foreground=True, ro=True, use_ino=True,
                 fsname="fogvault", subtype="fogvault", encoding=self.fuse_ops.ENCODING,
-                errors=self.fuse_ops.ERRORS)
+                errors=self.fuse_ops.ERRORS, **self.permissions)
         except BaseException as exc:  # told by run(): a thread's exception would print itself
             self.failure = exc
         finally:

@@ -10,9 +10,11 @@ import json
 import os
 import random
 import re
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +26,7 @@ from conftest import FAST_KDF, PASSWORD, SMALL_CHUNKS
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.format import pack_name
 from fogvault.repo.repository import Repository
-from tests.mount.mounting import MountProcess, wait_until
+from tests.mount.mounting import MountProcess, force_unmount, wait_until
 
 LATIN1 = os.fsdecode(b"caf\xe9")
 BIG = 4 * 1024 * 1024  # about 60 chunks of the tests' chunker
@@ -252,3 +254,39 @@ def test_a_snapshot_made_while_mounted_appears(fogvault, tmp_path: Path, start_m
     assert latest.read_text() == "two"
     assert (mount.point / "ids" / first / str(tmp_path / "src").lstrip("/") / "f"
             ).read_text() == "one"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading as another user needs root")
+def test_allow_other_lets_other_users_read_what_the_stored_modes_allow(
+        fogvault, start_mount) -> None:
+    """Without --allow-other, another user cannot enter the mount at all; with it, the kernel
+    checks each entry's stored owner and mode, so a file only its owner may read stays shut."""
+    outside = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="fogvault-allow-other-"))
+    try:
+        os.chmod(outside, 0o755)  # stored in the snapshot: others may pass through it
+        src = outside / "src"
+        src.mkdir(mode=0o755)
+        (src / "public").write_text("for anyone")
+        (src / "private").write_text("for root only")
+        os.chmod(src / "public", 0o644)
+        os.chmod(src / "private", 0o600)
+        assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+        assert fogvault("backup", "-r", "repo", str(src)).returncode == 0
+        # the mount points where the other user may reach them (not below tmp_path, 0700)
+        shut = start_mount("-r", "repo", point=outside / "shut").wait_mounted()
+        open_ = start_mount("-r", "repo", "--allow-other", point=outside / "open").wait_mounted()
+        shown = Path("snapshots", "latest", str(src).lstrip("/"))
+
+        def cat_as_nobody(path: Path) -> subprocess.CompletedProcess:
+            return subprocess.run(["cat", str(path)], user=65534, group=65534, extra_groups=[],
+                                  capture_output=True, text=True, timeout=60, check=False)
+
+        assert "Permission denied" in cat_as_nobody(shut.point / shown / "public").stderr
+        assert cat_as_nobody(open_.point / shown / "public").stdout == "for anyone"
+        denied = cat_as_nobody(open_.point / shown / "private")
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+        assert (open_.point / shown / "private").read_text() == "for root only"  # its owner
+    finally:
+        for point in (outside / "shut", outside / "open"):
+            force_unmount(point)
+        shutil.rmtree(outside)
