@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
-from fogvault import __version__
 from fogvault.backup.saver import BlobSaver, stored_blobs
-from fogvault.errors import FogVaultError, UnsupportedFormat, UsageError
+from fogvault.errors import FogVaultError, UsageError
 from fogvault.maintenance.selection import check_selection, chosen_snapshots
+from fogvault.maintenance.treefold import fold_trees, refuse_newer_writer, with_subtree
 from fogvault.patterns import PathPatterns
 from fogvault.repo.format import BlobType
 from fogvault.repo.lock import NoLock
@@ -87,7 +87,7 @@ def rewrite(repo: Repository, options: RewriteOptions) -> RewriteResult:
         chosen = chosen_snapshots(repo, options.uids, options.host, options.tags,
                                   options.paths)
         for snapshot in chosen:  # before any tree is stored
-            _refuse_newer(snapshot)
+            refuse_newer_writer(snapshot, "rewrite")
         changed: list[tuple[Snapshot, Snapshot, list[str]]] = []
         with stored_blobs(repo, dry_run=options.dry_run, before_index=lock.ensure_fresh) as saver:
             filtered = _TreeFilter(repo, saver, patterns)
@@ -149,22 +149,6 @@ def _leading_dirs(repo: Repository, snapshot: Snapshot, patterns: PathPatterns) 
 
 def _at_or_below(path: bytes, folder: bytes) -> bool:
     return path == folder or path.startswith(folder.rstrip(b"/") + b"/")
-
-
-def _refuse_newer(snapshot: Snapshot) -> None:
-    """A newer writer's trees may hold fields this version would drop in writing them again."""
-    if _version(snapshot.program_version) > _version(__version__):
-        raise UnsupportedFormat(f"snapshot {snapshot.uid} was written by FogVault "
-                                f"{snapshot.program_version}, newer than this one "
-                                f"({__version__}): rewrite it with that version")
-
-
-def _version(text: str) -> tuple[int, ...]:
-    """'0.1.0' as (0, 1, 0); an empty or unparsable version counts as the oldest."""
-    try:
-        return tuple(int(part) for part in text.split("."))
-    except ValueError:
-        return ()
 
 
 def _save(repo: Repository, original: Snapshot, copy: Snapshot,
@@ -234,61 +218,29 @@ class _TreeFilter:
         self._done: dict[tuple[bytes, bytes], _Filtered] = {}
 
     def tree(self, root: bytes) -> _Filtered:
-        """The snapshot tree ``root`` filtered. Iterative, so trees of any depth work: each
-        frame is a tree being rebuilt."""
-        frames = [_Frame(root, b"", self.repo.load_tree(root).nodes)]
-        while True:
-            frame = frames[-1]
-            if frame.next < len(frame.nodes):
-                node = frame.nodes[frame.next]
-                frame.next += 1
-                path = frame.prefix + b"/" + node.name
-                if self.patterns.matches(path):
-                    frame.removed.append(path.decode(errors="surrogateescape"))
-                elif node.type == DIR and node.subtree is not None:
-                    done = self._done.get((node.subtree, path))
-                    if done is None:
-                        frames.append(_Frame(node.subtree, path,
-                                             self.repo.load_tree(node.subtree).nodes,
-                                             parent_node=node))
-                        continue
-                    frame.keep_folder(node, done)
-                else:
-                    frame.kept.append(node)
-                    frame.contents.count(node)
+        """The snapshot tree ``root`` filtered (by :func:`fold_trees`: trees of any depth)."""
+        return fold_trees((root, b""), self._filter, self._done)
+
+    def _filter(self, at: tuple[bytes, bytes]
+                ) -> Generator[tuple[bytes, bytes], _Filtered, _Filtered]:
+        """The tree ``at`` (its id, and the path of the folder it lists) filtered; yields its
+        folders' subtrees, at their paths, for their filtered trees."""
+        tree_id, prefix = at
+        kept: list[Node] = []
+        removed: list[str] = []
+        contents = _Contents()
+        for node in self.repo.load_tree(tree_id).nodes:
+            path = prefix + b"/" + node.name
+            if self.patterns.matches(path):
+                removed.append(path.decode(errors="surrogateescape"))
                 continue
-            frames.pop()
-            result = _Filtered(self._store(frame), frame.removed, frame.contents)
-            self._done[(frame.tree_id, frame.prefix)] = result
-            if not frames:
-                return result
-            assert frame.parent_node is not None
-            frames[-1].keep_folder(frame.parent_node, result)
-
-    def _store(self, frame: _Frame) -> bytes:
-        if not frame.removed:
-            return frame.tree_id  # nothing below it changed: the same tree
-        return self.saver.save(BlobType.TREE, Tree(frame.kept).encode())
-
-
-@dataclass(slots=True)
-class _Frame:
-    tree_id: bytes
-    prefix: bytes
-    nodes: list[Node]
-    parent_node: Node | None = None  # the folder's entry in the tree above
-    next: int = 0
-    kept: list[Node] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    contents: _Contents = field(default_factory=_Contents)
-
-    def keep_folder(self, node: Node, below: _Filtered) -> None:
-        """Keep the folder entry ``node``, whose tree filtered is ``below``."""
-        self.kept.append(_with_subtree(node, below.tree_id))
-        self.removed += below.removed
-        self.contents.count(node)
-        self.contents.add(below.contents)
-
-
-def _with_subtree(node: Node, subtree: bytes) -> Node:
-    return node if node.subtree == subtree else dataclasses.replace(node, subtree=subtree)
+            if node.type == DIR and node.subtree is not None:
+                below = yield node.subtree, path
+                node = with_subtree(node, below.tree_id)
+                removed += below.removed
+                contents.add(below.contents)
+            kept.append(node)
+            contents.count(node)
+        if removed:  # else nothing below it changed: the same tree
+            tree_id = self.saver.save(BlobType.TREE, Tree(kept).encode())
+        return _Filtered(tree_id, removed, contents)
