@@ -9,6 +9,7 @@ start, every test that needs it fails with the script's explanation; only
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -28,6 +29,17 @@ FAST_KDF = KDF_PROFILES["interactive"]
 # Small chunks and packs so that small test data still spans many chunks and packs.
 SMALL_CHUNKS = ChunkerParams(min_size=16 * 1024, avg_size=64 * 1024, max_size=256 * 1024)
 S3_BUCKET = "fogvault-test"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Signals at their defaults for the processes the tests start, however pytest was started:
+    a shell's background job (``pytest &``) ignores SIGINT and ``nohup`` SIGHUP, and ignored
+    signals stay ignored in children, so the tests of Ctrl-C and hang-up would fail (FogVault
+    leaves signals ignored that its caller ignored, as it should)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
