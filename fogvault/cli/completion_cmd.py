@@ -38,11 +38,13 @@ import typer.main
 from typer._click import Command, Context, Parameter, types  # Typer's own copy of click 8.3
 from typer._click.shell_completion import CompletionItem, ShellComplete, split_arg_string
 
-from fogvault.cli.app import _WITH_VALUE, build_app, split_common_options
+from fogvault.cli.app import _FLAGS, _WITH_VALUE, build_app, split_common_options
 from fogvault.cli.common import RefusedOption, refuse_options
 from fogvault.errors import UsageError
 
 PROGRAM = "fogvault"
+#: The options app.main accepts after the command name (not --help, not --version)
+_COMMON_OPTIONS = _WITH_VALUE | _FLAGS
 #: The variable a completion script sets to ``SHELL_complete`` (the name Typer gives it too)
 COMPLETE_VAR = "_FOGVAULT_COMPLETE"
 
@@ -74,6 +76,7 @@ _fogvault() {
     local -a lines values shown
     lines=("${(@f)$(COMP_WORDS="${words[*]}" COMP_CWORD=$((CURRENT - 1)) \
                     _FOGVAULT_COMPLETE=zsh_complete $words[1] 2>/dev/null)}")
+    [[ $PREFIX == -*=* ]] && compset -P '*='  # --option=VALUE: complete the value
     for line in $lines; do
         value=${${line#*,}%%$'\t'*}
         case ${line%%,*} in
@@ -96,20 +99,28 @@ else
 fi
 """
 
+# One call of fogvault a TAB: the rule's condition asks it, and is false where a file name is
+# wanted, leaving the word to fish's own file completion.
 _FISH_SCRIPT = r"""# fish completion for fogvault (see `fogvault completion --help`)
-function __fogvault_complete
-    for line in (env COMP_WORDS=(commandline -cp) COMP_CWORD=(commandline -ct) \
-                     _FOGVAULT_COMPLETE=fish_complete fogvault 2>/dev/null)
-        set -l kind_value (string split -m 1 , -- $line)
+function __fogvault_ask
+    set -g __fogvault_values
+    set -l files no
+    set -l line (commandline -cp)
+    set -l token (commandline -ct)
+    set -l option (string replace -r -- '^(-[^=]*=)?.*' '$1' "$token")  # --option=VALUE
+    for answer in (env COMP_WORDS="$line" COMP_CWORD="$token" \
+                       _FOGVAULT_COMPLETE=fish_complete fogvault 2>/dev/null)
+        set -l kind_value (string split -m 1 , -- $answer)
         switch $kind_value[1]
             case plain
-                echo $kind_value[2]
+                set -a __fogvault_values $option$kind_value[2]
             case file
-                __fish_complete_path (string split -m 1 \t -- $kind_value[2])[1]
+                set files yes
         end
     end
+    test $files = no
 end
-complete -c fogvault -f -a '(__fogvault_complete)'
+complete -c fogvault -n __fogvault_ask -f -a '$__fogvault_values'
 """
 
 
@@ -133,15 +144,20 @@ class _FogVaultComplete(ShellComplete):
         return self.words()
 
     def get_completions(self, args: list[str], incomplete: str) -> list[CompletionItem]:
+        """click's completions, where the common options go in front of the command (as
+        ``app.main`` puts them) and are the command's options too."""
+        name, equals, value = incomplete.partition("=")
+        if equals and name in _WITH_VALUE:  # --repo=VALUE is --repo VALUE
+            args, incomplete = [*args, name], value
         common, rest = split_common_options(args)
         if rest and rest[-1] in _WITH_VALUE and "--" not in rest:
-            # the value of a common option given after the command: the app's to complete
+            # a common option's value, after the command: the app's to complete
             return super().get_completions([*common, rest[-1]], incomplete)
         items = super().get_completions([*common, *rest], incomplete)
-        if rest and incomplete.startswith("-"):  # a command's options include the common ones
-            known = {item.value for item in items}
+        if rest and incomplete.startswith("-") and not equals:
+            # an option's name after the command: the common options' names too
             items += [i for i in super().get_completions(common, incomplete)
-                      if i.value not in known]
+                      if i.value in _COMMON_OPTIONS]
         return items
 
     def format_completion(self, item: CompletionItem) -> str:
@@ -156,7 +172,22 @@ class _WordsAndIndex(_FogVaultComplete):
     def words(cls) -> tuple[list[str], str]:
         words = split_arg_string(os.environ["COMP_WORDS"])
         index = int(os.environ["COMP_CWORD"])
-        return words[1:index], words[index] if index < len(words) else ""
+        typed = _join_option_values([*words, ""][1:index + 1])
+        return typed[:-1], typed[-1]
+
+
+def _join_option_values(words: list[str]) -> list[str]:
+    """``--option=VALUE`` whole again: bash splits it into ``--option``, ``=``, ``VALUE``
+    (``=`` is in its COMP_WORDBREAKS)."""
+    joined: list[str] = []
+    glue = False  # the word before was an option's "=": this one is its value
+    for word in words:
+        if glue or (word == "=" and joined and joined[-1].startswith("-")):
+            joined[-1] += word
+            glue = not glue and word == "="
+        else:
+            joined.append(word)
+    return joined
 
 
 class BashComplete(_WordsAndIndex):
