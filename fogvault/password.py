@@ -2,7 +2,9 @@
 
 Order (first that is set wins): ``--password-file`` or ``--password-command`` (not both, as
 restic), ``FOGVAULT_PASSWORD_FILE``, ``FOGVAULT_PASSWORD_COMMAND``, ``FOGVAULT_PASSWORD``, then a
-prompt if stdin is a terminal.
+prompt if stdin is a terminal. The source repository of ``copy`` and ``init --from-repo`` has
+the same sources under other names (:data:`SOURCE_PASSWORD`: ``--from-password-file``,
+``FOGVAULT_FROM_PASSWORD_FILE``, ..., as restic's ``--from-password-file``).
 A password file's trailing newline is not part of the password. Messages never include the
 password, and a failing command's output is not echoed.
 """
@@ -23,6 +25,29 @@ from fogvault.userfiles import read_bounded
 MAX_PASSWORD_FILE = 64 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordNames:
+    """What one repository's password sources are called: the options are ``OPTION-file``
+    and ``OPTION-command``, the variables ``VARIABLE_FILE``, ``VARIABLE_COMMAND`` and
+    ``VARIABLE``; ``label`` names the password in a prompt."""
+
+    option: str
+    variable: str
+    label: str
+
+    @property
+    def sources(self) -> str:
+        """Every way to give this password but the prompt, for the error without a terminal."""
+        return (f"set {self.variable}_FILE, {self.variable}_COMMAND or {self.variable}, or use "
+                f"{self.option}-file or {self.option}-command")
+
+
+REPOSITORY_PASSWORD = PasswordNames("--password", "FOGVAULT_PASSWORD", "password")
+#: the source repository's, for ``copy`` and ``init --from-repo`` (restic's --from-password-*)
+SOURCE_PASSWORD = PasswordNames("--from-password", "FOGVAULT_FROM_PASSWORD",
+                                "password of the source repository")
+
+
 @dataclass(slots=True)
 class PasswordSource:
     file: str | None = None
@@ -30,21 +55,26 @@ class PasswordSource:
     value: str | None = None
     #: how the command was given, for messages
     command_from: str = "FOGVAULT_PASSWORD_COMMAND"
+    names: PasswordNames = REPOSITORY_PASSWORD
 
     @classmethod
-    def from_env(cls, password_file: str | None = None,
-                 password_command: str | None = None) -> PasswordSource:
+    def from_env(cls, password_file: str | None = None, password_command: str | None = None,
+                 names: PasswordNames = REPOSITORY_PASSWORD) -> PasswordSource:
         """The options' source if one is given, else the environment's."""
         if password_file is not None and password_command is not None:
-            raise UsageError("--password-file and --password-command cannot be used together")
+            raise UsageError(f"{names.option}-file and {names.option}-command cannot be used "
+                             "together")
         if password_file is not None:
-            return cls(file=password_file)
+            return cls(file=password_file, names=names)
         if password_command is not None:
-            return cls(command=password_command, command_from="--password-command")
+            return cls(command=password_command, command_from=f"{names.option}-command",
+                       names=names)
         return cls(  # an empty variable counts as unset, as restic's
-            file=os.environ.get("FOGVAULT_PASSWORD_FILE") or None,
-            command=os.environ.get("FOGVAULT_PASSWORD_COMMAND") or None,
-            value=os.environ.get("FOGVAULT_PASSWORD"),
+            file=os.environ.get(f"{names.variable}_FILE") or None,
+            command=os.environ.get(f"{names.variable}_COMMAND") or None,
+            value=os.environ.get(names.variable),
+            command_from=f"{names.variable}_COMMAND",
+            names=names,
         )
 
     def read(self, *, confirm: bool = False) -> bytes:
@@ -54,7 +84,8 @@ class PasswordSource:
             return _run_password_command(self.command, self.command_from)
         if self.value is not None:  # the variable's bytes, even those that are not UTF-8
             return _checked(os.fsencode(self.value))
-        return prompt_password(confirm=confirm)
+        return prompt_password(confirm=confirm, label=self.names.label,
+                               sources=self.names.sources)
 
 
 def read_password_file(path: str) -> bytes:
@@ -84,13 +115,9 @@ def _run_password_command(command: str, given_as: str) -> bytes:
     return _checked(done.stdout.rstrip(b"\r\n"))
 
 
-#: Where the repository password can come from, for the message when none is given.
-_PASSWORD_SOURCES = ("set FOGVAULT_PASSWORD_FILE, FOGVAULT_PASSWORD_COMMAND or FOGVAULT_PASSWORD, "
-                     "or use --password-file or --password-command")
-
-
 def prompt_password(
-    *, confirm: bool = False, label: str = "password", sources: str = _PASSWORD_SOURCES
+    *, confirm: bool = False, label: str = "password",
+    sources: str = REPOSITORY_PASSWORD.sources,
 ) -> bytes:
     """Ask on the terminal; without one, a usage error that names ``sources``, the other ways
     to give this password."""

@@ -118,7 +118,7 @@ COMMAND_MODULES = {
     "config": "config_cmd", "run": "run_cmd", "schedule": "schedule_cmd",
     "daemon": "daemon_cmd", "status": "status_cmd",
     "repair": "repair_cmd", "targets": "targets_cmd", "target": "targets_cmd",
-    "mount": "mount_cmd", "completion": "completion_cmd",
+    "mount": "mount_cmd", "completion": "completion_cmd", "copy": "copy_cmd",
 }
 
 

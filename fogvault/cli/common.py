@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fogvault.errors import PartialSuccess, TargetsBehind, UsageError
+from fogvault.errors import FogVaultError, PartialSuccess, TargetsBehind, UsageError
 from fogvault.sizes import counted
 
 if TYPE_CHECKING:
@@ -61,6 +61,16 @@ ExcludeFileOption = Annotated[
 IExcludeOption = Annotated[
     list[str] | None, typer.Option("--iexclude", help="As --exclude, ignoring case.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", "-n", help="Only show.")]
+# The source repository of copy and init --from-repo, named as restic names it.
+FromRepoOption = Annotated[list[str] | None, typer.Option(
+    "--from-repo", help="Source repository: a target URL or path (repeatable; env "
+    "FOGVAULT_FROM_REPO, comma-separated).")]
+FromPasswordFileOption = Annotated[str | None, typer.Option(
+    "--from-password-file", help="Read the source repository's password from this file "
+    "(env FOGVAULT_FROM_PASSWORD_FILE).")]
+FromPasswordCommandOption = Annotated[str | None, typer.Option(
+    "--from-password-command", help="Run this command and read the source repository's "
+    "password from its output (env FOGVAULT_FROM_PASSWORD_COMMAND).")]
 
 
 @dataclass(slots=True)
@@ -84,10 +94,7 @@ class GlobalOptions:
         return TargetPolicy.from_env(min_targets=self.min_targets)
 
     def repo_urls(self) -> list[str]:
-        if self.repos:
-            return self.repos
-        env = os.environ.get("FOGVAULT_REPO", "")
-        return [u.strip() for u in env.split(",") if u.strip()]
+        return urls_given(self.repos, "FOGVAULT_REPO")
 
     def password_source(self) -> PasswordSource:
         from fogvault.password import PasswordSource
@@ -98,33 +105,92 @@ class GlobalOptions:
         return Path(self.cache_dir).expanduser() if self.cache_dir else None
 
 
+def urls_given(given: list[str] | None, variable: str) -> list[str]:
+    """The targets given on the command line (``-r``, ``--from-repo``), else those of the
+    environment variable ``variable`` (comma-separated)."""
+    if given:
+        return given
+    return [u.strip() for u in os.environ.get(variable, "").split(",") if u.strip()]
+
+
 def options(ctx: typer.Context) -> GlobalOptions:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
 
 
+@dataclass(frozen=True, slots=True)
+class SourceRepository:
+    """The repository that ``copy`` and ``init --from-repo`` read from: restic's
+    ``--from-repo`` (``FOGVAULT_FROM_REPO``) with its own password sources
+    (``--from-password-file``, ``FOGVAULT_FROM_PASSWORD*``: ``password.SOURCE_PASSWORD``)."""
+
+    urls: list[str]
+    password: PasswordSource
+
+    @classmethod
+    def given(cls, ctx: typer.Context, repos: list[str] | None, password_file: str | None,
+              password_command: str | None) -> SourceRepository:
+        """From the options (else the environment); a usage error if no source is named, or
+        if a source target is one of the repository's (-r) own."""
+        from fogvault.password import SOURCE_PASSWORD, PasswordSource
+        from fogvault.storage.identity import target_identity
+
+        urls = urls_given(repos, "FOGVAULT_FROM_REPO")
+        if not urls:
+            raise UsageError("no source repository given (use --from-repo or FOGVAULT_FROM_REPO)")
+        ours = {target_identity(url): url for url in options(ctx).repo_urls()}
+        for url in urls:
+            if (same := ours.get(target_identity(url))) is not None:
+                raise UsageError(f"the source {url!r} and the repository {same!r} are the same "
+                                 "target: give another repository with --from-repo")
+        return cls(urls, PasswordSource.from_env(password_file, password_command,
+                                                 SOURCE_PASSWORD))
+
+    def read_password(self) -> bytes:
+        """The source's password. A password command that fails says it is the source's (the
+        errors of a missing password or password file say so themselves)."""
+        try:
+            return self.password.read()
+        except UsageError:
+            raise
+        except FogVaultError as exc:
+            raise self.about(exc) from exc
+
+    def about(self, error: FogVaultError) -> FogVaultError:
+        """``error`` (same class, so the same exit code) saying it is about the source."""
+        return type(error)(f"source repository {', '.join(self.urls)}: {error}")
+
+
 @contextlib.contextmanager
 def open_repository(
     ctx: typer.Context, *, load_index: bool = True, extra_urls: tuple[str, ...] = (),
-    drop_empty_targets: bool = False,
+    drop_empty_targets: bool = False, source: SourceRepository | None = None,
 ) -> Iterator[Repository]:
-    """Open the repository on the common options' targets (plus ``extra_urls``); see
-    ``Repository.open`` for ``drop_empty_targets``."""
+    """Open the repository on the common options' targets (plus ``extra_urls``), or with
+    ``source`` the source repository of ``copy`` (its errors say so, and ``--min-targets`` is
+    the other repository's); see ``Repository.open`` for ``drop_empty_targets``."""
     from fogvault.heap import use_one_malloc_arena
     from fogvault.repo.repository import Repository
+    from fogvault.targets import TargetPolicy
     from fogvault.targets.ledger import Ledger
 
     use_one_malloc_arena()  # before the index loaders' threads make arenas (heap.py)
     opts = options(ctx)
-    repo = Repository.open(
-        [*opts.repo_urls(), *extra_urls],
-        opts.password_source().read(),
-        cache_dir=opts.cache_path(),
-        use_cache=not opts.no_cache,
-        load_index=load_index,
-        policy=opts.target_policy(),
-        drop_empty_targets=drop_empty_targets,
-    )
+    password = opts.password_source().read() if source is None else source.read_password()
+    try:
+        repo = Repository.open(
+            [*opts.repo_urls(), *extra_urls] if source is None else source.urls,
+            password,
+            cache_dir=opts.cache_path(),
+            use_cache=not opts.no_cache,
+            load_index=load_index,
+            policy=opts.target_policy() if source is None else TargetPolicy.from_env(),
+            drop_empty_targets=drop_empty_targets,
+        )
+    except FogVaultError as exc:
+        if source is None:
+            raise
+        raise source.about(exc) from exc
     repo.use_locks = not opts.no_lock
     repo.lock_wait = opts.retry_lock
     ledger = Ledger(repo.config.repo_id)

@@ -173,6 +173,7 @@ class Repository:
         use_cache: bool = True,
         target_options: Mapping[str, Mapping[str, Any]] | None = None,
         policy: TargetPolicy | None = None,
+        identity: bytes | None = None,
     ) -> Repository:
         """Create a new repository on every target: the same key file and config bytes on
         each. Refuses targets that hold a config, any other object of a repository but key
@@ -184,7 +185,11 @@ class Repository:
         those removed are named in a warning and in ``removed_keys``, those still there (the
         deletion or the read-back failed, or the config there is not this init's) in another,
         and in ``stray_keys``.
-        ``target_options`` maps a URL to its backend options (see ``open_storage``)."""
+        ``target_options`` maps a URL to its backend options (see ``open_storage``).
+        ``identity``: another repository's identity key (``init --copy-chunker-params``): with
+        that repository's chunker parameters in ``config``, data gets the same chunks and blob
+        ids as there, and ``copy`` between the two moves only what is missing; the encryption
+        key is new either way."""
         config = config or RepoConfig()
         try:
             config.validate()
@@ -198,6 +203,8 @@ class Repository:
                 if found := _key_files_left(target.storage):
                     leftover[target.url] = found
             master = MasterKey.generate()
+            if identity is not None:  # checked: exactly one key's length
+                master = MasterKey.from_bytes(master.encryption + identity)
             key_file = KeyFile.create(master, password, kdf)
             repo = cls(targets, master, key_file.key_id, config, None)
             # The key first: a target with a config is a repository, and must be openable.

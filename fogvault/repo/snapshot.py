@@ -82,9 +82,12 @@ class Snapshot:
     program_version: str = ""
     summary: SnapshotSummary = field(default_factory=SnapshotSummary)
     warnings: list[str] = field(default_factory=list)
+    #: the uid of the snapshot this is a copy of (``copy``: the source's own ``original`` if
+    #: it has one, else its uid), by which a later copy knows it is there; None if no copy
+    original: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "version": SNAPSHOT_VERSION,
             "uid": self.uid,
             "time": self.time.isoformat(),
@@ -100,6 +103,9 @@ class Snapshot:
             # millions of unreadable files.
             "warnings": _bounded(self.warnings),
         }
+        if self.original is not None:  # only in copies: other snapshots are as they were
+            doc["original"] = self.original
+        return doc
 
     def encode(self) -> bytes:
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
@@ -118,10 +124,11 @@ class Snapshot:
                 paths=_str_list(doc["paths"]),
                 tags=_str_list(doc.get("tags", [])),
                 tree=parse_hex_id(_typed(doc["tree"], str)),
-                parent=_optional_uid(doc.get("parent")),
+                parent=_optional_uid(doc.get("parent"), "parent"),
                 program_version=_typed(doc.get("program_version", ""), str),
                 summary=_summary(doc.get("summary", {})),
                 warnings=_str_list(doc.get("warnings", [])),
+                original=_optional_uid(doc.get("original"), "original"),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedObject(f"snapshot {expected_uid} is malformed: {exc}") from exc
@@ -211,9 +218,9 @@ def _parse_time(text: str) -> datetime:
     return value
 
 
-def _optional_uid(value: Any) -> str | None:
+def _optional_uid(value: Any, name: str) -> str | None:
     if value is not None and not (isinstance(value, str) and is_uid(value)):
-        raise ValueError("malformed parent")
+        raise ValueError(f"malformed {name}")
     return value
 
 

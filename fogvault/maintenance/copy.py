@@ -1,0 +1,364 @@
+"""``copy``: snapshots of one repository saved in another (restic's ``copy``).
+
+The chosen snapshots of the source (uids, ``latest`` and the --host/--tag/--path filters, as
+``find`` takes them) are saved in the destination, oldest first, each under a new uid with
+everything else as it was (time, host, user, paths, tags, summary, warnings, the writer's
+version) but ``parent``, which names a snapshot of the source (None, as restic does), and
+``original`` (below).
+
+**Which snapshots are copies already.** A copy records in ``original`` the uid of the snapshot
+it copies (that snapshot's own ``original`` if it has one, so a copy of a copy names the first
+snapshot). A source snapshot is skipped if the destination holds a snapshot whose uid or
+``original`` is the source's ``original`` (else its uid) and whose time, host, user, paths and
+tags are the same (restic's rule, without the tree, whose id differs between repositories
+with different identity keys). So a second copy copies nothing, a copy back into the first
+repository too, and a snapshot retagged in either repository is copied again, as in restic.
+
+**Blobs.** Two repositories made with ``init --copy-chunker-params`` share the identity key
+(docs/format.md: blob ids and chunk boundaries): every blob has the same id in both, and only
+the blobs the destination's index lacks are read from the source (a tree it has is read from
+the destination, to walk it); trees keep their bytes. Between unrelated repositories every
+data blob the snapshots use is read and stored under the destination's id of its plaintext,
+and every tree is encoded again with the new ids, bottom-up (``treefold``); chunk boundaries
+stay the source's. Either way, within one run each source blob is read once, however many
+snapshots use it, and each tree walked once. The destination stores through its own pack
+writer (``stored_blobs``), so its targets, replication and ``min_targets`` apply as for a
+backup.
+
+**Failures.** A source blob that no target holds intact, or a tree that cannot be read or is
+malformed, fails the snapshots that use it: they are not saved (none is saved whose data the
+destination lacks), the others are. Anything else (a target that cannot be reached, a lock
+lost) ends the run. Each snapshot's blobs are stored and indexed before its manifest is saved,
+so an interrupted run leaves the snapshots it finished and no other; a rerun skips them.
+
+Locks: a shared lock on the source (``writes=False``: with ``use_locks`` off, none, for a
+read-only source), and on the destination the lock a backup takes; a dry run takes none there
+and reads no data blob: it walks the trees and counts what a copy would read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+from fogvault.backup.saver import BlobSaver, stored_blobs
+from fogvault.errors import (
+    FogVaultError,
+    MalformedObject,
+    UnsafePath,
+    UnsupportedFormat,
+    UsageError,
+)
+from fogvault.maintenance.progress import PhaseProgress
+from fogvault.maintenance.selection import chosen_snapshots
+from fogvault.maintenance.treefold import fold_trees, refuse_newer_writer, with_subtree
+from fogvault.repo.format import BlobType
+from fogvault.repo.index import IndexEntry
+from fogvault.repo.lock import NoLock
+from fogvault.repo.pack import pack_spans
+from fogvault.repo.repository import Repository, is_damage
+from fogvault.repo.snapshot import Snapshot, new_uid
+from fogvault.repo.tree import DIR, FILE, Node, Tree
+
+READ_SPAN = 4 * 1024 * 1024  # bytes of a source pack read at once
+READERS = 2  # threads reading source spans while the caller stores what they read
+FETCH_BATCH = 4096  # data blobs looked up and read together (a folder's files, in pack order)
+
+
+@dataclass(slots=True)
+class CopyOptions:
+    uids: list[str] = field(default_factory=list)  # none: every snapshot the filters select
+    host: str | None = None
+    tags: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+
+@dataclass(slots=True)
+class Copied:
+    source_uid: str
+    uid: str | None  # the copy's in the destination; None in a dry run
+
+
+@dataclass(slots=True)
+class Skipped:
+    source_uid: str
+    copy_uid: str  # the destination's snapshot that is its copy
+
+
+@dataclass(slots=True)
+class Failed:
+    source_uid: str
+    error: str  # one line
+
+
+@dataclass(slots=True)
+class CopyResult:
+    copied: list[Copied] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    #: the two share the identity key (``init --copy-chunker-params``): blobs keep their ids,
+    #: and those the destination has are not read
+    same_ids: bool = False
+    # read from the source (in a dry run: what a copy would read); bytes as plaintext
+    data_blobs_read: int = 0
+    tree_blobs_read: int = 0
+    bytes_read: int = 0
+    # stored in the destination (none in a dry run); bytes as stored
+    data_blobs_added: int = 0
+    tree_blobs_added: int = 0
+    bytes_added: int = 0
+    duration_s: float = 0.0
+    dry_run: bool = False
+
+
+def copy(source: Repository, destination: Repository, options: CopyOptions | None = None,
+         progress: PhaseProgress | None = None) -> CopyResult:
+    """Save the snapshots ``options`` chooses from ``source`` in ``destination`` (see the
+    module doc). Each copied snapshot is a phase of ``progress``, advanced per blob read; a
+    snapshot that fails is a warning too."""
+    options = options or CopyOptions()
+    progress = progress or PhaseProgress()
+    started = time.monotonic()
+    if source.config.repo_id == destination.config.repo_id:
+        raise UsageError(f"{', '.join(source.targets.urls)} and "
+                         f"{', '.join(destination.targets.urls)} hold the same repository: "
+                         "copy between different repositories ('fogvault target add' makes "
+                         "another target of one)")
+    copier = _Copier(source, destination, progress, options.dry_run)
+    result = CopyResult(same_ids=copier.same_ids, dry_run=options.dry_run)
+    with source.lock(writes=False), \
+            destination.lock() if not options.dry_run else NoLock() as lock:
+        # Under the locks: a prune that ran since either was opened replaced index files.
+        source.load_index()
+        destination.load_index()
+        if not options.dry_run:  # as a backup: fail before storing anything if it cannot commit
+            destination.mark_behind_targets()
+            destination.targets.require_quorum("copy not started")
+        chosen = chosen_snapshots(source, options.uids, options.host, options.tags,
+                                  options.paths)
+        copies = _Copies(destination.snapshots())
+        pending = []
+        for snapshot in chosen:
+            if (earlier := copies.of(snapshot)) is not None:
+                result.skipped.append(Skipped(snapshot.uid, earlier.uid))
+            else:
+                pending.append(snapshot)
+        for number, snapshot in enumerate(pending, 1):
+            progress.phase(f"snapshot {snapshot.uid} ({number} of {len(pending)})")
+            if (earlier := copies.of(snapshot)) is not None:  # one copied in this run is alike
+                result.skipped.append(Skipped(snapshot.uid, earlier.uid))
+                continue
+            copy_of = _copy_one(copier, snapshot, result, lock.ensure_fresh)
+            if copy_of is not None:
+                copies.add(copy_of)
+    result.data_blobs_read, result.tree_blobs_read = copier.data_read, copier.trees_read
+    result.bytes_read = copier.bytes_read
+    result.duration_s = round(time.monotonic() - started, 3)
+    return result
+
+
+def _copy_one(copier: _Copier, snapshot: Snapshot, result: CopyResult,
+              ensure_fresh: Callable[[], None]) -> Snapshot | None:
+    """Copy one snapshot: its blobs stored and indexed, then (not in a dry run) its manifest.
+    Returns the copy, or None if it failed (recorded in ``result``, and a warning)."""
+    destination = copier.destination
+    failure = None
+    # The block ends normally when the source fails this snapshot, so that what it stored is
+    # indexed (the copier remembers it for the snapshots that share it).
+    with stored_blobs(destination, dry_run=result.dry_run, before_index=ensure_fresh) as saver:
+        try:
+            if not copier.same_ids:  # its trees are encoded again
+                refuse_newer_writer(snapshot, "copy")
+            tree = copier.root(saver, snapshot.tree)
+        except (_NotCopied, UnsupportedFormat) as exc:
+            failure = str(exc)
+    if not result.dry_run:
+        result.data_blobs_added += saver.blobs_added[BlobType.DATA]
+        result.tree_blobs_added += saver.blobs_added[BlobType.TREE]
+        result.bytes_added += saver.bytes_added
+    if failure is not None:
+        result.failed.append(Failed(snapshot.uid, failure))
+        copier.progress.warning(f"snapshot {snapshot.uid} not copied: {failure}")
+        return None
+    the_copy = dataclasses.replace(snapshot, uid=new_uid(), tree=tree, parent=None,
+                                   original=snapshot.original or snapshot.uid)
+    if not result.dry_run:
+        ensure_fresh()  # a stale lock may have let a prune delete what it names
+        destination.save_snapshot(the_copy)
+    result.copied.append(Copied(snapshot.uid, None if result.dry_run else the_copy.uid))
+    return the_copy
+
+
+class _Copies:
+    """The destination's snapshots by the uid of what they are copies of (their ``original``,
+    and their own uid: a copy back into the repository it came from)."""
+
+    def __init__(self, snapshots: list[Snapshot]) -> None:
+        self._by_origin: dict[str, list[Snapshot]] = {}
+        for snapshot in snapshots:
+            self.add(snapshot)
+
+    def add(self, snapshot: Snapshot) -> None:
+        self._by_origin.setdefault(snapshot.uid, []).append(snapshot)
+        if snapshot.original is not None:
+            self._by_origin.setdefault(snapshot.original, []).append(snapshot)
+
+    def of(self, snapshot: Snapshot) -> Snapshot | None:
+        """The destination's copy of ``snapshot``, if it has one."""
+        origin = snapshot.original or snapshot.uid
+        return next((held for held in self._by_origin.get(origin, [])
+                     if _alike(held, snapshot)), None)
+
+
+def _alike(a: Snapshot, b: Snapshot) -> bool:
+    """restic's test of a copy (``similarSnapshots``) but the tree: the same time, host, user,
+    paths and tags."""
+    return (a.time == b.time and a.host == b.host and a.user == b.user
+            and sorted(a.paths) == sorted(b.paths) and sorted(a.tags) == sorted(b.tags))
+
+
+class _NotCopied(Exception):
+    """The source cannot give a snapshot's data (damage): that snapshot is not copied."""
+
+
+class _Copier:
+    """Makes the trees of source snapshots present in the destination, each tree and blob once
+    per run (memoised by source id: what a snapshot stored is indexed before the next one
+    starts, even when that snapshot fails)."""
+
+    def __init__(self, source: Repository, destination: Repository, progress: PhaseProgress,
+                 dry_run: bool) -> None:
+        self.source = source
+        self.destination = destination
+        self.progress = progress
+        self.dry_run = dry_run
+        self.same_ids = source.master.identity == destination.master.identity
+        self.trees: dict[bytes, bytes] = {}  # source tree id -> destination tree id
+        self.data: dict[bytes, bytes] = {}  # source data blob id -> destination id
+        self.unreadable: dict[bytes, str] = {}  # source blob id -> why it cannot be read
+        self.saver: BlobSaver | None = None
+        self.data_read = self.trees_read = self.bytes_read = 0
+
+    def root(self, saver: BlobSaver, tree_id: bytes) -> bytes:
+        """The destination's id of the source tree ``tree_id``, everything below it stored
+        through ``saver``. _NotCopied if the source cannot give some of it."""
+        self.saver = saver
+        return fold_trees(tree_id, self._tree, self.trees)
+
+    def _tree(self, tree_id: bytes) -> Generator[bytes, bytes, bytes]:
+        """One tree: its files' data first, then (yielded) its folders' trees, then itself."""
+        plaintext, tree = self._load_tree(tree_id)
+        self._fetch([blob for node in tree.nodes if node.type == FILE for blob in node.content])
+        nodes: list[Node] = []
+        for node in tree.nodes:
+            if node.type == DIR and node.subtree is not None:
+                node = with_subtree(node, (yield node.subtree))
+            elif node.type == FILE and not self.same_ids:
+                node = dataclasses.replace(node, content=[self.data[b] for b in node.content])
+            nodes.append(node)
+        if self.same_ids:
+            if plaintext is not None and not self.dry_run:  # the same bytes, the same id
+                self._saver().save(BlobType.TREE, plaintext, tree_id)
+            return tree_id
+        if self.dry_run:  # its new id would need the data's, which a dry run does not read
+            return tree_id
+        return self._saver().save(BlobType.TREE, Tree(nodes).encode())
+
+    def _load_tree(self, tree_id: bytes) -> tuple[bytes | None, Tree]:
+        """(the tree's bytes if it is read from the source, the tree). With shared ids, a tree
+        the destination has is read there, and its bytes are not needed."""
+        if self.same_ids and tree_id in self.destination.index:
+            try:
+                return None, self.destination.load_tree(tree_id)
+            except FogVaultError as exc:
+                _raise_if_not_damage(exc)
+                raise _NotCopied(f"tree {tree_id.hex()} cannot be read from the destination "
+                                 f"({_first_line(exc)}): check it") from exc
+        try:
+            plaintext = self.source.load_blob(tree_id)
+            tree = Tree.decode(plaintext)
+        except FogVaultError as exc:
+            _raise_if_not_damage(exc)
+            raise _NotCopied(f"tree {tree_id.hex()} cannot be read ({_first_line(exc)})"
+                             ) from exc
+        self._count_read(len(plaintext), tree=True)
+        return plaintext, tree
+
+    def _fetch(self, blob_ids: list[bytes]) -> None:
+        """Make the data blobs ``blob_ids`` present in the destination (``self.data`` maps
+        each to its id there): those it lacks (with other ids, all of them) are read from the
+        source, in pack order, and stored. _NotCopied, once every other one is stored, if one
+        cannot be read."""
+        wanted = [blob_id for blob_id in dict.fromkeys(blob_ids) if blob_id not in self.data
+                  and not (self.same_ids and blob_id in self.destination.index)]
+        known_bad = next((self.unreadable[b] for b in wanted if b in self.unreadable), None)
+        if known_bad is not None:
+            raise _NotCopied(known_bad)
+        failure: _NotCopied | None = None
+        for start in range(0, len(wanted), FETCH_BATCH):
+            try:
+                self._fetch_batch(wanted[start : start + FETCH_BATCH])
+            except _NotCopied as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def _fetch_batch(self, blob_ids: list[bytes]) -> None:
+        by_pack: dict[bytes, list[IndexEntry]] = {}
+        for blob_id in blob_ids:
+            entry = self.source.index.get(blob_id)
+            if entry is None:
+                raise self._unreadable(blob_id, "it is not in the source's index")
+            by_pack.setdefault(entry.pack_id, []).append(entry)
+        if self.dry_run:
+            for entries in by_pack.values():
+                for entry in entries:
+                    self.data[entry.blob_id] = entry.blob_id  # stands in for the new id
+                    self._count_read(entry.raw_length, tree=False)
+            return
+        spans = [span for entries in by_pack.values() for span in pack_spans(entries, READ_SPAN)]
+        failure = None
+        for span in self.source.read_spans(spans, threads=READERS if len(spans) > 1 else 0,
+                                           ahead=READERS, salvage=True):
+            for entry, blob in span:
+                if not isinstance(blob, bytes):
+                    failure = failure or self._unreadable(entry.blob_id, _first_line(blob))
+                    continue
+                self._count_read(len(blob), tree=False)
+                self.data[entry.blob_id] = self._saver().save(
+                    BlobType.DATA, blob, entry.blob_id if self.same_ids else None)
+        if failure is not None:
+            raise failure
+
+    def _unreadable(self, blob_id: bytes, why: str) -> _NotCopied:
+        """Remember that ``blob_id`` cannot be read (the snapshots after this one that use it
+        fail without reading it again), and the error that says so."""
+        message = f"data blob {blob_id.hex()} cannot be read ({why})"
+        self.unreadable[blob_id] = message
+        return _NotCopied(message)
+
+    def _count_read(self, size: int, *, tree: bool) -> None:
+        if tree:
+            self.trees_read += 1
+        else:
+            self.data_read += 1
+        self.bytes_read += size
+        self.progress.advance()
+
+    def _saver(self) -> BlobSaver:
+        assert self.saver is not None, "root() sets it"
+        return self.saver
+
+
+def _raise_if_not_damage(error: FogVaultError) -> None:
+    """Raise ``error`` unless it is about the data (damaged, missing or malformed), which fails
+    one snapshot: a target that cannot be reached fails the run."""
+    if not (is_damage(error) or isinstance(error, MalformedObject | UnsafePath)):
+        raise error
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]
