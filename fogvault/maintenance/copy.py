@@ -21,9 +21,9 @@ the destination, to walk it); trees keep their bytes. Between unrelated reposito
 data blob the snapshots use is read and stored under the destination's id of its plaintext,
 and every tree is encoded again with the new ids, bottom-up (``treefold``); chunk boundaries
 stay the source's. Either way, within one run each source blob is read once, however many
-snapshots use it, and each tree walked once. The destination stores through its own pack
-writer (``stored_blobs``), so its targets, replication and ``min_targets`` apply as for a
-backup.
+snapshots use it, and each tree walked once (the ids met are remembered for the run: 120
+bytes a blob with shared ids, 180 without). The destination stores through its own pack writer (``stored_blobs``), so
+its targets, replication and ``min_targets`` apply as for a backup.
 
 **Failures.** A source blob that no target holds intact, or a tree that cannot be read or is
 malformed, fails the snapshots that use it: they are not saved (none is saved whose data the
@@ -140,16 +140,10 @@ def copy(source: Repository, destination: Repository, options: CopyOptions | Non
         chosen = chosen_snapshots(source, options.uids, options.host, options.tags,
                                   options.paths)
         copies = _Copies(destination.snapshots())
-        pending = []
-        for snapshot in chosen:
-            if (earlier := copies.of(snapshot)) is not None:
-                result.skipped.append(Skipped(snapshot.uid, earlier.uid))
-            else:
-                pending.append(snapshot)
+        pending = [s for s in chosen if not _skipped(s, copies, result)]
         for number, snapshot in enumerate(pending, 1):
             progress.phase(f"snapshot {snapshot.uid} ({number} of {len(pending)})")
-            if (earlier := copies.of(snapshot)) is not None:  # one copied in this run is alike
-                result.skipped.append(Skipped(snapshot.uid, earlier.uid))
+            if _skipped(snapshot, copies, result):  # alike one copied in this run
                 continue
             copy_of = _copy_one(copier, snapshot, result, lock.ensure_fresh)
             if copy_of is not None:
@@ -158,6 +152,14 @@ def copy(source: Repository, destination: Repository, options: CopyOptions | Non
     result.bytes_read = copier.bytes_read
     result.duration_s = round(time.monotonic() - started, 3)
     return result
+
+
+def _skipped(snapshot: Snapshot, copies: _Copies, result: CopyResult) -> bool:
+    """Whether the destination has a copy of ``snapshot`` (then recorded in ``result``)."""
+    earlier = copies.of(snapshot)
+    if earlier is not None:
+        result.skipped.append(Skipped(snapshot.uid, earlier.uid))
+    return earlier is not None
 
 
 def _copy_one(copier: _Copier, snapshot: Snapshot, result: CopyResult,
