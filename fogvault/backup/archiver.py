@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from fogvault import __version__
 from fogvault.backup.excludes import ExcludeRules
@@ -54,6 +55,11 @@ class BackupOptions:
     parent: str | None = None  # uid; None picks the latest snapshot of the same host and paths
     force: bool = False  # read every file even if unchanged
     dry_run: bool = False
+    #: save no snapshot if nothing changed since the parent: every given path's entry and all
+    #: below it, the paths, host and tags (restic's ``--skip-if-unchanged``, for jobs that run
+    #: often)
+    skip_if_unchanged: bool = False
+    time: datetime | None = None  # the snapshot's time (timezone-aware); None: now
     workers: int = 2
     writer: PackWriterOptions = field(default_factory=PackWriterOptions)
 
@@ -65,6 +71,9 @@ class BackupResult:
     dry_run: bool = False
     #: url -> why, for targets that did not get the snapshot (k-of-N: exit 3, docs/targets.md)
     targets_behind: dict[str, str] = field(default_factory=dict)
+    #: the parent's uid when nothing changed since it and no snapshot was saved
+    #: (``skip_if_unchanged``)
+    unchanged_since: str | None = None
 
 
 class Archiver:
@@ -81,6 +90,10 @@ class Archiver:
         self._root_devs: set[int] = set()  # devices of the source paths (--one-file-system)
         self._given: set[bytes] = set()  # the paths given (excludes never drop them)
         self._reuse_trees = False  # set per run: may the parent's tree ids stand for new trees
+        # set per run: is every given path's entry (with all below it) as in the parent? The
+        # folders above them are not compared: their times change with anything else in them,
+        # and a backup of ~/data would never count as unchanged while anything in ~ changes.
+        self._given_unchanged = False
         self._trusted_before = 0  # set per run: a parent's entry with a later ctime is re-read
         self._chunker = repo.chunker()  # one for the run: building one costs ~8 us per file
 
@@ -105,6 +118,7 @@ class Archiver:
         def save_root(saver: BlobSaver, _paths: list[bytes], _parent_root: bytes | None) -> bytes:
             node = self._stream_node(saver, source.open(), path)
             source.check()
+            self._given_unchanged = False  # stamped with the time of the run
             return self._save_tree(saver, [node], None, None)
 
         return self._commit([path], save_root, started)
@@ -132,15 +146,19 @@ class Archiver:
                 parent is not None and parent.program_version == __version__
                 and not self.options.force
             )
+            self._given_unchanged = parent is not None
             root_id = self._store(abs_paths, save_root, parent.tree if parent else None,
                                   lock.ensure_fresh)
             self.summary.duration_s = round(time.monotonic() - started, 3)
             snapshot = self._snapshot(abs_paths, root_id, parent)
-            if not self.options.dry_run:
+            unchanged = (self.options.skip_if_unchanged and self._given_unchanged
+                         and _same_labels(snapshot, parent))
+            if not self.options.dry_run and not unchanged:
                 lock.ensure_fresh()  # a stale lock may have let a prune run: do not commit
                 self.repo.save_snapshot(snapshot)  # to the targets that hold all its data
         behind = {} if self.options.dry_run else self.repo.targets.missed_changes()
-        return BackupResult(snapshot, self.warnings, self.options.dry_run, behind)
+        return BackupResult(snapshot, self.warnings, self.options.dry_run, behind,
+                            parent.uid if unchanged and parent else None)
 
     def _store(
         self, abs_paths: list[bytes],
@@ -161,7 +179,7 @@ class Archiver:
                   ) -> Snapshot:
         return Snapshot(
             uid=new_uid(),
-            time=now(),
+            time=self.options.time or now(),
             host=self.options.host,
             user=user_name(os.getuid()),
             paths=[os.fsdecode(p) for p in abs_paths],
@@ -231,6 +249,7 @@ class Archiver:
             assert root is not None and root.type == DIR
             self._save_dir(saver, b"/", root, parent_root)
             assert root.subtree is not None
+            self._given_unchanged &= root.subtree == parent_root
             return root.subtree
         return self._save_layout(saver, b"/", _layout(paths), parent_root)
 
@@ -244,6 +263,7 @@ class Archiver:
             old = parent.find(name) if parent else None
             if sub is None:
                 node = self._save_entry(saver, path, name, old, explicit=True)
+                self._given_unchanged &= node == old
             else:
                 node = self._save_skeleton(saver, path, name, old, sub)
             if node is not None:
@@ -576,6 +596,27 @@ def normalise_paths(paths: list[str]) -> list[bytes]:
 #: before multigrain timestamps, 10 ms on vfat), keeps its size, mtime and ctime. Such an entry
 #: is read again; only files changed around or during the parent's run are.
 RACY_MARGIN_NS = 20_000_000
+
+
+def parse_snapshot_time(text: str) -> datetime:
+    """``backup --time``: ISO 8601, local time without an offset. A time in the future is
+    refused: the next backup trusts unchanged entries by the parent's time (``_trusted_before``),
+    and a later time would let it trust a file changed while this one ran."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"--time {text!r}: not a date and time such as "
+                         "'2026-01-02 15:04:05'") from None
+    value = value.astimezone() if value.tzinfo is None else value
+    if value > now():
+        raise UsageError(f"--time {text!r} is in the future")
+    return value
+
+
+def _same_labels(snapshot: Snapshot, parent: Snapshot | None) -> bool:
+    """Whether ``snapshot`` has ``parent``'s paths, host and tags."""
+    return (parent is not None and snapshot.paths == parent.paths
+            and snapshot.host == parent.host and snapshot.tags == sorted(set(parent.tags)))
 
 
 def _trusted_before(parent: Snapshot | None) -> int:

@@ -67,6 +67,15 @@ def backup(
         str | None, typer.Option(help="Compare with this snapshot instead of the latest.")
     ] = None,
     force: Annotated[bool, typer.Option(help="Read every file, even unchanged ones.")] = False,
+    skip_if_unchanged: Annotated[
+        bool, typer.Option("--skip-if-unchanged", help="Save no snapshot if nothing changed "
+                           "since the parent (same contents, paths, host and tags).")
+    ] = False,
+    time: Annotated[
+        str | None, typer.Option("--time", help="Record this time for the snapshot instead of "
+                                 "now (ISO 8601, e.g. '2026-01-02 15:04:05'; local time unless "
+                                 "an offset is given; not in the future).")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="Show what would be stored; store nothing.")
     ] = False,
@@ -83,7 +92,7 @@ def backup(
     ] = "stdin",
 ) -> None:
     """Back up PATHS. Exit code 3 if some files could not be read."""
-    from fogvault.backup.archiver import Archiver, BackupOptions
+    from fogvault.backup.archiver import Archiver, BackupOptions, parse_snapshot_time
     from fogvault.backup.excludes import ExcludeRules
     from fogvault.backup.path_lists import ListForm, read_path_lists
     from fogvault.backup.scanner import Scanner
@@ -113,6 +122,7 @@ def backup(
     opts = BackupOptions(
         tags=tag or [], host=host or hostname(), excludes=rules,
         one_file_system=one_file_system, parent=parent, force=force, dry_run=dry_run,
+        skip_if_unchanged=skip_if_unchanged, time=parse_snapshot_time(time) if time else None,
     )
     progress = make_progress(out, "backup")
     for line in pattern_warnings([*patterns, *folded]):  # they would quietly exclude nothing
@@ -161,8 +171,10 @@ def _check_sources(stdin: bool, command: bool, paths: list[str], listed: list[st
 def _report(out: Printer, result: BackupResult) -> None:
     snap, s = result.snapshot, result.snapshot.summary
     if out.json_mode:
-        out.json_line({"message_type": "summary", "snapshot": None if result.dry_run else snap.uid,
-                       "dry_run": result.dry_run, **snap.to_json()["summary"],
+        saved = not (result.dry_run or result.unchanged_since)
+        out.json_line({"message_type": "summary", "snapshot": snap.uid if saved else None,
+                       "dry_run": result.dry_run, "unchanged_since": result.unchanged_since,
+                       **snap.to_json()["summary"],
                        "warnings": result.warnings, "targets_behind": result.targets_behind})
         return
     out.line(f"Files: {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged"
@@ -170,7 +182,10 @@ def _report(out: Printer, result: BackupResult) -> None:
     out.line(f"Read {format_size(s.bytes_read)} of {format_size(s.total_bytes)}; "
              f"added {format_size(s.bytes_added)} ({s.data_blobs_added} data, "
              f"{counted(s.tree_blobs_added, 'tree blob')}) in {s.duration_s:.1f} s")
-    if result.dry_run:
+    if result.unchanged_since:
+        out.line(f"nothing changed since snapshot {result.unchanged_since}: no snapshot saved"
+                 + (" (dry run)" if result.dry_run else ""))
+    elif result.dry_run:
         out.line("dry run: nothing was stored")
     else:
         out.line(f"snapshot {snap.uid} saved")

@@ -48,7 +48,7 @@ def _job_document(job: JobConfig) -> dict[str, Any]:
         "repository": job.repository, "paths": job.paths, "exclude": job.exclude,
         "exclude_files": job.exclude_files, "exclude_caches": job.exclude_caches,
         "exclude_if_present": job.exclude_if_present, "iexclude": job.iexclude,
-        "one_file_system": job.one_file_system,
+        "one_file_system": job.one_file_system, "skip_if_unchanged": job.skip_if_unchanged,
         "tags": job.tags, "host": job.host or hostname(),
         "schedule": job.schedule.text if job.schedule else "(none: run by hand)",
         "prune": job.prune.text if job.prune else "never",

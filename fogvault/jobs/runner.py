@@ -333,10 +333,12 @@ class _JobRun:
         rules = ExcludeRules(patterns, job.exclude_caches, job.exclude_if_present, job.iexclude,
                              job.exclude_larger_than)
         options = BackupOptions(tags=list(job.tags), host=self.host, excludes=rules,
-                                one_file_system=job.one_file_system, dry_run=self.options.dry_run)
+                                one_file_system=job.one_file_system, dry_run=self.options.dry_run,
+                                skip_if_unchanged=job.skip_if_unchanged)
         result = Archiver(repo, options).run(job.paths)
         s = result.snapshot.summary
-        record.snapshot = None if result.dry_run else result.snapshot.uid
+        saved = not (result.dry_run or result.unchanged_since)
+        record.snapshot = result.snapshot.uid if saved else None
         record.bytes_added = s.bytes_added
         record.files = s.files_new + s.files_changed + s.files_unchanged
         record.errors = s.files_failed or result.warnings.total
@@ -346,7 +348,12 @@ class _JobRun:
         record.targets_behind = sorted(self.known_behind)
         for url, why in sorted(result.targets_behind.items()):  # k-of-N commit: partial
             self._note(f"target {url} is behind: {why}")
-        name = "dry run" if result.dry_run else f"snapshot {result.snapshot.uid}"
+        if result.dry_run:
+            name = "dry run"
+        elif result.unchanged_since:
+            name = f"unchanged since snapshot {result.unchanged_since}, none saved"
+        else:
+            name = f"snapshot {result.snapshot.uid}"
         failed = f", {record.errors} unreadable" if record.errors else ""
         behind = (f"; {counted(len(result.targets_behind), 'target')} behind"
                   if result.targets_behind else "")

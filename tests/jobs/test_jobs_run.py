@@ -617,3 +617,20 @@ def test_a_check_that_finds_damage_on_the_only_target_fails_the_run(setup):
     record = run_job(setup.load(), "home")
     assert (record.result, record.exit_code) == ("failed", 21), record
     assert record.steps["repair"].status == "skipped"
+
+
+def test_skip_if_unchanged_saves_no_snapshot_until_something_changes(setup, cli_env):
+    setup.write('skip_if_unchanged = true\nretention = { keep_last = 5 }\n')
+    first = run_job(setup.load(), "home")
+    assert (first.result, first.exit_code) == ("success", 0), first.error
+    second = run_job(setup.load(), "home")
+    assert (second.result, second.exit_code, second.snapshot) == ("success", 0, None)
+    assert second.steps["backup"].detail.startswith(
+        f"unchanged since snapshot {first.snapshot}, none saved: 0 new, 0 changed")
+    assert second.steps["forget"].status == "done"  # retention still applies
+    (setup.src / "docs" / "a.txt").write_text("changed\n")
+    third = run_job(setup.load(), "home")
+    assert third.snapshot not in (None, first.snapshot)
+    with Repository.open([str(setup.root / "repo")], cli_env["FOGVAULT_PASSWORD"].encode(),
+                         use_cache=False) as repo:
+        assert sorted(s.uid for s in repo.snapshots()) == sorted([first.snapshot, third.snapshot])
