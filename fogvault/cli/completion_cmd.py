@@ -22,6 +22,10 @@ What click cannot know about FogVault, :func:`complete` tells it:
 
 A failure gives no completions and prints nothing: whatever it printed would land in the
 command line the user is typing.
+
+Typer's own completion (``--install-completion``, off: ``add_completion=False``) is not used: its
+scripts speak Typer's variant of the protocol (``complete_bash``, ``_TYPER_COMPLETE_ARGS``) and
+its answers carry no type, so a file name is offered only where nothing else is.
 """
 
 from __future__ import annotations
