@@ -22,8 +22,9 @@ data blob the snapshots use is read and stored under the destination's id of its
 and every tree is encoded again with the new ids, bottom-up (``treefold``); chunk boundaries
 stay the source's. Either way, within one run each source blob is read once, however many
 snapshots use it, and each tree walked once (the ids met are remembered for the run: 120
-bytes a blob with shared ids, 180 without). The destination stores through its own pack writer (``stored_blobs``), so
-its targets, replication and ``min_targets`` apply as for a backup.
+bytes a blob with shared ids, 180 without). The destination stores through its own pack
+writer (``stored_blobs``), so its targets, replication and ``min_targets`` apply as for a
+backup.
 
 **Failures.** A source blob that no target holds intact, or a tree that cannot be read or is
 malformed, fails the snapshots that use it: they are not saved (none is saved whose data the
