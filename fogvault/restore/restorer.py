@@ -84,7 +84,9 @@ OVERWRITE_MODES = ("always", "if-changed", "never")
 
 @dataclass(slots=True)
 class RestoreOptions:
-    target: str = "."
+    #: the folder below which the snapshot's paths are recreated; None: the current folder,
+    #: except with ``delete``, which needs one named (the CLI requires ``-t``)
+    target: str | None = None
     includes: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
     #: as includes and excludes, ignoring case (taken after them)
@@ -139,6 +141,9 @@ class Restorer:
                 f"{counted(failed, 'file')}, which the snapshot therefore lacks, so --delete "
                 "would delete them from the target. Restore without --delete, or add "
                 "--delete-unreadable to delete them too")
+        if options.delete and not options.target:
+            raise UsageError("delete needs a target folder named (not the current folder "
+                             "by default): it deletes what the snapshot lacks there")
         if options.delete:
             check_mount_table()  # before anything is written
         self.repo = repo
@@ -166,7 +171,7 @@ class Restorer:
         self._writing: deque[tuple[int, list[FileJob]]] = deque()
 
     def run(self) -> RestoreSummary:
-        target = os.fsencode(os.path.abspath(self.options.target))
+        target = os.fsencode(os.path.abspath(self.options.target or "."))
         o = self.options
         for patterns in ([*o.includes, *o.iincludes], [*o.excludes, *o.iexcludes]):
             for line in pattern_warnings(patterns):  # they would quietly match nothing

@@ -780,3 +780,16 @@ def test_cli_an_empty_target_is_a_usage_error(backed: Backed, tmp_path: Path,
     assert done.returncode == 2, done.stderr.decode()
     assert "-t/--target is empty" in done.stderr.decode()
     assert os.listdir(here) == ["mine"]
+
+
+def test_the_library_refuses_delete_without_a_target_named(
+        make_repo: Callable[..., Repository], tmp_path: Path) -> None:
+    """The CLI requires -t with --delete; a library caller that leaves the target out (the
+    current folder otherwise) is refused too, before anything is read or deleted."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    snapshot = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    with pytest.raises(UsageError, match="delete needs a target folder named"):
+        Restorer(repo, snapshot, RestoreOptions(delete=True))
