@@ -22,6 +22,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from fogvault.mount.cache import BoundedCache
 
 READ_AHEAD_WORKERS = 2  # chunks loaded ahead at once (both cores; a remote target's latency)
+#: loads ahead waiting for a worker; beyond it, reads ahead are dropped (many files read at once
+#: would otherwise queue loads that the cache drops before their reads come)
+READ_AHEAD_QUEUE = 2 * READ_AHEAD_WORKERS
 
 
 class ChunkLoader:
@@ -34,6 +37,8 @@ class ChunkLoader:
         self._loading: dict[bytes, Future[bytes | None]] = {}
         self._lock = threading.Lock()
         self._workers = ThreadPoolExecutor(READ_AHEAD_WORKERS, "fogvault-read-ahead")
+        self._queued = 0  # loads ahead not started yet
+        self._closed = False
 
     def get(self, blob_id: bytes) -> bytes:
         """The chunk, from the cache, from a load under way, or loaded now."""
@@ -47,17 +52,35 @@ class ChunkLoader:
                 return data
 
     def read_ahead(self, blob_ids: Iterable[bytes]) -> None:
-        """Load these chunks in the background unless cached or under way."""
+        """Load these chunks in the background unless cached or under way, as long as the
+        queue has room. A load ahead claims its chunk only when a worker starts it, so that a
+        read never waits for the loads queued before it."""
         for blob_id in blob_ids:
-            if self._cache.get(blob_id) is not None:
-                continue
-            future, mine = self._claim(blob_id)
-            if mine:
-                self._workers.submit(self._fill, blob_id, future, ahead=True)
+            with self._lock:
+                if self._closed or self._queued >= READ_AHEAD_QUEUE:
+                    return
+                if blob_id in self._loading:
+                    continue
+                self._queued += 1
+                # under the lock: close() cannot shut the workers down between the check and
+                # this (submit would raise)
+                self._workers.submit(self._load_ahead, blob_id)
 
     def close(self) -> None:
-        """Wait for the loads ahead under way; no more are started."""
-        self._workers.shutdown(wait=True)
+        """Start no more loads ahead and drop those queued (they hold no claim); the ones
+        running end on their own."""
+        with self._lock:
+            self._closed = True
+        self._workers.shutdown(wait=False, cancel_futures=True)
+
+    def _load_ahead(self, blob_id: bytes) -> None:
+        with self._lock:
+            self._queued -= 1
+        if self._cache.get(blob_id) is not None:
+            return
+        future, mine = self._claim(blob_id)
+        if mine:
+            self._fill(blob_id, future, ahead=True)
 
     def _claim(self, blob_id: bytes) -> tuple[Future[bytes | None], bool]:
         """The future of the load of ``blob_id``, and whether the caller is to make it."""

@@ -115,7 +115,9 @@ class MountOptions:
 class _OpenFile:
     path: bytes
     content: FileContent
-    read_to: int = 0  # where the last read ended: a read that starts there reads in order
+    #: where the last read ended (None before the first: a file opened to read its first
+    #: bytes, as `file` and thumbnailers do, loads nothing ahead)
+    read_to: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +225,7 @@ class SnapshotView:
             data = file.content.read(offset, size, self._chunks.get)
         except FogVaultError as exc:
             raise self._unreadable(f"cannot read {os.fsdecode(file.path)}: {exc}") from None
-        if abs(offset - file.read_to) <= IN_ORDER_SLACK:
+        if file.read_to is not None and abs(offset - file.read_to) <= IN_ORDER_SLACK:
             self._chunks.read_ahead(file.content.chunk_ids(offset + len(data), READ_AHEAD_CHUNKS))
         file.read_to = offset + len(data)
         return data
@@ -250,7 +252,7 @@ class SnapshotView:
             raise FogVaultError(f"chunk {blob_id.hex()}: {exc}") from exc
 
     def close(self) -> None:
-        """Wait for the chunks being loaded ahead."""
+        """Load no more chunks ahead."""
         self._chunks.close()
 
     def _load(self, load: Callable[[bytes], T], blob_id: bytes) -> T:

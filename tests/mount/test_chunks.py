@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import FogVaultError
-from fogvault.mount.chunks import ChunkLoader
+from fogvault.mount.chunks import READ_AHEAD_WORKERS, ChunkLoader
 from fogvault.mount.view import SnapshotView
 from fogvault.repo.repository import Repository
 
@@ -114,15 +115,51 @@ def test_a_failed_load_is_the_failure_of_each_request_waiting_for_it() -> None:
     assert loads.calls == {b"bad": 2}
 
 
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {DEADLINE_S} s: {what}"
+        time.sleep(0.005)  # polling the condition, with the deadline above
+
+
 def test_chunks_loaded_ahead_are_not_loaded_again() -> None:
     loads = Loads()
     loader = ChunkLoader(loads, cache_bytes=10_000)
     assert loader.get(b"a") == b"a" * 100
     loader.read_ahead([b"a", b"b", b"c"])  # a is cached: only b and c are loaded
-    loader.close()  # waits for the loads ahead
-    assert loads.calls == {b"a": 1, b"b": 1, b"c": 1}
+    _wait_for(lambda: loads.calls == {b"a": 1, b"b": 1, b"c": 1}, "b and c loaded ahead")
     assert [loader.get(blob_id) for blob_id in (b"b", b"c")] == [b"b" * 100, b"c" * 100]
     assert loads.calls == {b"a": 1, b"b": 1, b"c": 1}
+
+
+def test_a_read_never_waits_for_loads_ahead_queued_before_it() -> None:
+    """Loads ahead claim their chunk when a worker starts them: with both workers held, a read
+    of a chunk still queued loads it itself at once (it used to wait for the queue)."""
+    loads = Loads()
+    loads.release.clear()
+    loader = ChunkLoader(loads, cache_bytes=10_000)
+    loader.read_ahead([b"a", b"b", b"c"])
+    _wait_for(lambda: loads.calls == {b"a": 1, b"b": 1}, "both workers loading")
+    threads, results = _in_threads(1, lambda: loader.get(b"c"))
+    _wait_for(lambda: loads.calls[b"c"] == 1, "the read loading c itself")
+    loads.release.set()
+    threads[0].join(DEADLINE_S)
+    assert results == [b"c" * 100]
+    loader.close()
+
+
+def test_the_queue_of_loads_ahead_is_bounded_and_dropped_at_close() -> None:
+    loads = Loads()
+    loads.release.clear()
+    loader = ChunkLoader(loads, cache_bytes=10_000)
+    ids = [bytes([n]) for n in range(20)]
+    loader.read_ahead(ids)  # 2 start, READ_AHEAD_QUEUE wait, the rest are dropped
+    _wait_for(lambda: len(loads.calls) == READ_AHEAD_WORKERS, "both workers loading")
+    loader.close()  # returns at once: the queued loads are dropped
+    loads.release.set()
+    loader.read_ahead(ids)  # closed: nothing more starts
+    assert set(loads.calls) == set(ids[:READ_AHEAD_WORKERS])
+    assert loader.get(ids[10]) == ids[10] * 100  # reads still load what they need
 
 
 def test_a_read_waiting_for_a_failed_load_ahead_loads_the_chunk_itself() -> None:
@@ -144,8 +181,7 @@ def test_a_load_ahead_that_fails_reports_nothing_until_a_read_needs_the_chunk() 
     loads = Loads(failing={b"b"})
     loader = ChunkLoader(loads, cache_bytes=10_000)
     loader.read_ahead([b"b"])
-    loader.close()
-    assert loads.calls == {b"b": 1}
+    _wait_for(lambda: loads.calls == {b"b": 1} and not loader._loading, "the load ahead")
     with pytest.raises(FogVaultError, match="cannot load"):
         loader.get(b"b")
     assert loads.calls == {b"b": 2}
@@ -178,6 +214,10 @@ def test_a_file_read_in_order_through_the_view_loads_each_chunk_once(
         return load_blob(blob_id, *args, **kwargs)
 
     monkeypatch.setattr(repo, "load_blob", counted)
+    first = view.open(path)
+    assert view.read(first, 0, 4096) == data[:4096]  # a first read loads nothing ahead
+    view.release(first)
+    assert loaded == Counter({chunks[0]: 1})
     handle = view.open(path)
     read = b"".join(view.read(handle, offset, 131_072) for offset in range(0, len(data), 131_072))
     view.close()
