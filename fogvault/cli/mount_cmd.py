@@ -44,12 +44,21 @@ def mount(
 ) -> None:
     """Show the snapshots as a read-only file system at MOUNTPOINT (ids/, snapshots/, hosts/,
     tags/), until it is unmounted ('fusermount -u MOUNTPOINT') or Ctrl-C."""
-    from fogvault.mount import MountOptions, SnapshotView, check_mountpoint, require_fuse, serve
+    from fogvault.mount import (
+        MountOptions,
+        SnapshotView,
+        check_allow_other,
+        check_mountpoint,
+        require_fuse,
+        serve,
+    )
 
     if not math.isfinite(reload_interval):
         raise UsageError("--reload-interval must be a number of seconds")
     check_mountpoint(mountpoint)
     require_fuse()
+    if allow_other:
+        check_allow_other()  # before the password is asked for
     out = Printer.of(ctx)
     options = MountOptions(host=host, tags=tuple(tag or ()), paths=tuple(path or ()),
                            reload_interval=reload_interval)

@@ -5,8 +5,9 @@
   tags/, ``latest``), built from a list of snapshots; pure.
 - :mod:`~fogvault.mount.view`: paths to entries, listings and file contents over an open
   repository, without FUSE (:class:`SnapshotView`, :class:`MountOptions`).
-- :mod:`~fogvault.mount.files`, :mod:`~fogvault.mount.cache`: reads at any offset; the
-  bounded caches of chunks and folder listings.
+- :mod:`~fogvault.mount.files`, :mod:`~fogvault.mount.cache`, :mod:`~fogvault.mount.chunks`:
+  reads at any offset; the bounded caches of chunks and folder listings; chunks loaded once
+  for the requests that want them at once, and ahead of reads in order.
 - :mod:`~fogvault.mount.fuse_ops`: the mfusepy adapter (loads libfuse when imported).
 - :mod:`~fogvault.mount.server`: :func:`serve`, which holds the lock and runs the mount until
   it is unmounted or interrupted.
@@ -18,8 +19,15 @@ Library use::
         serve(repo, "/mnt/snapshots", MountOptions(host="laptop"))  # until unmounted
 """
 
-from fogvault.mount.server import FuseUnavailable, check_mountpoint, require_fuse, serve, unmount
+from fogvault.mount.server import (
+    FuseUnavailable,
+    check_allow_other,
+    check_mountpoint,
+    require_fuse,
+    serve,
+    unmount,
+)
 from fogvault.mount.view import Entry, MountOptions, SnapshotView
 
-__all__ = ["Entry", "FuseUnavailable", "MountOptions", "SnapshotView", "check_mountpoint",
-           "require_fuse", "serve", "unmount"]
+__all__ = ["Entry", "FuseUnavailable", "MountOptions", "SnapshotView", "check_allow_other",
+           "check_mountpoint", "require_fuse", "serve", "unmount"]

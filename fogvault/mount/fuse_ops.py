@@ -99,7 +99,11 @@ class FogVaultOperations(mfusepy.Operations):
 
     @_answers
     def listxattr(self, path: str) -> list[str]:
-        return [_text(name) for name, _ in self.view.lookup(_bytes(path)).xattrs]
+        # As ext4 does: names in the trusted namespace are root's only (other users' reads of
+        # their values are refused by the kernel before they get here).
+        shown = [name for name, _ in self.view.lookup(_bytes(path)).xattrs
+                 if not name.startswith(b"trusted.") or mfusepy.fuse_get_context()[0] == 0]
+        return [_text(name) for name in shown]
 
     @_answers
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:

@@ -30,6 +30,7 @@ handlers above.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -49,6 +50,7 @@ log = logging.getLogger("fogvault")
 FUSE_DEVICE = "/dev/fuse"
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 POLL_S = 0.5  # how often the waiting thread looks at a loop starting (signals interrupt waits)
+FUSE_CONF = "/etc/fuse.conf"
 LOOP_END_S = 10.0  # how long an unmount may take to end the loop before serve gives up on it
 
 
@@ -86,6 +88,21 @@ def require_fuse() -> ModuleType:
     return fuse_ops
 
 
+def check_allow_other() -> None:
+    """UsageError unless this user may mount for others: root, or any user if /etc/fuse.conf
+    says ``user_allow_other`` (fusermount refuses otherwise, with a message of its own, once
+    the repository is open)."""
+    if os.geteuid() == 0:
+        return
+    try:
+        with open(FUSE_CONF) as conf:
+            if any(line.split("#", 1)[0].strip() == "user_allow_other" for line in conf):
+                return
+    except OSError:
+        pass
+    raise UsageError(f"--allow-other needs 'user_allow_other' in {FUSE_CONF} (or root)")
+
+
 def serve(repo: Repository, mountpoint: str, options: MountOptions | None = None,
           on_ready: Callable[[SnapshotView], None] | None = None, *,
           allow_other: bool = False) -> None:
@@ -97,6 +114,9 @@ def serve(repo: Repository, mountpoint: str, options: MountOptions | None = None
     may enter, and reads all."""
     check_mountpoint(mountpoint)
     fuse_ops = require_fuse()
+    if allow_other:
+        check_allow_other()
+    options = dataclasses.replace(options or MountOptions(), modes_enforced=allow_other)
     with repo.lock(writes=False):
         repo.load_index()  # under the lock: a prune that ran since cannot have deleted its packs
         view = SnapshotView(repo, options)

@@ -77,6 +77,7 @@ T = TypeVar("T")
 
 MiB = 1024 * 1024
 ROOT_INODE = 1
+POSIX_ACL_XATTR = b"system.posix_acl_access"
 SNAPSHOT_READERS = 8  # snapshots read at once when many are new (latency of remote targets)
 #: the chunks' offsets within the files opened, kept for the next open of each (one index
 #: lookup per chunk to compute: 100,000 for a 100 GB file)
@@ -109,6 +110,9 @@ class MountOptions:
     #: decoded folder listings kept, by their decoded size (:func:`tree_bytes`): every lookup
     #: walks the path's trees. The most recently used one over half this is kept besides.
     tree_cache_bytes: int = 16 * MiB
+    #: the kernel checks permissions by these modes for every user (``mount --allow-other``):
+    #: an entry with a POSIX ACL then shows its owner's bits only (see :func:`_shown_mode`)
+    modes_enforced: bool = False
 
 
 @dataclass(slots=True)
@@ -363,7 +367,8 @@ class SnapshotView:
         ino = _inode(b"%s\0%d:%d" % (_path(place), node.dev, node.ino) if linked
                      else _path(place + rest))
         size = len(node.target) if node.type == SYMLINK else node.size
-        return Entry(ino, node.type, node.mode, node.uid, node.gid, size=size,
+        mode = _shown_mode(node) if self.options.modes_enforced else node.mode
+        return Entry(ino, node.type, mode, node.uid, node.gid, size=size,
                      nlink=node.nlink if node.type == FILE else 1, rdev=node.rdev,
                      mtime_ns=node.mtime_ns, ctime_ns=node.ctime_ns, target=node.target,
                      xattrs=node.xattrs, node=node)
@@ -438,3 +443,14 @@ def _ns(snapshot: Snapshot) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _shown_mode(node: Node) -> int:
+    """The mode the kernel checks other users against when it enforces modes. The kernel
+    applies mode bits only (a FUSE file system does not declare ACL support), so an entry with a
+    POSIX access ACL would let in every user its group and other bits allow, including one the
+    ACL keeps out; its group and other bits are cleared instead: its owner (and root) may enter,
+    and nobody the ACL shuts out."""
+    if any(name == POSIX_ACL_XATTR for name, _ in node.xattrs):
+        return node.mode & ~0o077
+    return node.mode

@@ -12,6 +12,7 @@ import random
 import re
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -256,6 +257,13 @@ def test_a_snapshot_made_while_mounted_appears(fogvault, tmp_path: Path, start_m
             ).read_text() == "one"
 
 
+def _acl_denying(uid: int) -> bytes:
+    """A POSIX access ACL (the kernel's xattr form) of rw-r--r-- that gives ``uid`` nothing."""
+    entries = [(0x01, 6, 0xFFFFFFFF), (0x02, 0, uid), (0x04, 4, 0xFFFFFFFF),
+               (0x10, 4, 0xFFFFFFFF), (0x20, 4, 0xFFFFFFFF)]  # owner, user, group, mask, other
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="reading as another user needs root")
 def test_allow_other_lets_other_users_read_what_the_stored_modes_allow(
         fogvault, start_mount) -> None:
@@ -268,8 +276,12 @@ def test_allow_other_lets_other_users_read_what_the_stored_modes_allow(
         src.mkdir(mode=0o755)
         (src / "public").write_text("for anyone")
         (src / "private").write_text("for root only")
+        (src / "acl").write_text("not for nobody")
         os.chmod(src / "public", 0o644)
         os.chmod(src / "private", 0o600)
+        os.chmod(src / "acl", 0o644)
+        os.setxattr(src / "acl", "system.posix_acl_access", _acl_denying(65534))
+        os.setxattr(src / "public", "trusted.secret", b"root's")
         assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
         assert fogvault("backup", "-r", "repo", str(src)).returncode == 0
         # the mount points where the other user may reach them (not below tmp_path, 0700)
@@ -286,7 +298,40 @@ def test_allow_other_lets_other_users_read_what_the_stored_modes_allow(
         denied = cat_as_nobody(open_.point / shown / "private")
         assert denied.returncode != 0 and "Permission denied" in denied.stderr
         assert (open_.point / shown / "private").read_text() == "for root only"  # its owner
+        # the kernel applies mode bits only: an entry with an ACL shows its owner's bits alone
+        assert "Permission denied" in cat_as_nobody(open_.point / shown / "acl").stderr
+        assert (open_.point / shown / "acl").read_text() == "not for nobody"
+        names = subprocess.run(["python3", "-c", "import os, sys; print(os.listxattr(sys.argv[1]))",
+                                str(open_.point / shown / "public")], user=65534, group=65534,
+                               extra_groups=[], capture_output=True, text=True, timeout=60)
+        assert names.returncode == 0 and "trusted." not in names.stdout, names
+        assert "trusted.secret" in os.listxattr(open_.point / shown / "public")  # root's
     finally:
         for point in (outside / "shut", outside / "open"):
             force_unmount(point)
         shutil.rmtree(outside)
+
+
+
+@pytest.mark.parametrize("conf, allowed", [
+    ("user_allow_other\n", True), ("# user_allow_other\n", False), ("mount_max = 5\n", False),
+    (None, False)])
+def test_allow_other_needs_user_allow_other_for_a_user_other_than_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf: str | None, allowed: bool) -> None:
+    """fusermount refuses allow_other to users other than root unless /etc/fuse.conf says
+    user_allow_other; FogVault says so in one line before it asks for the password."""
+    from fogvault.errors import UsageError
+    from fogvault.mount import server
+
+    fuse_conf = tmp_path / "fuse.conf"
+    if conf is not None:
+        fuse_conf.write_text(conf)
+    monkeypatch.setattr(server, "FUSE_CONF", str(fuse_conf))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    if allowed:
+        server.check_allow_other()
+    else:
+        with pytest.raises(UsageError, match="--allow-other needs 'user_allow_other' in "):
+            server.check_allow_other()
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    server.check_allow_other()  # root may always
