@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fogvault import __version__
 from fogvault.backup.excludes import ExcludeRules
@@ -94,6 +94,11 @@ class Archiver:
         # folders above them are not compared: their times change with anything else in them,
         # and a backup of ~/data would never count as unchanged while anything in ~ changes.
         self._given_unchanged = False
+        # set per run: would the snapshot have its parent's paths, host and tags?
+        self._same_labels = False
+        # the trees of the folders above the given paths, stored only once the run is known to
+        # save a snapshot: with skip_if_unchanged, a run that saves none must add nothing
+        self._skeleton_trees: list[tuple[bytes, bytes]] = []  # (id, encoded tree)
         self._trusted_before = 0  # set per run: a parent's entry with a later ctime is re-read
         self._chunker = repo.chunker()  # one for the run: building one costs ~8 us per file
 
@@ -147,12 +152,13 @@ class Archiver:
                 and not self.options.force
             )
             self._given_unchanged = parent is not None
+            self._skeleton_trees = []
+            self._same_labels = _same_labels(abs_paths, self.options, parent)
             root_id = self._store(abs_paths, save_root, parent.tree if parent else None,
                                   lock.ensure_fresh)
             self.summary.duration_s = round(time.monotonic() - started, 3)
             snapshot = self._snapshot(abs_paths, root_id, parent)
-            unchanged = (self.options.skip_if_unchanged and self._given_unchanged
-                         and _same_labels(snapshot, parent))
+            unchanged = self._skips()
             if not self.options.dry_run and not unchanged:
                 lock.ensure_fresh()  # a stale lock may have let a prune run: do not commit
                 self.repo.save_snapshot(snapshot)  # to the targets that hold all its data
@@ -251,7 +257,15 @@ class Archiver:
             assert root.subtree is not None
             self._given_unchanged &= root.subtree == parent_root
             return root.subtree
-        return self._save_layout(saver, b"/", _layout(paths), parent_root)
+        root_id = self._save_layout(saver, b"/", _layout(paths), parent_root)
+        if not self._skips():
+            for tree_id, data in self._skeleton_trees:
+                saver.save(BlobType.TREE, data, tree_id)
+        return root_id
+
+    def _skips(self) -> bool:
+        """Whether this run saves no snapshot: nothing changed since the parent."""
+        return self.options.skip_if_unchanged and self._given_unchanged and self._same_labels
 
     def _save_layout(
         self, saver: BlobSaver, folder: bytes, layout: dict, old_id: bytes | None
@@ -268,7 +282,13 @@ class Archiver:
                 node = self._save_skeleton(saver, path, name, old, sub)
             if node is not None:
                 nodes.append(node)
-        return self._save_tree(saver, nodes, old_id, parent)
+        reused = self._reused_tree(nodes, old_id, parent)
+        if reused is not None:
+            return reused
+        data = Tree(nodes).encode()
+        tree_id = self.repo.blob_id(data)
+        self._skeleton_trees.append((tree_id, data))
+        return tree_id
 
     def _save_skeleton(self, saver: BlobSaver, path: bytes, name: bytes, old: Node | None,
                        layout: dict) -> Node | None:
@@ -288,11 +308,17 @@ class Archiver:
     def _save_tree(
         self, saver: BlobSaver, nodes: list[Node], old_id: bytes | None, old: Tree | None
     ) -> bytes:
-        """The id of the tree of ``nodes``. If the parent's tree ``old`` lists exactly these
-        nodes, it encodes to the same bytes: its id is taken without encoding and hashing."""
+        """The id of the tree of ``nodes``, stored."""
+        reused = self._reused_tree(nodes, old_id, old)
+        return reused if reused is not None else saver.save(BlobType.TREE, Tree(nodes).encode())
+
+    def _reused_tree(self, nodes: list[Node], old_id: bytes | None, old: Tree | None
+                     ) -> bytes | None:
+        """``old_id`` if the parent's tree ``old`` lists exactly ``nodes``: it encodes to the
+        same bytes, so its id is taken without encoding and hashing."""
         if self._reuse_trees and old is not None and old_id is not None and nodes == old.nodes:
             return old_id
-        return saver.save(BlobType.TREE, Tree(nodes).encode())
+        return None
 
     def _load_old_tree(self, tree_id: bytes | None) -> Tree | None:
         if tree_id is None:
@@ -598,25 +624,39 @@ def normalise_paths(paths: list[str]) -> list[bytes]:
 RACY_MARGIN_NS = 20_000_000
 
 
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def parse_snapshot_time(text: str) -> datetime:
-    """``backup --time``: ISO 8601, local time without an offset. A time in the future is
-    refused: the next backup trusts unchanged entries by the parent's time (``_trusted_before``),
-    and a later time would let it trust a file changed while this one ran."""
+    """``backup --time``: ISO 8601, local time without an offset (of a local time that occurs
+    twice, the first). Refused: a local time that does not occur (skipped by a change to
+    summer time), one before 1970, and one in the future: the next backup trusts unchanged
+    entries by the parent's time (``_trusted_before``), and a later time would let it trust a
+    file changed while this one ran."""
     try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
+        given = datetime.fromisoformat(text.strip())
+        value = given.astimezone() if given.tzinfo is None else given
+        instant = value.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise UsageError(f"--time {text!r}: not a date and time such as "
                          "'2026-01-02 15:04:05'") from None
-    value = value.astimezone() if value.tzinfo is None else value
-    if value > now():
+    if given.tzinfo is None and instant.astimezone().replace(tzinfo=None) != given:
+        raise UsageError(f"--time {text!r} does not occur in the local time zone (the clocks "
+                         "skip it); give the offset")
+    if instant < EARLIEST_TIME:
+        raise UsageError(f"--time {text!r} is before 1970")
+    if instant > now():
         raise UsageError(f"--time {text!r} is in the future")
     return value
 
 
-def _same_labels(snapshot: Snapshot, parent: Snapshot | None) -> bool:
-    """Whether ``snapshot`` has ``parent``'s paths, host and tags."""
-    return (parent is not None and snapshot.paths == parent.paths
-            and snapshot.host == parent.host and snapshot.tags == sorted(set(parent.tags)))
+def _same_labels(abs_paths: list[bytes], options: BackupOptions, parent: Snapshot | None
+                 ) -> bool:
+    """Whether a snapshot of ``abs_paths`` with ``options`` has ``parent``'s paths, host and
+    tags."""
+    return (parent is not None and [os.fsdecode(p) for p in abs_paths] == parent.paths
+            and options.host == parent.host and sorted(set(options.tags)) == sorted(
+                set(parent.tags)))
 
 
 def _trusted_before(parent: Snapshot | None) -> int:

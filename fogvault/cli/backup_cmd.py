@@ -112,8 +112,9 @@ def backup(
         check_stream_name(stdin_filename)
     listed = [path for form, names in lists.items() for path in read_path_lists(names, form)]
     _check_sources(stdin, stdin_from_command, paths or [], listed)
-    if host == "" or parent == "":  # an unset variable: not "this machine" or "the latest"
-        raise UsageError(f"--{'host' if host == '' else 'parent'} is empty")
+    for name, value in (("host", host), ("parent", parent), ("time", time)):
+        if value == "":  # an unset variable: not "this machine", "the latest" or "now"
+            raise UsageError(f"--{name} is empty")
     paths = [*(paths or []), *listed]
     patterns = (exclude or []) + ExcludeRules.read_files(exclude_file or [])
     folded = (iexclude or []) + ExcludeRules.read_files(iexclude_file or [])

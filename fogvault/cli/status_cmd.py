@@ -12,7 +12,7 @@ from fogvault.cli.jobs_common import NO_REPOSITORY_REFUSES, ConfigOption, load
 from fogvault.sizes import format_size
 
 if TYPE_CHECKING:
-    from fogvault.jobs.status import JobStatus
+    from fogvault.jobs.status import JobStatus, RunRecord
 
 
 def register(app: typer.Typer) -> None:
@@ -43,4 +43,10 @@ def _row(row: JobStatus) -> list[str]:
         return [row.job, row.schedule or "-", "never", "-", "-", "-", "-", nxt, behind]
     return [row.job, row.schedule or "-", f"{last.started:%Y-%m-%d %H:%M}",
             f"{last.result} ({last.exit_code})", f"{last.duration_s:.1f} s",
-            last.snapshot or "-", format_size(last.bytes_added), nxt, behind]
+            _snapshot_shown(last), format_size(last.bytes_added), nxt, behind]
+
+
+def _snapshot_shown(last: RunRecord) -> str:
+    if last.unchanged_since:
+        return f"{last.unchanged_since} (unchanged)"
+    return last.snapshot or "-"

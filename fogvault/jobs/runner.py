@@ -245,6 +245,7 @@ class _JobRun:
             "FOGVAULT_JOB": self.job.name, "FOGVAULT_REPOSITORY": self.repo_config.name,
             "FOGVAULT_RESULT": result,
             "FOGVAULT_EXIT_CODE": str(record.exit_code), "FOGVAULT_SNAPSHOT": record.snapshot or "",
+            "FOGVAULT_UNCHANGED_SINCE": record.unchanged_since or "",
             "FOGVAULT_ERROR": record.error or "",
         }
 
@@ -339,6 +340,7 @@ class _JobRun:
         s = result.snapshot.summary
         saved = not (result.dry_run or result.unchanged_since)
         record.snapshot = result.snapshot.uid if saved else None
+        record.unchanged_since = None if result.dry_run else result.unchanged_since
         record.bytes_added = s.bytes_added
         record.files = s.files_new + s.files_changed + s.files_unchanged
         record.errors = s.files_failed or result.warnings.total

@@ -81,6 +81,9 @@ class RunRecord:
     exit_code: int = 0
     dry_run: bool = False
     snapshot: str | None = None
+    #: the job's last snapshot, when nothing had changed since it and none was saved
+    #: (``skip_if_unchanged``): a success as much as a snapshot saved
+    unchanged_since: str | None = None
     bytes_added: int = 0
     files: int = 0
     errors: int = 0  # files that could not be read (targets behind are not counted here)
@@ -88,6 +91,11 @@ class RunRecord:
     targets_behind: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def backed_up(self) -> bool:
+        """Whether the run's data is in a snapshot: one saved, or the last one unchanged."""
+        return self.snapshot is not None or self.unchanged_since is not None
 
     @property
     def is_partial(self) -> bool:
@@ -104,7 +112,8 @@ class RunRecord:
             "job": self.job, "started": self.started.isoformat(),
             "finished": self.finished.isoformat() if self.finished else None,
             "duration_s": self.duration_s, "result": self.result, "exit_code": self.exit_code,
-            "dry_run": self.dry_run, "snapshot": self.snapshot, "bytes_added": self.bytes_added,
+            "dry_run": self.dry_run, "snapshot": self.snapshot,
+            "unchanged_since": self.unchanged_since, "bytes_added": self.bytes_added,
             "files": self.files, "errors": self.errors,
             "steps": {name: step.to_json() for name, step in self.steps.items()},
             "targets_behind": self.targets_behind, "messages": self.messages,
@@ -119,6 +128,7 @@ class RunRecord:
             finished=datetime.fromisoformat(finished) if finished else None,
             result=str(doc.get("result", "")), exit_code=int(doc.get("exit_code", 1)),
             dry_run=bool(doc.get("dry_run", False)), snapshot=doc.get("snapshot"),
+            unchanged_since=doc.get("unchanged_since"),
             bytes_added=int(doc.get("bytes_added", 0)), files=int(doc.get("files", 0)),
             errors=int(doc.get("errors", 0)),
             steps={k: StepResult.from_json(v) for k, v in doc.get("steps", {}).items()},
@@ -231,8 +241,8 @@ class JobStatus:
             "last_run": None if last is None else {
                 "started": last.started.isoformat(), "result": last.result,
                 "exit_code": last.exit_code, "duration_s": last.duration_s,
-                "snapshot": last.snapshot, "bytes_added": last.bytes_added,
-                "error": last.error,
+                "snapshot": last.snapshot, "unchanged_since": last.unchanged_since,
+                "bytes_added": last.bytes_added, "error": last.error,
             },
             "next_run": self.next_run.isoformat() if self.next_run else None,
             "targets_behind": self.targets_behind,
@@ -270,10 +280,12 @@ def next_run(schedule: Schedule | None, last: RunRecord | None, now: datetime
 _METRICS = (
     ("fogvault_job_last_run_timestamp_seconds", "gauge", "Start of the job's last run."),
     ("fogvault_job_last_success_timestamp_seconds", "gauge",
-     "Start of the job's last run that saved a snapshot."),
+     "Start of the job's last run that saved a snapshot (or found nothing changed since the "
+     "last one, with skip_if_unchanged)."),
     ("fogvault_job_last_duration_seconds", "gauge", "Duration of the job's last run."),
     ("fogvault_job_last_exit_code", "gauge", "Exit code of the job's last run (0 = success)."),
-    ("fogvault_job_last_success", "gauge", "1 if the job's last run saved a snapshot, else 0."),
+    ("fogvault_job_last_success", "gauge",
+     "1 if the job's last run saved a snapshot or found nothing changed, else 0."),
     ("fogvault_job_last_bytes_added", "gauge", "Bytes the last run added to the repository."),
     ("fogvault_job_last_files", "gauge", "Files in the last run's snapshot."),
     ("fogvault_job_last_errors", "gauge", "Files the last run could not read."),
@@ -288,7 +300,7 @@ def metrics_text(records: list[RunRecord]) -> str:
     success: dict[str, RunRecord] = {}
     for record in records:
         last[record.job] = record
-        if record.snapshot is not None:  # even if a later step (a hook, check) failed
+        if record.backed_up:  # even if a later step (a hook, check) failed
             success[record.job] = record
     lines: list[str] = []
     for name, kind, help_text in _METRICS:
@@ -307,7 +319,7 @@ def _metric_value(name: str, last: RunRecord, success: RunRecord | None) -> floa
             round(success.started.timestamp(), 3) if success else None,
         "fogvault_job_last_duration_seconds": last.duration_s,
         "fogvault_job_last_exit_code": last.exit_code,
-        "fogvault_job_last_success": int(last.snapshot is not None),
+        "fogvault_job_last_success": int(last.backed_up),
         "fogvault_job_last_bytes_added": last.bytes_added,
         "fogvault_job_last_files": last.files,
         "fogvault_job_last_errors": last.errors,

@@ -215,6 +215,10 @@ def _parse_time(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError("snapshot time without a time zone")
+    try:  # every listing orders by the instant: one outside UTC's range must not stop them all
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"snapshot time {text} is out of range") from None
     return value
 
 

@@ -92,6 +92,10 @@ def test_time_sets_the_snapshots_time(fogvault: Callable, repo_with_source: Path
 @pytest.mark.parametrize("value, why", [
     ("yesterday", "not a date and time"),
     ((datetime.now() + timedelta(days=1)).isoformat(timespec="seconds"), "in the future"),
+    ("0001-01-01T00:30:00+01:00", "not a date and time"),  # year 0 in UTC
+    ("0001-01-01", "not a date and time"),
+    ("1969-12-31T23:59:59+00:00", "before 1970"),
+    ("", "--time is empty"),
 ])
 def test_a_bad_time_is_a_usage_error(fogvault: Callable, repo_with_source: Path, value: str,
                                      why: str) -> None:
@@ -99,3 +103,45 @@ def test_a_bad_time_is_a_usage_error(fogvault: Callable, repo_with_source: Path,
     assert done.returncode == 2
     assert why in done.stderr.decode() and len(done.stderr.strip().splitlines()) == 1
     assert _snapshots(fogvault) == []
+
+
+@pytest.mark.skipif(not Path("/usr/share/zoneinfo/Europe/Berlin").exists(), reason="no tzdata")
+def test_a_local_time_the_clocks_skip_is_refused_and_a_repeated_one_is_the_first(
+        fogvault: Callable, repo_with_source: Path) -> None:
+    berlin = {"TZ": "Europe/Berlin"}
+    done = fogvault("backup", "-r", "repo", "--time", "2026-03-29 02:30", str(repo_with_source),
+                    env=berlin)
+    assert done.returncode == 2 and b"does not occur in the local time zone" in done.stderr
+    done = fogvault("backup", "-r", "repo", "--time", "2026-10-25 02:30", str(repo_with_source),
+                    env=berlin)
+    assert done.returncode == 0, done.stderr
+    [snapshot] = _snapshots(fogvault)
+    assert snapshot["time"] == "2026-10-25T02:30:00+02:00"  # the first of the two
+
+
+def _objects(repo: Path) -> list[Path]:
+    """The repository's objects, not its locks (each run takes and removes one)."""
+    return sorted(p.relative_to(repo) for p in repo.rglob("*")
+                  if p.is_file() and p.parent.name != "locks")
+
+
+def test_a_skipped_run_adds_nothing_to_the_repository(
+        fogvault: Callable, repo_with_source: Path) -> None:
+    """The folders above the path change (their times are stored), but no snapshot is saved,
+    so none of their trees is stored either: no pack, no index file."""
+    repo = repo_with_source.parent / "repo"
+    _backup_json(fogvault, str(repo_with_source))
+    before = _objects(repo)
+    for round_ in range(3):
+        (repo_with_source.parent / f"beside-{round_}").write_text("x")
+        summary = _backup_json(fogvault, "--skip-if-unchanged", str(repo_with_source))
+        assert summary["unchanged_since"] is not None
+        assert (summary["bytes_added"], summary["tree_blobs_added"]) == (0, 0)
+    assert _objects(repo) == before
+    (repo_with_source / "a").write_text("changed")
+    saved = _backup_json(fogvault, "--skip-if-unchanged", str(repo_with_source))
+    assert saved["snapshot"] is not None
+    restored = repo_with_source.parent / "restored"
+    done = fogvault("restore", "-r", "repo", saved["snapshot"], "-t", str(restored))
+    assert done.returncode == 0, done.stderr
+    assert (restored / str(repo_with_source).lstrip("/") / "a").read_text() == "changed"

@@ -20,7 +20,7 @@ import pytest
 from fogvault.errors import LockError
 from fogvault.jobs.joblock import JobLock, JobRunning
 from fogvault.jobs.runner import RunOptions, run_job, summary_lines
-from fogvault.jobs.status import RunLog, RunRecord, StepResult, lock_dir
+from fogvault.jobs.status import RunLog, RunRecord, StepResult, lock_dir, metrics_text
 from fogvault.repo.repository import Repository
 from fogvault.repo.tree import FILE
 from fogvault.treewalk import walk
@@ -628,6 +628,11 @@ def test_skip_if_unchanged_saves_no_snapshot_until_something_changes(setup, cli_
     assert second.steps["backup"].detail.startswith(
         f"unchanged since snapshot {first.snapshot}, none saved: 0 new, 0 changed")
     assert second.steps["forget"].status == "done"  # retention still applies
+    assert second.unchanged_since == first.snapshot
+    metrics = metrics_text([first, second])  # a healthy job whose data did not change
+    assert 'fogvault_job_last_success{job="home"} 1' in metrics
+    assert (f'fogvault_job_last_success_timestamp_seconds{{job="home"}} '
+            f'{round(second.started.timestamp(), 3)}') in metrics
     (setup.src / "docs" / "a.txt").write_text("changed\n")
     third = run_job(setup.load(), "home")
     assert third.snapshot not in (None, first.snapshot)

@@ -60,3 +60,19 @@ def test_snapshot_claiming_another_uid_is_skipped_in_listings(make_repo):
     assert repo.snapshots() == []  # unreadable manifests are skipped with a warning
     with pytest.raises(MalformedObject):
         repo.load_snapshot(real)
+
+
+def test_a_snapshot_whose_time_is_out_of_range_is_skipped_not_fatal(make_repo):
+    """0001-01-01T00:30+01:00 is a valid ISO time in year 0 of UTC: ordering snapshots by the
+    instant overflowed, and every command that lists snapshots stopped."""
+    repo = make_repo()
+    good = Snapshot(uid=new_uid(), time=now(), host="h", user="u", paths=["/"], tree=b"\0" * 32)
+    repo.save_snapshot(good)
+    bad_uid = new_uid()
+    doc = json.loads(good.encode())
+    doc.update(uid=bad_uid, time="0001-01-01T00:30:00+01:00")
+    sealed = repo._seal(ObjectKind.SNAPSHOT, bad_uid.encode(), json.dumps(doc).encode())
+    repo.targets.write(f"snapshots/{bad_uid}", sealed)
+    assert [s.uid for s in repo.snapshots()] == [good.uid]
+    with pytest.raises(MalformedObject, match="out of range"):
+        repo.load_snapshot(bad_uid)
