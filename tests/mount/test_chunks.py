@@ -17,7 +17,7 @@ import pytest
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import FogVaultError
 from fogvault.mount.chunks import READ_AHEAD_WORKERS, ChunkLoader
-from fogvault.mount.view import SnapshotView
+from fogvault.mount.view import READ_AHEAD_MAX_OPEN, SnapshotView
 from fogvault.repo.repository import Repository
 
 DEADLINE_S = 30.0
@@ -224,3 +224,33 @@ def test_a_file_read_in_order_through_the_view_loads_each_chunk_once(
     assert read == data
     assert loaded == Counter(set(chunks))
     assert ahead, "no chunk was loaded ahead"
+
+
+def test_no_chunk_is_loaded_ahead_while_many_files_are_open(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    data = random.Random(5).randbytes(1_000_000)
+    (src / "file").write_bytes(data)
+    repo = make_repo()
+    Archiver(repo, BackupOptions()).run([str(src)])
+    view = SnapshotView(repo)
+    [uid] = [name for name, _ in view.listdir(b"/ids")]
+    path = b"/ids/" + uid + os.fsencode(src) + b"/file"
+    others = [view.open(path) for _ in range(READ_AHEAD_MAX_OPEN)]
+    ahead: list[bytes] = []
+    load_blob = repo.load_blob
+
+    def counted(blob_id: bytes, *args: object, **kwargs: object) -> bytes:
+        if threading.current_thread().name.startswith("fogvault-read-ahead"):
+            ahead.append(blob_id)
+        return load_blob(blob_id, *args, **kwargs)
+
+    monkeypatch.setattr(repo, "load_blob", counted)
+    handle = view.open(path)
+    read = b"".join(view.read(handle, offset, 131_072) for offset in range(0, len(data), 131_072))
+    assert read == data and ahead == []
+    for other in others:
+        view.release(other)
+    view.close()
