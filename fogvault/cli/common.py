@@ -184,7 +184,9 @@ def open_repository(
             cache_dir=opts.cache_path(),
             use_cache=not opts.no_cache,
             load_index=load_index,
-            policy=opts.target_policy() if source is None else TargetPolicy.from_env(),
+            # a source is only read, and reads fall back to its other targets: one is enough
+            policy=opts.target_policy() if source is None else TargetPolicy.from_env(
+                min_targets=1),
             drop_empty_targets=drop_empty_targets,
         )
     except FogVaultError as exc:

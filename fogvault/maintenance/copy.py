@@ -140,7 +140,7 @@ def copy(source: Repository, destination: Repository, options: CopyOptions | Non
             destination.targets.require_quorum("copy not started")
         chosen = chosen_snapshots(source, options.uids, options.host, options.tags,
                                   options.paths)
-        copies = _Copies(destination.snapshots())
+        copies = _Copies(destination.snapshots(), compare_trees=copier.same_ids)
         pending = [s for s in chosen if not _skipped(s, copies, result)]
         for number, snapshot in enumerate(pending, 1):
             progress.phase(f"snapshot {snapshot.uid} ({number} of {len(pending)})")
@@ -199,7 +199,10 @@ class _Copies:
     """The destination's snapshots by the uid of what they are copies of (their ``original``,
     and their own uid: a copy back into the repository it came from)."""
 
-    def __init__(self, snapshots: list[Snapshot]) -> None:
+    def __init__(self, snapshots: list[Snapshot], *, compare_trees: bool) -> None:
+        """``compare_trees``: the repositories share blob ids, so a copy has its original's
+        tree id."""
+        self.compare_trees = compare_trees
         self._by_origin: dict[str, list[Snapshot]] = {}
         for snapshot in snapshots:
             self.add(snapshot)
@@ -213,12 +216,13 @@ class _Copies:
         """The destination's copy of ``snapshot``, if it has one."""
         origin = snapshot.original or snapshot.uid
         return next((held for held in self._by_origin.get(origin, [])
-                     if _alike(held, snapshot)), None)
+                     if _alike(held, snapshot)
+                     and (not self.compare_trees or held.tree == snapshot.tree)), None)
 
 
 def _alike(a: Snapshot, b: Snapshot) -> bool:
-    """restic's test of a copy (``similarSnapshots``) but the tree: the same time, host, user,
-    paths and tags."""
+    """restic's test of a copy (``similarSnapshots``) but the tree, which only repositories
+    that share blob ids can compare: the same time, host, user, paths and tags."""
     return (a.time == b.time and a.host == b.host and a.user == b.user
             and sorted(a.paths) == sorted(b.paths) and sorted(a.tags) == sorted(b.tags))
 

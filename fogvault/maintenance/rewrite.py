@@ -122,8 +122,12 @@ def _copy(repo: Repository, snapshot: Snapshot, filtered: _Filtered, patterns: P
     summary = snapshot.summary.with_contents(contents.files, dirs, contents.bytes)
     if not filtered.removed and summary == snapshot.summary:
         return None
+    # A copy with contents taken out is another snapshot for `copy`: were it to keep
+    # `original`, a repository copied from would take it and the full one for the same, and
+    # copy only one of them. A copy whose summary alone is counted anew has the same contents.
+    original = None if filtered.removed else snapshot.original or snapshot.uid
     return dataclasses.replace(snapshot, uid=new_uid(), tree=filtered.tree_id,
-                               summary=summary), filtered.removed
+                               summary=summary, original=original), filtered.removed
 
 
 def _leading_dirs(repo: Repository, snapshot: Snapshot, patterns: PathPatterns) -> int:

@@ -73,7 +73,9 @@ def tag(repo: Repository, options: TagOptions) -> TagResult:
         if tags == sorted(snapshot.tags):
             result.unchanged += 1
             continue
-        retagged = dataclasses.replace(snapshot, uid=new_uid(), tags=tags)
+        # the same contents: `copy` knows it for what it was made from (as restic's tag does)
+        retagged = dataclasses.replace(snapshot, uid=new_uid(), tags=tags,
+                                       original=snapshot.original or snapshot.uid)
         if not options.dry_run:
             _replace(repo, snapshot, retagged, locations.get(snapshot.uid, []))
         result.changed.append(TagChange(snapshot.uid, retagged.uid, tags))

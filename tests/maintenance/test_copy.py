@@ -14,6 +14,7 @@ from conftest import FAST_KDF, PASSWORD
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.copy import CopyOptions, CopyResult, copy
+from fogvault.maintenance.rewrite import RewriteOptions, rewrite
 from fogvault.maintenance.tag import TagOptions, tag
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.format import BlobType, pack_name
@@ -325,6 +326,42 @@ def test_copies_of_copies_are_recognised_and_a_retagged_snapshot_is_copied_again
     assert in_b in [s.uid for s in b.snapshots()]
 
 
+@pytest.mark.parametrize("shared_ids", [False, True])
+def test_a_snapshot_and_its_rewrite_without_some_paths_are_both_copied(
+        make_repo, tmp_path, shared_ids):
+    """rewrite kept `original`, so a repository copied from held two snapshots that `copy` took
+    for one: only the first it met reached the destination, and the data only the full one
+    held was never copied (found in review)."""
+    a = make_repo("a")
+    data = make_data(tmp_path / "data")
+    (data / "secret").write_bytes(os.urandom(50_000))
+    made = back_up(a, data)
+    b = twin_of(a, tmp_path / "b") if shared_ids else make_repo("b")
+    [in_b] = _uids(copy(a, b), b)
+    rewrite(b, RewriteOptions(excludes=["secret"], uids=[in_b]))
+    assert {s.original for s in b.snapshots()} == {made.uid, None}
+    c = twin_of(b, tmp_path / "c") if shared_ids else make_repo("c")
+    copied = _uids(copy(b, c), c)
+    assert len(copied) == 2
+    with_secret = [uid for uid in copied if any(
+        path.endswith(b"/secret") for path, _ in walk(c, c.load_snapshot(uid).tree))]
+    assert len(with_secret) == 1
+    assert check(c, CheckOptions(read_data=True)).ok
+
+
+def test_a_snapshot_tagged_and_untagged_again_is_not_copied_twice(make_repo, tmp_path):
+    a, b = make_repo("a"), make_repo("b")
+    made = back_up(a, make_data(tmp_path / "data"))
+    assert len(copy(a, b).copied) == 1
+    tag(a, TagOptions(add=["weekly"], uids=[made.uid]))
+    assert len(copy(a, b).copied) == 1  # other tags: another snapshot, as in restic
+    [tagged] = [s.uid for s in a.snapshots() if s.tags == ["weekly"]]
+    tag(a, TagOptions(remove=["weekly"], uids=[tagged]))
+    result = copy(a, b)
+    assert result.copied == [] and len(result.skipped) == 1  # tag replaced the tagged one
+    assert len(b.snapshots()) == 2
+
+
 def _uids(result: CopyResult, destination: Repository) -> list[str]:
     assert not result.failed
     return [c.uid for c in result.copied if c.uid in {s.uid for s in destination.snapshots()}]
@@ -367,7 +404,7 @@ def test_the_same_repository_is_refused(make_repo, tmp_path):
     other_target.close()
 
 
-def test_original_is_written_only_for_copies():
+def test_original_is_written_only_when_set():
     plain = Snapshot(uid="0" * 16, time=Snapshot.decode(_MANIFEST, "0" * 16).time, host="h",
                      user="u", paths=["/x"], tree=b"\0" * 32)
     assert "original" not in json.loads(plain.encode())
@@ -381,3 +418,18 @@ def test_original_is_written_only_for_copies():
 
 _MANIFEST = (b'{"host":"h","paths":["/x"],"time":"2026-11-24T10:00:00+00:00","tree":"'
              + b"00" * 32 + b'","uid":"' + b"0" * 16 + b'","version":1}')
+
+
+def test_a_source_with_a_target_away_is_read_from_the_others(fogvault, tmp_path):
+    """The source is only read: one target is enough (it refused with exit 10, and the
+    destination's --min-targets could not apply to it)."""
+    make_data(tmp_path / "data")
+    assert fogvault("init", "-r", "sa", "-r", "sb", "--kdf", "interactive").returncode == 0
+    assert fogvault("backup", "-r", "sa", "-r", "sb", "data").returncode == 0
+    (tmp_path / "sb").rename(tmp_path / "sb-away")
+    assert fogvault("init", "-r", "dst", "--kdf", "interactive").returncode == 0
+    done = fogvault("copy", "-r", "dst", "--from-repo", "sa", "--from-repo", "sb",
+                    env={"FOGVAULT_FROM_PASSWORD": PASSWORD.decode()})
+    assert done.returncode == 0, done.stderr
+    assert b"copied 1 snapshot" in done.stdout
+    assert b"sb: no repository there" in done.stderr

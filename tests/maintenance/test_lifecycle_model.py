@@ -850,7 +850,8 @@ class RepositoryLifecycle(RuleBasedStateMachine):
         for change in result.changed:
             old_snapshot, held = before[change.old_uid]
             assert self.repo.load_snapshot(change.new_uid) == dataclasses.replace(
-                old_snapshot, uid=change.new_uid, tags=list(expected[change.old_uid]))
+                old_snapshot, uid=change.new_uid, tags=list(expected[change.old_uid]),
+                original=old_snapshot.original or old_snapshot.uid)  # the same contents
             recorded = self.snapshots.pop(change.old_uid)
             self._gone(change.old_uid)
             self.replaced(change.old_uid, change.new_uid, held,
@@ -903,7 +904,8 @@ class RepositoryLifecycle(RuleBasedStateMachine):
             new_snapshot = self.repo.load_snapshot(entry.new_uid)
             assert new_snapshot == dataclasses.replace(old_snapshot, uid=entry.new_uid,
                                                        tree=new_snapshot.tree,
-                                                       summary=new_snapshot.summary)
+                                                       summary=new_snapshot.summary,
+                                                       original=None)  # other contents
             # the summary counts what the copy holds; the backup run's figures stay
             new_summary, old_summary = new_snapshot.summary, old_snapshot.summary
             assert summary_contents(new_summary) == contents(expected[entry.old_uid][0].tree)
