@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -187,70 +188,74 @@ def test_a_load_ahead_that_fails_reports_nothing_until_a_read_needs_the_chunk() 
     assert loads.calls == {b"b": 2}
 
 
-def test_a_file_read_in_order_through_the_view_loads_each_chunk_once(
-        make_repo: Callable[..., Repository], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reads of 128 KiB from start to end, as the kernel sends them: the chunks after each
-    read are loaded ahead, and every chunk is loaded once."""
+@dataclass
+class Viewed:
+    """A file of random bytes backed up and seen through a view, with its chunk loads counted
+    (``ahead``: those made by the read-ahead threads)."""
+
+    data: bytes
+    view: SnapshotView
+    path: bytes
+    chunks: list[bytes]  # its chunks' ids (looked up before counting: tree loads not counted)
+    loaded: Counter[bytes] = field(default_factory=Counter)
+    ahead: list[bytes] = field(default_factory=list)
+
+    def read_in_order(self, handle: int) -> bytes:
+        """As the kernel sends a file's reads: 128 KiB at a time, from start to end."""
+        return b"".join(self.view.read(handle, offset, 131_072)
+                        for offset in range(0, len(self.data), 131_072))
+
+
+def _viewed(repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            size: int) -> Viewed:
     src = tmp_path / "src"
     src.mkdir()
-    data = random.Random(4).randbytes(3_000_000)
+    data = random.Random(size).randbytes(size)
     (src / "file").write_bytes(data)
-    repo = make_repo()
     Archiver(repo, BackupOptions()).run([str(src)])
     view = SnapshotView(repo)
     [uid] = [name for name, _ in view.listdir(b"/ids")]
     path = b"/ids/" + uid + os.fsencode(src) + b"/file"
-    chunks = view.lookup(path).node.content
-    assert len(chunks) > 4
-    loaded: Counter[bytes] = Counter()
+    viewed = Viewed(data, view, path, view.lookup(path).node.content)
     load_blob = repo.load_blob
-    ahead: list[bytes] = []
 
     def counted(blob_id: bytes, *args: object, **kwargs: object) -> bytes:
-        loaded[blob_id] += 1
+        viewed.loaded[blob_id] += 1
         if threading.current_thread().name.startswith("fogvault-read-ahead"):
-            ahead.append(blob_id)
+            viewed.ahead.append(blob_id)
         return load_blob(blob_id, *args, **kwargs)
 
     monkeypatch.setattr(repo, "load_blob", counted)
-    first = view.open(path)
-    assert view.read(first, 0, 4096) == data[:4096]  # a first read loads nothing ahead
+    return viewed
+
+
+def test_a_file_read_in_order_through_the_view_loads_each_chunk_once(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunks after each read are loaded ahead, and every chunk is loaded once."""
+    viewed = _viewed(make_repo(), tmp_path, monkeypatch, 3_000_000)
+    view = viewed.view
+    chunks = viewed.chunks
+    assert len(chunks) > 4
+    first = view.open(viewed.path)
+    assert view.read(first, 0, 4096) == viewed.data[:4096]  # a first read loads nothing ahead
     view.release(first)
-    assert loaded == Counter({chunks[0]: 1})
-    handle = view.open(path)
-    read = b"".join(view.read(handle, offset, 131_072) for offset in range(0, len(data), 131_072))
+    assert viewed.loaded == Counter({chunks[0]: 1})
+    read = viewed.read_in_order(view.open(viewed.path))
     view.close()
-    assert read == data
-    assert loaded == Counter(set(chunks))
-    assert ahead, "no chunk was loaded ahead"
+    assert read == viewed.data
+    assert viewed.loaded == Counter(set(chunks))
+    assert viewed.ahead, "no chunk was loaded ahead"
 
 
 def test_no_chunk_is_loaded_ahead_while_many_files_are_open(
         make_repo: Callable[..., Repository], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    data = random.Random(5).randbytes(1_000_000)
-    (src / "file").write_bytes(data)
-    repo = make_repo()
-    Archiver(repo, BackupOptions()).run([str(src)])
-    view = SnapshotView(repo)
-    [uid] = [name for name, _ in view.listdir(b"/ids")]
-    path = b"/ids/" + uid + os.fsencode(src) + b"/file"
-    others = [view.open(path) for _ in range(READ_AHEAD_MAX_OPEN)]
-    ahead: list[bytes] = []
-    load_blob = repo.load_blob
-
-    def counted(blob_id: bytes, *args: object, **kwargs: object) -> bytes:
-        if threading.current_thread().name.startswith("fogvault-read-ahead"):
-            ahead.append(blob_id)
-        return load_blob(blob_id, *args, **kwargs)
-
-    monkeypatch.setattr(repo, "load_blob", counted)
-    handle = view.open(path)
-    read = b"".join(view.read(handle, offset, 131_072) for offset in range(0, len(data), 131_072))
-    assert read == data and ahead == []
+    viewed = _viewed(make_repo(), tmp_path, monkeypatch, 1_000_000)
+    view = viewed.view
+    others = [view.open(viewed.path) for _ in range(READ_AHEAD_MAX_OPEN)]
+    assert viewed.read_in_order(view.open(viewed.path)) == viewed.data
+    assert viewed.ahead == []
     for other in others:
         view.release(other)
     view.close()
