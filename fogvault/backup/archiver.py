@@ -90,12 +90,11 @@ class Archiver:
         self._root_devs: set[int] = set()  # devices of the source paths (--one-file-system)
         self._given: set[bytes] = set()  # the paths given (excludes never drop them)
         self._reuse_trees = False  # set per run: may the parent's tree ids stand for new trees
-        # set per run: is every given path's entry (with all below it) as in the parent? The
-        # folders above them are not compared: their times change with anything else in them,
-        # and a backup of ~/data would never count as unchanged while anything in ~ changes.
-        self._given_unchanged = False
-        # set per run: would the snapshot have its parent's paths, host and tags?
-        self._same_labels = False
+        # set per run, with skip_if_unchanged: may it still save no snapshot? Its paths, host
+        # and tags are the parent's, and so far every given path's entry (with all below it)
+        # is as in the parent. The folders above them are not compared: their times change
+        # with anything else in them, and a backup of ~/data would never be unchanged.
+        self._nothing_changed = False
         # the trees of the folders above the given paths, stored only once the run is known to
         # save a snapshot: with skip_if_unchanged, a run that saves none must add nothing
         self._skeleton_trees: list[tuple[bytes, bytes]] = []  # (id, encoded tree)
@@ -123,7 +122,7 @@ class Archiver:
         def save_root(saver: BlobSaver, _paths: list[bytes], _parent_root: bytes | None) -> bytes:
             node = self._stream_node(saver, source.open(), path)
             source.check()
-            self._given_unchanged = False  # stamped with the time of the run
+            self._nothing_changed = False  # stamped with the time of the run
             return self._save_tree(saver, [node], None, None)
 
         return self._commit([path], save_root, started)
@@ -151,14 +150,14 @@ class Archiver:
                 parent is not None and parent.program_version == __version__
                 and not self.options.force
             )
-            self._given_unchanged = parent is not None
+            self._nothing_changed = (self.options.skip_if_unchanged
+                               and _same_labels(abs_paths, self.options, parent))
             self._skeleton_trees = []
-            self._same_labels = _same_labels(abs_paths, self.options, parent)
             root_id = self._store(abs_paths, save_root, parent.tree if parent else None,
                                   lock.ensure_fresh)
             self.summary.duration_s = round(time.monotonic() - started, 3)
             snapshot = self._snapshot(abs_paths, root_id, parent)
-            unchanged = self._skips()
+            unchanged = self._nothing_changed
             if not self.options.dry_run and not unchanged:
                 lock.ensure_fresh()  # a stale lock may have let a prune run: do not commit
                 self.repo.save_snapshot(snapshot)  # to the targets that hold all its data
@@ -255,17 +254,13 @@ class Archiver:
             assert root is not None and root.type == DIR
             self._save_dir(saver, b"/", root, parent_root)
             assert root.subtree is not None
-            self._given_unchanged &= root.subtree == parent_root
+            self._nothing_changed = self._nothing_changed and root.subtree == parent_root
             return root.subtree
         root_id = self._save_layout(saver, b"/", _layout(paths), parent_root)
-        if not self._skips():
+        if not self._nothing_changed:
             for tree_id, data in self._skeleton_trees:
                 saver.save(BlobType.TREE, data, tree_id)
         return root_id
-
-    def _skips(self) -> bool:
-        """Whether this run saves no snapshot: nothing changed since the parent."""
-        return self.options.skip_if_unchanged and self._given_unchanged and self._same_labels
 
     def _save_layout(
         self, saver: BlobSaver, folder: bytes, layout: dict, old_id: bytes | None
@@ -277,7 +272,7 @@ class Archiver:
             old = parent.find(name) if parent else None
             if sub is None:
                 node = self._save_entry(saver, path, name, old, explicit=True)
-                self._given_unchanged &= node == old
+                self._nothing_changed = self._nothing_changed and node == old
             else:
                 node = self._save_skeleton(saver, path, name, old, sub)
             if node is not None:

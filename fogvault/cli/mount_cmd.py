@@ -61,7 +61,7 @@ def mount(
         check_allow_other()  # before the password is asked for
     out = Printer.of(ctx)
     options = MountOptions(host=host, tags=tuple(tag or ()), paths=tuple(path or ()),
-                           reload_interval=reload_interval)
+                           reload_interval=reload_interval, allow_other=allow_other)
 
     def ready(view: SnapshotView) -> None:
         out.line(f"serving {counted(view.layout.snapshots, 'snapshot')} at {mountpoint}; "
@@ -69,4 +69,4 @@ def mount(
         sys.stdout.flush()  # a pipe's reader waits for this line
 
     with open_repository(ctx, load_index=False) as repo:
-        serve(repo, mountpoint, options, on_ready=ready, allow_other=allow_other)
+        serve(repo, mountpoint, options, on_ready=ready)

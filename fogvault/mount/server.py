@@ -30,7 +30,6 @@ handlers above.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import shutil
@@ -104,26 +103,24 @@ def check_allow_other() -> None:
 
 
 def serve(repo: Repository, mountpoint: str, options: MountOptions | None = None,
-          on_ready: Callable[[SnapshotView], None] | None = None, *,
-          allow_other: bool = False) -> None:
+          on_ready: Callable[[SnapshotView], None] | None = None) -> None:
     """Show the snapshots of ``repo`` at ``mountpoint`` until it is unmounted, or until
     ``KeyboardInterrupt`` (which unmounts, or detaches a mount in use, and is raised again; after
     SIGINT a detached mount is served until it is left). ``on_ready`` is called once the kernel
-    has the mount. ``allow_other`` lets other users in, with the kernel checking each entry's
-    stored owner and mode (FUSE's ``default_permissions``); otherwise only the user who mounted
-    may enter, and reads all."""
+    has the mount. ``options.allow_other`` lets other users in, with the kernel checking each
+    entry's stored owner and mode (FUSE's ``default_permissions``); otherwise only the user who
+    mounted may enter, and reads all."""
     check_mountpoint(mountpoint)
     fuse_ops = require_fuse()
-    if allow_other:
+    options = options or MountOptions()
+    if options.allow_other:
         check_allow_other()
-    options = dataclasses.replace(options or MountOptions(), modes_enforced=allow_other)
     with repo.lock(writes=False):
         repo.load_index()  # under the lock: a prune that ran since cannot have deleted its packs
         view = SnapshotView(repo, options)
         try:
             with _stop_signals_recorded() as received:
-                _Session(fuse_ops, view, os.path.abspath(mountpoint), received,
-                         allow_other).run(on_ready)
+                _Session(fuse_ops, view, os.path.abspath(mountpoint), received).run(on_ready)
         finally:
             view.close()
 
@@ -132,12 +129,12 @@ class _Session:
     """libfuse's loop on a thread of its own, and the waiting for it to end."""
 
     def __init__(self, fuse_ops: ModuleType, view: SnapshotView, mountpoint: str,
-                 received: list[int], allow_other: bool = False) -> None:
+                 received: list[int]) -> None:
         self.fuse_ops = fuse_ops
         # Others are let in only with the kernel checking owners and modes: without
         # default_permissions the mount would let anyone read every file of every snapshot.
-        self.permissions = {"allow_other": True, "default_permissions": True} if allow_other \
-            else {}
+        self.permissions = ({"allow_other": True, "default_permissions": True}
+                            if view.options.allow_other else {})
         self.view = view
         self.mountpoint = mountpoint
         self.received = received  # the stop signals that reached the main thread, in order

@@ -114,9 +114,10 @@ class MountOptions:
     #: decoded folder listings kept, by their decoded size (:func:`tree_bytes`): every lookup
     #: walks the path's trees. The most recently used one over half this is kept besides.
     tree_cache_bytes: int = 16 * MiB
-    #: the kernel checks permissions by these modes for every user (``mount --allow-other``):
-    #: an entry with a POSIX ACL then shows its owner's bits only (see :func:`_shown_mode`)
-    modes_enforced: bool = False
+    #: other users may enter (``mount --allow-other``), and the kernel checks every user's
+    #: access by the entries' modes: an entry with a POSIX ACL then shows its owner's bits only
+    #: (see :func:`_shown_mode`)
+    allow_other: bool = False
 
 
 @dataclass(slots=True)
@@ -372,7 +373,7 @@ class SnapshotView:
         ino = _inode(b"%s\0%d:%d" % (_path(place), node.dev, node.ino) if linked
                      else _path(place + rest))
         size = len(node.target) if node.type == SYMLINK else node.size
-        mode = _shown_mode(node) if self.options.modes_enforced else node.mode
+        mode = _shown_mode(node) if self.options.allow_other else node.mode
         return Entry(ino, node.type, mode, node.uid, node.gid, size=size,
                      nlink=node.nlink if node.type == FILE else 1, rdev=node.rdev,
                      mtime_ns=node.mtime_ns, ctime_ns=node.ctime_ns, target=node.target,

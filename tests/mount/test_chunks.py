@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import random
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from fogvault.errors import FogVaultError
 from fogvault.mount.chunks import READ_AHEAD_WORKERS, ChunkLoader
 from fogvault.mount.view import READ_AHEAD_MAX_OPEN, SnapshotView
 from fogvault.repo.repository import Repository
+from tests.mount.mounting import wait_until
 
 DEADLINE_S = 30.0
 
@@ -80,47 +80,39 @@ def _in_threads(count: int, call: Callable[[], object]) -> tuple[list[threading.
     return threads, results
 
 
-def test_requests_for_one_chunk_at_once_load_it_once() -> None:
-    loads = Loads()
+def _gets_during_one_load(loads: Loads, blob_id: bytes, waiting: int
+                          ) -> tuple[ChunkLoader, list]:
+    """What one ``get`` of ``blob_id`` and ``waiting`` more got, those made while the first
+    one's load was held (each of them found it under way), and the loader."""
     loads.release.clear()
     loader = ChunkLoader(loads, cache_bytes=10_000)
-    others = _waiting_claims(loader, 3)
-    first, first_result = _in_threads(1, lambda: loader.get(b"a"))
+    others = _waiting_claims(loader, waiting)
+    first, results = _in_threads(1, lambda: loader.get(blob_id))
     assert loads.entered.wait(DEADLINE_S)
-    rest, rest_results = _in_threads(3, lambda: loader.get(b"a"))
-    assert others.wait(DEADLINE_S)  # the three found the first one's load under way
+    rest, rest_results = _in_threads(waiting, lambda: loader.get(blob_id))
+    assert others.wait(DEADLINE_S)  # the others found the first one's load under way
     loads.release.set()
     for thread in first + rest:
         thread.join(DEADLINE_S)
-    assert first_result + rest_results == [b"a" * 100] * 4
+    return loader, results + rest_results
+
+
+def test_requests_for_one_chunk_at_once_load_it_once() -> None:
+    loads = Loads()
+    loader, results = _gets_during_one_load(loads, b"a", 3)
+    assert results == [b"a" * 100] * 4
     assert loads.calls == {b"a": 1}
     assert loader.get(b"a") == b"a" * 100 and loads.calls == {b"a": 1}  # cached
 
 
 def test_a_failed_load_is_the_failure_of_each_request_waiting_for_it() -> None:
     loads = Loads(failing={b"bad"})
-    loads.release.clear()
-    loader = ChunkLoader(loads, cache_bytes=10_000)
-    others = _waiting_claims(loader, 2)
-    threads, results = _in_threads(1, lambda: loader.get(b"bad"))
-    assert loads.entered.wait(DEADLINE_S)
-    more, more_results = _in_threads(2, lambda: loader.get(b"bad"))
-    assert others.wait(DEADLINE_S)
-    loads.release.set()
-    for thread in threads + more:
-        thread.join(DEADLINE_S)
-    assert [str(result) for result in results + more_results] == ["cannot load b'bad'"] * 3
+    loader, results = _gets_during_one_load(loads, b"bad", 2)
+    assert [str(result) for result in results] == ["cannot load b'bad'"] * 3
     assert loads.calls == {b"bad": 1}
     with pytest.raises(FogVaultError):  # not remembered: the next request loads it again
         loader.get(b"bad")
     assert loads.calls == {b"bad": 2}
-
-
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {DEADLINE_S} s: {what}"
-        time.sleep(0.005)  # polling the condition, with the deadline above
 
 
 def test_chunks_loaded_ahead_are_not_loaded_again() -> None:
@@ -128,7 +120,7 @@ def test_chunks_loaded_ahead_are_not_loaded_again() -> None:
     loader = ChunkLoader(loads, cache_bytes=10_000)
     assert loader.get(b"a") == b"a" * 100
     loader.read_ahead([b"a", b"b", b"c"])  # a is cached: only b and c are loaded
-    _wait_for(lambda: loads.calls == {b"a": 1, b"b": 1, b"c": 1}, "b and c loaded ahead")
+    wait_until(lambda: loads.calls == {b"a": 1, b"b": 1, b"c": 1}, "b and c loaded ahead")
     assert [loader.get(blob_id) for blob_id in (b"b", b"c")] == [b"b" * 100, b"c" * 100]
     assert loads.calls == {b"a": 1, b"b": 1, b"c": 1}
 
@@ -140,9 +132,9 @@ def test_a_read_never_waits_for_loads_ahead_queued_before_it() -> None:
     loads.release.clear()
     loader = ChunkLoader(loads, cache_bytes=10_000)
     loader.read_ahead([b"a", b"b", b"c"])
-    _wait_for(lambda: loads.calls == {b"a": 1, b"b": 1}, "both workers loading")
+    wait_until(lambda: loads.calls == {b"a": 1, b"b": 1}, "both workers loading")
     threads, results = _in_threads(1, lambda: loader.get(b"c"))
-    _wait_for(lambda: loads.calls[b"c"] == 1, "the read loading c itself")
+    wait_until(lambda: loads.calls[b"c"] == 1, "the read loading c itself")
     loads.release.set()
     threads[0].join(DEADLINE_S)
     assert results == [b"c" * 100]
@@ -155,7 +147,7 @@ def test_the_queue_of_loads_ahead_is_bounded_and_dropped_at_close() -> None:
     loader = ChunkLoader(loads, cache_bytes=10_000)
     ids = [bytes([n]) for n in range(20)]
     loader.read_ahead(ids)  # 2 start, READ_AHEAD_QUEUE wait, the rest are dropped
-    _wait_for(lambda: len(loads.calls) == READ_AHEAD_WORKERS, "both workers loading")
+    wait_until(lambda: len(loads.calls) == READ_AHEAD_WORKERS, "both workers loading")
     loader.close()  # returns at once: the queued loads are dropped
     loads.release.set()
     loader.read_ahead(ids)  # closed: nothing more starts
@@ -182,7 +174,7 @@ def test_a_load_ahead_that_fails_reports_nothing_until_a_read_needs_the_chunk() 
     loads = Loads(failing={b"b"})
     loader = ChunkLoader(loads, cache_bytes=10_000)
     loader.read_ahead([b"b"])
-    _wait_for(lambda: loads.calls == {b"b": 1} and not loader._loading, "the load ahead")
+    wait_until(lambda: loads.calls == {b"b": 1} and not loader._loading, "the load ahead")
     with pytest.raises(FogVaultError, match="cannot load"):
         loader.get(b"b")
     assert loads.calls == {b"b": 2}
