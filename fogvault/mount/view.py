@@ -6,7 +6,9 @@ Paths are bytes, absolute within the mount (``/ids/<uid>/home/me/notes.txt``). F
 ``OSError`` a file system would give: ``FileNotFoundError`` (ENOENT), ``NotADirectoryError``
 (ENOTDIR), and ``OSError(EIO)`` for data that cannot be read (a chunk or a folder's listing
 damaged on every target, a target that cannot be reached), which also logs one warning per
-distinct failure.
+distinct failure. A chunk that could not be loaded fails the reads that need it at once, without
+loading it again, for ``FAILURE_KEPT_S`` seconds (``fogvault.mount.chunks``: the kernel asks
+again after a failed read), then is loaded again.
 
 What an entry shows (:class:`Entry`):
 
@@ -158,7 +160,7 @@ class SnapshotView:
         self.options = options or MountOptions()
         self._clock = clock
         self._trees: BoundedCache[bytes, Tree] = BoundedCache(self.options.tree_cache_bytes)
-        self._chunks = ChunkLoader(self._load_chunk, self.options.chunk_cache_bytes)
+        self._chunks = ChunkLoader(self._load_chunk, self.options.chunk_cache_bytes, clock)
         self._contents: BoundedCache[bytes, FileContent] = BoundedCache(OFFSETS_CACHE_BYTES)
         self._files: dict[int, _OpenFile] = {}
         self._handles = itertools.count(1)

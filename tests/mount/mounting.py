@@ -1,16 +1,22 @@
-"""Helpers for tests that mount: a ``fogvault mount`` subprocess, waiting with a deadline, and
-unmounting whatever state a test left (``fusermount -u``, else ``umount -l``)."""
+"""Helpers for tests that mount: a ``fogvault mount`` subprocess, waiting with a deadline,
+unmounting whatever state a test left (``fusermount -u``, else ``umount -l``), damaging a
+stored chunk, and counting a file's opens."""
 
 from __future__ import annotations
 
+import ctypes
 import ctypes.util
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from fogvault.repo.format import pack_name
+from fogvault.repo.index import IndexEntry
 
 MOUNT_DEADLINE_S = 30.0
 
@@ -86,3 +92,47 @@ def wait_until(condition: Callable[[], bool], what: str, deadline_s: float = 20.
     while not condition():
         assert time.monotonic() < deadline, f"{what}: not within {deadline_s} s"
         time.sleep(0.02)  # polling, with the deadline above
+
+
+def flip_a_byte(repo: Path, entry: IndexEntry) -> None:
+    """Damage the stored blob of ``entry`` in the local repository at ``repo``: one byte in its
+    middle inverted (inverted again, it is repaired)."""
+    with open(repo / pack_name(entry.pack_id), "r+b") as pack:
+        pack.seek(entry.offset + entry.length // 2)
+        byte = pack.read(1)
+        pack.seek(-1, os.SEEK_CUR)
+        pack.write(bytes([byte[0] ^ 0xFF]))
+
+
+class OpenCounter:
+    """How many times a file has been opened since this was made, by any process (inotify): a
+    local target opens a pack for each read. The kernel merges an event into the one before it
+    if they are alike and unread, so closes are watched too, to come between the opens (opens
+    that overlap still count as one)."""
+
+    IN_OPEN, IN_CLOSE_NOWRITE = 0x20, 0x10
+    EVENT = struct.Struct("iIII")  # wd, mask, cookie, length of the name that follows
+
+    def __init__(self, path: Path) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        mask = self.IN_OPEN | self.IN_CLOSE_NOWRITE
+        if self.fd < 0 or libc.inotify_add_watch(self.fd, os.fsencode(path), mask) < 0:
+            raise OSError(ctypes.get_errno(), f"cannot watch {path}")
+        self.opens = 0
+
+    def count(self) -> int:
+        """The opens so far (the kernel queued their events before the opens returned)."""
+        while True:
+            try:
+                events = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return self.opens
+            offset = 0
+            while offset < len(events):
+                _, mask, _, name_length = self.EVENT.unpack_from(events, offset)
+                self.opens += bool(mask & self.IN_OPEN)
+                offset += self.EVENT.size + name_length
+
+    def close(self) -> None:
+        os.close(self.fd)

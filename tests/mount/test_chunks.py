@@ -1,6 +1,7 @@
 """The mount's chunk loader: one load for the requests that want a chunk at the same time,
-loads ahead that fill the cache, and failures of loads ahead left to the read that needs the
-chunk. Real threads; the loads are functions that count their calls."""
+loads ahead that fill the cache, and failed loads remembered for a while (those of loads ahead
+reported by the read that needs the chunk). Real threads; the loads are functions that count
+their calls, and the clock is the test's."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import FogVaultError
-from fogvault.mount.chunks import READ_AHEAD_WORKERS, ChunkLoader
+from fogvault.mount.chunks import FAILURE_KEPT_S, READ_AHEAD_WORKERS, ChunkLoader
 from fogvault.mount.view import READ_AHEAD_MAX_OPEN, SnapshotView
 from fogvault.repo.repository import Repository
 from tests.mount.mounting import wait_until
@@ -45,6 +46,20 @@ class Loads:
                 self.failing.discard(blob_id)
             raise FogVaultError(f"cannot load {blob_id!r}")
         return blob_id * 100
+
+
+class Clock:
+    """A clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _loader(loads: Loads, clock: Clock | None = None) -> ChunkLoader:
+    return ChunkLoader(loads, cache_bytes=10_000, clock=clock or Clock())
 
 
 def _waiting_claims(loader: ChunkLoader, count: int) -> threading.Event:
@@ -80,12 +95,12 @@ def _in_threads(count: int, call: Callable[[], object]) -> tuple[list[threading.
     return threads, results
 
 
-def _gets_during_one_load(loads: Loads, blob_id: bytes, waiting: int
+def _gets_during_one_load(loads: Loads, blob_id: bytes, waiting: int, clock: Clock | None = None
                           ) -> tuple[ChunkLoader, list]:
     """What one ``get`` of ``blob_id`` and ``waiting`` more got, those made while the first
     one's load was held (each of them found it under way), and the loader."""
     loads.release.clear()
-    loader = ChunkLoader(loads, cache_bytes=10_000)
+    loader = _loader(loads, clock)
     others = _waiting_claims(loader, waiting)
     first, results = _in_threads(1, lambda: loader.get(blob_id))
     assert loads.entered.wait(DEADLINE_S)
@@ -105,19 +120,40 @@ def test_requests_for_one_chunk_at_once_load_it_once() -> None:
     assert loader.get(b"a") == b"a" * 100 and loads.calls == {b"a": 1}  # cached
 
 
-def test_a_failed_load_is_the_failure_of_each_request_waiting_for_it() -> None:
-    loads = Loads(failing={b"bad"})
-    loader, results = _gets_during_one_load(loads, b"bad", 2)
+def test_a_failed_load_is_the_failure_of_each_request_for_the_chunk_for_a_while() -> None:
+    """Of those waiting for it, and of those that come within FAILURE_KEPT_S (the kernel
+    asks again after a failed read); then the chunk is loaded again (it may be repaired)."""
+    loads = Loads(failing={b"bad"}, fail_once=True)
+    clock = Clock()
+    loader, results = _gets_during_one_load(loads, b"bad", 2, clock)
+    failure = results[0]
     assert [str(result) for result in results] == ["cannot load b'bad'"] * 3
     assert loads.calls == {b"bad": 1}
-    with pytest.raises(FogVaultError):  # not remembered: the next request loads it again
-        loader.get(b"bad")
+    clock.now += FAILURE_KEPT_S - 0.01
+    for _ in range(3):
+        with pytest.raises(FogVaultError) as again:
+            loader.get(b"bad")
+        assert again.value is failure
+    loader.read_ahead([b"bad"])  # nor is it loaded ahead
+    assert loads.calls == {b"bad": 1}
+    clock.now += 0.01
+    assert loader.get(b"bad") == b"bad" * 100
     assert loads.calls == {b"bad": 2}
+
+
+def test_only_the_failures_of_the_last_few_seconds_are_kept() -> None:
+    clock = Clock()
+    loader = _loader(Loads(failing={bytes([n]) for n in range(100)}), clock)
+    for n in range(100):
+        with pytest.raises(FogVaultError):
+            loader.get(bytes([n]))
+        clock.now += FAILURE_KEPT_S / 10
+    assert len(loader._failed) == 10  # those of the last FAILURE_KEPT_S, the others dropped
 
 
 def test_chunks_loaded_ahead_are_not_loaded_again() -> None:
     loads = Loads()
-    loader = ChunkLoader(loads, cache_bytes=10_000)
+    loader = _loader(loads)
     assert loader.get(b"a") == b"a" * 100
     loader.read_ahead([b"a", b"b", b"c"])  # a is cached: only b and c are loaded
     wait_until(lambda: loads.calls == {b"a": 1, b"b": 1, b"c": 1}, "b and c loaded ahead")
@@ -130,7 +166,7 @@ def test_a_read_never_waits_for_loads_ahead_queued_before_it() -> None:
     of a chunk still queued loads it itself at once (it used to wait for the queue)."""
     loads = Loads()
     loads.release.clear()
-    loader = ChunkLoader(loads, cache_bytes=10_000)
+    loader = _loader(loads)
     loader.read_ahead([b"a", b"b", b"c"])
     wait_until(lambda: loads.calls == {b"a": 1, b"b": 1}, "both workers loading")
     threads, results = _in_threads(1, lambda: loader.get(b"c"))
@@ -144,7 +180,7 @@ def test_a_read_never_waits_for_loads_ahead_queued_before_it() -> None:
 def test_the_queue_of_loads_ahead_is_bounded_and_dropped_at_close() -> None:
     loads = Loads()
     loads.release.clear()
-    loader = ChunkLoader(loads, cache_bytes=10_000)
+    loader = _loader(loads)
     ids = [bytes([n]) for n in range(20)]
     loader.read_ahead(ids)  # 2 start, READ_AHEAD_QUEUE wait, the rest are dropped
     wait_until(lambda: len(loads.calls) == READ_AHEAD_WORKERS, "both workers loading")
@@ -155,10 +191,11 @@ def test_the_queue_of_loads_ahead_is_bounded_and_dropped_at_close() -> None:
     assert loader.get(ids[10]) == ids[10] * 100  # reads still load what they need
 
 
-def test_a_read_waiting_for_a_failed_load_ahead_loads_the_chunk_itself() -> None:
+def test_a_read_waiting_for_a_failed_load_ahead_gets_its_failure() -> None:
     loads = Loads(failing={b"b"}, fail_once=True)  # e.g. a target away for a moment
     loads.release.clear()
-    loader = ChunkLoader(loads, cache_bytes=10_000)
+    clock = Clock()
+    loader = _loader(loads, clock)
     others = _waiting_claims(loader, 1)
     loader.read_ahead([b"b"])
     assert loads.entered.wait(DEADLINE_S)
@@ -166,18 +203,20 @@ def test_a_read_waiting_for_a_failed_load_ahead_loads_the_chunk_itself() -> None
     assert others.wait(DEADLINE_S)  # the read waits for the load ahead
     loads.release.set()
     threads[0].join(DEADLINE_S)
-    assert results == [b"b" * 100]
+    assert [str(result) for result in results] == ["cannot load b'b'"]
+    clock.now += FAILURE_KEPT_S
+    assert loader.get(b"b") == b"b" * 100
     assert loads.calls == {b"b": 2}
 
 
 def test_a_load_ahead_that_fails_reports_nothing_until_a_read_needs_the_chunk() -> None:
     loads = Loads(failing={b"b"})
-    loader = ChunkLoader(loads, cache_bytes=10_000)
+    loader = _loader(loads)
     loader.read_ahead([b"b"])
     wait_until(lambda: loads.calls == {b"b": 1} and not loader._loading, "the load ahead")
-    with pytest.raises(FogVaultError, match="cannot load"):
+    with pytest.raises(FogVaultError, match="cannot load"):  # its failure, not loaded again
         loader.get(b"b")
-    assert loads.calls == {b"b": 2}
+    assert loads.calls == {b"b": 1}
 
 
 @dataclass

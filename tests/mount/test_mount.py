@@ -26,8 +26,15 @@ from conftest import FAST_KDF, PASSWORD, SMALL_CHUNKS
 
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.format import pack_name
+from fogvault.repo.index import IndexEntry
 from fogvault.repo.repository import Repository
-from tests.mount.mounting import MountProcess, force_unmount, wait_until
+from tests.mount.mounting import (
+    MountProcess,
+    OpenCounter,
+    flip_a_byte,
+    force_unmount,
+    wait_until,
+)
 
 LATIN1 = os.fsdecode(b"caf\xe9")
 BIG = 4 * 1024 * 1024  # about 60 chunks of the tests' chunker
@@ -194,6 +201,18 @@ def test_filters_choose_what_a_mount_shows(served: Served, start_mount) -> None:
                             f"{mount.point}' or stop with Ctrl-C\n")
 
 
+def _stored_chunks(repo_path: Path, path: Path) -> tuple[list[IndexEntry], set[bytes]]:
+    """Where the chunks of the file backed up from ``path`` are stored (latest snapshot), and
+    the packs of the repository that hold one blob each."""
+    with Repository.open([str(repo_path)], PASSWORD, use_cache=False) as repo:
+        tree = repo.load_tree(repo.load_snapshot(repo.resolve_snapshot("latest")).tree)
+        for name in str(path).strip("/").split("/"):
+            node = tree.find(name.encode())
+            tree = repo.load_tree(node.subtree) if node.subtree else tree
+        alone = {pack_id for pack_id, first, end in repo.index.packs() if end - first == 1}
+        return [repo.index.get(blob_id) for blob_id in node.content], alone
+
+
 def test_a_damaged_chunk_fails_the_reads_that_reach_it(make_repo, fogvault, tmp_path: Path,
                                                        start_mount) -> None:
     """The kernel reads ahead and in folios of up to 2 MiB: a read fails if what the kernel
@@ -204,23 +223,14 @@ def test_a_damaged_chunk_fails_the_reads_that_reach_it(make_repo, fogvault, tmp_
     (tmp_path / "src" / "damaged").write_bytes(data)
     (tmp_path / "src" / "intact").write_bytes(b"intact\n")
     assert fogvault("backup", "-r", "repo", "src").returncode == 0
-    with Repository.open([str(tmp_path / "repo")], PASSWORD, use_cache=False) as repo:
-        tree = repo.load_tree(repo.load_snapshot(repo.resolve_snapshot("latest")).tree)
-        for name in [*str(tmp_path / "src").strip("/").split("/"), "damaged"]:
-            node = tree.find(name.encode())
-            tree = repo.load_tree(node.subtree) if node.subtree else tree
-        chunks = [repo.index.get(blob_id) for blob_id in node.content]
+    chunks, _ = _stored_chunks(tmp_path / "repo", tmp_path / "src" / "damaged")
     start = 0
     for entry in chunks:  # the chunk holding byte 2,600,000: it starts past 2 MiB
         if start + entry.raw_length > 2_600_000:
             break
         start += entry.raw_length
     assert start > 2 * 1024 * 1024
-    with open(tmp_path / "repo" / pack_name(entry.pack_id), "r+b") as pack:
-        pack.seek(entry.offset + entry.length // 2)
-        byte = pack.read(1)
-        pack.seek(-1, os.SEEK_CUR)
-        pack.write(bytes([byte[0] ^ 0xFF]))
+    flip_a_byte(tmp_path / "repo", entry)
     mount = start_mount("-r", "repo").wait_mounted()
     copy = next((mount.point / "snapshots").glob("2*")) / str(tmp_path / "src").lstrip("/")
     with pytest.raises(OSError) as failed:
@@ -239,6 +249,32 @@ def test_a_damaged_chunk_fails_the_reads_that_reach_it(make_repo, fogvault, tmp_
     [warning] = mount.stderr.splitlines()  # once, however often it was asked for
     assert warning.startswith("warning: cannot read /snapshots/2")
     assert f"{tmp_path}/src/damaged: " in warning
+
+
+def test_a_damaged_chunk_is_read_once_for_a_cat_and_the_kernels_retries(
+        make_repo, fogvault, tmp_path: Path, start_mount) -> None:
+    """The kernel asks again, page by page, after a failed read: the mount remembers the
+    failure, so the chunk is read once (its pack opened once) where it was read 5 times."""
+    make_repo(pack_size=64 * 1024).close()  # chunks of 64 KiB or more often have a pack each
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "damaged").write_bytes(random.Random(3).randbytes(2_000_000))
+    assert fogvault("backup", "-r", "repo", "src").returncode == 0
+    chunks, alone = _stored_chunks(tmp_path / "repo", tmp_path / "src" / "damaged")
+    # one that reads in order reach after a few chunks: it is loaded ahead first
+    entry = next(entry for entry in chunks[4:] if entry.pack_id in alone)
+    flip_a_byte(tmp_path / "repo", entry)
+    opens = OpenCounter(tmp_path / "repo" / pack_name(entry.pack_id))
+    try:
+        mount = start_mount("-r", "repo").wait_mounted()
+        copy = next((mount.point / "snapshots").glob("2*")) / str(tmp_path / "src").lstrip("/")
+        cat = subprocess.run(["cat", str(copy / "damaged")], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+        assert cat.returncode == 1 and "Input/output error" in cat.stderr
+        assert opens.count() == 1
+    finally:
+        opens.close()
+    [warning] = mount.stderr.splitlines()
+    assert f"{tmp_path}/src/damaged: chunk {entry.blob_id.hex()}: " in warning
 
 
 def test_a_snapshot_made_while_mounted_appears(fogvault, tmp_path: Path, start_mount) -> None:

@@ -18,12 +18,14 @@ from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import IntegrityError
 from fogvault.maintenance.prune import PruneOptions, prune
 from fogvault.mount.cache import BoundedCache
+from fogvault.mount.chunks import FAILURE_KEPT_S
 from fogvault.mount.files import FileContent
 from fogvault.mount.view import MountOptions, SnapshotView, tree_bytes
 from fogvault.repo.format import pack_name
 from fogvault.repo.index import BlobIndex
 from fogvault.repo.repository import Repository
 from fogvault.repo.tree import FILE, Node, Tree
+from tests.mount.mounting import flip_a_byte
 
 LATIN1 = b"caf\xe9"
 
@@ -121,11 +123,7 @@ def test_a_damaged_chunk_is_an_io_error_with_one_warning(
     assert chunky is not None and len(chunky.content) > 3
     entry = repo.index.get(chunky.content[2])
     assert entry is not None
-    with open(tmp_path / "repo" / pack_name(entry.pack_id), "r+b") as pack:
-        pack.seek(entry.offset + entry.length // 2)
-        byte = pack.read(1)
-        pack.seek(-1, os.SEEK_CUR)
-        pack.write(bytes([byte[0] ^ 0xFF]))
+    flip_a_byte(tmp_path / "repo", entry)
     content = FileContent(repo.index, chunky)
     damaged_at = content.ends[1]  # where the third chunk starts
     data = (src / "chunky").read_bytes()
@@ -142,6 +140,37 @@ def test_a_damaged_chunk_is_an_io_error_with_one_warning(
     after = content.ends[2]
     assert view.read(handle, after, 5000) == data[after:after + 5000]
     assert view.read(view.open(base + b"/small"), 0, 100) == b"small file\n"
+
+
+def test_a_damaged_chunk_is_read_once_for_the_reads_that_retry_it_until_repaired(
+        repo: Repository, src: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The kernel asks again after a failed read: those retries fail at once, with the same
+    error, for FAILURE_KEPT_S; then the chunk is read again, here repaired meanwhile."""
+    now = [0.0]
+    view = SnapshotView(repo, clock=lambda: now[0])
+    path = _base(view, src) + b"/chunky"
+    chunky = view.lookup(path).node
+    entry = repo.index.get(chunky.content[2])
+    flip_a_byte(tmp_path / "repo", entry)
+    damaged_at = FileContent(repo.index, chunky).ends[1]
+    handle = view.open(path)
+    [target] = repo.targets.targets
+    reads_before = target.meter.requests["read"]
+    with caplog.at_level(logging.WARNING, logger="fogvault"):
+        for _ in range(4):
+            with pytest.raises(OSError) as raised:
+                view.read(handle, damaged_at, 4096)
+            assert raised.value.errno == errno.EIO
+        now[0] = FAILURE_KEPT_S - 0.001
+        with pytest.raises(OSError, match=f"chunk {chunky.content[2].hex()}: "):
+            view.read(view.open(path), damaged_at + 4096, 4096)  # another handle: the same
+    assert target.meter.requests["read"] - reads_before == 1
+    assert len(caplog.records) == 1
+    flip_a_byte(tmp_path / "repo", entry)  # repaired
+    now[0] = FAILURE_KEPT_S
+    data = (src / "chunky").read_bytes()
+    assert view.read(handle, damaged_at, 4096) == data[damaged_at:damaged_at + 4096]
+    assert target.meter.requests["read"] - reads_before == 2
 
 
 def test_chunks_that_do_not_hold_the_whole_file_are_an_integrity_error() -> None:
