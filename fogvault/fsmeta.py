@@ -1,16 +1,24 @@
 """File system metadata in both directions: stat results to tree nodes, and nodes back onto
 restored files. Shared by the backup and restore engines; knows nothing of repositories.
+
+Inode flags (what ``lsattr`` shows and ``chattr`` sets) are Linux's: elsewhere a file has none
+to read, and setting them is refused as unsupported.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import grp
 import logging
 import os
 import pwd
 import stat
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +27,47 @@ from fogvault.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
 log = logging.getLogger("fogvault")
 
 _UNSUPPORTED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENODATA, errno.EACCES}
+
+#: The inode flags stored and restored: the kernel's FS_FL_USER_MODIFIABLE
+#: (include/uapi/linux/fs.h), the flags meant for users to change, borg's four (d, i, a, c)
+#: among them: s 0x1, u 0x2, c 0x4, S 0x8, i 0x10, a 0x20, d 0x40, A 0x80, t 0x8000,
+#: D 0x10000, T 0x20000. Left out (docs/format.md, section 13.6): what the file system sets
+#: itself (e extents, I, N, V, E...) and what setting it on a restored entry, last, could not
+#: give back (C: btrfs takes it on empty files only; F: empty folders only; P, j, x, m).
+STORED_FLAGS = 0x000380FF
+#: i (immutable) and a (append-only): they refuse root too most changes to the entry, and
+#: on a folder to its entries
+LOCKING_FLAGS = 0x10 | 0x20
+#: the entries flags are read from and set on: the ioctls do not apply to fifos (ENOTTY),
+#: symlinks cannot be opened, and devices are not opened (a missing device's open is slow)
+_FLAGGED_TYPES = frozenset({FILE, DIR})
+#: errors that say the file system (or the kind of entry) keeps no inode flags
+FLAGS_UNSUPPORTED = frozenset(
+    {errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS})
+#: ...and those every entry of a destination would meet alike: a restore sums them up
+_REFUSED_ALIKE = FLAGS_UNSUPPORTED | {errno.EPERM, errno.EACCES}
+_LINUX = sys.platform.startswith("linux")
+# _IOR('f', 1, long) and _IOW('f', 2, long) in Linux's common ioctl numbering (the kernel
+# reads and writes an int whatever the number says)
+_LONG = struct.calcsize("l")
+_FS_IOC_GETFLAGS = 0x80006601 | _LONG << 16
+_FS_IOC_SETFLAGS = 0x40006602 | _LONG << 16
+#: opening an entry to reach its flags: nothing followed, nothing waited for
+FLAGS_OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsRefused:
+    """The destination refused an entry's inode flags for a reason all its entries share (no
+    support for them, no privilege to set them: ``errno`` says which), which a restore reports
+    once for all. ``path`` is the entry's, filled in by the caller that knows it."""
+
+    errno: int
+    path: str = ""
+
+
+#: what the destination did not allow: a line ("cannot set owner: ...") or refused flags
+Problem = str | FlagsRefused
 
 
 def node_type(mode: int) -> str | None:
@@ -87,31 +136,131 @@ def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
     return pairs
 
 
-def apply_metadata(dir_fd: int, name: bytes, node: Node, *, restore_owner: bool) -> list[str]:
-    """Set ownership, xattrs, mode and times on the entry ``name`` in the folder ``dir_fd``,
-    never following a symlink. Working relative to a folder descriptor keeps paths short, so
-    entries deeper than PATH_MAX get their metadata too.
+def read_flags(fd: int) -> int:
+    """The stored bits of the inode flags of the open file or folder ``fd``: 0 where its file
+    system keeps none; OSError for other failures."""
+    try:
+        return _get_flags(fd) & STORED_FLAGS
+    except OSError as exc:
+        if exc.errno in FLAGS_UNSUPPORTED:
+            return 0
+        raise
 
-    Returns what the destination did not allow ("cannot set owner: ..."), for the caller to
-    report with the entry's path (built only then: most entries have none).
+
+def flags_at(dir_fd: int, name: bytes) -> int:
+    """``read_flags`` of the entry ``name`` in the folder ``dir_fd`` (not following a symlink);
+    0 if it cannot be opened or read."""
+    try:
+        fd = os.open(name, FLAGS_OPEN, dir_fd=dir_fd)
+    except OSError:
+        return 0
+    try:
+        return read_flags(fd)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
+def set_flags(fd: int, flags: int) -> None:
+    """Give the open entry ``fd`` the stored bits of ``flags`` (others are ignored), keeping
+    the rest of its flags: the file system's own, such as ext4's e, which cleared would have
+    ext4 convert the file. No call when they are as wanted already."""
+    current = _get_flags(fd)
+    wanted = current & ~STORED_FLAGS | flags & STORED_FLAGS
+    if wanted != current:
+        fcntl.ioctl(fd, _FS_IOC_SETFLAGS, wanted.to_bytes(4, sys.byteorder))
+
+
+def _get_flags(fd: int) -> int:
+    if not _LINUX:  # other systems' ioctl numbers mean other things
+        raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
+    buffer = bytearray(4)
+    fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buffer)
+    return int.from_bytes(buffer, sys.byteorder)
+
+
+def _wants_flags(node: Node) -> bool:
+    """Whether restoring ``node`` sets inode flags on it."""
+    return bool(node.flags & STORED_FLAGS) and node.type in _FLAGGED_TYPES
+
+
+def apply_metadata(dir_fd: int, name: bytes, node: Node, *, restore_owner: bool
+                   ) -> list[Problem]:
+    """Set ownership, xattrs, mode, times and inode flags on the entry ``name`` in the folder
+    ``dir_fd``, never following a symlink. Working relative to a folder descriptor keeps paths
+    short, so entries deeper than PATH_MAX get their metadata too.
+
+    Returns what the destination did not allow, for the caller to report with the entry's
+    path (built only then: most entries have none).
     """
     # xattr calls take no folder descriptor; /proc/self/fd gives a short path to the folder.
     via_proc = os.path.join(b"/proc/self/fd", str(dir_fd).encode(), name)
-    return _apply(name, {"dir_fd": dir_fd, "follow_symlinks": False}, via_proc, node,
-                  restore_owner=restore_owner)
+    problems: list[Problem] = []
+    # Opened first: the mode set below may keep this process (not root) out of a folder.
+    with (_opened(dir_fd, name, problems) if _wants_flags(node)
+          else contextlib.nullcontext()) as flags_fd:
+        problems += _apply(name, {"dir_fd": dir_fd, "follow_symlinks": False}, via_proc, node,
+                           restore_owner=restore_owner)
+        if flags_fd is not None:
+            _set_node_flags(flags_fd, node.flags, problems)
+    return problems
 
 
-def apply_file_metadata(fd: int, node: Node, *, restore_owner: bool) -> list[str]:
+def apply_file_metadata(fd: int, node: Node, *, restore_owner: bool) -> list[Problem]:
     """``apply_metadata`` for a file the caller holds open, on the descriptor, so no path is
     resolved again."""
-    return _apply(fd, {}, fd, node, restore_owner=restore_owner)
+    problems = _apply(fd, {}, fd, node, restore_owner=restore_owner)
+    if _wants_flags(node):
+        _set_node_flags(fd, node.flags, problems)
+    return problems
+
+
+def apply_flags(dir_fd: int, name: bytes, flags: int) -> list[Problem]:
+    """Set only the inode flags of the entry ``name`` in the folder ``dir_fd`` (a restore's
+    entries whose flags wait for its end)."""
+    problems: list[Problem] = []
+    with _opened(dir_fd, name, problems) as fd:
+        if fd is not None:
+            _set_node_flags(fd, flags, problems)
+    return problems
+
+
+@contextlib.contextmanager
+def _opened(dir_fd: int, name: bytes, problems: list[Problem]) -> Iterator[int | None]:
+    """The entry ``name`` open to set its flags; None, with the problem noted, if it cannot
+    be opened."""
+    try:
+        fd = os.open(name, FLAGS_OPEN, dir_fd=dir_fd)
+    except OSError as exc:
+        problems.append(_flags_problem(exc))
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _set_node_flags(fd: int, flags: int, problems: list[Problem]) -> None:
+    try:
+        set_flags(fd, flags)
+    except OSError as exc:
+        problems.append(_flags_problem(exc))
+
+
+def _flags_problem(exc: OSError) -> Problem:
+    if exc.errno in _REFUSED_ALIKE:
+        return FlagsRefused(exc.errno)
+    return f"cannot set inode flags: {exc.strerror}"
 
 
 def _apply(target: bytes | int, at: dict[str, Any], xattr_target: bytes | int, node: Node, *,
-           restore_owner: bool) -> list[str]:
-    """The steps of both: owner first (chown clears set-id bits), times last. ``target`` is a
-    name (``at``: its folder, no following) or an open descriptor (``at`` empty)."""
-    problems: list[str] = []
+           restore_owner: bool) -> list[Problem]:
+    """The steps of both: owner first (chown clears set-id bits), times last (before the
+    flags: immutable and append-only forbid changing the others). ``target`` is a name
+    (``at``: its folder, no following) or an open descriptor (``at`` empty)."""
+    problems: list[Problem] = []
     is_link = node.type == SYMLINK
     if restore_owner:
         try:
@@ -129,7 +278,7 @@ def _apply(target: bytes | int, at: dict[str, Any], xattr_target: bytes | int, n
     return problems
 
 
-def _set_xattrs(target: bytes | int, node: Node, problems: list[str]) -> None:
+def _set_xattrs(target: bytes | int, node: Node, problems: list[Problem]) -> None:
     """Set ``node.xattrs`` on a path (the entry itself, not where a symlink points) or on an
     open descriptor (which has nothing to follow, and takes no follow_symlinks=False)."""
     follow = isinstance(target, int)

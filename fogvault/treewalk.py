@@ -98,7 +98,8 @@ class Change:
     path: bytes
 
 
-_METADATA_FIELDS = ("mode", "uid", "gid", "user", "group", "mtime_ns", "xattrs", "target")
+_METADATA_FIELDS = ("mode", "uid", "gid", "user", "group", "mtime_ns", "xattrs", "target",
+                    "flags")
 
 
 def diff(repo: Repository, old_tree: bytes | None, new_tree: bytes | None,

@@ -3,10 +3,13 @@
 The walk is depth-first and builds each directory's tree after its children, so every tree
 blob is complete when it is stored. A file whose size, mtime, ctime and inode match the parent
 snapshot's entry (and whose blobs are all indexed) reuses the parent's blob list without being
-opened. An entry whose inode and ctime match reuses the parent's xattrs without listing them,
-and a folder whose entries all equal the parent's reuses the parent's tree id without encoding
-it. Changed files are read and chunked in this thread; sealing and uploading overlap in the
-BlobSaver's and PackWriter's threads.
+opened. An entry whose inode and ctime match reuses the parent's xattrs without listing them
+(and its inode flags, if the parent's backup read them: a snapshot says so), and a folder whose
+entries all equal the parent's reuses the parent's tree id without encoding it. A file's flags
+are read through the descriptor that reads its content; a file whose content is reused and the
+parent has no flags for, and a changed folder, are opened for them alone. Changed files are
+read and chunked in this thread; sealing and uploading overlap in the BlobSaver's and
+PackWriter's threads.
 
 What the archiver does *not* do: print (progress goes through the ``BackupProgress`` callbacks),
 or decide exit codes (warnings are returned in the result).
@@ -31,7 +34,15 @@ from fogvault.backup.progress import BackupProgress
 from fogvault.backup.saver import BlobSaver, stored_blobs
 from fogvault.backup.stream_source import StreamSource, check_stream_name
 from fogvault.errors import UsageError
-from fogvault.fsmeta import group_name, node_from_stat, node_type, read_xattrs, user_name
+from fogvault.fsmeta import (
+    FLAGS_OPEN,
+    group_name,
+    node_from_stat,
+    node_type,
+    read_flags,
+    read_xattrs,
+    user_name,
+)
 from fogvault.hardlinks import Hardlinks
 from fogvault.heap import use_one_malloc_arena
 from fogvault.repo.format import BlobType
@@ -60,6 +71,9 @@ class BackupOptions:
     #: often)
     skip_if_unchanged: bool = False
     time: datetime | None = None  # the snapshot's time (timezone-aware); None: now
+    #: read and store the inode flags of files and folders (chattr's; borg's default);
+    #: False: --no-flags
+    inode_flags: bool = True
     workers: int = 2
     writer: PackWriterOptions = field(default_factory=PackWriterOptions)
 
@@ -85,8 +99,8 @@ class Archiver:
         self.progress = progress or BackupProgress()
         self.summary = SnapshotSummary()
         self.warnings = WarningList()
-        # the first name's content and size: a later name has what the first one read
-        self._hardlinks: Hardlinks[tuple[list[bytes], int]] = Hardlinks()
+        # the first name's content, size and flags: a later name has what the first one read
+        self._hardlinks: Hardlinks[tuple[list[bytes], int, int]] = Hardlinks()
         self._root_devs: set[int] = set()  # devices of the source paths (--one-file-system)
         self._given: set[bytes] = set()  # the paths given (excludes never drop them)
         self._reuse_trees = False  # set per run: may the parent's tree ids stand for new trees
@@ -99,6 +113,7 @@ class Archiver:
         # save a snapshot: with skip_if_unchanged, a run that saves none must add nothing
         self._skeleton_trees: list[tuple[bytes, bytes]] = []  # (id, encoded tree)
         self._trusted_before = 0  # set per run: a parent's entry with a later ctime is re-read
+        self._parent_flags = False  # set per run: the parent's entries hold their inode flags
         self._chunker = repo.chunker()  # one for the run: building one costs ~8 us per file
 
     # ---- the run ---------------------------------------------------------------------
@@ -143,6 +158,7 @@ class Archiver:
                 self.repo.targets.require_quorum("backup not started")
             parent = self._find_parent(abs_paths)
             self._trusted_before = _trusted_before(parent)
+            self._parent_flags = parent is not None and parent.flags_read
             # A tree id stands for its exact bytes, so the parent's trees are reused only if
             # they are what this code would encode: canonical (format.md 13.1) and without
             # fields of a later writer, which holds for trees this version wrote or reused.
@@ -194,6 +210,7 @@ class Archiver:
             program_version=__version__,
             summary=self.summary,
             warnings=self.warnings,
+            flags_read=self.options.inode_flags,
         )
 
     def _stat_sources(self, paths: list[bytes]) -> dict[bytes, os.stat_result]:
@@ -335,15 +352,42 @@ class Archiver:
         if kind is None:
             return None  # sockets are not backed up
         node = node_from_stat(name, kind, st)
-        if self._same_inode(node, old):
+        same = self._same_inode(node, old)
+        if same:
             assert old is not None
             node.xattrs = old.xattrs  # setting or removing an xattr changes the ctime
-            return node
-        try:
-            node.xattrs = read_xattrs(path)
-        except OSError as exc:
-            self._warn(path, f"cannot read extended attributes: {exc.strerror}")
+        else:
+            try:
+                node.xattrs = read_xattrs(path)
+            except OSError as exc:
+                self._warn(path, f"cannot read extended attributes: {exc.strerror}")
+        if kind == DIR and self.options.inode_flags:  # a file's: see _save_file
+            # chattr changes the ctime: the parent's entry for the same inode and ctime has
+            # them, if its backup read them
+            node.flags = (old.flags if same and old is not None and self._parent_flags
+                          else self._open_for_flags(path, DIR))
         return node
+
+    def _open_for_flags(self, path: bytes, kind: str) -> int:
+        """The inode flags of the file or folder ``path``, opened for them alone; 0 if it
+        cannot be opened (its read or listing says why, if it is read)."""
+        try:
+            fd = os.open(path, FLAGS_OPEN) if kind == DIR else _open_to_read(path)
+        except OSError:
+            return 0
+        try:
+            return self._flags_of(path, fd)
+        finally:
+            os.close(fd)
+
+    def _flags_of(self, path: bytes, fd: int) -> int:
+        """The inode flags of the entry open as ``fd``: 0 where its file system has none, or
+        with a warning if they cannot be read (the entry is still backed up)."""
+        try:
+            return read_flags(fd)
+        except OSError as exc:
+            self._warn(path, f"cannot read inode flags: {exc.strerror}")
+            return 0
 
     def _same_inode(self, node: Node, old: Node | None) -> bool:
         """True if ``old`` (the parent's entry) describes this very inode with no status change
@@ -413,11 +457,13 @@ class Archiver:
         link_key = (node.dev, node.ino)
         linked = self._hardlinks.take(link_key) if node.nlink > 1 else None
         if linked is not None:
-            node.content, node.size = linked
+            node.content, node.size, node.flags = linked
             self.summary.files_unchanged += 1
         elif self._unchanged(node, old):
             assert old is not None
             node.content = old.content
+            if self.options.inode_flags:  # the same inode and ctime, as for a folder's
+                node.flags = old.flags if self._parent_flags else self._open_for_flags(path, FILE)
             self.summary.files_unchanged += 1
             self.progress.bytes_done(node.size)
         else:
@@ -432,7 +478,7 @@ class Archiver:
             else:
                 self.summary.files_changed += 1
         if node.nlink > 1 and linked is None:
-            self._hardlinks.remember(link_key, (node.content, node.size), node.nlink)
+            self._hardlinks.remember(link_key, (node.content, node.size, node.flags), node.nlink)
         self.summary.total_bytes += node.size
         self.progress.file_done(path)
         return True
@@ -461,6 +507,8 @@ class Archiver:
             if not stat.S_ISREG(before.st_mode):
                 self._warn(path, "replaced by something that is not a file; skipped")
                 return None
+            if self.options.inode_flags:
+                node.flags = self._flags_of(path, fd)
             os.set_blocking(fd, True)
             content, read = self._chunk_stream(saver, fd, before.st_size)
             after = os.fstat(fd)

@@ -67,6 +67,10 @@ def backup(
         str | None, typer.Option(help="Compare with this snapshot instead of the latest.")
     ] = None,
     force: Annotated[bool, typer.Option(help="Read every file, even unchanged ones.")] = False,
+    no_flags: Annotated[
+        bool, typer.Option("--no-flags", help="Do not store inode flags (chattr's: immutable, "
+                           "append-only, nodump...).")
+    ] = False,
     skip_if_unchanged: Annotated[
         bool, typer.Option("--skip-if-unchanged", help="Save no snapshot if nothing changed "
                            "since the parent (same contents, paths, host and tags).")
@@ -124,6 +128,7 @@ def backup(
         tags=tag or [], host=host or hostname(), excludes=rules,
         one_file_system=one_file_system, parent=parent, force=force, dry_run=dry_run,
         skip_if_unchanged=skip_if_unchanged, time=parse_snapshot_time(time) if time else None,
+        inode_flags=not no_flags,
     )
     progress = make_progress(out, "backup")
     for line in pattern_warnings([*patterns, *folded]):  # they would quietly exclude nothing

@@ -70,6 +70,10 @@ def restore(
                            "backup could not read some files: delete them too (else refused).")
     ] = False,
     verify: Annotated[bool, typer.Option(help="Re-read restored files and check them.")] = False,
+    no_flags: Annotated[
+        bool, typer.Option("--no-flags", help="Do not set the inode flags the snapshot holds "
+                           "(chattr's: immutable, append-only, nodump...).")
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="Show what would be restored (and deleted).")
     ] = False,
@@ -90,6 +94,7 @@ def restore(
         target=target or ".", includes=include or [], excludes=exclude or [],
         iincludes=iinclude or [], iexcludes=iexclude or [], overwrite=overwrite, delete=delete,
         delete_unreadable=delete_unreadable, verify=verify, dry_run=dry_run,
+        inode_flags=not no_flags,
         keep=[Kept(password_file, "the password file")] if password_file else [])
     progress = make_progress(out, "restore")
     # each deletion listed in a dry run (its point) and with -v, as restic's -vv does

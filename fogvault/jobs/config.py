@@ -136,6 +136,7 @@ class JobConfig:
     exclude_larger_than: int | None = None
     one_file_system: bool = False
     skip_if_unchanged: bool = False  # no snapshot when nothing changed since the last one
+    no_flags: bool = False  # store no inode flags (backup --no-flags)
     tags: list[str] = field(default_factory=list)
     host: str | None = None  # None: this machine's host name
     schedule: Schedule | None = None  # None: run by hand only
@@ -346,6 +347,7 @@ def _read_job(r: TableReader, name: str, base: Path, repos: dict[str, Repository
             r.problem("exclude_larger_than", str(exc))
     job.one_file_system = r.boolean("one_file_system")
     job.skip_if_unchanged = r.boolean("skip_if_unchanged")
+    job.no_flags = r.boolean("no_flags")
     job.tags = r.strings("tags")
     job.host = r.string("host")
     job.schedule = _read_schedule(r, "schedule", parse_schedule)

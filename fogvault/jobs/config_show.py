@@ -49,6 +49,7 @@ def _job_document(job: JobConfig) -> dict[str, Any]:
         "exclude_files": job.exclude_files, "exclude_caches": job.exclude_caches,
         "exclude_if_present": job.exclude_if_present, "iexclude": job.iexclude,
         "one_file_system": job.one_file_system, "skip_if_unchanged": job.skip_if_unchanged,
+        "no_flags": job.no_flags,
         "tags": job.tags, "host": job.host or hostname(),
         "schedule": job.schedule.text if job.schedule else "(none: run by hand)",
         "prune": job.prune.text if job.prune else "never",

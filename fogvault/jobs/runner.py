@@ -335,7 +335,8 @@ class _JobRun:
                              job.exclude_larger_than)
         options = BackupOptions(tags=list(job.tags), host=self.host, excludes=rules,
                                 one_file_system=job.one_file_system, dry_run=self.options.dry_run,
-                                skip_if_unchanged=job.skip_if_unchanged)
+                                skip_if_unchanged=job.skip_if_unchanged,
+                                inode_flags=not job.no_flags)
         result = Archiver(repo, options).run(job.paths)
         s = result.snapshot.summary
         saved = not (result.dry_run or result.unchanged_since)

@@ -85,6 +85,9 @@ class Snapshot:
     #: the uid of the snapshot this is a copy of (``copy``: the source's own ``original`` if
     #: it has one, else its uid), by which a later copy knows it is there; None if no copy
     original: str | None = None
+    #: the backup read the inode flags of files and folders: a node without ``flags`` has none
+    #: (else nothing is known of them, and the next backup reads them again)
+    flags_read: bool = False
 
     def to_json(self) -> dict[str, Any]:
         doc = {
@@ -105,6 +108,8 @@ class Snapshot:
         }
         if self.original is not None:  # only in copies: other snapshots are as they were
             doc["original"] = self.original
+        if self.flags_read:
+            doc["flags_read"] = True
         return doc
 
     def encode(self) -> bytes:
@@ -129,6 +134,7 @@ class Snapshot:
                 summary=_summary(doc.get("summary", {})),
                 warnings=_str_list(doc.get("warnings", [])),
                 original=_optional_uid(doc.get("original"), "original"),
+                flags_read=_typed(doc.get("flags_read", False), bool),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedObject(f"snapshot {expected_uid} is malformed: {exc}") from exc

@@ -24,7 +24,7 @@ FILE, DIR, SYMLINK = "file", "dir", "symlink"
 FIFO, CHARDEV, BLOCKDEV = "fifo", "chardev", "blockdev"
 NODE_TYPES = frozenset({FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV})
 # Non-negative fields first, then the times (negative before 1970): from_json relies on it.
-_UINT_FIELDS = ("mode", "uid", "gid", "size", "dev", "ino", "nlink", "rdev")
+_UINT_FIELDS = ("mode", "uid", "gid", "size", "dev", "ino", "nlink", "rdev", "flags")
 _INT_FIELDS = (*_UINT_FIELDS, "mtime_ns", "ctime_ns")
 _UINT_COUNT = len(_UINT_FIELDS)
 _ZEROS = (0,) * len(_INT_FIELDS)
@@ -58,6 +58,9 @@ class Node:
     xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)
     content: list[bytes] = field(default_factory=list)  # blob ids of a file's chunks
     subtree: bytes | None = None  # tree blob id of a directory
+    #: Linux inode flags (chattr's), the bits of fsmeta.STORED_FLAGS; 0: none, or not read
+    #: (the snapshot's ``flags_read`` tells which). Last: positional callers predate it.
+    flags: int = 0
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
@@ -94,7 +97,7 @@ class Node:
         ints = list(map(get, _INT_FIELDS, _ZEROS))
         if set(map(type, ints)) != _INT_TYPE or min(ints[:_UINT_COUNT]) < 0:
             raise MalformedObject(f"bad {_bad_int_field(ints)} in tree node")
-        mode, uid, gid, size, dev, ino, nlink, rdev, mtime_ns, ctime_ns = ints
+        mode, uid, gid, size, dev, ino, nlink, rdev, flags, mtime_ns, ctime_ns = ints
         return cls(
             name, node_type, mode, uid, gid,
             _get_str(obj, "user"), _get_str(obj, "group"), mtime_ns, ctime_ns, size, dev, ino,
@@ -104,6 +107,7 @@ class Node:
             if "xattrs" in obj else [],
             _get_content(obj) if node_type == FILE else [],
             _get_subtree(obj) if node_type == DIR else None,
+            flags,
         )
 
 

@@ -49,6 +49,7 @@ class TypedNode(msgspec.Struct):
     ino: Unsigned = 0
     nlink: Unsigned = 0
     rdev: Unsigned = 0
+    flags: Unsigned = 0
     mtime_ns: int = 0
     ctime_ns: int = 0
     user: str = ""
@@ -92,6 +93,7 @@ def typed_nodes(data: bytes) -> list[Node]:
             [(_unb64(k), _unb64(v)) for k, v in n.xattrs],
             [parse_hex_id(_as_str(c)) for c in n.content] if node_type == FILE else [],
             parse_hex_id(_as_str(n.subtree)) if node_type == DIR else None,
+            n.flags,
         ))
     return nodes
 

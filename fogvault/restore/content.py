@@ -15,6 +15,7 @@ once the repository is repaired), with a warning naming the file and the blob.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 from collections import defaultdict, deque
@@ -22,8 +23,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from fogvault.errors import DestinationUnwritable, MalformedObject
-from fogvault.fsmeta import apply_file_metadata, apply_metadata
+from fogvault.errors import DestinationUnwritable, MalformedObject, UnsafePath
+from fogvault.fsmeta import (
+    LOCKING_FLAGS,
+    FlagsRefused,
+    Problem,
+    apply_file_metadata,
+    apply_metadata,
+    flags_at,
+)
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.pack import pack_spans
 from fogvault.repo.repository import BlobDamage, Repository
@@ -37,8 +45,8 @@ FETCH_SPAN = 1024 * 1024  # bytes of a pack read at once (a larger blob is read 
 UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 #: what a writer reports after each share: bytes restored, bytes written (holes are not),
-#: warnings
-Report = Callable[[int, int, list[str]], None]
+#: warnings (and inode flags refused, which the restore sums up)
+Report = Callable[[int, int, list[Problem]], None]
 
 
 @dataclass(slots=True)
@@ -74,7 +82,7 @@ class _Share:
     blobs: list[tuple[FileJob, int, bytes | Unreadable]] = field(default_factory=list)
     done: int = 0  # bytes restored
     stored: int = 0  # bytes written (zero blocks left as holes are not)
-    warnings: list[str] = field(default_factory=list)  # reported by the calling thread
+    warnings: list[Problem] = field(default_factory=list)  # reported by the calling thread
 
 
 class ContentWriter:
@@ -167,7 +175,8 @@ class ContentWriter:
             del data
         return share
 
-    def _write_blob(self, job: FileJob, offset: int, data: bytes, warnings: list[str]) -> int:
+    def _write_blob(self, job: FileJob, offset: int, data: bytes, warnings: list[Problem]
+                    ) -> int:
         """Write one blob of ``job``; the bytes written, without the zero blocks left as
         holes."""
         if job.failed:
@@ -191,12 +200,12 @@ class ContentWriter:
             finally:
                 os.close(fd)  # where NFS and CIFS report a full disk
         except OSError as exc:  # too large for the file system, an I/O error: left as it is
-            warnings.append(not_restored(job.parts, exc))
+            warnings.append(not_restored(self.root, job.parts, exc))
             job.failed = True
             return 0
         return sum(end - start for start, end in runs)
 
-    def _finish_file(self, job: FileJob, fd: int, warnings: list[str]) -> None:
+    def _finish_file(self, job: FileJob, fd: int, warnings: list[Problem]) -> None:
         """Size and metadata of a file whose blobs are all written. Files are not pre-sized
         (one system call less per file): only one whose last bytes are zeros, skipped to
         leave a hole, still ends short of its size. A file that cannot be given its size is
@@ -245,27 +254,67 @@ def _partly_restored(job: FileJob) -> str:
 
 
 def set_metadata(root: SafeRoot, parts: Parts, node: Node, restore_owner: bool,
-                 fd: int | None = None) -> list[str]:
+                 fd: int | None = None) -> list[Problem]:
     """Metadata of one entry: through ``fd`` if the caller holds the file open, else through
     its folder. Returns the warnings."""
+    problems: list[Problem]
     try:
         if fd is not None:
             problems = apply_file_metadata(fd, node, restore_owner=restore_owner)
         else:
             with root.open_dir(parts[:-1]) as dir_fd:  # reached without following symlinks
-                problems = apply_metadata(dir_fd, parts[-1], node, restore_owner=restore_owner)
+                try:
+                    problems = apply_metadata(dir_fd, parts[-1], node,
+                                              restore_owner=restore_owner)
+                except OSError as exc:  # an immutable folder restore did not make?
+                    raise explained(exc, dir_fd, parts[-1]) from exc
     except OSError as exc:
         stop_if_unwritable(parts, exc)
         problems = [f"cannot set metadata: {exc.strerror}"]
     except (ValueError, OverflowError) as exc:  # NUL in an xattr name, absurd numbers
         raise impossible(parts, exc) from exc
-    return [f"{os.fsdecode(root.path(parts))}: {problem}" for problem in problems]
+    return located(root, parts, problems)
 
 
-def not_restored(parts: Parts, exc: OSError) -> str:
+def located(root: SafeRoot, parts: Parts, problems: list[Problem]) -> list[Problem]:
+    """``problems`` of the entry ``parts``, with its path: lines as warnings, refused flags
+    with their ``path``."""
+    if not problems:
+        return problems
+    path = os.fsdecode(root.path(parts))
+    return [dataclasses.replace(problem, path=path) if isinstance(problem, FlagsRefused)
+            else f"{path}: {problem}" for problem in problems]
+
+
+def explained(exc: OSError, dir_fd: int, name: bytes, *, folder_too: bool = False
+              ) -> OSError:
+    """``exc``, a change to the entry ``name`` in the folder ``dir_fd`` refused, saying why
+    where the entry is immutable or append-only, which refuses root too; with ``folder_too``
+    (a creation or removal), or its folder. Restore does not lift those flags on what it
+    finds there."""
+    if exc.errno != errno.EPERM:
+        return exc
+    if flags_at(dir_fd, name) & LOCKING_FLAGS:
+        held = "it is"
+    elif folder_too and flags_at(dir_fd, b".") & LOCKING_FLAGS:
+        held = "its folder is"
+    else:
+        return exc
+    return OSError(exc.errno, f"{exc.strerror}: {held} immutable or append-only (lsattr shows "
+                              "it; chattr -i -a lifts it)")
+
+
+def not_restored(root: SafeRoot | None, parts: Parts, exc: OSError) -> str:
     """The warning for an entry that could not be created or written (see
-    :func:`stop_if_unwritable`)."""
+    :func:`stop_if_unwritable`), saying why where the entry in the way (or the folder) is
+    immutable or append-only."""
     stop_if_unwritable(parts, exc)
+    if root is not None and exc.errno == errno.EPERM:
+        try:
+            with root.open_dir(parts[:-1]) as dir_fd:
+                exc = explained(exc, dir_fd, parts[-1], folder_too=True)
+        except (OSError, UnsafePath):
+            pass  # the folder cannot be reached: the error says so as it is
     return _cannot_restore(parts, exc)
 
 

@@ -20,14 +20,15 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
    node, destinations and index entries: about 1 KiB). Damage no target makes up for is a
    warning about what it touches: a chunk read from no target costs the files that use it
    (``content``), a chunk in no index its file, a folder's unreadable tree its contents.
-3. **Metadata**: ownership (as root), xattrs, modes and times. A regular file gets its metadata
-   as soon as its content is complete, through the descriptor that wrote the last of it; a
-   link or special file when it is created. A folder gets its metadata once everything below
-   it is planned and the batch holding its last files is written (so writing its contents
-   does not disturb its mtime), children before parents: keeping every folder's node to the
-   end cost about 1 KiB a folder. A folder whose mode would keep this process out of it (not
-   root, and not ``rwx`` for its owner) is still set at the very end, as a hardlink made later
-   may need to reach into it.
+3. **Metadata**: ownership (as root), xattrs, modes, times and inode flags (last: immutable
+   and append-only forbid the others; some wait for the end, see ``flags``). A regular file
+   gets its metadata as soon as its content is complete, through the descriptor that wrote
+   the last of it; a link or special file when it is created. A folder gets its metadata once
+   everything below it is planned and the batch holding its last files is written (so writing
+   its contents does not disturb its mtime), children before parents: keeping every folder's
+   node to the end cost about 1 KiB a folder. A folder whose mode would keep this process out
+   of it (not root, and not ``rwx`` for its owner) is still set at the very end, as a hardlink
+   made later may need to reach into it.
 
 With ``delete``, the plan lists the restored folders as it leaves them, and what they hold
 beyond the snapshot is deleted after the last content is written and before the folders set at
@@ -51,6 +52,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from fogvault.errors import DestinationUnwritable, IntegrityError, UnsafePath, UsageError
+from fogvault.fsmeta import FlagsRefused, Problem
 from fogvault.hardlinks import Hardlinks
 from fogvault.heap import release_free_memory
 from fogvault.patterns import PathPatterns, pattern_warnings
@@ -68,6 +70,7 @@ from fogvault.restore.content import (
     set_metadata,
 )
 from fogvault.restore.extras import Deleted, Extras, Kept
+from fogvault.restore.flags import RestoredFlags
 from fogvault.restore.progress import RestoreProgress
 from fogvault.restore.safefs import Parts, SafeRoot, check_mount_table
 from fogvault.restore.workers import WorkerSetup, WriterProcesses
@@ -103,6 +106,8 @@ class RestoreOptions:
     keep: list[Kept] = field(default_factory=list)
     verify: bool = False
     dry_run: bool = False
+    #: set the inode flags the snapshot holds (chattr's; borg's default); False: --no-flags
+    inode_flags: bool = True
     workers: int | None = None  # spans fetched at once (None: see _fetch_threads)
     processes: bool | None = None  # worker processes write (None: see _decide_processes)
     restore_owner: bool = field(default_factory=lambda: os.geteuid() == 0)
@@ -164,6 +169,7 @@ class Restorer:
         self._processes: WriterProcesses | None = None
         self._deleted = deleted
         self._extras: Extras | None = None  # with options.delete, once the target is open
+        self._flags = RestoredFlags(enabled=options.inode_flags, delete=options.delete)
         # Entries of the snapshot not restored in full: if any, --delete deletes nothing.
         self._incomplete = 0
         # (tasks handed to the worker processes by its end, files) of each batch written, until
@@ -204,6 +210,7 @@ class Restorer:
                 self._count_incomplete()
                 self._delete_extras(root)  # before folders that keep this process out are set
                 self._settle_folders(root, finished=True)
+                self._finish_flags(root)
             except BaseException:
                 self._stop_processes(stop=True)
                 raise
@@ -247,6 +254,13 @@ class Restorer:
     def _warn(self, message: str) -> None:
         self.summary.warnings.add(message)
         self.progress.warning(message)
+
+    def _note(self, problem: Problem) -> None:
+        """A metadata problem: a warning, or inode flags refused (summed up at the end)."""
+        if isinstance(problem, FlagsRefused):
+            self._flags.refused(problem)
+        else:
+            self._warn(problem)
 
     def _warn_unrestored(self, message: str) -> None:
         """A warning about an entry of the snapshot that is not restored (in full)."""
@@ -293,6 +307,7 @@ class Restorer:
                         continue  # warned: nothing below it can be restored either
                     if selected:
                         self.summary.dirs += 1
+                        node = self._flags.folder(child, node)
                     subfolders.append(
                         (child, node.subtree or b"", selected, node if selected else None))
                 elif selected:
@@ -362,7 +377,7 @@ class Restorer:
             with root.open_dir(parts, create=True):
                 pass
         except OSError as exc:
-            self._warn_unrestored(not_restored(parts, exc))
+            self._warn_unrestored(not_restored(root, parts, exc))
             return False
         return True
 
@@ -382,7 +397,7 @@ class Restorer:
                 return
             self._create(root, parts, node)
         except OSError as exc:
-            self._warn_unrestored(not_restored(parts, exc))
+            self._warn_unrestored(not_restored(root, parts, exc))
         except (ValueError, OverflowError) as exc:  # NUL in a link target, absurd numbers
             raise impossible(parts, exc) from exc
 
@@ -482,6 +497,7 @@ class Restorer:
             return
         if node.nlink > 1:
             self._hardlinks.remember(link_key, parts, node.nlink)
+        node, waiting_flags = self._flags.file(node)
         self.summary.total_bytes += node.size
         # A file with content is created when its first blob is written: creating it here
         # and opening it again then cost an open and a close more per file. Empty files are
@@ -491,7 +507,10 @@ class Restorer:
             with root.open_file(parts, CREATE_FLAGS) as fd:
                 if not node.content:
                     self._set_metadata(root, parts, node, fd)
-        self._files.append(FileJob(parts, node, len(node.content), created=create_now))
+        job = FileJob(parts, node, len(node.content), created=create_now)
+        self._files.append(job)
+        if waiting_flags:  # once the names linked to it are made
+            self._flags.wait(job, waiting_flags)
         # A file of more than SEGMENT_BLOBS is written a segment at a time, but its node's
         # chunk ids (about 70 bytes each) are held until its batch is written: it ends one.
         self._batch_blobs += len(node.content)
@@ -666,10 +685,10 @@ class Restorer:
             log_level=logging.getLogger("fogvault").getEffectiveLevel(),
         )
 
-    def _report(self, done: int, stored: int, warnings: list[str]) -> None:
+    def _report(self, done: int, stored: int, warnings: list[Problem]) -> None:
         """What a writer did (in this thread, in order)."""
-        for message in warnings:
-            self._warn(message)
+        for problem in warnings:
+            self._note(problem)
         self.progress.bytes_done(done)
         self.summary.bytes_written += stored
 
@@ -692,8 +711,15 @@ class Restorer:
 
     def _set_metadata(self, root: SafeRoot, parts: Parts, node: Node, fd: int | None = None
                       ) -> None:
-        for message in set_metadata(root, parts, node, self.options.restore_owner, fd):
-            self._warn(message)
+        for problem in set_metadata(root, parts, node, self.options.restore_owner, fd):
+            self._note(problem)
+
+    def _finish_flags(self, root: SafeRoot) -> None:
+        """The inode flags that waited for the end, and a line for each kind refused."""
+        for problem in self._flags.finish(root):
+            self._note(problem)
+        for line in self._flags.summary():
+            self._warn(line)
 
     # ---- verify ----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import itertools
 import json
 import math
@@ -39,6 +40,8 @@ UID_RE = re.compile(r"[0-9a-f]{16}\Z")  # §4: uids
 ID_RE = re.compile(r"[0-9a-f]{64}\Z")  # §4: content-hash names, blob ids
 BLOB_TYPES = {0: "data", 1: "tree"}  # §11
 NODE_TYPES = {"file", "dir", "symlink", "fifo", "chardev", "blockdev"}  # §13.3
+STORED_FLAGS = 0x000380FF  # §13.6: the bits of `flags` that are set
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS = 0x80086601, 0x40086602  # §13.6 (x86-64, arm64)
 SUMMARY_KEYS = {"files_new", "files_changed", "files_unchanged", "dirs", "files_failed",
                 "bytes_read", "total_bytes", "data_blobs_added", "tree_blobs_added",
                 "bytes_added", "duration_s"}  # §14: numbers if present
@@ -298,6 +301,7 @@ class Node:
     ino: int
     nlink: int
     rdev: int
+    flags: int  # §13.3, §13.6
     target: bytes
     xattrs: list[tuple[bytes, bytes]]
     content: list[str]
@@ -396,7 +400,7 @@ def parse_node(doc: object) -> Node:
          f"unsafe name {name!r}")  # rule 3
     ints = {}
     for key in ("mode", "uid", "gid", "mtime_ns", "ctime_ns", "size", "dev", "ino", "nlink",
-                "rdev"):
+                "rdev", "flags"):
         v = ints[key] = doc.get(key, 0)
         need(is_int(v), f"{key} is not an integer")  # rule 5
         need(v >= 0 or key in ("mtime_ns", "ctime_ns"), f"{key} is negative")
@@ -637,14 +641,18 @@ class Repository:
     def extract(self, uid: str, dest: str | os.PathLike) -> None:
         dest_b = os.fsencode(dest)
         os.makedirs(dest_b, exist_ok=True)
-        self._extract_tree(self.snapshot(uid)["tree"], dest_b, {})
+        late: list[tuple[bytes, int]] = []  # §13.5: flags of hard-linked files, at the end
+        self._extract_tree(self.snapshot(uid)["tree"], dest_b, {}, late)
+        for path, flags in late:
+            self._set_flags(path, flags)
 
-    def _extract_tree(self, tree_hex: str, folder: bytes, links: dict) -> None:
+    def _extract_tree(self, tree_hex: str, folder: bytes, links: dict,
+                      late: list[tuple[bytes, int]]) -> None:
         for node in self.tree(tree_hex):  # names were validated by parse_node (§17 Paths)
             path = folder + b"/" + node.name
             if node.type == "dir":
                 os.mkdir(path, 0o700)
-                self._extract_tree(node.subtree, path, links)
+                self._extract_tree(node.subtree, path, links, late)
             elif node.type == "file":
                 # §13.3 nlink, §13.5: file nodes with nlink > 1 and equal (dev, ino) are one
                 # file, up to the first node's nlink - 1 links; other types are separate.
@@ -673,6 +681,11 @@ class Repository:
                 self.warnings.append(f"device {path!r} skipped (not root)")
                 continue
             self._set_metadata(path, node)
+            if node.type in ("file", "dir") and node.flags & STORED_FLAGS:  # §13.5: last
+                if node.type == "file" and node.nlink > 1:
+                    late.append((path, node.flags))  # link(2) refuses an immutable file
+                else:
+                    self._set_flags(path, node.flags)
 
     def _set_metadata(self, path: bytes, node: Node) -> None:
         # §13.5: owners only as root, xattrs where allowed, then the mode, then mtime (also as
@@ -685,3 +698,18 @@ class Repository:
         if node.type != "symlink":
             os.chmod(path, node.mode)
         os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+
+    def _set_flags(self, path: bytes, flags: int) -> None:
+        # §13.6: the stored bits replaced, the file system's own kept
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            current = bytearray(4)
+            fcntl.ioctl(fd, FS_IOC_GETFLAGS, current)
+            old = int.from_bytes(current, "little")
+            new = old & ~STORED_FLAGS | flags & STORED_FLAGS
+            if new != old:
+                fcntl.ioctl(fd, FS_IOC_SETFLAGS, new.to_bytes(4, "little"))
+        except OSError as exc:
+            self.warnings.append(f"flags of {path!r} not set: {exc.strerror}")
+        finally:
+            os.close(fd)
