@@ -27,7 +27,7 @@ from fogvault.mount.server import (
     serve,
     unmount,
 )
-from fogvault.mount.view import Entry, MountOptions, SnapshotView
+from fogvault.mount.view import Entry, MountOptions, SnapshotView, Usage
 
-__all__ = ["Entry", "FuseUnavailable", "MountOptions", "SnapshotView", "check_allow_other",
-           "check_mountpoint", "require_fuse", "serve", "unmount"]
+__all__ = ["Entry", "FuseUnavailable", "MountOptions", "SnapshotView", "Usage",
+           "check_allow_other", "check_mountpoint", "require_fuse", "serve", "unmount"]

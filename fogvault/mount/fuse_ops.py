@@ -34,6 +34,12 @@ _TYPE_BITS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK, FIFO
 
 T = TypeVar("T")
 
+#: the unit of statfs's block counts (any would do: 4 KiB, as most file systems)
+BLOCK_SIZE = 4096
+#: the longest name statfs declares: the names come from Linux file systems (and 0, which
+#: libfuse leaves when statfs answers without it, tells programs no name fits)
+NAME_MAX = 255
+
 
 def _answers(method: Callable[..., T]) -> Callable[..., T]:
     """``method`` with its failures turned into the errno FUSE returns."""
@@ -96,6 +102,17 @@ class FogVaultOperations(mfusepy.Operations):
     def release(self, path: str, fh: int) -> int:
         self.view.release(fh)
         return 0
+
+    @_answers
+    def statfs(self, path: str) -> dict[str, int]:
+        """What ``df`` shows. As a read-only image (squashfs, ISO 9660) shows itself: as large
+        as what the repository takes on a target, all of it used, none free (nothing can be
+        written), and its snapshots' files and folders as inodes, none free. restic's mount
+        answers zeros (``df`` leaves it out), borg's zeros in blocks of 512 bytes."""
+        usage = self.view.usage()
+        return {"f_bsize": BLOCK_SIZE, "f_frsize": BLOCK_SIZE,
+                "f_blocks": -(-usage.stored_bytes // BLOCK_SIZE), "f_bfree": 0, "f_bavail": 0,
+                "f_files": usage.entries, "f_ffree": 0, "f_favail": 0, "f_namemax": NAME_MAX}
 
     @_answers
     def listxattr(self, path: str) -> list[str]:

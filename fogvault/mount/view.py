@@ -25,6 +25,9 @@ What an entry shows (:class:`Entry`):
   the stored device and inode, for hard links): stable for as long as the mount runs, and
   from one mount to the next.
 
+``df`` (:meth:`SnapshotView.usage`, the FUSE adapter's ``statfs``) shows the repository as a
+read-only image: its packs' size, all used, none free, and its snapshots' files and folders.
+
 New snapshots: the snapshot list is checked when a layout folder is listed, or a name that is
 not in one is looked up, at most once every ``MountOptions.reload_interval`` seconds (a check
 is one listing of ``snapshots/`` per target). Only when it changed are the new snapshots read
@@ -57,18 +60,20 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from fogvault.errors import FogVaultError, SnapshotNotFound
+from fogvault.maintenance.inventory import LivePacks
 from fogvault.mount.cache import BoundedCache
 from fogvault.mount.chunks import ChunkLoader
 from fogvault.mount.files import FileContent
 from fogvault.mount.layout import FOLDER, Child, Folder, FolderKey, Layout, Link, build_layout
 from fogvault.parallel import ordered_map
-from fogvault.repo.index import IndexEntry
+from fogvault.repo.index import BlobIndex, IndexEntry
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot, newest_first, select_snapshots
 from fogvault.repo.tree import DIR, FILE, SYMLINK, Node, Tree
@@ -132,6 +137,14 @@ class _OpenFile:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """What ``df`` shows of the mount (:meth:`SnapshotView.usage`)."""
+
+    stored_bytes: int  # what the repository's packs take on a target
+    entries: int  # the files and folders of its snapshots, as their backups counted them
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """What ``stat`` shows of one path of the mount; ``node`` is the snapshot's entry (None
     for the layout's own folders and links, and for a snapshot's root)."""
@@ -170,6 +183,9 @@ class SnapshotView:
         self._owner = os.getuid(), os.getgid()
         self._started_ns = time.time_ns()
         self._snapshots: dict[str, Snapshot] = {}
+        #: the packs' size, and the index it was counted in (held weakly: a reload replaces
+        #: it) with the records it had then
+        self._stored: tuple[weakref.ref[BlobIndex], int, int] | None = None
         self._listed: set[str] = set()  # the uids of the last look that loaded
         self.layout = Layout()
         self._checked = clock()
@@ -287,6 +303,23 @@ class SnapshotView:
                 self._index_checked = self._clock()
                 self.repo.load_index()
             return self.repo.index.get(blob_id) != entry
+
+    # ---- the repository as a whole (df) --------------------------------------------------
+
+    def usage(self) -> Usage:
+        """The repository's size and entries, whatever the filters show, as of the last look
+        for snapshots: the size of the packs the index lists (each pack's blobs and header, as
+        on a target; counted once per state of the index, with no request), and the files and
+        folders of every snapshot as their summaries record them (no folder listing read;
+        symbolic links and other special files are not counted there)."""
+        index = self.repo.index
+        stored = self._stored
+        if stored is None or stored[0]() is not index or stored[1] != len(index):
+            stored = (weakref.ref(index), len(index), sum(LivePacks(index).sizes))
+            self._stored = stored
+        entries = sum(snapshot.summary.files + snapshot.summary.dirs
+                      for snapshot in self._snapshots.values())
+        return Usage(stored[2], entries)
 
     # ---- new snapshots -------------------------------------------------------------------
 

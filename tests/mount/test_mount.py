@@ -190,6 +190,28 @@ def test_a_prune_waits_for_the_mount_and_others_may_read(served: Served) -> None
     assert restore.returncode == 0, restore.stderr
 
 
+def _packs_bytes(repo: Path) -> int:
+    return sum(pack.stat().st_size for pack in (repo / "data").rglob("*") if pack.is_file())
+
+
+def test_df_shows_the_repository_as_a_read_only_image(served: Served) -> None:
+    """As large as its packs, all used, none free; its snapshots' files and folders as
+    inodes, none free."""
+    st = os.statvfs(served.mnt)
+    assert (st.f_bsize, st.f_frsize, st.f_namemax) == (4096, 4096, 255)
+    assert st.f_blocks == -(-_packs_bytes(served.root / "repo") // 4096) > 0
+    assert (st.f_bfree, st.f_bavail, st.f_ffree, st.f_favail) == (0, 0, 0, 0)
+    summaries = [snapshot["summary"] for snapshot in served.snapshots]
+    assert st.f_files == sum(summary["files_new"] + summary["files_changed"]
+                             + summary["files_unchanged"] + summary["dirs"]
+                             for summary in summaries) > 0
+    assert st.f_flag & os.ST_RDONLY
+    df = subprocess.run(["df", "--output=size,used,avail", str(served.mnt)], capture_output=True,
+                        text=True, timeout=60, check=False)
+    assert df.returncode == 0, df.stderr
+    assert df.stdout.split()[-3:] == [str(st.f_blocks * 4), str(st.f_blocks * 4), "0"]  # KiB
+
+
 def test_filters_choose_what_a_mount_shows(served: Served, start_mount) -> None:
     other = served.snapshots[-1]
     mount = start_mount("-r", str(served.root / "repo"), "--host", "other", "--tag", "weekly",
@@ -284,9 +306,14 @@ def test_a_snapshot_made_while_mounted_appears(fogvault, tmp_path: Path, start_m
     assert fogvault("backup", "-r", "repo", "src").returncode == 0
     mount = start_mount("-r", "repo", "--reload-interval", "0").wait_mounted()
     [first] = os.listdir(mount.point / "ids")
+    blocks = os.statvfs(mount.point).f_blocks
     (tmp_path / "src" / "f").write_text("two")
+    (tmp_path / "src" / "more").write_bytes(random.Random(4).randbytes(20_000))
     assert fogvault("backup", "-r", "repo", "src").returncode == 0
     wait_until(lambda: len(os.listdir(mount.point / "ids")) == 2, "the new snapshot")
+    # df follows: the packs of the new snapshot count
+    assert os.statvfs(mount.point).f_blocks == -(-_packs_bytes(tmp_path / "repo") // 4096)
+    assert os.statvfs(mount.point).f_blocks >= blocks + 20_000 // 4096
     latest = mount.point / "snapshots" / "latest" / str(tmp_path / "src").lstrip("/") / "f"
     assert latest.read_text() == "two"
     assert (mount.point / "ids" / first / str(tmp_path / "src").lstrip("/") / "f"
