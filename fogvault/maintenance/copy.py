@@ -26,6 +26,13 @@ bytes a blob with shared ids, 180 without). The destination stores through its o
 writer (``stored_blobs``), so its targets, replication and ``min_targets`` apply as for a
 backup.
 
+**Reads.** Trees are read a batch at a time (``TREE_BATCH``): the one the rebuild needs with
+those it will need next, as far as the trees read so far tell; then the data of all their
+files, each pack's share in ranged reads. So a round trip per batch, not per folder (on SFTP,
+3,000 folders: 61 reads of the source instead of 6,009). The trees read ahead hold at most
+``TREE_WINDOW`` bytes; to make room, those the rebuild needs last are dropped and read again
+when it does.
+
 **Failures.** A source blob that no target holds intact, or a tree that cannot be read or is
 malformed, fails the snapshots that use it: they are not saved (none is saved whose data the
 destination lacks), the others are. Anything else (a target that cannot be reached, a lock
@@ -41,7 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Container, Generator, Iterator
 from dataclasses import dataclass, field
 
 from fogvault.backup.saver import BlobSaver, stored_blobs
@@ -59,13 +66,18 @@ from fogvault.repo.format import BlobType
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.lock import NoLock
 from fogvault.repo.pack import pack_spans
-from fogvault.repo.repository import Repository, is_damage
+from fogvault.repo.repository import BlobDamage, Repository, is_damage
 from fogvault.repo.snapshot import Snapshot, new_uid
 from fogvault.repo.tree import DIR, FILE, Node, Tree
 
 READ_SPAN = 4 * 1024 * 1024  # bytes of a source pack read at once
 READERS = 2  # threads reading source spans while the caller stores what they read
-FETCH_BATCH = 4096  # data blobs looked up and read together (a folder's files, in pack order)
+FETCH_BATCH = 4096  # data blobs looked up and read together (a batch of folders' files)
+TREE_BATCH = 256  # trees read together (as check's mark), then the data of their files
+#: bytes (plaintext) of the trees read and waiting for the rebuild, at most. Decoded, a tree
+#: takes ~3.4 times its bytes (~290 bytes an entry, ~1 KB with its Node): ~14 MB, hundreds of
+#: ordinary folders. The rebuild itself holds the trees of the folders it is in, as before.
+TREE_WINDOW = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -231,6 +243,88 @@ class _NotCopied(Exception):
     """The source cannot give a snapshot's data (damage): that snapshot is not copied."""
 
 
+@dataclass(slots=True)
+class _Read:
+    """A tree read ahead of its visit."""
+
+    tree: Tree
+    #: its bytes as read from the source; None if read from the destination, which has it
+    plaintext: bytes | None
+
+
+class _ReadAhead:
+    """The trees of one snapshot, read a batch at a time for the rebuild (``fold_trees``),
+    which asks for them one by one, depth-first. A tree not read yet is read with the next
+    ones the rebuild will ask for, as far as the trees read tell (up to TREE_BATCH of them):
+    a round trip per batch instead of per tree. The trees waiting to be asked for and those
+    read hold at most TREE_WINDOW bytes (but the one asked for); to make room, those it would
+    ask for last are dropped (read again when it does)."""
+
+    def __init__(self, read_batch: Callable[[list[bytes]], dict[bytes, _Read | _NotCopied]],
+                 size: Callable[[bytes], int], done: Container[bytes]) -> None:
+        """``read_batch`` reads trees (each, or why it cannot be); ``size``: a tree's bytes,
+        from the index; ``done``: the trees the rebuild has finished, which it does not ask
+        for again."""
+        self._read_batch = read_batch
+        self._size = size
+        self._done = done
+        self._waiting: dict[bytes, _Read | _NotCopied] = {}
+        #: folders of the trees visited, still to visit (a depth-first stack: the last is next)
+        self._to_visit: list[bytes] = []
+
+    def take(self, tree_id: bytes) -> _Read:
+        """The tree ``tree_id``, which the rebuild visits now; _NotCopied if it cannot be read."""
+        while self._to_visit and self._to_visit[-1] in self._done:  # skipped by the rebuild
+            self._to_visit.pop()
+        if self._to_visit and self._to_visit[-1] == tree_id:  # else the root
+            self._to_visit.pop()
+        read = self._waiting.pop(tree_id, None)
+        if read is None:
+            read = self._read_with_next(tree_id)
+        if isinstance(read, _NotCopied):
+            raise read
+        self._to_visit.extend(reversed(_subtrees(read.tree)))
+        return read
+
+    def _read_with_next(self, tree_id: bytes) -> _Read | _NotCopied:
+        batch, kept, room = [tree_id], set(), TREE_WINDOW
+        for next_id, waiting in self._next_ids(tree_id):
+            room -= self._size(next_id)
+            if len(batch) == TREE_BATCH or room < 0:
+                break
+            if waiting:
+                kept.add(next_id)
+            else:
+                batch.append(next_id)
+        if sum(map(self._size, [*self._waiting, *batch[1:]])) > TREE_WINDOW:
+            # those not met come later than all that are
+            self._waiting = {key: value for key, value in self._waiting.items() if key in kept}
+        self._waiting.update(self._read_batch(batch))
+        return self._waiting.pop(tree_id)
+
+    def _next_ids(self, current: bytes) -> Iterator[tuple[bytes, bool]]:
+        """The trees the rebuild will ask for after ``current``'s (unknown) subtrees, as far as
+        known, in that order, each with whether it waits (is read): the stack from its top, a
+        tree read followed by its folders'."""
+        seen = {current}
+        levels = [reversed(self._to_visit)]
+        while levels:
+            tree_id = next(levels[-1], None)
+            if tree_id is None:
+                levels.pop()
+            elif tree_id not in seen and tree_id not in self._done:
+                seen.add(tree_id)
+                waiting = self._waiting.get(tree_id)
+                yield tree_id, waiting is not None
+                if isinstance(waiting, _Read):
+                    levels.append(iter(_subtrees(waiting.tree)))
+
+
+def _subtrees(tree: Tree) -> list[bytes]:
+    """The trees of ``tree``'s folders, in its order (the rebuild's)."""
+    return [node.subtree for node in tree.nodes if node.type == DIR and node.subtree is not None]
+
+
 class _Copier:
     """Makes the trees of source snapshots present in the destination, each tree and blob once
     per run (memoised by source id: what a snapshot stored is indexed before the next one
@@ -247,52 +341,96 @@ class _Copier:
         self.data: dict[bytes, bytes] = {}  # source data blob id -> destination id
         self.unreadable: dict[bytes, str] = {}  # source blob id -> why it cannot be read
         self.saver: BlobSaver | None = None
+        self.ahead: _ReadAhead | None = None
         self.data_read = self.trees_read = self.bytes_read = 0
 
     def root(self, saver: BlobSaver, tree_id: bytes) -> bytes:
         """The destination's id of the source tree ``tree_id``, everything below it stored
         through ``saver``. _NotCopied if the source cannot give some of it."""
         self.saver = saver
+        self.ahead = _ReadAhead(self._read_trees, self._tree_size, self.trees)
         return fold_trees(tree_id, self._tree, self.trees)
 
     def _tree(self, tree_id: bytes) -> Generator[bytes, bytes, bytes]:
-        """One tree: its files' data first, then (yielded) its folders' trees, then itself."""
-        plaintext, tree = self._load_tree(tree_id)
-        self._fetch([blob for node in tree.nodes if node.type == FILE for blob in node.content])
+        """One tree (its files' data stored when it was read): its folders' trees (yielded),
+        then itself."""
+        assert self.ahead is not None, "root() sets it"
+        read = self.ahead.take(tree_id)
         nodes: list[Node] = []
-        for node in tree.nodes:
+        for node in read.tree.nodes:
             if node.type == DIR and node.subtree is not None:
                 node = with_subtree(node, (yield node.subtree))
             elif node.type == FILE and not self.same_ids:
                 node = dataclasses.replace(node, content=[self.data[b] for b in node.content])
             nodes.append(node)
         if self.same_ids:
-            if plaintext is not None and not self.dry_run:  # the same bytes, the same id
-                self._saver().save(BlobType.TREE, plaintext, tree_id)
+            if read.plaintext is not None and not self.dry_run:  # the same bytes, the same id
+                self._saver().save(BlobType.TREE, read.plaintext, tree_id)
             return tree_id
         if self.dry_run:  # its new id would need the data's, which a dry run does not read
             return tree_id
         return self._saver().save(BlobType.TREE, Tree(nodes).encode())
 
-    def _load_tree(self, tree_id: bytes) -> tuple[bytes | None, Tree]:
-        """(the tree's bytes if it is read from the source, the tree). With shared ids, a tree
-        the destination has is read there, and its bytes are not needed."""
-        if self.same_ids and tree_id in self.destination.index:
-            try:
-                return None, self.destination.load_tree(tree_id)
-            except FogVaultError as exc:
-                _raise_if_not_damage(exc)
-                raise _NotCopied(f"tree {tree_id.hex()} cannot be read from the destination "
-                                 f"({_first_line(exc)}): check it") from exc
+    def _tree_size(self, tree_id: bytes) -> int:
+        """The bytes of the tree ``tree_id`` (0 if the index lacks it)."""
+        entry = self._home(tree_id).index.get(tree_id)
+        return 0 if entry is None else entry.raw_length
+
+    def _home(self, tree_id: bytes) -> Repository:
+        """Where the tree ``tree_id`` is read: with shared ids, the destination if it has it
+        (only what it lacks is read from the source)."""
+        held = self.same_ids and tree_id in self.destination.index
+        return self.destination if held else self.source
+
+    def _read_trees(self, tree_ids: list[bytes]) -> dict[bytes, _Read | _NotCopied]:
+        """The trees ``tree_ids`` (each, or why it cannot be read), the data of their files
+        made present in the destination (all of it at once)."""
+        held = {tree_id for tree_id in tree_ids if self._home(tree_id) is self.destination}
+        found = {**self._read_from(self.destination, [t for t in tree_ids if t in held]),
+                 **self._read_from(self.source, [t for t in tree_ids if t not in held])}
+        self._fetch([blob for read in found.values() if isinstance(read, _Read)
+                     for node in read.tree.nodes if node.type == FILE for blob in node.content])
+        return found
+
+    def _read_from(self, repo: Repository, tree_ids: list[bytes]
+                   ) -> dict[bytes, _Read | _NotCopied]:
+        found: dict[bytes, _Read | _NotCopied] = {}
+        entries = []
+        for tree_id in tree_ids:
+            entry = repo.index.get(tree_id)
+            if entry is None:  # only the source's can lack one: the destination's is looked up
+                found[tree_id] = _NotCopied(f"tree {tree_id.hex()} cannot be read (it is not "
+                                            "in the source's index)")
+            else:
+                entries.append(entry)
         try:
-            plaintext = self.source.load_blob(tree_id)
-            tree = Tree.decode(plaintext)
-        except FogVaultError as exc:
-            _raise_if_not_damage(exc)
-            raise _NotCopied(f"tree {tree_id.hex()} cannot be read ({_first_line(exc)})"
-                             ) from exc
-        self._count_read(len(plaintext), tree=True)
-        return plaintext, tree
+            for entry, blob in _read_blobs(repo, entries):
+                found[entry.blob_id] = self._decoded(repo, entry.blob_id, blob)
+        except MalformedObject:  # authenticated, yet not what its id says: tell which, alone
+            for entry in [entry for entry in entries if entry.blob_id not in found]:
+                found[entry.blob_id] = self._decoded(repo, entry.blob_id,
+                                                     _loaded_or_error(repo, entry.blob_id))
+        return found
+
+    def _decoded(self, repo: Repository, tree_id: bytes, blob: bytes | FogVaultError
+                 ) -> _Read | _NotCopied:
+        """The tree ``blob`` read from ``repo`` holds, or why it is not one (the error a
+        read gave, or the tree's own)."""
+        if isinstance(blob, bytes):
+            try:
+                tree = Tree.decode(blob)
+            except (MalformedObject, UnsafePath) as exc:
+                blob = exc
+            else:
+                if repo is self.destination:  # stored there already: its bytes not needed
+                    return _Read(tree, None)
+                self._count_read(len(blob), tree=True)
+                return _Read(tree, blob)
+        _raise_if_not_damage(blob)
+        if repo is self.destination:
+            return _NotCopied(f"tree {tree_id.hex()} cannot be read from the destination "
+                              f"({_first_line(blob)}): check it")
+        return _NotCopied(f"tree {tree_id.hex()} cannot be read ({_first_line(blob)})")
 
     def _fetch(self, blob_ids: list[bytes]) -> None:
         """Make the data blobs ``blob_ids`` present in the destination (``self.data`` maps
@@ -314,29 +452,25 @@ class _Copier:
             raise failure
 
     def _fetch_batch(self, blob_ids: list[bytes]) -> None:
-        by_pack: dict[bytes, list[IndexEntry]] = {}
+        entries = []
         for blob_id in blob_ids:
             entry = self.source.index.get(blob_id)
             if entry is None:
                 raise self._unreadable(blob_id, "it is not in the source's index")
-            by_pack.setdefault(entry.pack_id, []).append(entry)
+            entries.append(entry)
         if self.dry_run:
-            for entries in by_pack.values():
-                for entry in entries:
-                    self.data[entry.blob_id] = entry.blob_id  # stands in for the new id
-                    self._count_read(entry.raw_length, tree=False)
+            for entry in entries:
+                self.data[entry.blob_id] = entry.blob_id  # stands in for the new id
+                self._count_read(entry.raw_length, tree=False)
             return
-        spans = [span for entries in by_pack.values() for span in pack_spans(entries, READ_SPAN)]
         failure = None
-        for span in self.source.read_spans(spans, threads=READERS if len(spans) > 1 else 0,
-                                           ahead=READERS, salvage=True):
-            for entry, blob in span:
-                if not isinstance(blob, bytes):
-                    failure = failure or self._unreadable(entry.blob_id, _first_line(blob))
-                    continue
-                self._count_read(len(blob), tree=False)
-                self.data[entry.blob_id] = self._saver().save(
-                    BlobType.DATA, blob, entry.blob_id if self.same_ids else None)
+        for entry, blob in _read_blobs(self.source, entries):
+            if not isinstance(blob, bytes):
+                failure = failure or self._unreadable(entry.blob_id, _first_line(blob))
+                continue
+            self._count_read(len(blob), tree=False)
+            self.data[entry.blob_id] = self._saver().save(
+                BlobType.DATA, blob, entry.blob_id if self.same_ids else None)
         if failure is not None:
             raise failure
 
@@ -365,6 +499,27 @@ def _raise_if_not_damage(error: FogVaultError) -> None:
     one snapshot: a target that cannot be reached fails the run."""
     if not (is_damage(error) or isinstance(error, MalformedObject | UnsafePath)):
         raise error
+
+
+def _read_blobs(repo: Repository, entries: list[IndexEntry]
+                ) -> Iterator[tuple[IndexEntry, bytes | BlobDamage]]:
+    """The blobs ``entries`` from ``repo``, in pack order: each pack's share in reads of up to
+    READ_SPAN bytes, READERS at once. A blob that no target holds intact comes with its error
+    (``read_spans``' salvage); other errors raise."""
+    by_pack: dict[bytes, list[IndexEntry]] = {}
+    for entry in entries:
+        by_pack.setdefault(entry.pack_id, []).append(entry)
+    spans = [span for group in by_pack.values() for span in pack_spans(group, READ_SPAN)]
+    for span in repo.read_spans(spans, threads=READERS if len(spans) > 1 else 0, ahead=READERS,
+                                salvage=True):
+        yield from span
+
+
+def _loaded_or_error(repo: Repository, blob_id: bytes) -> bytes | FogVaultError:
+    try:
+        return repo.load_blob(blob_id)
+    except FogVaultError as exc:
+        return exc
 
 
 def _first_line(error: BaseException) -> str:
