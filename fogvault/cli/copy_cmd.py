@@ -65,9 +65,11 @@ def copy_cmd(
     if result.failed:
         done = len(result.copied) + len(result.skipped)
         kind = PartialSuccess if done else FogVaultError
+        damaged = [side for side in ("source", "destination")
+                   if any(failed.repository == side for failed in result.failed)]
         raise kind(f"{len(result.failed)} of {counted(len(result.failed) + done, 'snapshot')} "
-                   "could not be copied (named above); 'fogvault check' of the source tells "
-                   "more")
+                   "could not be copied (named above); 'fogvault check' of the "
+                   f"{' and of the '.join(damaged)} tells more")
 
 
 def _report(out: Printer, result: CopyResult) -> None:

@@ -35,13 +35,16 @@ when it does.
 
 **Failures.** A source blob that no target holds intact, or a tree that cannot be read or is
 malformed, fails the snapshots that use it: they are not saved (none is saved whose data the
-destination lacks), the others are. Anything else (a target that cannot be reached, a lock
-lost) ends the run. Each snapshot's blobs are stored and indexed before its manifest is saved,
-so an interrupted run leaves the snapshots it finished and no other; a rerun skips them.
+destination lacks), the others are. So does a tree that the destination holds (shared ids) and
+cannot give; each failure names the repository to check. Anything else (a target that cannot
+be reached, a lock lost) ends the run. Each snapshot's blobs are stored and indexed before its
+manifest is saved, so an interrupted run leaves the snapshots it finished and no other; a rerun
+skips them.
 
 Locks: a shared lock on the source (``writes=False``: with ``use_locks`` off, none, for a
-read-only source), and on the destination the lock a backup takes; a dry run takes none there
-and reads no data blob: it walks the trees and counts what a copy would read.
+read-only source; an error taking it says it is the source's), and on the destination the lock
+a backup takes; a dry run takes none there and reads no data blob: it walks the trees and
+counts what a copy would read.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Container, Generator, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from fogvault.backup.saver import BlobSaver, stored_blobs
@@ -105,6 +109,8 @@ class Skipped:
 class Failed:
     source_uid: str
     error: str  # one line
+    #: the repository whose damage it is ("source" or "destination"): the one to check
+    repository: str = "source"
 
 
 @dataclass(slots=True)
@@ -142,8 +148,7 @@ def copy(source: Repository, destination: Repository, options: CopyOptions | Non
                          "another target of one)")
     copier = _Copier(source, destination, progress, options.dry_run)
     result = CopyResult(same_ids=copier.same_ids, dry_run=options.dry_run)
-    with source.lock(writes=False), \
-            destination.lock() if not options.dry_run else NoLock() as lock:
+    with _source_lock(source), destination.lock() if not options.dry_run else NoLock() as lock:
         # Under the locks: a prune that ran since either was opened replaced index files.
         source.load_index()
         destination.load_index()
@@ -167,6 +172,20 @@ def copy(source: Repository, destination: Repository, options: CopyOptions | Non
     return result
 
 
+@contextmanager
+def _source_lock(source: Repository) -> Iterator[None]:
+    """The source's shared lock (none with ``use_locks`` off). An error taking it says that it
+    is the source's: the destination's lock is taken too, and the errors of a lock (one that
+    cannot be written to a read-only repository, a conflicting lock) do not say which."""
+    with ExitStack() as held:
+        try:
+            held.enter_context(source.lock(writes=False))
+        except FogVaultError as exc:
+            raise type(exc)(f"source repository {', '.join(source.targets.urls)}: {exc}"
+                            ) from exc
+        yield
+
+
 def _skipped(snapshot: Snapshot, copies: _Copies, result: CopyResult) -> bool:
     """Whether the destination has a copy of ``snapshot`` (then recorded in ``result``)."""
     earlier = copies.of(snapshot)
@@ -180,7 +199,7 @@ def _copy_one(copier: _Copier, snapshot: Snapshot, result: CopyResult,
     """Copy one snapshot: its blobs stored and indexed, then (not in a dry run) its manifest.
     Returns the copy, or None if it failed (recorded in ``result``, and a warning)."""
     destination = copier.destination
-    failure = None
+    failure: Failed | None = None
     # The block ends normally when the source fails this snapshot, so that what it stored is
     # indexed (the copier remembers it for the snapshots that share it).
     with stored_blobs(destination, dry_run=result.dry_run, before_index=ensure_fresh) as saver:
@@ -188,15 +207,17 @@ def _copy_one(copier: _Copier, snapshot: Snapshot, result: CopyResult,
             if not copier.same_ids:  # its trees are encoded again
                 refuse_newer_writer(snapshot, "copy")
             tree = copier.root(saver, snapshot.tree)
-        except (_NotCopied, UnsupportedFormat) as exc:
-            failure = str(exc)
+        except _NotCopied as exc:
+            failure = Failed(snapshot.uid, str(exc), exc.repository)
+        except UnsupportedFormat as exc:
+            failure = Failed(snapshot.uid, str(exc))
     if not result.dry_run:
         result.data_blobs_added += saver.blobs_added[BlobType.DATA]
         result.tree_blobs_added += saver.blobs_added[BlobType.TREE]
         result.bytes_added += saver.bytes_added
     if failure is not None:
-        result.failed.append(Failed(snapshot.uid, failure))
-        copier.progress.warning(f"snapshot {snapshot.uid} not copied: {failure}")
+        result.failed.append(failure)
+        copier.progress.warning(f"snapshot {snapshot.uid} not copied: {failure.error}")
         return None
     the_copy = dataclasses.replace(snapshot, uid=new_uid(), tree=tree, parent=None,
                                    original=snapshot.original or snapshot.uid)
@@ -240,7 +261,12 @@ def _alike(a: Snapshot, b: Snapshot) -> bool:
 
 
 class _NotCopied(Exception):
-    """The source cannot give a snapshot's data (damage): that snapshot is not copied."""
+    """A repository cannot give a snapshot's data (damage): that snapshot is not copied.
+    ``repository`` says which ("source" or "destination"), for the check to run."""
+
+    def __init__(self, message: str, repository: str = "source") -> None:
+        super().__init__(message)
+        self.repository = repository
 
 
 @dataclass(slots=True)
@@ -429,7 +455,7 @@ class _Copier:
         _raise_if_not_damage(blob)
         if repo is self.destination:
             return _NotCopied(f"tree {tree_id.hex()} cannot be read from the destination "
-                              f"({_first_line(blob)}): check it")
+                              f"({_first_line(blob)}): check it", "destination")
         return _NotCopied(f"tree {tree_id.hex()} cannot be read ({_first_line(blob)})")
 
     def _fetch(self, blob_ids: list[bytes]) -> None:

@@ -24,6 +24,7 @@ from fogvault.storage import open_storage
 from fogvault.storage.faulty import Fault, FaultyStorage
 from fogvault.treewalk import walk
 from tests.restore.test_roundtrip import assert_same_tree, restored_root
+from tests.security.test_secrets_and_permissions import _unprivileged
 
 OTHER_PASSWORD = b"another password for the copy"
 #: the CLI's source password comes from here (FOGVAULT_PASSWORD is the destination's)
@@ -189,6 +190,62 @@ def test_source_errors_name_the_source(fogvault, source, tmp_path):
     assert "no source repository given (use --from-repo or FOGVAULT_FROM_REPO)" in (
         unnamed.stderr.decode())
     assert not (tmp_path / "dst" / "snapshots").exists()
+
+
+def test_a_read_only_source_locked_says_it_is_the_source(fogvault, source, tmp_path):
+    """Both repositories are locked: the error of a source that takes no lock file named
+    neither (only the path of the lock it could not write)."""
+    assert fogvault("init", "-r", "dst", "--kdf", "interactive").returncode == 0
+    folders = [tmp_path / "src", *(p for p in (tmp_path / "src").rglob("*") if p.is_dir())]
+    for folder in folders:
+        os.chmod(folder, 0o555)
+    try:
+        locked = fogvault("-r", "dst", "copy", "--from-repo", "src", env=SOURCE_ENV,
+                          wrap=_unprivileged())
+        unlocked = fogvault("-r", "dst", "copy", "--from-repo", "src", "--no-lock",
+                            env=SOURCE_ENV, wrap=_unprivileged())
+    finally:
+        for folder in folders:
+            os.chmod(folder, 0o755)
+    assert locked.returncode == 1
+    [error] = locked.stderr.decode().splitlines()
+    assert error.startswith(f"error: source repository {tmp_path / 'src'}: ")
+    assert error.endswith("Permission denied (a read-only repository can be read with --no-lock)")
+    assert unlocked.returncode == 0, unlocked.stderr
+    assert b"copied 2 snapshots" in unlocked.stdout
+
+
+def test_a_tree_damaged_in_the_destination_says_to_check_the_destination(
+        fogvault, tmp_path):
+    """Between repositories that share ids, a tree the destination has is read there: its
+    damage fails the snapshot, and the last line said to check the source."""
+    for folder in ("keep", "change"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        (tmp_path / "data" / folder / "f").write_bytes(os.urandom(5_000))
+    env = {**SOURCE_ENV, "FOGVAULT_PASSWORD": OTHER_PASSWORD.decode()}
+    assert fogvault("init", "-r", "src", "--kdf", "interactive").returncode == 0
+    assert fogvault("backup", "-r", "src", "data").returncode == 0
+    assert fogvault("init", "-r", "dst", "--kdf", "interactive", "--from-repo", "src",
+                    "--copy-chunker-params", env=env).returncode == 0
+    assert fogvault("-r", "dst", "copy", "--from-repo", "src", env=env).returncode == 0
+    with Repository.open([str(tmp_path / "dst")], OTHER_PASSWORD, use_cache=False) as dst:
+        [kept] = [node.subtree for _, node in walk(dst, dst.snapshots()[0].tree)
+                  if node.name == b"keep"]
+        entry = dst.index.get(kept)
+    with open(tmp_path / "dst" / pack_name(entry.pack_id), "r+b") as f:
+        f.seek(entry.offset + entry.length // 2)
+        f.write(b"\xff" * 8)
+    (tmp_path / "data" / "change" / "f").write_bytes(os.urandom(5_000))
+    assert fogvault("backup", "-r", "src", "data").returncode == 0  # 'keep' is the same tree
+
+    done = fogvault("-r", "dst", "copy", "--from-repo", "src", env=env)
+    assert done.returncode == 3, done.stderr
+    errors = done.stderr.decode().splitlines()
+    assert f"tree {kept.hex()} cannot be read from the destination" in errors[0]
+    assert errors[-1] == ("warning: 1 of 2 snapshots could not be copied (named above); "
+                          "'fogvault check' of the destination tells more")
+    failed = summary(fogvault("-r", "dst", "copy", "--from-repo", "src", "--json", env=env))
+    assert [f["repository"] for f in failed["failed"]] == ["destination"]
 
 
 def test_source_from_the_environment_and_a_dry_run_writes_nothing(fogvault, source, tmp_path):

@@ -122,7 +122,7 @@ def test_a_tree_that_is_not_what_its_id_says_fails_only_its_snapshot(make_repo, 
     result = copy(source, destination)
     assert [c.source_uid for c in result.copied] == [fine.uid]
     [failed] = result.failed
-    assert failed.source_uid == bad.uid
+    assert (failed.source_uid, failed.repository) == (bad.uid, "source")
     assert failed.error == (f"tree {wrong.hex()} cannot be read (blob {wrong.hex()} does not "
                             "match its id)")
 
