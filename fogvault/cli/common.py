@@ -26,6 +26,7 @@ from fogvault.errors import FogVaultError, PartialSuccess, TargetsBehind, UsageE
 from fogvault.sizes import counted
 
 if TYPE_CHECKING:
+    from fogvault.crypto import KdfParams
     from fogvault.password import PasswordSource
     from fogvault.repo.repository import Repository
     from fogvault.repo.snapshot import Snapshot
@@ -41,6 +42,21 @@ KdfOption = Annotated[
     str, typer.Option(help="Argon2id cost: standard (32 MiB), interactive (64 MiB), "
                       "moderate (256 MiB) or sensitive (1 GiB).")
 ]
+# For FogVault's own test suite only, as borg's BORG_TESTONLY_WEAKEN_KDF: new key files get
+# libsodium's minimum cost, so that a password protects nothing. Every command derives a key,
+# and at the real cost that was a quarter of the suite's time (docs/security.md).
+TESTONLY_WEAK_KDF = "FOGVAULT_TESTONLY_WEAK_KDF"
+
+
+def kdf_params(profile: str) -> KdfParams:
+    """The Argon2id cost of a new key file made with ``--kdf profile``."""
+    from fogvault.crypto import KDF_MIN_MEMLIMIT, KDF_MIN_OPSLIMIT, KDF_PROFILES, KdfParams
+
+    if profile not in KDF_PROFILES:
+        raise UsageError(f"--kdf must be one of {', '.join(KDF_PROFILES)}")
+    if os.environ.get(TESTONLY_WEAK_KDF) == "1":
+        return KdfParams(KDF_MIN_OPSLIMIT, KDF_MIN_MEMLIMIT)
+    return KDF_PROFILES[profile]
 
 
 # Options several commands share, declared once.

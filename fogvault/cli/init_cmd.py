@@ -14,6 +14,7 @@ from fogvault.cli.common import (
     KdfOption,
     Printer,
     SourceRepository,
+    kdf_params,
     open_repository,
     options,
 )
@@ -42,13 +43,11 @@ def init(
 ) -> None:
     """Create a new repository (refuses a target that holds one, or other files)."""
     from fogvault.chunker import MIB
-    from fogvault.crypto import KDF_PROFILES
     from fogvault.repo.config import RepoConfig
     from fogvault.repo.repository import Repository
 
     opts = options(ctx)
-    if kdf not in KDF_PROFILES:
-        raise UsageError(f"--kdf must be one of {', '.join(KDF_PROFILES)}")
+    kdf_cost = kdf_params(kdf)
     if (from_repo or from_password_file or from_password_command) and not copy_chunker_params:
         raise UsageError("init reads the repository --from-repo only with "
                          "--copy-chunker-params")  # restic ignores it: say what it does
@@ -60,7 +59,7 @@ def init(
     if source is not None:
         config.chunker = source.chunker
     repo = Repository.init(
-        opts.repo_urls(), password, config=config, kdf=KDF_PROFILES[kdf],
+        opts.repo_urls(), password, config=config, kdf=kdf_cost,
         cache_dir=opts.cache_path(), use_cache=not opts.no_cache, policy=opts.target_policy(),
         identity=identity,
     )

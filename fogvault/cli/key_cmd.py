@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from fogvault.cli.common import DEFAULT_KDF, KdfOption, Printer, open_repository, table
-from fogvault.errors import UsageError
-
-if TYPE_CHECKING:
-    from fogvault.crypto import KdfParams
+from fogvault.cli.common import (
+    DEFAULT_KDF,
+    KdfOption,
+    Printer,
+    kdf_params,
+    open_repository,
+    table,
+)
 
 key_app = typer.Typer(help="Manage keys (passwords) of a repository.", no_args_is_help=True)
 
@@ -30,14 +33,6 @@ def _new_password(path: str | None) -> bytes:
         return read_password_file(path)
     return prompt_password(confirm=True, label="new password",
                            sources="use --new-password-file (or run on a terminal)")
-
-
-def _kdf(name: str) -> KdfParams:
-    from fogvault.crypto import KDF_PROFILES
-
-    if name not in KDF_PROFILES:
-        raise UsageError(f"--kdf must be one of {', '.join(KDF_PROFILES)}")
-    return KDF_PROFILES[name]
 
 
 @key_app.command("list")
@@ -61,7 +56,7 @@ def key_add(
     """Add a key: another password that opens the repository."""
     out = Printer.of(ctx)
     with open_repository(ctx, load_index=False) as repo:
-        key = repo.add_key(_new_password(new_password_file), _kdf(kdf))
+        key = repo.add_key(_new_password(new_password_file), kdf_params(kdf))
     out.json({"id": key.key_id}) if out.json_mode else out.line(f"added key {key.key_id}")
 
 
@@ -84,7 +79,7 @@ def key_passwd(
     """Change the password of the key in use."""
     out = Printer.of(ctx)
     with open_repository(ctx, load_index=False) as repo:
-        key = repo.change_password(_new_password(new_password_file), _kdf(kdf))
+        key = repo.change_password(_new_password(new_password_file), kdf_params(kdf))
     out.json({"id": key.key_id}) if out.json_mode else out.line(
         f"password changed (new key {key.key_id})"
     )

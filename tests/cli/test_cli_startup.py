@@ -16,7 +16,7 @@ import typer.main
 
 from fogvault.cli import common
 from fogvault.cli.app import COMMAND_MODULES, build_app
-from fogvault.crypto import DEFAULT_KDF, KDF_PROFILES
+from fogvault.crypto import DEFAULT_KDF, KDF_MIN_MEMLIMIT, KDF_MIN_OPSLIMIT, KDF_PROFILES
 
 # Third-party packages that only some commands need (rich: Typer's help and usage errors).
 HEAVY_PACKAGES = ("nacl", "blake3", "zstandard", "pyfastcdc", "fsspec", "s3fs", "tqdm",
@@ -122,11 +122,20 @@ def test_nothing_heavy_is_loaded_before_the_key_is_derived(cli_env, tmp_path, fo
         assert not loaded & {"blake3", "zstandard", "pyfastcdc", "tqdm", "fsspec", "msgspec"}, args
 
 
-def test_kdf_default_is_standard_everywhere(fogvault, tmp_path):
-    """One default for new key files: the CLI's copy of the name agrees with the library's."""
-    assert common.DEFAULT_KDF == DEFAULT_KDF == "standard"
-    assert fogvault("init", "-r", "repo").returncode == 0  # no --kdf
-    (key_file,) = (tmp_path / "repo" / "keys").iterdir()
+def _init_kdf(fogvault, tmp_path, name: str, weak: str) -> tuple[int, int]:
+    """The (opslimit, memlimit) of the key file ``init`` (no --kdf) makes with the test-only
+    weak KDF set to ``weak``."""
+    done = fogvault("init", "-r", name, env={common.TESTONLY_WEAK_KDF: weak})
+    assert done.returncode == 0, done.stderr
+    (key_file,) = (tmp_path / name / "keys").iterdir()
     kdf = json.loads(key_file.read_text())["kdf"]
+    return kdf["opslimit"], kdf["memlimit"]
+
+
+def test_kdf_default_is_standard_everywhere(fogvault, tmp_path):
+    """One default for new key files: the CLI's copy of the name agrees with the library's.
+    The suite's other tests make key files at libsodium's minimum cost, and only when asked."""
+    assert common.DEFAULT_KDF == DEFAULT_KDF == "standard"
     params = KDF_PROFILES[DEFAULT_KDF]
-    assert (kdf["opslimit"], kdf["memlimit"]) == (params.opslimit, params.memlimit)
+    assert _init_kdf(fogvault, tmp_path, "real", "0") == (params.opslimit, params.memlimit)
+    assert _init_kdf(fogvault, tmp_path, "weak", "1") == (KDF_MIN_OPSLIMIT, KDF_MIN_MEMLIMIT)
