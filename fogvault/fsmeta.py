@@ -30,18 +30,21 @@ _UNSUPPORTED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENODATA, err
 
 #: The inode flags stored and restored: the kernel's FS_FL_USER_MODIFIABLE
 #: (include/uapi/linux/fs.h), the flags meant for users to change, borg's four (d, i, a, c)
-#: among them: s 0x1, u 0x2, c 0x4, S 0x8, i 0x10, a 0x20, d 0x40, A 0x80, t 0x8000,
-#: D 0x10000, T 0x20000. Left out (docs/format.md, section 13.6): what the file system sets
-#: itself (e extents, I, N, V, E...) and what setting it on a restored entry, last, could not
-#: give back (C: btrfs takes it on empty files only; F: empty folders only; P, j, x, m).
+#: among them. Left out (docs/format.md, section 13.6): what the file system sets itself
+#: (e extents, I, N, V, E...) and what setting it on a restored entry, last, could not give
+#: back (C: btrfs takes it on empty files only; F: empty folders only; P, j, x, m).
 STORED_FLAGS = 0x000380FF
+#: each stored bit and its ``chattr`` letter, in format.md's order (13.6)
+FLAG_LETTERS = ((0x1, "s"), (0x2, "u"), (0x4, "c"), (0x8, "S"), (0x10, "i"), (0x20, "a"),
+                (0x40, "d"), (0x80, "A"), (0x8000, "t"), (0x10000, "D"), (0x20000, "T"))
 #: i (immutable) and a (append-only): they refuse root too most changes to the entry, and
 #: on a folder to its entries
 LOCKING_FLAGS = 0x10 | 0x20
 #: the entries flags are read from and set on: the ioctls do not apply to fifos (ENOTTY),
 #: symlinks cannot be opened, and devices are not opened (a missing device's open is slow)
 _FLAGGED_TYPES = frozenset({FILE, DIR})
-#: errors that say the file system (or the kind of entry) keeps no inode flags
+#: errors that say the file system (or the kind of entry) keeps no inode flags, or not some
+#: of those asked for (ext4 refuses T on a file, tmpfs all but i a d A: EOPNOTSUPP)
 FLAGS_UNSUPPORTED = frozenset(
     {errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS})
 #: ...and those every entry of a destination would meet alike: a restore sums them up
@@ -56,18 +59,31 @@ _FS_IOC_SETFLAGS = 0x40006602 | _LONG << 16
 FLAGS_OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
 
 
+def flag_letters(flags: int, separator: str = "") -> str:
+    """The ``chattr`` letters of the stored bits of ``flags``, in format.md's order."""
+    return separator.join(letter for bit, letter in FLAG_LETTERS if flags & bit)
+
+
 @dataclass(frozen=True, slots=True)
 class FlagsRefused:
-    """The destination refused an entry's inode flags for a reason all its entries share (no
-    support for them, no privilege to set them: ``errno`` says which), which a restore reports
-    once for all. ``path`` is the entry's, filled in by the caller that knows it."""
+    """The destination refused some of an entry's inode flags, ``bits``, for a reason all its
+    entries share (no support for them, no privilege to set them: ``errno`` says which), which
+    a restore reports once for all. ``path`` is the entry's, filled in by the caller that
+    knows it."""
 
     errno: int
+    bits: int
     path: str = ""
 
+    @property
+    def unsupported(self) -> bool:
+        """The file system does not keep these flags (else: the process may not set them)."""
+        return self.errno in FLAGS_UNSUPPORTED
 
-#: what the destination did not allow: a line ("cannot set owner: ...") or refused flags
-Problem = str | FlagsRefused
+
+#: what the destination did not allow of an entry's metadata: a line ("cannot set owner:
+#: ...") or refused flags
+MetadataProblem = str | FlagsRefused
 
 
 def node_type(mode: int) -> str | None:
@@ -148,10 +164,14 @@ def read_flags(fd: int) -> int:
 
 
 def flags_at(dir_fd: int, name: bytes) -> int:
-    """``read_flags`` of the entry ``name`` in the folder ``dir_fd`` (not following a symlink);
-    0 if it cannot be opened or read."""
+    """``read_flags`` of the entry ``name`` in the folder ``dir_fd`` if it is a file or a
+    folder (nothing else is opened: not a device, whose open may act, nor a symlink); 0 if it
+    is none, or cannot be opened or read."""
     try:
-        fd = os.open(name, FLAGS_OPEN, dir_fd=dir_fd)
+        kind = node_type(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        if kind not in _FLAGGED_TYPES:
+            return 0
+        fd = open_for_flags(dir_fd, name, kind)
     except OSError:
         return 0
     try:
@@ -162,14 +182,54 @@ def flags_at(dir_fd: int, name: bytes) -> int:
         os.close(fd)
 
 
-def set_flags(fd: int, flags: int) -> None:
+def open_for_flags(dir_fd: int | None, name: bytes, kind: str) -> int:
+    """The file or folder (``kind``) ``name`` open to reach its inode flags: not following a
+    symlink, not waiting (for a fifo put there since), a folder only as one."""
+    flags = FLAGS_OPEN | (os.O_DIRECTORY if kind == DIR else 0)
+    return os.open(name, flags, dir_fd=dir_fd)
+
+
+#: a restore's refusal of a change to an entry it found with i or a (section 13.5)
+LOCKED = "immutable or append-only (lsattr shows it; chattr -i -a lifts it)"
+
+
+def set_flags(fd: int, flags: int) -> list[MetadataProblem]:
     """Give the open entry ``fd`` the stored bits of ``flags`` (others are ignored), keeping
     the rest of its flags: the file system's own, such as ext4's e, which cleared would have
-    ext4 convert the file. No call when they are as wanted already."""
+    ext4 convert the file. No call when they are as wanted already. An entry that has i or a
+    keeps its flags (a restore does not lift them, and they refuse every other change).
+    Returns what was refused; bits refused for reasons every entry shares do not cost the
+    others (see :func:`_set_one_by_one`)."""
     current = _get_flags(fd)
     wanted = current & ~STORED_FLAGS | flags & STORED_FLAGS
-    if wanted != current:
-        fcntl.ioctl(fd, _FS_IOC_SETFLAGS, wanted.to_bytes(4, sys.byteorder))
+    if wanted == current:
+        return []
+    if current & LOCKING_FLAGS:
+        return [f"cannot set inode flags: it is {LOCKED}"]
+    try:
+        _put_flags(fd, wanted)
+    except OSError as exc:
+        if exc.errno not in _REFUSED_ALIKE:
+            raise
+        return _set_one_by_one(fd, current, wanted)
+    return []
+
+
+def _set_one_by_one(fd: int, current: int, wanted: int) -> list[MetadataProblem]:
+    """After the file system refused ``wanted`` whole, as one bit it lacks makes it do (c on
+    tmpfs, T on an ext4 file; i or a without CAP_LINUX_IMMUTABLE): each bit to change alone,
+    i and a last (they would refuse the changes after them), keeping those it takes."""
+    refused: dict[int, int] = {}  # errno -> bits
+    changes = [bit for bit, _ in FLAG_LETTERS if (wanted ^ current) & bit]
+    for bit in sorted(changes, key=lambda bit: bool(bit & LOCKING_FLAGS)):
+        try:
+            _put_flags(fd, current ^ bit)
+            current ^= bit
+        except OSError as exc:
+            if exc.errno not in _REFUSED_ALIKE:
+                raise
+            refused[exc.errno] = refused.get(exc.errno, 0) | bit
+    return [FlagsRefused(number, bits) for number, bits in refused.items()]
 
 
 def _get_flags(fd: int) -> int:
@@ -180,13 +240,17 @@ def _get_flags(fd: int) -> int:
     return int.from_bytes(buffer, sys.byteorder)
 
 
+def _put_flags(fd: int, flags: int) -> None:
+    fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags.to_bytes(4, sys.byteorder))
+
+
 def _wants_flags(node: Node) -> bool:
     """Whether restoring ``node`` sets inode flags on it."""
     return bool(node.flags & STORED_FLAGS) and node.type in _FLAGGED_TYPES
 
 
 def apply_metadata(dir_fd: int, name: bytes, node: Node, *, restore_owner: bool
-                   ) -> list[Problem]:
+                   ) -> list[MetadataProblem]:
     """Set ownership, xattrs, mode, times and inode flags on the entry ``name`` in the folder
     ``dir_fd``, never following a symlink. Working relative to a folder descriptor keeps paths
     short, so entries deeper than PATH_MAX get their metadata too.
@@ -196,9 +260,9 @@ def apply_metadata(dir_fd: int, name: bytes, node: Node, *, restore_owner: bool
     """
     # xattr calls take no folder descriptor; /proc/self/fd gives a short path to the folder.
     via_proc = os.path.join(b"/proc/self/fd", str(dir_fd).encode(), name)
-    problems: list[Problem] = []
-    # Opened first: the mode set below may keep this process (not root) out of a folder.
-    with (_opened(dir_fd, name, problems) if _wants_flags(node)
+    problems: list[MetadataProblem] = []
+    # Opened first: the mode set below may keep this process (not root) out of the entry.
+    with (_opened(dir_fd, name, node.type, node.flags, problems) if _wants_flags(node)
           else contextlib.nullcontext()) as flags_fd:
         problems += _apply(name, {"dir_fd": dir_fd, "follow_symlinks": False}, via_proc, node,
                            restore_owner=restore_owner)
@@ -207,7 +271,8 @@ def apply_metadata(dir_fd: int, name: bytes, node: Node, *, restore_owner: bool
     return problems
 
 
-def apply_file_metadata(fd: int, node: Node, *, restore_owner: bool) -> list[Problem]:
+def apply_file_metadata(fd: int, node: Node, *, restore_owner: bool
+                        ) -> list[MetadataProblem]:
     """``apply_metadata`` for a file the caller holds open, on the descriptor, so no path is
     resolved again."""
     problems = _apply(fd, {}, fd, node, restore_owner=restore_owner)
@@ -216,24 +281,25 @@ def apply_file_metadata(fd: int, node: Node, *, restore_owner: bool) -> list[Pro
     return problems
 
 
-def apply_flags(dir_fd: int, name: bytes, flags: int) -> list[Problem]:
-    """Set only the inode flags of the entry ``name`` in the folder ``dir_fd`` (a restore's
-    entries whose flags wait for its end)."""
-    problems: list[Problem] = []
-    with _opened(dir_fd, name, problems) as fd:
+def apply_flags(dir_fd: int, name: bytes, kind: str, flags: int) -> list[MetadataProblem]:
+    """Set only the inode flags of the file or folder (``kind``) ``name`` in the folder
+    ``dir_fd`` (a restore's entries whose i and a wait for its end, and the files it keeps)."""
+    problems: list[MetadataProblem] = []
+    with _opened(dir_fd, name, kind, flags, problems) as fd:
         if fd is not None:
             _set_node_flags(fd, flags, problems)
     return problems
 
 
 @contextlib.contextmanager
-def _opened(dir_fd: int, name: bytes, problems: list[Problem]) -> Iterator[int | None]:
-    """The entry ``name`` open to set its flags; None, with the problem noted, if it cannot
-    be opened."""
+def _opened(dir_fd: int, name: bytes, kind: str, flags: int, problems: list[MetadataProblem]
+            ) -> Iterator[int | None]:
+    """The entry ``name`` open to set its ``flags``; None, with the problem noted, if it
+    cannot be opened."""
     try:
-        fd = os.open(name, FLAGS_OPEN, dir_fd=dir_fd)
+        fd = open_for_flags(dir_fd, name, kind)
     except OSError as exc:
-        problems.append(_flags_problem(exc))
+        problems.append(_flags_problem(exc, flags))
         yield None
         return
     try:
@@ -242,25 +308,26 @@ def _opened(dir_fd: int, name: bytes, problems: list[Problem]) -> Iterator[int |
         os.close(fd)
 
 
-def _set_node_flags(fd: int, flags: int, problems: list[Problem]) -> None:
+def _set_node_flags(fd: int, flags: int, problems: list[MetadataProblem]) -> None:
     try:
-        set_flags(fd, flags)
+        problems += set_flags(fd, flags)
     except OSError as exc:
-        problems.append(_flags_problem(exc))
+        problems.append(_flags_problem(exc, flags))
 
 
-def _flags_problem(exc: OSError) -> Problem:
+def _flags_problem(exc: OSError, flags: int) -> MetadataProblem:
+    """``flags`` refused whole with ``exc``."""
     if exc.errno in _REFUSED_ALIKE:
-        return FlagsRefused(exc.errno)
+        return FlagsRefused(exc.errno, flags & STORED_FLAGS)
     return f"cannot set inode flags: {exc.strerror}"
 
 
 def _apply(target: bytes | int, at: dict[str, Any], xattr_target: bytes | int, node: Node, *,
-           restore_owner: bool) -> list[Problem]:
+           restore_owner: bool) -> list[MetadataProblem]:
     """The steps of both: owner first (chown clears set-id bits), times last (before the
     flags: immutable and append-only forbid changing the others). ``target`` is a name
     (``at``: its folder, no following) or an open descriptor (``at`` empty)."""
-    problems: list[Problem] = []
+    problems: list[MetadataProblem] = []
     is_link = node.type == SYMLINK
     if restore_owner:
         try:
@@ -278,7 +345,7 @@ def _apply(target: bytes | int, at: dict[str, Any], xattr_target: bytes | int, n
     return problems
 
 
-def _set_xattrs(target: bytes | int, node: Node, problems: list[Problem]) -> None:
+def _set_xattrs(target: bytes | int, node: Node, problems: list[MetadataProblem]) -> None:
     """Set ``node.xattrs`` on a path (the entry itself, not where a symlink points) or on an
     open descriptor (which has nothing to follow, and takes no follow_symlinks=False)."""
     follow = isinstance(target, int)

@@ -27,7 +27,7 @@ from fogvault.errors import DestinationUnwritable, MalformedObject, UnsafePath
 from fogvault.fsmeta import (
     LOCKING_FLAGS,
     FlagsRefused,
-    Problem,
+    MetadataProblem,
     apply_file_metadata,
     apply_metadata,
     flags_at,
@@ -46,7 +46,7 @@ UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 #: what a writer reports after each share: bytes restored, bytes written (holes are not),
 #: warnings (and inode flags refused, which the restore sums up)
-Report = Callable[[int, int, list[Problem]], None]
+Report = Callable[[int, int, list[MetadataProblem]], None]
 
 
 @dataclass(slots=True)
@@ -82,7 +82,7 @@ class _Share:
     blobs: list[tuple[FileJob, int, bytes | Unreadable]] = field(default_factory=list)
     done: int = 0  # bytes restored
     stored: int = 0  # bytes written (zero blocks left as holes are not)
-    warnings: list[Problem] = field(default_factory=list)  # reported by the calling thread
+    warnings: list[MetadataProblem] = field(default_factory=list)  # reported by the calling thread
 
 
 class ContentWriter:
@@ -175,7 +175,7 @@ class ContentWriter:
             del data
         return share
 
-    def _write_blob(self, job: FileJob, offset: int, data: bytes, warnings: list[Problem]
+    def _write_blob(self, job: FileJob, offset: int, data: bytes, warnings: list[MetadataProblem]
                     ) -> int:
         """Write one blob of ``job``; the bytes written, without the zero blocks left as
         holes."""
@@ -205,7 +205,7 @@ class ContentWriter:
             return 0
         return sum(end - start for start, end in runs)
 
-    def _finish_file(self, job: FileJob, fd: int, warnings: list[Problem]) -> None:
+    def _finish_file(self, job: FileJob, fd: int, warnings: list[MetadataProblem]) -> None:
         """Size and metadata of a file whose blobs are all written. Files are not pre-sized
         (one system call less per file): only one whose last bytes are zeros, skipped to
         leave a hole, still ends short of its size. A file that cannot be given its size is
@@ -254,10 +254,10 @@ def _partly_restored(job: FileJob) -> str:
 
 
 def set_metadata(root: SafeRoot, parts: Parts, node: Node, restore_owner: bool,
-                 fd: int | None = None) -> list[Problem]:
+                 fd: int | None = None) -> list[MetadataProblem]:
     """Metadata of one entry: through ``fd`` if the caller holds the file open, else through
     its folder. Returns the warnings."""
-    problems: list[Problem]
+    problems: list[MetadataProblem]
     try:
         if fd is not None:
             problems = apply_file_metadata(fd, node, restore_owner=restore_owner)
@@ -276,7 +276,7 @@ def set_metadata(root: SafeRoot, parts: Parts, node: Node, restore_owner: bool,
     return located(root, parts, problems)
 
 
-def located(root: SafeRoot, parts: Parts, problems: list[Problem]) -> list[Problem]:
+def located(root: SafeRoot, parts: Parts, problems: list[MetadataProblem]) -> list[MetadataProblem]:
     """``problems`` of the entry ``parts``, with its path: lines as warnings, refused flags
     with their ``path``."""
     if not problems:

@@ -28,8 +28,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from fogvault.fsmeta import FLAGS_UNSUPPORTED, FlagsRefused, Problem, apply_flags
-from fogvault.repo.tree import Node
+from fogvault.fsmeta import FlagsRefused, MetadataProblem, apply_flags, flag_letters
+from fogvault.repo.tree import DIR, FILE, Node
 from fogvault.restore.content import FileJob, located
 from fogvault.restore.safefs import Parts, SafeRoot
 from fogvault.sizes import counted
@@ -46,8 +46,19 @@ class _Waiting:
 
 @dataclass(slots=True)
 class _Refusals:
+    """Refusals of one kind: how many entries met one, the bits refused, the first met."""
+
     count: int
+    bits: int
     first: FlagsRefused
+
+    @classmethod
+    def add(cls, known: _Refusals | None, refusal: FlagsRefused) -> _Refusals:
+        if known is None:
+            return cls(1, refusal.bits, refusal)
+        known.count += 1
+        known.bits |= refusal.bits
+        return known
 
 
 class RestoredFlags:
@@ -58,7 +69,8 @@ class RestoredFlags:
         self._enabled = enabled  # False: restore --no-flags
         self._delete = delete
         self._waiting: list[_Waiting] = []
-        self._refused: dict[bool, _Refusals] = {}  # unsupported? -> how many, the first
+        self._unsupported: _Refusals | None = None  # the file system keeps no such flags
+        self._not_permitted: _Refusals | None = None  # this process may not set them
 
     def folder(self, parts: Parts, node: Node) -> Node:
         """The node of the folder ``parts`` (made) for its metadata, set after its contents."""
@@ -84,42 +96,43 @@ class RestoredFlags:
         self._waiting.append(_Waiting(job.parts, flags, job))
 
     def refused(self, refusal: FlagsRefused) -> None:
-        unsupported = refusal.errno in FLAGS_UNSUPPORTED
-        known = self._refused.get(unsupported)
-        if known is None:
-            self._refused[unsupported] = _Refusals(1, refusal)
+        if refusal.unsupported:
+            self._unsupported = _Refusals.add(self._unsupported, refusal)
         else:
-            known.count += 1
+            self._not_permitted = _Refusals.add(self._not_permitted, refusal)
 
-    def finish(self, root: SafeRoot) -> list[Problem]:
+    def finish(self, root: SafeRoot) -> list[MetadataProblem]:
         """Set the flags that waited (everything is restored); what was not allowed."""
-        problems: list[Problem] = []
+        problems: list[MetadataProblem] = []
         for waiting in self._waiting:
             if waiting.job is None or not waiting.job.failed:
-                problems += _set_flags(root, waiting.parts, waiting.flags)
+                kind = DIR if waiting.job is None else FILE
+                problems += _set_flags(root, waiting.parts, kind, waiting.flags)
         self._waiting.clear()
         return problems
 
     def summary(self) -> list[str]:
-        """One warning for each kind of refusal met."""
+        """One warning for each kind of refusal met, naming the flags refused."""
         lines = []
-        for unsupported, refusals in self._refused.items():
+        for refusals, why in (
+                (self._unsupported, "the file system does not support them"),
+                (self._not_permitted, "not permitted (i and a take CAP_LINUX_IMMUTABLE, as root "
+                                      "has; the others the entry's owner)")):
+            if refusals is None:
+                continue
             first = refusals.first
-            why = ("the file system does not support them" if unsupported else
-                   "not permitted (i and a take CAP_LINUX_IMMUTABLE, as root has; the others "
-                   "the entry's owner)")
             lines.append(
-                f"inode flags (chattr) of {counted(refusals.count, 'entry', 'entries')} not "
-                f"restored: {why}; the first: {first.path}: {os.strerror(first.errno)}"
-                + ("; restore --no-flags leaves them out" if unsupported else ""))
+                f"inode flags (chattr) {flag_letters(refusals.bits, ' ')} of "
+                f"{counted(refusals.count, 'entry', 'entries')} not restored: {why}; the first: "
+                f"{first.path}: {os.strerror(first.errno)}"
+                + ("; restore --no-flags leaves them out" if first.unsupported else ""))
         return lines
 
 
-def _set_flags(root: SafeRoot, parts: Parts, flags: int) -> list[Problem]:
+def _set_flags(root: SafeRoot, parts: Parts, kind: str, flags: int) -> list[MetadataProblem]:
     try:
         with root.open_dir(parts[:-1]) as dir_fd:
-            problems = apply_flags(dir_fd, parts[-1], flags)
+            problems = apply_flags(dir_fd, parts[-1], kind, flags)
     except OSError as exc:
         problems = [f"cannot set inode flags: {exc.strerror}"]
     return located(root, parts, problems)
-

@@ -52,7 +52,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from fogvault.errors import DestinationUnwritable, IntegrityError, UnsafePath, UsageError
-from fogvault.fsmeta import FlagsRefused, Problem
+from fogvault.fsmeta import FlagsRefused, MetadataProblem
 from fogvault.hardlinks import Hardlinks
 from fogvault.heap import release_free_memory
 from fogvault.patterns import PathPatterns, pattern_warnings
@@ -255,7 +255,7 @@ class Restorer:
         self.summary.warnings.add(message)
         self.progress.warning(message)
 
-    def _note(self, problem: Problem) -> None:
+    def _note(self, problem: MetadataProblem) -> None:
         """A metadata problem: a warning, or inode flags refused (summed up at the end)."""
         if isinstance(problem, FlagsRefused):
             self._flags.refused(problem)
@@ -685,7 +685,7 @@ class Restorer:
             log_level=logging.getLogger("fogvault").getEffectiveLevel(),
         )
 
-    def _report(self, done: int, stored: int, warnings: list[Problem]) -> None:
+    def _report(self, done: int, stored: int, warnings: list[MetadataProblem]) -> None:
         """What a writer did (in this thread, in order)."""
         for problem in warnings:
             self._note(problem)

@@ -204,7 +204,8 @@ def test_a_file_system_without_flags_costs_one_warning(
         out = _placed(src, point / "lib")
         assert len(summary.warnings) == 1
         assert re.fullmatch(
-            f"inode flags \\(chattr\\) of {len(expected) - 1} entries not restored: the file "
+            f"inode flags \\(chattr\\) s u c S i a d A t D T of {len(expected) - 1} entries not "
+            "restored: the file "
             f"system does not support them; the first: {re.escape(str(out))}/\\S+: "
             "Inappropriate ioctl for device; restore --no-flags leaves them out",
             summary.warnings[0])
@@ -236,8 +237,8 @@ def test_without_cap_linux_immutable_i_and_a_are_refused_in_one_line(
     warnings = [line for line in done.stderr.decode().splitlines()
                 if line.startswith("warning:")]
     assert len(warnings) == 1
-    assert warnings[0].startswith("warning: inode flags (chattr) of 3 entries not restored: "
-                                  "not permitted (i and a take CAP_LINUX_IMMUTABLE")
+    assert warnings[0].startswith("warning: inode flags (chattr) i a of 3 entries not "
+                                  "restored: not permitted (i and a take CAP_LINUX_IMMUTABLE")
     out = _placed(src, target)
     for rel, letters in expected.items():
         assert lsattr(out / rel) == letters - {"i", "a"}, rel
