@@ -1,9 +1,9 @@
-"""Restoring inode flags (``chattr``'s): which entries get theirs only at the end of a restore,
-and one line for each kind of refusal that every entry of the destination meets alike.
+"""Restoring inode flags (``chattr``'s): which entries get their i and a only at the end of a
+restore, and one line for each kind of refusal that every entry of the destination meets alike.
 
 An entry's flags are the last of its metadata to be set (fsmeta), and a folder's metadata is
 set after everything in it: immutable (i) and append-only (a) forbid what would come after.
-Two kinds of entries are changed later still, so their flags wait for the end of the restore,
+Two kinds of entries are changed later still, so their i and a wait for the end of the restore,
 after every entry is written and ``--delete`` has deleted:
 
 * a file with several names: link(2) refuses a new name to an immutable or append-only file,
@@ -11,11 +11,15 @@ after every entry is written and ``--delete`` has deleted:
 * with ``--delete``, folders: what they hold beyond the snapshot is deleted at the end, and
   their times are set again then.
 
-Only entries that have flags wait: their paths are held to the end, nothing for the others.
+Their other flags forbid none of that, and are set with the rest of their metadata, through the
+descriptor that sets it or one opened before the mode is set: set at the end, through the path,
+they were refused to a process that is not root where the mode keeps the owner out (000).
+Only entries that have i or a wait: their paths are held to the end, nothing for the others.
 
 Refusals that every entry of the destination would meet (a file system without inode flags,
-such as ramfs, vfat or NFS; a process without CAP_LINUX_IMMUTABLE, which i and a take) are
-counted and reported in one line each, naming the first entry, instead of one per entry.
+such as ramfs, vfat or NFS, or without some of them, such as tmpfs; a process without
+CAP_LINUX_IMMUTABLE, which i and a take) are counted and reported in one line each, naming the
+flags refused and the first entry, instead of one per entry.
 
 What this does not do: clear i or a on entries already at the target (what restore would change
 there is refused, and ``content.explained`` says why), or set flags on a file restore keeps
@@ -25,10 +29,17 @@ there is refused, and ``content.explained`` says why), or set flags on a file re
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 from dataclasses import dataclass
 
-from fogvault.fsmeta import FlagsRefused, MetadataProblem, apply_flags, flag_letters
+from fogvault.fsmeta import (
+    LOCKING_FLAGS,
+    FlagsRefused,
+    MetadataProblem,
+    apply_flags,
+    flag_letters,
+)
 from fogvault.repo.tree import DIR, FILE, Node
 from fogvault.restore.content import FileJob, located
 from fogvault.restore.safefs import Parts, SafeRoot
@@ -37,9 +48,10 @@ from fogvault.sizes import counted
 
 @dataclass(slots=True)
 class _Waiting:
-    """An entry whose flags are set at the end."""
+    """An entry whose flags are set at the end (with its i or a)."""
 
     parts: Parts
+    kind: str  # DIR or FILE
     flags: int
     job: FileJob | None  # a file's: its flags are set only if it was written in full
 
@@ -53,10 +65,11 @@ class _Refusals:
     first: FlagsRefused
 
     @classmethod
-    def add(cls, known: _Refusals | None, refusal: FlagsRefused) -> _Refusals:
+    def add(cls, known: _Refusals | None, refusal: FlagsRefused, counted_already: bool
+            ) -> _Refusals:
         if known is None:
             return cls(1, refusal.bits, refusal)
-        known.count += 1
+        known.count += not counted_already
         known.bits |= refusal.bits
         return known
 
@@ -74,42 +87,51 @@ class RestoredFlags:
 
     def folder(self, parts: Parts, node: Node) -> Node:
         """The node of the folder ``parts`` (made) for its metadata, set after its contents."""
-        if not node.flags or (self._enabled and not self._delete):
-            return node
-        if self._enabled:
-            self._waiting.append(_Waiting(parts, node.flags, None))
-        return dataclasses.replace(node, flags=0)
+        if self._delete and self._enabled and node.flags & LOCKING_FLAGS:
+            self._waiting.append(_Waiting(parts, DIR, node.flags, None))
+        return self._now(node, waits=self._delete)
 
     def file(self, node: Node) -> tuple[Node, int]:
         """The node of a file to write (not a second name linked to the first), and the flags
         that must wait for its other names (0: none)."""
-        if not node.flags:
-            return node, 0
+        waits = node.nlink > 1
+        later = node.flags if self._enabled and waits and node.flags & LOCKING_FLAGS else 0
+        return self._now(node, waits=waits), later
+
+    def _now(self, node: Node, *, waits: bool) -> Node:
+        """``node`` with the flags to set with its metadata: none with --no-flags, all but i
+        and a if those ``waits`` for the end."""
+        flags = node.flags & ~LOCKING_FLAGS if waits else node.flags
         if not self._enabled:
-            return dataclasses.replace(node, flags=0), 0
-        if node.nlink > 1:
-            return dataclasses.replace(node, flags=0), node.flags
-        return node, 0
+            flags = 0
+        return node if flags == node.flags else dataclasses.replace(node, flags=flags)
 
     def wait(self, job: FileJob, flags: int) -> None:
         """Set ``flags`` on the file of ``job`` at the end, if it is written in full."""
-        self._waiting.append(_Waiting(job.parts, flags, job))
+        self._waiting.append(_Waiting(job.parts, FILE, flags, job))
 
-    def refused(self, refusal: FlagsRefused) -> None:
+    def refused(self, refusal: FlagsRefused, *, counted_already: bool = False) -> None:
+        """Note ``refusal``; ``counted_already``: its entry is counted (its bits still are)."""
         if refusal.unsupported:
-            self._unsupported = _Refusals.add(self._unsupported, refusal)
+            self._unsupported = _Refusals.add(self._unsupported, refusal, counted_already)
         else:
-            self._not_permitted = _Refusals.add(self._not_permitted, refusal)
+            self._not_permitted = _Refusals.add(self._not_permitted, refusal, counted_already)
 
-    def finish(self, root: SafeRoot) -> list[MetadataProblem]:
-        """Set the flags that waited (everything is restored); what was not allowed."""
-        problems: list[MetadataProblem] = []
+    def finish(self, root: SafeRoot) -> list[str]:
+        """Set the flags that waited (everything is restored); the warnings (refusals are
+        noted, for the summary)."""
+        warnings: list[str] = []
         for waiting in self._waiting:
-            if waiting.job is None or not waiting.job.failed:
-                kind = DIR if waiting.job is None else FILE
-                problems += _set_flags(root, waiting.parts, kind, waiting.flags)
+            if waiting.job is not None and waiting.job.failed:
+                continue
+            for problem in _set_flags(root, waiting.parts, waiting.kind, waiting.flags):
+                if isinstance(problem, str):
+                    warnings.append(problem)
+                else:  # a file system without flags refused its others already (ENOTTY)
+                    self.refused(problem, counted_already=problem.errno == errno.ENOTTY
+                                 and bool(waiting.flags & ~LOCKING_FLAGS))
         self._waiting.clear()
-        return problems
+        return warnings
 
     def summary(self) -> list[str]:
         """One warning for each kind of refusal met, naming the flags refused."""

@@ -716,9 +716,7 @@ class Restorer:
 
     def _finish_flags(self, root: SafeRoot) -> None:
         """The inode flags that waited for the end, and a line for each kind refused."""
-        for problem in self._flags.finish(root):
-            self._note(problem)
-        for line in self._flags.summary():
+        for line in [*self._flags.finish(root), *self._flags.summary()]:
             self._warn(line)
 
     # ---- verify ----------------------------------------------------------------------
