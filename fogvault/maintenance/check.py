@@ -3,7 +3,8 @@
 * Structure: every snapshot decodes; every tree and data blob it references is indexed
   (:mod:`fogvault.maintenance.mark`). Every live object (:mod:`fogvault.maintenance.inventory`:
   config, key files, snapshots, live index files, indexed packs) is on every target, packs with
-  exactly the size their index entries imply.
+  exactly the size their index entries imply. Trees are read from the targets, never from the
+  local cache's copies of tree packs, which would hide a tree damaged or lost on the targets.
 * Metadata copies: the config, every key file, snapshot and index file is read from *every*
   target and verified (:func:`fogvault.maintenance.verify.verify_stored_copy`), so a copy
   damaged on one target is reported there even when reads fall back to a good copy elsewhere.
@@ -117,7 +118,8 @@ def check(
     options = options or CheckOptions()
     progress = progress or PhaseProgress()
     selector = _subset(options)
-    with repo.lock(writes=False):
+    # Trees from the targets: a good copy in the local cache must not hide a damaged one there.
+    with repo.lock(writes=False), repo.trees_from_targets():
         repo.load_index()
         result = CheckResult(blobs=len(repo.index))
         snapshots = repo.snapshots()

@@ -139,8 +139,10 @@ def repair(
 ) -> RepairResult:
     options = options or RepairOptions()
     progress = progress or PhaseProgress()
-    # --index: a running backup's packs are unlisted until its own index file is written
-    with repo.lock(exclusive=options.index and not options.dry_run) as lock:
+    # --index: a running backup's packs are unlisted until its own index file is written.
+    # Trees from the targets: what a snapshot needs is judged by what they hold, not the cache.
+    with (repo.lock(exclusive=options.index and not options.dry_run) as lock,
+          repo.trees_from_targets()):
         repo.load_index()
         reindexed = ReindexResult()
         if options.index:

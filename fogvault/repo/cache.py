@@ -1,28 +1,45 @@
-"""A local cache of immutable repository objects (index files), one folder per repository.
+"""A local cache of immutable repository objects, one folder per repository: copies of its index
+files, and of its tree packs (the packs that hold folder listings, as restic's cache holds them).
 
-Only content-addressed objects are cached, and every cached copy is verified against its name
-when read, so a stale or damaged cache costs a download, never correctness. The folder is 0700
-and files are 0600: index contents are encrypted, but their count and sizes are still private.
-A repository's folder gets a new modification time whenever the repository is opened, so that
+Only content-addressed objects are cached. An index file's copy is verified against its name
+when read; a tree pack's is verified against its name when it is downloaded, and then read in
+ranges, each blob of which is authenticated as it is opened (a damaged copy fails that, and is
+dropped and downloaded again). So a stale or damaged cache costs a download, never correctness.
+Data packs are never cached. Files are written atomically (a temporary file, then a rename), so
+processes sharing the folder see whole files or none. The folder is 0700 and files are 0600:
+their contents are encrypted, but their count and sizes are still private. A repository's
+folder gets a new modification time whenever the repository is opened, so that
 ``fogvault cache`` can tell folders of repositories no longer used (restic's ``cache``).
+
+Copies of objects the repository no longer holds are removed by :meth:`Cache.sweep`, which the
+repository runs when it loads its index (docs/design.md, "The local cache").
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
-from fogvault.crypto import content_hash
+from fogvault.crypto import Buffer, content_hash
 from fogvault.repo.config import is_repo_id
-from fogvault.repo.format import ID_HEX_LEN, INDEX_DIR
+from fogvault.repo.format import DATA_DIR, ID_HEX_LEN, INDEX_DIR, pack_id_from_name, pack_name
 
 log = logging.getLogger("fogvault")
+
+_TEMP_PREFIX = ".tmp-"
+#: A temporary file older than this was left by a writer that was killed: :meth:`Cache.sweep`
+#: removes it (a younger one may be another process's write in progress).
+STALE_TEMP_S = 3600
+#: Locks that let one thread download a tree pack while the others that want it wait (by the
+#: pack id's first byte: threads fetching different packs rarely wait for each other).
+_FETCH_LOCKS = 64
 
 
 def default_cache_dir() -> Path:
@@ -37,7 +54,7 @@ class Cache:
         os.utime(self.root)  # in use: see cache_folders
 
     def _path(self, name: str) -> Path:
-        return self.root / name.replace("/", "_")
+        return self.root / _file_name(name)
 
     def get_verified(self, name: str, object_id: bytes) -> bytes | None:
         path = self._path(name)
@@ -50,16 +67,36 @@ class Cache:
             return None
         return data
 
-    def put(self, name: str, data: bytes) -> None:
-        path = self._path(name)
-        tmp = path.with_name(f".tmp-{os.urandom(6).hex()}")
+    def read_range(self, name: str, offset: int, length: int) -> bytes | None:
+        """Bytes ``offset`` to ``offset + length`` of the copy of ``name`` (fewer if the file
+        ends first), unverified; None if there is none (or it cannot be read)."""
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            return os.pread(fd, length, offset)
+        except OSError as exc:
+            log.debug("cannot read %s from the cache: %s", name, exc)
+            return None
+        finally:
+            os.close(fd)
+
+    def put(self, name: str, data: Buffer) -> bool:
+        """Store a copy of ``name``, replacing any; whether it was stored (a cache that cannot
+        be written is only slower)."""
+        path = self._path(name)
+        tmp = path.with_name(f"{_TEMP_PREFIX}{os.urandom(6).hex()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
-        except OSError:
-            _remove(tmp)  # a cache that cannot be written is only slower
+        except OSError as exc:
+            log.debug("cannot write %s to the cache: %s", name, exc)
+            _remove(tmp)
+            return False
+        return True
 
     def names(self) -> set[str]:
         return {p.name for p in self.root.iterdir() if not p.name.startswith(".")}
@@ -67,15 +104,109 @@ class Cache:
     def discard(self, name: str) -> None:
         _remove(self._path(name))
 
+    def sweep(self, keep: Callable[[str], bool]) -> int:
+        """Remove the copies of the objects ``keep`` (given the object's name) says the
+        repository no longer holds, and temporary files older than :data:`STALE_TEMP_S`;
+        return how many files were removed. One directory listing: cheap enough for every
+        open."""
+        removed = 0
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError as exc:
+            log.debug("cannot list the cache %s: %s", self.root, exc)
+            return 0
+        for entry in entries:
+            name = _object_name(entry.name)
+            doomed = not keep(name) if name is not None else _is_stale_temp(entry)
+            if doomed and _remove(Path(entry.path)):
+                removed += 1
+        return removed
 
-def _remove(path: Path) -> None:
-    """Delete a cached file if the file system lets us. One that stays (a read-only or
-    immutable cache) costs downloads, not correctness: it is verified, and refused, again when
-    it is next read."""
+
+class TreePackCache:
+    """Whole copies of tree packs in a repository's :class:`Cache`, read in ranges.
+
+    :meth:`read` returns a range of a pack's copy; :meth:`fetch` downloads the pack first if
+    there is none (with the caller's function, which verifies it against its id), stores it
+    and returns the range from the bytes downloaded; threads that want a pack being downloaded
+    wait for it instead of downloading it too. Nothing here authenticates what a copy returns:
+    the caller opens each blob, and drops a copy whose blob fails (:meth:`discard`). Once a copy
+    cannot be written (a full or read-only disk), :attr:`usable` is False: the caller reads
+    ranges from the targets, as with no cache, rather than download whole packs for
+    nothing."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self.usable = True
+        self._locks = [threading.Lock() for _ in range(_FETCH_LOCKS)]
+
+    def read(self, pack_id: bytes, offset: int, length: int) -> bytes | None:
+        """Bytes ``offset`` to ``offset + length`` of the pack's copy (fewer if it is
+        short), or None if there is none."""
+        return self.cache.read_range(pack_name(pack_id), offset, length)
+
+    def fetch(self, pack_id: bytes, offset: int, length: int,
+              download: Callable[[], Buffer]) -> bytes:
+        """Bytes ``offset`` to ``offset + length`` of the pack: from ``download()`` (the whole
+        pack, verified; its errors are raised), which is then stored, or from the copy that
+        another thread or process stored meanwhile. The whole pack is held only while it is
+        stored."""
+        with self._locks[pack_id[0] % _FETCH_LOCKS]:
+            found = self.read(pack_id, offset, length)
+            if found is not None:
+                return found
+            whole = download()
+            self.put(pack_id, whole)
+            return bytes(memoryview(whole)[offset : offset + length])
+
+    def put(self, pack_id: bytes, data: Buffer) -> None:
+        """Keep a copy of a tree pack: one downloaded, or one this process wrote (the next
+        backup reads it as its parent's)."""
+        if self.usable and not self.cache.put(pack_name(pack_id), data):
+            self.usable = False
+            log.warning("tree packs are not cached: %s cannot be written", self.cache.root)
+
+    def discard(self, pack_id: bytes) -> None:
+        self.cache.discard(pack_name(pack_id))
+
+
+def _file_name(name: str) -> str:
+    """The cache's file name for the object ``name``: its name with ``/`` as ``_``
+    (``index_<id>``, ``data_<2>_<id>``)."""
+    return name.replace("/", "_")
+
+
+def _object_name(file_name: str) -> str | None:
+    """The name of the object that the cache's file ``file_name`` copies, or None if it is
+    not a copy (a temporary file, or something the cache does not write)."""
+    index_prefix = _file_name(INDEX_DIR)
+    if file_name.startswith(index_prefix):
+        object_id = file_name.removeprefix(index_prefix)
+        if len(object_id) == ID_HEX_LEN and all(c in "0123456789abcdef" for c in object_id):
+            return INDEX_DIR + object_id
+        return None
+    name = file_name.replace("_", "/")
+    return name if name.startswith(DATA_DIR) and pack_id_from_name(name) else None
+
+
+def _is_stale_temp(entry: os.DirEntry) -> bool:
+    try:
+        return (entry.name.startswith(_TEMP_PREFIX)
+                and time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_S)
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> bool:
+    """Delete a cached file if the file system lets us; whether it is gone. One that stays (a
+    read-only or immutable cache) costs downloads, not correctness: it is verified, and
+    refused, again when it is next read."""
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
         log.debug("cannot remove %s from the cache: %s", path, exc)
+        return False
+    return True
 
 
 @dataclass(slots=True)
@@ -84,6 +215,8 @@ class CacheFolder:
     repo_id: str
     last_used: float  # seconds since the epoch: when the repository was last opened
     size: int  # bytes of the files in it
+    tree_packs: int = 0  # copies of tree packs among them
+    tree_pack_size: int = 0  # their bytes
 
 
 def cache_folders(root: Path) -> Iterator[CacheFolder]:
@@ -98,17 +231,24 @@ def cache_folders(root: Path) -> Iterator[CacheFolder]:
     for entry in entries:
         try:
             if is_repo_id(entry.name) and entry.is_dir(follow_symlinks=False):
-                found.append(CacheFolder(Path(entry.path), entry.name,
-                                         entry.stat(follow_symlinks=False).st_mtime,
-                                         _files_size(entry.path)))
+                found.append(_measured(entry))
         except OSError:
             continue
     yield from sorted(found, key=lambda folder: folder.last_used)
 
 
-def _files_size(folder: str) -> int:
-    return sum(f.stat(follow_symlinks=False).st_size for f in os.scandir(folder)
-               if f.is_file(follow_symlinks=False))
+def _measured(entry: os.DirEntry) -> CacheFolder:
+    folder = CacheFolder(Path(entry.path), entry.name, entry.stat(follow_symlinks=False).st_mtime,
+                         0)
+    for file in os.scandir(entry.path):
+        if not file.is_file(follow_symlinks=False):
+            continue
+        size = file.stat(follow_symlinks=False).st_size
+        folder.size += size
+        if (_object_name(file.name) or "").startswith(DATA_DIR):
+            folder.tree_packs += 1
+            folder.tree_pack_size += size
+    return folder
 
 
 def is_old(folder: CacheFolder, max_age_days: float) -> bool:
@@ -120,7 +260,7 @@ def remove_folder(folder: CacheFolder) -> None:
     as cached objects, and temporary files): a folder of the same name that holds anything
     else is not ours, and is refused (ValueError). OSError if the file system refuses."""
     names = os.listdir(folder.path)
-    foreign = [n for n in names if not (_is_cached_name(n) or n.startswith(".tmp-"))
+    foreign = [n for n in names if not (_object_name(n) or n.startswith(_TEMP_PREFIX))
                or not os.path.isfile(os.path.join(folder.path, n))
                or os.path.islink(os.path.join(folder.path, n))]
     if foreign:
@@ -129,11 +269,3 @@ def remove_folder(folder: CacheFolder) -> None:
     for name in names:
         os.unlink(os.path.join(folder.path, name))
     os.rmdir(folder.path)
-
-
-def _is_cached_name(name: str) -> bool:
-    """A name :meth:`Cache._path` makes of an index file's."""
-    prefix = INDEX_DIR.replace("/", "_")
-    object_id = name.removeprefix(prefix)
-    return (name.startswith(prefix) and len(object_id) == ID_HEX_LEN
-            and all(c in "0123456789abcdef" for c in object_id))

@@ -191,6 +191,7 @@ class PackWriter:
     def _upload(self, pack_id: bytes, data: memoryview, entries: list[PackEntry]) -> None:
         try:
             self.repo.save_pack(pack_id, data)
+            self.repo.cache_written_pack(pack_id, data, entries[0].blob_type)
         finally:
             self._slots.release()
         self.repo.index.add_pack(pack_id, entries)

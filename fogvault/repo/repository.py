@@ -62,7 +62,7 @@ from fogvault.errors import (
     WrongPassword,
 )
 from fogvault.parallel import ordered_map
-from fogvault.repo.cache import Cache, default_cache_dir
+from fogvault.repo.cache import Cache, TreePackCache, default_cache_dir
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.format import (
     CONFIG_NAME,
@@ -126,6 +126,14 @@ INDEX_LOAD_BATCH = 8
 INDEX_BYTES_PER_BLOB = 40
 METADATA_COMPRESSION_LEVEL = 3
 TREE_SPAN = 4 * 1024 * 1024  # bytes of a pack read at once by load_trees
+#: Room for a tree pack's header beyond its blobs when a whole pack is downloaded for the cache
+#: (a header takes 41 bytes a blob, so it can be as large as the blobs: see _tree_pack_limit).
+PACK_TAIL_ROOM = 1024 * 1024
+
+
+class _NotCacheable(Exception):
+    """A tree pack larger than any pack this repository's writers make (see
+    ``_tree_pack_limit``): it is read in ranges, as without a cache."""
 
 
 class Repository:
@@ -141,8 +149,11 @@ class Repository:
         self.master = master
         self.key_id = key_id
         self.config = config
+        self._tree_packs: TreePackCache | None = None
         self.cache = cache
         self.index = BlobIndex()
+        self._cache_swept = False  # see load_index
+        self._uncacheable: set[bytes] = set()  # tree packs too large to download whole
         self._index_ids: set[bytes] = set()
         self._superseded: set[bytes] = set()
         self.key_bytes: bytes | None = None  # the key file that opened it, as verified
@@ -277,6 +288,27 @@ class Repository:
             repo.load_index()
         return repo
 
+    @property
+    def cache(self) -> Cache | None:
+        """The local cache: index files and tree packs (None: ``--no-cache``)."""
+        return self._cache
+
+    @cache.setter
+    def cache(self, cache: Cache | None) -> None:
+        self._cache = cache
+        self._tree_packs = TreePackCache(cache) if cache is not None else None
+
+    @contextlib.contextmanager
+    def trees_from_targets(self) -> Iterator[None]:
+        """Within the block, trees are read from the targets, never from the cached tree
+        packs (nor stored there): ``check`` and ``repair`` judge what the targets hold, which a
+        good copy in the cache would hide."""
+        kept, self._tree_packs = self._tree_packs, None
+        try:
+            yield
+        finally:
+            self._tree_packs = kept
+
     def close(self) -> None:
         self.targets.close()
 
@@ -312,13 +344,38 @@ class Repository:
             index_id = id_from_name_or_none(name)
             if index_id is not None:
                 present[index_id] = name, size
-        if self._index_ids - present.keys():
+        gone = bool(self._index_ids - present.keys())
+        if gone:
             self.index, self._index_ids, self._superseded = BlobIndex(), set(), set()
-        if self._load_index_files(present):
+        superseded = self._load_index_files(present)
+        if superseded:
             # A new file supersedes one already loaded (a prune finished, or was killed after
             # writing its new index): rebuild without the superseded files' entries.
             self.index, self._index_ids = BlobIndex(), set()
             self._load_index_files(present)
+        if gone or superseded or not self._cache_swept:
+            self._sweep_cache({name for name, _ in present.values()})
+
+    def _sweep_cache(self, index_names: set[str]) -> None:
+        """Remove the cached copies of index files no target lists and of packs the index
+        does not list (pruned), once per process and again after each prune (which drops index
+        files): one listing of the cache folder. A pack another process wrote and has not yet
+        indexed (a backup running, for up to 30 s a pack) is removed too, and costs it a
+        download if it is read again (restic's cache does the same)."""
+        self._cache_swept = True
+        if self.cache is None:
+            return
+
+        def keep(name: str) -> bool:
+            if name.startswith(INDEX_DIR):
+                return name in index_names
+            pack_id = id_from_name_or_none(name)
+            return pack_id is not None and self.index.pack_number(pack_id) >= 0
+
+        removed = self.cache.sweep(keep)
+        if removed:
+            log.debug("cache: removed %d files of objects the repository no longer holds",
+                      removed)
 
     def _load_index_files(self, present: dict[bytes, tuple[str, int]]) -> bool:
         """Load the files of ``present`` not loaded yet, streaming: a few are read at once
@@ -419,18 +476,74 @@ class Repository:
     def save_pack(self, pack_id: bytes, data: bytes | memoryview) -> None:
         self.targets.write_to_each(pack_name(pack_id), data, exist_ok=True)
 
+    def cache_written_pack(self, pack_id: bytes, data: bytes | memoryview,
+                           blob_type: BlobType) -> None:
+        """After :meth:`save_pack`: keep a copy of a tree pack in the cache, so that the
+        next backup finds its parent's trees there. Data packs are not kept."""
+        if blob_type is BlobType.TREE and self._tree_packs is not None:
+            self._tree_packs.put(pack_id, data)
+
     def load_blob(self, blob_id: bytes, blob_type: BlobType | None = None) -> bytes:
         entry = self.index.get(blob_id)
         if entry is None:
             raise IntegrityError(f"blob {blob_id.hex()} is not in the index")
         if blob_type is not None and entry.blob_type != blob_type:
             raise IntegrityError(f"blob {blob_id.hex()} is not a {blob_type.name.lower()} blob")
-        return self.targets.read_decoded(
-            pack_name(entry.pack_id),
-            lambda sealed: self.open_blob(entry, sealed),
-            entry.offset,
-            entry.length,
-        )
+        return self._read_pack(entry.pack_id, entry.blob_type,
+                               lambda sealed: self.open_blob(entry, sealed),
+                               entry.offset, entry.length)
+
+    def _read_pack(self, pack_id: bytes, blob_type: BlobType, decode: Callable[[bytes], T],
+                   offset: int, length: int) -> T:
+        """``decode`` of bytes ``offset`` to ``offset + length`` of a pack of ``blob_type``
+        blobs: a tree pack's from its copy in the cache (downloaded whole first), any other's
+        from the targets (:meth:`TargetSet.read_decoded`). ``decode`` authenticates what it is
+        given (IntegrityError): a cached copy that fails it is damaged, and is dropped and
+        downloaded again. A tree pack that cannot be downloaded whole intact (damaged on every
+        target) is read in ranges as without a cache, so that its intact trees still load."""
+        packs = self._tree_packs if blob_type is BlobType.TREE else None
+        if packs is None or not packs.usable or pack_id in self._uncacheable:
+            return self.targets.read_decoded(pack_name(pack_id), decode, offset, length)
+        copied = packs.read(pack_id, offset, length)
+        if copied is not None:
+            try:
+                return decode(copied)
+            except IntegrityError as exc:
+                log.warning("the cached copy of tree pack %s is damaged (%s): downloading it "
+                            "again", pack_id.hex(), exc)
+                packs.discard(pack_id)
+        try:
+            data = packs.fetch(pack_id, offset, length,
+                               lambda: self._download_tree_pack(pack_id, offset + length))
+        except (IntegrityError, _NotCacheable) as exc:
+            if isinstance(exc, _NotCacheable):
+                self._uncacheable.add(pack_id)
+            return self.targets.read_decoded(pack_name(pack_id), decode, offset, length)
+        return decode(data)
+
+    def _download_tree_pack(self, pack_id: bytes, needed: int) -> bytes:
+        """The whole pack ``pack_id``, from the first target whose copy matches its name, for
+        the cache; ``needed``: bytes of it the caller knows of (the end of a blob in it)."""
+        limit = self._tree_pack_limit(needed)
+
+        def whole(data: bytes) -> bytes:
+            if len(data) > limit:
+                raise _NotCacheable(pack_id.hex())
+            if content_hash(data) != pack_id:
+                raise IntegrityError(f"pack {pack_id.hex()} does not match its name")
+            return data
+
+        return self.targets.read_decoded(pack_name(pack_id), whole, 0, limit + 1)
+
+    def _tree_pack_limit(self, needed: int) -> int:
+        """The most bytes a tree pack of this repository can hold, so that what a download
+        holds in memory is bounded: a pack is closed once its blobs reach the pack size, so
+        they are at most the pack size and one more blob (as large as the largest chunk; a tree
+        blob larger than that gets a pack of its own, which ``needed`` covers), and its header
+        takes at most as many bytes as its blobs (41 an entry; a sealed blob has at least
+        41)."""
+        blobs = max(self.config.pack_size + self.config.chunker.max_size, needed)
+        return 2 * blobs + PACK_TAIL_ROOM
 
     def open_blob(self, entry: BlobLocation, sealed: bytes | memoryview) -> bytes:
         if len(sealed) != entry.length:
@@ -460,7 +573,7 @@ class Repository:
                 out.append((e, bytes(blob) if sealed and isinstance(plain, bytes) else plain))
             return out
 
-        return self.targets.read_decoded(pack_name(pack_id), decode, start, end - start)
+        return self._read_pack(pack_id, entries[0].blob_type, decode, start, end - start)
 
     def read_spans(
         self, spans: Iterable[list[IndexEntry]], *, threads: int, ahead: int,
