@@ -1,4 +1,5 @@
-"""``fogvault cache``: the local cache's folders, one per repository, and removing old ones."""
+"""``fogvault cache``: the local cache's folders, one per repository (copies of its index files
+and tree packs), and removing old ones."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def cache_cmd(
         int, typer.Option("--max-age", min=0, help="Days after which a folder is old.")
     ] = DEFAULT_MAX_AGE_DAYS,
 ) -> None:
-    """List the cache's folders (one per repository: size, last use); remove old ones."""
+    """List the cache's folders (per repository: size, tree packs, last use); remove old ones."""
     refuse_options(ctx, CACHE_REFUSES)
     from datetime import datetime
 
@@ -61,7 +62,8 @@ def cache_cmd(
             kept.append(f"{folder.path}: {getattr(exc, 'strerror', None) or exc}")
     if out.json_mode:
         out.json({"cache_dir": str(root), "folders": [
-            {"repo_id": f.repo_id, "size": f.size,
+            {"repo_id": f.repo_id, "size": f.size, "tree_packs": f.tree_packs,
+             "tree_pack_size": f.tree_pack_size,
              "last_used": datetime.fromtimestamp(f.last_used).astimezone().isoformat(),
              "old": is_old(f, max_age), "removed": f in removed} for f in folders]})
     else:
@@ -78,12 +80,13 @@ def _print_table(out: Printer, root: Path, folders: list[CacheFolder],
     from fogvault.sizes import format_size
 
     rows = [[f.repo_id, format_size(f.size),
+             f"{f.tree_packs} ({format_size(f.tree_pack_size)})" if f.tree_packs else "",
              datetime.fromtimestamp(f.last_used).strftime("%Y-%m-%d %H:%M"),
              "removed" if f in removed else "old" if is_old(f, max_age) else ""]
             for f in folders]
     out.result(f"cache: {root}")
     if rows:
-        out.result(table(rows, ["Repository", "Size", "Last used", ""]))
+        out.result(table(rows, ["Repository", "Size", "Tree packs", "Last used", ""]))
     old = sum(1 for f in folders if is_old(f, max_age) and f not in removed)
     if old and not cleanup:
         out.line(f"{old} of them not used for {max_age} days: 'fogvault cache --cleanup' "

@@ -4,12 +4,14 @@ pruned packs leave it, ``--no-cache`` writes none, and ``check`` reads the targe
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -302,3 +304,23 @@ def test_two_restores_at_once_share_a_cache(fogvault, cli_env, tmp_path):
     assert copies and not list(folder.glob(".tmp-*"))
     assert all(content_hash(p.read_bytes()).hex() == p.name[-64:] for p in copies)
 
+
+def test_the_cache_command_counts_tree_packs_and_removes_them_with_their_folder(fogvault,
+                                                                               tmp_path):
+    _folders(tmp_path / "src", 10)
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    assert fogvault("-r", "repo", "--cache-dir", "cache", "backup", "src").returncode == 0
+    [folder] = (tmp_path / "cache").iterdir()
+    copies = list(folder.glob("data_*"))
+    done = fogvault("--cache-dir", "cache", "cache", "--json")
+    [listed] = json.loads(done.stdout)["folders"]
+    assert listed["tree_packs"] == len(copies) >= 1
+    assert listed["tree_pack_size"] == sum(p.stat().st_size for p in copies) < listed["size"]
+    text = fogvault("--cache-dir", "cache", "cache").stdout.decode().splitlines()
+    assert "Tree packs" in text[1] and f" {len(copies)} (" in text[-1]
+
+    long_ago = time.time() - 100 * 86400
+    os.utime(folder, (long_ago, long_ago))
+    done = fogvault("--cache-dir", "cache", "cache", "--cleanup")
+    assert done.returncode == 0, done.stderr
+    assert not folder.exists()
