@@ -131,7 +131,7 @@ def test_incremental_backup_records_what_a_fresh_scan_records(make_repo, src, mu
     assert after == _src_node(repo, fresh, src)  # and nothing stale is
 
 
-def test_xattr_change_is_in_the_node(make_repo, src):
+def test_xattr_change_is_in_the_node(make_repo, src, trust_recent_entries):
     repo = make_repo()
     _backup(repo, src)
     os.setxattr(src / "d" / "x", "user.tag", b"red")
@@ -160,7 +160,8 @@ def _record_work(monkeypatch: pytest.MonkeyPatch) -> tuple[list[bytes], list[set
     return listed, encoded
 
 
-def test_unchanged_entries_are_neither_listed_nor_encoded(make_repo, src, monkeypatch):
+def test_unchanged_entries_are_neither_listed_nor_encoded(make_repo, src, monkeypatch,
+                                                         trust_recent_entries):
     repo = make_repo()
     first = _backup(repo, src)
     listed, encoded = _record_work(monkeypatch)

@@ -619,7 +619,8 @@ def test_a_check_that_finds_damage_on_the_only_target_fails_the_run(setup):
     assert record.steps["repair"].status == "skipped"
 
 
-def test_skip_if_unchanged_saves_no_snapshot_until_something_changes(setup, cli_env):
+def test_skip_if_unchanged_saves_no_snapshot_until_something_changes(setup, cli_env,
+                                                                     trust_recent_entries):
     setup.write('skip_if_unchanged = true\nretention = { keep_last = 5 }\n')
     first = run_job(setup.load(), "home")
     assert (first.result, first.exit_code) == ("success", 0), first.error
