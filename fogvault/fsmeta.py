@@ -17,7 +17,7 @@ import pwd
 import stat
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -197,11 +197,11 @@ def set_flags(fd: int, flags: int) -> list[MetadataProblem]:
     """Give the open entry ``fd`` the stored bits of ``flags`` (others are ignored), keeping
     the rest of its flags: the file system's own, such as ext4's e, which cleared would have
     ext4 convert the file. No call when they are as wanted already. An entry that has i or a
-    keeps its flags (a restore does not lift them, and they refuse every other change).
-    Returns what was refused; bits refused for reasons every entry shares do not cost the
-    others (see :func:`_set_one_by_one`)."""
+    keeps them (a restore does not lift them); its other flags cannot change then (i and a
+    refuse it), a problem if they differ. Returns what was refused; bits refused for reasons
+    every entry shares do not cost the others (see :func:`_set_one_by_one`)."""
     current = _get_flags(fd)
-    wanted = current & ~STORED_FLAGS | flags & STORED_FLAGS
+    wanted = current & ~STORED_FLAGS | flags & STORED_FLAGS | current & LOCKING_FLAGS
     if wanted == current:
         return []
     if current & LOCKING_FLAGS:
@@ -326,23 +326,63 @@ def _apply(target: bytes | int, at: dict[str, Any], xattr_target: bytes | int, n
            restore_owner: bool) -> list[MetadataProblem]:
     """The steps of both: owner first (chown clears set-id bits), times last (before the
     flags: immutable and append-only forbid changing the others). ``target`` is a name
-    (``at``: its folder, no following) or an open descriptor (``at`` empty)."""
+    (``at``: its folder, no following) or an open descriptor (``at`` empty). A step refused
+    that would have changed nothing is no problem (see :func:`_changed_nothing`)."""
     problems: list[MetadataProblem] = []
     is_link = node.type == SYMLINK
     if restore_owner:
         try:
             os.chown(target, node.uid, node.gid, **at)
         except OSError as exc:
-            problems.append(f"cannot set owner: {exc.strerror}")
+            if not _changed_nothing(exc, target, at,
+                                    lambda st: (st.st_uid, st.st_gid) == (node.uid, node.gid)):
+                problems.append(f"cannot set owner: {_explained(exc, target, at).strerror}")
     _set_xattrs(xattr_target, node, problems)
     if not is_link:  # the entry was created by this restore: it is not a symlink
-        os.chmod(target, node.mode, dir_fd=at.get("dir_fd"))
+        try:
+            os.chmod(target, node.mode, dir_fd=at.get("dir_fd"))
+        except OSError as exc:
+            if not _changed_nothing(exc, target, at,
+                                    lambda st: stat.S_IMODE(st.st_mode) == node.mode):
+                raise _explained(exc, target, at) from exc
     try:
         os.utime(target, ns=(node.mtime_ns, node.mtime_ns), **at)
     except OSError as exc:
-        if not is_link:
-            problems.append(f"cannot set times: {exc.strerror}")
+        if not is_link and not _changed_nothing(exc, target, at,
+                                                lambda st: st.st_mtime_ns == node.mtime_ns):
+            problems.append(f"cannot set times: {_explained(exc, target, at).strerror}")
     return problems
+
+
+def _explained(exc: OSError, target: bytes | int, at: dict[str, Any]) -> OSError:
+    """``exc``, a change to the entry refused, saying why where it is immutable or
+    append-only, which refuses root too."""
+    if exc.errno != errno.EPERM:
+        return exc
+    if isinstance(target, int):
+        try:
+            flags = read_flags(target)
+        except OSError:
+            flags = 0
+    else:
+        flags = flags_at(at["dir_fd"], target)
+    if not flags & LOCKING_FLAGS:
+        return exc
+    return OSError(exc.errno, f"{exc.strerror}: it is {LOCKED}")
+
+
+def _changed_nothing(exc: OSError, target: bytes | int, at: dict[str, Any],
+                     as_wanted: Callable[[os.stat_result], bool]) -> bool:
+    """Whether a change refused with ``exc`` would have changed nothing (``as_wanted`` of the
+    entry's lstat): an immutable or append-only entry refuses even that, root too, and a
+    restore onto a target that holds the snapshot already meets each of them. Looked at only
+    then, so other entries cost no lstat more."""
+    if exc.errno != errno.EPERM:
+        return False
+    try:
+        return as_wanted(os.stat(target, **at))
+    except OSError:
+        return False
 
 
 def _set_xattrs(target: bytes | int, node: Node, problems: list[MetadataProblem]) -> None:

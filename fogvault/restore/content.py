@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from fogvault.errors import DestinationUnwritable, MalformedObject, UnsafePath
 from fogvault.fsmeta import (
+    LOCKED,
     LOCKING_FLAGS,
     FlagsRefused,
     MetadataProblem,
@@ -263,12 +264,8 @@ def set_metadata(root: SafeRoot, parts: Parts, node: Node, restore_owner: bool,
             problems = apply_file_metadata(fd, node, restore_owner=restore_owner)
         else:
             with root.open_dir(parts[:-1]) as dir_fd:  # reached without following symlinks
-                try:
-                    problems = apply_metadata(dir_fd, parts[-1], node,
-                                              restore_owner=restore_owner)
-                except OSError as exc:  # an immutable folder restore did not make?
-                    raise explained(exc, dir_fd, parts[-1]) from exc
-    except OSError as exc:
+                problems = apply_metadata(dir_fd, parts[-1], node, restore_owner=restore_owner)
+    except OSError as exc:  # its mode refused: the error says why (an immutable folder?)
         stop_if_unwritable(parts, exc)
         problems = [f"cannot set metadata: {exc.strerror}"]
     except (ValueError, OverflowError) as exc:  # NUL in an xattr name, absurd numbers
@@ -300,8 +297,7 @@ def explained(exc: OSError, dir_fd: int, name: bytes, *, folder_too: bool = Fals
         held = "its folder is"
     else:
         return exc
-    return OSError(exc.errno, f"{exc.strerror}: {held} immutable or append-only (lsattr shows "
-                              "it; chattr -i -a lifts it)")
+    return OSError(exc.errno, f"{exc.strerror}: {held} {LOCKED}")
 
 
 def not_restored(root: SafeRoot | None, parts: Parts, exc: OSError) -> str:

@@ -21,9 +21,12 @@ such as ramfs, vfat or NFS, or without some of them, such as tmpfs; a process wi
 CAP_LINUX_IMMUTABLE, which i and a take) are counted and reported in one line each, naming the
 flags refused and the first entry, instead of one per entry.
 
-What this does not do: clear i or a on entries already at the target (what restore would change
-there is refused, and ``content.explained`` says why), or set flags on a file restore keeps
-(``--overwrite if-changed``, ``never``).
+A file the restore keeps because it is unchanged (``--overwrite if-changed``, ``never``) gets its
+flags as a file it writes does, so a restore resumed after one that stopped before the end,
+or run again after ``chattr -R -i -a``, gives them back.
+
+What this does not do: clear i or a on entries already at the target (fsmeta keeps them; what
+restore would change there is refused, and ``content.explained`` says why).
 """
 
 from __future__ import annotations
@@ -105,6 +108,17 @@ class RestoredFlags:
         if not self._enabled:
             flags = 0
         return node if flags == node.flags else dataclasses.replace(node, flags=flags)
+
+    def kept(self, root: SafeRoot, parts: Parts, node: Node) -> list[MetadataProblem]:
+        """Give the file ``parts`` the restore keeps (as unchanged) its ``node``'s flags, as to
+        a file it writes: a resumed restore's files, or files whose i and a were lifted, get
+        them back. (Its i and a wait too if it has other names: they may yet be linked.)"""
+        if not node.flags:
+            return []
+        now, later = self.file(node)
+        if later:
+            self._waiting.append(_Waiting(parts, FILE, later, None))
+        return _set_flags(root, parts, FILE, now.flags) if self._enabled else []
 
     def wait(self, job: FileJob, flags: int) -> None:
         """Set ``flags`` on the file of ``job`` at the end, if it is written in full."""

@@ -410,6 +410,8 @@ class Restorer:
         unchanged = (node.type == FILE and stat.S_ISREG(existing.st_mode)
                      and (existing.st_size, existing.st_mtime_ns) == (node.size, node.mtime_ns))
         if mode != "always" and unchanged and self._keeps_links(root, parts, node, existing):
+            for problem in self._flags.kept(root, parts, node):
+                self._note(problem)
             return False
         if mode == "never":
             return False

@@ -254,7 +254,7 @@ def test_an_immutable_entry_in_the_way_is_one_clear_warning(
     out = _placed(src, target)
     _file(out / "plain.txt", b"old\n", "+i")
     _file(out / "nodump.txt", b"old\n", "+a")
-    (out / "frozen").mkdir()
+    (out / "frozen").mkdir(mode=0o700)  # its mode is the first change refused
     chattr(out / "frozen", "+i")
     done = fogvault("-r", repo.targets.urls[0], "restore", snapshot.uid, "-t", str(target),
                     "--no-flags")
