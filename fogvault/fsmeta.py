@@ -163,10 +163,10 @@ def read_flags(fd: int) -> int:
         raise
 
 
-def flags_at(dir_fd: int, name: bytes) -> int:
-    """``read_flags`` of the entry ``name`` in the folder ``dir_fd`` if it is a file or a
-    folder (nothing else is opened: not a device, whose open may act, nor a symlink); 0 if it
-    is none, or cannot be opened or read."""
+def flags_at(dir_fd: int | None, name: bytes) -> int:
+    """``read_flags`` of the entry ``name`` in the folder ``dir_fd`` (None: ``name`` is a
+    path) if it is a file or a folder (nothing else is opened: not a device, whose open may
+    act, nor a symlink); 0 if it is none, or cannot be opened or read."""
     try:
         kind = node_type(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
         if kind not in _FLAGGED_TYPES:

@@ -283,35 +283,45 @@ def located(root: SafeRoot, parts: Parts, problems: list[MetadataProblem]) -> li
             else f"{path}: {problem}" for problem in problems]
 
 
-def explained(exc: OSError, dir_fd: int, name: bytes, *, folder_too: bool = False
-              ) -> OSError:
-    """``exc``, a change to the entry ``name`` in the folder ``dir_fd`` refused, saying why
-    where the entry is immutable or append-only, which refuses root too; with ``folder_too``
-    (a creation or removal), or its folder. Restore does not lift those flags on what it
-    finds there."""
-    if exc.errno != errno.EPERM:
+class _Explained(OSError):
+    """An error :func:`explained` gave its reason already."""
+
+
+def explained(exc: OSError, dir_fd: int | None, name: bytes, *, folder_too: bool = False,
+              subject: str = "it") -> OSError:
+    """``exc``, a change to the entry ``name`` in the folder ``dir_fd`` (None: ``name`` is a
+    path) refused, saying why where the entry (``subject`` in the message) is immutable or
+    append-only, which refuses root too; with ``folder_too`` (a creation or removal), or its
+    folder. Restore does not lift those flags on what it finds there."""
+    if exc.errno != errno.EPERM or isinstance(exc, _Explained):
         return exc
     if flags_at(dir_fd, name) & LOCKING_FLAGS:
-        held = "it is"
+        held = f"{subject} is"
     elif folder_too and flags_at(dir_fd, b".") & LOCKING_FLAGS:
         held = "its folder is"
     else:
         return exc
-    return OSError(exc.errno, f"{exc.strerror}: {held} {LOCKED}")
+    return _Explained(exc.errno, f"{exc.strerror}: {held} {LOCKED}")
 
 
-def not_restored(root: SafeRoot | None, parts: Parts, exc: OSError) -> str:
+def explained_at(root: SafeRoot, parts: Parts, exc: OSError) -> OSError:
+    """:func:`explained` (``folder_too``) for the entry ``parts`` below ``root``, its folder
+    opened for it; ``exc`` as it is if the folder cannot be reached."""
+    if exc.errno != errno.EPERM:
+        return exc
+    try:
+        with root.open_dir(parts[:-1]) as dir_fd:
+            return explained(exc, dir_fd, parts[-1], folder_too=True)
+    except (OSError, UnsafePath):
+        return exc  # the folder cannot be reached: the error says so as it is
+
+
+def not_restored(root: SafeRoot, parts: Parts, exc: OSError) -> str:
     """The warning for an entry that could not be created or written (see
     :func:`stop_if_unwritable`), saying why where the entry in the way (or the folder) is
     immutable or append-only."""
     stop_if_unwritable(parts, exc)
-    if root is not None and exc.errno == errno.EPERM:
-        try:
-            with root.open_dir(parts[:-1]) as dir_fd:
-                exc = explained(exc, dir_fd, parts[-1], folder_too=True)
-        except (OSError, UnsafePath):
-            pass  # the folder cannot be reached: the error says so as it is
-    return _cannot_restore(parts, exc)
+    return _cannot_restore(parts, explained_at(root, parts, exc))
 
 
 def stop_if_unwritable(parts: Parts, exc: OSError) -> None:

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 from fogvault.errors import UnsafePath
 from fogvault.repo.tree import Node, Tree
+from fogvault.restore.content import explained_at
 from fogvault.restore.safefs import Listing, Parts, SafeRoot, mount_points_below
 
 #: whether the restore selects the snapshot path given, inside a selected folder or not
@@ -387,6 +388,8 @@ class Extras:
         except FileNotFoundError:
             return True  # gone meanwhile
         except (OSError, UnsafePath) as exc:
+            if isinstance(exc, OSError):  # it, or its folder, immutable or append-only?
+                exc = explained_at(self._root, parts, exc)
             self._warn(f"{os.fsdecode(self._path(parts))}: cannot delete: {_why(exc)}")
             return False
         return True

@@ -65,6 +65,7 @@ from fogvault.restore.content import (
     CREATE_FLAGS,
     ContentWriter,
     FileJob,
+    explained,
     impossible,
     not_restored,
     set_metadata,
@@ -192,7 +193,8 @@ class Restorer:
                 root = SafeRoot(target)
             except OSError as exc:
                 why = ("a file is in the way: the target must be a folder"
-                       if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror)
+                       if isinstance(exc, FileExistsError | NotADirectoryError)
+                       else _made_in(exc, target).strerror)
                 raise DestinationUnwritable(
                     f"cannot restore into {os.fsdecode(target)}: {why}") from exc
             self._extras = self._find_extras(root)
@@ -396,7 +398,8 @@ class Restorer:
                 self.summary.skipped += 1
                 return
             self._create(root, parts, node)
-        except OSError as exc:
+        except OSError as exc:  # only writing raises it: a dry run (no root) writes nothing
+            assert root is not None
             self._warn_unrestored(not_restored(root, parts, exc))
         except (ValueError, OverflowError) as exc:  # NUL in a link target, absurd numbers
             raise impossible(parts, exc) from exc
@@ -493,9 +496,7 @@ class Restorer:
         first = self._hardlinks.take(link_key) if node.nlink > 1 else None
         if first is not None:
             if root is not None:
-                with root.open_dir(first[:-1]) as src_fd, root.open_dir(parts[:-1]) as dst_fd:
-                    os.link(first[-1], parts[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd,
-                            follow_symlinks=False)
+                self._link(root, first, parts)
             return
         if node.nlink > 1:
             self._hardlinks.remember(link_key, parts, node.nlink)
@@ -516,6 +517,18 @@ class Restorer:
         # A file of more than SEGMENT_BLOBS is written a segment at a time, but its node's
         # chunk ids (about 70 bytes each) are held until its batch is written: it ends one.
         self._batch_blobs += len(node.content)
+
+    def _link(self, root: SafeRoot, first: Parts, parts: Parts) -> None:
+        """Make ``parts`` a hard link to ``first``: refused where the folder, or the file
+        (kept by --overwrite, with its i or a), is immutable or append-only, which it says."""
+        with root.open_dir(first[:-1]) as src_fd, root.open_dir(parts[:-1]) as dst_fd:
+            try:
+                os.link(first[-1], parts[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd,
+                        follow_symlinks=False)
+            except OSError as exc:
+                exc = explained(exc, dst_fd, parts[-1], folder_too=True)
+                raise explained(exc, src_fd, first[-1], subject=(
+                    f"the file it links to, {os.fsdecode(root.path(first))},")) from None
 
     # ---- --delete --------------------------------------------------------------------
 
@@ -752,6 +765,16 @@ class Restorer:
                     return False
                 offset += entry.raw_length
             return offset == job.node.size
+
+
+def _made_in(exc: OSError, target: bytes) -> OSError:
+    """``exc``, the target folder refused, saying why where the folder it was to be made in
+    (the nearest that exists) is immutable or append-only."""
+    folder = os.path.dirname(target)
+    while not os.path.lexists(folder) and folder != os.path.dirname(folder):
+        folder = os.path.dirname(folder)
+    folder = os.path.realpath(folder)
+    return explained(exc, None, folder, subject=os.fsdecode(folder))
 
 
 PLAN_BATCH_FILES = 2_000  # files planned before their contents are written (see the top)
