@@ -35,10 +35,10 @@ from fogvault.backup.saver import BlobSaver, stored_blobs
 from fogvault.backup.stream_source import StreamSource, check_stream_name
 from fogvault.errors import UsageError
 from fogvault.fsmeta import (
-    FLAGS_OPEN,
     group_name,
     node_from_stat,
     node_type,
+    open_for_flags,
     read_flags,
     read_xattrs,
     user_name,
@@ -167,7 +167,8 @@ class Archiver:
                 and not self.options.force
             )
             self._nothing_changed = (self.options.skip_if_unchanged
-                               and _same_labels(abs_paths, self.options, parent))
+                                     and _same_labels(abs_paths, self.options, parent)
+                                     and _flags_known(self.options, parent))
             self._skeleton_trees = []
             root_id = self._store(abs_paths, save_root, parent.tree if parent else None,
                                   lock.ensure_fresh)
@@ -362,17 +363,22 @@ class Archiver:
             except OSError as exc:
                 self._warn(path, f"cannot read extended attributes: {exc.strerror}")
         if kind == DIR and self.options.inode_flags:  # a file's: see _save_file
-            # chattr changes the ctime: the parent's entry for the same inode and ctime has
-            # them, if its backup read them
-            node.flags = (old.flags if same and old is not None and self._parent_flags
-                          else self._open_for_flags(path, DIR))
+            node.flags = self._entry_flags(path, DIR, old if same else None)
         return node
+
+    def _entry_flags(self, path: bytes, kind: str, same_as: Node | None) -> int:
+        """The inode flags of the file or folder ``path`` (a file not read for its content):
+        ``same_as``'s, the parent's entry for the same inode and ctime (chattr changes the
+        ctime), if the parent's backup read them; else read, the entry opened for them."""
+        if same_as is not None and self._parent_flags:
+            return same_as.flags
+        return self._open_for_flags(path, kind)
 
     def _open_for_flags(self, path: bytes, kind: str) -> int:
         """The inode flags of the file or folder ``path``, opened for them alone; 0 if it
         cannot be opened (its read or listing says why, if it is read)."""
         try:
-            fd = os.open(path, FLAGS_OPEN) if kind == DIR else _open_to_read(path)
+            fd = open_for_flags(None, path, DIR) if kind == DIR else _open_to_read(path)
         except OSError:
             return 0
         try:
@@ -462,8 +468,8 @@ class Archiver:
         elif self._unchanged(node, old):
             assert old is not None
             node.content = old.content
-            if self.options.inode_flags:  # the same inode and ctime, as for a folder's
-                node.flags = old.flags if self._parent_flags else self._open_for_flags(path, FILE)
+            if self.options.inode_flags:
+                node.flags = self._entry_flags(path, FILE, old)
             self.summary.files_unchanged += 1
             self.progress.bytes_done(node.size)
         else:
@@ -700,6 +706,14 @@ def _same_labels(abs_paths: list[bytes], options: BackupOptions, parent: Snapsho
     return (parent is not None and [os.fsdecode(p) for p in abs_paths] == parent.paths
             and options.host == parent.host and sorted(set(options.tags)) == sorted(
                 set(parent.tags)))
+
+
+def _flags_known(options: BackupOptions, parent: Snapshot | None) -> bool:
+    """Whether ``parent`` holds what a backup with ``options`` needs of the inode flags. One
+    that reads them after one that did not (``--no-flags``, an older FogVault) saves a
+    snapshot, unchanged or not: without one that read them, every run would open every file
+    and folder for them again."""
+    return not options.inode_flags or (parent is not None and parent.flags_read)
 
 
 def _trusted_before(parent: Snapshot | None) -> int:

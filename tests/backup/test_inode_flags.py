@@ -145,14 +145,7 @@ def test_unchanged_entries_take_the_parents_flags_only_if_it_read_them(
     """An unchanged backup opens nothing for flags; after a parent that did not read them (a
     --no-flags run, or any backup before flags were stored), every file and folder is read
     once, the unchanged ones too."""
-    opened: list[int] = []
-    read_flags = archiver.read_flags
-
-    def counted(fd: int) -> int:
-        opened.append(fd)
-        return read_flags(fd)
-
-    monkeypatch.setattr(archiver, "read_flags", counted)
+    opened = _count_flag_reads(monkeypatch)
     repo = make_repo()
     without = _backup(repo, [src], inode_flags=False)
     assert opened == []
@@ -165,6 +158,42 @@ def test_unchanged_entries_take_the_parents_flags_only_if_it_read_them(
     assert (opened, again.summary.files_unchanged) == ([], 5)
     assert _flags(repo, again, src) == EXPECTED
     assert without.tree != again.tree
+
+
+def test_skip_if_unchanged_saves_once_after_a_parent_without_flags(
+        make_repo: Callable[..., Repository], tmp_path: Path, trust_recent_entries: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing changed since a --no-flags parent (no entry has flags, so the trees are the
+    same), but it did not read them: the first run with flags saves a snapshot that did, so
+    that the next finds them there and opens nothing (else each run opened every file and
+    folder, and saved nothing)."""
+    src = tmp_path / "plain"
+    (src / "dir").mkdir(parents=True)
+    for name in ("a", "b", "dir/c"):
+        (src / name).write_bytes(name.encode())
+    opened = _count_flag_reads(monkeypatch)
+    repo = make_repo()
+    without = _backup(repo, [src], inode_flags=False)
+    first = Archiver(repo, BackupOptions(skip_if_unchanged=True)).run([str(src)])
+    assert first.unchanged_since is None and first.snapshot.flags_read
+    assert first.snapshot.tree == without.tree
+    opened.clear()
+    second = Archiver(repo, BackupOptions(skip_if_unchanged=True)).run([str(src)])
+    assert (second.unchanged_since, opened) == (first.snapshot.uid, [])
+    assert len(list(repo.snapshots())) == 2
+
+
+def _count_flag_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The descriptors the archiver reads inode flags through, from now on."""
+    opened: list[int] = []
+    read_flags = archiver.read_flags
+
+    def counted(fd: int) -> int:
+        opened.append(fd)
+        return read_flags(fd)
+
+    monkeypatch.setattr(archiver, "read_flags", counted)
+    return opened
 
 
 def test_the_flags_field_in_both_tree_parsers() -> None:
