@@ -48,7 +48,9 @@ the lookups in a large folder do not read it again each; so are the offsets of t
 recently opened file of over 17,000 chunks. Besides those, each request being answered holds
 the chunks it reads (at most a read's size plus two chunks), and each of the
 ``READ_AHEAD_WORKERS`` threads that load chunks ahead of reads in order (``fogvault.mount.chunks``)
-the one it loads.
+the one it loads. Failed chunk loads are kept for ``FAILURE_KEPT_S`` seconds as their messages
+only (at most ``FAILURES_KEPT``, about 500 bytes each); the error of a failed read lets go of
+what the read held as soon as it is answered (``clear_frames``), not at the next collection.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ from typing import TypeVar
 from fogvault.errors import FogVaultError, SnapshotNotFound
 from fogvault.maintenance.inventory import LivePacks
 from fogvault.mount.cache import BoundedCache
-from fogvault.mount.chunks import ChunkLoader
+from fogvault.mount.chunks import ChunkLoader, clear_frames
 from fogvault.mount.files import FileContent
 from fogvault.mount.layout import FOLDER, Child, Folder, FolderKey, Layout, Link, build_layout
 from fogvault.parallel import ordered_map
@@ -420,6 +422,7 @@ class SnapshotView:
             try:
                 tree = self._load(self.repo.load_tree, tree_id)
             except FogVaultError as exc:
+                clear_frames(exc)  # not kept, but it would keep what it read until a collection
                 raise self._unreadable(f"cannot list {os.fsdecode(path)}: {exc}") from None
             self._trees.put(tree_id, tree, tree_bytes(tree))
         return tree

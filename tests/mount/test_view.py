@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import gc
 import logging
 import os
 import random
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import PASSWORD
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import IntegrityError
@@ -171,6 +174,41 @@ def test_a_damaged_chunk_is_read_once_for_the_reads_that_retry_it_until_repaired
     data = (src / "chunky").read_bytes()
     assert view.read(handle, damaged_at, 4096) == data[damaged_at:damaged_at + 4096]
     assert target.meter.requests["read"] - reads_before == 2
+
+
+def test_a_listing_that_fails_holds_nothing_of_what_it_read(
+        make_repo: Callable[..., Repository], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Failed listings are not kept, but the error of a read that failed on every target holds
+    itself through its traceback (a cycle), and with it the bytes that read: with the garbage
+    collector off, each failure used to hold the folder's sealed listing and the tree pack."""
+    repo = make_repo()
+    folder = tmp_path / "src" / "folder"
+    folder.mkdir(parents=True)
+    for number in range(500):
+        (folder / f"a-file-with-a-long-name-{number:04}").write_bytes(b"%d" % number)
+    Archiver(repo, BackupOptions()).run([str(tmp_path / "src")])
+    uncached = Repository.open(repo.targets.urls, PASSWORD, use_cache=False)  # the target's
+    view = SnapshotView(uncached)
+    path = _base(view, folder)
+    entry = repo.index.get(view.lookup(path).node.subtree)
+    assert entry.length > 20_000
+    flip_a_byte(tmp_path / "repo", entry)
+    caplog.set_level(logging.CRITICAL, logger="fogvault")  # no log records to count
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            with pytest.raises(OSError):
+                view.listdir(path)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+        uncached.close()
+    assert held < 20 * 2048
 
 
 def test_chunks_that_do_not_hold_the_whole_file_are_an_integrity_error() -> None:
