@@ -12,6 +12,10 @@ yet in an index file (the rest are in ``repo.index``).
 Ordering (docs/format.md): a pack is uploaded to every target before any index file names it,
 and :meth:`flush` returns only when every blob added so far is in an index file on every
 target, so a snapshot written after ``flush`` never points at unindexed data.
+
+A tree pack, once uploaded, is also copied into the local cache
+(:meth:`~fogvault.repo.repository.Repository.cache_written_pack`), where the next backup reads
+its parent's trees.
 """
 
 from __future__ import annotations
