@@ -101,8 +101,9 @@ class Cache:
     def names(self) -> set[str]:
         return {p.name for p in self.root.iterdir() if not p.name.startswith(".")}
 
-    def discard(self, name: str) -> None:
-        _remove(self._path(name))
+    def discard(self, name: str) -> bool:
+        """Remove the copy of ``name``; whether it is gone."""
+        return _remove(self._path(name))
 
     def sweep(self, keep: Callable[[str], bool]) -> int:
         """Remove the copies of the objects ``keep`` (given the object's name) says the
@@ -166,8 +167,10 @@ class TreePackCache:
             self.usable = False
             log.warning("tree packs are not cached: %s cannot be written", self.cache.root)
 
-    def discard(self, pack_id: bytes) -> None:
-        self.cache.discard(pack_name(pack_id))
+    def discard(self, pack_id: bytes) -> bool:
+        """Remove the pack's copy; whether it is gone (it is not where the folder or the file
+        cannot be changed: read-only, immutable)."""
+        return self.cache.discard(pack_name(pack_id))
 
 
 def _file_name(name: str) -> str:

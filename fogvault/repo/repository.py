@@ -153,7 +153,9 @@ class Repository:
         self.cache = cache
         self.index = BlobIndex()
         self._cache_swept = False  # see load_index
-        self._uncacheable: set[bytes] = set()  # tree packs too large to download whole
+        #: tree packs read in ranges from the targets, as without a cache: too large to
+        #: download whole, or with a damaged copy that cannot be removed
+        self._uncached: set[bytes] = set()
         self._index_ids: set[bytes] = set()
         self._superseded: set[bytes] = set()
         self.key_bytes: bytes | None = None  # the key file that opened it, as verified
@@ -499,26 +501,32 @@ class Repository:
         blobs: a tree pack's from its copy in the cache (downloaded whole first), any other's
         from the targets (:meth:`TargetSet.read_decoded`). ``decode`` authenticates what it is
         given (IntegrityError): a cached copy that fails it is damaged, and is dropped and
-        downloaded again. A tree pack that cannot be downloaded whole intact (damaged on every
+        downloaded again (if it cannot be dropped, the pack is read in ranges from the targets
+        from then on). A tree pack that cannot be downloaded whole intact (damaged on every
         target) is read in ranges as without a cache, so that its intact trees still load."""
-        packs = self._tree_packs if blob_type is BlobType.TREE else None
-        if packs is None or not packs.usable or pack_id in self._uncacheable:
+        def from_targets() -> T:
             return self.targets.read_decoded(pack_name(pack_id), decode, offset, length)
+
+        packs = self._tree_packs if blob_type is BlobType.TREE else None
+        if packs is None or not packs.usable or pack_id in self._uncached:
+            return from_targets()
         copied = packs.read(pack_id, offset, length)
         if copied is not None:
             try:
                 return decode(copied)
             except IntegrityError as exc:
-                log.warning("the cached copy of tree pack %s is damaged (%s): downloading it "
-                            "again", pack_id.hex(), exc)
-                packs.discard(pack_id)
+                log.warning("the cached copy of tree pack %s is damaged (%s): reading it from "
+                            "the targets", pack_id.hex(), exc)
+                if not packs.discard(pack_id):
+                    self._uncached.add(pack_id)
+                    return from_targets()
         try:
             data = packs.fetch(pack_id, offset, length,
                                lambda: self._download_tree_pack(pack_id, offset + length))
         except (IntegrityError, _NotCacheable) as exc:
             if isinstance(exc, _NotCacheable):
-                self._uncacheable.add(pack_id)
-            return self.targets.read_decoded(pack_name(pack_id), decode, offset, length)
+                self._uncached.add(pack_id)
+            return from_targets()
         return decode(data)
 
     def _download_tree_pack(self, pack_id: bytes, needed: int) -> bytes:

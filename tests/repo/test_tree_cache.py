@@ -145,6 +145,27 @@ def test_a_damaged_copy_is_downloaded_again_and_the_read_succeeds(make_repo, tmp
     assert f"the cached copy of tree pack {root.pack_id.hex()} is damaged" in caplog.text
 
 
+def test_a_damaged_copy_that_cannot_be_removed_is_read_past(make_repo, tmp_path, cache_dir,
+                                                          caplog):
+    """An immutable cache file (or a read-only cache folder): its pack's trees are read from
+    the targets, with one warning, not refused each time."""
+    repo = make_repo()
+    snapshot = _backup(repo, _folders(tmp_path / "src", 30))
+    root = repo.index.get(snapshot.tree)
+    copy = _copy(cache_dir, repo, root.pack_id)
+    copy.write_bytes(b"")
+    if subprocess.run(["chattr", "+i", str(copy)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i does not work here (needs root and ext4, btrfs or xfs)")
+    try:
+        with caplog.at_level(logging.WARNING, "fogvault"), \
+                _Counted(tmp_path / "repo", cache_dir) as counted:
+            assert len(_walked(counted.repo, snapshot)) >= 60
+    finally:
+        subprocess.run(["chattr", "-i", str(copy)], check=True)
+    assert caplog.text.count("is damaged") == 1
+    assert len(counted.packs_read) > 30 and copy.read_bytes() == b""  # a read per tree
+
+
 def test_a_pack_damaged_on_the_target_is_read_in_ranges_and_not_cached(make_repo, tmp_path):
     """A tree pack that no target holds intact is not cached: its trees are read one by one,
     as without a cache, so that only the damaged one fails."""
