@@ -98,16 +98,24 @@ class Change:
     path: bytes
 
 
-_METADATA_FIELDS = ("mode", "uid", "gid", "user", "group", "mtime_ns", "xattrs", "target",
-                    "flags")
+_METADATA_FIELDS = ("mode", "uid", "gid", "user", "group", "mtime_ns", "xattrs", "target")
+
+
+def diff_snapshots(repo: Repository, old: Snapshot, new: Snapshot) -> Iterator[Change]:
+    """:func:`diff` of two snapshots' trees, comparing inode flags only if both backups read
+    them (``flags_read``): a node without flags in a snapshot that did not read them says
+    nothing of its flags, and every flagged entry would show as changed."""
+    return diff(repo, old.tree, new.tree, flags=old.flags_read and new.flags_read)
 
 
 def diff(repo: Repository, old_tree: bytes | None, new_tree: bytes | None,
-         prefix: bytes = b"") -> Iterator[Change]:
+         prefix: bytes = b"", *, flags: bool = True) -> Iterator[Change]:
     """Changes from one tree to another; identical subtrees (same id) are skipped unread.
-    Iterative, so trees of any depth work: each level yields its changes and the subtrees to
-    compare next, which are compared before the level goes on."""
-    stack = [_diff_level(repo, old_tree, new_tree, prefix)]
+    ``flags``: inode flags count as metadata (see :func:`diff_snapshots`). Iterative, so trees
+    of any depth work: each level yields its changes and the subtrees to compare next, which
+    are compared before the level goes on."""
+    fields = (*_METADATA_FIELDS, "flags") if flags else _METADATA_FIELDS
+    stack = [_diff_level(repo, old_tree, new_tree, prefix, fields)]
     while stack:
         item = next(stack[-1], None)
         if item is None:
@@ -115,16 +123,16 @@ def diff(repo: Repository, old_tree: bytes | None, new_tree: bytes | None,
         elif isinstance(item, Change):
             yield item
         else:
-            stack.append(_diff_level(repo, *item))
+            stack.append(_diff_level(repo, *item, fields))
 
 
 _Subtrees = tuple[bytes | None, bytes | None, bytes]  # old, new, path: to compare next
 
 
 def _diff_level(repo: Repository, old_tree: bytes | None, new_tree: bytes | None,
-                prefix: bytes) -> Iterator[Change | _Subtrees]:
+                prefix: bytes, fields: tuple[str, ...]) -> Iterator[Change | _Subtrees]:
     """The changes between two trees' own entries, in name order, each folder's followed by
-    the pair of its subtrees."""
+    the pair of its subtrees; ``fields``: the metadata compared."""
     if old_tree == new_tree:
         return
     old = {n.name: n for n in (repo.load_tree(old_tree).nodes if old_tree else [])}
@@ -143,7 +151,7 @@ def _diff_level(repo: Repository, old_tree: bytes | None, new_tree: bytes | None
             yield Change("T", path)
         elif a.type == FILE and a.content != b.content:
             yield Change("M", path)
-        elif any(getattr(a, f) != getattr(b, f) for f in _METADATA_FIELDS):
+        elif any(getattr(a, f) != getattr(b, f) for f in fields):
             yield Change("U", path)
         if DIR in (a.type, b.type):
             yield (a.subtree if a.type == DIR else None, b.subtree if b.type == DIR else None,

@@ -26,7 +26,7 @@ from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot
 from fogvault.repo.tree import FILE, Node, Tree, _json_nodes
 from fogvault.repo.tree_typed import typed_nodes
-from fogvault.treewalk import diff, walk
+from fogvault.treewalk import diff, diff_snapshots, walk
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "format"))
 import second_reader as sr  # docs/format.md's second implementation
@@ -137,6 +137,28 @@ def test_a_flags_only_change_is_stored_and_diff_shows_it(
     changes = {(c.kind, os.fsdecode(c.path)) for c in diff(repo, first.tree, second.tree)}
     assert changes >= {("U", f"{src}/plain"), ("U", f"{src}/nodump")}
     assert {kind for kind, path in changes if path.startswith(f"{src}/")} == {"U"}
+
+
+def test_diff_compares_flags_only_where_both_snapshots_read_them(
+        make_repo: Callable[..., Repository], src: Path, trust_recent_entries: None) -> None:
+    """A --no-flags snapshot says nothing of the flags: diff against it shows no flagged
+    entry as changed (each was U); between two that read them, a flags-only change is U."""
+    repo = make_repo()
+    without = _backup(repo, [src], inode_flags=False)
+    first = _backup(repo, [src])
+    below = os.fsencode(src) + b"/"
+
+    def changes(old: Snapshot, new: Snapshot) -> set[tuple[str, str]]:
+        return {(c.kind, os.fsdecode(c.path)) for c in diff_snapshots(repo, old, new)
+                if c.path.startswith(below)}
+
+    assert changes(without, first) == changes(first, without) == set()
+    assert {c.kind for c in diff(repo, without.tree, first.tree)
+            if c.path.startswith(below)} == {"U"}  # the trees alone cannot tell
+    chattr(src / "plain", "+d")
+    second = _backup(repo, [src])
+    assert changes(first, second) == {("U", f"{src}/plain")}
+    assert changes(without, second) == set()
 
 
 def test_unchanged_entries_take_the_parents_flags_only_if_it_read_them(
