@@ -122,19 +122,19 @@ class Snapshot:
             if type(doc.get("version")) is not int or doc["version"] != SNAPSHOT_VERSION:
                 raise MalformedObject("snapshot of unknown version")
             snapshot = cls(
-                uid=_typed(doc["uid"], str),
-                time=_parse_time(_typed(doc["time"], str)),
-                host=_typed(doc["host"], str),
-                user=_typed(doc.get("user", ""), str),
+                uid=_typed(doc["uid"], str, "uid"),
+                time=_parse_time(_typed(doc["time"], str, "time")),
+                host=_typed(doc["host"], str, "host"),
+                user=_typed(doc.get("user", ""), str, "user"),
                 paths=_str_list(doc["paths"]),
                 tags=_str_list(doc.get("tags", [])),
-                tree=parse_hex_id(_typed(doc["tree"], str)),
+                tree=parse_hex_id(_typed(doc["tree"], str, "tree")),
                 parent=_optional_uid(doc.get("parent"), "parent"),
-                program_version=_typed(doc.get("program_version", ""), str),
+                program_version=_typed(doc.get("program_version", ""), str, "program_version"),
                 summary=_summary(doc.get("summary", {})),
                 warnings=_str_list(doc.get("warnings", [])),
                 original=_optional_uid(doc.get("original"), "original"),
-                flags_read=_typed(doc.get("flags_read", False), bool),
+                flags_read=_typed(doc.get("flags_read", False), bool, "flags_read"),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedObject(f"snapshot {expected_uid} is malformed: {exc}") from exc
@@ -234,9 +234,13 @@ def _optional_uid(value: Any, name: str) -> str | None:
     return value
 
 
-def _typed(value: Any, kind: type) -> Any:
+_TYPE_NAMES = {str: "a string", bool: "a boolean"}
+
+
+def _typed(value: Any, kind: type, name: str) -> Any:
+    """``value``, the field ``name``, if it is a ``kind``."""
     if not isinstance(value, kind):
-        raise TypeError(f"expected {kind.__name__}")
+        raise TypeError(f"{name} is not {_TYPE_NAMES[kind]}")
     return value
 
 

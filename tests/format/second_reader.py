@@ -566,6 +566,7 @@ class Repository:
         need(isinstance(doc.get("paths"), list)
              and all(isinstance(p, str) for p in doc["paths"]), "bad paths")
         need(isinstance(doc.get("tree"), str) and ID_RE.match(doc["tree"]), "bad tree id")
+        need(isinstance(doc.get("flags_read", False), bool), "flags_read is not a boolean")
         summary = doc.get("summary", {})
         need(isinstance(summary, dict) and all(
             isinstance(v, int | float) and not isinstance(v, bool) for k, v in summary.items()
