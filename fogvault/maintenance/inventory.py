@@ -40,7 +40,6 @@ from fogvault.repo.format import (
     pack_name,
 )
 from fogvault.repo.index import BlobIndex
-from fogvault.repo.pack import pack_overhead
 from fogvault.repo.repository import Repository
 from fogvault.storage import ObjectInfo
 
@@ -62,9 +61,8 @@ class LivePacks:
         self._index = weakref.ref(index)
         self.sizes = array("Q", bytes(8 * index.pack_count()))
         self._count = 0
-        for number, _, first, end in index.numbered_packs():
-            blobs_end = max(offset + length for offset, length in index.spans(first, end))
-            self.sizes[number] = blobs_end + pack_overhead(end - first)
+        for number, size in index.pack_sizes():
+            self.sizes[number] = size
             self._count += 1
 
     def __len__(self) -> int:

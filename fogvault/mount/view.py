@@ -62,20 +62,18 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from fogvault.errors import FogVaultError, SnapshotNotFound
-from fogvault.maintenance.inventory import LivePacks
 from fogvault.mount.cache import BoundedCache
 from fogvault.mount.chunks import ChunkLoader, clear_frames
 from fogvault.mount.files import FileContent
 from fogvault.mount.layout import FOLDER, Child, Folder, FolderKey, Layout, Link, build_layout
 from fogvault.parallel import ordered_map
-from fogvault.repo.index import BlobIndex, IndexEntry
+from fogvault.repo.index import IndexEntry
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot, newest_first, select_snapshots
 from fogvault.repo.tree import DIR, FILE, SYMLINK, Node, Tree
@@ -185,9 +183,6 @@ class SnapshotView:
         self._owner = os.getuid(), os.getgid()
         self._started_ns = time.time_ns()
         self._snapshots: dict[str, Snapshot] = {}
-        #: the packs' size, and the index it was counted in (held weakly: a reload replaces
-        #: it) with the records it had then
-        self._stored: tuple[weakref.ref[BlobIndex], int, int] | None = None
         self._listed: set[str] = set()  # the uids of the last look that loaded
         self.layout = Layout()
         self._checked = clock()
@@ -314,14 +309,9 @@ class SnapshotView:
         on a target; counted once per state of the index, with no request), and the files and
         folders of every snapshot as their summaries record them (no folder listing read;
         symbolic links and other special files are not counted there)."""
-        index = self.repo.index
-        stored = self._stored
-        if stored is None or stored[0]() is not index or stored[1] != len(index):
-            stored = (weakref.ref(index), len(index), sum(LivePacks(index).sizes))
-            self._stored = stored
         entries = sum(snapshot.summary.files + snapshot.summary.dirs
                       for snapshot in self._snapshots.values())
-        return Usage(stored[2], entries)
+        return Usage(self.repo.index.stored_bytes(), entries)
 
     # ---- new snapshots -------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ import gc
 import logging
 import os
 import random
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -375,3 +377,15 @@ def test_a_chunk_that_a_prune_elsewhere_repacked_is_read_from_its_new_pack(
     assert elsewhere.index.get(chunk).pack_id != before.pack_id
     assert not (tmp_path / "repo" / pack_name(before.pack_id)).exists()
     assert view.read(handle, 0, 1000) == b"kept " * 100
+
+
+def test_the_mount_imports_no_other_engine() -> None:
+    """It reads a repository through fogvault.repo alone (df's size is the index's own
+    figure): maintenance, backup and restore are sibling engines."""
+    listed = subprocess.run(
+        [sys.executable, "-c", "import sys, fogvault.mount.server, fogvault.mount.view; "
+         "print(*sorted(m for m in sys.modules if m.startswith('fogvault.')))"],
+        capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert "fogvault.mount.view" in listed
+    assert [m for m in listed if m.startswith(("fogvault.maintenance", "fogvault.backup",
+                                               "fogvault.restore"))] == []

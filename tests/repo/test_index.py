@@ -28,7 +28,7 @@ from fogvault.repo.index import (
     encode_listing,
     parse_index_file,
 )
-from fogvault.repo.pack import PackEntry, pack_spans
+from fogvault.repo.pack import PackEntry, pack_overhead, pack_spans
 
 
 def _entries(ids: list[bytes], blob_type: BlobType = BlobType.DATA) -> list[PackEntry]:
@@ -250,6 +250,22 @@ def test_listings_in_entry_format_round_trip_through_the_per_pack_views():
     assert index.entry_at(4).pack_entry() == b_entries[1]
     assert index.entry_at(4).pack_id == pack_b and index.entry_at(0).pack_id == pack_a
     assert [e.pack_entry() for e in index] == a_entries + b_entries
+
+
+def test_pack_sizes_are_as_written_and_stored_bytes_counts_each_pack_once():
+    """A pack's size: the end of its last-ending blob (whatever order it lists them in), then
+    its header. stored_bytes adds the packs listed since its last call to what it counted."""
+    index = BlobIndex()
+    first, empty, second = os.urandom(32), os.urandom(32), os.urandom(32)
+    index.add_pack(first, _entries([os.urandom(32) for _ in range(3)])[::-1])  # ends 100..302
+    index.add_pack(empty, [])
+    first_size = 302 + pack_overhead(3)
+    assert list(index.pack_sizes()) == [(0, first_size)]
+    assert index.stored_bytes() == first_size
+    index.add_pack(second, _entries([os.urandom(32) for _ in range(2)]))  # ends 100, 201
+    index.add_pack(first, _entries([os.urandom(32)]))  # known: not listed again
+    assert list(index.pack_sizes(1)) == [(2, 201 + pack_overhead(2))]
+    assert index.stored_bytes() == index.stored_bytes() == first_size + 201 + pack_overhead(2)
 
 
 @pytest.mark.usefixtures("each_probe")
