@@ -98,9 +98,6 @@ class Cache:
             return False
         return True
 
-    def names(self) -> set[str]:
-        return {p.name for p in self.root.iterdir() if not p.name.startswith(".")}
-
     def discard(self, name: str) -> bool:
         """Remove the copy of ``name``; whether it is gone."""
         return _remove(self._path(name))
