@@ -123,6 +123,13 @@ class TargetsUnavailable(FogVaultError):
     """Every target failed or was dropped: there is nothing left to read from or write to."""
 
 
+def prefix_message(error: BaseException, prefix: str) -> None:
+    """Start the message of ``error`` with ``prefix``, in place: its class (so its exit code)
+    and attributes stay, which building another of its class could not promise."""
+    first = error.args[0] if error.args else ""
+    error.args = (f"{prefix}{first}", *error.args[1:])
+
+
 def exit_code_for(error: BaseException) -> int:
     if isinstance(error, KeyboardInterrupt):
         return EXIT_INTERRUPTED

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fogvault.errors import FogVaultError, PartialSuccess, TargetsBehind, UsageError
+from fogvault.errors import (
+    FogVaultError,
+    PartialSuccess,
+    TargetsBehind,
+    UsageError,
+    prefix_message,
+)
 from fogvault.sizes import counted
 
 if TYPE_CHECKING:
@@ -170,11 +176,13 @@ class SourceRepository:
         except UsageError:
             raise
         except FogVaultError as exc:
-            raise self.about(exc) from exc
+            self.about(exc)
+            raise
 
-    def about(self, error: FogVaultError) -> FogVaultError:
-        """``error`` (same class, so the same exit code) saying it is about the source."""
-        return type(error)(f"source repository {', '.join(self.urls)}: {error}")
+    def about(self, error: FogVaultError) -> None:
+        """Make ``error``'s message say that it is about the source (class and exit code
+        kept)."""
+        prefix_message(error, f"source repository {', '.join(self.urls)}: ")
 
 
 @contextlib.contextmanager
@@ -206,9 +214,9 @@ def open_repository(
             drop_empty_targets=drop_empty_targets,
         )
     except FogVaultError as exc:
-        if source is None:
-            raise
-        raise source.about(exc) from exc
+        if source is not None:
+            source.about(exc)
+        raise
     repo.use_locks = not opts.no_lock
     repo.lock_wait = opts.retry_lock
     ledger = Ledger(repo.config.repo_id)

@@ -67,9 +67,10 @@ def copy_cmd(
         kind = PartialSuccess if done else FogVaultError
         damaged = [side for side in ("source", "destination")
                    if any(failed.repository == side for failed in result.failed)]
+        check = (f"; 'fogvault check' of the {' and of the '.join(damaged)} tells more"
+                 if damaged else "")  # else written by a newer FogVault: nothing is damaged
         raise kind(f"{len(result.failed)} of {counted(len(result.failed) + done, 'snapshot')} "
-                   "could not be copied (named above); 'fogvault check' of the "
-                   f"{' and of the '.join(damaged)} tells more")
+                   f"could not be copied (named above){check}")
 
 
 def _report(out: Printer, result: CopyResult) -> None:

@@ -50,10 +50,12 @@ counts what a copy would read.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import time
 from collections.abc import Callable, Container, Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 from fogvault.backup.saver import BlobSaver, stored_blobs
 from fogvault.errors import (
@@ -62,13 +64,14 @@ from fogvault.errors import (
     UnsafePath,
     UnsupportedFormat,
     UsageError,
+    prefix_message,
 )
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.selection import chosen_snapshots
 from fogvault.maintenance.treefold import fold_trees, refuse_newer_writer, with_subtree
 from fogvault.repo.format import BlobType
 from fogvault.repo.index import IndexEntry
-from fogvault.repo.lock import NoLock
+from fogvault.repo.lock import NoLock, RepositoryLock
 from fogvault.repo.pack import pack_spans
 from fogvault.repo.repository import BlobDamage, Repository, is_damage
 from fogvault.repo.snapshot import Snapshot, new_uid
@@ -109,8 +112,9 @@ class Skipped:
 class Failed:
     source_uid: str
     error: str  # one line
-    #: the repository whose damage it is ("source" or "destination"): the one to check
-    repository: str = "source"
+    #: the repository whose damage it is, the one to check; None if it is not damage (a
+    #: snapshot written by a newer FogVault)
+    repository: Side | None = None
 
 
 @dataclass(slots=True)
@@ -148,7 +152,8 @@ def copy(source: Repository, destination: Repository, options: CopyOptions | Non
                          "another target of one)")
     copier = _Copier(source, destination, progress, options.dry_run)
     result = CopyResult(same_ids=copier.same_ids, dry_run=options.dry_run)
-    with _source_lock(source), destination.lock() if not options.dry_run else NoLock() as lock:
+    with _lock(source, "source", writes=False), \
+            _lock(destination, "destination") if not options.dry_run else NoLock() as lock:
         # Under the locks: a prune that ran since either was opened replaced index files.
         source.load_index()
         destination.load_index()
@@ -173,17 +178,18 @@ def copy(source: Repository, destination: Repository, options: CopyOptions | Non
 
 
 @contextmanager
-def _source_lock(source: Repository) -> Iterator[None]:
-    """The source's shared lock (none with ``use_locks`` off). An error taking it says that it
-    is the source's: the destination's lock is taken too, and the errors of a lock (one that
-    cannot be written to a read-only repository, a conflicting lock) do not say which."""
+def _lock(repo: Repository, side: Side, *, writes: bool = True
+          ) -> Iterator[RepositoryLock | NoLock]:
+    """``repo.lock(writes=writes)``, held for the block. An error taking it starts with the
+    repository it is about (``side`` and its URLs): both are locked, and a lock's errors (a lock
+    file a read-only repository cannot hold, a lock another process holds) do not say which."""
     with ExitStack() as held:
         try:
-            held.enter_context(source.lock(writes=False))
+            lock = held.enter_context(repo.lock(writes=writes))
         except FogVaultError as exc:
-            raise type(exc)(f"source repository {', '.join(source.targets.urls)}: {exc}"
-                            ) from exc
-        yield
+            prefix_message(exc, f"{side} repository {', '.join(repo.targets.urls)}: ")
+            raise
+        yield lock
 
 
 def _skipped(snapshot: Snapshot, copies: _Copies, result: CopyResult) -> bool:
@@ -260,31 +266,71 @@ def _alike(a: Snapshot, b: Snapshot) -> bool:
             and sorted(a.paths) == sorted(b.paths) and sorted(a.tags) == sorted(b.tags))
 
 
+#: which repository a failure is about: the one to check
+Side = Literal["source", "destination"]
+
+
 class _NotCopied(Exception):
     """A repository cannot give a snapshot's data (damage): that snapshot is not copied.
-    ``repository`` says which ("source" or "destination"), for the check to run."""
+    ``repository`` says which, for the check to run."""
 
-    def __init__(self, message: str, repository: str = "source") -> None:
+    def __init__(self, message: str, repository: Side = "source") -> None:
         super().__init__(message)
-        self.repository = repository
+        self.repository: Side = repository
+
+
+#: a tree's place in a snapshot: the index of each folder on the way down from the root among
+#: its folder's folders. The rebuild asks for trees in the order of their places (depth-first),
+#: so comparing two places tells which tree it asks for first.
+Place = tuple[int, ...]
 
 
 @dataclass(slots=True)
 class _Read:
-    """A tree read ahead of its visit."""
+    """A tree read for the rebuild."""
 
     tree: Tree
     #: its bytes as read from the source; None if read from the destination, which has it
     plaintext: bytes | None
 
 
+@dataclass(slots=True, eq=False)
+class _Waiting:
+    """A tree read ahead (or why it cannot be read), waiting for the rebuild to ask for it."""
+
+    tree_id: bytes
+    place: Place  # where it was met
+    size: int  # its bytes, as the window counts them
+    read: _Read | _NotCopied
+
+    def __lt__(self, other: _Waiting) -> bool:
+        """The later place first: the top of a heap of them is the one asked for last."""
+        return self.place > other.place
+
+
+@dataclass(slots=True)
+class _Visit:
+    """A tree the rebuild is in."""
+
+    tree_id: bytes
+    place: Place
+    subtrees: list[bytes]  # its folders' trees
+    next: int = 0  # the index in ``subtrees`` of the next one the rebuild may ask for
+
+
 class _ReadAhead:
     """The trees of one snapshot, read a batch at a time for the rebuild (``fold_trees``),
     which asks for them one by one, depth-first. A tree not read yet is read with the next
     ones the rebuild will ask for, as far as the trees read tell (up to TREE_BATCH of them):
-    a round trip per batch instead of per tree. The trees waiting to be asked for and those
-    read hold at most TREE_WINDOW bytes (but the one asked for); to make room, those it would
-    ask for last are dropped (read again when it does)."""
+    a round trip per batch instead of per tree. The trees read ahead hold at most TREE_WINDOW
+    bytes; to make room for trees asked for sooner, those asked for last are dropped (read
+    again later).
+
+    Each tree read gives the places of its folders' trees: those not read wait in a heap by
+    place, the trees read ahead in one with the last place on top. So a batch costs in
+    proportion to the trees it reads and drops, however many wait (a chain of folders, each
+    read alone since its folder is known only once its parent is, once walked every tree in
+    the window)."""
 
     def __init__(self, read_batch: Callable[[list[bytes]], dict[bytes, _Read | _NotCopied]],
                  size: Callable[[bytes], int], done: Container[bytes]) -> None:
@@ -294,56 +340,120 @@ class _ReadAhead:
         self._read_batch = read_batch
         self._size = size
         self._done = done
-        self._waiting: dict[bytes, _Read | _NotCopied] = {}
-        #: folders of the trees visited, still to visit (a depth-first stack: the last is next)
-        self._to_visit: list[bytes] = []
+        self._waiting: dict[bytes, _Waiting] = {}
+        self._waiting_bytes = 0
+        #: heap of the trees waiting, the last place on top (and of some taken since: skipped)
+        self._last: list[_Waiting] = []
+        #: heap of (place, tree id) of the folders of the trees read, first place on top;
+        #: those read since, finished or met at an earlier place are skipped when on top
+        self._unread: list[tuple[Place, bytes]] = []
+        #: the trees the rebuild is in, from the root down; and their ids
+        self._visits: list[_Visit] = []
+        self._visited: set[bytes] = set()
 
     def take(self, tree_id: bytes) -> _Read:
         """The tree ``tree_id``, which the rebuild visits now; _NotCopied if it cannot be read."""
-        while self._to_visit and self._to_visit[-1] in self._done:  # skipped by the rebuild
-            self._to_visit.pop()
-        if self._to_visit and self._to_visit[-1] == tree_id:  # else the root
-            self._to_visit.pop()
-        read = self._waiting.pop(tree_id, None)
-        if read is None:
-            read = self._read_with_next(tree_id)
+        place = self._place_of(tree_id)
+        waiting = self._waiting.pop(tree_id, None)
+        if waiting is None:
+            read = self._read_with_next(tree_id, place)
+        else:
+            self._waiting_bytes -= waiting.size
+            read = waiting.read
+            if isinstance(read, _Read) and waiting.place != place:  # met at a later place
+                self._learn(read.tree, place)
         if isinstance(read, _NotCopied):
             raise read
-        self._to_visit.extend(reversed(_subtrees(read.tree)))
+        self._visits.append(_Visit(tree_id, place, _subtrees(read.tree)))
+        self._visited.add(tree_id)
         return read
 
-    def _read_with_next(self, tree_id: bytes) -> _Read | _NotCopied:
-        batch, kept, room = [tree_id], set(), TREE_WINDOW
-        for next_id, waiting in self._next_ids(tree_id):
-            room -= self._size(next_id)
-            if len(batch) == TREE_BATCH or room < 0:
-                break
-            if waiting:
-                kept.add(next_id)
-            else:
-                batch.append(next_id)
-        if sum(map(self._size, [*self._waiting, *batch[1:]])) > TREE_WINDOW:
-            # those not met come later than all that are
-            self._waiting = {key: value for key, value in self._waiting.items() if key in kept}
-        self._waiting.update(self._read_batch(batch))
-        return self._waiting.pop(tree_id)
+    def _place_of(self, tree_id: bytes) -> Place:
+        """The place at which the rebuild asks for ``tree_id``: () for the root, else the next
+        folder of the tree it is in that is not done (it finished those before, or skipped
+        them), the trees it finished left."""
+        while self._visits:
+            visit = self._visits[-1]
+            while (visit.next < len(visit.subtrees)
+                   and visit.subtrees[visit.next] in self._done):
+                visit.next += 1
+            if visit.next < len(visit.subtrees):
+                assert visit.subtrees[visit.next] == tree_id, "the rebuild goes depth-first"
+                visit.next += 1
+                return (*visit.place, visit.next - 1)
+            self._visits.pop()
+            self._visited.discard(visit.tree_id)
+        return ()
 
-    def _next_ids(self, current: bytes) -> Iterator[tuple[bytes, bool]]:
-        """The trees the rebuild will ask for after ``current``'s (unknown) subtrees, as far as
-        known, in that order, each with whether it waits (is read): the stack from its top, a
-        tree read followed by its folders'."""
-        seen = {current}
-        levels = [reversed(self._to_visit)]
-        while levels:
-            tree_id = next(levels[-1], None)
-            if tree_id is None:
-                levels.pop()
-            elif tree_id not in seen and tree_id not in self._done:
-                seen.add(tree_id)
-                waiting = self._waiting.get(tree_id)
-                yield tree_id, waiting is not None
-                if isinstance(waiting, _Read):
-                    levels.append(iter(_subtrees(waiting.tree)))
+    def _read_with_next(self, tree_id: bytes, place: Place) -> _Read | _NotCopied:
+        """Read ``tree_id`` (asked for at ``place``) with the trees not read of the first places
+        known, while they fit in the window with the trees waiting for earlier places (those
+        waiting for later ones are dropped to make room). The others read wait."""
+        places, sizes = {tree_id: place}, {tree_id: 0}
+        batch_bytes = 0  # of the trees read ahead (the one asked for is not in the window)
+        while len(places) < TREE_BATCH:
+            first = self._first_unread(places)
+            if first is None:
+                break
+            next_place, next_id = first
+            size = self._size(next_id)
+            if not self._make_room(batch_bytes + size, next_place):
+                break
+            heapq.heappop(self._unread)
+            places[next_id], sizes[next_id] = next_place, size
+            batch_bytes += size
+        found = self._read_batch(list(places))
+        for read_id, read in found.items():
+            if isinstance(read, _Read):
+                self._learn(read.tree, places[read_id])
+            if read_id != tree_id:
+                self._wait(_Waiting(read_id, places[read_id], sizes[read_id], read))
+        return found[tree_id]
+
+    def _first_unread(self, chosen: Container[bytes]) -> tuple[Place, bytes] | None:
+        """The first place known of a tree neither read (``chosen`` for this batch, or
+        waiting) nor visited, and that tree; the entries before it are forgotten."""
+        while self._unread:
+            place, tree_id = self._unread[0]
+            if not (tree_id in chosen or tree_id in self._waiting or tree_id in self._done
+                    or tree_id in self._visited):
+                return place, tree_id
+            heapq.heappop(self._unread)
+        return None
+
+    def _make_room(self, size: int, place: Place) -> bool:
+        """Whether ``size`` bytes more fit in the window, once the trees waiting for places
+        after ``place`` are dropped as needed, the last first."""
+        if size > TREE_WINDOW:  # never: keep them
+            return False
+        while self._waiting_bytes + size > TREE_WINDOW:
+            while self._last and self._waiting.get(self._last[0].tree_id) is not self._last[0]:
+                heapq.heappop(self._last)  # taken since
+            if not self._last or self._last[0].place < place:
+                return False
+            dropped = heapq.heappop(self._last)
+            del self._waiting[dropped.tree_id]
+            self._waiting_bytes -= dropped.size
+            heapq.heappush(self._unread, (dropped.place, dropped.tree_id))
+        return True
+
+    def _wait(self, waiting: _Waiting) -> None:
+        self._waiting[waiting.tree_id] = waiting
+        self._waiting_bytes += waiting.size
+        if len(self._last) > 2 * len(self._waiting) + TREE_BATCH:  # mostly taken: left behind
+            self._last = list(self._waiting.values())
+            heapq.heapify(self._last)
+        else:
+            heapq.heappush(self._last, waiting)
+
+    def _learn(self, tree: Tree, place: Place) -> None:
+        """Note the places of the folders of ``tree`` (which is at ``place``): the first of
+        each tree, for one not done."""
+        met: set[bytes] = set()
+        for index, subtree in enumerate(_subtrees(tree)):
+            if subtree not in met and subtree not in self._done:
+                met.add(subtree)
+                heapq.heappush(self._unread, ((*place, index), subtree))
 
 
 def _subtrees(tree: Tree) -> list[bytes]:
@@ -382,6 +492,8 @@ class _Copier:
         then itself."""
         assert self.ahead is not None, "root() sets it"
         read = self.ahead.take(tree_id)
+        if read.plaintext is not None:  # from the source: counted once, even if read again
+            self._count_read(len(read.plaintext), tree=True)
         nodes: list[Node] = []
         for node in read.tree.nodes:
             if node.type == DIR and node.subtree is not None:
@@ -399,40 +511,46 @@ class _Copier:
 
     def _tree_size(self, tree_id: bytes) -> int:
         """The bytes of the tree ``tree_id`` (0 if the index lacks it)."""
-        entry = self._home(tree_id).index.get(tree_id)
+        entry = self._locate(tree_id)[1]
         return 0 if entry is None else entry.raw_length
 
-    def _home(self, tree_id: bytes) -> Repository:
-        """Where the tree ``tree_id`` is read: with shared ids, the destination if it has it
-        (only what it lacks is read from the source)."""
-        held = self.same_ids and tree_id in self.destination.index
-        return self.destination if held else self.source
+    def _locate(self, tree_id: bytes) -> tuple[Repository, IndexEntry | None]:
+        """Where the tree ``tree_id`` is read, and its entry there: with shared ids, the
+        destination if it has it (only what it lacks is read from the source)."""
+        if self.same_ids:
+            entry = self.destination.index.get(tree_id)
+            if entry is not None:
+                return self.destination, entry
+        return self.source, self.source.index.get(tree_id)
 
     def _read_trees(self, tree_ids: list[bytes]) -> dict[bytes, _Read | _NotCopied]:
         """The trees ``tree_ids`` (each, or why it cannot be read), the data of their files
         made present in the destination (all of it at once)."""
-        held = {tree_id for tree_id in tree_ids if self._home(tree_id) is self.destination}
-        found = {**self._read_from(self.destination, [t for t in tree_ids if t in held]),
-                 **self._read_from(self.source, [t for t in tree_ids if t not in held])}
-        self._fetch([blob for read in found.values() if isinstance(read, _Read)
-                     for node in read.tree.nodes if node.type == FILE for blob in node.content])
-        return found
-
-    def _read_from(self, repo: Repository, tree_ids: list[bytes]
-                   ) -> dict[bytes, _Read | _NotCopied]:
         found: dict[bytes, _Read | _NotCopied] = {}
-        entries = []
+        held: list[IndexEntry] = []
+        lacking: list[IndexEntry] = []
         for tree_id in tree_ids:
-            entry = repo.index.get(tree_id)
+            repo, entry = self._locate(tree_id)
             if entry is None:  # only the source's can lack one: the destination's is looked up
                 found[tree_id] = _NotCopied(f"tree {tree_id.hex()} cannot be read (it is not "
                                             "in the source's index)")
             else:
-                entries.append(entry)
+                (held if repo is self.destination else lacking).append(entry)
+        found |= self._read_from(self.destination, held) | self._read_from(self.source, lacking)
+        self._fetch([blob for read in found.values() if isinstance(read, _Read)
+                     for node in read.tree.nodes if node.type == FILE for blob in node.content])
+        return found
+
+    def _read_from(self, repo: Repository, entries: list[IndexEntry]
+                   ) -> dict[bytes, _Read | _NotCopied]:
+        """The trees of ``entries`` read from ``repo`` (each, or why it cannot be), in pack
+        order. A blob that authenticates but is not what its id says fails the whole read:
+        then those not read yet are read one by one, so that only that one fails."""
+        found: dict[bytes, _Read | _NotCopied] = {}
         try:
             for entry, blob in _read_blobs(repo, entries):
                 found[entry.blob_id] = self._decoded(repo, entry.blob_id, blob)
-        except MalformedObject:  # authenticated, yet not what its id says: tell which, alone
+        except MalformedObject:
             for entry in [entry for entry in entries if entry.blob_id not in found]:
                 found[entry.blob_id] = self._decoded(repo, entry.blob_id,
                                                      _loaded_or_error(repo, entry.blob_id))
@@ -444,18 +562,14 @@ class _Copier:
         read gave, or the tree's own)."""
         if isinstance(blob, bytes):
             try:
-                tree = Tree.decode(blob)
+                # the destination stores it already: its bytes are not needed
+                return _Read(Tree.decode(blob), None if repo is self.destination else blob)
             except (MalformedObject, UnsafePath) as exc:
                 blob = exc
-            else:
-                if repo is self.destination:  # stored there already: its bytes not needed
-                    return _Read(tree, None)
-                self._count_read(len(blob), tree=True)
-                return _Read(tree, blob)
         _raise_if_not_damage(blob)
         if repo is self.destination:
             return _NotCopied(f"tree {tree_id.hex()} cannot be read from the destination "
-                              f"({_first_line(blob)}): check it", "destination")
+                              f"({_first_line(blob)})", "destination")
         return _NotCopied(f"tree {tree_id.hex()} cannot be read ({_first_line(blob)})")
 
     def _fetch(self, blob_ids: list[bytes]) -> None:

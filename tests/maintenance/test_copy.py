@@ -4,6 +4,7 @@ exit codes and messages matter, the library elsewhere."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ from fogvault.maintenance.tag import TagOptions, tag
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.format import BlobType, pack_name
 from fogvault.repo.repository import Repository
-from fogvault.repo.snapshot import Snapshot
+from fogvault.repo.snapshot import Snapshot, new_uid
 from fogvault.storage import open_storage
 from fogvault.storage.faulty import Fault, FaultyStorage
 from fogvault.treewalk import walk
@@ -215,6 +216,38 @@ def test_a_read_only_source_locked_says_it_is_the_source(fogvault, source, tmp_p
     assert b"copied 2 snapshots" in unlocked.stdout
 
 
+def test_a_locked_destination_says_it_is_the_destination(fogvault, source, tmp_path):
+    """A prune holding the destination's lock: the error names it, with exit 11."""
+    assert fogvault("init", "-r", "dst", "--kdf", "interactive").returncode == 0
+    with Repository.open([str(tmp_path / "dst")], PASSWORD, use_cache=False) as destination, \
+            destination.lock(exclusive=True):
+        locked = fogvault("-r", "dst", "copy", "--from-repo", "src", env=SOURCE_ENV)
+    assert locked.returncode == 11
+    [error] = locked.stderr.decode().splitlines()
+    assert error.startswith(f"error: destination repository {tmp_path / 'dst'}: ")
+    assert "exclusive lock" in error
+
+
+def test_a_snapshot_of_a_newer_fogvault_fails_with_no_repository_to_check(
+        fogvault, make_repo, tmp_path):
+    """Between unrelated repositories trees are encoded again, which a snapshot written by a
+    newer FogVault refuses: that is no damage, so no repository is named to check."""
+    source = make_repo("src")
+    snapshot = back_up(source, make_data(tmp_path / "data"))
+    newer = dataclasses.replace(snapshot, uid=new_uid(), program_version="99.0.0")
+    source.save_snapshot(newer)
+    env = {**SOURCE_ENV, "FOGVAULT_PASSWORD": OTHER_PASSWORD.decode()}
+    assert fogvault("init", "-r", "dst", env=env).returncode == 0
+
+    done = fogvault("-r", "dst", "copy", "--from-repo", "src", "--dry-run", env=env)
+    assert done.returncode == 3, done.stderr
+    errors = done.stderr.decode().splitlines()
+    assert f"snapshot {newer.uid} was written by FogVault 99.0.0" in errors[0]
+    assert errors[-1] == "warning: 1 of 2 snapshots could not be copied (named above)"
+    failed = summary(fogvault("-r", "dst", "copy", "--from-repo", "src", "--json", env=env))
+    assert [(f["source_uid"], f["repository"]) for f in failed["failed"]] == [(newer.uid, None)]
+
+
 def test_a_tree_damaged_in_the_destination_says_to_check_the_destination(
         fogvault, tmp_path):
     """Between repositories that share ids, a tree the destination has is read there: its
@@ -238,13 +271,15 @@ def test_a_tree_damaged_in_the_destination_says_to_check_the_destination(
     (tmp_path / "data" / "change" / "f").write_bytes(os.urandom(5_000))
     assert fogvault("backup", "-r", "src", "data").returncode == 0  # 'keep' is the same tree
 
-    done = fogvault("-r", "dst", "copy", "--from-repo", "src", env=env)
+    # --no-cache: not the good copy of the tree that the first copy cached
+    done = fogvault("-r", "dst", "--no-cache", "copy", "--from-repo", "src", env=env)
     assert done.returncode == 3, done.stderr
     errors = done.stderr.decode().splitlines()
     assert f"tree {kept.hex()} cannot be read from the destination" in errors[0]
     assert errors[-1] == ("warning: 1 of 2 snapshots could not be copied (named above); "
                           "'fogvault check' of the destination tells more")
-    failed = summary(fogvault("-r", "dst", "copy", "--from-repo", "src", "--json", env=env))
+    failed = summary(fogvault("-r", "dst", "--no-cache", "copy", "--from-repo", "src", "--json",
+                              env=env))
     assert [f["repository"] for f in failed["failed"]] == ["destination"]
 
 

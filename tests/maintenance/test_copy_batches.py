@@ -91,9 +91,16 @@ def test_trees_read_ahead_beyond_the_window_are_read_again(make_repo, backed_up,
     monkeypatch.setattr(copy_module, "TREE_BATCH", 8)
     monkeypatch.setattr(copy_module, "TREE_WINDOW",
                         3 * max(source.index.get(top).raw_length for top in tops))
+    reads: Counter[bytes] = Counter()  # of each blob, from the source
+    real = copy_module._read_blobs
+    monkeypatch.setattr(copy_module, "_read_blobs", lambda repo, entries: (
+        reads.update(entry.blob_id for entry in entries), real(repo, entries))[1])
     destination = make_repo("dst")
     result = copy(source, destination)
-    assert result.tree_blobs_read > above + TOPS * (BELOW + 1) + 1  # some were read again
+    trees = above + TOPS * (BELOW + 1) + 1
+    assert max(reads[top] for top in tops) > 1  # dropped and read again
+    assert sum(reads.values()) > trees + TOPS * BELOW
+    assert result.tree_blobs_read == trees  # yet counted once each, as they are copied
     assert result.data_blobs_read == TOPS * BELOW  # the data of each, once
     _assert_copied(source, destination, result)
 
