@@ -34,7 +34,7 @@ def diff(
     second: Annotated[str, typer.Argument(help="The newer, named as the older.")],
 ) -> None:
     """Show entries added (+), removed (-), modified (M), with metadata-only changes (U)."""
-    from fogvault.treewalk import diff as tree_diff
+    from fogvault.treewalk import diff_snapshots
 
     out = Printer.of(ctx)
     counts: Counter[str] = Counter()
@@ -43,7 +43,7 @@ def diff(
         b = load_snapshot_ref(repo, second)
 
         def changes() -> Iterator[Change]:  # written as found, counted on the way
-            for change in tree_diff(repo, a.tree, b.tree):
+            for change in diff_snapshots(repo, a, b):
                 counts[change.kind] += 1
                 yield change
 

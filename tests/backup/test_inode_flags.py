@@ -140,7 +140,8 @@ def test_a_flags_only_change_is_stored_and_diff_shows_it(
 
 
 def test_diff_compares_flags_only_where_both_snapshots_read_them(
-        make_repo: Callable[..., Repository], src: Path, trust_recent_entries: None) -> None:
+        make_repo: Callable[..., Repository], src: Path, trust_recent_entries: None,
+        fogvault: Callable[..., subprocess.CompletedProcess[bytes]]) -> None:
     """A --no-flags snapshot says nothing of the flags: diff against it shows no flagged
     entry as changed (each was U); between two that read them, a flags-only change is U."""
     repo = make_repo()
@@ -159,6 +160,12 @@ def test_diff_compares_flags_only_where_both_snapshots_read_them(
     second = _backup(repo, [src])
     assert changes(first, second) == {("U", f"{src}/plain")}
     assert changes(without, second) == set()
+    # and so does the command
+    for old, new, shown in ((without, second, b""), (first, second, b"U    %s/plain\n")):
+        done = fogvault("diff", "-r", "repo", old.uid, new.uid)
+        assert done.returncode == 0, done.stderr
+        assert b"".join(line + b"\n" for line in done.stdout.splitlines()
+                        if line.startswith(b"U ")) == shown.replace(b"%s", os.fsencode(src))
 
 
 def test_unchanged_entries_take_the_parents_flags_only_if_it_read_them(
