@@ -26,7 +26,9 @@ What an entry shows (:class:`Entry`):
   from one mount to the next.
 
 ``df`` (:meth:`SnapshotView.usage`, the FUSE adapter's ``statfs``) shows the repository as a
-read-only image: its packs' size, all used, none free, and its snapshots' files and folders.
+read-only image: its packs' size (at least one byte), all used, none free, and as its entries
+a lower bound on what a mount of all its snapshots shows, counted from the layout and the
+snapshots' summaries without reading a folder's listing.
 
 New snapshots: the snapshot list is checked when a layout folder is listed, or a name that is
 not in one is looked up, at most once every ``MountOptions.reload_interval`` seconds (a check
@@ -62,7 +64,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -140,8 +142,8 @@ class _OpenFile:
 class Usage:
     """What ``df`` shows of the mount (:meth:`SnapshotView.usage`)."""
 
-    stored_bytes: int  # what the repository's packs take on a target
-    entries: int  # the files and folders of its snapshots, as their backups counted them
+    stored_bytes: int  # what the repository's packs take on a target; at least 1
+    entries: int  # at least this many entries in a mount of all its snapshots
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +186,9 @@ class SnapshotView:
         self._started_ns = time.time_ns()
         self._snapshots: dict[str, Snapshot] = {}
         self._listed: set[str] = set()  # the uids of the last look that loaded
-        self.layout = Layout()
+        self.layout = build_layout(())  # a repository without snapshots shows these too
+        #: what usage counts, at each look that changes the snapshots (:func:`entries_at_least`)
+        self._entries = layout_entries(self.layout)
         self._checked = clock()
         self._reload()
 
@@ -305,13 +309,16 @@ class SnapshotView:
 
     def usage(self) -> Usage:
         """The repository's size and entries, whatever the filters show, as of the last look
-        for snapshots: the size of the packs the index lists (each pack's blobs and header, as
-        on a target; counted once per state of the index, with no request), and the files and
-        folders of every snapshot as their summaries record them (no folder listing read;
-        symbolic links and other special files are not counted there)."""
-        entries = sum(snapshot.summary.files + snapshot.summary.dirs
-                      for snapshot in self._snapshots.values())
-        return Usage(self.repo.index.stored_bytes(), entries)
+        for snapshots, with no request and no folder listing read.
+
+        The size is what the packs the index lists take on a target (each pack's blobs and
+        header; counted once per state of the index), and at least 1 byte: an empty
+        repository still holds its config and keys, and ``df`` leaves out file systems of
+        0 blocks.
+
+        The entries are a lower bound on the names a mount of every snapshot shows (see
+        :func:`entries_at_least`)."""
+        return Usage(max(self.repo.index.stored_bytes(), 1), self._entries)
 
     # ---- new snapshots -------------------------------------------------------------------
 
@@ -350,6 +357,9 @@ class SnapshotView:
         chosen = select_snapshots(oldest_first, self.options.host, self.options.tags,
                                   self.options.paths)
         self.layout = build_layout(chosen)
+        everything = (self.layout if len(chosen) == len(oldest_first)
+                      else build_layout(oldest_first))
+        self._entries = entries_at_least(everything, oldest_first)
         return True
 
     def _load_snapshot(self, uid: str) -> Snapshot | None:
@@ -429,6 +439,57 @@ class SnapshotView:
         if message not in self._warned:
             self._warned.add(message)
             log.warning("%s", message)
+
+
+def entries_at_least(layout: Layout, snapshots: Iterable[Snapshot]) -> int:
+    """How many names a mount of ``snapshots`` (whose layout is ``layout``) shows at least,
+    from the layout and the snapshots' manifests alone (no folder listing is read), with each
+    snapshot's contents counted once although the layout shows it at several places:
+
+    - the layout's own entries (:func:`layout_entries`);
+    - each snapshot's files (each name of a hard-linked file) and folders as its summary
+      records them, less the root folder that the summary of a backup of ``/`` counts (the
+      snapshot's root, a layout entry);
+    - the folders above every one of a snapshot's paths (``home`` and ``u`` of a backup of
+      ``/home/u/data``; a backup does not count them), if its summary records an entry
+      below them (else they may not be there: ``rewrite`` may have taken them out).
+
+    Not counted, as no summary records them: symbolic links, devices and fifos, folders above
+    only some of a snapshot's paths, and what a snapshot whose summary is empty holds
+    (``recover``'s, or one written without a summary). The bound holds as long as no summary
+    counts more than its snapshot holds: backups and ``rewrite`` count what they store, but a
+    copy made by ``rewrite`` before it counted anew kept its original's summary
+    (``rewrite --snapshot-summary`` counts it again)."""
+    return layout_entries(layout) + sum(_summarised_entries(s) for s in snapshots)
+
+
+def layout_entries(layout: Layout) -> int:
+    """The entries of ``layout``: the mount's root, its folders (``ids``, ``hosts/<host>``...)
+    and ``latest`` links, and each snapshot's root folder at each place it is shown."""
+    return 1 + sum(len(entries) for entries in layout.folders.values())
+
+
+def _summarised_entries(snapshot: Snapshot) -> int:
+    """The entries below ``snapshot``'s root that its manifest vouches for
+    (:func:`entries_at_least`)."""
+    recorded = snapshot.summary.files + snapshot.summary.dirs
+    if "/" in snapshot.paths:  # the tree is the root folder's, which the summary counts
+        return max(recorded - 1, 0)
+    return (recorded + _folders_above_all(snapshot.paths)) if recorded else 0
+
+
+def _folders_above_all(paths: list[str]) -> int:
+    """How many folders lie above every one of ``paths`` (2 for ``/home/u/data`` and
+    ``/home/u/docs``; none for ``/data`` and ``/home/u``): those that lead to each of them."""
+    if not paths:
+        return 0
+    names = [[name for name in path.split("/") if name] for path in paths]
+    shared = 0
+    for level in zip(*names, strict=False):
+        if any(name != level[0] for name in level):
+            break
+        shared += 1
+    return max(min(shared, min(len(n) for n in names) - 1), 0)
 
 
 def tree_bytes(tree: Tree) -> int:

@@ -194,22 +194,50 @@ def _packs_bytes(repo: Path) -> int:
     return sum(pack.stat().st_size for pack in (repo / "data").rglob("*") if pack.is_file())
 
 
+def _layout_names(mnt: Path) -> int:
+    """The names of the mount's own folders (its root, the top folders, each host's and
+    tag's), and the root itself: all that is not in a snapshot."""
+    folders = [mnt, *(mnt / top for top in os.listdir(mnt))]
+    folders += [folder / name for folder in (mnt / "hosts", mnt / "tags")
+                for name in os.listdir(folder)]
+    return 1 + sum(len(os.listdir(folder)) for folder in folders)
+
+
+def _files_and_folders(folder: Path) -> int:
+    """The files and folders below ``folder`` (not its links, fifos or devices)."""
+    return sum(1 for below, dirs, files in os.walk(folder) for name in dirs + files
+               if stat.S_ISREG(mode := os.lstat(os.path.join(below, name)).st_mode)
+               or stat.S_ISDIR(mode))
+
+
 def test_df_shows_the_repository_as_a_read_only_image(served: Served) -> None:
-    """As large as its packs, all used, none free; its snapshots' files and folders as
-    inodes, none free."""
+    """As large as its packs, all used, none free; as inodes, none free, the names of the
+    layout and each snapshot's files and folders once (with the folders above its path: the
+    summaries count all but those)."""
     st = os.statvfs(served.mnt)
     assert (st.f_bsize, st.f_frsize, st.f_namemax) == (4096, 4096, 255)
     assert st.f_blocks == -(-_packs_bytes(served.root / "repo") // 4096) > 0
     assert (st.f_bfree, st.f_bavail, st.f_ffree, st.f_favail) == (0, 0, 0, 0)
-    summaries = [snapshot["summary"] for snapshot in served.snapshots]
-    assert st.f_files == sum(summary["files_new"] + summary["files_changed"]
-                             + summary["files_unchanged"] + summary["dirs"]
-                             for summary in summaries) > 0
+    assert st.f_files == _layout_names(served.mnt) + sum(
+        _files_and_folders(served.mnt / "ids" / snapshot["uid"])
+        for snapshot in served.snapshots)
     assert st.f_flag & os.ST_RDONLY
     df = subprocess.run(["df", "--output=size,used,avail", str(served.mnt)], capture_output=True,
                         text=True, timeout=60, check=False)
     assert df.returncode == 0, df.stderr
     assert df.stdout.split()[-3:] == [str(st.f_blocks * 4), str(st.f_blocks * 4), "0"]  # KiB
+
+
+def test_df_lists_the_mount_of_an_empty_repository(fogvault, start_mount) -> None:
+    """``df`` leaves out file systems of 0 blocks unless asked for them: one block, and the
+    root and its four folders as inodes."""
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    mount = start_mount("-r", "repo").wait_mounted()
+    st = os.statvfs(mount.point)
+    assert (st.f_blocks, st.f_files) == (1, 5)
+    df = subprocess.run(["df", "--output=target"], capture_output=True, text=True, timeout=60,
+                        check=False)
+    assert str(mount.point) in df.stdout.splitlines()
 
 
 def test_filters_choose_what_a_mount_shows(served: Served, start_mount) -> None:

@@ -22,14 +22,16 @@ from conftest import PASSWORD
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import IntegrityError
 from fogvault.maintenance.prune import PruneOptions, prune
+from fogvault.maintenance.rewrite import RewriteOptions, rewrite
 from fogvault.mount.cache import BoundedCache
 from fogvault.mount.chunks import FAILURE_KEPT_S
 from fogvault.mount.files import FileContent
-from fogvault.mount.view import MountOptions, SnapshotView, tree_bytes
+from fogvault.mount.view import Entry, MountOptions, SnapshotView, Usage, tree_bytes
 from fogvault.repo.format import pack_name
 from fogvault.repo.index import BlobIndex
 from fogvault.repo.repository import Repository
-from fogvault.repo.tree import FILE, Node, Tree
+from fogvault.repo.snapshot import SnapshotSummary
+from fogvault.repo.tree import FILE, SYMLINK, Node, Tree
 from tests.mount.mounting import flip_a_byte
 
 LATIN1 = b"caf\xe9"
@@ -377,6 +379,64 @@ def test_a_chunk_that_a_prune_elsewhere_repacked_is_read_from_its_new_pack(
     assert elsewhere.index.get(chunk).pack_id != before.pack_id
     assert not (tmp_path / "repo" / pack_name(before.pack_id)).exists()
     assert view.read(handle, 0, 1000) == b"kept " * 100
+
+
+def _below(view: SnapshotView, folder: bytes) -> list[Entry]:
+    """Every entry below ``folder`` in the mount, as ``find`` lists them."""
+    found = []
+    for name, entry in view.listdir(folder):
+        found.append(entry)
+        if entry.type == "dir":
+            found += _below(view, folder.rstrip(b"/") + b"/" + name)
+    return found
+
+
+def test_df_counts_at_least_the_names_a_mount_shows(
+        make_repo: Callable[..., Repository], src: Path, tmp_path: Path) -> None:
+    """From the layout and the snapshots' manifests alone: every entry of the layout, and
+    each snapshot's contents once, exactly but for what no summary records (symbolic links,
+    folders above only some of its paths, all of a snapshot without a summary), and never
+    more than the mount shows, whatever the filters show."""
+    repo = make_repo()
+    whole = Archiver(repo, BackupOptions(tags=["daily", "weekly"])).run([str(src)]).snapshot
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "f").write_bytes(b"f")
+    two_paths = Archiver(repo, BackupOptions(host="two")).run(
+        [str(src / "sub"), str(tmp_path / "elsewhere" / "f")]).snapshot
+    unsummarised = dataclasses.replace(whole, uid="0" * 16, summary=SnapshotSummary())
+    repo.save_snapshot(unsummarised)  # as recover saves one, or an older writer
+    # a backup of /, as the backup of src would have been if src were /: its summary counts
+    # the root folder, which is the snapshot's root
+    src_tree = SnapshotView(repo).lookup(b"/ids/" + whole.uid.encode() + os.fsencode(src))
+    root = dataclasses.replace(whole, uid="1" * 16, paths=["/"], tree=src_tree.node.subtree)
+    repo.save_snapshot(root)
+    # everything taken out but the folders above tmp_path: they are not counted
+    [emptied] = rewrite(repo, RewriteOptions(excludes=[str(tmp_path)],
+                                             uids=[whole.uid])).rewritten
+    view = SnapshotView(repo)
+    shown = {uid: _below(view, b"/ids/" + uid.encode())
+             for uid in (whole.uid, two_paths.uid, unsummarised.uid, root.uid,
+                         emptied.new_uid)}
+    links = {uid: sum(entry.type == SYMLINK for entry in entries)
+             for uid, entries in shown.items()}
+    assert links[whole.uid] == links[root.uid] == links[two_paths.uid] == 1
+    counted = {whole.uid: len(shown[whole.uid]) - 1,
+               two_paths.uid: len(shown[two_paths.uid]) - 1 - 2,  # src/ and elsewhere/
+               unsummarised.uid: 0, root.uid: len(shown[root.uid]) - 1, emptied.new_uid: 0}
+    assert len(shown[emptied.new_uid]) > 0
+    layout = 1 + sum(len(view.listdir(b"/" + b"/".join(key))) for key in view.layout.folders)
+    assert view.usage().entries == layout + sum(counted.values())
+    assert view.usage().entries < 1 + len(_below(view, b"/"))
+    assert SnapshotView(repo, MountOptions(host="two")).usage() == view.usage()
+
+
+def test_df_shows_an_empty_repository_as_one_block_and_the_layout(
+        make_repo: Callable[..., Repository]) -> None:
+    """``df`` leaves out file systems of 0 blocks; the entries are the root and its four
+    folders, which a repository without snapshots shows too."""
+    view = SnapshotView(make_repo())
+    assert view.usage() == Usage(1, 5)
+    assert [name for name, _ in view.listdir(b"/")] == [b"ids", b"snapshots", b"hosts", b"tags"]
 
 
 def test_the_mount_imports_no_other_engine() -> None:
