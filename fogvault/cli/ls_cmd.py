@@ -44,6 +44,7 @@ def local_time(mtime_ns: int) -> datetime | None:
 
 
 def node_json(path: bytes, node: Node) -> dict:
+    from fogvault.fsmeta import flag_letters
     from fogvault.repo.tree import SYMLINK
 
     return {
@@ -53,6 +54,7 @@ def node_json(path: bytes, node: Node) -> dict:
         "mtime": when.isoformat() if (when := local_time(node.mtime_ns)) else None,
         "mtime_ns": node.mtime_ns,
         **({"target": os.fsdecode(node.target)} if node.type == SYMLINK else {}),
+        **({"flags": flag_letters(node.flags)} if node.flags else {}),
     }
 
 

@@ -111,6 +111,17 @@ def test_the_stored_bits_of_files_and_folders_are_stored(
     assert b'"flags"' not in tree  # omitted when 0: byte for byte what came before
 
 
+def test_ls_json_shows_the_flags_of_entries_that_have_some(
+        make_repo: Callable[..., Repository], src: Path,
+        fogvault: Callable[..., subprocess.CompletedProcess[bytes]]) -> None:
+    snapshot = _backup(make_repo(), [src])
+    done = fogvault("ls", "-r", "repo", "--json", "-R", snapshot.uid, str(src))
+    assert done.returncode == 0, done.stderr
+    shown = {entry["name"]: entry.get("flags") for entry in json.loads(done.stdout)}
+    assert shown == {"plain": None, "nodump": "dA", "locked": "i", "log": "sucSat",
+                     "dir": "dDT", "inner": "d", "link": None, "fifo": None}  # in bit order
+
+
 def test_no_flags_writes_what_writers_before_flags_wrote(
         make_repo: Callable[..., Repository], src: Path) -> None:
     repo = make_repo()
