@@ -11,7 +11,9 @@
 * **Reads** try the targets in :func:`~fogvault.targets.health.read_order` (fastest healthy
   first) and check what they get with the caller's ``decode``; a storage error, a missing object
   or a failed check falls through to the next target with a warning, and the bad copy is
-  remembered in ``damaged`` for ``repair``.
+  remembered in ``damaged`` for ``repair``. A missing object is told once per target and name
+  (until ``repair`` forgets it), and a target that lacks one is quiet about others until one
+  of its reads works: a mount reads a pack chunk by chunk, and a target gone lacks them all.
 * **Listings** are the union over the targets in use. Each target's own listing is kept until
   the next one, so reads try a target known to lack an object last, and quietly.
 * **Missed changes**: a target that is dropped or skipped when an object is written or deleted
@@ -87,6 +89,7 @@ class TargetSet:
             raise ValueError("at least one target is needed")
         self.damaged: set[tuple[str, str]] = set()  # (target url, object name)
         self.missed_deletes: set[tuple[str, str]] = set()  # (target url, object name)
+        self._quiet_on_missing: set[str] = set()  # urls told missing since their last read
         self._lock = threading.Lock()
         self._listings: dict[str, dict[str, NameListing]] = {}  # prefix -> url -> names
         workers = self.policy.concurrency * len(self.targets) + 4
@@ -274,10 +277,10 @@ class TargetSet:
             except ObjectNotFound as exc:
                 errors.append(exc)
                 if not self._absent(target, name):
-                    self.remember_damage(target.url, name)
-                    if not last:
+                    if not last and self._tell_missing(target, name):
                         log.warning("%s: %s is missing; reading it from another target",
                                     target.url, name)
+                    self.remember_damage(target.url, name)
                 continue
             except (StorageError, IntegrityError) as exc:
                 errors.append(exc)
@@ -290,8 +293,20 @@ class TargetSet:
                                 "no other target has it" if last else "trying another target")
                 continue
             target.read_worked()
+            if target.url in self._quiet_on_missing:
+                with self._lock:
+                    self._quiet_on_missing.discard(target.url)
             return value
         raise self._read_failure(name, order, errors)
+
+    def _tell_missing(self, target: Target, name: str) -> bool:
+        """Whether to warn that ``target`` lacks ``name`` (module docstring): not if that is
+        known already, nor while the target has read nothing since the last warning."""
+        with self._lock:
+            if (target.url, name) in self.damaged or target.url in self._quiet_on_missing:
+                return False
+            self._quiet_on_missing.add(target.url)
+            return True
 
     def _read_failure(self, name: str, order: list[Target], errors: list[Exception]
                       ) -> Exception:

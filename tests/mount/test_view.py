@@ -32,6 +32,7 @@ from fogvault.repo.index import BlobIndex
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import SnapshotSummary
 from fogvault.repo.tree import FILE, SYMLINK, Node, Tree
+from fogvault.targets.health import Target
 from tests.mount.mounting import flip_a_byte
 
 LATIN1 = b"caf\xe9"
@@ -178,6 +179,99 @@ def test_a_damaged_chunk_is_read_once_for_the_reads_that_retry_it_until_repaired
     data = (src / "chunky").read_bytes()
     assert view.read(handle, damaged_at, 4096) == data[damaged_at:damaged_at + 4096]
     assert target.meter.requests["read"] - reads_before == 2
+
+
+@pytest.fixture
+def mirrored(make_repo: Callable[..., Repository], src: Path) -> tuple[SnapshotView, bytes]:
+    """A view of a backup of ``src`` on two targets, loading each chunk for each read, and
+    the path of ``chunky`` in it."""
+    repo = make_repo("first", "second")
+    Archiver(repo, BackupOptions()).run([str(src)])
+    view = SnapshotView(repo, MountOptions(chunk_cache_bytes=0))
+    return view, _base(view, src) + b"/chunky"
+
+
+def _chunks_by_pack(view: SnapshotView, path: bytes) -> dict[bytes, list[tuple[int, int]]]:
+    """The packs that hold the chunks of the file at ``path``, each with where its chunks are
+    in the file (start, end)."""
+    node = view.lookup(path).node
+    ends = FileContent(view.repo.index, node).ends
+    spans: dict[bytes, list[tuple[int, int]]] = {}
+    for chunk, start, end in zip(node.content, [0, *ends[:-1]], ends, strict=True):
+        spans.setdefault(view.repo.index.get(chunk).pack_id, []).append((start, end))
+    return spans
+
+
+def _read_each(view: SnapshotView, path: bytes, spans: list[tuple[int, int]],
+               data: bytes) -> None:
+    """Read each span of the file at ``path`` from a handle of its own (so that nothing is
+    loaded ahead) and check it against ``data``."""
+    for start, end in spans:
+        handle = view.open(path)
+        assert view.read(handle, start, end - start) == data[start:end]
+        view.release(handle)
+
+
+def _keep_first(target: Target) -> Target:
+    """Have reads try ``target`` first as long as it reads nothing: targets are tried fastest
+    first, and the other one's reads (timed) could otherwise put it first."""
+    target.meter.latency = 0.0
+    return target
+
+
+def _missing(target: Target, pack_id: bytes) -> str:
+    return f"{target.url}: {pack_name(pack_id)} is missing; reading it from another target"
+
+
+def test_a_pack_missing_on_one_target_is_one_warning_for_all_the_chunks_read_from_it(
+        mirrored: tuple[SnapshotView, bytes], src: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Each read of one of its chunks reads it from the other target: the first says so, not
+    each one (one warning per chunk read), though the target reads other packs between."""
+    view, path = mirrored
+    by_pack = _chunks_by_pack(view, path)
+    pack_id = max(by_pack, key=lambda pack: len(by_pack[pack]))
+    assert len(by_pack[pack_id]) >= 3
+    [elsewhere, *_] = (spans for pack, spans in by_pack.items() if pack != pack_id)
+    first = _keep_first(view.repo.targets.read_order()[0])
+    (Path(first.url) / pack_name(pack_id)).unlink()
+    data = (src / "chunky").read_bytes()
+    with caplog.at_level(logging.WARNING, logger="fogvault"):
+        for _ in range(2):
+            for span in by_pack[pack_id]:
+                _read_each(view, path, [span], data)
+                reads = first.meter.requests["read"]
+                _read_each(view, path, elsewhere[:1], data)
+                assert first.meter.requests["read"] == reads + 1  # it read
+                _keep_first(first)
+    assert [r.getMessage() for r in caplog.records] == [_missing(first, pack_id)]
+
+
+def test_a_target_lacking_packs_is_one_warning_until_it_reads_again(
+        mirrored: tuple[SnapshotView, bytes], src: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """As a target gone lacks all it is asked for: the first pack missing there is told, not
+    the others, until a read from it works; a pack missing after that is told."""
+    view, path = mirrored
+    by_pack = _chunks_by_pack(view, path)
+    assert len(by_pack) >= 3
+    first = _keep_first(view.repo.targets.read_order()[0])
+    kept, *gone = by_pack
+    for pack_id in gone:
+        (Path(first.url) / pack_name(pack_id)).unlink()
+    data = (src / "chunky").read_bytes()
+    with caplog.at_level(logging.WARNING, logger="fogvault"):
+        for pack_id in gone:
+            _read_each(view, path, by_pack[pack_id], data)
+        reads = first.meter.requests["read"]
+        _read_each(view, path, by_pack[kept], data)
+        assert first.meter.requests["read"] == reads + len(by_pack[kept])  # it read them
+        _keep_first(first)
+        (Path(first.url) / pack_name(kept)).unlink()
+        for pack_id in (kept, *gone):  # the ones told already are not told again
+            _read_each(view, path, by_pack[pack_id], data)
+    assert [r.getMessage() for r in caplog.records] == [_missing(first, gone[0]),
+                                                        _missing(first, kept)]
 
 
 def test_a_listing_that_fails_holds_nothing_of_what_it_read(
