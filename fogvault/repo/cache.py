@@ -3,13 +3,15 @@ files, and of its tree packs (the packs that hold folder listings, as restic's c
 
 Only content-addressed objects are cached. An index file's copy is verified against its name
 when read; a tree pack's is verified against its name when it is downloaded, and then read in
-ranges, each blob of which is authenticated as it is opened (a damaged copy fails that, and is
-dropped and downloaded again). So a stale or damaged cache costs a download, never correctness.
-Data packs are never cached. Files are written atomically (a temporary file, then a rename), so
-processes sharing the folder see whole files or none. The folder is 0700 and files are 0600:
-their contents are encrypted, but their count and sizes are still private. A repository's
-folder gets a new modification time whenever the repository is opened, so that
-``fogvault cache`` can tell folders of repositories no longer used (restic's ``cache``).
+ranges, each blob of which is authenticated as it is opened. A copy whose blob fails that is
+hashed: if it is not the pack it is damaged, and is dropped and downloaded again; if it is, the
+blob was damaged when the pack was written, on every target alike, and the copy is kept. So a
+stale or damaged cache costs a download, never correctness. Data packs are never cached.
+Files are written atomically (a temporary file, then a rename), so processes sharing the folder
+see whole files or none. The folder is 0700 and files are 0600: their contents are encrypted,
+but their count and sizes are still private. A repository's folder gets a new modification
+time whenever the repository is opened, so that ``fogvault cache`` can tell folders of
+repositories no longer used (restic's ``cache``).
 
 Copies of objects the repository no longer holds are removed by :meth:`Cache.sweep`, which the
 repository runs when it loads its index (docs/design.md, "The local cache").
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import platformdirs
 
-from fogvault.crypto import Buffer, content_hash
+from fogvault.crypto import Buffer, content_hash, content_hasher
 from fogvault.repo.config import is_repo_id
 from fogvault.repo.format import DATA_DIR, ID_HEX_LEN, INDEX_DIR, pack_id_from_name, pack_name
 
@@ -40,6 +42,8 @@ STALE_TEMP_S = 3600
 #: Locks that let one thread download a tree pack while the others that want it wait (by the
 #: pack id's first byte: threads fetching different packs rarely wait for each other).
 _FETCH_LOCKS = 64
+#: bytes of a copy read at a time when it is hashed
+_HASH_PIECE = 1024 * 1024
 
 
 def default_cache_dir() -> Path:
@@ -82,9 +86,31 @@ class Cache:
         finally:
             os.close(fd)
 
+    def is_copy_of(self, name: str, object_id: bytes) -> bool:
+        """Whether the copy of ``name`` hashes to ``object_id`` (read in pieces, never held
+        whole); False if there is none or it cannot be read."""
+        hasher = content_hasher()
+        try:
+            with open(self._path(name), "rb") as f:
+                while piece := f.read(_HASH_PIECE):
+                    hasher.update(piece)
+        except OSError:
+            return False
+        return hasher.digest() == object_id
+
     def put(self, name: str, data: Buffer) -> bool:
         """Store a copy of ``name``, replacing any; whether it was stored (a cache that cannot
         be written is only slower)."""
+        try:
+            self.store(name, data)
+        except OSError as exc:
+            log.debug("cannot write %s to the cache: %s", name, exc)
+            return False
+        return True
+
+    def store(self, name: str, data: Buffer) -> None:
+        """:meth:`put`, raising the OSError that kept the copy from being stored (its
+        temporary file removed)."""
         path = self._path(name)
         tmp = path.with_name(f"{_TEMP_PREFIX}{os.urandom(6).hex()}")
         try:
@@ -92,11 +118,9 @@ class Cache:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
-        except OSError as exc:
-            log.debug("cannot write %s to the cache: %s", name, exc)
+        except OSError:
             _remove(tmp)
-            return False
-        return True
+            raise
 
     def discard(self, name: str) -> bool:
         """Remove the copy of ``name``; whether it is gone."""
@@ -128,14 +152,19 @@ class TreePackCache:
     there is none (with the caller's function, which verifies it against its id), stores it
     and returns the range from the bytes downloaded; threads that want a pack being downloaded
     wait for it instead of downloading it too. Nothing here authenticates what a copy returns:
-    the caller opens each blob, and drops a copy whose blob fails (:meth:`discard`). Once a copy
-    cannot be written (a full or read-only disk), :attr:`usable` is False: the caller reads
-    ranges from the targets, as with no cache, rather than download whole packs for
-    nothing."""
+    the caller opens each blob; when one fails, :meth:`is_intact` tells a damaged copy (to
+    :meth:`discard`) from a blob damaged in the pack itself. Once a copy cannot be written (a
+    full or read-only disk), :attr:`writable` is False: no more packs are downloaded whole or
+    stored (the caller reads ranges from the targets, as with no cache, rather than download
+    whole packs for nothing), but the copies already there are still read."""
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self.usable = True
+        self.writable = True
+        self._writable_lock = threading.Lock()  # one warning when the cache stops taking packs
+        #: packs whose bytes this cache returns are known to be the pack: downloaded (verified)
+        #: by :meth:`fetch`, or whose copy hashed to the id (:meth:`is_intact`)
+        self._intact: set[bytes] = set()
         self._locks = [threading.Lock() for _ in range(_FETCH_LOCKS)]
 
     def read(self, pack_id: bytes, offset: int, length: int) -> bytes | None:
@@ -154,15 +183,31 @@ class TreePackCache:
             if found is not None:
                 return found
             whole = download()
+            self._intact.add(pack_id)
             self.put(pack_id, whole)
             return bytes(memoryview(whole)[offset : offset + length])
+
+    def is_intact(self, pack_id: bytes) -> bool:
+        """Whether the bytes this cache returns for the pack are the pack itself: downloaded
+        by :meth:`fetch`, or a copy that hashes to its id (hashed once)."""
+        if pack_id not in self._intact and self.cache.is_copy_of(pack_name(pack_id), pack_id):
+            self._intact.add(pack_id)
+        return pack_id in self._intact
 
     def put(self, pack_id: bytes, data: Buffer) -> None:
         """Keep a copy of a tree pack: one downloaded, or one this process wrote (the next
         backup reads it as its parent's)."""
-        if self.usable and not self.cache.put(pack_name(pack_id), data):
-            self.usable = False
-            log.warning("tree packs are not cached: %s cannot be written", self.cache.root)
+        if not self.writable:
+            return
+        try:
+            self.cache.store(pack_name(pack_id), data)
+        except OSError as exc:
+            with self._writable_lock:
+                warn, self.writable = self.writable, False
+            if warn:
+                log.warning("tree packs are not cached from now on (the copies already there "
+                            "are still read): cannot write to %s: %s", self.cache.root,
+                            exc.strerror or exc)
 
     def discard(self, pack_id: bytes) -> bool:
         """Remove the pack's copy; whether it is gone (it is not where the folder or the file

@@ -136,6 +136,17 @@ class _NotCacheable(Exception):
     ``_tree_pack_limit``): it is read in ranges, as without a cache."""
 
 
+class _DamagedCopy(Exception):
+    """A cached copy of a tree pack failed a blob and is not the pack: it was dropped."""
+
+
+#: Why a tree pack is not downloaded whole again in this process, only read in ranges (as
+#: without a cache): too large, or no target holds it intact (damaged or missing on every
+#: target asked, and the others cannot be asked). A target that could not be reached says
+#: nothing about the pack: the next read tries again.
+_NOT_DOWNLOADABLE = (_NotCacheable, IntegrityError, ObjectNotFound, TargetsUnavailable)
+
+
 class Repository:
     def __init__(
         self,
@@ -154,7 +165,8 @@ class Repository:
         self.index = BlobIndex()
         self._cache_swept = False  # see load_index
         #: tree packs read in ranges from the targets, as without a cache: too large to
-        #: download whole, or with a damaged copy that cannot be removed
+        #: download whole, held intact by no target, or with a damaged copy that cannot be
+        #: removed
         self._uncached: set[bytes] = set()
         self._index_ids: set[bytes] = set()
         self._superseded: set[bytes] = set()
@@ -500,34 +512,53 @@ class Repository:
         """``decode`` of bytes ``offset`` to ``offset + length`` of a pack of ``blob_type``
         blobs: a tree pack's from its copy in the cache (downloaded whole first), any other's
         from the targets (:meth:`TargetSet.read_decoded`). ``decode`` authenticates what it is
-        given (IntegrityError): a cached copy that fails it is damaged, and is dropped and
-        downloaded again (if it cannot be dropped, the pack is read in ranges from the targets
-        from then on). A tree pack that cannot be downloaded whole intact (damaged on every
-        target) is read in ranges as without a cache, so that its intact trees still load."""
+        given (IntegrityError): a cached copy that fails it is damaged unless it hashes to the
+        pack's id (:meth:`_decode_copy`), and is then dropped and downloaded again (if it
+        cannot be dropped, the pack is read in ranges from the targets from then on). A tree
+        pack that cannot be downloaded whole intact (damaged or missing on every target) is
+        tried once, then read in ranges as without a cache, so that its intact trees still
+        load."""
         def from_targets() -> T:
             return self.targets.read_decoded(pack_name(pack_id), decode, offset, length)
 
         packs = self._tree_packs if blob_type is BlobType.TREE else None
-        if packs is None or not packs.usable or pack_id in self._uncached:
+        if packs is None or pack_id in self._uncached:
             return from_targets()
         copied = packs.read(pack_id, offset, length)
         if copied is not None:
-            try:
-                return decode(copied)
-            except IntegrityError as exc:
-                log.warning("the cached copy of tree pack %s is damaged (%s): reading it from "
-                            "the targets", pack_id.hex(), exc)
-                if not packs.discard(pack_id):
-                    self._uncached.add(pack_id)
-                    return from_targets()
+            with contextlib.suppress(_DamagedCopy):
+                return self._decode_copy(packs, pack_id, copied, decode)
+        if pack_id in self._uncached or not packs.writable:
+            return from_targets()
         try:
-            data = packs.fetch(pack_id, offset, length,
-                               lambda: self._download_tree_pack(pack_id, offset + length))
-        except (IntegrityError, _NotCacheable) as exc:
-            if isinstance(exc, _NotCacheable):
+            fetched = packs.fetch(pack_id, offset, length,
+                                  lambda: self._download_tree_pack(pack_id, offset + length))
+        except (FogVaultError, _NotCacheable) as exc:
+            if isinstance(exc, _NOT_DOWNLOADABLE):  # it will not be: do not try again
                 self._uncached.add(pack_id)
             return from_targets()
-        return decode(data)
+        try:
+            return self._decode_copy(packs, pack_id, fetched, decode)
+        except _DamagedCopy:  # another process's copy, found while this one waited
+            return from_targets()
+
+    def _decode_copy(self, packs: TreePackCache, pack_id: bytes, data: bytes,
+                     decode: Callable[[bytes], T]) -> T:
+        """``decode(data)``, ``data`` from the pack's copy (or its download). If ``decode``
+        fails on the pack itself (the copy hashes to its id), the damage was written into the
+        pack, so every target holds it too: ``decode``'s error is raised, and the copy kept
+        for the pack's other blobs. A copy that is not the pack is damaged: it is dropped, with
+        a warning, and _DamagedCopy raised."""
+        try:
+            return decode(data)
+        except IntegrityError as exc:
+            if packs.is_intact(pack_id):
+                raise
+            log.warning("the cached copy of tree pack %s is damaged (%s): reading it from "
+                        "the targets", pack_id.hex(), exc)
+            if not packs.discard(pack_id):
+                self._uncached.add(pack_id)
+            raise _DamagedCopy from exc
 
     def _download_tree_pack(self, pack_id: bytes, needed: int) -> bytes:
         """The whole pack ``pack_id``, from the first target whose copy matches its name, for
@@ -544,12 +575,15 @@ class Repository:
         return self.targets.read_decoded(pack_name(pack_id), whole, 0, limit + 1)
 
     def _tree_pack_limit(self, needed: int) -> int:
-        """The most bytes a tree pack of this repository can hold, so that what a download
-        holds in memory is bounded: a pack is closed once its blobs reach the pack size, so
-        they are at most the pack size and one more blob (as large as the largest chunk; a tree
-        blob larger than that gets a pack of its own, which ``needed`` covers), and its header
-        takes at most as many bytes as its blobs (41 an entry; a sealed blob has at least
-        41)."""
+        """The most bytes a tree pack of this repository's writers can hold, so that what a
+        download holds in memory is bounded: ``2 * max(pack_size + max_chunk, needed) +
+        PACK_TAIL_ROOM`` (max_chunk: the chunker's largest chunk). A pack is closed once its
+        blobs reach the pack size, so they take at most the pack size and one more blob, which
+        is no larger than a chunk unless it is a larger tree (``needed`` covers one read
+        itself); its header takes at most as many bytes as its blobs (41 an entry; a sealed
+        blob has at least 41), and the tail room covers the seals of that last blob and of the
+        header, and the trailer. A larger pack (its last tree larger than a chunk, read for
+        another tree of it) is read in ranges (_NotCacheable)."""
         blobs = max(self.config.pack_size + self.config.chunker.max_size, needed)
         return 2 * blobs + PACK_TAIL_ROOM
 

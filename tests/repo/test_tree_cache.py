@@ -23,11 +23,12 @@ from fogvault.errors import IntegrityError
 from fogvault.maintenance.check import check
 from fogvault.maintenance.prune import PruneOptions, prune
 from fogvault.repo.cache import STALE_TEMP_S
-from fogvault.repo.format import BlobType, pack_name
+from fogvault.repo.format import DATA_DIR, BlobType, pack_name
+from fogvault.repo.index import IndexEntry, IndexFile
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot
 from fogvault.repo.tree import Tree
-from fogvault.storage import open_storage
+from fogvault.storage import ObjectNotFound, Storage, open_storage
 from fogvault.storage.faulty import Fault, FaultyStorage
 from fogvault.treewalk import walk
 
@@ -61,16 +62,39 @@ def _cached(cache_dir: Path, repo: Repository) -> set[bytes]:
     return {bytes.fromhex(p.name[-64:]) for p in _folder(cache_dir, repo).glob("data_*")}
 
 
-class _Counted:
-    """The repository on ``root`` opened through a FaultyStorage that records the packs read."""
+class _Recording(FaultyStorage):
+    """A FaultyStorage that records each read of a pack: (name, offset, length)."""
 
-    def __init__(self, root: Path, cache_dir: Path | None) -> None:
-        self.storage = FaultyStorage(open_storage(str(root)))
-        self.packs_read: list[str] = []
-        self.storage.inject("read", Fault(hook=lambda _, name: self.packs_read.append(name),
-                                          times=None, prefix="data/"))
-        self.repo = Repository.open([self.storage], PASSWORD, cache_dir=cache_dir,
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(inner)
+        self.pack_reads: list[tuple[str, int, int | None]] = []
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if name.startswith(DATA_DIR):
+            self.pack_reads.append((name, offset, length))
+        return super().read(name, offset, length)
+
+    def whole_reads(self, pack: Path) -> int:
+        """Reads of the pack stored at ``pack`` that asked for more than all of it (the
+        downloads for the cache; a ranged read asks for a blob or a span of them)."""
+        size = pack.stat().st_size
+        return sum(1 for name, _, length in self.pack_reads
+                   if pack.as_posix().endswith(name) and (length is None or length > size))
+
+
+class _Counted:
+    """The repository on ``roots`` opened through storages that record the packs read."""
+
+    def __init__(self, root: Path | list[Path], cache_dir: Path | None) -> None:
+        self.storages = [_Recording(open_storage(str(r)))
+                         for r in (root if isinstance(root, list) else [root])]
+        self.storage = self.storages[0]
+        self.repo = Repository.open(self.storages, PASSWORD, cache_dir=cache_dir,
                                     use_cache=cache_dir is not None)
+
+    @property
+    def packs_read(self) -> list[str]:
+        return [name for storage in self.storages for name, _, _ in storage.pack_reads]
 
     def __enter__(self) -> _Counted:
         return self
@@ -187,6 +211,109 @@ def test_a_pack_damaged_on_the_target_is_read_in_ranges_and_not_cached(make_repo
     assert damaged.pack_id not in _cached(cold, repo)
 
 
+def _flip_blob(pack: Path, entry: IndexEntry) -> bytes:
+    """Flip a bit in the middle of ``entry``'s blob in the pack file ``pack``; its new bytes."""
+    data = bytearray(pack.read_bytes())
+    data[entry.offset + entry.length // 2] ^= 0x01
+    pack.write_bytes(data)
+    return bytes(data)
+
+
+def _load_each(repo: Repository, tree_ids: list[bytes]) -> dict[bytes, Tree | Exception]:
+    """Each tree loaded alone, as ``ls -R`` and a restore read them (a read per folder)."""
+    loaded: dict[bytes, Tree | Exception] = {}
+    for tree_id in tree_ids:
+        try:
+            loaded[tree_id] = repo.load_tree(tree_id)
+        except IntegrityError as exc:
+            loaded[tree_id] = exc
+    return loaded
+
+
+def test_a_pack_damaged_on_every_target_is_downloaded_whole_once(make_repo, tmp_path, caplog):
+    """Each tree read of it downloaded the whole pack from every target again, with a warning
+    for each copy (ls -R of 200 folders: 305 lines); now once, then it is read in ranges as
+    without a cache: the warnings are those of the download and of the damaged tree."""
+    repo = make_repo("a", "b")
+    _backup(repo, _folders(tmp_path / "src", 30))
+    trees = [e for e in repo.index if e.blob_type is BlobType.TREE]
+    damaged = trees[len(trees) // 2]
+    for target in ("a", "b"):
+        _flip_blob(tmp_path / target / pack_name(damaged.pack_id), damaged)
+    same_pack = [e.blob_id for e in trees if e.pack_id == damaged.pack_id]
+    assert len(same_pack) > 30
+
+    cold = tmp_path / "cold"
+    with caplog.at_level(logging.WARNING, "fogvault"), \
+            _Counted([tmp_path / "a", tmp_path / "b"], cold) as counted:
+        loaded = _load_each(counted.repo, same_pack)
+    assert isinstance(loaded.pop(damaged.blob_id), IntegrityError)
+    assert all(isinstance(tree, Tree) for tree in loaded.values())
+    for target, storage in zip(("a", "b"), counted.storages, strict=True):
+        assert storage.whole_reads(tmp_path / target / pack_name(damaged.pack_id)) == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 4, caplog.text  # the download, the damaged tree: on each target
+    assert damaged.pack_id not in _cached(cold, repo)
+
+
+def test_a_pack_missing_everywhere_is_asked_for_whole_once(make_repo, tmp_path):
+    repo = make_repo()
+    snapshot = _backup(repo, _folders(tmp_path / "src", 10))
+    root = repo.index.get(snapshot.tree)
+    stored = tmp_path / "repo" / pack_name(root.pack_id)
+    size = stored.stat().st_size
+    stored.unlink()
+    with _Counted(tmp_path / "repo", tmp_path / "cold") as counted:
+        for _ in range(3):
+            with pytest.raises(ObjectNotFound):
+                counted.repo.load_tree(snapshot.tree)
+    reads = counted.storage.pack_reads
+    assert [length > size for _, _, length in reads] == [True, False, False, False]
+
+
+def _written_damaged(repo: Repository, tmp_path: Path, snapshot: Snapshot) -> tuple[bytes,
+                                                                                   IndexEntry]:
+    """A tree pack that holds a damaged tree and hashes to its name (as one written damaged
+    would: memory corrupted before the pack was sealed), indexed in place of the intact one;
+    its id and the damaged tree's entry."""
+    [(intact, first, end)] = [(p, f, e) for p, f, e in repo.index.packs()
+                              if p in _tree_packs(repo)]
+    damaged = next(e for e in repo.index if e.pack_id == intact and e.blob_id != snapshot.tree)
+    data = _flip_blob(tmp_path / "repo" / pack_name(intact), damaged)
+    pack_id = content_hash(data)
+    (tmp_path / "repo" / pack_name(pack_id)).parent.mkdir(exist_ok=True)
+    (tmp_path / "repo" / pack_name(intact)).rename(tmp_path / "repo" / pack_name(pack_id))
+    repo.save_index(IndexFile(listings={pack_id: repo.index.listing(first, end)},
+                              supersedes=sorted(repo.index_ids())))
+    return pack_id, damaged
+
+
+def test_a_tree_damaged_in_its_pack_fails_alone_and_the_copy_is_kept(make_repo, tmp_path,
+                                                                      caplog):
+    """The pack hashes to its name, so its copy is no worse than the targets': each read of
+    the damaged tree failed the copy as damaged (a warning), deleted it, downloaded the whole
+    pack again and failed. Now the tree fails with its own error, and the copy serves the
+    pack's other trees, in this process and the next."""
+    repo = make_repo()
+    snapshot = _backup(repo, _folders(tmp_path / "src", 30))
+    pack_id, damaged = _written_damaged(repo, tmp_path, snapshot)
+    stored = tmp_path / "repo" / pack_name(pack_id)
+    others = [e.blob_id for e in repo.index if e.pack_id == pack_id and e != damaged]
+
+    cold = tmp_path / "cold"
+    with caplog.at_level(logging.WARNING, "fogvault"):
+        for downloads in (1, 0):  # the second process reads the copy the first downloaded
+            with _Counted(tmp_path / "repo", cold) as counted:
+                for _ in range(3):
+                    with pytest.raises(IntegrityError, match="authentication failed"):
+                        counted.repo.load_tree(damaged.blob_id)
+                loaded = _load_each(counted.repo, others)
+            assert all(isinstance(tree, Tree) for tree in loaded.values())
+            assert len(counted.packs_read) == counted.storage.whole_reads(stored) == downloads
+            assert _copy(cold, repo, pack_id).read_bytes() == stored.read_bytes()
+    assert "damaged" not in caplog.text
+
+
 def test_packs_a_prune_deletes_leave_the_cache(make_repo, tmp_path, cache_dir):
     repo = make_repo()
     first = _backup(repo, _folders(tmp_path / "one", 20, seed=1))
@@ -286,6 +413,27 @@ def test_a_cache_that_cannot_take_a_pack_costs_one_warning(make_repo, tmp_path, 
         assert len(_walked(counted.repo, snapshot)) >= 60
     assert caplog.text.count("tree packs are not cached") == 1
     assert len(counted.packs_read) > 30  # the first whole, then a read per tree
+
+
+def test_a_cache_that_cannot_take_a_pack_still_serves_the_copies_it_holds(make_repo, tmp_path,
+                                                                          cache_dir, caplog):
+    """Once one copy could not be written, every tree was read from the targets, the intact
+    copies of the other packs unused. Only downloads stop; the warning says why."""
+    repo = make_repo(pack_size=64 * 1024)
+    snapshot = _backup(repo, _folders(tmp_path / "src", 400))
+    packs = _tree_packs(repo)
+    assert len(packs) >= 2 and _cached(cache_dir, repo) == packs
+    root = repo.index.get(snapshot.tree).pack_id
+    _copy(cache_dir, repo, root).unlink()
+    _copy(cache_dir, repo, root).mkdir()  # as a full disk would refuse it
+    with caplog.at_level(logging.WARNING, "fogvault"), \
+            _Counted(tmp_path / "repo", cache_dir) as counted:
+        assert len(_walked(counted.repo, snapshot)) >= 800
+    assert set(counted.packs_read) == {pack_name(root)}
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("tree packs are not cached from now on (the copies already there "
+                              "are still read): cannot write to ")
+    assert warning.endswith(": Is a directory")
 
 
 def test_no_cache_writes_no_tree_packs(fogvault, tmp_path):
