@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fogvault.cli.common import Printer, RefusedOption, options, refuse_options, table
-from fogvault.errors import PartialSuccess
+from fogvault.errors import FogVaultError, PartialSuccess, UsageError
 
 if TYPE_CHECKING:
     from fogvault.repo.cache import CacheFolder
@@ -48,11 +48,11 @@ def cache_cmd(
     refuse_options(ctx, CACHE_REFUSES)
     from datetime import datetime
 
-    from fogvault.repo.cache import cache_folders, default_cache_dir, is_old, remove_folder
+    from fogvault.repo.cache import default_cache_dir, is_old, remove_folder
 
     out = Printer.of(ctx)
     root = options(ctx).cache_path() or default_cache_dir()
-    folders = list(cache_folders(root))
+    folders = _folders_in(root)
     removed, kept = [], []
     for folder in (f for f in folders if cleanup and is_old(f, max_age)):
         try:
@@ -70,6 +70,18 @@ def cache_cmd(
         _print_table(out, root, folders, removed, cleanup, max_age)
     if kept:
         raise PartialSuccess("not removed: " + "; ".join(kept))
+
+
+def _folders_in(root: Path) -> list[CacheFolder]:
+    from fogvault.repo.cache import cache_folders
+
+    try:
+        return list(cache_folders(root))
+    except NotADirectoryError as exc:
+        raise UsageError(f"the cache path {root} is not a folder") from exc
+    except OSError as exc:
+        raise FogVaultError(f"cannot list the cache folder {root}: "
+                            f"{exc.strerror or exc}") from exc
 
 
 def _print_table(out: Printer, root: Path, folders: list[CacheFolder],

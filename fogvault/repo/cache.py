@@ -267,7 +267,9 @@ class CacheFolder:
 def cache_folders(root: Path) -> Iterator[CacheFolder]:
     """The repositories' folders in the cache folder ``root``, oldest use first. Only folders
     named as a repository id are counted: ``--cache-dir`` may name a folder that holds more.
-    One that goes away while it is looked at (another cleanup) is left out."""
+    One that goes away while it is looked at (another cleanup) is left out; so is a file that
+    goes away while its folder is measured (a copy swept, a temporary file renamed). OSError
+    if ``root`` exists but cannot be listed (NotADirectoryError: it is no folder)."""
     try:
         entries = list(os.scandir(root))
     except FileNotFoundError:
@@ -286,9 +288,12 @@ def _measured(entry: os.DirEntry) -> CacheFolder:
     folder = CacheFolder(Path(entry.path), entry.name, entry.stat(follow_symlinks=False).st_mtime,
                          0)
     for file in os.scandir(entry.path):
-        if not file.is_file(follow_symlinks=False):
+        try:
+            if not file.is_file(follow_symlinks=False):
+                continue
+            size = file.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:  # gone since the listing: it takes no room
             continue
-        size = file.stat(follow_symlinks=False).st_size
         folder.size += size
         if (_object_name(file.name) or "").startswith(DATA_DIR):
             folder.tree_packs += 1
