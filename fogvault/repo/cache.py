@@ -44,6 +44,13 @@ STALE_TEMP_S = 3600
 _FETCH_LOCKS = 64
 #: bytes of a copy read at a time when it is hashed
 _HASH_PIECE = 1024 * 1024
+#: The cache folder's tag (https://bford.info/cachedir/): its first line is the signature that
+#: tools which skip caches look for.
+CACHEDIR_TAG = "CACHEDIR.TAG"
+_CACHEDIR_TAG_TEXT = (b"Signature: 8a477f597d28d172789f06886806bc55\n"
+                      b"# This file is a cache directory tag created by FogVault.\n"
+                      b"# For information about cache directory tags, see:\n"
+                      b"#\thttps://bford.info/cachedir/\n")
 
 
 def default_cache_dir() -> Path:
@@ -56,6 +63,7 @@ class Cache:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)  # not the parent: it may be a folder the user chose
         os.utime(self.root)  # in use: see cache_folders
+        _tag_as_cache(Path(root))
 
     def _path(self, name: str) -> Path:
         return self.root / _file_name(name)
@@ -213,6 +221,27 @@ class TreePackCache:
         """Remove the pack's copy; whether it is gone (it is not where the folder or the file
         cannot be changed: read-only, immutable)."""
         return self.cache.discard(pack_name(pack_id))
+
+
+def _tag_as_cache(root: Path) -> None:
+    """Write the standard ``CACHEDIR.TAG`` (https://bford.info/cachedir/) into the cache folder
+    unless it has one, as restic does: backups that skip caches (``--exclude-caches``, tar's
+    ``--exclude-caches``, borg's) then skip the copies of index files and tree packs. Written
+    at each open, so a tag deleted comes back; one that cannot be written costs only that."""
+    tag = root / CACHEDIR_TAG
+    try:
+        fd = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        log.debug("cannot tag %s as a cache folder: %s", root, exc)
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_CACHEDIR_TAG_TEXT)
+    except OSError as exc:  # a full disk: no half tag, which would never be rewritten
+        log.debug("cannot tag %s as a cache folder: %s", root, exc)
+        _remove(tag)
 
 
 def _file_name(name: str) -> str:

@@ -52,3 +52,25 @@ def test_a_cache_dir_that_cannot_be_listed_is_an_error(fogvault, tmp_path):
     assert done.returncode == 1
     assert done.stderr.decode().splitlines() == [
         "error: cannot list the cache folder locked: Permission denied"]
+
+
+def test_the_cache_is_tagged_so_that_a_backup_skipping_caches_skips_it(fogvault, tmp_path):
+    """A home folder backed up with --exclude-caches stored the cache in it (index files and
+    pack-sized copies of tree packs): the cache folder now has a CACHEDIR.TAG, which keeps it
+    in the snapshot, empty."""
+    home = tmp_path / "home"
+    (home / "docs").mkdir(parents=True)
+    (home / "docs" / "notes.txt").write_text("x")
+    cache = home / ".cache" / "fogvault"
+    common = ["-r", "repo", "--cache-dir", str(cache)]
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    for _ in range(2):  # the second finds the first's index file and tree pack in the cache
+        done = fogvault(*common, "backup", "--exclude-caches", str(home))
+        assert done.returncode == 0, done.stderr
+    assert any(cache.glob("*/data_*"))
+    assert (cache / "CACHEDIR.TAG").read_bytes().startswith(
+        b"Signature: 8a477f597d28d172789f06886806bc55")
+
+    listed = fogvault(*common, "ls", "-R", "latest", str(home)).stdout.decode().splitlines()
+    assert str(home / "docs" / "notes.txt") in listed
+    assert [p for p in listed if p.startswith(str(cache))] == [str(cache)]

@@ -440,7 +440,7 @@ def test_no_cache_writes_no_tree_packs(fogvault, tmp_path):
     _folders(tmp_path / "src", 10)
     assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
     assert fogvault("-r", "repo", "--cache-dir", "cache", "backup", "src").returncode == 0
-    [folder] = (tmp_path / "cache").iterdir()
+    [folder] = (tmp_path / "cache").glob("*/")  # beside it: CACHEDIR.TAG
     before = sorted(os.listdir(folder))
     assert any(name.startswith("data_") for name in before)
     (tmp_path / "src" / "d0" / "new").mkdir()
@@ -468,7 +468,7 @@ def test_two_restores_at_once_share_a_cache(fogvault, cli_env, tmp_path):
     for i in range(2):
         restored = tmp_path / f"out{i}" / tmp_path.relative_to("/") / "src"
         assert sorted(p.relative_to(restored) for p in restored.rglob("*")) == source
-    [folder] = (tmp_path / "cache").iterdir()
+    [folder] = (tmp_path / "cache").glob("*/")  # beside it: CACHEDIR.TAG
     copies = list(folder.glob("data_*"))
     assert copies and not list(folder.glob(".tmp-*"))
     assert all(content_hash(p.read_bytes()).hex() == p.name[-64:] for p in copies)
@@ -479,7 +479,7 @@ def test_the_cache_command_counts_tree_packs_and_removes_them_with_their_folder(
     _folders(tmp_path / "src", 10)
     assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
     assert fogvault("-r", "repo", "--cache-dir", "cache", "backup", "src").returncode == 0
-    [folder] = (tmp_path / "cache").iterdir()
+    [folder] = (tmp_path / "cache").glob("*/")  # beside it: CACHEDIR.TAG
     copies = list(folder.glob("data_*"))
     done = fogvault("--cache-dir", "cache", "cache", "--json")
     [listed] = json.loads(done.stdout)["folders"]
