@@ -107,7 +107,8 @@ class FogVaultOperations(mfusepy.Operations):
     def statfs(self, path: str) -> dict[str, int]:
         """What ``df`` shows. As a read-only image (squashfs, ISO 9660) shows itself: as large
         as what the repository takes on a target, all of it used, none free (nothing can be
-        written), and its snapshots' files and folders as inodes, none free. restic's mount
+        written), and a lower bound of the names it shows as inodes (``SnapshotView.usage``),
+        none free. restic's mount
         answers zeros (``df`` leaves it out), borg's zeros in blocks of 512 bytes."""
         usage = self.view.usage()
         return {"f_bsize": BLOCK_SIZE, "f_frsize": BLOCK_SIZE,
