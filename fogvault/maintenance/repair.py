@@ -13,7 +13,9 @@ those found outside their folder into it):
 2. **Copy**, kind by kind in the format's order: key files, packs, index files, snapshots, and
    the config last. Each object's good bytes come from a copy that verifies (a pack's BLAKE3 is
    its name; other objects decrypt and decode; key files as in
-   :func:`~fogvault.maintenance.verify.judge_key_copies`). A missing object is written
+   :func:`~fogvault.maintenance.verify.judge_key_copies`): a target's, or for a pack that no
+   target holds intact, the local cache's (which holds copies of tree packs, verified the
+   same way). A missing object is written
    create-only; a damaged copy is replaced (``overwrite=True``) with the verified bytes. The
    copy counts only after it has been read back and found byte-identical.
 3. **Ordering per target** (docs/format.md, "Ordering rules"): an index file is copied to a
@@ -440,6 +442,10 @@ class _Repair:
             with self._lock:
                 self.bad.add((source.url, name))
                 self.targets.remember_damage(source.url, name)
+        if name.startswith(DATA_DIR):  # a tree pack's copy, verified as a target's (its hash)
+            cached = self.repo.cached_pack(id_from_name(name))
+            if cached is not None:
+                return cached
         return self._unrecoverable(name, "; ".join(problems) or "no target holds a good copy")
 
     def _unrecoverable(self, name: str, why: str) -> None:

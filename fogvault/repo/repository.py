@@ -497,6 +497,15 @@ class Repository:
         if blob_type is BlobType.TREE and self._tree_packs is not None:
             self._tree_packs.put(pack_id, data)
 
+    def cached_pack(self, pack_id: bytes) -> bytes | None:
+        """The local cache's copy of a pack (only tree packs are cached), whole, if it hashes to
+        the pack's id; None if there is none (a copy that does not is removed). Read also
+        within :meth:`trees_from_targets`: ``repair`` takes it as a good copy of a pack no
+        target holds intact."""
+        if self.cache is None:
+            return None
+        return self.cache.get_verified(pack_name(pack_id), pack_id)
+
     def load_blob(self, blob_id: bytes, blob_type: BlobType | None = None) -> bytes:
         entry = self.index.get(blob_id)
         if entry is None:
