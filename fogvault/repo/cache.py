@@ -14,7 +14,8 @@ time whenever the repository is opened, so that ``fogvault cache`` can tell fold
 repositories no longer used (restic's ``cache``).
 
 Copies of objects the repository no longer holds are removed by :meth:`Cache.sweep`, which the
-repository runs when it loads its index (docs/design.md, "The local cache").
+repository runs when it loads its index. Design: docs/design.md, section 4, "The local cache";
+the files and their rules: docs/format.md, section 18.
 """
 
 from __future__ import annotations
