@@ -33,7 +33,8 @@ def test_old_folders_are_listed_and_removed_on_cleanup_only(fogvault, tmp_path):
     assert [f["removed"] for f in _folders(fogvault, "--cleanup", "--max-age", "50")] == [
         False, False]
     assert [f["removed"] for f in _folders(fogvault, "--cleanup")] == [True, False]
-    assert sorted(os.listdir(tmp_path / "cache")) == sorted([two, "not-a-repository"])
+    assert sorted(os.listdir(tmp_path / "cache")) == sorted(
+        [two, "not-a-repository", "CACHEDIR.TAG"])
 
 
 def test_opening_a_repository_marks_its_folder_used(fogvault, tmp_path):
@@ -60,7 +61,7 @@ def test_cleanup_removes_only_folders_the_cache_wrote_and_goes_on_after_a_refusa
                                                                                tmp_path):
     assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
     assert fogvault("backup", "-r", "repo", "--cache-dir", "cache", "cache").returncode == 0
-    [ours] = os.listdir(tmp_path / "cache")
+    [ours] = [p.name for p in (tmp_path / "cache").glob("*/")]  # beside it: CACHEDIR.TAG
     theirs = tmp_path / "cache" / ("ab" * 16)  # named as a repository id, holding more
     (theirs / "sub").mkdir(parents=True)
     (theirs / "notes.txt").write_text("another tool's")
@@ -72,5 +73,5 @@ def test_cleanup_removes_only_folders_the_cache_wrote_and_goes_on_after_a_refusa
     assert "which the cache does not write: not removed" in done.stderr.decode()
     removed = {f["repo_id"]: f["removed"] for f in json.loads(done.stdout)["folders"]}
     assert removed == {ours: True, theirs.name: False}
-    assert os.listdir(tmp_path / "cache") == [theirs.name]
+    assert sorted(os.listdir(tmp_path / "cache")) == ["CACHEDIR.TAG", theirs.name]
     assert (theirs / "notes.txt").read_text() == "another tool's"
