@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from fogvault.repo.cache import cache_folders
+from tests.security.test_secrets_and_permissions import _unprivileged
 
 
 def _repo_folder(root: Path, copies: int) -> Path:
@@ -45,10 +44,9 @@ def test_a_cache_dir_that_is_a_file_is_a_usage_error(fogvault, tmp_path):
         "error: the cache path afile is not a folder"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root lists any folder")
 def test_a_cache_dir_that_cannot_be_listed_is_an_error(fogvault, tmp_path):
     (tmp_path / "locked").mkdir(mode=0)
-    done = fogvault("--cache-dir", "locked", "cache")
+    done = fogvault("--cache-dir", "locked", "cache", wrap=_unprivileged())  # root lists any
     assert done.returncode == 1
     assert done.stderr.decode().splitlines() == [
         "error: cannot list the cache folder locked: Permission denied"]
