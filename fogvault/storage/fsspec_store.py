@@ -76,6 +76,7 @@ from fogvault.storage.s3_multipart import (
     abort_stale_uploads,
     list_uploads,
 )
+from fogvault.storage.throttled import claim_upload_pacing
 
 log = logging.getLogger(__name__)
 
@@ -607,7 +608,8 @@ class S3Storage(FsspecStorage):
     def write_multipart(self, name: str, data: bytes | memoryview, *, overwrite: bool = False
                         ) -> UploadReport:
         """Write ``name`` as a resumable multipart upload (``write`` does so for large data)."""
-        upload = MultipartUpload(self._call, self.bucket, self._key(name), self.part_size)
+        upload = MultipartUpload(self._call, self.bucket, self._key(name), self.part_size,
+                                 claim_upload_pacing())  # paced per part, not per object
         try:
             return upload.write(data, create_only=not overwrite,
                                 conditional=self._conditional_put)  # fmt: skip

@@ -44,6 +44,7 @@ from fogvault.storage.errors import (
     StorageError,
     TransientStorageError,
 )
+from fogvault.storage.throttled import UNLIMITED, Pacer, claim_upload_pacing
 
 _NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 _TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.EIO}
@@ -101,11 +102,14 @@ class LocalStorage(Storage):
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
+                pacer = claim_upload_pacing()  # a bandwidth limit paces every os.write
                 view = memoryview(data)
                 if len(view) >= DIRECT_MIN:
-                    view = view[_write_direct(fd, view) :]
+                    view = view[_write_direct(fd, view, pacer) :]
                 while view:
-                    view = view[os.write(fd, view) :]
+                    written = os.write(fd, view[: pacer.piece])
+                    pacer.take(written)
+                    view = view[written:]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -213,11 +217,11 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux only
 _direct_buffers = threading.local()
 
 
-def _write_direct(fd: int, data: memoryview) -> int:
+def _write_direct(fd: int, data: memoryview, pacer: Pacer = UNLIMITED) -> int:
     """Write the longest whole-block prefix of ``data`` to the empty file ``fd`` around the
-    page cache; return how many bytes that wrote (the file position is there). 0 if the file
-    system refuses direct I/O; a refusal part-way (EINVAL) also stops here, and the caller
-    writes the rest normally."""
+    page cache, in pieces ``pacer`` paces; return how many bytes that wrote (the file position
+    is there). 0 if the file system refuses direct I/O; a refusal part-way (EINVAL) also stops
+    here, and the caller writes the rest normally."""
     whole = len(data) - len(data) % _DIRECT_ALIGN
     if not _O_DIRECT or not whole:
         return 0
@@ -228,8 +232,9 @@ def _write_direct(fd: int, data: memoryview) -> int:
         return 0
     done = 0
     try:
-        for piece in _aligned_pieces(data[:whole]):
+        for piece in _aligned_pieces(data[:whole], pacer.piece or _DIRECT_PIECE):
             written = os.write(fd, piece)
+            pacer.take(written)
             done += written
             if written < len(piece):  # the position may no longer be aligned
                 break
@@ -241,12 +246,13 @@ def _write_direct(fd: int, data: memoryview) -> int:
     return done
 
 
-def _aligned_pieces(data: memoryview) -> Iterator[memoryview]:
-    """``data`` in pieces of at most ``_DIRECT_PIECE`` bytes in aligned memory: views of
-    ``data`` itself where it is aligned (no copy), else this thread's buffer refilled."""
+def _aligned_pieces(data: memoryview, size: int) -> Iterator[memoryview]:
+    """``data`` in pieces of at most ``size`` bytes (a multiple of ``_DIRECT_ALIGN``, at most
+    ``_DIRECT_PIECE``) in aligned memory: views of ``data`` itself where it is aligned (no
+    copy), else this thread's buffer refilled."""
     copy_to = None if _is_aligned(data) else memoryview(_aligned_buffer())
-    for start in range(0, len(data), _DIRECT_PIECE):
-        piece = data[start : start + _DIRECT_PIECE]
+    for start in range(0, len(data), size):
+        piece = data[start : start + size]
         if copy_to is not None:
             copy_to[: len(piece)] = piece
             piece = copy_to[: len(piece)]

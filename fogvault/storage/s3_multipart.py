@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from fogvault.storage.errors import ObjectExists, TransientStorageError
+from fogvault.storage.throttled import UNLIMITED, Pacer
 
 #: S3's limits: parts of 5 MiB or more (except the last), at most 10,000 of them.
 MIN_PART_SIZE = 5 * 1024**2
@@ -87,11 +88,13 @@ def multipart_etag(parts: list[Part]) -> str:
 class MultipartUpload:
     """One multipart write of ``data`` to ``bucket``/``key`` through ``call``."""
 
-    def __init__(self, call: S3Call, bucket: str, key: str, part_size: int) -> None:
+    def __init__(self, call: S3Call, bucket: str, key: str, part_size: int,
+                 pacer: Pacer = UNLIMITED) -> None:
         self.call = call
         self.bucket = bucket
         self.key = key
         self.part_size = part_size
+        self.pacer = pacer  # a bandwidth limit: each part waits for its tokens before it goes
 
     def write(self, data: bytes | memoryview, *, create_only: bool, conditional: bool
               ) -> UploadReport:
@@ -141,6 +144,7 @@ class MultipartUpload:
             marker = int(page["NextPartNumberMarker"])
 
     def _upload_part(self, upload_id: str, part: Part, body: memoryview) -> None:
+        self.pacer.take(len(body))
         answer = self.call(
             "upload_part", Bucket=self.bucket, Key=self.key, UploadId=upload_id,
             PartNumber=part.number, Body=body,

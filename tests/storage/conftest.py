@@ -14,8 +14,9 @@ import pytest
 
 from fogvault.storage import FaultyStorage, RetryingStorage, Storage, open_storage
 from fogvault.storage.faulty import Fault, transient
+from fogvault.storage.throttled import ThrottledStorage, TokenBucket
 
-BACKENDS = ["local", "memory", "s3", "s3-multipart", "sftp", "faulty", "retrying"]
+BACKENDS = ["local", "memory", "s3", "s3-multipart", "sftp", "faulty", "retrying", "throttled"]
 
 
 def make_storage(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
@@ -35,6 +36,9 @@ def make_storage(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> S
         flaky = FaultyStorage(open_storage(f"memory://fogvault-test/{uuid.uuid4().hex}"), seed=7)
         flaky.inject("*", Fault(error=transient(), fraction=0.2, times=None))
         return RetryingStorage(flaky, attempts=12, base_delay=0.0005, max_delay=0.002)
+    if kind == "throttled":  # limits far above the suite's traffic: the contract, not the pace
+        return ThrottledStorage(open_storage(str(tmp_path / "target")),
+                                TokenBucket(1024**3), TokenBucket(1024**3))
     raise ValueError(kind)
 
 

@@ -1,8 +1,8 @@
 """The storage contract (fogvault/storage/base.py), checked for every backend and wrapper.
 
 Each test runs once per entry of conftest.BACKENDS: a local folder, memory://, S3 on a real Ceph
-RGW, SFTP on a real OpenSSH, FaultyStorage without faults, and RetryingStorage over a target
-that fails one call in five.
+RGW, SFTP on a real OpenSSH, FaultyStorage without faults, ThrottledStorage at limits far above
+the traffic, and RetryingStorage over a target that fails one call in five.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from fogvault.storage import (
 )
 from fogvault.storage.fsspec_store import S3Storage, SftpStorage
 from fogvault.storage.local import LocalStorage
+from fogvault.storage.throttled import ThrottledStorage
 
 MiB = 1 << 20
 
@@ -47,7 +48,7 @@ def names(storage: Storage, prefix: str = "") -> list[str]:
 def plant(storage: Storage, files: dict[str, bytes]) -> None:
     """Put ``files`` (paths below the target's root) there behind the Storage API: quickly, or
     as an interrupted write leaves its temporary."""
-    while isinstance(storage, FaultyStorage | RetryingStorage):
+    while isinstance(storage, FaultyStorage | RetryingStorage | ThrottledStorage):
         storage = storage.inner
     if isinstance(storage, LocalStorage):
         for path, data in files.items():

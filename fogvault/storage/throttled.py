@@ -1,0 +1,257 @@
+"""Bandwidth limits: a token bucket per direction, shared by the whole process, and a wrapper.
+
+``ThrottledStorage(inner, upload, download)`` makes ``write`` take ``len(data)`` tokens from
+the ``upload`` bucket and ``read`` take what it returned from the ``download`` bucket; every
+other call passes through unlimited (they move no object bytes). As restic's ``--limit-upload``
+and ``--limit-download``, a limit is the process's: :func:`process_bucket` hands every target
+(and every thread, and the source and destination of ``copy``) the same bucket per direction,
+so three targets at 512 KiB/s share 512 KiB/s, not 1.5 MiB/s.
+
+Granularity. What the wrapper can pace depends on how the backend moves bytes:
+
+* A backend that moves an object in pieces asks for the pace itself with
+  :func:`claim_upload_pacing` and takes tokens per piece of at most :data:`PACE_PIECE` bytes
+  (local folders: every ``os.write`` of a write), or per part it sends (S3 multipart uploads:
+  per part, 16 MiB by default, paid before the part goes). Traffic is then smooth at that scale.
+* A backend whose library moves a whole object in one call (an S3 PUT or GET, an SFTP
+  transfer, which run in fsspec's event loop where no thread may sleep) gets its tokens taken
+  by the wrapper *after* the call, in the same amounts: each object goes at link speed, and
+  the next request of the process waits until the average is back under the limit. Over any
+  window longer than one object the rate holds; within one object it does not.
+* Reads are paid after the call in every backend (their size is known only then), for the same
+  reason as placement below: pacing inside the request would make a small read look slow.
+
+A write that is retried, or read back after a lost answer (``RetryingStorage``), pays again:
+those bytes crossed the link too. ``interrupt`` ends every wait at once: a command being
+stopped should not sleep out its debt.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from fogvault.storage.base import ObjectInfo, Storage
+from fogvault.storage.errors import TransientStorageError
+
+KIB = 1024
+#: The most bytes a backend that paces itself moves between two takes: small enough that a
+#: 512 KiB/s limit looks steady (8 takes a second), large enough to cost nothing at 100 MiB/s.
+PACE_PIECE = 64 * KIB
+#: The bucket holds at most this much (and a second's worth at slow rates): after an idle
+#: spell this much goes at once, never more.
+MAX_BURST = 256 * KIB
+
+UPLOAD = "upload"
+DOWNLOAD = "download"
+
+
+class TokenBucket:
+    """``rate`` bytes a second, at most ``burst`` saved up while idle; thread-safe.
+
+    A take *reserves* its bytes at once, going into debt if the bucket holds fewer, and sleeps
+    until that debt is paid: takers are served in the order they came, a take larger than the
+    bucket just waits longer, and no thread spins. ``clock`` and ``sleep`` are for tests.
+    """
+
+    def __init__(self, rate: float, burst: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], object] = time.sleep) -> None:
+        if not rate > 0:
+            raise ValueError("a rate must be a positive number of bytes a second")
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._rate = float(rate)
+        self._burst = float(burst) if burst is not None else _default_burst(rate)
+        self._tokens = self._burst  # full: the first burst goes at once
+        self._stamp = clock()
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def set_rate(self, rate: float) -> None:
+        """Change the rate from now on (a daemon's next job may have another limit)."""
+        if not rate > 0:
+            raise ValueError("a rate must be a positive number of bytes a second")
+        with self._lock:
+            self._refill()
+            self._rate = float(rate)
+            self._burst = _default_burst(rate)
+            self._tokens = min(self._tokens, self._burst)
+
+    def reserve(self, count: int) -> float:
+        """Take ``count`` tokens now; return how many seconds to wait before using them."""
+        with self._lock:
+            self._refill()
+            self._tokens -= count
+            return -self._tokens / self._rate if self._tokens < 0 else 0.0
+
+    def take(self, count: int) -> None:
+        """Take ``count`` tokens, sleeping until they are there."""
+        wait = self.reserve(count)
+        if wait > 0:
+            self._sleep(wait)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+
+
+def _default_burst(rate: float) -> float:
+    return min(float(rate), MAX_BURST)
+
+
+_process_buckets: dict[str, TokenBucket] = {}
+_process_lock = threading.Lock()
+
+
+def process_bucket(direction: str, kib_per_second: int) -> TokenBucket:
+    """This process's bucket for ``direction`` (:data:`UPLOAD` or :data:`DOWNLOAD`), at
+    ``kib_per_second``: every target opened with a limit shares it. Asking again with another
+    rate changes the rate of the one bucket (the latest repository opened sets it)."""
+    rate = kib_per_second * KIB
+    with _process_lock:
+        bucket = _process_buckets.get(direction)
+        if bucket is None:
+            bucket = _process_buckets[direction] = TokenBucket(rate)
+        elif bucket.rate != rate:
+            bucket.set_rate(rate)
+        return bucket
+
+
+# ---- pacing inside a backend -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pacer:
+    """How a backend that moves an object in pieces paces them: ``take(n)`` after (or before)
+    moving ``n`` bytes; ``piece`` is the most to move between takes (None: no limit, any)."""
+
+    take: Callable[[int], None]
+    piece: int | None
+
+
+UNLIMITED = Pacer(lambda count: None, None)
+
+
+@dataclass(slots=True)
+class _Claim:
+    pacer: Pacer
+    claimed: bool = False
+
+
+_upload_claim: ContextVar[_Claim | None] = ContextVar("fogvault_upload_claim", default=None)
+
+
+def claim_upload_pacing() -> Pacer:
+    """For a backend's ``write``: the pace of the upload in progress on this thread, which the
+    backend now takes per piece itself (the wrapper then takes nothing after the call);
+    :data:`UNLIMITED` when no limit applies."""
+    claim = _upload_claim.get()
+    if claim is None:
+        return UNLIMITED
+    claim.claimed = True
+    return claim.pacer
+
+
+@contextmanager
+def _offer_upload_pacing(pacer: Pacer) -> Iterator[_Claim]:
+    claim = _Claim(pacer)
+    token = _upload_claim.set(claim)
+    try:
+        yield claim
+    finally:
+        _upload_claim.reset(token)
+
+
+# ---- the wrapper -----------------------------------------------------------------------------
+
+
+class ThrottledStorage(Storage):
+    """Limits the object bytes ``inner`` moves; ``None`` for a direction leaves it unlimited.
+
+    It sits between ``RetryingStorage`` (above) and ``MeteredStorage`` (below) in a Target
+    (fogvault/targets/health.py): above the retries, so that each attempt pays for its bytes;
+    above the meter, so that time spent waiting for the process's shared bucket (which other
+    targets' traffic empties) is not measured as this target's latency and does not reorder
+    reads.
+    """
+
+    def __init__(self, inner: Storage, upload: TokenBucket | None,
+                 download: TokenBucket | None, *,
+                 wait: Callable[[float], object] | None = None) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.upload = upload
+        self.download = download
+        self._interrupted = threading.Event()  # set: no more waiting
+        self._wait = wait or self._interrupted.wait  # ``wait``: for tests
+
+    def _take(self, bucket: TokenBucket, count: int) -> None:
+        seconds = bucket.reserve(count)
+        if seconds > 0:
+            self._wait(seconds)
+
+    def create(self) -> None:
+        self.inner.create()
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        data = self.inner.read(name, offset, length)
+        if self.download is not None:
+            self._take(self.download, len(data))
+        return data
+
+    def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
+        if self.upload is None:
+            self.inner.write(name, data, overwrite=overwrite)
+            return
+        bucket = self.upload
+        pacer = Pacer(lambda count: self._take(bucket, count), PACE_PIECE)
+        sent = 0  # what the backend did not pace itself, paid after the call
+        with _offer_upload_pacing(pacer) as claim:
+            try:
+                self.inner.write(name, data, overwrite=overwrite)
+                sent = len(data)
+            except TransientStorageError:  # it may have sent every byte before failing (a
+                sent = len(data)           # refusal, such as ObjectExists, sent none)
+                raise
+            finally:
+                if sent and not claim.claimed:
+                    self._take(bucket, sent)
+
+    def stat(self, name: str) -> ObjectInfo:
+        return self.inner.stat(name)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        yield from self.inner.list(prefix)
+
+    def delete(self, name: str) -> None:
+        self.inner.delete(name)
+
+    def remove_incomplete(self, older_than: float) -> int:
+        return self.inner.remove_incomplete(older_than)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+        self.inner.interrupt()
+
+
+def throttled(storage: Storage, limit_upload: int | None, limit_download: int | None
+              ) -> Storage:
+    """``storage`` limited to the process's buckets at these KiB/s (None or 0: unlimited), or
+    ``storage`` itself when neither direction is limited."""
+    upload = process_bucket(UPLOAD, limit_upload) if limit_upload else None
+    download = process_bucket(DOWNLOAD, limit_download) if limit_download else None
+    if upload is None and download is None:
+        return storage
+    return ThrottledStorage(storage, upload, download)
