@@ -2,9 +2,9 @@
 
 Common options (``-r/--repo``, ``--password-file``, ``--password-command``, ``--json``,
 ``-q``, ``-v``, ``--cache-dir``, ``--no-cache``, ``--retry-lock``, ``--no-lock``,
-``--min-targets``) are accepted anywhere on the command line, as restic accepts them:
-:func:`split_common_options` finds them, and they go in front of the subcommand, where the
-app's callback reads them, so no command repeats them.
+``--min-targets``, ``--limit-upload``, ``--limit-download``) are accepted anywhere on the
+command line, as restic accepts them: :func:`split_common_options` finds them, and they go in
+front of the subcommand, where the app's callback reads them, so no command repeats them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from fogvault.errors import (
     EXIT_PARTIAL,
     EXIT_USAGE,
     FogVaultError,
+    UsageError,
     exit_code_for,
 )
 
@@ -45,6 +46,17 @@ def _finite(value: float) -> float:
     if math.isnan(value):  # passes any range check
         raise typer.BadParameter("not a number")
     return value
+
+
+def _kib_per_second(param: typer.CallbackParam, text: str | None) -> int | None:
+    """A bandwidth limit: a whole number of KiB/s, 0 for none. A bad one is a usage error
+    of one line (exit 2), as the environment variable's is."""
+    if text is None:
+        return None
+    if not text.strip().isdigit():  # also refuses a sign, a fraction and a unit
+        raise UsageError(f"{param.opts[0]} takes a whole number of KiB/s (0: no limit), not "
+                         f"{text!r}")
+    return int(text)
 
 
 def main_options(
@@ -89,6 +101,18 @@ def main_options(
         typer.Option("--min-targets", min=1, help="Commit a backup only if at least this many "
                      "targets hold all of its data (default: all of them)."),
     ] = None,
+    limit_upload: Annotated[
+        str | None,
+        typer.Option("--limit-upload", metavar="KIB", callback=_kib_per_second,
+                     help="Upload at most this many KiB/s, all targets together (env "
+                     "FOGVAULT_LIMIT_UPLOAD; 0: no limit)."),
+    ] = None,
+    limit_download: Annotated[
+        str | None,
+        typer.Option("--limit-download", metavar="KIB", callback=_kib_per_second,
+                     help="Download at most this many KiB/s, all targets together (env "
+                     "FOGVAULT_LIMIT_DOWNLOAD; 0: no limit)."),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
@@ -101,6 +125,8 @@ def main_options(
         json=json_output, quiet=quiet,
         verbose=verbose, cache_dir=cache_dir, no_cache=no_cache, no_lock=no_lock,
         retry_lock=retry_lock, min_targets=min_targets,
+        # converted by _kib_per_second
+        limit_upload=limit_upload, limit_download=limit_download,  # type: ignore[arg-type]
     )
     setup_logging(verbose)
 
@@ -164,7 +190,7 @@ def build_app(command: str | None = None) -> typer.Typer:
 
 
 _WITH_VALUE = {"-r", "--repo", "--password-file", "--password-command", "--cache-dir",
-               "--retry-lock", "--min-targets"}
+               "--retry-lock", "--min-targets", "--limit-upload", "--limit-download"}
 _FLAGS = {"--json", "-q", "--quiet", "-v", "--verbose", "--no-cache", "--no-lock"}
 
 

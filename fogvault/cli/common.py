@@ -108,12 +108,18 @@ class GlobalOptions:
     no_lock: bool = False
     retry_lock: float = 0.0
     min_targets: int | None = None
+    limit_upload: int | None = None  # KiB/s; None: FOGVAULT_LIMIT_UPLOAD's, 0: none
+    limit_download: int | None = None
 
-    def target_policy(self) -> TargetPolicy:
-        """Retries and concurrency from the environment, ``--min-targets`` from the options."""
+    def target_policy(self, min_targets: int | None = None) -> TargetPolicy:
+        """Retries and concurrency from the environment; ``--min-targets`` (unless
+        ``min_targets`` is given) and the bandwidth limits from the options, else from the
+        environment."""
         from fogvault.targets import TargetPolicy
 
-        return TargetPolicy.from_env(min_targets=self.min_targets)
+        return TargetPolicy.from_env(min_targets=min_targets or self.min_targets,
+                                     limit_upload=self.limit_upload,
+                                     limit_download=self.limit_download)
 
     def repo_urls(self) -> list[str]:
         return urls_given(self.repos, "FOGVAULT_REPO")
@@ -195,7 +201,6 @@ def open_repository(
     the other repository's); see ``Repository.open`` for ``drop_empty_targets``."""
     from fogvault.heap import use_one_malloc_arena
     from fogvault.repo.repository import Repository
-    from fogvault.targets import TargetPolicy
     from fogvault.targets.ledger import Ledger
 
     use_one_malloc_arena()  # before the index loaders' threads make arenas (heap.py)
@@ -209,8 +214,8 @@ def open_repository(
             use_cache=not opts.no_cache,
             load_index=load_index,
             # a source is only read, and reads fall back to its other targets: one is enough
-            policy=opts.target_policy() if source is None else TargetPolicy.from_env(
-                min_targets=1),
+            # (its downloads share the process's limit with the destination's)
+            policy=opts.target_policy(min_targets=1 if source is not None else None),
             drop_empty_targets=drop_empty_targets,
         )
     except FogVaultError as exc:

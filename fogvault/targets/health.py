@@ -1,7 +1,10 @@
 """What one run knows about each target: is it still used, is it behind, how fast is it.
 
-A :class:`Target` wraps one storage as ``RetryingStorage(MeteredStorage(storage))``: transient
-errors are retried with backoff, and every request (retries included) is counted and timed.
+A :class:`Target` wraps one storage as ``RetryingStorage(ThrottledStorage(MeteredStorage(
+storage)))``: transient errors are retried with backoff, and every request (retries included)
+is counted and timed; with a bandwidth limit (``--limit-upload``, ``--limit-download``) every
+attempt's bytes are paced by the process's shared buckets (fogvault/storage/throttled.py says
+why the limiter sits between the two).
 
 * **Dropping.** A target is *dropped* for the rest of the run when a write or delete fails after
   its retries (that change is lost on it), when its reads fail ``read_failures_to_drop`` times in
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from fogvault.storage.base import Storage
 from fogvault.storage.metered import MeteredStorage
 from fogvault.storage.retrying import RetryingStorage
+from fogvault.storage.throttled import throttled
 from fogvault.targets.policy import TargetPolicy
 
 #: the latency assumed for a remote target that has not answered anything yet
@@ -37,9 +41,12 @@ class Target:
         self.raw = storage
         self.url = storage.url
         self.meter = MeteredStorage(storage)
+        # retries above the limiter (each attempt pays), the meter below it (waiting for the
+        # shared bucket is not this target's latency)
+        limited = throttled(self.meter, policy.limit_upload, policy.limit_download)
         self.storage: Storage = RetryingStorage(
-            self.meter, policy.retry_attempts, policy.retry_base_delay, policy.retry_max_delay
-        ) if policy.retry_attempts > 1 else self.meter
+            limited, policy.retry_attempts, policy.retry_base_delay, policy.retry_max_delay
+        ) if policy.retry_attempts > 1 else limited
         self.slots = threading.BoundedSemaphore(policy.concurrency)
         self.dropped: str | None = None  # why it is no longer used in this run
         self.empty = False  # dropped at open for holding no repository at all

@@ -22,7 +22,11 @@ _ENV = {
     "FOGVAULT_RETRY_DELAY": ("retry_base_delay", float),
     "FOGVAULT_RETRY_MAX_DELAY": ("retry_max_delay", float),
     "FOGVAULT_TARGET_CONCURRENCY": ("concurrency", int),
+    "FOGVAULT_LIMIT_UPLOAD": ("limit_upload", int),
+    "FOGVAULT_LIMIT_DOWNLOAD": ("limit_download", int),
 }
+#: the bandwidth limits' fields, in KiB/s
+_LIMITS = ("limit_upload", "limit_download")
 
 
 @dataclass(slots=True)
@@ -42,12 +46,21 @@ class TargetPolicy:
     #: A target whose reads fail (after retries) this many times in a row is dropped for the
     #: rest of the run. A write that fails after retries drops it at once: the write is lost.
     read_failures_to_drop: int = 3
+    #: Bandwidth limits in KiB/s (--limit-upload, --limit-download; None or 0: unlimited).
+    #: Each is the process's, shared by every target: see fogvault/storage/throttled.py.
+    limit_upload: int | None = None
+    limit_download: int | None = None
 
     def __post_init__(self) -> None:
         if self.min_targets is not None and self.min_targets < 1:
             raise UsageError("--min-targets must be at least 1")
         if self.retry_attempts < 1 or self.concurrency < 1 or self.read_failures_to_drop < 1:
             raise UsageError("retry attempts, concurrency and read failures must be at least 1")
+        for name in _LIMITS:
+            limit = getattr(self, name)
+            if limit is not None and limit < 0:
+                raise UsageError(f"{name} must be a number of KiB/s, 0 for no limit, "
+                                 f"not {limit}")
         for delay in (self.retry_base_delay, self.retry_max_delay):
             if not 0 <= delay <= MAX_RETRY_DELAY:  # also NaN
                 raise UsageError(f"retry delays must be from 0 to {MAX_RETRY_DELAY:g} seconds, "
@@ -66,6 +79,9 @@ class TargetPolicy:
                 if kind is float and not 0 <= values[name] <= MAX_RETRY_DELAY:  # also NaN
                     raise UsageError(f"{var}={text!r}: use a number of seconds from 0 to "
                                      f"{MAX_RETRY_DELAY:g}")
+                if name in _LIMITS and values[name] < 0:  # type: ignore[operator]
+                    raise UsageError(f"{var}={text!r}: use a whole number of KiB/s, 0 for "
+                                     "no limit")
         known = {f.name for f in fields(cls)}
         values.update({k: v for k, v in explicit.items() if k in known and v is not None})
         return cls(**values)  # type: ignore[arg-type]
