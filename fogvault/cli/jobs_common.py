@@ -39,7 +39,8 @@ def run_options(ctx: typer.Context, *, dry_run: bool = False, init: bool = False
 
     opts = options(ctx)
     return RunOptions(dry_run=dry_run, init=init, cache_dir=opts.cache_path(),
-                      use_cache=not opts.no_cache, retry_lock=opts.retry_lock)
+                      use_cache=not opts.no_cache, retry_lock=opts.retry_lock,
+                      limit_upload=opts.limit_upload, limit_download=opts.limit_download)
 
 
 _WHERE = "[repositories.NAME] of the config file"
@@ -52,7 +53,8 @@ _NO_REPOSITORY = "it opens no repository"
 
 #: ``run`` and ``daemon``: a job's repository, password and min_targets come from the config
 #: file, and a job writes (backup, forget, prune), so it always locks the repository.
-#: --retry-lock, --cache-dir and --no-cache apply to the job's repository.
+#: --retry-lock, --cache-dir, --no-cache, --limit-upload and --limit-download apply to the
+#: job's repository (the limits over its limit_upload and limit_download).
 JOB_REFUSES = (
     RefusedOption("-r/--repo", ("repo",), _TARGETS),
     RefusedOption(*_PASSWORD_OPTIONS, _PASSWORD),
@@ -71,4 +73,6 @@ NO_REPOSITORY_REFUSES = (
     RefusedOption("--retry-lock", ("retry_lock",), f"{_NO_REPOSITORY}, so it takes no lock"),
     RefusedOption("--cache-dir", ("cache_dir",), f"{_NO_REPOSITORY}, so it uses no cache"),
     RefusedOption("--no-cache", ("no_cache",), f"{_NO_REPOSITORY}, so it uses no cache"),
+    RefusedOption("--limit-upload/--limit-download", ("limit_upload", "limit_download"),
+                  f"{_NO_REPOSITORY}, so it moves no data"),
 )

@@ -88,6 +88,9 @@ class RepositoryConfig:
     password_env: str | None = None
     min_targets: int | None = None  # None: every target must hold a snapshot's data
     compression: int = DEFAULT_COMPRESSION  # zstd level, used when the repository is created
+    #: KiB/s for the whole run (None: FOGVAULT_LIMIT_* or none; 0: none), as --limit-upload
+    limit_upload: int | None = None
+    limit_download: int | None = None
 
     def password_source(self) -> PasswordSource:
         """The configured source, else the usual ``FOGVAULT_PASSWORD*`` environment."""
@@ -256,6 +259,9 @@ def _read_repository(r: TableReader, name: str, base: Path) -> RepositoryConfig:
     if r.has("min_targets"):
         repo.min_targets = r.integer("min_targets", len(targets) or 1, 1, max(len(targets), 1))
     repo.compression = r.integer("compression", DEFAULT_COMPRESSION, 0, 22)
+    repo.limit_upload, repo.limit_download = (
+        r.integer(key, 0, 0, hint="KiB/s; 0 for no limit") if r.has(key) else None
+        for key in ("limit_upload", "limit_download"))
     repo.target_options = _read_target_options(r, targets, base)
     twice = repeated_target(targets, repo.target_options)  # an endpoint may tell two apart
     if twice:

@@ -40,6 +40,8 @@ def _repository_document(repo: RepositoryConfig) -> dict[str, Any]:
         "password_source": "config" if password else "environment (FOGVAULT_PASSWORD*)",
         "min_targets": repo.effective_min_targets(), "compression": repo.compression,
         **({"target_options": repo.target_options} if repo.target_options else {}),
+        **{key: value for key in ("limit_upload", "limit_download")
+           if (value := getattr(repo, key)) is not None},
     }
 
 

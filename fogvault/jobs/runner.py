@@ -103,6 +103,9 @@ class RunOptions:
     use_cache: bool = True
     kdf: KdfParams | None = None  # for init; None: Repository.init's default
     retry_lock: float = 0.0  # seconds to wait for another process's repository lock
+    #: KiB/s from the command line, over the repository's limit_upload/limit_download
+    limit_upload: int | None = None
+    limit_download: int | None = None
 
 
 def run_job(config: Config, name: str, options: RunOptions | None = None) -> RunRecord:
@@ -270,7 +273,7 @@ class _JobRun:
         kwargs: dict[str, Any] = {
             "cache_dir": self.options.cache_dir,
             "use_cache": self.options.use_cache,
-            "policy": TargetPolicy.from_env(min_targets=cfg.min_targets),
+            "policy": self._policy(),
         }
         if options:
             kwargs["target_options"] = options
@@ -291,6 +294,15 @@ class _JobRun:
                 yield repo
             finally:
                 ledger.save(repo.targets, f"run {self.job.name}")
+
+    def _policy(self) -> TargetPolicy:
+        """The repository's policy: bandwidth limits from the command line, else the config
+        file, else the environment (a daemon's next job sets the process's limit anew)."""
+        cfg, options = self.repo_config, self.options
+        return TargetPolicy.from_env(
+            min_targets=cfg.min_targets,
+            limit_upload=_first_given(options.limit_upload, cfg.limit_upload),
+            limit_download=_first_given(options.limit_download, cfg.limit_download))
 
     def _init(self, password: bytes, kwargs: dict[str, Any]) -> Repository:
         cfg = self.repo_config
@@ -577,3 +589,8 @@ def summary_lines(record: RunRecord) -> list[str]:
     return lines
 
 
+
+
+def _first_given(*values: int | None) -> int | None:
+    """The first value that is not None (0 counts: it means "no limit")."""
+    return next((v for v in values if v is not None), None)
