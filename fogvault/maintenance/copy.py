@@ -31,7 +31,7 @@ those it will need next, as far as the trees read so far tell; then the data of 
 files, each pack's share in ranged reads. So a round trip per batch, not per folder (on SFTP,
 3,000 folders: 61 reads of the source instead of 6,009). The trees read ahead hold at most
 ``TREE_WINDOW`` bytes; to make room, those the rebuild needs last are dropped and read again
-when it does.
+(ahead again once at most: ``TREE_DROPS``).
 
 **Failures.** A source blob that no target holds intact, or a tree that cannot be read or is
 malformed, fails the snapshots that use it: they are not saved (none is saved whose data the
@@ -52,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import time
+from collections import Counter
 from collections.abc import Callable, Container, Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -85,6 +86,13 @@ TREE_BATCH = 256  # trees read together (as check's mark), then the data of thei
 #: takes ~3.4 times its bytes (~290 bytes an entry, ~1 KB with its Node): ~14 MB, hundreds of
 #: ordinary folders. The rebuild itself holds the trees of the folders it is in, as before.
 TREE_WINDOW = 4 * 1024 * 1024
+#: times a tree read ahead may be dropped from the window; then it is read when the rebuild
+#: asks for it, no longer ahead. So a tree is read TREE_DROPS + 1 times at most (a tree far
+#: ahead, read whenever there was room, was dropped for the trees found before it at every
+#: level of a deep folder, and read again each time). Not 1: the folders of a wide folder,
+#: dropped for its first folder's, would be read a batch each (2,000 of them: 1,522 batches
+#: instead of 202, simulated), where now most are read ahead again together.
+TREE_DROPS = 2
 
 
 @dataclass(slots=True)
@@ -324,7 +332,7 @@ class _ReadAhead:
     ones the rebuild will ask for, as far as the trees read tell (up to TREE_BATCH of them):
     a round trip per batch instead of per tree. The trees read ahead hold at most TREE_WINDOW
     bytes; to make room for trees asked for sooner, those asked for last are dropped (read
-    again later).
+    again later: ahead again while dropped fewer than TREE_DROPS times).
 
     Each tree read gives the places of its folders' trees: those not read wait in a heap by
     place, the trees read ahead in one with the last place on top. So a batch costs in
@@ -347,6 +355,8 @@ class _ReadAhead:
         #: heap of (place, tree id) of the folders of the trees read, first place on top;
         #: those read since, finished or met at an earlier place are skipped when on top
         self._unread: list[tuple[Place, bytes]] = []
+        #: how often each tree was dropped from the window (TREE_DROPS)
+        self._drops: Counter[bytes] = Counter()
         #: the trees the rebuild is in, from the root down; and their ids
         self._visits: list[_Visit] = []
         self._visited: set[bytes] = set()
@@ -412,11 +422,12 @@ class _ReadAhead:
 
     def _first_unread(self, chosen: Container[bytes]) -> tuple[Place, bytes] | None:
         """The first place known of a tree neither read (``chosen`` for this batch, or
-        waiting) nor visited, and that tree; the entries before it are forgotten."""
+        waiting) nor visited, nor dropped TREE_DROPS times, and that tree; the entries before
+        it are forgotten."""
         while self._unread:
             place, tree_id = self._unread[0]
             if not (tree_id in chosen or tree_id in self._waiting or tree_id in self._done
-                    or tree_id in self._visited):
+                    or tree_id in self._visited or self._drops[tree_id] >= TREE_DROPS):
                 return place, tree_id
             heapq.heappop(self._unread)
         return None
@@ -434,6 +445,7 @@ class _ReadAhead:
             dropped = heapq.heappop(self._last)
             del self._waiting[dropped.tree_id]
             self._waiting_bytes -= dropped.size
+            self._drops[dropped.tree_id] += 1
             heapq.heappush(self._unread, (dropped.place, dropped.tree_id))
         return True
 

@@ -35,9 +35,9 @@ from tests.maintenance.test_copy import twin_of
 #: an entry of a folder: another folder of the pool (its index), or a file (its data's indices)
 Entry = int | tuple[int, ...]
 NODES_PER_FOLDER = 200  # entries below a folder, counted at every place: keeps walks short
-#: reads of one tree in a copy, at most, in these seeds (a tree read ahead and dropped from the
-#: window is read again)
-MOST_READS = 3
+#: reads of one tree in a copy, at most: read ahead and dropped from the window TREE_DROPS
+#: times, then read when the rebuild asks for it
+MOST_READS = copy_module.TREE_DROPS + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,3 +380,36 @@ def test_a_damaged_tree_read_ahead_dropped_and_read_again_fails_its_snapshot(
     case = Case(shapes, source, snapshots, tree_ids, destination, set(), listings)
     assert_copies_whole(case, result)
     source.close()
+
+
+def test_a_tree_far_ahead_is_not_read_again_at_every_level_of_a_deep_folder(
+        make_repo, monkeypatch):
+    """The root names a chain of folders, then W. Each folder of the chain names a small one
+    (L), then the next, big and small in turn; the window holds W and a small one, not a big
+    one. W was read ahead whenever the next was small, and dropped for each big one: read
+    again at every other level (16 times for 30 levels)."""
+    depth = 30
+    files = [(i,) for i in range(depth)]
+    folders: list[tuple[Entry, ...]] = [(file,) for file in files]  # the Ls
+    folders.append(())  # the end of the chain
+    for level in reversed(range(depth)):  # its L, the next folder; files in the big ones
+        folders.append((level, len(folders) - 1, *(files[:6] if level % 2 else ())))
+    big, small = len(folders) - 2, len(folders) - 1
+    folders += [tuple(files[:10]), (len(folders) - 1, len(folders))]  # W, the root
+    shapes = Shapes([b"%d" % i for i in range(depth)], folders, roots=[len(folders) - 1])
+    source = make_repo("src")
+    tree_ids = store_shapes(source, shapes, range(len(folders)))
+    snapshot = save_snapshot(source, tree_ids[-1])
+    size = [source.index.get(tree_id).raw_length for tree_id in tree_ids]
+    assert size[big] > size[small]
+    monkeypatch.setattr(copy_module, "TREE_BATCH", 8)
+    monkeypatch.setattr(copy_module, "TREE_WINDOW", size[-2] + size[small])
+    from_source, _ = count_tree_reads(monkeypatch, source)
+    destination = make_repo("dst")
+
+    result = copy(source, destination)
+
+    assert from_source[tree_ids[-2]] <= MOST_READS
+    case = Case(shapes, source, [snapshot], tree_ids, destination, set(),
+                {snapshot.uid: listing(source, snapshot.tree)})
+    assert_copies_whole(case, result)
