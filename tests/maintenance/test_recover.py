@@ -102,7 +102,9 @@ def test_a_forgotten_snapshot_whose_data_was_pruned_is_left_out(make_repo, reope
     src = tmp_path / "src"
     (src / "keep").mkdir(parents=True)
     (src / "keep" / "k").write_bytes(b"kept")
-    (src / "gone").write_bytes(os.urandom(300_000))  # its own packs, freed by the prune
+    # Several packs of 256 KiB, so that some hold nothing "keep" uses and the prune frees them
+    # (with 300 KB, about one run in five kept every pack of it, and the root was complete)
+    (src / "gone").write_bytes(os.urandom(1_500_000))
     first = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
     (src / "gone").unlink()
     kept = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
