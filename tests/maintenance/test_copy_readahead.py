@@ -11,6 +11,7 @@ at ``_read_blobs``, which every read of a tree goes through."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from collections import Counter
 from collections.abc import Iterable
@@ -413,3 +414,11 @@ def test_a_tree_far_ahead_is_not_read_again_at_every_level_of_a_deep_folder(
     case = Case(shapes, source, [snapshot], tree_ids, destination, set(),
                 {snapshot.uid: listing(source, snapshot.tree)})
     assert_copies_whole(case, result)
+
+
+def test_places_sort_in_the_order_the_rebuild_asks_for_them():
+    """Depth-first: a folder before its folders, those in their order, past 255 and 65,535."""
+    paths = [(), (0,), (0, 0), (0, 300), (1,), (1, 2, 3), (255,), (256,), (256, 0), (70_000,)]
+    places = [functools.reduce(copy_module._below, path, b"") for path in paths]
+    assert sorted(places) == places
+
