@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from fogvault.repo.snapshot import Snapshot
 from fogvault.repo.tree import FILE, Node, Tree, _json_nodes
 from fogvault.repo.tree_typed import typed_nodes
 from fogvault.treewalk import diff, diff_snapshots, walk
+from tests.restore.test_inode_flags import chattr, unlocked  # noqa: F401 (unlocked: autouse)
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "format"))
 import second_reader as sr  # docs/format.md's second implementation
@@ -37,24 +38,6 @@ BITS = {"s": 0x1, "u": 0x2, "c": 0x4, "S": 0x8, "i": 0x10, "a": 0x20, "d": 0x40,
 
 def bits(letters: str) -> int:
     return sum(BITS[x] for x in letters)
-
-
-def chattr(path: Path, *changes: str) -> None:
-    subprocess.run(["chattr", *changes, str(path)], check=True, capture_output=True)
-
-
-@pytest.fixture(autouse=True)
-def unlocked(tmp_path: Path) -> Iterator[None]:
-    """Skip where the test folder's file system (or the user) cannot set i; lift i and a below
-    it at the end."""
-    probe = tmp_path / "probe"
-    probe.touch()
-    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
-        pytest.skip("chattr +i does not work here (needs root and ext4, btrfs or xfs)")
-    chattr(probe, "-i")
-    probe.unlink()
-    yield
-    subprocess.run(["chattr", "-R", "-i", "-a", str(tmp_path)], capture_output=True)
 
 
 @pytest.fixture
