@@ -27,7 +27,6 @@ from fogvault.errors import (
     EXIT_PARTIAL,
     EXIT_USAGE,
     FogVaultError,
-    UsageError,
     exit_code_for,
 )
 
@@ -51,12 +50,9 @@ def _finite(value: float) -> float:
 def _kib_per_second(param: typer.CallbackParam, text: str | None) -> int | None:
     """A bandwidth limit: a whole number of KiB/s, 0 for none. A bad one is a usage error
     of one line (exit 2), as the environment variable's is."""
-    if text is None:
-        return None
-    if not text.strip().isdigit():  # also refuses a sign, a fraction and a unit
-        raise UsageError(f"{param.opts[0]} takes a whole number of KiB/s (0: no limit), not "
-                         f"{text!r}")
-    return int(text)
+    from fogvault.targets.policy import parse_limit
+
+    return None if text is None else parse_limit(text, param.opts[0])
 
 
 def main_options(

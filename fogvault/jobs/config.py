@@ -50,6 +50,7 @@ from fogvault.maintenance.retention import RetentionPolicy
 from fogvault.password import PasswordSource
 from fogvault.sizes import parse_size
 from fogvault.storage.identity import hide_password, repeated_target
+from fogvault.targets.policy import MAX_LIMIT_KIB
 
 ENV_CONFIG = "FOGVAULT_CONFIG"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -260,7 +261,8 @@ def _read_repository(r: TableReader, name: str, base: Path) -> RepositoryConfig:
         repo.min_targets = r.integer("min_targets", len(targets) or 1, 1, max(len(targets), 1))
     repo.compression = r.integer("compression", DEFAULT_COMPRESSION, 0, 22)
     repo.limit_upload, repo.limit_download = (
-        r.integer(key, 0, 0, hint="KiB/s; 0 for no limit") if r.has(key) else None
+        r.integer(key, 0, 0, MAX_LIMIT_KIB, hint="KiB/s; 0 for no limit") if r.has(key)
+        else None
         for key in ("limit_upload", "limit_download"))
     repo.target_options = _read_target_options(r, targets, base)
     twice = repeated_target(targets, repo.target_options)  # an endpoint may tell two apart

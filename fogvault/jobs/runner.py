@@ -589,8 +589,6 @@ def summary_lines(record: RunRecord) -> list[str]:
     return lines
 
 
-
-
 def _first_given(*values: int | None) -> int | None:
     """The first value that is not None (0 counts: it means "no limit")."""
     return next((v for v in values if v is not None), None)

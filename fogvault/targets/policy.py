@@ -7,6 +7,7 @@ reads the environment (docs/targets.md, "Several targets"); explicit arguments w
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -22,11 +23,24 @@ _ENV = {
     "FOGVAULT_RETRY_DELAY": ("retry_base_delay", float),
     "FOGVAULT_RETRY_MAX_DELAY": ("retry_max_delay", float),
     "FOGVAULT_TARGET_CONCURRENCY": ("concurrency", int),
-    "FOGVAULT_LIMIT_UPLOAD": ("limit_upload", int),
-    "FOGVAULT_LIMIT_DOWNLOAD": ("limit_download", int),
 }
-#: the bandwidth limits' fields, in KiB/s
-_LIMITS = ("limit_upload", "limit_download")
+#: environment variable -> the bandwidth limit's field (KiB/s, parse_limit)
+_LIMIT_ENV = {"FOGVAULT_LIMIT_UPLOAD": "limit_upload",
+              "FOGVAULT_LIMIT_DOWNLOAD": "limit_download"}
+#: The highest bandwidth limit, in KiB/s (1 TiB/s): far beyond any link, and a rate a float
+#: holds exactly (a longer number of digits overflowed the token bucket's arithmetic).
+MAX_LIMIT_KIB = 2**30
+
+
+def parse_limit(text: str, what: str) -> int:
+    """A bandwidth limit written by a user (an option or an environment variable, ``what``):
+    ASCII digits only (no sign, fraction, unit, ``_`` or other scripts' digits, which ``int``
+    takes), at most MAX_LIMIT_KIB; a usage error of one line otherwise."""
+    digits = text.strip()
+    if not re.fullmatch(r"[0-9]+", digits) or int(digits) > MAX_LIMIT_KIB:
+        raise UsageError(f"{what} takes a whole number of KiB/s from 0 (no limit) to "
+                         f"{MAX_LIMIT_KIB}, not {text!r}")
+    return int(digits)
 
 
 @dataclass(slots=True)
@@ -56,11 +70,11 @@ class TargetPolicy:
             raise UsageError("--min-targets must be at least 1")
         if self.retry_attempts < 1 or self.concurrency < 1 or self.read_failures_to_drop < 1:
             raise UsageError("retry attempts, concurrency and read failures must be at least 1")
-        for name in _LIMITS:
+        for name in _LIMIT_ENV.values():
             limit = getattr(self, name)
-            if limit is not None and limit < 0:
-                raise UsageError(f"{name} must be a number of KiB/s, 0 for no limit, "
-                                 f"not {limit}")
+            if limit is not None and not 0 <= limit <= MAX_LIMIT_KIB:
+                raise UsageError(f"{name} must be a number of KiB/s from 0 (no limit) to "
+                                 f"{MAX_LIMIT_KIB}, not {limit}")
         for delay in (self.retry_base_delay, self.retry_max_delay):
             if not 0 <= delay <= MAX_RETRY_DELAY:  # also NaN
                 raise UsageError(f"retry delays must be from 0 to {MAX_RETRY_DELAY:g} seconds, "
@@ -79,9 +93,10 @@ class TargetPolicy:
                 if kind is float and not 0 <= values[name] <= MAX_RETRY_DELAY:  # also NaN
                     raise UsageError(f"{var}={text!r}: use a number of seconds from 0 to "
                                      f"{MAX_RETRY_DELAY:g}")
-                if name in _LIMITS and values[name] < 0:  # type: ignore[operator]
-                    raise UsageError(f"{var}={text!r}: use a whole number of KiB/s, 0 for "
-                                     "no limit")
+        for var, name in _LIMIT_ENV.items():
+            text = env.get(var, "").strip()
+            if text:
+                values[name] = parse_limit(text, var)
         known = {f.name for f in fields(cls)}
         values.update({k: v for k, v in explicit.items() if k in known and v is not None})
         return cls(**values)  # type: ignore[arg-type]
