@@ -42,6 +42,7 @@ totals grow batch by batch, as files are planned.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -693,8 +694,12 @@ class Restorer:
 
     def _worker_setup(self, root: SafeRoot, folders: list[str]) -> WorkerSetup:
         repo = self.repo
+        policy = repo.targets.policy
+        if policy.limit_download:  # a bucket per process: the workers share the limit
+            policy = dataclasses.replace(
+                policy, limit_download=max(1, policy.limit_download // PROCESSES))
         return WorkerSetup(
-            folders=folders, policy=repo.targets.policy,
+            folders=folders, policy=policy,
             master=repo.master.to_bytes(), key_id=repo.key_id, config=repo.config,
             target=root.root, target_fd=root.root_fd, restore_owner=self.options.restore_owner,
             log_level=logging.getLogger("fogvault").getEffectiveLevel(),

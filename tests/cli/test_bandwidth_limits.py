@@ -28,6 +28,22 @@ def timed(fogvault, *args: str, env: dict[str, str] | None = None) -> float:
     return time.monotonic() - started
 
 
+def test_a_restore_by_worker_processes_keeps_to_the_limit(fogvault, tmp_path: Path):
+    """A restore of 1,000 files or more from folders here writes them by two worker processes,
+    each with its own bucket: they share the limit (each had all of it: twice as fast)."""
+    repo = str(tmp_path / "repo")
+    assert fogvault("-r", repo, "init").returncode == 0
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(1_100):
+        (src / f"f{i}").write_bytes(os.urandom(4 * KIB))
+    assert fogvault("-r", repo, "backup", str(src), "-q").returncode == 0
+    # 4.4 MB at 1 MiB/s, less the buckets' 256 KiB each at the start: >= 3.5 s (it was ~2 s)
+    took = timed(fogvault, "-r", repo, "--limit-download", "1024", "--no-cache", "restore",
+                 "latest", "--target", str(tmp_path / "out"), "-q")
+    assert took >= 3.5
+
+
 def test_backup_and_restore_keep_to_the_limits(fogvault, tmp_path: Path):
     repo = str(tmp_path / "repo")
     assert fogvault("-r", repo, "init").returncode == 0
