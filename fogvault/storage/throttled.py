@@ -21,6 +21,9 @@ Granularity. What the wrapper can pace depends on how the backend moves bytes:
 * Reads are paid after the call in every backend (their size is known only then), for the same
   reason as placement below: pacing inside the request would make a small read look slow.
 
+A request of at most :data:`SMALL_REQUEST` bytes (a lock, a snapshot, a pack's header) is
+charged but never waits, so that a lock refresh does not queue behind every pack owed.
+
 A write that is retried, or read back after a lost answer (``RetryingStorage``), pays again:
 those bytes crossed the link too. ``interrupt`` ends every wait at once: a command being
 stopped should not sleep out its debt.
@@ -45,6 +48,12 @@ PACE_PIECE = 64 * KIB
 #: The bucket holds at most this much (and a second's worth at slow rates): after an idle
 #: spell this much goes at once, never more.
 MAX_BURST = 256 * KIB
+
+#: A request of at most this many bytes (a lock, a snapshot, a pack's header) is charged to
+#: the bucket but never waits: a lock refresh queued behind the packs already owed would wait
+#: for all of them (three targets at 64 KiB/s with two 16 MiB packs each in flight: 25 min,
+#: when a lock not refreshed for 25 min counts as stale).
+SMALL_REQUEST = 16 * KIB
 
 UPLOAD = "upload"
 DOWNLOAD = "download"
@@ -199,13 +208,21 @@ class ThrottledStorage(Storage):
         if seconds > 0:
             self._wait(seconds)
 
+    def _charge(self, bucket: TokenBucket, count: int) -> None:
+        """Take ``count`` tokens for a whole request: a small one never waits (SMALL_REQUEST),
+        its bytes are owed by the next."""
+        if count <= SMALL_REQUEST:
+            bucket.reserve(count)
+        else:
+            self._take(bucket, count)
+
     def create(self) -> None:
         self.inner.create()
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         data = self.inner.read(name, offset, length)
         if self.download is not None:
-            self._take(self.download, len(data))
+            self._charge(self.download, len(data))
         return data
 
     def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
@@ -213,6 +230,10 @@ class ThrottledStorage(Storage):
             self.inner.write(name, data, overwrite=overwrite)
             return
         bucket = self.upload
+        if len(data) <= SMALL_REQUEST:
+            self.inner.write(name, data, overwrite=overwrite)
+            self._charge(bucket, len(data))
+            return
         pacer = Pacer(lambda count: self._take(bucket, count), PACE_PIECE)
         sent = 0  # what the backend did not pace itself, paid after the call
         with _offer_upload_pacing(pacer) as claim:

@@ -15,6 +15,7 @@ from fogvault.storage.errors import ObjectExists
 from fogvault.storage.throttled import (
     KIB,
     PACE_PIECE,
+    SMALL_REQUEST,
     ThrottledStorage,
     TokenBucket,
     process_bucket,
@@ -179,7 +180,22 @@ def test_reads_are_paid_for_what_came_back(tmp_path: Path):
     assert store.read("a", 10, 50 * KIB) == b"z" * 50 * KIB
     assert store.read("a", 90 * KIB, 50 * KIB) == b"z" * 10 * KIB  # a short read at the end
     store.write("b", b"not limited")
-    assert recorder.takes() == [50 * KIB - 1, 10 * KIB]
+    assert len(recorder.waits) == 1  # 10 KiB is a small request: charged, no wait
+    assert store.read("a", 0, 50 * KIB) == b"z" * 50 * KIB
+    assert recorder.takes() == [50 * KIB - 1, 10 * KIB + 50 * KIB]
+
+
+def test_a_small_request_is_charged_but_does_not_wait_behind_what_is_owed():
+    """A lock written while packs are owed went after all of them (minutes at a low rate):
+    requests of at most SMALL_REQUEST bytes never wait; the next one pays for them."""
+    recorder = Recorder()
+    store = recorder.wrap(open_storage("memory://fogvault-test/throttle-small"))
+    store.write("data/pack", b"p" * 1024 * KIB)  # 1 s owed
+    store.write("locks/lock", b"l" * 300)
+    store.write("snapshots/s", b"s" * SMALL_REQUEST)
+    assert len(recorder.waits) == 1  # the pack's
+    store.write("data/next", b"n" * 100 * KIB)
+    assert recorder.takes() == [1024 * KIB - 1, 300 + SMALL_REQUEST + 100 * KIB]
 
 
 def test_an_s3_multipart_upload_is_paced_per_part(s3_url: str):
