@@ -1,18 +1,22 @@
 """Helpers for tests that mount: a ``fogvault mount`` subprocess, waiting with a deadline,
 unmounting whatever state a test left (``fusermount -u``, else ``umount -l``), damaging a
-stored chunk, and counting a file's opens."""
+stored chunk, counting a file's opens, and measuring what a block of code leaves held."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 import signal
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from fogvault.repo.format import pack_name
@@ -136,3 +140,26 @@ class OpenCounter:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+@dataclass(slots=True)
+class Held:
+    bytes: int = 0  # allocated by the block and still held when it ended
+
+
+@contextmanager
+def held_memory() -> Iterator[Held]:
+    """What the block allocates and still holds when it ends (tracemalloc), with the cycle
+    collector off, so that what only a reference cycle keeps (an error's traceback holding its
+    frames' buffers) counts as held, as it is until a collection runs."""
+    held = Held()
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        yield held
+        held.bytes = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        gc.enable()

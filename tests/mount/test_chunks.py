@@ -6,12 +6,10 @@ threads; the loads are functions that count their calls, and the clock is the te
 from __future__ import annotations
 
 import errno
-import gc
 import logging
 import os
 import random
 import threading
-import tracemalloc
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from fogvault.mount.chunks import (
 from fogvault.mount.files import FileContent
 from fogvault.mount.view import READ_AHEAD_MAX_OPEN, SnapshotView
 from fogvault.repo.repository import Repository
-from tests.mount.mounting import flip_a_byte, wait_until
+from tests.mount.mounting import flip_a_byte, held_memory, wait_until
 
 DEADLINE_S = 30.0
 
@@ -367,18 +365,10 @@ def test_failed_loads_hold_their_messages_not_the_chunks_they_read(
     starts = [0, *FileContent(repo.index, viewed.view.lookup(viewed.path).node).ends[:-1]]
     handle = viewed.view.open(viewed.path)
     caplog.set_level(logging.CRITICAL, logger="fogvault")  # no log records to count
-    gc.collect()
-    gc.disable()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+    with held_memory() as held:
         for start in starts:
             with pytest.raises(OSError):
                 viewed.view.read(handle, start, 4096)
-        held = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-        gc.enable()
     assert len(viewed.loaded) == len(starts) > 30
     chunk_bytes = len(viewed.data) // len(starts)  # about 64 KiB
-    assert held / len(starts) < 2048 < chunk_bytes / 20, held
+    assert held.bytes / len(starts) < 2048 < chunk_bytes / 20, held

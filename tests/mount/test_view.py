@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import gc
 import logging
 import os
 import random
 import subprocess
 import sys
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import SnapshotSummary
 from fogvault.repo.tree import FILE, SYMLINK, Node, Tree
 from fogvault.targets.health import Target
-from tests.mount.mounting import flip_a_byte
+from tests.mount.mounting import flip_a_byte, held_memory
 
 LATIN1 = b"caf\xe9"
 
@@ -293,20 +291,14 @@ def test_a_listing_that_fails_holds_nothing_of_what_it_read(
     assert entry.length > 20_000
     flip_a_byte(tmp_path / "repo", entry)
     caplog.set_level(logging.CRITICAL, logger="fogvault")  # no log records to count
-    gc.collect()
-    gc.disable()
-    tracemalloc.start()
     try:
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(20):
-            with pytest.raises(OSError):
-                view.listdir(path)
-        held = tracemalloc.get_traced_memory()[0] - before
+        with held_memory() as held:
+            for _ in range(20):
+                with pytest.raises(OSError):
+                    view.listdir(path)
     finally:
-        tracemalloc.stop()
-        gc.enable()
         uncached.close()
-    assert held < 20 * 2048
+    assert held.bytes < 20 * 2048
 
 
 def test_chunks_that_do_not_hold_the_whole_file_are_an_integrity_error() -> None:
