@@ -29,39 +29,26 @@ refers to is deleted before a complete replacement index is in place. A rerun fi
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress
 
 from fogvault.errors import FogVaultError
+from fogvault.maintenance.index_rewrite import rewrite_index
 from fogvault.maintenance.inventory import Listing, LivePacks, UnlistedData, unlisted_data
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.repo.format import DATA_DIR, INDEX_DIR, index_name, pack_name
-from fogvault.repo.index import INDEX_FILE_BLOBS, BlobIndex, IndexEntry, IndexFile
+from fogvault.maintenance.repack import repack
+from fogvault.repo.format import DATA_DIR, INDEX_DIR, pack_name
 from fogvault.repo.lock import NoLock, RepositoryLock
-from fogvault.repo.pack import pack_overhead, pack_spans
-from fogvault.repo.packer import PackWriter, PackWriterOptions
+from fogvault.repo.pack import pack_overhead
 from fogvault.repo.repository import Repository, id_from_name_or_none
 from fogvault.sizes import counted, format_size
 
 log = logging.getLogger("fogvault")
 
-#: Threads reading and authenticating the blobs a repack copies. Authenticating a blob holds
-#: it three times (sealed, decrypted, decompressed to check its id: up to 24 MiB for an 8 MiB
-#: chunk), per thread: with two, a repack of large-file packs peaked at 81-85 MiB, with one at
-#: 67-71, in the same time (docs/performance-log.md, "Session 12").
-REPACK_READERS = 1
-#: Bytes of a pack read at once while repacking (a larger blob is read alone).
-REPACK_SPAN = 1024 * 1024
-#: New packs a repack has in flight while it fills the next. Copying from a local disk filled
-#: packs faster than they were written, and each pack in flight is 16 MiB of memory on top of
-#: the heap's (docs/performance-log.md, "Session 11").
-REPACK_UPLOADS = 1
 #: Leftovers of interrupted writes (temporaries, unfinished multipart uploads) older than this
 #: are removed; younger ones may belong to a writer still running (a --no-lock backup, or a
 #: repair that will continue its upload). docs/targets.md, section 2.1.
@@ -138,19 +125,21 @@ def _prune_marked(repo: Repository, lock: RepositoryLock | NoLock, options: Prun
     """Prune once the targets that lack an index file are marked to be left alone."""
     result = PruneResult(dry_run=options.dry_run)
     used, packs = _mark_and_count(repo, progress, result)
-    dropped, repack = _plan(packs, options, result)
+    dropped, repack_ids = _plan(packs, options, result)
     del packs  # a few hundred bytes per pack, not needed past the plan
     if options.dry_run:
         unlisted = _left_to_prune(repo, lock, _unlisted(repo))
         result.packs_orphaned, result.bytes_orphaned = len(unlisted), sum(unlisted.values())
         result.bytes_freed += result.bytes_orphaned
     else:
-        _repack(repo, used, repack, progress)
+        repack(repo, repack_ids, progress, keep=used.__getitem__)
         del used
         lock.ensure_fresh()
-        _write_index(repo, dropped | repack, progress, result)
+        rewritten = rewrite_index(repo, dropped | repack_ids, progress)
+        result.index_files_written = rewritten.files_written
+        result.index_files_deleted = rewritten.files_deleted
         # Under the exclusive lock, the orphans it finds now are those there were before.
-        _delete_unindexed_packs(repo, dropped | repack, progress, result)
+        _delete_unindexed_packs(repo, dropped | repack_ids, progress, result)
         result.leftovers_removed = repo.targets.remove_incomplete(LEFTOVER_AGE_S)
         result.bytes_freed = (result.bytes_before - _stored_bytes(repo)
                               + result.bytes_orphaned)
@@ -282,77 +271,6 @@ def _plan(
                 budget -= use.used_bytes
     result.packs_deleted, result.packs_repacked = len(delete), len(repack)
     return delete, repack
-
-
-def _repack(
-    repo: Repository, used: bytearray, repack: set[bytes], progress: PhaseProgress
-) -> None:
-    """Copy the used blobs of ``repack`` into new packs, which the writer indexes in
-    ``repo.index`` (and in index files) as it uploads them."""
-    index = repo.index
-    # Listed before the writer appends new packs to the index.
-    packs = [(pack_id, first, end) for pack_id, first, end in index.packs() if pack_id in repack]
-    progress.phase("repack", len(packs))
-    writer = PackWriter(repo, PackWriterOptions(max_uploads=REPACK_UPLOADS, index_every_packs=8))
-    try:
-        # Read and authenticated by REPACK_READERS threads (libsodium, zstd and BLAKE3 release
-        # the GIL) while this one copies: at most 2 * REPACK_READERS + 1 spans are held. Whole
-        # packs (16 MiB each, 5 of them) peaked at 120 MiB on a repack of large files.
-        reads = repo.read_spans(_used_spans(index, used, packs), threads=REPACK_READERS,
-                                ahead=2 * REPACK_READERS, sealed=True)
-        with contextlib.closing(reads):  # on an error, stop the readers now, not at collection
-            copying = None
-            for blobs in reads:
-                for entry, sealed in blobs:
-                    writer.add(entry.blob_type, entry.blob_id, sealed, entry.raw_length)
-                if blobs[0][0].pack_id != copying:  # a span holds at least one blob
-                    copying = blobs[0][0].pack_id
-                    progress.advance()
-        writer.flush()
-    finally:
-        writer.close()
-
-
-def _used_spans(
-    index: BlobIndex, used: bytearray, packs: list[tuple[bytes, int, int]]
-) -> Iterator[list[IndexEntry]]:
-    """The used blobs of ``packs`` as spans of one ranged read each, made one pack at a time:
-    an entry object per blob of every repacked pack at once was about 60 MiB at a million
-    blobs (216,000 copied)."""
-    for _, first, end in packs:
-        entries = (index.entry_at(record) for record in range(first, end) if used[record])
-        yield from pack_spans(entries, REPACK_SPAN)
-
-
-def _write_index(
-    repo: Repository, dropped: set[bytes], progress: PhaseProgress, result: PruneResult
-) -> None:
-    """Index every kept and new pack; the last file supersedes every older index file. The
-    listings are copied from the index's records as they are stored: the new packs' too, which
-    the repack added to the index."""
-    old_ids = sorted(repo.index_ids())  # includes the index files the repack just wrote
-    progress.phase("write index", len(repo.index))
-    pending, pending_blobs = IndexFile(), 0
-    for pack_id, first, end in repo.index.packs():
-        if pack_id not in dropped:
-            if pending_blobs >= INDEX_FILE_BLOBS:  # files end between packs
-                repo.save_index(pending)
-                result.index_files_written += 1
-                pending, pending_blobs = IndexFile(), 0
-            pending.listings[pack_id] = repo.index.listing(first, end)
-            pending_blobs += end - first
-        progress.advance(end - first)
-    pending.supersedes = old_ids  # written last: the new index is complete by then
-    repo.save_index(pending)
-    result.index_files_written += 1
-    progress.phase("delete old index files", len(old_ids))
-    for index_id in old_ids:
-        repo.targets.delete(index_name(index_id))
-        if repo.cache:
-            repo.cache.discard(index_name(index_id))
-        result.index_files_deleted += 1
-        progress.advance()
-    repo.load_index()  # the old files are gone: this rebuilds from the new ones
 
 
 def _delete_unindexed_packs(

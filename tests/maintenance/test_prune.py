@@ -11,7 +11,7 @@ import pytest
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import FogVaultError, UsageError
-from fogvault.maintenance import prune as prune_module
+from fogvault.maintenance import repack as repack_module
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.forget import forget
 from fogvault.maintenance.progress import PhaseProgress
@@ -79,7 +79,7 @@ def test_prune_repacks_partly_used_packs_and_dry_run_changes_nothing(
     make_repo, tmp_path, monkeypatch, repack_span
 ):
     if repack_span is not None:  # every blob read on its own
-        monkeypatch.setattr(prune_module, "REPACK_SPAN", repack_span)
+        monkeypatch.setattr(repack_module, "REPACK_SPAN", repack_span)
     repo = make_repo(pack_size=4 * 1024 * 1024)  # everything lands in one pack
     src = tmp_path / "src"
     src.mkdir()
