@@ -20,20 +20,26 @@ every target that holds it. The data only the removed entries used is freed by `
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
-from fogvault.backup.saver import BlobSaver, stored_blobs
-from fogvault.errors import FogVaultError, UsageError
-from fogvault.maintenance.selection import check_selection, chosen_snapshots
-from fogvault.maintenance.treefold import fold_trees, refuse_newer_writer, with_subtree
+from fogvault.backup.saver import BlobSaver
+from fogvault.errors import UsageError
+from fogvault.maintenance.selection import check_selection
+from fogvault.maintenance.snapshot_copies import (
+    Contents,
+    Edit,
+    Selection,
+    edit_snapshots,
+    leading_dirs,
+    recounted_summary,
+)
+from fogvault.maintenance.treefold import fold_trees, with_subtree
 from fogvault.patterns import PathPatterns
 from fogvault.repo.format import BlobType
-from fogvault.repo.lock import NoLock
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid
-from fogvault.repo.tree import DIR, FILE, Node, Tree
+from fogvault.repo.tree import DIR, Node, Tree
 
 
 @dataclass(slots=True)
@@ -76,36 +82,18 @@ def rewrite(repo: Repository, options: RewriteOptions) -> RewriteResult:
     anew (see the module doc)."""
     options.validate()
     patterns = PathPatterns(options.excludes, options.iexcludes)
-    result = RewriteResult(dry_run=options.dry_run)
-    # a dry run changes nothing, and so takes no lock (as backup --dry-run)
-    with repo.lock() if not options.dry_run else NoLock() as lock:
-        repo.load_index()  # under the lock: trees are deduplicated against it
-        if not options.dry_run:
-            # A target that lacks index files others hold may lack trees the new ones reuse:
-            # it gets no copy (as a backup commits to none there).
-            repo.mark_behind_targets()
-        chosen = chosen_snapshots(repo, options.uids, options.host, options.tags,
-                                  options.paths)
-        for snapshot in chosen:  # before any tree is stored
-            refuse_newer_writer(snapshot, "rewrite")
-        changed: list[tuple[Snapshot, Snapshot, list[str]]] = []
-        with stored_blobs(repo, dry_run=options.dry_run, before_index=lock.ensure_fresh) as saver:
-            filtered = _TreeFilter(repo, saver, patterns)
-            for snapshot in chosen:
-                copy = _copy(repo, snapshot, filtered.tree(snapshot.tree), patterns,
-                             options.snapshot_summary)
-                if copy is None:
-                    result.unchanged += 1
-                    continue
-                changed.append((snapshot, *copy))
-        locations = repo.snapshot_locations() if changed and not options.dry_run else {}
-        for original, copy, removed in changed:
-            entry = Rewritten(original.uid, copy.uid, removed, copy.summary)
-            if not options.dry_run:
-                entry.kept_original = _save(repo, original, copy, locations, options.forget,
-                                            lock.ensure_fresh)
-            result.rewritten.append(entry)
-    return result
+
+    def edit_with(saver: BlobSaver) -> Edit[list[str]]:
+        filtered = _TreeFilter(repo, saver, patterns)
+        return lambda snapshot: _copy(repo, snapshot, filtered.tree(snapshot.tree), patterns,
+                                      options.snapshot_summary)
+
+    selection = Selection(options.uids, options.host, options.tags, options.paths)
+    edits = edit_snapshots(repo, selection, edit_with, command="rewrite",
+                           forget=options.forget, dry_run=options.dry_run)
+    return RewriteResult(
+        [Rewritten(e.original.uid, e.copy.uid, e.details, e.copy.summary, e.kept_original)
+         for e in edits.edited], edits.unchanged, options.dry_run)
 
 
 def _copy(repo: Repository, snapshot: Snapshot, filtered: _Filtered, patterns: PathPatterns,
@@ -115,11 +103,8 @@ def _copy(repo: Repository, snapshot: Snapshot, filtered: _Filtered, patterns: P
     is right."""
     if not (filtered.removed or recount):
         return None
-    contents = filtered.contents
-    dirs = contents.dirs - _leading_dirs(repo, snapshot, patterns)
-    if "/" in snapshot.paths:  # the root folder is the tree, not an entry in it
-        dirs += 1
-    summary = snapshot.summary.with_contents(contents.files, dirs, contents.bytes)
+    leading = leading_dirs(snapshot, repo.load_tree, lambda path: not patterns.matches(path))
+    summary = recounted_summary(snapshot, filtered.contents, leading)
     if not filtered.removed and summary == snapshot.summary:
         return None
     # A copy with contents taken out is another snapshot for `copy`: were it to keep
@@ -130,84 +115,11 @@ def _copy(repo: Repository, snapshot: Snapshot, filtered: _Filtered, patterns: P
                                summary=summary, original=original), filtered.removed
 
 
-def _leading_dirs(repo: Repository, snapshot: Snapshot, patterns: PathPatterns) -> int:
-    """How many folders that only lead to the backed-up paths (``/home`` of a backup of
-    ``/home/ann``), which a backup does not count in its summary, ``snapshot`` keeps when what
-    ``patterns`` match is taken out. Read from its own trees: the new ones may not be indexed
-    yet."""
-    given = [os.fsencode(p) for p in snapshot.paths]
-    leading = {b"/".join(parts[:end]) for parts in (p.split(b"/") for p in given)
-               for end in range(2, len(parts))}  # b"/home" of b"/home/ann"
-    leading = {f for f in leading if not any(_at_or_below(f, p) for p in given)}
-    count, trees = 0, [(b"", snapshot.tree)]
-    while trees:
-        prefix, tree_id = trees.pop()
-        for node in repo.load_tree(tree_id).nodes:
-            path = prefix + b"/" + node.name
-            if (path in leading and node.type == DIR and node.subtree is not None
-                    and not patterns.matches(path)):
-                count += 1
-                trees.append((path, node.subtree))
-    return count
-
-
-def _at_or_below(path: bytes, folder: bytes) -> bool:
-    return path == folder or path.startswith(folder.rstrip(b"/") + b"/")
-
-
-def _save(repo: Repository, original: Snapshot, copy: Snapshot,
-          locations: dict[str, list[str]], forget: bool,
-          ensure_fresh: Callable[[], None]) -> str | None:
-    """Save ``copy`` on the targets that hold ``original`` and every tree of the copy (not
-    behind); delete ``original`` if asked and if every target that holds it got the copy.
-    Returns why the original was kept, if it was. ``ensure_fresh`` (the lock's) runs before
-    each change: a stale lock may have let a prune delete the new trees."""
-    holders = [t for t in repo.targets.active() if t.url in locations.get(original.uid, [])]
-    ready = [t for t in holders if t in repo.targets.committable()]
-    if not ready:
-        raise FogVaultError(f"snapshot {original.uid} is on no reachable target that holds all "
-                            "of the repository's data ('fogvault repair' first); its rewritten "
-                            "trees are stored, no snapshot was changed")
-    ensure_fresh()
-    written = repo.save_snapshot_copy(copy, ready)
-    if not forget:
-        return None
-    if set(written) != set(holders):
-        behind = [t.url for t in holders if t not in written]
-        return (f"its copy is not on {', '.join(behind)}, which holds it ('fogvault repair', "
-                "then 'fogvault forget' it)")
-    ensure_fresh()
-    repo.delete_snapshot(original.uid)
-    return None
-
-
-@dataclass(slots=True)
-class _Contents:
-    """What a tree holds, counted as a backup counts its summary: files (each name of a
-    hardlinked file), folders, and the files' bytes."""
-
-    files: int = 0
-    dirs: int = 0
-    bytes: int = 0
-
-    def count(self, node: Node) -> None:
-        if node.type == FILE:
-            self.files += 1
-            self.bytes += node.size
-        elif node.type == DIR:
-            self.dirs += 1
-
-    def add(self, other: _Contents) -> None:
-        self.files += other.files
-        self.dirs += other.dirs
-        self.bytes += other.bytes
-
-
 @dataclass(slots=True)
 class _Filtered:
     tree_id: bytes
     removed: list[str]  # the paths taken out
-    contents: _Contents  # of what is left
+    contents: Contents  # of what is left
 
 
 class _TreeFilter:
@@ -232,7 +144,7 @@ class _TreeFilter:
         tree_id, prefix = at
         kept: list[Node] = []
         removed: list[str] = []
-        contents = _Contents()
+        contents = Contents()
         for node in self.repo.load_tree(tree_id).nodes:
             path = prefix + b"/" + node.name
             if self.patterns.matches(path):

@@ -1,5 +1,6 @@
 """Rebuilding snapshot trees bottom-up, a folder's subtrees before the folder: shared by
-``rewrite`` (trees without some entries) and ``copy`` (trees with another repository's ids).
+``rewrite`` (trees without some entries), ``repair --snapshots`` (trees without what is lost)
+and ``copy`` (trees with another repository's ids).
 
 A caller describes one tree as a generator (:data:`Visit`): it yields the key of each subtree
 whose result it needs, is sent that result back, and returns its own tree's result.

@@ -1,0 +1,265 @@
+"""``repair --snapshots``: cut what is lost out of snapshots (restic's ``repair snapshots``),
+so that their intact files stay restorable and ``check`` and ``prune`` run again.
+
+When data is lost on every target and its source files are gone, the snapshots that use it are
+broken for good. Each chosen snapshot that uses something lost gets a copy under a new uid
+(:mod:`snapshot_copies`: same time, host, user, paths, parent; its tags and ``repaired``):
+
+* a file whose content lists blobs that are not in the index keeps the indexed ones, in order,
+  and its size becomes the sum of their plaintext lengths (restic's choice: the file restores
+  shorter, its intact chunks where they were, so a later chunk moves up);
+* a folder whose tree is not in the index, or cannot be read from any target (missing or
+  damaged on each), becomes an empty folder; so does the root: a snapshot whose root tree is
+  lost keeps its place in time as an empty snapshot, rather than vanishing (restic deletes
+  it), so that only ``--forget`` ever deletes a snapshot.
+
+Each cut is a line of the copy's ``warnings`` (first, before the backup's own) and of the
+result. Data is judged by the index alone, as restic does: no pack is read, so a blob the
+index lists but no target holds is not found here (``check --read-data`` finds it; ``repair``
+copies it from another target if one has it, ``repair --index`` lists packs no index lists:
+run those first). A tree that cannot be read for another reason (a target that cannot be
+reached, a tree that authenticates but does not parse) stops the run: it is not lost.
+
+A snapshot that uses nothing lost is left alone. A repaired copy is the same for the same
+original and index, so a second run saves nothing: it finds the first run's copy (same time,
+host, user, paths, tags and tree) and only saves it where it is missing and, with ``forget``,
+deletes the original once every target that holds the original holds the copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+from fogvault.backup.saver import BlobSaver
+from fogvault.errors import FogVaultError
+from fogvault.maintenance.selection import check_selection
+from fogvault.maintenance.snapshot_copies import (
+    Contents,
+    Edit,
+    Selection,
+    edit_snapshots,
+    leading_dirs,
+    recounted_summary,
+)
+from fogvault.maintenance.treefold import fold_trees, with_subtree
+from fogvault.repo.format import BlobType
+from fogvault.repo.repository import Repository, is_damage
+from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid
+from fogvault.repo.tree import DIR, FILE, Node, Tree
+from fogvault.warning_list import MAX_WARNINGS, WarningList
+
+#: the tag every repaired copy gets, to find them: ``snapshots --tag repaired``
+REPAIRED_TAG = "repaired"
+
+
+@dataclass(slots=True)
+class RepairSnapshotsOptions:
+    uids: list[str] = field(default_factory=list)  # none: every snapshot the filters select
+    host: str | None = None
+    tags: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    forget: bool = False  # delete each original once its copy is saved wherever it was
+    dry_run: bool = False
+
+    def validate(self) -> None:
+        check_selection(self.uids, self.host, self.tags, self.paths)
+
+
+@dataclass(slots=True)
+class Cut:
+    """What was lost at one path: chunks of a file, or a folder's whole tree."""
+
+    path: str
+    kind: str  # FILE or DIR
+    chunks: int = 0  # a file's, before
+    chunks_lost: int = 0
+    bytes_kept: int = 0  # a file's new size
+    reason: str = ""  # why a folder's tree could not be read
+
+    def describe(self) -> str:
+        if self.kind == FILE:
+            return (f"{self.path}: {self.chunks_lost} of {self.chunks} chunks lost, "
+                    f"{self.bytes_kept} bytes kept")
+        return f"{self.path}: folder lost, left empty: {self.reason}"
+
+
+@dataclass(slots=True)
+class RepairedSnapshot:
+    old_uid: str
+    new_uid: str  # the uid it would get, in a dry run
+    cuts: list[Cut]  # in path order
+    summary: SnapshotSummary  # the copy's
+    saved_before: bool = False  # the copy is an earlier run's
+    kept_original: str | None = None  # why --forget left the original
+
+
+@dataclass(slots=True)
+class RepairSnapshotsResult:
+    repaired: list[RepairedSnapshot] = field(default_factory=list)
+    intact: int = 0  # chosen snapshots that use nothing lost
+    dry_run: bool = False
+
+
+def repair_snapshots(repo: Repository, options: RepairSnapshotsOptions
+                     ) -> RepairSnapshotsResult:
+    """Save a copy without what is lost of each chosen snapshot that uses something lost (see
+    the module doc); with ``options.forget``, delete the originals."""
+    options.validate()
+
+    def edit_with(saver: BlobSaver) -> Edit[_Repair]:
+        return _SnapshotRepair(repo, _TreeRepair(repo, saver)).copy
+
+    selection = Selection(options.uids, options.host, options.tags, options.paths)
+    edits = edit_snapshots(repo, selection, edit_with, command="repair --snapshots",
+                           forget=options.forget, dry_run=options.dry_run)
+    return RepairSnapshotsResult(
+        [RepairedSnapshot(e.original.uid, e.copy.uid, e.details.cuts, e.copy.summary,
+                          e.details.saved_before, e.kept_original) for e in edits.edited],
+        edits.unchanged, options.dry_run)
+
+
+@dataclass(slots=True)
+class _Repaired:
+    tree_id: bytes
+    cuts: list[Cut]
+    contents: Contents  # of what is left
+
+
+@dataclass(slots=True)
+class _Repair:
+    cuts: list[Cut]
+    saved_before: bool
+
+
+class _SnapshotRepair:
+    """The copies of damaged snapshots: a new one, or the one an earlier run saved."""
+
+    def __init__(self, repo: Repository, trees: _TreeRepair) -> None:
+        self.repo = repo
+        self.trees = trees
+        self._saved: dict[tuple, Snapshot] | None = None  # by _same_copy, read when needed
+
+    def copy(self, snapshot: Snapshot) -> tuple[Snapshot, _Repair] | None:
+        repaired = self.trees.tree(snapshot.tree)
+        if not repaired.cuts:
+            return None
+        tags = sorted({*snapshot.tags, REPAIRED_TAG})
+        saved_copies = self._saved_copies()
+        saved = saved_copies.get(_same_copy(snapshot, repaired.tree_id, tags))
+        if saved is not None:
+            return saved, _Repair(repaired.cuts, saved_before=True)
+        leading = leading_dirs(snapshot, self.trees.tree_or_empty, lambda path: True)
+        copy = dataclasses.replace(
+            snapshot, uid=new_uid(), tree=repaired.tree_id, tags=tags,
+            summary=recounted_summary(snapshot, repaired.contents, leading),
+            warnings=_warnings([c.describe() for c in repaired.cuts], snapshot.warnings),
+            # another snapshot for `copy`, as a rewrite's copy with paths taken out
+            original=None)
+        # another original with the same contents and tags (a summary-only rewrite's copy)
+        # gets the same copy
+        saved_copies[_same_copy(copy, copy.tree, copy.tags)] = copy
+        return copy, _Repair(repaired.cuts, saved_before=False)
+
+    def _saved_copies(self) -> dict[tuple, Snapshot]:
+        if self._saved is None:
+            self._saved = {_same_copy(s, s.tree, s.tags): s for s in self.repo.snapshots()}
+        return self._saved
+
+
+def _same_copy(snapshot: Snapshot, tree: bytes, tags: list[str]) -> tuple:
+    """What a repaired copy of ``snapshot`` with ``tree`` and ``tags`` has in common with an
+    earlier run's (whose summary and warnings may have been counted from another state of the
+    index, and whose uid is its own)."""
+    return (snapshot.time, snapshot.host, snapshot.user, tuple(snapshot.paths), tree,
+            tuple(tags))
+
+
+_MORE_WARNINGS = re.compile(r"\.\.\. and (\d+) more warnings")
+
+
+def _warnings(cuts: list[str], before: list[str]) -> WarningList:
+    """The cuts, then the backup's warnings, bounded as a backup bounds them: the cuts come
+    first, as what the copy lacks. A backup's list that is full already ends in a line
+    counting those left out, which counts on."""
+    hidden = 0
+    if len(before) > MAX_WARNINGS and (more := _MORE_WARNINGS.fullmatch(before[-1])):
+        before, hidden = before[:-1], int(more[1])
+    merged = WarningList.of([*cuts, *before])
+    if hidden:
+        merged.total += hidden
+        merged[MAX_WARNINGS:] = [f"... and {merged.total - MAX_WARNINGS} more warnings"]
+    return merged
+
+
+class _TreeRepair:
+    """Trees without what is lost, stored as they are made, and what is left in them counted;
+    a tree (at a given path) is repaired once for all the snapshots that share it."""
+
+    def __init__(self, repo: Repository, saver: BlobSaver) -> None:
+        self.repo = repo
+        self.saver = saver
+        self._done: dict[tuple[bytes, bytes], _Repaired] = {}
+
+    def tree(self, root: bytes) -> _Repaired:
+        """The snapshot tree ``root`` repaired (by :func:`fold_trees`: trees of any depth)."""
+        return fold_trees((root, b""), self._repair, self._done)
+
+    def tree_or_empty(self, tree_id: bytes) -> Tree:
+        """The tree ``tree_id``, or an empty one where it is lost (as the copy has it)."""
+        loaded = self._load(tree_id)
+        return Tree() if isinstance(loaded, FogVaultError) else loaded
+
+    def _load(self, tree_id: bytes) -> Tree | FogVaultError:
+        """The tree, or the error that says it is lost; any other error goes on."""
+        try:
+            return self.repo.load_tree(tree_id)
+        except FogVaultError as exc:
+            if is_damage(exc):
+                return exc
+            raise
+
+    def _repair(self, at: tuple[bytes, bytes]
+                ) -> Generator[tuple[bytes, bytes], _Repaired, _Repaired]:
+        """The tree ``at`` (its id, and the path of the folder it lists) repaired; yields its
+        folders' subtrees, at their paths, for their repaired trees."""
+        tree_id, prefix = at
+        tree = self._load(tree_id)
+        if isinstance(tree, FogVaultError):
+            cut = Cut(_text(prefix or b"/"), DIR, reason=str(tree))
+            return _Repaired(self.saver.save(BlobType.TREE, Tree().encode()), [cut], Contents())
+        kept: list[Node] = []
+        cuts: list[Cut] = []
+        contents = Contents()
+        for node in tree.nodes:
+            path = prefix + b"/" + node.name
+            if node.type == DIR and node.subtree is not None:
+                below = yield node.subtree, path
+                node = with_subtree(node, below.tree_id)
+                cuts += below.cuts
+                contents.add(below.contents)
+            elif node.type == FILE:
+                node = self._file(node, path, cuts.append)
+            kept.append(node)
+            contents.count(node)
+        if cuts:  # else nothing below it changed: the same tree
+            tree_id = self.saver.save(BlobType.TREE, Tree(kept).encode())
+        return _Repaired(tree_id, cuts, contents)
+
+    def _file(self, node: Node, path: bytes, cut: Callable[[Cut], None]) -> Node:
+        """``node`` with only its indexed chunks, its size theirs; the same object if every
+        chunk is indexed."""
+        index = self.repo.index
+        entries = [index.get(blob_id) for blob_id in node.content]
+        kept = [entry for entry in entries if entry is not None]
+        if len(kept) == len(entries):
+            return node
+        size = sum(entry.raw_length for entry in kept)
+        cut(Cut(_text(path), FILE, len(entries), len(entries) - len(kept), size))
+        return dataclasses.replace(node, content=[entry.blob_id for entry in kept], size=size)
+
+
+def _text(path: bytes) -> str:
+    return path.decode(errors="surrogateescape")

@@ -1,0 +1,214 @@
+"""``repair --snapshots``: data lost on every target (a pack and the index files listing it
+deleted on both targets, the other packs listed again by ``repair --index``) is cut out of
+copies of the snapshots that used it; the rest restores as it was, and check and prune run
+again."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import PASSWORD
+
+from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.errors import FogVaultError, UsageError
+from fogvault.maintenance.check import check
+from fogvault.maintenance.prune import prune
+from fogvault.maintenance.repair import RepairOptions, repair
+from fogvault.maintenance.repair_snapshots import (
+    RepairSnapshotsOptions,
+    _warnings,
+    repair_snapshots,
+)
+from fogvault.repo.format import BlobType, pack_name
+from fogvault.repo.repository import Repository
+from fogvault.repo.snapshot import Snapshot
+from fogvault.restore.restorer import RestoreOptions, Restorer
+from fogvault.treewalk import walk
+from fogvault.warning_list import MAX_WARNINGS
+
+TARGETS = ("one", "two")
+
+
+def backup(repo: Repository, src: Path) -> Snapshot:
+    return Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+
+
+def write_files(src: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+
+
+def chunk_spans(repo: Repository, snapshot: Snapshot, src: Path
+                ) -> dict[str, list[tuple[bytes, int, int]]]:
+    """Each file of ``snapshot`` (relative to ``src``) as (chunk id, offset, length) spans."""
+    spans = {}
+    for path, node in walk(repo, snapshot.tree):
+        if node.type == "file":
+            offset, spans_of = 0, []
+            for blob_id in node.content:
+                length = repo.index.get(blob_id).raw_length
+                spans_of.append((blob_id, offset, length))
+                offset += length
+            spans[str(Path(path.decode()).relative_to(src))] = spans_of
+    return spans
+
+
+def lose_pack(repo: Repository, tmp_path: Path, pack_id: bytes) -> set[bytes]:
+    """Delete ``pack_id`` and every index file listing it on both targets (the local cache
+    cannot heal it: the tests reopen with use_cache=False); returns the pack's blob ids."""
+    lost = {e.blob_id for e in repo.index if e.pack_id == pack_id}
+    listing = [n for n in repo.live_index_names() if pack_id in repo.index_file_packs(n)]
+    assert listing
+    for target in TARGETS:
+        (tmp_path / target / pack_name(pack_id)).unlink()
+        for name in listing:
+            (tmp_path / target / name).unlink()
+    return lost
+
+
+def reopened_and_reindexed(tmp_path: Path) -> Repository:
+    """The repository as the next command sees it, after 'repair --index' listed again the
+    packs that shared an index file with the lost pack."""
+    repo = Repository.open([str(tmp_path / t) for t in TARGETS], PASSWORD, use_cache=False)
+    assert repair(repo, RepairOptions(index=True)).ok
+    return repo
+
+
+def restored(repo: Repository, snapshot: Snapshot, src: Path, out: Path) -> dict[str, bytes]:
+    Restorer(repo, snapshot, RestoreOptions(target=str(out))).run()
+    base = out / str(src).lstrip("/")
+    return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*") if p.is_file()}
+
+
+def objects(tmp_path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(tmp_path)): p.read_bytes() for t in TARGETS
+            for p in (tmp_path / t).rglob("*") if p.is_file() and "locks" not in p.parts}
+
+
+@pytest.fixture
+def damaged_data(make_repo: Callable[..., Repository], tmp_path: Path):
+    """An undamaged snapshot of ``other``, then a snapshot of ``src`` whose data pack holding
+    a chunk of ``big`` is lost; returns (repo, src, files, spans, lost blobs, the two uids)."""
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    other = tmp_path / "other"
+    write_files(other, {"kept": random.Random(1).randbytes(50_000)})
+    untouched = backup(repo, other)
+    src = tmp_path / "src"
+    rng = random.Random(2)
+    files = {"big": rng.randbytes(700_000), "small": rng.randbytes(3_000),
+             "sub/mid": rng.randbytes(300_000), "empty": b""}
+    write_files(src, files)
+    damaged = backup(repo, src)
+    spans = chunk_spans(repo, damaged, src)
+    pack_id = repo.index.get(spans["big"][2][0]).pack_id  # a chunk in the middle
+    lost = lose_pack(repo, tmp_path, pack_id)
+    repo.close()
+    return reopened_and_reindexed(tmp_path), src, files, spans, lost, untouched.uid, damaged.uid
+
+
+def kept_bytes(data: bytes, spans: list[tuple[bytes, int, int]], lost: set[bytes]) -> bytes:
+    return b"".join(data[o:o + n] for blob_id, o, n in spans if blob_id not in lost)
+
+
+def test_lost_chunks_are_cut_and_the_rest_restores(damaged_data, tmp_path):
+    repo, src, files, spans, lost, untouched, damaged = damaged_data
+    assert not check(repo).ok
+    with pytest.raises(FogVaultError, match="prune stopped before deleting anything"):
+        prune(repo)
+    result = repair_snapshots(repo, RepairSnapshotsOptions())
+    assert result.intact == 1  # the snapshot of 'other'
+    [done] = result.repaired
+    assert done.old_uid == damaged and not done.saved_before and done.kept_original is None
+    cut_files = {name for name, s in spans.items() if any(b in lost for b, _, _ in s)}
+    assert "big" in cut_files and {str(src / n) for n in cut_files} == {c.path for c in done.cuts}
+    by_uid = {s.uid: s for s in repo.snapshots()}
+    assert set(by_uid) == {untouched, damaged, done.new_uid}  # the original stays
+    copy, original = by_uid[done.new_uid], by_uid[damaged]
+    assert copy.tags == ["repaired"] and (copy.time, copy.paths, copy.host, copy.parent) == (
+        original.time, original.paths, original.host, original.parent)
+    expected = {name: kept_bytes(data, spans[name], lost) if name in cut_files else data
+                for name, data in files.items()}
+    assert restored(repo, copy, src, tmp_path / "out") == expected
+    assert copy.summary.total_bytes == sum(map(len, expected.values()))
+    assert copy.summary.files == 4 and copy.summary.dirs == original.summary.dirs
+    [big] = [c for c in done.cuts if c.path == str(src / "big")]
+    big_lost = sum(b in lost for b, _, _ in spans["big"])
+    assert copy.warnings[:len(done.cuts)] == [c.describe() for c in done.cuts]
+    assert big.describe() == (f"{src}/big: {big_lost} of {len(spans['big'])} chunks lost, "
+                              f"{len(expected['big'])} bytes kept")
+    # the original still fails; a second run saves nothing new, --forget then deletes it
+    again = repair_snapshots(repo, RepairSnapshotsOptions())
+    assert [(r.new_uid, r.saved_before) for r in again.repaired] == [(done.new_uid, True)]
+    assert {s.uid for s in repo.snapshots()} == {untouched, damaged, done.new_uid}
+    forgot = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
+    assert [(r.new_uid, r.saved_before) for r in forgot.repaired] == [(done.new_uid, True)]
+    assert {s.uid for s in repo.snapshots()} == {untouched, done.new_uid}
+    assert check(repo).ok
+    prune(repo)
+    assert check(repo).ok
+    assert restored(repo, copy, src, tmp_path / "out2") == expected
+    last = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
+    assert (last.repaired, last.intact) == ([], 2)
+
+
+def test_a_dry_run_writes_nothing(damaged_data, tmp_path):
+    repo, _, _, _, _, _, damaged = damaged_data
+    before = objects(tmp_path)
+    result = repair_snapshots(repo, RepairSnapshotsOptions(dry_run=True, forget=True))
+    assert [r.old_uid for r in result.repaired] == [damaged] and result.dry_run
+    assert objects(tmp_path) == before
+
+
+def test_lost_trees_leave_empty_folders_and_an_empty_root(make_repo, tmp_path):
+    """The first backup's tree pack is lost: its root is, and so is the tree of 'sub', which
+    the second backup reuses (only its root changed)."""
+    repo = make_repo(*TARGETS)
+    src = tmp_path / "src"
+    files = {"a": b"A" * 20_000, "sub/b": b"B" * 20_000, "sub/deeper/c": b"C" * 10}
+    write_files(src, files)
+    first = backup(repo, src)
+    write_files(src, {"later": b"L" * 5_000})
+    second = backup(repo, src)
+    tree_packs = {e.pack_id for e in repo.index if e.blob_type is BlobType.TREE
+                  and e.blob_id == first.tree}
+    [first_trees] = tree_packs
+    lose_pack(repo, tmp_path, first_trees)
+    repo.close()
+    repo = reopened_and_reindexed(tmp_path)
+    result = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
+    copies = {r.old_uid: r for r in result.repaired}
+    assert set(copies) == {first.uid, second.uid}
+    assert [(c.path, c.kind) for c in copies[first.uid].cuts] == [("/", "dir")]
+    assert [(c.path, c.kind) for c in copies[second.uid].cuts] == [(f"{src}/sub", "dir")]
+    assert "is not in the index" in copies[second.uid].cuts[0].reason
+    by_uid = {s.uid: s for s in repo.snapshots()}
+    assert set(by_uid) == {copies[first.uid].new_uid, copies[second.uid].new_uid}
+    empty = by_uid[copies[first.uid].new_uid]
+    assert list(walk(repo, empty.tree)) == []
+    assert (empty.summary.files, empty.summary.dirs, empty.summary.total_bytes) == (0, 0, 0)
+    later = by_uid[copies[second.uid].new_uid]
+    out = tmp_path / "out"
+    assert restored(repo, later, src, out) == {"a": files["a"], "later": b"L" * 5_000}
+    assert (out / str(src).lstrip("/") / "sub").is_dir()
+    assert not any((out / str(src).lstrip("/") / "sub").iterdir())
+    assert (later.summary.files, later.summary.dirs) == (2, 2)  # src and the empty sub
+    assert check(repo).ok
+    prune(repo)
+    assert check(repo).ok
+
+
+def test_selection_options_are_checked(make_repo):
+    with pytest.raises(UsageError, match="not both"):
+        repair_snapshots(make_repo(), RepairSnapshotsOptions(uids=["ab"], host="h"))
+
+
+def test_the_cuts_come_before_a_full_list_of_warnings_which_counts_on():
+    full = [f"w{i}" for i in range(MAX_WARNINGS)] + ["... and 7 more warnings"]
+    merged = _warnings(["cut1", "cut2"], full)
+    assert merged[:3] == ["cut1", "cut2", "w0"] and len(merged) == MAX_WARNINGS + 1
+    assert merged[-1] == "... and 9 more warnings"  # w998, w999 and the 7 before
+    assert _warnings(["cut"], ["w"]) == ["cut", "w"]
