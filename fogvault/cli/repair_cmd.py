@@ -1,4 +1,5 @@
-"""``fogvault repair``: copy missing and damaged objects from healthy targets to the others."""
+"""``fogvault repair``: copy missing and damaged objects from healthy targets to the others;
+with ``--snapshots``, instead, cut what is lost on every target out of copies of snapshots."""
 
 from __future__ import annotations
 
@@ -7,12 +8,22 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fogvault.cli.common import Printer, open_repository
-from fogvault.errors import EXIT_ERROR, EXIT_PARTIAL
+from fogvault.cli.common import HostFilter, PathFilter, Printer, TagFilter, open_repository
+from fogvault.errors import EXIT_ERROR, EXIT_PARTIAL, UsageError
 from fogvault.sizes import counted, format_size
 
 if TYPE_CHECKING:
     from fogvault.maintenance.repair import RepairResult, TargetRepair
+    from fogvault.maintenance.repair_snapshots import (
+        RepairedSnapshot,
+        RepairSnapshotsOptions,
+        RepairSnapshotsResult,
+    )
+
+#: lost paths listed per snapshot in the text report without -v: one lost pack can cut
+#: thousands of files, and the same ones again in every snapshot that holds them (--json and
+#: -v list them all; each copy's warnings keep the first 1,000)
+SHOWN_CUTS = 10
 
 
 def register(app: typer.Typer) -> None:
@@ -29,14 +40,38 @@ def repair_cmd(
         "--index", help="First list in new index files the packs no index lists (after an "
         "index file was lost on every target); reads each such pack in full, takes the "
         "exclusive lock.")] = False,
+    snapshots: Annotated[bool, typer.Option(
+        "--snapshots", help="Instead: save copies of the snapshots that use data lost on "
+        "every target, without it (files keep their intact chunks, lost folders are left "
+        "empty), tagged 'repaired'. Run repair and repair --index first.")] = False,
+    uids: Annotated[list[str] | None, typer.Argument(
+        help="With --snapshots: the snapshots to repair (default: those the filters "
+        "select).", show_default=False)] = None,
+    forget: Annotated[bool, typer.Option(
+        "--forget", help="With --snapshots: delete each original once its copy is saved "
+        "wherever it was.")] = False,
+    host: HostFilter = None,
+    tag: TagFilter = None,
+    path: PathFilter = None,
 ) -> None:
     """Restore full redundancy: copy what targets lack or hold damaged from good copies.
 
     Exit code 1 if something could not be repaired, 3 if a target was unreachable.
+
+    With --snapshots, only that: copies of snapshots without data lost on every target.
     """
     from fogvault.cli.progress import make_phase_progress
     from fogvault.maintenance.repair import RepairOptions, repair
 
+    if snapshots:
+        if index or read_data:
+            raise UsageError("--snapshots does only that: give --index or --read-data in a "
+                             "run of their own, before it")
+        _repair_snapshots(ctx, _snapshot_options(uids, forget, host, tag, path, dry_run))
+        return
+    if uids or forget or host is not None or tag or path:
+        raise UsageError("snapshot uids, --forget, --host, --tag and --path go with "
+                         "--snapshots")
     out = Printer.of(ctx)
     progress = make_phase_progress(out)
     try:
@@ -114,3 +149,65 @@ def report_repair(out: Printer, result: RepairResult) -> None:
         out.line("the reachable targets hold every object; repair again for the skipped ones")
     else:
         out.line("every target holds every object" if result.changes else "nothing to repair")
+
+
+def _snapshot_options(uids: list[str] | None, forget: bool, host: str | None,
+                      tags: list[str] | None, paths: list[str] | None,
+                      dry_run: bool) -> RepairSnapshotsOptions:
+    from fogvault.maintenance.repair_snapshots import RepairSnapshotsOptions
+
+    options = RepairSnapshotsOptions(uids=uids or [], host=host, tags=tags or [],
+                                     paths=paths or [], forget=forget, dry_run=dry_run)
+    options.validate()  # before the password is asked for
+    return options
+
+
+def _repair_snapshots(ctx: typer.Context, options: RepairSnapshotsOptions) -> None:
+    from fogvault.maintenance.repair_snapshots import repair_snapshots
+
+    with open_repository(ctx, load_index=False) as repo:  # loaded under the lock
+        result = repair_snapshots(repo, options)
+    report_repaired_snapshots(Printer.of(ctx), result, options.forget)
+
+
+def report_repaired_snapshots(out: Printer, result: RepairSnapshotsResult, forget: bool
+                              ) -> None:
+    if out.json_mode:
+        out.json_line({"message_type": "summary", "dry_run": result.dry_run,
+                       "intact": result.intact, "repaired": [
+                           {"old_uid": r.old_uid, "new_uid": r.new_uid,
+                            "saved_before": r.saved_before,
+                            "cuts": [asdict(c) for c in r.cuts],
+                            "summary": asdict(r.summary), "original_kept": r.kept_original}
+                           for r in result.repaired]})
+        return
+    for repaired in result.repaired:
+        _report_repaired(out, repaired)
+    verb = "would repair" if result.dry_run else "repaired"
+    before = sum(r.saved_before for r in result.repaired)
+    hint = ""
+    if result.repaired and not result.dry_run:
+        hint = ("; run 'fogvault prune' to free the data" if forget else
+                "; the originals stay, and check and prune fail on them (forget them, or run "
+                "again with --forget)")
+    out.line(f"{verb} {counted(len(result.repaired), 'snapshot')}"
+             + (f" ({before} by an earlier run)" if before else "")
+             + f", {result.intact} intact" + hint)
+
+
+def _report_repaired(out: Printer, repaired: RepairedSnapshot) -> None:
+    files, folders = repaired.files_cut, repaired.folders_emptied
+    cut = ", ".join(part for part in (
+        f"{counted(files, 'file')} cut" if files else "",
+        f"{counted(folders, 'folder')} emptied" if folders else "") if part)
+    before = " (copy saved by an earlier run)" if repaired.saved_before else ""
+    out.line(f"{repaired.old_uid} -> {repaired.new_uid}{before}: {cut}; "
+             f"{counted(repaired.summary.files, 'file')}, "
+             f"{format_size(repaired.summary.total_bytes)} left")
+    shown = repaired.cuts if out.opts.verbose else repaired.cuts[:SHOWN_CUTS]
+    for item in shown:
+        out.line(f"  {item.describe()}")
+    if len(repaired.cuts) > len(shown):
+        out.line(f"  ... and {len(repaired.cuts) - len(shown)} more (-v or --json lists them)")
+    if repaired.kept_original:
+        out.problem(f"  original kept: {repaired.kept_original}")

@@ -95,6 +95,14 @@ class RepairedSnapshot:
     saved_before: bool = False  # the copy is an earlier run's
     kept_original: str | None = None  # why --forget left the original
 
+    @property
+    def files_cut(self) -> int:
+        return sum(cut.kind == FILE for cut in self.cuts)
+
+    @property
+    def folders_emptied(self) -> int:
+        return len(self.cuts) - self.files_cut
+
 
 @dataclass(slots=True)
 class RepairSnapshotsResult:

@@ -5,6 +5,7 @@ again."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -212,3 +213,61 @@ def test_the_cuts_come_before_a_full_list_of_warnings_which_counts_on():
     assert merged[:3] == ["cut1", "cut2", "w0"] and len(merged) == MAX_WARNINGS + 1
     assert merged[-1] == "... and 9 more warnings"  # w998, w999 and the 7 before
     assert _warnings(["cut"], ["w"]) == ["cut", "w"]
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["repair", "abcd"], "snapshot uids, --forget, --host, --tag and --path go with --snapshots"),
+    (["repair", "--forget"],
+     "snapshot uids, --forget, --host, --tag and --path go with --snapshots"),
+    (["repair", "--snapshots", "--index"],
+     "--snapshots does only that: give --index or --read-data in a run of their own, before "
+     "it"),
+    (["repair", "--snapshots", "abcd", "--tag", "t"],
+     "give snapshot uids or --host/--tag/--path filters, not both"),
+])
+def test_the_command_refuses_options_that_do_not_go_together(fogvault, args, says):
+    done = fogvault(*args, "-r", "nowhere")
+    assert (done.returncode, done.stdout, done.stderr.decode()) == (2, b"", f"error: {says}\n")
+
+
+def test_the_command(fogvault, make_repo, tmp_path):
+    src = tmp_path / "src"
+    write_files(src, {"big": random.Random(3).randbytes(600_000), "small": b"intact"})
+    make_repo(*TARGETS, pack_size=128 * 1024).close()  # small chunks and packs
+    repo_args = ["--no-cache", "-r", "one", "-r", "two"]
+    assert fogvault("backup", *repo_args, str(src), "--tag", "daily").returncode == 0
+    with Repository.open([str(tmp_path / t) for t in TARGETS], PASSWORD,
+                         use_cache=False) as repo:
+        repo.load_index()
+        [original] = repo.snapshots()
+        nodes = {p.rsplit(b"/", 1)[1]: n for p, n in walk(repo, original.tree)}
+        [small_pack] = {repo.index.get(b).pack_id for b in nodes[b"small"].content}
+        big_packs = {repo.index.get(b).pack_id for b in nodes[b"big"].content}
+        lose_pack(repo, tmp_path, min(big_packs - {small_pack}))
+    assert fogvault("repair", *repo_args, "--index").returncode == 0
+    assert fogvault("check", *repo_args).returncode == 1
+    before = objects(tmp_path)
+    planned = fogvault("repair", *repo_args, "--snapshots", "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    lines = planned.stdout.decode().splitlines()
+    assert lines[0].startswith(f"{original.uid} -> ") and ": 1 file cut; 2 files, " in lines[0]
+    assert lines[1].startswith(f"  {src}/big: ") and lines[1].endswith(" bytes kept")
+    assert lines[-1] == "would repair 1 snapshot, 0 intact"
+    assert objects(tmp_path) == before
+    done = fogvault("repair", *repo_args, "--snapshots", "--forget", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.decode().splitlines()[-1])
+    assert summary["message_type"] == "summary" and summary["intact"] == 0
+    [repaired] = summary["repaired"]
+    assert repaired["old_uid"] == original.uid and repaired["original_kept"] is None
+    assert [c["path"] for c in repaired["cuts"]] == [f"{src}/big"]
+    listed = json.loads(fogvault("snapshots", *repo_args, "--tag", "repaired", "--json").stdout)
+    assert [(s["uid"], s["tags"]) for s in listed] == [
+        (repaired["new_uid"], ["daily", "repaired"])]
+    assert fogvault("check", *repo_args).returncode == 0
+    assert fogvault("prune", *repo_args).returncode == 0
+    restore = fogvault("restore", *repo_args, "--version", "latest", "--target", "out")
+    assert restore.returncode == 0, restore.stderr
+    assert (tmp_path / "out" / str(src).lstrip("/") / "small").read_bytes() == b"intact"
+    again = fogvault("repair", *repo_args, "--snapshots")
+    assert again.stdout.decode().splitlines() == ["repaired 0 snapshots, 1 intact"]
