@@ -24,9 +24,11 @@ from fogvault.maintenance.repair_snapshots import (
     repair_snapshots,
 )
 from fogvault.repo.format import BlobType, pack_name
-from fogvault.repo.repository import Repository
+from fogvault.repo.repository import Repository, is_damage
 from fogvault.repo.snapshot import Snapshot
 from fogvault.restore.restorer import RestoreOptions, Restorer
+from fogvault.storage import Fault, FaultyStorage, open_storage
+from fogvault.storage.faulty import permanent
 from fogvault.treewalk import walk
 from fogvault.warning_list import MAX_WARNINGS
 
@@ -164,9 +166,22 @@ def test_a_dry_run_writes_nothing(damaged_data, tmp_path):
     assert objects(tmp_path) == before
 
 
-def test_lost_trees_leave_empty_folders_and_an_empty_root(make_repo, tmp_path):
-    """The first backup's tree pack is lost: its root is, and so is the tree of 'sub', which
-    the second backup reuses (only its root changed)."""
+def damage_pack(repo: Repository, tmp_path: Path, pack_id: bytes) -> None:
+    """Flip a byte of every blob of ``pack_id`` on both targets: it stays indexed, and no
+    copy reads."""
+    for target in TARGETS:
+        path = tmp_path / target / pack_name(pack_id)
+        data = bytearray(path.read_bytes())
+        for entry in (e for e in repo.index if e.pack_id == pack_id):
+            data[entry.offset + entry.length // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["deleted", "damaged"])
+def test_lost_trees_leave_empty_folders_and_an_empty_root(make_repo, tmp_path, how):
+    """The first backup's tree pack is lost (deleted with its index files, or damaged on
+    every target): its root is, and so is the tree of 'sub', which the second backup reuses
+    (only its root changed)."""
     repo = make_repo(*TARGETS)
     src = tmp_path / "src"
     files = {"a": b"A" * 20_000, "sub/b": b"B" * 20_000, "sub/deeper/c": b"C" * 10}
@@ -177,15 +192,22 @@ def test_lost_trees_leave_empty_folders_and_an_empty_root(make_repo, tmp_path):
     tree_packs = {e.pack_id for e in repo.index if e.blob_type is BlobType.TREE
                   and e.blob_id == first.tree}
     [first_trees] = tree_packs
-    lose_pack(repo, tmp_path, first_trees)
-    repo.close()
-    repo = reopened_and_reindexed(tmp_path)
+    if how == "deleted":
+        lose_pack(repo, tmp_path, first_trees)
+        repo.close()
+        repo = reopened_and_reindexed(tmp_path)
+    else:
+        damage_pack(repo, tmp_path, first_trees)
+        repo.close()
+        repo = Repository.open([str(tmp_path / t) for t in TARGETS], PASSWORD,
+                               use_cache=False)
     result = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
     copies = {r.old_uid: r for r in result.repaired}
     assert set(copies) == {first.uid, second.uid}
     assert [(c.path, c.kind) for c in copies[first.uid].cuts] == [("/", "dir")]
     assert [(c.path, c.kind) for c in copies[second.uid].cuts] == [(f"{src}/sub", "dir")]
-    assert "is not in the index" in copies[second.uid].cuts[0].reason
+    reason = "is not in the index" if how == "deleted" else "authentication failed"
+    assert reason in copies[second.uid].cuts[0].reason
     by_uid = {s.uid: s for s in repo.snapshots()}
     assert set(by_uid) == {copies[first.uid].new_uid, copies[second.uid].new_uid}
     empty = by_uid[copies[first.uid].new_uid]
@@ -271,3 +293,22 @@ def test_the_command(fogvault, make_repo, tmp_path):
     assert (tmp_path / "out" / str(src).lstrip("/") / "small").read_bytes() == b"intact"
     again = fogvault("repair", *repo_args, "--snapshots")
     assert again.stdout.decode().splitlines() == ["repaired 0 snapshots, 1 intact"]
+
+
+def test_a_tree_a_failing_target_may_hold_is_not_cut(make_repo, tmp_path):
+    """The root's pack is gone from 'one' and 'two' fails to read packs: the tree may be
+    intact there, so the run stops and changes nothing."""
+    repo = make_repo(*TARGETS)
+    src = tmp_path / "src"
+    write_files(src, {"a": b"A" * 1000})
+    snapshot = backup(repo, src)
+    (tmp_path / "one" / pack_name(repo.index.get(snapshot.tree).pack_id)).unlink()
+    repo.close()
+    failing = FaultyStorage(open_storage(str(tmp_path / "two")))
+    failing.inject("read", Fault(error=permanent(), times=None, prefix="data/"))
+    before = objects(tmp_path)
+    with Repository.open([str(tmp_path / "one"), failing], PASSWORD, use_cache=False) as repo:
+        with pytest.raises(FogVaultError) as raised:
+            repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
+        assert not is_damage(raised.value)
+    assert objects(tmp_path) == before
