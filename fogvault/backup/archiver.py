@@ -3,13 +3,18 @@
 The walk is depth-first and builds each directory's tree after its children, so every tree
 blob is complete when it is stored. A file whose size, mtime, ctime and inode match the parent
 snapshot's entry (and whose blobs are all indexed) reuses the parent's blob list without being
-opened. An entry whose inode and ctime match reuses the parent's xattrs without listing them
-(and its inode flags, if the parent's backup read them: a snapshot says so), and a folder whose
-entries all equal the parent's reuses the parent's tree id without encoding it. A file's flags
-are read through the descriptor that reads its content; a file whose content is reused and the
-parent has no flags for, and a changed folder, are opened for them alone. Changed files are
-read and chunked in this thread; sealing and uploading overlap in the BlobSaver's and
-PackWriter's threads.
+opened; ``ignore_ctime`` leaves the ctime out of that comparison, ``ignore_inode`` the inode
+and the ctime (restic's options, for sources where they are not stable), and the entry is then
+trusted by its mtime instead (the racy-entry guard, ``RACY_MARGIN_NS``); an entry marked as
+changed while it was read (ctime 0) is never reused. An entry whose inode and ctime match
+reuses the parent's xattrs without listing them (and its inode flags, if the parent's backup
+read them: a snapshot says so), unless either option is set: only the ctime tells that they
+changed. A folder whose entries all equal the parent's reuses the parent's tree id without
+encoding it. Metadata (mode, owner, times, inode, ctime) always comes from this run's lstat. A
+file's flags are read through the descriptor that reads its content; a file whose content is
+reused but whose flags are not (see above), and a folder whose flags are not, are opened for
+them alone. Changed files are read and chunked in this thread; sealing and uploading overlap in
+the BlobSaver's and PackWriter's threads.
 
 What the archiver does *not* do: print (progress goes through the ``BackupProgress`` callbacks),
 or decide exit codes (warnings are returned in the result).
@@ -74,8 +79,22 @@ class BackupOptions:
     #: read and store the inode flags of files and folders (chattr's; borg's default);
     #: False: --no-flags
     inode_flags: bool = True
+    #: a changed ctime alone does not make a file's content be read again (restic's
+    #: ``--ignore-ctime``): for sources whose ctimes change without the content (modes or
+    #: owners reset by a script each night, file systems whose ctimes are not stable). Xattrs
+    #: and flags are then read for every entry.
+    ignore_ctime: bool = False
+    #: nor a changed inode number, and the ctime is ignored too (restic's ``--ignore-inode``):
+    #: for FUSE, sshfs or NFS mounts, file system snapshots mounted anew for each run, data
+    #: copied to a new disk with its times
+    ignore_inode: bool = False
     workers: int = 2
     writer: PackWriterOptions = field(default_factory=PackWriterOptions)
+
+    @property
+    def compares_ctime(self) -> bool:
+        """Whether a changed ctime makes an entry count as changed."""
+        return not (self.ignore_ctime or self.ignore_inode)
 
 
 @dataclass(slots=True)
@@ -112,7 +131,9 @@ class Archiver:
         # the trees of the folders above the given paths, stored only once the run is known to
         # save a snapshot: with skip_if_unchanged, a run that saves none must add nothing
         self._skeleton_trees: list[tuple[bytes, bytes]] = []  # (id, encoded tree)
-        self._trusted_before = 0  # set per run: a parent's entry with a later ctime is re-read
+        # set per run: a parent's entry with a later ctime (mtime if ctimes are ignored) is
+        # read again
+        self._trusted_before = 0
         self._parent_flags = False  # set per run: the parent's entries hold their inode flags
         self._chunker = repo.chunker()  # one for the run: building one costs ~8 us per file
 
@@ -402,6 +423,7 @@ class Archiver:
             not self.options.force
             and old is not None
             and old.type == node.type
+            and self.options.compares_ctime  # else xattrs or flags may have changed unseen
             and (old.ctime_ns, old.ino, old.dev) == (node.ctime_ns, node.ino, node.dev)
             and old.ctime_ns < self._trusted_before
         )
@@ -468,8 +490,9 @@ class Archiver:
         elif self._unchanged(node, old):
             assert old is not None
             node.content = old.content
-            if self.options.inode_flags:
-                node.flags = self._entry_flags(path, FILE, old)
+            if self.options.inode_flags:  # chattr changes the ctime: the parent's, if compared
+                node.flags = self._entry_flags(
+                    path, FILE, old if self.options.compares_ctime else None)
             self.summary.files_unchanged += 1
             self.progress.bytes_done(node.size)
         else:
@@ -490,15 +513,28 @@ class Archiver:
         return True
 
     def _unchanged(self, node: Node, old: Node | None) -> bool:
+        """Whether the file ``node`` still has the content of the parent's entry ``old``."""
+        options = self.options
         return (
-            not self.options.force
+            not options.force
             and old is not None
             and old.type == FILE
-            and (old.size, old.mtime_ns, old.ctime_ns, old.ino)
-            == (node.size, node.mtime_ns, node.ctime_ns, node.ino)
-            and old.ctime_ns < self._trusted_before
+            and (old.size, old.mtime_ns) == (node.size, node.mtime_ns)
+            and (options.ignore_inode or old.ino == node.ino)
+            and (not options.compares_ctime or old.ctime_ns == node.ctime_ns)
+            # ctime 0 marks a file that changed while it was read (_read_file): with ctimes
+            # ignored nothing else would tell, and the torn copy would be kept for good
+            and old.ctime_ns != 0
+            and self._settled(old)
             and all(blob_id in self.repo.index for blob_id in old.content)
         )
+
+    def _settled(self, old: Node) -> bool:
+        """Whether the parent's entry ``old`` was last changed before the parent's run started
+        (``RACY_MARGIN_NS``): by its ctime, or its mtime when ctimes are ignored (a file
+        written within a clock tick before the parent read it must still be read again)."""
+        changed = old.ctime_ns if self.options.compares_ctime else old.mtime_ns
+        return changed < self._trusted_before
 
     def _read_file(self, saver: BlobSaver, path: bytes, node: Node) -> list[bytes] | None:
         """Chunk and store a file; None (with a warning) if it cannot be read. The node's size
@@ -527,8 +563,8 @@ class Archiver:
             before.st_ino != node.ino
         ):
             self._warn(path, "file changed while it was read; the snapshot has what was read")
-            # ctime 0 never matches a real file: the next backup reads it again instead of
-            # keeping this possibly torn copy as "unchanged".
+            # ctime 0 marks it (_unchanged): the next backup reads it again instead of keeping
+            # this possibly torn copy as "unchanged".
             node.mtime_ns, node.ctime_ns = after.st_mtime_ns, 0
         # Not the size stat gave: a file that grew or shrank while it was read, or one whose
         # size stat does not tell (procfs, sysfs), would be restored padded or cut.
@@ -665,11 +701,12 @@ def normalise_paths(paths: list[str]) -> list[bytes]:
     return sorted({source_path(p) for p in paths})
 
 
-#: A parent's entry whose ctime falls this close before its run started, or later, is not
-#: trusted to describe the file ("racy" timestamps, as git calls them): a file changed again
-#: after that run read it, within one tick of a coarse file system clock (a few ms on Linux
-#: before multigrain timestamps, 10 ms on vfat), keeps its size, mtime and ctime. Such an entry
-#: is read again; only files changed around or during the parent's run are.
+#: A parent's entry whose ctime (mtime, if ctimes are ignored) falls this close before its run
+#: started, or later, is not trusted to describe the file ("racy" timestamps, as git calls
+#: them): a file changed again after that run read it, within one tick of a coarse file system
+#: clock (a few ms on Linux before multigrain timestamps, 10 ms on vfat), keeps its size, mtime
+#: and ctime. Such an entry is read again; only files changed around or during the parent's run
+#: are.
 RACY_MARGIN_NS = 20_000_000
 
 
@@ -717,7 +754,8 @@ def _flags_known(options: BackupOptions, parent: Snapshot | None) -> bool:
 
 
 def _trusted_before(parent: Snapshot | None) -> int:
-    """The ctime (ns) before which ``parent``'s entries may be reused."""
+    """The ctime (or mtime, ``Archiver._settled``) in ns before which ``parent``'s entries may
+    be reused."""
     if parent is None:
         return 0
     started = parent.time.timestamp() - parent.summary.duration_s

@@ -67,6 +67,14 @@ def backup(
         str | None, typer.Option(help="Compare with this snapshot instead of the latest.")
     ] = None,
     force: Annotated[bool, typer.Option(help="Read every file, even unchanged ones.")] = False,
+    ignore_ctime: Annotated[
+        bool, typer.Option("--ignore-ctime", help="Ignore ctime changes when checking for "
+                           "modified files.")
+    ] = False,
+    ignore_inode: Annotated[
+        bool, typer.Option("--ignore-inode", help="Ignore inode number and ctime changes when "
+                           "checking for modified files.")
+    ] = False,
     no_flags: Annotated[
         bool, typer.Option("--no-flags", help="Do not store inode flags (chattr's: immutable, "
                            "append-only, nodump...).")
@@ -128,7 +136,7 @@ def backup(
         tags=tag or [], host=host or hostname(), excludes=rules,
         one_file_system=one_file_system, parent=parent, force=force, dry_run=dry_run,
         skip_if_unchanged=skip_if_unchanged, time=parse_snapshot_time(time) if time else None,
-        inode_flags=not no_flags,
+        inode_flags=not no_flags, ignore_ctime=ignore_ctime, ignore_inode=ignore_inode,
     )
     progress = make_progress(out, "backup")
     for line in pattern_warnings([*patterns, *folded]):  # they would quietly exclude nothing

@@ -141,6 +141,8 @@ class JobConfig:
     one_file_system: bool = False
     skip_if_unchanged: bool = False  # no snapshot when nothing changed since the last one
     no_flags: bool = False  # store no inode flags (backup --no-flags)
+    ignore_ctime: bool = False  # backup --ignore-ctime
+    ignore_inode: bool = False  # backup --ignore-inode
     tags: list[str] = field(default_factory=list)
     host: str | None = None  # None: this machine's host name
     schedule: Schedule | None = None  # None: run by hand only
@@ -356,6 +358,8 @@ def _read_job(r: TableReader, name: str, base: Path, repos: dict[str, Repository
     job.one_file_system = r.boolean("one_file_system")
     job.skip_if_unchanged = r.boolean("skip_if_unchanged")
     job.no_flags = r.boolean("no_flags")
+    job.ignore_ctime = r.boolean("ignore_ctime")
+    job.ignore_inode = r.boolean("ignore_inode")
     job.tags = r.strings("tags")
     job.host = r.string("host")
     job.schedule = _read_schedule(r, "schedule", parse_schedule)

@@ -348,7 +348,8 @@ class _JobRun:
         options = BackupOptions(tags=list(job.tags), host=self.host, excludes=rules,
                                 one_file_system=job.one_file_system, dry_run=self.options.dry_run,
                                 skip_if_unchanged=job.skip_if_unchanged,
-                                inode_flags=not job.no_flags)
+                                inode_flags=not job.no_flags, ignore_ctime=job.ignore_ctime,
+                                ignore_inode=job.ignore_inode)
         result = Archiver(repo, options).run(job.paths)
         s = result.snapshot.summary
         saved = not (result.dry_run or result.unchanged_since)
