@@ -34,6 +34,14 @@ those found outside their folder into it):
    deleted (under the exclusive lock, as prune deletes index files). Never before: its packs
    may hold what a snapshot needs.
 
+6. **Packs no target holds intact** (every target lacks them, or holds damaged copies, and the
+   cache has no good copy) are reported as unrecoverable, unless ``index`` is given: then,
+   once every target can be reached and holds every other pack, they are taken out of the
+   index, their blobs that still authenticate in some copy kept in new packs
+   (:mod:`fogvault.maintenance.lost_packs`), so that the next backup stores the rest again.
+   If that held objects back (an index file listing such a pack), a second pass spreads what
+   the new index allows.
+
 Idempotent and resumable: each copy is atomic and independent, and a second run finds nothing
 left to do. With ``dry_run`` it only plans. Objects with no good copy anywhere are reported as
 unrecoverable; nothing can be done for them here.
@@ -49,6 +57,7 @@ from itertools import chain
 
 from fogvault.errors import FogVaultError
 from fogvault.maintenance.inventory import Inventory, Listing, take_inventory, unlisted_data
+from fogvault.maintenance.lost_packs import drop_lost_packs
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.reindex import (
@@ -125,15 +134,21 @@ class RepairResult:
     left_out: list[str] = field(default_factory=list)  # ...but not these: a prune deleted them
     moved: list[MovedPack] = field(default_factory=list)  # ...and these were outside their folder
     retired: list[str] = field(default_factory=list)  # index files damaged everywhere, deleted
+    #: packs no target held intact, taken out of the index (``index``), and of their blobs
+    #: those kept in new packs and those lost (no copy intact, no other pack holds them)
+    lost_packs: list[str] = field(default_factory=list)
+    blobs_salvaged: int = 0
+    blobs_lost: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.unrecoverable and all(t.ok for t in self.targets)
+        return (not self.unrecoverable and not self.blobs_lost
+                and all(t.ok for t in self.targets))
 
     @property
     def changes(self) -> int:
         copies = sum(len(t.copied) + len(t.replaced) + len(t.deleted) for t in self.targets)
-        return copies + len(self.indexed) + len(self.retired)
+        return copies + len(self.indexed) + len(self.retired) + len(self.lost_packs)
 
 
 def repair(
@@ -153,7 +168,8 @@ def repair(
                                              workers=options.workers)
         work = _Repair(repo, options, progress)
         result = work.run()
-        if options.only is None:  # not for 'target add': it cannot get that file either
+        if options.only is None:  # not for 'target add'
+            result = _drop_lost_packs(repo, work, options, progress, lock.ensure_fresh)
             _retire_damaged_index_files(repo, work.inventory, options, reindexed, result)
     if not options.dry_run:
         for report in result.targets:
@@ -163,6 +179,55 @@ def repair(
     result.moved = reindexed.moved
     result.unrecoverable += reindexed.unreadable
     return result
+
+
+def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
+                     progress: PhaseProgress, before_write: Callable[[], None]) -> RepairResult:
+    """The packs no target holds intact (``work.lost_packs``): with ``index``, taken out of the
+    index, what still reads of them kept (:mod:`fogvault.maintenance.lost_packs`), once
+    nothing else stands in the way; else left unrecoverable, saying what to do. Returns the
+    result, with a second pass's if the first held objects back that the new index frees."""
+    result = work.result
+    if not work.lost_packs:
+        return result
+    why_not = ("'fogvault repair --index' takes it out of the index, keeping what still reads "
+               "of it, so that the next backup stores the rest again")
+    if options.index:
+        why_not = work.why_lost_packs_stay()
+    if why_not is not None:
+        result.unrecoverable = [f"{e}; {why_not}" if e in work.lost_packs.values() else e
+                                for e in result.unrecoverable]
+        return result
+    lost = drop_lost_packs(repo, {name: {url: work.inventory.listings[url][name]
+                                         for url in work.inventory.holders(name)}
+                                  for name in work.lost_packs},
+                           progress, dry_run=options.dry_run, before_write=before_write)
+    handled = {work.lost_packs[name] for name in (*lost.dropped, *lost.kept)}
+    result.unrecoverable = [e for e in result.unrecoverable if e not in handled]
+    result.unrecoverable += (f"{name}: {why}" for name, why in lost.kept.items())
+    result.lost_packs, result.blobs_salvaged = lost.dropped, lost.blobs_salvaged
+    result.blobs_lost = lost.blobs_lost
+    if options.dry_run or not any(t.skipped for t in result.targets):
+        return result
+    # Objects held back for the lost packs' sake (an index file that lists one, a snapshot
+    # waiting for it) are spread, or dropped, by a second pass over the new index.
+    again = _Repair(repo, options, progress).run()
+    return _merged(result, again)
+
+
+def _merged(first: RepairResult, second: RepairResult) -> RepairResult:
+    """``first`` with what ``second`` (a pass over the same targets) did: its copies added,
+    its failures and held-back objects in place of the first's (which it tried again)."""
+    for report, later in zip(first.targets, second.targets, strict=True):
+        report.copied += later.copied
+        report.replaced += later.replaced
+        report.deleted += later.deleted
+        report.failed += later.failed
+        report.skipped = later.skipped
+        report.bytes_copied += later.bytes_copied
+        report.reachable, report.error = later.reachable, later.error
+    first.unrecoverable += [e for e in second.unrecoverable if e not in first.unrecoverable]
+    return first
 
 
 def _retire_damaged_index_files(repo: Repository, inventory: Inventory, options: RepairOptions,
@@ -223,6 +288,8 @@ class _Repair:
         self._failures: dict[str, int] = defaultdict(int)
         self._indexes_lacking: dict[str, int] = {}  # url -> live index files it lacks, per phase
         self._incomplete: dict[str, str | None] = {}  # snapshot name -> why it is not spread
+        #: pack name -> its entry in ``result.unrecoverable``: no target holds it intact
+        self.lost_packs: dict[str, str] = {}
 
     def run(self) -> RepairResult:
         self.inventory = take_inventory(self.repo)
@@ -442,11 +509,30 @@ class _Repair:
             with self._lock:
                 self.bad.add((source.url, name))
                 self.targets.remember_damage(source.url, name)
+        why = "; ".join(problems) or "no target holds a good copy"
         if name.startswith(DATA_DIR):  # a tree pack's copy, verified as a target's (its hash)
             cached = self.repo.cached_pack(id_from_name(name))
             if cached is not None:
                 return cached
-        return self._unrecoverable(name, "; ".join(problems) or "no target holds a good copy")
+            with self._lock:
+                self.lost_packs[name] = f"{name}: {why}"
+        return self._unrecoverable(name, why)
+
+    def why_lost_packs_stay(self) -> str | None:
+        """Why the lost packs may not be taken out of the index now, or None: the new index
+        goes to every target, so every target must be reachable, and hold every other pack
+        intact (it may hold a good copy of a lost one, or lack a pack the index lists)."""
+        for url, report in self.reports.items():
+            if not report.reachable:
+                return f"not while {url} cannot be reached (it may hold a good copy)"
+            if report.failed:
+                return f"not while copies to {url} fail"
+            live = self.inventory.live.packs
+            lacking = {live.name(number) for number in self.have[url].missing_packs()}
+            lacking |= {n for u, n in self.bad if u == url and n.startswith(DATA_DIR)}
+            if lacking - self.lost_packs.keys():
+                return f"not while {url} lacks other packs"
+        return None
 
     def _unrecoverable(self, name: str, why: str) -> None:
         with self._lock:

@@ -1,0 +1,171 @@
+"""``repair --index`` takes packs that no target holds intact out of the index, keeping in new
+packs every blob that still authenticates in some copy, so that the next backup of the same
+files stores the rest again and heals every snapshot that used them."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.maintenance.check import CheckOptions, check
+from fogvault.maintenance.repair import RepairOptions, repair
+from fogvault.repo.format import BlobType, id_from_name, pack_name
+from fogvault.repo.index import IndexEntry
+from fogvault.repo.repository import Repository
+from fogvault.restore.restorer import RestoreOptions, Restorer
+
+TARGETS = ("a", "b")
+
+
+def _backed_up(repo: Repository, tmp_path: Path) -> tuple[str, dict[str, bytes]]:
+    """Random files backed up to targets 'a' and 'b': the snapshot's uid and the contents."""
+    src = tmp_path / "src"
+    src.mkdir()
+    contents = {f"f{i}": random.Random(i).randbytes(150_000) for i in range(4)}
+    for name, data in contents.items():
+        (src / name).write_bytes(data)
+    return Archiver(repo, BackupOptions()).run([str(src)]).snapshot.uid, contents
+
+
+def _data_pack(repo: Repository) -> tuple[str, list[IndexEntry]]:
+    """The data pack with the most blobs: its name and its index entries, by offset."""
+    by_pack: dict[bytes, list[IndexEntry]] = {}
+    for entry in repo.index:
+        if entry.blob_type is BlobType.DATA:
+            by_pack.setdefault(entry.pack_id, []).append(entry)
+    pack_id, entries = max(by_pack.items(), key=lambda item: len(item[1]))
+    return pack_name(pack_id), sorted(entries, key=lambda e: e.offset)
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(data)
+
+
+def _restored(repo: Repository, uid: str, out: Path, tmp_path: Path) -> dict[str, bytes]:
+    snapshot = repo.load_snapshot(repo.resolve_snapshot(uid))
+    Restorer(repo, snapshot, RestoreOptions(target=str(out))).run()
+    base = out / str(tmp_path / "src").lstrip("/")
+    return {p.name: p.read_bytes() for p in base.iterdir()}
+
+
+def _indexed(repo: Repository, name: str) -> bool:
+    return repo.index.pack_number(id_from_name(name)) >= 0
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_pack_missing_everywhere_leaves_the_index_and_the_next_backup_heals(
+        make_repo, tmp_path, trust_recent_entries):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    uid, contents = _backed_up(repo, tmp_path)
+    name, entries = _data_pack(repo)
+    for target in TARGETS:
+        (tmp_path / target / name).unlink()
+
+    plain = repair(repo, RepairOptions())
+    [entry] = plain.unrecoverable
+    assert entry.startswith(f"{name}: ") and "repair --index" in entry
+    assert _indexed(repo, name)  # still
+
+    before = {t: _files(tmp_path / t) for t in TARGETS}
+    planned = repair(repo, RepairOptions(index=True, dry_run=True))
+    assert planned.lost_packs == [name] and planned.blobs_lost == len(entries)
+    assert {t: _files(tmp_path / t) for t in TARGETS} == before  # a dry run writes nothing
+
+    done = repair(repo, RepairOptions(index=True))
+    assert done.lost_packs == [name] and not done.unrecoverable
+    assert (done.blobs_salvaged, done.blobs_lost) == (0, len(entries))
+    assert all(e.blob_id not in repo.index for e in entries)
+    assert not check(repo).ok  # the snapshot lacks those blobs...
+
+    healed = Archiver(repo, BackupOptions()).run([str(tmp_path / "src")])  # ...until this
+    assert healed.snapshot.summary.data_blobs_added >= len(entries)
+    assert check(repo, CheckOptions(read_data=True)).ok
+    assert _restored(repo, uid, tmp_path / "out", tmp_path) == contents  # the old snapshot too
+    assert repair(repo, RepairOptions(index=True)).lost_packs == []
+
+
+def test_blobs_intact_in_some_copy_are_kept_and_the_damaged_copies_deleted(make_repo, tmp_path):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    uid, contents = _backed_up(repo, tmp_path)
+    name, entries = _data_pack(repo)
+    first, last = entries[0], entries[-1]
+    _flip(tmp_path / "a" / name, first.offset + first.length // 2)  # each copy damaged in a
+    _flip(tmp_path / "b" / name, last.offset + last.length // 2)  # different blob
+
+    done = repair(repo, RepairOptions(index=True, read_data=True))
+    assert done.lost_packs == [name] and done.ok
+    assert (done.blobs_salvaged, done.blobs_lost) == (len(entries), 0)
+    assert all(not (tmp_path / t / name).exists() for t in TARGETS)
+    assert all(e.blob_id in repo.index for e in entries)
+    assert check(repo, CheckOptions(read_data=True)).ok  # whole again without a backup
+    assert _restored(repo, uid, tmp_path / "out", tmp_path) == contents
+
+
+def test_a_blob_damaged_in_every_copy_is_lost_and_the_rest_kept(make_repo, tmp_path):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    _backed_up(repo, tmp_path)
+    name, entries = _data_pack(repo)
+    hit = entries[len(entries) // 2]
+    for target in TARGETS:
+        _flip(tmp_path / target / name, hit.offset + 1)
+
+    done = repair(repo, RepairOptions(index=True, read_data=True))
+    assert done.lost_packs == [name] and not done.ok
+    assert (done.blobs_salvaged, done.blobs_lost) == (len(entries) - 1, 1)
+    assert hit.blob_id not in repo.index
+    assert all(e.blob_id in repo.index for e in entries if e is not hit)
+    problems = check(repo).problems
+    assert problems and all(hit.blob_id.hex()[:16] in p for p in problems)
+
+
+def test_a_pack_is_not_dropped_while_a_target_cannot_be_reached(make_repo, tmp_path):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    _backed_up(repo, tmp_path)
+    name, _ = _data_pack(repo)
+    (tmp_path / "a" / name).unlink()  # 'b' may still hold it
+    repo.targets.drop(repo.targets.targets[1], "unreachable")
+
+    done = repair(repo, RepairOptions(index=True))
+    assert done.lost_packs == []
+    [entry] = done.unrecoverable
+    assert entry.startswith(f"{name}: ") and "cannot be reached" in entry
+    assert _indexed(repo, name)
+
+
+def test_damage_recorded_earlier_but_gone_leaves_the_pack_alone(make_repo, tmp_path):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    _backed_up(repo, tmp_path)
+    name, _ = _data_pack(repo)
+    for url in repo.targets.urls:  # as if an earlier read had failed on both
+        repo.targets.remember_damage(url, name)
+
+    done = repair(repo, RepairOptions(index=True))
+    assert done.lost_packs == []
+    [entry] = done.unrecoverable
+    assert entry.startswith(f"{name}: ") and "intact after all" in entry
+    assert all((tmp_path / t / name).exists() for t in TARGETS)
+    assert repair(repo, RepairOptions()).ok  # the damage record is gone
+    assert check(repo, CheckOptions(read_data=True)).ok
+
+
+def test_a_tree_pack_lost_everywhere_and_not_cached_is_stored_again_by_a_backup(
+        make_repo, tmp_path, trust_recent_entries):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    uid, contents = _backed_up(repo, tmp_path)
+    repo.cache = None  # no cached copy to repair it from
+    [pack_id] = {e.pack_id for e in repo.index if e.blob_type is BlobType.TREE}
+    name = pack_name(pack_id)
+    for target in TARGETS:
+        (tmp_path / target / name).unlink()
+
+    done = repair(repo, RepairOptions(index=True))
+    assert done.lost_packs == [name] and done.blobs_lost > 0
+    Archiver(repo, BackupOptions()).run([str(tmp_path / "src")])
+    assert check(repo, CheckOptions(read_data=True)).ok
+    assert _restored(repo, uid, tmp_path / "out", tmp_path) == contents
