@@ -29,6 +29,9 @@ as unreachable. Packs that no index lists are reported as notes: they cost space
 
 Two states are reported as what they most likely are, not as what they look like:
 
+* A pack that every target lacks or holds damaged (every target reached) is a problem naming
+  ``repair --index``, which takes it out of the index so that a backup can store its data
+  again.
 * An index file that no target holds a good copy of (loading skips it with a warning) is
   corrupt on every target that holds it, with a problem naming ``repair --index``, which lists
   its packs again from their headers and then deletes it.
@@ -58,7 +61,14 @@ from fogvault.maintenance.verify import (
     verify_stored_copy,
 )
 from fogvault.parallel import ordered_map
-from fogvault.repo.format import KEYS_DIR, SNAPSHOTS_DIR, id_from_name, key_name, snapshot_name
+from fogvault.repo.format import (
+    DATA_DIR,
+    KEYS_DIR,
+    SNAPSHOTS_DIR,
+    id_from_name,
+    key_name,
+    snapshot_name,
+)
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot
 from fogvault.targets import Target
@@ -163,9 +173,22 @@ def check(
                 if name in inventory.listings[target.url]:
                     report.corrupt = sorted({*report.corrupt, name})
                     repo.targets.remember_damage(target.url, name)
+        result.problems += _lost_packs(result.targets)
         result.problems += _undecided_keys(copies)
         _warn_of_partial_keys(repo, inventory, result)
     return result
+
+
+def _lost_packs(reports: list[TargetReport]) -> list[str]:
+    """A problem for each pack that every target lacks or holds damaged, if every target was
+    reached: no copy is left for ``repair`` to copy, so it takes ``repair --index``."""
+    if not all(report.reachable for report in reports):
+        return []
+    bad = [{n for n in (*r.missing, *r.wrong_size, *r.corrupt) if n.startswith(DATA_DIR)}
+           for r in reports]
+    return [f"pack {name} is missing or damaged on every target: 'fogvault repair --index' "
+            "takes it out of the index (keeping what still reads of it), so that the next "
+            "backup stores its data again" for name in sorted(set.intersection(*bad))]
 
 
 def _check_target(

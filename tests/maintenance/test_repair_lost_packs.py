@@ -67,6 +67,9 @@ def test_a_pack_missing_everywhere_leaves_the_index_and_the_next_backup_heals(
     for target in TARGETS:
         (tmp_path / target / name).unlink()
 
+    found = check(repo)
+    assert any(p.startswith(f"pack {name} is missing or damaged on every target: 'fogvault "
+                            "repair --index'") for p in found.problems)
     plain = repair(repo, RepairOptions())
     [entry] = plain.unrecoverable
     assert entry.startswith(f"{name}: ") and "repair --index" in entry
