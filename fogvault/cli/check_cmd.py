@@ -64,6 +64,11 @@ def _report(out: Printer, result: CheckResult) -> None:
                 say(f"  {kind.replace('_', ' ')}: {name}")
         for note in _notes(result, target):
             say(f"  note: {note}")
+    if result.data_missing and not any(t.unindexed_packs - t.unindexed_pruned
+                                       for t in result.targets):
+        out.problem("the snapshots named above use data the repository lacks: a backup of the "
+                    "same files stores it again; 'fogvault repair --snapshots' saves copies "
+                    "of them without it")
     if result.ok:
         out.line("no errors were found")
     else:

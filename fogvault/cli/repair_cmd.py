@@ -39,7 +39,8 @@ def repair_cmd(
     index: Annotated[bool, typer.Option(
         "--index", help="First list in new index files the packs no index lists (after an "
         "index file was lost on every target); reads each such pack in full, takes the "
-        "exclusive lock.")] = False,
+        "exclusive lock. Also take out of the index the packs no target holds intact, "
+        "keeping what still reads of them, so that a backup stores the rest again.")] = False,
     snapshots: Annotated[bool, typer.Option(
         "--snapshots", help="Instead: save copies of the snapshots that use data lost on "
         "every target, without it (files keep their intact chunks, lost folders are left "
@@ -85,7 +86,8 @@ def repair_cmd(
 
 
 def repair_exit_code(result: RepairResult) -> int:
-    if result.unrecoverable or any(t.failed or t.skipped for t in result.targets):
+    if result.unrecoverable or result.blobs_lost or any(t.failed or t.skipped
+                                                        for t in result.targets):
         return EXIT_ERROR
     return EXIT_PARTIAL if any(not t.reachable for t in result.targets) else 0
 
@@ -127,6 +129,15 @@ def report_repair(out: Printer, result: RepairResult) -> None:
     for name in result.retired:
         out.line(f"{verb}delete: {name} (damaged on every target; the packs it may list are "
                  "listed by other index files)")
+    for name in result.lost_packs:
+        out.line(f"{verb}take out of the index: {name} (no target holds it intact)")
+    if result.lost_packs:
+        say = out.problem if result.blobs_lost else out.line
+        say(f"{verb}keep {counted(result.blobs_salvaged, 'chunk')} of "
+            f"{'them' if len(result.lost_packs) > 1 else 'it'} in new packs; "
+            f"{counted(result.blobs_lost, 'chunk')} lost"
+            + (": back up the same files again to store them, or 'fogvault repair --snapshots'"
+               " cuts them out of the snapshots" if result.blobs_lost else ""))
     for target in result.targets:
         if not target.reachable:
             out.problem(f"{target.url}: skipped ({target.error})")
@@ -144,7 +155,8 @@ def report_repair(out: Printer, result: RepairResult) -> None:
     if result.dry_run:
         out.line(f"dry run: {counted(result.changes, 'change')} planned, nothing was changed")
     elif code == EXIT_ERROR:
-        out.problem("some objects could not be repaired")
+        out.problem("some objects could not be repaired" if result.unrecoverable or
+                    not result.blobs_lost else "data was lost on every target (see above)")
     elif code == EXIT_PARTIAL:
         out.line("the reachable targets hold every object; repair again for the skipped ones")
     else:

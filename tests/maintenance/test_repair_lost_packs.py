@@ -172,3 +172,28 @@ def test_a_tree_pack_lost_everywhere_and_not_cached_is_stored_again_by_a_backup(
     Archiver(repo, BackupOptions()).run([str(tmp_path / "src")])
     assert check(repo, CheckOptions(read_data=True)).ok
     assert _restored(repo, uid, tmp_path / "out", tmp_path) == contents
+
+
+def test_the_command_from_check_to_a_healing_backup(fogvault, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(random.Random(7).randbytes(300_000))
+    repo = ("-r", "a", "-r", "b")
+    assert fogvault(*repo, "init").returncode == 0
+    assert fogvault(*repo, "backup", str(src)).returncode == 0
+    packs = sorted((tmp_path / "a" / "data").rglob("*"), key=lambda p: -p.stat().st_size)
+    name = str(packs[0].relative_to(tmp_path / "a"))  # the file's data, not its trees
+    for target in TARGETS:
+        (tmp_path / target / name).unlink()
+
+    found = fogvault(*repo, "check")
+    assert found.returncode == 1 and b"'fogvault repair --index'" in found.stdout
+    done = fogvault(*repo, "repair", "--index")
+    assert done.returncode == 1, done.stderr
+    assert f"take out of the index: {name}".encode() in done.stdout
+    assert b" lost: back up the same files again" in done.stdout
+    missing = fogvault(*repo, "check")
+    assert missing.returncode == 1 and b"a backup of the same files stores it" in missing.stdout
+    assert fogvault(*repo, "backup", str(src)).returncode == 0
+    assert fogvault(*repo, "check", "--read-data").returncode == 0
+    assert fogvault(*repo, "repair", "--index").returncode == 0
