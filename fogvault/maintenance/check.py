@@ -173,22 +173,29 @@ def check(
                 if name in inventory.listings[target.url]:
                     report.corrupt = sorted({*report.corrupt, name})
                     repo.targets.remember_damage(target.url, name)
-        result.problems += _lost_packs(result.targets)
+        result.problems += _lost_packs(repo, result.targets)
         result.problems += _undecided_keys(copies)
         _warn_of_partial_keys(repo, inventory, result)
     return result
 
 
-def _lost_packs(reports: list[TargetReport]) -> list[str]:
+def _lost_packs(repo: Repository, reports: list[TargetReport]) -> list[str]:
     """A problem for each pack that every target lacks or holds damaged, if every target was
-    reached: no copy is left for ``repair`` to copy, so it takes ``repair --index``."""
+    reached, with the way out: ``repair`` if the local cache holds a good copy (a tree pack),
+    else ``repair --index``."""
     if not all(report.reachable for report in reports):
         return []
     bad = [{n for n in (*r.missing, *r.wrong_size, *r.corrupt) if n.startswith(DATA_DIR)}
            for r in reports]
-    return [f"pack {name} is missing or damaged on every target: 'fogvault repair --index' "
-            "takes it out of the index (keeping what still reads of it), so that the next "
-            "backup stores its data again" for name in sorted(set.intersection(*bad))]
+    problems = []
+    for name in sorted(set.intersection(*bad)):
+        if repo.cached_pack(id_from_name(name)) is not None:
+            way_out = "the local cache holds a good copy, which 'fogvault repair' copies back"
+        else:
+            way_out = ("'fogvault repair --index' takes it out of the index (keeping what "
+                       "still reads of it), so that the next backup stores its data again")
+        problems.append(f"pack {name} is missing or damaged on every target: {way_out}")
+    return problems
 
 
 def _check_target(

@@ -367,7 +367,9 @@ def test_check_reads_trees_from_the_targets_not_the_cache(make_repo, tmp_path, c
     stored.unlink()
     missing = check(repo)
     assert missing.targets[0].missing == [pack_name(root.pack_id)]
-    [problem] = missing.problems
+    problem, lost = missing.problems
+    assert lost == (f"pack {pack_name(root.pack_id)} is missing or damaged on every target: "
+                    "the local cache holds a good copy, which 'fogvault repair' copies back")
     assert problem.startswith(f"snapshot {snapshot.uid}: tree of /: ")
     assert problem.endswith(f"{pack_name(root.pack_id)}: no such object")
     assert _copy(cache_dir, repo, root.pack_id).read_bytes() == intact  # check leaves it
