@@ -66,9 +66,11 @@ def _report(out: Printer, result: CheckResult) -> None:
             say(f"  note: {note}")
     if result.data_missing and not any(t.unindexed_packs - t.unindexed_pruned
                                        for t in result.targets):
-        out.problem("the snapshots named above use data the repository lacks: a backup of the "
-                    "same files stores it again; 'fogvault repair --snapshots' saves copies "
-                    "of them without it")
+        out.problem("the snapshots named above use data no target holds intact: 'fogvault "
+                    "repair' copies back what a target or the local cache still holds "
+                    "('repair --index' takes the rest out of the index); a backup of the same "
+                    "files then stores it again, and 'fogvault repair --snapshots' saves "
+                    "copies of the snapshots without what stays lost")
     if result.ok:
         out.line("no errors were found")
     else:

@@ -156,8 +156,8 @@ def _moved_home(repo: Repository, url: str, copy: str, found: _Verified,
     ``dry_run``). A failure is recorded in ``found.problems``."""
     name = pack_name(found.pack_id)
     storage = repo.targets.target(url).storage
-    problem = None if dry_run else _move(repo, storage, copy, found.pack_id,
-                                         url in found.damaged, before_write)
+    problem = None if dry_run else move_home(repo, storage, copy, found.pack_id,
+                                             url in found.damaged, before_write)
     if problem is not None:
         found.problems[url] = f"{copy} (outside its folder) could not be moved: {problem}"
         return False
@@ -169,8 +169,8 @@ def _moved_home(repo: Repository, url: str, copy: str, found: _Verified,
     return True
 
 
-def _move(repo: Repository, storage: Storage, copy: str, pack_id: bytes, replace: bool,
-          before_write: Callable[[], None]) -> str | None:
+def move_home(repo: Repository, storage: Storage, copy: str, pack_id: bytes, replace: bool,
+              before_write: Callable[[], None]) -> str | None:
     """Write the bytes of ``copy`` (read again: checked against the id) to the pack's own name,
     read them back, then delete ``copy``; None if the pack is in its place (a copy that cannot
     be deleted is left, with a warning: check notes it as a copy outside its folder)."""

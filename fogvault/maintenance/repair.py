@@ -198,10 +198,17 @@ def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
         result.unrecoverable = [f"{e}; {why_not}" if e in work.lost_packs.values() else e
                                 for e in result.unrecoverable]
         return result
-    lost = drop_lost_packs(repo, {name: {url: work.inventory.listings[url][name]
-                                         for url in work.inventory.holders(name)}
-                                  for name in work.lost_packs},
-                           progress, dry_run=options.dry_run, before_write=before_write)
+    listings = work.inventory.listings
+    copies = {name: {url: listings[url][name] for url in work.inventory.holders(name)}
+              for name in work.lost_packs}
+    misplaced: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+    for url, listing in listings.items():
+        for copy in unlisted_data(listing, repo.index).misplaced:
+            name = pack_name(id_from_name(copy))
+            if name in copies:
+                misplaced[name].append((url, copy, listing[copy]))
+    lost = drop_lost_packs(repo, copies, misplaced, progress, dry_run=options.dry_run,
+                           before_write=before_write)
     handled = {work.lost_packs[name] for name in (*lost.dropped, *lost.kept)}
     result.unrecoverable = [e for e in result.unrecoverable if e not in handled]
     result.unrecoverable += (f"{name}: {why}" for name, why in lost.kept.items())

@@ -7,7 +7,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.maintenance import lost_packs
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.repair import RepairOptions, repair
 from fogvault.repo.format import BlobType, id_from_name, pack_name
@@ -158,12 +161,12 @@ def test_damage_recorded_earlier_but_gone_leaves_the_pack_alone(make_repo, tmp_p
 
 
 def test_a_tree_pack_lost_everywhere_and_not_cached_is_stored_again_by_a_backup(
-        make_repo, tmp_path, trust_recent_entries):
+        make_repo, tmp_path, cache_dir, trust_recent_entries):
     repo = make_repo(*TARGETS, pack_size=128 * 1024)
     uid, contents = _backed_up(repo, tmp_path)
-    repo.cache = None  # no cached copy to repair it from
     [pack_id] = {e.pack_id for e in repo.index if e.blob_type is BlobType.TREE}
     name = pack_name(pack_id)
+    (cache_dir / repo.config.repo_id / name.replace("/", "_")).unlink()  # nothing to copy back
     for target in TARGETS:
         (tmp_path / target / name).unlink()
 
@@ -172,6 +175,79 @@ def test_a_tree_pack_lost_everywhere_and_not_cached_is_stored_again_by_a_backup(
     Archiver(repo, BackupOptions()).run([str(tmp_path / "src")])
     assert check(repo, CheckOptions(read_data=True)).ok
     assert _restored(repo, uid, tmp_path / "out", tmp_path) == contents
+
+
+def test_a_tree_pack_stays_while_the_cache_is_off(make_repo, tmp_path):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    _backed_up(repo, tmp_path)
+    [pack_id] = {e.pack_id for e in repo.index if e.blob_type is BlobType.TREE}
+    name = pack_name(pack_id)
+    for target in TARGETS:
+        (tmp_path / target / name).unlink()
+    repo.cache = None  # --no-cache: the cache folder may hold a good copy
+
+    done = repair(repo, RepairOptions(index=True))
+    assert done.lost_packs == [] and _indexed(repo, name)
+    [entry] = done.unrecoverable
+    assert entry.startswith(f"{name}: a tree pack is not taken out of the index while the "
+                            "local cache is off")
+
+
+def test_an_intact_copy_outside_its_folder_is_moved_home_and_the_pack_kept(
+        make_repo, tmp_path):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    _backed_up(repo, tmp_path)
+    name, entries = _data_pack(repo)
+    _flip(tmp_path / "a" / name, entries[0].offset + 1)
+    away = tmp_path / "b" / "data" / "zz" / name.rsplit("/", 1)[1]
+    away.parent.mkdir()
+    (tmp_path / "b" / name).rename(away)
+
+    done = repair(repo, RepairOptions(index=True, read_data=True))
+    assert done.lost_packs == [] and _indexed(repo, name)
+    [entry] = done.unrecoverable
+    assert "was moved home: repair again" in entry
+    assert (tmp_path / "b" / name).exists() and not away.exists()
+    assert repair(repo, RepairOptions(read_data=True)).ok  # copies it over 'a''s damaged one
+    assert check(repo, CheckOptions(read_data=True)).ok
+
+
+def test_a_damaged_copy_outside_its_folder_keeps_the_pack(make_repo, tmp_path):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    _backed_up(repo, tmp_path)
+    name, entries = _data_pack(repo)
+    (tmp_path / "a" / name).unlink()
+    away = tmp_path / "b" / "data" / "zz" / name.rsplit("/", 1)[1]
+    away.parent.mkdir()
+    (tmp_path / "b" / name).rename(away)
+    _flip(away, entries[0].offset + 1)
+
+    done = repair(repo, RepairOptions(index=True))
+    assert done.lost_packs == [] and _indexed(repo, name) and away.exists()
+    [entry] = done.unrecoverable
+    assert "a damaged copy of it lies outside its folder" in entry
+
+
+def test_killed_after_deleting_the_damaged_copies_a_rerun_finishes(make_repo, tmp_path,
+                                                                   monkeypatch):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    _backed_up(repo, tmp_path)
+    name, entries = _data_pack(repo)
+    for target in TARGETS:
+        _flip(tmp_path / target / name, entries[0].offset + 1)
+
+    def killed(*_args: object) -> None:
+        raise KeyboardInterrupt  # as if killed before the new index was written
+
+    monkeypatch.setattr(lost_packs, "rewrite_index", killed)
+    with pytest.raises(KeyboardInterrupt):
+        repair(repo, RepairOptions(index=True, read_data=True))
+    monkeypatch.undo()
+    assert all(not (tmp_path / t / name).exists() for t in TARGETS)
+    again = repair(repo, RepairOptions(index=True))
+    assert again.lost_packs == [name] and not again.unrecoverable
+    assert all(e.blob_id in repo.index for e in entries[1:])  # salvaged by the first run
+    assert repair(repo, RepairOptions(index=True)).lost_packs == []
 
 
 def test_the_command_from_check_to_a_healing_backup(fogvault, tmp_path):
@@ -193,7 +269,8 @@ def test_the_command_from_check_to_a_healing_backup(fogvault, tmp_path):
     assert f"take out of the index: {name}".encode() in done.stdout
     assert b" lost: back up the same files again" in done.stdout
     missing = fogvault(*repo, "check")
-    assert missing.returncode == 1 and b"a backup of the same files stores it" in missing.stdout
+    assert missing.returncode == 1
+    assert b"a backup of the same files then stores it" in missing.stdout
     assert fogvault(*repo, "backup", str(src)).returncode == 0
     assert fogvault(*repo, "check", "--read-data").returncode == 0
     assert fogvault(*repo, "repair", "--index").returncode == 0
