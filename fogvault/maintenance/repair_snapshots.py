@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 from fogvault.backup.saver import BlobSaver
 from fogvault.errors import FogVaultError
+from fogvault.maintenance.inventory import take_inventory
+from fogvault.maintenance.reindex import unindexed_data_may_be_found
 from fogvault.maintenance.selection import check_selection
 from fogvault.maintenance.snapshot_copies import (
     Contents,
@@ -149,11 +151,19 @@ class _SnapshotRepair:
         self.repo = repo
         self.trees = trees
         self._saved: dict[tuple, Snapshot] | None = None  # by _same_copy, read when needed
+        self._checked_unlisted = False  # whether packs no index lists may hold what is lost
 
     def copy(self, snapshot: Snapshot) -> tuple[Snapshot, _Repair] | None:
         repaired = self.trees.tree(snapshot.tree)
         if not repaired.cuts:
             return None
+        if not self._checked_unlisted:  # once, at the first snapshot to cut
+            self._checked_unlisted = True
+            if unindexed_data_may_be_found(self.repo, take_inventory(self.repo)):
+                raise FogVaultError(
+                    f"snapshot {snapshot.uid} uses data the index lacks, which packs no index "
+                    "lists may hold: run 'fogvault repair --index' first, which lists them "
+                    "again (cutting it now, then pruning, would destroy it)")
         tags = sorted({*snapshot.tags, REPAIRED_TAG})
         saved_copies = self._saved_copies()
         saved = saved_copies.get(_same_copy(snapshot, repaired.tree_id, tags))

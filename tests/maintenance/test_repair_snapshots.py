@@ -312,3 +312,24 @@ def test_a_tree_a_failing_target_may_hold_is_not_cut(make_repo, tmp_path):
             repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
         assert not is_damage(raised.value)
     assert objects(tmp_path) == before
+
+
+def test_refused_while_packs_no_index_lists_may_hold_what_is_lost(
+        make_repo: Callable[..., Repository], tmp_path: Path):
+    """An index file lost on every target, its pack still there: cutting what the snapshot
+    lacks, then pruning, would destroy data that 'repair --index' lists again."""
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    src = tmp_path / "src"
+    write_files(src, {"f": random.Random(3).randbytes(200_000)})
+    backup(repo, src)
+    for target in TARGETS:
+        for index_file in (tmp_path / target / "index").iterdir():
+            index_file.unlink()
+    repo.close()
+    repo = Repository.open([str(tmp_path / t) for t in TARGETS], PASSWORD, use_cache=False)
+    before = objects(tmp_path)
+    with pytest.raises(FogVaultError, match="run 'fogvault repair --index' first"):
+        repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
+    assert objects(tmp_path) == before
+    assert repair(repo, RepairOptions(index=True)).ok
+    assert check(repo).ok
