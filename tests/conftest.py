@@ -91,6 +91,23 @@ def trust_recent_entries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def local_job_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], str]:
+    """The jobs config text of a job ``home`` that backs ``src`` up to the repository
+    ``make_repo("repo")`` makes, its password in a file; the XDG folders below tmp_path.
+    Tests append the job keys they try."""
+    for kind in ("cache", "config", "state"):
+        monkeypatch.setenv(f"XDG_{kind.upper()}_HOME", str(tmp_path / f"xdg-{kind}"))
+    (tmp_path / "password").write_bytes(PASSWORD + b"\n")
+
+    def text(src: Path) -> str:
+        return (f'[repositories.local]\ntargets = ["{tmp_path / "repo"}"]\npassword_file = '
+                f'"{tmp_path / "password"}"\n\n[jobs.home]\nrepository = "local"\n'
+                f'paths = ["{src}"]\n')
+
+    return text
+
+
+@pytest.fixture
 def reopen(cache_dir: Path) -> Callable[[Repository], Repository]:
     def do(repo: Repository) -> Repository:
         return Repository.open(repo.targets.urls, PASSWORD, cache_dir=cache_dir)

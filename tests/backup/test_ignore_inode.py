@@ -230,17 +230,12 @@ def test_the_cli_options(fogvault: Callable[..., object], src: Path) -> None:
     ("", _replace_with_copy, READ), ("ignore_ctime", _chmod_600, REUSED),
     ("ignore_ctime", _replace_with_copy, READ), ("ignore_inode", _replace_with_copy, REUSED)])
 def test_job_keys(make_repo: Callable[..., Repository], src: Path, tmp_path: Path,
-                  monkeypatch: pytest.MonkeyPatch, key: str, change: Callable[[Path], None],
-                  expected: tuple) -> None:
+                  local_job_text: Callable[[Path], str], key: str,
+                  change: Callable[[Path], None], expected: tuple) -> None:
     """``ignore_ctime = true`` is backup --ignore-ctime, ``ignore_inode = true`` is
     --ignore-inode; ``config show`` shows them; not a boolean is a config error."""
-    for kind in ("cache", "config", "state"):
-        monkeypatch.setenv(f"XDG_{kind.upper()}_HOME", str(tmp_path / f"xdg-{kind}"))
     repo = make_repo("repo")
-    (tmp_path / "password").write_bytes(PASSWORD + b"\n")
-    text = (f'[repositories.local]\ntargets = ["{tmp_path / "repo"}"]\npassword_file = '
-            f'"{tmp_path / "password"}"\n\n[jobs.home]\nrepository = "local"\n'
-            f'paths = ["{src}"]\n')
+    text = local_job_text(src)
     config = parse_config(text + (f"{key} = true\n" if key else ""), tmp_path / "config.toml")
     shown = effective_document(config)["jobs"]["home"]
     for name in ("ignore_ctime", "ignore_inode"):

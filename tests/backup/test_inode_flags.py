@@ -255,15 +255,10 @@ def _lsattr(path: Path) -> set[str]:
 
 
 def test_job_key_no_flags(make_repo: Callable[..., Repository], src: Path, tmp_path: Path,
-                          monkeypatch: pytest.MonkeyPatch) -> None:
+                          local_job_text: Callable[[Path], str]) -> None:
     """``no_flags = true`` is backup --no-flags; not a boolean is a config error."""
-    for kind in ("cache", "config", "state"):
-        monkeypatch.setenv(f"XDG_{kind.upper()}_HOME", str(tmp_path / f"xdg-{kind}"))
     repo = make_repo("repo")
-    (tmp_path / "password").write_bytes(PASSWORD + b"\n")
-    text = (f'[repositories.local]\ntargets = ["{tmp_path / "repo"}"]\npassword_file = '
-            f'"{tmp_path / "password"}"\n\n[jobs.home]\nrepository = "local"\n'
-            f'paths = ["{src}"]\n')
+    text = local_job_text(src)
     for value, flags in (("false", EXPECTED), ("true", dict.fromkeys(EXPECTED, 0))):
         config = parse_config(text + f"no_flags = {value}\n", tmp_path / "config.toml")
         assert config.job("home").no_flags is (value == "true")
