@@ -35,14 +35,12 @@ def repack(repo: Repository, packs: set[bytes], progress: PhaseProgress, *,
            dry_run: bool = False) -> list[IndexEntry]:
     """Copy the blobs of ``packs`` (those whose index record ``keep`` accepts, or all) into new
     packs. With ``salvage``, a blob no target holds intact is left out instead of failing the
-    copy, and the entries of those left out are returned. A dry run reads and writes nothing
-    new (with ``salvage`` it reads, to tell what would be left out)."""
+    copy, and the entries of those left out are returned. A dry run reads (to tell what would
+    be left out) and writes nothing."""
     index = repo.index
     # Listed before the writer appends new packs to the index.
     chosen = [(pack_id, first, end) for pack_id, first, end in index.packs() if pack_id in packs]
     progress.phase("repack", len(chosen))
-    if dry_run and not salvage:
-        return []
     lost: list[IndexEntry] = []
     writer = None if dry_run else PackWriter(
         repo, PackWriterOptions(max_uploads=REPACK_UPLOADS, index_every_packs=8))
