@@ -22,8 +22,10 @@ reached, a tree that authenticates but does not parse) stops the run: it is not 
 
 A snapshot that uses nothing lost is left alone. A repaired copy is the same for the same
 original and index, so a second run saves nothing: it finds the first run's copy (same time,
-host, user, paths, tags and tree) and only saves it where it is missing and, with ``forget``,
-deletes the original once every target that holds the original holds the copy.
+host, user, paths and tree, :func:`_earlier_copy`) and only saves it where it is missing and,
+with ``forget``, deletes the original once every target that holds the original holds the
+copy. The copy's tags are not what finds it: they are the user's to change (``tag`` keeps
+everything else), and a copy found under other tags keeps them.
 """
 
 from __future__ import annotations
@@ -150,7 +152,8 @@ class _SnapshotRepair:
     def __init__(self, repo: Repository, trees: _TreeRepair) -> None:
         self.repo = repo
         self.trees = trees
-        self._saved: dict[tuple, Snapshot] | None = None  # by _same_copy, read when needed
+        # the repository's snapshots (and the copies this run made) by _moment, read when needed
+        self._by_moment: dict[tuple, list[Snapshot]] | None = None
         self._checked_unlisted = False  # whether packs no index lists may hold what is lost
 
     def copy(self, snapshot: Snapshot) -> tuple[Snapshot, _Repair] | None:
@@ -165,8 +168,8 @@ class _SnapshotRepair:
                     "lists may hold: run 'fogvault repair --index' first, which lists them "
                     "again (cutting it now, then pruning, would destroy it)")
         tags = sorted({*snapshot.tags, REPAIRED_TAG})
-        saved_copies = self._saved_copies()
-        saved = saved_copies.get(_same_copy(snapshot, repaired.tree_id, tags))
+        alike = self._alike(snapshot)
+        saved = _earlier_copy(snapshot, repaired.tree_id, tags, alike)
         if saved is not None:
             return saved, _Repair(repaired.cuts, saved_before=True)
         leading = leading_dirs(snapshot, self.trees.tree_or_empty, lambda path: True)
@@ -178,21 +181,40 @@ class _SnapshotRepair:
             original=None)
         # another original with the same contents and tags (a summary-only rewrite's copy)
         # gets the same copy
-        saved_copies[_same_copy(copy, copy.tree, copy.tags)] = copy
+        alike.append(copy)
         return copy, _Repair(repaired.cuts, saved_before=False)
 
-    def _saved_copies(self) -> dict[tuple, Snapshot]:
-        if self._saved is None:
-            self._saved = {_same_copy(s, s.tree, s.tags): s for s in self.repo.snapshots()}
-        return self._saved
+    def _alike(self, snapshot: Snapshot) -> list[Snapshot]:
+        """The snapshots of ``snapshot``'s time, host, user and paths (itself among them)."""
+        if self._by_moment is None:
+            self._by_moment = {}
+            for each in self.repo.snapshots():
+                self._by_moment.setdefault(_moment(each), []).append(each)
+        return self._by_moment.setdefault(_moment(snapshot), [])
 
 
-def _same_copy(snapshot: Snapshot, tree: bytes, tags: list[str]) -> tuple:
-    """What a repaired copy of ``snapshot`` with ``tree`` and ``tags`` has in common with an
-    earlier run's (whose summary and warnings may have been counted from another state of the
-    index, and whose uid is its own)."""
-    return (snapshot.time, snapshot.host, snapshot.user, tuple(snapshot.paths), tree,
-            tuple(tags))
+def _moment(snapshot: Snapshot) -> tuple:
+    """What every copy of a snapshot (``tag``'s, ``rewrite``'s, a repair's) keeps of it."""
+    return snapshot.time, snapshot.host, snapshot.user, tuple(snapshot.paths)
+
+
+def _earlier_copy(snapshot: Snapshot, tree: bytes, tags: list[str], alike: list[Snapshot]
+                  ) -> Snapshot | None:
+    """The copy that an earlier run (or this one, for another snapshot) saved of
+    ``snapshot``, repaired to ``tree``: a snapshot ``alike`` it (:func:`_moment`) with that
+    tree (its summary and warnings may have been counted from another state of the index).
+    One with ``tags``, as a run saves it, first. Else one whose tags the user changed, unless
+    ``snapshot`` has a twin with other tags (alike, another tree, other tags but
+    ``repaired``): then the tags are all that tells whose copy is whose, and taking the
+    twin's would, with --forget, delete ``snapshot`` and leave its tags on no copy."""
+    copies = [s for s in alike if s.tree == tree]
+    exact = [s for s in copies if sorted(s.tags) == tags]
+    if exact:
+        return exact[0]
+    own_tags = set(tags) - {REPAIRED_TAG}
+    if any(s.tree != tree and set(s.tags) - {REPAIRED_TAG} != own_tags for s in alike):
+        return None
+    return copies[0] if copies else None
 
 
 _MORE_WARNINGS = re.compile(r"\.\.\. and (\d+) more warnings")

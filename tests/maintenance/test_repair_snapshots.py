@@ -5,6 +5,7 @@ again."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Callable
@@ -23,9 +24,10 @@ from fogvault.maintenance.repair_snapshots import (
     _warnings,
     repair_snapshots,
 )
+from fogvault.maintenance.tag import TagOptions, tag
 from fogvault.repo.format import BlobType, pack_name
 from fogvault.repo.repository import Repository, is_damage
-from fogvault.repo.snapshot import Snapshot
+from fogvault.repo.snapshot import Snapshot, new_uid
 from fogvault.restore.restorer import RestoreOptions, Restorer
 from fogvault.storage import Fault, FaultyStorage, open_storage
 from fogvault.storage.faulty import permanent
@@ -156,6 +158,42 @@ def test_lost_chunks_are_cut_and_the_rest_restores(damaged_data, tmp_path):
     assert restored(repo, copy, src, tmp_path / "out2") == expected
     last = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
     assert (last.repaired, last.intact) == ([], 2)
+
+
+@pytest.mark.parametrize("retag", [TagOptions(remove=["repaired"]), TagOptions(set=["other"])],
+                         ids=["remove", "set"])
+def test_a_copy_the_user_retagged_is_found_by_the_next_run(damaged_data, retag):
+    """The next run knows the copy by what it holds (time, host, user, paths, tree), not by
+    the tags the user may change: it saves no second copy."""
+    repo, _, _, _, _, untouched, damaged = damaged_data
+    [first] = repair_snapshots(repo, RepairSnapshotsOptions()).repaired
+    [retagged] = tag(repo, dataclasses.replace(retag, uids=[first.new_uid])).changed
+    again = repair_snapshots(repo, RepairSnapshotsOptions())
+    assert [(r.old_uid, r.new_uid, r.saved_before) for r in again.repaired] == [
+        (damaged, retagged.new_uid, True)]
+    assert {s.uid for s in repo.snapshots()} == {untouched, damaged, retagged.new_uid}
+    forgot = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
+    assert [(r.new_uid, r.saved_before) for r in forgot.repaired] == [(retagged.new_uid, True)]
+    by_uid = {s.uid: s for s in repo.snapshots()}
+    assert set(by_uid) == {untouched, retagged.new_uid}
+    assert by_uid[retagged.new_uid].tags == retagged.tags  # the user's tags stay
+    assert check(repo).ok
+
+
+def test_snapshots_alike_but_for_their_tags_each_get_a_copy_with_theirs(damaged_data):
+    """A twin of the damaged snapshot with other tags (as a 'tag' killed before it deleted
+    the old manifest leaves): the copy the first run saved of one is not the other's, or
+    --forget would delete the other and its tags with it."""
+    repo, _, _, _, _, untouched, damaged = damaged_data
+    original = repo.load_snapshot(damaged)
+    twin = dataclasses.replace(original, uid=new_uid(), tags=["weekly"], original=damaged)
+    repo.save_snapshot_copy(twin, repo.targets.active())
+    [first] = repair_snapshots(repo, RepairSnapshotsOptions(uids=[damaged])).repaired
+    both = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
+    copies = {r.old_uid: (r.new_uid, r.saved_before) for r in both.repaired}
+    assert copies[damaged] == (first.new_uid, True) and not copies[twin.uid][1]
+    assert sorted(s.tags for s in repo.snapshots() if s.uid != untouched) == [
+        ["repaired"], ["repaired", "weekly"]]
 
 
 def test_a_dry_run_writes_nothing(damaged_data, tmp_path):
