@@ -186,7 +186,8 @@ def report_repaired_snapshots(out: Printer, result: RepairSnapshotsResult, forge
                               ) -> None:
     if out.json_mode:
         out.json_line({"message_type": "summary", "dry_run": result.dry_run,
-                       "intact": result.intact, "repaired": [
+                       "intact": result.intact,
+                       "already_repaired": result.already_repaired, "repaired": [
                            {"old_uid": r.old_uid, "new_uid": r.new_uid,
                             "saved_before": r.saved_before,
                             "cuts": [asdict(c) for c in r.cuts],
@@ -204,7 +205,9 @@ def report_repaired_snapshots(out: Printer, result: RepairSnapshotsResult, forge
                 "again with --forget)")
     out.line(f"{verb} {counted(len(result.repaired), 'snapshot')}"
              + (f" ({before} by an earlier run)" if before else "")
-             + f", {result.intact} intact" + hint)
+             + f", {result.intact} intact"
+             + (f", {result.already_repaired} already repaired" if result.already_repaired
+                else "") + hint)
 
 
 def _report_repaired(out: Printer, repaired: RepairedSnapshot) -> None:

@@ -20,12 +20,13 @@ copies it from another target if one has it, ``repair --index`` lists packs no i
 run those first). A tree that cannot be read for another reason (a target that cannot be
 reached, a tree that authenticates but does not parse) stops the run: it is not lost.
 
-A snapshot that uses nothing lost is left alone. A repaired copy is the same for the same
-original and index, so a second run saves nothing: it finds the first run's copy (same time,
-host, user, paths and tree, :func:`_earlier_copy`) and only saves it where it is missing and,
-with ``forget``, deletes the original once every target that holds the original holds the
-copy. The copy's tags are not what finds it: they are the user's to change (``tag`` keeps
-everything else), and a copy found under other tags keeps them.
+A snapshot that uses nothing lost is left alone, and counted as intact, or as already
+repaired if it is an earlier run's copy (whole, but of a snapshot that was not). A repaired
+copy is the same for the same original and index, so a second run saves nothing: it finds the
+first run's copy (same time, host, user, paths and tree, :func:`_earlier_copy`) and only saves
+it where it is missing and, with ``forget``, deletes the original once every target that holds
+the original holds the copy. The copy's tags are not what finds it: they are the user's to
+change (``tag`` keeps everything else), and a copy found under other tags keeps them.
 """
 
 from __future__ import annotations
@@ -111,8 +112,12 @@ class RepairedSnapshot:
 @dataclass(slots=True)
 class RepairSnapshotsResult:
     repaired: list[RepairedSnapshot] = field(default_factory=list)
-    intact: int = 0  # chosen snapshots that use nothing lost
+    intact: int = 0  # chosen snapshots that use nothing lost, but those below
     dry_run: bool = False
+    #: chosen snapshots that use nothing lost because they are copies an earlier run saved:
+    #: one found for a chosen original, or tagged ``repaired`` (once its original is
+    #: forgotten, nothing else tells a copy from a whole snapshot)
+    already_repaired: int = 0
 
 
 def repair_snapshots(repo: Repository, options: RepairSnapshotsOptions
@@ -127,10 +132,12 @@ def repair_snapshots(repo: Repository, options: RepairSnapshotsOptions
     selection = Selection(options.uids, options.host, options.tags, options.paths)
     edits = edit_snapshots(repo, selection, edit_with, command="repair --snapshots",
                            forget=options.forget, dry_run=options.dry_run)
+    found = {e.copy.uid for e in edits.edited if e.details.saved_before}
+    copies = sum(s.uid in found or REPAIRED_TAG in s.tags for s in edits.unchanged)
     return RepairSnapshotsResult(
         [RepairedSnapshot(e.original.uid, e.copy.uid, e.details.cuts, e.copy.summary,
                           e.details.saved_before, e.kept_original) for e in edits.edited],
-        edits.unchanged, options.dry_run)
+        len(edits.unchanged) - copies, options.dry_run, copies)
 
 
 @dataclass(slots=True)

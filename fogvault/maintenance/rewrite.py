@@ -93,7 +93,7 @@ def rewrite(repo: Repository, options: RewriteOptions) -> RewriteResult:
                            forget=options.forget, dry_run=options.dry_run)
     return RewriteResult(
         [Rewritten(e.original.uid, e.copy.uid, e.details, e.copy.summary, e.kept_original)
-         for e in edits.edited], edits.unchanged, options.dry_run)
+         for e in edits.edited], len(edits.unchanged), options.dry_run)
 
 
 def _copy(repo: Repository, snapshot: Snapshot, filtered: _Filtered, patterns: PathPatterns,

@@ -53,7 +53,7 @@ class Edited(Generic[D]):
 @dataclass(slots=True)
 class Edits(Generic[D]):
     edited: list[Edited[D]] = field(default_factory=list)
-    unchanged: int = 0  # chosen snapshots the edit left as they were
+    unchanged: list[Snapshot] = field(default_factory=list)  # chosen, left as they were
 
 
 #: Makes the copy of one snapshot, and says what changed; None: it stays as it is. The copy
@@ -86,7 +86,7 @@ def edit_snapshots(repo: Repository, selection: Selection, edit_with: Callable[[
             for snapshot in chosen:
                 made = edit(snapshot)
                 if made is None:
-                    result.unchanged += 1
+                    result.unchanged.append(snapshot)
                 else:
                     result.edited.append(Edited(snapshot, *made))
         if dry_run or not result.edited:

@@ -148,6 +148,7 @@ def test_lost_chunks_are_cut_and_the_rest_restores(damaged_data, tmp_path):
     # the original still fails; a second run saves nothing new, --forget then deletes it
     again = repair_snapshots(repo, RepairSnapshotsOptions())
     assert [(r.new_uid, r.saved_before) for r in again.repaired] == [(done.new_uid, True)]
+    assert (again.intact, again.already_repaired) == (1, 1)  # the copy is not counted intact
     assert {s.uid for s in repo.snapshots()} == {untouched, damaged, done.new_uid}
     forgot = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
     assert [(r.new_uid, r.saved_before) for r in forgot.repaired] == [(done.new_uid, True)]
@@ -157,20 +158,21 @@ def test_lost_chunks_are_cut_and_the_rest_restores(damaged_data, tmp_path):
     assert check(repo).ok
     assert restored(repo, copy, src, tmp_path / "out2") == expected
     last = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
-    assert (last.repaired, last.intact) == ([], 2)
+    assert (last.repaired, last.intact, last.already_repaired) == ([], 1, 1)
 
 
 @pytest.mark.parametrize("retag", [TagOptions(remove=["repaired"]), TagOptions(set=["other"])],
                          ids=["remove", "set"])
 def test_a_copy_the_user_retagged_is_found_by_the_next_run(damaged_data, retag):
     """The next run knows the copy by what it holds (time, host, user, paths, tree), not by
-    the tags the user may change: it saves no second copy."""
+    the tags the user may change: it saves no second copy, and does not count it intact."""
     repo, _, _, _, _, untouched, damaged = damaged_data
     [first] = repair_snapshots(repo, RepairSnapshotsOptions()).repaired
     [retagged] = tag(repo, dataclasses.replace(retag, uids=[first.new_uid])).changed
     again = repair_snapshots(repo, RepairSnapshotsOptions())
     assert [(r.old_uid, r.new_uid, r.saved_before) for r in again.repaired] == [
         (damaged, retagged.new_uid, True)]
+    assert (again.intact, again.already_repaired) == (1, 1)
     assert {s.uid for s in repo.snapshots()} == {untouched, damaged, retagged.new_uid}
     forgot = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
     assert [(r.new_uid, r.saved_before) for r in forgot.repaired] == [(retagged.new_uid, True)]
@@ -192,6 +194,7 @@ def test_snapshots_alike_but_for_their_tags_each_get_a_copy_with_theirs(damaged_
     both = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
     copies = {r.old_uid: (r.new_uid, r.saved_before) for r in both.repaired}
     assert copies[damaged] == (first.new_uid, True) and not copies[twin.uid][1]
+    assert both.already_repaired == 1  # the first run's copy, chosen too
     assert sorted(s.tags for s in repo.snapshots() if s.uid != untouched) == [
         ["repaired"], ["repaired", "weekly"]]
 
@@ -318,6 +321,7 @@ def test_the_command(fogvault, make_repo, tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.decode().splitlines()[-1])
     assert summary["message_type"] == "summary" and summary["intact"] == 0
+    assert summary["already_repaired"] == 0
     [repaired] = summary["repaired"]
     assert repaired["old_uid"] == original.uid and repaired["original_kept"] is None
     assert [c["path"] for c in repaired["cuts"]] == [f"{src}/big"]
@@ -330,7 +334,8 @@ def test_the_command(fogvault, make_repo, tmp_path):
     assert restore.returncode == 0, restore.stderr
     assert (tmp_path / "out" / str(src).lstrip("/") / "small").read_bytes() == b"intact"
     again = fogvault("repair", *repo_args, "--snapshots")
-    assert again.stdout.decode().splitlines() == ["repaired 0 snapshots, 1 intact"]
+    assert again.stdout.decode().splitlines() == ["repaired 0 snapshots, 0 intact, 1 already "
+                                                  "repaired"]
 
 
 def test_a_tree_a_failing_target_may_hold_is_not_cut(make_repo, tmp_path):
