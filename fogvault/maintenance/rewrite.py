@@ -15,6 +15,12 @@ subtree keeps its id, and a subtree shared by several snapshots is filtered once
 to the targets that hold the original (and so its data); the new trees go to every target in
 use. The original stays unless ``forget`` is set: then it is deleted once its copy reached
 every target that holds it. The data only the removed entries used is freed by ``prune``.
+
+A chosen snapshot with a tree that no target holds intact (or that no index lists) stops the
+run before any snapshot is saved, naming the snapshot and the folder, and pointing to
+``repair --snapshots``, as restic's rewrite fails on it. It is not skipped: a rewrite is
+often to take out a secret, and a run that went on without that snapshot would leave the
+secret in it while it reported success.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from fogvault.backup.saver import BlobSaver
-from fogvault.errors import UsageError
+from fogvault.errors import FogVaultError, UsageError
 from fogvault.maintenance.selection import check_selection
 from fogvault.maintenance.snapshot_copies import (
     Contents,
@@ -37,7 +43,7 @@ from fogvault.maintenance.snapshot_copies import (
 from fogvault.maintenance.treefold import fold_trees, with_subtree
 from fogvault.patterns import PathPatterns
 from fogvault.repo.format import BlobType
-from fogvault.repo.repository import Repository
+from fogvault.repo.repository import Repository, is_damage
 from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid
 from fogvault.repo.tree import DIR, Node, Tree
 
@@ -85,7 +91,7 @@ def rewrite(repo: Repository, options: RewriteOptions) -> RewriteResult:
 
     def edit_with(saver: BlobSaver) -> Edit[list[str]]:
         filtered = _TreeFilter(repo, saver, patterns)
-        return lambda snapshot: _copy(repo, snapshot, filtered.tree(snapshot.tree), patterns,
+        return lambda snapshot: _copy(repo, snapshot, filtered.tree(snapshot), patterns,
                                       options.snapshot_summary)
 
     selection = Selection(options.uids, options.host, options.tags, options.paths)
@@ -133,9 +139,15 @@ class _TreeFilter:
         self.patterns = patterns
         self._done: dict[tuple[bytes, bytes], _Filtered] = {}
 
-    def tree(self, root: bytes) -> _Filtered:
-        """The snapshot tree ``root`` filtered (by :func:`fold_trees`: trees of any depth)."""
-        return fold_trees((root, b""), self._filter, self._done)
+    def tree(self, snapshot: Snapshot) -> _Filtered:
+        """``snapshot``'s tree filtered (by :func:`fold_trees`: trees of any depth)."""
+        try:
+            return fold_trees((snapshot.tree, b""), self._filter, self._done)
+        except _LostTree as lost:
+            raise FogVaultError(
+                f"snapshot {snapshot.uid} cannot be read at {lost.path}: {lost.__cause__}; "
+                "run 'fogvault repair --snapshots', which saves a copy without what is lost "
+                "(rewrite that copy then); no snapshot was changed") from lost
 
     def _filter(self, at: tuple[bytes, bytes]
                 ) -> Generator[tuple[bytes, bytes], _Filtered, _Filtered]:
@@ -145,7 +157,7 @@ class _TreeFilter:
         kept: list[Node] = []
         removed: list[str] = []
         contents = Contents()
-        for node in self.repo.load_tree(tree_id).nodes:
+        for node in self._load(tree_id, prefix).nodes:
             path = prefix + b"/" + node.name
             if self.patterns.matches(path):
                 removed.append(path.decode(errors="surrogateescape"))
@@ -160,3 +172,21 @@ class _TreeFilter:
         if removed:  # else nothing below it changed: the same tree
             tree_id = self.saver.save(BlobType.TREE, Tree(kept).encode())
         return _Filtered(tree_id, removed, contents)
+
+    def _load(self, tree_id: bytes, prefix: bytes) -> Tree:
+        """The tree of the folder ``prefix``; _LostTree if no target holds it intact."""
+        try:
+            return self.repo.load_tree(tree_id)
+        except FogVaultError as exc:
+            if is_damage(exc):
+                raise _LostTree((prefix or b"/").decode(errors="surrogateescape")) from exc
+            raise
+
+
+class _LostTree(Exception):
+    """A folder's tree is lost (its error is the cause): :meth:`_TreeFilter.tree` names the
+    snapshot."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path

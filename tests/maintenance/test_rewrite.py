@@ -12,6 +12,7 @@ from conftest import PASSWORD
 
 from fogvault.errors import UsageError
 from fogvault.maintenance.rewrite import RewriteOptions, rewrite
+from fogvault.repo.format import pack_name
 from fogvault.repo.repository import Repository
 from fogvault.treewalk import walk
 from tests.backup.test_deep_trees import nested
@@ -337,3 +338,42 @@ def test_snapshot_summary_counts_anew_only_summaries_that_are_wrong(fogvault, ma
 
 def _snapshots_of(fogvault, target: str) -> list[dict]:
     return json.loads(fogvault("snapshots", "-r", target, "--json").stdout)
+
+
+@pytest.mark.parametrize("how", ["deleted", "unindexed"])
+def test_a_snapshot_whose_tree_is_lost_is_named_and_nothing_is_changed(fogvault, tmp_path, how):
+    """The pack holding the first backup's trees is deleted on every target (and, unindexed,
+    the index files listing it too): its root is lost, and so is the tree of 'sub', which the
+    second backup reuses. Rewrite names the snapshot and the folder it cannot read, points to
+    'repair --snapshots' and changes no snapshot."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "secret").write_text("s")
+    (src / "keep").write_text("k")
+    repo_args = ["--no-cache", "-r", "one", "-r", "two"]
+    assert fogvault("init", *repo_args, "--kdf", "interactive").returncode == 0
+    assert fogvault("backup", *repo_args, "src").returncode == 0
+    (src / "later").write_text("l")
+    assert fogvault("backup", *repo_args, "src").returncode == 0
+    first, second = _snapshots(fogvault)
+    with Repository.open([str(tmp_path / "one")], PASSWORD, use_cache=False) as repo:
+        repo.load_index()
+        tree_pack = repo.index.get(bytes.fromhex(first["tree"])).pack_id
+        lost = [n for n in repo.live_index_names() if tree_pack in repo.index_file_packs(n)]
+    for target in ("one", "two"):
+        for name in [pack_name(tree_pack), *(lost if how == "unindexed" else [])]:
+            (tmp_path / target / name).unlink()
+    if how == "unindexed":  # the other packs those index files listed are listed again
+        assert fogvault("repair", *repo_args, "--index").returncode == 0
+    listing = {t: sorted(os.listdir(tmp_path / t / "snapshots")) for t in ("one", "two")}
+    hint = ("; run 'fogvault repair --snapshots', which saves a copy without what is lost "
+            "(rewrite that copy then); no snapshot was changed")
+    for uid, where in ((second["uid"], f"{src}/sub"), (None, "/")):
+        done = fogvault("rewrite", *repo_args, "--exclude", "secret", *([uid] if uid else []))
+        *warnings, error = done.stderr.decode().splitlines()
+        assert (done.returncode, done.stdout) == (1, b""), done.stderr
+        assert all(w.startswith("warning: ") for w in warnings)  # a target lacks the pack
+        named = uid or first["uid"]  # the oldest is rewritten first
+        assert error.startswith(f"error: snapshot {named} cannot be read at {where}: ")
+        assert error.endswith(hint)
+    assert {t: sorted(os.listdir(tmp_path / t / "snapshots")) for t in ("one", "two")} == listing
