@@ -42,6 +42,7 @@ from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.reindex import move_home
 from fogvault.maintenance.repack import repack
 from fogvault.repo.format import BlobType, id_from_name
+from fogvault.repo.index import BlobIndex, IndexEntry
 from fogvault.repo.repository import Repository
 from fogvault.storage import ObjectNotFound, StorageError
 
@@ -59,6 +60,8 @@ class LostPacks:
     #: them lack them until a backup stores them again
     blobs_lost: int = 0
     kept: dict[str, str] = field(default_factory=dict)  # name -> why, of packs left alone
+    #: a dry run's stand-in for the new index: the blobs it would list (see :func:`_index_after`)
+    index_after: BlobIndex | None = None
 
 
 def drop_lost_packs(repo: Repository, copies: Copies, misplaced: Misplaced,
@@ -67,7 +70,7 @@ def drop_lost_packs(repo: Repository, copies: Copies, misplaced: Misplaced,
     """Take the packs of ``copies`` (each held intact by no target, as a repair found) out of
     the index, keeping what can still be read of them (the module's steps); ``before_write``
     raises if the lock can no longer be trusted. A dry run reads, to count, and writes
-    nothing."""
+    nothing; it builds, in memory, the index the run would leave (``index_after``)."""
     result = LostPacks()
     progress.phase("re-read lost packs", sum(len(held) for held in copies.values()))
     lost = {}
@@ -87,17 +90,39 @@ def drop_lost_packs(repo: Repository, copies: Copies, misplaced: Misplaced,
     result.dropped = sorted(lost.values())
     result.blobs_salvaged = blobs - len(unread)
     if dry_run:
-        result.blobs_lost = len(unread)
-        return result
-    before_write()
-    for name in result.dropped:
-        if copies[name]:
-            repo.targets.delete(name)
-        for url in copies[name]:
-            repo.targets.forget_damage(url, name)
-    rewrite_index(repo, set(lost), progress)
-    result.blobs_lost = sum(1 for entry in unread if entry.blob_id not in repo.index)
+        index = result.index_after = _index_after(repo.index, set(lost), unread)
+    else:
+        before_write()
+        for name in result.dropped:
+            if copies[name]:
+                repo.targets.delete(name)
+            for url in copies[name]:
+                repo.targets.forget_damage(url, name)
+        rewrite_index(repo, set(lost), progress)
+        index = repo.index
+    # a blob another pack holds too is not lost
+    result.blobs_lost = sum(1 for entry in unread if entry.blob_id not in index)
     return result
+
+
+def _index_after(index: BlobIndex, dropped: set[bytes], unread: list[IndexEntry]
+                 ) -> BlobIndex:
+    """The blobs ``index`` would list once the packs ``dropped`` are out of it: every other
+    pack's, and theirs but ``unread``. A real run stores those salvaged in new packs; here they
+    stay listed in their old ones, which only a blob's presence is asked of (a dry run's
+    second pass judges by it which snapshots the new index leaves whole)."""
+    lost = {(entry.pack_id, entry.offset) for entry in unread}
+    after = BlobIndex()
+    after.reserve(len(index))
+    for pack_id, first, end in index.packs():
+        if pack_id not in dropped:
+            after.add_listing(pack_id, index.listing(first, end))
+            continue
+        kept = [entry.pack_entry() for entry in map(index.entry_at, range(first, end))
+                if (pack_id, entry.offset) not in lost]
+        if kept:
+            after.add_pack(pack_id, kept)
+    return after
 
 
 def _why_tree_pack_stays(repo: Repository, name: str) -> str | None:

@@ -40,7 +40,7 @@ those found outside their folder into it):
    index, their blobs that still authenticate in some copy kept in new packs
    (:mod:`fogvault.maintenance.lost_packs`), so that the next backup stores the rest again.
    If that held objects back (an index file listing such a pack), a second pass spreads what
-   the new index allows.
+   the new index allows; a dry run plans that pass over the index it would write.
 
 Idempotent and resumable: each copy is atomic and independent, and a second run finds nothing
 left to do. With ``dry_run`` it only plans. Objects with no good copy anywhere are reported as
@@ -83,6 +83,7 @@ from fogvault.repo.format import (
     id_from_name,
     pack_name,
 )
+from fogvault.repo.index import BlobIndex
 from fogvault.repo.repository import Repository
 from fogvault.sizes import counted
 from fogvault.storage import ObjectNotFound, StorageError
@@ -214,10 +215,14 @@ def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
     result.unrecoverable += (f"{name}: {why}" for name, why in lost.kept.items())
     result.lost_packs, result.blobs_salvaged = lost.dropped, lost.blobs_salvaged
     result.blobs_lost = lost.blobs_lost
-    if options.dry_run or not any(t.skipped for t in result.targets):
+    if not lost.dropped or not any(t.skipped for t in result.targets):
         return result
     # Objects held back for the lost packs' sake (an index file that lists one, a snapshot
-    # waiting for it) are spread, or dropped, by a second pass over the new index.
+    # waiting for it) are spread, or dropped, by a second pass over the new index; a dry run
+    # plans that pass over the index it would write, so as to report what the run would do.
+    if lost.index_after is not None:
+        work.replan_over_new_index(lost.index_after)
+        return result
     again = _Repair(repo, options, progress).run()
     return _merged(result, again)
 
@@ -297,6 +302,8 @@ class _Repair:
         self._incomplete: dict[str, str | None] = {}  # snapshot name -> why it is not spread
         #: pack name -> its entry in ``result.unrecoverable``: no target holds it intact
         self.lost_packs: dict[str, str] = {}
+        #: planned as if a new index, on every target, superseded the index files loaded
+        self._index_rewritten = False
 
     def run(self) -> RepairResult:
         self.inventory = take_inventory(self.repo)
@@ -413,7 +420,7 @@ class _Repair:
             if self._incomplete[name]:
                 return _NOT_SPREAD
             if url not in self._indexes_lacking:  # once per target and phase, not per snapshot
-                self._indexes_lacking[url] = sum(
+                self._indexes_lacking[url] = 0 if self._index_rewritten else sum(
                     1 for n in self.repo.live_index_names() if not self._holds_good(url, n))
             lacking = self._indexes_lacking[url]
             return f"the target lacks {lacking} index files" if lacking else None
@@ -525,6 +532,26 @@ class _Repair:
                 self.lost_packs[name] = f"{name}: {why}"
         return self._unrecoverable(name, why)
 
+    def replan_over_new_index(self, index: BlobIndex) -> None:
+        """For a dry run: plan in place of what was held back what a second pass would do
+        once the lost packs are out of the index (``index``: the blobs the new one would list).
+        Its files go to every target and supersede the loaded ones, so the index files held
+        back are no longer live and no snapshot waits for one; a snapshot whose data ``index``
+        lacks is not spread; the config and the missed deletions follow as in any pass."""
+        self._index_rewritten = True
+        # judged again by the new index, which lacks what the loaded one lacks
+        self._incomplete = {name: why for name, why in self._incomplete.items() if why}
+        for report in self.result.targets:
+            report.skipped.clear()
+        # Swapped, not passed: the snapshots are judged (mark_used) by the repository's index.
+        loaded, self.repo.index = self.repo.index, index
+        try:
+            for phase in (SNAPSHOTS_DIR, CONFIG_NAME):
+                self._copy_phase(phase)
+        finally:
+            self.repo.index = loaded
+        self._apply_missed_deletes()
+
     def why_lost_packs_stay(self) -> str | None:
         """Why the lost packs may not be taken out of the index now, or None: the new index
         goes to every target, so every target must be reachable, and hold every other pack
@@ -567,6 +594,7 @@ class _Repair:
             if self.options.dry_run:
                 if name in self.have[url]:
                     report.deleted.append(name)
+                    self.have[url].discard(name)  # planned once, should a replan follow
                 continue
             try:
                 if name in self.have[url]:

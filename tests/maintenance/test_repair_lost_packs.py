@@ -13,7 +13,7 @@ from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.maintenance import lost_packs
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.repair import RepairOptions, repair
-from fogvault.repo.format import BlobType, id_from_name, pack_name
+from fogvault.repo.format import BlobType, id_from_name, pack_name, snapshot_name
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.repository import Repository
 from fogvault.restore.restorer import RestoreOptions, Restorer
@@ -274,3 +274,49 @@ def test_the_command_from_check_to_a_healing_backup(fogvault, tmp_path):
     assert fogvault(*repo, "backup", str(src)).returncode == 0
     assert fogvault(*repo, "check", "--read-data").returncode == 0
     assert fogvault(*repo, "repair", "--index").returncode == 0
+
+
+def _report_lines(stdout: bytes) -> list[str]:
+    """The lines of a repair report but its last (the summary, which a dry run words its own
+    way), each as a real run words it."""
+    lines = stdout.decode().splitlines()[:-1]
+    return [line.replace("would copy ", "copied ").replace("would ", "") for line in lines]
+
+
+@pytest.mark.parametrize("lost", ["salvaged", "missing"])
+def test_the_dry_run_predicts_the_pass_that_spreads_the_new_index(
+        lost, make_repo, tmp_path, fogvault):
+    """One target lacks the index file that lists a lost pack, and so the snapshot that waits
+    for it: the real run writes the new index everywhere and then spreads the snapshot in a
+    second pass, which the dry run must foresee (same lines, same exit code)."""
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    uid, contents = _backed_up(repo, tmp_path)
+    name, entries = _data_pack(repo)
+    if lost == "salvaged":  # each copy damaged in a different blob: every chunk kept
+        _flip(tmp_path / "a" / name, entries[0].offset + 1)
+        _flip(tmp_path / "b" / name, entries[-1].offset + 1)
+    else:
+        for target in TARGETS:
+            (tmp_path / target / name).unlink()
+    [listing] = [n for n in repo.live_index_names()
+                 if id_from_name(name) in repo.index_file_packs(n)]
+    (tmp_path / "b" / listing).unlink()
+    (tmp_path / "b" / snapshot_name(uid)).unlink()
+    command = ("-r", str(tmp_path / "a"), "-r", str(tmp_path / "b"), "repair", "--index",
+               "--read-data")
+
+    before = {t: _files(tmp_path / t) for t in TARGETS}
+    planned = fogvault(*command, "--dry-run")
+    assert {t: _files(tmp_path / t) for t in TARGETS} == before  # nothing written
+    done = fogvault(*command)
+    spread = lost == "salvaged"  # else the snapshot uses lost chunks: not spread
+    assert planned.returncode == done.returncode == (0 if spread else 1), done.stdout
+    assert b"held back" not in planned.stdout
+    lines = _report_lines(done.stdout)
+    assert _report_lines(planned.stdout) == lines
+    says = f"{tmp_path / 'b'}: " + ("copied 1 object (" if spread else "nothing to copy")
+    assert any(line.startswith(says) for line in lines), lines
+    assert planned.stdout.splitlines()[-1].startswith(b"dry run: ")
+    if spread:
+        assert check(repo, CheckOptions(read_data=True)).ok
+        assert _restored(repo, uid, tmp_path / "out", tmp_path) == contents
