@@ -58,10 +58,12 @@ def _report(out: Printer, result: CheckResult) -> None:
             continue
         say = out.line if target.ok else out.problem
         read = f", {counted(target.packs_read, 'pack')} read" if target.packs_read else ""
-        say(f"{target.url}: {'ok' if target.ok else 'DAMAGED'}{read}")
+        say(f"{target.url}: {_state(target)}{read}")
         for kind in ("missing", "wrong_size", "corrupt"):
             for name in getattr(target, kind):
                 say(f"  {kind.replace('_', ' ')}: {name}")
+        for name, why in target.unreadable.items():
+            say(f"  unreadable: {name} ({why})")
         for note in _notes(result, target):
             say(f"  note: {note}")
     if result.data_missing and not any(t.unindexed_packs - t.unindexed_pruned
@@ -75,6 +77,13 @@ def _report(out: Printer, result: CheckResult) -> None:
         out.line("no errors were found")
     else:
         out.problem("errors were found")
+
+
+def _state(target: TargetReport) -> str:
+    """A reachable target's state: damage first, then copies that could not be read."""
+    if target.damaged:
+        return "DAMAGED"
+    return "SOME COPIES UNREADABLE" if target.unreadable else "ok"
 
 
 def _notes(result: CheckResult, target: TargetReport) -> list[str]:

@@ -6,7 +6,7 @@
   exactly the size their index entries imply. Trees are read from the targets, never from the
   local cache's copies of tree packs, which would hide a tree damaged or lost on the targets.
 * Metadata copies: the config, every key file, snapshot and index file is read from *every*
-  target and verified (:func:`fogvault.maintenance.verify.verify_stored_copy`), so a copy
+  target and verified (:func:`fogvault.maintenance.verify.stored_copy_problem`), so a copy
   damaged on one target is reported there even when reads fall back to a good copy elsewhere.
 * Content (``read_data`` or a subset): every selected pack is read from every target, in pieces
   (:func:`fogvault.repo.pack.verify_pack`), and verified: its bytes hash to its name, its header
@@ -27,6 +27,16 @@ as unreachable. Packs that no index lists are reported as notes: they cost space
 (``prune`` removes them), and so are other objects under ``data/``, which prune leaves
 (:class:`~fogvault.maintenance.inventory.UnlistedData`).
 
+A copy that cannot be read at all (permission denied, an I/O error: see
+:func:`~fogvault.maintenance.verify.stored_copy_problem`) is reported as *unreadable* on its
+target (``TargetReport.unreadable``, with the reason), not as corrupt: its bytes were never
+judged, and it may be intact. So it is not remembered as damage (what reads during the check
+remembered of it is undone), and ``repair`` does not act on it unasked; check fails all the
+same, with a problem that says what to do: fix access there and check again, or run
+``repair --read-data``, which replaces any copy it cannot verify from a good one. A pack that
+no target could read is not one that every target lacks or holds damaged: it is not named for
+``repair --index`` (which would keep it anyway, as it reads every copy again first).
+
 Two states are reported as what they most likely are, not as what they look like:
 
 * A pack that every target lacks or holds damaged (every target reached) is a problem naming
@@ -34,7 +44,8 @@ Two states are reported as what they most likely are, not as what they look like
   again.
 * An index file that no target holds a good copy of (loading skips it with a warning) is
   corrupt on every target that holds it, with a problem naming ``repair --index``, which lists
-  its packs again from their headers and then deletes it.
+  its packs again from their headers and then deletes it. If a copy could not be read (it is
+  unreadable there), the problem says to fix access to it first.
 * A snapshot that only some targets hold and whose data the index lacks was most likely
   forgotten, and its data pruned, while those targets were away (``repair`` says the same and
   will not spread it): it is a problem naming ``forget``, not an object missing on the targets
@@ -56,9 +67,11 @@ from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.reindex import packs_meant_to_go, unindexed_data_may_be_found
 from fogvault.maintenance.verify import (
+    CopyProblem,
     damaged_index_files,
     judge_key_copies,
-    verify_stored_copy,
+    read_problem,
+    stored_copy_problem,
 )
 from fogvault.parallel import ordered_map
 from fogvault.repo.format import (
@@ -71,12 +84,16 @@ from fogvault.repo.format import (
 )
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot
+from fogvault.storage import StorageError
 from fogvault.targets import Target
 
 log = logging.getLogger("fogvault")
 
 #: concurrent reads per target while verifying copies (latency-bound on S3 and SFTP)
 READERS = 8
+
+#: url -> the bytes of its copy of a key file, or the error that kept it from being read
+KeyCopies = dict[str, bytes | StorageError]
 
 
 @dataclass(slots=True)
@@ -93,6 +110,8 @@ class TargetReport:
     missing: list[str] = field(default_factory=list)  # object names absent here
     wrong_size: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)  # failed verification when read
+    #: name -> why it could not be read (permission denied, I/O error): not judged, not damage
+    unreadable: dict[str, str] = field(default_factory=dict)
     unindexed_packs: int = 0  # objects named as packs that no index lists: prune deletes them
     unindexed_pruned: int = 0  # ...of which a prune or forget deleted elsewhere (stay unlisted)
     misplaced: list[str] = field(default_factory=list)  # live packs' copies in another folder
@@ -100,8 +119,12 @@ class TargetReport:
     packs_read: int = 0
 
     @property
+    def damaged(self) -> bool:
+        return bool(self.missing or self.wrong_size or self.corrupt)
+
+    @property
     def ok(self) -> bool:
-        return self.reachable and not (self.missing or self.wrong_size or self.corrupt)
+        return self.reachable and not (self.damaged or self.unreadable)
 
 
 @dataclass(slots=True)
@@ -130,6 +153,7 @@ def check(
     selector = _subset(options)
     # Trees from the targets: a good copy in the local cache must not hide a damaged one there.
     with repo.lock(writes=False), repo.trees_from_targets():
+        known_damage = set(repo.targets.damaged)
         repo.load_index()
         result = CheckResult(blobs=len(repo.index))
         snapshots = repo.snapshots()
@@ -139,12 +163,7 @@ def check(
               may_be_found=unindexed_data_may_be_found(repo, inventory))
         damaged_index = damaged_index_files(repo, inventory)
         result.damaged_index_files = sorted(damaged_index)
-        for name, copies in damaged_index.items():
-            result.problems.append(
-                f"index file {name} is damaged on every target that holds it "
-                f"({'; '.join(f'{url}: {why}' for url, why in copies.items())}): "
-                "'fogvault repair --index' lists its packs again from their headers and then "
-                "deletes it")
+        result.problems += map(_index_file_problem, damaged_index.items())
         pruned = packs_meant_to_go(repo, inventory)  # listed by superseded index files
         packs = inventory.live.packs
         result.packs = len(packs)
@@ -169,20 +188,70 @@ def check(
                 continue
             _sort_unlisted(repo, inventory, pruned, report)
             _leave_out_forgotten_here(repo, result, report)
-            for name in damaged_index:
-                if name in inventory.listings[target.url]:
-                    report.corrupt = sorted({*report.corrupt, name})
-                    repo.targets.remember_damage(target.url, name)
+            _add_index_file_copies(repo, damaged_index, report)
+            if report.unreadable:
+                result.problems.append(_unreadable_problem(report))
+        _unlearn_unreadable(repo, result.targets, known_damage)
         result.problems += _lost_packs(repo, result.targets)
         result.problems += _undecided_keys(copies)
         _warn_of_partial_keys(repo, inventory, result)
     return result
 
 
+def _index_file_problem(damaged: tuple[str, dict[str, CopyProblem]]) -> str:
+    """The problem of an index file that no target gave a good copy of, with the way out."""
+    name, copies = damaged
+    found = f"({'; '.join(f'{url}: {why}' for url, why in copies.items())})"
+    relist = ("'fogvault repair --index' lists its packs again from their headers and then "
+              "deletes it")
+    if not any(problem.unreadable for problem in copies.values()):
+        return f"index file {name} is damaged on every target that holds it {found}: {relist}"
+    return (f"no target gave a good copy of index file {name} {found}: fix access to it where "
+            f"it could not be read, then check again (until then, its packs look unlisted); "
+            f"else {relist}")
+
+
+def _add_index_file_copies(repo: Repository, damaged: dict[str, dict[str, CopyProblem]],
+                           report: TargetReport) -> None:
+    """Report the target's copies of the index files no target gave a good copy of: as
+    unreadable, or as corrupt (remembered as damage)."""
+    for name, copies in damaged.items():
+        problem = copies.get(report.url)
+        if problem is None:
+            continue
+        if problem.unreadable:
+            report.unreadable = dict(sorted({**report.unreadable, name: problem.reason}.items()))
+        else:
+            report.corrupt = sorted({*report.corrupt, name})
+            repo.targets.remember_damage(report.url, name)
+
+
+def _unreadable_problem(report: TargetReport) -> str:
+    """The problem of a target some copies of which could not be read, with what to do."""
+    (first, why), count = next(iter(report.unreadable.items())), len(report.unreadable)
+    what, it = ((f"{first} could not be read ({why})", "it") if count == 1 else
+                (f"{count} copies could not be read ({first}: {why}, ...)", "them"))
+    return (f"{report.url}: {what}: check could not verify {it}, which may be intact: fix "
+            f"access to {it} there, then check again; 'fogvault repair --read-data' would "
+            f"instead replace {it} from good copies on the other targets, if they hold any")
+
+
+def _unlearn_unreadable(repo: Repository, reports: list[TargetReport],
+                        known: set[tuple[str, str]]) -> None:
+    """Reads during the check (the index, snapshots, trees) remember a copy they could not read
+    as damaged; one the check then found unreadable, not damaged, is remembered as it was
+    before the check (``known``)."""
+    for report in reports:
+        for name in report.unreadable:
+            if (report.url, name) not in known:
+                repo.targets.forget_damage(report.url, name)
+
+
 def _lost_packs(repo: Repository, reports: list[TargetReport]) -> list[str]:
     """A problem for each pack that every target lacks or holds damaged, if every target was
     reached, with the way out: ``repair`` if the local cache holds a good copy (a tree pack),
-    else ``repair --index``."""
+    else ``repair --index``. A copy that could not be read is neither: the pack may be
+    intact there."""
     if not all(report.reachable for report in reports):
         return []
     bad = [{n for n in (*r.missing, *r.wrong_size, *r.corrupt) if n.startswith(DATA_DIR)}
@@ -223,12 +292,11 @@ def _check_target(
     progress.phase(f"verify copies on {url}", len(held_metadata) + report.packs_read)
     names = chain(held_metadata, map(inventory.live.packs.name, chosen_packs()))
 
-    def one(name: str) -> tuple[str, str | None]:
+    def one(name: str) -> tuple[str, CopyProblem | None]:
         try:
             if name in key_copies:  # a key file not in use: judged against its other copies
-                _, bad = judge_key_copies(key_copies[name])
-                return name, "differs from the other copies" if url in bad else None
-            return name, verify_stored_copy(repo, target.storage, name, listing[name])
+                return name, _key_copy_problem(key_copies[name], url)
+            return name, stored_copy_problem(repo, target.storage, name, listing[name])
         finally:
             progress.advance()
 
@@ -236,9 +304,12 @@ def _check_target(
     for name, problem in ordered_map(one, names, workers=READERS):
         if problem is None:
             repo.targets.forget_damage(url, name)
+        elif problem.unreadable:  # nothing learnt of its bytes: the ledger stays as it was
+            report.unreadable[name] = problem.reason
         else:
             corrupt.append(name)
     report.corrupt = sorted(corrupt)
+    report.unreadable = dict(sorted(report.unreadable.items()))
     _leave_out_forgotten(repo, report)
     for name in report.missing + report.wrong_size + report.corrupt:
         repo.targets.remember_damage(url, name)
@@ -329,22 +400,36 @@ def _warn_of_partial_keys(repo: Repository, inventory: Inventory, result: CheckR
                     ", ".join(inventory.holders(name)), ", ".join(urls), key_id)
 
 
-def _key_copies(repo: Repository, metadata: list[str]) -> dict[str, dict[str, bytes]]:
-    """Every copy of every key file of ``metadata`` but the one in use: url -> bytes, per
-    name."""
-    copies: dict[str, dict[str, bytes]] = {}
+def _key_copies(repo: Repository, metadata: list[str]) -> dict[str, KeyCopies]:
+    """Every copy of every key file of ``metadata`` but the one in use: url -> bytes (or the
+    error reading it), per name."""
+    copies: dict[str, KeyCopies] = {}
     for name in metadata:
         if not name.startswith(KEYS_DIR) or name[len(KEYS_DIR):] == repo.key_id:
             continue
-        read = repo.targets.read_each(name)
-        copies[name] = {t.url: data for t, data in read.items() if isinstance(data, bytes)}
+        copies[name] = {t.url: data for t, data in repo.targets.read_each(name).items()}
     return copies
 
 
-def _undecided_keys(copies: dict[str, dict[str, bytes]]) -> list[str]:
+def _read_copies(copies: KeyCopies) -> dict[str, bytes]:
+    return {url: data for url, data in copies.items() if isinstance(data, bytes)}
+
+
+def _key_copy_problem(copies: KeyCopies, url: str) -> CopyProblem | None:
+    """The problem of the copy on ``url`` of a key file not in use, judged against the
+    others."""
+    copy = copies.get(url)  # None: the target was no longer in use
+    if isinstance(copy, StorageError):
+        return read_problem(copy)
+    _, bad = judge_key_copies(_read_copies(copies))
+    return CopyProblem("differs from the other copies") if url in bad else None
+
+
+def _undecided_keys(copies: dict[str, KeyCopies]) -> list[str]:
     """Key files no copy of which can be told good: none is a key file, or they differ."""
     problems = []
-    for name, by_url in copies.items():
+    for name, read in copies.items():
+        by_url = _read_copies(read)
         good, bad = judge_key_copies(by_url)
         if good is not None or not by_url:
             continue

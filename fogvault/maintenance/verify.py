@@ -12,18 +12,33 @@
   and hashes to its id (what ``check --read-data`` does);
 * anything else (locks) is not verified.
 
-:func:`verify_stored_copy` is the same for a copy a target holds: it reads a pack in pieces
-(:func:`fogvault.repo.pack.verify_pack`), so that no reader holds a whole pack.
+:func:`stored_copy_problem` is the same for a copy a target holds: it reads a pack in pieces
+(:func:`fogvault.repo.pack.verify_pack`), so that no reader holds a whole pack. It tells two
+kinds of problem apart (:class:`CopyProblem`):
+
+* **damage**: the copy was read and failed verification, or it is gone (listed, then not
+  found). ``check`` remembers it in ``TargetSet.damaged`` (the ledger), which ``repair`` acts on.
+* **unreadable**: the copy could not be read at all (permission denied, an I/O error, a target
+  that stopped answering). Its bytes were never judged and may well be intact, so it is not
+  damage: ``check`` reports it apart, with the reason, and leaves the ledger as it was (the
+  user fixes access and checks again; ``repair --read-data``, which treats any copy it cannot
+  verify as bad, would replace it from a good copy instead). ``repair --index`` never drops a
+  pack for such a copy: it reads every copy again first and keeps the pack when one cannot be
+  read (:mod:`fogvault.maintenance.lost_packs`).
+
+:func:`verify_stored_copy` is :func:`stored_copy_problem` as one string, for callers to which
+any problem makes the copy bad (``repair``).
 
 :func:`damaged_index_files` finds the index files that no target holds a good copy of: loading
 the index skips them with a warning, so they are not live objects, and their packs look
-unlisted; they are damage all the same (check reports them, ``repair --index`` retires them).
+unlisted; they are damage all the same (check reports them, ``repair --index`` retires them),
+and check tells those with a copy that could not be read from those damaged everywhere.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 from fogvault.crypto import content_hash
@@ -49,28 +64,66 @@ from fogvault.repo.repository import (
     Repository,
 )
 from fogvault.repo.snapshot import Snapshot
-from fogvault.storage import Storage
+from fogvault.storage import ObjectNotFound, Storage, StorageError
+
+
+@dataclass(frozen=True, slots=True)
+class CopyProblem:
+    """What is wrong with a stored copy: damage, or ``unreadable`` (the module docstring)."""
+
+    reason: str  # one line, without the target and name (the report gives those)
+    unreadable: bool = False  # not read at all: its bytes were never judged
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 def verify_copy(repo: Repository, name: str, data: bytes, *, full: bool = True) -> str | None:
-    return _problem(_check_copy, repo, name, data, full)
+    try:
+        return _check_copy(repo, name, data, full)
+    except FogVaultError as exc:
+        return read_problem(exc).reason
+
+
+def stored_copy_problem(repo: Repository, storage: Storage, name: str, size: int, *,
+                        full: bool = True) -> CopyProblem | None:
+    """:func:`verify_copy` of the copy of ``name`` that ``storage`` holds, listed as ``size``
+    bytes; a copy that cannot be read is a problem too, of its own kind."""
+    try:
+        if name.startswith(DATA_DIR):
+            _check_stored_pack(repo, storage, name, size, full)
+            return None
+        reason = _check_copy(repo, name, storage.read(name), full)
+    except FogVaultError as exc:
+        return read_problem(exc)
+    return None if reason is None else CopyProblem(reason)
 
 
 def verify_stored_copy(repo: Repository, storage: Storage, name: str, size: int, *,
                        full: bool = True) -> str | None:
-    """:func:`verify_copy` of the copy of ``name`` that ``storage`` holds, listed as ``size``
-    bytes; a failed read is a problem of that copy too."""
-    if name.startswith(DATA_DIR):
-        return _problem(_check_stored_pack, repo, storage, name, size, full)
-    return _problem(lambda: _check_copy(repo, name, storage.read(name), full))
+    """:func:`stored_copy_problem` as a string: a copy that cannot be read is bad too."""
+    problem = stored_copy_problem(repo, storage, name, size, full=full)
+    return None if problem is None else problem.reason
 
 
-def damaged_index_files(repo: Repository, inventory: Inventory) -> dict[str, dict[str, str]]:
+def read_problem(error: FogVaultError) -> CopyProblem:
+    """The problem ``error``, raised reading or verifying a copy, says the copy has: a storage
+    error other than "not found" kept the copy from being read (unreadable); anything else
+    is damage."""
+    if isinstance(error, StorageError) and not isinstance(error, ObjectNotFound):
+        where = " ".join(part for part in (error.target, error.name) if part)
+        return CopyProblem(str(error).removeprefix(f"{where}: "), unreadable=True)
+    return CopyProblem(str(error) or type(error).__name__)
+
+
+def damaged_index_files(repo: Repository, inventory: Inventory
+                        ) -> dict[str, dict[str, CopyProblem]]:
     """name -> {url: what is wrong with its copy there} of each index file that the targets of
     ``inventory`` hold and none holds a good copy of (after ``repo.load_index()``, which skipped
-    it). An index file that a loaded one supersedes is not one of them (it is dead whatever it
-    holds: prune deletes it), nor one that reads well now (written since the index was loaded),
-    nor a name that is not an index file's (loading ignores it)."""
+    it): damaged, or unreadable, on each. An index file that a loaded one supersedes is not one
+    of them (it is dead whatever it holds: prune deletes it), nor one that reads well now
+    (written since the index was loaded), nor a name that is not an index file's (loading
+    ignores it)."""
     loaded = repo.index_ids()
     superseded = repo.superseded_ids()
     holders: dict[str, dict[str, int]] = {}
@@ -89,21 +142,13 @@ def damaged_index_files(repo: Repository, inventory: Inventory) -> dict[str, dic
         problems = {}
         for url, size in sizes.items():
             storage = repo.targets.target(url).storage
-            problem = verify_stored_copy(repo, storage, name, size)
+            problem = stored_copy_problem(repo, storage, name, size)
             if problem is None:
                 break
             problems[url] = problem
         else:
             damaged[name] = problems
     return damaged
-
-
-def _problem(check: Callable[..., str | None], *args: object, **kwargs: object) -> str | None:
-    """What ``check`` finds wrong, whether it returns it or raises it; None if nothing."""
-    try:
-        return check(*args, **kwargs)
-    except FogVaultError as exc:
-        return str(exc) or type(exc).__name__
 
 
 def _check_stored_pack(repo: Repository, storage: Storage, name: str, size: int, full: bool

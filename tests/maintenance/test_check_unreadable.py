@@ -1,0 +1,146 @@
+"""check tells a copy it cannot read (permission denied) from a damaged one: unreadable, with
+the reason and what to do, not remembered as damage, and never a pack for 'repair --index' to
+drop.
+
+The copies are made unreadable for real: ``chmod 000``, with the CLI run as a process that file
+modes apply to (as root, one without the capabilities that override them)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fogvault.backup.archiver import Archiver, BackupOptions
+
+AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+           if os.geteuid() == 0 else None)
+DENIED = "Permission denied"
+
+
+@pytest.fixture
+def two_targets(make_repo, tmp_path):
+    """A repository on targets a and b holding one snapshot; returns (repo, urls)."""
+    repo = make_repo("a", "b", pack_size=128 * 1024)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"f{i}").write_bytes(random.Random(i).randbytes(150_000))
+    Archiver(repo, BackupOptions()).run([str(src)])
+    return repo, repo.targets.urls
+
+
+@pytest.fixture
+def check_as_user(fogvault):
+    """Run ``fogvault check --json`` on the targets as a user that file modes apply to; the
+    summary and the process."""
+    def run(urls: list[str], *args: str):
+        done = fogvault(*(a for url in urls for a in ("-r", url)), "--json", "check", *args,
+                        wrap=AS_USER)
+        return json.loads(done.stdout.splitlines()[-1]), done
+
+    return run
+
+
+@contextlib.contextmanager
+def _unreadable(*paths: Path) -> Iterator[None]:
+    """chmod 000 the files, and give them their mode back."""
+    for path in paths:
+        path.chmod(0)
+    try:
+        yield
+    finally:
+        for path in paths:
+            path.chmod(0o600)
+
+
+def _ledger_damage(tmp_path: Path, repo) -> dict[str, list[str]]:
+    ledger = tmp_path / "xdg-state" / "fogvault" / "targets" / f"{repo.config.repo_id}.json"
+    targets = json.loads(ledger.read_text())["targets"]
+    return {url: entry["damaged"] for url, entry in targets.items()}
+
+
+def _data_packs(url: str) -> list[Path]:
+    return sorted(p for p in (Path(url) / "data").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("kind", ["pack", "snapshot"])
+def test_a_copy_that_cannot_be_read_is_unreadable_not_corrupt(two_targets, check_as_user,
+                                                              tmp_path, kind):
+    repo, (a, b) = two_targets
+    folder = "data" if kind == "pack" else "snapshots"
+    path = max((p for p in (Path(a) / folder).rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)
+    name = str(path.relative_to(a))
+    with _unreadable(path):
+        summary, done = check_as_user([a, b], "--read-data")
+    assert done.returncode == 1, done.stderr
+    report, other = summary["targets"]
+    assert report["corrupt"] == report["missing"] == [] and not report["ok"]
+    assert report["unreadable"] == {name: DENIED}
+    assert other["ok"] and other["unreadable"] == {}
+    assert summary["problems"] == [
+        f"{a}: {name} could not be read ({DENIED}): check could not verify it, which may be "
+        "intact: fix access to it there, then check again; 'fogvault repair --read-data' would "
+        "instead replace it from good copies on the other targets, if they hold any"]
+    assert _ledger_damage(tmp_path, repo) == {a: [], b: []}  # not damage: repair leaves it
+    summary, done = check_as_user([a, b], "--read-data")  # access fixed
+    assert done.returncode == 0 and summary["ok"]
+
+
+def test_the_text_report_names_unreadable_copies_apart(two_targets, fogvault):
+    _, (a, b) = two_targets
+    pack = _data_packs(a)[0]
+    with _unreadable(pack):
+        done = fogvault("-r", a, "-r", b, "check", "--read-data", wrap=AS_USER)
+    assert done.returncode == 1
+    out = done.stdout.decode()
+    assert f"{a}: SOME COPIES UNREADABLE, " in out and f"{b}: ok, " in out
+    assert f"  unreadable: {pack.relative_to(a)} ({DENIED})\n" in out
+    assert "corrupt" not in out and "DAMAGED" not in out
+
+
+def test_a_pack_no_target_can_read_is_not_called_lost_and_repair_index_keeps_it(
+        two_targets, check_as_user, fogvault, tmp_path):
+    """Unreadable on every target, a pack is no lost pack: check does not send the user to
+    'repair --index', and 'repair --index --read-data' keeps it all the same."""
+    repo, (a, b) = two_targets
+    pack = _data_packs(a)[0]
+    name = str(pack.relative_to(a))
+    with _unreadable(pack, Path(b) / name):
+        summary, done = check_as_user([a, b], "--read-data")
+        assert done.returncode == 1
+        assert not any(name in p and "every target" in p for p in summary["problems"])
+        assert [t["unreadable"] for t in summary["targets"]] == [{name: DENIED}] * 2
+        assert _ledger_damage(tmp_path, repo) == {a: [], b: []}
+        repaired = fogvault("-r", a, "-r", b, "repair", "--index", "--read-data", wrap=AS_USER)
+        assert f"unrecoverable: {name}: its copy on {a} could not be read again" in (
+            repaired.stdout.decode())
+    assert pack.exists() and (Path(b) / name).exists()
+    summary, done = check_as_user([a, b], "--read-data")
+    assert done.returncode == 0 and summary["ok"], summary["problems"]
+
+
+def test_an_index_file_no_target_can_read_says_to_fix_access_first(two_targets, check_as_user,
+                                                                   tmp_path):
+    """Loading skips it, as an index file damaged everywhere, but the problem says to fix
+    access before 'repair --index' deletes it; neither copy is called corrupt."""
+    repo, (a, b) = two_targets
+    [index] = [p for p in (Path(a) / "index").iterdir()]
+    name = f"index/{index.name}"
+    with _unreadable(index, Path(b) / name):
+        summary, done = check_as_user([a, b])
+    assert done.returncode == 1
+    assert not any("damaged on every target" in p for p in summary["problems"])
+    assert all(t["corrupt"] == [] for t in summary["targets"])
+    assert [t["unreadable"] for t in summary["targets"]] == [{name: DENIED}] * 2
+    assert summary["damaged_index_files"] == [name]
+    [problem] = [p for p in summary["problems"] if p.startswith("no target gave")]
+    assert problem.startswith(f"no target gave a good copy of index file {name} ({a}: {DENIED}; "
+                              f"{b}: {DENIED}): fix access to it where it could not be read")
+    assert _ledger_damage(tmp_path, repo) == {a: [], b: []}
