@@ -345,7 +345,7 @@ def test_a_snapshot_whose_tree_is_lost_is_named_and_nothing_is_changed(fogvault,
     """The pack holding the first backup's trees is deleted on every target (and, unindexed,
     the index files listing it too): its root is lost, and so is the tree of 'sub', which the
     second backup reuses. Rewrite names the snapshot and the folder it cannot read, points to
-    'repair --snapshots' and changes no snapshot."""
+    'repair --snapshots' and changes no snapshot; taking the lost folder out works."""
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     (src / "sub" / "secret").write_text("s")
@@ -377,3 +377,7 @@ def test_a_snapshot_whose_tree_is_lost_is_named_and_nothing_is_changed(fogvault,
         assert error.startswith(f"error: snapshot {named} cannot be read at {where}: ")
         assert error.endswith(hint)
     assert {t: sorted(os.listdir(tmp_path / t / "snapshots")) for t in ("one", "two")} == listing
+    # a lost folder the patterns take out is not read
+    done = fogvault("rewrite", *repo_args, "--exclude", "sub", second["uid"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines()[-1] == "rewrote 1 snapshot"
