@@ -11,27 +11,32 @@ other pack (the caller checks that: the new index goes to every target):
    The pack is left alone if a copy matches its name after all (damage an earlier read
    recorded, that is not there now: its record is dropped, and the next ``repair`` copies it),
    if one outside its folder does (it is moved into its folder first), if one cannot be read
-   (a target that stops answering), if a damaged one lies outside its folder (salvage reads
-   the pack's own name only), and if it is a tree pack while the local cache is off (the
-   cache may hold a good copy: ``repair`` without ``--no-cache`` copies it back).
+   (a target that stops answering: it is never deleted unread), and if it is a tree pack while
+   the local cache is off (the cache may hold a good copy: ``repair`` without ``--no-cache``
+   copies it back).
 2. **Salvage**: the blobs of the damaged copies that still authenticate, each taken from any
-   copy, are copied into new packs (:func:`~fogvault.maintenance.repack.repack`), which their
-   own index files list.
-3. **Delete** the damaged copies: nothing in them authenticates any more.
+   copy (the pack's own name on each target, then the copies outside its folder), are copied
+   into new packs (:func:`~fogvault.maintenance.repack.repack`), which their own index files
+   list.
+3. **Delete** the damaged copies, in the pack's folder and outside it: every blob in them
+   that authenticates is stored again by now.
 4. **Index**: a new index without the lost packs replaces the old one
    (:func:`~fogvault.maintenance.index_rewrite.rewrite_index`).
 
 Killed at any step, nothing is lost, and a rerun finishes: until step 4's last file is written
-the old index holds, and a pack deleted by step 3 is missing everywhere, which the rerun takes
-out of the index as any other (deleting the copies after the new index would leave them as
-packs no index lists and none can be listed from: ``repair --index`` would report them on every
-run). The blobs that no copy held intact are then unknown to the repository: the next backup of
-the same files stores them again (a file whose chunks are not all indexed is read again), which
-makes every snapshot that used them whole again.
+the old index holds, and a pack whose copies step 3 deleted is missing everywhere, which the
+rerun takes out of the index as any other (one whose copy outside its folder is left is
+salvaged again from it, and that copy deleted; deleting the copies after the new index would
+leave them as packs no index lists and none can be listed from: ``repair --index`` would report
+them on every run). The blobs that no copy held intact are then unknown to the repository: the
+next backup of the same files stores them again (a file whose chunks are not all indexed is
+read again), which makes every snapshot that used them whole again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,15 +46,20 @@ from fogvault.maintenance.index_rewrite import rewrite_index
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.reindex import move_home
 from fogvault.maintenance.repack import repack
-from fogvault.repo.format import BlobType, id_from_name
+from fogvault.repo.format import BlobType, id_from_name, pack_name
 from fogvault.repo.index import BlobIndex, IndexEntry
 from fogvault.repo.repository import Repository
 from fogvault.storage import ObjectNotFound, StorageError
+from fogvault.targets.replicated import count_mutation
+
+log = logging.getLogger("fogvault")
 
 #: pack name -> {url: listed size} of each copy the targets hold (none: missing everywhere)
 Copies = dict[str, dict[str, int]]
-#: pack name -> (url, name, listed size) of each copy outside the pack's own folder
-Misplaced = dict[str, list[tuple[str, str, int]]]
+#: (url, name, listed size) of a copy of a pack outside the pack's own folder
+MisplacedCopy = tuple[str, str, int]
+#: pack name -> each copy outside its folder
+Misplaced = dict[str, list[MisplacedCopy]]
 
 
 @dataclass(slots=True)
@@ -85,8 +95,11 @@ def drop_lost_packs(repo: Repository, copies: Copies, misplaced: Misplaced,
             result.kept[name] = why_kept
     if not lost:
         return result
+    # what remains outside the packs' folders is damaged (else they would be kept)
+    away = {name: misplaced[name] for name in lost.values() if name in misplaced}
     blobs = sum(end - first for pack_id, first, end in repo.index.packs() if pack_id in lost)
-    unread = repack(repo, set(lost), progress, salvage=True, dry_run=dry_run)
+    unread = repack(repo, set(lost), progress, salvage=True, dry_run=dry_run,
+                    elsewhere=partial(_blob_away, repo, away))
     result.dropped = sorted(lost.values())
     result.blobs_salvaged = blobs - len(unread)
     if dry_run:
@@ -94,15 +107,45 @@ def drop_lost_packs(repo: Repository, copies: Copies, misplaced: Misplaced,
     else:
         before_write()
         for name in result.dropped:
-            if copies[name]:
-                repo.targets.delete(name)
-            for url in copies[name]:
-                repo.targets.forget_damage(url, name)
+            _delete_damaged_copies(repo, name, copies[name], away.get(name, []))
         rewrite_index(repo, set(lost), progress)
         index = repo.index
+    for name, copies_away in sorted(away.items()):
+        for url, copy, _ in copies_away:
+            log.warning("%s: %s, a damaged copy of %s outside its folder: %s", url, copy,
+                        name, "would delete it" if dry_run else "deleted it")
     # a blob another pack holds too is not lost
     result.blobs_lost = sum(1 for entry in unread if entry.blob_id not in index)
     return result
+
+
+def _blob_away(repo: Repository, away: Misplaced, entry: IndexEntry) -> bytes | None:
+    """``entry``'s blob as stored, from a damaged copy of its pack outside the pack's folder
+    that holds it intact (it authenticates), or None."""
+    for url, copy, _ in away.get(pack_name(entry.pack_id), []):
+        storage = repo.targets.target(url).storage
+        try:
+            sealed = storage.read(copy, entry.offset, entry.length)
+            repo.open_blob(entry, sealed)
+        except (IntegrityError, ObjectNotFound):
+            continue
+        return sealed
+    return None
+
+
+def _delete_damaged_copies(repo: Repository, name: str, held: dict[str, int],
+                           away: list[MisplacedCopy]) -> None:
+    """Delete the copies of the lost pack ``name``: those in its folder on the targets of
+    ``held``, and those outside it (``away``). A failure raises: the new index must not be
+    written while a copy is left."""
+    if held:
+        repo.targets.delete(name)
+    for url in held:
+        repo.targets.forget_damage(url, name)
+    for url, copy, _ in away:
+        count_mutation()
+        with contextlib.suppress(ObjectNotFound):
+            repo.targets.target(url).storage.delete(copy)
 
 
 def _index_after(index: BlobIndex, dropped: set[bytes], unread: list[IndexEntry]
@@ -154,18 +197,18 @@ def _why_not_lost(repo: Repository, name: str, held: dict[str, int], progress: P
 
 
 def _why_misplaced_copy_stays(repo: Repository, name: str, held: dict[str, int],
-                              copies: list[tuple[str, str, int]], *, dry_run: bool,
+                              copies: list[MisplacedCopy], *, dry_run: bool,
                               before_write: Callable[[], None]) -> str | None:
-    """None if the pack ``name`` has no copy outside its folder; else why it is left alone: an
-    intact copy there is moved into its folder (unless ``dry_run``)."""
+    """None if every copy of the pack ``name`` outside its folder (if any) is damaged; else why
+    the pack is left alone: one cannot be read, or one is intact (it is moved into the pack's
+    folder, unless ``dry_run``)."""
     for url, copy, size in copies:
         try:
             intact = _intact(repo, url, name, copy, size)
         except StorageError as exc:
             return f"its copy {copy} on {url} could not be read again ({exc})"
-        if not intact:
-            return (f"a damaged copy of it lies outside its folder on {url} ({copy}): move it "
-                    "to its own name or delete it, then repair --index again")
+        if not intact:  # salvaged from and deleted with the others
+            continue
         if dry_run:
             return f"its copy {copy} on {url} is intact: repair --index would move it home"
         storage = repo.targets.target(url).storage

@@ -32,11 +32,13 @@ REPACK_UPLOADS = 1
 
 def repack(repo: Repository, packs: set[bytes], progress: PhaseProgress, *,
            keep: Callable[[int], bool] | None = None, salvage: bool = False,
+           elsewhere: Callable[[IndexEntry], bytes | None] | None = None,
            dry_run: bool = False) -> list[IndexEntry]:
     """Copy the blobs of ``packs`` (those whose index record ``keep`` accepts, or all) into new
-    packs. With ``salvage``, a blob no target holds intact is left out instead of failing the
-    copy, and the entries of those left out are returned. A dry run reads (to tell what would
-    be left out) and writes nothing."""
+    packs. With ``salvage``, a blob no target holds intact is taken from ``elsewhere`` (its
+    bytes as stored, authenticated, or None: copies the targets' reads do not see), else left
+    out instead of failing the copy, and the entries of those left out are returned. A dry run
+    reads (to tell what would be left out) and writes nothing."""
     index = repo.index
     # Listed before the writer appends new packs to the index.
     chosen = [(pack_id, first, end) for pack_id, first, end in index.packs() if pack_id in packs]
@@ -54,6 +56,8 @@ def repack(repo: Repository, packs: set[bytes], progress: PhaseProgress, *,
             copying = None
             for blobs in reads:
                 for entry, sealed in blobs:
+                    if not isinstance(sealed, bytes) and elsewhere is not None:
+                        sealed = elsewhere(entry) or sealed
                     if not isinstance(sealed, bytes):
                         lost.append(entry)
                     elif writer is not None:

@@ -5,9 +5,13 @@ files stores the rest again and heals every snapshot that used them."""
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from conftest import PASSWORD
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.maintenance import lost_packs
@@ -60,6 +64,20 @@ def _indexed(repo: Repository, name: str) -> bool:
 
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _moved_away(target: Path, name: str) -> Path:
+    """Move the target's copy of the pack ``name`` out of its folder, to ``data/zz/``."""
+    away = target / "data" / "zz" / name.rsplit("/", 1)[1]
+    away.parent.mkdir(exist_ok=True)
+    (target / name).rename(away)
+    return away
+
+
+def _copies_left(tmp_path: Path, name: str) -> list[Path]:
+    """Every file on the targets named as the pack ``name``, in its folder or not."""
+    pack_file = name.rsplit("/", 1)[1]
+    return [p for t in TARGETS for p in (tmp_path / t).rglob(pack_file)]
 
 
 def test_a_pack_missing_everywhere_leaves_the_index_and_the_next_backup_heals(
@@ -199,9 +217,7 @@ def test_an_intact_copy_outside_its_folder_is_moved_home_and_the_pack_kept(
     _backed_up(repo, tmp_path)
     name, entries = _data_pack(repo)
     _flip(tmp_path / "a" / name, entries[0].offset + 1)
-    away = tmp_path / "b" / "data" / "zz" / name.rsplit("/", 1)[1]
-    away.parent.mkdir()
-    (tmp_path / "b" / name).rename(away)
+    away = _moved_away(tmp_path / "b", name)
 
     done = repair(repo, RepairOptions(index=True, read_data=True))
     assert done.lost_packs == [] and _indexed(repo, name)
@@ -212,20 +228,94 @@ def test_an_intact_copy_outside_its_folder_is_moved_home_and_the_pack_kept(
     assert check(repo, CheckOptions(read_data=True)).ok
 
 
-def test_a_damaged_copy_outside_its_folder_keeps_the_pack(make_repo, tmp_path):
-    repo = make_repo(*TARGETS, pack_size=128 * 1024)
-    _backed_up(repo, tmp_path)
-    name, entries = _data_pack(repo)
-    (tmp_path / "a" / name).unlink()
-    away = tmp_path / "b" / "data" / "zz" / name.rsplit("/", 1)[1]
-    away.parent.mkdir()
-    (tmp_path / "b" / name).rename(away)
-    _flip(away, entries[0].offset + 1)
+def _damaged_in_and_outside_its_folder(tmp_path: Path, name: str, entries: list[IndexEntry]
+                                       ) -> Path:
+    """Damage the pack ``name`` in its first blob on 'a', in its folder, and in its last on
+    'b', outside its folder (returned): between them, every blob is intact somewhere."""
+    _flip(tmp_path / "a" / name, entries[0].offset + entries[0].length // 2)
+    away = _moved_away(tmp_path / "b", name)
+    _flip(away, entries[-1].offset + entries[-1].length // 2)
+    return away
 
-    done = repair(repo, RepairOptions(index=True))
-    assert done.lost_packs == [] and _indexed(repo, name) and away.exists()
-    [entry] = done.unrecoverable
-    assert "a damaged copy of it lies outside its folder" in entry
+
+def test_a_damaged_copy_outside_its_folder_is_salvaged_from_and_deleted(
+        make_repo, tmp_path, trust_recent_entries):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    uid, contents = _backed_up(repo, tmp_path)
+    name, entries = _data_pack(repo)
+    _damaged_in_and_outside_its_folder(tmp_path, name, entries)
+
+    before = {t: _files(tmp_path / t) for t in TARGETS}
+    planned = repair(repo, RepairOptions(index=True, read_data=True, dry_run=True))
+    assert planned.lost_packs == [name] and planned.ok
+    assert (planned.blobs_salvaged, planned.blobs_lost) == (len(entries), 0)
+    assert {t: _files(tmp_path / t) for t in TARGETS} == before
+
+    done = repair(repo, RepairOptions(index=True, read_data=True))
+    assert done.lost_packs == [name] and done.ok
+    assert (done.blobs_salvaged, done.blobs_lost) == (len(entries), 0)
+    assert _copies_left(tmp_path, name) == []  # in its folder on 'a', outside it on 'b'
+    assert all(e.blob_id in repo.index for e in entries)
+    assert check(repo, CheckOptions(read_data=True)).ok
+    healed = Archiver(repo, BackupOptions()).run([str(tmp_path / "src")])
+    assert healed.snapshot.summary.data_blobs_added == 0  # nothing was lost
+    assert check(repo, CheckOptions(read_data=True)).ok
+    assert _restored(repo, uid, tmp_path / "out", tmp_path) == contents
+    assert repair(repo, RepairOptions(index=True, read_data=True)).lost_packs == []
+
+
+#: ``repair --index --read-data`` of the targets argv[3:], killed (SIGKILL) once the copy
+#: argv[2] is gone, before anything more is written under index/: the new index
+_KILLED_REPAIR = """
+import os, signal, sys
+from pathlib import Path
+from fogvault.maintenance.repair import RepairOptions, repair
+from fogvault.repo.repository import Repository
+from fogvault.storage import open_storage
+from fogvault.storage.faulty import Fault, FaultyStorage
+
+away = Path(sys.argv[2])
+
+def die_once_deleted(method, name):
+    if not away.exists():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+targets = []
+for url in sys.argv[3:]:
+    storage = FaultyStorage(open_storage(url))
+    storage.inject("write", Fault(hook=die_once_deleted, prefix="index/", times=None))
+    targets.append(storage)
+repair(Repository.open(targets, os.fsencode(sys.argv[1])),
+       RepairOptions(index=True, read_data=True))
+"""
+
+
+def test_killed_after_deleting_a_copy_outside_its_folder_a_rerun_finishes(
+        make_repo, tmp_path, cli_env, fogvault, reopen):
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    uid, contents = _backed_up(repo, tmp_path)
+    name, entries = _data_pack(repo)
+    away = _damaged_in_and_outside_its_folder(tmp_path, name, entries)
+    old_index = {t: sorted((tmp_path / t / "index").iterdir()) for t in TARGETS}
+
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_REPAIR, PASSWORD.decode(), str(away),
+         *(str(tmp_path / t) for t in TARGETS)],
+        env=cli_env, capture_output=True, timeout=120, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    assert _copies_left(tmp_path, name) == []  # every copy deleted...
+    for target, files in old_index.items():  # ...the old index there, and the salvage's only
+        now = set((tmp_path / target / "index").iterdir())
+        assert now >= set(files) and len(now - set(files)) == 1
+
+    again = fogvault("-r", str(tmp_path / "a"), "-r", str(tmp_path / "b"), "repair", "--index")
+    assert again.returncode == 0, again.stdout
+    assert f"take out of the index: {name}".encode() in again.stdout
+    assert b"0 chunks lost" in again.stdout  # the killed run had stored them all
+    repo = reopen(repo)
+    assert check(repo, CheckOptions(read_data=True)).ok
+    assert _restored(repo, uid, tmp_path / "out", tmp_path) == contents
+    assert not any(p.exists() for files in old_index.values() for p in files)
 
 
 def test_killed_after_deleting_the_damaged_copies_a_rerun_finishes(make_repo, tmp_path,
