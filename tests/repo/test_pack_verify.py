@@ -218,6 +218,8 @@ def test_a_read_failing_part_way_through_a_pack_is_that_copys_problem(make_repo,
 
     storage.read = failing
     result = check(repo, CheckOptions(read_data=True))
-    assert result.targets[0].ok and result.targets[0].corrupt == []
-    [name] = result.targets[1].corrupt
-    assert name.startswith("data/") and not result.ok
+    assert result.targets[0].ok and result.targets[0].unreadable == {}
+    # not read through, so not judged: unreadable there, with the reason, not corrupt
+    [(name, why)] = result.targets[1].unreadable.items()
+    assert name.startswith("data/") and why == "disk on fire" and not result.ok
+    assert result.targets[1].corrupt == []
