@@ -1,7 +1,9 @@
 """``check``: is every snapshot complete and every copy intact, on every target?
 
 * Structure: every snapshot decodes; every tree and data blob it references is indexed
-  (:mod:`fogvault.maintenance.mark`). Every live object (:mod:`fogvault.maintenance.inventory`:
+  (:mod:`fogvault.maintenance.mark`); one that is not, or a tree that does not load, is one
+  problem naming every snapshot that uses it (the first few in its line, all of them in
+  ``CheckResult.broken_objects``). Every live object (:mod:`fogvault.maintenance.inventory`:
   config, key files, snapshots, live index files, indexed packs) is on every target, packs with
   exactly the size their index entries imply. Trees are read from the targets, never from the
   local cache's copies of tree packs, which would hide a tree damaged or lost on the targets.
@@ -63,7 +65,7 @@ from itertools import chain
 
 from fogvault.errors import FogVaultError, UsageError
 from fogvault.maintenance.inventory import Inventory, take_inventory, unlisted_data
-from fogvault.maintenance.mark import mark_used
+from fogvault.maintenance.mark import BrokenObject, mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.reindex import packs_meant_to_go, unindexed_data_may_be_found
 from fogvault.maintenance.verify import (
@@ -91,6 +93,8 @@ log = logging.getLogger("fogvault")
 
 #: concurrent reads per target while verifying copies (latency-bound on S3 and SFTP)
 READERS = 8
+#: snapshots named in the problem of a tree or blob that more use (JSON has them all)
+SNAPSHOTS_NAMED = 3
 
 #: url -> the bytes of its copy of a key file, or the error that kept it from being read
 KeyCopies = dict[str, bytes | StorageError]
@@ -139,6 +143,9 @@ class CheckResult:
     data_missing: bool = False  # a snapshot held everywhere lacks data: packs may hold it
     forgotten: list[str] = field(default_factory=list)  # uids forgotten while a target was away
     damaged_index_files: list[str] = field(default_factory=list)  # no good copy anywhere
+    #: trees and data the snapshots use that the index lacks or that did not load, each with
+    #: every snapshot using it (those of snapshots called forgotten left out)
+    broken_objects: list[BrokenObject] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -317,36 +324,55 @@ def _check_target(
 
 def _mark(repo: Repository, snapshots: list[Snapshot], inventory: Inventory, result: CheckResult,
           progress: PhaseProgress, *, may_be_found: bool) -> None:
-    """Mark the blobs the snapshots use, reporting what the index lacks. The snapshots every
-    reachable target holds go first, so that data they share with the others is reported as
-    theirs; a snapshot that only some hold whose own data the index lacks was most likely
-    forgotten while those were away (its data pruned elsewhere): that is what is reported,
-    unless the data ``may_be_found`` (packs no index lists that no prune meant to delete, or
-    an index file damaged everywhere): then it is missing data, which 'repair --index' may
-    list again, and forgetting it would destroy it."""
+    """Mark the blobs the snapshots use, reporting what the index lacks or cannot be read, each
+    with every snapshot that uses it. The snapshots every reachable target holds go first, so
+    that data they share with the others is reported as theirs; a snapshot that only some hold
+    whose own data the index lacks was most likely forgotten while those were away (its data
+    pruned elsewhere): that is what is reported, unless the data ``may_be_found`` (packs no
+    index lists that no prune meant to delete, or an index file damaged everywhere): then it is
+    missing data, which 'repair --index' may list again, and forgetting it would destroy it. A
+    tree that could not be read (not damage) says nothing of the kind."""
     reachable = len(inventory.listings)
     partial = set() if may_be_found else {
         s.uid for s in snapshots if len(inventory.holders(snapshot_name(s.uid))) < reachable}
     ordered = sorted(snapshots, key=lambda s: s.uid in partial)  # stable: oldest first
     marked = mark_used(repo, ordered, progress)
     result.trees = marked.trees
-    forgotten = partial & marked.incomplete.keys()
+    first_lost: dict[str, str] = {}  # uid -> what it is the first to use, of what is lost
+    for broken in marked.broken:
+        if not broken.unreadable:
+            first_lost.setdefault(broken.snapshots[0], broken.what)
+    forgotten = partial & first_lost.keys()
     for snapshot in snapshots:
         uid = snapshot.uid
         if uid not in forgotten:
             continue
         holders = inventory.holders(snapshot_name(uid))
-        first = marked.incomplete[uid].removeprefix(f"snapshot {uid}: ")
         were = "that target was" if len(holders) == 1 else "those targets were"
         result.forgotten.append(uid)
         result.problems.append(
             f"snapshot {uid} is only on {', '.join(holders)} and its data is not indexed "
-            f"({first}): it was probably forgotten while {were} away: 'fogvault forget {uid}' "
-            "deletes it everywhere")
-    own = [p for p in marked.problems if not any(p.startswith(f"snapshot {uid}:")
-                                                 for uid in forgotten)]
-    result.problems += own
-    result.data_missing = bool(own)
+            f"({first_lost[uid]}): it was probably forgotten while {were} away: 'fogvault "
+            f"forget {uid}' deletes it everywhere")
+    result.broken_objects = [b for b in marked.broken if b.snapshots[0] not in forgotten]
+    result.problems += map(_broken_problem, result.broken_objects)
+    result.data_missing = any(not b.unreadable for b in result.broken_objects)
+
+
+def _broken_problem(broken: BrokenObject) -> str:
+    """The problem of a broken object, naming the snapshots that use it (the first few: JSON's
+    ``broken_objects`` has them all)."""
+    uids = broken.snapshots
+    if len(uids) == 1:
+        users = f"snapshot {uids[0]}"
+    else:
+        more = len(uids) - SNAPSHOTS_NAMED
+        users = (f"{len(uids)} snapshots ({', '.join(uids[:SNAPSHOTS_NAMED])}"
+                 f"{f' and {more} more' if more > 0 else ''})")
+    if broken.unreadable:
+        return (f"{users}: {broken.what}: it could not be read, which says nothing of its "
+                "bytes: fix access to it, then check again")
+    return f"{users}: {broken.what}"
 
 
 def _sort_unlisted(repo: Repository, inventory: Inventory, pruned: set[bytes],

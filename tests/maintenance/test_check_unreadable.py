@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.repo.format import pack_name
 
 AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
            if os.geteuid() == 0 else None)
@@ -144,3 +145,24 @@ def test_an_index_file_no_target_can_read_says_to_fix_access_first(two_targets, 
     assert problem.startswith(f"no target gave a good copy of index file {name} ({a}: {DENIED}; "
                               f"{b}: {DENIED}): fix access to it where it could not be read")
     assert _ledger_damage(tmp_path, repo) == {a: [], b: []}
+
+
+def test_a_tree_no_target_can_read_is_not_called_lost_data(two_targets, fogvault):
+    """Marking cannot read a snapshot's tree: the problem says to fix access, not that data
+    is lost (no 'repair --index', no 'repair --snapshots')."""
+    repo, (a, b) = two_targets
+    [snapshot] = repo.snapshots()
+    name = pack_name(repo.index.get(snapshot.tree).pack_id)
+    with _unreadable(Path(a) / name, Path(b) / name):
+        done = fogvault("-r", a, "-r", b, "check", wrap=AS_USER)
+        summary = json.loads(fogvault("-r", a, "-r", b, "--json", "check", wrap=AS_USER)
+                             .stdout.splitlines()[-1])
+    assert done.returncode == 1
+    out = done.stdout.decode()
+    assert "no target holds intact" not in out and "repair" not in out
+    assert (f"error: snapshot {snapshot.uid}: tree of /: " in out
+            and f"{DENIED}: it could not be read, which says nothing of its bytes: fix access "
+                "to it, then check again\n" in out)
+    assert not summary["data_missing"]
+    assert [(b["id"], b["unreadable"]) for b in summary["broken_objects"]] == [
+        (snapshot.tree.hex(), True)]
