@@ -32,12 +32,13 @@ as unreachable. Packs that no index lists are reported as notes: they cost space
 A copy that cannot be read at all (permission denied, an I/O error: see
 :func:`~fogvault.maintenance.verify.stored_copy_problem`) is reported as *unreadable* on its
 target (``TargetReport.unreadable``, with the reason), not as corrupt: its bytes were never
-judged, and it may be intact. So it is not remembered as damage (what reads during the check
-remembered of it is undone), and ``repair`` does not act on it unasked; check fails all the
-same, with a problem that says what to do: fix access there and check again, or run
-``repair --read-data``, which replaces any copy it cannot verify from a good one. A pack that
-no target could read is not one that every target lacks or holds damaged: it is not named for
-``repair --index`` (which would keep it anyway, as it reads every copy again first).
+judged, and it may be intact. So it is not remembered as damage (no read remembers a copy it
+could not read: :class:`~fogvault.targets.replicated.TargetSet`), and ``repair`` does not act
+on it unasked; check fails all the same, with a problem that says what to do: fix access there
+and check again, or run ``repair --read-data``, which replaces any copy it cannot verify from a
+good one. A pack that no target could read is not one that every target lacks or holds damaged:
+it is not named for ``repair --index`` (which would keep it anyway, as it reads every copy
+again first).
 
 Two states are reported as what they most likely are, not as what they look like:
 
@@ -160,7 +161,6 @@ def check(
     selector = _subset(options)
     # Trees from the targets: a good copy in the local cache must not hide a damaged one there.
     with repo.lock(writes=False), repo.trees_from_targets():
-        known_damage = set(repo.targets.damaged)
         repo.load_index()
         result = CheckResult(blobs=len(repo.index))
         snapshots = repo.snapshots()
@@ -198,7 +198,6 @@ def check(
             _add_index_file_copies(repo, damaged_index, report)
             if report.unreadable:
                 result.problems.append(_unreadable_problem(report))
-        _unlearn_unreadable(repo, result.targets, known_damage)
         result.problems += _lost_packs(repo, result.targets)
         result.problems += _undecided_keys(copies)
         _warn_of_partial_keys(repo, inventory, result)
@@ -241,17 +240,6 @@ def _unreadable_problem(report: TargetReport) -> str:
     return (f"{report.url}: {what}: check could not verify {it}, which may be intact: fix "
             f"access to {it} there, then check again; 'fogvault repair --read-data' would "
             f"instead replace {it} from good copies on the other targets, if they hold any")
-
-
-def _unlearn_unreadable(repo: Repository, reports: list[TargetReport],
-                        known: set[tuple[str, str]]) -> None:
-    """Reads during the check (the index, snapshots, trees) remember a copy they could not read
-    as damaged; one the check then found unreadable, not damaged, is remembered as it was
-    before the check (``known``)."""
-    for report in reports:
-        for name in report.unreadable:
-            if (report.url, name) not in known:
-                repo.targets.forget_damage(report.url, name)
 
 
 def _lost_packs(repo: Repository, reports: list[TargetReport]) -> list[str]:

@@ -10,8 +10,9 @@
   before it commits a snapshot, which it writes to the committable targets only).
 * **Reads** try the targets in :func:`~fogvault.targets.health.read_order` (fastest healthy
   first) and check what they get with the caller's ``decode``; a storage error, a missing object
-  or a failed check falls through to the next target with a warning, and the bad copy is
-  remembered in ``damaged`` for ``repair``. A missing object is told once per target and name
+  or a failed check falls through to the next target with a warning, and a missing or damaged
+  copy is remembered in ``damaged`` for ``repair`` (one that could not be read is not: nothing
+  was seen of it, and it may be intact). A missing object is told once per target and name
   (until ``repair`` forgets it), and a target that lacks one is quiet about others until one
   of its reads works: a mount reads a pack chunk by chunk, and a target gone lacks them all.
 * **Listings** are the union over the targets in use. Each target's own listing is kept until
@@ -284,7 +285,8 @@ class TargetSet:
                 continue
             except (StorageError, IntegrityError) as exc:
                 errors.append(exc)
-                self.remember_damage(target.url, name)
+                if isinstance(exc, IntegrityError):  # a read that failed saw no bytes to judge
+                    self.remember_damage(target.url, name)
                 if isinstance(exc, StorageError) and target.read_failed():
                     self.drop(target, f"reads keep failing ({exc})")
                 elif len(order) > 1:

@@ -126,6 +126,16 @@ def test_a_damaged_copy_falls_through_to_the_next_target_and_is_remembered(stora
     assert first.active  # a bad copy is the object's problem, not the target's
 
 
+def test_a_copy_that_could_not_be_read_is_not_remembered_as_damaged(storages) -> None:
+    targets = _set(storages, retry_attempts=1)
+    targets.write("index/x", b"good")
+    first = targets.read_order("index/x")[0]
+    first.raw.inject("read", Fault(error=permanent()))  # e.g. permission denied: no bytes seen
+    assert targets.read("index/x") == b"good"
+    assert first.raw.calls["read"] == 1  # the read did fail there, and fell through
+    assert targets.damaged == set()
+
+
 def test_a_target_whose_reads_fail_is_tried_last(storages) -> None:
     targets = _set(storages, retry_attempts=1)
     targets.write("snapshots/0123456789abcdef", b"x")
