@@ -221,9 +221,9 @@ def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
     # waiting for it) are spread, or dropped, by a second pass over the new index; a dry run
     # plans that pass over the index it would write, so as to report what the run would do.
     if lost.index_after is not None:
-        work.replan_over_new_index(lost.index_after)
+        work.replan_over_new_index(lost.index_after, lost.lost_blobs)
         return result
-    again = _Repair(repo, options, progress).run()
+    again = _Repair(repo, options, progress, lost_blobs=lost.lost_blobs).run()
     return _merged(result, again)
 
 
@@ -285,7 +285,8 @@ def _retire_damaged_index_files(repo: Repository, inventory: Inventory, options:
 
 
 class _Repair:
-    def __init__(self, repo: Repository, options: RepairOptions, progress: PhaseProgress) -> None:
+    def __init__(self, repo: Repository, options: RepairOptions, progress: PhaseProgress, *,
+                 lost_blobs: frozenset[bytes] = frozenset()) -> None:
         self.repo = repo
         self.targets = repo.targets
         self.options = options
@@ -304,6 +305,8 @@ class _Repair:
         self.lost_packs: dict[str, str] = {}
         #: planned as if a new index, on every target, superseded the index files loaded
         self._index_rewritten = False
+        #: blobs a first pass took out of the index, lost on every target (a second pass's)
+        self._lost_blobs = lost_blobs
 
     def run(self) -> RepairResult:
         self.inventory = take_inventory(self.repo)
@@ -455,11 +458,17 @@ class _Repair:
         except FogVaultError as exc:
             self._unrecoverable(name, f"unreadable everywhere ({exc})")
             return "unreadable"
-        problems = mark_used(self.repo, [snapshot]).problems
+        marked = mark_used(self.repo, [snapshot])
+        problems = marked.problems
         if problems:
             if self._may_be_found:  # in packs no index lists: forgetting it would destroy it
                 advice = ("packs no index lists may hold it: 'fogvault repair --index' lists "
                           "them again")
+            elif any(bytes.fromhex(b.id) in self._lost_blobs for b in marked.broken):
+                # not a snapshot forgotten elsewhere: forgetting it would lose what it keeps
+                advice = ("it uses data lost on every target, just taken out of the index: a "
+                          "backup of the same files stores it again, else 'fogvault repair "
+                          f"--snapshots {uid}' saves a copy without it")
             else:
                 advice = (f"it was probably forgotten while a target was away: 'fogvault "
                           f"forget {uid}' deletes it everywhere")
@@ -532,13 +541,14 @@ class _Repair:
                 self.lost_packs[name] = f"{name}: {why}"
         return self._unrecoverable(name, why)
 
-    def replan_over_new_index(self, index: BlobIndex) -> None:
+    def replan_over_new_index(self, index: BlobIndex, lost_blobs: frozenset[bytes]) -> None:
         """For a dry run: plan in place of what was held back what a second pass would do
-        once the lost packs are out of the index (``index``: the blobs the new one would list).
+        once the lost packs are out of the index (``index``: the blobs the new one would list;
+        ``lost_blobs``: those it would take out for good).
         Its files go to every target and supersede the loaded ones, so the index files held
         back are no longer live and no snapshot waits for one; a snapshot whose data ``index``
         lacks is not spread; the config and the missed deletions follow as in any pass."""
-        self._index_rewritten = True
+        self._index_rewritten, self._lost_blobs = True, lost_blobs
         # judged again by the new index, which lacks what the loaded one lacks
         self._incomplete = {name: why for name, why in self._incomplete.items() if why}
         for report in self.result.targets:
