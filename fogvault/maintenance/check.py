@@ -327,9 +327,8 @@ def _mark(repo: Repository, snapshots: list[Snapshot], inventory: Inventory, res
     marked = mark_used(repo, ordered, progress)
     result.trees = marked.trees
     first_lost: dict[str, str] = {}  # uid -> what it is the first to use, of what is lost
-    for broken in marked.broken:
-        if not broken.unreadable:
-            first_lost.setdefault(broken.snapshots[0], broken.what)
+    for broken in marked.unindexed(repo.index):
+        first_lost.setdefault(broken.snapshots[0], broken.what)
     forgotten = partial & first_lost.keys()
     for snapshot in snapshots:
         uid = snapshot.uid

@@ -48,6 +48,12 @@ class MarkResult:
         """One line per broken object, naming the first snapshot that uses it."""
         return [f"snapshot {b.snapshots[0]}: {b.what}" for b in self.broken]
 
+    def unindexed(self, index: BlobIndex) -> list[BrokenObject]:
+        """The broken objects ``index`` lacks: what a prune elsewhere drops. Not those it lists
+        (whose every copy is lost: damage) nor those that could not be read (not damage)."""
+        return [b for b in self.broken
+                if not b.unreadable and bytes.fromhex(b.id) not in index]
+
     @property
     def incomplete(self) -> dict[str, str]:
         """uid -> its first problem, for each snapshot that uses a broken object."""

@@ -451,7 +451,9 @@ class _Repair:
 
     def _snapshot_incomplete(self, name: str) -> str | None:
         """A snapshot only some targets hold, whose data the index lacks, was most likely
-        forgotten while those targets were away: never spread it."""
+        forgotten while those targets were away: never spread it. Nor one whose trees could
+        not be read now, which may be such a snapshot. One that uses indexed data lost on
+        every target is spread: that is damage, which check and 'repair --index' report."""
         uid = name[len(SNAPSHOTS_DIR):]
         try:
             snapshot = self.repo.load_snapshot(uid)
@@ -459,12 +461,12 @@ class _Repair:
             self._unrecoverable(name, f"unreadable everywhere ({exc})")
             return "unreadable"
         marked = mark_used(self.repo, [snapshot])
-        problems = marked.problems
-        if problems:
+        unindexed = marked.unindexed(self.repo.index)
+        if unindexed:
             if self._may_be_found:  # in packs no index lists: forgetting it would destroy it
                 advice = ("packs no index lists may hold it: 'fogvault repair --index' lists "
                           "them again")
-            elif any(bytes.fromhex(b.id) in self._lost_blobs for b in marked.broken):
+            elif any(bytes.fromhex(b.id) in self._lost_blobs for b in unindexed):
                 # not a snapshot forgotten elsewhere: forgetting it would lose what it keeps
                 advice = ("it uses data lost on every target, just taken out of the index: a "
                           "backup of the same files stores it again, else 'fogvault repair "
@@ -472,13 +474,21 @@ class _Repair:
             else:
                 advice = (f"it was probably forgotten while a target was away: 'fogvault "
                           f"forget {uid}' deletes it everywhere")
-            why = f"its data is not indexed ({problems[0]}); {advice}"
-            with self._lock:
-                entry = f"{name}: {why}"
-                if entry not in self.result.unrecoverable:
-                    self.result.unrecoverable.append(entry)
+            self._unrecoverable_once(name, f"its data is not indexed ({unindexed[0].what}); "
+                                           f"{advice}")
             return "its data is not indexed"
+        unread = [b for b in marked.broken if b.unreadable]
+        if unread:
+            self._unrecoverable_once(name, f"its trees could not be read ({unread[0].what}): "
+                                           "run repair again once they can be")
+            return "its trees could not be read"
         return None
+
+    def _unrecoverable_once(self, name: str, why: str) -> None:
+        with self._lock:
+            entry = f"{name}: {why}"
+            if entry not in self.result.unrecoverable:
+                self.result.unrecoverable.append(entry)
 
     def _copy_object(self, name: str, dests: list[tuple[Target, bool]]) -> None:
         try:

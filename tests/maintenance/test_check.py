@@ -321,3 +321,40 @@ def test_a_snapshot_on_some_targets_whose_index_file_is_lost_is_not_called_forgo
         repair(both, RepairOptions(index=True))
     with Repository.open(repo.targets.urls, PASSWORD, use_cache=False) as both:
         assert check(both, CheckOptions(read_data=True)).ok
+
+
+def test_a_snapshot_on_some_targets_whose_indexed_tree_is_lost_is_not_called_forgotten(
+        make_repo, tmp_path, cache_dir):
+    """A k-of-N backup's snapshot is on 'one' only, and the pack holding its trees is then lost
+    there. The index still lists its trees, so no prune dropped them while 'two' was away: the
+    data is lost, not forgotten, and 'forget' is not the way out ('repair --index' is)."""
+    repo = make_repo("one", "two")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f1").write_bytes(random.Random(1).randbytes(50_000))
+    Archiver(repo, BackupOptions()).run([str(src)])
+    one = str(tmp_path / "one")
+    (src / "f2").write_bytes(random.Random(2).randbytes(50_000))
+    with Repository.open([one], PASSWORD, use_cache=False) as only_one:
+        snapshot = Archiver(only_one, BackupOptions()).run([str(src)]).snapshot
+        tree_pack = only_one.index.get(snapshot.tree).pack_id.hex()
+    [lost] = (tmp_path / "one" / "data").glob(f"*/{tree_pack}")
+    lost.unlink()
+    with Repository.open(repo.targets.urls, PASSWORD, use_cache=False) as both:
+        result = check(both)
+    assert not result.ok and result.data_missing and result.forgotten == []
+    assert not any("forget" in p for p in result.problems), result.problems
+    assert any(f"pack data/{tree_pack[:2]}/{tree_pack} is missing or damaged on every target"
+               in p and "repair --index" in p for p in result.problems), result.problems
+    assert [b.snapshots for b in result.broken_objects] == [[snapshot.uid]]
+    from fogvault.maintenance.repair import RepairOptions, repair
+
+    # with a cache (without that pack), else repair keeps a tree pack: the cache may hold it
+    with Repository.open(repo.targets.urls, PASSWORD, cache_dir=cache_dir) as both:
+        planned = repair(both, RepairOptions(dry_run=True))
+        assert not any("forget" in u for u in planned.unrecoverable), planned.unrecoverable
+        assert any("repair --index" in u for u in planned.unrecoverable)
+        done = repair(both, RepairOptions(index=True))
+    assert done.lost_packs == [f"data/{tree_pack[:2]}/{tree_pack}"]
+    [held] = [u for u in done.unrecoverable if u.startswith(snapshot_name(snapshot.uid))]
+    assert "a backup of the same files stores it again" in held and "forget" not in held
