@@ -31,6 +31,9 @@ FAST_KDF = KdfParams(KDF_MIN_OPSLIMIT, KDF_MIN_MEMLIMIT)
 # Small chunks and packs so that small test data still spans many chunks and packs.
 SMALL_CHUNKS = ChunkerParams(min_size=16 * 1024, avg_size=64 * 1024, max_size=256 * 1024)
 S3_BUCKET = "fogvault-test"
+# A command prefix: root ignores file modes, so drop its DAC override for chmod-based tests.
+AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+           if os.geteuid() == 0 else None)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
+from conftest import AS_USER
 
 
 @pytest.fixture
@@ -168,17 +168,6 @@ def test_ambiguous_or_unknown_snapshot_is_a_clear_error(fogvault, repo_and_src):
     assert b"Traceback" not in done.stderr
 
 
-@pytest.fixture
-def as_user() -> list[str]:
-    """A prefix that runs the CLI as file modes apply to it: as root, without the DAC override
-    capabilities (via setpriv), so a mode-000 file is really unreadable."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv (util-linux) is needed to drop root's read override"
-    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
-
-
 def test_missing_source_path_is_a_clear_error(fogvault, repo_and_src):
     done = fogvault("backup", "-r", "repo", "does-not-exist", "gone/too")
     assert done.returncode == 2
@@ -234,27 +223,27 @@ def test_a_run_that_skipped_a_path_has_the_full_runs_as_parent(fogvault, repo_an
 
 
 def test_a_source_path_that_cannot_be_stated_is_skipped_with_a_warning(
-        fogvault, repo_and_src, tmp_path, as_user):
+        fogvault, repo_and_src, tmp_path):
     """lstat refused (EACCES: a folder above it without search permission)."""
     locked = tmp_path / "locked"
     (locked / "inner").mkdir(parents=True)
     locked.chmod(0)
     try:
-        done = fogvault("backup", "-r", "repo", "src", "locked/inner", wrap=as_user)
+        done = fogvault("backup", "-r", "repo", "src", "locked/inner", wrap=AS_USER)
     finally:
         locked.chmod(0o700)
     assert done.returncode == 3, done.stderr
     assert b"locked/inner: cannot back up: Permission denied" in done.stderr
 
 
-def test_unreadable_file_warns_exits_3_and_backs_up_the_rest(fogvault, tmp_path, as_user):
+def test_unreadable_file_warns_exits_3_and_backs_up_the_rest(fogvault, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "ok.txt").write_text("fine")
     (src / "secret.txt").write_text("no access")
     os.chmod(src / "secret.txt", 0o000)
     assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
-    done = fogvault("backup", "-r", "repo", "src", wrap=as_user)
+    done = fogvault("backup", "-r", "repo", "src", wrap=AS_USER)
     assert done.returncode == 3, done.stderr
     assert b"secret.txt" in done.stderr and b"warning" in done.stderr
     snap = json.loads(fogvault("cat", "snapshot", "latest", "-r", "repo").stdout)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import AS_USER
 
 from fogvault.errors import LockError
 from fogvault.jobs.joblock import JobLock, JobRunning
@@ -24,10 +25,6 @@ from fogvault.jobs.status import RunLog, RunRecord, StepResult, lock_dir, metric
 from fogvault.repo.repository import Repository
 from fogvault.repo.tree import FILE
 from fogvault.treewalk import walk
-
-# Wraps a CLI run so that file modes apply: root without the override capabilities.
-AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
-           if os.geteuid() == 0 else None)
 
 
 def _snapshots(setup, password: str) -> list:

@@ -4,12 +4,10 @@ write."""
 
 from __future__ import annotations
 
-import os
+from conftest import AS_USER
 
 from fogvault.jobs.runner import run_job
 
-AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
-           if os.geteuid() == 0 else None)
 HINT = "([monitoring] run_log in the config, or XDG_STATE_HOME, moves it)"
 
 

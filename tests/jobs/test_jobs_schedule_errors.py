@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Wraps a CLI run so that file modes apply: root without the override capabilities.
-AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
-           if os.geteuid() == 0 else None)
+from conftest import AS_USER
+
 # Other people's lines: a Latin-1 comment, a byte that is no text at all, no final newline.
 FOREIGN = b"# caf\xe9 au lait\nMAILTO=al\xffce\n5 * * * * echo \xe9t\xe9"
 

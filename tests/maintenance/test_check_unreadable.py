@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import AS_USER
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.repo.format import pack_name
 
-AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
-           if os.geteuid() == 0 else None)
 DENIED = "Permission denied"
 
 

@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from conftest import AS_USER
+
 from fogvault.repo.repository import Repository
 from tests.restore.test_inode_flags import (  # noqa: F401 (unlocked: autouse)
     MTIME_NS,
@@ -21,8 +23,6 @@ from tests.restore.test_inode_flags import (  # noqa: F401 (unlocked: autouse)
     lsattr,
     unlocked,
 )
-
-AS_OWNER_ONLY = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
 
 
 def test_a_closed_hard_linked_file_and_folder_get_their_flags(
@@ -39,7 +39,7 @@ def test_a_closed_hard_linked_file_and_folder_get_their_flags(
     snapshot = _backup(repo, src)
     target = tmp_path / "target"
     done = fogvault("-r", repo.targets.urls[0], "restore", snapshot.uid, "-t", str(target),
-                    "--delete", wrap=AS_OWNER_ONLY)
+                    "--delete", wrap=AS_USER)
     assert (done.returncode, done.stderr) == (0, b"")
     out = _placed(src, target)
     assert os.lstat(out / "b/shut-link").st_ino == os.lstat(out / "shut").st_ino

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PASSWORD
+from conftest import AS_USER, PASSWORD
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import UsageError
@@ -32,10 +32,6 @@ from tests.restore.test_restore_options import (
     make_source,
 )
 from tests.restore.test_safefs import TMPFS, mounted
-
-# Root without the override capabilities, so that file modes apply (as in tests/jobs).
-AS_USER = (["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
-           if os.geteuid() == 0 else None)
 
 
 @pytest.fixture

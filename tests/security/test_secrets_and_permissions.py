@@ -9,7 +9,7 @@ import signal
 import stat
 
 import pytest
-from conftest import PASSWORD
+from conftest import AS_USER, PASSWORD
 
 
 def _all_output(done) -> bytes:
@@ -121,9 +121,7 @@ def test_read_only_repository_is_readable_with_no_lock(fogvault, tmp_path):
 
 def _unprivileged() -> list[str]:
     """Root ignores folder permissions; drop the override so read-only means read-only."""
-    if os.geteuid() != 0:
-        return []
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    return AS_USER or []
 
 
 def test_permission_denied_on_the_target_is_a_clear_error(fogvault, tmp_path):
