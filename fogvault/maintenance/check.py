@@ -68,7 +68,11 @@ from fogvault.errors import FogVaultError, UsageError
 from fogvault.maintenance.inventory import Inventory, take_inventory, unlisted_data
 from fogvault.maintenance.mark import BrokenObject, mark_used
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.maintenance.reindex import packs_meant_to_go, unindexed_data_may_be_found
+from fogvault.maintenance.reindex import (
+    looks_forgotten,
+    packs_meant_to_go,
+    unindexed_data_may_be_found,
+)
 from fogvault.maintenance.verify import (
     CopyProblem,
     damaged_index_files,
@@ -166,12 +170,12 @@ def check(
         snapshots = repo.snapshots()
         result.snapshots = len(snapshots)
         inventory = take_inventory(repo)
-        _mark(repo, snapshots, inventory, result, progress,
+        pruned = packs_meant_to_go(repo, inventory)  # listed by superseded index files
+        _mark(repo, snapshots, inventory, result, progress, pruned,
               may_be_found=unindexed_data_may_be_found(repo, inventory))
         damaged_index = damaged_index_files(repo, inventory)
         result.damaged_index_files = sorted(damaged_index)
         result.problems += map(_index_file_problem, damaged_index.items())
-        pruned = packs_meant_to_go(repo, inventory)  # listed by superseded index files
         packs = inventory.live.packs
         result.packs = len(packs)
         chosen = bytearray(packs.capacity)  # a byte per pack number, not a name per pack
@@ -311,12 +315,13 @@ def _check_target(
 
 
 def _mark(repo: Repository, snapshots: list[Snapshot], inventory: Inventory, result: CheckResult,
-          progress: PhaseProgress, *, may_be_found: bool) -> None:
+          progress: PhaseProgress, pruned: set[bytes], *, may_be_found: bool) -> None:
     """Mark the blobs the snapshots use, reporting what the index lacks or cannot be read, each
     with every snapshot that uses it. The snapshots every reachable target holds go first, so
     that data they share with the others is reported as theirs; a snapshot that only some hold
-    whose own data the index lacks was most likely forgotten while those were away (its data
-    pruned elsewhere): that is what is reported, unless the data ``may_be_found`` (packs no
+    whose own data the index lacks, and that :func:`looks_forgotten` (``pruned``), was most
+    likely forgotten while those were away (its data pruned elsewhere): that is what is
+    reported, unless the data ``may_be_found`` (packs no
     index lists that no prune meant to delete, or an index file damaged everywhere): then it is
     missing data, which 'repair --index' may list again, and forgetting it would destroy it. A
     tree that could not be read (not damage) says nothing of the kind."""
@@ -329,7 +334,8 @@ def _mark(repo: Repository, snapshots: list[Snapshot], inventory: Inventory, res
     first_lost: dict[str, str] = {}  # uid -> what it is the first to use, of what is lost
     for broken in marked.unindexed(repo.index):
         first_lost.setdefault(broken.snapshots[0], broken.what)
-    forgotten = partial & first_lost.keys()
+    forgotten = {s.uid for s in snapshots if s.uid in partial and s.uid in first_lost
+                 and looks_forgotten(repo.index, s, pruned)}
     for snapshot in snapshots:
         uid = snapshot.uid
         if uid not in forgotten:

@@ -66,16 +66,12 @@ Misplaced = dict[str, list[MisplacedCopy]]
 class LostPacks:
     dropped: list[str] = field(default_factory=list)  # packs taken out of the index
     blobs_salvaged: int = 0  # their blobs found intact in some copy, stored in new packs
-    #: the ids of their blobs that no copy holds intact and no other pack holds: the
-    #: snapshots that use them lack them until a backup stores them again
-    lost_blobs: frozenset[bytes] = frozenset()
+    #: their blobs that no copy holds intact and no other pack holds: the snapshots that use
+    #: them lack them until a backup stores them again
+    blobs_lost: int = 0
     kept: dict[str, str] = field(default_factory=dict)  # name -> why, of packs left alone
     #: a dry run's stand-in for the new index: the blobs it would list (see :func:`_index_after`)
     index_after: BlobIndex | None = None
-
-    @property
-    def blobs_lost(self) -> int:
-        return len(self.lost_blobs)
 
 
 def drop_lost_packs(repo: Repository, copies: Copies, misplaced: Misplaced,
@@ -119,7 +115,7 @@ def drop_lost_packs(repo: Repository, copies: Copies, misplaced: Misplaced,
             log.warning("%s: %s, a damaged copy of %s outside its folder: %s", url, copy,
                         name, "would delete it" if dry_run else "deleted it")
     # a blob another pack holds too is not lost
-    result.lost_blobs = frozenset(e.blob_id for e in unread if e.blob_id not in index)
+    result.blobs_lost = len({e.blob_id for e in unread if e.blob_id not in index})
     return result
 
 

@@ -38,9 +38,10 @@ from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.verify import damaged_index_files
 from fogvault.parallel import ordered_map
 from fogvault.repo.format import INDEX_DIR, id_from_name, pack_id_from_name, pack_name
-from fogvault.repo.index import INDEX_FILE_BLOBS, IndexFile
+from fogvault.repo.index import INDEX_FILE_BLOBS, BlobIndex, IndexFile
 from fogvault.repo.pack import PackEntry
 from fogvault.repo.repository import Repository
+from fogvault.repo.snapshot import Snapshot
 from fogvault.storage import ObjectExists, Storage, StorageError
 from fogvault.targets.replicated import count_mutation
 
@@ -251,6 +252,16 @@ def unindexed_data_may_be_found(repo: Repository, inventory: Inventory) -> bool:
     return any(id_from_name(name) not in meant
                for listing in inventory.listings.values()
                for name in unlisted_data(listing, repo.index).packs)
+
+
+def looks_forgotten(index: BlobIndex, snapshot: Snapshot, pruned: set[bytes]) -> bool:
+    """Whether ``snapshot``, which only some targets hold and whose data ``index`` lacks, was
+    most likely forgotten, and its data pruned, while the other targets were away: a prune
+    ran that a target missed (``pruned``: :func:`packs_meant_to_go`), and the snapshot's root
+    tree is gone from the index (a prune drops a forgotten snapshot's root: one that another
+    snapshot keeps keeps all it names). Data lost on every target, which ``repair --index``
+    takes out of the index, leaves no such prune and, unless a tree pack was lost, the root."""
+    return bool(pruned) and snapshot.tree not in index
 
 
 def packs_meant_to_go(repo: Repository, inventory: Inventory) -> set[bytes]:

@@ -64,6 +64,8 @@ from fogvault.maintenance.reindex import (
     MovedPack,
     ReindexResult,
     index_unlisted_packs,
+    looks_forgotten,
+    packs_meant_to_go,
     unindexed_data_may_be_found,
     write_verified,
 )
@@ -221,9 +223,9 @@ def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
     # waiting for it) are spread, or dropped, by a second pass over the new index; a dry run
     # plans that pass over the index it would write, so as to report what the run would do.
     if lost.index_after is not None:
-        work.replan_over_new_index(lost.index_after, lost.lost_blobs)
+        work.replan_over_new_index(lost.index_after)
         return result
-    again = _Repair(repo, options, progress, lost_blobs=lost.lost_blobs).run()
+    again = _Repair(repo, options, progress).run()
     return _merged(result, again)
 
 
@@ -285,8 +287,7 @@ def _retire_damaged_index_files(repo: Repository, inventory: Inventory, options:
 
 
 class _Repair:
-    def __init__(self, repo: Repository, options: RepairOptions, progress: PhaseProgress, *,
-                 lost_blobs: frozenset[bytes] = frozenset()) -> None:
+    def __init__(self, repo: Repository, options: RepairOptions, progress: PhaseProgress) -> None:
         self.repo = repo
         self.targets = repo.targets
         self.options = options
@@ -305,8 +306,7 @@ class _Repair:
         self.lost_packs: dict[str, str] = {}
         #: planned as if a new index, on every target, superseded the index files loaded
         self._index_rewritten = False
-        #: blobs a first pass took out of the index, lost on every target (a second pass's)
-        self._lost_blobs = lost_blobs
+        self._pruned: set[bytes] | None = None  # packs_meant_to_go, read when needed
 
     def run(self) -> RepairResult:
         self.inventory = take_inventory(self.repo)
@@ -450,10 +450,12 @@ class _Repair:
         return name in self.have[url] and (url, name) not in self.bad
 
     def _snapshot_incomplete(self, name: str) -> str | None:
-        """A snapshot only some targets hold, whose data the index lacks, was most likely
-        forgotten while those targets were away: never spread it. Nor one whose trees could
-        not be read now, which may be such a snapshot. One that uses indexed data lost on
-        every target is spread: that is damage, which check and 'repair --index' report."""
+        """A snapshot only some targets hold whose data the index lacks is not spread: it may
+        have been forgotten while those targets were away (:func:`looks_forgotten`: then the
+        advice is 'forget'), or use data lost on every target (then it is a backup, or
+        'repair --snapshots'). Nor one whose trees could not be read now, which may be either.
+        One that uses indexed data lost on every target is spread: that is damage, which check
+        and 'repair --index' report."""
         uid = name[len(SNAPSHOTS_DIR):]
         try:
             snapshot = self.repo.load_snapshot(uid)
@@ -466,14 +468,13 @@ class _Repair:
             if self._may_be_found:  # in packs no index lists: forgetting it would destroy it
                 advice = ("packs no index lists may hold it: 'fogvault repair --index' lists "
                           "them again")
-            elif any(bytes.fromhex(b.id) in self._lost_blobs for b in unindexed):
-                # not a snapshot forgotten elsewhere: forgetting it would lose what it keeps
-                advice = ("it uses data lost on every target, just taken out of the index: a "
-                          "backup of the same files stores it again, else 'fogvault repair "
-                          f"--snapshots {uid}' saves a copy without it")
-            else:
+            elif looks_forgotten(self.repo.index, snapshot, self._packs_pruned()):
                 advice = (f"it was probably forgotten while a target was away: 'fogvault "
                           f"forget {uid}' deletes it everywhere")
+            else:  # lost, not forgotten: forgetting it would lose what it keeps
+                advice = ("it uses data no target holds: a backup of the same files stores it "
+                          f"again, else 'fogvault repair --snapshots {uid}' saves a copy "
+                          "without it")
             self._unrecoverable_once(name, f"its data is not indexed ({unindexed[0].what}); "
                                            f"{advice}")
             return "its data is not indexed"
@@ -483,6 +484,11 @@ class _Repair:
                                            "run repair again once they can be")
             return "its trees could not be read"
         return None
+
+    def _packs_pruned(self) -> set[bytes]:
+        if self._pruned is None:
+            self._pruned = packs_meant_to_go(self.repo, self.inventory)
+        return self._pruned
 
     def _unrecoverable_once(self, name: str, why: str) -> None:
         with self._lock:
@@ -551,14 +557,13 @@ class _Repair:
                 self.lost_packs[name] = f"{name}: {why}"
         return self._unrecoverable(name, why)
 
-    def replan_over_new_index(self, index: BlobIndex, lost_blobs: frozenset[bytes]) -> None:
+    def replan_over_new_index(self, index: BlobIndex) -> None:
         """For a dry run: plan in place of what was held back what a second pass would do
-        once the lost packs are out of the index (``index``: the blobs the new one would list;
-        ``lost_blobs``: those it would take out for good).
+        once the lost packs are out of the index (``index``: the blobs the new one would list).
         Its files go to every target and supersede the loaded ones, so the index files held
         back are no longer live and no snapshot waits for one; a snapshot whose data ``index``
         lacks is not spread; the config and the missed deletions follow as in any pass."""
-        self._index_rewritten, self._lost_blobs = True, lost_blobs
+        self._index_rewritten = True
         # judged again by the new index, which lacks what the loaded one lacks
         self._incomplete = {name: why for name, why in self._incomplete.items() if why}
         for report in self.result.targets:

@@ -358,3 +358,11 @@ def test_a_snapshot_on_some_targets_whose_indexed_tree_is_lost_is_not_called_for
     assert done.lost_packs == [f"data/{tree_pack[:2]}/{tree_pack}"]
     [held] = [u for u in done.unrecoverable if u.startswith(snapshot_name(snapshot.uid))]
     assert "a backup of the same files stores it again" in held and "forget" not in held
+    # Later runs no longer know what that run dropped: the root tree is now missing from the
+    # index, as a prune's would be, but no prune ran that a target missed.
+    with Repository.open(repo.targets.urls, PASSWORD, cache_dir=cache_dir) as both:
+        later = check(both)
+        assert later.forgotten == [] and later.data_missing
+        assert not any("forget" in p for p in later.problems), later.problems
+        again = repair(both, RepairOptions(index=True))
+        assert not any("forget" in u for u in again.unrecoverable), again.unrecoverable

@@ -412,6 +412,6 @@ def test_the_dry_run_predicts_the_pass_that_spreads_the_new_index(
         assert _restored(repo, uid, tmp_path / "out", tmp_path) == contents
     else:  # not 'forgotten while a target was away': forgetting it would lose what it keeps
         for output in (planned.stdout, done.stdout):
-            assert b"just taken out of the index: a backup of the same files" in output
+            assert b"it uses data no target holds: a backup of the same files" in output
             assert f"repair --snapshots {uid}".encode() in output
             assert b"fogvault forget" not in output
