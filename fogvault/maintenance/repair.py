@@ -70,10 +70,11 @@ from fogvault.maintenance.reindex import (
     write_verified,
 )
 from fogvault.maintenance.verify import (
+    CopyProblem,
     damaged_index_files,
     judge_key_copies,
+    stored_copy_problem,
     verify_copy,
-    verify_stored_copy,
 )
 from fogvault.parallel import ordered_map
 from fogvault.repo.format import (
@@ -297,6 +298,8 @@ class _Repair:
         self.inventory: Inventory
         self._may_be_found = False  # unindexed data may be in unlisted packs (set with inventory)
         self.bad: set[tuple[str, str]] = set()  # (url, name): copies known or found damaged
+        #: (url, name) -> why, of the copies in ``bad`` that could not be read (not damage)
+        self.unreadable: dict[tuple[str, str], str] = {}
         self.have: dict[str, Listing] = {}  # url -> names it holds (good or not), as we go
         self._lock = threading.Lock()
         self._failures: dict[str, int] = defaultdict(int)
@@ -345,8 +348,11 @@ class _Repair:
         for (url, name), problem in verified:
             if problem is None:
                 self.targets.forget_damage(url, name)
+                continue
+            self.bad.add((url, name))  # replaced from a good copy, if any, either way
+            if problem.unreadable:  # not damage: it may be intact
+                self.unreadable[url, name] = f"{url} {name}: {problem}"
             else:
-                self.bad.add((url, name))
                 self.targets.remember_damage(url, name)
         for name in live.metadata():
             if self._is_other_key(name):
@@ -367,11 +373,11 @@ class _Repair:
                     if (url, name) not in self.bad:
                         yield url, name
 
-    def _verify_one(self, copy: tuple[str, str]) -> tuple[tuple[str, str], str | None]:
+    def _verify_one(self, copy: tuple[str, str]) -> tuple[tuple[str, str], CopyProblem | None]:
         url, name = copy
         try:
-            return copy, verify_stored_copy(self.repo, self.targets.target(url).storage, name,
-                                            self.inventory.listings[url][name], full=False)
+            return copy, stored_copy_problem(self.repo, self.targets.target(url).storage, name,
+                                             self.inventory.listings[url][name], full=False)
         finally:
             self.progress.advance()
 
@@ -535,11 +541,13 @@ class _Repair:
         order = [t for t in self.targets.read_order(name)
                  if t.url in holders and (t.url, name) not in self.bad]
         problems = []
+        unread = False  # a copy could not be read: it may be intact
         for source in order:
             try:
                 data = source.storage.read(name)
-            except StorageError as exc:
-                problems.append(f"{source.url}: {exc}")
+            except StorageError as exc:  # its message names the target and the object
+                problems.append(str(exc))
+                unread = True
                 continue
             problem = verify_copy(self.repo, name, data, full=False)
             if problem is None:
@@ -548,13 +556,21 @@ class _Repair:
             with self._lock:
                 self.bad.add((source.url, name))
                 self.targets.remember_damage(source.url, name)
+        unread_before = [self.unreadable[url, name] for url in self.inventory.holders(name)
+                         if (url, name) in self.unreadable]
+        problems += unread_before
+        unread = unread or bool(unread_before)
         why = "; ".join(problems) or "no target holds a good copy"
         if name.startswith(DATA_DIR):  # a tree pack's copy, verified as a target's (its hash)
             cached = self.repo.cached_pack(id_from_name(name))
             if cached is not None:
                 return cached
-            with self._lock:
-                self.lost_packs[name] = f"{name}: {why}"
+            if not unread:  # lost only if every copy was seen
+                with self._lock:
+                    self.lost_packs[name] = f"{name}: {why}"
+        if unread:
+            why += ("; repair again once the copies that could not be read can be (fix access "
+                    "to them if it was denied)")
         return self._unrecoverable(name, why)
 
     def replan_over_new_index(self, index: BlobIndex) -> None:

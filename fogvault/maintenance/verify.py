@@ -21,13 +21,11 @@ kinds of problem apart (:class:`CopyProblem`):
 * **unreadable**: the copy could not be read at all (permission denied, an I/O error, a target
   that stopped answering). Its bytes were never judged and may well be intact, so it is not
   damage: ``check`` reports it apart, with the reason, and leaves the ledger as it was (the
-  user fixes access and checks again; ``repair --read-data``, which treats any copy it cannot
-  verify as bad, would replace it from a good copy instead). ``repair --index`` never drops a
-  pack for such a copy: it reads every copy again first and keeps the pack when one cannot be
-  read (:mod:`fogvault.maintenance.lost_packs`).
-
-:func:`verify_stored_copy` is :func:`stored_copy_problem` as one string, for callers to which
-any problem makes the copy bad (``repair``).
+  user fixes access and checks again; ``repair --read-data`` replaces it from a good copy
+  instead, without recording it as damage, and with no good copy says to fix access). No
+  repair takes a pack out of the index for such a copy: ``repair --index`` reads every copy
+  again first and keeps the pack when one cannot be read
+  (:mod:`fogvault.maintenance.lost_packs`).
 
 :func:`damaged_index_files` finds the index files that no target holds a good copy of: loading
 the index skips them with a warning, so they are not live objects, and their packs look
@@ -97,13 +95,6 @@ def stored_copy_problem(repo: Repository, storage: Storage, name: str, size: int
     except FogVaultError as exc:
         return read_problem(exc)
     return None if reason is None else CopyProblem(reason)
-
-
-def verify_stored_copy(repo: Repository, storage: Storage, name: str, size: int, *,
-                       full: bool = True) -> str | None:
-    """:func:`stored_copy_problem` as a string: a copy that cannot be read is bad too."""
-    problem = stored_copy_problem(repo, storage, name, size, full=full)
-    return None if problem is None else problem.reason
 
 
 def read_problem(error: FogVaultError) -> CopyProblem:

@@ -106,8 +106,8 @@ def test_the_text_report_names_unreadable_copies_apart(two_targets, fogvault):
 
 def test_a_pack_no_target_can_read_is_not_called_lost_and_repair_index_keeps_it(
         two_targets, check_as_user, fogvault, tmp_path):
-    """Unreadable on every target, a pack is no lost pack: check does not send the user to
-    'repair --index', and 'repair --index --read-data' keeps it all the same."""
+    """Unreadable on every target, a pack is no lost pack: neither check nor repair sends the
+    user to 'repair --index', which keeps it all the same; repair says to fix access first."""
     repo, (a, b) = two_targets
     pack = _data_packs(a)[0]
     name = str(pack.relative_to(a))
@@ -117,9 +117,15 @@ def test_a_pack_no_target_can_read_is_not_called_lost_and_repair_index_keeps_it(
         assert not any(name in p and "every target" in p for p in summary["problems"])
         assert [t["unreadable"] for t in summary["targets"]] == [{name: DENIED}] * 2
         assert _ledger_damage(tmp_path, repo) == {a: [], b: []}
-        repaired = fogvault("-r", a, "-r", b, "repair", "--index", "--read-data", wrap=AS_USER)
-        assert f"unrecoverable: {name}: its copy on {a} could not be read again" in (
-            repaired.stdout.decode())
+        for options in (["--index", "--read-data"], ["--read-data"]):
+            repaired = fogvault("-r", a, "-r", b, "repair", *options, wrap=AS_USER)
+            assert repaired.returncode == 1
+            [line] = [x for x in repaired.stdout.decode().splitlines()
+                      if x.startswith(f"unrecoverable: {name}")]
+            assert "repair again once the copies that could not be read can be" in line, line
+            assert "repair --index" not in line and "take out" not in line
+            assert line.count(a) == 1 and line.count(b) == 1, line  # each target named once
+        assert _ledger_damage(tmp_path, repo) == {a: [], b: []}
     assert pack.exists() and (Path(b) / name).exists()
     summary, done = check_as_user([a, b], "--read-data")
     assert done.returncode == 0 and summary["ok"], summary["problems"]

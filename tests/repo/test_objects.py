@@ -11,7 +11,7 @@ import fogvault.repo.pack as pack_module
 from fogvault.crypto import content_hash
 from fogvault.errors import IntegrityError, MalformedObject
 from fogvault.heap import zeroed_map
-from fogvault.maintenance.verify import verify_stored_copy
+from fogvault.maintenance.verify import stored_copy_problem
 from fogvault.repo.format import BlobType, index_name, pack_name, parse_hex_id, snapshot_name
 from fogvault.repo.index import IndexFile
 from fogvault.repo.pack import (
@@ -46,7 +46,8 @@ def _pack_problem(repo, pack_id: bytes) -> str | None:
     """What check --read-data finds wrong with the pack's copy on the first target."""
     storage = repo.targets.targets[0].storage
     name = pack_name(pack_id)
-    return verify_stored_copy(repo, storage, name, storage.stat(name).size)
+    problem = stored_copy_problem(repo, storage, name, storage.stat(name).size)
+    return None if problem is None else problem.reason
 
 
 def _whole(data: bytes):
