@@ -127,7 +127,7 @@ def report_repair(out: Printer, result: RepairResult) -> None:
     for name in result.left_out:
         out.line(f"not indexed: {name} (a prune or forget deleted it elsewhere)")
     for name in result.retired:
-        out.line(f"{verb}delete: {name} (damaged on every target; the packs it may list are "
+        out.line(f"{verb}delete: {name} (no target holds a good copy; the packs it may list are "
                  "listed by other index files)")
     for name in result.lost_packs:
         out.line(f"{verb}take out of the index: {name} (no target holds it intact)")
