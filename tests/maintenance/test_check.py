@@ -244,7 +244,7 @@ def test_an_index_file_damaged_everywhere_fails_check_until_repair_index_deletes
     assert state.returncode == 3 and json.loads(state.stdout)[0]["corrupt"] == [name]
     repaired = fogvault("--no-cache", "-r", str(root), "repair", "--index")
     assert repaired.returncode == 0, repaired.stderr
-    assert f"delete: {name} (damaged on every target".encode() in repaired.stdout
+    assert f"delete: {name} (no target holds a good copy".encode() in repaired.stdout
     assert not index_file.exists()
     clean = fogvault("--no-cache", "-r", str(root), "check", "--read-data")
     assert clean.returncode == 0 and b"no errors were found" in clean.stdout
