@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import FAST_KDF, PASSWORD
+from conftest import AS_USER, FAST_KDF, PASSWORD
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.maintenance.check import CheckOptions, check
@@ -25,7 +25,6 @@ from fogvault.storage import open_storage
 from fogvault.storage.faulty import Fault, FaultyStorage
 from fogvault.treewalk import walk
 from tests.restore.test_roundtrip import assert_same_tree, restored_root
-from tests.security.test_secrets_and_permissions import _unprivileged
 
 OTHER_PASSWORD = b"another password for the copy"
 #: the CLI's source password comes from here (FOGVAULT_PASSWORD is the destination's)
@@ -202,9 +201,9 @@ def test_a_read_only_source_locked_says_it_is_the_source(fogvault, source, tmp_p
         os.chmod(folder, 0o555)
     try:
         locked = fogvault("-r", "dst", "copy", "--from-repo", "src", env=SOURCE_ENV,
-                          wrap=_unprivileged())
+                          wrap=AS_USER)
         unlocked = fogvault("-r", "dst", "copy", "--from-repo", "src", "--no-lock",
-                            env=SOURCE_ENV, wrap=_unprivileged())
+                            env=SOURCE_ENV, wrap=AS_USER)
     finally:
         for folder in folders:
             os.chmod(folder, 0o755)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from conftest import AS_USER
+
 from fogvault.repo.cache import cache_folders
-from tests.security.test_secrets_and_permissions import _unprivileged
 
 
 def _repo_folder(root: Path, copies: int) -> Path:
@@ -46,7 +47,7 @@ def test_a_cache_dir_that_is_a_file_is_a_usage_error(fogvault, tmp_path):
 
 def test_a_cache_dir_that_cannot_be_listed_is_an_error(fogvault, tmp_path):
     (tmp_path / "locked").mkdir(mode=0)
-    done = fogvault("--cache-dir", "locked", "cache", wrap=_unprivileged())  # root lists any
+    done = fogvault("--cache-dir", "locked", "cache", wrap=AS_USER)  # root lists any
     assert done.returncode == 1
     assert done.stderr.decode().splitlines() == [
         "error: cannot list the cache folder locked: Permission denied"]

@@ -105,23 +105,18 @@ def test_read_only_repository_is_readable_with_no_lock(fogvault, tmp_path):
         listed = fogvault("snapshots", "-r", "repo", "--json")
         assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 1
         restored = fogvault("restore", "-r", "repo", "--version", "latest", "--no-lock",
-                            "--target", "out", wrap=_unprivileged())
+                            "--target", "out", wrap=AS_USER)
         assert restored.returncode == 0, restored.stderr
         restored_file = tmp_path / "out" / str(tmp_path / "src" / "f").lstrip("/")
         assert restored_file.read_text() == "x"
         locked = fogvault("restore", "-r", "repo", "--version", "latest", "--target", "out2",
-                          wrap=_unprivileged())
+                          wrap=AS_USER)
         assert locked.returncode == 1 and b"Traceback" not in locked.stderr
         assert locked.stderr.endswith(b"(a read-only repository can be read with --no-lock)\n")
     finally:
         for path in [tmp_path / "repo", *(tmp_path / "repo").rglob("*")]:
             if path.is_dir():
                 os.chmod(path, 0o755)
-
-
-def _unprivileged() -> list[str]:
-    """Root ignores folder permissions; drop the override so read-only means read-only."""
-    return AS_USER or []
 
 
 def test_permission_denied_on_the_target_is_a_clear_error(fogvault, tmp_path):
@@ -134,12 +129,12 @@ def test_permission_denied_on_the_target_is_a_clear_error(fogvault, tmp_path):
     for path in folders:
         os.chmod(path, 0o555)
     try:
-        done = fogvault("backup", "-r", "repo", "src", wrap=_unprivileged())
+        done = fogvault("backup", "-r", "repo", "src", wrap=AS_USER)
         assert done.returncode == 1, done.stderr
         lines = [ln for ln in done.stderr.decode().splitlines() if ln.strip()]
         assert len(lines) == 1 and "permission denied" in lines[0].lower(), lines
         assert "--no-lock" not in lines[0]  # not for a backup
-        listed = fogvault("snapshots", "-r", "repo", "--json", wrap=_unprivileged())
+        listed = fogvault("snapshots", "-r", "repo", "--json", wrap=AS_USER)
         assert listed.returncode == 0 and json.loads(listed.stdout) == []
     finally:
         for path in folders:
