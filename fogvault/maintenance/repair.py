@@ -298,7 +298,7 @@ class _Repair:
         self.inventory: Inventory
         self._may_be_found = False  # unindexed data may be in unlisted packs (set with inventory)
         self.bad: set[tuple[str, str]] = set()  # (url, name): copies known or found damaged
-        #: (url, name) -> why, of the copies in ``bad`` that could not be read (not damage)
+        #: (url, name) -> why, of the copies that could not be read (not damage)
         self.unreadable: dict[tuple[str, str], str] = {}
         self.have: dict[str, Listing] = {}  # url -> names it holds (good or not), as we go
         self._lock = threading.Lock()
@@ -541,13 +541,12 @@ class _Repair:
         order = [t for t in self.targets.read_order(name)
                  if t.url in holders and (t.url, name) not in self.bad]
         problems = []
-        unread = False  # a copy could not be read: it may be intact
         for source in order:
             try:
                 data = source.storage.read(name)
             except StorageError as exc:  # its message names the target and the object
-                problems.append(str(exc))
-                unread = True
+                with self._lock:
+                    self.unreadable[source.url, name] = str(exc)
                 continue
             problem = verify_copy(self.repo, name, data, full=False)
             if problem is None:
@@ -556,11 +555,10 @@ class _Repair:
             with self._lock:
                 self.bad.add((source.url, name))
                 self.targets.remember_damage(source.url, name)
-        unread_before = [self.unreadable[url, name] for url in self.inventory.holders(name)
-                         if (url, name) in self.unreadable]
-        problems += unread_before
-        unread = unread or bool(unread_before)
-        why = "; ".join(problems) or "no target holds a good copy"
+        # a copy that could not be read, here or when verified, may be intact
+        unread = [self.unreadable[url, name] for url in self.inventory.holders(name)
+                  if (url, name) in self.unreadable]
+        why = "; ".join(problems + unread) or "no target holds a good copy"
         if name.startswith(DATA_DIR):  # a tree pack's copy, verified as a target's (its hash)
             cached = self.repo.cached_pack(id_from_name(name))
             if cached is not None:

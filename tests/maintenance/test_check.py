@@ -291,6 +291,22 @@ def test_a_snapshot_forgotten_while_a_target_was_away_is_not_missing_elsewhere(
     assert clean.returncode == 0, clean.stdout
 
 
+def _second_snapshot_on_one_only(make_repo, tmp_path: Path):
+    """Targets 'one' and 'two' with a snapshot on both, then a k-of-N backup's on 'one' only:
+    the repository, the index files that backup wrote to 'one', and its snapshot."""
+    repo = make_repo("one", "two")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f1").write_bytes(random.Random(1).randbytes(50_000))
+    Archiver(repo, BackupOptions()).run([str(src)])
+    index_before = set((tmp_path / "one" / "index").iterdir())
+    (src / "f2").write_bytes(random.Random(2).randbytes(50_000))
+    with Repository.open([str(tmp_path / "one")], PASSWORD, use_cache=False) as only_one:
+        snapshot = Archiver(only_one, BackupOptions()).run([str(src)]).snapshot
+    new_index = set((tmp_path / "one" / "index").iterdir()) - index_before
+    return repo, new_index, snapshot
+
+
 def test_a_snapshot_on_some_targets_whose_index_file_is_lost_is_not_called_forgotten(
         make_repo, tmp_path):
     """A k-of-N backup's snapshot and index file are on 'one' only; that index file is then
@@ -298,17 +314,9 @@ def test_a_snapshot_on_some_targets_whose_index_file_is_lost_is_not_called_forgo
     'forget' (which, with a prune after it, destroyed the snapshot)."""
     from fogvault.maintenance.repair import RepairOptions, repair
 
-    repo = make_repo("one", "two")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "f1").write_bytes(random.Random(1).randbytes(50_000))
-    Archiver(repo, BackupOptions()).run([str(src)])
-    one = str(tmp_path / "one")
-    index_before = set((tmp_path / "one" / "index").iterdir())
-    (src / "f2").write_bytes(random.Random(2).randbytes(50_000))
-    with Repository.open([one], PASSWORD, use_cache=False) as only_one:
-        uid = Archiver(only_one, BackupOptions()).run([str(src)]).snapshot.uid
-    for new in set((tmp_path / "one" / "index").iterdir()) - index_before:
+    repo, new_index, snapshot = _second_snapshot_on_one_only(make_repo, tmp_path)
+    one, uid = str(tmp_path / "one"), snapshot.uid
+    for new in new_index:
         new.unlink()
     with Repository.open(repo.targets.urls, PASSWORD, use_cache=False) as both:
         result = check(both)
@@ -328,16 +336,9 @@ def test_a_snapshot_on_some_targets_whose_indexed_tree_is_lost_is_not_called_for
     """A k-of-N backup's snapshot is on 'one' only, and the pack holding its trees is then lost
     there. The index still lists its trees, so no prune dropped them while 'two' was away: the
     data is lost, not forgotten, and 'forget' is not the way out ('repair --index' is)."""
-    repo = make_repo("one", "two")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "f1").write_bytes(random.Random(1).randbytes(50_000))
-    Archiver(repo, BackupOptions()).run([str(src)])
-    one = str(tmp_path / "one")
-    (src / "f2").write_bytes(random.Random(2).randbytes(50_000))
-    with Repository.open([one], PASSWORD, use_cache=False) as only_one:
-        snapshot = Archiver(only_one, BackupOptions()).run([str(src)]).snapshot
-        tree_pack = only_one.index.get(snapshot.tree).pack_id.hex()
+    repo, _, snapshot = _second_snapshot_on_one_only(make_repo, tmp_path)
+    repo.load_index()  # with the index file the backup to 'one' wrote
+    tree_pack = repo.index.get(snapshot.tree).pack_id.hex()
     [lost] = (tmp_path / "one" / "data").glob(f"*/{tree_pack}")
     lost.unlink()
     with Repository.open(repo.targets.urls, PASSWORD, use_cache=False) as both:
