@@ -25,6 +25,11 @@ loads the CLI; ``app.main``), and from then on the handler acts by phase:
 
 Not covered: the interpreter's start-up before FogVault's first line (a signal kills the
 process, nothing written; SIGINT after Python installed its own handler raises a traceback).
+A signal that comes while the process is on its way into a blocking read (between the last
+bytecode and the system call) is handled when the read returns: CPython runs handlers between
+bytecodes. For a password read from a fifo that nobody writes, that is never; a second signal
+interrupts the read.
+
 Only the standard library and ``fogvault.errors`` are imported here, so that :func:`install`
 comes early.
 """

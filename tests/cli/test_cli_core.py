@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from polling import blocked_reading_a_pipe, wait_until
 
 
 def _init(fogvault, repo: str = "repo"):
@@ -296,8 +297,9 @@ def test_times_outside_years_1_to_9999_are_listed(fogvault, make_repo):
 def test_an_interrupted_command_says_so(fogvault, cli_env, tmp_path, signum):
     """Typer turns Ctrl-C into exit code 130 without a word; the CLI says what happened. SIGTERM
     and SIGHUP (a closed terminal) stop a command the same way. The command is caught reading
-    its password from a fifo: opening the fifo for writing returns
-    once the command has opened it, so the signal lands inside the command."""
+    its password from a fifo, signalled once it is blocked reading it. (Signalled as soon as it
+    has opened the fifo, it could be between the open and the read: CPython would then run the
+    handler only after the read, which never returns while the fifo is held open.)"""
     assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
     fifo = tmp_path / "password"
     os.mkfifo(fifo)
@@ -307,6 +309,7 @@ def test_an_interrupted_command_says_so(fogvault, cli_env, tmp_path, signum):
          str(fifo)], env=env, cwd=tmp_path, stderr=subprocess.PIPE,
     )
     with open(fifo, "wb"):
+        wait_until(lambda: blocked_reading_a_pipe(proc.pid), "the password read")
         proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
