@@ -9,22 +9,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
+from polling import wait_until
 
 from fogvault.jobs.daemon import Daemon, Scheduler
 from fogvault.jobs.schedule import parse_schedule
 from fogvault.jobs.status import RunLog, RunRecord, next_run
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
 
 
 def _at(hour: int, minute: int = 0, day: int = 1) -> datetime:
@@ -83,8 +75,8 @@ def test_daemon_survives_a_failing_job(setup):
     thread.start()
     log = RunLog(setup.run_log)
     try:
-        _wait_for(lambda: len(log.records("broken")) >= 2 and len(log.records("home")) >= 2,
-                  30, "two runs of each job")
+        wait_until(lambda: len(log.records("broken")) >= 2 and len(log.records("home")) >= 2,
+                   "two runs of each job", 30)
     finally:
         daemon.stop()
         thread.join(10)
@@ -108,8 +100,8 @@ def test_daemon_process_runs_on_schedule_one_at_a_time_and_stops_on_sigterm(setu
     )
     log = RunLog(setup.run_log)
     try:
-        _wait_for(lambda: len(log.records("home")) >= 2 and len(log.records("other")) >= 2,
-                  40, "two runs of each job")
+        wait_until(lambda: len(log.records("home")) >= 2 and len(log.records("other")) >= 2,
+                   "two runs of each job", 40)
     finally:
         daemon.send_signal(signal.SIGTERM)
         out, err = daemon.communicate(timeout=30)

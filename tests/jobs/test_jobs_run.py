@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AS_USER
+from polling import wait_until
 
 from fogvault.errors import LockError
 from fogvault.jobs.joblock import JobLock, JobRunning
@@ -540,9 +541,7 @@ def test_a_second_sigterm_while_a_hook_is_being_stopped_still_stops_it(setup, cl
     assert run.stderr is not None
     line = run.stderr.readline()  # the hook is running
     run.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline:  # fogvault is stopping it
-        time.sleep(0.02)
+    wait_until(marker.exists, "fogvault stopping the hook", 30)
     run.send_signal(signal.SIGTERM)
     _out, err = run.communicate(timeout=60)
     assert line.startswith("pid "), line + err

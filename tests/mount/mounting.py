@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,14 +88,6 @@ class MountProcess:
             self.process.kill()
             self.process.wait(timeout=30)
         force_unmount(self.point)
-
-
-def wait_until(condition: Callable[[], bool], what: str, deadline_s: float = 20.0) -> None:
-    """Poll ``condition`` until it holds, failing after ``deadline_s`` seconds."""
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {deadline_s} s"
-        time.sleep(0.02)  # polling, with the deadline above
 
 
 def flip_a_byte(repo: Path, entry: IndexEntry) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from polling import wait_until
 
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import FogVaultError
@@ -28,7 +29,7 @@ from fogvault.mount.chunks import (
 from fogvault.mount.files import FileContent
 from fogvault.mount.view import READ_AHEAD_MAX_OPEN, SnapshotView
 from fogvault.repo.repository import Repository
-from tests.mount.mounting import flip_a_byte, held_memory, wait_until
+from tests.mount.mounting import flip_a_byte, held_memory
 
 DEADLINE_S = 30.0
 

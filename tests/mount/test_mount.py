@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FAST_KDF, PASSWORD, SMALL_CHUNKS
+from polling import wait_until
 
 from fogvault.repo.config import RepoConfig
 from fogvault.repo.format import pack_name
@@ -33,7 +34,6 @@ from tests.mount.mounting import (
     OpenCounter,
     flip_a_byte,
     force_unmount,
-    wait_until,
 )
 
 LATIN1 = os.fsdecode(b"caf\xe9")

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from polling import wait_until
 
-from tests.mount.mounting import MountProcess, is_mounted, wait_until
+from tests.mount.mounting import MountProcess, is_mounted
 
 
 @pytest.fixture

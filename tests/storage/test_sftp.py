@@ -12,13 +12,13 @@ import signal
 import socket
 import sys
 import threading
-import time
 from contextlib import suppress
 from pathlib import Path
 
 import asyncssh
 import pytest
 from fsspec.asyn import sync
+from polling import wait_until
 
 from fogvault.errors import UsageError
 from fogvault.storage import (
@@ -259,10 +259,7 @@ def kill_connections(sshd_pid: int, sig: int = signal.SIGKILL) -> None:
     assert children, "no connection to drop"
     for pid in children:
         os.kill(pid, sig)
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children):
-        assert time.monotonic() < deadline, "connection processes did not end"
-        time.sleep(0.01)
+    wait_until(lambda: not any(_alive(pid) for pid in children), "the connections ending", 10)
 
 
 def _pids() -> list[int]:

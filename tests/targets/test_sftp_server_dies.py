@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from polling import wait_until
 from servers import SCRIPTS, Server
 
 from tests.storage.test_sftp import _alive, _descendants
@@ -43,10 +44,7 @@ def _kill_server(listener: int) -> None:
     pids = [listener, *_descendants(listener)]
     for pid in pids:
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    while any(_alive(pid) for pid in pids):
-        assert time.monotonic() < deadline, "the sshd processes did not end"
-        time.sleep(0.01)
+    wait_until(lambda: not any(_alive(pid) for pid in pids), "the sshd processes ending")
 
 
 def _receiving(folder: Path) -> bool:
