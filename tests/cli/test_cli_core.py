@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from outputs import one_error_line
 from polling import blocked_reading_a_pipe, wait_until
 
 
@@ -16,14 +17,6 @@ def _init(fogvault, repo: str = "repo"):
     done = fogvault("init", "-r", repo, "--kdf", "interactive")
     assert done.returncode == 0, done.stderr
     return done
-
-
-def _one_line_error(done) -> str:
-    err = done.stderr.decode()
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_version(fogvault):
@@ -38,7 +31,7 @@ def test_init_then_refuse_second_init(fogvault, tmp_path):
     assert len(list((tmp_path / "repo" / "keys").iterdir())) == 1
     again = fogvault("init", "-r", "repo", "--kdf", "interactive")
     assert again.returncode == 1
-    assert "already exists" in _one_line_error(again)
+    assert "already exists" in one_error_line(again)
 
 
 def test_init_refuses_a_folder_of_other_files_and_writes_nothing(fogvault, tmp_path):
@@ -48,9 +41,9 @@ def test_init_refuses_a_folder_of_other_files_and_writes_nothing(fogvault, tmp_p
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "docs").rglob("*"))
     done = fogvault("init", "-r", "elsewhere", "-r", "docs", "--kdf", "interactive")
     assert done.returncode == 2
-    assert _one_line_error(done) == (f"error: {tmp_path / 'docs'} is not empty (it holds "
-                                     "'2024/taxes.pdf'): a repository needs an empty folder, "
-                                     "or one that does not exist yet")
+    assert one_error_line(done) == (f"error: {tmp_path / 'docs'} is not empty (it holds "
+                                    "'2024/taxes.pdf'): a repository needs an empty folder, "
+                                    "or one that does not exist yet")
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "docs").rglob("*")) == before
     assert not any((tmp_path / "elsewhere").iterdir())  # the other target got no key file
     (tmp_path / "empty").mkdir()
@@ -62,13 +55,13 @@ def test_wrong_password_exits_12(fogvault):
     _init(fogvault)
     done = fogvault("snapshots", "-r", "repo", env={"FOGVAULT_PASSWORD": "wrong"})
     assert done.returncode == 12
-    assert "wrong password" in _one_line_error(done)
+    assert "wrong password" in one_error_line(done)
 
 
 def test_missing_repository_exits_10(fogvault):
     done = fogvault("snapshots", "-r", "nowhere")
     assert done.returncode == 10
-    assert "no repository" in _one_line_error(done)
+    assert "no repository" in one_error_line(done)
 
 
 def test_usage_errors_exit_2(fogvault):
@@ -80,7 +73,7 @@ def test_no_password_source_without_tty(fogvault):
     _init(fogvault)
     done = fogvault("snapshots", "-r", "repo", env={"FOGVAULT_PASSWORD": ""}, input=b"")
     assert done.returncode in (1, 2)
-    _one_line_error(done)
+    one_error_line(done)
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
@@ -109,7 +102,7 @@ def test_password_command(fogvault):
     failing = fogvault("snapshots", "-r", "repo", env={
         "FOGVAULT_PASSWORD": "", "FOGVAULT_PASSWORD_COMMAND": "false"})
     assert failing.returncode == 1
-    assert "password command" in _one_line_error(failing)
+    assert "password command" in one_error_line(failing)
 
 
 def test_a_password_that_is_not_utf8_is_its_bytes(fogvault, tmp_path):
@@ -127,10 +120,10 @@ def test_a_password_command_that_cannot_be_split_is_a_usage_error(fogvault, comm
     done = fogvault("snapshots", "-r", "repo", env={
         "FOGVAULT_PASSWORD": "", "FOGVAULT_PASSWORD_COMMAND": command})
     assert done.returncode == 2
-    assert "FOGVAULT_PASSWORD_COMMAND" in _one_line_error(done)
+    assert "FOGVAULT_PASSWORD_COMMAND" in one_error_line(done)
     flag = fogvault("snapshots", "-r", "repo", "--password-command", command)
     assert flag.returncode == 2
-    assert "--password-command" in _one_line_error(flag)
+    assert "--password-command" in one_error_line(flag)
 
 
 def test_password_command_option_beats_the_environment(fogvault, tmp_path):
@@ -148,7 +141,7 @@ def test_password_command_option_beats_the_environment(fogvault, tmp_path):
     both = fogvault("snapshots", "-r", "repo", "--password-file", "pw",
                     "--password-command", "echo x")
     assert both.returncode == 2
-    assert _one_line_error(both) == (
+    assert one_error_line(both) == (
         "error: --password-file and --password-command cannot be used together")
 
 
@@ -164,7 +157,7 @@ def test_key_commands(fogvault, tmp_path):
     other = next(k["id"] for k in keys if not k["current"])
     refused = fogvault("key", "remove", current, "-r", "repo")
     assert refused.returncode == 2
-    _one_line_error(refused)
+    one_error_line(refused)
     # passwd with the second password, then the first no longer works
     env2 = {"FOGVAULT_PASSWORD": "second password"}
     (tmp_path / "third").write_text("third password")
@@ -186,7 +179,7 @@ def test_key_add_without_a_terminal_asks_for_the_new_password_option(fogvault):
     _init(fogvault)
     done = fogvault("key", "add", "-r", "repo", input=b"")
     assert done.returncode == 2
-    assert _one_line_error(done) == (
+    assert one_error_line(done) == (
         "error: no new password given: use --new-password-file (or run on a terminal)")
 
 

@@ -5,16 +5,11 @@ write."""
 from __future__ import annotations
 
 from conftest import AS_USER
+from outputs import one_error_line
 
 from fogvault.jobs.runner import run_job
 
 HINT = "([monitoring] run_log in the config, or XDG_STATE_HOME, moves it)"
-
-
-def _one_error_line(done) -> str:
-    lines = done.stderr.decode().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_status_with_a_state_folder_that_is_a_file(setup, jobs_cli):
@@ -22,8 +17,8 @@ def test_status_with_a_state_folder_that_is_a_file(setup, jobs_cli):
     state.write_text("")
     done = jobs_cli("status", "--config", str(setup.config), env={"XDG_STATE_HOME": str(state)})
     assert done.returncode == 1
-    assert _one_error_line(done) == (f"error: cannot read the run log {state}/fogvault/runs.jsonl:"
-                                     f" Not a directory {HINT}")
+    assert one_error_line(done) == (f"error: cannot read the run log {state}/fogvault/runs.jsonl:"
+                                    f" Not a directory {HINT}")
 
 
 def test_status_with_a_run_log_under_a_file(setup, jobs_cli):
@@ -32,8 +27,8 @@ def test_status_with_a_run_log_under_a_file(setup, jobs_cli):
     setup.write(top=f'[monitoring]\nrun_log = "{log}"\n')
     done = jobs_cli("status", "--config", str(setup.config))
     assert done.returncode == 1
-    assert _one_error_line(done) == (f"error: cannot read the run log {log}: Not a directory "
-                                     f"{HINT}")
+    assert one_error_line(done) == (f"error: cannot read the run log {log}: Not a directory "
+                                    f"{HINT}")
 
 
 def test_status_with_a_run_log_it_may_not_read(setup, jobs_cli):
@@ -41,8 +36,8 @@ def test_status_with_a_run_log_it_may_not_read(setup, jobs_cli):
     setup.run_log.chmod(0o200)
     done = jobs_cli("status", "--config", str(setup.config), wrap=AS_USER)
     assert done.returncode == 1
-    assert _one_error_line(done) == (f"error: cannot read the run log {setup.run_log}: "
-                                     f"Permission denied {HINT}")
+    assert one_error_line(done) == (f"error: cannot read the run log {setup.run_log}: "
+                                    f"Permission denied {HINT}")
 
 
 def test_status_with_a_state_folder_it_may_not_write_works(setup, jobs_cli):

@@ -8,16 +8,10 @@ import os
 from pathlib import Path
 
 from conftest import AS_USER
+from outputs import one_error_line
 
 # Other people's lines: a Latin-1 comment, a byte that is no text at all, no final newline.
 FOREIGN = b"# caf\xe9 au lait\nMAILTO=al\xffce\n5 * * * * echo \xe9t\xe9"
-
-
-def _one_error_line(done) -> str:
-    lines = done.stderr.decode().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    assert "unexpected error" not in lines[0]
-    return lines[0]
 
 
 def test_a_crontab_that_is_not_utf8_is_listed_and_kept_byte_for_byte(setup, jobs_cli, tmp_path):
@@ -70,8 +64,8 @@ def test_a_crontab_file_that_is_a_folder_is_a_one_line_error(setup, jobs_cli, tm
                  ["list"], ["remove", "home", "--backend", "cron"]):
         done = jobs_cli("schedule", *args, env=env)
         assert done.returncode == 1, (args, done.stderr)
-        assert _one_error_line(done) == (f"error: cannot read the crontab file {folder} "
-                                         "(FOGVAULT_CRONTAB_FILE): Is a directory")
+        assert one_error_line(done) == (f"error: cannot read the crontab file {folder} "
+                                        "(FOGVAULT_CRONTAB_FILE): Is a directory")
     assert not list(folder.iterdir())
 
 
@@ -84,8 +78,8 @@ def test_a_crontab_file_that_cannot_be_written_is_a_one_line_error(setup, jobs_c
                     "--config", str(setup.config), env={"FOGVAULT_CRONTAB_FILE": str(crontab)},
                     wrap=AS_USER)
     assert done.returncode == 1
-    assert _one_error_line(done) == (f"error: cannot write the crontab file {crontab} "
-                                     "(FOGVAULT_CRONTAB_FILE): Permission denied")
+    assert one_error_line(done) == (f"error: cannot write the crontab file {crontab} "
+                                    "(FOGVAULT_CRONTAB_FILE): Permission denied")
     assert not list(folder.iterdir())
 
 
@@ -97,14 +91,14 @@ def test_a_systemctl_command_that_cannot_be_split_is_a_usage_error_before_any_wr
     done = jobs_cli("schedule", "install", "home", "--backend", "systemd",
                     "--config", str(setup.config), env=env)
     assert done.returncode == 2
-    assert _one_error_line(done) == ("error: FOGVAULT_SYSTEMCTL cannot be split into words: "
-                                     "No closing quotation")
+    assert one_error_line(done) == ("error: FOGVAULT_SYSTEMCTL cannot be split into words: "
+                                    "No closing quotation")
     assert not unit_dir.exists()  # nothing written
     installed = jobs_cli("schedule", "install", "home", "--backend", "systemd",
                          "--config", str(setup.config))
     assert installed.returncode == 0, installed.stderr
     removed = jobs_cli("schedule", "remove", "home", "--backend", "systemd", env=env)
-    assert removed.returncode == 2 and "FOGVAULT_SYSTEMCTL" in _one_error_line(removed)
+    assert removed.returncode == 2 and "FOGVAULT_SYSTEMCTL" in one_error_line(removed)
     assert (unit_dir / "fogvault-home.timer").is_file()  # still there: nothing was disabled
 
 
@@ -115,5 +109,5 @@ def test_a_unit_folder_that_cannot_be_made_is_a_one_line_error(setup, jobs_cli, 
     done = jobs_cli("schedule", "install", "home", "--backend", "systemd",
                     "--config", str(setup.config), env={"XDG_CONFIG_HOME": str(config_home)})
     assert done.returncode == 1
-    assert _one_error_line(done) == (f"error: cannot write the units of job home in "
-                                     f"{Path(config_home, 'systemd', 'user')}: Not a directory")
+    assert one_error_line(done) == (f"error: cannot write the units of job home in "
+                                    f"{Path(config_home, 'systemd', 'user')}: Not a directory")

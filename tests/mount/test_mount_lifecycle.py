@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from outputs import one_error_line
 from polling import wait_until
 
 from tests.mount.mounting import MountProcess, is_mounted
@@ -149,13 +150,6 @@ def test_sigterm_and_sighup_stop_a_mount_in_use_at_once(
     _stopped_in_use(repo, mount, user)
 
 
-def _one_line(done: subprocess.CompletedProcess) -> str:
-    err = done.stderr.decode()
-    assert "Traceback" not in err
-    [line] = err.splitlines()
-    return line
-
-
 def test_mount_points_that_cannot_be_used(fogvault, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     (tmp_path / "full").mkdir()
@@ -164,7 +158,7 @@ def test_mount_points_that_cannot_be_used(fogvault, tmp_path: Path) -> None:
                        ("full", "is not empty")):
         done = fogvault("mount", "-r", "repo", point)  # no repository needed to say so
         assert done.returncode == 2
-        assert _one_line(done) == f"error: mount point {point} {why}"
+        assert one_error_line(done) == f"error: mount point {point} {why}"
 
 
 def test_no_fuse_and_a_wrong_password(fogvault, repo: Path, tmp_path: Path) -> None:
@@ -172,7 +166,7 @@ def test_no_fuse_and_a_wrong_password(fogvault, repo: Path, tmp_path: Path) -> N
     done = fogvault("mount", "-r", "repo", "mnt",
                     env={"FUSE_LIBRARY_PATH": str(tmp_path / "no-libfuse.so.2")})
     assert done.returncode == 1
-    assert _one_line(done).startswith("error: FUSE is not available: libfuse cannot be loaded")
+    assert one_error_line(done).startswith("error: FUSE is not available: libfuse cannot be loaded")
     done = fogvault("mount", "-r", "repo", "mnt", env={"FOGVAULT_PASSWORD": "wrong"})
     assert done.returncode == 12
     assert not is_mounted(tmp_path / "mnt")
@@ -187,6 +181,6 @@ def test_no_fuse_device(fogvault, repo: Path, tmp_path: Path) -> None:
                 'mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3 && exec "$@"', "sh"]
     done = fogvault("mount", "-r", "repo", "mnt", wrap=hide_dev)
     assert done.returncode == 1
-    assert _one_line(done) == ("error: FUSE is not available: cannot open /dev/fuse: No such "
-                               "file or directory (load the fuse module; in a container, pass "
-                               "the device in)")
+    assert one_error_line(done) == ("error: FUSE is not available: cannot open /dev/fuse: No such "
+                                    "file or directory (load the fuse module; in a container, pass "
+                                    "the device in)")

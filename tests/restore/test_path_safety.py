@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from outputs import one_error_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for crafted.py
 from crafted import (
@@ -493,14 +494,10 @@ def cli_restore(fogvault: Callable[..., Any], repo: Repository, snapshot: Snapsh
 
 
 def assert_one_line_error(result: Any, *fragments: str) -> None:
-    stderr = result.stderr.decode()
-    assert result.returncode == 1, stderr
-    assert "Traceback" not in stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
+    line = one_error_line(result)
+    assert result.returncode == 1, line
     for fragment in fragments:
-        assert fragment in lines[0], stderr
+        assert fragment in line, line
 
 
 def test_cli_refuses_dotdot_name(
