@@ -191,6 +191,7 @@ def check(
             if target.url not in inventory.listings:
                 report.reachable, report.error = False, target.dropped or "unreachable"
                 continue
+            report.unreadable = repo.targets.unreadable_on(target.url)  # the mark's reads
             try:
                 _check_target(repo, target, inventory, metadata, chosen, copies, report,
                               progress)
@@ -200,8 +201,7 @@ def check(
             _sort_unlisted(repo, inventory, pruned, report)
             _leave_out_forgotten_here(repo, result, report)
             _add_index_file_copies(repo, damaged_index, report)
-            if report.unreadable:
-                result.problems.append(_unreadable_problem(report))
+        result.problems += _unreadable_problems(result.targets)
         result.problems += _lost_packs(repo, result.targets)
         result.problems += _undecided_keys(copies)
         _warn_of_partial_keys(repo, inventory, result)
@@ -236,14 +236,31 @@ def _add_index_file_copies(repo: Repository, damaged: dict[str, dict[str, CopyPr
             repo.targets.remember_damage(report.url, name)
 
 
-def _unreadable_problem(report: TargetReport) -> str:
-    """The problem of a target some copies of which could not be read, with what to do."""
-    (first, why), count = next(iter(report.unreadable.items())), len(report.unreadable)
-    what, it = ((f"{first} could not be read ({why})", "it") if count == 1 else
-                (f"{count} copies could not be read ({first}: {why}, ...)", "them"))
-    return (f"{report.url}: {what}: check could not verify {it}, which may be intact: fix "
-            f"access to {it} there, then check again; 'fogvault repair --read-data' would "
-            f"instead replace {it} from good copies on the other targets, if they hold any")
+def _unreadable_problems(reports: list[TargetReport]) -> list[str]:
+    """The problem of each target some copies of which could not be read, with what to do:
+    'repair --read-data' only if another target may hold a good copy of one of them."""
+    problems = []
+    for report in reports:
+        if not report.unreadable:
+            continue
+        (first, why), count = next(iter(report.unreadable.items())), len(report.unreadable)
+        what, it = ((f"{first} could not be read ({why})", "it") if count == 1 else
+                    (f"{count} copies could not be read ({first}: {why}, ...)", "them"))
+        problem = (f"{report.url}: {what}: check could not verify {it}, which may be intact: "
+                   f"fix access to {it} there, then check again")
+        if any(_may_hold_good_copy(other, name) for name in report.unreadable
+               for other in reports if other is not report):
+            problem += (f"; 'fogvault repair --read-data' would instead replace {it} from "
+                        "good copies on the other targets, if they hold any")
+        problems.append(problem)
+    return problems
+
+
+def _may_hold_good_copy(report: TargetReport, name: str) -> bool:
+    """Whether ``report``'s target may hold a good copy of ``name``: it was reached, and its
+    copy is not known to be missing, damaged or unreadable."""
+    return report.reachable and name not in report.unreadable and not any(
+        name in names for names in (report.missing, report.wrong_size, report.corrupt))
 
 
 def _lost_packs(repo: Repository, reports: list[TargetReport]) -> list[str]:
@@ -303,6 +320,7 @@ def _check_target(
     for name, problem in ordered_map(one, names, workers=READERS):
         if problem is None:
             repo.targets.forget_damage(url, name)
+            report.unreadable.pop(name, None)
         elif problem.unreadable:  # nothing learnt of its bytes: the ledger stays as it was
             report.unreadable[name] = problem.reason
         else:

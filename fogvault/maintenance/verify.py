@@ -102,8 +102,7 @@ def read_problem(error: FogVaultError) -> CopyProblem:
     error other than "not found" kept the copy from being read (unreadable); anything else
     is damage."""
     if isinstance(error, StorageError) and not isinstance(error, ObjectNotFound):
-        where = " ".join(part for part in (error.target, error.name) if part)
-        return CopyProblem(str(error).removeprefix(f"{where}: "), unreadable=True)
+        return CopyProblem(error.reason, unreadable=True)
     return CopyProblem(str(error) or type(error).__name__)
 
 

@@ -21,6 +21,7 @@ class StorageError(FogVaultError):
     def __init__(self, message: str, *, target: str = "", name: str = "") -> None:
         self.target = target
         self.name = name
+        self.reason = message  # without the target and name
         where = " ".join(part for part in (target, name) if part)
         super().__init__(f"{where}: {message}" if where else message)
 

@@ -12,7 +12,8 @@
   first) and check what they get with the caller's ``decode``; a storage error, a missing object
   or a failed check falls through to the next target with a warning, and a missing or damaged
   copy is remembered in ``damaged`` for ``repair`` (one that could not be read is not: nothing
-  was seen of it, and it may be intact). A missing object is told once per target and name
+  was seen of it, and it may be intact; it is kept in ``unreadable`` until a read of it works,
+  for ``check`` to report, and told once). A missing object is told once per target and name
   (until ``repair`` forgets it), and a target that lacks one is quiet about others until one
   of its reads works: a mount reads a pack chunk by chunk, and a target gone lacks them all.
 * **Listings** are the union over the targets in use. Each target's own listing is kept until
@@ -90,6 +91,8 @@ class TargetSet:
             raise ValueError("at least one target is needed")
         self.damaged: set[tuple[str, str]] = set()  # (target url, object name)
         self.missed_deletes: set[tuple[str, str]] = set()  # (target url, object name)
+        #: (target url, object name) -> why its last read failed without seeing its bytes
+        self.unreadable: dict[tuple[str, str], str] = {}
         self._quiet_on_missing: set[str] = set()  # urls told missing since their last read
         self._lock = threading.Lock()
         self._listings: dict[str, dict[str, NameListing]] = {}  # prefix -> url -> names
@@ -285,21 +288,41 @@ class TargetSet:
                 continue
             except (StorageError, IntegrityError) as exc:
                 errors.append(exc)
+                told = False
                 if isinstance(exc, IntegrityError):  # a read that failed saw no bytes to judge
                     self.remember_damage(target.url, name)
+                else:
+                    told = self._remember_unreadable(target.url, name, exc)
                 if isinstance(exc, StorageError) and target.read_failed():
                     self.drop(target, f"reads keep failing ({exc})")
-                elif len(order) > 1:
+                elif len(order) > 1 and not told:
                     where = "" if isinstance(exc, StorageError) else f"{target.url} {name}: "
                     log.warning("%s%s; %s", where, exc,
                                 "no other target has it" if last else "trying another target")
                 continue
             target.read_worked()
+            if self.unreadable:
+                with self._lock:
+                    self.unreadable.pop((target.url, name), None)
             if target.url in self._quiet_on_missing:
                 with self._lock:
                     self._quiet_on_missing.discard(target.url)
             return value
         raise self._read_failure(name, order, errors)
+
+    def unreadable_on(self, url: str) -> dict[str, str]:
+        """name -> why, for each copy on ``url`` whose last read failed without seeing it."""
+        with self._lock:
+            return {name: why for (at, name), why in sorted(self.unreadable.items())
+                    if at == url}
+
+    def _remember_unreadable(self, url: str, name: str, error: StorageError) -> bool:
+        """Note that ``url``'s copy of ``name`` could not be read; whether that was known (and
+        told) already: a batch of blobs read again one by one fails on the same copy."""
+        with self._lock:
+            told = (url, name) in self.unreadable
+            self.unreadable[(url, name)] = error.reason
+        return told
 
     def _tell_missing(self, target: Target, name: str) -> bool:
         """Whether to warn that ``target`` lacks ``name`` (module docstring): not if that is

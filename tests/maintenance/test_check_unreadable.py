@@ -14,10 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import AS_USER
+from conftest import AS_USER, PASSWORD
 
 from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.maintenance.check import check
 from fogvault.repo.format import pack_name
+from fogvault.repo.repository import Repository
+from fogvault.storage import open_storage
+from fogvault.storage.faulty import Fault, FaultyStorage, permanent
 
 DENIED = "Permission denied"
 
@@ -153,7 +157,9 @@ def test_an_index_file_no_target_can_read_says_to_fix_access_first(two_targets, 
 
 def test_a_tree_no_target_can_read_is_not_called_lost_data(two_targets, fogvault):
     """Marking cannot read a snapshot's tree: the problem says to fix access, not that data
-    is lost (no 'repair --index', no 'repair --snapshots')."""
+    is lost (no 'repair --index', no 'repair --snapshots', and no 'repair --read-data': no
+    target has a copy it could read). Both copies are named, each on its target's line, and
+    each warning is given once, though the tree is read twice (batched, then on its own)."""
     repo, (a, b) = two_targets
     [snapshot] = repo.snapshots()
     name = pack_name(repo.index.get(snapshot.tree).pack_id)
@@ -167,6 +173,36 @@ def test_a_tree_no_target_can_read_is_not_called_lost_data(two_targets, fogvault
     assert (f"error: snapshot {snapshot.uid}: tree of /: " in out
             and f"{DENIED}: it could not be read, which says nothing of its bytes: fix access "
                 "to it, then check again\n" in out)
+    for url in (a, b):
+        assert (f"{url}: SOME COPIES UNREADABLE\n  unreadable: {name} ({DENIED})\n" in out)
+    warnings = done.stderr.decode().splitlines()
+    assert sorted(warnings) == sorted({*warnings}) and len(warnings) == 2, warnings
     assert not summary["data_missing"]
     assert [(b["id"], b["unreadable"]) for b in summary["broken_objects"]] == [
         (snapshot.tree.hex(), True)]
+    assert [t["unreadable"] for t in summary["targets"]] == [{name: DENIED}] * 2
+    assert [t["ok"] for t in summary["targets"]] == [False, False]
+
+
+def test_a_tree_one_target_cannot_read_is_named_on_its_line_by_a_plain_check(two_targets):
+    """Without --read-data check reads only the trees; one whose copy on a could not be read
+    (read from b instead) makes a's line say so, with 'repair --read-data' as a way out, and
+    the check fail: it could not verify that copy. b is ok, and nothing is called damaged.
+    (b is made slow, so that a is read first.)"""
+    repo, (a, b) = two_targets
+    [snapshot] = repo.snapshots()
+    name = pack_name(repo.index.get(snapshot.tree).pack_id)
+    denied = FaultyStorage(open_storage(a))
+    denied.inject("read", Fault(error=permanent(DENIED), times=None, prefix=name))
+    slow = FaultyStorage(open_storage(b))
+    slow.inject("*", Fault(delay=0.05, times=None))
+    with Repository.open([denied, slow], PASSWORD, use_cache=False) as opened:
+        result = check(opened)
+    assert not result.ok
+    assert not result.broken_objects and not result.data_missing
+    assert [(t.unreadable, t.corrupt, t.ok) for t in result.targets] == [
+        ({name: DENIED}, [], False), ({}, [], True)]
+    assert result.problems == [
+        f"{a}: {name} could not be read ({DENIED}): check could not verify it, which may be "
+        "intact: fix access to it there, then check again; 'fogvault repair --read-data' "
+        "would instead replace it from good copies on the other targets, if they hold any"]
