@@ -8,9 +8,10 @@ them stays broken. So, under the exclusive lock, once every target is reachable 
 other pack (the caller checks that: the new index goes to every target):
 
 1. **Re-read** each copy and hash it, those outside the pack's folder (``data/zz/<id>``) too.
-   The pack is left alone if a copy matches its name after all (damage an earlier read
-   recorded, that is not there now: its record is dropped, and the next ``repair`` copies it),
-   if one outside its folder does (it is moved into its folder first), if one cannot be read
+   The pack is *found* if a copy matches its name after all (damage an earlier read
+   recorded, that is not there now: its record is dropped), or if one outside its folder
+   does (it is moved into its folder): the caller then copies it to the other targets. It is
+   left alone if a copy cannot be read
    (a target that stops answering: it is never deleted unread), and if it is a tree pack while
    the local cache is off (the cache may hold a good copy: ``repair`` without ``--no-cache``
    copies it back).
@@ -44,7 +45,7 @@ from functools import partial
 from fogvault.errors import IntegrityError
 from fogvault.maintenance.index_rewrite import rewrite_index
 from fogvault.maintenance.progress import PhaseProgress
-from fogvault.maintenance.reindex import move_home
+from fogvault.maintenance.reindex import MovedPack, move_home
 from fogvault.maintenance.repack import repack
 from fogvault.repo.format import BlobType, id_from_name, pack_name
 from fogvault.repo.index import BlobIndex, IndexEntry
@@ -70,6 +71,9 @@ class LostPacks:
     #: them lack them until a backup stores them again
     blobs_lost: int = 0
     kept: dict[str, str] = field(default_factory=dict)  # name -> why, of packs left alone
+    #: packs with an intact copy after all, in their folder (or moved into it: ``moved``)
+    found: list[str] = field(default_factory=list)
+    moved: list[MovedPack] = field(default_factory=list)  # (planned, with dry_run)
     #: a dry run's stand-in for the new index: the blobs it would list (see :func:`_index_after`)
     index_after: BlobIndex | None = None
 
@@ -85,14 +89,17 @@ def drop_lost_packs(repo: Repository, copies: Copies, misplaced: Misplaced,
     progress.phase("re-read lost packs", sum(len(held) for held in copies.values()))
     lost = {}
     for name, held in sorted(copies.items()):
-        why_kept = (_why_not_lost(repo, name, held, progress)
-                    or _why_misplaced_copy_stays(repo, name, held, misplaced.get(name, []),
-                                                 dry_run=dry_run, before_write=before_write)
-                    or _why_tree_pack_stays(repo, name))
-        if why_kept is None:
+        outcome = (_why_not_lost(repo, name, held, progress)
+                   or _why_misplaced_copy_stays(repo, name, held, misplaced.get(name, []),
+                                                dry_run=dry_run, before_write=before_write)
+                   or _why_tree_pack_stays(repo, name))
+        if outcome is None:
             lost[id_from_name(name)] = name
+        elif isinstance(outcome, _Found):
+            result.found.append(name)
+            result.moved += [outcome.moved] if outcome.moved else []
         else:
-            result.kept[name] = why_kept
+            result.kept[name] = outcome
     if not lost:
         return result
     # what remains outside the packs' folders is damaged (else they would be kept)
@@ -180,9 +187,17 @@ def _why_tree_pack_stays(repo: Repository, name: str) -> str | None:
             "hold a good copy, which 'fogvault repair' (without --no-cache) copies back")
 
 
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """An intact copy of a pack thought lost: in its folder after all, or ``moved`` into it."""
+
+    moved: MovedPack | None = None
+
+
 def _why_not_lost(repo: Repository, name: str, held: dict[str, int], progress: PhaseProgress
-                  ) -> str | None:
-    """None if no copy of the pack ``name`` hashes to its name; else why it is left alone."""
+                  ) -> str | _Found | None:
+    """None if no copy of the pack ``name`` hashes to its name; else why it is left alone, or
+    that it is found."""
     for url, size in sorted(held.items()):
         try:
             intact = _intact(repo, url, name, name, size)
@@ -192,16 +207,17 @@ def _why_not_lost(repo: Repository, name: str, held: dict[str, int], progress: P
             progress.advance()
         if intact:
             repo.targets.forget_damage(url, name)
-            return f"its copy on {url} is intact after all: repair again to copy it"
+            log.warning("%s: %s is intact after all", url, name)
+            return _Found()
     return None
 
 
 def _why_misplaced_copy_stays(repo: Repository, name: str, held: dict[str, int],
                               copies: list[MisplacedCopy], *, dry_run: bool,
-                              before_write: Callable[[], None]) -> str | None:
+                              before_write: Callable[[], None]) -> str | _Found | None:
     """None if every copy of the pack ``name`` outside its folder (if any) is damaged; else why
-    the pack is left alone: one cannot be read, or one is intact (it is moved into the pack's
-    folder, unless ``dry_run``)."""
+    the pack is left alone (one cannot be read, or cannot be moved), or that one is intact and
+    was moved into the pack's folder (would be, with ``dry_run``)."""
     for url, copy, size in copies:
         try:
             intact = _intact(repo, url, name, copy, size)
@@ -209,14 +225,16 @@ def _why_misplaced_copy_stays(repo: Repository, name: str, held: dict[str, int],
             return f"its copy {copy} on {url} could not be read again ({exc})"
         if not intact:  # salvaged from and deleted with the others
             continue
-        if dry_run:
-            return f"its copy {copy} on {url} is intact: repair --index would move it home"
-        storage = repo.targets.target(url).storage
-        problem = move_home(repo, storage, copy, id_from_name(name), url in held, before_write)
-        if problem is not None:
-            return f"its intact copy {copy} on {url} could not be moved home: {problem}"
-        repo.targets.forget_damage(url, name)
-        return f"its intact copy {copy} on {url} was moved home: repair again to copy it"
+        if not dry_run:
+            storage = repo.targets.target(url).storage
+            problem = move_home(repo, storage, copy, id_from_name(name), url in held,
+                                before_write)
+            if problem is not None:
+                return f"its intact copy {copy} on {url} could not be moved home: {problem}"
+            repo.targets.forget_damage(url, name)
+        log.warning("%s: %s, an intact copy of %s outside its folder: %s", url, copy, name,
+                    "would move it home" if dry_run else "moved it home")
+        return _Found(MovedPack(url, copy, name))
     return None
 
 

@@ -152,7 +152,8 @@ class RepairResult:
     @property
     def changes(self) -> int:
         copies = sum(len(t.copied) + len(t.replaced) + len(t.deleted) for t in self.targets)
-        return copies + len(self.indexed) + len(self.retired) + len(self.lost_packs)
+        return (copies + len(self.indexed) + len(self.retired) + len(self.lost_packs)
+                + len(self.moved))
 
 
 def repair(
@@ -180,7 +181,7 @@ def repair(
             if report.ok:  # whole again: later operations of the session may count on it
                 repo.targets.caught_up(report.url)
     result.indexed, result.left_out = reindexed.indexed, reindexed.left_out
-    result.moved = reindexed.moved
+    result.moved = reindexed.moved + result.moved
     result.unrecoverable += reindexed.unreadable
     return result
 
@@ -213,18 +214,23 @@ def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
                 misplaced[name].append((url, copy, listing[copy]))
     lost = drop_lost_packs(repo, copies, misplaced, progress, dry_run=options.dry_run,
                            before_write=before_write)
-    handled = {work.lost_packs[name] for name in (*lost.dropped, *lost.kept)}
+    handled = {work.lost_packs[name] for name in (*lost.dropped, *lost.kept, *lost.found)}
     result.unrecoverable = [e for e in result.unrecoverable if e not in handled]
     result.unrecoverable += (f"{name}: {why}" for name, why in lost.kept.items())
     result.lost_packs, result.blobs_salvaged = lost.dropped, lost.blobs_salvaged
-    result.blobs_lost = lost.blobs_lost
-    if not lost.dropped or not any(t.skipped for t in result.targets):
+    result.blobs_lost, result.moved = lost.blobs_lost, lost.moved
+    held_back = lost.dropped and any(t.skipped for t in result.targets)
+    if not (held_back or lost.found):
         return result
     # Objects held back for the lost packs' sake (an index file that lists one, a snapshot
-    # waiting for it) are spread, or dropped, by a second pass over the new index; a dry run
-    # plans that pass over the index it would write, so as to report what the run would do.
+    # waiting for it) are spread, or dropped, by a second pass over the new index, which also
+    # copies the packs found intact; a dry run plans that pass over the index it would write,
+    # so as to report what the run would do (not the found packs' copies: their copies
+    # outside their folders are not moved yet).
     if lost.index_after is not None:
         work.replan_over_new_index(lost.index_after)
+        return result
+    if options.dry_run:
         return result
     again = _Repair(repo, options, progress).run()
     return _merged(result, again)

@@ -16,6 +16,7 @@ from conftest import PASSWORD
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.maintenance import lost_packs
 from fogvault.maintenance.check import CheckOptions, check
+from fogvault.maintenance.reindex import MovedPack
 from fogvault.maintenance.repair import RepairOptions, repair
 from fogvault.repo.format import BlobType, id_from_name, pack_name, snapshot_name
 from fogvault.repo.index import IndexEntry
@@ -162,7 +163,8 @@ def test_a_pack_is_not_dropped_while_a_target_cannot_be_reached(make_repo, tmp_p
     assert _indexed(repo, name)
 
 
-def test_damage_recorded_earlier_but_gone_leaves_the_pack_alone(make_repo, tmp_path):
+def test_damage_recorded_earlier_but_gone_leaves_the_pack_alone(make_repo, tmp_path, caplog):
+    """Found intact after all: not lost, not unrecoverable, and the damage record is gone."""
     repo = make_repo(*TARGETS, pack_size=128 * 1024)
     _backed_up(repo, tmp_path)
     name, _ = _data_pack(repo)
@@ -170,11 +172,10 @@ def test_damage_recorded_earlier_but_gone_leaves_the_pack_alone(make_repo, tmp_p
         repo.targets.remember_damage(url, name)
 
     done = repair(repo, RepairOptions(index=True))
-    assert done.lost_packs == []
-    [entry] = done.unrecoverable
-    assert entry.startswith(f"{name}: ") and "intact after all" in entry
+    assert done.ok and done.lost_packs == [] and done.unrecoverable == []
+    assert f"{repo.targets.urls[0]}: {name} is intact after all" in caplog.text
     assert all((tmp_path / t / name).exists() for t in TARGETS)
-    assert repair(repo, RepairOptions()).ok  # the damage record is gone
+    assert not repo.targets.damaged
     assert check(repo, CheckOptions(read_data=True)).ok
 
 
@@ -211,20 +212,26 @@ def test_a_tree_pack_stays_while_the_cache_is_off(make_repo, tmp_path):
                             "local cache is off")
 
 
-def test_an_intact_copy_outside_its_folder_is_moved_home_and_the_pack_kept(
+def test_an_intact_copy_outside_its_folder_is_moved_home_and_copied_in_one_run(
         make_repo, tmp_path):
+    """The only intact copy lies in data/zz/ on b, a's is damaged: the copy is moved into its
+    folder, then copied over a's, in the same run, which succeeds. A dry run before it plans
+    the move, and calls nothing unrecoverable either."""
     repo = make_repo(*TARGETS, pack_size=128 * 1024)
     _backed_up(repo, tmp_path)
     name, entries = _data_pack(repo)
     _flip(tmp_path / "a" / name, entries[0].offset + 1)
     away = _moved_away(tmp_path / "b", name)
+    b = repo.targets.urls[1]
+    moved = [MovedPack(b, str(away.relative_to(tmp_path / "b")), name)]
 
+    planned = repair(repo, RepairOptions(index=True, read_data=True, dry_run=True))
+    assert planned.ok and planned.moved == moved and away.exists()
     done = repair(repo, RepairOptions(index=True, read_data=True))
+    assert done.ok and done.unrecoverable == [] and done.moved == moved
     assert done.lost_packs == [] and _indexed(repo, name)
-    [entry] = done.unrecoverable
-    assert "was moved home: repair again" in entry
     assert (tmp_path / "b" / name).exists() and not away.exists()
-    assert repair(repo, RepairOptions(read_data=True)).ok  # copies it over 'a''s damaged one
+    assert [t.replaced for t in done.targets] == [[name], []]  # a's damaged copy, from b's
     assert check(repo, CheckOptions(read_data=True)).ok
 
 
