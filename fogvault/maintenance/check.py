@@ -217,8 +217,9 @@ def _index_file_problem(damaged: tuple[str, dict[str, CopyProblem]]) -> str:
     if not any(problem.unreadable for problem in copies.values()):
         return f"index file {name} is damaged on every target that holds it {found}: {relist}"
     return (f"no target gave a good copy of index file {name} {found}: fix access to it where "
-            f"it could not be read, then check again (until then, its packs look unlisted); "
-            f"else {relist}")
+            "it could not be read, then check again (until then, its packs look unlisted: "
+            "'fogvault repair --index' lists them again from their headers, and deletes the "
+            "file only once no copy of it is left unread)")
 
 
 def _add_index_file_copies(repo: Repository, damaged: dict[str, dict[str, CopyProblem]],

@@ -32,7 +32,8 @@ those found outside their folder into it):
    every pack the targets hold (but those a prune or forget meant to delete) is listed by
    another index file, the damaged file lists nothing that is not listed elsewhere, and it is
    deleted (under the exclusive lock, as prune deletes index files). Never before: its packs
-   may hold what a snapshot needs.
+   may hold what a snapshot needs. Nor while a copy of it could not be read (permission
+   denied, an I/O error): that copy may be intact, and what it supersedes matters.
 
 6. **Packs no target holds intact** (every target lacks them, or holds damaged copies, and the
    cache has no good copy) are reported as unrecoverable, unless ``index`` is given: then,
@@ -254,8 +255,8 @@ def _merged(first: RepairResult, second: RepairResult) -> RepairResult:
 def _retire_damaged_index_files(repo: Repository, inventory: Inventory, options: RepairOptions,
                                 reindexed: ReindexResult, result: RepairResult) -> None:
     """Index files no target holds a good copy of: deleted with ``index`` once nothing they
-    may list is unlisted (see the module's step 5), else reported unrecoverable (and kept in
-    the damage ``targets`` shows)."""
+    may list is unlisted (see the module's step 5) and no copy is left unread, else reported
+    unrecoverable (and the damaged copies kept in the damage ``targets`` shows)."""
     damaged = damaged_index_files(repo, inventory)
     if not damaged:
         return
@@ -277,12 +278,19 @@ def _retire_damaged_index_files(repo: Repository, inventory: Inventory, options:
                        f"(such as {unlisted[0]}) may be listed by it alone")
     for name, copies in damaged.items():
         holders = [url for url in copies if url in inventory.listings]
-        if why_not is not None:
+        unread = [url for url, problem in copies.items() if problem.unreadable]
+        held_back = why_not or (unread and (
+            f"not deleted while its copy on {', '.join(unread)} could not be read: fix access "
+            "to it, then run 'fogvault repair --index' again (if it never can be read, delete "
+            "that copy by hand: its packs are listed again)"))
+        if held_back:
             for url in holders:  # remembered: repair drops damage of objects that are not live
-                repo.targets.remember_damage(url, name)
-            damage = "; ".join(f"{url}: {problem}" for url, problem in copies.items())
-            result.unrecoverable.append(f"{name}: damaged on every target that holds it "
-                                        f"({damage}); {why_not}")
+                if not copies[url].unreadable:
+                    repo.targets.remember_damage(url, name)
+            found = "; ".join(f"{url}: {problem}" for url, problem in copies.items())
+            what = ("no target gave a good copy" if unread else
+                    "damaged on every target that holds it")
+            result.unrecoverable.append(f"{name}: {what} ({found}); {held_back}")
             continue
         if not options.dry_run:
             repo.targets.delete(name)

@@ -206,3 +206,29 @@ def test_a_tree_one_target_cannot_read_is_named_on_its_line_by_a_plain_check(two
         f"{a}: {name} could not be read ({DENIED}): check could not verify it, which may be "
         "intact: fix access to it there, then check again; 'fogvault repair --read-data' "
         "would instead replace it from good copies on the other targets, if they hold any"]
+
+
+def test_repair_index_keeps_an_index_file_while_a_copy_of_it_cannot_be_read(
+        two_targets, fogvault, tmp_path):
+    """Unreadable on a, damaged on b: 'repair --index' does not delete it (a's copy may be
+    intact, as it is here: deleted, what it supersedes would be lost) and says why, recording
+    only b's copy as damage; once a's can be read, repair copies it over b's."""
+    repo, (a, b) = two_targets
+    [index] = (Path(a) / "index").iterdir()
+    name = f"index/{index.name}"
+    damaged = bytearray(index.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    (Path(b) / name).write_bytes(bytes(damaged))
+    with _unreadable(index):
+        repaired = fogvault("-r", a, "-r", b, "repair", "--index", wrap=AS_USER)
+    assert repaired.returncode == 1
+    [line] = [x for x in repaired.stdout.decode().splitlines()
+              if x.startswith(f"unrecoverable: {name}: ")]
+    assert line.startswith(f"unrecoverable: {name}: no target gave a good copy ({a}: {DENIED}; "
+                           f"{b}: "), line
+    assert f"not deleted while its copy on {a} could not be read: fix access" in line, line
+    assert index.exists() and (Path(b) / name).exists()
+    assert _ledger_damage(tmp_path, repo) == {a: [], b: [name]}
+    fixed = fogvault("-r", a, "-r", b, "repair")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert (Path(b) / name).read_bytes() == index.read_bytes()
