@@ -76,7 +76,7 @@ from fogvault.storage.s3_multipart import (
     abort_stale_uploads,
     list_uploads,
 )
-from fogvault.storage.throttled import claim_upload_pacing
+from fogvault.storage.throttled import Pacer, claim_upload_pacing
 
 log = logging.getLogger(__name__)
 
@@ -870,7 +870,8 @@ class SftpStorage(Storage):
         path = self._path(name)
         folder, _, leaf = path.rpartition("/")
         tmp = f"{folder}/{TEMP_PREFIX}{leaf}-{os.urandom(6).hex()}"
-        if self._run(name, _sftp_write, tmp, path, data, overwrite):
+        pacer = claim_upload_pacing()  # a bandwidth limit paces every WRITE request
+        if self._run(name, _sftp_write, tmp, path, data, overwrite, pacer):
             raise ObjectExists("object exists", target=self.url, name=name)
 
     def stat(self, name: str) -> ObjectInfo:
@@ -976,7 +977,7 @@ async def _sftp_read(channel: Any, path: str, offset: int, length: int | None) -
 
 
 async def _sftp_write(channel: Any, tmp: str, path: str, data: bytes | memoryview,
-                      overwrite: bool) -> bool:
+                      overwrite: bool, pacer: Pacer) -> bool:
     """Write ``tmp``, fsync it, rename it to ``path``. True if create-only found ``path`` taken."""
     from asyncssh import sftp
 
@@ -989,7 +990,7 @@ async def _sftp_write(channel: Any, tmp: str, path: str, data: bytes | memoryvie
     published = False
     try:
         async with f:
-            await _write_blocks(f, data, channel.limits.max_write_len or WRITE_BLOCK)
+            await _write_blocks(f, data, channel.limits.max_write_len or WRITE_BLOCK, pacer)
             await _fsync(f)
         if overwrite:
             await channel.posix_rename(tmp, path)
@@ -1009,18 +1010,23 @@ WRITE_BLOCK = 240 * 1024
 WRITE_IN_FLIGHT = 4 * 1024**2
 
 
-async def _write_blocks(f: Any, data: bytes | memoryview, block: int) -> None:
+async def _write_blocks(f: Any, data: bytes | memoryview, block: int, pacer: Pacer) -> None:
     """Write ``data`` at offset 0 of ``f``, a few WRITE requests in flight at once (not
     asyncssh's parallel writer: when the connection is lost, it raises on the first failed
     request and leaves the others' tasks unawaited, which asyncio then prints as tracebacks,
     "Task exception was never retrieved", when they are collected). Every task started here is
-    awaited or cancelled, and its outcome retrieved, before this returns or raises."""
+    awaited or cancelled, and its outcome retrieved, before this returns or raises. Under a
+    bandwidth limit each request waits for its tokens first, and is at most ``pacer.piece``."""
     view = memoryview(data).cast("B")
+    block = min(block, pacer.piece or block)
     offsets = iter(range(0, len(view), block))
 
     async def sender() -> None:
         for offset in offsets:  # shared: each block is taken by one sender
-            await f.write(view[offset : offset + block], offset)
+            piece = view[offset : offset + block]
+            if pacer.piece:
+                await _paced(pacer, len(piece))
+            await f.write(piece, offset)
 
     count = min(max(WRITE_IN_FLIGHT // block, 1), math.ceil(len(view) / block))
     tasks = [asyncio.ensure_future(sender()) for _ in range(count)]
@@ -1030,6 +1036,18 @@ async def _write_blocks(f: Any, data: bytes | memoryview, block: int) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+#: The longest sleep of a wait for a bandwidth limit's tokens in the event loop: an interrupt
+#: ends the wait within this.
+PACE_STEP = 0.25
+
+
+async def _paced(pacer: Pacer, count: int) -> None:
+    """Wait, without blocking the event loop, until ``count`` bytes may go (:class:`Pacer`)."""
+    deadline = time.monotonic() + pacer.reserve(count)
+    while (left := deadline - time.monotonic()) > 0 and not pacer.interrupted():
+        await asyncio.sleep(min(left, PACE_STEP))
 
 
 async def _fsync(f: Any) -> None:

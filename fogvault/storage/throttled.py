@@ -11,13 +11,14 @@ Granularity. What the wrapper can pace depends on how the backend moves bytes:
 
 * A backend that moves an object in pieces asks for the pace itself with
   :func:`claim_upload_pacing` and takes tokens per piece of at most :data:`PACE_PIECE` bytes
-  (local folders: every ``os.write`` of a write), or per part it sends (S3 multipart uploads:
-  per part, 16 MiB by default, paid before the part goes). Traffic is then smooth at that scale.
-* A backend whose library moves a whole object in one call (an S3 PUT or GET, an SFTP
-  transfer, which run in fsspec's event loop where no thread may sleep) gets its tokens taken
-  by the wrapper *after* the call, in the same amounts: each object goes at link speed, and
-  the next request of the process waits until the average is back under the limit. Over any
-  window longer than one object the rate holds; within one object it does not.
+  (local folders: every ``os.write`` of a write; SFTP: every WRITE request, awaited in the
+  event loop with :meth:`Pacer.reserve`, as no thread may sleep there), or per part it sends
+  (S3 multipart uploads: per part, 16 MiB by default, paid before the part goes). Traffic is
+  then smooth at that scale.
+* A backend whose library moves a whole object in one call (an S3 PUT or GET) gets its tokens
+  taken by the wrapper *after* the call, in the same amounts: each object goes at link speed,
+  and the next request of the process waits until the average is back under the limit. Over
+  any window longer than one object the rate holds; within one object it does not.
 * Reads are paid after the call in every backend (their size is known only then), for the same
   reason as placement below: pacing inside the request would make a small read look slow.
 
@@ -138,13 +139,26 @@ def process_bucket(direction: str, kib_per_second: int) -> TokenBucket:
 # ---- pacing inside a backend -----------------------------------------------------------------
 
 
+def _no_wait(count: int) -> float:
+    return 0.0
+
+
+def _never() -> bool:
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Pacer:
     """How a backend that moves an object in pieces paces them: ``take(n)`` after (or before)
-    moving ``n`` bytes; ``piece`` is the most to move between takes (None: no limit, any)."""
+    moving ``n`` bytes; ``piece`` is the most to move between takes (None: no limit, any).
+    A backend moving the pieces in an event loop, where no thread may wait, calls ``reserve(n)``
+    instead, which takes the tokens and says how many seconds to wait before moving them, and
+    waits that long itself, unless ``interrupted()`` ends the wait early (a command stopping)."""
 
     take: Callable[[int], None]
     piece: int | None
+    reserve: Callable[[int], float] = _no_wait
+    interrupted: Callable[[], bool] = _never
 
 
 UNLIMITED = Pacer(lambda count: None, None)
@@ -234,7 +248,8 @@ class ThrottledStorage(Storage):
             self.inner.write(name, data, overwrite=overwrite)
             self._charge(bucket, len(data))
             return
-        pacer = Pacer(lambda count: self._take(bucket, count), PACE_PIECE)
+        pacer = Pacer(lambda count: self._take(bucket, count), PACE_PIECE, bucket.reserve,
+                      self._interrupted.is_set)
         sent = 0  # what the backend did not pace itself, paid after the call
         with _offer_upload_pacing(pacer) as claim:
             try:

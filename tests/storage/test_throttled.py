@@ -4,7 +4,9 @@ for real backends (per piece where the backend moves pieces, per call where it c
 from __future__ import annotations
 
 import itertools
+import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -218,3 +220,46 @@ def test_interrupt_ends_the_wait(tmp_path: Path):
     store.interrupt()
     writer.join(timeout=10)
     assert done.is_set()
+
+
+def test_an_sftp_write_is_paced_per_request(sftp_url: str, sftp_env: dict[str, str]):
+    """Each WRITE request waits for its tokens in the event loop, so the object grows on the
+    server at the limit's pace: seen part-written many times over its second and a half. (Paid
+    after the call, as before, it was written at link speed in a few milliseconds.)"""
+    limiter = TokenBucket(512 * KIB, 1)
+    store = ThrottledStorage(open_storage(sftp_url), limiter, None)
+    store.create()
+    folder = Path(sftp_env["SFTP_ROOT"], sftp_url.rsplit("/", 1)[1], "data")
+    data = os.urandom(768 * KIB)
+    writer = threading.Thread(target=store.write, args=("data/pack", data))
+    started = time.monotonic()
+    writer.start()
+    sizes = set()
+    while writer.is_alive():  # watching the server's folder, not a guessed delay
+        sizes |= {size for size in map(_size, folder.glob(".tmp-*")) if 0 < size < len(data)}
+        time.sleep(0.01)
+    writer.join()
+    assert time.monotonic() - started >= 1.3  # 768 KiB at 512 KiB/s, but the 1st piece: 1.375 s
+    assert len(sizes) >= 6, sorted(sizes)  # 12 pieces of 64 KiB
+    assert max(sizes) <= len(data) - PACE_PIECE
+    assert store.read("data/pack") == data
+
+
+def test_an_interrupt_ends_an_sftp_writes_wait(sftp_url: str):
+    limiter = TokenBucket(1 * KIB, 1)  # 1 MiB would take 17 minutes
+    store = ThrottledStorage(open_storage(sftp_url), limiter, None)
+    store.create()
+    done = threading.Event()
+    writer = threading.Thread(target=lambda: (store.write("a", b"q" * 1024 * KIB), done.set()))
+    writer.start()
+    store.interrupt()
+    writer.join(timeout=30)
+    assert done.is_set()
+    assert store.read("a") == b"q" * 1024 * KIB
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # renamed into place meanwhile
+        return 0
