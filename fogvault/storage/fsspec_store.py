@@ -871,7 +871,11 @@ class SftpStorage(Storage):
         folder, _, leaf = path.rpartition("/")
         tmp = f"{folder}/{TEMP_PREFIX}{leaf}-{os.urandom(6).hex()}"
         pacer = claim_upload_pacing()  # a bandwidth limit paces every WRITE request
-        if self._run(name, _sftp_write, tmp, path, data, overwrite, pacer):
+        try:
+            taken = self._run(name, _sftp_write, tmp, path, data, overwrite, pacer)
+        except _PaceInterrupted as exc:
+            raise TransientStorageError(str(exc), target=self.url, name=name) from None
+        if taken:
             raise ObjectExists("object exists", target=self.url, name=name)
 
     def stat(self, name: str) -> ObjectInfo:
@@ -1016,16 +1020,20 @@ async def _write_blocks(f: Any, data: bytes | memoryview, block: int, pacer: Pac
     request and leaves the others' tasks unawaited, which asyncio then prints as tracebacks,
     "Task exception was never retrieved", when they are collected). Every task started here is
     awaited or cancelled, and its outcome retrieved, before this returns or raises. Under a
-    bandwidth limit each request waits for its tokens first, and is at most ``pacer.piece``."""
+    bandwidth limit each request is at most ``pacer.piece`` and waits for its tokens first, one
+    request at a time: tokens are taken just before the bytes go, so that other targets sharing
+    the limit take turns with this one, and an interrupt leaves nothing reserved."""
     view = memoryview(data).cast("B")
     block = min(block, pacer.piece or block)
     offsets = iter(range(0, len(view), block))
+    turn = asyncio.Lock()
 
     async def sender() -> None:
         for offset in offsets:  # shared: each block is taken by one sender
             piece = view[offset : offset + block]
             if pacer.piece:
-                await _paced(pacer, len(piece))
+                async with turn:
+                    await _paced(pacer, len(piece))
             await f.write(piece, offset)
 
     count = min(max(WRITE_IN_FLIGHT // block, 1), math.ceil(len(view) / block))
@@ -1043,10 +1051,21 @@ async def _write_blocks(f: Any, data: bytes | memoryview, block: int, pacer: Pac
 PACE_STEP = 0.25
 
 
+class _PaceInterrupted(TransientStorageError):
+    """A paced write given up as the command stops (named by its storage's ``write``)."""
+
+
 async def _paced(pacer: Pacer, count: int) -> None:
-    """Wait, without blocking the event loop, until ``count`` bytes may go (:class:`Pacer`)."""
+    """Wait, without blocking the event loop, until ``count`` bytes may go (:class:`Pacer`).
+    Interrupted, the write is given up: the rest of it would go at link speed, saturating a
+    slow link the limit was set for while the command stops."""
     deadline = time.monotonic() + pacer.reserve(count)
-    while (left := deadline - time.monotonic()) > 0 and not pacer.interrupted():
+    while True:
+        if pacer.interrupted():
+            raise _PaceInterrupted("given up: the command is being interrupted")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
         await asyncio.sleep(min(left, PACE_STEP))
 
 

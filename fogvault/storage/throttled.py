@@ -139,29 +139,27 @@ def process_bucket(direction: str, kib_per_second: int) -> TokenBucket:
 # ---- pacing inside a backend -----------------------------------------------------------------
 
 
-def _no_wait(count: int) -> float:
-    return 0.0
-
-
-def _never() -> bool:
-    return False
-
-
 @dataclass(frozen=True, slots=True)
 class Pacer:
-    """How a backend that moves an object in pieces paces them: ``take(n)`` after (or before)
+    """How a backend that moves an object in pieces paces them: :meth:`take` after (or before)
     moving ``n`` bytes; ``piece`` is the most to move between takes (None: no limit, any).
-    A backend moving the pieces in an event loop, where no thread may wait, calls ``reserve(n)``
-    instead, which takes the tokens and says how many seconds to wait before moving them, and
-    waits that long itself, unless ``interrupted()`` ends the wait early (a command stopping)."""
+    A backend moving the pieces in an event loop, where no thread may wait, calls ``reserve``
+    instead and waits itself, as long as ``interrupted()`` is false (a command stopping)."""
 
-    take: Callable[[int], None]
     piece: int | None
-    reserve: Callable[[int], float] = _no_wait
-    interrupted: Callable[[], bool] = _never
+    #: take ``n`` tokens now; return how many seconds to wait before moving them
+    reserve: Callable[[int], float]
+    wait: Callable[[float], object]  # block that long, or less if interrupted meanwhile
+    interrupted: Callable[[], bool]
+
+    def take(self, count: int) -> None:
+        """Take ``count`` tokens, waiting (on this thread) until they are there."""
+        seconds = self.reserve(count)
+        if seconds > 0:
+            self.wait(seconds)
 
 
-UNLIMITED = Pacer(lambda count: None, None)
+UNLIMITED = Pacer(None, lambda count: 0.0, lambda seconds: None, lambda: False)
 
 
 @dataclass(slots=True)
@@ -217,10 +215,8 @@ class ThrottledStorage(Storage):
         self._interrupted = threading.Event()  # set: no more waiting
         self._wait = wait or self._interrupted.wait  # ``wait``: for tests
 
-    def _take(self, bucket: TokenBucket, count: int) -> None:
-        seconds = bucket.reserve(count)
-        if seconds > 0:
-            self._wait(seconds)
+    def _pacer(self, bucket: TokenBucket, piece: int | None = None) -> Pacer:
+        return Pacer(piece, bucket.reserve, self._wait, self._interrupted.is_set)
 
     def _charge(self, bucket: TokenBucket, count: int) -> None:
         """Take ``count`` tokens for a whole request: a small one never waits (SMALL_REQUEST),
@@ -228,7 +224,7 @@ class ThrottledStorage(Storage):
         if count <= SMALL_REQUEST:
             bucket.reserve(count)
         else:
-            self._take(bucket, count)
+            self._pacer(bucket).take(count)
 
     def create(self) -> None:
         self.inner.create()
@@ -248,8 +244,7 @@ class ThrottledStorage(Storage):
             self.inner.write(name, data, overwrite=overwrite)
             self._charge(bucket, len(data))
             return
-        pacer = Pacer(lambda count: self._take(bucket, count), PACE_PIECE, bucket.reserve,
-                      self._interrupted.is_set)
+        pacer = self._pacer(bucket, PACE_PIECE)
         sent = 0  # what the backend did not pace itself, paid after the call
         with _offer_upload_pacing(pacer) as claim:
             try:
@@ -260,7 +255,7 @@ class ThrottledStorage(Storage):
                 raise
             finally:
                 if sent and not claim.claimed:
-                    self._take(bucket, sent)
+                    pacer.take(sent)
 
     def stat(self, name: str) -> ObjectInfo:
         return self.inner.stat(name)

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from polling import wait_until
 
 from fogvault.storage import open_storage
 from fogvault.storage.base import Storage
-from fogvault.storage.errors import ObjectExists
+from fogvault.storage.errors import ObjectExists, TransientStorageError
 from fogvault.storage.throttled import (
     KIB,
     PACE_PIECE,
@@ -211,21 +212,15 @@ def test_an_s3_multipart_upload_is_paced_per_part(s3_url: str):
     assert takes == [5 * 1024 * KIB, 5 * 1024 * KIB, 1024 * KIB]
 
 
-@pytest.mark.parametrize("backend", ["memory", "sftp"])
-def test_interrupt_ends_the_wait(backend: str, request: pytest.FixtureRequest):
-    """Paid after the call (a whole-object backend), or per request in the event loop (SFTP)."""
-    url = (request.getfixturevalue("sftp_url") if backend == "sftp"
-           else "memory://fogvault-test/throttle-stop")
+def test_interrupt_ends_the_wait(tmp_path: Path):
     limiter = TokenBucket(1 * KIB, 1)  # the real clock: a 1 MiB write would take 17 minutes
-    store = ThrottledStorage(open_storage(url), limiter, None)
-    store.create()
+    store = ThrottledStorage(open_storage("memory://fogvault-test/throttle-stop"), limiter, None)
     done = threading.Event()
     writer = threading.Thread(target=lambda: (store.write("a", b"q" * 1024 * KIB), done.set()))
     writer.start()
     store.interrupt()
-    writer.join(timeout=30)
+    writer.join(timeout=10)
     assert done.is_set()
-    assert store.read("a") == b"q" * 1024 * KIB
 
 
 def test_an_sftp_write_is_paced_per_request(sftp_url: str, sftp_env: dict[str, str]):
@@ -249,6 +244,33 @@ def test_an_sftp_write_is_paced_per_request(sftp_url: str, sftp_env: dict[str, s
     assert len(sizes) >= 6, sorted(sizes)  # 12 pieces of 64 KiB
     assert max(sizes) <= len(data) - PACE_PIECE
     assert store.read("data/pack") == data
+
+
+def test_an_interrupt_gives_up_an_sftp_write_waiting_for_its_tokens(
+        sftp_url: str, sftp_env: dict[str, str]):
+    """Interrupted part-way, a paced SFTP write stops within a wait's step and fails (the rest
+    would have gone at link speed), naming the target; it leaves no temporary file."""
+    store = ThrottledStorage(open_storage(sftp_url), TokenBucket(64 * KIB, 1), None)
+    store.create()
+    folder = Path(sftp_env["SFTP_ROOT"], sftp_url.rsplit("/", 1)[1])
+    failures: list[Exception] = []
+
+    def write() -> None:
+        try:
+            store.write("data/pack", b"q" * 1024 * KIB)  # 16 s at 64 KiB/s
+        except TransientStorageError as exc:
+            failures.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    wait_until(lambda: any(map(_size, folder.glob("data/.tmp-*"))), "the write under way")
+    store.interrupt()
+    writer.join(timeout=5)
+    assert not writer.is_alive()
+    [failure] = failures
+    assert str(failure) == (f"{store.url} data/pack: given up: the command is being "
+                            "interrupted")
+    assert not list(folder.glob("data/*"))
 
 
 def _size(path: Path) -> int:
