@@ -38,7 +38,10 @@ on it unasked; check fails all the same, with a problem that says what to do: fi
 and check again, or run ``repair --read-data``, which replaces any copy it cannot verify from a
 good one. A pack that no target could read is not one that every target lacks or holds damaged:
 it is not named for ``repair --index`` (which would keep it anyway, as it reads every copy
-again first).
+again first). Without ``read_data``, a tree is read from the first target that gives it: a tree
+pack's copy that no target could read is reported on each target, one read from another target
+instead is a warning only (which target is tried first follows measured speed: the result must
+not).
 
 Two states are reported as what they most likely are, not as what they look like:
 
@@ -48,7 +51,8 @@ Two states are reported as what they most likely are, not as what they look like
 * An index file that no target holds a good copy of (loading skips it with a warning) is
   corrupt on every target that holds it, with a problem naming ``repair --index``, which lists
   its packs again from their headers and then deletes it. If a copy could not be read (it is
-  unreadable there), the problem says to fix access to it first.
+  unreadable there), the problem says to fix access to it first (``repair --index`` does not
+  delete it until no copy is left unread).
 * A snapshot that only some targets hold and whose data the index lacks was most likely
   forgotten, and its data pruned, while those targets were away (``repair`` says the same and
   will not spread it): it is a problem naming ``forget``, not an object missing on the targets
@@ -185,13 +189,14 @@ def check(
         result.stray_keys = sorted(n[len(KEYS_DIR):] for n in stray if inventory.holders(n))
         metadata = [n for n in inventory.live.metadata() if n not in stray]
         copies = _key_copies(repo, metadata)
+        unread_everywhere = _unread_everywhere(repo, inventory)
         for target in repo.targets.targets:
             report = TargetReport(target.url)
             result.targets.append(report)
             if target.url not in inventory.listings:
                 report.reachable, report.error = False, target.dropped or "unreachable"
                 continue
-            report.unreadable = repo.targets.unreadable_on(target.url)  # the mark's reads
+            report.unreadable = dict(unread_everywhere.get(target.url, {}))
             try:
                 _check_target(repo, target, inventory, metadata, chosen, copies, report,
                               progress)
@@ -201,7 +206,7 @@ def check(
             _sort_unlisted(repo, inventory, pruned, report)
             _leave_out_forgotten_here(repo, result, report)
             _add_index_file_copies(repo, damaged_index, report)
-        result.problems += _unreadable_problems(result.targets)
+        result.problems += _unreadable_problems(result.targets, covered=set(damaged_index))
         result.problems += _lost_packs(repo, result.targets)
         result.problems += _undecided_keys(copies)
         _warn_of_partial_keys(repo, inventory, result)
@@ -217,9 +222,9 @@ def _index_file_problem(damaged: tuple[str, dict[str, CopyProblem]]) -> str:
     if not any(problem.unreadable for problem in copies.values()):
         return f"index file {name} is damaged on every target that holds it {found}: {relist}"
     return (f"no target gave a good copy of index file {name} {found}: fix access to it where "
-            "it could not be read, then check again (until then, its packs look unlisted: "
-            "'fogvault repair --index' lists them again from their headers, and deletes the "
-            "file only once no copy of it is left unread)")
+            "it could not be read, then check again; meanwhile 'fogvault repair --index' lists "
+            "its packs again from their headers, and deletes it once no copy of it is left "
+            "unread (delete by hand a copy that can never be read, on a failing disk)")
 
 
 def _add_index_file_copies(repo: Repository, damaged: dict[str, dict[str, CopyProblem]],
@@ -237,19 +242,40 @@ def _add_index_file_copies(repo: Repository, damaged: dict[str, dict[str, CopyPr
             repo.targets.remember_damage(report.url, name)
 
 
-def _unreadable_problems(reports: list[TargetReport]) -> list[str]:
+def _unread_everywhere(repo: Repository, inventory: Inventory) -> dict[str, dict[str, str]]:
+    """url -> {name: why} of the copies the reads so far (the mark's: trees, snapshots, the
+    index) found unreadable on every target that holds them: each was tried, as a read tries
+    every target until one works. A copy read from another target instead is not among them:
+    a plain check does not read every target's copy of a tree, so which one it tried first
+    would decide the exit code (``--read-data`` reads them all)."""
+    failed: dict[str, dict[str, str]] = {}
+    for (url, name), why in repo.targets.unreadable_copies().items():
+        failed.setdefault(name, {})[url] = why
+    unread: dict[str, dict[str, str]] = {}
+    for name, whys in sorted(failed.items()):
+        holders = inventory.holders(name)
+        if holders and all(url in whys for url in holders):
+            for url in holders:
+                unread.setdefault(url, {})[name] = whys[url]
+    return unread
+
+
+def _unreadable_problems(reports: list[TargetReport], covered: set[str]) -> list[str]:
     """The problem of each target some copies of which could not be read, with what to do:
-    'repair --read-data' only if another target may hold a good copy of one of them."""
+    'repair --read-data' only if another target may hold a good copy of one of them. Names
+    ``covered`` by a problem of their own (an index file no target gave a good copy of) are
+    left out."""
     problems = []
     for report in reports:
-        if not report.unreadable:
+        names = {name: why for name, why in report.unreadable.items() if name not in covered}
+        if not names:
             continue
-        (first, why), count = next(iter(report.unreadable.items())), len(report.unreadable)
+        (first, why), count = next(iter(names.items())), len(names)
         what, it = ((f"{first} could not be read ({why})", "it") if count == 1 else
                     (f"{count} copies could not be read ({first}: {why}, ...)", "them"))
         problem = (f"{report.url}: {what}: check could not verify {it}, which may be intact: "
                    f"fix access to {it} there, then check again")
-        if any(_may_hold_good_copy(other, name) for name in report.unreadable
+        if any(_may_hold_good_copy(other, name) for name in names
                for other in reports if other is not report):
             problem += (f"; 'fogvault repair --read-data' would instead replace {it} from "
                         "good copies on the other targets, if they hold any")

@@ -310,15 +310,17 @@ class TargetSet:
             return value
         raise self._read_failure(name, order, errors)
 
-    def unreadable_on(self, url: str) -> dict[str, str]:
-        """name -> why, for each copy on ``url`` whose last read failed without seeing it."""
+    def unreadable_copies(self) -> dict[tuple[str, str], str]:
+        """(url, name) -> why, of each copy whose last read failed without seeing its bytes."""
         with self._lock:
-            return {name: why for (at, name), why in sorted(self.unreadable.items())
-                    if at == url}
+            return dict(self.unreadable)
 
     def _remember_unreadable(self, url: str, name: str, error: StorageError) -> bool:
-        """Note that ``url``'s copy of ``name`` could not be read; whether that was known (and
-        told) already: a batch of blobs read again one by one fails on the same copy."""
+        """Note that ``url``'s copy of ``name`` could not be read (not a lock's: locks come and
+        go); whether that was known (and told) already: a batch of blobs read again one by one
+        fails on the same copy."""
+        if name.startswith(EPHEMERAL_PREFIXES):
+            return False
         with self._lock:
             told = (url, name) in self.unreadable
             self.unreadable[(url, name)] = error.reason
