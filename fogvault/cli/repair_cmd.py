@@ -129,6 +129,11 @@ def report_repair(out: Printer, result: RepairResult) -> None:
     for name in result.retired:
         out.line(f"{verb}delete: {name} (no target holds a good copy; the packs it may list are "
                  "listed by other index files)")
+    for moved in result.moved:
+        out.line(f"{verb}move into its folder: {moved.url} {moved.name} (as {moved.to})")
+    copied = ("a real run copies it" if result.dry_run else "copied below")
+    for name in result.found:
+        out.line(f"found intact: {name} (not lost: {copied} where it is missing or damaged)")
     for name in result.lost_packs:
         out.line(f"{verb}take out of the index: {name} (no target holds it intact)")
     if result.lost_packs:

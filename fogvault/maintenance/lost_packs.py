@@ -89,9 +89,9 @@ def drop_lost_packs(repo: Repository, copies: Copies, misplaced: Misplaced,
     progress.phase("re-read lost packs", sum(len(held) for held in copies.values()))
     lost = {}
     for name, held in sorted(copies.items()):
-        outcome = (_why_not_lost(repo, name, held, progress)
-                   or _why_misplaced_copy_stays(repo, name, held, misplaced.get(name, []),
-                                                dry_run=dry_run, before_write=before_write)
+        outcome = (_reread_copies(repo, name, held, progress, dry_run=dry_run)
+                   or _reread_copies_away(repo, name, held, misplaced.get(name, []),
+                                          dry_run=dry_run, before_write=before_write)
                    or _why_tree_pack_stays(repo, name))
         if outcome is None:
             lost[id_from_name(name)] = name
@@ -194,10 +194,11 @@ class _Found:
     moved: MovedPack | None = None
 
 
-def _why_not_lost(repo: Repository, name: str, held: dict[str, int], progress: PhaseProgress
-                  ) -> str | _Found | None:
-    """None if no copy of the pack ``name`` hashes to its name; else why it is left alone, or
-    that it is found."""
+def _reread_copies(repo: Repository, name: str, held: dict[str, int], progress: PhaseProgress,
+                   *, dry_run: bool) -> str | _Found | None:
+    """Read the copies of the pack ``name`` in its folder again: None if none hashes to its
+    name; _Found if one does (its damage record dropped, unless ``dry_run``); else why the
+    pack is left alone (a copy could not be read)."""
     for url, size in sorted(held.items()):
         try:
             intact = _intact(repo, url, name, name, size)
@@ -206,18 +207,18 @@ def _why_not_lost(repo: Repository, name: str, held: dict[str, int], progress: P
         finally:
             progress.advance()
         if intact:
-            repo.targets.forget_damage(url, name)
-            log.warning("%s: %s is intact after all", url, name)
+            if not dry_run:  # the CLI keeps the records: a dry run changes nothing
+                repo.targets.forget_damage(url, name)
             return _Found()
     return None
 
 
-def _why_misplaced_copy_stays(repo: Repository, name: str, held: dict[str, int],
-                              copies: list[MisplacedCopy], *, dry_run: bool,
-                              before_write: Callable[[], None]) -> str | _Found | None:
-    """None if every copy of the pack ``name`` outside its folder (if any) is damaged; else why
-    the pack is left alone (one cannot be read, or cannot be moved), or that one is intact and
-    was moved into the pack's folder (would be, with ``dry_run``)."""
+def _reread_copies_away(repo: Repository, name: str, held: dict[str, int],
+                        copies: list[MisplacedCopy], *, dry_run: bool,
+                        before_write: Callable[[], None]) -> str | _Found | None:
+    """Read the copies of the pack ``name`` outside its folder again: None if every one (if
+    any) is damaged; _Found if one is intact, and was moved into the pack's folder (would be,
+    with ``dry_run``); else why the pack is left alone (one cannot be read, or moved)."""
     for url, copy, size in copies:
         try:
             intact = _intact(repo, url, name, copy, size)
@@ -232,8 +233,6 @@ def _why_misplaced_copy_stays(repo: Repository, name: str, held: dict[str, int],
             if problem is not None:
                 return f"its intact copy {copy} on {url} could not be moved home: {problem}"
             repo.targets.forget_damage(url, name)
-        log.warning("%s: %s, an intact copy of %s outside its folder: %s", url, copy, name,
-                    "would move it home" if dry_run else "moved it home")
         return _Found(MovedPack(url, copy, name))
     return None
 

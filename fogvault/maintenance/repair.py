@@ -39,9 +39,11 @@ those found outside their folder into it):
    cache has no good copy) are reported as unrecoverable, unless ``index`` is given: then,
    once every target can be reached and holds every other pack, they are taken out of the
    index, their blobs that still authenticate in some copy kept in new packs
-   (:mod:`fogvault.maintenance.lost_packs`), so that the next backup stores the rest again.
-   If that held objects back (an index file listing such a pack), a second pass spreads what
-   the new index allows; a dry run plans that pass over the index it would write.
+   (:mod:`fogvault.maintenance.lost_packs`), so that the next backup stores the rest again;
+   one whose copy is intact after all, or whose intact copy outside its folder is moved into
+   it, is *found* instead. If that held objects back (an index file listing such a pack), or
+   found a pack, a second pass spreads what the new index allows and copies the found packs;
+   a dry run plans that pass over the index it would write (not the found packs' copies).
 
 Idempotent and resumable: each copy is atomic and independent, and a second run finds nothing
 left to do. With ``dry_run`` it only plans. Objects with no good copy anywhere are reported as
@@ -137,7 +139,9 @@ class RepairResult:
     dry_run: bool = False
     indexed: list[str] = field(default_factory=list)  # packs no index listed, listed anew
     left_out: list[str] = field(default_factory=list)  # ...but not these: a prune deleted them
-    moved: list[MovedPack] = field(default_factory=list)  # ...and these were outside their folder
+    moved: list[MovedPack] = field(default_factory=list)  # packs moved into their folder
+    #: packs thought lost (``index``) with a copy intact after all, or moved home: copied on
+    found: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)  # index files damaged everywhere, deleted
     #: packs no target held intact, taken out of the index (``index``), and of their blobs
     #: those kept in new packs and those lost (no copy intact, no other pack holds them)
@@ -189,10 +193,11 @@ def repair(
 
 def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
                      progress: PhaseProgress, before_write: Callable[[], None]) -> RepairResult:
-    """The packs no target holds intact (``work.lost_packs``): with ``index``, taken out of the
-    index, what still reads of them kept (:mod:`fogvault.maintenance.lost_packs`), once
-    nothing else stands in the way; else left unrecoverable, saying what to do. Returns the
-    result, with a second pass's if the first held objects back that the new index frees."""
+    """The packs no target holds intact (``work.lost_packs``): with ``index``, read again, and
+    taken out of the index, what still reads of them kept (:mod:`fogvault.maintenance.
+    lost_packs`), once nothing else stands in the way, or found intact; else left
+    unrecoverable, saying what to do. Returns the result, with a second pass's if the first
+    held objects back that the new index frees, or a pack was found (which it copies)."""
     result = work.result
     if not work.lost_packs:
         return result
@@ -219,7 +224,7 @@ def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
     result.unrecoverable = [e for e in result.unrecoverable if e not in handled]
     result.unrecoverable += (f"{name}: {why}" for name, why in lost.kept.items())
     result.lost_packs, result.blobs_salvaged = lost.dropped, lost.blobs_salvaged
-    result.blobs_lost, result.moved = lost.blobs_lost, lost.moved
+    result.blobs_lost, result.moved, result.found = lost.blobs_lost, lost.moved, lost.found
     held_back = lost.dropped and any(t.skipped for t in result.targets)
     if not (held_back or lost.found):
         return result

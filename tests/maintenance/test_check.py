@@ -156,6 +156,8 @@ def test_the_note_holds_for_a_pack_outside_its_folder(fogvault, repo_with_data):
     repaired = fogvault("--no-cache", "repair", "-r", str(root), "--index")
     assert repaired.returncode == 0, repaired.stderr
     assert f"index: {name}\n".encode() in repaired.stdout
+    assert (f"move into its folder: {root} data/zz/{pack.name} (as {name})\n".encode()
+            in repaired.stdout)
     assert repaired.stderr.decode().splitlines() == [
         f"warning: {root}: data/zz/{pack.name} is outside its folder: moved it to {name}"]
     done = fogvault("--no-cache", "check", "-r", str(root), "--read-data")

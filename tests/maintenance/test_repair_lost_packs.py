@@ -163,17 +163,20 @@ def test_a_pack_is_not_dropped_while_a_target_cannot_be_reached(make_repo, tmp_p
     assert _indexed(repo, name)
 
 
-def test_damage_recorded_earlier_but_gone_leaves_the_pack_alone(make_repo, tmp_path, caplog):
-    """Found intact after all: not lost, not unrecoverable, and the damage record is gone."""
+def test_damage_recorded_earlier_but_gone_leaves_the_pack_alone(make_repo, tmp_path):
+    """Found intact after all: not lost, not unrecoverable, and the damage record is gone (a
+    dry run before finds it too, and keeps the record)."""
     repo = make_repo(*TARGETS, pack_size=128 * 1024)
     _backed_up(repo, tmp_path)
     name, _ = _data_pack(repo)
     for url in repo.targets.urls:  # as if an earlier read had failed on both
         repo.targets.remember_damage(url, name)
 
+    planned = repair(repo, RepairOptions(index=True, dry_run=True))
+    assert planned.ok and planned.found == [name] and repo.targets.damaged
     done = repair(repo, RepairOptions(index=True))
     assert done.ok and done.lost_packs == [] and done.unrecoverable == []
-    assert f"{repo.targets.urls[0]}: {name} is intact after all" in caplog.text
+    assert done.found == [name]
     assert all((tmp_path / t / name).exists() for t in TARGETS)
     assert not repo.targets.damaged
     assert check(repo, CheckOptions(read_data=True)).ok
@@ -229,6 +232,7 @@ def test_an_intact_copy_outside_its_folder_is_moved_home_and_copied_in_one_run(
     assert planned.ok and planned.moved == moved and away.exists()
     done = repair(repo, RepairOptions(index=True, read_data=True))
     assert done.ok and done.unrecoverable == [] and done.moved == moved
+    assert planned.found == done.found == [name]
     assert done.lost_packs == [] and _indexed(repo, name)
     assert (tmp_path / "b" / name).exists() and not away.exists()
     assert [t.replaced for t in done.targets] == [[name], []]  # a's damaged copy, from b's
