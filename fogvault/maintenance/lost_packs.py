@@ -93,13 +93,8 @@ def drop_lost_packs(repo: Repository, copies: Copies, misplaced: Misplaced,
                    or _reread_copies_away(repo, name, held, misplaced.get(name, []),
                                           dry_run=dry_run, before_write=before_write)
                    or _why_tree_pack_stays(repo, name))
-        if outcome is None:
+        if _sorted_out(result, name, outcome):
             lost[id_from_name(name)] = name
-        elif isinstance(outcome, _Found):
-            result.found.append(name)
-            result.moved += [outcome.moved] if outcome.moved else []
-        else:
-            result.kept[name] = outcome
     if not lost:
         return result
     # what remains outside the packs' folders is damaged (else they would be kept)
@@ -124,6 +119,29 @@ def drop_lost_packs(repo: Repository, copies: Copies, misplaced: Misplaced,
     # a blob another pack holds too is not lost
     result.blobs_lost = len({e.blob_id for e in unread if e.blob_id not in index})
     return result
+
+
+def find_intact(repo: Repository, copies: Copies, progress: PhaseProgress, *, dry_run: bool
+                ) -> LostPacks:
+    """Only step 1, for the copies in the packs' folders (a plain ``repair``, which writes no
+    index and moves nothing): the packs of ``copies`` found intact after all (damage an earlier
+    read recorded, not there now: its record dropped, unless ``dry_run``), and why those left
+    alone are (a copy that could not be read). Nothing is dropped."""
+    result = LostPacks()
+    progress.phase("re-read lost packs", sum(len(held) for held in copies.values()))
+    for name, held in sorted(copies.items()):
+        _sorted_out(result, name, _reread_copies(repo, name, held, progress, dry_run=dry_run))
+    return result
+
+
+def _sorted_out(result: LostPacks, name: str, outcome: str | _Found | None) -> bool:
+    """Note in ``result`` what re-reading the pack ``name`` found; whether it is lost."""
+    if isinstance(outcome, _Found):
+        result.found.append(name)
+        result.moved += [outcome.moved] if outcome.moved else []
+    elif outcome is not None:
+        result.kept[name] = outcome
+    return outcome is None
 
 
 def _blob_away(repo: Repository, away: Misplaced, entry: IndexEntry) -> bytes | None:

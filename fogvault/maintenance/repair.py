@@ -60,7 +60,7 @@ from itertools import chain
 
 from fogvault.errors import FogVaultError
 from fogvault.maintenance.inventory import Inventory, Listing, take_inventory, unlisted_data
-from fogvault.maintenance.lost_packs import drop_lost_packs
+from fogvault.maintenance.lost_packs import Copies, Misplaced, drop_lost_packs, find_intact
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.reindex import (
@@ -193,11 +193,11 @@ def repair(
 
 def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
                      progress: PhaseProgress, before_write: Callable[[], None]) -> RepairResult:
-    """The packs no target holds intact (``work.lost_packs``): with ``index``, read again, and
-    taken out of the index, what still reads of them kept (:mod:`fogvault.maintenance.
-    lost_packs`), once nothing else stands in the way, or found intact; else left
-    unrecoverable, saying what to do. Returns the result, with a second pass's if the first
-    held objects back that the new index frees, or a pack was found (which it copies)."""
+    """The packs no target holds intact (``work.lost_packs``), read again: found intact (a
+    record of damage gone stale), or, with ``index`` once nothing else stands in the way, taken
+    out of the index, what still reads of them kept (:mod:`fogvault.maintenance.lost_packs`);
+    else left unrecoverable, saying what to do. Returns the result, with a second pass's if
+    the first held objects back that the new index frees, or found a pack (which it copies)."""
     result = work.result
     if not work.lost_packs:
         return result
@@ -205,23 +205,18 @@ def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
                "of it, so that the next backup stores the rest again")
     if options.index:
         why_not = work.why_lost_packs_stay()
-    if why_not is not None:
-        result.unrecoverable = [f"{e}; {why_not}" if e in work.lost_packs.values() else e
-                                for e in result.unrecoverable]
-        return result
     listings = work.inventory.listings
     copies = {name: {url: listings[url][name] for url in work.inventory.holders(name)}
               for name in work.lost_packs}
-    misplaced: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
-    for url, listing in listings.items():
-        for copy in unlisted_data(listing, repo.index).misplaced:
-            name = pack_name(id_from_name(copy))
-            if name in copies:
-                misplaced[name].append((url, copy, listing[copy]))
-    lost = drop_lost_packs(repo, copies, misplaced, progress, dry_run=options.dry_run,
-                           before_write=before_write)
+    if why_not is None:
+        lost = drop_lost_packs(repo, copies, _misplaced(repo, listings, copies), progress,
+                               dry_run=options.dry_run, before_write=before_write)
+    else:  # only read again: a record of damage may be stale (the copy put back meanwhile)
+        lost = find_intact(repo, copies, progress, dry_run=options.dry_run)
     handled = {work.lost_packs[name] for name in (*lost.dropped, *lost.kept, *lost.found)}
-    result.unrecoverable = [e for e in result.unrecoverable if e not in handled]
+    still_lost = set(work.lost_packs.values()) - handled if why_not else set()
+    result.unrecoverable = [f"{e}; {why_not}" if e in still_lost else e
+                            for e in result.unrecoverable if e not in handled]
     result.unrecoverable += (f"{name}: {why}" for name, why in lost.kept.items())
     result.lost_packs, result.blobs_salvaged = lost.dropped, lost.blobs_salvaged
     result.blobs_lost, result.moved, result.found = lost.blobs_lost, lost.moved, lost.found
@@ -240,6 +235,18 @@ def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
         return result
     again = _Repair(repo, options, progress).run()
     return _merged(result, again)
+
+
+def _misplaced(repo: Repository, listings: dict[str, Listing], copies: Copies
+               ) -> Misplaced:
+    """The copies of the packs of ``copies`` that the targets hold outside their folders."""
+    misplaced: Misplaced = defaultdict(list)
+    for url, listing in listings.items():
+        for copy in unlisted_data(listing, repo.index).misplaced:
+            name = pack_name(id_from_name(copy))
+            if name in copies:
+                misplaced[name].append((url, copy, listing[copy]))
+    return misplaced
 
 
 def _merged(first: RepairResult, second: RepairResult) -> RepairResult:

@@ -182,6 +182,25 @@ def test_damage_recorded_earlier_but_gone_leaves_the_pack_alone(make_repo, tmp_p
     assert check(repo, CheckOptions(read_data=True)).ok
 
 
+def test_a_plain_repair_finds_a_pack_whose_recorded_damage_is_gone_and_copies_it(
+        make_repo, tmp_path):
+    """b lacks the pack and a's copy is on record as damaged, but intact (put back since):
+    plain repair (no --index) reads it again rather than call the pack unrecoverable, and
+    copies it to b in the same run. A dry run finds it too, and keeps the record."""
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    _backed_up(repo, tmp_path)
+    name, _ = _data_pack(repo)
+    (tmp_path / "b" / name).unlink()
+    repo.targets.remember_damage(repo.targets.urls[0], name)
+
+    planned = repair(repo, RepairOptions(dry_run=True))
+    assert planned.ok and planned.found == [name] and repo.targets.damaged
+    done = repair(repo, RepairOptions())
+    assert done.ok and done.found == [name] and done.unrecoverable == []
+    assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
+    assert check(repo, CheckOptions(read_data=True)).ok
+
+
 def test_a_tree_pack_lost_everywhere_and_not_cached_is_stored_again_by_a_backup(
         make_repo, tmp_path, cache_dir, trust_recent_entries):
     repo = make_repo(*TARGETS, pack_size=128 * 1024)
