@@ -5,7 +5,9 @@ A pack that every target lacks, or holds only in copies whose bytes do not hash 
 cannot be copied back. As long as the index lists it, its blobs count as stored: a backup of the
 very files it held deduplicates against them and stores nothing, and every snapshot that uses
 them stays broken. So, under the exclusive lock, once every target is reachable and holds every
-other pack (the caller checks that: the new index goes to every target):
+other pack (the caller checks that: the new index goes to every target), the steps below.
+Otherwise (a plain ``repair``, or a target away) only the copies in the packs' folders are
+read again (:func:`find_intact`), to find those intact after all:
 
 1. **Re-read** each copy and hash it, those outside the pack's folder (``data/zz/<id>``) too.
    The pack is *found* if a copy matches its name after all (damage an earlier read
