@@ -298,7 +298,7 @@ class TargetSet:
                 elif len(order) > 1 and not told:
                     where = "" if isinstance(exc, StorageError) else f"{target.url} {name}: "
                     log.warning("%s%s; %s", where, exc,
-                                "no other target has it" if last else "trying another target")
+                                "no other target to try" if last else "trying another target")
                 continue
             target.read_worked()
             if self.unreadable:
