@@ -91,6 +91,7 @@ from fogvault.repo.format import (
     SNAPSHOTS_DIR,
     id_from_name,
     key_name,
+    pack_name,
     snapshot_name,
 )
 from fogvault.repo.repository import Repository
@@ -189,14 +190,14 @@ def check(
         result.stray_keys = sorted(n[len(KEYS_DIR):] for n in stray if inventory.holders(n))
         metadata = [n for n in inventory.live.metadata() if n not in stray]
         copies = _key_copies(repo, metadata)
-        unread_everywhere = _unread_everywhere(repo, inventory)
+        unread_trees = _unread_tree_copies(repo, result.broken_objects)
         for target in repo.targets.targets:
             report = TargetReport(target.url)
             result.targets.append(report)
             if target.url not in inventory.listings:
                 report.reachable, report.error = False, target.dropped or "unreachable"
                 continue
-            report.unreadable = dict(unread_everywhere.get(target.url, {}))
+            report.unreadable = dict(unread_trees.get(target.url, {}))
             try:
                 _check_target(repo, target, inventory, metadata, chosen, copies, report,
                               progress)
@@ -242,21 +243,23 @@ def _add_index_file_copies(repo: Repository, damaged: dict[str, dict[str, CopyPr
             repo.targets.remember_damage(report.url, name)
 
 
-def _unread_everywhere(repo: Repository, inventory: Inventory) -> dict[str, dict[str, str]]:
-    """url -> {name: why} of the copies the reads so far (the mark's: trees, snapshots, the
-    index) found unreadable on every target that holds them: each was tried, as a read tries
-    every target until one works. A copy read from another target instead is not among them:
-    a plain check does not read every target's copy of a tree, so which one it tried first
-    would decide the exit code (``--read-data`` reads them all)."""
-    failed: dict[str, dict[str, str]] = {}
-    for (url, name), why in repo.targets.unreadable_copies().items():
-        failed.setdefault(name, {})[url] = why
+def _unread_tree_copies(repo: Repository, broken: list[BrokenObject]
+                        ) -> dict[str, dict[str, str]]:
+    """url -> {name: why} of the copies of the tree packs whose trees did not load that could
+    not be read: no target gave a good copy, so each was tried (a read tries every target until
+    one works). A copy that could not be read while another target's was read instead is not
+    among them: a plain check does not read every target's copy of a tree, so which one it
+    tried first would decide the exit code (``--read-data`` reads them all). Snapshots and
+    index files are read from every target by :func:`_check_target`."""
+    packs = set()
+    for tree in (b for b in broken if b.kind == "tree"):
+        entry = repo.index.get(bytes.fromhex(tree.id))
+        if entry is not None:
+            packs.add(pack_name(entry.pack_id))
     unread: dict[str, dict[str, str]] = {}
-    for name, whys in sorted(failed.items()):
-        holders = inventory.holders(name)
-        if holders and all(url in whys for url in holders):
-            for url in holders:
-                unread.setdefault(url, {})[name] = whys[url]
+    for (url, name), why in sorted(repo.targets.unreadable_copies().items()):
+        if name in packs:
+            unread.setdefault(url, {})[name] = why
     return unread
 
 

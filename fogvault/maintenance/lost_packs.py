@@ -73,8 +73,9 @@ class LostPacks:
     #: them lack them until a backup stores them again
     blobs_lost: int = 0
     kept: dict[str, str] = field(default_factory=dict)  # name -> why, of packs left alone
-    #: packs with an intact copy after all, in their folder (or moved into it: ``moved``)
-    found: list[str] = field(default_factory=list)
+    #: name -> the target holding an intact copy after all, in the pack's folder (or moved
+    #: into it: ``moved``), of packs thought lost
+    found: dict[str, str] = field(default_factory=dict)
     moved: list[MovedPack] = field(default_factory=list)  # (planned, with dry_run)
     #: a dry run's stand-in for the new index: the blobs it would list (see :func:`_index_after`)
     index_after: BlobIndex | None = None
@@ -139,7 +140,7 @@ def find_intact(repo: Repository, copies: Copies, progress: PhaseProgress, *, dr
 def _sorted_out(result: LostPacks, name: str, outcome: str | _Found | None) -> bool:
     """Note in ``result`` what re-reading the pack ``name`` found; whether it is lost."""
     if isinstance(outcome, _Found):
-        result.found.append(name)
+        result.found[name] = outcome.url
         result.moved += [outcome.moved] if outcome.moved else []
     elif outcome is not None:
         result.kept[name] = outcome
@@ -209,8 +210,10 @@ def _why_tree_pack_stays(repo: Repository, name: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class _Found:
-    """An intact copy of a pack thought lost: in its folder after all, or ``moved`` into it."""
+    """An intact copy of a pack thought lost, on ``url``: in its folder after all, or ``moved``
+    into it."""
 
+    url: str
     moved: MovedPack | None = None
 
 
@@ -223,13 +226,14 @@ def _reread_copies(repo: Repository, name: str, held: dict[str, int], progress: 
         try:
             intact = _intact(repo, url, name, name, size)
         except StorageError as exc:
-            return f"its copy on {url} could not be read again ({exc})"
+            return (f"its copy on {url} could not be read again ({exc}): repair again once it "
+                    "can be (fix access to it)")
         finally:
             progress.advance()
         if intact:
             if not dry_run:  # the CLI keeps the records: a dry run changes nothing
                 repo.targets.forget_damage(url, name)
-            return _Found()
+            return _Found(url)
     return None
 
 
@@ -243,7 +247,8 @@ def _reread_copies_away(repo: Repository, name: str, held: dict[str, int],
         try:
             intact = _intact(repo, url, name, copy, size)
         except StorageError as exc:
-            return f"its copy {copy} on {url} could not be read again ({exc})"
+            return (f"its copy {copy} on {url} could not be read again ({exc}): repair again "
+                    "once it can be (fix access to it)")
         if not intact:  # salvaged from and deleted with the others
             continue
         if not dry_run:
@@ -253,7 +258,7 @@ def _reread_copies_away(repo: Repository, name: str, held: dict[str, int],
             if problem is not None:
                 return f"its intact copy {copy} on {url} could not be moved home: {problem}"
             repo.targets.forget_damage(url, name)
-        return _Found(MovedPack(url, copy, name))
+        return _Found(url, MovedPack(url, copy, name))
     return None
 
 

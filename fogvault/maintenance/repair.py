@@ -43,7 +43,7 @@ those found outside their folder into it):
    one whose copy is intact after all, or whose intact copy outside its folder is moved into
    it, is *found* instead. If that held objects back (an index file listing such a pack), or
    found a pack, a second pass spreads what the new index allows and copies the found packs;
-   a dry run plans that pass over the index it would write (not the found packs' copies).
+   a dry run plans that pass over the index it would write, and the found packs' copies.
 
 Idempotent and resumable: each copy is atomic and independent, and a second run finds nothing
 left to do. With ``dry_run`` it only plans. Objects with no good copy anywhere are reported as
@@ -52,6 +52,7 @@ unrecoverable; nothing can be done for them here.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -60,7 +61,13 @@ from itertools import chain
 
 from fogvault.errors import FogVaultError
 from fogvault.maintenance.inventory import Inventory, Listing, take_inventory, unlisted_data
-from fogvault.maintenance.lost_packs import Copies, Misplaced, drop_lost_packs, find_intact
+from fogvault.maintenance.lost_packs import (
+    Copies,
+    LostPacks,
+    Misplaced,
+    drop_lost_packs,
+    find_intact,
+)
 from fogvault.maintenance.mark import mark_used
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.maintenance.reindex import (
@@ -201,8 +208,9 @@ def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
     result = work.result
     if not work.lost_packs:
         return result
-    why_not = ("'fogvault repair --index' takes it out of the index, keeping what still reads "
-               "of it, so that the next backup stores the rest again")
+    why_not = ("'fogvault repair --index' also reads its copies outside its folder (data/zz/), "
+               "and if none is intact takes it out of the index, keeping what still reads of "
+               "it, so that the next backup stores the rest again")
     if options.index:
         why_not = work.why_lost_packs_stay()
     listings = work.inventory.listings
@@ -211,6 +219,8 @@ def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
     if why_not is None:
         lost = drop_lost_packs(repo, copies, _misplaced(repo, listings, copies), progress,
                                dry_run=options.dry_run, before_write=before_write)
+    elif options.read_data:  # every copy was just read: no record of damage is stale
+        lost = LostPacks()
     else:  # only read again: a record of damage may be stale (the copy put back meanwhile)
         lost = find_intact(repo, copies, progress, dry_run=options.dry_run)
     handled = {work.lost_packs[name] for name in (*lost.dropped, *lost.kept, *lost.found)}
@@ -219,21 +229,21 @@ def _drop_lost_packs(repo: Repository, work: _Repair, options: RepairOptions,
                             for e in result.unrecoverable if e not in handled]
     result.unrecoverable += (f"{name}: {why}" for name, why in lost.kept.items())
     result.lost_packs, result.blobs_salvaged = lost.dropped, lost.blobs_salvaged
-    result.blobs_lost, result.moved, result.found = lost.blobs_lost, lost.moved, lost.found
+    result.blobs_lost, result.moved, result.found = lost.blobs_lost, lost.moved, [*lost.found]
     held_back = lost.dropped and any(t.skipped for t in result.targets)
     if not (held_back or lost.found):
         return result
     # Objects held back for the lost packs' sake (an index file that lists one, a snapshot
     # waiting for it) are spread, or dropped, by a second pass over the new index, which also
     # copies the packs found intact; a dry run plans that pass over the index it would write,
-    # so as to report what the run would do (not the found packs' copies: their copies
-    # outside their folders are not moved yet).
-    if lost.index_after is not None:
-        work.replan_over_new_index(lost.index_after)
-        return result
+    # and the found packs' copies, so as to report what the run would do.
     if options.dry_run:
+        work.plan_found_copies(lost.found)
+        if held_back and lost.index_after is not None:
+            work.replan_over_new_index(lost.index_after)
         return result
-    again = _Repair(repo, options, progress).run()
+    # every copy the first pass read (read_data) is judged: the second only copies
+    again = _Repair(repo, dataclasses.replace(options, read_data=False), progress).run()
     return _merged(result, again)
 
 
@@ -596,6 +606,24 @@ class _Repair:
             why += ("; repair again once the copies that could not be read can be (fix access "
                     "to them if it was denied)")
         return self._unrecoverable(name, why)
+
+    def plan_found_copies(self, found: dict[str, str]) -> None:
+        """For a dry run: plan the copies of the packs ``found`` (name -> the target holding an
+        intact copy) that a second pass would make, to each other reachable target that lacks
+        the pack or holds it damaged. (A real run's first pass saw those packs as lost: it
+        did not know the copy, whose damage record a dry run keeps, or which it did not move.)"""
+        for name, source in sorted(found.items()):
+            size = self.inventory.live[name] or 0
+            for url, report in self.reports.items():
+                if url == source or not report.reachable:
+                    continue
+                if name not in self.have[url]:
+                    report.copied.append(name)
+                elif (url, name) in self.bad:
+                    report.replaced.append(name)
+                else:
+                    continue
+                report.bytes_copied += size
 
     def replan_over_new_index(self, index: BlobIndex) -> None:
         """For a dry run: plan in place of what was held back what a second pass would do

@@ -184,6 +184,24 @@ def test_a_tree_no_target_can_read_is_not_called_lost_data(two_targets, fogvault
     assert [t["ok"] for t in summary["targets"]] == [False, False]
 
 
+def test_a_tree_unreadable_on_one_target_and_damaged_on_the_other_is_named_on_both_lines(
+        two_targets, check_as_user):
+    """No target gave a good copy: each was tried, so a's unreadable copy is named on a's line
+    whatever the order (a review found it was left out when b's copy was damaged, not
+    unreadable)."""
+    repo, (a, b) = two_targets
+    [snapshot] = repo.snapshots()
+    name = pack_name(repo.index.get(snapshot.tree).pack_id)
+    damaged = bytearray((Path(b) / name).read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    (Path(b) / name).write_bytes(bytes(damaged))
+    with _unreadable(Path(a) / name):
+        summary, done = check_as_user([a, b])
+    assert done.returncode == 1
+    assert summary["targets"][0]["unreadable"] == {name: DENIED}
+    assert [b["unreadable"] for b in summary["broken_objects"]] == [True]
+
+
 def test_a_tree_read_from_another_target_does_not_decide_a_plain_checks_result(
         two_targets, caplog):
     """A plain check reads each tree from one target, the first that works: a's copy could

@@ -195,6 +195,7 @@ def test_a_plain_repair_finds_a_pack_whose_recorded_damage_is_gone_and_copies_it
 
     planned = repair(repo, RepairOptions(dry_run=True))
     assert planned.ok and planned.found == [name] and repo.targets.damaged
+    assert [t.copied for t in planned.targets] == [[], [name]] and planned.changes == 1
     done = repair(repo, RepairOptions())
     assert done.ok and done.found == [name] and done.unrecoverable == []
     assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
@@ -249,6 +250,7 @@ def test_an_intact_copy_outside_its_folder_is_moved_home_and_copied_in_one_run(
 
     planned = repair(repo, RepairOptions(index=True, read_data=True, dry_run=True))
     assert planned.ok and planned.moved == moved and away.exists()
+    assert [t.replaced for t in planned.targets] == [[name], []]  # as the run below
     done = repair(repo, RepairOptions(index=True, read_data=True))
     assert done.ok and done.unrecoverable == [] and done.moved == moved
     assert planned.found == done.found == [name]
