@@ -22,6 +22,8 @@ from fogvault.repo.format import BlobType, id_from_name, pack_name, snapshot_nam
 from fogvault.repo.index import IndexEntry
 from fogvault.repo.repository import Repository
 from fogvault.restore.restorer import RestoreOptions, Restorer
+from fogvault.storage import open_storage
+from fogvault.storage.faulty import Fault, FaultyStorage
 
 TARGETS = ("a", "b")
 
@@ -258,6 +260,32 @@ def test_an_intact_copy_outside_its_folder_is_moved_home_and_copied_in_one_run(
     assert (tmp_path / "b" / name).exists() and not away.exists()
     assert [t.replaced for t in done.targets] == [[name], []]  # a's damaged copy, from b's
     assert check(repo, CheckOptions(read_data=True)).ok
+
+
+def test_copying_a_found_pack_does_not_read_every_pack_again(make_repo, tmp_path):
+    """Under --read-data the first pass reads every copy; the second, which copies the pack
+    found outside its folder, only copies: each other pack is read as often as a check
+    --read-data reads it (a review found every pack read twice)."""
+    repo = make_repo(*TARGETS, pack_size=128 * 1024)
+    _backed_up(repo, tmp_path)
+    name, entries = _data_pack(repo)
+    _flip(tmp_path / "a" / name, entries[0].offset + 1)
+    _moved_away(tmp_path / "b", name)
+    other = next(pack_name(e.pack_id) for e in repo.index
+                 if e.blob_type is BlobType.DATA and pack_name(e.pack_id) != name)
+
+    def reads_of_other(run) -> int:
+        names: list[str] = []
+        storages = [FaultyStorage(open_storage(str(tmp_path / t))) for t in TARGETS]
+        for storage in storages:
+            storage.inject("read", Fault(hook=lambda method, read: names.append(read),
+                                         times=None))
+        with Repository.open(storages, PASSWORD, use_cache=False) as opened:
+            assert run(opened).ok
+        return names.count(other)
+
+    repaired = reads_of_other(lambda r: repair(r, RepairOptions(index=True, read_data=True)))
+    assert repaired == reads_of_other(lambda r: check(r, CheckOptions(read_data=True))) > 0
 
 
 def _damaged_in_and_outside_its_folder(tmp_path: Path, name: str, entries: list[IndexEntry]
