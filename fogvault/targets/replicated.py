@@ -12,8 +12,8 @@
   first) and check what they get with the caller's ``decode``; a storage error, a missing object
   or a failed check falls through to the next target with a warning, and a missing or damaged
   copy is remembered in ``damaged`` for ``repair`` (one that could not be read is not: nothing
-  was seen of it, and it may be intact; it is kept in ``unreadable`` until a read of it works,
-  for ``check`` to report, and told once). A missing object is told once per target and name
+  was seen of it, and it may be intact; it is kept until a read of it works, for ``check`` to
+  report (``unreadable_copies``), and told once). A missing object is told once per target and name
   (until ``repair`` forgets it), and a target that lacks one is quiet about others until one
   of its reads works: a mount reads a pack chunk by chunk, and a target gone lacks them all.
 * **Listings** are the union over the targets in use. Each target's own listing is kept until
@@ -92,7 +92,7 @@ class TargetSet:
         self.damaged: set[tuple[str, str]] = set()  # (target url, object name)
         self.missed_deletes: set[tuple[str, str]] = set()  # (target url, object name)
         #: (target url, object name) -> why its last read failed without seeing its bytes
-        self.unreadable: dict[tuple[str, str], str] = {}
+        self._unreadable: dict[tuple[str, str], str] = {}
         self._quiet_on_missing: set[str] = set()  # urls told missing since their last read
         self._lock = threading.Lock()
         self._listings: dict[str, dict[str, NameListing]] = {}  # prefix -> url -> names
@@ -301,9 +301,9 @@ class TargetSet:
                                 "no other target to try" if last else "trying another target")
                 continue
             target.read_worked()
-            if self.unreadable:
+            if self._unreadable:
                 with self._lock:
-                    self.unreadable.pop((target.url, name), None)
+                    self._unreadable.pop((target.url, name), None)
             if target.url in self._quiet_on_missing:
                 with self._lock:
                     self._quiet_on_missing.discard(target.url)
@@ -313,7 +313,7 @@ class TargetSet:
     def unreadable_copies(self) -> dict[tuple[str, str], str]:
         """(url, name) -> why, of each copy whose last read failed without seeing its bytes."""
         with self._lock:
-            return dict(self.unreadable)
+            return dict(self._unreadable)
 
     def _remember_unreadable(self, url: str, name: str, error: StorageError) -> bool:
         """Note that ``url``'s copy of ``name`` could not be read (not a lock's: locks come and
@@ -322,8 +322,8 @@ class TargetSet:
         if name.startswith(EPHEMERAL_PREFIXES):
             return False
         with self._lock:
-            told = (url, name) in self.unreadable
-            self.unreadable[(url, name)] = error.reason
+            told = (url, name) in self._unreadable
+            self._unreadable[(url, name)] = error.reason
         return told
 
     def _tell_missing(self, target: Target, name: str) -> bool:
