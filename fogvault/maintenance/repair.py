@@ -147,7 +147,8 @@ class RepairResult:
     indexed: list[str] = field(default_factory=list)  # packs no index listed, listed anew
     left_out: list[str] = field(default_factory=list)  # ...but not these: a prune deleted them
     moved: list[MovedPack] = field(default_factory=list)  # packs moved into their folder
-    #: packs thought lost (``index``) with a copy intact after all, or moved home: copied on
+    #: packs thought lost with a copy intact after all, or (``index``) one moved into their
+    #: folder: copied on in the same run
     found: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)  # index files damaged everywhere, deleted
     #: packs no target held intact, taken out of the index (``index``), and of their blobs
