@@ -232,7 +232,9 @@ def _write_direct(fd: int, data: memoryview, pacer: Pacer = UNLIMITED) -> int:
         return 0
     done = 0
     try:
-        for piece in _aligned_pieces(data[:whole], pacer.piece or _DIRECT_PIECE):
+        # a pace's piece is a multiple of the alignment (throttled.pace_piece)
+        size = min(pacer.piece or _DIRECT_PIECE, _DIRECT_PIECE)
+        for piece in _aligned_pieces(data[:whole], size):
             written = os.write(fd, piece)
             pacer.take(written)
             done += written

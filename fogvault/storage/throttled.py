@@ -10,7 +10,7 @@ so three targets at 512 KiB/s share 512 KiB/s, not 1.5 MiB/s.
 Granularity. What the wrapper can pace depends on how the backend moves bytes:
 
 * A backend that moves an object in pieces asks for the pace itself with
-  :func:`claim_upload_pacing` and takes tokens per piece of at most :data:`PACE_PIECE` bytes
+  :func:`claim_upload_pacing` and takes tokens per piece of at most :func:`pace_piece` bytes
   (local folders: every ``os.write`` of a write; SFTP: every WRITE request, awaited in the
   event loop with :meth:`Pacer.reserve`, as no thread may sleep there), or per part it sends
   (S3 multipart uploads: per part, 16 MiB by default, paid before the part goes). Traffic is
@@ -43,9 +43,13 @@ from fogvault.storage.base import ObjectInfo, Storage
 from fogvault.storage.errors import TransientStorageError
 
 KIB = 1024
-#: The most bytes a backend that paces itself moves between two takes: small enough that a
-#: 512 KiB/s limit looks steady (8 takes a second), large enough to cost nothing at 100 MiB/s.
+#: A backend that paces itself takes tokens about this often a second (:func:`pace_piece`):
+#: often enough that a limit looks steady at a glance...
+PACE_TAKES_PER_SECOND = 8
+#: ... in pieces of at least this many bytes (a slow limit's takes cost nothing) ...
 PACE_PIECE = 64 * KIB
+#: ... and at most this many (an SFTP WRITE request or a direct write is smaller anyway).
+MAX_PACE_PIECE = 1024 * KIB
 #: The bucket holds at most this much (and a second's worth at slow rates): after an idle
 #: spell this much goes at once, never more.
 MAX_BURST = 256 * KIB
@@ -112,6 +116,16 @@ class TokenBucket:
         now = self._clock()
         self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
+
+
+def pace_piece(rate: float) -> int:
+    """The most bytes a backend that paces itself moves between two takes at ``rate`` bytes a
+    second: an eighth of a second's worth, a multiple of :data:`PACE_PIECE` within its bounds.
+    Not a fixed 64 KiB: under a limit far above the link an SFTP write went in 64 KiB requests
+    instead of the server's largest (255 KiB on OpenSSH), at two thirds of the speed it had
+    without the limit."""
+    pieces = int(rate / PACE_TAKES_PER_SECOND) // PACE_PIECE
+    return min(MAX_PACE_PIECE, max(PACE_PIECE, pieces * PACE_PIECE))
 
 
 def _default_burst(rate: float) -> float:
@@ -244,7 +258,7 @@ class ThrottledStorage(Storage):
             self.inner.write(name, data, overwrite=overwrite)
             self._charge(bucket, len(data))
             return
-        pacer = self._pacer(bucket, PACE_PIECE)
+        pacer = self._pacer(bucket, pace_piece(bucket.rate))
         sent = 0  # what the backend did not pace itself, paid after the call
         with _offer_upload_pacing(pacer) as claim:
             try:

@@ -17,10 +17,12 @@ from fogvault.storage.base import Storage
 from fogvault.storage.errors import ObjectExists, TransientStorageError
 from fogvault.storage.throttled import (
     KIB,
+    MAX_PACE_PIECE,
     PACE_PIECE,
     SMALL_REQUEST,
     ThrottledStorage,
     TokenBucket,
+    pace_piece,
     process_bucket,
     throttled,
 )
@@ -115,6 +117,15 @@ def test_a_new_rate_applies_from_now():
         limiter.set_rate(0)
 
 
+def test_a_pace_piece_is_an_eighth_of_a_second_within_bounds():
+    assert pace_piece(1) == pace_piece(512 * KIB) == PACE_PIECE == 64 * KIB
+    assert pace_piece(1024 * KIB) == 128 * KIB
+    assert pace_piece(1100 * KIB) == 128 * KIB  # whole 64 KiB steps, rounded down
+    assert pace_piece(100 * 1024 * KIB) == pace_piece(2**40) == MAX_PACE_PIECE == 1024 * KIB
+    # a local direct write needs whole 4 KiB blocks
+    assert all(pace_piece(rate) % 4096 == 0 for rate in range(1, 20 * 1024 * KIB, 77777))
+
+
 def test_the_process_has_one_bucket_per_direction():
     upload = process_bucket("upload", 100)
     assert process_bucket("upload", 100) is upload
@@ -160,7 +171,8 @@ def test_a_local_write_is_paced_per_piece(tmp_path: Path):
     takes = recorder.takes()
     takes[0] += 1  # the bucket's one byte of burst
     assert sum(takes) == len(data)
-    assert max(takes) <= PACE_PIECE and len(takes) >= len(data) // PACE_PIECE
+    piece = pace_piece(recorder.bucket.rate)  # 128 KiB at 1 MiB/s
+    assert max(takes) == piece and len(takes) >= len(data) // piece
     assert store.read("data/pack") == data
 
 
@@ -244,6 +256,38 @@ def test_an_sftp_write_is_paced_per_request(sftp_url: str, sftp_env: dict[str, s
     assert len(sizes) >= 6, sorted(sizes)  # 12 pieces of 64 KiB
     assert max(sizes) <= len(data) - PACE_PIECE
     assert store.read("data/pack") == data
+
+
+class RecordingBucket(TokenBucket):
+    """A real bucket that records the size of each reservation."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(rate, 1)
+        self.reserved: list[int] = []
+
+    def reserve(self, count: int) -> float:
+        self.reserved.append(count)
+        return super().reserve(count)
+
+
+def test_an_sftp_write_goes_in_requests_as_large_as_the_limit_allows(sftp_url: str):
+    """Under a limit far above the link, WRITE requests keep their full size (OpenSSH's 255
+    KiB); 64 KiB requests there ran at two thirds of the speed. A slow limit still paces every
+    64 KiB."""
+    data = os.urandom(1024 * KIB + 5)
+    requests = {}
+    for kib_per_second in (512, 64 * 1024):
+        limiter = RecordingBucket(kib_per_second * KIB)
+        store = ThrottledStorage(open_storage(sftp_url), limiter, None)
+        store.create()
+        store.write(f"data/pack-{kib_per_second}", data)
+        assert sum(limiter.reserved) == len(data)
+        assert store.read(f"data/pack-{kib_per_second}") == data
+        *whole, last = limiter.reserved
+        assert len(set(whole)) == 1 and 0 < last <= whole[0]
+        requests[kib_per_second] = whole[0]
+    assert requests[512] == PACE_PIECE
+    assert requests[64 * 1024] >= 240 * KIB
 
 
 def test_an_interrupt_gives_up_an_sftp_write_waiting_for_its_tokens(
