@@ -1,12 +1,14 @@
 """Mark: which indexed blobs the snapshots use. Shared by ``check``, ``prune`` and ``recover``.
 
 The result is one byte per index record (``BlobIndex.position``), not a set of ids, so memory
-grows by one byte per blob, plus 16 bytes for each folder a loaded tree names (the edges from
-tree to subtree). Every tree is visited once however many snapshots share it; a missing or
-unreadable tree or blob is reported, never skipped silently, as one :class:`BrokenObject` that
-names *every* snapshot using it: once the walk is done, the edges lead up from each broken
-object to the snapshots whose trees reach it (a shared folder's tree is loaded under the first
-snapshot only, so the walk alone would name that one).
+grows by one byte per blob, plus (``every_snapshot``) 16 bytes for each folder a loaded tree
+names (the edges from tree to subtree). Every tree is visited once however many snapshots share
+it; a missing or unreadable tree or blob is reported, never skipped silently, as one
+:class:`BrokenObject` that names the first snapshot using it, and with ``every_snapshot``
+*every* snapshot using it: once the walk is done, the edges lead up from each broken object to
+the snapshots whose trees reach it (a shared folder's tree is loaded under the first snapshot
+only, so the walk alone names that one). ``prune``, which stops at the first problem, and
+``recover``'s count of used blobs keep no edges.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ class BrokenObject:
     kind: str  # "tree" or "data"
     id: str  # hex
     what: str  # what is wrong, where the first snapshot using it has it
-    snapshots: list[str] = field(default_factory=list)  # uids of all using it, in marking order
+    #: uids of all using it (or, without ``every_snapshot``, of the first), in marking order
+    snapshots: list[str] = field(default_factory=list)
     #: it could not be read (permission denied, a target not answering): not damage (is_damage)
     unreadable: bool = False
 
@@ -65,15 +68,19 @@ class MarkResult:
 
 
 def mark_used(
-    repo: Repository, snapshots: list[Snapshot], progress: PhaseProgress | None = None
+    repo: Repository, snapshots: list[Snapshot], progress: PhaseProgress | None = None, *,
+    every_snapshot: bool = True,
 ) -> MarkResult:
+    """Mark what ``snapshots`` use; with ``every_snapshot``, name every snapshot using each
+    broken object, else only the first (no edges kept: see the module doc)."""
     progress = progress or PhaseProgress()
-    walk = _Walk(repo.index)
+    walk = _Walk(repo.index, keep_edges=every_snapshot)
     progress.phase("mark used blobs", len(snapshots))
     for snapshot in snapshots:
         walk.snapshot(repo, snapshot)
         progress.advance()
-    walk.name_snapshots(snapshots)
+    if every_snapshot:
+        walk.name_snapshots(snapshots)
     return walk.result
 
 
@@ -81,9 +88,11 @@ class _Walk:
     """The marking walk, and what it needs to name every snapshot using a broken object: the
     edges from each loaded tree to its subtrees, and where each broken object hangs."""
 
-    def __init__(self, index: BlobIndex) -> None:
+    def __init__(self, index: BlobIndex, keep_edges: bool) -> None:
         self.index = index
         self.result = MarkResult(bytearray(len(index)))
+        self._keep_edges = keep_edges
+        self._uid = ""  # of the snapshot being walked
         self._subtrees = array("q")  # edge i: tree _parents[i] names tree _subtrees[i]
         self._parents = array("q")
         self._found: dict[bytes, int] = {}  # id -> its number in result.broken
@@ -91,6 +100,7 @@ class _Walk:
         self._below: dict[int, set[int]] = {}
 
     def snapshot(self, repo: Repository, snapshot: Snapshot) -> None:
+        self._uid = snapshot.uid
         root = self.index.position(snapshot.tree)
         if root < 0:
             self._broken("tree", snapshot.tree, f"tree {snapshot.tree.hex()} of / is not in "
@@ -128,7 +138,7 @@ class _Walk:
         if position < 0:
             self._broken("tree", tree_id, f"tree {tree_id.hex()} of {path} is not in the "
                          "index", parent)
-        else:
+        elif self._keep_edges:
             self._subtrees.append(position)
             self._parents.append(parent)
         return position
@@ -150,9 +160,9 @@ class _Walk:
         number = self._found.get(blob_id)
         if number is None:
             number = self._found[blob_id] = len(self.result.broken)
-            self.result.broken.append(BrokenObject(kind, blob_id.hex(), what,
+            self.result.broken.append(BrokenObject(kind, blob_id.hex(), what, [self._uid],
                                                    unreadable=unreadable))
-        if where is not None:
+        if where is not None and self._keep_edges:
             self._below.setdefault(where, set()).add(number)
 
     def name_snapshots(self, snapshots: list[Snapshot]) -> None:
@@ -161,6 +171,8 @@ class _Walk:
         only later in the pass, so passes repeat until one changes nothing."""
         if not self.result.broken:
             return
+        for broken in self.result.broken:
+            broken.snapshots.clear()  # the first one's, named again below with the others
         below, changed = self._below, True
         while changed:
             changed = False

@@ -212,7 +212,7 @@ def _mark_and_count(
             f"prune stopped before deleting anything: {exc} (run 'fogvault check' and "
             "'fogvault repair'; if it is lost on every target, 'fogvault forget' it first)"
         ) from exc
-    marked = mark_used(repo, snapshots, progress)
+    marked = mark_used(repo, snapshots, progress, every_snapshot=False)  # stops at one
     if marked.problems:
         raise FogVaultError(
             f"prune stopped before deleting anything: {marked.problems[0]} "

@@ -52,7 +52,7 @@ def recover(repo: Repository, *, host: str, dry_run: bool = False,
         repo.load_index()  # under the lock: a prune that ran since may have replaced it
         if not dry_run:
             repo.mark_behind_targets()  # the snapshot goes only where all its trees are
-        used = mark_used(repo, repo.snapshots(), progress).used
+        used = mark_used(repo, repo.snapshots(), progress, every_snapshot=False).used
         unused = list(dict.fromkeys(  # a tree stored twice (a killed run's pack) counts once
             entry.blob_id for entry in repo.index if entry.blob_type == BlobType.TREE
             and not used[repo.index.position(entry.blob_id)]))
