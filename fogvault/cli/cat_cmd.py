@@ -36,7 +36,7 @@ def cat(
         raise UsageError("cat config takes no id")
     from fogvault.repo.format import parse_hex_id
 
-    with open_repository(ctx, load_index=kind == "blob") as repo:
+    with open_repository(ctx, drop_empty_targets=True, load_index=kind == "blob") as repo:
         if kind == "blob":
             sys.stdout.buffer.write(repo.load_blob(parse_hex_id(object_id.lower())))
             return

@@ -33,7 +33,7 @@ def check_cmd(
     out = Printer.of(ctx)
     progress = make_phase_progress(out)
     try:
-        with open_repository(ctx, load_index=False) as repo:
+        with open_repository(ctx, drop_empty_targets=True, load_index=False) as repo:
             result = check(repo, CheckOptions(read_data, read_data_subset), progress)
     finally:
         progress.close()
@@ -68,11 +68,13 @@ def _report(out: Printer, result: CheckResult) -> None:
             say(f"  note: {note}")
     if result.data_missing and not any(t.unindexed_packs - t.unindexed_pruned
                                        for t in result.targets):
-        out.problem("the snapshots named above use data no target holds intact: 'fogvault "
-                    "repair' copies back what a target or the local cache still holds "
-                    "('repair --index' takes the rest out of the index); a backup of the same "
-                    "files then stores it again, and 'fogvault repair --snapshots' saves "
-                    "copies of the snapshots without what stays lost")
+        first = ("'fogvault repair' copies back what a target or the local cache still holds "
+                 "('repair --index' takes the rest out of the index); a backup of the same "
+                 "files then stores it again" if result.missing_data_indexed else
+                 "a backup of the same files stores it again")
+        out.problem(f"the snapshots named above use data no target holds intact: {first}, and "
+                    "'fogvault repair --snapshots' saves copies of the snapshots without what "
+                    "stays lost")
     if result.ok:
         out.line("no errors were found")
     else:
@@ -87,8 +89,16 @@ def _state(target: TargetReport) -> str:
 
 
 def _notes(result: CheckResult, target: TargetReport) -> list[str]:
-    """What the target holds under data/ beyond the live packs, and what becomes of it."""
+    """Which of the target's missing or damaged copies can be had elsewhere, and what it
+    holds under data/ beyond the live packs, and what becomes of it."""
     notes = []
+    if target.recoverable:
+        count = len(target.recoverable)
+        whole = count == len(target.missing) + len(target.wrong_size) + len(target.corrupt)
+        what = ("all of them" if count > 1 else "it") if whole else f"{count} of them"
+        notes.append(f"another target or the local cache may hold a good copy of {what}: "
+                     f"'fogvault repair' copies {'them' if count > 1 else 'it'} here (an index "
+                     "file once the packs it lists are here, a snapshot once the index is)")
     pruned = target.unindexed_pruned
     others = target.unindexed_packs - pruned
     if others:

@@ -187,7 +187,13 @@ class SourceRepository:
 
     def about(self, error: FogVaultError) -> None:
         """Make ``error``'s message say that it is about the source (class and exit code
-        kept)."""
+        kept). A source with no repository gets no advice to create one there: the source is
+        to be copied from, so its address is what to check."""
+        from fogvault.errors import NoRepository
+
+        if isinstance(error, NoRepository):
+            error.args = ("no repository there: check the --from-repo address (or "
+                          "FOGVAULT_FROM_REPO)",)
         prefix_message(error, f"source repository {', '.join(self.urls)}: ")
 
 
@@ -198,7 +204,9 @@ def open_repository(
 ) -> Iterator[Repository]:
     """Open the repository on the common options' targets (plus ``extra_urls``), or with
     ``source`` the source repository of ``copy`` (its errors say so, and ``--min-targets`` is
-    the other repository's); see ``Repository.open`` for ``drop_empty_targets``."""
+    the other repository's); see ``Repository.open`` for ``drop_empty_targets``, which the
+    commands that only read set: a target without a repository (a disk not mounted) is then
+    left out with a warning, as an unreachable one, since nothing will be written into it."""
     from fogvault.heap import use_one_malloc_arena
     from fogvault.repo.repository import Repository
     from fogvault.targets.ledger import Ledger

@@ -38,7 +38,7 @@ def diff(
 
     out = Printer.of(ctx)
     counts: Counter[str] = Counter()
-    with open_repository(ctx) as repo:
+    with open_repository(ctx, drop_empty_targets=True) as repo:
         a = load_snapshot_ref(repo, first)
         b = load_snapshot_ref(repo, second)
 

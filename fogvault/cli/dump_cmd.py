@@ -56,7 +56,8 @@ def dump(
 
     if target is None and sys.stdout.isatty():
         raise UsageError("stdout is a terminal: redirect it, or give --target FILE")
-    with open_repository(ctx, load_index=False) as repo, repo.lock(writes=False):
+    with (open_repository(ctx, drop_empty_targets=True, load_index=False) as repo,
+          repo.lock(writes=False)):
         repo.load_index()  # under the lock: a prune that ran since cannot have deleted its packs
         snap = load_snapshot_ref(repo, snapshot, host=host, tags=tag, paths=path_filter)
         base = os.fsencode(path).rstrip(b"/")

@@ -49,7 +49,7 @@ def find(
     for line in pattern_warnings([pattern]):  # it would quietly find nothing
         log.warning("%s", line)
     matcher = PathPatterns([pattern])
-    with open_repository(ctx) as repo:
+    with open_repository(ctx, drop_empty_targets=True) as repo:
         snaps = chosen_snapshots(repo, snapshot or [], host, tag or [], path or [])
         # Printed as found: the hits of every snapshot held at once ran to gigabytes.
         unsearched: list[str] = []

@@ -43,11 +43,13 @@ def init(
 ) -> None:
     """Create a new repository (refuses a target that holds one, or other files)."""
     from fogvault.chunker import MIB
-    from fogvault.repo.config import RepoConfig
+    from fogvault.repo.config import MAX_PACK_SIZE, RepoConfig
     from fogvault.repo.repository import Repository
 
     opts = options(ctx)
     kdf_cost = kdf_params(kdf)
+    if not 1 <= pack_size <= MAX_PACK_SIZE // MIB:  # the config's own range is in bytes
+        raise UsageError(f"--pack-size must be 1 to {MAX_PACK_SIZE // MIB} (MiB)")
     if (from_repo or from_password_file or from_password_command) and not copy_chunker_params:
         raise UsageError("init reads the repository --from-repo only with "
                          "--copy-chunker-params")  # restic ignores it: say what it does

@@ -32,7 +32,7 @@ def list_objects(
                "index": (fmt.INDEX_DIR, fmt.ID_HEX_LEN), "packs": (fmt.DATA_DIR, fmt.ID_HEX_LEN),
                "keys": (fmt.KEYS_DIR, fmt.UID_HEX_LEN), "locks": (fmt.LOCKS_DIR, fmt.UID_HEX_LEN)}
     out = Printer.of(ctx)
-    with open_repository(ctx, load_index=kind == "blobs") as repo:
+    with open_repository(ctx, drop_empty_targets=True, load_index=kind == "blobs") as repo:
         if kind == "blobs":
             lines = sorted({f"{e.blob_type.name.lower()} {e.blob_id.hex()}" for e in repo.index})
         else:

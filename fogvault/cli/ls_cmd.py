@@ -84,7 +84,7 @@ def ls(
     from fogvault.treewalk import lookup_path, walk
 
     out = Printer.of(ctx)
-    with open_repository(ctx) as repo:
+    with open_repository(ctx, drop_empty_targets=True) as repo:
         snap = load_snapshot_ref(repo, snapshot, host=host, tags=tag, paths=path_filter)
         base = os.fsencode(path).rstrip(b"/")
         node, tree_id = lookup_path(repo, snap.tree, base)

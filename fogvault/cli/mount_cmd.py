@@ -68,5 +68,5 @@ def mount(
                  f"unmount with 'fusermount -u {mountpoint}' or stop with Ctrl-C")
         sys.stdout.flush()  # a pipe's reader waits for this line
 
-    with open_repository(ctx, load_index=False) as repo:
+    with open_repository(ctx, drop_empty_targets=True, load_index=False) as repo:
         serve(repo, mountpoint, options, on_ready=ready)

@@ -95,6 +95,7 @@ def repair_exit_code(result: RepairResult) -> int:
 #: what repair does to a target's objects: (list, verb, past tense, noun, plural)
 _ACTIONS = (("copied", "copy", "copied", "object", "objects"),
             ("replaced", "replace", "replaced", "damaged copy", "damaged copies"),
+            ("rewritten", "rewrite", "rewrote", "unreadable copy", "unreadable copies"),
             ("deleted", "delete", "deleted", "object the others deleted",
              "objects the others deleted"))
 
@@ -150,7 +151,7 @@ def report_repair(out: Printer, result: RepairResult) -> None:
         say = out.problem if target.failed or target.skipped else out.line
         say(f"{target.url}: {_target_summary(target, result.dry_run)}")
         # what went as planned, object by object, only on request: a new target gets them all
-        listed = ("copied", "replaced", "deleted") if out.opts.verbose else ()
+        listed = ("copied", "replaced", "rewritten", "deleted") if out.opts.verbose else ()
         for kind in (*listed, "failed", "skipped"):
             for item in getattr(target, kind):
                 say(f"  {kind}: {item}")
@@ -208,11 +209,15 @@ def report_repaired_snapshots(out: Printer, result: RepairSnapshotsResult, forge
         hint = ("; run 'fogvault prune' to free the data" if forget else
                 "; the originals stay, and check and prune fail on them (forget them, or run "
                 "again with --forget)")
+    forgotten = sum(not r.kept_original for r in result.repaired) if forget else 0
     out.line(f"{verb} {counted(len(result.repaired), 'snapshot')}"
              + (f" ({before} by an earlier run)" if before else "")
+             # a dry run does not know which originals a target that lacks the copy keeps
+             + (f", {'would forget up to' if result.dry_run else 'forgot'} "
+                f"{counted(forgotten, 'original')}" if forgotten else "")
              + f", {result.intact} intact"
-             + (f", {result.already_repaired} already repaired" if result.already_repaired
-                else "") + hint)
+             + (f", {result.already_repaired} already repaired (earlier runs' copies)"
+                if result.already_repaired else "") + hint)
 
 
 def _report_repaired(out: Printer, repaired: RepairedSnapshot) -> None:

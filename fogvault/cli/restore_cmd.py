@@ -102,7 +102,7 @@ def restore(
               if delete and (dry_run or out.opts.verbose) else None)
     try:
         # the restorer loads the index once it holds its lock (a dry run takes none)
-        with open_repository(ctx, load_index=dry_run) as repo:
+        with open_repository(ctx, drop_empty_targets=True, load_index=dry_run) as repo:
             snap = load_snapshot_ref(repo, ref, host=host, tags=tag, paths=path)
             summary = Restorer(repo, snap, restore_options, progress, listed).run()
     finally:

@@ -33,7 +33,7 @@ def snapshots(
     from fogvault.repo.snapshot import select_snapshots
 
     out = Printer.of(ctx)
-    with open_repository(ctx, load_index=False) as repo:
+    with open_repository(ctx, drop_empty_targets=True, load_index=False) as repo:
         found = select_snapshots(repo.snapshots(), host, tag or [], path or [])
         where = repo.snapshot_locations()
         every = len(repo.targets.targets)

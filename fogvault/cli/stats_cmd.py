@@ -33,7 +33,7 @@ def stats(
     from fogvault.treewalk import stats as tree_stats
 
     out = Printer.of(ctx)
-    with open_repository(ctx) as repo:
+    with open_repository(ctx, drop_empty_targets=True) as repo:
         chosen = chosen_snapshots(repo, [snapshot] if snapshot else [], host, tag or [],
                                   path or [])
         result = tree_stats(repo, [s.tree for s in chosen])

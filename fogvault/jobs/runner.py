@@ -282,9 +282,7 @@ class _JobRun:
             repo = Repository.open(cfg.targets, password, **kwargs)
         except NoRepository:  # else the core's message names the target that lacks it
             if not self.options.init or self.options.dry_run:
-                raise RepositoryNotFound(
-                    f"no repository at {', '.join(cfg.targets)}: create it once with "
-                    f"'fogvault run {self.job.name} --init' (or 'fogvault init')") from None
+                raise RepositoryNotFound(self._no_repository_message()) from None
             repo = self._init(password, kwargs)
         with contextlib.closing(repo):
             repo.lock_wait = self.options.retry_lock
@@ -294,6 +292,14 @@ class _JobRun:
                 yield repo
             finally:
                 ledger.save(repo.targets, f"run {self.job.name}")
+
+    def _no_repository_message(self) -> str:
+        where = ", ".join(self.repo_config.targets)
+        run_init = f"'fogvault run {self.job.name} --init'"
+        if self.options.init:  # and --dry-run, which creates nothing: --init alone does
+            return (f"no repository at {where}: a dry run creates none; create it once with "
+                    f"{run_init} (without --dry-run)")
+        return f"no repository at {where}: create it once with {run_init} (or 'fogvault init')"
 
     def _policy(self) -> TargetPolicy:
         """The repository's policy: bandwidth limits from the command line, else the config

@@ -64,7 +64,7 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -87,6 +87,7 @@ from fogvault.maintenance.verify import (
 from fogvault.parallel import ordered_map
 from fogvault.repo.format import (
     DATA_DIR,
+    INDEX_DIR,
     KEYS_DIR,
     SNAPSHOTS_DIR,
     id_from_name,
@@ -131,6 +132,10 @@ class TargetReport:
     misplaced: list[str] = field(default_factory=list)  # live packs' copies in another folder
     foreign: list[str] = field(default_factory=list)  # under data/, not named as packs
     packs_read: int = 0
+    #: the missing, wrong-size and corrupt copies here of which another target may hold a good
+    #: copy, or the local cache holds one: 'repair' copies them here, each once what it needs
+    #: is (an index file once the packs it lists are, a snapshot once the index is)
+    recoverable: list[str] = field(default_factory=list)
 
     @property
     def damaged(self) -> bool:
@@ -151,6 +156,10 @@ class CheckResult:
     targets: list[TargetReport] = field(default_factory=list)
     stray_keys: list[str] = field(default_factory=list)  # ids of another master key's key files
     data_missing: bool = False  # a snapshot held everywhere lacks data: packs may hold it
+    #: some of that is still listed by the index (a tree whose pack no target gave intact):
+    #: 'repair' may copy it from the cache, 'repair --index' takes it out; else only a backup
+    #: of the same files or 'repair --snapshots' is left
+    missing_data_indexed: bool = False
     forgotten: list[str] = field(default_factory=list)  # uids forgotten while a target was away
     damaged_index_files: list[str] = field(default_factory=list)  # no good copy anywhere
     #: trees and data the snapshots use that the index lacks or that did not load, each with
@@ -207,7 +216,12 @@ def check(
             _sort_unlisted(repo, inventory, pruned, report)
             _leave_out_forgotten_here(repo, result, report)
             _add_index_file_copies(repo, damaged_index, report)
-        result.problems += _unreadable_problems(result.targets, covered=set(damaged_index))
+        has_good_copy = _good_copy_finder(repo, result.targets)
+        for report in result.targets:
+            report.recoverable = [n for n in (*report.missing, *report.wrong_size,
+                                              *report.corrupt) if has_good_copy(report, n)]
+        result.problems += _unreadable_problems(result.targets, set(damaged_index),
+                                                has_good_copy)
         result.problems += _lost_packs(repo, result.targets)
         result.problems += _undecided_keys(copies)
         _warn_of_partial_keys(repo, inventory, result)
@@ -263,11 +277,35 @@ def _unread_tree_copies(repo: Repository, broken: list[BrokenObject]
     return unread
 
 
-def _unreadable_problems(reports: list[TargetReport], covered: set[str]) -> list[str]:
+GoodCopyFinder = Callable[[TargetReport, str], bool]
+
+
+def _good_copy_finder(repo: Repository, reports: list[TargetReport]) -> GoodCopyFinder:
+    """Whether a good copy of a name, for the copy a report's target holds, may be found on
+    another target (:func:`_may_hold_good_copy`) or is in the local cache (a tree pack or an
+    index file, hashed once per name)."""
+    cached: dict[str, bool] = {}
+
+    def in_cache(name: str) -> bool:
+        if name not in cached:
+            cached[name] = (name.startswith((DATA_DIR, INDEX_DIR))
+                            and repo.cached_copy(name) is not None)
+        return cached[name]
+
+    def has_good_copy(report: TargetReport, name: str) -> bool:
+        return any(_may_hold_good_copy(other, name) for other in reports
+                   if other is not report) or in_cache(name)
+
+    return has_good_copy
+
+
+def _unreadable_problems(reports: list[TargetReport], covered: set[str],
+                         has_good_copy: GoodCopyFinder) -> list[str]:
     """The problem of each target some copies of which could not be read, with what to do:
-    'repair --read-data' only if another target may hold a good copy of one of them. Names
-    ``covered`` by a problem of their own (an index file no target gave a good copy of) are
-    left out."""
+    'repair' only if another target may hold a good copy of one of them, or the local cache
+    holds one (with --read-data if one is a pack: a plain repair reads the other objects, not
+    the packs). Names ``covered`` by a problem of their own (an index file no target gave a
+    good copy of) are left out."""
     problems = []
     for report in reports:
         names = {name: why for name, why in report.unreadable.items() if name not in covered}
@@ -278,10 +316,11 @@ def _unreadable_problems(reports: list[TargetReport], covered: set[str]) -> list
                     (f"{count} copies could not be read ({first}: {why}, ...)", "them"))
         problem = (f"{report.url}: {what}: check could not verify {it}, which may be intact: "
                    f"fix access to {it} there, then check again")
-        if any(_may_hold_good_copy(other, name) for name in names
-               for other in reports if other is not report):
-            problem += (f"; 'fogvault repair --read-data' would instead replace {it} from "
-                        "good copies on the other targets, if they hold any")
+        if any(has_good_copy(report, name) for name in names):
+            repair = ("repair --read-data" if any(n.startswith(DATA_DIR) for n in names)
+                      else "repair")
+            problem += (f"; 'fogvault {repair}' would instead replace {it} from good copies "
+                        "on the other targets or in the local cache, if they hold any")
         problems.append(problem)
     return problems
 
@@ -304,7 +343,7 @@ def _lost_packs(repo: Repository, reports: list[TargetReport]) -> list[str]:
            for r in reports]
     problems = []
     for name in sorted(set.intersection(*bad)):
-        if repo.cached_pack(id_from_name(name)) is not None:
+        if repo.cached_copy(name) is not None:
             way_out = "the local cache holds a good copy, which 'fogvault repair' copies back"
         else:
             way_out = ("'fogvault repair --index' takes it out of the index (keeping what "
@@ -398,6 +437,8 @@ def _mark(repo: Repository, snapshots: list[Snapshot], inventory: Inventory, res
     result.broken_objects = [b for b in marked.broken if b.snapshots[0] not in forgotten]
     result.problems += map(_broken_problem, result.broken_objects)
     result.data_missing = any(not b.unreadable for b in result.broken_objects)
+    result.missing_data_indexed = any(not b.unreadable and bytes.fromhex(b.id) in repo.index
+                                      for b in result.broken_objects)
 
 
 def _broken_problem(broken: BrokenObject) -> str:

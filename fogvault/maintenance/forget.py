@@ -41,7 +41,8 @@ def forget(
     reports as kept is kept."""
     explicit = [repo.resolve_snapshot(u) for u in uids]
     if not explicit and (policy is None or policy.is_empty()):
-        raise UsageError("no snapshots and no keep rule given: refusing to forget anything")
+        raise UsageError("no snapshots named and no keep rule set (a rule of 0 is off): "
+                         "refusing to forget anything")
     removed = dict.fromkeys(explicit)  # ordered, and a member test that is not a list scan
     result = ForgetResult(dry_run=dry_run)
     if policy is not None and not policy.is_empty():

@@ -129,10 +129,13 @@ class TargetRepair:
     error: str | None = None
     copied: list[str] = field(default_factory=list)  # were missing
     replaced: list[str] = field(default_factory=list)  # were damaged
+    #: could not be read (``read_data``, or as a source), and written again: they may have
+    #: been intact, so they are not called damaged
+    rewritten: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)  # deletions it had missed
     failed: list[str] = field(default_factory=list)  # "name: why"
     skipped: list[str] = field(default_factory=list)  # "name: why" (ordering held it back)
-    bytes_copied: int = 0  # of the objects copied and replaced
+    bytes_copied: int = 0  # of the objects copied, replaced and rewritten
 
     @property
     def ok(self) -> bool:
@@ -164,7 +167,8 @@ class RepairResult:
 
     @property
     def changes(self) -> int:
-        copies = sum(len(t.copied) + len(t.replaced) + len(t.deleted) for t in self.targets)
+        copies = sum(len(t.copied) + len(t.replaced) + len(t.rewritten) + len(t.deleted)
+                     for t in self.targets)
         return (copies + len(self.indexed) + len(self.retired) + len(self.lost_packs)
                 + len(self.moved))
 
@@ -266,6 +270,7 @@ def _merged(first: RepairResult, second: RepairResult) -> RepairResult:
     for report, later in zip(first.targets, second.targets, strict=True):
         report.copied += later.copied
         report.replaced += later.replaced
+        report.rewritten += later.rewritten
         report.deleted += later.deleted
         report.failed += later.failed
         report.skipped = later.skipped
@@ -555,7 +560,7 @@ class _Repair:
                 problem = write_verified(dest.storage, name, data, replace=replace)
             with self._lock:
                 if problem is None:
-                    (report.replaced if replace else report.copied).append(name)
+                    self._done_list(report, name, replace).append(name)
                     report.bytes_copied += len(data)
                     self.have[dest.url].add(name)
                     self.bad.discard((dest.url, name))
@@ -564,6 +569,17 @@ class _Repair:
                 else:
                     report.failed.append(f"{name}: {problem}")
                     self._count_failure(dest)
+
+    def _done_list(self, report: TargetRepair, name: str, replace: bool) -> list[str]:
+        """Where a copy of ``name`` written to ``report``'s target is counted: copied where
+        it was missing, else rewritten where it could not be read and holds no known damage,
+        else replaced."""
+        if not replace:
+            return report.copied
+        key = (report.url, name)
+        if key in self.unreadable and key not in self.targets.damaged:
+            return report.rewritten
+        return report.replaced
 
     def _good_bytes(self, name: str, exclude: set[str]) -> bytes | None:
         """Verified bytes of ``name`` from a healthy copy, or None (recorded unrecoverable)."""
@@ -596,13 +612,14 @@ class _Repair:
         unread = [self.unreadable[url, name] for url in self.inventory.holders(name)
                   if (url, name) in self.unreadable]
         why = "; ".join(problems + unread) or "no target holds a good copy"
-        if name.startswith(DATA_DIR):  # a tree pack's copy, verified as a target's (its hash)
-            cached = self.repo.cached_pack(id_from_name(name))
+        if name.startswith((DATA_DIR, INDEX_DIR)):
+            # a tree pack's or an index file's copy, verified as a target's (its hash)
+            cached = self.repo.cached_copy(name)
             if cached is not None:
                 return cached
-            if not unread:  # lost only if every copy was seen
-                with self._lock:
-                    self.lost_packs[name] = f"{name}: {why}"
+        if name.startswith(DATA_DIR) and not unread:  # lost only if every copy was seen
+            with self._lock:
+                self.lost_packs[name] = f"{name}: {why}"
         if unread:
             why += ("; repair again once the copies that could not be read can be (fix access "
                     "to them if it was denied)")
@@ -618,10 +635,8 @@ class _Repair:
             for url, report in self.reports.items():
                 if url == source or not report.reachable:
                     continue
-                if name not in self.have[url]:
-                    report.copied.append(name)
-                elif (url, name) in self.bad:
-                    report.replaced.append(name)
+                if name not in self.have[url] or (url, name) in self.bad:
+                    self._done_list(report, name, name in self.have[url]).append(name)
                 else:
                     continue
                 report.bytes_copied += size

@@ -21,12 +21,30 @@ run those first). A tree that cannot be read for another reason (a target that c
 reached, a tree that authenticates but does not parse) stops the run: it is not lost.
 
 A snapshot that uses nothing lost is left alone, and counted as intact, or as already
-repaired if it is an earlier run's copy (whole, but of a snapshot that was not). A repaired
-copy is the same for the same original and index, so a second run saves nothing: it finds the
-first run's copy (same time, host, user, paths and tree, :func:`_earlier_copy`) and only saves
-it where it is missing and, with ``forget``, deletes the original once every target that holds
-the original holds the copy. The copy's tags are not what finds it: they are the user's to
-change (``tag`` keeps everything else), and a copy found under other tags keeps them.
+repaired if it is an earlier run's copy (whole, but of a snapshot that was not). Each copy
+names the snapshot it was repaired from in ``repaired_from`` (docs/format.md, section 14; a
+copy repaired again, after more is lost, names that copy), which ``tag``, ``rewrite`` and
+``copy`` keep; a snapshot that has it counts as already repaired, whatever its tags.
+
+A repaired copy is the same for the same original and index, so a second run saves nothing: it
+finds the first run's copy (:func:`_earlier_copy`) and only saves it where it is missing and,
+with ``forget``, deletes the original once every target that holds the original holds the
+copy. The copy found has the snapshot's time, host, user and paths and its repaired tree, and
+is first the one whose ``repaired_from`` is the snapshot's uid, whatever tags the user gave it;
+else one with the snapshot's tags (``repaired`` aside), whichever snapshot it names: another
+with the same contents and tags (a summary-only rewrite's copy kept beside its original, a copy
+saved before more was lost, the original retagged along with its copy) shares it, as deleting
+the snapshot for it loses nothing. A copy with other tags serves only the snapshot it names, so
+``forget`` never deletes a snapshot whose tags no copy has: a twin that differs in its tags (a
+``tag`` killed between saving the new manifest and deleting the old leaves one), or the
+original retagged alone, gets a copy of its own.
+
+Copies saved before ``repaired_from`` existed (or passed through a version's ``tag`` or
+``rewrite`` that drops it) are known by their tags: by their ``repaired`` tag, for the count;
+for the rerun, one with the snapshot's tags (``repaired`` aside) as above, else one with other
+tags unless the snapshot has a twin with other tags (:func:`_copy_before_the_field`). So such
+copies of twins that the user gave other tags (not only ``repaired`` taken off) get second
+copies, and such a copy whose original is forgotten counts as intact once untagged.
 """
 
 from __future__ import annotations
@@ -115,8 +133,9 @@ class RepairSnapshotsResult:
     intact: int = 0  # chosen snapshots that use nothing lost, but those below
     dry_run: bool = False
     #: chosen snapshots that use nothing lost because they are copies an earlier run saved:
-    #: one found for a chosen original, or tagged ``repaired`` (once its original is
-    #: forgotten, nothing else tells a copy from a whole snapshot)
+    #: those with ``repaired_from``; of those saved before the field, one found for a chosen
+    #: original, or tagged ``repaired`` (once its original is forgotten, nothing else tells
+    #: such a copy from a whole snapshot)
     already_repaired: int = 0
 
 
@@ -133,11 +152,19 @@ def repair_snapshots(repo: Repository, options: RepairSnapshotsOptions
     edits = edit_snapshots(repo, selection, edit_with, command="repair --snapshots",
                            forget=options.forget, dry_run=options.dry_run)
     found = {e.copy.uid for e in edits.edited if e.details.saved_before}
-    copies = sum(s.uid in found or REPAIRED_TAG in s.tags for s in edits.unchanged)
+    copies = sum(_already_repaired(s, found) for s in edits.unchanged)
     return RepairSnapshotsResult(
         [RepairedSnapshot(e.original.uid, e.copy.uid, e.details.cuts, e.copy.summary,
                           e.details.saved_before, e.kept_original) for e in edits.edited],
         len(edits.unchanged) - copies, options.dry_run, copies)
+
+
+def _already_repaired(snapshot: Snapshot, found: set[str]) -> bool:
+    """Whether ``snapshot`` is a copy an earlier run saved: it names what it was repaired
+    from, or (saved before the field) it was ``found`` for a chosen original, or is tagged
+    ``repaired``."""
+    return (snapshot.repaired_from is not None or snapshot.uid in found
+            or REPAIRED_TAG in snapshot.tags)
 
 
 @dataclass(slots=True)
@@ -185,7 +212,7 @@ class _SnapshotRepair:
             summary=recounted_summary(snapshot, repaired.contents, leading),
             warnings=_warnings([c.describe() for c in repaired.cuts], snapshot.warnings),
             # another snapshot for `copy`, as a rewrite's copy with paths taken out
-            original=None)
+            original=None, repaired_from=snapshot.uid)
         # another original with the same contents and tags (a summary-only rewrite's copy)
         # gets the same copy
         alike.append(copy)
@@ -207,21 +234,36 @@ def _moment(snapshot: Snapshot) -> tuple:
 
 def _earlier_copy(snapshot: Snapshot, tree: bytes, tags: list[str], alike: list[Snapshot]
                   ) -> Snapshot | None:
-    """The copy that an earlier run (or this one, for another snapshot) saved of
-    ``snapshot``, repaired to ``tree``: a snapshot ``alike`` it (:func:`_moment`) with that
-    tree (its summary and warnings may have been counted from another state of the index).
-    One with ``tags``, as a run saves it, first. Else one whose tags the user changed, unless
-    ``snapshot`` has a twin with other tags (alike, another tree, other tags but
-    ``repaired``): then the tags are all that tells whose copy is whose, and taking the
-    twin's would, with --forget, delete ``snapshot`` and leave its tags on no copy."""
+    """The copy that an earlier run (or this one, for another snapshot) saved of ``snapshot``,
+    repaired to ``tree``: a snapshot ``alike`` it (:func:`_moment`) with that tree (its summary
+    and warnings may have been counted from another state of the index). The one whose
+    ``repaired_from`` is ``snapshot``'s uid, whatever its tags; else one with ``snapshot``'s
+    tags, ``repaired`` aside (whose copy it is does not matter: deleting ``snapshot`` for it
+    loses nothing); else one saved before the field (:func:`_copy_before_the_field`)."""
     copies = [s for s in alike if s.tree == tree]
-    exact = [s for s in copies if sorted(s.tags) == tags]
-    if exact:
-        return exact[0]
-    own_tags = set(tags) - {REPAIRED_TAG}
-    if any(s.tree != tree and set(s.tags) - {REPAIRED_TAG} != own_tags for s in alike):
+    own = [s for s in copies if s.repaired_from == snapshot.uid]
+    same_tags = [s for s in copies if _users_tags(s.tags) == _users_tags(tags)]
+    if own or same_tags:
+        return (own or same_tags)[0]
+    return _copy_before_the_field(tree, tags, alike,
+                                  [s for s in copies if s.repaired_from is None])
+
+
+def _copy_before_the_field(tree: bytes, tags: list[str], alike: list[Snapshot],
+                           copies: list[Snapshot]) -> Snapshot | None:
+    """Of ``copies`` (repaired to ``tree``, saved before ``repaired_from`` existed, with other
+    tags than ``tags``, as the user changed them), the first, unless the snapshot has a twin
+    with other tags (``alike``, another tree, other tags but ``repaired``): then the tags are
+    all that tells whose copy is whose, and taking the twin's would, with --forget, delete the
+    snapshot and leave its tags on no copy."""
+    if any(s.tree != tree and _users_tags(s.tags) != _users_tags(tags) for s in alike):
         return None
     return copies[0] if copies else None
+
+
+def _users_tags(tags: list[str]) -> set[str]:
+    """``tags`` but the one a repair adds."""
+    return set(tags) - {REPAIRED_TAG}
 
 
 _MORE_WARNINGS = re.compile(r"\.\.\. and (\d+) more warnings")

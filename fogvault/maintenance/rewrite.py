@@ -116,6 +116,8 @@ def _copy(repo: Repository, snapshot: Snapshot, filtered: _Filtered, patterns: P
     # A copy with contents taken out is another snapshot for `copy`: were it to keep
     # `original`, a repository copied from would take it and the full one for the same, and
     # copy only one of them. A copy whose summary alone is counted anew has the same contents.
+    # `repaired_from` stays either way: what is left is still what a repair left, and a rerun
+    # of `repair --snapshots` compares the tree too, so never takes this copy for the repair.
     original = None if filtered.removed else snapshot.original or snapshot.uid
     return dataclasses.replace(snapshot, uid=new_uid(), tree=filtered.tree_id,
                                summary=summary, original=original), filtered.removed

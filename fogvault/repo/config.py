@@ -85,7 +85,8 @@ class RepoConfig:
     def validate(self) -> None:
         self.chunker.validate()
         if not MIN_PACK_SIZE <= self.pack_size <= MAX_PACK_SIZE:
-            raise ValueError("pack size out of range")
+            raise ValueError(f"pack size out of range ({MIN_PACK_SIZE // 1024} KiB to "
+                             f"{MAX_PACK_SIZE // 1024**2} MiB)")
         if not 0 <= self.compression_level <= 22:
             raise ValueError("compression level out of range (0-22)")
         if not is_repo_id(self.repo_id):

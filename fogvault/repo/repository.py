@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from fogvault.chunker import Chunker, chunker_seed
 from fogvault.compression import pack_payload, unpack_payload
@@ -284,11 +284,7 @@ class Repository:
         try:
             configs = _probe_configs(targets)
             if not any(sealed is not None for sealed in configs.values()):
-                kind = NoRepository if len(targets.active()) == len(targets.targets) else (
-                    RepositoryNotFound)  # an unreachable target may hold it
-                raise kind(
-                    f"no repository at {', '.join(targets.urls)} (run 'fogvault init' first)"
-                )
+                _raise_no_repository(targets)
             master, key_id, key_bytes, verified, stray = _unlock(targets, password, configs)
             config = _check_same_repository(targets, verified, drop_empty_targets)
         except BaseException:
@@ -497,14 +493,14 @@ class Repository:
         if blob_type is BlobType.TREE and self._tree_packs is not None:
             self._tree_packs.put(pack_id, data)
 
-    def cached_pack(self, pack_id: bytes) -> bytes | None:
-        """The local cache's copy of a pack (only tree packs are cached), whole, if it hashes to
-        the pack's id; None if there is none (a copy that does not is removed). Read also
-        within :meth:`trees_from_targets`: ``repair`` takes it as a good copy of a pack no
-        target holds intact."""
+    def cached_copy(self, name: str) -> bytes | None:
+        """The local cache's copy of a pack or an index file (of packs, only tree packs are
+        cached), whole, if it hashes to the id its name gives; None if there is none (a copy
+        that does not is removed). Read also within :meth:`trees_from_targets`: ``repair``
+        takes it as a good copy of an object no target holds intact."""
         if self.cache is None:
             return None
-        return self.cache.get_verified(pack_name(pack_id), pack_id)
+        return self.cache.get_verified(name, id_from_name(name))
 
     def load_blob(self, blob_id: bytes, blob_type: BlobType | None = None) -> bytes:
         entry = self.index.get(blob_id)
@@ -1299,6 +1295,18 @@ def _keys_opened_by(
             scan.damaged.append(key_id)
 
 
+def _raise_no_repository(targets: TargetSet) -> NoReturn:
+    """No target that answered holds a config. With every target answering, one may be
+    created there; else an unreachable target may hold it, and 'init' is no advice."""
+    away = [t.url for t in targets.targets if not t.active]
+    if not away:
+        raise NoRepository(f"no repository at {', '.join(targets.urls)} (run 'fogvault init' "
+                           "first)")
+    answered = ", ".join(t.url for t in targets.active())  # some did: else the probe failed
+    raise RepositoryNotFound(f"no repository at {answered}; {', '.join(away)} could not be "
+                             "reached (it may hold it)")
+
+
 def _verify_configs(
     targets: TargetSet, master: MasterKey, configs: dict[Target, bytes | None]
 ) -> dict[Target, RepoConfig | None]:
@@ -1350,8 +1358,11 @@ def _check_same_repository(
     for target in empty:
         why = (f"no repository there (not mounted? to make it a copy of this repository, use "
                f"'fogvault target add {target.url}')")
-        if not drop_empty and len(targets.active()) - len(empty) < targets.min_targets:
-            raise RepositoryNotFound(f"{target.url}: {why}")
+        left = len(targets.active()) - len(empty)
+        if not drop_empty and left < targets.min_targets:
+            way_on = (f"; to go on without it, leave it out or give --min-targets {left}"
+                      if left else "")
+            raise RepositoryNotFound(f"{target.url}: {why}{way_on}")
         target.empty = True
         targets.drop(target, why)
     return config

@@ -85,6 +85,10 @@ class Snapshot:
     #: the uid of the snapshot this is a copy of (``copy``: the source's own ``original`` if
     #: it has one, else its uid), by which a later copy knows it is there; None if no copy
     original: str | None = None
+    #: the uid of the snapshot this copy was repaired from (``repair --snapshots``; a copy
+    #: repaired again names that copy, not the first snapshot), by which a later run finds it;
+    #: kept by ``tag``, ``rewrite`` and ``copy``. None if not a repaired copy
+    repaired_from: str | None = None
     #: the backup read the inode flags of files and folders: a node without ``flags`` has none
     #: (else nothing is known of them, and the next backup reads them again)
     flags_read: bool = False
@@ -108,6 +112,8 @@ class Snapshot:
         }
         if self.original is not None:  # only in copies: other snapshots are as they were
             doc["original"] = self.original
+        if self.repaired_from is not None:  # only in repaired copies
+            doc["repaired_from"] = self.repaired_from
         if self.flags_read:
             doc["flags_read"] = True
         return doc
@@ -134,6 +140,7 @@ class Snapshot:
                 summary=_summary(doc.get("summary", {})),
                 warnings=_str_list(doc.get("warnings", [])),
                 original=_optional_uid(doc.get("original"), "original"),
+                repaired_from=_optional_uid(doc.get("repaired_from"), "repaired_from"),
                 flags_read=_typed(doc.get("flags_read", False), bool, "flags_read"),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -35,6 +35,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload
 
 from fogvault import interrupts
@@ -83,6 +84,16 @@ class NameListing(Protocol):
 L = TypeVar("L", bound=NameListing)
 
 
+@dataclass(slots=True)
+class _Unread:
+    """Why reads of a copy failed, and which byte ranges (offset, length; None: to the end)
+    failed since a read of them last worked: a read of another part of the copy working (a
+    tree beside a bad sector) does not make it readable."""
+
+    reason: str
+    ranges: set[tuple[int, int | None]] = field(default_factory=set)
+
+
 class TargetSet:
     def __init__(self, storages: Iterable[Storage], policy: TargetPolicy | None = None) -> None:
         self.policy = policy or TargetPolicy()
@@ -91,8 +102,9 @@ class TargetSet:
             raise ValueError("at least one target is needed")
         self.damaged: set[tuple[str, str]] = set()  # (target url, object name)
         self.missed_deletes: set[tuple[str, str]] = set()  # (target url, object name)
-        #: (target url, object name) -> why its last read failed without seeing its bytes
-        self._unreadable: dict[tuple[str, str], str] = {}
+        #: (target url, object name) -> why its last read failed without seeing its bytes, and
+        #: the byte ranges (offset, length) that failed since a read of them last worked
+        self._unreadable: dict[tuple[str, str], _Unread] = {}
         self._quiet_on_missing: set[str] = set()  # urls told missing since their last read
         self._lock = threading.Lock()
         self._listings: dict[str, dict[str, NameListing]] = {}  # prefix -> url -> names
@@ -292,7 +304,7 @@ class TargetSet:
                 if isinstance(exc, IntegrityError):  # a read that failed saw no bytes to judge
                     self.remember_damage(target.url, name)
                 else:
-                    told = self._remember_unreadable(target.url, name, exc)
+                    told = self._remember_unreadable(target.url, name, exc, offset, length)
                 if isinstance(exc, StorageError) and target.read_failed():
                     self.drop(target, f"reads keep failing ({exc})")
                 elif len(order) > 1 and not told:
@@ -302,8 +314,7 @@ class TargetSet:
                 continue
             target.read_worked()
             if self._unreadable:
-                with self._lock:
-                    self._unreadable.pop((target.url, name), None)
+                self._forget_unreadable(target.url, name, offset, length)
             if target.url in self._quiet_on_missing:
                 with self._lock:
                     self._quiet_on_missing.discard(target.url)
@@ -311,20 +322,38 @@ class TargetSet:
         raise self._read_failure(name, order, errors)
 
     def unreadable_copies(self) -> dict[tuple[str, str], str]:
-        """(url, name) -> why, of each copy whose last read failed without seeing its bytes."""
+        """(url, name) -> why, of each copy a read of which failed without seeing its bytes,
+        and has not worked since (a read of another part of it working does not count)."""
         with self._lock:
-            return dict(self._unreadable)
+            return {key: unread.reason for key, unread in self._unreadable.items()}
 
-    def _remember_unreadable(self, url: str, name: str, error: StorageError) -> bool:
-        """Note that ``url``'s copy of ``name`` could not be read (not a lock's: locks come and
-        go); whether that was known (and told) already: a batch of blobs read again one by one
-        fails on the same copy."""
+    def _remember_unreadable(self, url: str, name: str, error: StorageError, offset: int,
+                             length: int | None) -> bool:
+        """Note that bytes ``offset`` to ``offset + length`` of ``url``'s copy of ``name``
+        could not be read (not a lock's: locks come and go); whether that copy was known (and
+        told) already: a batch of blobs read again one by one fails on the same copy."""
         if name.startswith(EPHEMERAL_PREFIXES):
             return False
         with self._lock:
             told = (url, name) in self._unreadable
-            self._unreadable[(url, name)] = error.reason
+            unread = self._unreadable.setdefault((url, name), _Unread(error.reason))
+            unread.reason = error.reason  # the latest
+            unread.ranges.add((offset, length))
         return told
+
+    def _forget_unreadable(self, url: str, name: str, offset: int, length: int | None) -> None:
+        """A read of bytes ``offset`` to ``offset + length`` of ``url``'s copy of ``name``
+        worked: that range, or every range if the read was of the whole copy, is readable."""
+        with self._lock:
+            unread = self._unreadable.get((url, name))
+            if unread is None:
+                return
+            if offset == 0 and length is None:
+                unread.ranges.clear()
+            else:
+                unread.ranges.discard((offset, length))
+            if not unread.ranges:
+                del self._unreadable[(url, name)]
 
     def _tell_missing(self, target: Target, name: str) -> bool:
         """Whether to warn that ``target`` lacks ``name`` (module docstring): not if that is

@@ -64,6 +64,42 @@ def test_missing_repository_exits_10(fogvault):
     assert "no repository" in one_error_line(done)
 
 
+def test_errors_say_what_is_wrong_and_give_no_wrong_advice(fogvault):
+    """A rule of 0 is a rule the user gave (it is off); a pack size out of range names the
+    range; a copy source that holds no repository is not to be created with 'init'."""
+    _init(fogvault)
+    forgot = fogvault("forget", "-r", "repo", "--keep-last", "0")
+    assert forgot.returncode == 2
+    assert one_error_line(forgot) == ("error: no snapshots named and no keep rule set (a rule "
+                                      "of 0 is off): refusing to forget anything")
+    packed = fogvault("init", "-r", "other", "--pack-size", "0")
+    assert packed.returncode == 2
+    assert one_error_line(packed) == "error: --pack-size must be 1 to 512 (MiB)"
+    copied = fogvault("copy", "-r", "repo", "--from-repo", "nowhere",
+                      env={"FOGVAULT_FROM_PASSWORD": "x"})
+    assert copied.returncode == 10
+    assert one_error_line(copied) == (
+        "error: source repository nowhere: no repository there: check the --from-repo "
+        "address (or FOGVAULT_FROM_REPO)")
+
+
+def test_no_repository_with_a_target_unreachable_gives_no_advice_to_init(fogvault, tmp_path):
+    """The unreachable target may hold the repository: 'init' is not the way on, neither for
+    the repository nor for a copy's source (one target empty, one refusing connections)."""
+    (tmp_path / "empty").mkdir()
+    unreachable = "sftp://nobody@127.0.0.1:1/nowhere"  # nothing listens on port 1
+    _init(fogvault)
+    copied = fogvault("copy", "-r", "repo", "--from-repo", "empty", "--from-repo", unreachable,
+                      env={"FOGVAULT_FROM_PASSWORD": "x"})
+    listed = fogvault("snapshots", "-r", "empty", "-r", unreachable)
+    for done in copied, listed:
+        assert done.returncode == 10 and "Traceback" not in done.stderr.decode()
+        error = done.stderr.decode().splitlines()[-1]  # after the unreachable one's warning
+        assert "init" not in error
+        assert f"{unreachable} could not be reached (it may hold it)" in error
+    assert copied.stderr.decode().splitlines()[-1].startswith("error: source repository ")
+
+
 def test_usage_errors_exit_2(fogvault):
     assert fogvault("no-such-command").returncode == 2
     assert fogvault("restore", "-r", "repo").returncode == 2  # --version is required
@@ -307,3 +343,21 @@ def test_an_interrupted_command_says_so(fogvault, cli_env, tmp_path, signum):
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert stderr.strip().splitlines()[-1] == b"interrupted"
+
+
+def test_forget_names_the_snapshots_given_by_uid(fogvault, tmp_path):
+    """A dry run (and a real one) names what it removes: a uid prefix given on the command
+    line, which no retention group lists, as well as the policy's choices."""
+    _init(fogvault)
+    (tmp_path / "src").mkdir()
+    for content in ("a", "b", "c"):
+        (tmp_path / "src" / "f").write_text(content)
+        assert fogvault("backup", "-q", "-r", "repo", "src").returncode == 0
+    first, second, third = (s["uid"] for s in json.loads(
+        fogvault("snapshots", "--json", "-r", "repo").stdout))
+    for dry_run in (["--dry-run"], []):
+        done = fogvault("forget", "-r", "repo", first[:6], "--keep-last", "1", *dry_run)
+        assert done.returncode == 0, done.stderr
+        out = done.stdout.decode()
+        assert first in out and second in out and third in out, out
+        assert out.rstrip().endswith("remove 2 snapshots" if dry_run else "removed 2 snapshots")

@@ -567,6 +567,10 @@ class Repository:
              and all(isinstance(p, str) for p in doc["paths"]), "bad paths")
         need(isinstance(doc.get("tree"), str) and ID_RE.match(doc["tree"]), "bad tree id")
         need(isinstance(doc.get("flags_read", False), bool), "flags_read is not a boolean")
+        for field in ("original", "repaired_from"):  # §14: absent, null, or a uid
+            value = doc.get(field)
+            need(value is None or (isinstance(value, str) and bool(UID_RE.match(value))),
+                 f"malformed {field}")
         summary = doc.get("summary", {})
         need(isinstance(summary, dict) and all(
             isinstance(v, int | float) and not isinstance(v, bool) for k, v in summary.items()

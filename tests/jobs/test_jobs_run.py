@@ -216,6 +216,17 @@ def test_no_repository_exits_10_and_init_creates_it(setup, jobs_cli):
     assert (setup.root / "new-repo" / "config").is_file()
 
 
+def test_a_dry_run_with_init_says_it_creates_nothing(setup, jobs_cli):
+    """'--init --dry-run' creates no repository: the error must not tell the user to add the
+    '--init' they gave, but to run it without --dry-run."""
+    setup.write(targets='["new-repo"]')
+    done = jobs_cli("run", "home", "--init", "--dry-run", "--config", str(setup.config))
+    assert done.returncode == 10
+    error = done.stderr.decode()
+    assert "a dry run creates none" in error and "without --dry-run" in error, error
+    assert not (setup.root / "new-repo").exists()
+
+
 def test_a_target_missing_its_copy_is_named_and_init_is_not_suggested(tmp_path, setup, jobs_cli):
     """Of two targets, the second (a USB disk not mounted) holds nothing: the error is the
     core's, naming it; '--init' would be wrong, the first target holds the repository."""

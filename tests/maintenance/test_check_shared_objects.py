@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.errors import FogVaultError
+from fogvault.maintenance import mark
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.index_rewrite import rewrite_index
 from fogvault.maintenance.progress import PhaseProgress
+from fogvault.maintenance.prune import PruneOptions, prune
 from fogvault.repo.format import pack_name
 from fogvault.repo.tree import DIR, FILE
 
@@ -71,6 +74,11 @@ def test_a_lost_tree_names_every_snapshot_that_uses_it(shared_folder, fogvault):
     assert done.returncode == 1
     summary = json.loads(done.stdout.splitlines()[-1])
     assert [b["snapshots"] for b in summary["broken_objects"]] == [[first], later]
+    # the lost trees are still indexed: repair (from the cache) or repair --index come first
+    assert summary["data_missing"] and summary["missing_data_indexed"]
+    text = fogvault(*(a for url in repo.targets.urls for a in ("-r", url)), "check")
+    assert ("use data no target holds intact: 'fogvault repair' copies back what a target or "
+            "the local cache still holds") in text.stdout.decode()
 
 
 def test_data_the_index_lost_names_every_snapshot_that_uses_it(shared_folder):
@@ -90,3 +98,23 @@ def test_data_the_index_lost_names_every_snapshot_that_uses_it(shared_folder):
     assert all(b.kind == "data" and b.snapshots == every for b in result.broken_objects)
     assert result.data_missing and all(p.startswith(f"{len(every)} snapshots (")
                                        for p in result.problems)
+
+
+def test_a_mark_for_the_first_problem_alone_names_the_first_snapshot_and_keeps_no_edges(
+        shared_folder):
+    """prune stops at the first problem, so its mark keeps no tree edges (16 bytes a folder):
+    each broken object names the first snapshot using it, the one the full mark names first;
+    prune's refusal names it."""
+    repo, snapshots, path = shared_folder
+    shared = _node(repo, snapshots[-1].tree, path).subtree
+    _delete_everywhere(repo, repo.index.get(shared).pack_id)
+    with repo.trees_from_targets():  # not the cache's copies
+        full = mark.mark_used(repo, snapshots)
+        first_only = mark.mark_used(repo, snapshots, every_snapshot=False)
+    assert [b.snapshots for b in first_only.broken] == [b.snapshots[:1] for b in full.broken]
+    assert [len(b.snapshots) for b in full.broken] == [1, LATER]
+    assert first_only.problems == full.problems
+    repo.cache = None
+    with pytest.raises(FogVaultError, match=f"prune stopped before deleting anything: "
+                       f"snapshot {full.broken[0].snapshots[0]}: "):
+        prune(repo, PruneOptions())

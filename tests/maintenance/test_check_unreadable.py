@@ -20,7 +20,7 @@ from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.repo.format import pack_name
 from fogvault.repo.repository import Repository
-from fogvault.storage import open_storage
+from fogvault.storage import StorageError, open_storage
 from fogvault.storage.faulty import Fault, FaultyStorage, permanent
 
 DENIED = "Permission denied"
@@ -74,12 +74,15 @@ def _data_packs(url: str) -> list[Path]:
 
 @pytest.mark.parametrize("kind", ["pack", "snapshot"])
 def test_a_copy_that_cannot_be_read_is_unreadable_not_corrupt(two_targets, check_as_user,
-                                                              tmp_path, kind):
+                                                              fogvault, tmp_path, kind):
+    """... and the repair check advises (plain for a snapshot, which it always reads; with
+    --read-data for a pack) writes it again."""
     repo, (a, b) = two_targets
     folder = "data" if kind == "pack" else "snapshots"
     path = max((p for p in (Path(a) / folder).rglob("*") if p.is_file()),
                key=lambda p: p.stat().st_size)
     name = str(path.relative_to(a))
+    advised = "repair --read-data" if kind == "pack" else "repair"
     with _unreadable(path):
         summary, done = check_as_user([a, b], "--read-data")
     assert done.returncode == 1, done.stderr
@@ -89,11 +92,17 @@ def test_a_copy_that_cannot_be_read_is_unreadable_not_corrupt(two_targets, check
     assert other["ok"] and other["unreadable"] == {}
     assert summary["problems"] == [
         f"{a}: {name} could not be read ({DENIED}): check could not verify it, which may be "
-        "intact: fix access to it there, then check again; 'fogvault repair --read-data' would "
-        "instead replace it from good copies on the other targets, if they hold any"]
+        f"intact: fix access to it there, then check again; 'fogvault {advised}' would "
+        "instead replace it from good copies on the other targets or in the local cache, if "
+        "they hold any"]
     assert _ledger_damage(tmp_path, repo) == {a: [], b: []}  # not damage: repair leaves it
     summary, done = check_as_user([a, b], "--read-data")  # access fixed
     assert done.returncode == 0 and summary["ok"]
+    with _unreadable(path):
+        repaired = fogvault("-r", a, "-r", b, *advised.split(), wrap=AS_USER)
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        assert f"{a}: rewrote 1 unreadable copy" in repaired.stdout.decode()
+        assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_the_text_report_names_unreadable_copies_apart(two_targets, fogvault):
@@ -225,7 +234,31 @@ def test_a_tree_read_from_another_target_does_not_decide_a_plain_checks_result(
     assert full.problems == [
         f"{a}: {name} could not be read ({DENIED}): check could not verify it, which may be "
         "intact: fix access to it there, then check again; 'fogvault repair --read-data' "
-        "would instead replace it from good copies on the other targets, if they hold any"]
+        "would instead replace it from good copies on the other targets or in the local cache, "
+        "if they hold any"]
+
+
+def test_a_copy_stays_unreadable_until_the_part_that_failed_reads(two_targets):
+    """A read of one part of a copy failing (a bad sector under one tree) is not undone by a
+    read of another part working (the tree beside it): only a read of that part, or of the
+    whole copy, makes it readable again. (Any read that worked used to clear the record, and
+    check then called the copy fine.) One target, so that every read is of its copy."""
+    _, (a, _) = two_targets
+    name = _data_packs(a)[0].relative_to(a).as_posix()
+    stored = (Path(a) / name).read_bytes()
+    failing = FaultyStorage(open_storage(a))
+    with Repository.open([failing], PASSWORD, use_cache=False) as opened:
+        targets = opened.targets
+        for whole in (False, True):
+            failing.inject("read", Fault(error=permanent(DENIED), prefix=name))  # one read
+            with pytest.raises(StorageError):
+                targets.read(name, 0, 100)
+            assert targets.unreadable_copies() == {(a, name): DENIED}
+            assert targets.read(name, 200, 100) == stored[200:300]
+            assert targets.unreadable_copies() == {(a, name): DENIED}  # another part worked
+            assert targets.read(name, *(() if whole else (0, 100))) == (
+                stored if whole else stored[:100])
+            assert targets.unreadable_copies() == {}
 
 
 def test_repair_index_keeps_an_index_file_while_a_copy_of_it_cannot_be_read(
@@ -252,6 +285,84 @@ def test_repair_index_keeps_an_index_file_while_a_copy_of_it_cannot_be_read(
     fixed = fogvault("-r", a, "-r", b, "repair")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert (Path(b) / name).read_bytes() == index.read_bytes()
+
+
+def test_repair_read_data_rewrites_an_unreadable_copy_without_calling_it_damaged(
+        two_targets, fogvault, tmp_path):
+    """'repair --read-data' writes a pack's copy it cannot read again from the other target,
+    and says so as what it was: an unreadable copy rewritten, not a damaged one replaced."""
+    repo, (a, b) = two_targets
+    path = _data_packs(a)[0]
+    name = str(path.relative_to(a))
+    with _unreadable(path):
+        dry = fogvault("-r", a, "-r", b, "repair", "--read-data", "--dry-run", wrap=AS_USER)
+        assert f"{a}: would rewrite 1 unreadable copy (" in dry.stdout.decode(), dry.stdout
+        done = fogvault("-r", a, "-r", b, "--json", "repair", "--read-data", wrap=AS_USER)
+        assert done.returncode == 0, done.stdout + done.stderr
+        report, other = json.loads(done.stdout.splitlines()[-1])["targets"]
+        assert report["rewritten"] == [name] and report["replaced"] == report["copied"] == []
+        assert other["rewritten"] == other["replaced"] == []
+        assert path.stat().st_mode & 0o777 == 0o600  # a new file, readable
+        assert path.read_bytes() == (Path(b) / name).read_bytes()
+    assert _ledger_damage(tmp_path, repo) == {a: [], b: []}
+    text = fogvault("-r", a, "-r", b, "repair", "--read-data")
+    assert b"nothing to repair" in text.stdout
+
+
+def test_check_says_which_damaged_copies_may_be_had_elsewhere(two_targets, fogvault):
+    """A copy missing on one target only may be had from the other, which repair copies, and
+    check says so on that target's line (JSON ``recoverable``); a data pack missing everywhere
+    is not."""
+    repo, (a, b) = two_targets
+    data_packs = [p for p in _data_packs(b) if repo.cached_copy(str(p.relative_to(b))) is None]
+    lost, spare = data_packs[:2]
+    names = [str(p.relative_to(b)) for p in (lost, spare)]
+    lost.unlink()
+    spare.unlink()
+    (Path(a) / names[0]).unlink()
+    done = fogvault("-r", a, "-r", b, "--json", "check")
+    assert done.returncode == 1
+    on_a, on_b = json.loads(done.stdout.splitlines()[-1])["targets"]
+    assert on_a["missing"] == [names[0]] and on_a["recoverable"] == []
+    assert on_b["missing"] == sorted(names) and on_b["recoverable"] == [names[1]]
+    text = fogvault("-r", a, "-r", b, "check").stdout.decode()
+    assert text.count("may hold a good copy") == 1, text
+    assert ("note: another target or the local cache may hold a good copy of 1 of them: "
+            "'fogvault repair' copies it here (an index file once the packs it lists are here, "
+            "a snapshot once the index is)") in text
+    assert fogvault("-r", a, "-r", b, "repair").returncode == 1  # the lost pack
+    assert (Path(b) / names[1]).exists()
+
+
+def test_an_index_file_unreadable_on_one_target_and_damaged_on_the_other_comes_from_the_cache(
+        two_targets, fogvault, tmp_path):
+    """The local cache's copy of an index file (which hashes to its name) is a good copy:
+    check says repair can use it, and repair writes it over the damaged copy and the one that
+    could not be read (it said unrecoverable)."""
+    repo, (a, b) = two_targets
+    assert fogvault("-r", a, "-r", b, "check").returncode == 0  # the CLI's cache holds it
+    [index] = (Path(a) / "index").iterdir()
+    name = f"index/{index.name}"
+    good = index.read_bytes()
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 0xFF
+    (Path(b) / name).write_bytes(bytes(damaged))
+    with _unreadable(index):
+        done = fogvault("-r", a, "-r", b, "--json", "check", wrap=AS_USER)
+        summary = json.loads(done.stdout.splitlines()[-1])
+        assert done.returncode == 1
+        assert summary["targets"][1]["corrupt"] == summary["targets"][1]["recoverable"] == [name]
+        [problem] = summary["problems"]
+        assert problem.endswith("'fogvault repair' would instead replace it from good copies "
+                                "on the other targets or in the local cache, if they hold "
+                                "any"), problem
+        repaired = fogvault("-r", a, "-r", b, "repair", wrap=AS_USER)
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        out = repaired.stdout.decode()
+        assert f"{a}: rewrote 1 unreadable copy" in out and f"{b}: replaced 1 damaged copy" in out
+    assert index.read_bytes() == (Path(b) / name).read_bytes() == good
+    assert _ledger_damage(tmp_path, repo) == {a: [], b: []}
+    assert fogvault("-r", a, "-r", b, "check", "--read-data").returncode == 0
 
 
 def test_a_lock_no_target_can_read_is_no_problem_of_check(two_targets, fogvault, tmp_path):

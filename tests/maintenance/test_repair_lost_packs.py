@@ -420,7 +420,8 @@ def test_the_command_from_check_to_a_healing_backup(fogvault, tmp_path):
     assert b" lost: back up the same files again" in done.stdout
     missing = fogvault(*repo, "check")
     assert missing.returncode == 1
-    assert b"a backup of the same files then stores it" in missing.stdout
+    assert b"intact: a backup of the same files stores it again" in missing.stdout  # only that
+    assert b"'fogvault repair' copies back" not in missing.stdout  # repair --index has run
     assert fogvault(*repo, "backup", str(src)).returncode == 0
     assert fogvault(*repo, "check", "--read-data").returncode == 0
     assert fogvault(*repo, "repair", "--index").returncode == 0

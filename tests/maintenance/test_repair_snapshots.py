@@ -17,6 +17,7 @@ from conftest import PASSWORD
 from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import FogVaultError, UsageError
 from fogvault.maintenance.check import check
+from fogvault.maintenance.copy import CopyOptions, copy
 from fogvault.maintenance.prune import prune
 from fogvault.maintenance.repair import RepairOptions, repair
 from fogvault.maintenance.repair_snapshots import (
@@ -24,10 +25,11 @@ from fogvault.maintenance.repair_snapshots import (
     _warnings,
     repair_snapshots,
 )
+from fogvault.maintenance.rewrite import RewriteOptions, rewrite
 from fogvault.maintenance.tag import TagOptions, tag
 from fogvault.repo.format import BlobType, pack_name
 from fogvault.repo.repository import Repository, is_damage
-from fogvault.repo.snapshot import Snapshot, new_uid
+from fogvault.repo.snapshot import Snapshot, SnapshotSummary, new_uid
 from fogvault.restore.restorer import RestoreOptions, Restorer
 from fogvault.storage import Fault, FaultyStorage, open_storage
 from fogvault.storage.faulty import permanent
@@ -199,6 +201,154 @@ def test_snapshots_alike_but_for_their_tags_each_get_a_copy_with_theirs(damaged_
         ["repaired"], ["repaired", "weekly"]]
 
 
+def untagged(repo: Repository, uids: list[str]) -> dict[str, str]:
+    """``tag --remove repaired`` on ``uids``, as a user may: old uid -> new uid."""
+    changed = tag(repo, TagOptions(remove=["repaired"], uids=uids)).changed
+    return {c.old_uid: c.new_uid for c in changed}
+
+
+@pytest.mark.parametrize("twin_tags", [["weekly"], []], ids=["other-tags", "same-tags"])
+def test_twins_whose_copies_the_user_untagged_get_no_second_copies(damaged_data, twin_tags):
+    """Twins of the damaged snapshot: with other tags (as a 'tag' killed before it deleted the
+    old manifest leaves) each gets a copy that names it in repaired_from; with the same tags (a
+    summary-only rewrite beside its original) they share one. Untagged, each copy is still
+    found: a rerun saves nothing, and --forget leaves a copy with each twin's tags. (With other
+    tags, the tags were all that told the copies apart: once 'repaired' was removed, a rerun
+    saved a second copy of each.)"""
+    repo, _, _, _, _, untouched, damaged = damaged_data
+    original = repo.load_snapshot(damaged)
+    twin = dataclasses.replace(original, uid=new_uid(), tags=twin_tags, original=damaged)
+    repo.save_snapshot_copy(twin, repo.targets.active())
+    first = {r.old_uid: r.new_uid for r in repair_snapshots(repo, RepairSnapshotsOptions()
+                                                             ).repaired}
+    assert set(first) == {damaged, twin.uid}
+    assert len(set(first.values())) == (2 if twin_tags else 1)
+    renamed = untagged(repo, sorted(set(first.values())))
+    again = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
+    assert sorted((r.old_uid, r.new_uid, r.saved_before) for r in again.repaired) == sorted(
+        (old, renamed[new], True) for old, new in first.items())
+    assert (again.intact, again.already_repaired) == (1, len(renamed))
+    by_uid = {s.uid: s for s in repo.snapshots()}
+    assert set(by_uid) == {untouched, *renamed.values()}
+    assert sorted(by_uid[uid].tags for uid in renamed.values()) == (
+        [[], twin_tags] if twin_tags else [[]])
+    named = {old: by_uid[renamed[new]].repaired_from for old, new in first.items()}
+    assert set(named.values()) <= {damaged, twin.uid}
+    if twin_tags:
+        assert named == {damaged: damaged, twin.uid: twin.uid}
+    assert check(repo).ok
+
+
+def test_an_untagged_copy_whose_original_is_forgotten_counts_as_already_repaired(damaged_data):
+    """Once its original is forgotten, only repaired_from tells the copy from a whole snapshot
+    (its 'repaired' tag, removed, told it before: it was counted intact)."""
+    repo, _, _, _, _, untouched, damaged = damaged_data
+    [done] = repair_snapshots(repo, RepairSnapshotsOptions(forget=True)).repaired
+    [copy_uid] = untagged(repo, [done.new_uid]).values()
+    assert {s.uid for s in repo.snapshots()} == {untouched, copy_uid}
+    again = repair_snapshots(repo, RepairSnapshotsOptions())
+    assert (again.repaired, again.intact, again.already_repaired) == ([], 1, 1)
+    assert repo.load_snapshot(copy_uid).repaired_from == damaged
+
+
+@pytest.mark.parametrize("with_its_copy", [True, False], ids=["with-its-copy", "alone"])
+def test_an_original_retagged_after_its_repair(damaged_data, with_its_copy):
+    """Retagged, the original has a new uid, which its copy does not name. Retagged along with
+    its copy (the same tags), it takes that copy: deleting it loses nothing. Retagged alone, it
+    gets a copy of its own with its tags (it took the earlier copy, and --forget deleted the
+    only snapshot with the tag 'keep')."""
+    repo, _, _, _, _, untouched, damaged = damaged_data
+    [done] = repair_snapshots(repo, RepairSnapshotsOptions()).repaired
+    retag = [damaged, done.new_uid] if with_its_copy else [damaged]
+    renamed = {c.old_uid: c.new_uid for c in tag(repo, TagOptions(add=["keep"], uids=retag)
+                                                 ).changed}
+    again = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
+    [repaired] = again.repaired
+    assert (repaired.old_uid, repaired.saved_before) == (renamed[damaged], with_its_copy)
+    if with_its_copy:
+        assert repaired.new_uid == renamed[done.new_uid]
+    left = {s.uid: s for s in repo.snapshots() if s.uid != untouched}
+    assert repaired.new_uid in left and left[repaired.new_uid].tags == ["keep", "repaired"]
+    assert sorted(s.tags for s in left.values()) == (
+        [["keep", "repaired"]] if with_its_copy else [["keep", "repaired"], ["repaired"]])
+
+
+def test_copies_saved_before_repaired_from_are_still_found_and_counted(damaged_data):
+    """Copies an earlier version saved (no repaired_from, tagged 'repaired') of twins that
+    differ in their tags count as already repaired by their tag; untagged, each is still found
+    by its tags, 'repaired' aside: a rerun saves no other, and --forget deletes the originals.
+    (Their tags less 'repaired' did not count: a twin with other tags made the rerun save a
+    second copy of each.)"""
+    repo, _, _, _, _, untouched, damaged = damaged_data
+    twin = dataclasses.replace(repo.load_snapshot(damaged), uid=new_uid(), tags=["weekly"],
+                               original=damaged)
+    repo.save_snapshot_copy(twin, repo.targets.active())
+    legacy = {}
+    for repaired in repair_snapshots(repo, RepairSnapshotsOptions()).repaired:
+        made = dataclasses.replace(repo.load_snapshot(repaired.new_uid), uid=new_uid(),
+                                   repaired_from=None)
+        repo.save_snapshot_copy(made, repo.targets.active())
+        repo.delete_snapshot(repaired.new_uid)
+        legacy[repaired.old_uid] = made.uid
+    counted = repair_snapshots(repo, RepairSnapshotsOptions(uids=list(legacy.values())))
+    assert (counted.repaired, counted.intact, counted.already_repaired) == ([], 0, 2)
+    renamed = untagged(repo, list(legacy.values()))
+    again = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
+    assert sorted((r.old_uid, r.new_uid, r.saved_before) for r in again.repaired) == sorted(
+        (old, renamed[new], True) for old, new in legacy.items())
+    by_uid = {s.uid: s for s in repo.snapshots()}
+    assert set(by_uid) == {untouched, *renamed.values()}
+    assert sorted(by_uid[uid].tags for uid in renamed.values()) == [[], ["weekly"]]
+
+
+def test_a_copy_repaired_again_names_that_copy(damaged_data, tmp_path):
+    """More is lost after the original was forgotten: the copy gets a copy that names it (not
+    the original), which the next run finds, deleting the first copy with --forget."""
+    repo, _, _, spans, lost, untouched, damaged = damaged_data
+    [first] = repair_snapshots(repo, RepairSnapshotsOptions(forget=True)).repaired
+    assert repo.load_snapshot(first.new_uid).repaired_from == damaged
+    more = next(repo.index.get(b).pack_id for b, _, _ in spans["sub/mid"] if b not in lost)
+    lose_pack(repo, tmp_path, more)
+    repo.close()
+    repo = reopened_and_reindexed(tmp_path)
+    [second] = repair_snapshots(repo, RepairSnapshotsOptions()).repaired
+    assert (second.old_uid, second.saved_before) == (first.new_uid, False)
+    assert repo.load_snapshot(second.new_uid).repaired_from == first.new_uid
+    third = repair_snapshots(repo, RepairSnapshotsOptions(forget=True))
+    assert [(r.old_uid, r.new_uid, r.saved_before) for r in third.repaired] == [
+        (first.new_uid, second.new_uid, True)]
+    assert {s.uid for s in repo.snapshots()} == {untouched, second.new_uid}
+    assert check(repo).ok
+
+
+def test_tag_rewrite_and_copy_keep_repaired_from(damaged_data, make_repo, tmp_path):
+    """What is left of a repaired copy after tag, rewrite (counting a summary anew or taking
+    paths out) and copy into another repository still names what it was repaired from, and
+    counts as already repaired there."""
+    repo, src, _, _, _, untouched, damaged = damaged_data
+    [done] = repair_snapshots(repo, RepairSnapshotsOptions(forget=True)).repaired
+    [tagged] = tag(repo, TagOptions(set=["mine"], uids=[done.new_uid])).changed
+    # a summary that does not match the trees, for --snapshot-summary to count anew
+    wrong = dataclasses.replace(repo.load_snapshot(tagged.new_uid), uid=new_uid(),
+                                summary=SnapshotSummary())
+    repo.save_snapshot_copy(wrong, repo.targets.active())
+    [recounted] = rewrite(repo, RewriteOptions(snapshot_summary=True, uids=[wrong.uid],
+                                               forget=True)).rewritten
+    [cut] = rewrite(repo, RewriteOptions(excludes=[str(src / "small")],
+                                         uids=[recounted.new_uid], forget=True)).rewritten
+    assert cut.removed == [str(src / "small")]
+    # the summary-only rewrite's copy (forgotten by the second rewrite) kept it for the second
+    assert {s.uid: s.repaired_from for s in repo.snapshots() if s.uid != untouched} == {
+        tagged.new_uid: damaged, cut.new_uid: damaged}
+    elsewhere = make_repo("elsewhere")
+    [copied] = copy(repo, elsewhere, CopyOptions(uids=[cut.new_uid])).copied
+    assert elsewhere.load_snapshot(copied.uid).repaired_from == damaged
+    there = repair_snapshots(elsewhere, RepairSnapshotsOptions())
+    assert (there.repaired, there.intact, there.already_repaired) == ([], 0, 1)
+    here = repair_snapshots(repo, RepairSnapshotsOptions())
+    assert (here.repaired, here.intact, here.already_repaired) == ([], 1, 2)
+
+
 def test_a_dry_run_writes_nothing(damaged_data, tmp_path):
     repo, _, _, _, _, _, damaged = damaged_data
     before = objects(tmp_path)
@@ -308,14 +458,20 @@ def test_the_command(fogvault, make_repo, tmp_path):
         big_packs = {repo.index.get(b).pack_id for b in nodes[b"big"].content}
         lose_pack(repo, tmp_path, min(big_packs - {small_pack}))
     assert fogvault("repair", *repo_args, "--index").returncode == 0
-    assert fogvault("check", *repo_args).returncode == 1
+    checked = fogvault("check", *repo_args)
+    assert checked.returncode == 1
+    # repair and repair --index have done what they can: check no longer sends the user there
+    assert checked.stdout.decode().splitlines()[-2] == (
+        "the snapshots named above use data no target holds intact: a backup of the same files "
+        "stores it again, and 'fogvault repair --snapshots' saves copies of the snapshots "
+        "without what stays lost")
     before = objects(tmp_path)
-    planned = fogvault("repair", *repo_args, "--snapshots", "--dry-run")
+    planned = fogvault("repair", *repo_args, "--snapshots", "--dry-run", "--forget")
     assert planned.returncode == 0, planned.stderr
     lines = planned.stdout.decode().splitlines()
     assert lines[0].startswith(f"{original.uid} -> ") and ": 1 file cut; 2 files, " in lines[0]
     assert lines[1].startswith(f"  {src}/big: ") and lines[1].endswith(" bytes kept")
-    assert lines[-1] == "would repair 1 snapshot, 0 intact"
+    assert lines[-1] == "would repair 1 snapshot, would forget up to 1 original, 0 intact"
     assert objects(tmp_path) == before
     done = fogvault("repair", *repo_args, "--snapshots", "--forget", "--json")
     assert done.returncode == 0, done.stderr
@@ -335,7 +491,7 @@ def test_the_command(fogvault, make_repo, tmp_path):
     assert (tmp_path / "out" / str(src).lstrip("/") / "small").read_bytes() == b"intact"
     again = fogvault("repair", *repo_args, "--snapshots")
     assert again.stdout.decode().splitlines() == ["repaired 0 snapshots, 0 intact, 1 already "
-                                                  "repaired"]
+                                                  "repaired (earlier runs' copies)"]
 
 
 def test_a_tree_a_failing_target_may_hold_is_not_cut(make_repo, tmp_path):

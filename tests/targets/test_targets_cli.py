@@ -90,8 +90,19 @@ def test_targets_shows_a_target_with_no_repository_as_a_row(fogvault, three, tmp
     report = json.loads(fogvault(*three, "targets", "--json").stdout)
     assert [(r["state"], r["reachable"]) for r in report] == [
         ("ok", True), ("ok", True), ("no repository", True)]
-    assert fogvault(*three, "snapshots").returncode == 10  # the others still refuse it
-    assert fogvault(*three, "backup", "src").returncode == 10
+    # commands that only read go on from the others, with a warning (the disk died; restore)
+    listed = fogvault(*three, "snapshots")
+    assert listed.returncode == 0 and b"no repository there" in listed.stderr
+    restored = fogvault(*three, "restore", "latest", "-t", "restored")
+    assert restored.returncode == 0, restored.stderr
+    checked = fogvault(*three, "check")
+    assert checked.returncode == 1
+    assert f"{tmp_path / 'c'}: UNREACHABLE (no repository there".encode() in checked.stdout
+    # one that writes refuses it, and says how to go on without it
+    refused = fogvault(*three, "backup", "src")
+    assert refused.returncode == 10
+    assert refused.stderr.decode().rstrip().endswith(
+        "; to go on without it, leave it out or give --min-targets 2")
     assert fogvault("-r", "c", "targets").returncode == 10
     if away == "empty":
         assert list((tmp_path / "c").iterdir()) == []  # nothing written to the mount point
@@ -192,5 +203,5 @@ def test_different_repositories_are_refused(fogvault, three, tmp_path) -> None:
     assert b"holds a different repository than" in mixed.stderr
     shutil.rmtree(tmp_path / "other")
     (tmp_path / "other").mkdir()
-    empty = fogvault("-r", "a", "-r", "other", "snapshots")
+    empty = fogvault("-r", "a", "-r", "other", "tag", "--add", "t", "latest")  # a write
     assert empty.returncode == 10 and b"fogvault target add" in empty.stderr
