@@ -91,6 +91,8 @@ DEFAULT_PART_SIZE = 16 * 1024**2
 DEFAULT_STALL_TIMEOUT = 120.0
 #: ... and for this long once the command is being interrupted (Storage.interrupt)
 INTERRUPTED_STALL_TIMEOUT = 3.0
+#: A stalled request is cancelled at most this many times, a second apart (_cancel)
+CANCEL_TRIES = 5
 
 _PERMANENT_ERRNOS = {
     errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
@@ -457,10 +459,24 @@ async def _unless_stalled(start: Callable[[], Awaitable[Any]], progress: Callabl
         if progress() != moved:
             moved, since = progress(), loop.time()
         elif loop.time() - since >= limit():
-            task.cancel()
-            await asyncio.wait({task})
+            await _cancel(task)
             raise RequestStalled(f"no data moved for {limit():g} s: the server or the network "
                                  "went silent")  # fmt: skip
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait for it to end, cancelling it again each second, at most
+    :data:`CANCEL_TRIES` times; then leave it to end on its own. A cancellation that meets a
+    library's own timeout can come out as that timeout's error (aiohttp's, through
+    async-timeout: aio-libs/aiohttp#5979), which botocore retries: the new attempt, on a silent
+    server, would have waited out botocore's read timeout (60 s) per attempt."""
+    for _ in range(CANCEL_TRIES):
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+        if task.done():
+            return
+    log.debug("an S3 request ignored %d cancellations; left to end on its own", CANCEL_TRIES)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # nobody awaits it now
 
 
 class RequestStalled(ConnectionError):

@@ -61,7 +61,8 @@ def assert_interrupted_soon(command: list[str], cli_env: dict[str, str],
     interrupted and exit 130 within :data:`EXIT_WITHIN` seconds."""
     endpoint = urlsplit(s3_env["FOGVAULT_S3_ENDPOINT"])
     proxy = Link((endpoint.hostname, endpoint.port), silent_on=silent_on)
-    env = {**cli_env, "FOGVAULT_S3_ENDPOINT": proxy.url, "FOGVAULT_S3_STALL_TIMEOUT": STALL_LIMIT}
+    env = {**cli_env, "FOGVAULT_S3_ENDPOINT": proxy.url, "FOGVAULT_S3_STALL_TIMEOUT": STALL_LIMIT,
+           "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack: see below
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     try:
@@ -73,8 +74,10 @@ def assert_interrupted_soon(command: list[str], cli_env: dict[str, str],
         try:
             _, stderr = process.communicate(timeout=EXIT_WITHIN)
         except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # where it waits, for the failure's message
+            stacks = process.communicate(timeout=60)[1].decode(errors="replace")
             pytest.fail(f"still running {EXIT_WITHIN:g} s after SIGINT (stall limit "
-                        f"{STALL_LIMIT} s)")
+                        f"{STALL_LIMIT} s); its threads:\n{stacks[-12000:]}")
     finally:
         process.kill()
         process.wait()
