@@ -96,10 +96,10 @@ def _report(out: Printer, result: ForgetResult) -> None:
             out.line(table([[s.uid, f"{s.time:%Y-%m-%d %H:%M:%S}"] for s in group.remove],
                            ["Remove", "Time"]))
         out.line()
-    by_policy = {s.uid for group in result.groups for s in group.remove}
-    named = [uid for uid in result.removed if uid not in by_policy]  # no group lists them
-    if named:
-        out.line(table([[uid] for uid in named], ["Remove (named)"]))
+    if result.named:  # no group lists them
+        rows = [[uid, "(cannot be read)" if time is None else f"{time:%Y-%m-%d %H:%M:%S}"]
+                for uid, time in result.named.items()]
+        out.line(table(rows, ["Remove (named)", "Time"]))
         out.line()
     verb = "would remove" if result.dry_run else "removed"
     out.line(f"{verb} {counted(len(result.removed), 'snapshot')}")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 
-from fogvault.errors import UsageError
+from fogvault.errors import FogVaultError, UsageError
 from fogvault.maintenance.retention import GroupResult, RetentionPolicy, apply_policy
 from fogvault.repo.repository import Repository
 from fogvault.repo.snapshot import Snapshot, select_snapshots
@@ -21,6 +21,9 @@ from fogvault.repo.snapshot import Snapshot, select_snapshots
 class ForgetResult:
     groups: list[GroupResult[Snapshot]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # uids, removed or (dry run) to remove
+    #: the snapshots named by uid -> their time (None: the snapshot could not be read, which
+    #: does not keep it from being forgotten)
+    named: dict[str, datetime | None] = field(default_factory=dict)
     dry_run: bool = False
 
 
@@ -44,7 +47,7 @@ def forget(
         raise UsageError("no snapshots named and no keep rule set (a rule of 0 is off): "
                          "refusing to forget anything")
     removed = dict.fromkeys(explicit)  # ordered, and a member test that is not a list scan
-    result = ForgetResult(dry_run=dry_run)
+    result = ForgetResult(named={uid: _time_of(repo, uid) for uid in removed}, dry_run=dry_run)
     if policy is not None and not policy.is_empty():
         chosen = [s for s in select_snapshots(repo.snapshots(), host, tags, paths)
                   if s.uid not in removed]
@@ -60,3 +63,12 @@ def forget(
         for uid in result.removed:
             repo.delete_snapshot(uid)
     return result
+
+
+def _time_of(repo: Repository, uid: str) -> datetime | None:
+    """The time of snapshot ``uid`` for the report, or None if it cannot be read (a damaged
+    snapshot is forgotten all the same: that is one way out of it)."""
+    try:
+        return repo.load_snapshot(uid).time
+    except FogVaultError:
+        return None

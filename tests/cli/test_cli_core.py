@@ -353,11 +353,27 @@ def test_forget_names_the_snapshots_given_by_uid(fogvault, tmp_path):
     for content in ("a", "b", "c"):
         (tmp_path / "src" / "f").write_text(content)
         assert fogvault("backup", "-q", "-r", "repo", "src").returncode == 0
-    first, second, third = (s["uid"] for s in json.loads(
-        fogvault("snapshots", "--json", "-r", "repo").stdout))
+    snapshots = json.loads(fogvault("snapshots", "--json", "-r", "repo").stdout)
+    first, second, third = (s["uid"] for s in snapshots)
+    first_time = snapshots[0]["time"][:19].replace("T", " ")  # as the tables show it
     for dry_run in (["--dry-run"], []):
         done = fogvault("forget", "-r", "repo", first[:6], "--keep-last", "1", *dry_run)
         assert done.returncode == 0, done.stderr
         out = done.stdout.decode()
         assert first in out and second in out and third in out, out
         assert out.rstrip().endswith("remove 2 snapshots" if dry_run else "removed 2 snapshots")
+        assert f"{first}  {first_time}" in out, out  # the named table's row has its time
+
+
+def test_forget_names_a_snapshot_given_by_uid_that_cannot_be_read(fogvault, tmp_path):
+    """A damaged snapshot is forgotten by uid all the same (one way out of it); its row says it
+    could not be read instead of a time."""
+    _init(fogvault)
+    (tmp_path / "src").mkdir()
+    assert fogvault("backup", "-q", "-r", "repo", "src").returncode == 0
+    (uid,) = (s["uid"] for s in json.loads(fogvault("snapshots", "--json", "-r", "repo").stdout))
+    (tmp_path / "repo" / "snapshots" / uid).write_bytes(b"not a snapshot")
+    done = fogvault("forget", "-r", "repo", uid)
+    assert done.returncode == 0, done.stderr
+    assert f"{uid}  (cannot be read)" in done.stdout.decode()
+    assert json.loads(fogvault("snapshots", "--json", "-r", "repo").stdout) == []
