@@ -4,7 +4,8 @@ With several targets, the list is the union over the reachable targets, and a sn
 not on every target is marked (``*``, and its ``targets`` in JSON) until ``repair`` copies it.
 A target that could not be listed (unreachable) may or may not hold a snapshot: one that every
 reachable target holds is marked ``?`` instead, with a footnote naming the target, and JSON
-gives those targets as ``targets_unknown``.
+gives those targets as ``targets_unknown``. A target that holds no repository (a disk not
+mounted) holds no snapshot: it is left out of the counts and named in a footnote.
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ def snapshots(
     with open_repository(ctx, drop_empty_targets=True, load_index=False) as repo:
         found = select_snapshots(repo.snapshots(), host, tag or [], path or [])
         where = repo.snapshot_locations()
-        every = len(repo.targets.targets)
-        unknown = [t.url for t in repo.targets.targets if not t.active]  # after the listing
+        # a target that holds no repository (a disk not mounted) holds no snapshot: it is left
+        # out of the counts, and named below, not taken for one that could not be listed
+        empty = [t.url for t in repo.targets.targets if t.empty]
+        every = len(repo.targets.targets) - len(empty)
+        unknown = [t.url for t in repo.targets.targets
+                   if not t.active and not t.empty]  # after the listing
         missed = set(repo.targets.missed_deletes)
     if latest is not None:
         found = found[-latest:]
@@ -77,3 +82,5 @@ def snapshots(
     if unsure:
         out.line(f"? on every reachable target; not known for {', '.join(unknown)}, which could "
                  "not be listed")
+    if empty:
+        out.line(f"left out: {', '.join(empty)}, which holds no repository (not mounted?)")

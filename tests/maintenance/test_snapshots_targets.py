@@ -72,3 +72,26 @@ def test_a_snapshot_a_target_missed_the_deletion_of_is_not_to_be_copied(make_rep
     assert b"copies them" not in listed.stdout
     assert fogvault("-r", one, "-r", two, "repair").returncode == 0
     assert first.encode() not in fogvault("-r", one, "-r", two, "snapshots").stdout
+
+
+def test_a_target_that_holds_no_repository_is_left_out_not_unknown(make_repo, tmp_path,
+                                                                     fogvault):
+    """A disk not mounted (its mount point an empty folder) was listed: it holds no snapshot,
+    so it is neither 'could not be listed' ('?') nor one that repair copies to ('*'), which
+    repair refuses. It is left out of the counts and named in a footnote."""
+    repo, first, second = _two_snapshots(make_repo, tmp_path)
+    one, two = repo.targets.urls
+    empty = tmp_path / "mount-point"
+    empty.mkdir()
+    listed = fogvault("-r", one, "-r", two, "-r", str(empty), "snapshots")
+    assert listed.returncode == 0, listed.stderr
+    assert _row(listed.stdout, first).split()[0] == first
+    assert _row(listed.stdout, first).endswith(" 2/2") and _row(listed.stdout, second).endswith(
+        " 2/2")
+    assert b"could not be listed" not in listed.stdout and b"copies them" not in listed.stdout
+    assert (f"left out: {empty}, which holds no repository (not mounted?)".encode()
+            in listed.stdout)
+    as_json = json.loads(fogvault("-r", one, "-r", two, "-r", str(empty), "--json",
+                                  "snapshots").stdout)
+    assert [s["targets_unknown"] for s in as_json] == [[], []]
+    assert list(empty.iterdir()) == []  # nothing written into the mount point
