@@ -1307,6 +1307,16 @@ def _raise_no_repository(targets: TargetSet) -> NoReturn:
                              "reached (it may hold it)")
 
 
+def _why_empty(target: Target, key_files: set[str] | None) -> str:
+    """Why a target without this repository's config or key files is not used: a mount point
+    without its disk, or another init's leftovers ('target add' refuses those)."""
+    if key_files:
+        return ("no repository there: no config, and key files that are not this repository's "
+                "(left by an init that did not finish?)")
+    return (f"no repository there (not mounted? to make it a copy of this repository, use "
+            f"'fogvault target add {target.url}')")
+
+
 def _verify_configs(
     targets: TargetSet, master: MasterKey, configs: dict[Target, bytes | None]
 ) -> dict[Target, RepoConfig | None]:
@@ -1356,8 +1366,7 @@ def _check_same_repository(
         targets.remember_damage(target.url, CONFIG_NAME)
         log.warning("%s: the config %s; 'fogvault repair' restores it", target.url, problem)
     for target in empty:
-        why = (f"no repository there (not mounted? to make it a copy of this repository, use "
-               f"'fogvault target add {target.url}')")
+        why = _why_empty(target, targets.last_listing(KEYS_DIR, target))
         left = len(targets.active()) - len(empty)
         if not drop_empty and left < targets.min_targets:
             way_on = (f"; to go on without it, leave it out or give --min-targets {left}"

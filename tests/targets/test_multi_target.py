@@ -114,6 +114,21 @@ def test_an_empty_target_is_left_out_on_request_and_marked(folders) -> None:
     assert not Path(folders[2]).exists()  # nothing was written there
 
 
+def test_a_target_with_an_unfinished_inits_key_files_is_not_called_a_missing_disk(folders
+                                                                                  ) -> None:
+    """Another init's key files and no config: the advice is not 'target add' (which refuses
+    such a folder) nor 'not mounted?'."""
+    init(folders[:2]).close()
+    init([folders[2]]).close()
+    Path(folders[2], "config").unlink()
+    with pytest.raises(RepositoryNotFound) as refused:
+        open_repo(folders)
+    assert str(refused.value) == (
+        f"{folders[2]}: no repository there: no config, and key files that are not this "
+        "repository's (left by an init that did not finish?); to go on without it, leave it out "
+        "or give --min-targets 2")
+
+
 def test_an_empty_target_is_left_out_when_the_others_are_enough(folders, src, caplog) -> None:
     """A disk that is not mounted leaves its mount point empty. With --min-targets 2 of 3 the
     backup goes on to the other two, naming the empty one; with 3 of 3 it is refused."""
