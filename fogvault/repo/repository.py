@@ -295,7 +295,11 @@ class Repository:
         repo.key_bytes = key_bytes
         repo.stray_keys = stray
         if load_index:
-            repo.load_index()
+            try:
+                repo.load_index()
+            except BaseException:  # the caller gets no repository to close: its targets'
+                repo.close()  # threads and connections would stay open
+                raise
         return repo
 
     @property

@@ -13,6 +13,8 @@ from fogvault.repo.format import INDEX_DIR, BlobType, index_name
 from fogvault.repo.index import BlobIndex, IndexFile
 from fogvault.repo.pack import PackEntry
 from fogvault.repo.repository import Repository
+from fogvault.storage import open_storage
+from fogvault.storage.faulty import Fault, FaultyStorage, permanent
 
 
 def _listing(n: int) -> list[PackEntry]:
@@ -140,3 +142,23 @@ def test_a_damaged_cache_file_that_cannot_be_deleted_costs_a_download(
     assert fresh.index.pack_ids() == {pack}
     fresh.cache.discard(index_name(index_id))
     fresh.close()
+
+
+class ClosingRecorder(FaultyStorage):
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+def test_an_open_whose_index_cannot_be_loaded_closes_its_targets(make_repo) -> None:
+    """The caller gets an exception, not a repository to close: open closes what it opened
+    (before, a library caller's SFTP connections and thread pool stayed open)."""
+    urls = make_repo("one", "two").targets.urls
+    storages = [ClosingRecorder(open_storage(url)) for url in urls]
+    for storage in storages:
+        storage.inject("list", Fault(error=permanent(), prefix=INDEX_DIR, times=None))
+    with pytest.raises(Exception, match="injected permanent fault"):
+        Repository.open(storages, PASSWORD, use_cache=False)
+    assert [s.closed for s in storages] == [True, True]
