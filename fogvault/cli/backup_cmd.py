@@ -127,6 +127,8 @@ def backup(
     for name, value in (("host", host), ("parent", parent), ("time", time)):
         if value == "":  # an unset variable: not "this machine", "the latest" or "now"
             raise UsageError(f"--{name} is empty")
+    if "" in (tag or []):  # tags cannot be empty (tag --add '' is refused as well)
+        raise UsageError("--tag is empty")
     paths = [*(paths or []), *listed]
     patterns = (exclude or []) + ExcludeRules.read_files(exclude_file or [])
     folded = (iexclude or []) + ExcludeRules.read_files(iexclude_file or [])

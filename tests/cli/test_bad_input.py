@@ -34,12 +34,14 @@ def _snapshot_count(fogvault) -> int:
     ([""], "an empty path was given: name a file or folder ('.' for this one)"),
     (["src", "--host", ""], "--host is empty"),
     (["src", "--parent", ""], "--parent is empty"),
+    (["src", "--tag", "ok", "--tag", ""], "--tag is empty"),
     (["src", "--exclude-file", "/dev/zero"],
      "exclude file /dev/zero holds more than 16.00 MiB: is it the right file?"),
 ])
 def test_backup_input_that_would_store_less_than_asked_is_refused(fogvault, repo, args, says):
     """An empty marker name made every folder 'marked', so the snapshot held no file; an empty
-    path (an unset variable) backed up the current folder."""
+    path (an unset variable) backed up the current folder; an empty tag was stored, though
+    tags cannot be empty (user guide, section 10)."""
     assert _usage_error(fogvault("backup", "-r", "repo", *args)) == f"error: {says}"
     assert _snapshot_count(fogvault) == 0
 
