@@ -481,14 +481,30 @@ def _read_hooks(r: TableReader) -> HooksConfig:
     hooks.timeout = r.seconds("timeout", DEFAULT_HOOK_TIMEOUT, MAX_HOOK_TIMEOUT)
     for key in ("ping_url", "ping_start", "ping_success", "ping_failure"):
         url = r.string(key)
-        if url is not None and urlsplit(url).scheme not in ("http", "https"):
-            r.problem(key, f"{url!r} is not an http(s) URL",
-                      "e.g. https://hc-ping.com/your-uuid")
+        if url is not None and (wrong := _ping_url_problem(url)):
+            r.problem(key, f"{url!r} {wrong}", "e.g. https://hc-ping.com/your-uuid")
             url = None
         setattr(hooks, key, url)
     hooks.ping_timeout = r.seconds("ping_timeout", DEFAULT_PING_TIMEOUT, MAX_PING_TIMEOUT)
     r.finish()
     return hooks
+
+
+def _ping_url_problem(url: str) -> str | None:
+    """What makes ``url`` no URL to ping, or None. A bad port is caught here: at run time it
+    raised ValueError where only network errors are caught, and ended the job unexpectedly."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return "is not an http(s) URL"
+    if not parts.hostname:
+        return "names no host"
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if port == 0:
+        return "has a bad port: use a number from 1 to 65535"
+    return None
 
 
 def _commands(r: TableReader, key: str) -> list[Command]:

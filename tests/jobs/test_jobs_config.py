@@ -280,6 +280,15 @@ MISTAKES = [
                  'percentage such as "5%"', id="bad-subset"),
     pytest.param(BASE + '[jobs.home.hooks]\nping_url = "hc-ping.com/x"\n', 9,
                  "jobs.home.hooks.ping_url", "is not an http(s) URL", "https://", id="ping-url"),
+    # a bad port raised ValueError in the run's first ping: the job ended as an unexpected error
+    pytest.param(BASE + '[jobs.home.hooks]\nping_url = "https://hc-ping.com:abc/x"\n', 9,
+                 "jobs.home.hooks.ping_url", "has a bad port: use a number from 1 to 65535",
+                 "https://", id="ping-url-port"),
+    pytest.param(BASE + '[jobs.home.hooks]\nping_start = "http://h:99999/x"\n', 9,
+                 "jobs.home.hooks.ping_start", "has a bad port", "https://", id="ping-url-range"),
+    pytest.param(BASE + '[jobs.home.hooks]\nping_url = "https://"\n', 9,
+                 "jobs.home.hooks.ping_url", "'https://' names no host", "https://",
+                 id="ping-url-host"),
     pytest.param(BASE + "[jobs.home.hooks]\nping_timeout = inf\n", 9,
                  "jobs.home.hooks.ping_timeout", "expected a number of seconds > 0 and at most "
                  "600, got number inf", "", id="ping-timeout"),
