@@ -39,6 +39,8 @@ from fogvault.errors import UsageError
 from fogvault.jobs.schedule import Schedule, ScheduleError, parse_schedule, parse_when
 from fogvault.jobs.toml_reader import (
     MISSING,
+    NUL,
+    NUL_PROBLEM,
     ConfigError,
     KeyLines,
     ReadContext,
@@ -517,6 +519,9 @@ def _commands(r: TableReader, key: str) -> list[Command]:
     if not ok:
         r.problem(key, f"expected a command string or a list of commands, got "
                   f"{describe(value)}", 'e.g. "mount /mnt/usb" or [["mount", "/mnt/usb"]]')
+        return []
+    if any(NUL in arg for item in items for arg in ([item] if isinstance(item, str) else item)):
+        r.problem(key, NUL_PROBLEM)
         return []
     return list(items)
 

@@ -110,6 +110,10 @@ def dotted(path: Iterable[str]) -> str:
 # ---- typed reading with problem collection ---------------------------------------------------
 
 MISSING: Any = object()
+#: No file name, command or variable can hold it: a value with one passed the check and
+#: failed the run with ValueError ("embedded null byte") from the first system call.
+NUL = "\0"
+NUL_PROBLEM = "holds a NUL character (\\u0000), which no file name or command can"
 
 
 @dataclass(slots=True)
@@ -157,6 +161,9 @@ class TableReader:
         if not isinstance(value, str) or not value:
             self.problem(key, f"expected a non-empty string, got {describe(value)}")
             return default
+        if NUL in value:
+            self.problem(key, NUL_PROBLEM)
+            return default
         return value
 
     def boolean(self, key: str, default: bool = False) -> bool:
@@ -197,7 +204,7 @@ class TableReader:
         if value is MISSING:
             return []
         if isinstance(value, str) and value:
-            return [value]
+            value = [value]
         if not isinstance(value, list):  # an empty string, a number, a table...
             self.problem(key, f"expected a list of non-empty strings, got {describe(value)}")
             return []
@@ -206,6 +213,9 @@ class TableReader:
                 self.problem(key, f"expected a list of non-empty strings, got a list holding "
                                   f"{describe(item)}")
                 return []
+        if any(NUL in item for item in value):
+            self.problem(key, NUL_PROBLEM)
+            return []
         return value
 
     def table(self, key: str) -> TableReader | None:
