@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fogvault.errors import UsageError
 from fogvault.storage.base import ObjectInfo, Storage, validate_name
 from fogvault.storage.errors import (
     InvalidName,
@@ -52,7 +53,10 @@ def open_storage(url: str, **options: Any) -> Storage:
     if not sep or scheme == "file":
         from fogvault.storage.local import LocalStorage
 
-        return LocalStorage(rest if sep else url)
+        if not (path := rest if sep else url):  # an unset variable: not the current folder
+            raise UsageError(f"the target {url!r} names no folder: give a path or URL ('.' "
+                             "for the current folder)")
+        return LocalStorage(path)
     if scheme not in _FSSPEC_SCHEMES:
         known = ", ".join(f"{s}://" for s in ("file", *_FSSPEC_SCHEMES))
         raise PermanentStorageError(f"unsupported target {url!r}: use a path or {known}")

@@ -104,6 +104,17 @@ def test_a_file_where_a_target_folder_belongs_is_said_so(fogvault, tmp_path, tar
     assert (tmp_path / "a-file").read_text() == "mine"
 
 
+@pytest.mark.parametrize("target", ["", "file://"])
+def test_an_empty_target_is_refused_not_taken_for_the_current_folder(fogvault, tmp_path, target):
+    """-r "$UNSET" made a repository in the current folder (or read the one there)."""
+    here = tmp_path / "here"
+    here.mkdir()
+    done = fogvault("init", "-r", target, "--kdf", "interactive", cwd=here)
+    assert _usage_error(done) == (f"error: the target {target!r} names no folder: give a path "
+                                  "or URL ('.' for the current folder)")
+    assert list(here.iterdir()) == []
+
+
 @pytest.mark.parametrize("count", ["0", "-1"])
 def test_snapshots_latest_takes_at_least_one(fogvault, repo, count):
     done = fogvault("snapshots", "-r", "repo", "--latest", count)
