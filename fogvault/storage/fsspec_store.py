@@ -364,7 +364,9 @@ def _describe(exc: BaseException) -> str:
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         message = error.get("Message") or ""
         return f"{error.get('Code', 'error')} (HTTP {status}) {message}".strip()
-    return f"{type(exc).__name__}: {exc}".removesuffix(": ")
+    # botocore's ParamValidationError puts what is wrong on its second line ("Parameter
+    # validation failed:\nInvalid bucket name ..."), which an error's first line left out
+    return " ".join(f"{type(exc).__name__}: {exc}".split()).removesuffix(":")
 
 
 def _entry(root: str, path: str, size: int, prefix: str) -> ObjectInfo | None:

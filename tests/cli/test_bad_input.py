@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+from outputs import one_error_line
 
 
 @pytest.fixture
@@ -142,3 +143,13 @@ def test_a_snapshot_left_on_a_target_that_missed_its_deletion_is_marked_so_besid
         done = fogvault("snapshots", *targets)
         [row] = [ln for ln in done.stdout.decode().splitlines() if ln.startswith(first)]
         assert row.startswith(f"{first}- "), row
+
+
+def test_an_s3_url_that_botocore_refuses_says_why_on_its_one_line(fogvault):
+    """botocore says what is wrong on the second line of its message: the error's one line
+    was 'ParamValidationError: Parameter validation failed:' and no more."""
+    done = fogvault("snapshots", "-r", "s3://a bucket/x", env={
+        "FOGVAULT_S3_ENDPOINT": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y", "FOGVAULT_RETRY_ATTEMPTS": "1"})
+    assert done.returncode == 1
+    assert "failed: Invalid bucket name \"a bucket\"" in one_error_line(done)
