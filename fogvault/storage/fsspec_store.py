@@ -419,10 +419,16 @@ def multipart_settings(options: dict[str, Any], env: Mapping[str, str] = os.envi
     ``part_size``: a number of bytes or a size such as ``"64M"``), else from
     ``FOGVAULT_S3_MULTIPART_THRESHOLD`` / ``FOGVAULT_S3_PART_SIZE``, else the defaults."""
     def setting(key: str, var: str, default: int) -> int:
-        value = options.pop(key, None) or env.get(var) or default
-        size = value if isinstance(value, int) else parse_size(str(value))
+        value, given = _setting(options, key, env, var)
+        if value is None:
+            return default
+        try:
+            size = value if isinstance(value, int) else parse_size(str(value))
+        except UsageError:
+            size = -1
         if size < MIN_PART_SIZE:
-            raise PermanentStorageError(f"{key} must be at least 5M (S3's smallest part)")
+            raise UsageError(f"{given}={value!r}: use a size of at least 5M (S3's smallest "
+                             "part), such as 16M")
         return size
 
     return (setting("multipart_threshold", "FOGVAULT_S3_MULTIPART_THRESHOLD",
@@ -434,16 +440,28 @@ def stall_timeout_setting(options: dict[str, Any], env: Mapping[str, str] = os.e
                           ) -> float:
     """Seconds, popped from ``options`` (``stall_timeout``), else ``FOGVAULT_S3_STALL_TIMEOUT``,
     else DEFAULT_STALL_TIMEOUT."""
-    value = options.pop("stall_timeout", None)
+    value, given = _setting(options, "stall_timeout", env, "FOGVAULT_S3_STALL_TIMEOUT")
     if value is None:
-        value = env.get("FOGVAULT_S3_STALL_TIMEOUT")
+        return DEFAULT_STALL_TIMEOUT
     try:
-        seconds = float(value) if value is not None else DEFAULT_STALL_TIMEOUT
-    except ValueError:
+        seconds = float(value)
+    except (TypeError, ValueError):
         seconds = math.nan
     if not 0 < seconds < math.inf:
-        raise PermanentStorageError(f"stall_timeout must be a number of seconds, not {value!r}")
+        raise UsageError(f"{given}={value!r}: use a number of seconds more than 0")
     return seconds
+
+
+def _setting(options: dict[str, Any], key: str, env: Mapping[str, str], var: str
+             ) -> tuple[Any, str]:
+    """(the option ``key``, popped, else the variable ``var``, else None; the name it was
+    given by, for a message: a bad setting is a usage error that names it). An empty
+    variable counts as unset, as FOGVAULT_RETRY_* and the others do."""
+    value = options.pop(key, None)
+    if value is not None:
+        return value, key
+    text = env.get(var, "").strip()
+    return (text or None), var
 
 
 async def _unless_stalled(start: Callable[[], Awaitable[Any]], progress: Callable[[], int],

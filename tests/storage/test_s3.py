@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from fogvault.errors import UsageError
 from fogvault.storage import (
     ObjectExists,
     ObjectNotFound,
@@ -19,7 +20,7 @@ from fogvault.storage import (
     TransientStorageError,
     open_storage,
 )
-from fogvault.storage.fsspec_store import S3Storage, s3_options
+from fogvault.storage.fsspec_store import DEFAULT_STALL_TIMEOUT, S3Storage, s3_options
 from tests.storage.s3_link import Link
 
 MiB = 1 << 20
@@ -231,13 +232,21 @@ def _attempt(call: Callable[[], object]) -> BaseException | None:
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
 def test_a_stall_timeout_that_is_not_a_number_of_seconds_is_refused(value, monkeypatch) -> None:
+    """A usage error (exit 2) that names the variable or the option, as a bad
+    FOGVAULT_RETRY_DELAY is: it was a storage error (exit 1) naming the option alone."""
     monkeypatch.setenv("FOGVAULT_S3_STALL_TIMEOUT", value)
-    with pytest.raises(PermanentStorageError, match="stall_timeout"):
+    with pytest.raises(UsageError, match=f"^FOGVAULT_S3_STALL_TIMEOUT='{value}': use a number"):
         open_storage("s3://bucket/prefix", endpoint_url="http://127.0.0.1:9")
     monkeypatch.delenv("FOGVAULT_S3_STALL_TIMEOUT")
-    with pytest.raises(PermanentStorageError, match="stall_timeout"):  # not the default
+    with pytest.raises(UsageError, match=r"^stall_timeout="):  # not the default
         open_storage("s3://bucket/prefix", endpoint_url="http://127.0.0.1:9",
                      stall_timeout=float(value) if value != "soon" else value)
+
+
+def test_an_empty_stall_timeout_variable_counts_as_unset(monkeypatch) -> None:
+    monkeypatch.setenv("FOGVAULT_S3_STALL_TIMEOUT", "")
+    storage = open_storage("s3://bucket/prefix", endpoint_url="http://127.0.0.1:9")
+    assert isinstance(storage, S3Storage) and storage.stall_timeout == DEFAULT_STALL_TIMEOUT
 
 
 def test_create_only_without_if_none_match_still_refuses_a_taken_name(s3_url) -> None:

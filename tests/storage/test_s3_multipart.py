@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from fogvault.errors import UsageError
 from fogvault.storage import (
     ObjectExists,
     ObjectNotFound,
-    PermanentStorageError,
     RetryingStorage,
     TransientStorageError,
     open_storage,
@@ -74,8 +74,14 @@ def test_settings_come_from_options_then_environment_then_defaults() -> None:
 
 
 def test_parts_below_s3s_minimum_are_refused() -> None:
-    with pytest.raises(PermanentStorageError, match="at least 5M"):
+    """A usage error (exit 2) that names the option or the variable (it was exit 1); an empty
+    variable counts as unset."""
+    with pytest.raises(UsageError, match=r"^part_size='1M': use a size of at least 5M"):
         multipart_settings({"part_size": "1M"}, {})
+    env = {"FOGVAULT_S3_MULTIPART_THRESHOLD": "lots", "FOGVAULT_S3_PART_SIZE": ""}
+    with pytest.raises(UsageError, match=r"^FOGVAULT_S3_MULTIPART_THRESHOLD='lots': use a size"):
+        multipart_settings({}, env)
+    assert multipart_settings({}, {"FOGVAULT_S3_PART_SIZE": " "}) == (64 * MiB, 16 * MiB)
 
 
 def test_parts_grow_to_stay_within_ten_thousand() -> None:
