@@ -93,6 +93,8 @@ class TargetPolicy:
                 if kind is float and not 0 <= values[name] <= MAX_RETRY_DELAY:  # also NaN
                     raise UsageError(f"{var}={text!r}: use a number of seconds from 0 to "
                                      f"{MAX_RETRY_DELAY:g}")
+                if kind is int and values[name] < 1:  # __post_init__ would not name the variable
+                    raise UsageError(f"{var}={text!r}: use a whole number of at least 1")
         for var, name in _LIMIT_ENV.items():
             text = env.get(var, "").strip()
             if text:

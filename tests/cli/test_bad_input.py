@@ -153,3 +153,11 @@ def test_an_s3_url_that_botocore_refuses_says_why_on_its_one_line(fogvault):
         "AWS_SECRET_ACCESS_KEY": "y", "FOGVAULT_RETRY_ATTEMPTS": "1"})
     assert done.returncode == 1
     assert "failed: Invalid bucket name \"a bucket\"" in one_error_line(done)
+
+
+@pytest.mark.parametrize("variable", ["FOGVAULT_RETRY_ATTEMPTS", "FOGVAULT_TARGET_CONCURRENCY"])
+def test_a_count_variable_below_one_is_named(fogvault, repo, variable):
+    """The message was 'retry attempts, concurrency and read failures must be at least 1',
+    naming neither the variable nor its value."""
+    done = fogvault("snapshots", "-r", "repo", env={variable: "0"})
+    assert _usage_error(done) == f"error: {variable}='0': use a whole number of at least 1"
