@@ -55,7 +55,10 @@ from fogvault.storage.identity import hide_password, repeated_target
 from fogvault.targets.policy import MAX_LIMIT_KIB
 
 ENV_CONFIG = "FOGVAULT_CONFIG"
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+#: A job's name is part of file names (its lock, its systemd units: fogvault-NAME.service),
+#: which may be 255 bytes long: a longer name passed config check and failed every run.
+MAX_NAME = 100
+NAME_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME - 1}}}")
 DEFAULT_HOOK_TIMEOUT = 3600.0
 MAX_HOOK_TIMEOUT = 7 * 86400.0
 DEFAULT_PING_TIMEOUT = 10.0
@@ -245,7 +248,8 @@ def _valid_name(parent: TableReader, name: str, what: str) -> bool:
     if NAME_PATTERN.fullmatch(name):
         return True
     parent.problem(name, f"invalid {what} name",
-                   "use letters, digits, '.', '_' and '-' (it becomes part of file names)")
+                   f"use at most {MAX_NAME} letters, digits, '.', '_' and '-' (it becomes "
+                   "part of file names)")
     return False
 
 

@@ -310,7 +310,10 @@ MISTAKES = [
     pytest.param(BASE.replace('paths = ["~/data"]', "paths = []"), 7, "jobs.home.paths",
                  "no paths given", "", id="no-paths"),
     pytest.param(BASE.replace("[jobs.home]", "[jobs.\"my job\"]"), 5, 'jobs."my job"',
-                 "invalid job name", "use letters, digits", id="bad-name"),
+                 "invalid job name", "use at most 100 letters, digits", id="bad-name"),
+    # the run failed: "cannot lock job ...: File name too long"
+    pytest.param(BASE.replace("[jobs.home]", f"[jobs.{'a' * 101}]"), 5, f"jobs.{'a' * 101}",
+                 "invalid job name", "use at most 100 letters", id="long-name"),
     pytest.param(BASE.replace('targets = ["/srv/repo"]', 'targets = ["s3://b/p"]')
                  + '[repositories.local.target_options."s3://b/p"]\npart_size = "16 pages"\n',
                  9, "repositories.local.target_options.\"s3://b/p\".part_size",
