@@ -52,6 +52,7 @@ from fogvault.maintenance.retention import RetentionPolicy
 from fogvault.password import PasswordSource
 from fogvault.sizes import parse_size
 from fogvault.storage.identity import hide_password, repeated_target
+from fogvault.storage.s3_multipart import MIN_PART_SIZE
 from fogvault.targets.policy import MAX_LIMIT_KIB
 
 ENV_CONFIG = "FOGVAULT_CONFIG"
@@ -313,10 +314,14 @@ def _read_target_options(r: TableReader, targets: list[str], base: Path
 
 
 def _check_size(r: TableReader, key: str, value: str) -> None:
+    """A multipart threshold or part size: S3's smallest part at least, as the run requires."""
     try:
-        parse_size(value)
+        size = parse_size(value)
     except UsageError as exc:
         r.problem(key, str(exc))
+        return
+    if size < MIN_PART_SIZE:
+        r.problem(key, f"{value!r} is less than 5M, S3's smallest part", "e.g. \"16M\"")
 
 
 def _read_one_target(r: TableReader, base: Path) -> dict[str, Any]:

@@ -318,6 +318,11 @@ MISTAKES = [
                  + '[repositories.local.target_options."s3://b/p"]\npart_size = "16 pages"\n',
                  9, "repositories.local.target_options.\"s3://b/p\".part_size",
                  "not a size: '16 pages'", "", id="bad-part-size"),
+    # passed config check; every run then failed
+    pytest.param(BASE.replace('targets = ["/srv/repo"]', 'targets = ["s3://b/p"]')
+                 + '[repositories.local.target_options."s3://b/p"]\nmultipart_threshold = "1M"\n',
+                 9, "repositories.local.target_options.\"s3://b/p\".multipart_threshold",
+                 "'1M' is less than 5M, S3's smallest part", "16M", id="small-part-size"),
     pytest.param(BASE.replace('targets = ["/srv/repo"]', 'targets = ["s3://b/p"]')
                  + '[repositories.local.target_options."s3://b/p"]\nstall_timeout = 0\n',
                  9, "repositories.local.target_options.\"s3://b/p\".stall_timeout",
