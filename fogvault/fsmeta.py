@@ -340,7 +340,10 @@ def _apply(target: bytes | int, at: dict[str, Any], xattr_target: bytes | int, n
     _set_xattrs(xattr_target, node, problems)
     if not is_link:  # the entry was created by this restore: it is not a symlink
         try:
-            _chmod(target, node.mode, at)
+            if isinstance(target, int):
+                os.chmod(target, node.mode)
+            else:
+                chmod_at(at["dir_fd"], target, node.mode)
         except OSError as exc:
             if not _changed_nothing(exc, target, at,
                                     lambda st: stat.S_IMODE(st.st_mode) == node.mode):
@@ -354,20 +357,18 @@ def _apply(target: bytes | int, at: dict[str, Any], xattr_target: bytes | int, n
     return problems
 
 
-def _chmod(target: bytes | int, mode: int, at: dict[str, Any]) -> None:
-    """chmod of the entry itself, never of what a symlink now in its place points to: a
-    folder the restore found at the target (one of a user's, restored in place by root) can
-    be swapped for a symlink by whoever may write in its folder before its metadata is set,
-    and root would give its mode to any file (``/etc/shadow``). Linux's chmod follows a
-    symlink and (before 6.6) has no flag not to, so the entry is opened as an O_PATH
-    descriptor, which does not follow it, and changed through /proc/self/fd."""
-    if isinstance(target, int):
-        os.chmod(target, mode)
-        return
+def chmod_at(dir_fd: int, name: bytes, mode: int) -> None:
+    """chmod of the entry ``name`` in the folder ``dir_fd`` itself, never of what a symlink
+    now in its place points to: a folder the restore found at the target (one of a user's,
+    restored in place by root) can be swapped for a symlink by whoever may write in its
+    folder before its metadata is set, and root would give its mode to any file
+    (``/etc/shadow``). Linux's chmod follows a symlink and (before 6.6) has no flag not to,
+    so the entry is opened as an O_PATH descriptor, which does not follow it, and changed
+    through /proc/self/fd."""
     if not hasattr(os, "O_PATH"):  # BSD and macOS: fchmodat takes AT_SYMLINK_NOFOLLOW
-        os.chmod(target, mode, dir_fd=at["dir_fd"], follow_symlinks=False)
+        os.chmod(name, mode, dir_fd=dir_fd, follow_symlinks=False)
         return
-    fd = os.open(target, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=at["dir_fd"])
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         if stat.S_ISLNK(os.fstat(fd).st_mode):
             raise OSError(errno.ELOOP, "a symlink stands in its place now; not following it")

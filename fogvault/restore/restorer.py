@@ -53,7 +53,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from fogvault.errors import DestinationUnwritable, IntegrityError, UnsafePath, UsageError
-from fogvault.fsmeta import FlagsRefused, MetadataProblem
+from fogvault.fsmeta import FlagsRefused, MetadataProblem, chmod_at
 from fogvault.hardlinks import Hardlinks
 from fogvault.heap import release_free_memory
 from fogvault.patterns import PathPatterns, pattern_warnings
@@ -363,7 +363,11 @@ class Restorer:
 
     def _stays_reachable(self, folder: Node) -> bool:
         """Whether this process can still reach into ``folder`` once its mode is set."""
-        return self._as_root or folder.mode & 0o700 == 0o700
+        return self._stays_reachable_mode(folder.mode)
+
+    def _stays_reachable_mode(self, mode: int) -> bool:
+        """Whether this process can reach into a folder it owns of mode ``mode``."""
+        return self._as_root or mode & 0o700 == 0o700
 
     def _make_dir(self, root: SafeRoot, parts: Parts) -> bool:
         """Make the folder ``parts``; False (with a warning) if it cannot be made."""
@@ -377,12 +381,24 @@ class Restorer:
                         raise UnsafePath(
                             f"{os.fsdecode(root.path(parts))} exists and is not a folder")
                     root.remove(parts)
+                elif existing is not None:
+                    self._reach_into(root, parts, existing)
             with root.open_dir(parts, create=True):
                 pass
         except OSError as exc:
             self._warn_unrestored(not_restored(root, parts, exc))
             return False
         return True
+
+    def _reach_into(self, root: SafeRoot, parts: Parts, existing: os.stat_result) -> None:
+        """Give this process (not root) read, write and search on a folder it owns at the
+        target that lacks them: one the restore of a read-only folder left (``000``, ``555``),
+        as a first restore sets such modes last. Its entries could be neither restored nor
+        replaced otherwise; its own mode is set again with its metadata, at the end."""
+        if self._stays_reachable_mode(existing.st_mode) or existing.st_uid != os.geteuid():
+            return
+        with root.open_dir(parts[:-1]) as dir_fd:
+            chmod_at(dir_fd, parts[-1], stat.S_IMODE(existing.st_mode) | 0o700)
 
     def _plan_entry(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
         try:
