@@ -59,7 +59,7 @@ def open_storage(url: str, **options: Any) -> Storage:
         return LocalStorage(path)
     if scheme not in _FSSPEC_SCHEMES:
         known = ", ".join(f"{s}://" for s in ("file", *_FSSPEC_SCHEMES))
-        raise PermanentStorageError(f"unsupported target {url!r}: use a path or {known}")
+        raise UsageError(f"unsupported target {url!r}: use a path or {known}")
     from fogvault.storage import fsspec_store
 
     return getattr(fsspec_store, _FSSPEC_SCHEMES[scheme])(url, **options)

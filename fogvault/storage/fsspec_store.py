@@ -529,7 +529,7 @@ class S3Storage(FsspecStorage):
         parts = urlsplit(url)
         bucket, prefix = parts.netloc, parts.path.strip("/")
         if not bucket:
-            raise PermanentStorageError(f"no bucket in {url!r}; use s3://bucket/prefix")
+            raise UsageError(f"no bucket in {url!r}; use s3://bucket/prefix")
         self.multipart_threshold, self.part_size = multipart_settings(options)
         self.stall_timeout = stall_timeout_setting(options)
         # fsspec caches instances by settings: targets on one endpoint share a client
@@ -722,7 +722,7 @@ def sftp_options(
     """
     parts = urlsplit(url)
     if not parts.hostname:
-        raise PermanentStorageError(f"no host in {url!r}; use sftp://user@host:port/path")
+        raise UsageError(f"no host in {url!r}; use sftp://user@host:port/path")
     port = sftp_port(url)
     opts = dict(options)
     if parts.username:

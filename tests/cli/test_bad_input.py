@@ -116,6 +116,19 @@ def test_an_empty_target_is_refused_not_taken_for_the_current_folder(fogvault, t
     assert list(here.iterdir()) == []
 
 
+@pytest.mark.parametrize(("target", "message"), [
+    ("bogus://x", "error: unsupported target 'bogus://x': use a path or file://, memory://, "
+                  "s3://, sftp://"),
+    ("s3://", "error: no bucket in 's3://'; use s3://bucket/prefix"),
+    ("sftp:///x", "error: no host in 'sftp:///x'; use sftp://user@host:port/path"),
+])
+def test_a_target_url_that_names_nothing_usable_is_a_usage_error(fogvault, tmp_path, target,
+                                                                 message):
+    """A mistyped URL is bad command-line input (exit 2), as a bad SFTP port already was; it
+    exited 1, as a target's failure does."""
+    assert _usage_error(fogvault("snapshots", "-r", target)) == message
+
+
 @pytest.mark.parametrize("count", ["0", "-1"])
 def test_snapshots_latest_takes_at_least_one(fogvault, repo, count):
     done = fogvault("snapshots", "-r", "repo", "--latest", count)
