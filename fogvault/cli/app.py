@@ -29,6 +29,7 @@ from fogvault.errors import (
     FogVaultError,
     exit_code_for,
 )
+from fogvault.text import one_line
 
 
 def _version(value: bool) -> None:
@@ -259,5 +260,4 @@ def main(argv: list[str] | None = None) -> None:
 def _report(exc: BaseException, verbose: bool, prefix: str = "error") -> None:
     if verbose:
         traceback.print_exception(exc)
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    print(f"{prefix}: {message}", file=sys.stderr)
+    print(f"{prefix}: {one_line(exc)}", file=sys.stderr)

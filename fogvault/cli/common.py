@@ -13,7 +13,6 @@ import itertools
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from fogvault.errors import (
     prefix_message,
 )
 from fogvault.sizes import counted
+from fogvault.text import printable
 
 if TYPE_CHECKING:
     from fogvault.crypto import KdfParams
@@ -365,17 +365,16 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """``text`` with its control characters escaped as Python would write them."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+def warning_line(message: str) -> str:
+    """A warning as printed: one line, whatever file name it holds."""
+    return f"warning: {printable(message)}"
 
 
 class _LowercaseLevel(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         record.levelname = record.levelname.lower()
+        # the message on one line (a file name may hold a newline); a traceback (-vv) stays
+        record.msg, record.args = printable(record.getMessage()), None
         return super().format(record)
 
 

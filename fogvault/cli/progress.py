@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from fogvault.backup.progress import BackupProgress
-from fogvault.cli.common import Printer
+from fogvault.cli.common import Printer, warning_line
 from fogvault.maintenance.progress import PhaseProgress
 from fogvault.restore.progress import RestoreProgress
 
@@ -54,7 +54,7 @@ class BarProgress(BackupProgress, RestoreProgress):
         self.files_done += 1
 
     def warning(self, message: str) -> None:
-        self.bar.write(f"warning: {message}", file=sys.stderr)
+        self.bar.write(warning_line(message), file=sys.stderr)
 
     def close(self) -> None:
         self.bar.close()
@@ -116,7 +116,7 @@ class QuietProgress(BackupProgress, RestoreProgress):
     """No progress; warnings still go to stderr (with -q too: they explain exit code 3)."""
 
     def warning(self, message: str) -> None:
-        print(f"warning: {message}", file=sys.stderr)
+        print(warning_line(message), file=sys.stderr)
 
     def set_total(self, files: int, total_bytes: int) -> None:
         pass
@@ -152,7 +152,7 @@ class PhaseBar(PhaseProgress):
     def warning(self, message: str) -> None:
         from tqdm import tqdm
 
-        tqdm.write(f"warning: {message}", file=sys.stderr)
+        tqdm.write(warning_line(message), file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -178,7 +178,7 @@ class PhaseLines(PhaseProgress):
 
 class QuietPhases(PhaseProgress):
     def warning(self, message: str) -> None:
-        print(f"warning: {message}", file=sys.stderr)
+        print(warning_line(message), file=sys.stderr)
 
     def close(self) -> None:
         pass

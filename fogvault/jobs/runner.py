@@ -85,6 +85,7 @@ from fogvault.repo.repository import Repository
 from fogvault.sizes import counted, format_size
 from fogvault.targets.ledger import Ledger
 from fogvault.targets.policy import TargetPolicy
+from fogvault.text import one_line
 
 EXIT_CHECK_FAILED = 21
 _T = TypeVar("_T")
@@ -572,7 +573,7 @@ def _incomplete_repair(result: RepairResult) -> str:
 def error_message(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = one_line(exc)
     if isinstance(exc, FogVaultError):
         return text
     return f"unexpected error ({type(exc).__name__}): {text}"

@@ -339,16 +339,16 @@ def main() -> None:
 def _portable(exc: BaseException) -> BaseException:
     """``exc`` as the restoring process can raise it, so that it is reported as it would have
     been from a thread: itself if it survives pickling (FogVaultErrors, OSErrors such as a
-    full disk), else a FogVaultError with its type and message first (the CLI shows the first
-    line) and the worker's traceback after."""
+    full disk), else a FogVaultError with its type and message, and the worker's traceback as a
+    note (``-v`` shows it)."""
     try:
         copy = pickle.loads(pickle.dumps(exc))
     except Exception:  # its arguments do not round-trip
         copy = None
     if type(copy) is type(exc) and str(copy) == str(exc):
         return exc
-    detail = "".join(traceback.format_exception(exc)).strip()
-    portable = FogVaultError(f"restore worker failed: {type(exc).__name__}: {exc}\n{detail}")
+    portable = FogVaultError(f"restore worker failed: {type(exc).__name__}: {exc}")
+    portable.add_note("".join(traceback.format_exception(exc)).strip())  # shown with -v
     portable.exit_code = getattr(exc, "exit_code", portable.exit_code)
     return portable
 

@@ -20,6 +20,7 @@ finish at once may lose one's notes, never corrupt the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from datetime import datetime
@@ -84,4 +85,5 @@ class Ledger:
                 json.dump(doc, f, indent=1, sort_keys=True)
             os.replace(tmp, self.path)
         except OSError:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a folder that cannot be written, or not one
+                tmp.unlink(missing_ok=True)

@@ -174,3 +174,31 @@ def test_a_count_variable_below_one_is_named(fogvault, repo, variable):
     naming neither the variable nor its value."""
     done = fogvault("snapshots", "-r", "repo", env={variable: "0"})
     assert _usage_error(done) == f"error: {variable}='0': use a whole number of at least 1"
+
+
+def test_an_error_naming_a_path_with_a_newline_keeps_its_reason(fogvault, repo, tmp_path):
+    """The error is one line with the newline escaped; it was cut at the newline, which
+    dropped the path's end and the reason."""
+    done = fogvault("backup", "-r", "repo", str(tmp_path / "a\nb"))
+    assert _usage_error(done) == (f"error: cannot back up {tmp_path}/a\\nb: No such file or "
+                                  "directory")
+
+
+def test_a_state_folder_that_cannot_be_written_does_not_fail_a_backup(fogvault, repo, tmp_path):
+    """The targets' ledger is written best effort: with the state folder not a folder, the
+    backup failed after saving its snapshot ('unexpected error', exit 1), as the clean-up of
+    the temporary file that could not be made raised."""
+    (tmp_path / "not-a-folder").write_text("")
+    (tmp_path / "files").mkdir()
+    done = fogvault("backup", "-q", "-r", "repo", "files",
+                    env={"XDG_STATE_HOME": str(tmp_path / "not-a-folder")})
+    assert done.returncode == 0, done.stderr
+    assert _snapshot_count(fogvault) == 1
+
+
+def test_a_warning_naming_a_path_with_a_newline_is_one_line(fogvault, repo, tmp_path):
+    missing = tmp_path / "a\nb"
+    done = fogvault("backup", "-q", "-r", "repo", "src", str(missing))
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.decode().splitlines() == [
+        f"warning: {tmp_path}/a\\nb: cannot back up: No such file or directory; skipped"]
