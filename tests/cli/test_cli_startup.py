@@ -22,7 +22,7 @@ from fogvault.crypto import DEFAULT_KDF, KDF_MIN_MEMLIMIT, KDF_MIN_OPSLIMIT, KDF
 HEAVY_PACKAGES = ("nacl", "blake3", "zstandard", "pyfastcdc", "fsspec", "s3fs", "tqdm",
                   "msgspec")
 # The fogvault modules outside the command modules that building the CLI may import.
-LIGHT_MODULES = {"fogvault", "fogvault.cli", "fogvault.errors", "fogvault.sizes"}
+LIGHT_MODULES = {"fogvault", "fogvault.cli", "fogvault.errors", "fogvault.sizes", "fogvault.text"}
 
 _REPORT_MODULES = """
 import atexit, json, sys

@@ -61,7 +61,7 @@ def test_aws_itself_needs_no_endpoint_and_keeps_virtual_hosts() -> None:
 
 
 def test_a_url_without_bucket_is_refused() -> None:
-    with pytest.raises(PermanentStorageError, match="no bucket"):
+    with pytest.raises(UsageError, match="no bucket"):  # bad input, exit 2
         open_storage("s3:///prefix")
 
 

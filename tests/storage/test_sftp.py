@@ -96,7 +96,7 @@ def test_a_key_or_known_hosts_file_that_cannot_be_read_is_a_usage_error_naming_i
 
 
 def test_a_url_without_host_is_refused() -> None:
-    with pytest.raises(PermanentStorageError, match="no host"):
+    with pytest.raises(UsageError, match="no host"):  # bad input, exit 2
         open_storage("sftp:///srv/x")
 
 
