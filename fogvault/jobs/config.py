@@ -53,6 +53,7 @@ from fogvault.password import PasswordSource
 from fogvault.sizes import parse_size
 from fogvault.storage.identity import hide_password, repeated_target
 from fogvault.storage.s3_multipart import MIN_PART_SIZE
+from fogvault.storage.urls import check_url
 from fogvault.targets.policy import MAX_LIMIT_KIB
 
 ENV_CONFIG = "FOGVAULT_CONFIG"
@@ -285,7 +286,13 @@ def _read_repository(r: TableReader, name: str, base: Path) -> RepositoryConfig:
 def _read_targets(r: TableReader, base: Path) -> list[str]:
     if not r.required("targets", '["/mnt/usb/fogvault"]'):
         return []
-    targets = [_expand_target(t, base) for t in r.strings("targets")]
+    given = r.strings("targets")
+    for url in given:  # as given: an empty path would expand to the config file's folder
+        try:
+            check_url(url)
+        except UsageError as exc:
+            r.problem("targets", str(exc))
+    targets = [_expand_target(t, base) for t in given]
     if r.data["targets"] == []:
         r.problem("targets", "no targets given", "add at least one path or URL")
     for url in targets:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fogvault.errors import UsageError
 from fogvault.storage.base import ObjectInfo, Storage, validate_name
 from fogvault.storage.errors import (
     InvalidName,
@@ -22,6 +21,7 @@ from fogvault.storage.errors import (
 )
 from fogvault.storage.faulty import Fault, FaultyStorage
 from fogvault.storage.retrying import RetryingStorage
+from fogvault.storage.urls import FSSPEC_SCHEMES, check_url, local_path
 
 __all__ = [
     "Fault",
@@ -40,26 +40,17 @@ __all__ = [
 ]
 
 
-#: The URL schemes served by fogvault.storage.fsspec_store, and the class of each.
-_FSSPEC_SCHEMES = {"memory": "FsspecStorage", "s3": "S3Storage", "sftp": "SftpStorage"}
-
-
 def open_storage(url: str, **options: Any) -> Storage:
     """Open the target at ``url``. ``options`` go to the backend: s3fs settings for ``s3://``
     (``endpoint_url``, ``key``, ``secret``, ``config_kwargs``...), asyncssh settings for
     ``sftp://`` (``client_keys``, ``known_hosts``...). Without them, both read the environment.
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme == "file":
+    check_url(url)
+    path = local_path(url)
+    if path is not None:
         from fogvault.storage.local import LocalStorage
 
-        if not (path := rest if sep else url):  # an unset variable: not the current folder
-            raise UsageError(f"the target {url!r} names no folder: give a path or URL ('.' "
-                             "for the current folder)")
         return LocalStorage(path)
-    if scheme not in _FSSPEC_SCHEMES:
-        known = ", ".join(f"{s}://" for s in ("file", *_FSSPEC_SCHEMES))
-        raise UsageError(f"unsupported target {url!r}: use a path or {known}")
     from fogvault.storage import fsspec_store
 
-    return getattr(fsspec_store, _FSSPEC_SCHEMES[scheme])(url, **options)
+    return getattr(fsspec_store, FSSPEC_SCHEMES[url.partition("://")[0]])(url, **options)

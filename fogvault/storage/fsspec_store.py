@@ -68,7 +68,6 @@ from fogvault.storage.errors import (
     StorageError,
     TransientStorageError,
 )
-from fogvault.storage.identity import hide_password
 from fogvault.storage.s3_multipart import (
     MIN_PART_SIZE,
     MultipartUpload,
@@ -77,6 +76,7 @@ from fogvault.storage.s3_multipart import (
     list_uploads,
 )
 from fogvault.storage.throttled import Pacer, claim_upload_pacing
+from fogvault.storage.urls import sftp_port
 
 log = logging.getLogger(__name__)
 
@@ -528,8 +528,6 @@ class S3Storage(FsspecStorage):
 
         parts = urlsplit(url)
         bucket, prefix = parts.netloc, parts.path.strip("/")
-        if not bucket:
-            raise UsageError(f"no bucket in {url!r}; use s3://bucket/prefix")
         self.multipart_threshold, self.part_size = multipart_settings(options)
         self.stall_timeout = stall_timeout_setting(options)
         # fsspec caches instances by settings: targets on one endpoint share a client
@@ -720,9 +718,7 @@ def sftp_options(
     the agent, ``~/.ssh/known_hosts``): the host key is always checked unless ``known_hosts=None``
     is passed explicitly. ``/~/path`` is relative to the login's home folder.
     """
-    parts = urlsplit(url)
-    if not parts.hostname:
-        raise UsageError(f"no host in {url!r}; use sftp://user@host:port/path")
+    parts = urlsplit(url)  # checked by open_storage (check_url)
     port = sftp_port(url)
     opts = dict(options)
     if parts.username:
@@ -744,17 +740,6 @@ def sftp_options(
     path = unquote(parts.path).rstrip("/")
     home = path == "/~" or path.startswith("/~/")
     return parts.hostname, (path[3:] if home else path) or ".", opts
-
-
-def sftp_port(url: str) -> int | None:
-    """The port of an ``sftp://`` URL (None if it names none); a bad one is a usage error."""
-    try:
-        port = urlsplit(url).port
-    except ValueError:  # not a number, or out of range
-        port = -1
-    if port is not None and not 0 < port < 65536:
-        raise UsageError(f"bad port in {hide_password(url)!r}: use a number from 1 to 65535")
-    return port
 
 
 def check_sftp_files(opts: Mapping[str, Any], explicit: Mapping[str, Any]) -> None:

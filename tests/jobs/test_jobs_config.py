@@ -328,6 +328,16 @@ MISTAKES = [
                  9, "repositories.local.target_options.\"s3://b/p\".stall_timeout",
                  "expected a number of seconds > 0 and at most 3600, got number 0", "",
                  id="bad-stall-timeout"),
+    # passed config check; every run then failed
+    *(pytest.param(BASE.replace('"/srv/repo"]', f'"/srv/repo", "{url}"]'), 2,
+                   "repositories.local.targets", message, "", id=f"bad-target-{url}")
+      for url, message in [
+          ("file://", "the target 'file://' names no folder"),
+          ("bogus://x", "unsupported target 'bogus://x': use a path or file://"),
+          ("s3://", "no bucket in 's3://'"),
+          ("sftp:///x", "no host in 'sftp:///x'"),
+          ("sftp://h:99999/x", "bad port in 'sftp://h:99999/x'"),
+      ]),
     pytest.param(BASE.replace('"/srv/repo"]', '"/srv/repo", "file:///srv//repo/"]'), 2,
                  "repositories.local.targets",
                  "the same target is listed twice: '/srv/repo' and 'file:///srv//repo/'", "",

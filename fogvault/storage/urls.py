@@ -1,0 +1,55 @@
+"""Target URLs checked without opening anything (no network, no file system): what
+``open_storage`` refuses, so that a job's ``config check`` refuses it too, not the job's run.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fogvault.errors import UsageError
+from fogvault.storage.identity import hide_password
+
+#: The URL schemes served by fogvault.storage.fsspec_store, and the class of each.
+FSSPEC_SCHEMES = {"memory": "FsspecStorage", "s3": "S3Storage", "sftp": "SftpStorage"}
+
+
+def local_path(url: str) -> str | None:
+    """The folder of a local target (a plain path or a ``file://`` URL), else None."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    return rest if scheme == "file" else None
+
+
+def check_url(url: str) -> None:
+    """A usage error if ``url`` cannot name a target: an empty path (an unset variable, not
+    the current folder), an unknown scheme, an ``s3://`` URL without a bucket, an ``sftp://``
+    URL without a host or with a bad port."""
+    path = local_path(url)
+    if path is not None:
+        if not path:
+            raise UsageError(f"the target {url!r} names no folder: give a path or URL ('.' "
+                             "for the current folder)")
+        return
+    scheme = url.partition("://")[0]
+    if scheme not in FSSPEC_SCHEMES:
+        known = ", ".join(f"{s}://" for s in ("file", *FSSPEC_SCHEMES))
+        raise UsageError(f"unsupported target {hide_password(url)!r}: use a path or {known}")
+    if scheme == "s3" and not urlsplit(url).netloc:
+        raise UsageError(f"no bucket in {hide_password(url)!r}; use s3://bucket/prefix")
+    if scheme == "sftp":
+        if not urlsplit(url).hostname:
+            raise UsageError(f"no host in {hide_password(url)!r}; use "
+                             "sftp://user@host:port/path")
+        sftp_port(url)
+
+
+def sftp_port(url: str) -> int | None:
+    """The port of an ``sftp://`` URL (None if it names none); a bad one is a usage error."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # not a number, or out of range
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise UsageError(f"bad port in {hide_password(url)!r}: use a number from 1 to 65535")
+    return port
