@@ -394,13 +394,17 @@ def s3_options(options: Mapping[str, Any], env: Mapping[str, str] = os.environ) 
     ``FOGVAULT_S3_ADDRESSING`` (path|virtual|auto), default path with a custom endpoint.
     """
     opts = dict(options)
-    endpoint = opts.pop("endpoint_url", None) or _first(
-        env, "FOGVAULT_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"
-    )
-    default_style = "path" if endpoint else "auto"
+    endpoint = opts.pop("endpoint_url", None)
+    if not endpoint:
+        endpoint = _endpoint_from(env)
+    elif not _is_http_url(endpoint):
+        raise UsageError(f"endpoint_url {endpoint!r}: use an http:// or https:// URL")
+    style = env.get("FOGVAULT_S3_ADDRESSING") or ("path" if endpoint else "auto")
+    if style not in ("path", "virtual", "auto"):
+        raise UsageError(f"FOGVAULT_S3_ADDRESSING={style!r}: use path, virtual or auto")
     config: dict[str, Any] = {
         "region_name": _first(env, "AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1",
-        "s3": {"addressing_style": env.get("FOGVAULT_S3_ADDRESSING") or default_style},
+        "s3": {"addressing_style": style},
         # botocore >= 1.36 adds CRC checksums (aws-chunked bodies, trailers) by default; many
         # S3-compatible servers (RGW < 19 among them) reject or mishandle them
         "request_checksum_calculation": "when_required",
@@ -514,6 +518,22 @@ async def _get_object(fs: Any, request: dict[str, Any], received: list[int]) -> 
     finally:
         body.close()
     return b"".join(pieces)
+
+
+def _endpoint_from(env: Mapping[str, str]) -> str | None:
+    """The endpoint the environment names, if any; one that is not an http(s) URL is a usage
+    error naming its variable (botocore's own error named neither)."""
+    for var in ("FOGVAULT_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        if value := env.get(var):
+            if not _is_http_url(value):
+                raise UsageError(f"{var}={value!r}: use an http:// or https:// URL")
+            return value
+    return None
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _first(env: Mapping[str, str], *keys: str) -> str | None:

@@ -4,6 +4,7 @@ server-enforced create-only writes, and errors. Runs against the real Ceph RGW o
 from __future__ import annotations
 
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -58,6 +59,22 @@ def test_aws_itself_needs_no_endpoint_and_keeps_virtual_hosts() -> None:
     assert "endpoint_url" not in opts
     assert opts["config_kwargs"]["s3"] == {"addressing_style": "auto"}
     assert opts["config_kwargs"]["region_name"] == "us-east-1"
+
+
+@pytest.mark.parametrize(("options", "env", "message"), [
+    ({}, {"FOGVAULT_S3_ADDRESSING": "bogus"},
+     "FOGVAULT_S3_ADDRESSING='bogus': use path, virtual or auto"),
+    ({}, {"FOGVAULT_S3_ENDPOINT": "notaurl"},
+     "FOGVAULT_S3_ENDPOINT='notaurl': use an http:// or https:// URL"),
+    ({}, {"AWS_ENDPOINT_URL": "ftp://h"}, "AWS_ENDPOINT_URL='ftp://h': use an http://"),
+    ({"endpoint_url": "h:9000"}, {}, "endpoint_url 'h:9000': use an http:// or https:// URL"),
+])
+def test_a_bad_endpoint_or_addressing_style_is_a_usage_error_naming_its_source(
+        options, env, message) -> None:
+    """botocore refused them with its own message (exit 1), naming neither the variable nor
+    the option."""
+    with pytest.raises(UsageError, match=re.escape(message)):
+        s3_options(options, env)
 
 
 def test_a_url_without_bucket_is_refused() -> None:
