@@ -83,7 +83,7 @@ class PasswordSource:
         if self.command is not None:
             return _run_password_command(self.command, self.command_from)
         if self.value is not None:  # the variable's bytes, even those that are not UTF-8
-            return _checked(os.fsencode(self.value))
+            return _checked(os.fsencode(self.value), self.names.variable)
         return prompt_password(confirm=confirm, label=self.names.label,
                                sources=self.names.sources)
 
@@ -92,7 +92,7 @@ def read_password_file(path: str) -> bytes:
     if not path:
         raise UsageError("the password file's name is empty")
     data = read_bounded(path, MAX_PASSWORD_FILE, f"password file {path}")
-    return _checked(data.rstrip(b"\r\n"))
+    return _checked(data.rstrip(b"\r\n"), f"password file {path}")
 
 
 def _run_password_command(command: str, given_as: str) -> bytes:
@@ -112,7 +112,7 @@ def _run_password_command(command: str, given_as: str) -> bytes:
         raise FogVaultError(f"password command {argv[0]} did not finish within 60 s") from exc
     if done.returncode != 0:
         raise FogVaultError(f"password command exited with status {done.returncode}")
-    return _checked(done.stdout.rstrip(b"\r\n"))
+    return _checked(done.stdout.rstrip(b"\r\n"), f"the output of {given_as}")
 
 
 def prompt_password(
@@ -126,10 +126,11 @@ def prompt_password(
     first = getpass.getpass(f"Enter {label}: ")
     if confirm and getpass.getpass(f"Enter {label} again: ") != first:
         raise UsageError("the passwords do not match")
-    return _checked(os.fsencode(first))
+    return _checked(os.fsencode(first), "the terminal")
 
 
-def _checked(password: bytes) -> bytes:
+def _checked(password: bytes, source: str) -> bytes:
+    """``password`` if it is not empty; ``source`` names where it came from, for the error."""
     if not password:
-        raise UsageError("empty password")
+        raise UsageError(f"empty password from {source}")
     return password

@@ -202,3 +202,17 @@ def test_a_warning_naming_a_path_with_a_newline_is_one_line(fogvault, repo, tmp_
     assert done.returncode == 3, done.stderr
     assert done.stderr.decode().splitlines() == [
         f"warning: {tmp_path}/a\\nb: cannot back up: No such file or directory; skipped"]
+
+
+@pytest.mark.parametrize(("how", "source"), [
+    ("file", "password file {tmp}/empty"),
+    ("command", "the output of --password-command"),
+    ("variable", "FOGVAULT_PASSWORD"),
+])
+def test_an_empty_password_names_its_source(fogvault, tmp_path, how, source):
+    """It said "empty password" whatever the source, which left the user to guess."""
+    (tmp_path / "empty").write_text("\n")
+    args = {"file": ["--password-file", str(tmp_path / "empty")],
+            "command": ["--password-command", "true"], "variable": []}[how]
+    done = fogvault("snapshots", "-r", "repo", *args, env={"FOGVAULT_PASSWORD": ""})
+    assert _usage_error(done) == f"error: empty password from {source.format(tmp=tmp_path)}"
