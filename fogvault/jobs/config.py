@@ -204,7 +204,9 @@ def load_config(path: Path) -> Config:
     except FileNotFoundError:
         raise UsageError(f"no config file at {path} (create it, see docs/scheduling.md; or use "
                          f"--config FILE or {ENV_CONFIG})") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:  # strerror: the exception's text names the path again
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from exc
     return parse_config(text, path)
 

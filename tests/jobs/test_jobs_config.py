@@ -215,6 +215,12 @@ def test_missing_file_says_where_to_put_it(tmp_path):
         load_config(tmp_path / "nope.toml")
 
 
+def test_a_config_file_that_is_a_folder_is_named_once(tmp_path):
+    with pytest.raises(UsageError) as refused:
+        load_config(tmp_path)
+    assert str(refused.value) == f"cannot read config file {tmp_path}: Is a directory"
+
+
 BASE = """\
 [repositories.local]
 targets = ["/srv/repo"]
