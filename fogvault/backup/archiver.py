@@ -721,11 +721,15 @@ def parse_snapshot_time(text: str) -> datetime:
     file changed while this one ran."""
     try:
         given = datetime.fromisoformat(text.strip())
-        value = given.astimezone() if given.tzinfo is None else given
-        instant = value.astimezone(UTC)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise UsageError(f"--time {text!r}: not a date and time such as "
                          "'2026-01-02 15:04:05'") from None
+    try:
+        value = given.astimezone() if given.tzinfo is None else given
+        instant = value.astimezone(UTC)
+    except (ValueError, OverflowError):  # year 1 or 9999, moved out of range by the offset
+        raise UsageError(f"--time {text!r} is "
+                         f"{'before 1970' if given.year < 1970 else 'in the future'}") from None
     if given.tzinfo is None and instant.astimezone().replace(tzinfo=None) != given:
         raise UsageError(f"--time {text!r} does not occur in the local time zone (the clocks "
                          "skip it); give the offset")

@@ -92,8 +92,10 @@ def test_time_sets_the_snapshots_time(fogvault: Callable, repo_with_source: Path
 @pytest.mark.parametrize("value, why", [
     ("yesterday", "not a date and time"),
     ((datetime.now() + timedelta(days=1)).isoformat(timespec="seconds"), "in the future"),
-    ("0001-01-01T00:30:00+01:00", "not a date and time"),  # year 0 in UTC
-    ("0001-01-01", "not a date and time"),
+    # a date, out of range once in UTC (year 0): it was called "not a date and time"
+    ("0001-01-01T00:30:00+01:00", "is before 1970"),
+    ("0001-01-01", "is before 1970"),
+    ("2026-13-01", "not a date and time"),
     ("1969-12-31T23:59:59+00:00", "before 1970"),
     ("", "--time is empty"),
 ])
