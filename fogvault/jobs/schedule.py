@@ -155,7 +155,9 @@ class IntervalSchedule:
             return [f"*-*-* *:*:00/{s:02d}"]
         if s % 60 == 0 and s < 3600 and 60 % (s // 60) == 0:
             return [f"*-*-* *:00/{s // 60:02d}:00"]
-        if s % 3600 == 0 and s <= 86400 and 24 % (s // 3600) == 0:
+        if s == 86400:  # systemd refuses a repetition as large as its range ('00/24')
+            return ["*-*-* 00:00:00"]
+        if s % 3600 == 0 and s < 86400 and 24 % (s // 3600) == 0:
             return [f"*-*-* 00/{s // 3600:02d}:00:00"]
         raise ScheduleError(f"schedule {self.text!r} is not a number of seconds dividing a "
                             "minute, of whole minutes dividing an hour, or of whole hours "

@@ -173,10 +173,37 @@ def test_calendar_and_cron_forms():
     assert parse_schedule("every 10m").oncalendar() == ["*-*-* *:00/10:00"]
     assert parse_schedule("every 10m").cron() == "*/10 * * * *"
     assert parse_schedule("every 6h").cron() == "0 */6 * * *"
+    assert parse_schedule("every 24h").oncalendar() == ["*-*-* 00:00:00"]
     with pytest.raises(ScheduleError, match="cannot be written as a crontab entry"):
         parse_schedule("every 30s").cron()
     with pytest.raises(ScheduleError, match="of whole minutes dividing an hour, or of whole"):
         parse_schedule("every 7m").oncalendar()
+
+
+ACCEPTED_INTERVALS = [f"every {n}s" for n in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)] + \
+    [f"every {n}m" for n in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)] + \
+    [f"every {n}h" for n in (1, 2, 3, 4, 6, 8, 12, 24)] + ["every 1d"]
+
+
+@pytest.mark.parametrize("text", ACCEPTED_INTERVALS)
+def test_systemd_accepts_the_calendar_of_every_interval_it_is_given(utc, text):
+    """Runs aligned to the clock, as many a day as the interval says. 'every 24h' was
+    written as '00/24', which systemd refuses: the timer never ran."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    seconds = parse_schedule(text).seconds
+    (calendar,) = parse_schedule(text).oncalendar()
+    count = min(86400 // seconds, 30)
+    done = subprocess.run(
+        ["systemd-analyze", "calendar", "--base-time=2024-03-01 23:59:59",
+         f"--iterations={count}", calendar],
+        capture_output=True, text=True, env={"TZ": "UTC", "PATH": "/usr/bin:/bin"}, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    elapses = re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\S+ \S+)", done.stdout)
+    expected = [datetime(2024, 3, 2, tzinfo=UTC) + timedelta(seconds=seconds * i)
+                for i in range(count)]
+    assert elapses == [f"{t:%Y-%m-%d %H:%M:%S}" for t in expected]
 
 
 @pytest.mark.parametrize("text", ["every 90m", "every 45m", "every 1h30m", "every 7m", "every 5h",
