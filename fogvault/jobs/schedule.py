@@ -126,13 +126,13 @@ class CronSchedule:
         clock = f"{_calendar_list(self.hours, 0, 23)}:{_calendar_list(self.minutes, 0, 59)}:00"
         months = _calendar_list(self.months, 1, 12)
         days = _calendar_list(self.days, 1, 31)
-        weekdays = ",".join(SYSTEMD_DAYS[d] for d in sorted(self.weekdays))
-        by_weekday = f"{weekdays} *-{months}-* {clock}"
-        if self.weekday_star:
-            return [f"*-{months}-{days} {clock}"]
-        if self.day_star:
-            return [by_weekday]
-        return [by_weekday, f"*-{months}-{days} {clock}"]
+        weekdays = "" if len(self.weekdays) == 7 else \
+            ",".join(SYSTEMD_DAYS[d] for d in sorted(self.weekdays)) + " "
+        if self.day_star or self.weekday_star:
+            # cron ANDs the day fields then, as systemd does: a starred field with a step
+            # ('*/2') still restricts, so both go on one line
+            return [f"{weekdays}*-{months}-{days} {clock}"]
+        return [f"{weekdays}*-{months}-* {clock}", f"*-{months}-{days} {clock}"]
 
     def cron(self) -> str:
         """The five crontab fields."""

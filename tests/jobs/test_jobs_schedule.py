@@ -79,6 +79,11 @@ CASES = [
      ["2024-01-07 04:15", "2024-01-07 07:15", "2024-01-07 10:15"]),
     ("0 0 * * 7", (2024, 3, 1, 0, 0), ["2024-03-03 00:00", "2024-03-10 00:00",
                                        "2024-03-17 00:00"]),
+    # a starred day field with a step still restricts, and cron ANDs the two day fields
+    ("0 0 * * */2", (2024, 3, 1, 0, 0),  # Sun, Tue, Thu, Sat
+     ["2024-03-02 00:00", "2024-03-03 00:00", "2024-03-05 00:00"]),
+    ("0 0 */2 * mon", (2024, 3, 1, 0, 0),  # Mondays on odd days
+     ["2024-03-11 00:00", "2024-03-25 00:00", "2024-04-01 00:00"]),
 ]
 
 
@@ -174,6 +179,9 @@ def test_calendar_and_cron_forms():
     assert parse_schedule("every 10m").cron() == "*/10 * * * *"
     assert parse_schedule("every 6h").cron() == "0 */6 * * *"
     assert parse_schedule("every 24h").oncalendar() == ["*-*-* 00:00:00"]
+    assert parse_schedule("0 0 * * */2").oncalendar() == ["Sun,Tue,Thu,Sat *-*-* 00:00:00"]
+    assert parse_schedule("0 0 */2 * mon").oncalendar() == [
+        "Mon *-*-01,03,05,07,09,11,13,15,17,19,21,23,25,27,29,31 00:00:00"]
     with pytest.raises(ScheduleError, match="cannot be written as a crontab entry"):
         parse_schedule("every 30s").cron()
     with pytest.raises(ScheduleError, match="of whole minutes dividing an hour, or of whole"):
