@@ -1,12 +1,13 @@
 """systemd user units for a job: ``fogvault-JOB.service`` (oneshot) and ``fogvault-JOB.timer``.
 
-The timer has one ``OnCalendar=`` per calendar expression of the job's schedule and
-``Persistent=true``, so a run missed while the machine was off or asleep happens once at the next
-boot or wake-up. Units go to ``$XDG_CONFIG_HOME/systemd/user`` (``~/.config/systemd/user``).
-After writing or before deleting them, ``systemctl --user`` is called (daemon-reload,
-enable/disable --now); ``FOGVAULT_SYSTEMCTL`` names another command, and an empty value skips it
-(the commands to run are then returned as notes). Guarantees: :func:`render` is a pure function
-of the job and the command (golden-file tested); files are written atomically; only files named
+The timer has one ``OnCalendar=`` per calendar expression of the job's schedule (and
+``AccuracySec=1s`` for an interval of seconds) and ``Persistent=true``, so a run missed while
+the machine was off or asleep happens once at the next boot or wake-up. Units go to
+``$XDG_CONFIG_HOME/systemd/user`` (``~/.config/systemd/user``). After writing or before
+deleting them, ``systemctl --user`` is called (daemon-reload, enable/disable --now);
+``FOGVAULT_SYSTEMCTL`` names another command, and an empty value skips it (the commands to run
+are then returned as notes). Guarantees: :func:`render` is a pure function of the job and the
+command (golden-file tested); files are written atomically; only files named
 ``fogvault-*.service``/``.timer`` are ever touched.
 """
 
@@ -25,6 +26,7 @@ import platformdirs
 from fogvault.errors import FogVaultError, UsageError
 from fogvault.jobs.config import JobConfig
 from fogvault.jobs.install import InstalledSchedule
+from fogvault.jobs.schedule import IntervalSchedule, Schedule
 from fogvault.jobs.status import write_atomically
 
 PREFIX = "fogvault-"
@@ -62,11 +64,18 @@ def render(job: JobConfig, argv: list[str]) -> Units:
                f"ExecStart={' '.join(_quote(a) for a in argv)}\n"
                "Nice=10\nIOSchedulingClass=idle\n")
     calendars = "".join(f"OnCalendar={c}\n" for c in job.schedule.oncalendar())
+    # systemd fires a timer anywhere in a window of AccuracySec= (1 minute by default) after
+    # its time, so runs every few seconds would merge into one a minute
+    accuracy = "AccuracySec=1s\n" if _below_a_minute(job.schedule) else ""
     timer = (f"{header}[Unit]\nDescription=Schedule of FogVault backup job {job.name} "
              f"({_escape(job.schedule.text)})\n\n"
-             f"[Timer]\n{calendars}Persistent=true\n\n"
+             f"[Timer]\n{calendars}{accuracy}Persistent=true\n\n"
              "[Install]\nWantedBy=timers.target\n")
     return Units(job.name, service, timer)
+
+
+def _below_a_minute(schedule: Schedule) -> bool:
+    return isinstance(schedule, IntervalSchedule) and schedule.seconds < 60
 
 
 def _escape(text: str) -> str:

@@ -3,6 +3,7 @@ systemd-analyze where it exists; crontab changes go to a temporary file, never t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -80,12 +81,23 @@ def test_unschedulable_jobs_are_refused(jobs):
         cron.render(jobs["often"], PROGRAM)
 
 
+def test_a_timer_every_few_seconds_fires_to_the_second(jobs):
+    """systemd's default AccuracySec= is a minute: 'every 10s' would run once a minute."""
+    jobs["often"].schedule = parse_schedule("every 10s")
+    timer = systemd.render(jobs["often"], PROGRAM).timer
+    assert "OnCalendar=*-*-* *:*:00/10\nAccuracySec=1s\nPersistent=true\n" in timer
+    jobs["often"].schedule = parse_schedule("every 1m")  # minutes keep the default
+    assert "AccuracySec" not in systemd.render(jobs["often"], PROGRAM).timer
+
+
 def test_systemd_analyze_accepts_the_units(jobs, tmp_path):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed: golden files checked, units not verified")
     names = []
-    for job in ("home", "photos", "often"):
+    jobs["seconds"] = dataclasses.replace(jobs["often"], name="seconds",
+                                          schedule=parse_schedule("every 10s"))
+    for job in ("home", "photos", "often", "seconds"):
         # a program that exists, with a space and a % in the config path to exercise quoting
         argv = run_argv([sys.executable, "-m", "fogvault"], job, tmp_path / "my 100% config.toml")
         units = systemd.render(jobs[job], argv)
@@ -96,7 +108,7 @@ def test_systemd_analyze_accepts_the_units(jobs, tmp_path):
                           check=False)
     ours = [line for line in (done.stdout + done.stderr).splitlines() if "fogvault-" in line]
     assert done.returncode == 0 and not ours, done.stdout + done.stderr
-    for job in ("home", "photos", "often"):
+    for job in ("home", "photos", "often", "seconds"):
         for calendar in jobs[job].schedule.oncalendar():
             checked = subprocess.run([analyze, "calendar", calendar], capture_output=True,
                                      text=True, check=False)
