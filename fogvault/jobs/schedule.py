@@ -136,7 +136,10 @@ class CronSchedule:
 
     def cron(self) -> str:
         """The five crontab fields."""
-        return WORDS[self.word] if self.word else " ".join(self.text.split())
+        if self.word:
+            return WORDS[self.word]
+        return " ".join(",".join(_cron_item(item, spec, self.text) for item in part.split(","))
+                        for part, spec in zip(self.text.split(), _FIELDS, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +294,15 @@ def _number(token: str, spec: _Field, text: str, *, is_step: bool = False) -> in
             f"schedule {text!r}: {spec.name} {value} is out of range {spec.low}-{spec.high}"
         )
     return value
+
+
+def _cron_item(item: str, spec: _Field, text: str) -> str:
+    """``item`` as every cron reads it: Vixie cron (Debian's) refuses a step after a single
+    value (``5/10``, ``mon/2``), so that is written as the range it means (``5-59/10``)."""
+    body, slash, step = item.partition("/")
+    if not slash or body == "*" or "-" in body:
+        return item
+    return f"{_value(body.lower(), spec, text)}-{spec.high}/{step}"
 
 
 def _local_instant(wall: datetime) -> datetime:

@@ -171,6 +171,10 @@ def test_calendar_and_cron_forms():
     assert parse_schedule("daily").cron() == "0 0 * * *"
     assert parse_schedule("weekly").cron() == "0 0 * * 1"
     assert parse_schedule("30  2 * *  *").cron() == "30 2 * * *"
+    # Vixie cron (Debian's) refuses a step after one value ('bad minute'): the range it means
+    assert parse_schedule("5/10 8/2 * * *").cron() == "5-59/10 8-23/2 * * *"
+    assert parse_schedule("0 0 1/7 feb/3 MON/2").cron() == "0 0 1-31/7 2-12/3 1-7/2"
+    assert parse_schedule("15 4-10/3 */2 JAN,jul sun").cron() == "15 4-10/3 */2 JAN,jul sun"
     assert parse_schedule("30 2 * * *").oncalendar() == ["*-*-* 02:30:00"]
     assert parse_schedule("0 3 1 * mon").oncalendar() == ["Mon *-*-* 03:00:00",
                                                           "*-*-01 03:00:00"]
