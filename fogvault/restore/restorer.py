@@ -28,7 +28,10 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
    its contents does not disturb its mtime), children before parents: keeping every folder's
    node to the end cost about 1 KiB a folder. A folder whose mode would keep this process out
    of it (not root, and not ``rwx`` for its owner) is still set at the very end, as a hardlink
-   made later may need to reach into it.
+   made later may need to reach into it. A folder of the user's found at the target with such
+   a mode is given ``rwx`` for its owner while the restore writes in it (``_reach_into``); one
+   only on the way to what an include selects, which has no metadata to set, gets its mode as
+   found back after everything else, also when the restore stops part-way (``_close_way``).
 
 With ``delete``, the plan lists the restored folders as it leaves them, and what they hold
 beyond the snapshot is deleted after the last content is written and before the folders set at
@@ -167,6 +170,8 @@ class Restorer:
         self._as_root = os.geteuid() == 0  # folder modes do not keep it out
         self._batch = 0  # the batch being planned
         self._hardlinks: Hardlinks[Parts] = Hardlinks()  # the first name's path
+        self._way: Parts = ()  # the folders leading to it are reachable (see _open_way)
+        self._way_modes: list[tuple[Parts, int]] = []  # found modes to put back (_close_way)
         self._use_processes: bool | None = None  # decided by _write_contents
         self._processes: WriterProcesses | None = None
         self._deleted = deleted
@@ -219,6 +224,7 @@ class Restorer:
                 raise
             finally:
                 self._stop_processes(stop=False)
+                self._close_way(root)
                 root.close()
         return self.summary
 
@@ -373,8 +379,7 @@ class Restorer:
         """Make the folder ``parts``; False (with a warning) if it cannot be made."""
         try:
             if not root.made(parts[:-1]):  # in a folder this restore made, nothing is in the way
-                with root.open_dir(parts[:-1], create=True):
-                    pass  # an included folder's parents are not selected, but must exist
+                self._make_parents(root, parts)
                 existing = root.lstat(parts)
                 if existing is not None and not stat.S_ISDIR(existing.st_mode):
                     if self.options.overwrite != "always":
@@ -390,22 +395,63 @@ class Restorer:
             return False
         return True
 
-    def _reach_into(self, root: SafeRoot, parts: Parts, existing: os.stat_result) -> None:
+    def _reach_into(self, root: SafeRoot, parts: Parts, existing: os.stat_result) -> bool:
         """Give this process (not root) read, write and search on a folder it owns at the
         target that lacks them: one the restore of a read-only folder left (``000``, ``555``),
         as a first restore sets such modes last. Its entries could be neither restored nor
-        replaced otherwise; its own mode is set again with its metadata, at the end."""
+        replaced otherwise; its own mode is set again with its metadata, at the end, or (only
+        on the way to an include) put back by _close_way. True if it was changed."""
         if self._stays_reachable_mode(existing.st_mode) or existing.st_uid != os.geteuid():
-            return
+            return False
         with root.open_dir(parts[:-1]) as dir_fd:
             chmod_at(dir_fd, parts[-1], stat.S_IMODE(existing.st_mode) | 0o700)
+        return True
+
+    def _make_parents(self, root: SafeRoot, parts: Parts) -> None:
+        """Make the folders leading to the entry ``parts`` where they are missing: an included
+        entry's are not selected themselves, but must exist, and be reachable."""
+        if self._includes and not self._as_root:
+            self._open_way(root, parts[:-1])
+        with root.open_dir(parts[:-1], create=True):
+            pass
+
+    def _open_way(self, root: SafeRoot, folder: Parts) -> None:
+        """Reach into the folders down to ``folder`` that the target holds already
+        (_reach_into), noting the modes found, which _close_way puts back: those only on the
+        way to an include have no metadata to set (a selected folder was reached when it was
+        made, and is left alone here). The plan goes depth first, so the folders leading to
+        the last ``folder`` are not looked at again."""
+        common = 0
+        while common < min(len(self._way), len(folder)) and self._way[common] == folder[common]:
+            common += 1
+        self._way = folder[:common]
+        for depth in range(common + 1, len(folder) + 1):
+            parts = folder[:depth]
+            existing = root.lstat(parts)
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                return  # to be made (0700), or refused by open_dir: nothing found below
+            if self._reach_into(root, parts, existing):
+                self._way_modes.append((parts, stat.S_IMODE(existing.st_mode)))
+            self._way = parts
+
+    def _close_way(self, root: SafeRoot) -> None:
+        """Put back the modes _open_way found, children before parents, after everything else
+        (also after a failure or an interrupt: a process killed leaves them ``u+rwx``)."""
+        while self._way_modes:
+            parts, mode = self._way_modes.pop()
+            try:
+                with root.open_dir(parts[:-1]) as dir_fd:
+                    chmod_at(dir_fd, parts[-1], mode)
+            except (OSError, UnsafePath) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else exc
+                self._warn(f"{os.fsdecode(root.path(parts))}: its mode {mode:03o} could not be "
+                           f"put back: {why}; chmod {mode:03o} it")
 
     def _plan_entry(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
         try:
             # A folder this restore made holds only what it put there: one entry of each name.
             if root is not None and not root.made(parts[:-1]):
-                with root.open_dir(parts[:-1], create=True):
-                    pass  # parents of an included entry exist even if not selected themselves
+                self._make_parents(root, parts)
                 if not self._make_room(root, parts, node):
                     self.summary.skipped += 1
                     return
