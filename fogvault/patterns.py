@@ -111,13 +111,16 @@ def _split_negation(raw: str) -> tuple[bool, str]:
 
 
 def pattern_warnings(patterns: Iterable[str]) -> list[str]:
-    """One line for each pattern that would quietly do nothing: one written in borg's or
-    restic's syntax that FogVault takes literally, or a ``!`` pattern with no pattern before it
-    whose match it could cancel."""
+    """One line for each pattern that would quietly do nothing: an empty one, one written in
+    borg's or restic's syntax that FogVault takes literally, or a ``!`` pattern with no pattern
+    before it whose match it could cancel."""
     lines = []
     excluding = False  # has a plain pattern come yet
     for raw in patterns:
         negated, text = _split_negation(raw)
+        if not text:  # an unset variable: --exclude "$DIR"
+            lines.append(f"pattern {raw!r} is empty: it matches nothing")
+            continue
         if hint := _foreign_syntax_hint(text):
             lines.append(f"pattern '{raw.strip()}' is matched literally: {hint}")
         if negated and not excluding:

@@ -62,6 +62,13 @@ def test_a_leading_negation_is_warned_about():
         "before it (a name that starts with '!' is matched by '**/!keep.tmp')"]
 
 
+def test_an_empty_pattern_is_warned_about():
+    """--exclude "$UNSET" excluded nothing, silently."""
+    assert pattern_warnings(["*.tmp", "", "!", " "]) == [  # patterns are taken stripped
+        "pattern '' is empty: it matches nothing", "pattern '!' is empty: it matches nothing",
+        "pattern ' ' is empty: it matches nothing"]
+
+
 def test_fogvault_patterns_get_no_warning():
     assert pattern_warnings(["*.tmp", "!keep.tmp", "/home/*/.cache", "**/node_modules",
                              "cache/*", "~/tmp", "re", "data.sh:x"]) == []
