@@ -17,6 +17,10 @@ loads the CLI; ``app.main``), and from then on the handler acts by phase:
   joined, atexit callbacks), nothing is to be unwound: it ends the process at once
   (:func:`end_interrupted`). A ``KeyboardInterrupt`` there would have escaped ``app.main``
   (a traceback), or been printed as "Exception ignored" during the exit.
+* Python drops an exception raised in a weakref callback or a ``__del__`` (it prints "Exception
+  ignored" and goes on): a ``KeyboardInterrupt`` raised there would leave the command running.
+  The unraisable hook (:func:`_on_unraisable`) keeps that quiet and raises it again in the
+  command a moment later (SIGALRM, 1 ms), outside the callback.
 * The last atexit callback (the first registered, by :func:`install`) flushes the output and
   leaves the signals ignored: the interpreter then resets Python's handlers to the default
   action, which kills the process (exit 143, 129), and tears its modules down, where no Python
@@ -59,17 +63,24 @@ _installed = False
 _command_running = False
 _interrupted = False  # a signal raised KeyboardInterrupt in the command
 _ending = False
+_next_unraisable_hook = sys.unraisablehook
+#: The delay before a KeyboardInterrupt lost in a callback is raised again: long enough that
+#: the callback has returned.
+_AGAIN_AFTER = 0.001
 
 
 def install() -> None:
-    """Take the signals (once; later calls do nothing) and register the last atexit callback."""
-    global _installed
+    """Take the signals (once; later calls do nothing), hook exceptions that Python cannot
+    raise, and register the last atexit callback."""
+    global _installed, _next_unraisable_hook
     if _installed:
         return
     _installed = True
     _taken[:] = [s for s in _SIGNALS
                  if s == signal.SIGTERM or signal.getsignal(s) is not signal.SIG_IGN]
     _take()
+    _next_unraisable_hook = sys.unraisablehook
+    sys.unraisablehook = _on_unraisable
     atexit.register(_at_exit)
 
 
@@ -117,6 +128,16 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
             registry.notify()
         raise KeyboardInterrupt
     end_interrupted()
+
+
+def _on_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    if _interrupted and isinstance(unraisable.exc_value, KeyboardInterrupt):
+        # Ours, raised where Python cannot propagate it. Python runs signal handlers on the
+        # main thread only, so this is the main thread, where signal.signal may be called.
+        signal.signal(signal.SIGALRM, _on_signal)
+        signal.setitimer(signal.ITIMER_REAL, _AGAIN_AFTER)
+        return
+    _next_unraisable_hook(unraisable)
 
 
 def _take() -> None:

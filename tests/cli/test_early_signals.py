@@ -26,7 +26,7 @@ INTERRUPTED = b"interrupted\n"
 # Runs ``python -m fogvault ARGS`` after arranging for the process to send itself SIGNUM at
 # POINT. ``send`` binds what it needs: at teardown, module globals may be gone.
 _AT_POINT = """
-import os, runpy, sys, threading, types
+import os, runpy, sys, threading, time, types, weakref
 signum, point = int(sys.argv[1]), sys.argv[2]
 sys.argv = ["fogvault", *sys.argv[3:]]
 
@@ -53,6 +53,22 @@ elif point == "teardown":  # after the last atexit callback: the interpreter fre
     holder = types.ModuleType("teardown_trigger")
     holder.trigger = Teardown()
     sys.modules[holder.__name__] = holder
+elif point == "callback":  # the command runs a weakref callback, where Python drops exceptions
+    class Thing:
+        pass
+    def callback(ref):
+        send()
+        for _ in range(1000):  # the handler runs in here
+            pass
+    class Callback:
+        def find_spec(self, name, path=None, target=None):
+            if name == "fogvault.repo":  # imported by the command, not by the CLI
+                sys.meta_path.remove(self)
+                weakref.ref(Thing(), callback)
+                time.sleep(30)
+                print("the command went on", file=sys.stderr)
+            return None
+    sys.meta_path.insert(0, Callback())
 runpy.run_module("fogvault", run_name="__main__", alter_sys=True)
 """
 
@@ -76,6 +92,15 @@ def test_a_signal_while_the_cli_loads_says_interrupted(cli_env, tmp_path, signum
     """Before, the handlers came once the CLI and Typer had loaded: the signal killed the
     process with no word (143, 129), or SIGINT printed a traceback."""
     done = _at_point(signum, "loading", ["--version"], cli_env, tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (130, b"", INTERRUPTED)
+
+
+@pytest.mark.parametrize("signum", SIGNALS.values(), ids=SIGNALS)
+def test_a_signal_in_a_callback_of_the_command_stops_it(cli_env, tmp_path, signum):
+    """Python drops an exception raised in a weakref callback (as importlib's module locks have)
+    or a ``__del__``: the KeyboardInterrupt printed an "Exception ignored" traceback and the
+    command went on to its end (CI, session 32)."""
+    done = _at_point(signum, "callback", ["snapshots", "-r", "repo"], cli_env, tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (130, b"", INTERRUPTED)
 
 
