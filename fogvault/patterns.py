@@ -112,8 +112,8 @@ def _split_negation(raw: str) -> tuple[bool, str]:
 
 def pattern_warnings(patterns: Iterable[str]) -> list[str]:
     """One line for each pattern that would quietly do nothing: an empty one, one written in
-    borg's or restic's syntax that FogVault takes literally, or a ``!`` pattern with no pattern
-    before it whose match it could cancel."""
+    borg's or restic's syntax that FogVault takes literally, one with a '[' that opens no set,
+    or a ``!`` pattern with no pattern before it whose match it could cancel."""
     lines = []
     excluding = False  # has a plain pattern come yet
     for raw in patterns:
@@ -123,6 +123,9 @@ def pattern_warnings(patterns: Iterable[str]) -> list[str]:
             continue
         if hint := _foreign_syntax_hint(text):
             lines.append(f"pattern '{raw.strip()}' is matched literally: {hint}")
+        if any(_has_unclosed_set(part) for part in _components(text)):  # restic refuses it
+            lines.append(f"pattern '{raw.strip()}' has a '[' with no ']' after it in the same "
+                         "name: it opens no set and matches itself (write '[[]' to say so)")
         if negated and not excluding:
             lines.append(f"pattern '{raw.strip()}' has no effect: a '!' pattern only takes "
                          "back a match of a pattern before it (a name that starts with '!' "
@@ -142,3 +145,21 @@ def _foreign_syntax_hint(pattern: str) -> str | None:
         return (f"patterns match absolute paths, which hold no '.' or '..' "
                 f"(did you mean '{os.path.abspath(pattern)}'?)")
     return None
+
+
+def _has_unclosed_set(name: str) -> bool:
+    """Whether ``name`` holds a '[' that fnmatch takes literally: a set runs to the first ']'
+    after its first character (which may be '!' and then ']'), and one that never closes is
+    no set."""
+    i = 0
+    while (i := name.find("[", i)) >= 0:
+        j = i + 1
+        if name[j:j + 1] == "!":
+            j += 1
+        if name[j:j + 1] == "]":
+            j += 1
+        end = name.find("]", j)
+        if end < 0:
+            return True
+        i = end + 1
+    return False

@@ -69,9 +69,20 @@ def test_an_empty_pattern_is_warned_about():
         "pattern ' ' is empty: it matches nothing"]
 
 
+def test_a_bracket_that_opens_no_set_is_warned_about():
+    """fnmatch takes a '[' with no ']' after it in its name as itself: 'find "["' and
+    '--exclude "*.[ch"' said nothing, where restic refuses such a pattern."""
+    said = pattern_warnings(["[", "*.[ch", "x[y/z]", "[!]", "/a/[b"])
+    assert said == [f"pattern '{p}' has a '[' with no ']' after it in the same name: it opens "
+                    "no set and matches itself (write '[[]' to say so)"
+                    for p in ("[", "*.[ch", "x[y/z]", "[!]", "/a/[b")]
+    assert PathPatterns(["*.[ch"]).matches("/src/x.[ch")  # as said: the '[' is itself
+
+
 def test_fogvault_patterns_get_no_warning():
     assert pattern_warnings(["*.tmp", "!keep.tmp", "/home/*/.cache", "**/node_modules",
-                             "cache/*", "~/tmp", "re", "data.sh:x"]) == []
+                             "cache/*", "~/tmp", "re", "data.sh:x", "*.[ch]", "[]]", "[!]x]",
+                             "[[]", "a[!b]c"]) == []
 
 
 def test_folded_patterns_ignore_case_and_come_after_the_others():
