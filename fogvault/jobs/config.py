@@ -51,9 +51,9 @@ from fogvault.jobs.toml_reader import (
 from fogvault.maintenance.retention import RetentionPolicy
 from fogvault.password import PasswordSource
 from fogvault.sizes import parse_size
-from fogvault.storage.identity import hide_password, repeated_target
+from fogvault.storage.identity import repeated_target
 from fogvault.storage.s3_multipart import MIN_PART_SIZE
-from fogvault.storage.urls import check_url
+from fogvault.storage.urls import check_url, hide_password
 from fogvault.targets.policy import MAX_LIMIT_KIB
 
 ENV_CONFIG = "FOGVAULT_CONFIG"

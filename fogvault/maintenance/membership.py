@@ -36,7 +36,8 @@ from fogvault.repo.format import (
 )
 from fogvault.repo.repository import Repository
 from fogvault.storage import ObjectNotFound, Storage, StorageError, open_storage
-from fogvault.storage.identity import hide_password, repeated_target
+from fogvault.storage.identity import repeated_target
+from fogvault.storage.urls import hide_password
 
 _WIPE_ORDER = (CONFIG_NAME, SNAPSHOTS_DIR, INDEX_DIR, DATA_DIR, KEYS_DIR)
 

@@ -100,7 +100,8 @@ from fogvault.repo.pack import (
 from fogvault.repo.snapshot import Snapshot, is_uid, newest_first, select_snapshots
 from fogvault.repo.tree import Tree
 from fogvault.storage import ObjectExists, ObjectNotFound, Storage, StorageError, open_storage
-from fogvault.storage.identity import hide_password, repeated_target
+from fogvault.storage.identity import repeated_target
+from fogvault.storage.urls import hide_password
 from fogvault.targets import Target, TargetPolicy, TargetSet
 
 log = logging.getLogger("fogvault")

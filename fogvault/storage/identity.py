@@ -25,15 +25,18 @@ from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from fogvault.storage.urls import local_path
+
 _SFTP_PORT = 22
 
 
 def target_identity(url: str, options: Mapping[str, Any] | None = None) -> Hashable:
     """What ``url`` names (a path or URL, as ``open_storage`` takes it, with its ``options``):
     equal for two spellings of one place."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme == "file":
-        return _local_folder(rest if sep else url)
+    path = local_path(url)
+    if path is not None:
+        return _local_folder(path)
+    scheme = url.partition("://")[0]
     parts = urlsplit(url)
     if scheme == "sftp":
         return _sftp_folder(parts)
@@ -53,12 +56,6 @@ def repeated_target(urls: Iterable[str],
             return seen[identity], url
         seen[identity] = url
     return None
-
-
-def hide_password(url: str) -> str:
-    """``url`` fit for a message: a password in it replaced by ``***``."""
-    password = urlsplit(url).password
-    return url.replace(f":{password}@", ":***@") if password else url
 
 
 def _local_folder(path: str) -> Hashable:

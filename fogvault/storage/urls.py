@@ -1,5 +1,6 @@
-"""Target URLs checked without opening anything (no network, no file system): what
-``open_storage`` refuses, so that a job's ``config check`` refuses it too, not the job's run.
+"""Target URLs read without opening anything (no network, no file system): what
+``open_storage`` refuses, so that a job's ``config check`` refuses it too, not the job's run;
+a local target's folder; a URL as messages show it.
 """
 
 from __future__ import annotations
@@ -7,29 +8,48 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from fogvault.errors import UsageError
-from fogvault.storage.identity import hide_password
 
 #: The URL schemes served by fogvault.storage.fsspec_store, and the class of each.
 FSSPEC_SCHEMES = {"memory": "FsspecStorage", "s3": "S3Storage", "sftp": "SftpStorage"}
 
 
+def hide_password(url: str) -> str:
+    """``url`` fit for a message: a password in it replaced by ``***``."""
+    password = urlsplit(url).password
+    return url.replace(f":{password}@", ":***@") if password else url
+
+
 def local_path(url: str) -> str | None:
-    """The folder of a local target (a plain path or a ``file://`` URL), else None."""
+    """The folder of a local target (a plain path or a ``file://`` URL), else None. A
+    ``file://`` URL's host, ``localhost`` or none (RFC 8089), is not part of the path."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
-    return rest if scheme == "file" else None
+    if scheme != "file":
+        return None
+    host, slash, path = rest.partition("/")
+    return slash + path if host == "localhost" else rest
+
+
+def _file_url_host(url: str) -> str:
+    """The host a ``file://`` URL names other than this one ('' if none)."""
+    host = url.partition("://")[2].partition("/")[0]
+    return "" if host == "localhost" else host
 
 
 def check_url(url: str) -> None:
     """A usage error if ``url`` cannot name a target: an empty path (an unset variable, not
-    the current folder), an unknown scheme, an ``s3://`` URL without a bucket, an ``sftp://``
-    URL without a host or with a bad port."""
+    the current folder), a ``file://`` URL with a host, an unknown scheme, an ``s3://`` URL
+    without a bucket, an ``sftp://`` URL without a host or with a bad port."""
     path = local_path(url)
     if path is not None:
         if not path:
             raise UsageError(f"the target {url!r} names no folder: give a path or URL ('.' "
                              "for the current folder)")
+        if url.startswith("file://") and (host := _file_url_host(url)):
+            raise UsageError(f"the target {url!r} names the host {host!r}: a file:// URL "
+                             "names a folder on this machine, as file:///path (three "
+                             "slashes); use sftp:// for another host")
         return
     scheme = url.partition("://")[0]
     if scheme not in FSSPEC_SCHEMES:

@@ -116,6 +116,32 @@ def test_an_empty_target_is_refused_not_taken_for_the_current_folder(fogvault, t
     assert list(here.iterdir()) == []
 
 
+@pytest.mark.parametrize("target", ["file://backup/repo", "file://nas.lan/srv/repo"])
+def test_a_file_url_naming_a_host_is_refused_not_taken_for_a_relative_path(fogvault, tmp_path,
+                                                                           target):
+    """'file://backup/repo' (two slashes where three were meant) made a repository in
+    ./backup/repo; a host in a file:// URL is another machine's, which FogVault cannot reach
+    this way."""
+    here = tmp_path / "here"
+    here.mkdir()
+    done = fogvault("init", "-r", target, "--kdf", "interactive", cwd=here)
+    host = target.split("/")[2]
+    assert _usage_error(done) == (f"error: the target {target!r} names the host {host!r}: a "
+                                  "file:// URL names a folder on this machine, as file:///path "
+                                  "(three slashes); use sftp:// for another host")
+    assert list(here.iterdir()) == []
+
+
+def test_a_file_url_naming_localhost_is_a_local_folder(fogvault, tmp_path):
+    """RFC 8089: file://localhost/path is file:///path."""
+    here = tmp_path / "here"
+    here.mkdir()
+    done = fogvault("init", "-r", f"file://localhost{tmp_path}/repo", "--kdf", "interactive",
+                    cwd=here)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "repo" / "config").is_file() and list(here.iterdir()) == []
+
+
 @pytest.mark.parametrize(("target", "message"), [
     ("bogus://x", "error: unsupported target 'bogus://x': use a path or file://, memory://, "
                   "s3://, sftp://"),

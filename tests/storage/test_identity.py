@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from fogvault.storage.identity import hide_password, repeated_target, target_identity
+from fogvault.storage.identity import repeated_target, target_identity
+from fogvault.storage.urls import hide_password
 
 
 @pytest.mark.parametrize("other", [
     "repo", "./repo", "repo/", "./repo//", "sub/../repo", "{tmp}/repo", "file://{tmp}/repo",
-    "file://{tmp}//repo/", "link",
+    "file://{tmp}//repo/", "file://localhost{tmp}/repo", "link",
 ])
 @pytest.mark.parametrize("exists", [True, False], ids=["folder", "no-folder"])
 def test_local_spellings_of_one_folder_are_one_target(tmp_path, monkeypatch, other, exists):
