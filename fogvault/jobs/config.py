@@ -53,7 +53,7 @@ from fogvault.password import PasswordSource
 from fogvault.sizes import parse_size
 from fogvault.storage.identity import repeated_target
 from fogvault.storage.s3_multipart import MIN_PART_SIZE
-from fogvault.storage.urls import check_url, hide_password
+from fogvault.storage.urls import check_url, hide_password, is_http_url
 from fogvault.targets.policy import MAX_LIMIT_KIB
 
 ENV_CONFIG = "FOGVAULT_CONFIG"
@@ -72,7 +72,7 @@ SECRET_REFS = {
     "key": "key", "secret": "secret", "token": "token",  # s3://
     "password": "password", "passphrase": "passphrase",  # sftp://
 }
-PLAIN_TARGET_OPTIONS = {"endpoint_url": str, "profile": str, "username": str,
+PLAIN_TARGET_OPTIONS = {"endpoint_url": "http_url", "profile": str, "username": str,
                         "multipart_threshold": "size", "part_size": "size",
                         "stall_timeout": "seconds",
                         "known_hosts": "path", "client_keys": "paths"}
@@ -357,6 +357,8 @@ def _read_one_target(r: TableReader, base: Path) -> dict[str, Any]:
             options[name] = _expand_path(value, base) if kind == "path" else value
             if kind == "size":
                 _check_size(r, name, value)
+            elif kind == "http_url" and not is_http_url(value):  # as the run would refuse it
+                r.problem(name, f"{value!r} is not an http:// or https:// URL")
     r.finish()
     return options
 

@@ -76,7 +76,7 @@ from fogvault.storage.s3_multipart import (
     list_uploads,
 )
 from fogvault.storage.throttled import Pacer, claim_upload_pacing
-from fogvault.storage.urls import sftp_port
+from fogvault.storage.urls import is_http_url, sftp_port
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +397,7 @@ def s3_options(options: Mapping[str, Any], env: Mapping[str, str] = os.environ) 
     endpoint = opts.pop("endpoint_url", None)
     if not endpoint:
         endpoint = _endpoint_from(env)
-    elif not _is_http_url(endpoint):
+    elif not is_http_url(endpoint):
         raise UsageError(f"endpoint_url {endpoint!r}: use an http:// or https:// URL")
     style = env.get("FOGVAULT_S3_ADDRESSING") or ("path" if endpoint else "auto")
     if style not in ("path", "virtual", "auto"):
@@ -525,15 +525,10 @@ def _endpoint_from(env: Mapping[str, str]) -> str | None:
     error naming its variable (botocore's own error named neither)."""
     for var in ("FOGVAULT_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
         if value := env.get(var):
-            if not _is_http_url(value):
+            if not is_http_url(value):
                 raise UsageError(f"{var}={value!r}: use an http:// or https:// URL")
             return value
     return None
-
-
-def _is_http_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _first(env: Mapping[str, str], *keys: str) -> str | None:

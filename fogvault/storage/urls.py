@@ -73,3 +73,9 @@ def sftp_port(url: str) -> int | None:
     if port is not None and not 0 < port < 65536:
         raise UsageError(f"bad port in {hide_password(url)!r}: use a number from 1 to 65535")
     return port
+
+
+def is_http_url(url: str) -> bool:
+    """Whether ``url`` can be an S3 endpoint: an http(s) URL with a host."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -335,10 +335,17 @@ MISTAKES = [
                  "expected a number of seconds > 0 and at most 3600, got number 0", "",
                  id="bad-stall-timeout"),
     # passed config check; every run then failed
+    pytest.param(BASE.replace('targets = ["/srv/repo"]', 'targets = ["s3://b/p"]')
+                 + '[repositories.local.target_options."s3://b/p"]\n'
+                 + 'endpoint_url = "localhost:7480"\n',
+                 9, "repositories.local.target_options.\"s3://b/p\".endpoint_url",
+                 "'localhost:7480' is not an http:// or https:// URL", "", id="bad-endpoint"),
+    # passed config check; every run then failed
     *(pytest.param(BASE.replace('"/srv/repo"]', f'"/srv/repo", "{url}"]'), 2,
                    "repositories.local.targets", message, "", id=f"bad-target-{url}")
       for url, message in [
           ("file://", "the target 'file://' names no folder"),
+          ("file://nas/srv", "the target 'file://nas/srv' names the host 'nas'"),
           ("bogus://x", "unsupported target 'bogus://x': use a path or file://"),
           ("s3://", "no bucket in 's3://'"),
           ("sftp:///x", "no host in 'sftp:///x'"),
