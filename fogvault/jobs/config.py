@@ -237,9 +237,16 @@ def _read_config(root: TableReader, path: Path) -> Config:
             if _valid_name(repos, name, "repository"):
                 config.repositories[name] = _read_repository(table, name, base)
     if jobs is not None:
+        folded: dict[str, str] = {}
         for name, table in jobs.tables():
-            if _valid_name(jobs, name, "job"):
-                config.jobs[name] = _read_job(table, name, base, config.repositories)
+            if not _valid_name(jobs, name, "job"):
+                continue
+            if (first := folded.setdefault(name.casefold(), name)) != name:
+                # its lock and status files would be one on a case-insensitive file system
+                jobs.problem(name, f"differs from job {first!r} only in case",
+                             "give jobs names that differ in more than case")
+                continue
+            config.jobs[name] = _read_job(table, name, base, config.repositories)
     if monitoring is not None:
         config.monitoring = _read_monitoring(monitoring, base)
     if not config.jobs and jobs is None:

@@ -317,6 +317,9 @@ MISTAKES = [
                  "no paths given", "", id="no-paths"),
     pytest.param(BASE.replace("[jobs.home]", "[jobs.\"my job\"]"), 5, 'jobs."my job"',
                  "invalid job name", "use at most 100 letters, digits", id="bad-name"),
+    pytest.param(BASE + '[jobs.Home]\npaths = ["~/data"]\nrepository = "local"\n', 8,
+                 "jobs.Home", "differs from job 'home' only in case",
+                 "give jobs names that differ in more than case", id="case-twin"),
     # the run failed: "cannot lock job ...: File name too long"
     pytest.param(BASE.replace("[jobs.home]", f"[jobs.{'a' * 101}]"), 5, f"jobs.{'a' * 101}",
                  "invalid job name", "use at most 100 letters", id="long-name"),
