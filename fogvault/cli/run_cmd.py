@@ -24,14 +24,28 @@ def run(
     init: Annotated[
         bool, typer.Option("--init", help="Create the repository first if there is none.")
     ] = False,
+    skip_if_running: Annotated[
+        bool, typer.Option("--skip-if-running",
+                           help="If the job is running already, skip this run with exit 0, as "
+                                "a systemd timer does (cron entries use this).")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Back up, forget by retention, prune and check when due; one summary, one exit code."""
+    from fogvault.jobs.joblock import JobRunning
     from fogvault.jobs.runner import run_job, summary_lines
 
     refuse_options(ctx, JOB_REFUSES)
     out = Printer.of(ctx)
-    record = run_job(load(config), job, run_options(ctx, dry_run=dry_run, init=init))
+    try:
+        record = run_job(load(config), job, run_options(ctx, dry_run=dry_run, init=init))
+    except JobRunning as exc:
+        if not skip_if_running:
+            raise
+        if out.json_mode:
+            out.json({"job": job, "skipped": str(exc)})
+        out.line(str(exc))  # not under -q: cron mails any output
+        return
     if out.json_mode:
         out.json(record.to_json())
     elif record.exit_code == 0:

@@ -3,16 +3,18 @@
 An entry looks like::
 
     # fogvault job: home (daily); managed by 'fogvault schedule'
-    0 0 * * * /usr/bin/fogvault run home --config /home/me/.config/fogvault/config.toml -q
+    0 0 * * * /usr/bin/fogvault run home --skip-if-running --config /etc/fv.toml -q
 
-``-q`` keeps a successful run silent, so cron mails only errors. The crontab is read and written
-with ``crontab -l`` / ``crontab -``; with ``FOGVAULT_CRONTAB_FILE`` set, that file is read and
-written instead (tests, and systems where /etc/cron.d files are managed by hand). Guarantees:
-:func:`render` is a pure function (golden-file tested); installing replaces the job's previous
-entry; only lines under a ``# fogvault job:`` marker are ever changed or removed, and every
-other line is written back byte for byte, whatever its encoding (the crontab is handled as
-UTF-8 with ``surrogateescape``: a Latin-1 comment survives). A crontab that cannot be read or
-written is an error (exit 1) that names it and says why.
+``-q`` keeps a successful run silent, so cron mails only errors; ``--skip-if-running`` (see
+:func:`fogvault.jobs.install.run_argv`) keeps a run that finds the job still running silent
+too. The crontab is read and written with ``crontab -l`` / ``crontab -``; with
+``FOGVAULT_CRONTAB_FILE`` set, that file is read and written instead (tests, and systems where
+/etc/cron.d files are managed by hand). Guarantees: :func:`render` is a pure function
+(golden-file tested); installing replaces the job's previous entry; only lines under a
+``# fogvault job:`` marker are ever changed or removed, and every other line is written back
+byte for byte, whatever its encoding (the crontab is handled as UTF-8 with
+``surrogateescape``: a Latin-1 comment survives). A crontab that cannot be read or written is
+an error (exit 1) that names it and says why.
 """
 
 from __future__ import annotations

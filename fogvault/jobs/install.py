@@ -32,7 +32,10 @@ def default_program() -> list[str]:
 
 
 def run_argv(program: list[str], job: str, config_path: Path) -> list[str]:
-    return [*program, "run", job, "--config", str(config_path)]
+    """The scheduled command. A run that finds the job still running (a long run, or one
+    started by hand) is skipped with exit 0: cron would mail exit 11, and systemd would mark
+    the unit failed, where nothing went wrong."""
+    return [*program, "run", job, "--skip-if-running", "--config", str(config_path)]
 
 
 def default_backend() -> str:

@@ -253,6 +253,24 @@ def test_two_runs_of_one_job_never_overlap(setup, jobs_cli):
     assert run_job(setup.load(), "home").exit_code == 0
 
 
+def test_a_scheduled_run_that_finds_its_job_running_is_skipped_silently(setup, jobs_cli):
+    """Scheduled runs pass --skip-if-running: cron mailed each such skip (exit 11 on stderr),
+    and a systemd unit would be marked failed, where nothing went wrong."""
+    with JobLock(lock_dir(), "home"):
+        quiet = jobs_cli("run", "home", "--skip-if-running", "--config", str(setup.config), "-q")
+        assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, b"", b"")
+        said = jobs_cli("run", "home", "--skip-if-running", "--config", str(setup.config))
+        assert said.returncode == 0 and said.stderr == b""
+        assert said.stdout.decode().startswith("job home is already running (pid ")
+        as_json = jobs_cli("run", "home", "--skip-if-running", "--config", str(setup.config),
+                           "--json")
+        assert as_json.returncode == 0
+        assert json.loads(as_json.stdout)["skipped"].startswith("job home is already running")
+    assert not setup.run_log.exists()
+    done = jobs_cli("run", "home", "--skip-if-running", "--config", str(setup.config), "-q")
+    assert done.returncode == 0 and setup.run_log.exists()  # not running: a real run
+
+
 def test_lock_of_a_killed_run_is_not_stale(setup, tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
