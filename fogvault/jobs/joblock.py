@@ -30,9 +30,35 @@ class JobLockUnusable(FogVaultError):
     folder, or one without ``flock``."""
 
 
+def holder_of(directory: Path, job: str) -> str | None:
+    """What the run that holds ``job``'s lock now wrote (pid, host, start), or None if no run
+    holds it. Read without taking the lock, which would make a run starting at that moment
+    skip: Linux lists ``flock`` locks in /proc/locks by device and inode. Elsewhere, or with
+    /proc unreadable, None."""
+    try:
+        with open(_lock_path(directory, job), "rb") as file:
+            stat = os.fstat(file.fileno())
+            holder = file.read(512).decode(errors="replace").strip()
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    if not holder:  # a run empties the file as it ends
+        return None
+    inode = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    for line in locks.splitlines():  # "1: FLOCK  ADVISORY  WRITE 3355 fd:01:1573297 0 EOF"
+        fields = line.split()
+        if "FLOCK" in fields and "->" not in fields and inode in fields:  # "->": a waiter
+            return holder
+    return None
+
+
+def _lock_path(directory: Path, job: str) -> Path:
+    return directory / f"{job}.lock"
+
+
 class JobLock:
     def __init__(self, directory: Path, job: str) -> None:
-        self.path = directory / f"{job}.lock"
+        self.path = _lock_path(directory, job)
         self.job = job
         self._fd: int | None = None
 

@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import platformdirs
 
 from fogvault.errors import FogVaultError
 from fogvault.jobs.config import Config
+from fogvault.jobs.joblock import holder_of
 from fogvault.jobs.schedule import CronSchedule, Schedule, next_after_last
 
 ROTATE_BYTES = 10 * 1024 * 1024
@@ -226,6 +227,12 @@ def _read_records(path: Path) -> list[RunRecord]:
 # ---- status ----------------------------------------------------------------------------------
 
 
+#: How late a scheduled run may start before its job is overdue: one period of its schedule,
+#: at least a minute and at most an hour (a timer's accuracy, a machine waking up).
+MIN_GRACE = timedelta(minutes=1)
+MAX_GRACE = timedelta(hours=1)
+
+
 @dataclass(slots=True)
 class JobStatus:
     job: str
@@ -233,6 +240,26 @@ class JobStatus:
     last: RunRecord | None
     next_run: datetime | None
     targets_behind: list[str] = field(default_factory=list)
+    #: what the run going on now wrote in the job's lock (pid, host, start); None if none runs
+    running: str | None = None
+    #: when a run was due that has not started (past its grace), if one was
+    overdue_since: datetime | None = None
+
+    def problems(self) -> list[str]:
+        """What needs a look (``status --check``): no run yet, a last run that did not
+        succeed, a run overdue."""
+        last = self.last
+        if last is None:
+            return [] if self.running else ["has never run"]
+        found = []
+        if last.result != "success":
+            error = f": {last.error}" if last.error else ""
+            found.append(f"its last run, at {last.started:%Y-%m-%d %H:%M}, was "
+                         f"{last.result} (exit {last.exit_code}){error}")
+        if self.overdue_since is not None:
+            found.append(f"overdue: a run was due at {self.overdue_since:%Y-%m-%d %H:%M} and "
+                         "none has started since")
+        return found
 
     def to_json(self) -> dict[str, Any]:
         last = self.last
@@ -246,6 +273,9 @@ class JobStatus:
             },
             "next_run": self.next_run.isoformat() if self.next_run else None,
             "targets_behind": self.targets_behind,
+            "running": self.running,
+            "overdue_since": self.overdue_since.isoformat() if self.overdue_since else None,
+            "problems": self.problems(),
         }
 
 
@@ -255,10 +285,13 @@ def job_statuses(config: Config, log: RunLog, now: datetime) -> list[JobStatus]:
     for name, job in config.jobs.items():
         mine = [r for r in records if r.job == name]
         last = mine[-1] if mine else None
+        running = holder_of(lock_dir(), name)
         statuses.append(JobStatus(
             name, job.schedule.text if job.schedule else None, last,
             next_run(job.schedule, last, now),
             list(last.targets_behind) if last else [],
+            running,
+            None if running else overdue_since(job.schedule, last, now),
         ))
     return statuses
 
@@ -273,6 +306,20 @@ def next_run(schedule: Schedule | None, last: RunRecord | None, now: datetime
     if last is None:
         return None  # an interval starts counting when the daemon starts
     return next_after_last(schedule, last.finished or last.started, now)
+
+
+def overdue_since(schedule: Schedule | None, last: RunRecord | None, now: datetime
+                  ) -> datetime | None:
+    """When the run after ``last`` was due, if that is longer ago than the schedule's grace
+    (one period, from a minute to an hour); else None. Not known before a first run: when
+    the schedule was installed is not recorded."""
+    if schedule is None or last is None:
+        return None
+    # a calendar counts from the last run's start, an interval from its end
+    since = last.started if isinstance(schedule, CronSchedule) else last.finished or last.started
+    due = next_after_last(schedule, since, now)
+    grace = min(max(schedule.next_after(due) - due, MIN_GRACE), MAX_GRACE)
+    return due if now > due + grace else None
 
 
 # ---- metrics ---------------------------------------------------------------------------------
