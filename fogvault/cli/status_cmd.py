@@ -49,10 +49,10 @@ def status(
 def _check(rows: list[JobStatus]) -> None:
     needing = []
     for row in rows:
-        for problem in row.problems():
-            log.warning("job %s: %s", row.job, problem)
-        if row.problems():
+        if problems := row.problems():
             needing.append(row.job)
+        for problem in problems:
+            log.warning("job %s: %s", row.job, problem)
     if needing:
         raise FogVaultError(f"{len(needing)} of {len(rows)} jobs need a look: "
                             f"{', '.join(needing)}")

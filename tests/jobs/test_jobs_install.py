@@ -129,7 +129,8 @@ def test_crontab_install_list_remove_in_a_temporary_file(setup, jobs_cli, tmp_pa
     text = crontab.read_text()
     assert text == "MAILTO=alice\n0 5 * * * /usr/bin/true\n" + printed.stdout.decode()
     entry = text.splitlines()[-1]
-    assert entry.startswith("30 2 * * * ") and f"run home --skip-if-running --config {setup.config} -q" in entry
+    assert entry.startswith("30 2 * * * ")
+    assert f"run home --skip-if-running --config {setup.config} -q" in entry
     listed = jobs_cli("schedule", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert b'"backend": "cron"' in listed.stdout and b'"schedule": "30 2 * * *"' in listed.stdout
