@@ -217,7 +217,7 @@ class ContentWriter:
             except (ValueError, OverflowError) as exc:  # a size no file system has
                 raise impossible(job.parts, exc) from exc
         if job.unreadable:
-            warnings.append(_partly_restored(job))
+            warnings.append(_partly_restored(self.root, job))
             job.failed = True  # not verified: it cannot match
             return
         warnings.extend(set_metadata(self.root, job.parts, job.node, self.restore_owner, fd))
@@ -245,11 +245,11 @@ def _split(blobs: list[tuple[IndexEntry, bytes | BlobDamage]],
     return shares
 
 
-def _partly_restored(job: FileJob) -> str:
+def _partly_restored(root: SafeRoot, job: FileJob) -> str:
     """The warning for a file written but for the blobs no target could give."""
     more = f" and {job.unreadable - 1} more range(s)" if job.unreadable > 1 else ""
     links = " (and its hard links)" if job.node.nlink > 1 else ""
-    return (f"{os.fsdecode(b'/'.join(job.parts))}{links}: not restored in full: "
+    return (f"{os.fsdecode(root.path(job.parts))}{links}: not restored in full: "
             f"{job.first_unreadable}{more} could not be read and are zeros; its metadata is not "
             "set. 'fogvault check --read-data' tells what is damaged")
 
@@ -266,7 +266,7 @@ def set_metadata(root: SafeRoot, parts: Parts, node: Node, restore_owner: bool,
             with root.open_dir(parts[:-1]) as dir_fd:  # reached without following symlinks
                 problems = apply_metadata(dir_fd, parts[-1], node, restore_owner=restore_owner)
     except OSError as exc:  # its mode refused: the error says why (an immutable folder?)
-        stop_if_unwritable(parts, exc)
+        stop_if_unwritable(root, parts, exc)
         problems = [f"cannot set metadata: {exc.strerror}"]
     except (ValueError, OverflowError) as exc:  # NUL in an xattr name, absurd numbers
         raise impossible(parts, exc) from exc
@@ -320,19 +320,19 @@ def not_restored(root: SafeRoot, parts: Parts, exc: OSError) -> str:
     """The warning for an entry that could not be created or written (see
     :func:`stop_if_unwritable`), saying why where the entry in the way (or the folder) is
     immutable or append-only."""
-    stop_if_unwritable(parts, exc)
-    return _cannot_restore(parts, explained_at(root, parts, exc))
+    stop_if_unwritable(root, parts, exc)
+    return _cannot_restore(root, parts, explained_at(root, parts, exc))
 
 
-def stop_if_unwritable(parts: Parts, exc: OSError) -> None:
+def stop_if_unwritable(root: SafeRoot, parts: Parts, exc: OSError) -> None:
     """Raise DestinationUnwritable if ``exc`` says the file system is full or read-only: no
     other entry could be written either, so the restore stops instead of warning about each."""
     if exc.errno in UNWRITABLE:
-        raise DestinationUnwritable(_cannot_restore(parts, exc)) from exc
+        raise DestinationUnwritable(_cannot_restore(root, parts, exc)) from exc
 
 
-def _cannot_restore(parts: Parts, exc: OSError) -> str:
-    return f"{os.fsdecode(b'/'.join(parts))}: cannot restore: {exc.strerror}"
+def _cannot_restore(root: SafeRoot, parts: Parts, exc: OSError) -> str:
+    return f"{os.fsdecode(root.path(parts))}: cannot restore: {exc.strerror}"
 
 
 def impossible(parts: Parts, exc: Exception) -> MalformedObject:

@@ -158,6 +158,7 @@ class Restorer:
             check_mount_table()  # before anything is written
         self.repo = repo
         self.snapshot = snapshot
+        self._target = os.fsencode(os.path.abspath(options.target or "."))
         self.options = options
         self.progress = progress or RestoreProgress()
         self.summary = RestoreSummary()
@@ -184,7 +185,7 @@ class Restorer:
         self._writing: deque[tuple[int, list[FileJob]]] = deque()
 
     def run(self) -> RestoreSummary:
-        target = os.fsencode(os.path.abspath(self.options.target or "."))
+        target = self._target
         o = self.options
         for patterns in ([*o.includes, *o.iincludes], [*o.excludes, *o.iexcludes]):
             for line in pattern_warnings(patterns):  # they would quietly match nothing
@@ -270,6 +271,11 @@ class Restorer:
             self._flags.refused(problem)
         else:
             self._warn(problem)
+
+    def _shown(self, parts: Parts) -> str:
+        """The entry ``parts`` in a message: its path at the target, as every warning names it
+        (also in a dry run, where nothing is written there)."""
+        return os.fsdecode(os.path.join(self._target, *parts))
 
     def _warn_unrestored(self, message: str) -> None:
         """A warning about an entry of the snapshot that is not restored (in full)."""
@@ -364,7 +370,7 @@ class Restorer:
             if not parts or not is_damage(exc):
                 raise
             self._warn_unrestored(
-                f"{os.fsdecode(b'/'.join(parts))}: its contents cannot be restored: {exc}")
+                f"{self._shown(parts)}: its contents cannot be restored: {exc}")
             return None
 
     def _stays_reachable(self, folder: Node) -> bool:
@@ -535,7 +541,7 @@ class Restorer:
             self._create_file(root, parts, node)
             return
         if node.type in (CHARDEV, BLOCKDEV) and not self.options.restore_owner:
-            self._warn(f"{os.fsdecode(b'/'.join(parts))}: device node not restored (needs root)")
+            self._warn(f"{self._shown(parts)}: device node not restored (needs root)")
             return
         if root is not None:
             with root.open_dir(parts[:-1]) as dir_fd:
@@ -696,7 +702,7 @@ class Restorer:
             entry = self.repo.index.get(blob_id)
             if entry is None:
                 job.failed = True
-                self._warn(f"{os.fsdecode(b'/'.join(job.parts))}: not restored: its blob "
+                self._warn(f"{self._shown(job.parts)}: not restored: its blob "
                            f"{blob_id.hex()[:16]} is in no index; run 'fogvault check'")
                 return None
             entries.append(entry)

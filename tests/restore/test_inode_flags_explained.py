@@ -63,7 +63,7 @@ def test_a_hard_link_to_a_kept_immutable_file_says_why_it_is_refused(
     (out / "b/second").unlink()
     chattr(out / "a-first", "+i")
     summary = _restore(repo, snapshot, target, overwrite="if-changed")
-    relative = f"{out.relative_to(target)}/b/second"
+    relative = f"{out}/b/second"
     assert summary.warnings == [
         f"{relative}: cannot restore: Operation not permitted: the file it links to, "
         f"{out}/a-first, is {LOCKED}"]

@@ -410,7 +410,8 @@ def test_missing_data_blob_costs_its_file_with_a_clear_warning(repo: Repository,
                               payload_file(repo, "fine")])
     with arena.contained():
         summary = restore(repo, snapshot, arena.target)
-    assert summary.warnings == [f"home/broken: not restored: its blob {missing.hex()[:16]} is "
+    assert summary.warnings == [f"{arena.target}/home/broken: not restored: its blob "
+                                f"{missing.hex()[:16]} is "
                                 "in no index; run 'fogvault check'"]
     assert (arena.target / "home" / "fine").read_bytes() == PAYLOAD
 
@@ -434,7 +435,7 @@ def test_missing_subtree_costs_its_contents_with_a_clear_warning(repo: Repositor
     with arena.contained():
         summary = restore(repo, snapshot, arena.target)
     [warning] = summary.warnings
-    assert warning.startswith("home/gone: its contents cannot be restored: ")
+    assert warning.startswith(f"{arena.target}/home/gone: its contents cannot be restored: ")
     assert "not in the index" in warning
     assert (arena.target / "home" / "fine").read_bytes() == PAYLOAD
 
