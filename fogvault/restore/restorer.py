@@ -31,7 +31,8 @@ Three phases, the first two taking turns for each batch of ``PLAN_BATCH_FILES`` 
    made later may need to reach into it. A folder of the user's found at the target with such
    a mode is given ``rwx`` for its owner while the restore writes in it (``_reach_into``); one
    only on the way to what an include selects, which has no metadata to set, gets its mode as
-   found back after everything else, also when the restore stops part-way (``_close_way``).
+   found back after everything else, also when the restore stops part-way (``_close_way``), as
+   does one of the snapshot when the restore stops before its metadata is set.
 
 With ``delete``, the plan lists the restored folders as it leaves them, and what they hold
 beyond the snapshot is deleted after the last content is written and before the folders set at
@@ -173,6 +174,9 @@ class Restorer:
         self._hardlinks: Hardlinks[Parts] = Hardlinks()  # the first name's path
         self._way: Parts = ()  # the folders leading to it are reachable (see _open_way)
         self._way_modes: list[tuple[Parts, int]] = []  # found modes to put back (_close_way)
+        #: folders of the snapshot opened by _reach_into whose metadata is not set yet, with
+        #: the modes found: put back if the restore stops before it sets theirs (_close_way)
+        self._reached: dict[Parts, int] = {}
         self._use_processes: bool | None = None  # decided by _write_contents
         self._processes: WriterProcesses | None = None
         self._deleted = deleted
@@ -392,8 +396,8 @@ class Restorer:
                         raise UnsafePath(
                             f"{os.fsdecode(root.path(parts))} exists and is not a folder")
                     root.remove(parts)
-                elif existing is not None:
-                    self._reach_into(root, parts, existing)
+                elif existing is not None and self._reach_into(root, parts, existing):
+                    self._reached[parts] = stat.S_IMODE(existing.st_mode)
             with root.open_dir(parts, create=True):
                 pass
         except OSError as exc:
@@ -441,10 +445,15 @@ class Restorer:
             self._way = parts
 
     def _close_way(self, root: SafeRoot) -> None:
-        """Put back the modes _open_way found, children before parents, after everything else
-        (also after a failure or an interrupt: a process killed leaves them ``u+rwx``)."""
-        while self._way_modes:
-            parts, mode = self._way_modes.pop()
+        """Put back the modes found of the folders _reach_into opened that get no mode of their
+        own: those _open_way found on the way to an include, and, when the restore stops
+        part-way, those of the snapshot not set yet. Children before parents, after everything
+        else (also after a failure or an interrupt: a process killed leaves them ``u+rwx``)."""
+        left = sorted([*self._way_modes, *self._reached.items()], key=lambda item: len(item[0]))
+        self._way_modes.clear()
+        self._reached.clear()
+        while left:
+            parts, mode = left.pop()
             try:
                 with root.open_dir(parts[:-1]) as dir_fd:
                     chmod_at(dir_fd, parts[-1], mode)
@@ -796,6 +805,7 @@ class Restorer:
         done = self._processes.tasks_done_in_order() if self._processes is not None else 0
         for parts, node in self._folders.settled(done, finished=finished):
             self._set_metadata(root, parts, node)
+            self._reached.pop(parts, None)
 
     def _set_metadata(self, root: SafeRoot, parts: Parts, node: Node, fd: int | None = None
                       ) -> None:

@@ -118,3 +118,17 @@ def test_a_restore_that_stops_puts_the_modes_back(tmp_path: Path, restored_once)
     assert "a symlink or file stands where a folder is restored" in one_error_line(done)
     assert (out / "ro/empty").read_bytes() == (out / "closed/inner/empty").read_bytes() == b""
     assert {folder: _mode(out / folder) for folder in ON_THE_WAY} == ON_THE_WAY
+
+
+def test_a_full_restore_that_stops_puts_the_modes_found_back(tmp_path: Path,
+                                                            restored_once) -> None:
+    """The folders of the snapshot get their modes once everything below them is written; a
+    restore that stopped before (at ``zz``, where a symlink stands) left the read-only ones
+    it had opened ``u+rwx``."""
+    out, restore = restored_once
+    os.rename(out / "zz", out / "zz.moved")
+    os.symlink("zz.moved", out / "zz")
+    done = restore("--overwrite", "never")
+    assert done.returncode == 1
+    assert one_error_line(done).endswith("zz exists and is not a folder")
+    assert {folder: _mode(out / folder) for folder in ON_THE_WAY} == ON_THE_WAY
