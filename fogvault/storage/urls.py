@@ -27,14 +27,15 @@ def local_path(url: str) -> str | None:
         return url
     if scheme != "file":
         return None
+    host, path = _file_url_parts(rest)
+    return rest if host else path
+
+
+def _file_url_parts(rest: str) -> tuple[str, str]:
+    """The host (other than ``localhost``: '' for this machine) and the path of a ``file://``
+    URL, from what follows ``file://``."""
     host, slash, path = rest.partition("/")
-    return slash + path if host == "localhost" else rest
-
-
-def _file_url_host(url: str) -> str:
-    """The host a ``file://`` URL names other than this one ('' if none)."""
-    host = url.partition("://")[2].partition("/")[0]
-    return "" if host == "localhost" else host
+    return ("", slash + path) if host in ("", "localhost") else (host, slash + path)
 
 
 def check_url(url: str) -> None:
@@ -46,7 +47,7 @@ def check_url(url: str) -> None:
         if not path:
             raise UsageError(f"the target {url!r} names no folder: give a path or URL ('.' "
                              "for the current folder)")
-        if url.startswith("file://") and (host := _file_url_host(url)):
+        if url.startswith("file://") and (host := _file_url_parts(url[7:])[0]):
             raise UsageError(f"the target {url!r} names the host {host!r}: a file:// URL "
                              "names a folder on this machine, as file:///path (three "
                              "slashes); use sftp:// for another host")
