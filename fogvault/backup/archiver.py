@@ -22,6 +22,7 @@ or decide exit codes (warnings are returned in the result).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -37,6 +38,7 @@ from fogvault import __version__
 from fogvault.backup.excludes import ExcludeRules
 from fogvault.backup.progress import BackupProgress
 from fogvault.backup.saver import BlobSaver, stored_blobs
+from fogvault.backup.short_paths import MAX_DEPTH, ShortPaths
 from fogvault.backup.stream_source import StreamSource, check_stream_name
 from fogvault.errors import UsageError
 from fogvault.fsmeta import (
@@ -136,6 +138,7 @@ class Archiver:
         self._trusted_before = 0
         self._parent_flags = False  # set per run: the parent's entries hold their inode flags
         self._chunker = repo.chunker()  # one for the run: building one costs ~8 us per file
+        self._paths = ShortPaths()  # what the kernel is given for a path, however deep
 
     # ---- the run ---------------------------------------------------------------------
 
@@ -306,16 +309,23 @@ class Archiver:
     ) -> bytes:
         parent = self._load_old_tree(old_id)
         nodes = []
-        for name, sub in sorted(layout.items()):
-            path = os.path.join(folder, name)
-            old = parent.find(name) if parent else None
-            if sub is None:
-                node = self._save_entry(saver, path, name, old, explicit=True)
-                self._nothing_changed = self._nothing_changed and node == old
-            else:
-                node = self._save_skeleton(saver, path, name, old, sub)
-            if node is not None:
-                nodes.append(node)
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self._paths.inside(folder))
+            except OSError as exc:
+                self._warn(folder, f"cannot open folder: {exc.strerror}")
+                self.summary.files_failed += 1
+                layout = {}
+            for name, sub in sorted(layout.items()):
+                path = os.path.join(folder, name)
+                old = parent.find(name) if parent else None
+                if sub is None:
+                    node = self._save_entry(saver, path, name, old, explicit=True)
+                    self._nothing_changed = self._nothing_changed and node == old
+                else:
+                    node = self._save_skeleton(saver, path, name, old, sub)
+                if node is not None:
+                    nodes.append(node)
         reused = self._reused_tree(nodes, old_id, parent)
         if reused is not None:
             return reused
@@ -365,7 +375,7 @@ class Archiver:
 
     def _stat_node(self, path: bytes, name: bytes, old: Node | None) -> Node | None:
         try:
-            st = os.lstat(path)
+            st = os.lstat(self._paths.of(path))
         except OSError as exc:
             self._warn(path, f"cannot stat: {exc.strerror}")
             self.summary.files_failed += 1
@@ -380,7 +390,7 @@ class Archiver:
             node.xattrs = old.xattrs  # setting or removing an xattr changes the ctime
         else:
             try:
-                node.xattrs = read_xattrs(path)
+                node.xattrs = read_xattrs(self._paths.of(path))
             except OSError as exc:
                 self._warn(path, f"cannot read extended attributes: {exc.strerror}")
         if kind == DIR and self.options.inode_flags:  # a file's: see _save_file
@@ -399,7 +409,8 @@ class Archiver:
         """The inode flags of the file or folder ``path``, opened for them alone; 0 if it
         cannot be opened (its read or listing says why, if it is read)."""
         try:
-            fd = open_for_flags(None, path, DIR) if kind == DIR else _open_to_read(path)
+            short = self._paths.of(path)
+            fd = open_for_flags(None, short, DIR) if kind == DIR else _open_to_read(short)
         except OSError:
             return 0
         try:
@@ -446,7 +457,7 @@ class Archiver:
             return None  # unreadable: left out of the snapshot, recorded as a warning
         elif node.type == SYMLINK:
             try:
-                node.target = os.readlink(path)
+                node.target = os.readlink(self._paths.of(path))
             except OSError as exc:
                 self._warn(path, f"cannot read link: {exc.strerror}")
                 return None
@@ -456,19 +467,18 @@ class Archiver:
         self.summary.dirs += 1
         old_tree = self._load_old_tree(old_id)
         children: list[Node] = []
-        crosses_device = self.options.one_file_system and node.dev not in self._root_devs
-        if crosses_device or self.options.excludes.excludes_dir_contents(path):
-            if below := self._given_below(path):
-                node.subtree = self._save_layout(saver, path, below, old_id)
-                return
-        else:
+        with contextlib.ExitStack() as held:
             try:
-                names = sorted(e.name for e in os.scandir(path))
+                held.enter_context(self._paths.inside(path))
+                names = self._names_to_save(path, node)
             except OSError as exc:
                 self._warn(path, f"cannot list folder: {exc.strerror}")
                 self.summary.files_failed += 1
                 names = []
-            for name in names:
+            if names is None and (below := self._given_below(path)):
+                node.subtree = self._save_layout(saver, path, below, old_id)
+                return
+            for name in names or []:
                 child_old = old_tree.find(name) if old_tree else None
                 child_path = os.path.join(path, name)
                 child = self._save_entry(saver, child_path, name, child_old,
@@ -476,6 +486,15 @@ class Archiver:
                 if child is not None:
                     children.append(child)
         node.subtree = self._save_tree(saver, children, old_id, old_tree)
+
+    def _names_to_save(self, path: bytes, node: Node) -> list[bytes] | None:
+        """The names in the folder ``path`` (held by ``self._paths``), sorted; None if its
+        contents are skipped (another file system, a cache or marker file)."""
+        crosses_device = self.options.one_file_system and node.dev not in self._root_devs
+        here = self._paths.of(path)
+        if crosses_device or self.options.excludes.excludes_dir_contents(here):
+            return None
+        return sorted(e.name for e in os.scandir(here))
 
     # ---- files -----------------------------------------------------------------------
 
@@ -540,7 +559,7 @@ class Archiver:
         """Chunk and store a file; None (with a warning) if it cannot be read. The node's size
         becomes the bytes read, which is what a restore writes."""
         try:
-            fd = _open_to_read(path)
+            fd = _open_to_read(self._paths.of(path))
         except OSError as exc:
             self._warn(path, f"cannot read: {exc.strerror}")
             return None
@@ -659,9 +678,9 @@ class _CountingReader:
         return n
 
 
-#: Python frames the walk may need: three a level (entry, folder, the folder's entries), for
-#: trees as deep as a path of PATH_MAX (4,096) bytes allows with one-letter names, and more
-RECURSION_FOR_DEEP_TREES = 3 * 2048 + 1000
+#: Python frames the walk may need: at most three a level (entry, folder, the folder's entries)
+#: down to the deepest folder it enters, and more
+RECURSION_FOR_DEEP_TREES = 3 * MAX_DEPTH + 1000
 
 
 class _DeepTreeRecursion:
