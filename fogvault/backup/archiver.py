@@ -38,7 +38,7 @@ from fogvault import __version__
 from fogvault.backup.excludes import ExcludeRules
 from fogvault.backup.progress import BackupProgress
 from fogvault.backup.saver import BlobSaver, stored_blobs
-from fogvault.backup.short_paths import MAX_DEPTH, ShortPaths
+from fogvault.backup.short_paths import ShortPaths
 from fogvault.backup.stream_source import StreamSource, check_stream_name
 from fogvault.errors import UsageError
 from fogvault.fsmeta import (
@@ -297,8 +297,11 @@ class Archiver:
             self._save_dir(saver, b"/", root, parent_root)
             assert root.subtree is not None
             self._nothing_changed = self._nothing_changed and root.subtree == parent_root
-            return root.subtree
-        root_id = self._save_layout(saver, b"/", _layout(paths), parent_root)
+            root_id = root.subtree
+        else:
+            root_id = self._save_layout(saver, b"/", _layout(paths), parent_root)
+        # the trees _save_layout kept back: the way from / to the given paths, and through
+        # excluded folders to given paths below them
         if not self._nothing_changed:
             for tree_id, data in self._skeleton_trees:
                 saver.save(BlobType.TREE, data, tree_id)
@@ -494,6 +497,8 @@ class Archiver:
         here = self._paths.of(path)
         if crosses_device or self.options.excludes.excludes_dir_contents(here):
             return None
+        if path.count(b"/") > MAX_DEPTH:
+            raise OSError(errno.ELOOP, f"more than {MAX_DEPTH:,} folders deep")
         return sorted(e.name for e in os.scandir(here))
 
     # ---- files -----------------------------------------------------------------------
@@ -678,8 +683,11 @@ class _CountingReader:
         return n
 
 
+#: folder levels below ``/`` whose entries the walk lists; a deeper folder is stored empty, with
+#: a warning (folders on the way to a given path are not counted: that path is short)
+MAX_DEPTH = 10_000
 #: Python frames the walk may need: at most three a level (entry, folder, the folder's entries)
-#: down to the deepest folder it enters, and more
+#: down to the deepest folder it lists, and more
 RECURSION_FOR_DEEP_TREES = 3 * MAX_DEPTH + 1000
 
 

@@ -9,6 +9,7 @@ contents are skipped. A regular file larger than ``larger_than`` bytes is skippe
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,8 +68,20 @@ class ExcludeRules:
 
 
 def _is_cache_dir(path: bytes) -> bool:
+    """Whether ``path`` holds a CACHEDIR.TAG file (a symlink to one counts) that starts with
+    the signature. Anything else of that name is not opened: a fifo would block the backup
+    until a writer came, and opening a device may act on it."""
+    tag = os.path.join(path, CACHEDIR_TAG)
     try:
-        with open(os.path.join(path, CACHEDIR_TAG), "rb") as f:
-            return f.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
+        if not stat.S_ISREG(os.stat(tag).st_mode):
+            return False
+        fd = os.open(tag, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)  # replaced since: no wait
     except OSError:
         return False
+    try:
+        return (stat.S_ISREG(os.fstat(fd).st_mode)
+                and os.read(fd, len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

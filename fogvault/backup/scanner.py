@@ -6,12 +6,14 @@ content, and only ever adds to two counters; the backup never waits for it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
 from collections.abc import Callable
 
 from fogvault.backup.excludes import ExcludeRules
+from fogvault.backup.short_paths import ShortPaths
 
 
 class Scanner(threading.Thread):
@@ -30,27 +32,46 @@ class Scanner(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
-        stack = list(self.paths)
+        paths = ShortPaths()  # the archiver's way to entries deeper than PATH_MAX
+        # depth first: None leaves the folder entered last, once all below it was counted
+        stack: list[bytes | None] = list(self.paths)
+        held: list[contextlib.ExitStack] = []
         while stack and not self._stop_event.is_set():
             path = stack.pop()
+            if path is None:
+                held.pop().close()
+                continue
             try:
-                st = os.lstat(path)
+                st = os.lstat(paths.of(path))
             except OSError:
                 continue
             if stat.S_ISDIR(st.st_mode):
-                if self.excludes.excludes_dir_contents(path):
-                    continue
-                try:
-                    names = os.listdir(path)
-                except OSError:
-                    continue
-                stack += [
-                    child for n in names
-                    if not self.excludes.excludes_path(child := os.path.join(path, n))
-                ]
+                names = self._names(paths, path)
+                if names is not None:
+                    held.append(names[0])
+                    stack.append(None)
+                    stack += [child for n in names[1]
+                              if not self.excludes.excludes_path(child := os.path.join(path, n))]
             elif stat.S_ISREG(st.st_mode) and not self.excludes.excludes_size(st.st_size):
                 self.files += 1
                 self.bytes += st.st_size
                 if self.files % 1000 == 0:
                     self.on_total(self.files, self.bytes)
+        for folder in held:
+            folder.close()
         self.on_total(self.files, self.bytes)
+
+    def _names(self, paths: ShortPaths, folder: bytes
+               ) -> tuple[contextlib.ExitStack, list[bytes]] | None:
+        """The names in ``folder``, with the folder held for them (to close once they are
+        counted); None if its contents are skipped or cannot be listed."""
+        entered = contextlib.ExitStack()
+        try:
+            entered.enter_context(paths.inside(folder))
+            here = paths.of(folder)
+            if not self.excludes.excludes_dir_contents(here):
+                return entered, os.listdir(here)
+        except OSError:
+            pass
+        entered.close()
+        return None

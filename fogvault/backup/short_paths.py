@@ -8,16 +8,12 @@ folder held open on the way down, reached through ``/proc/self/fd`` (which also 
 calls that take no folder descriptor, such as the xattr ones). A folder is held open (an
 ``O_PATH`` descriptor, not following a symlink) when its entries' paths would be too long, so
 one descriptor is open per 3.8 KiB or so of path, as borg's walk by descriptors needs one per
-level.
-
-The walk recurses once per folder level, so its depth is bounded too (:data:`MAX_DEPTH`): a
-folder deeper than that is refused as one that cannot be listed.
+level. Without ``/proc`` nothing is held: deep paths fail as the kernel says (too long).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import Iterator
 
@@ -25,8 +21,8 @@ from collections.abc import Iterator
 PATH_MAX = 4096
 #: the longest name of one entry (ext4, XFS, btrfs, tmpfs)
 NAME_MAX = 255
-#: folder levels below ``/`` the walk enters; the recursion it needs is sized from this
-MAX_DEPTH = 10_000
+#: where a held folder's entries are reached from
+PROC_FDS = "/proc/self/fd"
 
 _HOLD_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -44,18 +40,16 @@ class ShortPaths:
         if not self._held:
             return path
         prefix, fd = self._held[-1]
-        return b"/proc/self/fd/%d/%s" % (fd, path[len(prefix):])
+        return b"%s/%d/%s" % (PROC_FDS.encode(), fd, path[len(prefix):])
 
     @contextlib.contextmanager
     def inside(self, folder: bytes) -> Iterator[None]:
         """While the block runs, :meth:`of` gives short paths for the entries of ``folder``
-        (and so for their own entries' folders to be held in turn). OSError if the folder is
-        deeper than :data:`MAX_DEPTH` levels or has to be held and cannot be opened."""
-        if folder.count(b"/") > MAX_DEPTH:
-            raise OSError(errno.ELOOP, f"more than {MAX_DEPTH:,} folders deep")
+        (and so for their own entries' folders to be held in turn). OSError if the folder has
+        to be held and cannot be opened."""
         here = self.of(folder)
-        if len(here) + 1 + NAME_MAX < PATH_MAX:  # an entry's path fits, with its NUL
-            yield
+        if len(here) + 1 + NAME_MAX < PATH_MAX or not os.path.isdir(PROC_FDS):
+            yield  # an entry's path fits, with its NUL (or cannot be made to)
             return
         fd = os.open(here, _HOLD_FLAGS)
         self._held.append((folder.rstrip(b"/") + b"/", fd))

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from fogvault.backup import short_paths
+from fogvault.backup import archiver
+from fogvault.backup.excludes import ExcludeRules
 
 DEPTH = 2500  # 5,000 bytes of path below the source: beyond PATH_MAX
 
@@ -186,19 +187,36 @@ def test_entries_below_path_max_keep_their_metadata_and_exclusions(fogvault, tmp
                 _remove_long(root)
 
 
-def test_a_folder_deeper_than_the_walk_goes_is_a_warning(make_repo, tmp_path, monkeypatch):
-    from fogvault.backup.archiver import Archiver, BackupOptions
-
-    source = tmp_path / "src"
+def _too_deep(make_repo, source, monkeypatch, **options):
+    """A backup of an 8-level chain at ``source`` that lists folders down to its 4th level."""
     levels = str(source).count("/") + 4  # src is that many folders deep, then d/d/d/d
-    monkeypatch.setattr(short_paths, "MAX_DEPTH", levels)
+    monkeypatch.setattr(archiver, "MAX_DEPTH", levels)
+    result = archiver.Archiver(make_repo(), archiver.BackupOptions(**options)).run([str(source)])
+    return result, levels
+
+
+def test_a_folder_deeper_than_the_walk_goes_is_a_warning(make_repo, tmp_path, monkeypatch):
+    source = tmp_path / "src"
     with nested(source, 8):
-        result = Archiver(make_repo(), BackupOptions()).run([str(source)])
+        result, levels = _too_deep(make_repo, source, monkeypatch)
     too_deep = os.path.join(source, *["d"] * 5)
     assert list(result.warnings) == [
         f"{too_deep}: cannot list folder: more than {levels:,} folders deep"]
     assert result.snapshot.summary.files_failed == 1
     assert result.snapshot.summary.dirs == 6  # src and five levels below it
+
+
+def test_a_folder_too_deep_whose_contents_are_excluded_is_no_warning(
+        make_repo, tmp_path, monkeypatch):
+    source = tmp_path / "src"
+    with nested(source, 8):
+        with bottom(source, 5) as fd:
+            _write(fd, ".nobackup", b"")
+        result, _ = _too_deep(make_repo, source, monkeypatch,
+                              excludes=ExcludeRules(if_present=[".nobackup"]))
+        os.unlink(os.path.join(source, *["d"] * 5, ".nobackup"))
+    assert list(result.warnings) == []
+    assert result.snapshot.summary.dirs == 6
 
 
 def _uids(fogvault) -> list[str]:

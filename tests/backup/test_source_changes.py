@@ -5,12 +5,14 @@ the file at exactly that moment, every time."""
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fogvault import warning_list
 from fogvault.backup import archiver
-from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.backup.archiver import Archiver, BackupOptions, BackupResult
 from fogvault.backup.progress import BackupProgress
 from fogvault.treewalk import walk
 from fogvault.warning_list import WarningList
@@ -165,8 +167,6 @@ def test_a_procfs_file_is_stored_with_what_it_reads(make_repo):
 def test_a_file_replaced_by_a_fifo_before_it_is_opened_is_skipped_not_waited_on(make_repo,
                                                                                 tmp_path):
     """Opening a fifo waits for a writer: without O_NONBLOCK the backup waited for ever."""
-    import threading
-
     repo = make_repo()
     src = tmp_path / "src"
     src.mkdir()
@@ -177,16 +177,22 @@ def test_a_file_replaced_by_a_fifo_before_it_is_opened_is_skipped_not_waited_on(
         os.mkfifo(path)
 
     progress = MeddlingProgress(src / "data", replace_by_fifo)
+    result = _not_waiting_on(src / "data", Archiver(repo, BackupOptions(), progress).run, src)
+    assert any("replaced by something that is not a file" in w for w in result.warnings)
+
+
+def _not_waiting_on(fifo: Path, run: Callable[[list[str]], BackupResult], src: Path
+                    ) -> BackupResult:
+    """``run([src])``'s result; fails if the backup waited for a writer to ``fifo``."""
     results = []
-    backup = threading.Thread(target=lambda: results.append(
-        Archiver(repo, BackupOptions(), progress).run([str(src)])))
+    backup = threading.Thread(target=lambda: results.append(run([str(src)])))
     backup.start()
     backup.join(timeout=60)  # a bound for a failing test, not a synchronisation
     if backup.is_alive():  # let the hung open return, then fail
-        os.close(os.open(src / "data", os.O_WRONLY | os.O_NONBLOCK))
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         backup.join()
         raise AssertionError("the backup waited on a fifo")
-    assert any("replaced by something that is not a file" in w for w in results[0].warnings)
+    return results[0]
 
 
 def test_a_path_given_below_another_given_path_is_never_excluded(make_repo, tmp_path):
@@ -257,3 +263,33 @@ def test_an_entry_changed_around_its_parents_run_is_read_again(make_repo, tmp_pa
     monkeypatch.setattr(archiver, "RACY_MARGIN_NS", 0)
     settled = Archiver(repo, BackupOptions()).run([str(src)]).snapshot.summary
     assert (settled.bytes_read, settled.files_unchanged) == (0, 1)
+
+
+def test_a_given_path_below_an_excluded_folder_of_a_whole_system_backup_is_stored(
+        make_repo, tmp_path):
+    """With ``/`` among the paths, the folders on the way to the other given path (all excluded
+    here) are stored too: the snapshot named trees that were never saved."""
+    from fogvault.backup.excludes import ExcludeRules
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"below an excluded folder")
+    options = BackupOptions(excludes=ExcludeRules(["/*"]))
+    result = Archiver(repo, options).run(["/", str(src)])
+    files = {p: n for p, n in walk(repo, result.snapshot.tree) if n.type == "file"}
+    assert list(files) == [os.fsencode(src / "f")]
+    assert repo.load_blob(files[os.fsencode(src / "f")].content[0]) == b"below an excluded folder"
+
+
+def test_a_fifo_named_cachedir_tag_neither_blocks_nor_marks_a_cache(make_repo, tmp_path):
+    from fogvault.backup.excludes import ExcludeRules
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    (src / "cache").mkdir(parents=True)
+    (src / "cache" / "f").write_text("kept")
+    os.mkfifo(src / "cache" / "CACHEDIR.TAG")
+    options = BackupOptions(excludes=ExcludeRules(exclude_caches=True))
+    result = _not_waiting_on(src / "cache" / "CACHEDIR.TAG", Archiver(repo, options).run, src)
+    assert {"CACHEDIR.TAG", "f"} <= _names(repo, result.snapshot)
