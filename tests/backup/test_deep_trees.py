@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from fogvault.backup import archiver
+from fogvault.backup import archiver, short_paths
 from fogvault.backup.excludes import ExcludeRules
 
 DEPTH = 2500  # 5,000 bytes of path below the source: beyond PATH_MAX
@@ -232,3 +232,14 @@ def test_a_library_backup_gives_back_the_recursion_limit_it_raised(make_repo, tm
         result = Archiver(repo, BackupOptions()).run([str(tmp_path / "src")])
     assert result.snapshot.summary.files_new == 1
     assert sys.getrecursionlimit() == before
+
+
+def test_without_proc_deep_entries_fail_as_too_long(make_repo, tmp_path, monkeypatch):
+    """Folders are held only where /proc/self/fd can reach their entries; elsewhere the
+    warning is the kernel's own, not a misleading 'No such file or directory'."""
+    monkeypatch.setattr(short_paths, "PROC_FDS", str(tmp_path / "no-proc"))
+    with nested(tmp_path / "src", DEPTH):
+        result = archiver.Archiver(make_repo(), archiver.BackupOptions()).run(
+            [str(tmp_path / "src")])
+    assert len(result.warnings) == 1
+    assert result.warnings[0].endswith("/d: cannot stat: File name too long")
