@@ -65,9 +65,10 @@ class PathPatterns:
                 pattern = os.path.expandvars(os.path.expanduser(text))
                 if fold:
                     pattern = pattern.lower()
-                if pattern:
-                    self._compiled.append(_Pattern(raw.strip(), negated, pattern.startswith("/"),
-                                                   _components(pattern), fold))
+                # An empty one (an unset variable) is kept: it matches nothing, and as an
+                # include it still means "restore only what the includes match".
+                self._compiled.append(_Pattern(raw.strip(), negated, pattern.startswith("/"),
+                                               _components(pattern), fold))
         self._folds = any(p.folded for p in self._compiled)
 
     def _parts(self, path: bytes | str) -> tuple[list[str], list[str]]:

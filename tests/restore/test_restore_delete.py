@@ -789,3 +789,23 @@ def test_the_library_refuses_delete_without_a_target_named(
     snapshot = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
     with pytest.raises(UsageError, match="delete needs a target folder named"):
         Restorer(repo, snapshot, RestoreOptions(delete=True))
+
+
+@pytest.mark.parametrize("include", ["", " ", "$FOGVAULT_TEST_EMPTY"])
+def test_cli_an_empty_include_restores_and_deletes_nothing(backed: Backed, tmp_path: Path,
+                                                            fogvault: Callable[..., Any],
+                                                            include: str) -> None:
+    """An include that is empty (an unset variable) matches nothing: it was dropped, which
+    left no include at all, so everything was restored and --delete deleted the extras."""
+    root = _restored(backed, tmp_path / "t")
+    (root / "extra.txt").write_bytes(b"mine")
+    (root / "docs" / "a.txt").unlink()
+
+    done = fogvault("-r", backed.repo.targets.urls[0], "restore", "latest", "-t",
+                    str(tmp_path / "t"), "--include", include, "--delete",
+                    env={"FOGVAULT_TEST_EMPTY": ""})
+
+    assert done.returncode == 3, done.stderr.decode()
+    assert "matches nothing" in done.stderr.decode()
+    assert (root / "extra.txt").read_bytes() == b"mine"
+    assert not (root / "docs" / "a.txt").exists()
