@@ -104,27 +104,14 @@ class _Guard:
         self._warn = warn
         self._device = os.fstat(root.root_fd).st_dev
         self._paths: dict[Parts, str] = dict.fromkeys(mount_points_below(root.root), MOUNTED)
+        self._paths.update(kept_within(root.root, kept))
         self._folders: dict[tuple[int, int], str] = {}  # (st_dev, st_ino) -> why
         self._files: dict[tuple[int, int], str] = {}
         for entry in kept:
-            self._keep(entry)
+            if (st := _stat_kept(entry)) is not None:
+                identities = self._folders if stat.S_ISDIR(st.st_mode) else self._files
+                identities[(st.st_dev, st.st_ino)] = entry.why
         self._warned: set[Parts] = set()
-
-    def _keep(self, entry: Kept) -> None:
-        try:
-            st = os.stat(entry.path)  # what a symlink there points to: the entry used
-        except (OSError, ValueError):
-            return  # not there: nothing to keep
-        identities = self._folders if stat.S_ISDIR(st.st_mode) else self._files
-        identities[(st.st_dev, st.st_ino)] = entry.why
-        *named, real = _resolving(entry.path)
-        target = self._root.root.rstrip(b"/") + b"/"
-        for path in (os.fsencode(os.path.abspath(entry.path)), *named, real):
-            if (path + b"/").startswith(target):
-                self._paths[tuple(part for part in path[len(target):].split(b"/") if part)] = (
-                    entry.why)
-        if target.startswith(real.rstrip(b"/") + b"/"):
-            self._paths[()] = entry.why  # the target is inside it: all of it is kept
 
     def spares_tree(self, parts: Parts) -> bool:
         """Whether ``parts`` is at or below a mount point or a kept path (warned once)."""
@@ -404,6 +391,34 @@ class Extras:
     def _path(self, parts: Parts) -> bytes:
         assert self._root is not None
         return self._root.path(parts)
+
+
+def kept_within(root: bytes, kept: list[Kept]) -> dict[Parts, str]:
+    """Where the ``kept`` entries that exist are at or below the target folder ``root`` (its
+    real path), as components below it -> why: each one's path as given, every symlink met
+    resolving it, and its real path; () if the target is inside one."""
+    within: dict[Parts, str] = {}
+    target = root.rstrip(b"/") + b"/"
+    for entry in kept:
+        if _stat_kept(entry) is None:
+            continue  # not there: nothing to keep
+        *named, real = _resolving(entry.path)
+        for path in (os.fsencode(os.path.abspath(entry.path)), *named, real):
+            if (path + b"/").startswith(target):
+                within[tuple(part for part in path[len(target):].split(b"/") if part)] = (
+                    entry.why)
+        if target.startswith(real.rstrip(b"/") + b"/"):
+            within[()] = entry.why  # the target is inside it: all of it is kept
+    return within
+
+
+def _stat_kept(entry: Kept) -> os.stat_result | None:
+    """What a kept entry is (what a symlink there points to: the entry used); None if it is
+    not there."""
+    try:
+        return os.stat(entry.path)
+    except (OSError, ValueError):
+        return None
 
 
 def _resolving(path: str) -> list[bytes]:

@@ -75,7 +75,7 @@ from fogvault.restore.content import (
     not_restored,
     set_metadata,
 )
-from fogvault.restore.extras import Deleted, Extras, Kept
+from fogvault.restore.extras import Deleted, Extras, Kept, kept_within
 from fogvault.restore.flags import RestoredFlags
 from fogvault.restore.progress import RestoreProgress
 from fogvault.restore.safefs import Parts, SafeRoot, check_mount_table
@@ -181,6 +181,9 @@ class Restorer:
         self._processes: WriterProcesses | None = None
         self._deleted = deleted
         self._extras: Extras | None = None  # with options.delete, once the target is open
+        #: the kept paths (_kept) at or below the target, as components -> why: never written
+        self._kept_here: dict[Parts, str] = {}
+        self._spared: set[Parts] = set()  # those warned about
         self._flags = RestoredFlags(enabled=options.inode_flags, delete=options.delete)
         # Entries of the snapshot not restored in full: if any, --delete deletes nothing.
         self._incomplete = 0
@@ -194,6 +197,7 @@ class Restorer:
         for patterns in ([*o.includes, *o.iincludes], [*o.excludes, *o.iexcludes]):
             for line in pattern_warnings(patterns):  # they would quietly match nothing
                 self.progress.warning(line)
+        self._kept_here = kept_within(os.fsencode(os.path.realpath(target)), self._kept())
         if self.options.dry_run:
             self._dry_run(target)
             return self.summary
@@ -319,6 +323,8 @@ class Restorer:
                 if self._unmatched:  # also below a folder that matched: it may be named too
                     self._unmatched -= self._includes.matching(path)
                 selected = self._selected(path, inside_match)
+                if selected and self._kept_here and self._spares(child):
+                    continue
                 if selected and self._extras is not None:
                     self._extras.writes_in(parts)
                 if node.type == DIR:
@@ -343,6 +349,18 @@ class Restorer:
             self._warn(f"{option} '{pattern}' matches nothing in snapshot {self.snapshot.uid} "
                        "that is not excluded")
         yield
+
+    def _spares(self, parts: Parts) -> bool:
+        """Whether ``parts`` is at or below a kept path at the target (the repository's own
+        folders, say, when a snapshot that holds them is restored in place): it is not
+        written, with one warning for each kept path."""
+        for kept, why in self._kept_here.items():
+            if parts[:len(kept)] == kept:
+                if kept not in self._spared:
+                    self._spared.add(kept)
+                    self._warn(f"{self._shown(kept)}: not restored over: {why}")
+                return True
+        return False
 
     def _leave(self, root: SafeRoot | None, parts: Parts, folder: Node | None) -> None:
         """Everything below the folder ``parts`` is planned (``folder``: its node if it is
@@ -617,10 +635,11 @@ class Restorer:
                       self._kept())
 
     def _kept(self) -> list[Kept]:
-        """What --delete never deletes: the repository's local folders, its cache folder (the
-        one in use, and the default one), FogVault's state folder (the run log, the targets'
-        ledger), and ``options.keep``. A backup that excluded them made a snapshot without
-        them, which restoring in place would otherwise delete."""
+        """What a restore never writes over and --delete never deletes: the repository's local
+        folders, its cache folder (the one in use, and the default one), FogVault's state
+        folder (the run log, the targets' ledger), and ``options.keep``. Restoring in place a
+        snapshot that holds them would otherwise put their old contents back over the ones
+        the restore reads (or, with --delete, delete them if the backup excluded them)."""
         kept = [Kept(str(target.raw.root), "a folder of the repository")
                 for target in self.repo.targets.targets if isinstance(target.raw, LocalStorage)]
         caches = [default_cache_dir()]

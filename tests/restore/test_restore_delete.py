@@ -676,6 +676,44 @@ def test_cli_restoring_in_place_keeps_the_repository_cache_and_password_file(
     assert check.returncode == 0, check.stderr.decode()
 
 
+@pytest.mark.parametrize("how", [[], ["--overwrite", "always"], ["--delete"]])
+def test_cli_restoring_in_place_never_writes_over_the_repository_it_reads(
+    tmp_path: Path, fogvault: Callable[..., Any], how: list[str]
+) -> None:
+    """The repository, cache and password file lie in the source and are backed up with it;
+    a later backup changes them. Restoring the first snapshot in place leaves them as they
+    are (one warning each, exit 3): it deleted the packs it was reading and wrote the old
+    config and key over the live ones, and the repository could not be opened again."""
+    src = tmp_path / "src"
+    (src / "data").mkdir(parents=True)
+    (src / "data" / "f").write_bytes(b"v1")
+    (src / "pw").write_bytes(PASSWORD + b"\n")
+    repo, cache = src / "repo", src / "cache"
+    common = ["-r", str(repo), "--password-file", str(src / "pw"), "--cache-dir", str(cache)]
+    env = {"FOGVAULT_PASSWORD": ""}
+    assert fogvault(*common, "init", "--kdf", "interactive", env=env).returncode == 0
+    for _ in range(2):  # the second backup's snapshot holds the first's packs
+        backup = fogvault(*common, "backup", str(src), env=env)
+        assert backup.returncode == 0, backup.stderr.decode()
+    uid = json.loads(fogvault(*common, "snapshots", "--json", env=env).stdout)[-1]["uid"]
+    (src / "data" / "f").write_bytes(b"v2")
+    assert fogvault(*common, "backup", str(src), env=env).returncode == 0
+
+    done = fogvault(*common, "restore", f"{uid}:{src}", "-t", str(src), *how, env=env)
+
+    stderr = done.stderr.decode()
+    assert done.returncode == 3, stderr
+    assert sorted(stderr.splitlines()) == sorted([
+        f"warning: {cache}: not restored over: the cache folder",
+        f"warning: {repo}: not restored over: a folder of the repository",
+        f"warning: {src}/pw: not restored over: the password file"])
+    assert (src / "data" / "f").read_bytes() == b"v1"
+    listed = fogvault(*common, "snapshots", "--json", env=env)
+    assert len(json.loads(listed.stdout)) == 3, listed.stderr.decode()
+    check = fogvault(*common, "check", "--read-data", env=env)
+    assert check.returncode == 0, check.stderr.decode()
+
+
 def test_cli_the_symlinks_naming_the_repository_cache_and_password_file_are_kept(
     tmp_path: Path, fogvault: Callable[..., Any]
 ) -> None:
