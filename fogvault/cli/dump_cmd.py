@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -75,16 +76,26 @@ def dump(
 def _output(target: str | None) -> Iterator[BinaryIO]:
     """Standard output, or the file ``target``: written under a temporary name beside it and
     renamed when the dump is complete, so that a dump that fails leaves an existing file as it
-    was (and no partial one)."""
+    was (and no partial one). A symlink is followed (the file it names is written), and what
+    is not a file (a device, a fifo) is written into, as a shell's ``>`` does: it was replaced
+    by a file, even ``/dev/null``."""
     if target is None:
-        try:
-            yield sys.stdout.buffer
-            sys.stdout.buffer.flush()
-        except OSError as exc:  # a full disk, a reader that went away
-            raise DestinationUnwritable(f"cannot write to standard output: {exc.strerror}"
-                                        ) from exc
+        yield from _written(sys.stdout.buffer, "standard output")
         return
-    folder = os.path.dirname(os.path.abspath(target))
+    target = os.path.realpath(target)
+    try:
+        special = not stat.S_ISREG(os.stat(target).st_mode)
+    except OSError:
+        special = False  # not there yet: made as a file
+    if special:
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise DestinationUnwritable(f"cannot write {target}: {exc.strerror}") from exc
+        with os.fdopen(fd, "wb") as out:
+            yield from _written(out, target)
+        return
+    folder = os.path.dirname(target)
     try:
         fd, temporary = tempfile.mkstemp(dir=folder, prefix=".fogvault-dump-")
     except OSError as exc:
@@ -99,3 +110,13 @@ def _output(target: str | None) -> Iterator[BinaryIO]:
         if isinstance(exc, OSError):
             raise DestinationUnwritable(f"cannot write {target}: {exc.strerror}") from exc
         raise
+
+
+def _written(out: BinaryIO, name: str) -> Iterator[BinaryIO]:
+    """``out`` to write the dump to, flushed after; a failure (a full disk, a reader that went
+    away) as one line."""
+    try:
+        yield out
+        out.flush()
+    except OSError as exc:
+        raise DestinationUnwritable(f"cannot write to {name}: {exc.strerror}") from exc

@@ -246,3 +246,24 @@ def test_a_file_whose_bytes_are_a_stored_tree_dumps(make_repo, tmp_path):
     out = io.BytesIO()
     dump_file(repo, node, out)
     assert out.getvalue() == Tree().encode()
+
+
+def test_a_target_that_is_not_a_file_is_written_into_and_a_symlink_followed(
+        fogvault, snapshot_of, tmp_path):
+    """-t names a fifo, a device or a symlink: the dump goes where a shell's > would send it.
+    They were replaced by a regular file (even /dev/null, run as root)."""
+    a = f"{snapshot_of}/sub/a"
+    os.mkfifo(tmp_path / "pipe")
+    reader = subprocess.Popen(["cat", str(tmp_path / "pipe")], stdout=subprocess.PIPE)
+    done = fogvault("dump", "-r", "repo", "latest", a, "-t", "pipe")
+    assert done.returncode == 0, done.stderr
+    assert reader.communicate(timeout=60)[0] == b"hello\n"
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)
+    os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    assert fogvault("dump", "-r", "repo", "latest", a, "-t", "null").returncode == 0
+    assert stat.S_ISCHR(os.lstat(tmp_path / "null").st_mode)
+    (tmp_path / "real").write_bytes(b"old")
+    os.symlink("real", tmp_path / "link")
+    assert fogvault("dump", "-r", "repo", "latest", a, "-t", "link").returncode == 0
+    assert os.readlink(tmp_path / "link") == "real"
+    assert (tmp_path / "real").read_bytes() == b"hello\n"
