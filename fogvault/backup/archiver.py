@@ -477,7 +477,7 @@ class Archiver:
             except OSError as exc:
                 self._warn(path, f"cannot list folder: {exc.strerror}")
                 self.summary.files_failed += 1
-                names = []
+                names = None  # given paths below it are still tried
             if names is None and (below := self._given_below(path)):
                 node.subtree = self._save_layout(saver, path, below, old_id)
                 return
@@ -725,6 +725,9 @@ def normalise_paths(paths: list[str]) -> list[bytes]:
         raise UsageError("nothing to back up: give at least one path")
     if "" in paths:  # an unset variable ('backup "$DIR"'): not the current folder
         raise UsageError("an empty path was given: name a file or folder ('.' for this one)")
+    for path in paths:  # from a --files-from list: no file name holds one
+        if "\0" in path:
+            raise UsageError(f"a path holds a NUL byte: {path!r}")
     return sorted({source_path(p) for p in paths})
 
 

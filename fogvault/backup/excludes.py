@@ -47,7 +47,7 @@ class ExcludeRules:
         patterns: list[str] = []
         for name in files:
             data = read_bounded(Path(name).expanduser(), MAX_PATTERN_FILE, f"exclude file {name}")
-            lines = os.fsdecode(data).splitlines()
+            lines = os.fsdecode(data).split("\n")  # not splitlines: a name may hold \x1c
             patterns += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
         return patterns
 

@@ -281,3 +281,31 @@ def test_a_file_under_a_lease_is_read_once_the_lease_is_broken(fogvault, repo_an
     found = json.loads(fogvault("ls", "-r", "repo", "latest", str(tmp_path / "src"),
                                 "--json").stdout)
     assert any(e["name"] == "leased" and e["size"] == 21 for e in found)
+
+
+def test_a_given_path_below_a_folder_that_cannot_be_listed_is_backed_up(fogvault, tmp_path):
+    """src/a/b can be searched but not listed (mode 111); src/a and src/a/b/c are given. The
+    listing of b fails with a warning, and c was then left out although its path was listed in
+    the snapshot."""
+    (tmp_path / "src" / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "src" / "a" / "b" / "c" / "f").write_bytes(b"below")
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    (tmp_path / "src" / "a" / "b").chmod(0o111)
+    try:
+        done = fogvault("backup", "-r", "repo", "src/a", "src/a/b/c", wrap=AS_USER)
+    finally:
+        (tmp_path / "src" / "a" / "b").chmod(0o755)
+    assert done.returncode == 3, done.stderr
+    assert b"src/a/b: cannot list folder: Permission denied" in done.stderr
+    shown = fogvault("dump", "-r", "repo", "latest", str(tmp_path / "src/a/b/c/f"))
+    assert shown.stdout == b"below", shown.stderr
+
+
+def test_a_listed_path_with_a_nul_byte_is_a_usage_error(fogvault, tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "list").write_bytes(b"src\nsrc/x\0y\n")
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    done = fogvault("backup", "-r", "repo", "--files-from-verbatim", "list")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.decode().splitlines() == [
+        "error: a path holds a NUL byte: 'src/x\\x00y'"]

@@ -96,3 +96,11 @@ def test_exclude_larger_than_is_strictly_larger():
     rules = ExcludeRules(larger_than=1000)
     assert [rules.excludes_size(n) for n in (0, 1000, 1001)] == [False, False, True]
     assert not ExcludeRules().excludes_size(10**15)
+
+
+def test_an_exclude_file_holds_one_pattern_per_line_split_at_newlines_only(tmp_path):
+    """Names may hold characters str.splitlines splits at (\\x1c, U+2028): such a line was
+    taken as two patterns, which excluded other files and not the one named."""
+    listed = tmp_path / "excludes"
+    listed.write_bytes("keep\u2028me\r\na\x1cb\n# a comment\n\n".encode())
+    assert ExcludeRules.read_files([str(listed)]) == ["keep\u2028me", "a\x1cb"]
