@@ -216,12 +216,31 @@ def split_common_options(argv: list[str]) -> tuple[list[str], list[str]]:
     return lifted, rest
 
 
+def _open_standard_streams() -> None:
+    """Give a standard stream that was closed when the command started (``>&-``, a bare job
+    runner) /dev/null. Python leaves such a stream None, and every print failed; and the
+    first file the command opened would take the free descriptor, where a hook's output
+    would go."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 (the process's own, never closed)
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
 def main(argv: list[str] | None = None) -> None:
     # First: a signal from here on ends the process as documented (exit 130, "interrupted").
     # python -m fogvault has taken them already, before this module and Typer were loaded.
     signals.install()
     common, rest = split_common_options(sys.argv[1:] if argv is None else argv)
     args = common + rest
+    _open_standard_streams()
     for stream in (sys.stdout, sys.stderr):  # non-UTF-8 file names print as their own bytes
         stream.reconfigure(errors="surrogateescape")
     verbose = any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)

@@ -242,3 +242,17 @@ def test_an_empty_password_names_its_source(fogvault, tmp_path, how, source):
             "command": ["--password-command", "true"], "variable": []}[how]
     done = fogvault("snapshots", "-r", "repo", *args, env={"FOGVAULT_PASSWORD": ""})
     assert _usage_error(done) == f"error: empty password from {source.format(tmp=tmp_path)}"
+
+
+def test_a_command_started_with_a_standard_stream_closed_still_runs(fogvault, tmp_path):
+    """``>&-``, ``2>&-``, ``<&-``: Python left the stream None, so every command failed
+    before it ran (a traceback, or with stderr closed silently, exit 1, no snapshot)."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(b"x")
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    for closing in (">&-", "2>&-", "<&-"):
+        wrap = ["sh", "-c", f'exec "$@" {closing}', "sh"]
+        done = fogvault("backup", "-r", "repo", "src", wrap=wrap)
+        assert done.returncode == 0, (closing, done.stderr)
+    listed = fogvault("snapshots", "-r", "repo", "--json")
+    assert len(json.loads(listed.stdout)) == 3
