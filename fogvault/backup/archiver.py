@@ -725,7 +725,7 @@ def normalise_paths(paths: list[str]) -> list[bytes]:
         raise UsageError("nothing to back up: give at least one path")
     if "" in paths:  # an unset variable ('backup "$DIR"'): not the current folder
         raise UsageError("an empty path was given: name a file or folder ('.' for this one)")
-    for path in paths:  # from a --files-from list: no file name holds one
+    for path in map(os.fsdecode, paths):  # from a --files-from list: no name holds one
         if "\0" in path:
             raise UsageError(f"a path holds a NUL byte: {path!r}")
     return sorted({source_path(p) for p in paths})
