@@ -587,17 +587,17 @@ class Restorer:
         self.summary.specials += node.type != SYMLINK
 
     def _create_file(self, root: SafeRoot | None, parts: Parts, node: Node) -> None:
-        self.summary.files += 1
+        """Plan the file ``parts`` (a later name of a hardlinked file: link it). Counted, and
+        remembered as the first name of its links, only once it exists: if its creation
+        fails, the next name takes its place, as a first name."""
         link_key = (node.dev, node.ino)
         first = self._hardlinks.take(link_key) if node.nlink > 1 else None
         if first is not None:
             if root is not None:
                 self._link(root, first, parts)
+            self.summary.files += 1
             return
-        if node.nlink > 1:
-            self._hardlinks.remember(link_key, parts, node.nlink)
         node, waiting_flags = self._flags.file(node)
-        self.summary.total_bytes += node.size
         # A file with content is created when its first blob is written: creating it here
         # and opening it again then cost an open and a close more per file. Empty files are
         # complete now, and a hardlink's first name must exist for the links that follow.
@@ -606,6 +606,10 @@ class Restorer:
             with root.open_file(parts, CREATE_FLAGS) as fd:
                 if not node.content:
                     self._set_metadata(root, parts, node, fd)
+        if node.nlink > 1:
+            self._hardlinks.remember(link_key, parts, node.nlink)
+        self.summary.files += 1
+        self.summary.total_bytes += node.size
         job = FileJob(parts, node, len(node.content), created=create_now)
         self._files.append(job)
         if waiting_flags:  # once the names linked to it are made

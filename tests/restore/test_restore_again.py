@@ -8,6 +8,7 @@ it gets the mode it was found with back, also when the restore stops part-way.""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -132,3 +133,29 @@ def test_a_full_restore_that_stops_puts_the_modes_found_back(tmp_path: Path,
     assert done.returncode == 1
     assert one_error_line(done).endswith("zz exists and is not a folder")
     assert {folder: _mode(out / folder) for folder in ON_THE_WAY} == ON_THE_WAY
+
+
+@pytest.mark.skipif(AS_NOBODY is None, reason="needs root to make a folder nobody cannot write")
+def test_a_hardlinked_file_whose_first_name_cannot_be_made_is_restored_at_its_other_name(
+        tmp_path: Path, fogvault) -> None:
+    """src/a/f and src/c/g are one file; the target's a belongs to root and nobody restores. f
+    cannot be made, and g, linked to it, was not restored either ('No such file or
+    directory') while the summary counted both."""
+    src = tmp_path / "src"
+    for folder in ("a", "c"):
+        (src / folder).mkdir(parents=True)
+    (src / "a" / "f").write_bytes(b"shared")
+    os.link(src / "a" / "f", src / "c" / "g")
+    restored, restore = _backed_up(tmp_path, fogvault, src)
+    assert restore().returncode == 0
+    (restored / "a" / "f").unlink()
+    (restored / "c" / "g").unlink()
+    os.chown(restored / "a", 0, 0)  # root's, 0755: nobody cannot write in it
+
+    done = restore("--json")
+
+    assert done.returncode == 3, done.stderr.decode()
+    summary = json.loads(done.stdout.decode().splitlines()[-1])
+    assert f"{restored}/a/f: cannot restore: Permission denied" in summary["warnings"]
+    assert (restored / "c" / "g").read_bytes() == b"shared"
+    assert summary["files"] == 1
