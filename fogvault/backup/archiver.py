@@ -22,8 +22,10 @@ or decide exit codes (warnings are returned in the result).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
+import itertools
 import os
 import socket
 import stat
@@ -124,6 +126,7 @@ class Archiver:
         self._hardlinks: Hardlinks[tuple[list[bytes], int, int]] = Hardlinks()
         self._root_devs: set[int] = set()  # devices of the source paths (--one-file-system)
         self._given: set[bytes] = set()  # the paths given (excludes never drop them)
+        self._given_sorted: list[bytes] = []  # the same, for the ones below a folder
         self._reuse_trees = False  # set per run: may the parent's tree ids stand for new trees
         # set per run, with skip_if_unchanged: may it still save no snapshot? Its paths, host
         # and tags are the parent's, and so far every given path's entry (with all below it)
@@ -147,6 +150,7 @@ class Archiver:
         found = self._stat_sources(normalise_paths(paths))  # the snapshot lists only these
         self._root_devs = {st.st_dev for st in found.values()}
         self._given = set(found)
+        self._given_sorted = sorted(found)
         return self._commit(sorted(found), self._save_roots, started)
 
     def run_stream(self, source: StreamSource, name: str) -> BackupResult:
@@ -350,7 +354,13 @@ class Archiver:
         """The layout of the given paths below ``folder`` (empty if none): an excluded folder
         still leads to them, as a given path is always backed up."""
         prefix = folder.rstrip(b"/") + b"/"
-        return _layout(sorted(p[len(prefix) - 1:] for p in self._given if p.startswith(prefix)))
+        below = []  # a range of the sorted paths: asked for each excluded entry, of thousands
+        for path in itertools.islice(self._given_sorted,
+                                     bisect.bisect_left(self._given_sorted, prefix), None):
+            if not path.startswith(prefix):
+                break
+            below.append(path[len(prefix) - 1:])
+        return _layout(below)
 
     def _save_tree(
         self, saver: BlobSaver, nodes: list[Node], old_id: bytes | None, old: Tree | None

@@ -21,7 +21,8 @@ class Scanner(threading.Thread):
         self, paths: list[str], excludes: ExcludeRules, on_total: Callable[[int, int], None]
     ) -> None:
         super().__init__(name="scanner", daemon=True)
-        self.paths = [os.fsencode(os.path.abspath(os.path.expanduser(p))) for p in paths]
+        self.paths = _outermost(
+            {os.fsencode(os.path.abspath(os.path.expanduser(p))) for p in paths})
         self.excludes = excludes
         self.on_total = on_total
         self.files = 0
@@ -75,3 +76,17 @@ class Scanner(threading.Thread):
             pass
         entered.close()
         return None
+
+
+def _outermost(paths: set[bytes]) -> list[bytes]:
+    """``paths`` but those below another one (``a`` and ``a/d``: ``a``), which the backup
+    stores once; a --files-from list of every file and folder names each entry twice or more."""
+    def inside_another(path: bytes) -> bool:
+        above = os.path.dirname(path)
+        while above != path:
+            if above in paths:
+                return True
+            path, above = above, os.path.dirname(above)
+        return False
+
+    return [path for path in paths if not inside_another(path)]

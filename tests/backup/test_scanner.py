@@ -41,3 +41,12 @@ def test_the_total_counts_files_deeper_than_path_max(tmp_path):
             assert _count([tmp_path / "src"], ExcludeRules())[-1] == (2, 20)
         finally:
             (tmp_path / "src" / "top").unlink()  # what nested() removes is its own
+
+
+def test_paths_given_below_other_given_paths_are_counted_once(tmp_path):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a").write_bytes(b"a" * 10)
+    (src / "b").write_bytes(b"b" * 5)
+    given = [src, src / "d", src / "d" / "a", f"{src}/d/", src / "b"]
+    assert _count(given, ExcludeRules())[-1] == (2, 15)

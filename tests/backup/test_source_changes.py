@@ -293,3 +293,22 @@ def test_a_fifo_named_cachedir_tag_neither_blocks_nor_marks_a_cache(make_repo, t
     options = BackupOptions(excludes=ExcludeRules(exclude_caches=True))
     result = _not_waiting_on(src / "cache" / "CACHEDIR.TAG", Archiver(repo, options).run, src)
     assert {"CACHEDIR.TAG", "f"} <= _names(repo, result.snapshot)
+
+
+def test_given_paths_below_excluded_folders_with_names_that_sort_close(make_repo, tmp_path):
+    """The given paths below an excluded folder are a range of the sorted given paths: a-b
+    sorts before a/ and a0 after it, and each folder leads to its own given path only."""
+    from fogvault.backup.excludes import ExcludeRules
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    for folder in ("a", "a-b", "a0"):
+        for name in ("keep", "skip"):
+            (src / folder / name).mkdir(parents=True)
+            (src / folder / name / "f").write_text(f"{folder}/{name}")
+    given = [str(src), *(str(src / folder / "keep") for folder in ("a", "a-b", "a0"))]
+    result = Archiver(repo, BackupOptions(excludes=ExcludeRules(["a*"]))).run(given)
+    stored = {os.fsdecode(p).split("/src/", 1)[1] for p, _ in walk(repo, result.snapshot.tree)
+              if b"/src/" in p}
+    assert stored == {path for folder in ("a", "a-b", "a0")
+                      for path in (folder, f"{folder}/keep", f"{folder}/keep/f")}
