@@ -259,10 +259,13 @@ class Restorer:
         self._count_incomplete()
 
     def _count_incomplete(self) -> None:
-        """Count the files not written in full of the batches whose writing is done."""
+        """Count the files not written in full of the batches whose writing is done: they
+        leave the summary's files, which counts the files restored."""
         done = self._processes.tasks_done_in_order() if self._processes is not None else None
         while self._writing and (done is None or self._writing[0][0] <= done):
-            self._incomplete += sum(job.failed for job in self._writing.popleft()[1])
+            failed = sum(job.failed for job in self._writing.popleft()[1])
+            self._incomplete += failed
+            self.summary.files -= failed
 
     def _stop_processes(self, *, stop: bool) -> None:
         if self._processes is not None:
@@ -741,9 +744,9 @@ class Restorer:
         return entries
 
     def _not_restored(self, job: FileJob, written: int) -> None:
-        """Take a file that will not be written (past ``written`` bytes) out of the totals."""
+        """Take the bytes of a file that will not be written (past ``written`` bytes) out of
+        the total (the file leaves the files restored with its batch: _count_incomplete)."""
         self.summary.total_bytes -= job.node.size - written
-        self.summary.files -= written == 0
 
     def _writer(self, root: SafeRoot) -> ContentWriter:
         """Spans are fetched in parallel (remote reads wait on latency; decryption and zstd
