@@ -9,8 +9,9 @@ stores one. Modification times are zip's own (local time, to two seconds, clampe
 are deflated. A hard link's second and later names are copies, owners and extended attributes
 are not stored, and FIFOs and devices are left out with a warning: zip has no place for them.
 A name that is not UTF-8 is written with its undecodable bytes as ``\\xNN`` text, and a name
-that an earlier member has already (two names that became one so) gets ``~1``, ``~2``: both
-with a warning (tar keeps such names exactly). Times before 1980 are written as 1980 in zip's
+that an earlier member has already, as a file or as a folder (two names that became one so),
+gets ``~1``, ``~2``, the contents of a folder renamed so following it: both with a warning (tar
+keeps such names exactly). Times before 1980 are written as 1980 in zip's
 own field; readers that ignore a negative extended timestamp (Info-ZIP's unzip) show 1980 for
 times before 1970.
 """
@@ -48,6 +49,7 @@ def dump_zip(repo: Repository, path: bytes, node: Node | None, subtree: bytes | 
     a whole one (zipfile would finish both on the way out)."""
     sink = _Sink(out)
     archive = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED)
+    names = _MemberNames()
     members = 0
     try:
         for entry_path, entry in entries(repo, path, node, subtree):
@@ -55,7 +57,7 @@ def dump_zip(repo: Repository, path: bytes, node: Node | None, subtree: bytes | 
                 log.warning("%s: a %s has no place in a zip archive; left out (a tar archive "
                             "holds it)", os.fsdecode(entry_path), entry.type)
                 continue
-            _add(repo, archive, entry_path, entry)
+            _add(repo, archive, names.name(entry_path, entry), entry)
             members += 1
     except BaseException:
         sink.cut = True
@@ -80,8 +82,8 @@ class _Sink:
             self._out.flush()
 
 
-def _add(repo: Repository, archive: zipfile.ZipFile, path: bytes, node: Node) -> None:
-    info = zipfile.ZipInfo(_member_name(archive, path, node), _dos_time(node.mtime_ns))
+def _add(repo: Repository, archive: zipfile.ZipFile, name: str, node: Node) -> None:
+    info = zipfile.ZipInfo(name, _dos_time(node.mtime_ns))
     info.create_system = _UNIX
     info.external_attr = (_FILE_TYPES[node.type] | (node.mode & 0o7777)) << 16
     if node.type == DIR:
@@ -100,25 +102,47 @@ def _add(repo: Repository, archive: zipfile.ZipFile, path: bytes, node: Node) ->
         member.close()
 
 
-def _member_name(archive: zipfile.ZipFile, path: bytes, node: Node) -> str:
-    """The member's name: the path, its undecodable bytes as ``\\xNN`` text if it is not UTF-8,
-    and made unique (``~1``, ``~2``, ...) if an earlier member has that name already."""
-    name = path.lstrip(b"/")
+class _MemberNames:
+    """Member names: the path, its undecodable bytes as ``\\xNN`` text where it is not UTF-8,
+    made unique (``~1``, ``~2``, ...) where an earlier member has that name already, as a file
+    or as a folder (unzip keeps one of the two). A folder's contents are named below the name
+    it got."""
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set()  # names given, folders' without their trailing "/"
+        self._folders: dict[bytes, str] = {}  # a folder's path -> the name it got
+
+    def name(self, path: bytes, node: Node) -> str:
+        parent, _, own = path.rpartition(b"/")
+        prefix = self._folders.get(parent)
+        if prefix is None:  # the entry dumped: its whole path
+            text = _text(path.lstrip(b"/"), path)
+        else:
+            text = f"{prefix}/{_text(own, path)}" if prefix else _text(own, path)
+        unique, number = text, 0
+        while unique in self._taken:
+            number += 1
+            unique = f"{text}~{number}"
+        if number:
+            log.warning("%s: written to the zip archive as %s, as an entry written before it "
+                        "has its name there", os.fsdecode(path), unique)
+        self._taken.add(unique)
+        if node.type == DIR:
+            self._folders[path] = unique
+            return unique + "/"
+        return unique
+
+
+def _text(name: bytes, path: bytes) -> str:
+    """``name`` (a part of ``path``) as text: its undecodable bytes as ``\\xNN``, with a
+    warning."""
     try:
-        text = name.decode()
+        return name.decode()
     except UnicodeDecodeError:
         text = name.decode(errors="backslashreplace")
         log.warning("%s: the name is not UTF-8, and is written to the zip archive as %s "
                     "(a tar archive keeps it exactly)", os.fsdecode(path), text)
-    slash = "/" if node.type == DIR else ""
-    unique, number = text, 0
-    while unique + slash in archive.NameToInfo:
-        number += 1
-        unique = f"{text}~{number}"
-    if number:
-        log.warning("%s: written to the zip archive as %s, as an entry written before it has "
-                    "its name there", os.fsdecode(path), unique)
-    return unique + slash
+        return text
 
 
 def _dos_time(mtime_ns: int) -> tuple[int, int, int, int, int, int]:

@@ -177,6 +177,33 @@ def test_zip_names_that_would_be_one_are_kept_apart(fogvault, tmp_path):
     assert b"as an entry written before it has its name there" in done.stderr
 
 
+def test_a_zip_folder_renamed_apart_keeps_its_contents_and_a_file_never_shares_a_folder_s_name(
+        fogvault, tmp_path):
+    """Two folders whose names escaping makes one, and a file named as a third folder is:
+    the renamed folder's file is named below its new name (it was put in the other folder),
+    and the file and the folder get two names (both were written, and unzip kept one)."""
+    src = tmp_path / "names"
+    folders = [b"caf\\xe9", b"caf\xe9", b"x\xff"]  # in the order the snapshot has them
+    for folder in folders:
+        (src / os.fsdecode(folder)).mkdir(parents=True)
+        (src / os.fsdecode(folder) / "inside").write_bytes(folder)
+    (src / "x\\xff").write_bytes(b"a file")  # sorted before the folder x\xff
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    assert fogvault("backup", "-r", "repo", str(src)).returncode == 0
+    done = fogvault("dump", "-r", "repo", "latest", str(src), "--archive", "zip")
+    assert done.returncode == 0, done.stderr
+    archive = zipfile.ZipFile(io.BytesIO(done.stdout))
+    prefix = str(src).lstrip("/")
+    contents = {i.filename.removeprefix(prefix): archive.read(i) for i in archive.infolist()}
+    assert contents == {"/": b"", "/x\\xff": b"a file",
+                        "/caf\\xe9/": b"", "/caf\\xe9/inside": folders[0],
+                        "/caf\\xe9~1/": b"", "/caf\\xe9~1/inside": folders[1],
+                        "/x\\xff~1/": b"", "/x\\xff~1/inside": folders[2]}
+    # each name that is not UTF-8 is warned about once, not again for the file inside it
+    assert done.stderr.count(b"is not UTF-8") == 2, done.stderr
+    assert done.stderr.count(b"as an entry written before it has its name there") == 2
+
+
 def test_chunks_beyond_a_file_s_recorded_size_stop_the_archive(make_repo):
     from crafted import DATA, file_node, save_snapshot, store, store_tree
 
