@@ -230,6 +230,8 @@ class Restorer:
                 self._finish_flags(root)
             except BaseException:
                 self._stop_processes(stop=True)
+                if self._extras is not None:  # an interrupt, an error: say where they are
+                    self._extras.leave_aside()
                 raise
             finally:
                 self._stop_processes(stop=False)

@@ -20,6 +20,7 @@ from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import UsageError
 from fogvault.repo.format import pack_name
 from fogvault.repo.repository import Repository
+from fogvault.restore.progress import RestoreProgress
 from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
 from tests.restore.test_damaged_data import _chunks, _flip
 from tests.restore.test_restore_options import (
@@ -550,6 +551,43 @@ def test_a_folder_in_the_way_of_a_file_not_restored_in_full_is_kept_aside(
     assert summary.warnings[1].startswith("--delete deleted nothing: 1 entry")
     assert summary.warnings[2] == (f"{root}/doc: the folder that stood where the snapshot has a "
                                    f"file is kept, as {aside}")
+
+
+def test_a_restore_stopped_after_setting_a_folder_aside_says_where_it_is(
+    make_repo: Callable[..., Repository], tmp_path: Path
+) -> None:
+    """An interrupt (or an error) once the plan moved a folder out of a file's way: the
+    folder is kept aside, and a warning names both paths before the restore ends (it ended
+    with 'interrupted' only)."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "doc").write_bytes(b"the snapshot's file")
+    Archiver(repo, BackupOptions()).run([str(src)])
+    root = tmp_path / "out" / str(src).lstrip("/")
+    (root / "doc").mkdir(parents=True)
+    (root / "doc" / "thesis.txt").write_bytes(b"only copy")
+
+    class StoppedWhileWriting(RestoreProgress):
+        def __init__(self) -> None:
+            self.warnings: list[str] = []
+
+        def start(self, total_bytes: int) -> None:
+            raise KeyboardInterrupt
+
+        def warning(self, message: str) -> None:
+            self.warnings.append(message)
+
+    snapshot = repo.load_snapshot(repo.resolve_snapshot("latest"))
+    progress = StoppedWhileWriting()
+    with pytest.raises(KeyboardInterrupt):
+        Restorer(repo, snapshot, RestoreOptions(target=str(tmp_path / "out"), delete=True),
+                 progress).run()
+
+    aside = root / f".doc.fogvault-in-the-way-{os.getpid()}"
+    assert (aside / "thesis.txt").read_bytes() == b"only copy"
+    assert progress.warnings == [
+        f"{root}/doc: the folder that stood where the snapshot has a file is kept, as {aside}"]
 
 
 def test_without_delete_a_non_empty_folder_in_the_way_stays(backed: Backed,
