@@ -20,10 +20,11 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from fogvault import __version__
-from fogvault.cli import signals
+from fogvault.cli import signals, streams
 from fogvault.cli.common import GlobalOptions, setup_logging
 from fogvault.errors import (
     EXIT_INTERRUPTED,
+    EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
     FogVaultError,
@@ -241,15 +242,19 @@ def main(argv: list[str] | None = None) -> None:
     common, rest = split_common_options(sys.argv[1:] if argv is None else argv)
     args = common + rest
     _open_standard_streams()
-    for stream in (sys.stdout, sys.stderr):  # non-UTF-8 file names print as their own bytes
-        stream.reconfigure(errors="surrogateescape")
+    streams.install()
     verbose = any(a in ("-v", "--verbose") or a.startswith("-vv") for a in args)
     if os.environ.get("_FOGVAULT_COMPLETE"):  # a shell's completion script asking (completion)
         from fogvault.cli.completion_cmd import complete
 
         sys.exit(complete(os.environ["_FOGVAULT_COMPLETE"]))
+    sys.exit(streams.exit_code(_run(args, rest[0] if rest else None, verbose)))
+
+
+def _run(args: list[str], command: str | None, verbose: bool) -> int:
+    """Run the command line ``args`` (of the subcommand ``command``); its exit code."""
     try:
-        app = build_app(rest[0] if rest else None)
+        app = build_app(command)
         result = signals.run_command(
             lambda: app(args=args, prog_name="fogvault", standalone_mode=False))
         if result == EXIT_INTERRUPTED:  # Typer turns the KeyboardInterrupt into this code
@@ -257,23 +262,25 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         signals.end_interrupted()
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.Abort:
         print("aborted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    except streams.ReaderGone:  # a listing whose reader went away (see streams)
+        return EXIT_OK
     except FogVaultError as exc:
         code = exit_code_for(exc)
         _report(exc, verbose, prefix="warning" if code == EXIT_PARTIAL else "error")
-        sys.exit(code)
+        return code
     except typer.exceptions.TyperException as exc:  # usage errors from the parser
         show = getattr(exc, "show", None)
         if show is not None:
             show()
-        sys.exit(getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE)
+        return getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE
     except Exception as exc:  # a bug: one line, never a traceback (unless -v)
         _report(exc, verbose, prefix=f"unexpected error ({type(exc).__name__})")
-        sys.exit(exit_code_for(exc))
-    sys.exit(result if isinstance(result, int) else 0)
+        return exit_code_for(exc)
+    return result if isinstance(result, int) else EXIT_OK
 
 
 def _report(exc: BaseException, verbose: bool, prefix: str = "error") -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from fogvault.cli import streams
 from fogvault.errors import (
     FogVaultError,
     PartialSuccess,
@@ -289,9 +290,11 @@ class Printer:
 
     def result(self, text: str = "") -> None:
         """A line of what a listing command was asked for (a table, entries, sizes): printed
-        under -q too, which would otherwise leave it with nothing to say."""
+        under -q too, which would otherwise leave it with nothing to say. Stops the listing
+        if stdout's reader went away (see streams)."""
         if not self.opts.json:
             print(text)
+            streams.listing_line()
 
     def problem(self, text: str) -> None:
         """A line of a text report that tells what failed: with the report on stdout, or on
@@ -312,6 +315,7 @@ class Printer:
         tokens = encoder.iterencode(document)
         while piece := "".join(itertools.islice(tokens, 4096)):  # joined in C, as json.dumps
             sys.stdout.write(piece)
+            streams.listing_line()
         sys.stdout.write("\n")
 
 

@@ -4,6 +4,7 @@ stdout."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import sys
@@ -14,6 +15,7 @@ from typing import Annotated, BinaryIO
 
 import typer
 
+from fogvault.cli import streams
 from fogvault.cli.common import (
     SNAPSHOT_REF,
     LatestHost,
@@ -80,7 +82,8 @@ def _output(target: str | None) -> Iterator[BinaryIO]:
     is not a file (a device, a fifo) is written into, as a shell's ``>`` does: it was replaced
     by a file, even ``/dev/null``."""
     if target is None:
-        yield from _written(sys.stdout.buffer, "standard output")
+        sys.stdout.flush()
+        yield from _written(_StandardOutput(), "standard output")
         return
     target = os.path.realpath(target)
     try:
@@ -113,10 +116,24 @@ def _output(target: str | None) -> Iterator[BinaryIO]:
 
 
 def _written(out: BinaryIO, name: str) -> Iterator[BinaryIO]:
-    """``out`` to write the dump to, flushed after; a failure (a full disk, a reader that went
-    away) as one line."""
+    """``out`` to write the dump to, flushed after; a failure (a full disk) as one line, and
+    a reader that went away as the end of the dump (see streams)."""
     try:
         yield out
         out.flush()
+    except BrokenPipeError as exc:
+        raise streams.ReaderGone from exc
     except OSError as exc:
         raise DestinationUnwritable(f"cannot write to {name}: {exc.strerror}") from exc
+
+
+class _StandardOutput(io.RawIOBase):
+    """Stdout's descriptor, written as the dump comes and raising what fails: sys.stdout
+    would keep the error and let the dump read on (see streams)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        streams.write_all(sys.stdout.fileno(), data)
+        return len(data)
