@@ -423,6 +423,11 @@ class _JobRun:
                 raise UsageError("the retention policy would remove every snapshot of this job;"
                                  " refusing")
             remove = [s.uid for group in groups for s in group.remove]
+            if self.record.snapshot in remove:  # newer ones are dated ahead of this run
+                remove.remove(self.record.snapshot)
+                self._note(f"the retention policy would remove snapshot {self.record.snapshot},"
+                           " which this run saved: snapshots of this job are dated after it (a "
+                           "clock that was ahead?); it is kept")
             if remove:
                 forget(repo, uids=remove, dry_run=self.options.dry_run)
         verb = "would remove" if self.options.dry_run else "removed"

@@ -19,6 +19,7 @@ import pytest
 from conftest import AS_USER
 from polling import wait_until
 
+from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import LockError
 from fogvault.jobs.joblock import JobLock, JobRunning
 from fogvault.jobs.runner import RunOptions, run_job, summary_lines
@@ -464,6 +465,25 @@ def test_retention_finds_the_snapshots_of_a_path_with_a_symlinked_parent(setup, 
     assert second.exit_code == 0, second.error
     assert second.steps["forget"].detail.startswith("removed 1 of 2 snapshots")
     assert [s.uid for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])] == [second.snapshot]
+
+
+def test_retention_never_removes_the_snapshot_the_run_saved(setup, cli_env):
+    """Snapshots dated ahead (a clock that was a day ahead when they were taken): keep_last = 2
+    kept those two and removed the snapshot each run had just saved, reporting success."""
+    setup.write("[jobs.home.retention]\nkeep_last = 2\n")
+    tomorrow = datetime.now().astimezone() + timedelta(days=1)
+    with Repository.open([str(setup.root / "repo")], cli_env["FOGVAULT_PASSWORD"].encode(),
+                         use_cache=False) as repo:
+        ahead = [Archiver(repo, BackupOptions(time=tomorrow + timedelta(minutes=n))).run(
+            [str(setup.src)]).snapshot.uid for n in range(2)]
+    record = run_job(setup.load(), "home")
+    assert record.exit_code == 0, record.error
+    assert record.steps["forget"].detail.startswith("removed 0 of 3 snapshots")
+    assert record.messages == [
+        f"the retention policy would remove snapshot {record.snapshot}, which this run saved: "
+        "snapshots of this job are dated after it (a clock that was ahead?); it is kept"]
+    assert sorted(s.uid for s in _snapshots(setup, cli_env["FOGVAULT_PASSWORD"])) == sorted(
+        [*ahead, record.snapshot])
 
 
 def test_a_run_log_that_cannot_be_written_is_a_note_not_a_failure(setup, jobs_cli):
