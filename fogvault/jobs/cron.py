@@ -139,14 +139,16 @@ def installed(crontab: Crontab) -> list[InstalledSchedule]:
 
 
 def _without(text: str, job: str) -> str:
-    """``text`` without the job's marker line and the entry line after it."""
+    """``text`` without the job's marker line and the entry line after it (if the line after
+    it is a comment or blank, the entry was deleted by hand: that line stays)."""
     lines = text.splitlines(keepends=True)
     kept: list[str] = []
     skip = False
     for line in lines:
         if skip:
             skip = False
-            continue
+            if line.strip() and not line.startswith("#"):
+                continue
         if line.startswith(MARKER) and line.removeprefix(MARKER).split(" ", 1)[0] == job:
             skip = True
             continue

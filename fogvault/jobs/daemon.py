@@ -10,7 +10,7 @@ Guarantees:
   so after the machine slept through a job's time the job runs once (not once per missed
   occurrence). At start, a job whose last logged run is older than its latest occurrence runs
   once, like systemd's ``Persistent=true``. An interval (``every 10s``) counts from the end of
-  the previous run.
+  the previous run, or from now if the clock was set back since.
 * :meth:`Daemon.stop` ends the loop: while idle, at once (``run`` returns 0); ``fogvault
   daemon`` maps SIGTERM and SIGINT to it, and during a job also interrupts the job the way
   Ctrl-C does (what was uploaded stays indexed; the run is logged as interrupted; exit 130).
@@ -44,6 +44,7 @@ class Scheduler:
 
     schedules: dict[str, Schedule]
     next_due: dict[str, datetime]
+    latest: datetime | None = None  # the latest time asked about (see due)
 
     @classmethod
     def start(cls, schedules: dict[str, Schedule], last_runs: dict[str, datetime | None],
@@ -54,7 +55,13 @@ class Scheduler:
         return cls(dict(schedules), due)
 
     def due(self, now: datetime) -> list[str]:
-        """Jobs due at ``now``, the longest-waiting first."""
+        """Jobs due at ``now``, the longest-waiting first. Once the clock was set back, a job
+        is next due no later than its schedule's next time after ``now``: a last run in the
+        future counts as now (as at start), or an interval job would wait out the jump."""
+        if self.latest is not None and now < self.latest:
+            for name, schedule in self.schedules.items():
+                self.next_due[name] = min(self.next_due[name], schedule.next_after(now))
+        self.latest = now if self.latest is None else max(self.latest, now)
         waiting = sorted(self.next_due.items(), key=lambda item: item[1])
         return [name for name, when in waiting if when <= now]
 

@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fogvault.errors import UsageError
+
 BACKENDS = ("systemd", "cron")
 
 
@@ -34,8 +36,14 @@ def default_program() -> list[str]:
 def run_argv(program: list[str], job: str, config_path: Path) -> list[str]:
     """The scheduled command. A run that finds the job still running (a long run, or one
     started by hand) is skipped with exit 0: cron would mail exit 11, and systemd would mark
-    the unit failed, where nothing went wrong."""
-    return [*program, "run", job, "--skip-if-running", "--config", str(config_path)]
+    the unit failed, where nothing went wrong. A path with a line break is refused: a
+    crontab line and a unit's ExecStart= end there."""
+    argv = [*program, "run", job, "--skip-if-running", "--config", str(config_path)]
+    for arg in argv:
+        if "\n" in arg or "\r" in arg:
+            raise UsageError(f"cannot schedule {arg!r}: a crontab line or a systemd unit cannot"
+                             " hold its line break; move or rename it")
+    return argv
 
 
 def default_backend() -> str:

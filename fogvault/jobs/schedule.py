@@ -40,7 +40,9 @@ WORDS = {
     "yearly": "0 0 1 1 *",
     "annually": "0 0 1 1 *",
 }
-_SEARCH_YEARS = 9  # Feb 29 on a given weekday repeats within 28 years, Feb 29 within 8
+#: how far a cron expression's next time is looked for: the Gregorian calendar repeats every
+#: 400 years (a date on a weekday can be 40 years away: Feb 29 across 2100)
+_SEARCH_YEARS = 400
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_INTERVAL_S = 366 * 86400  # a year is plenty for backups; huge ones overflow datetime
 _INTERVAL = re.compile(r"@?every\s+((?:[0-9]+[smhd])+)")
@@ -185,13 +187,14 @@ def parse_schedule(text: str) -> Schedule:
     """Parse a schedule; raises :class:`ScheduleError` with a hint."""
     if not isinstance(text, str) or not text.strip():
         raise ScheduleError(f"empty schedule; {HINT}")
-    normal = " ".join(text.strip().lower().split())
+    text = " ".join(text.split())  # on one line: it is written into crontab comments and units
+    normal = text.lower()
     word = normal.removeprefix("@")
     if word in WORDS:
-        return _parse_cron(WORDS[word], text.strip(), word)
+        return _parse_cron(WORDS[word], text, word)
     if (interval := _INTERVAL.fullmatch(normal)) is not None:
-        return _parse_interval(interval.group(1), text.strip())
-    return _parse_cron(normal, text.strip(), None)
+        return _parse_interval(interval.group(1), text)
+    return _parse_cron(normal, text, None)
 
 
 def parse_when(value: object) -> Schedule | None:

@@ -57,6 +57,19 @@ def test_a_last_run_in_the_future_counts_as_now():
     assert next_run(schedules["every"], last, now) == scheduler.next_due["every"]
 
 
+def test_after_the_clock_was_set_back_a_job_waits_no_longer_than_its_schedule():
+    """An interval job waited out the whole jump (an hour for 'every 2s'); a cron job keeps its
+    next time on the wall clock."""
+    schedules = {"every": parse_schedule("every 2s"), "nightly": parse_schedule("0 2 * * *")}
+    scheduler = Scheduler.start(schedules, {}, _at(9))
+    assert scheduler.due(_at(9)) == []
+    scheduler.ran("every", _at(9, 1))
+    back = _at(8, 1)
+    assert scheduler.due(back) == []
+    assert scheduler.next_due == {"every": back + timedelta(seconds=2), "nightly": _at(2, day=2)}
+    assert scheduler.due(back + timedelta(seconds=2)) == ["every"]
+
+
 def test_the_longest_waiting_job_goes_first():
     every = parse_schedule("every 1s")
     scheduler = Scheduler({"a": every, "b": every}, {"a": _at(3, 1), "b": _at(3, 0)})

@@ -81,6 +81,21 @@ def test_unschedulable_jobs_are_refused(jobs):
         cron.render(jobs["often"], PROGRAM)
 
 
+def test_a_config_path_with_a_line_break_is_refused():
+    """It would split the crontab line and ExecStart= (cron ran half a command)."""
+    with pytest.raises(UsageError, match="cannot hold its line break"):
+        run_argv(PROGRAM, "home", Path("/home/alice/odd\nname/config.toml"))
+
+
+def test_removing_a_job_whose_entry_line_was_deleted_by_hand_keeps_the_next_job():
+    """Only the marker goes: the next job's marker, which followed it, was removed with it,
+    leaving that job's entry running unmanaged."""
+    text = ("# fogvault job: home (daily); managed by 'fogvault schedule'\n"
+            "# fogvault job: photos (daily); managed by 'fogvault schedule'\n"
+            "0 0 * * * /usr/bin/fogvault run photos -q\n")
+    assert cron._without(text, "home") == text.split("\n", 1)[1]
+
+
 def test_a_timer_every_few_seconds_fires_to_the_second(jobs):
     """systemd's default AccuracySec= is a minute: 'every 10s' would run once a minute."""
     jobs["often"].schedule = parse_schedule("every 10s")

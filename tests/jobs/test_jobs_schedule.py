@@ -84,6 +84,9 @@ CASES = [
      ["2024-03-02 00:00", "2024-03-03 00:00", "2024-03-05 00:00"]),
     ("0 0 */2 * mon", (2024, 3, 1, 0, 0),  # Mondays on odd days
      ["2024-03-11 00:00", "2024-03-25 00:00", "2024-04-01 00:00"]),
+    # a date on a weekday: years apart (it was refused as 'never matches', or failed later)
+    ("0 3 */31 3 sun", (2026, 11, 25, 0, 0),
+     ["2037-03-01 03:00", "2043-03-01 03:00", "2048-03-01 03:00"]),
 ]
 
 
@@ -117,6 +120,13 @@ def test_systemd_calendar_agrees(utc, text, after, expected):
         assert done.returncode == 0, done.stderr
         elapses += re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\S+ \d\d:\d\d)", done.stdout)
     assert sorted(set(elapses))[:3] == expected
+
+
+def test_a_schedule_is_kept_on_one_line():
+    """Its text goes into a crontab comment and a unit's Description: a newline in it split
+    the crontab's marker line (schedule remove then left the entry behind)."""
+    assert parse_schedule(" 30 2\n* *\t* ").text == "30 2 * * *"
+    assert parse_schedule("every\n2h").text == "every 2h"
 
 
 def test_interval_counts_from_the_previous_run():
