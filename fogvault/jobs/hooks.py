@@ -1,7 +1,9 @@
 """Hooks and pings: commands around a job, and a monitoring URL told how it went.
 
 Commands (``before``, ``after``, ``on_failure``): a string runs with ``/bin/sh -c``; a list of
-strings is an argv run without a shell. They run in order with the job's environment plus
+strings is an argv run without a shell. They run in order, in the config file's folder (where
+its relative paths start, whoever started the run: cron, systemd, a shell), with the job's
+environment plus
 ``FOGVAULT_JOB``, ``FOGVAULT_REPOSITORY`` and (for ``after``/``on_failure``) ``FOGVAULT_RESULT``,
 ``FOGVAULT_EXIT_CODE``, ``FOGVAULT_SNAPSHOT``, ``FOGVAULT_ERROR``; their output goes to FogVault's
 stderr (so ``--json`` output stays clean). A command that exits non-zero, cannot start, or runs
@@ -50,13 +52,15 @@ def describe(command: Command) -> str:
 
 
 def run_commands(kind: str, commands: list[Command], env: dict[str, str],
-                 timeout: float) -> None:
-    """Run ``commands`` in order; raise :class:`HookFailed` at the first that fails."""
+                 timeout: float, cwd: str) -> None:
+    """Run ``commands`` in order in the folder ``cwd``; raise :class:`HookFailed` at the
+    first that fails."""
     for command in commands:
-        _run_one(kind, command, env, timeout)
+        _run_one(kind, command, env, timeout, cwd)
 
 
-def _run_one(kind: str, command: Command, env: dict[str, str], timeout: float) -> None:
+def _run_one(kind: str, command: Command, env: dict[str, str], timeout: float,
+             cwd: str) -> None:
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
     sys.stdout.flush()
     # Held until the hook can be stopped: raised inside Popen, an interrupt would lose the
@@ -64,7 +68,7 @@ def _run_one(kind: str, command: Command, env: dict[str, str], timeout: float) -
     signals = _HeldSignals()
     try:
         process = subprocess.Popen(argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
-                                   stdout=_stderr_fd(), start_new_session=True)
+                                   stdout=_stderr_fd(), start_new_session=True, cwd=cwd)
     except OSError as exc:
         signals.release()
         raise HookFailed(f"{kind} hook {describe(command)!r} could not start: "

@@ -237,18 +237,24 @@ class _JobRun:
             raise
 
     def _run_hooks(self, kind: str, commands: list[Command]) -> StepResult:
-        run_commands(kind, commands, self._hook_env(), self.job.hooks.timeout)
+        run_commands(kind, commands, self._hook_env(kind), self.job.hooks.timeout,
+                     os.path.realpath(self.config.path.parent))
         return StepResult("done", counted(len(commands), "command"))
 
-    def _hook_env(self) -> dict[str, str]:
+    def _hook_env(self, kind: str) -> dict[str, str]:
+        """What a hook is told: the job, and (but for ``before``: nothing has happened yet) how
+        the run went."""
+        env = {"FOGVAULT_JOB": self.job.name, "FOGVAULT_REPOSITORY": self.repo_config.name}
+        if kind == "before":
+            return env
         record = self.record
-        result = record.result
+        result, code = record.result, record.exit_code
         if result == "running":  # the after hooks: the steps have succeeded
             result = "partial" if record.is_partial else "success"
-        return {
-            "FOGVAULT_JOB": self.job.name, "FOGVAULT_REPOSITORY": self.repo_config.name,
+            code = EXIT_PARTIAL if record.is_partial else 0
+        return env | {
             "FOGVAULT_RESULT": result,
-            "FOGVAULT_EXIT_CODE": str(record.exit_code), "FOGVAULT_SNAPSHOT": record.snapshot or "",
+            "FOGVAULT_EXIT_CODE": str(code), "FOGVAULT_SNAPSHOT": record.snapshot or "",
             "FOGVAULT_UNCHANGED_SINCE": record.unchanged_since or "",
             "FOGVAULT_ERROR": record.error or "",
         }

@@ -32,10 +32,10 @@ def jobs_cli(fogvault: Callable[..., subprocess.CompletedProcess], tmp_path: Pat
              ) -> Callable[..., subprocess.CompletedProcess]:
     """The real CLI; crontab and systemctl redirected as in :func:`isolated_env`."""
 
-    def run(*args: str, env: dict[str, str] | None = None, wrap: list[str] | None = None
-            ) -> subprocess.CompletedProcess:
+    def run(*args: str, env: dict[str, str] | None = None, wrap: list[str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
         safe = {"FOGVAULT_SYSTEMCTL": "", "FOGVAULT_CRONTAB_FILE": str(tmp_path / "crontab")}
-        return fogvault(*args, env={**safe, **(env or {})}, wrap=wrap)
+        return fogvault(*args, env={**safe, **(env or {})}, wrap=wrap, cwd=cwd)
 
     return run
 

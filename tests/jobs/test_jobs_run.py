@@ -126,6 +126,22 @@ def test_failing_before_hook_aborts_with_exit_20(setup, jobs_cli, cli_env):
     assert record["steps"]["before"]["status"] == "failed" and "backup" not in record["steps"]
 
 
+def test_hooks_run_in_the_config_folder_and_are_told_how_the_run_went(setup, jobs_cli, tmp_path):
+    """A partial run (a missing path): the after hook got FOGVAULT_EXIT_CODE=0 beside
+    FOGVAULT_RESULT=partial, and the before hook a result before anything had happened; hooks
+    ran in whatever folder the run was started from (cron: home), not where ./script is."""
+    show = ('echo "$(pwd) [$FOGVAULT_JOB] [${FOGVAULT_RESULT-unset}] '
+            '[${FOGVAULT_EXIT_CODE-unset}]" >> marks')
+    setup.write(f"[jobs.home.hooks]\nbefore = '{show}'\nafter = '{show}'\n",
+                paths='["src", "missing"]')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = jobs_cli("run", "home", "--config", str(setup.config), cwd=elsewhere)
+    assert done.returncode == 3, done.stderr
+    assert (setup.root / "marks").read_text().splitlines() == [
+        f"{setup.root} [home] [unset] [unset]", f"{setup.root} [home] [partial] [3]"]
+
+
 def test_a_run_that_saved_a_snapshot_is_a_success_in_the_metrics_even_if_it_failed(setup):
     """An after hook fails: the run fails (exit 20), but the metrics say a snapshot was saved."""
     metrics = setup.root / "metrics.prom"
