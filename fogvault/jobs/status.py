@@ -68,7 +68,10 @@ class StepResult:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> StepResult:
-        return cls(str(doc.get("status", "")), str(doc.get("detail", "")), doc.get("at"))
+        at = doc.get("at")
+        if at is not None:
+            _aware_time(at)  # checked: the schedules compare it with now
+        return cls(str(doc.get("status", "")), str(doc.get("detail", "")), at)
 
 
 @dataclass(slots=True)
@@ -125,8 +128,8 @@ class RunRecord:
     def from_json(cls, doc: dict[str, Any]) -> RunRecord:
         finished = doc.get("finished")
         return cls(
-            job=str(doc["job"]), started=datetime.fromisoformat(doc["started"]),
-            finished=datetime.fromisoformat(finished) if finished else None,
+            job=str(doc["job"]), started=_aware_time(doc["started"]),
+            finished=_aware_time(finished) if finished else None,
             result=str(doc.get("result", "")), exit_code=int(doc.get("exit_code", 1)),
             dry_run=bool(doc.get("dry_run", False)), snapshot=doc.get("snapshot"),
             unchanged_since=doc.get("unchanged_since"),
@@ -136,6 +139,15 @@ class RunRecord:
             targets_behind=list(doc.get("targets_behind", [])),
             messages=list(doc.get("messages", [])), error=doc.get("error"),
         )
+
+
+def _aware_time(text: str) -> datetime:
+    """An ISO time with its UTC offset, as runs log them; ValueError for anything else (a time
+    without an offset cannot be compared with now)."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"a time without its UTC offset: {text!r}")
+    return moment
 
 
 # ---- the run log -----------------------------------------------------------------------------

@@ -401,6 +401,24 @@ def test_run_log_survives_garbage_lines(setup):
     assert time.time() - records[-1].started.timestamp() < 120
 
 
+def test_run_log_records_with_times_that_cannot_be_compared_are_skipped(setup, jobs_cli):
+    """Valid JSON, bad times: a step's "at" of 'yesterday' failed every later run at its prune
+    step; a start without a UTC offset failed status, and the daemon's start."""
+    setup.write('prune = "daily"\nschedule = "daily"\n')
+    assert run_job(setup.load(), "home").exit_code == 0
+    good = json.loads(setup.run_log.read_text())
+    bad_step = {**good, "steps": {**good["steps"], "prune": {"status": "done", "at": "yesterday"}}}
+    naive = {**good, "started": good["started"][:19], "finished": None}
+    with setup.run_log.open("a") as f:
+        f.write(json.dumps(bad_step) + "\n" + json.dumps(naive) + "\n")
+    assert [r.started for r in RunLog(setup.run_log).records()] == [
+        datetime.fromisoformat(good["started"])]
+    again = run_job(setup.load(), "home")
+    assert again.exit_code == 0 and again.steps["prune"].status == "not due", again
+    status = jobs_cli("status", "--config", str(setup.config))
+    assert status.returncode == 0, status.stderr
+
+
 def test_a_short_write_leaves_a_torn_line_that_later_records_do_not_join(setup):
     """A process whose file size limit stops its append half way (as a full disk does) is told
     so; the next run's record starts a line of its own, and both whole records are read."""
