@@ -47,7 +47,6 @@ from fogvault.errors import (
     EXIT_PARTIAL,
     FogVaultError,
     NoRepository,
-    NotEnoughTargets,
     RepositoryNotFound,
     UsageError,
     exit_code_for,
@@ -141,6 +140,9 @@ def save_record(config: Config, log: RunLog, record: RunRecord) -> None:
             records = log.records() + unlogged
         except RunLogUnreadable:  # noted by the run already: the metrics show this run alone
             records = [record]
+        # a job renamed or removed from the config leaves the metrics (its last success would
+        # grow old, and alerts fire); the run log may be shared with other config files
+        records = [r for r in records if r.job in config.jobs]
         try:
             write_atomically(config.monitoring.metrics_file, metrics_text(records))
         except OSError as exc:
@@ -190,7 +192,7 @@ class _JobRun:
         except Exception as exc:
             self._fail(exit_code_for(exc), error_message(exc))
             self._still_behind_if_unopened()
-            if isinstance(exc, NotEnoughTargets):  # its hint names the command-line option
+            if "--min-targets" in str(exc):  # its hint names the command-line option
                 self._note(f"in a job, min_targets of [repositories.{self.repo_config.name}] "
                            "sets how many targets a backup must reach")
         self._finish()

@@ -142,6 +142,20 @@ def test_hooks_run_in_the_config_folder_and_are_told_how_the_run_went(setup, job
         f"{setup.root} [home] [unset] [unset]", f"{setup.root} [home] [partial] [3]"]
 
 
+def test_a_job_renamed_in_the_config_leaves_the_metrics(setup):
+    """Its last success kept growing older, and the documented alert fired for a job that no
+    longer exists."""
+    metrics = setup.root / "metrics.prom"
+    top = f'[monitoring]\nmetrics_file = "{metrics}"\n'
+    setup.write(top=top)
+    assert run_job(setup.load(), "home").exit_code == 0
+    setup.write(top=top)
+    setup.config.write_text(setup.config.read_text().replace("[jobs.home]", "[jobs.house]"))
+    assert run_job(setup.load(), "house").exit_code == 0
+    text = metrics.read_text()
+    assert 'job="house"' in text and 'job="home"' not in text
+
+
 def test_a_run_that_saved_a_snapshot_is_a_success_in_the_metrics_even_if_it_failed(setup):
     """An after hook fails: the run fails (exit 20), but the metrics say a snapshot was saved."""
     metrics = setup.root / "metrics.prom"
@@ -459,6 +473,17 @@ def test_min_targets_from_the_config_decides_the_commit(tmp_path, setup, min_tar
     if min_targets == 2:  # the error's hint names --min-targets: the note names the key
         assert "in a job, min_targets of [repositories.local] sets how many targets a backup " \
                "must reach" in record.messages
+
+
+def test_a_new_empty_target_is_explained_in_the_job_s_terms(tmp_path, setup):
+    """Exit 10 names the command-line option to go on without the target, which run refuses:
+    the note names the config key."""
+    (tmp_path / "new").mkdir()
+    setup.write(targets='["repo", "new"]')
+    record = run_job(setup.load(), "home")
+    assert record.exit_code == 10 and "give --min-targets 1" in record.error, record
+    assert "in a job, min_targets of [repositories.local] sets how many targets a backup " \
+           "must reach" in record.messages
 
 
 def test_repair_step_brings_a_behind_target_up_to_date(tmp_path, setup):
