@@ -174,29 +174,33 @@ class _JobRun:
     def execute(self) -> RunRecord:
         self._carry_over_targets_behind()
         try:
-            self._ping("start", "")
-            self._hooks("before", self.job.hooks.before)
-            with self._open() as repo:
-                self._keep_targets_of(repo)
-                self._step("backup", lambda: self._backup(repo))
-                self._step("forget", lambda: self._forget(repo))
-                self._step("prune", lambda: self._prune(repo))
-                self._step("check", lambda: self._check(repo))
-                self._repair_step(repo)
-            self._hooks("after", self.job.hooks.after)
-        except KeyboardInterrupt:
+            try:
+                self._steps()
+            except Exception as exc:
+                self._fail(exit_code_for(exc), error_message(exc))
+                self._still_behind_if_unopened()
+                if "--min-targets" in str(exc):  # its hint names the command-line option
+                    self._note(f"in a job, min_targets of [repositories.{self.repo_config.name}]"
+                               " sets how many targets a backup must reach")
+            self._finish()
+        except KeyboardInterrupt:  # also in an on_failure hook or the last ping: exit 130
             self._fail(EXIT_INTERRUPTED, "interrupted", "interrupted")
             self._still_behind_if_unopened()
             self.record.finished = _now()
             raise
-        except Exception as exc:
-            self._fail(exit_code_for(exc), error_message(exc))
-            self._still_behind_if_unopened()
-            if "--min-targets" in str(exc):  # its hint names the command-line option
-                self._note(f"in a job, min_targets of [repositories.{self.repo_config.name}] "
-                           "sets how many targets a backup must reach")
-        self._finish()
         return self.record
+
+    def _steps(self) -> None:
+        self._ping("start", "")
+        self._hooks("before", self.job.hooks.before)
+        with self._open() as repo:
+            self._keep_targets_of(repo)
+            self._step("backup", lambda: self._backup(repo))
+            self._step("forget", lambda: self._forget(repo))
+            self._step("prune", lambda: self._prune(repo))
+            self._step("check", lambda: self._check(repo))
+            self._repair_step(repo)
+        self._hooks("after", self.job.hooks.after)
 
     def _step(self, name: str, action: Callable[[], StepResult]) -> None:
         try:

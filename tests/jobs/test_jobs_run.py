@@ -621,8 +621,12 @@ def test_a_hook_that_times_out_is_stopped_with_what_it_started(setup):
     assert not _running(int(pid_file.read_text()))
 
 
-def test_sigterm_during_a_hook_stops_the_hook_and_what_it_started(setup, cli_env):
-    setup.write('[jobs.home.hooks]\nbefore = "sleep 300 & echo child $!; wait"\n')
+@pytest.mark.parametrize("hooks", [
+    'before = "sleep 300 & echo child $!; wait"',
+    # the record of a run interrupted in on_failure said failed (20), without the hook's time
+    'before = "exit 7"\non_failure = "sleep 300 & echo child $!; wait"'])
+def test_sigterm_during_a_hook_stops_the_hook_and_what_it_started(setup, cli_env, hooks):
+    setup.write(f"[jobs.home.hooks]\n{hooks}\n")
     run = subprocess.Popen([sys.executable, "-m", "fogvault", "run", "home", "--config",
                             str(setup.config)], env=cli_env, cwd=setup.root,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -634,7 +638,7 @@ def test_sigterm_during_a_hook_stops_the_hook_and_what_it_started(setup, cli_env
     assert run.returncode == 130, err
     assert not _running(int(line.split()[1]))
     (record,) = RunLog(setup.run_log).records("home")
-    assert record.result == "interrupted"
+    assert (record.result, record.exit_code) == ("interrupted", 130)
 
 
 def test_a_second_sigterm_while_a_hook_is_being_stopped_still_stops_it(setup, cli_env):
