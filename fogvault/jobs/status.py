@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -393,8 +394,14 @@ def _label(value: str) -> str:
 
 def write_atomically(path: Path, text: str | bytes) -> None:
     """Replace ``path`` with ``text`` (UTF-8 if a str): readers see the old file or the new
-    one, never a mix."""
+    one, never a mix. A symlink is followed (the file it names is replaced, not the link),
+    and an existing file keeps its permissions (else 0644)."""
     data = text.encode("utf-8") if isinstance(text, str) else text
+    path = Path(os.path.realpath(path))
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o644
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -402,7 +409,7 @@ def write_atomically(path: Path, text: str | bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -167,8 +167,10 @@ class RetentionPolicy:
 
     def describe(self) -> str:
         """A one-line summary such as ``keep 7 daily, all monthly snapshots and ...``."""
-        counted = [_describe_count(getattr(self, name), name) for name in _COUNT_FIELDS]
-        phrases = [", ".join(c for c in counted if c) + " snapshots"] if any(counted) else []
+        counts = [(getattr(self, name), name) for name in _COUNT_FIELDS if getattr(self, name)]
+        one = [count for count, _ in counts] == [1]  # "keep 1 latest snapshot"
+        phrases = [", ".join(_describe_count(count, name) for count, name in counts)
+                   + (" snapshot" if one else " snapshots")] if counts else []
         for name in _DURATION_FIELDS[1:]:
             value = getattr(self, name)
             if not value.is_zero():
@@ -183,9 +185,7 @@ class RetentionPolicy:
 
 def _describe_count(count: int, name: str) -> str:
     label = "latest" if name == "keep_last" else name.removeprefix("keep_")
-    if count == UNLIMITED:
-        return f"all {label}"
-    return f"{count} {label}" if count else ""
+    return f"all {label}" if count == UNLIMITED else f"{count} {label}"
 
 
 def _tag_text(tags: Sequence[str]) -> str:

@@ -157,6 +157,22 @@ def test_crontab_install_list_remove_in_a_temporary_file(setup, jobs_cli, tmp_pa
     assert "no schedule of job home is installed" in again.stderr.decode()
 
 
+def test_a_crontab_file_behind_a_symlink_is_written_through_it(setup, jobs_cli, tmp_path):
+    """The link was replaced by a file of its own (mode 0644), and the file it named, the one
+    cron reads, was left unchanged."""
+    real = tmp_path / "cron.d" / "fogvault"
+    real.parent.mkdir()
+    real.write_text("MAILTO=alice\n")
+    real.chmod(0o600)
+    (tmp_path / "crontab").symlink_to(real)
+    setup.write('schedule = "30 2 * * *"\n')
+    done = jobs_cli("schedule", "install", "home", "--backend", "cron",
+                    "--config", str(setup.config))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "crontab").is_symlink()
+    assert "run home" in real.read_text() and real.stat().st_mode & 0o777 == 0o600
+
+
 def test_systemd_install_list_remove(setup, jobs_cli, tmp_path):
     setup.write('schedule = "daily"\n')
     unit_dir = tmp_path / "xdg-config" / "systemd" / "user"

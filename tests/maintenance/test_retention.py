@@ -539,6 +539,7 @@ def test_policy_normalises_its_inputs() -> None:
     assert policy.tag_lists() == (("a", "b"),)
     assert RetentionPolicy(keep_daily=7, keep_monthly=-1).describe() == (
         "keep 7 daily, all monthly snapshots")
+    assert RetentionPolicy(keep_last=1).describe() == "keep 1 latest snapshot"
 
 
 def test_naive_times_are_refused() -> None:
