@@ -117,8 +117,10 @@ class Daemon:
         last = {name: _last_time(log, name) for name in schedules}
         scheduler = Scheduler.start(schedules, last, self.clock())
         self.log("daemon", f"started with {len(schedules)} job(s), config {self.config.path}")
+        now = self.clock()
         for name, when in scheduler.next_due.items():
-            self.log(name, f"{schedules[name].text}; next run {when:%Y-%m-%d %H:%M:%S}")
+            due = "due now: missed at" if when <= now else "next run"
+            self.log(name, f"{schedules[name].text}; {due} {when:%Y-%m-%d %H:%M:%S}")
         return scheduler
 
     def _run_one(self, name: str) -> None:

@@ -77,6 +77,17 @@ def test_the_longest_waiting_job_goes_first():
     assert scheduler.seconds_to_wait(_at(2)) == 1.0 and scheduler.seconds_to_wait(_at(4)) == 0
 
 
+def test_at_start_a_missed_run_is_logged_as_due_now(setup):
+    """It was logged as 'next run' at a time already past."""
+    setup.write('schedule = "0 2 * * *"\n')
+    last = _at(2, 5) - timedelta(days=2)
+    RunLog(setup.run_log).append(RunRecord("home", last, last, "success"))
+    lines: list[str] = []
+    Daemon(setup.load(), out=lines.append, clock=lambda: _at(9))._start()
+    missed = _at(2) - timedelta(days=1)  # the first occurrence since the last run
+    assert lines[1].endswith(f"home: 0 2 * * *; due now: missed at {missed:%Y-%m-%d %H:%M:%S}")
+
+
 def test_daemon_survives_a_failing_job(setup):
     setup.write('schedule = "every 1s"\n',
                 top='[jobs.broken]\nrepository = "local"\npaths = ["src"]\n'
