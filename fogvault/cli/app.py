@@ -28,6 +28,7 @@ from fogvault.errors import (
     EXIT_PARTIAL,
     EXIT_USAGE,
     FogVaultError,
+    UsageError,
     exit_code_for,
 )
 from fogvault.text import one_line
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(args: list[str], command: str | None, verbose: bool) -> int:
     """Run the command line ``args`` (of the subcommand ``command``); its exit code."""
     try:
+        _refuse_repeated_host(args)
         app = build_app(command)
         result = signals.run_command(
             lambda: app(args=args, prog_name="fogvault", standalone_mode=False))
@@ -281,6 +283,15 @@ def _run(args: list[str], command: str | None, verbose: bool) -> int:
         _report(exc, verbose, prefix=f"unexpected error ({type(exc).__name__})")
         return exit_code_for(exc)
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _refuse_repeated_host(args: list[str]) -> None:
+    """A second ``--host`` is refused: the parser keeps only the last, where restic takes
+    several as any of them, so 'forget --host a --host b' would have chosen b's alone."""
+    options = args[:args.index("--")] if "--" in args else args
+    if sum(arg == "--host" or arg.startswith("--host=") for arg in options) > 1:
+        raise UsageError("--host can be given once: FogVault selects the snapshots of one host "
+                         "(restic takes several, as any of them); run the command per host")
 
 
 def _report(exc: BaseException, verbose: bool, prefix: str = "error") -> None:

@@ -256,3 +256,17 @@ def test_a_command_started_with_a_standard_stream_closed_still_runs(fogvault, tm
         assert done.returncode == 0, (closing, done.stderr)
     listed = fogvault("snapshots", "-r", "repo", "--json")
     assert len(json.loads(listed.stdout)) == 3
+
+
+@pytest.mark.parametrize("args", [["snapshots", "--host", "a", "--host", "b"],
+                                  ["forget", "--host=a", "--host", "b", "--keep-last", "1"],
+                                  ["backup", "src", "--host", "a", "--host", "b"]])
+def test_a_second_host_is_refused(fogvault, repo, args):
+    """The parser kept the last: 'forget --host a --host b' chose b's snapshots alone, where
+    restic takes both."""
+    assert fogvault("backup", "-r", repo, "src", "--host", "b").returncode == 0
+    done = fogvault(*args, "-r", repo)
+    assert _usage_error(done) == (
+        "error: --host can be given once: FogVault selects the snapshots of one host (restic "
+        "takes several, as any of them); run the command per host")
+    assert _snapshot_count(fogvault) == 1
