@@ -1,7 +1,9 @@
 """Path patterns shared by backup excludes and restore includes/excludes.
 
 A pattern is split at ``/`` and each part is matched with shell wildcards (``*``, ``?``,
-``[...]``) against one path component; ``**`` matches any number of components. A pattern
+``[...]``, negated by ``[!...]`` or ``[^...]``; ``\\`` takes the next character literally, as
+restic's Go patterns read both) against one path component; ``**`` matches any number of
+components. A pattern
 that starts with ``/`` must match the whole absolute path; any other pattern matches any tail
 of the path (``*.tmp`` matches ``/a/b/x.tmp``; ``cache/*`` matches ``/home/u/cache/x``).
 ``~`` and ``$VARS`` are expanded. A pattern that starts with ``!`` is a negation, as in restic:
@@ -17,11 +19,13 @@ says what they would match.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 
+_STAR = ""  # a star among a pattern's pieces (no other piece is empty)
 #: borg's pattern styles that FogVault's own patterns already cover, once the prefix is dropped
 _BORG_PREFIXES = ("sh:", "fm:", "pp:", "pf:")
 
@@ -36,7 +40,84 @@ def _match(pattern: list[str], parts: list[str]) -> bool:
     head, rest = pattern[0], pattern[1:]
     if head == "**":
         return any(_match(rest, parts[i:]) for i in range(len(parts) + 1))
-    return bool(parts) and fnmatchcase(parts[0], head) and _match(rest, parts[1:])
+    return bool(parts) and _matcher(head)(parts[0]) is not None and _match(rest, parts[1:])
+
+
+@functools.lru_cache(maxsize=4096)
+def _matcher(pattern: str) -> Callable[[str], re.Match[str] | None]:
+    """One name's pattern as a regular expression's ``fullmatch``: ``*``, ``?``, sets, and
+    ``\\`` for the next character as it is. A ``[`` whose set never closes is itself."""
+    regex: list[str] = []  # each piece an expression, or _STAR
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        i += 1
+        if char == "\\" and i < len(pattern):
+            regex.append(re.escape(pattern[i]))
+            i += 1
+        elif char == "*":
+            if not regex or regex[-1] != _STAR:
+                regex.append(_STAR)
+        elif char == "?":
+            regex.append(".")
+        elif char == "[" and (end := _set_end(pattern, i)) >= 0:
+            regex.append(_set(pattern[i:end]))
+            i = end + 1
+        else:
+            regex.append(re.escape(char))
+    return re.compile(_joined(regex), re.DOTALL).fullmatch
+
+
+def _joined(regex: list[str]) -> str:
+    """The pieces as one expression, the stars as fnmatch writes them: each but the last an
+    atomic lazy group, so that a pattern of many stars never backtracks exponentially."""
+    stars = [i for i, piece in enumerate(regex) if piece == _STAR]
+    if not stars:
+        return "".join(regex)
+    out = "".join(regex[:stars[0]])
+    for star, after in zip(stars, [*stars[1:], None], strict=True):
+        fixed = "".join(regex[star + 1:after])
+        out += f".*{fixed}" if after is None else f"(?>.*?{fixed})"
+    return out
+
+
+def _set_end(pattern: str, start: int) -> int:
+    """Where the set opened just before ``start`` closes: its first ``]`` after its first
+    character (which may follow ``!`` or ``^``) that no ``\\`` escapes; -1 if none does."""
+    i = start + (pattern[start:start + 1] in ("!", "^"))
+    i += pattern[i:i + 1] == "]"
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            i += 2
+        elif pattern[i] == "]":
+            return i
+        else:
+            i += 1
+    return -1
+
+
+def _set(body: str) -> str:
+    """A set's body (between the brackets) as a regular expression: ranges ``a-z`` (an empty
+    one, ``z-a``, matches nothing), escapes resolved."""
+    negated = body[:1] in ("!", "^")
+    items, i, body = [], 0, body[negated:]
+    while i < len(body):  # (character, whether it is a range's dash)
+        escaped = body[i] == "\\" and i + 1 < len(body)
+        items.append((body[i + escaped], body[i] == "-"))
+        i += 1 + escaped
+    parts, i = [], 0
+    while i < len(items):
+        if i + 2 < len(items) and items[i + 1][1] and not items[i][1] and not items[i + 2][1]:
+            low, high = items[i][0], items[i + 2][0]
+            if low <= high:
+                parts.append(f"{re.escape(low)}-{re.escape(high)}")
+            i += 3
+        else:
+            parts.append(re.escape(items[i][0]))
+            i += 1
+    if not parts:
+        return "." if negated else "(?!)"
+    return f"[{'^' if negated else ''}{''.join(parts)}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,18 +230,16 @@ def _foreign_syntax_hint(pattern: str) -> str | None:
 
 
 def _has_unclosed_set(name: str) -> bool:
-    """Whether ``name`` holds a '[' that fnmatch takes literally: a set runs to the first ']'
-    after its first character (which may be '!' and then ']'), and one that never closes is
-    no set."""
+    """Whether ``name`` holds a '[' (not escaped) that opens no set, and so matches itself."""
     i = 0
-    while (i := name.find("[", i)) >= 0:
-        j = i + 1
-        if name[j:j + 1] == "!":
-            j += 1
-        if name[j:j + 1] == "]":
-            j += 1
-        end = name.find("]", j)
-        if end < 0:
-            return True
-        i = end + 1
+    while i < len(name):
+        if name[i] == "\\":
+            i += 2
+        elif name[i] == "[":
+            end = _set_end(name, i + 1)
+            if end < 0:
+                return True
+            i = end + 1
+        else:
+            i += 1
     return False

@@ -79,10 +79,28 @@ def test_a_bracket_that_opens_no_set_is_warned_about():
     assert PathPatterns(["*.[ch"]).matches("/src/x.[ch")  # as said: the '[' is itself
 
 
+@pytest.mark.parametrize(("pattern", "matched", "not_matched"), [
+    ("[^a].txt", "b.txt", "a.txt"),  # restic's (Go's) negation: '^' was a member of the set
+    ("[!a].txt", "b.txt", "a.txt"),  # the shell's, kept
+    ("star\\*.txt", "star*.txt", "starx.txt"),  # an escaped wildcard is itself
+    ("q\\?", "q?", "qx"),
+    ("\\[abc\\]", "[abc]", "a"),
+    ("[\\]x]", "]", "\\"),  # escapes inside a set
+    ("back\\\\slash", "back\\slash", "backslash"),  # '\\' is one backslash
+    ("[z-a]x", None, "zx"),  # an empty range matches nothing
+    ("*a*a*a*a*a*a*a*b", "ab" * 3 + "a" * 5 + "b", "a" * 250),  # no exponential backtracking
+])
+def test_wildcards_as_restic_reads_them(pattern, matched, not_matched):
+    patterns = PathPatterns([pattern])
+    if matched is not None:
+        assert patterns.matches(f"/d/{matched}")
+    assert not patterns.matches(f"/d/{not_matched}")
+
+
 def test_fogvault_patterns_get_no_warning():
     assert pattern_warnings(["*.tmp", "!keep.tmp", "/home/*/.cache", "**/node_modules",
                              "cache/*", "~/tmp", "re", "data.sh:x", "*.[ch]", "[]]", "[!]x]",
-                             "[[]", "a[!b]c"]) == []
+                             "[[]", "a[!b]c", "[^a]", "\\[x", "a\\*"]) == []
 
 
 def test_folded_patterns_ignore_case_and_come_after_the_others():
