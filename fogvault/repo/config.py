@@ -79,7 +79,7 @@ class RepoConfig:
             )
             config.validate()
             return config
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise MalformedObject(f"repository config is malformed: {exc}") from exc
 
     def validate(self) -> None:

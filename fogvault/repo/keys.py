@@ -99,7 +99,7 @@ class KeyFile:
                 host=str(doc.get("host", "")),
                 user=str(doc.get("user", "")),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # JSON nested too deep
             raise MalformedObject(f"key file {key_id} is malformed") from exc
 
     def describe(self) -> dict[str, Any]:

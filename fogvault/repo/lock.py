@@ -62,7 +62,7 @@ class LockInfo:
             created, refreshed = _aware(doc["created"]), _aware(doc["refreshed"])
             return cls(lock_id, doc["exclusive"], str(doc["host"]), doc["pid"],
                        str(doc.get("user", "")), created, refreshed)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise MalformedObject(f"lock {lock_id} is malformed") from exc
 
     def is_stale(self, now: datetime | None = None) -> bool:

@@ -143,7 +143,7 @@ class Snapshot:
                 repaired_from=_optional_uid(doc.get("repaired_from"), "repaired_from"),
                 flags_read=_typed(doc.get("flags_read", False), bool, "flags_read"),
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise MalformedObject(f"snapshot {expected_uid} is malformed: {exc}") from exc
         if snapshot.uid != expected_uid:
             raise MalformedObject(f"snapshot {expected_uid} claims to be {snapshot.uid}")

@@ -12,8 +12,11 @@ from fogvault.crypto import content_hash
 from fogvault.errors import IntegrityError, MalformedObject
 from fogvault.heap import zeroed_map
 from fogvault.maintenance.verify import stored_copy_problem
+from fogvault.repo.config import RepoConfig
 from fogvault.repo.format import BlobType, index_name, pack_name, parse_hex_id, snapshot_name
 from fogvault.repo.index import IndexFile
+from fogvault.repo.keys import KeyFile
+from fogvault.repo.lock import LockInfo
 from fogvault.repo.pack import (
     PackBuilder,
     PackEntry,
@@ -534,3 +537,20 @@ def test_the_packs_an_index_file_lists_read_without_its_entries(make_repo):
     assert len(listed) >= 3
     assert repo.index_file_packs(name) == list(listed)
 
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("decode", [
+    lambda: Snapshot.decode(b'{"version":1,"x":' + DEEP + b"}", "0" * 16),
+    lambda: KeyFile.decode("0" * 64, b'{"version":1,"x":' + DEEP[:30_000] + b"}"),
+    lambda: LockInfo.decode("0" * 64, b'{"x":' + DEEP[:30_000] + b"}"),
+    lambda: RepoConfig.decode(b'{"version":1,"x":' + DEEP + b"}"),
+], ids=["snapshot", "key file", "lock", "config"])
+def test_json_nested_too_deep_is_malformed_not_a_crash(decode):
+    """A RecursionError escaped: 'unexpected error' for every command that lists snapshots
+    or locks (forget and unlock too, so it could not be removed), and a key file stopped every
+    open although a good key was there."""
+    with pytest.raises(MalformedObject):
+        decode()
