@@ -76,7 +76,7 @@ class LocalStorage(Storage):
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         path = self._path(name)
         try:
-            with open(path, "rb", buffering=0) as f:
+            with open(self._open_object(path, name), "rb", buffering=0) as f:
                 if length is None:
                     f.seek(offset)
                     data = f.readall()
@@ -90,10 +90,23 @@ class LocalStorage(Storage):
                     with contextlib.suppress(OSError):  # a hint: the read itself worked
                         os.posix_fadvise(f.fileno(), offset, len(data), _FADV_DONTNEED)
                 return data
-        except IsADirectoryError as exc:
-            raise ObjectNotFound("is a folder", target=self.url, name=name) from exc
         except OSError as exc:
             raise self._error(exc, name) from exc
+
+    def _open_object(self, path: Path, name: str) -> int:
+        """A descriptor of the object at ``path``, opened without waiting (a fifo in its place
+        would block the open for ever); anything but a regular file is no object."""
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            kind = os.fstat(fd).st_mode
+        except BaseException:
+            os.close(fd)
+            raise
+        if not stat.S_ISREG(kind):
+            os.close(fd)
+            raise ObjectNotFound("is a folder" if stat.S_ISDIR(kind) else "not an object",
+                                 target=self.url, name=name)
+        return fd
 
     def write(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         path = self._path(name)

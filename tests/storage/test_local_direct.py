@@ -171,3 +171,19 @@ def test_an_object_deleted_while_its_folder_is_listed_is_left_out(tmp_path, monk
 
     monkeypatch.setattr(local.os, "scandir", scandir_then_release)
     assert sorted(info.name for info in storage.list("locks/")) == ["locks/a", "locks/c"]
+
+
+def test_a_fifo_or_a_folder_in_an_object_s_place_is_not_an_object(tmp_path) -> None:
+    """A fifo where a pack should be: the open waited for a writer for ever (restore, dump and
+    copy hung, and the first SIGTERM did not end them)."""
+    from fogvault.storage.errors import ObjectNotFound
+
+    storage = LocalStorage(tmp_path)
+    storage.write("data/ab/x", b"pack")
+    os.mkfifo(tmp_path / "data" / "ab" / "fifo")
+    (tmp_path / "data" / "ab" / "folder").mkdir()
+    with pytest.raises(ObjectNotFound, match="not an object"):
+        storage.read("data/ab/fifo")
+    with pytest.raises(ObjectNotFound, match="is a folder"):
+        storage.read("data/ab/folder", 0, 4)
+    assert storage.read("data/ab/x", 1, 2) == b"ac"
