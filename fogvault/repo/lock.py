@@ -59,6 +59,8 @@ class LockInfo:
             doc = json.loads(data)
             if not isinstance(doc["exclusive"], bool) or type(doc["pid"]) is not int:
                 raise TypeError("bad field types")
+            if not 0 < doc["pid"] < 2**31:  # what a process id can be (os.kill takes it)
+                raise ValueError("not a process id")
             created, refreshed = _aware(doc["created"]), _aware(doc["refreshed"])
             return cls(lock_id, doc["exclusive"], str(doc["host"]), doc["pid"],
                        str(doc.get("user", "")), created, refreshed)
@@ -242,9 +244,16 @@ def remove_locks(store: LockStore, *, all_locks: bool = False) -> Unlocked:
 
 
 def _aware(text: object) -> datetime:
+    """A lock's time, in UTC: one too close to the end of the calendar for the time it goes
+    stale (the year 9999) could not be compared with now."""
     value = datetime.fromisoformat(str(text))
     if value.tzinfo is None:
         raise ValueError("lock time without a time zone")
+    try:
+        value = value.astimezone(UTC)
+        value + STALE_AFTER  # raises for a time too late
+    except OverflowError as exc:
+        raise ValueError("lock time out of range") from exc
     return value
 
 

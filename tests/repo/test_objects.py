@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -554,3 +555,16 @@ def test_json_nested_too_deep_is_malformed_not_a_crash(decode):
     open although a good key was there."""
     with pytest.raises(MalformedObject):
         decode()
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("pid", 10**30), ("pid", -1), ("pid", 0),
+    ("refreshed", "9999-12-31T23:59:59-23:59"), ("created", "9999-12-31T23:50:00+00:00")])
+def test_a_lock_whose_pid_or_time_no_process_or_clock_has_is_malformed(field, value):
+    """pid 10**30: 'unexpected error (OverflowError)' in check and unlock; pid -1 on this
+    host was never stale (os.kill(-1, 0) succeeds); a time UTC cannot hold failed check."""
+    doc = {"exclusive": False, "host": "h", "pid": 42, "user": "u",
+           "created": "2024-01-01T00:00:00+00:00", "refreshed": "2024-01-01T00:00:00+00:00"}
+    assert LockInfo.decode("0" * 64, json.dumps(doc).encode()).pid == 42
+    with pytest.raises(MalformedObject):
+        LockInfo.decode("0" * 64, json.dumps({**doc, field: value}).encode())
