@@ -64,7 +64,7 @@ def snapshots(
     rows = [
         [s.uid + mark(s.uid), s.time.strftime("%Y-%m-%d %H:%M:%S"),
          s.host, ",".join(s.tags),
-         "\n".join(s.paths) if len(s.paths) == 1 else f"{s.paths[0]} (+{len(s.paths) - 1})",
+         "\n".join(s.paths) if len(s.paths) <= 1 else f"{s.paths[0]} (+{len(s.paths) - 1})",
          format_size(s.summary.total_bytes)]
         + ([f"{len(where.get(s.uid, []))}/{every}{mark(s.uid)}"] if every > 1 else [])
         for s in found

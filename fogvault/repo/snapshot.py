@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -264,4 +265,13 @@ def _summary(value: Any) -> SnapshotSummary:
     fields = {k: v for k, v in value.items() if k in known}
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in fields.values()):
         raise TypeError("summary values must be numbers")
-    return SnapshotSummary(**fields)
+    return SnapshotSummary(**{k: _statistic(v, k != "duration_s") for k, v in fields.items()})
+
+
+def _statistic(value: float, integer: bool) -> float:
+    """A summary value as a statistic (format.md, section 14): one that is not finite, is
+    negative or reaches 2^63 counts as 0 (it broke listings: a size too large for a float, NaN
+    in JSON); an integer field's fraction is dropped."""
+    if (isinstance(value, float) and not math.isfinite(value)) or not 0 <= value < 2**63:
+        return 0
+    return int(value) if integer else float(value)

@@ -568,3 +568,15 @@ def test_a_lock_whose_pid_or_time_no_process_or_clock_has_is_malformed(field, va
     assert LockInfo.decode("0" * 64, json.dumps(doc).encode()).pid == 42
     with pytest.raises(MalformedObject):
         LockInfo.decode("0" * 64, json.dumps({**doc, field: value}).encode())
+
+
+def test_summary_values_no_listing_can_show_count_as_zero():
+    """total_bytes 10**400 failed 'snapshots' (OverflowError) and mount; NaN reached --json."""
+    doc = {"version": 1, "uid": "0" * 16, "time": "2024-01-01T00:00:00+00:00", "host": "h",
+           "paths": [], "tree": "0" * 64,
+           "summary": {"total_bytes": 10**400, "files_new": 1.5, "dirs": -3,
+                       "bytes_read": float("nan"), "duration_s": float("inf"),
+                       "files_changed": 7}}
+    summary = Snapshot.decode(json.dumps(doc).encode(), "0" * 16).summary
+    assert (summary.total_bytes, summary.files_new, summary.dirs, summary.bytes_read,
+            summary.duration_s, summary.files_changed) == (0, 1, 0, 0, 0, 7)
