@@ -61,7 +61,7 @@ def node_json(path: bytes, node: Node) -> dict:
 def long_line(path: bytes, node: Node) -> str:
     from fogvault.repo.tree import SYMLINK
 
-    mode = _TYPE_CHAR[node.type] + stat.filemode(node.mode)[1:]
+    mode = _TYPE_CHAR[node.type] + stat.filemode(node.mode & 0o7777)[1:]  # permission bits
     time = local_time(node.mtime_ns)
     when = time.strftime("%Y-%m-%d %H:%M:%S") if time else f"@{node.mtime_ns // 10**9:>18}"
     owner = f"{node.user or node.uid}/{node.group or node.gid}"

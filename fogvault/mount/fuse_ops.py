@@ -133,19 +133,27 @@ class FogVaultOperations(mfusepy.Operations):
 
 
 def stat_fields(entry: Entry) -> dict[str, int]:
+    """The entry's stat. Values no file system holds (a hostile snapshot's) are cut to the C
+    types' ranges: the kernel would be answered an error instead of the entry."""
+    size = min(entry.size, _OFF_MAX)
     return {
-        "st_mode": _TYPE_BITS[entry.type] | entry.mode,
+        "st_mode": _TYPE_BITS[entry.type] | (entry.mode & 0o7777),
         "st_ino": entry.ino,
-        "st_nlink": entry.nlink,
-        "st_uid": entry.uid,
-        "st_gid": entry.gid,
-        "st_size": entry.size,
-        "st_blocks": (entry.size + 511) // 512,
-        "st_rdev": kernel_device(entry.rdev),
+        "st_nlink": min(entry.nlink, _ID_MAX),
+        "st_uid": min(entry.uid, _ID_MAX),
+        "st_gid": min(entry.gid, _ID_MAX),
+        "st_size": size,
+        "st_blocks": (size + 511) // 512,
+        "st_rdev": kernel_device(entry.rdev & _DEV_MASK),
         "st_atime": entry.mtime_ns,
         "st_mtime": entry.mtime_ns,
         "st_ctime": entry.ctime_ns,
     }
+
+
+_OFF_MAX = 2**63 - 1  # off_t
+_ID_MAX = 2**32 - 1  # uid_t, gid_t; and nlink_t as FUSE passes it
+_DEV_MASK = 2**64 - 1  # dev_t
 
 
 def kernel_device(rdev: int) -> int:

@@ -19,7 +19,7 @@ import tarfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from fogvault.errors import IntegrityError
+from fogvault.errors import IntegrityError, MalformedObject
 from fogvault.hardlinks import Hardlinks
 from fogvault.parallel import ordered_map
 from fogvault.repo.repository import Repository
@@ -88,7 +88,11 @@ def _add(repo: Repository, archive: tarfile.TarFile, path: bytes, node: Node,
     if node.type == SYMLINK:
         info.linkname = os.fsdecode(node.target)
     elif node.type in (CHARDEV, BLOCKDEV):
-        info.devmajor, info.devminor = os.major(node.rdev), os.minor(node.rdev)
+        try:
+            info.devmajor, info.devminor = os.major(node.rdev), os.minor(node.rdev)
+        except OverflowError as exc:  # beyond 64 bits: no system has such a device
+            raise MalformedObject(f"{os.fsdecode(path)}: impossible device number in snapshot"
+                                  ) from exc
     elif node.type == FILE:
         key = (node.dev, node.ino)
         first = links.take(key) if node.nlink > 1 else None

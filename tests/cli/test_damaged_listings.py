@@ -60,3 +60,33 @@ def test_a_snapshot_that_cannot_be_read_makes_latest_and_listings_exit_3(fogvaul
     assert restore.returncode == 3
     assert (tmp_path / "out" / str(tmp_path / "src" / "notes.txt").lstrip("/")).read_text() == (
         "keep me")
+
+
+def test_node_values_no_file_system_has_are_shown_or_refused_in_one_line(fogvault, tmp_path):
+    """A mode beyond the permission bits failed 'ls -l' and 'find' with 'unexpected error
+    (OverflowError)', and an rdev beyond 64 bits 'dump' as a tar archive; mount's stat cuts
+    such values to the C types (the kernel was answered an error for the entry)."""
+    from crafted import fifo_node, store_tree
+
+    from fogvault.mount.fuse_ops import stat_fields
+    from fogvault.mount.view import Entry
+
+    _repo_with_a_good_snapshot(fogvault, tmp_path)
+    with _open(tmp_path) as repo:
+        tree = store_tree(repo, [fifo_node("wide", mode=2**40 | 0o640),
+                                 {**fifo_node("dev", rdev=2**70), "type": "chardev"}])
+        uid = save_snapshot(repo, tree, ["/x"]).uid
+    listed = fogvault("ls", "-r", "repo", "-l", uid, "/wide")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith(b"prw-r----- "), listed.stdout
+    found = fogvault("find", "-r", "repo", "-s", uid, "wide")
+    assert found.returncode == 0, found.stderr
+    dumped = fogvault("dump", "-r", "repo", uid, "/", "-t", str(tmp_path / "x.tar"))
+    assert dumped.returncode == 1
+    assert dumped.stderr.decode().splitlines() == [
+        "error: /dev: impossible device number in snapshot"]
+    fields = stat_fields(Entry(ino=1, type="chardev", mode=2**40 | 0o600, uid=2**40, gid=1,
+                               size=2**70, nlink=2**40, rdev=2**70 | 0x0801))
+    assert fields["st_mode"] & 0o7777 == 0o600 and fields["st_size"] == 2**63 - 1
+    assert fields["st_uid"] == fields["st_nlink"] == 2**32 - 1
+    assert fields["st_rdev"] == 0x0801
