@@ -22,7 +22,7 @@ import nacl.pwhash
 from nacl._sodium import ffi as _ffi
 from nacl._sodium import lib as _lib
 
-from fogvault.errors import IntegrityError
+from fogvault.errors import FogVaultError, IntegrityError
 
 if TYPE_CHECKING:
     import blake3
@@ -198,9 +198,13 @@ def password_key(password: bytes, salt: bytes, params: KdfParams) -> bytes:
         raise IntegrityError("key file asks for unreasonable Argon2id parameters")
     if len(salt) != SALT_SIZE:
         raise IntegrityError("key file salt has the wrong length")
-    return nacl.pwhash.argon2id.kdf(
-        KEY_SIZE, password, salt, opslimit=params.opslimit, memlimit=params.memlimit
-    )
+    try:
+        return nacl.pwhash.argon2id.kdf(
+            KEY_SIZE, password, salt, opslimit=params.opslimit, memlimit=params.memlimit
+        )
+    except RuntimeError as exc:  # libsodium could not allocate what the key file asks for
+        raise FogVaultError(f"Argon2id could not get the {params.memlimit >> 20} MiB of memory "
+                            "the key file asks for") from exc
 
 
 def random_salt() -> bytes:

@@ -139,3 +139,26 @@ def test_permission_denied_on_the_target_is_a_clear_error(fogvault, tmp_path):
     finally:
         for path in folders:
             os.chmod(path, 0o755)
+
+
+def test_a_key_file_asking_for_more_memory_than_there_is_is_skipped(make_repo, tmp_path):
+    """A key file (a hostile writer's, or one made on a larger machine) whose Argon2id memory
+    the process cannot get: 'unexpected error (RuntimeError)' stopped the open, and the good key
+    file after it was never tried. Now it is skipped with a warning (a real allocation failure,
+    under an address-space limit)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from fogvault.crypto import KdfParams, password_key\n"
+        "from fogvault.errors import FogVaultError\n"
+        "try:\n"
+        "    password_key(b'pw', bytes(16), KdfParams(opslimit=1, memlimit=2 << 30))\n"
+        "except FogVaultError as exc:\n"
+        "    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Argon2id could not get the 2048 MiB of memory the key file asks for\n"
