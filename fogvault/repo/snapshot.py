@@ -172,13 +172,15 @@ def select_snapshots(
     paths: Iterable[str] = (),
 ) -> list[Snapshot]:
     """Snapshots of ``host`` carrying every tag in ``tags`` and every path in ``paths``, which
-    are normalised as a backup records its paths (``data/`` names what ``backup data`` did)."""
+    are normalised as a backup records its paths (``data/`` names what ``backup data`` did).
+    The empty tag, which no snapshot carries, selects the snapshots without tags (restic's
+    ``--tag ''``)."""
     tags = list(tags)
     wanted = [_recorded_forms(p) for p in paths]
     return [
         s for s in snapshots
         if (host is None or s.host == host)
-        and all(t in s.tags for t in tags)
+        and all(t in s.tags if t else not s.tags for t in tags)
         and all(not forms.isdisjoint(s.paths) for forms in wanted)
     ]
 

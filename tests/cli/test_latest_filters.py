@@ -79,3 +79,14 @@ def test_a_named_snapshot_that_cannot_be_read_is_an_error_not_an_empty_answer(fo
         f"error: no snapshot matches the --host/--tag/--path filters; 1 cannot be read: {beta}")
     stats = json.loads(_ok(fogvault("stats", "-r", "repo", alpha, "--json")))  # not exit 3
     assert stats["snapshots"] == 1
+
+
+def test_an_empty_tag_selects_the_snapshots_without_tags(fogvault, two_hosts):
+    """restic's idiom for the untagged snapshots ('forget --tag "" ...', also in snapshots,
+    stats, ls latest...): it selected nothing, with exit 0."""
+    done = fogvault("backup", "-r", "repo", "--host", "alpha", "alpha", "--json")
+    untagged = json.loads(_ok(done).splitlines()[-1])["snapshot"]
+    listed = json.loads(_ok(fogvault("snapshots", "-r", "repo", "--tag", "", "--json")))
+    assert [s["uid"] for s in listed] == [untagged]
+    stats = json.loads(_ok(fogvault("stats", "-r", "repo", "--tag", "", "--json")))
+    assert stats["snapshots"] == 1
