@@ -199,13 +199,17 @@ def stats(repo: Repository, tree_ids: list[bytes]) -> Stats:
 
     for tree_id in tree_ids:
         add_blob(tree_id)
+        linked: set[tuple[int, int]] = set()  # a hardlinked file's inode, once a snapshot
         for _, node in walk(repo, tree_id):  # every occurrence counts toward the restore size
             if node.type == DIR and node.subtree is not None:
                 result.dirs += 1
                 add_blob(node.subtree)
             elif node.type == FILE:
                 result.files += 1
-                result.restore_size += node.size
+                if node.nlink <= 1 or (node.dev, node.ino) not in linked:
+                    result.restore_size += node.size  # a restore writes linked names once
+                    if node.nlink > 1:
+                        linked.add((node.dev, node.ino))
                 for blob_id in node.content:
                     add_blob(blob_id, data=True)
     return result

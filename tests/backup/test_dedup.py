@@ -169,3 +169,22 @@ def test_stats_count_each_stored_blob_once_across_files_and_snapshots(make_repo,
     assert result.raw_size == sum(e.raw_length for e in entries)
     assert result.stored_size == sum(e.length for e in entries)
     assert result.restore_size == restore_size == 2 * 1_700_000 + 400_000
+
+
+def test_a_hardlinked_file_counts_once_a_snapshot_in_the_restore_size(make_repo, tmp_path):
+    """A restore writes its contents once and links the other names, as restic's stats
+    count it: each name counted, which stats did, claimed three times the bytes."""
+    from fogvault.treewalk import stats
+
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "orig").write_bytes(_random(950, 6))
+    for name in ("link1", "link2"):
+        os.link(src / "orig", src / name)
+    (src / "alone").write_bytes(b"x" * 10)
+    first = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    second = Archiver(repo, BackupOptions()).run([str(src)]).snapshot
+    one = stats(repo, [first.tree])
+    assert (one.files, one.restore_size) == (4, 950 + 10)
+    assert stats(repo, [first.tree, second.tree]).restore_size == 2 * (950 + 10)
