@@ -23,7 +23,8 @@ def check_cmd(
     ctx: typer.Context,
     read_data: Annotated[bool, typer.Option(help="Read and verify every pack.")] = False,
     read_data_subset: Annotated[
-        str | None, typer.Option(help="Read a subset: a percentage (5%) or a group (n/m).")
+        str | None,
+        typer.Option(help="Read a subset: a group (n/m), a percentage (5%) or a size (500M)."),
     ] = None,
 ) -> None:
     """Check the repository; exit code 1 if anything is wrong."""

@@ -49,6 +49,8 @@ from fogvault.jobs.toml_reader import (
     syntax_problem,
 )
 from fogvault.maintenance.retention import RetentionPolicy
+from fogvault.maintenance.subset import HINT as SUBSET_HINT
+from fogvault.maintenance.subset import chooser
 from fogvault.password import PasswordSource
 from fogvault.sizes import parse_size
 from fogvault.storage.identity import repeated_target
@@ -482,21 +484,16 @@ def _read_retention(job: TableReader) -> RetentionPolicy | None:
     return policy
 
 
-_SUBSET = re.compile(r"(?:(\d+(?:\.\d+)?)%|(\d+)/(\d+))")
 
 
 def _read_subset(r: TableReader, has_check: bool) -> str | None:
     value = r.string("check_read_data_subset")
     if value is None:
         return None
-    found = _SUBSET.fullmatch(value.strip())
-    valid = found is not None and (
-        (found.group(1) is not None and 0 < float(found.group(1)) <= 100)
-        or (found.group(2) is not None and 1 <= int(found.group(2)) <= int(found.group(3)))
-    )
-    if not valid:
-        r.problem("check_read_data_subset", f"{value!r} is not a subset",
-                  "use a percentage such as \"5%\" or a part such as \"1/10\"")
+    try:
+        chooser(value)
+    except UsageError:
+        r.problem("check_read_data_subset", f"{value!r} is not a subset", SUBSET_HINT)
         return None
     if not has_check:
         r.problem("check_read_data_subset", "has no effect without check",

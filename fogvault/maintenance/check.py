@@ -62,8 +62,6 @@ Two states are reported as what they most likely are, not as what they look like
 from __future__ import annotations
 
 import logging
-import random
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -77,6 +75,7 @@ from fogvault.maintenance.reindex import (
     packs_meant_to_go,
     unindexed_data_may_be_found,
 )
+from fogvault.maintenance.subset import Chooser, chooser
 from fogvault.maintenance.verify import (
     CopyProblem,
     damaged_index_files,
@@ -114,7 +113,7 @@ KeyCopies = dict[str, bytes | StorageError]
 @dataclass(slots=True)
 class CheckOptions:
     read_data: bool = False
-    read_data_subset: str | None = None  # "10%" or "n/m"
+    read_data_subset: str | None = None  # "n/m", "10%" or a size (see subset)
 
 
 @dataclass(slots=True)
@@ -193,8 +192,10 @@ def check(
         packs = inventory.live.packs
         result.packs = len(packs)
         chosen = bytearray(packs.capacity)  # a byte per pack number, not a name per pack
-        for number in packs.numbers() if selector else ():
-            chosen[number] = selector(packs.pack_id(number))
+        if selector is not None:
+            for number in selector([(number, packs.pack_id(number), packs.sizes[number])
+                                    for number in packs.numbers()]):
+                chosen[number] = 1
         stray = {key_name(k) for k in repo.stray_keys}
         result.stray_keys = sorted(n[len(KEYS_DIR):] for n in stray if inventory.holders(n))
         metadata = [n for n in inventory.live.metadata() if n not in stray]
@@ -550,23 +551,11 @@ def _undecided_keys(copies: dict[str, KeyCopies]) -> list[str]:
     return problems
 
 
-def _subset(options: CheckOptions):
-    """A predicate choosing the packs whose content is read, or None to read none."""
+def _subset(options: CheckOptions) -> Chooser | None:
+    """Which packs have their content read (see subset), or None to read none."""
     spec = options.read_data_subset
-    if options.read_data or spec in ("100%",):
-        return lambda pack_id: True
-    if not spec:
-        return None
-    if match := re.fullmatch(r"(\d+(?:\.\d+)?)%", spec):
-        share = float(match.group(1)) / 100
-        if not 0 < share <= 1:
-            raise UsageError("--read-data-subset percentage must be in (0, 100]")
-        rng = random.Random()
-        return lambda pack_id: rng.random() < share
-    if match := re.fullmatch(r"(\d+)/(\d+)", spec):
-        n, m = int(match.group(1)), int(match.group(2))
-        if not 1 <= n <= m:
-            raise UsageError("--read-data-subset n/m needs 1 <= n <= m")
-        return lambda pack_id: int.from_bytes(pack_id[:4], "big") % m == n - 1
-    raise UsageError("--read-data-subset takes a percentage (5%) or a group (n/m)")
-
+    if options.read_data and spec:
+        raise UsageError("--read-data reads every pack: give it or --read-data-subset, not both")
+    if options.read_data:
+        return lambda packs: (number for number, _, _ in packs)
+    return chooser(spec) if spec else None

@@ -283,7 +283,7 @@ MISTAKES = [
                  'add check = "monthly"', id="subset-without-check"),
     pytest.param(BASE + 'check = "monthly"\ncheck_read_data_subset = "150%"\n', 9,
                  "jobs.home.check_read_data_subset", "'150%' is not a subset",
-                 'percentage such as "5%"', id="bad-subset"),
+                 'a percentage such as 5%', id="bad-subset"),
     pytest.param(BASE + '[jobs.home.hooks]\nping_url = "hc-ping.com/x"\n', 9,
                  "jobs.home.hooks.ping_url", "is not an http(s) URL", "https://", id="ping-url"),
     # a bad port raised ValueError in the run's first ping: the job ended as an unexpected error

@@ -11,6 +11,7 @@ import pytest
 from conftest import PASSWORD
 
 from fogvault.backup.archiver import Archiver, BackupOptions
+from fogvault.errors import UsageError
 from fogvault.maintenance import mark
 from fogvault.maintenance.check import CheckOptions, check
 from fogvault.maintenance.forget import forget
@@ -89,6 +90,27 @@ def test_read_data_subset_groups_cover_everything_once(repo_with_data):
     reads = [check(repo_with_data, CheckOptions(read_data_subset=f"{n}/3")).targets[0].packs_read
              for n in (1, 2, 3)]
     assert sum(reads) == check(repo_with_data).packs
+
+
+def test_read_data_subset_percentages_and_sizes_read_as_restic_does(repo_with_data):
+    """x% reads round(x% of the packs), at least one: each pack was drawn by itself, so 10%
+    often read none and said 'no errors were found'. A size reads random packs up to it (it
+    was refused); --read-data with a subset is refused (it read every pack)."""
+    packs = check(repo_with_data).packs
+    sizes = sorted(p.stat().st_size for p in _data_packs(repo_with_data))
+
+    def read(spec: str) -> int:
+        return check(repo_with_data, CheckOptions(read_data_subset=spec)).targets[0].packs_read
+
+    assert [read("1%") for _ in range(5)] == [1] * 5
+    assert read("50%") == round(packs / 2) and read("100%") == packs
+    assert read("1") == 1  # a size smaller than any pack: still one
+    assert read(str(sizes[0] + sizes[1])) >= 1 and read("1G") == packs
+    with pytest.raises(UsageError, match="not both"):
+        check(repo_with_data, CheckOptions(read_data=True, read_data_subset="1/2"))
+    for bad in ("0%", "101%", "0/3", "4/3", "abc", "0"):
+        with pytest.raises(UsageError):
+            check(repo_with_data, CheckOptions(read_data_subset=bad))
 
 
 def test_missing_index_file_means_missing_data(repo_with_data):
