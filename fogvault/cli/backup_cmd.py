@@ -112,6 +112,7 @@ def backup(
     from fogvault.cli.progress import QuietProgress, make_progress
     from fogvault.host import hostname
     from fogvault.patterns import pattern_warnings
+    from fogvault.repo.snapshot import refuse_commas
 
     out = Printer.of(ctx)
     streamed = stdin or stdin_from_command
@@ -129,6 +130,7 @@ def backup(
             raise UsageError(f"--{name} is empty")
     if "" in (tag or []):  # tags cannot be empty (tag --add '' is refused as well)
         raise UsageError("--tag is empty")
+    refuse_commas(tag or [])
     paths = [*(paths or []), *listed]
     patterns = (exclude or []) + ExcludeRules.read_files(exclude_file or [])
     folded = (iexclude or []) + ExcludeRules.read_files(iexclude_file or [])

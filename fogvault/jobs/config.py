@@ -392,6 +392,9 @@ def _read_job(r: TableReader, name: str, base: Path, repos: dict[str, Repository
     job.ignore_ctime = r.boolean("ignore_ctime")
     job.ignore_inode = r.boolean("ignore_inode")
     job.tags = r.strings("tags")
+    if any("," in tag for tag in job.tags):
+        r.problem("tags", "a tag holds a comma", "write each tag as its own string: "
+                  "tags = [\"a\", \"b\"]")
     job.host = r.string("host")
     job.schedule = _read_schedule(r, "schedule", parse_schedule)
     job.retention = _read_retention(r)

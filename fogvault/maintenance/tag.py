@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from fogvault.errors import FogVaultError, UsageError
 from fogvault.maintenance.selection import check_selection, chosen_snapshots
 from fogvault.repo.repository import Repository
-from fogvault.repo.snapshot import Snapshot, new_uid
+from fogvault.repo.snapshot import Snapshot, new_uid, refuse_commas
 
 
 @dataclass(slots=True)
@@ -54,6 +54,7 @@ class TagOptions:
             raise UsageError("nothing to change: give --add, --remove or --set")
         if any(not t for t in [*self.add, *self.remove, *(self.set or [])]):
             raise UsageError("a tag cannot be empty")
+        refuse_commas([*self.add, *(self.set or [])])  # --remove takes an older one off
         check_selection(self.uids, self.host, self.tags, self.paths)
 
     def new_tags(self, tags: Iterable[str]) -> list[str]:

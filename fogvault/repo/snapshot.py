@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from fogvault.errors import MalformedObject
+from fogvault.errors import MalformedObject, UsageError
 from fogvault.repo.format import UID_HEX_LEN, parse_hex_id
 from fogvault.warning_list import WarningList
 
@@ -153,6 +153,15 @@ class Snapshot:
 
 def _bounded(warnings: list[str]) -> list[str]:
     return warnings if isinstance(warnings, WarningList) else WarningList.of(warnings)
+
+
+def refuse_commas(tags: Iterable[str]) -> None:
+    """Tags a snapshot is to get hold no comma: restic reads '--tag a,b' as two tags, and one
+    tag 'a,b' would look like them in every listing, where no filter finds 'a'."""
+    for tag in tags:
+        if "," in tag:
+            raise UsageError(f"tag {tag!r} holds a comma: give --tag once for each tag (restic "
+                             "splits 'a,b' into two tags; FogVault keeps a tag as written)")
 
 
 def source_path(path: str | bytes) -> bytes:

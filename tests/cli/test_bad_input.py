@@ -36,6 +36,9 @@ def _snapshot_count(fogvault) -> int:
     (["src", "--host", ""], "--host is empty"),
     (["src", "--parent", ""], "--parent is empty"),
     (["src", "--tag", "ok", "--tag", ""], "--tag is empty"),
+    # restic reads two tags; one tag 'a,b' looked like them and no filter found 'a'
+    (["src", "--tag", "a,b"], "tag 'a,b' holds a comma: give --tag once for each tag (restic "
+                              "splits 'a,b' into two tags; FogVault keeps a tag as written)"),
     (["src", "--exclude-file", "/dev/zero"],
      "exclude file /dev/zero holds more than 16.00 MiB: is it the right file?"),
 ])
