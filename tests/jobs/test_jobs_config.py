@@ -278,6 +278,8 @@ MISTAKES = [
     pytest.param(BASE + "[jobs.home.retention]\nkeep_last = 0\n", 8, "jobs.home.retention",
                  "the retention table sets no keep_* rule", "remove the table",
                  id="empty-retention"),
+    pytest.param(BASE + 'tags = ["daily,home"]\n', 8, "jobs.home.tags", "a tag holds a comma",
+                 'tags = ["a", "b"]', id="comma-in-tag"),
     pytest.param(BASE + 'check_read_data_subset = "5%"\n', 8,
                  "jobs.home.check_read_data_subset", "has no effect without check",
                  'add check = "monthly"', id="subset-without-check"),
