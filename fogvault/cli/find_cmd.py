@@ -76,10 +76,28 @@ def _hits_by_snapshot(
     A snapshot whose trees cannot all be read is searched as far as they can, and named in
     ``unsearched``."""
     for snap in snaps:
-        entries = _walk_noting(repo, snap, unsearched)
-        hits = lazy_list((p, n) for p, n in entries if matcher.matches(p))
+        hits = lazy_list(_matching(_walk_noting(repo, snap, unsearched), matcher))
         if hits:
             yield snap, hits
+
+
+def _matching(entries: Iterator[tuple[bytes, Node]], matcher: PathPatterns
+              ) -> Iterator[tuple[bytes, Node]]:
+    """The entries that match, and everything below a folder that matches: the pattern rules
+    are backup's excludes', where a folder takes what it holds with it (restic's find lists
+    them too). The walk gives a folder before its contents."""
+    from fogvault.repo.tree import DIR
+
+    inside = None  # the path of the matched folder being walked through, with its "/"
+    for path, node in entries:
+        if inside is not None and path.startswith(inside):
+            yield path, node
+            continue
+        inside = None
+        if matcher.matches(path):
+            yield path, node
+            if node.type == DIR:
+                inside = path.rstrip(b"/") + b"/"
 
 
 def _walk_noting(repo: Repository, snap: Snapshot, unsearched: list[str]

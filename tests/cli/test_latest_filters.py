@@ -90,3 +90,19 @@ def test_an_empty_tag_selects_the_snapshots_without_tags(fogvault, two_hosts):
     assert [s["uid"] for s in listed] == [untagged]
     stats = json.loads(_ok(fogvault("stats", "-r", "repo", "--tag", "", "--json")))
     assert stats["snapshots"] == 1
+
+
+def test_find_lists_what_a_matching_folder_holds(fogvault, tmp_path):
+    """As restic's find, and as an exclude takes a folder with its contents: 'find tree' gave
+    the folder alone. A sibling whose name only starts the same is not inside it."""
+    src = tmp_path / "src"
+    (src / "tree" / "sub").mkdir(parents=True)
+    (src / "tree" / "a").write_text("a")
+    (src / "tree" / "sub" / "b").write_text("b")
+    (src / "treeish").write_text("not inside")
+    (src / "other").write_text("o")
+    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
+    assert fogvault("backup", "-r", "repo", str(src)).returncode == 0
+    (found,) = json.loads(_ok(fogvault("find", "-r", "repo", "tree", "--json")))
+    assert [m["path"].removeprefix(str(src)) for m in found["matches"]] == [
+        "/tree", "/tree/a", "/tree/sub", "/tree/sub/b"]
