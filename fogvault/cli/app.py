@@ -286,10 +286,10 @@ def _run(args: list[str], command: str | None, verbose: bool) -> int:
 
 
 def _refuse_repeated_host(args: list[str]) -> None:
-    """A second ``--host`` is refused: the parser keeps only the last, where restic takes
-    several as any of them, so 'forget --host a --host b' would have chosen b's alone."""
+    """A second ``--host`` (or ``-H``) is refused: the parser keeps only the last, where restic
+    takes several as any of them, so 'forget --host a --host b' would have chosen b's alone."""
     options = args[:args.index("--")] if "--" in args else args
-    if sum(arg == "--host" or arg.startswith("--host=") for arg in options) > 1:
+    if sum(arg.startswith(("--host=", "-H")) or arg == "--host" for arg in options) > 1:
         raise UsageError("--host can be given once: FogVault selects the snapshots of one host "
                          "(restic takes several, as any of them); run the command per host")
 

@@ -40,7 +40,8 @@ def backup(
                      "by NUL bytes (find -print0)."),
     ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the snapshot.")] = None,
-    host: Annotated[str | None, typer.Option(help="Host name to record.")] = None,
+    host: Annotated[str | None, typer.Option("--host", "-H", help="Host name to record.")
+                    ] = None,
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", "-e", help="Skip paths matching this.")
     ] = None,

@@ -67,14 +67,15 @@ def kdf_params(profile: str) -> KdfParams:
 
 
 # Options several commands share, declared once.
-HostFilter = Annotated[str | None, typer.Option("--host", help="Only this host's snapshots.")]
+HostFilter = Annotated[str | None, typer.Option("--host", "-H",
+                                                help="Only this host's snapshots.")]
 TagFilter = Annotated[list[str] | None, typer.Option("--tag", help="Only with this tag.")]
 PathFilter = Annotated[list[str] | None, typer.Option("--path", help="Only with this path.")]
 #: how a snapshot is named where one is read (ls, dump, restore, diff)
 SNAPSHOT_REF = "Snapshot uid (prefix) or 'latest'; ':FOLDER' after it makes that folder the root."
 # The same filters where they only choose which snapshot 'latest' means (restic's).
 LatestHost = Annotated[str | None, typer.Option(
-    "--host", help="'latest': the latest of this host's snapshots.")]
+    "--host", "-H", help="'latest': the latest of this host's snapshots.")]
 LatestTag = Annotated[list[str] | None, typer.Option(
     "--tag", help="'latest': the latest with this tag.")]
 LatestPath = Annotated[list[str] | None, typer.Option(

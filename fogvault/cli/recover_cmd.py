@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
 
 def recover_cmd(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="Host name to record.")] = None,
+    host: Annotated[str | None, typer.Option("--host", "-H", help="Host name to record.")
+                    ] = None,
     dry_run: DryRunOption = False,
 ) -> None:
     """Save the folder trees no snapshot uses (lost snapshots' data) as a new snapshot of

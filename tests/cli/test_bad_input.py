@@ -263,7 +263,8 @@ def test_a_command_started_with_a_standard_stream_closed_still_runs(fogvault, tm
 
 @pytest.mark.parametrize("args", [["snapshots", "--host", "a", "--host", "b"],
                                   ["forget", "--host=a", "--host", "b", "--keep-last", "1"],
-                                  ["backup", "src", "--host", "a", "--host", "b"]])
+                                  ["backup", "src", "--host", "a", "--host", "b"],
+                                  ["snapshots", "-H", "a", "--host=b"]])
 def test_a_second_host_is_refused(fogvault, repo, args):
     """The parser kept the last: 'forget --host a --host b' chose b's snapshots alone, where
     restic takes both."""

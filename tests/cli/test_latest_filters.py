@@ -30,6 +30,8 @@ def test_latest_is_the_latest_of_the_filtered_snapshots(fogvault, two_hosts):
         "written on alpha")
     assert _ok(fogvault("dump", "-r", "repo", "latest", note, "--tag", "daily")) == (
         "written on alpha")
+    assert _ok(fogvault("dump", "-r", "repo", "latest", note, "-H", "alpha")) == (
+        "written on alpha")  # restic's short form
     assert note in _ok(fogvault("ls", "-r", "repo", "latest", "-R", "--path",
                                 f"{two_hosts}/alpha"))
     assert note not in _ok(fogvault("ls", "-r", "repo", "latest", "-R"))  # beta's is newer
