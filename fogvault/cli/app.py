@@ -255,8 +255,8 @@ def main(argv: list[str] | None = None) -> None:
 def _run(args: list[str], command: str | None, verbose: bool) -> int:
     """Run the command line ``args`` (of the subcommand ``command``); its exit code."""
     try:
-        _refuse_repeated_host(args)
         app = build_app(command)
+        _refuse_repeated_host(app, args)
         result = signals.run_command(
             lambda: app(args=args, prog_name="fogvault", standalone_mode=False))
         if result == EXIT_INTERRUPTED:  # Typer turns the KeyboardInterrupt into this code
@@ -285,13 +285,37 @@ def _run(args: list[str], command: str | None, verbose: bool) -> int:
     return result if isinstance(result, int) else EXIT_OK
 
 
-def _refuse_repeated_host(args: list[str]) -> None:
+def _refuse_repeated_host(app: typer.Typer, args: list[str]) -> None:
     """A second ``--host`` (or ``-H``) is refused: the parser keeps only the last, where restic
-    takes several as any of them, so 'forget --host a --host b' would have chosen b's alone."""
+    takes several as any of them, so 'forget --host a --host b' would have chosen b's alone.
+    The value of another option (``-e -Hx``) is not a host: the options that take a value
+    are read from the command, once there are two candidates."""
     options = args[:args.index("--")] if "--" in args else args
-    if sum(arg.startswith(("--host=", "-H")) or arg == "--host" for arg in options) > 1:
+    if sum(_names_host(arg) for arg in options) < 2:
+        return
+    takes_value = _options_taking_values(typer.main.get_command(app))
+    hosts, i = 0, 0
+    while i < len(options):
+        arg = options[i]
+        hosts += _names_host(arg)
+        i += 2 if arg in takes_value else 1  # and its value
+    if hosts > 1:
         raise UsageError("--host can be given once: FogVault selects the snapshots of one host "
                          "(restic takes several, as any of them); run the command per host")
+
+
+def _names_host(arg: str) -> bool:
+    return arg == "--host" or arg.startswith(("--host=", "-H"))
+
+
+def _options_taking_values(command: Any) -> set[str]:
+    """The option names (``-e``, ``--exclude``) of the Click ``command`` and its subcommands
+    that take a value in the next argument."""
+    names = {name for param in command.params if param.param_type_name == "option"
+             and not param.is_flag and not param.count for name in param.opts}
+    for sub in getattr(command, "commands", {}).values():
+        names |= _options_taking_values(sub)
+    return names
 
 
 def _report(exc: BaseException, verbose: bool, prefix: str = "error") -> None:

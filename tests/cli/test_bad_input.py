@@ -274,3 +274,9 @@ def test_a_second_host_is_refused(fogvault, repo, args):
         "error: --host can be given once: FogVault selects the snapshots of one host (restic "
         "takes several, as any of them); run the command per host")
     assert _snapshot_count(fogvault) == 1
+
+
+def test_another_option_s_value_that_starts_with_dash_h_is_no_host(fogvault, repo):
+    """'-e -Hx -e -Hy' (two exclude patterns) was refused as a second --host."""
+    done = fogvault("backup", "-r", repo, "--dry-run", "-e", "-Hx", "-e", "-Hy", "src")
+    assert done.returncode == 0, done.stderr
