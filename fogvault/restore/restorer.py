@@ -172,6 +172,10 @@ class Restorer:
         self._as_root = os.geteuid() == 0  # folder modes do not keep it out
         self._batch = 0  # the batch being planned
         self._hardlinks: Hardlinks[Parts] = Hardlinks()  # the first name's path
+        # the names linked to a hardlinked file's first name, counted as files restored until
+        # its contents fail (see _count_incomplete); the first names whose contents failed
+        self._links_made: dict[Parts, int] = {}
+        self._failed_firsts: set[Parts] = set()
         self._way: Parts = ()  # the folders leading to it are reachable (see _open_way)
         self._way_modes: list[tuple[Parts, int]] = []  # found modes to put back (_close_way)
         #: folders of the snapshot opened by _reach_into whose metadata is not set yet, with
@@ -265,9 +269,13 @@ class Restorer:
         leave the summary's files, which counts the files restored."""
         done = self._processes.tasks_done_in_order() if self._processes is not None else None
         while self._writing and (done is None or self._writing[0][0] <= done):
-            failed = sum(job.failed for job in self._writing.popleft()[1])
-            self._incomplete += failed
-            self.summary.files -= failed
+            for job in self._writing.popleft()[1]:
+                links = self._links_made.pop(job.parts, 0) if job.node.nlink > 1 else 0
+                if job.failed:
+                    self._incomplete += 1
+                    self.summary.files -= 1 + links
+                    if job.node.nlink > 1:
+                        self._failed_firsts.add(job.parts)
 
     def _stop_processes(self, *, stop: bool) -> None:
         if self._processes is not None:
@@ -600,7 +608,9 @@ class Restorer:
         if first is not None:
             if root is not None:
                 self._link(root, first, parts)
-            self.summary.files += 1
+            if first not in self._failed_firsts:  # a name of a file not restored in full
+                self._links_made[first] = self._links_made.get(first, 0) + 1
+                self.summary.files += 1
             return
         node, waiting_flags = self._flags.file(node)
         # A file with content is created when its first blob is written: creating it here

@@ -83,6 +83,20 @@ def test_a_file_too_large_for_the_file_system_is_a_warning(
     assert restored == contents
 
 
+def test_a_hard_link_to_a_file_too_large_is_not_counted_as_restored(
+        fogvault: Callable[..., Any], tmp_path: Path) -> None:
+    """Both names are the one partial file: the summary counted the second name (review)."""
+    src = tmp_path / "src"
+    make_tree(src, 3)
+    os.link(src / "big", src / "biglink")
+    assert fogvault("init", "-r", "repo").returncode == 0
+    assert fogvault("backup", "-r", "repo", str(src)).returncode == 0
+    done = fogvault("restore", "-r", "repo", "-V", "latest", "-t", "out",
+                    wrap=["prlimit", f"--fsize={LIMIT}", "--"])
+    assert done.returncode == 3, done.stderr
+    assert b": 3 files," in done.stdout, done.stdout  # the small ones: big, hole fail
+
+
 def backed_up(make_repo: Callable[..., Repository], tmp_path: Path) -> tuple[Repository,
                                                                             Snapshot, Path]:
     repo = make_repo()
