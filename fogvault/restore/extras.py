@@ -268,15 +268,15 @@ class Extras:
         """Delete the entries found (``dry_run``: only tell of them). Returns the selected
         folders something was deleted in: their times are to be set again."""
         changed = []
-        for aside, was in self._aside.items():
-            told, gone = self._delete(aside, deleted, dry_run)
+        for aside, was in list(self._aside.items()):
+            told, gone = self._delete(aside, deleted, dry_run)  # told of by its own name...
+            del self._aside[aside]  # ...and then forgotten: an interrupt names those left
             if not gone and not dry_run:
                 self._warn(f"{os.fsdecode(self._path(was))}: the folder that stood where the "
                            "snapshot has a file could not be deleted whole: what is left of it "
                            f"is in {os.fsdecode(self._path(aside))}")
             if told and (folder := self._aside_in.get(aside[:-1])) is not None:
                 changed.append((aside[:-1], folder))
-        self._aside.clear()
         for found in self._found:
             told = sum(self._delete((*found.parts, name), deleted, dry_run)[0]
                        for name in found.names)

@@ -20,8 +20,10 @@ from fogvault.backup.archiver import Archiver, BackupOptions
 from fogvault.errors import UsageError
 from fogvault.repo.format import pack_name
 from fogvault.repo.repository import Repository
+from fogvault.restore import extras
 from fogvault.restore.progress import RestoreProgress
 from fogvault.restore.restorer import RestoreOptions, Restorer, RestoreSummary
+from fogvault.restore.safefs import Parts
 from tests.restore.test_damaged_data import _chunks, _flip
 from tests.restore.test_restore_options import (
     ALL,
@@ -588,6 +590,51 @@ def test_a_restore_stopped_after_setting_a_folder_aside_says_where_it_is(
     assert (aside / "thesis.txt").read_bytes() == b"only copy"
     assert progress.warnings == [
         f"{root}/doc: the folder that stood where the snapshot has a file is kept, as {aside}"]
+
+
+def test_a_restore_stopped_while_deleting_names_only_the_folders_still_aside(
+    make_repo: Callable[..., Repository], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped as the second folder set aside was to go: the first one, deleted already, was
+    still named as kept (review)."""
+    repo = make_repo()
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a", "b"):
+        (src / name).write_bytes(name.encode())
+    Archiver(repo, BackupOptions()).run([str(src)])
+    root = tmp_path / "out" / str(src).lstrip("/")
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        (root / name / "inside").write_bytes(b"x")
+
+    class Recorded(RestoreProgress):
+        def __init__(self) -> None:
+            self.warnings: list[str] = []
+
+        def warning(self, message: str) -> None:
+            self.warnings.append(message)
+
+    deleting = extras.Extras._delete
+    calls: list[Parts] = []
+
+    def stopped_at_the_second(self: Any, parts: Parts, deleted: Any, dry_run: bool) -> Any:
+        if not dry_run:
+            calls.append(parts)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+        return deleting(self, parts, deleted, dry_run)
+
+    monkeypatch.setattr(extras.Extras, "_delete", stopped_at_the_second)
+    progress = Recorded()
+    snapshot = repo.load_snapshot(repo.resolve_snapshot("latest"))
+    with pytest.raises(KeyboardInterrupt):
+        Restorer(repo, snapshot, RestoreOptions(target=str(tmp_path / "out"), delete=True),
+                 progress).run()
+    aside = root / f".b.fogvault-in-the-way-{os.getpid()}"
+    assert not (root / f".a.fogvault-in-the-way-{os.getpid()}").exists() and aside.exists()
+    assert progress.warnings == [
+        f"{root}/b: the folder that stood where the snapshot has a file is kept, as {aside}"]
 
 
 def test_without_delete_a_non_empty_folder_in_the_way_stays(backed: Backed,
