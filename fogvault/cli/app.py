@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     if os.environ.get("_FOGVAULT_COMPLETE"):  # a shell's completion script asking (completion)
         from fogvault.cli.completion_cmd import complete
 
-        sys.exit(complete(os.environ["_FOGVAULT_COMPLETE"]))
+        sys.exit(streams.exit_code(complete(os.environ["_FOGVAULT_COMPLETE"])))
     sys.exit(streams.exit_code(_run(args, rest[0] if rest else None, verbose)))
 
 
@@ -268,7 +268,7 @@ def _run(args: list[str], command: str | None, verbose: bool) -> int:
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except streams.ReaderGone:  # a listing whose reader went away (see streams)
+    except streams.OutputStopped:  # a listing cut short (see streams)
         return EXIT_OK
     except FogVaultError as exc:
         code = exit_code_for(exc)

@@ -291,11 +291,15 @@ class Printer:
 
     def result(self, text: str = "") -> None:
         """A line of what a listing command was asked for (a table, entries, sizes): printed
-        under -q too, which would otherwise leave it with nothing to say. Stops the listing
-        if stdout's reader went away (see streams)."""
+        under -q too, which would otherwise leave it with nothing to say."""
         if not self.opts.json:
             print(text)
-            streams.listing_line()
+
+    def entry(self, text: str) -> None:
+        """A :meth:`result` line that is one entry of a listing: the listing stops once stdout
+        cannot be written (see streams)."""
+        self.result(text)
+        streams.listing_line()
 
     def problem(self, text: str) -> None:
         """A line of a text report that tells what failed: with the report on stdout, or on

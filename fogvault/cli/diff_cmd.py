@@ -56,5 +56,5 @@ def diff(
             })
             return
         for change in changes():
-            out.result(f"{change.kind}    {os.fsdecode(change.path)}")
+            out.entry(f"{change.kind}    {os.fsdecode(change.path)}")
     out.line(", ".join(f"{counts.get(k, 0)} {name}" for k, name in _LEGEND.items()))

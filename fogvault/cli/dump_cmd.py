@@ -122,7 +122,7 @@ def _written(out: BinaryIO, name: str) -> Iterator[BinaryIO]:
         yield out
         out.flush()
     except BrokenPipeError as exc:
-        raise streams.ReaderGone from exc
+        raise streams.OutputStopped from exc
     except OSError as exc:
         raise DestinationUnwritable(f"cannot write to {name}: {exc.strerror}") from exc
 

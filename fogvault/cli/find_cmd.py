@@ -63,7 +63,7 @@ def find(
             for snap, hits in found:
                 out.result(f"snapshot {snap.uid} of {snap.time:%Y-%m-%d %H:%M:%S}:")
                 for path, node in hits:
-                    out.result("  " + long_line(path, node))
+                    out.entry("  " + long_line(path, node))
     if unsearched:  # the other snapshots were searched: a partial result, exit 3
         raise PartialSuccess("; ".join(unsearched))
 

@@ -43,7 +43,7 @@ def list_objects(
         out.json(lines)
     else:
         for line in lines:
-            out.result(line)
+            out.entry(line)
 
 
 def _is_hex(text: str) -> bool:

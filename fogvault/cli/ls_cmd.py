@@ -98,4 +98,4 @@ def ls(
             out.json_streamed(lazy_list(node_json(p, n) for p, n in entries))
             return
         for entry_path, entry in entries:
-            out.result(long_line(entry_path, entry) if long else os.fsdecode(entry_path))
+            out.entry(long_line(entry_path, entry) if long else os.fsdecode(entry_path))

@@ -11,10 +11,12 @@ written after it. The command runs on as if its output had gone through, and
 :func:`exit_code` decides at its end:
 
 * stdout's reader went away (EPIPE): nothing is said, and the exit code is the command's own.
-  A listing, whose output is all its work, stops at its next line instead (:func:`listing_line`
-  raises :class:`ReaderGone`), with exit 0, as ``| head`` asked for no more.
 * any other error on stdout (a full disk, an I/O error): one line ``error: cannot write to
   standard output: WHY``, and exit 1 where the command would have exited 0 or 3.
+* a listing of entries (``ls``, ``find``, ``diff``, ``list``), whose output is all its work,
+  stops at its next entry once stdout failed (:func:`listing_line` raises
+  :class:`OutputStopped`): exit 0 for a reader gone, as ``| head`` asked for no more, else as
+  above.
 * stderr: nothing can be said there, and the exit code is the command's own.
 
 Only the standard library and ``fogvault.errors`` are imported here.
@@ -28,12 +30,14 @@ import io
 import os
 import select
 import sys
+from typing import TextIO
 
 from fogvault.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 
 
-class ReaderGone(Exception):
-    """Stdout's reader went away, and the listing being printed stops (see the module)."""
+class OutputStopped(Exception):
+    """Stdout cannot be written any more, and the listing being printed stops (see the
+    module)."""
 
 
 class _KeepFirstError(io.RawIOBase):
@@ -75,49 +79,52 @@ def write_all(fd: int, data: bytes) -> None:
 
 def install() -> None:
     """Put stdout and stderr on writers that keep their first error (see the module); names
-    that are not UTF-8 print as their own bytes. A stream that is not the process's own
-    descriptor 1 or 2 (a test's capture) is left as it is."""
+    that are not UTF-8 print as their own bytes. Buffered as before: an unbuffered stream
+    (``python -u``, PYTHONUNBUFFERED) stays so. A stream that is not the process's own
+    descriptor 1 or 2 (a test's capture) is left as it is. :func:`exit_code` puts back the
+    streams replaced, for a library caller."""
     for name, fd in (("stdout", 1), ("stderr", 2)):
         stream = getattr(sys, name)
-        if isinstance(getattr(stream, "buffer", None), io.BufferedWriter) and isinstance(
-                stream.buffer.raw, _KeepFirstError):
-            continue  # installed by an earlier call in this process
+        if name in _installed:
+            continue
         try:
             if stream.fileno() != fd:
                 continue
             stream.flush()
         except (OSError, ValueError):  # io.UnsupportedOperation is both
             continue
-        guarded = io.TextIOWrapper(io.BufferedWriter(_KeepFirstError(fd)),
-                                   encoding=stream.encoding, errors="surrogateescape",
-                                   line_buffering=stream.line_buffering,
-                                   write_through=stream.write_through)
-        setattr(sys, name, guarded)
+        guard = _KeepFirstError(fd)
+        buffered = isinstance(getattr(stream, "buffer", None), io.BufferedWriter)
+        setattr(sys, name, io.TextIOWrapper(
+            io.BufferedWriter(guard) if buffered else guard, encoding=stream.encoding,
+            errors="surrogateescape", line_buffering=stream.line_buffering,
+            write_through=stream.write_through or not buffered))
+        _installed[name] = (stream, guard)
 
 
-def _error(stream: object) -> OSError | None:
-    """The first error writing ``stream``, if :func:`install` guards it."""
-    buffer = getattr(stream, "buffer", None)
-    raw = getattr(buffer, "raw", None)
-    return raw.error if isinstance(raw, _KeepFirstError) else None
+#: name -> (the stream install replaced, the writer under its replacement)
+_installed: dict[str, tuple[TextIO, _KeepFirstError]] = {}
 
 
 def listing_line() -> None:
-    """Raise :class:`ReaderGone` if stdout's reader went away: a listing stops there."""
-    error = _error(sys.stdout)
-    if error is not None and error.errno == errno.EPIPE:
-        raise ReaderGone
+    """Raise :class:`OutputStopped` once stdout cannot be written: a listing stops there."""
+    if (entry := _installed.get("stdout")) is not None and entry[1].error is not None:
+        raise OutputStopped
 
 
 def exit_code(code: int) -> int:
     """The process's exit code for a command that ended with ``code``, once its output is
-    flushed (see the module)."""
+    flushed (see the module); the streams install replaced are put back."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(ValueError):  # closed
             stream.flush()
-    error = _error(sys.stdout)
-    if error is None or error.errno == errno.EPIPE:
-        return code
-    print(f"error: cannot write to standard output: {error.strerror}", file=sys.stderr)
-    sys.stderr.flush()
-    return EXIT_ERROR if code in (EXIT_OK, EXIT_PARTIAL) else code
+    entry = _installed.get("stdout")
+    error = entry[1].error if entry is not None else None
+    if error is not None and error.errno != errno.EPIPE:
+        print(f"error: cannot write to standard output: {error.strerror}", file=sys.stderr)
+        sys.stderr.flush()
+        code = EXIT_ERROR if code in (EXIT_OK, EXIT_PARTIAL) else code
+    for name, (stream, _) in _installed.items():
+        setattr(sys, name, stream)
+    _installed.clear()
+    return code

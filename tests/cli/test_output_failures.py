@@ -145,3 +145,56 @@ def test_a_warning_that_cannot_be_written_stops_no_restore(
     assert [p.read_text() for p in restored.iterdir() if p.name != "f0002"] == [
         (src / p.name).read_text() for p in restored.iterdir() if p.name != "f0002"]
     assert len(list(restored.iterdir())) == FILES
+
+
+def test_a_library_caller_gets_its_streams_back_after_each_command(
+        env: dict[str, str], src: Path) -> None:
+    """main() left stdout replaced, with its first error kept: a second call printed nothing
+    (and the caller's own prints were lost) after a first into a closed pipe (review)."""
+    script = (
+        "import os, sys\n"
+        "from fogvault.cli.app import main\n"
+        "def run(*args):\n"
+        "    try:\n"
+        "        main(list(args))\n"
+        "    except SystemExit as exc:\n"
+        "        return exc.code\n"
+        "read, write = os.pipe()\n"
+        "os.close(read)\n"
+        "saved = os.dup(1)\n"
+        "os.dup2(write, 1)\n"
+        "first = run('ls', 'latest')\n"
+        "os.dup2(saved, 1)\n"
+        "second = run('snapshots', '--json')\n"
+        "print('codes', first, second)\n")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    *listing, last = done.stdout.decode().splitlines()
+    assert last == "codes 0 0" and len(json.loads("\n".join(listing))) == 1
+
+
+def test_a_command_that_decides_its_exit_code_after_its_report_keeps_it(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """status --check with a table too large for the pipe: a reader gone gave exit 0 and no
+    'need a look' error, where the jobs need one (review)."""
+    jobs = "".join(f'[jobs.job{n:03d}]\nrepository = "r"\npaths = ["/srv"]\nschedule = "daily"\n'
+                   for n in range(150))
+    config = tmp_path / "config.toml"
+    config.write_text('[repositories.r]\ntargets = ["repo"]\npassword_file = "pw"\n' + jobs)
+    with reader_gone() as stdout:
+        done = run(env, "status", "--check", "--config", str(config), stdout=stdout)
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines()[-1].startswith("error: 150 of 150 jobs need a look")
+
+
+def test_unbuffered_streams_stay_unbuffered(env: dict[str, str]) -> None:
+    """python -u / PYTHONUNBUFFERED: a warning reached a pipe only at the exit, after the
+    lines printed after it (review)."""
+    script = ("import io, sys\nfrom fogvault.cli import streams\nstreams.install()\n"
+              "print(isinstance(sys.stdout.buffer, io.BufferedWriter), flush=True)\n")
+    for flags, buffered in ((["-u"], "False"), ([], "True")):
+        done = subprocess.run([sys.executable, *flags, "-c", script], capture_output=True,
+                              env={k: v for k, v in env.items() if k != "PYTHONUNBUFFERED"},
+                              timeout=60, check=False)
+        assert done.stdout.decode().strip() == buffered, done.stderr
