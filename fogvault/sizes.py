@@ -3,6 +3,7 @@ counts in messages (``1 snapshot``, ``2 snapshots``)."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from fogvault.errors import UsageError
@@ -29,4 +30,7 @@ def parse_size(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
     if not match:
         raise UsageError(f"not a size: {text!r} (use e.g. 512K, 16M, 2G)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    size = float(match.group(1)) * _UNITS[match.group(2).upper()]
+    if not math.isfinite(size):  # digits beyond a float's range
+        raise UsageError(f"not a size: {text!r} (too large)")
+    return int(size)

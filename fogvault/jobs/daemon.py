@@ -68,6 +68,7 @@ class Scheduler:
     def ran(self, name: str, now: datetime) -> None:
         """Record that ``name`` ran (finishing ``now``): missed occurrences are dropped."""
         self.next_due[name] = self.schedules[name].next_after(now)
+        self.latest = now if self.latest is None else max(self.latest, now)  # for due()
 
     def seconds_to_wait(self, now: datetime) -> float:
         if not self.next_due:

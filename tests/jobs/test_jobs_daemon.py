@@ -70,6 +70,16 @@ def test_after_the_clock_was_set_back_a_job_waits_no_longer_than_its_schedule():
     assert scheduler.due(back + timedelta(seconds=2)) == ["every"]
 
 
+def test_a_clock_set_back_within_the_run_just_finished_is_seen_too():
+    """An hourly job ran 10:00-10:30, then the clock went back to 10:10: it waited until
+    11:30 (review)."""
+    scheduler = Scheduler.start({"every": parse_schedule("every 1h")}, {}, _at(9))
+    assert scheduler.due(_at(10)) == ["every"]
+    scheduler.ran("every", _at(10, 30))
+    assert scheduler.due(_at(10, 10)) == []
+    assert scheduler.next_due["every"] == _at(11, 10)
+
+
 def test_the_longest_waiting_job_goes_first():
     every = parse_schedule("every 1s")
     scheduler = Scheduler({"a": every, "b": every}, {"a": _at(3, 1), "b": _at(3, 0)})

@@ -108,7 +108,7 @@ def test_read_data_subset_percentages_and_sizes_read_as_restic_does(repo_with_da
     assert read(str(sizes[0] + sizes[1])) >= 1 and read("1G") == packs
     with pytest.raises(UsageError, match="not both"):
         check(repo_with_data, CheckOptions(read_data=True, read_data_subset="1/2"))
-    for bad in ("0%", "101%", "0/3", "4/3", "abc", "0"):
+    for bad in ("0%", "101%", "0/3", "4/3", "abc", "0", "9" * 400):  # the last overflowed
         with pytest.raises(UsageError):
             check(repo_with_data, CheckOptions(read_data_subset=bad))
 
