@@ -208,6 +208,9 @@ def pattern_warnings(patterns: Iterable[str]) -> list[str]:
         if any(_has_unclosed_set(part) for part in _components(text)):  # restic refuses it
             lines.append(f"pattern '{raw.strip()}' has a '[' with no ']' after it in the same "
                          "name: it opens no set and matches itself (write '[[]' to say so)")
+        if any(_ends_escaping(part) for part in _components(text)):  # restic refuses it
+            lines.append(f"pattern '{raw.strip()}' has a backslash that escapes nothing at the "
+                         "end of a name: it matches a backslash (write '\\\\' to say so)")
         if negated and not excluding:
             lines.append(f"pattern '{raw.strip()}' has no effect: a '!' pattern only takes "
                          "back a match of a pattern before it (a name that starts with '!' "
@@ -227,6 +230,11 @@ def _foreign_syntax_hint(pattern: str) -> str | None:
         return (f"patterns match absolute paths, which hold no '.' or '..' "
                 f"(did you mean '{os.path.abspath(pattern)}'?)")
     return None
+
+
+def _ends_escaping(name: str) -> bool:
+    """Whether ``name`` ends in a backslash that escapes nothing (an odd run of them)."""
+    return (len(name) - len(name.rstrip("\\"))) % 2 == 1
 
 
 def _has_unclosed_set(name: str) -> bool:

@@ -97,6 +97,14 @@ def test_wildcards_as_restic_reads_them(pattern, matched, not_matched):
     assert not patterns.matches(f"/d/{not_matched}")
 
 
+def test_a_backslash_that_escapes_nothing_is_warned_about():
+    """restic refuses such a pattern; it matches a backslash here."""
+    assert pattern_warnings(["a\\", "x\\/y", "a\\\\"]) == [
+        f"pattern '{p}' has a backslash that escapes nothing at the end of a name: it matches "
+        "a backslash (write '\\\\' to say so)" for p in ("a\\", "x\\/y")]
+    assert PathPatterns(["a\\"]).matches("/d/a\\")
+
+
 def test_fogvault_patterns_get_no_warning():
     assert pattern_warnings(["*.tmp", "!keep.tmp", "/home/*/.cache", "**/node_modules",
                              "cache/*", "~/tmp", "re", "data.sh:x", "*.[ch]", "[]]", "[!]x]",
