@@ -192,10 +192,8 @@ def check(
         packs = inventory.live.packs
         result.packs = len(packs)
         chosen = bytearray(packs.capacity)  # a byte per pack number, not a name per pack
-        if selector is not None:
-            for number in selector([(number, packs.pack_id(number), packs.sizes[number])
-                                    for number in packs.numbers()]):
-                chosen[number] = 1
+        for number in selector(packs) if selector is not None else ():
+            chosen[number] = 1
         stray = {key_name(k) for k in repo.stray_keys}
         result.stray_keys = sorted(n[len(KEYS_DIR):] for n in stray if inventory.holders(n))
         metadata = [n for n in inventory.live.metadata() if n not in stray]
@@ -557,5 +555,5 @@ def _subset(options: CheckOptions) -> Chooser | None:
     if options.read_data and spec:
         raise UsageError("--read-data reads every pack: give it or --read-data-subset, not both")
     if options.read_data:
-        return lambda packs: (number for number, _, _ in packs)
+        return lambda packs: packs.numbers()
     return chooser(spec) if spec else None

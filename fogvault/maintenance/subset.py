@@ -14,13 +14,26 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
 
 from fogvault.errors import UsageError
 from fogvault.sizes import parse_size
 
-#: (pack number, pack id, size) of every pack -> the numbers of those to read
-Chooser = Callable[[list[tuple[int, bytes, int]]], Iterable[int]]
+
+class Packs(Protocol):
+    """The packs to choose from (``inventory.LivePacks``): numbers, ids, sizes by number."""
+
+    sizes: Sequence[int]
+
+    def numbers(self) -> Iterator[int]: ...
+
+    def pack_id(self, number: int) -> bytes: ...
+
+
+#: the packs -> the numbers of those to read
+Chooser = Callable[[Packs], Iterable[int]]
 
 HINT = "use a group such as 1/10, a percentage such as 5% or a size such as 500M"
 
@@ -33,13 +46,13 @@ def chooser(spec: str) -> Chooser:
         if not 0 < share <= 1:
             raise UsageError(f"--read-data-subset {spec}: a percentage must be above 0 and at "
                              "most 100")
-        return lambda packs: _at_random(packs, max(1, round(len(packs) * share)))
+        return lambda packs: _at_random(packs, share)
     if match := re.fullmatch(r"(\d+)/(\d+)", spec):
         n, m = int(match.group(1)), int(match.group(2))
         if not 1 <= n <= m:
             raise UsageError(f"--read-data-subset {spec}: a group n/m needs 1 <= n <= m")
-        return lambda packs: (number for number, pack_id, _ in packs
-                              if int.from_bytes(pack_id[:4], "big") % m == n - 1)
+        return lambda packs: (number for number in packs.numbers()
+                              if int.from_bytes(packs.pack_id(number)[:4], "big") % m == n - 1)
     try:
         limit = parse_size(spec)
     except UsageError:
@@ -49,13 +62,22 @@ def chooser(spec: str) -> Chooser:
     return lambda packs: _up_to(packs, limit)
 
 
-def _at_random(packs: list[tuple[int, bytes, int]], count: int) -> list[int]:
-    return [number for number, _, _ in random.sample(packs, min(count, len(packs)))]
+def _shuffled(packs: Packs) -> array[int]:
+    """The pack numbers in a random order: 8 bytes a pack, not an object each."""
+    numbers = array("Q", packs.numbers())
+    random.shuffle(numbers)
+    return numbers
 
 
-def _up_to(packs: list[tuple[int, bytes, int]], limit: int) -> list[int]:
+def _at_random(packs: Packs, share: float) -> Iterable[int]:
+    numbers = _shuffled(packs)
+    return numbers[:max(1, round(len(numbers) * share))]
+
+
+def _up_to(packs: Packs, limit: int) -> list[int]:
     chosen, total = [], 0
-    for number, _, size in random.sample(packs, len(packs)):
+    for number in _shuffled(packs):
+        size = packs.sizes[number]
         if chosen and total + size > limit:
             continue
         chosen.append(number)
