@@ -165,16 +165,23 @@ def test_zip_names_that_would_be_one_are_kept_apart(fogvault, tmp_path):
     src.mkdir()
     (src / "caf\\xe9").write_bytes(b"a backslash in the name")
     (src / os.fsdecode(b"caf\xe9")).write_bytes(b"a latin-1 byte in the name")
+    contents, stderr = _zip_of(fogvault, src)
+    assert contents == {"/": b"", "/caf\\xe9": b"a backslash in the name",
+                        "/caf\\xe9~1": b"a latin-1 byte in the name"}
+    assert b"as an entry written before it has its name there" in stderr
+
+
+def _zip_of(fogvault, src) -> tuple[dict[str, bytes], bytes]:
+    """``src`` backed up and dumped as a zip archive: (member name below ``src`` -> contents,
+    the dump's stderr)."""
     assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
     assert fogvault("backup", "-r", "repo", str(src)).returncode == 0
     done = fogvault("dump", "-r", "repo", "latest", str(src), "--archive", "zip")
     assert done.returncode == 0, done.stderr
     archive = zipfile.ZipFile(io.BytesIO(done.stdout))
     prefix = str(src).lstrip("/")
-    contents = {i.filename.removeprefix(prefix): archive.read(i) for i in archive.infolist()}
-    assert contents == {"/": b"", "/caf\\xe9": b"a backslash in the name",
-                        "/caf\\xe9~1": b"a latin-1 byte in the name"}
-    assert b"as an entry written before it has its name there" in done.stderr
+    return ({i.filename.removeprefix(prefix): archive.read(i) for i in archive.infolist()},
+            done.stderr)
 
 
 def test_a_zip_folder_renamed_apart_keeps_its_contents_and_a_file_never_shares_a_folder_s_name(
@@ -188,20 +195,14 @@ def test_a_zip_folder_renamed_apart_keeps_its_contents_and_a_file_never_shares_a
         (src / os.fsdecode(folder)).mkdir(parents=True)
         (src / os.fsdecode(folder) / "inside").write_bytes(folder)
     (src / "x\\xff").write_bytes(b"a file")  # sorted before the folder x\xff
-    assert fogvault("init", "-r", "repo", "--kdf", "interactive").returncode == 0
-    assert fogvault("backup", "-r", "repo", str(src)).returncode == 0
-    done = fogvault("dump", "-r", "repo", "latest", str(src), "--archive", "zip")
-    assert done.returncode == 0, done.stderr
-    archive = zipfile.ZipFile(io.BytesIO(done.stdout))
-    prefix = str(src).lstrip("/")
-    contents = {i.filename.removeprefix(prefix): archive.read(i) for i in archive.infolist()}
+    contents, stderr = _zip_of(fogvault, src)
     assert contents == {"/": b"", "/x\\xff": b"a file",
                         "/caf\\xe9/": b"", "/caf\\xe9/inside": folders[0],
                         "/caf\\xe9~1/": b"", "/caf\\xe9~1/inside": folders[1],
                         "/x\\xff~1/": b"", "/x\\xff~1/inside": folders[2]}
     # each name that is not UTF-8 is warned about once, not again for the file inside it
-    assert done.stderr.count(b"is not UTF-8") == 2, done.stderr
-    assert done.stderr.count(b"as an entry written before it has its name there") == 2
+    assert stderr.count(b"is not UTF-8") == 2, stderr
+    assert stderr.count(b"as an entry written before it has its name there") == 2
 
 
 def test_chunks_beyond_a_file_s_recorded_size_stop_the_archive(make_repo):
